@@ -1,0 +1,77 @@
+/**
+ * The gateway's one HTTP server (fastify): health, readiness, metrics, the connectors' webhook
+ * routes (mounted through the framework-neutral HttpMount), and the /v1 helpdesk API.
+ * Bodies are kept raw so connectors can verify platform signatures over the exact bytes.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { HttpMount, RawRequest, RouteHandler } from '../core/http.js';
+import type { Logger } from '../core/logger.js';
+import { registry } from '../core/metrics.js';
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, unknown>;
+}
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  bodyLimit: number;
+  log: Logger;
+  readiness: () => Promise<Readiness>;
+}
+
+export class HttpServer implements HttpMount {
+  readonly app: FastifyInstance;
+  private closing = false;
+
+  constructor(private readonly o: HttpServerOptions) {
+    this.app = Fastify({ logger: false, bodyLimit: o.bodyLimit, return503OnClosing: true });
+    this.app.removeAllContentTypeParsers();
+    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    this.app.get('/healthz', async () => ({ status: 'ok' }));
+    this.app.get('/readyz', async (_req, reply) => {
+      const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
+      return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.checks });
+    });
+    this.app.get('/metrics', async (_req, reply) => {
+      return reply.header('content-type', registry.contentType).send(await registry.metrics());
+    });
+  }
+
+  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler): void {
+    this.app.route({
+      method,
+      url: path,
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        const raw: RawRequest = {
+          method: req.method,
+          path: req.url.split('?')[0]!,
+          headers: req.headers as Record<string, string | undefined>,
+          query: req.query as Record<string, string | undefined>,
+          params: req.params as Record<string, string | undefined>,
+          rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
+        };
+        const res = await handler(raw);
+        reply.code(res.status);
+        for (const [k, v] of Object.entries(res.headers ?? {})) reply.header(k, v);
+        return reply.send(res.body ?? '');
+      },
+    });
+  }
+
+  async listen(): Promise<string> {
+    return this.app.listen({ host: this.o.host, port: this.o.port });
+  }
+
+  get port(): number {
+    const addr = this.app.server.address();
+    return typeof addr === 'object' && addr ? addr.port : this.o.port;
+  }
+
+  /** Readiness turns false first so load balancers stop sending, then the server closes. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.app.close();
+  }
+}

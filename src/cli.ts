@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * omnigate start         run the gateway (embedded nats-server when nats.url is empty)
+ * omnigate check-config  validate the configuration and exit
+ * Config file: --config FILE, else $OMNIGATE_CONFIG, else ./config/omnigate.yaml if present,
+ * else built-in defaults.
+ */
+import { existsSync } from 'node:fs';
+import { ConfigError, loadConfig, type ConnectorEntry, type LoadedConfig } from './core/config.js';
+import { createLogger } from './core/logger.js';
+import { errorMessage } from './core/errors.js';
+import { NatsServerMissingError } from './core/embedded-nats.js';
+import { connectorTypes, loadFactories } from './connectors/registry.js';
+import type { ConnectorFactory } from './connectors/contract.js';
+import { Gateway } from './app.js';
+
+const USAGE = 'usage: omnigate <start|check-config> [--config FILE]';
+
+export function configPath(argv: string[], env: NodeJS.ProcessEnv): string | undefined {
+  const i = argv.indexOf('--config');
+  if (i >= 0) return argv[i + 1];
+  if (env.OMNIGATE_CONFIG) return env.OMNIGATE_CONFIG;
+  return existsSync('config/omnigate.yaml') ? 'config/omnigate.yaml' : undefined;
+}
+
+/** Two passes: the core keys first, then each enabled connector against its own schema. */
+export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>> }> {
+  const core = loadConfig(file, env);
+  const factories = await loadFactories(core.config.connectors.map((c) => c.type));
+  const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
+    const factory = factories.get(entry.type);
+    if (!factory) return { ok: false, unknownType: connectorTypes() };
+    const { type: _t, account: _a, enabled: _e, ...options } = entry;
+    const r = factory.options.safeParse(options);
+    return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
+  });
+  return { loaded, factories };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0];
+  if (command !== 'start' && command !== 'check-config') {
+    process.stderr.write(`${USAGE}\n`);
+    return 64;
+  }
+  const file = configPath(argv, process.env);
+  let loaded: LoadedConfig;
+  let factories: Map<string, ConnectorFactory<any>>;
+  try {
+    ({ loaded, factories } = await loadAll(file, process.env));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`omnigate: ${err.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    throw err;
+  }
+  if (command === 'check-config') {
+    process.stdout.write(`omnigate: ${loaded.file} is valid (${loaded.connectors.length} connector(s) enabled)\n`);
+    return 0;
+  }
+  const log = createLogger({ level: loaded.config.log.level });
+  const gateway = new Gateway({ loaded, factories, log });
+  let stopping: Promise<void> | undefined;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    log.info({ signal }, 'signal received');
+    stopping = gateway.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err: errorMessage(err) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
+  try {
+    await gateway.start();
+  } catch (err) {
+    if (err instanceof NatsServerMissingError) log.fatal(err.message);
+    else log.fatal({ err: errorMessage(err) }, 'failed to start');
+    await gateway.stop().catch(() => {});
+    return 1;
+  }
+  return -1; // keep running
+}
+
+if (process.argv[1] && /cli\.(js|ts)$/.test(process.argv[1])) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exit(code);
+    },
+    (err) => {
+      process.stderr.write(`omnigate: ${errorMessage(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

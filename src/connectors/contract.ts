@@ -1,0 +1,113 @@
+/**
+ * The connector contract: the one small interface every channel implements, and the context the
+ * gateway hands it. A connector knows its platform and this file; never the router, never another
+ * connector. Everything it publishes goes through ctx, which validates against the event schema.
+ */
+import type { z } from 'zod';
+import type { Logger } from '../core/logger.js';
+import type { MediaStore } from '../core/media.js';
+import type { HttpMount } from '../core/http.js';
+import type { Lease } from '../core/lease.js';
+import type { ConnectorState, InboundEventInput, OutboundMessage } from '../core/schema.js';
+
+export interface SendResult {
+  /** The platform's id for what was sent (Telegram message_id, Slack ts, email Message-ID). */
+  platformMessageId: string;
+}
+
+export interface ConnectorHealth {
+  state: ConnectorState;
+  detail?: string;
+  since: string;
+}
+
+export interface Connector {
+  /** Begin intake. Resolve once the connector is running (not when the platform is reachable). */
+  start(): Promise<void>;
+  /** Stop intake and finish what is in flight; the platform keeps what was not acknowledged. */
+  stop(): Promise<void>;
+  /**
+   * Send one outbound message. Throw TransientDeliveryError to be retried (with the platform's
+   * retry-after if known) or PermanentDeliveryError to fail it with a reason. Pacing is the
+   * connector's job; retries, idempotency and delivery events are the runtime's.
+   */
+  send(message: OutboundMessage): Promise<SendResult>;
+  health(): ConnectorHealth;
+}
+
+/** Durable per-account state (checkpoints, offsets, auth) in the omni_state bucket. */
+export interface AccountState {
+  get(key: string): Promise<{ value: string; revision: number } | null>;
+  put(key: string, value: string): Promise<number>;
+  /** Compare-and-set: fails if the revision moved (0 = must not exist). */
+  update(key: string, value: string, revision: number): Promise<number>;
+  delete(key: string): Promise<void>;
+  keys(prefix?: string): Promise<string[]>;
+}
+
+export interface PublishResult {
+  /** True when JetStream already had this event id (platform redelivery, replay). */
+  duplicate: boolean;
+  seq: number;
+}
+
+export interface ConnectorContext {
+  readonly channel: string;
+  readonly account: string;
+  readonly log: Logger;
+  readonly media: MediaStore;
+  readonly state: AccountState;
+  readonly http: HttpMount;
+  /** Aborted when the gateway stops. */
+  readonly signal: AbortSignal;
+  /**
+   * Validate and publish an inbound event on omni.in.<channel>.<account> with the event id as
+   * Nats-Msg-Id. Resolves only after JetStream stored it: acknowledge the platform after this.
+   * Retries while NATS is unreachable; rejects on invalid events (see `InvalidEventError`).
+   */
+  publish(event: InboundEventInput): Promise<PublishResult>;
+  /** Report a state change; published on omni.events.connector.<channel>.<account>. */
+  setState(state: ConnectorState, detail?: string): void;
+  /** Park what could not become an event, with the reason; nothing is silently dropped. */
+  deadLetter(reason: string, payload: unknown): Promise<void>;
+  /** Single-runner lease for this account across gateway replicas. */
+  lease(name?: string): Promise<Lease>;
+}
+
+export interface ConnectorFactory<Options = unknown> {
+  /** The `type` in config (e.g. "whatsapp-cloud"). */
+  readonly type: string;
+  /** The channel token on the bus (e.g. "whatsapp"): two transports may share a channel. */
+  readonly channel: string;
+  /** Validated once at start; errors name the key and the config file. */
+  readonly options: z.ZodType<Options, any>;
+  create(options: Options, ctx: ConnectorContext): Connector;
+}
+
+export class InvalidEventError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidEventError';
+  }
+}
+
+/** The stable event id used as dedup key end to end. */
+export function eventId(channel: string, account: string, platformId: string): string {
+  return `${channel}:${account}:${platformId}`;
+}
+
+/** A small health tracker connectors can embed: state plus when it last changed. */
+export class HealthTracker {
+  private current: ConnectorHealth = { state: 'starting', since: new Date().toISOString() };
+  constructor(private readonly ctx: Pick<ConnectorContext, 'setState'>) {}
+
+  set(state: ConnectorState, detail?: string): void {
+    if (state === this.current.state && detail === this.current.detail) return;
+    this.current = { state, detail, since: new Date().toISOString() };
+    this.ctx.setState(state, detail);
+  }
+
+  get(): ConnectorHealth {
+    return this.current;
+  }
+}

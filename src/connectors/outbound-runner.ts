@@ -1,0 +1,187 @@
+/**
+ * Drives one connector's outbound queue (durable consumer on omni.out.<channel>.<account>):
+ * per-conversation order, at most one send per idempotency key, retries with backoff or the
+ * platform's retry-after, and a failed delivery plus a dead letter when a message cannot be sent.
+ * Every outcome is published on omni.status.<channel>.<account> for the router to log.
+ */
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import { KeyedLanes, Semaphore } from '../core/lanes.js';
+import type { Logger } from '../core/logger.js';
+import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
+import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
+import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../core/errors.js';
+import { deadLetter } from '../core/dead-letter.js';
+import type { Connector } from './contract.js';
+
+export interface OutboundRunnerOptions {
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  ackWaitMs: number;
+  concurrency: number;
+}
+
+type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string };
+
+export class OutboundRunner {
+  private messages?: ConsumerMessages;
+  private readonly lanes = new KeyedLanes();
+  private stopping = false;
+  private loop?: Promise<void>;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly channel: string,
+    private readonly account: string,
+    private readonly connector: Connector,
+    private readonly log: Logger,
+    private readonly o: OutboundRunnerOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    const durable = Consumers.outbound(this.channel, this.account);
+    await this.bus.ensureConsumer(Streams.outbound, {
+      durable_name: durable,
+      filter_subject: Subjects.outbound(this.channel, this.account),
+      ack_wait: this.o.ackWaitMs * 1_000_000,
+      max_ack_pending: Math.max(64, this.o.concurrency * 2),
+      max_deliver: -1,
+    });
+    const consumer = await this.bus.js.consumers.get(Streams.outbound, durable);
+    this.messages = await consumer.consume({ max_messages: this.o.concurrency });
+    const sem = new Semaphore(this.o.concurrency);
+    this.loop = (async () => {
+      for await (const m of this.messages!) {
+        await sem.acquire();
+        const parsed = this.parse(m);
+        if (!parsed) {
+          sem.release();
+          continue;
+        }
+        const lane = `${parsed.conversation.id}:${parsed.conversation.threadId ?? ''}`;
+        void this.lanes
+          .run(lane, () => this.handle(m, parsed))
+          .catch((err) => {
+            this.log.error({ err: errorMessage(err), outboundId: parsed.id }, 'outbound handling failed; will be redelivered');
+            m.nak(this.o.backoffBaseMs);
+          })
+          .finally(() => sem.release());
+      }
+    })();
+  }
+
+  /** Stop taking new messages and let in-flight sends finish; waits are handed back (nak). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.messages?.stop();
+    await this.loop?.catch(() => {});
+    await this.lanes.idle();
+  }
+
+  private parse(m: JsMsg): OutboundMessage | null {
+    let json: unknown;
+    try {
+      json = m.json();
+    } catch {
+      void this.park(m, 'outbound payload is not valid JSON');
+      return null;
+    }
+    const result = OutboundMessage.safeParse(json);
+    if (!result.success) {
+      void this.park(m, `outbound payload does not match schema v1: ${describeZodError(result.error)}`);
+      return null;
+    }
+    return result.data;
+  }
+
+  private async park(m: JsMsg, reason: string): Promise<void> {
+    this.log.warn({ subject: m.subject, reason }, 'outbound message parked on dead-letter subject');
+    await deadLetter(this.bus, `outbound.${this.channel}.${this.account}`, m.subject, reason, m.data);
+    m.ack();
+  }
+
+  private async handle(m: JsMsg, msg: OutboundMessage): Promise<void> {
+    const kv = this.bus.kv.dedup;
+    const markerKey = `out.${kvSafe(msg.id)}`;
+    const entry = await kv.get(markerKey);
+    const marker: Marker | null = entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
+    if (marker?.s === 'sent' || marker?.s === 'failed') {
+      m.ack(); // already decided: a replay changes nothing
+      return;
+    }
+    if (marker?.s === 'in-flight') {
+      // A previous process stopped in the middle of the platform call: it may or may not have
+      // been delivered. Sending again could duplicate a reply, so we report instead of guessing.
+      await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
+        'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
+      return;
+    }
+    let attempts = marker?.attempts ?? 0;
+    const keepAlive = setInterval(() => m.working(), Math.max(1000, this.o.ackWaitMs / 3));
+    try {
+      for (;;) {
+        attempts++;
+        await kv.put(markerKey, JSON.stringify({ s: 'in-flight', attempts } satisfies Marker));
+        try {
+          const result = await this.connector.send(msg);
+          await this.finish(m, msg, markerKey, { s: 'sent', attempts, pid: result.platformMessageId }, 'sent', result.platformMessageId);
+          return;
+        } catch (err) {
+          if (err instanceof PermanentDeliveryError) {
+            await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, `${err.reason}: ${err.message}`);
+            return;
+          }
+          await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts } satisfies Marker));
+          if (attempts >= this.o.maxAttempts) {
+            await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined,
+              `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
+            return;
+          }
+          const delay = err instanceof TransientDeliveryError && err.retryAfterMs !== undefined
+            ? err.retryAfterMs
+            : Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempts - 1));
+          this.log.warn({ outboundId: msg.id, attempts, delayMs: delay, err: errorMessage(err) }, 'send failed; retrying');
+          if (this.stopping) {
+            m.nak(delay); // another replica, or our restart, continues from the stored attempt count
+            return;
+          }
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async finish(
+    m: JsMsg,
+    msg: OutboundMessage,
+    markerKey: string,
+    marker: Marker,
+    status: Status['status'],
+    platformMessageId?: string,
+    reason?: string,
+  ): Promise<void> {
+    const event: Status = DeliveryStatus.parse({
+      v: 1,
+      type: 'delivery.status',
+      outboundId: msg.id,
+      ticketId: msg.ticketId,
+      channel: msg.channel,
+      account: msg.account,
+      status,
+      platformMessageId,
+      reason,
+      attempts: marker.attempts,
+      at: new Date().toISOString(),
+    });
+    await this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`);
+    if (status === 'failed') {
+      this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
+      await deadLetter(this.bus, `outbound.${msg.channel}.${msg.account}`, m.subject, reason ?? 'failed', m.data);
+    }
+    await this.bus.kv.dedup.put(markerKey, JSON.stringify(marker));
+    m.ack();
+  }
+}

@@ -1,0 +1,185 @@
+import { z } from 'zod';
+import type { RawRequest, RawResponse } from '../../core/http.js';
+import { Pacer } from '../../core/pacer.js';
+import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { MediaTooLargeError } from '../../core/media.js';
+import { describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
+import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
+import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import type { WebhookOptions } from './index.js';
+
+const Sender = z.object({
+  id: z.string().min(1),
+  name: z.string().optional(),
+  email: z.string().optional(),
+  phone: z.string().optional(),
+});
+
+/** What a web form or external system POSTs to /connectors/webhook/<account>/messages. */
+export const WebhookInbound = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('message').default('message'),
+    messageId: z.string().min(1).max(200),
+    conversationId: z.string().min(1).max(200).optional(),
+    sender: Sender,
+    subject: z.string().optional(),
+    text: z.string().default(''),
+    html: z.string().optional(),
+    replyTo: z.string().optional(),
+    sentAt: z.string().datetime({ offset: true }).optional(),
+    attachments: z
+      .array(z.object({ name: z.string().min(1), mimeType: z.string().default('application/octet-stream'), contentBase64: z.string() }))
+      .default([]),
+  }),
+  z.object({
+    type: z.literal('edit'),
+    messageId: z.string().min(1).max(200),
+    targetMessageId: z.string().min(1),
+    conversationId: z.string().min(1).max(200).optional(),
+    sender: Sender,
+    text: z.string(),
+  }),
+  z.object({
+    type: z.literal('delete'),
+    messageId: z.string().min(1).max(200),
+    targetMessageId: z.string().min(1),
+    conversationId: z.string().min(1).max(200).optional(),
+    sender: Sender,
+  }),
+]);
+
+export class WebhookConnector implements Connector {
+  private readonly health_: HealthTracker;
+  private readonly pacer: Pacer;
+
+  constructor(
+    private readonly options: WebhookOptions,
+    private readonly ctx: ConnectorContext,
+  ) {
+    this.health_ = new HealthTracker(ctx);
+    this.pacer = new Pacer(options.perConversationIntervalMs, 0);
+  }
+
+  async start(): Promise<void> {
+    this.ctx.http.route('POST', `/connectors/webhook/${this.ctx.account}/messages`, (req) => this.receive(req));
+    this.health_.set('connected');
+  }
+
+  async stop(): Promise<void> {
+    this.health_.set('stopped');
+  }
+
+  health() {
+    return this.health_.get();
+  }
+
+  private authorized(req: RawRequest): boolean {
+    const bearer = req.headers.authorization?.replace(/^Bearer\s+/i, '');
+    if (bearer && safeEqual(bearer, this.options.secret)) return true;
+    return verify(this.options.secret, req.rawBody, req.headers[SIGNATURE_HEADER]).ok;
+  }
+
+  private async receive(req: RawRequest): Promise<RawResponse> {
+    if (!this.authorized(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or invalid bearer token or signature' } };
+    let json: unknown;
+    try {
+      json = JSON.parse(req.rawBody.toString('utf8'));
+    } catch {
+      await this.ctx.deadLetter('webhook body is not valid JSON', req.rawBody);
+      return { status: 400, body: { error: 'invalid_json', message: 'body is not valid JSON' } };
+    }
+    if (json && typeof json === 'object' && !('type' in json)) (json as Record<string, unknown>).type = 'message';
+    const parsed = WebhookInbound.safeParse(json);
+    if (!parsed.success) {
+      const message = describeZodError(parsed.error);
+      await this.ctx.deadLetter(`webhook body invalid: ${message}`, req.rawBody);
+      return { status: 400, body: { error: 'invalid_body', message } };
+    }
+    const m = parsed.data;
+    const { channel, account } = this.ctx;
+    const sender = {
+      id: m.sender.id,
+      displayName: m.sender.name,
+      handles: Object.fromEntries(Object.entries({ email: m.sender.email, phone: m.sender.phone }).filter(([, v]) => v)) as Record<string, string>,
+    };
+    const conversation = { id: m.conversationId ?? m.sender.id, kind: 'private' as const };
+    const id = eventId(channel, account, m.type === 'message' ? m.messageId : `${m.type}:${m.messageId}`);
+    try {
+      let result;
+      if (m.type === 'message') {
+        const attachments: Attachment[] = [];
+        for (const a of m.attachments) {
+          const bytes = Buffer.from(a.contentBase64, 'base64');
+          try {
+            attachments.push(await this.ctx.media.put(bytes, { name: a.name, mimeType: a.mimeType }));
+          } catch (err) {
+            if (!(err instanceof MediaTooLargeError)) throw err;
+            attachments.push(this.ctx.media.failed({ name: a.name, mimeType: a.mimeType, size: bytes.byteLength }, err.message));
+          }
+        }
+        result = await this.ctx.publish({
+          type: 'message.inbound',
+          id,
+          conversation: { ...conversation, title: m.subject },
+          sender,
+          text: m.text,
+          html: m.html,
+          format: m.html ? 'html' : 'plain',
+          attachments,
+          replyTo: m.replyTo,
+          platform: { messageId: m.messageId, sentAt: m.sentAt },
+        });
+      } else if (m.type === 'edit') {
+        result = await this.ctx.publish({
+          type: 'message.edited', id, conversation, sender, targetPlatformMessageId: m.targetMessageId, text: m.text,
+          platform: { messageId: m.messageId },
+        });
+      } else {
+        result = await this.ctx.publish({
+          type: 'message.deleted', id, conversation, sender, targetPlatformMessageId: m.targetMessageId,
+          platform: { messageId: m.messageId },
+        });
+      }
+      return { status: 202, body: { eventId: id, duplicate: result.duplicate } };
+    } catch (err) {
+      if (err instanceof InvalidEventError) {
+        await this.ctx.deadLetter(err.message, req.rawBody);
+        return { status: 400, body: { error: 'invalid_event', message: err.message } };
+      }
+      // Not stored: tell the sender to retry rather than pretend we have it.
+      return { status: 503, body: { error: 'unavailable', message: errorMessage(err) } };
+    }
+  }
+
+  async send(message: OutboundMessage): Promise<SendResult> {
+    if (!this.options.callbackUrl) throw new PermanentDeliveryError('no callbackUrl configured for this webhook account', 'no_callback');
+    await this.pacer.wait(message.conversation.id);
+    const body = JSON.stringify(message);
+    let res: Response;
+    try {
+      res = await fetch(this.options.callbackUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(this.options.secret, body), 'idempotency-key': message.id },
+        body,
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
+    } catch (err) {
+      throw new TransientDeliveryError(`callback unreachable: ${errorMessage(err)}`);
+    }
+    const text = await res.text().catch(() => '');
+    if (res.status === 429) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new TransientDeliveryError('callback rate limited (429)', Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
+    }
+    if (res.status >= 500) throw new TransientDeliveryError(`callback answered ${res.status}`);
+    if (res.status >= 400) throw new PermanentDeliveryError(`callback refused with ${res.status}: ${text.slice(0, 200)}`, `http_${res.status}`);
+    let platformMessageId = message.id;
+    try {
+      const parsed = JSON.parse(text) as { id?: unknown };
+      if (typeof parsed.id === 'string' && parsed.id) platformMessageId = parsed.id;
+    } catch {
+      /* the id is optional */
+    }
+    return { platformMessageId };
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * Generic HTTP channel: any web form or system opens tickets by POSTing JSON, and replies are
+ * POSTed back to a callback URL, signed the same way. It is also the reference connector the
+ * core tests run through.
+ */
+import { z } from 'zod';
+import type { ConnectorFactory } from '../contract.js';
+import { WebhookConnector } from './connector.js';
+
+export const WebhookOptions = z.object({
+  /** Shared secret: inbound requests carry `Authorization: Bearer <secret>` or an HMAC signature. */
+  secret: z.string().min(16, 'at least 16 characters'),
+  /** Where replies are POSTed; omit to keep replies on the bus only (they are then reported failed). */
+  callbackUrl: z.string().url().optional(),
+  timeoutMs: z.number().int().positive().default(10_000),
+  /** Pacing per conversation for callbacks. */
+  perConversationIntervalMs: z.number().int().nonnegative().default(0),
+});
+export type WebhookOptions = z.infer<typeof WebhookOptions>;
+
+const factory: ConnectorFactory<WebhookOptions> = {
+  type: 'webhook',
+  channel: 'webhook',
+  options: WebhookOptions,
+  create: (options, ctx) => new WebhookConnector(options, ctx),
+};
+export default factory;

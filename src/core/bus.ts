@@ -1,0 +1,216 @@
+/**
+ * The bus: one NATS connection with JetStream, and idempotent provisioning of every stream,
+ * KV bucket and the media object store. Works on nats-server 2.9.10 and 2.10+/2.11: nothing
+ * here uses multi-filter consumers, subject transforms, metadata, compression or per-key TTL.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  jetstream,
+  jetstreamManager,
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  JetStreamApiError,
+  type ConsumerConfig,
+  type JetStreamClient,
+  type JetStreamManager,
+  type PubAck,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { Logger } from 'pino';
+import { Buckets, MEDIA_BUCKET, Streams, Subjects } from './subjects.js';
+
+export interface BusOptions {
+  url: string;
+  name?: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** JetStream replicas for streams and buckets: 1 on one node, 3 on a cluster. */
+  replicas: number;
+  /** Dedup window for inbound and outbound publishes. */
+  duplicateWindowMs: number;
+  /** How long inbound/outbound/status streams keep messages. */
+  retentionMs: number;
+  /** Dedup markers (processed events, command results) are kept this long. */
+  dedupTtlMs: number;
+  /** A lease not renewed for this long is free for another replica. */
+  leaseTtlMs: number;
+}
+
+export type BucketName = keyof typeof Buckets;
+
+const DAY = 86_400_000;
+const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
+
+export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> {
+  const base = {
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    num_replicas: o.replicas,
+  };
+  return [
+    { ...base, name: Streams.inbound, subjects: [Subjects.inboundAll], max_age: ms(o.retentionMs), duplicate_window: ms(o.duplicateWindowMs) },
+    { ...base, name: Streams.outbound, subjects: [Subjects.outboundAll], max_age: ms(o.retentionMs), duplicate_window: ms(o.duplicateWindowMs) },
+    { ...base, name: Streams.status, subjects: [Subjects.statusAll], max_age: ms(o.retentionMs), duplicate_window: ms(o.duplicateWindowMs) },
+    { ...base, name: Streams.events, subjects: [Subjects.eventsAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
+    // The ticket log is the system of record: no age limit.
+    { ...base, name: Streams.log, subjects: [Subjects.ticketLogAll], max_age: 0, duplicate_window: ms(o.duplicateWindowMs) },
+    { ...base, name: Streams.deadLetter, subjects: [Subjects.deadLetterAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
+  ];
+}
+
+export class Bus {
+  readonly kv = {} as Record<BucketName, KV>;
+  media!: ObjectStore;
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly options: BusOptions,
+    private readonly log: Logger,
+  ) {}
+
+  static async connect(options: BusOptions, log: Logger): Promise<Bus> {
+    const nc = await connect({
+      servers: options.url,
+      name: options.name ?? 'omnigate',
+      user: options.user,
+      pass: options.pass,
+      token: options.token,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      waitOnFirstConnect: true,
+      timeout: 5000,
+    });
+    const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+    const bus = new Bus(nc, jetstream(nc, { timeout: 10_000 }), jsm, options, log);
+    bus.watchStatus();
+    return bus;
+  }
+
+  get serverVersion(): string {
+    return this.nc.info?.version ?? 'unknown';
+  }
+
+  /** Creates what is missing and updates what drifted; safe to run on every start by every replica. */
+  async provision(): Promise<void> {
+    for (const config of streamConfigs(this.options)) {
+      await this.ensureStream(config);
+    }
+    const kvm = new Kvm(this.js);
+    const kvOpts = { replicas: this.options.replicas, storage: StorageType.File };
+    this.kv.tickets = await kvm.create(Buckets.tickets, { ...kvOpts, history: 1 });
+    this.kv.threads = await kvm.create(Buckets.threads, { ...kvOpts, history: 1 });
+    this.kv.meta = await kvm.create(Buckets.meta, { ...kvOpts, history: 1 });
+    this.kv.dedup = await kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs });
+    this.kv.state = await kvm.create(Buckets.state, { ...kvOpts, history: 1 });
+    this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
+    const objm = new Objm(this.js);
+    this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+  }
+
+  private async ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {
+    try {
+      const info = await this.jsm.streams.info(config.name);
+      const current = info.config;
+      const drifted =
+        current.max_age !== config.max_age ||
+        current.duplicate_window !== config.duplicate_window ||
+        JSON.stringify(current.subjects) !== JSON.stringify(config.subjects);
+      if (drifted) {
+        await this.jsm.streams.update(config.name, { ...current, ...config });
+        this.log.info({ stream: config.name }, 'stream configuration updated');
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.jsm.streams.add(config);
+      this.log.info({ stream: config.name }, 'stream created');
+    }
+  }
+
+  /** Create a durable pull consumer, or update it when its mutable settings drifted. */
+  async ensureConsumer(stream: string, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
+    const full: Partial<ConsumerConfig> = {
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ...config,
+    };
+    try {
+      const info = await this.jsm.consumers.info(stream, config.durable_name);
+      const c = info.config;
+      if (
+        c.ack_wait !== full.ack_wait ||
+        c.max_ack_pending !== full.max_ack_pending ||
+        c.max_deliver !== (full.max_deliver ?? c.max_deliver)
+      ) {
+        await this.jsm.consumers.update(stream, config.durable_name, {
+          ack_wait: full.ack_wait,
+          max_ack_pending: full.max_ack_pending,
+          max_deliver: full.max_deliver,
+        });
+      }
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.jsm.consumers.add(stream, full);
+    }
+  }
+
+  /** JetStream publish of a JSON payload; resolves only once the stream stored it. */
+  publishJson(subject: string, payload: unknown, msgID?: string): Promise<PubAck> {
+    return this.js.publish(subject, JSON.stringify(payload), msgID ? { msgID } : undefined);
+  }
+
+  /** Fire-and-forget core NATS publish for observers that need no persistence. */
+  notify(subject: string, payload: unknown): void {
+    this.nc.publish(subject, JSON.stringify(payload));
+  }
+
+  get connected(): boolean {
+    return !this.nc.isClosed() && this.connectedFlag;
+  }
+
+  private connectedFlag = true;
+  private watchStatus(): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect') {
+          this.connectedFlag = false;
+          this.log.warn({ server: 'server' in s ? s.server : undefined }, 'NATS disconnected; reconnecting');
+        } else if (s.type === 'reconnect') {
+          this.connectedFlag = true;
+          this.log.info('NATS reconnected');
+        }
+      }
+    })().catch(() => {});
+  }
+
+  /** Flush pending publishes and close; in-flight requests complete first. */
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close();
+    }
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.status === 404;
+  const msg = err instanceof Error ? err.message : String(err);
+  return /not found/i.test(msg);
+}
+
+/** True when a KV create/update lost a compare-and-set race. */
+export function isCasConflict(err: unknown): boolean {
+  // 10071: wrong last sequence (the key moved or already exists); 10164: wrong last sequence, unknown.
+  if (err instanceof JetStreamApiError) return err.code === 10071 || err.code === 10164;
+  const msg = err instanceof Error ? err.message : String(err);
+  return /wrong last sequence|key exists/i.test(msg);
+}

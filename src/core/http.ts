@@ -1,0 +1,26 @@
+/**
+ * A framework-neutral HTTP route, so connectors can receive webhooks (Telegram webhook mode,
+ * Slack Events API, WhatsApp Cloud API) on the gateway's one server without depending on it.
+ * Handlers get the raw body: signatures are computed over the exact bytes received.
+ */
+export interface RawRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string | undefined>;
+  query: Record<string, string | undefined>;
+  params: Record<string, string | undefined>;
+  rawBody: Buffer;
+}
+
+export interface RawResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string | Buffer | object;
+}
+
+export type RouteHandler = (req: RawRequest) => Promise<RawResponse>;
+
+export interface HttpMount {
+  /** Path may contain :params (fastify syntax). Connector routes live under /connectors/<channel>/<account>/. */
+  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void;
+}

@@ -1,0 +1,31 @@
+/**
+ * Prometheus metrics, one registry for the process. Names follow Prometheus conventions
+ * (omnigate_ prefix, _total counters, _seconds histograms); docs/api.md lists them.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'omnigate_process_' });
+
+export const metrics = {
+  eventsIn: new Counter({ name: 'omnigate_events_in_total', help: 'Inbound events routed into tickets', labelNames: ['channel', 'account'], registers: [registry] }),
+  eventsOut: new Counter({ name: 'omnigate_events_out_total', help: 'Outbound messages sent by connectors', labelNames: ['channel', 'account'], registers: [registry] }),
+  deliveryFailures: new Counter({ name: 'omnigate_delivery_failures_total', help: 'Outbound messages that failed for good', labelNames: ['channel', 'account', 'reason'], registers: [registry] }),
+  routingLatency: new Histogram({
+    name: 'omnigate_routing_latency_seconds',
+    help: 'From JetStream publish of an inbound event to its ticket log entry',
+    labelNames: ['channel'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  }),
+  ticketsCreated: new Counter({ name: 'omnigate_tickets_created_total', help: 'Tickets opened', registers: [registry] }),
+  duplicates: new Counter({ name: 'omnigate_duplicate_events_total', help: 'Inbound events already processed (redelivery, replay)', registers: [registry] }),
+  parked: new Counter({ name: 'omnigate_dead_letters_total', help: 'Payloads parked on omni.dlq.*', labelNames: ['source'], registers: [registry] }),
+  ignored: new Counter({ name: 'omnigate_loop_guard_total', help: 'Automated messages (auto-replies, bounces, echoes) that opened nothing', registers: [registry] }),
+  routingErrors: new Counter({ name: 'omnigate_routing_errors_total', help: 'Routing attempts that failed and were retried', registers: [registry] }),
+  consumerLag: new Gauge({ name: 'omnigate_consumer_lag', help: 'Messages not yet acknowledged by a durable consumer', labelNames: ['consumer'], registers: [registry] }),
+  webhookRetries: new Counter({ name: 'omnigate_webhook_retries_total', help: 'Webhook deliveries retried', labelNames: ['webhook'], registers: [registry] }),
+  webhookParked: new Counter({ name: 'omnigate_webhook_parked_total', help: 'Webhook deliveries parked after the retry budget', labelNames: ['webhook'], registers: [registry] }),
+  ticketsOpen: new Gauge({ name: 'omnigate_tickets', help: 'Tickets by status', labelNames: ['status'], registers: [registry] }),
+  connectorUp: new Gauge({ name: 'omnigate_connector_up', help: '1 when the connector is connected', labelNames: ['channel', 'account', 'state'], registers: [registry] }),
+};

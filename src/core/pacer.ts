@@ -1,0 +1,36 @@
+/**
+ * Pacing for platform rate limits: at most one send per `perKeyMs` for each chat and at most
+ * `globalPerSecond` overall. Callers await their slot; nothing is dropped.
+ */
+export class Pacer {
+  private readonly nextAt = new Map<string, number>();
+  private globalNext = 0;
+  private readonly globalGap: number;
+
+  constructor(
+    private readonly perKeyMs: number,
+    globalPerSecond: number,
+  ) {
+    this.globalGap = globalPerSecond > 0 ? 1000 / globalPerSecond : 0;
+  }
+
+  async wait(key: string): Promise<void> {
+    const now = Date.now();
+    const keySlot = Math.max(now, this.nextAt.get(key) ?? 0);
+    const slot = Math.max(keySlot, this.globalNext);
+    this.nextAt.set(key, slot + this.perKeyMs);
+    this.globalNext = slot + this.globalGap;
+    if (this.nextAt.size > 10_000) this.prune(now);
+    const delay = slot - now;
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+  }
+
+  /** Push a key's next slot out (the platform said to wait, e.g. 429 retry_after). */
+  defer(key: string, ms: number): void {
+    this.nextAt.set(key, Math.max(this.nextAt.get(key) ?? 0, Date.now() + ms));
+  }
+
+  private prune(now: number): void {
+    for (const [k, t] of this.nextAt) if (t < now) this.nextAt.delete(k);
+  }
+}

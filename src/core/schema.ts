@@ -1,0 +1,383 @@
+/**
+ * Event schema v1: the single definition of every payload on the bus. Each zod schema both
+ * validates at the edges (connector publish, router consume, API input) and is the source of the
+ * TypeScript types via z.infer. docs/events.md shows an example of each.
+ */
+import { z } from 'zod';
+
+export const SCHEMA_VERSION = 1 as const;
+
+/** Channel and account names become NATS subject tokens, so they are restricted to a safe set. */
+export const SubjectToken = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-" only (it becomes a NATS subject token)');
+
+const IsoTime = z.string().datetime({ offset: true });
+
+export const Identity = z.object({
+  /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */
+  id: z.string().min(1),
+  displayName: z.string().optional(),
+  /** Ways to reach or recognise the person: { email, username, phone, jid, ... }. */
+  handles: z.record(z.string(), z.string()).default({}),
+  language: z.string().optional(),
+  isBot: z.boolean().optional(),
+});
+export type Identity = z.infer<typeof Identity>;
+
+export const Attachment = z.object({
+  /** Object-store key (bucket omni_media); absent when the file could not be fetched. */
+  objectKey: z.string().optional(),
+  name: z.string(),
+  mimeType: z.string(),
+  size: z.number().int().nonnegative(),
+  /** Hex SHA-256 of the stored bytes. */
+  sha256: z.string().optional(),
+  /** image | document | audio | voice | video | sticker | inline */
+  kind: z.string().default('document'),
+  /** 'stored' when the bytes are in the object store, 'failed' with a reason otherwise. */
+  status: z.enum(['stored', 'failed']).default('stored'),
+  error: z.string().optional(),
+  /** Content-ID for inline email images. */
+  contentId: z.string().optional(),
+});
+export type Attachment = z.infer<typeof Attachment>;
+
+export const ConversationRef = z.object({
+  /** Platform chat id: Telegram chat id, Slack channel id, WhatsApp JID, mailbox address. */
+  id: z.string().min(1),
+  /** Thread inside the chat: Slack thread_ts, Telegram forum topic id. */
+  threadId: z.string().optional(),
+  kind: z.enum(['private', 'group', 'channel', 'email']),
+  title: z.string().optional(),
+});
+export type ConversationRef = z.infer<typeof ConversationRef>;
+
+/** Email specifics the router needs for threading and loop protection. */
+export const EmailMeta = z.object({
+  messageId: z.string(),
+  inReplyTo: z.string().optional(),
+  references: z.array(z.string()).default([]),
+  subject: z.string().default(''),
+  from: z.string(),
+  to: z.array(z.string()).default([]),
+  cc: z.array(z.string()).default([]),
+  replyTo: z.string().optional(),
+});
+export type EmailMeta = z.infer<typeof EmailMeta>;
+
+/** Why a message must never open a ticket or be auto-acknowledged. */
+export const AutomatedKind = z.enum(['auto-reply', 'bounce', 'bulk', 'list', 'echo', 'bot']);
+
+export const StructuredPart = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('location'), latitude: z.number(), longitude: z.number(), title: z.string().optional() }),
+  z.object({
+    type: z.literal('contact'),
+    name: z.string(),
+    phone: z.string().optional(),
+    userId: z.string().optional(),
+    vcard: z.string().optional(),
+  }),
+  z.object({ type: z.literal('reaction'), emoji: z.string(), targetPlatformMessageId: z.string() }),
+]);
+export type StructuredPart = z.infer<typeof StructuredPart>;
+
+const Envelope = {
+  v: z.literal(SCHEMA_VERSION),
+  /** Stable id `${channel}:${account}:${platformMessageId}`: the dedup key end to end. */
+  id: z.string().min(1).max(512),
+  channel: SubjectToken,
+  account: SubjectToken,
+  conversation: ConversationRef,
+  receivedAt: IsoTime,
+};
+
+export const InboundMessage = z.object({
+  ...Envelope,
+  type: z.literal('message.inbound'),
+  sender: Identity,
+  text: z.string().default(''),
+  /** Full body before quote/signature trimming (email). */
+  fullText: z.string().optional(),
+  html: z.string().optional(),
+  format: z.enum(['plain', 'markdown', 'html']).default('plain'),
+  attachments: z.array(Attachment).default([]),
+  parts: z.array(StructuredPart).default([]),
+  /** Platform id of the message this one replies to / quotes. */
+  replyTo: z.string().optional(),
+  email: EmailMeta.optional(),
+  /** Set by the connector when the message is automated (auto-reply, bounce, our own echo...). */
+  automated: AutomatedKind.optional(),
+  /** For a bounce: the Message-ID / platform id of our outbound message that bounced, and why. */
+  bounceOf: z.object({ platformMessageId: z.string(), reason: z.string() }).optional(),
+  platform: z.object({ messageId: z.string(), sentAt: IsoTime.optional() }),
+});
+export type InboundMessage = z.infer<typeof InboundMessage>;
+
+export const MessageEdited = z.object({
+  ...Envelope,
+  type: z.literal('message.edited'),
+  sender: Identity,
+  targetPlatformMessageId: z.string(),
+  text: z.string(),
+  html: z.string().optional(),
+  platform: z.object({ messageId: z.string(), editedAt: IsoTime.optional() }),
+});
+export type MessageEdited = z.infer<typeof MessageEdited>;
+
+export const MessageDeleted = z.object({
+  ...Envelope,
+  type: z.literal('message.deleted'),
+  sender: Identity.optional(),
+  targetPlatformMessageId: z.string(),
+  platform: z.object({ messageId: z.string() }),
+});
+export type MessageDeleted = z.infer<typeof MessageDeleted>;
+
+/** Everything a connector may publish on omni.in.<channel>.<account>. */
+export const InboundEvent = z.discriminatedUnion('type', [InboundMessage, MessageEdited, MessageDeleted]);
+export type InboundEvent = z.infer<typeof InboundEvent>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** What a connector hands to ctx.publish: v, channel, account and receivedAt are filled in. */
+export type InboundEventInput = DistributiveOmit<z.input<typeof InboundEvent>, 'v' | 'channel' | 'account' | 'receivedAt'> & {
+  receivedAt?: string;
+};
+
+export const Author = z.object({ id: z.string().min(1), name: z.string().optional() });
+export type Author = z.infer<typeof Author>;
+
+export const OutboundAttachment = z.object({
+  objectKey: z.string().min(1),
+  name: z.string(),
+  mimeType: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().optional(),
+});
+export type OutboundAttachment = z.infer<typeof OutboundAttachment>;
+
+/** A reply the router resolved for a connector: omni.out.<channel>.<account>. */
+export const OutboundMessage = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('message.outbound'),
+  /** Idempotency key: the connector sends each id at most once. */
+  id: z.string().min(1).max(256),
+  ticketId: z.string(),
+  channel: SubjectToken,
+  account: SubjectToken,
+  conversation: ConversationRef,
+  text: z.string(),
+  html: z.string().optional(),
+  attachments: z.array(OutboundAttachment).default([]),
+  /** Platform id of the customer's message to answer/quote, when the channel supports it. */
+  replyTo: z.string().optional(),
+  email: z
+    .object({
+      to: z.array(z.string()).min(1),
+      cc: z.array(z.string()).default([]),
+      subject: z.string(),
+      inReplyTo: z.string().optional(),
+      references: z.array(z.string()).default([]),
+    })
+    .optional(),
+  author: Author,
+  createdAt: IsoTime,
+  /** Automated replies (auto-acknowledgement, CSAT request) are marked so connectors can add headers. */
+  automated: z.boolean().default(false),
+});
+export type OutboundMessage = z.infer<typeof OutboundMessage>;
+export type OutboundMessageInput = z.input<typeof OutboundMessage>;
+
+/** A connector's report of what happened to an outbound message: omni.status.<channel>.<account>. */
+export const DeliveryStatus = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('delivery.status'),
+  outboundId: z.string(),
+  ticketId: z.string(),
+  channel: SubjectToken,
+  account: SubjectToken,
+  status: z.enum(['sent', 'delivered', 'read', 'failed']),
+  platformMessageId: z.string().optional(),
+  reason: z.string().optional(),
+  attempts: z.number().int().nonnegative().default(1),
+  at: IsoTime,
+});
+export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
+
+export const TicketStatus = z.enum(['new', 'open', 'pending', 'resolved', 'closed']);
+export type TicketStatus = z.infer<typeof TicketStatus>;
+export const CLOSED_STATUSES: ReadonlySet<TicketStatus> = new Set(['resolved', 'closed']);
+
+/** Commands: what the API and anyone on the bus ask of the router (omni.cmd.*, request/reply). */
+export const ReplyCommand = z.object({
+  ticketId: z.string().min(1),
+  text: z.string().min(1).max(100_000),
+  html: z.string().optional(),
+  attachments: z.array(OutboundAttachment).default([]),
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  author: Author.default({ id: 'api' }),
+});
+export type ReplyCommand = z.infer<typeof ReplyCommand>;
+
+export const NoteCommand = z.object({
+  ticketId: z.string().min(1),
+  text: z.string().min(1).max(100_000),
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  author: Author.default({ id: 'api' }),
+});
+export type NoteCommand = z.infer<typeof NoteCommand>;
+
+export const StatusCommand = z.object({
+  ticketId: z.string().min(1),
+  status: TicketStatus,
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  author: Author.default({ id: 'api' }),
+});
+export type StatusCommand = z.infer<typeof StatusCommand>;
+
+/** Why a message landed in its ticket: the rule and the value it matched. */
+export const ThreadMatch = z.object({
+  rule: z.enum([
+    'email-in-reply-to',
+    'email-references',
+    'email-subject-token',
+    'email-marker',
+    'reply-to-message',
+    'open-conversation',
+    'reopened',
+    'new-ticket',
+    'edit-target',
+  ]),
+  value: z.string(),
+});
+export type ThreadMatch = z.infer<typeof ThreadMatch>;
+
+export const TicketContact = z.object({
+  id: z.string(),
+  displayName: z.string().optional(),
+  handles: z.record(z.string(), z.string()).default({}),
+});
+
+export const Ticket = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  id: z.string(),
+  number: z.number().int().positive(),
+  status: TicketStatus,
+  channel: SubjectToken,
+  account: SubjectToken,
+  conversation: ConversationRef,
+  threadKey: z.string(),
+  subject: z.string().optional(),
+  contact: TicketContact,
+  /** Addresses/ids that took part: a reply from outside this set does not join by References. */
+  participants: z.array(z.string()).default([]),
+  /** Last inbound platform message id: outbound replies quote it where the channel supports that. */
+  lastInboundPlatformId: z.string().optional(),
+  /** Email threading state for outbound replies. */
+  lastEmailMessageId: z.string().optional(),
+  emailReferences: z.array(z.string()).default([]),
+  createdAt: IsoTime,
+  updatedAt: IsoTime,
+  closedAt: IsoTime.optional(),
+  firstResponseAt: IsoTime.optional(),
+  lastInboundAt: IsoTime.optional(),
+  lastOutboundAt: IsoTime.optional(),
+  messageCount: z.number().int().nonnegative().default(0),
+  /** Highest ticket-log sequence applied to this record: makes replayed state updates no-ops. */
+  appliedSeq: z.number().int().nonnegative().default(0),
+});
+export type Ticket = z.infer<typeof Ticket>;
+
+/** One entry of the append-only ticket log: omni.ticket.<ticketId>.log. */
+export const LogEntry = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('inbound'), at: IsoTime, event: InboundMessage, match: ThreadMatch }),
+  z.object({ kind: z.literal('edited'), at: IsoTime, event: MessageEdited, match: ThreadMatch }),
+  z.object({ kind: z.literal('deleted'), at: IsoTime, event: MessageDeleted, match: ThreadMatch }),
+  z.object({ kind: z.literal('outbound'), at: IsoTime, message: OutboundMessage }),
+  z.object({ kind: z.literal('note'), at: IsoTime, id: z.string(), text: z.string(), author: Author }),
+  z.object({ kind: z.literal('delivery'), at: IsoTime, status: DeliveryStatus }),
+  z.object({
+    kind: z.literal('status'),
+    at: IsoTime,
+    from: TicketStatus.optional(),
+    to: TicketStatus,
+    author: Author,
+    reason: z.string().optional(),
+  }),
+]);
+export type LogEntry = z.infer<typeof LogEntry>;
+
+/** Ticket lifecycle events for helpdesks and anyone on the bus: omni.events.ticket.<kind>. */
+export const TicketEvent = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.enum([
+    'ticket.created',
+    'ticket.message',
+    'ticket.edited',
+    'ticket.deleted',
+    'ticket.reply',
+    'ticket.note',
+    'ticket.status',
+    'ticket.delivery',
+  ]),
+  /** Unique per event; webhooks and consumers dedupe on it. */
+  id: z.string(),
+  ticketId: z.string(),
+  ticketNumber: z.number().int(),
+  channel: SubjectToken,
+  account: SubjectToken,
+  status: TicketStatus,
+  at: IsoTime,
+  /** The log entry this event announces. */
+  entry: LogEntry.optional(),
+});
+export type TicketEvent = z.infer<typeof TicketEvent>;
+
+export const ConnectorState = z.enum([
+  'starting',
+  'connected',
+  'auth_failed',
+  'pairing_needed',
+  'rate_limited',
+  'stalled',
+  'disconnected',
+  'stopped',
+]);
+export type ConnectorState = z.infer<typeof ConnectorState>;
+
+/** omni.events.connector.<channel>.<account>: ops alert on these. */
+export const ConnectorStateEvent = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('connector.state'),
+  channel: SubjectToken,
+  account: SubjectToken,
+  state: ConnectorState,
+  detail: z.string().optional(),
+  at: IsoTime,
+});
+export type ConnectorStateEvent = z.infer<typeof ConnectorStateEvent>;
+
+/** omni.dlq.<source>: what could not be processed, with the reason and the original bytes. */
+export const DeadLetter = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('dead-letter'),
+  source: z.string(),
+  subject: z.string(),
+  reason: z.string(),
+  at: IsoTime,
+  /** The original payload as UTF-8 text (base64 when it was not valid UTF-8). */
+  payload: z.string(),
+  payloadEncoding: z.enum(['utf8', 'base64']),
+});
+export type DeadLetter = z.infer<typeof DeadLetter>;
+
+/** Render a zod error as one line naming each offending field. */
+export function describeZodError(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
+      return `${path || '(root)'}: ${issue.message}`;
+    })
+    .join('; ');
+}

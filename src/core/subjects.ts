@@ -1,0 +1,63 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Subject, stream, bucket and consumer names: the bus layout in one place (docs/events.md).
+ */
+
+export const Streams = {
+  inbound: 'OMNI_IN',
+  outbound: 'OMNI_OUT',
+  status: 'OMNI_STATUS',
+  events: 'OMNI_EVENTS',
+  log: 'OMNI_LOG',
+  deadLetter: 'OMNI_DLQ',
+} as const;
+
+export const Buckets = {
+  tickets: 'omni_tickets',
+  /** thread keys, email Message-IDs and platform message ids → ticket id */
+  threads: 'omni_threads',
+  /** counters (ticket numbers) */
+  meta: 'omni_meta',
+  /** processed-event markers and command idempotency results */
+  dedup: 'omni_dedup',
+  /** connector checkpoints (offsets, UIDs), auth state and current connector state */
+  state: 'omni_state',
+  /** single-runner leases (bucket TTL: a dead holder's lease expires) */
+  leases: 'omni_leases',
+} as const;
+
+export const MEDIA_BUCKET = 'omni_media';
+
+export const Subjects = {
+  inbound: (channel: string, account: string) => `omni.in.${channel}.${account}`,
+  inboundAll: 'omni.in.>',
+  outbound: (channel: string, account: string) => `omni.out.${channel}.${account}`,
+  outboundAll: 'omni.out.>',
+  status: (channel: string, account: string) => `omni.status.${channel}.${account}`,
+  statusAll: 'omni.status.>',
+  ticketLog: (ticketId: string) => `omni.ticket.${ticketId}.log`,
+  ticketLogAll: 'omni.ticket.*.log',
+  ticketEvent: (kind: string) => `omni.events.ticket.${kind}`,
+  connectorEvent: (channel: string, account: string) => `omni.events.connector.${channel}.${account}`,
+  eventsAll: 'omni.events.>',
+  deadLetter: (source: string) => `omni.dlq.${source}`,
+  deadLetterAll: 'omni.dlq.>',
+  command: (name: 'reply' | 'note' | 'status') => `omni.cmd.${name}`,
+} as const;
+
+export const Consumers = {
+  router: 'router',
+  routerStatus: 'router-status',
+  outbound: (channel: string, account: string) => `out-${channel}-${account}`,
+  webhooks: (name: string) => `webhook-${name}`,
+} as const;
+
+/** KV keys allow [-/_=.a-zA-Z0-9]; arbitrary values (Message-IDs, chat ids) are hashed into that set. */
+export function kvSafe(value: string): string {
+  return /^[A-Za-z0-9_=-]{1,200}$/.test(value) ? value : hashKey(value);
+}
+
+export function hashKey(value: string): string {
+  return createHash('sha256').update(value).digest('base64url');
+}

@@ -1,0 +1,189 @@
+/**
+ * Commands on the bus (request/reply, queue group "router"): omni.cmd.reply, omni.cmd.note,
+ * omni.cmd.status. The REST API uses these same subjects, so validation and idempotency are one
+ * implementation. A repeated idempotency key returns the first result and does nothing else.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { z } from 'zod';
+import type { Bus } from '../core/bus.js';
+import type { Logger } from '../core/logger.js';
+import { errorMessage } from '../core/errors.js';
+import {
+  CLOSED_STATUSES,
+  NoteCommand,
+  OutboundMessage,
+  ReplyCommand,
+  StatusCommand,
+  describeZodError,
+  type LogEntry,
+  type Ticket,
+} from '../core/schema.js';
+import { Subjects, hashKey } from '../core/subjects.js';
+import type { Journal } from './journal.js';
+import type { TicketStore } from './tickets.js';
+
+export type CommandResult =
+  | { ok: true; result: Record<string, unknown>; replayed?: boolean }
+  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'not_sendable' | 'internal'; message: string; field?: string } };
+
+export class CommandHandler {
+  private readonly subs: Subscription[] = [];
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly store: TicketStore,
+    private readonly journal: Journal,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    const bind = (name: 'reply' | 'note' | 'status', run: (body: unknown) => Promise<CommandResult>) => {
+      const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
+      this.subs.push(sub);
+      void (async () => {
+        for await (const m of sub) void this.answer(m, run);
+      })();
+    };
+    bind('reply', (b) => this.reply(b));
+    bind('note', (b) => this.note(b));
+    bind('status', (b) => this.status(b));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.subs.map((s) => s.drain().catch(() => {})));
+  }
+
+  private async answer(m: Msg, run: (body: unknown) => Promise<CommandResult>): Promise<void> {
+    let body: unknown;
+    try {
+      body = m.json();
+    } catch {
+      m.respond(JSON.stringify({ ok: false, error: { code: 'invalid_request', message: 'body is not valid JSON' } }));
+      return;
+    }
+    let result: CommandResult;
+    try {
+      result = await run(body);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), subject: m.subject }, 'command failed');
+      result = { ok: false, error: { code: 'internal', message: errorMessage(err) } };
+    }
+    m.respond(JSON.stringify(result));
+  }
+
+  /** Runs `act` once per idempotency key and stores its result; a replay returns the stored result. */
+  private async once(kind: string, key: string | undefined, act: () => Promise<CommandResult>): Promise<CommandResult> {
+    if (!key) return act();
+    const marker = `cmd.${kind}.${hashKey(key)}`;
+    const prior = await this.bus.kv.dedup.get(marker);
+    if (prior && prior.operation === 'PUT') return { ...(prior.json() as CommandResult & { ok: true }), replayed: true };
+    const result = await act();
+    if (result.ok) await this.bus.kv.dedup.put(marker, JSON.stringify(result));
+    return result;
+  }
+
+  async reply(body: unknown): Promise<CommandResult> {
+    const cmd = parse(ReplyCommand, body);
+    if ('error' in cmd) return cmd.error;
+    const c = cmd.value;
+    return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
+      const found = await this.store.get(c.ticketId);
+      if (!found) return notFound(c.ticketId);
+      const ticket = found.value;
+      const id = c.idempotencyKey ? `${ticket.id}:${createHash('sha256').update(c.idempotencyKey).digest('hex').slice(0, 24)}` : `${ticket.id}:${randomUUID()}`;
+      const outbound = OutboundMessage.parse({
+        v: 1,
+        type: 'message.outbound',
+        id,
+        ticketId: ticket.id,
+        channel: ticket.channel,
+        account: ticket.account,
+        conversation: ticket.conversation,
+        text: c.text,
+        html: c.html,
+        attachments: c.attachments,
+        replyTo: ticket.lastInboundPlatformId,
+        email: ticket.conversation.kind === 'email' ? emailHeaders(ticket, this.store.prefix) : undefined,
+        author: c.author,
+        createdAt: new Date().toISOString(),
+      });
+      const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
+      await this.journal.append(ticket.id, entry, `out:${id}`);
+      await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id);
+      const updated = await this.store.mutate(ticket.id, (t) => {
+        t.updatedAt = entry.at;
+        if (t.status === 'new' || t.status === 'open') t.status = 'pending';
+        return t;
+      });
+      await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
+      return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
+    });
+  }
+
+  async note(body: unknown): Promise<CommandResult> {
+    const cmd = parse(NoteCommand, body);
+    if ('error' in cmd) return cmd.error;
+    const c = cmd.value;
+    return this.once('note', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
+      const found = await this.store.get(c.ticketId);
+      if (!found) return notFound(c.ticketId);
+      const id = `note:${randomUUID()}`;
+      const entry: LogEntry = { kind: 'note', at: new Date().toISOString(), id, text: c.text, author: c.author };
+      await this.journal.append(c.ticketId, entry, id);
+      await this.journal.emit('ticket.note', found.value, id, entry);
+      return { ok: true, result: { ticketId: c.ticketId, noteId: id } };
+    });
+  }
+
+  async status(body: unknown): Promise<CommandResult> {
+    const cmd = parse(StatusCommand, body);
+    if ('error' in cmd) return cmd.error;
+    const c = cmd.value;
+    return this.once('status', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
+      let from: Ticket['status'] | undefined;
+      const at = new Date().toISOString();
+      const updated = await this.store.mutate(c.ticketId, (t) => {
+        from = t.status;
+        if (t.status === c.status) return null;
+        t.status = c.status;
+        t.updatedAt = at;
+        t.closedAt = CLOSED_STATUSES.has(c.status) ? at : undefined;
+        return t;
+      });
+      if (!updated) return notFound(c.ticketId);
+      if (from !== c.status) {
+        const id = `status:${randomUUID()}`;
+        const entry: LogEntry = { kind: 'status', at, from, to: c.status, author: c.author };
+        await this.journal.append(c.ticketId, entry, id);
+        await this.journal.emit('ticket.status', updated, id, entry);
+      }
+      return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };
+    });
+  }
+}
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): { value: z.infer<T> } | { error: CommandResult } {
+  const r = schema.safeParse(body);
+  if (r.success) return { value: r.data };
+  const issue = r.error.issues[0]!;
+  return { error: { ok: false, error: { code: 'invalid_request', message: describeZodError(r.error), field: issue.path.join('.') } } };
+}
+
+function notFound(id: string): CommandResult {
+  return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}` } };
+}
+
+/** Outbound email threading: answer the newest mail in the chain, keep the token in the subject. */
+function emailHeaders(t: Ticket, prefix: string) {
+  const token = `[#${t.id}]`;
+  const base = (t.subject ?? '').replace(new RegExp(`\\s*\\[#${prefix.replace(/[-]/g, '\\-')}\\d+\\]`, 'g'), '').replace(/^(re|fwd?|ответ|отв|на):\s*/gi, '').trim();
+  const to = t.contact.handles.replyTo ?? t.contact.handles.email ?? t.contact.id;
+  return {
+    to: [to],
+    cc: [],
+    subject: `Re: ${base || 'Ваше обращение'} ${token}`.trim(),
+    inReplyTo: t.lastEmailMessageId,
+    references: t.emailReferences,
+  };
+}

@@ -1,0 +1,349 @@
+/**
+ * The router: a durable consumer on omni.in.> that threads every inbound event into a ticket,
+ * appends it to the ticket log and announces it on omni.events.ticket.*; and a second durable
+ * consumer on omni.status.> that writes delivery outcomes into the log.
+ *
+ * Exactly-once effect: every step is idempotent (index claims are create-if-absent, log appends
+ * carry a Nats-Msg-Id derived from the event id, ticket updates skip log sequences already
+ * applied) and a processed-marker short-circuits replays after the duplicate window.
+ */
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import { KeyedLanes, Semaphore } from '../core/lanes.js';
+import type { Logger } from '../core/logger.js';
+import { deadLetter } from '../core/dead-letter.js';
+import { errorMessage } from '../core/errors.js';
+import {
+  CLOSED_STATUSES,
+  DeliveryStatus,
+  InboundEvent,
+  SCHEMA_VERSION,
+  describeZodError,
+  type InboundMessage,
+  type LogEntry,
+  type MessageDeleted,
+  type MessageEdited,
+  type Ticket,
+} from '../core/schema.js';
+import { Consumers, Streams, Subjects, hashKey } from '../core/subjects.js';
+import { Journal } from './journal.js';
+import { IndexKeys, TicketStore } from './tickets.js';
+import { Threader, type Resolution } from './threading.js';
+import { RouterMetrics } from './metrics.js';
+import { metrics } from '../core/metrics.js';
+
+export interface RouterOptions {
+  ticketPrefix: string;
+  firstTicketNumber: number;
+  reopenWindowMs: number;
+  concurrency: number;
+  ackWaitMs: number;
+}
+
+export class Router {
+  readonly store: TicketStore;
+  readonly journal: Journal;
+  readonly metrics = new RouterMetrics();
+  private readonly threader: Threader;
+  private readonly lanes = new KeyedLanes();
+  private readonly consumers: ConsumerMessages[] = [];
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+    private readonly o: RouterOptions,
+  ) {
+    this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber);
+    this.journal = new Journal(bus);
+    this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now });
+  }
+
+  async start(): Promise<void> {
+    const ackWait = this.o.ackWaitMs * 1_000_000;
+    await this.bus.ensureConsumer(Streams.inbound, {
+      durable_name: Consumers.router,
+      ack_wait: ackWait,
+      max_ack_pending: this.o.concurrency * 4,
+      max_deliver: -1,
+    });
+    await this.bus.ensureConsumer(Streams.status, {
+      durable_name: Consumers.routerStatus,
+      ack_wait: ackWait,
+      max_ack_pending: 1024,
+      max_deliver: -1,
+    });
+    this.loops.push(this.run(Streams.inbound, Consumers.router, this.o.concurrency, (m) => this.onInbound(m)));
+    this.loops.push(this.run(Streams.status, Consumers.routerStatus, 64, (m) => this.onStatus(m)));
+  }
+
+  /** Stop pulling, finish what is in flight (acked), leave the rest for redelivery. */
+  async stop(): Promise<void> {
+    for (const c of this.consumers) c.stop();
+    await Promise.allSettled(this.loops);
+    await this.lanes.idle();
+  }
+
+  /** Pending messages in the inbound consumer: the router's lag. */
+  async lag(): Promise<number> {
+    const info = await this.bus.jsm.consumers.info(Streams.inbound, Consumers.router);
+    return info.num_pending + info.num_ack_pending;
+  }
+
+  private async run(stream: string, durable: string, concurrency: number, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+    const consumer = await this.bus.js.consumers.get(stream, durable);
+    const messages = await consumer.consume({ max_messages: Math.min(concurrency * 2, 1000) });
+    this.consumers.push(messages);
+    const sem = new Semaphore(concurrency);
+    for await (const m of messages) {
+      await sem.acquire();
+      void handle(m).finally(() => sem.release());
+    }
+  }
+
+  // ---- inbound ----
+
+  private async onInbound(m: JsMsg): Promise<void> {
+    let event: InboundEvent;
+    try {
+      const parsed = InboundEvent.safeParse(m.json());
+      if (!parsed.success) {
+        const v = (m.json() as { v?: unknown })?.v;
+        const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
+        return this.park(m, reason);
+      }
+      event = parsed.data;
+    } catch {
+      return this.park(m, 'payload is not valid JSON');
+    }
+    await this.lanes
+      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos))
+      .then(
+        () => m.ack(),
+        (err) => {
+          metrics.routingErrors.inc();
+          this.log.warn({ err: errorMessage(err), eventId: event.id }, 'routing failed; will retry');
+          m.nak(1000);
+        },
+      );
+  }
+
+  private async park(m: JsMsg, reason: string): Promise<void> {
+    metrics.parked.inc({ source: 'router' });
+    this.log.warn({ subject: m.subject, reason }, 'inbound event parked on dead-letter subject');
+    await deadLetter(this.bus, 'router', m.subject, reason, m.data);
+    m.ack();
+  }
+
+  private async process(event: InboundEvent, publishedNanos: number): Promise<void> {
+    const marker = `in.${hashKey(event.id)}`;
+    if (await this.bus.kv.dedup.get(marker).then((e) => e?.operation === 'PUT')) {
+      metrics.duplicates.inc();
+      return;
+    }
+    if (event.type === 'message.inbound') await this.processMessage(event);
+    else await this.processChange(event);
+    await this.bus.kv.dedup.put(marker, '1');
+    this.metrics.observeRouted(event.channel, event.account, publishedNanos);
+  }
+
+  private async processMessage(e: InboundMessage): Promise<void> {
+    if (e.bounceOf) return this.processBounce(e);
+    if (e.automated || (e.email && (await this.isOurEcho(e.email.messageId)))) {
+      metrics.ignored.inc();
+      await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, JSON.stringify(e));
+      return;
+    }
+    const { ticket, match, created } = await this.threadInto(e);
+    const entry: LogEntry = { kind: 'inbound', at: new Date().toISOString(), event: e, match };
+    const ack = await this.journal.append(ticket.id, entry, e.id);
+    const sender = (e.email?.from ?? e.sender.id).toLowerCase();
+    let reopened = false;
+    const updated = await this.store.mutate(ticket.id, (t) => {
+      if (t.appliedSeq >= ack.seq) return null;
+      t.appliedSeq = ack.seq;
+      t.messageCount++;
+      t.lastInboundAt = e.receivedAt;
+      t.lastInboundPlatformId = e.platform.messageId;
+      t.updatedAt = entry.at;
+      if (!t.participants.includes(sender)) t.participants.push(sender);
+      for (const cc of e.email?.cc ?? []) if (!t.participants.includes(cc.toLowerCase())) t.participants.push(cc.toLowerCase());
+      if (e.email) {
+        t.lastEmailMessageId = e.email.messageId;
+        t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
+      }
+      if (CLOSED_STATUSES.has(t.status)) {
+        reopened = true;
+        t.status = 'open';
+        t.closedAt = undefined;
+      } else if (t.status === 'pending') t.status = 'open';
+      return t;
+    });
+    const current = updated ?? ticket;
+    await Promise.all([
+      e.email ? this.store.index(IndexKeys.emailMessageId(e.email.messageId), ticket.id) : undefined,
+      this.store.index(IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId), ticket.id),
+    ]);
+    if (created) await this.journal.emit('ticket.created', current, ticket.id);
+    if (reopened) {
+      const statusEntry: LogEntry = { kind: 'status', at: entry.at, from: ticket.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
+      await this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`);
+      await this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry);
+    }
+    await this.journal.emit('ticket.message', current, e.id, entry);
+  }
+
+  /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
+  private async threadInto(e: InboundMessage): Promise<{ ticket: Ticket; match: Resolution['match']; created: boolean }> {
+    for (;;) {
+      const res = await this.threader.resolve(e);
+      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, created: false };
+      let ticketId = res.previous;
+      if (!ticketId) {
+        const candidate = this.store.idFor(await this.store.allocateNumber());
+        const claim = await this.store.claim(res.conversationKey, candidate, res.replaceRevision);
+        if (claim.won) ticketId = candidate;
+        // An email's key is its own Message-ID: losing the claim means this very mail opened
+        // the ticket before (a redelivery). A chat's key is the conversation: someone else
+        // opened it concurrently, so resolve again and join theirs.
+        else if (e.email && claim.ticketId) ticketId = claim.ticketId;
+        else continue;
+      }
+      const existing = await this.store.get(ticketId);
+      let stored: Ticket;
+      if (existing) stored = existing.value;
+      else {
+        stored = this.newTicket(e, ticketId);
+        if (await this.store.create(stored)) metrics.ticketsCreated.inc();
+        else stored = (await this.store.get(ticketId))!.value;
+      }
+      // No message applied yet: this message opened it (or a crash interrupted opening it).
+      const created = stored.appliedSeq === 0;
+      return { ticket: stored, match: res.match, created };
+    }
+  }
+
+  private newTicket(e: InboundMessage, id: string): Ticket {
+    const now = new Date().toISOString();
+    return {
+      v: 1,
+      id,
+      number: Number(id.slice(this.store.prefix.length)),
+      status: 'new',
+      channel: e.channel,
+      account: e.account,
+      conversation: e.conversation,
+      threadKey: e.email ? `email:${e.email.messageId}` : `${e.channel}:${e.account}:${e.conversation.id}${e.conversation.threadId ? `:${e.conversation.threadId}` : ''}`,
+      subject: e.email?.subject || e.conversation.title,
+      contact: { id: e.sender.id, displayName: e.sender.displayName, handles: e.sender.handles },
+      participants: [],
+      emailReferences: [],
+      createdAt: now,
+      updatedAt: now,
+      messageCount: 0,
+      appliedSeq: 0,
+    };
+  }
+
+  private async isOurEcho(messageId: string): Promise<boolean> {
+    const hit = await this.store.lookup(`out.${hashKey(messageId.trim().replace(/^<|>$/g, '').toLowerCase())}`);
+    return !!hit;
+  }
+
+  private async processBounce(e: InboundMessage): Promise<void> {
+    const bounce = e.bounceOf!;
+    const hit = (await this.store.lookup(IndexKeys.emailMessageId(bounce.platformMessageId))) ??
+      (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
+    const ticket = hit ? await this.store.get(hit.value) : null;
+    if (!ticket) {
+      await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), 'bounce for a message we do not know', JSON.stringify(e));
+      return;
+    }
+    const status = DeliveryStatus.parse({
+      v: 1, type: 'delivery.status', outboundId: `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
+      channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
+      reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
+    });
+    const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status };
+    await this.journal.append(ticket.value.id, entry, `bounce:${e.id}`);
+    await this.journal.emit('ticket.delivery', ticket.value, `bounce:${e.id}`, entry);
+  }
+
+  private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {
+    let hit = await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.targetPlatformMessageId));
+    let match = { rule: 'edit-target' as const, value: e.targetPlatformMessageId };
+    if (!hit) hit = await this.store.lookup(IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId));
+    const ticket = hit ? await this.store.get(hit.value) : null;
+    if (!ticket) {
+      await deadLetter(this.bus, 'router', Subjects.inbound(e.channel, e.account), `${e.type} for unknown message ${e.targetPlatformMessageId}`, JSON.stringify(e));
+      return;
+    }
+    const at = new Date().toISOString();
+    const entry: LogEntry = e.type === 'message.edited' ? { kind: 'edited', at, event: e, match } : { kind: 'deleted', at, event: e, match };
+    await this.journal.append(ticket.value.id, entry, e.id);
+    await this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry);
+  }
+
+  // ---- delivery statuses ----
+
+  private async onStatus(m: JsMsg): Promise<void> {
+    let status: DeliveryStatus;
+    try {
+      const parsed = DeliveryStatus.safeParse(m.json());
+      if (!parsed.success) return this.park(m, `invalid delivery status: ${describeZodError(parsed.error)}`);
+      status = parsed.data;
+    } catch {
+      return this.park(m, 'delivery status is not valid JSON');
+    }
+    try {
+      await this.recordDelivery(status);
+      m.ack();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err), outboundId: status.outboundId }, 'recording delivery failed; will retry');
+      m.nak(1000);
+    }
+  }
+
+  private async recordDelivery(s: DeliveryStatus): Promise<void> {
+    const ticket = await this.store.get(s.ticketId);
+    if (!ticket) {
+      await deadLetter(this.bus, 'router', Subjects.status(s.channel, s.account), `delivery status for unknown ticket ${s.ticketId}`, JSON.stringify(s));
+      return;
+    }
+    const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
+    const cause = `dlv:${s.outboundId}:${s.status}`;
+    const ack = await this.journal.append(s.ticketId, entry, cause);
+    if (s.platformMessageId) {
+      await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId);
+      if (ticket.value.conversation.kind === 'email') {
+        // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
+        await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
+        await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
+      }
+    }
+    const updated = await this.store.mutate(s.ticketId, (t) => {
+      if (t.appliedSeq >= ack.seq) return null;
+      t.appliedSeq = ack.seq;
+      if (s.status === 'sent') {
+        t.lastOutboundAt = s.at;
+        t.firstResponseAt ??= s.at;
+        if (s.platformMessageId && t.conversation.kind === 'email') {
+          t.lastEmailMessageId = s.platformMessageId;
+          t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
+        }
+      }
+      t.updatedAt = entry.at;
+      return t;
+    });
+    this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
+    await this.journal.emit('ticket.delivery', updated ?? ticket.value, cause, entry);
+  }
+}
+
+/** References for the next outbound mail: the chain so far plus the newest id, bounded. */
+export function mergeReferences(existing: string[], incoming: string[], newest: string): string[] {
+  const out = [...existing];
+  for (const id of [...incoming, newest]) if (id && !out.includes(id)) out.push(id);
+  // Long chains are trimmed from the middle, keeping the root as RFC 5322 suggests.
+  return out.length > 20 ? [out[0]!, ...out.slice(-19)] : out;
+}

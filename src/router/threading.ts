@@ -1,0 +1,118 @@
+/**
+ * Threading: which ticket an inbound message belongs to, and why. Rules, in order:
+ *  email  In-Reply-To, then References (newest first), against stored Message-IDs — a match is
+ *         accepted only from someone who took part in that ticket, so replies to one mail sent
+ *         to many do not merge strangers; then the subject token "[#T-1042]"; then our own
+ *         Message-ID marker "<omni.T-1042.…@…>" surviving in any header; else a new ticket.
+ *  chats  one open ticket per (channel, account, chat[, thread]); after close, a message reopens
+ *         the ticket within the reopen window, otherwise opens a new one.
+ * Every decision carries the rule and the matched value, written into the ticket log.
+ */
+import type { InboundMessage, Ticket, ThreadMatch } from '../core/schema.js';
+import { CLOSED_STATUSES } from '../core/schema.js';
+import { IndexKeys, normalizeMessageId, type TicketStore } from './tickets.js';
+
+export type Resolution =
+  | { kind: 'existing'; ticket: Ticket; match: ThreadMatch; reopen: boolean }
+  | { kind: 'new'; match: ThreadMatch; conversationKey: string; replaceRevision?: number; previous?: string };
+
+export interface ThreadingOptions {
+  reopenWindowMs: number;
+  now: () => number;
+}
+
+export function subjectTokenPattern(prefix: string): RegExp {
+  const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`\\[#(${p}\\d+)\\]`);
+}
+
+export function markerPattern(prefix: string): RegExp {
+  const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^<?omni\\.(${p}\\d+)\\.`, 'i');
+}
+
+export class Threader {
+  private readonly tokenRe: RegExp;
+  private readonly markerRe: RegExp;
+
+  constructor(
+    private readonly store: TicketStore,
+    private readonly o: ThreadingOptions,
+  ) {
+    this.tokenRe = subjectTokenPattern(store.prefix);
+    this.markerRe = markerPattern(store.prefix);
+  }
+
+  /** The key that orders work: messages with the same key are processed one at a time. */
+  laneKey(e: { channel: string; account: string; conversation: { id: string; threadId?: string }; email?: { from: string } }): string {
+    if (e.email) return `${e.channel}\u0000${e.account}\u0000${e.email.from.toLowerCase()}`;
+    return `${e.channel}\u0000${e.account}\u0000${e.conversation.id}\u0000${e.conversation.threadId ?? ''}`;
+  }
+
+  async resolve(e: InboundMessage): Promise<Resolution> {
+    if (e.email) {
+      const found = await this.resolveEmail(e);
+      if (found) return found;
+      return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
+    }
+    return this.resolveChat(e);
+  }
+
+  private async resolveEmail(e: InboundMessage): Promise<Resolution | null> {
+    const email = e.email!;
+    const sender = email.from.toLowerCase();
+    const candidates: Array<[ThreadMatch['rule'], string]> = [];
+    if (email.inReplyTo) candidates.push(['email-in-reply-to', email.inReplyTo]);
+    for (const ref of [...email.references].reverse()) candidates.push(['email-references', ref]);
+    for (const [rule, messageId] of candidates) {
+      const hit = await this.store.lookup(IndexKeys.emailMessageId(messageId));
+      if (!hit) continue;
+      const ticket = await this.store.get(hit.value);
+      if (!ticket) continue;
+      if (!isParticipant(ticket.value, sender)) continue;
+      return this.existing(ticket.value, { rule, value: normalizeMessageId(messageId) });
+    }
+    const token = this.tokenRe.exec(email.subject)?.[1];
+    if (token) {
+      const ticket = await this.store.get(token);
+      if (ticket) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
+    }
+    for (const [, messageId] of candidates) {
+      const marked = this.markerRe.exec(messageId.trim())?.[1];
+      if (!marked) continue;
+      const ticket = await this.store.get(marked);
+      if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
+    }
+    return null;
+  }
+
+  private async resolveChat(e: InboundMessage): Promise<Resolution> {
+    const key = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
+    const value = e.conversation.threadId ? `${e.conversation.id}/${e.conversation.threadId}` : e.conversation.id;
+    const hit = await this.store.lookup(key);
+    if (!hit) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key };
+    const ticket = await this.store.get(hit.value);
+    if (!ticket) {
+      // The index was claimed but the record was not written (a crash in between): finish the job.
+      return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, previous: hit.value };
+    }
+    const t = ticket.value;
+    if (!CLOSED_STATUSES.has(t.status)) return { kind: 'existing', ticket: t, match: { rule: 'open-conversation', value }, reopen: false };
+    if (this.withinReopenWindow(t)) return { kind: 'existing', ticket: t, match: { rule: 'reopened', value }, reopen: true };
+    return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, replaceRevision: hit.revision };
+  }
+
+  private existing(ticket: Ticket, match: ThreadMatch): Resolution {
+    const reopen = CLOSED_STATUSES.has(ticket.status);
+    return { kind: 'existing', ticket, match, reopen };
+  }
+
+  private withinReopenWindow(t: Ticket): boolean {
+    const closedAt = t.closedAt ? Date.parse(t.closedAt) : Date.parse(t.updatedAt);
+    return this.o.now() - closedAt <= this.o.reopenWindowMs;
+  }
+}
+
+function isParticipant(ticket: Ticket, address: string): boolean {
+  return ticket.participants.length === 0 || ticket.participants.includes(address);
+}

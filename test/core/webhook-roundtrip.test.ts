@@ -1,0 +1,49 @@
+import { createServer } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { verify } from '../../src/core/signature.js';
+
+const SECRET = 'test-secret-0123456789';
+
+describe('webhook channel end to end', () => {
+  let gw: TestGateway;
+  const received: Array<{ body: string; sig?: string }> = [];
+  const callback = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push({ body, sig: req.headers['x-omnigate-signature'] as string });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${received.length}` }));
+    });
+  });
+
+  beforeAll(async () => {
+    await new Promise<void>((r) => callback.listen(0, '127.0.0.1', r));
+    const port = (callback.address() as { port: number }).port;
+    gw = await startGateway({
+      connectors: [{ type: 'webhook', account: 'site', secret: SECRET, callbackUrl: `http://127.0.0.1:${port}/cb` }],
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    callback.close();
+  });
+
+  it('opens a ticket from a POST and sends the reply back to the callback, signed', async () => {
+    const res = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messageId: 'm1', sender: { id: 'ivan@example.ru', name: 'Иван Петров' }, text: 'Не работает касса' }),
+    });
+    expect(res.status).toBe(202);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created');
+    expect(created.ticketId).toMatch(/^T-\d+$/);
+    const reply = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Здравствуйте! Уже смотрим.' });
+    expect(reply.ok).toBe(true);
+    const delivered = await gw.waitForEvent((e) => e.type === 'ticket.delivery');
+    expect(delivered.entry?.kind).toBe('delivery');
+    expect(received).toHaveLength(1);
+    expect(verify(SECRET, received[0]!.body, received[0]!.sig).ok).toBe(true);
+    expect(JSON.parse(received[0]!.body).text).toBe('Здравствуйте! Уже смотрим.');
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * Runs a whole Gateway in-process against a throwaway nats-server, with whatever connectors the
+ * test configures, and gives the test a plain NATS connection and helpers to observe the bus.
+ */
+import { Writable } from 'node:stream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Gateway } from '../../src/app.js';
+import { loadAll } from '../../src/cli.js';
+import { createLogger } from '../../src/core/logger.js';
+import type { Ticket, TicketEvent } from '../../src/core/schema.js';
+import { Streams } from '../../src/core/subjects.js';
+import { startNats, type TestNats } from './nats-server.js';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+export interface TestGateway {
+  gateway: Gateway;
+  nats: TestNats;
+  nc: NatsConnection;
+  httpUrl: string;
+  logs: string[];
+  /** Wait until a ticket event matching `pred` was published; returns it. */
+  waitForEvent(pred: (e: TicketEvent) => boolean, timeoutMs?: number): Promise<TicketEvent>;
+  ticket(id: string): Promise<Ticket | null>;
+  request<T = any>(subject: string, body: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(config: Record<string, unknown>, opts: { nats?: TestNats; env?: Record<string, string> } = {}): Promise<TestGateway> {
+  const nats = opts.nats ?? (await startNats());
+  const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
+  const file = join(dir, 'omnigate.yaml');
+  const full = {
+    ...config,
+    nats: { url: nats.url, duplicateWindow: '2m', leaseTtl: '3s', ...(config.nats as object) },
+    http: { host: '127.0.0.1', port: 0, ...(config.http as object) },
+    log: { level: 'debug' },
+  };
+  writeFileSync(file, stringify(full));
+  const { loaded, factories } = await loadAll(file, { ...process.env, ...opts.env });
+  const logs: string[] = [];
+  const log = createLogger({
+    level: 'debug',
+    destination: new Writable({
+      write(chunk, _enc, cb) {
+        logs.push(chunk.toString());
+        if (process.env.OMNIGATE_TEST_LOGS) process.stderr.write(chunk);
+        cb();
+      },
+    }),
+  });
+  const gateway = new Gateway({ loaded, factories, log });
+  await gateway.start();
+  const nc = await connect({ servers: nats.url });
+  const events: TicketEvent[] = [];
+  const waiters = new Set<{ pred: (e: TicketEvent) => boolean; resolve: (e: TicketEvent) => void }>();
+  const js = jetstream(nc);
+  const consumer = await js.consumers.get(Streams.events, { filter_subjects: 'omni.events.ticket.>' });
+  const iter = await consumer.consume();
+  void (async () => {
+    for await (const m of iter) {
+      const e = m.json<TicketEvent>();
+      events.push(e);
+      for (const w of waiters) if (w.pred(e)) {
+        waiters.delete(w);
+        w.resolve(e);
+      }
+    }
+  })();
+  return {
+    gateway,
+    nats,
+    nc,
+    logs,
+    httpUrl: `http://127.0.0.1:${gateway.http.port}`,
+    waitForEvent(pred, timeoutMs = 10_000) {
+      const found = events.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve };
+        waiters.add(w);
+        setTimeout(() => {
+          if (waiters.delete(w)) reject(new Error(`no matching ticket event within ${timeoutMs} ms; saw ${events.map((e) => e.type + ':' + e.ticketId).join(', ')}`));
+        }, timeoutMs);
+      });
+    },
+    async ticket(id) {
+      return (await gateway.router!.store.get(id))?.value ?? null;
+    },
+    async request(subject, body) {
+      const m = await nc.request(subject, JSON.stringify(body), { timeout: 10_000 });
+      return m.json();
+    },
+    async stop() {
+      iter.stop();
+      await gateway.stop();
+      await nc.close();
+      if (!opts.nats) await nats.stop();
+    },
+  };
+}
+
+export { jetstreamManager };

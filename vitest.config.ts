@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// Every test file starts its own throwaway nats-server (and Dovecot/SMTP where needed), so
+// files are isolated; two workers match the 2-core CI machines.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ['default'],
+  },
+});
