@@ -39,11 +39,17 @@ export class HttpServer implements HttpMount {
     });
   }
 
-  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler): void {
+  /** Decides whether a request carries a valid API token; set by the API module. */
+  authorize: (headers: Record<string, string | string[] | undefined>) => boolean = () => false;
+
+  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void {
     this.app.route({
       method,
       url: path,
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        if (opts?.auth && !this.authorize(req.headers)) {
+          return reply.code(401).send({ error: { code: 'unauthorized', message: 'a valid API bearer token is required' } });
+        }
         const raw: RawRequest = {
           method: req.method,
           path: req.url.split('?')[0]!,

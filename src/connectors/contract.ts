@@ -70,8 +70,22 @@ export interface ConnectorContext {
   setState(state: ConnectorState, detail?: string): void;
   /** Park what could not become an event, with the reason; nothing is silently dropped. */
   deadLetter(reason: string, payload: unknown): Promise<void>;
+  /**
+   * Report a later delivery outcome the platform told us about asynchronously (WhatsApp Cloud
+   * "delivered"/"read"/"failed" webhooks, an email bounce matched by the connector). The send()
+   * result itself is reported by the runtime; use this only for what arrives afterwards.
+   */
+  reportDelivery(report: DeliveryReport): Promise<void>;
   /** Single-runner lease for this account across gateway replicas. */
   lease(name?: string): Promise<Lease>;
+}
+
+export interface DeliveryReport {
+  outboundId: string;
+  ticketId: string;
+  status: 'sent' | 'delivered' | 'read' | 'failed';
+  platformMessageId?: string;
+  reason?: string;
 }
 
 export interface ConnectorFactory<Options = unknown> {

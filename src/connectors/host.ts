@@ -11,6 +11,7 @@ import { MediaStore } from '../core/media.js';
 import { acquireLease } from '../core/lease.js';
 import {
   ConnectorStateEvent,
+  DeliveryStatus,
   InboundEvent,
   describeZodError,
   type ConnectorState,
@@ -138,6 +139,10 @@ export class ConnectorHost {
       deadLetter: async (reason, payload) => {
         log.warn({ reason }, 'inbound payload parked on dead-letter subject');
         await deadLetter(bus, `inbound.${channel}.${account}`, subject, reason, payload);
+      },
+      reportDelivery: async (r) => {
+        const event = DeliveryStatus.parse({ v: 1, type: 'delivery.status', channel, account, attempts: 0, at: new Date().toISOString(), ...r });
+        await bus.publishJson(Subjects.status(channel, account), event, `status:${r.outboundId}:${r.status}`);
       },
       lease: (name = 'intake') =>
         acquireLease(bus.kv.leases, `${channel}.${account}.${kvSafe(name)}`, { ttlMs: this.o.leaseTtlMs, holder: this.instanceId, signal, log }),

@@ -106,10 +106,10 @@ export class EmbeddedNats {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    this.log.info('stopping embedded nats-server');
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     await exited;
     clearTimeout(timer);
-    this.log.info('embedded nats-server stopped');
   }
 }

@@ -21,6 +21,11 @@ export interface RawResponse {
 export type RouteHandler = (req: RawRequest) => Promise<RawResponse>;
 
 export interface HttpMount {
-  /** Path may contain :params (fastify syntax). Connector routes live under /connectors/<channel>/<account>/. */
+  /**
+   * Path may contain :params (fastify syntax). Connector routes live under
+   * /connectors/<channel>/<account>/. With `auth: true` the route requires an API bearer token
+   * (ops endpoints such as a pairing QR code); platform webhooks verify their own signatures.
+   * Routes must be mounted during Connector.start(), before the server listens.
+   */
   route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void;
 }

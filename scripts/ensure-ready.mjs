@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// Set-up that `npm start`, `npm test` and `npm run bench` run first, so a fresh machine needs no
+// other step: installs npm dependencies when node_modules is missing or stale, builds dist/ for
+// start, and installs the system packages the mode needs (nats-server; dovecot-imapd for tests)
+// with apt-get when running as root. Without root it says exactly what to install.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const mode = process.argv[2] ?? 'test';
+const root = new URL('..', import.meta.url).pathname;
+process.chdir(root);
+const say = (m) => process.stderr.write(`[omnigate setup] ${m}\n`);
+
+function newer(a, b) {
+  return existsSync(a) && (!existsSync(b) || statSync(a).mtimeMs > statSync(b).mtimeMs);
+}
+
+// 1. npm dependencies
+if (!existsSync('node_modules/.package-lock.json') || newer('package-lock.json', 'node_modules/.package-lock.json')) {
+  say('installing npm dependencies (npm ci)');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { stdio: 'inherit' });
+}
+
+// 2. system packages
+const onPath = (bin) => [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/bin', '/usr/local/bin'].some((d) => d && existsSync(join(d, bin)));
+const needed = [];
+if (!onPath('nats-server')) needed.push('nats-server');
+if (mode === 'test' && !onPath('dovecot')) needed.push('dovecot-imapd');
+if (needed.length) {
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot && onPath('apt-get')) {
+    say(`installing ${needed.join(' ')} with apt-get`);
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', ...needed], { stdio: 'inherit', env });
+    if (r.status !== 0) say(`apt-get install ${needed.join(' ')} failed; install them and try again`);
+  } else {
+    say(`missing system packages: ${needed.join(' ')}. Install them (Debian/Ubuntu: sudo apt-get install -y ${needed.join(' ')}).`);
+    if (mode !== 'start') process.exit(1);
+  }
+}
+
+// 3. build for start
+if (mode === 'start') {
+  const srcNewest = (dir) => readdirSync(dir, { withFileTypes: true }).reduce((max, e) => {
+    const p = join(dir, e.name);
+    return Math.max(max, e.isDirectory() ? srcNewest(p) : statSync(p).mtimeMs);
+  }, 0);
+  if (!existsSync('dist/cli.js') || srcNewest('src') > statSync('dist/cli.js').mtimeMs) {
+    say('building (tsc)');
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  }
+}
