@@ -26,6 +26,8 @@ export interface TestGateway {
   waitForEvent(pred: (e: TicketEvent) => boolean, timeoutMs?: number): Promise<TicketEvent>;
   ticket(id: string): Promise<Ticket | null>;
   request<T = any>(subject: string, body: unknown): Promise<T>;
+  /** Wait for a message on a stream subject (e.g. a dead letter) matching `pred`. */
+  waitForStreamMessage<T = any>(stream: string, subject: string, pred?: (m: T) => boolean, timeoutMs?: number): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,19 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     },
     async ticket(id) {
       return (await gateway.router!.store.get(id))?.value ?? null;
+    },
+    async waitForStreamMessage(stream, subject, pred = () => true, timeoutMs = 10_000) {
+      const c = await js.consumers.get(stream, { filter_subjects: subject });
+      const deadline = Date.now() + timeoutMs;
+      try {
+        while (Date.now() < deadline) {
+          const m = await c.next({ expires: Math.max(1000, Math.min(5000, deadline - Date.now())) });
+          if (m && pred(m.json())) return m.json();
+        }
+      } finally {
+        await c.delete().catch(() => {});
+      }
+      throw new Error(`no matching message on ${subject} within ${timeoutMs} ms`);
     },
     async request(subject, body) {
       const m = await nc.request(subject, JSON.stringify(body), { timeout: 10_000 });

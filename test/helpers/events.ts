@@ -1,0 +1,60 @@
+/** Builders for inbound events as a connector would publish them, for tests that bypass connectors. */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import type { InboundMessage } from '../../src/core/schema.js';
+
+let counter = 0;
+
+export function chatMessage(o: { channel?: string; account?: string; chat: string; threadId?: string; text?: string; id?: string; from?: string; kind?: 'private' | 'group' | 'channel' }): InboundMessage {
+  const channel = o.channel ?? 'webhook';
+  const account = o.account ?? 'site';
+  const pid = o.id ?? `m${++counter}-${Math.random().toString(36).slice(2, 8)}`;
+  return {
+    v: 1,
+    type: 'message.inbound',
+    id: `${channel}:${account}:${pid}`,
+    channel,
+    account,
+    conversation: { id: o.chat, threadId: o.threadId, kind: o.kind ?? 'private' },
+    sender: { id: o.from ?? `user-${o.chat}`, displayName: 'Покупатель', handles: {} },
+    text: o.text ?? 'Здравствуйте, у нас проблема',
+    format: 'plain',
+    attachments: [],
+    parts: [],
+    platform: { messageId: pid },
+    receivedAt: new Date().toISOString(),
+  };
+}
+
+export function emailMessage(o: { messageId: string; from: string; subject?: string; inReplyTo?: string; references?: string[]; cc?: string[]; text?: string }): InboundMessage {
+  return {
+    v: 1,
+    type: 'message.inbound',
+    id: `email:support:${o.messageId}`,
+    channel: 'email',
+    account: 'support',
+    conversation: { id: 'support@shop.example', kind: 'email' },
+    sender: { id: o.from, handles: { email: o.from } },
+    text: o.text ?? 'Письмо',
+    format: 'plain',
+    attachments: [],
+    parts: [],
+    email: {
+      messageId: o.messageId,
+      inReplyTo: o.inReplyTo,
+      references: o.references ?? [],
+      subject: o.subject ?? 'Вопрос по заказу',
+      from: o.from,
+      to: ['support@shop.example'],
+      cc: o.cc ?? [],
+    },
+    platform: { messageId: o.messageId },
+    receivedAt: new Date().toISOString(),
+  };
+}
+
+export async function publishEvent(nc: NatsConnection, event: { channel: string; account: string; id: string }, opts: { msgID?: string | false } = {}): Promise<void> {
+  const js = jetstream(nc);
+  const msgID = opts.msgID === false ? undefined : (opts.msgID ?? event.id);
+  await js.publish(`omni.in.${event.channel}.${event.account}`, JSON.stringify(event), msgID ? { msgID } : undefined);
+}

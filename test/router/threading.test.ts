@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
+import type { LogEntry, TicketEvent } from '../../src/core/schema.js';
+
+let gw: TestGateway;
+
+beforeAll(async () => {
+  gw = await startGateway({ router: { reopenWindow: '1500ms' } });
+});
+afterAll(async () => gw?.stop());
+
+async function route(event: Parameters<typeof publishEvent>[1]): Promise<TicketEvent> {
+  await publishEvent(gw.nc, event);
+  return gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as { event?: { id: string } })?.event?.id === event.id);
+}
+
+function matchOf(e: TicketEvent) {
+  return (e.entry as Extract<LogEntry, { kind: 'inbound' }>).match;
+}
+
+describe('chat threading', () => {
+  it('keeps one open ticket per conversation and separates conversations', async () => {
+    const a1 = await route(chatMessage({ chat: 'chat-a' }));
+    const a2 = await route(chatMessage({ chat: 'chat-a' }));
+    const b1 = await route(chatMessage({ chat: 'chat-b' }));
+    expect(a2.ticketId).toBe(a1.ticketId);
+    expect(b1.ticketId).not.toBe(a1.ticketId);
+    expect(matchOf(a1)).toEqual({ rule: 'new-ticket', value: 'chat-a' });
+    expect(matchOf(a2)).toEqual({ rule: 'open-conversation', value: 'chat-a' });
+    expect(a1.ticketId).toMatch(/^T-\d+$/);
+  });
+
+  it('reopens a closed ticket within the reopen window and opens a new one after it', async () => {
+    const first = await route(chatMessage({ chat: 'chat-reopen' }));
+    const closed = await gw.request('omni.cmd.status', { ticketId: first.ticketId, status: 'closed' });
+    expect(closed.ok).toBe(true);
+    const again = await route(chatMessage({ chat: 'chat-reopen' }));
+    expect(again.ticketId).toBe(first.ticketId);
+    expect(matchOf(again).rule).toBe('reopened');
+    expect((await gw.ticket(first.ticketId))!.status).toBe('open');
+
+    await gw.request('omni.cmd.status', { ticketId: first.ticketId, status: 'resolved' });
+    await new Promise((r) => setTimeout(r, 1700)); // past the 1.5 s reopen window
+    const later = await route(chatMessage({ chat: 'chat-reopen' }));
+    expect(later.ticketId).not.toBe(first.ticketId);
+    expect(matchOf(later).rule).toBe('new-ticket');
+  });
+
+  it('treats each Slack thread as its own conversation', async () => {
+    const t1 = await route(chatMessage({ channel: 'slack', account: 'ws', chat: 'C1', threadId: '1700000000.000100', kind: 'channel' }));
+    const t1b = await route(chatMessage({ channel: 'slack', account: 'ws', chat: 'C1', threadId: '1700000000.000100', kind: 'channel' }));
+    const t2 = await route(chatMessage({ channel: 'slack', account: 'ws', chat: 'C1', threadId: '1700000000.000200', kind: 'channel' }));
+    expect(t1b.ticketId).toBe(t1.ticketId);
+    expect(t2.ticketId).not.toBe(t1.ticketId);
+    expect(matchOf(t1b).value).toBe('C1/1700000000.000100');
+  });
+});
+
+describe('email threading', () => {
+  it('joins by In-Reply-To, by References, by subject token and by marker', async () => {
+    const root = await route(emailMessage({ messageId: '<root-1@client.ru>', from: 'olga@client.ru' }));
+    const byReply = await route(emailMessage({ messageId: '<r2@client.ru>', from: 'olga@client.ru', inReplyTo: '<root-1@client.ru>' }));
+    expect(byReply.ticketId).toBe(root.ticketId);
+    expect(matchOf(byReply)).toEqual({ rule: 'email-in-reply-to', value: 'root-1@client.ru' });
+
+    const byRefs = await route(emailMessage({ messageId: '<r3@client.ru>', from: 'olga@client.ru', references: ['<unknown@x>', '<r2@client.ru>'], inReplyTo: '<lost@outlook>' }));
+    expect(byRefs.ticketId).toBe(root.ticketId);
+    expect(matchOf(byRefs)).toEqual({ rule: 'email-references', value: 'r2@client.ru' });
+
+    const byToken = await route(emailMessage({ messageId: '<r4@client.ru>', from: 'boss@client.ru', subject: `RE: Вопрос по заказу [#${root.ticketId}]` }));
+    expect(byToken.ticketId).toBe(root.ticketId);
+    expect(matchOf(byToken)).toEqual({ rule: 'email-subject-token', value: root.ticketId });
+
+    const byMarker = await route(emailMessage({ messageId: '<r5@relay>', from: 'olga@client.ru', subject: 'без номера', references: [`<omni.${root.ticketId}.abc123@shop.example>`] }));
+    expect(byMarker.ticketId).toBe(root.ticketId);
+    expect(matchOf(byMarker).rule).toBe('email-marker');
+  });
+
+  it('does not merge a stranger replying to a mail they were not on', async () => {
+    const root = await route(emailMessage({ messageId: '<news-1@shop.example>', from: 'anna@client.ru' }));
+    const stranger = await route(emailMessage({ messageId: '<s1@other.ru>', from: 'stranger@other.ru', inReplyTo: '<news-1@shop.example>' }));
+    expect(stranger.ticketId).not.toBe(root.ticketId);
+    expect(matchOf(stranger).rule).toBe('new-ticket');
+    const cc = await route(emailMessage({ messageId: '<cc1@client.ru>', from: 'anna@client.ru', cc: ['petr@client.ru'], inReplyTo: '<news-1@shop.example>' }));
+    expect(cc.ticketId).toBe(root.ticketId);
+    const petr = await route(emailMessage({ messageId: '<p1@client.ru>', from: 'petr@client.ru', inReplyTo: '<cc1@client.ru>' }));
+    expect(petr.ticketId).toBe(root.ticketId); // was on copy, so he took part
+  });
+
+  it('records why each message landed in its ticket in the log', async () => {
+    const root = await route(emailMessage({ messageId: '<why-1@client.ru>', from: 'why@client.ru' }));
+    await route(emailMessage({ messageId: '<why-2@client.ru>', from: 'why@client.ru', inReplyTo: '<why-1@client.ru>' }));
+    const log = await gw.gateway.router!.store.readLog(root.ticketId);
+    const inbound = log.map((l) => l.entry).filter((e): e is Extract<LogEntry, { kind: 'inbound' }> => e.kind === 'inbound');
+    expect(inbound.map((e) => e.match.rule)).toEqual(['new-ticket', 'email-in-reply-to']);
+  });
+});
+
+describe('loop guard and edits', () => {
+  it('never opens a ticket for automated messages', async () => {
+    const auto = { ...emailMessage({ messageId: '<ooo@client.ru>', from: 'away@client.ru' }), automated: 'auto-reply' as const };
+    await publishEvent(gw.nc, auto);
+    const parked = await gw.waitForStreamMessage<{ reason: string; payload: string }>('OMNI_DLQ', 'omni.dlq.router.ignored', (d) => d.payload.includes('<ooo@client.ru>'));
+    expect(parked.reason).toMatch(/loop guard: auto-reply/);
+    const tickets = await gw.gateway.router!.store.list();
+    expect(tickets.some((t) => t.contact.id === 'away@client.ru')).toBe(false);
+  });
+
+  it('appends edits and deletions to the ticket of the original message', async () => {
+    const original = chatMessage({ chat: 'edit-chat', id: 'orig-1' });
+    const created = await route(original);
+    const edit = {
+      v: 1, type: 'message.edited', id: 'webhook:site:edit:orig-1:1', channel: 'webhook', account: 'site',
+      conversation: original.conversation, sender: original.sender, targetPlatformMessageId: 'orig-1', text: 'исправлено',
+      platform: { messageId: 'orig-1' }, receivedAt: new Date().toISOString(),
+    };
+    await publishEvent(gw.nc, edit);
+    const edited = await gw.waitForEvent((e) => e.type === 'ticket.edited' && e.ticketId === created.ticketId);
+    expect((edited.entry as Extract<LogEntry, { kind: 'edited' }>).event.text).toBe('исправлено');
+    const log = await gw.gateway.router!.store.readLog(created.ticketId);
+    expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'edited']);
+  });
+});
