@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream } from '@nats-io/jetstream';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
+import type { DeadLetter } from '../../src/core/schema.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({});
+});
+afterAll(async () => gw?.stop());
+
+describe('exactly-once effect', () => {
+  it('the same inbound published 3 times (past JetStream dedup) and redelivered after a nack yields one ticket and one log entry', async () => {
+    const event = chatMessage({ chat: 'dup-chat', id: 'dup-1' });
+    await publishEvent(gw.nc, event); // normal publish
+    await publishEvent(gw.nc, event); // same Nats-Msg-Id: absorbed by JetStream
+    await publishEvent(gw.nc, event, { msgID: false }); // republish without msg id: router must absorb it
+    await publishEvent(gw.nc, event, { msgID: 'other-id' });
+    const first = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === event.id);
+
+    // Stop the router, take the next copy from its durable consumer and nak it: JetStream
+    // redelivers it to the router when it is back.
+    const router = gw.gateway.router!;
+    await router.stop();
+    await publishEvent(gw.nc, event, { msgID: 'third-id' });
+    const js = jetstream(gw.nc);
+    const durable = await js.consumers.get('OMNI_IN', 'router');
+    const m = await durable.next({ expires: 3000 });
+    expect(m?.json<{ id: string }>().id).toBe(event.id);
+    m!.nak();
+    await router.start();
+
+    // A follow-up in the same conversation is processed after the duplicates (same lane).
+    const follow = chatMessage({ chat: 'dup-chat', id: 'dup-2' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+
+    const log = await gw.gateway.router!.store.readLog(first.ticketId);
+    const inbound = log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id);
+    expect(inbound).toEqual([event.id, follow.id]);
+    const tickets = (await gw.gateway.router!.store.list()).filter((t) => t.conversation.id === 'dup-chat');
+    expect(tickets).toHaveLength(1);
+    expect(tickets[0]!.messageCount).toBe(2);
+    const created = await gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.ticket.created', (e: any) => e.ticketId === first.ticketId);
+    expect(created).toBeTruthy();
+  });
+});
+
+describe('malformed events', () => {
+  it('parks bad JSON, wrong schema version and missing fields with the reason, and keeps routing', async () => {
+    await gw.nc.publish('omni.in.webhook.site', 'this is {not json');
+    await gw.nc.flush();
+    const js = jetstream(gw.nc);
+    await js.publish('omni.in.webhook.site', '{"v":2,"type":"message.inbound","id":"x"}');
+    const missing = chatMessage({ chat: 'bad', id: 'bad-1' }) as any;
+    delete missing.sender;
+    await js.publish('omni.in.webhook.site', JSON.stringify(missing));
+
+    const letters: DeadLetter[] = [];
+    for (const pred of [
+      (d: DeadLetter) => d.reason === 'payload is not valid JSON',
+      (d: DeadLetter) => /unsupported schema version 2/.test(d.reason),
+      (d: DeadLetter) => /sender/.test(d.reason),
+    ]) {
+      letters.push(await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.router', pred));
+    }
+    expect(letters[0]!.payload).toBe('this is {not json');
+    expect(letters[2]!.reason).toMatch(/invalid event: sender/);
+    expect(letters.every((d) => d.subject === 'omni.in.webhook.site')).toBe(true);
+
+    const ok = chatMessage({ chat: 'after-bad' });
+    await publishEvent(gw.nc, ok);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === ok.id);
+    expect(routed.ticketId).toMatch(/^T-/);
+  });
+
+  it('answers commands for unknown tickets and invalid bodies with specific errors', async () => {
+    const unknown = await gw.request('omni.cmd.reply', { ticketId: 'T-999999', text: 'привет' });
+    expect(unknown).toEqual({ ok: false, error: { code: 'ticket_not_found', message: 'no ticket with id T-999999' } });
+    const invalid = await gw.request('omni.cmd.status', { ticketId: 'T-1', status: 'archived' });
+    expect(invalid.ok).toBe(false);
+    expect(invalid.error.code).toBe('invalid_request');
+    expect(invalid.error.field).toBe('status');
+  });
+});
+
+describe('internal notes and replies', () => {
+  it('logs notes without sending them, and dispatches a reply once per idempotency key', async () => {
+    const event = chatMessage({ chat: 'notes-chat' });
+    await publishEvent(gw.nc, event);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === event.id);
+    const note = await gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'клиент VIP', author: { id: 'agent-1', name: 'Мария' } });
+    expect(note.ok).toBe(true);
+    const r1 = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Ответ', idempotencyKey: 'k-1' });
+    const r2 = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Ответ', idempotencyKey: 'k-1' });
+    expect(r2.result).toEqual(r1.result);
+    expect(r2.replayed).toBe(true);
+    const log = await gw.gateway.router!.store.readLog(created.ticketId);
+    expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'note', 'outbound']);
+    // The outbound stream got exactly one message for the connector.
+    const out = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId);
+    expect(out.id).toBe(r1.result.outboundId);
+    expect(out.replyTo).toBe(event.platform.messageId);
+  });
+});
