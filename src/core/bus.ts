@@ -129,8 +129,15 @@ export class Bus {
       }
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await this.jsm.streams.add(config);
-      this.log.info({ stream: config.name }, 'stream created');
+      try {
+        await this.jsm.streams.add(config);
+        this.log.info({ stream: config.name }, 'stream created');
+      } catch (addErr) {
+        // Another replica created it between our look and our add: that is the outcome we wanted.
+        await this.jsm.streams.info(config.name).catch(() => {
+          throw addErr;
+        });
+      }
     }
   }
 
@@ -157,7 +164,13 @@ export class Bus {
       }
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await this.jsm.consumers.add(stream, full);
+      try {
+        await this.jsm.consumers.add(stream, full);
+      } catch (addErr) {
+        await this.jsm.consumers.info(stream, config.durable_name).catch(() => {
+          throw addErr;
+        });
+      }
     }
   }
 

@@ -1,0 +1,62 @@
+/** Runs the real CLI (`omnigate start`) as a child process, as the container's entry command would. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+export interface GatewayProcess {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves once the log says "omnigate started". */
+  started: Promise<void>;
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function writeConfig(config: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
+  const file = join(dir, 'omnigate.yaml');
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+/** `entry` 'dist' runs node dist/cli.js (the Docker CMD); 'src' runs the TypeScript through tsx. */
+export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string } = {}): GatewayProcess {
+  const root = new URL('../..', import.meta.url).pathname;
+  const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', 'tsx', join(root, 'src/cli.ts')];
+  const child = spawn(process.execPath, [...args, 'start', '--config', configFile], {
+    cwd: opts.cwd ?? root,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let onStarted!: () => void;
+  let onFailed!: (e: Error) => void;
+  const started = new Promise<void>((res, rej) => {
+    onStarted = res;
+    onFailed = rej;
+  });
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    if (out.includes('"omnigate started"')) onStarted();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<number | null>((r) =>
+    child.once('exit', (code) => {
+      onFailed(new Error(`gateway exited (${code}) before starting:\n${out.slice(-3000)}`));
+      r(code);
+    }),
+  );
+  return {
+    child,
+    output: () => out,
+    started,
+    exited,
+    async kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
