@@ -195,7 +195,15 @@ function fromZod(file: string, error: z.ZodError, prefix: string): ConfigError {
   const issue = error.issues[0]!;
   const key = formatPath(prefix, issue.path);
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : '';
-  return new ConfigError(file, key, issue.message + more);
+  return new ConfigError(file, key, explain(issue) + more);
+}
+
+/** A union (duration, size) says "Invalid input"; the branch that matched the input's type says what is expected. */
+function explain(issue: z.core.$ZodIssue): string {
+  if (issue.code !== 'invalid_union' || !('errors' in issue)) return issue.message;
+  const branches = (issue.errors as z.core.$ZodIssue[][]).flat();
+  const specific = branches.find((b) => b.code !== 'invalid_type') ?? branches[0];
+  return specific ? specific.message : issue.message;
 }
 
 function formatPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {

@@ -1,0 +1,97 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/core/config.js';
+import { loadAll } from '../../src/cli.js';
+import { createLogger, registerSecret } from '../../src/core/logger.js';
+import { writeConfig } from '../helpers/process.js';
+
+const run = promisify(execFile);
+const root = new URL('../..', import.meta.url).pathname;
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('applies defaults with no file and reads durations and sizes', () => {
+    const { config } = loadConfig(undefined, {});
+    expect(config.nats.url).toBe('');
+    expect(config.nats.embedded.dataDir).toBe('./data');
+    expect(config.router.reopenWindow).toBe(7 * 86_400_000);
+    expect(config.media.maxBytes).toBe(25 * 1024 * 1024);
+  });
+
+  it('names the key, the file and what is expected', () => {
+    const file = writeConfig({ http: { port: 'восемь' } });
+    const err = errorOf(() => loadConfig(file, {}));
+    expect(err.message).toContain(file);
+    expect(err.key).toBe('http.port');
+    expect(err.message).toMatch(/http\.port: .*number/i);
+
+    const dur = writeConfig({ router: { reopenWindow: 'a week' } });
+    expect(errorOf(() => loadConfig(dur, {})).message).toMatch(/router\.reopenWindow: .*duration such as/);
+  });
+
+  it('reports invalid YAML with the line', () => {
+    const file = writeConfig({});
+    writeFileSync(file, 'http:\n  port: [1, 2\n');
+    const err = errorOf(() => loadConfig(file, {}));
+    expect(err.message).toMatch(/not valid YAML at line \d/);
+  });
+
+  it('interpolates ${VAR} secrets and names the key when one is missing', () => {
+    const file = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}' }] });
+    const err = errorOf(() => loadConfig(file, {}));
+    expect(err.key).toBe('connectors[0].secret');
+    expect(err.message).toMatch(/environment variable SITE_SECRET is not set/);
+    const ok = loadConfig(file, { SITE_SECRET: 'a-long-enough-secret-value' });
+    expect(ok.config.connectors[0]!.secret).toBe('a-long-enough-secret-value');
+  });
+
+  it('applies OMNIGATE_SECTION__KEY overrides', () => {
+    const { config } = loadConfig(undefined, { OMNIGATE_HTTP__PORT: '9191', OMNIGATE_NATS__URL: 'nats://nats:4222', OMNIGATE_ROUTER__TICKET_PREFIX: 'SUP-' });
+    expect(config.http.port).toBe(9191);
+    expect(config.nats.url).toBe('nats://nats:4222');
+    expect(config.router.ticketPrefix).toBe('SUP-');
+  });
+
+  it('validates each connector against its own schema, and rejects unknown types', async () => {
+    const short = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: 'short' }] });
+    await expect(loadAll(short, {})).rejects.toThrow(/connectors\[0\]\.secret: .*16/);
+    const unknown = writeConfig({ connectors: [{ type: 'fax', account: 'x' }] });
+    await expect(loadAll(unknown, {})).rejects.toThrow(/connectors\[0\]\.type: unknown connector type "fax"; expected one of: .*webhook/);
+    const badAccount = writeConfig({ connectors: [{ type: 'webhook', account: 'my site', secret: '0123456789abcdef' }] });
+    await expect(loadAll(badAccount, {})).rejects.toThrow(/connectors\[0\]\.account: letters, digits/);
+  });
+
+  it('masks secrets wherever they appear in a log line', () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', destination: new Writable({ write: (c, _e, cb) => (lines.push(c.toString()), cb()) }) });
+    registerSecret('123456:AAE-telegram-token-value');
+    log.info({ url: 'https://api.telegram.org/bot123456:AAE-telegram-token-value/getMe', token: 'x', nested: { password: 'p' } }, 'calling');
+    log.error(new Error('request to /bot123456:AAE-telegram-token-value/getUpdates failed'));
+    const all = lines.join('');
+    expect(all).not.toContain('AAE-telegram-token-value');
+    expect(all).toContain('[REDACTED]');
+    expect(all).not.toContain('"password":"p"');
+  });
+
+  it('omnigate check-config exits non-zero with the key and file, and 0 when valid', async () => {
+    const bad = writeConfig({ log: { level: 'loud' } });
+    const failed = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'check-config', '--config', bad], { cwd: root }).catch((e) => e);
+    expect(failed.code).toBe(78);
+    expect(failed.stderr).toContain(`config error in ${bad}: log.level:`);
+    const good = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${S}' }] });
+    const ok = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'check-config', '--config', good], { cwd: root, env: { ...process.env, S: '0123456789abcdef' } });
+    expect(ok.stdout).toMatch(/is valid \(1 connector\(s\) enabled\)/);
+  });
+});

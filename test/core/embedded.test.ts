@@ -1,0 +1,77 @@
+/**
+ * The image's entry command as a plain process: `node dist/cli.js start` with no NATS URL runs
+ * its own nats-server under the data directory, serves health, takes a message, and on SIGTERM
+ * drains and stops everything, nats-server included.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnGateway, writeConfig } from '../helpers/process.js';
+
+const root = new URL('../..', import.meta.url).pathname;
+const dataDir = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'dist/cli.js'))) execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+});
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+describe('embedded default (the Docker entry command)', () => {
+  it('starts nats-server under the data dir, serves health, routes a message and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const secret = '0123456789abcdef-secret';
+    const file = writeConfig({
+      nats: { embedded: { dataDir } },
+      http: { host: '127.0.0.1', port },
+      connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }],
+    });
+    const gw = spawnGateway(file, { entry: 'dist', env: { FORM_SECRET: secret } });
+    await gw.started;
+    expect(existsSync(join(dataDir, 'jetstream'))).toBe(true);
+    const natsUrl = readFileSync(join(dataDir, 'nats.url'), 'utf8').trim();
+    expect(natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+
+    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(200);
+    const body = await ready.json();
+    expect(body.nats.connected).toBe(true);
+    expect(body.connectors[0]).toMatchObject({ channel: 'webhook', account: 'form', state: 'connected' });
+
+    const posted = await fetch(`http://127.0.0.1:${port}/connectors/webhook/form/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${secret}` },
+      body: JSON.stringify({ messageId: 'f-1', sender: { id: 'client-7', name: 'Ольга' }, text: 'Добрый день' }),
+    });
+    expect(posted.status).toBe(202);
+
+    const code = await gw.kill('SIGTERM');
+    expect(code).toBe(0);
+    const out = gw.output();
+    expect(out).toContain('stopping embedded nats-server');
+    expect(out).toContain('shutdown complete');
+    expect(out).not.toContain(secret);
+    // nats-server removed its ports file on exit: nothing left running.
+    expect(readdirSync(dataDir).filter((f) => f.endsWith('.ports'))).toEqual([]);
+  });
+
+  it('says how to install nats-server when the binary is missing', async () => {
+    const file = writeConfig({ nats: { embedded: { dataDir, binary: '/nonexistent/nats-server' } }, http: { port: await freePort() } });
+    const gw = spawnGateway(file, { entry: 'dist' });
+    const code = await gw.exited;
+    expect(code).toBe(1);
+    expect(gw.output()).toMatch(/nats-server not found .*apt-get install -y nats-server/);
+  });
+});
