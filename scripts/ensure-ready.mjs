@@ -41,8 +41,8 @@ if (needed.length) {
   }
 }
 
-// 3. build for start
-if (mode === 'start') {
+// 3. build for start and bench (both run dist/cli.js)
+if (mode === 'start' || mode === 'bench') {
   const srcNewest = (dir) => readdirSync(dir, { withFileTypes: true }).reduce((max, e) => {
     const p = join(dir, e.name);
     return Math.max(max, e.isDirectory() ? srcNewest(p) : statSync(p).mtimeMs);

@@ -86,6 +86,8 @@ export class Bus {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       waitOnFirstConnect: true,
+      // Each request otherwise captures two stack traces up front: 30% of the router's CPU.
+      noAsyncTraces: true,
       timeout: 5000,
     });
     const jsm = await jetstreamManager(nc, { timeout: 10_000 });

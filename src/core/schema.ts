@@ -284,8 +284,10 @@ export const Ticket = z.object({
   lastInboundAt: IsoTime.optional(),
   lastOutboundAt: IsoTime.optional(),
   messageCount: z.number().int().nonnegative().default(0),
-  /** Highest ticket-log sequence applied to this record: makes replayed state updates no-ops. */
+  /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
   appliedSeq: z.number().int().nonnegative().default(0),
+  /** Ids of the last inbound events applied: a redelivered event changes nothing twice. */
+  recentEvents: z.array(z.string()).default([]),
 });
 export type Ticket = z.infer<typeof Ticket>;
 

@@ -27,7 +27,9 @@ import {
 } from '../core/schema.js';
 import { Consumers, Streams, Subjects, hashKey } from '../core/subjects.js';
 import { Journal } from './journal.js';
-import { IndexKeys, TicketStore } from './tickets.js';
+import { IndexKeys, StaleTicketError, TicketStore } from './tickets.js';
+
+const RECENT_EVENTS = 16;
 import { Threader, type Resolution } from './threading.js';
 import { RouterMetrics } from './metrics.js';
 import { metrics } from '../core/metrics.js';
@@ -136,36 +138,56 @@ export class Router {
   }
 
   private async process(event: InboundEvent, publishedNanos: number): Promise<void> {
-    const marker = `in.${hashKey(event.id)}`;
-    if (await this.bus.kv.dedup.get(marker).then((e) => e?.operation === 'PUT')) {
-      metrics.duplicates.inc();
-      return;
-    }
     if (event.type === 'message.inbound') await this.processMessage(event);
     else await this.processChange(event);
-    await this.bus.kv.dedup.put(marker, '1');
     this.metrics.observeRouted(event.channel, event.account, publishedNanos);
   }
 
   private async processMessage(e: InboundMessage): Promise<void> {
+    // The platform-message index entry is written last, so it doubles as the processed marker.
+    const doneKey = IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId);
+    if (await this.store.lookup(doneKey)) {
+      metrics.duplicates.inc();
+      return;
+    }
     if (e.bounceOf) return this.processBounce(e);
     if (e.automated || (e.email && (await this.isOurEcho(e.email.messageId)))) {
       metrics.ignored.inc();
       await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, JSON.stringify(e));
       return;
     }
-    const { ticket, match, created } = await this.threadInto(e);
-    const entry: LogEntry = { kind: 'inbound', at: new Date().toISOString(), event: e, match };
-    const ack = await this.journal.append(ticket.id, entry, e.id);
+    let ticketId: string;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        ticketId = await this.routeMessage(e, attempt > 0);
+        break;
+      } catch (err) {
+        if (!(err instanceof StaleTicketError) || attempt >= 5) throw err;
+        this.store.invalidate(undefined, err.ticketId);
+      }
+    }
+    await this.store.index(doneKey, ticketId);
+  }
+
+  /**
+   * Threads, updates the ticket (compare-and-set; a redelivered event is recognised in
+   * recentEvents), then writes the log entry and events in one pipelined burst: the server stores
+   * them in publish order and every one carries a Nats-Msg-Id, so a retry appends nothing twice.
+   */
+  private async routeMessage(e: InboundMessage, fresh: boolean): Promise<string> {
+    const { ticket, match, reopen } = await this.threadInto(e, fresh);
+    const at = new Date().toISOString();
     const sender = (e.email?.from ?? e.sender.id).toLowerCase();
     let reopened = false;
     const updated = await this.store.mutate(ticket.id, (t) => {
-      if (t.appliedSeq >= ack.seq) return null;
-      t.appliedSeq = ack.seq;
+      if (t.recentEvents.includes(e.id)) return null;
+      // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
+      if (CLOSED_STATUSES.has(t.status) && !reopen) throw new StaleTicketError(t.id);
+      t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
       t.messageCount++;
       t.lastInboundAt = e.receivedAt;
       t.lastInboundPlatformId = e.platform.messageId;
-      t.updatedAt = entry.at;
+      t.updatedAt = at;
       if (!t.participants.includes(sender)) t.participants.push(sender);
       for (const cc of e.email?.cc ?? []) if (!t.participants.includes(cc.toLowerCase())) t.participants.push(cc.toLowerCase());
       if (e.email) {
@@ -180,24 +202,26 @@ export class Router {
       return t;
     });
     const current = updated ?? ticket;
-    await Promise.all([
-      e.email ? this.store.index(IndexKeys.emailMessageId(e.email.messageId), ticket.id) : undefined,
-      this.store.index(IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId), ticket.id),
-    ]);
-    if (created) await this.journal.emit('ticket.created', current, ticket.id);
+    // This event opened the ticket (also true when a crash interrupted opening it).
+    const created = current.messageCount === 1 && current.recentEvents[0] === e.id;
+    const entry: LogEntry = { kind: 'inbound', at, event: e, match };
+    const writes: Array<Promise<unknown>> = [this.journal.append(ticket.id, entry, e.id)];
+    if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id));
     if (reopened) {
-      const statusEntry: LogEntry = { kind: 'status', at: entry.at, from: ticket.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
-      await this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`);
-      await this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry);
+      const statusEntry: LogEntry = { kind: 'status', at, from: ticket.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
+      writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`), this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry));
     }
-    await this.journal.emit('ticket.message', current, e.id, entry);
+    writes.push(this.journal.emit('ticket.message', current, e.id, entry));
+    if (e.email) writes.push(this.store.index(IndexKeys.emailMessageId(e.email.messageId), ticket.id));
+    await Promise.all(writes);
+    return ticket.id;
   }
 
   /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
-  private async threadInto(e: InboundMessage): Promise<{ ticket: Ticket; match: Resolution['match']; created: boolean }> {
+  private async threadInto(e: InboundMessage, fresh: boolean): Promise<{ ticket: Ticket; match: Resolution['match']; reopen: boolean }> {
     for (;;) {
-      const res = await this.threader.resolve(e);
-      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, created: false };
+      const res = await this.threader.resolve(e, fresh);
+      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen };
       let ticketId = res.previous;
       if (!ticketId) {
         const candidate = this.store.idFor(await this.store.allocateNumber());
@@ -205,21 +229,19 @@ export class Router {
         if (claim.won) ticketId = candidate;
         // An email's key is its own Message-ID: losing the claim means this very mail opened
         // the ticket before (a redelivery). A chat's key is the conversation: someone else
-        // opened it concurrently, so resolve again and join theirs.
+        // opened it concurrently, so resolve again (fresh) and join theirs.
         else if (e.email && claim.ticketId) ticketId = claim.ticketId;
-        else continue;
+        else {
+          fresh = true;
+          continue;
+        }
       }
-      const existing = await this.store.get(ticketId);
-      let stored: Ticket;
-      if (existing) stored = existing.value;
-      else {
-        stored = this.newTicket(e, ticketId);
-        if (await this.store.create(stored)) metrics.ticketsCreated.inc();
-        else stored = (await this.store.get(ticketId))!.value;
-      }
-      // No message applied yet: this message opened it (or a crash interrupted opening it).
-      const created = stored.appliedSeq === 0;
-      return { ticket: stored, match: res.match, created };
+      const existing = await this.store.get(ticketId, { fresh: true });
+      if (existing) return { ticket: existing.value, match: res.match, reopen: false };
+      const ticket = this.newTicket(e, ticketId);
+      if (await this.store.create(ticket)) metrics.ticketsCreated.inc();
+      const stored = (await this.store.get(ticketId))!.value;
+      return { ticket: stored, match: res.match, reopen: false };
     }
   }
 
@@ -242,6 +264,7 @@ export class Router {
       updatedAt: now,
       messageCount: 0,
       appliedSeq: 0,
+      recentEvents: [],
     };
   }
 
@@ -270,6 +293,11 @@ export class Router {
   }
 
   private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {
+    const doneKey = `ev.${hashKey(e.id)}`;
+    if (await this.store.lookup(doneKey)) {
+      metrics.duplicates.inc();
+      return;
+    }
     let hit = await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.targetPlatformMessageId));
     let match = { rule: 'edit-target' as const, value: e.targetPlatformMessageId };
     if (!hit) hit = await this.store.lookup(IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId));
@@ -280,8 +308,11 @@ export class Router {
     }
     const at = new Date().toISOString();
     const entry: LogEntry = e.type === 'message.edited' ? { kind: 'edited', at, event: e, match } : { kind: 'deleted', at, event: e, match };
-    await this.journal.append(ticket.value.id, entry, e.id);
-    await this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry);
+    await Promise.all([
+      this.journal.append(ticket.value.id, entry, e.id),
+      this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry),
+    ]);
+    await this.store.index(doneKey, ticket.value.id);
   }
 
   // ---- delivery statuses ----

@@ -49,49 +49,49 @@ export class Threader {
     return `${e.channel}\u0000${e.account}\u0000${e.conversation.id}\u0000${e.conversation.threadId ?? ''}`;
   }
 
-  async resolve(e: InboundMessage): Promise<Resolution> {
+  async resolve(e: InboundMessage, fresh = false): Promise<Resolution> {
     if (e.email) {
-      const found = await this.resolveEmail(e);
+      const found = await this.resolveEmail(e, { fresh });
       if (found) return found;
       return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
     }
-    return this.resolveChat(e);
+    return this.resolveChat(e, { fresh });
   }
 
-  private async resolveEmail(e: InboundMessage): Promise<Resolution | null> {
+  private async resolveEmail(e: InboundMessage, o: { fresh: boolean }): Promise<Resolution | null> {
     const email = e.email!;
     const sender = email.from.toLowerCase();
     const candidates: Array<[ThreadMatch['rule'], string]> = [];
     if (email.inReplyTo) candidates.push(['email-in-reply-to', email.inReplyTo]);
     for (const ref of [...email.references].reverse()) candidates.push(['email-references', ref]);
     for (const [rule, messageId] of candidates) {
-      const hit = await this.store.lookup(IndexKeys.emailMessageId(messageId));
+      const hit = await this.store.lookup(IndexKeys.emailMessageId(messageId), o);
       if (!hit) continue;
-      const ticket = await this.store.get(hit.value);
+      const ticket = await this.store.get(hit.value, o);
       if (!ticket) continue;
       if (!isParticipant(ticket.value, sender)) continue;
       return this.existing(ticket.value, { rule, value: normalizeMessageId(messageId) });
     }
     const token = this.tokenRe.exec(email.subject)?.[1];
     if (token) {
-      const ticket = await this.store.get(token);
+      const ticket = await this.store.get(token, o);
       if (ticket) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
     }
     for (const [, messageId] of candidates) {
       const marked = this.markerRe.exec(messageId.trim())?.[1];
       if (!marked) continue;
-      const ticket = await this.store.get(marked);
+      const ticket = await this.store.get(marked, o);
       if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
     }
     return null;
   }
 
-  private async resolveChat(e: InboundMessage): Promise<Resolution> {
+  private async resolveChat(e: InboundMessage, o: { fresh: boolean }): Promise<Resolution> {
     const key = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
     const value = e.conversation.threadId ? `${e.conversation.id}/${e.conversation.threadId}` : e.conversation.id;
-    const hit = await this.store.lookup(key);
+    const hit = await this.store.lookup(key, o);
     if (!hit) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key };
-    const ticket = await this.store.get(hit.value);
+    const ticket = await this.store.get(hit.value, o);
     if (!ticket) {
       // The index was claimed but the record was not written (a crash in between): finish the job.
       return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, previous: hit.value };

@@ -18,7 +18,33 @@ export interface Versioned<T> {
   revision: number;
 }
 
+/** Thrown from a mutate() callback when the decision it was based on came from stale cache. */
+export class StaleTicketError extends Error {
+  constructor(readonly ticketId: string) {
+    super(`ticket ${ticketId} changed since it was read`);
+  }
+}
+
+/** A bounded map that forgets the least recently written entries. */
+class BoundedCache<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(k: string): V | undefined {
+    return this.map.get(k);
+  }
+  set(k: string, v: V): void {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+  delete(k: string): void {
+    this.map.delete(k);
+  }
+}
+
 export class TicketStore {
+  private readonly ticketCache = new BoundedCache<Versioned<TicketT>>(50_000);
+  private readonly indexCache = new BoundedCache<Versioned<string>>(200_000);
   private readonly tickets: KV;
   private readonly threads: KV;
   private readonly meta: KV;
@@ -37,35 +63,80 @@ export class TicketStore {
     return `${this.prefix}${number}`;
   }
 
-  /** Next ticket number: a CAS loop on one counter key, so concurrent routers never share a number. */
-  async allocateNumber(): Promise<number> {
+  private waiting: Array<{ resolve: (n: number) => void; reject: (e: unknown) => void }> = [];
+  private reserving = false;
+
+  /**
+   * Next ticket number. One CAS counter in KV makes numbers unique and monotonic across router
+   * processes; within a process, concurrent requests are batched into one reservation of k
+   * numbers (one compare-and-set instead of k contending ones), handed out in request order.
+   */
+  allocateNumber(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      if (!this.reserving) void this.reserveForWaiting();
+    });
+  }
+
+  private async reserveForWaiting(): Promise<void> {
+    this.reserving = true;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0);
+      try {
+        const first = await this.reserve(batch.length);
+        batch.forEach((w, i) => w.resolve(first + i));
+      } catch (err) {
+        batch.forEach((w) => w.reject(err));
+      }
+    }
+    this.reserving = false;
+  }
+
+  /** Reserves `count` consecutive numbers; returns the first. The counter holds the last one used. */
+  private async reserve(count: number): Promise<number> {
     for (;;) {
       const entry = await this.meta.get(SEQ_KEY);
       try {
         if (!entry || entry.operation !== 'PUT') {
-          await this.meta.create(SEQ_KEY, String(this.firstNumber));
+          await this.meta.create(SEQ_KEY, String(this.firstNumber + count - 1));
           return this.firstNumber;
         }
-        const next = Number(entry.string()) + 1;
-        await this.meta.update(SEQ_KEY, String(next), entry.revision);
-        return next;
+        const last = Number(entry.string());
+        await this.meta.update(SEQ_KEY, String(last + count), entry.revision);
+        return last + 1;
       } catch (err) {
         if (!isCasConflict(err)) throw err;
       }
     }
   }
 
-  async get(id: string): Promise<Versioned<TicketT> | null> {
+  /**
+   * A ticket, from this process's cache unless `fresh`. The cache is safe across processes because
+   * every write is a compare-and-set on the cached revision: a stale entry makes the write fail,
+   * and the caller re-reads (see StaleTicketError).
+   */
+  async get(id: string, opts: { fresh?: boolean } = {}): Promise<Versioned<TicketT> | null> {
     if (!/^[A-Za-z0-9_-]+$/.test(id)) return null;
+    if (!opts.fresh) {
+      const cached = this.ticketCache.get(id);
+      if (cached) return cached;
+    }
     const entry = await this.tickets.get(id);
-    if (!entry || entry.operation !== 'PUT') return null;
-    return { value: Ticket.parse(entry.json()), revision: entry.revision };
+    if (!entry || entry.operation !== 'PUT') {
+      this.ticketCache.delete(id);
+      return null;
+    }
+    // Our own writes, validated when made: parsing JSON is enough here.
+    const found = { value: entry.json<TicketT>(), revision: entry.revision };
+    this.ticketCache.set(id, found);
+    return found;
   }
 
   /** Creates the record; returns false when it already exists (a redelivery finishing its work). */
   async create(ticket: TicketT): Promise<boolean> {
     try {
-      await this.tickets.create(ticket.id, JSON.stringify(ticket));
+      const revision = await this.tickets.create(ticket.id, JSON.stringify(Ticket.parse(ticket)));
+      this.ticketCache.set(ticket.id, { value: ticket, revision });
       return true;
     } catch (err) {
       if (isCasConflict(err)) return false;
@@ -74,20 +145,25 @@ export class TicketStore {
   }
 
   /**
-   * Read-modify-write with compare-and-set, retried on conflict. `change` returns the new value,
-   * or null to leave the ticket as it is.
+   * Read-modify-write with compare-and-set, retried on conflict with a fresh read. `change`
+   * returns the new value, or null to leave the ticket as it is; it may throw StaleTicketError
+   * to make the caller decide again on fresh data.
    */
   async mutate(id: string, change: (t: TicketT) => TicketT | null): Promise<TicketT | null> {
+    let fresh = false;
     for (;;) {
-      const current = await this.get(id);
+      const current = await this.get(id, { fresh });
       if (!current) return null;
       const next = change(structuredClone(current.value));
       if (!next) return current.value;
       try {
-        await this.tickets.update(id, JSON.stringify(next), current.revision);
+        const revision = await this.tickets.update(id, JSON.stringify(next), current.revision);
+        this.ticketCache.set(id, { value: next, revision });
         return next;
       } catch (err) {
         if (!isCasConflict(err)) throw err;
+        this.ticketCache.delete(id);
+        fresh = true;
       }
     }
   }
@@ -95,7 +171,7 @@ export class TicketStore {
   async list(): Promise<TicketT[]> {
     const out: TicketT[] = [];
     for await (const key of await this.tickets.keys()) {
-      const t = await this.get(key);
+      const t = await this.get(key, { fresh: true });
       if (t) out.push(t.value);
     }
     return out;
@@ -103,20 +179,32 @@ export class TicketStore {
 
   // ---- thread index ----
 
-  async lookup(indexKey: string): Promise<Versioned<string> | null> {
+  async lookup(indexKey: string, opts: { fresh?: boolean } = {}): Promise<Versioned<string> | null> {
+    if (!opts.fresh) {
+      const cached = this.indexCache.get(indexKey);
+      if (cached) return cached;
+    }
     const e = await this.threads.get(indexKey);
-    return e && e.operation === 'PUT' ? { value: e.string(), revision: e.revision } : null;
+    if (!e || e.operation !== 'PUT') {
+      this.indexCache.delete(indexKey);
+      return null;
+    }
+    const found = { value: e.string(), revision: e.revision };
+    this.indexCache.set(indexKey, found);
+    return found;
   }
 
   /** Claims an index key for a ticket; when someone else claimed it first, returns their ticket id. */
   async claim(indexKey: string, ticketId: string, replaceRevision?: number): Promise<{ won: boolean; ticketId: string }> {
     try {
-      if (replaceRevision) await this.threads.update(indexKey, ticketId, replaceRevision);
-      else await this.threads.create(indexKey, ticketId);
+      const revision = replaceRevision
+        ? await this.threads.update(indexKey, ticketId, replaceRevision)
+        : await this.threads.create(indexKey, ticketId);
+      this.indexCache.set(indexKey, { value: ticketId, revision });
       return { won: true, ticketId };
     } catch (err) {
       if (!isCasConflict(err)) throw err;
-      const current = await this.lookup(indexKey);
+      const current = await this.lookup(indexKey, { fresh: true });
       return { won: false, ticketId: current?.value ?? '' };
     }
   }
@@ -124,6 +212,12 @@ export class TicketStore {
   /** Records an index entry if absent (Message-IDs, platform ids): first writer wins, later ones are no-ops. */
   async index(indexKey: string, ticketId: string): Promise<void> {
     await this.claim(indexKey, ticketId);
+  }
+
+  /** Forget cached state for a conversation and ticket after a lost race. */
+  invalidate(indexKey?: string, ticketId?: string): void {
+    if (indexKey) this.indexCache.delete(indexKey);
+    if (ticketId) this.ticketCache.delete(ticketId);
   }
 
   /** Reads a ticket's append-only log in order. */

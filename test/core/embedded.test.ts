@@ -46,7 +46,7 @@ describe('embedded default (the Docker entry command)', () => {
     expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(ready.status).toBe(200);
-    const body = await ready.json();
+    const body = (await ready.json()) as { nats: { connected: boolean }; connectors: unknown[] };
     expect(body.nats.connected).toBe(true);
     expect(body.connectors[0]).toMatchObject({ channel: 'webhook', account: 'form', state: 'connected' });
 

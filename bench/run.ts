@@ -1,0 +1,207 @@
+/**
+ * npm run bench — routing throughput and latency against the bare JetStream publish rate
+ * measured in the same run on the same throwaway nats-server (compare ratios, not absolute
+ * numbers: machines here are noisy). The router runs as its own process (`node dist/cli.js
+ * start`), as in production; this process publishes and observes.
+ *
+ * Phases:
+ *  1. raw     — async JetStream publish of N inbound-sized payloads with Nats-Msg-Id.
+ *  2. routed  — N inbound events across M conversations published as fast as possible;
+ *               routed/s = N / (first publish → last ticket.message event).
+ *  3. latency — events paced at BENCH_RATE/s (default 2,000) for a few seconds; p50/p99 from
+ *               publish to the ticket.message event.
+ *  4. channels — each bench/channels/*.ts, when present.
+ * The last line is one JSON object for scripts.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { startNats } from '../test/helpers/nats-server.js';
+import { spawnGateway, writeConfig } from '../test/helpers/process.js';
+import { chatMessage } from '../test/helpers/events.js';
+import { percentile, type ChannelBenchResult } from './types.js';
+
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
+const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 2_000);
+const RATE = Number(process.env.BENCH_RATE ?? 2_000);
+const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
+const WINDOW = 1_000; // publishes in flight
+
+const say = (s: string) => process.stdout.write(`${s}\n`);
+
+async function rawPublishRate(nc: NatsConnection, payloads: string[]): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'], duplicate_window: 120_000_000_000 });
+  const js = jetstream(nc);
+  const start = performance.now();
+  let inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < payloads.length; i++) {
+    inflight.push(js.publish('bench.raw.webhook.load', payloads[i]!, { msgID: `raw-${i}` }));
+    if (inflight.length >= WINDOW) {
+      await Promise.all(inflight);
+      inflight = [];
+    }
+  }
+  await Promise.all(inflight);
+  const perS = payloads.length / ((performance.now() - start) / 1000);
+  await jsm.streams.delete('BENCH_RAW');
+  return perS;
+}
+
+function makeEvents(n: number, conversations: number, tag: string) {
+  const events = [];
+  for (let i = 0; i < n; i++) {
+    const e = chatMessage({ account: 'load', chat: `${tag}-${i % conversations}`, id: `${tag}-${i}`, text: 'Здравствуйте! Не проходит оплата по карте, заказ №48213' });
+    events.push({ id: e.id, payload: JSON.stringify(e) });
+  }
+  return events;
+}
+
+/** Observes ticket.message events (core subscription: no consumer overhead in the measurement). */
+function observe(nc: NatsConnection) {
+  const seen = new Map<string, number>();
+  let onCount: (() => void) | undefined;
+  let target = Infinity;
+  const sub = nc.subscribe('omni.events.ticket.message');
+  void (async () => {
+    for await (const m of sub) {
+      const id = (m.json() as { id: string }).id.slice('ticket.message:'.length);
+      if (!seen.has(id)) seen.set(id, performance.now());
+      if (seen.size >= target) onCount?.();
+    }
+  })();
+  return {
+    seen,
+    waitFor(n: number, timeoutMs: number) {
+      target = n;
+      if (seen.size >= n) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${seen.size}/${n} events routed within ${timeoutMs} ms`)), timeoutMs);
+        onCount = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    },
+    stop: () => sub.unsubscribe(),
+  };
+}
+
+async function routedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string }>) {
+  const js = jetstream(nc);
+  const obs = observe(nc);
+  const sent = new Map<string, number>();
+  const start = performance.now();
+  let inflight: Promise<unknown>[] = [];
+  for (const e of events) {
+    sent.set(e.id, performance.now());
+    inflight.push(js.publish('omni.in.webhook.load', e.payload, { msgID: e.id }));
+    if (inflight.length >= WINDOW) {
+      await Promise.all(inflight);
+      inflight = [];
+    }
+  }
+  await Promise.all(inflight);
+  await obs.waitFor(events.length, 300_000);
+  const elapsed = (Math.max(...obs.seen.values()) - start) / 1000;
+  obs.stop();
+  return { perS: events.length / elapsed, latencies: latencies(sent, obs.seen) };
+}
+
+async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string }>, rate: number) {
+  const js = jetstream(nc);
+  const obs = observe(nc);
+  const sent = new Map<string, number>();
+  const start = performance.now();
+  const tickMs = 10;
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+  let i = 0;
+  while (i < events.length) {
+    const due = Math.min(events.length, Math.floor(((performance.now() - start) / 1000) * rate) + perTick);
+    for (; i < due; i++) {
+      const e = events[i]!;
+      sent.set(e.id, performance.now());
+      void js.publish('omni.in.webhook.load', e.payload, { msgID: e.id });
+    }
+    await new Promise((r) => setTimeout(r, tickMs));
+  }
+  await obs.waitFor(events.length, 120_000);
+  obs.stop();
+  const achieved = events.length / ((performance.now() - start) / 1000);
+  return { achieved, latencies: latencies(sent, obs.seen) };
+}
+
+function latencies(sent: Map<string, number>, seen: Map<string, number>): number[] {
+  const out: number[] = [];
+  for (const [id, t0] of sent) {
+    const t1 = seen.get(id);
+    if (t1 !== undefined) out.push(t1 - t0);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+async function channelBenches(): Promise<Record<string, ChannelBenchResult | { error: string }>> {
+  const dir = new URL('./channels/', import.meta.url).pathname;
+  const out: Record<string, ChannelBenchResult | { error: string }> = {};
+  const only = process.env.BENCH_CHANNELS?.split(',');
+  for (const f of readdirSync(dir).filter((f) => f.endsWith('.ts')).sort()) {
+    const name = f.replace(/\.ts$/, '');
+    if (only && !only.includes(name)) continue;
+    try {
+      const mod = (await import(join(dir, f))) as { run: (o: { scale: number }) => Promise<ChannelBenchResult> };
+      const r = await mod.run({ scale: Number(process.env.BENCH_SCALE ?? 1) });
+      out[name] = r;
+      say(`channel ${name.padEnd(10)} ${r.name}: ${r.per_s.toFixed(0)}/s over ${r.events}, p50 ${r.p50_ms.toFixed(1)} ms, p99 ${r.p99_ms.toFixed(1)} ms${r.note ? ` (${r.note})` : ''}`);
+    } catch (err) {
+      out[name] = { error: String(err) };
+      say(`channel ${name}: failed: ${String(err)}`);
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const nats = await startNats();
+  const nc = await connect({ servers: nats.url });
+  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });
+  const gateway = spawnGateway(config, { entry: 'dist', nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
+  try {
+    await gateway.started;
+    const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
+    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations (nats-server ${nc.info?.version}, node ${process.version})`);
+    const raw = await rawPublishRate(nc, events.map((e) => e.payload));
+    say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
+    const routed = await routedPhase(nc, events);
+    say(`routed (publish → ticket event): ${routed.perS.toFixed(0)} events/s  ratio ${(routed.perS / raw).toFixed(2)}  (saturated p50 ${percentile(routed.latencies, 50).toFixed(1)} ms, p99 ${percentile(routed.latencies, 99).toFixed(1)} ms)`);
+    const paced = await pacedPhase(nc, makeEvents(RATE * LATENCY_SECONDS, Math.min(CONVERSATIONS, RATE * LATENCY_SECONDS), 'p'), RATE);
+    const p50 = percentile(paced.latencies, 50);
+    const p99 = percentile(paced.latencies, 99);
+    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+    const channels = await channelBenches();
+    const result = {
+      routed_per_s: Math.round(routed.perS),
+      raw_publish_per_s: Math.round(raw),
+      ratio: Number((routed.perS / raw).toFixed(3)),
+      p50_ms: Number(p50.toFixed(2)),
+      p99_ms: Number(p99.toFixed(2)),
+      latency_rate_per_s: Math.round(paced.achieved),
+      events: EVENTS,
+      conversations: CONVERSATIONS,
+      channels,
+    };
+    say(JSON.stringify(result));
+  } finally {
+    await gateway.kill('SIGTERM');
+    await nc.close();
+    await nats.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);
