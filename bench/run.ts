@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });
-  const gateway = spawnGateway(config, { entry: 'dist', nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [] });
+  const gateway = spawnGateway(config, { entry: 'dist', nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []) });
   try {
     await gateway.started;
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
