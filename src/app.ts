@@ -11,7 +11,7 @@ import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
 import { Streams } from './core/subjects.js';
 import { Router } from './router/router.js';
-import { CommandHandler } from './router/commands.js';
+import { CommandHandler, autoAcknowledge } from './router/commands.js';
 import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
@@ -70,8 +70,13 @@ export class Gateway {
         ackWaitMs: c.router.ackWait,
       });
       await this.router.start();
-      this.commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }));
-      this.commands.start();
+      const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }));
+      this.commands = commands;
+      commands.start();
+      const ack = c.router.autoAcknowledge;
+      const ackLog = log.child({ component: 'auto-ack' });
+      this.router.onTicketOpened = (ticket, event) =>
+        autoAcknowledge(this.bus, commands, ack, ticket, event.email?.from ?? event.sender.id, ackLog);
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, log, readiness: () => this.readiness() });

@@ -115,6 +115,16 @@ export const GatewayConfig = z.object({
       /** Messages processed at once (different conversations in parallel, each in order). */
       concurrency: z.number().int().min(1).max(4096).default(256),
       ackWait: Duration.prefault('30s'),
+      autoAcknowledge: z
+        .object({
+          enabled: z.boolean().default(false),
+          text: z
+            .string()
+            .min(1)
+            .default('Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Ответим в рабочее время: пн–пт, 9:00–18:00 по Москве.'),
+          perSenderPerHour: z.number().int().min(0).default(3),
+        })
+        .prefault({}),
     })
     .prefault({}),
   outbound: z

@@ -7,6 +7,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Bus } from '../core/bus.js';
+import { isCasConflict } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import {
@@ -83,7 +84,7 @@ export class CommandHandler {
     return result;
   }
 
-  async reply(body: unknown): Promise<CommandResult> {
+  async reply(body: unknown, opts: { automated?: boolean } = {}): Promise<CommandResult> {
     const cmd = parse(ReplyCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
@@ -107,15 +108,19 @@ export class CommandHandler {
         email: ticket.conversation.kind === 'email' ? emailHeaders(ticket, this.store.prefix) : undefined,
         author: c.author,
         createdAt: new Date().toISOString(),
+        automated: opts.automated ?? false,
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
       await this.journal.append(ticket.id, entry, `out:${id}`);
       await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id);
-      const updated = await this.store.mutate(ticket.id, (t) => {
-        t.updatedAt = entry.at;
-        if (t.status === 'new' || t.status === 'open') t.status = 'pending';
-        return t;
-      });
+      // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
+      const updated = opts.automated
+        ? null
+        : await this.store.mutate(ticket.id, (t) => {
+            t.updatedAt = entry.at;
+            if (t.status === 'new' || t.status === 'open') t.status = 'pending';
+            return t;
+          });
       await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
       return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
     });
@@ -161,6 +166,53 @@ export class CommandHandler {
       return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };
     });
   }
+}
+
+export interface AutoAckOptions {
+  enabled: boolean;
+  /** {ticket} is replaced by the ticket id, {name} by the customer's name. */
+  text: string;
+  /** At most this many acknowledgements per sender per hour: the last guard against mail loops. */
+  perSenderPerHour: number;
+}
+
+/**
+ * Sends the auto-acknowledgement for a newly opened ticket, at most `perSenderPerHour` per sender
+ * (a sliding window kept in KV with compare-and-set, so replicas share it).
+ */
+export async function autoAcknowledge(
+  bus: Bus,
+  commands: CommandHandler,
+  o: AutoAckOptions,
+  ticket: Ticket,
+  senderKey: string,
+  log: Logger,
+): Promise<void> {
+  if (!o.enabled) return;
+  const key = `autoack.${hashKey(senderKey.toLowerCase())}`;
+  const hourAgo = Date.now() - 3_600_000;
+  for (;;) {
+    const entry = await bus.kv.dedup.get(key);
+    const stamps = (entry && entry.operation === 'PUT' ? (entry.json() as number[]) : []).filter((t) => t > hourAgo);
+    if (stamps.length >= o.perSenderPerHour) {
+      log.info({ ticketId: ticket.id }, 'auto-acknowledgement skipped: sender over the hourly limit');
+      return;
+    }
+    const next = JSON.stringify([...stamps, Date.now()]);
+    try {
+      if (entry && entry.operation === 'PUT') await bus.kv.dedup.update(key, next, entry.revision);
+      else await bus.kv.dedup.create(key, next);
+      break;
+    } catch (err) {
+      if (!isCasConflict(err)) throw err;
+    }
+  }
+  const text = o.text.replaceAll('{ticket}', ticket.id).replaceAll('{name}', ticket.contact.displayName ?? '');
+  const result = await commands.reply(
+    { ticketId: ticket.id, text, idempotencyKey: 'auto-acknowledgement', author: { id: 'omnigate', name: 'auto-acknowledgement' } },
+    { automated: true },
+  );
+  if (!result.ok) log.warn({ ticketId: ticket.id, error: result.error }, 'auto-acknowledgement failed');
 }
 
 function parse<T extends z.ZodType>(schema: T, body: unknown): { value: z.infer<T> } | { error: CommandResult } {

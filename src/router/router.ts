@@ -50,6 +50,8 @@ export class Router {
   private readonly lanes = new KeyedLanes();
   private readonly consumers: ConsumerMessages[] = [];
   private readonly loops: Promise<void>[] = [];
+  /** Called once for each ticket a customer message opened (auto-acknowledgement, SLA timers). */
+  onTicketOpened?: (ticket: Ticket, event: InboundMessage) => Promise<void>;
 
   constructor(
     private readonly bus: Bus,
@@ -214,6 +216,7 @@ export class Router {
     writes.push(this.journal.emit('ticket.message', current, e.id, entry));
     if (e.email) writes.push(this.store.index(IndexKeys.emailMessageId(e.email.messageId), ticket.id));
     await Promise.all(writes);
+    if (created && this.onTicketOpened) await this.onTicketOpened(current, e);
     return ticket.id;
   }
 

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { schemaDocuments } from '../../src/core/schema-export.js';
-import { InboundEvent, OutboundMessage } from '../../src/core/schema.js';
+import { InboundEvent, InboundMessage, OutboundMessage } from '../../src/core/schema.js';
 import { chatMessage } from '../helpers/events.js';
 
 const dir = new URL('../../docs/schema/', import.meta.url).pathname;
@@ -27,7 +27,7 @@ describe('event schema v1', () => {
 
   it('keeps Cyrillic and channel/account tokens safe for subjects', () => {
     const e = chatMessage({ chat: 'чат-1', text: 'Привет, мир' });
-    expect(InboundEvent.parse(e).text).toBe('Привет, мир');
+    expect(InboundMessage.parse(e).text).toBe('Привет, мир');
     expect(InboundEvent.safeParse({ ...e, account: 'my.account' }).success).toBe(false);
     expect(OutboundMessage.safeParse({}).success).toBe(false);
   });
