@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bus } from '../../src/core/bus.js';
+import { createLogger } from '../../src/core/logger.js';
+import { Buckets, Streams } from '../../src/core/subjects.js';
+import { acquireLease } from '../../src/core/lease.js';
+import { startNats, type TestNats } from '../helpers/nats-server.js';
+
+let nats: TestNats;
+const log = createLogger({ level: 'silent' });
+const options = (url: string, over: Partial<Parameters<typeof Bus.connect>[0]> = {}) => ({
+  url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 7 * 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: 1_500, ...over,
+});
+
+beforeAll(async () => {
+  nats = await startNats();
+});
+afterAll(async () => nats?.stop());
+
+describe('bus provisioning', () => {
+  it('creates every stream, bucket and the object store, and is idempotent across starts and replicas', async () => {
+    const a = await Bus.connect(options(nats.url), log);
+    const b = await Bus.connect(options(nats.url), log);
+    await Promise.all([a.provision(), b.provision()]);
+    await a.provision();
+    const streams: string[] = [];
+    for await (const s of a.jsm.streams.names()) streams.push(s);
+    for (const s of Object.values(Streams)) expect(streams).toContain(s);
+    for (const bucket of Object.values(Buckets)) expect(streams).toContain(`KV_${bucket}`);
+    expect(streams).toContain('OBJ_omni_media');
+    expect(a.serverVersion).toMatch(/^2\.\d+\.\d+/);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('updates a stream whose settings drifted from the config', async () => {
+    const bus = await Bus.connect(options(nats.url, { duplicateWindowMs: 300_000 }), log);
+    await bus.provision();
+    const info = await bus.jsm.streams.info(Streams.inbound);
+    expect(info.config.duplicate_window).toBe(300_000 * 1_000_000);
+    await bus.close();
+  });
+
+  it('gives a lease to one holder at a time and hands it over when the holder stops renewing', async () => {
+    const bus = await Bus.connect(options(nats.url), log);
+    await bus.provision();
+    const first = await acquireLease(bus.kv.leases, 'telegram.bot.intake', { ttlMs: 1_500, holder: 'replica-a' });
+    const abort = new AbortController();
+    let secondGot = false;
+    const second = acquireLease(bus.kv.leases, 'telegram.bot.intake', { ttlMs: 1_500, holder: 'replica-b', signal: abort.signal }).then((l) => {
+      secondGot = true;
+      return l;
+    });
+    await new Promise((r) => setTimeout(r, 2_000)); // longer than the TTL: renewals keep it with a
+    expect(secondGot).toBe(false);
+    await first.release();
+    const lease = await second;
+    expect(secondGot).toBe(true);
+    await lease.release();
+    await bus.close();
+  });
+});
