@@ -14,7 +14,14 @@ import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
 
-const USAGE = 'usage: omnigate <start|check-config> [--config FILE]';
+const USAGE = `usage: omnigate start [--config FILE]
+       omnigate check-config [--config FILE]
+       omnigate dlq [--source SOURCE] [--since ISO-TIME] [--limit N] [--replay] [--config FILE]`;
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
 
 export function configPath(argv: string[], env: NodeJS.ProcessEnv): string | undefined {
   const i = argv.indexOf('--config');
@@ -39,7 +46,7 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0];
-  if (command !== 'start' && command !== 'check-config') {
+  if (command !== 'start' && command !== 'check-config' && command !== 'dlq') {
     process.stderr.write(`${USAGE}\n`);
     return 64;
   }
@@ -57,6 +64,18 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'check-config') {
     process.stdout.write(`omnigate: ${loaded.file} is valid (${loaded.connectors.length} connector(s) enabled)\n`);
+    return 0;
+  }
+  if (command === 'dlq') {
+    const { deadLetters } = await import('./dlq.js');
+    const r = await deadLetters(loaded.config, {
+      source: flag(argv, '--source'),
+      since: flag(argv, '--since'),
+      limit: Number(flag(argv, '--limit') ?? 1000),
+      replay: argv.includes('--replay'),
+      out: (line) => process.stdout.write(`${line}\n`),
+    });
+    process.stderr.write(`omnigate: ${r.listed} dead letter(s)${argv.includes('--replay') ? `, ${r.replayed} replayed` : ''}\n`);
     return 0;
   }
   const log = createLogger({ level: loaded.config.log.level });

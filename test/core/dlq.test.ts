@@ -1,0 +1,40 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
+import { deadLetters } from '../../src/dlq.js';
+import { loadConfig } from '../../src/core/config.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({});
+});
+afterAll(async () => gw?.stop());
+
+describe('dead-letter tooling', () => {
+  it('lists parked events with their reason and replays them once the cause is gone', async () => {
+    const original = chatMessage({ chat: 'late-chat', id: 'late-1' });
+    const edit = {
+      v: 1, type: 'message.edited', id: 'webhook:site:edit:late-1:1', channel: 'webhook', account: 'site',
+      conversation: { id: 'other-chat', kind: 'private' }, sender: original.sender, targetPlatformMessageId: 'late-1', text: 'правка',
+      platform: { messageId: 'late-1' }, receivedAt: new Date().toISOString(),
+    };
+    await publishEvent(gw.nc, edit); // the edit overtook its message: nothing to attach it to yet
+    await gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.router', (d: any) => d.reason.includes('unknown message late-1'));
+
+    const config = loadConfig(undefined, { OMNIGATE_NATS__URL: gw.nats.url }).config;
+    const lines: string[] = [];
+    const listed = await deadLetters(config, { source: 'router', limit: 100, replay: false, out: (l) => lines.push(l) });
+    expect(listed.listed).toBeGreaterThan(0);
+    expect(lines.join('\n')).toMatch(/router\tomni\.in\.webhook\.site\tmessage\.edited for unknown message late-1/);
+
+    await publishEvent(gw.nc, original);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any).event.id === original.id);
+    const replay = await deadLetters(config, { source: 'router', limit: 100, replay: true, out: () => {} });
+    expect(replay.replayed).toBeGreaterThan(0);
+    await gw.waitForEvent((e) => e.type === 'ticket.edited' && e.ticketId === created.ticketId);
+    // Replaying again changes nothing.
+    await deadLetters(config, { source: 'router', limit: 100, replay: true, out: () => {} });
+    const log = await gw.gateway.router!.store.readLog(created.ticketId);
+    expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'edited']);
+  });
+});
