@@ -9,6 +9,7 @@ type Loader = () => Promise<{ default: ConnectorFactory<any> }>;
 
 const loaders: Record<string, Loader> = {
   webhook: () => import('./webhook/index.js'),
+  telegram: () => import('./telegram/index.js'),
 };
 
 export function connectorTypes(): string[] {

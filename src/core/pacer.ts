@@ -14,11 +14,12 @@ export class Pacer {
     this.globalGap = globalPerSecond > 0 ? 1000 / globalPerSecond : 0;
   }
 
-  async wait(key: string): Promise<void> {
+  /** Waits for the key's next slot; `intervalMs` overrides the per-key gap (groups are slower than private chats). */
+  async wait(key: string, intervalMs = this.perKeyMs): Promise<void> {
     const now = Date.now();
     const keySlot = Math.max(now, this.nextAt.get(key) ?? 0);
     const slot = Math.max(keySlot, this.globalNext);
-    this.nextAt.set(key, slot + this.perKeyMs);
+    this.nextAt.set(key, slot + intervalMs);
     this.globalNext = slot + this.globalGap;
     if (this.nextAt.size > 10_000) this.prune(now);
     const delay = slot - now;

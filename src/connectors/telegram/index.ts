@@ -1,0 +1,49 @@
+/**
+ * Telegram bots through telegraf's Bot API client: long polling (default) or webhook mode with
+ * secret_token verification. Several bots per gateway, one connector entry each.
+ */
+import { z } from 'zod';
+import type { ConnectorFactory } from '../contract.js';
+import { TelegramConnector } from './connector.js';
+
+export const PUBLIC_BOT_API = 'https://api.telegram.org';
+/** The public Bot API serves files up to 20 MB; a self-hosted server (apiRoot) lifts it. */
+export const PUBLIC_FILE_LIMIT = 20 * 1024 * 1024;
+
+export const TelegramOptions = z.object({
+  /** Bot token from @BotFather; always from the environment: token: ${TELEGRAM_TOKEN}. */
+  token: z.string().regex(/^\d+:[A-Za-z0-9_-]{10,}$/, 'a bot token such as 123456:ABC-... (from @BotFather)'),
+  mode: z.enum(['polling', 'webhook']).default('polling'),
+  /** Bot API base URL; point it at a self-hosted telegram-bot-api server to lift the 20 MB file limit. */
+  apiRoot: z.string().url().default(PUBLIC_BOT_API),
+  webhook: z
+    .object({
+      /** Checked against X-Telegram-Bot-Api-Secret-Token on every webhook request. */
+      secretToken: z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, '16-256 characters: letters, digits, "_" and "-"'),
+      /** Public HTTPS URL of /connectors/telegram/<account>/webhook; when set, setWebhook is called at start. */
+      url: z.string().url().optional(),
+    })
+    .optional(),
+  /** Which group messages open/join tickets: only when the bot is mentioned or replied to, all, or none. */
+  groups: z.enum(['mention', 'all', 'off']).default('mention'),
+  /** Long-polling timeout in seconds. */
+  pollTimeoutS: z.number().int().min(0).max(50).default(25),
+  /** Larger files are recorded as attachments that could not be fetched. Default: 20 MB on the public API. */
+  maxFileBytes: z.number().int().positive().optional(),
+  pacing: z
+    .object({
+      privateChatIntervalMs: z.number().int().nonnegative().default(1000),
+      groupIntervalMs: z.number().int().nonnegative().default(3000),
+      perSecond: z.number().positive().default(25),
+    })
+    .prefault({}),
+}).refine((o) => o.mode !== 'webhook' || o.webhook, { message: 'webhook mode needs webhook.secretToken', path: ['webhook'] });
+export type TelegramOptions = z.infer<typeof TelegramOptions>;
+
+const factory: ConnectorFactory<TelegramOptions> = {
+  type: 'telegram',
+  channel: 'telegram',
+  options: TelegramOptions,
+  create: (options, ctx) => new TelegramConnector(options, ctx),
+};
+export default factory;

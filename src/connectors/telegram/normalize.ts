@@ -1,0 +1,195 @@
+/**
+ * One Telegram update → at most one normalized event (without attachments, which need downloads).
+ * Pure: no network, so every rule here is testable on plain update objects.
+ */
+import type { InboundEventInput, StructuredPart } from '../../core/schema.js';
+import { eventId } from '../contract.js';
+import { entitiesToHtml, type Entity } from './format.js';
+
+export interface TgUser {
+  id: number;
+  is_bot?: boolean;
+  first_name?: string;
+  last_name?: string;
+  username?: string;
+  language_code?: string;
+}
+
+export interface TgFileRef {
+  file_id: string;
+  file_size?: number;
+  file_name?: string;
+  mime_type?: string;
+}
+
+export interface TgMessage {
+  message_id: number;
+  message_thread_id?: number;
+  is_topic_message?: boolean;
+  date: number;
+  edit_date?: number;
+  chat: { id: number; type: 'private' | 'group' | 'supergroup' | 'channel'; title?: string; username?: string; first_name?: string; last_name?: string; is_forum?: boolean };
+  from?: TgUser;
+  text?: string;
+  caption?: string;
+  entities?: Entity[];
+  caption_entities?: Entity[];
+  reply_to_message?: { message_id: number; from?: TgUser };
+  photo?: Array<TgFileRef & { width: number; height: number }>;
+  document?: TgFileRef;
+  voice?: TgFileRef;
+  audio?: TgFileRef;
+  video?: TgFileRef;
+  video_note?: TgFileRef;
+  animation?: TgFileRef;
+  sticker?: TgFileRef & { emoji?: string; is_animated?: boolean; is_video?: boolean };
+  contact?: { phone_number: string; first_name: string; last_name?: string; user_id?: number; vcard?: string };
+  location?: { latitude: number; longitude: number };
+  venue?: { location: { latitude: number; longitude: number }; title: string; address?: string };
+}
+
+export interface TgUpdate {
+  update_id: number;
+  message?: TgMessage;
+  edited_message?: TgMessage;
+}
+
+export interface BotIdentity {
+  id: number;
+  username: string;
+}
+
+export interface PendingFile {
+  fileId: string;
+  size?: number;
+  name: string;
+  mimeType: string;
+  kind: string;
+}
+
+export type Normalized =
+  | { kind: 'event'; event: InboundEventInput; files: PendingFile[] }
+  | { kind: 'skip'; reason: string }
+  | { kind: 'invalid'; reason: string };
+
+export function platformId(chatId: number | string, messageId: number | string): string {
+  return `${chatId}:${messageId}`;
+}
+
+export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, groups: 'mention' | 'all' | 'off'): Normalized {
+  if (typeof u?.update_id !== 'number') return { kind: 'invalid', reason: 'update has no numeric update_id' };
+  const m = u.message ?? u.edited_message;
+  if (!m) return { kind: 'skip', reason: 'update type not handled' };
+  if (typeof m.message_id !== 'number' || !m.chat || typeof m.chat.id !== 'number' || typeof m.date !== 'number') {
+    return { kind: 'invalid', reason: 'message lacks message_id, chat.id or date' };
+  }
+  if (m.chat.type === 'channel') return { kind: 'skip', reason: 'channel posts are not conversations' };
+  if (m.from?.id === bot.id) return { kind: 'skip', reason: 'our own message' };
+  const isGroup = m.chat.type === 'group' || m.chat.type === 'supergroup';
+  if (isGroup && groups === 'off') return { kind: 'skip', reason: 'group messages disabled' };
+  if (isGroup && groups === 'mention' && !addressesBot(m, bot)) return { kind: 'skip', reason: 'group message not addressed to the bot' };
+
+  const conversation = {
+    id: String(m.chat.id),
+    threadId: m.is_topic_message && m.message_thread_id ? String(m.message_thread_id) : undefined,
+    kind: isGroup ? ('group' as const) : ('private' as const),
+    title: m.chat.title ?? ([m.chat.first_name, m.chat.last_name].filter(Boolean).join(' ') || undefined),
+  };
+  const from = m.from;
+  const sender = {
+    id: String(from?.id ?? m.chat.id),
+    displayName: from ? [from.first_name, from.last_name].filter(Boolean).join(' ') || from.username : conversation.title,
+    handles: (from?.username ? { username: `@${from.username}` } : {}) as Record<string, string>,
+    language: from?.language_code,
+    isBot: from?.is_bot,
+  };
+  const pid = platformId(m.chat.id, m.message_id);
+  const text = m.text ?? m.caption ?? '';
+  const html = entitiesToHtml(text, m.text !== undefined ? m.entities : m.caption_entities);
+
+  if (u.edited_message) {
+    return {
+      kind: 'event',
+      files: [],
+      event: {
+        type: 'message.edited',
+        id: eventId('telegram', account, `edit:${pid}:${m.edit_date ?? u.update_id}`),
+        conversation,
+        sender,
+        targetPlatformMessageId: pid,
+        text,
+        html,
+        platform: { messageId: pid, editedAt: m.edit_date ? new Date(m.edit_date * 1000).toISOString() : undefined },
+      },
+    };
+  }
+
+  const parts: StructuredPart[] = [];
+  if (m.contact) {
+    parts.push({
+      type: 'contact',
+      name: [m.contact.first_name, m.contact.last_name].filter(Boolean).join(' '),
+      phone: m.contact.phone_number,
+      userId: m.contact.user_id ? String(m.contact.user_id) : undefined,
+      vcard: m.contact.vcard,
+    });
+  }
+  const loc = m.venue?.location ?? m.location;
+  if (loc) parts.push({ type: 'location', latitude: loc.latitude, longitude: loc.longitude, title: m.venue?.title });
+
+  return {
+    kind: 'event',
+    files: pendingFiles(m),
+    event: {
+      type: 'message.inbound',
+      id: eventId('telegram', account, pid),
+      conversation,
+      sender,
+      text,
+      html,
+      format: 'plain',
+      attachments: [],
+      parts,
+      replyTo: m.reply_to_message ? platformId(m.chat.id, m.reply_to_message.message_id) : undefined,
+      automated: from?.is_bot ? 'bot' : undefined,
+      platform: { messageId: pid, sentAt: new Date(m.date * 1000).toISOString() },
+    },
+  };
+}
+
+function addressesBot(m: TgMessage, bot: BotIdentity): boolean {
+  if (m.reply_to_message?.from?.id === bot.id) return true;
+  const text = m.text ?? m.caption ?? '';
+  const entities = (m.text !== undefined ? m.entities : m.caption_entities) ?? [];
+  const handle = `@${bot.username}`.toLowerCase();
+  return entities.some((e) => {
+    const value = text.slice(e.offset, e.offset + e.length).toLowerCase();
+    if (e.type === 'mention') return value === handle;
+    if (e.type === 'bot_command') return !value.includes('@') || value.endsWith(handle);
+    if (e.type === 'text_mention') return e.user?.id === bot.id;
+    return false;
+  });
+}
+
+function pendingFiles(m: TgMessage): PendingFile[] {
+  const out: PendingFile[] = [];
+  const add = (f: TgFileRef | undefined, kind: string, name: string, mimeType: string) => {
+    if (f?.file_id) out.push({ fileId: f.file_id, size: f.file_size, name: f.file_name ?? name, mimeType: f.mime_type ?? mimeType, kind });
+  };
+  if (m.photo?.length) {
+    const largest = m.photo.reduce((a, b) => ((b.file_size ?? b.width * b.height) > (a.file_size ?? a.width * a.height) ? b : a));
+    add(largest, 'image', `photo-${m.message_id}.jpg`, 'image/jpeg');
+  }
+  add(m.document, 'document', `document-${m.message_id}`, 'application/octet-stream');
+  add(m.voice, 'voice', `voice-${m.message_id}.ogg`, 'audio/ogg');
+  add(m.audio, 'audio', `audio-${m.message_id}.mp3`, 'audio/mpeg');
+  add(m.video, 'video', `video-${m.message_id}.mp4`, 'video/mp4');
+  add(m.video_note, 'video', `video-note-${m.message_id}.mp4`, 'video/mp4');
+  add(m.animation, 'video', `animation-${m.message_id}.mp4`, 'video/mp4');
+  if (m.sticker) {
+    const ext = m.sticker.is_animated ? 'tgs' : m.sticker.is_video ? 'webm' : 'webp';
+    const mime = m.sticker.is_animated ? 'application/x-tgsticker' : m.sticker.is_video ? 'video/webm' : 'image/webp';
+    add(m.sticker, 'sticker', `sticker-${m.message_id}.${ext}`, mime);
+  }
+  return out;
+}

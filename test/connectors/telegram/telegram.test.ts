@@ -1,0 +1,218 @@
+/**
+ * Telegram end to end: telegraf's real Bot API client against the stand-in on 127.0.0.1, a real
+ * nats-server, the router and the outbound runner.
+ */
+import { createHash } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { FakeBotApi } from './bot-api.js';
+import type { LogEntry } from '../../../src/core/schema.js';
+
+const TOKEN = '123456:TEST-token-abcdefghijklmnop';
+let nats: TestNats;
+let api: FakeBotApi;
+const gateways: TestGateway[] = [];
+let messageId = 1;
+
+function telegramConfig(extra: Record<string, unknown> = {}) {
+  return {
+    outbound: { backoffBase: '100ms' },
+    connectors: [{
+      type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1,
+      pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 }, ...extra,
+    }],
+  };
+}
+
+async function gateway(extra: Record<string, unknown> = {}): Promise<TestGateway> {
+  const gw = await startGateway(telegramConfig(extra), { nats, env: { TG_TOKEN: TOKEN } });
+  gateways.push(gw);
+  return gw;
+}
+
+function privateMessage(chatId: number, fields: Record<string, unknown> = {}) {
+  return {
+    message: {
+      message_id: messageId++,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: chatId, type: 'private', first_name: 'Ольга', last_name: 'Смирнова' },
+      from: { id: chatId, is_bot: false, first_name: 'Ольга', last_name: 'Смирнова', username: 'olga_s', language_code: 'ru' },
+      text: 'Здравствуйте! Не проходит оплата',
+      ...fields,
+    },
+  };
+}
+
+const inboundOf = (e: { entry?: unknown }) => (e.entry as Extract<LogEntry, { kind: 'inbound' }>)?.event;
+
+beforeAll(async () => {
+  nats = await startNats();
+  api = new FakeBotApi(TOKEN);
+  await api.start();
+});
+afterEach(async () => {
+  await Promise.all(gateways.splice(0).map((g) => g.stop()));
+  api.honourOffset = true;
+});
+afterAll(async () => {
+  await api?.stop();
+  await nats?.stop();
+});
+
+describe('telegram connector', () => {
+  it('turns a private message into a ticket and delivers the reply to the same chat, quoting it', async () => {
+    const gw = await gateway();
+    api.push(privateMessage(5001, { entities: [{ type: 'bold', offset: 0, length: 13 }] }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message');
+    const event = inboundOf(created)!;
+    expect(event.conversation).toMatchObject({ id: '5001', kind: 'private' });
+    expect(event.sender).toMatchObject({ id: '5001', displayName: 'Ольга Смирнова', handles: { username: '@olga_s' }, language: 'ru' });
+    expect(event.html).toBe('<b>Здравствуйте!</b> Не проходит оплата');
+
+    const reply = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Добрый день! <Проверяем> & ответим' });
+    expect(reply.ok).toBe(true);
+    const sent = await api.waitForCall((c) => c.method === 'sendMessage' && c.params.chat_id === '5001');
+    expect(sent.params.text).toBe('Добрый день! <Проверяем> & ответим');
+    expect(sent.params.parse_mode).toBeUndefined();
+    expect(sent.params.reply_parameters).toMatchObject({ message_id: Number(event.platform.messageId.split(':')[1]) });
+    const delivery = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    expect((delivery.entry as Extract<LogEntry, { kind: 'delivery' }>).status.status).toBe('sent');
+    expect(gw.logs.join('')).not.toContain(TOKEN.split(':')[1]);
+  });
+
+  it('splits a long reply into ordered messages, quoting only the first', async () => {
+    const gw = await gateway();
+    api.push(privateMessage(5011));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5011');
+    const long = Array.from({ length: 300 }, (_, i) => `Шаг ${i + 1}: проверьте настройку номер ${i + 1}.`).join('\n');
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: long });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const sent = api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5011');
+    expect(sent.length).toBeGreaterThan(1);
+    expect(sent.map((c) => c.params.text).join('\n')).toBe(long);
+    expect(sent[0]!.params.reply_parameters).toBeDefined();
+    expect(sent.slice(1).every((c) => c.params.reply_parameters === undefined)).toBe(true);
+  });
+
+  it('round-trips a photo through the object store with the same bytes', async () => {
+    const gw = await gateway();
+    const bytes = Buffer.alloc(300_000, 7);
+    bytes.write('JPEG-ish header', 0);
+    api.addFile('photo-big', bytes);
+    api.push(privateMessage(5002, { text: undefined, caption: 'Скриншот ошибки', photo: [
+      { file_id: 'photo-small', width: 90, height: 90, file_size: 1000 },
+      { file_id: 'photo-big', width: 1280, height: 960, file_size: bytes.length },
+    ] }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5002');
+    const [att] = inboundOf(created)!.attachments;
+    expect(att).toMatchObject({ status: 'stored', mimeType: 'image/jpeg', size: bytes.length, kind: 'image' });
+    expect(att!.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(inboundOf(created)!.text).toBe('Скриншот ошибки');
+
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Вот что мы видим', attachments: [att] });
+    const photo = await api.waitForCall((c) => c.method === 'sendPhoto' && String(c.params.chat_id) === '5002');
+    expect(Buffer.compare(photo.files.photo!.bytes, bytes)).toBe(0);
+  });
+
+  it('records a file over the size limit as not fetched, with the reason, and still opens the ticket', async () => {
+    const gw = await gateway({ maxFileBytes: 1024 });
+    api.addFile('doc-1', Buffer.alloc(4096, 1));
+    api.push(privateMessage(5003, { text: undefined, document: { file_id: 'doc-1', file_name: 'отчёт.pdf', mime_type: 'application/pdf', file_size: 4096 } }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5003');
+    expect(inboundOf(created)!.attachments[0]).toMatchObject({ status: 'failed', name: 'отчёт.pdf' });
+    expect(inboundOf(created)!.attachments[0]!.error).toMatch(/4096 bytes; the Bot API serves files up to 1024 bytes/);
+  });
+
+  it('appends an edit to the same ticket', async () => {
+    const gw = await gateway();
+    const original = privateMessage(5004);
+    api.push(original);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5004');
+    api.push({ edited_message: { ...original.message, text: 'Исправила номер заказа', edit_date: Math.floor(Date.now() / 1000) + 5 } });
+    const edited = await gw.waitForEvent((e) => e.type === 'ticket.edited');
+    expect(edited.ticketId).toBe(created.ticketId);
+  });
+
+  it('ignores a group message without a mention and takes one that mentions the bot', async () => {
+    const gw = await gateway({ groups: 'mention' });
+    const group = { id: -100777, type: 'supergroup', title: 'Клиенты ООО Ромашка' };
+    api.push({ message: { message_id: messageId++, date: 1, chat: group, from: { id: 9, first_name: 'Пётр' }, text: 'всем привет' } });
+    api.push({ message: { message_id: messageId++, date: 1, chat: group, from: { id: 9, first_name: 'Пётр' }, text: '@omni_support_bot помогите', entities: [{ type: 'mention', offset: 0, length: 17 }] } });
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '-100777');
+    expect(inboundOf(routed)!.text).toBe('@omni_support_bot помогите');
+    const log = await gw.gateway.router!.store.readLog(routed.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
+  });
+
+  it('waits out a 429 retry_after and then delivers', async () => {
+    const gw = await gateway();
+    api.push(privateMessage(5005));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5005');
+    api.failNext('sendMessage', { status: 429, body: { ok: false, error_code: 429, description: 'Too Many Requests: retry after 1', parameters: { retry_after: 1 } } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Ответ после паузы' });
+    const delivered = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = (delivered.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    expect(status.status).toBe('sent');
+    expect(status.attempts).toBe(2);
+    const attempts = api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5005');
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1]!.at - attempts[0]!.at).toBeGreaterThanOrEqual(900); // the platform's wait was honoured
+  });
+
+  it('ends a reply to a user who blocked the bot as a failed delivery with the reason, without retrying', async () => {
+    const gw = await gateway();
+    api.push(privateMessage(5006));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5006');
+    api.failNext('sendMessage', { status: 403, body: { ok: false, error_code: 403, description: 'Forbidden: bot was blocked by the user' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Вы здесь?' });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = (failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    expect(status.status).toBe('failed');
+    expect(status.reason).toBe('blocked_by_user: Forbidden: bot was blocked by the user');
+    expect(api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5006')).toHaveLength(1);
+  });
+
+  it('a restart before the offset advanced re-reads the update and creates no duplicate', async () => {
+    api.honourOffset = false; // Telegram never saw our confirmation: it serves the update again
+    const first = await gateway();
+    api.push(privateMessage(5007, { text: 'Один раз' }));
+    const created = await first.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5007');
+    await first.stop();
+    gateways.splice(gateways.indexOf(first), 1);
+    const second = await gateway();
+    api.push(privateMessage(5008, { text: 'после рестарта' })); // a later update, served after the re-read one
+    await second.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5008');
+    const log = await second.gateway.router!.store.readLog(created.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
+    const tickets = (await second.gateway.router!.store.list()).filter((t) => t.conversation.id === '5007');
+    expect(tickets).toHaveLength(1);
+  });
+
+  it('parks a malformed update with the reason and keeps polling', async () => {
+    const gw = await gateway();
+    api.push({ message: { message_id: 'not-a-number', chat: {} } });
+    const letter = await gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.inbound.telegram.bot1');
+    expect(letter.reason).toMatch(/message lacks message_id, chat.id or date/);
+    api.push(privateMessage(5009));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5009');
+  });
+
+  it('webhook mode refuses a wrong secret token and takes a right one', async () => {
+    const secretToken = 'webhook-secret-0123456789';
+    const gw = await gateway({ mode: 'webhook', webhook: { secretToken } });
+    const url = `${gw.httpUrl}/connectors/telegram/bot1/webhook`;
+    await api.waitForCall((c) => c.method === 'getMe');
+    const update = { update_id: 99_001, ...privateMessage(5010, { text: 'через вебхук' }) };
+    const bad = await fetch(url, { method: 'POST', headers: { 'x-telegram-bot-api-secret-token': 'wrong' }, body: JSON.stringify(update) });
+    expect(bad.status).toBe(401);
+    let ok = await fetch(url, { method: 'POST', headers: { 'x-telegram-bot-api-secret-token': secretToken }, body: JSON.stringify(update) });
+    for (let i = 0; i < 20 && ok.status === 503; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ok = await fetch(url, { method: 'POST', headers: { 'x-telegram-bot-api-secret-token': secretToken }, body: JSON.stringify(update) });
+    }
+    expect(ok.status).toBe(200);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5010');
+    expect(inboundOf(routed)!.text).toBe('через вебхук');
+  });
+});
