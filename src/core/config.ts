@@ -58,8 +58,11 @@ const Webhook = z.object({
   url: z.string().url(),
   secret: z.string().min(16, 'at least 16 characters'),
   events: z.array(z.string()).default(['*']),
-  maxAttempts: z.number().int().positive().default(12),
   timeout: Duration.default(10_000),
+  /** Keep retrying a failed delivery this long (counted from the event) before parking it. */
+  retryFor: Duration.prefault('24h'),
+  backoffBase: Duration.prefault('1s'),
+  backoffMax: Duration.prefault('1m'),
 });
 
 export const ConnectorEntry = z
