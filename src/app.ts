@@ -12,6 +12,7 @@ import { metrics } from './core/metrics.js';
 import { Streams } from './core/subjects.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
+import { SlaWatcher, newHolderId } from './router/sla.js';
 import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
@@ -36,6 +37,7 @@ export class Gateway {
   private readonly config: GatewayConfig;
   private lagTimer?: NodeJS.Timeout;
   private webhooks: WebhookDispatcher[] = [];
+  sla?: SlaWatcher;
   private samples = 0;
 
   constructor(private readonly deps: GatewayDeps) {
@@ -83,6 +85,20 @@ export class Gateway {
       const ackLog = log.child({ component: 'auto-ack' });
       this.router.onTicketOpened = (ticket, event) =>
         autoAcknowledge(this.bus, commands, ack, ticket, event.email?.from ?? event.sender.id, ackLog);
+      const sla = c.router.sla;
+      this.sla = new SlaWatcher(this.bus, this.router.store, this.router.journal, {
+        enabled: sla.enabled,
+        firstResponseMs: sla.firstResponse,
+        noAnswerMs: sla.noAnswer,
+        businessHours: sla.businessHours,
+        checkIntervalMs: sla.checkInterval,
+        escalate: sla.escalate && {
+          channel: sla.escalate.channel,
+          account: sla.escalate.account,
+          conversation: { id: sla.escalate.conversationId, kind: sla.escalate.kind },
+        },
+      }, log.child({ component: 'sla' }), c.nats.leaseTtl, newHolderId());
+      this.sla.start();
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, log, readiness: () => this.readiness() });
@@ -171,6 +187,7 @@ export class Gateway {
     await this.http?.close().catch((err) => log.warn({ err: errorMessage(err) }, 'http close failed'));
     await this.connectors?.stop();
     await Promise.all(this.webhooks.map((w) => w.stop()));
+    await this.sla?.stop();
     await this.commands?.stop();
     await this.router?.stop();
     await this.bus?.close();

@@ -128,6 +128,35 @@ export const GatewayConfig = z.object({
           perSenderPerHour: z.number().int().min(0).default(3),
         })
         .prefault({}),
+      sla: z
+        .object({
+          enabled: z.boolean().default(false),
+          /** Ticket opened → first agent reply sent, in business time. */
+          firstResponse: Duration.prefault('1h'),
+          /** Customer's last message → agent reply, in business time. */
+          noAnswer: Duration.prefault('4h'),
+          /** null: the clock runs 24/7. */
+          businessHours: z
+            .object({
+              timezone: z.string().default('Europe/Moscow'),
+              days: z.array(z.number().int().min(1).max(7)).default([1, 2, 3, 4, 5]),
+              from: z.string().regex(/^\d{2}:\d{2}$/, 'HH:MM').default('09:00'),
+              to: z.string().regex(/^\d{2}:\d{2}$/, 'HH:MM').default('18:00'),
+            })
+            .nullable()
+            .prefault({}),
+          checkInterval: Duration.prefault('30s'),
+          /** A lead's chat on any configured channel: breaches are posted there. */
+          escalate: z
+            .object({
+              channel: SubjectToken,
+              account: SubjectToken,
+              conversationId: z.string().min(1),
+              kind: z.enum(['private', 'group', 'channel', 'email']).default('private'),
+            })
+            .optional(),
+        })
+        .prefault({}),
     })
     .prefault({}),
   outbound: z

@@ -27,5 +27,20 @@ export const metrics = {
   webhookRetries: new Counter({ name: 'omnigate_webhook_retries_total', help: 'Webhook deliveries retried', labelNames: ['webhook'], registers: [registry] }),
   webhookParked: new Counter({ name: 'omnigate_webhook_parked_total', help: 'Webhook deliveries parked after the retry budget', labelNames: ['webhook'], registers: [registry] }),
   ticketsOpen: new Gauge({ name: 'omnigate_tickets', help: 'Tickets by status', labelNames: ['status'], registers: [registry] }),
+  firstResponse: new Histogram({
+    name: 'omnigate_first_response_seconds',
+    help: 'Ticket opened → first agent reply sent (wall time)',
+    labelNames: ['channel'],
+    buckets: [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200],
+    registers: [registry],
+  }),
+  replyWait: new Histogram({
+    name: 'omnigate_reply_wait_seconds',
+    help: "Customer's last message → agent reply sent: how long customers wait (wall time)",
+    labelNames: ['channel'],
+    buckets: [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200],
+    registers: [registry],
+  }),
+  slaBreaches: new Counter({ name: 'omnigate_sla_breaches_total', help: 'SLA breaches', labelNames: ['breach'], registers: [registry] }),
   connectorUp: new Gauge({ name: 'omnigate_connector_up', help: '1 when the connector is connected', labelNames: ['channel', 'account', 'state'], registers: [registry] }),
 };

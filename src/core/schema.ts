@@ -286,6 +286,14 @@ export const Ticket = z.object({
   messageCount: z.number().int().nonnegative().default(0),
   /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
   appliedSeq: z.number().int().nonnegative().default(0),
+  /** SLA breaches already announced, so each is reported once. */
+  sla: z
+    .object({
+      firstResponseBreachedAt: IsoTime.optional(),
+      /** lastInboundAt of the customer message whose wait breached the no-answer limit. */
+      noAnswerBreachedFor: IsoTime.optional(),
+    })
+    .optional(),
   /** Ids of the last inbound events applied: a redelivered event changes nothing twice. */
   recentEvents: z.array(z.string()).default([]),
 });
@@ -299,6 +307,15 @@ export const LogEntry = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('outbound'), at: IsoTime, message: OutboundMessage }),
   z.object({ kind: z.literal('note'), at: IsoTime, id: z.string(), text: z.string(), author: Author }),
   z.object({ kind: z.literal('delivery'), at: IsoTime, status: DeliveryStatus }),
+  z.object({
+    kind: z.literal('sla'),
+    at: IsoTime,
+    breach: z.enum(['first_response', 'no_answer']),
+    /** When the clock started (ticket created / the customer's last message). */
+    since: IsoTime,
+    limitMs: z.number().int().positive(),
+    escalatedTo: z.string().optional(),
+  }),
   z.object({
     kind: z.literal('status'),
     at: IsoTime,
@@ -322,6 +339,7 @@ export const TicketEvent = z.object({
     'ticket.note',
     'ticket.status',
     'ticket.delivery',
+    'ticket.sla',
   ]),
   /** Unique per event; webhooks and consumers dedupe on it. */
   id: z.string(),

@@ -7,6 +7,7 @@
  * carry a Nats-Msg-Id derived from the event id, ticket updates skip log sequences already
  * applied) and a processed-marker short-circuits replays after the duplicate window.
  */
+import { createHash } from 'node:crypto';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { KeyedLanes, Semaphore } from '../core/lanes.js';
@@ -355,24 +356,38 @@ export class Router {
         await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
       }
     }
+    let reaction: { first?: number; wait?: number } = {};
     const updated = await this.store.mutate(s.ticketId, (t) => {
       if (t.appliedSeq >= ack.seq) return null;
       t.appliedSeq = ack.seq;
-      if (s.status === 'sent') {
+      reaction = {};
+      const agentReply = s.status === 'sent' && !s.outboundId.includes(':sla:') && !isAutomatedOutbound(s);
+      if (agentReply) {
+        if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
+        if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
         t.lastOutboundAt = s.at;
         t.firstResponseAt ??= s.at;
-        if (s.platformMessageId && t.conversation.kind === 'email') {
-          t.lastEmailMessageId = s.platformMessageId;
-          t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
-        }
+      }
+      // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
+      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && !s.outboundId.includes(':sla:')) {
+        t.lastEmailMessageId = s.platformMessageId;
+        t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
       }
       t.updatedAt = entry.at;
       return t;
     });
     this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
+    if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
+    if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
     await this.journal.emit('ticket.delivery', updated ?? ticket.value, cause, entry);
   }
 }
+
+/** Auto-acknowledgements carry the idempotency key "auto-acknowledgement"; they are not an agent's answer. */
+function isAutomatedOutbound(s: DeliveryStatus): boolean {
+  return s.outboundId.endsWith(AUTO_ACK_SUFFIX);
+}
+const AUTO_ACK_SUFFIX = `:${createHash('sha256').update('auto-acknowledgement').digest('hex').slice(0, 24)}`;
 
 /** References for the next outbound mail: the chain so far plus the newest id, bounded. */
 export function mergeReferences(existing: string[], incoming: string[], newest: string): string[] {

@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { businessMs, type BusinessHours } from '../../src/router/business-hours.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
+
+const MOSCOW: BusinessHours = { timezone: 'Europe/Moscow', days: [1, 2, 3, 4, 5], from: '09:00', to: '18:00' };
+const H = 3_600_000;
+
+describe('business hours (Moscow)', () => {
+  it('counts only Mon–Fri 09:00–18:00 MSK', () => {
+    // Friday 2026-11-27 17:00 MSK (14:00 UTC) → Monday 2026-11-30 10:00 MSK (07:00 UTC): 1 h + 1 h.
+    expect(businessMs(Date.parse('2026-11-27T14:00:00Z'), Date.parse('2026-11-30T07:00:00Z'), MOSCOW)).toBe(2 * H);
+    // A night inside one weekday counts nothing.
+    expect(businessMs(Date.parse('2026-11-24T16:00:00Z'), Date.parse('2026-11-25T05:00:00Z'), MOSCOW)).toBe(0);
+    // 24/7 when no hours are configured.
+    expect(businessMs(0, 5 * H, null)).toBe(5 * H);
+  });
+});
+
+describe('SLA watcher', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({
+      router: { sla: { enabled: true, firstResponse: '1h', noAnswer: '2h', businessHours: null, checkInterval: '1h', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } } },
+    });
+  });
+  afterAll(async () => gw?.stop());
+
+  it('reports a first-response breach once, in the log and as an event, and escalates to the lead', async () => {
+    const e = chatMessage({ chat: 'sla-1' });
+    await publishEvent(gw.nc, e);
+    const created = await gw.waitForEvent((ev) => ev.type === 'ticket.created');
+    const sla = gw.gateway.sla!;
+    expect(await sla.check(Date.now() + 30 * 60_000)).toBe(0); // 30 min: within the hour
+    expect(await sla.check(Date.now() + 61 * 60_000)).toBe(1);
+    expect(await sla.check(Date.now() + 5 * H)).toBe(0); // reported once
+    const event = await gw.waitForEvent((ev) => ev.type === 'ticket.sla' && ev.ticketId === created.ticketId);
+    expect(event.entry).toMatchObject({ kind: 'sla', breach: 'first_response', limitMs: H, escalatedTo: 'webhook/leads/lead-chat' });
+    const escalation = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.leads', (m: any) => m.ticketId === created.ticketId);
+    expect(escalation.conversation.id).toBe('lead-chat');
+    expect(escalation.text).toMatch(new RegExp(`SLA ${created.ticketId}: нет первого ответа дольше 1 ч`));
+  });
+});
