@@ -1,5 +1,7 @@
 /**
- * Text in and out of Telegram: entities to HTML for the event, and safe outbound chunks.
+ * Text in and out of Telegram. Inbound: entities → HTML for the event. Outbound: agent HTML →
+ * plain text + Telegram `entities` (no parse_mode, so nothing can fail to parse or needs escaping),
+ * then split past 4096 units with every entity clipped to its chunk.
  * Telegram offsets count UTF-16 code units, which is what JavaScript string indices are.
  */
 export const MESSAGE_LIMIT = 4096;
@@ -30,7 +32,8 @@ export function escapeHtml(s: string): string {
 
 /** Renders text with its entities as HTML (Telegram's own HTML subset), or undefined without entities. */
 export function entitiesToHtml(text: string, entities: Entity[] | undefined): string | undefined {
-  const formatting = (entities ?? []).filter((e) => TAGS[e.type] || e.type === 'text_link' || e.type === 'pre' || e.type === 'text_mention');
+  if (!Array.isArray(entities)) return undefined;
+  const formatting = entities.filter((e) => TAGS[e?.type] || e?.type === 'text_link' || e?.type === 'pre' || e?.type === 'text_mention');
   if (formatting.length === 0) return undefined;
   const opens = new Map<number, string[]>();
   const closes = new Map<number, string[]>();
@@ -53,52 +56,176 @@ export function entitiesToHtml(text: string, entities: Entity[] | undefined): st
 }
 
 /**
- * Splits text into chunks of at most `limit` UTF-16 units, preferring paragraph, then line,
- * then word boundaries, and never splitting a surrogate pair.
+ * Where to cut text into chunks of at most `limit` UTF-16 units: paragraph, then line, then word
+ * boundaries, never inside a surrogate pair. Ranges index the original string (whitespace at the
+ * cut is left out), so entity offsets can be re-based per chunk.
  */
-export function splitText(text: string, limit = MESSAGE_LIMIT): string[] {
-  const chunks: string[] = [];
-  let rest = text;
-  while (rest.length > limit) {
+export function splitRanges(text: string, limit = MESSAGE_LIMIT): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  let start = 0;
+  while (text.length - start > limit) {
     let cut = -1;
     for (const sep of ['\n\n', '\n', ' ']) {
-      const at = rest.lastIndexOf(sep, limit - sep.length);
-      if (at > limit / 2) {
-        cut = at + sep.length;
+      const at = text.lastIndexOf(sep, start + limit - sep.length);
+      if (at > start + limit / 2) {
+        cut = at;
         break;
       }
     }
     if (cut < 0) {
-      cut = limit;
-      const code = rest.charCodeAt(cut - 1);
+      cut = start + limit;
+      const code = text.charCodeAt(cut - 1);
       if (code >= 0xd800 && code <= 0xdbff) cut--; // keep the surrogate pair together
     }
-    chunks.push(rest.slice(0, cut).trimEnd());
-    rest = rest.slice(cut).trimStart();
+    let end = cut;
+    while (end > start && /\s/.test(text[end - 1]!)) end--;
+    if (end > start) ranges.push([start, end]);
+    start = cut;
+    while (start < text.length && /\s/.test(text[start]!)) start++;
   }
-  if (rest.length > 0 || chunks.length === 0) chunks.push(rest);
-  return chunks;
+  if (start < text.length || ranges.length === 0) ranges.push([start, text.length]);
+  return ranges;
 }
 
-const ALLOWED = new Set(['b', 'strong', 'i', 'em', 'u', 'ins', 's', 'strike', 'del', 'a', 'code', 'pre', 'blockquote', 'tg-spoiler']);
+export function splitText(text: string, limit = MESSAGE_LIMIT): string[] {
+  return splitRanges(text, limit).map(([s, e]) => text.slice(s, e));
+}
+
+export interface FormattedChunk {
+  text: string;
+  entities: Entity[];
+}
+
+/** Splits formatted text, clipping each entity to the chunk(s) it falls in. */
+export function splitFormatted(text: string, entities: Entity[], limit = MESSAGE_LIMIT): FormattedChunk[] {
+  return splitRanges(text, limit).map(([s, e]) => {
+    const clipped: Entity[] = [];
+    for (const ent of entities) {
+      const from = Math.max(ent.offset, s);
+      const to = Math.min(ent.offset + ent.length, e);
+      if (to > from) clipped.push({ ...ent, offset: from - s, length: to - from });
+    }
+    return { text: text.slice(s, e), entities: clipped };
+  });
+}
+
+const ENTITY_OF_TAG: Record<string, string | undefined> = {
+  b: 'bold', strong: 'bold', i: 'italic', em: 'italic', u: 'underline', ins: 'underline',
+  s: 'strikethrough', strike: 'strikethrough', del: 'strikethrough', code: 'code', pre: 'pre',
+  blockquote: 'blockquote', 'tg-spoiler': 'spoiler', a: 'text_link',
+};
+const BLOCK_END = /^(p|div|li|h[1-6]|tr|ul|ol|table|blockquote|pre)$/;
+const SKIP_CONTENT = /^(script|style|head|title)$/;
+const NAMED: Record<string, string> = {
+  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0', laquo: '«', raquo: '»', mdash: '—', ndash: '–',
+  hellip: '…', bdquo: '„', ldquo: '“', rdquo: '”', lsquo: '‘', rsquo: '’', sbquo: '‚', copy: '©', reg: '®', trade: '™',
+  deg: '°', times: '×', middot: '·', bull: '•', euro: '€', shy: '\u00ad', numero: '№', plusmn: '±', minus: '−',
+};
+
+/** Decodes HTML character references; unknown named ones stay as written (they are just text). */
+export function decodeEntities(s: string): string {
+  return s.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z][a-z0-9]{1,31});/gi, (all, ref: string) => {
+    if (ref[0] === '#') {
+      const code = ref[1] === 'x' || ref[1] === 'X' ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
+      return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : all;
+    }
+    return NAMED[ref.toLowerCase()] ?? all;
+  });
+}
 
 /**
- * Reduces agent HTML to the subset Telegram accepts with parse_mode HTML: unknown tags are
- * dropped (their text kept), <br> and block ends become newlines, entities stay escaped.
+ * Agent HTML → the plain text Telegram shows plus the entities that format it. Tolerates what
+ * helpdesk editors produce: unknown tags (text kept), unbalanced tags, &nbsp; and friends,
+ * bare < and &. Whitespace collapses as in a browser, except inside <pre>.
  */
-export function toTelegramHtml(html: string): string {
-  return html
-    .replace(/<br\s*\/?>/gi, '\n')
-    .replace(/<\/(p|div|li|h[1-6])>/gi, '\n')
-    .replace(/<(\/?)([a-z][a-z0-9-]*)([^>]*)>/gi, (_m, slash: string, tag: string, attrs: string) => {
-      const t = tag.toLowerCase();
-      if (!ALLOWED.has(t)) return '';
-      if (t === 'a' && !slash) {
-        const href = /href\s*=\s*"([^"]*)"/i.exec(attrs)?.[1];
-        return href ? `<a href="${href}">` : '<a>';
+export function htmlToEntities(html: string): FormattedChunk {
+  let text = '';
+  const entities: Entity[] = [];
+  const open: Array<{ tag: string; entity?: Entity }> = [];
+  let skipUntil = '';
+  let preDepth = 0;
+  // Block boundaries end a line once; editors wrap every line in <p>, so no blank lines between.
+  const newline = () => {
+    if (text.length > 0 && !text.endsWith('\n')) text = text.replace(/[ \t]+$/, '') + '\n';
+  };
+  const appendText = (raw: string) => {
+    let s = decodeEntities(raw);
+    if (preDepth === 0) {
+      s = s.replace(/[ \t\r\n\f]+/g, ' ');
+      if (text.length === 0 || /[ \n]$/.test(text)) s = s.replace(/^ +/, '');
+    }
+    text += s;
+  };
+  const tagPattern = /<(\/?)([a-zA-Z][a-zA-Z0-9-]*)((?:[^>"']|"[^"]*"|'[^']*')*)>|<!--[\s\S]*?-->/g;
+  let last = 0;
+  for (let m = tagPattern.exec(html); m; m = tagPattern.exec(html)) {
+    const before = html.slice(last, m.index);
+    last = tagPattern.lastIndex;
+    if (!skipUntil) appendText(before);
+    if (m[2] === undefined) continue; // a comment
+    const closing = m[1] === '/';
+    const tag = m[2].toLowerCase();
+    if (skipUntil) {
+      if (closing && tag === skipUntil) skipUntil = '';
+      continue;
+    }
+    if (SKIP_CONTENT.test(tag)) {
+      if (!closing && !/\/\s*$/.test(m[3] ?? '')) skipUntil = tag;
+      continue;
+    }
+    if (tag === 'br') {
+      text = text.replace(/[ \t]+$/, '') + '\n';
+      continue;
+    }
+    if (!closing) {
+      if (tag === 'li') {
+        newline();
+        text += '• ';
       }
-      return `<${slash}${t}>`;
-    })
-    .replace(/\n{3,}/g, '\n\n')
-    .trim();
+      let type = ENTITY_OF_TAG[tag];
+      const attrs = m[3] ?? '';
+      if (tag === 'span' && /class\s*=\s*["']?tg-spoiler/i.test(attrs)) type = 'spoiler';
+      let entity: Entity | undefined;
+      if (type === 'text_link') {
+        const href = decodeEntities(/href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))/i.exec(attrs)?.slice(1).find((x) => x !== undefined) ?? '');
+        entity = /^(https?:\/\/|tg:\/\/)/i.test(href) ? { type, offset: text.length, length: 0, url: href } : undefined;
+      } else if (type === 'code' && open.some((o) => o.entity?.type === 'pre')) {
+        const pre = [...open].reverse().find((o) => o.entity?.type === 'pre')!.entity!;
+        const lang = /class\s*=\s*["']?language-([\w+#-]+)/i.exec(attrs)?.[1];
+        if (lang) pre.language = lang;
+      } else if (type) {
+        if (tag === 'pre' || tag === 'blockquote') newline();
+        entity = { type, offset: text.length, length: 0 };
+        if (tag === 'pre') preDepth++;
+      }
+      if (!/\/\s*$/.test(attrs)) open.push({ tag, entity });
+      continue;
+    }
+    const at = open.map((o) => o.tag).lastIndexOf(tag);
+    if (at >= 0) {
+      for (const o of open.splice(at)) close(o);
+    }
+    if (BLOCK_END.test(tag)) newline();
+  }
+  if (!skipUntil) appendText(html.slice(last));
+  for (const o of open.splice(0).reverse()) close(o);
+
+  function close(o: { tag: string; entity?: Entity }): void {
+    if (o.tag === 'pre') preDepth = Math.max(0, preDepth - 1);
+    if (!o.entity) return;
+    o.entity.length = text.length - o.entity.offset;
+    entities.push(o.entity);
+  }
+
+  // Trim the ends and keep every entity inside the text that is left.
+  const lead = text.length - text.replace(/^\s+/, '').length;
+  const trimmed = text.trim();
+  const kept: Entity[] = [];
+  for (const e of entities) {
+    const from = Math.max(0, e.offset - lead);
+    const to = Math.min(trimmed.length, e.offset + e.length - lead);
+    if (to > from) kept.push({ ...e, offset: from, length: to - from });
+  }
+  kept.sort((a, b) => a.offset - b.offset || b.length - a.length);
+  return { text: trimmed, entities: kept };
 }

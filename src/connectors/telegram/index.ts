@@ -40,6 +40,12 @@ export const TelegramOptions = z.object({
 }).refine((o) => o.mode !== 'webhook' || o.webhook, { message: 'webhook mode needs webhook.secretToken', path: ['webhook'] });
 export type TelegramOptions = z.infer<typeof TelegramOptions>;
 
+/** The download limit in force: configured, else 20 MB on the public API, else (self-hosted) none of its own. */
+export function fileLimit(o: Pick<TelegramOptions, 'apiRoot' | 'maxFileBytes'>): number {
+  if (o.maxFileBytes !== undefined) return o.maxFileBytes;
+  return new URL(o.apiRoot).host === new URL(PUBLIC_BOT_API).host ? PUBLIC_FILE_LIMIT : Number.MAX_SAFE_INTEGER;
+}
+
 const factory: ConnectorFactory<TelegramOptions> = {
   type: 'telegram',
   channel: 'telegram',

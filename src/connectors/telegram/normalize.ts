@@ -46,7 +46,18 @@ export interface TgMessage {
   contact?: { phone_number: string; first_name: string; last_name?: string; user_id?: number; vcard?: string };
   location?: { latitude: number; longitude: number };
   venue?: { location: { latitude: number; longitude: number }; title: string; address?: string };
+  poll?: unknown;
+  dice?: unknown;
+  game?: unknown;
+  story?: unknown;
+  invoice?: unknown;
+  paid_media?: unknown;
+  giveaway?: unknown;
+  giveaway_winners?: unknown;
 }
+
+/** Content we cannot represent as text, files or parts, but which a person deliberately sent. */
+const UNSUPPORTED_CONTENT = ['poll', 'dice', 'game', 'story', 'invoice', 'paid_media', 'giveaway', 'giveaway_winners'] as const;
 
 export interface TgUpdate {
   update_id: number;
@@ -104,7 +115,9 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
     isBot: from?.is_bot,
   };
   const pid = platformId(m.chat.id, m.message_id);
-  const text = m.text ?? m.caption ?? '';
+  const rawText = m.text ?? m.caption ?? '';
+  if (typeof rawText !== 'string') return { kind: 'invalid', reason: 'text or caption is not a string' };
+  let text = rawText;
   const html = entitiesToHtml(text, m.text !== undefined ? m.entities : m.caption_entities);
 
   if (u.edited_message) {
@@ -136,10 +149,22 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
   }
   const loc = m.venue?.location ?? m.location;
   if (loc) parts.push({ type: 'location', latitude: loc.latitude, longitude: loc.longitude, title: m.venue?.title });
+  const files = pendingFiles(m);
+  if (!text && files.length === 0 && parts.length === 0) {
+    // Joins, pins, title changes, topic creation...: chat housekeeping, not a customer message.
+    const unsupported = UNSUPPORTED_CONTENT.find((k) => m[k] !== undefined);
+    if (!unsupported) return { kind: 'skip', reason: 'service message' };
+    // A poll or a dice roll is still something the customer sent: keep it visible, never drop it.
+    text = `[unsupported Telegram content: ${unsupported}]`;
+  }
+  // In a forum topic every message "replies" to the topic's opening service message; only a
+  // reply to another message is a real reply.
+  const reply = m.reply_to_message;
+  const isRealReply = !!reply && !(m.is_topic_message && reply.message_id === m.message_thread_id);
 
   return {
     kind: 'event',
-    files: pendingFiles(m),
+    files,
     event: {
       type: 'message.inbound',
       id: eventId('telegram', account, pid),
@@ -150,7 +175,7 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
       format: 'plain',
       attachments: [],
       parts,
-      replyTo: m.reply_to_message ? platformId(m.chat.id, m.reply_to_message.message_id) : undefined,
+      replyTo: isRealReply ? platformId(m.chat.id, reply!.message_id) : undefined,
       automated: from?.is_bot ? 'bot' : undefined,
       platform: { messageId: pid, sentAt: new Date(m.date * 1000).toISOString() },
     },
@@ -158,9 +183,11 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
 }
 
 function addressesBot(m: TgMessage, bot: BotIdentity): boolean {
-  if (m.reply_to_message?.from?.id === bot.id) return true;
+  const reply = m.reply_to_message;
+  if (reply?.from?.id === bot.id && !(m.is_topic_message && reply.message_id === m.message_thread_id)) return true;
   const text = m.text ?? m.caption ?? '';
-  const entities = (m.text !== undefined ? m.entities : m.caption_entities) ?? [];
+  const given = m.text !== undefined ? m.entities : m.caption_entities;
+  const entities = Array.isArray(given) ? given : [];
   const handle = `@${bot.username}`.toLowerCase();
   return entities.some((e) => {
     const value = text.slice(e.offset, e.offset + e.length).toLowerCase();
@@ -176,7 +203,7 @@ function pendingFiles(m: TgMessage): PendingFile[] {
   const add = (f: TgFileRef | undefined, kind: string, name: string, mimeType: string) => {
     if (f?.file_id) out.push({ fileId: f.file_id, size: f.file_size, name: f.file_name ?? name, mimeType: f.mime_type ?? mimeType, kind });
   };
-  if (m.photo?.length) {
+  if (Array.isArray(m.photo) && m.photo.length > 0) {
     const largest = m.photo.reduce((a, b) => ((b.file_size ?? b.width * b.height) > (a.file_size ?? a.width * a.height) ? b : a));
     add(largest, 'image', `photo-${m.message_id}.jpg`, 'image/jpeg');
   }

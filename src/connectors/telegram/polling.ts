@@ -1,0 +1,154 @@
+/**
+ * Long polling with our own offset loop instead of telegraf's launch(): an update is confirmed to
+ * Telegram (the next getUpdates offset) only after its event is in JetStream, so a crash in
+ * between makes Telegram serve it again and the event id dedups it. The loop runs only while this
+ * replica holds the account's polling lease; losing the lease stops it until the lease is back.
+ */
+import type { Telegram } from 'telegraf';
+import { errorMessage } from '../../core/errors.js';
+import type { ConnectorContext, HealthTracker } from '../contract.js';
+import type { TgUpdate } from './normalize.js';
+import type { TelegramErrorLike } from './sender.js';
+
+export const ALLOWED_UPDATES = ['message', 'edited_message'];
+const OFFSET_KEY = 'offset';
+/** After this many failed attempts at one update it is parked, so one bad update cannot stall a bot. */
+const POISON_ATTEMPTS = 5;
+
+export interface PollerDeps {
+  api: Telegram;
+  ctx: ConnectorContext;
+  health: HealthTracker;
+  timeoutS: number;
+  /** Publishes (or parks, or skips) one update; rejects when it could not be stored. */
+  ingest(update: TgUpdate): Promise<void>;
+  redact(err: unknown): string;
+}
+
+export class TelegramPoller {
+  private failedUpdate = { id: -1, attempts: 0 };
+
+  constructor(private readonly d: PollerDeps) {}
+
+  /** Runs until `stop` aborts: wait for the lease, poll while holding it, repeat if it is lost. */
+  async run(stop: AbortSignal): Promise<void> {
+    const { ctx, health } = this.d;
+    while (!stop.aborted) {
+      health.set('connected', 'standby: waiting for the polling lease (another replica may poll this bot)');
+      let lease;
+      try {
+        lease = await ctx.lease('polling');
+      } catch (err) {
+        if (stop.aborted) return;
+        ctx.log.warn({ err: errorMessage(err) }, 'could not take the polling lease; retrying');
+        await sleep(2000, stop);
+        continue;
+      }
+      const session = new AbortController();
+      const end = () => session.abort();
+      stop.addEventListener('abort', end, { once: true });
+      if (stop.aborted) end();
+      let lost = false;
+      void lease.lost.then(() => {
+        lost = true;
+        session.abort();
+      });
+      try {
+        await this.d.api.deleteWebhook();
+        await this.poll(session.signal);
+      } catch (err) {
+        if (!session.signal.aborted) {
+          const unauthorized = (err as TelegramErrorLike).code === 401;
+          health.set(unauthorized ? 'auth_failed' : 'disconnected', `polling interrupted: ${this.d.redact(err)}`);
+          await sleep(5000, stop);
+        }
+      } finally {
+        stop.removeEventListener('abort', end);
+        await lease.release();
+      }
+      if (lost && !stop.aborted) ctx.log.warn('polling lease lost; stopped polling until it is ours again');
+    }
+  }
+
+  private async poll(signal: AbortSignal): Promise<void> {
+    const { api, ctx, health } = this.d;
+    const stored = await ctx.state.get(OFFSET_KEY);
+    let offset = stored && Number.isSafeInteger(Number(stored.value)) ? Number(stored.value) : 0;
+    let persisted = offset;
+    let failures = 0;
+    health.set('connected');
+    while (!signal.aborted) {
+      let updates: TgUpdate[];
+      try {
+        // callApi rather than getUpdates(): it takes our abort signal, so stop() ends a long poll at once.
+        const result = await api.callApi(
+          'getUpdates',
+          { offset, limit: 100, timeout: this.d.timeoutS, allowed_updates: ALLOWED_UPDATES as never },
+          { signal: signal as never }, // telegraf types its own AbortSignal; the native one works with node-fetch
+        );
+        updates = Array.isArray(result) ? (result as unknown as TgUpdate[]) : [];
+        if (failures > 0 || health.get().state !== 'connected' || health.get().detail) health.set('connected');
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted) return;
+        failures++;
+        const e = err as TelegramErrorLike;
+        if (e.code === 401) health.set('auth_failed', 'Telegram rejected the bot token (getUpdates 401)');
+        else if (e.code === 409) health.set('stalled', 'another poller or a webhook is active for this bot (409)');
+        else if (e.code === 429) health.set('rate_limited', `getUpdates: retry after ${e.parameters?.retry_after}s`);
+        else if (failures >= 3) health.set('disconnected', `getUpdates failing: ${this.d.redact(err)}`);
+        const wait = e.parameters?.retry_after ? e.parameters.retry_after * 1000 : Math.min(30_000, 500 * 2 ** failures);
+        await sleep(e.code === 401 ? 60_000 : wait, signal);
+        continue;
+      }
+      for (const update of updates) {
+        if (signal.aborted) break;
+        const id = (update as { update_id?: unknown } | null)?.update_id;
+        if (!(await this.ingestOne(update, signal))) break; // not stored: the offset stays, Telegram serves it again
+        if (typeof id === 'number' && id >= offset) offset = id + 1;
+      }
+      if (offset !== persisted) {
+        // Telegram already knows the offset from the next getUpdates; the copy in KV lets a restart
+        // (or another replica) resume without asking for what was confirmed.
+        await ctx.state.put(OFFSET_KEY, String(offset)).then(
+          () => (persisted = offset),
+          (err) => ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint the Telegram offset; will retry'),
+        );
+      }
+    }
+  }
+
+  /** True when the update is stored, parked or deliberately skipped, so its offset may advance. */
+  private async ingestOne(update: TgUpdate, signal: AbortSignal): Promise<boolean> {
+    try {
+      await this.d.ingest(update);
+      return true;
+    } catch (err) {
+      if (signal.aborted) return false;
+      const id = update?.update_id ?? -1;
+      this.failedUpdate = this.failedUpdate.id === id ? { id, attempts: this.failedUpdate.attempts + 1 } : { id, attempts: 1 };
+      this.d.ctx.log.warn({ updateId: id, attempts: this.failedUpdate.attempts, err: this.d.redact(err) }, 'could not store a Telegram update; it will be read again');
+      if (this.failedUpdate.attempts >= POISON_ATTEMPTS) {
+        try {
+          await this.d.ctx.deadLetter(`telegram update ${id} failed ${POISON_ATTEMPTS} times: ${this.d.redact(err)}`, update);
+          return true;
+        } catch {
+          /* NATS is away: keep the update with Telegram */
+        }
+      }
+      await sleep(Math.min(10_000, 500 * 2 ** this.failedUpdate.attempts), signal);
+      return false;
+    }
+  }
+}
+
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * Outbound to Telegram: paced per chat (groups slower) and per bot, text split past 4096 units
+ * with formatting carried as entities, attachments from the object store, and every Bot API
+ * refusal turned into the runtime's transient/permanent outcome.
+ */
+import type { Telegram } from 'telegraf';
+import { Pacer } from '../../core/pacer.js';
+import { PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.js';
+import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
+import type { ConnectorContext, HealthTracker, SendResult } from '../contract.js';
+import { htmlToEntities, splitFormatted, splitText, type FormattedChunk } from './format.js';
+import { platformId } from './normalize.js';
+import type { TelegramOptions } from './index.js';
+
+export interface TelegramErrorLike {
+  code?: number;
+  description?: string;
+  parameters?: { retry_after?: number; migrate_to_chat_id?: number };
+}
+
+/** Formats Telegram shows as a photo; anything else (GIF, SVG, HEIC...) goes as a document. */
+const PHOTO_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
+const PHOTO_MAX_BYTES = 10 * 1024 * 1024;
+
+type Step = { chunk: FormattedChunk } | { attachment: OutboundAttachment };
+
+export class TelegramSender {
+  private readonly pacer: Pacer;
+  /** Steps already delivered per outbound id, so a retry after a partial send continues, not repeats. */
+  private readonly progress = new Map<string, { sent: number; firstId?: string }>();
+  /** Groups upgraded to supergroups: Telegram tells us the new id once; later sends go there directly. */
+  private readonly migrated = new Map<string, string>();
+
+  constructor(
+    private readonly api: Telegram,
+    private readonly ctx: ConnectorContext,
+    private readonly health: HealthTracker,
+    private readonly o: TelegramOptions,
+    private readonly redact: (err: unknown) => string,
+  ) {
+    this.pacer = new Pacer(o.pacing.privateChatIntervalMs, o.pacing.perSecond);
+  }
+
+  async send(msg: OutboundMessage): Promise<SendResult> {
+    let chatId = this.migrated.get(msg.conversation.id) ?? msg.conversation.id;
+    const interval = msg.conversation.kind === 'group' ? this.o.pacing.groupIntervalMs : this.o.pacing.privateChatIntervalMs;
+    const thread = msg.conversation.threadId ? { message_thread_id: Number(msg.conversation.threadId) } : {};
+    // Platform ids are `${chatId}:${messageId}`: quote only a message of this very chat.
+    const replyTo = msg.replyTo?.startsWith(`${msg.conversation.id}:`) ? Number(msg.replyTo.slice(msg.conversation.id.length + 1)) : undefined;
+    const steps = this.steps(msg);
+    const progress = this.progress.get(msg.id) ?? { sent: 0 };
+    this.progress.set(msg.id, progress);
+    try {
+      for (let i = progress.sent; i < steps.length; i++) {
+        await this.pacer.wait(chatId, interval);
+        const extra = {
+          ...thread,
+          ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
+        };
+        let sent: { message_id: number };
+        try {
+          sent = await this.sendStep(chatId, steps[i]!, extra);
+        } catch (err) {
+          const newChat = (err as TelegramErrorLike).parameters?.migrate_to_chat_id;
+          if (newChat === undefined) throw err;
+          this.ctx.log.info({ from: chatId, to: newChat }, 'group was upgraded to a supergroup; sending to the new chat id');
+          this.migrated.set(msg.conversation.id, String(newChat));
+          chatId = String(newChat);
+          sent = await this.sendStep(chatId, steps[i]!, extra);
+        }
+        progress.sent = i + 1;
+        progress.firstId ??= platformId(chatId, sent.message_id);
+      }
+      if (this.health.get().state === 'rate_limited') this.health.set('connected');
+      this.progress.delete(msg.id);
+      return { platformMessageId: progress.firstId ?? platformId(chatId, 0) };
+    } catch (err) {
+      const outcome = this.classify(err, chatId);
+      if (outcome instanceof PermanentDeliveryError) this.progress.delete(msg.id);
+      throw outcome;
+    }
+  }
+
+  private steps(msg: OutboundMessage): Step[] {
+    let chunks: FormattedChunk[] = [];
+    if (msg.html) {
+      const formatted = htmlToEntities(msg.html);
+      if (formatted.text) chunks = splitFormatted(formatted.text, formatted.entities);
+    }
+    if (chunks.length === 0 && msg.text) chunks = splitText(msg.text).map((text) => ({ text, entities: [] }));
+    return [...chunks.map((chunk) => ({ chunk })), ...msg.attachments.map((attachment) => ({ attachment }))];
+  }
+
+  private async sendStep(chatId: string, step: Step, extra: Record<string, unknown>): Promise<{ message_id: number }> {
+    if ('chunk' in step) {
+      // No parse_mode ever: the text goes exactly as typed, formatting rides in `entities`.
+      const { text, entities } = step.chunk;
+      if (entities.length === 0) return this.api.sendMessage(chatId, text, extra);
+      try {
+        return await this.api.sendMessage(chatId, text, { ...extra, entities: entities as never });
+      } catch (err) {
+        const e = err as TelegramErrorLike;
+        if (e.code !== 400 || !/entit/i.test(e.description ?? '')) throw err;
+        // Formatting Telegram refuses must not cost the customer the answer: send it plain.
+        this.ctx.log.warn({ err: e.description }, 'Telegram refused the formatting; sending plain text');
+        return this.api.sendMessage(chatId, text, extra);
+      }
+    }
+    const a = step.attachment;
+    const bytes = await this.ctx.media.get(a.objectKey);
+    if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
+    const file = { source: Buffer.from(bytes), filename: a.name };
+    return PHOTO_TYPES.has(a.mimeType) && bytes.byteLength <= PHOTO_MAX_BYTES
+      ? this.api.sendPhoto(chatId, file, extra)
+      : this.api.sendDocument(chatId, file, extra);
+  }
+
+  private classify(err: unknown, chatId: string): Error {
+    if (err instanceof PermanentDeliveryError) return err;
+    const e = err as TelegramErrorLike;
+    const description = e.description ?? this.redact(err);
+    if (e.code === 429) {
+      const ms = Math.max(1, e.parameters?.retry_after ?? 1) * 1000;
+      this.pacer.defer(chatId, ms);
+      this.health.set('rate_limited', `Telegram asked to wait ${ms / 1000}s`);
+      return new TransientDeliveryError(`Telegram rate limit: ${description}`, ms);
+    }
+    if (e.code === 403) {
+      const reason = /blocked/i.test(description) ? 'blocked_by_user'
+        : /deactivated/i.test(description) ? 'user_deactivated'
+        : /kicked|not a member/i.test(description) ? 'bot_removed_from_chat' : 'forbidden';
+      return new PermanentDeliveryError(description, reason);
+    }
+    if (e.code === 400) {
+      const reason = /chat not found/i.test(description) ? 'chat_not_found'
+        : /thread not found|topic.*(closed|deleted)/i.test(description) ? 'topic_not_found' : 'bad_request';
+      return new PermanentDeliveryError(description, reason);
+    }
+    if (e.code === 401) {
+      this.health.set('auth_failed', 'Telegram rejected the bot token');
+      return new TransientDeliveryError('bot token rejected (401)');
+    }
+    return new TransientDeliveryError(`Telegram send failed: ${description}`);
+  }
+}
