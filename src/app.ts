@@ -12,7 +12,7 @@ import { metrics } from './core/metrics.js';
 import { Streams } from './core/subjects.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
-import { SlaWatcher, newHolderId } from './router/sla.js';
+import { LifecycleWatcher, newHolderId } from './router/lifecycle.js';
 import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
@@ -37,7 +37,7 @@ export class Gateway {
   private readonly config: GatewayConfig;
   private lagTimer?: NodeJS.Timeout;
   private webhooks: WebhookDispatcher[] = [];
-  sla?: SlaWatcher;
+  sla?: LifecycleWatcher;
   private samples = 0;
 
   constructor(private readonly deps: GatewayDeps) {
@@ -76,6 +76,8 @@ export class Gateway {
         reopenWindowMs: c.router.reopenWindow,
         concurrency: c.router.concurrency,
         ackWaitMs: c.router.ackWait,
+        csatWindowMs: c.router.csat.window,
+        csatLowRating: c.router.csat.lowRating,
       });
       await this.router.start();
       const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }));
@@ -86,8 +88,18 @@ export class Gateway {
       this.router.onTicketOpened = (ticket, event) =>
         autoAcknowledge(this.bus, commands, ack, ticket, event.email?.from ?? event.sender.id, ackLog);
       const sla = c.router.sla;
-      this.sla = new SlaWatcher(this.bus, this.router.store, this.router.journal, {
+      const csat = c.router.csat;
+      this.sla = new LifecycleWatcher(this.bus, this.router.store, this.router.journal, {
         enabled: sla.enabled,
+        csat: {
+          enabled: csat.enabled,
+          delayMs: csat.delay,
+          send: async (t) => {
+            const text = csat.text.replaceAll('{ticket}', t.id).replaceAll('{name}', t.contact.displayName ?? '');
+            const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { automated: true });
+            if (!r.ok) log.warn({ ticketId: t.id, error: r.error }, 'satisfaction request failed');
+          },
+        },
         firstResponseMs: sla.firstResponse,
         noAnswerMs: sla.noAnswer,
         businessHours: sla.businessHours,
@@ -99,6 +111,8 @@ export class Gateway {
         },
       }, log.child({ component: 'sla' }), c.nats.leaseTtl, newHolderId());
       this.sla.start();
+      const watcher = this.sla;
+      this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, log, readiness: () => this.readiness() });

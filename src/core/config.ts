@@ -128,6 +128,18 @@ export const GatewayConfig = z.object({
           perSenderPerHour: z.number().int().min(0).default(3),
         })
         .prefault({}),
+      csat: z
+        .object({
+          enabled: z.boolean().default(false),
+          /** Ask this long after the ticket was resolved or closed. */
+          delay: Duration.prefault('2d'),
+          text: z.string().min(1).default('Здравствуйте! Оцените, пожалуйста, нашу помощь по обращению {ticket}: ответьте одной цифрой от 1 до 5.'),
+          /** A bare 1–5 answer within this window after the request is the rating. */
+          window: Duration.prefault('7d'),
+          /** Ratings at or below this are sent to the lead (router.sla.escalate). */
+          lowRating: z.number().int().min(1).max(5).default(3),
+        })
+        .prefault({}),
       sla: z
         .object({
           enabled: z.boolean().default(false),

@@ -287,6 +287,10 @@ export const Ticket = z.object({
   /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
   appliedSeq: z.number().int().nonnegative().default(0),
   /** SLA breaches already announced, so each is reported once. */
+  /** Customer satisfaction: the request after close and the customer's rating (1–5). */
+  csat: z
+    .object({ requestedAt: IsoTime.optional(), rating: z.number().int().min(1).max(5).optional(), ratedAt: IsoTime.optional() })
+    .optional(),
   sla: z
     .object({
       firstResponseBreachedAt: IsoTime.optional(),
@@ -307,6 +311,7 @@ export const LogEntry = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('outbound'), at: IsoTime, message: OutboundMessage }),
   z.object({ kind: z.literal('note'), at: IsoTime, id: z.string(), text: z.string(), author: Author }),
   z.object({ kind: z.literal('delivery'), at: IsoTime, status: DeliveryStatus }),
+  z.object({ kind: z.literal('rating'), at: IsoTime, rating: z.number().int().min(1).max(5), low: z.boolean(), eventId: z.string() }),
   z.object({
     kind: z.literal('sla'),
     at: IsoTime,
@@ -340,6 +345,7 @@ export const TicketEvent = z.object({
     'ticket.status',
     'ticket.delivery',
     'ticket.sla',
+    'ticket.rating',
   ]),
   /** Unique per event; webhooks and consumers dedupe on it. */
   id: z.string(),

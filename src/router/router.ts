@@ -41,6 +41,10 @@ export interface RouterOptions {
   reopenWindowMs: number;
   concurrency: number;
   ackWaitMs: number;
+  /** How long after a satisfaction request a bare 1–5 answer counts as the rating. */
+  csatWindowMs: number;
+  /** Ratings at or below this alert the lead. */
+  csatLowRating: number;
 }
 
 export class Router {
@@ -51,8 +55,10 @@ export class Router {
   private readonly lanes = new KeyedLanes();
   private readonly consumers: ConsumerMessages[] = [];
   private readonly loops: Promise<void>[] = [];
-  /** Called once for each ticket a customer message opened (auto-acknowledgement, SLA timers). */
+  /** Called once for each ticket a customer message opened (auto-acknowledgement). */
   onTicketOpened?: (ticket: Ticket, event: InboundMessage) => Promise<void>;
+  /** Called when a customer answers a satisfaction request with a low rating. */
+  onLowRating?: (ticket: Ticket, rating: number) => Promise<void>;
 
   constructor(
     private readonly bus: Bus,
@@ -182,10 +188,13 @@ export class Router {
     const at = new Date().toISOString();
     const sender = (e.email?.from ?? e.sender.id).toLowerCase();
     let reopened = false;
+    let rated: number | undefined;
     const updated = await this.store.mutate(ticket.id, (t) => {
       if (t.recentEvents.includes(e.id)) return null;
+      // The answer to a satisfaction request is a rating, not a reason to reopen.
+      rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
       // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
-      if (CLOSED_STATUSES.has(t.status) && !reopen) throw new StaleTicketError(t.id);
+      if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined) throw new StaleTicketError(t.id);
       t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
       t.messageCount++;
       t.lastInboundAt = e.receivedAt;
@@ -197,7 +206,8 @@ export class Router {
         t.lastEmailMessageId = e.email.messageId;
         t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
       }
-      if (CLOSED_STATUSES.has(t.status)) {
+      if (rated !== undefined) t.csat = { ...t.csat, rating: rated, ratedAt: at };
+      else if (CLOSED_STATUSES.has(t.status)) {
         reopened = true;
         t.status = 'open';
         t.closedAt = undefined;
@@ -215,8 +225,13 @@ export class Router {
       writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`), this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry));
     }
     writes.push(this.journal.emit('ticket.message', current, e.id, entry));
+    if (rated !== undefined) {
+      const ratingEntry: LogEntry = { kind: 'rating', at, rating: rated, low: rated <= this.o.csatLowRating, eventId: e.id };
+      writes.push(this.journal.append(ticket.id, ratingEntry, `rating:${e.id}`), this.journal.emit('ticket.rating', current, `rating:${e.id}`, ratingEntry));
+    }
     if (e.email) writes.push(this.store.index(IndexKeys.emailMessageId(e.email.messageId), ticket.id));
     await Promise.all(writes);
+    if (rated !== undefined && rated <= this.o.csatLowRating && this.onLowRating) await this.onLowRating(current, rated);
     if (created && this.onTicketOpened) await this.onTicketOpened(current, e);
     return ticket.id;
   }
@@ -383,11 +398,19 @@ export class Router {
   }
 }
 
-/** Auto-acknowledgements carry the idempotency key "auto-acknowledgement"; they are not an agent's answer. */
-function isAutomatedOutbound(s: DeliveryStatus): boolean {
-  return s.outboundId.endsWith(AUTO_ACK_SUFFIX);
+/** "5", "4/5", "3 из 5", "5, спасибо!" after a satisfaction request: the rating; anything else is a message. */
+export function ratingIn(t: Ticket, text: string, now: number, windowMs: number): number | undefined {
+  if (!t.csat?.requestedAt || t.csat.rating !== undefined) return undefined;
+  if (now - Date.parse(t.csat.requestedAt) > windowMs || text.length > 80) return undefined;
+  const m = /^\s*([1-5])(?!\d)(?:\s*(?:\/|из)\s*5)?(?:[\s.,!)]+\D*)?$/su.exec(text);
+  return m ? Number(m[1]) : undefined;
 }
-const AUTO_ACK_SUFFIX = `:${createHash('sha256').update('auto-acknowledgement').digest('hex').slice(0, 24)}`;
+
+/** Auto-acknowledgements and satisfaction requests carry fixed idempotency keys; they are not an agent's answer. */
+function isAutomatedOutbound(s: DeliveryStatus): boolean {
+  return AUTOMATED_SUFFIXES.some((suffix) => s.outboundId.endsWith(suffix));
+}
+const AUTOMATED_SUFFIXES = ['auto-acknowledgement', 'satisfaction-request'].map((k) => `:${createHash('sha256').update(k).digest('hex').slice(0, 24)}`);
 
 /** References for the next outbound mail: the chain so far plus the newest id, bounded. */
 export function mergeReferences(existing: string[], incoming: string[], newest: string): string[] {

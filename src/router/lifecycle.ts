@@ -1,8 +1,10 @@
 /**
- * SLA timers: first response (ticket opened → first agent reply sent) and no answer (customer's
- * last message → agent reply), counted in business hours. One replica watches (a lease); each
- * breach is written to the ticket log once, announced as ticket.sla, and escalated to a lead's
- * chat on any connected channel when configured.
+ * Time-driven ticket automation, run by one replica (a lease):
+ * - SLA timers: first response (ticket opened → first agent reply sent) and no answer (customer's
+ *   last message → agent reply), counted in business hours. Each breach is written to the ticket
+ *   log once, announced as ticket.sla, and escalated to a lead's chat on any channel when configured.
+ * - Satisfaction requests: `csat.delay` after a ticket was resolved/closed, the customer is asked
+ *   for a 1–5 rating (the router records the answer; see Router.rating).
  */
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../core/bus.js';
@@ -16,8 +18,16 @@ import { businessMs, type BusinessHours } from './business-hours.js';
 import type { Journal } from './journal.js';
 import type { TicketStore } from './tickets.js';
 
-export interface SlaOptions {
+export interface CsatOptions {
   enabled: boolean;
+  delayMs: number;
+  /** Sends the request through the ticket's own channel (an automated reply). */
+  send: (ticket: Ticket) => Promise<void>;
+}
+
+export interface LifecycleOptions {
+  enabled: boolean;
+  csat?: CsatOptions;
   firstResponseMs: number;
   noAnswerMs: number;
   businessHours: BusinessHours | null;
@@ -27,7 +37,7 @@ export interface SlaOptions {
 
 type Breach = { breach: 'first_response' | 'no_answer'; since: string; limitMs: number };
 
-export class SlaWatcher {
+export class LifecycleWatcher {
   private timer?: NodeJS.Timeout;
   private lease?: Lease;
   private readonly abort = new AbortController();
@@ -37,14 +47,14 @@ export class SlaWatcher {
     private readonly bus: Bus,
     private readonly store: TicketStore,
     private readonly journal: Journal,
-    private readonly o: SlaOptions,
+    private readonly o: LifecycleOptions,
     private readonly log: Logger,
     private readonly leaseTtlMs: number,
     private readonly holder: string,
   ) {}
 
   start(): void {
-    if (!this.o.enabled) return;
+    if (!this.o.enabled && !this.o.csat?.enabled) return;
     this.running = (async () => {
       this.lease = await acquireLease(this.bus.kv.leases, 'router.sla', { ttlMs: this.leaseTtlMs, holder: this.holder, signal: this.abort.signal, log: this.log }).catch(() => undefined);
       if (!this.lease) return;
@@ -65,11 +75,35 @@ export class SlaWatcher {
   async check(now = Date.now()): Promise<number> {
     let found = 0;
     for (const t of await this.store.list()) {
-      for (const b of this.breaches(t, now)) {
-        if (await this.record(t, b)) found++;
+      if (this.o.enabled) {
+        for (const b of this.breaches(t, now)) if (await this.record(t, b)) found++;
       }
+      if (this.o.csat?.enabled && (await this.requestRating(t, now))) found++;
     }
     return found;
+  }
+
+  /** Asks once per ticket, `delay` after close; marked first, so a restart never asks twice. */
+  private async requestRating(t: Ticket, now: number): Promise<boolean> {
+    const csat = this.o.csat!;
+    if ((t.status !== 'resolved' && t.status !== 'closed') || !t.closedAt || t.csat?.requestedAt) return false;
+    if (now - Date.parse(t.closedAt) < csat.delayMs) return false;
+    let won = false;
+    const updated = await this.store.mutate(t.id, (cur) => {
+      if (cur.csat?.requestedAt || (cur.status !== 'resolved' && cur.status !== 'closed')) return null;
+      won = true;
+      cur.csat = { ...cur.csat, requestedAt: new Date(now).toISOString() };
+      return cur;
+    });
+    if (!won || !updated) return false;
+    await csat.send(updated);
+    return true;
+  }
+
+  /** Tells the lead about a low rating (same escalation path as SLA breaches). */
+  async lowRating(t: Ticket, rating: number): Promise<void> {
+    if (!this.o.escalate) return;
+    await this.notifyLead(t, `rating:${rating}`, `⭐ Низкая оценка ${rating}/5 по ${t.id} (${t.contact.displayName ?? t.contact.id}, ${t.channel}/${t.account}).`);
   }
 
   private breaches(t: Ticket, now: number): Breach[] {
@@ -115,19 +149,23 @@ export class SlaWatcher {
   }
 
   private async escalate(t: Ticket, b: Breach): Promise<void> {
-    const e = this.o.escalate!;
     const hours = Math.round((b.limitMs / 3_600_000) * 10) / 10;
     const what = b.breach === 'first_response' ? `нет первого ответа дольше ${hours} ч` : `клиент ждёт ответа дольше ${hours} ч`;
     const who = t.contact.displayName ?? t.contact.id;
+    await this.notifyLead(t, `${b.breach}:${b.since}`, `⚠️ SLA ${t.id}: ${what} (${who}, ${t.channel}/${t.account}).`);
+  }
+
+  private async notifyLead(t: Ticket, cause: string, text: string): Promise<void> {
+    const e = this.o.escalate!;
     const message = OutboundMessage.parse({
       v: 1,
       type: 'message.outbound',
-      id: `${t.id}:sla:${b.breach}:${b.since}`,
+      id: `${t.id}:sla:${cause}`,
       ticketId: t.id,
       channel: e.channel,
       account: e.account,
       conversation: e.conversation,
-      text: `⚠️ SLA ${t.id}: ${what} (${who}, ${t.channel}/${t.account}).`,
+      text,
       author: { id: 'omnigate', name: 'SLA' },
       createdAt: new Date().toISOString(),
       automated: true,
