@@ -19,6 +19,11 @@ type Scripted = { status: number; body: Record<string, unknown> };
 export class FakeBotApi {
   readonly calls: RecordedCall[] = [];
   readonly offsets: number[] = [];
+  /** How often each update_id was handed out by getUpdates. */
+  readonly served = new Map<number, number>();
+  /** getUpdates calls that overlapped another one (Telegram answers the older with 409). */
+  conflicts = 0;
+  private pendingPoll?: ServerResponse;
   /** When false, getUpdates ignores offsets and re-serves everything (confirmations lost). */
   honourOffset = true;
   private updates: Array<Record<string, unknown> & { update_id: number }> = [];
@@ -73,12 +78,18 @@ export class FakeBotApi {
     const found = this.calls.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      this.callWaiters.push(w);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         this.callWaiters = this.callWaiters.filter((x) => x !== w);
         reject(new Error(`no matching Bot API call within ${timeoutMs} ms; calls: ${this.calls.map((c) => c.method).join(',')}`));
       }, timeoutMs);
+      const w = {
+        pred,
+        resolve: (c: RecordedCall) => {
+          clearTimeout(timer);
+          resolve(c);
+        },
+      };
+      this.callWaiters.push(w);
     });
   }
 
@@ -130,6 +141,15 @@ export class FakeBotApi {
   private async getUpdates(params: Record<string, unknown>, res: ServerResponse): Promise<void> {
     const offset = Number(params.offset ?? 0);
     this.offsets.push(offset);
+    res.on('close', () => {
+      if (this.pendingPoll === res) this.pendingPoll = undefined; // answered, or the client hung up (stop)
+    });
+    if (this.pendingPoll && !this.pendingPoll.writableEnded) {
+      // What Telegram does when two processes poll one bot.
+      this.conflicts++;
+      this.reply(this.pendingPoll, 409, { ok: false, error_code: 409, description: 'Conflict: terminated by other getUpdates request; make sure that only one bot instance is running' });
+    }
+    this.pendingPoll = res;
     const pick = () => this.updates.filter((u) => !this.honourOffset || u.update_id >= offset).slice(0, Number(params.limit ?? 100));
     if (this.honourOffset && offset > 0) this.updates = this.updates.filter((u) => u.update_id >= offset); // confirmed
     let found = pick();
@@ -144,6 +164,8 @@ export class FakeBotApi {
       });
       found = pick();
     }
+    if (res.writableEnded) return;
+    for (const u of found) this.served.set(u.update_id, (this.served.get(u.update_id) ?? 0) + 1);
     this.ok(res, found);
   }
 
