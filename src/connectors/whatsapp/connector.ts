@@ -1,0 +1,260 @@
+/**
+ * WhatsApp Web connector (Baileys). Intake: messages.upsert `notify` batches become inbound events
+ * (history `append` only when configured), media decrypted by Baileys into the object store, @lid
+ * senders mapped to their phone JID, our own messages ignored. Outbound: paced per chat, quoted
+ * replies built from the last customer message we kept in KV, media from the object store.
+ * The pairing QR is served as PNG and JSON on authenticated routes.
+ */
+import QRCode from 'qrcode';
+import { Transform, type Readable } from 'node:stream';
+import { Pacer } from '../../core/pacer.js';
+import { MediaTooLargeError } from '../../core/media.js';
+import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type WAMessage } from './baileys.js';
+import { normalizeMessage, platformId, type NormalizeContext, type PendingMedia, type StoredQuote } from './normalize.js';
+import { WhatsAppSession, type SessionEvents } from './session.js';
+import type { WaSocketLike } from './socket.js';
+import type { WhatsAppOptions } from './index.js';
+
+const LID_PREFIX = 'wa-lid-';
+const quoteKey = (chat: string) => `wa-quote-${Buffer.from(chat).toString('base64url')}`;
+
+export class WhatsAppConnector implements Connector {
+  private readonly health_: HealthTracker;
+  private readonly pacer: Pacer;
+  private readonly session: WhatsAppSession;
+  private readonly stopping = new AbortController();
+  private readonly lidToPhone = new Map<string, string>();
+  /** Steps already delivered per outbound id, so a retry after a partial send continues, not repeats. */
+  private readonly progress = new Map<string, { sent: number; firstId?: string }>();
+  private running?: Promise<void>;
+
+  constructor(
+    private readonly o: WhatsAppOptions,
+    private readonly ctx: ConnectorContext,
+  ) {
+    this.health_ = new HealthTracker(ctx);
+    this.pacer = new Pacer(o.pacing.privateChatIntervalMs, o.pacing.perSecond);
+    this.session = new WhatsAppSession(o, ctx, this.health_, (events, sock) => this.onEvents(events, sock));
+  }
+
+  async start(): Promise<void> {
+    const base = `/connectors/whatsapp/${this.ctx.account}`;
+    this.ctx.http.route('GET', `${base}/qr.png`, () => this.qrPng(), { auth: true });
+    this.ctx.http.route('GET', `${base}/pairing`, async () => ({ status: 200, body: this.pairingJson() }), { auth: true });
+    this.running = (async () => {
+      await this.loadLidMap();
+      await this.session.run(this.stopping.signal);
+    })().catch((err) => {
+      if (!this.stopping.signal.aborted) this.health_.set('stalled', `WhatsApp session failed: ${errorMessage(err)}`);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.running;
+    this.health_.set('stopped');
+  }
+
+  health() {
+    return this.health_.get();
+  }
+
+  private async qrPng() {
+    const qr = this.session.pairing.qr;
+    if (!qr) return { status: 404, body: { error: 'no_qr', message: `no pairing in progress (state: ${this.health_.get().state})` } };
+    const png = await QRCode.toBuffer(qr, { type: 'png', width: 320, margin: 2 });
+    return { status: 200, headers: { 'content-type': 'image/png', 'cache-control': 'no-store' }, body: png };
+  }
+
+  private pairingJson() {
+    const h = this.health_.get();
+    const p = this.session.pairing;
+    return {
+      account: this.ctx.account,
+      state: h.state,
+      detail: h.detail,
+      qr: p.qr ?? null,
+      qrAt: p.qrAt ?? null,
+      qrPng: p.qr ? `/connectors/whatsapp/${this.ctx.account}/qr.png` : null,
+      pairingCode: p.pairingCode ?? null,
+    };
+  }
+
+  // ---- intake ----
+
+  private async loadLidMap(): Promise<void> {
+    for (const key of await this.ctx.state.keys(LID_PREFIX)) {
+      const entry = await this.ctx.state.get(key);
+      if (entry) this.lidToPhone.set(`${key.slice(LID_PREFIX.length)}@lid`, entry.value);
+    }
+  }
+
+  private async learnLid(lid: string | undefined | null, phoneJid: string | undefined | null): Promise<void> {
+    if (!lid || !phoneJid) return;
+    const l = jidNormalizedUser(lid);
+    const p = jidNormalizedUser(phoneJid);
+    if (!isLidUser(l) || !p.endsWith('@s.whatsapp.net') || this.lidToPhone.get(l) === p) return;
+    this.lidToPhone.set(l, p);
+    await this.ctx.state.put(`${LID_PREFIX}${l.split('@')[0]}`, p);
+  }
+
+  private normalizeContext(): NormalizeContext {
+    const me = this.session.auth?.state.creds.me;
+    const self = new Set<string>();
+    if (me?.id) self.add(jidNormalizedUser(me.id));
+    if (me?.lid) self.add(jidNormalizedUser(me.lid));
+    return {
+      channel: this.ctx.channel,
+      account: this.ctx.account,
+      self,
+      groups: this.o.groups,
+      resolve: (jid) => this.lidToPhone.get(jid) ?? jid,
+    };
+  }
+
+  private async onEvents(events: SessionEvents, sock: WaSocketLike): Promise<void> {
+    const share = events['chats.phoneNumberShare'];
+    if (share) await this.learnLid(share.lid, share.jid);
+    for (const c of [...(events['contacts.upsert'] ?? []), ...(events['contacts.update'] ?? [])] as Partial<Contact>[]) {
+      if (c.lid && c.id) await this.learnLid(c.lid, c.id);
+    }
+    const upsert = events['messages.upsert'];
+    if (upsert && (upsert.type === 'notify' || this.o.history === 'ingest')) {
+      for (const m of upsert.messages) await this.ingest(m, sock);
+    }
+    const history = events['messaging-history.set'];
+    if (history && this.o.history === 'ingest') {
+      for (const m of history.messages) await this.ingest(m, sock);
+    }
+  }
+
+  private async ingest(msg: WAMessage, sock: WaSocketLike): Promise<void> {
+    const n = normalizeMessage(msg, this.normalizeContext());
+    if (n.kind === 'skip') {
+      this.ctx.log.debug({ id: msg.key?.id, reason: n.reason }, 'WhatsApp message skipped');
+      return;
+    }
+    if (n.kind === 'invalid') {
+      await this.ctx.deadLetter(`whatsapp message ${msg.key?.id ?? '?'}: ${n.reason}`, msg);
+      return;
+    }
+    const event = n.event;
+    if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(msg, n.media, sock)];
+    try {
+      await this.ctx.publish(event);
+    } catch (err) {
+      if (err instanceof InvalidEventError) {
+        await this.ctx.deadLetter(`whatsapp message ${msg.key?.id}: ${err.message}`, msg);
+        return;
+      }
+      throw err;
+    }
+    if (n.quote) await this.ctx.state.put(quoteKey(event.conversation.id), JSON.stringify(n.quote));
+  }
+
+  private async download(msg: WAMessage, media: PendingMedia, sock: WaSocketLike): Promise<Attachment> {
+    const limit = Math.min(this.o.maxFileBytes ?? Infinity, this.ctx.media.maxBytes);
+    const meta = { name: media.name, mimeType: media.mimeType, kind: media.kind, size: media.size };
+    if (media.size !== undefined && media.size > limit) {
+      return this.ctx.media.failed(meta, `file is ${media.size} bytes; the limit is ${limit} bytes`);
+    }
+    try {
+      const stream = (await downloadMediaMessage(msg, 'stream', {}, {
+        logger: this.ctx.log.child({ lib: 'baileys' }, { level: this.o.libraryLogLevel }),
+        reuploadRequest: (m) => (sock.updateMediaMessage ? sock.updateMediaMessage(m) : Promise.reject(new Error('media expired and re-upload is not available'))),
+      })) as Readable;
+      const limited = capped(limit);
+      stream.on('error', (e) => limited.destroy(e));
+      return await this.ctx.media.putStream(stream.pipe(limited), meta);
+    } catch (err) {
+      const reason = err instanceof MediaTooLargeError ? err.message : `could not download or decrypt the media: ${errorMessage(err)}`;
+      return this.ctx.media.failed(meta, reason);
+    }
+  }
+
+  // ---- outbound ----
+
+  async send(msg: OutboundMessage): Promise<SendResult> {
+    const jid = msg.conversation.id;
+    if (!/^[^@\s]+@(s\.whatsapp\.net|g\.us|lid)$/.test(jid)) {
+      throw new PermanentDeliveryError(`"${jid}" is not a WhatsApp chat JID`, 'invalid_jid');
+    }
+    const sock = this.session.sock;
+    if (!sock || !this.session.open) {
+      const why = this.session.haltedReason ?? `session ${this.health_.get().state}${this.health_.get().detail ? `: ${this.health_.get().detail}` : ''}`;
+      throw new TransientDeliveryError(`WhatsApp session is not connected (${why})`, 5000);
+    }
+    const quoted = msg.replyTo ? await this.quoteFor(jid, msg.replyTo) : undefined;
+    const interval = msg.conversation.kind === 'group' ? this.o.pacing.groupIntervalMs : this.o.pacing.privateChatIntervalMs;
+    const steps = (msg.text ? 1 : 0) + msg.attachments.length;
+    const progress = this.progress.get(msg.id) ?? { sent: 0 };
+    this.progress.set(msg.id, progress);
+    try {
+      for (let i = progress.sent; i < steps; i++) {
+        const content = i === 0 && msg.text ? { text: msg.text } : await this.mediaContent(msg.attachments[i - (msg.text ? 1 : 0)]!);
+        await this.pacer.wait(jid, interval);
+        const sent = await withTimeout(sock.sendMessage(jid, content, i === 0 && quoted ? { quoted } : undefined), this.o.sendTimeoutMs);
+        progress.sent = i + 1;
+        if (sent?.key?.id) progress.firstId ??= platformId(jid, sent.key.id);
+      }
+      this.progress.delete(msg.id);
+      return { platformMessageId: progress.firstId ?? platformId(jid, msg.id) };
+    } catch (err) {
+      throw classify(err);
+    }
+  }
+
+  /** The stored last customer message of the chat, when it is the one the reply answers. */
+  private async quoteFor(jid: string, replyTo: string): Promise<WAMessage | undefined> {
+    const entry = await this.ctx.state.get(quoteKey(jid));
+    if (!entry) return undefined;
+    const q = JSON.parse(entry.value) as StoredQuote;
+    if (q.platformId !== replyTo) return undefined;
+    return { key: q.key, message: { conversation: q.text } } as WAMessage;
+  }
+
+  private async mediaContent(a: OutboundAttachment): Promise<AnyMessageContent> {
+    const bytes = await this.ctx.media.get(a.objectKey);
+    if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
+    const data = Buffer.from(bytes);
+    const mimetype = a.mimeType;
+    if (/^image\/(jpeg|png)$/.test(mimetype)) return { image: data, mimetype };
+    if (mimetype.startsWith('video/')) return { video: data, mimetype };
+    if (mimetype.startsWith('audio/')) return { audio: data, mimetype };
+    return { document: data, mimetype, fileName: a.name };
+  }
+}
+
+function classify(err: unknown): Error {
+  if (err instanceof PermanentDeliveryError || err instanceof TransientDeliveryError) return err;
+  const code = (err as { output?: { statusCode?: number } }).output?.statusCode;
+  if (code === 400 || code === 404 || code === 406) {
+    return new PermanentDeliveryError(`WhatsApp refused the message (${code}): ${errorMessage(err)}`, `rejected_${code}`);
+  }
+  return new TransientDeliveryError(`WhatsApp send failed${code ? ` (${code})` : ''}: ${errorMessage(err)}`);
+}
+
+/** Stops a media download past the limit without buffering the rest. */
+function capped(limit: number): Transform {
+  let size = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      size += chunk.byteLength;
+      if (size > limit) return cb(new MediaTooLargeError(size, limit));
+      cb(null, chunk);
+    },
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TransientDeliveryError(`WhatsApp send did not complete within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
