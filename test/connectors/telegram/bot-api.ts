@@ -32,6 +32,7 @@ export class FakeBotApi {
   private readonly files = new Map<string, { path: string; bytes: Buffer; size?: number }>();
   private readonly scripted = new Map<string, Scripted[]>();
   private waiters: Array<() => void> = [];
+  private pollWaiters: Array<{ target: number; resolve: () => void }> = [];
   private callWaiters: Array<{ pred: (c: RecordedCall) => boolean; resolve: (c: RecordedCall) => void }> = [];
   private server?: Server;
   port = 0;
@@ -72,6 +73,15 @@ export class FakeBotApi {
   /** The next calls of `method` answer with these errors, in order. */
   failNext(method: string, ...responses: Scripted[]): void {
     this.scripted.set(method, [...(this.scripted.get(method) ?? []), ...responses]);
+  }
+
+  /** Resolves once getUpdates has been called `count` more times. */
+  waitForPolls(count: number, timeoutMs = 15_000): Promise<void> {
+    const target = this.offsets.length + count;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${this.offsets.length} of ${target} polls within ${timeoutMs} ms`)), timeoutMs);
+      this.pollWaiters.push({ target, resolve: () => (clearTimeout(timer), resolve()) });
+    });
   }
 
   waitForCall(pred: (c: RecordedCall) => boolean, timeoutMs = 15_000): Promise<RecordedCall> {
@@ -141,6 +151,8 @@ export class FakeBotApi {
   private async getUpdates(params: Record<string, unknown>, res: ServerResponse): Promise<void> {
     const offset = Number(params.offset ?? 0);
     this.offsets.push(offset);
+    for (const w of this.pollWaiters.filter((x) => this.offsets.length >= x.target)) w.resolve();
+    this.pollWaiters = this.pollWaiters.filter((x) => this.offsets.length < x.target);
     res.on('close', () => {
       if (this.pendingPoll === res) this.pendingPoll = undefined; // answered, or the client hung up (stop)
     });
