@@ -87,7 +87,8 @@ export class TelegramPoller {
           { signal: signal as never }, // telegraf types its own AbortSignal; the native one works with node-fetch
         );
         updates = Array.isArray(result) ? (result as unknown as TgUpdate[]) : [];
-        if (failures > 0 || health.get().state !== 'connected' || health.get().detail) health.set('connected');
+        // Only undo what polling itself reported: a send-side rate_limited is the sender's to clear.
+        if (failures > 0) health.set('connected');
         failures = 0;
       } catch (err) {
         if (signal.aborted) return;
