@@ -10,6 +10,10 @@ type Loader = () => Promise<{ default: ConnectorFactory<any> }>;
 const loaders: Record<string, Loader> = {
   webhook: () => import('./webhook/index.js'),
   telegram: () => import('./telegram/index.js'),
+  email: () => import('./email/index.js'),
+  slack: () => import('./slack/index.js'),
+  whatsapp: () => import('./whatsapp/index.js'),
+  'whatsapp-cloud': () => import('./whatsapp-cloud/index.js'),
 };
 
 export function connectorTypes(): string[] {

@@ -1,0 +1,273 @@
+/**
+ * WhatsApp Cloud API connector. Intake: Meta's webhook (GET verification handshake; POST checked
+ * with X-Hub-Signature-256 over the raw body), answered 200 only after every message in it is in
+ * JetStream. Status webhooks become delivery reports through the wamid → outbound map we keep
+ * when sending. Outbound: the 24-hour customer-service window is checked before calling Graph.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { RawRequest, RawResponse } from '../../core/http.js';
+import { Pacer } from '../../core/pacer.js';
+import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
+import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
+import { safeEqual } from '../../core/signature.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
+import { GraphCallError, GraphClient, classifyGraphError } from './graph.js';
+import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
+import type { WhatsAppCloudOptions } from './index.js';
+
+const TEXT_LIMIT = 4096;
+const lastInboundKey = (waId: string) => `wac-last-${waId}`;
+const outboundKey = (wamid: string) => `wac-out-${wamid}`;
+
+interface OutboundRef { outboundId: string; ticketId: string }
+
+export class WhatsAppCloudConnector implements Connector {
+  private readonly health_: HealthTracker;
+  private readonly graph: GraphClient;
+  private readonly pacer: Pacer;
+  private readonly stopping = new AbortController();
+  private readonly progress = new Map<string, { sent: number; firstId?: string }>();
+  private checking?: Promise<void>;
+
+  constructor(
+    private readonly o: WhatsAppCloudOptions,
+    private readonly ctx: ConnectorContext,
+  ) {
+    this.health_ = new HealthTracker(ctx);
+    this.graph = new GraphClient(o);
+    this.pacer = new Pacer(o.pacing.perChatIntervalMs, o.pacing.perSecond);
+  }
+
+  async start(): Promise<void> {
+    const path = `/connectors/whatsapp-cloud/${this.ctx.account}/webhook`;
+    this.ctx.http.route('GET', path, async (req) => this.verifyHandshake(req));
+    this.ctx.http.route('POST', path, (req) => this.onWebhook(req));
+    this.checking = this.checkToken();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.checking;
+    this.health_.set('stopped');
+  }
+
+  health() {
+    return this.health_.get();
+  }
+
+  /** Confirms in the background that the token sees the number; webhooks are accepted meanwhile. */
+  private async checkToken(): Promise<void> {
+    for (let attempt = 1; !this.stopping.signal.aborted; attempt++) {
+      try {
+        const info = await this.graph.phoneNumber();
+        this.health_.set('connected', info.display_phone_number ? `number ${info.display_phone_number}` : undefined);
+        return;
+      } catch (err) {
+        const e = err as GraphCallError;
+        if (e.status === 401 || e.error?.code === 190) this.health_.set('auth_failed', `Graph API rejected the access token: ${e.error?.message ?? ''}`);
+        else this.health_.set('disconnected', `Graph API check failed: ${errorMessage(err)}`);
+        await sleep(Math.min(60_000, 1000 * 2 ** attempt), this.stopping.signal);
+      }
+    }
+  }
+
+  private verifyHandshake(req: RawRequest): RawResponse {
+    const q = req.query;
+    if (q['hub.mode'] === 'subscribe' && q['hub.verify_token'] && safeEqual(q['hub.verify_token'], this.o.verifyToken)) {
+      return { status: 200, headers: { 'content-type': 'text/plain' }, body: q['hub.challenge'] ?? '' };
+    }
+    return { status: 403, body: { error: 'forbidden', message: 'hub.mode must be subscribe and hub.verify_token must match' } };
+  }
+
+  private signatureOk(req: RawRequest): boolean {
+    const header = req.headers['x-hub-signature-256'];
+    if (!header?.startsWith('sha256=')) return false;
+    const given = Buffer.from(header.slice(7), 'hex');
+    const expected = createHmac('sha256', this.o.appSecret).update(req.rawBody).digest();
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  private async onWebhook(req: RawRequest): Promise<RawResponse> {
+    if (!this.signatureOk(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or wrong X-Hub-Signature-256' } };
+    let payload: { object?: string; entry?: Array<{ id?: string; changes?: Array<{ field?: string; value?: CloudValue }> }> };
+    try {
+      payload = JSON.parse(req.rawBody.toString('utf8'));
+    } catch {
+      await this.ctx.deadLetter('whatsapp-cloud webhook body is not valid JSON', req.rawBody);
+      return { status: 200, body: '' }; // Meta would retry a bad body for days
+    }
+    if (payload.object !== 'whatsapp_business_account' || !Array.isArray(payload.entry)) {
+      await this.ctx.deadLetter(`whatsapp-cloud webhook: unexpected object "${payload.object}"`, req.rawBody);
+      return { status: 200, body: '' };
+    }
+    try {
+      for (const entry of payload.entry) {
+        for (const change of entry.changes ?? []) {
+          if (change.field !== 'messages' || !change.value) continue;
+          const value = change.value;
+          if (value.metadata?.phone_number_id && value.metadata.phone_number_id !== this.o.phoneNumberId) {
+            this.ctx.log.debug({ phoneNumberId: value.metadata.phone_number_id }, 'webhook for another phone number ignored');
+            continue;
+          }
+          for (const m of value.messages ?? []) await this.ingest(m, value);
+          for (const s of value.statuses ?? []) await this.onStatus(s);
+        }
+      }
+      return { status: 200, body: '' };
+    } catch (err) {
+      // Not all of it is stored: Meta retries the whole delivery, and dedup absorbs what we have.
+      this.ctx.log.warn({ err: errorMessage(err) }, 'whatsapp-cloud webhook not fully stored; asking Meta to retry');
+      return { status: 500, body: { error: 'unavailable', message: 'not stored, retry later' } };
+    }
+  }
+
+  private async ingest(m: Parameters<typeof normalizeCloudMessage>[0], value: CloudValue): Promise<void> {
+    const n = normalizeCloudMessage(m, value, this.ctx.channel, this.ctx.account);
+    if (n.kind === 'skip') return;
+    if (n.kind === 'invalid') {
+      await this.ctx.deadLetter(`whatsapp-cloud message: ${n.reason}`, m);
+      return;
+    }
+    const event = n.event;
+    if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(n.media)];
+    try {
+      await this.ctx.publish(event);
+    } catch (err) {
+      if (err instanceof InvalidEventError) {
+        await this.ctx.deadLetter(`whatsapp-cloud message ${m.id}: ${err.message}`, m);
+        return;
+      }
+      throw err;
+    }
+    await this.touchWindow(m.from, Number(m.timestamp) * 1000 || Date.now());
+  }
+
+  /** The customer-service window runs from the customer's latest message; keep the newest time. */
+  private async touchWindow(waId: string, atMs: number): Promise<void> {
+    const key = lastInboundKey(waId);
+    for (let i = 0; i < 5; i++) {
+      const cur = await this.ctx.state.get(key);
+      if (cur && Number(cur.value) >= atMs) return;
+      try {
+        await this.ctx.state.update(key, String(atMs), cur?.revision ?? 0);
+        return;
+      } catch {
+        /* another replica wrote first: read again */
+      }
+    }
+  }
+
+  private async download(media: PendingCloudMedia): Promise<Attachment> {
+    const limit = Math.min(this.o.maxFileBytes ?? Infinity, this.ctx.media.maxBytes);
+    const meta = { name: media.name, mimeType: media.mimeType, kind: media.kind };
+    try {
+      const info = await this.graph.mediaInfo(media.mediaId);
+      if (info.file_size !== undefined && info.file_size > limit) {
+        return this.ctx.media.failed({ ...meta, size: info.file_size }, `file is ${info.file_size} bytes; the limit is ${limit} bytes`);
+      }
+      const bytes = await this.graph.download(info.url, limit);
+      return await this.ctx.media.put(bytes, { ...meta, mimeType: info.mime_type ?? media.mimeType });
+    } catch (err) {
+      return this.ctx.media.failed(meta, `could not fetch the media: ${errorMessage(err)}`);
+    }
+  }
+
+  private async onStatus(s: CloudStatus): Promise<void> {
+    if (!s?.id || !['sent', 'delivered', 'read', 'failed'].includes(s.status)) return;
+    const entry = await this.ctx.state.get(outboundKey(s.id));
+    if (!entry) {
+      this.ctx.log.debug({ wamid: s.id, status: s.status }, 'status for a message we did not send (or already final)');
+      return;
+    }
+    const ref = JSON.parse(entry.value) as OutboundRef;
+    const err = s.errors?.[0];
+    const report: DeliveryReport = {
+      ...ref,
+      status: s.status as DeliveryReport['status'],
+      platformMessageId: s.id,
+      ...(s.status === 'failed' ? { reason: err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : 'failed' } : {}),
+    };
+    await this.ctx.reportDelivery(report);
+  }
+
+  // ---- outbound ----
+
+  async send(msg: OutboundMessage): Promise<SendResult> {
+    const to = msg.conversation.id.replace(/@s\.whatsapp\.net$/, '');
+    if (!/^\d{6,20}$/.test(to)) throw new PermanentDeliveryError(`"${msg.conversation.id}" is not a WhatsApp number`, 'invalid_recipient');
+    await this.assertInWindow(to);
+    const chunks = splitText(msg.text);
+    const steps = chunks.length + msg.attachments.length;
+    const progress = this.progress.get(msg.id) ?? { sent: 0 };
+    this.progress.set(msg.id, progress);
+    try {
+      for (let i = progress.sent; i < steps; i++) {
+        const context = i === 0 && msg.replyTo ? { context: { message_id: msg.replyTo } } : {};
+        const body = i < chunks.length
+          ? { to, type: 'text', text: { body: chunks[i], preview_url: false }, ...context }
+          : { to, ...(await this.mediaBody(msg.attachments[i - chunks.length]!)), ...context };
+        await this.pacer.wait(to);
+        const wamid = await this.graph.sendMessage(body);
+        // Written before the status webhooks can arrive for it (they follow the Graph answer).
+        await this.ctx.state.put(outboundKey(wamid), JSON.stringify({ outboundId: msg.id, ticketId: msg.ticketId } satisfies OutboundRef));
+        progress.sent = i + 1;
+        progress.firstId ??= wamid;
+      }
+      this.progress.delete(msg.id);
+      if (this.health_.get().state !== 'connected') this.health_.set('connected');
+      return { platformMessageId: progress.firstId ?? msg.id };
+    } catch (err) {
+      const classified = classifyGraphError(err);
+      if (err instanceof GraphCallError && (err.status === 401 || err.error?.code === 190)) this.health_.set('auth_failed', classified.message);
+      if (err instanceof GraphCallError && err.status === 429) this.health_.set('rate_limited', classified.message);
+      throw classified;
+    }
+  }
+
+  private async assertInWindow(to: string): Promise<void> {
+    const entry = await this.ctx.state.get(lastInboundKey(to));
+    const last = entry ? Number(entry.value) : undefined;
+    const windowMs = this.o.serviceWindowHours * 3_600_000;
+    if (last === undefined || Date.now() - last > windowMs) {
+      const since = last === undefined ? 'no message from this customer on record' : `the customer's last message was at ${new Date(last).toISOString()}`;
+      throw new PermanentDeliveryError(
+        `outside the ${this.o.serviceWindowHours}-hour customer-service window (${since}); WhatsApp only allows approved template messages now`,
+        'outside_24h_window',
+      );
+    }
+  }
+
+  private async mediaBody(a: OutboundAttachment): Promise<Record<string, unknown>> {
+    const bytes = await this.ctx.media.get(a.objectKey);
+    if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
+    const id = await this.graph.uploadMedia(bytes, a.mimeType, a.name);
+    const type = /^image\/(jpeg|png)$/.test(a.mimeType) ? 'image' : a.mimeType.startsWith('video/') ? 'video' : a.mimeType.startsWith('audio/') ? 'audio' : 'document';
+    return { type, [type]: type === 'document' ? { id, filename: a.name } : { id } };
+  }
+}
+
+/** Cloud API text bodies are capped at 4096 characters: split at line breaks where possible. */
+export function splitText(text: string): string[] {
+  if (!text) return [];
+  const out: string[] = [];
+  let rest = text;
+  while (rest.length > TEXT_LIMIT) {
+    let cut = rest.lastIndexOf('\n', TEXT_LIMIT);
+    if (cut < TEXT_LIMIT / 2) cut = TEXT_LIMIT;
+    out.push(rest.slice(0, cut));
+    rest = rest.slice(cut).replace(/^\n/, '');
+  }
+  if (rest) out.push(rest);
+  return out;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

@@ -1,0 +1,45 @@
+/**
+ * WhatsApp through the official Cloud API (Meta Graph API): signed webhooks in, Graph
+ * `messages` calls out. Publishes on channel "whatsapp", like the Baileys Web-session transport,
+ * with the same identities (`<number>@s.whatsapp.net`), so a team can switch transports without
+ * changing anything downstream.
+ */
+import { z } from 'zod';
+import type { ConnectorFactory } from '../contract.js';
+import { WhatsAppCloudConnector } from './connector.js';
+
+export const WhatsAppCloudOptions = z.object({
+  /** The business phone number's id in WhatsApp Manager (not the number itself). */
+  phoneNumberId: z.string().regex(/^\d+$/, 'digits only: the Phone number ID from WhatsApp Manager'),
+  /** System-user access token with whatsapp_business_messaging; from the environment. */
+  accessToken: z.string().min(20, 'at least 20 characters'),
+  /** App secret: X-Hub-Signature-256 on every webhook POST is checked against it. */
+  appSecret: z.string().min(16, 'at least 16 characters'),
+  /** What you typed as "Verify token" when subscribing the webhook in the Meta app dashboard. */
+  verifyToken: z.string().min(8, 'at least 8 characters'),
+  /** Graph API base URL (a proxy or a stand-in in tests). */
+  graphApiUrl: z.string().url().default('https://graph.facebook.com'),
+  graphApiVersion: z.string().regex(/^v\d+\.\d+$/, 'such as v21.0').default('v21.0'),
+  /** Larger media are recorded as not fetched, with the reason. Default: media.maxBytes. */
+  maxFileBytes: z.number().int().positive().optional(),
+  /** WhatsApp's customer-service window: free-form replies only this long after the customer's last message. */
+  serviceWindowHours: z.number().positive().max(24).default(24),
+  timeoutMs: z.number().int().positive().default(15_000),
+  pacing: z
+    .object({
+      /** Meta's pair rate limit: bursts to one user are throttled; keep a gap per chat. */
+      perChatIntervalMs: z.number().int().nonnegative().default(1000),
+      /** Cloud API default throughput is 80 messages/s per number. */
+      perSecond: z.number().nonnegative().default(50),
+    })
+    .prefault({}),
+});
+export type WhatsAppCloudOptions = z.infer<typeof WhatsAppCloudOptions>;
+
+const factory: ConnectorFactory<WhatsAppCloudOptions> = {
+  type: 'whatsapp-cloud',
+  channel: 'whatsapp',
+  options: WhatsAppCloudOptions,
+  create: (options, ctx) => new WhatsAppCloudConnector(options, ctx),
+};
+export default factory;
