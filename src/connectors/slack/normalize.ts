@@ -1,0 +1,132 @@
+/**
+ * A Slack Events API payload → at most one normalized event. Pure: user names and files are
+ * resolved by the connector afterwards.
+ */
+import type { InboundEventInput } from '../../core/schema.js';
+import { eventId } from '../contract.js';
+
+export interface SlackFile {
+  id: string;
+  name?: string;
+  title?: string;
+  mimetype?: string;
+  size?: number;
+  url_private_download?: string;
+  url_private?: string;
+}
+
+export interface SlackMessageEvent {
+  type: string;
+  subtype?: string;
+  channel: string;
+  channel_type?: string;
+  user?: string;
+  bot_id?: string;
+  text?: string;
+  ts: string;
+  thread_ts?: string;
+  event_ts?: string;
+  files?: SlackFile[];
+  message?: { ts: string; text?: string; user?: string; bot_id?: string; thread_ts?: string; edited?: { ts: string } };
+  previous_message?: { ts: string; thread_ts?: string };
+  deleted_ts?: string;
+}
+
+export interface Envelope {
+  type: string;
+  event_id?: string;
+  event?: SlackMessageEvent;
+  challenge?: string;
+}
+
+export interface Scope {
+  account: string;
+  botUserId: string;
+  channels: ReadonlySet<string>;
+  /** Threads a mention started: their replies continue the conversation without a mention. */
+  knownThread: (channel: string, threadTs: string) => boolean;
+}
+
+export type Normalized =
+  | { kind: 'event'; event: InboundEventInput; userId?: string; files: SlackFile[]; startsThread?: string }
+  | { kind: 'skip'; reason: string }
+  | { kind: 'invalid'; reason: string };
+
+export const platformId = (channel: string, ts: string) => `${channel}:${ts}`;
+
+export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
+  if (body?.type !== 'event_callback') return { kind: 'skip', reason: `envelope type ${body?.type}` };
+  const e = body.event;
+  if (!e || typeof e.channel !== 'string' || typeof e.ts !== 'string') return { kind: 'invalid', reason: 'event lacks channel or ts' };
+  if (e.type !== 'message' && e.type !== 'app_mention') return { kind: 'skip', reason: `event type ${e.type}` };
+  const dm = e.channel_type === 'im' || e.channel.startsWith('D');
+
+  if (e.subtype === 'message_changed' && e.message) {
+    if (e.message.bot_id || e.message.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit' };
+    const threadTs = e.message.thread_ts ?? e.message.ts;
+    return {
+      kind: 'event',
+      files: [],
+      userId: e.message.user,
+      event: {
+        type: 'message.edited',
+        id: eventId('slack', scope.account, `edit:${e.channel}:${e.message.ts}:${e.message.edited?.ts ?? e.event_ts ?? e.ts}`),
+        conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
+        sender: { id: e.message.user ?? 'unknown', handles: {} },
+        targetPlatformMessageId: platformId(e.channel, e.message.ts),
+        text: e.message.text ?? '',
+        platform: { messageId: platformId(e.channel, e.message.ts) },
+      },
+    };
+  }
+  if (e.subtype === 'message_deleted' && e.deleted_ts) {
+    const threadTs = e.previous_message?.thread_ts ?? e.deleted_ts;
+    return {
+      kind: 'event',
+      files: [],
+      event: {
+        type: 'message.deleted',
+        id: eventId('slack', scope.account, `delete:${e.channel}:${e.deleted_ts}`),
+        conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
+        targetPlatformMessageId: platformId(e.channel, e.deleted_ts),
+        platform: { messageId: platformId(e.channel, e.deleted_ts) },
+      },
+    };
+  }
+  if (e.subtype && e.subtype !== 'file_share' && e.subtype !== 'thread_broadcast') return { kind: 'skip', reason: `subtype ${e.subtype}` };
+  if (e.bot_id || !e.user || e.user === scope.botUserId) return { kind: 'skip', reason: 'bot or our own message (loop guard)' };
+
+  const threadTs = e.thread_ts ?? e.ts;
+  const mentioned = (e.text ?? '').includes(`<@${scope.botUserId}>`);
+  let startsThread: string | undefined;
+  if (!dm) {
+    const inSupportChannel = scope.channels.has(e.channel);
+    const continuing = e.thread_ts !== undefined && scope.knownThread(e.channel, e.thread_ts);
+    if (!inSupportChannel && !mentioned && !continuing) return { kind: 'skip', reason: 'channel message not for the bot' };
+    if (!e.thread_ts) startsThread = e.ts;
+  }
+  const pid = platformId(e.channel, e.ts);
+  return {
+    kind: 'event',
+    userId: e.user,
+    files: e.files ?? [],
+    startsThread,
+    event: {
+      type: 'message.inbound',
+      id: eventId('slack', scope.account, pid),
+      conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
+      sender: { id: e.user, handles: {} },
+      text: e.text ?? '',
+      format: 'markdown',
+      attachments: [],
+      parts: [],
+      replyTo: e.thread_ts && e.thread_ts !== e.ts ? platformId(e.channel, e.thread_ts) : undefined,
+      platform: { messageId: pid, sentAt: new Date(Number(e.ts) * 1000).toISOString() },
+    },
+  };
+}
+
+/** Slack mrkdwn needs only &, < and > escaped; everything else is the agent's formatting. */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}

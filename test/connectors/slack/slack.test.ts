@@ -1,0 +1,151 @@
+/**
+ * Slack end to end: Bolt's Web API client and Socket Mode client against the stand-in on
+ * 127.0.0.1, signed Events API posts to the gateway, a real nats-server and the router.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { FakeSlack } from './slack-api.js';
+import type { LogEntry } from '../../../src/core/schema.js';
+
+const BOT = 'xoxb-1-test-bot-token';
+const APP = 'xapp-1-test-app-token';
+const SIGNING = 'slack-signing-secret-0123456789';
+let slack: FakeSlack;
+let gw: TestGateway;
+let seq = 100;
+
+const inboundOf = (e: { entry?: unknown }) => (e.entry as Extract<LogEntry, { kind: 'inbound' }>)?.event;
+const ts = () => `1764000${String(seq++).padStart(3, '0')}.000100`;
+
+function envelope(event: Record<string, unknown>, eventId = `Ev${seq++}`) {
+  return { type: 'event_callback', team_id: 'T1', api_app_id: 'A1', event_id: eventId, event_time: 1764000000, event };
+}
+
+async function postEvent(body: unknown, opts: { secret?: string; retry?: number } = {}) {
+  const raw = JSON.stringify(body);
+  const t = Math.floor(Date.now() / 1000);
+  const sig = `v0=${createHmac('sha256', opts.secret ?? SIGNING).update(`v0:${t}:${raw}`).digest('hex')}`;
+  return fetch(`${gw.httpUrl}/connectors/slack/ws_events/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-slack-signature': sig, 'x-slack-request-timestamp': String(t), ...(opts.retry ? { 'x-slack-retry-num': String(opts.retry), 'x-slack-retry-reason': 'http_timeout' } : {}) },
+    body: raw,
+  });
+}
+
+beforeAll(async () => {
+  slack = new FakeSlack(BOT);
+  await slack.start();
+  gw = await startGateway(
+    {
+      outbound: { backoffBase: '100ms' },
+      connectors: [
+        { type: 'slack', account: 'ws_events', mode: 'events', botToken: '${BOT}', signingSecret: '${SIGNING}', apiUrl: slack.apiUrl, perChannelIntervalMs: 0 },
+        { type: 'slack', account: 'ws_socket', mode: 'socket', botToken: '${BOT}', appToken: '${APP}', apiUrl: slack.apiUrl, channels: ['CSUPPORT'], perChannelIntervalMs: 0 },
+      ],
+    },
+    { env: { BOT, APP, SIGNING } },
+  );
+  for (let i = 0; i < 100 && slack.connections === 0; i++) await new Promise((r) => setTimeout(r, 50));
+});
+afterAll(async () => {
+  await gw?.stop();
+  await slack?.stop();
+});
+
+describe('slack connector', () => {
+  it('a DM becomes a ticket and the reply reaches chat.postMessage in the same DM, escaped', async () => {
+    const res = await postEvent(envelope({ type: 'message', channel: 'D100', channel_type: 'im', user: 'U1', text: 'Не работает выгрузка', ts: ts() }));
+    expect(res.status).toBe(200);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D100');
+    expect(inboundOf(created)!.conversation).toEqual({ id: 'D100', kind: 'private' });
+    expect(inboundOf(created)!.sender).toMatchObject({ id: 'U1', displayName: 'Иван', handles: { email: 'ivan@client.ru', slack: 'U1' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Проверьте <настройки> & повторите' });
+    const post = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.channel === 'D100');
+    expect(post.params.text).toBe('Проверьте &lt;настройки&gt; &amp; повторите');
+    expect(post.params.thread_ts).toBeUndefined();
+  });
+
+  it('a bad signature gets 401 and creates nothing; a retried event creates nothing new', async () => {
+    const body = envelope({ type: 'message', channel: 'D200', channel_type: 'im', user: 'U2', text: 'первое', ts: ts() }, 'EvRetry1');
+    expect((await postEvent(body, { secret: 'wrong-secret-0123456789' })).status).toBe(401);
+    expect((await postEvent(body)).status).toBe(200);
+    expect((await postEvent(body, { retry: 1 })).status).toBe(200);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D200');
+    await postEvent(envelope({ type: 'message', channel: 'D200', channel_type: 'im', user: 'U2', text: 'второе', ts: ts() }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'второе');
+    const log = await gw.gateway.router!.store.readLog(routed.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.text)).toEqual(['первое', 'второе']);
+  });
+
+  it('a channel thread is one ticket over Socket Mode and replies carry its thread_ts', async () => {
+    const top = ts();
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CSUPPORT', channel_type: 'channel', user: 'U3', text: 'Упал импорт', ts: top }));
+    const first = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top);
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CSUPPORT', channel_type: 'channel', user: 'U3', text: 'лог во вложении', ts: ts(), thread_ts: top }));
+    const second = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'лог во вложении');
+    expect(second.ticketId).toBe(first.ticketId);
+    await gw.request('omni.cmd.reply', { ticketId: first.ticketId, text: 'Смотрим' });
+    const post = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.channel === 'CSUPPORT');
+    expect(post.params.thread_ts).toBe(top);
+  });
+
+  it('ignores our own posts and other bots (loop guard) and channel chatter without a mention', async () => {
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U9', text: 'обед?', ts: ts() }));
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CSUPPORT', channel_type: 'channel', user: 'UBOT', text: 'наш ответ', ts: ts() }));
+    slack.pushSocketEvent(envelope({ type: 'message', subtype: 'bot_message', channel: 'CSUPPORT', bot_id: 'B9', text: 'бот', ts: ts() }));
+    const mention = ts();
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U9', text: '<@UBOT> помогите', ts: mention }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === mention);
+    const tickets = await gw.gateway.router!.store.list();
+    const texts = await Promise.all(tickets.map(async (t) => (await gw.gateway.router!.store.readLog(t.id)).map((l) => (l.entry as any).event?.text)));
+    expect(texts.flat()).not.toContain('обед?');
+    expect(texts.flat()).not.toContain('наш ответ');
+    expect(texts.flat()).not.toContain('бот');
+  });
+
+  it('a file round-trips through the object store with the same bytes', async () => {
+    const bytes = Buffer.from('PNG…'.repeat(5000));
+    slack.files.set('F77', bytes);
+    slack.pushSocketEvent(envelope({
+      type: 'message', subtype: 'file_share', channel: 'CSUPPORT', channel_type: 'channel', user: 'U4', text: 'скрин', ts: ts(),
+      files: [{ id: 'F77', name: 'screen.png', mimetype: 'image/png', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/F77` }],
+    }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'скрин');
+    const att = inboundOf(created)!.attachments[0]!;
+    expect(att.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Вернули файл', attachments: [att] });
+    await slack.waitForCall((c) => c.method === 'files.completeUploadExternal');
+    const uploaded = [...slack.uploads.values()].find((u) => u.length === bytes.length);
+    expect(uploaded && Buffer.compare(uploaded, bytes)).toBe(0);
+  });
+
+  it('waits out a 429 Retry-After, and fails channel_not_found for good', async () => {
+    const res = await postEvent(envelope({ type: 'message', channel: 'D300', channel_type: 'im', user: 'U5', text: 'срочно', ts: ts() }));
+    expect(res.status).toBe(200);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D300');
+    slack.failNext('chat.postMessage', { status: 429, headers: { 'retry-after': '1' }, body: { ok: false, error: 'ratelimited' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'после паузы' });
+    const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    expect((sent.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ status: 'sent', attempts: 2 });
+    const tries = slack.calls.filter((c) => c.method === 'chat.postMessage' && c.params.channel === 'D300');
+    expect(tries[1]!.at - tries[0]!.at).toBeGreaterThanOrEqual(900);
+
+    slack.failNext('chat.postMessage', { status: 200, body: { ok: false, error: 'channel_not_found' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'в никуда' });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && (e.entry as any).status.status === 'failed');
+    expect((failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status.reason).toMatch(/^channel_not_found/);
+  });
+
+  it('a Socket Mode disconnect frame reconnects without losing the event in flight', async () => {
+    const before = slack.connections;
+    const top = ts();
+    const envelopeId = slack.pushSocketEvent(envelope({ type: 'message', channel: 'CSUPPORT', channel_type: 'channel', user: 'U6', text: 'во время переподключения', ts: top }), 'disconnect');
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top, 20_000);
+    for (let i = 0; i < 100 && (slack.connections === before || !slack.acked.has(envelopeId)); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(slack.connections).toBeGreaterThan(before);
+    expect(slack.acked.has(envelopeId)).toBe(true);
+    const log = await gw.gateway.router!.store.readLog(routed.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
+  });
+});
