@@ -117,7 +117,13 @@ describe('shipped configs', () => {
       const env: Record<string, string> = {};
       // Plausible values: Telegram bot tokens have their own shape, everything else is a long secret.
       for (const [, name] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) {
-        env[name!] = /TELEGRAM.*BOT_TOKEN/.test(name!) ? '123456:ABCdefGHIjklMNOpqrSTUvwxYZ012' : 'Abcdefghijklmnop0123456789_-';
+        env[name!] = /TELEGRAM.*BOT_TOKEN/.test(name!)
+          ? '123456:ABCdefGHIjklMNOpqrSTUvwxYZ012'
+          : /SLACK.*BOT_TOKEN/.test(name!)
+            ? 'xoxb-1-abcdefghijklmnop'
+            : /SLACK.*APP_TOKEN/.test(name!)
+              ? 'xapp-1-abcdefghijklmnop'
+              : 'Abcdefghijklmnop0123456789_-';
       }
       await expect(loadAll(dir + f, env), f).resolves.toBeTruthy();
     }
