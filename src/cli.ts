@@ -41,6 +41,17 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
     const r = factory.options.safeParse(options);
     return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
   });
+  // Two types on one channel (whatsapp and whatsapp-cloud) would share subjects and state.
+  const seen = new Map<string, string>();
+  loaded.config.connectors.forEach((c, i) => {
+    const channel = factories.get(c.type)?.channel ?? c.type;
+    const key = `${channel}/${c.account}`;
+    const other = seen.get(key);
+    if (other && other !== c.type) {
+      throw new ConfigError(loaded.file, `connectors[${i}].account`, `account "${c.account}" is already used on channel ${channel} by a ${other} connector; pick another name`);
+    }
+    seen.set(key, c.type);
+  });
   return { loaded, factories };
 }
 

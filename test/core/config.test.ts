@@ -129,3 +129,15 @@ describe('shipped configs', () => {
     }
   });
 });
+
+describe('accounts across transports of one channel', () => {
+  it('refuses the same account name for whatsapp and whatsapp-cloud (they share subjects and state)', async () => {
+    const file = writeConfig({
+      connectors: [
+        { type: 'whatsapp', account: 'sales' },
+        { type: 'whatsapp-cloud', account: 'sales', phoneNumberId: '123', accessToken: '${T}', appSecret: '${S}', verifyToken: '${V}' },
+      ],
+    });
+    await expect(loadAll(file, { T: 'a'.repeat(30), S: 'b'.repeat(30), V: 'c'.repeat(30) })).rejects.toThrow(/connectors\[1\]\.account: account "sales" is already used on channel whatsapp by a whatsapp connector/);
+  });
+});
