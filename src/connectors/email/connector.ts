@@ -1,0 +1,121 @@
+/**
+ * Email connector: for each configured mailbox, a lease (one replica reads a mailbox), one
+ * FolderWatcher per watched folder, and one SMTP sender for replies. Health is the worst state
+ * among the mailbox parts, naming which one.
+ */
+import type { ConnectorState, OutboundMessage } from '../../core/schema.js';
+import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
+import { HealthTracker, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { FolderWatcher } from './folder.js';
+import type { NormalizeDeps } from './normalize.js';
+import { MailboxSender } from './sender.js';
+import type { EmailOptions, MailboxOptions } from './index.js';
+
+/** Worse states first: the connector reports the worst one among its parts. */
+const SEVERITY: ConnectorState[] = ['auth_failed', 'stalled', 'disconnected', 'rate_limited', 'pairing_needed', 'starting', 'connected', 'stopped'];
+
+export class EmailConnector implements Connector {
+  private readonly health_: HealthTracker;
+  private readonly senders = new Map<string, MailboxSender>();
+  private readonly parts = new Map<string, { state: ConnectorState; detail?: string }>();
+  private readonly intakes: Array<Promise<void>> = [];
+  private readonly watchers = new Set<FolderWatcher>();
+  private readonly stopping = new AbortController();
+  private readonly normalize: NormalizeDeps;
+
+  constructor(
+    private readonly o: EmailOptions,
+    private readonly ctx: ConnectorContext,
+  ) {
+    this.health_ = new HealthTracker(ctx);
+    for (const m of o.mailboxes) {
+      this.senders.set(m.address.toLowerCase(), new MailboxSender(m, ctx.media, (detail) => this.report(`smtp:${m.address}`, 'auth_failed', detail)));
+    }
+    this.normalize = {
+      channel: ctx.channel,
+      account: ctx.account,
+      media: ctx.media,
+      maxAttachmentBytes: o.maxAttachmentBytes ?? ctx.media.maxBytes,
+      maxBodyChars: o.maxBodyChars,
+      ours: {
+        addresses: new Set(o.mailboxes.map((m) => m.address.toLowerCase())),
+        domains: new Set([...this.senders.values()].map((s) => s.domain)),
+      },
+    };
+  }
+
+  async start(): Promise<void> {
+    for (const m of this.o.mailboxes) this.intakes.push(this.runMailbox(m));
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await Promise.all([...this.watchers].map((w) => w.stop()));
+    await Promise.all(this.intakes);
+    await Promise.all([...this.senders.values()].map((s) => s.close()));
+    this.health_.set('stopped');
+  }
+
+  health() {
+    return this.health_.get();
+  }
+
+  async send(msg: OutboundMessage): Promise<SendResult> {
+    const sender = this.senders.get(msg.conversation.id.toLowerCase());
+    if (!sender) {
+      throw new PermanentDeliveryError(`mailbox ${msg.conversation.id} is not configured on email account ${this.ctx.account}`, 'mailbox_not_configured');
+    }
+    const platformMessageId = await sender.send(msg);
+    const key = `smtp:${msg.conversation.id.toLowerCase()}`;
+    if (this.parts.get(key)?.state === 'auth_failed') this.report(key, 'connected');
+    return { platformMessageId };
+  }
+
+  /** Holds the mailbox's lease while its folders are read; gives it up and waits again if lost. */
+  private async runMailbox(m: MailboxOptions): Promise<void> {
+    const signal = this.stopping.signal;
+    while (!signal.aborted) {
+      let lease;
+      try {
+        lease = await this.ctx.lease(`mailbox:${m.address.toLowerCase()}`);
+      } catch (err) {
+        if (signal.aborted || this.ctx.signal.aborted) return;
+        this.ctx.log.warn({ mailbox: m.address, err: errorMessage(err) }, 'could not take the mailbox lease; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
+      if (signal.aborted) {
+        await lease.release();
+        return;
+      }
+      const watchers = m.folders.map(
+        (folder) =>
+          new FolderWatcher({
+            ctx: this.ctx,
+            options: this.o,
+            mailbox: m,
+            folder,
+            normalize: this.normalize,
+            report: (state, detail) => this.report(`imap:${m.address}/${folder}`, state, detail),
+          }),
+      );
+      for (const w of watchers) {
+        this.watchers.add(w);
+        w.start();
+      }
+      const stopped = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+      await Promise.race([lease.lost, stopped]);
+      if (!signal.aborted) this.ctx.log.warn({ mailbox: m.address }, 'mailbox lease lost: stopping intake until it is ours again');
+      await Promise.all(watchers.map((w) => w.stop()));
+      for (const w of watchers) this.watchers.delete(w);
+      await lease.release();
+    }
+  }
+
+  private report(part: string, state: ConnectorState, detail?: string): void {
+    this.parts.set(part, { state, detail });
+    let worst: { state: ConnectorState; detail?: string } = { state: 'connected' };
+    for (const p of this.parts.values()) if (SEVERITY.indexOf(p.state) < SEVERITY.indexOf(worst.state)) worst = p;
+    this.health_.set(worst.state, worst.state === 'connected' ? undefined : worst.detail);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * Identifiers: our outbound Message-IDs (the router's marker rule and echo detection rely on the
+ * `<omni.<ticket>.<hash>@<domain>>` shape) and the platform ids of inbound mail, which come from
+ * the Message-ID so the same mail seen twice (renumbered by the server, a UIDVALIDITY change,
+ * two watched folders) is one event.
+ */
+import { createHash } from 'node:crypto';
+
+const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/** Deterministic from the outbound id: a retry of the same reply reuses the same Message-ID. */
+export function outboundMessageId(ticketId: string, outboundId: string, domain: string): string {
+  return `<omni.${ticketId}.${sha256(outboundId).slice(0, 24)}@${domain}>`;
+}
+
+/** Any Message-ID we generated (for any ticket, any of our domains). */
+export const OUR_MESSAGE_ID = /<omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}@[^>\s]+>/i;
+
+export function isOurMessageId(messageId: string, domains: ReadonlySet<string>): boolean {
+  const m = /^<?omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}@([^>\s]+)>?$/i.exec(messageId.trim());
+  return !!m && domains.has(m[1]!.toLowerCase());
+}
+
+export function bareMessageId(id: string): string {
+  return id.trim().replace(/^<|>$/g, '').toLowerCase();
+}
+
+/** `<mailbox>:<message-id>`; a very long Message-ID is hashed to keep the event id within bounds. */
+export function platformId(mailbox: string, messageId: string): string {
+  const bare = bareMessageId(messageId);
+  return `${mailbox.toLowerCase()}:${bare.length <= 300 ? bare : `sha256.${sha256(bare)}`}`;
+}
+
+/** A stable stand-in for a mail that has no Message-ID: the same bytes get the same id. */
+export function syntheticMessageId(raw: Uint8Array): string {
+  return `<nomid.${sha256(raw).slice(0, 40)}@omnigate.invalid>`;
+}
+
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}

@@ -1,0 +1,98 @@
+/**
+ * Email: one connector entry per team (account) with one or more mailboxes, each read over IMAP
+ * (imapflow, IDLE plus a fallback poll) and answered over SMTP (nodemailer pool). Threading is
+ * the router's job; this connector delivers the headers it needs and protects against loops.
+ */
+import { z } from 'zod';
+import type { ConnectorFactory } from '../contract.js';
+import { EmailConnector } from './connector.js';
+
+const Host = z.string().min(1);
+
+export const ImapOptions = z.object({
+  host: Host,
+  /** 993 with `secure: true` (implicit TLS), 143 with STARTTLS. */
+  port: z.number().int().min(1).max(65535).default(993),
+  secure: z.boolean().default(true),
+  /** On a plain connection (secure: false): upgrade with STARTTLS (true), or never (false: local test servers only). */
+  starttls: z.boolean().default(true),
+  user: z.string().min(1),
+  pass: z.string().min(1),
+  /** Check the server's certificate (turn off only for a self-signed test server). */
+  rejectUnauthorized: z.boolean().default(true),
+});
+
+export const SmtpOptions = z.object({
+  host: Host,
+  /** 587 with STARTTLS, 465 with `secure: true`, 25 on a trusted relay. */
+  port: z.number().int().min(1).max(65535).default(587),
+  secure: z.boolean().default(false),
+  /** On a plain connection: require STARTTLS (true) or never use it (false: local relays and tests). */
+  starttls: z.boolean().default(true),
+  user: z.string().optional(),
+  pass: z.string().optional(),
+  rejectUnauthorized: z.boolean().default(true),
+  /** Pooled SMTP connections per mailbox. */
+  maxConnections: z.number().int().min(1).max(20).default(3),
+  /** Provider limit, e.g. 30 for Exchange Online; 0 = no pacing. */
+  perMinute: z.number().int().nonnegative().default(0),
+  timeoutMs: z.number().int().positive().default(60_000),
+});
+
+export const MailboxOptions = z
+  .object({
+    /** The mailbox address: conversation id of its tickets and the From of replies. */
+    address: z.string().email(),
+    /** Display name in the From header of replies, e.g. "Служба поддержки". */
+    name: z.string().optional(),
+    imap: ImapOptions,
+    smtp: SmtpOptions,
+    /** Folders read for new mail. */
+    folders: z.array(z.string().min(1)).min(1).default(['INBOX']),
+    /** After the event is stored: flag the mail \Seen (and our keyword) or move it to `processedFolder`. */
+    afterProcessing: z.enum(['seen', 'move']).default('seen'),
+    processedFolder: z.string().min(1).default('Processed'),
+    /** Right-hand side of our Message-IDs; default: the address's domain. */
+    messageIdDomain: z.string().min(1).optional(),
+  })
+  .refine((m) => m.afterProcessing !== 'move' || !m.folders.includes(m.processedFolder), {
+    message: 'processedFolder must not be one of the watched folders',
+    path: ['processedFolder'],
+  });
+export type MailboxOptions = z.infer<typeof MailboxOptions>;
+
+export const EmailOptions = z
+  .object({
+    mailboxes: z.array(MailboxOptions).min(1),
+    /** IDLE is re-issued after this long (RFC 2177: servers may drop an IDLE after 30 minutes). */
+    idleRestartMs: z.number().int().min(1000).max(29 * 60_000).default(25 * 60_000),
+    /** Fallback poll: also catches what an IDLE notification missed, or servers without IDLE. */
+    pollIntervalMs: z.number().int().min(250).default(60_000),
+    /** First start on a mailbox (no checkpoint yet): take only unread mail, or all of it. */
+    firstRun: z.enum(['unseen', 'all']).default('unseen'),
+    /** Keyword set on every processed mail, so a rescan after a UIDVALIDITY change skips it. */
+    processedKeyword: z.string().regex(/^\$?[A-Za-z0-9_-]+$/).default('$Omnigate'),
+    /** Mails fetched per round trip. */
+    batchSize: z.number().int().min(1).max(1000).default(50),
+    /** Larger mails are not downloaded: their headers become the event, the body is reported missing. */
+    maxMessageBytes: z.number().int().positive().default(50 * 1024 * 1024),
+    /** Per attachment; capped by the gateway's media.maxBytes. */
+    maxAttachmentBytes: z.number().int().positive().optional(),
+    /** Body text/HTML kept in the event (a JetStream message is at most 1 MB); longer HTML goes to the object store. */
+    maxBodyChars: z.number().int().min(1000).max(400_000).default(200_000),
+    /** Reconnect backoff ceiling. */
+    reconnectMaxMs: z.number().int().min(100).default(60_000),
+  })
+  .refine((o) => new Set(o.mailboxes.map((m) => m.address.toLowerCase())).size === o.mailboxes.length, {
+    message: 'each mailbox address may appear once',
+    path: ['mailboxes'],
+  });
+export type EmailOptions = z.infer<typeof EmailOptions>;
+
+const factory: ConnectorFactory<EmailOptions> = {
+  type: 'email',
+  channel: 'email',
+  options: EmailOptions,
+  create: (options, ctx) => new EmailConnector(options, ctx),
+};
+export default factory;

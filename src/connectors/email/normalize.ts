@@ -1,0 +1,146 @@
+/**
+ * One raw RFC 5322 mail → one inbound event. mailparser decodes MIME, transfer encodings,
+ * charsets (windows-1251, KOI8-R, ... via iconv-lite) and RFC 2047 encoded words; we pick the
+ * identity, threading headers and bodies, store every attachment and inline image in the object
+ * store and mark automated mail. What mailparser cannot read, or a mail without a usable sender
+ * (nobody to answer), comes back as `invalid` with the reason, to be parked.
+ */
+import { simpleParser, type AddressObject, type Attachment as MailAttachment, type ParsedMail } from 'mailparser';
+import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
+import { errorMessage } from '../../core/errors.js';
+import type { Attachment, InboundEventInput } from '../../core/schema.js';
+import { eventId } from '../contract.js';
+import { platformId, syntheticMessageId } from './ids.js';
+import { classify } from './loop-guard.js';
+import { trimReply } from './trim.js';
+
+export interface NormalizeDeps {
+  channel: string;
+  account: string;
+  media: MediaStore;
+  maxAttachmentBytes: number;
+  maxBodyChars: number;
+  ours: { addresses: ReadonlySet<string>; domains: ReadonlySet<string> };
+}
+
+export type Normalized = { kind: 'event'; event: InboundEventInput & { type: 'message.inbound' } } | { kind: 'invalid'; reason: string };
+
+/** `note` replaces the body when the mail was too large to download (headers only). */
+export async function normalizeMail(raw: Buffer, mailbox: string, deps: NormalizeDeps, note?: string): Promise<Normalized> {
+  let mail: ParsedMail;
+  try {
+    mail = await simpleParser(raw, { keepCidLinks: true, skipTextToHtml: true, skipImageLinks: true });
+  } catch (err) {
+    return { kind: 'invalid', reason: `mailparser could not read the mail: ${errorMessage(err)}` };
+  }
+  const sender = mail.from?.value.find((a) => a.address && a.address.includes('@'));
+  if (!sender?.address) {
+    return { kind: 'invalid', reason: `no usable From address (From: ${JSON.stringify(mail.from?.text ?? null)}): nobody to answer` };
+  }
+  const from = sender.address.toLowerCase();
+  const messageId = mail.messageId?.trim() || syntheticMessageId(raw);
+  const pid = platformId(mailbox, messageId);
+  const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
+  const verdict = classify(mail, from, messageId, deps.ours);
+
+  const fullText = clip(note ?? mail.text ?? '', deps.maxBodyChars);
+  const attachments: Attachment[] = [];
+  let html = mail.html || undefined;
+  if (html && html.length > deps.maxBodyChars) {
+    // Too big to ride in the event: keep it whole in the object store instead.
+    attachments.push(await store(deps, Buffer.from(html, 'utf8'), { name: 'message.html', mimeType: 'text/html', kind: 'document' }));
+    html = undefined;
+  }
+  for (const [i, a] of mail.attachments.entries()) attachments.push(await storeAttachment(deps, a, i));
+
+  const event: InboundEventInput & { type: 'message.inbound' } = {
+    type: 'message.inbound',
+    id: eventId(deps.channel, deps.account, pid),
+    conversation: { id: mailbox.toLowerCase(), kind: 'email', title: mail.subject || undefined },
+    sender: {
+      id: from,
+      displayName: sender.name || undefined,
+      handles: replyTo && replyTo !== from ? { email: from, replyTo } : { email: from },
+    },
+    text: trimReply(fullText),
+    fullText,
+    html,
+    format: 'plain',
+    attachments,
+    email: {
+      messageId,
+      inReplyTo: firstId(mail.inReplyTo),
+      references: idList(mail.references),
+      subject: mail.subject ?? '',
+      from,
+      to: addresses(mail.to),
+      cc: addresses(mail.cc),
+      replyTo,
+    },
+    automated: verdict.automated,
+    bounceOf: verdict.bounceOf,
+    platform: { messageId: pid, sentAt: mail.date && !Number.isNaN(mail.date.getTime()) ? mail.date.toISOString() : undefined },
+  };
+  return { kind: 'event', event };
+}
+
+async function storeAttachment(deps: NormalizeDeps, a: MailAttachment, index: number): Promise<Attachment> {
+  const mimeType = (a.contentType || 'application/octet-stream').toLowerCase();
+  const inline = !!a.cid && (a.related || a.contentDisposition === 'inline');
+  const kind = inline ? 'inline' : mimeType.startsWith('image/') ? 'image' : mimeType.startsWith('audio/') ? 'audio' : mimeType.startsWith('video/') ? 'video' : 'document';
+  const name = a.filename || `${inline ? 'inline' : 'attachment'}-${index + 1}${extensionFor(mimeType)}`;
+  return store(deps, a.content, { name, mimeType, kind, contentId: a.cid || undefined });
+}
+
+async function store(deps: NormalizeDeps, bytes: Buffer, meta: { name: string; mimeType: string; kind: string; contentId?: string }): Promise<Attachment> {
+  const limit = Math.min(deps.maxAttachmentBytes, deps.media.maxBytes);
+  if (bytes.byteLength > limit) {
+    return deps.media.failed({ ...meta, size: bytes.byteLength }, `attachment is ${bytes.byteLength} bytes; the limit is ${limit} bytes`);
+  }
+  try {
+    return await deps.media.put(bytes, meta);
+  } catch (err) {
+    if (err instanceof MediaTooLargeError) return deps.media.failed({ ...meta, size: bytes.byteLength }, err.message);
+    throw err; // the object store is down: do not publish half a mail, retry it later
+  }
+}
+
+function addresses(field: AddressObject | AddressObject[] | undefined): string[] {
+  if (!field) return [];
+  const out: string[] = [];
+  for (const group of Array.isArray(field) ? field : [field]) {
+    for (const a of group.value) {
+      if (a.address) out.push(a.address.toLowerCase());
+      for (const member of a.group ?? []) if (member.address) out.push(member.address.toLowerCase());
+    }
+  }
+  return out;
+}
+
+/** mailparser gives a string for one id and an array for several; some clients put several in one header. */
+function idList(v: string | string[] | undefined): string[] {
+  if (!v) return [];
+  const out: string[] = [];
+  for (const s of Array.isArray(v) ? v : [v]) {
+    const ids = s.match(/<[^<>\s]+>/g);
+    if (ids) out.push(...ids);
+    else if (s.trim()) out.push(`<${s.trim()}>`);
+  }
+  return out;
+}
+
+function firstId(v: string | undefined): string | undefined {
+  return idList(v)[0];
+}
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}\n[… ${text.length - max} more characters not shown]`;
+}
+
+const EXTENSIONS: Record<string, string> = {
+  'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'text/plain': '.txt', 'text/html': '.html',
+  'application/pdf': '.pdf', 'message/rfc822': '.eml', 'message/delivery-status': '.txt', 'text/rfc822-headers': '.txt',
+};
+function extensionFor(mimeType: string): string {
+  return EXTENSIONS[mimeType] ?? '';
+}

@@ -1,0 +1,121 @@
+/**
+ * Outbound mail for one mailbox through a pooled nodemailer SMTP transport: threading headers
+ * from the router, our deterministic Message-ID (a retry sends the same one, so a duplicate is
+ * recognisable downstream), attachments from the object store, Auto-Submitted on automated
+ * replies. SMTP 4xx and connection trouble are transient; 5xx is a permanent failure carrying
+ * the server's reply.
+ */
+import nodemailer, { type Transporter } from 'nodemailer';
+import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
+import { Pacer } from '../../core/pacer.js';
+import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import type { MediaStore } from '../../core/media.js';
+import type { OutboundMessage } from '../../core/schema.js';
+import { domainOf, outboundMessageId } from './ids.js';
+import type { MailboxOptions } from './index.js';
+
+interface SmtpErrorLike {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+}
+
+const CONNECTION_CODES = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETLS']);
+
+export class MailboxSender {
+  private transport?: Transporter<SMTPPool.SentMessageInfo>;
+  private readonly pacer: Pacer;
+  readonly domain: string;
+
+  constructor(
+    private readonly mailbox: MailboxOptions,
+    private readonly media: MediaStore,
+    private readonly onAuthFailed: (detail: string) => void,
+  ) {
+    this.domain = (mailbox.messageIdDomain ?? domainOf(mailbox.address)).toLowerCase();
+    this.pacer = new Pacer(mailbox.smtp.perMinute > 0 ? 60_000 / mailbox.smtp.perMinute : 0, 0);
+  }
+
+  private smtp(): Transporter<SMTPPool.SentMessageInfo> {
+    const s = this.mailbox.smtp;
+    this.transport ??= nodemailer.createTransport({
+      pool: true,
+      host: s.host,
+      port: s.port,
+      secure: s.secure,
+      requireTLS: !s.secure && s.starttls,
+      ignoreTLS: !s.secure && !s.starttls,
+      auth: s.user ? { user: s.user, pass: s.pass ?? '' } : undefined,
+      tls: { rejectUnauthorized: s.rejectUnauthorized },
+      maxConnections: s.maxConnections,
+      connectionTimeout: s.timeoutMs,
+      greetingTimeout: Math.min(30_000, s.timeoutMs),
+      socketTimeout: s.timeoutMs,
+      logger: false,
+    });
+    return this.transport;
+  }
+
+  async send(msg: OutboundMessage): Promise<string> {
+    const email = msg.email;
+    if (!email) throw new PermanentDeliveryError('the outbound message has no email block (recipients, subject)', 'bad_request');
+    const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain);
+    const attachments = [];
+    for (const a of msg.attachments) {
+      const bytes = await this.media.get(a.objectKey);
+      if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
+      attachments.push({ filename: a.name, content: Buffer.from(bytes), contentType: a.mimeType });
+    }
+    const headers: Record<string, string> = {};
+    if (msg.automated) {
+      // RFC 3834, and ask Exchange not to answer our automatic mail with its own.
+      headers['Auto-Submitted'] = 'auto-replied';
+      headers['X-Auto-Response-Suppress'] = 'All';
+    }
+    if (this.mailbox.smtp.perMinute > 0) await this.pacer.wait(this.mailbox.address);
+    try {
+      const info = await this.smtp().sendMail({
+        from: { name: this.mailbox.name ?? '', address: this.mailbox.address },
+        to: email.to,
+        cc: email.cc.length > 0 ? email.cc : undefined,
+        subject: email.subject,
+        text: msg.text,
+        html: msg.html,
+        messageId,
+        inReplyTo: email.inReplyTo,
+        references: email.references.length > 0 ? email.references : undefined,
+        headers,
+        attachments,
+      });
+      if (info.rejected.length > 0 && info.accepted.length === 0) {
+        throw new PermanentDeliveryError(`all recipients refused: ${info.rejected.join(', ')}`, 'recipient_rejected');
+      }
+      return messageId;
+    } catch (err) {
+      throw this.classify(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.transport?.close();
+  }
+
+  private classify(err: unknown): Error {
+    if (err instanceof PermanentDeliveryError || err instanceof TransientDeliveryError) return err;
+    const e = err as SmtpErrorLike;
+    const reply = e.response ? `SMTP ${e.command ? `${e.command}: ` : ''}${e.response}` : errorMessage(err);
+    if (e.code === 'EAUTH') {
+      // Our credentials, not the recipient: retry (and alert) rather than fail the reply for good.
+      this.onAuthFailed(`${this.mailbox.address}: SMTP login refused (${e.response ?? errorMessage(err)})`);
+      return new TransientDeliveryError(`SMTP authentication failed: ${reply}`);
+    }
+    if (e.responseCode && e.responseCode >= 500) {
+      const reason = e.code === 'EENVELOPE' ? 'recipient_rejected' : e.code === 'EMESSAGE' ? 'message_rejected' : 'smtp_rejected';
+      return new PermanentDeliveryError(reply, reason);
+    }
+    if (e.responseCode && e.responseCode >= 400) return new TransientDeliveryError(reply);
+    if (e.code && CONNECTION_CODES.has(e.code)) return new TransientDeliveryError(`SMTP connection problem: ${reply}`);
+    return new TransientDeliveryError(`SMTP send failed: ${reply}`);
+  }
+}

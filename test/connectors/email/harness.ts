@@ -1,0 +1,100 @@
+/**
+ * Shared set-up for the email tests (and the benchmark): a nats-server, a Dovecot with the
+ * support mailbox, the SMTP stand-in, and gateway configs pointing at them.
+ */
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ImapFlow } from 'imapflow';
+import type { TicketEvent } from '../../../src/core/schema.js';
+import { Streams } from '../../../src/core/subjects.js';
+import { startDovecot, type TestDovecot } from '../../helpers/dovecot.js';
+import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { startSmtp, type TestSmtp } from '../../helpers/smtp.js';
+
+export const SUPPORT = 'support@example.ru';
+export const PASSWORD = 'imap-secret-pw';
+
+export interface EmailWorld {
+  nats: TestNats;
+  dovecot: TestDovecot;
+  smtp: TestSmtp;
+  /** The test's own IMAP session on the support mailbox. */
+  imap: ImapFlow;
+  stop(): Promise<void>;
+}
+
+export async function startWorld(users: string[] = [SUPPORT]): Promise<EmailWorld> {
+  const [nats, dovecot, smtp] = await Promise.all([startNats(), startDovecot(), startSmtp()]);
+  for (const u of users) await dovecot.addUser(u, PASSWORD);
+  const imap = await dovecot.client(users[0]!, PASSWORD);
+  return {
+    nats,
+    dovecot,
+    smtp,
+    imap,
+    async stop() {
+      await dovecot.stop();
+      await smtp.stop();
+      await nats.stop();
+    },
+  };
+}
+
+export function mailbox(world: EmailWorld, address = SUPPORT, extra: Record<string, unknown> = {}) {
+  return {
+    address,
+    name: 'Служба поддержки',
+    imap: { host: world.dovecot.host, port: world.dovecot.port, secure: false, starttls: false, user: address, pass: '${IMAP_PASS}' },
+    smtp: { host: world.smtp.host, port: world.smtp.port, secure: false, starttls: false },
+    ...extra,
+  };
+}
+
+export function emailGateway(world: EmailWorld, connector: Record<string, unknown>, top: Record<string, unknown> = {}): Promise<TestGateway> {
+  return startGateway(
+    {
+      outbound: { backoffBase: '100ms', backoffMax: '1s' },
+      connectors: [{ type: 'email', account: 'support', firstRun: 'all', mailboxes: [mailbox(world)], ...connector }],
+      ...top,
+    },
+    { nats: world.nats, env: { IMAP_PASS: PASSWORD } },
+  );
+}
+
+/** Resolves once every email connector reports `connected` (polls the in-process health; cheap). */
+export async function connected(gw: TestGateway, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const states = gw.gateway.connectors.health().filter((h) => h.channel === 'email');
+    if (states.length > 0 && states.every((s) => s.state === 'connected')) return;
+    if (Date.now() > deadline) throw new Error(`email connector not connected: ${JSON.stringify(states)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Every ticket event ever published on this server, collected from the stream (survives gateway restarts). */
+export async function collectTicketEvents(nc: NatsConnection): Promise<{ events: TicketEvent[]; stop(): void }> {
+  const js = jetstream(nc);
+  const consumer = await js.consumers.get(Streams.events, { filter_subjects: 'omni.events.ticket.>' });
+  const iter = await consumer.consume();
+  const events: TicketEvent[] = [];
+  void (async () => {
+    for await (const m of iter) events.push(m.json<TicketEvent>());
+  })();
+  return { events, stop: () => iter.stop() };
+}
+
+/** Waits until the router consumed everything on the inbound stream (nothing pending or unacked). */
+export async function routerDrained(nc: NatsConnection, timeoutMs = 30_000): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await jsm.consumers.info(Streams.inbound, 'router');
+    if (info.num_pending === 0 && info.num_ack_pending === 0) return;
+    if (Date.now() > deadline) throw new Error(`router not drained: ${info.num_pending} pending, ${info.num_ack_pending} unacked`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const inboundOf = (e: TicketEvent) => (e.entry?.kind === 'inbound' ? e.entry.event : undefined);

@@ -1,0 +1,89 @@
+/**
+ * The email connector's pure parts, without servers: loop protection on parsed mail, reply
+ * trimming, Message-ID helpers and option validation.
+ */
+import { simpleParser } from 'mailparser';
+import { describe, expect, it } from 'vitest';
+import { classify } from '../../../src/connectors/email/loop-guard.js';
+import { isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
+import { trimReply } from '../../../src/connectors/email/trim.js';
+import { EmailOptions } from '../../../src/connectors/email/index.js';
+import { bounceMail, plainMail, uniqueId } from './mails.js';
+
+const ours = { addresses: new Set(['support@example.ru']), domains: new Set(['example.ru']) };
+
+async function verdict(raw: Buffer) {
+  const mail = await simpleParser(raw);
+  return classify(mail, mail.from!.value[0]!.address!.toLowerCase(), mail.messageId ?? '', ours);
+}
+
+describe('loop protection', () => {
+  it('marks auto-replies, list and bulk mail; lets people through', async () => {
+    expect(await verdict(plainMail({ headers: { 'Auto-Submitted': 'auto-replied' } }))).toEqual({ automated: 'auto-reply' });
+    expect(await verdict(plainMail({ headers: { 'Auto-Submitted': 'auto-generated' } }))).toEqual({ automated: 'auto-reply' });
+    expect(await verdict(plainMail({ headers: { 'Auto-Submitted': 'no' } }))).toEqual({});
+    expect(await verdict(plainMail({ headers: { 'X-Autoreply': 'yes' } }))).toEqual({ automated: 'auto-reply' });
+    expect(await verdict(plainMail({ headers: { 'X-Autorespond': 'Out of office' } }))).toEqual({ automated: 'auto-reply' });
+    expect(await verdict(plainMail({ headers: { Precedence: 'bulk' } }))).toEqual({ automated: 'bulk' });
+    expect(await verdict(plainMail({ headers: { Precedence: 'junk' } }))).toEqual({ automated: 'bulk' });
+    expect(await verdict(plainMail({ headers: { Precedence: 'list' } }))).toEqual({ automated: 'list' });
+    expect(await verdict(plainMail({ headers: { 'List-Id': '<news.example.com>' } }))).toEqual({ automated: 'list' });
+    expect(await verdict(plainMail({}))).toEqual({});
+  });
+
+  it('marks our own mail as an echo', async () => {
+    expect(await verdict(plainMail({ from: 'support@example.ru' }))).toEqual({ automated: 'echo' });
+    expect(await verdict(plainMail({ messageId: outboundMessageId('T-5', 'T-5:x', 'example.ru') }))).toEqual({ automated: 'echo' });
+    // Someone else's "omni." Message-ID on another domain is not ours.
+    expect(await verdict(plainMail({ messageId: outboundMessageId('T-5', 'T-5:x', 'other.ru') }))).toEqual({});
+  });
+
+  it('names the bounced Message-ID and the reason from a DSN; mailer-daemon mail is a bounce even without one', async () => {
+    const ourId = outboundMessageId('T-1042', 'T-1042:abc', 'example.ru');
+    expect(await verdict(bounceMail({ originalMessageId: ourId, to: 'x@y.ru', diagnostic: '550 5.1.1 User unknown' }))).toEqual({
+      automated: 'bounce',
+      bounceOf: { platformMessageId: ourId, reason: 'smtp; 550 5.1.1 User unknown' },
+    });
+    expect(await verdict(plainMail({ from: 'MAILER-DAEMON@mx.example.ru', subject: 'failure notice' }))).toEqual({ automated: 'bounce' });
+    const delayed = bounceMail({ originalMessageId: ourId, to: 'x@y.ru', diagnostic: 'x' }).toString().replace('Action: failed', 'Action: delayed');
+    expect(await verdict(Buffer.from(delayed))).toEqual({ automated: 'bounce' });
+  });
+});
+
+describe('reply trimming', () => {
+  it('cuts quoted history, Outlook headers and signatures, keeps interleaved answers', () => {
+    expect(trimReply('Спасибо!\n\n12 марта 2024 г., в 10:15, Поддержка <s@x.ru> написал(а):\n> текст')).toBe('Спасибо!');
+    expect(trimReply('Thanks\n\nOn Tue, 12 Mar 2024 at 10:15, Support <s@x.ru> wrote:\n> text')).toBe('Thanks');
+    expect(trimReply('Ок\n\n-----Original Message-----\nFrom: a')).toBe('Ок');
+    expect(trimReply('Ок\n\nОт: Поддержка <s@x.ru>\nОтправлено: 12 марта 2024 г. 10:15\nКому: me')).toBe('Ок');
+    expect(trimReply('Ок\n-- \nИван\n+7 900 000-00-00')).toBe('Ок');
+    expect(trimReply('Ок\n\nОтправлено с iPhone')).toBe('Ок');
+    expect(trimReply('> вопрос 1\nответ 1\n> вопрос 2\nответ 2')).toBe('> вопрос 1\nответ 1\n> вопрос 2\nответ 2');
+    expect(trimReply('От: этого текста не отрезать, это просто строка')).toBe('От: этого текста не отрезать, это просто строка');
+    expect(trimReply('> только цитата')).toBe('> только цитата'); // nothing would be left: keep all
+  });
+});
+
+describe('identifiers and options', () => {
+  it('makes the outbound Message-ID deterministic from the outbound id, in the router marker shape', () => {
+    const a = outboundMessageId('T-1042', 'T-1042:k1', 'example.ru');
+    expect(a).toMatch(/^<omni\.T-1042\.[0-9a-f]{24}@example\.ru>$/);
+    expect(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru')).toBe(a);
+    expect(outboundMessageId('T-1042', 'T-1042:k2', 'example.ru')).not.toBe(a);
+    expect(isOurMessageId(a, new Set(['example.ru']))).toBe(true);
+    expect(platformId('Support@Example.ru', '<ABC@x>')).toBe('support@example.ru:abc@x');
+    expect(platformId('s@x.ru', `<${'a'.repeat(400)}@x>`)).toMatch(/^s@x\.ru:sha256\.[0-9a-f]{64}$/);
+    expect(uniqueId()).not.toBe(uniqueId());
+  });
+
+  it('validates options with defaults and clear errors', () => {
+    const mailbox = { address: 'support@example.ru', imap: { host: 'imap.example.ru', user: 'u', pass: 'p' }, smtp: { host: 'smtp.example.ru' } };
+    const o = EmailOptions.parse({ mailboxes: [mailbox] });
+    expect(o.mailboxes[0]).toMatchObject({ folders: ['INBOX'], afterProcessing: 'seen', imap: { port: 993, secure: true }, smtp: { port: 587, starttls: true } });
+    expect(o).toMatchObject({ idleRestartMs: 25 * 60_000, firstRun: 'unseen', processedKeyword: '$Omnigate' });
+    expect(EmailOptions.safeParse({ mailboxes: [mailbox], idleRestartMs: 30 * 60_000 }).success).toBe(false);
+    expect(EmailOptions.safeParse({ mailboxes: [mailbox, mailbox] }).success).toBe(false);
+    const move = EmailOptions.safeParse({ mailboxes: [{ ...mailbox, afterProcessing: 'move', processedFolder: 'INBOX' }] });
+    expect(move.success).toBe(false);
+  });
+});
