@@ -5,6 +5,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
+import { sleep } from './sleep.js';
 
 export interface Lease {
   readonly key: string;
@@ -74,14 +75,4 @@ async function tryTake(kv: KV, key: string, holder: string): Promise<number> {
     }
     return 0;
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

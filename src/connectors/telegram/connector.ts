@@ -13,7 +13,8 @@ import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext
 import { normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
 import { TelegramFiles } from './files.js';
 import { TelegramSender, type TelegramErrorLike } from './sender.js';
-import { ALLOWED_UPDATES, TelegramPoller, sleep } from './polling.js';
+import { ALLOWED_UPDATES, TelegramPoller } from './polling.js';
+import { sleep } from '../../core/sleep.js';
 import { fileLimit, type TelegramOptions } from './index.js';
 
 export class TelegramConnector implements Connector {

@@ -9,6 +9,7 @@ import { errorMessage } from '../../core/errors.js';
 import type { ConnectorContext, HealthTracker } from '../contract.js';
 import type { TgUpdate } from './normalize.js';
 import type { TelegramErrorLike } from './sender.js';
+import { sleep } from '../../core/sleep.js';
 
 export const ALLOWED_UPDATES = ['message', 'edited_message'];
 const OFFSET_KEY = 'offset';
@@ -141,15 +142,4 @@ export class TelegramPoller {
       return false;
     }
   }
-}
-
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

@@ -14,6 +14,7 @@ import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext
 import { GraphCallError, GraphClient, classifyGraphError } from './graph.js';
 import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
 import type { WhatsAppCloudOptions } from './index.js';
+import { sleep } from '../../core/sleep.js';
 
 const TEXT_LIMIT = 4096;
 const lastInboundKey = (waId: string) => `wac-last-${waId}`;
@@ -259,15 +260,4 @@ export function splitText(text: string): string[] {
   }
   if (rest) out.push(rest);
   return out;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

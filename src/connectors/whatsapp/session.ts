@@ -12,6 +12,7 @@ import { clearKvAuth, loadKvAuth, type KvAuth } from './auth-state.js';
 import { Browsers, DisconnectReason, makeCacheableSignalKeyStore, type BaileysEventMap, type ConnectionState } from './baileys.js';
 import { socketFactory, type WaSocketLike } from './socket.js';
 import type { WhatsAppOptions } from './index.js';
+import { sleep } from '../../core/sleep.js';
 
 export type SessionEvents = Partial<BaileysEventMap>;
 type CloseOutcome = { kind: 'closed'; code?: number; message: string } | { kind: 'stopped' } | { kind: 'lease-lost' };
@@ -197,15 +198,4 @@ export class WhatsAppSession {
     const art = await QRCode.toString(qr, { type: 'terminal', small: true }).catch(() => '');
     if (art) process.stderr.write(`\nWhatsApp account "${this.ctx.account}": scan with WhatsApp > Linked devices\n${art}\n`);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }
