@@ -5,11 +5,11 @@
  * its own durable consumer, so a receiver that is down for an hour gets everything when it is
  * back, and one slow receiver never holds up another.
  */
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
-import { KeyedLanes, Semaphore } from '../core/lanes.js';
+import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
@@ -27,9 +27,7 @@ export interface WebhookTarget {
 }
 
 export class WebhookDispatcher {
-  private messages?: ConsumerMessages;
-  private loop?: Promise<void>;
-  private readonly lanes = new KeyedLanes();
+  private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
   private stopping = false;
 
   constructor(
@@ -39,49 +37,43 @@ export class WebhookDispatcher {
   ) {}
 
   async start(): Promise<void> {
-    const durable = Consumers.webhooks(this.target.name);
-    await this.bus.ensureConsumer(Streams.events, {
-      durable_name: durable,
-      filter_subject: 'omni.events.ticket.>',
-      ack_wait: 60_000_000_000,
-      max_ack_pending: 1000,
-      max_deliver: -1,
-    });
-    const consumer = await this.bus.js.consumers.get(Streams.events, durable);
-    this.messages = await consumer.consume({ max_messages: 256 });
-    const sem = new Semaphore(128);
-    this.loop = (async () => {
-      for await (const m of this.messages!) {
-        await sem.acquire();
+    this.consumer = new LaneConsumer<{ type: string; ticketId: string }>(this.bus, {
+      stream: Streams.events,
+      config: {
+        durable_name: Consumers.webhooks(this.target.name),
+        filter_subject: 'omni.events.ticket.>',
+        ack_wait: 60_000_000_000,
+        max_ack_pending: 1000,
+        max_deliver: -1,
+      },
+      concurrency: 128,
+      decode: (m) => {
         let event: { type?: string; ticketId?: string };
         try {
           event = m.json();
         } catch {
-          sem.release();
           m.term();
-          continue;
+          return null;
         }
         if (!this.wanted(event.type)) {
-          sem.release();
           m.ack();
-          continue;
+          return null;
         }
-        void this.lanes
-          .run(event.ticketId ?? '', () => this.deliver(m, event.type ?? 'unknown'))
-          .catch((err) => {
-            this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook delivery interrupted; will be redelivered');
-            m.nak(1000);
-          })
-          .finally(() => sem.release());
-      }
-    })();
+        return { type: event.type ?? 'unknown', ticketId: event.ticketId ?? '' };
+      },
+      laneOf: (e) => e.ticketId,
+      handle: (m, e) => this.deliver(m, e.type),
+      onError: (m, _e, err) => {
+        this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook delivery interrupted; will be redelivered');
+        m.nak(1000);
+      },
+    });
+    await this.consumer.start();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    this.messages?.stop();
-    await this.loop?.catch(() => {});
-    await this.lanes.idle();
+    await this.consumer?.stop();
   }
 
   private wanted(type: string | undefined): boolean {

@@ -4,9 +4,9 @@
  * platform's retry-after, and a failed delivery plus a dead letter when a message cannot be sent.
  * Every outcome is published on omni.status.<channel>.<account> for the router to log.
  */
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
-import { KeyedLanes, Semaphore } from '../core/lanes.js';
+import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
@@ -25,10 +25,8 @@ export interface OutboundRunnerOptions {
 type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string };
 
 export class OutboundRunner {
-  private messages?: ConsumerMessages;
-  private readonly lanes = new KeyedLanes();
+  private consumer?: LaneConsumer<OutboundMessage>;
   private stopping = false;
-  private loop?: Promise<void>;
 
   constructor(
     private readonly bus: Bus,
@@ -40,43 +38,31 @@ export class OutboundRunner {
   ) {}
 
   async start(): Promise<void> {
-    const durable = Consumers.outbound(this.channel, this.account);
-    await this.bus.ensureConsumer(Streams.outbound, {
-      durable_name: durable,
-      filter_subject: Subjects.outbound(this.channel, this.account),
-      ack_wait: this.o.ackWaitMs * 1_000_000,
-      max_ack_pending: Math.max(64, this.o.concurrency * 2),
-      max_deliver: -1,
+    this.consumer = new LaneConsumer<OutboundMessage>(this.bus, {
+      stream: Streams.outbound,
+      config: {
+        durable_name: Consumers.outbound(this.channel, this.account),
+        filter_subject: Subjects.outbound(this.channel, this.account),
+        ack_wait: this.o.ackWaitMs * 1_000_000,
+        max_ack_pending: Math.max(64, this.o.concurrency * 2),
+        max_deliver: -1,
+      },
+      concurrency: this.o.concurrency,
+      decode: (m) => this.parse(m),
+      laneOf: (msg) => `${msg.conversation.id}:${msg.conversation.threadId ?? ''}`,
+      handle: (m, msg) => this.handle(m, msg),
+      onError: (m, msg, err) => {
+        this.log.error({ err: errorMessage(err), outboundId: msg.id }, 'outbound handling failed; will be redelivered');
+        m.nak(this.o.backoffBaseMs);
+      },
     });
-    const consumer = await this.bus.js.consumers.get(Streams.outbound, durable);
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency });
-    const sem = new Semaphore(this.o.concurrency);
-    this.loop = (async () => {
-      for await (const m of this.messages!) {
-        await sem.acquire();
-        const parsed = this.parse(m);
-        if (!parsed) {
-          sem.release();
-          continue;
-        }
-        const lane = `${parsed.conversation.id}:${parsed.conversation.threadId ?? ''}`;
-        void this.lanes
-          .run(lane, () => this.handle(m, parsed))
-          .catch((err) => {
-            this.log.error({ err: errorMessage(err), outboundId: parsed.id }, 'outbound handling failed; will be redelivered');
-            m.nak(this.o.backoffBaseMs);
-          })
-          .finally(() => sem.release());
-      }
-    })();
+    await this.consumer.start();
   }
 
   /** Stop taking new messages and let in-flight sends finish; waits are handed back (nak). */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.messages?.stop();
-    await this.loop?.catch(() => {});
-    await this.lanes.idle();
+    await this.consumer?.stop();
   }
 
   private parse(m: JsMsg): OutboundMessage | null {
