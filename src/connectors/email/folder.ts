@@ -37,9 +37,12 @@ export class FolderWatcher {
   private wakeUp?: () => void;
   private syncing?: Promise<void>;
   private again = false;
+  private reselect = false;
   private loop?: Promise<void>;
   private readonly checkpoints: CheckpointStore;
   private readonly label: string;
+  /** Consecutive failed connects or syncs: drives the reconnect backoff. */
+  private failures = 0;
 
   constructor(private readonly d: FolderWatcherDeps) {
     this.checkpoints = new CheckpointStore(d.ctx.state, d.mailbox.address, d.folder);
@@ -59,7 +62,6 @@ export class FolderWatcher {
 
   private async run(): Promise<void> {
     const { ctx, mailbox, options } = this.d;
-    let failures = 0;
     while (!this.stopped) {
       const client = new ImapFlow({
         host: mailbox.imap.host,
@@ -80,15 +82,16 @@ export class FolderWatcher {
       let poll: NodeJS.Timeout | undefined;
       try {
         await client.connect();
-        failures = 0;
         client.on('exists', () => void this.trigger());
         // The folder was deleted or renamed under us: the next sync reopens it (or waits for it).
-        client.on('mailboxClose', () => void this.trigger());
-        poll = setInterval(() => void this.trigger(), options.pollIntervalMs);
-        await this.trigger();
+        client.on('mailboxClose', () => void this.trigger(true));
+        // The poll re-selects the folder: a folder deleted and recreated under an open session is
+        // not always announced, and SELECT is what reveals the new UIDVALIDITY.
+        poll = setInterval(() => void this.trigger(true), options.pollIntervalMs);
+        await this.trigger(true);
         await Promise.race([closed, woken]);
       } catch (err) {
-        failures++;
+        this.failures++;
         const e = err as { authenticationFailed?: boolean; responseText?: string };
         if (e.authenticationFailed) this.d.report('auth_failed', `${this.label}: IMAP login refused${e.responseText ? ` (${e.responseText})` : ''}`);
         else this.d.report('disconnected', `${this.label}: ${errorMessage(err)}`);
@@ -99,13 +102,14 @@ export class FolderWatcher {
       }
       if (!this.stopped) {
         this.d.report('disconnected', `${this.label}: connection closed; reconnecting`);
-        await sleep(Math.min(options.reconnectMaxMs, 250 * 2 ** Math.min(failures, 10)), () => this.stopped, (wake) => (this.wakeUp = wake));
+        await sleep(Math.min(options.reconnectMaxMs, 250 * 2 ** Math.min(this.failures, 10)), () => this.stopped, (wake) => (this.wakeUp = wake));
       }
     }
   }
 
   /** Runs a sync now, or once more after the running one (an IDLE notification during a sync is not lost). */
-  private trigger(): Promise<void> {
+  private trigger(reselect = false): Promise<void> {
+    this.reselect ||= reselect;
     if (this.syncing) {
       this.again = true;
       return this.syncing;
@@ -114,11 +118,20 @@ export class FolderWatcher {
       try {
         do {
           this.again = false;
-          await this.sync();
+          const reopen = this.reselect;
+          this.reselect = false;
+          await this.sync(reopen);
         } while (this.again && !this.stopped);
+        this.failures = 0;
       } catch (err) {
-        if (!this.stopped) this.d.report('stalled', `${this.label}: ${errorMessage(err)}`);
-        this.d.ctx.log.warn({ folder: this.label, err: errorMessage(err) }, 'mail sync failed; retrying on the next poll');
+        if (this.stopped) return;
+        this.failures++;
+        this.d.report('stalled', `${this.label}: ${errorMessage(err)}`);
+        this.d.ctx.log.warn({ folder: this.label, err: errorMessage(err) }, 'mail sync failed; starting a new IMAP session');
+        // A fresh session after a backoff: some servers keep failing a session whose selected
+        // folder was deleted and recreated (Dovecot answers SERVERBUG), and the reconnect also
+        // re-reads everything from the checkpoint.
+        this.client?.close();
       } finally {
         this.syncing = undefined;
       }
@@ -126,10 +139,10 @@ export class FolderWatcher {
     return this.syncing;
   }
 
-  private async sync(): Promise<void> {
+  private async sync(reselect: boolean): Promise<void> {
     const client = this.client;
     if (!client?.usable || this.stopped) return;
-    if (!client.mailbox || client.mailbox.path !== this.d.folder) {
+    if (reselect || !client.mailbox || client.mailbox.path !== this.d.folder) {
       try {
         await client.mailboxOpen(this.d.folder);
       } catch (err) {
@@ -181,6 +194,7 @@ export class FolderWatcher {
 
   private async processBatch(client: ImapFlow, cp: Checkpoint, batch: number[]): Promise<void> {
     const keyword = this.d.options.processedKeyword;
+    this.d.ctx.log.debug({ folder: this.label, uids: `${batch[0]}..${batch[batch.length - 1]}`, count: batch.length }, 'reading mail batch');
     const metas: MessageMeta[] = [];
     for await (const m of client.fetch(batch.join(','), { uid: true, flags: true, size: true }, { uid: true })) {
       metas.push({ uid: m.uid, size: m.size ?? 0, flags: m.flags ?? new Set() });
