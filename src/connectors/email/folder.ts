@@ -73,7 +73,7 @@ export class FolderWatcher {
         logger: false,
         maxIdleTime: options.idleRestartMs,
         // Our commands come in quick bursts: go back to IDLE soon after, so new mail is announced at once.
-        autoIdleDelay: 250,
+        autoIdleDelay: 50,
       });
       this.client = client;
       const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
