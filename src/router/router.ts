@@ -201,7 +201,10 @@ export class Router {
       t.lastInboundPlatformId = e.platform.messageId;
       t.updatedAt = at;
       if (!t.participants.includes(sender)) t.participants.push(sender);
-      for (const cc of e.email?.cc ?? []) if (!t.participants.includes(cc.toLowerCase())) t.participants.push(cc.toLowerCase());
+      // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
+      for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
+        if (!t.participants.includes(addr.toLowerCase())) t.participants.push(addr.toLowerCase());
+      }
       if (e.email) {
         t.lastEmailMessageId = e.email.messageId;
         t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);

@@ -88,6 +88,14 @@ describe('email threading', () => {
     expect(petr.ticketId).toBe(root.ticketId); // was on copy, so he took part
   });
 
+  it('accepts an answer from the Reply-To address the reply went to', async () => {
+    const root = { ...emailMessage({ messageId: '<rt-1@client.ru>', from: 'noreply-form@client.ru' }) };
+    root.email = { ...root.email!, replyTo: 'buyer@client.ru' };
+    const first = await route(root);
+    const answer = await route(emailMessage({ messageId: '<rt-2@client.ru>', from: 'buyer@client.ru', inReplyTo: '<rt-1@client.ru>' }));
+    expect(answer.ticketId).toBe(first.ticketId);
+  });
+
   it('records why each message landed in its ticket in the log', async () => {
     const root = await route(emailMessage({ messageId: '<why-1@client.ru>', from: 'why@client.ru' }));
     await route(emailMessage({ messageId: '<why-2@client.ru>', from: 'why@client.ru', inReplyTo: '<why-1@client.ru>' }));
