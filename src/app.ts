@@ -16,10 +16,7 @@ import { LifecycleWatcher, newHolderId } from './router/lifecycle.js';
 import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
-import { TokenAuth } from './api/auth.js';
-import { registerApi } from './api/routes.js';
-import { WebhookDispatcher } from './api/webhooks.js';
-import { MediaStore } from './core/media.js';
+import { HelpdeskSurface } from './api/surface.js';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
@@ -36,9 +33,8 @@ export class Gateway {
   http!: HttpServer;
   private readonly config: GatewayConfig;
   private lagTimer?: NodeJS.Timeout;
-  private webhooks: WebhookDispatcher[] = [];
+  private helpdesk?: HelpdeskSurface;
   sla?: LifecycleWatcher;
-  private samples = 0;
 
   constructor(private readonly deps: GatewayDeps) {
     this.config = deps.loaded.config;
@@ -116,13 +112,8 @@ export class Gateway {
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, log, readiness: () => this.readiness() });
-    const auth = new TokenAuth(c.api.tokens);
-    this.http.authorize = (headers) => auth.check(headers.authorization).ok;
-    if (this.router) {
-      registerApi(this.http.app, { nc: this.bus.nc, store: this.router.store, media: new MediaStore(this.bus.media, c.media.maxBytes), auth });
-    }
-    this.webhooks = c.webhooks.map((w) => new WebhookDispatcher(this.bus, w, log.child({ component: 'webhooks' })));
-    for (const w of this.webhooks) await w.start();
+    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }));
+    await this.helpdesk.start();
     this.connectors = new ConnectorHost({
       bus: this.bus,
       log,
@@ -175,14 +166,10 @@ export class Gateway {
 
   private async sampleLag(): Promise<void> {
     try {
+      // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
+      await this.helpdesk?.sampleLag();
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());
-      // Tickets by status: a scan of the ticket bucket, so every sixth sample (30 s) is enough.
-      if (this.samples++ % 6 === 0) {
-        const counts: Record<string, number> = { new: 0, open: 0, pending: 0, resolved: 0, closed: 0 };
-        for (const t of await this.router.store.list()) counts[t.status] = (counts[t.status] ?? 0) + 1;
-        for (const [status, n] of Object.entries(counts)) metrics.ticketsOpen.set({ status }, n);
-      }
     } catch {
       /* NATS away: readiness reports it */
     }
@@ -190,7 +177,6 @@ export class Gateway {
 
   /** Refresh the sampled gauges now (tests and the first scrape need not wait 5 s). */
   async sampleNow(): Promise<void> {
-    this.samples = 0;
     await this.sampleLag();
   }
 
@@ -200,7 +186,7 @@ export class Gateway {
     log.info('shutting down: stopping intake');
     await this.http?.close().catch((err) => log.warn({ err: errorMessage(err) }, 'http close failed'));
     await this.connectors?.stop();
-    await Promise.all(this.webhooks.map((w) => w.stop()));
+    await this.helpdesk?.stop();
     await this.sla?.stop();
     await this.commands?.stop();
     await this.router?.stop();

@@ -3,6 +3,7 @@
  * (`api.tokens`), are compared in constant time, and are never logged.
  */
 import { safeEqual } from '../core/signature.js';
+import type { ApiError } from './errors.js';
 
 export interface ApiToken {
   name: string;
@@ -10,7 +11,10 @@ export interface ApiToken {
   readOnly: boolean;
 }
 
-export type AuthResult = { ok: true; name: string; readOnly: boolean } | { ok: false; status: 401; code: 'unauthorized'; message: string };
+export type AuthResult = { ok: true; name: string; readOnly: boolean } | { ok: false; error: ApiError };
+
+/** Methods a read-only token may use. */
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export class TokenAuth {
   constructor(private readonly tokens: ApiToken[]) {}
@@ -18,11 +22,21 @@ export class TokenAuth {
   check(header: string | string[] | undefined): AuthResult {
     const value = Array.isArray(header) ? header[0] : header;
     const match = /^Bearer\s+(\S+)\s*$/i.exec(value ?? '');
-    if (!match) return { ok: false, status: 401, code: 'unauthorized', message: 'missing bearer token (Authorization: Bearer <token>)' };
+    if (!match) return { ok: false, error: { code: 'unauthorized', message: 'missing bearer token (Authorization: Bearer <token>)' } };
     let found: ApiToken | undefined;
-    // Compare against every token so the time taken does not reveal which prefix matched.
+    // Compare against every token so the time taken does not reveal which one matched.
     for (const t of this.tokens) if (safeEqual(match[1]!, t.token)) found = t;
-    if (!found) return { ok: false, status: 401, code: 'unauthorized', message: 'invalid bearer token' };
+    if (!found) return { ok: false, error: { code: 'unauthorized', message: 'invalid bearer token' } };
     return { ok: true, name: found.name, readOnly: found.readOnly };
+  }
+
+  /** Auth for one request: undefined when allowed, else the error to answer with (401 or 403). */
+  authorize(header: string | string[] | undefined, method: string): ApiError | undefined {
+    const result = this.check(header);
+    if (!result.ok) return result.error;
+    if (result.readOnly && !READ_METHODS.has(method.toUpperCase())) {
+      return { code: 'forbidden', message: `token "${result.name}" is read-only` };
+    }
+    return undefined;
   }
 }

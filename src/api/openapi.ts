@@ -4,9 +4,14 @@
  * definitions, so the document cannot drift from what the API validates.
  */
 import { z } from 'zod';
-import { LogEntry, OutboundAttachment, Ticket, TicketStatus } from '../core/schema.js';
+import { LogEntry, NoteCommand, OutboundAttachment, ReplyCommand, StatusCommand, Ticket, TicketStatus } from '../core/schema.js';
+import { AttachmentInput } from './attachments.js';
+import { STATUS_OF } from './errors.js';
 
 const json = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any', target: 'draft-2020-12' });
+/** Request bodies: fields with defaults are optional, as the router's validation treats them. */
+const input = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
+const fromPath = { ticketId: true, idempotencyKey: true } as const;
 
 let cached: Record<string, unknown> | undefined;
 
@@ -15,15 +20,29 @@ export function openApiDocument(): Record<string, unknown> {
   const error = { $ref: '#/components/schemas/Error' };
   const errors = (...codes: number[]) =>
     Object.fromEntries(codes.map((c) => [String(c), { description: ERROR_TEXT[c], content: { 'application/json': { schema: error } } }]));
+  const jsonBody = (schema: unknown) => ({ required: true, content: { 'application/json': { schema } } });
   const ticketId = { name: 'id', in: 'path', required: true, schema: { type: 'string', example: 'T-1042' } };
-  const idem = { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 200 }, description: 'A repeat with the same key returns the first result and does nothing else.' };
-  const author = { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' } }, required: ['id'] };
+  const idem = { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 200 }, description: 'A repeat with the same key (per ticket) returns the first result with `Idempotent-Replayed: true` and does nothing else. The same keys as `idempotencyKey` on the NATS command subjects.' };
+  const replayed = { 'Idempotent-Replayed': { description: '`true` when this is the stored result of an earlier request with the same key', schema: { type: 'string', enum: ['true', 'false'] } } };
+  const replyJson = input(ReplyCommand.omit(fromPath).extend({ attachments: z.array(AttachmentInput).optional() }));
+  const replyForm = {
+    type: 'object', required: ['text'],
+    properties: {
+      text: { type: 'string' }, html: { type: 'string' }, 'author.id': { type: 'string' }, 'author.name': { type: 'string' },
+      file: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'Any number of file parts (any field name); each becomes an attachment' },
+    },
+  };
+  const health = (summary: string, body: unknown) => ({ get: { summary, security: [], responses: { 200: { description: 'Yes', content: { 'application/json': { schema: body } } }, 503: { description: 'No (readiness only)' } } } });
   cached = {
     openapi: '3.1.0',
     info: { title: 'omnigate helpdesk API', version: '1.0.0', description: 'Tickets from Telegram, WhatsApp, Slack, email and web forms. See docs/api.md.' },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
     paths: {
+      '/healthz': health('The process is alive (no auth)', { type: 'object', properties: { status: { const: 'ok' } } }),
+      '/readyz': health('NATS connected, streams present, every enabled connector connected; each part in the body (no auth)', { type: 'object', additionalProperties: true }),
+      '/metrics': { get: { summary: 'Prometheus text format (no auth: scrape from inside the network)', security: [], responses: { 200: { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+      '/v1/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } }, ...errors(401) } } },
       '/v1/tickets': {
         get: {
           summary: 'List tickets, most recently updated first',
@@ -31,13 +50,13 @@ export function openApiDocument(): Record<string, unknown> {
             { name: 'status', in: 'query', schema: json(TicketStatus) },
             { name: 'channel', in: 'query', schema: { type: 'string' } },
             { name: 'account', in: 'query', schema: { type: 'string' } },
-            { name: 'contact', in: 'query', schema: { type: 'string' }, description: 'contact id or any handle (email, @username, phone)' },
-            { name: 'updatedSince', in: 'query', schema: { type: 'string', format: 'date-time' } },
+            { name: 'contact', in: 'query', schema: { type: 'string' }, description: 'contact id or any handle (email, @username, phone), case-insensitive' },
+            { name: 'updatedSince', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'tickets whose updatedAt is at or after this instant' },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
-            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (keep the same filters)' },
           ],
           responses: {
-            200: { description: 'A page of tickets', content: { 'application/json': { schema: { type: 'object', properties: { tickets: { type: 'array', items: { $ref: '#/components/schemas/Ticket' } }, nextCursor: { type: ['string', 'null'] } } } } } },
+            200: { description: 'A page of tickets', content: { 'application/json': { schema: { type: 'object', required: ['tickets', 'nextCursor'], properties: { tickets: { type: 'array', items: { $ref: '#/components/schemas/Ticket' } }, nextCursor: { type: ['string', 'null'], description: 'null on the last page' } } } } } },
             ...errors(400, 401),
           },
         },
@@ -55,17 +74,12 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/tickets/{id}/replies': {
         post: {
           summary: 'Send a public reply through the channel, account and thread the ticket came from',
+          description: 'JSON (attachments as references from POST /v1/attachments or inline base64), or multipart/form-data with the files as parts.',
           parameters: [ticketId, idem],
-          requestBody: { required: true, content: { 'application/json': { schema: {
-            type: 'object', required: ['text'],
-            properties: {
-              text: { type: 'string' }, html: { type: 'string' }, author,
-              attachments: { type: 'array', items: { oneOf: [json(OutboundAttachment), { type: 'object', required: ['name', 'contentBase64'], properties: { name: { type: 'string' }, mimeType: { type: 'string' }, contentBase64: { type: 'string', contentEncoding: 'base64' } } }] } },
-            },
-          } } } },
+          requestBody: { required: true, content: { 'application/json': { schema: replyJson }, 'multipart/form-data': { schema: replyForm } } },
           responses: {
-            202: { description: 'Accepted for delivery; its fate arrives as a ticket.delivery event', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, outboundId: { type: 'string' }, status: json(TicketStatus) } } } } },
-            ...errors(400, 401, 403, 404, 413, 503),
+            202: { description: 'Accepted for delivery; its fate arrives as a ticket.delivery event', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, outboundId: { type: 'string' }, status: json(TicketStatus) } } } } },
+            ...errors(400, 401, 403, 404, 409, 413, 503),
           },
         },
       },
@@ -73,30 +87,30 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: 'Add an internal note (logged, never sent)',
           parameters: [ticketId, idem],
-          requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['text'], properties: { text: { type: 'string' }, author } } } } },
-          responses: { 201: { description: 'Noted', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 503) },
+          requestBody: jsonBody(input(NoteCommand.omit(fromPath))),
+          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 503) },
         },
       },
       '/v1/tickets/{id}/status': {
         post: {
           summary: 'Change the ticket status',
           parameters: [ticketId, idem],
-          requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['status'], properties: { status: json(TicketStatus), author } } } } },
-          responses: { 200: { description: 'Changed', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 503) },
+          requestBody: jsonBody(input(StatusCommand.omit(fromPath))),
+          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 503) },
         },
       },
       '/v1/attachments': {
         post: {
-          summary: 'Upload a file to attach to a reply (the body is the file)',
-          parameters: [{ name: 'name', in: 'query', required: true, schema: { type: 'string' } }],
-          requestBody: { required: true, content: { '*/*': { schema: { type: 'string', format: 'binary' } } } },
+          summary: 'Upload a file to attach to a reply: the body is the file (with ?name=), or multipart/form-data with one file part',
+          parameters: [{ name: 'name', in: 'query', required: false, schema: { type: 'string' }, description: 'file name; required when the body is the raw file' }],
+          requestBody: { required: true, content: { 'multipart/form-data': { schema: { type: 'object', required: ['file'], properties: { file: { type: 'string', format: 'binary' } } } }, '*/*': { schema: { type: 'string', format: 'binary' } } } },
           responses: { 201: { description: 'Stored; pass this object in a reply\'s attachments', content: { 'application/json': { schema: json(OutboundAttachment) } } }, ...errors(400, 401, 403, 413) },
         },
       },
       '/v1/attachments/{objectKey}': {
         get: {
-          summary: 'Download an attachment (objectKey from a log entry, e.g. sha256/<hex>)',
-          parameters: [{ name: 'objectKey', in: 'path', required: true, schema: { type: 'string' } }],
+          summary: 'Download an attachment (objectKey from a log entry, e.g. sha256/<hex>); streamed, with its file name in Content-Disposition',
+          parameters: [{ name: 'objectKey', in: 'path', required: true, schema: { type: 'string', pattern: '^sha256/[0-9a-f]{64}$' } }],
           responses: { 200: { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, ...errors(401, 404) },
         },
       },
@@ -107,7 +121,7 @@ export function openApiDocument(): Record<string, unknown> {
         Error: {
           type: 'object', required: ['error'],
           properties: { error: { type: 'object', required: ['code', 'message'], properties: {
-            code: { type: 'string', enum: ['unauthorized', 'forbidden', 'not_found', 'ticket_not_found', 'invalid_request', 'invalid_json', 'payload_too_large', 'unavailable', 'internal'] },
+            code: { type: 'string', enum: Object.keys(STATUS_OF) },
             message: { type: 'string' }, field: { type: 'string' },
           } } },
         },
@@ -124,6 +138,7 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'Missing or invalid bearer token',
   403: 'The token is read-only',
   404: 'Unknown ticket or attachment',
+  409: 'The ticket cannot be replied to on its channel (not_sendable)',
   413: 'Attachment or body too large',
   503: 'The router did not answer in time: retry with the same Idempotency-Key',
 };

@@ -7,6 +7,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { HttpMount, RawRequest, RouteHandler } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
+import { errorMessage } from '../core/errors.js';
+import { HttpError, STATUS_OF, fail, type ApiError } from './errors.js';
 
 export interface Readiness {
   ready: boolean;
@@ -34,22 +36,38 @@ export class HttpServer implements HttpMount {
       const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
       return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.checks });
     });
+    // Unauthenticated on purpose (docs/api.md): scrapers sit inside the network; no ticket data here.
     this.app.get('/metrics', async (_req, reply) => {
       return reply.header('content-type', registry.contentType).send(await registry.metrics());
     });
+    this.app.setNotFoundHandler((req, reply) => fail(reply, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+    this.app.setErrorHandler((err, req, reply) => {
+      if (err instanceof HttpError) return fail(reply, err.code, err.message, err.field);
+      const status = (err as { statusCode?: number }).statusCode ?? 500;
+      if (status === 413) return fail(reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);
+      if (status >= 400 && status < 500) return fail(reply, 'invalid_request', (err as Error).message);
+      // Only the route and the error text: bodies and headers may carry customer data or tokens.
+      o.log.error({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request failed');
+      return fail(reply, 'internal', 'internal error');
+    });
   }
 
-  /** Decides whether a request carries a valid API token; set by the API module. */
-  authorize: (headers: Record<string, string | string[] | undefined>) => boolean = () => false;
+  /**
+   * Bearer-token check for routes mounted with { auth: true }: undefined when allowed, else the
+   * error (401/403). Set by the API module to the same tokens as /v1; refuses everything until then.
+   */
+  authorize: (headers: Record<string, string | string[] | undefined>, method: string) => ApiError | undefined = () => ({
+    code: 'unauthorized',
+    message: 'a valid API bearer token is required',
+  });
 
   route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void {
     this.app.route({
       method,
       url: path,
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
-        if (opts?.auth && !this.authorize(req.headers)) {
-          return reply.code(401).send({ error: { code: 'unauthorized', message: 'a valid API bearer token is required' } });
-        }
+        const refused = opts?.auth ? this.authorize(req.headers, req.method) : undefined;
+        if (refused) return reply.code(STATUS_OF[refused.code]).send({ error: refused });
         const raw: RawRequest = {
           method: req.method,
           path: req.url.split('?')[0]!,

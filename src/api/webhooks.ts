@@ -5,6 +5,7 @@
  * its own durable consumer, so a receiver that is down for an hour gets everything when it is
  * back, and one slow receiver never holds up another.
  */
+import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { deadLetter } from '../core/dead-letter.js';
@@ -13,6 +14,7 @@ import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
+import { sleep } from '../core/sleep.js';
 import { Consumers, Streams } from '../core/subjects.js';
 
 export interface WebhookTarget {
@@ -28,13 +30,17 @@ export interface WebhookTarget {
 
 export class WebhookDispatcher {
   private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
-  private stopping = false;
+  /** Aborted on stop: backoff waits and in-flight POSTs end at once, their events are nak'ed. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly bus: Bus,
     private readonly target: WebhookTarget,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
+    setMaxListeners(0, this.stopping.signal);
+  }
 
   async start(): Promise<void> {
     this.consumer = new LaneConsumer<{ type: string; ticketId: string }>(this.bus, {
@@ -71,9 +77,19 @@ export class WebhookDispatcher {
     await this.consumer.start();
   }
 
+  get name(): string {
+    return this.target.name;
+  }
+
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.stopping.abort();
     await this.consumer?.stop();
+  }
+
+  /** Events of this webhook not yet taken by the receiver (pending + in flight). */
+  async lag(): Promise<number> {
+    const info = await this.bus.jsm.consumers.info(Streams.events, Consumers.webhooks(this.target.name));
+    return info.num_pending + info.num_ack_pending;
   }
 
   private wanted(type: string | undefined): boolean {
@@ -87,34 +103,31 @@ export class WebhookDispatcher {
     const keepAlive = setInterval(() => m.working(), 20_000);
     try {
       for (let attempt = 1; ; attempt++) {
-        const problem = await this.post(m.data, type, m.info.streamSequence);
-        if (!problem) {
-          m.ack();
-          return;
-        }
+        // Shutting down: queued events go back to the stream untried, in order, for the next run.
+        if (this.stopping.signal.aborted) return void m.nak();
+        const outcome = await this.post(m.data, type, m.info.streamSequence);
+        if (outcome.ok) return void m.ack();
+        if (this.stopping.signal.aborted) return void m.nak();
         if (Date.now() - firstSeen > this.target.retryFor) {
           metrics.webhookParked.inc({ webhook: this.target.name });
-          this.log.error({ webhook: this.target.name, problem }, 'webhook delivery parked after the retry budget');
-          await deadLetter(this.bus, `webhook.${this.target.name}`, m.subject, `retry budget exhausted after ${attempt} attempts: ${problem}`, m.data);
-          m.ack();
-          return;
+          this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
+          await deadLetter(this.bus, `webhook.${this.target.name}`, m.subject, `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, m.data);
+          return void m.ack();
         }
         metrics.webhookRetries.inc({ webhook: this.target.name });
-        const delay = Math.min(this.target.backoffMax, this.target.backoffBase * 2 ** Math.min(attempt - 1, 20));
-        if (this.stopping) {
-          m.nak(delay);
-          return;
-        }
-        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem }, 'webhook delivery failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
+        const backoff = this.target.backoffBase * 2 ** Math.min(attempt - 1, 20);
+        // A receiver's Retry-After is honoured, within the same cap as our own backoff.
+        const delay = Math.min(this.target.backoffMax, Math.max(backoff, outcome.retryAfterMs ?? 0));
+        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
+        await sleep(delay, this.stopping.signal);
       }
     } finally {
       clearInterval(keepAlive);
     }
   }
 
-  /** One POST; returns what went wrong, or undefined when the receiver answered 2xx. */
-  private async post(body: Uint8Array, type: string, seq: number): Promise<string | undefined> {
+  /** One POST: ok when the receiver answered 2xx, else what went wrong. */
+  private async post(body: Uint8Array, type: string, seq: number): Promise<{ ok: true } | { ok: false; problem: string; retryAfterMs?: number }> {
     const raw = Buffer.from(body);
     try {
       const res = await fetch(this.target.url, {
@@ -124,15 +137,27 @@ export class WebhookDispatcher {
           [SIGNATURE_HEADER]: sign(this.target.secret, raw),
           'x-omnigate-event': type,
           'x-omnigate-delivery': `${this.target.name}-${seq}`,
+          // Increases with event order: lets a receiver spot a late redelivery after a gateway crash.
+          'x-omnigate-sequence': String(seq),
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,
-        signal: AbortSignal.timeout(this.target.timeout),
+        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.stopping.signal]),
       });
       await res.arrayBuffer().catch(() => undefined);
-      return res.ok ? undefined : `receiver answered ${res.status}`;
+      if (res.ok) return { ok: true };
+      return { ok: false, problem: `receiver answered ${res.status}`, retryAfterMs: retryAfter(res.headers.get('retry-after')) };
     } catch (err) {
-      return `receiver unreachable: ${errorMessage(err)}`;
+      return { ok: false, problem: `receiver unreachable: ${errorMessage(err)}` };
     }
   }
+}
+
+/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
+function retryAfter(value: string | null): number | undefined {
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }

@@ -1,0 +1,123 @@
+/**
+ * Attachments for the API: uploads (the raw body, multipart/form-data, or base64 inside a JSON
+ * reply) stored content-addressed in the object store `omni_media` through MediaStore, and
+ * downloads streamed from it. Multipart is parsed by the runtime's own FormData parser (undici),
+ * so no extra package is needed; bodies are already bounded by http.bodyLimit.
+ */
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ObjectStore } from '@nats-io/obj';
+import { z } from 'zod';
+import { MediaTooLargeError, type MediaStore } from '../core/media.js';
+import { OutboundAttachment } from '../core/schema.js';
+import { HttpError, fail } from './errors.js';
+
+export type StoredAttachment = z.infer<typeof OutboundAttachment>;
+
+/** An attachment in a JSON reply: a reference from POST /v1/attachments, or the bytes inline. */
+export const AttachmentInput = z.union([
+  OutboundAttachment,
+  z.object({ name: z.string().min(1), mimeType: z.string().min(1).default('application/octet-stream'), contentBase64: z.string().min(1) }),
+]);
+export type AttachmentInput = z.infer<typeof AttachmentInput>;
+
+const OBJECT_KEY = /^sha256\/[0-9a-f]{64}$/;
+
+export function isMultipart(req: FastifyRequest): boolean {
+  return /^multipart\/form-data\b/i.test(String(req.headers['content-type'] ?? ''));
+}
+
+/** Parses a multipart body into its text fields and file parts. */
+export async function readMultipart(req: FastifyRequest): Promise<{ fields: Map<string, string>; files: File[] }> {
+  const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  let form: FormData;
+  try {
+    form = await new Response(body, { headers: { 'content-type': String(req.headers['content-type']) } }).formData();
+  } catch {
+    throw new HttpError('invalid_request', 'body is not valid multipart/form-data (check the boundary)', 'body');
+  }
+  const fields = new Map<string, string>();
+  const files: File[] = [];
+  for (const [name, value] of form) {
+    if (typeof value === 'string') fields.set(name, value);
+    else files.push(value);
+  }
+  return { fields, files };
+}
+
+export class Attachments {
+  constructor(
+    private readonly media: MediaStore,
+    private readonly objects: ObjectStore,
+  ) {}
+
+  async store(bytes: Uint8Array, name: string, mimeType: string, field: string): Promise<StoredAttachment> {
+    try {
+      const a = await this.media.put(bytes, { name, mimeType });
+      return { objectKey: a.objectKey!, name: a.name, mimeType: a.mimeType, size: a.size, sha256: a.sha256 };
+    } catch (err) {
+      if (err instanceof MediaTooLargeError) throw new HttpError('payload_too_large', err.message, field);
+      throw err;
+    }
+  }
+
+  async storeFile(file: File, field: string): Promise<StoredAttachment> {
+    const mimeType = file.type.split(';')[0] || 'application/octet-stream';
+    return this.store(new Uint8Array(await file.arrayBuffer()), file.name || 'file', mimeType, field);
+  }
+
+  /** Turns the attachments of a JSON reply into stored references, checking uploaded ones exist. */
+  async resolve(inputs: AttachmentInput[]): Promise<StoredAttachment[]> {
+    const out: StoredAttachment[] = [];
+    for (const [i, a] of inputs.entries()) {
+      if ('objectKey' in a) {
+        if (!OBJECT_KEY.test(a.objectKey) || !(await this.media.has(a.objectKey))) {
+          throw new HttpError('invalid_request', `attachment ${a.objectKey} was not uploaded (POST /v1/attachments first)`, `attachments.${i}.objectKey`);
+        }
+        out.push(a);
+      } else {
+        const bytes = Buffer.from(a.contentBase64, 'base64');
+        if (bytes.length === 0) throw new HttpError('invalid_request', 'contentBase64 decodes to nothing', `attachments.${i}.contentBase64`);
+        out.push(await this.store(bytes, a.name, a.mimeType, `attachments.${i}`));
+      }
+    }
+    return out;
+  }
+
+  register(app: FastifyInstance, guards: { read: object; write: object }): void {
+    app.post<{ Querystring: { name?: string } }>('/v1/attachments', guards.write, async (req, reply) => {
+      if (isMultipart(req)) {
+        const { files } = await readMultipart(req);
+        if (files.length !== 1) return fail(reply, 'invalid_request', `send exactly one file part (got ${files.length})`, 'file');
+        return reply.code(201).send(await this.storeFile(files[0]!, 'file'));
+      }
+      const bytes = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      if (bytes.length === 0) return fail(reply, 'invalid_request', 'send the file as the request body, or as multipart/form-data', 'body');
+      const name = req.query.name;
+      if (!name) return fail(reply, 'invalid_request', 'name query parameter is required (?name=invoice.pdf)', 'name');
+      const mimeType = String(req.headers['content-type'] ?? '').split(';')[0]!.trim() || 'application/octet-stream';
+      return reply.code(201).send(await this.store(bytes, name, mimeType, 'body'));
+    });
+
+    app.get<{ Params: { '*': string } }>('/v1/attachments/*', guards.read, async (req, reply) => this.download(req.params['*'], reply));
+  }
+
+  /** Streams the object: a 25 MB file never sits whole in memory. */
+  private async download(key: string, reply: FastifyReply): Promise<FastifyReply> {
+    const found = OBJECT_KEY.test(key) ? await this.objects.get(key) : null;
+    if (!found || found.info.deleted) return fail(reply, 'not_found', `no attachment ${key}`);
+    // MediaStore records the original file name as the object's description.
+    const name = found.info.description || key.slice('sha256/'.length);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', String(found.info.size))
+      .header('content-disposition', `attachment; filename="${asciiFallback(name)}"; filename*=UTF-8''${encodeURIComponent(name)}`)
+      .header('cache-control', 'private, max-age=31536000, immutable')
+      .send(Readable.fromWeb(found.data as import('node:stream/web').ReadableStream<Uint8Array>));
+  }
+}
+
+/** RFC 6266: a plain-ASCII filename for old clients next to the UTF-8 one. */
+function asciiFallback(name: string): string {
+  return name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+}

@@ -1,0 +1,46 @@
+/**
+ * The one error shape of the HTTP surface: {"error": {"code", "message", "field"?}}. Codes are
+ * stable (clients switch on them); messages are for humans and may change.
+ */
+import type { FastifyReply } from 'fastify';
+
+export const STATUS_OF = {
+  invalid_request: 400,
+  invalid_json: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  ticket_not_found: 404,
+  not_sendable: 409,
+  payload_too_large: 413,
+  internal: 500,
+  unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof STATUS_OF;
+
+export interface ApiError {
+  code: ErrorCode;
+  message: string;
+  field?: string;
+}
+
+export function isErrorCode(code: string | undefined): code is ErrorCode {
+  return !!code && Object.hasOwn(STATUS_OF, code);
+}
+
+export function fail(reply: FastifyReply, code: ErrorCode, message: string, field?: string): FastifyReply {
+  return reply.code(STATUS_OF[code]).send({ error: { code, message, ...(field ? { field } : {}) } });
+}
+
+/** Thrown inside a handler to answer with an error without threading replies through helpers. */
+export class HttpError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}

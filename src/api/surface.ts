@@ -1,0 +1,64 @@
+/**
+ * The helpdesk surface as one unit for the gateway to start and stop: bearer auth (for /v1 and
+ * for connector routes mounted with { auth: true }), the /v1 routes, the ticket index behind the
+ * list endpoint and the tickets gauge, and one webhook dispatcher per configured webhook.
+ */
+import type { Bus } from '../core/bus.js';
+import type { GatewayConfig } from '../core/config.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { MediaStore } from '../core/media.js';
+import { metrics } from '../core/metrics.js';
+import type { TicketStore } from '../router/tickets.js';
+import { Attachments } from './attachments.js';
+import { TokenAuth } from './auth.js';
+import { registerApi } from './routes.js';
+import type { HttpServer } from './server.js';
+import { TicketIndex } from './ticket-index.js';
+import { WebhookDispatcher } from './webhooks.js';
+
+export class HelpdeskSurface {
+  private index?: TicketIndex;
+  private readonly webhooks: WebhookDispatcher[];
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly http: HttpServer,
+    private readonly config: Pick<GatewayConfig, 'api' | 'webhooks' | 'media'>,
+    /** Null when this process runs no router (the API needs the ticket store). */
+    private readonly store: TicketStore | null,
+    private readonly log: Logger,
+  ) {
+    this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name })));
+  }
+
+  /** Mounts routes (before the server listens) and starts the index and the dispatchers. */
+  async start(): Promise<void> {
+    const auth = new TokenAuth(this.config.api.tokens);
+    this.http.authorize = (headers, method) => auth.authorize(headers.authorization, method);
+    if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
+    if (this.store) {
+      this.index = new TicketIndex(this.bus.kv.tickets, this.log.child({ component: 'ticket-index' }));
+      await this.index.start();
+      const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media);
+      registerApi(this.http.app, { nc: this.bus.nc, store: this.store, index: this.index, attachments, auth });
+    }
+    for (const w of this.webhooks) await w.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.webhooks.map((w) => w.stop()));
+    await this.index?.stop();
+  }
+
+  /** Consumer lag of each webhook (events not yet taken by its receiver), for /metrics. */
+  async sampleLag(): Promise<void> {
+    for (const w of this.webhooks) {
+      try {
+        metrics.consumerLag.set({ consumer: `webhook:${w.name}` }, await w.lag());
+      } catch (err) {
+        this.log.debug({ webhook: w.name, err: errorMessage(err) }, 'webhook lag not sampled');
+      }
+    }
+  }
+}
