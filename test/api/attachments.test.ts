@@ -1,0 +1,128 @@
+/**
+ * Attachments through the API against a real object store: upload as the raw body or as
+ * multipart, replies with files as multipart parts, inline base64 or uploaded references, the
+ * channel receiving the references, downloads streamed back byte for byte (also for files that
+ * arrived from a customer), and the size limits.
+ */
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, READER, post, startApiHarness, until, type ApiHarness } from './support.js';
+
+let h: ApiHarness;
+const MEDIA_MAX = 64 * 1024;
+
+beforeAll(async () => {
+  h = await startApiHarness({ media: { maxBytes: MEDIA_MAX }, http: { bodyLimit: 256 * 1024 } });
+});
+afterAll(async () => h?.stop());
+
+const auth = (token = ADMIN) => ({ authorization: `Bearer ${token}` });
+
+async function download(key: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
+  const res = await fetch(`${h.gw.httpUrl}/v1/attachments/${key}`, { headers: auth(READER) });
+  return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
+}
+
+describe('POST /v1/attachments', () => {
+  it('stores the raw body under its SHA-256 and serves it back with its name', async () => {
+    const bytes = Buffer.from('%PDF-1.4 счёт №17\n'.repeat(1000));
+    const up = await fetch(`${h.gw.httpUrl}/v1/attachments?name=${encodeURIComponent('счёт №17.pdf')}`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/pdf' }, body: bytes });
+    expect(up.status).toBe(201);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    expect(await up.json()).toEqual({ objectKey: `sha256/${sha256}`, name: 'счёт №17.pdf', mimeType: 'application/pdf', size: bytes.length, sha256 });
+
+    const got = await download(`sha256/${sha256}`);
+    expect(got.status).toBe(200);
+    expect(Buffer.compare(got.bytes, bytes)).toBe(0);
+    expect(got.headers.get('content-length')).toBe(String(bytes.length));
+    expect(got.headers.get('content-disposition')).toBe(`attachment; filename="____ _17.pdf"; filename*=UTF-8''${encodeURIComponent('счёт №17.pdf')}`);
+  });
+
+  it('accepts one multipart file part', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([Buffer.from('привет, мир')], { type: 'text/plain' }), 'привет.txt');
+    const up = await fetch(`${h.gw.httpUrl}/v1/attachments`, { method: 'POST', headers: auth(), body: form });
+    expect(up.status).toBe(201);
+    const ref = (await up.json()) as { objectKey: string; name: string; mimeType: string };
+    expect(ref).toMatchObject({ name: 'привет.txt', mimeType: 'text/plain', size: Buffer.byteLength('привет, мир') });
+    expect((await download(ref.objectKey)).bytes.toString('utf8')).toBe('привет, мир');
+  });
+
+  it('refuses what it cannot store, naming the field', async () => {
+    const raw = (body: BodyInit, query = '?name=a.bin', headers: Record<string, string> = {}) =>
+      fetch(`${h.gw.httpUrl}/v1/attachments${query}`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/octet-stream', ...headers }, body }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+    expect((await raw(Buffer.from('x'), '')).body.error).toMatchObject({ code: 'invalid_request', field: 'name' });
+    expect((await raw(Buffer.alloc(0))).body.error).toMatchObject({ code: 'invalid_request', field: 'body' });
+    const tooBig = await raw(Buffer.alloc(MEDIA_MAX + 1));
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.error.code).toBe('payload_too_large');
+    const overBodyLimit = await raw(Buffer.alloc(300 * 1024));
+    expect(overBodyLimit.status).toBe(413);
+    expect(overBodyLimit.body.error.code).toBe('payload_too_large');
+    const noFile = new FormData();
+    noFile.append('text', 'no file here');
+    const none = await fetch(`${h.gw.httpUrl}/v1/attachments`, { method: 'POST', headers: auth(), body: noFile });
+    expect(((await none.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'file' });
+    const broken = await raw('garbage', '', { 'content-type': 'multipart/form-data; boundary=zzz' });
+    expect(broken.body.error).toMatchObject({ code: 'invalid_request', field: 'body' });
+  });
+});
+
+describe('replies with attachments', () => {
+  it('takes files as multipart parts and hands the channel references it can download', async () => {
+    const id = await h.openTicket('mp-1');
+    const form = new FormData();
+    form.append('text', 'Акт и счёт во вложении');
+    form.append('author.id', 'agent-7');
+    form.append('author.name', 'Мария');
+    form.append('file', new Blob([Buffer.from('акт')], { type: 'application/pdf' }), 'акт.pdf');
+    form.append('file', new Blob([Buffer.from('счёт')], { type: 'application/pdf' }), 'счёт.pdf');
+    const res = await fetch(`${h.gw.httpUrl}/v1/tickets/${id}/replies`, { method: 'POST', headers: { ...auth(), 'idempotency-key': 'mp-1' }, body: form });
+    expect(res.status).toBe(202);
+
+    await until(() => h.sent.some((s) => s.ticketId === id), 'the reply at the channel');
+    const sent = h.sent.find((s) => s.ticketId === id)!;
+    expect(sent.text).toBe('Акт и счёт во вложении');
+    expect(sent.author).toEqual({ id: 'agent-7', name: 'Мария' });
+    expect(sent.attachments.map((a: { name: string }) => a.name)).toEqual(['акт.pdf', 'счёт.pdf']);
+    expect((await download(sent.attachments[1].objectKey)).bytes.toString('utf8')).toBe('счёт');
+  });
+
+  it('accepts inline base64 and uploaded references in JSON, and refuses unknown references', async () => {
+    const id = await h.openTicket('json-att');
+    const up = await fetch(`${h.gw.httpUrl}/v1/attachments?name=scan.png`, { method: 'POST', headers: { ...auth(), 'content-type': 'image/png' }, body: Buffer.from([0x89, 0x50, 0x4e, 0x47]) });
+    const ref = (await up.json()) as { objectKey: string };
+    const ok = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'Во вложении', attachments: [ref, { name: 'note.txt', mimeType: 'text/plain', contentBase64: Buffer.from('привет').toString('base64') }] }));
+    expect(ok.status).toBe(202);
+    await until(() => h.sent.some((s) => s.ticketId === id), 'the reply at the channel');
+    const [png, txt] = h.sent.find((s) => s.ticketId === id)!.attachments;
+    expect(png).toMatchObject({ objectKey: ref.objectKey, name: 'scan.png', mimeType: 'image/png', size: 4 });
+    expect((await download(txt.objectKey)).bytes.toString('utf8')).toBe('привет');
+
+    const unknown = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ ...ref, objectKey: `sha256/${'0'.repeat(64)}` }] }));
+    expect(unknown.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.objectKey' });
+    const tooBig = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ name: 'big.bin', contentBase64: Buffer.alloc(MEDIA_MAX + 1).toString('base64') }] }));
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body.error).toMatchObject({ code: 'payload_too_large', field: 'attachments.0' });
+  });
+});
+
+describe('GET /v1/attachments/:key', () => {
+  it('serves a file the customer sent, found through the ticket log', async () => {
+    const photo = Buffer.from('JPEG… фото чека');
+    const id = await h.openTicket('in-att', undefined, 'Вот фото чека', [{ name: 'чек.jpg', mimeType: 'image/jpeg', contentBase64: photo.toString('base64') }]);
+    const log = (await h.api(`/v1/tickets/${id}`)).body.log;
+    const attachment = log[0].event.attachments[0];
+    expect(attachment).toMatchObject({ name: 'чек.jpg', status: 'stored' });
+    expect(Buffer.compare((await download(attachment.objectKey)).bytes, photo)).toBe(0);
+  });
+
+  it('404s unknown and malformed keys, and needs a token', async () => {
+    const unknown = await download(`sha256/${'a'.repeat(64)}`);
+    expect(unknown.status).toBe(404);
+    expect(JSON.parse(unknown.bytes.toString()).error.code).toBe('not_found');
+    expect((await download('sha256/0000')).status).toBe(404);
+    expect((await download('../../etc/passwd')).status).toBe(404);
+    expect((await fetch(`${h.gw.httpUrl}/v1/attachments/sha256/${'a'.repeat(64)}`)).status).toBe(401);
+  });
+});
