@@ -155,18 +155,26 @@ export class Gateway {
         ready = false;
       }
     }
-    const connectors = this.connectors?.health() ?? [];
+    const connectors = this.sampleConnectors();
     checks.connectors = connectors;
     for (const h of connectors) {
-      metrics.connectorUp.set({ channel: h.channel, account: h.account, state: h.state }, h.state === 'connected' ? 1 : 0);
       if (h.state !== 'connected' && h.state !== 'rate_limited') ready = false;
     }
     return { ready, checks };
   }
 
+  /** omnigate_connector_up: one series per connector, labelled with its current state only. */
+  private sampleConnectors() {
+    const connectors = this.connectors?.health() ?? [];
+    metrics.connectorUp.reset();
+    for (const h of connectors) metrics.connectorUp.set({ channel: h.channel, account: h.account, state: h.state }, h.state === 'connected' ? 1 : 0);
+    return connectors;
+  }
+
   private async sampleLag(): Promise<void> {
     try {
       // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
+      this.sampleConnectors();
       await this.helpdesk?.sampleLag();
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());

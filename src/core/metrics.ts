@@ -5,7 +5,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'omnigate_process_' });
+// The standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes, ...) so stock
+// Node.js dashboards and alerts work; a prefix here produced omnigate_process_process_*.
+collectDefaultMetrics({ register: registry });
 
 export const metrics = {
   eventsIn: new Counter({ name: 'omnigate_events_in_total', help: 'Inbound events routed into tickets', labelNames: ['channel', 'account'], registers: [registry] }),

@@ -49,7 +49,7 @@ describe('POST /v1/attachments', () => {
   });
 
   it('refuses what it cannot store, naming the field', async () => {
-    const raw = (body: BodyInit, query = '?name=a.bin', headers: Record<string, string> = {}) =>
+    const raw = (body: Buffer | string, query = '?name=a.bin', headers: Record<string, string> = {}) =>
       fetch(`${h.gw.httpUrl}/v1/attachments${query}`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/octet-stream', ...headers }, body }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
     expect((await raw(Buffer.from('x'), '')).body.error).toMatchObject({ code: 'invalid_request', field: 'name' });
     expect((await raw(Buffer.alloc(0))).body.error).toMatchObject({ code: 'invalid_request', field: 'body' });

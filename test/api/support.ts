@@ -15,6 +15,8 @@ export interface ApiHarness {
   gw: TestGateway;
   /** What the webhook connector POSTed to its callback: the replies as the channel saw them. */
   sent: Array<Record<string, any>>;
+  /** The HTTP status the channel's callback answers a reply with (default 200). */
+  callbackStatus: (reply: Record<string, any>) => number;
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<{ status: number; body: any; headers: Headers }>;
   /** Opens (or continues) a ticket through the webhook channel; returns its id. One chat per sender (default: one per messageId). */
   openTicket(messageId: string, sender?: string, text?: string, attachments?: unknown[]): Promise<string>;
@@ -23,12 +25,15 @@ export interface ApiHarness {
 
 export async function startApiHarness(extra: Record<string, unknown> = {}): Promise<ApiHarness> {
   const sent: Array<Record<string, any>> = [];
+  const harness = { callbackStatus: (_reply: Record<string, any>) => 200 };
   const callback: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      sent.push(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      const reply = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      const status = harness.callbackStatus(reply);
+      if (status === 200) sent.push(reply);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{}' : '{"error":"refused"}');
     });
   });
   await new Promise<void>((r) => callback.listen(0, '127.0.0.1', r));
@@ -67,7 +72,7 @@ export async function startApiHarness(extra: Record<string, unknown> = {}): Prom
     return e.ticketId;
   };
 
-  return {
+  return Object.assign(harness, {
     gw,
     sent,
     api,
@@ -76,7 +81,7 @@ export async function startApiHarness(extra: Record<string, unknown> = {}): Prom
       await gw?.stop();
       callback.close();
     },
-  };
+  });
 }
 
 /** A JSON POST body. */

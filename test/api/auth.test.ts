@@ -1,0 +1,98 @@
+/**
+ * Auth and health: what is open (/healthz, /readyz, /metrics), what needs a token, read-only
+ * tokens refused on every write (and nothing happens), connector routes mounted with
+ * { auth: true } guarded by the same tokens, and no token or secret in any log line.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HttpServer } from '../../src/api/server.js';
+import { HelpdeskSurface } from '../../src/api/surface.js';
+import { createLogger } from '../../src/core/logger.js';
+import { ADMIN, READER, SITE_SECRET, post, startApiHarness, type ApiHarness } from './support.js';
+
+let h: ApiHarness;
+const WRONG = 'wrong-token-0123456789abcdef';
+const WEBHOOK_SECRET = 'webhook-secret-0123456789';
+
+beforeAll(async () => {
+  h = await startApiHarness({ webhooks: [{ name: 'crm', url: 'http://127.0.0.1:9/none', secret: WEBHOOK_SECRET, events: ['ticket.sla'] }] });
+});
+afterAll(async () => h?.stop());
+
+describe('open endpoints', () => {
+  it('serves /healthz, /readyz (with each connector state) and /metrics without a token', async () => {
+    const health = await h.api('/healthz', { token: null });
+    expect(health).toMatchObject({ status: 200, body: { status: 'ok' } });
+    const ready = await h.api('/readyz', { token: null });
+    expect(ready.status).toBe(200);
+    expect(ready.body).toMatchObject({ status: 'ready', nats: { connected: true }, streams: 'ok' });
+    expect(ready.body.connectors).toEqual([expect.objectContaining({ channel: 'webhook', account: 'site', state: 'connected' })]);
+    const metrics = await fetch(`${h.gw.httpUrl}/metrics`);
+    expect(metrics.status).toBe(200);
+  });
+});
+
+describe('bearer tokens on /v1', () => {
+  it('refuses no token, a malformed header and a wrong token with 401', async () => {
+    for (const path of ['/v1/tickets', '/v1/tickets/T-1', '/v1/openapi.json', `/v1/attachments/sha256/${'a'.repeat(64)}`]) {
+      const none = await h.api(path, { token: null });
+      expect(none.status, path).toBe(401);
+      expect(none.body.error.code).toBe('unauthorized');
+      expect((await h.api(path, { token: WRONG })).status, path).toBe(401);
+      expect((await h.api(path, { token: null, headers: { authorization: `Basic ${ADMIN}` } })).status, path).toBe(401);
+    }
+    expect((await h.api('/v1/tickets/T-1/notes', post({ text: 'x' }, {}, null))).status).toBe(401);
+  });
+
+  it('lets a read-only token read and refuses it on every write, changing nothing', async () => {
+    const id = await h.openTicket('ro-1');
+    expect((await h.api(`/v1/tickets/${id}`, { token: READER })).status).toBe(200);
+    expect((await h.api('/v1/tickets', { token: READER })).status).toBe(200);
+    const writes: Array<[string, RequestInit]> = [
+      [`/v1/tickets/${id}/replies`, post({ text: 'x' })],
+      [`/v1/tickets/${id}/notes`, post({ text: 'x' })],
+      [`/v1/tickets/${id}/status`, post({ status: 'closed' })],
+      ['/v1/attachments?name=a.txt', { method: 'POST', body: Buffer.from('x') }],
+    ];
+    for (const [path, init] of writes) {
+      const res = await h.api(path, { ...init, token: READER });
+      expect(res.status, path).toBe(403);
+      expect(res.body.error).toEqual({ code: 'forbidden', message: 'token "dashboards" is read-only' });
+    }
+    const after = await h.api(`/v1/tickets/${id}`);
+    expect(after.body.ticket.status).toBe('new');
+    expect(after.body.log.map((e: { kind: string }) => e.kind)).toEqual(['inbound']);
+  });
+
+  it('guards connector routes mounted with { auth: true } with the same tokens', async () => {
+    const log = createLogger({ level: 'silent' });
+    const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, log, readiness: async () => ({ ready: true, checks: {} }) });
+    server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
+    server.route('POST', '/connectors/whatsapp/main/logout', async () => ({ status: 200, body: { ok: true } }), { auth: true });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }] }, webhooks: [], media: { maxBytes: 1024 } }, null, log);
+    await surface.start();
+    await server.listen();
+    try {
+      const url = `http://127.0.0.1:${server.port}/connectors/whatsapp/main`;
+      const call = (path: string, method: string, token?: string) => fetch(`${url}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+      const none = await call('/qr.png', 'GET');
+      expect(none.status).toBe(401);
+      expect(((await none.json()) as any).error.code).toBe('unauthorized');
+      expect((await call('/qr.png', 'GET', WRONG)).status).toBe(401);
+      expect(await (await call('/qr.png', 'GET', ADMIN)).text()).toBe('QR');
+      expect((await call('/qr.png', 'GET', READER)).status).toBe(200);
+      expect((await call('/logout', 'POST', READER)).status).toBe(403);
+      expect((await call('/logout', 'POST', ADMIN)).status).toBe(200);
+    } finally {
+      await surface.stop();
+      await server.close();
+    }
+  });
+
+  it('never logs a token or a secret', async () => {
+    await h.api('/v1/tickets', { token: WRONG });
+    await h.api('/v1/tickets/T-1/notes', post({ text: 'x' }, {}, READER));
+    const logs = h.gw.logs.join('');
+    expect(logs.length).toBeGreaterThan(0);
+    for (const secret of [ADMIN, READER, WRONG, SITE_SECRET, WEBHOOK_SECRET]) expect(logs).not.toContain(secret);
+  });
+});
