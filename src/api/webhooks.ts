@@ -26,6 +26,8 @@ export interface WebhookTarget {
   retryFor: number;
   backoffBase: number;
   backoffMax: number;
+  /** An event handed to a gateway that died is given to another (or the restarted one) after this. */
+  redeliverAfter: number;
 }
 
 export class WebhookDispatcher {
@@ -48,7 +50,7 @@ export class WebhookDispatcher {
       config: {
         durable_name: Consumers.webhooks(this.target.name),
         filter_subject: 'omni.events.ticket.>',
-        ack_wait: 60_000_000_000,
+        ack_wait: this.target.redeliverAfter * 1_000_000,
         max_ack_pending: 1000,
         max_deliver: -1,
       },
@@ -82,8 +84,12 @@ export class WebhookDispatcher {
   }
 
   async stop(): Promise<void> {
+    // Stop pulling first: its UNSUB reaches the server before the naks below, so the server does
+    // not hand the nak'ed events straight back to this dying subscription (where they would sit
+    // unacknowledged for ack_wait, and arrive after newer events once we are back).
+    const stopped = this.consumer?.stop();
     this.stopping.abort();
-    await this.consumer?.stop();
+    await stopped;
   }
 
   /** Events of this webhook not yet taken by the receiver (pending + in flight). */
@@ -100,7 +106,8 @@ export class WebhookDispatcher {
   private async deliver(m: JsMsg, type: string): Promise<void> {
     // The budget counts from when the event happened, so a gateway restart does not reset it.
     const firstSeen = m.info.timestampNanos / 1_000_000 || Date.now();
-    const keepAlive = setInterval(() => m.working(), 20_000);
+    // While we retry, tell the server we are alive so it does not hand the event to someone else.
+    const keepAlive = setInterval(() => m.working(), Math.max(100, this.target.redeliverAfter / 3));
     try {
       for (let attempt = 1; ; attempt++) {
         // Shutting down: queued events go back to the stream untried, in order, for the next run.

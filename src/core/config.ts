@@ -63,6 +63,8 @@ const Webhook = z.object({
   retryFor: Duration.prefault('24h'),
   backoffBase: Duration.prefault('1s'),
   backoffMax: Duration.prefault('1m'),
+  /** After a gateway crash or stop, events it had in flight go out again after this. */
+  redeliverAfter: Duration.prefault('1m'),
 });
 
 export const ConnectorEntry = z
