@@ -1,95 +1,113 @@
 /**
- * Slack connector. Bolt's App provides the Web API client (retries off, so 429s reach us with
- * their Retry-After) and request verification; intake goes through our own receiver because
- * Bolt acknowledges Events API deliveries before listeners run, and we acknowledge Slack (HTTP 200
- * or the Socket Mode envelope ack) only after JetStream stored the event. Unacked Socket Mode
- * envelopes and retried HTTP events are redelivered by Slack; event ids make them no-ops.
+ * Slack connector. Bolt's App provides the Web API client, configured so its own retries never
+ * hide a 429 from the runtime (retries off, rate-limited calls rejected with Retry-After). Intake
+ * is Socket Mode (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after
+ * ctx.publish resolved, and both go through ingest() below.
  */
-import { App, verifySlackRequest } from '@slack/bolt';
-import { SocketModeClient } from '@slack/socket-mode';
+import { App } from '@slack/bolt';
 import { ErrorCode, LogLevel, type WebClient } from '@slack/web-api';
-import type { RawRequest, RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
-import { MediaTooLargeError } from '../../core/media.js';
+import { sleep } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
-import type { Attachment, OutboundMessage } from '../../core/schema.js';
+import type { OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
-import { escapeMrkdwn, normalizeEnvelope, platformId, type Envelope, type SlackFile } from './normalize.js';
+import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js';
+import { EventDedup } from './event-dedup.js';
+import { eventsEndpoint } from './events-api.js';
+import { downloadFiles, uploadFile } from './files.js';
+import { escapeMrkdwn, normalizeEnvelope, platformId, threadOf, type Envelope } from './normalize.js';
+import { SocketSession } from './socket.js';
+import { UserDirectory } from './users.js';
 import type { SlackOptions } from './index.js';
 
-/** Errors that will not go away by retrying the same message. */
-const PERMANENT = new Set(['channel_not_found', 'not_in_channel', 'account_inactive', 'is_archived', 'invalid_auth', 'msg_too_long', 'no_text', 'restricted_action', 'cannot_reply_to_message', 'user_not_found', 'not_authed', 'token_revoked']);
+/** What a send already achieved, so a retry after a failed upload does not post the text twice. */
+interface SendProgress {
+  ts?: string;
+  filesDone: number;
+}
 
 export class SlackConnector implements Connector {
   private readonly health_: HealthTracker;
   private readonly client: WebClient;
-  private readonly app: InstanceType<typeof App>;
   private readonly pacer: Pacer;
-  private socket?: SocketModeClient;
-  private botUserId = '';
+  private readonly dedup = new EventDedup();
+  private readonly users: UserDirectory;
   private readonly channels: Set<string>;
+  /** `channel:thread_ts` of threads a mention started; KV keeps them across restarts. */
   private readonly threads = new Set<string>();
-  private readonly users = new Map<string, { at: number; name?: string; email?: string }>();
+  private readonly progress = new Map<string, SendProgress>();
+  private socket?: SocketSession;
+  private botUserId = '';
+  private readonly whoAmI: Promise<void>;
+  private resolveWhoAmI!: () => void;
 
   constructor(
     private readonly o: SlackOptions,
     private readonly ctx: ConnectorContext,
   ) {
     this.health_ = new HealthTracker(ctx);
-    this.app = new App({
+    const app = new App({
       token: o.botToken,
-      // Intake is ours (see above); the App is here for its client and conventions.
-      receiver: { init: () => {}, start: async () => undefined, stop: async () => undefined } as never,
+      // Intake is ours (see events-api.ts); the App is here for its Web API client.
+      receiver: { init: () => {}, start: async () => undefined, stop: async () => undefined },
       deferInitialization: true,
       logLevel: LogLevel.ERROR,
       clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true, logLevel: LogLevel.ERROR },
     });
-    this.client = this.app.client;
+    this.client = app.client;
+    this.users = new UserDirectory(this.client);
     this.pacer = new Pacer(o.perChannelIntervalMs, 0);
     this.channels = new Set(o.channels);
+    this.whoAmI = new Promise((r) => (this.resolveWhoAmI = r));
   }
 
   async start(): Promise<void> {
     if (this.o.mode === 'events') {
-      this.ctx.http.route('POST', `/connectors/slack/${this.ctx.account}/events`, (req) => this.onHttp(req));
+      this.ctx.http.route(
+        'POST',
+        `/connectors/slack/${this.ctx.account}/events`,
+        eventsEndpoint({
+          signingSecret: this.o.signingSecret!,
+          log: this.ctx.log,
+          onEvent: (body) => this.dedup.run(body?.event_id, () => this.ingest(body)),
+          deadLetter: (reason, payload) => this.ctx.deadLetter(reason, payload),
+          // Slack waits 3 s for an answer: a short wait for auth.test, else 503 and Slack retries.
+          ready: async () => this.botUserId !== '' || (await Promise.race([this.whoAmI.then(() => true), sleep(2000).then(() => false)])),
+        }),
+      );
     }
     void this.connect();
   }
 
+  /** auth.test until it answers (our user id drives the loop guard and mentions), then intake. */
   private async connect(): Promise<void> {
     for (let attempt = 0; !this.ctx.signal.aborted && !this.botUserId; attempt++) {
       try {
         const auth = await this.client.auth.test();
         this.botUserId = String(auth.user_id ?? '');
       } catch (err) {
-        const code = (err as { data?: { error?: string } }).data?.error;
-        this.health_.set(code === 'invalid_auth' || code === 'not_authed' || code === 'token_revoked' ? 'auth_failed' : 'disconnected', `auth.test: ${code ?? errorMessage(err)}`);
-        await new Promise((r) => setTimeout(r, Math.min(60_000, 1000 * 2 ** attempt)));
+        const code = slackErrorCode(err);
+        const refused = code !== undefined && AUTH_ERRORS.has(code);
+        this.health_.set(refused ? 'auth_failed' : 'disconnected', `auth.test: ${code ?? errorMessage(err)}`);
+        await sleep(refused ? 300_000 : Math.min(60_000, 1000 * 2 ** attempt), this.ctx.signal);
       }
     }
     if (this.ctx.signal.aborted) return;
+    this.resolveWhoAmI();
     if (this.o.mode === 'events') return this.health_.set('connected');
-    this.socket = new SocketModeClient({ appToken: this.o.appToken!, logLevel: LogLevel.ERROR, clientOptions: { slackApiUrl: this.o.apiUrl } });
-    this.socket.on('connected', () => this.health_.set('connected'));
-    this.socket.on('reconnecting', () => this.health_.set('disconnected', 'Socket Mode reconnecting'));
-    this.socket.on('slack_event', async ({ ack, type, body }: { ack: () => Promise<void>; type: string; body: Envelope }) => {
-      if (type !== 'events_api') return ack();
-      try {
-        await this.ingest(body);
-        await ack(); // only now: an unacked envelope is redelivered by Slack
-      } catch (err) {
-        this.ctx.log.warn({ err: errorMessage(err) }, 'Slack event not stored; leaving it unacknowledged for redelivery');
-      }
+    this.socket = new SocketSession({
+      appToken: this.o.appToken!,
+      apiUrl: this.o.apiUrl,
+      signal: this.ctx.signal,
+      log: this.ctx.log,
+      health: this.health_,
+      onEvent: (body) => this.dedup.run(body?.event_id, () => this.ingest(body)),
     });
-    try {
-      await this.socket.start();
-    } catch (err) {
-      this.health_.set('disconnected', `Socket Mode: ${errorMessage(err)}`);
-    }
+    await this.socket.run();
   }
 
   async stop(): Promise<void> {
-    await this.socket?.disconnect().catch(() => {});
+    await this.socket?.stop();
     this.health_.set('stopped');
   }
 
@@ -97,42 +115,11 @@ export class SlackConnector implements Connector {
     return this.health_.get();
   }
 
-  private async onHttp(req: RawRequest): Promise<RawResponse> {
-    const raw = req.rawBody.toString('utf8');
-    try {
-      verifySlackRequest({
-        signingSecret: this.o.signingSecret!,
-        body: raw,
-        headers: {
-          'x-slack-signature': req.headers['x-slack-signature'] ?? '',
-          'x-slack-request-timestamp': Number(req.headers['x-slack-request-timestamp']),
-        },
-      });
-    } catch {
-      return { status: 401, body: { error: 'unauthorized', message: 'invalid Slack signature' } };
-    }
-    let body: Envelope;
-    try {
-      body = JSON.parse(raw) as Envelope;
-    } catch {
-      await this.ctx.deadLetter('slack event body is not valid JSON', req.rawBody);
-      return { status: 400, body: { error: 'invalid_json' } };
-    }
-    if (body.type === 'url_verification') return { status: 200, body: { challenge: body.challenge } };
-    try {
-      await this.ingest(body);
-      return { status: 200, body: '' };
-    } catch (err) {
-      return { status: 500, body: { error: 'unavailable', message: errorMessage(err) } }; // Slack retries
-    }
-  }
-
-  /** Resolves once the event is stored, parked, or deliberately skipped. */
+  /** Resolves once the event is stored, parked, or deliberately skipped; rejects to be redelivered. */
   private async ingest(body: Envelope): Promise<void> {
     const e = body?.event;
-    if (e?.thread_ts && !this.threads.has(`${e.channel}:${e.thread_ts}`) && (await this.ctx.state.get(`thread:${e.channel}:${e.thread_ts}`))) {
-      this.threads.add(`${e.channel}:${e.thread_ts}`);
-    }
+    const thread = e?.channel ? threadOf(e) : undefined;
+    if (thread) await this.loadThread(e!.channel, thread);
     const n = normalizeEnvelope(body, {
       account: this.ctx.account,
       botUserId: this.botUserId,
@@ -142,96 +129,77 @@ export class SlackConnector implements Connector {
     if (n.kind === 'skip') return;
     if (n.kind === 'invalid') return this.ctx.deadLetter(`slack event ${body?.event_id ?? '?'}: ${n.reason}`, body);
     const event = n.event;
-    if (n.userId && 'sender' in event && event.sender) Object.assign(event.sender, await this.identity(n.userId));
-    if (event.type === 'message.inbound') event.attachments = await this.download(n.files);
+    if (n.userId && 'sender' in event && event.sender) Object.assign(event.sender, await this.users.identity(n.userId));
+    if (event.type === 'message.inbound') {
+      event.attachments = await downloadFiles(n.files, this.o.botToken, this.ctx.media, this.o.maxFileBytes ?? this.ctx.media.maxBytes);
+    }
     try {
       await this.ctx.publish(event);
     } catch (err) {
       if (err instanceof InvalidEventError) return this.ctx.deadLetter(`slack event ${body.event_id}: ${err.message}`, body);
       throw err;
     }
-    if (n.startsThread) {
-      this.threads.add(`${e!.channel}:${n.startsThread}`);
-      await this.ctx.state.put(`thread:${e!.channel}:${n.startsThread}`, '1');
-    }
+    if (n.startsThread) await this.rememberThread(e!.channel, n.startsThread);
   }
 
-  /** users.info, cached for an hour: display name and email for the ticket's contact. */
-  private async identity(userId: string): Promise<{ displayName?: string; handles: Record<string, string> }> {
-    let u = this.users.get(userId);
-    if (!u || Date.now() - u.at > 3_600_000) {
-      try {
-        const res = await this.client.users.info({ user: userId });
-        const p = res.user?.profile;
-        u = { at: Date.now(), name: p?.display_name || p?.real_name || res.user?.real_name || res.user?.name, email: p?.email };
-      } catch {
-        u = { at: Date.now() - 3_000_000 }; // retry in ten minutes
-      }
-      this.users.set(userId, u);
-    }
-    return { displayName: u.name, handles: { slack: userId, ...(u.email ? { email: u.email } : {}) } };
+  private async loadThread(channel: string, ts: string): Promise<void> {
+    const key = `${channel}:${ts}`;
+    if (!this.threads.has(key) && (await this.ctx.state.get(`thread:${key}`))) this.threads.add(key);
   }
 
-  private async download(files: SlackFile[]): Promise<Attachment[]> {
-    const out: Attachment[] = [];
-    const limit = this.o.maxFileBytes ?? this.ctx.media.maxBytes;
-    for (const f of files) {
-      const meta = { name: f.name ?? f.title ?? f.id, mimeType: f.mimetype ?? 'application/octet-stream', kind: f.mimetype?.startsWith('image/') ? 'image' : 'document', size: f.size };
-      const url = f.url_private_download ?? f.url_private;
-      if (f.size !== undefined && f.size > limit) {
-        out.push(this.ctx.media.failed(meta, `file is ${f.size} bytes; the limit is ${limit}`));
-        continue;
-      }
-      if (!url) {
-        out.push(this.ctx.media.failed(meta, 'Slack sent no download URL for this file'));
-        continue;
-      }
-      try {
-        const res = await fetch(url, { headers: { authorization: `Bearer ${this.o.botToken}` }, signal: AbortSignal.timeout(60_000) });
-        if (!res.ok) throw new Error(`download answered ${res.status}`);
-        out.push(await this.ctx.media.put(new Uint8Array(await res.arrayBuffer()), meta));
-      } catch (err) {
-        out.push(this.ctx.media.failed(meta, err instanceof MediaTooLargeError ? err.message : `could not fetch the file: ${errorMessage(err)}`));
-      }
-    }
-    return out;
+  private async rememberThread(channel: string, ts: string): Promise<void> {
+    // The in-memory set is only a cache of KV: drop it wholesale rather than grow without bound.
+    if (this.threads.size > 50_000) this.threads.clear();
+    this.threads.add(`${channel}:${ts}`);
+    await this.ctx.state.put(`thread:${channel}:${ts}`, '1');
   }
 
   async send(msg: OutboundMessage): Promise<SendResult> {
     const channel = msg.conversation.id;
-    const thread_ts = msg.conversation.kind === 'private' ? undefined : msg.conversation.threadId;
-    await this.pacer.wait(channel);
+    const threadTs = msg.conversation.kind === 'private' ? undefined : msg.conversation.threadId;
+    const done = this.progress.get(msg.id) ?? { filesDone: 0 };
     try {
-      let ts: string | undefined;
-      if (msg.text) {
-        const res = await this.client.chat.postMessage({ channel, text: escapeMrkdwn(msg.text), thread_ts, unfurl_links: false });
-        ts = res.ts;
+      if (msg.text && !done.ts) {
+        await this.pacer.wait(channel);
+        const res = await this.client.chat.postMessage({ channel, text: escapeMrkdwn(msg.text), thread_ts: threadTs, unfurl_links: false });
+        done.ts = res.ts;
+        this.track(msg.id, done);
       }
-      for (const a of msg.attachments) {
+      for (const a of msg.attachments.slice(done.filesDone)) {
         const bytes = await this.ctx.media.get(a.objectKey);
         if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
         await this.pacer.wait(channel);
-        await this.client.filesUploadV2({ channel_id: channel, file: Buffer.from(bytes), filename: a.name, ...(thread_ts ? { thread_ts } : {}) } as never);
+        await uploadFile(this.client, { channel, threadTs }, bytes, a.name);
+        done.filesDone++;
+        this.track(msg.id, done);
       }
+      this.progress.delete(msg.id);
       if (this.health_.get().state === 'rate_limited') this.health_.set('connected');
-      return { platformMessageId: platformId(channel, ts ?? thread_ts ?? '0') };
+      return { platformMessageId: platformId(channel, done.ts ?? threadTs ?? '0') };
     } catch (err) {
-      throw this.classify(err, channel);
+      const classified = this.classify(err, channel);
+      if (classified instanceof PermanentDeliveryError) this.progress.delete(msg.id);
+      throw classified;
     }
   }
 
+  private track(id: string, done: SendProgress): void {
+    this.progress.set(id, done);
+    if (this.progress.size > 1000) this.progress.delete(this.progress.keys().next().value!);
+  }
+
   private classify(err: unknown, channel: string): Error {
-    if (err instanceof PermanentDeliveryError) return err;
-    const e = err as { code?: string; retryAfter?: number; data?: { error?: string } };
+    if (err instanceof PermanentDeliveryError || err instanceof TransientDeliveryError) return err;
+    const e = err as { code?: string; retryAfter?: number };
     if (e.code === ErrorCode.RateLimitedError) {
       const ms = (e.retryAfter ?? 1) * 1000;
       this.pacer.defer(channel, ms);
       this.health_.set('rate_limited', `Slack asked to wait ${ms / 1000}s`);
       return new TransientDeliveryError('Slack rate limit (429)', ms);
     }
-    const code = e.data?.error;
-    if (e.code === ErrorCode.PlatformError && code && PERMANENT.has(code)) {
-      if (code === 'invalid_auth' || code === 'token_revoked') this.health_.set('auth_failed', code);
+    const code = slackErrorCode(err);
+    if (code && PERMANENT_SEND_ERRORS.has(code)) {
+      if (AUTH_ERRORS.has(code)) this.health_.set('auth_failed', code);
       return new PermanentDeliveryError(`Slack refused: ${code}`, code);
     }
     return new TransientDeliveryError(`Slack send failed: ${code ?? errorMessage(err)}`);

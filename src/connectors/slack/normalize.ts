@@ -28,7 +28,7 @@ export interface SlackMessageEvent {
   event_ts?: string;
   files?: SlackFile[];
   message?: { ts: string; text?: string; user?: string; bot_id?: string; thread_ts?: string; edited?: { ts: string } };
-  previous_message?: { ts: string; thread_ts?: string };
+  previous_message?: { ts: string; text?: string; user?: string; bot_id?: string; thread_ts?: string };
   deleted_ts?: string;
 }
 
@@ -54,33 +54,58 @@ export type Normalized =
 
 export const platformId = (channel: string, ts: string) => `${channel}:${ts}`;
 
+/**
+ * The thread an event belongs to (its own ts for a top-level post), so the connector can look up
+ * whether a mention started a conversation there before normalizing.
+ */
+export function threadOf(e: SlackMessageEvent): string | undefined {
+  if (e.subtype === 'message_changed') return e.message?.thread_ts ?? e.message?.ts;
+  if (e.subtype === 'message_deleted') return e.previous_message?.thread_ts ?? e.deleted_ts;
+  return e.thread_ts;
+}
+
 export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
   if (body?.type !== 'event_callback') return { kind: 'skip', reason: `envelope type ${body?.type}` };
   const e = body.event;
-  if (!e || typeof e.channel !== 'string' || typeof e.ts !== 'string') return { kind: 'invalid', reason: 'event lacks channel or ts' };
+  if (!e || typeof e.type !== 'string') return { kind: 'invalid', reason: 'event_callback without an event' };
+  // Other subscriptions (reactions, joins, app_home_opened…) are not conversation traffic.
   if (e.type !== 'message' && e.type !== 'app_mention') return { kind: 'skip', reason: `event type ${e.type}` };
+  if (typeof e.channel !== 'string' || typeof e.ts !== 'string') return { kind: 'invalid', reason: 'message event lacks channel or ts' };
   const dm = e.channel_type === 'im' || e.channel.startsWith('D');
 
-  if (e.subtype === 'message_changed' && e.message) {
-    if (e.message.bot_id || e.message.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit' };
-    const threadTs = e.message.thread_ts ?? e.message.ts;
+  // Edits and deletions only matter for messages that are part of a conversation we keep: a DM,
+  // a support channel, or a thread a mention started. Elsewhere they are someone else's chatter.
+  const inScope = (threadTs: string) => dm || scope.channels.has(e.channel) || scope.knownThread(e.channel, threadTs);
+
+  if (e.subtype === 'message_changed') {
+    const m = e.message;
+    if (!m?.ts) return { kind: 'invalid', reason: 'message_changed without message.ts' };
+    if (m.bot_id || !m.user || m.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit' };
+    // Slack also sends message_changed for unfurls and thread bookkeeping: only a real edit counts.
+    if (!m.edited && m.text === e.previous_message?.text) return { kind: 'skip', reason: 'message_changed without an edit' };
+    const threadTs = m.thread_ts ?? m.ts;
+    if (!inScope(threadTs)) return { kind: 'skip', reason: 'edit outside our conversations' };
     return {
       kind: 'event',
       files: [],
-      userId: e.message.user,
+      userId: m.user,
       event: {
         type: 'message.edited',
-        id: eventId('slack', scope.account, `edit:${e.channel}:${e.message.ts}:${e.message.edited?.ts ?? e.event_ts ?? e.ts}`),
+        id: eventId('slack', scope.account, `edit:${e.channel}:${m.ts}:${m.edited?.ts ?? e.event_ts ?? e.ts}`),
         conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
-        sender: { id: e.message.user ?? 'unknown', handles: {} },
-        targetPlatformMessageId: platformId(e.channel, e.message.ts),
-        text: e.message.text ?? '',
-        platform: { messageId: platformId(e.channel, e.message.ts) },
+        sender: { id: m.user, handles: {} },
+        targetPlatformMessageId: platformId(e.channel, m.ts),
+        text: m.text ?? '',
+        platform: { messageId: platformId(e.channel, m.ts) },
       },
     };
   }
-  if (e.subtype === 'message_deleted' && e.deleted_ts) {
-    const threadTs = e.previous_message?.thread_ts ?? e.deleted_ts;
+  if (e.subtype === 'message_deleted') {
+    if (!e.deleted_ts) return { kind: 'invalid', reason: 'message_deleted without deleted_ts' };
+    const prev = e.previous_message;
+    if (prev && (prev.bot_id || prev.user === scope.botUserId)) return { kind: 'skip', reason: 'our own or a bot message deleted' };
+    const threadTs = prev?.thread_ts ?? e.deleted_ts;
+    if (!inScope(threadTs)) return { kind: 'skip', reason: 'deletion outside our conversations' };
     return {
       kind: 'event',
       files: [],

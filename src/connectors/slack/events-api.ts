@@ -1,0 +1,63 @@
+/**
+ * The Events API endpoint, mounted on the gateway's HTTP server at
+ * POST /connectors/slack/<account>/events.
+ *
+ * Why not a Bolt Receiver: Bolt's App.processEvent calls ack() for Events API payloads before any
+ * listener runs, so a receiver that answers on ack() would tell Slack "got it" before the event is
+ * in JetStream. A receiver could hold the answer until processEvent resolves, but then a listener
+ * failure only reaches the global error handler and Bolt's authorize/ignoreSelf/conversation
+ * machinery sits between us and the answer for nothing. Verifying with Bolt's own
+ * verifySlackRequest and answering after ctx.publish is shorter and says exactly when Slack hears
+ * 200: only after the event was stored (or deliberately skipped or parked).
+ */
+import { verifySlackRequest } from '@slack/bolt';
+import type { RawRequest, RawResponse } from '../../core/http.js';
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Envelope } from './normalize.js';
+
+export interface EventsEndpointOptions {
+  signingSecret: string;
+  log: Logger;
+  /** Resolves once stored/skipped/parked; rejects to make Slack retry. */
+  onEvent: (body: Envelope) => Promise<void>;
+  /** Park a signed body that is not JSON. */
+  deadLetter: (reason: string, payload: unknown) => Promise<void>;
+  /** False until auth.test told us who we are (the loop guard needs our user id). */
+  ready: () => Promise<boolean>;
+}
+
+export function eventsEndpoint(o: EventsEndpointOptions): (req: RawRequest) => Promise<RawResponse> {
+  return async (req) => {
+    const raw = req.rawBody.toString('utf8');
+    try {
+      verifySlackRequest({
+        signingSecret: o.signingSecret,
+        body: raw,
+        headers: {
+          'x-slack-signature': req.headers['x-slack-signature'] ?? '',
+          'x-slack-request-timestamp': Number(req.headers['x-slack-request-timestamp']),
+        },
+      });
+    } catch {
+      return { status: 401, body: { error: 'unauthorized', message: 'invalid or stale Slack signature' } };
+    }
+    let body: Envelope;
+    try {
+      body = JSON.parse(raw) as Envelope;
+    } catch {
+      await o.deadLetter('slack event body is not valid JSON', req.rawBody);
+      // Signed by Slack yet unreadable: a retry would not read better.
+      return { status: 400, headers: { 'x-slack-no-retry': '1' }, body: { error: 'invalid_json' } };
+    }
+    if (body?.type === 'url_verification') return { status: 200, body: { challenge: body.challenge } };
+    if (!(await o.ready())) return { status: 503, body: { error: 'starting', message: 'connector is not connected to Slack yet' } };
+    try {
+      await o.onEvent(body);
+      return { status: 200, body: '' };
+    } catch (err) {
+      o.log.warn({ err: errorMessage(err), eventId: body?.event_id, retry: req.headers['x-slack-retry-num'] }, 'Slack event not stored; Slack will retry');
+      return { status: 500, body: { error: 'unavailable', message: 'event not stored yet' } };
+    }
+  };
+}

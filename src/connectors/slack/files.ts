@@ -1,0 +1,53 @@
+/**
+ * Slack files in and out. In: `url_private(_download)` fetched with the bot token into the object
+ * store, refusing past the size limit without buffering the excess. Out: the current upload flow
+ * (files.getUploadURLExternal → POST the bytes → files.completeUploadExternal) through
+ * WebClient.filesUploadV2.
+ */
+import type { WebClient } from '@slack/web-api';
+import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
+import { errorMessage } from '../../core/errors.js';
+import type { Attachment } from '../../core/schema.js';
+import type { SlackFile } from './normalize.js';
+
+export async function downloadFiles(files: SlackFile[], botToken: string, media: MediaStore, limit: number): Promise<Attachment[]> {
+  const out: Attachment[] = [];
+  for (const f of files) out.push(await downloadOne(f, botToken, media, limit));
+  return out;
+}
+
+async function downloadOne(f: SlackFile, botToken: string, media: MediaStore, limit: number): Promise<Attachment> {
+  const mimeType = f.mimetype ?? 'application/octet-stream';
+  const meta = { name: f.name ?? f.title ?? f.id, mimeType, kind: mimeType.startsWith('image/') ? 'image' : 'document', size: f.size };
+  if (f.size !== undefined && f.size > limit) return media.failed(meta, `file is ${f.size} bytes; the limit is ${limit}`);
+  const url = f.url_private_download ?? f.url_private;
+  if (!url) return media.failed(meta, 'Slack sent no download URL for this file (Slack Connect files need files.info)');
+  try {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${botToken}` }, signal: AbortSignal.timeout(60_000) });
+    if (!res.ok || !res.body) throw new Error(`download answered ${res.status}`);
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (declared > limit) {
+      await res.body.cancel();
+      return media.failed(meta, `file is ${declared} bytes; the limit is ${limit}`);
+    }
+    // Without files:read Slack answers 200 with its HTML sign-in page instead of the file.
+    if ((res.headers.get('content-type') ?? '').startsWith('text/html') && !mimeType.startsWith('text/html')) {
+      await res.body.cancel();
+      return media.failed(meta, 'Slack answered with a sign-in page: the bot token lacks files:read');
+    }
+    return await media.putStream(res.body, meta);
+  } catch (err) {
+    return media.failed(meta, err instanceof MediaTooLargeError ? err.message : `could not fetch the file: ${errorMessage(err)}`);
+  }
+}
+
+export interface UploadTarget {
+  channel: string;
+  threadTs?: string;
+}
+
+export async function uploadFile(client: WebClient, target: UploadTarget, bytes: Uint8Array, filename: string): Promise<void> {
+  // filesUploadV2's argument type is a union the compiler cannot narrow from a spread.
+  const args = { channel_id: target.channel, file: Buffer.from(bytes), filename, ...(target.threadTs ? { thread_ts: target.threadTs } : {}) };
+  await client.filesUploadV2(args as Parameters<WebClient['filesUploadV2']>[0]);
+}

@@ -1,0 +1,104 @@
+/**
+ * Socket Mode intake with our own reconnect loop. @slack/socket-mode reconnects by itself, but
+ * when apps.connections.open fails during a reconnect with a network or HTTP error it gives up for
+ * good (the rejection goes nowhere) and the account would go silent behind a firewall. So its
+ * auto-reconnect is off and this loop owns the connection: a `disconnect` frame or a dropped socket
+ * closes the connection, we open a new one at once, and back off only while opening fails.
+ *
+ * Envelopes are acknowledged only after `onEvent` resolved (the event is in JetStream). An ack
+ * that cannot be sent because the connection went away is harmless: Slack redelivers the
+ * envelope on the next connection and the event id makes it a no-op.
+ */
+import { SocketModeClient } from '@slack/socket-mode';
+import { LogLevel } from '@slack/web-api';
+import { sleep } from '../../core/sleep.js';
+import { errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { HealthTracker } from '../contract.js';
+import { AUTH_ERRORS, slackErrorCode } from './errors.js';
+import type { Envelope } from './normalize.js';
+
+export interface SocketSessionOptions {
+  appToken: string;
+  apiUrl: string;
+  signal: AbortSignal;
+  log: Logger;
+  health: HealthTracker;
+  /** Resolves once the event is stored or deliberately skipped; rejects to leave it unacked. */
+  onEvent: (body: Envelope) => Promise<void>;
+}
+
+interface SlackEventArgs {
+  ack: () => Promise<void>;
+  type: string;
+  body: Envelope;
+  envelope_id?: string;
+}
+
+export class SocketSession {
+  private readonly client: SocketModeClient;
+  private stopped = false;
+
+  constructor(private readonly o: SocketSessionOptions) {
+    this.client = new SocketModeClient({
+      appToken: o.appToken,
+      logLevel: LogLevel.ERROR,
+      autoReconnectEnabled: false,
+      // Our loop retries apps.connections.open; the client's default is 100 retries per attempt.
+      clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 } },
+    });
+    this.client.on('slack_event', (args: SlackEventArgs) => void this.onEnvelope(args));
+  }
+
+  /** Runs until stop(); never rejects. */
+  async run(): Promise<void> {
+    for (let failures = 0; !this.stopped && !this.o.signal.aborted; ) {
+      try {
+        let onClosed!: () => void;
+        const closed = new Promise<void>((resolve) => (onClosed = resolve));
+        this.client.once('disconnected', onClosed);
+        await this.client.start().catch((err: unknown) => {
+          this.client.removeListener('disconnected', onClosed);
+          throw err;
+        });
+        failures = 0;
+        this.o.health.set('connected');
+        await closed;
+        if (this.stopped || this.o.signal.aborted) break;
+        this.o.health.set('disconnected', 'Socket Mode connection closed; reconnecting');
+      } catch (err) {
+        failures++;
+        const code = slackErrorCode(err);
+        const auth = code !== undefined && AUTH_ERRORS.has(code);
+        this.o.health.set(auth ? 'auth_failed' : 'disconnected', `Socket Mode: ${code ?? errorMessage(err)}`);
+        // A refused app token will not heal in seconds: check it again every few minutes.
+        const wait = auth ? 300_000 : Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
+        await sleep(wait, this.o.signal);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.client.disconnect().catch(() => {});
+  }
+
+  private async onEnvelope({ ack, type, body, envelope_id }: SlackEventArgs): Promise<void> {
+    if (type !== 'events_api') {
+      // hello/disconnect are handled by the client; interactive payloads are not ours to take.
+      if (envelope_id) await ack().catch(() => {});
+      return;
+    }
+    try {
+      await this.o.onEvent(body);
+    } catch (err) {
+      this.o.log.warn({ err: errorMessage(err), eventId: body?.event_id }, 'Slack event not stored; leaving it unacknowledged for redelivery');
+      return;
+    }
+    try {
+      await ack();
+    } catch {
+      this.o.log.debug({ eventId: body?.event_id }, 'Slack event stored but the ack was lost with the connection; Slack redelivers it');
+    }
+  }
+}
