@@ -5,7 +5,7 @@
  * ctx.publish resolved, and both go through ingest() below.
  */
 import { App } from '@slack/bolt';
-import { ErrorCode, LogLevel, type WebClient } from '@slack/web-api';
+import { ErrorCode, type WebClient } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
 import { sleep } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
@@ -13,6 +13,7 @@ import type { OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
 import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js';
 import { EventDedup } from './event-dedup.js';
+import { slackLibraryLogger } from './library-logger.js';
 import { eventsEndpoint } from './events-api.js';
 import { downloadFiles, uploadFile } from './files.js';
 import { escapeMrkdwn, normalizeEnvelope, platformId, threadOf, type Envelope } from './normalize.js';
@@ -51,8 +52,8 @@ export class SlackConnector implements Connector {
       // Intake is ours (see events-api.ts); the App is here for its Web API client.
       receiver: { init: () => {}, start: async () => undefined, stop: async () => undefined },
       deferInitialization: true,
-      logLevel: LogLevel.ERROR,
-      clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true, logLevel: LogLevel.ERROR },
+      logger: slackLibraryLogger(ctx.log),
+      clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true, logger: slackLibraryLogger(ctx.log) },
     });
     this.client = app.client;
     this.users = new UserDirectory(this.client);

@@ -10,12 +10,12 @@
  * envelope on the next connection and the event id makes it a no-op.
  */
 import { SocketModeClient } from '@slack/socket-mode';
-import { LogLevel } from '@slack/web-api';
 import { sleep } from '../../core/sleep.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { HealthTracker } from '../contract.js';
 import { AUTH_ERRORS, slackErrorCode } from './errors.js';
+import { slackLibraryLogger } from './library-logger.js';
 import type { Envelope } from './normalize.js';
 
 export interface SocketSessionOptions {
@@ -42,7 +42,7 @@ export class SocketSession {
   constructor(private readonly o: SocketSessionOptions) {
     this.client = new SocketModeClient({
       appToken: o.appToken,
-      logLevel: LogLevel.ERROR,
+      logger: slackLibraryLogger(o.log),
       autoReconnectEnabled: false,
       // Our loop retries apps.connections.open; the client's default is 100 retries per attempt.
       clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 } },

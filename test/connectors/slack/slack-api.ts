@@ -11,6 +11,8 @@ export interface ApiCall {
   method: string;
   params: Record<string, any>;
   at: number;
+  /** The bearer token the call carried. */
+  token: string;
 }
 
 export class FakeSlack {
@@ -18,6 +20,15 @@ export class FakeSlack {
   readonly uploads = new Map<string, Buffer>();
   readonly acked = new Set<string>();
   readonly files = new Map<string, Buffer>();
+  /** Files answered with Slack's HTML sign-in page, as when the token lacks files:read. */
+  readonly signInPageFiles = new Set<string>();
+  /** Tokens auth.test and apps.connections.open refuse with invalid_auth. */
+  readonly refusedTokens = new Set<string>();
+  /** File downloads served, by file id. */
+  readonly downloads = new Map<string, number>();
+  /** When set, file downloads wait for this before answering (to hold an event in flight). */
+  downloadGate?: Promise<void>;
+  private downloadArrived?: () => void;
   readonly botToken: string;
   connections = 0;
   private server?: Server;
@@ -74,8 +85,18 @@ export class FakeSlack {
     return envelope_id;
   }
 
+  /** Sends a `disconnect` frame on the current Socket Mode connection (Slack recycling it). */
+  disconnect(): void {
+    this.socket?.send(JSON.stringify({ type: 'disconnect', reason: 'refresh_requested', debug_info: { host: 'stand-in' } }));
+  }
+
   failNext(method: string, ...responses: Array<{ status: number; headers?: Record<string, string>; body: unknown }>): void {
     this.scripted.set(method, [...(this.scripted.get(method) ?? []), ...responses]);
+  }
+
+  /** Resolves when the next file download request arrives. */
+  nextDownload(): Promise<void> {
+    return new Promise((r) => (this.downloadArrived = r));
   }
 
   waitForCall(pred: (c: ApiCall) => boolean, timeoutMs = 15_000): Promise<ApiCall> {
@@ -100,8 +121,14 @@ export class FakeSlack {
     const raw = await readRaw(req);
     if (url.pathname.startsWith('/files/')) {
       if (req.headers.authorization !== `Bearer ${this.botToken}`) return void res.writeHead(403).end();
-      const f = this.files.get(url.pathname.slice('/files/'.length));
-      return void (f ? res.writeHead(200).end(f) : res.writeHead(404).end());
+      const id = url.pathname.slice('/files/'.length);
+      this.downloads.set(id, (this.downloads.get(id) ?? 0) + 1);
+      this.downloadArrived?.();
+      this.downloadArrived = undefined;
+      if (this.downloadGate) await this.downloadGate;
+      if (this.signInPageFiles.has(id)) return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!DOCTYPE html><html><body>Sign in to Slack</body></html>');
+      const f = this.files.get(id);
+      return void (f ? res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(f.length) }).end(f) : res.writeHead(404).end());
     }
     if (url.pathname.startsWith('/upload/')) {
       this.uploads.set(url.pathname.slice('/upload/'.length), extractUpload(raw, String(req.headers['content-type'] ?? '')));
@@ -109,13 +136,17 @@ export class FakeSlack {
     }
     const method = url.pathname.replace('/api/', '');
     const params = parseParams(raw, String(req.headers['content-type'] ?? ''));
-    const call = { method, params, at: Date.now() };
+    const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '') || String(params.token ?? '');
+    const call = { method, params, at: Date.now(), token };
     this.calls.push(call);
     const scripted = this.scripted.get(method)?.shift();
     if (scripted) return void res.writeHead(scripted.status, { 'content-type': 'application/json', ...scripted.headers }).end(JSON.stringify(scripted.body));
     for (const w of [...this.waiters]) if (w.pred(call)) {
       this.waiters = this.waiters.filter((x) => x !== w);
       w.resolve(call);
+    }
+    if ((method === 'auth.test' || method === 'apps.connections.open') && this.refusedTokens.has(token)) {
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: false, error: 'invalid_auth' }));
     }
     const ok = (body: Record<string, unknown>) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, ...body }));
     switch (method) {

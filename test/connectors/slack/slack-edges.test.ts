@@ -1,0 +1,184 @@
+/**
+ * Slack, the edges: edits and deletions, url_verification, file limits, a retry arriving while the
+ * first delivery is still in flight, a refused token, Socket Mode surviving a failed reconnect,
+ * per-channel pacing and a retried send that must not post its text twice. Same stand-in and real
+ * gateway as slack.test.ts.
+ */
+import { createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { FakeSlack } from './slack-api.js';
+import type { LogEntry, TicketEvent } from '../../../src/core/schema.js';
+
+const BOT = 'xoxb-2-edge-bot-token';
+const REFUSED = 'xoxb-3-revoked-token';
+const APP = 'xapp-2-edge-app-token';
+const SIGNING = 'slack-signing-secret-edges-0123456789';
+let slack: FakeSlack;
+let gw: TestGateway;
+let seq = 100;
+
+type Inbound = Extract<LogEntry, { kind: 'inbound' }>['event'];
+const inboundOf = (e: TicketEvent) => (e.entry as Extract<LogEntry, { kind: 'inbound' }> | undefined)?.event as Inbound | undefined;
+const ts = () => `1765000${String(seq++).padStart(3, '0')}.000200`;
+const envelope = (event: Record<string, unknown>, eventId = `EvE${seq++}`) => ({ type: 'event_callback', team_id: 'T1', api_app_id: 'A1', event_id: eventId, event_time: 1765000000, event });
+
+async function postEvent(body: unknown, opts: { retry?: number } = {}) {
+  const raw = JSON.stringify(body);
+  const t = Math.floor(Date.now() / 1000);
+  const sig = `v0=${createHmac('sha256', SIGNING).update(`v0:${t}:${raw}`).digest('hex')}`;
+  return fetch(`${gw.httpUrl}/connectors/slack/edge_events/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-slack-signature': sig, 'x-slack-request-timestamp': String(t), ...(opts.retry ? { 'x-slack-retry-num': String(opts.retry), 'x-slack-retry-reason': 'http_timeout' } : {}) },
+    body: raw,
+  });
+}
+
+const inboundTexts = async (ticketId: string) =>
+  (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as Extract<LogEntry, { kind: 'inbound' }>).event.text);
+
+beforeAll(async () => {
+  slack = new FakeSlack(BOT);
+  slack.refusedTokens.add(REFUSED);
+  await slack.start();
+  gw = await startGateway(
+    {
+      outbound: { backoffBase: '100ms' },
+      connectors: [
+        { type: 'slack', account: 'edge_events', mode: 'events', botToken: '${BOT}', signingSecret: '${SIGNING}', apiUrl: slack.apiUrl, perChannelIntervalMs: 0, maxFileBytes: 100_000 },
+        { type: 'slack', account: 'edge_socket', mode: 'socket', botToken: '${BOT}', appToken: '${APP}', apiUrl: slack.apiUrl, channels: ['CHELP'], perChannelIntervalMs: 500 },
+        { type: 'slack', account: 'edge_refused', mode: 'events', botToken: '${REFUSED}', signingSecret: '${SIGNING}', apiUrl: slack.apiUrl },
+      ],
+    },
+    { env: { BOT, APP, SIGNING, REFUSED } },
+  );
+  for (let i = 0; i < 100 && slack.connections === 0; i++) await new Promise((r) => setTimeout(r, 50));
+});
+afterAll(async () => {
+  await gw?.stop();
+  await slack?.stop();
+});
+
+describe('slack connector edges', () => {
+  it('answers url_verification with the challenge', async () => {
+    const res = await postEvent({ type: 'url_verification', token: 'legacy', challenge: 'вызов-3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ challenge: 'вызов-3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P' });
+  });
+
+  it('edits and deletions land on the same ticket; unfurls and foreign edits do not', async () => {
+    const original = ts();
+    await postEvent(envelope({ type: 'message', channel: 'D500', channel_type: 'im', user: 'U50', text: 'счёт 1042 не пришёл', ts: original }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D500');
+    // An unfurl: message_changed without `edited` and with the same text.
+    await postEvent(envelope({ type: 'message', subtype: 'message_changed', channel: 'D500', channel_type: 'im', ts: ts(), hidden: true,
+      message: { type: 'message', user: 'U50', text: 'счёт 1042 не пришёл', ts: original, attachments: [{ title: 'unfurl' }] },
+      previous_message: { type: 'message', user: 'U50', text: 'счёт 1042 не пришёл', ts: original } }));
+    // An edit in a channel we do not watch, of a message nobody addressed to us.
+    await postEvent(envelope({ type: 'message', subtype: 'message_changed', channel: 'COTHER', channel_type: 'channel', ts: ts(), hidden: true,
+      message: { type: 'message', user: 'U51', text: 'обед в 14', ts: '1765000000.000001', edited: { user: 'U51', ts: ts() } },
+      previous_message: { type: 'message', user: 'U51', text: 'обед в 13', ts: '1765000000.000001' } }));
+    const editTs = ts();
+    expect((await postEvent(envelope({ type: 'message', subtype: 'message_changed', channel: 'D500', channel_type: 'im', ts: editTs, hidden: true,
+      message: { type: 'message', user: 'U50', text: 'счёт 1043 не пришёл', ts: original, edited: { user: 'U50', ts: editTs } },
+      previous_message: { type: 'message', user: 'U50', text: 'счёт 1042 не пришёл', ts: original } }))).status).toBe(200);
+    const edited = await gw.waitForEvent((e) => e.type === 'ticket.edited' && e.ticketId === created.ticketId);
+    expect((edited.entry as Extract<LogEntry, { kind: 'edited' }>).event).toMatchObject({ text: 'счёт 1043 не пришёл', targetPlatformMessageId: `D500:${original}` });
+    await postEvent(envelope({ type: 'message', subtype: 'message_deleted', channel: 'D500', channel_type: 'im', ts: ts(), hidden: true, deleted_ts: original,
+      previous_message: { type: 'message', user: 'U50', text: 'счёт 1043 не пришёл', ts: original } }));
+    await gw.waitForEvent((e) => e.type === 'ticket.deleted' && e.ticketId === created.ticketId);
+    const kinds = (await gw.gateway.router!.store.readLog(created.ticketId)).map((l) => l.entry.kind);
+    expect(kinds.filter((k) => k === 'edited')).toHaveLength(1);
+    expect(kinds.filter((k) => k === 'deleted')).toHaveLength(1);
+    const tickets = await gw.gateway.router!.store.list();
+    expect(tickets.some((t) => JSON.stringify(t).includes('COTHER'))).toBe(false);
+  });
+
+  it('records a file over the limit and a sign-in page as not fetched, and keeps the message', async () => {
+    slack.files.set('FBIG', Buffer.alloc(200_000, 1));
+    slack.signInPageFiles.add('FNOSCOPE');
+    await postEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'D600', channel_type: 'im', user: 'U60', text: 'два файла', ts: ts(), files: [
+      { id: 'FBIG', name: 'дамп.zip', mimetype: 'application/zip', size: 200_000, url_private_download: `http://127.0.0.1:${slack.port}/files/FBIG` },
+      { id: 'FNOSCOPE', name: 'акт.pdf', mimetype: 'application/pdf', size: 1000, url_private_download: `http://127.0.0.1:${slack.port}/files/FNOSCOPE` },
+    ] }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D600');
+    const [big, noScope] = inboundOf(created)!.attachments;
+    expect(big).toMatchObject({ name: 'дамп.zip', status: 'failed', size: 200_000 });
+    expect(big!.error).toMatch(/limit is 100000/);
+    expect(noScope).toMatchObject({ name: 'акт.pdf', status: 'failed' });
+    expect(noScope!.error).toMatch(/files:read/);
+    expect(slack.downloads.get('FBIG')).toBeUndefined(); // refused from the declared size, never fetched
+  });
+
+  it('a retry that arrives while the first delivery is still in flight joins it: one download, one message', async () => {
+    const bytes = Buffer.from('Отчёт об ошибке\n'.repeat(100));
+    slack.files.set('FSLOW', bytes);
+    let release!: () => void;
+    slack.downloadGate = new Promise((r) => (release = r));
+    const arrived = slack.nextDownload();
+    const body = envelope({ type: 'message', subtype: 'file_share', channel: 'D700', channel_type: 'im', user: 'U70', text: 'медленный файл', ts: ts(),
+      files: [{ id: 'FSLOW', name: 'log.txt', mimetype: 'text/plain', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FSLOW` }] }, 'EvSlow1');
+    const first = postEvent(body);
+    await arrived; // the first delivery is now waiting on the download, unacknowledged
+    const retry = postEvent(body, { retry: 1 });
+    release();
+    slack.downloadGate = undefined;
+    expect((await first).status).toBe(200);
+    expect((await retry).status).toBe(200);
+    expect((await postEvent(body, { retry: 2 })).status).toBe(200);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D700');
+    expect(slack.downloads.get('FSLOW')).toBe(1);
+    expect(inboundOf(created)!.attachments[0]).toMatchObject({ status: 'stored', size: bytes.length });
+    await postEvent(envelope({ type: 'message', channel: 'D700', channel_type: 'im', user: 'U70', text: 'ещё', ts: ts() }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'ещё');
+    expect(await inboundTexts(created.ticketId)).toEqual(['медленный файл', 'ещё']);
+  });
+
+  it('reports auth_failed when auth.test refuses the token', async () => {
+    const state = await gw.waitForStreamMessage<{ state: string; detail?: string }>('OMNI_EVENTS', 'omni.events.connector.slack.edge_refused', (m) => m.state === 'auth_failed');
+    expect(state.detail).toMatch(/invalid_auth/);
+    expect(gw.gateway.connectors.health().find((h) => h.account === 'edge_refused')).toMatchObject({ state: 'auth_failed' });
+    expect(JSON.stringify(state)).not.toContain(REFUSED);
+  });
+
+  it('Socket Mode reconnects even when apps.connections.open fails once after a disconnect frame', async () => {
+    const before = slack.connections;
+    slack.failNext('apps.connections.open', { status: 503, body: { ok: false, error: 'service_unavailable' } });
+    slack.disconnect();
+    const top = ts();
+    const envelopeId = slack.pushSocketEvent(envelope({ type: 'message', channel: 'CHELP', channel_type: 'channel', user: 'U80', text: 'после сбоя', ts: top }));
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top, 20_000);
+    expect(slack.connections).toBeGreaterThan(before);
+    expect(slack.calls.filter((c) => c.method === 'apps.connections.open').length).toBeGreaterThanOrEqual(3);
+    for (let i = 0; i < 100 && !slack.acked.has(envelopeId); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(slack.acked.has(envelopeId)).toBe(true);
+    expect(await inboundTexts(routed.ticketId)).toEqual(['после сбоя']);
+  });
+
+  it('does not repost the text when a retried send failed on its upload', async () => {
+    const bytes = Buffer.from('%PDF-1.4 акт сверки за ноябрь');
+    slack.files.set('FACT', bytes);
+    const top = ts();
+    slack.pushSocketEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'CHELP', channel_type: 'channel', user: 'U90', text: 'нужен акт сверки', ts: top,
+      files: [{ id: 'FACT', name: 'акт.pdf', mimetype: 'application/pdf', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FACT` }] }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top);
+    slack.failNext('files.getUploadURLExternal', { status: 500, body: { ok: false, error: 'internal_error' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Высылаю акт', attachments: inboundOf(created)!.attachments });
+    const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status.status === 'sent');
+    expect((sent.entry as Extract<LogEntry, { kind: 'delivery' }>).status.attempts).toBe(2);
+    expect(slack.calls.filter((c) => c.method === 'chat.postMessage' && c.params.thread_ts === top).map((c) => c.params.text)).toEqual(['Высылаю акт']);
+    await slack.waitForCall((c) => c.method === 'files.completeUploadExternal' && c.params.thread_ts === top);
+    expect([...slack.uploads.values()].some((u) => Buffer.compare(u, bytes) === 0)).toBe(true);
+  });
+
+  it('paces posts to one channel (perChannelIntervalMs)', async () => {
+    const top = ts();
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CHELP', channel_type: 'channel', user: 'U91', text: 'два ответа подряд', ts: top }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top);
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'первый' });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'второй' });
+    const second = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.text === 'второй');
+    const first = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.text === 'первый');
+    expect(second.at - first.at).toBeGreaterThanOrEqual(450);
+  });
+});
