@@ -35,9 +35,19 @@ async function downloadOne(f: SlackFile, botToken: string, media: MediaStore, li
       await res.body.cancel();
       return media.failed(meta, 'Slack answered with a sign-in page: the bot token lacks files:read');
     }
-    return await media.putStream(res.body, meta);
+    return await media.putStream(capped(res.body, limit), meta);
   } catch (err) {
     return media.failed(meta, err instanceof MediaTooLargeError ? err.message : `could not fetch the file: ${errorMessage(err)}`);
+  }
+}
+
+/** Our limit may be below the store's: refuse past it while streaming, when no size was declared. */
+async function* capped(body: AsyncIterable<Uint8Array>, limit: number): AsyncIterable<Uint8Array> {
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > limit) throw new MediaTooLargeError(size, limit);
+    yield chunk;
   }
 }
 

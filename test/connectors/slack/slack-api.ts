@@ -22,6 +22,8 @@ export class FakeSlack {
   readonly files = new Map<string, Buffer>();
   /** Files answered with Slack's HTML sign-in page, as when the token lacks files:read. */
   readonly signInPageFiles = new Set<string>();
+  /** Files sent chunked, without Content-Length. */
+  readonly chunkedFiles = new Set<string>();
   /** Tokens auth.test and apps.connections.open refuse with invalid_auth. */
   readonly refusedTokens = new Set<string>();
   /** File downloads served, by file id. */
@@ -128,6 +130,11 @@ export class FakeSlack {
       if (this.downloadGate) await this.downloadGate;
       if (this.signInPageFiles.has(id)) return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!DOCTYPE html><html><body>Sign in to Slack</body></html>');
       const f = this.files.get(id);
+      if (f && this.chunkedFiles.has(id)) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        for (let i = 0; i < f.length; i += 16_384) res.write(f.subarray(i, i + 16_384));
+        return void res.end();
+      }
       return void (f ? res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(f.length) }).end(f) : res.writeHead(404).end());
     }
     if (url.pathname.startsWith('/upload/')) {

@@ -94,19 +94,24 @@ describe('slack connector edges', () => {
     expect(tickets.some((t) => JSON.stringify(t).includes('COTHER'))).toBe(false);
   });
 
-  it('records a file over the limit and a sign-in page as not fetched, and keeps the message', async () => {
+  it('records files over the limit (declared or streamed) and a sign-in page as not fetched, and keeps the message', async () => {
     slack.files.set('FBIG', Buffer.alloc(200_000, 1));
     slack.signInPageFiles.add('FNOSCOPE');
+    slack.files.set('FCHUNK', Buffer.alloc(150_000, 2));
+    slack.chunkedFiles.add('FCHUNK');
     await postEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'D600', channel_type: 'im', user: 'U60', text: 'два файла', ts: ts(), files: [
       { id: 'FBIG', name: 'дамп.zip', mimetype: 'application/zip', size: 200_000, url_private_download: `http://127.0.0.1:${slack.port}/files/FBIG` },
       { id: 'FNOSCOPE', name: 'акт.pdf', mimetype: 'application/pdf', size: 1000, url_private_download: `http://127.0.0.1:${slack.port}/files/FNOSCOPE` },
+      { id: 'FCHUNK', name: 'без-размера.bin', url_private: `http://127.0.0.1:${slack.port}/files/FCHUNK` },
     ] }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D600');
-    const [big, noScope] = inboundOf(created)!.attachments;
+    const [big, noScope, undeclared] = inboundOf(created)!.attachments;
     expect(big).toMatchObject({ name: 'дамп.zip', status: 'failed', size: 200_000 });
     expect(big!.error).toMatch(/limit is 100000/);
     expect(noScope).toMatchObject({ name: 'акт.pdf', status: 'failed' });
     expect(noScope!.error).toMatch(/files:read/);
+    expect(undeclared).toMatchObject({ name: 'без-размера.bin', status: 'failed' });
+    expect(undeclared!.error).toMatch(/100000/); // no size anywhere: refused while streaming
     expect(slack.downloads.get('FBIG')).toBeUndefined(); // refused from the declared size, never fetched
   });
 

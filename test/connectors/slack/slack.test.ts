@@ -90,13 +90,17 @@ describe('slack connector', () => {
     expect(post.params.thread_ts).toBe(top);
   });
 
-  it('ignores our own posts and other bots (loop guard) and channel chatter without a mention', async () => {
+  it('ignores our own posts and other bots (loop guard) and chatter without a mention; a mention starts a thread that continues without one', async () => {
     slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U9', text: 'обед?', ts: ts() }));
     slack.pushSocketEvent(envelope({ type: 'message', channel: 'CSUPPORT', channel_type: 'channel', user: 'UBOT', text: 'наш ответ', ts: ts() }));
     slack.pushSocketEvent(envelope({ type: 'message', subtype: 'bot_message', channel: 'CSUPPORT', bot_id: 'B9', text: 'бот', ts: ts() }));
     const mention = ts();
     slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U9', text: '<@UBOT> помогите', ts: mention }));
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === mention);
+    const started = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === mention);
+    // Its thread continues the conversation without another mention.
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U9', text: 'подробности в треде', ts: ts(), thread_ts: mention }));
+    const continued = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'подробности в треде');
+    expect(continued.ticketId).toBe(started.ticketId);
     const tickets = await gw.gateway.router!.store.list();
     const texts = await Promise.all(tickets.map(async (t) => (await gw.gateway.router!.store.readLog(t.id)).map((l) => (l.entry as any).event?.text)));
     expect(texts.flat()).not.toContain('обед?');
@@ -120,7 +124,7 @@ describe('slack connector', () => {
     expect(uploaded && Buffer.compare(uploaded, bytes)).toBe(0);
   });
 
-  it('waits out a 429 Retry-After, and fails channel_not_found for good', async () => {
+  it('waits out a 429 Retry-After (state rate_limited), and fails channel_not_found for good', async () => {
     const res = await postEvent(envelope({ type: 'message', channel: 'D300', channel_type: 'im', user: 'U5', text: 'срочно', ts: ts() }));
     expect(res.status).toBe(200);
     const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D300');
@@ -130,6 +134,8 @@ describe('slack connector', () => {
     expect((sent.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ status: 'sent', attempts: 2 });
     const tries = slack.calls.filter((c) => c.method === 'chat.postMessage' && c.params.channel === 'D300');
     expect(tries[1]!.at - tries[0]!.at).toBeGreaterThanOrEqual(900);
+    const limited = await gw.waitForStreamMessage<{ state: string; detail?: string }>('OMNI_EVENTS', 'omni.events.connector.slack.ws_events', (m) => m.state === 'rate_limited');
+    expect(limited.detail).toMatch(/1s/);
 
     slack.failNext('chat.postMessage', { status: 200, body: { ok: false, error: 'channel_not_found' } });
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'в никуда' });
