@@ -115,9 +115,14 @@ describe('email intake recovery', () => {
     }
   });
 
-  it('survives a UIDVALIDITY change: the folder deleted and recreated, old mail restored into it', async () => {
+  it('survives a UIDVALIDITY change: the folder deleted and recreated while the gateway was away, old mail restored into it', async () => {
+    // Mailbox migrations happen between sessions (a server move, a restore from backup): the
+    // gateway comes back to a folder with a new UIDVALIDITY. (Dovecot keeps serving stale data to
+    // a session whose selected folder is recreated under it; see docs/connectors/email.md.)
     await world.imap.mailboxCreate('Support');
-    const gw = await emailGateway(world, { pollIntervalMs: 500, mailboxes: [mailbox(world, SUPPORT, { folders: ['Support'] })] });
+    const options = { pollIntervalMs: 500, mailboxes: [mailbox(world, SUPPORT, { folders: ['Support'] })] };
+    let gw = await emailGateway(world, options);
+    let stopped = false;
     try {
       await connected(gw);
       seen ??= await collectTicketEvents(nc);
@@ -127,9 +132,11 @@ describe('email intake recovery', () => {
       const first = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === oldId);
       const status = async () => (await world.imap.status('Support', { uidValidity: true, unseen: true })) || { uidValidity: undefined, unseen: undefined };
       const before = (await status()).uidValidity;
+      await gw.stop();
+      stopped = true;
 
-      // A migration: the folder is recreated (new UIDVALIDITY, UIDs start at 1 again) and the old
-      // mail comes back without our flags, followed by new mail.
+      // The migration: the folder is recreated (new UIDVALIDITY, UIDs start at 1 again), the old
+      // mail comes back without our flags, and new mail arrives.
       await world.imap.mailboxDelete('Support');
       await world.imap.mailboxCreate('Support');
       const after = (await status()).uidValidity;
@@ -138,7 +145,9 @@ describe('email intake recovery', () => {
       const newIds = [uniqueId('new'), uniqueId('new')];
       for (const id of newIds) await world.imap.append('Support', plainMail({ from: 'boris@client.example.ru', messageId: id, subject: `Новое ${id}` }));
 
-      const fresh = await Promise.all(newIds.map((id) => gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === id)));
+      gw = await emailGateway(world, options);
+      stopped = false;
+      const fresh = await Promise.all(newIds.map((id) => gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === id, 30_000)));
       expect(fresh).toHaveLength(2);
       // Everything in the recreated folder was read and acknowledged…
       for (;;) {
@@ -153,7 +162,7 @@ describe('email intake recovery', () => {
       expect(ticket?.messageCount).toBe(1);
       expect(gw.logs.some((l) => l.includes('UIDVALIDITY changed'))).toBe(true);
     } finally {
-      await gw.stop();
+      if (!stopped) await gw.stop();
     }
   });
 });
