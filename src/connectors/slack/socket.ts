@@ -62,6 +62,11 @@ export class SocketSession {
           throw err;
         });
         failures = 0;
+        if (this.stopped || this.o.signal.aborted) {
+          // stop() ran while apps.connections.open was in flight: close what start() just opened.
+          await this.client.disconnect().catch(() => {});
+          break;
+        }
         this.o.health.set('connected');
         await closed;
         if (this.stopped || this.o.signal.aborted) break;
