@@ -45,7 +45,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     const seconds = (performance.now() - t0) / 1000;
     sub.unsubscribe();
     const latencies = slack.calls.filter((c) => c.method === 'chat.postMessage').map((c) => c.at - started.get(String(c.params.channel))!).sort((a, b) => a - b);
-    return { name: 'slack round trip (signed event → ticket → reply → chat.postMessage)', events: n, per_s: n / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), note: '16 concurrent senders, one DM each' };
+    return { name: 'slack round trip (signed event → ticket → reply → chat.postMessage)', events: n, per_s: n / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), note: '16 concurrent senders, one DM each; every sender is new (one users.info each); latency under burst is mostly queueing' };
   } finally {
     await gw.stop();
     await slack.stop();
