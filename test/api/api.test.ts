@@ -117,6 +117,7 @@ describe('GET /v1/tickets', () => {
   it('filters by status, channel, account, contact and updatedSince, and pages with a cursor', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await h.openTicket(`list-${i}`, `list-${i}@example.ru`));
+    await new Promise((r) => setTimeout(r, 5)); // updatedSince is inclusive: step past the last ticket's millisecond
     const closedAt = new Date().toISOString();
     await h.api(`/v1/tickets/${ids[0]}/status`, post({ status: 'closed' }));
 
