@@ -28,6 +28,10 @@ export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
   | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'not_sendable' | 'internal'; message: string; field?: string } };
 
+const CLAIM_POLL_MS = 50;
+const CLAIM_WAIT_MS = 10_000;
+const CLAIM_STALE_MS = 30_000;
+
 export class CommandHandler {
   private readonly subs: Subscription[] = [];
 
@@ -73,15 +77,51 @@ export class CommandHandler {
     m.respond(JSON.stringify(result));
   }
 
-  /** Runs `act` once per idempotency key and stores its result; a replay returns the stored result. */
+  /**
+   * Runs `act` once per idempotency key and stores its result; a replay returns the stored result.
+   * The key is claimed with a KV create (compare-and-set), so two concurrent requests with one key
+   * never both act: the second waits for the first one's result. A claim left by a process that
+   * died mid-command is taken over after CLAIM_STALE_MS.
+   */
   private async once(kind: string, key: string | undefined, act: () => Promise<CommandResult>): Promise<CommandResult> {
     if (!key) return act();
+    const kv = this.bus.kv.dedup;
     const marker = `cmd.${kind}.${hashKey(key)}`;
-    const prior = await this.bus.kv.dedup.get(marker);
-    if (prior && prior.operation === 'PUT') return { ...(prior.json() as CommandResult & { ok: true }), replayed: true };
-    const result = await act();
-    if (result.ok) await this.bus.kv.dedup.put(marker, JSON.stringify(result));
-    return result;
+    const claim = JSON.stringify({ pending: true, at: Date.now() });
+    for (let waited = 0; ; waited += CLAIM_POLL_MS) {
+      let revision = 0;
+      try {
+        revision = await kv.create(marker, claim);
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+        const prior = await kv.get(marker);
+        if (!prior || prior.operation !== 'PUT') continue;
+        const value = prior.json() as (CommandResult & { ok: true }) | { pending: true; at: number };
+        if (!('pending' in value)) return { ...value, replayed: true };
+        if (Date.now() - value.at < CLAIM_STALE_MS && waited < CLAIM_WAIT_MS) {
+          await new Promise((r) => setTimeout(r, CLAIM_POLL_MS));
+          continue;
+        }
+        // The holder died (or is stuck): take the claim over, once.
+        try {
+          revision = await kv.update(marker, claim, prior.revision);
+        } catch (e) {
+          if (!isCasConflict(e)) throw e;
+          continue;
+        }
+      }
+      let result: CommandResult;
+      try {
+        result = await act();
+      } catch (err) {
+        await kv.delete(marker, { previousSeq: revision }).catch(() => {});
+        throw err;
+      }
+      // A failed command (unknown ticket, invalid body) is not remembered: it may succeed later.
+      if (result.ok) await kv.put(marker, JSON.stringify(result));
+      else await kv.delete(marker, { previousSeq: revision }).catch(() => {});
+      return result;
+    }
   }
 
   async reply(body: unknown, opts: { automated?: boolean } = {}): Promise<CommandResult> {

@@ -85,6 +85,22 @@ describe('malformed events', () => {
   });
 });
 
+describe('command idempotency under concurrency', () => {
+  it('ten concurrent notes and status changes with one key act once and all get the same answer', async () => {
+    const event = chatMessage({ chat: 'concurrent-key' });
+    await publishEvent(gw.nc, event);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === event.id);
+    const notes = await Promise.all(Array.from({ length: 10 }, () => gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'один раз', idempotencyKey: 'same-note' })));
+    expect(new Set(notes.map((n) => n.result.noteId)).size).toBe(1);
+    expect(notes.filter((n) => !n.replayed)).toHaveLength(1);
+    const statuses = await Promise.all(Array.from({ length: 10 }, () => gw.request('omni.cmd.status', { ticketId: created.ticketId, status: 'pending', idempotencyKey: 'same-status' })));
+    expect(statuses.every((r) => r.ok)).toBe(true);
+    const log = await gw.gateway.router!.store.readLog(created.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'note')).toHaveLength(1);
+    expect(log.filter((l) => l.entry.kind === 'status')).toHaveLength(1);
+  });
+});
+
 describe('internal notes and replies', () => {
   it('logs notes without sending them, and dispatches a reply once per idempotency key', async () => {
     const event = chatMessage({ chat: 'notes-chat' });
