@@ -23,6 +23,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import { Buckets, MEDIA_BUCKET, Streams, Subjects } from './subjects.js';
+import { JsPipeline, PipelinedKv } from './js-pipeline.js';
 
 export interface BusOptions {
   url: string;
@@ -65,8 +66,15 @@ export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { na
   ];
 }
 
+/** Buckets the router reads and writes on every message: served by the pipeline. */
+export type HotBucketName = 'tickets' | 'threads' | 'meta';
+
 export class Bus {
   readonly kv = {} as Record<BucketName, KV>;
+  /** The same buckets as `kv`, for hot paths (see js-pipeline.ts). */
+  readonly hotKv = {} as Record<HotBucketName, PipelinedKv>;
+  /** Hot-path JetStream publishes and direct gets. */
+  readonly pipe: JsPipeline;
   media!: ObjectStore;
   private constructor(
     readonly nc: NatsConnection,
@@ -74,7 +82,9 @@ export class Bus {
     readonly jsm: JetStreamManager,
     readonly options: BusOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.pipe = new JsPipeline(nc, 10_000);
+  }
 
   static async connect(options: BusOptions, log: Logger): Promise<Bus> {
     const nc = await connect({
@@ -107,9 +117,11 @@ export class Bus {
     }
     const kvm = new Kvm(this.js);
     const kvOpts = { replicas: this.options.replicas, storage: StorageType.File };
-    this.kv.tickets = await kvm.create(Buckets.tickets, { ...kvOpts, history: 1 });
-    this.kv.threads = await kvm.create(Buckets.threads, { ...kvOpts, history: 1 });
-    this.kv.meta = await kvm.create(Buckets.meta, { ...kvOpts, history: 1 });
+    // allow_direct (2.9+): the hot buckets are read with direct gets by the pipeline.
+    for (const name of ['tickets', 'threads', 'meta'] as const) {
+      this.kv[name] = await kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true });
+      this.hotKv[name] = new PipelinedKv(this.pipe, Buckets[name]);
+    }
     this.kv.dedup = await kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs });
     this.kv.state = await kvm.create(Buckets.state, { ...kvOpts, history: 1 });
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
@@ -178,7 +190,7 @@ export class Bus {
 
   /** JetStream publish of a JSON payload; resolves only once the stream stored it. */
   publishJson(subject: string, payload: unknown, msgID?: string): Promise<PubAck> {
-    return this.js.publish(subject, JSON.stringify(payload), msgID ? { msgID } : undefined);
+    return this.pipe.publish(subject, JSON.stringify(payload), msgID ? { msgID } : undefined);
   }
 
   /** Fire-and-forget core NATS publish for observers that need no persistence. */

@@ -4,6 +4,7 @@
  * (bucket omni_threads) that maps conversations, Message-IDs and platform ids to tickets.
  */
 import type { KV } from '@nats-io/kv';
+import type { PipelinedKv } from '../core/js-pipeline.js';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { Ticket, type Ticket as TicketT } from '../core/schema.js';
@@ -45,18 +46,20 @@ class BoundedCache<V> {
 export class TicketStore {
   private readonly ticketCache = new BoundedCache<Versioned<TicketT>>(50_000);
   private readonly indexCache = new BoundedCache<Versioned<string>>(200_000);
-  private readonly tickets: KV;
-  private readonly threads: KV;
-  private readonly meta: KV;
+  private readonly tickets: PipelinedKv;
+  private readonly threads: PipelinedKv;
+  private readonly meta: PipelinedKv;
+  private readonly ticketBucket: KV;
 
   constructor(
     private readonly bus: Bus,
     readonly prefix: string,
     private readonly firstNumber: number,
   ) {
-    this.tickets = bus.kv.tickets;
-    this.threads = bus.kv.threads;
-    this.meta = bus.kv.meta;
+    this.tickets = bus.hotKv.tickets;
+    this.threads = bus.hotKv.threads;
+    this.meta = bus.hotKv.meta;
+    this.ticketBucket = bus.kv.tickets;
   }
 
   idFor(number: number): string {
@@ -170,7 +173,7 @@ export class TicketStore {
 
   async list(): Promise<TicketT[]> {
     const out: TicketT[] = [];
-    for await (const key of await this.tickets.keys()) {
+    for await (const key of await this.ticketBucket.keys()) {
       const t = await this.get(key, { fresh: true });
       if (t) out.push(t.value);
     }
