@@ -39,6 +39,7 @@ export class JsPipeline {
   private readonly sub: Subscription;
   private readonly sweeper: NodeJS.Timeout;
   private next = 0;
+  private outbox: Array<{ subject: string; data: string | Uint8Array; opts: { reply: string; headers?: MsgHdrs }; token: string }> = [];
 
   constructor(
     private readonly nc: NatsConnection,
@@ -81,14 +82,29 @@ export class JsPipeline {
     const token = (this.next++).toString(36);
     return new Promise<Msg>((resolve, reject) => {
       this.pending.set(token, { resolve, reject, deadline: Date.now() + this.timeoutMs });
-      try {
-        this.nc.publish(subject, data, h ? { reply: `${this.prefix}.${token}`, headers: h } : { reply: `${this.prefix}.${token}` });
-      } catch (err) {
-        this.pending.delete(token);
-        reject(err as Error);
-      }
+      this.outbox.push({ subject, data, opts: h ? { reply: `${this.prefix}.${token}`, headers: h } : { reply: `${this.prefix}.${token}` }, token });
+      if (this.outbox.length === 1) setImmediate(this.sendOutbox);
     });
   }
+
+  /**
+   * Requests made during one turn of the event loop go out together: the client flushes its
+   * buffer to the socket once per microtask checkpoint, and on a busy router that was a write
+   * syscall for nearly every publish (~10 % of CPU).
+   */
+  private readonly sendOutbox = (): void => {
+    const batch = this.outbox;
+    this.outbox = [];
+    for (const r of batch) {
+      try {
+        this.nc.publish(r.subject, r.data, r.opts);
+      } catch (err) {
+        const p = this.pending.get(r.token);
+        this.pending.delete(r.token);
+        p?.reject(err as Error);
+      }
+    }
+  };
 
   private settle(m: Msg): void {
     const token = m.subject.slice(this.prefix.length + 1);

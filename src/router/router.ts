@@ -30,10 +30,13 @@ import { Consumers, Streams, Subjects, hashKey } from '../core/subjects.js';
 import { Journal } from './journal.js';
 import { IndexKeys, StaleTicketError, TicketStore } from './tickets.js';
 
-const RECENT_EVENTS = 16;
 import { Threader, type Resolution } from './threading.js';
 import { RouterMetrics } from './metrics.js';
 import { metrics } from '../core/metrics.js';
+
+const RECENT_EVENTS = 16;
+/** How far a platform's clock may be from ours when we judge an event's age. */
+const CLOCK_SKEW_MS = 30_000;
 
 export interface RouterOptions {
   ticketPrefix: string;
@@ -128,7 +131,7 @@ export class Router {
       return this.park(m, 'payload is not valid JSON');
     }
     await this.lanes
-      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos))
+      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered))
       .then(
         () => m.ack(),
         (err) => {
@@ -146,16 +149,16 @@ export class Router {
     m.ack();
   }
 
-  private async process(event: InboundEvent, publishedNanos: number): Promise<void> {
-    if (event.type === 'message.inbound') await this.processMessage(event);
+  private async process(event: InboundEvent, publishedNanos: number, redelivered: boolean): Promise<void> {
+    if (event.type === 'message.inbound') await this.processMessage(event, redelivered);
     else await this.processChange(event);
     this.metrics.observeRouted(event.channel, event.account, publishedNanos);
   }
 
-  private async processMessage(e: InboundMessage): Promise<void> {
+  private async processMessage(e: InboundMessage, redelivered: boolean): Promise<void> {
     // The platform-message index entry is written last, so it doubles as the processed marker.
     const doneKey = IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId);
-    if (await this.store.lookup(doneKey)) {
+    if (this.mayBeProcessed(e, redelivered) && (await this.store.lookup(doneKey))) {
       metrics.duplicates.inc();
       return;
     }
@@ -176,6 +179,21 @@ export class Router {
       }
     }
     await this.store.index(doneKey, ticketId);
+  }
+
+  /**
+   * Whether this event may have been routed before, so the processed marker must be read (one
+   * JetStream round trip of the five a message costs). A republish within the inbound stream's
+   * duplicate window never reaches us (Nats-Msg-Id = event id), and within that window every
+   * routing step is idempotent on its own (ticket CAS skips recent event ids, log and event
+   * writes carry Nats-Msg-Ids). So only a JetStream redelivery, or a message old enough that a
+   * replay of it could have escaped the window, needs the marker. Email is always checked: its
+   * Date header is whatever the sender wrote.
+   */
+  private mayBeProcessed(e: InboundMessage, redelivered: boolean): boolean {
+    if (redelivered || e.email || !e.platform.sentAt) return true;
+    const age = Date.now() - Date.parse(e.platform.sentAt);
+    return !(age > -CLOCK_SKEW_MS && age < this.bus.options.duplicateWindowMs - CLOCK_SKEW_MS);
   }
 
   /**

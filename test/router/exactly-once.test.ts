@@ -3,6 +3,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import type { DeadLetter } from '../../src/core/schema.js';
+import { metrics } from '../../src/core/metrics.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -44,6 +45,41 @@ describe('exactly-once effect', () => {
     expect(tickets[0]!.messageCount).toBe(2);
     const created = await gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.ticket.created', (e: any) => e.ticketId === first.ticketId);
     expect(created).toBeTruthy();
+  });
+});
+
+describe('the processed marker', () => {
+  const duplicatesSeen = async () => (await metrics.duplicates.get()).values[0]?.value ?? 0;
+  const loggedInbound = async (ticketId: string, eventId: string) =>
+    (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'inbound' && (l.entry as any).event.id === eventId);
+
+  it('is read for a message old enough that a replay of it could have escaped the duplicate window', async () => {
+    const old = chatMessage({ chat: 'replayed-after-hours', sentAt: new Date(Date.now() - 3_600_000).toISOString() });
+    await publishEvent(gw.nc, old);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === old.id);
+    const before = await duplicatesSeen();
+    await publishEvent(gw.nc, old, { msgID: false }); // a connector replaying it: a new stream message
+    const marker = chatMessage({ chat: 'replayed-after-hours' });
+    await publishEvent(gw.nc, marker);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === marker.id);
+    expect(await duplicatesSeen()).toBe(before + 1);
+    expect(await loggedInbound(routed.ticketId, old.id)).toHaveLength(1);
+  });
+
+  it('is skipped for a fresh first delivery, whose copies the other idempotent steps absorb', async () => {
+    const fresh = chatMessage({ chat: 'fresh-copies' });
+    await publishEvent(gw.nc, fresh);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === fresh.id);
+    const before = await duplicatesSeen();
+    await publishEvent(gw.nc, fresh, { msgID: false });
+    await publishEvent(gw.nc, fresh, { msgID: 'another' });
+    const marker = chatMessage({ chat: 'fresh-copies' });
+    await publishEvent(gw.nc, marker);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === marker.id);
+    expect(await duplicatesSeen()).toBe(before);
+    expect(await loggedInbound(routed.ticketId, fresh.id)).toHaveLength(1);
+    const ticket = await gw.gateway.router!.store.get(routed.ticketId, { fresh: true });
+    expect(ticket!.value.messageCount).toBe(2);
   });
 });
 
