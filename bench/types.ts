@@ -21,3 +21,8 @@ export function percentile(sorted: number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+/** Rejects when `p` has not settled within `ms`: a lost message fails the channel's bench instead of hanging the run. */
+export function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(what())), ms).unref())]);
+}

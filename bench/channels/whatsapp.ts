@@ -5,7 +5,7 @@
  */
 import { startGateway } from '../../test/helpers/gateway.js';
 import { FakeGraphApi, signWebhook, webhookBody } from '../../test/connectors/whatsapp-cloud/graph-api.js';
-import { percentile, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
+import { percentile, within, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
 
 const PHONE_ID = '106540352242922';
 const TOKEN = 'EAAG-bench-access-token-0123456789';
@@ -65,7 +65,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
       }
     };
     await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-    await finished;
+    await within(finished, 120_000, () => `only ${done}/${n} replies reached the Graph API within 120 s`);
     const seconds = (performance.now() - t0) / 1000;
     sub.unsubscribe();
     latencies.sort((a, b) => a - b);

@@ -204,7 +204,6 @@ export class Router {
   private async routeMessage(e: InboundMessage, fresh: boolean): Promise<string> {
     const { ticket, match, reopen } = await this.threadInto(e, fresh);
     const at = new Date().toISOString();
-    const sender = (e.email?.from ?? e.sender.id).toLowerCase();
     let reopened = false;
     let rated: number | undefined;
     const updated = await this.store.mutate(ticket.id, (t) => {
@@ -213,20 +212,7 @@ export class Router {
       rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
       // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
       if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined) throw new StaleTicketError(t.id);
-      t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
-      t.messageCount++;
-      t.lastInboundAt = e.receivedAt;
-      t.lastInboundPlatformId = e.platform.messageId;
-      t.updatedAt = at;
-      if (!t.participants.includes(sender)) t.participants.push(sender);
-      // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
-      for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
-        if (!t.participants.includes(addr.toLowerCase())) t.participants.push(addr.toLowerCase());
-      }
-      if (e.email) {
-        t.lastEmailMessageId = e.email.messageId;
-        t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
-      }
+      recordInbound(t, e, at);
       if (rated !== undefined) t.csat = { ...t.csat, rating: rated, ratedAt: at };
       else if (CLOSED_STATUSES.has(t.status)) {
         reopened = true;
@@ -266,23 +252,33 @@ export class Router {
       if (!ticketId) {
         const candidate = this.store.idFor(await this.store.allocateNumber());
         const claim = await this.store.claim(res.conversationKey, candidate, res.replaceRevision);
-        if (claim.won) ticketId = candidate;
+        // A number just allocated names no ticket yet: create it with this message recorded.
+        if (claim.won) return { ticket: await this.openTicket(e, candidate), match: res.match, reopen: false };
         // An email's key is its own Message-ID: losing the claim means this very mail opened
         // the ticket before (a redelivery). A chat's key is the conversation: someone else
         // opened it concurrently, so resolve again (fresh) and join theirs.
-        else if (e.email && claim.ticketId) ticketId = claim.ticketId;
+        if (e.email && claim.ticketId) ticketId = claim.ticketId;
         else {
           fresh = true;
           continue;
         }
       }
+      // The index names a ticket whose record may be missing (a crash between claim and create).
       const existing = await this.store.get(ticketId, { fresh: true });
       if (existing) return { ticket: existing.value, match: res.match, reopen: false };
-      const ticket = this.newTicket(e, ticketId);
-      if (await this.store.create(ticket)) metrics.ticketsCreated.inc();
-      const stored = (await this.store.get(ticketId))!.value;
-      return { ticket: stored, match: res.match, reopen: false };
+      return { ticket: await this.openTicket(e, ticketId), match: res.match, reopen: false };
     }
+  }
+
+  /**
+   * Creates the ticket record with the opening message already recorded (one write instead of
+   * create-then-update); the update step then finds the event in recentEvents and writes nothing.
+   */
+  private async openTicket(e: InboundMessage, id: string): Promise<Ticket> {
+    const ticket = this.newTicket(e, id);
+    recordInbound(ticket, e, ticket.createdAt);
+    if (await this.store.create(ticket)) metrics.ticketsCreated.inc();
+    return (await this.store.get(id))!.value;
   }
 
   private newTicket(e: InboundMessage, id: string): Ticket {
@@ -425,6 +421,25 @@ export function ratingIn(t: Ticket, text: string, now: number, windowMs: number)
   if (now - Date.parse(t.csat.requestedAt) > windowMs || text.length > 80) return undefined;
   const m = /^\s*([1-5])(?!\d)(?:\s*(?:\/|из)\s*5)?(?:[\s.,!)]+\D*)?$/su.exec(text);
   return m ? Number(m[1]) : undefined;
+}
+
+/** What every inbound message changes on its ticket, whatever its status. */
+function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
+  t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
+  t.messageCount++;
+  t.lastInboundAt = e.receivedAt;
+  t.lastInboundPlatformId = e.platform.messageId;
+  t.updatedAt = at;
+  const sender = (e.email?.from ?? e.sender.id).toLowerCase();
+  if (!t.participants.includes(sender)) t.participants.push(sender);
+  // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
+  for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
+    if (!t.participants.includes(addr.toLowerCase())) t.participants.push(addr.toLowerCase());
+  }
+  if (e.email) {
+    t.lastEmailMessageId = e.email.messageId;
+    t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
+  }
 }
 
 /** Auto-acknowledgements and satisfaction requests carry fixed idempotency keys; they are not an agent's answer. */

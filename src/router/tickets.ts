@@ -95,18 +95,28 @@ export class TicketStore {
     this.reserving = false;
   }
 
+  /** The counter as this process last wrote or read it: the next reservation tries it first. */
+  private counter?: { last: number; revision: number };
+
   /** Reserves `count` consecutive numbers; returns the first. The counter holds the last one used. */
   private async reserve(count: number): Promise<number> {
     for (;;) {
-      const entry = await this.meta.get(SEQ_KEY);
+      let known = this.counter;
+      this.counter = undefined;
+      if (!known) {
+        const entry = await this.meta.get(SEQ_KEY);
+        if (entry && entry.operation === 'PUT') known = { last: Number(entry.string()), revision: entry.revision };
+      }
       try {
-        if (!entry || entry.operation !== 'PUT') {
-          await this.meta.create(SEQ_KEY, String(this.firstNumber + count - 1));
+        if (!known) {
+          const revision = await this.meta.create(SEQ_KEY, String(this.firstNumber + count - 1));
+          this.counter = { last: this.firstNumber + count - 1, revision };
           return this.firstNumber;
         }
-        const last = Number(entry.string());
-        await this.meta.update(SEQ_KEY, String(last + count), entry.revision);
-        return last + 1;
+        // Compare-and-set on the revision we know: another router moving the counter makes it fail.
+        const revision = await this.meta.update(SEQ_KEY, String(known.last + count), known.revision);
+        this.counter = { last: known.last + count, revision };
+        return known.last + 1;
       } catch (err) {
         if (!isCasConflict(err)) throw err;
       }
