@@ -1,13 +1,12 @@
 /**
  * The router: a durable consumer on omni.in.> that threads every inbound event into a ticket,
  * appends it to the ticket log and announces it on omni.events.ticket.*; and a second durable
- * consumer on omni.status.> that writes delivery outcomes into the log.
+ * consumer on omni.status.> whose delivery outcomes go into the log (deliveries.ts).
  *
  * Exactly-once effect: every step is idempotent (index claims are create-if-absent, log appends
  * carry a Nats-Msg-Id derived from the event id, ticket updates skip log sequences already
  * applied) and a processed-marker short-circuits replays after the duplicate window.
  */
-import { createHash } from 'node:crypto';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { KeyedLanes, Semaphore } from '../core/lanes.js';
@@ -26,15 +25,16 @@ import {
   type MessageEdited,
   type Ticket,
 } from '../core/schema.js';
+import { metrics } from '../core/metrics.js';
 import { Consumers, Streams, Subjects, hashKey } from '../core/subjects.js';
+import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
+import { RouterMetrics } from './metrics.js';
+import { park } from './park.js';
+import { ratingIn, recordInbound } from './ticket-changes.js';
+import { Threader, type Resolution } from './threading.js';
 import { IndexKeys, StaleTicketError, TicketStore } from './tickets.js';
 
-import { Threader, type Resolution } from './threading.js';
-import { RouterMetrics } from './metrics.js';
-import { metrics } from '../core/metrics.js';
-
-const RECENT_EVENTS = 16;
 /** How far a platform's clock may be from ours when we judge an event's age. */
 const CLOCK_SKEW_MS = 30_000;
 
@@ -55,6 +55,7 @@ export class Router {
   readonly journal: Journal;
   readonly metrics = new RouterMetrics();
   private readonly threader: Threader;
+  private readonly deliveries: DeliveryRecorder;
   private readonly lanes = new KeyedLanes();
   private readonly consumers: ConsumerMessages[] = [];
   private readonly loops: Promise<void>[] = [];
@@ -71,6 +72,7 @@ export class Router {
     this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber);
     this.journal = new Journal(bus);
     this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now });
+    this.deliveries = new DeliveryRecorder(bus, this.store, this.journal, this.metrics, log);
   }
 
   async start(): Promise<void> {
@@ -88,7 +90,7 @@ export class Router {
       max_deliver: -1,
     });
     this.loops.push(this.run(Streams.inbound, Consumers.router, this.o.concurrency, (m) => this.onInbound(m)));
-    this.loops.push(this.run(Streams.status, Consumers.routerStatus, 64, (m) => this.onStatus(m)));
+    this.loops.push(this.run(Streams.status, Consumers.routerStatus, 64, (m) => this.deliveries.handle(m)));
   }
 
   /** Stop pulling, finish what is in flight (acked), leave the rest for redelivery. */
@@ -124,11 +126,11 @@ export class Router {
       if (!parsed.success) {
         const v = (m.json() as { v?: unknown })?.v;
         const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        return this.park(m, reason);
+        return park(this.bus, this.log, m, reason);
       }
       event = parsed.data;
     } catch {
-      return this.park(m, 'payload is not valid JSON');
+      return park(this.bus, this.log, m, 'payload is not valid JSON');
     }
     await this.lanes
       .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered))
@@ -140,13 +142,6 @@ export class Router {
           m.nak(1000);
         },
       );
-  }
-
-  private async park(m: JsMsg, reason: string): Promise<void> {
-    metrics.parked.inc({ source: 'router' });
-    this.log.warn({ subject: m.subject, reason }, 'inbound event parked on dead-letter subject');
-    await deadLetter(this.bus, 'router', m.subject, reason, m.data);
-    m.ack();
   }
 
   private async process(event: InboundEvent, publishedNanos: number, redelivered: boolean): Promise<void> {
@@ -350,108 +345,4 @@ export class Router {
     ]);
     await this.store.index(doneKey, ticket.value.id);
   }
-
-  // ---- delivery statuses ----
-
-  private async onStatus(m: JsMsg): Promise<void> {
-    let status: DeliveryStatus;
-    try {
-      const parsed = DeliveryStatus.safeParse(m.json());
-      if (!parsed.success) return this.park(m, `invalid delivery status: ${describeZodError(parsed.error)}`);
-      status = parsed.data;
-    } catch {
-      return this.park(m, 'delivery status is not valid JSON');
-    }
-    try {
-      await this.recordDelivery(status);
-      m.ack();
-    } catch (err) {
-      this.log.warn({ err: errorMessage(err), outboundId: status.outboundId }, 'recording delivery failed; will retry');
-      m.nak(1000);
-    }
-  }
-
-  private async recordDelivery(s: DeliveryStatus): Promise<void> {
-    const ticket = await this.store.get(s.ticketId);
-    if (!ticket) {
-      await deadLetter(this.bus, 'router', Subjects.status(s.channel, s.account), `delivery status for unknown ticket ${s.ticketId}`, JSON.stringify(s));
-      return;
-    }
-    const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
-    const cause = `dlv:${s.outboundId}:${s.status}`;
-    const ack = await this.journal.append(s.ticketId, entry, cause);
-    if (s.platformMessageId) {
-      await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId);
-      if (ticket.value.conversation.kind === 'email') {
-        // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
-        await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
-        await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
-      }
-    }
-    let reaction: { first?: number; wait?: number } = {};
-    const updated = await this.store.mutate(s.ticketId, (t) => {
-      if (t.appliedSeq >= ack.seq) return null;
-      t.appliedSeq = ack.seq;
-      reaction = {};
-      const agentReply = s.status === 'sent' && !s.outboundId.includes(':sla:') && !isAutomatedOutbound(s);
-      if (agentReply) {
-        if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
-        if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
-        t.lastOutboundAt = s.at;
-        t.firstResponseAt ??= s.at;
-      }
-      // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
-      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && !s.outboundId.includes(':sla:')) {
-        t.lastEmailMessageId = s.platformMessageId;
-        t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
-      }
-      t.updatedAt = entry.at;
-      return t;
-    });
-    this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
-    if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
-    if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
-    await this.journal.emit('ticket.delivery', updated ?? ticket.value, cause, entry);
-  }
-}
-
-/** "5", "4/5", "3 из 5", "5, спасибо!" after a satisfaction request: the rating; anything else is a message. */
-export function ratingIn(t: Ticket, text: string, now: number, windowMs: number): number | undefined {
-  if (!t.csat?.requestedAt || t.csat.rating !== undefined) return undefined;
-  if (now - Date.parse(t.csat.requestedAt) > windowMs || text.length > 80) return undefined;
-  const m = /^\s*([1-5])(?!\d)(?:\s*(?:\/|из)\s*5)?(?:[\s.,!)]+\D*)?$/su.exec(text);
-  return m ? Number(m[1]) : undefined;
-}
-
-/** What every inbound message changes on its ticket, whatever its status. */
-function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
-  t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
-  t.messageCount++;
-  t.lastInboundAt = e.receivedAt;
-  t.lastInboundPlatformId = e.platform.messageId;
-  t.updatedAt = at;
-  const sender = (e.email?.from ?? e.sender.id).toLowerCase();
-  if (!t.participants.includes(sender)) t.participants.push(sender);
-  // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
-  for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
-    if (!t.participants.includes(addr.toLowerCase())) t.participants.push(addr.toLowerCase());
-  }
-  if (e.email) {
-    t.lastEmailMessageId = e.email.messageId;
-    t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
-  }
-}
-
-/** Auto-acknowledgements and satisfaction requests carry fixed idempotency keys; they are not an agent's answer. */
-function isAutomatedOutbound(s: DeliveryStatus): boolean {
-  return AUTOMATED_SUFFIXES.some((suffix) => s.outboundId.endsWith(suffix));
-}
-const AUTOMATED_SUFFIXES = ['auto-acknowledgement', 'satisfaction-request'].map((k) => `:${createHash('sha256').update(k).digest('hex').slice(0, 24)}`);
-
-/** References for the next outbound mail: the chain so far plus the newest id, bounded. */
-export function mergeReferences(existing: string[], incoming: string[], newest: string): string[] {
-  const out = [...existing];
-  for (const id of [...incoming, newest]) if (id && !out.includes(id)) out.push(id);
-  // Long chains are trimmed from the middle, keeping the root as RFC 5322 suggests.
-  return out.length > 20 ? [out[0]!, ...out.slice(-19)] : out;
 }

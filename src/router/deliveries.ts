@@ -1,0 +1,90 @@
+/**
+ * Delivery outcomes (omni.status.*, reported by connectors) into the ticket: a log entry, the
+ * platform ids that let replies and bounces find the ticket, reaction times, and the
+ * ticket.delivery announcement. Idempotent: the log append carries a Nats-Msg-Id per outcome and
+ * the ticket update is skipped when its log sequence was already applied.
+ */
+import type { JsMsg } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import type { Logger } from '../core/logger.js';
+import { deadLetter } from '../core/dead-letter.js';
+import { errorMessage } from '../core/errors.js';
+import { metrics } from '../core/metrics.js';
+import { DeliveryStatus, describeZodError, type LogEntry } from '../core/schema.js';
+import { Subjects, hashKey } from '../core/subjects.js';
+import type { Journal } from './journal.js';
+import type { RouterMetrics } from './metrics.js';
+import { park } from './park.js';
+import { isAutomatedOutbound, mergeReferences } from './ticket-changes.js';
+import { IndexKeys, type TicketStore } from './tickets.js';
+
+export class DeliveryRecorder {
+  constructor(
+    private readonly bus: Bus,
+    private readonly store: TicketStore,
+    private readonly journal: Journal,
+    private readonly metrics: RouterMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  async handle(m: JsMsg): Promise<void> {
+    let status: DeliveryStatus;
+    try {
+      const parsed = DeliveryStatus.safeParse(m.json());
+      if (!parsed.success) return park(this.bus, this.log, m, `invalid delivery status: ${describeZodError(parsed.error)}`);
+      status = parsed.data;
+    } catch {
+      return park(this.bus, this.log, m, 'delivery status is not valid JSON');
+    }
+    try {
+      await this.recordDelivery(status);
+      m.ack();
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err), outboundId: status.outboundId }, 'recording delivery failed; will retry');
+      m.nak(1000);
+    }
+  }
+
+  private async recordDelivery(s: DeliveryStatus): Promise<void> {
+    const ticket = await this.store.get(s.ticketId);
+    if (!ticket) {
+      await deadLetter(this.bus, 'router', Subjects.status(s.channel, s.account), `delivery status for unknown ticket ${s.ticketId}`, JSON.stringify(s));
+      return;
+    }
+    const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
+    const cause = `dlv:${s.outboundId}:${s.status}`;
+    const ack = await this.journal.append(s.ticketId, entry, cause);
+    if (s.platformMessageId) {
+      await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId);
+      if (ticket.value.conversation.kind === 'email') {
+        // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
+        await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
+        await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
+      }
+    }
+    let reaction: { first?: number; wait?: number } = {};
+    const updated = await this.store.mutate(s.ticketId, (t) => {
+      if (t.appliedSeq >= ack.seq) return null;
+      t.appliedSeq = ack.seq;
+      reaction = {};
+      const agentReply = s.status === 'sent' && !s.outboundId.includes(':sla:') && !isAutomatedOutbound(s);
+      if (agentReply) {
+        if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
+        if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
+        t.lastOutboundAt = s.at;
+        t.firstResponseAt ??= s.at;
+      }
+      // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
+      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && !s.outboundId.includes(':sla:')) {
+        t.lastEmailMessageId = s.platformMessageId;
+        t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
+      }
+      t.updatedAt = entry.at;
+      return t;
+    });
+    this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
+    if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
+    if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
+    await this.journal.emit('ticket.delivery', updated ?? ticket.value, cause, entry);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What messages and delivery outcomes change on a ticket: pure functions over the ticket record,
+ * applied inside compare-and-set updates (so they may run more than once per event).
+ */
+import { createHash } from 'node:crypto';
+import type { DeliveryStatus, InboundMessage, Ticket } from '../core/schema.js';
+
+/** Event ids a ticket remembers: a redelivered event among them changes nothing. */
+export const RECENT_EVENTS = 16;
+
+/** "5", "4/5", "3 из 5", "5, спасибо!" after a satisfaction request: the rating; anything else is a message. */
+export function ratingIn(t: Ticket, text: string, now: number, windowMs: number): number | undefined {
+  if (!t.csat?.requestedAt || t.csat.rating !== undefined) return undefined;
+  if (now - Date.parse(t.csat.requestedAt) > windowMs || text.length > 80) return undefined;
+  const m = /^\s*([1-5])(?!\d)(?:\s*(?:\/|из)\s*5)?(?:[\s.,!)]+\D*)?$/su.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** What every inbound message changes on its ticket, whatever its status. */
+export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
+  t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
+  t.messageCount++;
+  t.lastInboundAt = e.receivedAt;
+  t.lastInboundPlatformId = e.platform.messageId;
+  t.updatedAt = at;
+  const sender = (e.email?.from ?? e.sender.id).toLowerCase();
+  if (!t.participants.includes(sender)) t.participants.push(sender);
+  // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
+  for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
+    if (!t.participants.includes(addr.toLowerCase())) t.participants.push(addr.toLowerCase());
+  }
+  if (e.email) {
+    t.lastEmailMessageId = e.email.messageId;
+    t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
+  }
+}
+
+/** Auto-acknowledgements and satisfaction requests carry fixed idempotency keys; they are not an agent's answer. */
+export function isAutomatedOutbound(s: DeliveryStatus): boolean {
+  return AUTOMATED_SUFFIXES.some((suffix) => s.outboundId.endsWith(suffix));
+}
+const AUTOMATED_SUFFIXES = ['auto-acknowledgement', 'satisfaction-request'].map((k) => `:${createHash('sha256').update(k).digest('hex').slice(0, 24)}`);
+
+/** References for the next outbound mail: the chain so far plus the newest id, bounded. */
+export function mergeReferences(existing: string[], incoming: string[], newest: string): string[] {
+  const out = [...existing];
+  for (const id of [...incoming, newest]) if (id && !out.includes(id)) out.push(id);
+  // Long chains are trimmed from the middle, keeping the root as RFC 5322 suggests.
+  return out.length > 20 ? [out[0]!, ...out.slice(-19)] : out;
+}
