@@ -81,7 +81,7 @@ export class JsPipeline {
     if (this.nc.isClosed()) return Promise.reject(new Error('NATS connection closed'));
     const token = (this.next++).toString(36);
     return new Promise<Msg>((resolve, reject) => {
-      this.pending.set(token, { resolve, reject, deadline: Date.now() + this.timeoutMs });
+      this.pending.set(token, { resolve, reject, deadline: performance.now() + this.timeoutMs });
       this.outbox.push({ subject, data, opts: h ? { reply: `${this.prefix}.${token}`, headers: h } : { reply: `${this.prefix}.${token}` }, token });
       if (this.outbox.length === 1) setImmediate(this.sendOutbox);
     });
@@ -115,7 +115,7 @@ export class JsPipeline {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = performance.now(); // monotonic: deadlines stay in insertion order
     for (const [token, p] of this.pending) {
       if (p.deadline > now) break; // insertion order is deadline order
       this.pending.delete(token);
