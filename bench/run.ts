@@ -26,6 +26,7 @@ const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 2_000);
 const RATE = Number(process.env.BENCH_RATE ?? 2_000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
+const ROUTERS = Number(process.env.BENCH_ROUTERS ?? 1);
 const WINDOW = 1_000; // publishes in flight
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -165,11 +166,13 @@ async function main(): Promise<void> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });
-  const gateway = spawnGateway(config, { entry: 'dist', nodeArgs: process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []) });
+  const nodeArgs = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []);
+  // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
+  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs }));
   try {
-    await gateway.started;
+    await Promise.all(gateways.map((g) => g.started));
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
-    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations (nats-server ${nc.info?.version}, node ${process.version})`);
+    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es) (nats-server ${nc.info?.version}, node ${process.version})`);
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
     const routed = await routedPhase(nc, events);
@@ -188,11 +191,12 @@ async function main(): Promise<void> {
       latency_rate_per_s: Math.round(paced.achieved),
       events: EVENTS,
       conversations: CONVERSATIONS,
+      routers: ROUTERS,
       channels,
     };
     say(JSON.stringify(result));
   } finally {
-    await gateway.kill('SIGTERM');
+    await Promise.all(gateways.map((g) => g.kill('SIGTERM')));
     await nc.close();
     await nats.stop();
   }
