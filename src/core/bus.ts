@@ -120,6 +120,7 @@ export class Bus {
     // allow_direct (2.9+): the hot buckets are read with direct gets by the pipeline.
     for (const name of ['tickets', 'threads', 'meta'] as const) {
       this.kv[name] = await kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true });
+      await this.ensureDirectGets(`KV_${Buckets[name]}`);
       this.hotKv[name] = new PipelinedKv(this.pipe, Buckets[name]);
     }
     this.kv.dedup = await kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs });
@@ -127,6 +128,14 @@ export class Bus {
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+  }
+
+  /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */
+  private async ensureDirectGets(stream: string): Promise<void> {
+    const info = await this.jsm.streams.info(stream);
+    if (info.config.allow_direct) return;
+    await this.jsm.streams.update(stream, { ...info.config, allow_direct: true });
+    this.log.info({ stream }, 'direct gets enabled on bucket');
   }
 
   private async ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {

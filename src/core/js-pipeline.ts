@@ -39,6 +39,7 @@ export class JsPipeline {
   private readonly sub: Subscription;
   private readonly sweeper: NodeJS.Timeout;
   private next = 0;
+  private closedReason?: Error;
   private outbox: Array<{ subject: string; data: string | Uint8Array; opts: { reply: string; headers?: MsgHdrs }; token: string }> = [];
 
   constructor(
@@ -47,7 +48,11 @@ export class JsPipeline {
     private readonly apiPrefix = '$JS.API',
   ) {
     this.prefix = createInbox();
-    this.sub = nc.subscribe(`${this.prefix}.*`, { callback: (_err, m) => this.settle(m) });
+    this.sub = nc.subscribe(`${this.prefix}.*`, {
+      // An error here (a permissions violation on the inbox) ends the subscription: fail fast
+      // from then on instead of letting every call wait for its timeout.
+      callback: (err, m) => (err ? this.close(new Error(`JetStream reply subscription failed: ${err.message}`)) : this.settle(m)),
+    });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS).unref();
     void nc.closed().then(() => this.close(new Error('NATS connection closed')));
   }
@@ -78,6 +83,7 @@ export class JsPipeline {
   }
 
   private request(subject: string, data: string | Uint8Array, h?: MsgHdrs): Promise<Msg> {
+    if (this.closedReason) return Promise.reject(this.closedReason);
     if (this.nc.isClosed()) return Promise.reject(new Error('NATS connection closed'));
     const token = (this.next++).toString(36);
     return new Promise<Msg>((resolve, reject) => {
@@ -124,6 +130,7 @@ export class JsPipeline {
   }
 
   close(reason = new Error('pipeline closed')): void {
+    this.closedReason ??= reason;
     clearInterval(this.sweeper);
     if (!this.sub.isClosed()) this.sub.unsubscribe();
     for (const p of this.pending.values()) p.reject(reason);

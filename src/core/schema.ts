@@ -112,7 +112,16 @@ export const InboundMessage = z.object({
   automated: AutomatedKind.optional(),
   /** For a bounce: the Message-ID / platform id of our outbound message that bounced, and why. */
   bounceOf: z.object({ platformMessageId: z.string(), reason: z.string() }).optional(),
-  platform: z.object({ messageId: z.string(), sentAt: IsoTime.optional() }),
+  platform: z.object({
+    messageId: z.string(),
+    sentAt: IsoTime.optional(),
+    /**
+     * Who stamped sentAt: `platform` when the platform's servers did (Telegram, Slack, WhatsApp),
+     * so the router may judge the event's age by it; absent when the sender wrote it (a mail's
+     * Date header, a webhook client's field).
+     */
+    sentAtBy: z.literal('platform').optional(),
+  }),
 });
 export type InboundMessage = z.infer<typeof InboundMessage>;
 

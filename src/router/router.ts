@@ -182,11 +182,11 @@ export class Router {
    * duplicate window never reaches us (Nats-Msg-Id = event id), and within that window every
    * routing step is idempotent on its own (ticket CAS skips recent event ids, log and event
    * writes carry Nats-Msg-Ids). So only a JetStream redelivery, or a message old enough that a
-   * replay of it could have escaped the window, needs the marker. Email is always checked: its
-   * Date header is whatever the sender wrote.
+   * replay of it could have escaped the window, needs the marker. Only a time the platform's
+   * servers stamped is trusted: a mail's Date or a webhook client's sentAt is the sender's word.
    */
   private mayBeProcessed(e: InboundMessage, redelivered: boolean): boolean {
-    if (redelivered || e.email || !e.platform.sentAt) return true;
+    if (redelivered || e.platform.sentAtBy !== 'platform' || !e.platform.sentAt) return true;
     const age = Date.now() - Date.parse(e.platform.sentAt);
     return !(age > -CLOCK_SKEW_MS && age < this.bus.options.duplicateWindowMs - CLOCK_SKEW_MS);
   }

@@ -3,6 +3,7 @@ import { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Buckets, Streams } from '../../src/core/subjects.js';
 import { acquireLease } from '../../src/core/lease.js';
+import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 
 let nats: TestNats;
@@ -37,6 +38,22 @@ describe('bus provisioning', () => {
     const info = await bus.jsm.streams.info(Streams.inbound);
     expect(info.config.duplicate_window).toBe(300_000 * 1_000_000);
     await bus.close();
+  });
+
+  it('turns on direct gets for a hot bucket an older server or another tool created without them', async () => {
+    const fresh = await startNats();
+    try {
+      const bus = await Bus.connect(options(fresh.url), log);
+      await new Kvm(bus.js).create(Buckets.threads, { history: 1, allow_direct: false });
+      expect((await bus.jsm.streams.info(`KV_${Buckets.threads}`)).config.allow_direct).toBe(false);
+      await bus.provision();
+      expect((await bus.jsm.streams.info(`KV_${Buckets.threads}`)).config.allow_direct).toBe(true);
+      await bus.hotKv.threads.create('conv.x', 'T-1');
+      expect((await bus.hotKv.threads.get('conv.x'))?.string()).toBe('T-1');
+      await bus.close();
+    } finally {
+      await fresh.stop();
+    }
   });
 
   it('gives a lease to one holder at a time and hands it over when the holder stops renewing', async () => {

@@ -65,6 +65,12 @@ describe('JsPipeline publish', () => {
     await expect(p.publish('pipe.x', 'x')).rejects.toThrow(/closed/);
     silent.unsubscribe();
   });
+
+  it('refuses work at once after close() on a live connection', async () => {
+    const p = new JsPipeline(nc, 5_000);
+    p.close();
+    await expect(p.publish('pipe.x', 'x')).rejects.toThrow(/pipeline closed/);
+  });
 });
 
 describe('PipelinedKv', () => {

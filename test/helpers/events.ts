@@ -5,7 +5,7 @@ import type { InboundMessage } from '../../src/core/schema.js';
 
 let counter = 0;
 
-export function chatMessage(o: { channel?: string; account?: string; chat: string; threadId?: string; text?: string; id?: string; from?: string; kind?: 'private' | 'group' | 'channel'; sentAt?: string }): InboundMessage {
+export function chatMessage(o: { channel?: string; account?: string; chat: string; threadId?: string; text?: string; id?: string; from?: string; kind?: 'private' | 'group' | 'channel'; sentAt?: string; sentAtBy?: 'platform' | 'sender' }): InboundMessage {
   const channel = o.channel ?? 'webhook';
   const account = o.account ?? 'site';
   const pid = o.id ?? `m${++counter}-${Math.random().toString(36).slice(2, 8)}`;
@@ -22,7 +22,7 @@ export function chatMessage(o: { channel?: string; account?: string; chat: strin
     attachments: [],
     parts: [],
     // As chat connectors do: the platform's send time (the router trusts recent ones, see mayBeProcessed).
-    platform: { messageId: pid, sentAt: o.sentAt ?? new Date().toISOString() },
+    platform: { messageId: pid, sentAt: o.sentAt ?? new Date().toISOString(), ...(o.sentAtBy === 'sender' ? {} : { sentAtBy: 'platform' as const }) },
     receivedAt: new Date().toISOString(),
   };
 }

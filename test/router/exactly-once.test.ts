@@ -66,7 +66,20 @@ describe('the processed marker', () => {
     expect(await loggedInbound(routed.ticketId, old.id)).toHaveLength(1);
   });
 
-  it('is skipped for a fresh first delivery, whose copies the other idempotent steps absorb', async () => {
+  it('is read for a fresh message whose time the sender wrote (a webhook client, a mail Date)', async () => {
+    const webhook = chatMessage({ chat: 'sender-clock', sentAtBy: 'sender' });
+    await publishEvent(gw.nc, webhook);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === webhook.id);
+    const before = await duplicatesSeen();
+    await publishEvent(gw.nc, webhook, { msgID: false });
+    const marker = chatMessage({ chat: 'sender-clock' });
+    await publishEvent(gw.nc, marker);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === marker.id);
+    expect(await duplicatesSeen()).toBe(before + 1);
+    expect(await loggedInbound(routed.ticketId, webhook.id)).toHaveLength(1);
+  });
+
+  it('is skipped for a fresh first delivery stamped by the platform, whose copies the other idempotent steps absorb', async () => {
     const fresh = chatMessage({ chat: 'fresh-copies' });
     await publishEvent(gw.nc, fresh);
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === fresh.id);

@@ -146,7 +146,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
       attachments: [],
       parts: [],
       replyTo: e.thread_ts && e.thread_ts !== e.ts ? platformId(e.channel, e.thread_ts) : undefined,
-      platform: { messageId: pid, sentAt: new Date(Number(e.ts) * 1000).toISOString() },
+      platform: { messageId: pid, sentAt: new Date(Number(e.ts) * 1000).toISOString(), sentAtBy: 'platform' },
     },
   };
 }

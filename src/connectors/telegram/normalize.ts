@@ -177,7 +177,7 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
       parts,
       replyTo: isRealReply ? platformId(m.chat.id, reply!.message_id) : undefined,
       automated: from?.is_bot ? 'bot' : undefined,
-      platform: { messageId: pid, sentAt: new Date(m.date * 1000).toISOString() },
+      platform: { messageId: pid, sentAt: new Date(m.date * 1000).toISOString(), sentAtBy: 'platform' },
     },
   };
 }

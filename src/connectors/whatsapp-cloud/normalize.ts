@@ -67,7 +67,7 @@ export function normalizeCloudMessage(m: CloudMessage, value: CloudValue, channe
   const profile = value.contacts?.find((c) => c.wa_id === m.from)?.profile?.name;
   const sender = { id: jid, ...(profile ? { displayName: profile } : {}), handles: { jid, phone: `+${m.from}`, wa_id: m.from } };
   const seconds = Number(m.timestamp);
-  const platform = { messageId: m.id, ...(Number.isFinite(seconds) && seconds > 0 ? { sentAt: new Date(seconds * 1000).toISOString() } : {}) };
+  const platform = { messageId: m.id, ...(Number.isFinite(seconds) && seconds > 0 ? { sentAt: new Date(seconds * 1000).toISOString(), sentAtBy: 'platform' as const } : {}) };
   let text = '';
   let media: PendingCloudMedia | undefined;
   const parts: StructuredPart[] = [];

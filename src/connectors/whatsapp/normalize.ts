@@ -83,7 +83,7 @@ export function normalizeMessage(msg: WAMessage, c: NormalizeContext): Normalize
   };
   const conversation = { id: chat, kind: group ? ('group' as const) : ('private' as const) };
   const sentAt = toSeconds(msg.messageTimestamp);
-  const platform = { messageId: pid, ...(sentAt ? { sentAt: new Date(sentAt * 1000).toISOString() } : {}) };
+  const platform = { messageId: pid, ...(sentAt ? { sentAt: new Date(sentAt * 1000).toISOString(), sentAtBy: 'platform' as const } : {}) };
   const id = eventId(c.channel, c.account, pid);
   const targetId = (k: P.IMessageKey | null | undefined) => (k?.id ? platformId(k.remoteJid ? c.resolve(k.remoteJid) : chat, k.id) : undefined);
 
