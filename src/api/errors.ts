@@ -11,7 +11,7 @@ export const STATUS_OF = {
   forbidden: 403,
   not_found: 404,
   ticket_not_found: 404,
-  not_sendable: 409,
+  in_progress: 409,
   payload_too_large: 413,
   internal: 500,
   unavailable: 503,

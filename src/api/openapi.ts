@@ -88,7 +88,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Add an internal note (logged, never sent)',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(NoteCommand.omit(fromPath))),
-          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 503) },
+          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 409, 503) },
         },
       },
       '/v1/tickets/{id}/status': {
@@ -96,7 +96,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Change the ticket status',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(StatusCommand.omit(fromPath))),
-          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 503) },
+          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 409, 503) },
         },
       },
       '/v1/attachments': {
@@ -138,7 +138,7 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'Missing or invalid bearer token',
   403: 'The token is read-only',
   404: 'Unknown ticket or attachment',
-  409: 'The ticket cannot be replied to on its channel (not_sendable)',
+  409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key',
   413: 'Attachment or body too large',
   503: 'The router did not answer in time: retry with the same Idempotency-Key',
 };

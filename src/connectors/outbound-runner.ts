@@ -10,7 +10,7 @@ import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
-import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../core/errors.js';
+import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../core/errors.js';
 import { deadLetter } from '../core/dead-letter.js';
 import type { Connector } from './contract.js';
 
@@ -21,6 +21,9 @@ export interface OutboundRunnerOptions {
   ackWaitMs: number;
   concurrency: number;
 }
+
+/** How soon a message handed back by a replica that cannot send it is offered again. */
+const SEND_ELSEWHERE_DELAY_MS = 500;
 
 type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string };
 
@@ -114,6 +117,12 @@ export class OutboundRunner {
           await this.finish(m, msg, markerKey, { s: 'sent', attempts, pid: result.platformMessageId }, 'sent', result.platformMessageId);
           return;
         } catch (err) {
+          if (err instanceof SendElsewhereError) {
+            // Not this replica's to send: undo the attempt and let the queue hand it to another.
+            await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts: attempts - 1 } satisfies Marker));
+            m.nak(SEND_ELSEWHERE_DELAY_MS);
+            return;
+          }
           if (err instanceof PermanentDeliveryError) {
             await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, `${err.reason}: ${err.message}`);
             return;

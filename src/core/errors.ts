@@ -25,6 +25,18 @@ export class PermanentDeliveryError extends Error {
   }
 }
 
+/**
+ * This process cannot send for the account at all, while another replica can (a WhatsApp Web
+ * session lives in the one process holding its lease). The message is handed back to the
+ * shared queue for a replica that can, without counting an attempt.
+ */
+export class SendElsewhereError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SendElsewhereError';
+  }
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

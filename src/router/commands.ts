@@ -26,10 +26,11 @@ import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
-  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'not_sendable' | 'internal'; message: string; field?: string } };
+  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'in_progress' | 'internal'; message: string; field?: string } };
 
 const CLAIM_POLL_MS = 50;
-const CLAIM_WAIT_MS = 10_000;
+// Shorter than the API's 10 s command timeout, so an HTTP client gets in_progress rather than 503.
+const CLAIM_WAIT_MS = 5_000;
 const CLAIM_STALE_MS = 30_000;
 
 export class CommandHandler {
@@ -80,8 +81,9 @@ export class CommandHandler {
   /**
    * Runs `act` once per idempotency key and stores its result; a replay returns the stored result.
    * The key is claimed with a KV create (compare-and-set), so two concurrent requests with one key
-   * never both act: the second waits for the first one's result. A claim left by a process that
-   * died mid-command is taken over after CLAIM_STALE_MS.
+   * never both act: the second waits up to CLAIM_WAIT_MS for the first one's result, then answers
+   * `in_progress` (retry later with the same key). Only a claim older than CLAIM_STALE_MS — left
+   * by a process that died mid-command — is taken over.
    */
   private async once(kind: string, key: string | undefined, act: () => Promise<CommandResult>): Promise<CommandResult> {
     if (!key) return act();
@@ -98,11 +100,14 @@ export class CommandHandler {
         if (!prior || prior.operation !== 'PUT') continue;
         const value = prior.json() as (CommandResult & { ok: true }) | { pending: true; at: number };
         if (!('pending' in value)) return { ...value, replayed: true };
-        if (Date.now() - value.at < CLAIM_STALE_MS && waited < CLAIM_WAIT_MS) {
+        if (Date.now() - value.at < CLAIM_STALE_MS) {
+          if (waited >= CLAIM_WAIT_MS) {
+            return { ok: false, error: { code: 'in_progress', message: 'a request with this idempotency key is still being processed; retry later with the same key' } };
+          }
           await new Promise((r) => setTimeout(r, CLAIM_POLL_MS));
           continue;
         }
-        // The holder died (or is stuck): take the claim over, once.
+        // The holder died mid-command: take the claim over, once.
         try {
           revision = await kv.update(marker, claim, prior.revision);
         } catch (e) {

@@ -4,6 +4,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import type { DeadLetter } from '../../src/core/schema.js';
 import { metrics } from '../../src/core/metrics.js';
+import { hashKey } from '../../src/core/subjects.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -148,6 +149,25 @@ describe('command idempotency under concurrency', () => {
     expect(log.filter((l) => l.entry.kind === 'note')).toHaveLength(1);
     expect(log.filter((l) => l.entry.kind === 'status')).toHaveLength(1);
   });
+});
+
+describe('an idempotency key claimed by a request still running', () => {
+  it('answers in_progress while the claim is fresh, and takes over a claim left by a dead process', async () => {
+    const event = chatMessage({ chat: 'claimed-key' });
+    await publishEvent(gw.nc, event);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === event.id);
+    const kv = gw.gateway.bus!.kv.dedup;
+    // What a request in flight (or one whose process died) leaves behind.
+    await kv.put(`cmd.note.${hashKey(`${created.ticketId}\u0000busy-key`)}`, JSON.stringify({ pending: true, at: Date.now() }));
+    const busy = await gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'занято', idempotencyKey: 'busy-key' });
+    expect(busy).toMatchObject({ ok: false, error: { code: 'in_progress' } });
+
+    await kv.put(`cmd.note.${hashKey(`${created.ticketId}\u0000dead-key`)}`, JSON.stringify({ pending: true, at: Date.now() - 120_000 }));
+    const taken = await gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'после сбоя', idempotencyKey: 'dead-key' });
+    expect(taken.ok).toBe(true);
+    const replay = await gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'после сбоя', idempotencyKey: 'dead-key' });
+    expect(replay).toMatchObject({ ok: true, replayed: true, result: { noteId: taken.result.noteId } });
+  }, 20_000);
 });
 
 describe('internal notes and replies', () => {
