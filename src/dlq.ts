@@ -6,10 +6,11 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
 import type { GatewayConfig } from './core/config.js';
 import { DeadLetter } from './core/schema.js';
-import { Streams, Subjects } from './core/subjects.js';
+import { MEDIA_BUCKET, Streams, Subjects } from './core/subjects.js';
 
 export interface DlqOptions {
   source?: string;
@@ -53,7 +54,9 @@ export async function deadLetters(config: GatewayConfig, o: DlqOptions): Promise
         // Failed sends are not replayed: their outbound id is settled (at most once); the agent
         // answers again, which makes a new id.
         if (o.replay && d.subject.startsWith('omni.') && !d.subject.startsWith('omni.out.')) {
-          const bytes = d.payloadEncoding === 'base64' ? Buffer.from(d.payload, 'base64') : Buffer.from(d.payload, 'utf8');
+          const bytes = d.payloadObjectKey
+            ? await readStoredPayload(js, d.payloadObjectKey)
+            : d.payloadEncoding === 'base64' ? Buffer.from(d.payload, 'base64') : Buffer.from(d.payload, 'utf8');
           await js.publish(d.subject, bytes, { msgID: `replay:${m.seq}` });
           replayed++;
         }
@@ -65,4 +68,12 @@ export async function deadLetters(config: GatewayConfig, o: DlqOptions): Promise
   } finally {
     await nc.drain();
   }
+}
+
+/** A payload parked in the object store because it was too large for a message. */
+async function readStoredPayload(js: JetStreamClient, objectKey: string): Promise<Uint8Array> {
+  const store = await new Objm(js).open(MEDIA_BUCKET);
+  const data = await store.getBlob(objectKey);
+  if (!data) throw new Error(`dead letter payload ${objectKey} is missing from the object store`);
+  return data;
 }

@@ -23,6 +23,8 @@ import { errorMessage } from '../core/errors.js';
 import { InvalidEventError, type AccountState, type Connector, type ConnectorContext, type ConnectorFactory, type ConnectorHealth } from './contract.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
 
+/** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
+const EVENT_HEADROOM_BYTES = 16 * 1024;
 export interface HostedConnectorSpec {
   factory: ConnectorFactory<any>;
   account: string;
@@ -151,6 +153,11 @@ export class ConnectorHost {
         if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`);
         const event = parsed.data;
         const payload = JSON.stringify(event);
+        // Over the server's max_payload the publish can never succeed: retrying would block this
+        // account's intake forever. The connector parks it (the dead letter stores big payloads aside).
+        const bytes = Buffer.byteLength(payload);
+        const limit = (bus.nc.info?.max_payload ?? 1_048_576) - EVENT_HEADROOM_BYTES;
+        if (bytes > limit) throw new InvalidEventError(`event is ${bytes} bytes, over the ${limit}-byte limit of a NATS message: move large bodies into the object store`);
         // NATS being down must not lose what the platform handed us: keep trying (the caller has
         // not acknowledged the platform yet), and say so after a few seconds.
         for (let attempt = 1; ; attempt++) {

@@ -1,14 +1,31 @@
 /**
  * Dead letters: what could not be processed is parked on omni.dlq.<source> with the reason and
  * the original bytes, so nothing accepted is ever silently dropped and everything can be replayed.
+ * A payload too large to travel in a NATS message (often the very reason it was parked) is kept
+ * whole in the object store and the letter points at it.
  */
+import { createHash } from 'node:crypto';
 import type { Bus } from './bus.js';
 import { Subjects } from './subjects.js';
 import type { DeadLetter } from './schema.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
+/** Payloads above this go to the object store: the letter itself must stay well under max_payload. */
+export const INLINE_DEAD_LETTER_BYTES = 256 * 1024;
 
 export async function deadLetter(bus: Bus, source: string, subject: string, reason: string, payload: unknown): Promise<void> {
+  const bytes = payload instanceof Uint8Array ? payload : typeof payload === 'string' ? Buffer.from(payload, 'utf8') : undefined;
+  if (bytes && bytes.byteLength > INLINE_DEAD_LETTER_BYTES) {
+    const objectKey = `dead-letters/sha256/${createHash('sha256').update(bytes).digest('hex')}`;
+    const existing = await bus.media.info(objectKey);
+    if (!existing || existing.deleted) await bus.media.putBlob({ name: objectKey, description: `dead letter from ${source}` }, bytes);
+    const letter: DeadLetter = {
+      v: 1, type: 'dead-letter', source, subject, reason, at: new Date().toISOString(),
+      payload: '', payloadEncoding: 'utf8', payloadObjectKey: objectKey, payloadBytes: bytes.byteLength,
+    };
+    await bus.publishJson(Subjects.deadLetter(source), letter);
+    return;
+  }
   let text: string;
   let encoding: DeadLetter['payloadEncoding'] = 'utf8';
   if (payload instanceof Uint8Array) {

@@ -401,9 +401,16 @@ export const DeadLetter = z.object({
   subject: z.string(),
   reason: z.string(),
   at: IsoTime,
-  /** The original payload as UTF-8 text (base64 when it was not valid UTF-8). */
+  /** The original payload as UTF-8 text (base64 when it was not valid UTF-8); empty when stored aside. */
   payload: z.string(),
   payloadEncoding: z.enum(['utf8', 'base64']),
+  /**
+   * A payload too large for a NATS message is kept whole in the object store under this key
+   * (`dead-letters/sha256/<hex>`, raw bytes); `omnigate dlq --replay` reads it from there.
+   */
+  payloadObjectKey: z.string().optional(),
+  /** Size of the original payload in bytes. */
+  payloadBytes: z.number().int().nonnegative().optional(),
 });
 export type DeadLetter = z.infer<typeof DeadLetter>;
 

@@ -46,4 +46,28 @@ describe('webhook channel end to end', () => {
     expect(verify(SECRET, received[0]!.body, received[0]!.sig).ok).toBe(true);
     expect(JSON.parse(received[0]!.body).text).toBe('Здравствуйте! Уже смотрим.');
   });
+
+  it('parks a message too large for a NATS message with the reason, keeps the whole body in the object store, and goes on', async () => {
+    const text = 'Очень длинное письмо. '.repeat(30_000); // ~660k characters, ~1.2 MB as UTF-8
+    const raw = JSON.stringify({ messageId: 'huge-1', sender: { id: 'big@example.ru' }, text });
+    const res = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: raw,
+    });
+    expect(res.status).toBe(400);
+    expect((await res.json()).message).toMatch(/over the \d+-byte limit of a NATS message/);
+    const letter = await gw.waitForStreamMessage<any>('OMNI_DLQ', 'omni.dlq.inbound.webhook.site', (d: any) => /byte limit/.test(d.reason));
+    expect(letter.payload).toBe('');
+    expect(letter.payloadBytes).toBe(Buffer.byteLength(raw));
+    const stored = await gw.gateway.bus!.media.getBlob(letter.payloadObjectKey);
+    expect(Buffer.from(stored!).toString('utf8')).toBe(raw);
+
+    const after = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messageId: 'after-huge', sender: { id: 'big@example.ru' }, text: 'Короткое' }),
+    });
+    expect(after.status).toBe(202);
+  });
 });
