@@ -15,7 +15,7 @@ import { TokenAuth } from './auth.js';
 import { registerApi } from './routes.js';
 import type { HttpServer } from './server.js';
 import { TicketIndex } from './ticket-index.js';
-import { WebhookDispatcher } from './webhooks.js';
+import { WebhookDispatcher, type DispatchLease } from './webhooks.js';
 
 export class HelpdeskSurface {
   private index?: TicketIndex;
@@ -28,8 +28,9 @@ export class HelpdeskSurface {
     /** Null when this process runs no router (the API needs the ticket store). */
     private readonly store: TicketStore | null,
     private readonly log: Logger,
+    lease: DispatchLease,
   ) {
-    this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name })));
+    this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name }), lease));
   }
 
   /** Mounts routes (before the server listens) and starts the index and the dispatchers. */

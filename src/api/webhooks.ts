@@ -3,7 +3,9 @@
  * (src/core/signature.ts), in order per ticket, retried with capped exponential backoff for as long
  * as `retryFor` allows, then parked on omni.dlq.webhook.<name> with the reason. Each webhook has
  * its own durable consumer, so a receiver that is down for an hour gets everything when it is
- * back, and one slow receiver never holds up another.
+ * back, and one slow receiver never holds up another. One gateway replica at a time dispatches a
+ * webhook (lease `webhook.<name>`): two would deliver one ticket's events concurrently, out of
+ * order; the others stand by and take over when the holder stops or dies.
  */
 import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
@@ -11,11 +13,12 @@ import type { Bus } from '../core/bus.js';
 import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
+import { acquireLease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep } from '../core/sleep.js';
-import { Consumers, Streams } from '../core/subjects.js';
+import { Consumers, Streams, kvSafe } from '../core/subjects.js';
 
 export interface WebhookTarget {
   name: string;
@@ -30,21 +33,76 @@ export interface WebhookTarget {
   redeliverAfter: number;
 }
 
+export interface DispatchLease {
+  /** This process's id in the lease bucket. */
+  holder: string;
+  ttlMs: number;
+}
+
 export class WebhookDispatcher {
   private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
-  /** Aborted on stop: backoff waits and in-flight POSTs end at once, their events are nak'ed. */
+  /** Aborted on stop: the lease wait ends. */
   private readonly stopping = new AbortController();
+  /** Aborted when this term as dispatcher ends (stop, or the lease lost): waits and POSTs end, events are nak'ed. */
+  private term = new AbortController();
+  private running?: Promise<void>;
+  private active = false;
 
   constructor(
     private readonly bus: Bus,
     private readonly target: WebhookTarget,
     private readonly log: Logger,
-  ) {
-    // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
-    setMaxListeners(0, this.stopping.signal);
+    private readonly lease: DispatchLease,
+  ) {}
+
+  /** Returns at once; delivery starts when this process holds the webhook's lease. */
+  async start(): Promise<void> {
+    this.running = this.serve();
   }
 
-  async start(): Promise<void> {
+  /** True while this process is the one delivering. */
+  get dispatching(): boolean {
+    return this.active;
+  }
+
+  private async serve(): Promise<void> {
+    const key = `webhook.${kvSafe(this.target.name)}`;
+    while (!this.stopping.signal.aborted) {
+      let lease;
+      try {
+        lease = await acquireLease(this.bus.kv.leases, key, { ttlMs: this.lease.ttlMs, holder: this.lease.holder, signal: this.stopping.signal, log: this.log });
+      } catch (err) {
+        if (this.stopping.signal.aborted) return;
+        this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook lease not taken; retrying');
+        await sleep(1000, this.stopping.signal);
+        continue;
+      }
+      this.term = new AbortController();
+      // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
+      setMaxListeners(0, this.term.signal);
+      const ended = this.stopping.signal.aborted
+        ? Promise.resolve()
+        : new Promise<void>((r) => this.stopping.signal.addEventListener('abort', () => r(), { once: true }));
+      try {
+        await this.startConsumer();
+        this.active = true;
+        this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
+        await Promise.race([lease.lost, ended]);
+      } catch (err) {
+        this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook dispatcher failed; retrying');
+      } finally {
+        this.active = false;
+        // Stop pulling first: its UNSUB reaches the server before the naks of what we held, so
+        // the server does not hand those events straight back to this dying subscription.
+        const stopped = this.consumer?.stop();
+        this.term.abort();
+        await stopped;
+        await lease.release();
+      }
+    }
+  }
+
+  private async startConsumer(): Promise<void> {
     this.consumer = new LaneConsumer<{ type: string; ticketId: string }>(this.bus, {
       stream: Streams.events,
       config: {
@@ -84,12 +142,8 @@ export class WebhookDispatcher {
   }
 
   async stop(): Promise<void> {
-    // Stop pulling first: its UNSUB reaches the server before the naks below, so the server does
-    // not hand the nak'ed events straight back to this dying subscription (where they would sit
-    // unacknowledged for ack_wait, and arrive after newer events once we are back).
-    const stopped = this.consumer?.stop();
     this.stopping.abort();
-    await stopped;
+    await this.running;
   }
 
   /** Events of this webhook not yet taken by the receiver (pending + in flight). */
@@ -106,30 +160,25 @@ export class WebhookDispatcher {
   private async deliver(m: JsMsg, type: string): Promise<void> {
     // The budget counts from when the event happened, so a gateway restart does not reset it.
     const firstSeen = m.info.timestampNanos / 1_000_000 || Date.now();
-    // While we retry, tell the server we are alive so it does not hand the event to someone else.
-    const keepAlive = setInterval(() => m.working(), Math.max(100, this.target.redeliverAfter / 3));
-    try {
-      for (let attempt = 1; ; attempt++) {
-        // Shutting down: queued events go back to the stream untried, in order, for the next run.
-        if (this.stopping.signal.aborted) return void m.nak();
-        const outcome = await this.post(m.data, type, m.info.streamSequence);
-        if (outcome.ok) return void m.ack();
-        if (this.stopping.signal.aborted) return void m.nak();
-        if (Date.now() - firstSeen > this.target.retryFor) {
-          metrics.webhookParked.inc({ webhook: this.target.name });
-          this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
-          await deadLetter(this.bus, `webhook.${this.target.name}`, m.subject, `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, m.data);
-          return void m.ack();
-        }
-        metrics.webhookRetries.inc({ webhook: this.target.name });
-        const backoff = this.target.backoffBase * 2 ** Math.min(attempt - 1, 20);
-        // A receiver's Retry-After is honoured, within the same cap as our own backoff.
-        const delay = Math.min(this.target.backoffMax, Math.max(backoff, outcome.retryAfterMs ?? 0));
-        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
-        await sleep(delay, this.stopping.signal);
+    // While we retry, the lane consumer tells the server we are still working on the event.
+    for (let attempt = 1; ; attempt++) {
+      // Shutting down: queued events go back to the stream untried, in order, for the next run.
+      if (this.term.signal.aborted) return void m.nak();
+      const outcome = await this.post(m.data, type, m.info.streamSequence);
+      if (outcome.ok) return void m.ack();
+      if (this.term.signal.aborted) return void m.nak();
+      if (Date.now() - firstSeen > this.target.retryFor) {
+        metrics.webhookParked.inc({ webhook: this.target.name });
+        this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
+        await deadLetter(this.bus, `webhook.${this.target.name}`, m.subject, `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, m.data);
+        return void m.ack();
       }
-    } finally {
-      clearInterval(keepAlive);
+      metrics.webhookRetries.inc({ webhook: this.target.name });
+      const backoff = this.target.backoffBase * 2 ** Math.min(attempt - 1, 20);
+      // A receiver's Retry-After is honoured, within the same cap as our own backoff.
+      const delay = Math.min(this.target.backoffMax, Math.max(backoff, outcome.retryAfterMs ?? 0));
+      if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
+      await sleep(delay, this.term.signal);
     }
   }
 
@@ -149,7 +198,7 @@ export class WebhookDispatcher {
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,
-        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.stopping.signal]),
+        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.term.signal]),
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.ok) return { ok: true };

@@ -107,45 +107,41 @@ export class OutboundRunner {
       return;
     }
     let attempts = marker?.attempts ?? 0;
-    const keepAlive = setInterval(() => m.working(), Math.max(1000, this.o.ackWaitMs / 3));
-    try {
-      for (;;) {
-        attempts++;
-        await kv.put(markerKey, JSON.stringify({ s: 'in-flight', attempts } satisfies Marker));
-        try {
-          const result = await this.connector.send(msg);
-          await this.finish(m, msg, markerKey, { s: 'sent', attempts, pid: result.platformMessageId }, 'sent', result.platformMessageId);
+    // While we retry, the lane consumer tells the server we are still working on the message.
+    for (;;) {
+      attempts++;
+      await kv.put(markerKey, JSON.stringify({ s: 'in-flight', attempts } satisfies Marker));
+      try {
+        const result = await this.connector.send(msg);
+        await this.finish(m, msg, markerKey, { s: 'sent', attempts, pid: result.platformMessageId }, 'sent', result.platformMessageId);
+        return;
+      } catch (err) {
+        if (err instanceof SendElsewhereError) {
+          // Not this replica's to send: undo the attempt and let the queue hand it to another.
+          await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts: attempts - 1 } satisfies Marker));
+          m.nak(SEND_ELSEWHERE_DELAY_MS);
           return;
-        } catch (err) {
-          if (err instanceof SendElsewhereError) {
-            // Not this replica's to send: undo the attempt and let the queue hand it to another.
-            await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts: attempts - 1 } satisfies Marker));
-            m.nak(SEND_ELSEWHERE_DELAY_MS);
-            return;
-          }
-          if (err instanceof PermanentDeliveryError) {
-            await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, `${err.reason}: ${err.message}`);
-            return;
-          }
-          await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts } satisfies Marker));
-          if (attempts >= this.o.maxAttempts) {
-            await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined,
-              `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
-            return;
-          }
-          const delay = err instanceof TransientDeliveryError && err.retryAfterMs !== undefined
-            ? err.retryAfterMs
-            : Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempts - 1));
-          this.log.warn({ outboundId: msg.id, attempts, delayMs: delay, err: errorMessage(err) }, 'send failed; retrying');
-          if (this.stopping) {
-            m.nak(delay); // another replica, or our restart, continues from the stored attempt count
-            return;
-          }
-          await new Promise((r) => setTimeout(r, delay));
         }
+        if (err instanceof PermanentDeliveryError) {
+          await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, `${err.reason}: ${err.message}`);
+          return;
+        }
+        await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts } satisfies Marker));
+        if (attempts >= this.o.maxAttempts) {
+          await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined,
+            `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
+          return;
+        }
+        const delay = err instanceof TransientDeliveryError && err.retryAfterMs !== undefined
+          ? err.retryAfterMs
+          : Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempts - 1));
+        this.log.warn({ outboundId: msg.id, attempts, delayMs: delay, err: errorMessage(err) }, 'send failed; retrying');
+        if (this.stopping) {
+          m.nak(delay); // another replica, or our restart, continues from the stored attempt count
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delay));
       }
-    } finally {
-      clearInterval(keepAlive);
     }
   }
 

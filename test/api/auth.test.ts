@@ -68,7 +68,7 @@ describe('bearer tokens on /v1', () => {
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, log, readiness: async () => ({ ready: true, checks: {} }) });
     server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
     server.route('POST', '/connectors/whatsapp/main/logout', async () => ({ status: 200, body: { ok: true } }), { auth: true });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }] }, webhooks: [], media: { maxBytes: 1024 } }, null, log);
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }] }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {

@@ -149,4 +149,49 @@ describe('webhooks', () => {
     expect(letter.reason).toMatch(/retry budget exhausted after \d+ attempts: receiver unreachable/);
     expect(JSON.parse(letter.payload).type).toBe('ticket.created');
   });
+
+  it('a receiver down for longer than redeliverAfter gets every event once, in order per ticket', async () => {
+    up = false;
+    const chats = ['long-a', 'long-b'];
+    const before = received.length;
+    const ids = await publishRounds(chats, [0, 1, 2, 3]);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === 'webhook:site:long-b-3');
+    // Queued events wait behind each ticket's head for 2.5 × redeliverAfter: they must not come back as copies.
+    await new Promise((r) => setTimeout(r, 5_000));
+    up = true;
+    await until(() => messagesOf(chats, before).length >= 8, 'all 8 messages after the long outage', 20_000);
+    await new Promise((r) => setTimeout(r, 2_500)); // a copy would arrive within redeliverAfter
+    const mine = received.slice(before).filter((r) => r.type === 'ticket.message' && chats.some((c) => r.id.includes(`:${c}-`)));
+    expect(mine.map((m) => m.id.replace('ticket.message:', '')).sort()).toEqual([...ids].sort()); // each once
+    for (const chat of chats) expect(mine.filter((m) => m.id.includes(`:${chat}-`)).map(roundOf)).toEqual([0, 1, 2, 3]);
+  }, 40_000);
+
+  it('one replica delivers a webhook at a time; another takes over when it stops', async () => {
+    up = true;
+    const second = await startGateway(config(), { nats });
+    const delivering = (g: TestGateway) => g.logs.some((l) => l.includes('delivering this webhook from this process') && l.includes('"webhook":"helpdesk"'));
+    try {
+      expect(delivering(gw)).toBe(true);
+      expect(delivering(second)).toBe(false);
+      const before = received.length;
+      const ids = await publishRounds(['two-a'], [0, 1, 2]);
+      await until(() => messagesOf(['two-a'], before).length >= 3, 'three messages with two replicas up', 20_000);
+      // Two routers may announce one chat's messages in either order (README, Scale); the webhook
+      // keeps the order of the event stream, which X-Omnigate-Sequence shows.
+      const seqs = messagesOf(['two-a'], before).map((m) => m.sequence);
+      expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+
+      await gw.stop(); // releases the lease: the standby takes over
+      gw = second;
+      await until(() => delivering(second), 'the standby takes the webhook over', 10_000);
+      const after = received.length;
+      ids.push(...(await publishRounds(['two-a'], [3])));
+      await until(() => messagesOf(['two-a'], after).length >= 1, 'delivery from the replica that took over', 20_000);
+      const all = received.filter((r) => r.type === 'ticket.message' && r.id.includes(':two-a-'));
+      expect(all.map((m) => m.id.replace('ticket.message:', '')).sort()).toEqual([...ids].sort()); // each once
+      expect(all.map((m) => m.sequence)).toEqual(all.map((m) => m.sequence).sort((a, b) => a - b));
+    } finally {
+      if (gw !== second) await second.stop();
+    }
+  }, 60_000);
 });
