@@ -56,7 +56,7 @@ describe('webhook channel end to end', () => {
       body: raw,
     });
     expect(res.status).toBe(400);
-    expect((await res.json()).message).toMatch(/over the \d+-byte limit of a NATS message/);
+    expect(((await res.json()) as { message: string }).message).toMatch(/over the \d+-byte limit of a NATS message/);
     const letter = await gw.waitForStreamMessage<any>('OMNI_DLQ', 'omni.dlq.inbound.webhook.site', (d: any) => /byte limit/.test(d.reason));
     expect(letter.payload).toBe('');
     expect(letter.payloadBytes).toBe(Buffer.byteLength(raw));

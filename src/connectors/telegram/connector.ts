@@ -76,12 +76,10 @@ export class TelegramConnector implements Connector {
         await sleep(e.code === 401 || e.code === 404 ? 60_000 : (e.parameters?.retry_after ?? 5) * 1000, signal);
       }
     }
-    if (signal.aborted) return;
+    if (signal.aborted || !this.bot) return;
     if (this.o.mode === 'webhook') {
-      if (this.o.webhook?.url) {
-        await this.api.setWebhook(this.o.webhook.url, { secret_token: this.o.webhook.secretToken, allowed_updates: ALLOWED_UPDATES as never });
-      }
-      this.health_.set('connected');
+      if (this.o.webhook?.url && !(await this.registerWebhook(this.o.webhook.url, this.o.webhook.secretToken, signal))) return;
+      if (!signal.aborted) this.health_.set('connected');
       return;
     }
     const poller = new TelegramPoller({
@@ -89,10 +87,36 @@ export class TelegramConnector implements Connector {
       ctx: this.ctx,
       health: this.health_,
       timeoutS: this.o.pollTimeoutS,
+      botId: this.bot.id,
       ingest: (u) => this.ingest(u),
       redact: (err) => this.redact(err),
     });
     await poller.run(signal);
+  }
+
+  /**
+   * setWebhook until Telegram takes it: an outage at start must not leave the bot deaf until a
+   * restart. False when Telegram refused the URL or the secret (4xx): that needs the config fixed.
+   */
+  private async registerWebhook(url: string, secretToken: string, signal: AbortSignal): Promise<boolean> {
+    for (let failures = 1; !signal.aborted; failures++) {
+      try {
+        await this.api.setWebhook(url, { secret_token: secretToken, allowed_updates: ALLOWED_UPDATES as never });
+        return true;
+      } catch (err) {
+        const e = err as TelegramErrorLike;
+        const code = typeof e.code === 'number' ? e.code : undefined;
+        if (code === 401) this.health_.set('auth_failed', 'Telegram rejected the bot token (setWebhook 401)');
+        else if (code === 429) this.health_.set('rate_limited', `setWebhook: retry after ${e.parameters?.retry_after}s`);
+        else if (code !== undefined && code >= 400 && code < 500) {
+          this.health_.set('stalled', `Telegram refused the webhook (fix webhook.url and restart): ${e.description ?? this.redact(err)}`);
+          return false;
+        } else this.health_.set('disconnected', `setWebhook failed: ${this.redact(err)}`);
+        const wait = e.parameters?.retry_after ? e.parameters.retry_after * 1000 : Math.min(30_000, 500 * 2 ** failures);
+        await sleep(code === 401 ? 60_000 : wait, signal);
+      }
+    }
+    return false;
   }
 
   private async onWebhook(req: RawRequest): Promise<RawResponse> {

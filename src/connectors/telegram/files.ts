@@ -4,7 +4,7 @@
  * message itself is never held back by a file.
  */
 import { createReadStream } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute } from 'node:path';
 import type { Telegram } from 'telegraf';
 import { MediaTooLargeError } from '../../core/media.js';
 import type { Attachment } from '../../core/schema.js';
@@ -12,6 +12,24 @@ import type { ConnectorContext } from '../contract.js';
 import type { PendingFile } from './normalize.js';
 
 const ATTEMPTS = 3;
+
+type TgFile = Awaited<ReturnType<Telegram['getFile']>>;
+
+class LocalFileError extends Error {
+  constructor(path: string, cause: unknown) {
+    super(`the Bot API server (--local) keeps this file at ${path}, which the gateway cannot read (${cause instanceof Error ? cause.message : String(cause)}); mount its working directory at the same path`);
+    this.name = 'LocalFileError';
+  }
+}
+
+/** Disk errors tagged as such: they are about our mounts, not a flaky Bot API worth retrying. */
+async function* readLocal(path: string): AsyncIterable<Uint8Array> {
+  try {
+    yield* createReadStream(path);
+  } catch (err) {
+    throw new LocalFileError(path, err);
+  }
+}
 
 interface TelegramErrorLike {
   code?: number;
@@ -22,7 +40,7 @@ export class TelegramFiles {
   constructor(
     private readonly api: Telegram,
     private readonly ctx: ConnectorContext,
-    /** The Bot API's own download limit (20 MB public; a self-hosted server lifts it). */
+    /** The download limit (20 MB on the public Bot API; on a self-hosted one the server decides). */
     private readonly maxFileBytes: number,
     private readonly redact: (err: unknown) => string,
   ) {}
@@ -34,7 +52,7 @@ export class TelegramFiles {
   }
 
   private tooLarge(size: number, exact = true): string {
-    return `file is ${exact ? '' : 'over '}${size} bytes; the Bot API serves files up to ${this.maxFileBytes} bytes (a self-hosted Bot API server via apiRoot lifts this)`;
+    return `file is ${exact ? '' : 'over '}${size} bytes; the Bot API serves files up to ${this.maxFileBytes} bytes (only a self-hosted Bot API server in --local mode lifts this)`;
   }
 
   private async fetchOne(f: PendingFile): Promise<Attachment> {
@@ -45,16 +63,17 @@ export class TelegramFiles {
       try {
         const file = await this.api.getFile(f.fileId);
         if (file.file_size !== undefined && file.file_size > this.maxFileBytes) return this.ctx.media.failed(meta, this.tooLarge(file.file_size));
-        const link = await this.api.getFileLink(file);
-        return await this.ctx.media.putStream(this.limit(await this.open(link)), meta);
+        return await this.ctx.media.putStream(this.limit(await this.open(file)), meta);
       } catch (err) {
         if (err instanceof MediaTooLargeError) {
           return this.ctx.media.failed(meta, err.limit === this.maxFileBytes ? this.tooLarge(this.maxFileBytes, false) : err.message);
         }
-        const e = err as TelegramErrorLike & { status?: number };
         lastError = this.redact(err);
+        // A --local server's path we cannot open stays unopenable however often we try.
+        if (err instanceof LocalFileError) break;
+        const e = err as TelegramErrorLike & { status?: number };
         // A 4xx is Telegram's final word (file too big, file_id invalid or expired): no retry.
-        const permanent = (e.code !== undefined && e.code >= 400 && e.code < 500) || (e.status !== undefined && e.status >= 400 && e.status < 500);
+        const permanent = (typeof e.code === 'number' && e.code >= 400 && e.code < 500) || (e.status !== undefined && e.status >= 400 && e.status < 500);
         if (permanent) break;
         if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 300 * attempt));
       }
@@ -62,9 +81,14 @@ export class TelegramFiles {
     return this.ctx.media.failed(meta, `could not fetch the file: ${lastError}`);
   }
 
-  /** An HTTP(S) file route, or a path on disk: a self-hosted server in --local mode answers getFile with one. */
-  private async open(link: URL): Promise<AsyncIterable<Uint8Array>> {
-    if (link.protocol === 'file:') return createReadStream(fileURLToPath(link));
+  /**
+   * A self-hosted server in --local mode answers getFile with an absolute path on its disk and
+   * serves no file route; read that path directly (telegraf's getFileLink would turn it into a
+   * file:// URL carrying the apiRoot host, which fileURLToPath refuses on Linux).
+   */
+  private async open(file: TgFile): Promise<AsyncIterable<Uint8Array>> {
+    if (file.file_path && isAbsolute(file.file_path)) return readLocal(file.file_path);
+    const link = await this.api.getFileLink(file);
     const res = await fetch(link, { signal: AbortSignal.timeout(120_000) });
     if (!res.ok || !res.body) throw Object.assign(new Error(`file download answered ${res.status}`), { status: res.status });
     return res.body;

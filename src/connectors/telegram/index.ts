@@ -7,14 +7,17 @@ import type { ConnectorFactory } from '../contract.js';
 import { TelegramConnector } from './connector.js';
 
 export const PUBLIC_BOT_API = 'https://api.telegram.org';
-/** The public Bot API serves files up to 20 MB; a self-hosted server (apiRoot) lifts it. */
+/**
+ * The Bot API serves files up to 20 MB. Only a self-hosted server started with --local lifts it;
+ * one without --local refuses bigger files just the same ("file is too big").
+ */
 export const PUBLIC_FILE_LIMIT = 20 * 1024 * 1024;
 
 export const TelegramOptions = z.object({
   /** Bot token from @BotFather; always from the environment: token: ${TELEGRAM_TOKEN}. */
   token: z.string().regex(/^\d+:[A-Za-z0-9_-]{10,}$/, 'a bot token such as 123456:ABC-... (from @BotFather)'),
   mode: z.enum(['polling', 'webhook']).default('polling'),
-  /** Bot API base URL; point it at a self-hosted telegram-bot-api server to lift the 20 MB file limit. */
+  /** Bot API base URL; a self-hosted telegram-bot-api server in --local mode lifts the 20 MB file limit. */
   apiRoot: z.string().url().default(PUBLIC_BOT_API),
   webhook: z
     .object({
@@ -28,7 +31,7 @@ export const TelegramOptions = z.object({
   groups: z.enum(['mention', 'all', 'off']).default('mention'),
   /** Long-polling timeout in seconds. */
   pollTimeoutS: z.number().int().min(0).max(50).default(25),
-  /** Larger files are recorded as attachments that could not be fetched. Default: 20 MB on the public API. */
+  /** Larger files are recorded as attachments that could not be fetched. Default: 20 MB on the public API, else the server's own. */
   maxFileBytes: z.number().int().positive().optional(),
   pacing: z
     .object({
@@ -40,7 +43,11 @@ export const TelegramOptions = z.object({
 }).refine((o) => o.mode !== 'webhook' || o.webhook, { message: 'webhook mode needs webhook.secretToken', path: ['webhook'] });
 export type TelegramOptions = z.infer<typeof TelegramOptions>;
 
-/** The download limit in force: configured, else 20 MB on the public API, else (self-hosted) none of its own. */
+/**
+ * The download limit in force: configured, else 20 MB on the public API, else none of our own: we
+ * cannot tell whether a self-hosted server runs with --local, so it decides (and its "file is too
+ * big" is recorded as the reason) rather than us refusing files it would serve.
+ */
 export function fileLimit(o: Pick<TelegramOptions, 'apiRoot' | 'maxFileBytes'>): number {
   if (o.maxFileBytes !== undefined) return o.maxFileBytes;
   return new URL(o.apiRoot).host === new URL(PUBLIC_BOT_API).host ? PUBLIC_FILE_LIMIT : Number.MAX_SAFE_INTEGER;

@@ -13,6 +13,10 @@ import { sleep } from '../../core/sleep.js';
 
 export const ALLOWED_UPDATES = ['message', 'edited_message'];
 const OFFSET_KEY = 'offset';
+interface Checkpoint {
+  botId: number;
+  offset: number;
+}
 /** After this many failed attempts at one update it is parked, so one bad update cannot stall a bot. */
 const POISON_ATTEMPTS = 5;
 
@@ -21,6 +25,8 @@ export interface PollerDeps {
   ctx: ConnectorContext;
   health: HealthTracker;
   timeoutS: number;
+  /** From getMe: a checkpoint taken under another bot's token means nothing for this one. */
+  botId: number;
   /** Publishes (or parks, or skips) one update; rejects when it could not be stored. */
   ingest(update: TgUpdate): Promise<void>;
   redact(err: unknown): string;
@@ -73,8 +79,7 @@ export class TelegramPoller {
 
   private async poll(signal: AbortSignal): Promise<void> {
     const { api, ctx, health } = this.d;
-    const stored = await ctx.state.get(OFFSET_KEY);
-    let offset = stored && Number.isSafeInteger(Number(stored.value)) ? Number(stored.value) : 0;
+    let offset = await this.loadOffset();
     let persisted = offset;
     let failures = 0;
     health.set('connected');
@@ -107,17 +112,42 @@ export class TelegramPoller {
         if (signal.aborted) break;
         const id = (update as { update_id?: unknown } | null)?.update_id;
         if (!(await this.ingestOne(update, signal))) break; // not stored: the offset stays, Telegram serves it again
-        if (typeof id === 'number' && id >= offset) offset = id + 1;
+        // What Telegram served, not a maximum: a stale offset above this bot's ids must not stick.
+        if (typeof id === 'number') offset = id + 1;
       }
       if (offset !== persisted) {
         // Telegram already knows the offset from the next getUpdates; the copy in KV lets a restart
         // (or another replica) resume without asking for what was confirmed.
-        await ctx.state.put(OFFSET_KEY, String(offset)).then(
+        await ctx.state.put(OFFSET_KEY, JSON.stringify({ botId: this.d.botId, offset } satisfies Checkpoint)).then(
           () => (persisted = offset),
           (err) => ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint the Telegram offset; will retry'),
         );
       }
     }
+  }
+
+  /**
+   * The checkpointed offset if it was taken for this bot. A bare number is the format from before
+   * checkpoints named their bot; it can only be taken as this bot's.
+   */
+  private async loadOffset(): Promise<number> {
+    const { ctx, botId } = this.d;
+    const stored = await ctx.state.get(OFFSET_KEY);
+    if (!stored) return 0;
+    let checkpoint: Partial<Checkpoint> | number;
+    try {
+      checkpoint = JSON.parse(stored.value) as Partial<Checkpoint> | number;
+    } catch {
+      checkpoint = NaN;
+    }
+    if (typeof checkpoint === 'number') return Number.isSafeInteger(checkpoint) && checkpoint > 0 ? checkpoint : 0;
+    if (checkpoint?.botId !== botId) {
+      // Update ids are per bot: the old bot's offset could be past every id the new one will serve.
+      ctx.log.warn({ checkpointBotId: checkpoint?.botId, botId }, 'the Telegram offset checkpoint is for another bot (token changed?); starting from the updates Telegram still holds');
+      return 0;
+    }
+    const offset = checkpoint.offset;
+    return typeof offset === 'number' && Number.isSafeInteger(offset) && offset > 0 ? offset : 0;
   }
 
   /** True when the update is stored, parked or deliberately skipped, so its offset may advance. */

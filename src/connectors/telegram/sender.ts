@@ -125,21 +125,27 @@ export class TelegramSender {
       this.health.set('rate_limited', `Telegram asked to wait ${ms / 1000}s`);
       return new TransientDeliveryError(`Telegram rate limit: ${description}`, ms);
     }
-    if (e.code === 403) {
-      const reason = /blocked/i.test(description) ? 'blocked_by_user'
-        : /deactivated/i.test(description) ? 'user_deactivated'
-        : /kicked|not a member/i.test(description) ? 'bot_removed_from_chat' : 'forbidden';
-      return new PermanentDeliveryError(description, reason);
-    }
-    if (e.code === 400) {
-      const reason = /chat not found/i.test(description) ? 'chat_not_found'
-        : /thread not found|topic.*(closed|deleted)/i.test(description) ? 'topic_not_found' : 'bad_request';
-      return new PermanentDeliveryError(description, reason);
-    }
     if (e.code === 401) {
       this.health.set('auth_failed', 'Telegram rejected the bot token');
       return new TransientDeliveryError('bot token rejected (401)');
     }
+    // Any other 4xx is Telegram's answer about this very message: sending it again gets the same.
+    if (typeof e.code === 'number' && e.code >= 400 && e.code < 500) return new PermanentDeliveryError(description, refusalReason(e.code, description));
     return new TransientDeliveryError(`Telegram send failed: ${description}`);
   }
+}
+
+/** A stable reason for a Bot API refusal (4xx other than 401 and 429). */
+function refusalReason(code: number, description: string): string {
+  if (code === 403) {
+    return /blocked/i.test(description) ? 'blocked_by_user'
+      : /deactivated/i.test(description) ? 'user_deactivated'
+      : /kicked|not a member/i.test(description) ? 'bot_removed_from_chat' : 'forbidden';
+  }
+  if (code === 413 || /too (big|large)/i.test(description)) return 'too_large';
+  if (code === 400) {
+    return /chat not found/i.test(description) ? 'chat_not_found'
+      : /thread not found|topic.*(closed|deleted)/i.test(description) ? 'topic_not_found' : 'bad_request';
+  }
+  return code === 404 ? 'not_found' : `refused_${code}`;
 }

@@ -2,7 +2,8 @@
  * A stand-in Telegram Bot API on 127.0.0.1 speaking the HTTP wire protocol telegraf uses:
  * /bot<token>/<method> (JSON or multipart) and /file/bot<token>/<path>. getUpdates honours
  * `offset` and holds the request briefly when empty; send methods are recorded and can be
- * scripted to fail (429 with retry_after, 403 blocked...).
+ * scripted to fail (429 with retry_after, 403 blocked..., or a dropped connection). Files can
+ * also be handed out as absolute paths on disk, as a server started with --local does.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import busboy from 'busboy';
@@ -14,7 +15,8 @@ export interface RecordedCall {
   at: number;
 }
 
-type Scripted = { status: number; body: Record<string, unknown> };
+/** An error answer, or `{ drop: true }`: the connection is cut without an answer (network failure). */
+type Scripted = { status: number; body: Record<string, unknown> } | { drop: true };
 
 export class FakeBotApi {
   readonly calls: RecordedCall[] = [];
@@ -27,9 +29,10 @@ export class FakeBotApi {
   /** When false, getUpdates ignores offsets and re-serves everything (confirmations lost). */
   honourOffset = true;
   private updates: Array<Record<string, unknown> & { update_id: number }> = [];
-  private nextUpdateId = 1000;
+  /** Telegram numbers each bot's updates on its own: two bots' ids are unrelated. */
+  nextUpdateId = 1000;
   private nextMessageId = 500;
-  private readonly files = new Map<string, { path: string; bytes: Buffer; size?: number }>();
+  private readonly files = new Map<string, { path: string; bytes?: Buffer; size?: number }>();
   private readonly scripted = new Map<string, Scripted[]>();
   private waiters: Array<() => void> = [];
   private pollWaiters: Array<{ target: number; resolve: () => void }> = [];
@@ -70,6 +73,11 @@ export class FakeBotApi {
     this.files.set(fileId, { path: `photos/${fileId}.bin`, bytes, size });
   }
 
+  /** getFile answers with this absolute path, as a --local server does; `size` unset leaves file_size out. */
+  addLocalFile(fileId: string, path: string, size?: number): void {
+    this.files.set(fileId, { path, size });
+  }
+
   /** The next calls of `method` answer with these errors, in order. */
   failNext(method: string, ...responses: Scripted[]): void {
     this.scripted.set(method, [...(this.scripted.get(method) ?? []), ...responses]);
@@ -108,7 +116,7 @@ export class FakeBotApi {
     const fileMatch = /^\/file\/bot([^/]+)\/(.+)$/.exec(url.pathname);
     if (fileMatch) {
       const file = [...this.files.values()].find((f) => f.path === fileMatch[2]);
-      if (fileMatch[1] !== this.token || !file) return void res.writeHead(404).end();
+      if (fileMatch[1] !== this.token || !file?.bytes) return void res.writeHead(404).end();
       return void res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(file.bytes);
     }
     const m = /^\/bot([^/]+)\/(\w+)$/.exec(url.pathname);
@@ -121,6 +129,7 @@ export class FakeBotApi {
       this.calls.push(call);
     }
     const scripted = this.scripted.get(method)?.shift();
+    if (scripted && 'drop' in scripted) return void res.destroy();
     if (scripted) return this.reply(res, scripted.status, scripted.body);
     if (method !== 'getUpdates') for (const w of [...this.callWaiters]) if (w.pred(call)) {
       this.callWaiters = this.callWaiters.filter((x) => x !== w);

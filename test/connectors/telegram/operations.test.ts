@@ -1,10 +1,17 @@
 /**
  * Telegram in operation: health states, the polling lease across replicas, forum topics,
- * formatting, several bots in one gateway and flaky file downloads. telegraf's real client
- * against stand-in Bot API servers on 127.0.0.1 and a real nats-server.
+ * formatting, several bots in one gateway, flaky file downloads, files from a --local Bot API
+ * server, webhook registration and offset checkpoints across a token change. telegraf's real
+ * client against stand-in Bot API servers on 127.0.0.1 and a real nats-server.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
 import { FakeBotApi } from './bot-api.js';
@@ -13,6 +20,7 @@ import type { ConnectorStateEvent, LogEntry } from '../../../src/core/schema.js'
 const TOKEN = '123456:OPS-token-abcdefghijklmnop';
 const TOKEN2 = '654321:OPS-second-token-qrstuvwxyz';
 let nats: TestNats;
+let nc: NatsConnection;
 let api: FakeBotApi;
 let api2: FakeBotApi;
 const gateways: TestGateway[] = [];
@@ -42,10 +50,12 @@ function text(chatId: number, body: string, fields: Record<string, unknown> = {}
 }
 
 const inboundOf = (e: { entry?: unknown }) => (e.entry as Extract<LogEntry, { kind: 'inbound' }>)?.event;
+const states = (account: string) => `omni.events.connector.telegram.${account}`;
 const deliveryOf = (e: { entry?: unknown }) => (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
 
 beforeAll(async () => {
   nats = await startNats();
+  nc = await connect({ servers: nats.url });
   api = new FakeBotApi(TOKEN);
   api2 = new FakeBotApi(TOKEN2, { id: 888000, username: 'omni_sales_bot', first_name: 'Продажи' });
   await Promise.all([api.start(), api2.start()]);
@@ -55,6 +65,7 @@ afterEach(async () => {
 });
 afterAll(async () => {
   await Promise.all([api?.stop(), api2?.stop()]);
+  await nc?.close();
   await nats?.stop();
 });
 
@@ -153,5 +164,92 @@ describe('telegram connector in operation', () => {
     expect(inboundOf(big)!.text).toBe('видео с ошибкой');
     expect(inboundOf(big)!.attachments[0]).toMatchObject({ status: 'failed', kind: 'video' });
     expect(inboundOf(big)!.attachments[0]!.error).toMatch(/file is too big/);
+  });
+
+  it('reads files straight from disk when a --local Bot API server answers getFile with a path, past 20 MB', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tg-local-'));
+    mkdirSync(join(dir, TOKEN, 'documents'), { recursive: true });
+    try {
+      const big = randomBytes(21 * 1024 * 1024);
+      const bigPath = join(dir, TOKEN, 'documents', 'file_1.zip');
+      writeFileSync(bigPath, big);
+      api.addLocalFile('local-big', bigPath, big.length);
+      // Not announced anywhere: only the count while streaming can stop it.
+      const overPath = join(dir, TOKEN, 'documents', 'file_2.bin');
+      writeFileSync(overPath, Buffer.alloc(23 * 1024 * 1024, 1));
+      api.addLocalFile('local-over', overPath);
+      const gw = await gateway([connector('local', { maxFileBytes: 22 * 1024 * 1024 })]);
+      api.push(text(6020, '', { text: undefined, document: { file_id: 'local-big', file_name: 'логи.zip', mime_type: 'application/zip', file_size: big.length } }));
+      const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '6020', 30_000);
+      expect(inboundOf(created)!.attachments[0]).toMatchObject({ status: 'stored', size: big.length, sha256: createHash('sha256').update(big).digest('hex') });
+      const stored = await (await new Objm(nc).open('omni_media')).getBlob(inboundOf(created)!.attachments[0]!.objectKey!);
+      expect(Buffer.compare(Buffer.from(stored!), big)).toBe(0);
+
+      api.push(text(6021, '', { text: undefined, document: { file_id: 'local-over', file_name: 'дамп.bin', mime_type: 'application/octet-stream' } }));
+      const over = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '6021', 30_000);
+      expect(inboundOf(over)!.attachments[0]).toMatchObject({ status: 'failed', name: 'дамп.bin' });
+      expect(inboundOf(over)!.attachments[0]!.error).toMatch(/file is over 23068672 bytes/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('retries setWebhook after a 5xx at start, then reports connected', async () => {
+    const url = 'https://gateway.example.test/connectors/telegram/hook/webhook';
+    api.failNext('setWebhook', { status: 502, body: { ok: false, error_code: 502, description: 'Bad Gateway' } });
+    const gw = await gateway([connector('hook', { mode: 'webhook', webhook: { secretToken: 'webhook-secret-0123456789', url } })]);
+    const down = await gw.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', states('hook'), (e) => e.state === 'disconnected');
+    expect(down.detail).toMatch(/setWebhook failed/);
+    await gw.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', states('hook'), (e) => e.state === 'connected' && Date.parse(e.at) >= Date.parse(down.at));
+    const calls = api.calls.filter((c) => c.method === 'setWebhook' && c.params.url === url);
+    expect(calls).toHaveLength(2);
+    expect(calls[1]!.params).toMatchObject({ secret_token: 'webhook-secret-0123456789', allowed_updates: ['message', 'edited_message'] });
+  });
+
+  it('stops retrying setWebhook when Telegram refuses the URL, with its reason in health', async () => {
+    const url = 'https://gateway.example.test/connectors/telegram/badhook/webhook';
+    api.failNext('setWebhook', { status: 400, body: { ok: false, error_code: 400, description: 'Bad Request: bad webhook: Failed to resolve host: Name or service not known' } });
+    const gw = await gateway([connector('badhook', { mode: 'webhook', webhook: { secretToken: 'webhook-secret-0123456789', url } })]);
+    const stalled = await gw.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', states('badhook'), (e) => e.state === 'stalled');
+    expect(stalled.detail).toMatch(/refused the webhook.*bad webhook: Failed to resolve host/);
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the first retry would wait
+    expect(api.calls.filter((c) => c.method === 'setWebhook' && c.params.url === url)).toHaveLength(1);
+    expect(gw.gateway.connectors.health().find((h) => h.account === 'badhook')).toMatchObject({ state: 'stalled' });
+  });
+
+  it('starts afresh when the account switches to another bot, whose update ids are lower', async () => {
+    const kv = await new Kvm(nc).open('omni_state');
+    api.nextUpdateId = Math.max(api.nextUpdateId, 90_000);
+    const first = await gateway([connector('switch')]);
+    const oldId = api.push(text(6030, 'старому боту'));
+    await first.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '6030');
+    await api.waitForPolls(1); // the next poll goes out only after the checkpoint was written
+    expect(JSON.parse((await kv.get('telegram.switch.offset'))!.string())).toEqual({ botId: 777000, offset: oldId + 1 });
+    await first.stop();
+    gateways.splice(gateways.indexOf(first), 1);
+
+    const from = api2.offsets.length;
+    const second = await gateway([{ ...connector('switch'), token: '${TG_TOKEN2}', apiRoot: api2.apiRoot }], { TG_TOKEN2: TOKEN2 });
+    const newId = api2.push(text(6031, 'новому боту'));
+    expect(newId).toBeLessThan(oldId);
+    await second.waitForEvent((e) => e.type === 'ticket.message' && e.account === 'switch' && inboundOf(e)?.conversation.id === '6031');
+    expect(api2.offsets[from]).toBe(0);
+    expect(second.logs.join('')).toMatch(/offset checkpoint is for another bot/);
+    await api2.waitForPolls(1);
+    expect(JSON.parse((await kv.get('telegram.switch.offset'))!.string())).toEqual({ botId: 888000, offset: newId + 1 });
+  });
+
+  it('takes an offset checkpoint in the old bare-number format as the current bot\'s', async () => {
+    const kv = await new Kvm(nc).open('omni_state');
+    const confirmed = api.push(text(6040, 'подтверждено до обновления'));
+    await kv.put('telegram.legacy.offset', String(confirmed + 1));
+    const from = api.offsets.length;
+    const gw = await gateway([connector('legacy')]);
+    const next = api.push(text(6041, 'после обновления'));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && e.account === 'legacy' && inboundOf(e)?.conversation.id === '6041');
+    expect(api.offsets[from]).toBe(confirmed + 1);
+    expect((await gw.gateway.router!.store.list()).filter((t) => t.account === 'legacy' && t.conversation.id === '6040')).toHaveLength(0);
+    await api.waitForPolls(1);
+    expect(JSON.parse((await kv.get('telegram.legacy.offset'))!.string())).toEqual({ botId: 777000, offset: next + 1 });
   });
 });

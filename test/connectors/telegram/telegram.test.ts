@@ -183,6 +183,47 @@ describe('telegram connector', () => {
     expect(api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5006')).toHaveLength(1);
   });
 
+  it('retries a sendMessage that met a 5xx and a dropped connection, then delivers it once', async () => {
+    const gw = await gateway();
+    api.push(privateMessage(5016));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5016');
+    api.failNext('sendMessage', { status: 502, body: { ok: false, error_code: 502, description: 'Bad Gateway' } }, { drop: true });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Ответ сквозь сбои' });
+    const delivered = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = (delivered.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    expect(status).toMatchObject({ status: 'sent', attempts: 3 });
+    expect(api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5016').map((c) => c.params.text))
+      .toEqual(['Ответ сквозь сбои', 'Ответ сквозь сбои', 'Ответ сквозь сбои']);
+  });
+
+  it('ends a reply to a chat Telegram does not know as a failed delivery with the reason, without retrying', async () => {
+    const gw = await gateway();
+    api.push(privateMessage(5017));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5017');
+    api.failNext('sendMessage', { status: 400, body: { ok: false, error_code: 400, description: 'Bad Request: chat not found' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Вы здесь?' });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = (failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    expect(status).toMatchObject({ status: 'failed', attempts: 1, reason: 'chat_not_found: Bad Request: chat not found' });
+    expect(api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5017')).toHaveLength(1);
+  });
+
+  it('fails an attachment over the upload limit (413) at once, after the text went out', async () => {
+    const gw = await gateway();
+    const bytes = Buffer.alloc(2048, 3);
+    api.addFile('doc-413', bytes);
+    api.push(privateMessage(5018, { text: undefined, document: { file_id: 'doc-413', file_name: 'выгрузка.csv', mime_type: 'text/csv', file_size: bytes.length } }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5018');
+    const [att] = inboundOf(created)!.attachments;
+    api.failNext('sendDocument', { status: 413, body: { ok: false, error_code: 413, description: 'Request Entity Too Large' } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Возвращаем файл', attachments: [att] });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = (failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    expect(status).toMatchObject({ status: 'failed', attempts: 1, reason: 'too_large: Request Entity Too Large' });
+    expect(api.calls.filter((c) => c.method === 'sendDocument' && String(c.params.chat_id) === '5018')).toHaveLength(1);
+    expect(api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5018')).toHaveLength(1);
+  });
+
   it('a crash after the JetStream ack but before the offset advanced creates no duplicate on restart', async () => {
     api.honourOffset = false; // Telegram never saw our confirmation: it serves the update again
     const first = await gateway();
