@@ -2,7 +2,8 @@
  * Threading: which ticket an inbound message belongs to, and why. Rules, in order:
  *  email  In-Reply-To, then References (newest first), against stored Message-IDs — a match is
  *         accepted only from someone who took part in that ticket, so replies to one mail sent
- *         to many do not merge strangers; then the subject token "[#T-1042]"; then our own
+ *         to many do not merge strangers; then the subject token "[#T-1042]" — from a participant
+ *         or a colleague at the same company domain (numbers are guessable); then our own
  *         Message-ID marker "<omni.T-1042.…@…>" surviving in any header; else a new ticket.
  *  chats  one open ticket per (channel, account, chat[, thread]); after close, a message reopens
  *         the ticket within the reopen window, otherwise opens a new one.
@@ -75,7 +76,9 @@ export class Threader {
     const token = this.tokenRe.exec(email.subject)?.[1];
     if (token) {
       const ticket = await this.store.get(token, o);
-      if (ticket) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
+      if (ticket && (isParticipant(ticket.value, sender) || isColleague(ticket.value, sender))) {
+        return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
+      }
     }
     for (const [, messageId] of candidates) {
       const marked = this.markerRe.exec(messageId.trim())?.[1];
@@ -116,3 +119,25 @@ export class Threader {
 function isParticipant(ticket: Ticket, address: string): boolean {
   return ticket.participants.length === 0 || ticket.participants.includes(address);
 }
+
+/**
+ * Someone at the same company as a participant (the customer's manager answering in the thread).
+ * Not for public mail services, where a shared domain says nothing about who someone is.
+ */
+function isColleague(ticket: Ticket, address: string): boolean {
+  const domain = domainOf(address);
+  if (!domain || PUBLIC_MAIL_DOMAINS.has(domain)) return false;
+  return ticket.participants.some((p) => domainOf(p) === domain);
+}
+
+function domainOf(address: string): string | undefined {
+  const at = address.lastIndexOf('@');
+  return at > 0 ? address.slice(at + 1).toLowerCase() : undefined;
+}
+
+const PUBLIC_MAIL_DOMAINS = new Set([
+  'gmail.com', 'googlemail.com', 'yandex.ru', 'ya.ru', 'yandex.com', 'yandex.by', 'yandex.kz', 'mail.ru', 'bk.ru', 'inbox.ru',
+  'list.ru', 'internet.ru', 'rambler.ru', 'lenta.ru', 'autorambler.ru', 'ro.ru', 'outlook.com', 'hotmail.com', 'live.com',
+  'msn.com', 'icloud.com', 'me.com', 'mac.com', 'yahoo.com', 'proton.me', 'protonmail.com', 'gmx.com', 'gmx.de', 'aol.com',
+  'zoho.com', 'ukr.net', 'tut.by', 'qip.ru', 'pochta.ru',
+]);

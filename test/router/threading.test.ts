@@ -72,6 +72,14 @@ describe('email threading', () => {
     expect(byToken.ticketId).toBe(root.ticketId);
     expect(matchOf(byToken)).toEqual({ rule: 'email-subject-token', value: root.ticketId });
 
+    // Ticket numbers are guessable: the token alone does not let a stranger in.
+    const strangerToken = await route(emailMessage({ messageId: '<r4b@gmail.com>', from: 'someone@gmail.com', subject: `RE: [#${root.ticketId}]` }));
+    expect(strangerToken.ticketId).not.toBe(root.ticketId);
+    expect(matchOf(strangerToken).rule).toBe('new-ticket');
+    const publicDomain = await route(emailMessage({ messageId: '<pd-1@mail.ru>', from: 'ivan@mail.ru' }));
+    const sameFreeMail = await route(emailMessage({ messageId: '<pd-2@mail.ru>', from: 'petr@mail.ru', subject: `RE: [#${publicDomain.ticketId}]` }));
+    expect(sameFreeMail.ticketId).not.toBe(publicDomain.ticketId); // a shared public mail domain proves nothing
+
     const byMarker = await route(emailMessage({ messageId: '<r5@relay>', from: 'olga@client.ru', subject: 'без номера', references: [`<omni.${root.ticketId}.abc123@shop.example>`] }));
     expect(byMarker.ticketId).toBe(root.ticketId);
     expect(matchOf(byMarker).rule).toBe('email-marker');
