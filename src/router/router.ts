@@ -31,7 +31,7 @@ import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
-import { ratingIn, recordInbound } from './ticket-changes.js';
+import { isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { Threader, type Resolution } from './threading.js';
 import { IndexKeys, StaleTicketError, TicketStore } from './tickets.js';
 
@@ -201,14 +201,16 @@ export class Router {
     const at = new Date().toISOString();
     let reopened = false;
     let rated: number | undefined;
+    const reaction = isReactionOnly(e);
     const updated = await this.store.mutate(ticket.id, (t) => {
       if (t.recentEvents.includes(e.id)) return null;
       // The answer to a satisfaction request is a rating, not a reason to reopen.
       rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
       // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
-      if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined) throw new StaleTicketError(t.id);
+      if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined && !reaction) throw new StaleTicketError(t.id);
       recordInbound(t, e, at);
       if (rated !== undefined) t.csat = { ...t.csat, rating: rated, ratedAt: at };
+      else if (reaction) return t; // logged on the ticket; no reopen, no pending → open
       else if (CLOSED_STATUSES.has(t.status)) {
         reopened = true;
         t.status = 'open';

@@ -20,8 +20,11 @@ export function ratingIn(t: Ticket, text: string, now: number, windowMs: number)
 export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
   t.recentEvents = [...t.recentEvents.slice(-(RECENT_EVENTS - 1)), e.id];
   t.messageCount++;
-  t.lastInboundAt = e.receivedAt;
-  t.lastInboundPlatformId = e.platform.messageId;
+  // A 👍 to our answer is not the customer waiting for one, nor a message to quote in a reply.
+  if (!isReactionOnly(e)) {
+    t.lastInboundAt = e.receivedAt;
+    t.lastInboundPlatformId = e.platform.messageId;
+  }
   t.updatedAt = at;
   const sender = (e.email?.from ?? e.sender.id).toLowerCase();
   if (!t.participants.includes(sender)) t.participants.push(sender);
@@ -33,6 +36,11 @@ export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
     t.lastEmailMessageId = e.email.messageId;
     t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
   }
+}
+
+/** A message that only reacts to another (WhatsApp, Telegram, Slack reactions): logged, but it changes no status. */
+export function isReactionOnly(e: InboundMessage): boolean {
+  return e.parts.length > 0 && e.parts.every((p) => p.type === 'reaction') && !e.text.trim() && e.attachments.length === 0;
 }
 
 /** Auto-acknowledgements and satisfaction requests carry fixed idempotency keys; they are not an agent's answer. */

@@ -113,6 +113,25 @@ describe('email threading', () => {
   });
 });
 
+describe('reactions', () => {
+  it('are logged on the ticket but reopen nothing, wake nothing and are never quoted', async () => {
+    const question = await route(chatMessage({ chat: 'react-chat', id: 'q-1', text: 'Где мой заказ?' }));
+    expect((await gw.request('omni.cmd.status', { ticketId: question.ticketId, status: 'pending' })).ok).toBe(true);
+    const thumbs = { ...chatMessage({ chat: 'react-chat', id: 'r-1', text: '' }), parts: [{ type: 'reaction' as const, emoji: '👍', targetPlatformMessageId: 'a-1' }] };
+    const reacted = await route(thumbs);
+    expect(reacted.ticketId).toBe(question.ticketId);
+    let ticket = (await gw.ticket(question.ticketId))!;
+    expect(ticket.status).toBe('pending'); // still waiting for the customer
+    expect(ticket.lastInboundPlatformId).toBe('q-1'); // a reply quotes the question, not the 👍
+
+    expect((await gw.request('omni.cmd.status', { ticketId: question.ticketId, status: 'closed' })).ok).toBe(true);
+    const late = { ...chatMessage({ chat: 'react-chat', id: 'r-2', text: '' }), parts: [{ type: 'reaction' as const, emoji: '❤️', targetPlatformMessageId: 'a-1' }] };
+    expect((await route(late)).ticketId).toBe(question.ticketId);
+    ticket = (await gw.ticket(question.ticketId))!;
+    expect(ticket.status).toBe('closed');
+  });
+});
+
 describe('loop guard and edits', () => {
   it('never opens a ticket for automated messages', async () => {
     const auto = { ...emailMessage({ messageId: '<ooo@client.ru>', from: 'away@client.ru' }), automated: 'auto-reply' as const };
