@@ -46,7 +46,8 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     const refused = deps.auth.authorize(req.headers.authorization, req.method);
     if (refused) return fail(reply, refused.code, refused.message);
   };
-  const guarded = { preHandler: guard };
+  // onRequest: refused before the body is read, so no token means no 30 MB upload buffered.
+  const guarded = { onRequest: guard };
 
   app.get('/v1/openapi.json', guarded, async () => openApiDocument());
 

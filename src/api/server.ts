@@ -65,9 +65,12 @@ export class HttpServer implements HttpMount {
     this.app.route({
       method,
       url: path,
-      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+      // Refused before the body is read.
+      onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
         const refused = opts?.auth ? this.authorize(req.headers, req.method) : undefined;
         if (refused) return reply.code(STATUS_OF[refused.code]).send({ error: refused });
+      },
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
         const raw: RawRequest = {
           method: req.method,
           path: req.url.split('?')[0]!,

@@ -40,7 +40,12 @@ describe('bearer tokens on /v1', () => {
       expect((await h.api(path, { token: WRONG })).status, path).toBe(401);
       expect((await h.api(path, { token: null, headers: { authorization: `Basic ${ADMIN}` } })).status, path).toBe(401);
     }
-    expect((await h.api('/v1/tickets/T-1/notes', post({ text: 'x' }, {}, null))).status).toBe(401);
+    for (const path of ['/v1/tickets/T-1/notes', '/v1/tickets/T-1/replies', '/v1/tickets/T-1/status']) {
+      expect((await h.api(path, post({ text: 'x', status: 'closed' }, {}, null))).status, path).toBe(401);
+    }
+    // Refused before the body is read: a large upload without a token is not buffered first.
+    const upload = await h.api('/v1/attachments?name=big.bin', { method: 'POST', body: Buffer.alloc(8 * 1024 * 1024), token: null });
+    expect(upload.status).toBe(401);
   });
 
   it('lets a read-only token read and refuses it on every write, changing nothing', async () => {
