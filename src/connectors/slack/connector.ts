@@ -1,11 +1,13 @@
 /**
  * Slack connector. Bolt's App provides the Web API client, configured so its own retries never
- * hide a 429 from the runtime (retries off, rate-limited calls rejected with Retry-After). Intake
- * is Socket Mode (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after
- * ctx.publish resolved, and both go through ingest() below.
+ * hide a 429 from the runtime (retries off, rate-limited calls rejected with Retry-After) and with
+ * a timeout: the SDK's default is none, and one hung call would stall an event (every Slack retry
+ * joins the stuck attempt) or a conversation's outbound lane for good. Intake is Socket Mode
+ * (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after ctx.publish
+ * resolved, and both go through ingest() below.
  */
 import { App } from '@slack/bolt';
-import { ErrorCode, type WebClient } from '@slack/web-api';
+import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
 import { sleep } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
@@ -16,10 +18,16 @@ import { EventDedup } from './event-dedup.js';
 import { slackLibraryLogger } from './library-logger.js';
 import { eventsEndpoint } from './events-api.js';
 import { downloadFiles, uploadFile } from './files.js';
-import { escapeMrkdwn, normalizeEnvelope, platformId, threadOf, type Envelope } from './normalize.js';
+import { normalizeEnvelope, platformId, threadOf, type Envelope } from './normalize.js';
+import { escapeMrkdwn } from './text.js';
 import { SocketSession } from './socket.js';
 import { UserDirectory } from './users.js';
 import type { SlackOptions } from './index.js';
+
+/** Slack delivers an event at most this many times again (Events API and Socket Mode alike). */
+const SLACK_LAST_RETRY = 3;
+/** Uploads carry a whole file in one call: the API timeout would cut off a large one on a slow link. */
+const UPLOAD_TIMEOUT_MS = 300_000;
 
 /** What a send already achieved, so a retry after a failed upload does not post the text twice. */
 interface SendProgress {
@@ -30,15 +38,17 @@ interface SendProgress {
 export class SlackConnector implements Connector {
   private readonly health_: HealthTracker;
   private readonly client: WebClient;
+  private readonly uploadClient: WebClient;
   private readonly pacer: Pacer;
   private readonly dedup = new EventDedup();
   private readonly users: UserDirectory;
   private readonly channels: Set<string>;
-  /** `channel:thread_ts` of threads a mention started; KV keeps them across restarts. */
+  /** `channel:thread_ts` of threads we took a message from; KV keeps them across restarts. */
   private readonly threads = new Set<string>();
   private readonly progress = new Map<string, SendProgress>();
   private socket?: SocketSession;
   private botUserId = '';
+  private botName = '';
   private readonly whoAmI: Promise<void>;
   private resolveWhoAmI!: () => void;
 
@@ -47,15 +57,23 @@ export class SlackConnector implements Connector {
     private readonly ctx: ConnectorContext,
   ) {
     this.health_ = new HealthTracker(ctx);
+    const clientOptions: WebClientOptions = {
+      slackApiUrl: o.apiUrl,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      timeout: o.apiTimeoutMs,
+      logger: slackLibraryLogger(ctx.log),
+    };
     const app = new App({
       token: o.botToken,
       // Intake is ours (see events-api.ts); the App is here for its Web API client.
       receiver: { init: () => {}, start: async () => undefined, stop: async () => undefined },
       deferInitialization: true,
       logger: slackLibraryLogger(ctx.log),
-      clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true, logger: slackLibraryLogger(ctx.log) },
+      clientOptions,
     });
     this.client = app.client;
+    this.uploadClient = new WebClient(o.botToken, { ...clientOptions, timeout: Math.max(o.apiTimeoutMs, UPLOAD_TIMEOUT_MS) });
     this.users = new UserDirectory(this.client);
     this.pacer = new Pacer(o.perChannelIntervalMs, 0);
     this.channels = new Set(o.channels);
@@ -70,7 +88,7 @@ export class SlackConnector implements Connector {
         eventsEndpoint({
           signingSecret: this.o.signingSecret!,
           log: this.ctx.log,
-          onEvent: (body) => this.dedup.run(body?.event_id, () => this.ingest(body)),
+          onEvent: (body, retryNum) => this.dedup.run(body?.event_id, () => this.ingest(body, retryNum)),
           deadLetter: (reason, payload) => this.ctx.deadLetter(reason, payload),
           // Slack waits 3 s for an answer: a short wait for auth.test, else 503 and Slack retries.
           ready: async () => this.botUserId !== '' || (await Promise.race([this.whoAmI.then(() => true), sleep(2000).then(() => false)])),
@@ -85,6 +103,7 @@ export class SlackConnector implements Connector {
     for (let attempt = 0; !this.ctx.signal.aborted && !this.botUserId; attempt++) {
       try {
         const auth = await this.client.auth.test();
+        this.botName = String(auth.user ?? '');
         this.botUserId = String(auth.user_id ?? '');
       } catch (err) {
         const code = slackErrorCode(err);
@@ -99,10 +118,11 @@ export class SlackConnector implements Connector {
     this.socket = new SocketSession({
       appToken: this.o.appToken!,
       apiUrl: this.o.apiUrl,
+      apiTimeoutMs: this.o.apiTimeoutMs,
       signal: this.ctx.signal,
       log: this.ctx.log,
       health: this.health_,
-      onEvent: (body) => this.dedup.run(body?.event_id, () => this.ingest(body)),
+      onEvent: (body, retryNum) => this.dedup.run(body?.event_id, () => this.ingest(body, retryNum)),
     });
     await this.socket.run();
   }
@@ -117,7 +137,7 @@ export class SlackConnector implements Connector {
   }
 
   /** Resolves once the event is stored, parked, or deliberately skipped; rejects to be redelivered. */
-  private async ingest(body: Envelope): Promise<void> {
+  private async ingest(body: Envelope, retryNum = 0): Promise<void> {
     const e = body?.event;
     const thread = e?.channel ? threadOf(e) : undefined;
     if (thread) await this.loadThread(e!.channel, thread);
@@ -126,13 +146,22 @@ export class SlackConnector implements Connector {
       botUserId: this.botUserId,
       channels: this.channels,
       knownThread: (channel, ts) => this.threads.has(`${channel}:${ts}`),
+      nameOf: (id) => (id === this.botUserId && this.botName) || this.users.knownName(id),
     });
     if (n.kind === 'skip') return;
     if (n.kind === 'invalid') return this.ctx.deadLetter(`slack event ${body?.event_id ?? '?'}: ${n.reason}`, body);
+    // Before users.info, downloads and the publish: a reply that arrives meanwhile must already
+    // find its thread, or it would be skipped and acknowledged.
+    if (n.thread) await this.rememberThread(e!.channel, n.thread);
     const event = n.event;
     if (n.userId && 'sender' in event && event.sender) Object.assign(event.sender, await this.users.identity(n.userId));
     if (event.type === 'message.inbound') {
-      event.attachments = await downloadFiles(n.files, this.o.botToken, this.ctx.media, this.o.maxFileBytes ?? this.ctx.media.maxBytes);
+      event.attachments = await downloadFiles(n.files, {
+        botToken: this.o.botToken,
+        media: this.ctx.media,
+        limit: this.o.maxFileBytes ?? this.ctx.media.maxBytes,
+        lastDelivery: retryNum >= SLACK_LAST_RETRY,
+      });
     }
     try {
       await this.ctx.publish(event);
@@ -140,7 +169,6 @@ export class SlackConnector implements Connector {
       if (err instanceof InvalidEventError) return this.ctx.deadLetter(`slack event ${body.event_id}: ${err.message}`, body);
       throw err;
     }
-    if (n.startsThread) await this.rememberThread(e!.channel, n.startsThread);
   }
 
   private async loadThread(channel: string, ts: string): Promise<void> {
@@ -149,10 +177,19 @@ export class SlackConnector implements Connector {
   }
 
   private async rememberThread(channel: string, ts: string): Promise<void> {
+    const key = `${channel}:${ts}`;
+    // ingest() loaded the thread from KV before normalizing: if it is here, KV has it too.
+    if (this.threads.has(key)) return;
     // The in-memory set is only a cache of KV: drop it wholesale rather than grow without bound.
     if (this.threads.size > 50_000) this.threads.clear();
-    this.threads.add(`${channel}:${ts}`);
-    await this.ctx.state.put(`thread:${channel}:${ts}`, '1');
+    this.threads.add(key);
+    try {
+      await this.ctx.state.put(`thread:${key}`, '1');
+    } catch (err) {
+      // The event is redelivered: let that attempt write it again.
+      this.threads.delete(key);
+      throw err;
+    }
   }
 
   async send(msg: OutboundMessage): Promise<SendResult> {
@@ -170,7 +207,7 @@ export class SlackConnector implements Connector {
         const bytes = await this.ctx.media.get(a.objectKey);
         if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
         await this.pacer.wait(channel);
-        await uploadFile(this.client, { channel, threadTs }, bytes, a.name);
+        await uploadFile(this.uploadClient, { channel, threadTs }, bytes, a.name);
         done.filesDone++;
         this.track(msg.id, done);
       }

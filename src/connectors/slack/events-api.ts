@@ -19,8 +19,8 @@ import type { Envelope } from './normalize.js';
 export interface EventsEndpointOptions {
   signingSecret: string;
   log: Logger;
-  /** Resolves once stored/skipped/parked; rejects to make Slack retry. */
-  onEvent: (body: Envelope) => Promise<void>;
+  /** Resolves once stored/skipped/parked; rejects to make Slack retry. retryNum: x-slack-retry-num. */
+  onEvent: (body: Envelope, retryNum: number) => Promise<void>;
   /** Park a signed body that is not JSON. */
   deadLetter: (reason: string, payload: unknown) => Promise<void>;
   /** False until auth.test told us who we are (the loop guard needs our user id). */
@@ -53,7 +53,7 @@ export function eventsEndpoint(o: EventsEndpointOptions): (req: RawRequest) => P
     if (body?.type === 'url_verification') return { status: 200, body: { challenge: body.challenge } };
     if (!(await o.ready())) return { status: 503, body: { error: 'starting', message: 'connector is not connected to Slack yet' } };
     try {
-      await o.onEvent(body);
+      await o.onEvent(body, Number(req.headers['x-slack-retry-num']) || 0);
       return { status: 200, body: '' };
     } catch (err) {
       o.log.warn({ err: errorMessage(err), eventId: body?.event_id, retry: req.headers['x-slack-retry-num'] }, 'Slack event not stored; Slack will retry');

@@ -1,8 +1,11 @@
 /**
  * Slack files in and out. In: `url_private(_download)` fetched with the bot token into the object
- * store, refusing past the size limit without buffering the excess. Out: the current upload flow
- * (files.getUploadURLExternal → POST the bytes → files.completeUploadExternal) through
- * WebClient.filesUploadV2.
+ * store, refusing past the size limit without buffering the excess. Only a refusal that a retry
+ * cannot change is recorded on the message as a failed attachment; anything else (Slack 5xx or
+ * 429, a network error or timeout, the object store unwritable while NATS is away) rejects, so
+ * the event stays unacknowledged and Slack redelivers it, unless this is Slack's last delivery.
+ * Out: the current upload flow (files.getUploadURLExternal → POST the bytes →
+ * files.completeUploadExternal) through WebClient.filesUploadV2.
  */
 import type { WebClient } from '@slack/web-api';
 import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
@@ -10,13 +13,29 @@ import { errorMessage } from '../../core/errors.js';
 import type { Attachment } from '../../core/schema.js';
 import type { SlackFile } from './normalize.js';
 
-export async function downloadFiles(files: SlackFile[], botToken: string, media: MediaStore, limit: number): Promise<Attachment[]> {
+/** files.slack.com answers these for a file that is gone or that this token may not read. */
+const PERMANENT_STATUS = new Set([401, 403, 404, 410]);
+
+class PermanentDownloadError extends Error {}
+
+export interface DownloadOptions {
+  botToken: string;
+  media: MediaStore;
+  limit: number;
+  /**
+   * Slack will not deliver this event again: record a transient failure on the message too
+   * rather than lose the message with the file.
+   */
+  lastDelivery: boolean;
+}
+
+export async function downloadFiles(files: SlackFile[], o: DownloadOptions): Promise<Attachment[]> {
   const out: Attachment[] = [];
-  for (const f of files) out.push(await downloadOne(f, botToken, media, limit));
+  for (const f of files) out.push(await downloadOne(f, o));
   return out;
 }
 
-async function downloadOne(f: SlackFile, botToken: string, media: MediaStore, limit: number): Promise<Attachment> {
+async function downloadOne(f: SlackFile, { botToken, media, limit, lastDelivery }: DownloadOptions): Promise<Attachment> {
   const mimeType = f.mimetype ?? 'application/octet-stream';
   const meta = { name: f.name ?? f.title ?? f.id, mimeType, kind: mimeType.startsWith('image/') ? 'image' : 'document', size: f.size };
   if (f.size !== undefined && f.size > limit) return media.failed(meta, `file is ${f.size} bytes; the limit is ${limit}`);
@@ -24,7 +43,10 @@ async function downloadOne(f: SlackFile, botToken: string, media: MediaStore, li
   if (!url) return media.failed(meta, 'Slack sent no download URL for this file (Slack Connect files need files.info)');
   try {
     const res = await fetch(url, { headers: { authorization: `Bearer ${botToken}` }, signal: AbortSignal.timeout(60_000) });
-    if (!res.ok || !res.body) throw new Error(`download answered ${res.status}`);
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new (PERMANENT_STATUS.has(res.status) ? PermanentDownloadError : Error)(`download answered ${res.status}`);
+    }
     const declared = Number(res.headers.get('content-length') ?? NaN);
     if (declared > limit) {
       await res.body.cancel();
@@ -37,7 +59,9 @@ async function downloadOne(f: SlackFile, botToken: string, media: MediaStore, li
     }
     return await media.putStream(capped(res.body, limit), meta);
   } catch (err) {
-    return media.failed(meta, err instanceof MediaTooLargeError ? err.message : `could not fetch the file: ${errorMessage(err)}`);
+    if (err instanceof MediaTooLargeError) return media.failed(meta, err.message);
+    if (err instanceof PermanentDownloadError || lastDelivery) return media.failed(meta, `could not fetch the file: ${errorMessage(err)}`);
+    throw new Error(`file ${f.id} not fetched yet: ${errorMessage(err)}`);
   }
 }
 

@@ -24,6 +24,8 @@ export const SlackOptions = z
     maxFileBytes: z.number().int().positive().optional(),
     /** Gap between posts to one channel (Slack: about 1 per second). */
     perChannelIntervalMs: z.number().int().nonnegative().default(1000),
+    /** A Web API call (users.info, chat.postMessage, apps.connections.open…) not answered by then fails and is retried. */
+    apiTimeoutMs: z.number().int().positive().default(10_000),
   })
   .refine((o) => o.mode !== 'socket' || o.appToken, { message: 'Socket Mode needs appToken (xapp-…)', path: ['appToken'] })
   .refine((o) => o.mode !== 'events' || o.signingSecret, { message: 'the Events API needs signingSecret', path: ['signingSecret'] });

@@ -4,6 +4,7 @@
  */
 import type { InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
+import { slackToPlain, type NameOf } from './text.js';
 
 export interface SlackFile {
   id: string;
@@ -43,20 +44,23 @@ export interface Scope {
   account: string;
   botUserId: string;
   channels: ReadonlySet<string>;
-  /** Threads a mention started: their replies continue the conversation without a mention. */
+  /** Threads we took a message from: their replies continue the conversation without a mention. */
   knownThread: (channel: string, threadTs: string) => boolean;
+  /** Names for `<@U…>` mentions in the text, from what is already known (no Web API call). */
+  nameOf?: NameOf;
 }
 
 export type Normalized =
-  | { kind: 'event'; event: InboundEventInput; userId?: string; files: SlackFile[]; startsThread?: string }
+  /** `thread`: the channel thread this message belongs to, to be remembered so its replies follow. */
+  | { kind: 'event'; event: InboundEventInput; userId?: string; files: SlackFile[]; thread?: string }
   | { kind: 'skip'; reason: string }
   | { kind: 'invalid'; reason: string };
 
 export const platformId = (channel: string, ts: string) => `${channel}:${ts}`;
 
 /**
- * The thread an event belongs to (its own ts for a top-level post), so the connector can look up
- * whether a mention started a conversation there before normalizing.
+ * The thread an event replies in (for an edit or deletion, the thread of the message it touches),
+ * so the connector can look up whether we took a message from that thread before normalizing.
  */
 export function threadOf(e: SlackMessageEvent): string | undefined {
   if (e.subtype === 'message_changed') return e.message?.thread_ts ?? e.message?.ts;
@@ -95,7 +99,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
         conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
         sender: { id: m.user, handles: {} },
         targetPlatformMessageId: platformId(e.channel, m.ts),
-        text: m.text ?? '',
+        text: slackToPlain(m.text ?? '', scope.nameOf),
         platform: { messageId: platformId(e.channel, m.ts) },
       },
     };
@@ -123,25 +127,25 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
 
   const threadTs = e.thread_ts ?? e.ts;
   const mentioned = (e.text ?? '').includes(`<@${scope.botUserId}>`);
-  let startsThread: string | undefined;
   if (!dm) {
     const inSupportChannel = scope.channels.has(e.channel);
     const continuing = e.thread_ts !== undefined && scope.knownThread(e.channel, e.thread_ts);
     if (!inSupportChannel && !mentioned && !continuing) return { kind: 'skip', reason: 'channel message not for the bot' };
-    if (!e.thread_ts) startsThread = e.ts;
   }
   const pid = platformId(e.channel, e.ts);
   return {
     kind: 'event',
     userId: e.user,
     files: e.files ?? [],
-    startsThread,
+    // Also for a mention inside someone else's thread: the conversation is that thread, so the
+    // customer's next replies there must follow without mentioning the bot again.
+    thread: dm ? undefined : threadTs,
     event: {
       type: 'message.inbound',
       id: eventId('slack', scope.account, pid),
       conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
       sender: { id: e.user, handles: {} },
-      text: e.text ?? '',
+      text: slackToPlain(e.text ?? '', scope.nameOf),
       format: 'markdown',
       attachments: [],
       parts: [],
@@ -149,9 +153,4 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
       platform: { messageId: pid, sentAt: new Date(Number(e.ts) * 1000).toISOString(), sentAtBy: 'platform' },
     },
   };
-}
-
-/** Slack mrkdwn needs only &, < and > escaped; everything else is the agent's formatting. */
-export function escapeMrkdwn(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -3,7 +3,9 @@
  * when apps.connections.open fails during a reconnect with a network or HTTP error it gives up for
  * good (the rejection goes nowhere) and the account would go silent behind a firewall. So its
  * auto-reconnect is off and this loop owns the connection: a `disconnect` frame or a dropped socket
- * closes the connection, we open a new one at once, and back off only while opening fails.
+ * closes the connection and we open a new one at once, backing off while opening fails or while
+ * connections die young (Slack closing right after hello, e.g. Socket Mode turned off for the app,
+ * would otherwise make this a tight loop of apps.connections.open calls).
  *
  * Envelopes are acknowledged only after `onEvent` resolved (the event is in JetStream). An ack
  * that cannot be sent because the connection went away is harmless: Slack redelivers the
@@ -21,11 +23,13 @@ import type { Envelope } from './normalize.js';
 export interface SocketSessionOptions {
   appToken: string;
   apiUrl: string;
+  /** For apps.connections.open: a hung call would stop this loop. */
+  apiTimeoutMs: number;
   signal: AbortSignal;
   log: Logger;
   health: HealthTracker;
   /** Resolves once the event is stored or deliberately skipped; rejects to leave it unacked. */
-  onEvent: (body: Envelope) => Promise<void>;
+  onEvent: (body: Envelope, retryNum: number) => Promise<void>;
 }
 
 interface SlackEventArgs {
@@ -33,7 +37,11 @@ interface SlackEventArgs {
   type: string;
   body: Envelope;
   envelope_id?: string;
+  retry_num?: number;
 }
+
+/** A connection that closes sooner than this counts as a failure to connect. */
+const MIN_HEALTHY_MS = 10_000;
 
 export class SocketSession {
   private readonly client: SocketModeClient;
@@ -45,7 +53,7 @@ export class SocketSession {
       logger: slackLibraryLogger(o.log),
       autoReconnectEnabled: false,
       // Our loop retries apps.connections.open; the client's default is 100 retries per attempt.
-      clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 } },
+      clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 }, timeout: o.apiTimeoutMs },
     });
     this.client.on('slack_event', (args: SlackEventArgs) => void this.onEnvelope(args));
   }
@@ -61,7 +69,7 @@ export class SocketSession {
           this.client.removeListener('disconnected', onClosed);
           throw err;
         });
-        failures = 0;
+        const openedAt = Date.now();
         if (this.stopped || this.o.signal.aborted) {
           // stop() ran while apps.connections.open was in flight: close what start() just opened.
           await this.client.disconnect().catch(() => {});
@@ -71,14 +79,15 @@ export class SocketSession {
         await closed;
         if (this.stopped || this.o.signal.aborted) break;
         this.o.health.set('disconnected', 'Socket Mode connection closed; reconnecting');
+        if (Date.now() - openedAt >= MIN_HEALTHY_MS) failures = 0;
+        else await sleep(backoff(++failures), this.o.signal);
       } catch (err) {
         failures++;
         const code = slackErrorCode(err);
         const auth = code !== undefined && AUTH_ERRORS.has(code);
         this.o.health.set(auth ? 'auth_failed' : 'disconnected', `Socket Mode: ${code ?? errorMessage(err)}`);
         // A refused app token will not heal in seconds: check it again every few minutes.
-        const wait = auth ? 300_000 : Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
-        await sleep(wait, this.o.signal);
+        await sleep(auth ? 300_000 : backoff(failures), this.o.signal);
       }
     }
   }
@@ -88,14 +97,14 @@ export class SocketSession {
     await this.client.disconnect().catch(() => {});
   }
 
-  private async onEnvelope({ ack, type, body, envelope_id }: SlackEventArgs): Promise<void> {
+  private async onEnvelope({ ack, type, body, envelope_id, retry_num }: SlackEventArgs): Promise<void> {
     if (type !== 'events_api') {
       // hello/disconnect are handled by the client; interactive payloads are not ours to take.
       if (envelope_id) await ack().catch(() => {});
       return;
     }
     try {
-      await this.o.onEvent(body);
+      await this.o.onEvent(body, retry_num ?? 0);
     } catch (err) {
       this.o.log.warn({ err: errorMessage(err), eventId: body?.event_id }, 'Slack event not stored; leaving it unacknowledged for redelivery');
       return;
@@ -106,4 +115,9 @@ export class SocketSession {
       this.o.log.debug({ eventId: body?.event_id }, 'Slack event stored but the ack was lost with the connection; Slack redelivers it');
     }
   }
+}
+
+/** 1 s doubling to 60 s. */
+function backoff(failures: number): number {
+  return Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
 }

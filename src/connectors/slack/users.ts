@@ -32,6 +32,11 @@ export class UserDirectory {
     return { displayName: u.name, handles: { slack: userId, ...(u.email ? { email: u.email } : {}) } };
   }
 
+  /** The cached name, for rendering `<@U…>` mentions without a Web API call per mention. */
+  knownName(userId: string): string | undefined {
+    return this.known.get(userId)?.name;
+  }
+
   private lookup(userId: string): Promise<Known> {
     const cached = this.known.get(userId);
     if (cached && Date.now() - cached.at < this.ttlMs) return Promise.resolve(cached);

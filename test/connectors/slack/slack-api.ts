@@ -1,7 +1,8 @@
 /**
  * A stand-in Slack on 127.0.0.1: the Web API methods the connector uses (form or JSON bodies,
- * scripted 429s and platform errors), the external file upload flow, private file downloads, and a
- * Socket Mode WebSocket server that redelivers envelopes the client did not acknowledge.
+ * scripted 429s, platform errors and calls that never answer), the external file upload flow,
+ * private file downloads (scripted failures), and a Socket Mode WebSocket server that redelivers
+ * envelopes the client did not acknowledge and can close connections right after hello.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -28,6 +29,12 @@ export class FakeSlack {
   readonly refusedTokens = new Set<string>();
   /** File downloads served, by file id. */
   readonly downloads = new Map<string, number>();
+  /** Statuses the next downloads of a file answer with, before it is served normally. */
+  readonly downloadFailures = new Map<string, number[]>();
+  /** This many next Socket Mode connections are closed right after hello. */
+  closeAfterHello = 0;
+  /** When each Socket Mode connection was accepted. */
+  readonly connectedAt: number[] = [];
   /** When set, file downloads wait for this before answering (to hold an event in flight). */
   downloadGate?: Promise<void>;
   private downloadArrived?: () => void;
@@ -37,7 +44,7 @@ export class FakeSlack {
   private wss?: WebSocketServer;
   private socket?: WebSocket;
   private readonly pending = new Map<string, unknown>();
-  private readonly scripted = new Map<string, Array<{ status: number; headers?: Record<string, string>; body: unknown }>>();
+  private readonly scripted = new Map<string, Array<Scripted>>();
   private waiters: Array<{ pred: (c: ApiCall) => boolean; resolve: (c: ApiCall) => void }> = [];
   port = 0;
 
@@ -54,8 +61,13 @@ export class FakeSlack {
     this.wss = new WebSocketServer({ server: this.server, path: '/ws' });
     this.wss.on('connection', (ws) => {
       this.connections++;
-      this.socket = ws;
+      this.connectedAt.push(Date.now());
       ws.send(JSON.stringify({ type: 'hello', num_connections: 1, connection_info: { app_id: 'A1' }, debug_info: { host: 'stand-in' } }));
+      if (this.closeAfterHello > 0) {
+        this.closeAfterHello--;
+        return void ws.close();
+      }
+      this.socket = ws;
       for (const [envelope_id, payload] of this.pending) this.sendEnvelope(ws, envelope_id, payload, 1);
       ws.on('message', (data) => {
         const m = JSON.parse(String(data)) as { envelope_id?: string };
@@ -92,8 +104,13 @@ export class FakeSlack {
     this.socket?.send(JSON.stringify({ type: 'disconnect', reason: 'refresh_requested', debug_info: { host: 'stand-in' } }));
   }
 
-  failNext(method: string, ...responses: Array<{ status: number; headers?: Record<string, string>; body: unknown }>): void {
+  failNext(method: string, ...responses: Array<Scripted>): void {
     this.scripted.set(method, [...(this.scripted.get(method) ?? []), ...responses]);
+  }
+
+  /** The next call of `method` is read and recorded but never answered. */
+  hangNext(method: string): void {
+    this.failNext(method, 'hang');
   }
 
   /** Resolves when the next file download request arrives. */
@@ -128,6 +145,8 @@ export class FakeSlack {
       this.downloadArrived?.();
       this.downloadArrived = undefined;
       if (this.downloadGate) await this.downloadGate;
+      const failure = this.downloadFailures.get(id)?.shift();
+      if (failure) return void res.writeHead(failure, { 'content-type': 'text/plain' }).end(`stand-in answered ${failure}`);
       if (this.signInPageFiles.has(id)) return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!DOCTYPE html><html><body>Sign in to Slack</body></html>');
       const f = this.files.get(id);
       if (f && this.chunkedFiles.has(id)) {
@@ -146,12 +165,13 @@ export class FakeSlack {
     const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '') || String(params.token ?? '');
     const call = { method, params, at: Date.now(), token };
     this.calls.push(call);
-    const scripted = this.scripted.get(method)?.shift();
-    if (scripted) return void res.writeHead(scripted.status, { 'content-type': 'application/json', ...scripted.headers }).end(JSON.stringify(scripted.body));
     for (const w of [...this.waiters]) if (w.pred(call)) {
       this.waiters = this.waiters.filter((x) => x !== w);
       w.resolve(call);
     }
+    const scripted = this.scripted.get(method)?.shift();
+    if (scripted === 'hang') return;
+    if (scripted) return void res.writeHead(scripted.status, { 'content-type': 'application/json', ...scripted.headers }).end(JSON.stringify(scripted.body));
     if ((method === 'auth.test' || method === 'apps.connections.open') && this.refusedTokens.has(token)) {
       return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: false, error: 'invalid_auth' }));
     }
@@ -176,6 +196,8 @@ export class FakeSlack {
     }
   }
 }
+
+type Scripted = { status: number; headers?: Record<string, string>; body: unknown } | 'hang';
 
 async function readRaw(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];

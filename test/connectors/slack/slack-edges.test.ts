@@ -1,10 +1,13 @@
 /**
- * Slack, the edges: edits and deletions, url_verification, file limits, a retry arriving while the
- * first delivery is still in flight, a refused token, Socket Mode surviving a failed reconnect,
- * per-channel pacing and a retried send that must not post its text twice. Same stand-in and real
- * gateway as slack.test.ts.
+ * Slack, the edges: edits and deletions, url_verification, file limits and transient download
+ * failures, a retry arriving while the first delivery is still in flight, a thread reply arriving
+ * while its first post is, Web API calls that never answer, a refused token, Socket Mode surviving
+ * a failed reconnect and a flapping connection, per-channel pacing and a retried send that must not
+ * post its text twice. Same stand-in and real gateway as slack.test.ts; the Socket Mode loop tests
+ * get a stand-in of their own, as its backoff carries over from one reconnect to the next.
  */
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import { Objm } from '@nats-io/obj';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { FakeSlack } from './slack-api.js';
@@ -15,6 +18,7 @@ const REFUSED = 'xoxb-3-revoked-token';
 const APP = 'xapp-2-edge-app-token';
 const SIGNING = 'slack-signing-secret-edges-0123456789';
 let slack: FakeSlack;
+let loop: FakeSlack;
 let gw: TestGateway;
 let seq = 100;
 
@@ -34,6 +38,9 @@ async function postEvent(body: unknown, opts: { retry?: number } = {}) {
   });
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
 const inboundTexts = async (ticketId: string) =>
   (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as Extract<LogEntry, { kind: 'inbound' }>).event.text);
 
@@ -41,13 +48,18 @@ beforeAll(async () => {
   slack = new FakeSlack(BOT);
   slack.refusedTokens.add(REFUSED);
   await slack.start();
+  loop = new FakeSlack(BOT);
+  loop.hangNext('apps.connections.open');
+  loop.closeAfterHello = 1;
+  await loop.start();
   gw = await startGateway(
     {
       outbound: { backoffBase: '100ms' },
       connectors: [
-        { type: 'slack', account: 'edge_events', mode: 'events', botToken: '${BOT}', signingSecret: '${SIGNING}', apiUrl: slack.apiUrl, perChannelIntervalMs: 0, maxFileBytes: 100_000 },
+        { type: 'slack', account: 'edge_events', mode: 'events', botToken: '${BOT}', signingSecret: '${SIGNING}', apiUrl: slack.apiUrl, perChannelIntervalMs: 0, maxFileBytes: 100_000, apiTimeoutMs: 2000 },
         { type: 'slack', account: 'edge_socket', mode: 'socket', botToken: '${BOT}', appToken: '${APP}', apiUrl: slack.apiUrl, channels: ['CHELP'], perChannelIntervalMs: 500 },
         { type: 'slack', account: 'edge_refused', mode: 'events', botToken: '${REFUSED}', signingSecret: '${SIGNING}', apiUrl: slack.apiUrl },
+        { type: 'slack', account: 'edge_loop', mode: 'socket', botToken: '${BOT}', appToken: '${APP}', apiUrl: loop.apiUrl, channels: ['CLOOP'], perChannelIntervalMs: 0, apiTimeoutMs: 2000 },
       ],
     },
     { env: { BOT, APP, SIGNING, REFUSED } },
@@ -57,6 +69,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   await slack?.stop();
+  await loop?.stop();
 });
 
 describe('slack connector edges', () => {
@@ -139,6 +152,86 @@ describe('slack connector edges', () => {
     expect(await inboundTexts(created.ticketId)).toEqual(['медленный файл', 'ещё']);
   });
 
+  it('a file Slack cannot serve right now leaves the event unacknowledged; the retry stores the same bytes', async () => {
+    const bytes = Buffer.from('Выписка за ноябрь: 1 042,00 ₽\n'.repeat(200));
+    slack.files.set('FFLAKY', bytes);
+    slack.downloadFailures.set('FFLAKY', [503]);
+    const files = [
+      { id: 'FFLAKY', name: 'выписка.txt', mimetype: 'text/plain', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FFLAKY` },
+      { id: 'FGONE', name: 'удалён.pdf', mimetype: 'application/pdf', size: 10, url_private_download: `http://127.0.0.1:${slack.port}/files/FGONE` },
+    ];
+    const body = envelope({ type: 'message', subtype: 'file_share', channel: 'D800', channel_type: 'im', user: 'U81', text: 'выписка', ts: ts(), files }, 'EvFlaky1');
+    expect((await postEvent(body)).status).toBe(500);
+    expect((await gw.gateway.router!.store.list()).some((t) => JSON.stringify(t).includes('D800'))).toBe(false);
+    expect((await postEvent(body, { retry: 1 })).status).toBe(200);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D800');
+    const [stored, gone] = inboundOf(created)!.attachments;
+    expect(stored).toMatchObject({ name: 'выписка.txt', status: 'stored', size: bytes.length, sha256: sha256(bytes) });
+    const media = await new Objm(gw.nc).open('omni_media');
+    expect(Buffer.from((await media.getBlob(stored!.objectKey!))!).equals(bytes)).toBe(true);
+    // 404 from files.slack.com will not heal: recorded, not retried.
+    expect(gone).toMatchObject({ name: 'удалён.pdf', status: 'failed' });
+    expect(gone!.error).toMatch(/404/);
+    expect(slack.downloads.get('FFLAKY')).toBe(2);
+    expect(await inboundTexts(created.ticketId)).toEqual(['выписка']);
+
+    // Slack's last delivery (x-slack-retry-num 3): the message goes through, the file is recorded as not fetched.
+    slack.files.set('FDOWN', bytes);
+    slack.downloadFailures.set('FDOWN', [502]);
+    const last = envelope({ type: 'message', subtype: 'file_share', channel: 'D801', channel_type: 'im', user: 'U81', text: 'последняя попытка', ts: ts(),
+      files: [{ id: 'FDOWN', name: 'a.txt', mimetype: 'text/plain', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FDOWN` }] });
+    expect((await postEvent(last, { retry: 3 })).status).toBe(200);
+    const kept = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D801');
+    expect(inboundOf(kept)!.attachments[0]).toMatchObject({ name: 'a.txt', status: 'failed' });
+    expect(inboundOf(kept)!.attachments[0]!.error).toMatch(/502/);
+  });
+
+  it('a thread reply that arrives while the first post is still fetching its file continues that thread', async () => {
+    const bytes = Buffer.from('скриншот ошибки'.repeat(50));
+    slack.files.set('FHOLD', bytes);
+    let release!: () => void;
+    slack.downloadGate = new Promise((r) => (release = r));
+    const arrived = slack.nextDownload();
+    const top = ts();
+    const first = postEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'COPS', channel_type: 'channel', user: 'U75', text: '<@UBOT> вот скрин', ts: top,
+      files: [{ id: 'FHOLD', name: 'screen.png', mimetype: 'image/png', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FHOLD` }] }));
+    await arrived; // the mention is held on its download, not published yet
+    slack.downloadGate = undefined;
+    expect((await postEvent(envelope({ type: 'message', channel: 'COPS', channel_type: 'channel', user: 'U75', text: 'и ещё деталь', ts: ts(), thread_ts: top }))).status).toBe(200);
+    const reply = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'и ещё деталь');
+    release();
+    expect((await first).status).toBe(200);
+    const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === '@omnigate вот скрин');
+    expect(opened.ticketId).toBe(reply.ticketId);
+    expect(inboundOf(reply)!.conversation).toEqual({ id: 'COPS', threadId: top, kind: 'channel' });
+  });
+
+  it('a users.info that never answers times out (apiTimeoutMs): the event and Slack\'s retry become one ticket', async () => {
+    slack.hangNext('users.info');
+    const body = envelope({ type: 'message', channel: 'D900', channel_type: 'im', user: 'U95', text: 'завис users.info', ts: ts() }, 'EvHang1');
+    const first = postEvent(body);
+    await slack.waitForCall((c) => c.method === 'users.info' && c.params.user === 'U95');
+    const retry = postEvent(body, { retry: 1 }); // joins the attempt stuck on users.info
+    expect((await first).status).toBe(200);
+    expect((await retry).status).toBe(200);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D900');
+    expect(inboundOf(created)!.sender).toMatchObject({ id: 'U95', handles: { slack: 'U95' } });
+    expect(inboundOf(created)!.sender!.displayName).toBeUndefined();
+    expect(await inboundTexts(created.ticketId)).toEqual(['завис users.info']);
+  });
+
+  it('a chat.postMessage that never answers times out and the send is retried', async () => {
+    await postEvent(envelope({ type: 'message', channel: 'D901', channel_type: 'im', user: 'U96', text: 'жду ответа', ts: ts() }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D901');
+    slack.hangNext('chat.postMessage');
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'ответ после зависания' });
+    const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status.status === 'sent', 15_000);
+    expect((sent.entry as Extract<LogEntry, { kind: 'delivery' }>).status.attempts).toBe(2);
+    const tries = slack.calls.filter((c) => c.method === 'chat.postMessage' && c.params.channel === 'D901');
+    expect(tries).toHaveLength(2);
+    expect(tries[1]!.at - tries[0]!.at).toBeGreaterThanOrEqual(1900);
+  });
+
   it('reports auth_failed when auth.test refuses the token', async () => {
     const state = await gw.waitForStreamMessage<{ state: string; detail?: string }>('OMNI_EVENTS', 'omni.events.connector.slack.edge_refused', (m) => m.state === 'auth_failed');
     expect(state.detail).toMatch(/invalid_auth/);
@@ -185,5 +278,29 @@ describe('slack connector edges', () => {
     const second = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.text === 'второй');
     const first = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.text === 'первый');
     expect(second.at - first.at).toBeGreaterThanOrEqual(450);
+  });
+
+  // The loop stand-in's first apps.connections.open never answers and its first connection is
+  // closed right after hello: by the time these run, the account has been through both.
+  it('Socket Mode gets past an apps.connections.open that never answers (apiTimeoutMs)', async () => {
+    for (let i = 0; i < 200 && loop.connections < 2; i++) await sleep(50);
+    const opens = loop.calls.filter((c) => c.method === 'apps.connections.open');
+    expect(opens).toHaveLength(3);
+    expect(opens[1]!.at - opens[0]!.at).toBeGreaterThanOrEqual(2000 + 900); // the timeout, then 1 s backoff
+    const top = ts();
+    loop.pushSocketEvent(envelope({ type: 'message', channel: 'CLOOP', channel_type: 'channel', user: 'U85', text: 'после зависшего открытия', ts: top }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top);
+  });
+
+  it('a Socket Mode connection closed right after hello is reopened only after a backoff', async () => {
+    for (let i = 0; i < 200 && loop.connections < 2; i++) await sleep(50);
+    expect(loop.connections).toBe(2);
+    const [flapped, next] = loop.connectedAt;
+    expect(next! - flapped!).toBeGreaterThanOrEqual(1900); // second failure in a row: 2 s
+    const top = ts();
+    const envelopeId = loop.pushSocketEvent(envelope({ type: 'message', channel: 'CLOOP', channel_type: 'channel', user: 'U86', text: 'после мигания', ts: top }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top);
+    for (let i = 0; i < 100 && !loop.acked.has(envelopeId); i++) await sleep(50);
+    expect(loop.acked.has(envelopeId)).toBe(true);
   });
 });

@@ -67,8 +67,10 @@ describe('slack connector', () => {
   });
 
   it('a bad signature gets 401 and creates nothing; a retried event creates nothing new', async () => {
+    // Its own channel and event id: were it taken in spite of the signature, it would show.
+    const forged = envelope({ type: 'message', channel: 'D201', channel_type: 'im', user: 'U2', text: 'подделка', ts: ts() }, 'EvForged1');
+    expect((await postEvent(forged, { secret: 'wrong-secret-0123456789' })).status).toBe(401);
     const body = envelope({ type: 'message', channel: 'D200', channel_type: 'im', user: 'U2', text: 'первое', ts: ts() }, 'EvRetry1');
-    expect((await postEvent(body, { secret: 'wrong-secret-0123456789' })).status).toBe(401);
     expect((await postEvent(body)).status).toBe(200);
     expect((await postEvent(body, { retry: 1 })).status).toBe(200);
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D200');
@@ -76,6 +78,20 @@ describe('slack connector', () => {
     await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'второе');
     const log = await gw.gateway.router!.store.readLog(routed.ticketId);
     expect(log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.text)).toEqual(['первое', 'второе']);
+    // The events posted after the forged one went all the way through; it left no trace anywhere.
+    await gw.waitForStreamMessage('OMNI_IN', 'omni.in.slack.ws_events', (m) => m.conversation?.id === 'D200');
+    await expect(gw.waitForStreamMessage('OMNI_IN', 'omni.in.slack.ws_events', (m) => m.conversation?.id === 'D201', 1500)).rejects.toThrow();
+    expect((await gw.gateway.router!.store.list()).some((t) => JSON.stringify(t).includes('D201'))).toBe(false);
+  });
+
+  it('Slack markup and entities arrive as plain text (Cyrillic intact); the reply escapes them again', async () => {
+    const raw = 'a &lt; b &amp; c &gt; d: <@UBOT>, <@U4242> и <#C777|общий>; см. <https://example.com/docs?a=1&amp;b=2|инструкцию> или <mailto:help@example.com|help@example.com> <!here>';
+    await postEvent(envelope({ type: 'message', channel: 'D210', channel_type: 'im', user: 'U21', text: raw, ts: ts() }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D210');
+    expect(inboundOf(created)!.text).toBe('a < b & c > d: @omnigate, @U4242 и #общий; см. инструкцию (https://example.com/docs?a=1&b=2) или help@example.com @here');
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'a < b & c > d' });
+    const post = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.channel === 'D210');
+    expect(post.params.text).toBe('a &lt; b &amp; c &gt; d');
   });
 
   it('a channel thread is one ticket over Socket Mode and replies carry its thread_ts', async () => {
@@ -106,6 +122,18 @@ describe('slack connector', () => {
     expect(texts.flat()).not.toContain('обед?');
     expect(texts.flat()).not.toContain('наш ответ');
     expect(texts.flat()).not.toContain('бот');
+  });
+
+  it('a mention inside someone else\'s thread makes that thread the conversation; later replies there follow without one', async () => {
+    const theirs = ts();
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U10', text: 'у кого-нибудь работает экспорт?', ts: theirs }));
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U11', text: '<@UBOT> и у нас не работает', ts: ts(), thread_ts: theirs }));
+    const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === theirs);
+    slack.pushSocketEvent(envelope({ type: 'message', channel: 'CRANDOM', channel_type: 'channel', user: 'U11', text: 'ошибка 500 с утра', ts: ts(), thread_ts: theirs }));
+    const continued = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'ошибка 500 с утра');
+    expect(continued.ticketId).toBe(opened.ticketId);
+    const log = await gw.gateway.router!.store.readLog(opened.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.text)).toEqual(['@omnigate и у нас не работает', 'ошибка 500 с утра']);
   });
 
   it('a file round-trips through the object store with the same bytes', async () => {
@@ -144,13 +172,26 @@ describe('slack connector', () => {
   });
 
   it('a Socket Mode disconnect frame reconnects without losing the event in flight', async () => {
+    const bytes = Buffer.from('журнал ошибок\n'.repeat(100));
+    slack.files.set('F88', bytes);
+    let release!: () => void;
+    slack.downloadGate = new Promise((r) => (release = r));
+    const arrived = slack.nextDownload();
     const before = slack.connections;
     const top = ts();
-    const envelopeId = slack.pushSocketEvent(envelope({ type: 'message', channel: 'CSUPPORT', channel_type: 'channel', user: 'U6', text: 'во время переподключения', ts: top }), 'disconnect');
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top, 20_000);
-    for (let i = 0; i < 100 && (slack.connections === before || !slack.acked.has(envelopeId)); i++) await new Promise((r) => setTimeout(r, 100));
+    const envelopeId = slack.pushSocketEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'CSUPPORT', channel_type: 'channel', user: 'U6', text: 'во время переподключения', ts: top,
+      files: [{ id: 'F88', name: 'errors.log', mimetype: 'text/plain', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/F88` }] }));
+    await arrived; // held on its download, unacknowledged
+    slack.disconnect();
+    for (let i = 0; i < 150 && slack.connections === before; i++) await new Promise((r) => setTimeout(r, 100));
     expect(slack.connections).toBeGreaterThan(before);
+    expect(slack.acked.has(envelopeId)).toBe(false);
+    release();
+    slack.downloadGate = undefined;
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.threadId === top);
+    for (let i = 0; i < 100 && !slack.acked.has(envelopeId); i++) await new Promise((r) => setTimeout(r, 100));
     expect(slack.acked.has(envelopeId)).toBe(true);
+    expect(slack.downloads.get('F88')).toBe(1);
     const log = await gw.gateway.router!.store.readLog(routed.ticketId);
     expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
   });
