@@ -111,7 +111,7 @@ export class Gateway {
       this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
     }
 
-    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, log, readiness: () => this.readiness() });
+    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness() });
     this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl });
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({

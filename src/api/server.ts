@@ -19,6 +19,8 @@ export interface HttpServerOptions {
   host: string;
   port: number;
   bodyLimit: number;
+  /** /metrics answers only requests with a valid token. */
+  metricsRequireToken?: boolean;
   log: Logger;
   readiness: () => Promise<Readiness>;
 }
@@ -36,8 +38,14 @@ export class HttpServer implements HttpMount {
       const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
       return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.checks });
     });
-    // Unauthenticated on purpose (docs/api.md): scrapers sit inside the network; no ticket data here.
-    this.app.get('/metrics', async (_req, reply) => {
+    // Open by default (docs/api.md): scrapers sit inside the network; no ticket data here.
+    // api.metricsRequireToken closes it to callers without a token.
+    this.app.get('/metrics', {
+      onRequest: async (req, reply) => {
+        const refused = o.metricsRequireToken ? this.authorize(req.headers, 'GET') : undefined;
+        if (refused) return reply.code(STATUS_OF[refused.code]).send({ error: refused });
+      },
+    }, async (_req, reply) => {
       return reply.header('content-type', registry.contentType).send(await registry.metrics());
     });
     this.app.setNotFoundHandler((req, reply) => fail(reply, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));

@@ -183,7 +183,11 @@ export const GatewayConfig = z.object({
     .prefault({}),
   media: z.object({ maxBytes: ByteSize.prefault('25MB') }).prefault({}),
   api: z
-    .object({ tokens: z.array(ApiToken).default([]) })
+    .object({
+      tokens: z.array(ApiToken).default([]),
+      /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
+      metricsRequireToken: z.boolean().default(false),
+    })
     .prefault({}),
   webhooks: z.array(Webhook).default([]),
   connectors: z.array(ConnectorEntry).default([]),

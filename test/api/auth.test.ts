@@ -31,6 +31,27 @@ describe('open endpoints', () => {
   });
 });
 
+describe('a locked /metrics', () => {
+  it('answers only with a token when api.metricsRequireToken is set; health stays open', async () => {
+    const log = createLogger({ level: 'silent' });
+    const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, metricsRequireToken: true, log, readiness: async () => ({ ready: true, checks: {} }) });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ro', token: READER, readOnly: true }], metricsRequireToken: true }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'metrics-test', ttlMs: 3000 });
+    await surface.start();
+    await server.listen();
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      const scraped = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${READER}` } });
+      expect(scraped.status).toBe(200);
+      expect(await scraped.text()).toContain('omnigate_events_in_total');
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    } finally {
+      await surface.stop();
+      await server.close();
+    }
+  });
+});
+
 describe('bearer tokens on /v1', () => {
   it('refuses no token, a malformed header and a wrong token with 401', async () => {
     for (const path of ['/v1/tickets', '/v1/tickets/T-1', '/v1/openapi.json', `/v1/attachments/sha256/${'a'.repeat(64)}`]) {
@@ -73,7 +94,7 @@ describe('bearer tokens on /v1', () => {
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, log, readiness: async () => ({ ready: true, checks: {} }) });
     server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
     server.route('POST', '/connectors/whatsapp/main/logout', async () => ({ status: 200, body: { ok: true } }), { auth: true });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }] }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: false, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }] }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {
