@@ -9,6 +9,7 @@ import { EmbeddedNats } from './core/embedded-nats.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
+import { ConnectorState } from './core/schema.js';
 import { Streams } from './core/subjects.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
@@ -163,11 +164,14 @@ export class Gateway {
     return { ready, checks };
   }
 
-  /** omnigate_connector_up: one series per connector, labelled with its current state only. */
+  /** omnigate_connector_up{channel,account} and the enum-style omnigate_connector_state{…,state}. */
   private sampleConnectors() {
     const connectors = this.connectors?.health() ?? [];
-    metrics.connectorUp.reset();
-    for (const h of connectors) metrics.connectorUp.set({ channel: h.channel, account: h.account, state: h.state }, h.state === 'connected' ? 1 : 0);
+    for (const h of connectors) {
+      const who = { channel: h.channel, account: h.account };
+      metrics.connectorUp.set(who, h.state === 'connected' || h.state === 'rate_limited' ? 1 : 0);
+      for (const state of ConnectorState.options) metrics.connectorState.set({ ...who, state }, state === h.state ? 1 : 0);
+    }
     return connectors;
   }
 

@@ -44,5 +44,8 @@ export const metrics = {
     registers: [registry],
   }),
   slaBreaches: new Counter({ name: 'omnigate_sla_breaches_total', help: 'SLA breaches', labelNames: ['breach'], registers: [registry] }),
-  connectorUp: new Gauge({ name: 'omnigate_connector_up', help: '1 when the connector is connected', labelNames: ['channel', 'account', 'state'], registers: [registry] }),
+  // One series per connector that keeps its identity across state changes (alerts with `for:` work),
+  // plus an enum-style state gauge: 1 on the current state, 0 on every other.
+  connectorUp: new Gauge({ name: 'omnigate_connector_up', help: '1 when the connector is connected (or only rate limited)', labelNames: ['channel', 'account'], registers: [registry] }),
+  connectorState: new Gauge({ name: 'omnigate_connector_state', help: '1 on the connector\'s current state, 0 on the others', labelNames: ['channel', 'account', 'state'], registers: [registry] }),
 };

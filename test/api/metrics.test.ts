@@ -92,7 +92,9 @@ describe('/metrics', () => {
     expect(value(m, 'omnigate_consumer_lag', { consumer: 'router' })).toBe(0);
     expect(value(m, 'omnigate_consumer_lag', { consumer: 'webhook:crm' })).toBeGreaterThanOrEqual(0);
     expect(value(m, 'omnigate_webhook_retries_total', { webhook: 'crm' })).toBeGreaterThanOrEqual(1);
-    expect(value(m, 'omnigate_connector_up', { channel: 'webhook', account: 'site', state: 'connected' })).toBe(1);
+    expect(value(m, 'omnigate_connector_up', { channel: 'webhook', account: 'site' })).toBe(1);
+    expect(value(m, 'omnigate_connector_state', { channel: 'webhook', account: 'site', state: 'connected' })).toBe(1);
+    expect(value(m, 'omnigate_connector_state', { channel: 'webhook', account: 'site', state: 'auth_failed' })).toBe(0);
     expect(m.get('process_cpu_seconds_total')!.type).toBe('counter');
     expect(m.get('nodejs_heap_size_used_bytes')!.type).toBe('gauge');
   });
