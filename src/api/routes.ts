@@ -122,7 +122,7 @@ function jsonObject(req: FastifyRequest): Record<string, unknown> {
   try {
     json = JSON.parse(Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '');
   } catch {
-    throw new HttpError('invalid_json', 'body is not valid JSON');
+    throw new HttpError('invalid_json', 'body is not valid JSON', 'body');
   }
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
   return json as Record<string, unknown>;

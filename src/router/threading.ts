@@ -4,7 +4,9 @@
  *         accepted only from someone who took part in that ticket, so replies to one mail sent
  *         to many do not merge strangers; then the subject token "[#T-1042]" — from a participant
  *         or a colleague at the same company domain (numbers are guessable); then our own
- *         Message-ID marker "<omni.T-1042.…@…>" surviving in any header; else a new ticket.
+ *         Message-ID marker "<omni.T-1042.…@…>" surviving in any header, then the "[#T-1042]"
+ *         our replies carry in their text, found in the quoted history (both from participants
+ *         only); else a new ticket.
  *  chats  one open ticket per (channel, account, chat[, thread]); after close, a message reopens
  *         the ticket within the reopen window, otherwise opens a new one.
  * Every decision carries the rule and the matched value, written into the ticket log.
@@ -85,6 +87,13 @@ export class Threader {
       if (!marked) continue;
       const ticket = await this.store.get(marked, o);
       if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
+    }
+    // Our replies carry "[#T-1042]" in their text too: it survives in the quoted history when a
+    // relay rewrote our Message-ID, the client dropped In-Reply-To and the subject was changed.
+    const quoted = this.tokenRe.exec(e.fullText ?? e.text)?.[1];
+    if (quoted) {
+      const ticket = await this.store.get(quoted, o);
+      if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: `body [#${quoted}]` });
     }
     return null;
   }

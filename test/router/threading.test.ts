@@ -85,6 +85,16 @@ describe('email threading', () => {
     expect(matchOf(byMarker).rule).toBe('email-marker');
   });
 
+  it('finds the ticket by the [#T-…] our reply carried in its text, when headers and subject lost it', async () => {
+    const root = await route(emailMessage({ messageId: '<body-1@client.ru>', from: 'nina@client.ru' }));
+    const quoted = `Спасибо, получилось.\n\n> Здравствуйте! Проверили оплату.\n> Обращение [#${root.ticketId}]`;
+    const answer = await route({ ...emailMessage({ messageId: '<body-2@relay>', from: 'nina@client.ru', subject: 'Оплата', text: 'Спасибо, получилось.' }), fullText: quoted });
+    expect(answer.ticketId).toBe(root.ticketId);
+    expect(matchOf(answer)).toEqual({ rule: 'email-marker', value: `body [#${root.ticketId}]` });
+    const stranger = await route({ ...emailMessage({ messageId: '<body-3@else.ru>', from: 'x@else.ru', subject: 'Оплата' }), fullText: quoted });
+    expect(stranger.ticketId).not.toBe(root.ticketId);
+  });
+
   it('does not merge a stranger replying to a mail they were not on', async () => {
     const root = await route(emailMessage({ messageId: '<news-1@shop.example>', from: 'anna@client.ru' }));
     const stranger = await route(emailMessage({ messageId: '<s1@other.ru>', from: 'stranger@other.ru', inReplyTo: '<news-1@shop.example>' }));
