@@ -146,8 +146,7 @@ export class CommandHandler {
         channel: ticket.channel,
         account: ticket.account,
         conversation: ticket.conversation,
-        text: c.text,
-        html: c.html,
+        ...(ticket.conversation.kind === 'email' ? withTicketFooter(ticket.id, c.text, c.html) : { text: c.text, html: c.html }),
         attachments: c.attachments,
         replyTo: ticket.lastInboundPlatformId,
         email: ticket.conversation.kind === 'email' ? emailHeaders(ticket, this.store.prefix) : undefined,
@@ -269,6 +268,19 @@ function parse<T extends z.ZodType>(schema: T, body: unknown): { value: z.infer<
 
 function notFound(id: string): CommandResult {
   return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}` } };
+}
+
+/**
+ * Mail we send names its ticket in the text as well: the customer's answer quotes it, so the
+ * ticket is found even when a relay rewrote our Message-ID and the subject was changed.
+ */
+function withTicketFooter(ticketId: string, text: string, html?: string): { text: string; html?: string } {
+  const token = `[#${ticketId}]`;
+  if (text.includes(token)) return { text, html };
+  return {
+    text: `${text}\n\n--\nНомер обращения: ${token}`,
+    html: html === undefined ? undefined : `${html}<p style="color:#888;font-size:12px">Номер обращения: ${token}</p>`,
+  };
 }
 
 /** Outbound email threading: answer the newest mail in the chain, keep the token in the subject. */

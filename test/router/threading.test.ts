@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
-import type { LogEntry, TicketEvent } from '../../src/core/schema.js';
+import type { InboundMessage, LogEntry, TicketEvent } from '../../src/core/schema.js';
 
 let gw: TestGateway;
 
@@ -88,10 +88,12 @@ describe('email threading', () => {
   it('finds the ticket by the [#T-…] our reply carried in its text, when headers and subject lost it', async () => {
     const root = await route(emailMessage({ messageId: '<body-1@client.ru>', from: 'nina@client.ru' }));
     const quoted = `Спасибо, получилось.\n\n> Здравствуйте! Проверили оплату.\n> Обращение [#${root.ticketId}]`;
-    const answer = await route({ ...emailMessage({ messageId: '<body-2@relay>', from: 'nina@client.ru', subject: 'Оплата', text: 'Спасибо, получилось.' }), fullText: quoted });
+    const answerMail: InboundMessage = { ...emailMessage({ messageId: '<body-2@relay>', from: 'nina@client.ru', subject: 'Оплата', text: 'Спасибо, получилось.' }), fullText: quoted };
+    const answer = await route(answerMail);
     expect(answer.ticketId).toBe(root.ticketId);
     expect(matchOf(answer)).toEqual({ rule: 'email-marker', value: `body [#${root.ticketId}]` });
-    const stranger = await route({ ...emailMessage({ messageId: '<body-3@else.ru>', from: 'x@else.ru', subject: 'Оплата' }), fullText: quoted });
+    const strangerMail: InboundMessage = { ...emailMessage({ messageId: '<body-3@else.ru>', from: 'x@else.ru', subject: 'Оплата' }), fullText: quoted };
+    const stranger = await route(strangerMail);
     expect(stranger.ticketId).not.toBe(root.ticketId);
   });
 
