@@ -1,8 +1,9 @@
 /**
  * WhatsApp Cloud API connector. Intake: Meta's webhook (GET verification handshake; POST checked
  * with X-Hub-Signature-256 over the raw body), answered 200 only after every message in it is in
- * JetStream. Status webhooks become delivery reports through the wamid → outbound map we keep
- * when sending. Outbound: the 24-hour customer-service window is checked before calling Graph.
+ * JetStream. Status webhooks become delivery reports through the wamid → outbound records we
+ * keep when sending (sent-records.ts). Outbound: the 24-hour customer-service window is checked
+ * before calling Graph.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { RawRequest, RawResponse } from '../../core/http.js';
@@ -13,14 +14,15 @@ import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
 import { GraphCallError, GraphClient, classifyGraphError } from './graph.js';
 import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
+import { SentRecords } from './sent-records.js';
 import type { WhatsAppCloudOptions } from './index.js';
 import { sleep } from '../../core/sleep.js';
 
 const TEXT_LIMIT = 4096;
+const SWEEP_EVERY_MS = 24 * 3_600_000;
 const lastInboundKey = (waId: string) => `wac-last-${waId}`;
-const outboundKey = (wamid: string) => `wac-out-${wamid}`;
-
-interface OutboundRef { outboundId: string; ticketId: string }
+/** Within one wamid, the order a status is meant to arrive in; Meta may list them otherwise. */
+const STATUS_RANK: Record<string, number> = { sent: 0, delivered: 1, read: 2, failed: 2 };
 
 export class WhatsAppCloudConnector implements Connector {
   private readonly health_: HealthTracker;
@@ -28,7 +30,9 @@ export class WhatsAppCloudConnector implements Connector {
   private readonly pacer: Pacer;
   private readonly stopping = new AbortController();
   private readonly progress = new Map<string, { sent: number; firstId?: string }>();
+  private readonly records: SentRecords;
   private checking?: Promise<void>;
+  private sweeping?: Promise<void>;
 
   constructor(
     private readonly o: WhatsAppCloudOptions,
@@ -37,6 +41,7 @@ export class WhatsAppCloudConnector implements Connector {
     this.health_ = new HealthTracker(ctx);
     this.graph = new GraphClient(o);
     this.pacer = new Pacer(o.pacing.perChatIntervalMs, o.pacing.perSecond);
+    this.records = new SentRecords(ctx.state, ctx.log);
   }
 
   async start(): Promise<void> {
@@ -44,11 +49,12 @@ export class WhatsAppCloudConnector implements Connector {
     this.ctx.http.route('GET', path, async (req) => this.verifyHandshake(req));
     this.ctx.http.route('POST', path, (req) => this.onWebhook(req));
     this.checking = this.checkToken();
+    this.sweeping = this.sweepRecords();
   }
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await this.checking;
+    await Promise.all([this.checking, this.sweeping]);
     this.health_.set('stopped');
   }
 
@@ -69,6 +75,20 @@ export class WhatsAppCloudConnector implements Connector {
         else this.health_.set('disconnected', `Graph API check failed: ${errorMessage(err)}`);
         await sleep(Math.min(60_000, 1000 * 2 ** attempt), this.stopping.signal);
       }
+    }
+  }
+
+  /** Every replica sweeps; deleting twice is harmless, and a pass is one read per record. */
+  private async sweepRecords(): Promise<void> {
+    const signal = this.stopping.signal;
+    while (!signal.aborted) {
+      try {
+        const removed = await this.records.sweep(this.o.statusRetentionDays * 86_400_000, signal);
+        if (removed) this.ctx.log.info({ removed }, 'expired WhatsApp Cloud send records removed');
+      } catch (err) {
+        this.ctx.log.warn({ err: errorMessage(err) }, 'sweep of WhatsApp Cloud send records failed; next one in a day');
+      }
+      await sleep(SWEEP_EVERY_MS, signal);
     }
   }
 
@@ -102,6 +122,7 @@ export class WhatsAppCloudConnector implements Connector {
       return { status: 200, body: '' };
     }
     try {
+      const statuses = new Map<string, CloudStatus[]>();
       for (const entry of payload.entry) {
         for (const change of entry.changes ?? []) {
           if (change.field !== 'messages' || !change.value) continue;
@@ -111,9 +132,13 @@ export class WhatsAppCloudConnector implements Connector {
             continue;
           }
           for (const m of value.messages ?? []) await this.ingest(m, value);
-          for (const s of value.statuses ?? []) await this.onStatus(s);
+          for (const s of value.statuses ?? []) if (s?.id) statuses.set(s.id, [...(statuses.get(s.id) ?? []), s]);
         }
       }
+      // A status may wait for its send record: wamids in parallel, so one wait is all a webhook costs.
+      await Promise.all([...statuses.values()].map(async (list) => {
+        for (const s of list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0))) await this.onStatus(s);
+      }));
       return { status: 200, body: '' };
     } catch (err) {
       // Not all of it is stored: Meta retries the whole delivery, and dedup absorbs what we have.
@@ -175,20 +200,23 @@ export class WhatsAppCloudConnector implements Connector {
 
   private async onStatus(s: CloudStatus): Promise<void> {
     if (!s?.id || !['sent', 'delivered', 'read', 'failed'].includes(s.status)) return;
-    const entry = await this.ctx.state.get(outboundKey(s.id));
-    if (!entry) {
-      this.ctx.log.debug({ wamid: s.id, status: s.status }, 'status for a message we did not send (or already final)');
+    const found = await this.records.find(s.id, this.o.statusWaitMs, this.stopping.signal);
+    if (!found) {
+      this.ctx.log.info({ wamid: s.id, status: s.status, recipient: s.recipient_id },
+        'WhatsApp Cloud status dropped: no send record for this wamid (sent outside this gateway, already final, or expired)');
       return;
     }
-    const ref = JSON.parse(entry.value) as OutboundRef;
+    const { outboundId, ticketId } = found.ref;
     const err = s.errors?.[0];
     const report: DeliveryReport = {
-      ...ref,
+      outboundId,
+      ticketId,
       status: s.status as DeliveryReport['status'],
       platformMessageId: s.id,
       ...(s.status === 'failed' ? { reason: err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : 'failed' } : {}),
     };
     await this.ctx.reportDelivery(report);
+    if (s.status === 'read' || s.status === 'failed') await this.records.forget(found.key);
   }
 
   // ---- outbound ----
@@ -209,8 +237,11 @@ export class WhatsAppCloudConnector implements Connector {
           : { to, ...(await this.mediaBody(msg.attachments[i - chunks.length]!)), ...context };
         await this.pacer.wait(to);
         const wamid = await this.graph.sendMessage(body);
-        // Written before the status webhooks can arrive for it (they follow the Graph answer).
-        await this.ctx.state.put(outboundKey(wamid), JSON.stringify({ outboundId: msg.id, ticketId: msg.ticketId } satisfies OutboundRef));
+        // A status webhook can still beat this write; onStatus waits a little for it. Failing
+        // here must not fail the send: Meta has the message, and a retry would send it twice.
+        await this.records.record(wamid, { outboundId: msg.id, ticketId: msg.ticketId }).catch((err) => {
+          this.ctx.log.warn({ wamid, outboundId: msg.id, err: errorMessage(err) }, 'could not store the WhatsApp Cloud send record; its statuses will not be reported');
+        });
         progress.sent = i + 1;
         progress.firstId ??= wamid;
       }

@@ -25,6 +25,10 @@ export const WhatsAppCloudOptions = z.object({
   /** WhatsApp's customer-service window: free-form replies only this long after the customer's last message. */
   serviceWindowHours: z.number().positive().max(24).default(24),
   timeoutMs: z.number().int().positive().default(15_000),
+  /** A status webhook for a wamid whose send record is not stored yet waits this long for it, then is dropped (logged). */
+  statusWaitMs: z.number().int().nonnegative().max(10_000).default(3000),
+  /** Send records (wamid → outbound message) without a final status (read, failed) are removed after this many days. */
+  statusRetentionDays: z.number().positive().default(30),
   pacing: z
     .object({
       /** Meta's pair rate limit: bursts to one user are throttled; keep a gap per chat. */

@@ -16,6 +16,7 @@ export const {
   Browsers,
   DisconnectReason,
   downloadMediaMessage,
+  generateWAMessage,
   initAuthCreds,
   isJidBroadcast,
   isJidGroup,

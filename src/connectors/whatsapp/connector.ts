@@ -6,13 +6,15 @@
  * The pairing QR is served as PNG and JSON on authenticated routes.
  */
 import QRCode from 'qrcode';
+import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { Pacer } from '../../core/pacer.js';
 import { MediaTooLargeError } from '../../core/media.js';
-import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { sleep } from '../../core/sleep.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
-import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type WAMessage } from './baileys.js';
+import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
 import { normalizeMessage, platformId, type NormalizeContext, type PendingMedia, type StoredQuote } from './normalize.js';
 import { WhatsAppSession, type SessionEvents } from './session.js';
 import type { WaSocketLike } from './socket.js';
@@ -20,6 +22,16 @@ import type { WhatsAppOptions } from './index.js';
 
 const LID_PREFIX = 'wa-lid-';
 const quoteKey = (chat: string) => `wa-quote-${Buffer.from(chat).toString('base64url')}`;
+const PUBLISH_ATTEMPTS = 3;
+
+/**
+ * The id of one part of an outbound message, in Baileys' own format ("3EB0" + 18 hex digits, as
+ * generateMessageIDV2): a retry after a timeout sends the same id, which WhatsApp takes as the
+ * same message instead of a second copy.
+ */
+export function outboundMessageId(account: string, outboundId: string, part: number): string {
+  return `3EB0${createHash('sha256').update(`${account}\n${outboundId}\n${part}`).digest('hex').toUpperCase().slice(0, 18)}`;
+}
 
 export class WhatsAppConnector implements Connector {
   private readonly health_: HealthTracker;
@@ -45,7 +57,7 @@ export class WhatsAppConnector implements Connector {
     this.ctx.http.route('GET', `${base}/qr.png`, () => this.qrPng(), { auth: true });
     this.ctx.http.route('GET', `${base}/pairing`, async () => ({ status: 200, body: this.pairingJson() }), { auth: true });
     this.running = (async () => {
-      await this.loadLidMap();
+      await this.loadLidMap(this.stopping.signal);
       await this.session.run(this.stopping.signal);
     })().catch((err) => {
       if (!this.stopping.signal.aborted) this.health_.set('stalled', `WhatsApp session failed: ${errorMessage(err)}`);
@@ -85,20 +97,33 @@ export class WhatsAppConnector implements Connector {
 
   // ---- intake ----
 
-  private async loadLidMap(): Promise<void> {
-    for (const key of await this.ctx.state.keys(LID_PREFIX)) {
-      const entry = await this.ctx.state.get(key);
-      if (entry) this.lidToPhone.set(`${key.slice(LID_PREFIX.length)}@lid`, entry.value);
+  /** Before the session starts, or @lid customers would open second conversations meanwhile. */
+  private async loadLidMap(signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      try {
+        for (const key of await this.ctx.state.keys(LID_PREFIX)) {
+          const entry = await this.ctx.state.get(key);
+          if (entry) this.lidToPhone.set(`${key.slice(LID_PREFIX.length)}@lid`, entry.value);
+        }
+        return;
+      } catch (err) {
+        const delay = Math.min(this.o.reconnect.maxDelayMs, this.o.reconnect.minDelayMs * 2 ** (attempt - 1));
+        this.health_.set('disconnected', `could not read the stored @lid mappings: ${errorMessage(err)}; retrying in ${delay} ms`);
+        await sleep(delay, signal);
+      }
     }
   }
 
+  /** Never throws: the mapping is used from memory at once; storing it only helps after a restart. */
   private async learnLid(lid: string | undefined | null, phoneJid: string | undefined | null): Promise<void> {
     if (!lid || !phoneJid) return;
     const l = jidNormalizedUser(lid);
     const p = jidNormalizedUser(phoneJid);
     if (!isLidUser(l) || !p.endsWith('@s.whatsapp.net') || this.lidToPhone.get(l) === p) return;
     this.lidToPhone.set(l, p);
-    await this.ctx.state.put(`${LID_PREFIX}${l.split('@')[0]}`, p);
+    await this.ctx.state.put(`${LID_PREFIX}${l.split('@')[0]}`, p).catch((err) => {
+      this.ctx.log.warn({ lid: l, err: errorMessage(err) }, 'could not store a WhatsApp @lid mapping; kept in memory');
+    });
   }
 
   private normalizeContext(): NormalizeContext {
@@ -123,11 +148,29 @@ export class WhatsAppConnector implements Connector {
     }
     const upsert = events['messages.upsert'];
     if (upsert && (upsert.type === 'notify' || this.o.history === 'ingest')) {
-      for (const m of upsert.messages) await this.ingest(m, sock);
+      for (const m of upsert.messages) await this.intake(m, sock);
     }
     const history = events['messaging-history.set'];
     if (history && this.o.history === 'ingest') {
-      for (const m of history.messages) await this.ingest(m, sock);
+      for (const m of history.messages) await this.intake(m, sock);
+    }
+  }
+
+  /**
+   * Baileys has already acknowledged the message to WhatsApp, which will not send it again: each
+   * message is handled on its own, and what cannot be published is parked, never dropped.
+   */
+  private async intake(msg: WAMessage, sock: WaSocketLike): Promise<void> {
+    try {
+      await this.ingest(msg, sock);
+    } catch (err) {
+      const reason = `whatsapp message ${msg.key?.id ?? '?'} could not be published: ${errorMessage(err)}`;
+      try {
+        await this.ctx.deadLetter(reason, msg);
+      } catch (dlqErr) {
+        // The last copy we have: the log line carries the whole message.
+        this.ctx.log.error({ id: msg.key?.id, reason, err: errorMessage(dlqErr), message: msg }, 'WhatsApp message lost: neither published nor dead-lettered');
+      }
     }
   }
 
@@ -143,16 +186,27 @@ export class WhatsAppConnector implements Connector {
     }
     const event = n.event;
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(msg, n.media, sock)];
-    try {
-      await this.ctx.publish(event);
-    } catch (err) {
-      if (err instanceof InvalidEventError) {
-        await this.ctx.deadLetter(`whatsapp message ${msg.key?.id}: ${err.message}`, msg);
-        return;
+    // ctx.publish itself waits out a NATS outage; this covers what it gives up on.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ctx.publish(event);
+        break;
+      } catch (err) {
+        if (err instanceof InvalidEventError) {
+          await this.ctx.deadLetter(`whatsapp message ${msg.key?.id}: ${err.message}`, msg);
+          return;
+        }
+        if (attempt >= PUBLISH_ATTEMPTS || this.ctx.signal.aborted) throw err;
+        this.ctx.log.warn({ id: msg.key?.id, attempt, err: errorMessage(err) }, 'WhatsApp message not published yet; retrying');
+        await sleep(500 * attempt);
       }
-      throw err;
     }
-    if (n.quote) await this.ctx.state.put(quoteKey(event.conversation.id), JSON.stringify(n.quote));
+    if (n.quote) {
+      await this.ctx.state.put(quoteKey(event.conversation.id), JSON.stringify(n.quote)).catch((err) => {
+        // Only costs the quote on the next reply to this chat.
+        this.ctx.log.warn({ id: msg.key?.id, err: errorMessage(err) }, 'could not store the WhatsApp message for quoting');
+      });
+    }
   }
 
   private async download(msg: WAMessage, media: PendingMedia, sock: WaSocketLike): Promise<Attachment> {
@@ -161,17 +215,32 @@ export class WhatsAppConnector implements Connector {
     if (media.size !== undefined && media.size > limit) {
       return this.ctx.media.failed(meta, `file is ${media.size} bytes; the limit is ${limit} bytes`);
     }
+    // A stalled CDN or re-upload request would otherwise hold up every later message.
+    const ms = this.o.mediaDownloadTimeoutMs;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error(`media download timed out after ${ms} ms`)), ms);
     try {
-      const stream = (await downloadMediaMessage(msg, 'stream', {}, {
+      const downloading = downloadMediaMessage(msg, 'stream', { options: { signal: deadline.signal } }, {
         logger: this.ctx.log.child({ lib: 'baileys' }, { level: this.o.libraryLogLevel }),
         reuploadRequest: (m) => (sock.updateMediaMessage ? sock.updateMediaMessage(m) : Promise.reject(new Error('media expired and re-upload is not available'))),
-      })) as Readable;
+      }) as Promise<Readable>;
+      void downloading.then((late) => deadline.signal.aborted && late.destroy(), () => {});
+      const stream = await untilAborted(downloading, deadline.signal);
       const limited = capped(limit);
       stream.on('error', (e) => limited.destroy(e));
+      const onDeadline = () => {
+        limited.destroy(deadline.signal.reason as Error);
+        stream.destroy();
+      };
+      if (deadline.signal.aborted) onDeadline();
+      else deadline.signal.addEventListener('abort', onDeadline, { once: true });
       return await this.ctx.media.putStream(stream.pipe(limited), meta);
     } catch (err) {
-      const reason = err instanceof MediaTooLargeError ? err.message : `could not download or decrypt the media: ${errorMessage(err)}`;
+      const cause = deadline.signal.aborted ? (deadline.signal.reason as Error) : err;
+      const reason = cause instanceof MediaTooLargeError ? cause.message : `could not download or decrypt the media: ${errorMessage(cause)}`;
       return this.ctx.media.failed(meta, reason);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -183,9 +252,14 @@ export class WhatsAppConnector implements Connector {
       throw new PermanentDeliveryError(`"${jid}" is not a WhatsApp chat JID`, 'invalid_jid');
     }
     const sock = this.session.sock;
+    // Halted is account-wide, whichever process holds the lease: no replica can send.
+    if (this.session.haltedReason) throw new TransientDeliveryError(`WhatsApp session is not connected (${this.session.haltedReason})`, 5000);
+    if (!this.session.leased) {
+      throw new SendElsewhereError(`the WhatsApp session of "${this.ctx.account}" runs in another gateway process (this one is on standby)`);
+    }
     if (!sock || !this.session.open) {
-      const why = this.session.haltedReason ?? `session ${this.health_.get().state}${this.health_.get().detail ? `: ${this.health_.get().detail}` : ''}`;
-      throw new TransientDeliveryError(`WhatsApp session is not connected (${why})`, 5000);
+      const h = this.health_.get();
+      throw new TransientDeliveryError(`WhatsApp session is not connected (session ${h.state}${h.detail ? `: ${h.detail}` : ''})`, 5000);
     }
     const quoted = msg.replyTo ? await this.quoteFor(jid, msg.replyTo) : undefined;
     const interval = msg.conversation.kind === 'group' ? this.o.pacing.groupIntervalMs : this.o.pacing.privateChatIntervalMs;
@@ -196,12 +270,16 @@ export class WhatsAppConnector implements Connector {
       for (let i = progress.sent; i < steps; i++) {
         const content = i === 0 && msg.text ? { text: msg.text } : await this.mediaContent(msg.attachments[i - (msg.text ? 1 : 0)]!);
         await this.pacer.wait(jid, interval);
-        const sent = await withTimeout(sock.sendMessage(jid, content, i === 0 && quoted ? { quoted } : undefined), this.o.sendTimeoutMs);
+        const options: MiscMessageGenerationOptions = { messageId: outboundMessageId(this.ctx.account, msg.id, i), ...(i === 0 && quoted ? { quoted } : {}) };
+        const sending = sock.sendMessage(jid, content, options);
+        // Kept even when the send completes after our timeout: the phone may ask for it again.
+        void sending.then((m) => m?.key?.id && m.message && this.session.sent.remember(m.key.id, m.message), () => {});
+        const sent = await withTimeout(sending, this.o.sendTimeoutMs);
         progress.sent = i + 1;
-        if (sent?.key?.id) progress.firstId ??= platformId(jid, sent.key.id);
+        progress.firstId ??= platformId(jid, sent?.key?.id ?? options.messageId!);
       }
       this.progress.delete(msg.id);
-      return { platformMessageId: progress.firstId ?? platformId(jid, msg.id) };
+      return { platformMessageId: progress.firstId ?? platformId(jid, outboundMessageId(this.ctx.account, msg.id, 0)) };
     } catch (err) {
       throw classify(err);
     }
@@ -246,6 +324,15 @@ function capped(limit: number): Transform {
       if (size > limit) return cb(new MediaTooLargeError(size, limit));
       cb(null, chunk);
     },
+  });
+}
+
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 

@@ -37,7 +37,9 @@ export const WhatsAppOptions = z.object({
       perSecond: z.number().nonnegative().default(1),
     })
     .prefault({}),
-  /** A send that has not completed within this time is retried. */
+  /** An inbound media download (with Baileys' re-upload request) taking longer is recorded as failed; the message still goes through. */
+  mediaDownloadTimeoutMs: z.number().int().positive().default(120_000),
+  /** A send that has not completed within this time is retried (with the same message id, so it is not sent twice). */
   sendTimeoutMs: z.number().int().positive().default(30_000),
   /** Baileys' own log level (it is chatty). */
   libraryLogLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),

@@ -22,6 +22,8 @@ export class FakeGraphApi {
   readonly media = new Map<string, { bytes: Buffer; mimeType: string }>();
   /** Queued answers for the next `messages` calls: status and Graph error body. */
   readonly failMessages: Array<{ status: number; error: Record<string, unknown> }> = [];
+  /** Runs before a `messages` call is answered, with the wamid the answer will carry. */
+  beforeMessageAnswer?: (wamid: string) => Promise<void>;
   private server?: Server;
   private waiters: Array<{ pred: (c: GraphCall) => boolean; resolve: (c: GraphCall) => void }> = [];
   private n = 0;
@@ -100,6 +102,7 @@ export class FakeGraphApi {
       const fail = this.failMessages.shift();
       if (fail) return { status: fail.status, body: JSON.stringify({ error: fail.error }) };
       const wamid = `wamid.OUT${++this.n}${Date.now()}`;
+      await this.beforeMessageAnswer?.(wamid);
       return { status: 200, body: JSON.stringify({ messaging_product: 'whatsapp', contacts: [{ input: call.json?.to, wa_id: call.json?.to }], messages: [{ id: wamid }] }) };
     }
     if (parts[1] === this.phoneNumberId && parts[2] === 'media' && req.method === 'POST') {

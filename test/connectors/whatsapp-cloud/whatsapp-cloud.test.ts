@@ -3,9 +3,12 @@
  * router, outbound runner), replies out to a stand-in Graph API on 127.0.0.1.
  */
 import { createHash } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
-import type { InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import type { DeliveryStatus, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import { hashKey } from '../../../src/core/subjects.js';
 import { FakeGraphApi, newWamid, signWebhook, webhookBody } from './graph-api.js';
 
 const PHONE_ID = '106540352242922';
@@ -13,6 +16,7 @@ const ACCESS_TOKEN = 'EAAG-test-access-token-0123456789';
 const APP_SECRET = 'app-secret-0123456789abcdef';
 const VERIFY = 'verify-me-please';
 
+let nats: TestNats;
 let graph: FakeGraphApi;
 let gw: TestGateway;
 let webhookUrl: string;
@@ -32,29 +36,66 @@ async function post(body: string, signature: string | null = signWebhook(APP_SEC
   return fetch(webhookUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...(signature ? { 'x-hub-signature-256': signature } : {}) }, body });
 }
 
+const recordKey = (wamid: string) => `whatsapp.shop.wac-out-${Buffer.from(wamid).toString('base64url')}`;
+const stored = async (key: string) => {
+  const e = await gw.gateway.bus.kv.state.get(key);
+  return e && e.operation === 'PUT' ? e.string() : null;
+};
+const statusOf = (wamid: string, status: string, extra: Record<string, unknown> = {}) =>
+  ({ id: wamid, status, timestamp: String(Math.floor(Date.now() / 1000)), recipient_id: '79160000000', ...extra });
+
+/** Every delivery status stored for `outboundId` (the runner's and the webhooks'), from the stream. */
+async function statusesOf(outboundId: string): Promise<DeliveryStatus[]> {
+  const c = await jetstream(gw.nc).consumers.get('OMNI_STATUS', { filter_subjects: 'omni.status.whatsapp.shop' });
+  const out: DeliveryStatus[] = [];
+  for await (const m of await c.fetch({ max_messages: 10_000, expires: 1000 })) {
+    const s = m.json<DeliveryStatus>();
+    if (s.outboundId === outboundId) out.push(s);
+  }
+  return out;
+}
+
+async function startCloudGateway(): Promise<TestGateway> {
+  const g = await startGateway(
+    {
+      outbound: { backoffBase: '100ms' },
+      connectors: [{
+        type: 'whatsapp-cloud', account: 'shop', phoneNumberId: PHONE_ID, accessToken: '${WA_TOKEN}', appSecret: '${WA_APP_SECRET}',
+        verifyToken: VERIFY, graphApiUrl: graph.base, maxFileBytes: 100_000, pacing: { perChatIntervalMs: 0, perSecond: 0 }, statusWaitMs: 1500,
+      }],
+    },
+    { nats, env: { WA_TOKEN: ACCESS_TOKEN, WA_APP_SECRET: APP_SECRET } },
+  );
+  webhookUrl = `${g.httpUrl}/connectors/whatsapp-cloud/shop/webhook`;
+  return g;
+}
+
+/** A customer message, a reply to it, and the reply's wamid once the runner reported it sent. */
+async function sentReply(from: string, text: string): Promise<{ ticketId: string; outboundId: string; wamid: string }> {
+  const inbound = newWamid();
+  await deliver(from, [textMessage(from, 'Здравствуйте, есть вопрос', { id: inbound })]);
+  const created = await messageEvent(inbound);
+  const reply = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text });
+  const outboundId: string = reply.result.outboundId;
+  const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && deliveryOf(e)?.outboundId === outboundId && deliveryOf(e)?.status === 'sent');
+  return { ticketId: created.ticketId, outboundId, wamid: deliveryOf(sent)!.platformMessageId! };
+}
+
 async function deliver(from: string, messages: unknown[], name = 'Мария Иванова'): Promise<void> {
   const res = await post(webhookBody(PHONE_ID, { contacts: [{ profile: { name }, wa_id: from }], messages }));
   expect(res.status).toBe(200);
 }
 
 beforeAll(async () => {
+  nats = await startNats();
   graph = new FakeGraphApi(ACCESS_TOKEN, PHONE_ID);
   await graph.start();
-  gw = await startGateway(
-    {
-      outbound: { backoffBase: '100ms' },
-      connectors: [{
-        type: 'whatsapp-cloud', account: 'shop', phoneNumberId: PHONE_ID, accessToken: '${WA_TOKEN}', appSecret: '${WA_APP_SECRET}',
-        verifyToken: VERIFY, graphApiUrl: graph.base, maxFileBytes: 100_000, pacing: { perChatIntervalMs: 0, perSecond: 0 },
-      }],
-    },
-    { env: { WA_TOKEN: ACCESS_TOKEN, WA_APP_SECRET: APP_SECRET } },
-  );
-  webhookUrl = `${gw.httpUrl}/connectors/whatsapp-cloud/shop/webhook`;
+  gw = await startCloudGateway();
 });
 afterAll(async () => {
   await gw?.stop();
   await graph?.stop();
+  await nats?.stop();
 });
 
 describe('whatsapp-cloud connector', () => {
@@ -94,6 +135,59 @@ describe('whatsapp-cloud connector', () => {
     const read = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.status === 'read');
     expect(deliveryOf(delivered)).toMatchObject({ platformMessageId: outWamid, channel: 'whatsapp', account: 'shop' });
     expect(deliveryOf(read)?.platformMessageId).toBe(outWamid);
+    // read is final: the send record is gone, so state does not grow with every message.
+    expect(await stored(recordKey(outWamid))).toBeNull();
+  });
+
+  it('a status webhook that arrives before the send record is stored waits for it and is reported', async () => {
+    const from = '79160000021';
+    const inbound = newWamid();
+    await deliver(from, [textMessage(from, 'Когда доставка?', { id: inbound })]);
+    const created = await messageEvent(inbound);
+    let early: Promise<Response> | undefined;
+    graph.beforeMessageAnswer = async (wamid) => {
+      graph.beforeMessageAnswer = undefined;
+      // Meta's webhook overtakes its own Graph answer: nothing is stored for this wamid yet.
+      early = post(webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'delivered', { recipient_id: from })] }));
+      await new Promise((r) => setTimeout(r, 300));
+    };
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Завтра до 18:00' });
+    const delivered = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.status === 'delivered');
+    expect(deliveryOf(delivered)!.platformMessageId).toMatch(/^wamid\.OUT/);
+    expect((await early!).status).toBe(200);
+  });
+
+  it('sent and failed status webhooks: sent adds nothing to the runner\'s own, failed carries Meta\'s reason and ends the record; replays add nothing', async () => {
+    const { ticketId, outboundId, wamid } = await sentReply('79160000022', 'Ваш заказ отменён');
+    const sentHook = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'sent')] });
+    expect((await post(sentHook)).status).toBe(200);
+    const failure = { errors: [{ code: 131026, title: 'Message undeliverable', error_data: { details: 'Receiver is incapable of receiving this message' } }] };
+    const failedHook = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'failed', failure)] });
+    expect((await post(failedHook)).status).toBe(200);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && deliveryOf(e)?.status === 'failed');
+    expect(deliveryOf(failed)).toMatchObject({ outboundId, platformMessageId: wamid, reason: '131026 Message undeliverable: Receiver is incapable of receiving this message' });
+    expect(await stored(recordKey(wamid))).toBeNull();
+
+    // Meta redelivers webhooks it thinks we missed.
+    expect((await post(sentHook)).status).toBe(200);
+    expect((await post(failedHook)).status).toBe(200);
+    const statuses = await statusesOf(outboundId);
+    expect(statuses.map((s) => s.status).sort()).toEqual(['failed', 'sent']);
+    expect(gw.logs.join('')).toContain('WhatsApp Cloud status dropped');
+  });
+
+  it('a replayed delivered webhook adds nothing; a status for a wamid we never sent is dropped after the wait, with a log line', async () => {
+    const { outboundId, wamid } = await sentReply('79160000023', 'Счёт отправлен');
+    const body = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'delivered')] });
+    for (let i = 0; i < 3; i++) expect((await post(body)).status).toBe(200);
+    expect((await statusesOf(outboundId)).filter((s) => s.status === 'delivered')).toHaveLength(1);
+    expect(await stored(recordKey(wamid))).not.toBeNull(); // not final yet: read may follow
+
+    const stranger = newWamid();
+    const started = Date.now();
+    expect((await post(webhookBody(PHONE_ID, { statuses: [statusOf(stranger, 'delivered')] }))).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    expect(gw.logs.some((l) => l.includes(stranger) && l.includes('"level":"info"') && l.includes('status dropped'))).toBe(true);
   });
 
   it('refuses a bad or missing signature with 401 and creates nothing', async () => {
@@ -172,5 +266,26 @@ describe('whatsapp-cloud connector', () => {
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Второй ответ' });
     const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.status === 'failed');
     expect(deliveryOf(failed)!.reason).toMatch(/^undeliverable: /);
+  });
+
+  it('the sweep removes send records past the retention and starts the clock on records from before it (run at start)', async () => {
+    const kv = gw.gateway.bus.kv.state;
+    const old = newWamid();
+    const fresh = newWamid();
+    const legacy = newWamid();
+    const day = 86_400_000;
+    await kv.put(recordKey(old), JSON.stringify({ outboundId: 'o-old', ticketId: 't-1', at: Date.now() - 31 * day }));
+    await kv.put(recordKey(fresh), JSON.stringify({ outboundId: 'o-fresh', ticketId: 't-1', at: Date.now() - 29 * day }));
+    // How the record was keyed before: the whole key hashed by the account state.
+    const legacyKey = `whatsapp.shop.${hashKey(`wac-out-${legacy}`)}`;
+    await kv.put(legacyKey, JSON.stringify({ outboundId: 'o-legacy', ticketId: 't-1' }));
+
+    await gw.stop();
+    gw = await startCloudGateway();
+    for (let i = 0; i < 50 && (await stored(recordKey(old))); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await stored(recordKey(old))).toBeNull();
+    expect(JSON.parse((await stored(recordKey(fresh)))!)).toMatchObject({ outboundId: 'o-fresh' });
+    for (let i = 0; i < 50 && !JSON.parse((await stored(legacyKey))!).at; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(JSON.parse((await stored(legacyKey))!).at).toBeGreaterThan(Date.now() - 60_000);
   });
 });

@@ -1,19 +1,22 @@
 /**
  * The socket seam for Baileys tests: a socket whose `ev` is Baileys' own makeEventBuffer, driven
  * with proto-shaped events, plus a local HTTP media server so media goes through Baileys' real
- * encryption (prepareWAMessageMedia) and decryption (downloadMediaMessage).
+ * encryption (prepareWAMessageMedia) and decryption (downloadMediaMessage). Outgoing messages are
+ * built by Baileys' generateWAMessage, as its sendMessage does.
  */
 import { createServer, type Server } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pino } from 'pino';
-import type { AnyMessageContent, MiscMessageGenerationOptions, WAMessage } from '@whiskeysockets/baileys';
+import type { AnyMessageContent, MiscMessageGenerationOptions, WAMessage, proto as P } from '@whiskeysockets/baileys';
 import type { WaSocketConfig, WaSocketLike } from '../../../src/connectors/whatsapp/socket.js';
 
-import { makeEventBuffer, prepareWAMessageMedia, proto } from '../../../src/connectors/whatsapp/baileys.js';
+import { generateWAMessage, makeEventBuffer, prepareWAMessageMedia, proto } from '../../../src/connectors/whatsapp/baileys.js';
 export const silent = pino({ level: 'silent' });
 
 export class MediaServer {
   private readonly files = new Map<string, Buffer>();
+  /** Paths answered with headers and a first chunk, then nothing: a CDN that hangs. */
+  private readonly stalled = new Set<string>();
   private server?: Server;
   private base = '';
   private n = 0;
@@ -22,6 +25,7 @@ export class MediaServer {
     this.server = createServer((req, res) => {
       const body = this.files.get(req.url ?? '');
       if (!body) return res.writeHead(404).end();
+      if (this.stalled.has(req.url ?? '')) return void res.writeHead(200, { 'content-length': body.length }).write(body.subarray(0, 64));
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body);
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
@@ -42,7 +46,12 @@ export class MediaServer {
     return prepareWAMessageMedia(content as never, { upload: this.upload as never, logger: silent });
   }
 
+  stall(url: string): void {
+    this.stalled.add(new URL(url).pathname);
+  }
+
   async stop(): Promise<void> {
+    this.server?.closeAllConnections();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
@@ -51,8 +60,8 @@ export interface SentCall {
   jid: string;
   content: AnyMessageContent;
   options?: MiscMessageGenerationOptions;
-  /** For media: the message as Baileys prepared it (encrypted and uploaded to the media server). */
-  prepared?: InstanceType<typeof proto.Message>;
+  /** The message as Baileys built it (media encrypted and uploaded to the media server). */
+  prepared?: P.IMessage;
 }
 
 let outCounter = 0;
@@ -62,6 +71,8 @@ export class FakeSocket implements WaSocketLike {
   readonly sent: SentCall[] = [];
   ended = false;
   failNextSends = 0;
+  /** The next sends reach WhatsApp but answer only after this long (a send that times out for us). */
+  slowNextSends = { count: 0, ms: 0 };
   private sendWaiters: Array<{ pred: (c: SentCall) => boolean; resolve: (c: SentCall) => void }> = [];
 
   constructor(
@@ -74,16 +85,25 @@ export class FakeSocket implements WaSocketLike {
       this.failNextSends--;
       throw Object.assign(new Error('Connection Closed'), { output: { statusCode: 428 } });
     }
-    const call: SentCall = { jid, content, options };
-    if ('image' in content || 'document' in content || 'video' in content || 'audio' in content) {
-      call.prepared = await this.media.prepare(content);
-    }
+    const full = await generateWAMessage(jid, content, {
+      userJid: this.config.auth.creds.me?.id ?? '79990000001@s.whatsapp.net',
+      upload: this.media.upload as never,
+      logger: silent,
+      ...options,
+      // Baileys' default when the caller does not choose one.
+      messageId: options?.messageId ?? `3EB0OUT${++outCounter}`,
+    });
+    const call: SentCall = { jid, content, options, prepared: full.message ?? undefined };
     this.sent.push(call);
     for (const w of [...this.sendWaiters]) if (w.pred(call)) {
       this.sendWaiters.splice(this.sendWaiters.indexOf(w), 1);
       w.resolve(call);
     }
-    return proto.WebMessageInfo.fromObject({ key: { remoteJid: jid, fromMe: true, id: `3EB0OUT${++outCounter}` }, messageTimestamp: Math.floor(Date.now() / 1000) });
+    if (this.slowNextSends.count > 0) {
+      this.slowNextSends.count--;
+      await new Promise((r) => setTimeout(r, this.slowNextSends.ms));
+    }
+    return full;
   }
 
   waitForSend(pred: (c: SentCall) => boolean = () => true, timeoutMs = 15_000): Promise<SentCall> {

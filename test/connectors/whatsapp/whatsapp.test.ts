@@ -9,60 +9,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
 import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
-import type { ConnectorStateEvent, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import type { ConnectorStateEvent, LogEntry } from '../../../src/core/schema.js';
 import { FakeSocket, MediaServer, SocketPool } from './fake-socket.js';
+import * as h from './harness.js';
+import { ME, TOKEN, inboundOf, msg } from './harness.js';
 
 import { DisconnectReason, downloadMediaMessage } from '../../../src/connectors/whatsapp/baileys.js';
-const TOKEN = '0123456789abcdef0123';
-const ME = '79990000001:7@s.whatsapp.net';
 
 let nats: TestNats;
 let media: MediaServer;
 let pool: SocketPool;
 let gw: TestGateway;
-let seq = 0;
 
-const config = {
-  api: { tokens: [{ name: 'ops', token: TOKEN }] },
-  outbound: { backoffBase: '100ms' },
-  connectors: [{
-    type: 'whatsapp', account: 'wa1', groups: 'all', maxFileBytes: 200_000,
-    pairing: { phoneNumber: '79990000001', printQr: false },
-    reconnect: { minDelayMs: 20, maxDelayMs: 200 },
-    pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0, perSecond: 0 },
-  }],
-};
+const config = h.waConfig({ sendTimeoutMs: 1000, mediaDownloadTimeoutMs: 1500 });
 
-const inboundOf = (e: TicketEvent) => (e.entry as Extract<LogEntry, { kind: 'inbound' }> | undefined)?.event as InboundMessage | undefined;
 const messageEvent = (pid: string) => gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.platform.messageId === pid);
-
-function msg(chat: string, content: Record<string, unknown>, o: { id?: string; participant?: string; pushName?: string; fromMe?: boolean } = {}) {
-  return {
-    key: { remoteJid: chat, fromMe: o.fromMe ?? false, id: o.id ?? `3A${++seq}${Date.now()}`, ...(o.participant ? { participant: o.participant } : {}) },
-    message: content,
-    pushName: o.pushName ?? 'Клиент',
-    messageTimestamp: Math.floor(Date.now() / 1000),
-  };
-}
-
-/** The next connector state event after `since` matching `pred` (read from the events stream). */
-function waitState(since: string, pred: (e: ConnectorStateEvent) => boolean, g = gw): Promise<ConnectorStateEvent> {
-  return g.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', 'omni.events.connector.whatsapp.wa1', (e) => e.at >= since && pred(e), 15_000);
-}
-
-async function openSocket(n: number): Promise<FakeSocket> {
-  const s = await pool.nth(n);
-  const since = new Date().toISOString();
-  s.ev.emit('connection.update', { connection: 'open' });
-  await waitState(since, (e) => e.state === 'connected');
-  return s;
-}
-
-async function authKeys(g = gw): Promise<string[]> {
-  const out: string[] = [];
-  for await (const k of await g.gateway.bus.kv.state.keys('whatsapp.wa1.>')) if (k.startsWith('whatsapp.wa1.wa-auth-')) out.push(k);
-  return out;
-}
+const waitState = (since: string, pred: (e: ConnectorStateEvent) => boolean) => h.waitState(gw, since, pred);
+const openSocket = (n: number): Promise<FakeSocket> => h.openSocket(gw, pool, n);
+const authKeys = () => h.authKeys(gw);
 
 beforeAll(async () => {
   nats = await startNats();
@@ -128,7 +92,47 @@ describe('whatsapp (Baileys) connector', () => {
     const delivery = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
     const status = (delivery.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
     expect(status.status).toBe('sent');
-    expect(status.platformMessageId).toMatch(new RegExp(`^${chat}:3EB0OUT`));
+    expect(sent.options?.messageId).toMatch(/^3EB0[0-9A-F]{18}$/);
+    expect(status.platformMessageId).toBe(`${chat}:${sent.options?.messageId}`);
+  });
+
+  it('retries a timed-out send with the same Baileys message id, and getMessage gives Baileys the content for a resend', async () => {
+    const s = pool.latest!;
+    const chat = '79161230000@s.whatsapp.net';
+    s.emitMessages([msg(chat, { conversation: 'Не приходит код' }, { id: 'T1' })]);
+    const created = await messageEvent(`${chat}:T1`);
+    // The first send reaches WhatsApp but answers after our 1 s timeout.
+    s.slowNextSends = { count: 1, ms: 1500 };
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Отправили код ещё раз' });
+    const delivery = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = h.deliveryOf(delivery)!;
+    expect(status).toMatchObject({ status: 'sent', attempts: 2 });
+    const calls = s.sent.filter((c) => c.jid === chat);
+    expect(calls).toHaveLength(2);
+    const id = calls[0]!.options?.messageId;
+    expect(id).toMatch(/^3EB0[0-9A-F]{18}$/);
+    expect(calls[1]!.options?.messageId).toBe(id);
+    expect(status.platformMessageId).toBe(`${chat}:${id}`);
+
+    // What Baileys calls when the customer's phone asks for a retry of a message it could not decrypt.
+    const again = await s.config.getMessage!({ remoteJid: chat, id, fromMe: true });
+    expect(again?.extendedTextMessage?.text).toBe('Отправили код ещё раз');
+    expect(await s.config.getMessage!({ remoteJid: chat, id: '3EB0000000000000000000', fromMe: true })).toBeUndefined();
+  });
+
+  it('handles each message of a batch on its own: a failed state write costs only the quote, not the next message', async () => {
+    const s = pool.latest!;
+    const chat = '79161239999@s.whatsapp.net';
+    const long = `Подробное описание проблемы: ${'касса не печатает чек. '.repeat(40)}`;
+    await h.limitStateValues(gw, 400);
+    try {
+      s.emitMessages([msg(chat, { conversation: long }, { id: 'B1' }), msg(chat, { conversation: 'и ещё одно' }, { id: 'B2' })]);
+      expect(inboundOf(await messageEvent(`${chat}:B1`))!.text).toBe(long);
+      expect(inboundOf(await messageEvent(`${chat}:B2`))!.text).toBe('и ещё одно');
+    } finally {
+      await h.limitStateValues(gw, -1);
+    }
+    expect(gw.logs.join('')).toContain('could not store the WhatsApp message for quoting');
   });
 
   it('round-trips media through Baileys encryption: document and image in, image out; oversize recorded as failed', async () => {
@@ -161,6 +165,21 @@ describe('whatsapp (Baileys) connector', () => {
     expect(out.prepared?.imageMessage?.url).toContain('/mms/image/');
     const decrypted = await downloadMediaMessage({ key: { remoteJid: chat, id: 'X' }, message: out.prepared! }, 'buffer', {});
     expect(Buffer.compare(decrypted, jpeg)).toBe(0);
+  });
+
+  it('records a media download that hangs as a failed attachment after the timeout; the message and the next one go through', async () => {
+    const s = pool.latest!;
+    const chat = '79031114455@s.whatsapp.net';
+    const doc = await media.prepare({ document: Buffer.alloc(20_000, 7), mimetype: 'application/pdf', fileName: 'накладная.pdf', caption: 'Накладная' });
+    media.stall(doc.documentMessage!.url!);
+    const started = Date.now();
+    s.emitMessages([msg(chat, doc.toJSON(), { id: 'HANG1' }), msg(chat, { conversation: 'Получили?' }, { id: 'HANG2' })]);
+    const event = inboundOf(await messageEvent(`${chat}:HANG1`))!;
+    expect(event.text).toBe('Накладная');
+    expect(event.attachments[0]).toMatchObject({ status: 'failed', name: 'накладная.pdf' });
+    expect(event.attachments[0]!.error).toContain('timed out after 1500 ms');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await messageEvent(`${chat}:HANG2`);
   });
 
   it('maps @lid senders to their phone JID, and normalizes groups, replies, reactions, locations and contacts', async () => {
@@ -202,6 +221,23 @@ describe('whatsapp (Baileys) connector', () => {
     const ticket = await gw.ticket(created.ticketId);
     expect(ticket?.messageCount).toBe(1);
     expect(created.type).toBe('ticket.message');
+  });
+
+  it('backs off longer while the connection keeps failing, and starts again from the minimum once it opened', async () => {
+    let n = pool.sockets.length;
+    const delays: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const since = new Date().toISOString();
+      (await pool.nth(n)).close(DisconnectReason.connectionClosed, 'Connection Closed');
+      delays.push((await waitState(since, (e) => e.state === 'disconnected')).detail!.match(/reconnecting in (\d+) ms/)![1]!);
+      await pool.nth(++n);
+    }
+    expect(delays).toEqual(['20', '40', '80']);
+    await openSocket(n);
+    const since = new Date().toISOString();
+    pool.latest!.close(DisconnectReason.connectionClosed, 'Connection Closed');
+    expect((await waitState(since, (e) => e.state === 'disconnected')).detail).toContain('reconnecting in 20 ms');
+    await openSocket(++n);
   });
 
   it('reconnects on connectionClosed and connectionLost, keeps auth across a gateway restart without a new QR', async () => {
