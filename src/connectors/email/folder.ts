@@ -2,19 +2,27 @@
  * Reads one IMAP folder: its own imapflow connection, IDLE for new mail (re-issued before the
  * 29-minute mark), a fallback poll, reconnect with backoff. Each sync takes the mail above the
  * checkpoint in UID order, in batches: fetch, publish (resolves once JetStream stored it), then
- * mark it \Seen + our keyword (or move it), then advance the checkpoint. A crash anywhere in
- * between means the mail is read again and the Message-ID-based event id makes it a duplicate.
+ * mark it \Seen + our keyword (or move it), then advance the checkpoint to the highest UID below
+ * which every mail was handled. A crash anywhere in between means the mail is read again and the
+ * Message-ID-based event id makes it a duplicate. A mail the server returns no content for is
+ * neither acknowledged nor stepped over: it is tried again, and parked after a few attempts.
  */
 import { ImapFlow } from 'imapflow';
 import type { ConnectorState } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
-import { InvalidEventError, type ConnectorContext } from '../contract.js';
-import { CheckpointStore, type Checkpoint } from './checkpoint.js';
-import { normalizeMail, type NormalizeDeps } from './normalize.js';
+import type { ConnectorContext } from '../contract.js';
+import { CheckpointStore, scanCheckpoint, type Checkpoint } from './checkpoint.js';
+import { publishMail } from './intake.js';
+import type { NormalizeDeps } from './normalize.js';
 import type { EmailOptions, MailboxOptions } from './index.js';
 
 /** Fetch sources in chunks of at most this many bytes, so a batch of big mails stays bounded in memory. */
 const CHUNK_BYTES = 32 * 1024 * 1024;
+/** Reads of a mail that returned no content before it is parked instead of tried again. */
+const MAX_ATTEMPTS = 3;
+const RETRY_MS = 2000;
+/** A folder that stays caught up rewrites its checkpoint's caughtUpAt at most this often. */
+const CAUGHT_UP_REFRESH_MS = 60 * 60 * 1000;
 
 export interface FolderWatcherDeps {
   ctx: ConnectorContext;
@@ -43,6 +51,12 @@ export class FolderWatcher {
   private readonly label: string;
   /** Consecutive failed connects or syncs: drives the reconnect backoff. */
   private failures = 0;
+  /** Failed reads per UID (under `attemptsFor`): kept across sessions, since a failed read may end one. */
+  private readonly attempts = new Map<number, { count: number; error: string }>();
+  private attemptsFor?: string;
+  /** UIDs of this sync left for a later one; the checkpoint stays below them. */
+  private readonly deferred = new Set<number>();
+  private retryTimer?: NodeJS.Timeout;
 
   constructor(private readonly d: FolderWatcherDeps) {
     this.checkpoints = new CheckpointStore(d.ctx.state, d.mailbox.address, d.folder);
@@ -56,6 +70,7 @@ export class FolderWatcher {
   /** Finishes the mail in hand (publish, acknowledge, checkpoint), then logs out. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.retryTimer);
     this.wakeUp?.();
     await this.loop;
   }
@@ -155,38 +170,72 @@ export class FolderWatcher {
     const uidValidity = String(mb.uidValidity);
     let cp = await this.checkpoints.load();
     if (!cp || cp.uidValidity !== uidValidity) {
-      if (cp) {
-        this.d.ctx.log.warn({ folder: this.label, from: cp.uidValidity, to: uidValidity }, 'UIDVALIDITY changed: stored UIDs are void; rescanning the folder for unprocessed mail');
+      const old = cp;
+      cp = scanCheckpoint(old, uidValidity, Number(mb.uidNext ?? 1), this.d.options.firstRun);
+      if (old) {
+        const how = cp.since ? `unprocessed mail received since ${cp.since.slice(0, 10)}` : `the first-run rule (${cp.filter}): it was never fully read`;
+        this.d.ctx.log.warn({ folder: this.label, from: old.uidValidity, to: uidValidity }, `UIDVALIDITY changed: stored UIDs are void; rescanning the folder, taking ${how}`);
       }
-      const filter = !cp && this.d.options.firstRun === 'unseen' ? 'unseen' : 'unprocessed';
-      cp = { uidValidity, lastUid: 0, filterUntil: Math.max(0, Number(mb.uidNext ?? 1) - 1), filter };
       await this.checkpoints.save(cp);
     }
+    if (this.attemptsFor !== uidValidity) {
+      this.attempts.clear();
+      this.attemptsFor = uidValidity;
+    }
+    this.deferred.clear();
     this.d.report('connected');
+    const startUid = cp.lastUid;
+    // Past deferred mail the checkpoint cannot move, so the sync keeps its own place.
+    let cursor = cp.lastUid;
     while (!this.stopped && client.usable) {
-      const uids = await this.pending(client, cp);
-      if (uids.length === 0) break;
-      await this.processBatch(client, cp, uids.slice(0, this.d.options.batchSize));
+      const searchedAt = Date.now();
+      const uids = await this.pending(client, cp, cursor);
+      if (uids.length === 0) {
+        if (this.deferred.size === 0) await this.caughtUp(cp, searchedAt, cp.lastUid !== startUid);
+        break;
+      }
+      const batch = uids.slice(0, this.d.options.batchSize);
+      await this.processBatch(client, cp, batch);
+      cursor = batch[batch.length - 1]!;
+    }
+    if (this.deferred.size > 0 && !this.stopped) {
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = undefined;
+        void this.trigger(true);
+      }, RETRY_MS);
     }
   }
 
-  /** UIDs above the checkpoint, oldest first; inside the one-time scan range only those the filter admits. */
-  private async pending(client: ImapFlow, cp: Checkpoint): Promise<number[]> {
-    const all = ((await client.search({ uid: `${cp.lastUid + 1}:*` }, { uid: true })) || []).filter((u) => u > cp.lastUid);
+  private async caughtUp(cp: Checkpoint, at: number, advanced: boolean): Promise<void> {
+    if (!advanced && cp.caughtUpAt && at - Date.parse(cp.caughtUpAt) < CAUGHT_UP_REFRESH_MS) return;
+    cp.caughtUpAt = new Date(at).toISOString();
+    await this.checkpoints.save(cp);
+  }
+
+  /** UIDs above `cursor`, oldest first; inside the one-time scan range only those the filter admits. */
+  private async pending(client: ImapFlow, cp: Checkpoint, cursor: number): Promise<number[]> {
+    const all = ((await client.search({ uid: `${cursor + 1}:*` }, { uid: true })) || []).filter((u) => u > cursor);
     all.sort((a, b) => a - b);
-    if (!cp.filterUntil || cp.lastUid >= cp.filterUntil) return all;
+    if (cp.filterUntil && cp.lastUid >= cp.filterUntil) {
+      delete cp.filterUntil;
+      delete cp.filter;
+      delete cp.since;
+    }
+    if (!cp.filterUntil || cursor >= cp.filterUntil) return all;
     const criteria = {
-      uid: `${cp.lastUid + 1}:${cp.filterUntil}`,
+      uid: `${cursor + 1}:${cp.filterUntil}`,
       unKeyword: this.d.options.processedKeyword,
       ...(cp.filter === 'unseen' ? { seen: false } : {}),
+      ...(cp.since ? { since: new Date(cp.since) } : {}),
     };
     const admitted = new Set((await client.search(criteria, { uid: true })) || []);
     const out = all.filter((u) => u > cp.filterUntil! || admitted.has(u));
-    if (!out.some((u) => u <= cp.filterUntil!)) {
+    if (!out.some((u) => u <= cp.filterUntil!) && this.deferred.size === 0) {
       // The scan range holds nothing more to take: close it.
       cp.lastUid = Math.max(cp.lastUid, cp.filterUntil);
       delete cp.filterUntil;
       delete cp.filter;
+      delete cp.since;
       await this.checkpoints.save(cp);
     }
     return out;
@@ -200,78 +249,119 @@ export class FolderWatcher {
       metas.push({ uid: m.uid, size: m.size ?? 0, flags: m.flags ?? new Set() });
     }
     metas.sort((a, b) => a.uid - b.uid);
-    const done: number[] = [];
+    const handled = new Set<number>();
     let chunk: MessageMeta[] = [];
     let chunkBytes = 0;
     const flush = async () => {
-      const handled = await this.ingestChunk(client, chunk);
-      done.push(...handled);
-      const complete = handled.length === chunk.length;
+      for (const uid of await this.ingestChunk(client, cp, chunk)) handled.add(uid);
       chunk = [];
       chunkBytes = 0;
-      return complete;
     };
-    let complete = true;
     for (const m of metas) {
+      if (this.stopped) break;
       if (m.flags.has(keyword)) {
-        done.push(m.uid); // already ours (restored or copied back): acknowledge, do not publish again
+        handled.add(m.uid); // already ours (restored or copied back): acknowledge, do not publish again
         continue;
       }
-      if (chunk.length > 0 && chunkBytes + m.size > CHUNK_BYTES) {
-        complete = await flush();
-        if (!complete) break;
-      }
+      if (chunk.length > 0 && chunkBytes + m.size > CHUNK_BYTES) await flush();
       chunk.push(m);
       chunkBytes += Math.min(m.size, this.d.options.maxMessageBytes);
     }
-    if (complete && chunk.length > 0) complete = await flush();
-    if (done.length > 0) await this.acknowledge(client, done);
-    // Mail expunged between SEARCH and FETCH has no meta: it is gone, step over it too.
-    const last = complete ? batch[batch.length - 1]! : Math.max(cp.lastUid, ...done);
-    cp.lastUid = Math.max(cp.lastUid, last);
-    await this.checkpoints.save(cp);
+    if (chunk.length > 0 && !this.stopped) await flush();
+    if (handled.size > 0) {
+      await this.confirmUidValidity(client, cp);
+      await this.acknowledge(client, [...handled]);
+    }
+    // The checkpoint moves only over handled mail: a mail handled out of order (ours already, or
+    // after a deferred one) is read again next time and skipped by its keyword.
+    const present = new Set(metas.map((m) => m.uid));
+    let mark = cp.lastUid;
+    for (const uid of batch) {
+      if (uid <= mark) continue;
+      if (present.has(uid) && !handled.has(uid)) break;
+      mark = uid; // handled, or expunged between SEARCH and FETCH
+    }
+    for (const uid of this.deferred) if (uid > cp.lastUid) mark = Math.min(mark, uid - 1);
+    if (mark > cp.lastUid) {
+      cp.lastUid = mark;
+      await this.checkpoints.save(cp);
+    }
   }
 
   /** Fetches and publishes a chunk in UID order; returns the UIDs handled (stops early when stopping). */
-  private async ingestChunk(client: ImapFlow, chunk: MessageMeta[]): Promise<number[]> {
+  private async ingestChunk(client: ImapFlow, cp: Checkpoint, chunk: MessageMeta[]): Promise<number[]> {
     const max = this.d.options.maxMessageBytes;
-    const whole = chunk.filter((m) => m.size <= max).map((m) => m.uid);
-    const oversized = chunk.filter((m) => m.size > max).map((m) => m.uid);
+    const spent = new Set(chunk.filter((m) => (this.attempts.get(m.uid)?.count ?? 0) >= MAX_ATTEMPTS).map((m) => m.uid));
+    const whole = chunk.filter((m) => m.size <= max && !spent.has(m.uid)).map((m) => m.uid);
+    const oversized = chunk.filter((m) => m.size > max && !spent.has(m.uid)).map((m) => m.uid);
     const raw = new Map<number, { bytes: Buffer; note?: string }>();
+    const empty: number[] = [];
     // Collect first: issuing commands inside a running FETCH loop would deadlock imapflow.
-    if (whole.length > 0) {
-      for await (const m of client.fetch(whole.join(','), { uid: true, source: true }, { uid: true })) if (m.source) raw.set(m.uid, { bytes: m.source });
-    }
-    if (oversized.length > 0) {
-      for await (const m of client.fetch(oversized.join(','), { uid: true, headers: true }, { uid: true })) {
-        const size = chunk.find((c) => c.uid === m.uid)?.size ?? 0;
-        const note = `[The mail is ${size} bytes, above the ${max}-byte limit: only its headers were read. Open it in the mailbox ${this.d.mailbox.address}, folder ${this.d.folder}.]`;
-        if (m.headers) raw.set(m.uid, { bytes: Buffer.concat([m.headers, Buffer.from('\r\n')]), note });
+    try {
+      if (whole.length > 0) {
+        for await (const m of client.fetch(whole.join(','), { uid: true, source: true }, { uid: true })) {
+          if (m.source) raw.set(m.uid, { bytes: m.source });
+          else empty.push(m.uid);
+        }
       }
+      if (oversized.length > 0) {
+        for await (const m of client.fetch(oversized.join(','), { uid: true, headers: true }, { uid: true })) {
+          const size = chunk.find((c) => c.uid === m.uid)?.size ?? 0;
+          const note = `[The mail is ${size} bytes, above the ${max}-byte limit: only its headers were read. Open it in the mailbox ${this.d.mailbox.address}, folder ${this.d.folder}.]`;
+          if (m.headers) raw.set(m.uid, { bytes: Buffer.concat([m.headers, Buffer.from('\r\n')]), note });
+          else empty.push(m.uid);
+        }
+      }
+    } catch (err) {
+      // Dovecot answers a mail it cannot read with a row without content, then ends the session:
+      // count it against that mail, or it would stall the folder forever.
+      for (const uid of empty) this.failedRead(uid, errorMessage(err));
+      throw err;
     }
     const handled: number[] = [];
     for (const m of chunk) {
       if (this.stopped) break;
       const r = raw.get(m.uid);
-      if (r) await this.ingest(m.uid, r.bytes, r.note);
+      if (r) await publishMail(this.d.ctx, this.d.normalize, this.d.mailbox.address, this.where(m.uid), r.bytes, r.note);
+      else if (spent.has(m.uid)) await this.parkUnreadable(cp, m);
+      else {
+        this.failedRead(m.uid, 'the server returned no content for it');
+        this.deferred.add(m.uid);
+        continue;
+      }
+      this.attempts.delete(m.uid);
       handled.push(m.uid);
     }
     return handled;
   }
 
-  private async ingest(uid: number, raw: Buffer, note?: string): Promise<void> {
-    const { ctx, mailbox } = this.d;
-    const where = `${mailbox.address} folder ${this.d.folder} uid ${uid}`;
-    const n = await normalizeMail(raw, mailbox.address, this.d.normalize, note);
-    if (n.kind === 'invalid') {
-      await ctx.deadLetter(`email ${where}: ${n.reason}`, raw);
-      return;
-    }
-    try {
-      await ctx.publish(n.event);
-    } catch (err) {
-      if (!(err instanceof InvalidEventError)) throw err;
-      await ctx.deadLetter(`email ${where}: ${err.message}`, raw);
+  private failedRead(uid: number, error: string): void {
+    const count = (this.attempts.get(uid)?.count ?? 0) + 1;
+    this.attempts.set(uid, { count, error });
+    this.d.ctx.log.warn({ folder: this.label, uid, attempt: count, err: error }, 'could not read a mail; trying again later');
+  }
+
+  /** Parked by its place on the server: there are no bytes to park. */
+  private async parkUnreadable(cp: Checkpoint, m: MessageMeta): Promise<void> {
+    const a = this.attempts.get(m.uid);
+    const { address } = this.d.mailbox;
+    await this.d.ctx.deadLetter(
+      `email ${this.where(m.uid)}: the server returned no content for this mail in ${a?.count ?? MAX_ATTEMPTS} attempts (last: ${a?.error ?? 'unknown'}); not published`,
+      { mailbox: address, folder: this.d.folder, uidValidity: cp.uidValidity, uid: m.uid, size: m.size },
+    );
+  }
+
+  private where(uid: number): string {
+    return `${this.d.mailbox.address} folder ${this.d.folder} uid ${uid}`;
+  }
+
+  /** Flags set under another UIDVALIDITY would land on other mail than was read. */
+  private async confirmUidValidity(client: ImapFlow, cp: Checkpoint): Promise<void> {
+    const selected = client.mailbox;
+    const status = selected && selected.path === this.d.folder ? await client.status(this.d.folder, { uidValidity: true }) : false;
+    const now = status && status.uidValidity !== undefined ? String(status.uidValidity) : undefined;
+    if (!selected || String(selected.uidValidity) !== cp.uidValidity || now !== cp.uidValidity) {
+      throw new Error(`UIDVALIDITY is ${now ?? 'unknown'} now, not ${cp.uidValidity} as when the mail was read: not acknowledging it; reading the folder again in a new session`);
     }
   }
 

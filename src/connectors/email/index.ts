@@ -68,7 +68,7 @@ export const EmailOptions = z
     idleRestartMs: z.number().int().min(1000).max(29 * 60_000).default(25 * 60_000),
     /** Fallback poll: also catches what an IDLE notification missed, or servers without IDLE. */
     pollIntervalMs: z.number().int().min(250).default(60_000),
-    /** First start on a mailbox (no checkpoint yet): take only unread mail, or all of it. */
+    /** First start on a folder (no checkpoint yet), and a UIDVALIDITY change before it was ever fully read: take only unread mail, or all of it. */
     firstRun: z.enum(['unseen', 'all']).default('unseen'),
     /** Keyword set on every processed mail, so a rescan after a UIDVALIDITY change skips it. */
     processedKeyword: z.string().regex(/^\$?[A-Za-z0-9_-]+$/).default('$Omnigate'),
@@ -78,7 +78,11 @@ export const EmailOptions = z
     maxMessageBytes: z.number().int().positive().default(50 * 1024 * 1024),
     /** Per attachment; capped by the gateway's media.maxBytes. */
     maxAttachmentBytes: z.number().int().positive().optional(),
-    /** Body text/HTML kept in the event (a JetStream message is at most 1 MB); longer HTML goes to the object store. */
+    /**
+     * Characters of body text/HTML kept in the event; each body is also held to 240 KiB of JSON, and
+     * the whole event to 800 KiB (a NATS message is at most 1 MB). A longer text is cut with a note
+     * and stored whole as `message.txt`, a longer HTML stored whole as `message.html`.
+     */
     maxBodyChars: z.number().int().min(1000).max(400_000).default(200_000),
     /** Reconnect backoff ceiling. */
     reconnectMaxMs: z.number().int().min(100).default(60_000),

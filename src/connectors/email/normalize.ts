@@ -2,14 +2,19 @@
  * One raw RFC 5322 mail → one inbound event. mailparser decodes MIME, transfer encodings,
  * charsets (windows-1251, KOI8-R, ... via iconv-lite) and RFC 2047 encoded words; we pick the
  * identity, threading headers and bodies, store every attachment and inline image in the object
- * store and mark automated mail. What mailparser cannot read, or a mail without a usable sender
- * (nobody to answer), comes back as `invalid` with the reason, to be parked.
+ * store and mark automated mail. Unlabelled 8-bit windows-1251/KOI8-R is read as such (charset.ts).
+ * The event stays within the byte budget (budget.ts): a body too long for it rides cut, and whole
+ * in the object store. What mailparser cannot read, a mail without a usable sender (nobody to
+ * answer), or one whose headers alone overflow the budget comes back as `invalid` with the
+ * reason, to be parked.
  */
 import { simpleParser, type AddressObject, type Attachment as MailAttachment, type ParsedMail } from 'mailparser';
 import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Attachment, InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
+import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
+import { misdecoded, relabelLegacyText } from './charset.js';
 import { platformId, syntheticMessageId } from './ids.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
@@ -29,7 +34,9 @@ export type Normalized = { kind: 'event'; event: InboundEventInput & { type: 'me
 export async function normalizeMail(raw: Buffer, mailbox: string, deps: NormalizeDeps, note?: string): Promise<Normalized> {
   let mail: ParsedMail;
   try {
-    mail = await simpleParser(raw, { keepCidLinks: true, skipTextToHtml: true, skipImageLinks: true });
+    mail = await parse(raw);
+    const relabelled = misdecoded(mail) ? relabelLegacyText(raw) : null;
+    if (relabelled) mail = await parse(relabelled);
   } catch (err) {
     return { kind: 'invalid', reason: `mailparser could not read the mail: ${errorMessage(err)}` };
   }
@@ -43,14 +50,24 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
   const verdict = classify(mail, from, messageId, deps.ours);
 
-  const fullText = clip(note ?? mail.text ?? '', deps.maxBodyChars);
+  const body = note ?? mail.text ?? '';
   const attachments: Attachment[] = [];
+  let wholeTextStored = false;
+  const keptText = async (maxBytes: number) => {
+    const cut = prefixWithin(body, deps.maxBodyChars, maxBytes - 200); // room for the note
+    if (cut.length === body.length) return body;
+    if (!wholeTextStored) attachments.unshift(await store(deps, Buffer.from(body, 'utf8'), { name: 'message.txt', mimeType: 'text/plain', kind: 'document' }));
+    wholeTextStored = true;
+    return `${cut}\n[… ${body.length - cut.length} more characters not shown: the whole text is in the attachment message.txt]`;
+  };
+  const fullText = await keptText(BODY_MAX_BYTES);
   let html = mail.html || undefined;
-  if (html && html.length > deps.maxBodyChars) {
-    // Too big to ride in the event: keep it whole in the object store instead.
-    attachments.push(await store(deps, Buffer.from(html, 'utf8'), { name: 'message.html', mimeType: 'text/html', kind: 'document' }));
+  const moveHtml = async () => {
+    attachments.push(await store(deps, Buffer.from(html!, 'utf8'), { name: 'message.html', mimeType: 'text/html', kind: 'document' }));
     html = undefined;
-  }
+  };
+  // Too big to ride in the event: kept whole in the object store instead.
+  if (html && prefixWithin(html, deps.maxBodyChars, BODY_MAX_BYTES).length < html.length) await moveHtml();
   for (const [i, a] of mail.attachments.entries()) attachments.push(await storeAttachment(deps, a, i));
 
   const event: InboundEventInput & { type: 'message.inbound' } = {
@@ -81,7 +98,24 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
     bounceOf: verdict.bounceOf,
     platform: { messageId: pid, sentAt: mail.date && !Number.isNaN(mail.date.getTime()) ? mail.date.toISOString() : undefined },
   };
+  // Over the budget with bodies within theirs: the headers and attachment list are large too.
+  // The HTML goes first (it is in the object store whole), then the text shrinks to what is left.
+  if (jsonBytes(event) > EVENT_MAX_BYTES && event.html) {
+    await moveHtml();
+    event.html = undefined;
+  }
+  if (jsonBytes(event) > EVENT_MAX_BYTES) {
+    const rest = jsonBytes({ ...event, text: '', fullText: '' });
+    const room = Math.floor((EVENT_MAX_BYTES - rest - 1024) / 2); // 1 KiB for the message.txt entry
+    if (room < 4096) return { kind: 'invalid', reason: `the event would be ${rest} bytes even without its body (limit ${EVENT_MAX_BYTES}): headers or attachment list too large` };
+    event.fullText = await keptText(room);
+    event.text = trimReply(event.fullText);
+  }
   return { kind: 'event', event };
+}
+
+function parse(source: Buffer): Promise<ParsedMail> {
+  return simpleParser(source, { keepCidLinks: true, skipTextToHtml: true, skipImageLinks: true });
 }
 
 async function storeAttachment(deps: NormalizeDeps, a: MailAttachment, index: number): Promise<Attachment> {
@@ -131,10 +165,6 @@ function idList(v: string | string[] | undefined): string[] {
 
 function firstId(v: string | undefined): string | undefined {
   return idList(v)[0];
-}
-
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}\n[… ${text.length - max} more characters not shown]`;
 }
 
 const EXTENSIONS: Record<string, string> = {

@@ -3,10 +3,12 @@
  * support mailbox, the SMTP stand-in, and gateway configs pointing at them.
  */
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ImapFlow } from 'imapflow';
 import type { TicketEvent } from '../../../src/core/schema.js';
-import { Streams } from '../../../src/core/subjects.js';
+import { Streams, hashKey } from '../../../src/core/subjects.js';
+import type { Checkpoint } from '../../../src/connectors/email/checkpoint.js';
 import { startDovecot, type TestDovecot } from '../../helpers/dovecot.js';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
@@ -98,3 +100,31 @@ export async function routerDrained(nc: NatsConnection, timeoutMs = 30_000): Pro
 }
 
 export const inboundOf = (e: TicketEvent) => (e.entry?.kind === 'inbound' ? e.entry.event : undefined);
+
+/** Resolves once `pred` holds (polled every 20 ms). */
+export async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 45_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Opened tickets per customer Message-ID, from the router's own events. */
+export function openedBy(events: TicketEvent[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const e of events) {
+    const m = inboundOf(e);
+    if (e.type !== 'ticket.message' || !m?.email || e.entry?.kind !== 'inbound' || e.entry.match.rule !== 'new-ticket') continue;
+    out.set(m.email.messageId, [...(out.get(m.email.messageId) ?? []), e.ticketId]);
+  }
+  return out;
+}
+
+/** The support mailbox's intake checkpoint for a folder, as the connector keeps it in KV. */
+export async function checkpointOf(nc: NatsConnection, folder: string): Promise<{ key: string; cp: Checkpoint | null }> {
+  const kv = await new Kvm(nc).open('omni_state');
+  const key = `email.support.${hashKey(`uid:${SUPPORT}:${folder}`)}`;
+  const e = await kv.get(key);
+  return { key, cp: e && e.operation === 'PUT' ? e.json<Checkpoint>() : null };
+}

@@ -189,3 +189,45 @@ export function bounceMail(o: { originalMessageId: string; to: string; diagnosti
     'utf8',
   );
 }
+
+/** multipart/alternative with UTF-8 8bit text and HTML parts, for bodies of any length. */
+export function alternativeMail(o: { messageId: string; subject: string; text: string; html: string }): Buffer {
+  const b = 'alt-long-3';
+  const head = baseHeaders({ messageId: o.messageId, subject: o.subject });
+  head.push('MIME-Version: 1.0', `Content-Type: multipart/alternative; boundary="${b}"`);
+  const part = (type: string, body: string) => [`--${b}`, `Content-Type: ${type}; charset=utf-8`, 'Content-Transfer-Encoding: 8bit', '', body.replace(/\r?\n/g, CRLF)].join(CRLF);
+  return Buffer.from([head.join(CRLF), '', part('text/plain', o.text), part('text/html', o.html), `--${b}--`, ''].join(CRLF), 'utf8');
+}
+
+/**
+ * What old mailers send: 8-bit Cyrillic in the From name, the Subject and the body, with no
+ * charset anywhere (no RFC 2047 words, no charset parameter). `multipart` wraps the text in a
+ * multipart/mixed as a quoted-printable part without a charset.
+ */
+export function unlabelledMail(o: { charset: 'windows-1251' | 'koi8-r'; messageId: string; fromName: string; subject: string; text: string; contentType?: string; multipart?: boolean }): Buffer {
+  const enc = (s: string) => iconv.encode(s, o.charset);
+  const ascii = (s: string) => Buffer.from(s, 'latin1');
+  const head = [ascii('From: '), enc(o.fromName), ascii(` <petrov@client.example.ru>${CRLF}To: support@example.ru${CRLF}Subject: `), enc(o.subject)];
+  head.push(ascii(`${CRLF}Date: ${new Date().toUTCString().replace('GMT', '+0000')}${CRLF}Message-ID: ${o.messageId}${CRLF}`));
+  const body = enc(o.text.replace(/\r?\n/g, CRLF));
+  if (!o.multipart) {
+    if (o.contentType) head.push(ascii(`MIME-Version: 1.0${CRLF}Content-Type: ${o.contentType}${CRLF}Content-Transfer-Encoding: 8bit${CRLF}`));
+    return Buffer.concat([...head, ascii(CRLF), body, ascii(CRLF)]);
+  }
+  const b = 'legacy-mixed-5';
+  head.push(ascii(`MIME-Version: 1.0${CRLF}Content-Type: multipart/mixed; boundary="${b}"${CRLF}`));
+  const part = [`--${b}`, 'Content-Type: text/plain', 'Content-Transfer-Encoding: quoted-printable', '', qp(body), `--${b}--`, ''].join(CRLF);
+  return Buffer.concat([...head, ascii(CRLF), ascii(part)]);
+}
+
+/** More MIME parts than mailparser accepts (1000): it refuses the whole mail. */
+export function manyPartsMail(messageId: string, parts = 1100): Buffer {
+  const body = Array.from({ length: parts }, (_, i) => `--many${CRLF}Content-Type: text/plain${CRLF}${CRLF}part ${i}${CRLF}`).join('');
+  return Buffer.from([`From: spam@client.example.ru`, 'To: support@example.ru', 'Subject: parts', `Message-ID: ${messageId}`, 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="many"', '', `${body}--many--`, ''].join(CRLF));
+}
+
+/** A header block over mailparser's 1 MB limit: unreadable, and too big to ride in a dead letter. */
+export function hugeHeaderMail(messageId: string, lines = 20_000): Buffer {
+  const trace = Array.from({ length: lines }, (_, i) => `X-Trace-${i}: ${'relay.example.ru '.repeat(4)}`);
+  return Buffer.from([`From: relay@client.example.ru`, 'To: support@example.ru', 'Subject: loop', `Message-ID: ${messageId}`, ...trace, '', 'body', ''].join(CRLF));
+}

@@ -1,6 +1,6 @@
 /**
  * The email connector's pure parts, without servers: loop protection on parsed mail, reply
- * trimming, Message-ID helpers and option validation.
+ * trimming, Message-ID helpers, option validation, byte budgets and legacy-charset relabelling.
  */
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +8,9 @@ import { classify } from '../../../src/connectors/email/loop-guard.js';
 import { isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
 import { trimReply } from '../../../src/connectors/email/trim.js';
 import { EmailOptions } from '../../../src/connectors/email/index.js';
-import { bounceMail, plainMail, uniqueId } from './mails.js';
+import { jsonBytes, prefixWithin } from '../../../src/connectors/email/budget.js';
+import { relabelLegacyText } from '../../../src/connectors/email/charset.js';
+import { bounceMail, legacyCharsetMail, plainMail, uniqueId, unlabelledMail } from './mails.js';
 
 const ours = { addresses: new Set(['support@example.ru']), domains: new Set(['example.ru']) };
 
@@ -85,5 +87,27 @@ describe('identifiers and options', () => {
     expect(EmailOptions.safeParse({ mailboxes: [mailbox, mailbox] }).success).toBe(false);
     const move = EmailOptions.safeParse({ mailboxes: [{ ...mailbox, afterProcessing: 'move', processedFolder: 'INBOX' }] });
     expect(move.success).toBe(false);
+  });
+});
+
+describe('byte budgets and legacy charsets', () => {
+  it('cuts text by its size as JSON, never inside a surrogate pair', () => {
+    const s = 'щ'.repeat(10) + '"\n' + '😀'.repeat(3);
+    for (let max = 2; max <= jsonBytes(s) + 1; max++) {
+      const p = prefixWithin(s, 1000, max);
+      expect(jsonBytes(p)).toBeLessThanOrEqual(max);
+      expect(s.startsWith(p) && !/[\ud800-\udbff]$/.test(p)).toBe(true);
+    }
+    expect(prefixWithin(s, 1000, jsonBytes(s))).toBe(s);
+    expect(prefixWithin(s, 4, 1000)).toBe('щщщщ');
+  });
+
+  it('relabels only unlabelled 8-bit legacy text; UTF-8 and labelled charsets stay byte for byte', async () => {
+    const legacy = legacyCharsetMail({ subject: 'Счёт', text1251: 'Привет', htmlKoi8: '<p>Привет</p>', attachment: Buffer.from('x'), attachmentName: 'a.bin', inline: Buffer.from('y'), messageId: uniqueId() });
+    const brokenUtf8 = Buffer.concat([Buffer.from('From: a@b.ru\r\nSubject: x\r\n\r\nПривет, это UTF-8 '), Buffer.from([0xff]), Buffer.from(' с одним сбоем\r\n')]);
+    for (const raw of [plainMail({}), legacy, bounceMail({ originalMessageId: uniqueId(), to: 'a@b.ru', diagnostic: 'x' }), brokenUtf8]) expect(relabelLegacyText(raw)).toBeNull();
+    const raw = unlabelledMail({ charset: 'koi8-r', messageId: uniqueId(), fromName: 'Пётр', subject: 'СРОЧНО', text: 'СЧЁТ НЕ ОПЛАЧЕН', contentType: 'text/plain; charset=us-ascii' });
+    const mail = await simpleParser(relabelLegacyText(raw)!);
+    expect([mail.subject, mail.from?.value[0]?.name, mail.text?.trim()]).toEqual(['СРОЧНО', 'Пётр', 'СЧЁТ НЕ ОПЛАЧЕН']);
   });
 });

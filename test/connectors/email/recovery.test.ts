@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashKey } from '../../../src/core/subjects.js';
 import type { TicketEvent } from '../../../src/core/schema.js';
 import type { TestGateway } from '../../helpers/gateway.js';
-import { PASSWORD, SUPPORT, collectTicketEvents, connected, emailGateway, inboundOf, mailbox, routerDrained, startWorld, type EmailWorld } from './harness.js';
+import { PASSWORD, SUPPORT, collectTicketEvents, connected, emailGateway, inboundOf, mailbox, openedBy, routerDrained, startWorld, until, type EmailWorld } from './harness.js';
 import { plainMail, uniqueId } from './mails.js';
 
 let world: EmailWorld;
@@ -26,29 +26,6 @@ afterAll(async () => {
   await nc?.close();
   await world?.stop();
 });
-
-function until(pred: () => boolean, what: string, timeoutMs = 45_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (pred()) return resolve();
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 20);
-    };
-    tick();
-  });
-}
-
-/** Opened tickets per customer Message-ID, from the router's own events. */
-function openedBy(events: TicketEvent[]): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const e of events) {
-    const m = inboundOf(e);
-    if (e.type !== 'ticket.message' || !m?.email || e.entry?.kind !== 'inbound' || e.entry.match.rule !== 'new-ticket') continue;
-    out.set(m.email.messageId, [...(out.get(m.email.messageId) ?? []), e.ticketId]);
-  }
-  return out;
-}
 
 describe('email intake recovery', () => {
   it('loses and duplicates nothing when stopped in the middle of 500 mails and restarted after a crash-like rewind', async () => {
