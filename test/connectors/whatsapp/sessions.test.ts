@@ -63,8 +63,9 @@ afterAll(async () => {
 
 describe('whatsapp (Baileys) sessions across processes and failures', () => {
   it('a standby process hands replies to the one holding the session: each is sent once, on the first attempt', async () => {
+    const first = pool.sockets.length + 1;
     const active = await gateway();
-    const s = await openSocket(active, pool, 1);
+    const s = await openSocket(active, pool, first);
     const standby = await gateway();
     expect(standby.gateway.connectors.health()[0]).toMatchObject({ state: 'starting' });
 
@@ -87,8 +88,9 @@ describe('whatsapp (Baileys) sessions across processes and failures', () => {
   });
 
   it('after connectionReplaced the halted process keeps the lease, a standby taking over stays off, and a restarted process takes the session back', async () => {
+    const first = pool.sockets.length + 1; // counted before the gateway starts: its socket may come at once
     const a = await gateway();
-    const sA = await openSocket(a, pool, pool.sockets.length + 1);
+    const sA = await openSocket(a, pool, first);
     const b = await gateway(); // started before the halt: it must respect it
     let since = now();
     sA.close(DisconnectReason.connectionReplaced, 'Connection Replaced');
