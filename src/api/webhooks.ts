@@ -67,6 +67,7 @@ export class WebhookDispatcher {
 
   private async serve(): Promise<void> {
     const key = `webhook.${kvSafe(this.target.name)}`;
+    const ended = new Promise<void>((r) => this.stopping.signal.addEventListener('abort', () => r(), { once: true }));
     while (!this.stopping.signal.aborted) {
       let lease;
       try {
@@ -80,9 +81,6 @@ export class WebhookDispatcher {
       this.term = new AbortController();
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
-      const ended = this.stopping.signal.aborted
-        ? Promise.resolve()
-        : new Promise<void>((r) => this.stopping.signal.addEventListener('abort', () => r(), { once: true }));
       try {
         await this.startConsumer();
         this.active = true;
@@ -90,6 +88,7 @@ export class WebhookDispatcher {
         await Promise.race([lease.lost, ended]);
       } catch (err) {
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook dispatcher failed; retrying');
+        await sleep(1000, this.stopping.signal); // holding the lease meanwhile: no replica spins on it
       } finally {
         this.active = false;
         // Stop pulling first: its UNSUB reaches the server before the naks of what we held, so

@@ -33,6 +33,12 @@ export interface Connector {
    */
   send(message: OutboundMessage): Promise<SendResult>;
   health(): ConnectorHealth;
+  /**
+   * False when this process cannot send for the account at all while another replica can (a
+   * WhatsApp Web session lives in the one process holding its lease). The runtime then leaves
+   * the message to that replica, before recording any attempt. Absent means always true.
+   */
+  canSend?(): boolean;
 }
 
 /** Durable per-account state (checkpoints, offsets, auth) in the omni_state bucket. */

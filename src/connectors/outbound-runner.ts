@@ -7,6 +7,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
+import { sleep } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
@@ -29,7 +30,8 @@ type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; 
 
 export class OutboundRunner {
   private consumer?: LaneConsumer<OutboundMessage>;
-  private stopping = false;
+  /** Aborted on stop: a backoff wait ends at once and its message is handed back (nak). */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly bus: Bus,
@@ -64,7 +66,7 @@ export class OutboundRunner {
 
   /** Stop taking new messages and let in-flight sends finish; waits are handed back (nak). */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.stopping.abort();
     await this.consumer?.stop();
   }
 
@@ -91,6 +93,8 @@ export class OutboundRunner {
   }
 
   private async handle(m: JsMsg, msg: OutboundMessage): Promise<void> {
+    // Not this replica's to send: hand it back before any marker says an attempt began.
+    if (this.connector.canSend?.() === false) return void m.nak(SEND_ELSEWHERE_DELAY_MS);
     const kv = this.bus.kv.dedup;
     const markerKey = `out.${kvSafe(msg.id)}`;
     const entry = await kv.get(markerKey);
@@ -117,7 +121,7 @@ export class OutboundRunner {
         return;
       } catch (err) {
         if (err instanceof SendElsewhereError) {
-          // Not this replica's to send: undo the attempt and let the queue hand it to another.
+          // Lost the session between canSend() and the call: undo the attempt, hand it back.
           await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts: attempts - 1 } satisfies Marker));
           m.nak(SEND_ELSEWHERE_DELAY_MS);
           return;
@@ -136,11 +140,13 @@ export class OutboundRunner {
           ? err.retryAfterMs
           : Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempts - 1));
         this.log.warn({ outboundId: msg.id, attempts, delayMs: delay, err: errorMessage(err) }, 'send failed; retrying');
-        if (this.stopping) {
-          m.nak(delay); // another replica, or our restart, continues from the stored attempt count
+        const waitUntil = Date.now() + delay;
+        await sleep(delay, this.stopping.signal);
+        if (this.stopping.signal.aborted) {
+          // Another replica, or our restart, continues from the stored attempt count.
+          m.nak(Math.max(0, waitUntil - Date.now()));
           return;
         }
-        await new Promise((r) => setTimeout(r, delay));
       }
     }
   }

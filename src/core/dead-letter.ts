@@ -4,8 +4,8 @@
  * A payload too large to travel in a NATS message (often the very reason it was parked) is kept
  * whole in the object store and the letter points at it.
  */
-import { createHash } from 'node:crypto';
 import type { Bus } from './bus.js';
+import { MediaStore } from './media.js';
 import { Subjects } from './subjects.js';
 import type { DeadLetter } from './schema.js';
 
@@ -14,18 +14,6 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 export const INLINE_DEAD_LETTER_BYTES = 256 * 1024;
 
 export async function deadLetter(bus: Bus, source: string, subject: string, reason: string, payload: unknown): Promise<void> {
-  const bytes = payload instanceof Uint8Array ? payload : typeof payload === 'string' ? Buffer.from(payload, 'utf8') : undefined;
-  if (bytes && bytes.byteLength > INLINE_DEAD_LETTER_BYTES) {
-    const objectKey = `dead-letters/sha256/${createHash('sha256').update(bytes).digest('hex')}`;
-    const existing = await bus.media.info(objectKey);
-    if (!existing || existing.deleted) await bus.media.putBlob({ name: objectKey, description: `dead letter from ${source}` }, bytes);
-    const letter: DeadLetter = {
-      v: 1, type: 'dead-letter', source, subject, reason, at: new Date().toISOString(),
-      payload: '', payloadEncoding: 'utf8', payloadObjectKey: objectKey, payloadBytes: bytes.byteLength,
-    };
-    await bus.publishJson(Subjects.deadLetter(source), letter);
-    return;
-  }
   let text: string;
   let encoding: DeadLetter['payloadEncoding'] = 'utf8';
   if (payload instanceof Uint8Array) {
@@ -40,15 +28,12 @@ export async function deadLetter(bus: Bus, source: string, subject: string, reas
   } else {
     text = JSON.stringify(payload) ?? String(payload);
   }
-  const letter: DeadLetter = {
-    v: 1,
-    type: 'dead-letter',
-    source,
-    subject,
-    reason,
-    at: new Date().toISOString(),
-    payload: text,
-    payloadEncoding: encoding,
-  };
+  const letter: DeadLetter = { v: 1, type: 'dead-letter', source, subject, reason, at: new Date().toISOString(), payload: text, payloadEncoding: encoding };
+  // Measured as it will travel (JSON-escaped), whatever the payload was: bytes, text or an object.
+  if (Buffer.byteLength(JSON.stringify(text)) > INLINE_DEAD_LETTER_BYTES) {
+    const bytes = payload instanceof Uint8Array ? payload : Buffer.from(text, 'utf8');
+    const stored = await new MediaStore(bus.media, Number.MAX_SAFE_INTEGER).put(bytes, { name: `dead letter from ${source}`, mimeType: 'application/octet-stream' });
+    Object.assign(letter, { payload: '', payloadEncoding: 'utf8', payloadObjectKey: stored.objectKey, payloadBytes: stored.size });
+  }
   await bus.publishJson(Subjects.deadLetter(source), letter);
 }

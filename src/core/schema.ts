@@ -406,7 +406,7 @@ export const DeadLetter = z.object({
   payloadEncoding: z.enum(['utf8', 'base64']),
   /**
    * A payload too large for a NATS message is kept whole in the object store under this key
-   * (`dead-letters/sha256/<hex>`, raw bytes); `omnigate dlq --replay` reads it from there.
+   * (`sha256/<hex>`, content-addressed like attachments; raw bytes); `omnigate dlq --replay` reads it from there.
    */
   payloadObjectKey: z.string().optional(),
   /** Size of the original payload in bytes. */

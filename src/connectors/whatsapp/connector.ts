@@ -22,7 +22,6 @@ import type { WhatsAppOptions } from './index.js';
 
 const LID_PREFIX = 'wa-lid-';
 const quoteKey = (chat: string) => `wa-quote-${Buffer.from(chat).toString('base64url')}`;
-const PUBLISH_ATTEMPTS = 3;
 
 /**
  * The id of one part of an outbound message, in Baileys' own format ("3EB0" + 18 hex digits, as
@@ -68,6 +67,11 @@ export class WhatsAppConnector implements Connector {
     this.stopping.abort();
     await this.running;
     this.health_.set('stopped');
+  }
+
+  /** Only the process holding the session lease can send; the others leave replies to it. */
+  canSend(): boolean {
+    return this.session.leased;
   }
 
   health() {
@@ -186,20 +190,13 @@ export class WhatsAppConnector implements Connector {
     }
     const event = n.event;
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(msg, n.media, sock)];
-    // ctx.publish itself waits out a NATS outage; this covers what it gives up on.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.ctx.publish(event);
-        break;
-      } catch (err) {
-        if (err instanceof InvalidEventError) {
-          await this.ctx.deadLetter(`whatsapp message ${msg.key?.id}: ${err.message}`, msg);
-          return;
-        }
-        if (attempt >= PUBLISH_ATTEMPTS || this.ctx.signal.aborted) throw err;
-        this.ctx.log.warn({ id: msg.key?.id, attempt, err: errorMessage(err) }, 'WhatsApp message not published yet; retrying');
-        await sleep(500 * attempt);
-      }
+    // ctx.publish waits out a NATS outage itself; it gives up only on an invalid event or at shutdown.
+    try {
+      await this.ctx.publish(event);
+    } catch (err) {
+      if (!(err instanceof InvalidEventError)) throw err;
+      await this.ctx.deadLetter(`whatsapp message ${msg.key?.id}: ${err.message}`, msg);
+      return;
     }
     if (n.quote) {
       await this.ctx.state.put(quoteKey(event.conversation.id), JSON.stringify(n.quote)).catch((err) => {

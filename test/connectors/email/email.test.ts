@@ -260,18 +260,16 @@ describe('email connector', () => {
     expect(letter.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: mailparser could not read the mail: Max allowed child nodes exceeded$/);
     expect(letter.payload).toContain(many);
 
-    // Its header block alone is over 1 MB: the dead letter names the stored mail and holds its head.
+    // Its header block alone is over 1 MB: the dead letter names the mail stored whole in the object store.
     const huge = uniqueId('huge');
     const raw = hugeHeaderMail(huge);
     expect(raw.byteLength).toBeGreaterThan(1024 * 1024);
     await append(raw);
     const big = await inboundLetter((d) => d.reason.includes('Max header size'));
-    const ref = /^email support@example\.ru folder INBOX uid \d+: mailparser could not read the mail: Max header size for a MIME node exceeded \[raw mail of (\d+) bytes stored whole in the object store as (sha256\/[0-9a-f]{64}); this letter holds its first 65536 bytes\]$/.exec(big.reason);
-    expect(ref).not.toBeNull();
-    expect(Number(ref![1])).toBe(raw.byteLength);
-    expect(big.payload).toBe(raw.subarray(0, 65536).toString('utf8'));
+    expect(big.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: mailparser could not read the mail: Max header size for a MIME node exceeded$/);
+    expect(big).toMatchObject({ payload: '', payloadBytes: raw.byteLength, payloadObjectKey: expect.stringMatching(/^sha256\/[0-9a-f]{64}$/) });
     const store = await new Objm(gw.nc).open('omni_media');
-    expect(Buffer.from((await store.getBlob(ref![2]!))!).equals(raw)).toBe(true);
+    expect(Buffer.from((await store.getBlob(big.payloadObjectKey!))!).equals(raw)).toBe(true);
 
     // Both are acknowledged, and the folder keeps being read.
     const after = uniqueId('after');
