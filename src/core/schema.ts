@@ -5,16 +5,11 @@
  */
 import { z } from 'zod';
 
-export const SCHEMA_VERSION = 1 as const;
+import { IsoTime, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 
-/** Channel and account names become NATS subject tokens, so they are restricted to a safe set. */
-export const SubjectToken = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-" only (it becomes a NATS subject token)');
-
-const IsoTime = z.string().datetime({ offset: true });
+export { SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+// Connector states, dead letters and error rendering: the operational payloads.
+export * from './schema-ops.js';
 
 export const Identity = z.object({
   /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */
@@ -368,58 +363,3 @@ export const TicketEvent = z.object({
   entry: LogEntry.optional(),
 });
 export type TicketEvent = z.infer<typeof TicketEvent>;
-
-export const ConnectorState = z.enum([
-  'starting',
-  'connected',
-  'auth_failed',
-  'pairing_needed',
-  'rate_limited',
-  'stalled',
-  'disconnected',
-  'stopped',
-]);
-export type ConnectorState = z.infer<typeof ConnectorState>;
-
-/** omni.events.connector.<channel>.<account>: ops alert on these. */
-export const ConnectorStateEvent = z.object({
-  v: z.literal(SCHEMA_VERSION),
-  type: z.literal('connector.state'),
-  channel: SubjectToken,
-  account: SubjectToken,
-  state: ConnectorState,
-  detail: z.string().optional(),
-  at: IsoTime,
-});
-export type ConnectorStateEvent = z.infer<typeof ConnectorStateEvent>;
-
-/** omni.dlq.<source>: what could not be processed, with the reason and the original bytes. */
-export const DeadLetter = z.object({
-  v: z.literal(SCHEMA_VERSION),
-  type: z.literal('dead-letter'),
-  source: z.string(),
-  subject: z.string(),
-  reason: z.string(),
-  at: IsoTime,
-  /** The original payload as UTF-8 text (base64 when it was not valid UTF-8); empty when stored aside. */
-  payload: z.string(),
-  payloadEncoding: z.enum(['utf8', 'base64']),
-  /**
-   * A payload too large for a NATS message is kept whole in the object store under this key
-   * (`sha256/<hex>`, content-addressed like attachments; raw bytes); `omnigate dlq --replay` reads it from there.
-   */
-  payloadObjectKey: z.string().optional(),
-  /** Size of the original payload in bytes. */
-  payloadBytes: z.number().int().nonnegative().optional(),
-});
-export type DeadLetter = z.infer<typeof DeadLetter>;
-
-/** Render a zod error as one line naming each offending field. */
-export function describeZodError(error: z.ZodError, prefix = ''): string {
-  return error.issues
-    .map((issue) => {
-      const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
-      return `${path || '(root)'}: ${issue.message}`;
-    })
-    .join('; ');
-}
