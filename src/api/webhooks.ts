@@ -17,7 +17,7 @@ import { acquireLease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
-import { sleep } from '../core/sleep.js';
+import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
 
 export interface WebhookTarget {
@@ -173,7 +173,7 @@ export class WebhookDispatcher {
         return void m.ack();
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });
-      const backoff = this.target.backoffBase * 2 ** Math.min(attempt - 1, 20);
+      const backoff = backoffMs(attempt - 1, this.target.backoffBase, this.target.backoffMax);
       // A receiver's Retry-After is honoured, within the same cap as our own backoff.
       const delay = Math.min(this.target.backoffMax, Math.max(backoff, outcome.retryAfterMs ?? 0));
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');

@@ -22,6 +22,7 @@ import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { InvalidEventError, type AccountState, type Connector, type ConnectorContext, type ConnectorFactory, type ConnectorHealth } from './contract.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
+import { backoffMs, sleep } from '../core/sleep.js';
 
 /** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
 const EVENT_HEADROOM_BYTES = 16 * 1024;
@@ -169,7 +170,7 @@ export class ConnectorHost {
             if (signal.aborted && attempt > 1) throw err;
             if (isCasConflict(err)) throw err;
             if (attempt === 3) setState('stalled', `cannot publish to JetStream: ${errorMessage(err)}`);
-            await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
+            await sleep(backoffMs(attempt, 200, 5000), signal);
           }
         }
       },

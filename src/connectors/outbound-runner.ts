@@ -7,7 +7,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
-import { sleep } from '../core/sleep.js';
+import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
@@ -138,7 +138,7 @@ export class OutboundRunner {
         }
         const delay = err instanceof TransientDeliveryError && err.retryAfterMs !== undefined
           ? err.retryAfterMs
-          : Math.min(this.o.backoffMaxMs, this.o.backoffBaseMs * 2 ** (attempts - 1));
+          : backoffMs(attempts - 1, this.o.backoffBaseMs, this.o.backoffMaxMs);
         this.log.warn({ outboundId: msg.id, attempts, delayMs: delay, err: errorMessage(err) }, 'send failed; retrying');
         const waitUntil = Date.now() + delay;
         await sleep(delay, this.stopping.signal);

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { backoffMs } from './sleep.js';
 
 export interface EmbeddedNatsOptions {
   binary: string;
@@ -76,7 +77,7 @@ export class EmbeddedNats {
     child.once('exit', (code, signal) => {
       if (this.stopping) return;
       this.log.error({ code, signal, stderr: tail.trim().split('\n').slice(-3).join(' | ') }, 'embedded nats-server exited; restarting');
-      const delay = Math.min(10_000, 250 * 2 ** Math.min(this.restarts++, 6));
+      const delay = backoffMs(this.restarts++, 250, 10_000);
       setTimeout(() => {
         if (!this.stopping) this.launch(binary, dataDir).catch((err) => this.log.error({ err: String(err) }, 'embedded nats-server restart failed'));
       }, delay).unref();

@@ -14,3 +14,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Exponential backoff: `baseMs` × 2^attempt (attempt 0 = baseMs), never above `maxMs`. */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(attempt, 0), 30));
+}

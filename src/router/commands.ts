@@ -8,6 +8,7 @@ import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
+import { sleep } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import {
@@ -104,7 +105,7 @@ export class CommandHandler {
           if (waited >= CLAIM_WAIT_MS) {
             return { ok: false, error: { code: 'in_progress', message: 'a request with this idempotency key is still being processed; retry later with the same key' } };
           }
-          await new Promise((r) => setTimeout(r, CLAIM_POLL_MS));
+          await sleep(CLAIM_POLL_MS);
           continue;
         }
         // The holder died mid-command: take the claim over, once.

@@ -5,6 +5,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { PipelinedKv } from '../core/js-pipeline.js';
+import { BoundedCache } from '../core/bounded-cache.js';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { Ticket, type Ticket as TicketT } from '../core/schema.js';
@@ -23,23 +24,6 @@ export interface Versioned<T> {
 export class StaleTicketError extends Error {
   constructor(readonly ticketId: string) {
     super(`ticket ${ticketId} changed since it was read`);
-  }
-}
-
-/** A bounded map that forgets the least recently written entries. */
-class BoundedCache<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(k: string): V | undefined {
-    return this.map.get(k);
-  }
-  set(k: string, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-  delete(k: string): void {
-    this.map.delete(k);
   }
 }
 

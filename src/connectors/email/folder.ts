@@ -15,6 +15,7 @@ import { CheckpointStore, scanCheckpoint, type Checkpoint } from './checkpoint.j
 import { publishMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
 import type { EmailOptions, MailboxOptions } from './index.js';
+import { backoffMs } from '../../core/sleep.js';
 
 /** Fetch sources in chunks of at most this many bytes, so a batch of big mails stays bounded in memory. */
 const CHUNK_BYTES = 32 * 1024 * 1024;
@@ -117,7 +118,7 @@ export class FolderWatcher {
       }
       if (!this.stopped) {
         this.d.report('disconnected', `${this.label}: connection closed; reconnecting`);
-        await sleep(Math.min(options.reconnectMaxMs, 250 * 2 ** Math.min(this.failures, 10)), () => this.stopped, (wake) => (this.wakeUp = wake));
+        await sleep(backoffMs(Math.min(this.failures, 10), 250, options.reconnectMaxMs), () => this.stopped, (wake) => (this.wakeUp = wake));
       }
     }
   }

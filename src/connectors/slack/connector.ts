@@ -9,7 +9,7 @@
 import { App } from '@slack/bolt';
 import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
-import { sleep } from '../../core/sleep.js';
+import { sleep, backoffMs } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
@@ -109,7 +109,7 @@ export class SlackConnector implements Connector {
         const code = slackErrorCode(err);
         const refused = code !== undefined && AUTH_ERRORS.has(code);
         this.health_.set(refused ? 'auth_failed' : 'disconnected', `auth.test: ${code ?? errorMessage(err)}`);
-        await sleep(refused ? 300_000 : Math.min(60_000, 1000 * 2 ** attempt), this.ctx.signal);
+        await sleep(refused ? 300_000 : backoffMs(attempt, 1000, 60_000), this.ctx.signal);
       }
     }
     if (this.ctx.signal.aborted) return;

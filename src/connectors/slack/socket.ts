@@ -12,7 +12,7 @@
  * envelope on the next connection and the event id makes it a no-op.
  */
 import { SocketModeClient } from '@slack/socket-mode';
-import { sleep } from '../../core/sleep.js';
+import { sleep, backoffMs } from '../../core/sleep.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { HealthTracker } from '../contract.js';
@@ -119,5 +119,5 @@ export class SocketSession {
 
 /** 1 s doubling to 60 s. */
 function backoff(failures: number): number {
-  return Math.min(60_000, 1000 * 2 ** Math.min(failures - 1, 6));
+  return backoffMs(failures - 1, 1000, 60_000);
 }

@@ -9,7 +9,7 @@ import { errorMessage } from '../../core/errors.js';
 import type { ConnectorContext, HealthTracker } from '../contract.js';
 import type { TgUpdate } from './normalize.js';
 import type { TelegramErrorLike } from './sender.js';
-import { sleep } from '../../core/sleep.js';
+import { sleep, backoffMs } from '../../core/sleep.js';
 
 export const ALLOWED_UPDATES = ['message', 'edited_message'];
 const OFFSET_KEY = 'offset';
@@ -104,7 +104,7 @@ export class TelegramPoller {
         else if (e.code === 409) health.set('stalled', 'another poller or a webhook is active for this bot (409)');
         else if (e.code === 429) health.set('rate_limited', `getUpdates: retry after ${e.parameters?.retry_after}s`);
         else if (failures >= 3) health.set('disconnected', `getUpdates failing: ${this.d.redact(err)}`);
-        const wait = e.parameters?.retry_after ? e.parameters.retry_after * 1000 : Math.min(30_000, 500 * 2 ** failures);
+        const wait = e.parameters?.retry_after ? e.parameters.retry_after * 1000 : backoffMs(failures, 500, 30_000);
         await sleep(e.code === 401 ? 60_000 : wait, signal);
         continue;
       }
@@ -168,7 +168,7 @@ export class TelegramPoller {
           /* NATS is away: keep the update with Telegram */
         }
       }
-      await sleep(Math.min(10_000, 500 * 2 ** this.failedUpdate.attempts), signal);
+      await sleep(backoffMs(this.failedUpdate.attempts, 500, 10_000), signal);
       return false;
     }
   }

@@ -16,7 +16,7 @@ import { GraphCallError, GraphClient, classifyGraphError } from './graph.js';
 import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
 import { SentRecords } from './sent-records.js';
 import type { WhatsAppCloudOptions } from './index.js';
-import { sleep } from '../../core/sleep.js';
+import { sleep, backoffMs } from '../../core/sleep.js';
 
 const TEXT_LIMIT = 4096;
 const SWEEP_EVERY_MS = 24 * 3_600_000;
@@ -73,7 +73,7 @@ export class WhatsAppCloudConnector implements Connector {
         const e = err as GraphCallError;
         if (e.status === 401 || e.error?.code === 190) this.health_.set('auth_failed', `Graph API rejected the access token: ${e.error?.message ?? ''}`);
         else this.health_.set('disconnected', `Graph API check failed: ${errorMessage(err)}`);
-        await sleep(Math.min(60_000, 1000 * 2 ** attempt), this.stopping.signal);
+        await sleep(backoffMs(attempt, 1000, 60_000), this.stopping.signal);
       }
     }
   }

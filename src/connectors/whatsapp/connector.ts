@@ -11,7 +11,7 @@ import { Transform, type Readable } from 'node:stream';
 import { Pacer } from '../../core/pacer.js';
 import { MediaTooLargeError } from '../../core/media.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
-import { sleep } from '../../core/sleep.js';
+import { sleep, backoffMs } from '../../core/sleep.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
 import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
@@ -111,7 +111,7 @@ export class WhatsAppConnector implements Connector {
         }
         return;
       } catch (err) {
-        const delay = Math.min(this.o.reconnect.maxDelayMs, this.o.reconnect.minDelayMs * 2 ** (attempt - 1));
+        const delay = backoffMs(attempt - 1, this.o.reconnect.minDelayMs, this.o.reconnect.maxDelayMs);
         this.health_.set('disconnected', `could not read the stored @lid mappings: ${errorMessage(err)}; retrying in ${delay} ms`);
         await sleep(delay, signal);
       }
@@ -270,7 +270,7 @@ export class WhatsAppConnector implements Connector {
         const options: MiscMessageGenerationOptions = { messageId: outboundMessageId(this.ctx.account, msg.id, i), ...(i === 0 && quoted ? { quoted } : {}) };
         const sending = sock.sendMessage(jid, content, options);
         // Kept even when the send completes after our timeout: the phone may ask for it again.
-        void sending.then((m) => m?.key?.id && m.message && this.session.sent.remember(m.key.id, m.message), () => {});
+        void sending.then((m) => m?.key?.id && m.message && this.session.sent.set(m.key.id, m.message), () => {});
         const sent = await withTimeout(sending, this.o.sendTimeoutMs);
         progress.sent = i + 1;
         progress.firstId ??= platformId(jid, sent?.key?.id ?? options.messageId!);
@@ -324,6 +324,7 @@ function capped(limit: number): Transform {
   });
 }
 
+/** `p`, or the signal's reason once it aborts first. */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason as Error);
@@ -334,11 +335,8 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TransientDeliveryError(`WhatsApp send did not complete within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  return untilAborted(p, AbortSignal.timeout(ms)).catch((err) => {
+    if ((err as Error)?.name === 'TimeoutError') throw new TransientDeliveryError(`WhatsApp send did not complete within ${ms} ms`);
+    throw err;
+  });
 }

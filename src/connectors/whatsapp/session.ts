@@ -15,7 +15,8 @@ import { Browsers, DisconnectReason, makeCacheableSignalKeyStore, type BaileysEv
 import { clearHalt, readHalt, writeHalt, type HaltState } from './halt.js';
 import { socketFactory, type WaSocketLike } from './socket.js';
 import type { WhatsAppOptions } from './index.js';
-import { sleep } from '../../core/sleep.js';
+import { BoundedCache } from '../../core/bounded-cache.js';
+import { sleep, backoffMs } from '../../core/sleep.js';
 
 export type SessionEvents = Partial<BaileysEventMap>;
 type CloseOutcome = { kind: 'closed'; code?: number; message: string } | { kind: 'stopped' } | { kind: 'lease-lost' };
@@ -31,25 +32,6 @@ export interface PairingInfo {
   pairingCode?: string;
 }
 
-/**
- * What we sent lately, by message id: a phone that could not decrypt one of our messages asks for
- * a retry, and Baileys can only re-encrypt it if getMessage returns the content.
- */
-export class RecentMessages {
-  private readonly byId = new Map<string, proto.IMessage>();
-  constructor(private readonly max: number) {}
-
-  remember(id: string, message: proto.IMessage): void {
-    this.byId.delete(id);
-    this.byId.set(id, message);
-    if (this.byId.size > this.max) this.byId.delete(this.byId.keys().next().value!);
-  }
-
-  get(id: string | null | undefined): proto.IMessage | undefined {
-    return id ? this.byId.get(id) : undefined;
-  }
-}
-
 export class WhatsAppSession {
   sock?: WaSocketLike;
   open = false;
@@ -59,7 +41,11 @@ export class WhatsAppSession {
   pairing: PairingInfo = {};
   /** Set while the session is stopped for good (replaced, banned), here or by another process. */
   haltedReason?: string;
-  readonly sent = new RecentMessages(500);
+  /**
+   * What we sent lately, by message id: a customer's phone that could not decrypt one asks for a
+   * retry, and Baileys can re-encrypt it only if getMessage returns the content.
+   */
+  readonly sent = new BoundedCache<proto.IMessage>(500);
   private queue: Promise<void> = Promise.resolve();
   /** A QR was shown since the last open: the next open is a new pairing, not a restore. */
   private pairedNow = false;
@@ -111,7 +97,7 @@ export class WhatsAppSession {
 
   private async backoff(why: string, signal: AbortSignal): Promise<void> {
     this.failures++;
-    const delay = Math.min(this.o.reconnect.maxDelayMs, this.o.reconnect.minDelayMs * 2 ** (this.failures - 1));
+    const delay = backoffMs(this.failures - 1, this.o.reconnect.minDelayMs, this.o.reconnect.maxDelayMs);
     this.ctx.log.warn({ delayMs: delay, failures: this.failures }, `WhatsApp ${why}`);
     this.health.set('disconnected', `${why}; reconnecting in ${delay} ms`);
     await sleep(delay, signal);
@@ -240,7 +226,7 @@ export class WhatsAppSession {
           this.ctx.log.error({ err: errorMessage(err), attempts: attempt }, 'could not store WhatsApp creds; keeping them in memory and retrying before the next connection');
           return;
         }
-        await sleep(100 * 2 ** attempt);
+        await sleep(backoffMs(attempt, 100, 5_000));
       }
     }
   }
@@ -257,7 +243,7 @@ export class WhatsAppSession {
         markOnlineOnConnect: false,
         syncFullHistory: false,
         shouldSyncHistoryMessage: () => this.o.history === 'ingest',
-        getMessage: async (key) => this.sent.get(key.id),
+        getMessage: async (key) => (key.id ? this.sent.get(key.id) : undefined),
       },
       this.ctx.account,
     );
