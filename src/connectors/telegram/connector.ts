@@ -12,9 +12,9 @@ import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
 import { normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
 import { TelegramFiles } from './files.js';
-import { TelegramSender, type TelegramErrorLike } from './sender.js';
+import { TelegramSender, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { ALLOWED_UPDATES, TelegramPoller } from './polling.js';
-import { sleep, backoffMs } from '../../core/sleep.js';
+import { sleep } from '../../core/sleep.js';
 import { fileLimit, type TelegramOptions } from './index.js';
 
 export class TelegramConnector implements Connector {
@@ -112,8 +112,7 @@ export class TelegramConnector implements Connector {
           this.health_.set('stalled', `Telegram refused the webhook (fix webhook.url and restart): ${e.description ?? this.redact(err)}`);
           return false;
         } else this.health_.set('disconnected', `setWebhook failed: ${this.redact(err)}`);
-        const wait = e.parameters?.retry_after ? e.parameters.retry_after * 1000 : backoffMs(failures, 500, 30_000);
-        await sleep(code === 401 ? 60_000 : wait, signal);
+        await sleep(telegramRetryWaitMs(e, failures), signal);
       }
     }
     return false;

@@ -8,7 +8,7 @@ import type { Telegram } from 'telegraf';
 import { errorMessage } from '../../core/errors.js';
 import type { ConnectorContext, HealthTracker } from '../contract.js';
 import type { TgUpdate } from './normalize.js';
-import type { TelegramErrorLike } from './sender.js';
+import { telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
 
 export const ALLOWED_UPDATES = ['message', 'edited_message'];
@@ -104,8 +104,7 @@ export class TelegramPoller {
         else if (e.code === 409) health.set('stalled', 'another poller or a webhook is active for this bot (409)');
         else if (e.code === 429) health.set('rate_limited', `getUpdates: retry after ${e.parameters?.retry_after}s`);
         else if (failures >= 3) health.set('disconnected', `getUpdates failing: ${this.d.redact(err)}`);
-        const wait = e.parameters?.retry_after ? e.parameters.retry_after * 1000 : backoffMs(failures, 500, 30_000);
-        await sleep(e.code === 401 ? 60_000 : wait, signal);
+        await sleep(telegramRetryWaitMs(e, failures), signal);
         continue;
       }
       for (const update of updates) {

@@ -11,11 +11,21 @@ import type { ConnectorContext, HealthTracker, SendResult } from '../contract.js
 import { htmlToEntities, splitFormatted, splitText, type FormattedChunk } from './format.js';
 import { platformId } from './normalize.js';
 import type { TelegramOptions } from './index.js';
+import { backoffMs } from '../../core/sleep.js';
 
 export interface TelegramErrorLike {
   code?: number;
   description?: string;
   parameters?: { retry_after?: number; migrate_to_chat_id?: number };
+}
+
+/**
+ * How long a retry loop (getUpdates, setWebhook) waits after a Telegram error: what Telegram
+ * asked for, a minute after a rejected token (it will not fix itself soon), else backoff.
+ */
+export function telegramRetryWaitMs(e: TelegramErrorLike, failures: number): number {
+  if (e.code === 401) return 60_000;
+  return e.parameters?.retry_after ? e.parameters.retry_after * 1000 : backoffMs(failures, 500, 30_000);
 }
 
 /** Formats Telegram shows as a photo; anything else (GIF, SVG, HEIC...) goes as a document. */
