@@ -3,17 +3,17 @@
  * applied inside compare-and-set updates (so they may run more than once per event).
  */
 import { createHash } from 'node:crypto';
+import { parseRating } from './rating.js';
 import type { DeliveryStatus, InboundMessage, Ticket } from '../core/schema.js';
 
 /** Event ids a ticket remembers: a redelivered event among them changes nothing. */
 export const RECENT_EVENTS = 16;
 
-/** "5", "4/5", "3 из 5", "5, спасибо!" after a satisfaction request: the rating; anything else is a message. */
+/** The customer's answer to a satisfaction request, if it is a rating (see rating.ts); anything else is a message. */
 export function ratingIn(t: Ticket, text: string, now: number, windowMs: number): number | undefined {
   if (!t.csat?.requestedAt || t.csat.rating !== undefined) return undefined;
-  if (now - Date.parse(t.csat.requestedAt) > windowMs || text.length > 80) return undefined;
-  const m = /^\s*([1-5])(?!\d)(?:\s*(?:\/|из)\s*5)?(?:[\s.,!)]+\D*)?$/su.exec(text);
-  return m ? Number(m[1]) : undefined;
+  if (now - Date.parse(t.csat.requestedAt) > windowMs) return undefined;
+  return parseRating(text);
 }
 
 /** What every inbound message changes on its ticket, whatever its status. */

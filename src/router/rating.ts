@@ -1,0 +1,41 @@
+/**
+ * What counts as the answer to a satisfaction request. Only an answer that is nothing but a
+ * rating: a complaint that happens to start with a digit («5 минут назад снова списали деньги!»,
+ * «2 дня жду…», "3 times I tried") is a message, and reopens the ticket like any other.
+ *
+ * Accepted (with surrounding spaces and a final "." or "!" ignored):
+ *   5                 a bare digit 1–5
+ *   4/5  4 из 5  4 of 5  4 out of 5
+ *   5⭐  5 ⭐  ⭐5  5★
+ *   ⭐⭐⭐⭐  ★★★☆☆    a star scale (the filled stars are the rating)
+ *   5️⃣  (or 5⃣)      a keycap emoji
+ */
+
+const STAR = '(?:⭐|🌟|★)';
+const DIGIT = '([1-5])';
+const FORMS: RegExp[] = [
+  new RegExp(`^${DIGIT}$`, 'u'),
+  new RegExp(`^${DIGIT}\\s*(?:/|из|of|out of)\\s*5$`, 'iu'),
+  new RegExp(`^${DIGIT}\\s*${STAR}$`, 'u'),
+  new RegExp(`^${STAR}\\s*${DIGIT}$`, 'u'),
+  new RegExp(`^${DIGIT}\\uFE0F?\\u20E3$`, 'u'),
+];
+// Stars with optional empty stars after them; the variation selector some keyboards add is dropped first.
+const SCALE = /^((?:⭐|🌟|★)+)(☆*)$/u;
+
+/** The rating (1–5) the text is, or undefined when the text is anything else. */
+export function parseRating(text: string): number | undefined {
+  const s = text.normalize('NFC').replace(/\uFE0F(?!\u20E3)/g, '').trim().replace(/[.!]+$/u, '').trim();
+  if (!s || s.length > 20) return undefined;
+  for (const re of FORMS) {
+    const m = re.exec(s);
+    if (m) return Number(m[1]);
+  }
+  const scale = SCALE.exec(s.replace(/\s+/g, ''));
+  if (scale) {
+    const filled = [...scale[1]!].length;
+    const empty = [...scale[2]!].length;
+    if (filled >= 1 && filled <= 5 && (empty === 0 || filled + empty === 5)) return filled;
+  }
+  return undefined;
+}

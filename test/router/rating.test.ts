@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { parseRating } from '../../src/router/rating.js';
+
+// The answer after a satisfaction request → the rating it records, or null: a message that reopens.
+const TABLE: Array<[string, number | null]> = [
+  // bare digits
+  ['5', 5],
+  ['1', 1],
+  [' 4 ', 4],
+  ['3.', 3],
+  ['5!', 5],
+  ['0', null],
+  ['6', null],
+  ['10', null],
+  ['55', null],
+  ['4.5', null],
+  // out of five
+  ['4/5', 4],
+  ['4 / 5', 4],
+  ['3 из 5', 3],
+  ['3 of 5', 3],
+  ['2 out of 5', 2],
+  ['4/10', null],
+  // stars and emoji
+  ['⭐⭐⭐⭐', 4],
+  ['⭐️⭐️⭐️⭐️⭐️', 5],
+  ['⭐ ⭐ ⭐', 3],
+  ['★★★☆☆', 3],
+  ['★★☆', null],
+  ['⭐⭐⭐⭐⭐⭐', null],
+  ['5⭐', 5],
+  ['5 ⭐', 5],
+  ['⭐5', 5],
+  ['5️⃣', 5],
+  ['2⃣', 2],
+  ['6️⃣', null],
+  // sentences that start with a digit (Russian)
+  ['5 минут назад снова списали деньги!', null],
+  ['2 дня жду…', null],
+  ['3 раза пытался дозвониться', null],
+  ['5, спасибо!', null],
+  ['2, долго отвечали', null],
+  ['1 звезда, ужасно', null],
+  ['4 из 5, но долго', null],
+  // sentences (English)
+  ['3 times I tried', null],
+  ['5 stars', null],
+  ['2 days waiting for a refund', null],
+  ['5 - thanks!', null],
+  // not a rating at all
+  ['отлично', null],
+  ['спасибо', null],
+  ['Стоп, опять не работает!', null],
+  ['great', null],
+  ['', null],
+  ['👍', null],
+];
+
+describe('rating answers', () => {
+  it.each(TABLE)('%j → %s', (text, expected) => {
+    expect(parseRating(text) ?? null).toBe(expected);
+  });
+});
