@@ -8,6 +8,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { SubjectToken } from './schema.js';
 import { registerSecret } from './logger.js';
+import { BusinessHoursConfig } from './config-calendar.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -150,15 +151,7 @@ export const GatewayConfig = z.object({
           /** Customer's last message → agent reply, in business time. */
           noAnswer: Duration.prefault('4h'),
           /** null: the clock runs 24/7. */
-          businessHours: z
-            .object({
-              timezone: z.string().default('Europe/Moscow'),
-              days: z.array(z.number().int().min(1).max(7)).default([1, 2, 3, 4, 5]),
-              from: z.string().regex(/^\d{2}:\d{2}$/, 'HH:MM').default('09:00'),
-              to: z.string().regex(/^\d{2}:\d{2}$/, 'HH:MM').default('18:00'),
-            })
-            .nullable()
-            .prefault({}),
+          businessHours: BusinessHoursConfig.nullable().prefault({}),
           checkInterval: Duration.prefault('30s'),
           /** A lead's chat on any configured channel: breaches are posted there. */
           escalate: z

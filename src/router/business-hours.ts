@@ -1,59 +1,90 @@
 /**
  * Business time: how much of an interval falls inside working hours in a time zone (Moscow by
  * default: Mon–Fri 09:00–18:00). SLA clocks run only then, as support teams count them.
+ *
+ * A working day has one or more intervals; an interval whose end is not after its start runs
+ * past midnight into the next day (a night shift "22:00-06:00" belongs to the day it starts on,
+ * so `days` and `holidays` name the start day). Overlapping intervals count once.
  */
-export interface BusinessHours {
-  timezone: string;
-  /** ISO weekdays: 1 = Monday … 7 = Sunday. */
-  days: number[];
-  from: string;
-  to: string;
-}
+import type { BusinessHours } from '../core/config-calendar.js';
+
+export type { BusinessHours };
 
 const DAY = 86_400_000;
+const MIN = 60_000;
 
-function parts(instant: number, timezone: string) {
-  const f = new Intl.DateTimeFormat('en-GB', {
-    timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', weekday: 'short', hourCycle: 'h23',
-  });
-  const p = Object.fromEntries(f.formatToParts(new Date(instant)).map((x) => [x.type, x.value]));
-  return { y: Number(p.year), m: Number(p.month), d: Number(p.day), h: Number(p.hour), min: Number(p.minute), s: Number(p.second), weekday: p.weekday! };
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function formatter(timezone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timezone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-GB', {
+      timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+    });
+    formatters.set(timezone, f);
+  }
+  return f;
 }
 
-/** UTC offset of the zone at that instant, in ms (Moscow: +3 h). */
+/** The local calendar date and time at an instant, expressed as if local time were UTC. */
+function localAsUtc(instant: number, timezone: string): number {
+  const p = Object.fromEntries(formatter(timezone).formatToParts(new Date(instant)).map((x) => [x.type, x.value]));
+  return Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second));
+}
+
+// Offsets change on whole hours in every zone in use, so one lookup per zone and hour is enough;
+// a ticket open for weeks would otherwise cost thousands of Intl calls per scan.
+const offsets = new Map<string, number>();
 function offsetAt(instant: number, timezone: string): number {
-  const p = parts(instant, timezone);
-  return Date.UTC(p.y, p.m - 1, p.d, p.h, p.min, p.s) - Math.floor(instant / 1000) * 1000;
+  const key = `${timezone}|${Math.floor(instant / 3_600_000)}`;
+  let off = offsets.get(key);
+  if (off === undefined) {
+    if (offsets.size > 50_000) offsets.clear();
+    off = localAsUtc(instant, timezone) - Math.floor(instant / 1000) * 1000;
+    offsets.set(key, off);
+  }
+  return off;
 }
 
-const WEEKDAY: Record<string, number> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
+/** The real instant of a local wall-clock time (local date as a UTC midnight, plus minutes). */
+function instantOf(localDayUtc: number, minutes: number, timezone: string): number {
+  const wall = localDayUtc + minutes * MIN;
+  const guess = wall - offsetAt(wall, timezone);
+  return wall - offsetAt(guess, timezone);
+}
 
-function minutes(hhmm: string): number {
-  const [h, m] = hhmm.split(':').map(Number);
-  return h! * 60 + m!;
+/** ISO weekday (1 = Monday) of a local date given as its UTC midnight. */
+function weekday(localDayUtc: number): number {
+  return ((new Date(localDayUtc).getUTCDay() + 6) % 7) + 1;
+}
+
+/** Working intervals, as real instants, of the local days from the one before `start` to the one of `end`. */
+function segments(start: number, end: number, hours: BusinessHours): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const holidays = new Set(hours.holidays);
+  const first = Math.floor(localAsUtc(start, hours.timezone) / DAY) * DAY - DAY;
+  const last = Math.floor(localAsUtc(end, hours.timezone) / DAY) * DAY;
+  for (let day = first; day <= last; day += DAY) {
+    if (!hours.days.includes(weekday(day)) || holidays.has(new Date(day).toISOString().slice(0, 10))) continue;
+    for (const iv of hours.intervals) {
+      const to = iv.to > iv.from ? iv.to : iv.to + 1440;
+      const a = Math.max(start, instantOf(day, iv.from, hours.timezone));
+      const b = Math.min(end, instantOf(day, to, hours.timezone));
+      if (b > a) out.push([a, b]);
+    }
+  }
+  return out.sort((x, y) => x[0] - y[0]);
 }
 
 /** Milliseconds of [start, end) inside business hours; with no hours configured, the plain difference. */
 export function businessMs(start: number, end: number, hours: BusinessHours | null): number {
   if (end <= start) return 0;
   if (!hours) return end - start;
-  const open = minutes(hours.from) * 60_000;
-  const close = minutes(hours.to) * 60_000;
   let total = 0;
-  // Walk local calendar days from the one containing `start`.
-  const first = parts(start, hours.timezone);
-  let dayUtc = Date.UTC(first.y, first.m - 1, first.d); // local midnight, expressed as if it were UTC
-  for (let guard = 0; guard < 4000; guard++) {
-    const offset = offsetAt(dayUtc - offsetAt(dayUtc, hours.timezone) + 12 * 3_600_000, hours.timezone);
-    const midnight = dayUtc - offset; // the real instant of local midnight
-    if (midnight >= end) break;
-    const weekday = WEEKDAY[parts(midnight + 12 * 3_600_000, hours.timezone).weekday]!;
-    if (hours.days.includes(weekday)) {
-      const a = Math.max(start, midnight + open);
-      const b = Math.min(end, midnight + close);
-      if (b > a) total += b - a;
-    }
-    dayUtc += DAY;
+  let reached = start;
+  for (const [a, b] of segments(start, end, hours)) {
+    const from = Math.max(a, reached);
+    if (b > from) total += b - from;
+    reached = Math.max(reached, b);
   }
   return total;
 }

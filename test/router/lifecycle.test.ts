@@ -1,21 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { businessMs, type BusinessHours } from '../../src/router/business-hours.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 
-const MOSCOW: BusinessHours = { timezone: 'Europe/Moscow', days: [1, 2, 3, 4, 5], from: '09:00', to: '18:00' };
 const H = 3_600_000;
-
-describe('business hours (Moscow)', () => {
-  it('counts only Mon–Fri 09:00–18:00 MSK', () => {
-    // Friday 2026-11-27 17:00 MSK (14:00 UTC) → Monday 2026-11-30 10:00 MSK (07:00 UTC): 1 h + 1 h.
-    expect(businessMs(Date.parse('2026-11-27T14:00:00Z'), Date.parse('2026-11-30T07:00:00Z'), MOSCOW)).toBe(2 * H);
-    // A night inside one weekday counts nothing.
-    expect(businessMs(Date.parse('2026-11-24T16:00:00Z'), Date.parse('2026-11-25T05:00:00Z'), MOSCOW)).toBe(0);
-    // 24/7 when no hours are configured.
-    expect(businessMs(0, 5 * H, null)).toBe(5 * H);
-  });
-});
 
 describe('lifecycle watcher: SLA', () => {
   let gw: TestGateway;
