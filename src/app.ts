@@ -14,6 +14,7 @@ import { Streams } from './core/subjects.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
 import { LifecycleWatcher, newHolderId } from './router/lifecycle.js';
+import { Texts } from './core/texts.js';
 import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
@@ -80,33 +81,38 @@ export class Gateway {
       const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }));
       this.commands = commands;
       commands.start();
-      const ack = c.router.autoAcknowledge;
+      const sla = c.router.sla;
+      const csat = c.router.csat;
+      // One texts module for everything the gateway writes itself; the older per-section keys still override.
+      const texts = new Texts(
+        c.router.language,
+        { ...c.router.texts, autoAcknowledge: c.router.texts.autoAcknowledge ?? c.router.autoAcknowledge.text, satisfactionRequest: c.router.texts.satisfactionRequest ?? csat.text },
+        sla.businessHours,
+      );
+      // {ticket} and {name} are left for autoAcknowledge to fill per ticket.
+      const ack = { ...c.router.autoAcknowledge, text: texts.render('autoAcknowledge', {}) };
       const ackLog = log.child({ component: 'auto-ack' });
       this.router.onTicketOpened = (ticket, event) =>
         autoAcknowledge(this.bus, commands, ack, ticket, event.email?.from ?? event.sender.id, ackLog);
-      const sla = c.router.sla;
-      const csat = c.router.csat;
       this.sla = new LifecycleWatcher(this.bus, this.router.store, this.router.journal, {
-        enabled: sla.enabled,
+        sla: { enabled: sla.enabled, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, businessHours: sla.businessHours },
         csat: {
           enabled: csat.enabled,
           delayMs: csat.delay,
           send: async (t) => {
-            const text = csat.text.replaceAll('{ticket}', t.id).replaceAll('{name}', t.contact.displayName ?? '');
+            const text = texts.render('satisfactionRequest', { ticket: t.id, name: t.contact.displayName ?? '' });
             const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { automated: true });
-            if (!r.ok) log.warn({ ticketId: t.id, error: r.error }, 'satisfaction request failed');
+            if (!r.ok) throw new Error(`satisfaction request not sent: ${r.error.code}: ${r.error.message}`);
           },
         },
-        firstResponseMs: sla.firstResponse,
-        noAnswerMs: sla.noAnswer,
-        businessHours: sla.businessHours,
         checkIntervalMs: sla.checkInterval,
+        texts,
         escalate: sla.escalate && {
           channel: sla.escalate.channel,
           account: sla.escalate.account,
           conversation: { id: sla.escalate.conversationId, kind: sla.escalate.kind },
         },
-      }, log.child({ component: 'sla' }), c.nats.leaseTtl, newHolderId());
+      }, log.child({ component: 'lifecycle' }), c.nats.leaseTtl, newHolderId());
       this.sla.start();
       const watcher = this.sla;
       this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);

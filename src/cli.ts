@@ -6,7 +6,9 @@
  * else built-in defaults.
  */
 import { existsSync } from 'node:fs';
-import { ConfigError, loadConfig, type ConnectorEntry, type LoadedConfig } from './core/config.js';
+import { ConfigError, ConnectorEntry, loadConfig, type LoadedConfig } from './core/config.js';
+import { unknownKeys } from './core/strict-keys.js';
+import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
@@ -38,6 +40,9 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
     const { type: _t, account: _a, enabled: _e, ...options } = entry;
+    // The channel's own schema decides which keys exist; the entry's common keys are known too.
+    const unknown = unknownKeys(factory.options, options, Object.keys(ConnectorEntry.shape));
+    if (unknown.length) return { ok: false, unknownKeys: unknown };
     const r = factory.options.safeParse(options);
     return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
   });
@@ -52,6 +57,7 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
     }
     seen.set(key, c.type);
   });
+  checkReferences(loaded, factories);
   return { loaded, factories };
 }
 
@@ -74,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (command === 'check-config') {
-    process.stdout.write(`omnigate: ${loaded.file} is valid (${loaded.connectors.length} connector(s) enabled)\n`);
+    process.stdout.write(`${describeConfig(loaded, factories)}\n`);
     return 0;
   }
   if (command === 'dlq') {

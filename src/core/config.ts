@@ -6,9 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { SubjectToken } from './schema.js';
+import { SubjectToken, TicketEvent } from './schema.js';
 import { registerSecret } from './logger.js';
 import { BusinessHoursConfig } from './config-calendar.js';
+import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
+import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './strict-keys.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -35,6 +37,9 @@ export const Duration = z.union([
     }),
 ]);
 
+/** A duration where zero makes no sense (an interval, a limit, a timeout). */
+export const PositiveDuration = Duration.refine((ms) => ms > 0, 'more than 0: a zero duration makes no sense here');
+
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 /** "20MB", "512KB" or a number of bytes. */
 export const ByteSize = z.union([
@@ -48,6 +53,12 @@ export const ByteSize = z.union([
     }),
 ]);
 
+const TICKET_EVENT_TYPES: string[] = TicketEvent.shape.type.options;
+function nearestEvent(e: string): string {
+  const n = nearest(e, TICKET_EVENT_TYPES);
+  return n ? ` (did you mean "${n}"?)` : '';
+}
+
 const ApiToken = z.object({
   name: z.string().min(1).default('token'),
   token: z.string().min(16, 'at least 16 characters'),
@@ -58,8 +69,12 @@ const Webhook = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-"'),
   url: z.string().url(),
   secret: z.string().min(16, 'at least 16 characters'),
-  events: z.array(z.string()).default(['*']),
-  timeout: Duration.default(10_000),
+  events: z
+    .array(z.string().refine((e) => e === '*' || TICKET_EVENT_TYPES.includes(e), {
+      error: (iss) => `unknown event "${String(iss.input)}"${nearestEvent(String(iss.input))}; expected "*" or one of: ${TICKET_EVENT_TYPES.join(', ')}`,
+    }))
+    .default(['*']),
+  timeout: PositiveDuration.default(10_000),
   /** Keep retrying a failed delivery this long (counted from the event) before parking it. */
   retryFor: Duration.prefault('24h'),
   backoffBase: Duration.prefault('1s'),
@@ -86,10 +101,10 @@ export const GatewayConfig = z.object({
       pass: z.string().optional(),
       token: z.string().optional(),
       replicas: z.number().int().min(1).max(5).default(1),
-      duplicateWindow: Duration.prefault('2m'),
-      retention: Duration.prefault('7d'),
-      dedupTtl: Duration.prefault('30d'),
-      leaseTtl: Duration.prefault('15s'),
+      duplicateWindow: PositiveDuration.prefault('2m'),
+      retention: PositiveDuration.prefault('7d'),
+      dedupTtl: PositiveDuration.prefault('30d'),
+      leaseTtl: PositiveDuration.prefault('15s'),
       embedded: z
         .object({
           binary: z.string().default('nats-server'),
@@ -120,14 +135,16 @@ export const GatewayConfig = z.object({
       reopenWindow: Duration.prefault('7d'),
       /** Messages processed at once (different conversations in parallel, each in order). */
       concurrency: z.number().int().min(1).max(4096).default(256),
-      ackWait: Duration.prefault('30s'),
+      ackWait: PositiveDuration.prefault('30s'),
+      /** Language of the texts the gateway writes itself (acknowledgement, rating request, lead alerts). */
+      language: z.enum(LANGUAGES).default('ru'),
+      /** Per-text overrides; see src/core/texts.ts for the names and their placeholders. */
+      texts: TextOverrides.prefault({}),
       autoAcknowledge: z
         .object({
           enabled: z.boolean().default(false),
-          text: z
-            .string()
-            .min(1)
-            .default('Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Ответим в рабочее время: пн–пт, 9:00–18:00 по Москве.'),
+          /** Same as router.texts.autoAcknowledge (kept for older configs); default: per language, from the business hours. */
+          text: TextTemplate('autoAcknowledge').optional(),
           perSenderPerHour: z.number().int().min(0).default(3),
         })
         .prefault({}),
@@ -136,9 +153,10 @@ export const GatewayConfig = z.object({
           enabled: z.boolean().default(false),
           /** Ask this long after the ticket was resolved or closed. */
           delay: Duration.prefault('2d'),
-          text: z.string().min(1).default('Здравствуйте! Оцените, пожалуйста, нашу помощь по обращению {ticket}: ответьте одной цифрой от 1 до 5.'),
+          /** Same as router.texts.satisfactionRequest (kept for older configs). */
+          text: TextTemplate('satisfactionRequest').optional(),
           /** A bare 1–5 answer within this window after the request is the rating. */
-          window: Duration.prefault('7d'),
+          window: PositiveDuration.prefault('7d'),
           /** Ratings at or below this are sent to the lead (router.sla.escalate). */
           lowRating: z.number().int().min(1).max(5).default(3),
         })
@@ -147,12 +165,12 @@ export const GatewayConfig = z.object({
         .object({
           enabled: z.boolean().default(false),
           /** Ticket opened → first agent reply sent, in business time. */
-          firstResponse: Duration.prefault('1h'),
+          firstResponse: PositiveDuration.prefault('1h'),
           /** Customer's last message → agent reply, in business time. */
-          noAnswer: Duration.prefault('4h'),
+          noAnswer: PositiveDuration.prefault('4h'),
           /** null: the clock runs 24/7. */
           businessHours: BusinessHoursConfig.nullable().prefault({}),
-          checkInterval: Duration.prefault('30s'),
+          checkInterval: PositiveDuration.prefault('30s'),
           /** A lead's chat on any configured channel: breaches are posted there. */
           escalate: z
             .object({
@@ -188,7 +206,9 @@ export const GatewayConfig = z.object({
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 
 /** Validates one connector entry against its channel's own schema; returns issues or the parsed options. */
-export type ConnectorValidator = (entry: ConnectorEntry) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] };
+export type ConnectorValidator = (
+  entry: ConnectorEntry,
+) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[] };
 
 export interface LoadedConfig {
   file: string;
@@ -223,6 +243,9 @@ export function loadConfig(
   }
   applyEnvOverrides(raw as Record<string, unknown>, env, label);
   const interpolated = interpolate(raw, env, label, []);
+  // Unknown keys first: a misspelt key usually also leaves a required one missing, and the typo is the news.
+  const unknown = unknownKeys(GatewayConfig, interpolated);
+  if (unknown.length) throw fromUnknown(label, unknown, '');
   const parsed = GatewayConfig.safeParse(interpolated);
   if (!parsed.success) throw fromZod(label, parsed.error, '');
   const connectors: LoadedConfig['connectors'] = [];
@@ -232,6 +255,7 @@ export function loadConfig(
     if ('unknownType' in result) {
       throw new ConfigError(label, `connectors[${i}].type`, `unknown connector type "${entry.type}"; expected one of: ${result.unknownType.join(', ')}`);
     }
+    if ('unknownKeys' in result) throw fromUnknown(label, result.unknownKeys, `connectors[${i}]`);
     if (!result.ok) throw fromZod(label, result.error, `connectors[${i}]`);
     connectors.push({ entry, options: result.value });
   });
@@ -242,6 +266,12 @@ export function loadConfig(
     seen.add(id);
   });
   return { file: label, config: parsed.data, connectors };
+}
+
+function fromUnknown(file: string, unknown: UnknownKey[], prefix: string): ConfigError {
+  const first = unknown[0]!;
+  const more = unknown.length > 1 ? ` (and ${unknown.length - 1} more unknown key(s): ${unknown.slice(1).map((u) => formatPath(prefix, u.path)).join(', ')})` : '';
+  return new ConfigError(file, formatPath(prefix, first.path), describeUnknownKey(first) + more);
 }
 
 function fromZod(file: string, error: z.ZodError, prefix: string): ConfigError {

@@ -43,6 +43,13 @@ export const metrics = {
     buckets: [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200],
     registers: [registry],
   }),
+  escalations: new Counter({
+    name: 'omnigate_escalations_total',
+    help: 'Messages to the lead (SLA breaches, low ratings) by outcome: delivered, failed (not deliverable after retries), skipped (no longer true when due)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  }),
+  lifecycleErrors: new Counter({ name: 'omnigate_lifecycle_errors_total', help: 'Failed passes of a lifecycle loop (sla, satisfaction); the loop goes on', labelNames: ['loop'], registers: [registry] }),
   slaBreaches: new Counter({ name: 'omnigate_sla_breaches_total', help: 'SLA breaches', labelNames: ['breach'], registers: [registry] }),
   // One series per connector that keeps its identity across state changes (alerts with `for:` work),
   // plus an enum-style state gauge: 1 on the current state, 0 on every other.

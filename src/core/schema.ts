@@ -293,8 +293,32 @@ export const Ticket = z.object({
   /** SLA breaches already announced, so each is reported once. */
   /** Customer satisfaction: the request after close and the customer's rating (1–5). */
   csat: z
-    .object({ requestedAt: IsoTime.optional(), rating: z.number().int().min(1).max(5).optional(), ratedAt: IsoTime.optional() })
+    .object({
+      /** When the request was decided (one per ticket); answers are judged against it from then on. */
+      requestedAt: IsoTime.optional(),
+      /** Set while the request is being sent: a customer message waits for it rather than reopen under it. */
+      sendingUntil: IsoTime.optional(),
+      /** When the request was handed to the channel. */
+      sentAt: IsoTime.optional(),
+      rating: z.number().int().min(1).max(5).optional(),
+      ratedAt: IsoTime.optional(),
+    })
     .optional(),
+  /** Messages to the lead about this ticket (SLA breaches, low ratings) and what became of them. */
+  escalations: z
+    .array(
+      z.object({
+        /** The outbound message id on the lead's channel. */
+        id: z.string(),
+        reason: z.string(),
+        at: IsoTime,
+        outcome: z.enum(['pending', 'delivered', 'failed']),
+        detail: z.string().optional(),
+      }),
+    )
+    .optional(),
+  /** Id of the last automated change (SLA mark, satisfaction request): who won a compare-and-set is read from the stored record. */
+  automationOp: z.string().optional(),
   sla: z
     .object({
       firstResponseBreachedAt: IsoTime.optional(),
@@ -324,6 +348,17 @@ export const LogEntry = z.discriminatedUnion('kind', [
     since: IsoTime,
     limitMs: z.number().int().positive(),
     escalatedTo: z.string().optional(),
+  }),
+  z.object({
+    kind: z.literal('escalation'),
+    at: IsoTime,
+    /** The outbound message id on the lead's channel. */
+    id: z.string(),
+    /** What was escalated: "first_response", "no_answer" or "rating". */
+    reason: z.string(),
+    target: z.string(),
+    outcome: z.enum(['delivered', 'failed']),
+    detail: z.string().optional(),
   }),
   z.object({
     kind: z.literal('status'),

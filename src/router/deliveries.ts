@@ -12,6 +12,7 @@ import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 import { DeliveryStatus, describeZodError, type LogEntry } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
+import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import type { Journal } from './journal.js';
 import type { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
@@ -86,5 +87,9 @@ export class DeliveryRecorder {
     if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
     if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
     await this.journal.emit('ticket.delivery', updated ?? ticket.value, cause, entry);
+    const escalation = escalationOutcome(s);
+    if (escalation) {
+      await recordEscalationOutcome(this.store, this.journal, this.log, { id: s.outboundId, ticketId: s.ticketId, outcome: escalation, detail: s.reason, target: `${s.channel}/${s.account}` });
+    }
   }
 }

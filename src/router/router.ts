@@ -32,8 +32,13 @@ import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
 import { isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
+import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
+import { sleep } from '../core/sleep.js';
 import { Threader, type Resolution } from './threading.js';
 import { IndexKeys, StaleTicketError, TicketStore } from './tickets.js';
+
+/** How often a message waiting for a satisfaction request in flight looks again. */
+const BUSY_POLL_MS = 20;
 
 /** How far a platform's clock may be from ours when we judge an event's age. */
 const CLOCK_SKEW_MS = 30_000;
@@ -164,11 +169,19 @@ export class Router {
       return;
     }
     let ticketId: string;
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0, waited = 0; ; attempt++) {
       try {
         ticketId = await this.routeMessage(e, attempt > 0);
         break;
       } catch (err) {
+        // A satisfaction request is being sent on this closed ticket: judge this message after it.
+        if (err instanceof TicketBusyError && waited < SENDING_HOLD_MS) {
+          this.store.invalidate(undefined, err.ticketId);
+          await sleep(BUSY_POLL_MS);
+          waited += BUSY_POLL_MS;
+          attempt--;
+          continue;
+        }
         if (!(err instanceof StaleTicketError) || attempt >= 5) throw err;
         this.store.invalidate(undefined, err.ticketId);
       }
@@ -204,6 +217,7 @@ export class Router {
     const reaction = isReactionOnly(e);
     const updated = await this.store.mutate(ticket.id, (t) => {
       if (t.recentEvents.includes(e.id)) return null;
+      if (requestInFlight(t, Date.now())) throw new TicketBusyError(t.id);
       // The answer to a satisfaction request is a rating, not a reason to reopen.
       rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
       // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.

@@ -1,0 +1,72 @@
+/**
+ * Checks across sections that need the connector registry (where an escalation goes must be a
+ * configured, enabled connector) and the one-screen summary `omnigate check-config` prints, so a
+ * lead sees what will happen: channels, timers with their effective business hours, escalations.
+ */
+import { ConfigError, type LoadedConfig } from './core/config.js';
+import { clockText } from './core/config-calendar.js';
+import { describeHours, humanDuration } from './core/texts.js';
+import type { ConnectorFactory } from './connectors/contract.js';
+
+function channelOf(type: string, factories: Map<string, ConnectorFactory<any>>): string {
+  return factories.get(type)?.channel ?? type;
+}
+
+/** References to other parts of the config: the escalation target must be an enabled connector. */
+export function checkReferences(loaded: LoadedConfig, factories: Map<string, ConnectorFactory<any>>): void {
+  const e = loaded.config.router.sla.escalate;
+  if (!e) return;
+  const enabled = loaded.connectors.map(({ entry }) => `${channelOf(entry.type, factories)}/${entry.account}`);
+  const target = `${e.channel}/${e.account}`;
+  if (enabled.includes(target)) return;
+  const disabled = loaded.config.connectors.some((c) => !c.enabled && `${channelOf(c.type, factories)}/${c.account}` === target);
+  const known = enabled.length ? `; enabled connectors: ${enabled.join(', ')}` : '; no connector is enabled';
+  throw new ConfigError(
+    loaded.file,
+    'router.sla.escalate',
+    `escalation goes to ${target}, ${disabled ? 'a connector that is disabled' : 'which is not a configured connector'}: breaches and low ratings would be lost${known}`,
+  );
+}
+
+/** What is enabled, in one screen. */
+export function describeConfig(loaded: LoadedConfig, factories: Map<string, ConnectorFactory<any>>): string {
+  const c = loaded.config;
+  const r = c.router;
+  const lang = r.language;
+  const lines: string[] = [`omnigate: ${loaded.file} is valid`, ''];
+  lines.push(`NATS        ${c.nats.url || `embedded nats-server (data in ${c.nats.embedded.dataDir})`}`);
+  lines.push(`HTTP        ${c.http.host}:${c.http.port}`);
+  lines.push(`Channels    ${loaded.connectors.length ? '' : '(none enabled)'}`);
+  for (const { entry } of loaded.connectors) lines.push(`  - ${channelOf(entry.type, factories)}/${entry.account} (${entry.type})`);
+  for (const entry of c.connectors.filter((x) => !x.enabled)) lines.push(`  - ${entry.type}/${entry.account}: disabled`);
+  if (!r.enabled) {
+    lines.push('Router      disabled on this replica (connectors only)');
+    return lines.join('\n');
+  }
+  lines.push(`Router      tickets ${r.ticketPrefix}${r.firstTicketNumber}…, reopen within ${humanDuration(r.reopenWindow, 'en')}, texts in ${lang}`);
+  const hours = r.sla.businessHours;
+  const calendar = hours
+    ? `${describeHours(hours, 'en')}${hours.holidays.length ? `; ${hours.holidays.length} holiday(s): ${hours.holidays.slice(0, 5).join(', ')}${hours.holidays.length > 5 ? ', …' : ''}` : ''}`
+    : '24/7 (no business hours)';
+  lines.push(`Auto-ack    ${r.autoAcknowledge.enabled ? `on, at most ${r.autoAcknowledge.perSenderPerHour} per sender per hour` : 'off'}`);
+  if (r.sla.enabled) {
+    lines.push(`SLA         on, checked every ${humanDuration(r.sla.checkInterval, 'en')}`);
+    lines.push(`  first response within ${humanDuration(r.sla.firstResponse, 'en')} of business time`);
+    lines.push(`  no answer within ${humanDuration(r.sla.noAnswer, 'en')} of business time (after the first agent reply)`);
+    lines.push(`  business hours: ${calendar}`);
+    if (hours?.intervals.some((iv) => iv.to <= iv.from)) {
+      lines.push(`  night intervals run past midnight: ${hours.intervals.filter((iv) => iv.to <= iv.from).map((iv) => `${clockText(iv.from)}–${clockText(iv.to)} (next day)`).join(', ')}`);
+    }
+  } else lines.push('SLA         off');
+  lines.push(
+    r.csat.enabled
+      ? `Ratings     on: asked once per ticket ${humanDuration(r.csat.delay, 'en')} (clock time) after resolve/close; answers count for ${humanDuration(r.csat.window, 'en')}; low is <= ${r.csat.lowRating}`
+      : 'Ratings     off',
+  );
+  const e = r.sla.escalate;
+  const escalating = [r.sla.enabled && 'SLA breaches', r.csat.enabled && 'low ratings'].filter(Boolean).join(' and ');
+  lines.push(`Escalation  ${e ? `${escalating || 'nothing enabled'} → ${e.channel}/${e.account}, chat ${e.conversationId}` : 'none (breaches and low ratings are only logged and announced)'}`);
+  lines.push(`Webhooks    ${c.webhooks.length ? c.webhooks.map((w) => `${w.name} (${w.events.join(', ')})`).join('; ') : 'none'}`);
+  lines.push(`API tokens  ${c.api.tokens.length} (${c.api.tokens.filter((t) => t.readOnly).length} read-only)`);
+  return lines.join('\n');
+}

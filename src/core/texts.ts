@@ -1,0 +1,124 @@
+/**
+ * Every text the gateway writes by itself — to customers (acknowledgement, satisfaction request)
+ * and to the lead (SLA alerts, low ratings, undeliverable escalations) — in one place, per
+ * language (`router.language`), each overridable in `router.texts`. Placeholders are checked at
+ * load, so a misspelt `{tiket}` is a config error instead of a literal in a customer's chat.
+ */
+import { z } from 'zod';
+import { clockText, type BusinessHours } from './config-calendar.js';
+
+export const LANGUAGES = ['ru', 'en'] as const;
+export type Language = (typeof LANGUAGES)[number];
+
+/** Each text and the placeholders it may use. */
+export const TEXT_PLACEHOLDERS = {
+  autoAcknowledge: ['ticket', 'name', 'hours'],
+  satisfactionRequest: ['ticket', 'name'],
+  slaFirstResponse: ['ticket', 'limit', 'contact', 'channel'],
+  slaNoAnswer: ['ticket', 'limit', 'contact', 'channel'],
+  lowRating: ['ticket', 'rating', 'contact', 'channel'],
+} as const;
+export type TextName = keyof typeof TEXT_PLACEHOLDERS;
+
+const DEFAULTS: Record<Language, Record<TextName, string> & { autoAcknowledge24x7: string }> = {
+  ru: {
+    autoAcknowledge: 'Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Ответим в рабочее время: {hours}.',
+    autoAcknowledge24x7: 'Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Скоро ответим.',
+    satisfactionRequest: 'Здравствуйте! Оцените, пожалуйста, нашу помощь по обращению {ticket}: ответьте одной цифрой от 1 до 5.',
+    slaFirstResponse: '⚠️ SLA {ticket}: нет первого ответа дольше {limit} ({contact}, {channel}).',
+    slaNoAnswer: '⚠️ SLA {ticket}: клиент ждёт ответа дольше {limit} ({contact}, {channel}).',
+    lowRating: '⭐ Низкая оценка {rating}/5 по {ticket} ({contact}, {channel}).',
+  },
+  en: {
+    autoAcknowledge: 'Hello! We have received your request, its number is {ticket}. We answer during business hours: {hours}.',
+    autoAcknowledge24x7: 'Hello! We have received your request, its number is {ticket}. We will answer shortly.',
+    satisfactionRequest: 'Hello! Please rate our help with request {ticket}: reply with a single digit from 1 to 5.',
+    slaFirstResponse: '⚠️ SLA {ticket}: no first response for more than {limit} ({contact}, {channel}).',
+    slaNoAnswer: '⚠️ SLA {ticket}: the customer has waited for an answer for more than {limit} ({contact}, {channel}).',
+    lowRating: '⭐ Low rating {rating}/5 for {ticket} ({contact}, {channel}).',
+  },
+};
+
+/** A template for one text: only its own placeholders. */
+export function TextTemplate(name: TextName) {
+  const allowed: readonly string[] = TEXT_PLACEHOLDERS[name];
+  return z
+    .string()
+    .min(1)
+    .superRefine((s, ctx) => {
+      for (const [, p] of s.matchAll(/\{([^{}]*)\}/g)) {
+        if (!allowed.includes(p!)) ctx.addIssue({ code: 'custom', message: `unknown placeholder {${p}}; this text may use ${allowed.map((a) => `{${a}}`).join(', ')}` });
+      }
+    });
+}
+
+export const TextOverrides = z.object(
+  Object.fromEntries((Object.keys(TEXT_PLACEHOLDERS) as TextName[]).map((n) => [n, TextTemplate(n).optional()])) as {
+    [K in TextName]: z.ZodOptional<ReturnType<typeof TextTemplate>>;
+  },
+);
+export type TextOverrides = z.infer<typeof TextOverrides>;
+
+export class Texts {
+  constructor(
+    readonly language: Language,
+    private readonly overrides: Partial<Record<TextName, string>>,
+    /** The calendar the acknowledgement promises (the SLA's business hours); null: 24/7. */
+    private readonly hours: BusinessHours | null,
+  ) {}
+
+  render(name: TextName, vars: Partial<Record<string, string | number>>): string {
+    let template = this.overrides[name];
+    if (template === undefined) {
+      const d = DEFAULTS[this.language];
+      template = name === 'autoAcknowledge' && !this.hours ? d.autoAcknowledge24x7 : d[name];
+    }
+    const all: Record<string, string | number | undefined> = { hours: describeHours(this.hours, this.language), ...vars };
+    return template.replace(/\{([^{}]*)\}/g, (m, p: string) => (all[p] === undefined ? m : String(all[p])));
+  }
+
+  duration(ms: number): string {
+    return humanDuration(ms, this.language);
+  }
+}
+
+const UNITS: Record<Language, Array<[number, string]>> = {
+  ru: [[86_400_000, 'д'], [3_600_000, 'ч'], [60_000, 'мин'], [1000, 'с']],
+  en: [[86_400_000, 'd'], [3_600_000, 'h'], [60_000, 'min'], [1000, 's']],
+};
+
+/** «2 мин», «1 ч 30 мин», «2 д 4 ч» / "1 h 30 min": the two largest units, the rest dropped. */
+export function humanDuration(ms: number, language: Language): string {
+  let rest = Math.max(0, Math.round(ms / 1000) * 1000);
+  const parts: string[] = [];
+  for (const [size, unit] of UNITS[language]) {
+    if (parts.length === 2) break;
+    const n = Math.floor(rest / size);
+    if (n > 0) parts.push(`${n} ${unit}`);
+    else if (parts.length) break; // «1 ч 5 с» would read as a typo: stop at the first gap
+    rest -= n * size;
+  }
+  return parts.join(' ') || `0 ${UNITS[language][3]![1]}`;
+}
+
+const DAY_NAMES: Record<Language, string[]> = {
+  ru: ['пн', 'вт', 'ср', 'чт', 'пт', 'сб', 'вс'],
+  en: ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'],
+};
+
+/** «пн–пт, 9:00–13:00, 14:00–18:00 по Москве» / "Mon–Fri, 9:00–18:00 Moscow time"; null: «круглосуточно» / "24/7". */
+export function describeHours(hours: BusinessHours | null, language: Language): string {
+  if (!hours) return language === 'ru' ? 'круглосуточно' : '24/7';
+  const names = DAY_NAMES[language];
+  const runs: string[] = [];
+  const days = [...hours.days].sort((a, b) => a - b);
+  for (let i = 0; i < days.length; ) {
+    let j = i;
+    while (j + 1 < days.length && days[j + 1] === days[j]! + 1) j++;
+    runs.push(j - i >= 2 ? `${names[days[i]! - 1]}–${names[days[j]! - 1]}` : days.slice(i, j + 1).map((d) => names[d - 1]).join(', '));
+    i = j + 1;
+  }
+  const intervals = hours.intervals.map((iv) => `${clockText(iv.from)}–${clockText(iv.to)}`).join(', ');
+  const zone = hours.timezone === 'Europe/Moscow' ? (language === 'ru' ? 'по Москве' : 'Moscow time') : `(${hours.timezone})`;
+  return `${runs.join(', ')}, ${intervals} ${zone}`;
+}

@@ -1,0 +1,112 @@
+/**
+ * SLA timers: first response (ticket opened → first agent reply sent) and no answer (the
+ * customer's last message → an agent reply), counted in business time. The no-answer clock
+ * starts only once an agent has answered at all: before that, the first-response timer covers
+ * the wait. Each breach is marked on the ticket by compare-and-set (so it is reported once, also
+ * across a restart), written to the log, announced as ticket.sla, and — if it is still true
+ * right before sending — escalated to the lead.
+ */
+import type { Logger } from '../core/logger.js';
+import { metrics } from '../core/metrics.js';
+import type { LogEntry, Ticket } from '../core/schema.js';
+import type { Texts } from '../core/texts.js';
+import { applyOwned } from './automation.js';
+import { businessMs, type BusinessHours } from './business-hours.js';
+import type { Escalator } from './escalation.js';
+import type { Journal } from './journal.js';
+import type { TicketStore } from './tickets.js';
+
+export interface SlaOptions {
+  firstResponseMs: number;
+  noAnswerMs: number;
+  businessHours: BusinessHours | null;
+}
+
+type BreachKind = 'first_response' | 'no_answer';
+export interface Breach {
+  breach: BreachKind;
+  since: string;
+  limitMs: number;
+}
+
+export class SlaTimers {
+  constructor(
+    private readonly store: TicketStore,
+    private readonly journal: Journal,
+    private readonly o: SlaOptions,
+    private readonly texts: Texts,
+    private readonly log: Logger,
+    private readonly escalator?: Escalator,
+  ) {}
+
+  /** One pass; returns the breaches recorded. A ticket that fails is logged and the pass goes on. */
+  async scan(tickets: Ticket[], now: number): Promise<number> {
+    let found = 0;
+    for (const t of tickets) {
+      for (const b of this.breaches(t, now)) {
+        try {
+          if (await this.record(t.id, b, now)) found++;
+        } catch (err) {
+          this.log.warn({ ticketId: t.id, breach: b.breach, err: String(err) }, 'SLA breach not recorded; next pass retries');
+        }
+      }
+    }
+    return found;
+  }
+
+  /** The breaches the ticket shows at `now` that are not marked yet. Pure. */
+  breaches(t: Ticket, now: number): Breach[] {
+    if (t.status !== 'new' && t.status !== 'open') return [];
+    const out: Breach[] = [];
+    if (!t.firstResponseAt && !t.sla?.firstResponseBreachedAt && businessMs(Date.parse(t.createdAt), now, this.o.businessHours) > this.o.firstResponseMs) {
+      out.push({ breach: 'first_response', since: t.createdAt, limitMs: this.o.firstResponseMs });
+    }
+    const waiting = t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt);
+    if (t.firstResponseAt && waiting && t.sla?.noAnswerBreachedFor !== t.lastInboundAt && businessMs(Date.parse(t.lastInboundAt!), now, this.o.businessHours) > this.o.noAnswerMs) {
+      out.push({ breach: 'no_answer', since: t.lastInboundAt!, limitMs: this.o.noAnswerMs });
+    }
+    return out;
+  }
+
+  /** Marks the breach (decided on the ticket as stored, by compare-and-set), then logs, announces and escalates. */
+  private async record(ticketId: string, b: Breach, now: number): Promise<boolean> {
+    const at = new Date().toISOString();
+    const updated = await applyOwned(this.store, ticketId, (t) => {
+      // Judged again on the record being replaced: an answer or a close since the scan read it wins.
+      const still = this.breaches(t, now).find((x) => x.breach === b.breach && x.since === b.since);
+      if (!still) return null;
+      const sla = { ...t.sla };
+      if (b.breach === 'first_response') sla.firstResponseBreachedAt = at;
+      else sla.noAnswerBreachedFor = b.since;
+      t.sla = sla;
+      return t;
+    });
+    if (!updated) return false;
+    const entry: LogEntry = { kind: 'sla', at, breach: b.breach, since: b.since, limitMs: b.limitMs, escalatedTo: this.escalator?.targetName };
+    const cause = `sla:${b.breach}:${b.since}`;
+    await this.journal.append(ticketId, entry, cause);
+    await this.journal.emit('ticket.sla', updated, cause, entry);
+    this.log.warn({ ticketId, breach: b.breach, limitMs: b.limitMs }, 'SLA breached');
+    metrics.slaBreaches.inc({ breach: b.breach });
+    if (this.escalator) await this.escalate(updated, b);
+    return true;
+  }
+
+  /** Re-reads the ticket right before sending: an agent who answered meanwhile makes the alert moot. */
+  private async escalate(marked: Ticket, b: Breach): Promise<void> {
+    const current = (await this.store.get(marked.id, { fresh: true }))?.value;
+    const moot = !current || (current.status !== 'new' && current.status !== 'open') || (b.breach === 'first_response' ? !!current.firstResponseAt : current.lastInboundAt !== b.since || (!!current.lastOutboundAt && current.lastOutboundAt >= b.since));
+    if (moot) {
+      metrics.escalations.inc({ outcome: 'skipped' });
+      this.log.info({ ticketId: marked.id, breach: b.breach }, 'escalation skipped: the ticket was answered or closed since the breach');
+      return;
+    }
+    const text = this.texts.render(b.breach === 'first_response' ? 'slaFirstResponse' : 'slaNoAnswer', {
+      ticket: current.id,
+      limit: this.texts.duration(b.limitMs),
+      contact: current.contact.displayName ?? current.contact.id,
+      channel: `${current.channel}/${current.account}`,
+    });
+    await this.escalator!.send(current, b.breach, `${b.breach}:${b.since}`, text);
+  }
+}
