@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { loadAll } from '../../src/cli.js';
+import { describeConfig } from '../../src/config-check.js';
+import { unknownKeys } from '../../src/core/strict-keys.js';
+import { writeConfig } from '../helpers/process.js';
+
+const SECRET = '0123456789abcdef';
+const site = { type: 'webhook', account: 'site', secret: SECRET };
+
+/** The config error for `config`, as `omnigate check-config` prints it. */
+async function errorFor(config: Record<string, unknown>): Promise<string> {
+  const err = await loadAll(writeConfig(config), {}).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  if (!err) throw new Error('expected a config error');
+  return err.message;
+}
+
+describe('strict configuration: each mistake is an error naming the key', () => {
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['a misspelt section', { router: { cssat: { enabled: true } } }, /router\.cssat: unknown key "cssat"; did you mean "csat"\?/],
+    ['a misspelt key deep down', { router: { sla: { businessHours: { timezon: 'Europe/Moscow' } } } }, /router\.sla\.businessHours\.timezon: .*did you mean "timezone"/],
+    ['a misspelt top-level key', { webhook: [] }, /webhook: unknown key "webhook"; did you mean "webhooks"\?/],
+    ['an unknown key with nothing close', { router: { flux: 1 } }, /router\.flux: unknown key "flux"; known keys here: enabled, ticketPrefix/],
+    ['a misspelt key in an array item', { api: { tokens: [{ name: 'a', tokn: 'x'.repeat(20) }] } }, /api\.tokens\[0\]\.tokn: .*did you mean "token"/],
+    ['a misspelt connector option', { connectors: [{ ...site, callbackUrll: 'http://x' }] }, /connectors\[0\]\.callbackUrll: .*did you mean "callbackUrl"/],
+    ['a misspelt common connector key', { connectors: [{ ...site, enabeld: false }] }, /connectors\[0\]\.enabeld: .*did you mean "enabled"/],
+    ['a misspelt nested connector option', {
+      connectors: [{ type: 'email', account: 'mail', mailboxes: [{ address: 'a@b.ru', imap: { host: 'h', user: 'u', pass: 'p', prot: 993 }, smtp: { host: 'h' } }] }],
+    }, /connectors\[0\]\.mailboxes\[0\]\.imap\.prot: .*did you mean "port"/],
+    ['25:00 in business hours', { router: { sla: { businessHours: { from: '25:00' } } } }, /router\.sla\.businessHours\.from: .*HH:MM/],
+    ['an interval with 25:00', { router: { sla: { businessHours: { hours: ['09:00-25:00'] } } } }, /router\.sla\.businessHours\.hours\[0\]: .*not an interval/],
+    ['a calendar with no working day', { router: { sla: { businessHours: { days: [] } } } }, /router\.sla\.businessHours\.days: at least one working day/],
+    ['an empty working day', { router: { sla: { businessHours: { from: '18:00', to: '18:00' } } } }, /router\.sla\.businessHours\.to: .*empty/],
+    ['an unknown time zone', { router: { sla: { businessHours: { timezone: 'Moscow' } } } }, /router\.sla\.businessHours\.timezone: an IANA time zone/],
+    ['checkInterval: 0s', { router: { sla: { checkInterval: '0s' } } }, /router\.sla\.checkInterval: more than 0/],
+    ['firstResponse: 0', { router: { sla: { firstResponse: 0 } } }, /router\.sla\.firstResponse: more than 0/],
+    ['a rating window of 0s', { router: { csat: { window: '0s' } } }, /router\.csat\.window: more than 0/],
+    ['escalation to an unconfigured account', { connectors: [site], router: { sla: { enabled: true, escalate: { channel: 'telegram', account: 'leads', conversationId: '1' } } } }, /router\.sla\.escalate: escalation goes to telegram\/leads, which is not a configured connector.*enabled connectors: webhook\/site/],
+    ['escalation to a disabled connector', { connectors: [site, { ...site, account: 'leads', enabled: false }], router: { sla: { escalate: { channel: 'webhook', account: 'leads', conversationId: '1' } } } }, /escalation goes to webhook\/leads, a connector that is disabled/],
+    ['a misspelt webhook event', { webhooks: [{ name: 'hd', url: 'http://x.ru', secret: SECRET, events: ['ticket.creatd'] }] }, /webhooks\[0\]\.events\[0\]: unknown event "ticket\.creatd" \(did you mean "ticket\.created"\?\)/],
+    ['an unknown language', { router: { language: 'de' } }, /router\.language:/],
+    ['a misspelt text name', { router: { texts: { autoAcknowledgement: 'x' } } }, /router\.texts\.autoAcknowledgement: .*did you mean "autoAcknowledge"/],
+    ['an unknown placeholder', { router: { texts: { satisfactionRequest: 'Оцените {tiket}' } } }, /router\.texts\.satisfactionRequest: unknown placeholder \{tiket\}; this text may use \{ticket\}, \{name\}/],
+  ])('%s', async (_name, config, expected) => {
+    expect(await errorFor(config)).toMatch(expected);
+  });
+
+  it('reads a schema it was never told about (keys other branches add are known by their schema)', () => {
+    const schema = z.object({ a: z.object({ tls: z.object({ ca: z.string() }).optional() }).prefault({}), list: z.array(z.object({ x: z.number() })).default([]) });
+    expect(unknownKeys(schema, { a: { tls: { ca: 'x', cert: 'y' } }, list: [{ x: 1 }, { y: 2 }] }).map((u) => [u.path.join('.'), u.suggestion])).toEqual([
+      ['a.tls.cert', undefined],
+      ['list.1.y', 'x'],
+    ]);
+    const loose = z.object({ type: z.string() }).passthrough();
+    expect(unknownKeys(loose, { type: 'x', anything: 1 })).toEqual([]);
+  });
+
+  it('accepts a correct config and check-config shows channels, timers with their hours, and the escalation target', async () => {
+    const { loaded, factories } = await loadAll(
+      writeConfig({
+        connectors: [site, { ...site, account: 'leads' }],
+        router: {
+          language: 'en',
+          autoAcknowledge: { enabled: true },
+          csat: { enabled: true, delay: '1d' },
+          sla: {
+            enabled: true,
+            firstResponse: '90m',
+            noAnswer: '2h',
+            businessHours: { timezone: 'Asia/Yekaterinburg', days: [1, 2, 3, 4, 5, 6], hours: ['09:00-13:00', '14:00-18:00', '22:00-02:00'], holidays: ['2027-01-01'] },
+            escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' },
+          },
+        },
+      }),
+      {},
+    );
+    const screen = describeConfig(loaded, factories);
+    expect(screen).toContain('webhook/site (webhook)');
+    expect(screen).toContain('first response within 1 h 30 min of business time');
+    expect(screen).toContain('business hours: Mon–Sat, 9:00–13:00, 14:00–18:00, 22:00–2:00 (Asia/Yekaterinburg); 1 holiday(s): 2027-01-01');
+    expect(screen).toContain('night intervals run past midnight: 22:00–2:00 (next day)');
+    expect(screen).toContain('asked once per ticket 1 d (clock time)');
+    expect(screen).toMatch(/Escalation {2}SLA breaches and low ratings → webhook\/leads, chat lead-chat/);
+    expect(screen.split('\n').length).toBeLessThan(25);
+  });
+});
