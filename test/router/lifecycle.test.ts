@@ -1,19 +1,78 @@
+import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
+import { registry } from '../../src/core/metrics.js';
+import type { Ticket } from '../../src/core/schema.js';
 
 const H = 3_600_000;
+const SECRET = 'lifecycle-secret-0123456789';
 
-describe('lifecycle watcher: SLA', () => {
+/** The helpdesk and the lead's chat behind the webhook channel: records callbacks; the lead's side can fail. */
+class Callbacks {
+  readonly got: Record<string, Array<{ text: string; ticketId?: string }>> = { site: [], leads: [] };
+  leads: 'ok' | 'down' = 'ok';
+  refused = 0;
+  private server!: Server;
+  port = 0;
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        const account = req.url!.split('/').pop()!;
+        if (account === 'leads' && this.leads === 'down') {
+          this.refused++;
+          return void res.writeHead(503).end('down');
+        }
+        const m = JSON.parse(body) as { text: string; ticketId?: string };
+        this.got[account]!.push(m);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${Math.random()}` }));
+      });
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+  connectors() {
+    return ['site', 'leads'].map((account) => ({ type: 'webhook', account, secret: SECRET, callbackUrl: `http://127.0.0.1:${this.port}/cb/${account}` }));
+  }
+  stop(): void {
+    this.server.close();
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function metric(name: string, labels: string): Promise<number> {
+  const text = await registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
   let gw: TestGateway;
+  const cb = new Callbacks();
   beforeAll(async () => {
+    await cb.start();
     gw = await startGateway({
-      router: { sla: { enabled: true, firstResponse: '1h', noAnswer: '2h', businessHours: null, checkInterval: '1h', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } } },
+      connectors: cb.connectors(),
+      router: { sla: { enabled: true, firstResponse: '1h', noAnswer: '90m', businessHours: null, checkInterval: '1h', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } } },
     });
   });
-  afterAll(async () => gw?.stop());
+  afterAll(async () => {
+    await gw?.stop();
+    cb.stop();
+  });
 
-  it('reports a first-response breach once, in the log and as an event, and escalates to the lead', async () => {
+  it('reports a first-response breach once, in the log and as an event, escalates in human units, and records the delivery', async () => {
     const e = chatMessage({ chat: 'sla-1' });
     await publishEvent(gw.nc, e);
     const created = await gw.waitForEvent((ev) => ev.type === 'ticket.created');
@@ -25,23 +84,48 @@ describe('lifecycle watcher: SLA', () => {
     expect(event.entry).toMatchObject({ kind: 'sla', breach: 'first_response', limitMs: H, escalatedTo: 'webhook/leads/lead-chat' });
     const escalation = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.leads', (m: any) => m.ticketId === created.ticketId);
     expect(escalation.conversation.id).toBe('lead-chat');
-    expect(escalation.text).toMatch(new RegExp(`SLA ${created.ticketId}: нет первого ответа дольше 1 ч`));
+    expect(escalation.text).toBe(`⚠️ SLA ${created.ticketId}: нет первого ответа дольше 1 ч (Покупатель, webhook/site).`);
+    const ticket = await until('the escalation recorded as delivered', async () => {
+      const t = await gw.ticket(created.ticketId);
+      return t?.escalations?.[0]?.outcome === 'delivered' ? t : undefined;
+    });
+    expect(ticket.escalations![0]).toMatchObject({ reason: 'first_response', outcome: 'delivered' });
+  });
+
+  it('starts the no-answer timer only after the first agent reply, and writes «1 ч 30 мин»', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'sla-2' }));
+    const created = await gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.conversation?.id === 'sla-2');
+    const sla = gw.gateway.sla!;
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Смотрим' });
+    await until('the first response', async () => (await gw.ticket(created.ticketId))?.firstResponseAt);
+    await publishEvent(gw.nc, chatMessage({ chat: 'sla-2', text: 'Ну что там?' }));
+    await until('the customer message', async () => ((await gw.ticket(created.ticketId))?.messageCount ?? 0) >= 2);
+    expect(await sla.check(Date.now() + 80 * 60_000)).toBe(0);
+    expect(await sla.check(Date.now() + 100 * 60_000)).toBe(1);
+    const alert = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.leads', (m: any) => m.ticketId === created.ticketId);
+    expect(alert.text).toContain('клиент ждёт ответа дольше 1 ч 30 мин');
   });
 });
 
-describe('lifecycle watcher: satisfaction', () => {
+describe('lifecycle watcher: satisfaction (scans driven by the test clock)', () => {
   let gw: TestGateway;
+  const cb = new Callbacks();
   beforeAll(async () => {
+    await cb.start();
     gw = await startGateway({
+      connectors: cb.connectors(),
       router: {
         csat: { enabled: true, delay: '1h', lowRating: 3 },
         sla: { checkInterval: '1h', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } },
       },
     });
   });
-  afterAll(async () => gw?.stop());
+  afterAll(async () => {
+    await gw?.stop();
+    cb.stop();
+  });
 
-  it('asks for a rating after close, records a bare 1–5 answer without reopening, and alerts the lead on a low one', async () => {
+  it('asks for a rating after close, once, records a bare 1–5 answer without reopening, and alerts the lead on a low one', async () => {
     const e = chatMessage({ chat: 'csat-1', from: 'client-csat' });
     await publishEvent(gw.nc, e);
     const created = await gw.waitForEvent((ev) => ev.type === 'ticket.created');
@@ -53,8 +137,11 @@ describe('lifecycle watcher: satisfaction', () => {
     const request = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId);
     expect(request.automated).toBe(true);
     expect(request.text).toContain(created.ticketId);
+    const asked = (await gw.ticket(created.ticketId))!;
+    expect(asked.csat?.sentAt).toBeTruthy();
+    expect(asked.csat?.sendingUntil).toBeUndefined();
 
-    await publishEvent(gw.nc, chatMessage({ chat: 'csat-1', from: 'client-csat', text: '2, долго отвечали' }));
+    await publishEvent(gw.nc, chatMessage({ chat: 'csat-1', from: 'client-csat', text: '2' }));
     const rating = await gw.waitForEvent((ev) => ev.type === 'ticket.rating' && ev.ticketId === created.ticketId);
     expect(rating.entry).toMatchObject({ kind: 'rating', rating: 2, low: true });
     expect(rating.status).toBe('resolved');
@@ -67,5 +154,97 @@ describe('lifecycle watcher: satisfaction', () => {
     // Anything after the rating is a message again: it reopens the ticket.
     await publishEvent(gw.nc, chatMessage({ chat: 'csat-1', from: 'client-csat', text: '5' }));
     await gw.waitForEvent((ev) => ev.type === 'ticket.status' && ev.ticketId === created.ticketId && ev.status === 'open');
+  });
+});
+
+describe('through the HTTP channel, timers in seconds', () => {
+  let gw: TestGateway;
+  const cb = new Callbacks();
+  beforeAll(async () => {
+    await cb.start();
+    gw = await startGateway({
+      connectors: cb.connectors(),
+      outbound: { maxAttempts: 3, backoffBase: '100ms', backoffMax: '200ms' },
+      router: {
+        language: 'ru',
+        csat: { enabled: true, delay: '1s', lowRating: 2 },
+        sla: { enabled: true, firstResponse: '2s', noAnswer: '2s', businessHours: null, checkInterval: '1s', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } },
+      },
+    });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    cb.stop();
+  });
+
+  let n = 0;
+  async function post(sender: string, text: string): Promise<void> {
+    const res = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messageId: `http-${++n}-${Date.now()}`, sender: { id: sender, name: 'Клиент' }, text }),
+    });
+    expect(res.status).toBe(202);
+  }
+
+  /** Opens a ticket, answers it (so no SLA timer runs), resolves it and waits for the satisfaction request. */
+  async function resolvedAndAsked(sender: string): Promise<Ticket> {
+    await post(sender, 'Не проходит оплата');
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.sender?.id === sender, 30_000);
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Исправили' });
+    await until('the first response', async () => (await gw.ticket(created.ticketId))?.firstResponseAt);
+    await gw.request('omni.cmd.status', { ticketId: created.ticketId, status: 'resolved' });
+    await until('the satisfaction request at the callback', () => cb.got.site!.find((m) => m.ticketId === created.ticketId && /Оцените/.test(m.text)));
+    return (await until('the request recorded', async () => {
+      const t = await gw.ticket(created.ticketId);
+      return t?.csat?.sentAt ? t : undefined;
+    }))!;
+  }
+
+  it('a complaint that starts with a digit is a message: it reopens the ticket and records no rating', async () => {
+    const t = await resolvedAndAsked('complaint@example.ru');
+    await post('complaint@example.ru', '5 минут назад снова списали деньги!');
+    await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === t.id && e.status === 'open', 30_000);
+    const after = (await gw.ticket(t.id))!;
+    expect(after.csat?.rating).toBeUndefined();
+    expect(after.status).toBe('open');
+  });
+
+  it('a star scale is a rating: recorded, the ticket stays resolved', async () => {
+    const t = await resolvedAndAsked('stars@example.ru');
+    await post('stars@example.ru', '⭐⭐⭐⭐');
+    const rating = await gw.waitForEvent((e) => e.type === 'ticket.rating' && e.ticketId === t.id, 30_000);
+    expect(rating.entry).toMatchObject({ rating: 4, low: false });
+    expect((await gw.ticket(t.id))!.status).toBe('resolved');
+  });
+
+  it('an escalation the lead\'s channel cannot take is retried, then recorded failed on the ticket and counted', async () => {
+    const failedBefore = await metric('omnigate_escalations_total', 'outcome="failed"');
+    cb.leads = 'down';
+    try {
+      await post('waiting@example.ru', 'Алло?');
+      const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.sender?.id === 'waiting@example.ru', 30_000);
+      await gw.waitForEvent((e) => e.type === 'ticket.sla' && e.ticketId === created.ticketId, 30_000);
+      const t = await until('the escalation recorded failed', async () => {
+        const x = await gw.ticket(created.ticketId);
+        return x?.escalations?.find((e) => e.outcome === 'failed') ? x : undefined;
+      });
+      expect(t.escalations!.find((e) => e.outcome === 'failed')).toMatchObject({ reason: 'first_response' });
+      const log = await gw.gateway.router!.store.readLog(created.ticketId);
+      expect(log.map((l) => l.entry).filter((e) => e.kind === 'delivery' && e.status.ticketId === created.ticketId && e.status.status === 'failed')).toHaveLength(1);
+      expect(log.map((l) => l.entry)).toContainEqual(expect.objectContaining({ kind: 'escalation', outcome: 'failed', reason: 'first_response' }));
+      expect(await metric('omnigate_escalations_total', 'outcome="failed"')).toBeGreaterThan(failedBefore);
+      expect(cb.refused).toBeGreaterThanOrEqual(3); // outbound.maxAttempts tries before giving up
+    } finally {
+      cb.leads = 'ok';
+    }
+  });
+
+  it('the first-response alert reaches the lead, in human units', async () => {
+    await post('slow@example.ru', 'Ответьте, пожалуйста');
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.sender?.id === 'slow@example.ru', 30_000);
+    const alert = await until('the alert at the lead\'s callback', () => cb.got.leads!.find((m) => m.ticketId === created.ticketId));
+    expect(alert.text).toBe(`⚠️ SLA ${created.ticketId}: нет первого ответа дольше 2 с (Клиент, webhook/site).`);
+    await until('recorded delivered', async () => (await gw.ticket(created.ticketId))?.escalations?.some((e) => e.outcome === 'delivered'));
   });
 });
