@@ -71,7 +71,7 @@ function walk(schema: unknown, value: unknown, path: Array<string | number>, out
       const strict = !catchall || catchall.type === 'never';
       const known = [...Object.keys(shape), ...extraKnown];
       for (const [k, v] of Object.entries(value)) {
-        if (k in shape) walk(shape[k], v, [...path, k], out);
+        if (Object.hasOwn(shape, k)) walk(shape[k], v, [...path, k], out);
         else if (extraKnown.includes(k)) continue;
         else if (strict) out.push({ path: [...path, k], key: k, suggestion: nearest(k, known), known });
       }

@@ -92,10 +92,13 @@ export class SlaTimers {
     return true;
   }
 
-  /** Re-reads the ticket right before sending: an agent who answered meanwhile makes the alert moot. */
+  /**
+   * Re-reads the ticket right before sending: an agent who answered (or a close) meanwhile makes
+   * the alert moot. A customer who wrote again is still waiting, so that alert stands.
+   */
   private async escalate(marked: Ticket, b: Breach): Promise<void> {
     const current = (await this.store.get(marked.id, { fresh: true }))?.value;
-    const moot = !current || (current.status !== 'new' && current.status !== 'open') || (b.breach === 'first_response' ? !!current.firstResponseAt : current.lastInboundAt !== b.since || (!!current.lastOutboundAt && current.lastOutboundAt >= b.since));
+    const moot = !current || (current.status !== 'new' && current.status !== 'open') || (b.breach === 'first_response' ? !!current.firstResponseAt : !!current.lastOutboundAt && current.lastOutboundAt >= b.since);
     if (moot) {
       metrics.escalations.inc({ outcome: 'skipped' });
       this.log.info({ ticketId: marked.id, breach: b.breach }, 'escalation skipped: the ticket was answered or closed since the breach');

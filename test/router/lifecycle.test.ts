@@ -248,3 +248,24 @@ describe('through the HTTP channel, timers in seconds', () => {
     await until('recorded delivered', async () => (await gw.ticket(created.ticketId))?.escalations?.some((e) => e.outcome === 'delivered'));
   });
 });
+
+describe('separate loops', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ router: { csat: { enabled: true, delay: '1s' }, sla: { enabled: true, businessHours: null, checkInterval: '1s' } } });
+  });
+  afterAll(async () => gw?.stop());
+
+  it('a failing SLA pass does not stop satisfaction requests', async () => {
+    const errorsBefore = await metric('omnigate_lifecycle_errors_total', 'loop="sla"');
+    gw.gateway.sla!.sla!.scan = async () => {
+      throw new Error('simulated SLA failure');
+    };
+    await publishEvent(gw.nc, chatMessage({ chat: 'loops-1' }));
+    const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.conversation?.id === 'loops-1');
+    await gw.request('omni.cmd.status', { ticketId: opened.ticketId, status: 'closed' });
+    const request = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === opened.ticketId, 30_000);
+    expect(request.text).toMatch(/Оцените/);
+    await until('the SLA loop counted its failures', async () => (await metric('omnigate_lifecycle_errors_total', 'loop="sla"')) > errorsBefore);
+  });
+});
