@@ -105,6 +105,20 @@ describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
     const alert = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.leads', (m: any) => m.ticketId === created.ticketId);
     expect(alert.text).toContain('клиент ждёт ответа дольше 1 ч 30 мин');
   });
+
+  it('decides a breach on the ticket as stored, not on the scan\'s stale copy', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'sla-3' }));
+    const opened = await gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.conversation?.id === 'sla-3');
+    const stale = (await gw.ticket(opened.ticketId))!;
+    await gw.request('omni.cmd.reply', { ticketId: opened.ticketId, text: 'Уже отвечаем' });
+    await until('the first response', async () => (await gw.ticket(opened.ticketId))?.firstResponseAt);
+    // The scan read the ticket before the answer; the compare-and-set re-judges the stored record.
+    expect(gw.gateway.sla!.sla!.breaches(stale, Date.now() + 2 * H)).toHaveLength(1);
+    expect(await gw.gateway.sla!.sla!.scan([stale], Date.now() + 2 * H)).toBe(0);
+    const t = (await gw.ticket(opened.ticketId))!;
+    expect(t.sla?.firstResponseBreachedAt).toBeUndefined();
+    expect(t.escalations).toBeUndefined();
+  });
 });
 
 describe('lifecycle watcher: satisfaction (scans driven by the test clock)', () => {
