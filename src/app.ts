@@ -6,6 +6,7 @@
 import type { GatewayConfig, LoadedConfig } from './core/config.js';
 import { Bus } from './core/bus.js';
 import { EmbeddedNats } from './core/embedded-nats.js';
+import { natsAccess } from './core/config.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
@@ -51,10 +52,9 @@ export class Gateway {
     }
     this.bus = await Bus.connect(
       {
+        // TLS and credentials are for the configured deployment, not for our own local server.
+        ...(c.nats.url ? natsAccess(c) : {}),
         url,
-        user: c.nats.user,
-        pass: c.nats.pass,
-        token: c.nats.token,
         replicas: c.nats.replicas,
         duplicateWindowMs: c.nats.duplicateWindow,
         retentionMs: c.nats.retention,

@@ -11,6 +11,7 @@ import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
+import { NatsAccessError } from './core/nats-access.js';
 import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
@@ -110,10 +111,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError) log.fatal(err.message);
+    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError) log.fatal(err.message);
     else log.fatal({ err: errorMessage(err) }, 'failed to start');
     await gateway.stop().catch(() => {});
-    return 1;
+    return err instanceof NatsAccessError ? 78 : 1;
   }
   return -1; // keep running
 }
