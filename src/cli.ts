@@ -97,6 +97,12 @@ async function main(argv: string[]): Promise<number> {
   const shutdown = (signal: string) => {
     if (stopping) return;
     log.info({ signal }, 'signal received');
+    // Gateway.stop keeps to the budget itself; this is the backstop if something ignores it.
+    const backstop = setTimeout(() => {
+      log.fatal({ shutdownTimeout: loaded.config.shutdownTimeout }, 'shutdown did not finish within shutdownTimeout; exiting');
+      process.exit(1);
+    }, loaded.config.shutdownTimeout + 1000);
+    backstop.unref();
     stopping = gateway.stop().then(
       () => process.exit(0),
       (err) => {

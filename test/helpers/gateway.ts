@@ -36,6 +36,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
   const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
   const file = join(dir, 'omnigate.yaml');
   const full = {
+    // No readiness drain period in tests: it only delays every stop.
+    shutdownDrain: 0,
     ...config,
     nats: { url: nats.url, duplicateWindow: '2m', leaseTtl: '3s', ...(config.nats as object) },
     http: { host: '127.0.0.1', port: 0, ...(config.http as object) },
