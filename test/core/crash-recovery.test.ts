@@ -175,6 +175,18 @@ describe('embedded nats-server after kill -9', () => {
     expect(serversOn(dataDir)).toEqual([]);
   }, 300_000);
 
+  it('the watchdog stops the server soon after its gateway is killed, with no restart needed', async () => {
+    const dataDir = tempDir();
+    const gw = gateway(dataDir, 0, await freePort());
+    await gw.started;
+    const [server] = serversOn(dataDir);
+    expect(server).toBeGreaterThan(0);
+    const killedAt = Date.now();
+    await gw.kill('SIGKILL');
+    await until(() => serversOn(dataDir).length === 0, 30_000, 'the orphaned nats-server to stop');
+    console.log(`nats-server gone ${Date.now() - killedAt} ms after kill -9 of its gateway`);
+  }, 120_000);
+
   it('refuses a second gateway on a data dir in use, naming the holder', async () => {
     const dataDir = tempDir();
     const first = gateway(dataDir, 0, await freePort());
