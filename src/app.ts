@@ -47,6 +47,7 @@ export class Gateway {
     const c = this.config;
     let url = c.nats.url;
     if (!url) {
+      if (c.nats.tls || c.nats.credsFile || c.nats.nkey) log.warn('nats.tls, nats.credsFile or nats.nkey is set but nats.url is empty: they are not used for the embedded server');
       this.embedded = new EmbeddedNats(c.nats.embedded, log.child({ component: 'nats-server' }));
       url = await this.embedded.start();
     }
