@@ -129,9 +129,9 @@ export class HttpServer implements HttpMount {
    * rather than "connection refused", then no new connections and idle keep-alive sockets closed;
    * requests still running get `graceMs` to finish before every socket is closed.
    */
-  async shutdown(drainMs: number, graceMs: number, signal?: AbortSignal): Promise<void> {
+  async shutdown(drainMs: number, graceMs: number): Promise<void> {
     this.beginDrain();
-    await sleep(drainMs, signal);
+    await sleep(drainMs);
     const closed = this.app.close();
     const force = setTimeout(() => {
       this.o.log.warn({ graceMs }, 'closing HTTP connections still open after the shutdown grace');

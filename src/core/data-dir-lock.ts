@@ -10,8 +10,7 @@
  * see each other's lock (docs/operating.md).
  */
 import { createHash } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
-import { realpath } from 'node:fs/promises';
+import { realpath, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 
