@@ -3,10 +3,9 @@
  * their lifecycle. Shutdown order: stop intake (HTTP readiness, connectors), drain in-flight
  * routing and sends, close the bus, stop the embedded nats-server.
  */
-import type { GatewayConfig, LoadedConfig } from './core/config.js';
+import { natsAccess, type GatewayConfig, type LoadedConfig } from './core/config.js';
 import { Bus } from './core/bus.js';
 import { EmbeddedNats } from './core/embedded-nats.js';
-import { natsAccess } from './core/config.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';

@@ -120,10 +120,6 @@ export class HttpServer implements HttpMount {
     this.closing = true;
   }
 
-  get draining(): boolean {
-    return this.closing;
-  }
-
   /**
    * Bounded close: readiness 503 at once, the listener open for `drainMs` so probes see 503
    * rather than "connection refused", then no new connections and idle keep-alive sockets closed;

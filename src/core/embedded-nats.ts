@@ -91,8 +91,8 @@ export class EmbeddedNats {
     try {
       await this.launch(binary, dataDir);
     } catch (err) {
-      this.stopping = true;
-      await this.lock.release();
+      // A server that never reported its port may still run: stop it, then free the directory.
+      await this.stop();
       throw err;
     }
     this.url = `nats://${this.o.host === '0.0.0.0' ? '127.0.0.1' : this.o.host}:${this.port}`;
