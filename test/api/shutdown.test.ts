@@ -106,4 +106,21 @@ describe('bounded shutdown', () => {
     expect(took).toBeLessThan(5000); // seconds below the budget, though typically ~100 ms
     console.log(`stop with a keep-alive client took ${took} ms`);
   }, 60_000);
+
+  it('a component that never finishes stopping is abandoned at the deadline, by name', async () => {
+    const gw = await startGateway({ shutdownTimeout: '3s' });
+    running.push(gw);
+    // Stands in for a connector stuck on a platform call that ignores its abort signal.
+    gw.gateway.connectors.stop = () => new Promise<void>(() => {});
+    const t0 = Date.now();
+    await gw.gateway.stop();
+    const took = Date.now() - t0;
+    const logs = gw.logs.join('');
+    expect(logs).toMatch(/"pending":\["connectors"\][^\n]*shutdownTimeout reached: abandoning components still stopping/);
+    expect(logs).toMatch(/"graceful":false[^\n]*shutdown complete/);
+    expect(gw.gateway.bus.nc.isClosed()).toBe(true);
+    expect(took).toBeGreaterThanOrEqual(2900);
+    expect(took).toBeLessThan(3000 + 5000); // the deadline, plus slack for a loaded machine
+    console.log(`stop with a stuck component took ${took} ms of a 3000 ms budget`);
+  }, 60_000);
 });
