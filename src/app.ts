@@ -3,7 +3,7 @@
  * their lifecycle. Shutdown order: stop intake (HTTP readiness, connectors), drain in-flight
  * routing and sends, close the bus, stop the embedded nats-server.
  */
-import type { GatewayConfig, LoadedConfig } from './core/config.js';
+import { natsAccess, type GatewayConfig, type LoadedConfig } from './core/config.js';
 import { Bus } from './core/bus.js';
 import { EmbeddedNats } from './core/embedded-nats.js';
 import type { Logger } from './core/logger.js';
@@ -47,15 +47,15 @@ export class Gateway {
     const c = this.config;
     let url = c.nats.url;
     if (!url) {
+      if (c.nats.tls || c.nats.credsFile || c.nats.nkey) log.warn('nats.tls, nats.credsFile or nats.nkey is set but nats.url is empty: they are not used for the embedded server');
       this.embedded = new EmbeddedNats(c.nats.embedded, log.child({ component: 'nats-server' }));
       url = await this.embedded.start();
     }
     this.bus = await Bus.connect(
       {
+        // TLS and credentials are for the configured deployment, not for our own local server.
+        ...(c.nats.url ? natsAccess(c) : {}),
         url,
-        user: c.nats.user,
-        pass: c.nats.pass,
-        token: c.nats.token,
         replicas: c.nats.replicas,
         duplicateWindowMs: c.nats.duplicateWindow,
         retentionMs: c.nats.retention,
@@ -198,18 +198,67 @@ export class Gateway {
     await this.sampleLag();
   }
 
+  /**
+   * Bounded stop, within `shutdownTimeout`: readiness 503 at once; HTTP (drain, then close) and
+   * intake (connectors: pollers stop, in-flight sends finish) stop in parallel; then routing,
+   * commands and the API's background work finish what they hold; NATS is drained; the embedded
+   * server stops last with the time kept for it. A step still running at its deadline is
+   * abandoned and named in the log: the connection is then closed without draining, and
+   * JetStream redelivers what was not acknowledged (nothing is lost, some work is redone).
+   */
   async stop(): Promise<void> {
     const { log } = this.deps;
+    const c = this.config;
+    const started = Date.now();
+    const total = c.shutdownTimeout;
+    // The embedded server flushes its store on SIGTERM: keep it a share of the budget.
+    const natsReserve = this.embedded ? Math.min(3000, Math.floor(total / 3)) : 0;
+    const deadline = started + total - natsReserve;
     clearInterval(this.lagTimer);
-    log.info('shutting down: stopping intake');
-    await this.http?.close().catch((err) => log.warn({ err: errorMessage(err) }, 'http close failed'));
-    await this.connectors?.stop();
-    await this.helpdesk?.stop();
-    await this.sla?.stop();
-    await this.commands?.stop();
-    await this.router?.stop();
-    await this.bus?.close();
-    await this.embedded?.stop();
-    log.info('shutdown complete');
+    this.http?.beginDrain();
+    log.info({ timeoutMs: total }, 'shutting down: readiness 503, stopping intake');
+    const drainMs = Math.min(c.shutdownDrain, Math.floor(total / 4));
+    const graceMs = Math.max(500, Math.floor((deadline - Date.now() - drainMs) / 2));
+    const graceful =
+      (await this.stopWithin(deadline, {
+        http: () => this.http?.shutdown(drainMs, graceMs),
+        connectors: () => this.connectors?.stop(),
+      })) &&
+      (await this.stopWithin(deadline, {
+        api: () => this.helpdesk?.stop(),
+        sla: () => this.sla?.stop(),
+        commands: () => this.commands?.stop(),
+        router: () => this.router?.stop(),
+      })) &&
+      (await this.stopWithin(deadline, { nats: () => this.bus?.close() }));
+    if (!graceful) await this.bus?.nc.close().catch((err) => log.warn({ err: errorMessage(err) }, 'closing the NATS connection failed'));
+    await this.embedded?.stop(Math.max(1000, started + total - Date.now()));
+    log.info({ ms: Date.now() - started, graceful }, 'shutdown complete');
+  }
+
+  /** Runs the steps in parallel; false, with the laggards named, if `deadline` comes first. */
+  private async stopWithin(deadline: number, steps: Record<string, () => Promise<unknown> | undefined>): Promise<boolean> {
+    const { log } = this.deps;
+    const pending = new Set(Object.keys(steps));
+    // Each step catches its own failure, so an abandoned one cannot become an unhandled rejection.
+    const all = Promise.all(
+      Object.entries(steps).map(async ([component, step]) => {
+        try {
+          await step();
+        } catch (err) {
+          log.warn({ component, err: errorMessage(err) }, 'stop failed');
+        } finally {
+          pending.delete(component);
+        }
+      }),
+    ).then(() => true);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()));
+    });
+    const inTime = await Promise.race([all, late]);
+    clearTimeout(timer);
+    if (!inTime) log.error({ pending: [...pending] }, 'shutdownTimeout reached: abandoning components still stopping');
+    return inTime;
   }
 }

@@ -12,6 +12,8 @@ import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
+import { DataDirLockedError } from './core/data-dir-lock.js';
+import { NatsAccessError } from './core/nats-access.js';
 import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
@@ -101,6 +103,12 @@ async function main(argv: string[]): Promise<number> {
   const shutdown = (signal: string) => {
     if (stopping) return;
     log.info({ signal }, 'signal received');
+    // Gateway.stop keeps to the budget itself; this is the backstop if something ignores it.
+    const backstop = setTimeout(() => {
+      log.fatal({ shutdownTimeout: loaded.config.shutdownTimeout }, 'shutdown did not finish within shutdownTimeout; exiting');
+      process.exit(1);
+    }, loaded.config.shutdownTimeout + 1000);
+    backstop.unref();
     stopping = gateway.stop().then(
       () => process.exit(0),
       (err) => {
@@ -115,10 +123,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof NatsServerMissingError) log.fatal(err.message);
+    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError) log.fatal(err.message);
     else log.fatal({ err: errorMessage(err) }, 'failed to start');
     await gateway.stop().catch(() => {});
-    return 1;
+    return err instanceof NatsAccessError ? 78 : 1;
   }
   return -1; // keep running
 }

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
-import type { GatewayConfig } from './core/config.js';
+import { natsAccess, type GatewayConfig } from './core/config.js';
+import { natsConnectionOptions } from './core/nats-access.js';
 import { DeadLetter } from './core/schema.js';
 import { MEDIA_BUCKET, Streams, Subjects } from './core/subjects.js';
 
@@ -30,7 +31,7 @@ export function toolNatsUrl(config: GatewayConfig): string {
 }
 
 export async function deadLetters(config: GatewayConfig, o: DlqOptions): Promise<{ listed: number; replayed: number }> {
-  const nc = await connect({ servers: toolNatsUrl(config), user: config.nats.user, pass: config.nats.pass, token: config.nats.token });
+  const nc = await connect(natsConnectionOptions(config.nats.url ? natsAccess(config) : { url: toolNatsUrl(config) }));
   try {
     const js = jetstream(nc);
     const consumer = await js.consumers.get(Streams.deadLetter, {

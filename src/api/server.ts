@@ -8,6 +8,7 @@ import type { HttpMount, RawRequest, RouteHandler } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
 import { HttpError, STATUS_OF, fail, type ApiError } from './errors.js';
 
 export interface Readiness {
@@ -33,6 +34,16 @@ export class HttpServer implements HttpMount {
     this.app = Fastify({ logger: false, bodyLimit: o.bodyLimit, return503OnClosing: true });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    // Once draining, only the probes and metrics are served: intake and the API answer 503 so
+    // clients retry on another replica, and every response closes its connection, so a
+    // keep-alive client does not pin a socket to a server that is going away.
+    const probes = new Set(['/healthz', '/readyz', '/metrics']);
+    this.app.addHook('onRequest', async (req, reply) => {
+      if (this.closing && !probes.has(req.url.split('?')[0]!)) return fail(reply.header('retry-after', '1'), 'unavailable', 'shutting down; retry on another replica');
+    });
+    this.app.addHook('onSend', async (_req, reply) => {
+      if (this.closing) reply.header('connection', 'close');
+    });
     this.app.get('/healthz', async () => ({ status: 'ok' }));
     this.app.get('/readyz', async (_req, reply) => {
       const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
@@ -104,9 +115,33 @@ export class HttpServer implements HttpMount {
     return typeof addr === 'object' && addr ? addr.port : this.o.port;
   }
 
-  /** Readiness turns false first so load balancers stop sending, then the server closes. */
-  async close(): Promise<void> {
+  /** /readyz answers 503 from now on; the listener stays open. */
+  beginDrain(): void {
     this.closing = true;
-    await this.app.close();
+  }
+
+  /**
+   * Bounded close: readiness 503 at once, the listener open for `drainMs` so probes see 503
+   * rather than "connection refused", then no new connections and idle keep-alive sockets closed;
+   * requests still running get `graceMs` to finish before every socket is closed.
+   */
+  async shutdown(drainMs: number, graceMs: number): Promise<void> {
+    this.beginDrain();
+    await sleep(drainMs);
+    const closed = this.app.close();
+    const force = setTimeout(() => {
+      this.o.log.warn({ graceMs }, 'closing HTTP connections still open after the shutdown grace');
+      this.app.server.closeAllConnections();
+    }, graceMs);
+    try {
+      await closed;
+    } finally {
+      clearTimeout(force);
+    }
+  }
+
+  /** For tests and tools: no drain, a short grace. */
+  async close(): Promise<void> {
+    await this.shutdown(0, 1000);
   }
 }

@@ -24,13 +24,11 @@ import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import { Buckets, MEDIA_BUCKET, Streams, Subjects } from './subjects.js';
 import { JsPipeline, PipelinedKv } from './js-pipeline.js';
+import { natsConnectionOptions, type NatsAccess } from './nats-access.js';
 
-export interface BusOptions {
-  url: string;
+/** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
+export interface BusOptions extends NatsAccess {
   name?: string;
-  user?: string;
-  pass?: string;
-  token?: string;
   /** JetStream replicas for streams and buckets: 1 on one node, 3 on a cluster. */
   replicas: number;
   /** Dedup window for inbound and outbound publishes. */
@@ -88,11 +86,8 @@ export class Bus {
 
   static async connect(options: BusOptions, log: Logger): Promise<Bus> {
     const nc = await connect({
-      servers: options.url,
+      ...natsConnectionOptions(options),
       name: options.name ?? 'omnigate',
-      user: options.user,
-      pass: options.pass,
-      token: options.token,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       waitOnFirstConnect: true,

@@ -11,6 +11,7 @@ import { registerSecret } from './logger.js';
 import { BusinessHoursConfig } from './config-calendar.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './strict-keys.js';
+import type { NatsAccess } from './nats-access.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -95,11 +96,25 @@ export type ConnectorEntry = z.infer<typeof ConnectorEntry>;
 export const GatewayConfig = z.object({
   nats: z
     .object({
-      /** Empty: start the embedded nats-server. */
+      /** Empty: start the embedded nats-server. Several servers: separate the URLs with commas. */
       url: z.string().default(''),
       user: z.string().optional(),
       pass: z.string().optional(),
       token: z.string().optional(),
+      /** TLS to the NATS servers (ignored by the embedded server, which listens on 127.0.0.1 by default). */
+      tls: z
+        .object({
+          caFile: z.string().min(1).optional(),
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
+          serverName: z.string().min(1).optional(),
+          handshakeFirst: z.boolean().default(false),
+        })
+        .optional(),
+      /** A creds file (user JWT + NKey seed) for operator/JWT deployments. */
+      credsFile: z.string().min(1).optional(),
+      /** An NKey user seed ("SU…"); give it as ${VAR}, it is masked in logs. */
+      nkey: z.string().min(1).optional(),
       replicas: z.number().int().min(1).max(5).default(1),
       duplicateWindow: PositiveDuration.prefault('2m'),
       retention: PositiveDuration.prefault('7d'),
@@ -202,8 +217,18 @@ export const GatewayConfig = z.object({
     .prefault({}),
   webhooks: z.array(Webhook).default([]),
   connectors: z.array(ConnectorEntry).default([]),
+  /** SIGTERM to exit: readiness drain, intake stop, in-flight work, NATS and the embedded server, all within this. */
+  shutdownTimeout: Duration.prefault('10s'),
+  /** After SIGTERM the listener stays open this long answering /readyz 503, so load balancers notice. */
+  shutdownDrain: Duration.prefault('1s'),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
+
+/** The connection settings of `nats` (the URL is the configured one; the embedded server has its own). */
+export function natsAccess(c: GatewayConfig): NatsAccess {
+  const { url, user, pass, token, tls, credsFile, nkey } = c.nats;
+  return { url, user, pass, token, tls, credsFile, nkey };
+}
 
 /** Validates one connector entry against its channel's own schema; returns issues or the parsed options. */
 export type ConnectorValidator = (

@@ -1,13 +1,18 @@
 /**
  * The embedded default: with no NATS URL configured, omnigate runs its own nats-server with
  * JetStream under the data directory, restarts it if it dies, and stops it on shutdown.
+ * Crash safety: the data directory is locked for the process's life (data-dir-lock.ts), a server
+ * left by a dead gateway is stopped before ours starts (nats-leftovers.ts), and a watchdog stops
+ * ours soon after the gateway dies (WATCHDOG below).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { backoffMs } from './sleep.js';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { findLeftovers, stopLeftover } from './nats-leftovers.js';
+import { backoffMs, sleep } from './sleep.js';
 
 export interface EmbeddedNatsOptions {
   binary: string;
@@ -37,11 +42,32 @@ export function findBinary(binary: string): string | null {
   return null;
 }
 
+/**
+ * The watchdog: nats-server runs under sh, whose stdin is a pipe from the gateway. When the
+ * gateway dies for any reason the kernel closes that pipe, `cat` sees EOF and the server gets
+ * SIGTERM (SIGKILL 15 s later), so it does not outlive us for long. A normal stop closes the pipe
+ * the same way: one stop path. The server itself never sees the pipe (fd 3 is closed for it).
+ */
+const WATCHDOG = `exec 3<&0 </dev/null
+"$@" 3<&- &
+server=$!
+{ cat <&3 >/dev/null; kill -TERM "$server" 2>/dev/null; sleep 15; kill -KILL "$server" 2>/dev/null; } &
+watcher=$!
+exec 3<&-
+wait "$server"
+code=$?
+kill "$watcher" 2>/dev/null
+exit "$code"`;
+
 export class EmbeddedNats {
   private child?: ChildProcess;
   private stopping = false;
   private port: number;
   private restarts = 0;
+  private restartTimer?: NodeJS.Timeout;
+  private lock?: DataDirLock;
+  private storeDir = '';
+  private pidFile = '';
   url = '';
   version = '';
 
@@ -57,30 +83,55 @@ export class EmbeddedNats {
     if (!binary) throw new NatsServerMissingError(this.o.binary);
     this.version = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.trim();
     const dataDir = resolve(this.o.dataDir);
-    await mkdir(join(dataDir, 'jetstream'), { recursive: true });
-    await this.launch(binary, dataDir);
+    this.storeDir = join(dataDir, 'jetstream');
+    this.pidFile = join(dataDir, 'nats-server.pid');
+    await mkdir(this.storeDir, { recursive: true });
+    // Held until stop() or process death: no second gateway, so no second server, on this store.
+    this.lock = await acquireDataDirLock(dataDir);
+    try {
+      await this.launch(binary, dataDir);
+    } catch (err) {
+      // A server that never reported its port may still run: stop it, then free the directory.
+      await this.stop();
+      throw err;
+    }
     this.url = `nats://${this.o.host === '0.0.0.0' ? '127.0.0.1' : this.o.host}:${this.port}`;
     await writeFile(join(dataDir, 'nats.url'), `${this.url}\n`);
     this.log.info({ url: this.url, dataDir, version: this.version }, 'embedded nats-server started');
     return this.url;
   }
 
+  /** A server still running on our store belongs to a dead gateway (we hold the lock): stop it first. */
+  private async stopLeftovers(): Promise<void> {
+    for (const l of findLeftovers(this.storeDir, this.pidFile)) {
+      this.log.warn({ leftoverPid: l.pid, storeDir: this.storeDir }, 'found a nats-server left by a previous gateway process on this data directory; stopping it before starting ours');
+      const how = await stopLeftover(l, this.storeDir, 15_000);
+      this.log.info({ leftoverPid: l.pid, how }, 'leftover nats-server stopped');
+    }
+  }
+
   private async launch(binary: string, dataDir: string): Promise<void> {
+    await this.stopLeftovers();
     for (const f of await readdir(dataDir)) if (f.endsWith('.ports')) await rm(join(dataDir, f), { force: true });
-    const args = ['-js', '-sd', join(dataDir, 'jetstream'), '-a', this.o.host, '-p', String(this.port || -1), '--ports_file_dir', dataDir];
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = ['-js', '-sd', this.storeDir, '-a', this.o.host, '-p', String(this.port || -1), '--ports_file_dir', dataDir, '-P', this.pidFile];
+    // detached: a Ctrl-C on the terminal must not stop the server under a gateway that is still draining.
+    const child = spawn('/bin/sh', ['-c', WATCHDOG, 'omnigate-nats-watchdog', binary, ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
     this.child = child;
+    // EPIPE after the watchdog is gone is expected; the exit handler reports the exit.
+    child.stdin?.on('error', () => {});
     let tail = '';
     child.stderr?.on('data', (d: Buffer) => {
       tail = (tail + d.toString()).slice(-2000);
     });
     child.once('exit', (code, signal) => {
+      child.stdin?.destroy();
       if (this.stopping) return;
       this.log.error({ code, signal, stderr: tail.trim().split('\n').slice(-3).join(' | ') }, 'embedded nats-server exited; restarting');
       const delay = backoffMs(this.restarts++, 250, 10_000);
-      setTimeout(() => {
+      this.restartTimer = setTimeout(() => {
         if (!this.stopping) this.launch(binary, dataDir).catch((err) => this.log.error({ err: String(err) }, 'embedded nats-server restart failed'));
-      }, delay).unref();
+      }, delay);
+      this.restartTimer.unref();
     });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
@@ -97,20 +148,34 @@ export class EmbeddedNats {
           /* being written */
         }
       }
-      await new Promise((r) => setTimeout(r, 25));
+      await sleep(25);
     }
     throw new Error('embedded nats-server did not become ready within 20 s');
   }
 
-  async stop(): Promise<void> {
+  /** Closes the watchdog's pipe (the server gets SIGTERM); after `graceMs` kills what is left. */
+  async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.restartTimer);
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    this.log.info('stopping embedded nats-server');
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      this.log.info('stopping embedded nats-server');
+      child.stdin?.end();
+      const timer = setTimeout(() => {
+        this.log.warn({ graceMs }, 'embedded nats-server did not stop in time; killing it');
+        for (const l of findLeftovers(this.storeDir, this.pidFile)) {
+          try {
+            process.kill(l.pid, 'SIGKILL');
+          } catch {
+            /* gone meanwhile */
+          }
+        }
+        child.kill('SIGKILL');
+      }, graceMs);
+      await exited;
+      clearTimeout(timer);
+    }
+    await this.lock?.release();
   }
 }

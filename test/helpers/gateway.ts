@@ -36,6 +36,11 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
   const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
   const file = join(dir, 'omnigate.yaml');
   const full = {
+    // No readiness drain period in tests: it only delays every stop. A long budget: an abandoned
+    // component keeps running inside the test process (a real process exits), so a stop slowed
+    // by a loaded machine must not abandon anything unless the test asks for it.
+    shutdownDrain: 0,
+    shutdownTimeout: '60s',
     ...config,
     nats: { url: nats.url, duplicateWindow: '2m', leaseTtl: '3s', ...(config.nats as object) },
     http: { host: '127.0.0.1', port: 0, ...(config.http as object) },

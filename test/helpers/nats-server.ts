@@ -3,7 +3,7 @@
  * Uses OMNIGATE_TEST_NATS_SERVER or nats-server from PATH (/usr/sbin on Debian).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -95,4 +95,34 @@ async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * A throwaway nats-server from a config file (TLS, NKey users, operator mode). `conf` gets the
+ * directory in `$DIR`; the server listens on a free port on 127.0.0.1 with JetStream under $DIR.
+ */
+export async function startNatsWithConfig(conf: (dir: string) => string): Promise<TestNats> {
+  const dir = await mkdtemp(join(tmpdir(), 'omnigate-nats-conf-'));
+  const file = join(dir, 'nats.conf');
+  await writeFile(file, `host: 127.0.0.1\nport: -1\njetstream { store_dir: "${join(dir, 'js')}" }\n${conf(dir)}\n`);
+  const child = spawn(natsServerBinary(), ['-c', file, '--ports_file_dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  (child as ChildProcess & { stderrTail: () => string }).stderrTail = () => stderr;
+  const port = await readPort(dir, child);
+  const server: TestNats = {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    dir,
+    process: child,
+    kill: (signal: NodeJS.Signals = 'SIGTERM') => terminate(server.process, signal),
+    restart: () => Promise.reject(new Error('not supported for config-file servers')),
+    async stop() {
+      await terminate(server.process, 'SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
 }
