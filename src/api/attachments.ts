@@ -9,7 +9,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ObjectStore } from '@nats-io/obj';
 import { z } from 'zod';
 import { MediaTooLargeError, type MediaStore } from '../core/media.js';
-import { OutboundAttachment } from '../core/schema.js';
+import { MimeType, OutboundAttachment, PrintableId } from '../core/schema.js';
+import { decodeBase64Strict } from '../core/json-input.js';
 import { HttpError, fail } from './errors.js';
 
 export type StoredAttachment = z.infer<typeof OutboundAttachment>;
@@ -17,7 +18,11 @@ export type StoredAttachment = z.infer<typeof OutboundAttachment>;
 /** An attachment in a JSON reply: a reference from POST /v1/attachments, or the bytes inline. */
 export const AttachmentInput = z.union([
   OutboundAttachment,
-  z.object({ name: z.string().min(1), mimeType: z.string().min(1).default('application/octet-stream'), contentBase64: z.string().min(1) }),
+  z.object({
+    name: PrintableId(255),
+    mimeType: MimeType.default('application/octet-stream'),
+    contentBase64: z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64'),
+  }),
 ]);
 export type AttachmentInput = z.infer<typeof AttachmentInput>;
 
@@ -76,7 +81,7 @@ export class Attachments {
         }
         out.push(a);
       } else {
-        const bytes = Buffer.from(a.contentBase64, 'base64');
+        const bytes = decodeBase64Strict(a.contentBase64)!; // checked by AttachmentInput
         if (bytes.length === 0) throw new HttpError('invalid_request', 'contentBase64 decodes to nothing', `attachments.${i}.contentBase64`);
         out.push(await this.store(bytes, a.name, a.mimeType, `attachments.${i}`));
       }
