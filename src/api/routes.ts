@@ -96,13 +96,13 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     if (isMultipart(req)) {
       const { fields, files } = await readMultipart(req);
       const attachments = [];
-      for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`));
+      for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`, req.params.id));
       body = { text: fields.get('text'), html: fields.get('html'), author: authorFromFields(fields), attachments };
     } else {
       body = jsonObject(req);
       const parsed = ReplyAttachments.safeParse(body);
       if (!parsed.success) throw new HttpError('invalid_request', describeZodError(parsed.error), parsed.error.issues[0]!.path.join('.'));
-      body = { ...body, attachments: await deps.attachments.resolve(parsed.data.attachments ?? []) };
+      body = { ...body, attachments: await deps.attachments.resolve(parsed.data.attachments ?? [], req.params.id) };
     }
     return command(deps, reply, 'reply', { ...body, ticketId: req.params.id, idempotencyKey: key }, 202);
   });

@@ -137,7 +137,7 @@ export class ConnectorHost {
       signal,
       state,
       http: this.o.http,
-      media: new MediaStore(bus.media, this.o.mediaMaxBytes),
+      media: new MediaStore(bus.media, this.o.mediaMaxBytes, `${channel}.${account}`),
       setState,
       deadLetter: async (reason, payload) => {
         log.warn({ reason }, 'inbound payload parked on dead-letter subject');

@@ -23,8 +23,10 @@ export const Identity = z.object({
 export type Identity = z.infer<typeof Identity>;
 
 export const Attachment = z.object({
-  /** Object-store key (bucket omni_media); absent when the file could not be fetched. */
+  /** Object-store key of the bytes (bucket omni_media, `sha256/<hex>`); absent when the file could not be fetched. */
   objectKey: z.string().optional(),
+  /** This reference's record (`ref/<id>`): its name, type and owner; download it by this key. */
+  ref: z.string().optional(),
   name: z.string(),
   mimeType: z.string(),
   size: z.number().int().nonnegative(),
@@ -154,6 +156,8 @@ export type Author = z.infer<typeof Author>;
 
 export const OutboundAttachment = z.object({
   objectKey: z.string().min(1),
+  /** The reference record (`ref/<id>`) naming this file for this ticket. */
+  ref: z.string().optional(),
   name: z.string(),
   mimeType: z.string(),
   size: z.number().int().nonnegative(),
