@@ -8,6 +8,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { SubjectToken } from './schema.js';
 import { registerSecret } from './logger.js';
+import { findUrlCredentials } from './url-credentials.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -230,6 +231,8 @@ export function loadConfig(
   }
   applyEnvOverrides(raw as Record<string, unknown>, env, label);
   const interpolated = interpolate(raw, env, label, []);
+  const withCredentials = findUrlCredentials(interpolated)[0];
+  if (withCredentials) throw new ConfigError(label, withCredentials.path, withCredentials.message);
   const parsed = GatewayConfig.safeParse(interpolated);
   if (!parsed.success) throw fromZod(label, parsed.error, '');
   const connectors: LoadedConfig['connectors'] = [];
