@@ -12,6 +12,8 @@ import type { WebhookOptions } from './index.js';
 // Ids become the event id (Nats-Msg-Id header), thread keys and platform references: checked here so
 // a bad one is a 400 naming the field, not a publish that can never succeed.
 const Id = PrintableId(200);
+/** Each attachment is an object-store write before the answer: a bounded number keeps the answer prompt. */
+const MAX_ATTACHMENTS = 20;
 
 const Base64 = z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64');
 
@@ -33,10 +35,11 @@ export const WebhookInbound = z.discriminatedUnion('type', [
     subject: z.string().optional(),
     text: z.string().default(''),
     html: z.string().optional(),
-    replyTo: z.string().optional(),
+    replyTo: Id.optional(),
     sentAt: z.string().datetime({ offset: true }).optional(),
     attachments: z
       .array(z.object({ name: PrintableId(255), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
+      .max(MAX_ATTACHMENTS)
       .default([]),
   }),
   z.object({
