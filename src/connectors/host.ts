@@ -183,7 +183,7 @@ export class ConnectorHost {
 }
 
 /** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */
-function isRefusedByClient(err: unknown): boolean {
+export function isRefusedByClient(err: unknown): boolean {
   const name = (err as { name?: string } | null)?.name;
   return name === 'InvalidArgumentError' || name === 'InvalidSubjectError';
 }
