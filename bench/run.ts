@@ -167,12 +167,12 @@ async function channelBenches(): Promise<Record<string, ChannelBenchResult | { e
 /** `--soak <duration>`: the memory soak (bench/soak.ts) instead of the throughput phases. */
 async function soakMain(duration: string): Promise<void> {
   const { soak, parseDuration } = await import('./soak.js');
-  const { samples, refused, failed } = await soak(parseDuration(duration));
+  const { samples, refused, failed, offered, sentPerS, gatewayWarnings } = await soak(parseDuration(duration));
   const first = samples[0]!;
   const mid = samples[Math.floor((samples.length - 1) / 2)]!;
   const last = samples[samples.length - 1]!;
   say(`RSS after GC: start ${first.rssMb.toFixed(1)} MB, middle ${mid.rssMb.toFixed(1)} MB, end ${last.rssMb.toFixed(1)} MB; heap ${first.heapUsedMb.toFixed(1)} → ${mid.heapUsedMb.toFixed(1)} → ${last.heapUsedMb.toFixed(1)} MB; refused ${refused}, unanswered ${failed}`);
-  say(JSON.stringify({ soak: duration, samples, refused, failed }));
+  say(JSON.stringify({ soak: duration, offered, sent_per_s: Math.round(sentPerS), samples, refused, failed, gateway_warnings: gatewayWarnings }));
 }
 
 async function main(): Promise<void> {

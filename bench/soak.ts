@@ -8,6 +8,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../test/helpers/process.js';
 
@@ -16,6 +19,11 @@ const HOOK_SECRET = 'soak-hook-secret-0123456789';
 const RATE = Number(process.env.BENCH_SOAK_RATE ?? 200);
 const CONVERSATIONS = Number(process.env.BENCH_SOAK_CONVERSATIONS ?? 2_000);
 const SAMPLES = Number(process.env.BENCH_SOAK_SAMPLES ?? 9);
+/**
+ * Requests in flight at most: a client that keeps firing at a gateway that cannot keep up measures
+ * its own socket pile-up, not the gateway. Behind schedule, messages go out late (reported).
+ */
+const MAX_INFLIGHT = Number(process.env.BENCH_SOAK_INFLIGHT ?? 64);
 
 export interface MemorySample {
   atS: number;
@@ -56,7 +64,7 @@ async function probe(gw: GatewayProcess, seq: number): Promise<{ rss: number; he
   }
 }
 
-export async function soak(durationMs: number): Promise<{ samples: MemorySample[]; refused: number; failed: number }> {
+export async function soak(durationMs: number): Promise<{ samples: MemorySample[]; refused: number; failed: number; offered: number; sentPerS: number; gatewayWarnings: number; log: string }> {
   const nats = await startNats();
   let delivered = 0;
   const receiver: Server = createServer((req, res) => {
@@ -103,7 +111,7 @@ export async function soak(durationMs: number): Promise<{ samples: MemorySample[
         nextSample += sampleEvery;
       }
       const due = Math.floor(((performance.now() - start) / 1000) * RATE);
-      for (; i < due; i++) {
+      for (; i < due && inflight.size < MAX_INFLIGHT; i++) {
         const n = i;
         const body = JSON.stringify({ messageId: `soak-${n}`, sender: { id: `client-${n % CONVERSATIONS}@example.ru`, name: 'Ольга' }, text: `Здравствуйте! Не проходит оплата, заказ №${n}` });
         const p: Promise<void> = fetch(url, { method: 'POST', headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' }, body })
@@ -120,6 +128,8 @@ export async function soak(durationMs: number): Promise<{ samples: MemorySample[
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+    const sentPerS = i / ((performance.now() - start) / 1000);
+    const offered = Math.floor((durationMs / 1000) * RATE);
     await Promise.all(inflight);
     // The last sample after the load stops and the webhook catches up: what stays held when idle.
     const idleDeadline = Date.now() + 60_000;
@@ -132,7 +142,11 @@ export async function soak(durationMs: number): Promise<{ samples: MemorySample[
     const end = { atS: Math.round((performance.now() - start) / 1000), accepted, delivered, rssMb: m.rss / 1048576, heapUsedMb: m.heapUsed / 1048576, externalMb: m.external / 1048576 };
     samples.push(end);
     say(`  idle t=${end.atS} s  accepted ${accepted}  webhook POSTs ${delivered}  RSS ${end.rssMb.toFixed(1)} MB  heap ${end.heapUsedMb.toFixed(1)} MB (after GC)`);
-    return { samples, refused, failed };
+    const log = join(tmpdir(), `omnigate-soak-${process.pid}.log`);
+    writeFileSync(log, gw.output());
+    const gatewayWarnings = gw.output().split('\n').filter((l) => /"level":"(warn|error|fatal)"/.test(l)).length;
+    say(`  sent ${i} of ${offered} offered (${sentPerS.toFixed(0)}/s achieved with at most ${MAX_INFLIGHT} in flight); gateway warnings/errors: ${gatewayWarnings} (log: ${log})`);
+    return { samples, refused, failed, offered, sentPerS, gatewayWarnings, log };
   } finally {
     await gw.kill('SIGTERM');
     receiver.close();
