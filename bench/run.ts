@@ -11,6 +11,8 @@
  *  3. latency — events paced at BENCH_RATE/s (default 2,000) for a few seconds; p50/p99 from
  *               publish to the ticket.message event.
  *  4. channels — each bench/channels/*.ts, when present.
+ * With `--soak <duration>` (e.g. `npm run bench -- --soak 3m`) it runs the memory soak instead
+ * (bench/soak.ts): 200 messages/s through the HTTP channel with webhooks on, RSS after GC.
  * The last line is one JSON object for scripts.
  */
 import { readdirSync } from 'node:fs';
@@ -162,7 +164,20 @@ async function channelBenches(): Promise<Record<string, ChannelBenchResult | { e
   return out;
 }
 
+/** `--soak <duration>`: the memory soak (bench/soak.ts) instead of the throughput phases. */
+async function soakMain(duration: string): Promise<void> {
+  const { soak, parseDuration } = await import('./soak.js');
+  const { samples, refused, failed, offered, sentPerS, gatewayWarnings } = await soak(parseDuration(duration));
+  const first = samples[0]!;
+  const mid = samples[Math.floor((samples.length - 1) / 2)]!;
+  const last = samples[samples.length - 1]!;
+  say(`RSS after GC: start ${first.rssMb.toFixed(1)} MB, middle ${mid.rssMb.toFixed(1)} MB, end ${last.rssMb.toFixed(1)} MB; heap ${first.heapUsedMb.toFixed(1)} → ${mid.heapUsedMb.toFixed(1)} → ${last.heapUsedMb.toFixed(1)} MB; refused ${refused}, unanswered ${failed}`);
+  say(JSON.stringify({ soak: duration, offered, sent_per_s: Math.round(sentPerS), samples, refused, failed, gateway_warnings: gatewayWarnings }));
+}
+
 async function main(): Promise<void> {
+  const soakAt = process.argv.indexOf('--soak');
+  if (soakAt >= 0) return soakMain(process.argv[soakAt + 1] ?? '');
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });

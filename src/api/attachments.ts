@@ -9,7 +9,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ObjectStore } from '@nats-io/obj';
 import { z } from 'zod';
 import { MediaTooLargeError, type MediaStore } from '../core/media.js';
-import { OutboundAttachment } from '../core/schema.js';
+import { MimeType, OutboundAttachment, PrintableId } from '../core/schema.js';
+import { decodeBase64Strict } from '../core/json-input.js';
 import { HttpError, fail } from './errors.js';
 
 export type StoredAttachment = z.infer<typeof OutboundAttachment>;
@@ -17,7 +18,11 @@ export type StoredAttachment = z.infer<typeof OutboundAttachment>;
 /** An attachment in a JSON reply: a reference from POST /v1/attachments, or the bytes inline. */
 export const AttachmentInput = z.union([
   OutboundAttachment,
-  z.object({ name: z.string().min(1), mimeType: z.string().min(1).default('application/octet-stream'), contentBase64: z.string().min(1) }),
+  z.object({
+    name: PrintableId(255),
+    mimeType: MimeType.default('application/octet-stream'),
+    contentBase64: z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64'),
+  }),
 ]);
 export type AttachmentInput = z.infer<typeof AttachmentInput>;
 
@@ -51,34 +56,39 @@ export class Attachments {
     private readonly objects: ObjectStore,
   ) {}
 
-  async store(bytes: Uint8Array, name: string, mimeType: string, field: string): Promise<StoredAttachment> {
+  async store(bytes: Uint8Array, name: string, mimeType: string, field: string, ticketId?: string): Promise<StoredAttachment> {
     try {
-      const a = await this.media.put(bytes, { name, mimeType });
-      return { objectKey: a.objectKey!, name: a.name, mimeType: a.mimeType, size: a.size, sha256: a.sha256 };
+      const a = await this.media.put(bytes, { name, mimeType, ticketId });
+      return { objectKey: a.objectKey!, ref: a.ref, name: a.name, mimeType: a.mimeType, size: a.size, sha256: a.sha256 };
     } catch (err) {
       if (err instanceof MediaTooLargeError) throw new HttpError('payload_too_large', err.message, field);
       throw err;
     }
   }
 
-  async storeFile(file: File, field: string): Promise<StoredAttachment> {
-    const mimeType = file.type.split(';')[0] || 'application/octet-stream';
-    return this.store(new Uint8Array(await file.arrayBuffer()), file.name || 'file', mimeType, field);
+  async storeFile(file: File, field: string, ticketId?: string): Promise<StoredAttachment> {
+    const mimeType = safeMimeType(file.type.split(';')[0]);
+    return this.store(new Uint8Array(await file.arrayBuffer()), safeName(file.name), mimeType, field, ticketId);
   }
 
-  /** Turns the attachments of a JSON reply into stored references, checking uploaded ones exist. */
-  async resolve(inputs: AttachmentInput[]): Promise<StoredAttachment[]> {
+  /**
+   * Turns the attachments of a JSON reply into stored references of this ticket, checking uploaded
+   * ones exist: each gets its own reference record with the name and type given here.
+   */
+  async resolve(inputs: AttachmentInput[], ticketId: string): Promise<StoredAttachment[]> {
     const out: StoredAttachment[] = [];
     for (const [i, a] of inputs.entries()) {
       if ('objectKey' in a) {
         if (!OBJECT_KEY.test(a.objectKey) || !(await this.media.has(a.objectKey))) {
           throw new HttpError('invalid_request', `attachment ${a.objectKey} was not uploaded (POST /v1/attachments first)`, `attachments.${i}.objectKey`);
         }
-        out.push(a);
+        const sha256 = a.objectKey.slice('sha256/'.length);
+        const ref = await this.media.reference({ objectKey: a.objectKey, sha256, size: a.size, name: a.name, mimeType: a.mimeType, ticketId });
+        out.push({ ...a, sha256, ref });
       } else {
-        const bytes = Buffer.from(a.contentBase64, 'base64');
+        const bytes = decodeBase64Strict(a.contentBase64)!; // checked by AttachmentInput
         if (bytes.length === 0) throw new HttpError('invalid_request', 'contentBase64 decodes to nothing', `attachments.${i}.contentBase64`);
-        out.push(await this.store(bytes, a.name, a.mimeType, `attachments.${i}`));
+        out.push(await this.store(bytes, a.name, a.mimeType, `attachments.${i}`, ticketId));
       }
     }
     return out;
@@ -95,26 +105,55 @@ export class Attachments {
       if (bytes.length === 0) return fail(reply, 'invalid_request', 'send the file as the request body, or as multipart/form-data', 'body');
       const name = req.query.name;
       if (!name) return fail(reply, 'invalid_request', 'name query parameter is required (?name=invoice.pdf)', 'name');
-      const mimeType = String(req.headers['content-type'] ?? '').split(';')[0]!.trim() || 'application/octet-stream';
+      const checked = PrintableId(255).safeParse(name);
+      if (!checked.success) return fail(reply, 'invalid_request', `name: ${checked.error.issues[0]!.message}`, 'name');
+      const mimeType = safeMimeType(String(req.headers['content-type'] ?? '').split(';')[0]!.trim());
       return reply.code(201).send(await this.store(bytes, name, mimeType, 'body'));
     });
 
     app.get<{ Params: { '*': string } }>('/v1/attachments/*', guards.read, async (req, reply) => this.download(req.params['*'], reply));
   }
 
-  /** Streams the object: a 25 MB file never sits whole in memory. */
+  /**
+   * Streams the bytes (a 25 MB file never sits whole in memory). By reference (`ref/<id>`) they
+   * come with the name and type that reference recorded; by content (`sha256/<hex>`) with neither,
+   * since the bytes may be shared by files of different names on different tickets.
+   */
   private async download(key: string, reply: FastifyReply): Promise<FastifyReply> {
-    const found = OBJECT_KEY.test(key) ? await this.objects.get(key) : null;
+    const ref = await this.media.lookup(key);
+    const objectKey = ref ? ref.objectKey : key;
+    const found = OBJECT_KEY.test(objectKey) ? await this.objects.get(objectKey) : null;
     if (!found || found.info.deleted) return fail(reply, 'not_found', `no attachment ${key}`);
-    // MediaStore records the original file name as the object's description.
-    const name = found.info.description || key.slice('sha256/'.length);
+    const name = ref?.name ?? objectKey.slice('sha256/'.length);
     return reply
-      .header('content-type', 'application/octet-stream')
+      .header('content-type', safeMimeType(ref?.mimeType))
+      .header('x-content-type-options', 'nosniff')
       .header('content-length', String(found.info.size))
-      .header('content-disposition', `attachment; filename="${asciiFallback(name)}"; filename*=UTF-8''${encodeURIComponent(name)}`)
+      .header('content-disposition', contentDisposition(name))
       .header('cache-control', 'private, max-age=31536000, immutable')
       .send(Readable.fromWeb(found.data as import('node:stream/web').ReadableStream<Uint8Array>));
   }
+}
+
+/** RFC 6266 / RFC 8187: an ASCII `filename` for old clients and the exact name as `filename*`. */
+export function contentDisposition(name: string): string {
+  return `attachment; filename="${asciiFallback(name)}"; filename*=UTF-8''${encodeRfc8187(name)}`;
+}
+
+/** RFC 8187 attr-char: encodeURIComponent leaves ' ( ) * ! unescaped, which are not attr-chars. */
+function encodeRfc8187(name: string): string {
+  return encodeURIComponent(name).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** A recorded type goes back out as a header: anything that is not a plain MIME type becomes octet-stream. */
+function safeMimeType(type: string | undefined): string {
+  return type && MimeType.safeParse(type).success ? type : 'application/octet-stream';
+}
+
+/** A multipart file name is the client's: control characters (header injection) are replaced. */
+function safeName(name: string | undefined): string {
+  const cleaned = (name ?? '').replace(/[\u0000-\u001f\u007f]/g, '_').slice(0, 255);
+  return cleaned || 'file';
 }
 
 /** RFC 6266: a plain-ASCII filename for old clients next to the UTF-8 one. */

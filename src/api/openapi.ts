@@ -109,9 +109,9 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/attachments/{objectKey}': {
         get: {
-          summary: 'Download an attachment (objectKey from a log entry, e.g. sha256/<hex>); streamed, with its file name in Content-Disposition',
-          parameters: [{ name: 'objectKey', in: 'path', required: true, schema: { type: 'string', pattern: '^sha256/[0-9a-f]{64}$' } }],
-          responses: { 200: { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } }, ...errors(401, 404) },
+          summary: 'Download an attachment, streamed. By `ref` (ref/<id> from a log entry or an upload): with the MIME type and file name that reference recorded (RFC 6266 Content-Disposition). By `objectKey` (sha256/<hex>): the bytes only, as application/octet-stream named by the hash (the bytes may be shared by differently named files)',
+          parameters: [{ name: 'objectKey', in: 'path', required: true, schema: { type: 'string', pattern: '^(ref/[0-9a-f]{40}|sha256/[0-9a-f]{64})$' } }],
+          responses: { 200: { description: 'The bytes, with the recorded Content-Type', content: { '*/*': { schema: { type: 'string', format: 'binary' } } } }, ...errors(401, 404) },
         },
       },
     },

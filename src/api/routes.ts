@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { TicketStatus, describeZodError, type Ticket } from '../core/schema.js';
 import { Subjects } from '../core/subjects.js';
+import { JsonInputError, parseJsonBounded } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
@@ -27,6 +28,14 @@ export interface ApiDeps {
 }
 
 const MAX_IDEMPOTENCY_KEY = 200;
+/** Room for the request's headers (reply inbox, tracing) beside the command in one NATS message. */
+const COMMAND_HEADROOM_BYTES = 4 * 1024;
+
+/** The router was not reached or did not answer in time: the same request may succeed later. */
+function isRetryable(err: unknown): boolean {
+  const name = (err as { name?: string } | null)?.name ?? '';
+  return ['TimeoutError', 'NoRespondersError', 'RequestError', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError'].includes(name);
+}
 
 const ListQuery = z.object({
   status: TicketStatus.optional(),
@@ -87,13 +96,13 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     if (isMultipart(req)) {
       const { fields, files } = await readMultipart(req);
       const attachments = [];
-      for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`));
+      for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`, req.params.id));
       body = { text: fields.get('text'), html: fields.get('html'), author: authorFromFields(fields), attachments };
     } else {
       body = jsonObject(req);
       const parsed = ReplyAttachments.safeParse(body);
       if (!parsed.success) throw new HttpError('invalid_request', describeZodError(parsed.error), parsed.error.issues[0]!.path.join('.'));
-      body = { ...body, attachments: await deps.attachments.resolve(parsed.data.attachments ?? []) };
+      body = { ...body, attachments: await deps.attachments.resolve(parsed.data.attachments ?? [], req.params.id) };
     }
     return command(deps, reply, 'reply', { ...body, ticketId: req.params.id, idempotencyKey: key }, 202);
   });
@@ -120,9 +129,9 @@ function idempotencyKey(req: FastifyRequest): string | undefined {
 function jsonObject(req: FastifyRequest): Record<string, unknown> {
   let json: unknown;
   try {
-    json = JSON.parse(Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '');
-  } catch {
-    throw new HttpError('invalid_json', 'body is not valid JSON', 'body');
+    json = parseJsonBounded(Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '');
+  } catch (err) {
+    throw new HttpError('invalid_json', err instanceof JsonInputError ? err.message : 'body is not valid JSON', 'body');
   }
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
   return json as Record<string, unknown>;
@@ -138,13 +147,22 @@ type CommandAnswer =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
   | { ok: false; error?: { code?: string; message?: string; field?: string } };
 
-/** Runs a router command over NATS and maps its answer onto HTTP. */
+/**
+ * Runs a router command over NATS and maps its answer onto HTTP. Only a router that did not
+ * answer is 503 (a retry with the same Idempotency-Key can succeed); a body the bus cannot carry
+ * is the client's to fix (413).
+ */
 async function command(deps: ApiDeps, reply: FastifyReply, name: 'reply' | 'note' | 'status', body: Record<string, unknown>, okStatus: number) {
+  const payload = JSON.stringify(body);
+  const bytes = Buffer.byteLength(payload);
+  const limit = (deps.nc.info?.max_payload ?? 1_048_576) - COMMAND_HEADROOM_BYTES;
+  if (bytes > limit) return fail(reply, 'payload_too_large', `command is ${bytes} bytes encoded, over the ${limit}-byte limit of a bus message: shorten the text or upload files with POST /v1/attachments`, 'body');
   let answer: CommandAnswer;
   try {
-    const m = await deps.nc.request(Subjects.command(name), JSON.stringify(body), { timeout: deps.commandTimeoutMs ?? 10_000 });
+    const m = await deps.nc.request(Subjects.command(name), payload, { timeout: deps.commandTimeoutMs ?? 10_000 });
     answer = m.json();
   } catch (err) {
+    if (!isRetryable(err)) throw err;
     return fail(reply, 'unavailable', `the router did not answer (${(err as Error).message}); retry with the same Idempotency-Key`);
   }
   if (answer.ok) return reply.code(okStatus).header('idempotent-replayed', answer.replayed ? 'true' : 'false').send(answer.result);

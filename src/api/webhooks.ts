@@ -184,6 +184,15 @@ export class WebhookDispatcher {
   /** One POST: ok when the receiver answered 2xx, else what went wrong. */
   private async post(body: Uint8Array, type: string, seq: number): Promise<{ ok: true } | { ok: false; problem: string; retryAfterMs?: number }> {
     const raw = Buffer.from(body);
+    // A per-request controller rather than AbortSignal.any([timeout, term]): the dependant signal
+    // `any` creates stays registered on the long-lived term signal until term aborts (~80 B per
+    // delivery, 1.3 GB/day at 200 events/s). This listener is removed when the POST ends.
+    const request = new AbortController();
+    const onTerm = () => request.abort(this.term.signal.reason);
+    const term = this.term.signal;
+    if (term.aborted) onTerm();
+    else term.addEventListener('abort', onTerm, { once: true });
+    const timer = setTimeout(() => request.abort(new DOMException(`no answer within ${this.target.timeout} ms`, 'TimeoutError')), this.target.timeout);
     try {
       const res = await fetch(this.target.url, {
         method: 'POST',
@@ -197,13 +206,16 @@ export class WebhookDispatcher {
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,
-        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.term.signal]),
+        signal: request.signal,
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.ok) return { ok: true };
       return { ok: false, problem: `receiver answered ${res.status}`, retryAfterMs: retryAfter(res.headers.get('retry-after')) };
     } catch (err) {
       return { ok: false, problem: `receiver unreachable: ${errorMessage(err)}` };
+    } finally {
+      clearTimeout(timer);
+      term.removeEventListener('abort', onTerm);
     }
   }
 }

@@ -137,7 +137,7 @@ export class ConnectorHost {
       signal,
       state,
       http: this.o.http,
-      media: new MediaStore(bus.media, this.o.mediaMaxBytes),
+      media: new MediaStore(bus.media, this.o.mediaMaxBytes, `${channel}.${account}`),
       setState,
       deadLetter: async (reason, payload) => {
         log.warn({ reason }, 'inbound payload parked on dead-letter subject');
@@ -169,6 +169,9 @@ export class ConnectorHost {
           } catch (err) {
             if (signal.aborted && attempt > 1) throw err;
             if (isCasConflict(err)) throw err;
+            // The client refused the message itself (a header or subject it cannot carry): the
+            // same bytes fail the same way every time, so the caller gets a permanent refusal.
+            if (isRefusedByClient(err)) throw new InvalidEventError(`NATS client refused the event: ${errorMessage(err)}`);
             if (attempt === 3) setState('stalled', `cannot publish to JetStream: ${errorMessage(err)}`);
             await sleep(backoffMs(attempt, 200, 5000), signal);
           }
@@ -177,4 +180,10 @@ export class ConnectorHost {
     };
     return ctx;
   }
+}
+
+/** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */
+export function isRefusedByClient(err: unknown): boolean {
+  const name = (err as { name?: string } | null)?.name;
+  return name === 'InvalidArgumentError' || name === 'InvalidSubjectError';
 }

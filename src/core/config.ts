@@ -12,6 +12,7 @@ import { BusinessHoursConfig } from './config-calendar.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './strict-keys.js';
 import type { NatsAccess } from './nats-access.js';
+import { findUrlCredentials } from './url-credentials.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -271,6 +272,8 @@ export function loadConfig(
   // Unknown keys first: a misspelt key usually also leaves a required one missing, and the typo is the news.
   const unknown = unknownKeys(GatewayConfig, interpolated);
   if (unknown.length) throw fromUnknown(label, unknown, '');
+  const withCredentials = findUrlCredentials(interpolated)[0];
+  if (withCredentials) throw new ConfigError(label, withCredentials.path, withCredentials.message);
   const parsed = GatewayConfig.safeParse(interpolated);
   if (!parsed.success) throw fromZod(label, parsed.error, '');
   const connectors: LoadedConfig['connectors'] = [];

@@ -3,6 +3,7 @@
  * redacted wherever they appear, and registered secret values are masked inside any string.
  */
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { maskUrlCredentials } from './url-credentials.js';
 
 export type { Logger } from 'pino';
 
@@ -41,16 +42,10 @@ export function createLogger(options: LogOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     hooks: {
-      // Tokens embedded in URLs or error messages (Telegram puts the bot token in every API URL).
+      // Tokens embedded in URLs or error messages (Telegram puts the bot token in every API URL),
+      // and URL userinfo (user:password@) from any source: masked in every argument.
       logMethod(args, method) {
-        if (secretValues.size > 0) {
-          for (let i = 0; i < args.length; i++) {
-            const a = args[i];
-            if (typeof a === 'string') args[i] = maskSecrets(a);
-            else if (a instanceof Error) args[i] = { err: { type: a.name, message: maskSecrets(a.message), stack: maskSecrets(a.stack ?? '') } };
-            else if (a && typeof a === 'object') args[i] = JSON.parse(maskSecrets(JSON.stringify(a, errorReplacer)));
-          }
-        }
+        for (let i = 0; i < args.length; i++) args[i] = scrub(args[i], 0);
         method.apply(this, args as Parameters<typeof method>);
       },
     },
@@ -58,7 +53,24 @@ export function createLogger(options: LogOptions): Logger {
   return options.destination ? pino(config, options.destination as pino.DestinationStream) : pino(config);
 }
 
-function errorReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Error) return { type: value.name, message: value.message, stack: value.stack };
-  return value;
+/** Masks secrets and URL credentials in every string of a log argument; unchanged values keep their identity. */
+function scrub(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return maskUrlCredentials(secretValues.size > 0 ? maskSecrets(value) : value);
+  if (value instanceof Error) return { err: { type: value.name, message: scrub(value.message, depth + 1), stack: scrub(value.stack ?? '', depth + 1) } };
+  if (!value || typeof value !== 'object' || depth > 8) return value;
+  if (Array.isArray(value)) {
+    let changed = false;
+    const out = value.map((v) => {
+      const s = scrub(v, depth + 1);
+      if (s !== v) changed = true;
+      return s;
+    });
+    return changed ? out : value;
+  }
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const s = v instanceof Error ? { type: v.name, message: scrub(v.message, depth + 1), stack: scrub(v.stack ?? '', depth + 1) } : scrub(v, depth + 1);
+    if (s !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = s;
+  }
+  return out ?? value;
 }

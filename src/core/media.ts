@@ -1,7 +1,9 @@
 /**
- * Attachments live in the JetStream object store (bucket omni_media), content-addressed by
- * SHA-256 so the same file stored twice (a redelivered update) is one object. Events carry only
- * the reference: name, MIME type, size and checksum.
+ * Attachments live in the JetStream object store (bucket omni_media). The bytes are
+ * content-addressed by SHA-256 (`sha256/<hex>`), so the same file stored twice (a redelivered
+ * update, two customers sending one PDF) is one object. What differs per sender — the file name,
+ * the MIME type, who it belongs to — is a small reference record (`ref/<id>`) per reference: one
+ * customer's file name never shows on another's ticket. Events carry both keys.
  */
 import { createHash } from 'node:crypto';
 import type { ObjectStore } from '@nats-io/obj';
@@ -19,23 +21,47 @@ export interface MediaMeta {
   mimeType: string;
   kind?: string;
   contentId?: string;
+  /** The ticket the reference belongs to, when the caller knows it (API replies). */
+  ticketId?: string;
 }
+
+/** One reference to stored bytes: the name and type its sender gave, and whose it is. */
+export interface MediaReference {
+  v: 1;
+  objectKey: string;
+  sha256: string;
+  size: number;
+  name: string;
+  mimeType: string;
+  /** Where the reference was made: `<channel>.<account>` for a connector, `api` for an upload. */
+  scope: string;
+  ticketId?: string;
+  createdAt: string;
+}
+
+const REF_KEY = /^ref\/[0-9a-f]{40}$/;
+const encoder = new TextEncoder();
 
 export class MediaStore {
   constructor(
     private readonly store: ObjectStore,
     readonly maxBytes: number,
+    /** Recorded on every reference this store makes (see MediaReference.scope). */
+    private readonly scope = 'api',
   ) {}
 
-  /** Stores the bytes (or returns the existing object with the same content) and describes them. */
+  /** Stores the bytes (or finds the existing object with the same content) and records this reference to them. */
   async put(data: Uint8Array, meta: MediaMeta): Promise<Attachment> {
     if (data.byteLength > this.maxBytes) throw new MediaTooLargeError(data.byteLength, this.maxBytes);
     const sha256 = createHash('sha256').update(data).digest('hex');
     const objectKey = `sha256/${sha256}`;
     const existing = await this.store.info(objectKey);
-    if (!existing || existing.deleted) await this.store.putBlob({ name: objectKey, description: meta.name }, data);
+    // No description: the bytes are shared, a name is not.
+    if (!existing || existing.deleted) await this.store.putBlob({ name: objectKey }, data);
+    const ref = await this.reference({ objectKey, sha256, size: data.byteLength, name: meta.name, mimeType: meta.mimeType, ticketId: meta.ticketId });
     return {
       objectKey,
+      ref,
       name: meta.name,
       mimeType: meta.mimeType,
       size: data.byteLength,
@@ -72,6 +98,29 @@ export class MediaStore {
 
   async get(objectKey: string): Promise<Uint8Array | null> {
     return this.store.getBlob(objectKey);
+  }
+
+  /**
+   * Records a reference (idempotent: the key is derived from the bytes, name, type and owner, so a
+   * redelivery finds the record it made) and returns its key.
+   */
+  async reference(r: { objectKey: string; sha256: string; size: number; name: string; mimeType: string; ticketId?: string }): Promise<string> {
+    const owner = r.ticketId ? `ticket:${r.ticketId}` : this.scope;
+    const id = createHash('sha256').update([r.objectKey, r.name, r.mimeType, owner].join('\u0000')).digest('hex').slice(0, 40);
+    const key = `ref/${id}`;
+    const existing = await this.store.info(key);
+    if (!existing || existing.deleted) {
+      const record: MediaReference = { v: 1, ...r, scope: this.scope, createdAt: new Date().toISOString() };
+      await this.store.putBlob({ name: key }, encoder.encode(JSON.stringify(record)));
+    }
+    return key;
+  }
+
+  /** The reference record, or null when the key is not one (or is gone). */
+  async lookup(refKey: string): Promise<MediaReference | null> {
+    if (!REF_KEY.test(refKey)) return null;
+    const bytes = await this.store.getBlob(refKey);
+    return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as MediaReference) : null;
   }
 
   async has(objectKey: string): Promise<boolean> {

@@ -11,3 +11,22 @@ export const SubjectToken = z
   .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-" only (it becomes a NATS subject token)');
 
 export const IsoTime = z.string().datetime({ offset: true });
+
+/**
+ * An id that travels as a NATS header value (Nats-Msg-Id), a log key or a platform reference:
+ * printable, bounded. nats.js refuses CR/LF in a header; refusing every control character here
+ * turns that into a 400 naming the field at the edge instead of a publish that can never succeed.
+ */
+export function PrintableId(max = 512, min = 1) {
+  return z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters (CR, LF, NUL, tab...)');
+}
+
+/** type/subtype with optional parameters: served back as a Content-Type header on download. */
+export const MimeType = z
+  .string()
+  .max(255)
+  .regex(/^[\w.+-]+\/[\w.+-]+(\s*;[^\u0000-\u001f\u007f]*)?$/, 'must be a MIME type such as application/pdf');

@@ -5,15 +5,15 @@
  */
 import { z } from 'zod';
 
-import { IsoTime, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 
-export { SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+export { MimeType, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 // Connector states, dead letters and error rendering: the operational payloads.
 export * from './schema-ops.js';
 
 export const Identity = z.object({
   /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */
-  id: z.string().min(1),
+  id: PrintableId(1024),
   displayName: z.string().optional(),
   /** Ways to reach or recognise the person: { email, username, phone, jid, ... }. */
   handles: z.record(z.string(), z.string()).default({}),
@@ -23,8 +23,10 @@ export const Identity = z.object({
 export type Identity = z.infer<typeof Identity>;
 
 export const Attachment = z.object({
-  /** Object-store key (bucket omni_media); absent when the file could not be fetched. */
+  /** Object-store key of the bytes (bucket omni_media, `sha256/<hex>`); absent when the file could not be fetched. */
   objectKey: z.string().optional(),
+  /** This reference's record (`ref/<id>`): its name, type and owner; download it by this key. */
+  ref: z.string().optional(),
   name: z.string(),
   mimeType: z.string(),
   size: z.number().int().nonnegative(),
@@ -42,9 +44,9 @@ export type Attachment = z.infer<typeof Attachment>;
 
 export const ConversationRef = z.object({
   /** Platform chat id: Telegram chat id, Slack channel id, WhatsApp JID, mailbox address. */
-  id: z.string().min(1),
+  id: PrintableId(1024),
   /** Thread inside the chat: Slack thread_ts, Telegram forum topic id. */
-  threadId: z.string().optional(),
+  threadId: PrintableId(1024).optional(),
   kind: z.enum(['private', 'group', 'channel', 'email']),
   title: z.string().optional(),
 });
@@ -82,7 +84,7 @@ export type StructuredPart = z.infer<typeof StructuredPart>;
 const Envelope = {
   v: z.literal(SCHEMA_VERSION),
   /** Stable id `${channel}:${account}:${platformMessageId}`: the dedup key end to end. */
-  id: z.string().min(1).max(512),
+  id: PrintableId(512),
   channel: SubjectToken,
   account: SubjectToken,
   conversation: ConversationRef,
@@ -108,7 +110,7 @@ export const InboundMessage = z.object({
   /** For a bounce: the Message-ID / platform id of our outbound message that bounced, and why. */
   bounceOf: z.object({ platformMessageId: z.string(), reason: z.string() }).optional(),
   platform: z.object({
-    messageId: z.string(),
+    messageId: PrintableId(2048, 0),
     sentAt: IsoTime.optional(),
     /**
      * Who stamped sentAt: `platform` when the platform's servers did (Telegram, Slack, WhatsApp),
@@ -124,10 +126,10 @@ export const MessageEdited = z.object({
   ...Envelope,
   type: z.literal('message.edited'),
   sender: Identity,
-  targetPlatformMessageId: z.string(),
+  targetPlatformMessageId: PrintableId(2048, 0),
   text: z.string(),
   html: z.string().optional(),
-  platform: z.object({ messageId: z.string(), editedAt: IsoTime.optional() }),
+  platform: z.object({ messageId: PrintableId(2048, 0), editedAt: IsoTime.optional() }),
 });
 export type MessageEdited = z.infer<typeof MessageEdited>;
 
@@ -135,8 +137,8 @@ export const MessageDeleted = z.object({
   ...Envelope,
   type: z.literal('message.deleted'),
   sender: Identity.optional(),
-  targetPlatformMessageId: z.string(),
-  platform: z.object({ messageId: z.string() }),
+  targetPlatformMessageId: PrintableId(2048, 0),
+  platform: z.object({ messageId: PrintableId(2048, 0) }),
 });
 export type MessageDeleted = z.infer<typeof MessageDeleted>;
 
@@ -154,6 +156,8 @@ export type Author = z.infer<typeof Author>;
 
 export const OutboundAttachment = z.object({
   objectKey: z.string().min(1),
+  /** The reference record (`ref/<id>`) naming this file for this ticket. */
+  ref: z.string().optional(),
   name: z.string(),
   mimeType: z.string(),
   size: z.number().int().nonnegative(),

@@ -345,12 +345,17 @@ export class Router {
       metrics.duplicates.inc();
       return;
     }
-    let hit = await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.targetPlatformMessageId));
-    let match = { rule: 'edit-target' as const, value: e.targetPlatformMessageId };
-    if (!hit) hit = await this.store.lookup(IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId));
+    // Only the original's own ticket: attaching a change of a message we never saw to whatever the
+    // conversation has open would show text the customer never sent there. It is parked instead,
+    // and a replay after the original arrived attaches it.
+    const hit = await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.targetPlatformMessageId));
+    const match = { rule: 'edit-target' as const, value: e.targetPlatformMessageId };
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
-      await deadLetter(this.bus, 'router', Subjects.inbound(e.channel, e.account), `${e.type} for unknown message ${e.targetPlatformMessageId}`, JSON.stringify(e));
+      const reason = `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`;
+      metrics.parked.inc({ source: 'router' });
+      this.log.warn({ eventId: e.id, reason }, 'change of an unknown message parked on dead-letter subject');
+      await deadLetter(this.bus, 'router', Subjects.inbound(e.channel, e.account), reason, JSON.stringify(e));
       return;
     }
     const at = new Date().toISOString();

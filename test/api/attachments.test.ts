@@ -24,18 +24,30 @@ async function download(key: string): Promise<{ status: number; bytes: Buffer; h
 }
 
 describe('POST /v1/attachments', () => {
-  it('stores the raw body under its SHA-256 and serves it back with its name', async () => {
+  it('stores the raw body under its SHA-256 and serves it back by reference with its name and type', async () => {
     const bytes = Buffer.from('%PDF-1.4 счёт №17\n'.repeat(1000));
     const up = await fetch(`${h.gw.httpUrl}/v1/attachments?name=${encodeURIComponent('счёт №17.pdf')}`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/pdf' }, body: bytes });
     expect(up.status).toBe(201);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    expect(await up.json()).toEqual({ objectKey: `sha256/${sha256}`, name: 'счёт №17.pdf', mimeType: 'application/pdf', size: bytes.length, sha256 });
+    const stored = (await up.json()) as { ref: string };
+    expect(stored).toEqual({ objectKey: `sha256/${sha256}`, ref: expect.stringMatching(/^ref\/[0-9a-f]{40}$/), name: 'счёт №17.pdf', mimeType: 'application/pdf', size: bytes.length, sha256 });
 
-    const got = await download(`sha256/${sha256}`);
+    const got = await download(stored.ref);
     expect(got.status).toBe(200);
     expect(Buffer.compare(got.bytes, bytes)).toBe(0);
     expect(got.headers.get('content-length')).toBe(String(bytes.length));
+    expect(got.headers.get('content-type')).toBe('application/pdf');
     expect(got.headers.get('content-disposition')).toBe(`attachment; filename="____ _17.pdf"; filename*=UTF-8''${encodeURIComponent('счёт №17.pdf')}`);
+    // By content the bytes may be anyone's: no name, no type.
+    const byContent = await download(`sha256/${sha256}`);
+    expect(byContent.headers.get('content-type')).toBe('application/octet-stream');
+    expect(byContent.headers.get('content-disposition')).toBe(`attachment; filename="${sha256}"; filename*=UTF-8''${sha256}`);
+  });
+
+  it('refuses a name with control characters, naming the field', async () => {
+    const res = await fetch(`${h.gw.httpUrl}/v1/attachments?name=${encodeURIComponent('a\r\nb.pdf')}`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/pdf' }, body: Buffer.from('x') });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'name' });
   });
 
   it('accepts one multipart file part', async () => {
@@ -86,6 +98,10 @@ describe('replies with attachments', () => {
     expect(sent.author).toEqual({ id: 'agent-7', name: 'Мария' });
     expect(sent.attachments.map((a: { name: string }) => a.name)).toEqual(['акт.pdf', 'счёт.pdf']);
     expect((await download(sent.attachments[1].objectKey)).bytes.toString('utf8')).toBe('счёт');
+    const byRef = await download(sent.attachments[1].ref);
+    expect(byRef.bytes.toString('utf8')).toBe('счёт');
+    expect(byRef.headers.get('content-type')).toBe('application/pdf');
+    expect(byRef.headers.get('content-disposition')).toContain(`filename*=UTF-8''${encodeURIComponent('счёт.pdf')}`);
   });
 
   it('accepts inline base64 and uploaded references in JSON, and refuses unknown references', async () => {
@@ -101,6 +117,9 @@ describe('replies with attachments', () => {
 
     const unknown = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ ...ref, objectKey: `sha256/${'0'.repeat(64)}` }] }));
     expect(unknown.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.objectKey' });
+    const notBase64 = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ name: 'a.txt', contentBase64: 'это не base64!' }] }));
+    expect(notBase64.status).toBe(400);
+    expect(notBase64.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.contentBase64' });
     const tooBig = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ name: 'big.bin', contentBase64: Buffer.alloc(MEDIA_MAX + 1).toString('base64') }] }));
     expect(tooBig.status).toBe(413);
     expect(tooBig.body.error).toMatchObject({ code: 'payload_too_large', field: 'attachments.0' });
@@ -115,6 +134,37 @@ describe('GET /v1/attachments/:key', () => {
     const attachment = log[0].event.attachments[0];
     expect(attachment).toMatchObject({ name: 'чек.jpg', status: 'stored' });
     expect(Buffer.compare((await download(attachment.objectKey)).bytes, photo)).toBe(0);
+    const byRef = await download(attachment.ref);
+    expect(Buffer.compare(byRef.bytes, photo)).toBe(0);
+    expect(byRef.headers.get('content-type')).toBe('image/jpeg');
+  });
+
+  it('serves one file sent by two customers under two names under each one\'s name', async () => {
+    const bytes = Buffer.from('%PDF-1.4 один и тот же договор');
+    const a = await h.openTicket('two-names-a', 'anna@example.ru', 'Договор', [{ name: 'Договор Анны.pdf', mimeType: 'application/pdf', contentBase64: bytes.toString('base64') }]);
+    const b = await h.openTicket('two-names-b', 'boris@example.ru', 'Договор', [{ name: "Boris's contract (final).pdf", mimeType: 'application/pdf', contentBase64: bytes.toString('base64') }]);
+    expect(a).not.toBe(b);
+    const refOf = async (ticketId: string) => (await h.api(`/v1/tickets/${ticketId}`)).body.log[0].event.attachments[0];
+    const [fromA, fromB] = [await refOf(a), await refOf(b)];
+    expect(fromA.objectKey).toBe(fromB.objectKey); // the bytes are stored once
+    expect(fromA.ref).not.toBe(fromB.ref);
+    const gotA = await download(fromA.ref);
+    const gotB = await download(fromB.ref);
+    expect(Buffer.compare(gotA.bytes, bytes)).toBe(0);
+    expect(Buffer.compare(gotB.bytes, bytes)).toBe(0);
+    expect(gotA.headers.get('content-disposition')).toBe(`attachment; filename="_______ ____.pdf"; filename*=UTF-8''${encodeURIComponent('Договор Анны.pdf')}`);
+    expect(gotB.headers.get('content-disposition')).toBe(`attachment; filename="Boris's contract (final).pdf"; filename*=UTF-8''Boris%27s%20contract%20%28final%29.pdf`);
+    expect(gotA.headers.get('content-type')).toBe('application/pdf');
+  });
+
+  it('refuses invalid base64 from the channel instead of storing an empty file', async () => {
+    const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer site-secret-0123456789' },
+      body: JSON.stringify({ messageId: 'bad-b64', sender: { id: 'x@example.ru' }, text: 'x', attachments: [{ name: 'a.pdf', contentBase64: '%%%не base64%%%' }] }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).message).toContain('attachments.0.contentBase64');
   });
 
   it('404s unknown and malformed keys, and needs a token', async () => {

@@ -168,4 +168,26 @@ describe('loop guard and edits', () => {
     const log = await gw.gateway.router!.store.readLog(created.ticketId);
     expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'edited']);
   });
+
+  it('parks edits and deletions of a message it never saw, even when the conversation has an open ticket', async () => {
+    const original = chatMessage({ chat: 'edit-unknown-chat', id: 'seen-1' });
+    const created = await route(original);
+    const change = (type: 'message.edited' | 'message.deleted', n: number) => ({
+      v: 1, type, id: `webhook:site:${type}:never-seen:${n}`, channel: 'webhook', account: 'site',
+      conversation: original.conversation, sender: original.sender, targetPlatformMessageId: 'never-seen',
+      ...(type === 'message.edited' ? { text: 'правка чужого' } : {}),
+      platform: { messageId: `never-seen-${n}` }, receivedAt: new Date().toISOString(),
+    });
+    await publishEvent(gw.nc, change('message.edited', 1));
+    await publishEvent(gw.nc, change('message.deleted', 2));
+    for (const type of ['message.edited', 'message.deleted']) {
+      const parked = await gw.waitForStreamMessage<{ reason: string; payload: string }>('OMNI_DLQ', 'omni.dlq.router', (d) => d.reason.startsWith(`${type} for unknown message never-seen`));
+      expect(parked.reason).toContain('the original never reached the router');
+    }
+    // A later message of the conversation is routed after both (one lane): the log shows none of them.
+    const next = chatMessage({ chat: 'edit-unknown-chat', id: 'seen-2' });
+    expect((await route(next)).ticketId).toBe(created.ticketId);
+    const log = await gw.gateway.router!.store.readLog(created.ticketId);
+    expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'inbound']);
+  });
 });

@@ -3,13 +3,23 @@ import type { RawRequest, RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
-import { describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
+import { MimeType, PrintableId, describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
+import { JsonInputError, decodeBase64Strict, parseJsonBounded } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
 import type { WebhookOptions } from './index.js';
 
+// Ids become the event id (Nats-Msg-Id header), thread keys and platform references: checked here so
+// a bad one is a 400 naming the field, not a publish that can never succeed.
+const Id = PrintableId(200);
+/** Each attachment is an object-store write before the answer: a bounded number keeps the answer prompt. */
+const MAX_ATTACHMENTS = 20;
+
+const Base64 = z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64');
+
+
 const Sender = z.object({
-  id: z.string().min(1),
+  id: Id,
   name: z.string().optional(),
   email: z.string().optional(),
   phone: z.string().optional(),
@@ -19,31 +29,32 @@ const Sender = z.object({
 export const WebhookInbound = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('message').default('message'),
-    messageId: z.string().min(1).max(200),
-    conversationId: z.string().min(1).max(200).optional(),
+    messageId: Id,
+    conversationId: Id.optional(),
     sender: Sender,
     subject: z.string().optional(),
     text: z.string().default(''),
     html: z.string().optional(),
-    replyTo: z.string().optional(),
+    replyTo: Id.optional(),
     sentAt: z.string().datetime({ offset: true }).optional(),
     attachments: z
-      .array(z.object({ name: z.string().min(1), mimeType: z.string().default('application/octet-stream'), contentBase64: z.string() }))
+      .array(z.object({ name: PrintableId(255), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
+      .max(MAX_ATTACHMENTS)
       .default([]),
   }),
   z.object({
     type: z.literal('edit'),
-    messageId: z.string().min(1).max(200),
-    targetMessageId: z.string().min(1),
-    conversationId: z.string().min(1).max(200).optional(),
+    messageId: Id,
+    targetMessageId: Id,
+    conversationId: Id.optional(),
     sender: Sender,
     text: z.string(),
   }),
   z.object({
     type: z.literal('delete'),
-    messageId: z.string().min(1).max(200),
-    targetMessageId: z.string().min(1),
-    conversationId: z.string().min(1).max(200).optional(),
+    messageId: Id,
+    targetMessageId: Id,
+    conversationId: Id.optional(),
     sender: Sender,
   }),
 ]);
@@ -83,10 +94,11 @@ export class WebhookConnector implements Connector {
     if (!this.authorized(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or invalid bearer token or signature' } };
     let json: unknown;
     try {
-      json = JSON.parse(req.rawBody.toString('utf8'));
-    } catch {
-      await this.ctx.deadLetter('webhook body is not valid JSON', req.rawBody);
-      return { status: 400, body: { error: 'invalid_json', message: 'body is not valid JSON' } };
+      json = parseJsonBounded(req.rawBody.toString('utf8'));
+    } catch (err) {
+      const message = err instanceof JsonInputError ? err.message : 'body is not valid JSON';
+      await this.ctx.deadLetter(`webhook body refused: ${message}`, req.rawBody);
+      return { status: 400, body: { error: 'invalid_json', message } };
     }
     if (json && typeof json === 'object' && !('type' in json)) (json as Record<string, unknown>).type = 'message';
     const parsed = WebhookInbound.safeParse(json);
@@ -109,7 +121,7 @@ export class WebhookConnector implements Connector {
       if (m.type === 'message') {
         const attachments: Attachment[] = [];
         for (const a of m.attachments) {
-          const bytes = Buffer.from(a.contentBase64, 'base64');
+          const bytes = decodeBase64Strict(a.contentBase64)!; // checked by the schema
           try {
             attachments.push(await this.ctx.media.put(bytes, { name: a.name, mimeType: a.mimeType }));
           } catch (err) {
