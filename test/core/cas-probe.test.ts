@@ -1,0 +1,63 @@
+/**
+ * The compare-and-set probe against a real three-node cluster (nats-server from
+ * OMNIGATE_TEST_NATS_SERVER or PATH; Debian's 2.9.10 here). It records what each primitive does
+ * on this binary, and asserts what must hold on every version: create-only keys and stream
+ * sequences never hand out a win twice; on a server older than 2.9.21, kv.update does (the bug
+ * the start-up self-check refuses).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { FIRST_SAFE_SERVER, probeCas, versionAtLeast, type CasPrimitive } from '../../src/core/cas-probe.js';
+import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
+
+let cluster: TestCluster;
+let conns: NatsConnection[];
+
+beforeAll(async () => {
+  cluster = await startCluster(3);
+  conns = await Promise.all(cluster.nodes.map((n) => connect({ servers: n.url })));
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.all((conns ?? []).map((c) => c.close()));
+  await cluster?.stop();
+});
+
+async function run(primitive: CasPrimitive, replicas: number, rounds: number) {
+  const r = await probeCas({
+    primitive,
+    clients: conns.map((c) => jetstream(c, { timeout: 10_000 })),
+    jsm: await jetstreamManager(conns[0]!),
+    replicas,
+    writers: 3,
+    rounds,
+    scratch: `probe_${primitive.replace(/-/g, '_')}_r${replicas}`,
+  });
+  console.log(`cas-probe ${conns[0]!.info?.version} R${replicas} ${primitive}: ${r.violations}/${r.rounds} rounds with >1 winner (max ${r.maxWinners}), ${r.noWinner} with none, ${r.ms} ms`);
+  return r;
+}
+
+describe('compare-and-set on a three-node cluster', () => {
+  it('kv.update: more than one winner before 2.9.21, exactly one after', async () => {
+    const r = await run('kv-update', 3, 100);
+    if (versionAtLeast(conns[0]!.info!.version, FIRST_SAFE_SERVER)) expect(r.violations).toBe(0);
+    else expect(r.violations).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('kv.create never has two winners', async () => {
+    expect((await run('kv-create', 3, 100)).violations).toBe(0);
+  }, 120_000);
+
+  it('stream sequences are never handed out twice', async () => {
+    expect((await run('stream-seq', 3, 100)).violations).toBe(0);
+  }, 120_000);
+
+  it('whole-stream expected-last-sequence: measured', async () => {
+    await run('stream-expected-last-seq', 3, 100);
+  }, 120_000);
+
+  it('R1: kv.update has one winner', async () => {
+    expect((await run('kv-update', 1, 100)).violations).toBe(0);
+  }, 120_000);
+});
