@@ -56,6 +56,7 @@ export class Gateway {
         pass: c.nats.pass,
         token: c.nats.token,
         replicas: c.nats.replicas,
+        unsafeCas: c.nats.unsafeCas,
         duplicateWindowMs: c.nats.duplicateWindow,
         retentionMs: c.nats.retention,
         dedupTtlMs: c.nats.dedupTtl,

@@ -10,6 +10,7 @@ import { ConfigError, loadConfig, type ConnectorEntry, type LoadedConfig } from 
 import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
+import { UnsafeServerError } from './core/bus.js';
 import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
@@ -109,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof NatsServerMissingError) log.fatal(err.message);
+    if (err instanceof NatsServerMissingError || err instanceof UnsafeServerError) log.fatal(err.message);
     else log.fatal({ err: errorMessage(err) }, 'failed to start');
     await gateway.stop().catch(() => {});
     return 1;

@@ -61,6 +61,7 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
     const first = await new Kvm(o.clients[0]!).create(o.scratch, { replicas: o.replicas, history: 1, storage: StorageType.File });
     const kvs = [first, ...(await Promise.all(o.clients.slice(1).map((js) => new Kvm(js).open(o.scratch))))];
     try {
+      await Promise.all(kvs.map((kv, i) => untilStored(() => kv.put(`warm-up.${i}`, ''))));
       for (let r = 0; r < o.rounds; r++) {
         if (o.primitive === 'kv-update') {
           const revision = await kvs[0]!.put('probe', `round-${r}`);
@@ -84,6 +85,7 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
     });
     try {
       const subject = `${o.scratch}.probe`;
+      await Promise.all(o.clients.map((js) => untilStored(() => js.publish(subject, 'warm-up'))));
       for (let r = 0; r < o.rounds; r++) {
         if (o.primitive === 'stream-expected-last-seq') {
           const { seq } = await writerClient(0).publish(subject, `round-${r}`);
@@ -100,6 +102,23 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
   }
   result.ms = Date.now() - started;
   return result;
+}
+
+/**
+ * A stream just created on a cluster is not yet known on every node: a publish through another
+ * node finds no responders for a moment. Retry that (and only that) for a few seconds.
+ */
+async function untilStored(publish: () => Promise<unknown>): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await publish();
+      return;
+    } catch (err) {
+      if (!/no responders|503/i.test(String(err)) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 /** nats-server versions whose clustered expected-subject-sequence check is linearizable (nats-server#4319). */

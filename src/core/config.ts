@@ -85,6 +85,8 @@ export const GatewayConfig = z.object({
       pass: z.string().optional(),
       token: z.string().optional(),
       replicas: z.number().int().min(1).max(5).default(1),
+      /** replicas > 1 on a server whose compare-and-set lets two writers win: guard updates, or refuse to start. */
+      unsafeCas: z.enum(['guard', 'refuse']).default('guard'),
       duplicateWindow: Duration.prefault('2m'),
       retention: Duration.prefault('7d'),
       dedupTtl: Duration.prefault('30d'),

@@ -10,6 +10,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { FIRST_SAFE_SERVER, probeCas, versionAtLeast, type CasPrimitive } from '../../src/core/cas-probe.js';
 import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
+import { Bus, UnsafeServerError, isCasConflict } from '../../src/core/bus.js';
+import { pino } from 'pino';
 
 let cluster: TestCluster;
 let conns: NatsConnection[];
@@ -60,4 +62,49 @@ describe('compare-and-set on a three-node cluster', () => {
   it('R1: kv.update has one winner', async () => {
     expect((await run('kv-update', 1, 100)).violations).toBe(0);
   }, 120_000);
+});
+
+describe('start-up self-check on a three-node cluster', () => {
+  const options = (unsafeCas: 'guard' | 'refuse') => ({
+    url: cluster.urls, replicas: 3, duplicateWindowMs: 120_000, retentionMs: 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: 3000, unsafeCas,
+  });
+  const quiet = pino({ level: 'silent' });
+
+  it('refuses to start on a server whose compare-and-set lets two writers win, naming the version and the fix', async () => {
+    const bus = await Bus.connect(options('refuse'), quiet);
+    try {
+      if (versionAtLeast(bus.serverVersion, FIRST_SAFE_SERVER)) {
+        await bus.provision();
+        expect(bus.casCheck?.guarded).toBe(false);
+        return;
+      }
+      const err = await bus.provision().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(UnsafeServerError);
+      expect(String(err)).toContain(`nats-server ${bus.serverVersion}`);
+      expect(String(err)).toContain(`Upgrade nats-server to ${FIRST_SAFE_SERVER}`);
+    } finally {
+      await bus.close();
+    }
+  }, 120_000);
+
+  it('in guard mode, N writers racing the hot-path update from one revision: exactly one wins every round', async () => {
+    const buses = await Promise.all(cluster.nodes.map((n) => Bus.connect({ ...options('guard'), url: n.url }, quiet)));
+    try {
+      for (const b of buses) await b.provision();
+      const unsafe = !versionAtLeast(buses[0]!.serverVersion, FIRST_SAFE_SERVER);
+      expect(buses[0]!.casCheck?.guarded).toBe(unsafe);
+      let violations = 0;
+      for (let r = 0; r < 60; r++) {
+        const key = `race-${r}`;
+        const rev = await buses[0]!.hotKv.meta.create(key, 'start');
+        const settled = await Promise.allSettled(buses.flatMap((b, i) => [0, 1].map((j) => b.hotKv.meta.update(key, `w${i}.${j}`, rev))));
+        for (const s of settled) if (s.status === 'rejected' && !isCasConflict(s.reason)) throw s.reason;
+        if (settled.filter((s) => s.status === 'fulfilled').length !== 1) violations++;
+      }
+      console.log(`guarded update on ${buses[0]!.serverVersion} R3: ${violations}/60 rounds without exactly one winner`);
+      expect(violations).toBe(0);
+    } finally {
+      await Promise.all(buses.map((b) => b.close()));
+    }
+  }, 180_000);
 });
