@@ -248,7 +248,7 @@ export class Router {
       let ticketId = res.previous;
       if (!ticketId) {
         const candidate = this.store.idFor(await this.store.allocateNumber());
-        const claim = await this.store.claim(res.conversationKey, candidate, res.replaceRevision);
+        const claim = await this.store.claim(res.conversationKey, candidate);
         // A number just allocated names no ticket yet: create it with this message recorded.
         if (claim.won) return { ticket: await this.openTicket(e, candidate), match: res.match, reopen: false };
         // An email's key is its own Message-ID: losing the claim means this very mail opened
@@ -333,7 +333,10 @@ export class Router {
     }
     let hit = await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.targetPlatformMessageId));
     let match = { rule: 'edit-target' as const, value: e.targetPlatformMessageId };
-    if (!hit) hit = await this.store.lookup(IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId));
+    if (!hit) {
+      const conversation = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
+      hit = await this.store.lookup(IndexKeys.conversationEpoch(conversation, this.store.knownEpoch(conversation)));
+    }
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
       await deadLetter(this.bus, 'router', Subjects.inbound(e.channel, e.account), `${e.type} for unknown message ${e.targetPlatformMessageId}`, JSON.stringify(e));
