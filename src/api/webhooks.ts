@@ -13,7 +13,7 @@ import type { Bus } from '../core/bus.js';
 import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
-import { acquireLease } from '../core/lease.js';
+import { acquireLease, type Lease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
@@ -47,6 +47,8 @@ export class WebhookDispatcher {
   private term = new AbortController();
   private running?: Promise<void>;
   private active = false;
+  /** The lease this term runs under: checked before every POST, its token sent with it. */
+  private held?: Lease;
 
   constructor(
     private readonly bus: Bus,
@@ -79,6 +81,7 @@ export class WebhookDispatcher {
         continue;
       }
       this.term = new AbortController();
+      this.held = lease;
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
       try {
@@ -163,6 +166,12 @@ export class WebhookDispatcher {
     for (let attempt = 1; ; attempt++) {
       // Shutting down: queued events go back to the stream untried, in order, for the next run.
       if (this.term.signal.aborted) return void m.nak();
+      // Fencing: a process that woke from a pause longer than the lease TTL may have been
+      // replaced; it must not post, even before its lease timer noticed.
+      if (!this.held?.valid()) {
+        this.term.abort();
+        return void m.nak();
+      }
       const outcome = await this.post(m.data, type, m.info.streamSequence);
       if (outcome.ok) return void m.ack();
       if (this.term.signal.aborted) return void m.nak();
@@ -194,6 +203,8 @@ export class WebhookDispatcher {
           'x-omnigate-delivery': `${this.target.name}-${seq}`,
           // Increases with event order: lets a receiver spot a late redelivery after a gateway crash.
           'x-omnigate-sequence': String(seq),
+          // The dispatcher's lease token: a later dispatcher's is higher (core/lease.ts).
+          'x-omnigate-lease-token': String(this.held?.token ?? 0),
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,
