@@ -14,6 +14,7 @@ import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
+import { rewindOrphans } from './webhook-takeover.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
@@ -85,6 +86,8 @@ export class WebhookDispatcher {
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
       try {
+        const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
+        if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         await this.startConsumer();
         this.active = true;
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
@@ -115,6 +118,8 @@ export class WebhookDispatcher {
         max_deliver: -1,
       },
       concurrency: 128,
+      // Fencing: a frozen holder's pull request expires before its lease can be taken over.
+      pullExpiresMs: Math.max(1000, Math.floor(this.lease.ttlMs / 3)),
       decode: (m) => {
         let event: { type?: string; ticketId?: string };
         try {

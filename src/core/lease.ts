@@ -69,7 +69,7 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
     if (ended) return;
     ended = true;
     clearInterval(timer);
-    if (why !== 'released') o.log?.warn({ key, token, why, err: err === undefined ? undefined : String(err) }, 'lease lost');
+    if (why !== 'released') o.log?.warn({ key, fence: token, why, err: err === undefined ? undefined : String(err) }, 'lease lost');
     onLost();
   };
   const valid = () => !ended && now() - confirmedAt < o.ttlMs;
