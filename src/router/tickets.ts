@@ -1,7 +1,9 @@
 /**
  * Ticket state in KV (bucket omni_tickets, key = ticket id) with compare-and-set updates, ticket
- * numbers from a CAS counter (monotonic and unique across router processes), and the thread index
- * (bucket omni_threads) that maps conversations, Message-IDs and platform ids to tickets.
+ * numbers from the sequence of the OMNI_TICKET_NO stream (unique on every server), and the
+ * thread index (bucket omni_threads) that maps conversations, Message-IDs and platform ids to
+ * tickets with create-only writes. Why: docs/architecture.md, "Why identity does not rest on
+ * compare-and-set".
  */
 import type { KV } from '@nats-io/kv';
 import type { PipelinedKv } from '../core/js-pipeline.js';
