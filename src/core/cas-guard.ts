@@ -10,8 +10,9 @@
  * A guard won by this process whose update then failed without an answer (a timeout) stays
  * reusable by this process: the update may be retried from the same revision. A writer that
  * crashes between guard and update blocks other writers of that key until the guard expires
- * (the guard bucket's max_age); a guard older than half that age is not used, so a writer
- * paused for longer cannot race the next holder of an expired guard.
+ * (the guard bucket's max_age, 30 s); a guard older than half that age is not used, so a writer
+ * paused for longer cannot race the next holder of an expired guard (half the age plus the
+ * pipeline's 10 s request timeout still ends before the guard expires).
  */
 import { JetStreamApiError } from '@nats-io/jetstream';
 
@@ -34,18 +35,21 @@ export class CasGuard {
    */
   async update<T>(bucket: string, key: string, revision: number, write: () => Promise<T>): Promise<T> {
     const name = `${bucket}.${key}.${revision}`;
-    const mine = this.held.get(name);
-    if (mine && !mine.busy && performance.now() - mine.at < this.ttlMs / 2) {
-      mine.busy = true;
-    } else {
-      if (mine) throw conflict(name); // another call of ours uses it, or it is too old to trust
-      await this.guards.create(name, ''); // throws the conflict when another writer holds it
-      this.held.set(name, { at: performance.now(), busy: true });
-    }
-    const entry = this.held.get(name)!;
-    if (performance.now() - entry.at >= this.ttlMs / 2) {
-      this.held.delete(name);
+    let entry = this.held.get(name);
+    if (entry && performance.now() - entry.at >= this.ttlMs / 2) {
+      this.held.delete(name); // too old to trust: another writer may get it once it expires
       throw conflict(name);
+    }
+    if (entry) {
+      if (entry.busy) throw conflict(name); // another call of this process is using it
+      entry.busy = true;
+    } else {
+      // Timed from before the create: the server stamped the guard after that, never before.
+      const sentAt = performance.now();
+      await this.guards.create(name, ''); // throws the conflict when another writer holds it
+      this.forgetOld();
+      entry = { at: sentAt, busy: true };
+      this.held.set(name, entry);
     }
     try {
       const result = await write();
@@ -56,6 +60,13 @@ export class CasGuard {
       else entry.busy = false; // no answer: the write may be retried from the same revision
       throw err;
     }
+  }
+
+  /** Guards whose write landed although its answer was lost are never used again: drop them. */
+  private forgetOld(): void {
+    if (this.held.size < 64) return;
+    const now = performance.now();
+    for (const [name, e] of this.held) if (!e.busy && now - e.at >= this.ttlMs / 2) this.held.delete(name);
   }
 }
 
