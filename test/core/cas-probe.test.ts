@@ -29,8 +29,8 @@ afterAll(async () => {
 async function run(primitive: CasPrimitive, replicas: number, rounds: number) {
   const r = await probeCas({
     primitive,
-    clients: conns.map((c) => jetstream(c, { timeout: 10_000 })),
-    jsm: await jetstreamManager(conns[0]!),
+    clients: conns.map((c) => jetstream(c, { timeout: 30_000 })),
+    jsm: await jetstreamManager(conns[0]!, { timeout: 30_000 }),
     replicas,
     writers: 3,
     rounds,

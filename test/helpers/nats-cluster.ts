@@ -98,8 +98,12 @@ async function waitForJetStream(cluster: TestCluster): Promise<void> {
     try {
       const nc = await connect({ servers: cluster.nodes[0]!.url, timeout: 2000 });
       try {
-        const jsm = await jetstreamManager(nc, { timeout: 2000 });
+        const jsm = await jetstreamManager(nc, { timeout: 20_000 });
         await jsm.getAccountInfo();
+        // The first replicated stream of a fresh cluster can take seconds to place: do it here,
+        // so tests' own timeouts measure their work, not the cluster settling.
+        await jsm.streams.add({ name: 'WARMUP', subjects: ['warmup.>'], num_replicas: cluster.nodes.length });
+        await jsm.streams.delete('WARMUP');
         return;
       } finally {
         await nc.close();
