@@ -73,6 +73,7 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
     onLost();
   };
   const valid = () => !ended && now() - confirmedAt < o.ttlMs;
+  let lastRenewal = now();
 
   const renew = async () => {
     if (!valid()) return end('not renewed within the TTL (paused or cut off)');
@@ -84,13 +85,13 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
     } catch (err) {
       if (ended) return;
       if (NOT_OURS.test(String(err))) return end('taken over or expired', err);
-      // A timeout or a NATS restart: keep the lease and retry at the next tick; it ends only
-      // when the TTL has passed since the last confirmed renewal (checked above and by valid()).
+      // A timeout or a NATS restart: keep the lease and retry at the next tick, not a whole
+      // period later; it ends only when the TTL has passed since the last confirmed renewal.
       o.log?.debug({ key, err: String(err) }, 'lease renewal failed; retrying');
+      lastRenewal = -Infinity;
     }
   };
   // Ticks at a sixth of the TTL: renews every third, and notices an expiry soon after a pause.
-  let lastRenewal = now();
   const timer = setInterval(() => {
     if (!valid()) return end('not renewed within the TTL (paused or cut off)');
     if (renewing || now() - lastRenewal < renewEvery - renewEvery / 4) return;
