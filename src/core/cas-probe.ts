@@ -5,8 +5,8 @@
  * `Nats-Expected-Last-Subject-Sequence` (what KV update() sends) only before proposing the
  * write to Raft, against the applied state: concurrent writers with the same expected revision
  * could all pass (nats-server#4320, fixed in 2.9.21 by #4319). Measured on 2.9.10 R3 here: about
- * half the rounds (42–56 of 100) had two or three winners. The probe races `writers` publishers on a scratch key or stream
- * for `rounds` rounds and counts the winners of each round.
+ * half the rounds (42–56 of 100) had two or three winners. The probe races `writers`
+ * publishers on a scratch key or stream for `rounds` rounds and counts the winners of each round.
  */
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
