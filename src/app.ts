@@ -57,6 +57,7 @@ export class Gateway {
         ...(c.nats.url ? natsAccess(c) : {}),
         url,
         replicas: c.nats.replicas,
+        unsafeCas: c.nats.unsafeCas,
         duplicateWindowMs: c.nats.duplicateWindow,
         retentionMs: c.nats.retention,
         dedupTtlMs: c.nats.dedupTtl,

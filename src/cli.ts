@@ -14,6 +14,7 @@ import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
 import { NatsAccessError } from './core/nats-access.js';
+import { UnsafeServerError } from './core/bus.js';
 import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
@@ -123,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError) log.fatal(err.message);
+    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError || err instanceof UnsafeServerError) log.fatal(err.message);
     else log.fatal({ err: errorMessage(err) }, 'failed to start');
     await gateway.stop().catch(() => {});
     return err instanceof NatsAccessError ? 78 : 1;

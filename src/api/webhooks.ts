@@ -13,7 +13,8 @@ import type { Bus } from '../core/bus.js';
 import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
-import { acquireLease } from '../core/lease.js';
+import { acquireLease, type Lease } from '../core/lease.js';
+import { rewindOrphans } from './webhook-takeover.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
@@ -47,6 +48,8 @@ export class WebhookDispatcher {
   private term = new AbortController();
   private running?: Promise<void>;
   private active = false;
+  /** The lease this term runs under: checked before every POST, its token sent with it. */
+  private held?: Lease;
 
   constructor(
     private readonly bus: Bus,
@@ -79,9 +82,12 @@ export class WebhookDispatcher {
         continue;
       }
       this.term = new AbortController();
+      this.held = lease;
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
       try {
+        const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
+        if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         await this.startConsumer();
         this.active = true;
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
@@ -112,6 +118,8 @@ export class WebhookDispatcher {
         max_deliver: -1,
       },
       concurrency: 128,
+      // Fencing: a frozen holder's pull request expires before its lease can be taken over.
+      pullExpiresMs: Math.max(1000, Math.floor(this.lease.ttlMs / 3)),
       decode: (m) => {
         let event: { type?: string; ticketId?: string };
         try {
@@ -163,6 +171,12 @@ export class WebhookDispatcher {
     for (let attempt = 1; ; attempt++) {
       // Shutting down: queued events go back to the stream untried, in order, for the next run.
       if (this.term.signal.aborted) return void m.nak();
+      // Fencing: a process that woke from a pause longer than the lease TTL may have been
+      // replaced; it must not post, even before its lease timer noticed.
+      if (!this.held?.valid()) {
+        this.term.abort();
+        return void m.nak();
+      }
       const outcome = await this.post(m.data, type, m.info.streamSequence);
       if (outcome.ok) return void m.ack();
       if (this.term.signal.aborted) return void m.nak();
@@ -203,6 +217,8 @@ export class WebhookDispatcher {
           'x-omnigate-delivery': `${this.target.name}-${seq}`,
           // Increases with event order: lets a receiver spot a late redelivery after a gateway crash.
           'x-omnigate-sequence': String(seq),
+          // The dispatcher's lease token: a later dispatcher's is higher (core/lease.ts).
+          'x-omnigate-lease-token': String(this.held?.token ?? 0),
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,

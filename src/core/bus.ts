@@ -25,6 +25,8 @@ import type { Logger } from 'pino';
 import { Buckets, MEDIA_BUCKET, Streams, Subjects } from './subjects.js';
 import { JsPipeline, PipelinedKv } from './js-pipeline.js';
 import { natsConnectionOptions, type NatsAccess } from './nats-access.js';
+import { CasGuard } from './cas-guard.js';
+import { FIRST_SAFE_SERVER, probeCas, type CasProbeResult } from './cas-probe.js';
 
 /** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
 export interface BusOptions extends NatsAccess {
@@ -39,9 +41,21 @@ export interface BusOptions extends NatsAccess {
   dedupTtlMs: number;
   /** A lease not renewed for this long is free for another replica. */
   leaseTtlMs: number;
+  /**
+   * With replicas > 1, what to do when the start-up probe finds that the server lets two
+   * writers win one compare-and-set: 'guard' runs every hot-path update behind a create-only
+   * guard (cas-guard.ts), 'refuse' stops the start. Default 'guard'.
+   */
+  unsafeCas?: 'guard' | 'refuse';
 }
 
+/** The start-up self-check found the server unfit for what omnigate needs of it. */
+export class UnsafeServerError extends Error {}
+
 export type BucketName = keyof typeof Buckets;
+
+/** How long a compare-and-set guard blocks other writers of its key if its writer died. */
+const GUARD_TTL_MS = 30_000;
 
 const DAY = 86_400_000;
 const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
@@ -61,6 +75,9 @@ export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { na
     // The ticket log is the system of record: no age limit.
     { ...base, name: Streams.log, subjects: [Subjects.ticketLogAll], max_age: 0, duplicate_window: ms(o.duplicateWindowMs) },
     { ...base, name: Streams.deadLetter, subjects: [Subjects.deadLetterAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
+    // Ticket numbers: the sequence counts every allocation, one message is enough to keep it.
+    // Deleting this stream would restart numbering: never do.
+    { ...base, name: Streams.ticketNumbers, subjects: [Subjects.ticketNumber], max_age: 0, max_msgs: 1, duplicate_window: ms(o.duplicateWindowMs) },
   ];
 }
 
@@ -74,6 +91,8 @@ export class Bus {
   /** Hot-path JetStream publishes and direct gets. */
   readonly pipe: JsPipeline;
   media!: ObjectStore;
+  /** What the start-up self-check found (replicas > 1 only). */
+  casCheck?: { update: CasProbeResult; create: CasProbeResult; guarded: boolean };
   private constructor(
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
@@ -112,17 +131,53 @@ export class Bus {
     }
     const kvm = new Kvm(this.js);
     const kvOpts = { replicas: this.options.replicas, storage: StorageType.File };
+    const guard = this.options.replicas > 1 ? await this.selfCheck(kvm) : undefined;
     // allow_direct (2.9+): the hot buckets are read with direct gets by the pipeline.
     for (const name of ['tickets', 'threads', 'meta'] as const) {
       this.kv[name] = await kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true });
       await this.ensureDirectGets(`KV_${Buckets[name]}`);
-      this.hotKv[name] = new PipelinedKv(this.pipe, Buckets[name]);
+      this.hotKv[name] = new PipelinedKv(this.pipe, Buckets[name], guard);
     }
     this.kv.dedup = await kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs });
     this.kv.state = await kvm.create(Buckets.state, { ...kvOpts, history: 1 });
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+  }
+
+  /**
+   * Races writers on a scratch key (cas-probe.ts). Create-only keys and stream sequences carry
+   * ticket identity: if they let two writers win, nothing is safe and start is refused. If only
+   * update() does (nats-server < 2.9.21 clustered), updates run behind a create-only guard, or
+   * start is refused when `unsafeCas: refuse`.
+   */
+  private async selfCheck(kvm: Kvm): Promise<CasGuard | undefined> {
+    const version = this.serverVersion;
+    const scratch = `omni_probe_${Math.random().toString(36).slice(2, 10)}`;
+    const o = { clients: [this.js], jsm: this.jsm, replicas: this.options.replicas, writers: 3, rounds: 20 };
+    const update = await probeCas({ ...o, primitive: 'kv-update', scratch });
+    const create = await probeCas({ ...o, primitive: 'kv-create', scratch });
+    const found = `kv.update had more than one winner in ${update.violations}/${update.rounds} rounds, kv.create in ${create.violations}/${create.rounds}`;
+    if (create.violations > 0) {
+      throw new UnsafeServerError(`nats-server ${version} with replicas ${this.options.replicas}: create-only writes are not exclusive (${found}); ticket identity cannot be kept. Upgrade nats-server to ${FIRST_SAFE_SERVER} or later, or run with nats.replicas: 1.`);
+    }
+    const unsafe = update.violations > 0;
+    if (unsafe && this.options.unsafeCas === 'refuse') {
+      throw new UnsafeServerError(`nats-server ${version} with replicas ${this.options.replicas}: compare-and-set is not atomic (${found}; nats-server#4320). Upgrade nats-server to ${FIRST_SAFE_SERVER} or later, set nats.unsafeCas: guard, or run with nats.replicas: 1.`);
+    }
+    this.casCheck = { update, create, guarded: unsafe };
+    if (!unsafe) {
+      this.log.info({ server: version, updateRounds: update.rounds, createRounds: create.rounds }, 'compare-and-set self-check passed');
+      return undefined;
+    }
+    this.log.warn(
+      { server: version, found, upgradeTo: FIRST_SAFE_SERVER },
+      `compare-and-set is not atomic on nats-server ${version} with replicas ${this.options.replicas} (nats-server#4320): ticket updates run behind create-only guards (one more write each); upgrade to ${FIRST_SAFE_SERVER}+ to drop them`,
+    );
+    const guards = await kvm.create(Buckets.casGuards, { replicas: this.options.replicas, storage: StorageType.File, history: 1, ttl: GUARD_TTL_MS, allow_direct: true });
+    this.kv.casGuards = guards;
+    await this.ensureDirectGets(`KV_${Buckets.casGuards}`);
+    return new CasGuard(new PipelinedKv(this.pipe, Buckets.casGuards), GUARD_TTL_MS);
   }
 
   /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */

@@ -117,6 +117,8 @@ export const GatewayConfig = z.object({
       /** An NKey user seed ("SU…"); give it as ${VAR}, it is masked in logs. */
       nkey: z.string().min(1).optional(),
       replicas: z.number().int().min(1).max(5).default(1),
+      /** replicas > 1 on a server whose compare-and-set lets two writers win: guard updates, or refuse to start. */
+      unsafeCas: z.enum(['guard', 'refuse']).default('guard'),
       duplicateWindow: PositiveDuration.prefault('2m'),
       retention: PositiveDuration.prefault('7d'),
       dedupTtl: PositiveDuration.prefault('30d'),

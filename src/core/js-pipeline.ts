@@ -12,6 +12,7 @@
  */
 import { createInbox, headers as makeHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
+import type { CasGuard } from './cas-guard.js';
 
 interface Pending {
   resolve: (m: Msg) => void;
@@ -167,6 +168,8 @@ export class PipelinedKv {
   constructor(
     private readonly pipe: JsPipeline,
     readonly bucket: string,
+    /** Set where the server's own compare-and-set was found unsafe (cas-probe.ts). */
+    private readonly guard?: CasGuard,
   ) {
     this.stream = `KV_${bucket}`;
     this.subjectPrefix = `$KV.${bucket}.`;
@@ -196,6 +199,7 @@ export class PipelinedKv {
   }
 
   async update(key: string, value: string, revision: number): Promise<number> {
-    return (await this.pipe.publish(this.subjectPrefix + key, value, { expectedLastSubjectSeq: revision })).seq;
+    const write = async () => (await this.pipe.publish(this.subjectPrefix + key, value, { expectedLastSubjectSeq: revision })).seq;
+    return this.guard ? this.guard.update(this.bucket, key, revision, write) : write();
   }
 }

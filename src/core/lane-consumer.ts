@@ -24,6 +24,11 @@ export interface LaneConsumerOptions<T> {
   handle: (m: JsMsg, item: T) => Promise<void>;
   /** `handle` threw: the message must come back (nak) after whatever the caller logs. */
   onError: (m: JsMsg, item: T, err: unknown) => void;
+  /**
+   * How long a pull request stays open on the server. A leased consumer sets it below its lease
+   * TTL: a holder frozen mid-pull must stop attracting messages before another replica takes over.
+   */
+  pullExpiresMs?: number;
 }
 
 export class LaneConsumer<T> {
@@ -47,7 +52,7 @@ export class LaneConsumer<T> {
   async start(): Promise<void> {
     await this.bus.ensureConsumer(this.o.stream, this.o.config);
     const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency });
+    this.messages = await consumer.consume({ max_messages: this.o.concurrency, ...(this.o.pullExpiresMs ? { expires: this.o.pullExpiresMs } : {}) });
     const ackWaitMs = this.o.config.ack_wait / 1_000_000;
     this.keepAlive = setInterval(() => {
       for (const m of this.held.values()) m.working();

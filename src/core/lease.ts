@@ -1,7 +1,20 @@
 /**
  * Single-runner leases in a KV bucket whose TTL expires a dead holder's key. Connectors that must
- * run once per account across replicas (Telegram polling, an IMAP mailbox, a WhatsApp session)
- * hold one. Works on 2.9.10: bucket max_age, create() and update(revision) only.
+ * run once per account across replicas (Telegram polling, an IMAP mailbox, a WhatsApp session),
+ * the webhook dispatcher and the SLA scanner hold one. Works on 2.9.10: bucket max_age, create()
+ * and update(revision) only.
+ *
+ * Fencing. A holder can be paused (GC, SIGSTOP, a frozen VM) past its TTL while another replica
+ * takes the lease over; when it wakes, its timers have not run yet and it would act as holder.
+ * So the holder measures, on the monotonic clock, the time since it *sent* the last renewal the
+ * server confirmed; the key cannot expire earlier than that plus the TTL (the server stamps the
+ * write after we sent it). `valid()` is false from then on, and every effect checks it first.
+ * `token` is the key's revision when this holder took it: a later holder always has a higher
+ * one, so effects that carry it can be refused by a receiver that saw a newer token.
+ *
+ * Renewal is early (every TTL/3) and a failed renewal (a timeout, NATS restarting) is retried:
+ * the lease is given up only when the TTL has really passed since the last confirmed renewal,
+ * or when the server says the key is no longer ours.
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
@@ -9,8 +22,12 @@ import { sleep } from './sleep.js';
 
 export interface Lease {
   readonly key: string;
-  /** Resolves when the lease was lost (not renewed in time, or taken over). */
+  /** The key's revision when this holder took it: higher for every later holder. */
+  readonly token: number;
+  /** Resolves when the lease was lost (not renewed in time, taken over, or released). */
   readonly lost: Promise<void>;
+  /** True while no other replica can hold the lease. Check before every effect. */
+  valid(): boolean;
   release(): Promise<void>;
 }
 
@@ -19,39 +36,83 @@ export interface LeaseOptions {
   holder: string;
   signal?: AbortSignal;
   log?: Logger;
+  /** Monotonic clock in ms; tests replace it to simulate a pause. */
+  now?: () => number;
 }
+
+/** The server answered that the key moved on or is gone: someone else's now, or expired. */
+const NOT_OURS = /wrong last sequence|key exists|10071|10164|not found/i;
 
 /** Waits until the lease is ours, then keeps renewing it until released or lost. */
 export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promise<Lease> {
+  const now = o.now ?? (() => performance.now());
   const renewEvery = Math.max(250, Math.floor(o.ttlMs / 3));
   let revision = 0;
+  let confirmedAt = 0;
   while (!o.signal?.aborted) {
+    const sentAt = now();
     revision = await tryTake(kv, key, o.holder);
-    if (revision > 0) break;
+    if (revision > 0) {
+      confirmedAt = sentAt;
+      break;
+    }
     await sleep(renewEvery, o.signal);
   }
   if (o.signal?.aborted) throw new Error(`lease ${key}: aborted while waiting`);
+  const token = revision;
 
   let onLost!: () => void;
   const lost = new Promise<void>((r) => (onLost = r));
-  let released = false;
+  let ended = false;
+  let renewing = false;
+  const end = (why: string, err?: unknown) => {
+    if (ended) return;
+    ended = true;
+    clearInterval(timer);
+    if (why !== 'released') o.log?.warn({ key, fence: token, why, err: err === undefined ? undefined : String(err) }, 'lease lost');
+    onLost();
+  };
+  const valid = () => !ended && now() - confirmedAt < o.ttlMs;
+  let lastRenewal = now();
+
+  const renew = async () => {
+    if (!valid()) return end('not renewed within the TTL (paused or cut off)');
+    const sentAt = now();
+    try {
+      revision = await kv.update(key, o.holder, revision);
+      if (ended) return;
+      confirmedAt = sentAt;
+    } catch (err) {
+      if (ended) return;
+      if (NOT_OURS.test(String(err))) return end('taken over or expired', err);
+      // A timeout or a NATS restart: keep the lease and retry at the next tick, not a whole
+      // period later; it ends only when the TTL has passed since the last confirmed renewal.
+      o.log?.debug({ key, err: String(err) }, 'lease renewal failed; retrying');
+      lastRenewal = -Infinity;
+    }
+  };
+  // Ticks at a sixth of the TTL: renews every third, and notices an expiry soon after a pause.
   const timer = setInterval(() => {
-    kv.update(key, o.holder, revision)
-      .then((rev) => (revision = rev))
-      .catch((err) => {
-        if (released) return;
-        clearInterval(timer);
-        o.log?.warn({ key, err: String(err) }, 'lease lost');
-        onLost();
-      });
-  }, renewEvery);
+    if (!valid()) return end('not renewed within the TTL (paused or cut off)');
+    if (renewing || now() - lastRenewal < renewEvery - renewEvery / 4) return;
+    renewing = true;
+    lastRenewal = now();
+    renew().then(
+      () => (renewing = false),
+      (err: unknown) => {
+        renewing = false;
+        end('renewal failed', err);
+      },
+    );
+  }, Math.max(100, Math.floor(renewEvery / 2)));
   timer.unref();
   return {
     key,
+    token,
     lost,
+    valid,
     async release() {
-      released = true;
-      clearInterval(timer);
+      end('released');
       try {
         await kv.delete(key, { previousSeq: revision });
       } catch {
@@ -65,6 +126,7 @@ async function tryTake(kv: KV, key: string, holder: string): Promise<number> {
   try {
     return await kv.create(key, holder);
   } catch {
+    // Our own key left by an earlier run of this process (same holder id): take it back.
     const entry = await kv.get(key);
     if (entry && entry.operation === 'PUT' && entry.string() === holder) {
       try {

@@ -11,6 +11,8 @@ export const Streams = {
   events: 'OMNI_EVENTS',
   log: 'OMNI_LOG',
   deadLetter: 'OMNI_DLQ',
+  /** one message per ticket number allocated: the stream sequence is the number (tickets.ts) */
+  ticketNumbers: 'OMNI_TICKET_NO',
 } as const;
 
 export const Buckets = {
@@ -25,6 +27,8 @@ export const Buckets = {
   state: 'omni_state',
   /** single-runner leases (bucket TTL: a dead holder's lease expires) */
   leases: 'omni_leases',
+  /** create-only guards that make compare-and-set hold on servers where it does not (cas-guard.ts) */
+  casGuards: 'omni_cas_guards',
 } as const;
 
 export const MEDIA_BUCKET = 'omni_media';
@@ -43,6 +47,7 @@ export const Subjects = {
   eventsAll: 'omni.events.>',
   deadLetter: (source: string) => `omni.dlq.${source}`,
   deadLetterAll: 'omni.dlq.>',
+  ticketNumber: 'omni.ticketno',
   command: (name: 'reply' | 'note' | 'status') => `omni.cmd.${name}`,
 } as const;
 

@@ -262,7 +262,7 @@ export class Router {
       let ticketId = res.previous;
       if (!ticketId) {
         const candidate = this.store.idFor(await this.store.allocateNumber());
-        const claim = await this.store.claim(res.conversationKey, candidate, res.replaceRevision);
+        const claim = await this.store.claim(res.conversationKey, candidate);
         // A number just allocated names no ticket yet: create it with this message recorded.
         if (claim.won) return { ticket: await this.openTicket(e, candidate), match: res.match, reopen: false };
         // An email's key is its own Message-ID: losing the claim means this very mail opened

@@ -17,7 +17,7 @@ import { IndexKeys, normalizeMessageId, type TicketStore } from './tickets.js';
 
 export type Resolution =
   | { kind: 'existing'; ticket: Ticket; match: ThreadMatch; reopen: boolean }
-  | { kind: 'new'; match: ThreadMatch; conversationKey: string; replaceRevision?: number; previous?: string };
+  | { kind: 'new'; match: ThreadMatch; conversationKey: string; previous?: string };
 
 export interface ThreadingOptions {
   reopenWindowMs: number;
@@ -98,20 +98,39 @@ export class Threader {
     return null;
   }
 
+  /**
+   * A conversation's tickets are bound by epoch (IndexKeys.conversationEpoch), each binding
+   * create-only: the newest epoch's ticket takes the message, or reopens within the window; past
+   * it, a new ticket is bound at the next epoch. Two routers deciding that at once race one
+   * create and the loser joins the winner's ticket: one conversation never gets two tickets.
+   */
   private async resolveChat(e: InboundMessage, o: { fresh: boolean }): Promise<Resolution> {
-    const key = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
+    const conversation = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
     const value = e.conversation.threadId ? `${e.conversation.id}/${e.conversation.threadId}` : e.conversation.id;
-    const hit = await this.store.lookup(key, o);
-    if (!hit) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key };
-    const ticket = await this.store.get(hit.value, o);
-    if (!ticket) {
-      // The index was claimed but the record was not written (a crash in between): finish the job.
-      return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, previous: hit.value };
+    let epoch = this.store.knownEpoch(conversation);
+    for (;;) {
+      const key = IndexKeys.conversationEpoch(conversation, epoch);
+      const hit = await this.store.lookup(key, o);
+      if (!hit) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key };
+      const ticket = await this.store.get(hit.value, o);
+      // The binding was claimed but the record was not written (a crash in between): finish the job.
+      if (!ticket) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, previous: hit.value };
+      const t = ticket.value;
+      const closed = CLOSED_STATUSES.has(t.status);
+      if (o.fresh || (closed && !this.withinReopenWindow(t))) {
+        // A newer binding exists when another router already opened the next ticket.
+        const next = IndexKeys.conversationEpoch(conversation, epoch + 1);
+        if (await this.store.lookup(next, { fresh: true })) {
+          epoch++;
+          this.store.noteEpoch(conversation, epoch);
+          continue;
+        }
+      }
+      if (!closed) return { kind: 'existing', ticket: t, match: { rule: 'open-conversation', value }, reopen: false };
+      if (this.withinReopenWindow(t)) return { kind: 'existing', ticket: t, match: { rule: 'reopened', value }, reopen: true };
+      this.store.noteEpoch(conversation, epoch + 1);
+      return { kind: 'new', match: { rule: 'new-ticket', value: `${value} (epoch ${epoch + 1})` }, conversationKey: IndexKeys.conversationEpoch(conversation, epoch + 1) };
     }
-    const t = ticket.value;
-    if (!CLOSED_STATUSES.has(t.status)) return { kind: 'existing', ticket: t, match: { rule: 'open-conversation', value }, reopen: false };
-    if (this.withinReopenWindow(t)) return { kind: 'existing', ticket: t, match: { rule: 'reopened', value }, reopen: true };
-    return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, replaceRevision: hit.revision };
   }
 
   private existing(ticket: Ticket, match: ThreadMatch): Resolution {

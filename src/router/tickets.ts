@@ -1,7 +1,9 @@
 /**
  * Ticket state in KV (bucket omni_tickets, key = ticket id) with compare-and-set updates, ticket
- * numbers from a CAS counter (monotonic and unique across router processes), and the thread index
- * (bucket omni_threads) that maps conversations, Message-IDs and platform ids to tickets.
+ * numbers from the sequence of the OMNI_TICKET_NO stream (unique on every server), and the
+ * thread index (bucket omni_threads) that maps conversations, Message-IDs and platform ids to
+ * tickets with create-only writes. Why: docs/architecture.md, "Why identity does not rest on
+ * compare-and-set".
  */
 import type { KV } from '@nats-io/kv';
 import type { PipelinedKv } from '../core/js-pipeline.js';
@@ -13,7 +15,9 @@ import { Subjects, Streams, hashKey } from '../core/subjects.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { LogEntry, type LogEntry as LogEntryT } from '../core/schema.js';
 
-const SEQ_KEY = 'ticket-seq';
+/** The counter of versions before the stream-sequence numbers: read once, to continue from it. */
+const LEGACY_SEQ_KEY = 'ticket-seq';
+const BASE_KEY = 'ticket-number-base';
 
 export interface Versioned<T> {
   value: T;
@@ -30,6 +34,7 @@ export class StaleTicketError extends Error {
 export class TicketStore {
   private readonly ticketCache = new BoundedCache<Versioned<TicketT>>(50_000);
   private readonly indexCache = new BoundedCache<Versioned<string>>(200_000);
+  private readonly epochCache = new BoundedCache<number>(200_000);
   private readonly tickets: PipelinedKv;
   private readonly threads: PipelinedKv;
   private readonly meta: PipelinedKv;
@@ -50,60 +55,45 @@ export class TicketStore {
     return `${this.prefix}${number}`;
   }
 
-  private waiting: Array<{ resolve: (n: number) => void; reject: (e: unknown) => void }> = [];
-  private reserving = false;
+  /** The number before the first stream sequence: fixed once per deployment (see numberBase). */
+  private base?: Promise<number>;
 
   /**
-   * Next ticket number. One CAS counter in KV makes numbers unique and monotonic across router
-   * processes; within a process, concurrent requests are batched into one reservation of k
-   * numbers (one compare-and-set instead of k contending ones), handed out in request order.
+   * Next ticket number: one publish to the ticket-number stream, whose sequence Raft assigns
+   * once per stored message, so two allocations never get the same number on any server,
+   * clustered or not (a compare-and-set counter was not: nats-server < 2.9.21 let several
+   * writers win one revision on R3). A publish retried after a lost ack stores a second message:
+   * a gap, like a number whose ticket was never opened. Gaps are harmless.
    */
-  allocateNumber(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      if (!this.reserving) void this.reserveForWaiting();
+  async allocateNumber(): Promise<number> {
+    this.base ??= this.numberBase().catch((err: unknown) => {
+      this.base = undefined;
+      throw err;
     });
+    const base = await this.base;
+    const ack = await this.bus.pipe.publish(Subjects.ticketNumber, '');
+    return base + ack.seq;
   }
 
-  private async reserveForWaiting(): Promise<void> {
-    this.reserving = true;
-    while (this.waiting.length > 0) {
-      const batch = this.waiting.splice(0);
-      try {
-        const first = await this.reserve(batch.length);
-        batch.forEach((w, i) => w.resolve(first + i));
-      } catch (err) {
-        batch.forEach((w) => w.reject(err));
-      }
-    }
-    this.reserving = false;
-  }
-
-  /** The counter as this process last wrote or read it: the next reservation tries it first. */
-  private counter?: { last: number; revision: number };
-
-  /** Reserves `count` consecutive numbers; returns the first. The counter holds the last one used. */
-  private async reserve(count: number): Promise<number> {
-    for (;;) {
-      let known = this.counter;
-      this.counter = undefined;
-      if (!known) {
-        const entry = await this.meta.get(SEQ_KEY);
-        if (entry && entry.operation === 'PUT') known = { last: Number(entry.string()), revision: entry.revision };
-      }
-      try {
-        if (!known) {
-          const revision = await this.meta.create(SEQ_KEY, String(this.firstNumber + count - 1));
-          this.counter = { last: this.firstNumber + count - 1, revision };
-          return this.firstNumber;
-        }
-        // Compare-and-set on the revision we know: another router moving the counter makes it fail.
-        const revision = await this.meta.update(SEQ_KEY, String(known.last + count), known.revision);
-        this.counter = { last: known.last + count, revision };
-        return known.last + 1;
-      } catch (err) {
-        if (!isCasConflict(err)) throw err;
-      }
+  /**
+   * numbers = base + stream sequence. The base is written once, create-only (exclusive on every
+   * server, see cas-probe.ts), so every router agrees on it: firstNumber - 1 on a new
+   * deployment, or the last number of the compare-and-set counter older versions kept in
+   * `ticket-seq`, so numbering continues after an upgrade.
+   */
+  private async numberBase(): Promise<number> {
+    const known = await this.meta.get(BASE_KEY);
+    if (known && known.operation === 'PUT') return Number(known.string());
+    const legacy = await this.meta.get(LEGACY_SEQ_KEY);
+    const base = legacy && legacy.operation === 'PUT' ? Number(legacy.string()) : this.firstNumber - 1;
+    try {
+      await this.meta.create(BASE_KEY, String(base));
+      return base;
+    } catch (err) {
+      if (!isCasConflict(err)) throw err;
+      const winner = await this.meta.get(BASE_KEY);
+      if (!winner || winner.operation !== 'PUT') throw err;
+      return Number(winner.string());
     }
   }
 
@@ -191,12 +181,13 @@ export class TicketStore {
     return found;
   }
 
-  /** Claims an index key for a ticket; when someone else claimed it first, returns their ticket id. */
-  async claim(indexKey: string, ticketId: string, replaceRevision?: number): Promise<{ won: boolean; ticketId: string }> {
+  /**
+   * Claims an index key for a ticket, create-only: the one write that is exclusive on every
+   * server (see cas-probe.ts). When someone else claimed it first, returns their ticket id.
+   */
+  async claim(indexKey: string, ticketId: string): Promise<{ won: boolean; ticketId: string }> {
     try {
-      const revision = replaceRevision
-        ? await this.threads.update(indexKey, ticketId, replaceRevision)
-        : await this.threads.create(indexKey, ticketId);
+      const revision = await this.threads.create(indexKey, ticketId);
       this.indexCache.set(indexKey, { value: ticketId, revision });
       return { won: true, ticketId };
     } catch (err) {
@@ -204,6 +195,18 @@ export class TicketStore {
       const current = await this.lookup(indexKey, { fresh: true });
       return { won: false, ticketId: current?.value ?? '' };
     }
+  }
+
+  /**
+   * The newest epoch of a conversation this process has seen (0 when none). Epochs only grow,
+   * so a stale value is a lower bound: threading walks forward from it.
+   */
+  knownEpoch(conversationKey: string): number {
+    return this.epochCache.get(conversationKey) ?? 0;
+  }
+
+  noteEpoch(conversationKey: string, epoch: number): void {
+    if (epoch > this.knownEpoch(conversationKey)) this.epochCache.set(conversationKey, epoch);
   }
 
   /** Records an index entry if absent (Message-IDs, platform ids): first writer wins, later ones are no-ops. */
@@ -250,6 +253,12 @@ export class TicketStore {
 export const IndexKeys = {
   conversation: (channel: string, account: string, conversationId: string, threadId?: string) =>
     `conv.${hashKey(`${channel}\u0000${account}\u0000${conversationId}\u0000${threadId ?? ''}`)}`,
+  /**
+   * The binding of a conversation's n-th ticket: epoch 0 is the conversation key itself (as
+   * written by versions before epochs), a new ticket after close is epoch n+1. Each is written
+   * once, create-only, and never re-pointed.
+   */
+  conversationEpoch: (conversationKey: string, epoch: number) => (epoch === 0 ? conversationKey : `${conversationKey}.${epoch}`),
   emailMessageId: (messageId: string) => `mid.${hashKey(normalizeMessageId(messageId))}`,
   platformMessage: (channel: string, account: string, platformMessageId: string) =>
     `pm.${hashKey(`${channel}\u0000${account}\u0000${platformMessageId}`)}`,

@@ -1,0 +1,82 @@
+/**
+ * Leases against a real nats-server: a holder paused past its TTL is invalid before its timers
+ * run (fencing), a later holder's token is higher, and one failed renewal does not drop a lease
+ * while its TTL has not passed (issue 11 item 4).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { acquireLease } from '../../src/core/lease.js';
+import { startNats, type TestNats } from '../helpers/nats-server.js';
+
+const TTL = 1500;
+let nats: TestNats;
+let nc: NatsConnection;
+let kv: KV;
+
+beforeAll(async () => {
+  nats = await startNats();
+  nc = await connect({ servers: nats.url });
+  kv = await new Kvm(jetstream(nc)).create('lease_test', { history: 1, ttl: TTL });
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+});
+
+async function until(pred: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('lease fencing', () => {
+  it('a holder whose clock jumped past the TTL (a pause) is invalid at once, and the next holder has a higher token', async () => {
+    let skew = 0;
+    const a = await acquireLease(kv, 'paused', { ttlMs: TTL, holder: 'a', now: () => performance.now() + skew });
+    expect(a.valid()).toBe(true);
+    skew = TTL; // as if the process had been stopped for the whole TTL
+    expect(a.valid()).toBe(false); // before any timer of it ran
+    await a.lost;
+    const b = await acquireLease(kv, 'paused', { ttlMs: TTL, holder: 'b' }); // waits for the key to expire
+    expect(b.token).toBeGreaterThan(a.token);
+    expect(b.valid()).toBe(true);
+    await b.release();
+  }, 30_000);
+
+  it('one failed renewal does not drop the lease; it is renewed on the next try', async () => {
+    let failures = 1;
+    const flaky = new Proxy(kv, {
+      get(target, prop, receiver) {
+        if (prop === 'update') {
+          return (...args: Parameters<KV['update']>) => {
+            if (failures-- > 0) return Promise.reject(new Error('TIMEOUT'));
+            return target.update(...args);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const a = await acquireLease(flaky, 'flaky', { ttlMs: TTL, holder: 'a' });
+    let lost = false;
+    void a.lost.then(() => (lost = true));
+    // Two renewal periods: the first renewal fails, the second succeeds.
+    await until(() => failures < 0);
+    await new Promise((r) => setTimeout(r, TTL * 1.5));
+    expect(lost).toBe(false);
+    expect(a.valid()).toBe(true);
+    await a.release();
+  }, 30_000);
+
+  it('a lease lost to a takeover ends the holder (the server says the key is not ours)', async () => {
+    const a = await acquireLease(kv, 'taken', { ttlMs: TTL, holder: 'a' });
+    await kv.delete('taken');
+    await kv.create('taken', 'b');
+    await a.lost;
+    expect(a.valid()).toBe(false);
+  }, 30_000);
+});
