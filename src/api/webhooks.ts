@@ -10,7 +10,6 @@
 import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
-import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import { acquireLease } from '../core/lease.js';
@@ -169,7 +168,10 @@ export class WebhookDispatcher {
       if (Date.now() - firstSeen > this.target.retryFor) {
         metrics.webhookParked.inc({ webhook: this.target.name });
         this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
-        await deadLetter(this.bus, `webhook.${this.target.name}`, m.subject, `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, m.data);
+        await this.bus.deadLetters.park({
+          source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
+          reason: `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, payload: m.data,
+        });
         return void m.ack();
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });

@@ -74,8 +74,20 @@ export interface ConnectorContext {
   publish(event: InboundEventInput): Promise<PublishResult>;
   /** Report a state change; published on omni.events.connector.<channel>.<account>. */
   setState(state: ConnectorState, detail?: string): void;
-  /** Park what could not become an event, with the reason; nothing is silently dropped. */
-  deadLetter(reason: string, payload: unknown): Promise<void>;
+  /**
+   * Park what could not become an event, with the reason; nothing is silently dropped. `code` is
+   * the metric's reason label (default `invalid_payload`); `meta` is what a replay needs besides
+   * the payload (see `onReplay`). Counted always; stored within the account's dead-letter rate.
+   */
+  deadLetter(reason: string, payload: unknown, opts?: { code?: string; meta?: Record<string, string> }): Promise<void>;
+  /** Count what the connector drops on purpose: our own echo (loop guard) or a copy it already had. */
+  dropped(kind: 'loop_guard' | 'duplicate', detail: string): void;
+  /**
+   * Take dead letters of this account back through the connector (`omnigate dlq --replay`): the
+   * handler gets the parked payload and its meta and publishes it as intake would. Without a
+   * handler, the account's letters are refused at replay.
+   */
+  onReplay(handler: ReplayHandler): void;
   /**
    * Report a later delivery outcome the platform told us about asynchronously (WhatsApp Cloud
    * "delivered"/"read"/"failed" webhooks, an email bounce matched by the connector). The send()
@@ -85,6 +97,10 @@ export interface ConnectorContext {
   /** Single-runner lease for this account across gateway replicas. */
   lease(name?: string): Promise<Lease>;
 }
+
+export type ReplayHandler = (payload: Buffer, meta: Record<string, string>) => Promise<ReplayOutcome>;
+/** published: on the bus now; invalid: still cannot become an event (the letter stays); refused: cannot be replayed. */
+export type ReplayOutcome = { outcome: 'published'; duplicate: boolean } | { outcome: 'invalid'; reason: string } | { outcome: 'refused'; reason: string };
 
 export interface DeliveryReport {
   outboundId: string;

@@ -24,6 +24,7 @@ import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import { Buckets, MEDIA_BUCKET, Streams, Subjects } from './subjects.js';
 import { JsPipeline, PipelinedKv } from './js-pipeline.js';
+import { DEFAULT_DEAD_LETTER_LIMITS, DeadLetters, type DeadLetterLimits } from './dead-letter.js';
 
 export interface BusOptions {
   url: string;
@@ -41,7 +42,12 @@ export interface BusOptions {
   dedupTtlMs: number;
   /** A lease not renewed for this long is free for another replica. */
   leaseTtlMs: number;
+  /** Dead letters: stream age and size limits, and the per-letter and per-source limits. */
+  deadLetters?: { maxAgeMs: number; maxBytes: number } & DeadLetterLimits;
 }
+
+export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 14 * 86_400_000;
+export const DEFAULT_DEAD_LETTER_MAX_BYTES = 1024 ** 3;
 
 export type BucketName = keyof typeof Buckets;
 
@@ -62,7 +68,15 @@ export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { na
     { ...base, name: Streams.events, subjects: [Subjects.eventsAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
     // The ticket log is the system of record: no age limit.
     { ...base, name: Streams.log, subjects: [Subjects.ticketLogAll], max_age: 0, duplicate_window: ms(o.duplicateWindowMs) },
-    { ...base, name: Streams.deadLetter, subjects: [Subjects.deadLetterAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
+    // Refusals are what a hostile client controls: bounded by age and by size (oldest dropped first).
+    {
+      ...base,
+      name: Streams.deadLetter,
+      subjects: [Subjects.deadLetterAll],
+      max_age: ms(o.deadLetters?.maxAgeMs ?? DEFAULT_DEAD_LETTER_MAX_AGE_MS),
+      max_bytes: o.deadLetters?.maxBytes ?? DEFAULT_DEAD_LETTER_MAX_BYTES,
+      duplicate_window: ms(Math.min(o.duplicateWindowMs, o.deadLetters?.maxAgeMs ?? DEFAULT_DEAD_LETTER_MAX_AGE_MS)),
+    },
   ];
 }
 
@@ -75,6 +89,8 @@ export class Bus {
   readonly hotKv = {} as Record<HotBucketName, PipelinedKv>;
   /** Hot-path JetStream publishes and direct gets. */
   readonly pipe: JsPipeline;
+  /** The one dead-letter path (counted, rate limited, capped). */
+  readonly deadLetters: DeadLetters;
   media!: ObjectStore;
   private constructor(
     readonly nc: NatsConnection,
@@ -84,6 +100,7 @@ export class Bus {
     private readonly log: Logger,
   ) {
     this.pipe = new JsPipeline(nc, 10_000);
+    this.deadLetters = new DeadLetters(this, options.deadLetters ?? DEFAULT_DEAD_LETTER_LIMITS);
   }
 
   static async connect(options: BusOptions, log: Logger): Promise<Bus> {
@@ -144,6 +161,7 @@ export class Bus {
       const current = info.config;
       const drifted =
         current.max_age !== config.max_age ||
+        (config.max_bytes !== undefined && current.max_bytes !== config.max_bytes) ||
         current.duplicate_window !== config.duplicate_window ||
         JSON.stringify(current.subjects) !== JSON.stringify(config.subjects);
       if (drifted) {

@@ -7,7 +7,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
-import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 import { DeliveryStatus, describeZodError, type LogEntry } from '../core/schema.js';
@@ -31,10 +30,10 @@ export class DeliveryRecorder {
     let status: DeliveryStatus;
     try {
       const parsed = DeliveryStatus.safeParse(m.json());
-      if (!parsed.success) return park(this.bus, this.log, m, `invalid delivery status: ${describeZodError(parsed.error)}`);
+      if (!parsed.success) return park(this.bus, this.log, m, 'invalid_status', `invalid delivery status: ${describeZodError(parsed.error)}`);
       status = parsed.data;
     } catch {
-      return park(this.bus, this.log, m, 'delivery status is not valid JSON');
+      return park(this.bus, this.log, m, 'invalid_json', 'delivery status is not valid JSON');
     }
     try {
       await this.recordDelivery(status);
@@ -48,7 +47,9 @@ export class DeliveryRecorder {
   private async recordDelivery(s: DeliveryStatus): Promise<void> {
     const ticket = await this.store.get(s.ticketId);
     if (!ticket) {
-      await deadLetter(this.bus, 'router', Subjects.status(s.channel, s.account), `delivery status for unknown ticket ${s.ticketId}`, JSON.stringify(s));
+      await this.bus.deadLetters.park({
+        source: 'router', subject: Subjects.status(s.channel, s.account), code: 'unknown_ticket', reason: `delivery status for unknown ticket ${s.ticketId}`, payload: JSON.stringify(s),
+      });
       return;
     }
     const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };

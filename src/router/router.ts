@@ -11,7 +11,6 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { KeyedLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
-import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import {
   CLOSED_STATUSES,
@@ -126,11 +125,11 @@ export class Router {
       if (!parsed.success) {
         const v = (m.json() as { v?: unknown })?.v;
         const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        return park(this.bus, this.log, m, reason);
+        return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
       }
       event = parsed.data;
     } catch {
-      return park(this.bus, this.log, m, 'payload is not valid JSON');
+      return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
     await this.lanes
       .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered))
@@ -154,13 +153,16 @@ export class Router {
     // The platform-message index entry is written last, so it doubles as the processed marker.
     const doneKey = IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId);
     if (this.mayBeProcessed(e, redelivered) && (await this.store.lookup(doneKey))) {
-      metrics.duplicates.inc();
+      metrics.duplicates.inc({ channel: e.channel });
       return;
     }
     if (e.bounceOf) return this.processBounce(e);
     if (e.automated || (e.email && (await this.isOurEcho(e.email.messageId)))) {
-      metrics.ignored.inc();
-      await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, JSON.stringify(e));
+      metrics.ignored.inc({ channel: e.channel });
+      await this.bus.deadLetters.park({
+        source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: e.automated ?? 'echo',
+        reason: `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, payload: JSON.stringify(e),
+      });
       return;
     }
     let ticketId: string;
@@ -312,7 +314,9 @@ export class Router {
       (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
-      await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), 'bounce for a message we do not know', JSON.stringify(e));
+      await this.bus.deadLetters.park({
+        source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_bounce', reason: 'bounce for a message we do not know', payload: JSON.stringify(e),
+      });
       return;
     }
     const status = DeliveryStatus.parse({
@@ -328,7 +332,7 @@ export class Router {
   private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {
     const doneKey = `ev.${hashKey(e.id)}`;
     if (await this.store.lookup(doneKey)) {
-      metrics.duplicates.inc();
+      metrics.duplicates.inc({ channel: e.channel });
       return;
     }
     let hit = await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.targetPlatformMessageId));
@@ -336,7 +340,9 @@ export class Router {
     if (!hit) hit = await this.store.lookup(IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId));
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
-      await deadLetter(this.bus, 'router', Subjects.inbound(e.channel, e.account), `${e.type} for unknown message ${e.targetPlatformMessageId}`, JSON.stringify(e));
+      await this.bus.deadLetters.park({
+        source: 'router', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}`, payload: JSON.stringify(e),
+      });
       return;
     }
     const at = new Date().toISOString();

@@ -7,6 +7,7 @@ import type { ConnectorState, OutboundMessage } from '../../core/schema.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
 import { HealthTracker, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
 import { FolderWatcher } from './folder.js';
+import { replayMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
 import { MailboxSender } from './sender.js';
 import type { EmailOptions, MailboxOptions } from './index.js';
@@ -42,6 +43,8 @@ export class EmailConnector implements Connector {
         domains: new Set([...this.senders.values()].map((s) => s.domain)),
       },
     };
+    const mailboxes = new Set(o.mailboxes.map((m) => m.address.toLowerCase()));
+    ctx.onReplay((raw, meta) => replayMail(ctx, this.normalize, mailboxes, raw, meta));
   }
 
   async start(): Promise<void> {

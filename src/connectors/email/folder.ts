@@ -349,6 +349,7 @@ export class FolderWatcher {
     await this.d.ctx.deadLetter(
       `email ${this.where(m.uid)}: the server returned no content for this mail in ${a?.count ?? MAX_ATTEMPTS} attempts (last: ${a?.error ?? 'unknown'}); not published`,
       { mailbox: address, folder: this.d.folder, uidValidity: cp.uidValidity, uid: m.uid, size: m.size },
+      { code: 'unreadable_mail' },
     );
   }
 
