@@ -60,6 +60,13 @@ export class Gateway {
         retentionMs: c.nats.retention,
         dedupTtlMs: c.nats.dedupTtl,
         leaseTtlMs: c.nats.leaseTtl,
+        deadLetters: c.deadLetters && {
+          maxAgeMs: c.deadLetters.maxAge,
+          maxBytes: c.deadLetters.maxBytes,
+          maxPayloadBytes: c.deadLetters.maxPayloadBytes,
+          perMinute: c.deadLetters.perMinute,
+          burst: c.deadLetters.burst,
+        },
       },
       log.child({ component: 'bus' }),
     );
@@ -180,6 +187,7 @@ export class Gateway {
       // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
       this.sampleConnectors();
       await this.helpdesk?.sampleLag();
+      metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());
     } catch {

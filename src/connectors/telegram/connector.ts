@@ -147,7 +147,10 @@ export class TelegramConnector implements Connector {
     } catch (err) {
       n = { kind: 'invalid', reason: `cannot read the update: ${errorMessage(err)}` };
     }
-    if (n.kind === 'skip') return;
+    if (n.kind === 'skip') {
+      if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
+      return;
+    }
     if (n.kind === 'invalid') {
       await this.ctx.deadLetter(`telegram update ${update?.update_id ?? '?'}: ${n.reason}`, update);
       return;
