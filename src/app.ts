@@ -100,7 +100,7 @@ export class Gateway {
           delayMs: csat.delay,
           send: async (t) => {
             const text = csat.text.replaceAll('{ticket}', t.id).replaceAll('{name}', t.contact.displayName ?? '');
-            const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { automated: true });
+            const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { purpose: 'satisfaction_request' });
             if (!r.ok) log.warn({ ticketId: t.id, error: r.error }, 'satisfaction request failed');
           },
         },

@@ -179,6 +179,7 @@ export class OutboundRunner {
       reason,
       attempts: marker.attempts,
       at: new Date().toISOString(),
+      purpose: msg.purpose,
     });
     await this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`);
     if (status === 'failed') {

@@ -3,6 +3,7 @@
  * KV bucket and the media object store. Works on nats-server 2.9.10 and 2.10+/2.11: nothing
  * here uses multi-filter consumers, subject transforms, metadata, compression or per-key TTL.
  */
+import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -52,6 +53,7 @@ export const DEFAULT_DEAD_LETTER_MAX_BYTES = 1024 ** 3;
 export type BucketName = keyof typeof Buckets;
 
 const DAY = 86_400_000;
+const INSTALLATION_KEY = 'installation-id';
 const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
 
 export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> {
@@ -92,6 +94,8 @@ export class Bus {
   /** The one dead-letter path (counted, rate limited, capped). */
   readonly deadLetters: DeadLetters;
   media!: ObjectStore;
+  /** Set by provision() (see ensureInstallationId). */
+  installationId = '';
   private constructor(
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
@@ -145,6 +149,27 @@ export class Bus {
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+    this.installationId = await this.ensureInstallationId();
+  }
+
+  /**
+   * This installation's id, in every Message-ID and outbound id we mint: staging and production on
+   * one domain, or a reinstall, never send the same id. Created once (create-only: the first
+   * replica wins, the others read it) and kept in omni_meta for the life of the bus data.
+   */
+  private async ensureInstallationId(): Promise<string> {
+    for (;;) {
+      const entry = await this.kv.meta.get(INSTALLATION_KEY);
+      if (entry && entry.operation === 'PUT') return entry.string();
+      try {
+        const id = randomBytes(5).toString('hex');
+        await this.kv.meta.create(INSTALLATION_KEY, id);
+        this.log.info({ installationId: id }, 'installation id created');
+        return id;
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+      }
+    }
   }
 
   /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */

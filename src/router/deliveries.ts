@@ -14,7 +14,7 @@ import { Subjects, hashKey } from '../core/subjects.js';
 import type { Journal } from './journal.js';
 import type { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
-import { isAutomatedOutbound, mergeReferences } from './ticket-changes.js';
+import { mergeReferences, purposeOf } from './ticket-changes.js';
 import { IndexKeys, type TicketStore } from './tickets.js';
 
 export class DeliveryRecorder {
@@ -63,26 +63,27 @@ export class DeliveryRecorder {
         await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
       }
     }
-    let reaction: { first?: number; wait?: number } = {};
-    const updated = await this.store.mutate(s.ticketId, (t) => {
-      if (t.appliedSeq >= ack.seq) return null;
+    const purpose = purposeOf(s);
+    const applied = await this.store.apply(s.ticketId, (t) => {
+      const reaction: { first?: number; wait?: number } = {};
+      if (t.appliedSeq >= ack.seq) return { next: null, outcome: reaction };
       t.appliedSeq = ack.seq;
-      reaction = {};
-      const agentReply = s.status === 'sent' && !s.outboundId.includes(':sla:') && !isAutomatedOutbound(s);
-      if (agentReply) {
+      if (s.status === 'sent' && purpose === 'agent_reply') {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
         if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
         t.lastOutboundAt = s.at;
         t.firstResponseAt ??= s.at;
       }
       // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
-      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && !s.outboundId.includes(':sla:')) {
+      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && purpose !== 'sla_alert') {
         t.lastEmailMessageId = s.platformMessageId;
         t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
       }
       t.updatedAt = entry.at;
-      return t;
+      return { next: t, outcome: reaction };
     });
+    const reaction = applied?.outcome ?? {};
+    const updated = applied?.ticket ?? null;
     this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
     if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
     if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);

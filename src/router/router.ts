@@ -201,33 +201,36 @@ export class Router {
   private async routeMessage(e: InboundMessage, fresh: boolean): Promise<string> {
     const { ticket, match, reopen } = await this.threadInto(e, fresh);
     const at = new Date().toISOString();
-    let reopened = false;
-    let rated: number | undefined;
     const reaction = isReactionOnly(e);
-    const updated = await this.store.mutate(ticket.id, (t) => {
-      if (t.recentEvents.includes(e.id)) return null;
+    const applied = await this.store.apply(ticket.id, (t) => {
+      const none = { reopened: false, rated: undefined as number | undefined };
+      if (t.recentEvents.includes(e.id)) return { next: null, outcome: none };
       // The answer to a satisfaction request is a rating, not a reason to reopen.
-      rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
+      const rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
       // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
       if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined && !reaction) throw new StaleTicketError(t.id);
       recordInbound(t, e, at);
-      if (rated !== undefined) t.csat = { ...t.csat, rating: rated, ratedAt: at };
-      else if (reaction) return t; // logged on the ticket; no reopen, no pending → open
-      else if (CLOSED_STATUSES.has(t.status)) {
-        reopened = true;
+      if (rated !== undefined) {
+        t.csat = { ...t.csat, rating: rated, ratedAt: at };
+        return { next: t, outcome: { ...none, rated } };
+      }
+      if (reaction) return { next: t, outcome: none }; // logged on the ticket; no reopen, no pending → open
+      const reopened = CLOSED_STATUSES.has(t.status);
+      if (reopened) {
         t.status = 'open';
         t.closedAt = undefined;
       } else if (t.status === 'pending') t.status = 'open';
-      return t;
+      return { next: t, outcome: { ...none, reopened } };
     });
-    const current = updated ?? ticket;
+    const { reopened, rated } = applied?.outcome ?? { reopened: false, rated: undefined };
+    const current = applied?.ticket ?? ticket;
     // This event opened the ticket (also true when a crash interrupted opening it).
     const created = current.messageCount === 1 && current.recentEvents[0] === e.id;
     const entry: LogEntry = { kind: 'inbound', at, event: e, match };
     const writes: Array<Promise<unknown>> = [this.journal.append(ticket.id, entry, e.id)];
     if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id));
     if (reopened) {
-      const statusEntry: LogEntry = { kind: 'status', at, from: ticket.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
+      const statusEntry: LogEntry = { kind: 'status', at, from: applied!.before.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
       writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`), this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry));
     }
     writes.push(this.journal.emit('ticket.message', current, e.id, entry));
