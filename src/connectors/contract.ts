@@ -60,6 +60,8 @@ export interface PublishResult {
 export interface ConnectorContext {
   readonly channel: string;
   readonly account: string;
+  /** This installation's id (created once, kept in the bus): part of every id we mint for the platform. */
+  readonly installationId: string;
   readonly log: Logger;
   readonly media: MediaStore;
   readonly state: AccountState;

@@ -146,6 +146,7 @@ export class ConnectorHost {
     const ctx: ConnectorContext = {
       channel,
       account,
+      installationId: bus.installationId,
       log,
       signal,
       state,
