@@ -196,5 +196,5 @@ export class OutboundRunner {
 
 /** The reason's leading token (`retries_exhausted`, `outcome_unknown`, a PermanentDeliveryError reason): the metric label. */
 function failureCode(reason: string | undefined): string {
-  return /^([a-z][a-z_]{0,39})[:\s]/.exec(reason ?? '')?.[1] ?? 'delivery_failed';
+  return /^([a-z][a-z0-9_]{0,39})[:\s]/.exec(reason ?? '')?.[1] ?? 'delivery_failed';
 }
