@@ -262,6 +262,7 @@ export class FolderWatcher {
       if (this.stopped) break;
       if (m.flags.has(keyword)) {
         handled.add(m.uid); // already ours (restored or copied back): acknowledge, do not publish again
+        this.d.ctx.dropped('duplicate', `${this.where(m.uid)} carries ${keyword}: processed before`);
         continue;
       }
       if (chunk.length > 0 && chunkBytes + m.size > CHUNK_BYTES) await flush();
