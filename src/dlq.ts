@@ -4,9 +4,10 @@
  *   router      the event (or delivery status) back onto its subject, Nats-Msg-Id "replay:<seq>";
  *   connector   the platform payload back through the connector's own intake (omni.replay.*,
  *               answered by a running gateway): a raw mail goes through the mail parser again;
+ *   webhook     the event POSTed once more to the webhook, by its dispatcher on a running gateway;
  *   outbound    the message back onto omni.out.* under its original id (idempotency key), after
  *               its "failed" marker is reset by compare-and-set, so it is still sent at most once.
- * Refused, with the reason: loop-guard drops, webhook letters, truncated payloads, outbound
+ * Refused, with the reason: loop-guard drops, truncated payloads, outbound
  * letters whose send may have reached the customer (outcome_unknown) or was sent since.
  * Needs only the `nats` section of the config.
  */
@@ -19,6 +20,7 @@ import { Objm } from '@nats-io/obj';
 import type { GatewayConfig } from './core/config.js';
 import { isCasConflict } from './core/bus.js';
 import { sourceOf } from './core/dead-letter.js';
+import type { ReplayOutcome } from './core/replay.js';
 import { errorMessage } from './core/errors.js';
 import { DeadLetter, OutboundMessage } from './core/schema.js';
 import { Buckets, MEDIA_BUCKET, Streams, Subjects, kvSafe } from './core/subjects.js';
@@ -37,7 +39,8 @@ export type NatsSection = GatewayConfig['nats'];
 /** What happened to one letter on replay. */
 export type Outcome = { outcome: 'replayed' | 'invalid' | 'refused' | 'failed'; detail?: string };
 
-const CONNECTOR_REPLAY_TIMEOUT_MS = 30_000;
+/** A webhook POST may take its whole timeout; a mail its parse and publish. */
+const SERVICE_REPLAY_TIMEOUT_MS = 60_000;
 
 /** The NATS URL a CLI tool should use: the configured one, or the running embedded server's. */
 export function toolNatsUrl(nats: NatsSection): string {
@@ -95,33 +98,34 @@ async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: number, d
       return { outcome: 'replayed' };
     }
     case 'connector':
-      return replayThroughConnector(nc, d);
+      return replayThroughService(nc, d, `${d.source.split('.').slice(1).join('/')} connector`);
     case 'outbound':
       return replayOutbound(js, seq, d);
     case 'loop-guard':
       return { outcome: 'refused', detail: 'dropped on purpose by the loop guard; the router would drop it again' };
     case 'webhook':
-      return { outcome: 'refused', detail: 'webhook deliveries are not replayed; the event is in OMNI_EVENTS and the ticket log' };
+      return replayThroughService(nc, d, `dispatcher for webhook ${d.source.slice('webhook.'.length)}`);
     default:
       return { outcome: 'refused', detail: `unknown source ${d.source}` };
   }
 }
 
-/** omni.dlq.inbound.<channel>.<account> → the connector's replay handler on a running gateway. */
-async function replayThroughConnector(nc: NatsConnection, d: DeadLetter): Promise<Outcome> {
-  const [, channel, account] = d.source.split('.');
-  if (!channel || !account) return { outcome: 'refused', detail: `cannot tell the connector from source ${d.source}` };
-  if (d.payloadObjectKey) return { outcome: 'refused', detail: 'payload kept in the object store by an older version: too large to hand to a connector' };
+/**
+ * Through the part that parked it, on a running gateway: a connector (omni.replay.inbound.<channel>.<account>)
+ * or a webhook dispatcher (omni.replay.webhook.<name>).
+ */
+async function replayThroughService(nc: NatsConnection, d: DeadLetter, who: string): Promise<Outcome> {
+  if (d.payloadObjectKey) return { outcome: 'refused', detail: 'payload kept in the object store by an older version: too large to hand over' };
   let answer;
   try {
-    answer = await nc.request(Subjects.replay(channel, account), JSON.stringify({ payload: d.payload, payloadEncoding: d.payloadEncoding, meta: d.meta }), { timeout: CONNECTOR_REPLAY_TIMEOUT_MS });
+    answer = await nc.request(Subjects.replay(d.source), JSON.stringify({ payload: d.payload, payloadEncoding: d.payloadEncoding, meta: d.meta }), { timeout: SERVICE_REPLAY_TIMEOUT_MS });
   } catch (err) {
     if (/no responders|503/i.test(errorMessage(err))) {
-      return { outcome: 'refused', detail: `no running ${channel}/${account} connector takes replays (start the gateway; some connectors have no replay)` };
+      return { outcome: 'refused', detail: `no running ${who} takes replays (start the gateway${who.includes('connector') ? '; some connectors have no replay' : ''})` };
     }
     throw err;
   }
-  const r = answer.json<{ outcome: 'published'; duplicate: boolean } | { outcome: 'invalid' | 'refused'; reason: string }>();
+  const r = answer.json<ReplayOutcome>();
   if (r.outcome === 'published') return { outcome: 'replayed', detail: r.duplicate ? 'already on the bus (duplicate)' : undefined };
   return { outcome: r.outcome, detail: r.reason };
 }

@@ -15,6 +15,7 @@ import { LaneConsumer } from '../core/lane-consumer.js';
 import { acquireLease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
+import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
@@ -80,6 +81,8 @@ export class WebhookDispatcher {
       this.term = new AbortController();
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
+      // Replays (omnigate dlq --replay) are POSTed by the holder too, while it holds the lease.
+      const replays = serveReplay(this.bus, `webhook.${this.target.name}`, (payload, meta) => this.replay(payload, meta), this.log);
       try {
         await this.startConsumer();
         this.active = true;
@@ -94,7 +97,7 @@ export class WebhookDispatcher {
         // the server does not hand those events straight back to this dying subscription.
         const stopped = this.consumer?.stop();
         this.term.abort();
-        await stopped;
+        await Promise.all([stopped, replays.stop()]);
         await lease.release();
       }
     }
@@ -154,6 +157,12 @@ export class WebhookDispatcher {
     return this.target.events.includes('*') || (!!type && this.target.events.includes(type));
   }
 
+  /** A parked event POSTed once more, with its original delivery id (receivers dedupe on it). */
+  private async replay(payload: Buffer, meta: Record<string, string>): Promise<ReplayOutcome> {
+    const outcome = await this.post(payload, meta.type ?? 'unknown', Number(meta.sequence ?? 0));
+    return outcome.ok ? { outcome: 'published', duplicate: false } : { outcome: 'invalid', reason: `the receiver did not take it: ${outcome.problem}` };
+  }
+
   /** Holds this ticket's lane until the receiver took the event (or it is parked): order per ticket. */
   private async deliver(m: JsMsg, type: string): Promise<void> {
     // The budget counts from when the event happened, so a gateway restart does not reset it.
@@ -171,6 +180,7 @@ export class WebhookDispatcher {
         await this.bus.deadLetters.park({
           source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
           reason: `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, payload: m.data,
+          meta: { type, sequence: String(m.info.streamSequence) },
         });
         return void m.ack();
       }

@@ -4,6 +4,8 @@
  * connector. Everything it publishes goes through ctx, which validates against the event schema.
  */
 import type { z } from 'zod';
+import type { ReplayHandler } from '../core/replay.js';
+export type { ReplayHandler, ReplayOutcome } from '../core/replay.js';
 import type { Logger } from '../core/logger.js';
 import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
@@ -100,9 +102,6 @@ export interface ConnectorContext {
   lease(name?: string): Promise<Lease>;
 }
 
-export type ReplayHandler = (payload: Buffer, meta: Record<string, string>) => Promise<ReplayOutcome>;
-/** published: on the bus now; invalid: still cannot become an event (the letter stays); refused: cannot be replayed. */
-export type ReplayOutcome = { outcome: 'published'; duplicate: boolean } | { outcome: 'invalid'; reason: string } | { outcome: 'refused'; reason: string };
 
 export interface DeliveryReport {
   outboundId: string;

@@ -29,7 +29,7 @@ import {
   type ConnectorHealth,
   type ReplayHandler,
 } from './contract.js';
-import { serveReplay } from './replay.js';
+import { serveReplay } from '../core/replay.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 
@@ -86,7 +86,7 @@ export class ConnectorHost {
       try {
         await hosted.connector.start();
         await hosted.runner.start();
-        if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, channel, spec.account, hosted.replay, log));
+        if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${channel}.${spec.account}`, hosted.replay, log));
         log.info('connector started');
       } catch (err) {
         log.error({ err: errorMessage(err) }, 'connector failed to start');

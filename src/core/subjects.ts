@@ -44,8 +44,8 @@ export const Subjects = {
   deadLetter: (source: string) => `omni.dlq.${source}`,
   deadLetterAll: 'omni.dlq.>',
   command: (name: 'reply' | 'note' | 'status') => `omni.cmd.${name}`,
-  /** Request/reply (core NATS): a dead letter taken back through its connector's intake. */
-  replay: (channel: string, account: string) => `omni.replay.${channel}.${account}`,
+  /** Request/reply (core NATS): a dead letter of omni.dlq.<suffix> taken back by the part that parked it. */
+  replay: (deadLetterSuffix: string) => `omni.replay.${deadLetterSuffix}`,
 } as const;
 
 export const Consumers = {

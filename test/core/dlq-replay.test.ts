@@ -5,6 +5,7 @@
  * replay are refused with the reason, and the CLI lists letters without the config's secrets.
  */
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deadLetters } from '../../src/dlq.js';
@@ -16,8 +17,24 @@ import { plainMail } from '../connectors/email/mails.js';
 import { post, startApiHarness, SITE_SECRET, type ApiHarness } from '../api/support.js';
 
 let h: ApiHarness;
+/** The helpdesk's webhook receiver: refuses until `crmUp`, records what it took. */
+let crmUp = false;
+const crmTook: Array<{ delivery: string; body: any }> = [];
+const crm = createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    if (!crmUp) return void res.writeHead(503).end();
+    crmTook.push({ delivery: String(req.headers['x-omnigate-delivery']), body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+    res.writeHead(204).end();
+  });
+});
 beforeAll(async () => {
-  h = await startApiHarness({}, {
+  await new Promise<void>((r) => crm.listen(0, '127.0.0.1', r));
+  const crmUrl = `http://127.0.0.1:${(crm.address() as { port: number }).port}/hook`;
+  h = await startApiHarness({
+    webhooks: [{ name: 'crm', url: crmUrl, secret: 'crm-secret-0123456789', events: ['ticket.created'], backoffBase: '20ms', backoffMax: '50ms', retryFor: '300ms' }],
+  }, {
     moreConnectors: [{
       type: 'email',
       account: 'support',
@@ -30,7 +47,10 @@ beforeAll(async () => {
     }],
   });
 });
-afterAll(async () => h?.stop());
+afterAll(async () => {
+  await h?.stop();
+  crm.close();
+});
 
 const nats = () => loadNatsSection(undefined, { OMNIGATE_NATS__URL: h.gw.nats.url });
 async function replay(source: string): Promise<string[]> {
@@ -94,6 +114,25 @@ describe('replay of a failed send', () => {
 
     const again = await replay('outbound.webhook.site');
     expect(again.find((l) => l.includes('http_400'))).toMatch(/\trefused: outbound .* was sent since$/);
+  });
+});
+
+describe('replay of a webhook delivery parked after its retry budget', () => {
+  it('is POSTed once more by the dispatcher, with its original delivery id', async () => {
+    const id = await h.openTicket('replay-hook');
+    const letter = await h.gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.webhook.crm', (d: any) => JSON.parse(d.payload).ticketId === id, 20_000);
+    expect(letter).toMatchObject({ code: 'retries_exhausted', meta: { type: 'ticket.created' } });
+    expect(crmTook).toEqual([]);
+
+    crmUp = true;
+    const lines = await replay('webhook.crm');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/\tretry budget exhausted after \d+ attempts: receiver answered 503\treplayed$/);
+    // Every parked event went out once more (earlier tests opened tickets too); this one once.
+    expect(crmTook).toHaveLength(lines.length);
+    expect(crmTook.filter((t) => t.body.ticketId === id)).toEqual([
+      { delivery: `crm-${letter.meta.sequence}`, body: expect.objectContaining({ type: 'ticket.created', ticketId: id }) },
+    ]);
   });
 });
 
