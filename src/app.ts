@@ -62,6 +62,13 @@ export class Gateway {
         retentionMs: c.nats.retention,
         dedupTtlMs: c.nats.dedupTtl,
         leaseTtlMs: c.nats.leaseTtl,
+        deadLetters: c.deadLetters && {
+          maxAgeMs: c.deadLetters.maxAge,
+          maxBytes: c.deadLetters.maxBytes,
+          maxPayloadBytes: c.deadLetters.maxPayloadBytes,
+          perMinute: c.deadLetters.perMinute,
+          burst: c.deadLetters.burst,
+        },
       },
       log.child({ component: 'bus' }),
     );
@@ -102,7 +109,7 @@ export class Gateway {
           delayMs: csat.delay,
           send: async (t) => {
             const text = texts.render('satisfactionRequest', { ticket: t.id, name: t.contact.displayName ?? '' });
-            const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { automated: true });
+            const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { purpose: 'satisfaction_request' });
             if (!r.ok) throw new Error(`satisfaction request not sent: ${r.error.code}: ${r.error.message}`);
           },
         },
@@ -187,6 +194,7 @@ export class Gateway {
       // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
       this.sampleConnectors();
       await this.helpdesk?.sampleLag();
+      metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());
     } catch {

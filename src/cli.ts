@@ -6,7 +6,7 @@
  * else built-in defaults.
  */
 import { existsSync } from 'node:fs';
-import { ConfigError, ConnectorEntry, loadConfig, type LoadedConfig } from './core/config.js';
+import { ConfigError, loadConfig, loadNatsSection, ConnectorEntry, type LoadedConfig } from './core/config.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
@@ -71,6 +71,27 @@ async function main(argv: string[]): Promise<number> {
     return 64;
   }
   const file = configPath(argv, process.env);
+  if (command === 'dlq') {
+    let nats;
+    try {
+      nats = loadNatsSection(file, process.env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`omnigate: ${err.message}\n`);
+      return 78;
+    }
+    const { deadLetters } = await import('./dlq.js');
+    const replay = argv.includes('--replay');
+    const r = await deadLetters(nats, {
+      source: flag(argv, '--source'),
+      since: flag(argv, '--since'),
+      limit: Number(flag(argv, '--limit') ?? 1000),
+      replay,
+      out: (line) => process.stdout.write(`${line}\n`),
+    });
+    process.stderr.write(`omnigate: ${r.listed} dead letter(s)${replay ? `, ${r.replayed} replayed, ${r.refused} refused or still invalid, ${r.failed} failed` : ''}\n`);
+    return r.failed > 0 ? 1 : 0;
+  }
   let loaded: LoadedConfig;
   let factories: Map<string, ConnectorFactory<any>>;
   try {
@@ -84,18 +105,6 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'check-config') {
     process.stdout.write(`${describeConfig(loaded, factories)}\n`);
-    return 0;
-  }
-  if (command === 'dlq') {
-    const { deadLetters } = await import('./dlq.js');
-    const r = await deadLetters(loaded.config, {
-      source: flag(argv, '--source'),
-      since: flag(argv, '--since'),
-      limit: Number(flag(argv, '--limit') ?? 1000),
-      replay: argv.includes('--replay'),
-      out: (line) => process.stdout.write(`${line}\n`),
-    });
-    process.stderr.write(`omnigate: ${r.listed} dead letter(s)${argv.includes('--replay') ? `, ${r.replayed} replayed` : ''}\n`);
     return 0;
   }
   const log = createLogger({ level: loaded.config.log.level });

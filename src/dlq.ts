@@ -1,17 +1,30 @@
 /**
- * Dead-letter tooling for ops: list what was parked and why, and replay it to the subject it
- * came from once the cause is fixed. Replays carry Nats-Msg-Id "replay:<dlq seq>", and the router
- * and connectors are idempotent, so replaying twice changes nothing.
+ * Dead-letter tooling for ops: list what was parked and why, and replay it once the cause is
+ * fixed, each letter the way its source takes it in:
+ *   router      the event (or delivery status) back onto its subject, Nats-Msg-Id "replay:<seq>";
+ *   connector   the platform payload back through the connector's own intake (omni.replay.*,
+ *               answered by a running gateway): a raw mail goes through the mail parser again;
+ *   webhook     the event POSTed once more to the webhook, by its dispatcher on a running gateway;
+ *   outbound    the message back onto omni.out.* under its original id (idempotency key), after
+ *               its "failed" marker is reset by compare-and-set, so it is still sent at most once.
+ * Refused, with the reason: loop-guard drops, truncated payloads, outbound
+ * letters whose send may have reached the customer (outcome_unknown) or was sent since.
+ * Needs only the `nats` section of the config.
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { natsAccess, type GatewayConfig } from './core/config.js';
+import type { GatewayConfig } from './core/config.js';
 import { natsConnectionOptions } from './core/nats-access.js';
-import { DeadLetter } from './core/schema.js';
-import { MEDIA_BUCKET, Streams, Subjects } from './core/subjects.js';
+import { isCasConflict } from './core/bus.js';
+import { sourceOf } from './core/dead-letter.js';
+import type { ReplayOutcome } from './core/replay.js';
+import { errorMessage } from './core/errors.js';
+import { DeadLetter, OutboundMessage } from './core/schema.js';
+import { Buckets, MEDIA_BUCKET, Streams, Subjects, kvSafe } from './core/subjects.js';
 
 export interface DlqOptions {
   source?: string;
@@ -22,16 +35,26 @@ export interface DlqOptions {
   out: (line: string) => void;
 }
 
+export type NatsSection = GatewayConfig['nats'];
+
+/** What happened to one letter on replay. */
+export type Outcome = { outcome: 'replayed' | 'invalid' | 'refused' | 'failed'; detail?: string };
+
+/** A webhook POST may take its whole timeout; a mail its parse and publish. */
+const SERVICE_REPLAY_TIMEOUT_MS = 60_000;
+
 /** The NATS URL a CLI tool should use: the configured one, or the running embedded server's. */
-export function toolNatsUrl(config: GatewayConfig): string {
-  if (config.nats.url) return config.nats.url;
-  const file = join(config.nats.embedded.dataDir, 'nats.url');
+export function toolNatsUrl(nats: NatsSection): string {
+  if (nats.url) return nats.url;
+  const file = join(nats.embedded.dataDir, 'nats.url');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   throw new Error(`no nats.url configured and no running embedded server (${file} not found): start the gateway first`);
 }
 
-export async function deadLetters(config: GatewayConfig, o: DlqOptions): Promise<{ listed: number; replayed: number }> {
-  const nc = await connect(natsConnectionOptions(config.nats.url ? natsAccess(config) : { url: toolNatsUrl(config) }));
+export async function deadLetters(nats: NatsSection, o: DlqOptions): Promise<{ listed: number; replayed: number; refused: number; failed: number }> {
+  const { user, pass, token, tls, credsFile, nkey } = nats;
+  const nc = await connect(natsConnectionOptions(nats.url ? { url: nats.url, user, pass, token, tls, credsFile, nkey } : { url: toolNatsUrl(nats) }));
+  const counts = { listed: 0, replayed: 0, refused: 0, failed: 0 };
   try {
     const js = jetstream(nc);
     const consumer = await js.consumers.get(Streams.deadLetter, {
@@ -39,10 +62,8 @@ export async function deadLetters(config: GatewayConfig, o: DlqOptions): Promise
       ...(o.since ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(o.since).toISOString() } : {}),
     });
     let pending = (await consumer.info(true)).num_pending;
-    let listed = 0;
-    let replayed = 0;
-    while (pending > 0 && listed < o.limit) {
-      const batch = await consumer.fetch({ max_messages: Math.min(pending, o.limit - listed, 500), expires: 3000 });
+    while (pending > 0 && counts.listed < o.limit) {
+      const batch = await consumer.fetch({ max_messages: Math.min(pending, o.limit - counts.listed, 500), expires: 3000 });
       let got = 0;
       for await (const m of batch) {
         got++;
@@ -50,28 +71,111 @@ export async function deadLetters(config: GatewayConfig, o: DlqOptions): Promise
         const parsed = DeadLetter.safeParse(m.json());
         if (!parsed.success) continue;
         const d = parsed.data;
-        listed++;
-        o.out(`${m.seq}\t${d.at}\t${d.source}\t${d.subject}\t${d.reason}`);
-        // Failed sends are not replayed: their outbound id is settled (at most once); the agent
-        // answers again, which makes a new id.
-        if (o.replay && d.subject.startsWith('omni.') && !d.subject.startsWith('omni.out.')) {
-          const bytes = d.payloadObjectKey
-            ? await readStoredPayload(js, d.payloadObjectKey)
-            : d.payloadEncoding === 'base64' ? Buffer.from(d.payload, 'base64') : Buffer.from(d.payload, 'utf8');
-          await js.publish(d.subject, bytes, { msgID: `replay:${m.seq}` });
-          replayed++;
+        counts.listed++;
+        const line = `${m.seq}\t${d.at}\t${d.source}\t${d.subject}\t${d.reason}`;
+        if (!o.replay) {
+          o.out(line);
+          continue;
         }
+        const r = await replayOne(nc, js, m.seq, d).catch((err): Outcome => ({ outcome: 'failed', detail: errorMessage(err) }));
+        if (r.outcome === 'replayed') counts.replayed++;
+        else if (r.outcome === 'failed') counts.failed++;
+        else counts.refused++;
+        o.out(`${line}\t${r.outcome}${r.detail ? `: ${r.detail}` : ''}`);
       }
       if (got === 0) break;
     }
     await consumer.delete().catch(() => {});
-    return { listed, replayed };
+    return counts;
   } finally {
     await nc.drain();
   }
 }
 
-/** A payload parked in the object store because it was too large for a message. */
+async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: number, d: DeadLetter): Promise<Outcome> {
+  if (d.truncated) return { outcome: 'refused', detail: `only the first part of the ${d.payloadBytes ?? '?'}-byte payload was kept` };
+  switch (sourceOf(d.source)) {
+    case 'router': {
+      await js.publish(d.subject, await payloadOf(js, d), { msgID: `replay:${seq}` });
+      return { outcome: 'replayed' };
+    }
+    case 'connector':
+      return replayThroughService(nc, d, `${d.source.split('.').slice(1).join('/')} connector`);
+    case 'outbound':
+      return replayOutbound(js, seq, d);
+    case 'loop-guard':
+      return { outcome: 'refused', detail: 'dropped on purpose by the loop guard; the router would drop it again' };
+    case 'webhook':
+      return replayThroughService(nc, d, `dispatcher for webhook ${d.source.slice('webhook.'.length)}`);
+    default:
+      return { outcome: 'refused', detail: `unknown source ${d.source}` };
+  }
+}
+
+/**
+ * Through the part that parked it, on a running gateway: a connector (omni.replay.inbound.<channel>.<account>)
+ * or a webhook dispatcher (omni.replay.webhook.<name>).
+ */
+async function replayThroughService(nc: NatsConnection, d: DeadLetter, who: string): Promise<Outcome> {
+  if (d.payloadObjectKey) return { outcome: 'refused', detail: 'payload kept in the object store by an older version: too large to hand over' };
+  let answer;
+  try {
+    answer = await nc.request(Subjects.replay(d.source), JSON.stringify({ payload: d.payload, payloadEncoding: d.payloadEncoding, meta: d.meta }), { timeout: SERVICE_REPLAY_TIMEOUT_MS });
+  } catch (err) {
+    if (/no responders|503/i.test(errorMessage(err))) {
+      return { outcome: 'refused', detail: `no running ${who} takes replays (start the gateway${who.includes('connector') ? '; some connectors have no replay' : ''})` };
+    }
+    throw err;
+  }
+  const r = answer.json<ReplayOutcome>();
+  if (r.outcome === 'published') return { outcome: 'replayed', detail: r.duplicate ? 'already on the bus (duplicate)' : undefined };
+  return { outcome: r.outcome, detail: r.reason };
+}
+
+/**
+ * A failed send goes out again under its original id: the runner's marker says "failed", so it is
+ * reset to "retry" by compare-and-set first (a concurrent replay loses and is refused).
+ */
+async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): Promise<Outcome> {
+  if (d.code === 'outcome_unknown' || d.reason.startsWith('outcome_unknown')) {
+    return { outcome: 'refused', detail: 'the send may have reached the customer; check the chat and answer again' };
+  }
+  const bytes = await payloadOf(js, d);
+  const parsed = OutboundMessage.safeParse(safeJson(bytes));
+  if (!parsed.success) return { outcome: 'refused', detail: 'not a valid outbound message' };
+  const msg = parsed.data;
+  const kv = await new Kvm(js).open(Buckets.dedup);
+  const key = `out.${kvSafe(msg.id)}`;
+  const entry = await kv.get(key);
+  if (entry && entry.operation === 'PUT') {
+    const marker = entry.json<{ s: string }>();
+    if (marker.s === 'sent') return { outcome: 'refused', detail: `outbound ${msg.id} was sent since` };
+    if (marker.s !== 'failed') return { outcome: 'refused', detail: `outbound ${msg.id} is being sent (${marker.s})` };
+    try {
+      await kv.update(key, JSON.stringify({ s: 'retry', attempts: 0 }), entry.revision);
+    } catch (err) {
+      if (isCasConflict(err)) return { outcome: 'refused', detail: `outbound ${msg.id} changed meanwhile (another replay?)` };
+      throw err;
+    }
+  }
+  await js.publish(d.subject, bytes, { msgID: `replay:${seq}:${msg.id}` });
+  return { outcome: 'replayed', detail: `outbound ${msg.id}` };
+}
+
+function safeJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+async function payloadOf(js: JetStreamClient, d: DeadLetter): Promise<Uint8Array> {
+  if (d.payloadObjectKey) return readStoredPayload(js, d.payloadObjectKey);
+  return d.payloadEncoding === 'base64' ? Buffer.from(d.payload, 'base64') : Buffer.from(d.payload, 'utf8');
+}
+
+/** A payload an older version parked in the object store because it was too large for a message. */
 async function readStoredPayload(js: JetStreamClient, objectKey: string): Promise<Uint8Array> {
   const store = await new Objm(js).open(MEDIA_BUCKET);
   const data = await store.getBlob(objectKey);

@@ -10,13 +10,13 @@
 import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
-import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { rewindOrphans } from './webhook-takeover.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
+import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
@@ -85,6 +85,8 @@ export class WebhookDispatcher {
       this.held = lease;
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
+      // Replays (omnigate dlq --replay) are POSTed by the holder too, while it holds the lease.
+      const replays = serveReplay(this.bus, `webhook.${this.target.name}`, (payload, meta) => this.replay(payload, meta), this.log);
       try {
         const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
         if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
@@ -101,7 +103,7 @@ export class WebhookDispatcher {
         // the server does not hand those events straight back to this dying subscription.
         const stopped = this.consumer?.stop();
         this.term.abort();
-        await stopped;
+        await Promise.all([stopped, replays.stop()]);
         await lease.release();
       }
     }
@@ -163,6 +165,12 @@ export class WebhookDispatcher {
     return this.target.events.includes('*') || (!!type && this.target.events.includes(type));
   }
 
+  /** A parked event POSTed once more, with its original delivery id (receivers dedupe on it). */
+  private async replay(payload: Buffer, meta: Record<string, string>): Promise<ReplayOutcome> {
+    const outcome = await this.post(payload, meta.type ?? 'unknown', Number(meta.sequence ?? 0));
+    return outcome.ok ? { outcome: 'published', duplicate: false } : { outcome: 'invalid', reason: `the receiver did not take it: ${outcome.problem}` };
+  }
+
   /** Holds this ticket's lane until the receiver took the event (or it is parked): order per ticket. */
   private async deliver(m: JsMsg, type: string): Promise<void> {
     // The budget counts from when the event happened, so a gateway restart does not reset it.
@@ -183,7 +191,11 @@ export class WebhookDispatcher {
       if (Date.now() - firstSeen > this.target.retryFor) {
         metrics.webhookParked.inc({ webhook: this.target.name });
         this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
-        await deadLetter(this.bus, `webhook.${this.target.name}`, m.subject, `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, m.data);
+        await this.bus.deadLetters.park({
+          source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
+          reason: `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, payload: m.data,
+          meta: { type, sequence: String(m.info.streamSequence) },
+        });
         return void m.ack();
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });

@@ -4,6 +4,8 @@
  * connector. Everything it publishes goes through ctx, which validates against the event schema.
  */
 import type { z } from 'zod';
+import type { ReplayHandler } from '../core/replay.js';
+export type { ReplayHandler, ReplayOutcome } from '../core/replay.js';
 import type { Logger } from '../core/logger.js';
 import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
@@ -60,6 +62,8 @@ export interface PublishResult {
 export interface ConnectorContext {
   readonly channel: string;
   readonly account: string;
+  /** This installation's id (created once, kept in the bus): part of every id we mint for the platform. */
+  readonly installationId: string;
   readonly log: Logger;
   readonly media: MediaStore;
   readonly state: AccountState;
@@ -74,8 +78,20 @@ export interface ConnectorContext {
   publish(event: InboundEventInput): Promise<PublishResult>;
   /** Report a state change; published on omni.events.connector.<channel>.<account>. */
   setState(state: ConnectorState, detail?: string): void;
-  /** Park what could not become an event, with the reason; nothing is silently dropped. */
-  deadLetter(reason: string, payload: unknown): Promise<void>;
+  /**
+   * Park what could not become an event, with the reason; nothing is silently dropped. `code` is
+   * the metric's reason label (default `invalid_payload`); `meta` is what a replay needs besides
+   * the payload (see `onReplay`). Counted always; stored within the account's dead-letter rate.
+   */
+  deadLetter(reason: string, payload: unknown, opts?: { code?: string; meta?: Record<string, string> }): Promise<void>;
+  /** Count what the connector drops on purpose: our own echo (loop guard) or a copy it already had. */
+  dropped(kind: 'loop_guard' | 'duplicate', detail: string): void;
+  /**
+   * Take dead letters of this account back through the connector (`omnigate dlq --replay`): the
+   * handler gets the parked payload and its meta and publishes it as intake would. Without a
+   * handler, the account's letters are refused at replay.
+   */
+  onReplay(handler: ReplayHandler): void;
   /**
    * Report a later delivery outcome the platform told us about asynchronously (WhatsApp Cloud
    * "delivered"/"read"/"failed" webhooks, an email bounce matched by the connector). The send()
@@ -85,6 +101,7 @@ export interface ConnectorContext {
   /** Single-runner lease for this account across gateway replicas. */
   lease(name?: string): Promise<Lease>;
 }
+
 
 export interface DeliveryReport {
   outboundId: string;

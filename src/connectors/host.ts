@@ -18,9 +18,18 @@ import {
   type InboundEventInput,
 } from '../core/schema.js';
 import { Subjects, kvSafe } from '../core/subjects.js';
-import { deadLetter } from '../core/dead-letter.js';
+import { metrics } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
-import { InvalidEventError, type AccountState, type Connector, type ConnectorContext, type ConnectorFactory, type ConnectorHealth } from './contract.js';
+import {
+  InvalidEventError,
+  type AccountState,
+  type Connector,
+  type ConnectorContext,
+  type ConnectorFactory,
+  type ConnectorHealth,
+  type ReplayHandler,
+} from './contract.js';
+import { serveReplay } from '../core/replay.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 
@@ -50,11 +59,13 @@ interface Hosted {
   connector: Connector;
   runner: OutboundRunner;
   state: ConnectorHealth;
+  replay?: ReplayHandler;
 }
 
 export class ConnectorHost {
   private readonly hosted: Hosted[] = [];
   private readonly abort = new AbortController();
+  private readonly replayServers: Array<{ stop(): Promise<void> }> = [];
   readonly instanceId: string;
 
   constructor(private readonly o: ConnectorHostOptions) {
@@ -75,6 +86,7 @@ export class ConnectorHost {
       try {
         await hosted.connector.start();
         await hosted.runner.start();
+        if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${channel}.${spec.account}`, hosted.replay, log));
         log.info('connector started');
       } catch (err) {
         log.error({ err: errorMessage(err) }, 'connector failed to start');
@@ -86,6 +98,7 @@ export class ConnectorHost {
   /** Stop intake everywhere, then let outbound sends in flight finish. */
   async stop(): Promise<void> {
     this.abort.abort();
+    await Promise.all(this.replayServers.map((r) => r.stop()));
     await Promise.all(
       this.hosted.map(async (h) => {
         await h.runner.stop().catch(() => {});
@@ -133,15 +146,26 @@ export class ConnectorHost {
     const ctx: ConnectorContext = {
       channel,
       account,
+      installationId: bus.installationId,
       log,
       signal,
       state,
       http: this.o.http,
       media: new MediaStore(bus.media, this.o.mediaMaxBytes, `${channel}.${account}`),
       setState,
-      deadLetter: async (reason, payload) => {
-        log.warn({ reason }, 'inbound payload parked on dead-letter subject');
-        await deadLetter(bus, `inbound.${channel}.${account}`, subject, reason, payload);
+      deadLetter: async (reason, payload, opts = {}) => {
+        const r = await bus.deadLetters.park({
+          source: 'connector', scope: `${channel}.${account}`, subject, code: opts.code ?? 'invalid_payload', reason, payload, meta: opts.meta,
+        });
+        // Suppressed letters are counted; logging each would let a flood fill the log instead.
+        if (r === 'stored') log.warn({ reason }, 'inbound payload parked on dead-letter subject');
+      },
+      dropped: (kind, detail) => {
+        (kind === 'duplicate' ? metrics.duplicates : metrics.ignored).inc({ channel });
+        log.debug({ kind, detail }, 'inbound message dropped by the connector');
+      },
+      onReplay: (handler) => {
+        hosted.replay = handler;
       },
       reportDelivery: async (r) => {
         const event = DeliveryStatus.parse({ v: 1, type: 'delivery.status', channel, account, attempts: 0, at: new Date().toISOString(), ...r });
@@ -165,6 +189,7 @@ export class ConnectorHost {
           try {
             const ack = await bus.js.publish(subject, payload, { msgID: event.id });
             if (attempt > 3) setState('connected', 'NATS reachable again');
+            if (ack.duplicate) metrics.duplicates.inc({ channel });
             return { duplicate: ack.duplicate, seq: ack.seq };
           } catch (err) {
             if (signal.aborted && attempt > 1) throw err;

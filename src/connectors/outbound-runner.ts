@@ -12,7 +12,6 @@ import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../core/errors.js';
-import { deadLetter } from '../core/dead-letter.js';
 import type { Connector } from './contract.js';
 
 export interface OutboundRunnerOptions {
@@ -75,20 +74,28 @@ export class OutboundRunner {
     try {
       json = m.json();
     } catch {
-      void this.park(m, 'outbound payload is not valid JSON');
+      this.parkOrRetry(m, 'invalid_json', 'outbound payload is not valid JSON');
       return null;
     }
     const result = OutboundMessage.safeParse(json);
     if (!result.success) {
-      void this.park(m, `outbound payload does not match schema v1: ${describeZodError(result.error)}`);
+      this.parkOrRetry(m, 'invalid_message', `outbound payload does not match schema v1: ${describeZodError(result.error)}`);
       return null;
     }
     return result.data;
   }
 
-  private async park(m: JsMsg, reason: string): Promise<void> {
+  /** Parking runs beside the consumer loop; if it fails the message comes back and is parked again. */
+  private parkOrRetry(m: JsMsg, code: string, reason: string): void {
+    this.park(m, code, reason).catch((err) => {
+      this.log.error({ err: errorMessage(err), subject: m.subject }, 'could not park an outbound message; will be redelivered');
+      m.nak(this.o.backoffBaseMs);
+    });
+  }
+
+  private async park(m: JsMsg, code: string, reason: string): Promise<void> {
     this.log.warn({ subject: m.subject, reason }, 'outbound message parked on dead-letter subject');
-    await deadLetter(this.bus, `outbound.${this.channel}.${this.account}`, m.subject, reason, m.data);
+    await this.bus.deadLetters.park({ source: 'outbound', scope: `${this.channel}.${this.account}`, subject: m.subject, code, reason, payload: m.data });
     m.ack();
   }
 
@@ -172,13 +179,22 @@ export class OutboundRunner {
       reason,
       attempts: marker.attempts,
       at: new Date().toISOString(),
+      purpose: msg.purpose,
     });
     await this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`);
     if (status === 'failed') {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
-      await deadLetter(this.bus, `outbound.${msg.channel}.${msg.account}`, m.subject, reason ?? 'failed', m.data);
+      await this.bus.deadLetters.park({
+        source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: failureCode(reason),
+        reason: reason ?? 'failed', payload: m.data, meta: { outboundId: msg.id },
+      });
     }
     await this.bus.kv.dedup.put(markerKey, JSON.stringify(marker));
     m.ack();
   }
+}
+
+/** The reason's leading token (`retries_exhausted`, `outcome_unknown`, a PermanentDeliveryError reason): the metric label. */
+function failureCode(reason: string | undefined): string {
+  return /^([a-z][a-z0-9_]{0,39})[:\s]/.exec(reason ?? '')?.[1] ?? 'delivery_failed';
 }

@@ -3,6 +3,7 @@
  * KV bucket and the media object store. Works on nats-server 2.9.10 and 2.10+/2.11: nothing
  * here uses multi-filter consumers, subject transforms, metadata, compression or per-key TTL.
  */
+import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -27,6 +28,7 @@ import { JsPipeline, PipelinedKv } from './js-pipeline.js';
 import { natsConnectionOptions, type NatsAccess } from './nats-access.js';
 import { CasGuard } from './cas-guard.js';
 import { FIRST_SAFE_SERVER, probeCas, type CasProbeResult } from './cas-probe.js';
+import { DEFAULT_DEAD_LETTER_LIMITS, DeadLetters, type DeadLetterLimits } from './dead-letter.js';
 
 /** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
 export interface BusOptions extends NatsAccess {
@@ -47,10 +49,15 @@ export interface BusOptions extends NatsAccess {
    * guard (cas-guard.ts), 'refuse' stops the start. Default 'guard'.
    */
   unsafeCas?: 'guard' | 'refuse';
+  /** Dead letters: stream age and size limits, and the per-letter and per-source limits. */
+  deadLetters?: { maxAgeMs: number; maxBytes: number } & DeadLetterLimits;
 }
 
 /** The start-up self-check found the server unfit for what omnigate needs of it. */
 export class UnsafeServerError extends Error {}
+
+export const DEFAULT_DEAD_LETTER_MAX_AGE_MS = 14 * 86_400_000;
+export const DEFAULT_DEAD_LETTER_MAX_BYTES = 1024 ** 3;
 
 export type BucketName = keyof typeof Buckets;
 
@@ -58,6 +65,7 @@ export type BucketName = keyof typeof Buckets;
 const GUARD_TTL_MS = 30_000;
 
 const DAY = 86_400_000;
+const INSTALLATION_KEY = 'installation-id';
 const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
 
 export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> {
@@ -74,7 +82,15 @@ export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { na
     { ...base, name: Streams.events, subjects: [Subjects.eventsAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
     // The ticket log is the system of record: no age limit.
     { ...base, name: Streams.log, subjects: [Subjects.ticketLogAll], max_age: 0, duplicate_window: ms(o.duplicateWindowMs) },
-    { ...base, name: Streams.deadLetter, subjects: [Subjects.deadLetterAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
+    // Refusals are what a hostile client controls: bounded by age and by size (oldest dropped first).
+    {
+      ...base,
+      name: Streams.deadLetter,
+      subjects: [Subjects.deadLetterAll],
+      max_age: ms(o.deadLetters?.maxAgeMs ?? DEFAULT_DEAD_LETTER_MAX_AGE_MS),
+      max_bytes: o.deadLetters?.maxBytes ?? DEFAULT_DEAD_LETTER_MAX_BYTES,
+      duplicate_window: ms(Math.min(o.duplicateWindowMs, o.deadLetters?.maxAgeMs ?? DEFAULT_DEAD_LETTER_MAX_AGE_MS)),
+    },
     // Ticket numbers: the sequence counts every allocation, one message is enough to keep it.
     // Deleting this stream would restart numbering: never do.
     { ...base, name: Streams.ticketNumbers, subjects: [Subjects.ticketNumber], max_age: 0, max_msgs: 1, duplicate_window: ms(o.duplicateWindowMs) },
@@ -90,9 +106,13 @@ export class Bus {
   readonly hotKv = {} as Record<HotBucketName, PipelinedKv>;
   /** Hot-path JetStream publishes and direct gets. */
   readonly pipe: JsPipeline;
+  /** The one dead-letter path (counted, rate limited, capped). */
+  readonly deadLetters: DeadLetters;
   media!: ObjectStore;
   /** What the start-up self-check found (replicas > 1 only). */
   casCheck?: { update: CasProbeResult; create: CasProbeResult; guarded: boolean };
+  /** Set by provision() (see ensureInstallationId). */
+  installationId = '';
   private constructor(
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
@@ -101,6 +121,7 @@ export class Bus {
     private readonly log: Logger,
   ) {
     this.pipe = new JsPipeline(nc, 10_000);
+    this.deadLetters = new DeadLetters(this, options.deadLetters ?? DEFAULT_DEAD_LETTER_LIMITS);
   }
 
   static async connect(options: BusOptions, log: Logger): Promise<Bus> {
@@ -143,6 +164,27 @@ export class Bus {
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+    this.installationId = await this.ensureInstallationId();
+  }
+
+  /**
+   * This installation's id, in every Message-ID and outbound id we mint: staging and production on
+   * one domain, or a reinstall, never send the same id. Created once (create-only: the first
+   * replica wins, the others read it) and kept in omni_meta for the life of the bus data.
+   */
+  private async ensureInstallationId(): Promise<string> {
+    for (;;) {
+      const entry = await this.kv.meta.get(INSTALLATION_KEY);
+      if (entry && entry.operation === 'PUT') return entry.string();
+      try {
+        const id = randomBytes(5).toString('hex');
+        await this.kv.meta.create(INSTALLATION_KEY, id);
+        this.log.info({ installationId: id }, 'installation id created');
+        return id;
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+      }
+    }
   }
 
   /**
@@ -194,6 +236,7 @@ export class Bus {
       const current = info.config;
       const drifted =
         current.max_age !== config.max_age ||
+        (config.max_bytes !== undefined && current.max_bytes !== config.max_bytes) ||
         current.duplicate_window !== config.duplicate_window ||
         JSON.stringify(current.subjects) !== JSON.stringify(config.subjects);
       if (drifted) {

@@ -211,6 +211,20 @@ export const GatewayConfig = z.object({
     })
     .prefault({}),
   media: z.object({ maxBytes: ByteSize.prefault('25MB') }).prefault({}),
+  /** Refusals are stored bounded: per letter, per source and in total (docs/events.md, dead letters). */
+  deadLetters: z
+    .object({
+      /** Letters older than this are dropped (the OMNI_DLQ stream's max_age). */
+      maxAge: Duration.prefault('14d'),
+      /** The whole dead-letter stream; the oldest letters go first. */
+      maxBytes: ByteSize.prefault('1GB'),
+      /** A bigger payload is kept as its head only (not replayable). Under a NATS message (1 MB) with room for the letter. */
+      maxPayloadBytes: ByteSize.refine((n) => n >= 1024 && n <= 512 * 1024, 'between 1KB and 512KB').prefault('256KB'),
+      /** Letters one source (a connector account, a webhook, the router) may store per minute; more are counted, not stored. */
+      perMinute: z.number().int().min(1).default(60),
+      burst: z.number().int().min(1).default(120),
+    })
+    .prefault({}),
   api: z
     .object({
       tokens: z.array(ApiToken).default([]),
@@ -375,4 +389,32 @@ function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessE
 
 function camelCase(s: string): string {
   return s.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/**
+ * Only the `nats` section, for tools that just talk to the bus (`omnigate dlq`): ${VAR}s elsewhere
+ * (connector tokens, webhook secrets) need not be set, and other sections are not validated.
+ */
+export function loadNatsSection(file: string | undefined, env: NodeJS.ProcessEnv): GatewayConfig['nats'] {
+  const label = file ?? '(defaults)';
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(file, '', `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    try {
+      raw = (parseYaml(text) ?? {}) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(file, '', `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
+  }
+  const natsOnly: Record<string, unknown> = { nats: raw.nats ?? {} };
+  applyEnvOverrides(natsOnly, Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OMNIGATE_NATS__'))), label);
+  const parsed = GatewayConfig.shape.nats.safeParse((interpolate(natsOnly, env, label, []) as { nats: unknown }).nats);
+  if (!parsed.success) throw fromZod(label, parsed.error, 'nats');
+  return parsed.data;
 }

@@ -1,39 +1,153 @@
 /**
- * Dead letters: what could not be processed is parked on omni.dlq.<source> with the reason and
- * the original bytes, so nothing accepted is ever silently dropped and everything can be replayed.
- * A payload too large to travel in a NATS message (often the very reason it was parked) is kept
- * whole in the object store and the letter points at it.
+ * Dead letters: the one path every refusal takes. What could not be processed is counted
+ * (omnigate_dead_letters_total{source,reason}) and, within its source's rate limit, parked on
+ * omni.dlq.<subject suffix> with the reason and the head of the original bytes. Bounded three
+ * ways, because refusals are what a hostile client controls: a size cap per letter, a token bucket
+ * per source (over it: counted, not stored), and the OMNI_DLQ stream's max_age and max_bytes.
  */
 import type { Bus } from './bus.js';
-import { MediaStore } from './media.js';
+import { metrics } from './metrics.js';
 import { Subjects } from './subjects.js';
 import type { DeadLetter } from './schema.js';
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
-/** Payloads above this go to the object store: the letter itself must stay well under max_payload. */
-export const INLINE_DEAD_LETTER_BYTES = 256 * 1024;
+/** Who refused: the `source` label. Subjects keep their historical names (see `subjectSuffix`). */
+export type DeadLetterSource = 'router' | 'connector' | 'outbound' | 'webhook' | 'loop-guard';
 
-export async function deadLetter(bus: Bus, source: string, subject: string, reason: string, payload: unknown): Promise<void> {
-  let text: string;
-  let encoding: DeadLetter['payloadEncoding'] = 'utf8';
-  if (payload instanceof Uint8Array) {
-    try {
-      text = decoder.decode(payload);
-    } catch {
-      text = Buffer.from(payload).toString('base64');
-      encoding = 'base64';
+export interface DeadLetterLimits {
+  /** A payload above this (as it travels, JSON-escaped) is cut to its head and marked truncated. */
+  maxPayloadBytes: number;
+  /** Letters each source (router; connector, outbound: per channel and account; webhook: per name) may store per minute. */
+  perMinute: number;
+  /** Letters a source may store at once before the per-minute rate applies. */
+  burst: number;
+}
+
+export const DEFAULT_DEAD_LETTER_LIMITS: DeadLetterLimits = { maxPayloadBytes: 256 * 1024, perMinute: 60, burst: 120 };
+
+export interface Refusal {
+  source: DeadLetterSource;
+  /** Channel.account for connector and outbound letters, the webhook's name for webhook letters. */
+  scope?: string;
+  /** The subject the payload came from (or was headed to): replay sends it back there. */
+  subject: string;
+  /** Short reason code: the metric label. Keep it to a fixed set per source. */
+  code: string;
+  /** The reason in words, for the operator. */
+  reason: string;
+  payload: unknown;
+  meta?: Record<string, string>;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const MAX_REASON_CHARS = 2000;
+
+/** omni.dlq.<suffix>: router, router.ignored, inbound.<ch>.<acc>, outbound.<ch>.<acc>, webhook.<name>. */
+export function subjectSuffix(source: DeadLetterSource, scope?: string): string {
+  switch (source) {
+    case 'router':
+      return 'router';
+    case 'loop-guard':
+      return 'router.ignored';
+    case 'connector':
+      return `inbound.${scope}`;
+    case 'outbound':
+      return `outbound.${scope}`;
+    case 'webhook':
+      return `webhook.${scope}`;
+  }
+}
+
+/** The source class of a letter's `source` field (its subject suffix). */
+export function sourceOf(suffix: string): DeadLetterSource | undefined {
+  if (suffix === 'router') return 'router';
+  if (suffix === 'router.ignored') return 'loop-guard';
+  if (suffix.startsWith('inbound.')) return 'connector';
+  if (suffix.startsWith('outbound.')) return 'outbound';
+  if (suffix.startsWith('webhook.')) return 'webhook';
+  return undefined;
+}
+
+export class DeadLetters {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly bus: Bus,
+    readonly limits: DeadLetterLimits = DEFAULT_DEAD_LETTER_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Counts the refusal and stores it unless its source is over the limit; says which happened. */
+  async park(r: Refusal): Promise<'stored' | 'suppressed'> {
+    const suffix = subjectSuffix(r.source, r.scope);
+    const labels = { source: r.source, reason: r.code };
+    metrics.parked.inc(labels);
+    if (!this.take(suffix)) {
+      metrics.deadLettersSuppressed.inc(labels);
+      return 'suppressed';
     }
-  } else if (typeof payload === 'string') {
-    text = payload;
-  } else {
-    text = JSON.stringify(payload) ?? String(payload);
+    const letter = encodeLetter(suffix, r, this.limits.maxPayloadBytes, new Date(this.now()).toISOString());
+    await this.bus.publishJson(Subjects.deadLetter(suffix), letter);
+    return 'stored';
   }
-  const letter: DeadLetter = { v: 1, type: 'dead-letter', source, subject, reason, at: new Date().toISOString(), payload: text, payloadEncoding: encoding };
-  // Measured as it will travel (JSON-escaped), whatever the payload was: bytes, text or an object.
-  if (Buffer.byteLength(JSON.stringify(text)) > INLINE_DEAD_LETTER_BYTES) {
-    const bytes = payload instanceof Uint8Array ? payload : Buffer.from(text, 'utf8');
-    const stored = await new MediaStore(bus.media, Number.MAX_SAFE_INTEGER).put(bytes, { name: `dead letter from ${source}`, mimeType: 'application/octet-stream' });
-    Object.assign(letter, { payload: '', payloadEncoding: 'utf8', payloadObjectKey: stored.objectKey, payloadBytes: stored.size });
+
+  /** Token bucket per subject suffix; buckets refilled to full are forgotten, so the map stays small. */
+  private take(key: string): boolean {
+    const { perMinute, burst } = this.limits;
+    const now = this.now();
+    const b = this.buckets.get(key) ?? { tokens: burst, at: now };
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) * perMinute) / 60_000);
+    b.at = now;
+    if (b.tokens < 1) {
+      this.buckets.set(key, b);
+      return false;
+    }
+    b.tokens -= 1;
+    this.buckets.set(key, b);
+    if (this.buckets.size > 10_000) this.forgetFull(now);
+    return true;
   }
-  await bus.publishJson(Subjects.deadLetter(source), letter);
+
+  private forgetFull(now: number): void {
+    const { perMinute, burst } = this.limits;
+    for (const [k, b] of this.buckets) if (b.tokens + ((now - b.at) * perMinute) / 60_000 >= burst) this.buckets.delete(k);
+  }
+}
+
+/** The letter as it will travel: the payload whole when it fits `cap`, else its head. */
+export function encodeLetter(suffix: string, r: Refusal, cap: number, at: string): DeadLetter {
+  const bytes = toBytes(r.payload);
+  const reason = r.reason.length > MAX_REASON_CHARS ? `${r.reason.slice(0, MAX_REASON_CHARS)}…` : r.reason;
+  const letter: DeadLetter = {
+    v: 1, type: 'dead-letter', source: suffix, subject: r.subject, reason, code: r.code, at,
+    payload: '', payloadEncoding: 'utf8', payloadBytes: bytes.length, ...(r.meta ? { meta: r.meta } : {}),
+  };
+  let head = bytes;
+  for (;;) {
+    const { text, encoding } = asText(head, head.length < bytes.length);
+    // Measured JSON-escaped: control characters grow sixfold on the wire.
+    if (Buffer.byteLength(JSON.stringify(text)) <= cap) {
+      Object.assign(letter, { payload: text, payloadEncoding: encoding });
+      if (head.length < bytes.length) letter.truncated = true;
+      return letter;
+    }
+    head = head.subarray(0, Math.floor(Math.min(head.length, cap) * 0.75));
+  }
+}
+
+function toBytes(payload: unknown): Uint8Array {
+  if (payload instanceof Uint8Array) return payload;
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
+  return Buffer.from(JSON.stringify(payload) ?? String(payload), 'utf8');
+}
+
+/** UTF-8 text when it is (a cut may split a character: up to 3 trailing bytes are dropped), else base64. */
+function asText(bytes: Uint8Array, cut: boolean): { text: string; encoding: DeadLetter['payloadEncoding'] } {
+  for (let drop = 0; drop < (cut ? 4 : 1) && drop <= bytes.length; drop++) {
+    try {
+      return { text: decoder.decode(bytes.subarray(0, bytes.length - drop)), encoding: 'utf8' };
+    } catch {
+      /* try a shorter cut */
+    }
+  }
+  return { text: Buffer.from(bytes).toString('base64'), encoding: 'base64' };
 }

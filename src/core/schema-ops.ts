@@ -41,12 +41,18 @@ export const DeadLetter = z.object({
   payload: z.string(),
   payloadEncoding: z.enum(['utf8', 'base64']),
   /**
-   * A payload too large for a NATS message is kept whole in the object store under this key
-   * (`sha256/<hex>`, content-addressed like attachments; raw bytes); `omnigate dlq --replay` reads it from there.
+   * Older letters kept payloads over 256 KB whole in the object store under this key;
+   * `omnigate dlq --replay` still reads them. New letters never set it (see `truncated`).
    */
   payloadObjectKey: z.string().optional(),
   /** Size of the original payload in bytes. */
   payloadBytes: z.number().int().nonnegative().optional(),
+  /** Short machine-readable reason (the `reason` label of omnigate_dead_letters_total). Added in v1, optional. */
+  code: z.string().max(64).optional(),
+  /** True when `payload` holds only the head of the original (over `deadLetters.maxPayloadBytes`): not replayable. */
+  truncated: z.boolean().optional(),
+  /** What replay needs besides the payload (e.g. the mailbox a raw mail came from). */
+  meta: z.record(z.string(), z.string()).optional(),
 });
 export type DeadLetter = z.infer<typeof DeadLetter>;
 

@@ -165,6 +165,13 @@ export const OutboundAttachment = z.object({
 });
 export type OutboundAttachment = z.infer<typeof OutboundAttachment>;
 
+/**
+ * Why we send: an agent's answer, or one of our automated messages. Optional and additive in v1:
+ * messages and statuses from before it have none (readers fall back to the id patterns).
+ */
+export const SendPurpose = z.enum(['agent_reply', 'acknowledgement', 'sla_alert', 'satisfaction_request']);
+export type SendPurpose = z.infer<typeof SendPurpose>;
+
 /** A reply the router resolved for a connector: omni.out.<channel>.<account>. */
 export const OutboundMessage = z.object({
   v: z.literal(SCHEMA_VERSION),
@@ -193,6 +200,7 @@ export const OutboundMessage = z.object({
   createdAt: IsoTime,
   /** Automated replies (auto-acknowledgement, CSAT request) are marked so connectors can add headers. */
   automated: z.boolean().default(false),
+  purpose: SendPurpose.optional(),
 });
 export type OutboundMessage = z.infer<typeof OutboundMessage>;
 export type OutboundMessageInput = z.input<typeof OutboundMessage>;
@@ -210,6 +218,8 @@ export const DeliveryStatus = z.object({
   reason: z.string().optional(),
   attempts: z.number().int().nonnegative().default(1),
   at: IsoTime,
+  /** The outbound message's purpose, copied by the outbound runner. */
+  purpose: SendPurpose.optional(),
 });
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
 

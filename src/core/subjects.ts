@@ -49,6 +49,8 @@ export const Subjects = {
   deadLetterAll: 'omni.dlq.>',
   ticketNumber: 'omni.ticketno',
   command: (name: 'reply' | 'note' | 'status') => `omni.cmd.${name}`,
+  /** Request/reply (core NATS): a dead letter of omni.dlq.<suffix> taken back by the part that parked it. */
+  replay: (deadLetterSuffix: string) => `omni.replay.${deadLetterSuffix}`,
 } as const;
 
 export const Consumers = {

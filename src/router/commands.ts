@@ -19,6 +19,7 @@ import {
   StatusCommand,
   describeZodError,
   type LogEntry,
+  type SendPurpose,
   type Ticket,
 } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
@@ -130,7 +131,10 @@ export class CommandHandler {
     }
   }
 
-  async reply(body: unknown, opts: { automated?: boolean } = {}): Promise<CommandResult> {
+  /** `purpose` other than agent_reply marks the message automated (email adds Auto-Submitted) and leaves the ticket's status alone. */
+  async reply(body: unknown, opts: { purpose?: SendPurpose } = {}): Promise<CommandResult> {
+    const purpose = opts.purpose ?? 'agent_reply';
+    const automated = purpose !== 'agent_reply';
     const cmd = parse(ReplyCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
@@ -138,7 +142,7 @@ export class CommandHandler {
       const found = await this.store.get(c.ticketId);
       if (!found) return notFound(c.ticketId);
       const ticket = found.value;
-      const id = c.idempotencyKey ? `${ticket.id}:${createHash('sha256').update(c.idempotencyKey).digest('hex').slice(0, 24)}` : `${ticket.id}:${randomUUID()}`;
+      const id = outboundId(ticket.id, this.bus.installationId, c.idempotencyKey);
       const outbound = OutboundMessage.parse({
         v: 1,
         type: 'message.outbound',
@@ -153,14 +157,15 @@ export class CommandHandler {
         email: ticket.conversation.kind === 'email' ? emailHeaders(ticket, this.store.prefix) : undefined,
         author: c.author,
         createdAt: new Date().toISOString(),
-        automated: opts.automated ?? false,
+        automated,
+        purpose,
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
       await this.journal.append(ticket.id, entry, `out:${id}`);
       await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id);
       // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
-      const updated = opts.automated
-        ? null
+      const updated = automated
+        ? ticket
         : await this.store.mutate(ticket.id, (t) => {
             t.updatedAt = entry.at;
             if (t.status === 'new' || t.status === 'open') t.status = 'pending';
@@ -191,22 +196,23 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     return this.once('status', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
-      let from: Ticket['status'] | undefined;
       const at = new Date().toISOString();
-      const updated = await this.store.mutate(c.ticketId, (t) => {
-        from = t.status;
-        if (t.status === c.status) return null;
+      // The status replaced is that of the run whose write landed: after a conflict it may differ from the first read.
+      const applied = await this.store.apply(c.ticketId, (t) => {
+        if (t.status === c.status) return { next: null, outcome: t.status };
+        const from = t.status;
         t.status = c.status;
         t.updatedAt = at;
         t.closedAt = CLOSED_STATUSES.has(c.status) ? at : undefined;
-        return t;
+        return { next: t, outcome: from };
       });
-      if (!updated) return notFound(c.ticketId);
-      if (from !== c.status) {
+      if (!applied) return notFound(c.ticketId);
+      const from = applied.outcome;
+      if (applied.changed) {
         const id = `status:${randomUUID()}`;
         const entry: LogEntry = { kind: 'status', at, from, to: c.status, author: c.author };
         await this.journal.append(c.ticketId, entry, id);
-        await this.journal.emit('ticket.status', updated, id, entry);
+        await this.journal.emit('ticket.status', applied.ticket, id, entry);
       }
       return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };
     });
@@ -255,9 +261,18 @@ export async function autoAcknowledge(
   const text = o.text.replaceAll('{ticket}', ticket.id).replaceAll('{name}', ticket.contact.displayName ?? '');
   const result = await commands.reply(
     { ticketId: ticket.id, text, idempotencyKey: 'auto-acknowledgement', author: { id: 'omnigate', name: 'auto-acknowledgement' } },
-    { automated: true },
+    { purpose: 'acknowledgement' },
   );
   if (!result.ok) log.warn({ ticketId: ticket.id, error: result.error }, 'auto-acknowledgement failed');
+}
+
+/**
+ * The outbound id (the connector's idempotency key, and the seed of an email's Message-ID): the
+ * ticket, this installation, and the client's idempotency key hashed (or a fresh UUID without one).
+ */
+export function outboundId(ticketId: string, installationId: string, idempotencyKey?: string): string {
+  const key = idempotencyKey ? createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 24) : randomUUID();
+  return `${ticketId}:${installationId}:${key}`;
 }
 
 function parse<T extends z.ZodType>(schema: T, body: unknown): { value: z.infer<T> } | { error: CommandResult } {

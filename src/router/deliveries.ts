@@ -7,7 +7,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
-import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 import { DeliveryStatus, describeZodError, type LogEntry } from '../core/schema.js';
@@ -16,7 +15,7 @@ import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import type { Journal } from './journal.js';
 import type { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
-import { isAutomatedOutbound, mergeReferences } from './ticket-changes.js';
+import { mergeReferences, purposeOf } from './ticket-changes.js';
 import { IndexKeys, type TicketStore } from './tickets.js';
 
 export class DeliveryRecorder {
@@ -32,10 +31,10 @@ export class DeliveryRecorder {
     let status: DeliveryStatus;
     try {
       const parsed = DeliveryStatus.safeParse(m.json());
-      if (!parsed.success) return park(this.bus, this.log, m, `invalid delivery status: ${describeZodError(parsed.error)}`);
+      if (!parsed.success) return park(this.bus, this.log, m, 'invalid_status', `invalid delivery status: ${describeZodError(parsed.error)}`);
       status = parsed.data;
     } catch {
-      return park(this.bus, this.log, m, 'delivery status is not valid JSON');
+      return park(this.bus, this.log, m, 'invalid_json', 'delivery status is not valid JSON');
     }
     try {
       await this.recordDelivery(status);
@@ -49,7 +48,9 @@ export class DeliveryRecorder {
   private async recordDelivery(s: DeliveryStatus): Promise<void> {
     const ticket = await this.store.get(s.ticketId);
     if (!ticket) {
-      await deadLetter(this.bus, 'router', Subjects.status(s.channel, s.account), `delivery status for unknown ticket ${s.ticketId}`, JSON.stringify(s));
+      await this.bus.deadLetters.park({
+        source: 'router', subject: Subjects.status(s.channel, s.account), code: 'unknown_ticket', reason: `delivery status for unknown ticket ${s.ticketId}`, payload: JSON.stringify(s),
+      });
       return;
     }
     const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
@@ -63,26 +64,27 @@ export class DeliveryRecorder {
         await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
       }
     }
-    let reaction: { first?: number; wait?: number } = {};
-    const updated = await this.store.mutate(s.ticketId, (t) => {
-      if (t.appliedSeq >= ack.seq) return null;
+    const purpose = purposeOf(s);
+    const applied = await this.store.apply(s.ticketId, (t) => {
+      const reaction: { first?: number; wait?: number } = {};
+      if (t.appliedSeq >= ack.seq) return { next: null, outcome: reaction };
       t.appliedSeq = ack.seq;
-      reaction = {};
-      const agentReply = s.status === 'sent' && !s.outboundId.includes(':sla:') && !isAutomatedOutbound(s);
-      if (agentReply) {
+      if (s.status === 'sent' && purpose === 'agent_reply') {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
         if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
         t.lastOutboundAt = s.at;
         t.firstResponseAt ??= s.at;
       }
       // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
-      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && !s.outboundId.includes(':sla:')) {
+      if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && purpose !== 'sla_alert') {
         t.lastEmailMessageId = s.platformMessageId;
         t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
       }
       t.updatedAt = entry.at;
-      return t;
+      return { next: t, outcome: reaction };
     });
+    const reaction = applied?.outcome ?? {};
+    const updated = applied?.ticket ?? null;
     this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
     if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
     if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);

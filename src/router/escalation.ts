@@ -22,7 +22,7 @@ export interface EscalationTarget {
   conversation: ConversationRef;
 }
 
-/** Escalation ids are `<ticket>:sla:<cause>`: DeliveryRecorder recognises their outcomes by it. */
+/** Escalation ids are `<ticket>:<installation>:sla:<cause>`: DeliveryRecorder recognises their outcomes by it. */
 export const isEscalationId = (outboundId: string): boolean => outboundId.includes(':sla:');
 
 const KEEP = 20;
@@ -44,7 +44,7 @@ export class Escalator {
 
   /** Records the escalation as pending on the ticket, then publishes it (retried); a publish that never succeeds is recorded failed. */
   async send(t: Ticket, reason: string, cause: string, text: string): Promise<void> {
-    const id = `${t.id}:sla:${cause}`;
+    const id = `${t.id}:${this.bus.installationId}:sla:${cause}`;
     const at = new Date().toISOString();
     await this.store.mutate(t.id, (cur) => {
       if (cur.escalations?.some((e) => e.id === id)) return null;
@@ -63,6 +63,7 @@ export class Escalator {
       author: { id: 'omnigate', name: 'SLA' },
       createdAt: at,
       automated: true,
+      purpose: 'sla_alert',
     });
     let lastError = '';
     for (let attempt = 0; attempt < PUBLISH_ATTEMPTS && !this.signal.aborted; attempt++) {

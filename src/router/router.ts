@@ -11,7 +11,6 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { KeyedLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
-import { deadLetter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import {
   CLOSED_STATUSES,
@@ -131,11 +130,11 @@ export class Router {
       if (!parsed.success) {
         const v = (m.json() as { v?: unknown })?.v;
         const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        return park(this.bus, this.log, m, reason);
+        return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
       }
       event = parsed.data;
     } catch {
-      return park(this.bus, this.log, m, 'payload is not valid JSON');
+      return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
     await this.lanes
       .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered))
@@ -159,13 +158,16 @@ export class Router {
     // The platform-message index entry is written last, so it doubles as the processed marker.
     const doneKey = IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId);
     if (this.mayBeProcessed(e, redelivered) && (await this.store.lookup(doneKey))) {
-      metrics.duplicates.inc();
+      metrics.duplicates.inc({ channel: e.channel });
       return;
     }
     if (e.bounceOf) return this.processBounce(e);
     if (e.automated || (e.email && (await this.isOurEcho(e.email.messageId)))) {
-      metrics.ignored.inc();
-      await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, JSON.stringify(e));
+      metrics.ignored.inc({ channel: e.channel });
+      await this.bus.deadLetters.park({
+        source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: e.automated ?? 'echo',
+        reason: `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, payload: JSON.stringify(e),
+      });
       return;
     }
     let ticketId: string;
@@ -212,34 +214,37 @@ export class Router {
   private async routeMessage(e: InboundMessage, fresh: boolean): Promise<string> {
     const { ticket, match, reopen } = await this.threadInto(e, fresh);
     const at = new Date().toISOString();
-    let reopened = false;
-    let rated: number | undefined;
     const reaction = isReactionOnly(e);
-    const updated = await this.store.mutate(ticket.id, (t) => {
-      if (t.recentEvents.includes(e.id)) return null;
+    const applied = await this.store.apply(ticket.id, (t) => {
+      const none = { reopened: false, rated: undefined as number | undefined };
+      if (t.recentEvents.includes(e.id)) return { next: null, outcome: none };
       if (requestInFlight(t, Date.now())) throw new TicketBusyError(t.id);
       // The answer to a satisfaction request is a rating, not a reason to reopen.
-      rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
+      const rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, Date.now(), this.o.csatWindowMs) : undefined;
       // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
       if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined && !reaction) throw new StaleTicketError(t.id);
       recordInbound(t, e, at);
-      if (rated !== undefined) t.csat = { ...t.csat, rating: rated, ratedAt: at };
-      else if (reaction) return t; // logged on the ticket; no reopen, no pending → open
-      else if (CLOSED_STATUSES.has(t.status)) {
-        reopened = true;
+      if (rated !== undefined) {
+        t.csat = { ...t.csat, rating: rated, ratedAt: at };
+        return { next: t, outcome: { ...none, rated } };
+      }
+      if (reaction) return { next: t, outcome: none }; // logged on the ticket; no reopen, no pending → open
+      const reopened = CLOSED_STATUSES.has(t.status);
+      if (reopened) {
         t.status = 'open';
         t.closedAt = undefined;
       } else if (t.status === 'pending') t.status = 'open';
-      return t;
+      return { next: t, outcome: { ...none, reopened } };
     });
-    const current = updated ?? ticket;
+    const { reopened, rated } = applied?.outcome ?? { reopened: false, rated: undefined };
+    const current = applied?.ticket ?? ticket;
     // This event opened the ticket (also true when a crash interrupted opening it).
     const created = current.messageCount === 1 && current.recentEvents[0] === e.id;
     const entry: LogEntry = { kind: 'inbound', at, event: e, match };
     const writes: Array<Promise<unknown>> = [this.journal.append(ticket.id, entry, e.id)];
     if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id));
     if (reopened) {
-      const statusEntry: LogEntry = { kind: 'status', at, from: ticket.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
+      const statusEntry: LogEntry = { kind: 'status', at, from: applied!.before.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
       writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`), this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry));
     }
     writes.push(this.journal.emit('ticket.message', current, e.id, entry));
@@ -326,7 +331,9 @@ export class Router {
       (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
-      await deadLetter(this.bus, 'router.ignored', Subjects.inbound(e.channel, e.account), 'bounce for a message we do not know', JSON.stringify(e));
+      await this.bus.deadLetters.park({
+        source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_bounce', reason: 'bounce for a message we do not know', payload: JSON.stringify(e),
+      });
       return;
     }
     const status = DeliveryStatus.parse({
@@ -342,7 +349,7 @@ export class Router {
   private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {
     const doneKey = `ev.${hashKey(e.id)}`;
     if (await this.store.lookup(doneKey)) {
-      metrics.duplicates.inc();
+      metrics.duplicates.inc({ channel: e.channel });
       return;
     }
     // Only the original's own ticket: attaching a change of a message we never saw to whatever the
@@ -352,10 +359,9 @@ export class Router {
     const match = { rule: 'edit-target' as const, value: e.targetPlatformMessageId };
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
-      const reason = `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`;
-      metrics.parked.inc({ source: 'router' });
-      this.log.warn({ eventId: e.id, reason }, 'change of an unknown message parked on dead-letter subject');
-      await deadLetter(this.bus, 'router', Subjects.inbound(e.channel, e.account), reason, JSON.stringify(e));
+      await this.bus.deadLetters.park({
+        source: 'router', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}`, payload: JSON.stringify(e),
+      });
       return;
     }
     const at = new Date().toISOString();

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parseRating } from './rating.js';
-import type { DeliveryStatus, InboundMessage, Ticket } from '../core/schema.js';
+import type { DeliveryStatus, InboundMessage, SendPurpose, Ticket } from '../core/schema.js';
 
 /** Event ids a ticket remembers: a redelivered event among them changes nothing. */
 export const RECENT_EVENTS = 16;
@@ -43,9 +43,16 @@ export function isReactionOnly(e: InboundMessage): boolean {
   return e.parts.length > 0 && e.parts.every((p) => p.type === 'reaction') && !e.text.trim() && e.attachments.length === 0;
 }
 
-/** Auto-acknowledgements and satisfaction requests carry fixed idempotency keys; they are not an agent's answer. */
-export function isAutomatedOutbound(s: DeliveryStatus): boolean {
-  return AUTOMATED_SUFFIXES.some((suffix) => s.outboundId.endsWith(suffix));
+/**
+ * Why a delivery was sent. Statuses carry the purpose; those from before the field existed are
+ * recognised by the fixed idempotency keys of automated sends and the SLA alert's `:sla:` id.
+ */
+export function purposeOf(s: DeliveryStatus): SendPurpose {
+  if (s.purpose) return s.purpose;
+  if (s.outboundId.includes(':sla:')) return 'sla_alert';
+  if (s.outboundId.endsWith(AUTOMATED_SUFFIXES[0]!)) return 'acknowledgement';
+  if (s.outboundId.endsWith(AUTOMATED_SUFFIXES[1]!)) return 'satisfaction_request';
+  return 'agent_reply';
 }
 const AUTOMATED_SUFFIXES = ['auto-acknowledgement', 'satisfaction-request'].map((k) => `:${createHash('sha256').update(k).digest('hex').slice(0, 24)}`);
 

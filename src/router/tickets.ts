@@ -19,6 +19,14 @@ import { LogEntry, type LogEntry as LogEntryT } from '../core/schema.js';
 const LEGACY_SEQ_KEY = 'ticket-seq';
 const BASE_KEY = 'ticket-number-base';
 
+/** What a compare-and-set write did: the ticket now, the one it replaced, and the deciding run's outcome. */
+export interface Applied<R> {
+  ticket: TicketT;
+  before: TicketT;
+  changed: boolean;
+  outcome: R;
+}
+
 export interface Versioned<T> {
   value: T;
   revision: number;
@@ -132,27 +140,35 @@ export class TicketStore {
   }
 
   /**
-   * Read-modify-write with compare-and-set, retried on conflict with a fresh read. `change`
-   * returns the new value, or null to leave the ticket as it is; it may throw StaleTicketError
-   * to make the caller decide again on fresh data.
+   * Read-modify-write with compare-and-set, retried on conflict with a fresh read. `decide` is a
+   * pure function of the ticket it is given: it returns the new value (or null to leave it) and
+   * what it decided, and may run several times; only the run whose write landed counts, and its
+   * `outcome` is returned. It may throw StaleTicketError to make the caller decide again on
+   * fresh data. Callers act on the returned outcome, never on variables set inside `decide`.
    */
-  async mutate(id: string, change: (t: TicketT) => TicketT | null): Promise<TicketT | null> {
+  async apply<R>(id: string, decide: (t: TicketT) => { next: TicketT | null; outcome: R }): Promise<Applied<R> | null> {
     let fresh = false;
     for (;;) {
       const current = await this.get(id, { fresh });
       if (!current) return null;
-      const next = change(structuredClone(current.value));
-      if (!next) return current.value;
+      const { next, outcome } = decide(structuredClone(current.value));
+      if (!next) return { ticket: current.value, before: current.value, changed: false, outcome };
       try {
         const revision = await this.tickets.update(id, JSON.stringify(next), current.revision);
         this.ticketCache.set(id, { value: next, revision });
-        return next;
+        return { ticket: next, before: current.value, changed: true, outcome };
       } catch (err) {
         if (!isCasConflict(err)) throw err;
         this.ticketCache.delete(id);
         fresh = true;
       }
     }
+  }
+
+  /** `apply` for changes with nothing to report: returns the ticket as it now is (null: no such ticket). */
+  async mutate(id: string, change: (t: TicketT) => TicketT | null): Promise<TicketT | null> {
+    const r = await this.apply(id, (t) => ({ next: change(t), outcome: undefined }));
+    return r ? r.ticket : null;
   }
 
   async list(): Promise<TicketT[]> {

@@ -23,7 +23,8 @@ export interface ApiHarness {
   stop(): Promise<void>;
 }
 
-export async function startApiHarness(extra: Record<string, unknown> = {}): Promise<ApiHarness> {
+/** `moreConnectors` run beside the webhook channel (whose callback is the harness's stand-in). */
+export async function startApiHarness(extra: Record<string, unknown> = {}, opts: { moreConnectors?: Array<Record<string, unknown>> } = {}): Promise<ApiHarness> {
   const sent: Array<Record<string, any>> = [];
   const harness = { callbackStatus: (_reply: Record<string, any>) => 200 };
   const callback: Server = createServer((req, res) => {
@@ -40,7 +41,7 @@ export async function startApiHarness(extra: Record<string, unknown> = {}): Prom
   const port = (callback.address() as { port: number }).port;
   const gw = await startGateway({
     api: { tokens: [{ name: 'helpdesk', token: ADMIN }, { name: 'dashboards', token: READER, readOnly: true }] },
-    connectors: [{ type: 'webhook', account: 'site', secret: SITE_SECRET, callbackUrl: `http://127.0.0.1:${port}/cb` }],
+    connectors: [{ type: 'webhook', account: 'site', secret: SITE_SECRET, callbackUrl: `http://127.0.0.1:${port}/cb` }, ...(opts.moreConnectors ?? [])],
     ...extra,
   });
 

@@ -21,7 +21,7 @@ describe('dead-letter tooling', () => {
     await publishEvent(gw.nc, edit); // the edit overtook its message: nothing to attach it to yet
     await gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.router', (d: any) => d.reason.includes('unknown message late-1'));
 
-    const config = loadConfig(undefined, { OMNIGATE_NATS__URL: gw.nats.url }).config;
+    const config = loadConfig(undefined, { OMNIGATE_NATS__URL: gw.nats.url }).config.nats;
     const lines: string[] = [];
     const listed = await deadLetters(config, { source: 'router', limit: 100, replay: false, out: (l) => lines.push(l) });
     expect(listed.listed).toBeGreaterThan(0);

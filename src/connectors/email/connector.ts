@@ -7,6 +7,7 @@ import type { ConnectorState, OutboundMessage } from '../../core/schema.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
 import { HealthTracker, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
 import { FolderWatcher } from './folder.js';
+import { replayMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
 import { MailboxSender } from './sender.js';
 import type { EmailOptions, MailboxOptions } from './index.js';
@@ -29,7 +30,7 @@ export class EmailConnector implements Connector {
   ) {
     this.health_ = new HealthTracker(ctx);
     for (const m of o.mailboxes) {
-      this.senders.set(m.address.toLowerCase(), new MailboxSender(m, ctx.media, (detail) => this.report(`smtp:${m.address}`, 'auth_failed', detail)));
+      this.senders.set(m.address.toLowerCase(), new MailboxSender(m, ctx.media, (detail) => this.report(`smtp:${m.address}`, 'auth_failed', detail), ctx.installationId));
     }
     this.normalize = {
       channel: ctx.channel,
@@ -42,6 +43,8 @@ export class EmailConnector implements Connector {
         domains: new Set([...this.senders.values()].map((s) => s.domain)),
       },
     };
+    const mailboxes = new Set(o.mailboxes.map((m) => m.address.toLowerCase()));
+    ctx.onReplay((raw, meta) => replayMail(ctx, this.normalize, mailboxes, raw, meta));
   }
 
   async start(): Promise<void> {

@@ -262,6 +262,7 @@ export class FolderWatcher {
       if (this.stopped) break;
       if (m.flags.has(keyword)) {
         handled.add(m.uid); // already ours (restored or copied back): acknowledge, do not publish again
+        this.d.ctx.dropped('duplicate', `${this.where(m.uid)} carries ${keyword}: processed before`);
         continue;
       }
       if (chunk.length > 0 && chunkBytes + m.size > CHUNK_BYTES) await flush();
@@ -349,6 +350,7 @@ export class FolderWatcher {
     await this.d.ctx.deadLetter(
       `email ${this.where(m.uid)}: the server returned no content for this mail in ${a?.count ?? MAX_ATTEMPTS} attempts (last: ${a?.error ?? 'unknown'}); not published`,
       { mailbox: address, folder: this.d.folder, uidValidity: cp.uidValidity, uid: m.uid, size: m.size },
+      { code: 'unreadable_mail' },
     );
   }
 

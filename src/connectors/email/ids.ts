@@ -8,16 +8,21 @@ import { createHash } from 'node:crypto';
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 
-/** Deterministic from the outbound id: a retry of the same reply reuses the same Message-ID. */
-export function outboundMessageId(ticketId: string, outboundId: string, domain: string): string {
-  return `<omni.${ticketId}.${sha256(outboundId).slice(0, 24)}@${domain}>`;
+/**
+ * Deterministic from the outbound id and this installation: a retry of the same reply reuses the
+ * same Message-ID, while staging and production on one domain (or a reinstall) never collide.
+ * The installation id is also visible, so an operator can tell which installation sent a mail.
+ */
+export function outboundMessageId(ticketId: string, outboundId: string, domain: string, installationId = ''): string {
+  if (!installationId) return `<omni.${ticketId}.${sha256(outboundId).slice(0, 24)}@${domain}>`;
+  return `<omni.${ticketId}.${sha256(`${installationId}\u0000${outboundId}`).slice(0, 24)}.${installationId}@${domain}>`;
 }
 
-/** Any Message-ID we generated (for any ticket, any of our domains). */
-export const OUR_MESSAGE_ID = /<omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}@[^>\s]+>/i;
+/** Any Message-ID we generated (for any ticket, any of our domains, with or without the installation id). */
+export const OUR_MESSAGE_ID = /<omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}(?:\.[0-9a-z]{1,32})?@[^>\s]+>/i;
 
 export function isOurMessageId(messageId: string, domains: ReadonlySet<string>): boolean {
-  const m = /^<?omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}@([^>\s]+)>?$/i.exec(messageId.trim());
+  const m = /^<?omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}(?:\.[0-9a-z]{1,32})?@([^>\s]+)>?$/i.exec(messageId.trim());
   return !!m && domains.has(m[1]!.toLowerCase());
 }
 

@@ -1,25 +1,38 @@
 /**
  * One raw mail onto the bus: its event, or, when it cannot become one, a dead letter with the
- * reason (core's dead letter keeps a large mail whole in the object store and names it).
+ * reason and the mailbox (what `omnigate dlq --replay` needs to take it through the parser again).
  */
-import { InvalidEventError, type ConnectorContext } from '../contract.js';
+import { InvalidEventError, type ConnectorContext, type ReplayOutcome } from '../contract.js';
 import { normalizeMail, type NormalizeDeps } from './normalize.js';
 
-const REASON_CHARS = 2000;
+/** Marks a letter whose payload is the raw mail (replayable), as opposed to a note about one. */
+export const RAW_MAIL = 'raw-mail';
 
-/** Resolves once the event (or the dead letter) is stored: then the mail may be acknowledged. */
-export async function publishMail(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, where: string, raw: Buffer, note?: string): Promise<void> {
+type MailResult = { ok: true; duplicate: boolean } | { ok: false; reason: string };
+
+/** Parses and publishes; says why not when the mail cannot become an event. */
+async function mailToBus(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, raw: Buffer, note?: string): Promise<MailResult> {
   const n = await normalizeMail(raw, mailbox, deps, note);
-  if (n.kind === 'invalid') return parkMail(ctx, `email ${where}: ${n.reason}`, raw);
+  if (n.kind === 'invalid') return { ok: false, reason: n.reason };
   try {
-    await ctx.publish(n.event);
+    const r = await ctx.publish(n.event);
+    return { ok: true, duplicate: r.duplicate };
   } catch (err) {
     if (!(err instanceof InvalidEventError)) throw err;
-    await parkMail(ctx, `email ${where}: ${err.message}`, raw);
+    return { ok: false, reason: err.message };
   }
 }
 
-/** Parks the raw mail with the reason; the dead letter keeps a large mail whole in the object store. */
-export async function parkMail(ctx: ConnectorContext, reason: string, raw: Buffer): Promise<void> {
-  await ctx.deadLetter(reason.length > REASON_CHARS ? `${reason.slice(0, REASON_CHARS)}…` : reason, raw);
+/** Resolves once the event (or the dead letter) is stored: then the mail may be acknowledged. */
+export async function publishMail(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, where: string, raw: Buffer, note?: string): Promise<void> {
+  const r = await mailToBus(ctx, deps, mailbox, raw, note);
+  if (!r.ok) await ctx.deadLetter(`email ${where}: ${r.reason}`, raw, { code: 'invalid_mail', meta: { kind: RAW_MAIL, mailbox } });
+}
+
+/** `omnigate dlq --replay` of an email letter: the raw mail through the same parser as intake. */
+export async function replayMail(ctx: ConnectorContext, deps: NormalizeDeps, mailboxes: Set<string>, raw: Buffer, meta: Record<string, string>): Promise<ReplayOutcome> {
+  if (meta.kind !== RAW_MAIL || !meta.mailbox) return { outcome: 'refused', reason: 'the letter holds no raw mail (the mail stays on the server; see the reason)' };
+  if (!mailboxes.has(meta.mailbox.toLowerCase())) return { outcome: 'refused', reason: `mailbox ${meta.mailbox} is not configured on email account ${ctx.account}` };
+  const r = await mailToBus(ctx, deps, meta.mailbox, raw);
+  return r.ok ? { outcome: 'published', duplicate: r.duplicate } : { outcome: 'invalid', reason: r.reason };
 }

@@ -32,6 +32,7 @@ export class MailboxSender {
     private readonly mailbox: MailboxOptions,
     private readonly media: MediaStore,
     private readonly onAuthFailed: (detail: string) => void,
+    private readonly installationId = '',
   ) {
     this.domain = (mailbox.messageIdDomain ?? domainOf(mailbox.address)).toLowerCase();
     this.pacer = new Pacer(mailbox.smtp.perMinute > 0 ? 60_000 / mailbox.smtp.perMinute : 0, 0);
@@ -60,7 +61,7 @@ export class MailboxSender {
   async send(msg: OutboundMessage): Promise<string> {
     const email = msg.email;
     if (!email) throw new PermanentDeliveryError('the outbound message has no email block (recipients, subject)', 'bad_request');
-    const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain);
+    const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain, this.installationId);
     const attachments = [];
     for (const a of msg.attachments) {
       const bytes = await this.media.get(a.objectKey);

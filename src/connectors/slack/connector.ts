@@ -148,7 +148,10 @@ export class SlackConnector implements Connector {
       knownThread: (channel, ts) => this.threads.has(`${channel}:${ts}`),
       nameOf: (id) => (id === this.botUserId && this.botName) || this.users.knownName(id),
     });
-    if (n.kind === 'skip') return;
+    if (n.kind === 'skip') {
+      if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
+      return;
+    }
     if (n.kind === 'invalid') return this.ctx.deadLetter(`slack event ${body?.event_id ?? '?'}: ${n.reason}`, body);
     // Before users.info, downloads and the publish: a reply that arrives meanwhile must already
     // find its thread, or it would be skipped and acknowledged.

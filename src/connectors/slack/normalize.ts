@@ -53,7 +53,7 @@ export interface Scope {
 export type Normalized =
   /** `thread`: the channel thread this message belongs to, to be remembered so its replies follow. */
   | { kind: 'event'; event: InboundEventInput; userId?: string; files: SlackFile[]; thread?: string }
-  | { kind: 'skip'; reason: string }
+  | { kind: 'skip'; reason: string; loopGuard?: true }
   | { kind: 'invalid'; reason: string };
 
 export const platformId = (channel: string, ts: string) => `${channel}:${ts}`;
@@ -84,7 +84,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
   if (e.subtype === 'message_changed') {
     const m = e.message;
     if (!m?.ts) return { kind: 'invalid', reason: 'message_changed without message.ts' };
-    if (m.bot_id || !m.user || m.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit' };
+    if (m.bot_id || !m.user || m.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit', loopGuard: true };
     // Slack also sends message_changed for unfurls and thread bookkeeping: only a real edit counts.
     if (!m.edited && m.text === e.previous_message?.text) return { kind: 'skip', reason: 'message_changed without an edit' };
     const threadTs = m.thread_ts ?? m.ts;
@@ -107,7 +107,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
   if (e.subtype === 'message_deleted') {
     if (!e.deleted_ts) return { kind: 'invalid', reason: 'message_deleted without deleted_ts' };
     const prev = e.previous_message;
-    if (prev && (prev.bot_id || prev.user === scope.botUserId)) return { kind: 'skip', reason: 'our own or a bot message deleted' };
+    if (prev && (prev.bot_id || prev.user === scope.botUserId)) return { kind: 'skip', reason: 'our own or a bot message deleted', loopGuard: true };
     const threadTs = prev?.thread_ts ?? e.deleted_ts;
     if (!inScope(threadTs)) return { kind: 'skip', reason: 'deletion outside our conversations' };
     return {
@@ -123,7 +123,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
     };
   }
   if (e.subtype && e.subtype !== 'file_share' && e.subtype !== 'thread_broadcast') return { kind: 'skip', reason: `subtype ${e.subtype}` };
-  if (e.bot_id || !e.user || e.user === scope.botUserId) return { kind: 'skip', reason: 'bot or our own message (loop guard)' };
+  if (e.bot_id || !e.user || e.user === scope.botUserId) return { kind: 'skip', reason: 'bot or our own message (loop guard)', loopGuard: true };
 
   const threadTs = e.thread_ts ?? e.ts;
   const mentioned = (e.text ?? '').includes(`<@${scope.botUserId}>`);

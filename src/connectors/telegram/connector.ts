@@ -9,7 +9,7 @@ import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ReplayOutcome, type SendResult } from '../contract.js';
 import { normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
 import { TelegramFiles } from './files.js';
 import { TelegramSender, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
@@ -36,6 +36,7 @@ export class TelegramConnector implements Connector {
     const redact = (err: unknown) => this.redact(err);
     this.files = new TelegramFiles(this.api, ctx, fileLimit(o), redact);
     this.sender = new TelegramSender(this.api, ctx, this.health_, o, redact);
+    ctx.onReplay((payload) => this.replay(payload));
   }
 
   async start(): Promise<void> {
@@ -141,26 +142,44 @@ export class TelegramConnector implements Connector {
 
   /** Publishes one update; resolves once it is stored, parked or deliberately skipped. */
   private async ingest(update: TgUpdate): Promise<void> {
+    const r = await this.toBus(update);
+    if (r.kind === 'invalid') await this.ctx.deadLetter(`telegram update ${update?.update_id ?? '?'}: ${r.reason}`, update);
+  }
+
+  /** `omnigate dlq --replay` of a parked update: the same path as intake, the outcome told rather than parked again. */
+  private async replay(payload: Buffer): Promise<ReplayOutcome> {
+    if (!this.bot) return { outcome: 'refused', reason: 'the bot identity is not known yet (getMe); try again when the connector is connected' };
+    let update: TgUpdate;
+    try {
+      update = JSON.parse(payload.toString('utf8')) as TgUpdate;
+    } catch {
+      return { outcome: 'refused', reason: 'the letter holds no Telegram update (not JSON)' };
+    }
+    const r = await this.toBus(update);
+    if (r.kind === 'published') return { outcome: 'published', duplicate: r.duplicate };
+    if (r.kind === 'skipped') return { outcome: 'refused', reason: `skipped: ${r.reason}` };
+    return { outcome: 'invalid', reason: r.reason };
+  }
+
+  private async toBus(update: TgUpdate): Promise<{ kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string }> {
     let n: Normalized;
     try {
       n = normalizeUpdate(update, this.ctx.account, this.bot!, this.o.groups);
     } catch (err) {
       n = { kind: 'invalid', reason: `cannot read the update: ${errorMessage(err)}` };
     }
-    if (n.kind === 'skip') return;
-    if (n.kind === 'invalid') {
-      await this.ctx.deadLetter(`telegram update ${update?.update_id ?? '?'}: ${n.reason}`, update);
-      return;
+    if (n.kind === 'skip') {
+      if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
+      return { kind: 'skipped', reason: n.reason };
     }
+    if (n.kind === 'invalid') return { kind: 'invalid', reason: n.reason };
     const event = n.event;
     if (event.type === 'message.inbound') event.attachments = await this.files.fetchAll(n.files);
     try {
-      await this.ctx.publish(event);
+      const published = await this.ctx.publish(event);
+      return { kind: 'published', duplicate: published.duplicate };
     } catch (err) {
-      if (err instanceof InvalidEventError) {
-        await this.ctx.deadLetter(`telegram update ${update.update_id}: ${err.message}`, update);
-        return;
-      }
+      if (err instanceof InvalidEventError) return { kind: 'invalid', reason: err.message };
       throw err;
     }
   }

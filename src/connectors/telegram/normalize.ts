@@ -80,7 +80,7 @@ export interface PendingFile {
 
 export type Normalized =
   | { kind: 'event'; event: InboundEventInput; files: PendingFile[] }
-  | { kind: 'skip'; reason: string }
+  | { kind: 'skip'; reason: string; loopGuard?: true }
   | { kind: 'invalid'; reason: string };
 
 export function platformId(chatId: number | string, messageId: number | string): string {
@@ -95,7 +95,7 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
     return { kind: 'invalid', reason: 'message lacks message_id, chat.id or date' };
   }
   if (m.chat.type === 'channel') return { kind: 'skip', reason: 'channel posts are not conversations' };
-  if (m.from?.id === bot.id) return { kind: 'skip', reason: 'our own message' };
+  if (m.from?.id === bot.id) return { kind: 'skip', reason: 'our own message', loopGuard: true };
   const isGroup = m.chat.type === 'group' || m.chat.type === 'supergroup';
   if (isGroup && groups === 'off') return { kind: 'skip', reason: 'group messages disabled' };
   if (isGroup && groups === 'mention' && !addressesBot(m, bot)) return { kind: 'skip', reason: 'group message not addressed to the bot' };

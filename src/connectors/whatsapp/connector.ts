@@ -181,6 +181,7 @@ export class WhatsAppConnector implements Connector {
   private async ingest(msg: WAMessage, sock: WaSocketLike): Promise<void> {
     const n = normalizeMessage(msg, this.normalizeContext());
     if (n.kind === 'skip') {
+      if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
       this.ctx.log.debug({ id: msg.key?.id, reason: n.reason }, 'WhatsApp message skipped');
       return;
     }

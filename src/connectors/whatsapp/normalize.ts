@@ -34,7 +34,7 @@ export interface StoredQuote {
 }
 
 export type Normalized =
-  | { kind: 'skip'; reason: string }
+  | { kind: 'skip'; reason: string; loopGuard?: true }
   | { kind: 'invalid'; reason: string }
   | { kind: 'event'; event: InboundEventInput; media?: PendingMedia; quote?: StoredQuote };
 
@@ -63,14 +63,14 @@ export function normalizeMessage(msg: WAMessage, c: NormalizeContext): Normalize
   const key = msg.key;
   if (!key?.remoteJid || !key.id) return { kind: 'invalid', reason: 'message key without remoteJid or id' };
   const rawChat = key.remoteJid;
-  if (key.fromMe) return { kind: 'skip', reason: 'our own message (loop guard)' };
+  if (key.fromMe) return { kind: 'skip', reason: 'our own message (loop guard)', loopGuard: true };
   if (rawChat === 'status@broadcast' || isJidBroadcast(rawChat) || isJidNewsletter(rawChat)) return { kind: 'skip', reason: 'status, broadcast or channel' };
   const group = !!isJidGroup(rawChat);
   if (group && c.groups === 'off') return { kind: 'skip', reason: 'group messages are off' };
   const rawSender = group ? key.participant : rawChat;
   if (!rawSender) return { kind: 'invalid', reason: 'group message without participant' };
   const senderJid = c.resolve(jidNormalizedUser(rawSender));
-  if (c.self.has(senderJid)) return { kind: 'skip', reason: 'our own message (loop guard)' };
+  if (c.self.has(senderJid)) return { kind: 'skip', reason: 'our own message (loop guard)', loopGuard: true };
   const chat = group ? rawChat : senderJid;
   const content = normalizeMessageContent(msg.message);
   if (!content) return { kind: 'skip', reason: 'no content (receipt, stub or undecryptable)' };

@@ -96,7 +96,8 @@ describe('email connector', () => {
     const mail = await world.smtp.waitFor((m) => m.raw.includes(`omni.${ticketId}.`));
     const parsed = await simpleParser(mail.raw);
     ourMessageId = parsed.messageId!;
-    expect(ourMessageId).toMatch(new RegExp(`^<omni\\.${ticketId}\\.[0-9a-f]{24}@example\\.ru>$`));
+    // The installation id (created once, in omni_meta) is part of every Message-ID we mint.
+    expect(ourMessageId).toMatch(new RegExp(`^<omni\\.${ticketId}\\.[0-9a-f]{24}\\.${gw.gateway.bus.installationId}@example\\.ru>$`));
     expect(parsed.inReplyTo).toBe(customerMessageId);
     expect([parsed.references].flat()).toContain(customerMessageId);
     expect(parsed.subject).toBe(`Re: Не работает касса [#${ticketId}]`);
@@ -253,23 +254,25 @@ describe('email connector', () => {
     }
   });
 
-  it('parks a mail mailparser refuses with the reason; a large one as a reference to the object store', async () => {
+  it('parks a mail mailparser refuses with the reason; of a large one only the head, with its size', async () => {
     const many = uniqueId('many');
     await append(manyPartsMail(many));
     const letter = await inboundLetter((d) => d.reason.includes('Max allowed child nodes'));
     expect(letter.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: mailparser could not read the mail: Max allowed child nodes exceeded$/);
     expect(letter.payload).toContain(many);
 
-    // Its header block alone is over 1 MB: the dead letter names the mail stored whole in the object store.
+    // Its header block alone is over 1 MB: the dead letter keeps the head (deadLetters.maxPayloadBytes)
+    // and the size; the mail itself stays in the mailbox, named by the reason.
     const huge = uniqueId('huge');
     const raw = hugeHeaderMail(huge);
     expect(raw.byteLength).toBeGreaterThan(1024 * 1024);
     await append(raw);
     const big = await inboundLetter((d) => d.reason.includes('Max header size'));
     expect(big.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: mailparser could not read the mail: Max header size for a MIME node exceeded$/);
-    expect(big).toMatchObject({ payload: '', payloadBytes: raw.byteLength, payloadObjectKey: expect.stringMatching(/^sha256\/[0-9a-f]{64}$/) });
-    const store = await new Objm(gw.nc).open('omni_media');
-    expect(Buffer.from((await store.getBlob(big.payloadObjectKey!))!).equals(raw)).toBe(true);
+    expect(big).toMatchObject({ truncated: true, payloadBytes: raw.byteLength, code: 'invalid_mail', meta: { kind: 'raw-mail', mailbox: SUPPORT } });
+    expect(big.payloadObjectKey).toBeUndefined();
+    expect(Buffer.byteLength(JSON.stringify(big.payload))).toBeLessThanOrEqual(256 * 1024);
+    expect(raw.subarray(0, 1000).toString('utf8').startsWith(big.payload.slice(0, 1000))).toBe(true);
 
     // Both are acknowledged, and the folder keeps being read.
     const after = uniqueId('after');

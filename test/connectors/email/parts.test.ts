@@ -6,6 +6,7 @@ import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { classify } from '../../../src/connectors/email/loop-guard.js';
 import { isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
+import { markerPattern } from '../../../src/router/threading.js';
 import { trimReply } from '../../../src/connectors/email/trim.js';
 import { EmailOptions } from '../../../src/connectors/email/index.js';
 import { jsonBytes, prefixWithin } from '../../../src/connectors/email/budget.js';
@@ -76,6 +77,18 @@ describe('identifiers and options', () => {
     expect(platformId('Support@Example.ru', '<ABC@x>')).toBe('support@example.ru:abc@x');
     expect(platformId('s@x.ru', `<${'a'.repeat(400)}@x>`)).toMatch(/^s@x\.ru:sha256\.[0-9a-f]{64}$/);
     expect(uniqueId()).not.toBe(uniqueId());
+  });
+
+  it('puts the installation id in the Message-ID: two installations never mint the same one', async () => {
+    const prod = outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', '0a1b2c3d4e');
+    const staging = outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', 'f9e8d7c6b5');
+    expect(prod).toMatch(/^<omni\.T-1042\.[0-9a-f]{24}\.0a1b2c3d4e@example\.ru>$/);
+    expect(staging).not.toBe(prod);
+    expect(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', '0a1b2c3d4e')).toBe(prod);
+    // Still ours for the loop guard, and still the router's marker shape for threading.
+    expect(isOurMessageId(prod, new Set(['example.ru']))).toBe(true);
+    expect(await verdict(plainMail({ messageId: prod }))).toEqual({ automated: 'echo' });
+    expect(markerPattern('T-').exec(prod)?.[1]).toBe('T-1042');
   });
 
   it('validates options with defaults and clear errors', () => {

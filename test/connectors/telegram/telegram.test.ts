@@ -10,6 +10,8 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { FakeBotApi } from './bot-api.js';
+import { deadLetters } from '../../../src/dlq.js';
+import { loadNatsSection } from '../../../src/core/config.js';
 import type { ConnectorStateEvent, DeadLetter, LogEntry } from '../../../src/core/schema.js';
 
 const TOKEN = '123456:TEST-token-abcdefghijklmnop';
@@ -268,6 +270,26 @@ describe('telegram connector', () => {
     await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.telegram.bot1', (l) => /not a string/.test(l.reason));
     api.push(privateMessage(5009));
     await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '5009');
+  });
+
+  it('replays a parked update through the connector: still invalid stays parked, a good one opens a ticket', async () => {
+    const gw = await gateway();
+    await api.waitForCall((c) => c.method === 'getMe');
+    // One the parser still refuses, and one an older version parked that it now takes.
+    await gw.gateway.bus.deadLetters.park({
+      source: 'connector', scope: 'telegram.bot1', subject: 'omni.in.telegram.bot1', code: 'invalid_payload',
+      reason: 'replay-test bad', payload: { update_id: 77_001, message: { message_id: 'x', chat: {} } },
+    });
+    await gw.gateway.bus.deadLetters.park({
+      source: 'connector', scope: 'telegram.bot1', subject: 'omni.in.telegram.bot1', code: 'invalid_payload',
+      reason: 'replay-test good', payload: { update_id: 77_002, ...privateMessage(5077, { text: 'после исправления' }) },
+    });
+    const lines: string[] = [];
+    await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'inbound.telegram.bot1', limit: 1000, replay: true, out: (l) => lines.push(l) });
+    expect(lines.find((l) => l.includes('replay-test bad'))).toMatch(/\tinvalid: message lacks message_id, chat\.id or date/);
+    expect(lines.find((l) => l.includes('replay-test good'))).toMatch(/\treplayed$/);
+    const e = await gw.waitForEvent((ev) => ev.type === 'ticket.message' && inboundOf(ev)?.conversation.id === '5077');
+    expect(inboundOf(e)!.text).toBe('после исправления');
   });
 
   it('webhook mode refuses a wrong secret token (401, nothing published) and takes a right one', async () => {

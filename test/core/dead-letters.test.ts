@@ -1,0 +1,124 @@
+/**
+ * Dead letters are bounded: a 10 MB refusal is stored as its head with the reason, a source over
+ * its rate is counted but not stored, the dead-letter stream has an age and a size limit, and
+ * the installation id is created once and shared by every replica.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream } from '@nats-io/jetstream';
+import { Bus } from '../../src/core/bus.js';
+import { DeadLetters, encodeLetter } from '../../src/core/dead-letter.js';
+import { createLogger } from '../../src/core/logger.js';
+import { metrics } from '../../src/core/metrics.js';
+import { DeadLetter } from '../../src/core/schema.js';
+import { Streams } from '../../src/core/subjects.js';
+import { startNats, type TestNats } from '../helpers/nats-server.js';
+
+let nats: TestNats;
+let bus: Bus;
+const log = createLogger({ level: 'silent' });
+const DAY = 86_400_000;
+
+beforeAll(async () => {
+  nats = await startNats();
+  bus = await Bus.connect(
+    {
+      url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 7 * DAY, dedupTtlMs: DAY, leaseTtlMs: 1_500,
+      deadLetters: { maxAgeMs: 3 * DAY, maxBytes: 64 * 1024 * 1024, maxPayloadBytes: 64 * 1024, perMinute: 60, burst: 120 },
+    },
+    log,
+  );
+  await bus.provision();
+});
+afterAll(async () => {
+  await bus?.close();
+  await nats?.stop();
+});
+
+const counted = async (c: { get(): Promise<{ values: Array<{ labels: object; value: number }> }> }, labels: Record<string, string>) =>
+  (await c.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x)).reduce((a, v) => a + v.value, 0);
+
+describe('a dead letter', () => {
+  const refusal = (payload: unknown) => ({ source: 'connector' as const, scope: 'webhook.site', subject: 'omni.in.webhook.site', code: 'invalid_json', reason: 'not JSON', payload });
+
+  it('keeps a small payload whole', () => {
+    const l = encodeLetter('inbound.webhook.site', refusal('{"a": "привет"}'), 1024, new Date().toISOString());
+    expect(l).toMatchObject({ payload: '{"a": "привет"}', payloadEncoding: 'utf8', payloadBytes: Buffer.byteLength('{"a": "привет"}'), code: 'invalid_json' });
+    expect(l.truncated).toBeUndefined();
+  });
+
+  it('keeps only the head of a 10 MB body, cut on a character boundary, and says how big it was', () => {
+    const body = Buffer.from('ж'.repeat(5 * 1024 * 1024)); // 10 MB of two-byte characters
+    const l = encodeLetter('inbound.webhook.site', refusal(body), 64 * 1024, new Date().toISOString());
+    expect(l.truncated).toBe(true);
+    expect(l.payloadBytes).toBe(body.length);
+    expect(l.payloadEncoding).toBe('utf8');
+    expect(l.payload).toMatch(/^ж+$/);
+    expect(Buffer.byteLength(JSON.stringify(l.payload))).toBeLessThanOrEqual(64 * 1024);
+    expect(Buffer.byteLength(JSON.stringify(l))).toBeLessThan(70 * 1024);
+  });
+
+  it('measures the payload as it travels: control characters and binary stay under the cap', () => {
+    const controls = encodeLetter('router', refusal('\u0001'.repeat(60_000)), 64 * 1024, new Date().toISOString());
+    expect(Buffer.byteLength(JSON.stringify(controls.payload))).toBeLessThanOrEqual(64 * 1024);
+    expect(controls.truncated).toBe(true);
+    const binary = encodeLetter('router', refusal(Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7919) % 256))), 64 * 1024, new Date().toISOString());
+    expect(binary.payloadEncoding).toBe('base64');
+    expect(binary.payload.length).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  it('is stored capped on the bus, counted by source and reason', async () => {
+    const before = await counted(metrics.parked, { source: 'connector', reason: 'too_big' });
+    const r = await bus.deadLetters.park({ ...refusal(Buffer.alloc(3 * 1024 * 1024, 0x61)), code: 'too_big' });
+    expect(r).toBe('stored');
+    expect(await counted(metrics.parked, { source: 'connector', reason: 'too_big' })).toBe(before + 1);
+    const m = await bus.jsm.streams.getMessage(Streams.deadLetter, { last_by_subj: 'omni.dlq.inbound.webhook.site' });
+    const letter = DeadLetter.parse(m!.json());
+    expect(letter).toMatchObject({ truncated: true, payloadBytes: 3 * 1024 * 1024, code: 'too_big' });
+    expect(m!.data.length).toBeLessThan(70 * 1024);
+  });
+});
+
+describe('the rate limit per source', () => {
+  it('stores a burst, then counts without storing, per source; tokens come back with time', async () => {
+    let now = Date.parse('2026-12-01T10:00:00Z');
+    const letters = new DeadLetters(bus, { maxPayloadBytes: 4096, perMinute: 6, burst: 3 }, () => now);
+    const park = (scope: string) => letters.park({ source: 'connector', scope: `webhook.${scope}`, subject: `omni.in.webhook.${scope}`, code: 'flood', reason: 'flood', payload: 'x' });
+    const suppressedBefore = await counted(metrics.deadLettersSuppressed, { source: 'connector', reason: 'flood' });
+    const first = [];
+    for (let i = 0; i < 10; i++) first.push(await park('flood-a'));
+    expect(first.filter((r) => r === 'stored')).toHaveLength(3);
+    // Another account has its own bucket.
+    expect(await park('flood-b')).toBe('stored');
+    expect(await counted(metrics.deadLettersSuppressed, { source: 'connector', reason: 'flood' })).toBe(suppressedBefore + 7);
+    now += 10_000; // 6 per minute: one token per 10 s
+    expect(await park('flood-a')).toBe('stored');
+    expect(await park('flood-a')).toBe('suppressed');
+    const c = await jetstream(bus.nc).consumers.get(Streams.deadLetter, { filter_subjects: 'omni.dlq.inbound.webhook.flood-a' });
+    expect((await c.info(true)).num_pending).toBe(4);
+    await c.delete();
+  });
+});
+
+describe('the dead-letter stream', () => {
+  it('has the configured age and size limits, also after an upgrade from an unbounded one', async () => {
+    let info = await bus.jsm.streams.info(Streams.deadLetter);
+    expect(info.config.max_age).toBe(3 * DAY * 1_000_000);
+    expect(info.config.max_bytes).toBe(64 * 1024 * 1024);
+    // As an older version left it: 30 days, no size limit.
+    await bus.jsm.streams.update(Streams.deadLetter, { ...info.config, max_age: 30 * DAY * 1_000_000, max_bytes: -1 });
+    await bus.provision();
+    info = await bus.jsm.streams.info(Streams.deadLetter);
+    expect(info.config.max_age).toBe(3 * DAY * 1_000_000);
+    expect(info.config.max_bytes).toBe(64 * 1024 * 1024);
+  });
+});
+
+describe('the installation id', () => {
+  it('is created once and read by every replica', async () => {
+    const other = await Bus.connect({ url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 7 * DAY, dedupTtlMs: DAY, leaseTtlMs: 1_500 }, log);
+    await other.provision();
+    expect(bus.installationId).toMatch(/^[0-9a-f]{10}$/);
+    expect(other.installationId).toBe(bus.installationId);
+    await other.close();
+  });
+});
