@@ -360,7 +360,7 @@ export class Router {
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
       await this.bus.deadLetters.park({
-        source: 'router', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}`, payload: JSON.stringify(e),
+        source: 'router', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`, payload: JSON.stringify(e),
       });
       return;
     }
