@@ -9,8 +9,9 @@ import { EmbeddedNats } from './core/embedded-nats.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
-import { ConnectorState } from './core/schema.js';
-import { Streams } from './core/subjects.js';
+import { Supervisor } from './core/supervisor.js';
+import { sleep } from './core/sleep.js';
+import { liveness, readiness, sampleConnectors, type ProbeDeps } from './probes.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
 import { LifecycleWatcher, newHolderId } from './router/lifecycle.js';
@@ -33,12 +34,23 @@ export class Gateway {
   connectors!: ConnectorHost;
   http!: HttpServer;
   private readonly config: GatewayConfig;
-  private lagTimer?: NodeJS.Timeout;
   private helpdesk?: HelpdeskSurface;
   sla?: LifecycleWatcher;
+  /** Owner of every long-running loop of this gateway: their states feed the probes. */
+  readonly loops: Supervisor;
+  private readonly probes: ProbeDeps;
 
   constructor(private readonly deps: GatewayDeps) {
     this.config = deps.loaded.config;
+    this.loops = new Supervisor(deps.log.child({ component: 'supervisor' }));
+    const self = this;
+    this.probes = {
+      get bus() {
+        return self.bus;
+      },
+      supervisor: this.loops,
+      connectors: () => this.connectors?.health() ?? [],
+    };
   }
 
   async start(): Promise<void> {
@@ -75,9 +87,9 @@ export class Gateway {
         ackWaitMs: c.router.ackWait,
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
-      });
+      }, this.loops);
       await this.router.start();
-      const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }));
+      const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }), this.loops);
       this.commands = commands;
       commands.start();
       const ack = c.router.autoAcknowledge;
@@ -106,14 +118,14 @@ export class Gateway {
           account: sla.escalate.account,
           conversation: { id: sla.escalate.conversationId, kind: sla.escalate.kind },
         },
-      }, log.child({ component: 'sla' }), c.nats.leaseTtl, newHolderId());
+      }, log.child({ component: 'sla' }), c.nats.leaseTtl, newHolderId(), this.loops);
       this.sla.start();
       const watcher = this.sla;
       this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
     }
 
-    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness() });
-    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl });
+    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
+    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops);
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({
       bus: this.bus,
@@ -121,6 +133,7 @@ export class Gateway {
       http: this.http,
       mediaMaxBytes: c.media.maxBytes,
       leaseTtlMs: c.nats.leaseTtl,
+      supervisor: this.loops,
       outbound: {
         maxAttempts: c.outbound.maxAttempts,
         backoffBaseMs: c.outbound.backoffBase,
@@ -130,55 +143,28 @@ export class Gateway {
       },
     });
     await this.connectors.start(
-      this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options })),
+      this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
     await this.http.listen();
-    this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
-    this.lagTimer.unref();
+    this.loops.run('gateway.sampler', async ({ signal, progress }) => {
+      while (!signal.aborted) {
+        await this.sampleLag();
+        progress();
+        await sleep(5000, signal);
+      }
+    });
     log.info({ http: `${c.http.host}:${this.http.port}`, nats: url, connectors: this.deps.loaded.connectors.length }, 'omnigate started');
   }
 
+  /** /readyz: see src/probes.ts for what makes a replica ready. */
   async readiness(): Promise<Readiness> {
-    const checks: Record<string, unknown> = {};
-    let ready = true;
-    const natsOk = this.bus?.connected ?? false;
-    checks.nats = { connected: natsOk, server: this.bus?.serverVersion };
-    ready &&= natsOk;
-    if (natsOk) {
-      try {
-        const names: string[] = [];
-        for await (const s of this.bus.jsm.streams.names()) names.push(s);
-        const missing = Object.values(Streams).filter((s) => !names.includes(s));
-        checks.streams = missing.length ? { missing } : 'ok';
-        ready &&= missing.length === 0;
-      } catch (err) {
-        checks.streams = { error: errorMessage(err) };
-        ready = false;
-      }
-    }
-    const connectors = this.sampleConnectors();
-    checks.connectors = connectors;
-    for (const h of connectors) {
-      if (h.state !== 'connected' && h.state !== 'rate_limited') ready = false;
-    }
-    return { ready, checks };
-  }
-
-  /** omnigate_connector_up{channel,account} and the enum-style omnigate_connector_state{…,state}. */
-  private sampleConnectors() {
-    const connectors = this.connectors?.health() ?? [];
-    for (const h of connectors) {
-      const who = { channel: h.channel, account: h.account };
-      metrics.connectorUp.set(who, h.state === 'connected' || h.state === 'rate_limited' ? 1 : 0);
-      for (const state of ConnectorState.options) metrics.connectorState.set({ ...who, state }, state === h.state ? 1 : 0);
-    }
-    return connectors;
+    return readiness(this.probes);
   }
 
   private async sampleLag(): Promise<void> {
     try {
       // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
-      this.sampleConnectors();
+      sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());
@@ -194,7 +180,6 @@ export class Gateway {
 
   async stop(): Promise<void> {
     const { log } = this.deps;
-    clearInterval(this.lagTimer);
     log.info('shutting down: stopping intake');
     await this.http?.close().catch((err) => log.warn({ err: errorMessage(err) }, 'http close failed'));
     await this.connectors?.stop();
@@ -202,6 +187,7 @@ export class Gateway {
     await this.sla?.stop();
     await this.commands?.stop();
     await this.router?.stop();
+    await this.loops.stop(); // what is left: the sampler, and anything a module did not stop
     await this.bus?.close();
     await this.embedded?.stop();
     log.info('shutdown complete');

@@ -13,6 +13,7 @@ import { NatsServerMissingError } from './core/embedded-nats.js';
 import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
+import { installCrashPolicy } from './crash-policy.js';
 
 const USAGE = `usage: omnigate start [--config FILE]
        omnigate check-config [--config FILE]
@@ -37,7 +38,7 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
-    const { type: _t, account: _a, enabled: _e, ...options } = entry;
+    const { type: _t, account: _a, enabled: _e, required: _r, ...options } = entry;
     const r = factory.options.safeParse(options);
     return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
   });
@@ -105,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
+  installCrashPolicy(log, () => gateway.stop());
   try {
     await gateway.start();
   } catch (err) {

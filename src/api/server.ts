@@ -23,6 +23,8 @@ export interface HttpServerOptions {
   metricsRequireToken?: boolean;
   log: Logger;
   readiness: () => Promise<Readiness>;
+  /** /healthz: false when a supervised loop has failed (src/probes.ts). Absent: always alive. */
+  liveness?: () => Readiness;
 }
 
 export class HttpServer implements HttpMount {
@@ -33,7 +35,10 @@ export class HttpServer implements HttpMount {
     this.app = Fastify({ logger: false, bodyLimit: o.bodyLimit, return503OnClosing: true });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-    this.app.get('/healthz', async () => ({ status: 'ok' }));
+    this.app.get('/healthz', async (_req, reply) => {
+      const r = o.liveness?.() ?? { ready: true, checks: {} };
+      return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ok' : 'failing', ...r.checks });
+    });
     this.app.get('/readyz', async (_req, reply) => {
       const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
       return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.checks });

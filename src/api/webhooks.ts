@@ -19,6 +19,7 @@ import { metrics } from '../core/metrics.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 
 export interface WebhookTarget {
   name: string;
@@ -41,11 +42,15 @@ export interface DispatchLease {
 
 export class WebhookDispatcher {
   private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
-  /** Aborted on stop: the lease wait ends. */
+  /** Aborted on stop: POSTs in flight end too (shutdown is bounded). */
   private readonly stopping = new AbortController();
-  /** Aborted when this term as dispatcher ends (stop, or the lease lost): waits and POSTs end, events are nak'ed. */
+  /**
+   * Aborted when this term as dispatcher ends (stop, or the lease lost): retry waits end and
+   * events not yet posted are nak'ed. A POST in flight at a lost lease finishes and is acked if
+   * the receiver took it: aborting it would not unsend it, only make it come again.
+   */
   private term = new AbortController();
-  private running?: Promise<void>;
+  private loop?: SupervisedLoop;
   private active = false;
 
   constructor(
@@ -53,11 +58,15 @@ export class WebhookDispatcher {
     private readonly target: WebhookTarget,
     private readonly log: Logger,
     private readonly lease: DispatchLease,
-  ) {}
+    private readonly supervisor = new Supervisor(log),
+  ) {
+    // One listener per POST in flight (up to the lane concurrency) is expected, not a leak.
+    setMaxListeners(0, this.stopping.signal);
+  }
 
   /** Returns at once; delivery starts when this process holds the webhook's lease. */
   async start(): Promise<void> {
-    this.running = this.serve();
+    this.loop = this.supervisor.run(`webhook.${this.target.name}`, (r) => this.serve(r));
   }
 
   /** True while this process is the one delivering. */
@@ -65,17 +74,18 @@ export class WebhookDispatcher {
     return this.active;
   }
 
-  private async serve(): Promise<void> {
+  /** Terms as the dispatching replica, one after another, until stopped. */
+  private async serve({ signal, progress }: LoopRun): Promise<void> {
     const key = `webhook.${kvSafe(this.target.name)}`;
-    const ended = new Promise<void>((r) => this.stopping.signal.addEventListener('abort', () => r(), { once: true }));
-    while (!this.stopping.signal.aborted) {
+    const ended = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    while (!signal.aborted) {
       let lease;
       try {
-        lease = await acquireLease(this.bus.kv.leases, key, { ttlMs: this.lease.ttlMs, holder: this.lease.holder, signal: this.stopping.signal, log: this.log });
+        lease = await acquireLease(this.bus.kv.leases, key, { ttlMs: this.lease.ttlMs, holder: this.lease.holder, signal, log: this.log });
       } catch (err) {
-        if (this.stopping.signal.aborted) return;
+        if (signal.aborted) return;
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook lease not taken; retrying');
-        await sleep(1000, this.stopping.signal);
+        await sleep(1000, signal);
         continue;
       }
       this.term = new AbortController();
@@ -84,18 +94,19 @@ export class WebhookDispatcher {
       try {
         await this.startConsumer();
         this.active = true;
+        progress();
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
         await Promise.race([lease.lost, ended]);
       } catch (err) {
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook dispatcher failed; retrying');
-        await sleep(1000, this.stopping.signal); // holding the lease meanwhile: no replica spins on it
+        await sleep(1000, signal); // holding the lease meanwhile: no replica spins on it
       } finally {
         this.active = false;
-        // Stop pulling first: its UNSUB reaches the server before the naks of what we held, so
-        // the server does not hand those events straight back to this dying subscription.
+        // The consumer stops pulling first and then hands back what it held, in order.
         const stopped = this.consumer?.stop();
         this.term.abort();
         await stopped;
+        if (this.consumer?.handedBack) this.log.info({ webhook: this.target.name, events: this.consumer.handedBack }, 'events handed back for the next dispatcher');
         await lease.release();
       }
     }
@@ -112,6 +123,8 @@ export class WebhookDispatcher {
         max_deliver: -1,
       },
       concurrency: 128,
+      supervisor: this.supervisor,
+      loopName: `webhook.${this.target.name}.consumer`,
       decode: (m) => {
         let event: { type?: string; ticketId?: string };
         try {
@@ -142,7 +155,7 @@ export class WebhookDispatcher {
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await this.running;
+    await this.loop?.stop();
   }
 
   /** Events of this webhook not yet taken by the receiver (pending + in flight). */
@@ -197,7 +210,7 @@ export class WebhookDispatcher {
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,
-        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.term.signal]),
+        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.stopping.signal]),
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.ok) return { ok: true };

@@ -7,6 +7,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
+import type { Supervisor } from '../core/supervisor.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
@@ -40,6 +41,7 @@ export class OutboundRunner {
     private readonly connector: Connector,
     private readonly log: Logger,
     private readonly o: OutboundRunnerOptions,
+    private readonly supervisor?: Supervisor,
   ) {}
 
   async start(): Promise<void> {
@@ -53,6 +55,8 @@ export class OutboundRunner {
         max_deliver: -1,
       },
       concurrency: this.o.concurrency,
+      supervisor: this.supervisor,
+      loopName: `outbound.${this.channel}.${this.account}`,
       decode: (m) => this.parse(m),
       laneOf: (msg) => `${msg.conversation.id}:${msg.conversation.threadId ?? ''}`,
       handle: (m, msg) => this.handle(m, msg),
@@ -86,10 +90,16 @@ export class OutboundRunner {
     return result.data;
   }
 
+  /** Acks only once the dead letter is stored; if it cannot be, the message comes back to be parked again. */
   private async park(m: JsMsg, reason: string): Promise<void> {
     this.log.warn({ subject: m.subject, reason }, 'outbound message parked on dead-letter subject');
-    await deadLetter(this.bus, `outbound.${this.channel}.${this.account}`, m.subject, reason, m.data);
-    m.ack();
+    try {
+      await deadLetter(this.bus, `outbound.${this.channel}.${this.account}`, m.subject, reason, m.data);
+      m.ack();
+    } catch (err) {
+      this.log.error({ subject: m.subject, err: errorMessage(err) }, 'dead letter not stored; the message comes back');
+      m.nak(this.o.backoffBaseMs);
+    }
   }
 
   private async handle(m: JsMsg, msg: OutboundMessage): Promise<void> {

@@ -10,9 +10,10 @@
  * A copy of a message we still hold (a keep-alive lost in a network blip) is dropped. The
  * concurrency slot is taken inside the lane, so one stuck key holds one slot, not all of them.
  */
-import type { ConsumerConfig, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { ConsumerConfig, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './bus.js';
 import { KeyedLanes, Semaphore } from './lanes.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
 
 export interface LaneConsumerOptions<T> {
   stream: string;
@@ -24,15 +25,21 @@ export interface LaneConsumerOptions<T> {
   handle: (m: JsMsg, item: T) => Promise<void>;
   /** `handle` threw: the message must come back (nak) after whatever the caller logs. */
   onError: (m: JsMsg, item: T, err: unknown) => void;
+  /** Owner of the pull loop; its name there is `loopName`. */
+  supervisor?: Supervisor;
+  loopName?: string;
 }
 
 export class LaneConsumer<T> {
-  private messages?: ConsumerMessages;
-  private loop?: Promise<void>;
+  private loop?: SupervisedLoop;
   private keepAlive?: NodeJS.Timeout;
   private readonly lanes = new KeyedLanes();
   /** Stream sequence → the message we hold for it. */
   private readonly held = new Map<number, JsMsg>();
+  /** Set once by stop(): nothing not yet started is handled any more, it is handed back. */
+  private stopping = false;
+  private given = 0;
+  private runs = 0;
 
   constructor(
     private readonly bus: Bus,
@@ -44,17 +51,36 @@ export class LaneConsumer<T> {
     return this.held.size;
   }
 
+  /** Messages handed back (nak) untried by stop() so far: queued in a lane or still buffered. */
+  get handedBack(): number {
+    return this.given;
+  }
+
   async start(): Promise<void> {
     await this.bus.ensureConsumer(this.o.stream, this.o.config);
-    const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency });
     const ackWaitMs = this.o.config.ack_wait / 1_000_000;
     this.keepAlive = setInterval(() => {
       for (const m of this.held.values()) m.working();
     }, Math.max(100, ackWaitMs / 3));
+    const supervisor = this.o.supervisor ?? new Supervisor();
+    this.loop = supervisor.run(this.o.loopName ?? `consumer.${this.o.config.durable_name}`, (r) => this.pull(r), { essential: true });
+  }
+
+  /**
+   * One pull subscription (the supervisor opens another if it ends). Messages the client had
+   * buffered when it stops still pass through here, so they reach their lanes in stream order and
+   * are handed back there, behind the ones of their key already queued.
+   */
+  private async pull({ signal, progress }: LoopRun): Promise<void> {
+    // A restart also recreates a consumer deleted by hand (or lost with a server's store).
+    if (this.runs++ > 0) await this.bus.ensureConsumer(this.o.stream, this.o.config);
+    const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
+    const messages = await consumer.consume({ max_messages: this.o.concurrency });
+    const onAbort = () => messages.stop();
+    signal.addEventListener('abort', onAbort, { once: true });
     const sem = new Semaphore(this.o.concurrency);
-    this.loop = (async () => {
-      for await (const m of this.messages!) {
+    try {
+      for await (const m of messages) {
         const seq = m.seq;
         if (this.held.has(seq)) continue; // a copy: the original is still ours and will be settled
         const item = await this.o.decode(m);
@@ -62,23 +88,38 @@ export class LaneConsumer<T> {
         this.held.set(seq, m);
         void this.lanes
           .run(this.o.laneOf(item), async () => {
+            if (this.stopping) return this.handBack(m);
             await sem.acquire();
             try {
+              if (this.stopping) return this.handBack(m);
               await this.o.handle(m, item);
             } finally {
               sem.release();
             }
           })
-          .catch((err) => this.o.onError(m, item, err))
+          .then(progress, (err) => this.o.onError(m, item, err))
           .finally(() => this.held.delete(seq));
       }
-    })();
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
-  /** Stop pulling; what is held finishes (handlers decide whether to nak long waits). */
+  private handBack(m: JsMsg): void {
+    this.given++;
+    m.nak();
+  }
+
+  /**
+   * Stop pulling and give back everything not yet started, at once and in order (nak without
+   * delay), so whoever holds the consumer next gets it before anything newer of the same key.
+   * Handlers already running finish (they decide whether to nak long waits). The pull
+   * subscription is closed first: its UNSUB reaches the server before those naks, so the server
+   * does not hand them straight back to this dying subscription.
+   */
   async stop(): Promise<void> {
-    this.messages?.stop();
-    await this.loop?.catch(() => {});
+    this.stopping = true;
+    await this.loop?.stop();
     await this.lanes.idle();
     clearInterval(this.keepAlive);
   }

@@ -9,7 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
-import { acquireLease, type Lease } from '../core/lease.js';
+import { acquireLease } from '../core/lease.js';
+import { sleep } from '../core/sleep.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { OutboundMessage, type ConversationRef, type LogEntry, type Ticket } from '../core/schema.js';
 import { Subjects } from '../core/subjects.js';
@@ -38,10 +40,7 @@ export interface LifecycleOptions {
 type Breach = { breach: 'first_response' | 'no_answer'; since: string; limitMs: number };
 
 export class LifecycleWatcher {
-  private timer?: NodeJS.Timeout;
-  private lease?: Lease;
-  private readonly abort = new AbortController();
-  private running?: Promise<void>;
+  private loop?: SupervisedLoop;
 
   constructor(
     private readonly bus: Bus,
@@ -51,24 +50,41 @@ export class LifecycleWatcher {
     private readonly log: Logger,
     private readonly leaseTtlMs: number,
     private readonly holder: string,
+    private readonly supervisor = new Supervisor(log),
   ) {}
 
   start(): void {
     if (!this.o.enabled && !this.o.csat?.enabled) return;
-    this.running = (async () => {
-      this.lease = await acquireLease(this.bus.kv.leases, 'router.sla', { ttlMs: this.leaseTtlMs, holder: this.holder, signal: this.abort.signal, log: this.log }).catch(() => undefined);
-      if (!this.lease) return;
-      const tick = () => void this.check().catch((err) => this.log.warn({ err: errorMessage(err) }, 'SLA check failed'));
-      tick();
-      this.timer = setInterval(tick, this.o.checkIntervalMs);
-    })();
+    this.loop = this.supervisor.run('router.sla', (r) => this.scan(r));
   }
 
   async stop(): Promise<void> {
-    this.abort.abort();
-    clearInterval(this.timer);
-    await this.running;
-    await this.lease?.release();
+    await this.loop?.stop();
+  }
+
+  /**
+   * One term as the scanning replica: wait for the lease, then check every `checkInterval` until
+   * the lease is lost (the supervisor starts the next term) or the watcher stops. A check is
+   * awaited before the next wait, so two checks never overlap.
+   */
+  private async scan({ signal, progress }: LoopRun): Promise<void> {
+    const lease = await acquireLease(this.bus.kv.leases, 'router.sla', { ttlMs: this.leaseTtlMs, holder: this.holder, signal, log: this.log });
+    let lost = false;
+    void lease.lost.then(() => (lost = true));
+    try {
+      while (!signal.aborted && !lost) {
+        try {
+          await this.check();
+          progress();
+        } catch (err) {
+          this.log.warn({ err: errorMessage(err) }, 'SLA check failed');
+        }
+        await Promise.race([sleep(this.o.checkIntervalMs, signal), lease.lost]);
+      }
+    } finally {
+      await lease.release();
+    }
+    if (lost) throw new Error('lease router.sla lost; waiting to take it again');
   }
 
   /** One pass over open tickets; exposed for tests. */
