@@ -21,6 +21,9 @@ import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 
+/** How long a POST in flight at shutdown may still take before it is cut off (and nak'ed). */
+const POST_GRACE_MS = 2_000;
+
 export interface WebhookTarget {
   name: string;
   url: string;
@@ -42,8 +45,8 @@ export interface DispatchLease {
 
 export class WebhookDispatcher {
   private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
-  /** Aborted on stop: POSTs in flight end too (shutdown is bounded). */
-  private readonly stopping = new AbortController();
+  /** Aborted POST_GRACE_MS after stop: POSTs still in flight end then (shutdown is bounded). */
+  private readonly cutOff = new AbortController();
   /**
    * Aborted when this term as dispatcher ends (stop, or the lease lost): retry waits end and
    * events not yet posted are nak'ed. A POST in flight at a lost lease finishes and is acked if
@@ -61,7 +64,7 @@ export class WebhookDispatcher {
     private readonly supervisor = new Supervisor(log),
   ) {
     // One listener per POST in flight (up to the lane concurrency) is expected, not a leak.
-    setMaxListeners(0, this.stopping.signal);
+    setMaxListeners(0, this.cutOff.signal);
   }
 
   /** Returns at once; delivery starts when this process holds the webhook's lease. */
@@ -154,8 +157,13 @@ export class WebhookDispatcher {
   }
 
   async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.loop?.stop();
+    // A POST the receiver already answered, cut off now, would be sent again by the next holder.
+    const timer = setTimeout(() => this.cutOff.abort(), POST_GRACE_MS);
+    try {
+      await this.loop?.stop();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Events of this webhook not yet taken by the receiver (pending + in flight). */
@@ -210,7 +218,7 @@ export class WebhookDispatcher {
           'user-agent': 'omnigate-webhooks/1',
         },
         body: raw,
-        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.stopping.signal]),
+        signal: AbortSignal.any([AbortSignal.timeout(this.target.timeout), this.cutOff.signal]),
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.ok) return { ok: true };

@@ -115,10 +115,15 @@ export class OutboundRunner {
     }
     if (marker?.s === 'in-flight') {
       // A previous process stopped in the middle of the platform call: it may or may not have
-      // been delivered. Sending again could duplicate a reply, so we report instead of guessing.
-      await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
-        'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
-      return;
+      // been delivered. Where the receiver deduplicates by our key, sending again is safe (the
+      // attempt count goes on); elsewhere it could duplicate a reply, so we report instead.
+      if (this.connector.resendSafe) {
+        this.log.warn({ outboundId: msg.id, attempts: marker.attempts }, 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)');
+      } else {
+        await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
+          'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
+        return;
+      }
     }
     let attempts = marker?.attempts ?? 0;
     // While we retry, the lane consumer tells the server we are still working on the message.
