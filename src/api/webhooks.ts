@@ -105,10 +105,11 @@ export class WebhookDispatcher {
         await sleep(1000, signal); // holding the lease meanwhile: no replica spins on it
       } finally {
         this.active = false;
-        // The consumer stops pulling first and then hands back what it held, in order.
-        const stopped = this.consumer?.stop();
+        // Pulling ends first (a nak sent while a pull request is open could be redelivered into
+        // it, out of place); then waits end, and what is held goes back in order.
+        await this.consumer?.stopPulling();
         this.term.abort();
-        await stopped;
+        await this.consumer?.stop();
         if (this.consumer?.handedBack) this.log.info({ webhook: this.target.name, events: this.consumer.handedBack }, 'events handed back for the next dispatcher');
         await lease.release();
       }

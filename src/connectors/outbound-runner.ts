@@ -70,6 +70,8 @@ export class OutboundRunner {
 
   /** Stop taking new messages and let in-flight sends finish; waits are handed back (nak). */
   async stop(): Promise<void> {
+    // Pulling ends before waits end (and nak): see LaneConsumer.stopPulling.
+    await this.consumer?.stopPulling();
     this.stopping.abort();
     await this.consumer?.stop();
   }

@@ -15,6 +15,9 @@ import type { Bus } from './bus.js';
 import { KeyedLanes, Semaphore } from './lanes.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
 
+/** How long one pull request waits for messages; also the longest stop() waits for the last one. */
+const FETCH_EXPIRES_MS = 1_000;
+
 export interface LaneConsumerOptions<T> {
   stream: string;
   config: Partial<ConsumerConfig> & { durable_name: string; ack_wait: number };
@@ -67,20 +70,21 @@ export class LaneConsumer<T> {
   }
 
   /**
-   * One pull subscription (the supervisor opens another if it ends). Messages the client had
-   * buffered when it stops still pass through here, so they reach their lanes in stream order and
-   * are handed back there, behind the ones of their key already queued.
+   * Pulls in batches (fetch) until stopped; the supervisor starts it again if it fails. A batch is
+   * never cut short: stopping waits for the batch's request to end on the server's word (at most
+   * FETCH_EXPIRES_MS), because a subscription closed while the server still sends would drop
+   * those messages on the floor, and they would come back only after ack_wait, behind newer ones
+   * of their key. What arrives after stop() goes through the lanes and is handed back there, in
+   * stream order behind what its key already has queued.
    */
   private async pull({ signal, progress }: LoopRun): Promise<void> {
     // A restart also recreates a consumer deleted by hand (or lost with a server's store).
     if (this.runs++ > 0) await this.bus.ensureConsumer(this.o.stream, this.o.config);
     const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
-    const messages = await consumer.consume({ max_messages: this.o.concurrency });
-    const onAbort = () => messages.stop();
-    signal.addEventListener('abort', onAbort, { once: true });
     const sem = new Semaphore(this.o.concurrency);
-    try {
-      for await (const m of messages) {
+    while (!signal.aborted) {
+      const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: FETCH_EXPIRES_MS });
+      for await (const m of batch) {
         const seq = m.seq;
         if (this.held.has(seq)) continue; // a copy: the original is still ours and will be settled
         const item = await this.o.decode(m);
@@ -100,8 +104,6 @@ export class LaneConsumer<T> {
           .then(progress, (err) => this.o.onError(m, item, err))
           .finally(() => this.held.delete(seq));
       }
-    } finally {
-      signal.removeEventListener('abort', onAbort);
     }
   }
 
@@ -111,15 +113,23 @@ export class LaneConsumer<T> {
   }
 
   /**
-   * Stop pulling and give back everything not yet started, at once and in order (nak without
+   * Stop pulling: no new pull request; the one in flight ends on the server's word (at most
+   * FETCH_EXPIRES_MS). What arrives meanwhile is queued as usual. Until this resolves, a nak
+   * could be answered by a redelivery into that request, out of place, so callers end their
+   * waits (which nak) only after it.
+   */
+  async stopPulling(): Promise<void> {
+    await this.loop?.stop();
+  }
+
+  /**
+   * Stop pulling, then give back everything not yet started, at once and in order (nak without
    * delay), so whoever holds the consumer next gets it before anything newer of the same key.
-   * Handlers already running finish (they decide whether to nak long waits). The pull
-   * subscription is closed first: its UNSUB reaches the server before those naks, so the server
-   * does not hand them straight back to this dying subscription.
+   * Handlers already running finish (they decide whether to nak long waits).
    */
   async stop(): Promise<void> {
+    await this.stopPulling();
     this.stopping = true;
-    await this.loop?.stop();
     await this.lanes.idle();
     clearInterval(this.keepAlive);
   }
