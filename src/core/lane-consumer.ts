@@ -13,6 +13,7 @@
 import type { ConsumerConfig, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './bus.js';
 import { KeyedLanes, Semaphore } from './lanes.js';
+import { sleep } from './sleep.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
 
 /** How long one pull request waits for messages; also the longest stop() waits for the last one. */
@@ -83,6 +84,11 @@ export class LaneConsumer<T> {
     const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
     const sem = new Semaphore(this.o.concurrency);
     while (!signal.aborted) {
+      // A pull request written while disconnected is flushed at reconnect, after this client has
+      // given up on it: the server would deliver into a closed inbox, and those messages would
+      // wait out ack_wait. So pull only while connected.
+      while (!this.bus.connected && !signal.aborted) await sleep(100, signal);
+      if (signal.aborted) break;
       const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: FETCH_EXPIRES_MS });
       for await (const m of batch) {
         const seq = m.seq;
