@@ -78,21 +78,21 @@ export class Router {
 
   async start(): Promise<void> {
     const ackWait = this.o.ackWaitMs * 1_000_000;
-    await this.bus.ensureConsumer(Streams.inbound, {
-      durable_name: Consumers.router,
-      ack_wait: ackWait,
-      max_ack_pending: this.o.concurrency * 4,
-      max_deliver: -1,
-    });
-    await this.bus.ensureConsumer(Streams.status, {
-      durable_name: Consumers.routerStatus,
-      ack_wait: ackWait,
-      max_ack_pending: 1024,
-      max_deliver: -1,
-    });
+    const inbound = { durable_name: Consumers.router, ack_wait: ackWait, max_ack_pending: this.o.concurrency * 4, max_deliver: -1 };
+    const status = { durable_name: Consumers.routerStatus, ack_wait: ackWait, max_ack_pending: 1024, max_deliver: -1 };
+    await this.bus.ensureConsumer(Streams.inbound, inbound);
+    await this.bus.ensureConsumer(Streams.status, status);
+    // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
+    const consume = (stream: string, config: { durable_name: string; ack_wait: number; max_ack_pending: number; max_deliver: number }, concurrency: number, handle: (m: JsMsg) => Promise<void>) => {
+      let runs = 0;
+      return async (r: LoopRun) => {
+        if (runs++ > 0) await this.bus.ensureConsumer(stream, config);
+        await this.run(r, stream, config.durable_name, concurrency, handle);
+      };
+    };
     const essential = { essential: true };
-    this.loops.push(this.supervisor.run('router.inbound', (r) => this.run(r, Streams.inbound, Consumers.router, this.o.concurrency, (m) => this.onInbound(m)), essential));
-    this.loops.push(this.supervisor.run('router.status', (r) => this.run(r, Streams.status, Consumers.routerStatus, 64, (m) => this.deliveries.handle(m)), essential));
+    this.loops.push(this.supervisor.run('router.inbound', consume(Streams.inbound, inbound, this.o.concurrency, (m) => this.onInbound(m)), essential));
+    this.loops.push(this.supervisor.run('router.status', consume(Streams.status, status, 64, (m) => this.deliveries.handle(m)), essential));
   }
 
   /** Stop pulling, finish what is in flight (acked), leave the rest for redelivery. */
