@@ -9,8 +9,10 @@ import { EmbeddedNats } from './core/embedded-nats.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
-import { ConnectorState } from './core/schema.js';
+import { Supervisor } from './core/supervisor.js';
+import { sleep } from './core/sleep.js';
 import { Streams } from './core/subjects.js';
+import { liveness, readiness, sampleConnectors, type ProbeDeps } from './probes.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
 import { LifecycleWatcher, newHolderId } from './router/lifecycle.js';
@@ -34,12 +36,23 @@ export class Gateway {
   connectors!: ConnectorHost;
   http!: HttpServer;
   private readonly config: GatewayConfig;
-  private lagTimer?: NodeJS.Timeout;
   private helpdesk?: HelpdeskSurface;
   sla?: LifecycleWatcher;
+  /** Owner of every long-running loop of this gateway: their states feed the probes. */
+  readonly loops: Supervisor;
+  private readonly probes: ProbeDeps;
 
   constructor(private readonly deps: GatewayDeps) {
     this.config = deps.loaded.config;
+    this.loops = new Supervisor(deps.log.child({ component: 'supervisor' }));
+    const self = this;
+    this.probes = {
+      get bus() {
+        return self.bus;
+      },
+      supervisor: this.loops,
+      connectors: () => this.connectors?.health() ?? [],
+    };
   }
 
   async start(): Promise<void> {
@@ -84,9 +97,9 @@ export class Gateway {
         ackWaitMs: c.router.ackWait,
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
-      });
+      }, this.loops);
       await this.router.start();
-      const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }));
+      const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }), this.loops);
       this.commands = commands;
       commands.start();
       const sla = c.router.sla;
@@ -120,14 +133,14 @@ export class Gateway {
           account: sla.escalate.account,
           conversation: { id: sla.escalate.conversationId, kind: sla.escalate.kind },
         },
-      }, log.child({ component: 'lifecycle' }), c.nats.leaseTtl, newHolderId());
+      }, log.child({ component: 'lifecycle' }), c.nats.leaseTtl, newHolderId(), this.loops);
       this.sla.start();
       const watcher = this.sla;
       this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
     }
 
-    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness() });
-    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl });
+    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
+    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops);
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({
       bus: this.bus,
@@ -135,6 +148,7 @@ export class Gateway {
       http: this.http,
       mediaMaxBytes: c.media.maxBytes,
       leaseTtlMs: c.nats.leaseTtl,
+      supervisor: this.loops,
       outbound: {
         maxAttempts: c.outbound.maxAttempts,
         backoffBaseMs: c.outbound.backoffBase,
@@ -144,55 +158,28 @@ export class Gateway {
       },
     });
     await this.connectors.start(
-      this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options })),
+      this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
     await this.http.listen();
-    this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
-    this.lagTimer.unref();
+    this.loops.run('gateway.sampler', async ({ signal, progress }) => {
+      while (!signal.aborted) {
+        await this.sampleLag();
+        progress();
+        await sleep(5000, signal);
+      }
+    });
     log.info({ http: `${c.http.host}:${this.http.port}`, nats: url, connectors: this.deps.loaded.connectors.length }, 'omnigate started');
   }
 
+  /** /readyz: see src/probes.ts for what makes a replica ready. */
   async readiness(): Promise<Readiness> {
-    const checks: Record<string, unknown> = {};
-    let ready = true;
-    const natsOk = this.bus?.connected ?? false;
-    checks.nats = { connected: natsOk, server: this.bus?.serverVersion };
-    ready &&= natsOk;
-    if (natsOk) {
-      try {
-        const names: string[] = [];
-        for await (const s of this.bus.jsm.streams.names()) names.push(s);
-        const missing = Object.values(Streams).filter((s) => !names.includes(s));
-        checks.streams = missing.length ? { missing } : 'ok';
-        ready &&= missing.length === 0;
-      } catch (err) {
-        checks.streams = { error: errorMessage(err) };
-        ready = false;
-      }
-    }
-    const connectors = this.sampleConnectors();
-    checks.connectors = connectors;
-    for (const h of connectors) {
-      if (h.state !== 'connected' && h.state !== 'rate_limited') ready = false;
-    }
-    return { ready, checks };
-  }
-
-  /** omnigate_connector_up{channel,account} and the enum-style omnigate_connector_state{…,state}. */
-  private sampleConnectors() {
-    const connectors = this.connectors?.health() ?? [];
-    for (const h of connectors) {
-      const who = { channel: h.channel, account: h.account };
-      metrics.connectorUp.set(who, h.state === 'connected' || h.state === 'rate_limited' ? 1 : 0);
-      for (const state of ConnectorState.options) metrics.connectorState.set({ ...who, state }, state === h.state ? 1 : 0);
-    }
-    return connectors;
+    return readiness(this.probes);
   }
 
   private async sampleLag(): Promise<void> {
     try {
       // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
-      this.sampleConnectors();
+      sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
       metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
       if (!this.router) return;
@@ -223,7 +210,6 @@ export class Gateway {
     // The embedded server flushes its store on SIGTERM: keep it a share of the budget.
     const natsReserve = this.embedded ? Math.min(3000, Math.floor(total / 3)) : 0;
     const deadline = started + total - natsReserve;
-    clearInterval(this.lagTimer);
     this.http?.beginDrain();
     log.info({ timeoutMs: total }, 'shutting down: readiness 503, stopping intake');
     const drainMs = Math.min(c.shutdownDrain, Math.floor(total / 4));
@@ -239,6 +225,8 @@ export class Gateway {
         commands: () => this.commands?.stop(),
         router: () => this.router?.stop(),
       })) &&
+      // What is left: the sampler, and anything a module did not stop.
+      (await this.stopWithin(deadline, { loops: () => this.loops.stop() })) &&
       (await this.stopWithin(deadline, { nats: () => this.bus?.close() }));
     if (!graceful) await this.bus?.nc.close().catch((err) => log.warn({ err: errorMessage(err) }, 'closing the NATS connection failed'));
     await this.embedded?.stop(Math.max(1000, started + total - Date.now()));

@@ -18,6 +18,7 @@ import { UnsafeServerError } from './core/bus.js';
 import { connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
+import { installCrashPolicy } from './crash-policy.js';
 
 const USAGE = `usage: omnigate start [--config FILE]
        omnigate check-config [--config FILE]
@@ -42,7 +43,7 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
-    const { type: _t, account: _a, enabled: _e, ...options } = entry;
+    const { type: _t, account: _a, enabled: _e, required: _r, ...options } = entry;
     // The channel's own schema decides which keys exist; the entry's common keys are known too.
     const unknown = unknownKeys(factory.options, options, Object.keys(ConnectorEntry.shape));
     if (unknown.length) return { ok: false, unknownKeys: unknown };
@@ -129,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection'));
+  installCrashPolicy(log, () => gateway.stop());
   try {
     await gateway.start();
   } catch (err) {

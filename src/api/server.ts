@@ -24,6 +24,8 @@ export interface HttpServerOptions {
   metricsRequireToken?: boolean;
   log: Logger;
   readiness: () => Promise<Readiness>;
+  /** /healthz: false when a supervised loop has failed (src/probes.ts). Absent: always alive. */
+  liveness?: () => Readiness;
 }
 
 export class HttpServer implements HttpMount {
@@ -44,7 +46,10 @@ export class HttpServer implements HttpMount {
     this.app.addHook('onSend', async (_req, reply) => {
       if (this.closing) reply.header('connection', 'close');
     });
-    this.app.get('/healthz', async () => ({ status: 'ok' }));
+    this.app.get('/healthz', async (_req, reply) => {
+      const r = o.liveness?.() ?? { ready: true, checks: {} };
+      return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ok' : 'failing', ...r.checks });
+    });
     this.app.get('/readyz', async (_req, reply) => {
       const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
       return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.checks });

@@ -9,6 +9,7 @@ import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { MediaStore } from '../core/media.js';
 import { metrics } from '../core/metrics.js';
+import { Supervisor } from '../core/supervisor.js';
 import type { TicketStore } from '../router/tickets.js';
 import { Attachments } from './attachments.js';
 import { TokenAuth } from './auth.js';
@@ -29,8 +30,9 @@ export class HelpdeskSurface {
     private readonly store: TicketStore | null,
     private readonly log: Logger,
     lease: DispatchLease,
+    private readonly supervisor = new Supervisor(log),
   ) {
-    this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name }), lease));
+    this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name }), lease, supervisor));
   }
 
   /** Mounts routes (before the server listens) and starts the index and the dispatchers. */
@@ -39,7 +41,7 @@ export class HelpdeskSurface {
     this.http.authorize = (headers, method) => auth.authorize(headers.authorization, method);
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
     if (this.store) {
-      this.index = new TicketIndex(this.bus.kv.tickets, this.log.child({ component: 'ticket-index' }));
+      this.index = new TicketIndex(this.bus.kv.tickets, this.log.child({ component: 'ticket-index' }), this.supervisor);
       await this.index.start();
       const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media);
       registerApi(this.http.app, { nc: this.bus.nc, store: this.store, index: this.index, attachments, auth });

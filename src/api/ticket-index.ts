@@ -8,10 +8,10 @@
  * with its new status.
  */
 import type { KV, KvWatchEntry } from '@nats-io/kv';
-import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import { TicketStatus, type Ticket } from '../core/schema.js';
 
 export class TicketIndex {
@@ -19,26 +19,41 @@ export class TicketIndex {
   private readonly counts = new Map<string, number>(TicketStatus.options.map((s) => [s, 0]));
   private applied = 0;
   private waiters: Array<{ revision: number; resolve: () => void }> = [];
-  private watch?: QueuedIterator<KvWatchEntry>;
-  private loop?: Promise<void>;
+  private loop?: SupervisedLoop;
 
   constructor(
     private readonly bucket: KV,
     private readonly log: Logger,
+    private readonly supervisor = new Supervisor(log),
   ) {}
 
   async start(): Promise<void> {
     for (const [status, n] of this.counts) metrics.ticketsOpen.set({ status }, n);
-    this.watch = await this.bucket.watch();
-    this.loop = (async () => {
-      for await (const entry of this.watch!) this.apply(entry);
-    })().catch((err) => this.log.error({ err: errorMessage(err) }, 'ticket watch ended'));
+    this.loop = this.supervisor.run('tickets.watch', (r) => this.follow(r), { essential: true });
   }
 
   async stop(): Promise<void> {
-    this.watch?.stop();
-    await this.loop;
+    await this.loop?.stop();
     for (const w of this.waiters.splice(0)) w.resolve();
+  }
+
+  /**
+   * One watch of the bucket. A restarted watch starts again with every key's current value, which
+   * apply() takes as an update; a ticket deleted while no watch ran stays listed until restart
+   * (tickets are never deleted by omnigate itself).
+   */
+  private async follow({ signal, progress }: LoopRun): Promise<void> {
+    const watch = await this.bucket.watch();
+    const onAbort = () => watch.stop();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const entry of watch) {
+        this.apply(entry);
+        progress();
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Every ticket (the caller filters); call caughtUp() first for read-your-writes. */

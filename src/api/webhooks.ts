@@ -20,6 +20,10 @@ import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
+
+/** How long a POST in flight at shutdown may still take before it is cut off (and nak'ed). */
+const POST_GRACE_MS = 2_000;
 
 export interface WebhookTarget {
   name: string;
@@ -42,11 +46,15 @@ export interface DispatchLease {
 
 export class WebhookDispatcher {
   private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
-  /** Aborted on stop: the lease wait ends. */
-  private readonly stopping = new AbortController();
-  /** Aborted when this term as dispatcher ends (stop, or the lease lost): waits and POSTs end, events are nak'ed. */
+  /** Aborted POST_GRACE_MS after stop: POSTs still in flight end then (shutdown is bounded). */
+  private readonly cutOff = new AbortController();
+  /**
+   * Aborted when this term as dispatcher ends (stop, or the lease lost): retry waits end and
+   * events not yet posted are nak'ed. A POST in flight at a lost lease finishes and is acked if
+   * the receiver took it: aborting it would not unsend it, only make it come again.
+   */
   private term = new AbortController();
-  private running?: Promise<void>;
+  private loop?: SupervisedLoop;
   private active = false;
   /** The lease this term runs under: checked before every POST, its token sent with it. */
   private held?: Lease;
@@ -56,11 +64,15 @@ export class WebhookDispatcher {
     private readonly target: WebhookTarget,
     private readonly log: Logger,
     private readonly lease: DispatchLease,
-  ) {}
+    private readonly supervisor = new Supervisor(log),
+  ) {
+    // One listener per POST in flight (up to the lane concurrency) is expected, not a leak.
+    setMaxListeners(0, this.cutOff.signal);
+  }
 
   /** Returns at once; delivery starts when this process holds the webhook's lease. */
   async start(): Promise<void> {
-    this.running = this.serve();
+    this.loop = this.supervisor.run(`webhook.${this.target.name}`, (r) => this.serve(r));
   }
 
   /** True while this process is the one delivering. */
@@ -68,17 +80,18 @@ export class WebhookDispatcher {
     return this.active;
   }
 
-  private async serve(): Promise<void> {
+  /** Terms as the dispatching replica, one after another, until stopped. */
+  private async serve({ signal, progress }: LoopRun): Promise<void> {
     const key = `webhook.${kvSafe(this.target.name)}`;
-    const ended = new Promise<void>((r) => this.stopping.signal.addEventListener('abort', () => r(), { once: true }));
-    while (!this.stopping.signal.aborted) {
+    const ended = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    while (!signal.aborted) {
       let lease;
       try {
-        lease = await acquireLease(this.bus.kv.leases, key, { ttlMs: this.lease.ttlMs, holder: this.lease.holder, signal: this.stopping.signal, log: this.log });
+        lease = await acquireLease(this.bus.kv.leases, key, { ttlMs: this.lease.ttlMs, holder: this.lease.holder, signal, log: this.log });
       } catch (err) {
-        if (this.stopping.signal.aborted) return;
+        if (signal.aborted) return;
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook lease not taken; retrying');
-        await sleep(1000, this.stopping.signal);
+        await sleep(1000, signal);
         continue;
       }
       this.term = new AbortController();
@@ -92,18 +105,20 @@ export class WebhookDispatcher {
         if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         await this.startConsumer();
         this.active = true;
+        progress();
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
         await Promise.race([lease.lost, ended]);
       } catch (err) {
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook dispatcher failed; retrying');
-        await sleep(1000, this.stopping.signal); // holding the lease meanwhile: no replica spins on it
+        await sleep(1000, signal); // holding the lease meanwhile: no replica spins on it
       } finally {
         this.active = false;
-        // Stop pulling first: its UNSUB reaches the server before the naks of what we held, so
-        // the server does not hand those events straight back to this dying subscription.
-        const stopped = this.consumer?.stop();
+        // Pulling ends first (a nak sent while a pull request is open could be redelivered into
+        // it, out of place); then waits end, and what is held goes back in order.
+        await this.consumer?.stopPulling();
         this.term.abort();
-        await Promise.all([stopped, replays.stop()]);
+        await Promise.all([this.consumer?.stop(), replays.stop()]);
+        if (this.consumer?.handedBack) this.log.info({ webhook: this.target.name, events: this.consumer.handedBack }, 'events handed back for the next dispatcher');
         await lease.release();
       }
     }
@@ -122,6 +137,8 @@ export class WebhookDispatcher {
       concurrency: 128,
       // Fencing: a frozen holder's pull request expires before its lease can be taken over.
       pullExpiresMs: Math.max(1000, Math.floor(this.lease.ttlMs / 3)),
+      supervisor: this.supervisor,
+      loopName: `webhook.${this.target.name}.consumer`,
       decode: (m) => {
         let event: { type?: string; ticketId?: string };
         try {
@@ -151,8 +168,13 @@ export class WebhookDispatcher {
   }
 
   async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.running;
+    // A POST the receiver already answered, cut off now, would be sent again by the next holder.
+    const timer = setTimeout(() => this.cutOff.abort(), POST_GRACE_MS);
+    try {
+      await this.loop?.stop();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Events of this webhook not yet taken by the receiver (pending + in flight). */
@@ -210,12 +232,13 @@ export class WebhookDispatcher {
   /** One POST: ok when the receiver answered 2xx, else what went wrong. */
   private async post(body: Uint8Array, type: string, seq: number): Promise<{ ok: true } | { ok: false; problem: string; retryAfterMs?: number }> {
     const raw = Buffer.from(body);
-    // A per-request controller rather than AbortSignal.any([timeout, term]): the dependant signal
-    // `any` creates stays registered on the long-lived term signal until term aborts (~80 B per
-    // delivery, 1.3 GB/day at 200 events/s). This listener is removed when the POST ends.
+    // A per-request controller rather than AbortSignal.any([timeout, cutOff]): the dependant signal
+    // `any` creates stays registered on the long-lived cutOff signal for the dispatcher's life
+    // (~80 B per delivery, 1.3 GB/day at 200 events/s). This listener is removed when the POST
+    // ends. Only the shutdown cut-off aborts a POST: a lost lease lets it finish (see `term`).
     const request = new AbortController();
-    const onTerm = () => request.abort(this.term.signal.reason);
-    const term = this.term.signal;
+    const term = this.cutOff.signal;
+    const onTerm = () => request.abort(term.reason);
     if (term.aborted) onTerm();
     else term.addEventListener('abort', onTerm, { once: true });
     const timer = setTimeout(() => request.abort(new DOMException(`no answer within ${this.target.timeout} ms`, 'TimeoutError')), this.target.timeout);

@@ -41,6 +41,14 @@ export interface Connector {
    * the message to that replica, before recording any attempt. Absent means always true.
    */
   canSend?(): boolean;
+  /**
+   * True when sending one message twice cannot reach the customer twice: the receiver
+   * deduplicates by our idempotency key (`message.id`, sent as `Idempotency-Key` by the webhook
+   * channel). After a crash in the middle of a send, the runtime then sends again instead of
+   * reporting `outcome_unknown`. Absent means false: Telegram, Slack, WhatsApp and email have no
+   * such key, and a second send is a second message in the chat.
+   */
+  readonly resendSafe?: boolean;
 }
 
 /** Durable per-account state (checkpoints, offsets, auth) in the omni_state bucket. */

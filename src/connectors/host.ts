@@ -32,6 +32,7 @@ import {
 import { serveReplay } from '../core/replay.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
 import { backoffMs, sleep } from '../core/sleep.js';
+import type { Supervisor } from '../core/supervisor.js';
 
 /** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
 const EVENT_HEADROOM_BYTES = 16 * 1024;
@@ -39,6 +40,18 @@ export interface HostedConnectorSpec {
   factory: ConnectorFactory<any>;
   account: string;
   options: unknown;
+  /** Readiness depends on this connector (config `required: true`). */
+  required?: boolean;
+}
+
+/** What /readyz and the connector metrics show for one connector. */
+export interface HostedHealth extends ConnectorHealth {
+  channel: string;
+  type: string;
+  account: string;
+  required: boolean;
+  /** While standing by: when the other replica's lease runs out unless it renews it. */
+  standbyUntil?: string;
 }
 
 export interface ConnectorHostOptions {
@@ -50,16 +63,24 @@ export interface ConnectorHostOptions {
   outbound: OutboundRunnerOptions;
   /** Identifies this process as a lease holder. */
   instanceId?: string;
+  /** Owner of the outbound runners' consumer loops. */
+  supervisor?: Supervisor;
 }
 
 interface Hosted {
   channel: string;
   type: string;
   account: string;
+  required: boolean;
   connector: Connector;
   runner: OutboundRunner;
+  /** The last state the connector published (ctx.setState). */
   state: ConnectorHealth;
   replay?: ReplayHandler;
+  /** Set while intake cannot publish to JetStream; shown over `state` until a publish succeeds. */
+  stall?: ConnectorHealth;
+  /** Set while waiting for a lease another replica holds. */
+  standby?: { key: string; holder: string; until: Date };
 }
 
 export class ConnectorHost {
@@ -77,11 +98,11 @@ export class ConnectorHost {
     for (const spec of specs) {
       const channel = spec.factory.channel;
       const log = this.o.log.child({ channel, account: spec.account, connector: spec.factory.type });
-      const hosted = { channel, type: spec.factory.type, account: spec.account } as Hosted;
+      const hosted = { channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false } as Hosted;
       hosted.state = { state: 'starting', since: new Date().toISOString() };
       const ctx = this.context(channel, spec.account, log, hosted);
       hosted.connector = spec.factory.create(spec.options, ctx);
-      hosted.runner = new OutboundRunner(this.o.bus, channel, spec.account, hosted.connector, log, this.o.outbound);
+      hosted.runner = new OutboundRunner(this.o.bus, channel, spec.account, hosted.connector, log, this.o.outbound, this.o.supervisor);
       this.hosted.push(hosted);
       try {
         await hosted.connector.start();
@@ -107,8 +128,21 @@ export class ConnectorHost {
     );
   }
 
-  health(): Array<{ channel: string; type: string; account: string } & ConnectorHealth> {
-    return this.hosted.map((h) => ({ channel: h.channel, type: h.type, account: h.account, ...h.connector.health() }));
+  /**
+   * Every connector's state as it was last published on omni.events.connector.* (what the
+   * connector reported, or `stalled` while intake cannot reach JetStream, or `standby` while
+   * another replica holds its lease): probes and metrics show exactly what ops were told.
+   */
+  health(): HostedHealth[] {
+    return this.hosted.map((h) => {
+      const who = { channel: h.channel, type: h.type, account: h.account, required: h.required };
+      const current = h.stall ?? h.state;
+      if (current.state === 'standby' && h.standby) {
+        const until = h.standby.until.toISOString();
+        return { ...who, ...current, detail: `lease ${h.standby.key} is held by ${h.standby.holder} until ${until} unless renewed; this replica takes over then`, standbyUntil: until };
+      }
+      return { ...who, ...current };
+    });
   }
 
   private context(channel: string, account: string, log: Logger, hosted: Hosted): ConnectorContext {
@@ -136,12 +170,27 @@ export class ConnectorHost {
         return out;
       },
     };
+    const announce = (h: ConnectorHealth) => {
+      const event = ConnectorStateEvent.parse({ v: 1, type: 'connector.state', channel, account, state: h.state, detail: h.detail, at: h.since });
+      const level = h.state === 'connected' || h.state === 'starting' || h.state === 'stopped' || h.state === 'standby' ? 'info' : 'warn';
+      log[level]({ state: h.state, detail: h.detail }, 'connector state');
+      bus.publishJson(Subjects.connectorEvent(channel, account), event).catch((err) => log.warn({ err: errorMessage(err) }, 'could not publish connector state'));
+    };
     const setState = (s: ConnectorState, detail?: string) => {
       hosted.state = { state: s, detail, since: new Date().toISOString() };
-      const event = ConnectorStateEvent.parse({ v: 1, type: 'connector.state', channel, account, state: s, detail, at: hosted.state.since });
-      const level = s === 'connected' || s === 'starting' || s === 'stopped' ? 'info' : 'warn';
-      log[level]({ state: s, detail }, 'connector state');
-      bus.publishJson(Subjects.connectorEvent(channel, account), event).catch((err) => log.warn({ err: errorMessage(err) }, 'could not publish connector state'));
+      // While intake is stalled that is what ops see; the connector's own state shows again after.
+      if (hosted.stall) log.info({ state: s, detail }, 'connector state (shown once intake publishes again)');
+      else announce(hosted.state);
+    };
+    const stalled = (detail: string) => {
+      if (hosted.stall) return;
+      hosted.stall = { state: 'stalled', detail, since: new Date().toISOString() };
+      announce(hosted.stall);
+    };
+    const unstalled = () => {
+      if (!hosted.stall) return;
+      hosted.stall = undefined;
+      announce({ ...hosted.state, since: new Date().toISOString() });
     };
     const ctx: ConnectorContext = {
       channel,
@@ -171,8 +220,7 @@ export class ConnectorHost {
         const event = DeliveryStatus.parse({ v: 1, type: 'delivery.status', channel, account, attempts: 0, at: new Date().toISOString(), ...r });
         await bus.publishJson(Subjects.status(channel, account), event, `status:${r.outboundId}:${r.status}`);
       },
-      lease: (name = 'intake') =>
-        acquireLease(bus.kv.leases, `${channel}.${account}.${kvSafe(name)}`, { ttlMs: this.o.leaseTtlMs, holder: this.instanceId, signal, log }),
+      lease: (name = 'intake') => this.takeLease(`${channel}.${account}.${kvSafe(name)}`, hosted, setState, log),
       publish: async (input: InboundEventInput) => {
         const parsed = InboundEvent.safeParse({ ...input, v: 1, channel, account, receivedAt: input.receivedAt ?? new Date().toISOString() });
         if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`);
@@ -188,7 +236,7 @@ export class ConnectorHost {
         for (let attempt = 1; ; attempt++) {
           try {
             const ack = await bus.js.publish(subject, payload, { msgID: event.id });
-            if (attempt > 3) setState('connected', 'NATS reachable again');
+            unstalled();
             if (ack.duplicate) metrics.duplicates.inc({ channel });
             return { duplicate: ack.duplicate, seq: ack.seq };
           } catch (err) {
@@ -197,13 +245,49 @@ export class ConnectorHost {
             // The client refused the message itself (a header or subject it cannot carry): the
             // same bytes fail the same way every time, so the caller gets a permanent refusal.
             if (isRefusedByClient(err)) throw new InvalidEventError(`NATS client refused the event: ${errorMessage(err)}`);
-            if (attempt === 3) setState('stalled', `cannot publish to JetStream: ${errorMessage(err)}`);
+            if (attempt >= 3) stalled(`cannot publish to JetStream: ${errorMessage(err)}`);
             await sleep(backoffMs(attempt, 200, 5000), signal);
           }
         }
       },
     };
     return ctx;
+  }
+
+  /**
+   * Waits for the lease as `standby`, saying whose it is and until when (its last renewal plus
+   * the TTL): right after a crash that is the dead holder's key, and nothing polls until it runs
+   * out. Once taken the state is `starting` until the connector reports its own.
+   */
+  private async takeLease(key: string, hosted: Hosted, setState: (s: ConnectorState, detail?: string) => void, log: Logger) {
+    const bus = this.o.bus;
+    const ttlMs = this.o.leaseTtlMs;
+    let waiting = true;
+    const look = async () => {
+      try {
+        const e = await bus.kv.leases.get(key);
+        if (!waiting || !e || e.operation !== 'PUT' || e.string() === this.instanceId) return;
+        const first = !hosted.standby;
+        hosted.standby = { key, holder: e.string(), until: new Date(e.created.getTime() + ttlMs) };
+        metrics.connectorStandbyUntil.set({ channel: hosted.channel, account: hosted.account }, hosted.standby.until.getTime() / 1000);
+        if (first || hosted.state.state !== 'standby') setState('standby', `waiting for lease ${key}`);
+      } catch (err) {
+        log.debug({ key, err: errorMessage(err) }, 'lease holder not read');
+      }
+    };
+    // Bounded by the wait below (cleared in finally): it lives exactly as long as the standby.
+    const timer = setInterval(() => void look(), Math.max(250, Math.floor(ttlMs / 3)));
+    void look();
+    try {
+      return await acquireLease(bus.kv.leases, key, { ttlMs, holder: this.instanceId, signal: this.abort.signal, log });
+    } finally {
+      waiting = false;
+      clearInterval(timer);
+      metrics.connectorStandbyUntil.set({ channel: hosted.channel, account: hosted.account }, 0);
+      const wasStandby = hosted.standby !== undefined;
+      hosted.standby = undefined;
+      if (wasStandby && hosted.state.state === 'standby' && !this.abort.signal.aborted) setState('starting', `lease ${key} taken`);
+    }
   }
 }
 

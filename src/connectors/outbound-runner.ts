@@ -7,6 +7,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
+import type { Supervisor } from '../core/supervisor.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
@@ -39,6 +40,7 @@ export class OutboundRunner {
     private readonly connector: Connector,
     private readonly log: Logger,
     private readonly o: OutboundRunnerOptions,
+    private readonly supervisor?: Supervisor,
   ) {}
 
   async start(): Promise<void> {
@@ -52,6 +54,8 @@ export class OutboundRunner {
         max_deliver: -1,
       },
       concurrency: this.o.concurrency,
+      supervisor: this.supervisor,
+      loopName: `outbound.${this.channel}.${this.account}`,
       decode: (m) => this.parse(m),
       laneOf: (msg) => `${msg.conversation.id}:${msg.conversation.threadId ?? ''}`,
       handle: (m, msg) => this.handle(m, msg),
@@ -65,6 +69,8 @@ export class OutboundRunner {
 
   /** Stop taking new messages and let in-flight sends finish; waits are handed back (nak). */
   async stop(): Promise<void> {
+    // Pulling ends before waits end (and nak): see LaneConsumer.stopPulling.
+    await this.consumer?.stopPulling();
     this.stopping.abort();
     await this.consumer?.stop();
   }
@@ -112,10 +118,15 @@ export class OutboundRunner {
     }
     if (marker?.s === 'in-flight') {
       // A previous process stopped in the middle of the platform call: it may or may not have
-      // been delivered. Sending again could duplicate a reply, so we report instead of guessing.
-      await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
-        'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
-      return;
+      // been delivered. Where the receiver deduplicates by our key, sending again is safe (the
+      // attempt count goes on); elsewhere it could duplicate a reply, so we report instead.
+      if (this.connector.resendSafe) {
+        this.log.warn({ outboundId: msg.id, attempts: marker.attempts }, 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)');
+      } else {
+        await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
+          'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
+        return;
+      }
     }
     let attempts = marker?.attempts ?? 0;
     // While we retry, the lane consumer tells the server we are still working on the message.

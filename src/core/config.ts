@@ -90,6 +90,8 @@ export const ConnectorEntry = z
     type: z.string().min(1),
     account: SubjectToken,
     enabled: z.boolean().default(true),
+    /** Readiness (/readyz) depends on this connector: not ready unless connected, rate limited or standing by. */
+    required: z.boolean().default(false),
   })
   .passthrough();
 export type ConnectorEntry = z.infer<typeof ConnectorEntry>;

@@ -10,9 +10,14 @@
  * A copy of a message we still hold (a keep-alive lost in a network blip) is dropped. The
  * concurrency slot is taken inside the lane, so one stuck key holds one slot, not all of them.
  */
-import type { ConsumerConfig, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { ConsumerConfig, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './bus.js';
 import { KeyedLanes, Semaphore } from './lanes.js';
+import { sleep } from './sleep.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
+
+/** How long one pull request waits for messages; also the longest stop() waits for the last one. */
+const FETCH_EXPIRES_MS = 1_000;
 
 export interface LaneConsumerOptions<T> {
   stream: string;
@@ -29,15 +34,21 @@ export interface LaneConsumerOptions<T> {
    * TTL: a holder frozen mid-pull must stop attracting messages before another replica takes over.
    */
   pullExpiresMs?: number;
+  /** Owner of the pull loop; its name there is `loopName`. */
+  supervisor?: Supervisor;
+  loopName?: string;
 }
 
 export class LaneConsumer<T> {
-  private messages?: ConsumerMessages;
-  private loop?: Promise<void>;
+  private loop?: SupervisedLoop;
   private keepAlive?: NodeJS.Timeout;
   private readonly lanes = new KeyedLanes();
   /** Stream sequence → the message we hold for it. */
   private readonly held = new Map<number, JsMsg>();
+  /** Set once by stop(): nothing not yet started is handled any more, it is handed back. */
+  private stopping = false;
+  private given = 0;
+  private runs = 0;
 
   constructor(
     private readonly bus: Bus,
@@ -49,17 +60,42 @@ export class LaneConsumer<T> {
     return this.held.size;
   }
 
+  /** Messages handed back (nak) untried by stop() so far: queued in a lane or still buffered. */
+  get handedBack(): number {
+    return this.given;
+  }
+
   async start(): Promise<void> {
     await this.bus.ensureConsumer(this.o.stream, this.o.config);
-    const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency, ...(this.o.pullExpiresMs ? { expires: this.o.pullExpiresMs } : {}) });
     const ackWaitMs = this.o.config.ack_wait / 1_000_000;
     this.keepAlive = setInterval(() => {
       for (const m of this.held.values()) m.working();
     }, Math.max(100, ackWaitMs / 3));
+    const supervisor = this.o.supervisor ?? new Supervisor();
+    this.loop = supervisor.run(this.o.loopName ?? `consumer.${this.o.config.durable_name}`, (r) => this.pull(r), { essential: true });
+  }
+
+  /**
+   * Pulls in batches (fetch) until stopped; the supervisor starts it again if it fails. A batch is
+   * never cut short: stopping waits for the batch's request to end on the server's word (at most
+   * FETCH_EXPIRES_MS), because a subscription closed while the server still sends would drop
+   * those messages on the floor, and they would come back only after ack_wait, behind newer ones
+   * of their key. What arrives after stop() goes through the lanes and is handed back there, in
+   * stream order behind what its key already has queued.
+   */
+  private async pull({ signal, progress }: LoopRun): Promise<void> {
+    // A restart also recreates a consumer deleted by hand (or lost with a server's store).
+    if (this.runs++ > 0) await this.bus.ensureConsumer(this.o.stream, this.o.config);
+    const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
     const sem = new Semaphore(this.o.concurrency);
-    this.loop = (async () => {
-      for await (const m of this.messages!) {
+    while (!signal.aborted) {
+      // A pull request written while disconnected is flushed at reconnect, after this client has
+      // given up on it: the server would deliver into a closed inbox, and those messages would
+      // wait out ack_wait. So pull only while connected.
+      while (!this.bus.connected && !signal.aborted) await sleep(100, signal);
+      if (signal.aborted) break;
+      const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: Math.min(FETCH_EXPIRES_MS, this.o.pullExpiresMs ?? FETCH_EXPIRES_MS) });
+      for await (const m of batch) {
         const seq = m.seq;
         if (this.held.has(seq)) continue; // a copy: the original is still ours and will be settled
         const item = await this.o.decode(m);
@@ -67,23 +103,44 @@ export class LaneConsumer<T> {
         this.held.set(seq, m);
         void this.lanes
           .run(this.o.laneOf(item), async () => {
+            if (this.stopping) return this.handBack(m);
             await sem.acquire();
             try {
+              if (this.stopping) return this.handBack(m);
               await this.o.handle(m, item);
             } finally {
               sem.release();
             }
           })
-          .catch((err) => this.o.onError(m, item, err))
+          .then(progress, (err) => this.o.onError(m, item, err))
           .finally(() => this.held.delete(seq));
       }
-    })();
+    }
   }
 
-  /** Stop pulling; what is held finishes (handlers decide whether to nak long waits). */
+  private handBack(m: JsMsg): void {
+    this.given++;
+    m.nak();
+  }
+
+  /**
+   * Stop pulling: no new pull request; the one in flight ends on the server's word (at most
+   * FETCH_EXPIRES_MS). What arrives meanwhile is queued as usual. Until this resolves, a nak
+   * could be answered by a redelivery into that request, out of place, so callers end their
+   * waits (which nak) only after it.
+   */
+  async stopPulling(): Promise<void> {
+    await this.loop?.stop();
+  }
+
+  /**
+   * Stop pulling, then give back everything not yet started, at once and in order (nak without
+   * delay), so whoever holds the consumer next gets it before anything newer of the same key.
+   * Handlers already running finish (they decide whether to nak long waits).
+   */
   async stop(): Promise<void> {
-    this.messages?.stop();
-    await this.loop?.catch(() => {});
+    await this.stopPulling();
+    this.stopping = true;
     await this.lanes.idle();
     clearInterval(this.keepAlive);
   }

@@ -58,4 +58,10 @@ export const metrics = {
   // plus an enum-style state gauge: 1 on the current state, 0 on every other.
   connectorUp: new Gauge({ name: 'omnigate_connector_up', help: '1 when the connector is connected (or only rate limited)', labelNames: ['channel', 'account'], registers: [registry] }),
   connectorState: new Gauge({ name: 'omnigate_connector_state', help: '1 on the connector\'s current state, 0 on the others', labelNames: ['channel', 'account', 'state'], registers: [registry] }),
+  // Supervised loops (src/core/supervisor.ts): consumers, watches, lease holders, scanners.
+  loopState: new Gauge({ name: 'omnigate_loop_state', help: '1 on the supervised loop\'s current state (running, restarting, failed), 0 on the others', labelNames: ['loop', 'state'], registers: [registry] }),
+  loopRestarts: new Counter({ name: 'omnigate_loop_restarts_total', help: 'Times a supervised loop ended or failed and was restarted', labelNames: ['loop'], registers: [registry] }),
+  loopProgress: new Gauge({ name: 'omnigate_loop_last_progress_timestamp_seconds', help: 'Unix time a supervised loop last reported progress', labelNames: ['loop'], registers: [registry] }),
+  connectorRequired: new Gauge({ name: 'omnigate_connector_required', help: '1 when config marks the connector required: readiness then depends on it', labelNames: ['channel', 'account'], registers: [registry] }),
+  connectorStandbyUntil: new Gauge({ name: 'omnigate_connector_standby_until_timestamp_seconds', help: 'While standing by for a lease another replica holds: Unix time that lease runs out unless renewed (0 otherwise)', labelNames: ['channel', 'account'], registers: [registry] }),
 };

@@ -8,6 +8,8 @@ import { IsoTime, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 export const ConnectorState = z.enum([
   'starting',
   'connected',
+  /** Another replica holds this account's lease; this one takes over when it runs out. */
+  'standby',
   'auth_failed',
   'pairing_needed',
   'rate_limited',

@@ -4,11 +4,12 @@
  * implementation. A repeated idempotency key returns the first result and does nothing else.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import type { Msg, Subscription } from '@nats-io/transport-node';
+import type { Msg } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { sleep } from '../core/sleep.js';
+import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import {
@@ -36,22 +37,34 @@ const CLAIM_WAIT_MS = 5_000;
 const CLAIM_STALE_MS = 30_000;
 
 export class CommandHandler {
-  private readonly subs: Subscription[] = [];
+  private readonly loops: SupervisedLoop[] = [];
 
   constructor(
     private readonly bus: Bus,
     private readonly store: TicketStore,
     private readonly journal: Journal,
     private readonly log: Logger,
+    private readonly supervisor = new Supervisor(log),
   ) {}
 
   start(): void {
     const bind = (name: 'reply' | 'note' | 'status', run: (body: unknown) => Promise<CommandResult>) => {
-      const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
-      this.subs.push(sub);
-      void (async () => {
-        for await (const m of sub) void this.answer(m, run);
-      })();
+      const loop = this.supervisor.run(`commands.${name}`, async ({ signal, progress }) => {
+        const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
+        // Drain, not unsubscribe: requests already delivered to us are still answered.
+        const onAbort = () => void sub.drain().catch(() => sub.unsubscribe());
+        signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          for await (const m of sub) {
+            void this.answer(m, run)
+              .catch((err) => this.log.warn({ err: errorMessage(err), subject: m.subject }, 'command answer not sent'))
+              .finally(progress);
+          }
+        } finally {
+          signal.removeEventListener('abort', onAbort);
+        }
+      }, { essential: true });
+      this.loops.push(loop);
     };
     bind('reply', (b) => this.reply(b));
     bind('note', (b) => this.note(b));
@@ -59,7 +72,7 @@ export class CommandHandler {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.subs.map((s) => s.drain().catch(() => {})));
+    await Promise.all(this.loops.map((l) => l.stop()));
   }
 
   private async answer(m: Msg, run: (body: unknown) => Promise<CommandResult>): Promise<void> {

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import { acquireLease } from '../core/lease.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import type { Ticket } from '../core/schema.js';
@@ -34,7 +35,7 @@ export class LifecycleWatcher {
   readonly satisfaction?: SatisfactionRequests;
   readonly escalator?: Escalator;
   private readonly abort = new AbortController();
-  private running?: Promise<void>;
+  private supervised?: SupervisedLoop;
 
   constructor(
     private readonly bus: Bus,
@@ -44,6 +45,7 @@ export class LifecycleWatcher {
     private readonly log: Logger,
     private readonly leaseTtlMs: number,
     private readonly holder: string,
+    private readonly supervisor = new Supervisor(log),
   ) {
     if (o.escalate) this.escalator = new Escalator(bus, store, journal, o.escalate, log.child({ loop: 'escalation' }), this.abort.signal);
     if (o.sla.enabled) this.sla = new SlaTimers(store, journal, o.sla, o.texts, log.child({ loop: 'sla' }), this.escalator);
@@ -52,12 +54,12 @@ export class LifecycleWatcher {
 
   start(): void {
     if (!this.sla && !this.satisfaction) return;
-    this.running = this.supervise();
+    this.supervised = this.supervisor.run('router.lifecycle', (r) => this.term(r));
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
-    await this.running;
+    await this.supervised?.stop();
   }
 
   /** One pass of each loop; exposed for tests. Returns breaches recorded plus requests sent. */
@@ -75,35 +77,39 @@ export class LifecycleWatcher {
     await this.escalator.send(t, 'rating', `rating:${rating}`, text);
   }
 
-  private async supervise(): Promise<void> {
-    const signal = this.abort.signal;
-    while (!signal.aborted) {
-      const lease = await acquireLease(this.bus.kv.leases, 'router.sla', { ttlMs: this.leaseTtlMs, holder: this.holder, signal, log: this.log }).catch((err) => {
-        if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'lifecycle lease not taken; retrying');
-        return undefined;
-      });
-      if (!lease) {
-        await sleep(this.leaseTtlMs / 3, signal);
-        continue;
-      }
-      const term = new AbortController();
-      const endTerm = () => term.abort();
-      signal.addEventListener('abort', endTerm, { once: true });
-      void lease.lost.then(endTerm);
+  /**
+   * One term as the scanning replica: wait for the lease, then run the SLA and satisfaction loops
+   * side by side until the lease is lost (the supervisor starts the next term) or the watcher
+   * stops. Separate loops: a failing pass of one never stops the other.
+   */
+  private async term({ signal, progress }: LoopRun): Promise<void> {
+    const lease = await acquireLease(this.bus.kv.leases, 'router.sla', { ttlMs: this.leaseTtlMs, holder: this.holder, signal, log: this.log });
+    const term = new AbortController();
+    const endTerm = () => term.abort();
+    signal.addEventListener('abort', endTerm, { once: true });
+    let lost = false;
+    void lease.lost.then(() => {
+      lost = true;
+      endTerm();
+    });
+    try {
       const loops: Array<Promise<void>> = [];
-      if (this.sla) loops.push(this.loop('sla', term.signal, async () => void (await this.sla!.scan(await this.store.list(), Date.now()))));
-      if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, async () => void (await this.satisfaction!.scan(await this.store.list(), Date.now()))));
+      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.store.list(), Date.now()))));
+      if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.store.list(), Date.now()))));
       await Promise.all(loops);
+    } finally {
       signal.removeEventListener('abort', endTerm);
       await lease.release();
     }
+    if (lost && !signal.aborted) throw new Error('lease router.sla lost; waiting to take it again');
   }
 
   /** Runs `pass` every checkInterval until `signal`; a failed pass is logged and counted, the loop goes on. */
-  private async loop(name: string, signal: AbortSignal, pass: () => Promise<void>): Promise<void> {
+  private async loop(name: string, signal: AbortSignal, progress: () => void, pass: () => Promise<void>): Promise<void> {
     while (!signal.aborted) {
       try {
         await pass();
+        progress();
       } catch (err) {
         metrics.lifecycleErrors.inc({ loop: name });
         this.log.warn({ loop: name, err: errorMessage(err) }, 'lifecycle pass failed; the next one retries');

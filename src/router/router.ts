@@ -7,10 +7,11 @@
  * carry a Nats-Msg-Id derived from the event id, ticket updates skip log sequences already
  * applied) and a processed-marker short-circuits replays after the duplicate window.
  */
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { KeyedLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import { errorMessage } from '../core/errors.js';
 import {
   CLOSED_STATUSES,
@@ -61,8 +62,7 @@ export class Router {
   private readonly threader: Threader;
   private readonly deliveries: DeliveryRecorder;
   private readonly lanes = new KeyedLanes();
-  private readonly consumers: ConsumerMessages[] = [];
-  private readonly loops: Promise<void>[] = [];
+  private readonly loops: SupervisedLoop[] = [];
   /** Called once for each ticket a customer message opened (auto-acknowledgement). */
   onTicketOpened?: (ticket: Ticket, event: InboundMessage) => Promise<void>;
   /** Called when a customer answers a satisfaction request with a low rating. */
@@ -72,6 +72,7 @@ export class Router {
     private readonly bus: Bus,
     private readonly log: Logger,
     private readonly o: RouterOptions,
+    private readonly supervisor = new Supervisor(log),
   ) {
     this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber);
     this.journal = new Journal(bus);
@@ -81,26 +82,26 @@ export class Router {
 
   async start(): Promise<void> {
     const ackWait = this.o.ackWaitMs * 1_000_000;
-    await this.bus.ensureConsumer(Streams.inbound, {
-      durable_name: Consumers.router,
-      ack_wait: ackWait,
-      max_ack_pending: this.o.concurrency * 4,
-      max_deliver: -1,
-    });
-    await this.bus.ensureConsumer(Streams.status, {
-      durable_name: Consumers.routerStatus,
-      ack_wait: ackWait,
-      max_ack_pending: 1024,
-      max_deliver: -1,
-    });
-    this.loops.push(this.run(Streams.inbound, Consumers.router, this.o.concurrency, (m) => this.onInbound(m)));
-    this.loops.push(this.run(Streams.status, Consumers.routerStatus, 64, (m) => this.deliveries.handle(m)));
+    const inbound = { durable_name: Consumers.router, ack_wait: ackWait, max_ack_pending: this.o.concurrency * 4, max_deliver: -1 };
+    const status = { durable_name: Consumers.routerStatus, ack_wait: ackWait, max_ack_pending: 1024, max_deliver: -1 };
+    await this.bus.ensureConsumer(Streams.inbound, inbound);
+    await this.bus.ensureConsumer(Streams.status, status);
+    // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
+    const consume = (stream: string, config: { durable_name: string; ack_wait: number; max_ack_pending: number; max_deliver: number }, concurrency: number, handle: (m: JsMsg) => Promise<void>) => {
+      let runs = 0;
+      return async (r: LoopRun) => {
+        if (runs++ > 0) await this.bus.ensureConsumer(stream, config);
+        await this.run(r, stream, config.durable_name, concurrency, handle);
+      };
+    };
+    const essential = { essential: true };
+    this.loops.push(this.supervisor.run('router.inbound', consume(Streams.inbound, inbound, this.o.concurrency, (m) => this.onInbound(m)), essential));
+    this.loops.push(this.supervisor.run('router.status', consume(Streams.status, status, 64, (m) => this.deliveries.handle(m)), essential));
   }
 
   /** Stop pulling, finish what is in flight (acked), leave the rest for redelivery. */
   async stop(): Promise<void> {
-    for (const c of this.consumers) c.stop();
-    await Promise.allSettled(this.loops);
+    await Promise.all(this.loops.map((l) => l.stop()));
     await this.lanes.idle();
   }
 
@@ -110,14 +111,28 @@ export class Router {
     return info.num_pending + info.num_ack_pending;
   }
 
-  private async run(stream: string, durable: string, concurrency: number, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+  /**
+   * One run of a consumer loop (the supervisor restarts it if it ends). Messages buffered when it
+   * stops are still handled: the router's steps are idempotent and each is acked or nak'ed.
+   */
+  private async run({ signal, progress }: LoopRun, stream: string, durable: string, concurrency: number, handle: (m: JsMsg) => Promise<void>): Promise<void> {
     const consumer = await this.bus.js.consumers.get(stream, durable);
     const messages = await consumer.consume({ max_messages: Math.min(concurrency * 2, 1000) });
-    this.consumers.push(messages);
+    const onAbort = () => messages.stop();
+    signal.addEventListener('abort', onAbort, { once: true });
     const sem = new Semaphore(concurrency);
-    for await (const m of messages) {
-      await sem.acquire();
-      void handle(m).finally(() => sem.release());
+    try {
+      for await (const m of messages) {
+        await sem.acquire();
+        void handle(m)
+          .catch((err) => this.log.error({ err: errorMessage(err), stream, seq: m.seq }, 'message handling failed; it comes back after ack_wait'))
+          .finally(() => {
+            sem.release();
+            progress();
+          });
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
     }
   }
 

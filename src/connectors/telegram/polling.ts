@@ -41,7 +41,8 @@ export class TelegramPoller {
   async run(stop: AbortSignal): Promise<void> {
     const { ctx, health } = this.d;
     while (!stop.aborted) {
-      health.set('connected', 'standby: waiting for the polling lease (another replica may poll this bot)');
+      // The host reports `standby` (with the holder's lease expiry) if another replica polls.
+      health.set('starting', 'waiting for the polling lease');
       let lease;
       try {
         lease = await ctx.lease('polling');

@@ -60,6 +60,8 @@ export const WebhookInbound = z.discriminatedUnion('type', [
 ]);
 
 export class WebhookConnector implements Connector {
+  /** The receiver deduplicates by the Idempotency-Key header (docs/connectors): a resend is harmless. */
+  readonly resendSafe = true;
   private readonly health_: HealthTracker;
   private readonly pacer: Pacer;
 

@@ -14,6 +14,7 @@ import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { until } from '../../api/support.js';
 import { FakeBotApi } from './bot-api.js';
 import type { ConnectorStateEvent, LogEntry } from '../../../src/core/schema.js';
 
@@ -82,7 +83,9 @@ describe('telegram connector in operation', () => {
     const first = await gateway([connector('shared')]);
     await first.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', 'omni.events.connector.telegram.shared', (e) => e.state === 'connected' && !e.detail);
     const second = await gateway([connector('shared')]);
-    expect(second.gateway.connectors.health()[0]!.detail).toMatch(/standby/);
+    // Standing by, saying whose lease it is and until when (not `connected` while nothing polls).
+    await until(() => second.gateway.connectors.health()[0]!.state === 'standby', 'standby');
+    expect(second.gateway.connectors.health()[0]!.detail).toMatch(/held by .* until/);
     api.push(text(6001, 'первый'));
     await first.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '6001');
     await api.waitForPolls(3); // both replicas run for a few long-poll cycles

@@ -8,6 +8,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { until } from '../../api/support.js';
 import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
 import { SendElsewhereError } from '../../../src/core/errors.js';
 import type { OutboundMessage } from '../../../src/core/schema.js';
@@ -67,7 +68,9 @@ describe('whatsapp (Baileys) sessions across processes and failures', () => {
     const active = await gateway();
     const s = await openSocket(active, pool, first);
     const standby = await gateway();
-    expect(standby.gateway.connectors.health()[0]).toMatchObject({ state: 'starting' });
+    // Waiting for the lease the first process holds: `standby`, with its expiry.
+    await until(() => standby.gateway.connectors.health()[0]!.state === 'standby', 'standby');
+    expect(standby.gateway.connectors.health()[0]!.standbyUntil).toBeDefined();
 
     const chat = '79161112233@s.whatsapp.net';
     // The standby's own answer, asked directly: it cannot send, the holder can.
@@ -101,7 +104,7 @@ describe('whatsapp (Baileys) sessions across processes and failures', () => {
     // Lease renewals every second: a released lease would have been taken and connected by now.
     await delay(1500);
     expect(pool.sockets.length).toBe(n);
-    expect(b.gateway.connectors.health()[0]).toMatchObject({ state: 'starting' });
+    expect(b.gateway.connectors.health()[0]).toMatchObject({ state: 'standby' }); // a's halted session keeps the lease
 
     since = now();
     await stopGateway(a);

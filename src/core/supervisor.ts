@@ -1,0 +1,159 @@
+/**
+ * Owner of the gateway's long-running loops (consumers, watches, lease holders, scanners). A loop
+ * that ends or throws while nobody asked it to stop is started again after a jittered backoff, and
+ * its state is kept where /readyz, /healthz and /metrics can see it:
+ *
+ * - running: the loop body is executing (a loop waiting for a lease is still running);
+ * - restarting: it ended or threw and waits out its backoff before the next run;
+ * - failed: it failed `failAfter` times in a row without progress in between; it is still
+ *   retried (at the capped backoff), but something outside it is wrong. /healthz reports it.
+ *
+ * A body reports progress (`progress()`) when it did useful work; a run that made progress, or
+ * lasted longer than `resetAfterMs`, resets the failure count, so a loop that fails once a day
+ * never climbs to `failed`.
+ */
+import type { Logger } from './logger.js';
+import { metrics } from './metrics.js';
+import { backoffMs, sleep } from './sleep.js';
+import { errorMessage } from './errors.js';
+
+export const LOOP_STATES = ['running', 'restarting', 'failed'] as const;
+export type LoopState = (typeof LOOP_STATES)[number];
+
+export interface LoopStatus {
+  name: string;
+  state: LoopState;
+  /** Readiness needs this loop running (the replica's own consumers). */
+  essential: boolean;
+  restarts: number;
+  since: string;
+  lastProgressAt?: string;
+  lastError?: string;
+  lastErrorAt?: string;
+}
+
+export interface LoopRun {
+  /** Aborted when the loop is stopped: end the body promptly. */
+  signal: AbortSignal;
+  /** Call after useful work (a message handled, a scan done). */
+  progress(): void;
+}
+
+export interface LoopOptions {
+  /** First restart delay (jittered, doubling per consecutive failure). */
+  baseMs?: number;
+  maxMs?: number;
+  /** Consecutive failures without progress after which the state is `failed`. */
+  failAfter?: number;
+  /** A run this long counts as healthy even without progress reports. */
+  resetAfterMs?: number;
+  essential?: boolean;
+}
+
+/** Somewhere in [ms/2, ms]: replicas restarted by one NATS blip do not retry in lockstep. */
+export function jitter(ms: number, random = Math.random): number {
+  return Math.round(ms / 2 + random() * (ms / 2));
+}
+
+export class SupervisedLoop {
+  private readonly abort = new AbortController();
+  private status_: LoopStatus;
+  private progressed = false;
+  private done?: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    private readonly body: (run: LoopRun) => Promise<void>,
+    private readonly o: Required<LoopOptions>,
+    private readonly log: Logger | undefined,
+    private readonly onStopped: (loop: SupervisedLoop) => void,
+  ) {
+    this.status_ = { name, state: 'running', essential: o.essential, restarts: 0, since: new Date().toISOString() };
+  }
+
+  get status(): LoopStatus {
+    return { ...this.status_ };
+  }
+
+  /** Starts the first run; returns at once. */
+  start(): this {
+    this.done = this.drive().finally(() => this.onStopped(this));
+    return this;
+  }
+
+  /** Aborts the body and waits for it to end; no restart follows. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.done;
+  }
+
+  progress(): void {
+    this.progressed = true;
+    this.status_.lastProgressAt = new Date().toISOString();
+    metrics.loopProgress.set({ loop: this.name }, Date.now() / 1000);
+  }
+
+  private setState(state: LoopState): void {
+    if (this.status_.state !== state) this.status_ = { ...this.status_, state, since: new Date().toISOString() };
+    for (const s of LOOP_STATES) metrics.loopState.set({ loop: this.name, state: s }, s === state ? 1 : 0);
+  }
+
+  private async drive(): Promise<void> {
+    const signal = this.abort.signal;
+    const run: LoopRun = { signal, progress: () => this.progress() };
+    let failures = 0;
+    while (!signal.aborted) {
+      this.setState('running');
+      this.progressed = false;
+      const startedAt = Date.now();
+      let problem: string;
+      try {
+        await this.body(run);
+        if (signal.aborted) break;
+        problem = 'the loop ended although nothing stopped it';
+      } catch (err) {
+        if (signal.aborted) break;
+        problem = errorMessage(err);
+      }
+      if (this.progressed || Date.now() - startedAt >= this.o.resetAfterMs) failures = 0;
+      failures++;
+      this.status_.restarts++;
+      this.status_.lastError = problem;
+      this.status_.lastErrorAt = new Date().toISOString();
+      metrics.loopRestarts.inc({ loop: this.name });
+      const failed = failures >= this.o.failAfter;
+      this.setState(failed ? 'failed' : 'restarting');
+      const delay = jitter(backoffMs(failures - 1, this.o.baseMs, this.o.maxMs));
+      this.log?.[failed ? 'error' : 'warn']({ loop: this.name, err: problem, failures, restartInMs: delay }, failed ? 'loop keeps failing; restarting' : 'loop stopped unexpectedly; restarting');
+      await sleep(delay, signal);
+    }
+    for (const s of LOOP_STATES) metrics.loopState.remove({ loop: this.name, state: s });
+  }
+}
+
+const DEFAULTS: Required<LoopOptions> = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false };
+
+export class Supervisor {
+  private readonly loops = new Set<SupervisedLoop>();
+
+  constructor(
+    private readonly log?: Logger,
+    private readonly defaults: LoopOptions = {},
+  ) {}
+
+  /** Runs `body` under supervision until the returned loop (or the supervisor) is stopped. */
+  run(name: string, body: (run: LoopRun) => Promise<void>, o: LoopOptions = {}): SupervisedLoop {
+    const loop = new SupervisedLoop(name, body, { ...DEFAULTS, ...this.defaults, ...o }, this.log, (l) => this.loops.delete(l));
+    this.loops.add(loop);
+    return loop.start();
+  }
+
+  statuses(): LoopStatus[] {
+    return [...this.loops].map((l) => l.status);
+  }
+
+  /** Stops every loop still running (modules stop their own first, in shutdown order). */
+  async stop(): Promise<void> {
+    await Promise.all([...this.loops].map((l) => l.stop()));
+  }
+}

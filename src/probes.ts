@@ -1,0 +1,83 @@
+/**
+ * What /healthz and /readyz answer, and the connector gauges sampled with them.
+ *
+ * - Liveness: the process answers and no supervised loop has `failed` (kept failing with NATS
+ *   connected: restarting the process is the remaining cure). With NATS away, loops that need it
+ *   fail too, but a restart would not bring NATS back, so liveness holds and readiness says why.
+ * - Readiness: this replica can take intake and serve the API: NATS connected, streams present,
+ *   its essential loops (router consumers, command subscriptions, outbound runners, webhook
+ *   consumers, the ticket watch) running, and every connector config marks `required` usable.
+ *   Other connectors are reported (state, detail, standby expiry) but do not make it unready:
+ *   one expired token must not take the API and the other channels out of a load balancer.
+ */
+import type { Bus } from './core/bus.js';
+import { errorMessage } from './core/errors.js';
+import { metrics } from './core/metrics.js';
+import { ConnectorState } from './core/schema.js';
+import { Streams } from './core/subjects.js';
+import type { LoopStatus, Supervisor } from './core/supervisor.js';
+import type { HostedHealth } from './connectors/host.js';
+import type { Readiness } from './api/server.js';
+
+/** States in which a connector is doing its job on this replica. */
+const UP: ReadonlySet<string> = new Set(['connected', 'rate_limited']);
+/** A required connector may also be standing by: another replica does the job meanwhile. */
+const REQUIRED_OK: ReadonlySet<string> = new Set([...UP, 'standby']);
+
+export interface ProbeDeps {
+  bus?: Bus;
+  supervisor: Supervisor;
+  connectors: () => HostedHealth[];
+}
+
+export function liveness(d: ProbeDeps): Readiness {
+  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed');
+  const natsUp = d.bus?.connected ?? false;
+  const alive = failed.length === 0 || !natsUp;
+  return { ready: alive, checks: failed.length ? { failedLoops: failed.map(brief) } : {} };
+}
+
+export async function readiness(d: ProbeDeps): Promise<Readiness> {
+  const checks: Record<string, unknown> = {};
+  const reasons: string[] = [];
+  const natsOk = d.bus?.connected ?? false;
+  checks.nats = { connected: natsOk, server: d.bus?.serverVersion };
+  if (!natsOk) reasons.push('NATS not connected');
+  if (natsOk && d.bus) {
+    try {
+      const names: string[] = [];
+      for await (const s of d.bus.jsm.streams.names()) names.push(s);
+      const missing = Object.values(Streams).filter((s) => !names.includes(s));
+      checks.streams = missing.length ? { missing } : 'ok';
+      if (missing.length) reasons.push(`streams missing: ${missing.join(', ')}`);
+    } catch (err) {
+      checks.streams = { error: errorMessage(err) };
+      reasons.push('streams not listed');
+    }
+  }
+  const loops = d.supervisor.statuses();
+  checks.loops = loops;
+  for (const l of loops) if (l.essential && l.state !== 'running') reasons.push(`loop ${l.name} ${l.state}`);
+  const connectors = sampleConnectors(d.connectors());
+  checks.connectors = connectors;
+  for (const c of connectors) {
+    if (c.required && !REQUIRED_OK.has(c.state)) reasons.push(`required connector ${c.channel}/${c.account} ${c.state}`);
+  }
+  if (reasons.length) checks.reasons = reasons;
+  return { ready: reasons.length === 0, checks };
+}
+
+/** omnigate_connector_up / _state / _required from the states the connectors last published. */
+export function sampleConnectors(connectors: HostedHealth[]): HostedHealth[] {
+  for (const h of connectors) {
+    const who = { channel: h.channel, account: h.account };
+    metrics.connectorUp.set(who, UP.has(h.state) ? 1 : 0);
+    metrics.connectorRequired.set(who, h.required ? 1 : 0);
+    for (const state of ConnectorState.options) metrics.connectorState.set({ ...who, state }, state === h.state ? 1 : 0);
+  }
+  return connectors;
+}
+
+function brief(l: LoopStatus) {
+  return { name: l.name, since: l.since, restarts: l.restarts, lastError: l.lastError };
+}
