@@ -60,6 +60,10 @@ export const EmailMeta = z.object({
   to: z.array(z.string()).default([]),
   cc: z.array(z.string()).default([]),
   replyTo: z.string().optional(),
+  /** The header the sender (`from` above) was taken from: From unless it held no single valid mailbox. */
+  senderHeader: z.enum(['from', 'reply-to', 'sender', 'return-path']).optional(),
+  /** Why an earlier header in that order was passed over, when one was. */
+  senderNote: z.string().optional(),
 });
 export type EmailMeta = z.infer<typeof EmailMeta>;
 

@@ -74,10 +74,19 @@ export class DeliveryRecorder {
         t.lastOutboundAt = s.at;
         t.firstResponseAt ??= s.at;
       }
-      // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
+      // Our mail joins the thread's References whoever wrote it, so the customer's answer threads
+      // back here. In-Reply-To (lastEmailMessageId) stays on the customer's latest mail: the next
+      // reply answers them, not our auto-acknowledgement. Their mail stays last in References, as
+      // RFC 5322 puts the parent there.
       if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && !s.outboundId.includes(':sla:')) {
-        t.lastEmailMessageId = s.platformMessageId;
-        t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
+        const parent = t.lastEmailMessageId;
+        const chain = parent ? t.emailReferences.filter((id) => id !== parent) : t.emailReferences;
+        if (parent) t.emailReferences = mergeReferences(chain, [s.platformMessageId], parent);
+        else {
+          // No mail from the customer yet (a ticket we wrote first): ours is the one to answer.
+          t.lastEmailMessageId = s.platformMessageId;
+          t.emailReferences = mergeReferences(chain, [], s.platformMessageId);
+        }
       }
       t.updatedAt = entry.at;
       return t;

@@ -7,15 +7,27 @@ import { normalizeMail, type NormalizeDeps } from './normalize.js';
 
 const REASON_CHARS = 2000;
 
-/** Resolves once the event (or the dead letter) is stored: then the mail may be acknowledged. */
-export async function publishMail(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, where: string, raw: Buffer, note?: string): Promise<void> {
+/**
+ * Resolves once the event (or the dead letter) is stored: then the mail may be acknowledged.
+ * `parked`: it became a dead letter, and must be marked in the mailbox as such, not as handled.
+ */
+export async function publishMail(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, where: string, raw: Buffer, note?: string): Promise<'published' | 'parked'> {
   const n = await normalizeMail(raw, mailbox, deps, note);
-  if (n.kind === 'invalid') return parkMail(ctx, `email ${where}: ${n.reason}`, raw);
+  if (n.kind === 'invalid') {
+    await parkMail(ctx, `email ${where}: ${n.reason}`, raw);
+    return 'parked';
+  }
+  const email = n.event.email!;
+  if (email.senderHeader && email.senderHeader !== 'from') {
+    ctx.log.info({ mail: where, messageId: email.messageId, senderHeader: email.senderHeader, note: email.senderNote }, 'no usable From: the sender was taken from a fallback header');
+  }
   try {
     await ctx.publish(n.event);
+    return 'published';
   } catch (err) {
     if (!(err instanceof InvalidEventError)) throw err;
     await parkMail(ctx, `email ${where}: ${err.message}`, raw);
+    return 'parked';
   }
 }
 
