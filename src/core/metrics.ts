@@ -23,6 +23,7 @@ export const metrics = {
   ticketsCreated: new Counter({ name: 'omnigate_tickets_created_total', help: 'Tickets opened', registers: [registry] }),
   duplicates: new Counter({ name: 'omnigate_duplicate_events_total', help: 'Inbound events already processed (redelivery, replay)', registers: [registry] }),
   parked: new Counter({ name: 'omnigate_dead_letters_total', help: 'Payloads parked on omni.dlq.*', labelNames: ['source'], registers: [registry] }),
+  skippedUpdates: new Counter({ name: 'omnigate_skipped_updates_total', help: 'Platform updates a connector deliberately did not turn into events, by reason', labelNames: ['channel', 'reason'], registers: [registry] }),
   ignored: new Counter({ name: 'omnigate_loop_guard_total', help: 'Automated messages (auto-replies, bounces, echoes) that opened nothing', registers: [registry] }),
   routingErrors: new Counter({ name: 'omnigate_routing_errors_total', help: 'Routing attempts that failed and were retried', registers: [registry] }),
   consumerLag: new Gauge({ name: 'omnigate_consumer_lag', help: 'Messages not yet acknowledged by a durable consumer', labelNames: ['consumer'], registers: [registry] }),

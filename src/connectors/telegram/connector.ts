@@ -10,7 +10,11 @@ import { errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
-import { normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
+import { metrics } from '../../core/metrics.js';
+import { addressesBot, normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
+import { AlbumBuffer } from './album.js';
+import { mergeAlbum } from './album-merge.js';
+import { ChatStates } from './chat-state.js';
 import { TelegramFiles } from './files.js';
 import { TelegramSender, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { ALLOWED_UPDATES, TelegramPoller } from './polling.js';
@@ -22,6 +26,8 @@ export class TelegramConnector implements Connector {
   private readonly api: Telegram;
   private readonly files: TelegramFiles;
   private readonly sender: TelegramSender;
+  private readonly chats: ChatStates;
+  private readonly albums: AlbumBuffer;
   private bot?: BotIdentity;
   private running?: Promise<void>;
   private readonly stopping = new AbortController();
@@ -35,7 +41,9 @@ export class TelegramConnector implements Connector {
     this.api = new Telegram(o.token, { apiRoot: o.apiRoot, webhookReply: false });
     const redact = (err: unknown) => this.redact(err);
     this.files = new TelegramFiles(this.api, ctx, fileLimit(o), redact);
-    this.sender = new TelegramSender(this.api, ctx, this.health_, o, redact);
+    this.chats = new ChatStates(ctx.state);
+    this.sender = new TelegramSender(this.api, ctx, this.health_, o, redact, this.chats);
+    this.albums = new AlbumBuffer(o.albumWaitMs, (updates) => this.ingestAlbum(updates));
   }
 
   async start(): Promise<void> {
@@ -50,6 +58,9 @@ export class TelegramConnector implements Connector {
   async stop(): Promise<void> {
     this.stopping.abort();
     await this.running;
+    // Webhook requests may still hold album items: publish them rather than leave them waiting.
+    await this.albums.flushAll();
+    this.sender.close();
     this.health_.set('stopped');
   }
 
@@ -89,6 +100,7 @@ export class TelegramConnector implements Connector {
       timeoutS: this.o.pollTimeoutS,
       botId: this.bot.id,
       ingest: (u) => this.ingest(u),
+      heldBriefly: (u) => AlbumBuffer.keyOf(u) !== undefined,
       redact: (err) => this.redact(err),
     });
     await poller.run(signal);
@@ -139,30 +151,64 @@ export class TelegramConnector implements Connector {
     }
   }
 
-  /** Publishes one update; resolves once it is stored, parked or deliberately skipped. */
+  /**
+   * Publishes one update; resolves once it is stored, parked or deliberately skipped. An album
+   * item resolves with its whole album (album.ts).
+   */
   private async ingest(update: TgUpdate): Promise<void> {
+    if (update?.my_chat_member && typeof update.update_id === 'number') return this.onChatMember(update);
+    const album = AlbumBuffer.keyOf(update);
+    if (album) return this.albums.add(album, update);
     let n: Normalized;
     try {
       n = normalizeUpdate(update, this.ctx.account, this.bot!, this.o.groups);
     } catch (err) {
       n = { kind: 'invalid', reason: `cannot read the update: ${errorMessage(err)}` };
     }
-    if (n.kind === 'skip') return;
-    if (n.kind === 'invalid') {
-      await this.ctx.deadLetter(`telegram update ${update?.update_id ?? '?'}: ${n.reason}`, update);
+    await this.take(n, [update]);
+  }
+
+  /** The items of one album, judged together: a mention on any of them admits them all. */
+  private async ingestAlbum(updates: TgUpdate[]): Promise<void> {
+    const addressed = updates.some((u) => addressesBot(u.message!, this.bot!));
+    const items: Normalized[] = [];
+    for (const u of updates) {
+      try {
+        items.push(normalizeUpdate(u, this.ctx.account, this.bot!, this.o.groups, { addressed }));
+      } catch (err) {
+        items.push({ kind: 'invalid', reason: `cannot read the update: ${errorMessage(err)}` });
+      }
+    }
+    await this.take(mergeAlbum(items), updates);
+  }
+
+  private async take(n: Normalized, updates: TgUpdate[]): Promise<void> {
+    const ids = updates.map((u) => u?.update_id ?? '?').join(',');
+    const park = (reason: string) => this.ctx.deadLetter(`telegram update ${ids}: ${reason}`, updates.length === 1 ? updates[0] : updates);
+    if (n.kind === 'skip') {
+      metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: n.code }, updates.length);
+      this.ctx.log.debug({ updateIds: ids, reason: n.code, detail: n.reason }, 'Telegram update skipped');
       return;
     }
+    if (n.kind === 'invalid') return park(n.reason);
     const event = n.event;
     if (event.type === 'message.inbound') event.attachments = await this.files.fetchAll(n.files);
     try {
       await this.ctx.publish(event);
     } catch (err) {
-      if (err instanceof InvalidEventError) {
-        await this.ctx.deadLetter(`telegram update ${update.update_id}: ${err.message}`, update);
-        return;
-      }
+      if (err instanceof InvalidEventError) return park(err.message);
       throw err;
     }
+  }
+
+  /** my_chat_member: record our standing in the chat and tell the helpdesk when it changed. */
+  private async onChatMember(update: TgUpdate): Promise<void> {
+    const u = update.my_chat_member!;
+    if (typeof u.chat?.id !== 'number' || typeof u.new_chat_member?.status !== 'string' || typeof u.date !== 'number') {
+      await this.ctx.deadLetter(`telegram update ${update.update_id}: my_chat_member lacks chat.id, new_chat_member.status or date`, update);
+      return;
+    }
+    await this.chats.apply(u, update.update_id, (change) => this.ctx.announceConversation(change));
   }
 
   /** Error text without the bot token (telegraf puts it in request URLs). */
