@@ -292,6 +292,19 @@ export const Ticket = z.object({
   lastInboundAt: IsoTime.optional(),
   lastOutboundAt: IsoTime.optional(),
   messageCount: z.number().int().nonnegative().default(0),
+  /**
+   * The newest outcome of an agent's reply (not automatic acknowledgements or SLA alerts).
+   * `failed` (with the reason) also put the ticket back to `open`: the customer has no answer.
+   */
+  lastDelivery: z
+    .object({
+      status: z.enum(['sent', 'delivered', 'read', 'failed']),
+      /** `<reason code>: <detail>`, e.g. `blocked_by_user: …`, `outside_24h_window: …`. */
+      reason: z.string().optional(),
+      outboundId: z.string(),
+      at: IsoTime,
+    })
+    .optional(),
   /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
   appliedSeq: z.number().int().nonnegative().default(0),
   /** SLA breaches already announced, so each is reported once. */
@@ -352,6 +365,8 @@ export const TicketEvent = z.object({
     'ticket.note',
     'ticket.status',
     'ticket.delivery',
+    /** An agent's reply failed for good; the ticket is back to `open` (entry: the delivery). */
+    'ticket.delivery_failed',
     'ticket.sla',
     'ticket.rating',
   ]),
@@ -363,7 +378,13 @@ export const TicketEvent = z.object({
   account: SubjectToken,
   status: TicketStatus,
   at: IsoTime,
-  /** The log entry this event announces. */
+  /** The conversation (and thread) the ticket lives in: a receiver can answer without calling back. */
+  conversation: ConversationRef.optional(),
+  /** The customer. */
+  contact: TicketContact.optional(),
+  /** The newest outcome of an agent's reply (see Ticket.lastDelivery). */
+  lastDelivery: Ticket.shape.lastDelivery,
+  /** The log entry this event announces; for ticket.created, the first message (kind `inbound`). */
   entry: LogEntry.optional(),
 });
 export type TicketEvent = z.infer<typeof TicketEvent>;

@@ -223,7 +223,8 @@ export class Router {
     const created = current.messageCount === 1 && current.recentEvents[0] === e.id;
     const entry: LogEntry = { kind: 'inbound', at, event: e, match };
     const writes: Array<Promise<unknown>> = [this.journal.append(ticket.id, entry, e.id)];
-    if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id));
+    // With the first message, so a receiver can open its own ticket without calling back.
+    if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id, entry));
     if (reopened) {
       const statusEntry: LogEntry = { kind: 'status', at, from: ticket.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
       writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`), this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry));
