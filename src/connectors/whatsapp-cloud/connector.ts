@@ -12,7 +12,8 @@ import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
-import { GraphCallError, GraphClient, classifyGraphError } from './graph.js';
+import { metrics } from '../../core/metrics.js';
+import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
 import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
 import { SentRecords } from './sent-records.js';
 import type { WhatsAppCloudOptions } from './index.js';
@@ -33,6 +34,8 @@ export class WhatsAppCloudConnector implements Connector {
   private readonly records: SentRecords;
   private checking?: Promise<void>;
   private sweeping?: Promise<void>;
+  /** Statuses whose send record is not there yet, waited for after Meta got its answer. */
+  private readonly late = new Set<Promise<void>>();
 
   constructor(
     private readonly o: WhatsAppCloudOptions,
@@ -54,7 +57,7 @@ export class WhatsAppCloudConnector implements Connector {
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await Promise.all([this.checking, this.sweeping]);
+    await Promise.all([this.checking, this.sweeping, ...this.late]);
     this.health_.set('stopped');
   }
 
@@ -135,9 +138,14 @@ export class WhatsAppCloudConnector implements Connector {
           for (const s of value.statuses ?? []) if (s?.id) statuses.set(s.id, [...(statuses.get(s.id) ?? []), s]);
         }
       }
-      // A status may wait for its send record: wamids in parallel, so one wait is all a webhook costs.
+      // A status whose send record is there is reported before Meta hears 200. One without (a
+      // wamid we never sent, or a send whose record is still being written) must not hold Meta's
+      // request: it is answered at once and the record waited for in the background.
       await Promise.all([...statuses.values()].map(async (list) => {
-        for (const s of list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0))) await this.onStatus(s);
+        const ordered = list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0));
+        const found = await this.records.find(ordered[0]!.id, 0, this.stopping.signal);
+        if (found) for (const s of ordered) await this.onStatus(s, 0);
+        else this.awaitRecord(ordered);
       }));
       return { status: 200, body: '' };
     } catch (err) {
@@ -198,22 +206,38 @@ export class WhatsAppCloudConnector implements Connector {
     }
   }
 
-  private async onStatus(s: CloudStatus): Promise<void> {
+  /** Statuses of one wamid, reported once its send record turns up (statusWaitMs at most). */
+  private awaitRecord(ordered: CloudStatus[]): void {
+    const task = (async () => {
+      for (const s of ordered) await this.onStatus(s, this.o.statusWaitMs);
+    })().catch((err) => {
+      // Meta already has its 200: this status is lost, say so.
+      this.ctx.log.warn({ wamid: ordered[0]!.id, err: errorMessage(err) }, 'WhatsApp Cloud status not reported: storing it failed after the webhook was answered');
+    });
+    this.late.add(task);
+    void task.finally(() => this.late.delete(task));
+  }
+
+  private async onStatus(s: CloudStatus, waitMs: number): Promise<void> {
     if (!s?.id || !['sent', 'delivered', 'read', 'failed'].includes(s.status)) return;
-    const found = await this.records.find(s.id, this.o.statusWaitMs, this.stopping.signal);
+    const found = await this.records.find(s.id, waitMs, this.stopping.signal);
     if (!found) {
+      metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: 'unknown_message_status' });
       this.ctx.log.info({ wamid: s.id, status: s.status, recipient: s.recipient_id },
         'WhatsApp Cloud status dropped: no send record for this wamid (sent outside this gateway, already final, or expired)');
       return;
     }
     const { outboundId, ticketId } = found.ref;
     const err = s.errors?.[0];
+    // The same documented reasons as a refused send (graph.ts metaReason), then Meta's own words.
+    const code = typeof err?.code === 'number' ? err.code : Number(err?.code) || undefined;
+    const words = err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : '';
     const report: DeliveryReport = {
       outboundId,
       ticketId,
       status: s.status as DeliveryReport['status'],
       platformMessageId: s.id,
-      ...(s.status === 'failed' ? { reason: err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : 'failed' } : {}),
+      ...(s.status === 'failed' ? { reason: `${metaReason(code) ?? (code ? `graph_${code}` : 'failed')}${words ? `: ${words}` : ''}` } : {}),
     };
     await this.ctx.reportDelivery(report);
     if (s.status === 'read' || s.status === 'failed') await this.records.forget(found.key);

@@ -10,6 +10,7 @@ import { startNats, type TestNats } from '../../helpers/nats-server.js';
 import type { DeliveryStatus, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
 import { hashKey } from '../../../src/core/subjects.js';
 import { FakeGraphApi, newWamid, signWebhook, webhookBody } from './graph-api.js';
+import { metrics } from '../../../src/core/metrics.js';
 
 const PHONE_ID = '106540352242922';
 const ACCESS_TOKEN = 'EAAG-test-access-token-0123456789';
@@ -165,7 +166,7 @@ describe('whatsapp-cloud connector', () => {
     const failedHook = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'failed', failure)] });
     expect((await post(failedHook)).status).toBe(200);
     const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && deliveryOf(e)?.status === 'failed');
-    expect(deliveryOf(failed)).toMatchObject({ outboundId, platformMessageId: wamid, reason: '131026 Message undeliverable: Receiver is incapable of receiving this message' });
+    expect(deliveryOf(failed)).toMatchObject({ outboundId, platformMessageId: wamid, reason: 'undeliverable: 131026 Message undeliverable: Receiver is incapable of receiving this message' });
     expect(await stored(recordKey(wamid))).toBeNull();
 
     // Meta redelivers webhooks it thinks we missed.
@@ -173,10 +174,13 @@ describe('whatsapp-cloud connector', () => {
     expect((await post(failedHook)).status).toBe(200);
     const statuses = await statusesOf(outboundId);
     expect(statuses.map((s) => s.status).sort()).toEqual(['failed', 'sent']);
-    expect(gw.logs.join('')).toContain('WhatsApp Cloud status dropped');
+    // The replayed failure's record is gone: answered at once, dropped after statusWaitMs.
+    const dropped = () => gw.logs.some((l) => l.includes(wamid) && l.includes('WhatsApp Cloud status dropped'));
+    for (const deadline = Date.now() + 15_000; !dropped() && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+    expect(dropped()).toBe(true);
   });
 
-  it('a replayed delivered webhook adds nothing; a status for a wamid we never sent is dropped after the wait, with a log line', async () => {
+  it('a replayed delivered webhook adds nothing; a status for a wamid we never sent is answered at once, dropped after the wait and recorded', async () => {
     const { outboundId, wamid } = await sentReply('79160000023', 'Счёт отправлен');
     const body = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'delivered')] });
     for (let i = 0; i < 3; i++) expect((await post(body)).status).toBe(200);
@@ -184,10 +188,26 @@ describe('whatsapp-cloud connector', () => {
     expect(await stored(recordKey(wamid))).not.toBeNull(); // not final yet: read may follow
 
     const stranger = newWamid();
-    const started = Date.now();
+    const dropped = () => gw.logs.some((l) => l.includes(stranger) && l.includes('"level":"info"') && l.includes('status dropped'));
+    const counted = async () => (await metrics.skippedUpdates.get()).values.find((v) => v.labels.channel === 'whatsapp' && v.labels.reason === 'unknown_message_status')?.value ?? 0;
+    const before = await counted();
     expect((await post(webhookBody(PHONE_ID, { statuses: [statusOf(stranger, 'delivered')] }))).status).toBe(200);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
-    expect(gw.logs.some((l) => l.includes(stranger) && l.includes('"level":"info"') && l.includes('status dropped'))).toBe(true);
+    // Meta had its answer before the wait for a send record (statusWaitMs) was over.
+    expect(dropped()).toBe(false);
+    for (const deadline = Date.now() + 15_000; !dropped() && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+    expect(dropped()).toBe(true);
+    expect(await counted()).toBe(before + 1);
+  });
+
+  it('a failed-status webhook with 131047 becomes outside_24h_window, and the ticket is open again with the reason', async () => {
+    const { ticketId, outboundId, wamid } = await sentReply('79160000024', 'Ответ, который Meta не доставит');
+    const failure = { errors: [{ code: 131047, title: 'Re-engagement message', message: 'Re-engagement message', error_data: { details: 'Message failed to send because more than 24 hours have passed since the customer last replied to this number.' } }] };
+    expect((await post(webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'failed', failure)] }))).status).toBe(200);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    expect(deliveryOf(failed)).toMatchObject({ outboundId, status: 'failed' });
+    expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: 131047 Re-engagement message: Message failed to send because more than 24 hours/);
+    expect(failed.status).toBe('open');
+    expect(failed.lastDelivery).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^outside_24h_window: /) });
   });
 
   it('refuses a bad or missing signature with 401 and creates nothing', async () => {
