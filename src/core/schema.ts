@@ -166,6 +166,19 @@ export const OutboundAttachment = z.object({
 export type OutboundAttachment = z.infer<typeof OutboundAttachment>;
 
 /** A reply the router resolved for a connector: omni.out.<channel>.<account>. */
+/**
+ * A pre-approved message template (WhatsApp Cloud API): the only message WhatsApp lets a business
+ * send outside the 24-hour customer-service window. `parameters` fill the body's {{1}}, {{2}}…
+ * in order, or by the names configured for the template.
+ */
+export const MessageTemplate = z.object({
+  name: z.string().regex(/^[a-z0-9_]{1,512}$/, 'lowercase letters, digits and "_", as in WhatsApp Manager'),
+  /** Language code of the approved translation, e.g. ru or en_US. */
+  language: z.string().regex(/^[a-z]{2,3}(_[A-Z]{2})?$/, 'such as ru or en_US'),
+  parameters: z.union([z.array(z.string().max(1024)), z.record(z.string(), z.string().max(1024))]).default([]),
+});
+export type MessageTemplate = z.infer<typeof MessageTemplate>;
+
 export const OutboundMessage = z.object({
   v: z.literal(SCHEMA_VERSION),
   type: z.literal('message.outbound'),
@@ -193,6 +206,8 @@ export const OutboundMessage = z.object({
   createdAt: IsoTime,
   /** Automated replies (auto-acknowledgement, CSAT request) are marked so connectors can add headers. */
   automated: z.boolean().default(false),
+  /** Send this template instead of `text` (WhatsApp Cloud API only; `text` stays the log's record). */
+  template: MessageTemplate.optional(),
 });
 export type OutboundMessage = z.infer<typeof OutboundMessage>;
 export type OutboundMessageInput = z.input<typeof OutboundMessage>;
@@ -225,6 +240,8 @@ export const ReplyCommand = z.object({
   attachments: z.array(OutboundAttachment).default([]),
   idempotencyKey: z.string().min(1).max(200).optional(),
   author: Author.default({ id: 'api' }),
+  /** WhatsApp Cloud API: send this approved template (also outside the 24-hour window); `text` is what the ticket log shows. */
+  template: MessageTemplate.optional(),
 });
 export type ReplyCommand = z.infer<typeof ReplyCommand>;
 

@@ -154,6 +154,7 @@ export class CommandHandler {
         author: c.author,
         createdAt: new Date().toISOString(),
         automated: opts.automated ?? false,
+        template: c.template,
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
       await this.journal.append(ticket.id, entry, `out:${id}`);

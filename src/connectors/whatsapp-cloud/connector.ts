@@ -16,6 +16,7 @@ import { metrics } from '../../core/metrics.js';
 import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
 import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
 import { SentRecords } from './sent-records.js';
+import { templateBody } from './templates.js';
 import type { WhatsAppCloudOptions } from './index.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
 
@@ -248,6 +249,7 @@ export class WhatsAppCloudConnector implements Connector {
   async send(msg: OutboundMessage): Promise<SendResult> {
     const to = msg.conversation.id.replace(/@s\.whatsapp\.net$/, '');
     if (!/^\d{6,20}$/.test(to)) throw new PermanentDeliveryError(`"${msg.conversation.id}" is not a WhatsApp number`, 'invalid_recipient');
+    if (msg.template) return this.sendTemplate(to, msg);
     await this.assertInWindow(to);
     const chunks = splitText(msg.text);
     const steps = chunks.length + msg.attachments.length;
@@ -278,6 +280,23 @@ export class WhatsAppCloudConnector implements Connector {
       if (err instanceof GraphCallError && err.status === 429) this.health_.set('rate_limited', classified.message);
       throw classified;
     }
+  }
+
+  /** A template goes in or out of the window; it is one message, text and attachments aside. */
+  private async sendTemplate(to: string, msg: OutboundMessage): Promise<SendResult> {
+    if (msg.attachments.length > 0) throw new PermanentDeliveryError('a template reply cannot carry attachments', 'bad_request');
+    const body = { to, ...templateBody(msg.template!, this.o.templates) };
+    await this.pacer.wait(to);
+    let wamid: string;
+    try {
+      wamid = await this.graph.sendMessage(body);
+    } catch (err) {
+      throw classifyGraphError(err);
+    }
+    await this.records.record(wamid, { outboundId: msg.id, ticketId: msg.ticketId }).catch((err) => {
+      this.ctx.log.warn({ wamid, outboundId: msg.id, err: errorMessage(err) }, 'could not store the WhatsApp Cloud send record; its statuses will not be reported');
+    });
+    return { platformMessageId: wamid };
   }
 
   private async assertInWindow(to: string): Promise<void> {

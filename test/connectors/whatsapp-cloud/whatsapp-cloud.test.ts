@@ -63,6 +63,7 @@ async function startCloudGateway(): Promise<TestGateway> {
       connectors: [{
         type: 'whatsapp-cloud', account: 'shop', phoneNumberId: PHONE_ID, accessToken: '${WA_TOKEN}', appSecret: '${WA_APP_SECRET}',
         verifyToken: VERIFY, graphApiUrl: graph.base, maxFileBytes: 100_000, pacing: { perChatIntervalMs: 0, perSecond: 0 }, statusWaitMs: 1500,
+        templates: [{ name: 'order_update', language: 'ru', parameters: ['name', 'order'] }],
       }],
     },
     { nats, env: { WA_TOKEN: ACCESS_TOKEN, WA_APP_SECRET: APP_SECRET } },
@@ -244,6 +245,30 @@ describe('whatsapp-cloud connector', () => {
     expect(deliveryOf(failed)).toMatchObject({ status: 'failed' });
     expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: /);
     expect(graph.calls.some((c) => c.json?.to === from)).toBe(false);
+  });
+
+  it('sends a configured template after the window; an unconfigured one fails at once without a Graph call', async () => {
+    const from = '79160000025';
+    const wamid = newWamid();
+    await deliver(from, [textMessage(from, 'Где мой заказ? (пятница вечером)', { id: wamid, ageS: 60 * 3600 })]);
+    const created = await messageEvent(wamid);
+    const template = { name: 'order_update', language: 'ru', parameters: { order: 'A-17', name: 'Мария' } };
+    const reply = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Шаблон order_update: заказ A-17', template });
+    expect(reply).toMatchObject({ ok: true });
+    const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.outboundId === reply.result.outboundId);
+    expect(deliveryOf(sent)).toMatchObject({ status: 'sent', platformMessageId: expect.stringMatching(/^wamid\.OUT/) });
+    const call = graph.calls.find((c) => c.json?.to === from && c.json?.type === 'template')!;
+    expect(call.json.template).toEqual({
+      name: 'order_update', language: { code: 'ru' },
+      components: [{ type: 'body', parameters: [{ type: 'text', text: 'Мария' }, { type: 'text', text: 'A-17' }] }],
+    });
+    expect((await gw.ticket(created.ticketId))!.status).toBe('pending');
+
+    const calls = graph.calls.length;
+    const wrong = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Шаблон', template: { name: 'promo', language: 'ru', parameters: [] } });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && deliveryOf(e)?.outboundId === wrong.result.outboundId);
+    expect(deliveryOf(failed)!.reason).toMatch(/^template_not_configured: template promo\/ru is not configured for this account \(configured: order_update\/ru\)/);
+    expect(graph.calls.length).toBe(calls);
   });
 
   it('stores inbound media from Graph and uploads outbound media; oversize is recorded as failed', async () => {
