@@ -97,6 +97,11 @@ export const InboundMessage = z.object({
   ...Envelope,
   type: z.literal('message.inbound'),
   sender: Identity,
+  /**
+   * Until when the channel lets us answer this conversation with a free-form message (WhatsApp
+   * Cloud API: 24 hours after this message); absent where there is no such limit.
+   */
+  replyWindowEndsAt: IsoTime.optional(),
   text: z.string().default(''),
   /** Full body before quote/signature trimming (email). */
   fullText: z.string().optional(),
@@ -308,6 +313,8 @@ export const Ticket = z.object({
   firstResponseAt: IsoTime.optional(),
   lastInboundAt: IsoTime.optional(),
   lastOutboundAt: IsoTime.optional(),
+  /** Until when a free-form reply is allowed (the newest replyWindowEndsAt of the customer's messages); later, only a template. */
+  replyWindowEndsAt: IsoTime.optional(),
   messageCount: z.number().int().nonnegative().default(0),
   /**
    * The newest outcome of an agent's reply (not automatic acknowledgements or SLA alerts).

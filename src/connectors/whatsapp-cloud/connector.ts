@@ -165,6 +165,8 @@ export class WhatsAppCloudConnector implements Connector {
     }
     const event = n.event;
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(n.media)];
+    // The ticket (and the API) know until when a free-form reply may go: the reply is refused at once after it.
+    if (event.type === 'message.inbound') event.replyWindowEndsAt = new Date((Number(m.timestamp) * 1000 || Date.now()) + this.o.serviceWindowHours * 3_600_000).toISOString();
     try {
       await this.ctx.publish(event);
     } catch (err) {

@@ -42,6 +42,7 @@ const stored = async (key: string) => {
   const e = await gw.gateway.bus.kv.state.get(key);
   return e && e.operation === 'PUT' ? e.string() : null;
 };
+const API_TOKEN = 'helpdesk-api-token-0123456789abcdef';
 const statusOf = (wamid: string, status: string, extra: Record<string, unknown> = {}) =>
   ({ id: wamid, status, timestamp: String(Math.floor(Date.now() / 1000)), recipient_id: '79160000000', ...extra });
 
@@ -60,6 +61,7 @@ async function startCloudGateway(): Promise<TestGateway> {
   const g = await startGateway(
     {
       outbound: { backoffBase: '100ms' },
+      api: { tokens: [{ name: 'helpdesk', token: API_TOKEN }] },
       connectors: [{
         type: 'whatsapp-cloud', account: 'shop', phoneNumberId: PHONE_ID, accessToken: '${WA_TOKEN}', appSecret: '${WA_APP_SECRET}',
         verifyToken: VERIFY, graphApiUrl: graph.base, maxFileBytes: 100_000, pacing: { perChatIntervalMs: 0, perSecond: 0 }, statusWaitMs: 1500,
@@ -235,16 +237,34 @@ describe('whatsapp-cloud connector', () => {
     expect((await gw.ticket(created.ticketId))?.messageCount).toBe(2);
   });
 
-  it('fails a reply outside the 24-hour window with outside_24h_window and never calls Graph', async () => {
+  it('refuses a free-form reply after the 24-hour window at once (REST 409, outside_reply_window); the ticket says until when', async () => {
     const from = '79160000013';
     const wamid = newWamid();
-    await deliver(from, [textMessage(from, 'Вопрос, заданный вчера', { id: wamid, ageS: 25 * 3600 })]);
+    const ageS = 25 * 3600;
+    await deliver(from, [textMessage(from, 'Вопрос, заданный вчера', { id: wamid, ageS })]);
     const created = await messageEvent(wamid);
-    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Извините за задержку' });
-    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
-    expect(deliveryOf(failed)).toMatchObject({ status: 'failed' });
-    expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: /);
+    const ticket = await gw.ticket(created.ticketId);
+    const endsAt = Date.parse(ticket!.replyWindowEndsAt!);
+    expect(Math.abs(endsAt - (Date.now() - ageS * 1000 + 24 * 3600_000))).toBeLessThan(60_000);
+    const refused = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Извините за задержку' });
+    expect(refused).toMatchObject({ ok: false, error: { code: 'outside_reply_window', field: 'template' } });
+    const rest = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}/replies`, {
+      method: 'POST', headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Извините за задержку' }),
+    });
+    expect(rest.status).toBe(409);
+    expect(((await rest.json()) as { error: { code: string } }).error.code).toBe('outside_reply_window');
     expect(graph.calls.some((c) => c.json?.to === from)).toBe(false);
+    expect((await gw.ticket(created.ticketId))!.status).not.toBe('pending');
+
+    // A message sent within the window but failed by Meta's own rule (131047) still maps to the reason.
+    const fresh = newWamid();
+    await deliver(from, [textMessage(from, 'Я снова здесь', { id: fresh })]);
+    await messageEvent(fresh);
+    expect(Date.parse((await gw.ticket(created.ticketId))!.replyWindowEndsAt!)).toBeGreaterThan(Date.now() + 23 * 3600_000);
+    graph.failMessages.push({ status: 400, error: { message: 'Re-engagement message', code: 131047 } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Теперь можно' });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.status === 'failed');
+    expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: /);
   });
 
   it('sends a configured template after the window; an unconfigured one fails at once without a Graph call', async () => {
