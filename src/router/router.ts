@@ -321,9 +321,9 @@ export class Router {
       channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
       reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
     });
-    const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status };
-    await this.journal.append(ticket.value.id, entry, `bounce:${e.id}`);
-    await this.journal.emit('ticket.delivery', ticket.value, `bounce:${e.id}`, entry);
+    // Through the status stream like every other outcome, so the delivery recorder treats a bounce
+    // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
+    await this.bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
   }
 
   private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {

@@ -187,6 +187,10 @@ describe('email connector', () => {
     expect(status.platformMessageId).toBe(ourMessageId);
     expect(status.reason).toContain('550 5.1.1');
     expect(status.reason).toContain('User unknown');
+    // A bounce is a failed reply like any other: announced, and on the ticket with the reason.
+    const announced = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    expect(announced.status).toBe('open');
+    expect(announced.lastDelivery).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^bounced: .*550 5\.1\.1/) });
   });
 
   it('recognises its own mail coming back (our From address, our Message-ID) as an echo', async () => {
