@@ -12,6 +12,8 @@ export const STATUS_OF = {
   not_found: 404,
   ticket_not_found: 404,
   in_progress: 409,
+  /** A free-form reply after the channel's reply window (WhatsApp's 24 hours): only a template may go. */
+  outside_reply_window: 409,
   payload_too_large: 413,
   internal: 500,
   unavailable: 503,

@@ -138,7 +138,7 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'Missing or invalid bearer token',
   403: 'The token is read-only',
   404: 'Unknown ticket or attachment',
-  409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key',
+  409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   413: 'Attachment or body too large',
   503: 'The router did not answer in time: retry with the same Idempotency-Key',
 };

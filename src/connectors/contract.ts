@@ -10,7 +10,7 @@ import type { Logger } from '../core/logger.js';
 import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
 import type { Lease } from '../core/lease.js';
-import type { ConnectorState, InboundEventInput, OutboundMessage } from '../core/schema.js';
+import type { ConnectorState, ConversationStateEvent, InboundEventInput, OutboundMessage } from '../core/schema.js';
 
 export interface SendResult {
   /** The platform's id for what was sent (Telegram message_id, Slack ts, email Message-ID). */
@@ -106,6 +106,11 @@ export interface ConnectorContext {
    * result itself is reported by the runtime; use this only for what arrives afterwards.
    */
   reportDelivery(report: DeliveryReport): Promise<void>;
+  /**
+   * Announce that our standing in a conversation changed (blocked, unblocked, removed, promoted)
+   * on omni.events.conversation.<channel>.<account>. Resolves once stored.
+   */
+  announceConversation(change: ConversationChange): Promise<void>;
   /** Single-runner lease for this account across gateway replicas. */
   lease(name?: string): Promise<Lease>;
 }
@@ -118,6 +123,8 @@ export interface DeliveryReport {
   platformMessageId?: string;
   reason?: string;
 }
+
+export type ConversationChange = Omit<ConversationStateEvent, 'v' | 'type' | 'channel' | 'account'>;
 
 export interface ConnectorFactory<Options = unknown> {
   /** The `type` in config (e.g. "whatsapp-cloud"). */

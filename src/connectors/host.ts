@@ -11,6 +11,7 @@ import { MediaStore } from '../core/media.js';
 import { acquireLease } from '../core/lease.js';
 import {
   ConnectorStateEvent,
+  ConversationStateEvent,
   DeliveryStatus,
   InboundEvent,
   describeZodError,
@@ -219,6 +220,11 @@ export class ConnectorHost {
       reportDelivery: async (r) => {
         const event = DeliveryStatus.parse({ v: 1, type: 'delivery.status', channel, account, attempts: 0, at: new Date().toISOString(), ...r });
         await bus.publishJson(Subjects.status(channel, account), event, `status:${r.outboundId}:${r.status}`);
+      },
+      announceConversation: async (change) => {
+        const event = ConversationStateEvent.parse({ v: 1, type: 'conversation.state', channel, account, ...change });
+        log.info({ conversation: event.conversation.id, state: event.state, role: event.role, detail: event.detail }, 'conversation state');
+        await bus.publishJson(Subjects.conversationEvent(channel, account), event, event.id);
       },
       lease: (name = 'intake') => this.takeLease(`${channel}.${account}.${kvSafe(name)}`, hosted, setState, log),
       publish: async (input: InboundEventInput) => {

@@ -11,6 +11,7 @@ export function schemaDocuments(): Record<string, unknown> {
     'ticket-log-entry': S.LogEntry,
     ticket: S.Ticket,
     'connector-state-event': S.ConnectorStateEvent,
+    'conversation-state-event': S.ConversationStateEvent,
     'dead-letter': S.DeadLetter,
     'command-reply': S.ReplyCommand,
     'command-note': S.NoteCommand,

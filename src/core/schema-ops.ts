@@ -31,6 +31,30 @@ export const ConnectorStateEvent = z.object({
 });
 export type ConnectorStateEvent = z.infer<typeof ConnectorStateEvent>;
 
+/**
+ * omni.events.conversation.<channel>.<account>: our standing in one conversation changed (the
+ * customer blocked or unblocked us, we were removed from or promoted in a group). Replies to a
+ * `blocked` or `removed` conversation fail at once; `active` again clears that.
+ */
+export const ConversationState = z.enum(['active', 'blocked', 'removed']);
+export type ConversationState = z.infer<typeof ConversationState>;
+export const ConversationStateEvent = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('conversation.state'),
+  /** Unique per change (consumers dedupe on it). */
+  id: z.string().min(1),
+  channel: SubjectToken,
+  account: SubjectToken,
+  conversation: z.object({ id: z.string().min(1), kind: z.enum(['private', 'group', 'channel', 'email']), title: z.string().optional() }),
+  state: ConversationState,
+  /** Our role where it is not a private chat: `admin` after a promotion. */
+  role: z.enum(['member', 'admin']).optional(),
+  /** The platform's own words, e.g. "kicked by 12345". */
+  detail: z.string().optional(),
+  at: IsoTime,
+});
+export type ConversationStateEvent = z.infer<typeof ConversationStateEvent>;
+
 /** omni.dlq.<source>: what could not be processed, with the reason and the original bytes. */
 export const DeadLetter = z.object({
   v: z.literal(SCHEMA_VERSION),

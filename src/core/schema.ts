@@ -62,6 +62,10 @@ export const EmailMeta = z.object({
   to: z.array(z.string()).default([]),
   cc: z.array(z.string()).default([]),
   replyTo: z.string().optional(),
+  /** The header the sender (`from` above) was taken from: From unless it held no single valid mailbox. */
+  senderHeader: z.enum(['from', 'reply-to', 'sender', 'return-path']).optional(),
+  /** Why an earlier header in that order was passed over, when one was. */
+  senderNote: z.string().optional(),
 });
 export type EmailMeta = z.infer<typeof EmailMeta>;
 
@@ -95,6 +99,11 @@ export const InboundMessage = z.object({
   ...Envelope,
   type: z.literal('message.inbound'),
   sender: Identity,
+  /**
+   * Until when the channel lets us answer this conversation with a free-form message (WhatsApp
+   * Cloud API: 24 hours after this message); absent where there is no such limit.
+   */
+  replyWindowEndsAt: IsoTime.optional(),
   text: z.string().default(''),
   /** Full body before quote/signature trimming (email). */
   fullText: z.string().optional(),
@@ -173,6 +182,19 @@ export const SendPurpose = z.enum(['agent_reply', 'acknowledgement', 'sla_alert'
 export type SendPurpose = z.infer<typeof SendPurpose>;
 
 /** A reply the router resolved for a connector: omni.out.<channel>.<account>. */
+/**
+ * A pre-approved message template (WhatsApp Cloud API): the only message WhatsApp lets a business
+ * send outside the 24-hour customer-service window. `parameters` fill the body's {{1}}, {{2}}…
+ * in order, or by the names configured for the template.
+ */
+export const MessageTemplate = z.object({
+  name: z.string().regex(/^[a-z0-9_]{1,512}$/, 'lowercase letters, digits and "_", as in WhatsApp Manager'),
+  /** Language code of the approved translation, e.g. ru or en_US. */
+  language: z.string().regex(/^[a-z]{2,3}(_[A-Z]{2})?$/, 'such as ru or en_US'),
+  parameters: z.union([z.array(z.string().max(1024)), z.record(z.string(), z.string().max(1024))]).default([]),
+});
+export type MessageTemplate = z.infer<typeof MessageTemplate>;
+
 export const OutboundMessage = z.object({
   v: z.literal(SCHEMA_VERSION),
   type: z.literal('message.outbound'),
@@ -201,6 +223,8 @@ export const OutboundMessage = z.object({
   /** Automated replies (auto-acknowledgement, CSAT request) are marked so connectors can add headers. */
   automated: z.boolean().default(false),
   purpose: SendPurpose.optional(),
+  /** Send this template instead of `text` (WhatsApp Cloud API only; `text` stays the log's record). */
+  template: MessageTemplate.optional(),
 });
 export type OutboundMessage = z.infer<typeof OutboundMessage>;
 export type OutboundMessageInput = z.input<typeof OutboundMessage>;
@@ -235,6 +259,8 @@ export const ReplyCommand = z.object({
   attachments: z.array(OutboundAttachment).default([]),
   idempotencyKey: z.string().min(1).max(200).optional(),
   author: Author.default({ id: 'api' }),
+  /** WhatsApp Cloud API: send this approved template (also outside the 24-hour window); `text` is what the ticket log shows. */
+  template: MessageTemplate.optional(),
 });
 export type ReplyCommand = z.infer<typeof ReplyCommand>;
 
@@ -301,7 +327,22 @@ export const Ticket = z.object({
   firstResponseAt: IsoTime.optional(),
   lastInboundAt: IsoTime.optional(),
   lastOutboundAt: IsoTime.optional(),
+  /** Until when a free-form reply is allowed (the newest replyWindowEndsAt of the customer's messages); later, only a template. */
+  replyWindowEndsAt: IsoTime.optional(),
   messageCount: z.number().int().nonnegative().default(0),
+  /**
+   * The newest outcome of an agent's reply (not automatic acknowledgements or SLA alerts).
+   * `failed` (with the reason) also put the ticket back to `open`: the customer has no answer.
+   */
+  lastDelivery: z
+    .object({
+      status: z.enum(['sent', 'delivered', 'read', 'failed']),
+      /** `<reason code>: <detail>`, e.g. `blocked_by_user: …`, `outside_24h_window: …`. */
+      reason: z.string().optional(),
+      outboundId: z.string(),
+      at: IsoTime,
+    })
+    .optional(),
   /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
   appliedSeq: z.number().int().nonnegative().default(0),
   /** SLA breaches already announced, so each is reported once. */
@@ -397,6 +438,8 @@ export const TicketEvent = z.object({
     'ticket.note',
     'ticket.status',
     'ticket.delivery',
+    /** An agent's reply failed for good; the ticket is back to `open` (entry: the delivery). */
+    'ticket.delivery_failed',
     'ticket.sla',
     'ticket.rating',
   ]),
@@ -408,7 +451,13 @@ export const TicketEvent = z.object({
   account: SubjectToken,
   status: TicketStatus,
   at: IsoTime,
-  /** The log entry this event announces. */
+  /** The conversation (and thread) the ticket lives in: a receiver can answer without calling back. */
+  conversation: ConversationRef.optional(),
+  /** The customer. */
+  contact: TicketContact.optional(),
+  /** The newest outcome of an agent's reply (see Ticket.lastDelivery). */
+  lastDelivery: Ticket.shape.lastDelivery,
+  /** The log entry this event announces; for ticket.created, the first message (kind `inbound`). */
   entry: LogEntry.optional(),
 });
 export type TicketEvent = z.infer<typeof TicketEvent>;

@@ -44,6 +44,7 @@ export const Subjects = {
   ticketLogAll: 'omni.ticket.*.log',
   ticketEvent: (kind: string) => `omni.events.ticket.${kind}`,
   connectorEvent: (channel: string, account: string) => `omni.events.connector.${channel}.${account}`,
+  conversationEvent: (channel: string, account: string) => `omni.events.conversation.${channel}.${account}`,
   eventsAll: 'omni.events.>',
   deadLetter: (source: string) => `omni.dlq.${source}`,
   deadLetterAll: 'omni.dlq.>',

@@ -29,7 +29,7 @@ import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
-  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'in_progress' | 'internal'; message: string; field?: string } };
+  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'in_progress' | 'outside_reply_window' | 'internal'; message: string; field?: string } };
 
 const CLAIM_POLL_MS = 50;
 // Shorter than the API's 10 s command timeout, so an HTTP client gets in_progress rather than 503.
@@ -155,6 +155,10 @@ export class CommandHandler {
       const found = await this.store.get(c.ticketId);
       if (!found) return notFound(c.ticketId);
       const ticket = found.value;
+      // Refused now rather than accepted and failed by the connector a moment later.
+      if (!c.template && !automated && ticket.replyWindowEndsAt && Date.now() > Date.parse(ticket.replyWindowEndsAt)) {
+        return { ok: false, error: { code: 'outside_reply_window', message: `the channel allowed free-form replies until ${ticket.replyWindowEndsAt} (24 hours after the customer's last message); send an approved template instead`, field: 'template' } };
+      }
       const id = outboundId(ticket.id, this.bus.installationId, c.idempotencyKey);
       const outbound = OutboundMessage.parse({
         v: 1,
@@ -172,6 +176,7 @@ export class CommandHandler {
         createdAt: new Date().toISOString(),
         automated,
         purpose,
+        template: c.template,
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
       await this.journal.append(ticket.id, entry, `out:${id}`);

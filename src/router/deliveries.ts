@@ -1,7 +1,10 @@
 /**
  * Delivery outcomes (omni.status.*, reported by connectors) into the ticket: a log entry, the
- * platform ids that let replies and bounces find the ticket, reaction times, and the
- * ticket.delivery announcement. Idempotent: the log append carries a Nats-Msg-Id per outcome and
+ * platform ids that let replies and bounces find the ticket, reaction times, the ticket's
+ * lastDelivery, and the ticket.delivery announcement. An agent's reply that failed for good
+ * puts the ticket back to `open` (announced as ticket.status and ticket.delivery_failed): left
+ * `pending` it would read "answered, waiting for the customer" in every queue and SLA view,
+ * while the customer never got the answer. Idempotent: the log append carries a Nats-Msg-Id per outcome and
  * the ticket update is skipped when its log sequence was already applied.
  */
 import type { JsMsg } from '@nats-io/jetstream';
@@ -9,7 +12,7 @@ import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
-import { DeliveryStatus, describeZodError, type LogEntry } from '../core/schema.js';
+import { DeliveryStatus, describeZodError, type LogEntry, type Ticket, type TicketStatus } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import type { Journal } from './journal.js';
@@ -65,20 +68,37 @@ export class DeliveryRecorder {
       }
     }
     const purpose = purposeOf(s);
+    // An agent's answer, not an SLA alert to the lead or an automatic acknowledgement.
+    const agentOutbound = purpose === 'agent_reply';
     const applied = await this.store.apply(s.ticketId, (t) => {
-      const reaction: { first?: number; wait?: number } = {};
+      const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus } = {};
       if (t.appliedSeq >= ack.seq) return { next: null, outcome: reaction };
       t.appliedSeq = ack.seq;
-      if (s.status === 'sent' && purpose === 'agent_reply') {
+      if (agentOutbound) noteDelivery(t, s);
+      if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {
+        // Back in the queue; lastOutboundAt is untouched, so the SLA timers see no answer either.
+        reaction.reopenedFrom = t.status;
+        t.status = 'open';
+      }
+      if (s.status === 'sent' && agentOutbound) {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
         if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
         t.lastOutboundAt = s.at;
         t.firstResponseAt ??= s.at;
       }
-      // Our mail joins the thread whoever wrote it, so the customer's answer threads back here.
+      // Our mail joins the thread's References whoever wrote it, so the customer's answer threads
+      // back here. In-Reply-To (lastEmailMessageId) stays on the customer's latest mail: the next
+      // reply answers them, not our auto-acknowledgement. Their mail stays last in References, as
+      // RFC 5322 puts the parent there.
       if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && purpose !== 'sla_alert') {
-        t.lastEmailMessageId = s.platformMessageId;
-        t.emailReferences = mergeReferences(t.emailReferences, [], s.platformMessageId);
+        const parent = t.lastEmailMessageId;
+        const chain = parent ? t.emailReferences.filter((id) => id !== parent) : t.emailReferences;
+        if (parent) t.emailReferences = mergeReferences(chain, [s.platformMessageId], parent);
+        else {
+          // No mail from the customer yet (a ticket we wrote first): ours is the one to answer.
+          t.lastEmailMessageId = s.platformMessageId;
+          t.emailReferences = mergeReferences(chain, [], s.platformMessageId);
+        }
       }
       t.updatedAt = entry.at;
       return { next: t, outcome: reaction };
@@ -88,10 +108,36 @@ export class DeliveryRecorder {
     this.metrics.observeDelivery(s.channel, s.account, s.status, s.reason);
     if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
     if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
-    await this.journal.emit('ticket.delivery', updated ?? ticket.value, cause, entry);
+    const current = updated ?? ticket.value;
+    const writes: Array<Promise<unknown>> = [this.journal.emit('ticket.delivery', current, cause, entry)];
+    if (reaction.reopenedFrom) {
+      const statusEntry: LogEntry = {
+        kind: 'status', at: entry.at, from: reaction.reopenedFrom, to: 'open', author: { id: 'router' },
+        reason: `reply ${s.outboundId} failed: ${s.reason ?? 'no reason given'}`,
+      };
+      writes.push(this.journal.append(s.ticketId, statusEntry, `dlv-reopen:${s.outboundId}`), this.journal.emit('ticket.status', current, `dlv-reopen:${s.outboundId}`, statusEntry));
+    }
+    // Announced for every terminal failure of an agent's reply, also on a redelivery of the
+    // status (the event id dedupes it), so a crash after the ticket update still announces it.
+    if (agentOutbound && s.status === 'failed') writes.push(this.journal.emit('ticket.delivery_failed', current, `dlv:${s.outboundId}`, entry));
+    await Promise.all(writes);
     const escalation = escalationOutcome(s);
     if (escalation) {
       await recordEscalationOutcome(this.store, this.journal, this.log, { id: s.outboundId, ticketId: s.ticketId, outcome: escalation, detail: s.reason, target: `${s.channel}/${s.account}` });
     }
   }
+}
+
+/**
+ * The ticket's lastDelivery: the newest outcome of an agent's reply. delivered/read only move
+ * the reply it already names forward; an outcome older than the one recorded changes nothing.
+ */
+function noteDelivery(t: Ticket, s: DeliveryStatus): void {
+  const last = t.lastDelivery;
+  if (s.status === 'delivered' || s.status === 'read') {
+    if (last?.outboundId === s.outboundId && last.status !== 'failed') t.lastDelivery = { ...last, status: s.status, at: s.at };
+    return;
+  }
+  if (last && last.outboundId !== s.outboundId && last.at > s.at) return;
+  t.lastDelivery = { status: s.status, outboundId: s.outboundId, at: s.at, ...(s.status === 'failed' ? { reason: s.reason ?? 'unknown' } : {}) };
 }

@@ -25,6 +25,9 @@ export class Journal {
       account: ticket.account,
       status: ticket.status,
       at: new Date().toISOString(),
+      conversation: ticket.conversation,
+      contact: ticket.contact,
+      lastDelivery: ticket.lastDelivery,
       entry,
     };
     return this.bus.publishJson(Subjects.ticketEvent(type.slice('ticket.'.length)), event, event.id);

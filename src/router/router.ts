@@ -257,7 +257,8 @@ export class Router {
     const created = current.messageCount === 1 && current.recentEvents[0] === e.id;
     const entry: LogEntry = { kind: 'inbound', at, event: e, match };
     const writes: Array<Promise<unknown>> = [this.journal.append(ticket.id, entry, e.id)];
-    if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id));
+    // With the first message, so a receiver can open its own ticket without calling back.
+    if (created) writes.push(this.journal.emit('ticket.created', current, ticket.id, entry));
     if (reopened) {
       const statusEntry: LogEntry = { kind: 'status', at, from: applied!.before.status, to: 'open', author: { id: 'router' }, reason: `customer wrote (${match.rule})` };
       writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${e.id}`), this.journal.emit('ticket.status', current, `reopen:${e.id}`, statusEntry));
@@ -356,9 +357,9 @@ export class Router {
       channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
       reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
     });
-    const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status };
-    await this.journal.append(ticket.value.id, entry, `bounce:${e.id}`);
-    await this.journal.emit('ticket.delivery', ticket.value, `bounce:${e.id}`, entry);
+    // Through the status stream like every other outcome, so the delivery recorder treats a bounce
+    // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
+    await this.bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
   }
 
   private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {

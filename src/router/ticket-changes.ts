@@ -25,6 +25,8 @@ export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
     t.lastInboundAt = e.receivedAt;
     t.lastInboundPlatformId = e.platform.messageId;
   }
+  // The channel's own rule (WhatsApp's 24 hours); the newest message decides.
+  if (e.replyWindowEndsAt && (!t.replyWindowEndsAt || e.replyWindowEndsAt > t.replyWindowEndsAt)) t.replyWindowEndsAt = e.replyWindowEndsAt;
   t.updatedAt = at;
   const sender = (e.email?.from ?? e.sender.id).toLowerCase();
   if (!t.participants.includes(sender)) t.participants.push(sender);

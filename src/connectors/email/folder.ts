@@ -251,10 +251,13 @@ export class FolderWatcher {
     }
     metas.sort((a, b) => a.uid - b.uid);
     const handled = new Set<number>();
+    const parked = new Set<number>();
     let chunk: MessageMeta[] = [];
     let chunkBytes = 0;
     const flush = async () => {
-      for (const uid of await this.ingestChunk(client, cp, chunk)) handled.add(uid);
+      const done = await this.ingestChunk(client, cp, chunk);
+      for (const uid of done.handled) handled.add(uid);
+      for (const uid of done.parked) parked.add(uid);
       chunk = [];
       chunkBytes = 0;
     };
@@ -272,7 +275,7 @@ export class FolderWatcher {
     if (chunk.length > 0 && !this.stopped) await flush();
     if (handled.size > 0) {
       await this.confirmUidValidity(client, cp);
-      await this.acknowledge(client, [...handled]);
+      await this.acknowledge(client, [...handled].filter((uid) => !parked.has(uid)), [...parked]);
     }
     // The checkpoint moves only over handled mail: a mail handled out of order (ours already, or
     // after a deferred one) is read again next time and skipped by its keyword.
@@ -290,8 +293,11 @@ export class FolderWatcher {
     }
   }
 
-  /** Fetches and publishes a chunk in UID order; returns the UIDs handled (stops early when stopping). */
-  private async ingestChunk(client: ImapFlow, cp: Checkpoint, chunk: MessageMeta[]): Promise<number[]> {
+  /**
+   * Fetches and publishes a chunk in UID order; returns the UIDs handled (stops early when
+   * stopping), and among them those parked as dead letters.
+   */
+  private async ingestChunk(client: ImapFlow, cp: Checkpoint, chunk: MessageMeta[]): Promise<{ handled: number[]; parked: number[] }> {
     const max = this.d.options.maxMessageBytes;
     const spent = new Set(chunk.filter((m) => (this.attempts.get(m.uid)?.count ?? 0) >= MAX_ATTEMPTS).map((m) => m.uid));
     const whole = chunk.filter((m) => m.size <= max && !spent.has(m.uid)).map((m) => m.uid);
@@ -321,12 +327,17 @@ export class FolderWatcher {
       throw err;
     }
     const handled: number[] = [];
+    const parked: number[] = [];
     for (const m of chunk) {
       if (this.stopped) break;
       const r = raw.get(m.uid);
-      if (r) await publishMail(this.d.ctx, this.d.normalize, this.d.mailbox.address, this.where(m.uid), r.bytes, r.note);
-      else if (spent.has(m.uid)) await this.parkUnreadable(cp, m);
-      else {
+      if (r) {
+        const outcome = await publishMail(this.d.ctx, this.d.normalize, this.d.mailbox.address, this.where(m.uid), r.bytes, r.note);
+        if (outcome === 'parked') parked.push(m.uid);
+      } else if (spent.has(m.uid)) {
+        await this.parkUnreadable(cp, m);
+        parked.push(m.uid);
+      } else {
         this.failedRead(m.uid, 'the server returned no content for it');
         this.deferred.add(m.uid);
         continue;
@@ -334,7 +345,7 @@ export class FolderWatcher {
       this.attempts.delete(m.uid);
       handled.push(m.uid);
     }
-    return handled;
+    return { handled, parked };
   }
 
   private failedRead(uid: number, error: string): void {
@@ -368,10 +379,20 @@ export class FolderWatcher {
     }
   }
 
-  /** Tells the server the mail is done: only ever after its event was stored. */
-  private async acknowledge(client: ImapFlow, uids: number[]): Promise<void> {
-    const set = uids.join(',');
+  /**
+   * Tells the server the mail is done: only ever after its event (or dead letter) was stored.
+   * A parked mail must never look handled: it stays unread where it is, \Flagged and with the
+   * parked keyword so people reading the mailbox see it (and can search for it); our processed
+   * keyword keeps a rescan from parking it again.
+   */
+  private async acknowledge(client: ImapFlow, uids: number[], parked: number[]): Promise<void> {
     const { mailbox, options } = this.d;
+    if (parked.length > 0) {
+      await client.messageFlagsAdd(parked.join(','), ['\\Flagged', options.parkedKeyword, options.processedKeyword], { uid: true });
+      this.d.ctx.log.warn({ folder: this.label, uids: parked, keyword: options.parkedKeyword }, 'mail parked as a dead letter: left unread and flagged in the mailbox');
+    }
+    if (uids.length === 0) return;
+    const set = uids.join(',');
     if (mailbox.afterProcessing === 'move') {
       await client.messageFlagsAdd(set, [options.processedKeyword], { uid: true });
       await client.messageMove(set, mailbox.processedFolder, { uid: true });

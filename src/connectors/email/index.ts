@@ -72,6 +72,11 @@ export const EmailOptions = z
     firstRun: z.enum(['unseen', 'all']).default('unseen'),
     /** Keyword set on every processed mail, so a rescan after a UIDVALIDITY change skips it. */
     processedKeyword: z.string().regex(/^\$?[A-Za-z0-9_-]+$/).default('$Omnigate'),
+    /**
+     * Keyword set, with \Flagged, on a mail that could not become an event (parked as a dead
+     * letter); such a mail is left unread and not moved, so people reading the mailbox see it.
+     */
+    parkedKeyword: z.string().regex(/^\$?[A-Za-z0-9_-]+$/).default('$OmnigateParked'),
     /** Mails fetched per round trip. */
     batchSize: z.number().int().min(1).max(1000).default(50),
     /** Larger mails are not downloaded: their headers become the event, the body is reported missing. */
@@ -86,6 +91,10 @@ export const EmailOptions = z
     maxBodyChars: z.number().int().min(1000).max(400_000).default(200_000),
     /** Reconnect backoff ceiling. */
     reconnectMaxMs: z.number().int().min(100).default(60_000),
+  })
+  .refine((o) => o.parkedKeyword.toLowerCase() !== o.processedKeyword.toLowerCase(), {
+    message: 'parkedKeyword must differ from processedKeyword',
+    path: ['parkedKeyword'],
   })
   .refine((o) => new Set(o.mailboxes.map((m) => m.address.toLowerCase())).size === o.mailboxes.length, {
     message: 'each mailbox address may appear once',

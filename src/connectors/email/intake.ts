@@ -11,9 +11,13 @@ export const RAW_MAIL = 'raw-mail';
 type MailResult = { ok: true; duplicate: boolean } | { ok: false; reason: string };
 
 /** Parses and publishes; says why not when the mail cannot become an event. */
-async function mailToBus(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, raw: Buffer, note?: string): Promise<MailResult> {
+async function mailToBus(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, raw: Buffer, note?: string, where = 'replay'): Promise<MailResult> {
   const n = await normalizeMail(raw, mailbox, deps, note);
   if (n.kind === 'invalid') return { ok: false, reason: n.reason };
+  const email = n.event.email!;
+  if (email.senderHeader && email.senderHeader !== 'from') {
+    ctx.log.info({ mail: where, messageId: email.messageId, senderHeader: email.senderHeader, note: email.senderNote }, 'no usable From: the sender was taken from a fallback header');
+  }
   try {
     const r = await ctx.publish(n.event);
     return { ok: true, duplicate: r.duplicate };
@@ -23,10 +27,15 @@ async function mailToBus(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: st
   }
 }
 
-/** Resolves once the event (or the dead letter) is stored: then the mail may be acknowledged. */
-export async function publishMail(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, where: string, raw: Buffer, note?: string): Promise<void> {
-  const r = await mailToBus(ctx, deps, mailbox, raw, note);
-  if (!r.ok) await ctx.deadLetter(`email ${where}: ${r.reason}`, raw, { code: 'invalid_mail', meta: { kind: RAW_MAIL, mailbox } });
+/**
+ * Resolves once the event (or the dead letter) is stored: then the mail may be acknowledged.
+ * `parked`: it became a dead letter, and must be marked in the mailbox as such, not as handled.
+ */
+export async function publishMail(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: string, where: string, raw: Buffer, note?: string): Promise<'published' | 'parked'> {
+  const r = await mailToBus(ctx, deps, mailbox, raw, note, where);
+  if (r.ok) return 'published';
+  await ctx.deadLetter(`email ${where}: ${r.reason}`, raw, { code: 'invalid_mail', meta: { kind: RAW_MAIL, mailbox } });
+  return 'parked';
 }
 
 /** `omnigate dlq --replay` of an email letter: the raw mail through the same parser as intake. */

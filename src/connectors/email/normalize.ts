@@ -5,7 +5,7 @@
  * store and mark automated mail. Unlabelled 8-bit windows-1251/KOI8-R is read as such (charset.ts).
  * The event stays within the byte budget (budget.ts): a body too long for it rides cut, and whole
  * in the object store. What mailparser cannot read, a mail without a usable sender (nobody to
- * answer), or one whose headers alone overflow the budget comes back as `invalid` with the
+ * answer: identity.ts says whom), or one whose headers alone overflow the budget comes back as `invalid` with the
  * reason, to be parked.
  */
 import { simpleParser, type AddressObject, type Attachment as MailAttachment, type ParsedMail } from 'mailparser';
@@ -16,6 +16,7 @@ import { eventId } from '../contract.js';
 import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
 import { misdecoded, relabelLegacyText } from './charset.js';
 import { platformId, syntheticMessageId } from './ids.js';
+import { pickSender } from './identity.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
 
@@ -40,11 +41,13 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   } catch (err) {
     return { kind: 'invalid', reason: `mailparser could not read the mail: ${errorMessage(err)}` };
   }
-  const sender = mail.from?.value.find((a) => a.address && a.address.includes('@'));
-  if (!sender?.address) {
-    return { kind: 'invalid', reason: `no usable From address (From: ${JSON.stringify(mail.from?.text ?? null)}): nobody to answer` };
+  const picked = pickSender(mail);
+  if (!picked.ok) {
+    const tried = picked.refused.length > 0 ? picked.refused.join('; ') : 'no From, Reply-To, Sender or Return-Path header';
+    return { kind: 'invalid', reason: `no usable sender address (${tried}): nobody to answer` };
   }
-  const from = sender.address.toLowerCase();
+  const sender = picked.mailbox;
+  const from = sender.address;
   const messageId = mail.messageId?.trim() || syntheticMessageId(raw);
   const pid = platformId(mailbox, messageId);
   const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
@@ -93,6 +96,8 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
       to: addresses(mail.to),
       cc: addresses(mail.cc),
       replyTo,
+      senderHeader: picked.header,
+      ...(picked.refused.length > 0 ? { senderNote: `sender taken from ${picked.header}: ${picked.refused.join('; ')}` } : {}),
     },
     automated: verdict.automated,
     bounceOf: verdict.bounceOf,

@@ -6,11 +6,14 @@
  * the server's reply.
  */
 import nodemailer, { type Transporter } from 'nodemailer';
+import MailComposer from 'nodemailer/lib/mail-composer/index.js';
+import type Mail from 'nodemailer/lib/mailer/index.js';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { MediaStore } from '../../core/media.js';
 import type { OutboundMessage } from '../../core/schema.js';
+import { fromHeader, replaceFrom } from './from-header.js';
 import { domainOf, outboundMessageId } from './ids.js';
 import type { MailboxOptions } from './index.js';
 
@@ -76,7 +79,7 @@ export class MailboxSender {
     }
     if (this.mailbox.smtp.perMinute > 0) await this.pacer.wait(this.mailbox.address);
     try {
-      const info = await this.smtp().sendMail({
+      const info = await this.smtp().sendMail(await this.compose({
         from: { name: this.mailbox.name ?? '', address: this.mailbox.address },
         to: email.to,
         cc: email.cc.length > 0 ? email.cc : undefined,
@@ -88,7 +91,7 @@ export class MailboxSender {
         references: email.references.length > 0 ? email.references : undefined,
         headers,
         attachments,
-      });
+      }));
       if (info.rejected.length > 0 && info.accepted.length === 0) {
         throw new PermanentDeliveryError(`all recipients refused: ${info.rejected.join(', ')}`, 'recipient_rejected');
       }
@@ -96,6 +99,18 @@ export class MailboxSender {
     } catch (err) {
       throw this.classify(err);
     }
+  }
+
+  /**
+   * The mail as nodemailer sends it, except a non-ASCII display name, which goes into a From
+   * line of our own (from-header.ts says why): then the message is built here and sent raw.
+   */
+  private async compose(mail: Mail.Options): Promise<Mail.Options> {
+    const header = fromHeader(this.mailbox.name, this.mailbox.address);
+    if (!header) return mail;
+    const node = new MailComposer({ ...mail, from: this.mailbox.address }).compile();
+    const raw = replaceFrom(await node.build(), header);
+    return { envelope: node.getEnvelope(), raw, messageId: mail.messageId };
   }
 
   async close(): Promise<void> {

@@ -6,15 +6,15 @@
  * listener runs, so a receiver that answers on ack() would tell Slack "got it" before the event is
  * in JetStream. A receiver could hold the answer until processEvent resolves, but then a listener
  * failure only reaches the global error handler and Bolt's authorize/ignoreSelf/conversation
- * machinery sits between us and the answer for nothing. Verifying with Bolt's own
- * verifySlackRequest and answering after ctx.publish is shorter and says exactly when Slack hears
+ * machinery sits between us and the answer for nothing. Verifying the signature
+ * ourselves (signature.ts says why not Bolt's verifySlackRequest) and answering after ctx.publish is shorter and says exactly when Slack hears
  * 200: only after the event was stored (or deliberately skipped or parked).
  */
-import { verifySlackRequest } from '@slack/bolt';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Envelope } from './normalize.js';
+import { verifySlackSignature } from './signature.js';
 
 export interface EventsEndpointOptions {
   signingSecret: string;
@@ -29,19 +29,18 @@ export interface EventsEndpointOptions {
 
 export function eventsEndpoint(o: EventsEndpointOptions): (req: RawRequest) => Promise<RawResponse> {
   return async (req) => {
-    const raw = req.rawBody.toString('utf8');
-    try {
-      verifySlackRequest({
-        signingSecret: o.signingSecret,
-        body: raw,
-        headers: {
-          'x-slack-signature': req.headers['x-slack-signature'] ?? '',
-          'x-slack-request-timestamp': Number(req.headers['x-slack-request-timestamp']),
-        },
-      });
-    } catch {
-      return { status: 401, body: { error: 'unauthorized', message: 'invalid or stale Slack signature' } };
+    const verdict = verifySlackSignature({
+      signingSecret: o.signingSecret,
+      rawBody: req.rawBody,
+      signature: req.headers['x-slack-signature'],
+      timestamp: req.headers['x-slack-request-timestamp'],
+    });
+    if (!verdict.ok) {
+      o.log.debug({ reason: verdict.reason }, 'Slack request refused');
+      return { status: 401, body: { error: 'unauthorized', message: `invalid Slack request: ${verdict.reason}` } };
     }
+    // Signed bytes verified; only now decoded (JSON is UTF-8 by RFC 8259).
+    const raw = req.rawBody.toString('utf8');
     let body: Envelope;
     try {
       body = JSON.parse(raw) as Envelope;

@@ -145,8 +145,9 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
       id: eventId('slack', scope.account, pid),
       conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
       sender: { id: e.user, handles: {} },
+      // slackToPlain resolved Slack's markup and entities: what is left is the text as typed.
       text: slackToPlain(e.text ?? '', scope.nameOf),
-      format: 'markdown',
+      format: 'plain',
       attachments: [],
       parts: [],
       replyTo: e.thread_ts && e.thread_ts !== e.ts ? platformId(e.channel, e.thread_ts) : undefined,

@@ -10,18 +10,26 @@ import { errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ReplayOutcome, type SendResult } from '../contract.js';
-import { normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
+import { metrics } from '../../core/metrics.js';
+import { addressesBot, normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
+import { AlbumBuffer } from './album.js';
+import { mergeAlbum } from './album-merge.js';
+import { ChatStates } from './chat-state.js';
 import { TelegramFiles } from './files.js';
 import { TelegramSender, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { ALLOWED_UPDATES, TelegramPoller } from './polling.js';
 import { sleep } from '../../core/sleep.js';
 import { fileLimit, type TelegramOptions } from './index.js';
 
+type TakeResult = { kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string };
+
 export class TelegramConnector implements Connector {
   private readonly health_: HealthTracker;
   private readonly api: Telegram;
   private readonly files: TelegramFiles;
   private readonly sender: TelegramSender;
+  private readonly chats: ChatStates;
+  private readonly albums: AlbumBuffer;
   private bot?: BotIdentity;
   private running?: Promise<void>;
   private readonly stopping = new AbortController();
@@ -35,7 +43,9 @@ export class TelegramConnector implements Connector {
     this.api = new Telegram(o.token, { apiRoot: o.apiRoot, webhookReply: false });
     const redact = (err: unknown) => this.redact(err);
     this.files = new TelegramFiles(this.api, ctx, fileLimit(o), redact);
-    this.sender = new TelegramSender(this.api, ctx, this.health_, o, redact);
+    this.chats = new ChatStates(ctx.state);
+    this.sender = new TelegramSender(this.api, ctx, this.health_, o, redact, this.chats);
+    this.albums = new AlbumBuffer(o.albumWaitMs, (updates) => this.ingestAlbum(updates));
     ctx.onReplay((payload) => this.replay(payload));
   }
 
@@ -51,6 +61,9 @@ export class TelegramConnector implements Connector {
   async stop(): Promise<void> {
     this.stopping.abort();
     await this.running;
+    // Webhook requests may still hold album items: publish them rather than leave them waiting.
+    await this.albums.flushAll();
+    this.sender.close();
     this.health_.set('stopped');
   }
 
@@ -90,6 +103,7 @@ export class TelegramConnector implements Connector {
       timeoutS: this.o.pollTimeoutS,
       botId: this.bot.id,
       ingest: (u) => this.ingest(u),
+      heldBriefly: (u) => AlbumBuffer.keyOf(u) !== undefined,
       redact: (err) => this.redact(err),
     });
     await poller.run(signal);
@@ -140,35 +154,63 @@ export class TelegramConnector implements Connector {
     }
   }
 
-  /** Publishes one update; resolves once it is stored, parked or deliberately skipped. */
+  /**
+   * Publishes one update; resolves once it is stored, parked or deliberately skipped. An album
+   * item resolves with its whole album (album.ts).
+   */
   private async ingest(update: TgUpdate): Promise<void> {
-    const r = await this.toBus(update);
-    if (r.kind === 'invalid') await this.ctx.deadLetter(`telegram update ${update?.update_id ?? '?'}: ${r.reason}`, update);
+    if (update?.my_chat_member && typeof update.update_id === 'number') return this.onChatMember(update);
+    const album = AlbumBuffer.keyOf(update);
+    if (album) return this.albums.add(album, update);
+    await this.parkIfInvalid(await this.take(this.normalize(update), [update]), [update]);
   }
 
-  /** `omnigate dlq --replay` of a parked update: the same path as intake, the outcome told rather than parked again. */
+  /** The items of one album, judged together: a mention on any of them admits them all. */
+  private async ingestAlbum(updates: TgUpdate[]): Promise<void> {
+    await this.parkIfInvalid(await this.take(this.judgeAlbum(updates), updates), updates);
+  }
+
+  private judgeAlbum(updates: TgUpdate[]): Normalized {
+    const addressed = updates.some((u) => u.message !== undefined && addressesBot(u.message, this.bot!));
+    return mergeAlbum(updates.map((u) => this.normalize(u, { addressed })));
+  }
+
+  private normalize(update: TgUpdate, opts?: { addressed: boolean }): Normalized {
+    try {
+      return normalizeUpdate(update, this.ctx.account, this.bot!, this.o.groups, opts);
+    } catch (err) {
+      return { kind: 'invalid', reason: `cannot read the update: ${errorMessage(err)}` };
+    }
+  }
+
+  private async parkIfInvalid(r: TakeResult, updates: TgUpdate[]): Promise<void> {
+    if (r.kind !== 'invalid') return;
+    const ids = updates.map((u) => u?.update_id ?? '?').join(',');
+    await this.ctx.deadLetter(`telegram update ${ids}: ${r.reason}`, updates.length === 1 ? updates[0] : updates);
+  }
+
+  /** `omnigate dlq --replay` of a parked update (or album): the same path as intake, the outcome told rather than parked again. */
   private async replay(payload: Buffer): Promise<ReplayOutcome> {
     if (!this.bot) return { outcome: 'refused', reason: 'the bot identity is not known yet (getMe); try again when the connector is connected' };
-    let update: TgUpdate;
+    let parsed: TgUpdate | TgUpdate[];
     try {
-      update = JSON.parse(payload.toString('utf8')) as TgUpdate;
+      parsed = JSON.parse(payload.toString('utf8')) as TgUpdate | TgUpdate[];
     } catch {
       return { outcome: 'refused', reason: 'the letter holds no Telegram update (not JSON)' };
     }
-    const r = await this.toBus(update);
+    const updates = Array.isArray(parsed) ? parsed : [parsed];
+    if (updates.some((u) => u?.my_chat_member)) return { outcome: 'refused', reason: 'a membership update is not replayed (the chat state follows the next one)' };
+    const r = await this.take(Array.isArray(parsed) ? this.judgeAlbum(updates) : this.normalize(parsed), updates);
     if (r.kind === 'published') return { outcome: 'published', duplicate: r.duplicate };
     if (r.kind === 'skipped') return { outcome: 'refused', reason: `skipped: ${r.reason}` };
     return { outcome: 'invalid', reason: r.reason };
   }
 
-  private async toBus(update: TgUpdate): Promise<{ kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string }> {
-    let n: Normalized;
-    try {
-      n = normalizeUpdate(update, this.ctx.account, this.bot!, this.o.groups);
-    } catch (err) {
-      n = { kind: 'invalid', reason: `cannot read the update: ${errorMessage(err)}` };
-    }
+  private async take(n: Normalized, updates: TgUpdate[]): Promise<TakeResult> {
     if (n.kind === 'skip') {
+      const ids = updates.map((u) => u?.update_id ?? '?').join(',');
+      metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: n.code }, updates.length);
+      this.ctx.log.debug({ updateIds: ids, reason: n.code, detail: n.reason }, 'Telegram update skipped');
       if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
       return { kind: 'skipped', reason: n.reason };
     }
@@ -182,6 +224,16 @@ export class TelegramConnector implements Connector {
       if (err instanceof InvalidEventError) return { kind: 'invalid', reason: err.message };
       throw err;
     }
+  }
+
+  /** my_chat_member: record our standing in the chat and tell the helpdesk when it changed. */
+  private async onChatMember(update: TgUpdate): Promise<void> {
+    const u = update.my_chat_member!;
+    if (typeof u.chat?.id !== 'number' || typeof u.new_chat_member?.status !== 'string' || typeof u.date !== 'number') {
+      await this.ctx.deadLetter(`telegram update ${update.update_id}: my_chat_member lacks chat.id, new_chat_member.status or date`, update);
+      return;
+    }
+    await this.chats.apply(u, update.update_id, (change) => this.ctx.announceConversation(change));
   }
 
   /** Error text without the bot token (telegraf puts it in request URLs). */

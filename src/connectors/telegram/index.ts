@@ -29,6 +29,8 @@ export const TelegramOptions = z.object({
     .optional(),
   /** Which group messages open/join tickets: only when the bot is mentioned or replied to, all, or none. */
   groups: z.enum(['mention', 'all', 'off']).default('mention'),
+  /** How long album items (one media_group_id) are awaited after the last one before the album is judged and published. */
+  albumWaitMs: z.number().int().min(0).max(10_000).default(1500),
   /** Long-polling timeout in seconds. */
   pollTimeoutS: z.number().int().min(0).max(50).default(25),
   /** Larger files are recorded as attachments that could not be fetched. Default: 20 MB on the public API, else the server's own. */
@@ -38,6 +40,10 @@ export const TelegramOptions = z.object({
       privateChatIntervalMs: z.number().int().nonnegative().default(1000),
       groupIntervalMs: z.number().int().nonnegative().default(3000),
       perSecond: z.number().positive().default(25),
+      /** Longest total wait on 429 retry_after answers for one reply before it counts as a failed attempt. */
+      rateLimitBudgetMs: z.number().int().min(0).default(10 * 60_000),
+      /** `rate_limited` is left only after this long without a 429 (damps alert flapping). */
+      rateLimitQuietMs: z.number().int().min(0).default(30_000),
     })
     .prefault({}),
 }).refine((o) => o.mode !== 'webhook' || o.webhook, { message: 'webhook mode needs webhook.secretToken', path: ['webhook'] });

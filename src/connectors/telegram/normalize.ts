@@ -26,6 +26,8 @@ export interface TgMessage {
   message_id: number;
   message_thread_id?: number;
   is_topic_message?: boolean;
+  /** Set on every item of an album: the items arrive as separate updates. */
+  media_group_id?: string;
   date: number;
   edit_date?: number;
   chat: { id: number; type: 'private' | 'group' | 'supergroup' | 'channel'; title?: string; username?: string; first_name?: string; last_name?: string; is_forum?: boolean };
@@ -59,11 +61,26 @@ export interface TgMessage {
 /** Content we cannot represent as text, files or parts, but which a person deliberately sent. */
 const UNSUPPORTED_CONTENT = ['poll', 'dice', 'game', 'story', 'invoice', 'paid_media', 'giveaway', 'giveaway_winners'] as const;
 
+export type TgMemberStatus = 'creator' | 'administrator' | 'member' | 'restricted' | 'left' | 'kicked';
+
+/** The bot's own membership changed: blocked/unblocked in a private chat, added/removed/promoted in a group. */
+export interface TgChatMemberUpdated {
+  chat: TgMessage['chat'];
+  from?: TgUser;
+  date: number;
+  old_chat_member?: { status: TgMemberStatus; user?: TgUser };
+  new_chat_member: { status: TgMemberStatus; user?: TgUser };
+}
+
 export interface TgUpdate {
   update_id: number;
   message?: TgMessage;
   edited_message?: TgMessage;
+  my_chat_member?: TgChatMemberUpdated;
 }
+
+/** Why an update was skipped: a bounded label for omnigate_skipped_updates_total. */
+export type SkipCode = 'unhandled_update_type' | 'channel_post' | 'own_message' | 'groups_off' | 'not_addressed' | 'service_message';
 
 export interface BotIdentity {
   id: number;
@@ -80,25 +97,30 @@ export interface PendingFile {
 
 export type Normalized =
   | { kind: 'event'; event: InboundEventInput; files: PendingFile[] }
-  | { kind: 'skip'; reason: string; loopGuard?: true }
+  | { kind: 'skip'; code: SkipCode; reason: string; loopGuard?: true }
   | { kind: 'invalid'; reason: string };
+
+export interface NormalizeOptions {
+  /** Judge the mention rule on the whole album (the connector does), not on this item. */
+  addressed?: boolean;
+}
 
 export function platformId(chatId: number | string, messageId: number | string): string {
   return `${chatId}:${messageId}`;
 }
 
-export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, groups: 'mention' | 'all' | 'off'): Normalized {
+export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, groups: 'mention' | 'all' | 'off', opts: NormalizeOptions = {}): Normalized {
   if (typeof u?.update_id !== 'number') return { kind: 'invalid', reason: 'update has no numeric update_id' };
   const m = u.message ?? u.edited_message;
-  if (!m) return { kind: 'skip', reason: 'update type not handled' };
+  if (!m) return { kind: 'skip', code: 'unhandled_update_type', reason: `update type not handled (${Object.keys(u).filter((k) => k !== 'update_id').join(',') || 'empty'})` };
   if (typeof m.message_id !== 'number' || !m.chat || typeof m.chat.id !== 'number' || typeof m.date !== 'number') {
     return { kind: 'invalid', reason: 'message lacks message_id, chat.id or date' };
   }
-  if (m.chat.type === 'channel') return { kind: 'skip', reason: 'channel posts are not conversations' };
-  if (m.from?.id === bot.id) return { kind: 'skip', reason: 'our own message', loopGuard: true };
+  if (m.chat.type === 'channel') return { kind: 'skip', code: 'channel_post', reason: 'channel posts are not conversations' };
+  if (m.from?.id === bot.id) return { kind: 'skip', code: 'own_message', reason: 'our own message', loopGuard: true };
   const isGroup = m.chat.type === 'group' || m.chat.type === 'supergroup';
-  if (isGroup && groups === 'off') return { kind: 'skip', reason: 'group messages disabled' };
-  if (isGroup && groups === 'mention' && !addressesBot(m, bot)) return { kind: 'skip', reason: 'group message not addressed to the bot' };
+  if (isGroup && groups === 'off') return { kind: 'skip', code: 'groups_off', reason: 'group messages disabled' };
+  if (isGroup && groups === 'mention' && !(opts.addressed ?? addressesBot(m, bot))) return { kind: 'skip', code: 'not_addressed', reason: 'group message not addressed to the bot' };
 
   const conversation = {
     id: String(m.chat.id),
@@ -153,7 +175,7 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
   if (!text && files.length === 0 && parts.length === 0) {
     // Joins, pins, title changes, topic creation...: chat housekeeping, not a customer message.
     const unsupported = UNSUPPORTED_CONTENT.find((k) => m[k] !== undefined);
-    if (!unsupported) return { kind: 'skip', reason: 'service message' };
+    if (!unsupported) return { kind: 'skip', code: 'service_message', reason: 'service message' };
     // A poll or a dice roll is still something the customer sent: keep it visible, never drop it.
     text = `[unsupported Telegram content: ${unsupported}]`;
   }
@@ -182,7 +204,7 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
   };
 }
 
-function addressesBot(m: TgMessage, bot: BotIdentity): boolean {
+export function addressesBot(m: TgMessage, bot: BotIdentity): boolean {
   const reply = m.reply_to_message;
   if (reply?.from?.id === bot.id && !(m.is_topic_message && reply.message_id === m.message_thread_id)) return true;
   const text = m.text ?? m.caption ?? '';

@@ -11,7 +11,11 @@ import type { TgUpdate } from './normalize.js';
 import { telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
 
-export const ALLOWED_UPDATES = ['message', 'edited_message'];
+/**
+ * Telegram sends only what is asked for here (and remembers the last list). my_chat_member tells
+ * us a user blocked or unblocked the bot, or a group removed or promoted it.
+ */
+export const ALLOWED_UPDATES = ['message', 'edited_message', 'my_chat_member'];
 const OFFSET_KEY = 'offset';
 interface Checkpoint {
   botId: number;
@@ -29,6 +33,11 @@ export interface PollerDeps {
   botId: number;
   /** Publishes (or parks, or skips) one update; rejects when it could not be stored. */
   ingest(update: TgUpdate): Promise<void>;
+  /**
+   * True for an update whose ingest waits for later ones (an album item waits for the rest of
+   * its album): the loop goes on to the next update instead of awaiting it.
+   */
+  heldBriefly(update: TgUpdate): boolean;
   redact(err: unknown): string;
 }
 
@@ -108,13 +117,33 @@ export class TelegramPoller {
         await sleep(telegramRetryWaitMs(e, failures), signal);
         continue;
       }
+      // Album items wait for the rest of their album: they are held here, in order, and the
+      // offset passes them only once they (and so their album) are stored. Anything else waits
+      // for the held items first, so events keep the order Telegram served them in.
+      const held: Array<{ id: unknown; stored: Promise<boolean> }> = [];
+      const settle = async (): Promise<boolean> => {
+        const results = await Promise.all(held.map((h) => h.stored));
+        let ok = true;
+        for (const [i, h] of held.entries()) {
+          if (!results[i]) ok = false;
+          if (ok && typeof h.id === 'number') offset = h.id + 1;
+        }
+        held.length = 0;
+        return ok;
+      };
       for (const update of updates) {
         if (signal.aborted) break;
         const id = (update as { update_id?: unknown } | null)?.update_id;
+        if (this.d.heldBriefly(update)) {
+          held.push({ id, stored: this.ingestOne(update, signal) });
+          continue;
+        }
+        if (!(await settle())) break;
         if (!(await this.ingestOne(update, signal))) break; // not stored: the offset stays, Telegram serves it again
         // What Telegram served, not a maximum: a stale offset above this bot's ids must not stick.
         if (typeof id === 'number') offset = id + 1;
       }
+      await settle();
       if (offset !== persisted) {
         // Telegram already knows the offset from the next getUpdates; the copy in KV lets a restart
         // (or another replica) resume without asking for what was confirmed.

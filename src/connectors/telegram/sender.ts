@@ -11,7 +11,9 @@ import type { ConnectorContext, HealthTracker, SendResult } from '../contract.js
 import { htmlToEntities, splitFormatted, splitText, type FormattedChunk } from './format.js';
 import { platformId } from './normalize.js';
 import type { TelegramOptions } from './index.js';
-import { backoffMs } from '../../core/sleep.js';
+import { backoffMs, sleep } from '../../core/sleep.js';
+import type { ChatStates } from './chat-state.js';
+import { RateLimitState } from './rate-limit.js';
 
 export interface TelegramErrorLike {
   code?: number;
@@ -36,8 +38,12 @@ type Step = { chunk: FormattedChunk } | { attachment: OutboundAttachment };
 
 export class TelegramSender {
   private readonly pacer: Pacer;
-  /** Steps already delivered per outbound id, so a retry after a partial send continues, not repeats. */
-  private readonly progress = new Map<string, { sent: number; firstId?: string }>();
+  private readonly rateLimit: RateLimitState;
+  /**
+   * Steps already delivered per outbound id, so a retry after a partial send continues, not
+   * repeats; `waitedMs`: time spent waiting out 429s for this reply, bounded by rateLimitBudgetMs.
+   */
+  private readonly progress = new Map<string, { sent: number; firstId?: string; waitedMs: number }>();
   /** Groups upgraded to supergroups: Telegram tells us the new id once; later sends go there directly. */
   private readonly migrated = new Map<string, string>();
 
@@ -47,18 +53,29 @@ export class TelegramSender {
     private readonly health: HealthTracker,
     private readonly o: TelegramOptions,
     private readonly redact: (err: unknown) => string,
+    private readonly chats: ChatStates,
   ) {
     this.pacer = new Pacer(o.pacing.privateChatIntervalMs, o.pacing.perSecond);
+    this.rateLimit = new RateLimitState(health, o.pacing.rateLimitQuietMs);
+  }
+
+  close(): void {
+    this.rateLimit.close();
   }
 
   async send(msg: OutboundMessage): Promise<SendResult> {
+    // The user blocked the bot, or a group removed it (my_chat_member): Telegram would refuse
+    // with 403; fail at once instead of calling it (and counting against our rate limits).
+    const mark = await this.chats.get(msg.conversation.id);
+    if (mark?.state === 'blocked') throw new PermanentDeliveryError('the user blocked the bot (my_chat_member); not sent', 'blocked_by_user');
+    if (mark?.state === 'removed') throw new PermanentDeliveryError('the bot was removed from this group (my_chat_member); not sent', 'bot_removed_from_chat');
     let chatId = this.migrated.get(msg.conversation.id) ?? msg.conversation.id;
     const interval = msg.conversation.kind === 'group' ? this.o.pacing.groupIntervalMs : this.o.pacing.privateChatIntervalMs;
     const thread = msg.conversation.threadId ? { message_thread_id: Number(msg.conversation.threadId) } : {};
     // Platform ids are `${chatId}:${messageId}`: quote only a message of this very chat.
     const replyTo = msg.replyTo?.startsWith(`${msg.conversation.id}:`) ? Number(msg.replyTo.slice(msg.conversation.id.length + 1)) : undefined;
     const steps = this.steps(msg);
-    const progress = this.progress.get(msg.id) ?? { sent: 0 };
+    const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
     try {
       for (let i = progress.sent; i < steps.length; i++) {
@@ -69,25 +86,50 @@ export class TelegramSender {
         };
         let sent: { message_id: number };
         try {
-          sent = await this.sendStep(chatId, steps[i]!, extra);
+          sent = await this.waitingOutRateLimits(chatId, progress, () => this.sendStep(chatId, steps[i]!, extra));
         } catch (err) {
           const newChat = (err as TelegramErrorLike).parameters?.migrate_to_chat_id;
           if (newChat === undefined) throw err;
           this.ctx.log.info({ from: chatId, to: newChat }, 'group was upgraded to a supergroup; sending to the new chat id');
           this.migrated.set(msg.conversation.id, String(newChat));
           chatId = String(newChat);
-          sent = await this.sendStep(chatId, steps[i]!, extra);
+          const target = chatId;
+          sent = await this.waitingOutRateLimits(target, progress, () => this.sendStep(target, steps[i]!, extra));
         }
         progress.sent = i + 1;
         progress.firstId ??= platformId(chatId, sent.message_id);
       }
-      if (this.health.get().state === 'rate_limited') this.health.set('connected');
       this.progress.delete(msg.id);
       return { platformMessageId: progress.firstId ?? platformId(chatId, 0) };
     } catch (err) {
       const outcome = this.classify(err, chatId);
       if (outcome instanceof PermanentDeliveryError) this.progress.delete(msg.id);
       throw outcome;
+    }
+  }
+
+  /**
+   * Runs one Bot API call, waiting out each 429's retry_after and calling again, so a rate limit
+   * costs time, not one of the runner's attempts: a long 429 storm used to end a reply as
+   * retries_exhausted. The waits of one reply add up to at most rateLimitBudgetMs; past that the
+   * 429 goes to the runner as a transient failure (one attempt, with Telegram's wait).
+   */
+  private async waitingOutRateLimits<T>(chatId: string, progress: { waitedMs: number }, call: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        return await call();
+      } catch (err) {
+        const e = err as TelegramErrorLike;
+        if (e.code !== 429) throw err;
+        const ms = Math.max(1, e.parameters?.retry_after ?? 1) * 1000;
+        this.pacer.defer(chatId, ms);
+        this.rateLimit.hit(ms);
+        if (progress.waitedMs + ms > this.o.pacing.rateLimitBudgetMs || this.ctx.signal.aborted) throw err;
+        progress.waitedMs += ms;
+        this.ctx.log.debug({ chatId, waitMs: ms, waitedMs: progress.waitedMs }, 'Telegram 429: waiting it out');
+        await sleep(ms, this.ctx.signal);
+        if (this.ctx.signal.aborted) throw err;
+      }
     }
   }
 
@@ -130,10 +172,10 @@ export class TelegramSender {
     const e = err as TelegramErrorLike;
     const description = e.description ?? this.redact(err);
     if (e.code === 429) {
+      // Only past the reply's wait budget (waitingOutRateLimits), or when stopping.
       const ms = Math.max(1, e.parameters?.retry_after ?? 1) * 1000;
       this.pacer.defer(chatId, ms);
-      this.health.set('rate_limited', `Telegram asked to wait ${ms / 1000}s`);
-      return new TransientDeliveryError(`Telegram rate limit: ${description}`, ms);
+      return new TransientDeliveryError(`Telegram rate limit beyond the reply's wait budget: ${description}`, ms);
     }
     if (e.code === 401) {
       this.health.set('auth_failed', 'Telegram rejected the bot token');

@@ -12,9 +12,11 @@ import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
-import { GraphCallError, GraphClient, classifyGraphError } from './graph.js';
+import { metrics } from '../../core/metrics.js';
+import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
 import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
 import { SentRecords } from './sent-records.js';
+import { templateBody } from './templates.js';
 import type { WhatsAppCloudOptions } from './index.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
 
@@ -33,6 +35,8 @@ export class WhatsAppCloudConnector implements Connector {
   private readonly records: SentRecords;
   private checking?: Promise<void>;
   private sweeping?: Promise<void>;
+  /** Statuses whose send record is not there yet, waited for after Meta got its answer. */
+  private readonly late = new Set<Promise<void>>();
 
   constructor(
     private readonly o: WhatsAppCloudOptions,
@@ -54,7 +58,7 @@ export class WhatsAppCloudConnector implements Connector {
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await Promise.all([this.checking, this.sweeping]);
+    await Promise.all([this.checking, this.sweeping, ...this.late]);
     this.health_.set('stopped');
   }
 
@@ -135,9 +139,14 @@ export class WhatsAppCloudConnector implements Connector {
           for (const s of value.statuses ?? []) if (s?.id) statuses.set(s.id, [...(statuses.get(s.id) ?? []), s]);
         }
       }
-      // A status may wait for its send record: wamids in parallel, so one wait is all a webhook costs.
+      // A status whose send record is there is reported before Meta hears 200. One without (a
+      // wamid we never sent, or a send whose record is still being written) must not hold Meta's
+      // request: it is answered at once and the record waited for in the background.
       await Promise.all([...statuses.values()].map(async (list) => {
-        for (const s of list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0))) await this.onStatus(s);
+        const ordered = list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0));
+        const found = await this.records.find(ordered[0]!.id, 0, this.stopping.signal);
+        if (found) for (const s of ordered) await this.onStatus(s, 0);
+        else this.awaitRecord(ordered);
       }));
       return { status: 200, body: '' };
     } catch (err) {
@@ -156,6 +165,8 @@ export class WhatsAppCloudConnector implements Connector {
     }
     const event = n.event;
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(n.media)];
+    // The ticket (and the API) know until when a free-form reply may go: the reply is refused at once after it.
+    if (event.type === 'message.inbound') event.replyWindowEndsAt = new Date((Number(m.timestamp) * 1000 || Date.now()) + this.o.serviceWindowHours * 3_600_000).toISOString();
     try {
       await this.ctx.publish(event);
     } catch (err) {
@@ -198,22 +209,38 @@ export class WhatsAppCloudConnector implements Connector {
     }
   }
 
-  private async onStatus(s: CloudStatus): Promise<void> {
+  /** Statuses of one wamid, reported once its send record turns up (statusWaitMs at most). */
+  private awaitRecord(ordered: CloudStatus[]): void {
+    const task = (async () => {
+      for (const s of ordered) await this.onStatus(s, this.o.statusWaitMs);
+    })().catch((err) => {
+      // Meta already has its 200: this status is lost, say so.
+      this.ctx.log.warn({ wamid: ordered[0]!.id, err: errorMessage(err) }, 'WhatsApp Cloud status not reported: storing it failed after the webhook was answered');
+    });
+    this.late.add(task);
+    void task.finally(() => this.late.delete(task));
+  }
+
+  private async onStatus(s: CloudStatus, waitMs: number): Promise<void> {
     if (!s?.id || !['sent', 'delivered', 'read', 'failed'].includes(s.status)) return;
-    const found = await this.records.find(s.id, this.o.statusWaitMs, this.stopping.signal);
+    const found = await this.records.find(s.id, waitMs, this.stopping.signal);
     if (!found) {
+      metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: 'unknown_message_status' });
       this.ctx.log.info({ wamid: s.id, status: s.status, recipient: s.recipient_id },
         'WhatsApp Cloud status dropped: no send record for this wamid (sent outside this gateway, already final, or expired)');
       return;
     }
     const { outboundId, ticketId } = found.ref;
     const err = s.errors?.[0];
+    // The same documented reasons as a refused send (graph.ts metaReason), then Meta's own words.
+    const code = typeof err?.code === 'number' ? err.code : Number(err?.code) || undefined;
+    const words = err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : '';
     const report: DeliveryReport = {
       outboundId,
       ticketId,
       status: s.status as DeliveryReport['status'],
       platformMessageId: s.id,
-      ...(s.status === 'failed' ? { reason: err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : 'failed' } : {}),
+      ...(s.status === 'failed' ? { reason: `${metaReason(code) ?? (code ? `graph_${code}` : 'failed')}${words ? `: ${words}` : ''}` } : {}),
     };
     await this.ctx.reportDelivery(report);
     if (s.status === 'read' || s.status === 'failed') await this.records.forget(found.key);
@@ -224,6 +251,7 @@ export class WhatsAppCloudConnector implements Connector {
   async send(msg: OutboundMessage): Promise<SendResult> {
     const to = msg.conversation.id.replace(/@s\.whatsapp\.net$/, '');
     if (!/^\d{6,20}$/.test(to)) throw new PermanentDeliveryError(`"${msg.conversation.id}" is not a WhatsApp number`, 'invalid_recipient');
+    if (msg.template) return this.sendTemplate(to, msg);
     await this.assertInWindow(to);
     const chunks = splitText(msg.text);
     const steps = chunks.length + msg.attachments.length;
@@ -254,6 +282,23 @@ export class WhatsAppCloudConnector implements Connector {
       if (err instanceof GraphCallError && err.status === 429) this.health_.set('rate_limited', classified.message);
       throw classified;
     }
+  }
+
+  /** A template goes in or out of the window; it is one message, text and attachments aside. */
+  private async sendTemplate(to: string, msg: OutboundMessage): Promise<SendResult> {
+    if (msg.attachments.length > 0) throw new PermanentDeliveryError('a template reply cannot carry attachments', 'bad_request');
+    const body = { to, ...templateBody(msg.template!, this.o.templates) };
+    await this.pacer.wait(to);
+    let wamid: string;
+    try {
+      wamid = await this.graph.sendMessage(body);
+    } catch (err) {
+      throw classifyGraphError(err);
+    }
+    await this.records.record(wamid, { outboundId: msg.id, ticketId: msg.ticketId }).catch((err) => {
+      this.ctx.log.warn({ wamid, outboundId: msg.id, err: errorMessage(err) }, 'could not store the WhatsApp Cloud send record; its statuses will not be reported');
+    });
+    return { platformMessageId: wamid };
   }
 
   private async assertInWindow(to: string): Promise<void> {

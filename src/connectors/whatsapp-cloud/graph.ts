@@ -108,6 +108,22 @@ export class GraphClient {
   }
 }
 
+/**
+ * Our documented reason for a Meta error code that means "this message will not be delivered",
+ * the same whether Meta said so answering the send or later in a failed-status webhook (where
+ * it says so most often). Undefined for codes without a reason of their own (`graph_<code>`).
+ */
+export function metaReason(code: number | undefined): string | undefined {
+  switch (code) {
+    case 131047: return 'outside_24h_window';
+    case 131026: return 'undeliverable';
+    case 131051: return 'unsupported_message_type';
+    case 131052:
+    case 131053: return 'media_failed';
+    default: return undefined;
+  }
+}
+
 /** Meta's codes: https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes */
 export function classifyGraphError(err: unknown): Error {
   if (err instanceof PermanentDeliveryError || err instanceof TransientDeliveryError) return err;
@@ -120,6 +136,6 @@ export function classifyGraphError(err: unknown): Error {
   }
   if (err.status >= 500 || code === 1 || code === 2 || code === 131000 || code === 131016) return new TransientDeliveryError(err.message);
   if (err.status === 401 || code === 190) return new TransientDeliveryError(`access token rejected: ${err.message}`, 60_000);
-  const reason = code === 131026 ? 'undeliverable' : code === 131051 ? 'unsupported_message_type' : code === 131052 || code === 131053 ? 'media_failed' : `graph_${code ?? err.status}`;
+  const reason = metaReason(code) ?? `graph_${code ?? err.status}`;
   return new PermanentDeliveryError(err.message, reason);
 }

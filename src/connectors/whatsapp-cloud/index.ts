@@ -22,6 +22,19 @@ export const WhatsAppCloudOptions = z.object({
   graphApiVersion: z.string().regex(/^v\d+\.\d+$/, 'such as v21.0').default('v21.0'),
   /** Larger media are recorded as not fetched, with the reason. Default: media.maxBytes. */
   maxFileBytes: z.number().int().positive().optional(),
+  /**
+   * Approved message templates this account may send (as in WhatsApp Manager): the only messages
+   * allowed outside the customer-service window. `parameters` names the body's {{1}}, {{2}}… in order.
+   */
+  templates: z
+    .array(
+      z.object({
+        name: z.string().regex(/^[a-z0-9_]{1,512}$/, 'lowercase letters, digits and "_", as in WhatsApp Manager'),
+        language: z.string().regex(/^[a-z]{2,3}(_[A-Z]{2})?$/, 'such as ru or en_US'),
+        parameters: z.array(z.string().min(1)).default([]),
+      }),
+    )
+    .default([]),
   /** WhatsApp's customer-service window: free-form replies only this long after the customer's last message. */
   serviceWindowHours: z.number().positive().max(24).default(24),
   timeoutMs: z.number().int().positive().default(15_000),

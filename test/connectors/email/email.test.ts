@@ -188,6 +188,10 @@ describe('email connector', () => {
     expect(status.platformMessageId).toBe(ourMessageId);
     expect(status.reason).toContain('550 5.1.1');
     expect(status.reason).toContain('User unknown');
+    // A bounce is a failed reply like any other: announced, and on the ticket with the reason.
+    const announced = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    expect(announced.status).toBe('open');
+    expect(announced.lastDelivery).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^bounced: .*550 5\.1\.1/) });
   });
 
   it('recognises its own mail coming back (our From address, our Message-ID) as an echo', async () => {
@@ -197,11 +201,11 @@ describe('email connector', () => {
     expect((JSON.parse(letter.payload) as InboundMessage).automated).toBe('echo');
   });
 
-  it('parks a mail with no usable sender with the reason, marks it done, and keeps reading', async () => {
+  it('parks a mail with no usable sender with the reason, leaves it unread and flagged, and keeps reading', async () => {
     const noSender = uniqueId('nofrom');
     await append(Buffer.from(`To: ${SUPPORT}\r\nSubject: =?utf-8?B?0JHQtdC3INC+0YLQv9GA0LDQstC40YLQtdC70Y8=?=\r\nMessage-ID: ${noSender}\r\n\r\nкто я?\r\n`));
-    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.email.support', (d) => d.reason.includes('no usable From'));
-    expect(letter.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: no usable From address/);
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.email.support', (d) => d.reason.includes('no usable sender'));
+    expect(letter.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: no usable sender address \(no From, Reply-To, Sender or Return-Path header\)/);
     expect(Buffer.from(letter.payload, letter.payloadEncoding === 'base64' ? 'base64' : 'utf8').toString()).toContain(noSender);
 
     // Broken MIME that mailparser tolerates: an unterminated multipart with a damaged base64 part.

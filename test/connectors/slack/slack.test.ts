@@ -33,6 +33,17 @@ async function postEvent(body: unknown, opts: { secret?: string; retry?: number 
   });
 }
 
+/** Posts exact bytes, signed over those bytes (or over `signedBytes`) with a chosen timestamp. */
+async function postSigned(raw: Buffer, opts: { at?: number; signedBytes?: Buffer } = {}) {
+  const t = opts.at ?? Math.floor(Date.now() / 1000);
+  const sig = `v0=${createHmac('sha256', SIGNING).update(`v0:${t}:`).update(opts.signedBytes ?? raw).digest('hex')}`;
+  return fetch(`${gw.httpUrl}/connectors/slack/ws_events/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-slack-signature': sig, 'x-slack-request-timestamp': String(t) },
+    body: raw,
+  });
+}
+
 beforeAll(async () => {
   slack = new FakeSlack(BOT);
   await slack.start();
@@ -84,10 +95,40 @@ describe('slack connector', () => {
     expect((await gw.gateway.router!.store.list()).some((t) => JSON.stringify(t).includes('D201'))).toBe(false);
   });
 
+  it('a request dated more than 5 minutes ahead or behind gets 401; within 5 minutes either way it is taken', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const body = (ch: string) => Buffer.from(JSON.stringify(envelope({ type: 'message', channel: ch, channel_type: 'im', user: 'U2', text: 'время', ts: ts() })));
+    const future = await postSigned(body('D231'), { at: now + 6 * 60 });
+    expect(future.status).toBe(401);
+    expect(((await future.json()) as { message: string }).message).toMatch(/5 minutes/);
+    expect((await postSigned(body('D232'), { at: now - 6 * 60 })).status).toBe(401);
+    expect((await postSigned(body('D233'), { at: now + 4 * 60 })).status).toBe(200);
+    expect((await postSigned(body('D234'), { at: now - 4 * 60 })).status).toBe(200);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D234');
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D233');
+    expect((await gw.gateway.router!.store.list()).some((t) => /D23[12]/.test(JSON.stringify(t)))).toBe(false);
+  });
+
+  it('the signature covers the raw bytes: a body with a byte that is not UTF-8 verifies as sent, not as decoded', async () => {
+    // 0xFF inside the JSON string: decoding as UTF-8 turns it into U+FFFD (3 bytes), so a check over
+    // the decoded text would refuse Slack's genuine signature and accept one over the altered text.
+    const json = JSON.stringify(envelope({ type: 'message', channel: 'D240', channel_type: 'im', user: 'U2', text: 'байт X', ts: ts() }));
+    const raw = Buffer.from(json, 'utf8');
+    const at = raw.indexOf(Buffer.from('X'));
+    const bytes = Buffer.concat([raw.subarray(0, at), Buffer.from([0xff]), raw.subarray(at + 1)]);
+    const decoded = Buffer.from(bytes.toString('utf8'), 'utf8');
+    expect(decoded.equals(bytes)).toBe(false);
+    expect((await postSigned(bytes, { signedBytes: decoded })).status).toBe(401);
+    expect((await postSigned(bytes)).status).toBe(200);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D240');
+    expect(inboundOf(created)!.text).toBe('байт \uFFFD');
+  });
+
   it('Slack markup and entities arrive as plain text (Cyrillic intact); the reply escapes them again', async () => {
     const raw = 'a &lt; b &amp; c &gt; d: <@UBOT>, <@U4242> и <#C777|общий>; см. <https://example.com/docs?a=1&amp;b=2|инструкцию> или <mailto:help@example.com|help@example.com> <!here>';
     await postEvent(envelope({ type: 'message', channel: 'D210', channel_type: 'im', user: 'U21', text: raw, ts: ts() }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D210');
+    expect(inboundOf(created)!.format).toBe('plain');
     expect(inboundOf(created)!.text).toBe('a < b & c > d: @omnigate, @U4242 и #общий; см. инструкцию (https://example.com/docs?a=1&b=2) или help@example.com @here');
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'a < b & c > d' });
     const post = await slack.waitForCall((c) => c.method === 'chat.postMessage' && c.params.channel === 'D210');

@@ -73,10 +73,10 @@ describe('telegram update normalization', () => {
   });
 
   it('skips service messages and our own, keeps unsupported content visible', () => {
-    expect(normalizeUpdate(message({ new_chat_members: [] } as never), 'bot1', bot, 'all')).toMatchObject({ kind: 'skip', reason: 'service message' });
+    expect(normalizeUpdate(message({ new_chat_members: [] } as never), 'bot1', bot, 'all')).toMatchObject({ kind: 'skip', code: 'service_message', reason: 'service message' });
     expect(normalizeUpdate(message({ from: { id: bot.id, is_bot: true }, text: 'эхо' }), 'bot1', bot, 'all').kind).toBe('skip');
     expect(event(message({ poll: { question: 'Оцените' } })).event).toMatchObject({ text: '[unsupported Telegram content: poll]' });
-    expect(normalizeUpdate({ update_id: 3, callback_query: {} } as never, 'bot1', bot, 'all').kind).toBe('skip');
+    expect(normalizeUpdate({ update_id: 3, callback_query: {} } as never, 'bot1', bot, 'all')).toMatchObject({ kind: 'skip', code: 'unhandled_update_type', reason: 'update type not handled (callback_query)' });
   });
 
   it('reports malformed updates as invalid instead of guessing', () => {

@@ -206,7 +206,7 @@ describe('telegram connector in operation', () => {
     await gw.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', states('hook'), (e) => e.state === 'connected' && Date.parse(e.at) >= Date.parse(down.at));
     const calls = api.calls.filter((c) => c.method === 'setWebhook' && c.params.url === url);
     expect(calls).toHaveLength(2);
-    expect(calls[1]!.params).toMatchObject({ secret_token: 'webhook-secret-0123456789', allowed_updates: ['message', 'edited_message'] });
+    expect(calls[1]!.params).toMatchObject({ secret_token: 'webhook-secret-0123456789', allowed_updates: ['message', 'edited_message', 'my_chat_member'] });
   });
 
   it('stops retrying setWebhook when Telegram refuses the URL, with its reason in health', async () => {

@@ -10,6 +10,7 @@ import { startNats, type TestNats } from '../../helpers/nats-server.js';
 import type { DeliveryStatus, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
 import { hashKey } from '../../../src/core/subjects.js';
 import { FakeGraphApi, newWamid, signWebhook, webhookBody } from './graph-api.js';
+import { metrics } from '../../../src/core/metrics.js';
 
 const PHONE_ID = '106540352242922';
 const ACCESS_TOKEN = 'EAAG-test-access-token-0123456789';
@@ -41,6 +42,7 @@ const stored = async (key: string) => {
   const e = await gw.gateway.bus.kv.state.get(key);
   return e && e.operation === 'PUT' ? e.string() : null;
 };
+const API_TOKEN = 'helpdesk-api-token-0123456789abcdef';
 const statusOf = (wamid: string, status: string, extra: Record<string, unknown> = {}) =>
   ({ id: wamid, status, timestamp: String(Math.floor(Date.now() / 1000)), recipient_id: '79160000000', ...extra });
 
@@ -59,9 +61,11 @@ async function startCloudGateway(): Promise<TestGateway> {
   const g = await startGateway(
     {
       outbound: { backoffBase: '100ms' },
+      api: { tokens: [{ name: 'helpdesk', token: API_TOKEN }] },
       connectors: [{
         type: 'whatsapp-cloud', account: 'shop', phoneNumberId: PHONE_ID, accessToken: '${WA_TOKEN}', appSecret: '${WA_APP_SECRET}',
         verifyToken: VERIFY, graphApiUrl: graph.base, maxFileBytes: 100_000, pacing: { perChatIntervalMs: 0, perSecond: 0 }, statusWaitMs: 1500,
+        templates: [{ name: 'order_update', language: 'ru', parameters: ['name', 'order'] }],
       }],
     },
     { nats, env: { WA_TOKEN: ACCESS_TOKEN, WA_APP_SECRET: APP_SECRET } },
@@ -165,7 +169,7 @@ describe('whatsapp-cloud connector', () => {
     const failedHook = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'failed', failure)] });
     expect((await post(failedHook)).status).toBe(200);
     const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && deliveryOf(e)?.status === 'failed');
-    expect(deliveryOf(failed)).toMatchObject({ outboundId, platformMessageId: wamid, reason: '131026 Message undeliverable: Receiver is incapable of receiving this message' });
+    expect(deliveryOf(failed)).toMatchObject({ outboundId, platformMessageId: wamid, reason: 'undeliverable: 131026 Message undeliverable: Receiver is incapable of receiving this message' });
     expect(await stored(recordKey(wamid))).toBeNull();
 
     // Meta redelivers webhooks it thinks we missed.
@@ -173,10 +177,13 @@ describe('whatsapp-cloud connector', () => {
     expect((await post(failedHook)).status).toBe(200);
     const statuses = await statusesOf(outboundId);
     expect(statuses.map((s) => s.status).sort()).toEqual(['failed', 'sent']);
-    expect(gw.logs.join('')).toContain('WhatsApp Cloud status dropped');
+    // The replayed failure's record is gone: answered at once, dropped after statusWaitMs.
+    const dropped = () => gw.logs.some((l) => l.includes(wamid) && l.includes('WhatsApp Cloud status dropped'));
+    for (const deadline = Date.now() + 15_000; !dropped() && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+    expect(dropped()).toBe(true);
   });
 
-  it('a replayed delivered webhook adds nothing; a status for a wamid we never sent is dropped after the wait, with a log line', async () => {
+  it('a replayed delivered webhook adds nothing; a status for a wamid we never sent is answered at once, dropped after the wait and recorded', async () => {
     const { outboundId, wamid } = await sentReply('79160000023', 'Счёт отправлен');
     const body = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'delivered')] });
     for (let i = 0; i < 3; i++) expect((await post(body)).status).toBe(200);
@@ -184,10 +191,26 @@ describe('whatsapp-cloud connector', () => {
     expect(await stored(recordKey(wamid))).not.toBeNull(); // not final yet: read may follow
 
     const stranger = newWamid();
-    const started = Date.now();
+    const dropped = () => gw.logs.some((l) => l.includes(stranger) && l.includes('"level":"info"') && l.includes('status dropped'));
+    const counted = async () => (await metrics.skippedUpdates.get()).values.find((v) => v.labels.channel === 'whatsapp' && v.labels.reason === 'unknown_message_status')?.value ?? 0;
+    const before = await counted();
     expect((await post(webhookBody(PHONE_ID, { statuses: [statusOf(stranger, 'delivered')] }))).status).toBe(200);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
-    expect(gw.logs.some((l) => l.includes(stranger) && l.includes('"level":"info"') && l.includes('status dropped'))).toBe(true);
+    // Meta had its answer before the wait for a send record (statusWaitMs) was over.
+    expect(dropped()).toBe(false);
+    for (const deadline = Date.now() + 15_000; !dropped() && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 50));
+    expect(dropped()).toBe(true);
+    expect(await counted()).toBe(before + 1);
+  });
+
+  it('a failed-status webhook with 131047 becomes outside_24h_window, and the ticket is open again with the reason', async () => {
+    const { ticketId, outboundId, wamid } = await sentReply('79160000024', 'Ответ, который Meta не доставит');
+    const failure = { errors: [{ code: 131047, title: 'Re-engagement message', message: 'Re-engagement message', error_data: { details: 'Message failed to send because more than 24 hours have passed since the customer last replied to this number.' } }] };
+    expect((await post(webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'failed', failure)] }))).status).toBe(200);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    expect(deliveryOf(failed)).toMatchObject({ outboundId, status: 'failed' });
+    expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: 131047 Re-engagement message: Message failed to send because more than 24 hours/);
+    expect(failed.status).toBe('open');
+    expect(failed.lastDelivery).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^outside_24h_window: /) });
   });
 
   it('refuses a bad or missing signature with 401 and creates nothing', async () => {
@@ -214,16 +237,58 @@ describe('whatsapp-cloud connector', () => {
     expect((await gw.ticket(created.ticketId))?.messageCount).toBe(2);
   });
 
-  it('fails a reply outside the 24-hour window with outside_24h_window and never calls Graph', async () => {
+  it('refuses a free-form reply after the 24-hour window at once (REST 409, outside_reply_window); the ticket says until when', async () => {
     const from = '79160000013';
     const wamid = newWamid();
-    await deliver(from, [textMessage(from, 'Вопрос, заданный вчера', { id: wamid, ageS: 25 * 3600 })]);
+    const ageS = 25 * 3600;
+    await deliver(from, [textMessage(from, 'Вопрос, заданный вчера', { id: wamid, ageS })]);
     const created = await messageEvent(wamid);
-    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Извините за задержку' });
-    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
-    expect(deliveryOf(failed)).toMatchObject({ status: 'failed' });
-    expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: /);
+    const ticket = await gw.ticket(created.ticketId);
+    const endsAt = Date.parse(ticket!.replyWindowEndsAt!);
+    expect(Math.abs(endsAt - (Date.now() - ageS * 1000 + 24 * 3600_000))).toBeLessThan(60_000);
+    const refused = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Извините за задержку' });
+    expect(refused).toMatchObject({ ok: false, error: { code: 'outside_reply_window', field: 'template' } });
+    const rest = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}/replies`, {
+      method: 'POST', headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Извините за задержку' }),
+    });
+    expect(rest.status).toBe(409);
+    expect(((await rest.json()) as { error: { code: string } }).error.code).toBe('outside_reply_window');
     expect(graph.calls.some((c) => c.json?.to === from)).toBe(false);
+    expect((await gw.ticket(created.ticketId))!.status).not.toBe('pending');
+
+    // A message sent within the window but failed by Meta's own rule (131047) still maps to the reason.
+    const fresh = newWamid();
+    await deliver(from, [textMessage(from, 'Я снова здесь', { id: fresh })]);
+    await messageEvent(fresh);
+    expect(Date.parse((await gw.ticket(created.ticketId))!.replyWindowEndsAt!)).toBeGreaterThan(Date.now() + 23 * 3600_000);
+    graph.failMessages.push({ status: 400, error: { message: 'Re-engagement message', code: 131047 } });
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Теперь можно' });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.status === 'failed');
+    expect(deliveryOf(failed)!.reason).toMatch(/^outside_24h_window: /);
+  });
+
+  it('sends a configured template after the window; an unconfigured one fails at once without a Graph call', async () => {
+    const from = '79160000025';
+    const wamid = newWamid();
+    await deliver(from, [textMessage(from, 'Где мой заказ? (пятница вечером)', { id: wamid, ageS: 60 * 3600 })]);
+    const created = await messageEvent(wamid);
+    const template = { name: 'order_update', language: 'ru', parameters: { order: 'A-17', name: 'Мария' } };
+    const reply = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Шаблон order_update: заказ A-17', template });
+    expect(reply).toMatchObject({ ok: true });
+    const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && deliveryOf(e)?.outboundId === reply.result.outboundId);
+    expect(deliveryOf(sent)).toMatchObject({ status: 'sent', platformMessageId: expect.stringMatching(/^wamid\.OUT/) });
+    const call = graph.calls.find((c) => c.json?.to === from && c.json?.type === 'template')!;
+    expect(call.json.template).toEqual({
+      name: 'order_update', language: { code: 'ru' },
+      components: [{ type: 'body', parameters: [{ type: 'text', text: 'Мария' }, { type: 'text', text: 'A-17' }] }],
+    });
+    expect((await gw.ticket(created.ticketId))!.status).toBe('pending');
+
+    const calls = graph.calls.length;
+    const wrong = await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Шаблон', template: { name: 'promo', language: 'ru', parameters: [] } });
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && deliveryOf(e)?.outboundId === wrong.result.outboundId);
+    expect(deliveryOf(failed)!.reason).toMatch(/^template_not_configured: template promo\/ru is not configured for this account \(configured: order_update\/ru\)/);
+    expect(graph.calls.length).toBe(calls);
   });
 
   it('stores inbound media from Graph and uploads outbound media; oversize is recorded as failed', async () => {

@@ -1,0 +1,140 @@
+/**
+ * Whom a mail is from and how we answer it, against a real Dovecot and the SMTP stand-in: a From
+ * that is one RFC 2047 word holding the whole `Имя <addr>`, the Reply-To / Sender / Return-Path
+ * fallbacks, a mail with nobody to answer left unread and flagged, replies that answer the
+ * customer's mail rather than our auto-acknowledgement, and our display name as one encoded word.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { simpleParser } from 'mailparser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeadLetter, LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import { encodeDisplayName } from '../../../src/connectors/email/from-header.js';
+import type { TestGateway } from '../../helpers/gateway.js';
+import { SUPPORT, connected, emailGateway, inboundOf, startWorld, until, type EmailWorld } from './harness.js';
+import { encodedWord, plainMail, uniqueId } from './mails.js';
+
+let world: EmailWorld;
+let gw: TestGateway;
+const PARKED = '$NeedsHuman';
+
+beforeAll(async () => {
+  world = await startWorld();
+  gw = await emailGateway(world, { pollIntervalMs: 1000, parkedKeyword: PARKED }, { router: { autoAcknowledge: { enabled: true, perSenderPerHour: 10 } } });
+  await connected(gw);
+});
+afterAll(async () => {
+  await gw?.stop();
+  await world?.stop();
+});
+
+const created = (messageId: string) => (e: TicketEvent) =>
+  e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === messageId && e.entry?.kind === 'inbound' && e.entry.match.rule === 'new-ticket';
+
+async function flagsOf(messageId: string): Promise<string[]> {
+  await world.imap.mailboxOpen('INBOX');
+  const uids = (await world.imap.search({ header: { 'message-id': messageId } }, { uid: true })) || [];
+  const m = uids.length > 0 ? await world.imap.fetchOne(String(uids[0]), { flags: true }, { uid: true }) : false;
+  return m ? [...m.flags!] : [];
+}
+
+const b64Word = (text: string) => `=?utf-8?B?${Buffer.from(text, 'utf8').toString('base64')}?=`;
+
+describe('email senders', () => {
+  it('a From that is one encoded word holding the whole mailbox becomes a ticket (UTF-8 base64 and windows-1251 Q)', async () => {
+    const utf8 = uniqueId('word');
+    const cp1251 = uniqueId('word1251');
+    await world.imap.append('INBOX', plainMail({ messageId: utf8, from: b64Word('Иван Петров <ivan.word@client.example.ru>') }));
+    await world.imap.append('INBOX', plainMail({ messageId: cp1251, from: encodedWord('Бухгалтерия "Ромашка" <buh.word@client.example.ru>', 'windows-1251', 'Q') }));
+    const a = inboundOf(await gw.waitForEvent(created(utf8), 20_000))!;
+    expect(a.sender).toMatchObject({ id: 'ivan.word@client.example.ru', displayName: 'Иван Петров', handles: { email: 'ivan.word@client.example.ru' } });
+    expect(a.email).toMatchObject({ from: 'ivan.word@client.example.ru', senderHeader: 'from' });
+    const b = inboundOf(await gw.waitForEvent(created(cp1251), 20_000))!;
+    expect(b.sender).toMatchObject({ id: 'buh.word@client.example.ru', displayName: 'Бухгалтерия Ромашка' });
+  });
+
+  it('without a usable From, takes Reply-To, then Sender, then Return-Path, and says which on the log entry', async () => {
+    const viaReplyTo = uniqueId('rt');
+    const viaSender = uniqueId('snd');
+    const viaReturnPath = uniqueId('rp');
+    await world.imap.append('INBOX', plainMail({ messageId: viaReplyTo, from: 'undisclosed-recipients:;', replyTo: 'Ольга <olga@client.example.ru>', headers: { Sender: 'robot@client.example.ru' } }));
+    await world.imap.append('INBOX', plainMail({ messageId: viaSender, from: 'Отдел продаж', headers: { Sender: 'Секретарь <sec@client.example.ru>' } }));
+    await world.imap.append('INBOX', plainMail({ messageId: viaReturnPath, from: 'a@client.example.ru, b@client.example.ru', headers: { 'Return-Path': '<bounce-1@lists.client.example.ru>' } }));
+    const rt = await gw.waitForEvent(created(viaReplyTo), 20_000);
+    expect(inboundOf(rt)!.sender).toMatchObject({ id: 'olga@client.example.ru', displayName: 'Ольга' });
+    expect(inboundOf(rt)!.email).toMatchObject({ senderHeader: 'reply-to', senderNote: expect.stringMatching(/^sender taken from reply-to: from: no valid mailbox/) });
+    const snd = await gw.waitForEvent(created(viaSender), 20_000);
+    expect(inboundOf(snd)!.email).toMatchObject({ from: 'sec@client.example.ru', senderHeader: 'sender' });
+    const rp = await gw.waitForEvent(created(viaReturnPath), 20_000);
+    expect(inboundOf(rp)!.email).toMatchObject({ from: 'bounce-1@lists.client.example.ru', senderHeader: 'return-path', senderNote: expect.stringContaining('from: 2 mailboxes') });
+    // The ticket log keeps the entry with the header it came from.
+    const log = await gw.gateway.router!.store.readLog(snd.ticketId);
+    const entry = log.find((l) => l.entry.kind === 'inbound')!.entry as Extract<LogEntry, { kind: 'inbound' }>;
+    expect(entry.event.email?.senderHeader).toBe('sender');
+  });
+
+  it('parks a mail with nobody to answer, and leaves it unread and flagged with the configured keyword', async () => {
+    const nobody = uniqueId('nobody');
+    const handled = uniqueId('handled');
+    await world.imap.append('INBOX', plainMail({ messageId: nobody, from: 'Кто-то без адреса', subject: 'Помогите' }));
+    await world.imap.append('INBOX', plainMail({ messageId: handled, subject: 'Обычное письмо' }));
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.email.support', (d) => d.reason.includes('no usable sender'), 20_000);
+    expect(letter.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: no usable sender address \(from: no valid mailbox in .*\): nobody to answer$/);
+    await gw.waitForEvent(created(handled), 20_000);
+    // Flags land after the dead letter is stored: poll for them.
+    await until(async () => (await flagsOf(nobody)).includes(PARKED), 'parked flags on the mail');
+    const flags = await flagsOf(nobody);
+    expect(flags).toEqual(expect.arrayContaining(['\\Flagged', PARKED]));
+    expect(flags).not.toContain('\\Seen');
+    await until(async () => (await flagsOf(handled)).includes('\\Seen'), 'the ordinary mail marked seen');
+    expect(await flagsOf(handled)).not.toContain(PARKED);
+    // A later sync does not park it again (our processed keyword is on it as well).
+    const again = uniqueId('again');
+    await world.imap.append('INBOX', plainMail({ messageId: again }));
+    await gw.waitForEvent(created(again), 20_000);
+    const info = await (await jetstreamManager(gw.nc)).streams.info('OMNI_DLQ', { subjects_filter: 'omni.dlq.inbound.email.support' });
+    expect(info.state.subjects?.['omni.dlq.inbound.email.support']).toBe(1);
+  });
+
+  it('an agent reply answers the customer mail, not our auto-acknowledgement; our name is one encoded word', async () => {
+    const customer = uniqueId('cust');
+    await world.imap.append('INBOX', plainMail({ messageId: customer, from: 'Анна <anna@client.example.ru>', subject: 'Счёт' }));
+    const ticketId = (await gw.waitForEvent(created(customer), 20_000)).ticketId;
+    const ackMail = await world.smtp.waitFor((m) => m.to.includes('anna@client.example.ru'), 20_000);
+    const ack = await simpleParser(ackMail.raw);
+    expect(ack.headers.get('auto-submitted')).toBe('auto-replied');
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status.status === 'sent', 20_000);
+
+    await gw.request('omni.cmd.reply', { ticketId, text: 'Счёт отправлен повторно.' });
+    const replyMail = await world.smtp.waitFor((m) => m.to.includes('anna@client.example.ru') && m !== ackMail, 20_000);
+    const reply = await simpleParser(replyMail.raw);
+    expect(reply.inReplyTo).toBe(customer);
+    const refs = [reply.references].flat();
+    expect(refs).toContain(ack.messageId);
+    expect(refs[refs.length - 1]).toBe(customer);
+
+    // "Служба поддержки" fits one RFC 2047 word: no reader can put a space inside it.
+    const head = replyMail.raw.subarray(0, replyMail.raw.indexOf('\r\n\r\n')).toString('latin1');
+    const fromLine = head.match(/^From: .*(?:\r\n[ \t].*)*/m)![0];
+    expect(fromLine.match(/=\?UTF-8\?B\?/g)).toHaveLength(1);
+    expect(reply.from?.value[0]).toMatchObject({ name: 'Служба поддержки', address: SUPPORT });
+    expect(replyMail.from).toBe(SUPPORT);
+  });
+
+  it('a long display name is split only at spaces, each word within 75 characters and whole UTF-8', () => {
+    const name = 'Служба технической поддержки ООО «Ромашка» — отдел расчётов с покупателями';
+    const words = encodeDisplayName(name)!;
+    expect(words.length).toBeGreaterThan(1);
+    const decoded = words.map((w) => {
+      expect(w.length).toBeLessThanOrEqual(75);
+      const bytes = Buffer.from(w.slice('=?UTF-8?B?'.length, -2), 'base64');
+      expect(Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes)).toBe(true);
+      return bytes.toString('utf8');
+    });
+    expect(decoded.join('')).toBe(name);
+    for (const d of decoded.slice(0, -1)) expect(d.endsWith(' ')).toBe(true);
+    expect(encodeDisplayName('Support Team')).toBeUndefined();
+    // One word longer than a whole encoded word is cut between characters.
+    const long = 'Я'.repeat(60);
+    expect(encodeDisplayName(long)!.map((w) => Buffer.from(w.slice(10, -2), 'base64').toString('utf8')).join('')).toBe(long);
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * A reply that failed for good is visible on the ticket: back to `open` with lastDelivery failed
+ * and the reason, counted as unanswered by the SLA watcher, announced as ticket.delivery_failed.
+ * And ticket.created carries the conversation, the contact and the first message, valid against
+ * the published JSON Schema. Router and a real nats-server; statuses published as a connector would.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
+import type { DeliveryStatus, LogEntry } from '../../src/core/schema.js';
+
+const H = 60 * 60_000;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  gw = await startGateway({
+    router: { sla: { enabled: true, firstResponse: '1h', noAnswer: '2h', businessHours: null, checkInterval: '1h', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } } },
+  });
+});
+afterAll(async () => gw?.stop());
+
+async function reportStatus(s: Omit<DeliveryStatus, 'v' | 'type' | 'channel' | 'account' | 'attempts' | 'at'> & { at?: string }) {
+  const status: DeliveryStatus = { v: 1, type: 'delivery.status', channel: 'webhook', account: 'site', attempts: 1, at: new Date().toISOString(), ...s };
+  const { jetstream } = await import('@nats-io/jetstream');
+  await jetstream(gw.nc).publish(`omni.status.webhook.site`, JSON.stringify(status), { msgID: `status:${s.outboundId}:${s.status}` });
+}
+
+describe('failed delivery on the ticket', () => {
+  it('ticket.created carries conversation, contact and the first message, and validates against its JSON Schema', async () => {
+    const first = chatMessage({ chat: 'created-1', from: 'client-created', text: 'Первое сообщение', kind: 'group' });
+    await publishEvent(gw.nc, first);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'created-1');
+    expect(created.conversation).toMatchObject({ id: 'created-1', kind: 'group' });
+    expect(created.contact).toMatchObject({ id: 'client-created', displayName: 'Покупатель' });
+    const entry = created.entry as Extract<LogEntry, { kind: 'inbound' }>;
+    expect(entry).toMatchObject({ kind: 'inbound', match: { rule: 'new-ticket' } });
+    expect(entry.event).toMatchObject({ id: first.id, text: 'Первое сообщение' });
+    const published = JSON.parse(readFileSync(new URL('../../docs/schema/ticket-event.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+    const schema = z.fromJSONSchema(published as never);
+    const wire = JSON.parse(JSON.stringify(created)) as unknown;
+    expect(schema.safeParse(wire).success).toBe(true);
+    const { ticketId: _dropped, ...withoutId } = wire as Record<string, unknown>;
+    expect(schema.safeParse(withoutId).success).toBe(false); // the schema does check
+    expect((published.required as string[]) ?? []).toEqual(expect.arrayContaining(['type', 'ticketId']));
+    expect(Object.keys(published.properties as object)).toEqual(expect.arrayContaining(['conversation', 'contact', 'entry']));
+  });
+
+  it('a failed reply puts a pending ticket back to open with the reason, announces it, and the SLA sees no answer', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'fail-1', from: 'client-fail' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'fail-1');
+    const ticketId = created.ticketId;
+    // A second ticket whose reply is still on its way: pending, and no SLA breach for it.
+    await publishEvent(gw.nc, chatMessage({ chat: 'fail-2', from: 'client-waiting' }));
+    const other = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'fail-2');
+    await gw.request('omni.cmd.reply', { ticketId: other.ticketId, text: 'Ответ в пути' });
+
+    const reply = await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ, который не дойдёт' });
+    expect(reply).toMatchObject({ ok: true, result: { status: 'pending' } });
+    const outboundId = reply.result.outboundId as string;
+    await reportStatus({ outboundId, ticketId, status: 'failed', reason: 'blocked_by_user: the user blocked the bot' });
+
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    expect(failed.status).toBe('open');
+    expect(failed.lastDelivery).toMatchObject({ status: 'failed', reason: 'blocked_by_user: the user blocked the bot', outboundId });
+    expect((failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ status: 'failed', outboundId });
+    const statusEvent = await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === ticketId);
+    expect(statusEvent.entry).toMatchObject({ kind: 'status', from: 'pending', to: 'open', reason: expect.stringContaining('blocked_by_user') });
+    const ticket = await gw.ticket(ticketId);
+    expect(ticket).toMatchObject({ status: 'open', lastDelivery: { status: 'failed', reason: 'blocked_by_user: the user blocked the bot' } });
+    expect(ticket!.firstResponseAt).toBeUndefined();
+    expect(ticket!.lastOutboundAt).toBeUndefined();
+
+    // Two hours on: the failed ticket breaches first response (as does the untouched one from the
+    // test above); the pending one does not.
+    expect(await gw.gateway.sla!.check(Date.now() + 2 * H)).toBe(2);
+    const breach = await gw.waitForEvent((e) => e.type === 'ticket.sla' && e.ticketId === ticketId);
+    expect(breach.entry).toMatchObject({ kind: 'sla', breach: 'first_response' });
+    expect((await gw.ticket(other.ticketId))!.sla).toBeUndefined();
+
+    // A later reply that is sent clears it, and the ticket is pending again.
+    const again = await gw.request('omni.cmd.reply', { ticketId, text: 'Пишем ещё раз' });
+    await reportStatus({ outboundId: again.result.outboundId, ticketId, status: 'sent', platformMessageId: 'pm-2' });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status.status === 'sent');
+    const after = await gw.ticket(ticketId);
+    expect(after).toMatchObject({ status: 'pending', lastDelivery: { status: 'sent', outboundId: again.result.outboundId } });
+    expect(after!.lastDelivery!.reason).toBeUndefined();
+  });
+});
