@@ -133,7 +133,7 @@ export class Gateway {
       this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options })),
     );
     await this.http.listen();
-    this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
+    this.lagTimer = setInterval(() => void this.sampleLag(), 5000); // eslint-disable-line @typescript-eslint/no-floating-promises -- sampleLag catches everything (NATS away shows in readiness)
     this.lagTimer.unref();
     log.info({ http: `${c.http.host}:${this.http.port}`, nats: url, connectors: this.deps.loaded.connectors.length }, 'omnigate started');
   }

@@ -75,12 +75,12 @@ export class OutboundRunner {
     try {
       json = m.json();
     } catch {
-      void this.park(m, 'outbound payload is not valid JSON');
+      this.park(m, 'outbound payload is not valid JSON').catch((err: unknown) => this.log.error({ err: errorMessage(err), subject: m.subject }, 'parking failed; the message will be redelivered'));
       return null;
     }
     const result = OutboundMessage.safeParse(json);
     if (!result.success) {
-      void this.park(m, `outbound payload does not match schema v1: ${describeZodError(result.error)}`);
+      this.park(m, `outbound payload does not match schema v1: ${describeZodError(result.error)}`).catch((err: unknown) => this.log.error({ err: errorMessage(err), subject: m.subject }, 'parking failed; the message will be redelivered'));
       return null;
     }
     return result.data;

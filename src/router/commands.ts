@@ -48,9 +48,9 @@ export class CommandHandler {
     const bind = (name: 'reply' | 'note' | 'status', run: (body: unknown) => Promise<CommandResult>) => {
       const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
       this.subs.push(sub);
-      void (async () => {
-        for await (const m of sub) void this.answer(m, run);
-      })();
+      (async () => {
+        for await (const m of sub) this.answer(m, run).catch((err: unknown) => this.log.warn({ err: errorMessage(err), subject: m.subject }, 'command answer not sent'));
+      })().catch((err: unknown) => this.log.error({ err: errorMessage(err), command: name }, 'command subscription failed; this command gets no answers until restart'));
     };
     bind('reply', (b) => this.reply(b));
     bind('note', (b) => this.note(b));

@@ -113,7 +113,7 @@ export class Router {
     const sem = new Semaphore(concurrency);
     for await (const m of messages) {
       await sem.acquire();
-      void handle(m).finally(() => sem.release());
+      handle(m).catch((err: unknown) => this.log.warn({ err: errorMessage(err), subject: m.subject }, 'message not handled; redelivered after the ack wait')).finally(() => sem.release());
     }
   }
 

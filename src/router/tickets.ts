@@ -61,7 +61,7 @@ export class TicketStore {
   allocateNumber(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      if (!this.reserving) void this.reserveForWaiting();
+      if (!this.reserving) void this.reserveForWaiting(); // eslint-disable-line @typescript-eslint/no-floating-promises -- it never rejects: a failed reservation rejects the waiting callers instead
     });
   }
 

@@ -95,7 +95,7 @@ export class SlackConnector implements Connector {
         }),
       );
     }
-    void this.connect();
+    this.connect().catch((err: unknown) => this.ctx.log.error({ err: errorMessage(err) }, 'Slack connect loop failed'));
   }
 
   /** auth.test until it answers (our user id drives the loop guard and mentions), then intake. */
