@@ -10,7 +10,7 @@ import { ConfigError, loadConfig, type ConnectorEntry, type LoadedConfig } from 
 import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
-import { connectorTypes, loadFactories } from './connectors/registry.js';
+import { ConnectorUnavailableError, connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
 
@@ -33,7 +33,10 @@ export function configPath(argv: string[], env: NodeJS.ProcessEnv): string | und
 /** Two passes: the core keys first, then each enabled connector against its own schema. */
 export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>> }> {
   const core = loadConfig(file, env);
-  const factories = await loadFactories(core.config.connectors.map((c) => c.type));
+  const factories = await loadFactories(core.config.connectors.map((c) => c.type)).catch((err: unknown) => {
+    if (!(err instanceof ConnectorUnavailableError)) throw err;
+    throw new ConfigError(core.file, `connectors[${core.config.connectors.findIndex((c) => c.type === err.type)}].type`, err.message);
+  });
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
