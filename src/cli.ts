@@ -6,6 +6,7 @@
  * else built-in defaults.
  */
 import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ConnectorEntry, type LoadedConfig } from './core/config.js';
 import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
@@ -18,14 +19,42 @@ const USAGE = `usage: omnigate start [--config FILE]
        omnigate check-config [--config FILE]
        omnigate dlq [--source SOURCE] [--since ISO-TIME] [--limit N] [--replay] [--config FILE]`;
 
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
+const OPTIONS = {
+  config: { type: 'string' },
+  source: { type: 'string' },
+  since: { type: 'string' },
+  limit: { type: 'string' },
+  replay: { type: 'boolean' },
+} as const;
+const DLQ_ONLY = ['source', 'since', 'limit', 'replay'] as const;
+
+export interface CommandLine {
+  command: string | undefined;
+  config?: string;
+  dlq: { source?: string; since?: string; limit: number; replay: boolean };
 }
 
-export function configPath(argv: string[], env: NodeJS.ProcessEnv): string | undefined {
-  const i = argv.indexOf('--config');
-  if (i >= 0) return argv[i + 1];
+/** util.parseArgs, strict: an unknown flag, a flag without its value or a bad --limit throws (usage error). */
+export function parseCommandLine(argv: string[]): CommandLine {
+  const { positionals, values } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const command = positionals[0];
+  if (positionals.length > 1) throw new Error(`unexpected argument '${positionals[1]}'`);
+  if (command !== 'dlq') {
+    const stray = DLQ_ONLY.find((k) => values[k] !== undefined);
+    if (stray) throw new Error(`--${stray} applies to the dlq command only`);
+  }
+  if (values.since !== undefined && Number.isNaN(Date.parse(values.since))) throw new Error(`--since must be an ISO time, got '${values.since}'`);
+  const limit = values.limit === undefined ? 1000 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit <= 0) throw new Error(`--limit must be a positive integer, got '${values.limit}'`);
+  return {
+    command,
+    config: values.config,
+    dlq: { source: values.source, since: values.since, limit, replay: values.replay ?? false },
+  };
+}
+
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag !== undefined) return flag;
   if (env.OMNIGATE_CONFIG) return env.OMNIGATE_CONFIG;
   return existsSync('config/omnigate.yaml') ? 'config/omnigate.yaml' : undefined;
 }
@@ -59,12 +88,19 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = argv[0];
+  let line: CommandLine;
+  try {
+    line = parseCommandLine(argv);
+  } catch (err) {
+    process.stderr.write(`omnigate: ${errorMessage(err)}\n${USAGE}\n`);
+    return 64; // EX_USAGE
+  }
+  const { command } = line;
   if (command !== 'start' && command !== 'check-config' && command !== 'dlq') {
     process.stderr.write(`${USAGE}\n`);
     return 64;
   }
-  const file = configPath(argv, process.env);
+  const file = configPath(line.config, process.env);
   let loaded: LoadedConfig;
   let factories: Map<string, ConnectorFactory<any>>;
   try {
@@ -83,13 +119,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'dlq') {
     const { deadLetters } = await import('./dlq.js');
     const r = await deadLetters(loaded.config, {
-      source: flag(argv, '--source'),
-      since: flag(argv, '--since'),
-      limit: Number(flag(argv, '--limit') ?? 1000),
-      replay: argv.includes('--replay'),
+      ...line.dlq,
       out: (line) => process.stdout.write(`${line}\n`),
     });
-    process.stderr.write(`omnigate: ${r.listed} dead letter(s)${argv.includes('--replay') ? `, ${r.replayed} replayed` : ''}\n`);
+    process.stderr.write(`omnigate: ${r.listed} dead letter(s)${line.dlq.replay ? `, ${r.replayed} replayed` : ''}\n`);
     return 0;
   }
   const log = createLogger({ level: loaded.config.log.level });
