@@ -16,6 +16,11 @@ function newer(a, b) {
   return existsSync(a) && (!existsSync(b) || statSync(a).mtimeMs > statSync(b).mtimeMs);
 }
 
+// 0. Node: engines says >=22 (the image runs 24), but npm only warns about engines, so the
+// two README commands keep working on an older Node; say so once instead of failing.
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 22) say(`Node ${process.version} is past end of life; omnigate targets Node 22 and 24 (it still runs here: .ci/run tests this Node and 24)`);
+
 // 1. npm dependencies
 if (!existsSync('node_modules/.package-lock.json') || newer('package-lock.json', 'node_modules/.package-lock.json')) {
   say('installing npm dependencies (npm ci)');

@@ -6,6 +6,7 @@
  * else built-in defaults.
  */
 import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, loadNatsSection, ConnectorEntry, type LoadedConfig } from './core/config.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, describeConfig } from './config-check.js';
@@ -15,7 +16,7 @@ import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
 import { NatsAccessError } from './core/nats-access.js';
 import { UnsafeServerError } from './core/bus.js';
-import { connectorTypes, loadFactories } from './connectors/registry.js';
+import { ConnectorUnavailableError, connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
 import { installCrashPolicy } from './crash-policy.js';
@@ -24,14 +25,42 @@ const USAGE = `usage: omnigate start [--config FILE]
        omnigate check-config [--config FILE]
        omnigate dlq [--source SOURCE] [--since ISO-TIME] [--limit N] [--replay] [--config FILE]`;
 
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
+const OPTIONS = {
+  config: { type: 'string' },
+  source: { type: 'string' },
+  since: { type: 'string' },
+  limit: { type: 'string' },
+  replay: { type: 'boolean' },
+} as const;
+const DLQ_ONLY = ['source', 'since', 'limit', 'replay'] as const;
+
+export interface CommandLine {
+  command: string | undefined;
+  config?: string;
+  dlq: { source?: string; since?: string; limit: number; replay: boolean };
 }
 
-export function configPath(argv: string[], env: NodeJS.ProcessEnv): string | undefined {
-  const i = argv.indexOf('--config');
-  if (i >= 0) return argv[i + 1];
+/** util.parseArgs, strict: an unknown flag, a flag without its value or a bad --limit throws (usage error). */
+export function parseCommandLine(argv: string[]): CommandLine {
+  const { positionals, values } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const command = positionals[0];
+  if (positionals.length > 1) throw new Error(`unexpected argument '${positionals[1]}'`);
+  if (command !== 'dlq') {
+    const stray = DLQ_ONLY.find((k) => values[k] !== undefined);
+    if (stray) throw new Error(`--${stray} applies to the dlq command only`);
+  }
+  if (values.since !== undefined && Number.isNaN(Date.parse(values.since))) throw new Error(`--since must be an ISO time, got '${values.since}'`);
+  const limit = values.limit === undefined ? 1000 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit <= 0) throw new Error(`--limit must be a positive integer, got '${values.limit}'`);
+  return {
+    command,
+    config: values.config,
+    dlq: { source: values.source, since: values.since, limit, replay: values.replay ?? false },
+  };
+}
+
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag !== undefined) return flag;
   if (env.OMNIGATE_CONFIG) return env.OMNIGATE_CONFIG;
   return existsSync('config/omnigate.yaml') ? 'config/omnigate.yaml' : undefined;
 }
@@ -39,7 +68,10 @@ export function configPath(argv: string[], env: NodeJS.ProcessEnv): string | und
 /** Two passes: the core keys first, then each enabled connector against its own schema. */
 export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>> }> {
   const core = loadConfig(file, env);
-  const factories = await loadFactories(core.config.connectors.map((c) => c.type));
+  const factories = await loadFactories(core.config.connectors.map((c) => c.type)).catch((err: unknown) => {
+    if (!(err instanceof ConnectorUnavailableError)) throw err;
+    throw new ConfigError(core.file, `connectors[${core.config.connectors.findIndex((c) => c.type === err.type)}].type`, err.message);
+  });
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
@@ -66,12 +98,19 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
 }
 
 async function main(argv: string[]): Promise<number> {
-  const command = argv[0];
+  let line: CommandLine;
+  try {
+    line = parseCommandLine(argv);
+  } catch (err) {
+    process.stderr.write(`omnigate: ${errorMessage(err)}\n${USAGE}\n`);
+    return 64; // EX_USAGE
+  }
+  const { command } = line;
   if (command !== 'start' && command !== 'check-config' && command !== 'dlq') {
     process.stderr.write(`${USAGE}\n`);
     return 64;
   }
-  const file = configPath(argv, process.env);
+  const file = configPath(line.config, process.env);
   if (command === 'dlq') {
     let nats;
     try {
@@ -82,14 +121,8 @@ async function main(argv: string[]): Promise<number> {
       return 78;
     }
     const { deadLetters } = await import('./dlq.js');
-    const replay = argv.includes('--replay');
-    const r = await deadLetters(nats, {
-      source: flag(argv, '--source'),
-      since: flag(argv, '--since'),
-      limit: Number(flag(argv, '--limit') ?? 1000),
-      replay,
-      out: (line) => process.stdout.write(`${line}\n`),
-    });
+    const { replay } = line.dlq;
+    const r = await deadLetters(nats, { ...line.dlq, out: (text) => process.stdout.write(`${text}\n`) });
     process.stderr.write(`omnigate: ${r.listed} dead letter(s)${replay ? `, ${r.replayed} replayed, ${r.refused} refused or still invalid, ${r.failed} failed` : ''}\n`);
     return r.failed > 0 ? 1 : 0;
   }

@@ -16,6 +16,27 @@ const loaders: Record<string, Loader> = {
   'whatsapp-cloud': () => import('./whatsapp-cloud/index.js'),
 };
 
+/**
+ * Connectors whose library is an optionalDependency: a build may leave it out
+ * (`npm ci --omit=optional`, e.g. to ship no GPL-3.0 code: Baileys pulls in libsignal).
+ */
+const optionalLibraries: Record<string, string> = { whatsapp: '@whiskeysockets/baileys' };
+
+/** A configured connector type whose library this build does not include. */
+export class ConnectorUnavailableError extends Error {
+  constructor(
+    readonly type: string,
+    readonly library: string,
+  ) {
+    super(
+      `connector type "${type}" needs the package ${library}, which this build does not include ` +
+        `(installed with --omit=optional); install it (npm install ${library})` +
+        (type === 'whatsapp' ? ' or use type "whatsapp-cloud" (the official Cloud API)' : ''),
+    );
+    this.name = 'ConnectorUnavailableError';
+  }
+}
+
 export function connectorTypes(): string[] {
   return Object.keys(loaders).sort();
 }
@@ -24,7 +45,16 @@ export async function loadFactories(types: Iterable<string>): Promise<Map<string
   const out = new Map<string, ConnectorFactory<any>>();
   for (const type of new Set(types)) {
     const load = loaders[type];
-    if (load) out.set(type, (await load()).default);
+    if (load) out.set(type, (await load().catch((err: unknown) => rethrowMissing(type, err))).default);
   }
   return out;
+}
+
+function rethrowMissing(type: string, err: unknown): never {
+  const library = optionalLibraries[type];
+  const e = err as { code?: unknown; message?: unknown };
+  if (library && e?.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes(`'${library}'`)) {
+    throw new ConnectorUnavailableError(type, library);
+  }
+  throw err;
 }

@@ -55,7 +55,7 @@ export class JsPipeline {
       callback: (err, m) => (err ? this.close(new Error(`JetStream reply subscription failed: ${err.message}`)) : this.settle(m)),
     });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS).unref();
-    void nc.closed().then(() => this.close(new Error('NATS connection closed')));
+    void nc.closed().then(() => this.close(new Error('NATS connection closed'))); // eslint-disable-line @typescript-eslint/no-floating-promises -- closed() resolves (with the error, if any), never rejects
   }
 
   /** A JetStream publish; resolves once the stream stored it (or recognised a duplicate). */

@@ -16,7 +16,7 @@ export class KeyedLanes {
     const current = previous.then(task, task);
     const tail = current.catch(() => {});
     this.tails.set(key, tail);
-    void tail.then(() => {
+    void tail.then(() => { // eslint-disable-line @typescript-eslint/no-floating-promises -- tail already swallowed the task's rejection (the caller gets it from `current`)
       if (this.tails.get(key) === tail) this.tails.delete(key);
     });
     return current;

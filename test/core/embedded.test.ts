@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, writeConfig } from '../helpers/process.js';
+import { natsServerBinary } from '../helpers/nats-server.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const dataDir = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
@@ -25,7 +26,7 @@ function freePort(): Promise<number> {
 
 beforeAll(() => {
   if (!existsSync(join(root, 'dist/cli.js'))) execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-});
+}, 300_000); // a cold tsc on a loaded 2-core machine can take minutes
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 describe('embedded default (the Docker entry command)', () => {
@@ -33,7 +34,8 @@ describe('embedded default (the Docker entry command)', () => {
     const port = await freePort();
     const secret = '0123456789abcdef-secret';
     const file = writeConfig({
-      nats: { embedded: { dataDir } },
+      // The same binary as the other tests (OMNIGATE_TEST_NATS_SERVER, else nats-server on PATH).
+      nats: { embedded: { dataDir, binary: natsServerBinary() } },
       http: { host: '127.0.0.1', port },
       connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }],
     });

@@ -22,8 +22,8 @@ export function writeConfig(config: Record<string, unknown>): string {
 }
 
 /** `entry` 'dist' runs node dist/cli.js (the Docker CMD); 'src' runs the TypeScript through tsx. */
-export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[] } = {}): GatewayProcess {
-  const root = new URL('../..', import.meta.url).pathname;
+export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[]; root?: string } = {}): GatewayProcess {
+  const root = opts.root ?? new URL('../..', import.meta.url).pathname;
   const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', 'tsx', join(root, 'src/cli.ts')];
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args, 'start', '--config', configFile], {
     cwd: opts.cwd ?? root,

@@ -99,7 +99,7 @@ describe('the processed marker', () => {
 
 describe('malformed events', () => {
   it('parks bad JSON, wrong schema version and missing fields with the reason, and keeps routing', async () => {
-    await gw.nc.publish('omni.in.webhook.site', 'this is {not json');
+    gw.nc.publish('omni.in.webhook.site', 'this is {not json');
     await gw.nc.flush();
     const js = jetstream(gw.nc);
     await js.publish('omni.in.webhook.site', '{"v":2,"type":"message.inbound","id":"x"}');

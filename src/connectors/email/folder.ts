@@ -98,12 +98,12 @@ export class FolderWatcher {
       let poll: NodeJS.Timeout | undefined;
       try {
         await client.connect();
-        client.on('exists', () => void this.trigger());
+        client.on('exists', () => void this.trigger()); // eslint-disable-line @typescript-eslint/no-floating-promises -- trigger() never rejects: a failed sync is reported and retried inside it
         // The folder was deleted or renamed under us: the next sync reopens it (or waits for it).
-        client.on('mailboxClose', () => void this.trigger(true));
+        client.on('mailboxClose', () => void this.trigger(true)); // eslint-disable-line @typescript-eslint/no-floating-promises -- trigger() never rejects: a failed sync is reported and retried inside it
         // The poll re-selects the folder: a folder deleted and recreated under an open session is
         // not always announced, and SELECT is what reveals the new UIDVALIDITY.
-        poll = setInterval(() => void this.trigger(true), options.pollIntervalMs);
+        poll = setInterval(() => void this.trigger(true), options.pollIntervalMs); // eslint-disable-line @typescript-eslint/no-floating-promises -- trigger() never rejects: a failed sync is reported and retried inside it
         await this.trigger(true);
         await Promise.race([closed, woken]);
       } catch (err) {
@@ -202,7 +202,7 @@ export class FolderWatcher {
     if (this.deferred.size > 0 && !this.stopped) {
       this.retryTimer ??= setTimeout(() => {
         this.retryTimer = undefined;
-        void this.trigger(true);
+        void this.trigger(true); // eslint-disable-line @typescript-eslint/no-floating-promises -- trigger() never rejects: a failed sync is reported and retried inside it
       }, RETRY_MS);
     }
   }

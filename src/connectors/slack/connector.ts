@@ -1,12 +1,12 @@
 /**
- * Slack connector. Bolt's App provides the Web API client, configured so its own retries never
+ * Slack connector. A plain Web API client (Bolt is used only for verifySlackRequest, see
+ * events-api.ts: an App was built here just for its client), configured so its own retries never
  * hide a 429 from the runtime (retries off, rate-limited calls rejected with Retry-After) and with
  * a timeout: the SDK's default is none, and one hung call would stall an event (every Slack retry
  * joins the stuck attempt) or a conversation's outbound lane for good. Intake is Socket Mode
  * (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after ctx.publish
  * resolved, and both go through ingest() below.
  */
-import { App } from '@slack/bolt';
 import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
@@ -64,15 +64,7 @@ export class SlackConnector implements Connector {
       timeout: o.apiTimeoutMs,
       logger: slackLibraryLogger(ctx.log),
     };
-    const app = new App({
-      token: o.botToken,
-      // Intake is ours (see events-api.ts); the App is here for its Web API client.
-      receiver: { init: () => {}, start: async () => undefined, stop: async () => undefined },
-      deferInitialization: true,
-      logger: slackLibraryLogger(ctx.log),
-      clientOptions,
-    });
-    this.client = app.client;
+    this.client = new WebClient(o.botToken, clientOptions);
     this.uploadClient = new WebClient(o.botToken, { ...clientOptions, timeout: Math.max(o.apiTimeoutMs, UPLOAD_TIMEOUT_MS) });
     this.users = new UserDirectory(this.client);
     this.pacer = new Pacer(o.perChannelIntervalMs, 0);
@@ -95,7 +87,7 @@ export class SlackConnector implements Connector {
         }),
       );
     }
-    void this.connect();
+    this.connect().catch((err: unknown) => this.ctx.log.error({ err: errorMessage(err) }, 'Slack connect loop failed'));
   }
 
   /** auth.test until it answers (our user id drives the loop guard and mentions), then intake. */

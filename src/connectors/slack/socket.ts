@@ -55,7 +55,7 @@ export class SocketSession {
       // Our loop retries apps.connections.open; the client's default is 100 retries per attempt.
       clientOptions: { slackApiUrl: o.apiUrl, retryConfig: { retries: 0 }, timeout: o.apiTimeoutMs },
     });
-    this.client.on('slack_event', (args: SlackEventArgs) => void this.onEnvelope(args));
+    this.client.on('slack_event', (args: SlackEventArgs) => void this.onEnvelope(args)); // eslint-disable-line @typescript-eslint/no-floating-promises -- onEnvelope catches and logs every failure; Slack redelivers what was not acked
   }
 
   /** Runs until stop(); never rejects. */

@@ -66,7 +66,7 @@ export class TelegramPoller {
       stop.addEventListener('abort', end, { once: true });
       if (stop.aborted) end();
       let lost = false;
-      void lease.lost.then(() => {
+      void lease.lost.then(() => { // eslint-disable-line @typescript-eslint/no-floating-promises -- lease.lost only ever resolves
         lost = true;
         session.abort();
       });

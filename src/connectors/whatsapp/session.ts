@@ -105,7 +105,7 @@ export class WhatsAppSession {
 
   private async runLeased(lease: Lease, signal: AbortSignal): Promise<LeasedEnd> {
     let lost = false;
-    void lease.lost.then(() => (lost = true));
+    void lease.lost.then(() => (lost = true)); // eslint-disable-line @typescript-eslint/no-floating-promises -- lease.lost only ever resolves
     let reload = true;
     while (!signal.aborted && !lost) {
       try {
@@ -168,7 +168,7 @@ export class WhatsAppSession {
    */
   private async holdWhileHalted(lease: Lease, signal: AbortSignal): Promise<void> {
     let lost = false;
-    void lease.lost.then(() => (lost = true));
+    void lease.lost.then(() => (lost = true)); // eslint-disable-line @typescript-eslint/no-floating-promises -- lease.lost only ever resolves
     let recorded = false;
     while (!signal.aborted && !lost) {
       try {
@@ -263,14 +263,14 @@ export class WhatsAppSession {
           }
         }
         // Let queued event batches (and creds saves) finish before the next socket starts.
-        void this.queue.then(() => {
+        void this.queue.then(() => { // eslint-disable-line @typescript-eslint/no-floating-promises -- the queue ends in a .catch that logs, so it never rejects
           unsubscribe();
           resolve(outcome);
         });
       };
       const onAbort = () => finish({ kind: 'stopped' }, true);
       signal.addEventListener('abort', onAbort, { once: true });
-      void lease.lost.then(() => finish({ kind: 'lease-lost' }, true));
+      void lease.lost.then(() => finish({ kind: 'lease-lost' }, true)); // eslint-disable-line @typescript-eslint/no-floating-promises -- lease.lost only ever resolves
       const unsubscribe = sock.ev.process((events: SessionEvents) => {
         const creds = events['creds.update'];
         if (creds) Object.assign(auth.state.creds, creds);
@@ -307,7 +307,7 @@ export class WhatsAppSession {
       this.pairing = { ...this.pairing, qr: update.qr, qrAt: new Date().toISOString() };
       this.health.set('pairing_needed', `scan the QR code: GET /connectors/whatsapp/${this.ctx.account}/qr.png (API token), or use the pairing code`);
       askPairingCode();
-      void this.printQr(update.qr);
+      void this.printQr(update.qr); // eslint-disable-line @typescript-eslint/no-floating-promises -- printQr never rejects (a failed QR rendering just prints nothing)
     }
     if (update.connection === 'open') {
       this.open = true;
