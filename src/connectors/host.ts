@@ -282,8 +282,8 @@ export class ConnectorHost {
       }
     };
     // Bounded by the wait below (cleared in finally): it lives exactly as long as the standby.
-    const timer = setInterval(() => void look(), Math.max(250, Math.floor(ttlMs / 3)));
-    void look();
+    const timer = setInterval(() => void look(), Math.max(250, Math.floor(ttlMs / 3))); // eslint-disable-line @typescript-eslint/no-floating-promises -- look() catches its own errors
+    void look(); // eslint-disable-line @typescript-eslint/no-floating-promises -- look() catches its own errors
     try {
       return await acquireLease(bus.kv.leases, key, { ttlMs, holder: this.instanceId, signal: this.abort.signal, log });
     } finally {

@@ -88,6 +88,7 @@ export class LifecycleWatcher {
     const endTerm = () => term.abort();
     signal.addEventListener('abort', endTerm, { once: true });
     let lost = false;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- lease.lost only ever resolves
     void lease.lost.then(() => {
       lost = true;
       endTerm();

@@ -44,7 +44,7 @@ export class AlbumBuffer {
     if (!p.updates.some((u) => u.update_id === update.update_id)) p.updates.push(update);
     clearTimeout(p.timer);
     const pending = p;
-    pending.timer = setTimeout(() => void this.flush(key, pending), this.waitMs);
+    pending.timer = setTimeout(() => void this.flush(key, pending), this.waitMs); // eslint-disable-line @typescript-eslint/no-floating-promises -- flush settles `done` and never rejects itself
     return pending.done;
   }
 

@@ -218,7 +218,7 @@ export class WhatsAppCloudConnector implements Connector {
       this.ctx.log.warn({ wamid: ordered[0]!.id, err: errorMessage(err) }, 'WhatsApp Cloud status not reported: storing it failed after the webhook was answered');
     });
     this.late.add(task);
-    void task.finally(() => this.late.delete(task));
+    void task.finally(() => this.late.delete(task)); // eslint-disable-line @typescript-eslint/no-floating-promises -- task ends in its own .catch
   }
 
   private async onStatus(s: CloudStatus, waitMs: number): Promise<void> {
