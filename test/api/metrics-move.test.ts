@@ -112,8 +112,9 @@ async function holdLease(key: string): Promise<{ release(): Promise<void> }> {
   const kv = await new Kvm(nc).create('omni_leases', { replicas: 1, storage: StorageType.File, history: 1, ttl: 3000 });
   await kv.put(key, 'other-replica-1234');
   let renewing = Promise.resolve();
+  let renewFailed: unknown;
   const timer = setInterval(() => {
-    renewing = renewing.then(() => kv.put(key, 'other-replica-1234')).then(() => undefined, () => undefined);
+    renewing = renewing.then(() => kv.put(key, 'other-replica-1234')).then(() => undefined, (err: unknown) => void (renewFailed ??= err));
   }, 500);
   let released = false;
   return {
@@ -124,6 +125,8 @@ async function holdLease(key: string): Promise<{ release(): Promise<void> }> {
       await renewing;
       await kv.delete(key);
       await nc.drain();
+      // A renewal that failed would have let the lease lapse: the scenario would not be the one described.
+      if (renewFailed) throw renewFailed;
     },
   };
 }
