@@ -199,6 +199,10 @@ export class Bus {
     const o = { clients: [this.js], jsm: this.jsm, replicas: this.options.replicas, writers: 3, rounds: 20 };
     const update = await probeCas({ ...o, primitive: 'kv-update', scratch });
     const create = await probeCas({ ...o, primitive: 'kv-create', scratch });
+    // Unanswered attempts are not wins; a check where most rounds had none has not measured anything.
+    for (const r of [update, create]) {
+      if (r.noWinner > r.rounds / 2) throw new Error(`compare-and-set self-check on nats-server ${version} inconclusive: ${r.primitive} had no winner in ${r.noWinner}/${r.rounds} rounds (${r.unanswered} attempts unanswered); retried at the next start`);
+    }
     const found = `kv.update had more than one winner in ${update.violations}/${update.rounds} rounds, kv.create in ${create.violations}/${create.rounds}`;
     if (create.violations > 0) {
       throw new UnsafeServerError(`nats-server ${version} with replicas ${this.options.replicas}: create-only writes are not exclusive (${found}); ticket identity cannot be kept. Upgrade nats-server to ${FIRST_SAFE_SERVER} or later, or run with nats.replicas: 1.`);

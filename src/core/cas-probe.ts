@@ -36,6 +36,8 @@ export interface CasProbeResult {
   maxWinners: number;
   /** Rounds nobody won (allowed: a timeout is not a win, but worth seeing). */
   noWinner: number;
+  /** Attempts that got no answer (timeout, no responders while a leader is elected): not wins, not conflicts. */
+  unanswered: number;
   ms: number;
 }
 
@@ -44,7 +46,7 @@ const CONFLICT = /wrong last sequence|key exists|10071|10164/i;
 export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
   if (o.clients.length === 0) throw new Error('probeCas: clients must not be empty');
   const started = Date.now();
-  const result: CasProbeResult = { primitive: o.primitive, replicas: o.replicas, writers: o.writers, rounds: o.rounds, violations: 0, maxWinners: 0, noWinner: 0, ms: 0 };
+  const result: CasProbeResult = { primitive: o.primitive, replicas: o.replicas, writers: o.writers, rounds: o.rounds, violations: 0, maxWinners: 0, noWinner: 0, unanswered: 0, ms: 0 };
   const writerClient = (i: number) => o.clients[i % o.clients.length]!;
   const count = (winners: number) => {
     if (winners > 1) result.violations++;
@@ -53,7 +55,13 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
   };
   const wins = async (attempts: Array<Promise<unknown>>) => {
     const settled = await Promise.allSettled(attempts);
-    for (const s of settled) if (s.status === 'rejected' && !CONFLICT.test(String(s.reason))) throw s.reason;
+    for (const s of settled) {
+      if (s.status === 'fulfilled' || CONFLICT.test(String(s.reason))) continue;
+      // A loaded cluster may not answer in time or be electing a leader: that attempt did not
+      // win (no writer was told so), and it says nothing about the others.
+      if (!unanswered(s.reason)) throw s.reason;
+      result.unanswered++;
+    }
     return settled.filter((s) => s.status === 'fulfilled').length;
   };
 
@@ -64,7 +72,7 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
       await Promise.all(kvs.map((kv, i) => untilStored(() => kv.put(`warm-up.${i}`, ''))));
       for (let r = 0; r < o.rounds; r++) {
         if (o.primitive === 'kv-update') {
-          const revision = await kvs[0]!.put('probe', `round-${r}`);
+          const revision = await untilStored(() => kvs[0]!.put('probe', `round-${r}`));
           count(await wins(Array.from({ length: o.writers }, (_, i) => kvs[i % kvs.length]!.update('probe', `w${i}`, revision))));
         } else {
           count(await wins(Array.from({ length: o.writers }, (_, i) => kvs[i % kvs.length]!.create(`probe.${r}`, `w${i}`))));
@@ -88,12 +96,18 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
       await Promise.all(o.clients.map((js) => untilStored(() => js.publish(subject, 'warm-up'))));
       for (let r = 0; r < o.rounds; r++) {
         if (o.primitive === 'stream-expected-last-seq') {
-          const { seq } = await writerClient(0).publish(subject, `round-${r}`);
+          const { seq } = await untilStored(() => writerClient(0).publish(subject, `round-${r}`));
           count(await wins(Array.from({ length: o.writers }, (_, i) => writerClient(i).publish(subject, `w${i}`, { expect: { lastSequence: seq } }))));
         } else {
-          const acks = await Promise.all(Array.from({ length: o.writers }, (_, i) => writerClient(i).publish(subject, `w${i}`)));
+          const settled = await Promise.allSettled(Array.from({ length: o.writers }, (_, i) => writerClient(i).publish(subject, `w${i}`)));
+          const acks = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+          for (const s of settled) {
+            if (s.status === 'fulfilled') continue;
+            if (!unanswered(s.reason)) throw s.reason;
+            result.unanswered++;
+          }
           const seqs = new Set(acks.map((a) => a.seq));
-          count(acks.length - seqs.size + 1);
+          count(acks.length === 0 ? 0 : acks.length - seqs.size + 1);
         }
       }
     } finally {
@@ -106,19 +120,32 @@ export async function probeCas(o: CasProbeOptions): Promise<CasProbeResult> {
 
 /**
  * A stream just created on a cluster is not yet known on every node: a publish through another
- * node finds no responders for a moment. Retry that (and only that) for a few seconds.
+ * node finds no responders for a moment (longer on a loaded machine). Retry that, and a write that
+ * got no answer, for up to a minute; anything else is thrown at once.
  */
-async function untilStored(publish: () => Promise<unknown>): Promise<void> {
-  const deadline = Date.now() + 15_000;
+async function untilStored<T>(publish: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 60_000;
   for (;;) {
     try {
-      await publish();
-      return;
+      return await publish();
     } catch (err) {
-      if (!/no responders|503/i.test(String(err)) || Date.now() > deadline) throw err;
+      if (!unanswered(err) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/**
+ * No server answered: no responders, a timeout, or JetStream unavailable while a leader is
+ * elected. nats.js reports no responders on a JetStream publish as "jetstream is not enabled"
+ * (JetStreamNotEnabled) with the NoResponders error as its cause, so the cause chain is read too.
+ */
+function unanswered(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const name = (e as { name?: string }).name ?? '';
+    if (/NoResponders|Timeout|JetStreamNotEnabled/i.test(name) || /no responders|503|timeout|temporarily unavailable|10008/i.test(String(e))) return true;
+  }
+  return false;
 }
 
 /** nats-server versions whose clustered expected-subject-sequence check is linearizable (nats-server#4319). */

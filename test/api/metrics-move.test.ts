@@ -4,6 +4,13 @@
  * table is complete: an omnigate_ metric the process exposes but the docs do not list fails here.
  * Dead letters are counted for every source (router, connector, outbound, webhook, loop guard),
  * duplicates and loop-guard drops with their channel, wherever they are dropped.
+ *
+ * The gauges are sampled as soon as the gateway starts, so a gauge "moves" only when its value
+ * really changes: a Telegram connector stands by for a lease another replica holds and takes over
+ * when that replica lets go (up, state, standby expiry); an SLA breach is escalated to the lead's
+ * chat (escalations); an SLA pass fails (lifecycle errors); another replica takes the SLA lease
+ * (a loop restart); a second connector host, with a required connector and its outbound loop
+ * under the gateway's supervisor, starts after the first scrape (required, loop state).
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type ServerResponse, type Server } from 'node:http';
@@ -14,6 +21,14 @@ import { chatMessage, publishEvent } from '../helpers/events.js';
 import { parsePrometheus, type Family } from './prometheus.js';
 import { post, SITE_SECRET, startApiHarness, until, type ApiHarness } from './support.js';
 import { z } from 'zod';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
+import { StorageType } from '@nats-io/jetstream';
+import { FakeBotApi } from '../connectors/telegram/bot-api.js';
+import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { sampleConnectors } from '../../src/probes.js';
+
+const TG_TOKEN = '123456:MOVE-token-abcdefghijklmnop';
 
 const documented = [...readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8').matchAll(/^\| `(omnigate_[a-z_]+)` \|/gm)].map((m) => m[1]!);
 
@@ -21,6 +36,10 @@ let h: ApiHarness;
 const servers: Server[] = [];
 const hanging: ServerResponse[] = [];
 let start: Map<string, Family>;
+let nats: TestNats;
+let botApi: FakeBotApi;
+/** The other replica that holds the Telegram polling lease until the test lets it go. */
+let otherReplica: { release(): Promise<void> } | undefined;
 
 async function receiver(answer: (res: ServerResponse) => void): Promise<string> {
   const s = createServer((req, res) => {
@@ -52,26 +71,70 @@ const total = (f: Family | undefined, labels: Record<string, string> = {}) =>
 beforeAll(async () => {
   const refusing = await receiver((res) => res.writeHead(503).end());
   const slow = await receiver((res) => void hanging.push(res)); // answers only at the end: its event stays in flight
+  nats = await startNats();
+  botApi = new FakeBotApi(TG_TOKEN);
+  await botApi.start();
+  // Another replica polls the bot: it holds the lease (renewed, as a live holder does) when this gateway starts.
+  otherReplica = await holdLease('telegram.shared.polling');
   h = await startApiHarness({
     webhooks: [
       { name: 'crm', url: refusing, secret: 'crm-secret-0123456789', backoffBase: '20ms', backoffMax: '50ms', retryFor: '500ms' },
       { name: 'slow', url: slow, secret: 'slow-secret-0123456789', timeout: '60s' },
     ],
-    router: { sla: { enabled: true, firstResponse: '1s', noAnswer: '1s', businessHours: null, checkInterval: '200ms' } },
+    // Breaches are escalated to the lead's chat on the webhook channel (delivered to the harness's callback).
+    router: { sla: { enabled: true, firstResponse: '1s', noAnswer: '1s', businessHours: null, checkInterval: '200ms', escalate: { channel: 'webhook', account: 'site', conversationId: 'lead-chat' } } },
     // Small enough that a flood of bad bodies on one account goes over it.
     deadLetters: { perMinute: 1, burst: 3 },
-  });
+  }, { nats, env: { TG_TOKEN }, moreConnectors: [{ type: 'telegram', account: 'shared', token: '${TG_TOKEN}', apiRoot: botApi.apiRoot, pollTimeoutS: 1 }] });
+  // The first scrape sees the Telegram connector standing by (its gauges say so), not yet starting.
+  await until(async () => {
+    await h.gw.gateway.sampleNow();
+    const m = await scrape();
+    return total(m.get('omnigate_connector_state'), { channel: 'telegram', account: 'shared', state: 'standby' }) === 1 && total(m.get('omnigate_connector_standby_until_timestamp_seconds'), { channel: 'telegram' }) > 0;
+  }, 'the Telegram connector standing by', 30_000);
   start = await scrape();
 });
 afterAll(async () => {
   for (const r of hanging) r.writeHead(204).end();
+  await otherReplica?.release();
   await h?.stop();
   for (const s of servers) s.close();
+  await botApi?.stop();
+  await nats?.stop();
 });
+
+/**
+ * A lease as another replica holds it: created in the gateway's lease bucket (same settings as
+ * it provisions: history 1, the 3 s TTL the test gateway runs with) and renewed until released.
+ */
+async function holdLease(key: string): Promise<{ release(): Promise<void> }> {
+  const nc = await connect({ servers: nats.url });
+  const kv = await new Kvm(nc).create('omni_leases', { replicas: 1, storage: StorageType.File, history: 1, ttl: 3000 });
+  await kv.put(key, 'other-replica-1234');
+  let renewing = Promise.resolve();
+  let renewFailed: unknown;
+  const timer = setInterval(() => {
+    renewing = renewing.then(() => kv.put(key, 'other-replica-1234')).then(() => undefined, (err: unknown) => void (renewFailed ??= err));
+  }, 500);
+  let released = false;
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      await renewing;
+      await kv.delete(key);
+      await nc.drain();
+      // A renewal that failed would have let the lease lapse: the scenario would not be the one described.
+      if (renewFailed) throw renewFailed;
+    },
+  };
+}
 
 describe('every documented metric', () => {
   it('moves when what it counts happens', async () => {
     const gw = h.gw;
+    let m = start;
     // Tickets in, a reply out, a reply refused, a status change.
     const a = await h.openTicket('move-1');
     const b = await h.openTicket('move-2');
@@ -104,8 +167,10 @@ describe('every documented metric', () => {
     await publishEvent(gw.nc, Object.assign(chatMessage({ chat: 'move-auto' }), { automated: 'auto-reply' as const })); // loop guard
 
     // A connector that drops its own echo and gets a duplicate from JetStream.
+    // A second host in this process, its outbound loop under the gateway's supervisor; its gauges
+    // are sampled the way the gateway samples its own host.
     const host = new ConnectorHost({
-      bus: gw.gateway.bus, log: (gw.gateway as any).deps.log, http: gw.gateway.http, mediaMaxBytes: 1024, leaseTtlMs: 3000,
+      bus: gw.gateway.bus, log: (gw.gateway as any).deps.log, http: gw.gateway.http, mediaMaxBytes: 1024, leaseTtlMs: 3000, supervisor: gw.gateway.loops,
       outbound: { maxAttempts: 1, backoffBaseMs: 10, backoffMaxMs: 10, ackWaitMs: 30_000, concurrency: 1 },
     });
     const echo: ConnectorFactory<Record<string, never>> = {
@@ -125,8 +190,37 @@ describe('every documented metric', () => {
         },
       }),
     };
-    await host.start([{ factory: echo, account: 'one', options: {} }]);
-    await host.stop();
+    await host.start([{ factory: echo, account: 'one', options: {}, required: true }]);
+    sampleConnectors(host.health());
+
+    // One SLA pass fails (the loop goes on); a breach is escalated to the lead and delivered.
+    const timers = (gw.gateway.sla as any).sla as { scan: (...a: unknown[]) => Promise<number> };
+    const scan = timers.scan.bind(timers);
+    let scanFailed = false;
+    timers.scan = async (...args) => {
+      if (!scanFailed) {
+        scanFailed = true;
+        throw new Error('injected: tickets not listed');
+      }
+      return scan(...args);
+    };
+    await until(async () => {
+      m = await scrape();
+      return total(m.get('omnigate_lifecycle_errors_total'), { loop: 'sla' }) >= 1 && total(m.get('omnigate_escalations_total'), { outcome: 'delivered' }) >= 1;
+    }, 'a failed SLA pass and an escalation delivered', 30_000);
+    timers.scan = scan;
+    expect(h.sent.some((r) => JSON.stringify(r).includes('lead-chat'))).toBe(true);
+
+    // Another replica takes the SLA lease: this one's lifecycle loop loses its term and restarts.
+    const stolen = await holdLease('router.sla');
+    await until(async () => {
+      m = await scrape();
+      return total(m.get('omnigate_loop_restarts_total'), { loop: 'router.lifecycle' }) >= 1;
+    }, 'the lifecycle loop restarting after its lease was taken', 30_000);
+    await stolen.release();
+
+    // The replica polling Telegram lets go: this one takes over from standby.
+    await otherReplica!.release();
 
     // One routing attempt fails and is retried.
     const store = gw.gateway.router!.store;
@@ -144,7 +238,6 @@ describe('every documented metric', () => {
     await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any).event.id === retried.id, 20_000);
     store.apply = apply;
 
-    let m = start;
     await until(async () => {
       await gw.gateway.sampleNow();
       m = await scrape();
@@ -153,9 +246,18 @@ describe('every documented metric', () => {
         total(m.get('omnigate_sla_breaches_total')) >= 1 &&
         total(m.get('omnigate_consumer_lag'), { consumer: 'webhook:slow' }) >= 1 &&
         total(m.get('omnigate_dead_letters_total'), { source: 'loop-guard' }) >= 1 &&
-        total(m.get('omnigate_duplicate_events_total'), { channel: 'webhook' }) >= 2
+        total(m.get('omnigate_duplicate_events_total'), { channel: 'webhook' }) >= 2 &&
+        total(m.get('omnigate_connector_up'), { channel: 'telegram', account: 'shared' }) === 1
       );
-    }, 'the webhook park, an SLA breach, the slow webhook in flight, the loop guard and both duplicates', 30_000);
+    }, 'the webhook park, an SLA breach, the slow webhook in flight, the loop guard, both duplicates and the Telegram takeover', 30_000);
+    await host.stop();
+
+    // The standby replica took over: up, connected, no standby expiry.
+    const tg = { channel: 'telegram', account: 'shared' };
+    expect(total(start.get('omnigate_connector_up'), tg)).toBe(0);
+    expect(total(m.get('omnigate_connector_state'), { ...tg, state: 'connected' })).toBe(1);
+    expect(total(m.get('omnigate_connector_standby_until_timestamp_seconds'), tg)).toBe(0);
+    expect(total(m.get('omnigate_connector_required'), { channel: 'echo', account: 'one' })).toBe(1);
 
     // Each documented metric moved.
     const still: string[] = [];

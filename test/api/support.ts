@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import { expect } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import type { TestNats } from '../helpers/nats-server.js';
 
 export const ADMIN = 'admin-token-0123456789abcdef';
 export const READER = 'reader-token-0123456789abcdef';
@@ -24,7 +25,10 @@ export interface ApiHarness {
 }
 
 /** `moreConnectors` run beside the webhook channel (whose callback is the harness's stand-in). */
-export async function startApiHarness(extra: Record<string, unknown> = {}, opts: { moreConnectors?: Array<Record<string, unknown>> } = {}): Promise<ApiHarness> {
+export async function startApiHarness(
+  extra: Record<string, unknown> = {},
+  opts: { moreConnectors?: Array<Record<string, unknown>>; nats?: TestNats; env?: Record<string, string> } = {},
+): Promise<ApiHarness> {
   const sent: Array<Record<string, any>> = [];
   const harness = { callbackStatus: (_reply: Record<string, any>) => 200 };
   const callback: Server = createServer((req, res) => {
@@ -43,7 +47,7 @@ export async function startApiHarness(extra: Record<string, unknown> = {}, opts:
     api: { tokens: [{ name: 'helpdesk', token: ADMIN }, { name: 'dashboards', token: READER, readOnly: true }] },
     connectors: [{ type: 'webhook', account: 'site', secret: SITE_SECRET, callbackUrl: `http://127.0.0.1:${port}/cb` }, ...(opts.moreConnectors ?? [])],
     ...extra,
-  });
+  }, { nats: opts.nats, env: opts.env });
 
   const api: ApiHarness['api'] = async (path, init = {}) => {
     const token = init.token === undefined ? ADMIN : init.token;
