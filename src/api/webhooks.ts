@@ -13,7 +13,7 @@ import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
-import { rewindOrphans } from './webhook-takeover.js';
+import { closeTerm, openTerm, rewindOrphans, type Term } from './webhook-takeover.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
@@ -44,8 +44,9 @@ export interface DispatchLease {
   ttlMs: number;
 }
 
+type WebhookEvent = { type: string; ticketId: string };
+
 export class WebhookDispatcher {
-  private consumer?: LaneConsumer<{ type: string; ticketId: string }>;
   /** Aborted POST_GRACE_MS after stop: POSTs still in flight end then (shutdown is bounded). */
   private readonly cutOff = new AbortController();
   /**
@@ -100,10 +101,21 @@ export class WebhookDispatcher {
       setMaxListeners(0, this.term.signal);
       // Replays (omnigate dlq --replay) are POSTed by the holder too, while it holds the lease.
       const replays = serveReplay(this.bus, `webhook.${this.target.name}`, (payload, meta) => this.replay(payload, meta), this.log);
+      let consumer: LaneConsumer<WebhookEvent> | undefined;
+      let term: Term | undefined;
+      // True once nothing a predecessor took is left unaccounted for (it handed back, or we rewound).
+      let settled = false;
       try {
-        const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
-        if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
-        await this.startConsumer();
+        term = await openTerm(this.bus.kv.state, this.target.name, lease.token, this.lease.holder);
+        // After a clean hand-back the events still "ack pending" are naks on their way back in
+        // order; rewinding would only send again what was acked beyond the floor.
+        if (term.predecessor !== 'handed-back') {
+          const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
+          if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
+        }
+        settled = true;
+        consumer = this.consumer();
+        await consumer.start();
         this.active = true;
         progress();
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
@@ -115,17 +127,32 @@ export class WebhookDispatcher {
         this.active = false;
         // Pulling ends first (a nak sent while a pull request is open could be redelivered into
         // it, out of place); then waits end, and what is held goes back in order.
-        await this.consumer?.stopPulling();
+        await consumer?.stopPulling();
         this.term.abort();
-        await Promise.all([this.consumer?.stop(), replays.stop()]);
-        if (this.consumer?.handedBack) this.log.info({ webhook: this.target.name, events: this.consumer.handedBack }, 'events handed back for the next dispatcher');
+        const [confirmed] = await Promise.all([consumer?.stop() ?? true, replays.stop()]);
+        if (consumer?.handedBack) this.log.info({ webhook: this.target.name, events: consumer.handedBack }, 'events handed back for the next dispatcher');
+        // Only now, with everything given back and the server's word on it, may the successor
+        // skip the rewind. Otherwise the record stays "delivering": it rewinds (repeats, never
+        // inversions).
+        if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
+        else if (term && settled) await this.recordHandBack(term, lease.token);
         await lease.release();
       }
     }
   }
 
-  private async startConsumer(): Promise<void> {
-    this.consumer = new LaneConsumer<{ type: string; ticketId: string }>(this.bus, {
+  private async recordHandBack(term: Term, token: number): Promise<void> {
+    try {
+      const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder);
+      if (!recorded) this.log.warn({ webhook: this.target.name, fence: token }, 'replaced before the hand-back was recorded: the new holder rewinds to the ack floor (repeats, no inversions)');
+    } catch (err) {
+      this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'hand-back not recorded: the next holder rewinds to the ack floor (repeats, no inversions)');
+    }
+  }
+
+  /** This term's consumer of the webhook's durable (not started). */
+  private consumer(): LaneConsumer<WebhookEvent> {
+    return new LaneConsumer<WebhookEvent>(this.bus, {
       stream: Streams.events,
       config: {
         durable_name: Consumers.webhooks(this.target.name),
@@ -160,7 +187,6 @@ export class WebhookDispatcher {
         m.nak(1000);
       },
     });
-    await this.consumer.start();
   }
 
   get name(): string {
@@ -202,9 +228,12 @@ export class WebhookDispatcher {
       // Shutting down: queued events go back to the stream untried, in order, for the next run.
       if (this.term.signal.aborted) return void m.nak();
       // Fencing: a process that woke from a pause longer than the lease TTL may have been
-      // replaced; it must not post, even before its lease timer noticed.
+      // replaced; it must not post, even before its lease timer noticed. The event waits for the
+      // term to end (the lease timer ends it within a tick) and goes back with the rest of the
+      // lane: a nak now, with the pull request still open, could come back into it behind newer
+      // events of the ticket queued in this lane.
       if (!this.held?.valid()) {
-        this.term.abort();
+        while (!this.term.signal.aborted) await sleep(1000, this.term.signal);
         return void m.nak();
       }
       const outcome = await this.post(m.data, type, m.info.streamSequence);

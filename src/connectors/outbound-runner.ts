@@ -72,7 +72,8 @@ export class OutboundRunner {
     // Pulling ends before waits end (and nak): see LaneConsumer.stopPulling.
     await this.consumer?.stopPulling();
     this.stopping.abort();
-    await this.consumer?.stop();
+    const confirmed = await this.consumer?.stop();
+    if (confirmed === false) this.log.warn('NATS did not confirm the hand-back of outbound messages: some may come back only after ack_wait');
   }
 
   private parse(m: JsMsg): OutboundMessage | null {

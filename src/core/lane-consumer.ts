@@ -18,6 +18,10 @@ import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
 
 /** How long one pull request waits for messages; also the longest stop() waits for the last one. */
 const FETCH_EXPIRES_MS = 1_000;
+/** How long stop() waits for the server to confirm it has taken in the naks. */
+const CONFIRM_TIMEOUT_MS = 2_000;
+/** A progress mark: harmless on a message already settled (or since delivered to someone else). */
+const WORKING = '+WPI';
 
 export interface LaneConsumerOptions<T> {
   stream: string;
@@ -49,6 +53,8 @@ export class LaneConsumer<T> {
   private stopping = false;
   private given = 0;
   private runs = 0;
+  /** The message taken last: its ack subject reaches this consumer on the server (see stop). */
+  private last?: JsMsg;
 
   constructor(
     private readonly bus: Bus,
@@ -101,6 +107,7 @@ export class LaneConsumer<T> {
         const item = await this.o.decode(m);
         if (item === null) continue;
         this.held.set(seq, m);
+        this.last = m;
         void this.lanes
           .run(this.o.laneOf(item), async () => {
             if (this.stopping) return this.handBack(m);
@@ -137,11 +144,33 @@ export class LaneConsumer<T> {
    * Stop pulling, then give back everything not yet started, at once and in order (nak without
    * delay), so whoever holds the consumer next gets it before anything newer of the same key.
    * Handlers already running finish (they decide whether to nak long waits).
+   *
+   * Resolves true once the server has taken in every ack and nak sent: a nak is a fire-and-forget
+   * publish that the server queues per consumer, so a successor pulling right away (5 ms later when
+   * the same process takes the lease again) could be served newer messages of a key before the naks of older ones were processed.
+   * The server answers a request on a message's ack subject after processing it, in order, so one
+   * answered progress mark means all before it are in. False when that answer did not come (NATS
+   * unreachable): the hand-back may still be landing.
    */
-  async stop(): Promise<void> {
+  async stop(): Promise<boolean> {
     await this.stopPulling();
     this.stopping = true;
     await this.lanes.idle();
     clearInterval(this.keepAlive);
+    if (!this.last) return true;
+    const reply = ackSubject(this.last);
+    if (!reply) return false;
+    try {
+      await this.bus.nc.request(reply, WORKING, { timeout: CONFIRM_TIMEOUT_MS });
+      return true;
+    } catch {
+      return false; // reported by the caller, who knows what an unconfirmed hand-back costs
+    }
   }
+}
+
+/** The ack subject the server gave a message (the client keeps it; its type does not show it). */
+function ackSubject(m: JsMsg): string | undefined {
+  const reply: unknown = 'reply' in m ? m.reply : undefined;
+  return typeof reply === 'string' && reply.length > 0 ? reply : undefined;
 }
