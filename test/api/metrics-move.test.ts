@@ -221,6 +221,8 @@ describe('every documented metric', () => {
 
     // The replica polling Telegram lets go: this one takes over from standby.
     await otherReplica!.release();
+    // A channel post is no conversation: the connector skips it and counts why.
+    botApi.push({ channel_post: { message_id: 1, date: Math.floor(Date.now() / 1000), chat: { id: -1001, type: 'channel', title: 'Новости' }, text: 'Анонс' } });
 
     // One routing attempt fails and is retried.
     const store = gw.gateway.router!.store;
@@ -247,9 +249,10 @@ describe('every documented metric', () => {
         total(m.get('omnigate_consumer_lag'), { consumer: 'webhook:slow' }) >= 1 &&
         total(m.get('omnigate_dead_letters_total'), { source: 'loop-guard' }) >= 1 &&
         total(m.get('omnigate_duplicate_events_total'), { channel: 'webhook' }) >= 2 &&
-        total(m.get('omnigate_connector_up'), { channel: 'telegram', account: 'shared' }) === 1
+        total(m.get('omnigate_connector_up'), { channel: 'telegram', account: 'shared' }) === 1 &&
+        total(m.get('omnigate_skipped_updates_total'), { channel: 'telegram' }) >= 1
       );
-    }, 'the webhook park, an SLA breach, the slow webhook in flight, the loop guard, both duplicates and the Telegram takeover', 30_000);
+    }, 'the webhook park, an SLA breach, the slow webhook in flight, the loop guard, both duplicates, the Telegram takeover and a skipped channel post', 30_000);
     await host.stop();
 
     // The standby replica took over: up, connected, no standby expiry.
