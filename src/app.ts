@@ -112,6 +112,7 @@ export class Gateway {
       );
       // {ticket} and {name} are left for autoAcknowledge to fill per ticket.
       const ack = { ...c.router.autoAcknowledge, text: texts.render('autoAcknowledge', {}) };
+      commands.ticketLine = (token) => texts.render('mailTicketLine', { ticket: token });
       const ackLog = log.child({ component: 'auto-ack' });
       this.router.onTicketOpened = (ticket, event) =>
         autoAcknowledge(this.bus, commands, ack, ticket, event.email?.from ?? event.sender.id, ackLog);

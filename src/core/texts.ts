@@ -17,6 +17,7 @@ export const TEXT_PLACEHOLDERS = {
   slaFirstResponse: ['ticket', 'limit', 'contact', 'channel'],
   slaNoAnswer: ['ticket', 'limit', 'contact', 'channel'],
   lowRating: ['ticket', 'rating', 'contact', 'channel'],
+  mailTicketLine: ['ticket'],
 } as const;
 export type TextName = keyof typeof TEXT_PLACEHOLDERS;
 
@@ -28,6 +29,7 @@ const DEFAULTS: Record<Language, Record<TextName, string> & { autoAcknowledge24x
     slaFirstResponse: '⚠️ SLA {ticket}: нет первого ответа дольше {limit} ({contact}, {channel}).',
     slaNoAnswer: '⚠️ SLA {ticket}: клиент ждёт ответа дольше {limit} ({contact}, {channel}).',
     lowRating: '⭐ Низкая оценка {rating}/5 по {ticket} ({contact}, {channel}).',
+    mailTicketLine: 'Номер обращения: {ticket}',
   },
   en: {
     autoAcknowledge: 'Hello! We have received your request, its number is {ticket}. We answer during business hours: {hours}.',
@@ -36,6 +38,7 @@ const DEFAULTS: Record<Language, Record<TextName, string> & { autoAcknowledge24x
     slaFirstResponse: '⚠️ SLA {ticket}: no first response for more than {limit} ({contact}, {channel}).',
     slaNoAnswer: '⚠️ SLA {ticket}: the customer has waited for an answer for more than {limit} ({contact}, {channel}).',
     lowRating: '⭐ Low rating {rating}/5 for {ticket} ({contact}, {channel}).',
+    mailTicketLine: 'Request number: {ticket}',
   },
 };
 

@@ -39,6 +39,9 @@ const CLAIM_STALE_MS = 30_000;
 export class CommandHandler {
   private readonly loops: SupervisedLoop[] = [];
 
+  /** The line naming the ticket under mail we send (router.language / router.texts.mailTicketLine); the token must stay in it. */
+  ticketLine: (token: string) => string = (token) => `Номер обращения: ${token}`;
+
   constructor(
     private readonly bus: Bus,
     private readonly store: TicketStore,
@@ -168,7 +171,7 @@ export class CommandHandler {
         channel: ticket.channel,
         account: ticket.account,
         conversation: ticket.conversation,
-        ...(ticket.conversation.kind === 'email' ? withTicketFooter(ticket.id, c.text, c.html) : { text: c.text, html: c.html }),
+        ...(ticket.conversation.kind === 'email' ? withTicketFooter(ticket.id, c.text, c.html, this.ticketLine) : { text: c.text, html: c.html }),
         attachments: c.attachments,
         replyTo: ticket.lastInboundPlatformId,
         email: ticket.conversation.kind === 'email' ? emailHeaders(ticket, this.store.prefix) : undefined,
@@ -308,12 +311,15 @@ function notFound(id: string): CommandResult {
  * Mail we send names its ticket in the text as well: the customer's answer quotes it, so the
  * ticket is found even when a relay rewrote our Message-ID and the subject was changed.
  */
-function withTicketFooter(ticketId: string, text: string, html?: string): { text: string; html?: string } {
+function withTicketFooter(ticketId: string, text: string, html: string | undefined, line: (token: string) => string): { text: string; html?: string } {
   const token = `[#${ticketId}]`;
   if (text.includes(token)) return { text, html };
+  // An override without {ticket} still carries the token: quoted answers thread by it.
+  const written = line(token);
+  const footer = written.includes(token) ? written : `${written} ${token}`;
   return {
-    text: `${text}\n\n--\nНомер обращения: ${token}`,
-    html: html === undefined ? undefined : `${html}<p style="color:#888;font-size:12px">Номер обращения: ${token}</p>`,
+    text: `${text}\n\n--\n${footer}`,
+    html: html === undefined ? undefined : `${html}<p style="color:#888;font-size:12px">${escapeHtml(footer)}</p>`,
   };
 }
 
@@ -329,4 +335,8 @@ function emailHeaders(t: Ticket, prefix: string) {
     inReplyTo: t.lastEmailMessageId,
     references: t.emailReferences,
   };
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }

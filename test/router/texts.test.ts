@@ -55,3 +55,11 @@ describe('the default acknowledgement is built from the configured hours', () =>
     expect(ack.text).toBe(`Hello! We have received your request, its number is ${created.ticketId}. We answer during business hours: Mon–Fri, 8:00–12:00, 13:00–17:00 (Europe/Samara).`);
   });
 });
+
+describe('the ticket line under mail we send', () => {
+  it('follows router.language and keeps the token', () => {
+    expect(new Texts('ru', {}, null).render('mailTicketLine', { ticket: '[#T-7]' })).toBe('Номер обращения: [#T-7]');
+    expect(new Texts('en', {}, null).render('mailTicketLine', { ticket: '[#T-7]' })).toBe('Request number: [#T-7]');
+    expect(new Texts('en', { mailTicketLine: 'Case {ticket}' }, null).render('mailTicketLine', { ticket: '[#T-7]' })).toBe('Case [#T-7]');
+  });
+});
