@@ -134,7 +134,7 @@ export class WebhookDispatcher {
         // Only now, with everything given back and the server's word on it, may the successor
         // skip the rewind. Otherwise the record stays "delivering": it rewinds (repeats, never
         // inversions).
-        if (!lease.valid()) this.log.warn({ webhook: this.target.name, fence: lease.token }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
+        if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (term && settled) await this.recordHandBack(term, lease.token);
         await lease.release();
@@ -187,7 +187,7 @@ export class WebhookDispatcher {
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook delivery interrupted; will be redelivered');
         this.settle(m, 'nak', 1000);
       },
-      stale: () => !this.held?.valid(),
+      stale: () => this.held?.expired() ?? false,
     });
   }
 
@@ -261,14 +261,14 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Acks or naks only while the lease holds. A holder that outlived its lease (paused) may have
-   * been replaced by one that recreated the durable under the same name: its nak would reach that
+   * Acks or naks only until the lease ran out by the clock. A holder that outlived its TTL
+   * (paused) may have been replaced by one that recreated the durable under the same name: its nak would reach that
    * consumer and, with nothing pending there, nats-server 2.9 redelivers the event even though the
    * successor acked it (the same event posted twice under one lease token). Left unsettled, it is
    * the successor's: it rewinds to the ack floor (repeats across holders, never within one).
    */
   private settle(m: JsMsg, how: 'ack' | 'nak', delayMs?: number): void {
-    if (!this.held?.valid()) return;
+    if (this.held?.expired()) return;
     if (how === 'ack') m.ack();
     else m.nak(delayMs);
   }

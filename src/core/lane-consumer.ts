@@ -39,10 +39,10 @@ export interface LaneConsumerOptions<T> {
    */
   pullExpiresMs?: number;
   /**
-   * True once this process may have been replaced as the consumer's user (a lease it held ran out,
-   * e.g. it was paused). From then on it neither pulls nor acks, naks or marks progress: the
-   * successor may have recreated the durable under the same name, and ack subjects reach it by
-   * name. A stale nak there can even bring back an event the successor already acked (nats-server
+   * True once this process may have been replaced as the consumer's user (a lease it held ran out
+   * by the clock, e.g. it was paused; not a loss the server announced, which still hands back).
+   * From then on it neither pulls nor acks, naks or marks progress: the successor may have
+   * recreated the durable under the same name, and ack subjects reach it by name. A stale nak there can even bring back an event the successor already acked (nats-server
    * 2.9 skips its "still pending?" check when nothing is pending). What it holds is left to the
    * successor, which rewinds to the ack floor.
    */
