@@ -134,7 +134,8 @@ export class WebhookDispatcher {
         // Only now, with everything given back and the server's word on it, may the successor
         // skip the rewind. Otherwise the record stays "delivering": it rewinds (repeats, never
         // inversions).
-        if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
+        if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
+        else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (term && settled) await this.recordHandBack(term, lease.token);
         await lease.release();
       }
@@ -184,8 +185,9 @@ export class WebhookDispatcher {
       handle: (m, e) => this.deliver(m, e.type),
       onError: (m, _e, err) => {
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook delivery interrupted; will be redelivered');
-        m.nak(1000);
+        this.settle(m, 'nak', 1000);
       },
+      stale: () => this.held?.expired() ?? false,
     });
   }
 
@@ -226,19 +228,19 @@ export class WebhookDispatcher {
     // While we retry, the lane consumer tells the server we are still working on the event.
     for (let attempt = 1; ; attempt++) {
       // Shutting down: queued events go back to the stream untried, in order, for the next run.
-      if (this.term.signal.aborted) return void m.nak();
+      if (this.term.signal.aborted) return this.settle(m, 'nak');
       // Fencing: a process that woke from a pause longer than the lease TTL may have been
       // replaced; it must not post, even before its lease timer noticed. The event waits for the
-      // term to end (the lease timer ends it within a tick) and goes back with the rest of the
-      // lane: a nak now, with the pull request still open, could come back into it behind newer
-      // events of the ticket queued in this lane.
+      // term to end (the lease timer ends it within a tick) and is left unsettled for the
+      // successor, which rewinds (see settle); a nak now, with the pull request still open, could
+      // come back into it behind newer events of the ticket queued in this lane.
       if (!this.held?.valid()) {
         while (!this.term.signal.aborted) await sleep(1000, this.term.signal);
-        return void m.nak();
+        return this.settle(m, 'nak');
       }
       const outcome = await this.post(m.data, type, m.info.streamSequence);
-      if (outcome.ok) return void m.ack();
-      if (this.term.signal.aborted) return void m.nak();
+      if (outcome.ok) return this.settle(m, 'ack');
+      if (this.term.signal.aborted) return this.settle(m, 'nak');
       if (Date.now() - firstSeen > this.target.retryFor) {
         metrics.webhookParked.inc({ webhook: this.target.name });
         this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
@@ -247,7 +249,7 @@ export class WebhookDispatcher {
           reason: `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, payload: m.data,
           meta: { type, sequence: String(m.info.streamSequence) },
         });
-        return void m.ack();
+        return this.settle(m, 'ack');
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });
       const backoff = backoffMs(attempt - 1, this.target.backoffBase, this.target.backoffMax);
@@ -256,6 +258,19 @@ export class WebhookDispatcher {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
       await sleep(delay, this.term.signal);
     }
+  }
+
+  /**
+   * Acks or naks only until the lease ran out by the clock. A holder that outlived its TTL
+   * (paused) may have been replaced by one that recreated the durable under the same name: its nak would reach that
+   * consumer and, with nothing pending there, nats-server 2.9 redelivers the event even though the
+   * successor acked it (the same event posted twice under one lease token). Left unsettled, it is
+   * the successor's: it rewinds to the ack floor (repeats across holders, never within one).
+   */
+  private settle(m: JsMsg, how: 'ack' | 'nak', delayMs?: number): void {
+    if (this.held?.expired()) return;
+    if (how === 'ack') m.ack();
+    else m.nak(delayMs);
   }
 
   /** One POST: ok when the receiver answered 2xx, else what went wrong. */

@@ -38,6 +38,15 @@ export interface LaneConsumerOptions<T> {
    * TTL: a holder frozen mid-pull must stop attracting messages before another replica takes over.
    */
   pullExpiresMs?: number;
+  /**
+   * True once this process may have been replaced as the consumer's user (a lease it held ran out
+   * by the clock, e.g. it was paused; not a loss the server announced, which still hands back).
+   * From then on it neither pulls nor acks, naks or marks progress: the successor may have
+   * recreated the durable under the same name, and ack subjects reach it by name. A stale nak there can even bring back an event the successor already acked (nats-server
+   * 2.9 skips its "still pending?" check when nothing is pending). What it holds is left to the
+   * successor, which rewinds to the ack floor.
+   */
+  stale?: () => boolean;
   /** Owner of the pull loop; its name there is `loopName`. */
   supervisor?: Supervisor;
   loopName?: string;
@@ -61,6 +70,10 @@ export class LaneConsumer<T> {
     private readonly o: LaneConsumerOptions<T>,
   ) {}
 
+  private get fenced(): boolean {
+    return this.o.stale?.() ?? false;
+  }
+
   /** Messages taken from the server and not yet settled. */
   get holding(): number {
     return this.held.size;
@@ -75,6 +88,7 @@ export class LaneConsumer<T> {
     await this.bus.ensureConsumer(this.o.stream, this.o.config);
     const ackWaitMs = this.o.config.ack_wait / 1_000_000;
     this.keepAlive = setInterval(() => {
+      if (this.fenced) return;
       for (const m of this.held.values()) m.working();
     }, Math.max(100, ackWaitMs / 3));
     const supervisor = this.o.supervisor ?? new Supervisor();
@@ -100,10 +114,15 @@ export class LaneConsumer<T> {
       // wait out ack_wait. So pull only while connected.
       while (!this.bus.connected && !signal.aborted) await sleep(100, signal);
       if (signal.aborted) break;
+      if (this.fenced) {
+        await sleep(100, signal); // the owner ends this term within a tick
+        continue;
+      }
       const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: Math.min(FETCH_EXPIRES_MS, this.o.pullExpiresMs ?? FETCH_EXPIRES_MS) });
       for await (const m of batch) {
         const seq = m.seq;
         if (this.held.has(seq)) continue; // a copy: the original is still ours and will be settled
+        if (this.fenced) continue; // left unsettled for the successor (see `stale`)
         const item = await this.o.decode(m);
         if (item === null) continue;
         this.held.set(seq, m);
@@ -126,6 +145,7 @@ export class LaneConsumer<T> {
   }
 
   private handBack(m: JsMsg): void {
+    if (this.fenced) return; // see `stale`: the successor rewinds instead
     this.given++;
     m.nak();
   }
@@ -157,6 +177,7 @@ export class LaneConsumer<T> {
     this.stopping = true;
     await this.lanes.idle();
     clearInterval(this.keepAlive);
+    if (this.fenced) return false; // nothing was handed back (see `stale`)
     if (!this.last) return true;
     const reply = ackSubject(this.last);
     if (!reply) return false;

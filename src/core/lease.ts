@@ -28,6 +28,12 @@ export interface Lease {
   readonly lost: Promise<void>;
   /** True while no other replica can hold the lease. Check before every effect. */
   valid(): boolean;
+  /**
+   * True once the TTL has passed since the last renewal the server confirmed (a pause, or cut off
+   * from NATS): another replica may have taken the lease and acted since, unknown to this one.
+   * Stays false after a loss the server announced, or a release, within the TTL.
+   */
+  expired(): boolean;
   release(): Promise<void>;
 }
 
@@ -72,7 +78,8 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
     if (why !== 'released') o.log?.warn({ key, fence: token, why, err: err === undefined ? undefined : String(err) }, 'lease lost');
     onLost();
   };
-  const valid = () => !ended && now() - confirmedAt < o.ttlMs;
+  const expired = () => now() - confirmedAt >= o.ttlMs;
+  const valid = () => !ended && !expired();
   let lastRenewal = now();
 
   const renew = async () => {
@@ -111,6 +118,7 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
     token,
     lost,
     valid,
+    expired,
     async release() {
       end('released');
       try {
