@@ -263,6 +263,22 @@ export interface LoadedConfig {
 
 const SECRET_KEY = /(token|secret|pass(word)?|apikey|key)$/i;
 
+/** The file parsed as YAML (empty → {}); unreadable or invalid YAML is a ConfigError naming the file. */
+function readYamlFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, '', `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    return parseYaml(text) ?? {};
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+    throw new ConfigError(file, '', `not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
 export function loadConfig(
   file: string | undefined,
   env: NodeJS.ProcessEnv,
@@ -271,18 +287,7 @@ export function loadConfig(
   const label = file ?? '(defaults)';
   let raw: unknown = {};
   if (file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError(file, '', `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-    }
-    try {
-      raw = parseYaml(text) ?? {};
-    } catch (err) {
-      const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
-      throw new ConfigError(file, '', `not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`);
-    }
+    raw = readYamlFile(file);
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
   }
   applyEnvOverrides(raw as Record<string, unknown>, env, label);
@@ -401,17 +406,7 @@ export function loadNatsSection(file: string | undefined, env: NodeJS.ProcessEnv
   const label = file ?? '(defaults)';
   let raw: Record<string, unknown> = {};
   if (file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError(file, '', `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-    }
-    try {
-      raw = (parseYaml(text) ?? {}) as Record<string, unknown>;
-    } catch (err) {
-      throw new ConfigError(file, '', `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-    }
+    raw = readYamlFile(file) as Record<string, unknown>;
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
   }
   const natsOnly: Record<string, unknown> = { nats: raw.nats ?? {} };
