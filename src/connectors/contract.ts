@@ -10,6 +10,7 @@ import type { Logger } from '../core/logger.js';
 import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
 import type { Lease } from '../core/lease.js';
+import type { LoopRun } from '../core/supervisor.js';
 import type { ConnectorState, ConversationStateEvent, InboundEventInput, OutboundMessage } from '../core/schema.js';
 
 export interface SendResult {
@@ -113,6 +114,20 @@ export interface ConnectorContext {
   announceConversation(change: ConversationChange): Promise<void>;
   /** Single-runner lease for this account across gateway replicas. */
   lease(name?: string): Promise<Lease>;
+  /**
+   * Run a long-lived loop (polling, an IMAP session, a socket) under the gateway's supervisor, as
+   * `connector.<channel>.<account>.<name>`. The body runs until `run.signal` aborts (the returned
+   * handle's stop(), or the gateway stopping); if it ends or throws before that it is started
+   * again after a jittered backoff, and the connector shows `stalled` (then `failed` after
+   * repeated failures) with the error until it runs again. Call `run.progress()` after useful work.
+   */
+  run(name: string, body: (run: LoopRun) => Promise<void>): ConnectorLoop;
+}
+
+/** A loop started with ctx.run. */
+export interface ConnectorLoop {
+  /** Aborts the body's signal and waits for it to end; no restart follows. */
+  stop(): Promise<void>;
 }
 
 

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
-import type { HttpMount } from '../core/http.js';
+import type { HttpMount, RouteHandler } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
 import { acquireLease } from '../core/lease.js';
 import {
@@ -31,9 +31,10 @@ import {
   type ReplayHandler,
 } from './contract.js';
 import { serveReplay } from '../core/replay.js';
+import { accountState } from './account-state.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
-import { backoffMs, sleep } from '../core/sleep.js';
-import type { Supervisor } from '../core/supervisor.js';
+import { backoffMs, sleep, whenAborted } from '../core/sleep.js';
+import { Supervisor, type LoopStatus, type SupervisedLoop } from '../core/supervisor.js';
 
 /** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
 const EVENT_HEADROOM_BYTES = 16 * 1024;
@@ -82,39 +83,153 @@ interface Hosted {
   stall?: ConnectorHealth;
   /** Set while waiting for a lease another replica holds. */
   standby?: { key: string; holder: string; until: Date };
+  /** Set while its start or one of its loops (ctx.run) is restarting or failed; shown over all else. */
+  fault?: ConnectorHealth;
+  /** Loops (ctx.run, and the start retry) whose fault is shown, by loop name. */
+  faults: Map<string, ConnectorHealth>;
+  loops: Set<SupervisedLoop>;
+  /** Retries a failed start until it succeeds; idles afterwards until stop. */
+  startLoop?: SupervisedLoop;
+  started: boolean;
+  spec: HostedConnectorSpec;
+  ctx: ConnectorContext;
+  log: Logger;
 }
+
+/** A failed start is tried again after this (jittered, doubling), at most every START_MAX_MS. */
+const START_BASE_MS = 1_000;
+const START_MAX_MS = 60_000;
+/** How long stopping a connector whose start failed may take before the next attempt goes on. */
+const FAILED_STOP_MS = 5_000;
 
 export class ConnectorHost {
   private readonly hosted: Hosted[] = [];
   private readonly abort = new AbortController();
   private readonly replayServers: Array<{ stop(): Promise<void> }> = [];
+  private readonly supervisor: Supervisor;
+  /** Every route a connector mounted, by method and path: a connector started again replaces its handlers. */
+  private readonly routes = new Map<string, RouteHandler>();
   readonly instanceId: string;
 
   constructor(private readonly o: ConnectorHostOptions) {
     this.instanceId = o.instanceId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.supervisor = o.supervisor ?? new Supervisor(o.log);
   }
 
-  /** Creates and starts every connector; one that fails to start is reported, the rest go on. */
+  /**
+   * Creates and starts every connector. One whose start() fails is reported (`stalled`, then
+   * `failed`) and tried again with a fresh instance under the supervisor (jittered backoff from
+   * START_BASE_MS, capped at START_MAX_MS) until it starts or the gateway stops; the rest go on.
+   */
   async start(specs: HostedConnectorSpec[]): Promise<void> {
     for (const spec of specs) {
       const channel = spec.factory.channel;
       const log = this.o.log.child({ channel, account: spec.account, connector: spec.factory.type });
-      const hosted = { channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false } as Hosted;
+      const hosted = { channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false, spec, log } as Hosted;
       hosted.state = { state: 'starting', since: new Date().toISOString() };
-      const ctx = this.context(channel, spec.account, log, hosted);
-      hosted.connector = spec.factory.create(spec.options, ctx);
-      hosted.runner = new OutboundRunner(this.o.bus, channel, spec.account, hosted.connector, log, this.o.outbound, this.o.supervisor);
+      hosted.faults = new Map();
+      hosted.loops = new Set();
+      hosted.started = false;
+      hosted.ctx = this.context(channel, spec.account, log, hosted);
       this.hosted.push(hosted);
       try {
-        await hosted.connector.start();
-        await hosted.runner.start();
-        if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${channel}.${spec.account}`, hosted.replay, log));
-        log.info('connector started');
+        await this.startOnce(hosted);
       } catch (err) {
-        log.error({ err: errorMessage(err) }, 'connector failed to start');
-        ctx.setState('stalled', `failed to start: ${errorMessage(err)}`);
+        log.error({ err: errorMessage(err) }, 'connector failed to start; retrying with backoff');
+        this.retryStart(hosted, err);
       }
     }
+  }
+
+  /** A fresh instance of the connector and its outbound runner, started. Throws what start() threw. */
+  private async startOnce(hosted: Hosted): Promise<void> {
+    const { spec, ctx, log } = hosted;
+    hosted.connector = spec.factory.create(spec.options, ctx);
+    try {
+      await hosted.connector.start();
+      hosted.runner = new OutboundRunner(this.o.bus, hosted.channel, hosted.account, hosted.connector, log, this.o.outbound, this.supervisor);
+      await hosted.runner.start();
+    } catch (err) {
+      await this.stopFailed(hosted);
+      throw err;
+    }
+    hosted.started = true;
+    if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${hosted.channel}.${hosted.account}`, hosted.replay, log));
+    log.info('connector started');
+  }
+
+  /** Best effort, bounded: what a failed start left running (loops, sockets) must not linger. */
+  private async stopFailed(hosted: Hosted): Promise<void> {
+    const stopping = Promise.all([
+      hosted.runner?.stop().catch(() => {}),
+      hosted.connector.stop().catch((err) => hosted.log.debug({ err: errorMessage(err) }, 'stopping the connector after a failed start failed')),
+    ]);
+    await Promise.race([stopping, sleep(FAILED_STOP_MS, this.abort.signal)]);
+    hosted.runner = undefined as unknown as OutboundRunner;
+    await this.stopLoops(hosted);
+  }
+
+  private retryStart(hosted: Hosted, first: unknown): void {
+    const name = this.loopName(hosted, 'start');
+    this.noteFault(hosted, name, { state: 'stalled', detail: `failed to start: ${errorMessage(first)}; retrying`, since: new Date().toISOString() });
+    let tries = 0;
+    const loop = this.supervisor.run(
+      name,
+      async ({ signal, progress }) => {
+        // The first attempt ran inline at start: wait out a backoff before the next one.
+        if (tries++ === 0) await sleep(START_BASE_MS, signal);
+        if (signal.aborted) return;
+        if (!hosted.started) {
+          await this.startOnce(hosted);
+          progress();
+          this.clearFault(hosted, name);
+        }
+        // Started: nothing more to do; the loop idles until the gateway stops.
+        await whenAborted(signal);
+      },
+      { baseMs: START_BASE_MS, maxMs: START_MAX_MS, onState: (s) => this.loopChanged(hosted, s, 'failed to start') },
+    );
+    hosted.startLoop = loop;
+  }
+
+  private loopName(hosted: Hosted, name: string): string {
+    return `connector.${hosted.channel}.${hosted.account}.${name}`;
+  }
+
+  /** A connector loop ended or threw (restarting/failed), or runs again: mirror it into the connector's state. */
+  private loopChanged(hosted: Hosted, s: LoopStatus, what: string): void {
+    if (s.state === 'running') return; // cleared when the connector reports again (see clearFault)
+    const retry = s.nextRunAt ? `; retrying at ${s.nextRunAt}` : '';
+    const detail = `${what}: ${s.lastError ?? 'unknown error'}${retry} (${s.restarts} restart${s.restarts === 1 ? '' : 's'})`;
+    this.noteFault(hosted, s.name, { state: s.state === 'failed' ? 'failed' : 'stalled', detail, since: new Date().toISOString() });
+  }
+
+  private noteFault(hosted: Hosted, loop: string, h: ConnectorHealth): void {
+    hosted.faults.set(loop, h);
+    const worst = [...hosted.faults.values()].find((f) => f.state === 'failed') ?? h;
+    hosted.fault = worst;
+    this.announce(hosted, worst);
+  }
+
+  private clearFault(hosted: Hosted, loop: string, quiet = false): void {
+    if (!hosted.faults.delete(loop)) return;
+    const rest = [...hosted.faults.values()];
+    hosted.fault = rest.find((f) => f.state === 'failed') ?? rest[0];
+    if (!quiet) this.announce(hosted, hosted.fault ?? hosted.stall ?? { ...hosted.state, since: new Date().toISOString() });
+  }
+
+  private announce(hosted: Hosted, h: ConnectorHealth): void {
+    const { channel, account, log } = hosted;
+    const event = ConnectorStateEvent.parse({ v: 1, type: 'connector.state', channel, account, state: h.state, detail: h.detail, at: h.since });
+    const level = h.state === 'connected' || h.state === 'starting' || h.state === 'stopped' || h.state === 'standby' ? 'info' : 'warn';
+    log[level]({ state: h.state, detail: h.detail }, 'connector state');
+    this.o.bus.publishJson(Subjects.connectorEvent(channel, account), event).catch((err) => log.warn({ err: errorMessage(err) }, 'could not publish connector state'));
+  }
+
+  private async stopLoops(hosted: Hosted): Promise<void> {
+    const loops = [...hosted.loops];
+    hosted.loops.clear();
+    await Promise.all(loops.map((l) => l.stop()));
   }
 
   /** Stop intake everywhere, then let outbound sends in flight finish. */
@@ -123,8 +238,10 @@ export class ConnectorHost {
     await Promise.all(this.replayServers.map((r) => r.stop()));
     await Promise.all(
       this.hosted.map(async (h) => {
-        await h.runner.stop().catch(() => {});
-        await h.connector.stop().catch((err) => this.o.log.warn({ err: errorMessage(err), channel: h.channel }, 'connector stop failed'));
+        await h.runner?.stop().catch(() => {});
+        if (h.started) await h.connector.stop().catch((err) => this.o.log.warn({ err: errorMessage(err), channel: h.channel }, 'connector stop failed'));
+        // Loops the connector's stop() did not end, and a start still being retried.
+        await Promise.all([this.stopLoops(h), h.startLoop?.stop()]);
       }),
     );
   }
@@ -137,7 +254,7 @@ export class ConnectorHost {
   health(): HostedHealth[] {
     return this.hosted.map((h) => {
       const who = { channel: h.channel, type: h.type, account: h.account, required: h.required };
-      const current = h.stall ?? h.state;
+      const current = h.fault ?? h.stall ?? h.state;
       if (current.state === 'standby' && h.standby) {
         const until = h.standby.until.toISOString();
         return { ...who, ...current, detail: `lease ${h.standby.key} is held by ${h.standby.holder} until ${until} unless renewed; this replica takes over then`, standbyUntil: until };
@@ -151,47 +268,35 @@ export class ConnectorHost {
     const signal = this.abort.signal;
     const subject = Subjects.inbound(channel, account);
     const statePrefix = `${channel}.${account}.`;
-    const state: AccountState = {
-      async get(key) {
-        const e = await bus.kv.state.get(statePrefix + kvSafe(key));
-        return e && e.operation === 'PUT' ? { value: e.string(), revision: e.revision } : null;
-      },
-      put: (key, value) => bus.kv.state.put(statePrefix + kvSafe(key), value),
-      update: (key, value, revision) =>
-        revision === 0 ? bus.kv.state.create(statePrefix + kvSafe(key), value) : bus.kv.state.update(statePrefix + kvSafe(key), value, revision),
-      async delete(key) {
-        await bus.kv.state.delete(statePrefix + kvSafe(key));
-      },
-      async keys(prefix = '') {
-        const out: string[] = [];
-        for await (const k of await bus.kv.state.keys(`${statePrefix}>`)) {
-          const short = k.slice(statePrefix.length);
-          if (short.startsWith(prefix)) out.push(short);
-        }
-        return out;
-      },
-    };
-    const announce = (h: ConnectorHealth) => {
-      const event = ConnectorStateEvent.parse({ v: 1, type: 'connector.state', channel, account, state: h.state, detail: h.detail, at: h.since });
-      const level = h.state === 'connected' || h.state === 'starting' || h.state === 'stopped' || h.state === 'standby' ? 'info' : 'warn';
-      log[level]({ state: h.state, detail: h.detail }, 'connector state');
-      bus.publishJson(Subjects.connectorEvent(channel, account), event).catch((err) => log.warn({ err: errorMessage(err) }, 'could not publish connector state'));
-    };
+    const state = accountState(bus, statePrefix);
+    const announce = (h: ConnectorHealth) => this.announce(hosted, h);
     const setState = (s: ConnectorState, detail?: string) => {
       hosted.state = { state: s, detail, since: new Date().toISOString() };
-      // While intake is stalled that is what ops see; the connector's own state shows again after.
-      if (hosted.stall) log.info({ state: s, detail }, 'connector state (shown once intake publishes again)');
+      // The connector reports again from a loop that was restarted: its own word counts again.
+      for (const l of hosted.loops) if (hosted.faults.has(l.name) && l.status.state === 'running') this.clearFault(hosted, l.name, true);
+      // While a loop fails or intake is stalled that is what ops see; the connector's own state shows again after.
+      if (hosted.fault || hosted.stall) log.info({ state: s, detail }, 'connector state (shown once intake publishes again)');
       else announce(hosted.state);
     };
     const stalled = (detail: string) => {
       if (hosted.stall) return;
       hosted.stall = { state: 'stalled', detail, since: new Date().toISOString() };
-      announce(hosted.stall);
+      if (!hosted.fault) announce(hosted.stall);
     };
     const unstalled = () => {
       if (!hosted.stall) return;
       hosted.stall = undefined;
-      announce({ ...hosted.state, since: new Date().toISOString() });
+      if (!hosted.fault) announce({ ...hosted.state, since: new Date().toISOString() });
+    };
+    // Routes go through one table: a connector created again after a failed start replaces its
+    // handlers (the HTTP server takes no new routes once it listens).
+    const http: HttpMount = {
+      route: (method, path, handler, opts) => {
+        const key = `${method} ${path}`;
+        const known = this.routes.has(key);
+        this.routes.set(key, handler);
+        if (!known) this.o.http.route(method, path, (req) => this.routes.get(key)!(req), opts);
+      },
     };
     const ctx: ConnectorContext = {
       channel,
@@ -200,7 +305,7 @@ export class ConnectorHost {
       log,
       signal,
       state,
-      http: this.o.http,
+      http,
       media: new MediaStore(bus.media, this.o.mediaMaxBytes, `${channel}.${account}`),
       setState,
       deadLetter: async (reason, payload, opts = {}) => {
@@ -225,6 +330,23 @@ export class ConnectorHost {
         const event = ConversationStateEvent.parse({ v: 1, type: 'conversation.state', channel, account, ...change });
         log.info({ conversation: event.conversation.id, state: event.state, role: event.role, detail: event.detail }, 'conversation state');
         await bus.publishJson(Subjects.conversationEvent(channel, account), event, event.id);
+      },
+      run: (name, body) => {
+        const loopName = this.loopName(hosted, kvSafe(name));
+        const loop = this.supervisor.run(
+          loopName,
+          // Useful work after a restart shows the connector's own state again.
+          (r) => body({ signal: r.signal, progress: () => (r.progress(), this.clearFault(hosted, loopName)) }),
+          { onState: (s) => this.loopChanged(hosted, s, `loop ${name} stopped`) },
+        );
+        hosted.loops.add(loop);
+        return {
+          stop: async () => {
+            await loop.stop();
+            hosted.loops.delete(loop);
+            this.clearFault(hosted, loopName);
+          },
+        };
       },
       lease: (name = 'intake') => this.takeLease(`${channel}.${account}.${kvSafe(name)}`, hosted, setState, log),
       publish: async (input: InboundEventInput) => {

@@ -14,6 +14,8 @@ export const ConnectorState = z.enum([
   'pairing_needed',
   'rate_limited',
   'stalled',
+  /** Its start or an intake loop keeps failing; still retried at the capped backoff. */
+  'failed',
   'disconnected',
   'stopped',
 ]);

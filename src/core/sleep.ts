@@ -19,3 +19,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(attempt, 0), 30));
 }
+
+/** Resolves when the signal aborts (at once if it already has): a loop with nothing left to do but wait for stop. */
+export function whenAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}

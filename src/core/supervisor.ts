@@ -30,6 +30,8 @@ export interface LoopStatus {
   lastProgressAt?: string;
   lastError?: string;
   lastErrorAt?: string;
+  /** While restarting or failed: when the next run starts. */
+  nextRunAt?: string;
 }
 
 export interface LoopRun {
@@ -48,7 +50,11 @@ export interface LoopOptions {
   /** A run this long counts as healthy even without progress reports. */
   resetAfterMs?: number;
   essential?: boolean;
+  /** Told every state change (and every new error), e.g. to mirror it into a connector's state. */
+  onState?: (status: LoopStatus) => void;
 }
+
+type Settings = Required<Omit<LoopOptions, 'onState'>> & Pick<LoopOptions, 'onState'>;
 
 /** Somewhere in [ms/2, ms]: replicas restarted by one NATS blip do not retry in lockstep. */
 export function jitter(ms: number, random = Math.random): number {
@@ -64,7 +70,7 @@ export class SupervisedLoop {
   constructor(
     readonly name: string,
     private readonly body: (run: LoopRun) => Promise<void>,
-    private readonly o: Required<LoopOptions>,
+    private readonly o: Settings,
     private readonly log: Logger | undefined,
     private readonly onStopped: (loop: SupervisedLoop) => void,
   ) {
@@ -93,9 +99,19 @@ export class SupervisedLoop {
     metrics.loopProgress.set({ loop: this.name }, Date.now() / 1000);
   }
 
-  private setState(state: LoopState): void {
-    if (this.status_.state !== state) this.status_ = { ...this.status_, state, since: new Date().toISOString() };
+  private setState(state: LoopState, tell = false): void {
+    const changed = this.status_.state !== state;
+    if (changed) this.status_ = { ...this.status_, state, since: new Date().toISOString() };
     for (const s of LOOP_STATES) metrics.loopState.set({ loop: this.name, state: s }, s === state ? 1 : 0);
+    if (changed || tell) this.tell();
+  }
+
+  private tell(): void {
+    try {
+      this.o.onState?.(this.status);
+    } catch (err) {
+      this.log?.error({ loop: this.name, err: errorMessage(err) }, 'loop state observer failed');
+    }
   }
 
   private async drive(): Promise<void> {
@@ -103,6 +119,7 @@ export class SupervisedLoop {
     const run: LoopRun = { signal, progress: () => this.progress() };
     let failures = 0;
     while (!signal.aborted) {
+      this.status_.nextRunAt = undefined;
       this.setState('running');
       this.progressed = false;
       const startedAt = Date.now();
@@ -122,8 +139,9 @@ export class SupervisedLoop {
       this.status_.lastErrorAt = new Date().toISOString();
       metrics.loopRestarts.inc({ loop: this.name });
       const failed = failures >= this.o.failAfter;
-      this.setState(failed ? 'failed' : 'restarting');
       const delay = jitter(backoffMs(failures - 1, this.o.baseMs, this.o.maxMs));
+      this.status_.nextRunAt = new Date(Date.now() + delay).toISOString();
+      this.setState(failed ? 'failed' : 'restarting', true);
       this.log?.[failed ? 'error' : 'warn']({ loop: this.name, err: problem, failures, restartInMs: delay }, failed ? 'loop keeps failing; restarting' : 'loop stopped unexpectedly; restarting');
       await sleep(delay, signal);
     }
@@ -131,7 +149,7 @@ export class SupervisedLoop {
   }
 }
 
-const DEFAULTS: Required<LoopOptions> = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false };
+const DEFAULTS: Settings = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false };
 
 export class Supervisor {
   private readonly loops = new Set<SupervisedLoop>();

@@ -5,7 +5,7 @@
  */
 import type { ConnectorState, OutboundMessage } from '../../core/schema.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
-import { HealthTracker, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { HealthTracker, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
 import { FolderWatcher } from './folder.js';
 import { replayMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
@@ -19,7 +19,7 @@ export class EmailConnector implements Connector {
   private readonly health_: HealthTracker;
   private readonly senders = new Map<string, MailboxSender>();
   private readonly parts = new Map<string, { state: ConnectorState; detail?: string }>();
-  private readonly intakes: Array<Promise<void>> = [];
+  private readonly intakes: ConnectorLoop[] = [];
   private readonly watchers = new Set<FolderWatcher>();
   private readonly stopping = new AbortController();
   private readonly normalize: NormalizeDeps;
@@ -48,13 +48,14 @@ export class EmailConnector implements Connector {
   }
 
   async start(): Promise<void> {
-    for (const m of this.o.mailboxes) this.intakes.push(this.runMailbox(m));
+    // Supervised: a mailbox loop that ends or throws is noticed and started again with backoff.
+    for (const m of this.o.mailboxes) this.intakes.push(this.ctx.run(`mailbox:${m.address.toLowerCase()}`, () => this.runMailbox(m)));
   }
 
   async stop(): Promise<void> {
     this.stopping.abort();
     await Promise.all([...this.watchers].map((w) => w.stop()));
-    await Promise.all(this.intakes);
+    await Promise.all(this.intakes.map((l) => l.stop()));
     await Promise.all([...this.senders.values()].map((s) => s.close()));
     this.health_.set('stopped');
   }

@@ -10,7 +10,7 @@
 import { ImapFlow } from 'imapflow';
 import type { ConnectorState } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
-import type { ConnectorContext } from '../contract.js';
+import type { ConnectorContext, ConnectorLoop } from '../contract.js';
 import { CheckpointStore, scanCheckpoint, type Checkpoint } from './checkpoint.js';
 import { publishMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
@@ -47,7 +47,7 @@ export class FolderWatcher {
   private syncing?: Promise<void>;
   private again = false;
   private reselect = false;
-  private loop?: Promise<void>;
+  private loop?: ConnectorLoop;
   private readonly checkpoints: CheckpointStore;
   private readonly label: string;
   /** Consecutive failed connects or syncs: drives the reconnect backoff. */
@@ -65,7 +65,8 @@ export class FolderWatcher {
   }
 
   start(): void {
-    this.loop = this.run();
+    // Supervised: a session loop that ends or throws is noticed and started again with backoff.
+    this.loop = this.d.ctx.run(`imap:${this.label}`, () => this.run());
   }
 
   /** Finishes the mail in hand (publish, acknowledge, checkpoint), then logs out. */
@@ -73,7 +74,7 @@ export class FolderWatcher {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.wakeUp?.();
-    await this.loop;
+    await this.loop?.stop();
   }
 
   private async run(): Promise<void> {

@@ -9,10 +9,10 @@
  */
 import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
-import { sleep, backoffMs } from '../../core/sleep.js';
+import { sleep, backoffMs, whenAborted } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
 import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js';
 import { EventDedup } from './event-dedup.js';
 import { slackLibraryLogger } from './library-logger.js';
@@ -47,6 +47,7 @@ export class SlackConnector implements Connector {
   private readonly threads = new Set<string>();
   private readonly progress = new Map<string, SendProgress>();
   private socket?: SocketSession;
+  private intake?: ConnectorLoop;
   private botUserId = '';
   private botName = '';
   private readonly whoAmI: Promise<void>;
@@ -87,12 +88,13 @@ export class SlackConnector implements Connector {
         }),
       );
     }
-    this.connect().catch((err: unknown) => this.ctx.log.error({ err: errorMessage(err) }, 'Slack connect loop failed'));
+    // Supervised: a connect loop that ends or throws is noticed and started again with backoff.
+    this.intake = this.ctx.run('intake', ({ signal }) => this.connect(AbortSignal.any([signal, this.ctx.signal])));
   }
 
   /** auth.test until it answers (our user id drives the loop guard and mentions), then intake. */
-  private async connect(): Promise<void> {
-    for (let attempt = 0; !this.ctx.signal.aborted && !this.botUserId; attempt++) {
+  private async connect(signal: AbortSignal): Promise<void> {
+    for (let attempt = 0; !signal.aborted && !this.botUserId; attempt++) {
       try {
         const auth = await this.client.auth.test();
         this.botName = String(auth.user ?? '');
@@ -101,17 +103,22 @@ export class SlackConnector implements Connector {
         const code = slackErrorCode(err);
         const refused = code !== undefined && AUTH_ERRORS.has(code);
         this.health_.set(refused ? 'auth_failed' : 'disconnected', `auth.test: ${code ?? errorMessage(err)}`);
-        await sleep(refused ? 300_000 : backoffMs(attempt, 1000, 60_000), this.ctx.signal);
+        await sleep(refused ? 300_000 : backoffMs(attempt, 1000, 60_000), signal);
       }
     }
-    if (this.ctx.signal.aborted) return;
+    if (signal.aborted) return;
     this.resolveWhoAmI();
-    if (this.o.mode === 'events') return this.health_.set('connected');
+    if (this.o.mode === 'events') {
+      this.health_.set('connected');
+      return whenAborted(signal); // the Events API route does the rest until stop
+    }
+    // A session left by a run that threw is closed before a new one opens.
+    await this.socket?.stop();
     this.socket = new SocketSession({
       appToken: this.o.appToken!,
       apiUrl: this.o.apiUrl,
       apiTimeoutMs: this.o.apiTimeoutMs,
-      signal: this.ctx.signal,
+      signal,
       log: this.ctx.log,
       health: this.health_,
       onEvent: (body, retryNum) => this.dedup.run(body?.event_id, () => this.ingest(body, retryNum)),
@@ -121,6 +128,7 @@ export class SlackConnector implements Connector {
 
   async stop(): Promise<void> {
     await this.socket?.stop();
+    await this.intake?.stop();
     this.health_.set('stopped');
   }
 

@@ -9,7 +9,7 @@ import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ReplayOutcome, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { addressesBot, normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
 import { AlbumBuffer } from './album.js';
@@ -18,7 +18,7 @@ import { ChatStates } from './chat-state.js';
 import { TelegramFiles } from './files.js';
 import { TelegramSender, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { ALLOWED_UPDATES, TelegramPoller } from './polling.js';
-import { sleep } from '../../core/sleep.js';
+import { sleep, whenAborted } from '../../core/sleep.js';
 import { fileLimit, type TelegramOptions } from './index.js';
 
 type TakeResult = { kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string };
@@ -31,7 +31,7 @@ export class TelegramConnector implements Connector {
   private readonly chats: ChatStates;
   private readonly albums: AlbumBuffer;
   private bot?: BotIdentity;
-  private running?: Promise<void>;
+  private intake?: ConnectorLoop;
   private readonly stopping = new AbortController();
 
   constructor(
@@ -53,14 +53,19 @@ export class TelegramConnector implements Connector {
     if (this.o.mode === 'webhook') {
       this.ctx.http.route('POST', `/connectors/telegram/${this.ctx.account}/webhook`, (req) => this.onWebhook(req));
     }
-    this.running = this.run().catch((err) => {
-      if (!this.stopping.signal.aborted) this.health_.set('stalled', this.redact(err));
+    // Supervised: a run that ends or throws is noticed and started again with backoff.
+    this.intake = this.ctx.run('intake', async ({ signal }) => {
+      try {
+        await this.run(AbortSignal.any([signal, this.stopping.signal]));
+      } catch (err) {
+        throw new Error(this.redact(err)); // the supervisor logs it: never with the token
+      }
     });
   }
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await this.running;
+    await this.intake?.stop();
     // Webhook requests may still hold album items: publish them rather than leave them waiting.
     await this.albums.flushAll();
     this.sender.close();
@@ -76,8 +81,7 @@ export class TelegramConnector implements Connector {
   }
 
   /** Identify the bot (retrying until the token works), then poll or register the webhook. */
-  private async run(): Promise<void> {
-    const signal = this.stopping.signal;
+  private async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.bot) {
       try {
         const me = await this.api.getMe();
@@ -92,9 +96,10 @@ export class TelegramConnector implements Connector {
     }
     if (signal.aborted || !this.bot) return;
     if (this.o.mode === 'webhook') {
-      if (this.o.webhook?.url && !(await this.registerWebhook(this.o.webhook.url, this.o.webhook.secretToken, signal))) return;
-      if (!signal.aborted) this.health_.set('connected');
-      return;
+      // Registered (or refused: the state says so): the webhook route does the rest until stop.
+      const registered = !this.o.webhook?.url || (await this.registerWebhook(this.o.webhook.url, this.o.webhook.secretToken, signal));
+      if (registered && !signal.aborted) this.health_.set('connected');
+      return whenAborted(signal);
     }
     const poller = new TelegramPoller({
       api: this.api,

@@ -13,7 +13,7 @@ import { MediaTooLargeError } from '../../core/media.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
 import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
 import { normalizeMessage, platformId, type NormalizeContext, type PendingMedia, type StoredQuote } from './normalize.js';
 import { WhatsAppSession, type SessionEvents } from './session.js';
@@ -40,7 +40,7 @@ export class WhatsAppConnector implements Connector {
   private readonly lidToPhone = new Map<string, string>();
   /** Steps already delivered per outbound id, so a retry after a partial send continues, not repeats. */
   private readonly progress = new Map<string, { sent: number; firstId?: string }>();
-  private running?: Promise<void>;
+  private sessionLoop?: ConnectorLoop;
 
   constructor(
     private readonly o: WhatsAppOptions,
@@ -55,17 +55,17 @@ export class WhatsAppConnector implements Connector {
     const base = `/connectors/whatsapp/${this.ctx.account}`;
     this.ctx.http.route('GET', `${base}/qr.png`, () => this.qrPng(), { auth: true });
     this.ctx.http.route('GET', `${base}/pairing`, async () => ({ status: 200, body: this.pairingJson() }), { auth: true });
-    this.running = (async () => {
-      await this.loadLidMap(this.stopping.signal);
-      await this.session.run(this.stopping.signal);
-    })().catch((err) => {
-      if (!this.stopping.signal.aborted) this.health_.set('stalled', `WhatsApp session failed: ${errorMessage(err)}`);
+    // Supervised: a session loop that ends or throws is noticed and started again with backoff.
+    this.sessionLoop = this.ctx.run('session', async ({ signal }) => {
+      const stop = AbortSignal.any([signal, this.stopping.signal]);
+      await this.loadLidMap(stop);
+      await this.session.run(stop);
     });
   }
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await this.running;
+    await this.sessionLoop?.stop();
     this.health_.set('stopped');
   }
 
