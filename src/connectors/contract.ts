@@ -60,6 +60,28 @@ export interface AccountState {
   update(key: string, value: string, revision: number): Promise<number>;
   delete(key: string): Promise<void>;
   keys(prefix?: string): Promise<string[]>;
+  /**
+   * The same state, with every write (put, update, delete) refused with `StaleLeaseError` once
+   * `fence.valid()` is false: a holder that woke after its lease ran out by the clock (paused,
+   * cut off) must not move a checkpoint or a session record another replica now owns. Reads pass.
+   */
+  fencedBy(fence: Fence): AccountState;
+}
+
+/** What fences an effect: a Lease, or anything that answers for the lease held now. */
+export interface Fence {
+  readonly key: string;
+  /** The lease's fencing token (its revision when taken); 0 when none is held. */
+  readonly token: number;
+  valid(): boolean;
+}
+
+/** A write by a holder whose lease ran out (by the clock) or was lost: refused before it is sent. */
+export class StaleLeaseError extends Error {
+  constructor(fence: Fence, what: string) {
+    super(`${what} refused: lease ${fence.key} (fence ${fence.token}) is no longer held by this process`);
+    this.name = 'StaleLeaseError';
+  }
 }
 
 export interface PublishResult {

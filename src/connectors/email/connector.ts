@@ -100,6 +100,7 @@ export class EmailConnector implements Connector {
             mailbox: m,
             folder,
             normalize: this.normalize,
+            fence: lease,
             report: (state, detail) => this.report(`imap:${m.address}/${folder}`, state, detail),
           }),
       );

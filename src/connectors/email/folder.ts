@@ -10,7 +10,7 @@
 import { ImapFlow } from 'imapflow';
 import type { ConnectorState } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
-import type { ConnectorContext, ConnectorLoop } from '../contract.js';
+import { StaleLeaseError, type ConnectorContext, type ConnectorLoop, type Fence } from '../contract.js';
 import { CheckpointStore, scanCheckpoint, type Checkpoint } from './checkpoint.js';
 import { publishMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
@@ -32,6 +32,8 @@ export interface FolderWatcherDeps {
   folder: string;
   normalize: NormalizeDeps;
   report(state: ConnectorState, detail?: string): void;
+  /** The mailbox lease: IMAP flags and the UID checkpoint are written only while it is valid. */
+  fence: Fence;
 }
 
 interface MessageMeta {
@@ -60,7 +62,7 @@ export class FolderWatcher {
   private retryTimer?: NodeJS.Timeout;
 
   constructor(private readonly d: FolderWatcherDeps) {
-    this.checkpoints = new CheckpointStore(d.ctx.state, d.mailbox.address, d.folder);
+    this.checkpoints = new CheckpointStore(d.ctx.state.fencedBy(d.fence), d.mailbox.address, d.folder);
     this.label = `${d.mailbox.address}/${d.folder}`;
   }
 
@@ -387,7 +389,10 @@ export class FolderWatcher {
    * keyword keeps a rescan from parking it again.
    */
   private async acknowledge(client: ImapFlow, uids: number[], parked: number[]): Promise<void> {
-    const { mailbox, options } = this.d;
+    const { mailbox, options, fence } = this.d;
+    // Fencing: a holder that woke past its mailbox lease must not flag or move mail another
+    // replica now reads. The sync fails; a new session starts once the lease is ours again.
+    if (!fence.valid()) throw new StaleLeaseError(fence, `acknowledging ${uids.length + parked.length} mails in ${this.label}`);
     if (parked.length > 0) {
       await client.messageFlagsAdd(parked.join(','), ['\\Flagged', options.parkedKeyword, options.processedKeyword], { uid: true });
       this.d.ctx.log.warn({ folder: this.label, uids: parked, keyword: options.parkedKeyword }, 'mail parked as a dead letter: left unread and flagged in the mailbox');

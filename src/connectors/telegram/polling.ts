@@ -6,7 +6,7 @@
  */
 import type { Telegram } from 'telegraf';
 import { errorMessage } from '../../core/errors.js';
-import type { ConnectorContext, HealthTracker } from '../contract.js';
+import type { ConnectorContext, Fence, HealthTracker } from '../contract.js';
 import type { TgUpdate } from './normalize.js';
 import { telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
@@ -72,7 +72,7 @@ export class TelegramPoller {
       });
       try {
         await this.d.api.deleteWebhook();
-        await this.poll(session.signal);
+        await this.poll(session.signal, lease);
       } catch (err) {
         if (!session.signal.aborted) {
           const unauthorized = (err as TelegramErrorLike).code === 401;
@@ -87,13 +87,19 @@ export class TelegramPoller {
     }
   }
 
-  private async poll(signal: AbortSignal): Promise<void> {
-    const { api, ctx, health } = this.d;
+  private async poll(signal: AbortSignal, lease: Fence): Promise<void> {
+    const { api, health } = this.d;
+    // Fencing: the offset checkpoint is written only while the lease is ours by the clock.
+    const { ctx } = this.d;
+    const state = ctx.state.fencedBy(lease);
     let offset = await this.loadOffset();
     let persisted = offset;
     let failures = 0;
     health.set('connected');
     while (!signal.aborted) {
+      // A getUpdates with an offset confirms the updates below it to Telegram: a holder that woke
+      // past its lease (paused) must not, since another replica may be polling by now.
+      if (!lease.valid()) return;
       let updates: TgUpdate[];
       try {
         // callApi rather than getUpdates(): it takes our abort signal, so stop() ends a long poll at once.
@@ -147,7 +153,7 @@ export class TelegramPoller {
       if (offset !== persisted) {
         // Telegram already knows the offset from the next getUpdates; the copy in KV lets a restart
         // (or another replica) resume without asking for what was confirmed.
-        await ctx.state.put(OFFSET_KEY, JSON.stringify({ botId: this.d.botId, offset } satisfies Checkpoint)).then(
+        await state.put(OFFSET_KEY, JSON.stringify({ botId: this.d.botId, offset } satisfies Checkpoint)).then(
           () => (persisted = offset),
           (err) => ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint the Telegram offset; will retry'),
         );

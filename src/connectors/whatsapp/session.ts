@@ -8,7 +8,7 @@
 import QRCode from 'qrcode';
 import type { Lease } from '../../core/lease.js';
 import { errorMessage } from '../../core/errors.js';
-import type { ConnectorContext, HealthTracker } from '../contract.js';
+import type { AccountState, ConnectorContext, HealthTracker } from '../contract.js';
 import { clearKvAuth, loadKvAuth, type KvAuth } from './auth-state.js';
 import type { proto } from '@whiskeysockets/baileys';
 import { Browsers, DisconnectReason, makeCacheableSignalKeyStore, type BaileysEventMap, type ConnectionState } from './baileys.js';
@@ -55,6 +55,13 @@ export class WhatsAppSession {
   private credsDirty = false;
   /** A halt recorded after this moment was not answered by a restart of ours: respect it. */
   private readonly startedAt = Date.now();
+  /** The session lease while held. */
+  private lease?: Lease;
+  /**
+   * Session writes (creds, Signal keys, the halt marker) go through the lease held now: a process
+   * that woke after its lease ran out must not overwrite the creds another process now uses.
+   */
+  private readonly store: AccountState;
 
   constructor(
     private readonly o: WhatsAppOptions,
@@ -62,7 +69,16 @@ export class WhatsAppSession {
     private readonly health: HealthTracker,
     /** Called for every event batch, in order; the session itself handles connection and creds. */
     private readonly onEvents: (events: SessionEvents, sock: WaSocketLike) => Promise<void>,
-  ) {}
+  ) {
+    const held = () => this.lease;
+    this.store = ctx.state.fencedBy({
+      key: `${ctx.channel}.${ctx.account}.session`,
+      get token() {
+        return held()?.token ?? 0;
+      },
+      valid: () => held()?.valid() ?? false,
+    });
+  }
 
   /** Runs until `signal` aborts: lease, connect, reconnect. */
   async run(signal: AbortSignal): Promise<void> {
@@ -76,6 +92,7 @@ export class WhatsAppSession {
         }
         this.health.set('starting', 'waiting for the session lease (one live WhatsApp session per account across gateway processes)');
         const lease = await this.ctx.lease('session');
+        this.lease = lease;
         this.leased = true;
         try {
           // The halt may have been recorded while we waited for the lease.
@@ -86,6 +103,7 @@ export class WhatsAppSession {
           this.open = false;
           if (this.credsDirty && this.auth) await this.saveCreds(this.auth, 1);
           await lease.release();
+          this.lease = undefined;
         }
         if (halted) await sleep(HALT_POLL_MS, signal);
       } catch (err) {
@@ -110,7 +128,7 @@ export class WhatsAppSession {
     while (!signal.aborted && !lost) {
       try {
         // Unsaved creds are newer than the stored ones: keep them rather than go back.
-        if (reload && !(this.auth && this.credsDirty)) this.auth = await loadKvAuth(this.ctx.state);
+        if (reload && !(this.auth && this.credsDirty)) this.auth = await loadKvAuth(this.store);
         reload = false;
         const outcome = await this.connectOnce(this.auth!, lease, signal);
         this.open = false;
@@ -134,7 +152,7 @@ export class WhatsAppSession {
     const { code, message } = outcome;
     switch (code) {
       case DisconnectReason.loggedOut: {
-        const removed = await clearKvAuth(this.ctx.state);
+        const removed = await clearKvAuth(this.store);
         this.credsDirty = false;
         this.pairing = {};
         this.health.set('auth_failed', `logged_out: the device was unlinked on the phone; ${removed} stored auth keys cleared, a new pairing is needed`);
@@ -182,7 +200,7 @@ export class WhatsAppSession {
           this.haltedReason = undefined;
           return;
         }
-        await writeHalt(this.ctx.state, { state: this.health.get().state === 'auth_failed' ? 'auth_failed' : 'stalled', reason: this.haltedReason ?? 'halted', at: Date.now() });
+        await writeHalt(this.store, { state: this.health.get().state === 'auth_failed' ? 'auth_failed' : 'stalled', reason: this.haltedReason ?? 'halted', at: Date.now() });
         recorded = true;
       } catch (err) {
         this.ctx.log.warn({ err: errorMessage(err) }, 'could not read or record the WhatsApp halt marker; still holding the session lease');
