@@ -95,8 +95,8 @@ export class LifecycleWatcher {
     });
     try {
       const loops: Array<Promise<void>> = [];
-      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.store.list(), Date.now()))));
-      if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.store.list(), Date.now()))));
+      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.store.list(), Date.now(), () => lease.valid()))));
+      if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.store.list(), Date.now(), () => lease.valid()))));
       await Promise.all(loops);
     } finally {
       signal.removeEventListener('abort', endTerm);

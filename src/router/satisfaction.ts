@@ -49,10 +49,11 @@ export class SatisfactionRequests {
     private readonly log: Logger,
   ) {}
 
-  async scan(tickets: Ticket[], now: number): Promise<number> {
+  async scan(tickets: Ticket[], now: number, valid: () => boolean = () => true): Promise<number> {
     let sent = 0;
     for (const t of tickets) {
       if (!this.due(t, now)) continue;
+      if (!valid()) return sent; // fenced: the lease ran out by the clock; another replica may ask by now
       try {
         if (await this.request(t.id, now)) sent++;
       } catch (err) {

@@ -39,11 +39,15 @@ export class SlaTimers {
     private readonly escalator?: Escalator,
   ) {}
 
-  /** One pass; returns the breaches recorded. A ticket that fails is logged and the pass goes on. */
-  async scan(tickets: Ticket[], now: number): Promise<number> {
+  /**
+   * One pass; returns the breaches recorded. A ticket that fails is logged and the pass goes on.
+   * `valid` is the scanner's lease: once false (ran out by the clock), nothing more is written.
+   */
+  async scan(tickets: Ticket[], now: number, valid: () => boolean = () => true): Promise<number> {
     let found = 0;
     for (const t of tickets) {
       for (const b of this.breaches(t, now)) {
+        if (!valid()) return found; // fenced: another replica may scan by now
         try {
           if (await this.record(t.id, b, now)) found++;
         } catch (err) {
