@@ -46,6 +46,13 @@ export interface DispatchLease {
 
 type WebhookEvent = { type: string; ticketId: string };
 
+/** A one-shot signal: `fired` resolves 'cut' once `fire` was called, whenever that was. */
+function latch(): { fired: Promise<'cut'>; fire: () => void } {
+  let fire!: () => void;
+  const fired = new Promise<'cut'>((r) => (fire = () => r('cut')));
+  return { fired, fire };
+}
+
 export class WebhookDispatcher {
   /** Aborted POST_GRACE_MS after stop: POSTs still in flight end then (shutdown is bounded). */
   private readonly cutOff = new AbortController();
@@ -114,12 +121,18 @@ export class WebhookDispatcher {
           if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         }
         settled = true;
-        consumer = this.consumer();
+        let cut = latch();
+        consumer = this.consumer(cut.fire);
         await consumer.start();
         this.active = true;
         progress();
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
-        await Promise.race([lease.lost, ended]);
+        // A NATS drop that lost events in flight restarts delivery from the ack floor, in place.
+        while ((await Promise.race([lease.lost.then(() => 'end'), ended.then(() => 'end'), cut.fired])) === 'cut' && lease.valid()) {
+          cut = latch();
+          consumer = await this.rewindInPlace(consumer, cut.fire);
+          progress();
+        }
       } catch (err) {
         this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'webhook dispatcher failed; retrying');
         await sleep(1000, signal); // holding the lease meanwhile: no replica spins on it
@@ -142,6 +155,26 @@ export class WebhookDispatcher {
     }
   }
 
+  /**
+   * Events the server sent into a pull that a NATS drop cut off never arrived: they would wait
+   * out redeliverAfter and then come behind newer events of their ticket. So, still holding the
+   * lease: stop pulling, hand back what we hold (in order, confirmed), and recreate the durable
+   * from its ack floor, as a successor does after a crash. Repeats (same x-omnigate-delivery),
+   * never inversions.
+   */
+  private async rewindInPlace(consumer: LaneConsumer<WebhookEvent>, onCut: () => void): Promise<LaneConsumer<WebhookEvent>> {
+    await consumer.stopPulling();
+    this.term.abort();
+    await consumer.stop();
+    this.term = new AbortController();
+    setMaxListeners(0, this.term.signal);
+    const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
+    this.log.warn({ webhook: this.target.name, fromSeq: from, handedBack: consumer.handedBack }, 'NATS dropped a pull with events in flight: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
+    const next = this.consumer(onCut);
+    await next.start();
+    return next;
+  }
+
   private async recordHandBack(term: Term, token: number): Promise<void> {
     try {
       const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder);
@@ -151,8 +184,8 @@ export class WebhookDispatcher {
     }
   }
 
-  /** This term's consumer of the webhook's durable (not started). */
-  private consumer(): LaneConsumer<WebhookEvent> {
+  /** This term's consumer of the webhook's durable (not started); `onCut`: it lost events in a NATS drop. */
+  private consumer(onCut: () => void): LaneConsumer<WebhookEvent> {
     return new LaneConsumer<WebhookEvent>(this.bus, {
       stream: Streams.events,
       config: {
@@ -188,6 +221,7 @@ export class WebhookDispatcher {
         this.settle(m, 'nak', 1000);
       },
       stale: () => this.held?.expired() ?? false,
+      onPullCutOff: onCut,
     });
   }
 

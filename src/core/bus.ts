@@ -309,11 +309,14 @@ export class Bus {
   }
 
   private connectedFlag = true;
+  /** How often the connection dropped: a pull open across a drop may have lost what the server sent into it. */
+  disconnects = 0;
   private watchStatus(): void {
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') {
           this.connectedFlag = false;
+          this.disconnects++;
           this.log.warn({ server: 'server' in s ? s.server : undefined }, 'NATS disconnected; reconnecting');
         } else if (s.type === 'reconnect') {
           this.connectedFlag = true;

@@ -10,10 +10,10 @@
  * A copy of a message we still hold (a keep-alive lost in a network blip) is dropped. The
  * concurrency slot is taken inside the lane, so one stuck key holds one slot, not all of them.
  */
-import type { ConsumerConfig, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerConfig, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './bus.js';
 import { KeyedLanes, Semaphore } from './lanes.js';
-import { sleep } from './sleep.js';
+import { sleep, whenAborted } from './sleep.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
 
 /** How long one pull request waits for messages; also the longest stop() waits for the last one. */
@@ -47,6 +47,12 @@ export interface LaneConsumerOptions<T> {
    * successor, which rewinds to the ack floor.
    */
   stale?: () => boolean;
+  /**
+   * The connection dropped while a pull request was open: the server may have sent messages into
+   * it that never arrived. They stay "ack pending" on the server until ack_wait, behind newer ones
+   * of their key, unless the owner rewinds (see the webhook dispatcher). Called once per such pull.
+   */
+  onPullCutOff?: () => void;
   /** Owner of the pull loop; its name there is `loopName`. */
   supervisor?: Supervisor;
   loopName?: string;
@@ -108,6 +114,8 @@ export class LaneConsumer<T> {
     if (this.runs++ > 0) await this.bus.ensureConsumer(this.o.stream, this.o.config);
     const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
     const sem = new Semaphore(this.o.concurrency);
+    /** The connection dropped while the last pull was open. */
+    let suspect = false;
     while (!signal.aborted) {
       // A pull request written while disconnected is flushed at reconnect, after this client has
       // given up on it: the server would deliver into a closed inbox, and those messages would
@@ -118,6 +126,14 @@ export class LaneConsumer<T> {
         await sleep(100, signal); // the owner ends this term within a tick
         continue;
       }
+      if (suspect) {
+        suspect = false;
+        if (this.o.onPullCutOff && (await this.lostInFlight(consumer))) {
+          this.o.onPullCutOff();
+          return whenAborted(signal); // the owner stops this consumer and rewinds
+        }
+      }
+      const drops = this.bus.disconnects;
       const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: Math.min(FETCH_EXPIRES_MS, this.o.pullExpiresMs ?? FETCH_EXPIRES_MS) });
       for await (const m of batch) {
         const seq = m.seq;
@@ -141,7 +157,22 @@ export class LaneConsumer<T> {
           .then(progress, (err) => this.o.onError(m, item, err))
           .finally(() => this.held.delete(seq));
       }
+      if (this.bus.disconnects !== drops) suspect = true;
     }
+  }
+
+  /**
+   * After a pull cut off by a dropped connection, with no pull open: did the server send messages
+   * that never arrived? The server counts as "ack pending" only what we hold or it sent us; once
+   * it confirmed the acks sent so far, more pending than we held before asking means messages lost
+   * in flight. (Acks landing meanwhile only lower the count: a loss may go unseen, never invented.)
+   */
+  private async lostInFlight(consumer: Consumer): Promise<boolean> {
+    const held = this.held.size;
+    const reply = this.last ? ackSubject(this.last) : undefined;
+    if (reply) await this.bus.nc.request(reply, WORKING, { timeout: CONFIRM_TIMEOUT_MS }).catch(() => undefined);
+    const info = await consumer.info(false);
+    return info.num_ack_pending > held;
   }
 
   private handBack(m: JsMsg): void {

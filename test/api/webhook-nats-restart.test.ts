@@ -151,4 +151,40 @@ describe('webhooks across a NATS restart', () => {
     expect(inversions).toBe(0);
     expect(new Set(ids).size).toBe(ids.length); // nothing twice
   }, 150_000);
+
+  it('nats-server killed while the dispatcher has a backlog: nothing waits for redeliverAfter, no inversion', async () => {
+    slowReceiver = true;
+    const from = got.length;
+    const logsFrom = gw.logs.length;
+    const chats = Array.from({ length: CHATS }, (_, i) => `kb-${i}`);
+    for (let round = 0; round < 10; round++) await Promise.all(chats.map((c) => publishHard(c, round)));
+    await until(() => got.length - from >= 20, 'the first deliveries', 30_000);
+    // Mid-backlog: pulls are open, the server has events on their way to this client.
+    // Back at once: within the lease TTL the dispatcher keeps its lease (a blip) and must rewind
+    // in place; if the restart took longer, the lease ends and the next term rewinds (both count).
+    await nats.kill('SIGKILL');
+    await nats.restart();
+    slowReceiver = false;
+    // redeliverAfter is 2 minutes: an event lost in flight and not rewound would time this out.
+    await until(() => new Set(got.slice(from).filter((g) => g.type === 'ticket.message').map((g) => g.id)).size >= CHATS * 10, 'every message after the NATS kill', 90_000);
+    await sleep(1000);
+    const mine = got.slice(from);
+    const delivered = new Set<string>();
+    let inversions = 0;
+    let repeats = 0;
+    const last = new Map<string, number>();
+    for (const g of mine) {
+      if (delivered.has(g.id)) {
+        repeats++; // a rewind from the ack floor repeats with the same delivery id: receivers dedupe
+        continue;
+      }
+      delivered.add(g.id);
+      if (g.sequence < (last.get(g.ticketId) ?? 0)) inversions++;
+      else last.set(g.ticketId, g.sequence);
+    }
+    const rewound = gw.logs.slice(logsFrom).filter((l) => l.includes('NATS dropped a pull with events in flight')).length;
+    const takeovers = gw.logs.slice(logsFrom).filter((l) => l.includes('took over from a holder that left events unacknowledged')).length;
+    console.log(`nats-server kill -9 with a backlog: ${mine.length} deliveries, ${repeats} repeats, ${inversions} inversions, ${rewound} in-place rewinds, ${takeovers} rewinds at a new term`);
+    expect(inversions).toBe(0);
+  }, 150_000);
 });
