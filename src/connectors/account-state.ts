@@ -16,7 +16,8 @@ export function accountState(bus: Bus, statePrefix: string): AccountState {
       return e && e.operation === 'PUT' ? { value: e.string(), revision: e.revision } : null;
     },
     put: (key, value) => kv.put(full(key), value),
-    update: (key, value, revision) => (revision === 0 ? kv.create(full(key), value) : kv.update(full(key), value, revision)),
+    // Behind the compare-and-set guard where the server needs one (Bus.guardedUpdate).
+    update: (key, value, revision) => (revision === 0 ? kv.create(full(key), value) : bus.guardedUpdate('state', full(key), value, revision)),
     async delete(key) {
       await kv.delete(full(key));
     },

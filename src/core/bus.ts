@@ -153,6 +153,7 @@ export class Bus {
     const kvm = new Kvm(this.js);
     const kvOpts = { replicas: this.options.replicas, storage: StorageType.File };
     const guard = this.options.replicas > 1 ? await this.selfCheck(kvm) : undefined;
+    this.casGuard = guard;
     // allow_direct (2.9+): the hot buckets are read with direct gets by the pipeline.
     for (const name of ['tickets', 'threads', 'meta'] as const) {
       this.kv[name] = await kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true });
@@ -306,6 +307,20 @@ export class Bus {
 
   get connected(): boolean {
     return !this.nc.isClosed() && this.connectedFlag;
+  }
+
+  /** Set when the start-up self-check found compare-and-set unsafe (see guardedUpdate). */
+  private casGuard?: CasGuard;
+
+  /**
+   * Compare-and-set on a bucket outside the hot path (command claims, the auto-acknowledgement
+   * window, connector state): behind the same create-only guard as ticket updates when the
+   * self-check found the server's own compare-and-set unsafe, a plain update otherwise.
+   */
+  guardedUpdate(bucket: 'dedup' | 'state', key: string, value: string, revision: number): Promise<number> {
+    const kv = this.kv[bucket];
+    if (!this.casGuard) return kv.update(key, value, revision);
+    return this.casGuard.update(Buckets[bucket], key, revision, () => kv.update(key, value, revision));
   }
 
   private connectedFlag = true;

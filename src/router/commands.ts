@@ -127,7 +127,7 @@ export class CommandHandler {
         }
         // The holder died mid-command: take the claim over, once.
         try {
-          revision = await kv.update(marker, claim, prior.revision);
+          revision = await this.bus.guardedUpdate('dedup', marker, claim, prior.revision);
         } catch (e) {
           if (!isCasConflict(e)) throw e;
           continue;
@@ -272,7 +272,7 @@ export async function autoAcknowledge(
     }
     const next = JSON.stringify([...stamps, Date.now()]);
     try {
-      if (entry && entry.operation === 'PUT') await bus.kv.dedup.update(key, next, entry.revision);
+      if (entry && entry.operation === 'PUT') await bus.guardedUpdate('dedup', key, next, entry.revision);
       else await bus.kv.dedup.create(key, next);
       break;
     } catch (err) {

@@ -106,6 +106,19 @@ describe('start-up self-check on a three-node cluster', () => {
       }
       console.log(`guarded update on ${buses[0]!.serverVersion} R3: ${violations}/60 rounds without exactly one winner`);
       expect(violations).toBe(0);
+      // The same guard outside the hot path: command claims and the auto-acknowledgement window
+      // (omni_dedup), connector state (omni_state).
+      let coldViolations = 0;
+      for (let r = 0; r < 30; r++) {
+        const bucket = r % 2 ? ('dedup' as const) : ('state' as const);
+        const key = `cold-race-${r}`;
+        const rev = await buses[0]!.kv[bucket].create(key, 'start');
+        const settled = await Promise.allSettled(buses.flatMap((b, i) => [0, 1].map((j) => b.guardedUpdate(bucket, key, `w${i}.${j}`, rev))));
+        for (const s of settled) if (s.status === 'rejected' && !isCasConflict(s.reason)) throw s.reason;
+        if (settled.filter((s) => s.status === 'fulfilled').length !== 1) coldViolations++;
+      }
+      console.log(`guardedUpdate on omni_dedup/omni_state, ${buses[0]!.serverVersion} R3: ${coldViolations}/30 rounds without exactly one winner`);
+      expect(coldViolations).toBe(0);
     } finally {
       await Promise.all(buses.map((b) => b.close()));
     }
