@@ -8,7 +8,7 @@ import { isCasConflict } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import type { HttpMount, RouteHandler } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
-import { acquireLease } from '../core/lease.js';
+import { waitForLease } from './standby.js';
 import {
   ConnectorStateEvent,
   ConversationStateEvent,
@@ -348,7 +348,11 @@ export class ConnectorHost {
           },
         };
       },
-      lease: (name = 'intake') => this.takeLease(`${channel}.${account}.${kvSafe(name)}`, hosted, setState, log),
+      lease: (name = 'intake') =>
+        waitForLease({
+          bus, key: `${channel}.${account}.${kvSafe(name)}`, ttlMs: this.o.leaseTtlMs, holder: this.instanceId, signal, log,
+          standby: hosted, isStandby: () => hosted.state.state === 'standby', setState,
+        }),
       publish: async (input: InboundEventInput) => {
         const parsed = InboundEvent.safeParse({ ...input, v: 1, channel, account, receivedAt: input.receivedAt ?? new Date().toISOString() });
         if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`);
@@ -380,42 +384,6 @@ export class ConnectorHost {
       },
     };
     return ctx;
-  }
-
-  /**
-   * Waits for the lease as `standby`, saying whose it is and until when (its last renewal plus
-   * the TTL): right after a crash that is the dead holder's key, and nothing polls until it runs
-   * out. Once taken the state is `starting` until the connector reports its own.
-   */
-  private async takeLease(key: string, hosted: Hosted, setState: (s: ConnectorState, detail?: string) => void, log: Logger) {
-    const bus = this.o.bus;
-    const ttlMs = this.o.leaseTtlMs;
-    let waiting = true;
-    const look = async () => {
-      try {
-        const e = await bus.kv.leases.get(key);
-        if (!waiting || !e || e.operation !== 'PUT' || e.string() === this.instanceId) return;
-        const first = !hosted.standby;
-        hosted.standby = { key, holder: e.string(), until: new Date(e.created.getTime() + ttlMs) };
-        metrics.connectorStandbyUntil.set({ channel: hosted.channel, account: hosted.account }, hosted.standby.until.getTime() / 1000);
-        if (first || hosted.state.state !== 'standby') setState('standby', `waiting for lease ${key}`);
-      } catch (err) {
-        log.debug({ key, err: errorMessage(err) }, 'lease holder not read');
-      }
-    };
-    // Bounded by the wait below (cleared in finally): it lives exactly as long as the standby.
-    const timer = setInterval(() => void look(), Math.max(250, Math.floor(ttlMs / 3))); // eslint-disable-line @typescript-eslint/no-floating-promises -- look() catches its own errors
-    void look(); // eslint-disable-line @typescript-eslint/no-floating-promises -- look() catches its own errors
-    try {
-      return await acquireLease(bus.kv.leases, key, { ttlMs, holder: this.instanceId, signal: this.abort.signal, log });
-    } finally {
-      waiting = false;
-      clearInterval(timer);
-      metrics.connectorStandbyUntil.set({ channel: hosted.channel, account: hosted.account }, 0);
-      const wasStandby = hosted.standby !== undefined;
-      hosted.standby = undefined;
-      if (wasStandby && hosted.state.state === 'standby' && !this.abort.signal.aborted) setState('starting', `lease ${key} taken`);
-    }
   }
 }
 
