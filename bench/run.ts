@@ -55,7 +55,7 @@ const CLOCK_TICKS = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)); 100 on ever
 
 /** CPU µs per event of each measured process over a phase. */
 function cpuMeter(pids: { routers: Array<number | undefined>; nats: number | undefined }) {
-  const sum = (ps: Array<number | undefined>) => ps.reduce((a, p) => a + cpuMicros(p), 0);
+  const sum = (ps: Array<number | undefined>) => ps.reduce<number>((a, p) => a + cpuMicros(p), 0);
   const r0 = sum(pids.routers);
   const n0 = cpuMicros(pids.nats);
   return (events: number) => ({ routerUs: (sum(pids.routers) - r0) / events, natsUs: (cpuMicros(pids.nats) - n0) / events });
