@@ -23,6 +23,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { chatMessage } from '../test/helpers/events.js';
+import { Subjects, orderKey, partitionOf } from '../src/core/subjects.js';
 import { percentile, type ChannelBenchResult } from './types.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
@@ -84,7 +85,8 @@ function makeEvents(n: number, conversations: number, tag: string) {
   const events = [];
   for (let i = 0; i < n; i++) {
     const e = chatMessage({ account: 'load', chat: `${tag}-${i % conversations}`, id: `${tag}-${i}`, text: 'Здравствуйте! Не проходит оплата по карте, заказ №48213' });
-    events.push({ id: e.id, payload: JSON.stringify(e) });
+    // On the conversation's partition, as connectors publish (default router.partitions).
+    events.push({ id: e.id, payload: JSON.stringify(e), subject: Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), 32)) });
   }
   return events;
 }
@@ -119,7 +121,7 @@ function observe(nc: NatsConnection) {
   };
 }
 
-async function routedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string }>) {
+async function routedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string; subject: string }>) {
   const js = jetstream(nc);
   const obs = observe(nc);
   const sent = new Map<string, number>();
@@ -127,7 +129,7 @@ async function routedPhase(nc: NatsConnection, events: Array<{ id: string; paylo
   let inflight: Promise<unknown>[] = [];
   for (const e of events) {
     sent.set(e.id, performance.now());
-    inflight.push(js.publish('omni.in.webhook.load', e.payload, { msgID: e.id }));
+    inflight.push(js.publish(e.subject, e.payload, { msgID: e.id }));
     if (inflight.length >= WINDOW) {
       await Promise.all(inflight);
       inflight = [];
@@ -140,7 +142,7 @@ async function routedPhase(nc: NatsConnection, events: Array<{ id: string; paylo
   return { perS: events.length / elapsed, latencies: latencies(sent, obs.seen) };
 }
 
-async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string }>, rate: number) {
+async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string; subject: string }>, rate: number) {
   const js = jetstream(nc);
   const obs = observe(nc);
   const sent = new Map<string, number>();
@@ -153,7 +155,7 @@ async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payloa
     for (; i < due; i++) {
       const e = events[i]!;
       sent.set(e.id, performance.now());
-      void js.publish('omni.in.webhook.load', e.payload, { msgID: e.id });
+      void js.publish(e.subject, e.payload, { msgID: e.id });
     }
     await new Promise((r) => setTimeout(r, tickMs));
   }

@@ -34,6 +34,8 @@ import type { LoopRun, SupervisedLoop, Supervisor } from '../core/supervisor.js'
 
 const PARTITION_KEY = 'router.partition.';
 const MEMBER_KEY = 'router.member.';
+/** In omni_meta: the highest stream sequence of a unit that an owner which did not finish had delivered. */
+const SUSPECT_KEY = 'router-suspect.';
 
 /** How a unit is consumed: which durable, which subjects, and up to which stream sequence a message may already have been routed. */
 export interface UnitConsumer {
@@ -85,10 +87,14 @@ export class PartitionOwnership {
 
   /** Body of the supervised coordinator loop: membership, claims, hand-backs; gives everything back when stopped. */
   async run({ signal, progress }: LoopRun): Promise<void> {
-    const member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, { ttlMs: this.o.ttlMs, holder: this.id, signal, log: this.log });
+    const memberOptions = { ttlMs: this.o.ttlMs, holder: this.id, signal, log: this.log };
+    let member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
     const tick = Math.max(200, Math.floor(this.o.ttlMs / 6));
     try {
-      while (!signal.aborted && member.valid()) {
+      while (!signal.aborted) {
+        // Paused past the TTL: others may have counted us out for a moment; say we are here again.
+        // Owned units keep their own leases, and a lost one stops its consumer by itself.
+        if (!member.valid()) member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
         await this.rebalance(signal);
         progress();
         await sleep(tick, signal);
@@ -97,7 +103,6 @@ export class PartitionOwnership {
       await Promise.all([...this.held.keys()].map((u) => this.giveBack(u, 'stopping')));
       await member.release();
     }
-    if (!signal.aborted) throw new Error('member lease lost (paused or cut off from NATS)');
   }
 
   private async rebalance(signal: AbortSignal): Promise<void> {
@@ -177,19 +182,28 @@ export class PartitionOwnership {
     await this.bus.ensureConsumer(Streams.inbound, { durable_name: durable, filter_subject: filter, ...this.o.consumer });
     const info: ConsumerInfo = await this.bus.jsm.consumers.info(Streams.inbound, durable);
     const unfiltered = !info.config.filter_subject;
-    if (info.num_ack_pending === 0) return { unit, durable, suspectUpTo: 0, unfiltered };
+    // What an owner that died had delivered stays suspect for every later owner too: one that took
+    // over and gave the unit back before reaching that point hands on a consumer without pending.
+    const suspectKey = SUSPECT_KEY + unit;
+    const stored = await this.bus.kv.meta.get(suspectKey);
+    let suspectUpTo = stored && stored.operation === 'PUT' ? Number(stored.string()) : 0;
+    if (info.num_ack_pending === 0) return { unit, durable, suspectUpTo, unfiltered };
     const floor = info.ack_floor.stream_seq;
-    const suspectUpTo = info.delivered.stream_seq;
-    this.log.warn({ unit, durable, ackFloor: floor, delivered: suspectUpTo, pending: info.num_ack_pending }, 'taking over messages a previous owner did not finish: consuming again from its ack floor, in order');
+    if (info.delivered.stream_seq > suspectUpTo) {
+      suspectUpTo = info.delivered.stream_seq;
+      await this.bus.kv.meta.put(suspectKey, String(suspectUpTo));
+    }
+    this.log.warn({ unit, durable, ackFloor: floor, delivered: info.delivered.stream_seq, pending: info.num_ack_pending }, 'taking over messages a previous owner did not finish: consuming again from its ack floor, in order');
     const { name: _n, durable_name: _d, deliver_policy: _p, opt_start_seq: _s, opt_start_time: _t, ...rest } = info.config;
     await this.bus.jsm.consumers.delete(Streams.inbound, durable);
     await this.bus.jsm.consumers.add(Streams.inbound, { ...rest, durable_name: durable, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 });
     return { unit, durable, suspectUpTo, unfiltered };
   }
 
+  /** Distinct: a key renewed while the listing runs can be listed twice. */
   private async keys(prefix: string): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.bus.kv.leases.keys(`${prefix}>`)) out.push(k.slice(prefix.length));
-    return out;
+    const out = new Set<string>();
+    for await (const k of await this.bus.kv.leases.keys(`${prefix}>`)) out.add(k.slice(prefix.length));
+    return [...out];
   }
 }

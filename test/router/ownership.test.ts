@@ -5,6 +5,7 @@
  * every ticket's counter must equal its log (a message applied twice would count twice).
  * Scenarios: two replicas and a third joining under load; three replicas and kill -9 of one.
  */
+import { writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -29,6 +30,7 @@ beforeAll(async () => {
   nc = await connect({ servers: nats.url });
 });
 afterEach(async () => {
+  if (process.env.OWNERSHIP_DUMP) running.forEach((p, i) => writeFileSync(`${process.env.OWNERSHIP_DUMP}-${i}.log`, p.output()));
   await Promise.all(running.splice(0).map((p) => p.kill('SIGKILL')));
   // Each scenario on fresh streams and buckets.
   await nats.stop();
@@ -43,7 +45,7 @@ afterAll(async () => {
 
 function routerProcess(): GatewayProcess {
   const file = writeConfig({
-    nats: { url: nats.url, leaseTtl: '3s' },
+    nats: { url: nats.url, leaseTtl: '5s' },
     http: { host: '127.0.0.1', port: 0 },
     log: { level: 'info' },
     router: { ackWait: '5s', concurrency: 128, partitions: PARTITIONS },
@@ -158,11 +160,14 @@ describe('ownership of conversations', () => {
     const published = publishAll('kill');
     await waitForLog(TOTAL / 4, 240_000);
     const victim = procs[1]!;
+    const killedAt = new Date().toISOString();
     await victim.kill('SIGKILL');
     const order = await published;
     await assertInOrderOnce(order);
-    const survivors = procs[0]!.output() + procs[2]!.output();
-    // Its units were taken over once its leases ran out.
-    expect(survivors.match(/"msg":"owning partition"/g)!.length).toBeGreaterThan(PARTITIONS / 3 + 1);
+    // Its units (a third of them) were taken over by the survivors once its leases ran out.
+    const takenOver = (procs[0]!.output() + procs[2]!.output())
+      .split('\n')
+      .filter((l) => l.includes('"msg":"owning') && (JSON.parse(l) as { time: string }).time > killedAt);
+    expect(takenOver.length).toBeGreaterThanOrEqual(Math.floor((PARTITIONS + 1) / 3));
   }, 400_000);
 });
