@@ -187,13 +187,16 @@ export class PartitionOwnership {
     const suspectKey = SUSPECT_KEY + unit;
     const stored = await this.bus.kv.meta.get(suspectKey);
     let suspectUpTo = stored && stored.operation === 'PUT' ? Number(stored.string()) : 0;
-    if (info.num_ack_pending === 0) return { unit, durable, suspectUpTo, unfiltered };
+    // A pull request the previous owner left on the server would still be served first, to an
+    // inbox nobody reads: those messages would come back only after ack_wait, out of order.
+    if (info.num_ack_pending === 0 && info.num_waiting === 0) return { unit, durable, suspectUpTo, unfiltered };
     const floor = info.ack_floor.stream_seq;
-    if (info.delivered.stream_seq > suspectUpTo) {
+    if (info.num_ack_pending > 0 && info.delivered.stream_seq > suspectUpTo) {
       suspectUpTo = info.delivered.stream_seq;
       await this.bus.kv.meta.put(suspectKey, String(suspectUpTo));
     }
-    this.log.warn({ unit, durable, ackFloor: floor, delivered: info.delivered.stream_seq, pending: info.num_ack_pending }, 'taking over messages a previous owner did not finish: consuming again from its ack floor, in order');
+    if (info.num_ack_pending > 0) this.log.warn({ unit, durable, ackFloor: floor, delivered: info.delivered.stream_seq, pending: info.num_ack_pending }, 'taking over messages a previous owner did not finish: consuming again from its ack floor, in order');
+    else this.log.info({ unit, durable, waiting: info.num_waiting }, 'recreating the partition consumer at its ack floor: the previous owner\'s pull requests are still open');
     const { name: _n, durable_name: _d, deliver_policy: _p, opt_start_seq: _s, opt_start_time: _t, ...rest } = info.config;
     await this.bus.jsm.consumers.delete(Streams.inbound, durable);
     await this.bus.jsm.consumers.add(Streams.inbound, { ...rest, durable_name: durable, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 });

@@ -1,7 +1,9 @@
 /**
- * The router: a durable consumer on omni.in.> that threads every inbound event into a ticket,
- * appends it to the ticket log and announces it on omni.events.ticket.*; and a second durable
- * consumer on omni.status.> whose delivery outcomes go into the log (deliveries.ts).
+ * The router: consumes the inbound partitions this replica owns (partitions.ts: one durable
+ * consumer per partition, each partition owned by one replica, so a conversation is routed in
+ * publish order), threads every inbound event into a ticket, appends it to the ticket log and
+ * announces it on omni.events.ticket.*; and a durable consumer on omni.status.> whose delivery
+ * outcomes go into the log (deliveries.ts).
  *
  * Exactly-once effect: every step is idempotent (index claims are create-if-absent, log appends
  * carry a Nats-Msg-Id derived from the event id, ticket updates skip log sequences already
@@ -141,6 +143,9 @@ export class Router {
     const messages = await consumer.consume({ max_messages: batch });
     const onAbort = () => messages.stop();
     signal.addEventListener('abort', onAbort, { once: true });
+    // Stopped while the consumer was being set up (a partition given back at once): an abort
+    // that came before the listener would otherwise leave this loop pulling forever.
+    if (signal.aborted) onAbort();
     const inFlight = new Set<Promise<void>>();
     try {
       for await (const m of messages) {
