@@ -99,7 +99,7 @@ export class Router {
       // A partition's buffer is its share of the concurrency; the unpartitioned unit carries
       // everything older publishers send, so it keeps the whole.
       consume: (run, c) =>
-        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.max(32, Math.ceil((this.o.concurrency * 4) / units)), this.inboundSlots, (m) => this.onInbound(m, c)),
+        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000), this.inboundSlots, (m) => this.onInbound(m, c)),
     });
     const ownership = this.ownership;
     // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
