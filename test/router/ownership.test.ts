@@ -3,12 +3,13 @@
  * processes on one stream: 200 conversations × 50 messages published back to back on their
  * partitions; every conversation's log must be in publish order, every message in it once, and
  * every ticket's counter must equal its log (a message applied twice would count twice).
- * Scenarios: two replicas and a third joining under load; three replicas and kill -9 of one.
+ * Scenarios: two replicas and a third joining under load; three replicas and kill -9 of one; an
+ * upgrade in place from the unfiltered shared consumer.
  */
 import { writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
@@ -170,4 +171,34 @@ describe('ownership of conversations', () => {
       .filter((l) => l.includes('"msg":"owning') && (JSON.parse(l) as { time: string }).time > killedAt);
     expect(takenOver.length).toBeGreaterThanOrEqual(Math.floor((PARTITIONS + 1) / 3));
   }, 400_000);
+
+  it('upgrade in place: the old unfiltered router consumer routes unpartitioned subjects and leaves partitioned ones to their partition', async () => {
+    const first = routerProcess();
+    await first.started;
+    await first.kill('SIGTERM');
+    // What a deployment from before partitioning has: one consumer on every inbound subject.
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete('OMNI_IN', 'router');
+    await jsm.consumers.add('OMNI_IN', { durable_name: 'router', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_deliver: -1 });
+    const js = jetstream(nc);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const old = chatMessage({ channel: 'upg', account: 'load', chat: 'legacy', id: `legacy-${i}` });
+      const fresh = chatMessage({ channel: 'upg', account: 'load', chat: 'partitioned', id: `part-${i}` });
+      ids.push(old.id, fresh.id);
+      await js.publish('omni.in.upg.load', JSON.stringify(old), { msgID: old.id });
+      await js.publish(Subjects.inboundPartition('upg', 'load', partitionOf(orderKey(fresh), PARTITIONS)), JSON.stringify(fresh), { msgID: fresh.id });
+    }
+    const second = routerProcess();
+    await second.started;
+    await waitForLog(40, 120_000);
+    const entries = await readLog();
+    expect(entries.filter((e) => e.conversation === 'legacy').map((e) => e.eventId)).toEqual(ids.filter((id) => id.includes('legacy')));
+    expect(entries.filter((e) => e.conversation === 'partitioned').map((e) => e.eventId)).toEqual(ids.filter((id) => id.includes('part-')));
+    const kv = await new Kvm(nc).open(Buckets.tickets);
+    for (const conv of ['legacy', 'partitioned']) {
+      const ticketId = entries.find((e) => e.conversation === conv)!.ticketId;
+      expect((await kv.get(ticketId))!.json<Ticket>().messageCount).toBe(20);
+    }
+  }, 300_000);
 });
