@@ -15,13 +15,15 @@
  * (bench/soak.ts): 200 messages/s through the HTTP channel with webhooks on, RSS after GC.
  * The last line is one JSON object for scripts.
  */
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { chatMessage } from '../test/helpers/events.js';
+import { Subjects, orderKey, partitionOf } from '../src/core/subjects.js';
 import { percentile, type ChannelBenchResult } from './types.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
@@ -32,6 +34,33 @@ const ROUTERS = Number(process.env.BENCH_ROUTERS ?? 1);
 const WINDOW = 1_000; // publishes in flight
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
+
+/**
+ * CPU time (user + system, µs) a process has used so far, from /proc/<pid>/stat (fields 14 and
+ * 15, in clock ticks). The gateway and the nats-server are children of this process, so this is
+ * the one way to read their process.cpuUsage from outside; CPU per event does not move with the
+ * machine's noise the way rates do.
+ */
+function cpuMicros(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)); 100 on every mainstream kernel
+
+/** CPU µs per event of each measured process over a phase. */
+function cpuMeter(pids: { routers: Array<number | undefined>; nats: number | undefined }) {
+  const sum = (ps: Array<number | undefined>) => ps.reduce<number>((a, p) => a + cpuMicros(p), 0);
+  const r0 = sum(pids.routers);
+  const n0 = cpuMicros(pids.nats);
+  return (events: number) => ({ routerUs: (sum(pids.routers) - r0) / events, natsUs: (cpuMicros(pids.nats) - n0) / events });
+}
 
 async function rawPublishRate(nc: NatsConnection, payloads: string[]): Promise<number> {
   const jsm = await jetstreamManager(nc);
@@ -56,7 +85,8 @@ function makeEvents(n: number, conversations: number, tag: string) {
   const events = [];
   for (let i = 0; i < n; i++) {
     const e = chatMessage({ account: 'load', chat: `${tag}-${i % conversations}`, id: `${tag}-${i}`, text: 'Здравствуйте! Не проходит оплата по карте, заказ №48213' });
-    events.push({ id: e.id, payload: JSON.stringify(e) });
+    // On the conversation's partition, as connectors publish (default router.partitions).
+    events.push({ id: e.id, payload: JSON.stringify(e), subject: Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), 32)) });
   }
   return events;
 }
@@ -91,7 +121,7 @@ function observe(nc: NatsConnection) {
   };
 }
 
-async function routedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string }>) {
+async function routedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string; subject: string }>) {
   const js = jetstream(nc);
   const obs = observe(nc);
   const sent = new Map<string, number>();
@@ -99,7 +129,7 @@ async function routedPhase(nc: NatsConnection, events: Array<{ id: string; paylo
   let inflight: Promise<unknown>[] = [];
   for (const e of events) {
     sent.set(e.id, performance.now());
-    inflight.push(js.publish('omni.in.webhook.load', e.payload, { msgID: e.id }));
+    inflight.push(js.publish(e.subject, e.payload, { msgID: e.id }));
     if (inflight.length >= WINDOW) {
       await Promise.all(inflight);
       inflight = [];
@@ -112,7 +142,7 @@ async function routedPhase(nc: NatsConnection, events: Array<{ id: string; paylo
   return { perS: events.length / elapsed, latencies: latencies(sent, obs.seen) };
 }
 
-async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string }>, rate: number) {
+async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string; subject: string }>, rate: number) {
   const js = jetstream(nc);
   const obs = observe(nc);
   const sent = new Map<string, number>();
@@ -125,7 +155,7 @@ async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payloa
     for (; i < due; i++) {
       const e = events[i]!;
       sent.set(e.id, performance.now());
-      void js.publish('omni.in.webhook.load', e.payload, { msgID: e.id });
+      void js.publish(e.subject, e.payload, { msgID: e.id });
     }
     await new Promise((r) => setTimeout(r, tickMs));
   }
@@ -190,8 +220,12 @@ async function main(): Promise<void> {
     say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es) (nats-server ${nc.info?.version}, node ${process.version})`);
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
+    const pids = { routers: gateways.map((g) => g.child.pid), nats: nats.process.pid };
+    const routedCpu = cpuMeter(pids);
     const routed = await routedPhase(nc, events);
+    const cpu = routedCpu(events.length);
     say(`routed (publish → ticket event): ${routed.perS.toFixed(0)} events/s  ratio ${(routed.perS / raw).toFixed(2)}  (saturated p50 ${percentile(routed.latencies, 50).toFixed(1)} ms, p99 ${percentile(routed.latencies, 99).toFixed(1)} ms)`);
+    say(`CPU per routed event:            router ${cpu.routerUs.toFixed(0)} µs${ROUTERS > 1 ? ` (all ${ROUTERS} replicas)` : ''}, nats-server ${cpu.natsUs.toFixed(0)} µs  (load average ${loadavg()[0]!.toFixed(1)})`);
     const paced = await pacedPhase(nc, makeEvents(RATE * LATENCY_SECONDS, Math.min(CONVERSATIONS, RATE * LATENCY_SECONDS), 'p'), RATE);
     const p50 = percentile(paced.latencies, 50);
     const p99 = percentile(paced.latencies, 99);
@@ -204,6 +238,9 @@ async function main(): Promise<void> {
       p50_ms: Number(p50.toFixed(2)),
       p99_ms: Number(p99.toFixed(2)),
       latency_rate_per_s: Math.round(paced.achieved),
+      router_cpu_us_per_event: Math.round(cpu.routerUs),
+      nats_cpu_us_per_event: Math.round(cpu.natsUs),
+      load_average: Number(loadavg()[0]!.toFixed(2)),
       events: EVENTS,
       conversations: CONVERSATIONS,
       routers: ROUTERS,

@@ -75,6 +75,7 @@ export class Gateway {
         retentionMs: c.nats.retention,
         dedupTtlMs: c.nats.dedupTtl,
         leaseTtlMs: c.nats.leaseTtl,
+        partitions: c.router.partitions,
         deadLetters: c.deadLetters && {
           maxAgeMs: c.deadLetters.maxAge,
           maxBytes: c.deadLetters.maxBytes,

@@ -15,7 +15,7 @@ import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
 import { NatsAccessError } from './core/nats-access.js';
-import { UnsafeServerError } from './core/bus.js';
+import { PartitionCountError, UnsafeServerError } from './core/bus.js';
 import { ConnectorUnavailableError, connectorTypes, loadFactories } from './connectors/registry.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
@@ -167,10 +167,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError || err instanceof UnsafeServerError) log.fatal(err.message);
+    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError || err instanceof UnsafeServerError || err instanceof PartitionCountError) log.fatal(err.message);
     else log.fatal({ err: errorMessage(err) }, 'failed to start');
     await gateway.stop().catch(() => {});
-    return err instanceof NatsAccessError ? 78 : 1;
+    return err instanceof NatsAccessError || err instanceof PartitionCountError ? 78 : 1;
   }
   return -1; // keep running
 }

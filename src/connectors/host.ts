@@ -367,7 +367,8 @@ export class ConnectorHost {
         // not acknowledged the platform yet), and say so after a few seconds.
         for (let attempt = 1; ; attempt++) {
           try {
-            const ack = await bus.js.publish(subject, payload, { msgID: event.id });
+            // On the conversation's partition: one router replica owns it and routes it in order.
+            const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id });
             unstalled();
             if (ack.duplicate) metrics.duplicates.inc({ channel });
             return { duplicate: ack.duplicate, seq: ack.seq };

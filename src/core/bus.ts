@@ -23,7 +23,7 @@ import {
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
-import { Buckets, MEDIA_BUCKET, Streams, Subjects } from './subjects.js';
+import { Buckets, MEDIA_BUCKET, Streams, Subjects, orderKey, partitionOf } from './subjects.js';
 import { JsPipeline, PipelinedKv } from './js-pipeline.js';
 import { natsConnectionOptions, type NatsAccess } from './nats-access.js';
 import { CasGuard } from './cas-guard.js';
@@ -49,6 +49,11 @@ export interface BusOptions extends NatsAccess {
    * guard (cas-guard.ts), 'refuse' stops the start. Default 'guard'.
    */
   unsafeCas?: 'guard' | 'refuse';
+  /**
+   * Inbound partitions (config `router.partitions`): fixed when the deployment is first
+   * provisioned; a start asking for another count is refused. Default 32.
+   */
+  partitions?: number;
   /** Dead letters: stream age and size limits, and the per-letter and per-source limits. */
   deadLetters?: { maxAgeMs: number; maxBytes: number } & DeadLetterLimits;
 }
@@ -66,6 +71,11 @@ const GUARD_TTL_MS = 30_000;
 
 const DAY = 86_400_000;
 const INSTALLATION_KEY = 'installation-id';
+const PARTITIONS_KEY = 'router-partitions';
+export const DEFAULT_PARTITIONS = 32;
+
+/** The deployment was provisioned with another partition count than this start asks for. */
+export class PartitionCountError extends Error {}
 const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
 
 export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> {
@@ -113,6 +123,8 @@ export class Bus {
   casCheck?: { update: CasProbeResult; create: CasProbeResult; guarded: boolean };
   /** Set by provision() (see ensureInstallationId). */
   installationId = '';
+  /** Inbound partitions of this deployment; set by provision() (see ensurePartitionCount). */
+  partitions = DEFAULT_PARTITIONS;
   private constructor(
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
@@ -166,6 +178,40 @@ export class Bus {
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
     this.installationId = await this.ensureInstallationId();
+    this.partitions = await this.ensurePartitionCount(this.options.partitions ?? DEFAULT_PARTITIONS);
+  }
+
+  /** The subject an inbound event is published on: its conversation's partition (subjects.ts). */
+  inboundSubject(e: Parameters<typeof orderKey>[0]): string {
+    return Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), this.partitions));
+  }
+
+  /**
+   * The partition count is part of the data: every stored inbound subject carries a partition,
+   * and a conversation's messages must stay in one. The first replica writes it (create-only);
+   * a later start with another count is refused rather than splitting conversations.
+   */
+  private async ensurePartitionCount(wanted: number): Promise<number> {
+    for (;;) {
+      const entry = await this.kv.meta.get(PARTITIONS_KEY);
+      if (entry && entry.operation === 'PUT') {
+        const stored = Number(entry.string());
+        if (stored !== wanted) {
+          throw new PartitionCountError(
+            `router.partitions is ${wanted}, but this deployment was provisioned with ${stored} partitions (key ${PARTITIONS_KEY} in ${Buckets.meta}); ` +
+              `the count cannot change on existing data (a conversation would move partitions and lose its order): set router.partitions: ${stored}`,
+          );
+        }
+        return stored;
+      }
+      try {
+        await this.kv.meta.create(PARTITIONS_KEY, String(wanted));
+        this.log.info({ partitions: wanted }, 'inbound partition count fixed for this deployment');
+        return wanted;
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+      }
+    }
   }
 
   /**

@@ -155,6 +155,11 @@ export const GatewayConfig = z.object({
       reopenWindow: Duration.prefault('7d'),
       /** Messages processed at once (different conversations in parallel, each in order). */
       concurrency: z.number().int().min(1).max(4096).default(256),
+      /**
+       * Inbound partitions: each conversation hashes to one, each partition is consumed in order
+       * by one replica at a time. Fixed when the deployment is first provisioned.
+       */
+      partitions: z.number().int().min(1).max(1024).default(32),
       ackWait: PositiveDuration.prefault('30s'),
       /** Language of the texts the gateway writes itself (acknowledgement, rating request, lead alerts). */
       language: z.enum(LANGUAGES).default('ru'),

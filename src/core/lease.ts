@@ -65,6 +65,22 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
     await sleep(renewEvery, o.signal);
   }
   if (o.signal?.aborted) throw new Error(`lease ${key}: aborted while waiting`);
+  return hold(kv, key, o, revision, confirmedAt);
+}
+
+/** One attempt: the lease if it was free (or already ours), else null. Never waits. */
+export async function tryAcquireLease(kv: KV, key: string, o: LeaseOptions): Promise<Lease | null> {
+  const now = o.now ?? (() => performance.now());
+  const sentAt = now();
+  const revision = await tryTake(kv, key, o.holder);
+  return revision > 0 ? hold(kv, key, o, revision, sentAt) : null;
+}
+
+/** Keeps a lease just taken at `revision` (confirmed as sent at `confirmedAt`) renewed. */
+function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: number): Lease {
+  const now = o.now ?? (() => performance.now());
+  const renewEvery = Math.max(250, Math.floor(o.ttlMs / 3));
+  let revision = taken;
   const token = revision;
 
   let onLost!: () => void;

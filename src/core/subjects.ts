@@ -34,7 +34,12 @@ export const Buckets = {
 export const MEDIA_BUCKET = 'omni_media';
 
 export const Subjects = {
+  /** Unpartitioned: what versions before partitioning published, still consumed (docs/architecture.md#ownership-of-conversations). */
   inbound: (channel: string, account: string) => `omni.in.${channel}.${account}`,
+  /** The partition of the event's conversation as the last token (partitionOf). */
+  inboundPartition: (channel: string, account: string, partition: number) => `omni.in.${channel}.${account}.${partition}`,
+  inboundPartitionFilter: (partition: number) => `omni.in.*.*.${partition}`,
+  inboundUnpartitioned: 'omni.in.*.*',
   inboundAll: 'omni.in.>',
   outbound: (channel: string, account: string) => `omni.out.${channel}.${account}`,
   outboundAll: 'omni.out.>',
@@ -55,7 +60,9 @@ export const Subjects = {
 } as const;
 
 export const Consumers = {
+  /** Unpartitioned inbound subjects (and, on a deployment from before partitioning, everything). */
   router: 'router',
+  routerPartition: (partition: number) => `router-p${partition}`,
   routerStatus: 'router-status',
   outbound: (channel: string, account: string) => `out-${channel}-${account}`,
   webhooks: (name: string) => `webhook-${name}`,
@@ -68,4 +75,28 @@ export function kvSafe(value: string): string {
 
 export function hashKey(value: string): string {
   return createHash('sha256').update(value).digest('base64url');
+}
+
+/**
+ * The key that orders inbound work: a conversation (chat, thread), or for email the sender, since
+ * a mail's conversation is known only after threading. Events with the same key are processed one
+ * at a time, in stream order, by the one replica that owns the key's partition.
+ */
+export function orderKey(e: { channel: string; account: string; conversation: { id: string; threadId?: string }; email?: { from: string } }): string {
+  if (e.email) return `${e.channel}\u0000${e.account}\u0000${e.email.from.toLowerCase()}`;
+  return `${e.channel}\u0000${e.account}\u0000${e.conversation.id}\u0000${e.conversation.threadId ?? ''}`;
+}
+
+/**
+ * The partition of an order key: FNV-1a (32 bit) of its UTF-8 bytes, modulo the partition count.
+ * Stable across versions and processes: it is part of the bus layout (a publisher outside
+ * omnigate computes the same).
+ */
+export function partitionOf(key: string, partitions: number): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(key, 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % partitions;
 }

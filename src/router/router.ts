@@ -1,7 +1,9 @@
 /**
- * The router: a durable consumer on omni.in.> that threads every inbound event into a ticket,
- * appends it to the ticket log and announces it on omni.events.ticket.*; and a second durable
- * consumer on omni.status.> whose delivery outcomes go into the log (deliveries.ts).
+ * The router: consumes the inbound partitions this replica owns (partitions.ts: one durable
+ * consumer per partition, each partition owned by one replica, so a conversation is routed in
+ * publish order), threads every inbound event into a ticket, appends it to the ticket log and
+ * announces it on omni.events.ticket.*; and a durable consumer on omni.status.> whose delivery
+ * outcomes go into the log (deliveries.ts).
  *
  * Exactly-once effect: every step is idempotent (index claims are create-if-absent, log appends
  * carry a Nats-Msg-Id derived from the event id, ticket updates skip log sequences already
@@ -31,6 +33,7 @@ import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
+import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import { sleep } from '../core/sleep.js';
@@ -63,6 +66,9 @@ export class Router {
   private readonly deliveries: DeliveryRecorder;
   private readonly lanes = new KeyedLanes();
   private readonly loops: SupervisedLoop[] = [];
+  /** Inbound messages handled at once, across every owned partition. */
+  private readonly inboundSlots: Semaphore;
+  private ownership?: PartitionOwnership;
   /** Called once for each ticket a customer message opened (auto-acknowledgement). */
   onTicketOpened?: (ticket: Ticket, event: InboundMessage) => Promise<void>;
   /** Called when a customer answers a satisfaction request with a low rating. */
@@ -78,67 +84,94 @@ export class Router {
     this.journal = new Journal(bus);
     this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now });
     this.deliveries = new DeliveryRecorder(bus, this.store, this.journal, this.metrics, log);
+    this.inboundSlots = new Semaphore(o.concurrency);
   }
 
   async start(): Promise<void> {
     const ackWait = this.o.ackWaitMs * 1_000_000;
-    const inbound = { durable_name: Consumers.router, ack_wait: ackWait, max_ack_pending: this.o.concurrency * 4, max_deliver: -1 };
     const status = { durable_name: Consumers.routerStatus, ack_wait: ackWait, max_ack_pending: 1024, max_deliver: -1 };
-    await this.bus.ensureConsumer(Streams.inbound, inbound);
     await this.bus.ensureConsumer(Streams.status, status);
+    const units = this.bus.partitions + 1;
+    this.ownership = new PartitionOwnership(this.bus, this.log, this.supervisor, {
+      partitions: this.bus.partitions,
+      ttlMs: this.bus.options.leaseTtlMs,
+      consumer: { ack_wait: ackWait, max_ack_pending: this.o.concurrency * 4, max_deliver: -1 },
+      // A partition's buffer is its share of the concurrency; the unpartitioned unit carries
+      // everything older publishers send, so it keeps the whole.
+      consume: (run, c) =>
+        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000), this.inboundSlots, (m) => this.onInbound(m, c)),
+    });
+    const ownership = this.ownership;
     // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
-    const consume = (stream: string, config: { durable_name: string; ack_wait: number; max_ack_pending: number; max_deliver: number }, concurrency: number, handle: (m: JsMsg) => Promise<void>) => {
-      let runs = 0;
-      return async (r: LoopRun) => {
-        if (runs++ > 0) await this.bus.ensureConsumer(stream, config);
-        await this.run(r, stream, config.durable_name, concurrency, handle);
-      };
+    let runs = 0;
+    const consumeStatus = async (r: LoopRun) => {
+      if (runs++ > 0) await this.bus.ensureConsumer(Streams.status, status);
+      await this.run(r, Streams.status, status.durable_name, 64, new Semaphore(64), (m) => this.deliveries.handle(m));
     };
     const essential = { essential: true };
-    this.loops.push(this.supervisor.run('router.inbound', consume(Streams.inbound, inbound, this.o.concurrency, (m) => this.onInbound(m)), essential));
-    this.loops.push(this.supervisor.run('router.status', consume(Streams.status, status, 64, (m) => this.deliveries.handle(m)), essential));
+    this.loops.push(this.supervisor.run('router.partitions', (r) => ownership.run(r), essential));
+    this.loops.push(this.supervisor.run('router.status', consumeStatus, essential));
   }
 
-  /** Stop pulling, finish what is in flight (acked), leave the rest for redelivery. */
+  /** Stop pulling, finish what is in flight (acked), give back owned partitions, leave the rest for redelivery. */
   async stop(): Promise<void> {
     await Promise.all(this.loops.map((l) => l.stop()));
     await this.lanes.idle();
   }
 
-  /** Pending messages in the inbound consumer: the router's lag. */
+  /** Pending messages in the inbound consumers this replica owns: its lag. */
   async lag(): Promise<number> {
-    const info = await this.bus.jsm.consumers.info(Streams.inbound, Consumers.router);
-    return info.num_pending + info.num_ack_pending;
+    let lag = 0;
+    for (const unit of this.ownership?.owned() ?? []) {
+      const info = await this.bus.jsm.consumers.info(Streams.inbound, this.ownership!.durableOf(unit));
+      lag += info.num_pending + info.num_ack_pending;
+    }
+    return lag;
+  }
+
+  /** The inbound units (partitions; the last is the unpartitioned subjects) this replica owns now. */
+  ownedPartitions(): number[] {
+    return this.ownership?.owned() ?? [];
   }
 
   /**
    * One run of a consumer loop (the supervisor restarts it if it ends). Messages buffered when it
    * stops are still handled: the router's steps are idempotent and each is acked or nak'ed.
    */
-  private async run({ signal, progress }: LoopRun, stream: string, durable: string, concurrency: number, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+  private async run({ signal, progress }: LoopRun, stream: string, durable: string, batch: number, sem: Semaphore, handle: (m: JsMsg) => Promise<void>): Promise<void> {
     const consumer = await this.bus.js.consumers.get(stream, durable);
-    const messages = await consumer.consume({ max_messages: Math.min(concurrency * 2, 1000) });
+    const messages = await consumer.consume({ max_messages: batch });
     const onAbort = () => messages.stop();
     signal.addEventListener('abort', onAbort, { once: true });
-    const sem = new Semaphore(concurrency);
+    // Stopped while the consumer was being set up (a partition given back at once): an abort
+    // that came before the listener would otherwise leave this loop pulling forever.
+    if (signal.aborted) onAbort();
+    const inFlight = new Set<Promise<void>>();
     try {
       for await (const m of messages) {
         await sem.acquire();
-        void handle(m)
+        const p: Promise<void> = handle(m)
           .catch((err) => this.log.error({ err: errorMessage(err), stream, seq: m.seq }, 'message handling failed; it comes back after ack_wait'))
           .finally(() => {
             sem.release();
+            inFlight.delete(p);
             progress();
           });
+        inFlight.add(p);
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
+      // A partition is handed to another replica only once all it delivered here was settled.
+      await Promise.all(inFlight);
     }
   }
 
   // ---- inbound ----
 
-  private async onInbound(m: JsMsg): Promise<void> {
+  private async onInbound(m: JsMsg, c: UnitConsumer): Promise<void> {
+    // A consumer from before partitioning sees every inbound subject; partitioned ones are their
+    // partition's (its owner routes them, in order), not this consumer's.
+    if (c.unfiltered && m.subject.split('.').length > 4) return m.ack();
     let event: InboundEvent;
     try {
       const parsed = InboundEvent.safeParse(m.json());
@@ -152,7 +185,7 @@ export class Router {
       return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
     await this.lanes
-      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered))
+      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered || m.seq <= c.suspectUpTo))
       .then(
         () => m.ack(),
         (err) => {
@@ -376,7 +409,7 @@ export class Router {
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
       await this.bus.deadLetters.park({
-        source: 'router', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`, payload: JSON.stringify(e),
+        source: 'router', subject: this.bus.inboundSubject(e), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`, payload: JSON.stringify(e),
       });
       return;
     }

@@ -13,6 +13,7 @@
  */
 import type { InboundMessage, Ticket, ThreadMatch } from '../core/schema.js';
 import { CLOSED_STATUSES } from '../core/schema.js';
+import { orderKey } from '../core/subjects.js';
 import { IndexKeys, normalizeMessageId, type TicketStore } from './tickets.js';
 
 export type Resolution =
@@ -47,9 +48,8 @@ export class Threader {
   }
 
   /** The key that orders work: messages with the same key are processed one at a time. */
-  laneKey(e: { channel: string; account: string; conversation: { id: string; threadId?: string }; email?: { from: string } }): string {
-    if (e.email) return `${e.channel}\u0000${e.account}\u0000${e.email.from.toLowerCase()}`;
-    return `${e.channel}\u0000${e.account}\u0000${e.conversation.id}\u0000${e.conversation.threadId ?? ''}`;
+  laneKey(e: Parameters<typeof orderKey>[0]): string {
+    return orderKey(e);
   }
 
   async resolve(e: InboundMessage, fresh = false): Promise<Resolution> {

@@ -1,0 +1,212 @@
+/**
+ * Ownership of conversations: the inbound stream is cut into a fixed number of partitions
+ * (`omni.in.<channel>.<account>.<partition>`, partition = hash of the conversation's order key,
+ * subjects.ts) and each partition is consumed by exactly one router replica at a time, through its
+ * own durable consumer with a single filter subject (nats-server 2.9 has no multi-filter
+ * consumers). One more unit, the unpartitioned subjects `omni.in.<channel>.<account>` that
+ * publishers from before partitioning use, is owned the same way through the `router` consumer.
+ *
+ * Claims are leases in `omni_leases` (`router.partition.<n>`, lease.ts: a dead holder's key
+ * expires after the lease TTL). Replicas announce themselves with a member lease
+ * (`router.member.<id>`) and each one computes its fair share from the sorted member list:
+ * replica i of M holds floor(U/M) units, one more if i < U mod M. A replica over its share gives
+ * back the excess (its non-home units first: unit u is home to member u mod M); a replica under
+ * it claims free units (home units first). So a join moves only the joiner's share, a death moves
+ * only the dead replica's units (after the TTL), and nothing moves while membership is stable.
+ *
+ * Handover. A unit is given back only after its consumer stopped pulling and every message it
+ * delivered was handled and acked, so the next owner starts exactly where this one ended. A
+ * holder that died leaves delivered-but-unacked messages that JetStream would hand out again only
+ * after ack_wait, behind the newer ones: the new owner therefore recreates the consumer at the ack
+ * floor, so those come first and in order, and treats every message the old consumer had
+ * delivered as possibly processed (the processed marker is read for them).
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { DeliverPolicy, type ConsumerConfig, type ConsumerInfo } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import { tryAcquireLease, acquireLease, type Lease } from '../core/lease.js';
+import type { Logger } from '../core/logger.js';
+import { errorMessage } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
+import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
+import type { LoopRun, SupervisedLoop, Supervisor } from '../core/supervisor.js';
+
+const PARTITION_KEY = 'router.partition.';
+const MEMBER_KEY = 'router.member.';
+/** In omni_meta: the highest stream sequence of a unit that an owner which did not finish had delivered. */
+const SUSPECT_KEY = 'router-suspect.';
+
+/** How a unit is consumed: which durable, which subjects, and up to which stream sequence a message may already have been routed. */
+export interface UnitConsumer {
+  unit: number;
+  durable: string;
+  /** Messages at or below this stream sequence were delivered to an owner that died: read the processed marker. */
+  suspectUpTo: number;
+  /** The consumer has no filter (created before partitioning): partitioned subjects reach it too and belong to their partition. */
+  unfiltered: boolean;
+}
+
+export interface OwnershipOptions {
+  partitions: number;
+  ttlMs: number;
+  /** Consumer settings every unit's consumer gets (ack_wait, max_ack_pending, max_deliver). */
+  consumer: Pick<ConsumerConfig, 'ack_wait' | 'max_ack_pending' | 'max_deliver'>;
+  /** Consumes one owned unit until the run's signal aborts; returns only after its in-flight messages were acked or nak'ed. */
+  consume(run: LoopRun, c: UnitConsumer): Promise<void>;
+}
+
+interface Held {
+  lease: Lease;
+  loop: SupervisedLoop;
+}
+
+export class PartitionOwnership {
+  readonly id = kvSafe(`${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
+  private readonly held = new Map<number, Held>();
+  /** Units: the partitions, then the unpartitioned subjects. */
+  private readonly units: number;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+    private readonly supervisor: Supervisor,
+    private readonly o: OwnershipOptions,
+  ) {
+    this.units = o.partitions + 1;
+  }
+
+  /** The units this replica holds now (for lag and tests). */
+  owned(): number[] {
+    return [...this.held.keys()].sort((a, b) => a - b);
+  }
+
+  durableOf(unit: number): string {
+    return unit === this.o.partitions ? Consumers.router : Consumers.routerPartition(unit);
+  }
+
+  /** Body of the supervised coordinator loop: membership, claims, hand-backs; gives everything back when stopped. */
+  async run({ signal, progress }: LoopRun): Promise<void> {
+    const memberOptions = { ttlMs: this.o.ttlMs, holder: this.id, signal, log: this.log };
+    let member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
+    const tick = Math.max(200, Math.floor(this.o.ttlMs / 6));
+    try {
+      while (!signal.aborted) {
+        // Paused past the TTL: others may have counted us out for a moment; say we are here again.
+        // Owned units keep their own leases, and a lost one stops its consumer by itself.
+        if (!member.valid()) member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
+        await this.rebalance(signal);
+        progress();
+        await sleep(tick, signal);
+      }
+    } finally {
+      await Promise.all([...this.held.keys()].map((u) => this.giveBack(u, 'stopping')));
+      await member.release();
+    }
+  }
+
+  private async rebalance(signal: AbortSignal): Promise<void> {
+    for (const [unit, h] of this.held) if (!h.lease.valid()) this.forget(unit, 'lease lost');
+    const members = await this.keys(MEMBER_KEY);
+    if (!members.includes(this.id)) members.push(this.id);
+    members.sort();
+    const m = members.length;
+    const me = members.indexOf(this.id);
+    const share = Math.floor(this.units / m) + (me < this.units % m ? 1 : 0);
+    const home = (u: number) => u % m === me;
+    if (this.held.size > share) {
+      // Non-home units first, so the replica they are home to can take them.
+      const excess = [...this.held.keys()].sort((a, b) => Number(home(a)) - Number(home(b)) || b - a).slice(0, this.held.size - share);
+      this.log.info({ units: excess, share, members: m }, 'giving partitions back: more than this replica\'s share since a replica joined');
+      await Promise.all(excess.map((u) => this.giveBack(u, 'rebalance')));
+      return;
+    }
+    if (this.held.size === share) return;
+    const taken = new Set((await this.keys(PARTITION_KEY)).map(Number));
+    const free = Array.from({ length: this.units }, (_, u) => u)
+      .filter((u) => !taken.has(u) && !this.held.has(u))
+      .sort((a, b) => Number(home(b)) - Number(home(a)) || a - b);
+    for (const unit of free) {
+      if (this.held.size >= share || signal.aborted) break;
+      const lease = await tryAcquireLease(this.bus.kv.leases, PARTITION_KEY + unit, { ttlMs: this.o.ttlMs, holder: this.id, log: this.log });
+      if (!lease) continue;
+      this.take(unit, lease, share, m);
+    }
+  }
+
+  private take(unit: number, lease: Lease, share: number, members: number): void {
+    const name = unit === this.o.partitions ? 'router.unpartitioned' : `router.partition.${unit}`;
+    const loop = this.supervisor.run(name, async (run) => {
+      const c = await this.prepare(unit);
+      if (!lease.valid() || run.signal.aborted) return;
+      await this.o.consume(run, c);
+    });
+    this.held.set(unit, { lease, loop });
+    this.log.info({ unit, fence: lease.token, share, members }, unit === this.o.partitions ? 'owning the unpartitioned inbound subjects' : 'owning partition');
+    // A lease lost (not renewed in time, taken over) stops consuming at once: the next owner has it.
+    lease.lost.then(
+      () => {
+        if (this.held.get(unit)?.lease === lease) this.forget(unit, 'lease lost');
+      },
+      () => undefined,
+    );
+  }
+
+  /** Stops consuming a unit whose lease is gone; nothing to give back. */
+  private forget(unit: number, why: string): void {
+    const h = this.held.get(unit);
+    if (!h) return;
+    this.held.delete(unit);
+    this.log.warn({ unit, why }, 'partition no longer owned');
+    h.loop.stop().catch((err: unknown) => this.log.warn({ unit, err: errorMessage(err) }, 'stopping the partition consumer failed'));
+  }
+
+  /** Stops pulling, lets every delivered message finish (acked), then releases the lease. */
+  private async giveBack(unit: number, why: string): Promise<void> {
+    const h = this.held.get(unit);
+    if (!h) return;
+    this.held.delete(unit);
+    await h.loop.stop();
+    await h.lease.release();
+    this.log.info({ unit, why }, 'partition given back');
+  }
+
+  /**
+   * The unit's durable consumer, ready to consume in order. Messages delivered and not acked
+   * belong to an owner that died (or to an earlier run of ours that ended): recreate the consumer
+   * at the ack floor so they come again first, not after ack_wait behind newer ones.
+   */
+  private async prepare(unit: number): Promise<UnitConsumer> {
+    const durable = this.durableOf(unit);
+    const filter = unit === this.o.partitions ? Subjects.inboundUnpartitioned : Subjects.inboundPartitionFilter(unit);
+    await this.bus.ensureConsumer(Streams.inbound, { durable_name: durable, filter_subject: filter, ...this.o.consumer });
+    const info: ConsumerInfo = await this.bus.jsm.consumers.info(Streams.inbound, durable);
+    const unfiltered = !info.config.filter_subject;
+    // What an owner that died had delivered stays suspect for every later owner too: one that took
+    // over and gave the unit back before reaching that point hands on a consumer without pending.
+    const suspectKey = SUSPECT_KEY + unit;
+    const stored = await this.bus.kv.meta.get(suspectKey);
+    let suspectUpTo = stored && stored.operation === 'PUT' ? Number(stored.string()) : 0;
+    // A pull request the previous owner left on the server would still be served first, to an
+    // inbox nobody reads: those messages would come back only after ack_wait, out of order.
+    if (info.num_ack_pending === 0 && info.num_waiting === 0) return { unit, durable, suspectUpTo, unfiltered };
+    const floor = info.ack_floor.stream_seq;
+    if (info.num_ack_pending > 0 && info.delivered.stream_seq > suspectUpTo) {
+      suspectUpTo = info.delivered.stream_seq;
+      await this.bus.kv.meta.put(suspectKey, String(suspectUpTo));
+    }
+    if (info.num_ack_pending > 0) this.log.warn({ unit, durable, ackFloor: floor, delivered: info.delivered.stream_seq, pending: info.num_ack_pending }, 'taking over messages a previous owner did not finish: consuming again from its ack floor, in order');
+    else this.log.info({ unit, durable, waiting: info.num_waiting }, 'recreating the partition consumer at its ack floor: the previous owner\'s pull requests are still open');
+    const { name: _n, durable_name: _d, deliver_policy: _p, opt_start_seq: _s, opt_start_time: _t, ...rest } = info.config;
+    await this.bus.jsm.consumers.delete(Streams.inbound, durable);
+    await this.bus.jsm.consumers.add(Streams.inbound, { ...rest, durable_name: durable, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 });
+    return { unit, durable, suspectUpTo, unfiltered };
+  }
+
+  /** Distinct: a key renewed while the listing runs can be listed twice. */
+  private async keys(prefix: string): Promise<string[]> {
+    const out = new Set<string>();
+    for await (const k of await this.bus.kv.leases.keys(`${prefix}>`)) out.add(k.slice(prefix.length));
+    return [...out];
+  }
+}
