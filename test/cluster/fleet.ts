@@ -286,6 +286,14 @@ export class Fleet {
       lastSeq.set(p.ticketId, Math.max(last, p.seq));
     }
 
+    // A helpdesk opens its own ticket on ticket.created: each ticket must announce it once.
+    const created = new Map<string, Set<number>>();
+    for (const p of this.hook) if (p.type === 'ticket.created') (created.get(p.ticketId) ?? created.set(p.ticketId, new Set()).get(p.ticketId)!).add(p.seq);
+    for (const t of conversationsOf.keys()) {
+      const n = created.get(t)?.size ?? 0;
+      if (n !== 1) problems.push(`ticket ${t} announced ticket.created ${n} times (posts: ${this.hook.filter((p) => p.ticketId === t).map((p) => `${p.seq}:${p.type}:${p.eventId}`).join(' ')})`);
+    }
+
     const delays = ids.map((id) => (this.firstHookAt.get(id) ?? NaN) - (this.sentAt.get(id) ?? NaN)).filter((d) => Number.isFinite(d)).sort((a, b) => a - b);
     const q = (p: number) => delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? NaN;
     return {
@@ -309,7 +317,7 @@ export class Fleet {
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.gateways.map((g) => g?.process.kill('SIGKILL')));
+    await Promise.all(this.gateways.map(async (g) => g?.process.kill('SIGKILL')));
     await this.nc?.close();
     await this.cluster?.stop();
     await new Promise((r) => this.receiver?.close(r));

@@ -4,12 +4,13 @@
  * or nats-server from PATH, like nats-server.ts.
  *
  * Faults: `kill(i, 'SIGKILL')` and `restart(i)` (same ports, same store directory: the node
- * rejoins and catches up); `partition(i)` restarts a node on a fresh route port with no routes, so
+ * rejoins and catches up); `partition(i)` restarts a node on a fresh route port with a route to nowhere, so
  * neither side can reach the other while its clients stay connected to it (the minority side of a
  * split), and `heal(i)` restarts it with its routes back. `streamLeader(name)` asks
  * $JS.API.STREAM.INFO which node leads a stream.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,7 +37,7 @@ export interface TestCluster {
   kill(i: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts node i again on its ports and store directory (stops it first if it runs). */
   restart(i: number): Promise<void>;
-  /** Cuts node i off: restarted with a route port nobody dials and no routes. */
+  /** Cuts node i off: restarted with a route port nobody dials and a route to nowhere. */
   partition(i: number): Promise<void>;
   /** Ends a partition: node i restarted with its routes. */
   heal(i: number): Promise<void>;
@@ -47,20 +48,34 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-/** Ports the OS says are free now; the servers bind them a moment later. */
+/**
+ * Ports free now, picked below the kernel's ephemeral range: a node restarted after a fault must
+ * get its port back, and a port from listen(0) could meanwhile be the source port of some
+ * outgoing connection (the tests open hundreds), making the restart fail with EADDRINUSE.
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<import('node:net').Server>((resolve, reject) => {
-        const s = createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve(s));
-      }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const low = ephemeralLow();
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+    if (ports.includes(port)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
   return ports;
+}
+
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isFinite(low) && low > 11_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
 }
 
 export async function startCluster(size = 3): Promise<TestCluster> {
@@ -72,8 +87,10 @@ export async function startCluster(size = 3): Promise<TestCluster> {
 
   const launch = async (i: number, mode: 'routed' | 'isolated'): Promise<void> => {
     const name = `n${i + 1}`;
-    const routes = mode === 'routed' ? routePorts.map((p) => `"nats-route://127.0.0.1:${p}"`).join(', ') : '';
-    const routeListen = mode === 'routed' ? routePorts[i]! : (await freePorts(1))[0]!;
+    // Isolated: a clustered JetStream server needs some route, so it gets one to a port nobody
+    // listens on, and listens on another nobody dials.
+    const [routeListen, nowhere] = mode === 'routed' ? [routePorts[i]!, 0] : await freePorts(2);
+    const routes = (mode === 'routed' ? routePorts : [nowhere]).map((p) => `"nats-route://127.0.0.1:${p}"`).join(', ');
     const conf = join(dir, `${name}.${mode}.conf`);
     await writeFile(
       conf,
@@ -171,7 +188,7 @@ async function withManager<T>(cluster: TestCluster, fn: (jsm: Awaited<ReturnType
 async function waitForPort(node: ClusterNode): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (node.process.exitCode !== null) throw new Error(`nats-server ${node.name} exited (${node.process.exitCode}): ${node.stderrTail()}`);
+    if (node.process.exitCode !== null) throw new Error(`nats-server ${node.name} exited (${node.process.exitCode}): ${node.stderrTail().slice(-600)}`);
     try {
       const nc = await connect({ servers: node.url, timeout: 1000, reconnect: false });
       await nc.close();
