@@ -37,6 +37,8 @@ export interface HookPost {
 export interface FleetReport {
   sent: number;
   logged: number;
+  /** Inbound entries in the ticket logs per channel (all channels, not only the driver's). */
+  loggedByChannel: Record<string, number>;
   tickets: number;
   replies: number;
   replyRepeats: number;
@@ -65,7 +67,7 @@ export class Fleet {
   private readonly pending = new Set<Promise<unknown>>();
   private next = 0;
 
-  constructor(private readonly o: { leaseTtl?: string; extraConfig?: Record<string, unknown> } = {}) {}
+  constructor(private readonly o: { leaseTtl?: string; extraConfig?: Record<string, unknown>; connectors?: () => Array<Record<string, unknown>> } = {}) {}
 
   async start(count = 3): Promise<void> {
     this.cluster = await startCluster(3);
@@ -91,7 +93,7 @@ export class Fleet {
         };
         this.hook.push(post);
         if (post.eventId && !this.firstHookAt.has(post.eventId)) this.firstHookAt.set(post.eventId, post.at);
-        if (post.type === 'ticket.created') this.requestReply(post.ticketId);
+        if (post.type === 'ticket.created' && body.channel === 'webhook') this.requestReply(post.ticketId);
         res.writeHead(200).end('ok');
       });
     });
@@ -111,7 +113,7 @@ export class Fleet {
       log: { level: 'info' },
       api: { tokens: [{ name: 'helpdesk', token: TOKEN }] },
       router: { ackWait: '5s', concurrency: 64 },
-      connectors: [{ type: 'webhook', account: ACCOUNT, secret: SECRET, callbackUrl: `http://127.0.0.1:${this.receiverPort}/cb` }],
+      connectors: [{ type: 'webhook', account: ACCOUNT, secret: SECRET, callbackUrl: `http://127.0.0.1:${this.receiverPort}/cb` }, ...(this.o.connectors?.() ?? [])],
       webhooks: [{ name: 'helpdesk', url: `http://127.0.0.1:${this.receiverPort}/hook`, secret: SECRET, events: ['ticket.created', 'ticket.message'], redeliverAfter: '5s', backoffBase: '100ms', backoffMax: '1s' }],
       ...this.o.extraConfig,
     };
@@ -187,15 +189,16 @@ export class Fleet {
    * Sends `total` messages over `conversations` at about `perSecond`, while `during` runs (the
    * fault). Returns once every send was accepted and `during` finished.
    */
-  async load(o: { total: number; conversations: number; perSecond: number; during?: () => Promise<void> }): Promise<string[]> {
+  async load(o: { total: number; conversations: number; perSecond: number; during?: () => Promise<void>; from?: number }): Promise<string[]> {
     const ids: string[] = [];
     const fault = o.during?.();
     const t0 = Date.now();
-    for (let n = 0; n < o.total; n++) {
+    for (let i = 0; i < o.total; i++) {
+      const n = (o.from ?? 0) + i;
       const messageId = `m${n}`;
       ids.push(`webhook:${ACCOUNT}:${messageId}`);
       this.send(`conv-${n % o.conversations}`, messageId);
-      const due = t0 + ((n + 1) * 1000) / o.perSecond;
+      const due = t0 + ((i + 1) * 1000) / o.perSecond;
       if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
     }
     await fault;
@@ -230,9 +233,11 @@ export class Fleet {
       for await (const m of batch) {
         left--;
         const entry = m.json<LogEntry>();
-        if (entry.kind === 'inbound') entries.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
+        if (entry.kind === 'inbound') entries.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: `${entry.event.channel}/${entry.event.conversation.id}` });
       }
     }
+    const loggedByChannel: Record<string, number> = {};
+    for (const e of entries) loggedByChannel[e.conversation.split('/')[0]!] = (loggedByChannel[e.conversation.split('/')[0]!] ?? 0) + 1;
     const perEvent = new Map<string, number>();
     for (const e of entries) perEvent.set(e.eventId, (perEvent.get(e.eventId) ?? 0) + 1);
     const notLogged = ids.filter((id) => !perEvent.has(id));
@@ -298,7 +303,8 @@ export class Fleet {
     const q = (p: number) => delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? NaN;
     return {
       sent: ids.length,
-      logged: perEvent.size,
+      logged: ids.filter((id) => perEvent.has(id)).length,
+      loggedByChannel,
       tickets: conversationsOf.size,
       replies: this.replyPosts.size,
       replyRepeats,
