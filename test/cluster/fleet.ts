@@ -251,7 +251,8 @@ export class Fleet {
       (ticketsOf.get(e.conversation) ?? ticketsOf.set(e.conversation, new Set()).get(e.conversation)!).add(e.ticketId);
       (conversationsOf.get(e.ticketId) ?? conversationsOf.set(e.ticketId, new Set()).get(e.ticketId)!).add(e.conversation);
     }
-    for (const [c, t] of ticketsOf) if (t.size !== 1) problems.push(`conversation ${c} in ${t.size} tickets: ${[...t].join(', ')}`);
+    // Email threads by Message-ID headers, not by conversation (the mailbox): each new mail here is its own ticket.
+    for (const [c, t] of ticketsOf) if (t.size !== 1 && !c.startsWith('email/')) problems.push(`conversation ${c} in ${t.size} tickets: ${[...t].join(', ')}`);
     for (const [t, c] of conversationsOf) if (c.size !== 1) problems.push(`ticket ${t} holds ${c.size} conversations`);
 
     const kv = await new Kvm(js).open('omni_tickets');

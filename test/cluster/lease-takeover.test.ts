@@ -31,8 +31,8 @@ const fleet = new Fleet({
     { type: 'telegram', account: 'bot', token: TG_TOKEN, apiRoot: bot.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } },
     ...(dovecot
       ? [{
-          type: 'email', account: 'support', firstRun: 'all',
-          mailboxes: [{ address: MAILBOX, name: 'Поддержка', pollIntervalMs: 250, imap: { host: dovecot.host, port: dovecot.port, secure: false, starttls: false, user: MAILBOX, pass: PASSWORD }, smtp: { host: '127.0.0.1', port: 9, secure: false, starttls: false } }],
+          type: 'email', account: 'support', firstRun: 'all', pollIntervalMs: 250,
+          mailboxes: [{ address: MAILBOX, name: 'Поддержка', imap: { host: dovecot.host, port: dovecot.port, secure: false, starttls: false, user: MAILBOX, pass: PASSWORD }, smtp: { host: '127.0.0.1', port: 9, secure: false, starttls: false } }],
         }]
       : []),
   ],
