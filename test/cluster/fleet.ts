@@ -49,6 +49,8 @@ export interface FleetReport {
   p99: number;
   max: number;
   problems: string[];
+  /** Webhook first copies out of order per ticket (also in `problems`). */
+  inversions: string[];
 }
 
 export class Fleet {
@@ -278,6 +280,7 @@ export class Fleet {
     // sees them); a repeat only from a newer lease holder re-sending what the old one had posted.
     const firstToken = new Map<number, number>();
     const lastSeq = new Map<string, number>();
+    const inversions: string[] = [];
     let hookRepeats = 0;
     for (const p of this.hook) {
       const first = firstToken.get(p.seq);
@@ -288,9 +291,11 @@ export class Fleet {
       }
       firstToken.set(p.seq, p.token);
       const last = lastSeq.get(p.ticketId) ?? 0;
-      if (p.seq < last) problems.push(`webhook inversion on ${p.ticketId}: ${p.seq} after ${last}`);
+      if (p.seq < last) inversions.push(`webhook inversion on ${p.ticketId}: ${p.seq} after ${last}`);
       lastSeq.set(p.ticketId, Math.max(last, p.seq));
     }
+
+    problems.push(...inversions);
 
     // A helpdesk opens its own ticket on ticket.created: each ticket must announce it once.
     const created = new Map<string, Set<number>>();
@@ -315,6 +320,7 @@ export class Fleet {
       p99: q(0.99),
       max: delays.at(-1) ?? NaN,
       problems,
+      inversions,
     };
   }
 
