@@ -208,6 +208,7 @@ async function soakMain(duration: string): Promise<void> {
 async function main(): Promise<void> {
   const soakAt = process.argv.indexOf('--soak');
   if (soakAt >= 0) return soakMain(process.argv[soakAt + 1] ?? '');
+  if (process.argv.includes('--cluster')) return (await import('./cluster.js')).clusterMain();
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });

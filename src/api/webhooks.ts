@@ -11,7 +11,7 @@ import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
-import { LaneConsumer } from '../core/lane-consumer.js';
+import { LaneConsumer, ackSubject } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { closeTerm, openTerm, rewindOrphans, type Term } from './webhook-takeover.js';
 import type { Logger } from '../core/logger.js';
@@ -24,6 +24,9 @@ import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/superviso
 
 /** How long a POST in flight at shutdown may still take before it is cut off (and nak'ed). */
 const POST_GRACE_MS = 2_000;
+/** A confirmed ack (see ackConfirmed): how long one try waits, and how many tries before a plain ack. */
+const ACK_CONFIRM_TIMEOUT_MS = 2_000;
+const ACK_CONFIRM_TRIES = 10;
 
 export interface WebhookTarget {
   name: string;
@@ -273,7 +276,7 @@ export class WebhookDispatcher {
         return this.settle(m, 'nak');
       }
       const outcome = await this.post(m.data, type, m.info.streamSequence);
-      if (outcome.ok) return this.settle(m, 'ack');
+      if (outcome.ok) return this.ackConfirmed(m);
       if (this.term.signal.aborted) return this.settle(m, 'nak');
       if (Date.now() - firstSeen > this.target.retryFor) {
         metrics.webhookParked.inc({ webhook: this.target.name });
@@ -292,6 +295,29 @@ export class WebhookDispatcher {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
       await sleep(delay, this.term.signal);
     }
+  }
+
+  /**
+   * The receiver took the event: ack, and hear the server confirm it. An ack lost on the way (on
+   * a cluster, those sent while the consumer's leader moves are dropped) brings the event back
+   * after redeliverAfter, and this same holder would post it a second time under one lease token.
+   * Until the server confirms, the event stays held in its lane: a redelivered copy is dropped,
+   * progress marks go on, later events of the ticket wait their turn. Stopping, the lease running
+   * out, or ACK_CONFIRM_TRIES unanswered tries end the wait with a plain ack (at least once).
+   */
+  private async ackConfirmed(m: JsMsg): Promise<void> {
+    const subject = ackSubject(m);
+    for (let attempt = 0; subject && attempt < ACK_CONFIRM_TRIES && !this.term.signal.aborted; attempt++) {
+      if (this.held?.expired()) return; // see settle
+      try {
+        await this.bus.nc.request(subject, '+ACK', { timeout: ACK_CONFIRM_TIMEOUT_MS });
+        return;
+      } catch (err) {
+        if (attempt === 0) this.log.warn({ webhook: this.target.name, seq: m.info.streamSequence, err: errorMessage(err) }, 'ack of a delivered event not confirmed; holding it and acking again, so it is not posted twice');
+      }
+      await sleep(backoffMs(attempt, 250, 2000), this.term.signal);
+    }
+    this.settle(m, 'ack');
   }
 
   /**

@@ -26,6 +26,9 @@ export interface OutboundRunnerOptions {
 /** How soon a message handed back by a replica that cannot send it is offered again. */
 const SEND_ELSEWHERE_DELAY_MS = 500;
 
+/** Tries to store an outcome before handing the message back: ~30 s of backoff plus each call's own timeout. */
+const RECORD_ATTEMPTS = 20;
+
 type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string };
 
 export class OutboundRunner {
@@ -193,7 +196,7 @@ export class OutboundRunner {
       at: new Date().toISOString(),
       purpose: msg.purpose,
     });
-    await this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`);
+    await this.recording(msg.id, () => this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`));
     if (status === 'failed') {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
       await this.bus.deadLetters.park({
@@ -201,8 +204,27 @@ export class OutboundRunner {
         reason: reason ?? 'failed', payload: m.data, meta: { outboundId: msg.id },
       });
     }
-    await this.bus.kv.dedup.put(markerKey, JSON.stringify(marker));
+    await this.recording(msg.id, () => this.bus.kv.dedup.put(markerKey, JSON.stringify(marker)));
     m.ack();
+  }
+
+  /**
+   * Records an outcome the platform already has. Handing the message back instead (nak) would
+   * redeliver it with its marker still 'in-flight': sent a second time where the receiver
+   * deduplicates, reported 'outcome_unknown' elsewhere — for a reply that was delivered. A NATS
+   * node loss costs seconds of timeouts and 503s while streams elect leaders: wait that out
+   * (the lane consumer keeps the message ours meanwhile); only a stop or a long outage hands back.
+   */
+  private async recording<T>(outboundId: string, write: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await write();
+      } catch (err) {
+        if (this.stopping.signal.aborted || attempt >= RECORD_ATTEMPTS) throw err;
+        this.log.warn({ outboundId, attempt: attempt + 1, err: errorMessage(err) }, 'recording a send outcome failed; retrying (the message is not sent again)');
+        await sleep(backoffMs(attempt, 250, 2000), this.stopping.signal);
+      }
+    }
   }
 }
 

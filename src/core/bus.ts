@@ -159,8 +159,17 @@ export class Bus {
 
   /** Creates what is missing and updates what drifted; safe to run on every start by every replica. */
   async provision(): Promise<void> {
+    // A standalone server takes num_replicas 3 on a stream update and keeps one copy: refuse here,
+    // before anything is written, rather than run unreplicated while the config says otherwise.
+    if (this.options.replicas > 1 && !this.nc.info?.cluster) {
+      throw new Error(
+        `nats.replicas is ${this.options.replicas} but nats-server ${this.serverVersion} (${this.nc.getServer()}) is not part of a cluster: ` +
+          `streams and buckets cannot have ${this.options.replicas} replicas on it. Point nats.url at a cluster of at least ${this.options.replicas} JetStream nodes, or set nats.replicas: 1.`,
+      );
+    }
     for (const config of streamConfigs(this.options)) {
       await this.ensureStream(config);
+      await this.ensureReplicas(config.name);
     }
     const kvm = new Kvm(this.js);
     const kvOpts = { replicas: this.options.replicas, storage: StorageType.File };
@@ -169,14 +178,17 @@ export class Bus {
     // allow_direct (2.9+): the hot buckets are read with direct gets by the pipeline.
     for (const name of ['tickets', 'threads', 'meta'] as const) {
       this.kv[name] = await kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true });
+      await this.ensureReplicas(`KV_${Buckets[name]}`);
       await this.ensureDirectGets(`KV_${Buckets[name]}`);
       this.hotKv[name] = new PipelinedKv(this.pipe, Buckets[name], guard);
     }
     this.kv.dedup = await kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs });
     this.kv.state = await kvm.create(Buckets.state, { ...kvOpts, history: 1 });
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
+    for (const name of ['dedup', 'state', 'leases'] as const) await this.ensureReplicas(`KV_${Buckets[name]}`);
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+    await this.ensureReplicas(`OBJ_${MEDIA_BUCKET}`);
     this.installationId = await this.ensureInstallationId();
     this.partitions = await this.ensurePartitionCount(this.options.partitions ?? DEFAULT_PARTITIONS);
   }
@@ -269,8 +281,40 @@ export class Bus {
     );
     const guards = await kvm.create(Buckets.casGuards, { replicas: this.options.replicas, storage: StorageType.File, history: 1, ttl: GUARD_TTL_MS, allow_direct: true });
     this.kv.casGuards = guards;
+    await this.ensureReplicas(`KV_${Buckets.casGuards}`);
     await this.ensureDirectGets(`KV_${Buckets.casGuards}`);
     return new CasGuard(new PipelinedKv(this.pipe, Buckets.casGuards), GUARD_TTL_MS);
+  }
+
+  /**
+   * Streams and buckets keep the replica count they were created with (the KV and object-store
+   * clients reuse an existing stream as it is): a deployment moving from one node to a cluster
+   * changes `nats.replicas`, and every stream follows here. nats-server moves the data to the new
+   * peers itself. Where it cannot (a single server, fewer nodes than replicas), the start stops
+   * with the stream named, since running R1 while the config promises R3 would be a silent lie.
+   */
+  private async ensureReplicas(stream: string): Promise<void> {
+    const info = await this.jsm.streams.info(stream);
+    const have = info.config.num_replicas;
+    const want = this.options.replicas;
+    if (have === want) return;
+    let reason: string;
+    try {
+      // A single nats-server accepts the update but keeps one replica: read back what it did.
+      const updated = await this.jsm.streams.update(stream, { ...info.config, num_replicas: want });
+      reason = `it kept ${updated.config.num_replicas}`;
+      if (updated.config.num_replicas === want) reason = '';
+    } catch (err) {
+      reason = err instanceof Error ? err.message : String(err);
+    }
+    if (reason) {
+      throw new Error(
+        `stream ${stream} has ${have} replica(s) but nats.replicas is ${want}, and nats-server refused to change it (${reason}). ` +
+          `Check that the server is a cluster of at least ${want} JetStream nodes, or set nats.replicas: ${have}; ` +
+          `by hand: nats stream edit ${stream} --replicas ${want}`,
+      );
+    }
+    this.log.info({ stream, from: have, to: want }, 'stream replicas changed to match nats.replicas');
   }
 
   /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */

@@ -222,7 +222,7 @@ export class LaneConsumer<T> {
 }
 
 /** The ack subject the server gave a message (the client keeps it; its type does not show it). */
-function ackSubject(m: JsMsg): string | undefined {
+export function ackSubject(m: JsMsg): string | undefined {
   const reply: unknown = 'reply' in m ? m.reply : undefined;
   return typeof reply === 'string' && reply.length > 0 ? reply : undefined;
 }

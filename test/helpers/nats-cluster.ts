@@ -2,13 +2,20 @@
  * A throwaway three-node JetStream cluster on 127.0.0.1: free client and route ports, one store
  * directory per node, SIGTERM (then SIGKILL) and removal on stop. Uses OMNIGATE_TEST_NATS_SERVER
  * or nats-server from PATH, like nats-server.ts.
+ *
+ * Faults: `kill(i, 'SIGKILL')` and `restart(i)` (same ports, same store directory: the node
+ * rejoins and catches up); `partition(i)` restarts a node on a fresh route port with a route to nowhere, so
+ * neither side can reach the other while its clients stay connected to it (the minority side of a
+ * split), and `heal(i)` restarts it with its routes back. `streamLeader(name)` asks
+ * $JS.API.STREAM.INFO which node leads a stream.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { natsServerBinary } from './nats-server.js';
 
@@ -16,6 +23,7 @@ export interface ClusterNode {
   name: string;
   port: number;
   url: string;
+  /** The running process; replaced by restart(). */
   process: ChildProcess;
   stderrTail(): string;
 }
@@ -25,23 +33,49 @@ export interface TestCluster {
   /** All client URLs, comma-separated (what `nats.url` takes). */
   urls: string;
   dir: string;
+  /** Signals node i and waits for it to exit (SIGTERM: lame-duck-free clean shutdown; SIGKILL: a crash). */
+  kill(i: number, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts node i again on its ports and store directory (stops it first if it runs). */
+  restart(i: number): Promise<void>;
+  /** Cuts node i off: restarted with a route port nobody dials and a route to nowhere. */
+  partition(i: number): Promise<void>;
+  /** Ends a partition: node i restarted with its routes. */
+  heal(i: number): Promise<void>;
+  /** Index of the node leading `stream` (polls until there is one). */
+  streamLeader(stream: string, timeoutMs?: number): Promise<number>;
+  /** Until every stream has a leader and all its peers are current. */
+  waitHealthy(streams: string[], timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** Ports the OS says are free now; the servers bind them a moment later. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<import('node:net').Server>((resolve, reject) => {
-        const s = createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve(s));
-      }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+/**
+ * Ports free now, picked below the kernel's ephemeral range: a node restarted after a fault must
+ * get its port back, and a port from listen(0) could meanwhile be the source port of some
+ * outgoing connection (the tests open hundreds), making the restart fail with EADDRINUSE.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const low = ephemeralLow();
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+    if (ports.includes(port)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
   return ports;
+}
+
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isFinite(low) && low > 11_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
 }
 
 export async function startCluster(size = 3): Promise<TestCluster> {
@@ -50,31 +84,82 @@ export async function startCluster(size = 3): Promise<TestCluster> {
   const clientPorts = ports.slice(0, size);
   const routePorts = ports.slice(size);
   const nodes: ClusterNode[] = [];
-  for (let i = 0; i < size; i++) {
+
+  const launch = async (i: number, mode: 'routed' | 'isolated'): Promise<void> => {
     const name = `n${i + 1}`;
-    const routes = routePorts.map((p) => `"nats-route://127.0.0.1:${p}"`).join(', ');
-    const conf = join(dir, `${name}.conf`);
+    // Isolated: a clustered JetStream server needs some route, so it gets one to a port nobody
+    // listens on, and listens on another nobody dials.
+    const [routeListen, nowhere] = mode === 'routed' ? [routePorts[i]!, 0] : await freePorts(2);
+    const routes = (mode === 'routed' ? routePorts : [nowhere]).map((p) => `"nats-route://127.0.0.1:${p}"`).join(', ');
+    const conf = join(dir, `${name}.${mode}.conf`);
     await writeFile(
       conf,
       [
         `server_name: ${name}`,
         `listen: 127.0.0.1:${clientPorts[i]}`,
         `jetstream { store_dir: "${join(dir, name)}" }`,
-        `cluster { name: omnitest, listen: 127.0.0.1:${routePorts[i]}, routes: [${routes}] }`,
+        `cluster { name: omnitest, listen: 127.0.0.1:${routeListen}, routes: [${routes}] }`,
       ].join('\n'),
     );
     const child = spawn(natsServerBinary(), ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     child.once('error', (err) => (stderr += String(err)));
-    nodes.push({ name, port: clientPorts[i]!, url: `nats://127.0.0.1:${clientPorts[i]}`, process: child, stderrTail: () => stderr });
-  }
+    const node: ClusterNode = { name, port: clientPorts[i]!, url: `nats://127.0.0.1:${clientPorts[i]}`, process: child, stderrTail: () => stderr };
+    nodes[i] = node;
+    await waitForPort(node);
+  };
+
+  for (let i = 0; i < size; i++) await launch(i, 'routed');
+
   const cluster: TestCluster = {
     nodes,
     urls: nodes.map((n) => n.url).join(','),
     dir,
+    async kill(i, signal = 'SIGTERM') {
+      await terminate(nodes[i]!.process, signal);
+    },
+    async restart(i) {
+      await terminate(nodes[i]!.process, 'SIGTERM');
+      await launch(i, 'routed');
+    },
+    async partition(i) {
+      await terminate(nodes[i]!.process, 'SIGTERM');
+      await launch(i, 'isolated');
+    },
+    async heal(i) {
+      await terminate(nodes[i]!.process, 'SIGTERM');
+      await launch(i, 'routed');
+    },
+    async streamLeader(stream, timeoutMs = 30_000) {
+      return withManager(cluster, async (jsm) => {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const info = await jsm.streams.info(stream).catch(() => undefined);
+          const leader = info?.cluster?.leader;
+          const index = nodes.findIndex((n) => n.name === leader);
+          if (index >= 0) return index;
+          if (Date.now() > deadline) throw new Error(`stream ${stream} has no leader within ${timeoutMs} ms`);
+          await sleep(250);
+        }
+      });
+    },
+    async waitHealthy(streams, timeoutMs = 60_000) {
+      await withManager(cluster, async (jsm) => {
+        const deadline = Date.now() + timeoutMs;
+        for (const stream of streams) {
+          for (;;) {
+            const info = await jsm.streams.info(stream).catch(() => undefined);
+            const c = info?.cluster;
+            if (c?.leader && (c.replicas ?? []).every((r) => r.current && !r.offline)) break;
+            if (Date.now() > deadline) throw new Error(`stream ${stream} not healthy within ${timeoutMs} ms: ${JSON.stringify(c)}`);
+            await sleep(250);
+          }
+        }
+      });
+    },
     async stop() {
-      await Promise.all(nodes.map((n) => terminate(n.process)));
+      await Promise.all(nodes.map((n) => terminate(n.process, 'SIGTERM')));
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -85,6 +170,34 @@ export async function startCluster(size = 3): Promise<TestCluster> {
     throw err;
   }
   return cluster;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A JetStream manager on whichever node answers (any node may be down during a fault test). */
+async function withManager<T>(cluster: TestCluster, fn: (jsm: Awaited<ReturnType<typeof jetstreamManager>>) => Promise<T>): Promise<T> {
+  const nc: NatsConnection = await connect({ servers: cluster.nodes.map((n) => n.url), timeout: 2000, maxReconnectAttempts: -1 });
+  try {
+    // No account-info check: during a meta leader election it times out; callers poll anyway.
+    return await fn(await jetstreamManager(nc, { timeout: 5000, checkAPI: false }));
+  } finally {
+    await nc.close();
+  }
+}
+
+async function waitForPort(node: ClusterNode): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (node.process.exitCode !== null) throw new Error(`nats-server ${node.name} exited (${node.process.exitCode}): ${node.stderrTail().slice(-600)}`);
+    try {
+      const nc = await connect({ servers: node.url, timeout: 1000, reconnect: false });
+      await nc.close();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`nats-server ${node.name} not accepting clients: ${String(err)} ${node.stderrTail()}`);
+    }
+    await sleep(100);
+  }
 }
 
 /** Until the meta group has a leader, stream creation fails: poll account info with a deadline. */
@@ -111,16 +224,16 @@ async function waitForJetStream(cluster: TestCluster): Promise<void> {
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`cluster JetStream not ready within 60 s: ${String(last)}`);
 }
 
-async function terminate(child: ChildProcess): Promise<void> {
+async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
   await exited;
   clearTimeout(timer);
 }
