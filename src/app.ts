@@ -21,6 +21,7 @@ import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
+import { RetentionSweeper } from './core/retention.js';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
@@ -38,6 +39,7 @@ export class Gateway {
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
   sla?: LifecycleWatcher;
+  retention?: RetentionSweeper;
   /** Owner of every long-running loop of this gateway: their states feed the probes. */
   readonly loops: Supervisor;
   private readonly probes: ProbeDeps;
@@ -73,6 +75,7 @@ export class Gateway {
         unsafeCas: c.nats.unsafeCas,
         duplicateWindowMs: c.nats.duplicateWindow,
         retentionMs: c.nats.retention,
+        eventsRetentionMs: c.retention.events,
         dedupTtlMs: c.nats.dedupTtl,
         leaseTtlMs: c.nats.leaseTtl,
         deadLetters: c.deadLetters && {
@@ -162,6 +165,14 @@ export class Gateway {
       this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
     await this.http.listen();
+    this.retention = new RetentionSweeper(this.bus, {
+      ticketsMs: c.retention.tickets,
+      attachmentsMs: c.retention.attachments,
+      sweepIntervalMs: c.retention.sweepInterval,
+      leaseTtlMs: c.nats.leaseTtl,
+      holder: newHolderId(),
+    }, log.child({ component: 'retention' }));
+    this.retention.start(this.loops);
     this.loops.run('gateway.sampler', async ({ signal, progress }) => {
       while (!signal.aborted) {
         await this.sampleLag();

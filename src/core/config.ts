@@ -65,7 +65,9 @@ const ApiToken = z.object({
   name: z.string().min(1).default('token'),
   token: z.string().min(16, 'at least 16 characters'),
   readOnly: z.boolean().default(false),
-});
+  /** May erase a person's data (POST /v1/contacts/{id}/erase); never together with readOnly. */
+  admin: z.boolean().optional(),
+}).refine((t) => !(t.admin && t.readOnly), { message: 'a token cannot be both readOnly and admin', path: ['admin'] });
 
 const Webhook = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-"'),
@@ -225,6 +227,23 @@ export const GatewayConfig = z.object({
       /** Letters one source (a connector account, a webhook, the router) may store per minute; more are counted, not stored. */
       perMinute: z.number().int().min(1).default(60),
       burst: z.number().int().min(1).default(120),
+    })
+    .prefault({}),
+  /**
+   * How long each kind of data is kept (docs/data.md, retention). 0 keeps it for ever. Messages in
+   * transit are `nats.retention`, dead letters `deadLetters.maxAge`; a ticket's log, KV record,
+   * thread index entries and attachment references live as long as the ticket.
+   */
+  retention: z
+    .object({
+      /** A ticket resolved or closed longer ago than this is deleted whole, everywhere (log, KV, index, SQL, its attachments). */
+      tickets: Duration.prefault(0),
+      /** Attachment bytes and reference records older than this are deleted from the object store (a log entry then names a file that is gone). */
+      attachments: Duration.prefault(0),
+      /** Copies of ticket events on OMNI_EVENTS (what webhooks and subscribers read). */
+      events: Duration.refine((ms) => ms >= 3_600_000, 'at least 1h (ticket events must outlive the dedup window and a webhook outage)').prefault('30d'),
+      /** How often the retention sweeper looks for what expired. */
+      sweepInterval: PositiveDuration.prefault('1h'),
     })
     .prefault({}),
   api: z
