@@ -50,6 +50,17 @@ export const boundaries = [
       }],
     },
   },
+  {
+    // Reports read the SQL read model and count time on the SLA's calendar: nothing else.
+    files: ['src/reports/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          boundary('reports depend on core, the read model and the business-hours calendar only', ['../router/!(business-hours.js)', '../connectors', '../connectors/**', '../api', '../api/**', '../app.js', '../cli.js', '../dlq.js', '../probes.js']),
+        ],
+      }],
+    },
+  },
   ...CONNECTORS.map((name) => ({
     files: [`src/connectors/${name}/**/*.ts`],
     rules: {
