@@ -56,7 +56,7 @@ export const boundaries = [
     rules: {
       'no-restricted-imports': ['error', {
         patterns: [
-          boundary('reports depend on core, the read model and the business-hours calendar only', ['../router/!(business-hours.js)', '../connectors', '../connectors/**', '../api', '../api/**', '../app.js', '../cli.js', '../dlq.js', '../probes.js']),
+          boundary('reports depend on core, the read model and the business-hours calendar only', ['../router/*', '!../router/business-hours.js', '../connectors', '../connectors/**', '../api', '../api/**', '../app.js', '../cli.js', '../dlq.js', '../probes.js']),
         ],
       }],
     },

@@ -16,9 +16,9 @@
  * could be incomplete). An audit event with counts only is announced at the end.
  */
 import { randomUUID } from 'node:crypto';
-import { DeliverPolicy, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, JetStreamApiError, type JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import type { Bus } from './bus.js';
+import { isNotFound, type Bus } from './bus.js';
 import { Buckets, Streams, Subjects } from './subjects.js';
 import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
@@ -32,6 +32,10 @@ export interface ErasureTarget {
    * found in the tickets' logs (sender ids and handles) are added automatically.
    */
   identities: string[];
+  /** OMNI_LOG sequences of the person's messages in tickets that are not theirs (a group chat): erased one by one. */
+  logSequences?: number[];
+  /** Stored attachment objects of those messages (the read model knows them). */
+  objectKeys?: string[];
 }
 
 export interface ErasureOptions {
@@ -74,11 +78,15 @@ export class Eraser {
     for (const t of tickets) needles.addToken(t);
     // Read the logs first: they name the attachments and the identifiers the transport copies carry.
     for (const ticketId of tickets) await this.collect(ticketId, files, needles);
+    for (const key of target.objectKeys ?? []) files.objects.add(key);
     // The system of record goes first, so a failure midway leaves the person unreachable from it.
     for (const ticketId of tickets) {
       const r = await this.bus.jsm.streams.purge(Streams.log, { filter: Subjects.ticketLog(ticketId) });
       counts.logEntries += r.purged;
       if (await this.purgeKey('tickets', ticketId)) counts.tickets++;
+    }
+    for (const seq of target.logSequences ?? []) {
+      if (await this.bus.jsm.streams.deleteMessage(Streams.log, seq, true).catch((err: unknown) => (isGone(err) ? false : Promise.reject(err)))) counts.logEntries++;
     }
     counts.threadKeys = await this.purgeKeysWhere('threads', (value) => tickets.has(value));
     counts.dedupKeys = await this.purgeKeysWhere('dedup', (value, key) => needles.matches(value) || needles.isAckKey(key));
@@ -250,6 +258,11 @@ class Needles {
     }
     return false;
   }
+}
+
+/** The message was already gone (10037: no message found). */
+function isGone(err: unknown): boolean {
+  return (err instanceof JetStreamApiError && err.code === 10037) || isNotFound(err) || /no message found/i.test(String(err));
 }
 
 function unescapeJson(s: string): string {
