@@ -21,6 +21,8 @@ import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
+import { ReadModel } from './read-model/read-model.js';
+import { join } from 'node:path';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
@@ -38,6 +40,8 @@ export class Gateway {
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
   sla?: LifecycleWatcher;
+  /** The SQL read model (lists, search, contacts, due work); opened by every process that runs the router. */
+  readModel?: ReadModel;
   /** Owner of every long-running loop of this gateway: their states feed the probes. */
   readonly loops: Supervisor;
   private readonly probes: ProbeDeps;
@@ -52,6 +56,7 @@ export class Gateway {
       },
       supervisor: this.loops,
       connectors: () => this.connectors?.health() ?? [],
+      readModel: () => this.readModel?.sample(),
     };
   }
 
@@ -87,6 +92,19 @@ export class Gateway {
     );
     log.info({ server: this.bus.serverVersion }, 'connected to NATS');
     await this.bus.provision();
+
+    if (c.router.enabled) {
+      const db = c.database;
+      this.readModel = await ReadModel.open(this.bus, {
+        url: db.url || undefined,
+        user: db.user,
+        password: db.password,
+        dataDir: db.dataDir ?? join(c.nats.embedded.dataDir, 'sql'),
+        poolSize: db.poolSize,
+        batchSize: db.batchSize,
+      }, log.child({ component: 'read-model' }), this.loops);
+      this.readModel.start();
+    }
 
     if (c.router.enabled) {
       this.router = new Router(this.bus, log.child({ component: 'router' }), {
@@ -129,6 +147,7 @@ export class Gateway {
         },
         checkIntervalMs: sla.checkInterval,
         texts,
+        due: (kind, now) => this.readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay }),
         escalate: sla.escalate && {
           channel: sla.escalate.channel,
           account: sla.escalate.account,
@@ -141,7 +160,7 @@ export class Gateway {
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
-    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops);
+    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops, this.readModel);
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({
       bus: this.bus,
@@ -179,7 +198,8 @@ export class Gateway {
 
   private async sampleLag(): Promise<void> {
     try {
-      // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
+      // omnigate_tickets{status} and omnigate_read_model_lag come from the read model.
+      await this.readModel?.sample();
       sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
       metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
@@ -226,6 +246,7 @@ export class Gateway {
         commands: () => this.commands?.stop(),
         router: () => this.router?.stop(),
       })) &&
+      (await this.stopWithin(deadline, { readModel: () => this.readModel?.stop() })) &&
       // What is left: the sampler, and anything a module did not stop.
       (await this.stopWithin(deadline, { loops: () => this.loops.stop() })) &&
       (await this.stopWithin(deadline, { nats: () => this.bus?.close() }));

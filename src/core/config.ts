@@ -234,6 +234,25 @@ export const GatewayConfig = z.object({
       metricsRequireToken: z.boolean().default(false),
     })
     .prefault({}),
+  /**
+   * The SQL read model (docs/data.md): PGlite in `dataDir` by default, PostgreSQL when `url` is
+   * set. The URL carries no credentials (config refuses them): give user/password here, the
+   * password as ${VAR}.
+   */
+  database: z
+    .object({
+      /** postgres://host:port/database; empty: embedded PGlite. */
+      url: z.string().default(''),
+      user: z.string().min(1).optional(),
+      password: z.string().min(1).optional(),
+      /** PGlite's directory; default: <nats.embedded.dataDir>/sql. */
+      dataDir: z.string().min(1).optional(),
+      /** PostgreSQL connections per process. */
+      poolSize: z.number().int().min(1).max(100).default(10),
+      /** Ticket-log entries the projection applies per transaction. */
+      batchSize: z.number().int().min(1).max(10_000).default(500),
+    })
+    .prefault({}),
   webhooks: z.array(Webhook).default([]),
   connectors: z.array(ConnectorEntry).default([]),
   /** SIGTERM to exit: readiness drain, intake stop, in-flight work, NATS and the embedded server, all within this. */
