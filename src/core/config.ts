@@ -8,7 +8,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { SubjectToken, TicketEvent } from './schema.js';
 import { registerSecret } from './logger.js';
-import { BusinessHoursConfig } from './config-calendar.js';
+import { BusinessHoursConfig, TimeZone } from './config-calendar.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './strict-keys.js';
 import type { NatsAccess } from './nats-access.js';
@@ -246,11 +246,39 @@ export const GatewayConfig = z.object({
       sweepInterval: PositiveDuration.prefault('1h'),
     })
     .prefault({}),
+  /** GET /v1/reports/*: durations count business time on router.sla.businessHours (when set). */
+  reports: z
+    .object({
+      /** A contact's new ticket within this long after a resolved one is a repeat contact. */
+      repeatContactWindow: PositiveDuration.prefault('7d'),
+      /** Days and weeks are cut in this zone; default: the business hours' zone, else UTC. */
+      timezone: TimeZone.optional(),
+    })
+    .prefault({}),
   api: z
     .object({
       tokens: z.array(ApiToken).default([]),
       /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
       metricsRequireToken: z.boolean().default(false),
+    })
+    .prefault({}),
+  /**
+   * The SQL read model (docs/data.md): PGlite in `dataDir` by default, PostgreSQL when `url` is
+   * set. The URL carries no credentials (config refuses them): give user/password here, the
+   * password as ${VAR}.
+   */
+  database: z
+    .object({
+      /** postgres://host:port/database; empty: embedded PGlite. */
+      url: z.string().default(''),
+      user: z.string().min(1).optional(),
+      password: z.string().min(1).optional(),
+      /** PGlite's directory; default: <nats.embedded.dataDir>/sql. */
+      dataDir: z.string().min(1).optional(),
+      /** PostgreSQL connections per process. */
+      poolSize: z.number().int().min(1).max(100).default(10),
+      /** Ticket-log entries the projection applies per transaction. */
+      batchSize: z.number().int().min(1).max(10_000).default(500),
     })
     .prefault({}),
   webhooks: z.array(Webhook).default([]),
