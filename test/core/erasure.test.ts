@@ -5,51 +5,26 @@
  * stream, bucket or the object store (every stream dumped and searched for the name, the phone
  * and a distinctive word), and everything of the other customer.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jetstream } from '@nats-io/jetstream';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
 import { RetentionSweeper } from '../../src/core/retention.js';
 import { AuditErasureEvent } from '../../src/core/schema.js';
-import { post, startApiHarness, SITE_SECRET, until, type ApiHarness } from '../api/support.js';
+import { post, startApiHarness, until, type ApiHarness } from '../api/support.js';
+import { IVAN, MARIA, story as storyOf, write as writeAs, type Person } from '../helpers/people.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
 
 let h: ApiHarness;
 beforeAll(async () => {
-  h = await startApiHarness();
+  h = await startApiHarness({ database: { dataDir: mkdtempSync(join(tmpdir(), 'omnigate-sql-')) } });
 });
 afterAll(async () => h?.stop());
 
-const IVAN = { id: 'ivan-7781', name: 'Иннокентий Жмыхов', phone: '+7 916 555-01-77', word: 'Жужелица' };
-const MARIA = { id: 'maria-3302', name: 'Марфа Пихтовна', phone: '+7 903 444-22-11', word: 'Выхухоль' };
-
-async function write(p: typeof IVAN, messageId: string, text: string, file?: string): Promise<string> {
-  const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${SITE_SECRET}` },
-    body: JSON.stringify({
-      messageId,
-      sender: { id: p.id, name: p.name, phone: p.phone },
-      text,
-      ...(file ? { attachments: [{ name: `${p.id}-скан.txt`, mimeType: 'text/plain', contentBase64: Buffer.from(file).toString('base64') }] } : {}),
-    }),
-  });
-  expect(res.status).toBe(202);
-  const e = await h.gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.id === `webhook:site:${messageId}`);
-  return e.ticketId;
-}
-
-/** A customer's story: a ticket with an attachment, an agent's answer naming them, a refused event (dead letter). */
-async function story(p: typeof IVAN): Promise<string> {
-  const ticket = await write(p, `${p.id}-1`, `Здравствуйте, это ${p.name}, телефон ${p.phone}. ${p.word} не пришла`, `Паспорт: ${p.name}, ${p.word}`);
-  await write(p, `${p.id}-2`, `Ещё раз про ${p.word}`);
-  await h.api(`/v1/tickets/${ticket}/replies`, post({ text: `${p.name.split(' ')[0]}, ${p.word} найдена` }));
-  await h.gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticket);
-  // An event the router refuses (no conversation): parked as a dead letter with the whole payload.
-  await jetstream(h.gw.nc).publish('omni.in.webhook.site', JSON.stringify({ v: 1, type: 'message.inbound', id: `webhook:site:${p.id}-bad`, sender: { id: p.id, displayName: p.name, handles: { phone: p.phone } }, text: p.word }));
-  await h.gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.>', (m: any) => JSON.stringify(m).includes(`${p.id}-bad`) || Buffer.from(String(m.payload ?? ''), m.payloadEncoding === 'base64' ? 'base64' : 'utf8').toString().includes(`${p.id}-bad`));
-  return ticket;
-}
+const write = (p: Person, messageId: string, text: string, file?: string) => writeAs(h, p, messageId, text, file);
+const story = (p: Person) => storyOf(h, p);
 
 describe('erasure of one person from NATS', () => {
   it('leaves no name, phone or message word of the person in any stream, bucket or object, and the other customer whole', async () => {

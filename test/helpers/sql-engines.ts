@@ -15,8 +15,8 @@ export const PG_ADMIN_URL = process.env.OMNIGATE_TEST_PG_URL ?? 'postgres://post
 export interface TestDatabase {
   engine: 'pglite' | 'postgres';
   db: Database;
-  /** database.url for a gateway config (postgres only). */
-  url?: string;
+  /** The `database` section of a gateway config for it (postgres only; credentials apart from the URL). */
+  config?: { url: string; user?: string };
   drop(): Promise<void>;
 }
 
@@ -47,7 +47,13 @@ export async function openPostgres(): Promise<TestDatabase> {
   return {
     engine: 'postgres',
     db,
-    url: url.toString(),
+    config: (() => {
+      const bare = new URL(url.toString());
+      const user = decodeURIComponent(bare.username) || undefined;
+      bare.username = '';
+      bare.password = '';
+      return { url: bare.toString(), user };
+    })(),
     async drop() {
       await db.close();
       const c = new pg.Client({ connectionString: PG_ADMIN_URL });
