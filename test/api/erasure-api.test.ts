@@ -5,15 +5,12 @@
  * searched for the name, the phone and a distinctive Cyrillic word), the other is untouched and
  * still found by search, and an audit event without personal data is announced.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Queryable } from '../../src/read-model/database.js';
 import { AuditErasureEvent } from '../../src/core/schema.js';
 import { ADMIN, post, startApiHarness, type ApiHarness } from './support.js';
 import { IVAN, MARIA, story, write } from '../helpers/people.js';
-import { openPostgres, type TestDatabase } from '../helpers/sql-engines.js';
+import { postgresDatabase, type TestPostgres } from '../helpers/sql.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
 
 const DPO = 'dpo-token-0123456789abcdef-erase';
@@ -29,14 +26,13 @@ async function dumpTables(db: Queryable): Promise<Map<string, string[]>> {
 
 describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %s', (engine) => {
   let h: ApiHarness;
-  let pg: TestDatabase | undefined;
+  let pg: TestPostgres | undefined;
   beforeAll(async () => {
-    pg = engine === 'postgres' ? await openPostgres() : undefined;
-    // The gateway migrates and owns its database; this handle only creates and drops the throwaway one.
-    if (pg) await pg.db.close();
+    // A throwaway PostgreSQL database the gateway migrates; PGlite: the test gateway's own directory.
+    pg = engine === 'postgres' ? await postgresDatabase() : undefined;
     h = await startApiHarness({
       api: { tokens: [{ name: 'helpdesk', token: ADMIN }, { name: 'dpo', token: DPO, admin: true }] },
-      database: pg ? pg.config : { dataDir: mkdtempSync(join(tmpdir(), 'omnigate-sql-')) },
+      ...(pg ? { database: { url: pg.url, user: pg.user } } : {}),
     });
   }, 120_000);
   afterAll(async () => {

@@ -5,9 +5,6 @@
  * stream, bucket or the object store (every stream dumped and searched for the name, the phone
  * and a distinctive word), and everything of the other customer.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
@@ -19,7 +16,7 @@ import { dumpStreams, findIn } from '../helpers/store-dump.js';
 
 let h: ApiHarness;
 beforeAll(async () => {
-  h = await startApiHarness({ database: { dataDir: mkdtempSync(join(tmpdir(), 'omnigate-sql-')) } });
+  h = await startApiHarness();
 });
 afterAll(async () => h?.stop());
 
