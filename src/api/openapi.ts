@@ -4,9 +4,10 @@
  * definitions, so the document cannot drift from what the API validates.
  */
 import { z } from 'zod';
-import { LogEntry, NoteCommand, OutboundAttachment, ReplyCommand, StatusCommand, Ticket, TicketStatus } from '../core/schema.js';
+import { ErasureCounts, LogEntry, NoteCommand, OutboundAttachment, ReplyCommand, StatusCommand, Ticket, TicketStatus } from '../core/schema.js';
 import { AttachmentInput } from './attachments.js';
 import { STATUS_OF } from './errors.js';
+import { GROUP_BY, REPORT_KINDS } from '../reports/reports.js';
 
 const json = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any', target: 'draft-2020-12' });
 /** Request bodies: fields with defaults are optional, as the router's validation treats them. */
@@ -132,6 +133,31 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: 'The merged contact', content: { 'application/json': { schema: { type: 'object', properties: { contact: { $ref: '#/components/schemas/Contact' } } } } } }, ...errors(400, 401, 403, 404) },
         },
       },
+      '/v1/contacts/{id}/erase': {
+        post: {
+          summary: 'Erase a person (this contact and every contact merged with it) from every store: ticket logs, ticket records, thread index, attachments, transport streams, dead letters, SQL (admin tokens only; docs/data.md)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, contactIds: { type: 'array', items: { type: 'string' } }, ticketIds: { type: 'array', items: { type: 'string' } }, erased: json(ErasureCounts) } } } } }, ...errors(401, 403, 404) },
+        },
+      },
+      '/v1/reports/{kind}': {
+        get: {
+          summary: 'A support report over [from, to): durations in business time (router.sla.businessHours) with average, median and p90; JSON, or CSV with Accept: text/csv or format=csv',
+          parameters: [
+            { name: 'kind', in: 'path', required: true, schema: { type: 'string', enum: [...REPORT_KINDS] } },
+            { name: 'from', in: 'query', required: true, schema: { type: 'string' }, description: 'ISO date-time, or a date (midnight in the reports\' zone)' },
+            { name: 'to', in: 'query', required: true, schema: { type: 'string' }, description: 'exclusive; at most 400 days after from' },
+            { name: 'groupBy', in: 'query', schema: { type: 'string', enum: [...GROUP_BY] } },
+            { name: 'days', in: 'query', schema: { type: 'number' }, description: 'repeat-contacts: the window (default reports.repeatContactWindow, 7 days)' },
+            { name: 'businessHours', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'false: wall-clock durations' },
+            { name: 'format', in: 'query', schema: { type: 'string', enum: ['json', 'csv'] } },
+          ],
+          responses: {
+            200: { description: 'The report: rows with a `group` and the report\'s columns (docs/api.md)', content: { 'application/json': { schema: { type: 'object', properties: { report: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, groupBy: { type: ['string', 'null'] }, businessHours: { type: 'boolean' }, timezone: { type: 'string' }, unit: { type: 'string' }, rows: { type: 'array', items: { type: 'object' } } } } }, 'text/csv': { schema: { type: 'string' } } } },
+            ...errors(400, 401, 404),
+          },
+        },
+      },
       '/v1/tickets/{id}': {
         get: {
           summary: 'A ticket with its whole log',
@@ -209,7 +235,7 @@ export function openApiDocument(): Record<string, unknown> {
 const ERROR_TEXT: Record<number, string> = {
   400: 'Invalid request: `field` names the offending field',
   401: 'Missing or invalid bearer token',
-  403: 'The token is read-only',
+  403: 'The token is read-only, or (erasure) not an admin token',
   404: 'Unknown ticket, contact or attachment',
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   413: 'Attachment or body too large',
