@@ -32,6 +32,7 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     pg = engine === 'postgres' ? await postgresDatabase() : undefined;
     h = await startApiHarness({
       api: { tokens: [{ name: 'helpdesk', token: ADMIN }, { name: 'dpo', token: DPO, admin: true }] },
+      retention: { tickets: '1d', sweepInterval: '1h' },
       ...(pg ? { database: { url: pg.url, user: pg.user } } : {}),
     });
   }, 120_000);
@@ -85,5 +86,24 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     const audit = await h.gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.audit.erasure', (m: any) => m.id === erased.body.erasureId);
     expect(AuditErasureEvent.parse(audit)).toMatchObject({ reason: 'api', requestedBy: 'dpo', ticketCount: 1, erased: erased.body.erased });
     expect(JSON.stringify(audit)).not.toMatch(new RegExp([IVAN.id, ivan, ivanTicket, IVAN.word, '916'].join('|'), 'i'));
+  });
+
+  it('retention.tickets: the gateway sweeper finds closed tickets in SQL and erases them everywhere', async () => {
+    const db = h.gw.gateway.readModel!.db;
+    const old = await write(h, { ...IVAN, id: 'old-9', word: 'Мордовник' }, 'old-9-1', 'Старое обращение: Мордовник');
+    const open = await write(h, { ...MARIA, id: 'open-9' }, 'open-9-1', 'Открытое обращение: Лапчатка');
+    await h.api(`/v1/tickets/${old}/status`, post({ status: 'closed' }));
+    await h.gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === old && e.status === 'closed');
+    await h.gw.gateway.readModel!.caughtUp(10_000);
+    const sweeper = h.gw.gateway.retention!;
+    expect((await sweeper.sweep(Date.now())).tickets).toBeUndefined();
+    const swept = await sweeper.sweep(Date.now() + 2 * 86_400_000);
+    expect(swept.tickets?.ticketCount).toBe(1);
+    expect(swept.tickets?.erased.sql).toMatchObject({ tickets: 1, messages: 1 });
+    expect(await db.query('SELECT id FROM tickets WHERE id = $1', [old])).toEqual([]);
+    expect((await db.query('SELECT id FROM tickets WHERE id = $1', [open])).length).toBe(1);
+    const all = new Map([...(await dumpStreams(h.gw.nc)), ...(await dumpTables(db))]);
+    expect(findIn(all, 'Мордовник')).toEqual([]);
+    expect(findIn(all, 'Лапчатка').length).toBeGreaterThan(0);
   });
 });
