@@ -101,7 +101,7 @@ export class Gateway {
 
     if (c.router.enabled) {
       const db = c.database;
-      this.readModel = await ReadModel.open(this.bus, {
+      this.readModel = new ReadModel(this.bus, {
         url: db.url || undefined,
         user: db.user,
         password: db.password,

@@ -67,7 +67,8 @@ export class Projection {
 
   constructor(
     private readonly bus: Bus,
-    private readonly db: Database,
+    /** Opened (and migrated) on first use: the gateway starts without waiting for the database. */
+    private readonly database: () => Promise<Database>,
     private readonly log: Logger,
     o: ProjectionOptions = {},
     private readonly supervisor = new Supervisor(log),
@@ -90,7 +91,8 @@ export class Projection {
   }
 
   async checkpoint(): Promise<number> {
-    const [row] = await this.db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
+    const db = await this.database();
+    const [row] = await db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
     return row?.seq ?? 0;
   }
 
@@ -119,7 +121,8 @@ export class Projection {
 
   /** One term: wait for the applier lock, then apply until stopped or the lock's session is lost. */
   private async term({ signal, progress }: LoopRun): Promise<void> {
-    const lock = await this.db.tryApplierLock(APPLIER_LOCK_KEY);
+    const db = await this.database();
+    const lock = await db.tryApplierLock(APPLIER_LOCK_KEY);
     if (!lock) {
       this.status_.applying = false;
       await this.sample().catch(() => undefined);
@@ -137,9 +140,9 @@ export class Projection {
       end();
     });
     this.status_.applying = true;
-    this.log.info({ database: this.db.where }, 'applying the ticket log to the read model');
+    this.log.info({ database: db.where }, 'applying the ticket log to the read model');
     try {
-      await this.follow(term.signal, progress);
+      await this.follow(db, term.signal, progress);
     } finally {
       this.status_.applying = false;
       signal.removeEventListener('abort', end);
@@ -148,7 +151,7 @@ export class Projection {
     if (lost && !signal.aborted) throw new Error('read-model applier lock lost (database connection closed); taking it again');
   }
 
-  private async follow(signal: AbortSignal, progress: () => void): Promise<void> {
+  private async follow(db: Database, signal: AbortSignal, progress: () => void): Promise<void> {
     let applied = await this.checkpoint();
     const consumer: Consumer = await this.bus.js.consumers.get(Streams.log, applied > 0
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: applied + 1 }
@@ -162,7 +165,7 @@ export class Projection {
         if (signal.aborted) break;
       }
       if (batch.length) {
-        applied = await this.applyBatch(applied, batch);
+        applied = await this.applyBatch(db, applied, batch);
         progress();
       }
       if (!batch.length || batch.length < this.batchSize) {
@@ -173,9 +176,9 @@ export class Projection {
   }
 
   /** One transaction: every entry after `expected`, then the checkpoint. Returns the new checkpoint. */
-  private async applyBatch(expected: number, batch: Array<{ seq: number; subject: string; data: Uint8Array }>): Promise<number> {
+  private async applyBatch(db: Database, expected: number, batch: Array<{ seq: number; subject: string; data: Uint8Array }>): Promise<number> {
     const outcomes = new Map<string, number>();
-    const last = await this.db.transaction(async (tx) => {
+    const last = await db.transaction(async (tx) => {
       const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
       const found = row?.seq ?? 0;
       if (found !== expected) throw new StaleCheckpointError(expected, found);

@@ -27,26 +27,58 @@ export class MergeRefusal extends Error {
   }
 }
 
+/** The database is not open (yet): PGlite still initialising, PostgreSQL unreachable. Retry later. */
+export class ReadModelUnavailable extends Error {}
+
 export class ReadModel {
   private lastCount = 0;
+  private opening?: Promise<Database>;
+  private opened?: Database;
+  private stopped = false;
+  readonly projection: Projection;
 
-  private constructor(
-    readonly db: Database,
-    readonly projection: Projection,
+  /**
+   * Returns at once: the database is opened and migrated by the projection's first run (a new
+   * PGlite directory takes seconds to initialise), so the gateway's start-up does not wait for it
+   * and does not grow with the history; queries before then answer 503.
+   */
+  constructor(
+    bus: Bus,
+    private readonly o: ReadModelOptions,
     private readonly log: Logger,
-  ) {}
+    supervisor: Supervisor,
+  ) {
+    this.projection = new Projection(bus, () => this.database(), log, o, supervisor);
+  }
 
-  static async open(bus: Bus, o: ReadModelOptions, log: Logger, supervisor: Supervisor): Promise<ReadModel> {
-    const started = Date.now();
-    const db = await openDatabase(o);
-    try {
-      const { applied } = await migrate(db);
-      log.info({ database: db.where, migrationsApplied: applied, ms: Date.now() - started }, 'read model database ready');
-    } catch (err) {
-      await db.close().catch(() => undefined);
+  /** The open, migrated database; one attempt at a time, retried by the next caller after a failure. */
+  database(): Promise<Database> {
+    if (this.stopped) return Promise.reject(new ReadModelUnavailable('the read model is stopped'));
+    this.opening ??= (async () => {
+      const started = Date.now();
+      const db = await openDatabase(this.o);
+      try {
+        const { applied } = await migrate(db);
+        this.log.info({ database: db.where, migrationsApplied: applied, ms: Date.now() - started }, 'read model database ready');
+      } catch (err) {
+        await db.close().catch(() => undefined);
+        throw err;
+      }
+      this.opened = db;
+      return db;
+    })().catch((err: unknown) => {
+      this.opening = undefined;
+      this.log.warn({ err: errorMessage(err) }, 'read model database not opened; retrying');
       throw err;
-    }
-    return new ReadModel(db, new Projection(bus, db, log, o, supervisor), log);
+    });
+    return this.opening;
+  }
+
+  /** For queries: the database if it is open, else 503 at once (no request waits for initdb). */
+  private async ready(): Promise<Database> {
+    if (this.opened) return this.opened;
+    this.database().catch(() => undefined); // the projection loop reports failures; this only starts the attempt
+    throw new ReadModelUnavailable('the read model database is still opening');
   }
 
   start(): void {
@@ -55,51 +87,55 @@ export class ReadModel {
 
   async stop(): Promise<void> {
     await this.projection.stop();
-    await this.db.close();
+    this.stopped = true;
+    const db = this.opened ?? (await this.opening?.catch(() => undefined));
+    await db?.close();
   }
 
   /** For /readyz and the sampler: lag and who applies; refreshes the gauges (the count at most every 15 s). */
   async sample(): Promise<ProjectionStatus & { database: string }> {
+    if (!this.opened) return { ...this.projection.status(), database: 'opening' };
     const s = await this.projection.sample();
-    if (Date.now() - this.lastCount > 15_000) {
+    if (this.opened && Date.now() - this.lastCount > 15_000) {
       this.lastCount = Date.now();
       try {
-        const counts = await q.countByStatus(this.db);
+        const counts = await q.countByStatus(this.opened);
         for (const status of TicketStatus.options) metrics.ticketsOpen.set({ status }, counts[status] ?? 0);
       } catch (err) {
         this.log.debug({ err: errorMessage(err) }, 'ticket counts not sampled');
       }
     }
-    return { ...s, database: this.db.where };
+    return { ...s, database: this.opened?.where ?? 'opening' };
   }
 
-  caughtUp(timeoutMs?: number): Promise<boolean> {
+  async caughtUp(timeoutMs?: number): Promise<boolean> {
+    await this.ready();
     return this.projection.caughtUp(timeoutMs);
   }
 
-  listTickets(f: q.TicketFilter) {
-    return q.listTickets(this.db, f);
+  async listTickets(f: q.TicketFilter) {
+    return q.listTickets(await this.ready(), f);
   }
 
-  search(text: string, o: { limit: number; status?: string; channel?: string }) {
-    return q.search(this.db, text, o);
+  async search(text: string, o: { limit: number; status?: string; channel?: string }) {
+    return q.search(await this.ready(), text, o);
   }
 
-  findContacts(by: { phone?: string; email?: string; handle?: string }) {
-    return q.findContacts(this.db, by);
+  async findContacts(by: { phone?: string; email?: string; handle?: string }) {
+    return q.findContacts(await this.ready(), by);
   }
 
-  getContact(id: string) {
-    return q.getContact(this.db, id);
+  async getContact(id: string) {
+    return q.getContact(await this.ready(), id);
   }
 
-  dueTickets(kind: 'sla' | 'csat', o: Parameters<typeof q.dueTickets>[2]) {
-    return q.dueTickets(this.db, kind, o);
+  async dueTickets(kind: 'sla' | 'csat', o: Parameters<typeof q.dueTickets>[2]) {
+    return q.dueTickets(await this.ready(), kind, o);
   }
 
   /** A person's decision that two contacts are one: `from` joins `into` (recorded, kept across a rebuild). */
   async merge(into: string, from: string, by: string): Promise<q.ContactView> {
-    await this.db.transaction(async (tx) => {
+    await (await this.ready()).transaction(async (tx) => {
       const rows = await tx.query<{ id: string; root: string }>(
         'SELECT id, coalesce(merged_into, id) AS root FROM contacts WHERE id = ANY($1::text[]) FOR UPDATE',
         [[into, from]],

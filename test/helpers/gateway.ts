@@ -65,6 +65,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
   });
   const gateway = new Gateway({ loaded, factories, log });
   await gateway.start();
+  // The read model opens in the background (start-up does not wait for it); tests that list right away do.
+  await gateway.readModel?.database();
   const nc = await connect({ servers: nats.url });
   const events: TicketEvent[] = [];
   const waiters = new Set<{ pred: (e: TicketEvent) => boolean; resolve: (e: TicketEvent) => void }>();
