@@ -208,8 +208,8 @@ export class Gateway {
       leaseTtlMs: c.nats.leaseTtl,
       holder: newHolderId(),
       ...(readModel && {
-        expiredTickets: (cutoff: Date, limit: number) => ticketsClosedBefore(readModel.db, cutoff, limit),
-        eraseRows: (ticketIds: string[]) => eraseRows(readModel.db, { ticketIds }),
+        expiredTickets: async (cutoff: Date, limit: number) => ticketsClosedBefore(await readModel.database(), cutoff, limit),
+        eraseRows: async (ticketIds: string[]) => eraseRows(await readModel.database(), { ticketIds }),
       }),
     }, log.child({ component: 'retention' }));
     this.retention.start(this.loops);

@@ -63,7 +63,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     const to = new Date(instant(q.data.to, deps.timezone));
     if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * DAY) return fail(reply, 'invalid_request', `a report covers at most ${MAX_RANGE_DAYS} days`, 'to');
     await deps.readModel.caughtUp();
-    const report = await runReport(deps.readModel.db, kind, {
+    const report = await runReport(await deps.readModel.database(), kind, {
       from,
       to,
       groupBy: q.data.groupBy,
@@ -85,7 +85,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     const who = deps.auth.authorizeAdmin(req.headers.authorization);
     if ('error' in who) return fail(reply, who.error.code, who.error.message);
     await deps.readModel.caughtUp();
-    const db = deps.readModel.db;
+    const db = await deps.readModel.database();
     const person = await personFootprint(db, req.params.id);
     if (!person) return fail(reply, 'contact_not_found', `no contact with id ${req.params.id}`);
     const options: ErasureOptions = {

@@ -42,7 +42,7 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
   });
 
   it('removes every trace of the person from NATS and SQL and keeps the other customer whole', async () => {
-    const db = h.gw.gateway.readModel!.db;
+    const db = (await h.gw.gateway.readModel!.database());
     const ivanTicket = await story(h, IVAN);
     const mariaTicket = await story(h, MARIA);
     await h.gw.gateway.readModel!.caughtUp(10_000);
@@ -89,7 +89,7 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
   });
 
   it('retention.tickets: the gateway sweeper finds closed tickets in SQL and erases them everywhere', async () => {
-    const db = h.gw.gateway.readModel!.db;
+    const db = (await h.gw.gateway.readModel!.database());
     const old = await write(h, { ...IVAN, id: 'old-9', word: 'Мордовник' }, 'old-9-1', 'Старое обращение: Мордовник');
     const open = await write(h, { ...MARIA, id: 'open-9' }, 'open-9-1', 'Открытое обращение: Лапчатка');
     await h.api(`/v1/tickets/${old}/status`, post({ status: 'closed' }));

@@ -10,7 +10,7 @@ import { loadFixture } from '../helpers/report-fixture.js';
 let h: ApiHarness;
 beforeAll(async () => {
   h = await startApiHarness();
-  await loadFixture(h.gw.gateway.readModel!.db);
+  await loadFixture((await h.gw.gateway.readModel!.database()));
 }, 120_000);
 afterAll(async () => h?.stop());
 
