@@ -38,6 +38,29 @@ export const boundaries = [
       }],
     },
   },
+  {
+    // The SQL read model is a projection of the bus: it builds on core, and the router, connectors
+    // and API never reach into it except through the app's wiring (and the API's queries).
+    files: ['src/read-model/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          boundary('the read model depends on core only', ['../router', '../router/**', '../connectors', '../connectors/**', '../api', '../api/**', '../app.js', '../cli.js', '../dlq.js', '../probes.js']),
+        ],
+      }],
+    },
+  },
+  {
+    // Reports read the SQL read model and count time on the SLA's calendar: nothing else.
+    files: ['src/reports/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          boundary('reports depend on core, the read model and the business-hours calendar only', ['../router/*', '!../router/business-hours.js', '../connectors', '../connectors/**', '../api', '../api/**', '../app.js', '../cli.js', '../dlq.js', '../probes.js']),
+        ],
+      }],
+    },
+  },
   ...CONNECTORS.map((name) => ({
     files: [`src/connectors/${name}/**/*.ts`],
     rules: {

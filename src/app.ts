@@ -21,6 +21,12 @@ import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
+import { RetentionSweeper } from './core/retention.js';
+import { registerDataApi } from './api/data-routes.js';
+import { TokenAuth } from './api/auth.js';
+import { eraseRows, ticketsClosedBefore } from './read-model/erasure.js';
+import { ReadModel } from './read-model/read-model.js';
+import { join } from 'node:path';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
@@ -38,6 +44,9 @@ export class Gateway {
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
   sla?: LifecycleWatcher;
+  retention?: RetentionSweeper;
+  /** The SQL read model (lists, search, contacts, due work); opened by every process that runs the router. */
+  readModel?: ReadModel;
   /** Owner of every long-running loop of this gateway: their states feed the probes. */
   readonly loops: Supervisor;
   private readonly probes: ProbeDeps;
@@ -52,6 +61,7 @@ export class Gateway {
       },
       supervisor: this.loops,
       connectors: () => this.connectors?.health() ?? [],
+      readModel: () => this.readModel?.sample(),
     };
   }
 
@@ -73,6 +83,7 @@ export class Gateway {
         unsafeCas: c.nats.unsafeCas,
         duplicateWindowMs: c.nats.duplicateWindow,
         retentionMs: c.nats.retention,
+        eventsRetentionMs: c.retention.events,
         dedupTtlMs: c.nats.dedupTtl,
         leaseTtlMs: c.nats.leaseTtl,
         partitions: c.router.partitions,
@@ -88,6 +99,19 @@ export class Gateway {
     );
     log.info({ server: this.bus.serverVersion }, 'connected to NATS');
     await this.bus.provision();
+
+    if (c.router.enabled) {
+      const db = c.database;
+      this.readModel = new ReadModel(this.bus, {
+        url: db.url || undefined,
+        user: db.user,
+        password: db.password,
+        dataDir: db.dataDir ?? join(c.nats.embedded.dataDir, 'sql'),
+        poolSize: db.poolSize,
+        batchSize: db.batchSize,
+      }, log.child({ component: 'read-model' }), this.loops);
+      this.readModel.start();
+    }
 
     if (c.router.enabled) {
       this.router = new Router(this.bus, log.child({ component: 'router' }), {
@@ -130,6 +154,7 @@ export class Gateway {
         },
         checkIntervalMs: sla.checkInterval,
         texts,
+        due: (kind, now) => this.readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay }),
         escalate: sla.escalate && {
           channel: sla.escalate.channel,
           account: sla.escalate.account,
@@ -142,7 +167,7 @@ export class Gateway {
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
-    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops);
+    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops, this.readModel);
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({
       bus: this.bus,
@@ -162,7 +187,33 @@ export class Gateway {
     await this.connectors.start(
       this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
+    const readModel = this.readModel;
+    if (readModel) {
+      const hours = c.router.sla.businessHours;
+      registerDataApi(this.http.app, {
+        bus: this.bus,
+        readModel,
+        auth: new TokenAuth(c.api.tokens),
+        log: log.child({ component: 'data-api' }),
+        businessHours: hours,
+        timezone: c.reports.timezone ?? hours?.timezone ?? 'UTC',
+        repeatWindowMs: c.reports.repeatContactWindow,
+        forget: (ids) => ids.forEach((id) => this.router?.store.invalidate(undefined, id)),
+      });
+    }
     await this.http.listen();
+    this.retention = new RetentionSweeper(this.bus, {
+      ticketsMs: c.retention.tickets,
+      attachmentsMs: c.retention.attachments,
+      sweepIntervalMs: c.retention.sweepInterval,
+      leaseTtlMs: c.nats.leaseTtl,
+      holder: newHolderId(),
+      ...(readModel && {
+        expiredTickets: async (cutoff: Date, limit: number) => ticketsClosedBefore(await readModel.database(), cutoff, limit),
+        eraseRows: async (ticketIds: string[]) => eraseRows(await readModel.database(), { ticketIds }),
+      }),
+    }, log.child({ component: 'retention' }));
+    this.retention.start(this.loops);
     this.loops.run('gateway.sampler', async ({ signal, progress }) => {
       while (!signal.aborted) {
         await this.sampleLag();
@@ -180,7 +231,8 @@ export class Gateway {
 
   private async sampleLag(): Promise<void> {
     try {
-      // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
+      // omnigate_tickets{status} and omnigate_read_model_lag come from the read model.
+      await this.readModel?.sample();
       sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
       metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
@@ -227,6 +279,7 @@ export class Gateway {
         commands: () => this.commands?.stop(),
         router: () => this.router?.stop(),
       })) &&
+      (await this.stopWithin(deadline, { readModel: () => this.readModel?.stop() })) &&
       // What is left: the sampler, and anything a module did not stop.
       (await this.stopWithin(deadline, { loops: () => this.loops.stop() })) &&
       (await this.stopWithin(deadline, { nats: () => this.bus?.close() }));

@@ -67,6 +67,8 @@ export function describeConfig(loaded: LoadedConfig, factories: Map<string, Conn
   const escalating = [r.sla.enabled && 'SLA breaches', r.csat.enabled && 'low ratings'].filter(Boolean).join(' and ');
   lines.push(`Escalation  ${e ? `${escalating || 'nothing enabled'} → ${e.channel}/${e.account}, chat ${e.conversationId}` : 'none (breaches and low ratings are only logged and announced)'}`);
   lines.push(`Webhooks    ${c.webhooks.length ? c.webhooks.map((w) => `${w.name} (${w.events.join(', ')})`).join('; ') : 'none'}`);
-  lines.push(`API tokens  ${c.api.tokens.length} (${c.api.tokens.filter((t) => t.readOnly).length} read-only)`);
+  lines.push(`API tokens  ${c.api.tokens.length} (${c.api.tokens.filter((t) => t.readOnly).length} read-only, ${c.api.tokens.filter((t) => t.admin).length} admin: may erase a person)`);
+  const keep = (ms: number) => (ms > 0 ? humanDuration(ms, 'en') : 'for ever');
+  lines.push(`Retention   closed tickets ${keep(c.retention.tickets)}, attachments ${keep(c.retention.attachments)}, in transit ${keep(c.nats.retention)}, events ${keep(c.retention.events)}, dead letters ${keep(c.deadLetters.maxAge)}`);
   return lines.join('\n');
 }

@@ -28,6 +28,8 @@ export interface ProbeDeps {
   bus?: Bus;
   supervisor: Supervisor;
   connectors: () => HostedHealth[];
+  /** The SQL read model's projection: its lag is reported, not a reason to be unready (lists may lag a little). */
+  readModel?: () => Promise<unknown> | undefined;
 }
 
 export function liveness(d: ProbeDeps): Readiness {
@@ -53,6 +55,14 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
     } catch (err) {
       checks.streams = { error: errorMessage(err) };
       reasons.push('streams not listed');
+    }
+  }
+  if (d.readModel) {
+    try {
+      const rm = await d.readModel();
+      if (rm) checks.readModel = rm;
+    } catch (err) {
+      checks.readModel = { error: errorMessage(err) };
     }
   }
   const loops = d.supervisor.statuses();

@@ -9,9 +9,11 @@ export interface ApiToken {
   name: string;
   token: string;
   readOnly: boolean;
+  /** May erase a person's data; an ordinary token may not. */
+  admin?: boolean;
 }
 
-export type AuthResult = { ok: true; name: string; readOnly: boolean } | { ok: false; error: ApiError };
+export type AuthResult = { ok: true; name: string; readOnly: boolean; admin: boolean } | { ok: false; error: ApiError };
 
 /** Methods a read-only token may use. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -27,7 +29,7 @@ export class TokenAuth {
     // Compare against every token so the time taken does not reveal which one matched.
     for (const t of this.tokens) if (safeEqual(match[1]!, t.token)) found = t;
     if (!found) return { ok: false, error: { code: 'unauthorized', message: 'invalid bearer token' } };
-    return { ok: true, name: found.name, readOnly: found.readOnly };
+    return { ok: true, name: found.name, readOnly: found.readOnly, admin: found.admin === true };
   }
 
   /** Auth for one request: undefined when allowed, else the error to answer with (401 or 403). */
@@ -38,5 +40,13 @@ export class TokenAuth {
       return { code: 'forbidden', message: `token "${result.name}" is read-only` };
     }
     return undefined;
+  }
+
+  /** Auth for an admin-only route: the token's name when allowed, else the error (401 or 403). */
+  authorizeAdmin(header: string | string[] | undefined): { name: string } | { error: ApiError } {
+    const result = this.check(header);
+    if (!result.ok) return { error: result.error };
+    if (!result.admin) return { error: { code: 'forbidden', message: `token "${result.name}" is not an admin token (api.tokens[].admin: true)` } };
+    return { name: result.name };
   }
 }

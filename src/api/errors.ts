@@ -11,6 +11,7 @@ export const STATUS_OF = {
   forbidden: 403,
   not_found: 404,
   ticket_not_found: 404,
+  contact_not_found: 404,
   in_progress: 409,
   /** A free-form reply after the channel's reply window (WhatsApp's 24 hours): only a template may go. */
   outside_reply_window: 409,

@@ -4,14 +4,45 @@
  * definitions, so the document cannot drift from what the API validates.
  */
 import { z } from 'zod';
-import { LogEntry, NoteCommand, OutboundAttachment, ReplyCommand, StatusCommand, Ticket, TicketStatus } from '../core/schema.js';
+import { ErasureCounts, LogEntry, NoteCommand, OutboundAttachment, ReplyCommand, StatusCommand, Ticket, TicketStatus } from '../core/schema.js';
 import { AttachmentInput } from './attachments.js';
 import { STATUS_OF } from './errors.js';
+import { GROUP_BY, REPORT_KINDS } from '../reports/reports.js';
 
 const json = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any', target: 'draft-2020-12' });
 /** Request bodies: fields with defaults are optional, as the router's validation treats them. */
 const input = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
 const fromPath = { ticketId: true, idempotencyKey: true } as const;
+
+/** A ticket as lists and search show it (from the SQL read model): the record's names plus the cross-channel contact. */
+const TicketSummary = Ticket.pick({ id: true, status: true, channel: true, account: true, conversation: true, subject: true, contact: true, createdAt: true, updatedAt: true, firstResponseAt: true, closedAt: true, lastInboundAt: true, lastOutboundAt: true, messageCount: true, lastDelivery: true }).extend({
+  number: z.number().int().nullable(),
+  contactId: z.string().nullable().describe('the contact (across channels) this ticket belongs to: GET /v1/contacts/{id}'),
+  resolvedAt: z.string().optional(),
+  rating: z.number().int().min(1).max(5).optional(),
+});
+const Contact = z.object({
+  id: z.string(),
+  displayName: z.string().optional(),
+  identities: z.array(z.object({
+    kind: z.enum(['phone', 'email', 'telegram_user', 'whatsapp_lid', 'slack_user', 'external']),
+    value: z.string(),
+    channel: z.string(),
+    account: z.string().nullable(),
+    proof: z.enum(['sender', 'contact_card', 'profile', 'api']).describe('what proved the identity: the platform\'s sender id, a Telegram contact card of the sender\'s own phone, a verified Slack profile email'),
+    scope: z.string().optional(),
+  })),
+  merged: z.array(z.string()).describe('contact ids merged into this one'),
+  tickets: z.number().int(),
+  lastTicketAt: z.string().optional(),
+  createdAt: z.string(),
+});
+const SearchHit = z.object({
+  ticket: TicketSummary,
+  snippet: z.string().describe('the best-matching text, matched words in <b>…</b>'),
+  match: z.object({ in: z.enum(['message', 'subject']), seq: z.number().int().optional(), direction: z.string().optional(), at: z.string().optional() }),
+  rank: z.number(),
+});
 
 let cached: Record<string, unknown> | undefined;
 
@@ -52,12 +83,78 @@ export function openApiDocument(): Record<string, unknown> {
             { name: 'account', in: 'query', schema: { type: 'string' } },
             { name: 'contact', in: 'query', schema: { type: 'string' }, description: 'contact id or any handle (email, @username, phone), case-insensitive' },
             { name: 'updatedSince', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'tickets whose updatedAt is at or after this instant' },
+            { name: 'updatedBefore', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'tickets whose updatedAt is before this instant' },
+            { name: 'createdSince', in: 'query', schema: { type: 'string', format: 'date-time' } },
+            { name: 'createdBefore', in: 'query', schema: { type: 'string', format: 'date-time' } },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
             { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (keep the same filters)' },
           ],
           responses: {
-            200: { description: 'A page of tickets', content: { 'application/json': { schema: { type: 'object', required: ['tickets', 'nextCursor'], properties: { tickets: { type: 'array', items: { $ref: '#/components/schemas/Ticket' } }, nextCursor: { type: ['string', 'null'], description: 'null on the last page' } } } } } },
+            200: { description: 'A page of tickets', content: { 'application/json': { schema: { type: 'object', required: ['tickets', 'nextCursor'], properties: { tickets: { type: 'array', items: { $ref: '#/components/schemas/TicketSummary' } }, nextCursor: { type: ['string', 'null'], description: 'null on the last page' } } } } } },
             ...errors(400, 401),
+          },
+        },
+      },
+      '/v1/search': {
+        get: {
+          summary: 'Full-text search over messages, notes and subjects (Russian and English stemming): one hit per ticket, best first, with a highlighted snippet',
+          parameters: [
+            { name: 'q', in: 'query', required: true, schema: { type: 'string', minLength: 1, maxLength: 500 }, description: 'words; "a phrase", -excluded, or (websearch syntax)' },
+            { name: 'status', in: 'query', schema: json(TicketStatus) },
+            { name: 'channel', in: 'query', schema: { type: 'string' } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 } },
+          ],
+          responses: { 200: { description: 'Hits', content: { 'application/json': { schema: { type: 'object', properties: { results: { type: 'array', items: json(SearchHit) } } } } } }, ...errors(400, 401) },
+        },
+      },
+      '/v1/contacts': {
+        get: {
+          summary: 'Find contacts by a phone, an email address or a platform handle (what a platform proved, never a guess)',
+          parameters: [
+            { name: 'phone', in: 'query', schema: { type: 'string' }, description: 'any format; compared as +digits' },
+            { name: 'email', in: 'query', schema: { type: 'string' } },
+            { name: 'handle', in: 'query', schema: { type: 'string' }, description: 'Telegram user id, Slack user id, WhatsApp LID, a webhook sender id' },
+          ],
+          responses: { 200: { description: 'Matching contacts', content: { 'application/json': { schema: { type: 'object', properties: { contacts: { type: 'array', items: { $ref: '#/components/schemas/Contact' } } } } } } }, ...errors(400, 401) },
+        },
+      },
+      '/v1/contacts/{id}': {
+        get: {
+          summary: 'A contact with its identities on every channel; a merged-away id answers with the contact it joined (and mergedInto)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { 200: { description: 'The contact', content: { 'application/json': { schema: { type: 'object', properties: { contact: { $ref: '#/components/schemas/Contact' }, mergedInto: { type: 'string' } } } } } }, ...errors(401, 404) },
+        },
+      },
+      '/v1/contacts/{id}/merge': {
+        post: {
+          summary: 'Merge another contact into this one (a person\'s decision; kept when the read model is rebuilt)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: jsonBody({ type: 'object', required: ['contactId'], properties: { contactId: { type: 'string', description: 'the contact that joins this one' }, author: { type: 'object', properties: { id: { type: 'string' } } } } }),
+          responses: { 200: { description: 'The merged contact', content: { 'application/json': { schema: { type: 'object', properties: { contact: { $ref: '#/components/schemas/Contact' } } } } } }, ...errors(400, 401, 403, 404) },
+        },
+      },
+      '/v1/contacts/{id}/erase': {
+        post: {
+          summary: 'Erase a person (this contact and every contact merged with it) from every store: ticket logs, ticket records, thread index, attachments, transport streams, dead letters, SQL (admin tokens only; docs/data.md)',
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, contactIds: { type: 'array', items: { type: 'string' } }, ticketIds: { type: 'array', items: { type: 'string' } }, erased: json(ErasureCounts) } } } } }, ...errors(401, 403, 404) },
+        },
+      },
+      '/v1/reports/{kind}': {
+        get: {
+          summary: 'A support report over [from, to): durations in business time (router.sla.businessHours) with average, median and p90; JSON, or CSV with Accept: text/csv or format=csv',
+          parameters: [
+            { name: 'kind', in: 'path', required: true, schema: { type: 'string', enum: [...REPORT_KINDS] } },
+            { name: 'from', in: 'query', required: true, schema: { type: 'string' }, description: 'ISO date-time, or a date (midnight in the reports\' zone)' },
+            { name: 'to', in: 'query', required: true, schema: { type: 'string' }, description: 'exclusive; at most 400 days after from' },
+            { name: 'groupBy', in: 'query', schema: { type: 'string', enum: [...GROUP_BY] } },
+            { name: 'days', in: 'query', schema: { type: 'number' }, description: 'repeat-contacts: the window (default reports.repeatContactWindow, 7 days)' },
+            { name: 'businessHours', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'false: wall-clock durations' },
+            { name: 'format', in: 'query', schema: { type: 'string', enum: ['json', 'csv'] } },
+          ],
+          responses: {
+            200: { description: 'The report: rows with a `group` and the report\'s columns (docs/api.md)', content: { 'application/json': { schema: { type: 'object', properties: { report: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, groupBy: { type: ['string', 'null'] }, businessHours: { type: 'boolean' }, timezone: { type: 'string' }, unit: { type: 'string' }, rows: { type: 'array', items: { type: 'object' } } } } }, 'text/csv': { schema: { type: 'string' } } } },
+            ...errors(400, 401, 404),
           },
         },
       },
@@ -126,6 +223,8 @@ export function openApiDocument(): Record<string, unknown> {
           } } },
         },
         Ticket: json(Ticket),
+        TicketSummary: json(TicketSummary),
+        Contact: json(Contact),
         LogEntry: json(LogEntry),
       },
     },
@@ -136,8 +235,8 @@ export function openApiDocument(): Record<string, unknown> {
 const ERROR_TEXT: Record<number, string> = {
   400: 'Invalid request: `field` names the offending field',
   401: 'Missing or invalid bearer token',
-  403: 'The token is read-only',
-  404: 'Unknown ticket or attachment',
+  403: 'The token is read-only, or (erasure) not an admin token',
+  404: 'Unknown ticket, contact or attachment',
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   413: 'Attachment or body too large',
   503: 'The router did not answer in time: retry with the same Idempotency-Key',

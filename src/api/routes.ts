@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { TicketStatus, describeZodError, type Ticket } from '../core/schema.js';
+import { TicketStatus, describeZodError } from '../core/schema.js';
 import { Subjects } from '../core/subjects.js';
 import { JsonInputError, parseJsonBounded } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
@@ -15,12 +15,13 @@ import { AttachmentInput, Attachments, isMultipart, readMultipart } from './atta
 import type { TokenAuth } from './auth.js';
 import { HttpError, fail, isErrorCode } from './errors.js';
 import { openApiDocument } from './openapi.js';
-import type { TicketIndex } from './ticket-index.js';
+import { MergeRefusal, type ReadModel } from '../read-model/read-model.js';
 
 export interface ApiDeps {
   nc: NatsConnection;
   store: TicketStore;
-  index: TicketIndex;
+  /** The SQL read model: lists, search and contacts. */
+  readModel: ReadModel;
   attachments: Attachments;
   auth: TokenAuth;
   /** How long to wait for the router's answer to a command. */
@@ -43,9 +44,27 @@ const ListQuery = z.object({
   account: z.string().optional(),
   contact: z.string().optional(),
   updatedSince: z.iso.datetime({ offset: true }).optional(),
+  updatedBefore: z.iso.datetime({ offset: true }).optional(),
+  createdSince: z.iso.datetime({ offset: true }).optional(),
+  createdBefore: z.iso.datetime({ offset: true }).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().optional(),
 });
+
+const SearchQuery = z.object({
+  q: z.string().trim().min(1).max(500),
+  status: TicketStatus.optional(),
+  channel: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+});
+
+const ContactQuery = z
+  .object({ phone: z.string().min(1).max(64).optional(), email: z.string().min(1).max(320).optional(), handle: z.string().min(1).max(1024).optional() })
+  .refine((v) => v.phone || v.email || v.handle, { message: 'give phone, email or handle', path: ['phone'] });
+
+const MergeBody = z.object({ contactId: z.string().min(1).max(64), author: z.object({ id: z.string().min(1) }).optional() });
+
+const iso = (v: string | undefined) => (v ? new Date(v).toISOString() : undefined);
 
 /** Only the HTTP-specific part of a reply is checked here; the router checks the rest. */
 const ReplyAttachments = z.object({ attachments: z.array(AttachmentInput).optional() });
@@ -63,24 +82,53 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/v1/tickets', guarded, async (req, reply) => {
     const q = ListQuery.safeParse(req.query);
     if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
-    const { status, channel, account, contact, updatedSince, limit, cursor } = q.data;
+    const { status, channel, account, contact, limit, cursor } = q.data;
     const after = cursor ? decodeCursor(cursor) : undefined;
     if (cursor && !after) return fail(reply, 'invalid_request', 'cursor is not one this API issued', 'cursor');
-    const since = updatedSince ? new Date(updatedSince).toISOString() : undefined;
-    const needle = contact?.toLowerCase();
-    await deps.index.caughtUp();
-    const matching: Ticket[] = [];
-    for (const t of deps.index.all()) {
-      if ((status && t.status !== status) || (channel && t.channel !== channel) || (account && t.account !== account)) continue;
-      if (since && t.updatedAt < since) continue;
-      if (after && byUpdatedDesc(t, after) <= 0) continue;
-      if (needle && t.contact.id.toLowerCase() !== needle && !Object.values(t.contact.handles).some((h) => h.toLowerCase() === needle)) continue;
-      matching.push(t);
+    // Read-your-writes: a change made by the previous request is in the log; wait (bounded) until it is in SQL.
+    await deps.readModel.caughtUp();
+    const page = await deps.readModel.listTickets({
+      status, channel, account, contact, limit, after,
+      updatedSince: iso(q.data.updatedSince), updatedBefore: iso(q.data.updatedBefore),
+      createdSince: iso(q.data.createdSince), createdBefore: iso(q.data.createdBefore),
+    });
+    const last = page.tickets[page.tickets.length - 1];
+    return { tickets: page.tickets, nextCursor: page.more && last ? encodeCursor(last) : null };
+  });
+
+  app.get('/v1/search', guarded, async (req, reply) => {
+    const q = SearchQuery.safeParse(req.query);
+    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    await deps.readModel.caughtUp();
+    return { results: await deps.readModel.search(q.data.q, { limit: q.data.limit, status: q.data.status, channel: q.data.channel }) };
+  });
+
+  app.get('/v1/contacts', guarded, async (req, reply) => {
+    const q = ContactQuery.safeParse(req.query);
+    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    await deps.readModel.caughtUp();
+    return { contacts: await deps.readModel.findContacts(q.data) };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/contacts/:id', guarded, async (req, reply) => {
+    await deps.readModel.caughtUp();
+    const contact = await deps.readModel.getContact(req.params.id);
+    if (!contact) return fail(reply, 'contact_not_found', `no contact with id ${req.params.id}`);
+    const { requested, ...view } = contact;
+    // A merged-away id answers with the contact it joined, and says so.
+    return { contact: view, ...(requested !== view.id ? { mergedInto: view.id } : {}) };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/contacts/:id/merge', guarded, async (req, reply) => {
+    const body = MergeBody.safeParse(jsonObject(req));
+    if (!body.success) return fail(reply, 'invalid_request', describeZodError(body.error), body.error.issues[0]!.path.join('.'));
+    await deps.readModel.caughtUp();
+    try {
+      return { contact: await deps.readModel.merge(req.params.id, body.data.contactId, body.data.author?.id ?? 'api') };
+    } catch (err) {
+      if (!(err instanceof MergeRefusal)) throw err;
+      return fail(reply, err.notFound ? 'contact_not_found' : 'invalid_request', err.message, err.field);
     }
-    matching.sort(byUpdatedDesc);
-    const page = matching.slice(0, limit);
-    const last = page[page.length - 1];
-    return { tickets: page, nextCursor: matching.length > limit && last ? encodeCursor(last) : null };
   });
 
   app.get<{ Params: { id: string } }>('/v1/tickets/:id', guarded, async (req, reply) => {
@@ -170,18 +218,14 @@ async function command(deps: ApiDeps, reply: FastifyReply, name: 'reply' | 'note
   return fail(reply, isErrorCode(code) ? code : 'internal', answer.error?.message ?? 'failed', answer.error?.field);
 }
 
-function byUpdatedDesc(a: Pick<Ticket, 'updatedAt' | 'id'>, b: Pick<Ticket, 'updatedAt' | 'id'>): number {
-  return a.updatedAt === b.updatedAt ? (a.id < b.id ? 1 : a.id > b.id ? -1 : 0) : a.updatedAt < b.updatedAt ? 1 : -1;
-}
-
-function encodeCursor(t: Ticket): string {
+function encodeCursor(t: { updatedAt: string; id: string }): string {
   return Buffer.from(JSON.stringify([t.updatedAt, t.id])).toString('base64url');
 }
 
-function decodeCursor(c: string): Pick<Ticket, 'updatedAt' | 'id'> | undefined {
+function decodeCursor(c: string): { updatedAt: string; id: string } | undefined {
   try {
     const [updatedAt, id] = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as [string, string];
-    return typeof updatedAt === 'string' && typeof id === 'string' ? { updatedAt, id } : undefined;
+    return typeof updatedAt === 'string' && typeof id === 'string' && !Number.isNaN(Date.parse(updatedAt)) ? { updatedAt, id } : undefined;
   } catch {
     return undefined;
   }

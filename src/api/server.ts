@@ -10,6 +10,7 @@ import { registry } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
 import { HttpError, STATUS_OF, fail, type ApiError } from './errors.js';
+import { ReadModelUnavailable } from '../read-model/read-model.js';
 
 export interface Readiness {
   ready: boolean;
@@ -67,6 +68,7 @@ export class HttpServer implements HttpMount {
     this.app.setNotFoundHandler((req, reply) => fail(reply, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
     this.app.setErrorHandler((err, req, reply) => {
       if (err instanceof HttpError) return fail(reply, err.code, err.message, err.field);
+      if (err instanceof ReadModelUnavailable) return fail(reply, 'unavailable', `${err.message}; retry shortly`);
       const status = (err as { statusCode?: number }).statusCode ?? 500;
       if (status === 413) return fail(reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);
       if (status >= 400 && status < 500) return fail(reply, 'invalid_request', (err as Error).message);

@@ -1,7 +1,7 @@
 /**
  * The helpdesk surface as one unit for the gateway to start and stop: bearer auth (for /v1 and
- * for connector routes mounted with { auth: true }), the /v1 routes, the ticket index behind the
- * list endpoint and the tickets gauge, and one webhook dispatcher per configured webhook.
+ * for connector routes mounted with { auth: true }), the /v1 routes (lists, search and contacts
+ * from the SQL read model), and one webhook dispatcher per configured webhook.
  */
 import type { Bus } from '../core/bus.js';
 import type { GatewayConfig } from '../core/config.js';
@@ -11,15 +11,14 @@ import { MediaStore } from '../core/media.js';
 import { metrics } from '../core/metrics.js';
 import { Supervisor } from '../core/supervisor.js';
 import type { TicketStore } from '../router/tickets.js';
+import type { ReadModel } from '../read-model/read-model.js';
 import { Attachments } from './attachments.js';
 import { TokenAuth } from './auth.js';
 import { registerApi } from './routes.js';
 import type { HttpServer } from './server.js';
-import { TicketIndex } from './ticket-index.js';
 import { WebhookDispatcher, type DispatchLease } from './webhooks.js';
 
 export class HelpdeskSurface {
-  private index?: TicketIndex;
   private readonly webhooks: WebhookDispatcher[];
 
   constructor(
@@ -31,6 +30,8 @@ export class HelpdeskSurface {
     private readonly log: Logger,
     lease: DispatchLease,
     private readonly supervisor = new Supervisor(log),
+    /** The SQL read model behind lists, search and contacts (opened by the gateway); without it, no /v1 ticket routes. */
+    private readonly readModel?: ReadModel,
   ) {
     this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name }), lease, supervisor));
   }
@@ -40,18 +41,15 @@ export class HelpdeskSurface {
     const auth = new TokenAuth(this.config.api.tokens);
     this.http.authorize = (headers, method) => auth.authorize(headers.authorization, method);
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
-    if (this.store) {
-      this.index = new TicketIndex(this.bus.kv.tickets, this.log.child({ component: 'ticket-index' }), this.supervisor);
-      await this.index.start();
+    if (this.store && this.readModel) {
       const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media);
-      registerApi(this.http.app, { nc: this.bus.nc, store: this.store, index: this.index, attachments, auth });
+      registerApi(this.http.app, { nc: this.bus.nc, store: this.store, readModel: this.readModel, attachments, auth });
     }
     for (const w of this.webhooks) await w.start();
   }
 
   async stop(): Promise<void> {
     await Promise.all(this.webhooks.map((w) => w.stop()));
-    await this.index?.stop();
   }
 
   /** Consumer lag of each webhook (events not yet taken by its receiver), for /metrics. */

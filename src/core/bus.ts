@@ -39,6 +39,8 @@ export interface BusOptions extends NatsAccess {
   duplicateWindowMs: number;
   /** How long inbound/outbound/status streams keep messages. */
   retentionMs: number;
+  /** How long OMNI_EVENTS keeps ticket events (config retention.events); default 30 days. */
+  eventsRetentionMs?: number;
   /** Dedup markers (processed events, command results) are kept this long. */
   dedupTtlMs: number;
   /** A lease not renewed for this long is free for another replica. */
@@ -89,7 +91,7 @@ export function streamConfigs(o: BusOptions): Array<Partial<StreamConfig> & { na
     { ...base, name: Streams.inbound, subjects: [Subjects.inboundAll], max_age: ms(o.retentionMs), duplicate_window: ms(o.duplicateWindowMs) },
     { ...base, name: Streams.outbound, subjects: [Subjects.outboundAll], max_age: ms(o.retentionMs), duplicate_window: ms(o.duplicateWindowMs) },
     { ...base, name: Streams.status, subjects: [Subjects.statusAll], max_age: ms(o.retentionMs), duplicate_window: ms(o.duplicateWindowMs) },
-    { ...base, name: Streams.events, subjects: [Subjects.eventsAll], max_age: ms(30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
+    { ...base, name: Streams.events, subjects: [Subjects.eventsAll], max_age: ms(o.eventsRetentionMs ?? 30 * DAY), duplicate_window: ms(o.duplicateWindowMs) },
     // The ticket log is the system of record: no age limit.
     { ...base, name: Streams.log, subjects: [Subjects.ticketLogAll], max_age: 0, duplicate_window: ms(o.duplicateWindowMs) },
     // Refusals are what a hostile client controls: bounded by age and by size (oldest dropped first).

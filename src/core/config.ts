@@ -8,7 +8,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { SubjectToken, TicketEvent } from './schema.js';
 import { registerSecret } from './logger.js';
-import { BusinessHoursConfig } from './config-calendar.js';
+import { BusinessHoursConfig, TimeZone } from './config-calendar.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './strict-keys.js';
 import type { NatsAccess } from './nats-access.js';
@@ -65,7 +65,9 @@ const ApiToken = z.object({
   name: z.string().min(1).default('token'),
   token: z.string().min(16, 'at least 16 characters'),
   readOnly: z.boolean().default(false),
-});
+  /** May erase a person's data (POST /v1/contacts/{id}/erase); never together with readOnly. */
+  admin: z.boolean().optional(),
+}).refine((t) => !(t.admin && t.readOnly), { message: 'a token cannot be both readOnly and admin', path: ['admin'] });
 
 const Webhook = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-"'),
@@ -232,11 +234,56 @@ export const GatewayConfig = z.object({
       burst: z.number().int().min(1).default(120),
     })
     .prefault({}),
+  /**
+   * How long each kind of data is kept (docs/data.md, retention). 0 keeps it for ever. Messages in
+   * transit are `nats.retention`, dead letters `deadLetters.maxAge`; a ticket's log, KV record,
+   * thread index entries and attachment references live as long as the ticket.
+   */
+  retention: z
+    .object({
+      /** A ticket resolved or closed longer ago than this is deleted whole, everywhere (log, KV, index, SQL, its attachments). */
+      tickets: Duration.prefault(0),
+      /** Attachment bytes and reference records older than this are deleted from the object store (a log entry then names a file that is gone). */
+      attachments: Duration.prefault(0),
+      /** Copies of ticket events on OMNI_EVENTS (what webhooks and subscribers read). */
+      events: Duration.refine((ms) => ms >= 3_600_000, 'at least 1h (ticket events must outlive the dedup window and a webhook outage)').prefault('30d'),
+      /** How often the retention sweeper looks for what expired. */
+      sweepInterval: PositiveDuration.prefault('1h'),
+    })
+    .prefault({}),
+  /** GET /v1/reports/*: durations count business time on router.sla.businessHours (when set). */
+  reports: z
+    .object({
+      /** A contact's new ticket within this long after a resolved one is a repeat contact. */
+      repeatContactWindow: PositiveDuration.prefault('7d'),
+      /** Days and weeks are cut in this zone; default: the business hours' zone, else UTC. */
+      timezone: TimeZone.optional(),
+    })
+    .prefault({}),
   api: z
     .object({
       tokens: z.array(ApiToken).default([]),
       /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
       metricsRequireToken: z.boolean().default(false),
+    })
+    .prefault({}),
+  /**
+   * The SQL read model (docs/data.md): PGlite in `dataDir` by default, PostgreSQL when `url` is
+   * set. The URL carries no credentials (config refuses them): give user/password here, the
+   * password as ${VAR}.
+   */
+  database: z
+    .object({
+      /** postgres://host:port/database; empty: embedded PGlite. */
+      url: z.string().default(''),
+      user: z.string().min(1).optional(),
+      password: z.string().min(1).optional(),
+      /** PGlite's directory; default: <nats.embedded.dataDir>/sql. */
+      dataDir: z.string().min(1).optional(),
+      /** PostgreSQL connections per process. */
+      poolSize: z.number().int().min(1).max(100).default(10),
+      /** Ticket-log entries the projection applies per transaction. */
+      batchSize: z.number().int().min(1).max(10_000).default(500),
     })
     .prefault({}),
   webhooks: z.array(Webhook).default([]),

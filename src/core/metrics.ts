@@ -32,6 +32,8 @@ export const metrics = {
   consumerLag: new Gauge({ name: 'omnigate_consumer_lag', help: 'Messages not yet acknowledged by a durable consumer', labelNames: ['consumer'], registers: [registry] }),
   webhookRetries: new Counter({ name: 'omnigate_webhook_retries_total', help: 'Webhook deliveries retried', labelNames: ['webhook'], registers: [registry] }),
   webhookParked: new Counter({ name: 'omnigate_webhook_parked_total', help: 'Webhook deliveries parked after the retry budget', labelNames: ['webhook'], registers: [registry] }),
+  readModelLag: new Gauge({ name: 'omnigate_read_model_lag', help: 'Ticket-log entries (OMNI_LOG) not yet applied to the SQL read model (sampled by the replica applying them)', registers: [registry] }),
+  readModelApplied: new Counter({ name: 'omnigate_read_model_entries_total', help: 'Ticket-log entries the SQL projection handled, by outcome (applied, duplicate, orphan, invalid)', labelNames: ['outcome'], registers: [registry] }),
   ticketsOpen: new Gauge({ name: 'omnigate_tickets', help: 'Tickets by status', labelNames: ['status'], registers: [registry] }),
   firstResponse: new Histogram({
     name: 'omnigate_first_response_seconds',

@@ -13,6 +13,7 @@ export function schemaDocuments(): Record<string, unknown> {
     'connector-state-event': S.ConnectorStateEvent,
     'conversation-state-event': S.ConversationStateEvent,
     'dead-letter': S.DeadLetter,
+    'audit-erasure-event': S.AuditErasureEvent,
     'command-reply': S.ReplyCommand,
     'command-note': S.NoteCommand,
     'command-status': S.StatusCommand,

@@ -10,6 +10,8 @@ import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-bas
 export { MimeType, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 // Connector states, dead letters and error rendering: the operational payloads.
 export * from './schema-ops.js';
+// Audit events (erasure): counts and who asked, no personal data.
+export * from './schema-audit.js';
 
 export const Identity = z.object({
   /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */

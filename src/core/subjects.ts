@@ -50,6 +50,8 @@ export const Subjects = {
   ticketEvent: (kind: string) => `omni.events.ticket.${kind}`,
   connectorEvent: (channel: string, account: string) => `omni.events.connector.${channel}.${account}`,
   conversationEvent: (channel: string, account: string) => `omni.events.conversation.${channel}.${account}`,
+  /** Audit trail of what was done to stored data (schema-audit.ts). */
+  auditEvent: (kind: 'erasure') => `omni.events.audit.${kind}`,
   eventsAll: 'omni.events.>',
   deadLetter: (source: string) => `omni.dlq.${source}`,
   deadLetterAll: 'omni.dlq.>',

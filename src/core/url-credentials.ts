@@ -33,6 +33,8 @@ export function findUrlCredentials(value: unknown, path = ''): UrlCredentialProb
     if (!hasUrlCredentials(value)) return [];
     const advice = path === 'nats.url'
       ? 'put them in nats.user / nats.pass (or nats.token) instead'
+      : path === 'database.url'
+      ? 'put them in database.user / database.password (the password as ${VAR}) instead'
       : 'remove them and send the credential in a header (the webhook secret signs every request), or use the key the connector provides for it';
     return [{ path, message: `URL contains a user name or password, which HTTP clients refuse and logs would expose: ${advice}` }];
   }

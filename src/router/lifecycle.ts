@@ -28,6 +28,12 @@ export interface LifecycleOptions {
   checkIntervalMs: number;
   escalate?: EscalationTarget;
   texts: Texts;
+  /**
+   * Ids of the tickets that may be due at `now` (the SQL read model's indexed query, wired by the
+   * gateway): a superset is fine, each is judged again on its KV record. Without it, every
+   * ticket in KV is read each pass.
+   */
+  due?: (kind: 'sla' | 'csat', now: number) => Promise<string[]>;
 }
 
 export class LifecycleWatcher {
@@ -65,9 +71,20 @@ export class LifecycleWatcher {
   /** One pass of each loop; exposed for tests. Returns breaches recorded plus requests sent. */
   async check(now = Date.now()): Promise<number> {
     let found = 0;
-    if (this.sla) found += await this.sla.scan(await this.store.list(), now);
-    if (this.satisfaction) found += await this.satisfaction.scan(await this.store.list(), now);
+    if (this.sla) found += await this.sla.scan(await this.candidates('sla', now), now);
+    if (this.satisfaction) found += await this.satisfaction.scan(await this.candidates('csat', now), now);
     return found;
+  }
+
+  /** The tickets a pass looks at: the due ones from the read model, read fresh from KV; or all of KV. */
+  private async candidates(kind: 'sla' | 'csat', now: number): Promise<Ticket[]> {
+    if (!this.o.due) return this.store.list();
+    const out: Ticket[] = [];
+    for (const id of await this.o.due(kind, now)) {
+      const t = await this.store.get(id, { fresh: true });
+      if (t) out.push(t.value);
+    }
+    return out;
   }
 
   /** Tells the lead about a low rating (same escalation path as SLA breaches). */
@@ -95,8 +112,8 @@ export class LifecycleWatcher {
     });
     try {
       const loops: Array<Promise<void>> = [];
-      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.store.list(), Date.now(), () => lease.valid()))));
-      if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.store.list(), Date.now(), () => lease.valid()))));
+      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.candidates('sla', Date.now()), Date.now(), () => lease.valid()))));
+      if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.candidates('csat', Date.now()), Date.now(), () => lease.valid()))));
       await Promise.all(loops);
     } finally {
       signal.removeEventListener('abort', endTerm);

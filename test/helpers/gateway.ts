@@ -11,7 +11,8 @@ import { createLogger } from '../../src/core/logger.js';
 import type { Ticket, TicketEvent } from '../../src/core/schema.js';
 import { Streams } from '../../src/core/subjects.js';
 import { startNats, type TestNats } from './nats-server.js';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { pgliteDir } from './sql.js';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -35,6 +36,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
   const nats = opts.nats ?? (await startNats());
   const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
   const file = join(dir, 'omnigate.yaml');
+  const sqlDir = (config.database as { url?: string } | undefined)?.url ? undefined : await pgliteDir();
   const full = {
     // No readiness drain period in tests: it only delays every stop. A long budget: an abandoned
     // component keeps running inside the test process (a real process exits), so a stop slowed
@@ -43,6 +45,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     shutdownTimeout: '60s',
     ...config,
     nats: { url: nats.url, duplicateWindow: '2m', leaseTtl: '3s', ...(config.nats as object) },
+    // Each gateway its own read-model directory, copied from a migrated template (no initdb per test).
+    database: { ...(sqlDir ? { dataDir: sqlDir } : {}), ...(config.database as object) },
     http: { host: '127.0.0.1', port: 0, ...(config.http as object) },
     log: { level: 'debug' },
   };
@@ -61,6 +65,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
   });
   const gateway = new Gateway({ loaded, factories, log });
   await gateway.start();
+  // The read model opens in the background (start-up does not wait for it); tests that list right away do.
+  await gateway.readModel?.database();
   const nc = await connect({ servers: nats.url });
   const events: TicketEvent[] = [];
   const waiters = new Set<{ pred: (e: TicketEvent) => boolean; resolve: (e: TicketEvent) => void }>();
@@ -119,6 +125,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
       await gateway.stop();
       await nc.close();
       if (!opts.nats) await nats.stop();
+      if (sqlDir && !(config.database as { dataDir?: string } | undefined)?.dataDir) rmSync(sqlDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,124 @@
+/**
+ * The data-governance and reporting part of /v1: `GET /v1/reports/{kind}` (JSON or CSV) and
+ * `POST /v1/contacts/{id}/erase` (admin tokens only). Both read the SQL read model; erasure
+ * also reaches every NATS store (src/core/erasure.ts).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { describeZodError } from '../core/schema.js';
+import { Eraser, type ErasureOptions } from '../core/erasure.js';
+import type { Bus } from '../core/bus.js';
+import type { Logger } from '../core/logger.js';
+import type { ReadModel } from '../read-model/read-model.js';
+import { eraseRows, objectReferencedElsewhere, personFootprint } from '../read-model/erasure.js';
+import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
+import type { BusinessHours } from '../router/business-hours.js';
+import type { TokenAuth } from './auth.js';
+import { fail } from './errors.js';
+
+export interface DataApiDeps {
+  bus: Bus;
+  readModel: ReadModel;
+  auth: TokenAuth;
+  log: Logger;
+  /** The SLA calendar; null: wall-clock durations. */
+  businessHours: BusinessHours | null;
+  timezone: string;
+  repeatWindowMs: number;
+  /** Tells this process's caches the tickets are gone (the router keeps recent tickets in memory). */
+  forget?: (ticketIds: string[]) => void;
+}
+
+const DAY = 86_400_000;
+/** A report over more than this is refused: it would read that much history in one request. */
+const MAX_RANGE_DAYS = 400;
+
+/** Query of a report; a bare date is midnight in the reports' zone. */
+const reportQuery = (timezone: string) => z
+  .object({
+    from: z.iso.datetime({ offset: true }).or(z.iso.date()),
+    to: z.iso.datetime({ offset: true }).or(z.iso.date()),
+    groupBy: z.enum(GROUP_BY).optional(),
+    /** repeat-contacts: the window in days (default reports.repeatContactWindow). */
+    days: z.coerce.number().positive().max(365).optional(),
+    /** false: wall-clock durations even where business hours are configured. */
+    businessHours: z.enum(['true', 'false']).optional(),
+    format: z.enum(['json', 'csv']).optional(),
+  })
+  .refine((v) => instant(v.to, timezone) > instant(v.from, timezone), { message: '`to` must be after `from`', path: ['to'] });
+
+export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
+  const ReportQuery = reportQuery(deps.timezone);
+  const guard = async (req: FastifyRequest, reply: FastifyReply) => {
+    const refused = deps.auth.authorize(req.headers.authorization, req.method);
+    if (refused) return fail(reply, refused.code, refused.message);
+  };
+
+  app.get<{ Params: { kind: string } }>('/v1/reports/:kind', { onRequest: guard }, async (req, reply) => {
+    const kind = req.params.kind as ReportKind;
+    if (!REPORT_KINDS.includes(kind)) return fail(reply, 'not_found', `no report "${req.params.kind}"; reports: ${REPORT_KINDS.join(', ')}`, 'kind');
+    const q = ReportQuery.safeParse(req.query);
+    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    const from = new Date(instant(q.data.from, deps.timezone));
+    const to = new Date(instant(q.data.to, deps.timezone));
+    if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * DAY) return fail(reply, 'invalid_request', `a report covers at most ${MAX_RANGE_DAYS} days`, 'to');
+    await deps.readModel.caughtUp();
+    const report = await runReport(await deps.readModel.database(), kind, {
+      from,
+      to,
+      groupBy: q.data.groupBy,
+      businessHours: q.data.businessHours === 'false' ? null : deps.businessHours,
+      timezone: deps.timezone,
+      repeatWindowMs: q.data.days ? q.data.days * DAY : deps.repeatWindowMs,
+      now: new Date(),
+    });
+    const csv = q.data.format === 'csv' || (q.data.format === undefined && /\btext\/csv\b/i.test(req.headers.accept ?? ''));
+    if (!csv) return report;
+    return reply
+      .header('content-type', 'text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${kind}-${q.data.from.slice(0, 10)}-${q.data.to.slice(0, 10)}.csv"`)
+      .send(toCsv(report));
+  });
+
+  const eraser = new Eraser(deps.bus, deps.log);
+  app.post<{ Params: { id: string } }>('/v1/contacts/:id/erase', async (req, reply) => {
+    const who = deps.auth.authorizeAdmin(req.headers.authorization);
+    if ('error' in who) return fail(reply, who.error.code, who.error.message);
+    await deps.readModel.caughtUp();
+    const db = await deps.readModel.database();
+    const person = await personFootprint(db, req.params.id);
+    if (!person) return fail(reply, 'contact_not_found', `no contact with id ${req.params.id}`);
+    const options: ErasureOptions = {
+      reason: 'api',
+      requestedBy: who.name,
+      sharedElsewhere: (key, erasing) => objectReferencedElsewhere(db, key, erasing, person.foreignMessageSeqs),
+    };
+    deps.log.info({ contactIds: person.contactIds, tickets: person.ticketIds.length, requestedBy: who.name }, 'erasing a person: every store');
+    const result = await eraser.erase(
+      { ticketIds: person.ticketIds, identities: person.identities, logSequences: person.foreignMessageSeqs, objectKeys: person.objectKeys },
+      options,
+    );
+    // Entries the projection had taken before the purge land first; then their rows go.
+    await deps.readModel.caughtUp(10_000);
+    result.erased.sql = await eraseRows(db, { ticketIds: person.ticketIds, contactIds: person.contactIds, messageSeqs: person.foreignMessageSeqs });
+    deps.forget?.(person.ticketIds);
+    await eraser.announce(result, options);
+    return { erasureId: result.id, contactIds: person.contactIds, ticketIds: person.ticketIds, erased: result.erased };
+  });
+}
+
+/** A date alone is midnight in the reports' zone: `from=2026-03-02` means that day as the team lives it. */
+function instant(value: string, timezone: string): number {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return Date.parse(value);
+  const utcMidnight = Date.parse(`${value}T00:00:00Z`);
+  return utcMidnight - zoneOffset(utcMidnight, timezone);
+}
+
+function zoneOffset(instantMs: number, timezone: string): number {
+  const p = Object.fromEntries(
+    new Intl.DateTimeFormat('en-GB', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' })
+      .formatToParts(new Date(instantMs))
+      .map((x) => [x.type, x.value]),
+  );
+  return Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second)) - instantMs;
+}

@@ -1,0 +1,328 @@
+/**
+ * Erasure of one person's data from every NATS store (152-FZ art. 21, GDPR art. 17), and of
+ * whole tickets when retention expires them. Given the person's tickets and identifiers:
+ *
+ * - the ticket logs are purged by subject (`omni.ticket.<id>.log`: one subject per ticket is
+ *   what makes this possible without rewriting the stream);
+ * - the ticket records, and the thread-index and dedup entries pointing at those tickets, are
+ *   purged from their buckets (the index keys are hashes, so they are found by their values);
+ * - attachments the logs reference lose their reference records, and their bytes unless a ticket
+ *   that is not erased still references the same content (objects are content-addressed);
+ * - copies in the transport streams (OMNI_IN/OUT/STATUS), ticket events and dead letters that
+ *   name one of the tickets or identifiers are erased by sequence (`erase: true` overwrites).
+ *
+ * The scans read whole streams and buckets: minutes on a large installation, which is fine for
+ * a rare, deliberate operation and keeps every store honest (nothing relies on an index that
+ * could be incomplete). An audit event with counts only is announced at the end.
+ */
+import { randomUUID } from 'node:crypto';
+import { DeliverPolicy, JetStreamApiError, type JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { isNotFound, type Bus } from './bus.js';
+import { Buckets, Streams, Subjects } from './subjects.js';
+import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
+import { hashKey } from './subjects.js';
+
+export interface ErasureTarget {
+  /** Every ticket of the person: logs, records, index entries and attachments go whole. */
+  ticketIds: string[];
+  /**
+   * The person's identifiers on every channel: platform user ids, phone numbers, email
+   * addresses, usernames. Transport copies and dead letters naming one are erased. Identifiers
+   * found in the tickets' logs (sender ids and handles) are added automatically.
+   */
+  identities: string[];
+  /** OMNI_LOG sequences of the person's messages in tickets that are not theirs (a group chat): erased one by one. */
+  logSequences?: number[];
+  /** Stored attachment objects of those messages (the read model knows them). */
+  objectKeys?: string[];
+}
+
+export interface ErasureOptions {
+  reason: 'api' | 'retention';
+  /** Token name or `retention`; goes into the audit event. */
+  requestedBy: string;
+  /**
+   * Whether stored bytes are referenced by a ticket that is not being erased (the SQL read model
+   * knows every attachment of every ticket). Without it, the object store's own reference records
+   * are asked, which cannot tell two senders of the same file under the same name apart.
+   */
+  sharedElsewhere?: (objectKey: string, erasing: ReadonlySet<string>) => Promise<boolean>;
+}
+
+export interface ErasureResult {
+  id: string;
+  ticketCount: number;
+  erased: ErasureCounts;
+}
+
+/** Identifiers this short match too much by substring; they are matched as whole JSON values only. */
+const MIN_SUBSTRING_NEEDLE = 6;
+
+export function emptyCounts(): ErasureCounts {
+  return { logEntries: 0, tickets: 0, threadKeys: 0, dedupKeys: 0, attachments: 0, attachmentRefs: 0, inbound: 0, outbound: 0, status: 0, events: 0, deadLetters: 0, sql: {} };
+}
+
+export class Eraser {
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+  ) {}
+
+  async erase(target: ErasureTarget, o: ErasureOptions): Promise<ErasureResult> {
+    const id = randomUUID();
+    const counts = emptyCounts();
+    const tickets = new Set(target.ticketIds);
+    const files = { objects: new Set<string>(), refs: new Set<string>() };
+    const needles = new Needles(target.identities);
+    for (const t of tickets) needles.addToken(t);
+    // Read the logs first: they name the attachments and the identifiers the transport copies carry.
+    for (const ticketId of tickets) await this.collect(ticketId, files, needles);
+    for (const key of target.objectKeys ?? []) files.objects.add(key);
+    // The system of record goes first, so a failure midway leaves the person unreachable from it.
+    for (const ticketId of tickets) {
+      const r = await this.bus.jsm.streams.purge(Streams.log, { filter: Subjects.ticketLog(ticketId) });
+      counts.logEntries += r.purged;
+      if (await this.purgeKey('tickets', ticketId)) counts.tickets++;
+    }
+    for (const seq of target.logSequences ?? []) {
+      if (await this.bus.jsm.streams.deleteMessage(Streams.log, seq, true).catch((err: unknown) => (isGone(err) ? false : Promise.reject(err)))) counts.logEntries++;
+    }
+    counts.threadKeys = await this.purgeKeysWhere('threads', (value) => tickets.has(value));
+    counts.dedupKeys = await this.purgeKeysWhere('dedup', (value, key) => needles.matches(value) || needles.isAckKey(key));
+    await this.eraseFiles(files, tickets, counts, o);
+    counts.inbound = await this.eraseMessages(Streams.inbound, needles);
+    counts.outbound = await this.eraseMessages(Streams.outbound, needles);
+    counts.status = await this.eraseMessages(Streams.status, needles);
+    counts.events = await this.eraseMessages(Streams.events, needles);
+    counts.deadLetters = await this.eraseMessages(Streams.deadLetter, needles);
+    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts }, 'erasure done in NATS');
+    return { id, ticketCount: tickets.size, erased: counts };
+  }
+
+  /** Announces an erasure (after SQL rows were counted in too): counts and who asked, nothing else. */
+  async announce(result: ErasureResult, o: ErasureOptions): Promise<AuditErasureEvent> {
+    const event = AuditErasureEvent.parse({
+      v: 1,
+      type: 'audit.erasure',
+      id: result.id,
+      at: new Date().toISOString(),
+      reason: o.reason,
+      requestedBy: o.requestedBy,
+      ticketCount: result.ticketCount,
+      erased: result.erased,
+    });
+    await this.bus.publishJson(Subjects.auditEvent('erasure'), event, `audit:${event.id}`);
+    return event;
+  }
+
+  /** Attachments and identifiers of one ticket's log. */
+  private async collect(ticketId: string, files: { objects: Set<string>; refs: Set<string> }, needles: Needles): Promise<void> {
+    await scanStream(this.bus, Streams.log, { filter: Subjects.ticketLog(ticketId) }, (m) => {
+      const parsed = LogEntry.safeParse(jsonOf(m));
+      if (!parsed.success) return;
+      const e = parsed.data;
+      const attachments = e.kind === 'inbound' ? e.event.attachments : e.kind === 'outbound' ? e.message.attachments : [];
+      for (const a of attachments) {
+        if (a.objectKey) files.objects.add(a.objectKey);
+        if (a.ref) files.refs.add(a.ref);
+      }
+      if (e.kind === 'inbound' || e.kind === 'edited') {
+        needles.addExact(e.event.sender.id);
+        for (const h of Object.values(e.event.sender.handles)) needles.add(h);
+        if (e.event.conversation.kind === 'private') needles.add(e.event.conversation.id);
+      }
+      if (e.kind === 'inbound' && e.event.email) needles.add(e.event.email.from);
+    });
+  }
+
+  private async eraseFiles(files: { objects: Set<string>; refs: Set<string> }, tickets: ReadonlySet<string>, counts: ErasureCounts, o: ErasureOptions): Promise<void> {
+    const store = this.bus.media;
+    for (const ref of files.refs) {
+      const info = await store.info(ref);
+      if (!info || info.deleted) continue;
+      await store.delete(ref);
+      counts.attachmentRefs++;
+    }
+    const shared = o.sharedElsewhere ?? ((key: string) => this.referencedByRecords(key));
+    for (const key of files.objects) {
+      const info = await store.info(key);
+      if (!info || info.deleted) continue;
+      if (await shared(key, tickets)) {
+        this.log.info({ objectKey: key }, 'attachment bytes kept: a ticket that is not erased references the same content');
+        continue;
+      }
+      await store.delete(key);
+      counts.attachments++;
+    }
+  }
+
+  /** A reference record that survived the erasure still points at these bytes. */
+  private async referencedByRecords(objectKey: string): Promise<boolean> {
+    for (const info of await this.bus.media.list()) {
+      if (info.deleted || !info.name.startsWith('ref/')) continue;
+      const bytes = await this.bus.media.getBlob(info.name);
+      if (!bytes) continue;
+      try {
+        if ((JSON.parse(Buffer.from(bytes).toString('utf8')) as { objectKey?: string }).objectKey === objectKey) return true;
+      } catch {
+        // not a reference record this version wrote: it cannot point anywhere
+      }
+    }
+    return false;
+  }
+
+  private async purgeKey(bucket: 'tickets' | 'threads' | 'dedup', key: string): Promise<boolean> {
+    const entry = await this.bus.kv[bucket].get(key);
+    if (!entry || entry.operation !== 'PUT') return false;
+    await this.bus.kv[bucket].purge(key);
+    return true;
+  }
+
+  /** Purges every key of a bucket whose current value satisfies `pred`. */
+  private async purgeKeysWhere(bucket: 'threads' | 'dedup', pred: (value: string, key: string) => boolean): Promise<number> {
+    const prefix = `$KV.${Buckets[bucket]}.`;
+    const doomed: string[] = [];
+    await scanStream(this.bus, `KV_${Buckets[bucket]}`, { filter: `${prefix}>`, lastPerSubject: true }, (m) => {
+      if (m.data.length === 0) return; // a delete or purge marker
+      const key = m.subject.slice(prefix.length);
+      if (pred(m.string(), key)) doomed.push(key);
+    });
+    for (const key of doomed) await this.bus.kv[bucket].purge(key);
+    return doomed.length;
+  }
+
+  /** Erases (overwrites) every message of a stream that names the tickets or the person. */
+  private async eraseMessages(stream: string, needles: Needles): Promise<number> {
+    const doomed: number[] = [];
+    await scanStream(this.bus, stream, {}, (m) => {
+      if (needles.matches(textOf(m))) doomed.push(m.seq);
+    });
+    let erased = 0;
+    for (const seq of doomed) if (await this.bus.jsm.streams.deleteMessage(stream, seq, true)) erased++;
+    return erased;
+  }
+}
+
+/**
+ * What identifies the person in a stored payload. Long identifiers match anywhere in the text
+ * (an address inside "Name <addr>", a phone inside a raw webhook body); short ones (a Telegram
+ * user id "42") only as a whole JSON string or number, which a message's text never is.
+ */
+class Needles {
+  private readonly exact = new Set<string>();
+  private readonly substrings = new Set<string>();
+  /** Ticket ids: inside other ids too ("T-1001:…" outbound ids), but never as the head of a longer one (T-10012). */
+  private readonly tokens: RegExp[] = [];
+  private readonly ackKeys = new Set<string>();
+
+  constructor(identities: string[]) {
+    for (const i of identities) this.add(i);
+  }
+
+  add(identity: string): void {
+    const v = identity.trim().toLowerCase();
+    if (!v) return;
+    this.addExact(v);
+    // Auto-acknowledgement stamps are keyed by the sender (commands.ts): they go too.
+    this.ackKeys.add(`autoack.${hashKey(v)}`);
+    if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.add(v);
+    // A phone written "+7 916 123-45-67" in one place is "79161234567" in another.
+    const digits = v.replace(/\D/g, '');
+    if (/^[+\d\s().-]+$/.test(v) && digits.length >= 7) this.substrings.add(digits);
+  }
+
+  addExact(value: string): void {
+    const v = value.trim().toLowerCase();
+    if (v) this.exact.add(v);
+  }
+
+  addToken(id: string): void {
+    const v = id.trim().toLowerCase();
+    if (v) this.tokens.push(new RegExp(`(^|[^a-z0-9-])${v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![a-z0-9])`));
+  }
+
+  isAckKey(key: string): boolean {
+    return this.ackKeys.has(key);
+  }
+
+  matches(text: string): boolean {
+    const lower = text.toLowerCase();
+    for (const s of this.substrings) if (lower.includes(s)) return true;
+    for (const t of this.tokens) if (t.test(lower)) return true;
+    if (this.exact.size === 0) return false;
+    // Whole values: "…":"42" or :42, as JSON writes them.
+    for (const m of lower.matchAll(/"((?:[^"\\]|\\.)*)"|(-?\d+)/g)) {
+      const value = m[1] !== undefined ? unescapeJson(m[1]) : m[2]!;
+      if (this.exact.has(value)) return true;
+    }
+    return false;
+  }
+}
+
+/** The message was already gone (10037: no message found). */
+function isGone(err: unknown): boolean {
+  return (err instanceof JetStreamApiError && err.code === 10037) || isNotFound(err) || /no message found/i.test(String(err));
+}
+
+function unescapeJson(s: string): string {
+  if (!s.includes('\\')) return s;
+  try {
+    return JSON.parse(`"${s}"`) as string;
+  } catch {
+    return s;
+  }
+}
+
+function jsonOf(m: JsMsg): unknown {
+  try {
+    return m.json();
+  } catch {
+    return undefined;
+  }
+}
+
+/** A message's payload as text; a dead letter's base64 payload is decoded so it can be searched. */
+function textOf(m: JsMsg): string {
+  const text = m.string();
+  if (!m.subject.startsWith('omni.dlq.')) return text;
+  try {
+    const letter = JSON.parse(text) as { payload?: unknown; payloadEncoding?: string };
+    if (letter.payloadEncoding === 'base64' && typeof letter.payload === 'string') return `${text}\n${Buffer.from(letter.payload, 'base64').toString('utf8')}`;
+  } catch {
+    // not JSON: searched as it is
+  }
+  return text;
+}
+
+/**
+ * Visits every message of a stream (or the newest per subject) with an ephemeral ordered
+ * consumer, until the consumer reports nothing pending. Messages arriving meanwhile may be seen
+ * or not; callers that must not miss new ones run again.
+ */
+export async function scanStream(
+  bus: Bus,
+  stream: string,
+  opts: { filter?: string; lastPerSubject?: boolean },
+  visit: (m: JsMsg) => void | Promise<void>,
+): Promise<void> {
+  const consumer = await bus.js.consumers.get(stream, {
+    ...(opts.filter ? { filter_subjects: opts.filter } : {}),
+    ...(opts.lastPerSubject ? { deliver_policy: DeliverPolicy.LastPerSubject } : {}),
+  });
+  try {
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
+      let got = 0;
+      let pending = 1;
+      for await (const m of batch) {
+        got++;
+        await visit(m);
+        pending = m.info.pending;
+      }
+      if (got === 0 || pending === 0) break;
+    }
+  } finally {
+    await consumer.delete().catch(() => {});
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * How one ticket-log entry changes the read model. Mirrors what the router does to the ticket
+ * record (src/router/ticket-changes.ts, deliveries.ts, commands.ts) using only what the entry
+ * carries, so the tables can be rebuilt from the log alone. Called once per log sequence, in
+ * order, inside the transaction that also moves the checkpoint (projection.ts).
+ */
+import type { InboundMessage, LogEntry, OutboundMessage } from '../core/schema.js';
+import type { Queryable } from './database.js';
+import { resolveContact } from './contacts.js';
+
+type Entry<K extends LogEntry['kind']> = Extract<LogEntry, { kind: K }>;
+
+/** The trailing number of a ticket id (`T-1042` → 1042): the router builds ids as prefix + number. */
+export function ticketNumberOf(id: string): number | null {
+  const m = /(\d+)$/.exec(id);
+  return m ? Number(m[1]) : null;
+}
+
+/** A 👍 on our answer: logged, but the customer is not waiting for anything (router.ts). */
+function isReactionOnly(e: InboundMessage): boolean {
+  return !e.text.trim() && e.attachments.length === 0 && e.parts.length > 0 && e.parts.every((p) => p.type === 'reaction');
+}
+
+/** What was applied; unknown tickets (an entry before any message) are counted, not fatal. */
+export type Applied = 'applied' | 'duplicate' | 'orphan';
+
+export async function applyEntry(tx: Queryable, seq: number, ticketId: string, entry: LogEntry): Promise<Applied> {
+  switch (entry.kind) {
+    case 'inbound':
+      return inbound(tx, seq, ticketId, entry);
+    case 'outbound':
+      return outbound(tx, seq, ticketId, entry);
+    case 'note':
+      return note(tx, seq, ticketId, entry);
+    case 'edited':
+      return touched(await tx.query(
+        `UPDATE messages SET text = $3, edited_at = $4 WHERE ticket_id = $1 AND platform_message_id = $2 AND direction = 'inbound' RETURNING seq`,
+        [ticketId, entry.event.targetPlatformMessageId, entry.event.text, entry.at],
+      ));
+    case 'deleted':
+      return touched(await tx.query(
+        `UPDATE messages SET deleted_at = $3 WHERE ticket_id = $1 AND platform_message_id = $2 AND direction = 'inbound' RETURNING seq`,
+        [ticketId, entry.event.targetPlatformMessageId, entry.at],
+      ));
+    case 'delivery':
+      return delivery(tx, seq, ticketId, entry);
+    case 'rating':
+      return rating(tx, seq, ticketId, entry);
+    case 'sla':
+      return sla(tx, seq, ticketId, entry);
+    case 'status':
+      return status(tx, seq, ticketId, entry);
+    case 'escalation':
+      // Kept in the log (and on the KV record); nothing a report or list needs.
+      return 'applied';
+  }
+}
+
+function touched(rows: unknown[]): Applied {
+  return rows.length ? 'applied' : 'orphan';
+}
+
+async function ticketExists(tx: Queryable, id: string): Promise<boolean> {
+  return (await tx.query('SELECT 1 FROM tickets WHERE id = $1', [id])).length > 0;
+}
+
+async function inbound(tx: Queryable, seq: number, ticketId: string, entry: Entry<'inbound'>): Promise<Applied> {
+  const e = entry.event;
+  const contactId = await resolveContact(tx, e, entry.at);
+  if (!(await ticketExists(tx, ticketId))) {
+    await tx.query(
+      `INSERT INTO tickets (id, number, status, channel, account, conversation, subject, contact_id, contact, created_at, updated_at, last_seq)
+       VALUES ($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $9, $10)`,
+      [ticketId, ticketNumberOf(ticketId), e.channel, e.account, JSON.stringify(e.conversation), e.email?.subject || e.conversation.title || null, contactId,
+        JSON.stringify({ id: e.sender.id, displayName: e.sender.displayName, handles: e.sender.handles }), entry.at, seq],
+    );
+  }
+  const inserted = await tx.query(
+    `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, contact_id, author_id, author_name, platform_message_id, at, text)
+     VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
+    [seq, ticketId, e.id, e.channel, e.account, contactId, e.sender.id, e.sender.displayName ?? null, e.platform.messageId || null, entry.at, e.text],
+  );
+  if (!inserted.length) return 'duplicate';
+  for (const [position, a] of e.attachments.entries()) {
+    await tx.query(
+      `INSERT INTO attachments (message_seq, position, ticket_id, name, mime_type, size, sha256, object_key, ref, kind, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [seq, position, ticketId, a.name, a.mimeType, a.size, a.sha256 ?? null, a.objectKey ?? null, a.ref ?? null, a.kind, a.status],
+    );
+  }
+  const waits = !isReactionOnly(e);
+  // As the router: a message counts and updates the ticket; a pending ticket is open again (no
+  // status entry is logged for that); a closed one reopens by its own status entry.
+  await tx.query(
+    `UPDATE tickets SET message_count = message_count + 1, updated_at = $2, last_seq = $3,
+            last_inbound_at = CASE WHEN $4 THEN $5::timestamptz ELSE last_inbound_at END,
+            status = CASE WHEN $4 AND status = 'pending' THEN 'open' ELSE status END
+      WHERE id = $1`,
+    [ticketId, entry.at, seq, waits, e.receivedAt],
+  );
+  return 'applied';
+}
+
+function purposeOf(m: OutboundMessage): string | null {
+  return m.purpose ?? (m.automated ? null : 'agent_reply');
+}
+
+async function outbound(tx: Queryable, seq: number, ticketId: string, entry: Entry<'outbound'>): Promise<Applied> {
+  const m = entry.message;
+  if (!(await ticketExists(tx, ticketId))) {
+    // A ticket we wrote first (no customer message yet): its contact is the conversation.
+    await tx.query(
+      `INSERT INTO tickets (id, number, status, channel, account, conversation, subject, contact, created_at, updated_at, last_seq)
+       VALUES ($1, $2, 'new', $3, $4, $5, $6, $7, $8, $8, $9)`,
+      [ticketId, ticketNumberOf(ticketId), m.channel, m.account, JSON.stringify(m.conversation), m.email?.subject ?? m.conversation.title ?? null,
+        JSON.stringify({ id: m.email?.to[0] ?? m.conversation.id, handles: {} }), entry.at, seq],
+    );
+  }
+  const purpose = purposeOf(m);
+  const inserted = await tx.query(
+    `INSERT INTO messages (seq, ticket_id, id, direction, purpose, channel, account, author_id, author_name, at, text)
+     VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
+    [seq, ticketId, m.id, purpose, m.channel, m.account, m.author.id, m.author.name ?? null, entry.at, m.text],
+  );
+  if (!inserted.length) return 'duplicate';
+  for (const [position, a] of m.attachments.entries()) {
+    await tx.query(
+      `INSERT INTO attachments (message_seq, position, ticket_id, name, mime_type, size, sha256, object_key, ref, kind, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'document', 'stored')`,
+      [seq, position, ticketId, a.name, a.mimeType, a.size, a.sha256 ?? null, a.objectKey, a.ref ?? null],
+    );
+  }
+  await tx.query(
+    `UPDATE tickets SET last_outbound_at = $2, updated_at = greatest(updated_at, $2), last_seq = $3,
+            csat_requested_at = CASE WHEN $4 = 'satisfaction_request' THEN coalesce(csat_requested_at, $2) ELSE csat_requested_at END
+      WHERE id = $1`,
+    [ticketId, entry.at, seq, purpose],
+  );
+  return 'applied';
+}
+
+async function note(tx: Queryable, seq: number, ticketId: string, entry: Entry<'note'>): Promise<Applied> {
+  if (!(await ticketExists(tx, ticketId))) return 'orphan';
+  const inserted = await tx.query(
+    `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, author_id, author_name, at, text)
+     SELECT $1, id, $3, 'note', channel, account, $4, $5, $6, $7 FROM tickets WHERE id = $2
+     ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
+    [seq, ticketId, entry.id, entry.author.id, entry.author.name ?? null, entry.at, entry.text],
+  );
+  return inserted.length ? 'applied' : 'duplicate';
+}
+
+async function delivery(tx: Queryable, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {
+  const s = entry.status;
+  if (!(await ticketExists(tx, ticketId))) return 'orphan';
+  const [known] = await tx.query<{ purpose: string | null }>(`SELECT purpose FROM messages WHERE ticket_id = $1 AND direction = 'outbound' AND id = $2`, [ticketId, s.outboundId]);
+  const purpose = s.purpose ?? known?.purpose ?? null;
+  const column = ({ sent: 'sent_at', delivered: 'delivered_at', read: 'read_at', failed: 'failed_at' } as const)[s.status];
+  await tx.query(
+    `INSERT INTO deliveries (outbound_id, ticket_id, channel, account, purpose, status, reason, platform_message_id, attempts, ${column}, updated_at, last_seq)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+     ON CONFLICT (outbound_id) DO UPDATE SET status = $6, reason = coalesce($7, deliveries.reason),
+       platform_message_id = coalesce($8, deliveries.platform_message_id), attempts = greatest(deliveries.attempts, $9),
+       ${column} = coalesce(deliveries.${column}, $10), updated_at = $10, last_seq = $11, purpose = coalesce(deliveries.purpose, $5)`,
+    [s.outboundId, ticketId, s.channel, s.account, purpose, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq],
+  );
+  if (purpose !== 'agent_reply') return 'applied';
+  const last = JSON.stringify({ status: s.status, reason: s.reason, outboundId: s.outboundId, at: s.at });
+  // As deliveries.ts: the first sent agent reply is the first response; it answers what waited.
+  await tx.query(
+    `UPDATE tickets SET last_delivery = $2, last_seq = $3,
+            first_response_at = CASE WHEN $4 THEN coalesce(first_response_at, $5::timestamptz) ELSE first_response_at END,
+            last_agent_reply_at = CASE WHEN $4 THEN $5::timestamptz ELSE last_agent_reply_at END
+      WHERE id = $1`,
+    [ticketId, last, seq, s.status === 'sent', s.at],
+  );
+  if (s.status === 'sent') {
+    await tx.query(`UPDATE messages SET answered_at = $2 WHERE ticket_id = $1 AND direction = 'inbound' AND answered_at IS NULL AND at <= $2`, [ticketId, s.at]);
+  }
+  return 'applied';
+}
+
+async function rating(tx: Queryable, seq: number, ticketId: string, entry: Entry<'rating'>): Promise<Applied> {
+  const inserted = await tx.query(
+    `INSERT INTO ratings (seq, ticket_id, contact_id, channel, account, rating, low, event_id, at)
+     SELECT $1, id, contact_id, channel, account, $3, $4, $5, $6 FROM tickets WHERE id = $2
+     ON CONFLICT (ticket_id, event_id) DO NOTHING RETURNING seq`,
+    [seq, ticketId, entry.rating, entry.low, entry.eventId, entry.at],
+  );
+  if (!inserted.length) return (await ticketExists(tx, ticketId)) ? 'duplicate' : 'orphan';
+  await tx.query('UPDATE tickets SET rating = $2, rated_at = $3, last_seq = $4 WHERE id = $1', [ticketId, entry.rating, entry.at, seq]);
+  return 'applied';
+}
+
+async function sla(tx: Queryable, seq: number, ticketId: string, entry: Entry<'sla'>): Promise<Applied> {
+  const inserted = await tx.query(
+    `INSERT INTO sla_breaches (seq, ticket_id, breach, since, at, limit_ms, escalated_to)
+     SELECT $1, id, $3, $4, $5, $6, $7 FROM tickets WHERE id = $2
+     ON CONFLICT (ticket_id, breach, since) DO NOTHING RETURNING seq`,
+    [seq, ticketId, entry.breach, entry.since, entry.at, entry.limitMs, entry.escalatedTo ?? null],
+  );
+  if (!inserted.length) return (await ticketExists(tx, ticketId)) ? 'duplicate' : 'orphan';
+  await tx.query(
+    `UPDATE tickets SET last_seq = $2,
+            first_response_breached_at = CASE WHEN $3 = 'first_response' THEN coalesce(first_response_breached_at, $4::timestamptz) ELSE first_response_breached_at END,
+            no_answer_breached_for = CASE WHEN $3 = 'no_answer' THEN $5::timestamptz ELSE no_answer_breached_for END
+      WHERE id = $1`,
+    [ticketId, seq, entry.breach, entry.at, entry.since],
+  );
+  return 'applied';
+}
+
+async function status(tx: Queryable, seq: number, ticketId: string, entry: Entry<'status'>): Promise<Applied> {
+  if (!(await ticketExists(tx, ticketId))) return 'orphan';
+  await tx.query(
+    `INSERT INTO status_changes (seq, ticket_id, from_status, to_status, at, author_id, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [seq, ticketId, entry.from ?? null, entry.to, entry.at, entry.author.id, entry.reason ?? null],
+  );
+  await tx.query(
+    `UPDATE tickets SET
+            reopened_count = reopened_count + CASE WHEN status IN ('resolved', 'closed') AND $2 IN ('new', 'open', 'pending') THEN 1 ELSE 0 END,
+            status = $2, updated_at = greatest(updated_at, $3), last_seq = $4,
+            resolved_at = CASE WHEN $2 = 'resolved' THEN $3::timestamptz WHEN $2 = 'closed' THEN resolved_at ELSE NULL END,
+            closed_at = CASE WHEN $2 = 'closed' THEN $3::timestamptz ELSE NULL END
+      WHERE id = $1`,
+    [ticketId, entry.to, entry.at, seq],
+  );
+  return 'applied';
+}

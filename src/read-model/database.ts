@@ -1,0 +1,193 @@
+/**
+ * One SQL dialect, two engines: PGlite (PostgreSQL compiled to WebAssembly, in-process, the
+ * embedded default under the data directory) and PostgreSQL over `pg` when `database.url` is set.
+ * Everything above this file speaks PostgreSQL SQL with $1-style parameters and never learns which
+ * engine answers.
+ */
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+export interface Queryable {
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
+}
+
+/** A session that holds the single-applier lock: released by release() or when the session dies. */
+export interface ApplierLock {
+  /** Resolves when the lock's session was lost (PostgreSQL connection gone). */
+  readonly lost: Promise<void>;
+  release(): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  readonly engine: 'pglite' | 'postgres';
+  /** Where it lives, without credentials (for logs and /readyz). */
+  readonly where: string;
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Takes the lock that makes one process the projection's applier, or null when another session
+   * holds it. PGlite has one process per data directory (the data-dir lock), so it always succeeds.
+   */
+  tryApplierLock(key: number): Promise<ApplierLock | null>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres://host:port/db (no credentials in it: see user/password); empty → PGlite in dataDir. */
+  url?: string;
+  user?: string;
+  password?: string;
+  dataDir: string;
+  poolSize?: number;
+}
+
+export async function openDatabase(o: DatabaseOptions): Promise<Database> {
+  if (o.url) return PostgresDatabase.open(o);
+  return PgliteDatabase.open(o.dataDir);
+}
+
+class PgliteDatabase implements Database {
+  readonly engine = 'pglite' as const;
+  /** PGlite runs one statement at a time; a transaction must not interleave with other queries. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly db: PGlite,
+    readonly where: string,
+  ) {}
+
+  static async open(dataDir: string): Promise<PgliteDatabase> {
+    await mkdir(dataDir, { recursive: true });
+    const db = new PGlite(dataDir);
+    await db.waitReady;
+    return new PgliteDatabase(db, `pglite:${dataDir}`);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    return this.serial(async () => normalizeRows((await this.db.query<R>(sql, params)).rows));
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.serial(() =>
+      this.db.transaction(async (tx) => fn({ query: async <R>(sql: string, params: unknown[] = []) => normalizeRows((await tx.query<R>(sql, params)).rows) })),
+    );
+  }
+
+  async tryApplierLock(): Promise<ApplierLock> {
+    return { lost: new Promise<void>(() => undefined), release: async () => undefined };
+  }
+
+  async close(): Promise<void> {
+    await this.serial(() => this.db.close());
+  }
+}
+
+class PostgresDatabase implements Database {
+  readonly engine = 'postgres' as const;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly config: pg.ClientConfig,
+    readonly where: string,
+  ) {}
+
+  static async open(o: DatabaseOptions): Promise<PostgresDatabase> {
+    // pg lets the URL's (absent) user override a separate `user` key: credentials go into the URL object here, never into a log.
+    const url = new URL(o.url!);
+    if (o.user) url.username = encodeURIComponent(o.user);
+    if (o.password) url.password = encodeURIComponent(o.password);
+    const config: pg.ClientConfig = { connectionString: url.toString(), application_name: 'omnigate', types: { getTypeParser: pgTypeParser } as pg.CustomTypesConfig };
+    const pool = new pg.Pool({ ...config, max: o.poolSize ?? 10 });
+    // An idle client's error (server restarted) must not crash the process; the next query reconnects.
+    pool.on('error', () => undefined);
+    const db = new PostgresDatabase(pool, config, `postgres:${safeUrl(o.url!)}`);
+    await db.query('SELECT 1');
+    return db;
+  }
+
+  async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    return normalizeRows((await this.pool.query(sql, params)).rows as R[]);
+  }
+
+  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const result = await fn({ query: async <R>(sql: string, params: unknown[] = []) => normalizeRows((await client.query(sql, params)).rows as R[]) });
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = rollbackErr;
+      });
+      throw err;
+    } finally {
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  /** A session-level advisory lock on its own connection: the server frees it if we die. */
+  async tryApplierLock(key: number): Promise<ApplierLock | null> {
+    const client = new pg.Client(this.config);
+    let lostResolve!: () => void;
+    const lost = new Promise<void>((r) => (lostResolve = r));
+    client.on('error', () => lostResolve());
+    client.on('end', () => lostResolve());
+    await client.connect();
+    const [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [key])).rows;
+    if (!row?.ok) {
+      await client.end();
+      return null;
+    }
+    return {
+      lost,
+      release: async () => {
+        await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => undefined);
+        await client.end().catch(() => undefined);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** host:port/database of a PostgreSQL URL: never the user or password. */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return '(unparsable url)';
+  }
+}
+
+/** int8 (counts, sequences) as a JS number, like PGlite after normalizeRows; everything else as pg parses it. */
+const INT8_OID = 20;
+function pgTypeParser(oid: number, format?: string): (value: string) => unknown {
+  if (oid === INT8_OID) return (v: string) => Number(v);
+  return pg.types.getTypeParser(oid, (format ?? 'text') as 'text');
+}
+
+/**
+ * The same row shape from both engines: timestamps as ISO-8601 strings (UTC, milliseconds, as the
+ * bus writes them), 64-bit integers as numbers (sequences stay far below 2^53).
+ */
+function normalizeRows<R>(rows: R[]): R[] {
+  for (const row of rows as Array<Record<string, unknown>>) {
+    for (const [k, v] of Object.entries(row)) {
+      if (v instanceof Date) row[k] = v.toISOString();
+      else if (typeof v === 'bigint') row[k] = Number(v);
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,94 @@
+/**
+ * A person's footprint in the read model, and its removal. The person is a contact together with
+ * every contact merged into it (or the one it was merged into): one human, several identities.
+ * Their tickets go whole; messages they wrote in someone else's ticket (a group chat) go one by
+ * one, by the ticket-log sequence the projection recorded, so the log can lose exactly those too.
+ */
+import type { Database, Queryable } from './database.js';
+
+export interface PersonFootprint {
+  /** The contact ids that are this person (the root and everything merged into it). */
+  contactIds: string[];
+  /** Their tickets. */
+  ticketIds: string[];
+  /** Platform identifiers: phone numbers, email addresses, platform user ids. */
+  identities: string[];
+  /** OMNI_LOG sequences of messages they wrote in tickets that are not theirs. */
+  foreignMessageSeqs: number[];
+  /** Stored attachment objects referenced by their messages and tickets. */
+  objectKeys: string[];
+}
+
+/** null when no such contact. */
+export async function personFootprint(db: Queryable, contactId: string): Promise<PersonFootprint | null> {
+  const [root] = await db.query<{ root: string }>(`SELECT coalesce(merged_into, id) AS root FROM contacts WHERE id = $1`, [contactId]);
+  if (!root) return null;
+  const contactIds = (await db.query<{ id: string }>(`SELECT id FROM contacts WHERE id = $1 OR merged_into = $1 ORDER BY id`, [root.root])).map((r) => r.id);
+  const ticketIds = (await db.query<{ id: string }>(`SELECT id FROM tickets WHERE contact_id = ANY($1::text[]) ORDER BY id`, [contactIds])).map((r) => r.id);
+  const identities = (await db.query<{ value: string }>(`SELECT DISTINCT value FROM contact_identities WHERE contact_id = ANY($1::text[])`, [contactIds])).map((r) => r.value);
+  // The router's own record of the customer (ticket.contact) holds the platform id and handles too.
+  for (const r of await db.query<{ contact: { id?: string; handles?: Record<string, string> } }>(`SELECT contact FROM tickets WHERE id = ANY($1::text[])`, [ticketIds])) {
+    if (r.contact.id) identities.push(r.contact.id);
+    identities.push(...Object.values(r.contact.handles ?? {}));
+  }
+  const foreignMessageSeqs = (
+    await db.query<{ seq: number }>(`SELECT seq FROM messages WHERE contact_id = ANY($1::text[]) AND NOT (ticket_id = ANY($2::text[])) ORDER BY seq`, [contactIds, ticketIds])
+  ).map((r) => Number(r.seq));
+  const objectKeys = (
+    await db.query<{ object_key: string }>(
+      `SELECT DISTINCT a.object_key FROM attachments a JOIN messages m ON m.seq = a.message_seq
+        WHERE a.object_key IS NOT NULL AND (a.ticket_id = ANY($1::text[]) OR m.contact_id = ANY($2::text[]))`,
+      [ticketIds, contactIds],
+    )
+  ).map((r) => r.object_key);
+  return { contactIds, ticketIds, identities: [...new Set(identities.filter(Boolean))], foreignMessageSeqs, objectKeys };
+}
+
+/** Whether a ticket outside `erasing` (or a message not in `exceptSeqs`) still references the stored bytes. */
+export async function objectReferencedElsewhere(db: Queryable, objectKey: string, erasing: ReadonlySet<string>, exceptSeqs: number[] = []): Promise<boolean> {
+  const rows = await db.query(
+    `SELECT 1 FROM attachments WHERE object_key = $1 AND NOT (ticket_id = ANY($2::text[])) AND NOT (message_seq = ANY($3::bigint[])) LIMIT 1`,
+    [objectKey, [...erasing], exceptSeqs],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * Deletes the person's rows, or (no contacts) just the tickets' rows, in one transaction;
+ * returns rows deleted per table.
+ */
+export async function eraseRows(db: Database, o: { ticketIds: string[]; contactIds?: string[]; messageSeqs?: number[] }): Promise<Record<string, number>> {
+  const t = o.ticketIds;
+  const c = o.contactIds ?? [];
+  const s = o.messageSeqs ?? [];
+  return db.transaction(async (tx) => {
+    const counts: Record<string, number> = {};
+    const del = async (table: string, sql: string, params: unknown[]) => {
+      const rows = await tx.query(`DELETE FROM ${table} WHERE ${sql} RETURNING 1 AS gone`, params);
+      counts[table] = (counts[table] ?? 0) + rows.length;
+    };
+    await del('attachments', `ticket_id = ANY($1::text[]) OR message_seq = ANY($2::bigint[]) OR message_seq IN (SELECT seq FROM messages WHERE contact_id = ANY($3::text[]))`, [t, s, c]);
+    await del('messages', `ticket_id = ANY($1::text[]) OR seq = ANY($2::bigint[]) OR contact_id = ANY($3::text[])`, [t, s, c]);
+    await del('deliveries', `ticket_id = ANY($1::text[])`, [t]);
+    await del('status_changes', `ticket_id = ANY($1::text[])`, [t]);
+    await del('ratings', `ticket_id = ANY($1::text[]) OR contact_id = ANY($2::text[])`, [t, c]);
+    await del('sla_breaches', `ticket_id = ANY($1::text[])`, [t]);
+    await del('tickets', `id = ANY($1::text[])`, [t]);
+    if (c.length) {
+      await del('contact_identities', `contact_id = ANY($1::text[])`, [c]);
+      await del('contact_merges', `from_id = ANY($1::text[]) OR into_id = ANY($1::text[])`, [c]);
+      await tx.query(`UPDATE contacts SET merged_into = NULL WHERE id = ANY($1::text[])`, [c]);
+      await del('contacts', `id = ANY($1::text[])`, [c]);
+    }
+    return counts;
+  });
+}
+
+/** Tickets resolved or closed before `cutoff` and still so (the retention sweeper's question). */
+export async function ticketsClosedBefore(db: Queryable, cutoff: Date, limit: number): Promise<string[]> {
+  const rows = await db.query<{ id: string }>(
+    `SELECT id FROM tickets WHERE status IN ('resolved', 'closed') AND coalesce(closed_at, resolved_at) < $1 ORDER BY coalesce(closed_at, resolved_at) LIMIT $2`,
+    [cutoff.toISOString(), limit],
+  );
+  return rows.map((r) => r.id);
+}

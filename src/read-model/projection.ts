@@ -1,0 +1,218 @@
+/**
+ * The projection: applies the ticket log (stream OMNI_LOG, omni.ticket.<id>.log) to SQL, in stream
+ * order, in batches. Each batch is one transaction that also moves the checkpoint (the highest
+ * stream sequence applied), so a crash anywhere leaves SQL exactly at a batch boundary and the
+ * next run resumes from the checkpoint: every entry is applied once, whatever was redelivered.
+ *
+ * Why the checkpoint lives in SQL and the consumer is an ordered (ephemeral) one rather than a
+ * JetStream durable: two positions (a durable's ack floor and the SQL checkpoint) could disagree
+ * — a restored or rebuilt database, a durable deleted by hand — and SQL is what must be right.
+ * The ordered consumer starts at checkpoint + 1 every run and JetStream keeps the order; there is
+ * no ack state to leak or to reset on rebuild.
+ *
+ * The ticket events (OMNI_EVENTS) are not read: each announces a log entry the log already has,
+ * and that stream keeps 30 days, the log forever. Everything is rebuilt from the log alone.
+ *
+ * One applier at a time: on PostgreSQL several replicas share the database and take a session
+ * advisory lock (the server frees it when the holder's connection dies); the checkpoint is also
+ * compared in every batch (SELECT … FOR UPDATE), so even two appliers could not apply a batch twice.
+ */
+import { DeliverPolicy, type Consumer } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { metrics } from '../core/metrics.js';
+import { LogEntry } from '../core/schema.js';
+import { sleep } from '../core/sleep.js';
+import { Streams } from '../core/subjects.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
+import { applyEntry } from './apply.js';
+import type { Database } from './database.js';
+import { APPLIER_LOCK_KEY } from './migrations.js';
+
+const CHECKPOINT = 'ticket-log';
+const TICKET_OF = /^omni\.ticket\.([^.]+)\.log$/;
+
+export interface ProjectionOptions {
+  /** Entries per transaction at most. */
+  batchSize?: number;
+  /** How long a fetch waits for new entries before the loop looks again (and samples the lag). */
+  idleMs?: number;
+  /** How often a replica that does not hold the applier lock tries again. */
+  standbyRetryMs?: number;
+}
+
+export interface ProjectionStatus {
+  /** This replica applies the log now (false: another replica does, or it has not started). */
+  applying: boolean;
+  checkpoint: number;
+  /** OMNI_LOG's last sequence when last sampled. */
+  logLastSeq: number;
+  lag: number;
+  sampledAt?: string;
+}
+
+export class StaleCheckpointError extends Error {
+  constructor(expected: number, found: number) {
+    super(`read-model checkpoint moved from ${expected} to ${found} under this applier: another replica applies the log`);
+  }
+}
+
+export class Projection {
+  private loop?: SupervisedLoop;
+  private readonly batchSize: number;
+  private readonly idleMs: number;
+  private readonly standbyRetryMs: number;
+  private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
+
+  constructor(
+    private readonly bus: Bus,
+    /** Opened (and migrated) on first use: the gateway starts without waiting for the database. */
+    private readonly database: () => Promise<Database>,
+    private readonly log: Logger,
+    o: ProjectionOptions = {},
+    private readonly supervisor = new Supervisor(log),
+  ) {
+    this.batchSize = o.batchSize ?? 500;
+    this.idleMs = o.idleMs ?? 1000;
+    this.standbyRetryMs = o.standbyRetryMs ?? 2000;
+  }
+
+  start(): void {
+    this.loop = this.supervisor.run('read-model.projection', (r) => this.term(r), { essential: false });
+  }
+
+  async stop(): Promise<void> {
+    await this.loop?.stop();
+  }
+
+  status(): ProjectionStatus {
+    return { ...this.status_ };
+  }
+
+  async checkpoint(): Promise<number> {
+    const db = await this.database();
+    const [row] = await db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
+    return row?.seq ?? 0;
+  }
+
+  /** Lag right now, from SQL and the stream (any replica can answer: the checkpoint is shared). */
+  async sample(): Promise<ProjectionStatus> {
+    const [checkpoint, info] = await Promise.all([this.checkpoint(), this.bus.jsm.streams.info(Streams.log)]);
+    const logLastSeq = info.state.last_seq;
+    this.status_ = { ...this.status_, checkpoint, logLastSeq, lag: Math.max(0, logLastSeq - checkpoint), sampledAt: new Date().toISOString() };
+    metrics.readModelLag.set(this.status_.lag);
+    return this.status();
+  }
+
+  /**
+   * Resolves once the read model holds every log entry written before the call (read-your-writes
+   * for the API), or after `timeoutMs` — then the answer may miss the newest changes.
+   */
+  async caughtUp(timeoutMs = 2000): Promise<boolean> {
+    const target = (await this.bus.jsm.streams.info(Streams.log)).state.last_seq;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if ((await this.checkpoint()) >= target) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(25);
+    }
+  }
+
+  /** One term: wait for the applier lock, then apply until stopped or the lock's session is lost. */
+  private async term({ signal, progress }: LoopRun): Promise<void> {
+    const db = await this.database();
+    const lock = await db.tryApplierLock(APPLIER_LOCK_KEY);
+    if (!lock) {
+      this.status_.applying = false;
+      await this.sample().catch(() => undefined);
+      progress();
+      await sleep(this.standbyRetryMs, signal);
+      return;
+    }
+    const term = new AbortController();
+    const end = () => term.abort();
+    signal.addEventListener('abort', end, { once: true });
+    let lost = false;
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises -- lock.lost only ever resolves
+    void lock.lost.then(() => {
+      lost = true;
+      end();
+    });
+    this.status_.applying = true;
+    this.log.info({ database: db.where }, 'applying the ticket log to the read model');
+    try {
+      await this.follow(db, term.signal, progress);
+    } finally {
+      this.status_.applying = false;
+      signal.removeEventListener('abort', end);
+      await lock.release();
+    }
+    if (lost && !signal.aborted) throw new Error('read-model applier lock lost (database connection closed); taking it again');
+  }
+
+  private async follow(db: Database, signal: AbortSignal, progress: () => void): Promise<void> {
+    let applied = await this.checkpoint();
+    const consumer: Consumer = await this.bus.js.consumers.get(Streams.log, applied > 0
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: applied + 1 }
+      : { deliver_policy: DeliverPolicy.All });
+    this.log.info({ from: applied + 1 }, 'read-model projection resumes after its checkpoint');
+    while (!signal.aborted) {
+      const batch: Array<{ seq: number; subject: string; data: Uint8Array }> = [];
+      const fetched = await consumer.fetch({ max_messages: this.batchSize, expires: this.idleMs });
+      for await (const m of fetched) {
+        batch.push({ seq: m.seq, subject: m.subject, data: m.data });
+        if (signal.aborted) break;
+      }
+      if (batch.length) {
+        applied = await this.applyBatch(db, applied, batch);
+        progress();
+      }
+      if (!batch.length || batch.length < this.batchSize) {
+        await this.sample().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'read-model lag not sampled'));
+        if (!batch.length) progress();
+      }
+    }
+  }
+
+  /** One transaction: every entry after `expected`, then the checkpoint. Returns the new checkpoint. */
+  private async applyBatch(db: Database, expected: number, batch: Array<{ seq: number; subject: string; data: Uint8Array }>): Promise<number> {
+    const outcomes = new Map<string, number>();
+    const last = await db.transaction(async (tx) => {
+      const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
+      const found = row?.seq ?? 0;
+      if (found !== expected) throw new StaleCheckpointError(expected, found);
+      let seq = expected;
+      for (const m of batch) {
+        if (m.seq <= seq) continue; // JetStream never goes back, but a rebuilt consumer could overlap
+        seq = m.seq;
+        const ticketId = TICKET_OF.exec(m.subject)?.[1];
+        const parsed = ticketId ? LogEntry.safeParse(parseJson(m.data)) : undefined;
+        if (!ticketId || !parsed?.success) {
+          // Not ours to refuse: the router wrote it. Skipped and counted; the log keeps it for a rebuild by a newer version.
+          this.log.warn({ seq: m.seq, subject: m.subject, reason: parsed && !parsed.success ? parsed.error.issues[0]?.message : 'subject' }, 'ticket-log entry not understood; skipped by the read model');
+          outcomes.set('invalid', (outcomes.get('invalid') ?? 0) + 1);
+          continue;
+        }
+        const outcome = await applyEntry(tx, m.seq, ticketId, parsed.data);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+      await tx.query(
+        `INSERT INTO projection_checkpoint (name, seq, updated_at) VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET seq = $2, updated_at = now()`,
+        [CHECKPOINT, seq],
+      );
+      return seq;
+    });
+    for (const [outcome, n] of outcomes) metrics.readModelApplied.inc({ outcome }, n);
+    this.status_.checkpoint = last;
+    return last;
+  }
+}
+
+function parseJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * What the API and the timers ask of the read model. Every query is served by an index
+ * (migrations.ts); none reads every ticket.
+ */
+import type { Queryable } from './database.js';
+import { normalizeEmail, normalizePhone } from './contacts.js';
+
+export interface TicketRow {
+  id: string;
+  number: number | null;
+  status: string;
+  channel: string;
+  account: string;
+  conversation: unknown;
+  subject: string | null;
+  contact_id: string | null;
+  contact: { id: string; displayName?: string; handles?: Record<string, string> };
+  created_at: string;
+  updated_at: string;
+  first_response_at: string | null;
+  resolved_at: string | null;
+  closed_at: string | null;
+  last_inbound_at: string | null;
+  last_outbound_at: string | null;
+  message_count: number;
+  last_delivery: unknown;
+  rating: number | null;
+}
+
+/** A ticket as the API shows it from SQL: the KV record's names, plus the cross-channel contact. */
+export function ticketView(r: TicketRow) {
+  const canonical = r as TicketRow & { contact_root?: string | null };
+  return {
+    id: r.id,
+    number: r.number,
+    status: r.status,
+    channel: r.channel,
+    account: r.account,
+    conversation: r.conversation,
+    ...(r.subject !== null ? { subject: r.subject } : {}),
+    contact: r.contact,
+    contactId: canonical.contact_root ?? r.contact_id,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    ...(r.first_response_at ? { firstResponseAt: r.first_response_at } : {}),
+    ...(r.resolved_at ? { resolvedAt: r.resolved_at } : {}),
+    ...(r.closed_at ? { closedAt: r.closed_at } : {}),
+    ...(r.last_inbound_at ? { lastInboundAt: r.last_inbound_at } : {}),
+    ...(r.last_outbound_at ? { lastOutboundAt: r.last_outbound_at } : {}),
+    messageCount: r.message_count,
+    ...(r.last_delivery ? { lastDelivery: r.last_delivery } : {}),
+    ...(r.rating !== null ? { rating: r.rating } : {}),
+  };
+}
+export type TicketView = ReturnType<typeof ticketView>;
+
+const TICKET_COLUMNS = `t.id, t.number, t.status, t.channel, t.account, t.conversation, t.subject, t.contact_id, t.contact, t.created_at, t.updated_at,
+  t.first_response_at, t.resolved_at, t.closed_at, t.last_inbound_at, t.last_outbound_at, t.message_count, t.last_delivery, t.rating,
+  (SELECT coalesce(c.merged_into, c.id) FROM contacts c WHERE c.id = t.contact_id) AS contact_root`;
+
+export interface TicketFilter {
+  status?: string;
+  channel?: string;
+  account?: string;
+  /** A contact id (c_…), or a platform id / handle / phone / email of the customer. */
+  contact?: string;
+  updatedSince?: string;
+  updatedBefore?: string;
+  createdSince?: string;
+  createdBefore?: string;
+  /** Exclusive: the page after this (updated_at, id). */
+  after?: { updatedAt: string; id: string };
+  limit: number;
+}
+
+/** Contact ids (every merged one included) that `needle` names; empty when it names none. */
+export async function contactIdsFor(db: Queryable, needle: string): Promise<string[]> {
+  const values = [needle, needle.toLowerCase(), normalizePhone(needle), normalizeEmail(needle)].filter((v): v is string => !!v);
+  const rows = await db.query<{ id: string }>(
+    `WITH roots AS (
+       SELECT coalesce(c.merged_into, c.id) AS root FROM contacts c WHERE c.id = $1
+       UNION SELECT coalesce(c.merged_into, c.id) FROM contact_identities i JOIN contacts c ON c.id = i.contact_id WHERE i.value = ANY($2::text[]))
+     SELECT c.id FROM contacts c JOIN roots r ON c.id = r.root OR c.merged_into = r.root`,
+    [needle, values],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Newest change first; (updated_at, id) is unique, so a cursor page never repeats or skips a ticket that did not change. */
+export async function listTickets(db: Queryable, f: TicketFilter): Promise<{ tickets: TicketView[]; more: boolean }> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const p = (v: unknown) => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  if (f.status) where.push(`t.status = ${p(f.status)}`);
+  if (f.channel) where.push(`t.channel = ${p(f.channel)}`);
+  if (f.account) where.push(`t.account = ${p(f.account)}`);
+  if (f.updatedSince) where.push(`t.updated_at >= ${p(f.updatedSince)}`);
+  if (f.updatedBefore) where.push(`t.updated_at < ${p(f.updatedBefore)}`);
+  if (f.createdSince) where.push(`t.created_at >= ${p(f.createdSince)}`);
+  if (f.createdBefore) where.push(`t.created_at < ${p(f.createdBefore)}`);
+  if (f.after) where.push(`(t.updated_at, t.id) < (${p(f.after.updatedAt)}::timestamptz, ${p(f.after.id)})`);
+  if (f.contact) {
+    const ids = await contactIdsFor(db, f.contact);
+    // Not a known identity: the platform id or a handle as the router recorded it (a scan of the
+    // other filters' result, like the in-memory index did; identities are the indexed way).
+    if (ids.length) where.push(`t.contact_id = ANY(${p(ids)}::text[])`);
+    else {
+      const needle = p(f.contact.toLowerCase());
+      where.push(`(lower(t.contact->>'id') = ${needle} OR EXISTS (SELECT 1 FROM jsonb_each_text(coalesce(t.contact->'handles', '{}'::jsonb)) h WHERE lower(h.value) = ${needle}))`);
+    }
+  }
+  const rows = await db.query<TicketRow>(
+    `SELECT ${TICKET_COLUMNS} FROM tickets t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY t.updated_at DESC, t.id DESC LIMIT ${p(f.limit + 1)}`,
+    params,
+  );
+  return { tickets: rows.slice(0, f.limit).map(ticketView), more: rows.length > f.limit };
+}
+
+export interface SearchHit {
+  ticket: TicketView;
+  /** The best-matching text with the matched words in <b>…</b>. */
+  snippet: string;
+  /** Where the best match is: a message (its log sequence) or the ticket's subject. */
+  match: { in: 'message' | 'subject'; seq?: number; direction?: string; at?: string };
+  rank: number;
+}
+
+/**
+ * Full text over messages (not deleted ones) and subjects, Russian and English stemming: «оплата»
+ * finds «оплатил». The query is websearch syntax ("quoted phrase", -word, or). One hit per ticket,
+ * best rank first.
+ */
+export async function search(db: Queryable, q: string, o: { limit: number; status?: string; channel?: string }): Promise<SearchHit[]> {
+  const rows = await db.query<TicketRow & { hit_seq: number | null; hit_direction: string | null; hit_at: string | null; snippet: string; rank: number }>(
+    `WITH q AS (SELECT websearch_to_tsquery('russian', $1) || websearch_to_tsquery('english', $1) AS q),
+     hits AS (
+       SELECT m.ticket_id, m.seq, m.direction, m.at, m.text, ts_rank(m.search, q.q) AS rank FROM messages m, q
+        WHERE m.search @@ q.q AND m.deleted_at IS NULL
+       UNION ALL
+       SELECT t.id, NULL, NULL, NULL, t.subject, ts_rank(t.search, q.q) * 2 FROM tickets t, q WHERE t.search @@ q.q),
+     best AS (SELECT DISTINCT ON (ticket_id) * FROM hits ORDER BY ticket_id, rank DESC, seq DESC NULLS LAST)
+     SELECT ${TICKET_COLUMNS}, b.seq AS hit_seq, b.direction AS hit_direction, b.at AS hit_at, b.rank,
+            ts_headline('russian', b.text, q.q, 'StartSel=<b>, StopSel=</b>, MaxWords=30, MinWords=8, MaxFragments=2') AS snippet
+       FROM best b JOIN tickets t ON t.id = b.ticket_id, q
+      WHERE ($3::text IS NULL OR t.status = $3) AND ($4::text IS NULL OR t.channel = $4)
+      ORDER BY b.rank DESC, t.updated_at DESC, t.id DESC LIMIT $2`,
+    [q, o.limit, o.status ?? null, o.channel ?? null],
+  );
+  return rows.map((r) => ({
+    ticket: ticketView(r),
+    snippet: r.snippet,
+    match: r.hit_seq === null ? { in: 'subject' as const } : { in: 'message' as const, seq: r.hit_seq, direction: r.hit_direction ?? undefined, at: r.hit_at ?? undefined },
+    rank: Number(r.rank),
+  }));
+}
+
+export interface ContactView {
+  id: string;
+  displayName?: string;
+  identities: Array<{ kind: string; value: string; channel: string; account: string | null; proof: string; scope?: string }>;
+  /** Contacts merged into this one. */
+  merged: string[];
+  tickets: number;
+  lastTicketAt?: string;
+  createdAt: string;
+}
+
+/** The contact (its root when `id` was merged away), with identities and ticket counts. */
+export async function getContact(db: Queryable, id: string): Promise<(ContactView & { requested: string }) | null> {
+  const [c] = await db.query<{ id: string; display_name: string | null; created_at: string }>(
+    `SELECT r.id, r.display_name, r.created_at FROM contacts c JOIN contacts r ON r.id = coalesce(c.merged_into, c.id) WHERE c.id = $1`,
+    [id],
+  );
+  if (!c) return null;
+  const members = await db.query<{ id: string }>('SELECT id FROM contacts WHERE id = $1 OR merged_into = $1', [c.id]);
+  const ids = members.map((m) => m.id);
+  const identities = await db.query<{ kind: string; scope: string; value: string; channel: string; account: string | null; proof: string }>(
+    `SELECT kind, scope, value, channel, account, proof FROM contact_identities WHERE contact_id = ANY($1::text[]) ORDER BY created_at, kind, value`,
+    [ids],
+  );
+  const [stats] = await db.query<{ n: number; last: string | null }>(
+    `SELECT count(*)::int AS n, max(created_at) AS last FROM tickets WHERE contact_id = ANY($1::text[])`,
+    [ids],
+  );
+  return {
+    requested: id,
+    id: c.id,
+    ...(c.display_name ? { displayName: c.display_name } : {}),
+    identities: identities.map((i) => ({ kind: i.kind, value: i.value, channel: i.channel, account: i.account, proof: i.proof, ...(i.scope ? { scope: i.scope } : {}) })),
+    merged: ids.filter((x) => x !== c.id),
+    tickets: stats?.n ?? 0,
+    ...(stats?.last ? { lastTicketAt: stats.last } : {}),
+    createdAt: c.created_at,
+  };
+}
+
+/** Contacts by a phone, an email address or a platform handle/id (identities only: what a platform proved). */
+export async function findContacts(db: Queryable, by: { phone?: string; email?: string; handle?: string }): Promise<ContactView[]> {
+  const conditions: Array<[string, string[]]> = [];
+  if (by.phone) {
+    const phone = normalizePhone(by.phone);
+    if (phone) conditions.push(['phone', [phone]]);
+  }
+  if (by.email) {
+    const email = normalizeEmail(by.email);
+    if (email) conditions.push(['email', [email]]);
+  }
+  const roots = new Set<string>();
+  for (const [kind, values] of conditions) {
+    const rows = await db.query<{ root: string }>(
+      `SELECT DISTINCT coalesce(c.merged_into, c.id) AS root FROM contact_identities i JOIN contacts c ON c.id = i.contact_id WHERE i.kind = $1 AND i.value = ANY($2::text[])`,
+      [kind, values],
+    );
+    for (const r of rows) roots.add(r.root);
+  }
+  if (by.handle) {
+    const handle = by.handle.replace(/^@/, '');
+    const rows = await db.query<{ root: string }>(
+      `SELECT DISTINCT coalesce(c.merged_into, c.id) AS root FROM contact_identities i JOIN contacts c ON c.id = i.contact_id
+        WHERE i.kind IN ('telegram_user', 'whatsapp_lid', 'slack_user', 'external') AND i.value = ANY($1::text[])`,
+      [[by.handle, handle]],
+    );
+    for (const r of rows) roots.add(r.root);
+  }
+  const out: ContactView[] = [];
+  for (const root of roots) {
+    const c = await getContact(db, root);
+    if (c) {
+      const { requested: _requested, ...view } = c;
+      out.push(view);
+    }
+  }
+  return out;
+}
+
+/**
+ * Due-work candidates for the SLA and satisfaction timers: tickets that may be due at `now`. A
+ * superset by design (wall-clock time ≥ business time; the read model may lag a few entries):
+ * the timers decide on the KV record, which stays the source of truth for open tickets.
+ */
+export async function dueTickets(
+  db: Queryable,
+  kind: 'sla' | 'csat',
+  o: { now: number; firstResponseMs?: number; noAnswerMs?: number; csatDelayMs?: number; limit?: number },
+): Promise<string[]> {
+  const limit = o.limit ?? 1000;
+  if (kind === 'sla') {
+    const rows = await db.query<{ id: string }>(
+      `(SELECT id FROM tickets WHERE first_response_at IS NULL AND first_response_breached_at IS NULL AND status IN ('new', 'open') AND created_at < $1 ORDER BY created_at LIMIT $3)
+       UNION
+       (SELECT id FROM tickets WHERE status IN ('new', 'open') AND last_inbound_at IS NOT NULL AND last_inbound_at < $2
+          AND first_response_at IS NOT NULL AND (last_agent_reply_at IS NULL OR last_agent_reply_at < last_inbound_at)
+          AND (no_answer_breached_for IS NULL OR no_answer_breached_for <> last_inbound_at)
+        ORDER BY last_inbound_at LIMIT $3)`,
+      [new Date(o.now - (o.firstResponseMs ?? 0)).toISOString(), new Date(o.now - (o.noAnswerMs ?? 0)).toISOString(), limit],
+    );
+    return rows.map((r) => r.id);
+  }
+  const cutoff = new Date(o.now - (o.csatDelayMs ?? 0)).toISOString();
+  const rows = await db.query<{ id: string }>(
+    `SELECT id FROM tickets WHERE csat_requested_at IS NULL AND status IN ('resolved', 'closed')
+        AND (resolved_at < $1 OR closed_at < $1) ORDER BY coalesce(resolved_at, closed_at) LIMIT $2`,
+    [cutoff, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** omnigate_tickets{status}: one indexed count per status. */
+export async function countByStatus(db: Queryable): Promise<Record<string, number>> {
+  const rows = await db.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM tickets GROUP BY status');
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}

@@ -1,0 +1,155 @@
+/**
+ * The SQL read model as one unit for the gateway: opens the database (PGlite under the data
+ * directory, or PostgreSQL), runs migrations, runs the projection under the supervisor, keeps the
+ * tickets gauge, and answers the API's and the timers' queries.
+ */
+import type { Bus } from '../core/bus.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { metrics } from '../core/metrics.js';
+import { TicketStatus } from '../core/schema.js';
+import type { Supervisor } from '../core/supervisor.js';
+import { mergeContacts } from './contacts.js';
+import { openDatabase, type Database, type DatabaseOptions } from './database.js';
+import { migrate } from './migrations.js';
+import { Projection, type ProjectionOptions, type ProjectionStatus } from './projection.js';
+import * as q from './queries.js';
+
+export type ReadModelOptions = DatabaseOptions & ProjectionOptions;
+
+export class MergeRefusal extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+    readonly notFound = false,
+  ) {
+    super(message);
+  }
+}
+
+/** The database is not open (yet): PGlite still initialising, PostgreSQL unreachable. Retry later. */
+export class ReadModelUnavailable extends Error {}
+
+export class ReadModel {
+  private lastCount = 0;
+  private opening?: Promise<Database>;
+  private opened?: Database;
+  private stopped = false;
+  readonly projection: Projection;
+
+  /**
+   * Returns at once: the database is opened and migrated by the projection's first run (a new
+   * PGlite directory takes seconds to initialise), so the gateway's start-up does not wait for it
+   * and does not grow with the history; queries before then answer 503.
+   */
+  constructor(
+    bus: Bus,
+    private readonly o: ReadModelOptions,
+    private readonly log: Logger,
+    supervisor: Supervisor,
+  ) {
+    this.projection = new Projection(bus, () => this.database(), log, o, supervisor);
+  }
+
+  /** The open, migrated database; one attempt at a time, retried by the next caller after a failure. */
+  database(): Promise<Database> {
+    if (this.stopped) return Promise.reject(new ReadModelUnavailable('the read model is stopped'));
+    this.opening ??= (async () => {
+      const started = Date.now();
+      const db = await openDatabase(this.o);
+      try {
+        const { applied } = await migrate(db);
+        this.log.info({ database: db.where, migrationsApplied: applied, ms: Date.now() - started }, 'read model database ready');
+      } catch (err) {
+        await db.close().catch(() => undefined);
+        throw err;
+      }
+      this.opened = db;
+      return db;
+    })().catch((err: unknown) => {
+      this.opening = undefined;
+      this.log.warn({ err: errorMessage(err) }, 'read model database not opened; retrying');
+      throw err;
+    });
+    return this.opening;
+  }
+
+  /** For queries: the database if it is open, else 503 at once (no request waits for initdb). */
+  private async ready(): Promise<Database> {
+    if (this.opened) return this.opened;
+    this.database().catch(() => undefined); // the projection loop reports failures; this only starts the attempt
+    throw new ReadModelUnavailable('the read model database is still opening');
+  }
+
+  start(): void {
+    this.projection.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.projection.stop();
+    this.stopped = true;
+    const db = this.opened ?? (await this.opening?.catch(() => undefined));
+    await db?.close();
+  }
+
+  /** For /readyz and the sampler: lag and who applies; refreshes the gauges (the count at most every 15 s). */
+  async sample(): Promise<ProjectionStatus & { database: string }> {
+    if (!this.opened) return { ...this.projection.status(), database: 'opening' };
+    const s = await this.projection.sample();
+    if (this.opened && Date.now() - this.lastCount > 15_000) {
+      this.lastCount = Date.now();
+      try {
+        const counts = await q.countByStatus(this.opened);
+        for (const status of TicketStatus.options) metrics.ticketsOpen.set({ status }, counts[status] ?? 0);
+      } catch (err) {
+        this.log.debug({ err: errorMessage(err) }, 'ticket counts not sampled');
+      }
+    }
+    return { ...s, database: this.opened?.where ?? 'opening' };
+  }
+
+  async caughtUp(timeoutMs?: number): Promise<boolean> {
+    await this.ready();
+    return this.projection.caughtUp(timeoutMs);
+  }
+
+  async listTickets(f: q.TicketFilter) {
+    return q.listTickets(await this.ready(), f);
+  }
+
+  async search(text: string, o: { limit: number; status?: string; channel?: string }) {
+    return q.search(await this.ready(), text, o);
+  }
+
+  async findContacts(by: { phone?: string; email?: string; handle?: string }) {
+    return q.findContacts(await this.ready(), by);
+  }
+
+  async getContact(id: string) {
+    return q.getContact(await this.ready(), id);
+  }
+
+  async dueTickets(kind: 'sla' | 'csat', o: Parameters<typeof q.dueTickets>[2]) {
+    return q.dueTickets(await this.ready(), kind, o);
+  }
+
+  /** A person's decision that two contacts are one: `from` joins `into` (recorded, kept across a rebuild). */
+  async merge(into: string, from: string, by: string): Promise<q.ContactView> {
+    await (await this.ready()).transaction(async (tx) => {
+      const rows = await tx.query<{ id: string; root: string }>(
+        'SELECT id, coalesce(merged_into, id) AS root FROM contacts WHERE id = ANY($1::text[]) FOR UPDATE',
+        [[into, from]],
+      );
+      const target = rows.find((r) => r.id === into);
+      const source = rows.find((r) => r.id === from);
+      if (!target) throw new MergeRefusal('id', `no contact with id ${into}`, true);
+      if (!source) throw new MergeRefusal('contactId', `no contact with id ${from}`);
+      if (source.root === target.root) throw new MergeRefusal('contactId', `${from} is already part of ${target.root}`);
+      await mergeContacts(tx, source.root, target.root, new Date().toISOString(), by);
+    });
+    const merged = await this.getContact(into);
+    const { requested: _requested, ...view } = merged!;
+    this.log.info({ into, from, by }, 'contacts merged through the API');
+    return view;
+  }
+}

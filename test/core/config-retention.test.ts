@@ -1,0 +1,45 @@
+/** The retention, reports and admin-token settings: defaults, units, and refusals that name the key. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/core/config.js';
+
+function load(config: Record<string, unknown>) {
+  const file = join(mkdtempSync(join(tmpdir(), 'omnigate-cfg-')), 'omnigate.yaml');
+  writeFileSync(file, stringify(config));
+  return loadConfig(file, {}).config;
+}
+
+function refusal(config: Record<string, unknown>): ConfigError {
+  try {
+    load(config);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('accepted');
+}
+
+describe('retention, reports and admin tokens in the config', () => {
+  it('keeps tickets and attachments for ever by default, events 30 days, repeat contacts 7 days', () => {
+    const c = load({});
+    expect(c.retention).toEqual({ tickets: 0, attachments: 0, events: 30 * 86_400_000, sweepInterval: 3_600_000 });
+    expect(c.reports).toEqual({ repeatContactWindow: 7 * 86_400_000 });
+  });
+
+  it('reads durations with units and zones by name', () => {
+    const c = load({ retention: { tickets: '1095d', attachments: '365d', events: '2h' }, reports: { repeatContactWindow: '14d', timezone: 'Asia/Yekaterinburg' } });
+    expect(c.retention.tickets).toBe(1095 * 86_400_000);
+    expect(c.retention.events).toBe(7_200_000);
+    expect(c.reports).toEqual({ repeatContactWindow: 14 * 86_400_000, timezone: 'Asia/Yekaterinburg' });
+  });
+
+  it('refuses what cannot work, naming the key', () => {
+    expect(refusal({ retention: { events: '10m' } }).key).toBe('retention.events');
+    expect(refusal({ retention: { ticket: '1d' } }).message).toMatch(/did you mean "tickets"/);
+    expect(refusal({ reports: { timezone: 'Moscow' } }).key).toBe('reports.timezone');
+    expect(refusal({ api: { tokens: [{ name: 'x', token: 'a-long-enough-token-0123', readOnly: true, admin: true }] } }).key).toBe('api.tokens[0].admin');
+  });
+});

@@ -1,0 +1,104 @@
+/**
+ * The read model's SQL on both engines (PGlite and the machine's PostgreSQL, a throwaway database):
+ * log entries applied directly — contacts linked only by what a platform proves, merges, due-work
+ * queries, Russian and English search.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InboundMessage, LogEntry } from '../../src/core/schema.js';
+import { applyEntry } from '../../src/read-model/apply.js';
+import { mergeContacts } from '../../src/read-model/contacts.js';
+import type { Database } from '../../src/read-model/database.js';
+import { migrate } from '../../src/read-model/migrations.js';
+import { dueTickets, getContact, listTickets, search } from '../../src/read-model/queries.js';
+import { openTestDatabase } from '../helpers/sql.js';
+
+const T0 = Date.parse('2026-11-02T09:00:00.000Z');
+const at = (min: number) => new Date(T0 + min * 60_000).toISOString();
+
+function inbound(o: { id: string; channel: string; account?: string; sender: InboundMessage['sender']; text: string; min: number; parts?: InboundMessage['parts']; rule?: 'new-ticket' | 'open-conversation' }): LogEntry {
+  const event: InboundMessage = {
+    v: 1, type: 'message.inbound', id: o.id, channel: o.channel, account: o.account ?? 'main',
+    conversation: { id: `chat-${o.sender.id}`, kind: 'private' }, receivedAt: at(o.min), sender: o.sender,
+    text: o.text, format: 'plain', attachments: [], parts: o.parts ?? [], platform: { messageId: o.id },
+  };
+  return { kind: 'inbound', at: at(o.min), event, match: { rule: o.rule ?? 'new-ticket', value: event.conversation.id } };
+}
+
+describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) => {
+  let db: Database;
+  let cleanup: () => Promise<void>;
+  let seq = 0;
+  const apply = (ticketId: string, e: LogEntry) => db.transaction((tx) => applyEntry(tx, ++seq, ticketId, e));
+
+  beforeAll(async () => {
+    ({ db, cleanup } = await openTestDatabase(engine));
+    await migrate(db);
+    expect((await migrate(db)).applied).toEqual([]); // a second start: nothing left to do
+  }, 120_000);
+  afterAll(async () => {
+    await db?.close();
+    await cleanup?.();
+  });
+
+  it('links a Telegram user to a WhatsApp phone only through a contact card of their own phone', async () => {
+    await apply('T-1', inbound({ id: 'wa:1', channel: 'whatsapp', sender: { id: '79161234567@s.whatsapp.net', displayName: 'Ольга', handles: { phone: '+79161234567' } }, text: 'Здравствуйте, я оплатила заказ', min: 0 }));
+    // Same name, different platform, no proof: a separate contact.
+    await apply('T-2', inbound({ id: 'tg:1', channel: 'telegram', sender: { id: '5551', displayName: 'Ольга', handles: {} }, text: 'Добрый день', min: 1 }));
+    // Someone else's card (userId is not the sender): proves nothing about the sender.
+    await apply('T-2', inbound({ id: 'tg:2', channel: 'telegram', sender: { id: '5551', displayName: 'Ольга', handles: {} }, text: '', min: 2, rule: 'open-conversation', parts: [{ type: 'contact', name: 'Мама', phone: '+7 916 123-45-67', userId: '999' }] }));
+    const wa = (await listTickets(db, { limit: 10, contact: '+79161234567' })).tickets;
+    const tg = (await listTickets(db, { limit: 10, contact: '5551' })).tickets;
+    expect(wa.map((t) => t.id)).toEqual(['T-1']);
+    expect(tg.map((t) => t.id)).toEqual(['T-2']);
+    expect(wa[0]!.contactId).not.toBe(tg[0]!.contactId);
+
+    // The sender's own card: Telegram vouches for the phone, so the two are one person.
+    await apply('T-2', inbound({ id: 'tg:3', channel: 'telegram', sender: { id: '5551', displayName: 'Ольга', handles: {} }, text: '', min: 3, rule: 'open-conversation', parts: [{ type: 'contact', name: 'Ольга', phone: '+7 916 123-45-67', userId: '5551' }] }));
+    const both = (await listTickets(db, { limit: 10, contact: '+79161234567' })).tickets;
+    expect(both.map((t) => t.id).sort()).toEqual(['T-1', 'T-2']);
+    const contact = await getContact(db, tg[0]!.contactId!);
+    expect(contact!.id).toBe(wa[0]!.contactId); // the older contact stays
+    // The phone was already proven by WhatsApp (first proof kept); the Telegram user joined it.
+    expect(contact!.identities.map((i) => `${i.kind}:${i.value}:${i.proof}`).sort()).toEqual(['phone:+79161234567:sender', 'telegram_user:5551:sender']);
+  });
+
+  it('merges by a person\'s decision, kept in contact_merges', async () => {
+    await apply('T-3', inbound({ id: 'em:1', channel: 'email', sender: { id: 'olga@example.ru', handles: { email: 'olga@example.ru' } }, text: 'Чек не пришёл', min: 5 }));
+    const email = (await listTickets(db, { limit: 10, contact: 'OLGA@example.ru' })).tickets[0]!;
+    const phone = (await listTickets(db, { limit: 10, contact: '+79161234567' })).tickets[0]!;
+    await db.transaction((tx) => mergeContacts(tx, email.contactId!, phone.contactId!, at(6), 'agent-7'));
+    expect((await listTickets(db, { limit: 10, contact: phone.contactId! })).tickets.map((t) => t.id).sort()).toEqual(['T-1', 'T-2', 'T-3']);
+    expect((await getContact(db, email.contactId!))!.id).toBe(phone.contactId);
+    expect(await db.query('SELECT from_id, into_id, by FROM contact_merges')).toEqual([{ from_id: email.contactId, into_id: phone.contactId, by: 'agent-7' }]);
+  });
+
+  it('finds «оплатил» for «оплата» and "payments" for "payment", with highlighted snippets', async () => {
+    await apply('T-4', inbound({ id: 'wh:1', channel: 'webhook', sender: { id: 'ivan', handles: {} }, text: 'Я оплатил заказ вчера, где чек?', min: 7 }));
+    await apply('T-5', inbound({ id: 'wh:2', channel: 'webhook', sender: { id: 'john', handles: {} }, text: 'Two payments were taken from my card', min: 8 }));
+    const ru = await search(db, 'оплата', { limit: 10 });
+    expect(ru.map((h) => h.ticket.id).sort()).toEqual(['T-1', 'T-4']); // «оплатила» too
+    expect(ru.find((h) => h.ticket.id === 'T-4')!.snippet).toContain('<b>оплатил</b>');
+    const en = await search(db, 'payment', { limit: 10 });
+    expect(en.map((h) => h.ticket.id)).toEqual(['T-5']);
+    expect(en[0]!.snippet).toContain('<b>payments</b>');
+    expect(await search(db, 'несуществующееслово', { limit: 10 })).toEqual([]);
+  });
+
+  it('answers due work from indexes: unanswered past the limit, closed and not yet asked', async () => {
+    const now = T0 + 60 * 60_000;
+    const sla = await dueTickets(db, 'sla', { now, firstResponseMs: 30 * 60_000, noAnswerMs: 30 * 60_000 });
+    expect(sla.sort()).toEqual(['T-1', 'T-2', 'T-3', 'T-4', 'T-5']);
+    // An agent's reply sent: T-1 leaves the first-response candidates.
+    await apply('T-1', { kind: 'outbound', at: at(10), message: { v: 1, type: 'message.outbound', id: 'out-1', ticketId: 'T-1', channel: 'whatsapp', account: 'main', conversation: { id: 'c', kind: 'private' }, text: 'Проверим', attachments: [], author: { id: 'agent' }, createdAt: at(10), automated: false, purpose: 'agent_reply' } });
+    await apply('T-1', { kind: 'delivery', at: at(10), status: { v: 1, type: 'delivery.status', outboundId: 'out-1', ticketId: 'T-1', channel: 'whatsapp', account: 'main', status: 'sent', attempts: 1, at: at(10) } });
+    await apply('T-4', { kind: 'status', at: at(11), from: 'new', to: 'closed', author: { id: 'agent' } });
+    expect((await dueTickets(db, 'sla', { now, firstResponseMs: 30 * 60_000, noAnswerMs: 30 * 60_000 })).sort()).toEqual(['T-2', 'T-3', 'T-5']);
+    expect(await dueTickets(db, 'csat', { now, csatDelayMs: 10 * 60_000 })).toEqual(['T-4']);
+    expect(await dueTickets(db, 'csat', { now: T0 + 15 * 60_000, csatDelayMs: 10 * 60_000 })).toEqual([]);
+    const [t1] = await db.query<{ first_response_at: string; answered: number }>(`SELECT first_response_at, (SELECT count(*)::int FROM messages WHERE ticket_id = 'T-1' AND answered_at IS NOT NULL) AS answered FROM tickets WHERE id = 'T-1'`);
+    expect(t1).toEqual({ first_response_at: at(10), answered: 1 });
+    // The same entry again (a log with a duplicate beyond the dedup window) changes nothing.
+    await db.transaction((tx) => applyEntry(tx, ++seq, 'T-1', { kind: 'outbound', at: at(10), message: { v: 1, type: 'message.outbound', id: 'out-1', ticketId: 'T-1', channel: 'whatsapp', account: 'main', conversation: { id: 'c', kind: 'private' }, text: 'Проверим', attachments: [], author: { id: 'agent' }, createdAt: at(10), automated: false, purpose: 'agent_reply' } }));
+    expect(await db.query(`SELECT count(*)::int AS n FROM messages WHERE ticket_id = 'T-1' AND direction = 'outbound'`)).toEqual([{ n: 1 }]);
+  });
+});
