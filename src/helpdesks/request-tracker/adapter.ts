@@ -147,20 +147,17 @@ export class RtWriter {
     return rule?.queue ?? this.o.queue;
   }
 
-  /** The customer's RT user (no email address: RT must never mail them itself); its id. */
-  private async requestor(event: TicketEvent): Promise<number> {
+  /** The customer's RT user (no email address: RT must never mail them itself); its name. */
+  private async requestor(event: TicketEvent): Promise<string> {
     const contact = event.contact;
-    const contactId = contact?.id ?? `ticket-${event.ticketId}`;
-    let name = `${this.o.requestorPrefix}${event.channel}:${event.account}:${contactId}`;
-    // RT user names are at most 200 characters.
-    if (name.length > 200) name = `${this.o.requestorPrefix}${event.channel}:${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+    const name = requestorName(this.o.requestorPrefix, event.channel, event.account, contact?.id ?? `ticket-${event.ticketId}`);
     const handles = Object.entries(contact?.handles ?? {}).map(([k, v]) => `${k}: ${v}`);
     const user = await this.client.ensureUser({
       name,
       realName: contact?.displayName,
       comments: [`Customer on ${event.channel} (account ${event.account}), written by omnigate.`, ...handles].join('\n'),
     });
-    return user.id;
+    return user.name;
   }
 
   private async customerMessage(m: Inbound): Promise<RtMessageInput> {
@@ -223,4 +220,18 @@ function subjectOf(event: TicketEvent, entry: Inbound | undefined): string {
   const firstLine = (entry?.text ?? '').split('\n')[0]!.trim();
   const head = firstLine.length > 60 ? `${firstLine.slice(0, 57)}…` : firstLine;
   return `${event.channel}: ${who}${head ? ` — ${head}` : ''}`;
+}
+
+/**
+ * `<prefix><channel>.<account>.<contact id>`, without ":" (RT reads "type:name") or "@" (RT would
+ * take it for an email address and make another user it mails); when a character had to be
+ * replaced, a hash of the original keeps two contacts apart. RT names are at most 200 characters.
+ */
+export function requestorName(prefix: string, channel: string, account: string, contactId: string): string {
+  const raw = `${channel}.${account}.${contactId}`;
+  let clean = raw.replace(/[:@\s]/g, '_');
+  const hash = createHash('sha256').update(raw).digest('hex').slice(0, 10);
+  if (clean !== raw) clean = `${clean}.${hash}`;
+  if (prefix.length + clean.length > 200) clean = `${channel}.${account}.${hash}`;
+  return `${prefix}${clean}`;
 }

@@ -59,8 +59,11 @@ export interface RtMessageInput {
 export interface RtTicketInput extends RtMessageInput {
   queue: string;
   subject: string;
-  /** Requestor principals: RT user ids (numbers) or email addresses. */
-  requestors: Array<number | string>;
+  /**
+   * Requestors: RT user names or email addresses (an address creates a user RT will mail). A
+   * name with ":" is read as "<principal type>:<name>" and silently dropped by RT 5.0.3.
+   */
+  requestors: string[];
   customFields?: Record<string, string>;
 }
 
@@ -232,15 +235,14 @@ export class RtClient {
     }
   }
 
-  /** Create an unprivileged user; returns its id. */
-  async createUser(user: { name: string; realName?: string; email?: string; comments?: string }): Promise<number> {
-    const { location } = await this.call('POST', '/user', {
+  /** Create an unprivileged user (REST2 answers with its name, not its number). */
+  async createUser(user: { name: string; realName?: string; email?: string; comments?: string }): Promise<void> {
+    await this.call('POST', '/user', {
       Name: user.name,
       ...(user.realName ? { RealName: user.realName } : {}),
       ...(user.email ? { EmailAddress: user.email } : {}),
       ...(user.comments ? { Comments: user.comments } : {}),
     });
-    return idFromLocation(location, 'user');
   }
 
   /** The user named `name`, created if absent (a concurrent create is resolved by loading again). */
@@ -248,13 +250,13 @@ export class RtClient {
     const found = await this.userByName(user.name);
     if (found) return found;
     try {
-      const id = await this.createUser(user);
-      return { id, name: user.name, realName: user.realName, email: user.email };
+      await this.createUser(user);
     } catch (err) {
-      const again = await this.userByName(user.name);
-      if (again) return again;
-      throw err;
+      if (!(err instanceof RtRefusedError)) throw err;
     }
+    const made = await this.userByName(user.name);
+    if (!made) throw new RtRefusedError(`RT did not create user "${user.name}"`, 422);
+    return made;
   }
 
   private async search(path: string, params: Record<string, string>, limit = Infinity): Promise<Array<Record<string, unknown>>> {
@@ -312,7 +314,15 @@ function messageBody(m: RtMessageInput): Record<string, unknown> {
     ContentType: m.contentType ?? 'text/plain',
     ...(m.subject ? { Subject: m.subject } : {}),
     ...(m.attachments?.length
-      ? { Attachments: m.attachments.map((a) => ({ FileName: a.fileName, FileType: a.mimeType, FileContent: a.bytes.toString('base64') })) }
+      ? {
+          Attachments: m.attachments.map((a) => ({
+            // RT 5.0.3 answers 500 ("Transaction not committed") to a file name with characters
+            // past U+00FF; its UTF-8 bytes, one character each, are stored and shown correctly.
+            FileName: Buffer.from(a.fileName, 'utf8').toString('latin1'),
+            FileType: a.mimeType,
+            FileContent: a.bytes.toString('base64'),
+          })),
+        }
       : {}),
   };
 }

@@ -54,8 +54,8 @@ export const RequestTrackerOptions = z
     queues: z.array(QueueRule).default([]),
     /** The ticket custom field holding the omnigate ticket id (must apply to every queue used). */
     externalIdField: z.string().min(1).default('External ID'),
-    /** Customers' RT user names are `<prefix><channel>:<account>:<contact id>`. */
-    requestorPrefix: z.string().default('omnigate:'),
+    /** Customers' RT user names are `<prefix><channel>.<account>.<contact id>`. */
+    requestorPrefix: z.string().regex(/^[^:@\s]*$/, 'no ":", "@" or spaces (RT reads them as a principal type or an email address)').default('omnigate.'),
     /** Overrides of the status mapping, merged over the defaults. */
     statusToRt: z.partialRecord(TicketStatus, z.string().min(1)).default({}),
     statusFromRt: z.record(z.string().min(1), TicketStatus).default({}),
