@@ -17,7 +17,9 @@
  *  - without a mapping, calls `ensureTicket` (for `ticket.created`, or the first event seen of a
  *    ticket older than the adapter), records the mapping, stores the helpdesk id on the omnigate
  *    ticket (`externalRefs`, via the `omni.cmd.link` command), then
- *  - calls `apply` for every event but `ticket.created` (whose first message `ensureTicket` wrote).
+ *  - calls `apply` for every other event. The first message is announced twice by the router
+ *    (`ticket.created`, and `ticket.message` with match rule `new-ticket`): `ensureTicket` writes
+ *    it from whichever comes first, and neither reaches `apply`.
  * A throw of `HelpdeskUnavailableError` (or any error that is not a refusal: a network error, a
  * 5xx, a 429) is retried with capped exponential backoff, holding that ticket's lane — later events
  * of the ticket wait, other tickets go on — for as long as `retryFor` allows (default 24 h), then
@@ -166,8 +168,10 @@ export interface HelpdeskAdapter {
   /**
    * Create the helpdesk ticket for an omnigate ticket — or find the one an earlier attempt made
    * (idempotent: look up by `event.ticketId` first). `event` is `ticket.created` with the first
-   * message as `entry` (kind `inbound`: text, attachments, sender), or, for a ticket older than
-   * the adapter, the first event the host saw of it: then write a short first article.
+   * message as `entry` (kind `inbound`: text, attachments, sender), or the first event the host
+   * saw of the ticket: the same first message as `ticket.message` (rule `new-ticket`); for a
+   * ticket older than the adapter, any later event, which `apply` then gets as well — then write
+   * a short first article saying so.
    * The contact is found or created from `event.contact` (handles: email, phone, username, …).
    */
   ensureTicket(event: TicketEvent): Promise<ExternalTicket>;

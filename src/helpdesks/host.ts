@@ -248,17 +248,20 @@ class HostedHelpdesk {
     const begun = await this.records.begin(event.id);
     if (begun === 'done') return 'done';
     let ticket = await this.records.lookup(event.ticketId);
+    // The router announces the first message twice: as ticket.created and as ticket.message
+    // (rule new-ticket). ensureTicket writes it, from whichever comes first; the other is done.
+    const firstMessage = event.type === 'ticket.created' || (event.entry?.kind === 'inbound' && event.entry.match.rule === 'new-ticket');
     if (!ticket) {
       ticket = await this.adapter.ensureTicket(event);
       // Linked before the mapping is recorded: a crash in between links again (same value).
       await linkTicket(this.o.bus, this.spec.id, event.ticketId, ticket);
       await this.records.record(event.ticketId, ticket);
       this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, externalId: ticket.externalId, from: event.type }, 'helpdesk ticket linked');
-      if (event.type === 'ticket.created') {
+      if (firstMessage) {
         await this.records.finish(event.id);
         return 'applied';
       }
-    } else if (event.type === 'ticket.created') {
+    } else if (firstMessage) {
       await this.records.finish(event.id);
       return 'done';
     }
