@@ -21,10 +21,14 @@ import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
+import { HelpdeskHost } from './helpdesks/host.js';
+import type { HelpdeskFactory } from './helpdesks/contract.js';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
   factories: Map<string, ConnectorFactory<any>>;
+  /** Adapters for the configured `helpdesks` (absent: none). */
+  helpdeskFactories?: Map<string, HelpdeskFactory<any>>;
   log: Logger;
 }
 
@@ -34,6 +38,7 @@ export class Gateway {
   router?: Router;
   commands?: CommandHandler;
   connectors!: ConnectorHost;
+  helpdesks?: HelpdeskHost;
   http!: HttpServer;
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
@@ -161,6 +166,21 @@ export class Gateway {
     await this.connectors.start(
       this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
+    if (this.deps.loaded.helpdesks.length) {
+      this.helpdesks = new HelpdeskHost({ bus: this.bus, log: log.child({ component: 'helpdesks' }), http: this.http, mediaMaxBytes: c.media.maxBytes, leaseTtlMs: c.nats.leaseTtl, holder: newHolderId(), supervisor: this.loops });
+      // Adapters mount their webhook receivers now, before the server listens.
+      this.helpdesks.start(
+        this.deps.loaded.helpdesks.map(({ entry, options }) => ({
+          factory: this.deps.helpdeskFactories!.get(entry.type)!,
+          id: entry.id,
+          options,
+          retryForMs: entry.retryFor,
+          backoffBaseMs: entry.backoffBase,
+          backoffMaxMs: entry.backoffMax,
+          redeliverAfterMs: entry.redeliverAfter,
+        })),
+      );
+    }
     await this.http.listen();
     this.loops.run('gateway.sampler', async ({ signal, progress }) => {
       while (!signal.aborted) {
@@ -222,6 +242,7 @@ export class Gateway {
       })) &&
       (await this.stopWithin(deadline, {
         api: () => this.helpdesk?.stop(),
+        helpdesks: () => this.helpdesks?.stop(),
         sla: () => this.sla?.stop(),
         commands: () => this.commands?.stop(),
         router: () => this.router?.stop(),

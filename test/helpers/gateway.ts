@@ -47,7 +47,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     log: { level: 'debug' },
   };
   writeFileSync(file, stringify(full));
-  const { loaded, factories } = await loadAll(file, { ...process.env, ...opts.env });
+  const { loaded, factories, helpdeskFactories } = await loadAll(file, { ...process.env, ...opts.env });
   const logs: string[] = [];
   const log = createLogger({
     level: 'debug',
@@ -59,7 +59,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
       },
     }),
   });
-  const gateway = new Gateway({ loaded, factories, log });
+  const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });
   await gateway.start();
   const nc = await connect({ servers: nats.url });
   const events: TicketEvent[] = [];
