@@ -54,7 +54,10 @@ export class RtWriter {
       }
       const queue = this.queueFor(event.channel, event.account);
       const requestor = await this.requestor(event);
-      const entry = event.entry?.kind === 'inbound' ? event.entry.event : undefined;
+      // The first message when this event announces it; for a ticket older than the adapter, a
+      // later event, which the host also hands to apply: then a short first article only.
+      const first = event.entry?.kind === 'inbound' && (event.type === 'ticket.created' || event.entry.match.rule === 'new-ticket');
+      const entry = first && event.entry?.kind === 'inbound' ? event.entry.event : undefined;
       const message = entry
         ? await this.customerMessage(entry)
         : { content: `(Conversation #${event.ticketNumber} on ${event.channel} began before this RT was connected; its later messages follow here.)` };
