@@ -46,7 +46,8 @@ export class RtWriter {
   async ensureTicket(event: TicketEvent): Promise<ExternalTicket> {
     return this.rt(async () => {
       const field = this.o.externalIdField;
-      const found = await this.client.findTicketsByCustomField(field, event.ticketId);
+      const ours = `${this.o.externalIdPrefix}${event.ticketId}`;
+      const found = await this.client.findTicketsByCustomField(field, ours);
       if (found.length > 0) {
         if (found.length > 1) this.log.warn({ ticketId: event.ticketId, rtTickets: found }, 'several RT tickets carry this omnigate ticket id; using the oldest');
         this.log.info({ ticketId: event.ticketId, rtTicket: found[0] }, 'RT ticket found by its External ID (made by an earlier attempt): not creating another');
@@ -65,7 +66,7 @@ export class RtWriter {
         queue,
         subject: subjectOf(event, entry),
         requestors: [requestor],
-        customFields: { [field]: event.ticketId },
+        customFields: { [field]: ours },
         ...message,
         status: this.statusToRt[event.status] === 'new' ? undefined : this.statusToRt[event.status],
       });
@@ -73,7 +74,7 @@ export class RtWriter {
       // RT ignores a custom field that does not apply to the queue (200, no error): without it the
       // ticket could not be found after a crash, and every retry would make another one.
       const made = await this.client.getTicket(id);
-      if (!(made.customFields[field] ?? []).includes(event.ticketId)) {
+      if (!(made.customFields[field] ?? []).includes(ours)) {
         await this.client.comment(id, {
           content: `omnigate could not set the custom field "${field}" on this ticket: it does not apply to queue ${queue}. Apply it to the queue (Admin → Custom Fields); until then omnigate does not sync this ticket.`,
         });

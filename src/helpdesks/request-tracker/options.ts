@@ -54,6 +54,12 @@ export const RequestTrackerOptions = z
     queues: z.array(QueueRule).default([]),
     /** The ticket custom field holding the omnigate ticket id (must apply to every queue used). */
     externalIdField: z.string().min(1).default('External ID'),
+    /**
+     * Put before the omnigate ticket id in the custom field. omnigate numbers tickets per
+     * installation (T-1001, …): two installations (or a reinstalled one) writing to one RT need
+     * distinct prefixes, or the second would find the first one's tickets as its own.
+     */
+    externalIdPrefix: z.string().max(100).default(''),
     /** Customers' RT user names are `<prefix><channel>.<account>.<contact id>`. */
     requestorPrefix: z.string().regex(/^[^:@\s]*$/, 'no ":", "@" or spaces (RT reads them as a principal type or an email address)').default('omnigate.'),
     /** Overrides of the status mapping, merged over the defaults. */

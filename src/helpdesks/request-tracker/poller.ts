@@ -184,7 +184,9 @@ export class RtPoller {
     let value = '';
     try {
       const t = await this.client.getTicket(rtTicket);
-      value = t.customFields[this.o.externalIdField]?.[0] ?? '';
+      const stored = t.customFields[this.o.externalIdField]?.[0] ?? '';
+      // Another installation's ticket (other prefix) is not ours.
+      value = stored.startsWith(this.o.externalIdPrefix) ? stored.slice(this.o.externalIdPrefix.length) : '';
     } catch (err) {
       // A ticket we may not see (rights) is not one of ours.
       if (!(err instanceof RtRefusedError)) throw err;
