@@ -97,6 +97,7 @@ export interface RtPart {
 }
 
 export interface RtUser {
+  /** 0 when just created (REST2 answers a create with the name only). */
   id: number;
   name: string;
   email?: string;
@@ -251,9 +252,11 @@ export class RtClient {
     if (found) return found;
     try {
       await this.createUser(user);
+      return { id: 0, name: user.name, realName: user.realName, email: user.email };
     } catch (err) {
       if (!(err instanceof RtRefusedError)) throw err;
     }
+    // Refused: perhaps another writer created it meanwhile.
     const made = await this.userByName(user.name);
     if (!made) throw new RtRefusedError(`RT did not create user "${user.name}"`, 422);
     return made;

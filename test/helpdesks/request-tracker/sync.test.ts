@@ -25,12 +25,16 @@ let client: RtClient;
 let messageId = 1;
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const v = await fn();
-      if (v) return v;
+      if (v) {
+        if (process.env.RT_TEST_TIMINGS) console.log(`${what}: ${Date.now() - started} ms`);
+        return v;
+      }
     } catch (err) {
       last = err;
     }
@@ -142,7 +146,7 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     // RT mailed nobody: the requestor has no address, and RT never wrote to the customer itself
     const messages = await rtMessages(rtId);
     expect(messages.filter((m) => m.text === 'Оплата не проходит, вот скриншот' || m.text === 'И ещё: карта Мир')).toHaveLength(2);
-  });
+  }, 180_000);
 
   it("an agent's correspondence in RT reaches the Telegram chat once; a comment stays internal (an omnigate note)", async () => {
     const before = sent(7001).length;
@@ -167,7 +171,7 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     const inRt = await rtMessages(rtId);
     expect(inRt.filter((m) => m.text.includes('Проверьте лимиты'))).toHaveLength(1);
     expect(inRt.filter((m) => m.text.includes('VIP'))).toHaveLength(1);
-  });
+  }, 180_000);
 
   it('a status change in RT shows on the omnigate ticket, and one in omnigate shows in RT', async () => {
     const put = await rtCall(rt, 'agent', 'PUT', `/ticket/${rtId}`, { Status: 'resolved' });
@@ -181,7 +185,7 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     // our own status write is not taken back as an agent's change
     await new Promise((res) => setTimeout(res, 2000));
     expect((await gw.ticket(ticketId))?.status).toBe('pending');
-  });
+  }, 180_000);
 
   it('RT down for a while, then back: nothing lost, order kept, a ticket opened meanwhile arrives too', async () => {
     await rt.pause();
