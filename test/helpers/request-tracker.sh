@@ -17,7 +17,7 @@
 # Knobs (environment):
 #   RT_PORT          port to listen on (default: a free port picked by the kernel)
 #   RT_WORKERS       Starlet worker processes (default 2; each ~210 MB RSS, mostly shared)
-#   RT_WEBHOOK_URL   if set, a global scrip POSTs JSON to it on every Create/Correspond/Comment
+#   RT_WEBHOOK_URL   if set, a global scrip POSTs JSON to it on every Create/Correspond/Comment/Status
 #   RT_WEBHOOK_SECRET if set, the POST carries X-RT-Signature: sha256=HMAC_SHA256(secret, body)
 #   RT_READY_TIMEOUT seconds to wait for REST2 to answer (default 60)
 #   RT_GOLDEN        path of a cached, initialised SQLite db to copy instead of re-running
@@ -115,7 +115,7 @@ write_initialdata() {   # $1 = file
       Description => 'ID of the conversation in the external system' },   # no ApplyTo => global
 );
 @Scrips = (
-    {   Description    => 'Webhook: POST JSON on Create/Correspond/Comment',
+    {   Description    => 'Webhook: POST JSON on Create/Correspond/Comment/Status',
         Queue          => 0,                  # global
         ScripCondition => 'User Defined',
         ScripAction    => 'User Defined',
@@ -123,7 +123,7 @@ write_initialdata() {   # $1 = file
         Stage          => 'TransactionCreate',
         CustomIsApplicableCode => q{
             return 0 unless RT->Config->Get('WebhookURL');
-            return $self->TransactionObj->Type =~ /^(?:Create|Correspond|Comment)$/ ? 1 : 0;
+            return $self->TransactionObj->Type =~ /^(?:Create|Correspond|Comment|Status)$/ ? 1 : 0;
         },
         CustomPrepareCode => q{ return 1; },
         CustomCommitCode  => q{
@@ -368,8 +368,8 @@ cmd_selftest() {
   check "poll: new Correspond since txn $txn is the customer's" [ "$(echo "$r" | pj '$d->{items}[0]{Creator}{id}')" = alice@example.com ]
 
   sleep 0.3
-  check "webhook: create, correspond, comment, correspond" [ "$(cut -f2 "$hookdir/hooks.tsv" 2>/dev/null | perl -MJSON::PP -ne 'push @e, JSON::PP->new->decode($_)->{event}; END { print join ",", @e }')" = "create,correspond,comment,correspond" ]
-  check "webhook interface: REST for API posts, Email for mail gateway" [ "$(cut -f2 "$hookdir/hooks.tsv" 2>/dev/null | perl -MJSON::PP -ne 'push @e, JSON::PP->new->decode($_)->{transaction}{interface} // "-"; END { print join ",", @e }')" = "REST,REST,REST,Email" ]
+  check "webhook: create, correspond, comment, correspond" [ "$(cut -f2 "$hookdir/hooks.tsv" 2>/dev/null | perl -MJSON::PP -ne 'my $d = JSON::PP->new->decode($_); push @e, $d->{event} unless $d->{event} eq "status"; END { print join ",", @e }')" = "create,correspond,comment,correspond" ]
+  check "webhook interface: REST for API posts, Email for mail gateway" [ "$(cut -f2 "$hookdir/hooks.tsv" 2>/dev/null | perl -MJSON::PP -ne 'my $d = JSON::PP->new->decode($_); push @e, $d->{transaction}{interface} // "-" unless $d->{event} eq "status"; END { print join ",", @e }')" = "REST,REST,REST,Email" ]
   check "webhook signatures valid" perl -MDigest::SHA=hmac_sha256_hex -ne 'chomp; my ($s, $b) = split /\t/, $_, 2; $bad++ if $s ne "sha256=" . hmac_sha256_hex($b, "selftest-secret"); END { exit($bad || !$. ? 1 : 0) }' "$hookdir/hooks.tsv"
   check "outgoing mail captured in mailbox" [ "$(grep -c '^From rt@rt.test ' "$RT_MAILBOX" 2>/dev/null)" -ge 2 ]
 

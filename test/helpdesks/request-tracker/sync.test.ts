@@ -23,6 +23,11 @@ let nats: TestNats;
 let api: FakeBotApi;
 let client: RtClient;
 let messageId = 1;
+const WEBHOOK_SECRET = 'rt-webhook-secret-0123456789';
+/** RT's webhook scrip posts here (RT starts before the gateway's port is known); relayed to the gateway. */
+let relay: Server;
+let relayTarget: string | undefined;
+const relayed: number[] = [];
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
   const started = Date.now();
@@ -87,12 +92,29 @@ async function rtMessages(rtId: number): Promise<Array<{ type: string; creator: 
 }
 
 beforeAll(async () => {
-  [rt, nats] = await Promise.all([startRt(), startNats()]);
+  relay = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (!relayTarget) return void res.writeHead(503).end();
+      fetch(relayTarget, { method: 'POST', headers: { 'content-type': 'application/json', 'x-rt-signature': String(req.headers['x-rt-signature'] ?? '') }, body: Buffer.concat(chunks) })
+        .then((r) => {
+          relayed.push(r.status);
+          res.writeHead(r.status).end();
+        })
+        .catch(() => res.writeHead(502).end());
+    });
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const webhookUrl = `http://127.0.0.1:${(relay.address() as { port: number }).port}/rt`;
+  [rt, nats] = await Promise.all([startRt({ webhookUrl, webhookSecret: WEBHOOK_SECRET }), startNats()]);
   client = new RtClient({ url: rt.url, token: rt.token });
   api = new FakeBotApi(TOKEN);
   await api.start();
 }, 240_000);
 afterAll(async () => {
+  relay?.closeAllConnections();
+  await new Promise((r) => relay?.close(r));
   await api?.stop();
   await nats?.stop();
   await rt?.stop();
@@ -105,9 +127,11 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
   const sent = (chat: number) => api.calls.filter((c) => (c.method === 'sendMessage' || c.method === 'sendPhoto') && String(c.params.chat_id) === String(chat));
 
   beforeAll(async () => {
-    gw = await startGateway(config(rt.url), { nats, env: { TG_TOKEN: TOKEN, RT_TOKEN: rt.token } });
+    gw = await startGateway(config(rt.url, { webhookSecret: WEBHOOK_SECRET }), { nats, env: { TG_TOKEN: TOKEN, RT_TOKEN: rt.token } });
+    relayTarget = `${gw.httpUrl}/helpdesks/rt/webhook`;
   }, 60_000);
   afterAll(async () => {
+    relayTarget = undefined;
     await gw?.stop();
   });
 
@@ -187,15 +211,23 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     expect((await gw.ticket(ticketId))?.status).toBe('pending');
   }, 180_000);
 
+  it("RT's signed webhook scrip reaches the gateway (a doorbell for the poller); a forged one is refused", async () => {
+    await waitFor('webhooks from RT accepted', async () => relayed.filter((s) => s === 200).length > 0);
+    const forged = await fetch(`${gw.httpUrl}/helpdesks/rt/webhook`, { method: 'POST', headers: { 'x-rt-signature': 'sha256=00' }, body: '{}' });
+    expect(forged.status).toBe(401);
+    expect(relayed.every((s) => s === 200)).toBe(true);
+  });
+
   it('RT down for a while, then back: nothing lost, order kept, a ticket opened meanwhile arrives too', async () => {
     await rt.pause();
+    const logsBefore = gw.logs.length;
     const texts = ['первое', 'второе', 'третье', 'четвёртое'];
     for (const text of texts) api.push(customer(7001, { text }));
     api.push(customer(7002, { text: 'Новый клиент, пока RT лежит' }));
     const second = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7002', 30_000);
     await gw.waitForEvent((e) => e.type === 'ticket.message' && e.ticketId === ticketId && (e.entry as Extract<LogEntry, { kind: 'inbound' }>)?.event.text === 'четвёртое', 30_000);
     // the adapter keeps failing against a stopped RT for a few seconds
-    await waitFor('a failed attempt', async () => gw.logs.some((l) => l.includes('ECONNREFUSED') || l.includes('fetch failed')), 30_000);
+    await waitFor('a failed attempt', async () => gw.logs.slice(logsBefore).some((l) => l.includes('ECONNREFUSED') || l.includes('fetch failed')), 30_000);
     await new Promise((r) => setTimeout(r, 3000));
     await rt.restart();
 
