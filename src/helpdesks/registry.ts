@@ -7,7 +7,9 @@ import type { HelpdeskFactory } from './contract.js';
 
 type Loader = () => Promise<{ default: HelpdeskFactory<any> }>;
 
-const loaders: Record<string, Loader> = {};
+const loaders: Record<string, Loader> = {
+  zammad: () => import('./zammad/index.js'),
+};
 
 export function helpdeskTypes(): string[] {
   return Object.keys(loaders).sort();
