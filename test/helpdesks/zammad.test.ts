@@ -15,6 +15,7 @@ import type { LogEntry } from '../../src/core/schema.js';
 const TG_TOKEN = '123456:TEST-token-abcdefghijklmnop';
 const ZAMMAD_TOKEN = 'zammad-token-0123456789abcdef';
 const SECRET = 'webhook-secret-0123456789';
+const API_TOKEN = 'api-reader-token-0123456789';
 let nats: TestNats;
 let api: FakeBotApi;
 let zammad: ZammadStandin;
@@ -25,6 +26,7 @@ async function gateway(poll = '0s'): Promise<TestGateway> {
   const gw = await startGateway({
     outbound: { backoffBase: '100ms' },
     router: { autoAcknowledge: { enabled: false } },
+    api: { tokens: [{ name: 'ops', token: API_TOKEN, readOnly: true }] },
     connectors: [{ type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } }],
     helpdesks: [{
       type: 'zammad', id: 'zammad', url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', groups: [{ channel: 'telegram', group: 'Telegram' }],
@@ -111,8 +113,8 @@ describe('zammad helpdesk adapter', () => {
     const ticket = await until('externalRefs', async () => (await gw.ticket(created.ticketId))?.externalRefs?.[0]);
     expect(ticket).toMatchObject({ system: 'zammad', externalId: String(zt.id), url: `${zammad.url}/#ticket/zoom/${zt.id}` });
     // The REST API shows it.
-    const viaApi = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}`).then((r) => r.status);
-    expect([200, 401]).toContain(viaApi);
+    const viaApi = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}`, { headers: { authorization: `Bearer ${API_TOKEN}` } }).then((r) => r.json() as Promise<{ ticket: { externalRefs?: unknown[] } }>);
+    expect(viaApi.ticket.externalRefs).toEqual([expect.objectContaining({ system: 'zammad', externalId: String(zt.id) })]);
 
     // The first message was announced twice (created + message): one article.
     api.push(message(7001, { text: 'И ещё: номер заказа 48213' }));
