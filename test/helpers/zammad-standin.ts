@@ -62,6 +62,10 @@ export class ZammadStandin {
   webhook?: { endpoint: string; signatureToken: string };
   /** Scales Zammad's retry wait (executions × 10 s). */
   retryScale = 0.02;
+  /** Added to every API answer, as a real Zammad's own time (benchmarks). */
+  latencyMs = 0;
+  /** Time spent answering API calls (handler + latencyMs), in ms: the helpdesk's share of a sync. */
+  serviceMs = 0;
   /** Called after a ticket was created and before the answer goes out (a test's crash hook). */
   onTicketCreated?: (t: StandinTicket) => void | Promise<void>;
   readonly customFields: string[];
@@ -154,11 +158,13 @@ export class ZammadStandin {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.isDown) return void req.socket.destroy();
+    const began = performance.now();
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const url = new URL(req.url ?? '/', 'http://x');
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       this.requests.push({ method: req.method ?? '', path: url.pathname, status });
+      this.serviceMs += performance.now() - began;
       const data = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
       res.writeHead(status, { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json; charset=utf-8', ...headers });
       res.end(data);
@@ -174,6 +180,7 @@ export class ZammadStandin {
     }
     try {
       const r = await this.route(req.method ?? 'GET', url, body, caller);
+      if (this.latencyMs) await new Promise((r2) => setTimeout(r2, this.latencyMs));
       if (this.isDown) return void req.socket.destroy();
       send(r.status, r.body);
     } catch (err) {
