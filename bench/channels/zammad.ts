@@ -48,8 +48,9 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
   );
   zammad.webhook = { endpoint: `${gw.httpUrl}/helpdesks/zammad/zammad/webhook`, signatureToken: SECRET };
   let nextChat = 950_000;
+  let nextMessage = 1;
   const push = (chat: number, text: string) =>
-    api.push({ message: { message_id: nextChat, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: 'private' }, from: { id: chat, first_name: 'Клиент' }, text } });
+    api.push({ message: { message_id: nextMessage++, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: 'private' }, from: { id: chat, first_name: 'Клиент' }, text } });
   try {
     // Warm-up.
     for (let i = 0; i < 10; i++) push(nextChat++, 'разогрев');

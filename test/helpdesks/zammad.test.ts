@@ -22,7 +22,7 @@ let zammad: ZammadStandin;
 const gateways: TestGateway[] = [];
 let messageId = 1;
 
-async function gateway(poll = '0s'): Promise<TestGateway> {
+async function gateway(poll = '0s', extra: Record<string, unknown> = {}): Promise<TestGateway> {
   const gw = await startGateway({
     outbound: { backoffBase: '100ms' },
     router: { autoAcknowledge: { enabled: false } },
@@ -30,7 +30,7 @@ async function gateway(poll = '0s'): Promise<TestGateway> {
     connectors: [{ type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } }],
     helpdesks: [{
       type: 'zammad', id: 'zammad', url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', groups: [{ channel: 'telegram', group: 'Telegram' }],
-      webhook: { secret: SECRET }, poll: { interval: poll }, backoffBase: '100ms', backoffMax: '400ms', redeliverAfter: '5s',
+      webhook: { secret: SECRET }, poll: { interval: poll }, backoffBase: '100ms', backoffMax: '400ms', redeliverAfter: '5s', ...extra,
     }],
   }, { nats, env: { TG_TOKEN, ZAMMAD_TOKEN } });
   gateways.push(gw);
@@ -207,5 +207,18 @@ describe('zammad helpdesk adapter', () => {
     await api.waitForCall((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7005' && c.params.text === 'Да, мы здесь', 30_000);
     await new Promise((r) => setTimeout(r, 2000));
     expect(sendsTo(7005, 'Да, мы здесь')).toHaveLength(1);
+  });
+
+  it('parks what Zammad refuses for good, with its reason, and records no link', async () => {
+    const gw = await gateway('0s', { groups: [{ channel: 'telegram', group: 'Нет такой группы' }] });
+    api.push(message(7006, { text: 'В какую группу?' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7006', 20_000);
+    const letter = await gw.waitForStreamMessage<{ source: string; code: string; reason: string; meta: Record<string, string> }>(
+      'OMNI_DLQ', 'omni.dlq.helpdesk.zammad', (d) => d.meta?.ticketId === created.ticketId, 30_000,
+    );
+    expect(letter).toMatchObject({ source: 'helpdesk.zammad', code: 'http_422' });
+    expect(letter.reason).toMatch(/No lookup value found for 'group'/);
+    expect([...zammad.tickets.values()].some((t) => t.omnigate_ticket === created.ticketId)).toBe(false);
+    expect((await gw.ticket(created.ticketId))!.externalRefs).toBeUndefined();
   });
 });

@@ -99,6 +99,11 @@ export class ZammadAdapter implements HelpdeskAdapter {
         attachments: first ? await this.attachmentsOf(first.attachments) : [],
       },
     });
+    if (created[field] !== event.ticketId) {
+      // Zammad drops attributes it does not know: without the field, a crash before the mapping
+      // is recorded would make a second ticket. Said loudly, once per ticket, not refused.
+      this.ctx.log.error({ ticketId: event.ticketId, zammadTicket: created.id, field }, `Zammad did not keep the ticket field "${field}": create it (Admin → Objects → Ticket, then Update database), or tickets may be duplicated after a crash`);
+    }
     this.customers.set(String(created.id), created.customer_id);
     await this.intake.watch(String(created.id));
     this.ctx.log.info({ ticketId: event.ticketId, zammadTicket: created.id, number: created.number }, 'Zammad ticket created');
