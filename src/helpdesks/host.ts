@@ -77,6 +77,10 @@ class HostedHelpdesk {
   readonly answers: AnswerTaker;
   private readonly prefix: string;
 
+  get id(): string {
+    return this.spec.id;
+  }
+
   constructor(
     private readonly spec: HelpdeskSpec,
     private readonly o: HelpdeskHostOptions,
@@ -330,6 +334,15 @@ export class HelpdeskHost {
 
   health(): HostedHelpdeskHealth[] {
     return this.hosted.map((h) => h.status());
+  }
+
+  /** omnigate_consumer_lag{consumer="helpdesk-<id>"}: ticket events not yet in each helpdesk. */
+  async sampleLag(): Promise<void> {
+    for (const h of this.hosted) {
+      const name = helpdeskConsumer(h.id);
+      const info = await this.o.bus.jsm.consumers.info(Streams.events, name).catch(() => null);
+      if (info) metrics.consumerLag.set({ consumer: name }, info.num_pending + info.num_ack_pending);
+    }
   }
 
   async stop(): Promise<void> {

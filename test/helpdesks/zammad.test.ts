@@ -11,6 +11,8 @@ import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { FakeBotApi } from '../connectors/telegram/bot-api.js';
 import { ZammadStandin, type StandinTicket } from '../helpers/zammad-standin.js';
 import type { LogEntry } from '../../src/core/schema.js';
+import { deadLetters } from '../../src/dlq.js';
+import { loadNatsSection } from '../../src/core/config.js';
 
 const TG_TOKEN = '123456:TEST-token-abcdefghijklmnop';
 const ZAMMAD_TOKEN = 'zammad-token-0123456789abcdef';
@@ -220,5 +222,15 @@ describe('zammad helpdesk adapter', () => {
     expect(letter.reason).toMatch(/No lookup value found for 'group'/);
     expect([...zammad.tickets.values()].some((t) => t.omnigate_ticket === created.ticketId)).toBe(false);
     expect((await gw.ticket(created.ticketId))!.externalRefs).toBeUndefined();
+
+    // The admin creates the group; `omnigate dlq --replay` sends the parked events again.
+    zammad.groups.push({ id: 3, name: 'Нет такой группы' });
+    const lines: string[] = [];
+    const r = await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'helpdesk.zammad', limit: 1000, replay: true, out: (l) => lines.push(l) });
+    expect(r.failed).toBe(0);
+    expect(r.replayed).toBeGreaterThanOrEqual(1);
+    const zt = await zammadTicketOf(created.ticketId);
+    expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['В какую группу?']);
+    await until('linked after the replay', async () => (await gw.ticket(created.ticketId))?.externalRefs?.length);
   });
 });
