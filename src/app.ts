@@ -202,6 +202,7 @@ export class Gateway {
       // omnigate_tickets{status} is kept current by the API's ticket index (src/api/ticket-index.ts).
       sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
+      await this.helpdesks?.sampleLag();
       metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());

@@ -8,6 +8,7 @@
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
+import { metrics } from '../core/metrics.js';
 import { KeyedLanes } from '../core/lanes.js';
 import { Subjects } from '../core/subjects.js';
 import { helpdeskAuthorPrefix, type AgentAnswer, type AnswerOutcome, type ExternalTicket } from './contract.js';
@@ -46,7 +47,11 @@ export class AnswerTaker {
     let outcome!: AnswerOutcome;
     return this.lanes.run(answer.externalId, async () => {
       outcome = await this.takeNow(answer);
-    }).then(() => outcome);
+    }).then(() => {
+      const label = outcome.outcome === 'taken' && outcome.replayed ? 'replayed' : outcome.outcome;
+      metrics.helpdeskAnswers.inc({ helpdesk: this.id, kind: answer.kind, outcome: label });
+      return outcome;
+    });
   }
 
   idle(): Promise<void> {

@@ -15,6 +15,7 @@ import { MediaStore } from '../core/media.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import { errorMessage } from '../core/errors.js';
+import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { TicketEvent } from '../core/schema.js';
 import { backoffMs, sleep } from '../core/sleep.js';
@@ -75,6 +76,10 @@ class HostedHelpdesk {
   readonly records: HelpdeskRecords;
   readonly answers: AnswerTaker;
   private readonly prefix: string;
+
+  get id(): string {
+    return this.spec.id;
+  }
 
   constructor(
     private readonly spec: HelpdeskSpec,
@@ -197,10 +202,13 @@ class HostedHelpdesk {
   /** Holds the ticket's lane until the helpdesk took the event, or it is parked: order per ticket. */
   private async deliver(m: JsMsg, event: TicketEvent): Promise<void> {
     const firstSeen = m.info.timestampNanos / 1_000_000 || Date.now();
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       if (this.term.signal.aborted || !this.lease?.valid()) return this.settle(m, 'nak');
       try {
-        await this.push(event);
+        const outcome = await this.push(event);
+        metrics.helpdeskEvents.inc({ helpdesk: this.spec.id, outcome });
+        if (outcome === 'applied') metrics.helpdeskSync.observe({ helpdesk: this.spec.id }, (performance.now() - started) / 1000);
         this.setHealth('connected');
         return this.settle(m, 'ack');
       } catch (err) {
@@ -213,6 +221,7 @@ class HostedHelpdesk {
           await this.park(m, event, 'retries_exhausted', `retry budget exhausted after ${attempt} attempts: ${errorMessage(err)}`);
           return this.settle(m, 'ack');
         }
+        metrics.helpdeskRetries.inc({ helpdesk: this.spec.id });
         const retryAfter = err instanceof HelpdeskUnavailableError ? (err.retryAfterMs ?? 0) : 0;
         const delay = Math.min(this.spec.backoffMaxMs, Math.max(retryAfter, backoffMs(attempt - 1, this.spec.backoffBaseMs, this.spec.backoffMaxMs)));
         this.setHealth('disconnected', errorMessage(err));
@@ -231,6 +240,7 @@ class HostedHelpdesk {
 
   private async park(m: JsMsg | null, event: TicketEvent, code: string, reason: string): Promise<void> {
     this.log.error({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, code, reason }, 'helpdesk refused the event: parked');
+    metrics.helpdeskEvents.inc({ helpdesk: this.spec.id, outcome: 'parked' });
     await this.records.abandon(event.id);
     await this.o.bus.deadLetters.park({
       source: 'helpdesk', scope: this.spec.id, subject: m?.subject ?? `omni.events.${event.type}`, code, reason: `${event.type} of ${event.ticketId}: ${reason}`,
@@ -324,6 +334,15 @@ export class HelpdeskHost {
 
   health(): HostedHelpdeskHealth[] {
     return this.hosted.map((h) => h.status());
+  }
+
+  /** omnigate_consumer_lag{consumer="helpdesk-<id>"}: ticket events not yet in each helpdesk. */
+  async sampleLag(): Promise<void> {
+    for (const h of this.hosted) {
+      const name = helpdeskConsumer(h.id);
+      const info = await this.o.bus.jsm.consumers.info(Streams.events, name).catch(() => null);
+      if (info) metrics.consumerLag.set({ consumer: name }, info.num_pending + info.num_ack_pending);
+    }
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,7 @@ type Loader = () => Promise<{ default: HelpdeskFactory<any> }>;
 
 const loaders: Record<string, Loader> = {
   'request-tracker': () => import('./request-tracker/index.js'),
+  zammad: () => import('./zammad/index.js'),
 };
 
 export function helpdeskTypes(): string[] {
