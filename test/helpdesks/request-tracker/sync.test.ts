@@ -170,6 +170,7 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     // RT mailed nobody: the requestor has no address, and RT never wrote to the customer itself
     const messages = await rtMessages(rtId);
     expect(messages.filter((m) => m.text === 'Оплата не проходит, вот скриншот' || m.text === 'И ещё: карта Мир')).toHaveLength(2);
+    expect(gw.logs.join('')).not.toContain(rt.token.split('-').at(-1));
   }, 180_000);
 
   it("an agent's correspondence in RT reaches the Telegram chat once; a comment stays internal (an omnigate note)", async () => {
@@ -327,6 +328,7 @@ describe.skipIf(!rtInstalled())('request-tracker: kill -9 between "RT ticket cre
       expect(ids).toHaveLength(1);
       expect(linked.externalId).toBe(String(ids[0]));
       expect(child.output()).toContain('RT ticket found by its External ID');
+      expect(child.output()).not.toContain(rt.token.split('-').at(-1));
     } finally {
       await conn.close();
     }
