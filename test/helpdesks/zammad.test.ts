@@ -202,6 +202,17 @@ describe('zammad helpdesk adapter', () => {
     expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['Первое', 'Второе', 'Третье', 'Четвёртое']);
   });
 
+  it('writes an article once when Zammad took it but the answer was lost', async () => {
+    const gw = await gateway();
+    const { zt } = await openTicket(gw, 7007, 'Первое сообщение');
+    zammad.cutAfter.add('POST ticket_articles');
+    api.push(message(7007, { text: 'Второе сообщение' }));
+    await until('the retry after the lost answer', () => gw.logs.some((l) => l.includes('the earlier attempt had reached Zammad')), 30_000);
+    api.push(message(7007, { text: 'Третье сообщение' }));
+    await until('the third article', () => zammad.ticketArticles(zt.id).length >= 3);
+    expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['Первое сообщение', 'Второе сообщение', 'Третье сообщение']);
+  });
+
   it('finds answers by polling when the webhook never arrived', async () => {
     const gw = await gateway('500ms');
     const { zt } = await openTicket(gw, 7005, 'Есть кто-нибудь?');
