@@ -57,6 +57,7 @@ export class Gateway {
       },
       supervisor: this.loops,
       connectors: () => this.connectors?.health() ?? [],
+      helpdesks: () => this.helpdesks?.health() ?? [],
     };
   }
 

@@ -118,6 +118,9 @@ describe('zammad helpdesk adapter', () => {
     const viaApi = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}`, { headers: { authorization: `Bearer ${API_TOKEN}` } }).then((r) => r.json() as Promise<{ ticket: { externalRefs?: unknown[] } }>);
     expect(viaApi.ticket.externalRefs).toEqual([expect.objectContaining({ system: 'zammad', externalId: String(zt.id) })]);
 
+    const ready = await fetch(`${gw.httpUrl}/readyz`).then((r) => r.json() as Promise<{ helpdesks?: Array<{ id: string; type: string; syncing: boolean; state: string }> }>);
+    expect(ready.helpdesks).toEqual([expect.objectContaining({ id: 'zammad', type: 'zammad', syncing: true, state: 'connected' })]);
+
     // The first message was announced twice (created + message): one article.
     api.push(message(7001, { text: 'И ещё: номер заказа 48213' }));
     await until('the second article', () => zammad.ticketArticles(zt.id).length === 2);
@@ -197,6 +200,17 @@ describe('zammad helpdesk adapter', () => {
     zammad.up();
     await until('all messages in Zammad', () => zammad.ticketArticles(zt.id).length === 4, 30_000);
     expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['Первое', 'Второе', 'Третье', 'Четвёртое']);
+  });
+
+  it('writes an article once when Zammad took it but the answer was lost', async () => {
+    const gw = await gateway();
+    const { zt } = await openTicket(gw, 7007, 'Первое сообщение');
+    zammad.cutAfter.add('POST ticket_articles');
+    api.push(message(7007, { text: 'Второе сообщение' }));
+    await until('the retry after the lost answer', () => gw.logs.some((l) => l.includes('the earlier attempt had reached Zammad')), 30_000);
+    api.push(message(7007, { text: 'Третье сообщение' }));
+    await until('the third article', () => zammad.ticketArticles(zt.id).length >= 3);
+    expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['Первое сообщение', 'Второе сообщение', 'Третье сообщение']);
   });
 
   it('finds answers by polling when the webhook never arrived', async () => {

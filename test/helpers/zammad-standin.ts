@@ -66,6 +66,8 @@ export class ZammadStandin {
   latencyMs = 0;
   /** Time spent answering API calls (handler + latencyMs), in ms: the helpdesk's share of a sync. */
   serviceMs = 0;
+  /** `POST ticket_articles` etc.: the next such call is carried out, then its connection cut before the answer (a timeout as the client sees it). */
+  readonly cutAfter = new Set<string>();
   /** Called after a ticket was created and before the answer goes out (a test's crash hook). */
   onTicketCreated?: (t: StandinTicket) => void | Promise<void>;
   readonly customFields: string[];
@@ -181,6 +183,8 @@ export class ZammadStandin {
     try {
       const r = await this.route(req.method ?? 'GET', url, body, caller);
       if (this.latencyMs) await new Promise((r2) => setTimeout(r2, this.latencyMs));
+      const call = `${req.method} ${url.pathname.replace(/^\/api\/v1\//, '')}`;
+      if (this.cutAfter.delete(call)) return void req.socket.destroy();
       if (this.isDown) return void req.socket.destroy();
       send(r.status, r.body);
     } catch (err) {
