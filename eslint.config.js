@@ -14,6 +14,11 @@ const CONNECTORS = readdirSync(new URL('./src/connectors', import.meta.url), { w
   .filter((e) => e.isDirectory())
   .map((e) => e.name);
 
+// Every folder under src/helpdesks is one helpdesk adapter.
+const HELPDESKS = readdirSync(new URL('./src/helpdesks', import.meta.url), { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => e.name);
+
 const boundary = (message, group) => ({ group, message });
 
 /** The boundary rules, exported so the lint test can check fixtures against the same config. */
@@ -80,6 +85,37 @@ export const boundaries = [
             '../../dlq.js',
           ]),
         ],
+      }],
+    },
+  })),
+  {
+    // The helpdesk host, its records and the contract: core only.
+    files: ['src/helpdesks/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          boundary('src/helpdesks depends on core and its contract only, never on the router, the API, a connector or the app wiring', [
+            '../router', '../router/**', '../api', '../api/**', '../connectors', '../connectors/**', '../app.js', '../cli.js', '../dlq.js',
+          ]),
+        ],
+      }],
+    },
+  },
+  ...HELPDESKS.map((name) => ({
+    files: [`src/helpdesks/${name}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': ['error', {
+        // With a single adapter folder the "no other adapter" group is empty, which eslint refuses.
+        patterns: [
+          boundary(
+            `a helpdesk adapter imports no other adapter (src/helpdesks/${name} → another helpdesk folder)`,
+            HELPDESKS.filter((other) => other !== name).flatMap((other) => [`../${other}`, `../${other}/**`, `../../helpdesks/${other}`, `../../helpdesks/${other}/**`]),
+          ),
+          boundary('a helpdesk adapter depends on core and the helpdesk contract only (not the host), never on the router, the API, a connector or the app wiring', [
+            '../host.js', '../answers.js', '../mapping.js', '../registry.js',
+            '../../router/**', '../../api/**', '../../connectors/**', '../../app.js', '../../cli.js', '../../dlq.js',
+          ]),
+        ].filter((p) => p.group.length > 0),
       }],
     },
   })),

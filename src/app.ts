@@ -27,10 +27,14 @@ import { TokenAuth } from './api/auth.js';
 import { eraseRows, ticketsClosedBefore } from './read-model/erasure.js';
 import { ReadModel } from './read-model/read-model.js';
 import { join } from 'node:path';
+import { HelpdeskHost } from './helpdesks/host.js';
+import type { HelpdeskFactory } from './helpdesks/contract.js';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
   factories: Map<string, ConnectorFactory<any>>;
+  /** Adapters for the configured `helpdesks` (absent: none). */
+  helpdeskFactories?: Map<string, HelpdeskFactory<any>>;
   log: Logger;
 }
 
@@ -40,6 +44,7 @@ export class Gateway {
   router?: Router;
   commands?: CommandHandler;
   connectors!: ConnectorHost;
+  helpdesks?: HelpdeskHost;
   http!: HttpServer;
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
@@ -62,6 +67,7 @@ export class Gateway {
       supervisor: this.loops,
       connectors: () => this.connectors?.health() ?? [],
       readModel: () => this.readModel?.sample(),
+      helpdesks: () => this.helpdesks?.health() ?? [],
     };
   }
 
@@ -201,6 +207,21 @@ export class Gateway {
         forget: (ids) => ids.forEach((id) => this.router?.store.invalidate(undefined, id)),
       });
     }
+    if (this.deps.loaded.helpdesks.length) {
+      this.helpdesks = new HelpdeskHost({ bus: this.bus, log: log.child({ component: 'helpdesks' }), http: this.http, mediaMaxBytes: c.media.maxBytes, leaseTtlMs: c.nats.leaseTtl, holder: newHolderId(), supervisor: this.loops });
+      // Adapters mount their webhook receivers now, before the server listens.
+      this.helpdesks.start(
+        this.deps.loaded.helpdesks.map(({ entry, options }) => ({
+          factory: this.deps.helpdeskFactories!.get(entry.type)!,
+          id: entry.id,
+          options,
+          retryForMs: entry.retryFor,
+          backoffBaseMs: entry.backoffBase,
+          backoffMaxMs: entry.backoffMax,
+          redeliverAfterMs: entry.redeliverAfter,
+        })),
+      );
+    }
     await this.http.listen();
     this.retention = new RetentionSweeper(this.bus, {
       ticketsMs: c.retention.tickets,
@@ -235,6 +256,7 @@ export class Gateway {
       await this.readModel?.sample();
       sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
+      await this.helpdesks?.sampleLag();
       metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());
@@ -275,6 +297,7 @@ export class Gateway {
       })) &&
       (await this.stopWithin(deadline, {
         api: () => this.helpdesk?.stop(),
+        helpdesks: () => this.helpdesks?.stop(),
         sla: () => this.sla?.stop(),
         commands: () => this.commands?.stop(),
         router: () => this.router?.stop(),

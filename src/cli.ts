@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, loadNatsSection, ConnectorEntry, type LoadedConfig } from './core/config.js';
+import { ConfigError, loadConfig, loadNatsSection, ConnectorEntry, HelpdeskEntry, type LoadedConfig } from './core/config.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
@@ -17,6 +17,8 @@ import { DataDirLockedError } from './core/data-dir-lock.js';
 import { NatsAccessError } from './core/nats-access.js';
 import { PartitionCountError, UnsafeServerError } from './core/bus.js';
 import { ConnectorUnavailableError, connectorTypes, loadFactories } from './connectors/registry.js';
+import { helpdeskTypes, loadHelpdeskFactories } from './helpdesks/registry.js';
+import type { HelpdeskFactory } from './helpdesks/contract.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
 import { installCrashPolicy } from './crash-policy.js';
@@ -66,18 +68,30 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv): st
 }
 
 /** Two passes: the core keys first, then each enabled connector against its own schema. */
-export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>> }> {
+export async function loadAll(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>>; helpdeskFactories: Map<string, HelpdeskFactory<any>> }> {
   const core = loadConfig(file, env);
   const factories = await loadFactories(core.config.connectors.map((c) => c.type)).catch((err: unknown) => {
     if (!(err instanceof ConnectorUnavailableError)) throw err;
     throw new ConfigError(core.file, `connectors[${core.config.connectors.findIndex((c) => c.type === err.type)}].type`, err.message);
   });
+  const helpdeskFactories = await loadHelpdeskFactories(core.config.helpdesks.map((h) => h.type));
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
     const { type: _t, account: _a, enabled: _e, required: _r, ...options } = entry;
     // The channel's own schema decides which keys exist; the entry's common keys are known too.
     const unknown = unknownKeys(factory.options, options, Object.keys(ConnectorEntry.shape));
+    if (unknown.length) return { ok: false, unknownKeys: unknown };
+    const r = factory.options.safeParse(options);
+    return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
+  }, (entry: HelpdeskEntry) => {
+    const factory = helpdeskFactories.get(entry.type);
+    if (!factory) return { ok: false, unknownType: helpdeskTypes() };
+    const { type: _t, id: _i, enabled: _e, retryFor: _rf, backoffBase: _bb, backoffMax: _bm, redeliverAfter: _ra, ...options } = entry;
+    const unknown = unknownKeys(factory.options, options, Object.keys(HelpdeskEntry.shape));
     if (unknown.length) return { ok: false, unknownKeys: unknown };
     const r = factory.options.safeParse(options);
     return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
@@ -94,7 +108,7 @@ export async function loadAll(file: string | undefined, env: NodeJS.ProcessEnv):
     seen.set(key, c.type);
   });
   checkReferences(loaded, factories);
-  return { loaded, factories };
+  return { loaded, factories, helpdeskFactories };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -128,8 +142,9 @@ async function main(argv: string[]): Promise<number> {
   }
   let loaded: LoadedConfig;
   let factories: Map<string, ConnectorFactory<any>>;
+  let helpdeskFactories: Map<string, HelpdeskFactory<any>>;
   try {
-    ({ loaded, factories } = await loadAll(file, process.env));
+    ({ loaded, factories, helpdeskFactories } = await loadAll(file, process.env));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`omnigate: ${err.message}\n`);
@@ -142,7 +157,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: loaded.config.log.level });
-  const gateway = new Gateway({ loaded, factories, log });
+  const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {
     if (stopping) return;

@@ -39,6 +39,9 @@ export function describeConfig(loaded: LoadedConfig, factories: Map<string, Conn
   lines.push(`Channels    ${loaded.connectors.length ? '' : '(none enabled)'}`);
   for (const { entry } of loaded.connectors) lines.push(`  - ${channelOf(entry.type, factories)}/${entry.account} (${entry.type})`);
   for (const entry of c.connectors.filter((x) => !x.enabled)) lines.push(`  - ${entry.type}/${entry.account}: disabled`);
+  if (c.helpdesks.length) lines.push('Helpdesks');
+  for (const { entry } of loaded.helpdesks) lines.push(`  - ${entry.id} (${entry.type}), events retried for ${humanDuration(entry.retryFor, 'en')} before parking`);
+  for (const entry of c.helpdesks.filter((x) => !x.enabled)) lines.push(`  - ${entry.id} (${entry.type}): disabled`);
   if (!r.enabled) {
     lines.push('Router      disabled on this replica (connectors only)');
     return lines.join('\n');

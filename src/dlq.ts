@@ -107,6 +107,8 @@ async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: number, d
       return { outcome: 'refused', detail: 'dropped on purpose by the loop guard; the router would drop it again' };
     case 'webhook':
       return replayThroughService(nc, d, `dispatcher for webhook ${d.source.slice('webhook.'.length)}`);
+    case 'helpdesk':
+      return replayThroughService(nc, d, `syncing replica of helpdesk ${d.source.slice('helpdesk.'.length)}`);
     default:
       return { outcome: 'refused', detail: `unknown source ${d.source}` };
   }

@@ -30,6 +30,8 @@ export interface ProbeDeps {
   connectors: () => HostedHealth[];
   /** The SQL read model's projection: its lag is reported, not a reason to be unready (lists may lag a little). */
   readModel?: () => Promise<unknown> | undefined;
+  /** Helpdesk adapters' states (reported; a helpdesk that is down never makes a replica unready: its events wait). */
+  helpdesks?: () => unknown[];
 }
 
 export function liveness(d: ProbeDeps): Readiness {
@@ -73,6 +75,8 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   for (const c of connectors) {
     if (c.required && !REQUIRED_OK.has(c.state)) reasons.push(`required connector ${c.channel}/${c.account} ${c.state}`);
   }
+  const helpdesks = d.helpdesks?.() ?? [];
+  if (helpdesks.length) checks.helpdesks = helpdesks;
   if (reasons.length) checks.reasons = reasons;
   return { ready: reasons.length === 0, checks };
 }

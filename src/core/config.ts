@@ -98,6 +98,23 @@ export const ConnectorEntry = z
   .passthrough();
 export type ConnectorEntry = z.infer<typeof ConnectorEntry>;
 
+/** One helpdesk adapter (src/helpdesks): the common keys; the rest are the adapter's own options. */
+export const HelpdeskEntry = z
+  .object({
+    type: z.string().min(1),
+    /** Names this helpdesk on the bus (consumer helpdesk-<id>, lease, dead letters, author ids): keep it stable. */
+    id: SubjectToken,
+    enabled: z.boolean().default(true),
+    /** Keep retrying an event the helpdesk does not take (down, 5xx) this long, counted from the event, before parking it. */
+    retryFor: Duration.prefault('24h'),
+    backoffBase: Duration.prefault('1s'),
+    backoffMax: Duration.prefault('1m'),
+    /** An event held by a gateway that died is given out again after this. */
+    redeliverAfter: Duration.prefault('30s'),
+  })
+  .passthrough();
+export type HelpdeskEntry = z.infer<typeof HelpdeskEntry>;
+
 export const GatewayConfig = z.object({
   nats: z
     .object({
@@ -288,6 +305,8 @@ export const GatewayConfig = z.object({
     .prefault({}),
   webhooks: z.array(Webhook).default([]),
   connectors: z.array(ConnectorEntry).default([]),
+  /** Helpdesks kept in step with the tickets (docs/helpdesks/): each `type` validates its own options. */
+  helpdesks: z.array(HelpdeskEntry).default([]),
   /** SIGTERM to exit: readiness drain, intake stop, in-flight work, NATS and the embedded server, all within this. */
   shutdownTimeout: Duration.prefault('10s'),
   /** After SIGTERM the listener stays open this long answering /readyz 503, so load balancers notice. */
@@ -311,7 +330,14 @@ export interface LoadedConfig {
   config: GatewayConfig;
   /** Parsed, channel-validated options per enabled connector, in config order. */
   connectors: Array<{ entry: ConnectorEntry; options: unknown }>;
+  /** Parsed, adapter-validated options per enabled helpdesk, in config order. */
+  helpdesks: Array<{ entry: HelpdeskEntry; options: unknown }>;
 }
+
+/** Validates one helpdesk entry against its adapter's own schema (same answers as ConnectorValidator). */
+export type HelpdeskValidator = (
+  entry: HelpdeskEntry,
+) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[] };
 
 const SECRET_KEY = /(token|secret|pass(word)?|apikey|key)$/i;
 
@@ -335,6 +361,7 @@ export function loadConfig(
   file: string | undefined,
   env: NodeJS.ProcessEnv,
   validateConnector?: ConnectorValidator,
+  validateHelpdesk?: HelpdeskValidator,
 ): LoadedConfig {
   const label = file ?? '(defaults)';
   let raw: unknown = {};
@@ -368,7 +395,21 @@ export function loadConfig(
     if (seen.has(id)) throw new ConfigError(label, `connectors[${i}].account`, `duplicate account "${c.account}" for type ${c.type}`);
     seen.add(id);
   });
-  return { file: label, config: parsed.data, connectors };
+  const helpdesks: LoadedConfig['helpdesks'] = [];
+  const helpdeskIds = new Set<string>();
+  parsed.data.helpdesks.forEach((entry, i) => {
+    if (helpdeskIds.has(entry.id)) throw new ConfigError(label, `helpdesks[${i}].id`, `duplicate helpdesk id "${entry.id}"`);
+    helpdeskIds.add(entry.id);
+    if (!validateHelpdesk || !entry.enabled) return;
+    const result = validateHelpdesk(entry);
+    if ('unknownType' in result) {
+      throw new ConfigError(label, `helpdesks[${i}].type`, `unknown helpdesk type "${entry.type}"; expected one of: ${result.unknownType.join(', ')}`);
+    }
+    if ('unknownKeys' in result) throw fromUnknown(label, result.unknownKeys, `helpdesks[${i}]`);
+    if (!result.ok) throw fromZod(label, result.error, `helpdesks[${i}]`);
+    helpdesks.push({ entry, options: result.value });
+  });
+  return { file: label, config: parsed.data, connectors, helpdesks };
 }
 
 function fromUnknown(file: string, unknown: UnknownKey[], prefix: string): ConfigError {

@@ -11,7 +11,7 @@ import { Subjects } from './subjects.js';
 import type { DeadLetter } from './schema.js';
 
 /** Who refused: the `source` label. Subjects keep their historical names (see `subjectSuffix`). */
-export type DeadLetterSource = 'router' | 'connector' | 'outbound' | 'webhook' | 'loop-guard';
+export type DeadLetterSource = 'router' | 'connector' | 'outbound' | 'webhook' | 'loop-guard' | 'helpdesk';
 
 export interface DeadLetterLimits {
   /** A payload above this (as it travels, JSON-escaped) is cut to its head and marked truncated. */
@@ -26,7 +26,7 @@ export const DEFAULT_DEAD_LETTER_LIMITS: DeadLetterLimits = { maxPayloadBytes: 2
 
 export interface Refusal {
   source: DeadLetterSource;
-  /** Channel.account for connector and outbound letters, the webhook's name for webhook letters. */
+  /** Channel.account for connector and outbound letters, the webhook's name for webhook letters, the helpdesk's id for helpdesk letters. */
   scope?: string;
   /** The subject the payload came from (or was headed to): replay sends it back there. */
   subject: string;
@@ -41,7 +41,7 @@ export interface Refusal {
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const MAX_REASON_CHARS = 2000;
 
-/** omni.dlq.<suffix>: router, router.ignored, inbound.<ch>.<acc>, outbound.<ch>.<acc>, webhook.<name>. */
+/** omni.dlq.<suffix>: router, router.ignored, inbound.<ch>.<acc>, outbound.<ch>.<acc>, webhook.<name>, helpdesk.<id>. */
 export function subjectSuffix(source: DeadLetterSource, scope?: string): string {
   switch (source) {
     case 'router':
@@ -54,6 +54,8 @@ export function subjectSuffix(source: DeadLetterSource, scope?: string): string 
       return `outbound.${scope}`;
     case 'webhook':
       return `webhook.${scope}`;
+    case 'helpdesk':
+      return `helpdesk.${scope}`;
   }
 }
 
@@ -64,6 +66,7 @@ export function sourceOf(suffix: string): DeadLetterSource | undefined {
   if (suffix.startsWith('inbound.')) return 'connector';
   if (suffix.startsWith('outbound.')) return 'outbound';
   if (suffix.startsWith('webhook.')) return 'webhook';
+  if (suffix.startsWith('helpdesk.')) return 'helpdesk';
   return undefined;
 }
 

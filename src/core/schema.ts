@@ -282,6 +282,27 @@ export const StatusCommand = z.object({
 });
 export type StatusCommand = z.infer<typeof StatusCommand>;
 
+/** The same ticket in another system (a helpdesk): kept on the ticket as `externalRefs`. */
+export const ExternalRef = z.object({
+  /** The configured helpdesk id (`helpdesks[].id`), e.g. `zammad`. */
+  system: z.string().min(1).max(100),
+  /** That system's id for the ticket. */
+  externalId: z.string().min(1).max(200),
+  /** Where an operator opens it. */
+  url: z.string().max(2000).optional(),
+  linkedAt: IsoTime,
+});
+export type ExternalRef = z.infer<typeof ExternalRef>;
+
+/** omni.cmd.link: record (or replace) the ticket's id in another system. Idempotent by nature. */
+export const LinkCommand = z.object({
+  ticketId: z.string().min(1),
+  system: ExternalRef.shape.system,
+  externalId: ExternalRef.shape.externalId,
+  url: ExternalRef.shape.url,
+});
+export type LinkCommand = z.infer<typeof LinkCommand>;
+
 /** Why a message landed in its ticket: the rule and the value it matched. */
 export const ThreadMatch = z.object({
   rule: z.enum([
@@ -385,6 +406,8 @@ export const Ticket = z.object({
     .optional(),
   /** Ids of the last inbound events applied: a redelivered event changes nothing twice. */
   recentEvents: z.array(z.string()).default([]),
+  /** The same ticket in helpdesks (one entry per configured helpdesk id): set by omni.cmd.link. */
+  externalRefs: z.array(ExternalRef).optional(),
 });
 export type Ticket = z.infer<typeof Ticket>;
 

@@ -56,7 +56,7 @@ export const Subjects = {
   deadLetter: (source: string) => `omni.dlq.${source}`,
   deadLetterAll: 'omni.dlq.>',
   ticketNumber: 'omni.ticketno',
-  command: (name: 'reply' | 'note' | 'status') => `omni.cmd.${name}`,
+  command: (name: 'reply' | 'note' | 'status' | 'link') => `omni.cmd.${name}`,
   /** Request/reply (core NATS): a dead letter of omni.dlq.<suffix> taken back by the part that parked it. */
   replay: (deadLetterSuffix: string) => `omni.replay.${deadLetterSuffix}`,
 } as const;

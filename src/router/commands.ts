@@ -14,6 +14,7 @@ import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import {
   CLOSED_STATUSES,
+  LinkCommand,
   NoteCommand,
   OutboundMessage,
   ReplyCommand,
@@ -51,7 +52,7 @@ export class CommandHandler {
   ) {}
 
   start(): void {
-    const bind = (name: 'reply' | 'note' | 'status', run: (body: unknown) => Promise<CommandResult>) => {
+    const bind = (name: 'reply' | 'note' | 'status' | 'link', run: (body: unknown) => Promise<CommandResult>) => {
       const loop = this.supervisor.run(`commands.${name}`, async ({ signal, progress }) => {
         const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
         // Drain, not unsubscribe: requests already delivered to us are still answered.
@@ -72,6 +73,7 @@ export class CommandHandler {
     bind('reply', (b) => this.reply(b));
     bind('note', (b) => this.note(b));
     bind('status', (b) => this.status(b));
+    bind('link', (b) => this.link(b));
   }
 
   async stop(): Promise<void> {
@@ -212,6 +214,10 @@ export class CommandHandler {
     });
   }
 
+  link(body: unknown): Promise<CommandResult> {
+    return linkCommand(this.store, body);
+  }
+
   async status(body: unknown): Promise<CommandResult> {
     const cmd = parse(StatusCommand, body);
     if ('error' in cmd) return cmd.error;
@@ -238,6 +244,27 @@ export class CommandHandler {
       return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };
     });
   }
+}
+
+/**
+ * omni.cmd.link: the ticket's id in another system (a helpdesk adapter records the helpdesk
+ * ticket it made). One ref per system; linking again with the same values changes nothing, so
+ * no idempotency key is needed. Not a ticket event: the helpdesk host would only see its own echo.
+ */
+export async function linkCommand(store: TicketStore, body: unknown): Promise<CommandResult> {
+  const cmd = parse(LinkCommand, body);
+  if ('error' in cmd) return cmd.error;
+  const c = cmd.value;
+  const applied = await store.apply(c.ticketId, (t) => {
+    const refs = t.externalRefs ?? [];
+    const prior = refs.find((r) => r.system === c.system);
+    if (prior && prior.externalId === c.externalId && prior.url === c.url) return { next: null, outcome: prior };
+    const ref = { system: c.system, externalId: c.externalId, url: c.url, linkedAt: new Date().toISOString() };
+    t.externalRefs = [...refs.filter((r) => r.system !== c.system), ref];
+    return { next: t, outcome: ref };
+  });
+  if (!applied) return notFound(c.ticketId);
+  return { ok: true, result: { ticketId: c.ticketId, externalRef: applied.outcome, changed: applied.changed } };
 }
 
 export interface AutoAckOptions {

@@ -51,7 +51,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     log: { level: 'debug' },
   };
   writeFileSync(file, stringify(full));
-  const { loaded, factories } = await loadAll(file, { ...process.env, ...opts.env });
+  const { loaded, factories, helpdeskFactories } = await loadAll(file, { ...process.env, ...opts.env });
   const logs: string[] = [];
   const log = createLogger({
     level: 'debug',
@@ -63,7 +63,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
       },
     }),
   });
-  const gateway = new Gateway({ loaded, factories, log });
+  const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });
   await gateway.start();
   // The read model opens in the background (start-up does not wait for it); tests that list right away do.
   await gateway.readModel?.database();

@@ -1,0 +1,353 @@
+/**
+ * Runs the configured helpdesk adapters (contract.ts says who does what). Per helpdesk: one
+ * supervised loop that takes the lease `helpdesk.<id>`, then consumes the ticket events with the
+ * durable `helpdesk-<id>` in lanes per ticket and starts the adapter's own intake (polling); the
+ * other replicas stand by. Agent answers are taken on any replica (answers.ts): that path is
+ * idempotent. Knows no helpdesk by name.
+ */
+import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import type { Logger } from '../core/logger.js';
+import type { HttpMount } from '../core/http.js';
+import { MediaStore } from '../core/media.js';
+import { acquireLease, type Lease } from '../core/lease.js';
+import { LaneConsumer } from '../core/lane-consumer.js';
+import { errorMessage } from '../core/errors.js';
+import { metrics } from '../core/metrics.js';
+import { serveReplay, type ReplayOutcome } from '../core/replay.js';
+import { TicketEvent } from '../core/schema.js';
+import { backoffMs, sleep } from '../core/sleep.js';
+import { Streams, kvSafe } from '../core/subjects.js';
+import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
+import {
+  HelpdeskRefusedError,
+  HelpdeskUnavailableError,
+  helpdeskAuthorPrefix,
+  type HelpdeskAdapter,
+  type HelpdeskContext,
+  type HelpdeskFactory,
+  type HelpdeskHealth,
+} from './contract.js';
+import { HelpdeskRecords } from './mapping.js';
+import { AnswerTaker, linkTicket } from './answers.js';
+
+export interface HelpdeskSpec {
+  factory: HelpdeskFactory<any>;
+  id: string;
+  options: unknown;
+  /** Keep retrying an event this long (counted from the event) before parking it. */
+  retryForMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** An event held by a gateway that died is given out again after this. */
+  redeliverAfterMs: number;
+}
+
+export interface HelpdeskHostOptions {
+  bus: Bus;
+  log: Logger;
+  http: HttpMount;
+  mediaMaxBytes: number;
+  leaseTtlMs: number;
+  holder?: string;
+  supervisor?: Supervisor;
+}
+
+export interface HostedHelpdeskHealth extends HelpdeskHealth {
+  id: string;
+  type: string;
+  /** This replica holds the lease and syncs. */
+  syncing: boolean;
+}
+
+export function helpdeskConsumer(id: string): string {
+  return `helpdesk-${kvSafe(id)}`;
+}
+
+class HostedHelpdesk {
+  adapter!: HelpdeskAdapter;
+  syncing = false;
+  private health: HelpdeskHealth = { state: 'starting', since: new Date().toISOString() };
+  /** Aborted when this replica's term as the syncing one ends: retry waits end, the event is handed back. */
+  private term = new AbortController();
+  private lease?: Lease;
+  readonly records: HelpdeskRecords;
+  readonly answers: AnswerTaker;
+  private readonly prefix: string;
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  constructor(
+    private readonly spec: HelpdeskSpec,
+    private readonly o: HelpdeskHostOptions,
+    private readonly log: Logger,
+    private readonly signal: AbortSignal,
+  ) {
+    this.records = new HelpdeskRecords(spec.id, o.bus.kv.state, o.bus.kv.dedup);
+    this.answers = new AnswerTaker(o.bus, spec.id, this.records, log);
+    this.prefix = helpdeskAuthorPrefix(spec.id);
+  }
+
+  create(): void {
+    const ctx: HelpdeskContext = {
+      id: this.spec.id,
+      log: this.log,
+      media: new MediaStore(this.o.bus.media, this.o.mediaMaxBytes, `helpdesk.${this.spec.id}`),
+      state: this.records.adapterState(),
+      http: this.o.http,
+      signal: this.signal,
+      takeAnswer: (a) => this.answers.take(a),
+      taken: (id) => this.records.taken(id),
+      lookup: (ticketId) => this.records.lookup(ticketId),
+      setHealth: (state, detail) => this.setHealth(state, detail),
+    };
+    this.adapter = this.spec.factory.create(this.spec.options, ctx);
+  }
+
+  status(): HostedHelpdeskHealth {
+    return { ...this.health, id: this.spec.id, type: this.spec.factory.type, syncing: this.syncing };
+  }
+
+  private setHealth(state: HelpdeskHealth['state'], detail?: string): void {
+    if (state === this.health.state && detail === this.health.detail) return;
+    this.health = { state, detail, since: new Date().toISOString() };
+    const level = state === 'connected' || state === 'standby' ? 'info' : 'warn';
+    this.log[level]({ helpdesk: this.spec.id, state, detail }, 'helpdesk state changed');
+  }
+
+  /** Terms as the syncing replica, one after another, until stopped. */
+  async serve({ signal, progress }: LoopRun): Promise<void> {
+    const key = `helpdesk.${kvSafe(this.spec.id)}`;
+    const ended = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    while (!signal.aborted) {
+      this.setHealth('standby', 'waiting for the lease: another replica syncs this helpdesk');
+      let lease: Lease;
+      try {
+        lease = await acquireLease(this.o.bus.kv.leases, key, { ttlMs: this.o.leaseTtlMs, holder: this.o.holder ?? `${process.pid}-${randomUUID().slice(0, 8)}`, signal, log: this.log });
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'helpdesk lease not taken; retrying');
+        await sleep(1000, signal);
+        continue;
+      }
+      this.lease = lease;
+      this.term = new AbortController();
+      setMaxListeners(0, this.term.signal);
+      const consumer = this.consumer();
+      const replays = serveReplay(this.o.bus, `helpdesk.${this.spec.id}`, (payload) => this.replay(payload), this.log);
+      let adapterStarted = false;
+      try {
+        await consumer.start();
+        this.syncing = true;
+        this.setHealth('starting', 'syncing from this replica');
+        await this.adapter.start();
+        adapterStarted = true;
+        progress();
+        this.log.info({ helpdesk: this.spec.id }, 'syncing this helpdesk from this process');
+        await Promise.race([lease.lost, ended]);
+      } catch (err) {
+        this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'helpdesk sync failed; retrying');
+        await sleep(1000, signal);
+      } finally {
+        this.syncing = false;
+        await consumer.stopPulling();
+        this.term.abort();
+        if (adapterStarted) await this.adapter.stop().catch((err: unknown) => this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'adapter stop failed'));
+        await Promise.all([consumer.stop(), replays.stop()]);
+        await lease.release();
+      }
+    }
+    this.setHealth('stopped');
+  }
+
+  private consumer(): LaneConsumer<TicketEvent> {
+    return new LaneConsumer<TicketEvent>(this.o.bus, {
+      stream: Streams.events,
+      config: {
+        durable_name: helpdeskConsumer(this.spec.id),
+        filter_subject: 'omni.events.ticket.>',
+        ack_wait: this.spec.redeliverAfterMs * 1_000_000,
+        max_ack_pending: 1000,
+        max_deliver: -1,
+      },
+      concurrency: 16,
+      // Fencing: a frozen holder's pull request expires before its lease can be taken over.
+      pullExpiresMs: Math.max(1000, Math.floor(this.o.leaseTtlMs / 3)),
+      supervisor: this.o.supervisor,
+      loopName: `helpdesk.${this.spec.id}.consumer`,
+      decode: async (m) => {
+        const parsed = TicketEvent.safeParse(safeJson(m));
+        if (parsed.success) return parsed.data;
+        await this.o.bus.deadLetters.park({
+          source: 'helpdesk', scope: this.spec.id, subject: m.subject, code: 'invalid_event',
+          reason: `not a ticket event of schema v1: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`, payload: m.data,
+        });
+        m.ack();
+        return null;
+      },
+      laneOf: (e) => e.ticketId,
+      handle: (m, e) => this.deliver(m, e),
+      onError: (m, _e, err) => {
+        this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'helpdesk sync interrupted; the event will come again');
+        if (!this.lease?.expired()) m.nak(1000);
+      },
+      stale: () => this.lease?.expired() ?? false,
+    });
+  }
+
+  /** Holds the ticket's lane until the helpdesk took the event, or it is parked: order per ticket. */
+  private async deliver(m: JsMsg, event: TicketEvent): Promise<void> {
+    const firstSeen = m.info.timestampNanos / 1_000_000 || Date.now();
+    const started = performance.now();
+    for (let attempt = 1; ; attempt++) {
+      if (this.term.signal.aborted || !this.lease?.valid()) return this.settle(m, 'nak');
+      try {
+        const outcome = await this.push(event);
+        metrics.helpdeskEvents.inc({ helpdesk: this.spec.id, outcome });
+        if (outcome === 'applied') metrics.helpdeskSync.observe({ helpdesk: this.spec.id }, (performance.now() - started) / 1000);
+        this.setHealth('connected');
+        return this.settle(m, 'ack');
+      } catch (err) {
+        if (err instanceof HelpdeskRefusedError) {
+          await this.park(m, event, err.code, err.message);
+          return this.settle(m, 'ack');
+        }
+        if (this.term.signal.aborted) return this.settle(m, 'nak');
+        if (Date.now() - firstSeen > this.spec.retryForMs) {
+          await this.park(m, event, 'retries_exhausted', `retry budget exhausted after ${attempt} attempts: ${errorMessage(err)}`);
+          return this.settle(m, 'ack');
+        }
+        metrics.helpdeskRetries.inc({ helpdesk: this.spec.id });
+        const retryAfter = err instanceof HelpdeskUnavailableError ? (err.retryAfterMs ?? 0) : 0;
+        const delay = Math.min(this.spec.backoffMaxMs, Math.max(retryAfter, backoffMs(attempt - 1, this.spec.backoffBaseMs, this.spec.backoffMaxMs)));
+        this.setHealth('disconnected', errorMessage(err));
+        if (attempt === 1 || attempt % 10 === 0) this.log.warn({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, attempt, delayMs: delay, err: errorMessage(err) }, 'helpdesk did not take the event; retrying');
+        await sleep(delay, this.term.signal);
+      }
+    }
+  }
+
+  private settle(m: JsMsg, how: 'ack' | 'nak'): void {
+    // A holder past its lease TTL may have been replaced: the successor gets the message back.
+    if (this.lease?.expired()) return;
+    if (how === 'ack') m.ack();
+    else m.nak();
+  }
+
+  private async park(m: JsMsg | null, event: TicketEvent, code: string, reason: string): Promise<void> {
+    this.log.error({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, code, reason }, 'helpdesk refused the event: parked');
+    metrics.helpdeskEvents.inc({ helpdesk: this.spec.id, outcome: 'parked' });
+    await this.records.abandon(event.id);
+    await this.o.bus.deadLetters.park({
+      source: 'helpdesk', scope: this.spec.id, subject: m?.subject ?? `omni.events.${event.type}`, code, reason: `${event.type} of ${event.ticketId}: ${reason}`,
+      payload: event, meta: { ticketId: event.ticketId, eventId: event.id },
+    });
+  }
+
+  /** One event to the helpdesk (see contract.ts); idempotent per event id. */
+  async push(event: TicketEvent): Promise<'applied' | 'ignored' | 'echo' | 'done'> {
+    const author = authorOf(event);
+    if (author?.startsWith(this.prefix)) {
+      this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, author }, 'not written back: taken from this helpdesk (echo)');
+      return 'echo';
+    }
+    const begun = await this.records.begin(event.id);
+    if (begun === 'done') return 'done';
+    let ticket = await this.records.lookup(event.ticketId);
+    // The router announces the first message twice: as ticket.created and as ticket.message
+    // (rule new-ticket). ensureTicket writes it, from whichever comes first; the other is done.
+    const firstMessage = event.type === 'ticket.created' || (event.entry?.kind === 'inbound' && event.entry.match.rule === 'new-ticket');
+    if (!ticket) {
+      ticket = await this.adapter.ensureTicket(event);
+      // Linked before the mapping is recorded: a crash in between links again (same value).
+      await linkTicket(this.o.bus, this.spec.id, event.ticketId, ticket);
+      await this.records.record(event.ticketId, ticket);
+      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, externalId: ticket.externalId, from: event.type }, 'helpdesk ticket linked');
+      if (firstMessage) {
+        await this.records.finish(event.id);
+        return 'applied';
+      }
+    } else if (firstMessage) {
+      await this.records.finish(event.id);
+      return 'done';
+    }
+    const outcome = await this.adapter.apply(event, { ticket, uncertain: begun === 'uncertain' });
+    this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, outcome }, 'event synced');
+    await this.records.finish(event.id);
+    return outcome;
+  }
+
+  /** `omnigate dlq --replay` of a parked event: pushed once more, by the syncing replica. */
+  private async replay(payload: Buffer): Promise<ReplayOutcome> {
+    const parsed = TicketEvent.safeParse(safeJson({ data: payload }));
+    if (!parsed.success) return { outcome: 'refused', reason: 'not a ticket event' };
+    try {
+      const r = await this.push(parsed.data);
+      return { outcome: 'published', duplicate: r === 'done' || r === 'echo' };
+    } catch (err) {
+      return { outcome: 'invalid', reason: `the helpdesk did not take it: ${errorMessage(err)}` };
+    }
+  }
+}
+
+function safeJson(m: { data: Uint8Array }): unknown {
+  try {
+    return JSON.parse(Buffer.from(m.data).toString('utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** Who made the change an event announces (replies, notes, status changes), if anyone. */
+function authorOf(event: TicketEvent): string | undefined {
+  const e = event.entry;
+  if (!e) return undefined;
+  if (e.kind === 'outbound') return e.message.author.id;
+  if (e.kind === 'note' || e.kind === 'status') return e.author.id;
+  return undefined;
+}
+
+export class HelpdeskHost {
+  private readonly hosted: HostedHelpdesk[] = [];
+  private readonly abort = new AbortController();
+  private readonly supervisor: Supervisor;
+  private readonly loops: SupervisedLoop[] = [];
+
+  constructor(private readonly o: HelpdeskHostOptions) {
+    this.supervisor = o.supervisor ?? new Supervisor(o.log);
+  }
+
+  /** Creates every adapter (mounting their webhooks) and starts the lease loops; returns at once. */
+  start(specs: HelpdeskSpec[]): void {
+    for (const spec of specs) {
+      const log = this.o.log.child({ helpdesk: spec.id, type: spec.factory.type });
+      const hosted = new HostedHelpdesk(spec, this.o, log, this.abort.signal);
+      hosted.create();
+      this.hosted.push(hosted);
+      this.loops.push(this.supervisor.run(`helpdesk.${spec.id}`, (r) => hosted.serve(r)));
+    }
+  }
+
+  health(): HostedHelpdeskHealth[] {
+    return this.hosted.map((h) => h.status());
+  }
+
+  /** omnigate_consumer_lag{consumer="helpdesk-<id>"}: ticket events not yet in each helpdesk. */
+  async sampleLag(): Promise<void> {
+    for (const h of this.hosted) {
+      const name = helpdeskConsumer(h.id);
+      const info = await this.o.bus.jsm.consumers.info(Streams.events, name).catch(() => null);
+      if (info) metrics.consumerLag.set({ consumer: name }, info.num_pending + info.num_ack_pending);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.loops.map((l) => l.stop()));
+    this.abort.abort();
+    await Promise.all(this.hosted.map((h) => h.answers.idle()));
+  }
+}

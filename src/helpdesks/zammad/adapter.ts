@@ -1,0 +1,241 @@
+/**
+ * omnigate → Zammad: tickets, customer articles, internal notes, state changes. Everything is
+ * written by the integration user (the token's owner); customer messages carry `origin_by_id` =
+ * the customer, so Zammad shows them as the customer's (sender Customer) and our Agent-only
+ * trigger never fires for them. Articles use `options.articleType` (web/chat/note): types Zammad
+ * never sends out itself.
+ */
+import type { LogEntry, TicketEvent } from '../../core/schema.js';
+import { errorMessage } from '../../core/errors.js';
+import {
+  HelpdeskRefusedError,
+  type ApplyContext,
+  type ApplyOutcome,
+  type ExternalTicket,
+  type HelpdeskAdapter,
+  type HelpdeskContext,
+  type HelpdeskHealth,
+} from '../contract.js';
+import { ZammadClient, type NewAttachment, type ZammadUser } from './client.js';
+import type { ZammadOptions } from './index.js';
+import { ZammadIntake } from './intake.js';
+
+type Inbound = Extract<LogEntry, { kind: 'inbound' }>['event'];
+
+export class ZammadAdapter implements HelpdeskAdapter {
+  readonly client: ZammadClient;
+  private self?: ZammadUser;
+  private readonly customers = new Map<string, number>();
+  private health_: HelpdeskHealth = { state: 'starting', since: new Date().toISOString() };
+  private readonly intake: ZammadIntake;
+
+  constructor(
+    readonly o: ZammadOptions,
+    readonly ctx: HelpdeskContext,
+  ) {
+    this.client = new ZammadClient(o.url, o.token, o.timeout);
+    this.intake = new ZammadIntake(this, ctx);
+    this.intake.mount();
+  }
+
+  /** The integration user: whatever it wrote is ours, never an agent's answer. */
+  async me(): Promise<ZammadUser> {
+    this.self ??= await this.client.me();
+    return this.self;
+  }
+
+  /** One polling pass now (tests, and operators through a replay). */
+  poll(): Promise<number> {
+    return this.intake.pollOnce();
+  }
+
+  async start(): Promise<void> {
+    try {
+      const me = await this.me();
+      this.setHealth('connected', `as ${me.login}`);
+    } catch (err) {
+      this.setHealth('disconnected', errorMessage(err));
+    }
+    this.intake.startPolling();
+  }
+
+  async stop(): Promise<void> {
+    await this.intake.stopPolling();
+  }
+
+  health(): HelpdeskHealth {
+    return this.health_;
+  }
+
+  setHealth(state: HelpdeskHealth['state'], detail?: string): void {
+    this.health_ = { state, detail, since: new Date().toISOString() };
+    this.ctx.setHealth(state, detail);
+  }
+
+  async ensureTicket(event: TicketEvent): Promise<ExternalTicket> {
+    const field = this.o.ticketField;
+    // An earlier attempt may have created it and died before the mapping was recorded.
+    const found = await this.client.searchTickets(field, event.ticketId);
+    if (found.length > 0) {
+      const id = Math.min(...found);
+      this.ctx.log.info({ ticketId: event.ticketId, zammadTicket: id }, 'Zammad ticket already exists for this omnigate ticket (an earlier attempt made it): not creating another');
+      await this.intake.watch(String(id));
+      return this.external(id);
+    }
+    const first = event.entry?.kind === 'inbound' ? event.entry.event : undefined;
+    const text = first ? bodyOf(first) : `Ticket ${event.ticketId} was opened in omnigate before this helpdesk was connected; the conversation continues here.`;
+    const created = await this.client.createTicket({
+      title: titleOf(event, first),
+      group: this.groupFor(event.channel, event.account),
+      customer: this.customerOf(event),
+      [field]: event.ticketId,
+      article: {
+        subject: titleOf(event, first),
+        body: text || '(no text)',
+        content_type: 'text/plain',
+        type: this.o.articleType,
+        internal: false,
+        sender: first ? 'Customer' : 'System',
+        attachments: first ? await this.attachmentsOf(first.attachments) : [],
+      },
+    });
+    if (created[field] !== event.ticketId) {
+      // Zammad drops attributes it does not know: without the field, a crash before the mapping
+      // is recorded would make a second ticket. Said loudly, once per ticket, not refused.
+      this.ctx.log.error({ ticketId: event.ticketId, zammadTicket: created.id, field }, `Zammad did not keep the ticket field "${field}": create it (Admin → Objects → Ticket, then Update database), or tickets may be duplicated after a crash`);
+    }
+    this.customers.set(String(created.id), created.customer_id);
+    await this.intake.watch(String(created.id));
+    this.ctx.log.info({ ticketId: event.ticketId, zammadTicket: created.id, number: created.number }, 'Zammad ticket created');
+    return this.external(created.id);
+  }
+
+  private external(id: number): ExternalTicket {
+    return { externalId: String(id), url: `${this.o.url}/#ticket/zoom/${id}` };
+  }
+
+  async apply(event: TicketEvent, { ticket, uncertain }: ApplyContext): Promise<ApplyOutcome> {
+    const entry = event.entry;
+    const id = ticket.externalId;
+    switch (event.type) {
+      case 'ticket.message': {
+        if (entry?.kind !== 'inbound') return 'ignored';
+        const body = bodyOf(entry.event) || '(no text)';
+        if (uncertain && (await this.alreadyThere(id, body))) return 'applied';
+        await this.client.createArticle({
+          ticket_id: Number(id),
+          body,
+          content_type: 'text/plain',
+          type: this.o.articleType,
+          internal: false,
+          origin_by_id: await this.customerId(id),
+          attachments: await this.attachmentsOf(entry.event.attachments),
+        });
+        return 'applied';
+      }
+      case 'ticket.reply': {
+        // A reply sent from outside Zammad (the REST API, an automatic acknowledgement): shown
+        // to agents as a public agent article Zammad does not deliver (we did).
+        if (entry?.kind !== 'outbound') return 'ignored';
+        const m = entry.message;
+        const who = m.automated ? `omnigate (${m.purpose ?? 'automatic'})` : (m.author.name ?? m.author.id);
+        const body = `${m.text}\n\n— sent by ${who} through omnigate`;
+        if (uncertain && (await this.alreadyThere(id, body))) return 'applied';
+        await this.client.createArticle({ ticket_id: Number(id), body, content_type: 'text/plain', type: this.o.articleType, internal: false, sender: 'Agent' });
+        return 'applied';
+      }
+      case 'ticket.note': {
+        if (entry?.kind !== 'note') return 'ignored';
+        return this.note(id, `${entry.text}\n\n— note by ${entry.author.name ?? entry.author.id} in omnigate`, uncertain);
+      }
+      case 'ticket.delivery_failed': {
+        const reason = entry?.kind === 'delivery' ? (entry.status.reason ?? 'unknown reason') : (event.lastDelivery?.reason ?? 'unknown reason');
+        return this.note(id, `⚠ The customer did NOT receive the last answer (${event.channel}): ${reason}. The ticket is open again in omnigate.`, uncertain);
+      }
+      case 'ticket.edited':
+        return entry?.kind === 'edited' ? this.note(id, `The customer edited a message; it now reads:\n\n${entry.event.text}`, uncertain) : 'ignored';
+      case 'ticket.deleted':
+        return this.note(id, 'The customer deleted one of their messages in the chat.', uncertain);
+      case 'ticket.status': {
+        if (entry?.kind !== 'status') return 'ignored';
+        const state = this.o.statusToZammad[entry.to];
+        if (!state) return 'ignored';
+        await this.client.updateTicket(id, { state });
+        await this.intake.rememberState(id, state);
+        return 'applied';
+      }
+      default:
+        return 'ignored';
+    }
+  }
+
+  private async note(id: string, body: string, uncertain: boolean): Promise<ApplyOutcome> {
+    if (uncertain && (await this.alreadyThere(id, body))) return 'applied';
+    await this.client.createArticle({ ticket_id: Number(id), body, content_type: 'text/plain', type: 'note', internal: true });
+    return 'applied';
+  }
+
+  /** After an attempt that may have landed: is an article of ours with this body there already? */
+  private async alreadyThere(id: string, body: string): Promise<boolean> {
+    const me = await this.me();
+    const articles = await this.client.articles(id);
+    const found = articles.some((a) => a.created_by_id === me.id && a.body === body);
+    if (found) this.ctx.log.info({ zammadTicket: id }, 'the earlier attempt had reached Zammad: not writing the article again');
+    return found;
+  }
+
+  private async customerId(id: string): Promise<number> {
+    const known = this.customers.get(id);
+    if (known) return known;
+    const t = await this.client.ticket(id);
+    this.customers.set(id, t.customer_id);
+    if (this.customers.size > 10_000) this.customers.delete(this.customers.keys().next().value!);
+    return t.customer_id;
+  }
+
+  private groupFor(channel: string, account: string): string {
+    const rule = this.o.groups.find((r) => (!r.channel || r.channel === channel) && (!r.account || r.account === account));
+    return rule?.group ?? this.o.group;
+  }
+
+  /**
+   * The customer as a user object: Zammad finds it by email, then login, and creates it if none
+   * matches. Phone-only and chat customers get a login made from the number or the chat id (the
+   * SQL search without Elasticsearch matches logins, not phone numbers).
+   */
+  private customerOf(event: TicketEvent): Record<string, unknown> {
+    const contact = event.contact ?? { id: event.conversation?.id ?? event.ticketId, handles: {} };
+    const handles = contact.handles ?? {};
+    const [firstname, ...rest] = (contact.displayName ?? '').split(/\s+/).filter(Boolean);
+    const names = { firstname: firstname ?? contact.id, lastname: rest.join(' ') || undefined };
+    const email = handles.email;
+    if (email) return { email, login: email.toLowerCase(), ...names };
+    const phone = handles.phone;
+    if (phone) return { login: `phone-${phone.replace(/[^\d]/g, '')}`, mobile: phone, ...names };
+    return { login: `${event.channel}-${event.account}-${contact.id}`.toLowerCase().replace(/[^a-z0-9@._-]/g, '_'), ...names };
+  }
+
+  private async attachmentsOf(list: Inbound['attachments']): Promise<NewAttachment[]> {
+    const out: NewAttachment[] = [];
+    for (const a of list) {
+      if (a.status !== 'stored' || !a.objectKey) continue;
+      const bytes = await this.ctx.media.get(a.objectKey);
+      if (!bytes) throw new HelpdeskRefusedError('media_missing', `attachment ${a.name} (${a.objectKey}) is no longer in the object store`);
+      out.push({ filename: a.name, data: Buffer.from(bytes).toString('base64'), 'mime-type': a.mimeType });
+    }
+    return out;
+  }
+}
+
+function bodyOf(e: Inbound): string {
+  const failed = e.attachments.filter((a) => a.status === 'failed').map((a) => `[attachment ${a.name} could not be fetched: ${a.error ?? 'unknown'}]`);
+  const parts = e.parts.map((p) => (p.type === 'location' ? `[location ${p.latitude}, ${p.longitude}${p.title ? ` ${p.title}` : ''}]` : p.type === 'contact' ? `[contact ${p.name}${p.phone ? ` ${p.phone}` : ''}]` : `[reaction ${p.emoji}]`));
+  return [e.text, ...parts, ...failed].filter(Boolean).join('\n');
+}
+
+function titleOf(event: TicketEvent, first?: Inbound): string {
+  const subject = first?.email?.subject;
+  const line = (subject || first?.text.split('\n')[0] || '').trim();
+  const short = line.length > 80 ? `${line.slice(0, 79)}…` : line;
+  return `${short || `${event.channel} conversation`} [${event.ticketId}]`;
+}

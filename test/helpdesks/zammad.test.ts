@@ -1,0 +1,250 @@
+/**
+ * Zammad end to end through the real gateway: Telegram stand-in → router → helpdesk host →
+ * Zammad stand-in (test/helpers/zammad-standin.ts, the documented REST API and signed webhooks)
+ * and back: an agent's answer reaches the Telegram chat once, internal notes stay internal,
+ * states map both ways, an outage loses nothing and keeps order.
+ */
+import { createHash } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { FakeBotApi } from '../connectors/telegram/bot-api.js';
+import { ZammadStandin, type StandinTicket } from '../helpers/zammad-standin.js';
+import type { LogEntry } from '../../src/core/schema.js';
+import { deadLetters } from '../../src/dlq.js';
+import { loadNatsSection } from '../../src/core/config.js';
+
+const TG_TOKEN = '123456:TEST-token-abcdefghijklmnop';
+const ZAMMAD_TOKEN = 'zammad-token-0123456789abcdef';
+const SECRET = 'webhook-secret-0123456789';
+const API_TOKEN = 'api-reader-token-0123456789';
+let nats: TestNats;
+let api: FakeBotApi;
+let zammad: ZammadStandin;
+const gateways: TestGateway[] = [];
+let messageId = 1;
+
+async function gateway(poll = '0s', extra: Record<string, unknown> = {}): Promise<TestGateway> {
+  const gw = await startGateway({
+    outbound: { backoffBase: '100ms' },
+    router: { autoAcknowledge: { enabled: false } },
+    api: { tokens: [{ name: 'ops', token: API_TOKEN, readOnly: true }] },
+    connectors: [{ type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } }],
+    helpdesks: [{
+      type: 'zammad', id: 'zammad', url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', groups: [{ channel: 'telegram', group: 'Telegram' }],
+      webhook: { secret: SECRET }, poll: { interval: poll }, backoffBase: '100ms', backoffMax: '400ms', redeliverAfter: '5s', ...extra,
+    }],
+  }, { nats, env: { TG_TOKEN, ZAMMAD_TOKEN } });
+  gateways.push(gw);
+  zammad.webhook = { endpoint: `${gw.httpUrl}/helpdesks/zammad/zammad/webhook`, signatureToken: SECRET };
+  return gw;
+}
+
+function message(chatId: number, fields: Record<string, unknown> = {}) {
+  return {
+    message: {
+      message_id: messageId++, date: Math.floor(Date.now() / 1000),
+      chat: { id: chatId, type: 'private', first_name: 'Ольга', last_name: 'Смирнова' },
+      from: { id: chatId, is_bot: false, first_name: 'Ольга', last_name: 'Смирнова', username: 'olga_s', language_code: 'ru' },
+      text: 'Здравствуйте! Не проходит оплата', ...fields,
+    },
+  };
+}
+
+async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const zammadTicketOf = (ticketId: string) => until(`Zammad ticket for ${ticketId}`, () => [...zammad.tickets.values()].find((t) => t.omnigate_ticket === ticketId));
+const sendsTo = (chat: number, text: string) => api.calls.filter((c) => c.method === 'sendMessage' && String(c.params.chat_id) === String(chat) && String(c.params.text).includes(text));
+
+/** A customer's first message, synced: the omnigate ticket id and its Zammad ticket. */
+async function openTicket(gw: TestGateway, chat: number, text: string): Promise<{ ticketId: string; zt: StandinTicket }> {
+  api.push(message(chat, { text }));
+  const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === String(chat), 20_000);
+  const zt = await zammadTicketOf(created.ticketId);
+  await until('the link on the omnigate ticket', async () => (await gw.ticket(created.ticketId))?.externalRefs?.length);
+  return { ticketId: created.ticketId, zt };
+}
+
+beforeAll(async () => {
+  nats = await startNats();
+  api = new FakeBotApi(TG_TOKEN);
+  await api.start();
+  zammad = new ZammadStandin({ token: ZAMMAD_TOKEN });
+  zammad.triggers = [
+    { name: 'omnigate: agent article', when: (e) => e.article?.sender === 'Agent' },
+    { name: 'omnigate: state changed', when: (e) => e.stateChanged },
+  ];
+  await zammad.start();
+});
+afterEach(async () => {
+  zammad.up();
+  await Promise.all(gateways.splice(0).map((g) => g.stop()));
+});
+afterAll(async () => {
+  await zammad?.stop();
+  await api?.stop();
+  await nats?.stop();
+});
+
+describe('zammad helpdesk adapter', () => {
+  it('opens a Zammad ticket with the text and photo of a Telegram message, linked both ways', async () => {
+    const gw = await gateway();
+    const bytes = Buffer.alloc(50_000, 9);
+    bytes.write('JPEG-ish', 0);
+    api.addFile('zphoto', bytes);
+    api.push(message(7001, { text: undefined, caption: 'Скриншот ошибки', photo: [{ file_id: 'zphoto', width: 800, height: 600, file_size: bytes.length }] }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7001', 20_000);
+    const zt = await zammadTicketOf(created.ticketId);
+    expect(zammad.groups.find((g) => g.id === zt.group_id)!.name).toBe('Telegram');
+    const [first] = zammad.ticketArticles(zt.id);
+    expect(first).toMatchObject({ sender: 'Customer', internal: false, type: 'web', body: 'Скриншот ошибки' });
+    expect(first!.attachments).toHaveLength(1);
+    expect(createHash('sha256').update(first!.attachments[0]!.data).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(first!.attachments[0]!.preferences['Mime-Type']).toBe('image/jpeg');
+    const customer = zammad.users.find((u) => u.id === zt.customer_id)!;
+    expect(customer).toMatchObject({ login: 'telegram-bot1-7001', firstname: 'Ольга', lastname: 'Смирнова' });
+
+    const ticket = await until('externalRefs', async () => (await gw.ticket(created.ticketId))?.externalRefs?.[0]);
+    expect(ticket).toMatchObject({ system: 'zammad', externalId: String(zt.id), url: `${zammad.url}/#ticket/zoom/${zt.id}` });
+    // The REST API shows it.
+    const viaApi = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}`, { headers: { authorization: `Bearer ${API_TOKEN}` } }).then((r) => r.json() as Promise<{ ticket: { externalRefs?: unknown[] } }>);
+    expect(viaApi.ticket.externalRefs).toEqual([expect.objectContaining({ system: 'zammad', externalId: String(zt.id) })]);
+
+    const ready = await fetch(`${gw.httpUrl}/readyz`).then((r) => r.json() as Promise<{ helpdesks?: Array<{ id: string; type: string; syncing: boolean; state: string }> }>);
+    expect(ready.helpdesks).toEqual([expect.objectContaining({ id: 'zammad', type: 'zammad', syncing: true, state: 'connected' })]);
+
+    // The first message was announced twice (created + message): one article.
+    api.push(message(7001, { text: 'И ещё: номер заказа 48213' }));
+    await until('the second article', () => zammad.ticketArticles(zt.id).length === 2);
+    const second = zammad.ticketArticles(zt.id)[1]!;
+    expect(second).toMatchObject({ sender: 'Customer', origin_by_id: zt.customer_id, body: 'И ещё: номер заказа 48213', created_by_id: zammad.integration.id });
+    // Our own customer articles never made the agent trigger fire.
+    expect(zammad.deliveries.filter((d) => d.body.ticket.id === zt.id)).toHaveLength(0);
+  });
+
+  it("takes an agent's public answer to the Telegram chat once, keeps an internal note internal, and mirrors a state change", async () => {
+    const gw = await gateway();
+    const { ticketId, zt } = await openTicket(gw, 7002, 'Где мой заказ?');
+    const articlesBefore = zammad.ticketArticles(zt.id).length;
+
+    zammad.agentArticle(zt.id, { body: '<p>Здравствуйте, Ольга!</p><p>Заказ уже в пути.</p>' });
+    const sent = await api.waitForCall((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7002', 20_000);
+    expect(sent.params.text).toBe('Здравствуйте, Ольга!\nЗаказ уже в пути.');
+    const reply = await gw.waitForEvent((e) => e.type === 'ticket.reply' && e.ticketId === ticketId);
+    const out = (reply.entry as Extract<LogEntry, { kind: 'outbound' }>).message;
+    expect(out.author).toEqual({ id: `helpdesk:zammad:${zammad.agent.id}`, name: 'Emma Agent' });
+
+    zammad.agentArticle(zt.id, { body: 'Клиент VIP, проверить доставку', internal: true });
+    const note = await gw.waitForEvent((e) => e.type === 'ticket.note' && e.ticketId === ticketId, 20_000);
+    expect(note.entry).toMatchObject({ kind: 'note', text: 'Клиент VIP, проверить доставку' });
+
+    // Zammad repeats a delivery (a retry after a lost answer): still one message in the chat.
+    const delivered = zammad.deliveries.find((d) => d.body.article?.body?.includes('Заказ уже в пути'))!;
+    const raw = JSON.stringify(delivered.body);
+    const { createHmac } = await import('node:crypto');
+    const again = await fetch(zammad.webhook!.endpoint, {
+      method: 'POST', body: raw,
+      headers: { 'content-type': 'application/json', 'x-hub-signature': `sha1=${createHmac('sha1', SECRET).update(raw).digest('hex')}`, 'x-zammad-delivery': delivered.delivery },
+    });
+    expect(again.status).toBe(200);
+    const forged = await fetch(zammad.webhook!.endpoint, { method: 'POST', body: raw, headers: { 'content-type': 'application/json', 'x-hub-signature': 'sha1=00' } });
+    expect(forged.status).toBe(401);
+
+    zammad.agentSetState(zt.id, 'closed');
+    await until('the omnigate ticket closed', async () => (await gw.ticket(ticketId))?.status === 'closed', 20_000);
+    await zammad.idle();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(sendsTo(7002, 'Заказ уже в пути')).toHaveLength(1);
+    expect(api.calls.filter((c) => String(c.params.chat_id) === '7002' && String(c.params.text ?? '').includes('VIP'))).toHaveLength(0);
+    // Nothing taken from Zammad was written back to it (echo): no new articles, state unchanged.
+    expect(zammad.ticketArticles(zt.id).length).toBe(articlesBefore + 2);
+    expect(zammad.stateName(zammad.tickets.get(zt.id)!)).toBe('closed');
+  });
+
+  it('writes an omnigate status change and a reply sent through the API to Zammad, without taking them back', async () => {
+    const gw = await gateway();
+    const { ticketId, zt } = await openTicket(gw, 7003, 'Вопрос по счёту');
+    const r = await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ из API', author: { id: 'agent-7', name: 'Мария' } });
+    expect(r.ok).toBe(true);
+    await until('the API reply as an agent article', () => zammad.ticketArticles(zt.id).find((a) => a.body.startsWith('Ответ из API')));
+    const a = zammad.ticketArticles(zt.id).find((x) => x.body.startsWith('Ответ из API'))!;
+    expect(a).toMatchObject({ sender: 'Agent', internal: false, type: 'web', created_by_id: zammad.integration.id });
+    await gw.request('omni.cmd.status', { ticketId, status: 'resolved' });
+    await until('Zammad closed', () => zammad.stateName(zammad.tickets.get(zt.id)!) === 'closed');
+    await zammad.idle();
+    await new Promise((r2) => setTimeout(r2, 1000));
+    // The trigger fired for our own agent article and state change; the echo was dropped.
+    expect(zammad.deliveries.some((d) => d.body.ticket.id === zt.id)).toBe(true);
+    expect(sendsTo(7003, 'Ответ из API')).toHaveLength(1);
+    expect((await gw.ticket(ticketId))!.status).toBe('resolved');
+  });
+
+  it('keeps every customer message, in order, while Zammad is down, and delivers them when it is back', async () => {
+    const gw = await gateway();
+    const { ticketId, zt } = await openTicket(gw, 7004, 'Первое');
+    zammad.down();
+    for (const text of ['Второе', 'Третье', 'Четвёртое']) {
+      api.push(message(7004, { text }));
+      await gw.waitForEvent((e) => e.type === 'ticket.message' && e.ticketId === ticketId && (e.entry as any)?.event?.text === text, 20_000);
+    }
+    await until('a failed attempt logged', () => gw.logs.some((l) => l.includes('helpdesk did not take the event; retrying')));
+    await new Promise((r) => setTimeout(r, 1500));
+    zammad.up();
+    await until('all messages in Zammad', () => zammad.ticketArticles(zt.id).length === 4, 30_000);
+    expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['Первое', 'Второе', 'Третье', 'Четвёртое']);
+  });
+
+  it('writes an article once when Zammad took it but the answer was lost', async () => {
+    const gw = await gateway();
+    const { zt } = await openTicket(gw, 7007, 'Первое сообщение');
+    zammad.cutAfter.add('POST ticket_articles');
+    api.push(message(7007, { text: 'Второе сообщение' }));
+    await until('the retry after the lost answer', () => gw.logs.some((l) => l.includes('the earlier attempt had reached Zammad')), 30_000);
+    api.push(message(7007, { text: 'Третье сообщение' }));
+    await until('the third article', () => zammad.ticketArticles(zt.id).length >= 3);
+    expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['Первое сообщение', 'Второе сообщение', 'Третье сообщение']);
+  });
+
+  it('finds answers by polling when the webhook never arrived', async () => {
+    const gw = await gateway('500ms');
+    const { zt } = await openTicket(gw, 7005, 'Есть кто-нибудь?');
+    const hook = zammad.webhook;
+    zammad.webhook = undefined; // the trigger is missing or its deliveries failed for good
+    zammad.agentArticle(zt.id, { body: 'Да, мы здесь', contentType: 'text/plain' });
+    zammad.webhook = hook;
+    await api.waitForCall((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7005' && c.params.text === 'Да, мы здесь', 30_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(sendsTo(7005, 'Да, мы здесь')).toHaveLength(1);
+  });
+
+  it('parks what Zammad refuses for good, with its reason, and records no link', async () => {
+    const gw = await gateway('0s', { groups: [{ channel: 'telegram', group: 'Нет такой группы' }] });
+    api.push(message(7006, { text: 'В какую группу?' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7006', 20_000);
+    const letter = await gw.waitForStreamMessage<{ source: string; code: string; reason: string; meta: Record<string, string> }>(
+      'OMNI_DLQ', 'omni.dlq.helpdesk.zammad', (d) => d.meta?.ticketId === created.ticketId, 30_000,
+    );
+    expect(letter).toMatchObject({ source: 'helpdesk.zammad', code: 'http_422' });
+    expect(letter.reason).toMatch(/No lookup value found for 'group'/);
+    expect([...zammad.tickets.values()].some((t) => t.omnigate_ticket === created.ticketId)).toBe(false);
+    expect((await gw.ticket(created.ticketId))!.externalRefs).toBeUndefined();
+
+    // The admin creates the group; `omnigate dlq --replay` sends the parked events again.
+    zammad.groups.push({ id: 3, name: 'Нет такой группы' });
+    const lines: string[] = [];
+    const r = await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'helpdesk.zammad', limit: 1000, replay: true, out: (l) => lines.push(l) });
+    expect(r.failed).toBe(0);
+    expect(r.replayed).toBeGreaterThanOrEqual(1);
+    const zt = await zammadTicketOf(created.ticketId);
+    expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['В какую группу?']);
+    await until('linked after the replay', async () => (await gw.ticket(created.ticketId))?.externalRefs?.length);
+  });
+});
