@@ -22,7 +22,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 # The SBOM is taken before the prune (npm sbom refuses a tree whose devDependencies are gone),
 # omitting what the prune removes, so it describes exactly the node_modules the image ships.
-RUN npx tsc -p tsconfig.build.json \
+RUN npx tsc -p tsconfig.build.json && node scripts/copy-console.mjs \
  && if [ "$WHATSAPP_WEB" = "false" ]; then omit="--omit=optional"; else omit=""; fi \
  && npm run sbom -- $omit \
  && npm prune --omit=dev $omit --no-audit --no-fund

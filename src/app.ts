@@ -21,6 +21,7 @@ import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
+import { ReplicaService } from './console/replica-service.js';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
@@ -37,6 +38,7 @@ export class Gateway {
   http!: HttpServer;
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
+  private replica?: ReplicaService;
   sla?: LifecycleWatcher;
   /** Owner of every long-running loop of this gateway: their states feed the probes. */
   readonly loops: Supervisor;
@@ -161,6 +163,8 @@ export class Gateway {
     await this.connectors.start(
       this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
+    this.replica = new ReplicaService(this.bus, this.connectors, log.child({ component: 'console' }));
+    this.replica.start();
     await this.http.listen();
     this.loops.run('gateway.sampler', async ({ signal, progress }) => {
       while (!signal.aborted) {
@@ -218,7 +222,10 @@ export class Gateway {
     const graceful =
       (await this.stopWithin(deadline, {
         http: () => this.http?.shutdown(drainMs, graceMs),
-        connectors: () => this.connectors?.stop(),
+        connectors: async () => {
+          await this.replica?.stop();
+          await this.connectors?.stop();
+        },
       })) &&
       (await this.stopWithin(deadline, {
         api: () => this.helpdesk?.stop(),

@@ -53,6 +53,12 @@ export interface HostedHealth extends ConnectorHealth {
   required: boolean;
   /** While standing by: when the other replica's lease runs out unless it renews it. */
   standbyUntil?: string;
+  /** Last inbound event this replica published for the account. */
+  lastEventAt?: string;
+  /** Last outbound message this replica's connector sent. */
+  lastSendAt?: string;
+  /** The latest state that came with a problem (anything but connected, starting, standby, stopped). */
+  lastError?: { state: ConnectorState; detail?: string; at: string };
 }
 
 export interface ConnectorHostOptions {
@@ -69,11 +75,17 @@ export interface ConnectorHostOptions {
 }
 
 interface Hosted {
+  spec: HostedConnectorSpec;
   channel: string;
   type: string;
   account: string;
   required: boolean;
   connector: Connector;
+  /** Aborted when this connector alone is restarted (ctx.signal follows it and the host's). */
+  own: AbortController;
+  lastEventAt?: string;
+  lastSendAt?: string;
+  lastError?: { state: ConnectorState; detail?: string; at: string };
   runner: OutboundRunner;
   /** The last state the connector published (ctx.setState). */
   state: ConnectorHealth;
@@ -99,22 +111,48 @@ export class ConnectorHost {
     for (const spec of specs) {
       const channel = spec.factory.channel;
       const log = this.o.log.child({ channel, account: spec.account, connector: spec.factory.type });
-      const hosted = { channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false } as Hosted;
+      const hosted = { spec, channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false, own: new AbortController() } as Hosted;
       hosted.state = { state: 'starting', since: new Date().toISOString() };
       const ctx = this.context(channel, spec.account, log, hosted);
       hosted.connector = spec.factory.create(spec.options, ctx);
-      hosted.runner = new OutboundRunner(this.o.bus, channel, spec.account, hosted.connector, log, this.o.outbound, this.o.supervisor);
+      // The runner sends through whichever connector instance is current, so a restart keeps it.
+      hosted.runner = new OutboundRunner(this.o.bus, channel, spec.account, currentConnector(hosted), log, this.o.outbound, this.o.supervisor);
       this.hosted.push(hosted);
       try {
         await hosted.connector.start();
         await hosted.runner.start();
-        if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${channel}.${spec.account}`, hosted.replay, log));
+        if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${channel}.${spec.account}`, (p, m) => hosted.replay!(p, m), log));
         log.info('connector started');
       } catch (err) {
         log.error({ err: errorMessage(err) }, 'connector failed to start');
         ctx.setState('stalled', `failed to start: ${errorMessage(err)}`);
       }
     }
+  }
+
+  /**
+   * Stops one connector and starts a fresh instance from the same config (the outbound runner
+   * and the replay service stay; sends wait for the new instance). False when not hosted here.
+   */
+  async restart(channel: string, account: string): Promise<boolean> {
+    const hosted = this.hosted.find((h) => h.channel === channel && h.account === account);
+    if (!hosted || this.abort.signal.aborted) return false;
+    const log = this.o.log.child({ channel, account, connector: hosted.type });
+    log.warn('connector restart requested');
+    hosted.own.abort();
+    await hosted.connector.stop().catch((err) => log.warn({ err: errorMessage(err) }, 'connector stop failed'));
+    hosted.own = new AbortController();
+    const ctx = this.context(channel, account, log, hosted);
+    ctx.setState('starting', 'restarted by an operator');
+    hosted.connector = hosted.spec.factory.create(hosted.spec.options, ctx);
+    try {
+      await hosted.connector.start();
+      log.info('connector restarted');
+    } catch (err) {
+      log.error({ err: errorMessage(err) }, 'connector failed to start');
+      ctx.setState('stalled', `failed to start: ${errorMessage(err)}`);
+    }
+    return true;
   }
 
   /** Stop intake everywhere, then let outbound sends in flight finish. */
@@ -136,7 +174,10 @@ export class ConnectorHost {
    */
   health(): HostedHealth[] {
     return this.hosted.map((h) => {
-      const who = { channel: h.channel, type: h.type, account: h.account, required: h.required };
+      const who = {
+        channel: h.channel, type: h.type, account: h.account, required: h.required,
+        lastEventAt: h.lastEventAt, lastSendAt: h.lastSendAt, lastError: h.lastError,
+      };
       const current = h.stall ?? h.state;
       if (current.state === 'standby' && h.standby) {
         const until = h.standby.until.toISOString();
@@ -148,7 +189,7 @@ export class ConnectorHost {
 
   private context(channel: string, account: string, log: Logger, hosted: Hosted): ConnectorContext {
     const bus = this.o.bus;
-    const signal = this.abort.signal;
+    const signal = AbortSignal.any([this.abort.signal, hosted.own.signal]);
     const subject = Subjects.inbound(channel, account);
     const statePrefix = `${channel}.${account}.`;
     const state: AccountState = {
@@ -179,6 +220,7 @@ export class ConnectorHost {
     };
     const setState = (s: ConnectorState, detail?: string) => {
       hosted.state = { state: s, detail, since: new Date().toISOString() };
+      if (!QUIET_STATES.has(s)) hosted.lastError = { state: s, detail, at: hosted.state.since };
       // While intake is stalled that is what ops see; the connector's own state shows again after.
       if (hosted.stall) log.info({ state: s, detail }, 'connector state (shown once intake publishes again)');
       else announce(hosted.state);
@@ -242,6 +284,7 @@ export class ConnectorHost {
         for (let attempt = 1; ; attempt++) {
           try {
             const ack = await bus.js.publish(subject, payload, { msgID: event.id });
+            hosted.lastEventAt = new Date().toISOString();
             unstalled();
             if (ack.duplicate) metrics.duplicates.inc({ channel });
             return { duplicate: ack.duplicate, seq: ack.seq };
@@ -285,7 +328,7 @@ export class ConnectorHost {
     const timer = setInterval(() => void look(), Math.max(250, Math.floor(ttlMs / 3))); // eslint-disable-line @typescript-eslint/no-floating-promises -- look() catches its own errors
     void look(); // eslint-disable-line @typescript-eslint/no-floating-promises -- look() catches its own errors
     try {
-      return await acquireLease(bus.kv.leases, key, { ttlMs, holder: this.instanceId, signal: this.abort.signal, log });
+      return await acquireLease(bus.kv.leases, key, { ttlMs, holder: this.instanceId, signal: AbortSignal.any([this.abort.signal, hosted.own.signal]), log });
     } finally {
       waiting = false;
       clearInterval(timer);
@@ -295,6 +338,27 @@ export class ConnectorHost {
       if (wasStandby && hosted.state.state === 'standby' && !this.abort.signal.aborted) setState('starting', `lease ${key} taken`);
     }
   }
+}
+
+/** States that are not a problem: they do not replace the last error shown to ops. */
+const QUIET_STATES: ReadonlySet<ConnectorState> = new Set(['connected', 'starting', 'standby', 'stopped']);
+
+/** A stable Connector for the outbound runner that forwards to the hosted connector of the moment. */
+function currentConnector(hosted: Hosted): Connector {
+  return {
+    start: () => hosted.connector.start(),
+    stop: () => hosted.connector.stop(),
+    health: () => hosted.connector.health(),
+    canSend: () => hosted.connector.canSend?.() ?? true,
+    get resendSafe() {
+      return hosted.connector.resendSafe;
+    },
+    async send(message) {
+      const result = await hosted.connector.send(message);
+      hosted.lastSendAt = new Date().toISOString();
+      return result;
+    },
+  };
 }
 
 /** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */
