@@ -102,5 +102,16 @@ export default defineConfig(
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
     },
   },
+  {
+    // The console's browser code (served as is from /console/).
+    files: ['src/console/assets/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly', window: 'readonly', location: 'readonly', navigator: 'readonly', fetch: 'readonly', URL: 'readonly', URLSearchParams: 'readonly',
+        sessionStorage: 'readonly', localStorage: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', Node: 'readonly', CSS: 'readonly',
+        TextDecoderStream: 'readonly', AbortController: 'readonly',
+      },
+    },
+  },
   ...boundaries,
 );
