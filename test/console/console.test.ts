@@ -192,6 +192,14 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
       method: 'POST', headers: { authorization: `Bearer ${OPS}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Проверить оплату в банке', author: { id: 'anna', name: 'Анна' } }),
     });
     expect(note.status).toBe(201);
+    const reply = await fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/replies`, {
+      method: 'POST', headers: { authorization: `Bearer ${OPS}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Здравствуйте! Проверяем оплату, ответим в течение часа.', author: { id: 'anna', name: 'Анна' } }),
+    });
+    expect(reply.status).toBe(202);
+    const { outboundId } = (await reply.json()) as { outboundId: string };
+    // The site's chat widget reports the reply delivered (as a connector would).
+    gw.nc.publish('omni.status.webhook.site', JSON.stringify({ v: 1, type: 'delivery.status', outboundId, ticketId, channel: 'webhook', account: 'site', status: 'delivered', attempts: 1, at: new Date().toISOString() }));
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId);
     await page.locator(`tr[data-ticket="${ticketId}"] a`).click();
     const log = page.locator('#ticket-log');
     await log.waitFor();
@@ -201,6 +209,8 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     expect(whys[0]).toContain('Threaded here by new-ticket');
     expect(whys[1]).toMatch(/Threaded here by open-conversation: .*dl-chat-1/);
     expect(await log.locator('li[data-kind="note"]').textContent()).toContain('Проверить оплату');
+    expect(await log.locator('li[data-kind="outbound"]').textContent()).toContain('Reply by Анна');
+    expect(await log.locator('li[data-kind="delivery"]').textContent()).toContain('Delivery: delivered');
     await shot(page, 'ticket');
   }, 60_000);
 
