@@ -83,6 +83,8 @@ interface Hosted {
   connector: Connector;
   /** Aborted when this connector alone is restarted (ctx.signal follows it and the host's). */
   own: AbortController;
+  /** Set while a restart runs: a second request joins it instead of stopping the new instance. */
+  restarting?: Promise<boolean>;
   lastEventAt?: string;
   lastSendAt?: string;
   lastError?: { state: ConnectorState; detail?: string; at: string };
@@ -137,6 +139,14 @@ export class ConnectorHost {
   async restart(channel: string, account: string): Promise<boolean> {
     const hosted = this.hosted.find((h) => h.channel === channel && h.account === account);
     if (!hosted || this.abort.signal.aborted) return false;
+    hosted.restarting ??= this.restartHosted(hosted).finally(() => {
+      hosted.restarting = undefined;
+    });
+    return hosted.restarting;
+  }
+
+  private async restartHosted(hosted: Hosted): Promise<boolean> {
+    const { channel, account } = hosted;
     const log = this.o.log.child({ channel, account, connector: hosted.type });
     log.warn('connector restart requested');
     hosted.own.abort();
