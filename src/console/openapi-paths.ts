@@ -23,12 +23,12 @@ export function consolePaths(errors: Errors): Record<string, unknown> {
     },
     '/v1/connectors/{channel}/{account}/restart': {
       post: {
-        summary: 'Stop the connector and start a fresh instance from the same config, on the replica hosting it (outbound runner and replay service stay)',
+        summary: 'Stop the connector and start a fresh instance from the same config, on every replica hosting it (outbound runner and replay service stay)',
         parameters: [
           { name: 'channel', in: 'path', required: true, schema: { type: 'string' } },
           { name: 'account', in: 'path', required: true, schema: { type: 'string' } },
         ],
-        responses: { ...ok('Restarted', { type: 'object', properties: { replica: { type: 'string' }, restarted: { type: 'boolean' }, error: { type: 'string' } } }), ...errors(400, 401, 403, 404) },
+        responses: { ...ok('One answer per replica hosting it', { type: 'object', properties: { results: { type: 'array', items: { type: 'object', properties: { replica: { type: 'string' }, restarted: { type: 'boolean' }, error: { type: 'string' } } } } } }), ...errors(400, 401, 403, 404, 503) },
       },
     },
     '/v1/dead-letters': {

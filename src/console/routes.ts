@@ -58,15 +58,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   });
 
   app.get('/v1/connectors', guarded, async () => {
-    const answers: ReplicaConnectors[] = [];
-    const replies = await deps.bus.nc.requestMany(Subjects.consoleConnectors, '', { strategy: 'timer', maxWait: deps.replicaWaitMs ?? 750 });
-    for await (const m of replies) {
-      try {
-        answers.push(m.json<ReplicaConnectors>());
-      } catch {
-        /* an answer that is not ours: skip */
-      }
-    }
+    const answers = await replicaConnectors(deps);
     const leases = await leaseHolders(deps);
     return { replicas: answers.map((a) => a.replica).sort(), connectors: mergeByConnector(answers, leases) };
   });
@@ -77,13 +69,15 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     if (!Token.safeParse(account).success) return fail(reply, 'invalid_request', 'account: letters, digits, "_" and "-" only', 'account');
     const who = deps.auth.check(req.headers.authorization);
     deps.log.warn({ channel, account, by: who.ok ? who.name : undefined }, 'connector restart requested from the API');
-    try {
-      const m = await deps.bus.nc.request(Subjects.consoleRestart(channel, account), '', { timeout: RESTART_TIMEOUT_MS });
-      return m.json<RestartAnswer>();
-    } catch (err) {
-      if (/no responders|503|timeout/i.test(errorMessage(err))) return fail(reply, 'not_found', `no running replica hosts connector ${channel}/${account}`);
-      throw err;
-    }
+    // Ask who hosts it first: a connector nobody runs is a 404 now, not a timeout later.
+    const hosts = (await replicaConnectors(deps)).filter((a) => a.connectors.some((c) => c.channel === channel && c.account === account));
+    if (hosts.length === 0) return fail(reply, 'not_found', `no running replica hosts connector ${channel}/${account}`);
+    // Every replica hosting it restarts it (a connector without a lease runs on each of them).
+    const results: RestartAnswer[] = [];
+    const replies = await deps.bus.nc.requestMany(Subjects.consoleRestart(channel, account), '', { strategy: 'count', maxMessages: hosts.length, maxWait: RESTART_TIMEOUT_MS });
+    for await (const m of replies) results.push(m.json<RestartAnswer>());
+    if (results.length === 0) return fail(reply, 'unavailable', `no replica hosting ${channel}/${account} answered within ${RESTART_TIMEOUT_MS / 1000} s`);
+    return { results };
   });
 
   app.get('/v1/dead-letters', guarded, async (req, reply) => {
@@ -144,6 +138,20 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
       res.end();
     }
   });
+}
+
+/** What every replica answering within a moment says about the connectors it hosts. */
+async function replicaConnectors(deps: ConsoleDeps): Promise<ReplicaConnectors[]> {
+  const answers: ReplicaConnectors[] = [];
+  const replies = await deps.bus.nc.requestMany(Subjects.consoleConnectors, '', { strategy: 'timer', maxWait: deps.replicaWaitMs ?? 750 });
+  for await (const m of replies) {
+    try {
+      answers.push(m.json<ReplicaConnectors>());
+    } catch {
+      /* an answer that is not ours: skip */
+    }
+  }
+  return answers;
 }
 
 function logReplay(deps: ConsoleDeps, req: FastifyRequest, results: Array<{ seq: number; outcome: string }>): void {

@@ -71,7 +71,7 @@ describe('console API', () => {
   it('lists connectors from every replica, with last event time and lease holders', async () => {
     const posted = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
       method: 'POST', headers: { authorization: 'Bearer site-secret-0123456789abcdef', 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'form-1', conversation: { id: 'visitor-1' }, sender: { id: 'visitor-1' }, text: 'Здравствуйте' }),
+      body: JSON.stringify({ type: 'message', messageId: 'form-1', conversationId: 'visitor-1', sender: { id: 'visitor-1' }, text: 'Здравствуйте' }),
     });
     expect(posted.status).toBeLessThan(300);
     const { status, body } = await get('/v1/connectors');
@@ -88,11 +88,13 @@ describe('console API', () => {
   it('restarts a connector on the replica hosting it; unknown ones are 404, read-only tokens 403', async () => {
     const r = await post('/v1/connectors/webhook/site/restart');
     expect(r.status).toBe(200);
-    expect(r.body.restarted).toBe(true);
+    // Both replicas run the webhook channel (it takes no lease): both restart it.
+    expect(r.body.results.map((x: any) => x.replica).sort()).toEqual([gw.gateway.connectors.instanceId, second.gateway.connectors.instanceId].sort());
+    expect(r.body.results.every((x: any) => x.restarted)).toBe(true);
     // The connector's route was mounted again by the new instance and still takes posts.
     const posted = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
       method: 'POST', headers: { authorization: 'Bearer site-secret-0123456789abcdef', 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'form-2', conversation: { id: 'visitor-2' }, sender: { id: 'visitor-2' }, text: 'После перезапуска' }),
+      body: JSON.stringify({ type: 'message', messageId: 'form-2', conversationId: 'visitor-2', sender: { id: 'visitor-2' }, text: 'После перезапуска' }),
     });
     expect(posted.status).toBeLessThan(300);
     await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'visitor-2', 20_000);

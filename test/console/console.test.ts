@@ -60,7 +60,7 @@ async function signIn(page: Page, token: string): Promise<void> {
   // Keyboard only: the field has a label, Enter submits.
   await page.getByLabel(/API token|API-токен/).fill(token);
   await page.keyboard.press('Enter');
-  await page.locator('#nav').waitFor({ state: 'visible' });
+  await page.locator('#who').filter({ hasText: /\S/ }).waitFor();
 }
 
 beforeAll(async () => {
@@ -98,6 +98,7 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     await page.goto(`${base}/console`);
     expect(page.url()).toBe(`${base}/console/`);
     await expect.poll(() => page.locator('h1').textContent()).toBe('Sign in to omnigate');
+    expect(await page.locator('#nav').isHidden()).toBe(true);
     await shot(page, 'sign-in');
     await page.getByLabel('API token').fill('not-a-token-at-all-000');
     await page.getByRole('button', { name: 'Sign in' }).click();

@@ -230,7 +230,7 @@ function connectorRow(c) {
       button.disabled = true;
       try {
         const r = await api(`v1/connectors/${encodeURIComponent(c.channel)}/${encodeURIComponent(c.account)}/restart`, { method: 'POST' });
-        toast(t('channels.restarted', { name, replica: r.replica }));
+        toast(t('channels.restarted', { name, replica: r.results.map((x) => x.replica).join(', ') }));
       } catch (err) {
         toast(t('error.generic', { message: err.message }));
       } finally {
