@@ -64,6 +64,7 @@ function toast(text) {
 /** Replaces the main area with a screen whose heading gets focus (screen readers announce it). */
 function screen(title, ...content) {
   const main = document.getElementById('main');
+  document.getElementById('toast').classList.remove('show');
   const heading = h('h1', { tabindex: '-1', id: 'screen-title' }, title);
   main.replaceChildren(heading, ...content);
   document.title = `${title} · omnigate`;
