@@ -424,30 +424,35 @@ async function ticketsScreen(params) {
         h('td', {}, h('span', { class: 'state' }, tk.status)),
         h('td', {}, `${tk.channel}/${tk.account}`),
         h('td', {}, tk.contact?.displayName || tk.contact?.id || ''),
-        h('td', {}, tk.subject || ''),
+        h('td', {}, tk.subject || '', tk.snippet ? h('div', { class: 'muted' }, tk.snippet) : null),
         h('td', {}, time(tk.updatedAt)),
       ))))
     : h('p', {}, t('tickets.none')));
   results.replaceChildren(...parts);
 }
 
-/** /v1/search when the gateway has it; else ticket number lookup, contact filter and a scan of recent tickets. */
+/**
+ * A ticket number is looked up directly. Otherwise /v1/search (full text over messages, SQL read
+ * model) when the gateway has it; without it (404): the contact filter of the list, then the
+ * subjects and contact names of the 500 most recently updated tickets.
+ */
 async function searchTickets(q) {
   if (!q) return { tickets: (await api('v1/tickets?limit=50')).tickets, fallback: false };
-  try {
-    const r = await api(`v1/search?${new URLSearchParams({ q })}`);
-    return { tickets: r.tickets || r.results || [], fallback: false };
-  } catch (err) {
-    if (err.status !== 404 || err.code === 'ticket_not_found') throw err;
-  }
   const number = /^#?(\d+)$/.exec(q) || new RegExp(`^${escapeRe(state.session.ticketPrefix)}(\\d+)$`, 'i').exec(q);
   if (number) {
     try {
       const r = await api(`v1/tickets/${encodeURIComponent(state.session.ticketPrefix + number[1])}`);
-      return { tickets: [r.ticket], fallback: true };
+      return { tickets: [r.ticket], fallback: false };
     } catch (err) {
       if (err.status !== 404) throw err;
     }
+  }
+  try {
+    const r = await api(`v1/search?${new URLSearchParams({ q })}`);
+    // Hits carry a snippet with the matched words in <b>…</b>: shown as plain text.
+    return { tickets: (r.results || []).map((hit) => ({ ...hit.ticket, snippet: String(hit.snippet || '').replace(/<\/?b>/g, '') })), fallback: false };
+  } catch (err) {
+    if (err.status !== 404) throw err;
   }
   const byContact = (await api(`v1/tickets?${new URLSearchParams({ contact: q, limit: '50' })}`)).tickets;
   if (byContact.length) return { tickets: byContact, fallback: true };
