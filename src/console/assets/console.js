@@ -335,7 +335,7 @@ async function deadLettersScreen(params) {
     h('td', {}, l.reason),
   ));
   const table = data.letters.length
-    ? h('table', {}, h('thead', {}, h('tr', {}, ['dl.seq', 'dl.at', 'dl.source', 'dl.code', 'dl.reason'].map((k) => h('th', { scope: 'col' }, t(k))))), h('tbody', {}, rows))
+    ? h('table', {}, h('thead', {}, h('tr', {}, ['dl.seq', 'dl.at', 'dl.source', 'dl.code', 'dl.why'].map((k) => h('th', { scope: 'col' }, t(k))))), h('tbody', {}, rows))
     : h('p', {}, t('dl.none'));
   const parts = [table, h('p', { class: 'muted' }, t('dl.scanned', { count: data.scanned }))];
   if (canAct() && data.letters.length && q.toString()) {
@@ -395,7 +395,7 @@ async function letterScreen(seq) {
       h('dt', {}, t('dl.source')), h('dd', {}, l.source),
       h('dt', {}, t('dl.subject')), h('dd', {}, l.subject),
       h('dt', {}, t('dl.code')), h('dd', {}, l.code || t('never')),
-      h('dt', {}, t('dl.reason')), h('dd', {}, l.reason),
+      h('dt', {}, t('dl.why')), h('dd', {}, l.reason),
     ), l.truncated ? h('p', { class: 'error' }, t('dl.truncated')) : null),
     actions, outcome,
     h('h2', {}, t('dl.payload')), h('pre', { tabindex: '0' }, payload),
