@@ -4,10 +4,13 @@
  * (two gateways on one nats-server), dead-letter filters and refusals, and the ticket event tail
  * as server-sent events.
  */
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
+import { ThreadMatch } from '../../src/core/schema.js';
 
 const OPS = 'ops-token-api-0123456789ab';
 const VIEWER = 'viewer-token-api-012345678';
@@ -58,6 +61,25 @@ describe('console static files', () => {
     expect(await js.text()).not.toMatch(/fetch\(['"`]\//);
     expect((await fetch(`${gw.httpUrl}/console/../package.json`)).status).toBe(404);
     expect((await fetch(`${gw.httpUrl}/console/nothing.js`)).status).toBe(404);
+  });
+});
+
+describe('console texts', () => {
+  it('has every text in English and Russian, and every key the page uses', async () => {
+    const assets = new URL('../../src/console/assets/', import.meta.url);
+    const { TEXTS } = (await import(pathToFileURL(new URL('i18n.js', assets).pathname).href)) as { TEXTS: Record<'en' | 'ru', Record<string, string>> };
+    expect(Object.keys(TEXTS.ru).sort()).toEqual(Object.keys(TEXTS.en).sort());
+    const source = readFileSync(new URL('console.js', assets), 'utf8') + readFileSync(new URL('index.html', assets), 'utf8');
+    const used = [...source.matchAll(/\bt\('([\w.-]+)'|data-i18n="([\w.-]+)"|\['(?:[\w.-]+)'(?:, '[\w.-]+')*\]/g)].flatMap((m) => (m[1] ?? m[2] ?? '').split(',')).filter(Boolean);
+    const listed = [...source.matchAll(/'((?:channels|dl|tickets)\.[\w]+)'/g)].map((m) => m[1]!);
+    const missing = [...new Set([...used, ...listed])].filter((k) => !(k in TEXTS.en));
+    expect(missing).toEqual([]);
+    // Every threading rule the router can record is explained, in both languages.
+    for (const rule of ThreadMatch.shape.rule.options) {
+      expect(TEXTS.en[`rule.${rule}`], rule).toBeTruthy();
+      expect(TEXTS.ru[`rule.${rule}`], rule).toBeTruthy();
+    }
+    for (const o of ['replayed', 'refused', 'invalid', 'failed']) expect(TEXTS.ru[`outcome.${o}`], o).toBeTruthy();
   });
 });
 
