@@ -66,6 +66,19 @@ export const boundaries = [
       }],
     },
   },
+  {
+    // The ops console reads the bus and the connector host's report; it never reaches into the
+    // router or one connector's code (what it shows must hold for every channel).
+    files: ['src/console/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          boundary('the console depends on core, the API and the connector host, never on the router', ['../router', '../router/**']),
+          boundary('the console knows no connector by name: only src/connectors/host.ts', CONNECTORS.flatMap((c) => [`../connectors/${c}`, `../connectors/${c}/**`])),
+        ],
+      }],
+    },
+  },
   ...CONNECTORS.map((name) => ({
     files: [`src/connectors/${name}/**/*.ts`],
     rules: {
@@ -159,6 +172,17 @@ export default defineConfig(
     extends: [js.configs.recommended],
     languageOptions: {
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
+    },
+  },
+  {
+    // The console's browser code (served as is from /console/).
+    files: ['src/console/assets/**/*.js'],
+    languageOptions: {
+      globals: {
+        document: 'readonly', window: 'readonly', location: 'readonly', navigator: 'readonly', fetch: 'readonly', URL: 'readonly', URLSearchParams: 'readonly',
+        sessionStorage: 'readonly', localStorage: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', Node: 'readonly', CSS: 'readonly',
+        TextDecoderStream: 'readonly', AbortController: 'readonly',
+      },
     },
   },
   ...boundaries,

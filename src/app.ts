@@ -29,6 +29,7 @@ import { ReadModel } from './read-model/read-model.js';
 import { join } from 'node:path';
 import { HelpdeskHost } from './helpdesks/host.js';
 import type { HelpdeskFactory } from './helpdesks/contract.js';
+import { ReplicaService } from './console/replica-service.js';
 
 export interface GatewayDeps {
   loaded: LoadedConfig;
@@ -48,6 +49,7 @@ export class Gateway {
   http!: HttpServer;
   private readonly config: GatewayConfig;
   private helpdesk?: HelpdeskSurface;
+  private replica?: ReplicaService;
   sla?: LifecycleWatcher;
   retention?: RetentionSweeper;
   /** The SQL read model (lists, search, contacts, due work); opened by every process that runs the router. */
@@ -222,6 +224,8 @@ export class Gateway {
         })),
       );
     }
+    this.replica = new ReplicaService(this.bus, this.connectors, log.child({ component: 'console' }));
+    this.replica.start();
     await this.http.listen();
     this.retention = new RetentionSweeper(this.bus, {
       ticketsMs: c.retention.tickets,
@@ -293,7 +297,10 @@ export class Gateway {
     const graceful =
       (await this.stopWithin(deadline, {
         http: () => this.http?.shutdown(drainMs, graceMs),
-        connectors: () => this.connectors?.stop(),
+        connectors: async () => {
+          await this.replica?.stop();
+          await this.connectors?.stop();
+        },
       })) &&
       (await this.stopWithin(deadline, {
         api: () => this.helpdesk?.stop(),

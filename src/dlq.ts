@@ -92,7 +92,8 @@ export async function deadLetters(nats: NatsSection, o: DlqOptions): Promise<{ l
   }
 }
 
-async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: number, d: DeadLetter): Promise<Outcome> {
+/** Replays one letter (stream sequence `seq`) the way its source takes it in; the console uses it too. */
+export async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: number, d: DeadLetter): Promise<Outcome> {
   if (d.truncated) return { outcome: 'refused', detail: `only the first part of the ${d.payloadBytes ?? '?'}-byte payload was kept` };
   switch (sourceOf(d.source)) {
     case 'router': {

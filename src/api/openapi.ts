@@ -8,6 +8,7 @@ import { ErasureCounts, LogEntry, NoteCommand, OutboundAttachment, ReplyCommand,
 import { AttachmentInput } from './attachments.js';
 import { STATUS_OF } from './errors.js';
 import { GROUP_BY, REPORT_KINDS } from '../reports/reports.js';
+import { consolePaths } from '../console/openapi-paths.js';
 
 const json = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any', target: 'draft-2020-12' });
 /** Request bodies: fields with defaults are optional, as the router's validation treats them. */
@@ -211,6 +212,7 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: 'The bytes, with the recorded Content-Type', content: { '*/*': { schema: { type: 'string', format: 'binary' } } } }, ...errors(401, 404) },
         },
       },
+      ...consolePaths(errors),
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A token from api.tokens in the config' } },
@@ -236,7 +238,7 @@ const ERROR_TEXT: Record<number, string> = {
   400: 'Invalid request: `field` names the offending field',
   401: 'Missing or invalid bearer token',
   403: 'The token is read-only, or (erasure) not an admin token',
-  404: 'Unknown ticket, contact or attachment',
+  404: 'Unknown ticket, contact, attachment, dead letter or connector',
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   413: 'Attachment or body too large',
   503: 'The router did not answer in time: retry with the same Idempotency-Key',

@@ -87,7 +87,14 @@ export class HttpServer implements HttpMount {
     message: 'a valid API bearer token is required',
   });
 
+  /** Handlers by "METHOD path": a restarted connector mounts its routes again and replaces its own. */
+  private readonly mounted = new Map<string, RouteHandler>();
+
   route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void {
+    const key = `${method} ${path}`;
+    const known = this.mounted.has(key);
+    this.mounted.set(key, handler);
+    if (known) return;
     this.app.route({
       method,
       url: path,
@@ -105,7 +112,7 @@ export class HttpServer implements HttpMount {
           params: req.params as Record<string, string | undefined>,
           rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
         };
-        const res = await handler(raw);
+        const res = await this.mounted.get(key)!(raw);
         reply.code(res.status);
         for (const [k, v] of Object.entries(res.headers ?? {})) reply.header(k, v);
         return reply.send(res.body ?? '');

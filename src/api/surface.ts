@@ -15,6 +15,7 @@ import type { ReadModel } from '../read-model/read-model.js';
 import { Attachments } from './attachments.js';
 import { TokenAuth } from './auth.js';
 import { registerApi } from './routes.js';
+import { registerConsole } from '../console/routes.js';
 import type { HttpServer } from './server.js';
 import { WebhookDispatcher, type DispatchLease } from './webhooks.js';
 
@@ -24,7 +25,7 @@ export class HelpdeskSurface {
   constructor(
     private readonly bus: Bus,
     private readonly http: HttpServer,
-    private readonly config: Pick<GatewayConfig, 'api' | 'webhooks' | 'media'>,
+    private readonly config: Pick<GatewayConfig, 'api' | 'webhooks' | 'media'> & { router?: Pick<GatewayConfig['router'], 'ticketPrefix'>; nats?: Pick<GatewayConfig['nats'], 'leaseTtl'> },
     /** Null when this process runs no router (the API needs the ticket store). */
     private readonly store: TicketStore | null,
     private readonly log: Logger,
@@ -41,6 +42,7 @@ export class HelpdeskSurface {
     const auth = new TokenAuth(this.config.api.tokens);
     this.http.authorize = (headers, method) => auth.authorize(headers.authorization, method);
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
+    registerConsole(this.http.app, { bus: this.bus, auth, log: this.log.child({ component: 'console' }), ticketPrefix: this.config.router?.ticketPrefix ?? '', leaseTtlMs: this.config.nats?.leaseTtl ?? 30_000 });
     if (this.store && this.readModel) {
       const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media);
       registerApi(this.http.app, { nc: this.bus.nc, store: this.store, readModel: this.readModel, attachments, auth });

@@ -54,6 +54,12 @@ export interface HostedHealth extends ConnectorHealth {
   required: boolean;
   /** While standing by: when the other replica's lease runs out unless it renews it. */
   standbyUntil?: string;
+  /** Last inbound event this replica published for the account. */
+  lastEventAt?: string;
+  /** Last outbound message this replica's connector sent. */
+  lastSendAt?: string;
+  /** The latest state that came with a problem (anything but connected, starting, standby, stopped). */
+  lastError?: { state: ConnectorState; detail?: string; at: string };
 }
 
 export interface ConnectorHostOptions {
@@ -75,6 +81,15 @@ interface Hosted {
   account: string;
   required: boolean;
   connector: Connector;
+  /** Aborted when this connector alone is restarted (ctx.signal follows it and the host's). */
+  own: AbortController;
+  /** Set while an operator's restart runs: a second request joins it instead of stopping the new instance. */
+  restarting?: Promise<boolean>;
+  lastEventAt?: string;
+  lastSendAt?: string;
+  lastError?: { state: ConnectorState; detail?: string; at: string };
+  /** The replay service is served once per connector; it calls whichever instance is current. */
+  replayServed?: boolean;
   runner: OutboundRunner;
   /** The last state the connector published (ctx.setState). */
   state: ConnectorHealth;
@@ -125,7 +140,7 @@ export class ConnectorHost {
     for (const spec of specs) {
       const channel = spec.factory.channel;
       const log = this.o.log.child({ channel, account: spec.account, connector: spec.factory.type });
-      const hosted = { channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false, spec, log } as Hosted;
+      const hosted = { channel, type: spec.factory.type, account: spec.account, required: spec.required ?? false, spec, log, own: new AbortController() } as Hosted;
       hosted.state = { state: 'starting', since: new Date().toISOString() };
       hosted.faults = new Map();
       hosted.loops = new Set();
@@ -147,19 +162,23 @@ export class ConnectorHost {
     hosted.connector = spec.factory.create(spec.options, ctx);
     try {
       await hosted.connector.start();
-      hosted.runner = new OutboundRunner(this.o.bus, hosted.channel, hosted.account, hosted.connector, log, this.o.outbound, this.supervisor);
+      // Through currentConnector: the runner sees the instance of the moment and notes each send.
+      hosted.runner = new OutboundRunner(this.o.bus, hosted.channel, hosted.account, currentConnector(hosted), log, this.o.outbound, this.supervisor);
       await hosted.runner.start();
     } catch (err) {
-      await this.stopFailed(hosted);
+      await this.stopInstance(hosted);
       throw err;
     }
     hosted.started = true;
-    if (hosted.replay) this.replayServers.push(serveReplay(this.o.bus, `inbound.${hosted.channel}.${hosted.account}`, hosted.replay, log));
+    if (hosted.replay && !hosted.replayServed) {
+      hosted.replayServed = true;
+      this.replayServers.push(serveReplay(this.o.bus, `inbound.${hosted.channel}.${hosted.account}`, (p, m) => hosted.replay!(p, m), log));
+    }
     log.info('connector started');
   }
 
-  /** Best effort, bounded: what a failed start left running (loops, sockets) must not linger. */
-  private async stopFailed(hosted: Hosted): Promise<void> {
+  /** Best effort, bounded: what an instance left running (loops, sockets) must not linger when it failed to start or is restarted. */
+  private async stopInstance(hosted: Hosted): Promise<void> {
     const stopping = Promise.all([
       hosted.runner?.stop().catch(() => {}),
       hosted.connector.stop().catch((err) => hosted.log.debug({ err: errorMessage(err) }, 'stopping the connector after a failed start failed')),
@@ -167,6 +186,43 @@ export class ConnectorHost {
     await Promise.race([stopping, sleep(FAILED_STOP_MS, this.abort.signal)]);
     hosted.runner = undefined as unknown as OutboundRunner;
     await this.stopLoops(hosted);
+  }
+
+  /**
+   * Stops one connector and starts a fresh instance from the same config (an operator's restart,
+   * from the console or the API). A start that fails goes on retrying as at gateway start.
+   * False when the connector is not hosted here.
+   */
+  async restart(channel: string, account: string): Promise<boolean> {
+    const hosted = this.hosted.find((h) => h.channel === channel && h.account === account);
+    if (!hosted || this.abort.signal.aborted) return false;
+    hosted.restarting ??= this.restartHosted(hosted).finally(() => {
+      hosted.restarting = undefined;
+    });
+    return hosted.restarting;
+  }
+
+  private async restartHosted(hosted: Hosted): Promise<boolean> {
+    hosted.log.warn('connector restart requested');
+    hosted.own.abort();
+    if (hosted.startLoop) {
+      await hosted.startLoop.stop();
+      hosted.startLoop = undefined;
+      this.clearFault(hosted, this.loopName(hosted, 'start'), true);
+    }
+    if (hosted.started) await this.stopInstance(hosted);
+    hosted.started = false;
+    hosted.own = new AbortController();
+    hosted.ctx = this.context(hosted.channel, hosted.account, hosted.log, hosted);
+    hosted.ctx.setState('starting', 'restarted by an operator');
+    try {
+      await this.startOnce(hosted);
+      hosted.log.info('connector restarted');
+    } catch (err) {
+      hosted.log.error({ err: errorMessage(err) }, 'connector failed to start after a restart; retrying with backoff');
+      this.retryStart(hosted, err);
+    }
+    return true;
   }
 
   private retryStart(hosted: Hosted, first: unknown): void {
@@ -253,7 +309,10 @@ export class ConnectorHost {
    */
   health(): HostedHealth[] {
     return this.hosted.map((h) => {
-      const who = { channel: h.channel, type: h.type, account: h.account, required: h.required };
+      const who = {
+        channel: h.channel, type: h.type, account: h.account, required: h.required,
+        lastEventAt: h.lastEventAt, lastSendAt: h.lastSendAt, lastError: h.lastError,
+      };
       const current = h.fault ?? h.stall ?? h.state;
       if (current.state === 'standby' && h.standby) {
         const until = h.standby.until.toISOString();
@@ -265,13 +324,14 @@ export class ConnectorHost {
 
   private context(channel: string, account: string, log: Logger, hosted: Hosted): ConnectorContext {
     const bus = this.o.bus;
-    const signal = this.abort.signal;
+    const signal = AbortSignal.any([this.abort.signal, hosted.own.signal]);
     const subject = Subjects.inbound(channel, account);
     const statePrefix = `${channel}.${account}.`;
     const state = accountState(bus, statePrefix);
     const announce = (h: ConnectorHealth) => this.announce(hosted, h);
     const setState = (s: ConnectorState, detail?: string) => {
       hosted.state = { state: s, detail, since: new Date().toISOString() };
+      if (!QUIET_STATES.has(s)) hosted.lastError = { state: s, detail, at: hosted.state.since };
       // The connector reports again from a loop that was restarted: its own word counts again.
       for (const l of hosted.loops) if (hosted.faults.has(l.name) && l.status.state === 'running') this.clearFault(hosted, l.name, true);
       // While a loop fails or intake is stalled that is what ops see; the connector's own state shows again after.
@@ -369,6 +429,7 @@ export class ConnectorHost {
           try {
             // On the conversation's partition: one router replica owns it and routes it in order.
             const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id });
+            hosted.lastEventAt = new Date().toISOString();
             unstalled();
             if (ack.duplicate) metrics.duplicates.inc({ channel });
             return { duplicate: ack.duplicate, seq: ack.seq };
@@ -386,6 +447,27 @@ export class ConnectorHost {
     };
     return ctx;
   }
+}
+
+/** States that are not a problem: they do not replace the last error shown to ops. */
+const QUIET_STATES: ReadonlySet<ConnectorState> = new Set(['connected', 'starting', 'standby', 'stopped']);
+
+/** A stable Connector for the outbound runner that forwards to the hosted connector of the moment. */
+function currentConnector(hosted: Hosted): Connector {
+  return {
+    start: () => hosted.connector.start(),
+    stop: () => hosted.connector.stop(),
+    health: () => hosted.connector.health(),
+    canSend: () => hosted.connector.canSend?.() ?? true,
+    get resendSafe() {
+      return hosted.connector.resendSafe;
+    },
+    async send(message) {
+      const result = await hosted.connector.send(message);
+      hosted.lastSendAt = new Date().toISOString();
+      return result;
+    },
+  };
 }
 
 /** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */

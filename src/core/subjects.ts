@@ -59,6 +59,10 @@ export const Subjects = {
   command: (name: 'reply' | 'note' | 'status' | 'link') => `omni.cmd.${name}`,
   /** Request/reply (core NATS): a dead letter of omni.dlq.<suffix> taken back by the part that parked it. */
   replay: (deadLetterSuffix: string) => `omni.replay.${deadLetterSuffix}`,
+  /** Request/reply, answered by every replica (no queue group): the connectors it hosts. */
+  consoleConnectors: 'omni.console.connectors',
+  /** Request/reply: the replica hosting the connector restarts it. */
+  consoleRestart: (channel: string, account: string) => `omni.console.restart.${channel}.${account}`,
 } as const;
 
 export const Consumers = {

@@ -176,7 +176,7 @@ describe('routing and the OpenAPI document', () => {
     }
     // Every documented operation is a real route.
     for (const [path, ops] of Object.entries(served.body.paths as Record<string, object>)) {
-      const url = path.replace('{id}', ':id').replace('{objectKey}', '*');
+      const url = path.replace('{objectKey}', '*').replace(/\{(\w+)\}/g, ':$1');
       for (const method of Object.keys(ops)) expect(h.gw.gateway.http.app.hasRoute({ method: method.toUpperCase() as 'GET', url }), `${method} ${path}`).toBe(true);
     }
     expect(served.body.components.schemas.Error.properties.error.properties.code.enum).toEqual(

@@ -1,0 +1,601 @@
+// omnigate console: one small module, no framework. Every URL is relative to the page
+// (…/console/), so the console works behind a reverse proxy's path prefix. All data is put into
+// the page with textContent (never as HTML): tickets carry customer text.
+import { TEXTS, initialLanguage } from './i18n.js';
+
+const API = new URL('../', document.baseURI);
+const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null };
+
+// ---------- small helpers ----------
+
+function t(key, vars = {}) {
+  const s = TEXTS[state.lang][key] ?? TEXTS.en[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] === undefined || vars[k] === null ? '' : String(vars[k])));
+}
+
+/** h('td', { class: 'x' }, 'text', child…): an element with attributes and children (text is text). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+function time(iso) {
+  if (!iso) return t('never');
+  const d = new Date(iso);
+  return h('time', { datetime: iso, title: iso }, d.toLocaleString(state.lang === 'ru' ? 'ru-RU' : 'en-GB'));
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error?.code;
+  }
+}
+
+async function api(path, opts = {}) {
+  const res = await fetch(new URL(path, API), {
+    ...opts,
+    headers: { authorization: `Bearer ${state.token}`, ...(opts.headers || {}) },
+  });
+  if (res.status === 401) {
+    signOut();
+    throw new ApiError(401, await res.json().catch(() => null));
+  }
+  if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+  return res.headers.get('content-type')?.includes('json') ? res.json() : res;
+}
+
+function toast(text) {
+  const el = document.getElementById('toast');
+  el.textContent = text;
+  el.classList.add('show');
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => el.classList.remove('show'), 4000);
+}
+
+/** Replaces the main area with a screen whose heading gets focus (screen readers announce it). */
+function screen(title, ...content) {
+  const main = document.getElementById('main');
+  document.getElementById('toast').classList.remove('show');
+  const heading = h('h1', { tabindex: '-1', id: 'screen-title' }, title);
+  main.replaceChildren(heading, ...content);
+  document.title = `${title} · omnigate`;
+  heading.focus();
+  return main;
+}
+
+function errorBox(err) {
+  return h('p', { class: 'error', role: 'alert' }, t('error.generic', { message: err.message }));
+}
+
+const canAct = () => state.session && !state.session.readOnly;
+
+// ---------- language ----------
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  document.getElementById('lang').value = state.lang;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  document.getElementById('nav').setAttribute('aria-label', state.lang === 'ru' ? 'Разделы' : 'Main');
+  showWho();
+}
+
+function showWho() {
+  const s = state.session;
+  document.getElementById('who').textContent = s ? t(s.readOnly ? 'who.ro' : 'who.rw', { name: s.token }) : '';
+}
+
+// ---------- sign-in ----------
+
+function signOut() {
+  state.token = '';
+  state.session = null;
+  sessionStorage.removeItem('omnigate.token');
+  document.getElementById('nav').hidden = true;
+  document.getElementById('signout').hidden = true;
+  showWho();
+  renderSignIn();
+}
+
+function renderSignIn(message) {
+  leaveScreen();
+  const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'token-help' });
+  const form = h('form', { class: 'card signin', 'aria-labelledby': 'screen-title' },
+    h('label', { for: 'token' }, t('signin.token'), input),
+    h('p', { id: 'token-help', class: 'muted' }, t('signin.help')),
+    message ? h('p', { class: 'error', role: 'alert' }, message) : null,
+    h('button', { type: 'submit' }, t('signin.submit')),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    state.token = input.value.trim();
+    try {
+      await startSession();
+    } catch {
+      state.token = '';
+      renderSignIn(t('signin.invalid'));
+    }
+  });
+  screen(t('signin.title'), form);
+  input.focus();
+}
+
+async function startSession() {
+  state.session = await api('v1/session');
+  sessionStorage.setItem('omnigate.token', state.token);
+  document.getElementById('nav').hidden = false;
+  document.getElementById('signout').hidden = false;
+  showWho();
+  if (!location.hash || location.hash === '#/') location.hash = '#/channels';
+  else route();
+}
+
+// ---------- routing ----------
+
+function leaveScreen() {
+  if (state.leave) state.leave();
+  state.leave = null;
+}
+
+/** Polls `fn` every `ms` until the screen is left. */
+function every(ms, fn) {
+  let stopped = false;
+  let timer;
+  let first = true;
+  const tick = async () => {
+    if (stopped) return;
+    try {
+      await fn();
+    } catch (err) {
+      // The first failure is the screen's to show; later ones (a restart, a blip) only a toast.
+      if (first) throw err;
+      if (err.status !== 401) toast(t('error.generic', { message: err.message }));
+    } finally {
+      first = false;
+      if (!stopped && state.token) timer = setTimeout(tick, ms);
+    }
+  };
+  state.leave = () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+  return tick();
+}
+
+function route() {
+  if (!state.session) return renderSignIn();
+  leaveScreen();
+  const [path, query] = location.hash.slice(1).split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const params = new URLSearchParams(query || '');
+  for (const a of document.querySelectorAll('#nav a')) {
+    if (a.getAttribute('href') === `#/${parts[0]}`) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const screens = {
+    channels: () => channelsScreen(),
+    pairing: () => pairingScreen(parts[1]),
+    'dead-letters': () => (parts[1] ? letterScreen(Number(parts[1])) : deadLettersScreen(params)),
+    tickets: () => ticketsScreen(params),
+    ticket: () => ticketScreen(parts[1]),
+    live: () => liveScreen(),
+  };
+  (screens[parts[0]] || screens.channels)().catch((err) => {
+    if (err.status !== 401) document.getElementById('main').append(errorBox(err));
+  });
+}
+
+// ---------- channels ----------
+
+async function channelsScreen() {
+  const body = h('tbody');
+  const replicas = h('p', { class: 'muted' });
+  const table = h('table', {},
+    h('thead', {}, h('tr', {},
+      ['channels.connector', 'channels.state', 'channels.lastEvent', 'channels.lastSend', 'channels.lastError', 'channels.lease', 'channels.standby', 'channels.actions'].map((k) => h('th', { scope: 'col' }, t(k))),
+    )),
+    body,
+  );
+  screen(t('channels.title'), replicas, table);
+  await every(5000, async () => {
+    const data = await api('v1/connectors');
+    replicas.textContent = t('channels.replicas', { list: data.replicas.join(', ') || t('never') });
+    if (data.connectors.length === 0) return body.replaceChildren(h('tr', {}, h('td', { colspan: 8 }, t('channels.none'))));
+    // Keep focus on a button that is redrawn: remember which one had it.
+    const focused = document.activeElement?.dataset?.key;
+    body.replaceChildren(...data.connectors.map(connectorRow));
+    if (focused) body.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
+  });
+}
+
+function connectorRow(c) {
+  const name = `${c.channel}/${c.account}`;
+  const active = c.replicas.find((r) => r.state !== 'standby') || c.replicas[0] || {};
+  const standby = c.replicas.filter((r) => r.state === 'standby');
+  const lastEvent = c.replicas.map((r) => r.lastEventAt).filter(Boolean).sort().pop();
+  const lastSend = c.replicas.map((r) => r.lastSendAt).filter(Boolean).sort().pop();
+  const lastError = c.replicas.map((r) => r.lastError).filter(Boolean).sort((a, b) => (a.at < b.at ? -1 : 1)).pop();
+  const actions = h('td', {});
+  if (c.type === 'whatsapp') actions.append(h('a', { href: `#/pairing/${encodeURIComponent(c.account)}`, 'data-key': `pair:${name}` }, t('channels.pair')), ' ');
+  if (canAct()) {
+    const button = h('button', { type: 'button', class: 'secondary', 'aria-label': t('channels.restart', { name }), 'data-key': `restart:${name}` }, t('channels.restartShort'));
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        const r = await api(`v1/connectors/${encodeURIComponent(c.channel)}/${encodeURIComponent(c.account)}/restart`, { method: 'POST' });
+        toast(t('channels.restarted', { name, replica: r.results.map((x) => x.replica).join(', ') }));
+      } catch (err) {
+        toast(t('error.generic', { message: err.message }));
+      } finally {
+        button.disabled = false;
+      }
+    });
+    actions.append(button);
+  }
+  return h('tr', { 'data-connector': name },
+    h('th', { scope: 'row' }, name, h('div', { class: 'muted' }, c.type, c.required ? ` · ${t('channels.required')}` : '')),
+    h('td', {}, h('span', { class: `state ${active.state}`, 'data-state': active.state }, active.state || '?'), active.detail ? h('div', { class: 'muted' }, active.detail) : null),
+    h('td', {}, time(lastEvent)),
+    h('td', {}, time(lastSend)),
+    h('td', {}, lastError ? [h('span', { class: 'state ' + lastError.state }, lastError.state), ' ', time(lastError.at), lastError.detail ? h('div', { class: 'muted' }, lastError.detail) : null] : t('never')),
+    h('td', {}, c.leases.length ? c.leases.map((l) => h('div', {}, l.holder, h('div', { class: 'muted' }, l.key))) : t('never')),
+    h('td', {}, standby.length ? standby.map((r) => h('div', {}, r.replica, r.standbyUntil ? h('div', { class: 'muted' }, '≤ ', time(r.standbyUntil)) : null)) : t('never')),
+    actions,
+  );
+}
+
+// ---------- WhatsApp pairing ----------
+
+async function pairingScreen(account) {
+  const stateEl = h('span', { class: 'state', id: 'pairing-state' });
+  const status = h('p', { role: 'status', 'aria-live': 'polite', id: 'pairing-status' });
+  const img = h('img', { id: 'qr', alt: '', hidden: true });
+  const code = h('p', { class: 'code', id: 'pairing-code' });
+  const codeBox = h('div', { hidden: true }, h('p', {}, t('pairing.code')), code);
+  const detail = h('p', { class: 'muted' });
+  screen(t('pairing.title', { account }),
+    h('p', {}, h('a', { href: '#/channels' }, t('pairing.back'))),
+    h('div', { class: 'card' }, h('p', {}, t('pairing.state'), ': ', stateEl), detail, status,
+      h('div', { class: 'qr' }, img, h('div', {}, h('p', {}, t('pairing.scan')), codeBox))),
+  );
+  let shownQr = null;
+  let objectUrl = null;
+  const base = `connectors/whatsapp/${encodeURIComponent(account)}`;
+  const prevLeave = () => objectUrl && URL.revokeObjectURL(objectUrl);
+  await every(1500, async () => {
+    const p = await api(`${base}/pairing`);
+    stateEl.textContent = p.state;
+    stateEl.className = `state ${p.state}`;
+    stateEl.dataset.state = p.state;
+    detail.textContent = p.detail || '';
+    if (p.qr && p.qr !== shownQr) {
+      const res = await api(`${base}/qr.png?at=${encodeURIComponent(p.qrAt || '')}`);
+      const blob = await res.blob();
+      if (objectUrl) URL.revokeObjectURL(objectUrl);
+      objectUrl = URL.createObjectURL(blob);
+      img.src = objectUrl;
+      img.alt = t('pairing.qrAlt', { at: p.qrAt || '' });
+      img.dataset.qr = p.qr;
+      img.hidden = false;
+      shownQr = p.qr;
+    } else if (!p.qr) {
+      img.hidden = true;
+      img.removeAttribute('src');
+      delete img.dataset.qr;
+      shownQr = null;
+    }
+    codeBox.hidden = !p.pairingCode;
+    code.textContent = p.pairingCode || '';
+    const text = p.state === 'connected' ? t('pairing.connected') : p.qr ? '' : t('pairing.noQr');
+    if (status.textContent !== text) status.textContent = text;
+  });
+  const leave = state.leave;
+  state.leave = () => {
+    leave?.();
+    prevLeave();
+  };
+}
+
+// ---------- dead letters ----------
+
+async function deadLettersScreen(params) {
+  const source = h('input', { id: 'dl-source', name: 'source', value: params.get('source') || '', 'aria-describedby': 'dl-source-hint' });
+  const reason = h('input', { id: 'dl-reason', name: 'reason', value: params.get('reason') || '' });
+  const form = h('form', { class: 'inline', role: 'search' },
+    h('label', { for: 'dl-source' }, t('dl.source'), source, h('span', { id: 'dl-source-hint', class: 'muted' }, t('dl.sourceHint'))),
+    h('label', { for: 'dl-reason' }, t('dl.reason'), reason),
+    h('button', { type: 'submit' }, t('dl.filter')),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    if (source.value.trim()) q.set('source', source.value.trim());
+    if (reason.value.trim()) q.set('reason', reason.value.trim());
+    location.hash = `#/dead-letters?${q}`;
+  });
+  const results = h('div', { id: 'dl-results' }, t('loading'));
+  const outcome = h('div', { role: 'status', 'aria-live': 'polite', id: 'dl-outcome' });
+  screen(t('dl.title'), form, outcome, results);
+  const q = new URLSearchParams();
+  for (const k of ['source', 'reason']) if (params.get(k)) q.set(k, params.get(k));
+  const data = await api(`v1/dead-letters?${q}`);
+  const rows = data.letters.map((l) => h('tr', { 'data-seq': l.seq },
+    h('td', {}, h('a', { href: `#/dead-letters/${l.seq}`, 'aria-label': t('dl.open', { seq: l.seq }) }, String(l.seq))),
+    h('td', {}, time(l.at)),
+    h('td', {}, l.source),
+    h('td', {}, l.code || ''),
+    h('td', {}, l.reason),
+  ));
+  const table = data.letters.length
+    ? h('table', {}, h('thead', {}, h('tr', {}, ['dl.seq', 'dl.at', 'dl.source', 'dl.code', 'dl.why'].map((k) => h('th', { scope: 'col' }, t(k))))), h('tbody', {}, rows))
+    : h('p', {}, t('dl.none'));
+  const parts = [table, h('p', { class: 'muted' }, t('dl.scanned', { count: data.scanned }))];
+  if (canAct() && data.letters.length && q.toString()) {
+    const all = h('button', { type: 'button', id: 'dl-replay-all' }, t('dl.replayAll', { count: data.letters.length }));
+    all.addEventListener('click', async () => {
+      all.disabled = true;
+      try {
+        const r = await api(`v1/dead-letters/replay?${q}&limit=${data.letters.length}`, { method: 'POST' });
+        outcome.replaceChildren(outcomeList(r.results));
+      } catch (err) {
+        outcome.replaceChildren(errorBox(err));
+      } finally {
+        all.disabled = false;
+      }
+    });
+    parts.unshift(h('p', {}, all));
+  }
+  results.replaceChildren(...parts);
+}
+
+function outcomeList(results) {
+  return h('ul', { class: 'outcomes' }, results.map((r) => h('li', { 'data-seq': r.seq, 'data-outcome': r.outcome },
+    `${r.seq}: `, h('span', { class: `outcome-${r.outcome}` }, t(`outcome.${r.outcome}`)), r.detail ? ` — ${r.detail}` : '')));
+}
+
+async function letterScreen(seq) {
+  const l = await api(`v1/dead-letters/${seq}`);
+  const outcome = h('div', { role: 'status', 'aria-live': 'polite', id: 'dl-outcome' });
+  let payload = l.payload;
+  if (l.payloadEncoding === 'utf8') {
+    try {
+      payload = JSON.stringify(JSON.parse(l.payload), null, 2);
+    } catch {
+      /* not JSON: shown as it is */
+    }
+  }
+  const actions = h('p', {});
+  if (canAct() && !l.truncated) {
+    const b = h('button', { type: 'button', id: 'dl-replay' }, t('dl.replay'));
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      try {
+        const r = await api(`v1/dead-letters/${seq}/replay`, { method: 'POST' });
+        outcome.replaceChildren(h('p', {}, t('dl.outcome'), ': '), outcomeList(r.results));
+      } catch (err) {
+        outcome.replaceChildren(errorBox(err));
+      } finally {
+        b.disabled = false;
+      }
+    });
+    actions.append(b);
+  }
+  screen(t('dl.letter', { seq }),
+    h('p', {}, h('a', { href: '#/dead-letters' }, t('dl.back'))),
+    h('div', { class: 'card' }, h('dl', { class: 'kv' },
+      h('dt', {}, t('dl.at')), h('dd', {}, time(l.at)),
+      h('dt', {}, t('dl.source')), h('dd', {}, l.source),
+      h('dt', {}, t('dl.subject')), h('dd', {}, l.subject),
+      h('dt', {}, t('dl.code')), h('dd', {}, l.code || t('never')),
+      h('dt', {}, t('dl.why')), h('dd', {}, l.reason),
+    ), l.truncated ? h('p', { class: 'error' }, t('dl.truncated')) : null),
+    actions, outcome,
+    h('h2', {}, t('dl.payload')), h('pre', { tabindex: '0' }, payload),
+  );
+}
+
+// ---------- tickets ----------
+
+async function ticketsScreen(params) {
+  const q = (params.get('q') || '').trim();
+  const input = h('input', { id: 'ticket-q', name: 'q', type: 'search', value: q });
+  const form = h('form', { class: 'inline', role: 'search' }, h('label', { for: 'ticket-q' }, t('tickets.search'), input), h('button', { type: 'submit' }, t('tickets.go')));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    location.hash = `#/tickets?${new URLSearchParams({ q: input.value.trim() })}`;
+  });
+  const results = h('div', { id: 'ticket-results' }, t('loading'));
+  screen(t('tickets.title'), form, results);
+  const { tickets, fallback } = await searchTickets(q);
+  const parts = [];
+  if (fallback && q) parts.push(h('p', { class: 'muted' }, t('tickets.fallback')));
+  parts.push(tickets.length
+    ? h('table', {}, h('thead', {}, h('tr', {}, ['tickets.number', 'tickets.status', 'tickets.channel', 'tickets.contact', 'tickets.subject', 'tickets.updated'].map((k) => h('th', { scope: 'col' }, t(k))))),
+      h('tbody', {}, tickets.map((tk) => h('tr', { 'data-ticket': tk.id },
+        h('td', {}, h('a', { href: `#/ticket/${encodeURIComponent(tk.id)}`, 'aria-label': t('tickets.open', { number: tk.number }) }, `#${tk.number}`)),
+        h('td', {}, h('span', { class: 'state' }, tk.status)),
+        h('td', {}, `${tk.channel}/${tk.account}`),
+        h('td', {}, tk.contact?.displayName || tk.contact?.id || ''),
+        h('td', {}, tk.subject || '', tk.snippet ? h('div', { class: 'muted' }, tk.snippet) : null),
+        h('td', {}, time(tk.updatedAt)),
+      ))))
+    : h('p', {}, t('tickets.none')));
+  results.replaceChildren(...parts);
+}
+
+/**
+ * A ticket number is looked up directly. Otherwise /v1/search (full text over messages, SQL read
+ * model) when the gateway has it; without it (404): the contact filter of the list, then the
+ * subjects and contact names of the 500 most recently updated tickets.
+ */
+async function searchTickets(q) {
+  if (!q) return { tickets: (await api('v1/tickets?limit=50')).tickets, fallback: false };
+  const number = /^#?(\d+)$/.exec(q) || new RegExp(`^${escapeRe(state.session.ticketPrefix)}(\\d+)$`, 'i').exec(q);
+  if (number) {
+    try {
+      const r = await api(`v1/tickets/${encodeURIComponent(state.session.ticketPrefix + number[1])}`);
+      return { tickets: [r.ticket], fallback: false };
+    } catch (err) {
+      if (err.status !== 404) throw err;
+    }
+  }
+  try {
+    const r = await api(`v1/search?${new URLSearchParams({ q })}`);
+    // Hits carry a snippet with the matched words in <b>…</b>: shown as plain text.
+    return { tickets: (r.results || []).map((hit) => ({ ...hit.ticket, snippet: String(hit.snippet || '').replace(/<\/?b>/g, '') })), fallback: false };
+  } catch (err) {
+    if (err.status !== 404) throw err;
+  }
+  const byContact = (await api(`v1/tickets?${new URLSearchParams({ contact: q, limit: '50' })}`)).tickets;
+  if (byContact.length) return { tickets: byContact, fallback: true };
+  const needle = q.toLowerCase();
+  const recent = (await api('v1/tickets?limit=500')).tickets;
+  const hay = (tk) => [tk.subject, tk.contact?.displayName, tk.contact?.id, ...Object.values(tk.contact?.handles || {})].filter(Boolean).join('\n').toLowerCase();
+  return { tickets: recent.filter((tk) => hay(tk).includes(needle)), fallback: true };
+}
+
+function escapeRe(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function ticketScreen(id) {
+  let data;
+  try {
+    data = await api(`v1/tickets/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (err.status === 404) return void screen(t('ticket.notFound'));
+    throw err;
+  }
+  const tk = data.ticket;
+  screen(t('ticket.title', { number: tk.number }),
+    h('div', { class: 'card' }, h('dl', { class: 'kv' },
+      h('dt', {}, t('tickets.status')), h('dd', {}, h('span', { class: 'state' }, tk.status)),
+      h('dt', {}, t('tickets.channel')), h('dd', {}, `${tk.channel}/${tk.account} · ${tk.conversation.id}`),
+      h('dt', {}, t('tickets.contact')), h('dd', {}, tk.contact.displayName ? `${tk.contact.displayName} (${tk.contact.id})` : tk.contact.id),
+      tk.subject ? [h('dt', {}, t('tickets.subject')), h('dd', {}, tk.subject)] : null,
+    )),
+    h('h2', {}, t('ticket.log')),
+    h('ol', { class: 'log', id: 'ticket-log' }, data.log.map(logEntry)),
+  );
+}
+
+function why(match) {
+  if (!match) return null;
+  return h('div', { class: 'why', 'data-rule': match.rule, title: t(`rule.${match.rule}`) },
+    t('ticket.why', { rule: match.rule, value: match.value }), h('span', { class: 'muted' }, ` — ${t(`rule.${match.rule}`)}`));
+}
+
+function logEntry(e) {
+  const li = (kind, ...children) => h('li', { class: kind, 'data-kind': kind, 'data-seq': e.seq }, h('div', { class: 'meta' }, time(e.at)), ...children);
+  switch (e.kind) {
+    case 'inbound': {
+      const ev = e.event;
+      const who = ev.sender?.displayName ? `${ev.sender.displayName} (${ev.sender.id})` : ev.sender?.id;
+      return li('inbound', h('div', { class: 'meta' }, who, ev.email?.subject ? ` · ${ev.email.subject}` : ''), h('div', { class: 'text' }, ev.text), ev.attachments?.length ? h('div', { class: 'muted' }, ev.attachments.map((a) => a.filename || a.mimeType).join(', ')) : null, why(e.match));
+    }
+    case 'edited':
+      return li('edited', h('div', { class: 'meta' }, t('ticket.edited')), h('div', { class: 'text' }, e.event.text), why(e.match));
+    case 'deleted':
+      return li('deleted', h('div', {}, t('ticket.deleted')), why(e.match));
+    case 'outbound':
+      return li('outbound', h('div', { class: 'meta' }, t('ticket.agent', { author: e.message.author?.name || e.message.author?.id })), h('div', { class: 'text' }, e.message.text));
+    case 'note':
+      return li('note', h('div', { class: 'meta' }, t('ticket.note', { author: e.author?.name || e.author?.id })), h('div', { class: 'text' }, e.text));
+    case 'delivery':
+      return li('delivery', t('ticket.delivery', { status: e.status.status }), e.status.reason ? ` — ${e.status.reason}` : '');
+    case 'status':
+      return li('status', t('ticket.status', { from: e.from || '∅', to: e.to }), e.reason ? ` — ${e.reason}` : '');
+    case 'sla':
+      return li('sla', t('ticket.sla', { breach: e.breach }));
+    case 'rating':
+      return li('rating', t('ticket.rating', { rating: e.rating }));
+    case 'escalation':
+      return li('escalation', t('ticket.escalation', { reason: e.reason, target: e.target, outcome: e.outcome }));
+    default:
+      return li(String(e.kind), JSON.stringify(e));
+  }
+}
+
+// ---------- live tail ----------
+
+async function liveScreen() {
+  const status = h('p', { role: 'status', id: 'live-status' }, t('live.waiting'));
+  const list = h('ul', { class: 'tail', id: 'live-list', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  screen(t('live.title'), status, list);
+  const abort = new AbortController();
+  state.leave = () => abort.abort();
+  while (!abort.signal.aborted) {
+    try {
+      await tail(abort.signal, () => (status.textContent = t('live.connected')), (ev) => {
+        list.prepend(h('li', { 'data-type': ev.type },
+          time(ev.at), ' ', h('strong', {}, ev.type), ' ',
+          h('a', { href: `#/ticket/${encodeURIComponent(ev.ticketId)}` }, `#${ev.ticketNumber}`),
+          ` ${ev.channel}/${ev.account} · ${ev.status}`,
+          ev.entry?.kind === 'inbound' ? ` · ${String(ev.entry.event.text).slice(0, 120)}` : ''));
+        while (list.children.length > 200) list.lastChild.remove();
+      });
+    } catch (err) {
+      if (abort.signal.aborted || err.status === 401) return;
+    }
+    if (abort.signal.aborted) return;
+    status.textContent = t('live.lost');
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+}
+
+/** Server-sent events over fetch (EventSource cannot send the Authorization header). */
+async function tail(signal, onOpen, onEvent) {
+  const res = await api('v1/events/tickets', { signal, headers: { accept: 'text/event-stream' } });
+  onOpen();
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+      if (data) onEvent(JSON.parse(data));
+    }
+  }
+}
+
+// ---------- start ----------
+
+function boot() {
+  let stored = null;
+  try {
+    stored = localStorage.getItem('omnigate.lang');
+  } catch {
+    /* storage refused: the browser's language then */
+  }
+  state.lang = initialLanguage(stored, navigator.languages);
+  document.getElementById('lang').addEventListener('change', (e) => {
+    state.lang = e.target.value;
+    try {
+      localStorage.setItem('omnigate.lang', state.lang);
+    } catch {
+      /* not kept: this page only */
+    }
+    applyLanguage();
+    route();
+  });
+  document.getElementById('signout').addEventListener('click', signOut);
+  window.addEventListener('hashchange', route);
+  applyLanguage();
+  if (state.token) startSession().catch(() => signOut());
+  else renderSignIn();
+}
+
+boot();

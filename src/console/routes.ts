@@ -1,0 +1,196 @@
+/**
+ * The API behind /console (and for anyone with a token): the signed-in token, connectors across
+ * every replica and their restart, dead letters (list, read, replay), and a live tail of ticket
+ * events as server-sent events. Same bearer tokens as /v1; read-only tokens are refused every
+ * write here by the same rule (403), whatever the page shows.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DeliverPolicy } from '@nats-io/jetstream';
+import { z } from 'zod';
+import type { Bus } from '../core/bus.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { describeZodError } from '../core/schema.js';
+import { Streams, Subjects } from '../core/subjects.js';
+import type { TokenAuth } from '../api/auth.js';
+import { fail } from '../api/errors.js';
+import { DeadLetterDesk } from './dead-letters.js';
+import type { ReplicaConnectors, RestartAnswer } from './replica-service.js';
+import { registerConsoleAssets } from './static.js';
+
+export interface ConsoleDeps {
+  bus: Bus;
+  auth: TokenAuth;
+  log: Logger;
+  /** Ticket ids are this prefix and the number: the console looks a number up by id. */
+  ticketPrefix: string;
+  leaseTtlMs: number;
+  /** How long to collect replicas' answers about their connectors. */
+  replicaWaitMs?: number;
+}
+
+const LetterQuery = z.object({
+  source: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "-" and "." only').optional(),
+  reason: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+const ReplayBody = LetterQuery.extend({ limit: z.coerce.number().int().min(1).max(200).default(50) });
+const Seq = z.coerce.number().int().positive();
+const Token = z.string().regex(/^[A-Za-z0-9_-]+$/);
+
+/** A restart waits for the connector's stop and start on its replica. */
+const RESTART_TIMEOUT_MS = 30_000;
+const SSE_HEARTBEAT_MS = 15_000;
+
+export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
+  const guard = async (req: FastifyRequest, reply: FastifyReply) => {
+    const refused = deps.auth.authorize(req.headers.authorization, req.method);
+    if (refused) return fail(reply, refused.code, refused.message);
+  };
+  const guarded = { onRequest: guard };
+  const desk = new DeadLetterDesk(deps.bus.nc, deps.bus.js, deps.bus.jsm);
+
+  registerConsoleAssets(app);
+
+  app.get('/v1/session', guarded, async (req) => {
+    const who = deps.auth.check(req.headers.authorization);
+    return { token: who.ok ? who.name : null, readOnly: who.ok ? who.readOnly : true, ticketPrefix: deps.ticketPrefix };
+  });
+
+  app.get('/v1/connectors', guarded, async () => {
+    const answers = await replicaConnectors(deps);
+    const leases = await leaseHolders(deps);
+    return { replicas: answers.map((a) => a.replica).sort(), connectors: mergeByConnector(answers, leases) };
+  });
+
+  app.post<{ Params: { channel: string; account: string } }>('/v1/connectors/:channel/:account/restart', guarded, async (req, reply) => {
+    const { channel, account } = req.params;
+    if (!Token.safeParse(channel).success) return fail(reply, 'invalid_request', 'channel: letters, digits, "_" and "-" only', 'channel');
+    if (!Token.safeParse(account).success) return fail(reply, 'invalid_request', 'account: letters, digits, "_" and "-" only', 'account');
+    const who = deps.auth.check(req.headers.authorization);
+    deps.log.warn({ channel, account, by: who.ok ? who.name : undefined }, 'connector restart requested from the API');
+    // Ask who hosts it first: a connector nobody runs is a 404 now, not a timeout later.
+    const hosts = (await replicaConnectors(deps)).filter((a) => a.connectors.some((c) => c.channel === channel && c.account === account));
+    if (hosts.length === 0) return fail(reply, 'not_found', `no running replica hosts connector ${channel}/${account}`);
+    // Every replica hosting it restarts it (a connector without a lease runs on each of them).
+    const results: RestartAnswer[] = [];
+    const replies = await deps.bus.nc.requestMany(Subjects.consoleRestart(channel, account), '', { strategy: 'count', maxMessages: hosts.length, maxWait: RESTART_TIMEOUT_MS });
+    for await (const m of replies) results.push(m.json<RestartAnswer>());
+    if (results.length === 0) return fail(reply, 'unavailable', `no replica hosting ${channel}/${account} answered within ${RESTART_TIMEOUT_MS / 1000} s`);
+    return { results };
+  });
+
+  app.get('/v1/dead-letters', guarded, async (req, reply) => {
+    const q = LetterQuery.safeParse(req.query);
+    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    const { letters, scanned } = await desk.list(q.data);
+    return { letters: letters.map(({ letter: _letter, ...rest }) => rest), scanned };
+  });
+
+  app.get<{ Params: { seq: string } }>('/v1/dead-letters/:seq', guarded, async (req, reply) => {
+    const seq = Seq.safeParse(req.params.seq);
+    if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');
+    const letter = await desk.get(seq.data);
+    if (!letter) return fail(reply, 'not_found', `no dead letter at sequence ${seq.data}`);
+    return letter;
+  });
+
+  app.post<{ Params: { seq: string } }>('/v1/dead-letters/:seq/replay', guarded, async (req, reply) => {
+    const seq = Seq.safeParse(req.params.seq);
+    if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');
+    const result = await desk.replay(seq.data);
+    if (!result) return fail(reply, 'not_found', `no dead letter at sequence ${seq.data}`);
+    logReplay(deps, req, [result]);
+    return { results: [result] };
+  });
+
+  // The filter comes as query parameters, like the listing it replays (no body to parse).
+  app.post('/v1/dead-letters/replay', guarded, async (req, reply) => {
+    const q = ReplayBody.safeParse(req.query);
+    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.data.source && !q.data.reason) return fail(reply, 'invalid_request', 'give a source or a reason: replaying every letter at once is not offered', 'source');
+    const results = await desk.replayMatching(q.data);
+    logReplay(deps, req, results);
+    return { results };
+  });
+
+  app.get('/v1/events/tickets', guarded, async (req, reply) => {
+    const consumer = await deps.bus.js.consumers.get(Streams.events, { filter_subjects: 'omni.events.ticket.>', deliver_policy: DeliverPolicy.New });
+    const messages = await consumer.consume();
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+    res.write(': omnigate ticket events\n\n');
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+    const end = () => {
+      clearInterval(heartbeat);
+      messages.stop();
+    };
+    req.raw.on('close', end);
+    try {
+      for await (const m of messages) {
+        res.write(`id: ${m.seq}\nevent: ticket\ndata: ${Buffer.from(m.data).toString('utf8')}\n\n`);
+      }
+    } catch (err) {
+      deps.log.debug({ err: errorMessage(err) }, 'ticket event tail ended');
+    } finally {
+      end();
+      res.end();
+    }
+  });
+}
+
+/** What every replica answering within a moment says about the connectors it hosts. */
+async function replicaConnectors(deps: ConsoleDeps): Promise<ReplicaConnectors[]> {
+  const answers: ReplicaConnectors[] = [];
+  const replies = await deps.bus.nc.requestMany(Subjects.consoleConnectors, '', { strategy: 'timer', maxWait: deps.replicaWaitMs ?? 750 });
+  for await (const m of replies) {
+    try {
+      answers.push(m.json<ReplicaConnectors>());
+    } catch {
+      /* an answer that is not ours: skip */
+    }
+  }
+  return answers;
+}
+
+function logReplay(deps: ConsoleDeps, req: FastifyRequest, results: Array<{ seq: number; outcome: string }>): void {
+  const who = deps.auth.check(req.headers.authorization);
+  deps.log.info({ by: who.ok ? who.name : undefined, results: results.map((r) => `${r.seq}:${r.outcome}`) }, 'dead letters replayed from the API');
+}
+
+interface LeaseHolder {
+  key: string;
+  holder: string;
+  /** When the lease runs out unless its holder renews it. */
+  until: string;
+}
+
+async function leaseHolders(deps: ConsoleDeps): Promise<LeaseHolder[]> {
+  const kv = deps.bus.kv.leases;
+  const out: LeaseHolder[] = [];
+  for await (const key of await kv.keys()) {
+    const e = await kv.get(key);
+    if (e && e.operation === 'PUT') out.push({ key, holder: e.string(), until: new Date(e.created.getTime() + deps.leaseTtlMs).toISOString() });
+  }
+  return out;
+}
+
+/** One row per connector; each replica that hosts it says what it sees, leases say who holds it. */
+function mergeByConnector(answers: ReplicaConnectors[], leases: LeaseHolder[]) {
+  const rows = new Map<string, { channel: string; account: string; type: string; required: boolean; replicas: unknown[]; leases: LeaseHolder[] }>();
+  for (const a of answers) {
+    for (const c of a.connectors) {
+      const id = `${c.channel}/${c.account}`;
+      let row = rows.get(id);
+      if (!row) {
+        const prefix = `${c.channel}.${c.account}.`;
+        row = { channel: c.channel, account: c.account, type: c.type, required: c.required, replicas: [], leases: leases.filter((l) => l.key.startsWith(prefix)) };
+        rows.set(id, row);
+      }
+      const { channel: _c, account: _a, type: _t, required: _r, ...seen } = c;
+      row.replicas.push({ replica: a.replica, ...seen });
+    }
+  }
+  return [...rows.values()].sort((x, y) => `${x.channel}/${x.account}`.localeCompare(`${y.channel}/${y.account}`));
+}
