@@ -87,8 +87,9 @@ export class ReadModel {
   }
 
   async stop(): Promise<void> {
-    await this.projection.stop();
+    if (this.stopped) return;
     this.stopped = true;
+    await this.projection.stop();
     const db = this.opened ?? (await this.opening?.catch(() => undefined));
     await db?.close();
   }
