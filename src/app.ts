@@ -162,7 +162,11 @@ export class Gateway {
         },
         checkIntervalMs: sla.checkInterval,
         texts,
-        due: (kind, now) => this.readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay }),
+        // Each pass first lets the read model catch up with the log (bounded), so it sees what the log holds.
+        due: async (kind, now) => {
+          await this.readModel!.caughtUp(5000);
+          return this.readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay });
+        },
         escalate: sla.escalate && {
           channel: sla.escalate.channel,
           account: sla.escalate.account,
@@ -271,6 +275,7 @@ export class Gateway {
 
   /** Refresh the sampled gauges now (tests and the first scrape need not wait 5 s). */
   async sampleNow(): Promise<void> {
+    await this.readModel?.caughtUp(5000).catch(() => false);
     await this.sampleLag();
   }
 

@@ -130,11 +130,13 @@ async function outbound(tx: Queryable, seq: number, ticketId: string, entry: Ent
       [seq, position, ticketId, a.name, a.mimeType, a.size, a.sha256 ?? null, a.objectKey, a.ref ?? null],
     );
   }
+  // As commands.ts: a reply that is not automatic answers the ticket (new/open → pending, no status entry is logged for it).
   await tx.query(
     `UPDATE tickets SET last_outbound_at = $2, updated_at = greatest(updated_at, $2), last_seq = $3,
-            csat_requested_at = CASE WHEN $4 = 'satisfaction_request' THEN coalesce(csat_requested_at, $2) ELSE csat_requested_at END
+            csat_requested_at = CASE WHEN $4 = 'satisfaction_request' THEN coalesce(csat_requested_at, $2) ELSE csat_requested_at END,
+            status = CASE WHEN NOT $5 AND status IN ('new', 'open') THEN 'pending' ELSE status END
       WHERE id = $1`,
-    [ticketId, entry.at, seq, purpose],
+    [ticketId, entry.at, seq, purpose, m.automated],
   );
   return 'applied';
 }

@@ -156,8 +156,11 @@ class PostgresDatabase implements Database {
     };
   }
 
+  /** Bounded: pg's end() waits for every checked-out client, and a stop must not hang on one. */
   async close(): Promise<void> {
-    await this.pool.end();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.pool.end(), new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 }
 

@@ -160,9 +160,15 @@ export class Projection {
     while (!signal.aborted) {
       const batch: Array<{ seq: number; subject: string; data: Uint8Array }> = [];
       const fetched = await consumer.fetch({ max_messages: this.batchSize, expires: this.idleMs });
-      for await (const m of fetched) {
-        batch.push({ seq: m.seq, subject: m.subject, data: m.data });
-        if (signal.aborted) break;
+      const onAbort = () => fetched.stop();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const m of fetched) {
+          batch.push({ seq: m.seq, subject: m.subject, data: m.data });
+          if (signal.aborted) break;
+        }
+      } finally {
+        signal.removeEventListener('abort', onAbort);
       }
       if (batch.length) {
         applied = await this.applyBatch(db, applied, batch);

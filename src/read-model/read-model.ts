@@ -31,7 +31,8 @@ export class MergeRefusal extends Error {
 export class ReadModelUnavailable extends Error {}
 
 export class ReadModel {
-  private lastCount = 0;
+  /** The checkpoint at the last count of tickets by status (-1: never counted). */
+  private lastCount = -1;
   private opening?: Promise<Database>;
   private opened?: Database;
   private stopped = false;
@@ -86,8 +87,9 @@ export class ReadModel {
   }
 
   async stop(): Promise<void> {
-    await this.projection.stop();
+    if (this.stopped) return;
     this.stopped = true;
+    await this.projection.stop();
     const db = this.opened ?? (await this.opening?.catch(() => undefined));
     await db?.close();
   }
@@ -96,8 +98,9 @@ export class ReadModel {
   async sample(): Promise<ProjectionStatus & { database: string }> {
     if (!this.opened) return { ...this.projection.status(), database: 'opening' };
     const s = await this.projection.sample();
-    if (this.opened && Date.now() - this.lastCount > 15_000) {
-      this.lastCount = Date.now();
+    // Recounted when the projection moved since the last count: exact after every change, free when idle.
+    if (this.opened && s.checkpoint !== this.lastCount) {
+      this.lastCount = s.checkpoint;
       try {
         const counts = await q.countByStatus(this.opened);
         for (const status of TicketStatus.options) metrics.ticketsOpen.set({ status }, counts[status] ?? 0);

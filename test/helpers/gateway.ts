@@ -11,7 +11,7 @@ import { createLogger } from '../../src/core/logger.js';
 import type { Ticket, TicketEvent } from '../../src/core/schema.js';
 import { Streams } from '../../src/core/subjects.js';
 import { startNats, type TestNats } from './nats-server.js';
-import { pgliteDir } from './sql.js';
+import { pgliteDir, postgresDatabase } from './sql.js';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +36,11 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
   const nats = opts.nats ?? (await startNats());
   const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
   const file = join(dir, 'omnigate.yaml');
-  const sqlDir = (config.database as { url?: string } | undefined)?.url ? undefined : await pgliteDir();
+  // Each gateway its own read model: a throwaway PostgreSQL database when the machine's server is
+  // there (a second to create), else a PGlite directory copied from a migrated template (PGlite
+  // takes seconds to open and ~300 MB per process; test/read-model covers it on its own).
+  const own = config.database ? undefined : await postgresDatabase().catch(() => undefined);
+  const sqlDir = config.database || own ? undefined : await pgliteDir();
   const full = {
     // No readiness drain period in tests: it only delays every stop. A long budget: an abandoned
     // component keeps running inside the test process (a real process exits), so a stop slowed
@@ -46,7 +50,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     ...config,
     nats: { url: nats.url, duplicateWindow: '2m', leaseTtl: '3s', ...(config.nats as object) },
     // Each gateway its own read-model directory, copied from a migrated template (no initdb per test).
-    database: { ...(sqlDir ? { dataDir: sqlDir } : {}), ...(config.database as object) },
+    database: { ...(sqlDir ? { dataDir: sqlDir } : {}), ...(own ? { url: own.url, user: own.user } : {}), ...(config.database as object) },
     http: { host: '127.0.0.1', port: 0, ...(config.http as object) },
     log: { level: 'debug' },
   };
@@ -125,7 +129,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
       await gateway.stop();
       await nc.close();
       if (!opts.nats) await nats.stop();
-      if (sqlDir && !(config.database as { dataDir?: string } | undefined)?.dataDir) rmSync(sqlDir, { recursive: true, force: true });
+      if (sqlDir) rmSync(sqlDir, { recursive: true, force: true });
+      await own?.drop();
     },
   };
 }
