@@ -31,6 +31,14 @@ import { sampleConnectors } from '../../src/probes.js';
 const TG_TOKEN = '123456:MOVE-token-abcdefghijklmnop';
 
 const documented = [...readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8').matchAll(/^\| `(omnigate_[a-z_]+)` \|/gm)].map((m) => m[1]!);
+/** Documented metrics whose cause this gateway does not run (no helpdesk, no projection lag): proven where it runs. */
+const PROVEN_ELSEWHERE: Record<string, string> = {
+  omnigate_helpdesk_events_total: 'test/helpdesks/zammad.test.ts',
+  omnigate_helpdesk_retries_total: 'test/helpdesks/zammad.test.ts',
+  omnigate_helpdesk_answers_total: 'test/helpdesks/zammad.test.ts',
+  omnigate_helpdesk_sync_seconds: 'test/helpdesks/zammad.test.ts',
+  omnigate_read_model_lag: 'test/read-model/crash.test.ts',
+};
 
 let h: ApiHarness;
 const servers: Server[] = [];
@@ -270,7 +278,7 @@ describe('every documented metric', () => {
       const moved = [...after].some(([k, v]) => before.get(k) !== v && (before.has(k) || v !== 0 || m.get(name)!.type === 'gauge'));
       if (!moved) still.push(name);
     }
-    expect(still, 'documented metrics that did not move').toEqual([]);
+    expect(still.filter((n) => !PROVEN_ELSEWHERE[n]), 'documented metrics that did not move').toEqual([]);
 
     // Every source counts its refusals, with a reason; duplicates and loop-guard drops with the channel.
     for (const source of ['router', 'connector', 'outbound', 'webhook', 'loop-guard']) {

@@ -13,6 +13,7 @@ import { ZammadStandin, type StandinTicket } from '../helpers/zammad-standin.js'
 import type { LogEntry } from '../../src/core/schema.js';
 import { deadLetters } from '../../src/dlq.js';
 import { loadNatsSection } from '../../src/core/config.js';
+import { registry } from '../../src/core/metrics.js';
 
 const TG_TOKEN = '123456:TEST-token-abcdefghijklmnop';
 const ZAMMAD_TOKEN = 'zammad-token-0123456789abcdef';
@@ -246,5 +247,16 @@ describe('zammad helpdesk adapter', () => {
     const zt = await zammadTicketOf(created.ticketId);
     expect(zammad.ticketArticles(zt.id).map((a) => a.body)).toEqual(['В какую группу?']);
     await until('linked after the replay', async () => (await gw.ticket(created.ticketId))?.externalRefs?.length);
+  });
+  // docs/api.md lists these; test/api/metrics-move.test.ts runs no helpdesk and leaves their proof here.
+  it('counted what it did in the helpdesk metrics', async () => {
+    const all = await registry.getMetricsAsJSON();
+    const total = (name: string, pred: (l: Record<string, unknown>) => boolean = () => true) =>
+      all.flatMap((m) => m.values.filter((v) => (v.metricName ?? m.name) === name && pred(v.labels))).reduce((a, v) => a + v.value, 0);
+    expect(total('omnigate_helpdesk_events_total', (l) => l.outcome === 'applied')).toBeGreaterThan(0);
+    expect(total('omnigate_helpdesk_events_total', (l) => l.outcome === 'parked')).toBeGreaterThan(0);
+    expect(total('omnigate_helpdesk_retries_total')).toBeGreaterThan(0);
+    expect(total('omnigate_helpdesk_answers_total', (l) => l.outcome === 'taken')).toBeGreaterThan(0);
+    expect(total('omnigate_helpdesk_sync_seconds_count')).toBeGreaterThan(0);
   });
 });

@@ -110,7 +110,10 @@ describe.each(['pglite', 'postgres'] as const)('read model on %s after kill -9',
     // Mid-projection: entries applied, more written than applied.
     const seen = await until(async () => {
       const s = await readModelState(httpPort);
-      return s && s.checkpoint > 0 && s.lag > 0 ? s : undefined;
+      if (!s || s.checkpoint === 0 || s.lag === 0) return undefined;
+      // The metric says what /readyz says (docs/api.md: omnigate_read_model_lag).
+      const metric = /^omnigate_read_model_lag (\d+)/m.exec(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text());
+      return metric && Number(metric[1]) > 0 ? s : undefined;
     }, 90_000, 'the projection to be behind the log');
     await gw.kill('SIGKILL');
     posting = false;

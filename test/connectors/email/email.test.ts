@@ -39,7 +39,7 @@ async function append(raw: Buffer, folder = 'INBOX'): Promise<void> {
 
 /** The inbound event as JetStream stored it: its size on the wire and its content. */
 async function storedInbound(messageId: string): Promise<{ bytes: number; event: InboundMessage }> {
-  const c = await jetstream(gw.nc).consumers.get('OMNI_IN', { filter_subjects: 'omni.in.email.support' });
+  const c = await jetstream(gw.nc).consumers.get('OMNI_IN', { filter_subjects: 'omni.in.email.support.>' });
   try {
     for (;;) {
       const m = await c.next({ expires: 5000 });

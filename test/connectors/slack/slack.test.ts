@@ -90,8 +90,8 @@ describe('slack connector', () => {
     const log = await gw.gateway.router!.store.readLog(routed.ticketId);
     expect(log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.text)).toEqual(['первое', 'второе']);
     // The events posted after the forged one went all the way through; it left no trace anywhere.
-    await gw.waitForStreamMessage('OMNI_IN', 'omni.in.slack.ws_events', (m) => m.conversation?.id === 'D200');
-    await expect(gw.waitForStreamMessage('OMNI_IN', 'omni.in.slack.ws_events', (m) => m.conversation?.id === 'D201', 1500)).rejects.toThrow();
+    await gw.waitForStreamMessage('OMNI_IN', 'omni.in.slack.ws_events.>', (m) => m.conversation?.id === 'D200');
+    await expect(gw.waitForStreamMessage('OMNI_IN', 'omni.in.slack.ws_events.>', (m) => m.conversation?.id === 'D201', 1500)).rejects.toThrow();
     expect((await gw.gateway.router!.store.list()).some((t) => JSON.stringify(t).includes('D201'))).toBe(false);
   });
 
