@@ -433,8 +433,8 @@ async function ticketsScreen(params) {
 
 /**
  * A ticket number is looked up directly. Otherwise /v1/search (full text over messages, SQL read
- * model) when the gateway has it; without it (404): the contact filter of the list, then the
- * subjects and contact names of the 500 most recently updated tickets.
+ * model) together with the list's contact filter; without search (404): the contact filter, then
+ * the subjects and contact names of the 500 most recently updated tickets.
  */
 async function searchTickets(q) {
   if (!q) return { tickets: (await api('v1/tickets?limit=50')).tickets, fallback: false };
@@ -447,14 +447,17 @@ async function searchTickets(q) {
       if (err.status !== 404) throw err;
     }
   }
+  // What people type is a word of a message or who wrote it (an id, phone or email): ask both.
+  const byContact = (await api(`v1/tickets?${new URLSearchParams({ contact: q, limit: '50' })}`)).tickets;
   try {
     const r = await api(`v1/search?${new URLSearchParams({ q })}`);
     // Hits carry a snippet with the matched words in <b>…</b>: shown as plain text.
-    return { tickets: (r.results || []).map((hit) => ({ ...hit.ticket, snippet: String(hit.snippet || '').replace(/<\/?b>/g, '') })), fallback: false };
+    const hits = (r.results || []).map((hit) => ({ ...hit.ticket, snippet: String(hit.snippet || '').replace(/<\/?b>/g, '') }));
+    const seen = new Set(hits.map((tk) => tk.id));
+    return { tickets: [...hits, ...byContact.filter((tk) => !seen.has(tk.id))], fallback: false };
   } catch (err) {
     if (err.status !== 404) throw err;
   }
-  const byContact = (await api(`v1/tickets?${new URLSearchParams({ contact: q, limit: '50' })}`)).tickets;
   if (byContact.length) return { tickets: byContact, fallback: true };
   const needle = q.toLowerCase();
   const recent = (await api('v1/tickets?limit=500')).tickets;
