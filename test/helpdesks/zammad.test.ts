@@ -252,7 +252,7 @@ describe('zammad helpdesk adapter', () => {
   it('counted what it did in the helpdesk metrics', async () => {
     const all = await registry.getMetricsAsJSON();
     const total = (name: string, pred: (l: Record<string, unknown>) => boolean = () => true) =>
-      all.flatMap((m) => m.values.filter((v) => (v.metricName ?? m.name) === name && pred(v.labels))).reduce((a, v) => a + v.value, 0);
+      all.flatMap((m) => m.values.filter((v) => ((v as { metricName?: string }).metricName ?? m.name) === name && pred(v.labels))).reduce((a, v) => a + v.value, 0);
     expect(total('omnigate_helpdesk_events_total', (l) => l.outcome === 'applied')).toBeGreaterThan(0);
     expect(total('omnigate_helpdesk_events_total', (l) => l.outcome === 'parked')).toBeGreaterThan(0);
     expect(total('omnigate_helpdesk_retries_total')).toBeGreaterThan(0);

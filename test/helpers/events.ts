@@ -1,6 +1,7 @@
 /** Builders for inbound events as a connector would publish them, for tests that bypass connectors. */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
+import { Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
 import type { InboundMessage } from '../../src/core/schema.js';
 
 let counter = 0;
@@ -59,3 +60,21 @@ export async function publishEvent(nc: NatsConnection, event: { channel: string;
   const msgID = opts.msgID === false ? undefined : (opts.msgID ?? event.id);
   await js.publish(`omni.in.${event.channel}.${event.account}`, JSON.stringify(event), msgID ? { msgID } : undefined);
 }
+
+/**
+ * Messages the routers have not finished: pending or unacknowledged on every router consumer of
+ * OMNI_IN (one per conversation partition, plus `router` for the pre-partition subjects).
+ */
+export async function routerBacklog(jsm: JetStreamManager): Promise<number> {
+  let backlog = 0;
+  for await (const c of jsm.consumers.list('OMNI_IN')) {
+    if (c.name === 'router' || c.name.startsWith('router-p')) backlog += c.num_pending + c.num_ack_pending;
+  }
+  return backlog;
+}
+
+/** The subject a connector publishes this event on: its conversation's partition (default count 32). */
+export function inboundSubjectOf(e: Parameters<typeof orderKey>[0], partitions = 32): string {
+  return Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), partitions));
+}
+

@@ -9,7 +9,8 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LogEntry } from '../../src/core/schema.js';
-import { Consumers, Streams } from '../../src/core/subjects.js';
+import { Streams } from '../../src/core/subjects.js';
+import { routerBacklog } from '../helpers/events.js';
 import { openDatabase } from '../../src/read-model/database.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
@@ -129,8 +130,7 @@ describe.each(['pglite', 'postgres'] as const)('read model on %s after kill -9',
     // Whatever the router still had in flight is routed after the restart; then the log stands still.
     let last = -1;
     await until(async () => {
-      const routed = await jsm.consumers.info(Streams.inbound, Consumers.router);
-      if (routed.num_pending > 0 || routed.num_ack_pending > 0) return false;
+      if ((await routerBacklog(jsm)) > 0) return false;
       const logLast = (await jsm.streams.info(Streams.log)).state.last_seq;
       const s = await readModelState(httpPort);
       const settled = s && s.checkpoint === logLast && logLast === last;

@@ -12,7 +12,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage } from '../helpers/events.js';
+import { chatMessage, inboundSubjectOf, routerBacklog } from '../helpers/events.js';
 import type { LogEntry, Ticket } from '../../src/core/schema.js';
 
 const CONVERSATIONS = 100;
@@ -64,7 +64,7 @@ describe('three gateways on a three-node cluster, replicas 3', () => {
       for (let c = 0; c < CONVERSATIONS; c++) {
         const e = chatMessage({ channel: 'webhook', account: 'cluster', chat: `conv-${c}`, text: `сообщение ${i} в беседе ${c}` });
         ids.push(e.id);
-        acks.push(clients[n++ % clients.length]!.publish('omni.in.webhook.cluster', JSON.stringify(e), { msgID: e.id }));
+        acks.push(clients[n++ % clients.length]!.publish(inboundSubjectOf(e), JSON.stringify(e), { msgID: e.id }));
         if (acks.length >= 200) await Promise.all(acks.splice(0));
       }
     }
@@ -73,9 +73,9 @@ describe('three gateways on a three-node cluster, replicas 3', () => {
     const jsm = await jetstreamManager(conns[0]!);
     const deadline = Date.now() + 45_000;
     for (;;) {
-      const info = await jsm.consumers.info('OMNI_IN', 'router');
-      if (info.num_pending === 0 && info.num_ack_pending === 0) break;
-      if (Date.now() > deadline) throw new Error(`routing not finished: ${info.num_pending} pending, ${info.num_ack_pending} unacked`);
+      const backlog = await routerBacklog(jsm);
+      if (backlog === 0) break;
+      if (Date.now() > deadline) throw new Error(`routing not finished: ${backlog} pending or unacked`);
       await new Promise((r) => setTimeout(r, 500));
     }
 
