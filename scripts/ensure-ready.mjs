@@ -53,7 +53,8 @@ if (mode === 'start' || mode === 'bench') {
     return Math.max(max, e.isDirectory() ? srcNewest(p) : statSync(p).mtimeMs);
   }, 0);
   if (!existsSync('dist/cli.js') || srcNewest('src') > statSync('dist/cli.js').mtimeMs) {
-    say('building (tsc)');
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+    // The same build as `npm run build`: tsc, then the console's static files next to it.
+    say('building (npm run build)');
+    execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
   }
 }
