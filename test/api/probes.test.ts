@@ -58,7 +58,7 @@ describe('readiness and connectors', () => {
     expect(ready.status).toBe(200);
     expect(ready.body.status).toBe('ready');
     expect(connectorOf(ready.body, 'badbot')).toMatchObject({ channel: 'telegram', state: 'auth_failed', required: false, detail: expect.stringMatching(/getMe 401/) });
-    expect(ready.body.loops).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'router.inbound', state: 'running', essential: true })]));
+    expect(ready.body.loops).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'router.partitions', state: 'running', essential: true })]));
     expect(await metric(relaxed, /omnigate_connector_up\{channel="telegram",account="badbot"\} 0/)).toBe(true);
     expect(await metric(relaxed, /omnigate_connector_state\{channel="telegram",account="badbot",state="auth_failed"\} 1/)).toBe(true);
     await relaxed.stop();
