@@ -12,7 +12,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage } from '../helpers/events.js';
+import { chatMessage, inboundSubjectOf } from '../helpers/events.js';
 
 const SECRET = 'fencing-secret-0123456789';
 let nats: TestNats;
@@ -89,7 +89,7 @@ describe('webhook lease fencing', () => {
     const publish = async (count: number) => {
       for (let i = 0; i < count; i++, published++) {
         const e = chatMessage({ channel: 'webhook', account: 'fence', chat: `conv-${published % 20}`, text: `сообщение ${published}` });
-        await js.publish('omni.in.webhook.fence', JSON.stringify(e), { msgID: e.id });
+        await js.publish(inboundSubjectOf(e), JSON.stringify(e), { msgID: e.id });
         if (published % 10 === 0) await new Promise((r) => setTimeout(r, 20));
       }
     };

@@ -66,6 +66,7 @@ async function leaseHolders(): Promise<Record<string, string>> {
   const kv = await new Kvm(jetstream(nc)).open('omni_leases');
   const holders: Record<string, string> = {};
   for await (const key of await kv.keys()) {
+    if (key.startsWith('router.')) continue; // conversation partitions: spread over the replicas by design
     const e = await kv.get(key);
     if (e?.operation === 'PUT') holders[key] = e.string();
   }
