@@ -90,8 +90,14 @@ export class ReadModel {
     if (this.stopped) return;
     this.stopped = true;
     await this.projection.stop();
-    const db = this.opened ?? (await this.opening?.catch(() => undefined));
-    await db?.close();
+    if (this.opened) return void (await this.opened.close());
+    // Still opening (PGlite's initdb takes seconds on a loaded machine): stop must stay bounded,
+    // so the database is closed when the open ends, without the shutdown waiting for it.
+    this.opening?.then(
+      (db) => db.close().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'closing the read model database after a late open failed')),
+      () => undefined,
+    ).catch(() => undefined);
+
   }
 
   /** For /readyz and the sampler: lag and who applies; refreshes the gauges (the count at most every 15 s). */
