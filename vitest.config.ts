@@ -8,7 +8,9 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Set-up and tear-down start and stop real servers (nats-server, PGlite, PostgreSQL databases,
+    // RT): on a loaded 2-core machine a gateway's stop has been seen to take over a minute.
+    hookTimeout: 180_000,
     reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });
