@@ -18,10 +18,12 @@ export class DataDirLockedError extends Error {
   constructor(
     readonly dataDir: string,
     readonly holderPid: number | null,
+    /** The setting that names the directory, for the refusal's advice. */
+    readonly field = 'nats.embedded.dataDir',
   ) {
     super(
-      `data directory ${dataDir} is in use by another omnigate process${holderPid ? ` (pid ${holderPid})` : ''}: ` +
-        'one gateway per nats.embedded.dataDir. Stop that process first, or give this one its own dataDir.',
+      `${field} ${dataDir} is in use by another omnigate process${holderPid ? ` (pid ${holderPid})` : ''}: ` +
+        `one gateway per ${field}. Stop that process first, or give this one its own ${field}.`,
     );
     this.name = 'DataDirLockedError';
   }
@@ -39,7 +41,7 @@ export async function lockAddress(dataDir: string): Promise<string> {
   return join(real, '.omnigate.lock');
 }
 
-export async function acquireDataDirLock(dataDir: string): Promise<DataDirLock> {
+export async function acquireDataDirLock(dataDir: string, field?: string): Promise<DataDirLock> {
   const address = await lockAddress(dataDir);
   const abstract = address.startsWith('\0');
   let server: Server;
@@ -48,13 +50,13 @@ export async function acquireDataDirLock(dataDir: string): Promise<DataDirLock> 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
     const holder = await askHolder(address);
-    if (holder.alive || abstract) throw new DataDirLockedError(dataDir, holder.pid);
+    if (holder.alive || abstract) throw new DataDirLockedError(dataDir, holder.pid, field);
     // A socket file nobody listens on: its owner died. Replace it once; a second loser is refused.
     await unlink(address).catch(() => {});
     try {
       server = await listen(address);
     } catch (again) {
-      if ((again as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new DataDirLockedError(dataDir, (await askHolder(address)).pid);
+      if ((again as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new DataDirLockedError(dataDir, (await askHolder(address)).pid, field);
       throw again;
     }
   }

@@ -4,9 +4,11 @@
  * Everything above this file speaks PostgreSQL SQL with $1-style parameters and never learns which
  * engine answers.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile, access } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
 
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
@@ -54,14 +56,28 @@ class PgliteDatabase implements Database {
 
   private constructor(
     private readonly db: PGlite,
+    private readonly lock: DataDirLock,
     readonly where: string,
   ) {}
 
+  /**
+   * PGlite is one process per directory: a second process opening it (two replicas on one host
+   * sharing ./data with an external NATS) aborts the WebAssembly module or corrupts the store, so
+   * the directory is locked first and a second opener is refused with the field to change.
+   */
   static async open(dataDir: string): Promise<PgliteDatabase> {
     await mkdir(dataDir, { recursive: true });
-    const db = new PGlite(dataDir);
-    await db.waitReady;
-    return new PgliteDatabase(db, `pglite:${dataDir}`);
+    const lock = await acquireDataDirLock(dataDir, 'database.dataDir');
+    try {
+      const fresh = await discardInterruptedInit(dataDir);
+      const db = new PGlite(dataDir);
+      await db.waitReady;
+      if (fresh) await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`);
+      return new PgliteDatabase(db, lock, `pglite:${dataDir}`);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -85,8 +101,27 @@ class PgliteDatabase implements Database {
   }
 
   async close(): Promise<void> {
-    await this.serial(() => this.db.close());
+    try {
+      await this.serial(() => this.db.close());
+    } finally {
+      await this.lock.release();
+    }
   }
+}
+
+/** Written once PGlite's initdb finished: a directory without it holds a first start cut short. */
+const INITIALISED = '.omnigate-initialised';
+
+/**
+ * A process killed during PGlite's first initdb (seconds on a loaded machine) leaves a directory
+ * PGlite aborts on at every later open. The read model is a projection of the log, and nothing was
+ * ever applied to a directory that never finished initialising, so it is emptied and made again.
+ */
+async function discardInterruptedInit(dataDir: string): Promise<boolean> {
+  if (await access(join(dataDir, INITIALISED)).then(() => true, () => false)) return false;
+  const leftovers = (await readdir(dataDir)).filter((name) => name !== '.omnigate.lock');
+  await Promise.all(leftovers.map((name) => rm(join(dataDir, name), { recursive: true, force: true })));
+  return true;
 }
 
 class PostgresDatabase implements Database {

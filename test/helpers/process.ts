@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 
 export interface GatewayProcess {
@@ -26,7 +26,8 @@ export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src';
   const root = opts.root ?? new URL('../..', import.meta.url).pathname;
   const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', 'tsx', join(root, 'src/cli.ts')];
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args, 'start', '--config', configFile], {
-    cwd: opts.cwd ?? root,
+    // The config's own temp directory: a relative ./data (the embedded NATS store, PGlite) is this gateway's alone.
+    cwd: opts.cwd ?? dirname(configFile),
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

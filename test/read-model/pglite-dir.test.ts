@@ -1,0 +1,49 @@
+/**
+ * The embedded PGlite directory: one process at a time (a second opener is refused with the field
+ * to change, instead of aborting the WebAssembly module), and a first start cut short during
+ * initdb does not leave a directory every later start aborts on.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDatabase } from '../../src/read-model/database.js';
+import { DataDirLockedError } from '../../src/core/data-dir-lock.js';
+
+const dirs: string[] = [];
+function freshDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'omnigate-pglite-dir-'));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('the PGlite directory', () => {
+  it('refuses a second opener, naming database.dataDir and the holder, and opens once the first closed', async () => {
+    const dataDir = join(freshDir(), 'sql');
+    const first = await openDatabase({ dataDir });
+    const refused = await openDatabase({ dataDir }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(DataDirLockedError);
+    expect((refused as Error).message).toContain('database.dataDir');
+    expect((refused as Error).message).toContain(`pid ${process.pid}`);
+    await first.close();
+
+    const again = await openDatabase({ dataDir });
+    expect(await again.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await again.close();
+  }, 120_000);
+
+  it('initialises again a directory whose first initdb was cut short', async () => {
+    const dataDir = join(freshDir(), 'sql');
+    // What a kill -9 during the first start's initdb leaves: some of the files, no marker.
+    mkdirSync(join(dataDir, 'base', '1'), { recursive: true });
+    writeFileSync(join(dataDir, 'PG_VERSION'), '17\n');
+    writeFileSync(join(dataDir, 'base', '1', '1259'), Buffer.alloc(100, 0xff));
+    const db = await openDatabase({ dataDir });
+    expect(await db.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await db.close();
+    expect(existsSync(join(dataDir, '.omnigate-initialised'))).toBe(true);
+  }, 120_000);
+});
