@@ -20,10 +20,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY scripts/copy-console.mjs ./scripts/
+COPY scripts/copy-assets.mjs ./scripts/
 # The SBOM is taken before the prune (npm sbom refuses a tree whose devDependencies are gone),
 # omitting what the prune removes, so it describes exactly the node_modules the image ships.
-RUN npx tsc -p tsconfig.build.json && node scripts/copy-console.mjs \
+RUN npx tsc -p tsconfig.build.json && node scripts/copy-assets.mjs \
  && if [ "$WHATSAPP_WEB" = "false" ]; then omit="--omit=optional"; else omit=""; fi \
  && npm run sbom -- $omit \
  && npm prune --omit=dev $omit --no-audit --no-fund

@@ -4,7 +4,7 @@
  * them is relative, so the console works behind a reverse proxy that mounts the gateway under a
  * path prefix (/ops/omnigate/console/ → /console/).
  *
- * The files are copied next to this module by `npm run build` (scripts/copy-console.mjs), and
+ * The files are copied next to this module by `npm run build` (scripts/copy-assets.mjs), and
  * read from src/console/assets when running from source (tests with tsx).
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';

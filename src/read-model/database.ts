@@ -6,9 +6,9 @@
  */
 import { mkdir, readdir, rm, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
+import { PgliteWorker } from './pglite-thread.js';
 
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
@@ -44,9 +44,10 @@ export interface DatabaseOptions {
   poolSize?: number;
 }
 
-export async function openDatabase(o: DatabaseOptions): Promise<Database> {
+/** `signal` ends an open still in progress (PGlite's initdb takes seconds). */
+export async function openDatabase(o: DatabaseOptions, signal?: AbortSignal): Promise<Database> {
   if (o.url) return PostgresDatabase.open(o);
-  return PgliteDatabase.open(o.dataDir);
+  return PgliteDatabase.open(o.dataDir, signal);
 }
 
 class PgliteDatabase implements Database {
@@ -55,7 +56,7 @@ class PgliteDatabase implements Database {
   private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    private readonly db: PGlite,
+    private readonly worker: PgliteWorker,
     private readonly lock: DataDirLock,
     readonly where: string,
   ) {}
@@ -64,17 +65,19 @@ class PgliteDatabase implements Database {
    * PGlite is one process per directory: a second process opening it (two replicas on one host
    * sharing ./data with an external NATS) aborts the WebAssembly module or corrupts the store, so
    * the directory is locked first and a second opener is refused with the field to change.
+   * The database itself runs on a worker thread (pglite-worker.mjs says why).
    */
-  static async open(dataDir: string): Promise<PgliteDatabase> {
+  static async open(dataDir: string, signal?: AbortSignal): Promise<PgliteDatabase> {
     await mkdir(dataDir, { recursive: true });
     const lock = await acquireDataDirLock(dataDir, 'database.dataDir');
+    let worker: PgliteWorker | undefined;
     try {
       const fresh = await discardInterruptedInit(dataDir);
-      const db = new PGlite(dataDir);
-      await db.waitReady;
+      worker = await PgliteWorker.start(dataDir, signal);
       if (fresh) await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`);
-      return new PgliteDatabase(db, lock, `pglite:${dataDir}`);
+      return new PgliteDatabase(worker, lock, `pglite:${dataDir}`);
     } catch (err) {
+      await worker?.terminate();
       await lock.release();
       throw err;
     }
@@ -87,13 +90,21 @@ class PgliteDatabase implements Database {
   }
 
   query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
-    return this.serial(async () => normalizeRows((await this.db.query<R>(sql, params)).rows));
+    return this.serial(async () => normalizeRows(await this.worker.query<R>(sql, params)));
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.serial(() =>
-      this.db.transaction(async (tx) => fn({ query: async <R>(sql: string, params: unknown[] = []) => normalizeRows((await tx.query<R>(sql, params)).rows) })),
-    );
+    return this.serial(async () => {
+      await this.worker.query('BEGIN');
+      try {
+        const result = await fn({ query: async <R>(sql: string, params: unknown[] = []) => normalizeRows(await this.worker.query<R>(sql, params)) });
+        await this.worker.query('COMMIT');
+        return result;
+      } catch (err) {
+        await this.worker.query('ROLLBACK');
+        throw err;
+      }
+    });
   }
 
   async tryApplierLock(): Promise<ApplierLock> {
@@ -102,7 +113,7 @@ class PgliteDatabase implements Database {
 
   async close(): Promise<void> {
     try {
-      await this.serial(() => this.db.close());
+      await this.serial(() => this.worker.close());
     } finally {
       await this.lock.release();
     }

@@ -10,6 +10,7 @@ import { metrics } from '../core/metrics.js';
 import { TicketStatus } from '../core/schema.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { mergeContacts } from './contacts.js';
+import { sleep } from '../core/sleep.js';
 import { openDatabase, type Database, type DatabaseOptions } from './database.js';
 import { migrate } from './migrations.js';
 import { Projection, type ProjectionOptions, type ProjectionStatus } from './projection.js';
@@ -36,6 +37,8 @@ export class ReadModel {
   private opening?: Promise<Database>;
   private opened?: Database;
   private stopped = false;
+  /** Ends an open in progress when the gateway stops. */
+  private readonly stopping = new AbortController();
   readonly projection: Projection;
 
   /**
@@ -57,7 +60,7 @@ export class ReadModel {
     if (this.stopped) return Promise.reject(new ReadModelUnavailable('the read model is stopped'));
     this.opening ??= (async () => {
       const started = Date.now();
-      const db = await openDatabase(this.o);
+      const db = await openDatabase(this.o, this.stopping.signal);
       try {
         const { applied } = await migrate(db);
         this.log.info({ database: db.where, migrationsApplied: applied, ms: Date.now() - started }, 'read model database ready');
@@ -91,13 +94,17 @@ export class ReadModel {
     this.stopped = true;
     await this.projection.stop();
     if (this.opened) return void (await this.opened.close());
-    // Still opening (PGlite's initdb takes seconds on a loaded machine): stop must stay bounded,
-    // so the database is closed when the open ends, without the shutdown waiting for it.
-    this.opening?.then(
+    // Still opening: PGlite's initdb runs on its own thread and is ended here at once. A
+    // PostgreSQL connect cannot be cut short; the stop does not wait for it past a moment, and
+    // what it opens late is closed when it arrives.
+    this.stopping.abort();
+    const late = this.opening?.then(
       (db) => db.close().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'closing the read model database after a late open failed')),
       () => undefined,
-    ).catch(() => undefined);
-
+    );
+    const patience = new AbortController();
+    await Promise.race([late, sleep(2000, patience.signal)]);
+    patience.abort();
   }
 
   /** For /readyz and the sampler: lag and who applies; refreshes the gauges (the count at most every 15 s). */
