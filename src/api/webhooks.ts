@@ -27,6 +27,8 @@ const POST_GRACE_MS = 2_000;
 /** A confirmed ack (see ackConfirmed): how long one try waits, and how many tries before a plain ack. */
 const ACK_CONFIRM_TIMEOUT_MS = 2_000;
 const ACK_CONFIRM_TRIES = 10;
+/** Stream sequences this process saw a receiver take, remembered so a redelivery is not posted again. */
+const POSTED_MEMORY = 20_000;
 
 export interface WebhookTarget {
   name: string;
@@ -69,6 +71,14 @@ export class WebhookDispatcher {
   private active = false;
   /** The lease this term runs under: checked before every POST, its token sent with it. */
   private held?: Lease;
+  /**
+   * Events this process already POSTed with success. A redelivery (an ack lost while a NATS node
+   * died, a rewind from the ack floor after a cut pull) of one of them is acked without a second
+   * POST: posted twice under one lease token was what receivers saw on a cluster. Skipping a
+   * POST the receiver already took loses nothing. Bounded (oldest forgotten first); across
+   * processes, receivers still deduplicate by x-omnigate-delivery.
+   */
+  private readonly posted = new Set<number>();
 
   constructor(
     private readonly bus: Bus,
@@ -275,8 +285,13 @@ export class WebhookDispatcher {
         while (!this.term.signal.aborted) await sleep(1000, this.term.signal);
         return this.settle(m, 'nak');
       }
-      const outcome = await this.post(m.data, type, m.info.streamSequence);
-      if (outcome.ok) return this.ackConfirmed(m);
+      const seq = m.info.streamSequence;
+      if (this.posted.has(seq)) return this.ackConfirmed(m);
+      const outcome = await this.post(m.data, type, seq);
+      if (outcome.ok) {
+        this.remember(seq);
+        return this.ackConfirmed(m);
+      }
       if (this.term.signal.aborted) return this.settle(m, 'nak');
       if (Date.now() - firstSeen > this.target.retryFor) {
         metrics.webhookParked.inc({ webhook: this.target.name });
@@ -295,6 +310,11 @@ export class WebhookDispatcher {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
       await sleep(delay, this.term.signal);
     }
+  }
+
+  private remember(seq: number): void {
+    this.posted.add(seq);
+    if (this.posted.size > POSTED_MEMORY) this.posted.delete(this.posted.values().next().value!);
   }
 
   /**
