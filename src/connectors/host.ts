@@ -4,25 +4,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Bus } from '../core/bus.js';
-import { isCasConflict } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import type { HttpMount, RouteHandler } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
 import { waitForLease } from './standby.js';
-import {
-  ConnectorStateEvent,
-  ConversationStateEvent,
-  DeliveryStatus,
-  InboundEvent,
-  describeZodError,
-  type ConnectorState,
-  type InboundEventInput,
-} from '../core/schema.js';
+import { ConnectorStateEvent, ConversationStateEvent, DeliveryStatus, type ConnectorState, type InboundEventInput } from '../core/schema.js';
 import { Subjects, kvSafe } from '../core/subjects.js';
 import { metrics } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
 import {
-  InvalidEventError,
   type AccountState,
   type Connector,
   type ConnectorContext,
@@ -32,12 +22,11 @@ import {
 } from './contract.js';
 import { serveReplay } from '../core/replay.js';
 import { accountState } from './account-state.js';
+import { publishInbound } from './intake.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
 import { backoffMs, sleep, whenAborted } from '../core/sleep.js';
 import { Supervisor, type LoopStatus, type SupervisedLoop } from '../core/supervisor.js';
 
-/** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
-const EVENT_HEADROOM_BYTES = 16 * 1024;
 export interface HostedConnectorSpec {
   factory: ConnectorFactory<any>;
   account: string;
@@ -413,37 +402,15 @@ export class ConnectorHost {
           bus, key: `${channel}.${account}.${kvSafe(name)}`, ttlMs: this.o.leaseTtlMs, holder: this.instanceId, signal, log,
           standby: hosted, isStandby: () => hosted.state.state === 'standby', setState,
         }),
-      publish: async (input: InboundEventInput) => {
-        const parsed = InboundEvent.safeParse({ ...input, v: 1, channel, account, receivedAt: input.receivedAt ?? new Date().toISOString() });
-        if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`);
-        const event = parsed.data;
-        const payload = JSON.stringify(event);
-        // Over the server's max_payload the publish can never succeed: retrying would block this
-        // account's intake forever. The connector parks it (the dead letter stores big payloads aside).
-        const bytes = Buffer.byteLength(payload);
-        const limit = (bus.nc.info?.max_payload ?? 1_048_576) - EVENT_HEADROOM_BYTES;
-        if (bytes > limit) throw new InvalidEventError(`event is ${bytes} bytes, over the ${limit}-byte limit of a NATS message: move large bodies into the object store`);
-        // NATS being down must not lose what the platform handed us: keep trying (the caller has
-        // not acknowledged the platform yet), and say so after a few seconds.
-        for (let attempt = 1; ; attempt++) {
-          try {
-            // On the conversation's partition: one router replica owns it and routes it in order.
-            const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id });
+      // On the conversation's partition: one router replica owns it and routes it in order.
+      publish: (input: InboundEventInput) =>
+        publishInbound(bus, channel, account, input, signal, {
+          published: () => {
             hosted.lastEventAt = new Date().toISOString();
             unstalled();
-            if (ack.duplicate) metrics.duplicates.inc({ channel });
-            return { duplicate: ack.duplicate, seq: ack.seq };
-          } catch (err) {
-            if (signal.aborted && attempt > 1) throw err;
-            if (isCasConflict(err)) throw err;
-            // The client refused the message itself (a header or subject it cannot carry): the
-            // same bytes fail the same way every time, so the caller gets a permanent refusal.
-            if (isRefusedByClient(err)) throw new InvalidEventError(`NATS client refused the event: ${errorMessage(err)}`);
-            if (attempt >= 3) stalled(`cannot publish to JetStream: ${errorMessage(err)}`);
-            await sleep(backoffMs(attempt, 200, 5000), signal);
-          }
-        }
-      },
+          },
+          stalled,
+        }),
     };
     return ctx;
   }
@@ -468,10 +435,4 @@ function currentConnector(hosted: Hosted): Connector {
       return result;
     },
   };
-}
-
-/** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */
-export function isRefusedByClient(err: unknown): boolean {
-  const name = (err as { name?: string } | null)?.name;
-  return name === 'InvalidArgumentError' || name === 'InvalidSubjectError';
 }

@@ -5,7 +5,7 @@
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRefusedByClient } from '../../src/connectors/host.js';
+import { isRefusedByClient } from '../../src/connectors/intake.js';
 import { decodeBase64Strict, jsonDepth, parseJsonBounded } from '../../src/core/json-input.js';
 import { InboundEvent, describeZodError } from '../../src/core/schema.js';
 import { chatMessage } from '../helpers/events.js';

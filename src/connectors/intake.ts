@@ -1,0 +1,63 @@
+/**
+ * Publishing one inbound event for a connector: validated against the schema once, here at the
+ * edge, sized against the server's limit, and retried while NATS is away (the connector has not
+ * acknowledged the platform yet, so nothing it was handed is lost).
+ */
+import type { Bus } from '../core/bus.js';
+import { isCasConflict } from '../core/bus.js';
+import { InboundEvent, describeZodError, type InboundEventInput } from '../core/schema.js';
+import { metrics } from '../core/metrics.js';
+import { errorMessage } from '../core/errors.js';
+import { backoffMs, sleep } from '../core/sleep.js';
+import { InvalidEventError } from './contract.js';
+
+/** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
+const EVENT_HEADROOM_BYTES = 16 * 1024;
+
+export interface IntakeHooks {
+  /** A publish was stored. */
+  published(): void;
+  /** Publishing keeps failing (after a few tries): what ops should see. */
+  stalled(detail: string): void;
+}
+
+export async function publishInbound(
+  bus: Bus,
+  channel: string,
+  account: string,
+  input: InboundEventInput,
+  signal: AbortSignal,
+  hooks: IntakeHooks,
+): Promise<{ duplicate: boolean; seq: number }> {
+  const parsed = InboundEvent.safeParse({ ...input, v: 1, channel, account, receivedAt: input.receivedAt ?? new Date().toISOString() });
+  if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`);
+  const event = parsed.data;
+  const payload = JSON.stringify(event);
+  // Over the server's max_payload the publish can never succeed: retrying would block this
+  // account's intake forever. The connector parks it (the dead letter stores big payloads aside).
+  const bytes = Buffer.byteLength(payload);
+  const limit = (bus.nc.info?.max_payload ?? 1_048_576) - EVENT_HEADROOM_BYTES;
+  if (bytes > limit) throw new InvalidEventError(`event is ${bytes} bytes, over the ${limit}-byte limit of a NATS message: move large bodies into the object store`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id });
+      hooks.published();
+      if (ack.duplicate) metrics.duplicates.inc({ channel });
+      return { duplicate: ack.duplicate, seq: ack.seq };
+    } catch (err) {
+      if (signal.aborted && attempt > 1) throw err;
+      if (isCasConflict(err)) throw err;
+      // The client refused the message itself (a header or subject it cannot carry): the
+      // same bytes fail the same way every time, so the caller gets a permanent refusal.
+      if (isRefusedByClient(err)) throw new InvalidEventError(`NATS client refused the event: ${errorMessage(err)}`);
+      if (attempt >= 3) hooks.stalled(`cannot publish to JetStream: ${errorMessage(err)}`);
+      await sleep(backoffMs(attempt, 200, 5000), signal);
+    }
+  }
+}
+
+/** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */
+export function isRefusedByClient(err: unknown): boolean {
+  const name = (err as { name?: string } | null)?.name;
+  return name === 'InvalidArgumentError' || name === 'InvalidSubjectError';
+}
