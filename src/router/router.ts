@@ -36,7 +36,7 @@ import { park } from './park.js';
 import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
-import { sleep } from '../core/sleep.js';
+import { backoffMs, sleep } from '../core/sleep.js';
 import { Threader, type Resolution } from './threading.js';
 import { IndexKeys, StaleTicketError, TicketStore } from './tickets.js';
 
@@ -65,6 +65,8 @@ export class Router {
   private readonly threader: Threader;
   private readonly deliveries: DeliveryRecorder;
   private readonly lanes = new KeyedLanes();
+  /** Per consumer run (its stop signal): lanes whose message was handed back, so what follows goes back too. */
+  private readonly handedBack = new WeakMap<AbortSignal, Set<string>>();
   private readonly loops: SupervisedLoop[] = [];
   /** Inbound messages handled at once, across every owned partition. */
   private readonly inboundSlots: Semaphore;
@@ -99,7 +101,7 @@ export class Router {
       // A partition's buffer is its share of the concurrency; the unpartitioned unit carries
       // everything older publishers send, so it keeps the whole.
       consume: (run, c) =>
-        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000), this.inboundSlots, (m) => this.onInbound(m, c)),
+        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000), this.inboundSlots, (m) => this.onInbound(m, c, run.signal)),
     });
     const ownership = this.ownership;
     // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
@@ -168,7 +170,7 @@ export class Router {
 
   // ---- inbound ----
 
-  private async onInbound(m: JsMsg, c: UnitConsumer): Promise<void> {
+  private async onInbound(m: JsMsg, c: UnitConsumer, stopping: AbortSignal): Promise<void> {
     // A consumer from before partitioning sees every inbound subject; partitioned ones are their
     // partition's (its owner routes them, in order), not this consumer's.
     if (c.unfiltered && m.subject.split('.').length > 4) return m.ack();
@@ -184,16 +186,45 @@ export class Router {
     } catch {
       return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
-    await this.lanes
-      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered || m.seq <= c.suspectUpTo))
-      .then(
-        () => m.ack(),
-        (err) => {
-          metrics.routingErrors.inc();
-          this.log.warn({ err: errorMessage(err), eventId: event.id }, 'routing failed; will retry');
-          m.nak(1000);
-        },
-      );
+    const lane = this.threader.laneKey(event);
+    await this.lanes.run(lane, () => this.routeInPlace(m, event, c, lane, stopping));
+  }
+
+  /**
+   * Routes one message, retrying it in its lane until it succeeds: a step that failed half-way
+   * (the ticket updated, its log entry or ticket.created not yet written, as when a NATS node is
+   * cut off) handed back with a nak let the conversation's next message overtake it, which then
+   * logged first and took ticket.created's place. Only a stop hands back, and then every later
+   * message of that lane is handed back behind it, so the next owner sees them in order.
+   */
+  private async routeInPlace(m: JsMsg, event: InboundEvent, c: UnitConsumer, lane: string, stopping: AbortSignal): Promise<void> {
+    const handedBack = this.handedBackLanes(stopping);
+    if (handedBack.has(lane)) return void m.nak();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // A retry may follow writes the failed attempt made: read the processed marker.
+        await this.process(event, m.info.timestampNanos, attempt > 0 || m.redelivered || m.seq <= c.suspectUpTo);
+        return void m.ack();
+      } catch (err) {
+        metrics.routingErrors.inc();
+        if (attempt === 0 || attempt % 20 === 0) this.log.warn({ err: errorMessage(err), eventId: event.id, attempt: attempt + 1 }, 'routing failed; retrying in place (later messages of this conversation wait for it)');
+        if (!stopping.aborted) {
+          m.working();
+          await sleep(backoffMs(attempt, 250, 5000), stopping);
+        }
+        if (stopping.aborted) {
+          handedBack.add(lane);
+          return void m.nak();
+        }
+      }
+    }
+  }
+
+  /** Lanes that handed a message back during the consumer run `stopping` belongs to. */
+  private handedBackLanes(stopping: AbortSignal): Set<string> {
+    let lanes = this.handedBack.get(stopping);
+    if (!lanes) this.handedBack.set(stopping, (lanes = new Set()));
+    return lanes;
   }
 
   private async process(event: InboundEvent, publishedNanos: number, redelivered: boolean): Promise<void> {

@@ -189,3 +189,36 @@ describe('internal notes and replies', () => {
     expect(out.replyTo).toBe(event.platform.messageId);
   });
 });
+
+describe('a step that failed half-way', () => {
+  it('is retried in place: the next message of the conversation does not overtake it, and ticket.created is announced once, first', async () => {
+    const journal = gw.gateway.router!.journal;
+    const emit = journal.emit.bind(journal);
+    let failures = 0;
+    // The ticket is updated, then announcing it fails twice (as when the events stream's leader
+    // is cut off): the first message must still be logged and announced before the second.
+    journal.emit = (type, ticket, causeId, entry) => {
+      if (type === 'ticket.created' && ticket.conversation.id === 'half-way' && failures < 2) {
+        failures++;
+        return Promise.reject(new Error('injected: events stream unavailable'));
+      }
+      return emit(type, ticket, causeId, entry);
+    };
+    try {
+      const first = chatMessage({ chat: 'half-way', text: 'первое' });
+      const second = chatMessage({ chat: 'half-way', text: 'второе' });
+      await publishEvent(gw.nc, first);
+      await publishEvent(gw.nc, second);
+      const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === second.id, 30_000);
+      expect(failures).toBe(2);
+      const log = await gw.gateway.router!.store.readLog(routed.ticketId);
+      expect(log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id)).toEqual([first.id, second.id]);
+      const created = await gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.ticket.created', (e: any) => e.ticketId === routed.ticketId);
+      expect(created.entry.event.id).toBe(first.id);
+      const ticket = (await gw.gateway.router!.store.list()).find((t) => t.id === routed.ticketId)!;
+      expect(ticket.messageCount).toBe(2);
+    } finally {
+      journal.emit = emit;
+    }
+  });
+});
