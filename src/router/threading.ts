@@ -126,7 +126,7 @@ export class Threader {
           continue;
         }
         const after = floor && floor.epoch === epoch ? afterEviction(floor) : '';
-        return { kind: 'new', match: { rule: 'new-ticket', value: epoch === 0 && !after ? value : `${value} (epoch ${epoch}${after})` }, conversationKey: key };
+        return { kind: 'new', match: { rule: 'new-ticket', value: after ? `${value} (epoch ${epoch}${after})` : value }, conversationKey: key };
       }
       const ticket = await this.store.get(hit.value, o);
       if (!ticket) {
