@@ -21,8 +21,8 @@ import type { Bus } from '../core/bus.js';
 import { acquireLease } from '../core/lease.js';
 import { scanStream } from '../core/erasure.js';
 import { errorMessage } from '../core/errors.js';
-import { CLOSED_STATUSES, LogEntry, type Ticket } from '../core/schema.js';
-import { Buckets, Streams, Subjects } from '../core/subjects.js';
+import { CLOSED_STATUSES, type Ticket } from '../core/schema.js';
+import { Buckets } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { IndexKeys, type TicketStore } from './tickets.js';
@@ -175,15 +175,8 @@ export class TicketEvictor {
   private async indexKeysOf(t: Ticket): Promise<Set<string>> {
     const keys = new Set<string>();
     const email = t.conversation.kind === 'email';
-    await scanStream(this.bus, Streams.log, { filter: Subjects.ticketLog(t.id) }, (m) => {
-      let parsed;
-      try {
-        parsed = LogEntry.safeParse(m.json());
-      } catch {
-        return;
-      }
-      if (!parsed.success) return;
-      const e = parsed.data;
+    // readLog asks for exactly what is pending: a generic scan would wait out its fetch expiry per ticket.
+    for (const { entry: e } of await this.store.readLog(t.id)) {
       if (e.kind === 'inbound') {
         keys.add(IndexKeys.platformMessage(e.event.channel, e.event.account, e.event.platform.messageId));
         if (e.event.email) keys.add(IndexKeys.emailMessageId(e.event.email.messageId));
@@ -197,7 +190,7 @@ export class TicketEvictor {
           keys.add(IndexKeys.ownMessageId(s.platformMessageId!));
         }
       }
-    });
+    }
     return keys;
   }
 
