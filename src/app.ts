@@ -24,7 +24,8 @@ import { HelpdeskSurface } from './api/surface.js';
 import { RetentionSweeper } from './core/retention.js';
 import { registerDataApi } from './api/data-routes.js';
 import { TokenAuth } from './api/auth.js';
-import { eraseRows, ticketsClosedBefore } from './read-model/erasure.js';
+import { eraseRows, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
+import { TicketEvictor } from './router/eviction.js';
 import { ReadModel } from './read-model/read-model.js';
 import { join } from 'node:path';
 import { HelpdeskHost } from './helpdesks/host.js';
@@ -52,6 +53,8 @@ export class Gateway {
   private replica?: ReplicaService;
   sla?: LifecycleWatcher;
   retention?: RetentionSweeper;
+  /** Closed tickets leave KV after tickets.evictClosedAfter (src/router/eviction.ts). */
+  evictor?: TicketEvictor;
   /** The SQL read model (lists, search, contacts, due work); opened by every process that runs the router. */
   readModel?: ReadModel;
   /** Owner of every long-running loop of this gateway: their states feed the probes. */
@@ -131,6 +134,8 @@ export class Gateway {
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
       }, this.loops);
+      // Cached tickets that may have been evicted since are read again (tickets.ts).
+      this.router.store.evictClosedAfterMs = c.tickets.evictClosedAfter;
       await this.router.start();
       const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }), this.loops);
       this.commands = commands;
@@ -243,6 +248,19 @@ export class Gateway {
       }),
     }, log.child({ component: 'retention' }));
     this.retention.start(this.loops);
+    if (this.router) {
+      this.evictor = new TicketEvictor(this.bus, this.router.store, {
+        evictClosedAfterMs: c.tickets.evictClosedAfter,
+        sweepIntervalMs: c.retention.sweepInterval,
+        leaseTtlMs: c.nats.leaseTtl,
+        holder: newHolderId(),
+        ...(readModel && {
+          candidates: async (cursor, cutoff, limit) => ticketsToEvict(await readModel.database(), cursor, cutoff, limit),
+          caughtUp: () => readModel.caughtUp(5000),
+        }),
+      }, log.child({ component: 'eviction' }));
+      this.evictor.start(this.loops);
+    }
     this.loops.run('gateway.sampler', async ({ signal, progress }) => {
       while (!signal.aborted) {
         await this.sampleLag();

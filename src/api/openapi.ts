@@ -165,6 +165,16 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [ticketId],
           responses: {
             200: { description: 'Ticket and log', content: { 'application/json': { schema: { type: 'object', properties: { ticket: { $ref: '#/components/schemas/Ticket' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } } } } } } },
+            ...errors(401, 404, 410),
+          },
+        },
+      },
+      '/v1/tickets/{id}/log': {
+        get: {
+          summary: 'A ticket\'s log, also after the ticket was evicted from the live store (tickets.evictClosedAfter)',
+          parameters: [ticketId],
+          responses: {
+            200: { description: 'The log; `evicted` is true when the ticket is no longer in KV', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, evicted: { type: 'boolean' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } } } } } } },
             ...errors(401, 404),
           },
         },
@@ -177,7 +187,7 @@ export function openApiDocument(): Record<string, unknown> {
           requestBody: { required: true, content: { 'application/json': { schema: replyJson }, 'multipart/form-data': { schema: replyForm } } },
           responses: {
             202: { description: 'Accepted for delivery; its fate arrives as a ticket.delivery event', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, outboundId: { type: 'string' }, status: json(TicketStatus) } } } } },
-            ...errors(400, 401, 403, 404, 409, 413, 503),
+            ...errors(400, 401, 403, 404, 409, 410, 413, 503),
           },
         },
       },
@@ -186,7 +196,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Add an internal note (logged, never sent)',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(NoteCommand.omit(fromPath))),
-          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 409, 503) },
+          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 409, 410, 503) },
         },
       },
       '/v1/tickets/{id}/status': {
@@ -194,7 +204,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Change the ticket status',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(StatusCommand.omit(fromPath))),
-          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 409, 503) },
+          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 409, 410, 503) },
         },
       },
       '/v1/attachments': {
@@ -240,6 +250,7 @@ const ERROR_TEXT: Record<number, string> = {
   403: 'The token is read-only, or (erasure) not an admin token',
   404: 'Unknown ticket, contact, attachment, dead letter or connector',
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
+  410: 'The ticket was closed long ago and evicted from the live store (ticket_evicted, `field` names the ticket id): its log is kept at GET /v1/tickets/{id}/log',
   413: 'Attachment or body too large',
   503: 'The router did not answer in time: retry with the same Idempotency-Key',
 };

@@ -133,9 +133,24 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
 
   app.get<{ Params: { id: string } }>('/v1/tickets/:id', guarded, async (req, reply) => {
     const ticket = await deps.store.get(req.params.id, { fresh: true });
-    if (!ticket) return fail(reply, 'ticket_not_found', `no ticket with id ${req.params.id}`);
+    if (!ticket) {
+      if (await deps.store.evicted(req.params.id)) {
+        return fail(reply, 'ticket_evicted', `ticket ${req.params.id} was closed long ago and evicted from the live store (tickets.evictClosedAfter); its history: GET /v1/tickets/${req.params.id}/log; GET /v1/tickets lists it`, 'id');
+      }
+      return fail(reply, 'ticket_not_found', `no ticket with id ${req.params.id}`);
+    }
     const log = await deps.store.readLog(ticket.value.id);
     return { ticket: ticket.value, log: log.map((l) => ({ seq: l.seq, ...l.entry })) };
+  });
+
+  // The log alone: the same for a live ticket and for one evicted from KV (the log is kept).
+  app.get<{ Params: { id: string } }>('/v1/tickets/:id/log', guarded, async (req, reply) => {
+    const id = req.params.id;
+    const live = await deps.store.get(id, { fresh: true });
+    const evicted = !live && (await deps.store.evicted(id));
+    if (!live && !evicted) return fail(reply, 'ticket_not_found', `no ticket with id ${id}`);
+    const log = await deps.store.readLog(id);
+    return { ticketId: id, evicted, log: log.map((l) => ({ seq: l.seq, ...l.entry })) };
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/replies', guarded, async (req, reply) => {

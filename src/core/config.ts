@@ -268,6 +268,18 @@ export const GatewayConfig = z.object({
       sweepInterval: PositiveDuration.prefault('1h'),
     })
     .prefault({}),
+  /** The live ticket store (KV omni_tickets and the thread index omni_threads); docs/data.md. */
+  tickets: z
+    .object({
+      /**
+       * A ticket resolved or closed longer ago than this leaves KV (its record and index keys);
+       * the log and the SQL read model keep it, lists and search find it, a new message in its
+       * conversation opens a new ticket. Longer than router.reopenWindow. 0 keeps every ticket
+       * in KV for ever (it then grows by every ticket opened).
+       */
+      evictClosedAfter: Duration.prefault('30d'),
+    })
+    .prefault({}),
   /** GET /v1/reports/*: durations count business time on router.sla.businessHours (when set). */
   reports: z
     .object({
@@ -378,6 +390,11 @@ export function loadConfig(
   if (withCredentials) throw new ConfigError(label, withCredentials.path, withCredentials.message);
   const parsed = GatewayConfig.safeParse(interpolated);
   if (!parsed.success) throw fromZod(label, parsed.error, '');
+  const { evictClosedAfter } = parsed.data.tickets;
+  if (evictClosedAfter > 0 && evictClosedAfter <= parsed.data.router.reopenWindow) {
+    // An evicted ticket cannot be reopened: eviction must come after the window has passed.
+    throw new ConfigError(label, 'tickets.evictClosedAfter', `must be longer than router.reopenWindow (${parsed.data.router.reopenWindow / 3_600_000}h): an evicted ticket cannot be reopened; or 0 to keep closed tickets in KV`);
+  }
   const connectors: LoadedConfig['connectors'] = [];
   parsed.data.connectors.forEach((entry, i) => {
     if (!validateConnector || !entry.enabled) return;

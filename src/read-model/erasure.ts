@@ -92,3 +92,19 @@ export async function ticketsClosedBefore(db: Queryable, cutoff: Date, limit: nu
   );
   return rows.map((r) => r.id);
 }
+
+/**
+ * Tickets resolved or closed before `cutoff`, after `cursor` in (closed time, id) order, oldest
+ * first, with the close time the cursor moves to (the eviction sweeper's question; it decides on
+ * the KV record, this only names candidates).
+ */
+export async function ticketsToEvict(db: Queryable, cursor: { at: string; id: string } | null, cutoff: Date, limit: number): Promise<Array<{ id: string; closedAt: string }>> {
+  const rows = await db.query<{ id: string; closed: Date | string }>(
+    `SELECT id, coalesce(closed_at, resolved_at) AS closed FROM tickets
+      WHERE status IN ('resolved', 'closed') AND coalesce(closed_at, resolved_at) < $1
+        AND (coalesce(closed_at, resolved_at), id) > ($2::timestamptz, $3::text)
+      ORDER BY coalesce(closed_at, resolved_at), id LIMIT $4`,
+    [cutoff.toISOString(), cursor?.at ?? '-infinity', cursor?.id ?? '', limit],
+  );
+  return rows.map((r) => ({ id: r.id, closedAt: new Date(r.closed).toISOString() }));
+}

@@ -30,7 +30,7 @@ import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
-  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'in_progress' | 'outside_reply_window' | 'internal'; message: string; field?: string } };
+  | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'ticket_evicted' | 'in_progress' | 'outside_reply_window' | 'internal'; message: string; field?: string } };
 
 const CLAIM_POLL_MS = 50;
 // Shorter than the API's 10 s command timeout, so an HTTP client gets in_progress rather than 503.
@@ -158,7 +158,7 @@ export class CommandHandler {
     const c = cmd.value;
     return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
       const found = await this.store.get(c.ticketId);
-      if (!found) return notFound(c.ticketId);
+      if (!found) return missing(this.store, c.ticketId);
       const ticket = found.value;
       // Refused now rather than accepted and failed by the connector a moment later.
       if (!c.template && !automated && ticket.replyWindowEndsAt && Date.now() > Date.parse(ticket.replyWindowEndsAt)) {
@@ -205,7 +205,7 @@ export class CommandHandler {
     const c = cmd.value;
     return this.once('note', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
       const found = await this.store.get(c.ticketId);
-      if (!found) return notFound(c.ticketId);
+      if (!found) return missing(this.store, c.ticketId);
       const id = `note:${randomUUID()}`;
       const entry: LogEntry = { kind: 'note', at: new Date().toISOString(), id, text: c.text, author: c.author };
       await this.journal.append(c.ticketId, entry, id);
@@ -233,7 +233,7 @@ export class CommandHandler {
         t.closedAt = CLOSED_STATUSES.has(c.status) ? at : undefined;
         return { next: t, outcome: from };
       });
-      if (!applied) return notFound(c.ticketId);
+      if (!applied) return missing(this.store, c.ticketId);
       const from = applied.outcome;
       if (applied.changed) {
         const id = `status:${randomUUID()}`;
@@ -263,7 +263,7 @@ export async function linkCommand(store: TicketStore, body: unknown): Promise<Co
     t.externalRefs = [...refs.filter((r) => r.system !== c.system), ref];
     return { next: t, outcome: ref };
   });
-  if (!applied) return notFound(c.ticketId);
+  if (!applied) return missing(store, c.ticketId);
   return { ok: true, result: { ticketId: c.ticketId, externalRef: applied.outcome, changed: applied.changed } };
 }
 
@@ -330,7 +330,18 @@ function parse<T extends z.ZodType>(schema: T, body: unknown): { value: z.infer<
   return { error: { ok: false, error: { code: 'invalid_request', message: describeZodError(r.error), field: issue.path.join('.') } } };
 }
 
-function notFound(id: string): CommandResult {
+/** No record: an evicted ticket (its log is kept) is told apart from one that never existed. */
+async function missing(store: TicketStore, id: string): Promise<CommandResult> {
+  if (await store.evicted(id)) {
+    return {
+      ok: false,
+      error: {
+        code: 'ticket_evicted',
+        message: `ticket ${id} was closed long ago and evicted from the live store (tickets.evictClosedAfter); its history is at GET /v1/tickets/${id}/log. A new message from the customer opens a new ticket`,
+        field: 'ticketId',
+      },
+    };
+  }
   return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}` } };
 }
 

@@ -315,8 +315,10 @@ export class Router {
       } else if (t.status === 'pending') t.status = 'open';
       return { next: t, outcome: { ...none, reopened } };
     });
-    const { reopened, rated } = applied?.outcome ?? { reopened: false, rated: undefined };
-    const current = applied?.ticket ?? ticket;
+    // Gone between threading and the write (evicted or erased): thread the message again.
+    if (!applied) throw new StaleTicketError(ticket.id);
+    const { reopened, rated } = applied.outcome;
+    const current = applied.ticket;
     // This event opened the ticket (also true when a crash interrupted opening it).
     const created = current.messageCount === 1 && current.recentEvents[0] === e.id;
     const entry: LogEntry = { kind: 'inbound', at, event: e, match };

@@ -8,13 +8,19 @@
  *         our replies carry in their text, found in the quoted history (both from participants
  *         only); else a new ticket.
  *  chats  one open ticket per (channel, account, chat[, thread]); after close, a message reopens
- *         the ticket within the reopen window, otherwise opens a new one.
+ *         the ticket within the reopen window, otherwise opens a new one; after the ticket was
+ *         evicted (tickets.evictClosedAfter, eviction.ts), a new one, whose log says so.
  * Every decision carries the rule and the matched value, written into the ticket log.
  */
 import type { InboundMessage, Ticket, ThreadMatch } from '../core/schema.js';
 import { CLOSED_STATUSES } from '../core/schema.js';
 import { orderKey } from '../core/subjects.js';
-import { IndexKeys, normalizeMessageId, type TicketStore } from './tickets.js';
+import { IndexKeys, normalizeMessageId, type Floor, type TicketStore } from './tickets.js';
+
+/** What the log of the ticket opened after an eviction says about the one before it. */
+function afterEviction(floor: Floor): string {
+  return `; ${floor.ticket} was closed long ago and evicted from the ticket store`;
+}
 
 export type Resolution =
   | { kind: 'existing'; ticket: Ticket; match: ThreadMatch; reopen: boolean }
@@ -56,7 +62,8 @@ export class Threader {
     if (e.email) {
       const found = await this.resolveEmail(e, { fresh });
       if (found) return found;
-      return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
+      const why = await this.missingNote(e);
+      return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) + why }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
     }
     return this.resolveChat(e, { fresh });
   }
@@ -111,10 +118,27 @@ export class Threader {
     for (;;) {
       const key = IndexKeys.conversationEpoch(conversation, epoch);
       const hit = await this.store.lookup(key, o);
-      if (!hit) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key };
+      if (!hit) {
+        // Bindings below the floor were evicted with their tickets: the chain goes on at the floor.
+        const floor = await this.store.floor(conversation);
+        if (floor && floor.epoch > epoch) {
+          epoch = this.jump(conversation, floor);
+          continue;
+        }
+        const after = floor && floor.epoch === epoch ? afterEviction(floor) : '';
+        return { kind: 'new', match: { rule: 'new-ticket', value: after ? `${value} (epoch ${epoch}${after})` : value }, conversationKey: key };
+      }
       const ticket = await this.store.get(hit.value, o);
-      // The binding was claimed but the record was not written (a crash in between): finish the job.
-      if (!ticket) return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, previous: hit.value };
+      if (!ticket) {
+        // No record behind the binding: evicted (the floor was raised past it first), or claimed
+        // but never written (a crash between the two), which is finished with this message.
+        const floor = await this.store.floor(conversation);
+        if (floor && floor.epoch > epoch) {
+          epoch = this.jump(conversation, floor);
+          continue;
+        }
+        return { kind: 'new', match: { rule: 'new-ticket', value }, conversationKey: key, previous: hit.value };
+      }
       const t = ticket.value;
       const closed = CLOSED_STATUSES.has(t.status);
       if (o.fresh || (closed && !this.withinReopenWindow(t))) {
@@ -131,6 +155,22 @@ export class Threader {
       this.store.noteEpoch(conversation, epoch + 1);
       return { kind: 'new', match: { rule: 'new-ticket', value: `${value} (epoch ${epoch + 1})` }, conversationKey: IndexKeys.conversationEpoch(conversation, epoch + 1) };
     }
+  }
+
+  private jump(conversation: string, floor: Floor): number {
+    this.store.noteEpoch(conversation, floor.epoch);
+    return floor.epoch;
+  }
+
+  /**
+   * Why a message that names a ticket (subject token, marker, quoted text) still opens a new one
+   * when that ticket is not in the store: said in the new ticket's log.
+   */
+  private async missingNote(e: InboundMessage): Promise<string> {
+    const email = e.email!;
+    const named = this.tokenRe.exec(email.subject)?.[1] ?? this.tokenRe.exec(e.fullText ?? e.text)?.[1];
+    if (!named || (await this.store.get(named))) return '';
+    return (await this.store.evicted(named)) ? ` (names ${named}, closed long ago and evicted from the ticket store: a new ticket)` : '';
   }
 
   private existing(ticket: Ticket, match: ThreadMatch): Resolution {

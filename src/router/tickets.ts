@@ -9,9 +9,9 @@ import type { KV } from '@nats-io/kv';
 import type { PipelinedKv } from '../core/js-pipeline.js';
 import { BoundedCache } from '../core/bounded-cache.js';
 import type { Bus } from '../core/bus.js';
-import { isCasConflict } from '../core/bus.js';
-import { Ticket, type Ticket as TicketT } from '../core/schema.js';
-import { Subjects, Streams, hashKey } from '../core/subjects.js';
+import { isCasConflict, isNotFound } from '../core/bus.js';
+import { CLOSED_STATUSES, Ticket, type Ticket as TicketT } from '../core/schema.js';
+import { Buckets, Subjects, Streams, hashKey } from '../core/subjects.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { LogEntry, type LogEntry as LogEntryT } from '../core/schema.js';
 
@@ -39,8 +39,20 @@ export class StaleTicketError extends Error {
   }
 }
 
+/**
+ * A conversation's floor (key IndexKeys.conversationFloor): epochs below `epoch` were evicted
+ * with their tickets (eviction.ts); the conversation's next ticket is bound at `epoch` or later.
+ * Written before the bindings and records it explains are removed, and only ever raised.
+ */
+export interface Floor {
+  epoch: number;
+  /** The newest ticket evicted below the floor: named in the log of the ticket that follows it. */
+  ticket: string;
+  at: string;
+}
+
 export class TicketStore {
-  private readonly ticketCache = new BoundedCache<Versioned<TicketT>>(50_000);
+  private readonly ticketCache = new BoundedCache<Versioned<TicketT> & { cachedAt: number }>(50_000);
   private readonly indexCache = new BoundedCache<Versioned<string>>(200_000);
   private readonly epochCache = new BoundedCache<number>(200_000);
   private readonly tickets: PipelinedKv;
@@ -58,6 +70,13 @@ export class TicketStore {
     this.meta = bus.hotKv.meta;
     this.ticketBucket = bus.kv.tickets;
   }
+
+  /**
+   * tickets.evictClosedAfter (0: never). A cached ticket that may have been evicted since it was
+   * cached is read again: one closed for half that time, or cached that long ago (an entry that
+   * still says open was cached before the close, so before any eviction could start its clock).
+   */
+  evictClosedAfterMs = 0;
 
   idFor(number: number): string {
     return `${this.prefix}${number}`;
@@ -114,7 +133,7 @@ export class TicketStore {
     if (!/^[A-Za-z0-9_-]+$/.test(id)) return null;
     if (!opts.fresh) {
       const cached = this.ticketCache.get(id);
-      if (cached) return cached;
+      if (cached && !this.mayBeEvicted(cached)) return { value: cached.value, revision: cached.revision };
     }
     const entry = await this.tickets.get(id);
     if (!entry || entry.operation !== 'PUT') {
@@ -123,15 +142,43 @@ export class TicketStore {
     }
     // Our own writes, validated when made: parsing JSON is enough here.
     const found = { value: entry.json<TicketT>(), revision: entry.revision };
-    this.ticketCache.set(id, found);
+    this.remember(id, found);
     return found;
+  }
+
+  private remember(id: string, v: Versioned<TicketT>): void {
+    this.ticketCache.set(id, { ...v, cachedAt: Date.now() });
+  }
+
+  private mayBeEvicted(c: Versioned<TicketT> & { cachedAt: number }): boolean {
+    if (this.evictClosedAfterMs <= 0) return false;
+    const half = this.evictClosedAfterMs / 2;
+    const now = Date.now();
+    if (now - c.cachedAt > half) return true;
+    const t = c.value;
+    return CLOSED_STATUSES.has(t.status) && now - Date.parse(t.closedAt ?? t.updatedAt) > half;
+  }
+
+  /**
+   * Whether a ticket with no record once existed: its log is kept when it is evicted (the router
+   * writes the record before the first log entry, and erasure removes both).
+   */
+  async evicted(id: string): Promise<boolean> {
+    if (!/^[A-Za-z0-9_-]+$/.test(id)) return false;
+    if (await this.get(id, { fresh: true })) return false;
+    try {
+      return !!(await this.bus.jsm.streams.getMessage(Streams.log, { last_by_subj: Subjects.ticketLog(id) }));
+    } catch (err) {
+      if (isNotFound(err) || /no message found/i.test(String(err))) return false;
+      throw err;
+    }
   }
 
   /** Creates the record; returns false when it already exists (a redelivery finishing its work). */
   async create(ticket: TicketT): Promise<boolean> {
     try {
       const revision = await this.tickets.create(ticket.id, JSON.stringify(Ticket.parse(ticket)));
-      this.ticketCache.set(ticket.id, { value: ticket, revision });
+      this.remember(ticket.id, { value: ticket, revision });
       return true;
     } catch (err) {
       if (isCasConflict(err)) return false;
@@ -155,7 +202,7 @@ export class TicketStore {
       if (!next) return { ticket: current.value, before: current.value, changed: false, outcome };
       try {
         const revision = await this.tickets.update(id, JSON.stringify(next), current.revision);
-        this.ticketCache.set(id, { value: next, revision });
+        this.remember(id, { value: next, revision });
         return { ticket: next, before: current.value, changed: true, outcome };
       } catch (err) {
         if (!isCasConflict(err)) throw err;
@@ -230,6 +277,58 @@ export class TicketStore {
     await this.claim(indexKey, ticketId);
   }
 
+  /** The conversation's floor (null: nothing of it was evicted), read fresh: only rare paths ask. */
+  async floor(conversationKey: string): Promise<Floor | null> {
+    const e = await this.threads.get(IndexKeys.conversationFloor(conversationKey));
+    if (!e || e.operation !== 'PUT') return null;
+    return e.json<Floor>();
+  }
+
+  /**
+   * Raises the floor to `epoch` (never lowers it): compare-and-set, so two sweepers racing leave
+   * the higher. Returns the floor now in place.
+   */
+  async raiseFloor(conversationKey: string, epoch: number, ticket: string): Promise<Floor> {
+    const key = IndexKeys.conversationFloor(conversationKey);
+    const next: Floor = { epoch, ticket, at: new Date().toISOString() };
+    for (;;) {
+      const e = await this.threads.get(key);
+      const current = e && e.operation === 'PUT' ? e.json<Floor>() : null;
+      if (current && current.epoch >= epoch) return current;
+      try {
+        if (e) await this.threads.update(key, JSON.stringify(next), e.revision);
+        else await this.threads.create(key, JSON.stringify(next));
+        return next;
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+      }
+    }
+  }
+
+  /**
+   * Removes an index key that points at `ticketId`, marker and all (a stream purge of its subject,
+   * so the bucket does not keep a delete marker per key). Index keys are create-only and never
+   * re-pointed, so once it names the ticket it can only be removed. Returns whether it did.
+   */
+  async dropIndex(indexKey: string, ticketId: string): Promise<boolean> {
+    const e = await this.threads.get(indexKey);
+    this.indexCache.delete(indexKey);
+    if (!e || e.operation !== 'PUT' || e.string() !== ticketId) return false;
+    await this.bus.jsm.streams.purge(`KV_${Buckets.threads}`, { filter: `$KV.${Buckets.threads}.${indexKey}` });
+    return true;
+  }
+
+  /**
+   * Removes the ticket record if it is still at `revision` (a purge of its subject up to that
+   * sequence: a newer write survives it). Returns false when the ticket changed meanwhile.
+   */
+  async dropTicket(id: string, revision: number): Promise<boolean> {
+    await this.bus.jsm.streams.purge(`KV_${Buckets.tickets}`, { filter: `$KV.${Buckets.tickets}.${id}`, seq: revision + 1 });
+    this.ticketCache.delete(id);
+    const after = await this.tickets.get(id);
+    return !after || after.operation !== 'PUT';
+  }
+
   /** Forget cached state for a conversation and ticket after a lost race. */
   invalidate(indexKey?: string, ticketId?: string): void {
     if (indexKey) this.indexCache.delete(indexKey);
@@ -275,6 +374,12 @@ export const IndexKeys = {
    * once, create-only, and never re-pointed.
    */
   conversationEpoch: (conversationKey: string, epoch: number) => (epoch === 0 ? conversationKey : `${conversationKey}.${epoch}`),
+  /** Where the conversation's bindings start after evictions (see Floor). */
+  conversationFloor: (conversationKey: string) => `${conversationKey}.floor`,
+  /** Marker that an edit or deletion event was applied (router.ts processChange). */
+  changeEvent: (eventId: string) => `ev.${hashKey(eventId)}`,
+  /** Our own sent mail's Message-ID: its echo is recognised (router.ts isOurEcho). */
+  ownMessageId: (messageId: string) => `out.${hashKey(normalizeMessageId(messageId))}`,
   emailMessageId: (messageId: string) => `mid.${hashKey(normalizeMessageId(messageId))}`,
   platformMessage: (channel: string, account: string, platformMessageId: string) =>
     `pm.${hashKey(`${channel}\u0000${account}\u0000${platformMessageId}`)}`,
