@@ -122,7 +122,7 @@ export async function listTickets(db: Queryable, f: TicketFilter): Promise<{ tic
 
 export interface SearchHit {
   ticket: TicketView;
-  /** The best-matching text with the matched words in <b>…</b>. */
+  /** The best-matching text, HTML-escaped, with the matched words in <b>…</b>: safe to render as HTML. */
   snippet: string;
   /** Where the best match is: a message (its log sequence) or the ticket's subject. */
   match: { in: 'message' | 'subject'; seq?: number; direction?: string; at?: string };
@@ -144,18 +144,34 @@ export async function search(db: Queryable, q: string, o: { limit: number; statu
        SELECT t.id, NULL, NULL, NULL, t.subject, ts_rank(t.search, q.q) * 2 FROM tickets t, q WHERE t.search @@ q.q),
      best AS (SELECT DISTINCT ON (ticket_id) * FROM hits ORDER BY ticket_id, rank DESC, seq DESC NULLS LAST)
      SELECT ${TICKET_COLUMNS}, b.seq AS hit_seq, b.direction AS hit_direction, b.at AS hit_at, b.rank,
-            ts_headline('russian', b.text, q.q, 'StartSel=<b>, StopSel=</b>, MaxWords=30, MinWords=8, MaxFragments=2') AS snippet
+            ts_headline('russian', b.text, q.q, $5) AS snippet
        FROM best b JOIN tickets t ON t.id = b.ticket_id, q
       WHERE ($3::text IS NULL OR t.status = $3) AND ($4::text IS NULL OR t.channel = $4)
       ORDER BY b.rank DESC, t.updated_at DESC, t.id DESC LIMIT $2`,
-    [q, o.limit, o.status ?? null, o.channel ?? null],
+    [q, o.limit, o.status ?? null, o.channel ?? null, `StartSel=${MARK_START}, StopSel=${MARK_STOP}, MaxWords=30, MinWords=8, MaxFragments=2`],
   );
   return rows.map((r) => ({
     ticket: ticketView(r),
-    snippet: r.snippet,
+    snippet: highlighted(r.snippet),
     match: r.hit_seq === null ? { in: 'subject' as const } : { in: 'message' as const, seq: r.hit_seq, direction: r.hit_direction ?? undefined, at: r.hit_at ?? undefined },
     rank: Number(r.rank),
   }));
+}
+
+/**
+ * ts_headline marks matches but escapes nothing: a customer's `<img onerror=…>` came back as
+ * markup inside the snippet. Matches are marked with control characters, the text is escaped,
+ * then the marks become <b>…</b>.
+ */
+const MARK_START = '\u0001';
+const MARK_STOP = '\u0002';
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+function highlighted(snippet: string): string {
+  return snippet
+    .replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!)
+    .replaceAll(MARK_START, '<b>')
+    .replaceAll(MARK_STOP, '</b>');
 }
 
 export interface ContactView {
