@@ -13,11 +13,12 @@ import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer, ackSubject } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
-import { closeTerm, openTerm, rewindOrphans, type Term } from './webhook-takeover.js';
+import { ackFloor, closeTerm, openTerm, rewindOrphans, type Term } from './webhook-takeover.js';
+import { DoneSet } from './webhook-done.js';
+import { postEvent, type PostOutcome } from './webhook-post.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
-import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
@@ -69,6 +70,8 @@ export class WebhookDispatcher {
   private active = false;
   /** The lease this term runs under: checked before every POST, its token sent with it. */
   private held?: Lease;
+  /** Events beyond the ack floor already delivered (this term's and its predecessor's): never posted again. */
+  private done = new DoneSet();
 
   constructor(
     private readonly bus: Bus,
@@ -113,16 +116,19 @@ export class WebhookDispatcher {
       const replays = serveReplay(this.bus, `webhook.${this.target.name}`, (payload, meta) => this.replay(payload, meta), this.log);
       let consumer: LaneConsumer<WebhookEvent> | undefined;
       let term: Term | undefined;
-      // True once nothing a predecessor took is left unaccounted for (it handed back, or we rewound).
+      // True once nothing a predecessor took is left unaccounted for (we restarted from the floor).
       let settled = false;
       try {
+        // A take that outlasted the TTL (NATS slow to answer) must not touch the durable.
+        if (!lease.valid()) throw new Error('lease ran out while it was being taken');
         term = await openTerm(this.bus.kv.state, this.target.name, lease.token, this.lease.holder);
-        // After a clean hand-back the events still "ack pending" are naks on their way back in
-        // order; rewinding would only send again what was acked beyond the floor.
-        if (term.predecessor !== 'handed-back') {
-          const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
-          if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
-        }
+        // Whatever is still "ack pending" (held by the predecessor, handed back, or lost in
+        // flight) comes again from the ack floor in stream order; what the predecessor listed as
+        // delivered is skipped (see webhook-takeover.ts). Never trusts the server's nak queue.
+        this.done = new DoneSet(term.done);
+        const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease.valid());
+        if (rewound && term.predecessor === 'handed-back') this.log.info({ webhook: this.target.name, fromSeq: rewound, skipping: this.done.size }, 'took over after a clean hand-back: delivering from the ack floor, in order, skipping what the predecessor delivered');
+        else if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         settled = true;
         let cut = latch();
         consumer = this.consumer(cut.fire);
@@ -150,7 +156,7 @@ export class WebhookDispatcher {
         // Only now, with everything given back and the server's word on it, may the successor
         // skip the rewind. Otherwise the record stays "delivering": it rewinds (repeats, never
         // inversions).
-        if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
+        if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token, stalledMs: lease.stalledMs() }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (term && settled) await this.recordHandBack(term, lease.token);
         await lease.release();
@@ -171,7 +177,8 @@ export class WebhookDispatcher {
     await consumer.stop();
     this.term = new AbortController();
     setMaxListeners(0, this.term.signal);
-    const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
+    const lease = this.held;
+    const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease?.valid() ?? false);
     this.log.warn({ webhook: this.target.name, fromSeq: from, handedBack: consumer.handedBack }, 'NATS dropped a pull with events in flight: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
     const next = this.consumer(onCut);
     await next.start();
@@ -180,7 +187,14 @@ export class WebhookDispatcher {
 
   private async recordHandBack(term: Term, token: number): Promise<void> {
     try {
-      const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder);
+      // Only what lies beyond the floor matters to the successor (it restarts after the floor).
+      this.done.prune(await ackFloor(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name)));
+      const delivered = this.done.toRanges();
+      if (!delivered) {
+        this.log.warn({ webhook: this.target.name, events: this.done.size }, 'too many events delivered beyond the ack floor to hand over: the next holder sends them again (repeats, no inversions)');
+        return;
+      }
+      const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder, delivered);
       if (!recorded) this.log.warn({ webhook: this.target.name, fence: token }, 'replaced before the hand-back was recorded: the new holder rewinds to the ack floor (repeats, no inversions)');
     } catch (err) {
       this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'hand-back not recorded: the next holder rewinds to the ack floor (repeats, no inversions)');
@@ -213,6 +227,11 @@ export class WebhookDispatcher {
         }
         if (!this.wanted(event.type)) {
           m.ack();
+          return null;
+        }
+        // Delivered by this term before a rewind, or by the predecessor: acked, not posted again.
+        if (this.done.has(m.info.streamSequence)) {
+          this.settle(m, 'ack');
           return null;
         }
         return { type: event.type ?? 'unknown', ticketId: event.ticketId ?? '' };
@@ -276,16 +295,16 @@ export class WebhookDispatcher {
         return this.settle(m, 'nak');
       }
       const outcome = await this.post(m.data, type, m.info.streamSequence);
-      if (outcome.ok) return this.ackConfirmed(m);
+      if (outcome.ok) {
+        this.done.add(m.info.streamSequence);
+        return this.ackConfirmed(m);
+      }
       if (this.term.signal.aborted) return this.settle(m, 'nak');
       if (Date.now() - firstSeen > this.target.retryFor) {
-        metrics.webhookParked.inc({ webhook: this.target.name });
-        this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
-        await this.bus.deadLetters.park({
-          source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
-          reason: `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, payload: m.data,
-          meta: { type, sequence: String(m.info.streamSequence) },
-        });
+        // Parking failed (NATS busy) is retried here: the lane stays held, so no newer event of
+        // the ticket overtakes this one (a throw would nak it with a delay and let them pass).
+        if (!(await this.park(m, type, attempt, outcome.problem))) continue;
+        this.done.add(m.info.streamSequence);
         return this.settle(m, 'ack');
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });
@@ -295,6 +314,24 @@ export class WebhookDispatcher {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
       await sleep(delay, this.term.signal);
     }
+  }
+
+  /** Parks an event past its retry budget; false (after a pause) when the dead-letter stream did not take it. */
+  private async park(m: JsMsg, type: string, attempt: number, problem: string): Promise<boolean> {
+    try {
+      await this.bus.deadLetters.park({
+        source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
+        reason: `retry budget exhausted after ${attempt} attempts: ${problem}`, payload: m.data,
+        meta: { type, sequence: String(m.info.streamSequence) },
+      });
+    } catch (err) {
+      this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'parking a webhook event failed; trying again');
+      await sleep(this.target.backoffMax, this.term.signal);
+      return false;
+    }
+    metrics.webhookParked.inc({ webhook: this.target.name });
+    this.log.error({ webhook: this.target.name, problem }, 'webhook delivery parked after the retry budget');
+    return true;
   }
 
   /**
@@ -333,53 +370,8 @@ export class WebhookDispatcher {
     else m.nak(delayMs);
   }
 
-  /** One POST: ok when the receiver answered 2xx, else what went wrong. */
-  private async post(body: Uint8Array, type: string, seq: number): Promise<{ ok: true } | { ok: false; problem: string; retryAfterMs?: number }> {
-    const raw = Buffer.from(body);
-    // A per-request controller rather than AbortSignal.any([timeout, cutOff]): the dependant signal
-    // `any` creates stays registered on the long-lived cutOff signal for the dispatcher's life
-    // (~80 B per delivery, 1.3 GB/day at 200 events/s). This listener is removed when the POST
-    // ends. Only the shutdown cut-off aborts a POST: a lost lease lets it finish (see `term`).
-    const request = new AbortController();
-    const term = this.cutOff.signal;
-    const onTerm = () => request.abort(term.reason);
-    if (term.aborted) onTerm();
-    else term.addEventListener('abort', onTerm, { once: true });
-    const timer = setTimeout(() => request.abort(new DOMException(`no answer within ${this.target.timeout} ms`, 'TimeoutError')), this.target.timeout);
-    try {
-      const res = await fetch(this.target.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          [SIGNATURE_HEADER]: sign(this.target.secret, raw),
-          'x-omnigate-event': type,
-          'x-omnigate-delivery': `${this.target.name}-${seq}`,
-          // Increases with event order: lets a receiver spot a late redelivery after a gateway crash.
-          'x-omnigate-sequence': String(seq),
-          // The dispatcher's lease token: a later dispatcher's is higher (core/lease.ts).
-          'x-omnigate-lease-token': String(this.held?.token ?? 0),
-          'user-agent': 'omnigate-webhooks/1',
-        },
-        body: raw,
-        signal: request.signal,
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      if (res.ok) return { ok: true };
-      return { ok: false, problem: `receiver answered ${res.status}`, retryAfterMs: retryAfter(res.headers.get('retry-after')) };
-    } catch (err) {
-      return { ok: false, problem: `receiver unreachable: ${errorMessage(err)}` };
-    } finally {
-      clearTimeout(timer);
-      term.removeEventListener('abort', onTerm);
-    }
+  /** One POST under this term's lease token (see webhook-post.ts). */
+  private post(body: Uint8Array, type: string, seq: number): Promise<PostOutcome> {
+    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.cutOff.signal);
   }
-}
-
-/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
-function retryAfter(value: string | null): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
