@@ -153,9 +153,9 @@ export class WebhookDispatcher {
         this.term.abort();
         const [confirmed] = await Promise.all([consumer?.stop() ?? true, replays.stop()]);
         if (consumer?.handedBack) this.log.info({ webhook: this.target.name, events: consumer.handedBack }, 'events handed back for the next dispatcher');
-        // Only now, with everything given back and the server's word on it, may the successor
-        // skip the rewind. Otherwise the record stays "delivering": it rewinds (repeats, never
-        // inversions).
+        // Only now, with everything given back and the server's word on it, is what this term
+        // delivered listed for the successor to skip. Otherwise the record stays "delivering":
+        // the successor sends everything after the ack floor again (repeats, never inversions).
         if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token, stalledMs: lease.stalledMs() }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (term && settled) await this.recordHandBack(term, lease.token);
