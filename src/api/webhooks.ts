@@ -72,6 +72,12 @@ export class WebhookDispatcher {
   private held?: Lease;
   /** Events beyond the ack floor already delivered (this term's and its predecessor's): never posted again. */
   private done = new DoneSet();
+  /**
+   * Ends this term's POSTs: at the shutdown cut-off, or once the lease ran out by the clock (a
+   * process that woke from a freeze). A POST still waiting for its connection when the holder
+   * froze would otherwise leave after the successor re-sent the event, under the older token.
+   */
+  private postCut = this.cutOff.signal;
 
   constructor(
     private readonly bus: Bus,
@@ -110,6 +116,19 @@ export class WebhookDispatcher {
       }
       this.term = new AbortController();
       this.held = lease;
+      const stale = new AbortController();
+      setMaxListeners(0, stale.signal);
+      const onCutOff = () => stale.abort(this.cutOff.signal.reason);
+      if (this.cutOff.signal.aborted) onCutOff();
+      else this.cutOff.signal.addEventListener('abort', onCutOff, { once: true });
+      // The lease timer, first to run after a freeze, ends the lease; this runs right after it.
+      lease.lost.then(
+        () => {
+          if (lease.expired()) stale.abort(new Error('lease ran out'));
+        },
+        (err: unknown) => this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'lease watch failed'),
+      );
+      this.postCut = stale.signal;
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
       // Replays (omnigate dlq --replay) are POSTed by the holder too, while it holds the lease.
@@ -159,6 +178,7 @@ export class WebhookDispatcher {
         if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token, stalledMs: lease.stalledMs() }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (term && settled) await this.recordHandBack(term, lease.token);
+        this.cutOff.signal.removeEventListener('abort', onCutOff);
         await lease.release();
       }
     }
@@ -372,6 +392,6 @@ export class WebhookDispatcher {
 
   /** One POST under this term's lease token (see webhook-post.ts). */
   private post(body: Uint8Array, type: string, seq: number): Promise<PostOutcome> {
-    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.cutOff.signal);
+    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.postCut);
   }
 }
