@@ -63,7 +63,8 @@ export class WebhookDispatcher {
   /**
    * Aborted when this term as dispatcher ends (stop, or the lease lost): retry waits end and
    * events not yet posted are nak'ed. A POST in flight at a lost lease finishes and is acked if
-   * the receiver took it: aborting it would not unsend it, only make it come again.
+   * the receiver took it: aborting it would not unsend it, only make it come again (unless the
+   * lease ran out by the clock: see postCut).
    */
   private term = new AbortController();
   private loop?: SupervisedLoop;
