@@ -1,36 +1,40 @@
 /**
- * Taking over a webhook from a holder that vanished (killed, or frozen past its lease TTL)
- * without giving back what it had taken. Its events are still "ack pending" on the durable and
- * would come back only when the server's redelivery timer gets to them — measured on 2.9.10:
- * after newer events of the same tickets had already gone out (inversions at the receiver).
+ * Handing a webhook's delivery from one holder to the next without breaking per-ticket order.
  *
- * So the new holder rewinds: the durable is recreated to start right after its ack floor, and
- * everything after the floor is delivered again, in stream order. The price is duplicates, not
- * inversions: events the old holder delivered beyond the floor go out once more, with the same
- * `x-omnigate-delivery` id, which is what receivers deduplicate on.
+ * Every new term starts the durable again right after its ack floor (when anything is left "ack
+ * pending"), so everything not yet acknowledged comes in stream order from a consumer with no
+ * history: events the old holder still held, events it handed back with a nak, events lost in
+ * flight at its last pull. An earlier design trusted the server to redeliver handed-back naks
+ * ahead of newer events; on nats-server 2.9 that redelivery queue lives in the consumer leader's
+ * memory (cleared when the leader moves) and does not cover events lost in flight, which then came
+ * back after ack_wait behind newer events of their ticket: the inversions of issue 17.
  *
- * A clean handover must not rewind. The server cannot tell it apart: events given back with a nak
- * stay "ack pending" until delivered again, exactly like orphans, and acks of other tickets lie
- * beyond the floor (lanes ack out of stream order), so a rewind would send those again. Hence a
- * record per webhook in the state bucket (durable: a handover can outlast the lease TTL, as in a
- * rolling restart), written by each holder: "delivering" when its term starts, "handed-back" once
- * it has given back everything it held. A successor that finds "handed-back" knows the pending
- * events are on their way back in order and does not rewind; one that finds "delivering" (the
- * holder died or froze mid-term) or nothing (first start, or an older gateway) does.
- * Both writes are compare-and-set: a holder that wakes after it was replaced cannot mark the
- * replacement's term as handed back.
+ * Beyond the floor lie events the old holder already delivered (lanes ack out of stream order).
+ * A holder that ends its term cleanly lists them (DoneSet) in a record per webhook in the state
+ * bucket, and the successor skips those: no repeats after a clean handover. A holder that died or
+ * froze mid-term leaves the record "delivering": the successor posts everything after the floor
+ * again (repeats with the same `x-omnigate-delivery` id, which receivers deduplicate on; never
+ * an inversion among first copies).
+ *
+ * Both record writes are compare-and-set: a holder that wakes after it was replaced cannot mark
+ * the replacement's term as handed back. The rewind itself (deleting and recreating the durable)
+ * is only done while the caller's lease is still valid: a stale holder recreating the durable
+ * under its successor would throw away the successor's position.
  */
 import { DeliverPolicy, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { isCasConflict } from '../core/bus.js';
+import { isCasConflict, isNotFound } from '../core/bus.js';
 import { kvSafe } from '../core/subjects.js';
+import type { Ranges } from './webhook-done.js';
 
 const HandoverRecord = z.object({
   state: z.enum(['delivering', 'handed-back']),
   /** The lease token of the term that wrote it. */
   token: z.number().int(),
   holder: z.string(),
+  /** With "handed-back": stream sequences beyond the ack floor already delivered (skip them). */
+  done: z.array(z.tuple([z.number().int(), z.number().int()])).optional(),
 });
 type HandoverRecord = z.infer<typeof HandoverRecord>;
 
@@ -39,6 +43,8 @@ export interface Term {
   /** How the previous term ended: `unknown` when there was no readable record. */
   predecessor: 'handed-back' | 'delivering' | 'unknown';
   revision: number;
+  /** What a predecessor that handed back had delivered beyond the floor; empty otherwise. */
+  done: Ranges;
 }
 
 const recordKey = (webhook: string) => `webhook-dispatch.${kvSafe(webhook)}`;
@@ -51,9 +57,10 @@ export async function openTerm(kv: KV, webhook: string, token: number, holder: s
     const entry = await kv.get(key);
     const found = entry?.operation === 'PUT' ? HandoverRecord.safeParse(safeJson(entry.string())) : undefined;
     const predecessor = found?.success ? found.data.state : 'unknown';
+    const done = found?.success && found.data.state === 'handed-back' ? (found.data.done ?? []) : [];
     try {
       const revision = entry?.operation === 'PUT' ? await kv.update(key, mine, entry.revision) : await kv.create(key, mine);
-      return { predecessor, revision };
+      return { predecessor, revision, done };
     } catch (err) {
       // A stale holder just recorded its hand-back: read again, it may spare us the rewind.
       if (!isCasConflict(err)) throw err;
@@ -62,11 +69,11 @@ export async function openTerm(kv: KV, webhook: string, token: number, holder: s
 }
 
 /**
- * Records that this term gave back everything it held. False when a later term has started
- * since (this holder was replaced while it still held events; the successor rewound).
+ * Records that this term ended cleanly, with what it delivered beyond the ack floor. False when
+ * a later term has started since (this holder was replaced mid-term; the successor repeats).
  */
-export async function closeTerm(kv: KV, webhook: string, term: Term, token: number, holder: string): Promise<boolean> {
-  const done = JSON.stringify({ state: 'handed-back', token, holder } satisfies HandoverRecord);
+export async function closeTerm(kv: KV, webhook: string, term: Term, token: number, holder: string, delivered: Ranges): Promise<boolean> {
+  const done = JSON.stringify({ state: 'handed-back', token, holder, done: delivered } satisfies HandoverRecord);
   try {
     await kv.update(recordKey(webhook), done, term.revision);
     return true;
@@ -76,14 +83,36 @@ export async function closeTerm(kv: KV, webhook: string, term: Term, token: numb
   }
 }
 
-/** Returns the stream sequence delivery restarts from, or 0 when nothing was orphaned. */
-export async function rewindOrphans(jsm: JetStreamManager, stream: string, durable: string): Promise<number> {
-  const info = await jsm.consumers.info(stream, durable).catch(() => null);
+/**
+ * Restarts the durable right after its ack floor when anything is still "ack pending"; returns
+ * the stream sequence delivery restarts from, or 0 when nothing was pending (or no durable yet).
+ * An unanswered info request throws: taking it for "nothing pending" left a predecessor's orphans
+ * to come back after ack_wait, behind newer events (an inversion seen under overload).
+ *
+ * `stillHolder` is asked just before the durable is deleted and again before it is recreated:
+ * false throws. What it cannot cover is a process frozen while one of those two requests is on
+ * its way (a window of one request's flight time, not of the lease TTL).
+ */
+export async function rewindOrphans(jsm: JetStreamManager, stream: string, durable: string, stillHolder: () => boolean = () => true): Promise<number> {
+  const info = await jsm.consumers.info(stream, durable).catch((err: unknown) => {
+    if (isNotFound(err)) return null;
+    throw err;
+  });
   if (!info || info.num_ack_pending === 0) return 0;
   const from = info.ack_floor.stream_seq + 1;
+  const fenced = () => new Error('lease no longer valid: not rewinding the durable (the holder that replaced this one does)');
+  if (!stillHolder()) throw fenced();
   await jsm.consumers.delete(stream, durable);
+  // Left deleted, the valid holder's consumer recreates it (from the stream's start: repeats).
+  if (!stillHolder()) throw fenced();
   await jsm.consumers.add(stream, { ...info.config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
   return from;
+}
+
+/** The durable's ack floor (stream sequence): everything at or below it is acknowledged. */
+export async function ackFloor(jsm: JetStreamManager, stream: string, durable: string): Promise<number> {
+  const info = await jsm.consumers.info(stream, durable);
+  return info.ack_floor.stream_seq;
 }
 
 function safeJson(text: string): unknown {

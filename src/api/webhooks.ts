@@ -13,11 +13,12 @@ import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneConsumer, ackSubject } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
-import { closeTerm, openTerm, rewindOrphans, type Term } from './webhook-takeover.js';
+import { ackFloor, closeTerm, openTerm, rewindOrphans, type Term } from './webhook-takeover.js';
+import { DoneSet } from './webhook-done.js';
+import { postEvent, type PostOutcome } from './webhook-post.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
-import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import { Consumers, Streams, kvSafe } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
@@ -27,8 +28,6 @@ const POST_GRACE_MS = 2_000;
 /** A confirmed ack (see ackConfirmed): how long one try waits, and how many tries before a plain ack. */
 const ACK_CONFIRM_TIMEOUT_MS = 2_000;
 const ACK_CONFIRM_TRIES = 10;
-/** Stream sequences this process saw a receiver take, remembered so a redelivery is not posted again. */
-const POSTED_MEMORY = 20_000;
 
 export interface WebhookTarget {
   name: string;
@@ -64,21 +63,22 @@ export class WebhookDispatcher {
   /**
    * Aborted when this term as dispatcher ends (stop, or the lease lost): retry waits end and
    * events not yet posted are nak'ed. A POST in flight at a lost lease finishes and is acked if
-   * the receiver took it: aborting it would not unsend it, only make it come again.
+   * the receiver took it: aborting it would not unsend it, only make it come again (unless the
+   * lease ran out by the clock: see postCut).
    */
   private term = new AbortController();
   private loop?: SupervisedLoop;
   private active = false;
   /** The lease this term runs under: checked before every POST, its token sent with it. */
   private held?: Lease;
+  /** Events beyond the ack floor already delivered (this term's and its predecessor's): never posted again. */
+  private done = new DoneSet();
   /**
-   * Events this process already POSTed with success. A redelivery (an ack lost while a NATS node
-   * died, a rewind from the ack floor after a cut pull) of one of them is acked without a second
-   * POST: posted twice under one lease token was what receivers saw on a cluster. Skipping a
-   * POST the receiver already took loses nothing. Bounded (oldest forgotten first); across
-   * processes, receivers still deduplicate by x-omnigate-delivery.
+   * Ends this term's POSTs: at the shutdown cut-off, or once the lease ran out by the clock (a
+   * process that woke from a freeze). A POST still waiting for its connection when the holder
+   * froze would otherwise leave after the successor re-sent the event, under the older token.
    */
-  private readonly posted = new Set<number>();
+  private postCut = this.cutOff.signal;
 
   constructor(
     private readonly bus: Bus,
@@ -117,22 +117,38 @@ export class WebhookDispatcher {
       }
       this.term = new AbortController();
       this.held = lease;
+      const stale = new AbortController();
+      setMaxListeners(0, stale.signal);
+      const onCutOff = () => stale.abort(this.cutOff.signal.reason);
+      if (this.cutOff.signal.aborted) onCutOff();
+      else this.cutOff.signal.addEventListener('abort', onCutOff, { once: true });
+      // The lease timer, first to run after a freeze, ends the lease; this runs right after it.
+      lease.lost.then(
+        () => {
+          if (lease.expired()) stale.abort(new Error('lease ran out'));
+        },
+        (err: unknown) => this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'lease watch failed'),
+      );
+      this.postCut = stale.signal;
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
       // Replays (omnigate dlq --replay) are POSTed by the holder too, while it holds the lease.
       const replays = serveReplay(this.bus, `webhook.${this.target.name}`, (payload, meta) => this.replay(payload, meta), this.log);
       let consumer: LaneConsumer<WebhookEvent> | undefined;
       let term: Term | undefined;
-      // True once nothing a predecessor took is left unaccounted for (it handed back, or we rewound).
+      // True once nothing a predecessor took is left unaccounted for (we restarted from the floor).
       let settled = false;
       try {
+        // A take that outlasted the TTL (NATS slow to answer) must not touch the durable.
+        if (!lease.valid()) throw new Error('lease ran out while it was being taken');
         term = await openTerm(this.bus.kv.state, this.target.name, lease.token, this.lease.holder);
-        // After a clean hand-back the events still "ack pending" are naks on their way back in
-        // order; rewinding would only send again what was acked beyond the floor.
-        if (term.predecessor !== 'handed-back') {
-          const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
-          if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
-        }
+        // Whatever is still "ack pending" (held by the predecessor, handed back, or lost in
+        // flight) comes again from the ack floor in stream order; what the predecessor listed as
+        // delivered is skipped (see webhook-takeover.ts). Never trusts the server's nak queue.
+        this.done = new DoneSet(term.done);
+        const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease.valid());
+        if (rewound && term.predecessor === 'handed-back') this.log.info({ webhook: this.target.name, fromSeq: rewound, skipping: this.done.size }, 'took over after a clean hand-back: delivering from the ack floor, in order, skipping what the predecessor delivered');
+        else if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         settled = true;
         let cut = latch();
         consumer = this.consumer(cut.fire);
@@ -157,12 +173,13 @@ export class WebhookDispatcher {
         this.term.abort();
         const [confirmed] = await Promise.all([consumer?.stop() ?? true, replays.stop()]);
         if (consumer?.handedBack) this.log.info({ webhook: this.target.name, events: consumer.handedBack }, 'events handed back for the next dispatcher');
-        // Only now, with everything given back and the server's word on it, may the successor
-        // skip the rewind. Otherwise the record stays "delivering": it rewinds (repeats, never
-        // inversions).
-        if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
+        // Only now, with everything given back and the server's word on it, is what this term
+        // delivered listed for the successor to skip. Otherwise the record stays "delivering":
+        // the successor sends everything after the ack floor again (repeats, never inversions).
+        if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token, stalledMs: lease.stalledMs() }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (term && settled) await this.recordHandBack(term, lease.token);
+        this.cutOff.signal.removeEventListener('abort', onCutOff);
         await lease.release();
       }
     }
@@ -181,7 +198,8 @@ export class WebhookDispatcher {
     await consumer.stop();
     this.term = new AbortController();
     setMaxListeners(0, this.term.signal);
-    const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
+    const lease = this.held;
+    const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease?.valid() ?? false);
     this.log.warn({ webhook: this.target.name, fromSeq: from, handedBack: consumer.handedBack }, 'NATS dropped a pull with events in flight: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
     const next = this.consumer(onCut);
     await next.start();
@@ -190,7 +208,14 @@ export class WebhookDispatcher {
 
   private async recordHandBack(term: Term, token: number): Promise<void> {
     try {
-      const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder);
+      // Only what lies beyond the floor matters to the successor (it restarts after the floor).
+      this.done.prune(await ackFloor(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name)));
+      const delivered = this.done.toRanges();
+      if (!delivered) {
+        this.log.warn({ webhook: this.target.name, events: this.done.size }, 'too many events delivered beyond the ack floor to hand over: the next holder sends them again (repeats, no inversions)');
+        return;
+      }
+      const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder, delivered);
       if (!recorded) this.log.warn({ webhook: this.target.name, fence: token }, 'replaced before the hand-back was recorded: the new holder rewinds to the ack floor (repeats, no inversions)');
     } catch (err) {
       this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'hand-back not recorded: the next holder rewinds to the ack floor (repeats, no inversions)');
@@ -223,6 +248,11 @@ export class WebhookDispatcher {
         }
         if (!this.wanted(event.type)) {
           m.ack();
+          return null;
+        }
+        // Delivered by this term before a rewind, or by the predecessor: acked, not posted again.
+        if (this.done.has(m.info.streamSequence)) {
+          this.settle(m, 'ack');
           return null;
         }
         return { type: event.type ?? 'unknown', ticketId: event.ticketId ?? '' };
@@ -285,22 +315,17 @@ export class WebhookDispatcher {
         while (!this.term.signal.aborted) await sleep(1000, this.term.signal);
         return this.settle(m, 'nak');
       }
-      const seq = m.info.streamSequence;
-      if (this.posted.has(seq)) return this.ackConfirmed(m);
-      const outcome = await this.post(m.data, type, seq);
+      const outcome = await this.post(m.data, type, m.info.streamSequence);
       if (outcome.ok) {
-        this.remember(seq);
+        this.done.add(m.info.streamSequence);
         return this.ackConfirmed(m);
       }
       if (this.term.signal.aborted) return this.settle(m, 'nak');
       if (Date.now() - firstSeen > this.target.retryFor) {
-        metrics.webhookParked.inc({ webhook: this.target.name });
-        this.log.error({ webhook: this.target.name, problem: outcome.problem }, 'webhook delivery parked after the retry budget');
-        await this.bus.deadLetters.park({
-          source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
-          reason: `retry budget exhausted after ${attempt} attempts: ${outcome.problem}`, payload: m.data,
-          meta: { type, sequence: String(m.info.streamSequence) },
-        });
+        // Parking failed (NATS busy) is retried here: the lane stays held, so no newer event of
+        // the ticket overtakes this one (a throw would nak it with a delay and let them pass).
+        if (!(await this.park(m, type, attempt, outcome.problem))) continue;
+        this.done.add(m.info.streamSequence);
         return this.settle(m, 'ack');
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });
@@ -312,9 +337,22 @@ export class WebhookDispatcher {
     }
   }
 
-  private remember(seq: number): void {
-    this.posted.add(seq);
-    if (this.posted.size > POSTED_MEMORY) this.posted.delete(this.posted.values().next().value!);
+  /** Parks an event past its retry budget; false (after a pause) when the dead-letter stream did not take it. */
+  private async park(m: JsMsg, type: string, attempt: number, problem: string): Promise<boolean> {
+    try {
+      await this.bus.deadLetters.park({
+        source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
+        reason: `retry budget exhausted after ${attempt} attempts: ${problem}`, payload: m.data,
+        meta: { type, sequence: String(m.info.streamSequence) },
+      });
+    } catch (err) {
+      this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'parking a webhook event failed; trying again');
+      await sleep(this.target.backoffMax, this.term.signal);
+      return false;
+    }
+    metrics.webhookParked.inc({ webhook: this.target.name });
+    this.log.error({ webhook: this.target.name, problem }, 'webhook delivery parked after the retry budget');
+    return true;
   }
 
   /**
@@ -353,53 +391,8 @@ export class WebhookDispatcher {
     else m.nak(delayMs);
   }
 
-  /** One POST: ok when the receiver answered 2xx, else what went wrong. */
-  private async post(body: Uint8Array, type: string, seq: number): Promise<{ ok: true } | { ok: false; problem: string; retryAfterMs?: number }> {
-    const raw = Buffer.from(body);
-    // A per-request controller rather than AbortSignal.any([timeout, cutOff]): the dependant signal
-    // `any` creates stays registered on the long-lived cutOff signal for the dispatcher's life
-    // (~80 B per delivery, 1.3 GB/day at 200 events/s). This listener is removed when the POST
-    // ends. Only the shutdown cut-off aborts a POST: a lost lease lets it finish (see `term`).
-    const request = new AbortController();
-    const term = this.cutOff.signal;
-    const onTerm = () => request.abort(term.reason);
-    if (term.aborted) onTerm();
-    else term.addEventListener('abort', onTerm, { once: true });
-    const timer = setTimeout(() => request.abort(new DOMException(`no answer within ${this.target.timeout} ms`, 'TimeoutError')), this.target.timeout);
-    try {
-      const res = await fetch(this.target.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          [SIGNATURE_HEADER]: sign(this.target.secret, raw),
-          'x-omnigate-event': type,
-          'x-omnigate-delivery': `${this.target.name}-${seq}`,
-          // Increases with event order: lets a receiver spot a late redelivery after a gateway crash.
-          'x-omnigate-sequence': String(seq),
-          // The dispatcher's lease token: a later dispatcher's is higher (core/lease.ts).
-          'x-omnigate-lease-token': String(this.held?.token ?? 0),
-          'user-agent': 'omnigate-webhooks/1',
-        },
-        body: raw,
-        signal: request.signal,
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      if (res.ok) return { ok: true };
-      return { ok: false, problem: `receiver answered ${res.status}`, retryAfterMs: retryAfter(res.headers.get('retry-after')) };
-    } catch (err) {
-      return { ok: false, problem: `receiver unreachable: ${errorMessage(err)}` };
-    } finally {
-      clearTimeout(timer);
-      term.removeEventListener('abort', onTerm);
-    }
+  /** One POST under this term's lease token (see webhook-post.ts). */
+  private post(body: Uint8Array, type: string, seq: number): Promise<PostOutcome> {
+    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.postCut);
   }
-}
-
-/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
-function retryAfter(value: string | null): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }

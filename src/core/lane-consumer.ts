@@ -70,6 +70,12 @@ export class LaneConsumer<T> {
   private runs = 0;
   /** The message taken last: its ack subject reaches this consumer on the server (see stop). */
   private last?: JsMsg;
+  /**
+   * The last pull may have lost messages in flight: the connection dropped while it was open, or
+   * the client gave up on it (e.g. "heartbeats missed" after an event-loop stall) while the
+   * server could still be sending. Kept across restarts of the pull loop.
+   */
+  private suspect = false;
 
   constructor(
     private readonly bus: Bus,
@@ -114,8 +120,6 @@ export class LaneConsumer<T> {
     if (this.runs++ > 0) await this.bus.ensureConsumer(this.o.stream, this.o.config);
     const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
     const sem = new Semaphore(this.o.concurrency);
-    /** The connection dropped while the last pull was open. */
-    let suspect = false;
     while (!signal.aborted) {
       // A pull request written while disconnected is flushed at reconnect, after this client has
       // given up on it: the server would deliver into a closed inbox, and those messages would
@@ -126,14 +130,16 @@ export class LaneConsumer<T> {
         await sleep(100, signal); // the owner ends this term within a tick
         continue;
       }
-      if (suspect) {
-        suspect = false;
+      if (this.suspect) {
+        this.suspect = false;
         if (this.o.onPullCutOff && (await this.lostInFlight(consumer))) {
           this.o.onPullCutOff();
           return whenAborted(signal); // the owner stops this consumer and rewinds
         }
       }
       const drops = this.bus.disconnects;
+      // Until the batch ends on the server's word: a pull the client abandons may lose messages.
+      this.suspect = true;
       const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: Math.min(FETCH_EXPIRES_MS, this.o.pullExpiresMs ?? FETCH_EXPIRES_MS) });
       for await (const m of batch) {
         const seq = m.seq;
@@ -157,7 +163,7 @@ export class LaneConsumer<T> {
           .then(progress, (err) => this.o.onError(m, item, err))
           .finally(() => this.held.delete(seq));
       }
-      if (this.bus.disconnects !== drops) suspect = true;
+      this.suspect = this.bus.disconnects !== drops;
     }
   }
 

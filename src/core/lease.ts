@@ -14,7 +14,14 @@
  *
  * Renewal is early (every TTL/3) and a failed renewal (a timeout, NATS restarting) is retried:
  * the lease is given up only when the TTL has really passed since the last confirmed renewal,
- * or when the server says the key is no longer ours.
+ * or when the server says the key is no longer ours. Under overload (issue 17) two things made
+ * leases churn: a renewal the server applied but whose answer was lost made the retry fail with
+ * "wrong last sequence", read as a takeover; and one renewal stuck in a NATS request longer than
+ * the TTL blocked the next. Now a "not ours" answer is checked against the key (still our holder
+ * id: adopt its revision and renew at once), and a renewal outstanding for a whole period is
+ * joined by another. What is left is a process whose event loop is blocked longer than the TTL:
+ * no timer runs, nothing can renew; the loss is then logged with `stalledMs` (the longest gap
+ * between the lease's ticks), so starvation can be told from NATS being slow (`waitedMs`).
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
@@ -28,6 +35,8 @@ export interface Lease {
   readonly lost: Promise<void>;
   /** True while no other replica can hold the lease. Check before every effect. */
   valid(): boolean;
+  /** The longest gap between two of this lease's timer ticks since its last confirmed renewal (event-loop stalls), ms. */
+  stalledMs(): number;
   /**
    * True once the TTL has passed since the last renewal the server confirmed (a pause, or cut off
    * from NATS): another replica may have taken the lease and acted since, unknown to this one.
@@ -58,11 +67,13 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
   while (!o.signal?.aborted) {
     const sentAt = now();
     revision = await tryTake(kv, key, o.holder);
-    if (revision > 0) {
+    // A take answered after the TTL is ours on the server but already expired by our clock:
+    // take it again at once (it is ours: tryTake renews it) rather than start a dead term.
+    if (revision > 0 && now() - sentAt < o.ttlMs) {
       confirmedAt = sentAt;
       break;
     }
-    await sleep(renewEvery, o.signal);
+    if (revision === 0) await sleep(renewEvery, o.signal);
   }
   if (o.signal?.aborted) throw new Error(`lease ${key}: aborted while waiting`);
   return hold(kv, key, o, revision, confirmedAt);
@@ -73,7 +84,7 @@ export async function tryAcquireLease(kv: KV, key: string, o: LeaseOptions): Pro
   const now = o.now ?? (() => performance.now());
   const sentAt = now();
   const revision = await tryTake(kv, key, o.holder);
-  return revision > 0 ? hold(kv, key, o, revision, sentAt) : null;
+  return revision > 0 && now() - sentAt < o.ttlMs ? hold(kv, key, o, revision, sentAt) : null;
 }
 
 /** Keeps a lease just taken at `revision` (confirmed as sent at `confirmedAt`) renewed. */
@@ -86,28 +97,50 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
   let onLost!: () => void;
   const lost = new Promise<void>((r) => (onLost = r));
   let ended = false;
-  let renewing = false;
+  /** When the oldest renewal still waiting for its answer was sent (undefined: none waiting). */
+  let waitingSince: number | undefined;
+  let inFlight = 0;
+  let lastTick = now();
+  let stalled = 0;
   const end = (why: string, err?: unknown) => {
     if (ended) return;
     ended = true;
     clearInterval(timer);
-    if (why !== 'released') o.log?.warn({ key, fence: token, why, err: err === undefined ? undefined : String(err) }, 'lease lost');
+    const waitedMs = waitingSince === undefined ? undefined : Math.round(now() - waitingSince);
+    if (why !== 'released') o.log?.warn({ key, fence: token, why, stalledMs: Math.round(stalled), waitedMs, err: err === undefined ? undefined : String(err) }, 'lease lost');
     onLost();
   };
   const expired = () => now() - confirmedAt >= o.ttlMs;
   const valid = () => !ended && !expired();
   let lastRenewal = now();
 
+  const confirmed = (rev: number, sentAt: number) => {
+    revision = Math.max(revision, rev);
+    if (sentAt > confirmedAt) {
+      confirmedAt = sentAt;
+      stalled = 0;
+    }
+  };
   const renew = async () => {
     if (!valid()) return end('not renewed within the TTL (paused or cut off)');
     const sentAt = now();
     try {
-      revision = await kv.update(key, o.holder, revision);
-      if (ended) return;
-      confirmedAt = sentAt;
+      const rev = await kv.update(key, o.holder, revision);
+      if (!ended) confirmed(rev, sentAt);
     } catch (err) {
       if (ended) return;
-      if (NOT_OURS.test(String(err))) return end('taken over or expired', err);
+      if (NOT_OURS.test(String(err))) {
+        // An earlier renewal may have landed with its answer lost (or a parallel one won):
+        // the key still carrying our holder id means it is ours at a newer revision.
+        const entry = await kv.get(key).catch(() => null);
+        if (ended) return;
+        if (entry?.operation === 'PUT' && entry.string() === o.holder && entry.revision >= revision) {
+          const again = now();
+          confirmed(await kv.update(key, o.holder, entry.revision), again);
+          return;
+        }
+        return end('taken over or expired', err);
+      }
       // A timeout or a NATS restart: keep the lease and retry at the next tick, not a whole
       // period later; it ends only when the TTL has passed since the last confirmed renewal.
       o.log?.debug({ key, err: String(err) }, 'lease renewal failed; retrying');
@@ -116,18 +149,31 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
   };
   // Ticks at a sixth of the TTL: renews every third, and notices an expiry soon after a pause.
   const timer = setInterval(() => {
+    const t = now();
+    stalled = Math.max(stalled, t - lastTick);
+    lastTick = t;
     if (!valid()) return end('not renewed within the TTL (paused or cut off)');
-    if (renewing || now() - lastRenewal < renewEvery - renewEvery / 4) return;
-    renewing = true;
-    lastRenewal = now();
+    if (t - lastRenewal < renewEvery - renewEvery / 4) return;
+    // One renewal at a time, unless it has waited a whole period (a NATS request stuck for
+    // longer than the TTL must not be the lease's only chance): then one more joins it.
+    if (inFlight > 1 || (inFlight === 1 && t - (waitingSince ?? t) < renewEvery)) return;
+    inFlight++;
+    waitingSince ??= t;
+    lastRenewal = t;
     renew().then(
-      () => (renewing = false),
+      () => settled(),
       (err: unknown) => {
-        renewing = false;
-        end('renewal failed', err);
+        settled();
+        // A failed re-check after "not ours" (NATS away) is retried like any failed renewal.
+        if (!ended) o.log?.debug({ key, err: String(err) }, 'lease renewal failed; retrying');
+        lastRenewal = -Infinity;
       },
     );
   }, Math.max(100, Math.floor(renewEvery / 2)));
+  const settled = () => {
+    inFlight--;
+    waitingSince = inFlight === 0 ? undefined : now();
+  };
   timer.unref();
   return {
     key,
@@ -135,6 +181,7 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
     lost,
     valid,
     expired,
+    stalledMs: () => Math.round(stalled),
     async release() {
       end('released');
       try {

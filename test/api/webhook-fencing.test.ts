@@ -100,7 +100,10 @@ describe('webhook lease fencing', () => {
     await until(() => b.output().includes('delivering this webhook from this process'), 20_000, 'second gateway taking over');
     process.kill(a.child.pid!, 'SIGCONT');
     await publish(total - published);
-    await until(() => new Set(received.map((r) => r.seq)).size >= total, 60_000, `all ${total} events at the receiver (have ${new Set(received.map((r) => r.seq)).size})`);
+    await until(() => new Set(received.map((r) => r.seq)).size >= total, 60_000, `all ${total} events at the receiver (have ${new Set(received.map((r) => r.seq)).size})`).catch((err) => {
+      for (const g of [a, b]) console.log(g.output().split('\n').filter((l) => /webhook|lease|NATS|dispatcher/.test(l) && !/router\./.test(l)).join('\n'));
+      throw err;
+    });
     await new Promise((r) => setTimeout(r, 1500)); // a stale holder's late posts would land now
 
     const perSeq = new Map<number, number>();

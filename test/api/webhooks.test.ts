@@ -186,7 +186,10 @@ describe('webhooks', () => {
       await until(() => delivering(second), 'the standby takes the webhook over', 10_000);
       const after = received.length;
       ids.push(...(await publishRounds(['two-a'], [3])));
-      await until(() => messagesOf(['two-a'], after).length >= 1, 'delivery from the replica that took over', 20_000);
+      await until(() => messagesOf(['two-a'], after).length >= 1, 'delivery from the replica that took over', 20_000).catch((err) => {
+        console.log(second.logs.filter((l) => /webhook|lease/.test(l)).join('\n'));
+        throw err;
+      });
       const all = received.filter((r) => r.type === 'ticket.message' && r.id.includes(':two-a-'));
       expect(all.map((m) => m.id.replace('ticket.message:', '')).sort()).toEqual([...ids].sort()); // each once
       expect(all.map((m) => m.sequence)).toEqual(all.map((m) => m.sequence).sort((a, b) => a - b));

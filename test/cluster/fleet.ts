@@ -56,6 +56,8 @@ export interface FleetReport {
 export class Fleet {
   cluster!: TestCluster;
   readonly gateways: Array<FleetGateway | undefined> = [];
+  /** Gateways stopped so far (their logs explain a failed run). */
+  readonly retired: Array<{ index: number; process: GatewayProcess }> = [];
   readonly hook: HookPost[] = [];
   /** Reply callbacks: idempotency key → times posted. */
   readonly replyPosts = new Map<string, number>();
@@ -133,6 +135,7 @@ export class Fleet {
   async stopGateway(i: number, signal: NodeJS.Signals): Promise<void> {
     const g = this.gateways[i];
     this.gateways[i] = undefined;
+    if (g) this.retired.push({ index: i, process: g.process });
     await g?.process.kill(signal);
   }
 
@@ -322,6 +325,19 @@ export class Fleet {
       problems,
       inversions,
     };
+  }
+
+  /**
+   * For a failed order check: each inverted ticket's posts (seq:token@ms since the first post)
+   * and the webhook dispatchers' log lines of every gateway, stopped ones included.
+   */
+  orderStory(inversions: string[]): string {
+    const t0 = this.hook[0]?.at ?? 0;
+    const tickets = [...new Set(inversions.map((i) => /on (\S+):/.exec(i)?.[1]).filter(Boolean))];
+    const posts = tickets.map((t) => `${t}: ${this.hook.filter((p) => p.ticketId === t).map((p) => `${p.seq}:${p.token}@${p.at - t0}`).join(' ')}`);
+    const procs = [...this.retired.map((r) => ({ name: `gateway ${r.index} (stopped)`, process: r.process })), ...this.gateways.flatMap((g, i) => (g ? [{ name: `gateway ${i}`, process: g.process }] : []))];
+    const logs = procs.map(({ name, process }) => `${name}:\n${process.output().split('\n').filter((l) => /webhook|lease|shutting|shutdown/.test(l)).join('\n')}`);
+    return [`first post at ${t0}`, ...posts, ...logs].join('\n');
   }
 
   /** Error-level lines in the gateways' logs (a fault test expects warnings, not errors). */

@@ -1,7 +1,8 @@
 /**
  * Leases against a real nats-server: a holder paused past its TTL is invalid before its timers
  * run (fencing), a later holder's token is higher, and one failed renewal does not drop a lease
- * while its TTL has not passed (issue 11 item 4).
+ * while its TTL has not passed (issue 11 item 4), nor does a renewal that landed on the server
+ * with its answer lost (issue 17: overload lease churn).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -78,5 +79,32 @@ describe('lease fencing', () => {
     await kv.create('taken', 'b');
     await a.lost;
     expect(a.valid()).toBe(false);
+  }, 30_000);
+
+  it('a renewal applied by the server whose answer was lost does not end the lease (the retry finds the key still ours)', async () => {
+    let lose = 1;
+    const lossy = new Proxy(kv, {
+      get(target, prop, receiver) {
+        if (prop === 'update') {
+          return async (...args: Parameters<KV['update']>) => {
+            const revision = await target.update(...args);
+            if (lose-- > 0) throw new Error('TIMEOUT'); // applied, but the answer never came
+            return revision;
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const a = await acquireLease(lossy, 'lossy', { ttlMs: TTL, holder: 'a' });
+    let lost = false;
+    void a.lost.then(() => (lost = true));
+    await until(() => lose < 0);
+    // The next renewal is sent with the revision before the lost answer: "wrong last sequence".
+    await new Promise((r) => setTimeout(r, TTL * 1.5));
+    expect(lost).toBe(false);
+    expect(a.valid()).toBe(true);
+    expect((await kv.get('lossy'))?.string()).toBe('a');
+    await a.release();
   }, 30_000);
 });

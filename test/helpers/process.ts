@@ -25,7 +25,7 @@ export function writeConfig(config: Record<string, unknown>): string {
 /** `entry` 'dist' runs node dist/cli.js (the Docker CMD); 'src' runs the TypeScript through tsx. */
 export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[]; root?: string } = {}): GatewayProcess {
   const root = opts.root ?? new URL('../..', import.meta.url).pathname;
-  // tsx by path: the gateway runs in its config's directory, where no node_modules resolves it.
+  // tsx by path: the child runs in its config's directory, where a bare `tsx` does not resolve.
   const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href, join(root, 'src/cli.ts')];
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args, 'start', '--config', configFile], {
     // The config's own temp directory: a relative ./data (the embedded NATS store, PGlite) is this gateway's alone.
