@@ -14,7 +14,7 @@ import { eraseRows, objectReferencedElsewhere, personFootprint } from '../read-m
 import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
 import type { BusinessHours } from '../router/business-hours.js';
 import type { TokenAuth } from './auth.js';
-import { fail } from './errors.js';
+import { fail, failQuery } from './errors.js';
 
 export interface DataApiDeps {
   bus: Bus;
@@ -34,10 +34,11 @@ const DAY = 86_400_000;
 const MAX_RANGE_DAYS = 400;
 
 /** Query of a report; a bare date is midnight in the reports' zone. */
+const ISO_WHEN = 'an ISO date (2026-12-01) or date-time with offset (2026-12-01T09:00:00+03:00)';
 const reportQuery = (timezone: string) => z
-  .object({
-    from: z.iso.datetime({ offset: true }).or(z.iso.date()),
-    to: z.iso.datetime({ offset: true }).or(z.iso.date()),
+  .strictObject({
+    from: z.union([z.iso.datetime({ offset: true }), z.iso.date()], { error: ISO_WHEN }),
+    to: z.union([z.iso.datetime({ offset: true }), z.iso.date()], { error: ISO_WHEN }),
     groupBy: z.enum(GROUP_BY).optional(),
     /** repeat-contacts: the window in days (default reports.repeatContactWindow). */
     days: z.coerce.number().positive().max(365).optional(),
@@ -58,7 +59,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     const kind = req.params.kind as ReportKind;
     if (!REPORT_KINDS.includes(kind)) return fail(reply, 'not_found', `no report "${req.params.kind}"; reports: ${REPORT_KINDS.join(', ')}`, 'kind');
     const q = ReportQuery.safeParse(req.query);
-    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.success) return failQuery(reply, q.error);
     const from = new Date(instant(q.data.from, deps.timezone));
     const to = new Date(instant(q.data.to, deps.timezone));
     if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * DAY) return fail(reply, 'invalid_request', `a report covers at most ${MAX_RANGE_DAYS} days`, 'to');

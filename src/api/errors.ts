@@ -3,6 +3,8 @@
  * stable (clients switch on them); messages are for humans and may change.
  */
 import type { FastifyReply } from 'fastify';
+import type { z } from 'zod';
+import { describeZodError } from '../core/schema.js';
 
 export const STATUS_OF = {
   invalid_request: 400,
@@ -48,4 +50,17 @@ export class HttpError extends Error {
     super(message);
     this.name = 'HttpError';
   }
+}
+
+/**
+ * A query string that did not parse: 400 naming the parameter. Unknown parameters are refused
+ * (the schemas are strict): a typo such as `chanel=telegram` silently returned every channel.
+ */
+export function failQuery(reply: FastifyReply, error: z.ZodError): FastifyReply {
+  const issue = error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const name = issue.keys[0]!;
+    return fail(reply, 'invalid_request', `unknown query parameter "${name}"`, name);
+  }
+  return fail(reply, 'invalid_request', describeZodError(error), String(issue.path[0] ?? 'query'));
 }

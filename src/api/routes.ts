@@ -13,7 +13,7 @@ import { JsonInputError, parseJsonBounded } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
-import { HttpError, fail, isErrorCode } from './errors.js';
+import { HttpError, fail, failQuery, isErrorCode } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { MergeRefusal, type ReadModel } from '../read-model/read-model.js';
 
@@ -38,7 +38,7 @@ function isRetryable(err: unknown): boolean {
   return ['TimeoutError', 'NoRespondersError', 'RequestError', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError'].includes(name);
 }
 
-const ListQuery = z.object({
+const ListQuery = z.strictObject({
   status: TicketStatus.optional(),
   channel: z.string().optional(),
   account: z.string().optional(),
@@ -51,7 +51,7 @@ const ListQuery = z.object({
   cursor: z.string().optional(),
 });
 
-const SearchQuery = z.object({
+const SearchQuery = z.strictObject({
   q: z.string().trim().min(1).max(500),
   status: TicketStatus.optional(),
   channel: z.string().optional(),
@@ -59,7 +59,7 @@ const SearchQuery = z.object({
 });
 
 const ContactQuery = z
-  .object({ phone: z.string().min(1).max(64).optional(), email: z.string().min(1).max(320).optional(), handle: z.string().min(1).max(1024).optional() })
+  .strictObject({ phone: z.string().min(1).max(64).optional(), email: z.string().min(1).max(320).optional(), handle: z.string().min(1).max(1024).optional() })
   .refine((v) => v.phone || v.email || v.handle, { message: 'give phone, email or handle', path: ['phone'] });
 
 const MergeBody = z.object({ contactId: z.string().min(1).max(64), author: z.object({ id: z.string().min(1) }).optional() });
@@ -81,7 +81,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
 
   app.get('/v1/tickets', guarded, async (req, reply) => {
     const q = ListQuery.safeParse(req.query);
-    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.success) return failQuery(reply, q.error);
     const { status, channel, account, contact, limit, cursor } = q.data;
     const after = cursor ? decodeCursor(cursor) : undefined;
     if (cursor && !after) return fail(reply, 'invalid_request', 'cursor is not one this API issued', 'cursor');
@@ -98,14 +98,14 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
 
   app.get('/v1/search', guarded, async (req, reply) => {
     const q = SearchQuery.safeParse(req.query);
-    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.success) return failQuery(reply, q.error);
     await deps.readModel.caughtUp();
     return { results: await deps.readModel.search(q.data.q, { limit: q.data.limit, status: q.data.status, channel: q.data.channel }) };
   });
 
   app.get('/v1/contacts', guarded, async (req, reply) => {
     const q = ContactQuery.safeParse(req.query);
-    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.success) return failQuery(reply, q.error);
     await deps.readModel.caughtUp();
     return { contacts: await deps.readModel.findContacts(q.data) };
   });

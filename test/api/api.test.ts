@@ -154,6 +154,8 @@ describe('GET /v1/tickets', () => {
     expect((await h.api('/v1/tickets?status=done')).body.error.field).toBe('status');
     expect((await h.api('/v1/tickets?updatedSince=yesterday')).body.error.field).toBe('updatedSince');
     expect((await h.api('/v1/tickets?cursor=garbage')).body.error.field).toBe('cursor');
+    // A typo must not silently widen the list: unknown parameters are refused by name.
+    expect((await h.api('/v1/tickets?chanel=telegram')).body.error).toMatchObject({ code: 'invalid_request', field: 'chanel', message: 'unknown query parameter "chanel"' });
   });
 });
 

@@ -283,6 +283,7 @@ describe('hostile input: the reported cases', () => {
     }
     const sender = await channel({ messageId: 'ok-id', sender: { id: 'a\r\nb' }, text: 'x' });
     expect(sender.body.message).toMatch(/sender\.id/);
+    expect(sender.body).toMatchObject({ error: 'invalid_body', field: 'sender.id' });
     const account = await channel({ messageId: 'ok-id-2', sender: { id: 's@example.ru' }, conversationId: 'c\nd', text: 'x' });
     expect(account.body.message).toMatch(/conversationId/);
   });

@@ -56,6 +56,9 @@ describe('GET /v1/reports/{kind}', () => {
     expect((await h.api('/v1/reports/volume?to=2026-03-02')).body.error).toMatchObject({ code: 'invalid_request', field: 'from' });
     expect((await h.api(`/v1/reports/volume?${RANGE}&groupBy=month`)).body.error).toMatchObject({ code: 'invalid_request', field: 'groupBy' });
     expect((await h.api('/v1/reports/volume?from=2024-01-01&to=2026-01-01')).body.error).toMatchObject({ code: 'invalid_request', field: 'to' });
+    const badFrom = (await h.api('/v1/reports/volume?from=bad&to=2026-01-01')).body.error;
+    expect(badFrom).toMatchObject({ code: 'invalid_request', field: 'from' });
+    expect(badFrom.message).toContain('ISO date');
     expect((await h.api(`/v1/reports/volume?${RANGE}`, { token: null })).status).toBe(401);
   });
 });

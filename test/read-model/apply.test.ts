@@ -101,4 +101,10 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     await db.transaction((tx) => applyEntry(tx, ++seq, 'T-1', { kind: 'outbound', at: at(10), message: { v: 1, type: 'message.outbound', id: 'out-1', ticketId: 'T-1', channel: 'whatsapp', account: 'main', conversation: { id: 'c', kind: 'private' }, text: 'Проверим', attachments: [], author: { id: 'agent' }, createdAt: at(10), automated: false, purpose: 'agent_reply' } }));
     expect(await db.query(`SELECT count(*)::int AS n FROM messages WHERE ticket_id = 'T-1' AND direction = 'outbound'`)).toEqual([{ n: 1 }]);
   });
+
+  it('escapes a customer\'s markup in snippets: only the match marks are HTML', async () => {
+    await apply('T-6', inbound({ id: 'wh:3', channel: 'webhook', sender: { id: 'eve', handles: {} }, text: 'возврат <img src=x onerror=alert(1)> средств & "кавычки" там', min: 9 }));
+    const [hit] = await search(db, 'возвраты', { limit: 10 });
+    expect(hit!.snippet).toContain('<b>возврат</b> &lt;img src=x onerror=alert(1)&gt; средств &amp; &quot;кавычки&quot;');
+  });
 });

@@ -100,14 +100,15 @@ export class WebhookConnector implements Connector {
     } catch (err) {
       const message = err instanceof JsonInputError ? err.message : 'body is not valid JSON';
       await this.ctx.deadLetter(`webhook body refused: ${message}`, req.rawBody);
-      return { status: 400, body: { error: 'invalid_json', message } };
+      return { status: 400, body: { error: 'invalid_json', message, field: 'body' } };
     }
     if (json && typeof json === 'object' && !('type' in json)) (json as Record<string, unknown>).type = 'message';
     const parsed = WebhookInbound.safeParse(json);
     if (!parsed.success) {
       const message = describeZodError(parsed.error);
       await this.ctx.deadLetter(`webhook body invalid: ${message}`, req.rawBody);
-      return { status: 400, body: { error: 'invalid_body', message } };
+      const field = parsed.error.issues[0]?.path.map(String).join('.') || 'body';
+      return { status: 400, body: { error: 'invalid_body', message, field } };
     }
     const m = parsed.data;
     const { channel, account } = this.ctx;
