@@ -98,16 +98,21 @@ export async function timePaging(api: Api, name: string, first: string, pages: n
 export function lagSampler(read: () => Promise<{ logLastSeq: number; checkpoint: number }>, everyMs: number) {
   const samples: Array<{ t: number; log: number; cp: number }> = [];
   let stopped = false;
+  let failed: unknown;
   const loop = (async () => {
     while (!stopped) {
       const t = performance.now();
-      const s = await read();
-      samples.push({ t, log: s.logLastSeq, cp: s.checkpoint });
+      try {
+        const s = await read();
+        samples.push({ t, log: s.logLastSeq, cp: s.checkpoint });
+      } catch (err) {
+        failed ??= err; // reported by stop(); a sample lost to a busy moment is not the phase's failure
+      }
       await new Promise((r) => setTimeout(r, everyMs));
     }
   })();
   return {
-    async stop(): Promise<{ lagMs: number[]; maxEntries: number }> {
+    async stop(): Promise<{ lagMs: number[]; maxEntries: number; failed?: unknown }> {
       stopped = true;
       await loop;
       const lagMs: number[] = [];
@@ -118,7 +123,7 @@ export function lagSampler(read: () => Promise<{ logLastSeq: number; checkpoint:
         const reached = samples.slice(i).find((x) => x.cp >= s.log);
         if (reached) lagMs.push(reached.t - s.t);
       }
-      return { lagMs: lagMs.sort((a, b) => a - b), maxEntries };
+      return { lagMs: lagMs.sort((a, b) => a - b), maxEntries, failed };
     },
   };
 }
