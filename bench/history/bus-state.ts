@@ -40,7 +40,7 @@ interface Row {
   last_seq: number;
 }
 
-export async function seedBusState(nc: NatsConnection, db: Queryable, o: { lastSeq: number; nextNumberBase: number }): Promise<{ records: number; ms: number }> {
+export async function seedBusState(nc: NatsConnection, db: Queryable, o: { lastSeq: number; nextNumberBase: number }): Promise<{ records: number; ms: number; kvMb: number }> {
   const t0 = performance.now();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
@@ -78,5 +78,6 @@ export async function seedBusState(nc: NatsConnection, db: Queryable, o: { lastS
     after = rows[rows.length - 1]!.number;
   }
   await Promise.all(inflight);
-  return { records, ms: performance.now() - t0 };
+  const kvMb = (await jsm.streams.info(`KV_${Buckets.tickets}`)).state.bytes / 1048576;
+  return { records, ms: performance.now() - t0, kvMb };
 }

@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { startNats } from '../../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../../test/helpers/process.js';
@@ -100,17 +100,48 @@ async function waitCaughtUp(api: Api, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Projection lag in time while events are routed at RATE/s for LAG_SECONDS. */
+async function measureLag(nc: NatsConnection, api: Api, engine: 'postgres' | 'pglite', pgUrl: string | undefined) {
+  const jsm = await jetstreamManager(nc);
+  // PostgreSQL: the checkpoint row itself; PGlite (one process per directory): the gateway's /readyz.
+  const checkpointDb = engine === 'postgres' ? await openDatabase({ url: pgUrl!, user: 'postgres', dataDir: '', poolSize: 1 }) : undefined;
+  const checkpoint = async () => checkpointDb
+    ? (await checkpointDb.query<{ seq: number }>(`SELECT seq FROM projection_checkpoint WHERE name = 'ticket-log'`))[0]!.seq
+    : ((await get(api, '/readyz')).body.readModel as { checkpoint: number }).checkpoint;
+  const sampler = lagSampler(async () => {
+    const logLastSeq = (await jsm.streams.info(Streams.log)).state.last_seq;
+    return { logLastSeq, checkpoint: await checkpoint() };
+  }, engine === 'postgres' ? 50 : 250);
+  let paced: Awaited<ReturnType<typeof pacedPhase>>;
+  let caughtUpMs: number;
+  let lagged: Awaited<ReturnType<typeof sampler.stop>> | undefined;
+  try {
+    paced = await pacedPhase(nc, makeEvents(RATE * LAG_SECONDS, Math.min(2_000, RATE * LAG_SECONDS), `lag-${engine}`), RATE);
+    const t = performance.now();
+    await waitCaughtUp(api, 900_000);
+    caughtUpMs = performance.now() - t;
+  } finally {
+    lagged = await sampler.stop();
+    await checkpointDb?.close();
+  }
+  if (lagged.failed) say(`  (some lag samples failed: ${String(lagged.failed)})`);
+  const lag = { caught_up_s: Number((caughtUpMs / 1000).toFixed(1)), rate_per_s: Math.round(paced.achieved), p50_ms: Math.round(percentile(lagged.lagMs, 50)), p99_ms: Math.round(percentile(lagged.lagMs, 99)), max_entries: lagged.maxEntries };
+  say(`  projection lag at ${lag.rate_per_s} events/s: p50 ${lag.p50_ms} ms, p99 ${lag.p99_ms} ms (at most ${lag.max_entries} entries behind; caught up ${(caughtUpMs / 1000).toFixed(1)} s after the last event was routed); routing p99 ${percentile(paced.latencies, 99).toFixed(0)} ms`);
+  return lag;
+}
+
 export interface EngineResult {
   engine: 'postgres' | 'pglite';
   tickets: number;
   messages: number;
   load_s: number;
   bus_seed_s: number;
+  kv_tickets_mb: number;
   database_mb: number | null;
   start_empty: { started_ms: number; read_model_ms: number; rss_mb: number };
   start_history: { started_ms: number; read_model_ms: number; rss_mb: number };
   queries: Record<string, { p50_ms: number; p99_ms: number; n: number; found: number }>;
-  lag: { rate_per_s: number; p50_ms: number; p99_ms: number; max_entries: number };
+  lag?: Awaited<ReturnType<typeof measureLag>>;
   routed_with_per_s?: number[];
   routed_without_per_s?: number[];
   ratio?: number;
@@ -146,7 +177,7 @@ export async function historyEngine(engine: 'postgres' | 'pglite', tickets: numb
     const db: Database = await openDatabase(engine === 'postgres' ? { url: pgUrl!, user: 'postgres', dataDir: '' } : { dataDir: join(pgliteRoot, 'history') });
     let lastSeq: number;
     let loadS = 0;
-    let bus = { records: 0, ms: 0 };
+    let bus = { records: 0, ms: 0, kvMb: 0 };
     let dbMb: number | null = null;
     try {
       await migrate(db);
@@ -164,7 +195,7 @@ export async function historyEngine(engine: 'postgres' | 'pglite', tickets: numb
       loadS = (performance.now() - t0) / 1000;
       say(`  history loaded into SQL in ${loadS.toFixed(0)} s`);
       bus = await seedBusState(nc, db, { lastSeq, nextNumberBase: FIRST_NUMBER - 1 + tickets });
-      say(`  bus state (${bus.records} KV ticket records, number base, log sequence) in ${(bus.ms / 1000).toFixed(0)} s`);
+      say(`  bus state (${bus.records} KV ticket records, ${bus.kvMb.toFixed(0)} MB in omni_tickets; number base, log sequence) in ${(bus.ms / 1000).toFixed(0)} s`);
       dbMb = engine === 'postgres' ? (await db.query<{ mb: number }>('SELECT (pg_database_size(current_database()) / 1048576)::int AS mb'))[0]!.mb : null;
     } finally {
       await db.close();
@@ -179,36 +210,12 @@ export async function historyEngine(engine: 'postgres' | 'pglite', tickets: numb
     // 4. Queries.
     const queries = await runQueries(gw.api, { tickets, firstNumber: FIRST_NUMBER }, say);
 
-    // 5. Lag while routing at RATE/s.
-    const jsm = await jetstreamManager(nc);
-    // PostgreSQL: the checkpoint row itself; PGlite (one process per directory): the gateway's /readyz.
-    const checkpointDb = engine === 'postgres' ? await openDatabase({ url: pgUrl!, user: 'postgres', dataDir: '', poolSize: 1 }) : undefined;
-    const checkpoint = async () => checkpointDb
-      ? (await checkpointDb.query<{ seq: number }>(`SELECT seq FROM projection_checkpoint WHERE name = 'ticket-log'`))[0]!.seq
-      : ((await get(gw!.api, '/readyz')).body.readModel as { checkpoint: number }).checkpoint;
-    const sampler = lagSampler(async () => {
-      const logLastSeq = (await jsm.streams.info(Streams.log)).state.last_seq;
-      return { logLastSeq, checkpoint: await checkpoint() };
-    }, engine === 'postgres' ? 50 : 250);
-    let paced: Awaited<ReturnType<typeof pacedPhase>>;
-    let caughtUpMs: number;
-    let lagged: Awaited<ReturnType<typeof sampler.stop>> | undefined;
-    try {
-      paced = await pacedPhase(nc, makeEvents(RATE * LAG_SECONDS, Math.min(2_000, RATE * LAG_SECONDS), `lag-${engine}`), RATE);
-      const t = performance.now();
-      await waitCaughtUp(gw.api, 900_000);
-      caughtUpMs = performance.now() - t;
-    } finally {
-      lagged = await sampler.stop();
-      await checkpointDb?.close();
-    }
-    if (lagged.failed) say(`  (some lag samples failed: ${String(lagged.failed)})`);
-    const lag = { rate_per_s: Math.round(paced.achieved), p50_ms: Math.round(percentile(lagged.lagMs, 50)), p99_ms: Math.round(percentile(lagged.lagMs, 99)), max_entries: lagged.maxEntries };
-    say(`  projection lag at ${lag.rate_per_s} events/s: p50 ${lag.p50_ms} ms, p99 ${lag.p99_ms} ms (at most ${lag.max_entries} entries behind; caught up ${(caughtUpMs / 1000).toFixed(1)} s after the last event was routed); routing p99 ${percentile(paced.latencies, 99).toFixed(0)} ms`);
+    // 5. Lag while routing at RATE/s (BENCH_HISTORY_LAG_SECONDS=0 skips it).
+    const lag = LAG_SECONDS > 0 ? await measureLag(nc, gw.api, engine, pgUrl) : undefined;
 
     // 6. Routed throughput with and without the projection (PostgreSQL: the lock can be held from outside).
     const ratio: Partial<EngineResult> = {};
-    if (engine === 'postgres') {
+    if (engine === 'postgres' && BURST > 0) {
       const withP: number[] = [];
       const withoutP: number[] = [];
       for (let round = 0; round < 2; round++) {
@@ -232,7 +239,7 @@ export async function historyEngine(engine: 'postgres' | 'pglite', tickets: numb
     const rssPeak = Math.round(gw.rss.max());
     say(`  gateway RSS at the end ${rssEnd} MB, peak ${rssPeak} MB (load average ${loadavg()[0]!.toFixed(1)})`);
     return {
-      engine, tickets, messages: tickets * MESSAGES_PER_TICKET, load_s: Math.round(loadS), bus_seed_s: Math.round(bus.ms / 1000), database_mb: dbMb,
+      engine, tickets, messages: tickets * MESSAGES_PER_TICKET, load_s: Math.round(loadS), bus_seed_s: Math.round(bus.ms / 1000), kv_tickets_mb: Math.round(bus.kvMb), database_mb: dbMb,
       start_empty: startEmpty, start_history: startHistory, queries, lag, ...ratio, rss_end_mb: rssEnd, rss_peak_mb: rssPeak,
       load_average: Number(loadavg()[0]!.toFixed(2)),
     };
