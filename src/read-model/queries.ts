@@ -148,7 +148,7 @@ export async function search(db: Queryable, q: string, o: { limit: number; statu
   const from = (top?.seq ?? 0) - SEARCH_RECENT;
   let rows: SearchRow[] = [];
   if (from > 0) {
-    // Subjects by the time the window starts: tickets are indexed by updated_at, not by sequence.
+    // Subjects of tickets created since the window started (a subject is set when the ticket is).
     const [start] = await db.query<{ at: string }>('SELECT at FROM messages WHERE seq > $1 ORDER BY seq LIMIT 1', [from]);
     rows = await searchIn(db, q, o, { seq: from, at: start?.at ?? new Date(0).toISOString() });
   }
@@ -164,7 +164,7 @@ export async function search(db: Queryable, q: string, o: { limit: number; statu
 type SearchRow = TicketRow & { hit_seq: number | null; hit_direction: string | null; hit_at: string | null; snippet: string; rank: number };
 
 /**
- * The newest rows (`recent`: by sequence and updated_at, matched row by row with ts_match_vq, which
+ * The newest rows (`recent`: messages by sequence, tickets by created_at, matched row by row with ts_match_vq, which
  * the planner cannot turn into a full-text index scan) or everything (through the GIN indexes).
  * The tsquery is written out where it is used, not in a CTE, so the planner sees its value; only
  * the `limit` best hits are joined to their tickets.
@@ -179,7 +179,7 @@ async function searchIn(db: Queryable, q: string, o: { limit: number; status?: s
         WHERE ${match('m.search')} AND m.deleted_at IS NULL ${recent ? 'AND m.seq > $5' : ''}
        UNION ALL
        SELECT t.id, NULL, NULL, NULL, t.subject, ts_rank(t.search, ${TSQ}) * 2 FROM tickets t
-        WHERE ${match('t.search')} ${recent ? 'AND t.updated_at >= $6' : ''}),
+        WHERE ${match('t.search')} ${recent ? 'AND t.created_at >= $6' : ''}),
      best AS (SELECT DISTINCT ON (ticket_id) * FROM hits ORDER BY ticket_id, rank DESC, seq DESC NULLS LAST),
      top AS (
        SELECT b.* FROM best b
