@@ -276,10 +276,10 @@ export class Gateway {
     return readiness(this.probes);
   }
 
-  private async sampleLag(): Promise<void> {
+  private async sampleLag(o: { force?: boolean } = {}): Promise<void> {
     try {
       // omnigate_tickets{status} and omnigate_read_model_lag come from the read model.
-      await this.readModel?.sample();
+      await this.readModel?.sample(o);
       sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
       await this.helpdesks?.sampleLag();
@@ -294,7 +294,7 @@ export class Gateway {
   /** Refresh the sampled gauges now (tests and the first scrape need not wait 5 s). */
   async sampleNow(): Promise<void> {
     await this.readModel?.caughtUp(5000).catch(() => false);
-    await this.sampleLag();
+    await this.sampleLag({ force: true });
   }
 
   /**

@@ -28,12 +28,16 @@ export class MergeRefusal extends Error {
   }
 }
 
+/** How often omnigate_tickets{status} is recounted at most (sample()). */
+const COUNT_EVERY_MS = 15_000;
+
 /** The database is not open (yet): PGlite still initialising, PostgreSQL unreachable. Retry later. */
 export class ReadModelUnavailable extends Error {}
 
 export class ReadModel {
-  /** The checkpoint at the last count of tickets by status (-1: never counted). */
+  /** The checkpoint at the last count of tickets by status (-1: never counted), and when. */
   private lastCount = -1;
+  private lastCountAt = 0;
   private opening?: Promise<Database>;
   private opened?: Database;
   private stopped = false;
@@ -107,13 +111,18 @@ export class ReadModel {
     patience.abort();
   }
 
-  /** For /readyz and the sampler: lag and who applies; refreshes the gauges (the count at most every 15 s). */
-  async sample(): Promise<ProjectionStatus & { database: string }> {
+  /**
+   * For /readyz and the sampler: lag and who applies; refreshes the gauges. The count of tickets
+   * by status reads every ticket (a second or so at a million rows), so it is redone only when
+   * the projection moved, and at most every COUNT_EVERY_MS unless `force` (sampleNow, tests):
+   * /readyz is probed every few seconds and must not cost a scan of the history each time.
+   */
+  async sample(o: { force?: boolean } = {}): Promise<ProjectionStatus & { database: string }> {
     if (!this.opened) return { ...this.projection.status(), database: 'opening' };
     const s = await this.projection.sample();
-    // Recounted when the projection moved since the last count: exact after every change, free when idle.
-    if (this.opened && s.checkpoint !== this.lastCount) {
+    if (this.opened && s.checkpoint !== this.lastCount && (o.force || Date.now() - this.lastCountAt >= COUNT_EVERY_MS)) {
       this.lastCount = s.checkpoint;
+      this.lastCountAt = Date.now();
       try {
         const counts = await q.countByStatus(this.opened);
         for (const status of TicketStatus.options) metrics.ticketsOpen.set({ status }, counts[status] ?? 0);

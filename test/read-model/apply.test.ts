@@ -107,4 +107,17 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     const [hit] = await search(db, 'возвраты', { limit: 10 });
     expect(hit!.snippet).toContain('<b>возврат</b> &lt;img src=x onerror=alert(1)&gt; средств &amp; &quot;кавычки&quot;');
   });
+
+  it('ranks the newest messages first and widens to the whole history while fewer than limit tickets match', async () => {
+    // Two mentions 100,000 log sequences apart (more than SEARCH_RECENT): the newest window holds only the newer.
+    const old = ++seq;
+    await db.transaction((tx) => applyEntry(tx, old, 'T-20', inbound({ id: 'wh:old', channel: 'webhook', sender: { id: 'old', handles: {} }, text: 'Гарантийный талон потерялся, талон талон', min: 20 })));
+    seq += 100_000;
+    await db.transaction((tx) => applyEntry(tx, seq, 'T-21', inbound({ id: 'wh:new', channel: 'webhook', sender: { id: 'new', handles: {} }, text: 'Где гарантийный талон?', min: 21 })));
+    // limit 1: the newest window has a hit, so the older (better ranked, three mentions) one is not read.
+    expect((await search(db, 'талон', { limit: 1 })).map((h) => h.ticket.id)).toEqual(['T-21']);
+    // limit 10: the window has fewer, so search widens to everything and ranks both.
+    expect((await search(db, 'талон', { limit: 10 })).map((h) => h.ticket.id)).toEqual(['T-20', 'T-21']);
+    expect((await search(db, 'талон', { limit: 10, channel: 'telegram' }))).toEqual([]);
+  });
 });

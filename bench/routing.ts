@@ -1,0 +1,151 @@
+/**
+ * The routing measurements bench/run.ts and the history phase share: publishing inbound events
+ * (bursts and paced), observing the ticket.message events, CPU time of child processes.
+ */
+import { readFileSync } from 'node:fs';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { chatMessage } from '../test/helpers/events.js';
+import { Subjects, orderKey, partitionOf } from '../src/core/subjects.js';
+
+const WINDOW = 1_000; // publishes in flight
+
+/**
+ * CPU time (user + system, µs) a process has used so far, from /proc/<pid>/stat (fields 14 and
+ * 15, in clock ticks). The gateway and the nats-server are children of this process, so this is
+ * the one way to read their process.cpuUsage from outside; CPU per event does not move with the
+ * machine's noise the way rates do.
+ */
+export function cpuMicros(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)); 100 on every mainstream kernel
+
+/** CPU µs per event of each measured process over a phase. */
+export function cpuMeter(pids: { routers: Array<number | undefined>; nats: number | undefined }) {
+  const sum = (ps: Array<number | undefined>) => ps.reduce<number>((a, p) => a + cpuMicros(p), 0);
+  const r0 = sum(pids.routers);
+  const n0 = cpuMicros(pids.nats);
+  return (events: number) => ({ routerUs: (sum(pids.routers) - r0) / events, natsUs: (cpuMicros(pids.nats) - n0) / events });
+}
+
+export async function rawPublishRate(nc: NatsConnection, payloads: string[]): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'], duplicate_window: 120_000_000_000 });
+  const js = jetstream(nc);
+  const start = performance.now();
+  let inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < payloads.length; i++) {
+    inflight.push(js.publish('bench.raw.webhook.load', payloads[i]!, { msgID: `raw-${i}` }));
+    if (inflight.length >= WINDOW) {
+      await Promise.all(inflight);
+      inflight = [];
+    }
+  }
+  await Promise.all(inflight);
+  const perS = payloads.length / ((performance.now() - start) / 1000);
+  await jsm.streams.delete('BENCH_RAW');
+  return perS;
+}
+
+export function makeEvents(n: number, conversations: number, tag: string) {
+  const events = [];
+  for (let i = 0; i < n; i++) {
+    const e = chatMessage({ account: 'load', chat: `${tag}-${i % conversations}`, id: `${tag}-${i}`, text: 'Здравствуйте! Не проходит оплата по карте, заказ №48213' });
+    // On the conversation's partition, as connectors publish (default router.partitions).
+    events.push({ id: e.id, payload: JSON.stringify(e), subject: Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), 32)) });
+  }
+  return events;
+}
+
+/** Observes ticket.message events (core subscription: no consumer overhead in the measurement). */
+export function observe(nc: NatsConnection) {
+  const seen = new Map<string, number>();
+  let onCount: (() => void) | undefined;
+  let target = Infinity;
+  const sub = nc.subscribe('omni.events.ticket.message');
+  void (async () => {
+    for await (const m of sub) {
+      const id = (m.json() as { id: string }).id.slice('ticket.message:'.length);
+      if (!seen.has(id)) seen.set(id, performance.now());
+      if (seen.size >= target) onCount?.();
+    }
+  })();
+  return {
+    seen,
+    waitFor(n: number, timeoutMs: number) {
+      target = n;
+      if (seen.size >= n) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${seen.size}/${n} events routed within ${timeoutMs} ms`)), timeoutMs);
+        onCount = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    },
+    stop: () => sub.unsubscribe(),
+  };
+}
+
+export async function routedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string; subject: string }>) {
+  const js = jetstream(nc);
+  const obs = observe(nc);
+  const sent = new Map<string, number>();
+  const start = performance.now();
+  let inflight: Promise<unknown>[] = [];
+  for (const e of events) {
+    sent.set(e.id, performance.now());
+    inflight.push(js.publish(e.subject, e.payload, { msgID: e.id }));
+    if (inflight.length >= WINDOW) {
+      await Promise.all(inflight);
+      inflight = [];
+    }
+  }
+  await Promise.all(inflight);
+  await obs.waitFor(events.length, 300_000);
+  const elapsed = (Math.max(...obs.seen.values()) - start) / 1000;
+  obs.stop();
+  return { perS: events.length / elapsed, latencies: latencies(sent, obs.seen) };
+}
+
+export async function pacedPhase(nc: NatsConnection, events: Array<{ id: string; payload: string; subject: string }>, rate: number) {
+  const js = jetstream(nc);
+  const obs = observe(nc);
+  const sent = new Map<string, number>();
+  const start = performance.now();
+  const tickMs = 10;
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+  let i = 0;
+  while (i < events.length) {
+    const due = Math.min(events.length, Math.floor(((performance.now() - start) / 1000) * rate) + perTick);
+    for (; i < due; i++) {
+      const e = events[i]!;
+      sent.set(e.id, performance.now());
+      void js.publish(e.subject, e.payload, { msgID: e.id });
+    }
+    await new Promise((r) => setTimeout(r, tickMs));
+  }
+  await obs.waitFor(events.length, 120_000);
+  obs.stop();
+  const achieved = events.length / ((performance.now() - start) / 1000);
+  return { achieved, latencies: latencies(sent, obs.seen) };
+}
+
+export function latencies(sent: Map<string, number>, seen: Map<string, number>): number[] {
+  const out: number[] = [];
+  for (const [id, t0] of sent) {
+    const t1 = seen.get(id);
+    if (t1 !== undefined) out.push(t1 - t0);
+  }
+  return out.sort((a, b) => a - b);
+}
+
