@@ -175,7 +175,8 @@ export class Projection {
         progress();
       }
       if (!batch.length || batch.length < this.batchSize) {
-        await this.sample().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'read-model lag not sampled'));
+        // A stop in progress closes the connection under the sample: not worth a warning then.
+        await this.sample().catch((err: unknown) => (signal.aborted ? undefined : this.log.warn({ err: errorMessage(err) }, 'read-model lag not sampled')));
         if (!batch.length) progress();
       }
     }
