@@ -45,6 +45,8 @@ export interface UnitConsumer {
   suspectUpTo: number;
   /** The consumer has no filter (created before partitioning): partitioned subjects reach it too and belong to their partition. */
   unfiltered: boolean;
+  /** False once this replica may no longer own the unit (its lease ran out by the clock, or is gone): start nothing, ack nothing. */
+  owned: () => boolean;
 }
 
 export interface OwnershipOptions {
@@ -137,7 +139,7 @@ export class PartitionOwnership {
   private take(unit: number, lease: Lease, share: number, members: number): void {
     const name = unit === this.o.partitions ? 'router.unpartitioned' : `router.partition.${unit}`;
     const loop = this.supervisor.run(name, async (run) => {
-      const c = await this.prepare(unit);
+      const c = { ...(await this.prepare(unit)), owned: () => lease.valid() };
       if (!lease.valid() || run.signal.aborted) return;
       await this.o.consume(run, c);
     });
@@ -176,7 +178,7 @@ export class PartitionOwnership {
    * belong to an owner that died (or to an earlier run of ours that ended): recreate the consumer
    * at the ack floor so they come again first, not after ack_wait behind newer ones.
    */
-  private async prepare(unit: number): Promise<UnitConsumer> {
+  private async prepare(unit: number): Promise<Omit<UnitConsumer, 'owned'>> {
     const durable = this.durableOf(unit);
     const filter = unit === this.o.partitions ? Subjects.inboundUnpartitioned : Subjects.inboundPartitionFilter(unit);
     await this.bus.ensureConsumer(Streams.inbound, { durable_name: durable, filter_subject: filter, ...this.o.consumer });

@@ -33,6 +33,7 @@ import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
+import { consumeInbound, type InboundWork } from './inbound-consumer.js';
 import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
@@ -99,7 +100,15 @@ export class Router {
       // A partition's buffer is its share of the concurrency; the unpartitioned unit carries
       // everything older publishers send, so it keeps the whole.
       consume: (run, c) =>
-        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000), this.inboundSlots, (m) => this.onInbound(m, c)),
+        consumeInbound(this.bus, this.log, run, {
+          durable: c.durable,
+          batch: c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000),
+          ackWaitMs: this.o.ackWaitMs,
+          slots: this.inboundSlots,
+          lanes: this.lanes,
+          owned: c.owned,
+          decode: (m) => this.decodeInbound(m, c),
+        }),
     });
     const ownership = this.ownership;
     // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
@@ -168,32 +177,30 @@ export class Router {
 
   // ---- inbound ----
 
-  private async onInbound(m: JsMsg, c: UnitConsumer): Promise<void> {
+  /** The routing work for an inbound message (inbound-consumer.ts runs it in its lane), or null once it was settled here. */
+  private async decodeInbound(m: JsMsg, c: UnitConsumer): Promise<InboundWork | null> {
     // A consumer from before partitioning sees every inbound subject; partitioned ones are their
     // partition's (its owner routes them, in order), not this consumer's.
-    if (c.unfiltered && m.subject.split('.').length > 4) return m.ack();
+    if (c.unfiltered && m.subject.split('.').length > 4) {
+      m.ack();
+      return null;
+    }
     let event: InboundEvent;
     try {
       const parsed = InboundEvent.safeParse(m.json());
       if (!parsed.success) {
         const v = (m.json() as { v?: unknown })?.v;
         const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+        await park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+        return null;
       }
       event = parsed.data;
     } catch {
-      return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
+      await park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
+      return null;
     }
-    await this.lanes
-      .run(this.threader.laneKey(event), () => this.process(event, m.info.timestampNanos, m.redelivered || m.seq <= c.suspectUpTo))
-      .then(
-        () => m.ack(),
-        (err) => {
-          metrics.routingErrors.inc();
-          this.log.warn({ err: errorMessage(err), eventId: event.id }, 'routing failed; will retry');
-          m.nak(1000);
-        },
-      );
+    const suspect = m.redelivered || m.seq <= c.suspectUpTo;
+    return { key: this.threader.laneKey(event), eventId: event.id, route: () => this.process(event, m.info.timestampNanos, suspect) };
   }
 
   private async process(event: InboundEvent, publishedNanos: number, redelivered: boolean): Promise<void> {

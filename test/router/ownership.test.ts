@@ -49,7 +49,7 @@ function routerProcess(): GatewayProcess {
     nats: { url: nats.url, leaseTtl: '10s' },
     http: { host: '127.0.0.1', port: 0 },
     log: { level: 'info' },
-    router: { ackWait: '30s', concurrency: 128, partitions: PARTITIONS },
+    router: { ackWait: '5s', concurrency: 128, partitions: PARTITIONS },
   });
   const p = spawnGateway(file);
   running.push(p);

@@ -92,7 +92,7 @@ async function readInbound(): Promise<Array<{ ticketId: string; eventId: string;
 }
 
 describe('redelivery under load', () => {
-  it('ack_wait 1 s, two replicas and a third joining mid-run: each event once, in order, counters equal the logs', async () => {
+  it('ack_wait 2 s, two replicas and a third joining mid-run: each event once, in order, counters equal the logs', async () => {
     const a = routerProcess();
     const b = routerProcess();
     await Promise.all([a.started, b.started]);
