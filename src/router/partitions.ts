@@ -15,10 +15,10 @@
  * only the dead replica's units (after the TTL), and nothing moves while membership is stable.
  *
  * Handover. A unit is given back only after its consumer stopped pulling and every message it
- * delivered was handled and acked, so the next owner starts exactly where this one ended. A
- * holder that died leaves delivered-but-unacked messages that JetStream would hand out again only
- * after ack_wait, behind the newer ones: the new owner therefore recreates the consumer at the ack
- * floor, so those come first and in order, and treats every message the old consumer had
+ * had started routing was settled; what was still queued is left unacked (inbound-consumer.ts).
+ * Those, and what a holder that died leaves delivered-but-unacked, JetStream would hand out again
+ * only after ack_wait, behind the newer ones: the new owner therefore recreates the consumer at
+ * the ack floor, so those come first and in order, and treats every message the old consumer had
  * delivered as possibly processed (the processed marker is read for them).
  */
 import { hostname } from 'node:os';
@@ -54,7 +54,7 @@ export interface OwnershipOptions {
   ttlMs: number;
   /** Consumer settings every unit's consumer gets (ack_wait, max_ack_pending, max_deliver). */
   consumer: Pick<ConsumerConfig, 'ack_wait' | 'max_ack_pending' | 'max_deliver'>;
-  /** Consumes one owned unit until the run's signal aborts; returns only after its in-flight messages were acked or nak'ed. */
+  /** Consumes one owned unit until the run's signal aborts; returns only after the messages it started routing were settled. */
   consume(run: LoopRun, c: UnitConsumer): Promise<void>;
 }
 
