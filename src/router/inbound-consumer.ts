@@ -53,12 +53,26 @@ export interface InboundConsumerOptions {
 export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions): Promise<void> {
   const consumer = await bus.js.consumers.get(Streams.inbound, o.durable);
   const messages = await consumer.consume({ max_messages: o.batch });
-  const onAbort = () => messages.stop();
+  let pulling = true;
+  const onAbort = () => {
+    if (pulling) messages.stop();
+    pulling = false;
+  };
   signal.addEventListener('abort', onAbort, { once: true });
   // Stopped while the consumer was being set up (a partition given back at once): an abort
   // that came before the listener would otherwise leave this loop pulling forever.
   if (signal.aborted) onAbort();
-  const ours = () => !signal.aborted && o.owned();
+  // Once not ours, for good in this run: a lease that ran out by the clock can look valid again
+  // when a slow renewal lands, and routing on after leaving a message unstarted would pass it.
+  // A run that ends so is restarted, and its unit rewound to the ack floor (partitions.ts).
+  let gone = false;
+  const ours = () => {
+    if (!gone && (signal.aborted || !o.owned())) {
+      gone = true;
+      onAbort();
+    }
+    return !gone;
+  };
   /** Stream sequence → the message we hold for it. */
   const held = new Map<number, JsMsg>();
   const settling = new Set<Promise<void>>();
