@@ -31,7 +31,8 @@ import { Streams } from '../core/subjects.js';
 /** A message to route: its lane (conversation) and the routing itself. */
 export interface InboundWork {
   key: string;
-  route: () => Promise<void>;
+  /** `retry`: an earlier attempt failed, maybe after the ticket was updated: read the processed marker. */
+  route: (retry: boolean) => Promise<void>;
   /** For the log when routing fails. */
   eventId: string;
 }
@@ -130,7 +131,7 @@ async function routeInPlace(log: Logger, m: JsMsg, work: InboundWork, o: Inbound
     await o.slots.acquire();
     try {
       if (!ours()) return;
-      await work.route();
+      await work.route(attempt > 0);
       // A lease that ran out meanwhile: the successor may have recreated the durable, and an ack
       // reaches it by name. It reads the processed marker for this message instead.
       if (o.owned()) m.ack();

@@ -200,7 +200,7 @@ export class Router {
       return null;
     }
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
-    return { key: this.threader.laneKey(event), eventId: event.id, route: () => this.process(event, m.info.timestampNanos, suspect) };
+    return { key: this.threader.laneKey(event), eventId: event.id, route: (retry) => this.process(event, m.info.timestampNanos, suspect || retry) };
   }
 
   private async process(event: InboundEvent, publishedNanos: number, redelivered: boolean): Promise<void> {
