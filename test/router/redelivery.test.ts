@@ -124,7 +124,8 @@ describe('redelivery under load', () => {
     const split = [...ticketOf].filter(([, s]) => s.size !== 1).map(([conv]) => conv);
     // All at once, so a failure shows every kind of damage.
     expect({ entries: entries.length, outOfOrder, split, wrongCounts }).toEqual({ entries: TOTAL, outOfOrder: [], split: [], wrongCounts: [] });
-    expect(a.output() + b.output()).toMatch(/giving partitions back/);
+    // Partitions moved while messages were in flight: given back to the joiner or, under load, lost with a lease and taken over.
+    expect(a.output() + b.output()).toMatch(/giving partitions back|partition no longer owned/);
     for (const p of [a, b, c]) expect(p.output().split('\n').filter((l) => /"level":"(error|fatal)"/.test(l))).toEqual([]);
   }, 600_000);
 });
