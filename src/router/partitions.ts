@@ -15,10 +15,10 @@
  * only the dead replica's units (after the TTL), and nothing moves while membership is stable.
  *
  * Handover. A unit is given back only after its consumer stopped pulling and every message it
- * delivered was handled and acked, so the next owner starts exactly where this one ended. A
- * holder that died leaves delivered-but-unacked messages that JetStream would hand out again only
- * after ack_wait, behind the newer ones: the new owner therefore recreates the consumer at the ack
- * floor, so those come first and in order, and treats every message the old consumer had
+ * had started routing was settled; what was still queued is left unacked (inbound-consumer.ts).
+ * Those, and what a holder that died leaves delivered-but-unacked, JetStream would hand out again
+ * only after ack_wait, behind the newer ones: the new owner therefore recreates the consumer at
+ * the ack floor, so those come first and in order, and treats every message the old consumer had
  * delivered as possibly processed (the processed marker is read for them).
  */
 import { hostname } from 'node:os';
@@ -45,6 +45,8 @@ export interface UnitConsumer {
   suspectUpTo: number;
   /** The consumer has no filter (created before partitioning): partitioned subjects reach it too and belong to their partition. */
   unfiltered: boolean;
+  /** False once this replica may no longer own the unit (its lease ran out by the clock, or is gone): start nothing, ack nothing. */
+  owned: () => boolean;
 }
 
 export interface OwnershipOptions {
@@ -52,7 +54,7 @@ export interface OwnershipOptions {
   ttlMs: number;
   /** Consumer settings every unit's consumer gets (ack_wait, max_ack_pending, max_deliver). */
   consumer: Pick<ConsumerConfig, 'ack_wait' | 'max_ack_pending' | 'max_deliver'>;
-  /** Consumes one owned unit until the run's signal aborts; returns only after its in-flight messages were acked or nak'ed. */
+  /** Consumes one owned unit until the run's signal aborts; returns only after the messages it started routing were settled. */
   consume(run: LoopRun, c: UnitConsumer): Promise<void>;
 }
 
@@ -137,7 +139,7 @@ export class PartitionOwnership {
   private take(unit: number, lease: Lease, share: number, members: number): void {
     const name = unit === this.o.partitions ? 'router.unpartitioned' : `router.partition.${unit}`;
     const loop = this.supervisor.run(name, async (run) => {
-      const c = await this.prepare(unit);
+      const c = { ...(await this.prepare(unit)), owned: () => lease.valid() };
       if (!lease.valid() || run.signal.aborted) return;
       await this.o.consume(run, c);
     });
@@ -176,7 +178,7 @@ export class PartitionOwnership {
    * belong to an owner that died (or to an earlier run of ours that ended): recreate the consumer
    * at the ack floor so they come again first, not after ack_wait behind newer ones.
    */
-  private async prepare(unit: number): Promise<UnitConsumer> {
+  private async prepare(unit: number): Promise<Omit<UnitConsumer, 'owned'>> {
     const durable = this.durableOf(unit);
     const filter = unit === this.o.partitions ? Subjects.inboundUnpartitioned : Subjects.inboundPartitionFilter(unit);
     await this.bus.ensureConsumer(Streams.inbound, { durable_name: durable, filter_subject: filter, ...this.o.consumer });

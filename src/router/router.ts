@@ -33,6 +33,7 @@ import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
+import { consumeInbound, type InboundWork } from './inbound-consumer.js';
 import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
@@ -65,8 +66,6 @@ export class Router {
   private readonly threader: Threader;
   private readonly deliveries: DeliveryRecorder;
   private readonly lanes = new KeyedLanes();
-  /** Per consumer run (its stop signal): lanes whose message was handed back, so what follows goes back too. */
-  private readonly handedBack = new WeakMap<AbortSignal, Set<string>>();
   private readonly loops: SupervisedLoop[] = [];
   /** Inbound messages handled at once, across every owned partition. */
   private readonly inboundSlots: Semaphore;
@@ -101,7 +100,15 @@ export class Router {
       // A partition's buffer is its share of the concurrency; the unpartitioned unit carries
       // everything older publishers send, so it keeps the whole.
       consume: (run, c) =>
-        this.run(run, Streams.inbound, c.durable, c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000), this.inboundSlots, (m) => this.onInbound(m, c, run.signal)),
+        consumeInbound(this.bus, this.log, run, {
+          durable: c.durable,
+          batch: c.unit === this.bus.partitions ? Math.min(this.o.concurrency * 2, 1000) : Math.min(this.o.concurrency, 1000),
+          ackWaitMs: this.o.ackWaitMs,
+          slots: this.inboundSlots,
+          lanes: this.lanes,
+          owned: c.owned,
+          decode: (m) => this.decodeInbound(m, c),
+        }),
     });
     const ownership = this.ownership;
     // A restarted loop recreates its consumer first, in case it was deleted (by hand, or with a store).
@@ -170,61 +177,30 @@ export class Router {
 
   // ---- inbound ----
 
-  private async onInbound(m: JsMsg, c: UnitConsumer, stopping: AbortSignal): Promise<void> {
+  /** The routing work for an inbound message (inbound-consumer.ts runs it in its lane), or null once it was settled here. */
+  private async decodeInbound(m: JsMsg, c: UnitConsumer): Promise<InboundWork | null> {
     // A consumer from before partitioning sees every inbound subject; partitioned ones are their
     // partition's (its owner routes them, in order), not this consumer's.
-    if (c.unfiltered && m.subject.split('.').length > 4) return m.ack();
+    if (c.unfiltered && m.subject.split('.').length > 4) {
+      m.ack();
+      return null;
+    }
     let event: InboundEvent;
     try {
       const parsed = InboundEvent.safeParse(m.json());
       if (!parsed.success) {
         const v = (m.json() as { v?: unknown })?.v;
         const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+        await park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+        return null;
       }
       event = parsed.data;
     } catch {
-      return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
+      await park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
+      return null;
     }
-    const lane = this.threader.laneKey(event);
-    await this.lanes.run(lane, () => this.routeInPlace(m, event, c, lane, stopping));
-  }
-
-  /**
-   * Routes one message, retrying it in its lane until it succeeds: a step that failed half-way
-   * (the ticket updated, its log entry or ticket.created not yet written, as when a NATS node is
-   * cut off) handed back with a nak let the conversation's next message overtake it, which then
-   * logged first and took ticket.created's place. Only a stop hands back, and then every later
-   * message of that lane is handed back behind it, so the next owner sees them in order.
-   */
-  private async routeInPlace(m: JsMsg, event: InboundEvent, c: UnitConsumer, lane: string, stopping: AbortSignal): Promise<void> {
-    const handedBack = this.handedBackLanes(stopping);
-    if (handedBack.has(lane)) return void m.nak();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        // A retry may follow writes the failed attempt made: read the processed marker.
-        await this.process(event, m.info.timestampNanos, attempt > 0 || m.redelivered || m.seq <= c.suspectUpTo);
-        return void m.ack();
-      } catch (err) {
-        metrics.routingErrors.inc();
-        if (attempt === 0 || attempt % 20 === 0) this.log.warn({ err: errorMessage(err), eventId: event.id, attempt: attempt + 1 }, 'routing failed; retrying in place (later messages of this conversation wait for it)');
-        if (!stopping.aborted) {
-          m.working();
-          await sleep(backoffMs(attempt, 250, 5000), stopping);
-        }
-        if (stopping.aborted) {
-          handedBack.add(lane);
-          return void m.nak();
-        }
-      }
-    }
-  }
-
-  /** Lanes that handed a message back during the consumer run `stopping` belongs to. */
-  private handedBackLanes(stopping: AbortSignal): Set<string> {
-    let lanes = this.handedBack.get(stopping);
-    if (!lanes) this.handedBack.set(stopping, (lanes = new Set()));
-    return lanes;
+    const suspect = m.redelivered || m.seq <= c.suspectUpTo;
+    return { key: this.threader.laneKey(event), eventId: event.id, route: (retry) => this.process(event, m.info.timestampNanos, suspect || retry) };
   }
 
   private async process(event: InboundEvent, publishedNanos: number, redelivered: boolean): Promise<void> {

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 
@@ -25,8 +26,9 @@ export function writeConfig(config: Record<string, unknown>): string {
 /** `entry` 'dist' runs node dist/cli.js (the Docker CMD); 'src' runs the TypeScript through tsx. */
 export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[]; root?: string } = {}): GatewayProcess {
   const root = opts.root ?? new URL('../..', import.meta.url).pathname;
-  // tsx by path: the child runs in its config's directory, where a bare `tsx` does not resolve.
-  const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href, join(root, 'src/cli.ts')];
+  // tsx by its path: the child runs in the config's directory, where a bare 'tsx' does not resolve.
+  const tsx = pathToFileURL(createRequire(join(root, 'package.json')).resolve('tsx')).href;
+  const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', tsx, join(root, 'src/cli.ts')];
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args, 'start', '--config', configFile], {
     // The config's own temp directory: a relative ./data (the embedded NATS store, PGlite) is this gateway's alone.
     cwd: opts.cwd ?? dirname(configFile),

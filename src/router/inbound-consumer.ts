@@ -1,0 +1,147 @@
+/**
+ * Consumes one owned inbound unit (partitions.ts) into the router's keyed lanes.
+ *
+ * Every message taken from the server is held — queued in its lane or being routed — until it is
+ * settled, and the server is told we are working on all of them (one timer, every third of
+ * ack_wait). Without that, messages waiting behind their conversation, or for a routing slot,
+ * passed their ack deadline under load and came back as copies; a copy of an event whose routing
+ * had failed once could then be routed again after more than RECENT_EVENTS newer ones and count
+ * twice (issue 16). So:
+ *
+ * - the iterator is drained at once (the routing slot is taken inside the lane), so no message
+ *   waits where the keep-alive cannot reach it;
+ * - a copy of a message we still hold (a keep-alive that came too late) is dropped: the original
+ *   settles it;
+ * - a failed routing is retried in place, in its lane, so nothing newer of its conversation is
+ *   routed before it;
+ * - once the unit is stopped (given back, lease lost) nothing not yet started is started: it is
+ *   left unacked, in order, and the next owner rewinds to the ack floor and reads the processed
+ *   marker for it (partitions.ts, prepare). What is being routed finishes and is acked.
+ */
+import type { JsMsg } from '@nats-io/jetstream';
+import type { Bus } from '../core/bus.js';
+import type { KeyedLanes, Semaphore } from '../core/lanes.js';
+import type { Logger } from '../core/logger.js';
+import type { LoopRun } from '../core/supervisor.js';
+import { errorMessage } from '../core/errors.js';
+import { metrics } from '../core/metrics.js';
+import { backoffMs, sleep } from '../core/sleep.js';
+import { Streams } from '../core/subjects.js';
+
+/** A message to route: its lane (conversation) and the routing itself. */
+export interface InboundWork {
+  key: string;
+  /** `retry`: an earlier attempt failed, maybe after the ticket was updated: read the processed marker. */
+  route: (retry: boolean) => Promise<void>;
+  /** For the log when routing fails. */
+  eventId: string;
+}
+
+export interface InboundConsumerOptions {
+  durable: string;
+  /** Messages the client buffers per pull. */
+  batch: number;
+  ackWaitMs: number;
+  /** Routing slots, shared by every unit this replica owns. */
+  slots: Semaphore;
+  lanes: KeyedLanes;
+  /** False once this replica may no longer own the unit (its lease ran out by the clock). */
+  owned: () => boolean;
+  /** The work for a message, or null when it was settled already (acked, parked). */
+  decode: (m: JsMsg) => Promise<InboundWork | null>;
+}
+
+export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions): Promise<void> {
+  const consumer = await bus.js.consumers.get(Streams.inbound, o.durable);
+  const messages = await consumer.consume({ max_messages: o.batch });
+  let pulling = true;
+  const onAbort = () => {
+    if (pulling) messages.stop();
+    pulling = false;
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  // Stopped while the consumer was being set up (a partition given back at once): an abort
+  // that came before the listener would otherwise leave this loop pulling forever.
+  if (signal.aborted) onAbort();
+  // Once not ours, for good in this run: a lease that ran out by the clock can look valid again
+  // when a slow renewal lands, and routing on after leaving a message unstarted would pass it.
+  // A run that ends so is restarted, and its unit rewound to the ack floor (partitions.ts).
+  let gone = false;
+  const ours = () => {
+    if (!gone && (signal.aborted || !o.owned())) {
+      gone = true;
+      onAbort();
+    }
+    return !gone;
+  };
+  /** Stream sequence → the message we hold for it, and when its ack deadline was last pushed back (taken or marked). */
+  const held = new Map<number, { m: JsMsg; since: number }>();
+  const every = Math.max(100, Math.floor(o.ackWaitMs / 3));
+  const settling = new Set<Promise<void>>();
+  // After a lease ran out another replica may have recreated the durable: progress marks would reach it by name.
+  // Only what was held a tick already: most messages are routed sooner, and a mark costs a publish.
+  const keepAlive = setInterval(() => {
+    if (!o.owned()) return;
+    const now = performance.now();
+    for (const h of held.values()) {
+      if (now - h.since < every * 0.9) continue; // 0.9: a timer firing a little early still marks
+      h.m.working();
+      h.since = now;
+    }
+  }, every);
+  try {
+    for await (const m of messages) {
+      const seq = m.seq;
+      if (held.has(seq)) continue; // a copy: the original is still ours and will be settled
+      if (!ours()) continue; // left unacked for the next owner, which rewinds to the ack floor
+      let work: InboundWork | null;
+      try {
+        work = await o.decode(m);
+      } catch (err) {
+        // Parking it failed (NATS busy): it comes back after ack_wait and is judged again.
+        log.error({ err: errorMessage(err), seq }, 'inbound message could not be parked; it comes back after ack_wait');
+        continue;
+      }
+      if (!work) continue;
+      held.set(seq, { m, since: performance.now() });
+      const p: Promise<void> = o.lanes
+        .run(work.key, () => routeInPlace(log, m, work, o, ours, signal))
+        .then(progress, (err: unknown) => log.error({ err: errorMessage(err), seq }, 'inbound message handling failed; it comes back after ack_wait'))
+        .finally(() => {
+          held.delete(seq);
+          settling.delete(p);
+        });
+      settling.add(p);
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    // A partition is handed to another replica only once what it started here was settled.
+    await Promise.all(settling);
+    clearInterval(keepAlive);
+  }
+}
+
+/**
+ * Routes one message in its lane, retrying in place until it is routed or the unit is no longer
+ * ours: a nak would let newer messages of the conversation pass it.
+ */
+async function routeInPlace(log: Logger, m: JsMsg, work: InboundWork, o: InboundConsumerOptions, ours: () => boolean, signal: AbortSignal): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    if (!ours()) return; // not started: left unacked, in order, for the next owner
+    await o.slots.acquire();
+    try {
+      if (!ours()) return;
+      await work.route(attempt > 0);
+      // A lease that ran out meanwhile: the successor may have recreated the durable, and an ack
+      // reaches it by name. It reads the processed marker for this message instead.
+      if (o.owned()) m.ack();
+      return;
+    } catch (err) {
+      metrics.routingErrors.inc();
+      log.warn({ err: errorMessage(err), eventId: work.eventId, attempt }, 'routing failed; will retry');
+    } finally {
+      o.slots.release();
+    }
+    await sleep(backoffMs(attempt, 500, 10_000), signal);
+  }
+}
