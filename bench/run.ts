@@ -23,6 +23,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { chatMessage } from '../test/helpers/events.js';
+import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { Subjects, orderKey, partitionOf } from '../src/core/subjects.js';
 import { percentile, type ChannelBenchResult } from './types.js';
 
@@ -32,6 +33,13 @@ const RATE = Number(process.env.BENCH_RATE ?? 2_000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
 const ROUTERS = Number(process.env.BENCH_ROUTERS ?? 1);
 const WINDOW = 1_000; // publishes in flight
+/**
+ * Where the gateway's SQL read model lives: `pglite` (the default config: the SQL engine runs
+ * inside the gateway process, so its CPU counts as the router's) or `postgres` (a throwaway
+ * database on the machine's PostgreSQL, test/helpers/sql.ts: the engine's CPU is outside the
+ * measured process, the projection's client side stays in it).
+ */
+const SQL = process.env.BENCH_SQL === 'postgres' ? 'postgres' : 'pglite';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -211,14 +219,16 @@ async function main(): Promise<void> {
   if (process.argv.includes('--cluster')) return (await import('./cluster.js')).clusterMain();
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
-  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });
+  const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
+  const database = pg ? { database: { url: pg.url, user: pg.user } } : {};
+  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 }, ...database });
   const nodeArgs = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []);
   // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
   const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs }));
   try {
     await Promise.all(gateways.map((g) => g.started));
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
-    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es) (nats-server ${nc.info?.version}, node ${process.version})`);
+    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es), read model on ${SQL} (nats-server ${nc.info?.version}, node ${process.version})`);
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
     const pids = { routers: gateways.map((g) => g.child.pid), nats: nats.process.pid };
@@ -245,6 +255,7 @@ async function main(): Promise<void> {
       events: EVENTS,
       conversations: CONVERSATIONS,
       routers: ROUTERS,
+      sql: SQL,
       channels,
     };
     say(JSON.stringify(result));
@@ -252,6 +263,7 @@ async function main(): Promise<void> {
     await Promise.all(gateways.map((g) => g.kill('SIGTERM')));
     await nc.close();
     await nats.stop();
+    await pg?.drop();
   }
 }
 
