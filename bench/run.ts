@@ -224,7 +224,8 @@ async function main(): Promise<void> {
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 }, ...database });
   const nodeArgs = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []);
   // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
-  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs }));
+  // BENCH_GATEWAY_ROOT=<checkout with a built dist/> runs another build's gateway (A/B in one bench).
+  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT }));
   try {
     await Promise.all(gateways.map((g) => g.started));
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');

@@ -8,17 +8,25 @@ import type { LogEntry, Ticket, TicketEvent } from '../core/schema.js';
 import { Subjects } from '../core/subjects.js';
 
 export class Journal {
+  /**
+   * The JSON of entries just appended: the event announcing an entry carries it whole, and the
+   * routed message's entry (the inbound event itself) is the largest thing the router encodes,
+   * so it is encoded once for both writes. Weak: an entry is forgotten with its object.
+   */
+  private readonly encoded = new WeakMap<LogEntry, string>();
+
   constructor(private readonly bus: Bus) {}
 
   append(ticketId: string, entry: LogEntry, msgID: string): Promise<PubAck> {
-    return this.bus.publishJson(Subjects.ticketLog(ticketId), entry, `log:${msgID}`);
+    return this.bus.pipe.publish(Subjects.ticketLog(ticketId), this.encode(entry), { msgID: `log:${msgID}` });
   }
 
   emit(type: TicketEvent['type'], ticket: Ticket, causeId: string, entry?: LogEntry): Promise<PubAck> {
-    const event: TicketEvent = {
+    const id = `${type}:${causeId}`;
+    const head: Omit<TicketEvent, 'entry'> = {
       v: 1,
       type,
-      id: `${type}:${causeId}`,
+      id,
       ticketId: ticket.id,
       ticketNumber: ticket.number,
       channel: ticket.channel,
@@ -28,8 +36,19 @@ export class Journal {
       conversation: ticket.conversation,
       contact: ticket.contact,
       lastDelivery: ticket.lastDelivery,
-      entry,
     };
-    return this.bus.publishJson(Subjects.ticketEvent(type.slice('ticket.'.length)), event, event.id);
+    // Byte for byte JSON.stringify({ ...head, entry }): `entry` is the last key.
+    const json = JSON.stringify(head);
+    const payload = entry === undefined ? json : `${json.slice(0, -1)},"entry":${this.encode(entry)}}`;
+    return this.bus.pipe.publish(Subjects.ticketEvent(type.slice('ticket.'.length)), payload, { msgID: id });
+  }
+
+  private encode(entry: LogEntry): string {
+    let json = this.encoded.get(entry);
+    if (json === undefined) {
+      json = JSON.stringify(entry);
+      this.encoded.set(entry, json);
+    }
+    return json;
   }
 }
