@@ -9,11 +9,12 @@ import { Subjects } from '../core/subjects.js';
 
 export class Journal {
   /**
-   * The JSON of entries just appended: the event announcing an entry carries it whole, and the
-   * routed message's entry (the inbound event itself) is the largest thing the router encodes,
-   * so it is encoded once for both writes. Weak: an entry is forgotten with its object.
+   * The UTF-8 JSON of entries just appended: the event announcing an entry carries it whole, and
+   * the routed message's entry (the inbound event itself, often non-ASCII text) is the largest
+   * thing the router encodes, so it is stringified and encoded once for both writes. Weak: an
+   * entry is forgotten with its object.
    */
-  private readonly encoded = new WeakMap<LogEntry, string>();
+  private readonly encoded = new WeakMap<LogEntry, Uint8Array>();
 
   constructor(private readonly bus: Bus) {}
 
@@ -37,18 +38,29 @@ export class Journal {
       contact: ticket.contact,
       lastDelivery: ticket.lastDelivery,
     };
-    // Byte for byte JSON.stringify({ ...head, entry }): `entry` is the last key.
     const json = JSON.stringify(head);
-    const payload = entry === undefined ? json : `${json.slice(0, -1)},"entry":${this.encode(entry)}}`;
+    let payload: string | Uint8Array = json;
+    if (entry !== undefined) {
+      // Byte for byte the UTF-8 of JSON.stringify({ ...head, entry }): `entry` is the last key.
+      const start = utf8.encode(`${json.slice(0, -1)},"entry":`);
+      const body = this.encode(entry);
+      payload = new Uint8Array(start.length + body.length + 1);
+      payload.set(start);
+      payload.set(body, start.length);
+      payload[payload.length - 1] = CLOSE_BRACE;
+    }
     return this.bus.pipe.publish(Subjects.ticketEvent(type.slice('ticket.'.length)), payload, { msgID: id });
   }
 
-  private encode(entry: LogEntry): string {
-    let json = this.encoded.get(entry);
-    if (json === undefined) {
-      json = JSON.stringify(entry);
-      this.encoded.set(entry, json);
+  private encode(entry: LogEntry): Uint8Array {
+    let bytes = this.encoded.get(entry);
+    if (bytes === undefined) {
+      bytes = utf8.encode(JSON.stringify(entry));
+      this.encoded.set(entry, bytes);
     }
-    return json;
+    return bytes;
   }
 }
+
+const utf8 = new TextEncoder();
+const CLOSE_BRACE = 0x7d;
