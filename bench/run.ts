@@ -39,6 +39,8 @@ const WINDOW = 1_000; // publishes in flight
  * database on the machine's PostgreSQL, test/helpers/sql.ts: the engine's CPU is outside the
  * measured process, the projection's client side stays in it).
  */
+/** The node flags of the image's CMD (Dockerfile): the bench measures what production runs. */
+const PRODUCTION_NODE_ARGS = '--max-semi-space-size=32';
 const SQL = process.env.BENCH_SQL === 'postgres' ? 'postgres' : 'pglite';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -222,7 +224,9 @@ async function main(): Promise<void> {
   const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
   const database = pg ? { database: { url: pg.url, user: pg.user } } : {};
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 }, ...database });
-  const nodeArgs = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []);
+  // The image's node flags (Dockerfile CMD) unless BENCH_NODE_ARGS says otherwise ('' for none).
+  const baseArgs = (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean);
+  const nodeArgs = process.env.BENCH_PROFILE ? [...baseArgs, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : baseArgs;
   // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
   // BENCH_GATEWAY_ROOT=<checkout with a built dist/> runs another build's gateway (A/B in one bench).
   const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT }));
