@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
+import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
 import { cpuMeter, makeEvents, pacedPhase, rawPublishRate, routedPhase } from './routing.js';
 
@@ -32,6 +33,15 @@ const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 2_000);
 const RATE = Number(process.env.BENCH_RATE ?? 2_000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
 const ROUTERS = Number(process.env.BENCH_ROUTERS ?? 1);
+/** The node flags of the image's CMD (Dockerfile): the bench measures what production runs. */
+const PRODUCTION_NODE_ARGS = '--max-semi-space-size=32';
+/**
+ * Where the gateway's SQL read model lives: `pglite` (the default config: the SQL engine runs
+ * inside the gateway process, so its CPU counts as the router's) or `postgres` (a throwaway
+ * database on the machine's PostgreSQL, test/helpers/sql.ts: the engine's CPU is outside the
+ * measured process, the projection's client side stays in it).
+ */
+const SQL = process.env.BENCH_SQL === 'postgres' ? 'postgres' : 'pglite';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -81,14 +91,19 @@ async function main(): Promise<void> {
 async function throughputMain(): Promise<void> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
-  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 } });
-  const nodeArgs = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : (process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []);
+  const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
+  const database = pg ? { database: { url: pg.url, user: pg.user } } : {};
+  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 }, ...database });
+  // The image's node flags (Dockerfile CMD) unless BENCH_NODE_ARGS says otherwise ('' for none).
+  const baseArgs = (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean);
+  const nodeArgs = process.env.BENCH_PROFILE ? [...baseArgs, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : baseArgs;
   // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
-  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs }));
+  // BENCH_GATEWAY_ROOT=<checkout with a built dist/> runs another build's gateway (A/B in one bench).
+  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT }));
   try {
     await Promise.all(gateways.map((g) => g.started));
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
-    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es) (nats-server ${nc.info?.version}, node ${process.version})`);
+    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es), read model on ${SQL} (nats-server ${nc.info?.version}, node ${process.version})`);
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
     const pids = { routers: gateways.map((g) => g.child.pid), nats: nats.process.pid };
@@ -115,6 +130,7 @@ async function throughputMain(): Promise<void> {
       events: EVENTS,
       conversations: CONVERSATIONS,
       routers: ROUTERS,
+      sql: SQL,
       channels,
     };
     say(JSON.stringify(result));
@@ -122,6 +138,7 @@ async function throughputMain(): Promise<void> {
     await Promise.all(gateways.map((g) => g.kill('SIGTERM')));
     await nc.close();
     await nats.stop();
+    await pg?.drop();
   }
 }
 

@@ -8,6 +8,7 @@
 import type { KV } from '@nats-io/kv';
 import type { PipelinedKv } from '../core/js-pipeline.js';
 import { BoundedCache } from '../core/bounded-cache.js';
+import { cloneJson } from '../core/clone-json.js';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict, isNotFound } from '../core/bus.js';
 import { CLOSED_STATUSES, Ticket, type Ticket as TicketT } from '../core/schema.js';
@@ -198,7 +199,7 @@ export class TicketStore {
     for (;;) {
       const current = await this.get(id, { fresh });
       if (!current) return null;
-      const { next, outcome } = decide(structuredClone(current.value));
+      const { next, outcome } = decide(cloneJson(current.value));
       if (!next) return { ticket: current.value, before: current.value, changed: false, outcome };
       try {
         const revision = await this.tickets.update(id, JSON.stringify(next), current.revision);
