@@ -22,7 +22,7 @@ export class DataDirLockedError extends Error {
     readonly field = 'nats.embedded.dataDir',
   ) {
     super(
-      `${field} ${dataDir} is in use by another omnigate process${holderPid ? ` (pid ${holderPid})` : ''}: ` +
+      `data directory ${dataDir} (${field}) is in use by another omnigate process${holderPid ? ` (pid ${holderPid})` : ''}: ` +
         `one gateway per ${field}. Stop that process first, or give this one its own ${field}.`,
     );
     this.name = 'DataDirLockedError';

@@ -194,7 +194,7 @@ describe('embedded nats-server after kill -9', () => {
     await first.started;
     const second = gateway(dataDir, 0, await freePort());
     expect(await second.exited).toBe(1);
-    expect(second.output()).toContain(`data directory ${dataDir} is in use by another omnigate process`);
+    expect(second.output()).toContain(`data directory ${dataDir} (nats.embedded.dataDir) is in use by another omnigate process`);
     // The pid comes from asking the holder over its socket; a holder too busy to answer in time is
     // still refused, named by its directory only.
     const named = /in use by another omnigate process \(pid (\d+)\)/.exec(second.output());
