@@ -169,7 +169,7 @@ export class Gateway {
         texts,
         // Each pass first lets the read model catch up with the log (bounded), so it sees what the log holds.
         due: async (kind, now) => {
-          await this.readModel!.caughtUp(5000);
+          await this.readModel!.openAndCaughtUp(5000);
           return this.readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay });
         },
         escalate: sla.escalate && {
@@ -256,7 +256,7 @@ export class Gateway {
         holder: newHolderId(),
         ...(readModel && {
           candidates: async (cursor, cutoff, limit) => ticketsToEvict(await readModel.database(), cursor, cutoff, limit),
-          caughtUp: () => readModel.caughtUp(5000),
+          caughtUp: () => readModel.openAndCaughtUp(5000),
         }),
       }, log.child({ component: 'eviction' }));
       this.evictor.start(this.loops);

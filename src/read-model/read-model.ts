@@ -138,6 +138,15 @@ export class ReadModel {
     return this.projection.caughtUp(timeoutMs);
   }
 
+  /**
+   * For background work (SLA scanner, eviction): waits for the database to open (PGlite's initdb
+   * takes seconds, tens on a loaded machine) instead of failing at once as a request does.
+   */
+  async openAndCaughtUp(timeoutMs?: number): Promise<boolean> {
+    await this.database();
+    return this.projection.caughtUp(timeoutMs);
+  }
+
   async listTickets(f: q.TicketFilter) {
     return q.listTickets(await this.ready(), f);
   }
