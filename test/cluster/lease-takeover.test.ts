@@ -67,6 +67,7 @@ async function leaseHolders(): Promise<Record<string, string>> {
   const holders: Record<string, string> = {};
   for await (const key of await kv.keys()) {
     if (key.startsWith('router.')) continue; // conversation partitions: spread over the replicas by design
+    if (key === 'eviction') continue; // the background sweep of closed tickets: whichever replica takes it
     const e = await kv.get(key);
     if (e?.operation === 'PUT') holders[key] = e.string();
   }
