@@ -2,7 +2,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import { Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
-import type { InboundMessage } from '../../src/core/schema.js';
+import type { InboundMessage, LogEntry } from '../../src/core/schema.js';
 
 let counter = 0;
 
@@ -78,3 +78,26 @@ export function inboundSubjectOf(e: Parameters<typeof orderKey>[0], partitions =
   return Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), partitions));
 }
 
+
+/** One inbound entry of the ticket log: which ticket it landed in, which event, which conversation. */
+export interface InboundLogEntry {
+  ticketId: string;
+  eventId: string;
+  conversation: string;
+}
+
+/** Every inbound entry of OMNI_LOG, in log order (an ephemeral consumer over the whole stream). */
+export async function readInboundLog(nc: NatsConnection): Promise<InboundLogEntry[]> {
+  const c = await jetstream(nc).consumers.get('OMNI_LOG');
+  const out: InboundLogEntry[] = [];
+  let pending = (await c.info(true)).num_pending;
+  while (pending > 0) {
+    const batch = await c.fetch({ max_messages: Math.min(pending, 1000), expires: 3000 });
+    for await (const m of batch) {
+      pending--;
+      const entry = m.json<LogEntry>();
+      if (entry.kind === 'inbound') out.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
+    }
+  }
+  return out;
+}

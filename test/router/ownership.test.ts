@@ -13,7 +13,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/
 import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage } from '../helpers/events.js';
+import { chatMessage, readInboundLog } from '../helpers/events.js';
 import type { LogEntry, Ticket } from '../../src/core/schema.js';
 import { Buckets, Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
 
@@ -97,25 +97,9 @@ async function waitForLog(count: number, timeoutMs: number): Promise<void> {
 }
 
 /** Every inbound log entry in stream order (a ticket's entries are in its log's order). */
-async function readLog(): Promise<Array<{ ticketId: string; eventId: string; conversation: string }>> {
-  const js = jetstream(nc);
-  const c = await js.consumers.get('OMNI_LOG');
-  const out: Array<{ ticketId: string; eventId: string; conversation: string }> = [];
-  let pending = (await c.info(true)).num_pending;
-  while (pending > 0) {
-    const batch = await c.fetch({ max_messages: Math.min(pending, 1000), expires: 3000 });
-    for await (const m of batch) {
-      pending--;
-      const entry = m.json<LogEntry>();
-      if (entry.kind === 'inbound') out.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
-    }
-  }
-  return out;
-}
-
 async function assertInOrderOnce(order: Map<string, string[]>): Promise<void> {
   await waitForLog(TOTAL, 240_000);
-  const entries = await readLog();
+  const entries = await readInboundLog(nc);
   const logged = new Map<string, string[]>();
   const tickets = new Map<string, Set<string>>();
   for (const e of entries) {
@@ -195,7 +179,7 @@ describe('ownership of conversations', () => {
     const second = routerProcess();
     await second.started;
     await waitForLog(40, 120_000);
-    const entries = await readLog();
+    const entries = await readInboundLog(nc);
     expect(entries.filter((e) => e.conversation === 'legacy').map((e) => e.eventId)).toEqual(ids.filter((id) => id.includes('legacy')));
     expect(entries.filter((e) => e.conversation === 'partitioned').map((e) => e.eventId)).toEqual(ids.filter((id) => id.includes('part-')));
     const kv = await new Kvm(nc).open(Buckets.tickets);

@@ -12,7 +12,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage } from '../helpers/events.js';
+import { chatMessage, readInboundLog } from '../helpers/events.js';
 import type { LogEntry, Ticket } from '../../src/core/schema.js';
 import { Buckets, Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
 
@@ -76,21 +76,6 @@ async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number
   }
 }
 
-async function readInbound(): Promise<Array<{ ticketId: string; eventId: string; conversation: string }>> {
-  const c = await jetstream(nc).consumers.get('OMNI_LOG');
-  const out: Array<{ ticketId: string; eventId: string; conversation: string }> = [];
-  let pending = (await c.info(true)).num_pending;
-  while (pending > 0) {
-    const batch = await c.fetch({ max_messages: Math.min(pending, 1000), expires: 3000 });
-    for await (const m of batch) {
-      pending--;
-      const entry = m.json<LogEntry>();
-      if (entry.kind === 'inbound') out.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
-    }
-  }
-  return out;
-}
-
 describe('redelivery under load', () => {
   it('ack_wait 2 s, two replicas and a third joining mid-run: each event once, in order, counters equal the logs', async () => {
     const a = routerProcess();
@@ -107,7 +92,7 @@ describe('redelivery under load', () => {
     // Let late copies (redeliveries still queued) run before judging.
     await new Promise((r) => setTimeout(r, 5_000));
 
-    const entries = await readInbound();
+    const entries = await readInboundLog(nc);
     const logged = new Map<string, string[]>();
     const ticketOf = new Map<string, Set<string>>();
     for (const e of entries) {
