@@ -15,7 +15,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findLeftovers } from '../../src/core/nats-leftovers.js';
 import type { LogEntry } from '../../src/core/schema.js';
-import { natsServerBinary } from '../helpers/nats-server.js';
+import { natsServerBinary, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { routerBacklog } from '../helpers/events.js';
 
@@ -150,12 +150,12 @@ describe('embedded nats-server after kill -9', () => {
     // Count what the router logged, on the server the last run started.
     const nc = await connect({ servers: readFileSync(join(dataDir, 'nats.url'), 'utf8').trim() });
     try {
-      const jsm = await jetstreamManager(nc);
+      const jsm = await jetstreamManager(nc, PATIENT);
       await until(async () => {
         // Intake publishes on the conversations' partitions: every router consumer must be done.
         return (await routerBacklog(jsm).catch(() => 1)) === 0;
       }, 120_000, 'the router to finish');
-      const c = await jetstream(nc).consumers.get('OMNI_LOG');
+      const c = await jetstream(nc, PATIENT).consumers.get('OMNI_LOG');
       const seen = new Map<string, number>();
       let pending = (await c.info(true)).num_pending;
       while (pending > 0) {

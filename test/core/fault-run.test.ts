@@ -24,7 +24,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LogEntry } from '../../src/core/schema.js';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { routerBacklog } from '../helpers/events.js';
 
@@ -186,7 +186,7 @@ describe('one fault run: 3 gateway kill -9s and 1 nats-server kill -9 under load
     // Wait for the router, replies and webhooks to settle.
     const nc: NatsConnection = await connect({ servers: nats.url });
     try {
-      const jsm = await jetstreamManager(nc);
+      const jsm = await jetstreamManager(nc, PATIENT);
       await until(async () => {
         // Intake publishes on the conversations' partitions: every router consumer must be done.
         return (await routerBacklog(jsm).catch(() => 1)) === 0;
@@ -202,7 +202,7 @@ describe('one fault run: 3 gateway kill -9s and 1 nats-server kill -9 under load
       // Every ticket log, read back from the stream.
       const inLog = new Map<string, number>();
       const ticketsOf = new Map<string, Set<string>>();
-      const c = await jetstream(nc).consumers.get('OMNI_LOG');
+      const c = await jetstream(nc, PATIENT).consumers.get('OMNI_LOG');
       let pending = (await c.info(true)).num_pending;
       while (pending > 0) {
         for await (const m of await c.fetch({ max_messages: Math.min(pending, 1000), expires: 5000 })) {

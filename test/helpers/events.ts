@@ -1,4 +1,5 @@
 /** Builders for inbound events as a connector would publish them, for tests that bypass connectors. */
+import { PATIENT } from './nats-server.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamManager } from '@nats-io/jetstream';
 import { Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
@@ -56,7 +57,7 @@ export function emailMessage(o: { messageId: string; from: string; subject?: str
 }
 
 export async function publishEvent(nc: NatsConnection, event: { channel: string; account: string; id: string }, opts: { msgID?: string | false } = {}): Promise<void> {
-  const js = jetstream(nc);
+  const js = jetstream(nc, PATIENT);
   const msgID = opts.msgID === false ? undefined : (opts.msgID ?? event.id);
   await js.publish(`omni.in.${event.channel}.${event.account}`, JSON.stringify(event), msgID ? { msgID } : undefined);
 }
@@ -88,7 +89,7 @@ export interface InboundLogEntry {
 
 /** Every inbound entry of OMNI_LOG, in log order (an ephemeral consumer over the whole stream). */
 export async function readInboundLog(nc: NatsConnection): Promise<InboundLogEntry[]> {
-  const c = await jetstream(nc).consumers.get('OMNI_LOG');
+  const c = await jetstream(nc, PATIENT).consumers.get('OMNI_LOG');
   const out: InboundLogEntry[] = [];
   let pending = (await c.info(true)).num_pending;
   while (pending > 0) {

@@ -3,12 +3,13 @@
  * store are streams too: `KV_*`, `OBJ_*`), a dead letter's base64 payload decoded. Erasure tests
  * grep this for what must be gone.
  */
+import { PATIENT } from './nats-server.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 
 export async function dumpStreams(nc: NatsConnection): Promise<Map<string, string[]>> {
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc, PATIENT);
+  const js = jetstream(nc, PATIENT);
   const out = new Map<string, string[]>();
   for await (const s of jsm.streams.list()) {
     const texts: string[] = [];

@@ -6,6 +6,7 @@
  * On 2.9.10 this is the case the start-up self-check guards (nats-server#4320): before, 11 of
  * 300 conversations merged in the same setup.
  */
+import { PATIENT } from '../helpers/nats-server.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -70,7 +71,7 @@ describe('three gateways on a three-node cluster, replicas 3', () => {
     }
     await Promise.all(acks);
 
-    const jsm = await jetstreamManager(conns[0]!);
+    const jsm = await jetstreamManager(conns[0]!, PATIENT);
     const deadline = Date.now() + 45_000;
     for (;;) {
       const backlog = await routerBacklog(jsm);

@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage } from '../helpers/events.js';
 import type { LogEntry } from '../../src/core/schema.js';
@@ -40,7 +40,7 @@ function routerProcess(): GatewayProcess {
 }
 
 async function publishAll(channel: string, conversations: number, perConversation: number): Promise<string[]> {
-  const js = jetstream(nc);
+  const js = jetstream(nc, PATIENT);
   const ids: string[] = [];
   const acks: Promise<unknown>[] = [];
   for (let i = 0; i < perConversation; i++) {
@@ -57,7 +57,7 @@ async function publishAll(channel: string, conversations: number, perConversatio
 
 /** Every inbound log entry of the channel, with its ticket. */
 async function readInboundLog(channel: string): Promise<Array<{ ticketId: string; eventId: string; conversation: string }>> {
-  const js = jetstream(nc);
+  const js = jetstream(nc, PATIENT);
   const c = await js.consumers.get('OMNI_LOG');
   const out: Array<{ ticketId: string; eventId: string; conversation: string }> = [];
   let pending = (await c.info(true)).num_pending;
@@ -75,7 +75,7 @@ async function readInboundLog(channel: string): Promise<Array<{ ticketId: string
 }
 
 async function waitUntilRouted(expected: number, channel: string, timeoutMs: number): Promise<void> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, PATIENT);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const info = await jsm.consumers.info('OMNI_IN', 'router').catch(() => null);
@@ -123,7 +123,7 @@ describe('router processes', () => {
   it('kill -9 with 5,000 events in flight, then restart: each event in exactly one ticket log, once', async () => {
     const first = routerProcess();
     await first.started;
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(nc, PATIENT);
     const baseline = (await jsm.streams.info('OMNI_IN')).state.last_seq;
     const publishing = publishAll('crash', 250, 20);
     // Let it get going, then pull the plug mid-stream.

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage } from '../helpers/events.js';
 import type { LogEntry } from '../../src/core/schema.js';
@@ -33,7 +33,7 @@ afterAll(async () => {
 const N = 120;
 
 async function publish(round: string): Promise<string[]> {
-  const js = jetstream(nc);
+  const js = jetstream(nc, PATIENT);
   const ids: string[] = [];
   for (let c = 0; c < N; c++) {
     const e = chatMessage({ channel: 'webhook', account: 'evict', chat: `conv-${c}`, text: `${round} ${c}` });
@@ -49,7 +49,7 @@ async function routed(ids: string[], timeoutMs = 120_000): Promise<Map<string, s
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = new Map<string, string>();
-    const c = await jetstream(nc).consumers.get('OMNI_LOG');
+    const c = await jetstream(nc, PATIENT).consumers.get('OMNI_LOG');
     let pending = (await c.info(true)).num_pending;
     while (pending > 0) {
       const batch = await c.fetch({ max_messages: Math.min(pending, 1000), expires: 3000 });
@@ -66,7 +66,7 @@ async function routed(ids: string[], timeoutMs = 120_000): Promise<Map<string, s
 }
 
 async function liveTickets(): Promise<number> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, PATIENT);
   return (await jsm.streams.info(`KV_${Buckets.tickets}`)).state.messages;
 }
 

@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage, readInboundLog } from '../helpers/events.js';
 import type { LogEntry, Ticket } from '../../src/core/schema.js';
@@ -58,7 +58,7 @@ function routerProcess(): GatewayProcess {
 
 /** Publishes every conversation's messages in order (round by round, back to back); returns each conversation's ids in publish order. */
 async function publishAll(channel: string, rounds: [number, number] = [0, PER_CONVERSATION], order = new Map<string, string[]>()): Promise<Map<string, string[]>> {
-  const js = jetstream(nc);
+  const js = jetstream(nc, PATIENT);
   const acks: Promise<unknown>[] = [];
   for (let i = rounds[0]; i < rounds[1]; i++) {
     for (let c = 0; c < CONVERSATIONS; c++) {
@@ -84,7 +84,7 @@ async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 async function logCount(): Promise<number> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, PATIENT);
   return (await jsm.streams.info('OMNI_LOG')).state.messages;
 }
 
@@ -143,6 +143,8 @@ describe('ownership of conversations', () => {
     const procs = [routerProcess(), routerProcess(), routerProcess()];
     await Promise.all(procs.map((p) => p.started));
     const published = publishAll('kill');
+    // Awaited below; marked handled now so a failure while the log is awaited is the test's failure, not an unhandled rejection.
+    published.catch(() => undefined);
     await waitForLog(TOTAL / 4, 240_000);
     const victim = procs[1]!;
     const killedAt = new Date().toISOString();
@@ -161,13 +163,13 @@ describe('ownership of conversations', () => {
     await first.started;
     await first.kill('SIGTERM');
     // What a deployment from before partitioning has: one consumer on every inbound subject.
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(nc, PATIENT);
     // Under load the first process may be stopped before its ownership loop created it.
     await jsm.consumers.delete('OMNI_IN', 'router').catch((err: unknown) => {
       if (!/consumer not found/i.test(String(err))) throw err;
     });
     await jsm.consumers.add('OMNI_IN', { durable_name: 'router', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_deliver: -1 });
-    const js = jetstream(nc);
+    const js = jetstream(nc, PATIENT);
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
       const old = chatMessage({ channel: 'upg', account: 'load', chat: 'legacy', id: `legacy-${i}` });

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage, readInboundLog } from '../helpers/events.js';
 import type { LogEntry, Ticket } from '../../src/core/schema.js';
@@ -50,7 +50,7 @@ function routerProcess(): GatewayProcess {
 }
 
 async function publish(rounds: [number, number], order: Map<string, string[]>): Promise<void> {
-  const js = jetstream(nc);
+  const js = jetstream(nc, PATIENT);
   const acks: Promise<unknown>[] = [];
   for (let i = rounds[0]; i < rounds[1]; i++) {
     for (let c = 0; c < CONVERSATIONS; c++) {
@@ -64,7 +64,7 @@ async function publish(rounds: [number, number], order: Map<string, string[]>): 
 }
 
 async function logCount(): Promise<number> {
-  const jsm = await jetstreamManager(nc);
+  const jsm = await jetstreamManager(nc, PATIENT);
   return (await jsm.streams.info('OMNI_LOG')).state.messages;
 }
 
