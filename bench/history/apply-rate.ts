@@ -1,12 +1,12 @@
 /**
- * The projection's apply rate alone: N inbound entries (300 conversations) through applyEntry in
+ * The projection's apply rate alone: N inbound entries (300 conversations) through applyEntries in
  * transactions of 500, as projection.ts applies a batch, on the PostgreSQL database given (a
  * loaded history) or on a fresh throwaway one. Its rows are deleted afterwards.
  *   npx tsx bench/history/apply-rate.ts [postgres://127.0.0.1:5432/db]   (N=3000 by default)
  */
 import { openDatabase } from '../../src/read-model/database.js';
 import { migrate } from '../../src/read-model/migrations.js';
-import { applyEntry } from '../../src/read-model/apply.js';
+import { applyEntries } from '../../src/read-model/apply.js';
 import { chatMessage } from '../../test/helpers/events.js';
 import { postgresDatabase } from '../../test/helpers/sql.js';
 import type { LogEntry } from '../../src/core/schema.js';
@@ -24,9 +24,7 @@ for (let i = 0; i < N; i++) {
 }
 const t0 = performance.now();
 for (let b = 0; b < N; b += 500) {
-  await db.transaction(async (tx) => {
-    for (let i = b; i < Math.min(N, b + 500); i++) await applyEntry(tx, base + i, entries[i]![0], entries[i]![1]);
-  });
+  await db.transaction((tx) => applyEntries(tx, entries.slice(b, b + 500).map(([ticketId, entry], i) => ({ seq: base + b + i, ticketId, entry }))));
 }
 const s = (performance.now() - t0) / 1000;
 console.log(`${url}: ${N} entries in ${s.toFixed(1)} s = ${(N / s).toFixed(0)} entries/s`);

@@ -6,7 +6,8 @@
  */
 import type { InboundMessage, LogEntry, OutboundMessage } from '../core/schema.js';
 import type { Queryable } from './database.js';
-import { resolveContact } from './contacts.js';
+import { BatchMemory } from './batch-memory.js';
+import { provenIdentities, resolveContact } from './contacts.js';
 
 type Entry<K extends LogEntry['kind']> = Extract<LogEntry, { kind: K }>;
 
@@ -24,14 +25,48 @@ function isReactionOnly(e: InboundMessage): boolean {
 /** What was applied; unknown tickets (an entry before any message) are counted, not fatal. */
 export type Applied = 'applied' | 'duplicate' | 'orphan';
 
-export async function applyEntry(tx: Queryable, seq: number, ticketId: string, entry: LogEntry): Promise<Applied> {
+export interface SequencedEntry {
+  /** OMNI_LOG stream sequence. */
+  seq: number;
+  ticketId: string;
+  entry: LogEntry;
+}
+
+/** A batch of entries in log order, inside the caller's transaction; returns how many had each outcome. */
+export async function applyEntries(tx: Queryable, entries: SequencedEntry[]): Promise<Map<Applied, number>> {
+  const outcomes = new Map<Applied, number>();
+  const count = (outcome: Applied, n = 1) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
+  const memory = new BatchMemory(tx);
+  await memory.prefetch(entries.map((e) => e.ticketId), entries.flatMap((e) => (e.entry.kind === 'inbound' ? provenIdentities(e.entry.event) : [])));
+  for (const e of entries) count(await applyEntry(tx, e.seq, e.ticketId, e.entry, memory));
+  const duplicates = await memory.flush();
+  if (duplicates) {
+    count('applied', -duplicates);
+    count('duplicate', duplicates);
+  }
+  return outcomes;
+}
+
+/**
+ * Applies one entry. Within a batch, pass the batch's memory and call its flush() before the
+ * checkpoint moves: an inbound message is written then, and counted 'applied' here unless the
+ * flush finds it in SQL already. Without a memory, the entry is written before this returns.
+ */
+export async function applyEntry(tx: Queryable, seq: number, ticketId: string, entry: LogEntry, memory?: BatchMemory): Promise<Applied> {
+  if (!memory) {
+    const own = new BatchMemory(tx);
+    const applied = await applyEntry(tx, seq, ticketId, entry, own);
+    return (await own.flush()) > 0 ? 'duplicate' : applied;
+  }
+  // Every other kind reads or changes the ticket row: the inbound messages before it are written first.
+  if (entry.kind !== 'inbound') await memory.flushTicket(ticketId);
   switch (entry.kind) {
     case 'inbound':
-      return inbound(tx, seq, ticketId, entry);
+      return inbound(tx, memory, seq, ticketId, entry);
     case 'outbound':
-      return outbound(tx, seq, ticketId, entry);
+      return outbound(tx, memory, seq, ticketId, entry);
     case 'note':
-      return note(tx, seq, ticketId, entry);
+      return note(tx, memory, seq, ticketId, entry);
     case 'edited':
       return touched(await tx.query(
         `UPDATE messages SET text = $3, edited_at = $4 WHERE ticket_id = $1 AND platform_message_id = $2 AND direction = 'inbound' RETURNING seq`,
@@ -43,13 +78,13 @@ export async function applyEntry(tx: Queryable, seq: number, ticketId: string, e
         [ticketId, entry.event.targetPlatformMessageId, entry.at],
       ));
     case 'delivery':
-      return delivery(tx, seq, ticketId, entry);
+      return delivery(tx, memory, seq, ticketId, entry);
     case 'rating':
-      return rating(tx, seq, ticketId, entry);
+      return rating(tx, memory, seq, ticketId, entry);
     case 'sla':
-      return sla(tx, seq, ticketId, entry);
+      return sla(tx, memory, seq, ticketId, entry);
     case 'status':
-      return status(tx, seq, ticketId, entry);
+      return status(tx, memory, seq, ticketId, entry);
     case 'escalation':
       // Kept in the log (and on the KV record); nothing a report or list needs.
       return 'applied';
@@ -60,54 +95,35 @@ function touched(rows: unknown[]): Applied {
   return rows.length ? 'applied' : 'orphan';
 }
 
-async function ticketExists(tx: Queryable, id: string): Promise<boolean> {
-  return (await tx.query('SELECT 1 FROM tickets WHERE id = $1', [id])).length > 0;
-}
-
-async function inbound(tx: Queryable, seq: number, ticketId: string, entry: Entry<'inbound'>): Promise<Applied> {
+async function inbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'inbound'>): Promise<Applied> {
   const e = entry.event;
-  const contactId = await resolveContact(tx, e, entry.at);
-  if (!(await ticketExists(tx, ticketId))) {
+  const contactId = await resolveContact(tx, e, entry.at, memory);
+  if (!(await memory.ticketExists(ticketId))) {
     await tx.query(
       `INSERT INTO tickets (id, number, status, channel, account, conversation, subject, contact_id, contact, created_at, updated_at, last_seq)
        VALUES ($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $9, $10)`,
       [ticketId, ticketNumberOf(ticketId), e.channel, e.account, JSON.stringify(e.conversation), e.email?.subject || e.conversation.title || null, contactId,
         JSON.stringify({ id: e.sender.id, displayName: e.sender.displayName, handles: e.sender.handles }), entry.at, seq],
     );
+    memory.ticketCreated(ticketId);
   }
-  const inserted = await tx.query(
-    `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, contact_id, author_id, author_name, platform_message_id, at, text)
-     VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
-    [seq, ticketId, e.id, e.channel, e.account, contactId, e.sender.id, e.sender.displayName ?? null, e.platform.messageId || null, entry.at, e.text],
-  );
-  if (!inserted.length) return 'duplicate';
-  for (const [position, a] of e.attachments.entries()) {
-    await tx.query(
-      `INSERT INTO attachments (message_seq, position, ticket_id, name, mime_type, size, sha256, object_key, ref, kind, status)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-      [seq, position, ticketId, a.name, a.mimeType, a.size, a.sha256 ?? null, a.objectKey ?? null, a.ref ?? null, a.kind, a.status],
-    );
-  }
-  const waits = !isReactionOnly(e);
   // As the router: a message counts and updates the ticket; a pending ticket is open again (no
-  // status entry is logged for that); a closed one reopens by its own status entry.
-  await tx.query(
-    `UPDATE tickets SET message_count = message_count + 1, updated_at = $2, last_seq = $3,
-            last_inbound_at = CASE WHEN $4 THEN $5::timestamptz ELSE last_inbound_at END,
-            status = CASE WHEN $4 AND status = 'pending' THEN 'open' ELSE status END
-      WHERE id = $1`,
-    [ticketId, entry.at, seq, waits, e.receivedAt],
-  );
-  return 'applied';
+  // status entry is logged for that); a closed one reopens by its own status entry. Written with
+  // the ticket's other messages of this batch (batch-memory.ts).
+  const added = memory.addInbound({
+    seq, ticketId, id: e.id, channel: e.channel, account: e.account, contactId, authorId: e.sender.id, authorName: e.sender.displayName ?? null,
+    platformMessageId: e.platform.messageId || null, at: entry.at, text: e.text, attachments: e.attachments, waitsSince: isReactionOnly(e) ? null : e.receivedAt,
+  });
+  return added ? 'applied' : 'duplicate';
 }
 
 function purposeOf(m: OutboundMessage): string | null {
   return m.purpose ?? (m.automated ? null : 'agent_reply');
 }
 
-async function outbound(tx: Queryable, seq: number, ticketId: string, entry: Entry<'outbound'>): Promise<Applied> {
+async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'outbound'>): Promise<Applied> {
   const m = entry.message;
-  if (!(await ticketExists(tx, ticketId))) {
+  if (!(await memory.ticketExists(ticketId))) {
     // A ticket we wrote first (no customer message yet): its contact is the conversation.
     await tx.query(
       `INSERT INTO tickets (id, number, status, channel, account, conversation, subject, contact, created_at, updated_at, last_seq)
@@ -115,6 +131,7 @@ async function outbound(tx: Queryable, seq: number, ticketId: string, entry: Ent
       [ticketId, ticketNumberOf(ticketId), m.channel, m.account, JSON.stringify(m.conversation), m.email?.subject ?? m.conversation.title ?? null,
         JSON.stringify({ id: m.email?.to[0] ?? m.conversation.id, handles: {} }), entry.at, seq],
     );
+    memory.ticketCreated(ticketId);
   }
   const purpose = purposeOf(m);
   const inserted = await tx.query(
@@ -141,8 +158,8 @@ async function outbound(tx: Queryable, seq: number, ticketId: string, entry: Ent
   return 'applied';
 }
 
-async function note(tx: Queryable, seq: number, ticketId: string, entry: Entry<'note'>): Promise<Applied> {
-  if (!(await ticketExists(tx, ticketId))) return 'orphan';
+async function note(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'note'>): Promise<Applied> {
+  if (!(await memory.ticketExists(ticketId))) return 'orphan';
   const inserted = await tx.query(
     `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, author_id, author_name, at, text)
      SELECT $1, id, $3, 'note', channel, account, $4, $5, $6, $7 FROM tickets WHERE id = $2
@@ -152,9 +169,9 @@ async function note(tx: Queryable, seq: number, ticketId: string, entry: Entry<'
   return inserted.length ? 'applied' : 'duplicate';
 }
 
-async function delivery(tx: Queryable, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {
+async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {
   const s = entry.status;
-  if (!(await ticketExists(tx, ticketId))) return 'orphan';
+  if (!(await memory.ticketExists(ticketId))) return 'orphan';
   const [known] = await tx.query<{ purpose: string | null }>(`SELECT purpose FROM messages WHERE ticket_id = $1 AND direction = 'outbound' AND id = $2`, [ticketId, s.outboundId]);
   const purpose = s.purpose ?? known?.purpose ?? null;
   const column = ({ sent: 'sent_at', delivered: 'delivered_at', read: 'read_at', failed: 'failed_at' } as const)[s.status];
@@ -182,26 +199,26 @@ async function delivery(tx: Queryable, seq: number, ticketId: string, entry: Ent
   return 'applied';
 }
 
-async function rating(tx: Queryable, seq: number, ticketId: string, entry: Entry<'rating'>): Promise<Applied> {
+async function rating(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'rating'>): Promise<Applied> {
   const inserted = await tx.query(
     `INSERT INTO ratings (seq, ticket_id, contact_id, channel, account, rating, low, event_id, at)
      SELECT $1, id, contact_id, channel, account, $3, $4, $5, $6 FROM tickets WHERE id = $2
      ON CONFLICT (ticket_id, event_id) DO NOTHING RETURNING seq`,
     [seq, ticketId, entry.rating, entry.low, entry.eventId, entry.at],
   );
-  if (!inserted.length) return (await ticketExists(tx, ticketId)) ? 'duplicate' : 'orphan';
+  if (!inserted.length) return (await memory.ticketExists(ticketId)) ? 'duplicate' : 'orphan';
   await tx.query('UPDATE tickets SET rating = $2, rated_at = $3, last_seq = $4 WHERE id = $1', [ticketId, entry.rating, entry.at, seq]);
   return 'applied';
 }
 
-async function sla(tx: Queryable, seq: number, ticketId: string, entry: Entry<'sla'>): Promise<Applied> {
+async function sla(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'sla'>): Promise<Applied> {
   const inserted = await tx.query(
     `INSERT INTO sla_breaches (seq, ticket_id, breach, since, at, limit_ms, escalated_to)
      SELECT $1, id, $3, $4, $5, $6, $7 FROM tickets WHERE id = $2
      ON CONFLICT (ticket_id, breach, since) DO NOTHING RETURNING seq`,
     [seq, ticketId, entry.breach, entry.since, entry.at, entry.limitMs, entry.escalatedTo ?? null],
   );
-  if (!inserted.length) return (await ticketExists(tx, ticketId)) ? 'duplicate' : 'orphan';
+  if (!inserted.length) return (await memory.ticketExists(ticketId)) ? 'duplicate' : 'orphan';
   await tx.query(
     `UPDATE tickets SET last_seq = $2,
             first_response_breached_at = CASE WHEN $3 = 'first_response' THEN coalesce(first_response_breached_at, $4::timestamptz) ELSE first_response_breached_at END,
@@ -212,8 +229,8 @@ async function sla(tx: Queryable, seq: number, ticketId: string, entry: Entry<'s
   return 'applied';
 }
 
-async function status(tx: Queryable, seq: number, ticketId: string, entry: Entry<'status'>): Promise<Applied> {
-  if (!(await ticketExists(tx, ticketId))) return 'orphan';
+async function status(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'status'>): Promise<Applied> {
+  if (!(await memory.ticketExists(ticketId))) return 'orphan';
   await tx.query(
     `INSERT INTO status_changes (seq, ticket_id, from_status, to_status, at, author_id, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
     [seq, ticketId, entry.from ?? null, entry.to, entry.at, entry.author.id, entry.reason ?? null],

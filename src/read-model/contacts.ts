@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { InboundMessage } from '../core/schema.js';
+import type { BatchMemory } from './batch-memory.js';
 import type { Queryable } from './database.js';
 
 export const IDENTITY_KINDS = ['phone', 'email', 'telegram_user', 'whatsapp_lid', 'slack_user', 'external'] as const;
@@ -83,8 +84,11 @@ export function contactIdFor(i: Pick<ProvenIdentity, 'kind' | 'scope' | 'value'>
  * the message proves are added, and contacts they show to be one person are merged. Returns the
  * root contact id.
  */
-export async function resolveContact(tx: Queryable, e: InboundMessage, at: string): Promise<string> {
+export async function resolveContact(tx: Queryable, e: InboundMessage, at: string, memory?: BatchMemory): Promise<string> {
   const ids = provenIdentities(e);
+  // A sender the batch already knows in full (every identity in, one contact, named): nothing to write.
+  const known = memory?.knownSender(ids, e.sender.displayName, at);
+  if (known !== undefined) return known;
   const found = await tx.query<{ root: string; created_at: string }>(
     `SELECT DISTINCT coalesce(c.merged_into, c.id) AS root, r.created_at
        FROM contact_identities i JOIN contacts c ON c.id = i.contact_id JOIN contacts r ON r.id = coalesce(c.merged_into, c.id)
@@ -104,11 +108,13 @@ export async function resolveContact(tx: Queryable, e: InboundMessage, at: strin
     const into = merged[0]?.into_id;
     if (into && (await tx.query('SELECT 1 FROM contacts WHERE id = $1', [into])).length) {
       await mergeContacts(tx, root, into, at, null);
+      memory?.forgetSenders();
       root = into;
     }
   } else {
     root = found[0]!.root;
     for (const other of found.slice(1)) await mergeContacts(tx, other.root, root, at, null);
+    if (found.length > 1) memory?.forgetSenders();
   }
   for (const i of ids) {
     await tx.query(
@@ -120,6 +126,7 @@ export async function resolveContact(tx: Queryable, e: InboundMessage, at: strin
   if (e.sender.displayName) {
     await tx.query('UPDATE contacts SET display_name = coalesce(display_name, $2), updated_at = greatest(updated_at, $3) WHERE id = $1', [root, e.sender.displayName, at]);
   }
+  memory?.learnSender(ids, root, Boolean(e.sender.displayName));
   return root;
 }
 

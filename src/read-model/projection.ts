@@ -26,7 +26,7 @@ import { LogEntry } from '../core/schema.js';
 import { sleep } from '../core/sleep.js';
 import { Streams } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
-import { applyEntry } from './apply.js';
+import { applyEntries, type SequencedEntry } from './apply.js';
 import type { Database } from './database.js';
 import { APPLIER_LOCK_KEY } from './migrations.js';
 
@@ -184,35 +184,37 @@ export class Projection {
 
   /** One transaction: every entry after `expected`, then the checkpoint. Returns the new checkpoint. */
   private async applyBatch(db: Database, expected: number, batch: Array<{ seq: number; subject: string; data: Uint8Array }>): Promise<number> {
-    const outcomes = new Map<string, number>();
-    const last = await db.transaction(async (tx) => {
+    const entries: SequencedEntry[] = [];
+    let invalid = 0;
+    let seq = expected;
+    for (const m of batch) {
+      if (m.seq <= seq) continue; // JetStream never goes back, but a rebuilt consumer could overlap
+      seq = m.seq;
+      const ticketId = TICKET_OF.exec(m.subject)?.[1];
+      const parsed = ticketId ? LogEntry.safeParse(parseJson(m.data)) : undefined;
+      if (!ticketId || !parsed?.success) {
+        // Not ours to refuse: the router wrote it. Skipped and counted; the log keeps it for a rebuild by a newer version.
+        this.log.warn({ seq: m.seq, subject: m.subject, reason: parsed && !parsed.success ? parsed.error.issues[0]?.message : 'subject' }, 'ticket-log entry not understood; skipped by the read model');
+        invalid++;
+        continue;
+      }
+      entries.push({ seq: m.seq, ticketId, entry: parsed.data });
+    }
+    const outcomes = await db.transaction(async (tx) => {
       const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
       const found = row?.seq ?? 0;
       if (found !== expected) throw new StaleCheckpointError(expected, found);
-      let seq = expected;
-      for (const m of batch) {
-        if (m.seq <= seq) continue; // JetStream never goes back, but a rebuilt consumer could overlap
-        seq = m.seq;
-        const ticketId = TICKET_OF.exec(m.subject)?.[1];
-        const parsed = ticketId ? LogEntry.safeParse(parseJson(m.data)) : undefined;
-        if (!ticketId || !parsed?.success) {
-          // Not ours to refuse: the router wrote it. Skipped and counted; the log keeps it for a rebuild by a newer version.
-          this.log.warn({ seq: m.seq, subject: m.subject, reason: parsed && !parsed.success ? parsed.error.issues[0]?.message : 'subject' }, 'ticket-log entry not understood; skipped by the read model');
-          outcomes.set('invalid', (outcomes.get('invalid') ?? 0) + 1);
-          continue;
-        }
-        const outcome = await applyEntry(tx, m.seq, ticketId, parsed.data);
-        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-      }
+      const applied = await applyEntries(tx, entries);
       await tx.query(
         `INSERT INTO projection_checkpoint (name, seq, updated_at) VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET seq = $2, updated_at = now()`,
         [CHECKPOINT, seq],
       );
-      return seq;
+      return applied;
     });
     for (const [outcome, n] of outcomes) metrics.readModelApplied.inc({ outcome }, n);
-    this.status_.checkpoint = last;
-    return last;
+    if (invalid) metrics.readModelApplied.inc({ outcome: 'invalid' }, invalid);
+    this.status_.checkpoint = seq;
+    return seq;
   }
 }
 
