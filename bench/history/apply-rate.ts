@@ -1,7 +1,9 @@
 /**
- * The projection's apply rate alone: N inbound entries (300 conversations) through applyEntries in
- * transactions of 500, as projection.ts applies a batch, on the PostgreSQL database given (a
- * loaded history) or on a fresh throwaway one. Its rows are deleted afterwards.
+ * The projection's apply rate alone: N ticket-log entries of 300 conversations interleaved through
+ * applyEntries in transactions of 500, as projection.ts applies a batch, on the PostgreSQL database
+ * given (a loaded history) or on a fresh throwaway one. MIX=lifecycle (default): each ticket's
+ * life as the history bench writes it (inbound, reply, sent, delivered, …, resolved, closed);
+ * MIX=inbound: customer messages only. Its rows are deleted afterwards.
  *   npx tsx bench/history/apply-rate.ts [postgres://127.0.0.1:5432/db]   (N=3000 by default)
  */
 import { openDatabase } from '../../src/read-model/database.js';
@@ -16,18 +18,54 @@ const db = await openDatabase({ url, user: 'postgres', dataDir: '' });
 await migrate(db);
 const base = 60_000_000 + Math.floor(Math.random() * 1_000_000) * 10;
 const N = Number(process.env.N ?? 3000);
+const MIX = process.env.MIX === 'inbound' ? 'inbound' : 'lifecycle';
 const entries: Array<[string, LogEntry]> = [];
-for (let i = 0; i < N; i++) {
+const now = () => new Date().toISOString();
+const customer = (conv: number, i: number, text: string): LogEntry => {
+  const e = chatMessage({ account: 'load', chat: `ar-${base}-${conv}`, id: `ar-${base}-${i}`, text });
+  return { kind: 'inbound', at: now(), event: e, match: { rule: 'new-ticket', value: e.conversation.id } };
+};
+const reply = (ticketId: string, conv: number, i: number): LogEntry => ({
+  kind: 'outbound', at: now(),
+  message: { v: 1, type: 'message.outbound', id: `out-${base}-${i}`, ticketId, channel: 'webhook', account: 'load', conversation: { id: `ar-${base}-${conv}`, kind: 'private' },
+    text: 'Проверили: платёж прошёл, заказ передан в доставку', attachments: [], author: { id: 'agent-1', name: 'Анна' }, createdAt: now(), automated: false, purpose: 'agent_reply' },
+});
+const delivery = (ticketId: string, outboundI: number, status: 'sent' | 'delivered'): LogEntry => ({
+  kind: 'delivery', at: now(), status: { v: 1, type: 'delivery.status', outboundId: `out-${base}-${outboundI}`, ticketId, channel: 'webhook', account: 'load', status, attempts: 1, at: now() },
+});
+const status = (to: 'resolved' | 'closed', from: 'pending' | 'resolved'): LogEntry => ({ kind: 'status', at: now(), from, to, author: { id: 'agent-1' } });
+// As bench/history/load.ts writes a ticket's life: inbound, reply, sent, delivered (twice), "thank you", resolved, closed.
+const LIFECYCLE = 11;
+for (let i = 0; entries.length < N; i++) {
   const conv = i % 300;
-  const e = chatMessage({ account: 'load', chat: `ar-${base}-${conv}`, id: `ar-${base}-${i}`, text: 'Здравствуйте! Не проходит оплата по карте, заказ №48213' });
-  entries.push([`AR-${base}-${conv}`, { kind: 'inbound', at: new Date().toISOString(), event: e, match: { rule: 'new-ticket', value: e.conversation.id } } as LogEntry]);
+  const step = Math.floor(i / 300) % LIFECYCLE;
+  const ticketId = `AR-${base}-${conv}`;
+  if (MIX === 'inbound') {
+    entries.push([ticketId, customer(conv, i, 'Здравствуйте! Не проходит оплата по карте, заказ №48213')]);
+    continue;
+  }
+  const replyI = i - 300 * ((step - 1) % 4); // the reply of steps 2–3 and 6–7 is 1–2 rounds back
+  const entry = [
+    () => customer(conv, i, 'Здравствуйте! Не проходит оплата по карте, заказ №48213'),
+    () => reply(ticketId, conv, i),
+    () => delivery(ticketId, replyI, 'sent'),
+    () => delivery(ticketId, replyI, 'delivered'),
+    () => customer(conv, i, 'А когда привезут?'),
+    () => reply(ticketId, conv, i),
+    () => delivery(ticketId, replyI, 'sent'),
+    () => delivery(ticketId, replyI, 'delivered'),
+    () => customer(conv, i, 'Спасибо!'),
+    () => status('resolved', 'pending'),
+    () => status('closed', 'resolved'),
+  ][step]!();
+  entries.push([ticketId, entry]);
 }
 const t0 = performance.now();
 for (let b = 0; b < N; b += 500) {
   await db.transaction((tx) => applyEntries(tx, entries.slice(b, b + 500).map(([ticketId, entry], i) => ({ seq: base + b + i, ticketId, entry }))));
 }
 const s = (performance.now() - t0) / 1000;
-console.log(`${url}: ${N} entries in ${s.toFixed(1)} s = ${(N / s).toFixed(0)} entries/s`);
+console.log(`${url} (${MIX}): ${N} entries in ${s.toFixed(1)} s = ${(N / s).toFixed(0)} entries/s`);
 await db.query(`DELETE FROM tickets WHERE id LIKE 'AR-${base}-%'`);
 await db.close();
 await fresh?.drop();

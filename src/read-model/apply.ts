@@ -134,12 +134,22 @@ async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketI
     memory.ticketCreated(ticketId);
   }
   const purpose = purposeOf(m);
-  const inserted = await tx.query(
-    `INSERT INTO messages (seq, ticket_id, id, direction, purpose, channel, account, author_id, author_name, at, text)
-     VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
-    [seq, ticketId, m.id, purpose, m.channel, m.account, m.author.id, m.author.name ?? null, entry.at, m.text],
+  // The message and, as commands.ts does, its effect on the ticket in one statement: a reply that
+  // is not automatic answers the ticket (new/open → pending, no status entry is logged for it).
+  const [{ n } = { n: 0 }] = await tx.query<{ n: number }>(
+    `WITH ins AS (
+       INSERT INTO messages (seq, ticket_id, id, direction, purpose, channel, account, author_id, author_name, at, text)
+       VALUES ($1::bigint, $2, $3, 'outbound', $4::text, $5, $6, $7, $8, $9::timestamptz, $10) ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq
+     ), answered AS (
+       UPDATE tickets SET last_outbound_at = $9::timestamptz, updated_at = greatest(updated_at, $9::timestamptz), last_seq = $1::bigint,
+              csat_requested_at = CASE WHEN $4::text = 'satisfaction_request' THEN coalesce(csat_requested_at, $9::timestamptz) ELSE csat_requested_at END,
+              status = CASE WHEN NOT $11::boolean AND status IN ('new', 'open') THEN 'pending' ELSE status END
+        WHERE id = $2 AND EXISTS (SELECT 1 FROM ins) RETURNING 1
+     )
+     SELECT count(*)::int AS n FROM ins`,
+    [seq, ticketId, m.id, purpose, m.channel, m.account, m.author.id, m.author.name ?? null, entry.at, m.text, m.automated],
   );
-  if (!inserted.length) return 'duplicate';
+  if (!n) return 'duplicate';
   for (const [position, a] of m.attachments.entries()) {
     await tx.query(
       `INSERT INTO attachments (message_seq, position, ticket_id, name, mime_type, size, sha256, object_key, ref, kind, status)
@@ -147,14 +157,6 @@ async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketI
       [seq, position, ticketId, a.name, a.mimeType, a.size, a.sha256 ?? null, a.objectKey, a.ref ?? null],
     );
   }
-  // As commands.ts: a reply that is not automatic answers the ticket (new/open → pending, no status entry is logged for it).
-  await tx.query(
-    `UPDATE tickets SET last_outbound_at = $2, updated_at = greatest(updated_at, $2), last_seq = $3,
-            csat_requested_at = CASE WHEN $4 = 'satisfaction_request' THEN coalesce(csat_requested_at, $2) ELSE csat_requested_at END,
-            status = CASE WHEN NOT $5 AND status IN ('new', 'open') THEN 'pending' ELSE status END
-      WHERE id = $1`,
-    [ticketId, entry.at, seq, purpose, m.automated],
-  );
   return 'applied';
 }
 
@@ -172,30 +174,33 @@ async function note(tx: Queryable, memory: BatchMemory, seq: number, ticketId: s
 async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {
   const s = entry.status;
   if (!(await memory.ticketExists(ticketId))) return 'orphan';
-  const [known] = await tx.query<{ purpose: string | null }>(`SELECT purpose FROM messages WHERE ticket_id = $1 AND direction = 'outbound' AND id = $2`, [ticketId, s.outboundId]);
-  const purpose = s.purpose ?? known?.purpose ?? null;
   const column = ({ sent: 'sent_at', delivered: 'delivered_at', read: 'read_at', failed: 'failed_at' } as const)[s.status];
-  await tx.query(
-    `INSERT INTO deliveries (outbound_id, ticket_id, channel, account, purpose, status, reason, platform_message_id, attempts, ${column}, updated_at, last_seq)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
-     ON CONFLICT (outbound_id) DO UPDATE SET status = $6, reason = coalesce($7, deliveries.reason),
-       platform_message_id = coalesce($8, deliveries.platform_message_id), attempts = greatest(deliveries.attempts, $9),
-       ${column} = coalesce(deliveries.${column}, $10), updated_at = $10, last_seq = $11, purpose = coalesce(deliveries.purpose, $5)`,
-    [s.outboundId, ticketId, s.channel, s.account, purpose, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq],
-  );
-  if (purpose !== 'agent_reply') return 'applied';
   const last = JSON.stringify({ status: s.status, reason: s.reason, outboundId: s.outboundId, at: s.at });
-  // As deliveries.ts: the first sent agent reply is the first response; it answers what waited.
+  // One statement: the purpose (the status's own, else its message's), the delivery row, and for
+  // an agent reply, as deliveries.ts does: the first sent one is the first response, and a sent
+  // one answers what waited.
   await tx.query(
-    `UPDATE tickets SET last_delivery = $2, last_seq = $3,
-            first_response_at = CASE WHEN $4 THEN coalesce(first_response_at, $5::timestamptz) ELSE first_response_at END,
-            last_agent_reply_at = CASE WHEN $4 THEN $5::timestamptz ELSE last_agent_reply_at END
-      WHERE id = $1`,
-    [ticketId, last, seq, s.status === 'sent', s.at],
+    `WITH p AS (
+       SELECT coalesce($5::text, (SELECT purpose FROM messages WHERE ticket_id = $2 AND direction = 'outbound' AND id = $1)) AS purpose
+     ), d AS (
+       INSERT INTO deliveries (outbound_id, ticket_id, channel, account, purpose, status, reason, platform_message_id, attempts, ${column}, updated_at, last_seq)
+       SELECT $1, $2, $3, $4, p.purpose, $6, $7, $8, $9, $10::timestamptz, $10::timestamptz, $11::bigint FROM p
+       ON CONFLICT (outbound_id) DO UPDATE SET status = $6, reason = coalesce($7, deliveries.reason),
+         platform_message_id = coalesce($8, deliveries.platform_message_id), attempts = greatest(deliveries.attempts, $9),
+         ${column} = coalesce(deliveries.${column}, $10::timestamptz), updated_at = $10::timestamptz, last_seq = $11::bigint, purpose = coalesce(deliveries.purpose, EXCLUDED.purpose)
+       RETURNING 1
+     ), t AS (
+       UPDATE tickets SET last_delivery = $12, last_seq = $11::bigint,
+              first_response_at = CASE WHEN $13::boolean THEN coalesce(first_response_at, $10::timestamptz) ELSE first_response_at END,
+              last_agent_reply_at = CASE WHEN $13::boolean THEN $10::timestamptz ELSE last_agent_reply_at END
+        WHERE id = $2 AND (SELECT purpose FROM p) = 'agent_reply' RETURNING 1
+     ), m AS (
+       UPDATE messages SET answered_at = $10::timestamptz
+        WHERE ticket_id = $2 AND direction = 'inbound' AND answered_at IS NULL AND at <= $10::timestamptz AND $13::boolean AND (SELECT purpose FROM p) = 'agent_reply' RETURNING 1
+     )
+     SELECT 1`,
+    [s.outboundId, ticketId, s.channel, s.account, s.purpose ?? null, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq, last, s.status === 'sent'],
   );
-  if (s.status === 'sent') {
-    await tx.query(`UPDATE messages SET answered_at = $2 WHERE ticket_id = $1 AND direction = 'inbound' AND answered_at IS NULL AND at <= $2`, [ticketId, s.at]);
-  }
   return 'applied';
 }
 
@@ -232,17 +237,16 @@ async function sla(tx: Queryable, memory: BatchMemory, seq: number, ticketId: st
 async function status(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'status'>): Promise<Applied> {
   if (!(await memory.ticketExists(ticketId))) return 'orphan';
   await tx.query(
-    `INSERT INTO status_changes (seq, ticket_id, from_status, to_status, at, author_id, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    `WITH change AS (
+       INSERT INTO status_changes (seq, ticket_id, from_status, to_status, at, author_id, reason) VALUES ($1::bigint, $2, $3, $4::text, $5::timestamptz, $6, $7)
+     )
+     UPDATE tickets SET
+            reopened_count = reopened_count + CASE WHEN status IN ('resolved', 'closed') AND $4::text IN ('new', 'open', 'pending') THEN 1 ELSE 0 END,
+            status = $4::text, updated_at = greatest(updated_at, $5::timestamptz), last_seq = $1::bigint,
+            resolved_at = CASE WHEN $4::text = 'resolved' THEN $5::timestamptz WHEN $4::text = 'closed' THEN resolved_at ELSE NULL END,
+            closed_at = CASE WHEN $4::text = 'closed' THEN $5::timestamptz ELSE NULL END
+      WHERE id = $2`,
     [seq, ticketId, entry.from ?? null, entry.to, entry.at, entry.author.id, entry.reason ?? null],
-  );
-  await tx.query(
-    `UPDATE tickets SET
-            reopened_count = reopened_count + CASE WHEN status IN ('resolved', 'closed') AND $2 IN ('new', 'open', 'pending') THEN 1 ELSE 0 END,
-            status = $2, updated_at = greatest(updated_at, $3), last_seq = $4,
-            resolved_at = CASE WHEN $2 = 'resolved' THEN $3::timestamptz WHEN $2 = 'closed' THEN resolved_at ELSE NULL END,
-            closed_at = CASE WHEN $2 = 'closed' THEN $3::timestamptz ELSE NULL END
-      WHERE id = $1`,
-    [ticketId, entry.to, entry.at, seq],
   );
   return 'applied';
 }
