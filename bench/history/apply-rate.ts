@@ -4,18 +4,25 @@
  * given (a loaded history) or on a fresh throwaway one. MIX=lifecycle (default): each ticket's
  * life as the history bench writes it (inbound, reply, sent, delivered, …, resolved, closed);
  * MIX=inbound: customer messages only. Its rows are deleted afterwards.
- *   npx tsx bench/history/apply-rate.ts [postgres://127.0.0.1:5432/db]   (N=3000 by default)
+ *   npx tsx bench/history/apply-rate.ts [postgres://127.0.0.1:5432/db | pglite]   (N=3000 by default)
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { openDatabase } from '../../src/read-model/database.js';
 import { migrate } from '../../src/read-model/migrations.js';
 import { applyEntries } from '../../src/read-model/apply.js';
 import { chatMessage } from '../../test/helpers/events.js';
 import { postgresDatabase } from '../../test/helpers/sql.js';
 import type { LogEntry } from '../../src/core/schema.js';
-const fresh = process.argv[2] ? undefined : await postgresDatabase();
-const url = process.argv[2] ?? fresh!.url;
-const db = await openDatabase({ url, user: 'postgres', dataDir: '' });
+const target = process.argv[2];
+const fresh = target ? undefined : await postgresDatabase();
+const pgliteDir = target === 'pglite' ? await mkdtemp(join(tmpdir(), 'omnigate-apply-rate-')) : undefined;
+const url = pgliteDir ? '' : (target ?? fresh!.url);
+const rssMb = () => Math.round(process.memoryUsage().rss / 1e6);
+const db = await openDatabase({ url, user: 'postgres', dataDir: pgliteDir ?? '' });
 await migrate(db);
+const rssOpen = rssMb();
 const base = 60_000_000 + Math.floor(Math.random() * 1_000_000) * 10;
 const N = Number(process.env.N ?? 3000);
 const MIX = process.env.MIX === 'inbound' ? 'inbound' : 'lifecycle';
@@ -65,7 +72,8 @@ for (let b = 0; b < N; b += 500) {
   await db.transaction((tx) => applyEntries(tx, entries.slice(b, b + 500).map(([ticketId, entry], i) => ({ seq: base + b + i, ticketId, entry }))));
 }
 const s = (performance.now() - t0) / 1000;
-console.log(`${url} (${MIX}): ${N} entries in ${s.toFixed(1)} s = ${(N / s).toFixed(0)} entries/s`);
+console.log(`${pgliteDir ? 'pglite' : url} (${MIX}): ${N} entries in ${s.toFixed(1)} s = ${(N / s).toFixed(0)} entries/s; RSS ${rssOpen} MB open, ${rssMb()} MB after`);
 await db.query(`DELETE FROM tickets WHERE id LIKE 'AR-${base}-%'`);
 await db.close();
 await fresh?.drop();
+if (pgliteDir) await rm(pgliteDir, { recursive: true, force: true });

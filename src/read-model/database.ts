@@ -8,7 +8,7 @@ import { mkdir, readdir, rm, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
-import { PgliteWorker } from './pglite-thread.js';
+import { PgliteWorker, initialisePglite } from './pglite-thread.js';
 
 export interface Queryable {
   query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
@@ -72,9 +72,13 @@ class PgliteDatabase implements Database {
     const lock = await acquireDataDirLock(dataDir, 'database.dataDir');
     let worker: PgliteWorker | undefined;
     try {
-      const fresh = await discardInterruptedInit(dataDir);
+      if (await discardInterruptedInit(dataDir)) {
+        // initdb in a process of its own (pglite-worker.mjs says why): the serving thread then
+        // starts on the finished directory with a heap of its own size.
+        await initialisePglite(dataDir, signal);
+        await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`);
+      }
       worker = await PgliteWorker.start(dataDir, signal);
-      if (fresh) await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`);
       return new PgliteDatabase(worker, lock, `pglite:${dataDir}`);
     } catch (err) {
       await worker?.terminate();

@@ -3,7 +3,26 @@
  * database serialises), but every request gets exactly one answer, and a worker that dies fails
  * what it held instead of leaving callers waiting.
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+
+const WORKER_SCRIPT = new URL('./pglite-worker.mjs', import.meta.url);
+
+/** initdb of a new directory in a child process (pglite-worker.mjs says why); a stop kills it. */
+export async function initialisePglite(dataDir: string, signal?: AbortSignal): Promise<void> {
+  const child = spawn(process.execPath, [fileURLToPath(WORKER_SCRIPT), dataDir], { stdio: ['ignore', 'ignore', 'pipe'], signal });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
+  });
+  const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once('error', (err) => (signal?.aborted ? reject(new Error('stopped while PGlite was initialising')) : reject(err)));
+    child.once('exit', (c, s) => resolve([c, s]));
+  });
+  if (signal?.aborted) throw new Error('stopped while PGlite was initialising');
+  if (code !== 0) throw new Error(`PGlite initdb of ${dataDir} failed (${sig ?? `exit ${code}`}): ${stderr.trim().split('\n').at(-1) ?? ''}`);
+}
 
 interface Answer {
   id: number;
@@ -24,6 +43,9 @@ export class PgliteError extends Error {
     this.constraint = e.constraint;
   }
 }
+
+/** PostgreSQL's buffer pool inside PGlite's WebAssembly heap (pglite-worker.mjs says why not 128 MB). */
+export const PGLITE_SHARED_BUFFERS = '32MB';
 
 export class PgliteWorker {
   private nextId = 1;
@@ -51,8 +73,8 @@ export class PgliteWorker {
    * Starts the worker and waits for PGlite to be ready (initdb on a new directory); an abort ends
    * the thread at once, so a gateway stopping during a long initdb is not held by it.
    */
-  static start(dataDir: string, signal?: AbortSignal): Promise<PgliteWorker> {
-    const worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), { workerData: { dataDir } });
+  static start(dataDir: string, signal?: AbortSignal, sharedBuffers = PGLITE_SHARED_BUFFERS): Promise<PgliteWorker> {
+    const worker = new Worker(WORKER_SCRIPT, { workerData: { dataDir, sharedBuffers } });
     return new Promise((resolve, reject) => {
       const settle = (err: Error | undefined) => {
         worker.off('message', onMessage);

@@ -8,7 +8,10 @@
  * tests promise: every inbound message exactly once in a ticket log, one ticket per
  * conversation, no ticket number twice, every reply sent once, webhooks in order per ticket.
  */
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -308,6 +311,7 @@ export class Fleet {
       if (n !== 1) problems.push(`ticket ${t} announced ticket.created ${n} times (posts: ${this.hook.filter((p) => p.ticketId === t).map((p) => `${p.seq}:${p.type}:${p.eventId}`).join(' ')})`);
     }
 
+    if (problems.length || process.env.OMNIGATE_TEST_STORY) this.tellStory(problems);
     const delays = ids.map((id) => (this.firstHookAt.get(id) ?? NaN) - (this.sentAt.get(id) ?? NaN)).filter((d) => Number.isFinite(d)).sort((a, b) => a - b);
     const q = (p: number) => delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? NaN;
     return {
@@ -335,9 +339,28 @@ export class Fleet {
     const t0 = this.hook[0]?.at ?? 0;
     const tickets = [...new Set(inversions.map((i) => /on (\S+):/.exec(i)?.[1]).filter(Boolean))];
     const posts = tickets.map((t) => `${t}: ${this.hook.filter((p) => p.ticketId === t).map((p) => `${p.seq}:${p.token}@${p.at - t0}`).join(' ')}`);
-    const procs = [...this.retired.map((r) => ({ name: `gateway ${r.index} (stopped)`, process: r.process })), ...this.gateways.flatMap((g, i) => (g ? [{ name: `gateway ${i}`, process: g.process }] : []))];
+    const procs = this.processes();
     const logs = procs.map(({ name, process }) => `${name}:\n${process.output().split('\n').filter((l) => /webhook|lease|shutting|shutdown/.test(l)).join('\n')}`);
     return [`first post at ${t0}`, ...posts, ...logs].join('\n');
+  }
+
+  private processes(): Array<{ name: string; process: GatewayProcess }> {
+    return [...this.retired.map((r) => ({ name: `gateway ${r.index} (stopped)`, process: r.process })), ...this.gateways.flatMap((g, i) => (g ? [{ name: `gateway ${i}`, process: g.process }] : []))];
+  }
+
+  /**
+   * For whoever reads a failed run (CI shows only the output): every gateway's whole log into a
+   * file, and on the console the lines that say who owned what and what went wrong.
+   */
+  private tellStory(problems: string[]): void {
+    const procs = this.processes();
+    const file = join(tmpdir(), `omnigate-fleet-${Date.now()}.log`);
+    writeFileSync(file, procs.map(({ name, process }) => `===== ${name}\n${process.output()}`).join('\n'));
+    const lines = procs.map(({ name, process }) => {
+      const relevant = process.output().split('\n').filter((l) => /partition|owning|giving|lease|"level":(40|50|60)/.test(l));
+      return `${name} (${relevant.length} lines, last 25):\n${relevant.slice(-25).map((l) => l.slice(0, 400)).join('\n')}`;
+    });
+    console.warn(`fleet: ${problems.length} problems; every gateway's log in ${file}\n${lines.join('\n')}`);
   }
 
   /** Error-level lines in the gateways' logs (a fault test expects warnings, not errors). */

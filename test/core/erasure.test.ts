@@ -80,9 +80,10 @@ describe('retention sweeper', () => {
     const dump = await dumpStreams(h.gw.nc);
     expect(findIn(dump, 'Мордовник')).toEqual([]);
 
-    const attachments = new RetentionSweeper(h.gw.gateway.bus, { ticketsMs: 0, attachmentsMs: 60_000, sweepIntervalMs: 60_000, leaseTtlMs: 3000, holder: 'test' }, createLogger({ level: 'silent' }));
+    // An hour, not a minute: under a full-suite load the steps above took over a minute, and the file aged past it.
+    const attachments = new RetentionSweeper(h.gw.gateway.bus, { ticketsMs: 0, attachmentsMs: 3_600_000, sweepIntervalMs: 60_000, leaseTtlMs: 3000, holder: 'test' }, createLogger({ level: 'silent' }));
     expect(await attachments.sweep(Date.now())).toEqual({ attachments: 0, attachmentRefs: 0 });
-    const swept = await attachments.sweep(Date.now() + 120_000);
+    const swept = await attachments.sweep(Date.now() + 2 * 3_600_000);
     expect(swept.attachments).toBeGreaterThan(0);
     expect(swept.attachmentRefs).toBe(swept.attachments);
     expect((await h.gw.gateway.bus.media.list()).filter((i) => !i.deleted)).toEqual([]);

@@ -35,7 +35,7 @@ describe('the PGlite directory', () => {
     await again.close();
   }, 120_000);
 
-  it('keeps the event loop free while PGlite initialises (it runs on its own thread)', async () => {
+  it('keeps the event loop free while PGlite initialises (initdb in a process of its own, then a thread)', async () => {
     const dataDir = join(freshDir(), 'sql');
     // The largest gap between timer ticks during the open, against the open's own length: on the
     // main thread, initdb held the loop for (nearly) all of it.
