@@ -34,6 +34,16 @@ export interface HookPost {
   at: number;
 }
 
+/** One POST to the reply callback. */
+export interface ReplyPost {
+  key: string;
+  at: number;
+  /** x-omnigate-attempt: the runner's attempt count for this outbound id. */
+  attempt: number;
+  /** x-omnigate-replica: the gateway instance that made the call (`<pid>-<random>`). */
+  replica: string;
+}
+
 export interface FleetReport {
   sent: number;
   logged: number;
@@ -62,6 +72,9 @@ export class Fleet {
   /** Reply callbacks: idempotency key → times posted. */
   readonly replyPosts = new Map<string, number>();
   readonly replyTickets = new Map<string, string>();
+  readonly replyLog: ReplyPost[] = [];
+  /** pid → when the fleet killed that gateway with SIGKILL (a repeat of its sends is allowed after). */
+  private readonly killedAt = new Map<number, number>();
   private receiver!: Server;
   private receiverPort = 0;
   private nc!: NatsConnection;
@@ -85,6 +98,7 @@ export class Fleet {
           const key = String(req.headers['idempotency-key']);
           this.replyPosts.set(key, (this.replyPosts.get(key) ?? 0) + 1);
           this.replyTickets.set(key, String(body.ticketId));
+          this.replyLog.push({ key, at: Date.now(), attempt: Number(req.headers['x-omnigate-attempt']), replica: String(req.headers['x-omnigate-replica']) });
           return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${key}` }));
         }
         const post: HookPost = {
@@ -136,6 +150,7 @@ export class Fleet {
     const g = this.gateways[i];
     this.gateways[i] = undefined;
     if (g) this.retired.push({ index: i, process: g.process });
+    if (g && signal === 'SIGKILL' && g.process.child.pid) this.killedAt.set(g.process.child.pid, Date.now());
     await g?.process.kill(signal);
   }
 
@@ -277,7 +292,7 @@ export class Fleet {
     for (const t of this.replyTickets.values()) repliesPerTicket.set(t, (repliesPerTicket.get(t) ?? 0) + 1);
     for (const [t, n] of repliesPerTicket) if (n !== 1) problems.push(`ticket ${t} got ${n} different replies`);
     const replyRepeats = [...this.replyPosts.values()].reduce((a, n) => a + n - 1, 0);
-    if (replyRepeats) problems.push(`${replyRepeats} reply callbacks posted more than once`);
+    problems.push(...this.forbiddenReplyRepeats());
 
     // Webhooks: in order per ticket (first copies, as a receiver deduplicating on the delivery id
     // sees them); a repeat only from a newer lease holder re-sending what the old one had posted.
@@ -325,6 +340,40 @@ export class Fleet {
       problems,
       inversions,
     };
+  }
+
+  /**
+   * A reply POSTed again is allowed only as the webhook channel promises (README, webhook channel):
+   * after the gateway that had it in flight died (here: was killed with SIGKILL before the repeat),
+   * as a new attempt (a higher x-omnigate-attempt) with the same Idempotency-Key. A repeat while the
+   * earlier sender lived (a SIGTERM stop, two replicas sending at once) or under the same attempt
+   * is a bug; each is named with the gateways' log lines about that reply.
+   */
+  private forbiddenReplyRepeats(): string[] {
+    const problems: string[] = [];
+    const byKey = new Map<string, ReplyPost[]>();
+    for (const p of this.replyLog) (byKey.get(p.key) ?? byKey.set(p.key, []).get(p.key)!).push(p);
+    for (const [key, posts] of byKey) {
+      for (let i = 1; i < posts.length; i++) {
+        const p = posts[i]!;
+        const earlier = posts.slice(0, i);
+        const newAttempt = earlier.every((e) => p.attempt > e.attempt);
+        const alive = earlier.filter((e) => !((this.killedAt.get(Number(e.replica.split('-')[0])) ?? Infinity) <= p.at));
+        if (newAttempt && alive.length === 0) continue;
+        const t0 = this.replyLog[0]!.at;
+        problems.push(
+          `reply ${key} posted again by ${p.replica} (attempt ${p.attempt}, +${p.at - t0} ms) after ${earlier.map((e) => `${e.replica} (attempt ${e.attempt}, +${e.at - t0} ms)`).join(', ')}: ` +
+            `${newAttempt ? '' : 'not a new attempt; '}${alive.length ? `${alive.map((e) => e.replica).join(', ')} not killed` : ''}\n${this.replyStory(key)}`,
+        );
+      }
+    }
+    return problems;
+  }
+
+  /** Every gateway's log lines (stopped ones included) that name one outbound id. */
+  replyStory(outboundId: string): string {
+    const procs = [...this.retired.map((r) => ({ name: `gateway ${r.index} (stopped, pid ${r.process.child.pid})`, process: r.process })), ...this.gateways.flatMap((g, i) => (g ? [{ name: `gateway ${i} (pid ${g.process.child.pid})`, process: g.process }] : []))];
+    return procs.map(({ name, process }) => `${name}:\n${process.output().split('\n').filter((l) => l.includes(outboundId) || /shutting|shutdown|abandon/.test(l)).join('\n')}`).join('\n');
   }
 
   /**
