@@ -342,32 +342,9 @@ export class Fleet {
     };
   }
 
-  /**
-   * A reply POSTed again is allowed only as the webhook channel promises (README, webhook channel):
-   * after the gateway that had it in flight died (here: was killed with SIGKILL before the repeat),
-   * as a new attempt (a higher x-omnigate-attempt) with the same Idempotency-Key. A repeat while the
-   * earlier sender lived (a SIGTERM stop, two replicas sending at once) or under the same attempt
-   * is a bug; each is named with the gateways' log lines about that reply.
-   */
+  /** Repeated replies the webhook channel does not allow (see `forbiddenRepeats`), each with its story. */
   private forbiddenReplyRepeats(): string[] {
-    const problems: string[] = [];
-    const byKey = new Map<string, ReplyPost[]>();
-    for (const p of this.replyLog) (byKey.get(p.key) ?? byKey.set(p.key, []).get(p.key)!).push(p);
-    for (const [key, posts] of byKey) {
-      for (let i = 1; i < posts.length; i++) {
-        const p = posts[i]!;
-        const earlier = posts.slice(0, i);
-        const newAttempt = earlier.every((e) => p.attempt > e.attempt);
-        const alive = earlier.filter((e) => !((this.killedAt.get(Number(e.replica.split('-')[0])) ?? Infinity) <= p.at));
-        if (newAttempt && alive.length === 0) continue;
-        const t0 = this.replyLog[0]!.at;
-        problems.push(
-          `reply ${key} posted again by ${p.replica} (attempt ${p.attempt}, +${p.at - t0} ms) after ${earlier.map((e) => `${e.replica} (attempt ${e.attempt}, +${e.at - t0} ms)`).join(', ')}: ` +
-            `${newAttempt ? '' : 'not a new attempt; '}${alive.length ? `${alive.map((e) => e.replica).join(', ')} not killed` : ''}\n${this.replyStory(key)}`,
-        );
-      }
-    }
-    return problems;
+    return forbiddenRepeats(this.replyLog, this.killedAt).map(({ key, why }) => `${why}\n${this.replyStory(key)}`);
   }
 
   /** Every gateway's log lines (stopped ones included) that name one outbound id. */
@@ -400,4 +377,31 @@ export class Fleet {
     await this.cluster?.stop();
     await new Promise((r) => this.receiver?.close(r));
   }
+}
+
+/**
+ * A reply POSTed again is allowed only as the webhook channel promises (README, webhook channel):
+ * after the gateway that had it in flight died (here: was killed with SIGKILL before the repeat,
+ * `killedAt` by pid), as a new attempt (a higher x-omnigate-attempt than every earlier post) with
+ * the same Idempotency-Key. A repeat while an earlier sender lived (a SIGTERM stop, two replicas
+ * sending at once) or under the same attempt is a bug: one line each.
+ */
+export function forbiddenRepeats(posts: ReplyPost[], killedAt: ReadonlyMap<number, number>): Array<{ key: string; why: string }> {
+  const out: Array<{ key: string; why: string }> = [];
+  const t0 = posts[0]?.at ?? 0;
+  const byKey = new Map<string, ReplyPost[]>();
+  for (const p of posts) (byKey.get(p.key) ?? byKey.set(p.key, []).get(p.key)!).push(p);
+  for (const [key, list] of byKey) {
+    for (let i = 1; i < list.length; i++) {
+      const p = list[i]!;
+      const earlier = list.slice(0, i);
+      const newAttempt = earlier.every((e) => p.attempt > e.attempt);
+      const alive = earlier.filter((e) => !((killedAt.get(Number(e.replica.split('-')[0])) ?? Infinity) <= p.at));
+      if (newAttempt && alive.length === 0) continue;
+      const what = (e: ReplyPost) => `${e.replica} (attempt ${e.attempt}, +${e.at - t0} ms)`;
+      const reasons = [...(newAttempt ? [] : ['not a new attempt']), ...(alive.length ? [`${[...new Set(alive.map((e) => e.replica))].join(', ')} not killed`] : [])];
+      out.push({ key, why: `reply ${key} posted again by ${what(p)} after ${earlier.map(what).join(', ')}: ${reasons.join('; ')}` });
+    }
+  }
+  return out;
 }
