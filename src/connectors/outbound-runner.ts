@@ -5,6 +5,7 @@
  * Every outcome is published on omni.status.<channel>.<account> for the router to log.
  */
 import type { JsMsg } from '@nats-io/jetstream';
+import type { KvEntry } from '@nats-io/kv';
 import { isCasConflict, type Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Supervisor } from '../core/supervisor.js';
@@ -27,6 +28,9 @@ export interface OutboundRunnerOptions {
 
 /** How soon a message handed back by a replica that cannot send it is offered again. */
 const SEND_ELSEWHERE_DELAY_MS = 500;
+
+/** How often a message another replica has in flight looks for that replica's outcome. */
+const MARKER_POLL_MS = 1_000;
 
 /** Tries to store an outcome before handing the message back: ~30 s of backoff plus each call's own timeout. */
 const RECORD_ATTEMPTS = 20;
@@ -122,20 +126,23 @@ export class OutboundRunner {
     // Sent by this process, but the outcome could not be stored before the message went back.
     const unrecorded = this.unrecorded.get(msg.id);
     if (unrecorded) return this.finish(m, msg, markerKey, unrecorded, 'sent', unrecorded.pid);
-    const entry = await kv.get(markerKey);
-    const marker: Marker | null = entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
+    let entry = await kv.get(markerKey);
+    let marker = markerOf(entry);
+    // Offered here while another live replica may still be sending it or storing the outcome
+    // (its keep-alives lost in a NATS election, ack_wait passed; or it was killed): wait for its
+    // word in place, so later messages of the conversation stay behind this one, re-reading.
+    for (let waitMs = this.othersMayStillSend(marker), first = true; waitMs > 0; waitMs = this.othersMayStillSend(marker), first = false) {
+      if (first) this.log.info({ outboundId: msg.id, holder: marker?.by, waitMs }, 'another replica has this message in flight; waiting for its outcome before sending again');
+      await sleep(Math.min(waitMs, MARKER_POLL_MS), this.stopping.signal);
+      if (this.stopping.signal.aborted) return void m.nak();
+      entry = await kv.get(markerKey);
+      marker = markerOf(entry);
+    }
     if (marker?.s === 'sent' || marker?.s === 'failed') {
       m.ack(); // already decided: a replay changes nothing
       return;
     }
     if (marker?.s === 'in-flight') {
-      const waitMs = this.othersMayStillSend(marker);
-      if (waitMs > 0) {
-        // Offered here while another live replica may still be sending it or storing the outcome
-        // (its keep-alives lost in a NATS election, ack_wait passed): wait for its word.
-        this.log.info({ outboundId: msg.id, holder: marker.by, waitMs }, 'another replica has this message in flight; waiting for its outcome instead of sending again');
-        return void m.nak(waitMs);
-      }
       // A previous process stopped in the middle of the platform call: it may or may not have
       // been delivered. Where the receiver deduplicates by our key, sending again is safe (the
       // attempt count goes on); elsewhere it could duplicate a reply, so we report instead.
@@ -206,8 +213,8 @@ export class OutboundRunner {
    * writer killed (-9) leaves its marker, and the message comes back after ack_wait anyway, so the
    * grace costs a crashed send at most one more ack_wait. Markers of older versions carry no time.
    */
-  private othersMayStillSend(marker: Marker): number {
-    if (marker.at === undefined || marker.by === undefined || marker.by === this.o.replica) return 0;
+  private othersMayStillSend(marker: Marker | null): number {
+    if (marker?.s !== 'in-flight' || marker.at === undefined || marker.by === undefined || marker.by === this.o.replica) return 0;
     return Math.max(0, marker.at + 2 * this.o.ackWaitMs - Date.now());
   }
 
@@ -281,6 +288,10 @@ export class OutboundRunner {
       }
     }
   }
+}
+
+function markerOf(entry: KvEntry | null): Marker | null {
+  return entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
 }
 
 /** The reason's leading token (`retries_exhausted`, `outcome_unknown`, a PermanentDeliveryError reason): the metric label. */
