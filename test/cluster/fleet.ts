@@ -99,7 +99,9 @@ export class Fleet {
           this.replyPosts.set(key, (this.replyPosts.get(key) ?? 0) + 1);
           this.replyTickets.set(key, String(body.ticketId));
           this.replyLog.push({ key, at: Date.now(), attempt: Number(req.headers['x-omnigate-attempt']), replica: String(req.headers['x-omnigate-replica']) });
-          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${key}` }));
+          // FLEET_CALLBACK_DELAY_MS holds each answer: a kill -9 then lands mid-send (the repeat must pass the check).
+          const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${key}` }));
+          return void setTimeout(answer, Number(process.env.FLEET_CALLBACK_DELAY_MS ?? 0));
         }
         const post: HookPost = {
           seq: Number(req.headers['x-omnigate-sequence']),
