@@ -34,7 +34,7 @@ export interface Connector {
    * retry-after if known) or PermanentDeliveryError to fail it with a reason. Pacing is the
    * connector's job; retries, idempotency and delivery events are the runtime's.
    */
-  send(message: OutboundMessage): Promise<SendResult>;
+  send(message: OutboundMessage, attempt?: SendAttempt): Promise<SendResult>;
   health(): ConnectorHealth;
   /**
    * False when this process cannot send for the account at all while another replica can (a
@@ -50,6 +50,17 @@ export interface Connector {
    * such key, and a second send is a second message in the chat.
    */
   readonly resendSafe?: boolean;
+}
+
+/**
+ * Which call this is for one outbound message: the runtime's attempt count (1 = first; a resend
+ * after a gateway died in the middle of a send counts on) and the gateway instance making it. A
+ * channel whose receiver deduplicates (resendSafe) passes them on, so the receiver can tell a
+ * repeat from a new message and see who sent it.
+ */
+export interface SendAttempt {
+  attempt: number;
+  replica?: string;
 }
 
 /** Durable per-account state (checkpoints, offsets, auth) in the omni_state bucket. */

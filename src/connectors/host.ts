@@ -152,7 +152,7 @@ export class ConnectorHost {
     try {
       await hosted.connector.start();
       // Through currentConnector: the runner sees the instance of the moment and notes each send.
-      hosted.runner = new OutboundRunner(this.o.bus, hosted.channel, hosted.account, currentConnector(hosted), log, this.o.outbound, this.supervisor);
+      hosted.runner = new OutboundRunner(this.o.bus, hosted.channel, hosted.account, currentConnector(hosted), log, { ...this.o.outbound, replica: this.instanceId }, this.supervisor);
       await hosted.runner.start();
     } catch (err) {
       await this.stopInstance(hosted);
@@ -429,8 +429,8 @@ function currentConnector(hosted: Hosted): Connector {
     get resendSafe() {
       return hosted.connector.resendSafe;
     },
-    async send(message) {
-      const result = await hosted.connector.send(message);
+    async send(message, attempt) {
+      const result = await hosted.connector.send(message, attempt);
       hosted.lastSendAt = new Date().toISOString();
       return result;
     },

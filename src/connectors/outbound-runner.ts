@@ -5,7 +5,8 @@
  * Every outcome is published on omni.status.<channel>.<account> for the router to log.
  */
 import type { JsMsg } from '@nats-io/jetstream';
-import type { Bus } from '../core/bus.js';
+import type { KvEntry } from '@nats-io/kv';
+import { isCasConflict, type Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { sleep, backoffMs } from '../core/sleep.js';
@@ -21,20 +22,28 @@ export interface OutboundRunnerOptions {
   backoffMaxMs: number;
   ackWaitMs: number;
   concurrency: number;
+  /** This gateway instance (`<pid>-<random>`): named in in-flight markers and passed to the connector. */
+  replica?: string;
 }
 
 /** How soon a message handed back by a replica that cannot send it is offered again. */
 const SEND_ELSEWHERE_DELAY_MS = 500;
 
+/** How often a message another replica has in flight looks for that replica's outcome. */
+const MARKER_POLL_MS = 1_000;
+
 /** Tries to store an outcome before handing the message back: ~30 s of backoff plus each call's own timeout. */
 const RECORD_ATTEMPTS = 20;
 
-type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string };
+/** In `omni_dedup` under out.<id>. An in-flight marker names its writer (`by`, the gateway instance) and when (`at`, ms). */
+type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number };
 
 export class OutboundRunner {
   private consumer?: LaneConsumer<OutboundMessage>;
   /** Aborted on stop: a backoff wait ends at once and its message is handed back (nak). */
   private readonly stopping = new AbortController();
+  /** Outbound id → the outcome of a send this process made and has not stored yet (see finish). */
+  private readonly unrecorded = new Map<string, Marker>();
 
   constructor(
     private readonly bus: Bus,
@@ -114,8 +123,21 @@ export class OutboundRunner {
     if (this.connector.canSend?.() === false) return void m.nak(SEND_ELSEWHERE_DELAY_MS);
     const kv = this.bus.kv.dedup;
     const markerKey = `out.${kvSafe(msg.id)}`;
-    const entry = await kv.get(markerKey);
-    const marker: Marker | null = entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
+    // Sent by this process, but the outcome could not be stored before the message went back.
+    const unrecorded = this.unrecorded.get(msg.id);
+    if (unrecorded) return this.finish(m, msg, markerKey, unrecorded, 'sent', unrecorded.pid);
+    let entry = await kv.get(markerKey);
+    let marker = markerOf(entry);
+    // Offered here while another live replica may still be sending it or storing the outcome
+    // (its keep-alives lost in a NATS election, ack_wait passed; or it was killed): wait for its
+    // word in place, so later messages of the conversation stay behind this one, re-reading.
+    for (let waitMs = this.othersMayStillSend(marker), first = true; waitMs > 0; waitMs = this.othersMayStillSend(marker), first = false) {
+      if (first) this.log.info({ outboundId: msg.id, holder: marker?.by, waitMs }, 'another replica has this message in flight; waiting for its outcome before sending again');
+      await sleep(Math.min(waitMs, MARKER_POLL_MS), this.stopping.signal);
+      if (this.stopping.signal.aborted) return void m.nak();
+      entry = await kv.get(markerKey);
+      marker = markerOf(entry);
+    }
     if (marker?.s === 'sent' || marker?.s === 'failed') {
       m.ack(); // already decided: a replay changes nothing
       return;
@@ -125,7 +147,7 @@ export class OutboundRunner {
       // been delivered. Where the receiver deduplicates by our key, sending again is safe (the
       // attempt count goes on); elsewhere it could duplicate a reply, so we report instead.
       if (this.connector.resendSafe) {
-        this.log.warn({ outboundId: msg.id, attempts: marker.attempts }, 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)');
+        this.log.warn({ outboundId: msg.id, attempts: marker.attempts, holder: marker.by }, 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)');
       } else {
         await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
           'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
@@ -133,26 +155,38 @@ export class OutboundRunner {
       }
     }
     let attempts = marker?.attempts ?? 0;
+    // Every marker this handler writes is a compare-and-set on the one it read or wrote last:
+    // two deliveries of one message (to two replicas) cannot both start an attempt.
+    let revision = entry?.revision ?? 0;
+    const mark = async (next: Marker): Promise<boolean> => {
+      const r = await this.mark(markerKey, next, revision);
+      if (r === null) {
+        // Left unsettled: the copy that took over is the server's current delivery.
+        this.log.warn({ outboundId: msg.id }, 'another replica took this message over; leaving it to that replica');
+        return false;
+      }
+      revision = r;
+      return true;
+    };
     // While we retry, the lane consumer tells the server we are still working on the message.
     for (;;) {
       attempts++;
-      await kv.put(markerKey, JSON.stringify({ s: 'in-flight', attempts } satisfies Marker));
+      if (!(await mark({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() }))) return;
       try {
-        const result = await this.connector.send(msg);
+        const result = await this.connector.send(msg, { attempt: attempts, replica: this.o.replica });
         await this.finish(m, msg, markerKey, { s: 'sent', attempts, pid: result.platformMessageId }, 'sent', result.platformMessageId);
         return;
       } catch (err) {
         if (err instanceof SendElsewhereError) {
           // Lost the session between canSend() and the call: undo the attempt, hand it back.
-          await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts: attempts - 1 } satisfies Marker));
-          m.nak(SEND_ELSEWHERE_DELAY_MS);
+          if (await mark({ s: 'retry', attempts: attempts - 1 })) m.nak(SEND_ELSEWHERE_DELAY_MS);
           return;
         }
         if (err instanceof PermanentDeliveryError) {
           await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, `${err.reason}: ${err.message}`);
           return;
         }
-        await kv.put(markerKey, JSON.stringify({ s: 'retry', attempts } satisfies Marker));
+        if (!(await mark({ s: 'retry', attempts }))) return;
         if (attempts >= this.o.maxAttempts) {
           await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined,
             `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
@@ -170,6 +204,28 @@ export class OutboundRunner {
           return;
         }
       }
+    }
+  }
+
+  /**
+   * How long an in-flight marker of another live replica keeps the message its own (0: not at all).
+   * Its writer needs the platform call and then the recording, which waits out NATS elections; a
+   * writer killed (-9) leaves its marker, and the message comes back after ack_wait anyway, so the
+   * grace costs a crashed send at most one more ack_wait. Markers of older versions carry no time.
+   */
+  private othersMayStillSend(marker: Marker | null): number {
+    if (marker?.s !== 'in-flight' || marker.at === undefined || marker.by === undefined || marker.by === this.o.replica) return 0;
+    return Math.max(0, marker.at + 2 * this.o.ackWaitMs - Date.now());
+  }
+
+  /** Writes a marker unless it moved since `revision` (0: must not exist). The new revision, or null on a lost race. */
+  private async mark(key: string, marker: Marker, revision: number): Promise<number | null> {
+    const kv = this.bus.kv.dedup;
+    try {
+      return revision ? await kv.update(key, JSON.stringify(marker), revision) : await kv.create(key, JSON.stringify(marker));
+    } catch (err) {
+      if (isCasConflict(err)) return null;
+      throw err;
     }
   }
 
@@ -196,6 +252,9 @@ export class OutboundRunner {
       at: new Date().toISOString(),
       purpose: msg.purpose,
     });
+    // A send that happened is remembered until its outcome is stored: should the recording give up
+    // (and the message come back here), it is recorded then, not sent again.
+    if (status === 'sent') this.unrecorded.set(msg.id, marker);
     await this.recording(msg.id, () => this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`));
     if (status === 'failed') {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
@@ -205,6 +264,7 @@ export class OutboundRunner {
       });
     }
     await this.recording(msg.id, () => this.bus.kv.dedup.put(markerKey, JSON.stringify(marker)));
+    this.unrecorded.delete(msg.id);
     m.ack();
   }
 
@@ -213,19 +273,25 @@ export class OutboundRunner {
    * redeliver it with its marker still 'in-flight': sent a second time where the receiver
    * deduplicates, reported 'outcome_unknown' elsewhere — for a reply that was delivered. A NATS
    * node loss costs seconds of timeouts and 503s while streams elect leaders: wait that out
-   * (the lane consumer keeps the message ours meanwhile); only a stop or a long outage hands back.
+   * (the lane consumer keeps the message ours meanwhile); only a long outage hands back. A stop
+   * waits too (a SIGTERM must never cause a second send): the app's shutdownTimeout bounds it,
+   * after which the connection is closed and the process is as good as crashed.
    */
   private async recording<T>(outboundId: string, write: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await write();
       } catch (err) {
-        if (this.stopping.signal.aborted || attempt >= RECORD_ATTEMPTS) throw err;
+        if (attempt >= RECORD_ATTEMPTS || this.bus.nc.isClosed()) throw err;
         this.log.warn({ outboundId, attempt: attempt + 1, err: errorMessage(err) }, 'recording a send outcome failed; retrying (the message is not sent again)');
-        await sleep(backoffMs(attempt, 250, 2000), this.stopping.signal);
+        await sleep(backoffMs(attempt, 250, 2000));
       }
     }
   }
+}
+
+function markerOf(entry: KvEntry | null): Marker | null {
+  return entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
 }
 
 /** The reason's leading token (`retries_exhausted`, `outcome_unknown`, a PermanentDeliveryError reason): the metric label. */

@@ -37,6 +37,16 @@ export interface HookPost {
   at: number;
 }
 
+/** One POST to the reply callback. */
+export interface ReplyPost {
+  key: string;
+  at: number;
+  /** x-omnigate-attempt: the runner's attempt count for this outbound id. */
+  attempt: number;
+  /** x-omnigate-replica: the gateway instance that made the call (`<pid>-<random>`). */
+  replica: string;
+}
+
 export interface FleetReport {
   sent: number;
   logged: number;
@@ -65,6 +75,9 @@ export class Fleet {
   /** Reply callbacks: idempotency key → times posted. */
   readonly replyPosts = new Map<string, number>();
   readonly replyTickets = new Map<string, string>();
+  readonly replyLog: ReplyPost[] = [];
+  /** pid → when the fleet killed that gateway with SIGKILL (a repeat of its sends is allowed after). */
+  private readonly killedAt = new Map<number, number>();
   private receiver!: Server;
   private receiverPort = 0;
   private nc!: NatsConnection;
@@ -88,7 +101,10 @@ export class Fleet {
           const key = String(req.headers['idempotency-key']);
           this.replyPosts.set(key, (this.replyPosts.get(key) ?? 0) + 1);
           this.replyTickets.set(key, String(body.ticketId));
-          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${key}` }));
+          this.replyLog.push({ key, at: Date.now(), attempt: Number(req.headers['x-omnigate-attempt']), replica: String(req.headers['x-omnigate-replica']) });
+          // FLEET_CALLBACK_DELAY_MS holds each answer: a kill -9 then lands mid-send (the repeat must pass the check).
+          const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${key}` }));
+          return void setTimeout(answer, Number(process.env.FLEET_CALLBACK_DELAY_MS ?? 0));
         }
         const post: HookPost = {
           seq: Number(req.headers['x-omnigate-sequence']),
@@ -139,6 +155,7 @@ export class Fleet {
     const g = this.gateways[i];
     this.gateways[i] = undefined;
     if (g) this.retired.push({ index: i, process: g.process });
+    if (g && signal === 'SIGKILL' && g.process.child.pid) this.killedAt.set(g.process.child.pid, Date.now());
     await g?.process.kill(signal);
   }
 
@@ -280,7 +297,7 @@ export class Fleet {
     for (const t of this.replyTickets.values()) repliesPerTicket.set(t, (repliesPerTicket.get(t) ?? 0) + 1);
     for (const [t, n] of repliesPerTicket) if (n !== 1) problems.push(`ticket ${t} got ${n} different replies`);
     const replyRepeats = [...this.replyPosts.values()].reduce((a, n) => a + n - 1, 0);
-    if (replyRepeats) problems.push(`${replyRepeats} reply callbacks posted more than once`);
+    problems.push(...this.forbiddenReplyRepeats());
 
     // Webhooks: in order per ticket (first copies, as a receiver deduplicating on the delivery id
     // sees them); a repeat only from a newer lease holder re-sending what the old one had posted.
@@ -331,6 +348,17 @@ export class Fleet {
     };
   }
 
+  /** Repeated replies the webhook channel does not allow (see `forbiddenRepeats`), each with its story. */
+  private forbiddenReplyRepeats(): string[] {
+    return forbiddenRepeats(this.replyLog, this.killedAt).map(({ key, why }) => `${why}\n${this.replyStory(key)}`);
+  }
+
+  /** Every gateway's log lines (stopped ones included) that name one outbound id. */
+  replyStory(outboundId: string): string {
+    const procs = [...this.retired.map((r) => ({ name: `gateway ${r.index} (stopped, pid ${r.process.child.pid})`, process: r.process })), ...this.gateways.flatMap((g, i) => (g ? [{ name: `gateway ${i} (pid ${g.process.child.pid})`, process: g.process }] : []))];
+    return procs.map(({ name, process }) => `${name}:\n${process.output().split('\n').filter((l) => l.includes(outboundId) || /shutting|shutdown|abandon/.test(l)).join('\n')}`).join('\n');
+  }
+
   /**
    * For a failed order check: each inverted ticket's posts (seq:token@ms since the first post)
    * and the webhook dispatchers' log lines of every gateway, stopped ones included.
@@ -374,4 +402,31 @@ export class Fleet {
     await this.cluster?.stop();
     await new Promise((r) => this.receiver?.close(r));
   }
+}
+
+/**
+ * A reply POSTed again is allowed only as the webhook channel promises (README, webhook channel):
+ * after the gateway that had it in flight died (here: was killed with SIGKILL before the repeat,
+ * `killedAt` by pid), as a new attempt (a higher x-omnigate-attempt than every earlier post) with
+ * the same Idempotency-Key. A repeat while an earlier sender lived (a SIGTERM stop, two replicas
+ * sending at once) or under the same attempt is a bug: one line each.
+ */
+export function forbiddenRepeats(posts: ReplyPost[], killedAt: ReadonlyMap<number, number>): Array<{ key: string; why: string }> {
+  const out: Array<{ key: string; why: string }> = [];
+  const t0 = posts[0]?.at ?? 0;
+  const byKey = new Map<string, ReplyPost[]>();
+  for (const p of posts) (byKey.get(p.key) ?? byKey.set(p.key, []).get(p.key)!).push(p);
+  for (const [key, list] of byKey) {
+    for (let i = 1; i < list.length; i++) {
+      const p = list[i]!;
+      const earlier = list.slice(0, i);
+      const newAttempt = earlier.every((e) => p.attempt > e.attempt);
+      const alive = earlier.filter((e) => !((killedAt.get(Number(e.replica.split('-')[0])) ?? Infinity) <= p.at));
+      if (newAttempt && alive.length === 0) continue;
+      const what = (e: ReplyPost) => `${e.replica} (attempt ${e.attempt}, +${e.at - t0} ms)`;
+      const reasons = [...(newAttempt ? [] : ['not a new attempt']), ...(alive.length ? [`${[...new Set(alive.map((e) => e.replica))].join(', ')} not killed`] : [])];
+      out.push({ key, why: `reply ${key} posted again by ${what(p)} after ${earlier.map(what).join(', ')}: ${reasons.join('; ')}` });
+    }
+  }
+  return out;
 }

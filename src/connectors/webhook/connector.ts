@@ -6,7 +6,7 @@ import { MediaTooLargeError } from '../../core/media.js';
 import { MimeType, PrintableId, describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
 import { JsonInputError, decodeBase64Strict, parseJsonBounded } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type SendAttempt, type SendResult } from '../contract.js';
 import type { WebhookOptions } from './index.js';
 
 // Ids become the event id (Nats-Msg-Id header), thread keys and platform references: checked here so
@@ -166,7 +166,7 @@ export class WebhookConnector implements Connector {
     }
   }
 
-  async send(message: OutboundMessage): Promise<SendResult> {
+  async send(message: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     if (!this.options.callbackUrl) throw new PermanentDeliveryError('no callbackUrl configured for this webhook account', 'no_callback');
     await this.pacer.wait(message.conversation.id);
     const body = JSON.stringify(message);
@@ -174,7 +174,12 @@ export class WebhookConnector implements Connector {
     try {
       res = await fetch(this.options.callbackUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: sign(this.options.secret, body), 'idempotency-key': message.id },
+        headers: {
+          'content-type': 'application/json', [SIGNATURE_HEADER]: sign(this.options.secret, body), 'idempotency-key': message.id,
+          // A repeat (after a gateway died mid-send) has the same key and a higher attempt.
+          ...(attempt ? { 'x-omnigate-attempt': String(attempt.attempt) } : {}),
+          ...(attempt?.replica ? { 'x-omnigate-replica': attempt.replica } : {}),
+        },
         body,
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });

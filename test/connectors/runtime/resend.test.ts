@@ -17,11 +17,14 @@ import { Subjects, kvSafe } from '../../../src/core/subjects.js';
 const SECRET = 'resend-secret-0123456789';
 let gw: TestGateway;
 const callbacks: Array<{ key: string; text: string }> = [];
+/** x-omnigate-attempt / x-omnigate-replica of each callback, in the same order. */
+const attemptHeaders: Array<{ attempt?: string; replica?: string }> = [];
 const callback = createServer((req, res) => {
   let body = '';
   req.on('data', (d) => (body += d));
   req.on('end', () => {
     callbacks.push({ key: String(req.headers['idempotency-key']), text: JSON.parse(body).text });
+    attemptHeaders.push({ attempt: req.headers['x-omnigate-attempt'] as string, replica: req.headers['x-omnigate-replica'] as string });
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${callbacks.length}` }));
   });
 });
@@ -59,6 +62,8 @@ describe('resend after a crash mid-send', () => {
     const status = await statusOf('webhook', 'site', msg.id);
     expect(status).toMatchObject({ status: 'sent', attempts: 2 });
     expect(callbacks.filter((c) => c.key === msg.id)).toEqual([{ key: msg.id, text: 'Ваш заказ отправлен' }]);
+    // The repeat says what it is: the second attempt, and which gateway instance made it.
+    expect(attemptHeaders[callbacks.findIndex((c) => c.key === msg.id)]).toEqual({ attempt: '2', replica: expect.stringMatching(new RegExp(`^${process.pid}-`)) });
     const marker = await gw.gateway.bus.kv.dedup.get(`out.${kvSafe(msg.id)}`);
     expect(marker?.json()).toMatchObject({ s: 'sent', attempts: 2 });
   });
