@@ -196,5 +196,5 @@ describe('webhooks', () => {
     } finally {
       if (gw !== second) await second.stop();
     }
-  }, 60_000);
+  }, 180_000);
 });

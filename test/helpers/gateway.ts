@@ -93,7 +93,8 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     nc,
     logs,
     httpUrl: `http://127.0.0.1:${gateway.http.port}`,
-    waitForEvent(pred, timeoutMs = 10_000) {
+    // 30 s: a bound for a hang, not a speed check (10 s was reached under the full suite on 2 cores).
+    waitForEvent(pred, timeoutMs = 30_000) {
       const found = events.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
@@ -107,7 +108,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { nats
     async ticket(id) {
       return (await gateway.router!.store.get(id))?.value ?? null;
     },
-    async waitForStreamMessage(stream, subject, pred = () => true, timeoutMs = 10_000) {
+    async waitForStreamMessage(stream, subject, pred = () => true, timeoutMs = 30_000) {
       const c = await js.consumers.get(stream, { filter_subjects: subject });
       const deadline = Date.now() + timeoutMs;
       try {
