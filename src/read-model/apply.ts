@@ -37,7 +37,7 @@ export async function applyEntries(tx: Queryable, entries: SequencedEntry[]): Pr
   const outcomes = new Map<Applied, number>();
   const count = (outcome: Applied, n = 1) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
   const memory = new BatchMemory(tx);
-  await memory.prefetch(entries.map((e) => e.ticketId), entries.flatMap((e) => (e.entry.kind === 'inbound' ? provenIdentities(e.entry.event) : [])));
+  await memory.prefetch(entries.map((e) => e.ticketId), entries.flatMap((e) => (e.entry.kind === 'inbound' ? [provenIdentities(e.entry.event)] : [])));
   for (const e of entries) count(await applyEntry(tx, e.seq, e.ticketId, e.entry, memory));
   const duplicates = await memory.flush();
   if (duplicates) {

@@ -18,6 +18,7 @@
  * erasure or a merge through the API; a merge the projection itself makes drops what was cached.
  */
 import type { Attachment } from '../core/schema.js';
+import { contactIdFor } from './contacts.js';
 import type { Queryable } from './database.js';
 
 export interface PendingInbound {
@@ -54,6 +55,10 @@ export class BatchMemory {
   /** Tickets whose row exists (true) or not (false), as far as this transaction knows. */
   private readonly tickets = new Map<string, boolean>();
   private readonly identities = new Map<string, KnownIdentity>();
+  /** Identities the prefetch looked for and SQL did not have (none of this batch's entries added them since). */
+  private readonly absent = new Set<string>();
+  /** For a new sender's would-be contact id: the contact a person had merged it into (null: none). */
+  private readonly merges = new Map<string, string | null>();
   /** Newest `at` of a named message from each contact resolved from memory: its updated_at, written at the end. */
   private readonly contactSeen = new Map<string, string>();
   private readonly inbound = new Map<string, PendingInbound[]>();
@@ -63,14 +68,18 @@ export class BatchMemory {
 
   constructor(private readonly tx: Queryable) {}
 
-  /** Two lookups for the whole batch: which tickets exist, which identities are known and whose they are. */
-  async prefetch(ticketIds: string[], identities: IdentityKey[]): Promise<void> {
+  /**
+   * Three lookups for the whole batch: which tickets exist, which of its senders' identities are
+   * known and whose they are, and for senders SQL has never seen, whether a person had merged the
+   * contact they would get (a rebuild replays API merges).
+   */
+  async prefetch(ticketIds: string[], senders: IdentityKey[][]): Promise<void> {
     const unknownTickets = [...new Set(ticketIds)].filter((id) => !this.tickets.has(id));
     if (unknownTickets.length) {
       const found = new Set((await this.tx.query<{ id: string }>('SELECT id FROM tickets WHERE id = ANY($1::text[])', [unknownTickets])).map((r) => r.id));
       for (const id of unknownTickets) this.tickets.set(id, found.has(id));
     }
-    const unique = [...new Map(identities.map((i) => [identityKey(i), i])).values()].filter((i) => !this.identities.has(identityKey(i)));
+    const unique = [...new Map(senders.flat().map((i) => [identityKey(i), i])).values()].filter((i) => !this.identities.has(identityKey(i)) && !this.absent.has(identityKey(i)));
     if (!unique.length) return;
     const rows = await this.tx.query<{ kind: string; scope: string; value: string; root: string; has_name: boolean }>(
       `SELECT i.kind, i.scope, i.value, r.id AS root, r.display_name IS NOT NULL AS has_name
@@ -79,6 +88,21 @@ export class BatchMemory {
       [unique.map((i) => i.kind), unique.map((i) => i.scope), unique.map((i) => i.value)],
     );
     for (const r of rows) this.identities.set(identityKey(r), { root: r.root, hasName: r.has_name });
+    for (const i of unique) if (!this.identities.has(identityKey(i))) this.absent.add(identityKey(i));
+    const newcomers = [...new Set(senders.filter((ids) => ids.length && this.unknownSender(ids)).map((ids) => contactIdFor(ids[0]!)))].filter((id) => !this.merges.has(id));
+    if (!newcomers.length) return;
+    const merged = new Map((await this.tx.query<{ from_id: string; into_id: string }>('SELECT from_id, into_id FROM contact_merges WHERE from_id = ANY($1::text[])', [newcomers])).map((r) => [r.from_id, r.into_id]));
+    for (const id of newcomers) this.merges.set(id, merged.get(id) ?? null);
+  }
+
+  /** Every identity of this sender is one SQL did not have when the batch began, and none was added since. */
+  unknownSender(ids: IdentityKey[]): boolean {
+    return ids.every((i) => this.absent.has(identityKey(i)));
+  }
+
+  /** The prefetched merge target of a new contact id: a contact id, null for none, undefined when not looked up. */
+  mergedInto(contactId: string): string | null | undefined {
+    return this.merges.get(contactId);
   }
 
   async ticketExists(id: string): Promise<boolean> {
@@ -111,12 +135,16 @@ export class BatchMemory {
 
   /** What resolving a sender in SQL established: its identities now lead to `root`. */
   learnSender(ids: IdentityKey[], root: string, named: boolean): void {
-    for (const i of ids) this.identities.set(identityKey(i), { root, hasName: named });
+    for (const i of ids) {
+      this.identities.set(identityKey(i), { root, hasName: named });
+      this.absent.delete(identityKey(i));
+    }
   }
 
   /** A merge changed which contact is a root: what was cached may name a merged one. */
   forgetSenders(): void {
     this.identities.clear();
+    this.absent.clear();
   }
 
   /**

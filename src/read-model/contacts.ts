@@ -75,7 +75,7 @@ export function provenIdentities(e: InboundMessage): ProvenIdentity[] {
 }
 
 /** Deterministic, so a rebuild from the log gives every contact the id it had (and API merges still apply). */
-export function contactIdFor(i: Pick<ProvenIdentity, 'kind' | 'scope' | 'value'>): string {
+export function contactIdFor(i: { kind: string; scope: string; value: string }): string {
   return `c_${createHash('sha256').update(`${i.kind}\n${i.scope}\n${i.value}`).digest('base64url').slice(0, 20)}`;
 }
 
@@ -89,45 +89,61 @@ export async function resolveContact(tx: Queryable, e: InboundMessage, at: strin
   // A sender the batch already knows in full (every identity in, one contact, named): nothing to write.
   const known = memory?.knownSender(ids, e.sender.displayName, at);
   if (known !== undefined) return known;
-  const found = await tx.query<{ root: string; created_at: string }>(
-    `SELECT DISTINCT coalesce(c.merged_into, c.id) AS root, r.created_at
-       FROM contact_identities i JOIN contacts c ON c.id = i.contact_id JOIN contacts r ON r.id = coalesce(c.merged_into, c.id)
-      WHERE (i.kind, i.scope, i.value) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
-      ORDER BY r.created_at, root`,
-    [ids.map((i) => i.kind), ids.map((i) => i.scope), ids.map((i) => i.value)],
-  );
+  // A sender none of whose identities SQL had when the batch began: no lookup needed.
+  const found = memory?.unknownSender(ids)
+    ? []
+    : await tx.query<{ root: string; created_at: string }>(
+      `SELECT DISTINCT coalesce(c.merged_into, c.id) AS root, r.created_at
+         FROM contact_identities i JOIN contacts c ON c.id = i.contact_id JOIN contacts r ON r.id = coalesce(c.merged_into, c.id)
+        WHERE (i.kind, i.scope, i.value) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+        ORDER BY r.created_at, root`,
+      [ids.map((i) => i.kind), ids.map((i) => i.scope), ids.map((i) => i.value)],
+    );
   let root: string;
+  let create = false;
   if (found.length === 0) {
     root = contactIdFor(ids[0]!);
-    const merged = await tx.query<{ into_id: string }>('SELECT into_id FROM contact_merges WHERE from_id = $1', [root]);
-    await tx.query(
-      `INSERT INTO contacts (id, display_name, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO NOTHING`,
-      [root, e.sender.displayName ?? null, at],
-    );
+    create = true;
+    const prefetched = memory?.mergedInto(root);
+    const into = prefetched !== undefined ? prefetched : (await tx.query<{ into_id: string }>('SELECT into_id FROM contact_merges WHERE from_id = $1', [root]))[0]?.into_id;
     // A rebuild: a person had merged this contact before; the target exists once its own first message is applied.
-    const into = merged[0]?.into_id;
     if (into && (await tx.query('SELECT 1 FROM contacts WHERE id = $1', [into])).length) {
+      await tx.query(`INSERT INTO contacts (id, display_name, created_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO NOTHING`, [root, e.sender.displayName ?? null, at]);
       await mergeContacts(tx, root, into, at, null);
       memory?.forgetSenders();
       root = into;
+      create = false;
     }
   } else {
     root = found[0]!.root;
     for (const other of found.slice(1)) await mergeContacts(tx, other.root, root, at, null);
     if (found.length > 1) memory?.forgetSenders();
   }
-  for (const i of ids) {
-    await tx.query(
-      `INSERT INTO contact_identities (contact_id, kind, scope, value, channel, account, proof, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (kind, scope, value) DO NOTHING`,
-      [root, i.kind, i.scope, i.value, i.channel, i.account, i.proof, at],
-    );
-  }
-  if (e.sender.displayName) {
-    await tx.query('UPDATE contacts SET display_name = coalesce(display_name, $2), updated_at = greatest(updated_at, $3) WHERE id = $1', [root, e.sender.displayName, at]);
-  }
+  await writeSender(tx, root, create, ids, e.sender.displayName, at);
   memory?.learnSender(ids, root, Boolean(e.sender.displayName));
   return root;
+}
+
+/**
+ * In one statement: the contact when new, the identities this message proves (those already
+ * known stay with their contact), and a name the contact lacked. A new contact's row is inserted
+ * with the name and time already, so the update (which cannot see it in the same statement)
+ * changes only a contact that existed.
+ */
+async function writeSender(tx: Queryable, root: string, create: boolean, ids: ProvenIdentity[], displayName: string | undefined, at: string): Promise<void> {
+  await tx.query(
+    `WITH created AS (
+       INSERT INTO contacts (id, display_name, created_at, updated_at) SELECT $1, $2, $3::timestamptz, $3::timestamptz WHERE $4::boolean
+       ON CONFLICT (id) DO NOTHING RETURNING 1
+     ), proven AS (
+       INSERT INTO contact_identities (contact_id, kind, scope, value, channel, account, proof, created_at)
+       SELECT $1, kind, scope, value, channel, account, proof, $3::timestamptz
+         FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) AS i(kind, scope, value, channel, account, proof)
+       ON CONFLICT (kind, scope, value) DO NOTHING RETURNING 1
+     )
+     UPDATE contacts SET display_name = coalesce(display_name, $2), updated_at = greatest(updated_at, $3::timestamptz) WHERE id = $1 AND $2::text IS NOT NULL`,
+    [root, displayName ?? null, at, create, ids.map((i) => i.kind), ids.map((i) => i.scope), ids.map((i) => i.value), ids.map((i) => i.channel), ids.map((i) => i.account), ids.map((i) => i.proof)],
+  );
 }
 
 /**
