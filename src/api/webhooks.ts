@@ -395,6 +395,7 @@ export class WebhookDispatcher {
 
   /** One POST under this term's lease token (see webhook-post.ts). */
   private post(body: Uint8Array, type: string, seq: number): Promise<PostOutcome> {
-    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.postCut);
+    // The lease is checked once more right before the request's bytes are written (webhook-post.ts).
+    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.postCut, () => this.held?.valid() ?? false);
   }
 }
