@@ -79,6 +79,7 @@ export class WebhookDispatcher {
    * froze would otherwise leave after the successor re-sent the event, under the older token.
    */
   private postCut = this.cutOff.signal;
+  private cutWhy = ''; // why the consumer last asked for a rewind (LaneConsumer's onPullCutOff)
 
   constructor(
     private readonly bus: Bus,
@@ -186,7 +187,8 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Events the server sent into a pull that a NATS drop cut off never arrived: they would wait
+   * Events the server sent never arrived (a pull cut off by a NATS drop, a gap in the delivery
+   * sequence after a consumer leader died): they would wait
    * out redeliverAfter and then come behind newer events of their ticket. So, still holding the
    * lease: stop pulling, hand back what we hold (in order, confirmed), and recreate the durable
    * from its ack floor, as a successor does after a crash. Repeats (same x-omnigate-delivery),
@@ -200,7 +202,7 @@ export class WebhookDispatcher {
     setMaxListeners(0, this.term.signal);
     const lease = this.held;
     const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease?.valid() ?? false);
-    this.log.warn({ webhook: this.target.name, fromSeq: from, handedBack: consumer.handedBack }, 'NATS dropped a pull with events in flight: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
+    this.log.warn({ webhook: this.target.name, why: this.cutWhy, fromSeq: from, handedBack: consumer.handedBack }, 'NATS dropped a pull with events in flight: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
     const next = this.consumer(onCut);
     await next.start();
     return next;
@@ -264,7 +266,7 @@ export class WebhookDispatcher {
         this.settle(m, 'nak', 1000);
       },
       stale: () => this.held?.expired() ?? false,
-      onPullCutOff: onCut,
+      onPullCutOff: (why) => ((this.cutWhy = why), onCut()),
     });
   }
 
@@ -393,6 +395,7 @@ export class WebhookDispatcher {
 
   /** One POST under this term's lease token (see webhook-post.ts). */
   private post(body: Uint8Array, type: string, seq: number): Promise<PostOutcome> {
-    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.postCut);
+    // The lease is checked once more right before the request's bytes are written (webhook-post.ts).
+    return postEvent(this.target, body, { type, seq, token: this.held?.token ?? 0 }, this.postCut, () => this.held?.valid() ?? false);
   }
 }

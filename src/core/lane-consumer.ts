@@ -48,11 +48,15 @@ export interface LaneConsumerOptions<T> {
    */
   stale?: () => boolean;
   /**
-   * The connection dropped while a pull request was open: the server may have sent messages into
-   * it that never arrived. They stay "ack pending" on the server until ack_wait, behind newer ones
-   * of their key, unless the owner rewinds (see the webhook dispatcher). Called once per such pull.
+   * Messages the server sent us never arrived: a pull request cut off (connection dropped, or
+   * given up on by the client) with messages in flight, or a gap in the delivery sequence (every
+   * delivery of this durable is ours, numbered one by one: a skipped number is a lost message,
+   * e.g. sent by a consumer leader that died before its route forwarded it). Those stay "ack
+   * pending" on the server until ack_wait and would come back behind newer ones of their key,
+   * unless the owner rewinds (see the webhook dispatcher). The message that revealed a gap and
+   * everything after it are not handled. Called once; pulling stops until the owner stops this.
    */
-  onPullCutOff?: () => void;
+  onPullCutOff?: (why: string) => void;
   /** Owner of the pull loop; its name there is `loopName`. */
   supervisor?: Supervisor;
   loopName?: string;
@@ -76,6 +80,8 @@ export class LaneConsumer<T> {
    * server could still be sending. Kept across restarts of the pull loop.
    */
   private suspect = false;
+  /** Delivery (consumer) sequence of the last message the server sent us, as far as we know. */
+  private delivered?: number;
 
   constructor(
     private readonly bus: Bus,
@@ -119,6 +125,8 @@ export class LaneConsumer<T> {
     // A restart also recreates a consumer deleted by hand (or lost with a server's store).
     if (this.runs++ > 0) await this.bus.ensureConsumer(this.o.stream, this.o.config);
     const consumer = await this.bus.js.consumers.get(this.o.stream, this.o.config.durable_name);
+    // Where the durable's delivery numbering stands before our first pull (kept across restarts).
+    this.delivered ??= (await consumer.info(true)).delivered.consumer_seq;
     const sem = new Semaphore(this.o.concurrency);
     while (!signal.aborted) {
       // A pull request written while disconnected is flushed at reconnect, after this client has
@@ -130,18 +138,25 @@ export class LaneConsumer<T> {
         await sleep(100, signal); // the owner ends this term within a tick
         continue;
       }
-      if (this.suspect) {
-        this.suspect = false;
-        if (this.o.onPullCutOff && (await this.lostInFlight(consumer))) {
-          this.o.onPullCutOff();
+      // Cleared only once the server answered: a check that failed (no consumer leader during an
+      // election, exactly when pulls are cut) is made again after the restart, not forgotten.
+      if (this.suspect && this.o.onPullCutOff) {
+        if (await this.lostInFlight(consumer)) {
+          this.o.onPullCutOff('a pull was cut off with messages in flight');
           return whenAborted(signal); // the owner stops this consumer and rewinds
         }
       }
+      this.suspect = false;
       const drops = this.bus.disconnects;
       // Until the batch ends on the server's word: a pull the client abandons may lose messages.
       this.suspect = true;
       const batch = await consumer.fetch({ max_messages: this.o.concurrency, expires: Math.min(FETCH_EXPIRES_MS, this.o.pullExpiresMs ?? FETCH_EXPIRES_MS) });
       for await (const m of batch) {
+        const gap = this.gap(m);
+        if (gap && this.o.onPullCutOff) {
+          this.o.onPullCutOff(`${gap} deliveries never arrived (delivery sequence ${m.info.deliverySequence})`);
+          return whenAborted(signal); // leaving the batch ends it; the owner stops this consumer and rewinds
+        }
         const seq = m.seq;
         if (this.held.has(seq)) continue; // a copy: the original is still ours and will be settled
         if (this.fenced) continue; // left unsettled for the successor (see `stale`)
@@ -165,6 +180,18 @@ export class LaneConsumer<T> {
       }
       this.suspect = this.bus.disconnects !== drops;
     }
+  }
+
+  /**
+   * How many deliveries before `m` never reached us (0: none). A number lower than expected (the
+   * durable recreated, or a new consumer leader that had not heard of our last deliveries) starts
+   * the count again from there: those are copies or first deliveries, never a loss.
+   */
+  private gap(m: JsMsg): number {
+    const d = m.info.deliverySequence;
+    const expected = (this.delivered ?? d - 1) + 1;
+    this.delivered = d;
+    return Math.max(0, d - expected);
   }
 
   /**

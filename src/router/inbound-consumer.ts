@@ -17,6 +17,10 @@
  * - once the unit is stopped (given back, lease lost) nothing not yet started is started: it is
  *   left unacked, in order, and the next owner rewinds to the ack floor and reads the processed
  *   marker for it (partitions.ts, prepare). What is being routed finishes and is acked.
+ * - a gap in the delivery (consumer) sequence ends the run the same way: every delivery of the
+ *   unit's durable is ours, so a skipped number is a message lost in flight (a consumer leader
+ *   killed before its route forwarded it). It would come back after ack_wait, behind newer ones
+ *   of its conversation; the restarted run rewinds to the ack floor instead (prepare).
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -53,6 +57,8 @@ export interface InboundConsumerOptions {
 
 export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions): Promise<void> {
   const consumer = await bus.js.consumers.get(Streams.inbound, o.durable);
+  let delivered = (await consumer.info(true)).delivered.consumer_seq;
+  let lost = '';
   const messages = await consumer.consume({ max_messages: o.batch });
   let pulling = true;
   const onAbort = () => {
@@ -91,6 +97,15 @@ export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }
   }, every);
   try {
     for await (const m of messages) {
+      // Lower than expected: the durable recreated, or a new leader behind us (copies, not a loss).
+      const d = m.info.deliverySequence;
+      if (d > delivered + 1 && !lost) {
+        lost = `${d - delivered - 1} deliveries never arrived (delivery sequence ${d}): restarting from the ack floor`;
+        gone = true; // nothing more is started: left unacked, in order, for the rewind
+        onAbort();
+      }
+      delivered = d;
+      if (lost) continue;
       const seq = m.seq;
       if (held.has(seq)) continue; // a copy: the original is still ours and will be settled
       if (!ours()) continue; // left unacked for the next owner, which rewinds to the ack floor
@@ -119,6 +134,7 @@ export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }
     await Promise.all(settling);
     clearInterval(keepAlive);
   }
+  if (lost) throw new Error(lost); // the supervisor restarts the run; prepare() rewinds
 }
 
 /**
