@@ -29,7 +29,7 @@ import { tryAcquireLease, acquireLease, type Lease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
-import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
+import { Buckets, Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
 import type { LoopRun, SupervisedLoop, Supervisor } from '../core/supervisor.js';
 
 const PARTITION_KEY = 'router.partition.';
@@ -97,7 +97,14 @@ export class PartitionOwnership {
         // Paused past the TTL: others may have counted us out for a moment; say we are here again.
         // Owned units keep their own leases, and a lost one stops its consumer by itself.
         if (!member.valid()) member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
-        await this.rebalance(signal);
+        // A round that fails (a listing cut short, NATS busy) is skipped, not fatal: failing the
+        // loop would give back every unit held (finally below) and churn them all.
+        const started = performance.now();
+        await this.rebalance(signal).catch((err: unknown) => {
+          if (!signal.aborted) this.log.warn({ err: errorMessage(err), held: this.held.size }, 'partition ownership round skipped; trying again');
+        });
+        const tookMs = performance.now() - started;
+        if (tookMs > this.o.ttlMs) this.log.warn({ tookMs: Math.round(tookMs), ttlMs: this.o.ttlMs }, 'partition ownership round took longer than the lease TTL');
         progress();
         await sleep(tick, signal);
       }
@@ -205,10 +212,27 @@ export class PartitionOwnership {
     return { unit, durable, suspectUpTo, unfiltered };
   }
 
-  /** Distinct: a key renewed while the listing runs can be listed twice. */
+  /**
+   * Distinct: a key renewed while the listing runs can be listed twice. Bounded: the listing is
+   * an ordered push consumer that ends on "nothing pending" or an idle heartbeat, and a replica
+   * whose coordinator once never came back from it (three-node cluster, one gateway killed, load
+   * average ~10) kept its units but never claimed the dead one's for minutes.
+   */
   private async keys(prefix: string): Promise<string[]> {
     const out = new Set<string>();
-    for await (const k of await this.bus.kv.leases.keys(`${prefix}>`)) out.add(k.slice(prefix.length));
+    const listing = await this.bus.kv.leases.keys(`${prefix}>`);
+    const limitMs = Math.max(5000, this.o.ttlMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      listing.stop();
+    }, limitMs);
+    try {
+      for await (const k of listing) out.add(k.slice(prefix.length));
+    } finally {
+      clearTimeout(timer);
+    }
+    if (timedOut) throw new Error(`listing ${prefix}* in ${Buckets.leases} did not finish within ${limitMs} ms`);
     return [...out];
   }
 }
