@@ -245,7 +245,11 @@ describe('fuzz: every public route and the channel endpoint', () => {
       for (const o of outcomes) histogram[`${o.p.describe} ${o.status}`] = (histogram[`${o.p.describe} ${o.status}`] ?? 0) + 1;
       console.log(histogram);
     }
-    const bad = outcomes.filter((o) => typeof o.status !== 'number' || o.status >= 500);
+    // /readyz answers 503 by design while something is not ready (seen once under the full suite's
+    // load on 2 cores): a probe's answer, not a failure to handle the request.
+    const probe503 = outcomes.filter((o) => o.p.path === '/readyz' && o.status === 503).length;
+    if (probe503) console.warn(`fuzz: /readyz answered 503 ${probe503} times`);
+    const bad = outcomes.filter((o) => typeof o.status !== 'number' || (o.status >= 500 && !(o.p.path === '/readyz' && o.status === 503)));
     const show = (o: (typeof outcomes)[number]) => `${o.status} ${o.p.describe} ${o.p.method} ${o.p.path.slice(0, 80)} ${String(o.p.body ?? '').slice(0, 120)}`;
     expect(bad.map(show), `FUZZ_SEED=${SEED}`).toEqual([]);
     expect(outcomes).toHaveLength(REQUESTS);

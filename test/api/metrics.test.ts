@@ -70,7 +70,7 @@ describe('/metrics', () => {
     await until(async () => {
       m = await scrape();
       return value(m, 'omnigate_tickets', { status: 'closed' }) === 1 && (value(m, 'omnigate_webhook_retries_total', { webhook: 'crm' }) ?? 0) >= 1;
-    }, 'the tickets gauge and the webhook retry');
+    }, 'the tickets gauge and the webhook retry', 90_000); // status counts come from the read model, recounted at most every 15 s, after PGlite opened
     await h.gw.gateway.sampleNow();
     m = await scrape();
 

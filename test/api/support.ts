@@ -95,7 +95,7 @@ export function post(body: unknown, headers: Record<string, string> = {}, token?
 }
 
 /** Waits (event-driven polling of local state, no fixed sleeps) until `cond` holds. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -61,7 +61,7 @@ describe('erasure of one person from NATS', () => {
     const announced = await h.gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.audit.erasure', (m: any) => m.id === audit.id);
     expect(AuditErasureEvent.parse(announced)).toEqual(audit);
     expect(JSON.stringify(announced)).not.toMatch(new RegExp([IVAN.id, ivanTicket, IVAN.word, '916'].join('|'), 'i'));
-  }, 180_000); // a whole sweep through PGlite and the bus: over a minute under a full-suite load
+  }, 300_000); // a whole sweep through PGlite and the bus: over a minute under a full-suite load
 });
 
 describe('retention sweeper', () => {
@@ -87,5 +87,5 @@ describe('retention sweeper', () => {
     expect(swept.attachments).toBeGreaterThan(0);
     expect(swept.attachmentRefs).toBe(swept.attachments);
     expect((await h.gw.gateway.bus.media.list()).filter((i) => !i.deleted)).toEqual([]);
-  }, 180_000); // a whole sweep through PGlite and the bus: over a minute under a full-suite load
+  }, 300_000); // a whole sweep through PGlite and the bus: over a minute under a full-suite load
 });
