@@ -17,7 +17,8 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import type { LogEntry, Ticket } from '../../src/core/schema.js';
+import type { Ticket } from '../../src/core/schema.js';
+import { readInboundLog } from '../helpers/events.js';
 
 const SECRET = 'cluster-fleet-secret-0123456789';
 const TOKEN = 'cluster-fleet-api-token-0123456789';
@@ -250,17 +251,8 @@ export class Fleet {
 
     // The ticket logs.
     const js = jetstream(this.nc, { timeout: 20_000 });
-    const consumer = await js.consumers.get('OMNI_LOG');
-    const entries: Array<{ ticketId: string; eventId: string; conversation: string }> = [];
-    let left = (await consumer.info(true)).num_pending;
-    while (left > 0) {
-      const batch = await consumer.fetch({ max_messages: Math.min(left, 1000), expires: 5000 });
-      for await (const m of batch) {
-        left--;
-        const entry = m.json<LogEntry>();
-        if (entry.kind === 'inbound') entries.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: `${entry.event.channel}/${entry.event.conversation.id}` });
-      }
-    }
+    // Email threads by Message-ID, not by conversation: keyed by channel too.
+    const entries = (await readInboundLog(this.nc)).map((e) => ({ ...e, conversation: `${e.channel}/${e.conversation}` }));
     const loggedByChannel: Record<string, number> = {};
     for (const e of entries) loggedByChannel[e.conversation.split('/')[0]!] = (loggedByChannel[e.conversation.split('/')[0]!] ?? 0) + 1;
     const perEvent = new Map<string, number>();

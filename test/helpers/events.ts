@@ -85,6 +85,7 @@ export interface InboundLogEntry {
   ticketId: string;
   eventId: string;
   conversation: string;
+  channel: string;
 }
 
 /** Every inbound entry of OMNI_LOG, in log order (an ephemeral consumer over the whole stream). */
@@ -97,7 +98,7 @@ export async function readInboundLog(nc: NatsConnection): Promise<InboundLogEntr
     for await (const m of batch) {
       pending--;
       const entry = m.json<LogEntry>();
-      if (entry.kind === 'inbound') out.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
+      if (entry.kind === 'inbound') out.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id, channel: entry.event.channel });
     }
   }
   return out;

@@ -13,7 +13,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage, inboundSubjectOf, routerBacklog } from '../helpers/events.js';
+import { chatMessage, inboundSubjectOf, readInboundLog, routerBacklog } from '../helpers/events.js';
 import type { LogEntry, Ticket } from '../../src/core/schema.js';
 
 const CONVERSATIONS = 100;
@@ -81,17 +81,7 @@ describe('three gateways on a three-node cluster, replicas 3', () => {
     }
 
     // The logs: every inbound entry with its ticket.
-    const logConsumer = await clients[0]!.consumers.get('OMNI_LOG');
-    const entries: Array<{ ticketId: string; eventId: string; conversation: string }> = [];
-    let pending = (await logConsumer.info(true)).num_pending;
-    while (pending > 0) {
-      const batch = await logConsumer.fetch({ max_messages: Math.min(pending, 1000), expires: 5000 });
-      for await (const m of batch) {
-        pending--;
-        const entry = m.json<LogEntry>();
-        if (entry.kind === 'inbound') entries.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
-      }
-    }
+    const entries = await readInboundLog(conns[0]!);
     const perEvent = new Map<string, number>();
     for (const e of entries) perEvent.set(e.eventId, (perEvent.get(e.eventId) ?? 0) + 1);
     expect(ids.filter((id) => !perEvent.has(id))).toEqual([]);

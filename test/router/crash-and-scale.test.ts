@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage } from '../helpers/events.js';
+import { chatMessage, readInboundLog, type InboundLogEntry } from '../helpers/events.js';
 import type { LogEntry } from '../../src/core/schema.js';
 
 let nats: TestNats;
@@ -56,22 +56,8 @@ async function publishAll(channel: string, conversations: number, perConversatio
 }
 
 /** Every inbound log entry of the channel, with its ticket. */
-async function readInboundLog(channel: string): Promise<Array<{ ticketId: string; eventId: string; conversation: string }>> {
-  const js = jetstream(nc, PATIENT);
-  const c = await js.consumers.get('OMNI_LOG');
-  const out: Array<{ ticketId: string; eventId: string; conversation: string }> = [];
-  let pending = (await c.info(true)).num_pending;
-  while (pending > 0) {
-    const batch = await c.fetch({ max_messages: Math.min(pending, 1000), expires: 3000 });
-    for await (const m of batch) {
-      pending--;
-      const entry = m.json<LogEntry>();
-      if (entry.kind === 'inbound' && entry.event.channel === channel) {
-        out.push({ ticketId: m.subject.split('.')[2]!, eventId: entry.event.id, conversation: entry.event.conversation.id });
-      }
-    }
-  }
-  return out;
+async function inboundOf(channel: string): Promise<InboundLogEntry[]> {
+  return (await readInboundLog(nc)).filter((e) => e.channel === channel);
 }
 
 async function waitUntilRouted(expected: number, channel: string, timeoutMs: number): Promise<void> {
@@ -80,7 +66,7 @@ async function waitUntilRouted(expected: number, channel: string, timeoutMs: num
   while (Date.now() < deadline) {
     const info = await jsm.consumers.info('OMNI_IN', 'router').catch(() => null);
     if (info && info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.stream_seq > 0) {
-      const entries = await readInboundLog(channel);
+      const entries = await inboundOf(channel);
       if (entries.length >= expected) return;
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -114,7 +100,7 @@ describe('router processes', () => {
     await Promise.all([a.started, b.started]);
     const ids = await publishAll('pair', 150, 6);
     await waitUntilRouted(ids.length, 'pair', 60_000);
-    assertExactlyOnce(await readInboundLog('pair'), ids, 150);
+    assertExactlyOnce(await inboundOf('pair'), ids, 150);
     // Both processes did work: the split is by JetStream, not by us.
     expect(a.output()).not.toMatch(/"level":"(error|fatal)"/);
     expect(b.output()).not.toMatch(/"level":"(error|fatal)"/);
@@ -134,12 +120,12 @@ describe('router processes', () => {
     }
     await first.kill('SIGKILL');
     const ids = await publishing;
-    const routedBeforeRestart = (await readInboundLog('crash')).length;
+    const routedBeforeRestart = (await inboundOf('crash')).length;
     expect(routedBeforeRestart).toBeGreaterThan(0);
     expect(routedBeforeRestart).toBeLessThan(ids.length);
     const second = routerProcess();
     await second.started;
     await waitUntilRouted(ids.length, 'crash', 120_000);
-    assertExactlyOnce(await readInboundLog('crash'), ids, 250);
+    assertExactlyOnce(await inboundOf('crash'), ids, 250);
   }, 240_000);
 });

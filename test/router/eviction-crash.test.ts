@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
-import { chatMessage } from '../helpers/events.js';
+import { chatMessage, readInboundLog } from '../helpers/events.js';
 import type { LogEntry } from '../../src/core/schema.js';
 import { Buckets } from '../../src/core/subjects.js';
 
@@ -49,16 +49,7 @@ async function routed(ids: string[], timeoutMs = 120_000): Promise<Map<string, s
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const found = new Map<string, string>();
-    const c = await jetstream(nc, PATIENT).consumers.get('OMNI_LOG');
-    let pending = (await c.info(true)).num_pending;
-    while (pending > 0) {
-      const batch = await c.fetch({ max_messages: Math.min(pending, 1000), expires: 3000 });
-      for await (const m of batch) {
-        pending--;
-        const entry = m.json<LogEntry>();
-        if (entry.kind === 'inbound' && wanted.has(entry.event.id)) found.set(entry.event.conversation.id, m.subject.split('.')[2]!);
-      }
-    }
+    for (const e of await readInboundLog(nc)) if (wanted.has(e.eventId)) found.set(e.conversation, e.ticketId);
     if (found.size === ids.length) return found;
     if (Date.now() > deadline) throw new Error(`${found.size} of ${ids.length} events routed`);
     await new Promise((r) => setTimeout(r, 500));
