@@ -63,9 +63,20 @@ interface Held {
   loop: SupervisedLoop;
 }
 
+/** A round running longer than this is reported with the step it waits in (it may be stuck there). */
+const STUCK_AFTER_MS = 10_000;
+
 export class PartitionOwnership {
   readonly id = kvSafe(`${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
   private readonly held = new Map<number, Held>();
+  /**
+   * Units given back or lost whose consumer is still settling what it delivered. A round does not
+   * wait for them (one slow drain must not stop this replica from claiming a dead replica's
+   * units), and none is claimed again here before its consumer has stopped.
+   */
+  private readonly leaving = new Map<number, { done: Promise<void>; since: number; why: string }>();
+  /** What the current round waits for, and since when (the stuck-round report). */
+  private step: { what: string; since: number } | undefined;
   /** Units: the partitions, then the unpartitioned subjects. */
   private readonly units: number;
 
@@ -92,31 +103,54 @@ export class PartitionOwnership {
     const memberOptions = { ttlMs: this.o.ttlMs, holder: this.id, signal, log: this.log };
     let member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
     const tick = Math.max(200, Math.floor(this.o.ttlMs / 6));
+    const watchdog = setInterval(() => this.reportStuckRound(), STUCK_AFTER_MS);
+    watchdog.unref();
     try {
       while (!signal.aborted) {
+        const started = performance.now();
         // Paused past the TTL: others may have counted us out for a moment; say we are here again.
         // Owned units keep their own leases, and a lost one stops its consumer by itself.
-        if (!member.valid()) member = await acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions);
+        if (!member.valid()) member = await this.at('announcing membership again', () => acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions));
         // A round that fails (a listing cut short, NATS busy) is skipped, not fatal: failing the
         // loop would give back every unit held (finally below) and churn them all.
-        const started = performance.now();
         await this.rebalance(signal).catch((err: unknown) => {
           if (!signal.aborted) this.log.warn({ err: errorMessage(err), held: this.held.size }, 'partition ownership round skipped; trying again');
         });
+        this.step = undefined;
         const tookMs = performance.now() - started;
         if (tookMs > this.o.ttlMs) this.log.warn({ tookMs: Math.round(tookMs), ttlMs: this.o.ttlMs }, 'partition ownership round took longer than the lease TTL');
         progress();
         await sleep(tick, signal);
       }
     } finally {
-      await Promise.all([...this.held.keys()].map((u) => this.giveBack(u, 'stopping')));
+      clearInterval(watchdog);
+      for (const u of [...this.held.keys()]) this.leave(u, 'stopping', true);
+      await Promise.all([...this.leaving.values()].map((l) => l.done));
       await member.release();
     }
   }
 
+  /** Runs one await of a round, named for the stuck-round report. */
+  private async at<T>(what: string, f: () => Promise<T>): Promise<T> {
+    this.step = { what, since: performance.now() };
+    return f();
+  }
+
+  /**
+   * Every request of a round is bounded, so a round cannot wait forever; if one still does (a
+   * client call that never answers), this says where, which the logs of issue 17's stall lacked.
+   */
+  private reportStuckRound(): void {
+    const now = performance.now();
+    const s = this.step;
+    if (s !== undefined && now - s.since >= STUCK_AFTER_MS) this.log.warn({ step: s.what, forMs: Math.round(now - s.since), held: this.held.size, leaving: this.leaving.size }, 'partition ownership round stuck: this replica claims and gives back nothing until it ends');
+    // A unit whose consumer never settles stays leased to this replica: nobody routes it.
+    for (const [unit, l] of this.leaving) if (now - l.since >= STUCK_AFTER_MS) this.log.warn({ unit, why: l.why, forMs: Math.round(now - l.since) }, 'partition consumer still settling what it delivered; the unit moves when it has');
+  }
+
   private async rebalance(signal: AbortSignal): Promise<void> {
-    for (const [unit, h] of this.held) if (!h.lease.valid()) this.forget(unit, 'lease lost');
-    const members = await this.keys(MEMBER_KEY);
+    for (const [unit, h] of this.held) if (!h.lease.valid()) this.leave(unit, 'lease lost', false);
+    const members = await this.at('listing members', () => this.keys(MEMBER_KEY));
     if (!members.includes(this.id)) members.push(this.id);
     members.sort();
     const m = members.length;
@@ -127,17 +161,17 @@ export class PartitionOwnership {
       // Non-home units first, so the replica they are home to can take them.
       const excess = [...this.held.keys()].sort((a, b) => Number(home(a)) - Number(home(b)) || b - a).slice(0, this.held.size - share);
       this.log.info({ units: excess, share, members: m }, 'giving partitions back: more than this replica\'s share since a replica joined');
-      await Promise.all(excess.map((u) => this.giveBack(u, 'rebalance')));
+      for (const u of excess) this.leave(u, 'rebalance', true);
       return;
     }
     if (this.held.size === share) return;
-    const taken = new Set((await this.keys(PARTITION_KEY)).map(Number));
+    const taken = new Set((await this.at('listing partition leases', () => this.keys(PARTITION_KEY))).map(Number));
     const free = Array.from({ length: this.units }, (_, u) => u)
-      .filter((u) => !taken.has(u) && !this.held.has(u))
+      .filter((u) => !taken.has(u) && !this.held.has(u) && !this.leaving.has(u))
       .sort((a, b) => Number(home(b)) - Number(home(a)) || a - b);
     for (const unit of free) {
       if (this.held.size >= share || signal.aborted) break;
-      const lease = await tryAcquireLease(this.bus.kv.leases, PARTITION_KEY + unit, { ttlMs: this.o.ttlMs, holder: this.id, log: this.log });
+      const lease = await this.at(`claiming unit ${unit}`, () => tryAcquireLease(this.bus.kv.leases, PARTITION_KEY + unit, { ttlMs: this.o.ttlMs, holder: this.id, log: this.log }));
       if (!lease) continue;
       this.take(unit, lease, share, m);
     }
@@ -155,29 +189,36 @@ export class PartitionOwnership {
     // A lease lost (not renewed in time, taken over) stops consuming at once: the next owner has it.
     lease.lost.then(
       () => {
-        if (this.held.get(unit)?.lease === lease) this.forget(unit, 'lease lost');
+        if (this.held.get(unit)?.lease === lease) this.leave(unit, 'lease lost', false);
       },
       () => undefined,
     );
   }
 
-  /** Stops consuming a unit whose lease is gone; nothing to give back. */
-  private forget(unit: number, why: string): void {
+  /**
+   * Stops consuming a unit: its consumer stops pulling and settles what it delivered, then the
+   * lease is released (`release`: given back, so another replica may take it at once) or left
+   * to expire (lost: it is not ours to release). Runs beside the rounds, which do not wait.
+   */
+  private leave(unit: number, why: string, release: boolean): void {
     const h = this.held.get(unit);
     if (!h) return;
     this.held.delete(unit);
-    this.log.warn({ unit, why }, 'partition no longer owned');
-    h.loop.stop().catch((err: unknown) => this.log.warn({ unit, err: errorMessage(err) }, 'stopping the partition consumer failed'));
-  }
-
-  /** Stops pulling, lets every delivered message finish (acked), then releases the lease. */
-  private async giveBack(unit: number, why: string): Promise<void> {
-    const h = this.held.get(unit);
-    if (!h) return;
-    this.held.delete(unit);
-    await h.loop.stop();
-    await h.lease.release();
-    this.log.info({ unit, why }, 'partition given back');
+    if (!release) this.log.warn({ unit, why }, 'partition no longer owned');
+    const done = (async () => {
+      try {
+        await h.loop.stop();
+        if (release) {
+          await h.lease.release();
+          this.log.info({ unit, why }, 'partition given back');
+        }
+      } catch (err) {
+        this.log.warn({ unit, why, err: errorMessage(err) }, 'stopping the partition consumer failed');
+      } finally {
+        this.leaving.delete(unit);
+      }
+    })();
+    this.leaving.set(unit, { done, since: performance.now(), why });
   }
 
   /**
