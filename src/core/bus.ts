@@ -121,6 +121,8 @@ export class Bus {
   /** The one dead-letter path (counted, rate limited, capped). */
   readonly deadLetters: DeadLetters;
   media!: ObjectStore;
+  /** Streams this start moved to more replicas (ensureReplicas). */
+  private readonly scaledUp: string[] = [];
   /** What the start-up self-check found (replicas > 1 only). */
   casCheck?: { update: CasProbeResult; create: CasProbeResult; guarded: boolean };
   /** Set by provision() (see ensureInstallationId). */
@@ -191,6 +193,12 @@ export class Bus {
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
     await this.ensureReplicas(`OBJ_${MEDIA_BUCKET}`);
+    if (this.scaledUp.length > 0) {
+      this.log.warn(
+        { streams: this.scaledUp, to: this.options.replicas },
+        'streams moved to more replicas: once they are current, restart each nats-server once, one at a time (measured on 2.11.10: a node killed with SIGKILL before that came back without its copies, deleted as orphaned; docs/operating.md)',
+      );
+    }
     this.installationId = await this.ensureInstallationId();
     this.partitions = await this.ensurePartitionCount(this.options.partitions ?? DEFAULT_PARTITIONS);
   }
@@ -317,6 +325,7 @@ export class Bus {
       );
     }
     this.log.info({ stream, from: have, to: want }, 'stream replicas changed to match nats.replicas');
+    if (want > have) this.scaledUp.push(stream);
   }
 
   /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */

@@ -11,7 +11,14 @@ const WORKER_SCRIPT = new URL('./pglite-worker.mjs', import.meta.url);
 
 /** initdb of a new directory in a child process (pglite-worker.mjs says why); a stop kills it. */
 export async function initialisePglite(dataDir: string, signal?: AbortSignal): Promise<void> {
-  const child = spawn(process.execPath, [fileURLToPath(WORKER_SCRIPT), dataDir], { stdio: ['ignore', 'ignore', 'pipe'], signal });
+  // stdin is a pipe the child watches: a gateway that dies (even by SIGKILL) closes it, and an
+  // initdb must not go on writing into the data directory of a process that is gone. A gateway
+  // that exits (a fatal start-up error while initdb runs) kills it on the way out.
+  const child = spawn(process.execPath, [fileURLToPath(WORKER_SCRIPT), dataDir], { stdio: ['pipe', 'ignore', 'pipe'], signal });
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.removeListener('exit', killOnExit));
+  child.stdin.on('error', () => undefined); // EPIPE once the child has exited: nothing to tell it
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-2000);

@@ -11,6 +11,9 @@ import { PGlite } from '@electric-sql/pglite';
 // grows the WebAssembly heap to ~800 MB; a heap never shrinks and a thread's memory was not all
 // given back to the system either, but an ended process's is.
 if (!parentPort) {
+  // The gateway holds our stdin open; its end means the gateway is gone.
+  process.stdin.on('end', () => process.exit(1));
+  process.stdin.resume();
   const fresh = new PGlite(process.argv[2]);
   await fresh.waitReady;
   await fresh.close();
