@@ -27,7 +27,13 @@ export interface EmailWorld {
 }
 
 export async function startWorld(users: string[] = [SUPPORT]): Promise<EmailWorld> {
-  const [nats, dovecot, smtp] = await Promise.all([startNats(), startDovecot(), startSmtp()]);
+  // One that fails to start (no Dovecot here) must not leave the others running.
+  const [n, d, m] = await Promise.allSettled([startNats(), startDovecot(), startSmtp()]);
+  if (n.status === 'rejected' || d.status === 'rejected' || m.status === 'rejected') {
+    for (const r of [n, d, m]) if (r.status === 'fulfilled') await r.value.stop();
+    throw [n, d, m].find((r) => r.status === 'rejected')!.reason;
+  }
+  const [nats, dovecot, smtp] = [n.value, d.value, m.value];
   for (const u of users) await dovecot.addUser(u, PASSWORD);
   const imap = await dovecot.client(users[0]!, PASSWORD);
   return {

@@ -107,7 +107,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
   const webhookUrl = `http://127.0.0.1:${(relay.address() as { port: number }).port}/rt`;
-  [rt, nats] = await Promise.all([startRt({ webhookUrl, webhookSecret: WEBHOOK_SECRET }), startNats()]);
+  // Each assigned as it comes up, so afterAll stops it even when the other fails to start.
+  await Promise.all([startRt({ webhookUrl, webhookSecret: WEBHOOK_SECRET }).then((r) => (rt = r)), startNats().then((n) => (nats = n))]);
   client = new RtClient({ url: rt.url, token: rt.token });
   api = new FakeBotApi(TOKEN);
   await api.start();
