@@ -66,14 +66,15 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
   let confirmedAt = 0;
   while (!o.signal?.aborted) {
     const sentAt = now();
-    revision = await tryTake(kv, key, o.holder);
+    const taken = await tryTake(kv, key, o.holder);
+    revision = taken.revision;
     // A take answered after the TTL is ours on the server but already expired by our clock:
     // take it again at once (it is ours: tryTake renews it) rather than start a dead term.
     if (revision > 0 && now() - sentAt < o.ttlMs) {
       confirmedAt = sentAt;
       break;
     }
-    if (revision === 0) await sleep(renewEvery, o.signal);
+    if (revision === 0) await sleep(waitForHolder(taken.heldSince, o.ttlMs, renewEvery), o.signal);
   }
   if (o.signal?.aborted) throw new Error(`lease ${key}: aborted while waiting`);
   return hold(kv, key, o, revision, confirmedAt);
@@ -83,7 +84,7 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
 export async function tryAcquireLease(kv: KV, key: string, o: LeaseOptions): Promise<Lease | null> {
   const now = o.now ?? (() => performance.now());
   const sentAt = now();
-  const revision = await tryTake(kv, key, o.holder);
+  const { revision } = await tryTake(kv, key, o.holder);
   return revision > 0 && now() - sentAt < o.ttlMs ? hold(kv, key, o, revision, sentAt) : null;
 }
 
@@ -193,19 +194,36 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
   };
 }
 
-async function tryTake(kv: KV, key: string, holder: string): Promise<number> {
+/** Shortest wait between two takes of a key whose holder may just have expired: the server removes it on its own timer. */
+const MIN_RETRY_MS = 250;
+
+/**
+ * How long a replica waiting for a held lease sleeps before trying again. A live holder renews
+ * every TTL/3, so its key is never older than that: the waiter looks again a renewal period
+ * later. A holder that died leaves a key that expires at its last write + TTL (server time): the
+ * waiter wakes just after that instead of up to a whole period late (a 15 s TTL took over in
+ * 15–20 s; issue 17 asks for TTL + 2 s).
+ */
+export function waitForHolder(heldSince: number | undefined, ttlMs: number, renewEvery: number, nowMs = Date.now()): number {
+  if (heldSince === undefined) return renewEvery;
+  const untilExpiry = heldSince + ttlMs - nowMs + 50;
+  return Math.min(renewEvery, Math.max(MIN_RETRY_MS, untilExpiry));
+}
+
+/** One take: the revision (0: someone else's), and when the key was last written (server time) if it is someone else's. */
+async function tryTake(kv: KV, key: string, holder: string): Promise<{ revision: number; heldSince?: number }> {
   try {
-    return await kv.create(key, holder);
+    return { revision: await kv.create(key, holder) };
   } catch {
     // Our own key left by an earlier run of this process (same holder id): take it back.
     const entry = await kv.get(key);
     if (entry && entry.operation === 'PUT' && entry.string() === holder) {
       try {
-        return await kv.update(key, holder, entry.revision);
+        return { revision: await kv.update(key, holder, entry.revision) };
       } catch {
-        return 0;
+        return { revision: 0 };
       }
     }
-    return 0;
+    return { revision: 0, heldSince: entry?.operation === 'PUT' ? entry.created.getTime() : undefined };
   }
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { acquireLease } from '../../src/core/lease.js';
+import { acquireLease, waitForHolder } from '../../src/core/lease.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 
 const TTL = 1500;
@@ -106,5 +106,24 @@ describe('lease fencing', () => {
     expect(a.valid()).toBe(true);
     expect((await kv.get('lossy'))?.string()).toBe('a');
     await a.release();
+  }, 30_000);
+
+  it('a waiter wakes just after a dead holder\'s key expires, not up to a renewal period later', async () => {
+    // The wake-up rule, exactly: a live holder's key is at most a renewal period old.
+    expect(waitForHolder(undefined, 15_000, 5_000, 0)).toBe(5_000);
+    expect(waitForHolder(0, 15_000, 5_000, 1_000)).toBe(5_000); // just renewed: look a period later
+    expect(waitForHolder(0, 15_000, 5_000, 12_000)).toBe(3_050); // expires in 3 s: wake just after
+    expect(waitForHolder(0, 15_000, 5_000, 15_500)).toBe(250); // overdue (server not yet expired): retry soon
+
+    // Against the server: a holder that never renews (it died). The take can never come before
+    // the key expired on the server; how much later it came is printed, not asserted (a loaded
+    // machine delays timers).
+    await kv.create('dead', 'ghost');
+    const written = (await kv.get('dead'))!.created.getTime();
+    const b = await acquireLease(kv, 'dead', { ttlMs: TTL, holder: 'b' });
+    const tookOverAfter = Date.now() - written;
+    console.log(`takeover of a dead holder's lease: ${tookOverAfter} ms after its last write (TTL ${TTL} ms)`);
+    expect(tookOverAfter).toBeGreaterThanOrEqual(TTL - 50);
+    await b.release();
   }, 30_000);
 });
