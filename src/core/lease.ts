@@ -74,7 +74,7 @@ export async function acquireLease(kv: KV, key: string, o: LeaseOptions): Promis
       confirmedAt = sentAt;
       break;
     }
-    if (revision === 0) await sleep(waitForHolder(taken.heldSince, o.ttlMs, renewEvery), o.signal);
+    if (revision === 0) await sleep(taken.vanished ? MIN_RETRY_MS : waitForHolder(taken.heldSince, o.ttlMs, renewEvery), o.signal);
   }
   if (o.signal?.aborted) throw new Error(`lease ${key}: aborted while waiting`);
   return hold(kv, key, o, revision, confirmedAt);
@@ -112,7 +112,14 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
     onLost();
   };
   const expired = () => now() - confirmedAt >= o.ttlMs;
-  const valid = () => !ended && !expired();
+  // Invalid for good once expired: a slow renewal landing later must not make a holder that
+  // others may already have counted out (and that stopped its work) valid again.
+  const valid = () => {
+    if (ended) return false;
+    if (!expired()) return true;
+    end('not renewed within the TTL (paused or cut off)');
+    return false;
+  };
   let lastRenewal = now();
 
   const confirmed = (rev: number, sentAt: number) => {
@@ -205,13 +212,20 @@ const MIN_RETRY_MS = 250;
  * 15–20 s; issue 17 asks for TTL + 2 s).
  */
 export function waitForHolder(heldSince: number | undefined, ttlMs: number, renewEvery: number, nowMs = Date.now()): number {
-  if (heldSince === undefined) return renewEvery;
+  if (heldSince === undefined || !Number.isFinite(heldSince)) return renewEvery;
   const untilExpiry = heldSince + ttlMs - nowMs + 50;
-  return Math.min(renewEvery, Math.max(MIN_RETRY_MS, untilExpiry));
+  // Overdue by more than a period: our clock and the server's disagree; a key that old would be gone.
+  if (untilExpiry < -renewEvery) return renewEvery;
+  // Due (the server removes it on its own timer) or a clock a little ahead: a few looks per period.
+  if (untilExpiry <= 0) return Math.max(MIN_RETRY_MS, Math.floor(renewEvery / 4));
+  return Math.min(renewEvery, untilExpiry);
 }
 
-/** One take: the revision (0: someone else's), and when the key was last written (server time) if it is someone else's. */
-async function tryTake(kv: KV, key: string, holder: string): Promise<{ revision: number; heldSince?: number }> {
+/**
+ * One take: the revision (0: not ours), when the key was last written (server time) if it is
+ * someone else's, or `vanished` when it expired between the take and the read (try again soon).
+ */
+async function tryTake(kv: KV, key: string, holder: string): Promise<{ revision: number; heldSince?: number; vanished?: boolean }> {
   try {
     return { revision: await kv.create(key, holder) };
   } catch {
@@ -224,6 +238,7 @@ async function tryTake(kv: KV, key: string, holder: string): Promise<{ revision:
         return { revision: 0 };
       }
     }
-    return { revision: 0, heldSince: entry?.operation === 'PUT' ? entry.created.getTime() : undefined };
+    if (!entry || entry.operation !== 'PUT') return { revision: 0, vanished: true };
+    return { revision: 0, heldSince: entry.created.getTime() };
   }
 }

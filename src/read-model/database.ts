@@ -4,8 +4,9 @@
  * Everything above this file speaks PostgreSQL SQL with $1-style parameters and never learns which
  * engine answers.
  */
-import { mkdir, readdir, rm, writeFile, access } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import pg from 'pg';
 import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
 import { PgliteWorker, initialisePglite } from './pglite-thread.js';
@@ -74,8 +75,18 @@ class PgliteDatabase implements Database {
     try {
       if (await discardInterruptedInit(dataDir)) {
         // initdb in a process of its own (pglite-worker.mjs says why): the serving thread then
-        // starts on the finished directory with a heap of its own size.
-        await initialisePglite(dataDir, signal);
+        // starts on the finished directory with a heap of its own size. It writes into a staging
+        // directory moved into place when done: an initdb orphaned by a gateway killed mid-way
+        // (OOM while the heap grows to ~800 MB) runs on for seconds, synchronously, and must not
+        // write into the directory a restarted gateway is initialising again.
+        const staging = `${dataDir}${STAGING}${process.pid}-${randomBytes(3).toString('hex')}`;
+        await mkdir(staging, { recursive: true });
+        try {
+          await initialisePglite(staging, signal);
+          for (const name of await readdir(staging)) await rename(join(staging, name), join(dataDir, name));
+        } finally {
+          await rm(staging, { recursive: true, force: true });
+        }
         await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`);
       }
       worker = await PgliteWorker.start(dataDir, signal);
@@ -126,6 +137,8 @@ class PgliteDatabase implements Database {
 
 /** Written once PGlite's initdb finished: a directory without it holds a first start cut short. */
 const INITIALISED = '.omnigate-initialised';
+/** Suffix of the directory an initdb writes into before it is moved into place. */
+const STAGING = '.initdb-';
 
 /**
  * A process killed during PGlite's first initdb (seconds on a loaded machine) leaves a directory
@@ -133,6 +146,11 @@ const INITIALISED = '.omnigate-initialised';
  * ever applied to a directory that never finished initialising, so it is emptied and made again.
  */
 async function discardInterruptedInit(dataDir: string): Promise<boolean> {
+  // Staging directories of initdbs that never finished (their gateway died). One may still be
+  // written by its orphaned initdb: what cannot be removed now is removed at a later start.
+  const parent = dirname(dataDir);
+  const stale = (await readdir(parent)).filter((name) => name.startsWith(basename(dataDir) + STAGING));
+  await Promise.all(stale.map((name) => rm(join(parent, name), { recursive: true, force: true }).catch(() => undefined)));
   if (await access(join(dataDir, INITIALISED)).then(() => true, () => false)) return false;
   const leftovers = (await readdir(dataDir)).filter((name) => name !== '.omnigate.lock');
   await Promise.all(leftovers.map((name) => rm(join(dataDir, name), { recursive: true, force: true })));

@@ -108,14 +108,16 @@ export class PartitionOwnership {
     try {
       while (!signal.aborted) {
         const started = performance.now();
-        // Paused past the TTL: others may have counted us out for a moment; say we are here again.
-        // Owned units keep their own leases, and a lost one stops its consumer by itself.
-        if (!member.valid()) member = await this.at('announcing membership again', () => acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions));
         // A round that fails (a listing cut short, NATS busy) is skipped, not fatal: failing the
         // loop would give back every unit held (finally below) and churn them all.
-        await this.rebalance(signal).catch((err: unknown) => {
+        try {
+          // Paused past the TTL: others may have counted us out for a moment; say we are here again.
+          // Owned units keep their own leases, and a lost one stops its consumer by itself.
+          if (!member.valid()) member = await this.at('announcing membership again', () => acquireLease(this.bus.kv.leases, MEMBER_KEY + this.id, memberOptions));
+          await this.rebalance(signal);
+        } catch (err) {
           if (!signal.aborted) this.log.warn({ err: errorMessage(err), held: this.held.size }, 'partition ownership round skipped; trying again');
-        });
+        }
         this.step = undefined;
         const tookMs = performance.now() - started;
         if (tookMs > this.o.ttlMs) this.log.warn({ tookMs: Math.round(tookMs), ttlMs: this.o.ttlMs }, 'partition ownership round took longer than the lease TTL');
@@ -123,9 +125,10 @@ export class PartitionOwnership {
         await sleep(tick, signal);
       }
     } finally {
-      clearInterval(watchdog);
       for (const u of [...this.held.keys()]) this.leave(u, 'stopping', true);
       await Promise.all([...this.leaving.values()].map((l) => l.done));
+      clearInterval(watchdog); // after the hand-backs: one that never settles is reported
+      this.step = undefined;
       await member.release();
     }
   }
@@ -197,21 +200,21 @@ export class PartitionOwnership {
 
   /**
    * Stops consuming a unit: its consumer stops pulling and settles what it delivered, then the
-   * lease is released (`release`: given back, so another replica may take it at once) or left
-   * to expire (lost: it is not ours to release). Runs beside the rounds, which do not wait.
+   * lease is released, so another replica may take it at once. `givenBack`: our choice (a
+   * rebalance, a stop); else the lease was lost. Runs beside the rounds, which do not wait.
    */
-  private leave(unit: number, why: string, release: boolean): void {
+  private leave(unit: number, why: string, givenBack: boolean): void {
     const h = this.held.get(unit);
     if (!h) return;
     this.held.delete(unit);
-    if (!release) this.log.warn({ unit, why }, 'partition no longer owned');
+    if (!givenBack) this.log.warn({ unit, why }, 'partition no longer owned');
     const done = (async () => {
       try {
         await h.loop.stop();
-        if (release) {
-          await h.lease.release();
-          this.log.info({ unit, why }, 'partition given back');
-        }
+        // A lost lease is released too: its key may still be ours on the server (lost by the
+        // clock only), and a release deletes it only at our revision, so nobody else's.
+        await h.lease.release();
+        if (givenBack) this.log.info({ unit, why }, 'partition given back');
       } catch (err) {
         this.log.warn({ unit, why, err: errorMessage(err) }, 'stopping the partition consumer failed');
       } finally {

@@ -113,7 +113,9 @@ describe('lease fencing', () => {
     expect(waitForHolder(undefined, 15_000, 5_000, 0)).toBe(5_000);
     expect(waitForHolder(0, 15_000, 5_000, 1_000)).toBe(5_000); // just renewed: look a period later
     expect(waitForHolder(0, 15_000, 5_000, 12_000)).toBe(3_050); // expires in 3 s: wake just after
-    expect(waitForHolder(0, 15_000, 5_000, 15_500)).toBe(250); // overdue (server not yet expired): retry soon
+    expect(waitForHolder(0, 15_000, 5_000, 15_500)).toBe(1_250); // due, not yet removed by the server: a few looks per period
+    expect(waitForHolder(0, 15_000, 5_000, 60_000)).toBe(5_000); // our clock far ahead of the server's: a period
+    expect(waitForHolder(Number.NaN, 15_000, 5_000, 0)).toBe(5_000); // no server time on the entry
 
     // Against the server: a holder that never renews (it died). The take can never come before
     // the key expired on the server; how much later it came is printed, not asserted (a loaded

@@ -4,7 +4,7 @@
  * initdb does not leave a directory every later start aborts on.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/read-model/database.js';
@@ -63,6 +63,22 @@ describe('the PGlite directory', () => {
     const db = await openDatabase({ dataDir });
     expect(await db.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
     await db.close();
+    expect(existsSync(join(dataDir, '.omnigate-initialised'))).toBe(true);
+  }, 120_000);
+
+  it('initialises in a staging directory moved into place, and removes stagings of initdbs whose gateway died', async () => {
+    const parent = freshDir();
+    const dataDir = join(parent, 'sql');
+    // What a gateway killed during initdb leaves beside its directory (its orphaned initdb may
+    // still be writing there; the directory itself is never written by an unfinished initdb).
+    const stale = join(parent, 'sql.initdb-4242-abcdef');
+    mkdirSync(join(stale, 'base', '1'), { recursive: true });
+    writeFileSync(join(stale, 'PG_VERSION'), '17\n');
+    const db = await openDatabase({ dataDir });
+    expect(await db.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await db.close();
+    expect(readdirSync(parent).sort()).toEqual(['sql']);
+    expect(existsSync(join(dataDir, 'PG_VERSION'))).toBe(true);
     expect(existsSync(join(dataDir, '.omnigate-initialised'))).toBe(true);
   }, 120_000);
 });
