@@ -73,8 +73,9 @@ describe('email connector', () => {
       text: 'Касса не печатает чеки с утра.\n\n-- \nИван Петров\nООО «Ромашка»',
     }));
     const event = await gw.waitForEvent(created(customerMessageId));
-    // The fallback poll is a minute away: only IDLE can be this quick.
-    expect(Date.now() - t0, 'mail → ticket through IDLE, ms').toBeLessThan(1000);
+    // The fallback poll is a minute away: only IDLE can be this quick (well under a second on an
+    // idle machine; the bound leaves room for a loaded one).
+    expect(Date.now() - t0, 'mail → ticket through IDLE, ms').toBeLessThan(30_000);
     ticketId = event.ticketId;
     const msg = inboundOf(event)!;
     expect(msg.conversation).toMatchObject({ id: SUPPORT, kind: 'email', title: 'Не работает касса' });
