@@ -37,6 +37,18 @@ export function cpuMeter(pids: { routers: Array<number | undefined>; nats: numbe
   return (events: number) => ({ routerUs: (sum(pids.routers) - r0) / events, natsUs: (cpuMicros(pids.nats) - n0) / events });
 }
 
+/**
+ * A counter's value from a gateway's /metrics (its address read from the "omnigate started" log
+ * line), summed over label sets; NaN when the build does not have it (an A/B against an older one).
+ */
+export async function gatewayCounter(output: string, name: string): Promise<number> {
+  const http = /"http":"([^"]+)"[^\n]*"omnigate started"/.exec(output)?.[1];
+  if (!http) return NaN;
+  const text = await (await fetch(`http://${http}/metrics`)).text();
+  const values = text.split('\n').filter((l) => l.startsWith(name) && !l.startsWith('#')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+  return values.length ? values.reduce((a, b) => a + b, 0) : NaN;
+}
+
 export async function rawPublishRate(nc: NatsConnection, payloads: string[]): Promise<number> {
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'], duplicate_window: 120_000_000_000 });

@@ -26,7 +26,7 @@ import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
-import { cpuMeter, makeEvents, pacedPhase, rawPublishRate, routedPhase } from './routing.js';
+import { cpuMeter, gatewayCounter, makeEvents, pacedPhase, rawPublishRate, routedPhase } from './routing.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 2_000);
@@ -110,8 +110,10 @@ async function throughputMain(): Promise<void> {
     const routedCpu = cpuMeter(pids);
     const routed = await routedPhase(nc, events);
     const cpu = routedCpu(events.length);
+    const coalesced = (await Promise.all(gateways.map((g) => gatewayCounter(g.output(), 'omnigate_coalesced_messages_total')))).reduce((a, b) => a + b, 0);
     say(`routed (publish → ticket event): ${routed.perS.toFixed(0)} events/s  ratio ${(routed.perS / raw).toFixed(2)}  (saturated p50 ${percentile(routed.latencies, 50).toFixed(1)} ms, p99 ${percentile(routed.latencies, 99).toFixed(1)} ms)`);
     say(`CPU per routed event:            router ${cpu.routerUs.toFixed(0)} µs${ROUTERS > 1 ? ` (all ${ROUTERS} replicas)` : ''}, nats-server ${cpu.natsUs.toFixed(0)} µs  (load average ${loadavg()[0]!.toFixed(1)})`);
+    say(`ticket updates shared:           ${Number.isNaN(coalesced) ? 'n/a (this build does not coalesce)' : `${coalesced} of ${events.length} messages joined an earlier one's compare-and-set`}`);
     const paced = await pacedPhase(nc, makeEvents(RATE * LATENCY_SECONDS, Math.min(CONVERSATIONS, RATE * LATENCY_SECONDS), 'p'), RATE);
     const p50 = percentile(paced.latencies, 50);
     const p99 = percentile(paced.latencies, 99);
@@ -126,6 +128,7 @@ async function throughputMain(): Promise<void> {
       latency_rate_per_s: Math.round(paced.achieved),
       router_cpu_us_per_event: Math.round(cpu.routerUs),
       nats_cpu_us_per_event: Math.round(cpu.natsUs),
+      coalesced: Number.isNaN(coalesced) ? null : coalesced,
       load_average: Number(loadavg()[0]!.toFixed(2)),
       events: EVENTS,
       conversations: CONVERSATIONS,

@@ -22,6 +22,7 @@ export const metrics = {
   }),
   ticketsCreated: new Counter({ name: 'omnigate_tickets_created_total', help: 'Tickets opened', registers: [registry] }),
   duplicates: new Counter({ name: 'omnigate_duplicate_events_total', help: 'Inbound events dropped as already seen (JetStream dedup at the connector, processed marker at the router)', labelNames: ['channel'], registers: [registry] }),
+  coalesced: new Counter({ name: 'omnigate_coalesced_messages_total', help: 'Inbound messages whose ticket update was shared with an earlier message of the same conversation that queued up with it (one compare-and-set for several)', registers: [registry] }),
   // Every refusal, stored or not: source is router, connector, outbound, webhook or loop-guard.
   parked: new Counter({ name: 'omnigate_dead_letters_total', help: 'Dead letters (refusals) by source and reason, whether stored or suppressed by the rate limit', labelNames: ['source', 'reason'], registers: [registry] }),
   deadLettersSuppressed: new Counter({ name: 'omnigate_dead_letters_suppressed_total', help: 'Dead letters counted but not stored: the source was over its rate limit', labelNames: ['source', 'reason'], registers: [registry] }),

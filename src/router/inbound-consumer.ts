@@ -24,7 +24,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
-import type { KeyedLanes, Semaphore } from '../core/lanes.js';
+import type { BatchRunner, CoalescingLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
 import type { LoopRun } from '../core/supervisor.js';
 import { errorMessage } from '../core/errors.js';
@@ -32,30 +32,40 @@ import { metrics } from '../core/metrics.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 import { Streams } from '../core/subjects.js';
 
-/** A message to route: its lane (conversation) and the routing itself. */
+/** A message to route: its lane (conversation) and what the router needs to route it. */
 export interface InboundWork {
   key: string;
-  /** `retry`: an earlier attempt failed, maybe after the ticket was updated: read the processed marker. */
-  route: (retry: boolean) => Promise<void>;
   /** For the log when routing fails. */
   eventId: string;
 }
 
-export interface InboundConsumerOptions {
+/** A message taken from the server and not yet settled. */
+export interface Held<W extends InboundWork> {
+  m: JsMsg;
+  work: W;
+}
+
+export interface InboundConsumerOptions<W extends InboundWork> {
   durable: string;
   /** Messages the client buffers per pull. */
   batch: number;
   ackWaitMs: number;
   /** Routing slots, shared by every unit this replica owns. */
   slots: Semaphore;
-  lanes: KeyedLanes;
+  /** Shared by every unit this replica owns: what queued up in a lane is routed together. */
+  lanes: CoalescingLanes<Held<W>>;
   /** False once this replica may no longer own the unit (its lease ran out by the clock). */
   owned: () => boolean;
   /** The work for a message, or null when it was settled already (acked, parked). */
-  decode: (m: JsMsg) => Promise<InboundWork | null>;
+  decode: (m: JsMsg) => Promise<W | null>;
+  /**
+   * Routes messages of one lane, in order (one or several that queued up together). `retry`: an
+   * earlier attempt failed, maybe after some were routed: read the processed markers.
+   */
+  route: (works: W[], retry: boolean) => Promise<void>;
 }
 
-export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions): Promise<void> {
+export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions<W>): Promise<void> {
   const consumer = await bus.js.consumers.get(Streams.inbound, o.durable);
   let delivered = (await consumer.info(true)).delivered.consumer_seq;
   let lost = '';
@@ -84,6 +94,7 @@ export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }
   const held = new Map<number, { m: JsMsg; since: number }>();
   const every = Math.max(100, Math.floor(o.ackWaitMs / 3));
   const settling = new Set<Promise<void>>();
+  const routeBatch: BatchRunner<Held<W>> = (batch) => routeInPlace(log, batch, o, ours, signal);
   // After a lease ran out another replica may have recreated the durable: progress marks would reach it by name.
   // Only what was held a tick already: most messages are routed sooner, and a mark costs a publish.
   const keepAlive = setInterval(() => {
@@ -109,7 +120,7 @@ export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }
       const seq = m.seq;
       if (held.has(seq)) continue; // a copy: the original is still ours and will be settled
       if (!ours()) continue; // left unacked for the next owner, which rewinds to the ack floor
-      let work: InboundWork | null;
+      let work: W | null;
       try {
         work = await o.decode(m);
       } catch (err) {
@@ -120,7 +131,7 @@ export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }
       if (!work) continue;
       held.set(seq, { m, since: performance.now() });
       const p: Promise<void> = o.lanes
-        .run(work.key, () => routeInPlace(log, m, work, o, ours, signal))
+        .run(work.key, { m, work }, routeBatch)
         .then(progress, (err: unknown) => log.error({ err: errorMessage(err), seq }, 'inbound message handling failed; it comes back after ack_wait'))
         .finally(() => {
           held.delete(seq);
@@ -138,23 +149,25 @@ export async function consumeInbound(bus: Bus, log: Logger, { signal, progress }
 }
 
 /**
- * Routes one message in its lane, retrying in place until it is routed or the unit is no longer
- * ours: a nak would let newer messages of the conversation pass it.
+ * Routes what its lane handed over (one message, or several of one conversation that queued up)
+ * and acks it, retrying in place until it is routed or the unit is no longer ours: a nak would
+ * let newer messages of the conversation pass it.
  */
-async function routeInPlace(log: Logger, m: JsMsg, work: InboundWork, o: InboundConsumerOptions, ours: () => boolean, signal: AbortSignal): Promise<void> {
+async function routeInPlace<W extends InboundWork>(log: Logger, batch: Array<Held<W>>, o: InboundConsumerOptions<W>, ours: () => boolean, signal: AbortSignal): Promise<void> {
+  const works = batch.map((h) => h.work);
   for (let attempt = 0; ; attempt++) {
     if (!ours()) return; // not started: left unacked, in order, for the next owner
     await o.slots.acquire();
     try {
       if (!ours()) return;
-      await work.route(attempt > 0);
+      await o.route(works, attempt > 0);
       // A lease that ran out meanwhile: the successor may have recreated the durable, and an ack
-      // reaches it by name. It reads the processed marker for this message instead.
-      if (o.owned()) m.ack();
+      // reaches it by name. It reads the processed marker for these messages instead.
+      if (o.owned()) for (const h of batch) h.m.ack();
       return;
     } catch (err) {
       metrics.routingErrors.inc();
-      log.warn({ err: errorMessage(err), eventId: work.eventId, attempt }, 'routing failed; will retry');
+      log.warn({ err: errorMessage(err), eventId: works[0]!.eventId, batch: works.length, attempt }, 'routing failed; will retry');
     } finally {
       o.slots.release();
     }

@@ -1,0 +1,333 @@
+/**
+ * Routing of customer messages (message.inbound): dedup, loop guard and bounces, threading into
+ * a ticket, the ticket update, the log entries and the events.
+ *
+ * Messages of one conversation that queued up behind each other (its lane handed them over
+ * together, core/lanes.ts CoalescingLanes) and thread into the same ticket are applied with one
+ * compare-and-set: the ticket is read, threaded and written once for all of them, while every
+ * message keeps its own log entry, events and processed marker, in order. Anything unusual on
+ * the way (the ticket closed or busy meanwhile) falls back to one message at a time.
+ *
+ * Exactly-once effect: every step is idempotent (index claims are create-if-absent, log appends
+ * carry a Nats-Msg-Id derived from the event id, a ticket update skips event ids it already
+ * recorded) and a processed marker, written last, short-circuits replays after the duplicate
+ * window.
+ */
+import type { Bus } from '../core/bus.js';
+import type { Logger } from '../core/logger.js';
+import { CLOSED_STATUSES, DeliveryStatus, type InboundMessage, type LogEntry, type Ticket } from '../core/schema.js';
+import { metrics } from '../core/metrics.js';
+import { Subjects, hashKey } from '../core/subjects.js';
+import { sleep } from '../core/sleep.js';
+import type { Journal } from './journal.js';
+import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
+import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
+import type { Resolution, Threader } from './threading.js';
+import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
+
+/** How often a message waiting for a satisfaction request in flight looks again. */
+const BUSY_POLL_MS = 20;
+
+/** How far a platform's clock may be from ours when we judge an event's age. */
+const CLOCK_SKEW_MS = 30_000;
+
+export interface MessageRoutingOptions {
+  ticketPrefix: string;
+  /** How long after a satisfaction request a bare 1–5 answer counts as the rating. */
+  csatWindowMs: number;
+  /** Ratings at or below this alert the lead. */
+  csatLowRating: number;
+}
+
+/** Set by the application after construction (auto-acknowledgement, low-rating alerts). */
+export interface RoutingHooks {
+  /** Called once for each ticket a customer message opened. */
+  onTicketOpened?: (ticket: Ticket, event: InboundMessage) => Promise<void>;
+  /** Called when a customer answers a satisfaction request with a low rating. */
+  onLowRating?: (ticket: Ticket, rating: number) => Promise<void>;
+}
+
+/** A message to route; `redelivered`: it may have been routed before (read its processed marker). */
+export interface QueuedMessage {
+  e: InboundMessage;
+  redelivered: boolean;
+}
+
+interface Member {
+  e: InboundMessage;
+  match: Resolution['match'];
+  /** The threader's decision: a closed ticket may be reopened by this message. */
+  reopen: boolean;
+}
+
+/** What one message changed on its ticket (decided inside the compare-and-set). */
+interface Change {
+  /** The ticket had recorded this event already (a redelivery). */
+  seen: boolean;
+  reopened: boolean;
+  rated?: number;
+  /** Status before and after this message. */
+  from: Ticket['status'];
+  to: Ticket['status'];
+}
+
+export class MessageRouter {
+  constructor(
+    private readonly bus: Bus,
+    private readonly store: TicketStore,
+    private readonly threader: Threader,
+    private readonly journal: Journal,
+    private readonly hooks: RoutingHooks,
+    private readonly o: MessageRoutingOptions,
+  ) {}
+
+  /** Routes messages of one conversation lane, in order. */
+  async route(queued: QueuedMessage[]): Promise<void> {
+    let plain: InboundMessage[] = [];
+    for (const { e, redelivered } of queued) {
+      if (this.mayBeProcessed(e, redelivered) && (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId)))) {
+        metrics.duplicates.inc({ channel: e.channel });
+        continue;
+      }
+      if (!e.bounceOf && !e.automated && !(e.email && (await this.isOurEcho(e.email.messageId)))) {
+        plain.push(e);
+        continue;
+      }
+      await this.routePlain(plain);
+      plain = [];
+      if (e.bounceOf) await this.processBounce(e);
+      else await this.guardLoop(e);
+    }
+    await this.routePlain(plain);
+  }
+
+  /** Ordinary messages, in order: those of one ticket that are next to each other share one update. */
+  private async routePlain(plain: InboundMessage[]): Promise<void> {
+    for (let i = 0; i < plain.length; ) i += await this.routeLeading(plain.slice(i));
+  }
+
+  /**
+   * Routes the leading messages of `group` that thread into the ticket its first one threads
+   * into; returns how many. When a ticket update has to be decided again (the ticket was closed,
+   * evicted or is sending a satisfaction request meanwhile) the first message is routed alone,
+   * as it would have been without company.
+   */
+  private async routeLeading(group: InboundMessage[]): Promise<number> {
+    let candidates = group;
+    for (let attempt = 0, waited = 0; ; attempt++) {
+      try {
+        return await this.routeTogether(candidates, attempt > 0);
+      } catch (err) {
+        if (!(err instanceof TicketBusyError) && !(err instanceof StaleTicketError)) throw err;
+        this.store.invalidate(undefined, err.ticketId);
+        candidates = group.slice(0, 1);
+        // A satisfaction request is being sent on this closed ticket: judge this message after it.
+        if (err instanceof TicketBusyError && waited < SENDING_HOLD_MS) {
+          await sleep(BUSY_POLL_MS);
+          waited += BUSY_POLL_MS;
+          attempt--;
+          continue;
+        }
+        if (!(err instanceof StaleTicketError) || attempt >= 5) throw err;
+      }
+    }
+  }
+
+  /**
+   * Threads the first message (opening a ticket if it needs one), takes the following ones that
+   * thread into the same ticket, applies them all with one compare-and-set (a redelivered event is
+   * recognised in recentEvents), then writes every message's log entry and events in one
+   * pipelined burst (the server stores them in publish order, each with a Nats-Msg-Id, so a retry
+   * appends nothing twice), and last their processed markers.
+   */
+  private async routeTogether(group: InboundMessage[], fresh: boolean): Promise<number> {
+    const first = group[0]!;
+    const { ticket, match, reopen } = await this.threadInto(first, fresh);
+    const members: Member[] = [{ e: first, match, reopen }];
+    for (const e of group.slice(1)) {
+      if (e.email) break; // a mail's thread is decided by its own headers, and its index entry is written after the update
+      const next = await this.threader.resolve(e);
+      if (next.kind !== 'existing' || next.ticket.id !== ticket.id) break;
+      members.push({ e, match: next.match, reopen: next.reopen });
+    }
+    const at = new Date().toISOString();
+    const applied = await this.store.apply(ticket.id, (t) => {
+      const changes = members.map((m) => this.applyInbound(t, m, at));
+      return { next: changes.some((c) => !c.seen) ? t : null, outcome: changes };
+    });
+    // Gone between threading and the write (evicted or erased): thread the messages again.
+    if (!applied) throw new StaleTicketError(ticket.id);
+    const current = applied.ticket;
+    const writes: Array<Promise<unknown>> = [];
+    const opened: InboundMessage[] = [];
+    const rated: Array<{ rating: number }> = [];
+    members.forEach((m, i) => {
+      const change = applied.outcome[i]!;
+      // The ticket as this message left it, for its events (a later one may have reopened it).
+      const after = change.to === current.status ? current : { ...current, status: change.to };
+      const entry: LogEntry = { kind: 'inbound', at, event: m.e, match: m.match };
+      writes.push(this.journal.append(ticket.id, entry, m.e.id));
+      // This event opened the ticket (also true when a crash interrupted opening it): announced
+      // with the first message, so a receiver can open its own ticket without calling back.
+      if (current.messageCount <= RECENT_EVENTS && current.recentEvents[0] === m.e.id) {
+        writes.push(this.journal.emit('ticket.created', after, ticket.id, entry));
+        opened.push(m.e);
+      }
+      if (change.reopened) {
+        const statusEntry: LogEntry = { kind: 'status', at, from: change.from, to: 'open', author: { id: 'router' }, reason: `customer wrote (${m.match.rule})` };
+        writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${m.e.id}`), this.journal.emit('ticket.status', after, `reopen:${m.e.id}`, statusEntry));
+      }
+      writes.push(this.journal.emit('ticket.message', after, m.e.id, entry));
+      if (change.rated !== undefined) {
+        const ratingEntry: LogEntry = { kind: 'rating', at, rating: change.rated, low: change.rated <= this.o.csatLowRating, eventId: m.e.id };
+        writes.push(this.journal.append(ticket.id, ratingEntry, `rating:${m.e.id}`), this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry));
+        rated.push({ rating: change.rated });
+      }
+      if (m.e.email) writes.push(this.store.index(IndexKeys.emailMessageId(m.e.email.messageId), ticket.id));
+    });
+    await Promise.all(writes);
+    // The platform-message index entry is written last, so it doubles as the processed marker.
+    await Promise.all(members.map((m) => this.store.index(IndexKeys.platformMessage(m.e.channel, m.e.account, m.e.platform.messageId), ticket.id)));
+    for (const r of rated) if (r.rating <= this.o.csatLowRating && this.hooks.onLowRating) await this.hooks.onLowRating(current, r.rating);
+    for (const e of opened) if (this.hooks.onTicketOpened) await this.hooks.onTicketOpened(current, e);
+    if (members.length > 1) metrics.coalesced.inc(members.length - 1);
+    return members.length;
+  }
+
+  /** What one message changes on its ticket; runs inside the compare-and-set (so maybe more than once). */
+  private applyInbound(t: Ticket, { e, reopen }: Member, at: string): Change {
+    const from = t.status;
+    const unchanged: Change = { seen: true, reopened: false, from, to: from };
+    if (t.recentEvents.includes(e.id)) return unchanged;
+    const now = Date.now();
+    if (requestInFlight(t, now)) throw new TicketBusyError(t.id);
+    // The answer to a satisfaction request is a rating, not a reason to reopen.
+    const rated = CLOSED_STATUSES.has(t.status) ? ratingIn(t, e.text, now, this.o.csatWindowMs) : undefined;
+    const reaction = isReactionOnly(e);
+    // Our decision assumed an open ticket; it was closed meanwhile (another process): decide again.
+    if (CLOSED_STATUSES.has(t.status) && !reopen && rated === undefined && !reaction) throw new StaleTicketError(t.id);
+    recordInbound(t, e, at);
+    if (rated !== undefined) {
+      t.csat = { ...t.csat, rating: rated, ratedAt: at };
+      return { seen: false, reopened: false, rated, from, to: t.status };
+    }
+    if (reaction) return { seen: false, reopened: false, from, to: t.status }; // logged on the ticket; no reopen, no pending → open
+    const reopened = CLOSED_STATUSES.has(t.status);
+    if (reopened) {
+      t.status = 'open';
+      t.closedAt = undefined;
+    } else if (t.status === 'pending') t.status = 'open';
+    return { seen: false, reopened, from, to: t.status };
+  }
+
+  /**
+   * Whether this event may have been routed before, so the processed marker must be read (one
+   * JetStream round trip of the five a message costs). A republish within the inbound stream's
+   * duplicate window never reaches us (Nats-Msg-Id = event id), and within that window every
+   * routing step is idempotent on its own (ticket CAS skips recent event ids, log and event
+   * writes carry Nats-Msg-Ids). So only a JetStream redelivery, or a message old enough that a
+   * replay of it could have escaped the window, needs the marker. Only a time the platform's
+   * servers stamped is trusted: a mail's Date or a webhook client's sentAt is the sender's word.
+   */
+  private mayBeProcessed(e: InboundMessage, redelivered: boolean): boolean {
+    if (redelivered || e.platform.sentAtBy !== 'platform' || !e.platform.sentAt) return true;
+    const age = Date.now() - Date.parse(e.platform.sentAt);
+    return !(age > -CLOCK_SKEW_MS && age < this.bus.options.duplicateWindowMs - CLOCK_SKEW_MS);
+  }
+
+  /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
+  private async threadInto(e: InboundMessage, fresh: boolean): Promise<{ ticket: Ticket; match: Resolution['match']; reopen: boolean }> {
+    for (;;) {
+      const res = await this.threader.resolve(e, fresh);
+      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen };
+      let ticketId = res.previous;
+      if (!ticketId) {
+        const candidate = this.store.idFor(await this.store.allocateNumber());
+        const claim = await this.store.claim(res.conversationKey, candidate);
+        // A number just allocated names no ticket yet: create it with this message recorded.
+        if (claim.won) return { ticket: await this.openTicket(e, candidate), match: res.match, reopen: false };
+        // An email's key is its own Message-ID: losing the claim means this very mail opened
+        // the ticket before (a redelivery). A chat's key is the conversation: someone else
+        // opened it concurrently, so resolve again (fresh) and join theirs.
+        if (e.email && claim.ticketId) ticketId = claim.ticketId;
+        else {
+          fresh = true;
+          continue;
+        }
+      }
+      // The index names a ticket whose record may be missing (a crash between claim and create).
+      const existing = await this.store.get(ticketId, { fresh: true });
+      if (existing) return { ticket: existing.value, match: res.match, reopen: false };
+      return { ticket: await this.openTicket(e, ticketId), match: res.match, reopen: false };
+    }
+  }
+
+  /**
+   * Creates the ticket record with the opening message already recorded (one write instead of
+   * create-then-update); the update step then finds the event in recentEvents and writes nothing.
+   */
+  private async openTicket(e: InboundMessage, id: string): Promise<Ticket> {
+    const ticket = this.newTicket(e, id);
+    recordInbound(ticket, e, ticket.createdAt);
+    if (await this.store.create(ticket)) metrics.ticketsCreated.inc();
+    return (await this.store.get(id))!.value;
+  }
+
+  private newTicket(e: InboundMessage, id: string): Ticket {
+    const now = new Date().toISOString();
+    return {
+      v: 1,
+      id,
+      number: Number(id.slice(this.store.prefix.length)),
+      status: 'new',
+      channel: e.channel,
+      account: e.account,
+      conversation: e.conversation,
+      threadKey: e.email ? `email:${e.email.messageId}` : `${e.channel}:${e.account}:${e.conversation.id}${e.conversation.threadId ? `:${e.conversation.threadId}` : ''}`,
+      subject: e.email?.subject || e.conversation.title,
+      contact: { id: e.sender.id, displayName: e.sender.displayName, handles: e.sender.handles },
+      participants: [],
+      emailReferences: [],
+      createdAt: now,
+      updatedAt: now,
+      messageCount: 0,
+      appliedSeq: 0,
+      recentEvents: [],
+    };
+  }
+
+  private async isOurEcho(messageId: string): Promise<boolean> {
+    const hit = await this.store.lookup(`out.${hashKey(messageId.trim().replace(/^<|>$/g, '').toLowerCase())}`);
+    return !!hit;
+  }
+
+  /** An auto-reply or our own mail coming back: parked, never a ticket. */
+  private async guardLoop(e: InboundMessage): Promise<void> {
+    metrics.ignored.inc({ channel: e.channel });
+    await this.bus.deadLetters.park({
+      source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: e.automated ?? 'echo',
+      reason: `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, payload: JSON.stringify(e),
+    });
+  }
+
+  private async processBounce(e: InboundMessage): Promise<void> {
+    const bounce = e.bounceOf!;
+    const hit = (await this.store.lookup(IndexKeys.emailMessageId(bounce.platformMessageId))) ??
+      (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
+    const ticket = hit ? await this.store.get(hit.value) : null;
+    if (!ticket) {
+      await this.bus.deadLetters.park({
+        source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_bounce', reason: 'bounce for a message we do not know', payload: JSON.stringify(e),
+      });
+      return;
+    }
+    const status = DeliveryStatus.parse({
+      v: 1, type: 'delivery.status', outboundId: `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
+      channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
+      reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
+    });
+    // Through the status stream like every other outcome, so the delivery recorder treats a bounce
+    // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
+    await this.bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
+  }
+}
