@@ -38,15 +38,18 @@ export function cpuMeter(pids: { routers: Array<number | undefined>; nats: numbe
 }
 
 /**
- * A counter's value from a gateway's /metrics (its address read from the "omnigate started" log
- * line), summed over label sets; NaN when the build does not have it (an A/B against an older one).
+ * A gateway's metrics (Prometheus text from its /metrics; its address read from the "omnigate
+ * started" log line): each metric summed over label sets, NaN when absent (an A/B against an
+ * older build). One scrape: prom-client's event-loop gauges cover the time since the previous one.
  */
-export async function gatewayCounter(output: string, name: string): Promise<number> {
+export async function gatewayMetrics(output: string): Promise<(name: string) => number> {
   const http = /"http":"([^"]+)"[^\n]*"omnigate started"/.exec(output)?.[1];
-  if (!http) return NaN;
-  const text = await (await fetch(`http://${http}/metrics`)).text();
-  const values = text.split('\n').filter((l) => l.startsWith(name) && !l.startsWith('#')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
-  return values.length ? values.reduce((a, b) => a + b, 0) : NaN;
+  const text = http ? await (await fetch(`http://${http}/metrics`)).text() : '';
+  const lines = text.split('\n').filter((l) => !l.startsWith('#'));
+  return (name) => {
+    const values = lines.filter((l) => l.startsWith(name) && (l[name.length] === ' ' || l[name.length] === '{')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+    return values.length ? values.reduce((a, b) => a + b, 0) : NaN;
+  };
 }
 
 export async function rawPublishRate(nc: NatsConnection, payloads: string[]): Promise<number> {

@@ -26,7 +26,7 @@ import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
-import { cpuMeter, gatewayCounter, makeEvents, pacedPhase, rawPublishRate, routedPhase } from './routing.js';
+import { cpuMeter, gatewayMetrics, makeEvents, pacedPhase, rawPublishRate, routedPhase } from './routing.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 2_000);
@@ -110,14 +110,18 @@ async function throughputMain(): Promise<void> {
     const routedCpu = cpuMeter(pids);
     const routed = await routedPhase(nc, events);
     const cpu = routedCpu(events.length);
-    const coalesced = (await Promise.all(gateways.map((g) => gatewayCounter(g.output(), 'omnigate_coalesced_messages_total')))).reduce((a, b) => a + b, 0);
+    // Read after the routed phase; this scrape also starts the event-loop window of the latency phase.
+    const coalesced = (await Promise.all(gateways.map(async (g) => (await gatewayMetrics(g.output()))('omnigate_coalesced_messages_total')))).reduce((a, b) => a + b, 0);
     say(`routed (publish → ticket event): ${routed.perS.toFixed(0)} events/s  ratio ${(routed.perS / raw).toFixed(2)}  (saturated p50 ${percentile(routed.latencies, 50).toFixed(1)} ms, p99 ${percentile(routed.latencies, 99).toFixed(1)} ms)`);
     say(`CPU per routed event:            router ${cpu.routerUs.toFixed(0)} µs${ROUTERS > 1 ? ` (all ${ROUTERS} replicas)` : ''}, nats-server ${cpu.natsUs.toFixed(0)} µs  (load average ${loadavg()[0]!.toFixed(1)})`);
     say(`ticket updates shared:           ${Number.isNaN(coalesced) ? 'n/a (this build does not coalesce)' : `${coalesced} of ${events.length} messages joined an earlier one's compare-and-set`}`);
     const paced = await pacedPhase(nc, makeEvents(RATE * LATENCY_SECONDS, Math.min(CONVERSATIONS, RATE * LATENCY_SECONDS), 'p'), RATE);
     const p50 = percentile(paced.latencies, 50);
     const p99 = percentile(paced.latencies, 99);
-    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+    const loop = await Promise.all(gateways.map(async (g) => gatewayMetrics(g.output())));
+    const loopP99 = Math.max(...loop.map((m) => m('nodejs_eventloop_lag_p99_seconds')));
+    const loopMax = Math.max(...loop.map((m) => m('nodejs_eventloop_lag_max_seconds')));
+    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event-loop delay p99 ${(loopP99 * 1000).toFixed(1)} ms, max ${(loopMax * 1000).toFixed(1)} ms)`);
     const channels = PHASES.has('channels') ? await channelBenches() : {};
     const result = {
       routed_per_s: Math.round(routed.perS),
@@ -126,6 +130,8 @@ async function throughputMain(): Promise<void> {
       p50_ms: Number(p50.toFixed(2)),
       p99_ms: Number(p99.toFixed(2)),
       latency_rate_per_s: Math.round(paced.achieved),
+      event_loop_delay_p99_ms: Number((loopP99 * 1000).toFixed(1)),
+      event_loop_delay_max_ms: Number((loopMax * 1000).toFixed(1)),
       router_cpu_us_per_event: Math.round(cpu.routerUs),
       nats_cpu_us_per_event: Math.round(cpu.natsUs),
       coalesced: Number.isNaN(coalesced) ? null : coalesced,
@@ -139,6 +145,7 @@ async function throughputMain(): Promise<void> {
     say(JSON.stringify(result));
   } finally {
     await Promise.all(gateways.map((g) => g.kill('SIGTERM')));
+    if (process.env.BENCH_DUMP) (await import('node:fs')).writeFileSync(process.env.BENCH_DUMP, gateways.map((g) => g.output()).join('\n'));
     await nc.close();
     await nats.stop();
     await pg?.drop();

@@ -71,6 +71,16 @@ interface Change {
   to: Ticket['status'];
 }
 
+/**
+ * Why the message landed in its ticket, as it found the ticket. The messages of a batch were
+ * threaded before any of them was applied: one behind the message that reopened the ticket was
+ * told "reopened", but it joined an open conversation, as it would have one by one.
+ */
+function matchAsMet(m: Member, change: Change): Resolution['match'] {
+  if (m.match.rule !== 'reopened' || change.reopened || CLOSED_STATUSES.has(change.from)) return m.match;
+  return { ...m.match, rule: 'open-conversation' };
+}
+
 export class MessageRouter {
   constructor(
     private readonly bus: Bus,
@@ -165,7 +175,7 @@ export class MessageRouter {
       const change = applied.outcome[i]!;
       // The ticket as this message left it, for its events (a later one may have reopened it).
       const after = change.to === current.status ? current : { ...current, status: change.to };
-      const entry: LogEntry = { kind: 'inbound', at, event: m.e, match: m.match };
+      const entry: LogEntry = { kind: 'inbound', at, event: m.e, match: matchAsMet(m, change) };
       writes.push(this.journal.append(ticket.id, entry, m.e.id));
       // This event opened the ticket (also true when a crash interrupted opening it): announced
       // with the first message, so a receiver can open its own ticket without calling back.
@@ -174,7 +184,7 @@ export class MessageRouter {
         opened.push(m.e);
       }
       if (change.reopened) {
-        const statusEntry: LogEntry = { kind: 'status', at, from: change.from, to: 'open', author: { id: 'router' }, reason: `customer wrote (${m.match.rule})` };
+        const statusEntry: LogEntry = { kind: 'status', at, from: change.from, to: 'open', author: { id: 'router' }, reason: `customer wrote (${entry.match.rule})` };
         writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${m.e.id}`), this.journal.emit('ticket.status', after, `reopen:${m.e.id}`, statusEntry));
       }
       writes.push(this.journal.emit('ticket.message', after, m.e.id, entry));

@@ -116,6 +116,9 @@ describe('a burst from one customer', () => {
     expect(statuses).toEqual([expect.objectContaining({ from: 'resolved', to: 'open', reason: expect.stringContaining('customer wrote') })]);
     const messages = (await eventsOf(opened.ticketId)).filter((e) => e.type === 'ticket.message');
     expect(messages.map((e) => e.status)).toEqual(['new', 'new', 'open', 'open', 'open', 'open', 'open']);
+    // Why each landed there, as routed one by one: only the first of the batch reopened it.
+    const rules = (await logOf(opened.ticketId)).filter((e) => e.kind === 'inbound').map((e) => (e as { match: { rule: string } }).match.rule);
+    expect(rules).toEqual(['new-ticket', 'open-conversation', 'reopened', 'open-conversation', 'open-conversation', 'open-conversation', 'open-conversation']);
     expect((await gw.ticket(opened.ticketId))!.messageCount).toBe(7);
     // The five queued behind the held one: one update for all of them.
     expect((await counter(metrics.coalesced)) - before).toBe(4);
