@@ -18,7 +18,7 @@
  * (bench/soak.ts): 200 messages/s through the HTTP channel with webhooks on, RSS after GC.
  * The last line is one JSON object for scripts.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -145,7 +145,8 @@ async function throughputMain(): Promise<void> {
     say(JSON.stringify(result));
   } finally {
     await Promise.all(gateways.map((g) => g.kill('SIGTERM')));
-    if (process.env.BENCH_DUMP) (await import('node:fs')).writeFileSync(process.env.BENCH_DUMP, gateways.map((g) => g.output()).join('\n'));
+    // BENCH_DUMP=<file>: the gateways' output, e.g. with BENCH_NODE_ARGS='--trace-gc' to see GC pauses.
+    if (process.env.BENCH_DUMP) writeFileSync(process.env.BENCH_DUMP, gateways.map((g) => g.output()).join('\n'));
     await nc.close();
     await nats.stop();
     await pg?.drop();
