@@ -1,5 +1,7 @@
 /**
- * Consumes one owned inbound unit (partitions.ts) into the router's keyed lanes.
+ * Consumes one owned inbound unit (partitions.ts) into the router's keyed lanes. A lane hands
+ * what queued up in it to one routing (CoalescingLanes): a conversation's messages that arrived
+ * while it was busy are routed, acked or retried together, in order.
  *
  * Every message taken from the server is held — queued in its lane or being routed — until it is
  * settled, and the server is told we are working on all of them (one timer, every third of
@@ -39,6 +41,13 @@ export interface InboundWork {
   eventId: string;
 }
 
+/** Thrown by a routing that finds its unit no longer ours before starting the next message: nothing more is started or acked. */
+export class NotOwnedError extends Error {
+  constructor() {
+    super('the partition is no longer ours: what is left goes to the next owner');
+  }
+}
+
 /** A message taken from the server and not yet settled. */
 export interface Held<W extends InboundWork> {
   m: JsMsg;
@@ -60,9 +69,10 @@ export interface InboundConsumerOptions<W extends InboundWork> {
   decode: (m: JsMsg) => Promise<W | null>;
   /**
    * Routes messages of one lane, in order (one or several that queued up together). `retry`: an
-   * earlier attempt failed, maybe after some were routed: read the processed markers.
+   * earlier attempt failed, maybe after some were routed: read the processed markers. `ours`
+   * is asked before each message is started (NotOwnedError once it is false).
    */
-  route: (works: W[], retry: boolean) => Promise<void>;
+  route: (works: W[], retry: boolean, ours: () => boolean) => Promise<void>;
 }
 
 export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions<W>): Promise<void> {
@@ -160,12 +170,13 @@ async function routeInPlace<W extends InboundWork>(log: Logger, batch: Array<Hel
     await o.slots.acquire();
     try {
       if (!ours()) return;
-      await o.route(works, attempt > 0);
+      await o.route(works, attempt > 0, ours);
       // A lease that ran out meanwhile: the successor may have recreated the durable, and an ack
       // reaches it by name. It reads the processed marker for these messages instead.
       if (o.owned()) for (const h of batch) h.m.ack();
       return;
     } catch (err) {
+      if (!ours()) return; // left unacked, in order, for the next owner (NotOwnedError, or a failure after the lease ran out)
       metrics.routingErrors.inc();
       log.warn({ err: errorMessage(err), eventId: works[0]!.eventId, batch: works.length, attempt }, 'routing failed; will retry');
     } finally {

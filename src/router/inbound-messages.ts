@@ -19,6 +19,7 @@ import { CLOSED_STATUSES, DeliveryStatus, type InboundMessage, type LogEntry, ty
 import { metrics } from '../core/metrics.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
+import { NotOwnedError } from './inbound-consumer.js';
 import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
@@ -47,10 +48,13 @@ export interface RoutingHooks {
   onLowRating?: (ticket: Ticket, rating: number) => Promise<void>;
 }
 
-/** A message to route; `redelivered`: it may have been routed before (read its processed marker). */
+/** A message to route, kept across retries of its batch. */
 export interface QueuedMessage {
   e: InboundMessage;
-  redelivered: boolean;
+  /** Delivered before (to us or to a previous owner): it may have been routed already. */
+  suspect: boolean;
+  /** Routed, parked or found done: a retry of its batch skips it. */
+  settled: boolean;
 }
 
 interface Member {
@@ -91,29 +95,44 @@ export class MessageRouter {
     private readonly o: MessageRoutingOptions,
   ) {}
 
-  /** Routes messages of one conversation lane, in order. */
-  async route(queued: QueuedMessage[]): Promise<void> {
-    let plain: InboundMessage[] = [];
-    for (const { e, redelivered } of queued) {
-      if (this.mayBeProcessed(e, redelivered) && (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId)))) {
+  /**
+   * Routes messages of one conversation lane, in order, skipping those settled by an earlier
+   * attempt. `retry`: an earlier attempt failed, maybe after some were routed: read their
+   * processed markers. `ours` is asked before each routing: once the unit is no longer ours
+   * nothing more is started (NotOwnedError), and what is left goes to the next owner.
+   */
+  async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean): Promise<void> {
+    let plain: QueuedMessage[] = [];
+    for (const q of queued) {
+      if (q.settled) continue;
+      const { e } = q;
+      if (this.mayBeProcessed(e, q.suspect || retry) && (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId)))) {
         metrics.duplicates.inc({ channel: e.channel });
+        q.settled = true;
         continue;
       }
       if (!e.bounceOf && !e.automated && !(e.email && (await this.isOurEcho(e.email.messageId)))) {
-        plain.push(e);
+        plain.push(q);
         continue;
       }
-      await this.routePlain(plain);
+      await this.routePlain(plain, ours);
       plain = [];
+      if (!ours()) throw new NotOwnedError();
       if (e.bounceOf) await this.processBounce(e);
       else await this.guardLoop(e);
+      q.settled = true;
     }
-    await this.routePlain(plain);
+    await this.routePlain(plain, ours);
   }
 
   /** Ordinary messages, in order: those of one ticket that are next to each other share one update. */
-  private async routePlain(plain: InboundMessage[]): Promise<void> {
-    for (let i = 0; i < plain.length; ) i += await this.routeLeading(plain.slice(i));
+  private async routePlain(plain: QueuedMessage[], ours: () => boolean): Promise<void> {
+    for (let i = 0; i < plain.length; ) {
+      if (!ours()) throw new NotOwnedError();
+      const routed = await this.routeLeading(plain.slice(i).map((q) => q.e));
+      for (const q of plain.slice(i, i + routed)) q.settled = true;
+      i += routed;
+    }
   }
 
   /**
@@ -168,10 +187,17 @@ export class MessageRouter {
     // Gone between threading and the write (evicted or erased): thread the messages again.
     if (!applied) throw new StaleTicketError(ticket.id);
     const current = applied.ticket;
-    const writes: Array<Promise<unknown>> = [];
     const opened: InboundMessage[] = [];
-    const rated: Array<{ rating: number }> = [];
-    members.forEach((m, i) => {
+    const rated: number[] = [];
+    // Every message's writes are issued here in one synchronous pass, in order, so the pipeline
+    // sends them in one socket write (core/js-pipeline.ts): a connection that dies delivers a
+    // prefix of it, and the server stores one stream's publishes in arrival order, so what lands
+    // of a failed burst is a prefix of the batch; its retry appends the rest after it (message ids
+    // drop what did land). A publish the client refuses alone (over max_payload) would break
+    // that; connectors keep events 16 KB under it for the head and headers (connectors/intake.ts).
+    // Awaiting message by message instead cost 6–15 % router CPU per event.
+    const writes: Array<Promise<unknown>> = [];
+    for (const [i, m] of members.entries()) {
       const change = applied.outcome[i]!;
       // The ticket as this message left it, for its events (a later one may have reopened it).
       const after = change.to === current.status ? current : { ...current, status: change.to };
@@ -191,15 +217,16 @@ export class MessageRouter {
       if (change.rated !== undefined) {
         const ratingEntry: LogEntry = { kind: 'rating', at, rating: change.rated, low: change.rated <= this.o.csatLowRating, eventId: m.e.id };
         writes.push(this.journal.append(ticket.id, ratingEntry, `rating:${m.e.id}`), this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry));
-        rated.push({ rating: change.rated });
+        rated.push(change.rated);
       }
       if (m.e.email) writes.push(this.store.index(IndexKeys.emailMessageId(m.e.email.messageId), ticket.id));
-    });
+    }
     await Promise.all(writes);
+    // Before the markers: a hook that fails (or a crash before it ran) is retried with its message.
+    for (const rating of rated) if (rating <= this.o.csatLowRating && this.hooks.onLowRating) await this.hooks.onLowRating(current, rating);
+    for (const e of opened) if (this.hooks.onTicketOpened) await this.hooks.onTicketOpened(current, e);
     // The platform-message index entry is written last, so it doubles as the processed marker.
     await Promise.all(members.map((m) => this.store.index(IndexKeys.platformMessage(m.e.channel, m.e.account, m.e.platform.messageId), ticket.id)));
-    for (const r of rated) if (r.rating <= this.o.csatLowRating && this.hooks.onLowRating) await this.hooks.onLowRating(current, r.rating);
-    for (const e of opened) if (this.hooks.onTicketOpened) await this.hooks.onTicketOpened(current, e);
     if (members.length > 1) metrics.coalesced.inc(members.length - 1);
     return members.length;
   }

@@ -31,8 +31,8 @@ import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
-import { consumeInbound, type Held, type InboundWork } from './inbound-consumer.js';
-import { MessageRouter, type RoutingHooks } from './inbound-messages.js';
+import { NotOwnedError, consumeInbound, type Held, type InboundWork } from './inbound-consumer.js';
+import { MessageRouter, type QueuedMessage, type RoutingHooks } from './inbound-messages.js';
 import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { RECENT_EVENTS } from './ticket-changes.js';
 import { Threader } from './threading.js';
@@ -44,12 +44,14 @@ import { IndexKeys, TicketStore } from './tickets.js';
  */
 const MAX_COALESCED = RECENT_EVENTS;
 
-/** A decoded inbound event, ready to route in its lane. */
+/** A decoded inbound event, ready to route in its lane; kept across retries of its batch. */
 interface RoutedWork extends InboundWork {
   event: InboundEvent;
   publishedNanos: number;
-  /** Delivered before (to us or to a previous owner): it may have been routed already. */
-  suspect: boolean;
+  /** A customer message (routed by MessageRouter, which marks it settled). */
+  message?: QueuedMessage;
+  /** Routed and counted in the metrics: a retry of its batch skips it. */
+  settled: boolean;
 }
 
 export interface RouterOptions {
@@ -115,7 +117,7 @@ export class Router implements RoutingHooks {
           lanes: this.lanes,
           owned: c.owned,
           decode: (m) => this.decodeInbound(m, c),
-          route: (works, retry) => this.routeBatch(works, retry),
+          route: (works, retry, ours) => this.routeBatch(works, retry, ours),
         }),
     });
     const ownership = this.ownership;
@@ -208,24 +210,40 @@ export class Router implements RoutingHooks {
       return null;
     }
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
-    return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos: m.info.timestampNanos, suspect };
+    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false } : undefined;
+    return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos: m.info.timestampNanos, message, settled: false };
   }
 
-  /** Routes what one lane handed over, in order: runs of customer messages together (they may share a ticket update). */
-  private async routeBatch(works: RoutedWork[], retry: boolean): Promise<void> {
+  /**
+   * Routes what one lane handed over, in order: runs of customer messages together (they may
+   * share a ticket update). What an earlier attempt settled is skipped.
+   */
+  private async routeBatch(works: RoutedWork[], retry: boolean, ours: () => boolean): Promise<void> {
     for (let i = 0; i < works.length; ) {
       const w = works[i]!;
-      if (w.event.type !== 'message.inbound') {
-        await this.processChange(w.event);
-        this.metrics.observeRouted(w.event.channel, w.event.account, w.publishedNanos);
+      if (!w.message) {
+        if (!w.settled) {
+          if (!ours()) throw new NotOwnedError();
+          await this.processChange(w.event as MessageEdited | MessageDeleted);
+          w.settled = true;
+          this.metrics.observeRouted(w.event.channel, w.event.account, w.publishedNanos);
+        }
         i++;
         continue;
       }
       let j = i + 1;
-      while (j < works.length && works[j]!.event.type === 'message.inbound') j++;
+      while (j < works.length && works[j]!.message) j++;
       const run = works.slice(i, j);
-      await this.messages.route(run.map((r) => ({ e: r.event as InboundMessage, redelivered: r.suspect || retry })));
-      for (const r of run) this.metrics.observeRouted(r.event.channel, r.event.account, r.publishedNanos);
+      try {
+        await this.messages.route(run.map((r) => r.message!), retry, ours);
+      } finally {
+        // Counted once each, also those settled by an attempt that failed further on.
+        for (const r of run) {
+          if (r.settled || !r.message!.settled) continue;
+          r.settled = true;
+          this.metrics.observeRouted(r.event.channel, r.event.account, r.publishedNanos);
+        }
+      }
       i = j;
     }
   }

@@ -13,6 +13,10 @@ import { metrics } from '../../src/core/metrics.js';
 import { scanStream } from '../../src/core/erasure.js';
 import { Streams } from '../../src/core/subjects.js';
 import { IndexKeys } from '../../src/router/tickets.js';
+import { Journal } from '../../src/router/journal.js';
+import { Threader } from '../../src/router/threading.js';
+import { MessageRouter, type QueuedMessage } from '../../src/router/inbound-messages.js';
+import { NotOwnedError } from '../../src/router/inbound-consumer.js';
 import type { InboundMessage, TicketEvent } from '../../src/core/schema.js';
 
 let gw: TestGateway;
@@ -150,5 +154,71 @@ describe('a burst from one customer', () => {
     } finally {
       spy.mockRestore();
     }
+  }, 60_000);
+});
+
+describe('a batch, routed again', () => {
+  /** The router's message routing on the test gateway's bus and ticket store, driven directly. */
+  function messageRouter(hooks: ConstructorParameters<typeof MessageRouter>[4] = {}) {
+    const store = gw.gateway.router!.store;
+    return new MessageRouter(gw.gateway.bus, store, new Threader(store, { reopenWindowMs: 3_600_000, now: Date.now }), new Journal(gw.gateway.bus), hooks, { ticketPrefix: 'T-', csatWindowMs: 60_000, csatLowRating: 2 });
+  }
+  const queued = (e: InboundMessage): QueuedMessage => ({ e, suspect: false, settled: false });
+
+  it('starts nothing more once its unit is no longer ours; the next attempt skips what was settled', async () => {
+    const router = messageRouter();
+    const batch = ['lost-a', 'lost-b', 'lost-c'].map((chat) => queued(chatMessage({ chat, id: `${chat}-1` })));
+    let asked = 0;
+    await expect(router.route(batch, false, () => asked++ < 1)).rejects.toBeInstanceOf(NotOwnedError);
+    expect(batch.map((q) => q.settled)).toEqual([true, false, false]);
+    expect(await gw.gateway.router!.store.lookup(doneKey(batch[1]!.e))).toBeNull();
+    await router.route(batch, true, () => true);
+    expect(batch.every((q) => q.settled)).toBe(true);
+    for (const q of batch) {
+      const hit = await gw.gateway.router!.store.lookup(doneKey(q.e));
+      const inbound = (await logOf(hit!.value)).filter((e) => e.kind === 'inbound');
+      expect(inbound).toHaveLength(1);
+    }
+  }, 60_000);
+
+  it('parks a loop-guarded message once although a message after it failed and was retried', async () => {
+    const router = messageRouter();
+    const store = gw.gateway.router!.store;
+    const auto = { ...chatMessage({ chat: 'guarded', id: 'guarded-auto' }), automated: 'auto-reply' as const };
+    const next = chatMessage({ chat: 'guarded', id: 'guarded-next' });
+    const batch = [queued(auto), queued(next)];
+    const parked = vi.spyOn(gw.gateway.bus.deadLetters, 'park');
+    const index = store.index.bind(store);
+    let failures = 0;
+    const spy = vi.spyOn(store, 'index').mockImplementation(async (key, ticketId) => {
+      if (key === doneKey(next) && failures++ === 0) throw new Error('JetStream did not answer (test)');
+      return index(key, ticketId);
+    });
+    try {
+      await expect(router.route(batch, false, () => true)).rejects.toThrow('did not answer');
+      await router.route(batch, true, () => true);
+      expect(parked.mock.calls.filter(([r]) => r.code === 'auto-reply')).toHaveLength(1);
+      expect(batch.every((q) => q.settled)).toBe(true);
+    } finally {
+      spy.mockRestore();
+      parked.mockRestore();
+    }
+  }, 60_000);
+
+  it('runs the ticket-opened hook again when it failed: the processed markers come after it', async () => {
+    const opened: string[] = [];
+    const router = messageRouter({
+      onTicketOpened: async (t) => {
+        opened.push(t.id);
+        if (opened.length === 1) throw new Error('acknowledgement not sent (test)');
+      },
+    });
+    const batch = [0, 1, 2].map((i) => queued(chatMessage({ chat: 'hooked', id: `hooked-${i}` })));
+    await expect(router.route(batch, false, () => true)).rejects.toThrow('acknowledgement not sent');
+    expect(await gw.gateway.router!.store.lookup(doneKey(batch[0]!.e))).toBeNull();
+    await router.route(batch, true, () => true);
+    expect(opened).toHaveLength(2);
+    expect(new Set(opened).size).toBe(1);
+    for (const q of batch) expect(await gw.gateway.router!.store.lookup(doneKey(q.e))).not.toBeNull();
   }, 60_000);
 });
