@@ -102,11 +102,15 @@ export class MessageRouter {
    * nothing more is started (NotOwnedError), and what is left goes to the next owner.
    */
   async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean): Promise<void> {
+    // The processed markers a batch needs, read together (after a rewind a batch is all suspects).
+    const markers = await Promise.all(
+      queued.map((q) => (!q.settled && this.mayBeProcessed(q.e, q.suspect || retry) ? this.store.lookup(IndexKeys.platformMessage(q.e.channel, q.e.account, q.e.platform.messageId)) : null)),
+    );
     let plain: QueuedMessage[] = [];
-    for (const q of queued) {
+    for (const [i, q] of queued.entries()) {
       if (q.settled) continue;
       const { e } = q;
-      if (this.mayBeProcessed(e, q.suspect || retry) && (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, e.platform.messageId)))) {
+      if (markers[i]) {
         metrics.duplicates.inc({ channel: e.channel });
         q.settled = true;
         continue;
