@@ -104,7 +104,7 @@ export class MessageRouter {
   async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean): Promise<void> {
     // The processed markers a batch needs, read together (after a rewind a batch is all suspects).
     const markers = await Promise.all(
-      queued.map((q) => (!q.settled && this.mayBeProcessed(q.e, q.suspect || retry) ? this.store.lookup(IndexKeys.platformMessage(q.e.channel, q.e.account, q.e.platform.messageId)) : null)),
+      queued.map((q) => (!q.settled && this.mayBeProcessed(q.e, q.suspect || retry) ? this.store.lookup(IndexKeys.platformMessage(q.e.channel, q.e.account, q.e.platform.messageId)) : Promise.resolve(null))),
     );
     let plain: QueuedMessage[] = [];
     for (const [i, q] of queued.entries()) {
