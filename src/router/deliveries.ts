@@ -60,11 +60,12 @@ export class DeliveryRecorder {
     const cause = `dlv:${s.outboundId}:${s.status}`;
     const ack = await this.journal.append(s.ticketId, entry, cause);
     if (s.platformMessageId) {
-      await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId);
+      // Read only to find the ticket of a bounce of this message (tickets.ts IndexWrite).
+      await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId, { cache: false });
       if (ticket.value.conversation.kind === 'email') {
         // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
         await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
-        await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId);
+        await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId, { cache: false });
       }
     }
     const purpose = purposeOf(s);

@@ -26,6 +26,9 @@ import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfactio
 import type { Resolution, Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
 
+/** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
+const NOT_CACHED = { cache: false };
+
 /** How often a message waiting for a satisfaction request in flight looks again. */
 const BUSY_POLL_MS = 20;
 
@@ -230,7 +233,7 @@ export class MessageRouter {
     for (const rating of rated) if (rating <= this.o.csatLowRating && this.hooks.onLowRating) await this.hooks.onLowRating(current, rating);
     for (const e of opened) if (this.hooks.onTicketOpened) await this.hooks.onTicketOpened(current, e);
     // The platform-message index entry is written last, so it doubles as the processed marker.
-    await Promise.all(members.map((m) => this.store.index(IndexKeys.platformMessage(m.e.channel, m.e.account, m.e.platform.messageId), ticket.id)));
+    await Promise.all(members.map((m) => this.store.index(IndexKeys.platformMessage(m.e.channel, m.e.account, m.e.platform.messageId), ticket.id, NOT_CACHED)));
     if (members.length > 1) metrics.coalesced.inc(members.length - 1);
     return members.length;
   }

@@ -272,6 +272,6 @@ export class Router implements RoutingHooks {
       this.journal.append(ticket.value.id, entry, e.id),
       this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry),
     ]);
-    await this.store.index(doneKey, ticket.value.id);
+    await this.store.index(doneKey, ticket.value.id, { cache: false }); // read only for a replay (tickets.ts IndexWrite)
   }
 }

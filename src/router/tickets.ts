@@ -249,10 +249,10 @@ export class TicketStore {
    * Claims an index key for a ticket, create-only: the one write that is exclusive on every
    * server (see cas-probe.ts). When someone else claimed it first, returns their ticket id.
    */
-  async claim(indexKey: string, ticketId: string): Promise<{ won: boolean; ticketId: string }> {
+  async claim(indexKey: string, ticketId: string, o: IndexWrite = {}): Promise<{ won: boolean; ticketId: string }> {
     try {
       const revision = await this.threads.create(indexKey, ticketId);
-      this.indexCache.set(indexKey, { value: ticketId, revision });
+      if (o.cache !== false) this.indexCache.set(indexKey, { value: ticketId, revision });
       return { won: true, ticketId };
     } catch (err) {
       if (!isCasConflict(err)) throw err;
@@ -274,8 +274,8 @@ export class TicketStore {
   }
 
   /** Records an index entry if absent (Message-IDs, platform ids): first writer wins, later ones are no-ops. */
-  async index(indexKey: string, ticketId: string): Promise<void> {
-    await this.claim(indexKey, ticketId);
+  async index(indexKey: string, ticketId: string, o: IndexWrite = {}): Promise<void> {
+    await this.claim(indexKey, ticketId, o);
   }
 
   /** The conversation's floor (null: nothing of it was evicted), read fresh: only rare paths ask. */
@@ -363,6 +363,16 @@ export class TicketStore {
     }
     return out;
   }
+}
+
+export interface IndexWrite {
+  /**
+   * false: do not keep it in this process's index cache. For entries written once per message
+   * and read only on rare paths (processed markers: a suspect, an edit, a bounce), which would
+   * otherwise fill the cache (~175 B each, 35 MB at its 200,000 entries) and push out the
+   * conversation bindings every message reads. A read of one caches it as any lookup does.
+   */
+  cache?: boolean;
 }
 
 /** Index keys in omni_threads. Values are hashed: chat ids and Message-IDs contain any characters. */
