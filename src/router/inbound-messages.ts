@@ -105,15 +105,19 @@ export class MessageRouter {
    * nothing more is started (NotOwnedError), and what is left goes to the next owner.
    */
   async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean): Promise<void> {
-    // The processed markers a batch needs, read together (after a rewind a batch is all suspects).
-    const markers = await Promise.all(
-      queued.map((q) => (!q.settled && this.mayBeProcessed(q.e, q.suspect || retry) ? this.store.lookup(IndexKeys.platformMessage(q.e.channel, q.e.account, q.e.platform.messageId)) : Promise.resolve(null))),
-    );
+    // The processed markers a batch needs, read together (after a rewind a batch is all suspects);
+    // a fresh batch usually needs none, and then waits for nothing.
+    const suspects = queued.filter((q) => !q.settled && this.mayBeProcessed(q.e, q.suspect || retry));
+    const routed = new Set<QueuedMessage>();
+    if (suspects.length > 0) {
+      const found = await Promise.all(suspects.map((q) => this.store.lookup(IndexKeys.platformMessage(q.e.channel, q.e.account, q.e.platform.messageId))));
+      suspects.forEach((q, i) => found[i] && routed.add(q));
+    }
     let plain: QueuedMessage[] = [];
-    for (const [i, q] of queued.entries()) {
+    for (const q of queued) {
       if (q.settled) continue;
       const { e } = q;
-      if (markers[i]) {
+      if (routed.has(q)) {
         metrics.duplicates.inc({ channel: e.channel });
         q.settled = true;
         continue;
