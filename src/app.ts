@@ -15,7 +15,9 @@ import { Streams } from './core/subjects.js';
 import { liveness, readiness, sampleConnectors, type ProbeDeps } from './probes.js';
 import { Router } from './router/router.js';
 import { CommandHandler, autoAcknowledge } from './router/commands.js';
-import { LifecycleWatcher, newHolderId } from './router/lifecycle.js';
+import { LifecycleWatcher } from './router/lifecycle.js';
+import { holderOf, newInstanceId } from './core/holder.js';
+import { releaseLeasesOf } from './core/lease.js';
 import { Texts } from './core/texts.js';
 import { ConnectorHost } from './connectors/host.js';
 import type { ConnectorFactory } from './connectors/contract.js';
@@ -59,6 +61,8 @@ export class Gateway {
   readModel?: ReadModel;
   /** Owner of every long-running loop of this gateway: their states feed the probes. */
   readonly loops: Supervisor;
+  /** Names this gateway in every lease it holds (holder.ts). */
+  readonly instance = newInstanceId();
   private readonly probes: ProbeDeps;
 
   constructor(private readonly deps: GatewayDeps) {
@@ -76,6 +80,19 @@ export class Gateway {
     };
   }
 
+  /**
+   * The gateway that used the embedded data directory before us is dead (we hold its lock): its
+   * leases (partitions, connector accounts, webhook dispatchers) are freed now, instead of holding
+   * routing and sends for up to nats.leaseTtl after a kill -9 and a restart. What they guarded is
+   * recovered as after any holder's death (the partitions' ack floor, the webhook terms).
+   */
+  private async releasePredecessorLeases(): Promise<void> {
+    const predecessor = this.embedded?.predecessor;
+    if (!predecessor) return;
+    const freed = await releaseLeasesOf(this.bus.kv.leases, predecessor);
+    if (freed.length) this.deps.log.info({ predecessor, leases: freed.length, keys: freed.slice(0, 8) }, 'freed the leases of the previous gateway on this data directory (it is dead: its lock was free)');
+  }
+
   async start(): Promise<void> {
     const { log } = this.deps;
     const c = this.config;
@@ -83,7 +100,7 @@ export class Gateway {
     if (!url) {
       if (c.nats.tls || c.nats.credsFile || c.nats.nkey) log.warn('nats.tls, nats.credsFile or nats.nkey is set but nats.url is empty: they are not used for the embedded server');
       this.embedded = new EmbeddedNats(c.nats.embedded, log.child({ component: 'nats-server' }));
-      url = await this.embedded.start();
+      url = await this.embedded.start(this.instance);
     }
     this.bus = await Bus.connect(
       {
@@ -110,6 +127,7 @@ export class Gateway {
     );
     log.info({ server: this.bus.serverVersion }, 'connected to NATS');
     await this.bus.provision();
+    await this.releasePredecessorLeases();
 
     if (c.router.enabled) {
       const db = c.database;
@@ -133,6 +151,7 @@ export class Gateway {
         ackWaitMs: c.router.ackWait,
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
+        holder: holderOf(this.instance, 'router'),
       }, this.loops);
       // Cached tickets that may have been evicted since are read again (tickets.ts).
       this.router.store.evictClosedAfterMs = c.tickets.evictClosedAfter;
@@ -177,16 +196,17 @@ export class Gateway {
           account: sla.escalate.account,
           conversation: { id: sla.escalate.conversationId, kind: sla.escalate.kind },
         },
-      }, log.child({ component: 'lifecycle' }), c.nats.leaseTtl, newHolderId(), this.loops);
+      }, log.child({ component: 'lifecycle' }), c.nats.leaseTtl, holderOf(this.instance, 'lifecycle'), this.loops);
       this.sla.start();
       const watcher = this.sla;
       this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
-    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: newHolderId(), ttlMs: c.nats.leaseTtl }, this.loops, this.readModel);
+    this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: holderOf(this.instance, 'webhooks'), ttlMs: c.nats.leaseTtl }, this.loops, this.readModel);
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({
+      instanceId: holderOf(this.instance, 'connectors'),
       bus: this.bus,
       log,
       http: this.http,
@@ -219,7 +239,7 @@ export class Gateway {
       });
     }
     if (this.deps.loaded.helpdesks.length) {
-      this.helpdesks = new HelpdeskHost({ bus: this.bus, log: log.child({ component: 'helpdesks' }), http: this.http, mediaMaxBytes: c.media.maxBytes, leaseTtlMs: c.nats.leaseTtl, holder: newHolderId(), supervisor: this.loops });
+      this.helpdesks = new HelpdeskHost({ bus: this.bus, log: log.child({ component: 'helpdesks' }), http: this.http, mediaMaxBytes: c.media.maxBytes, leaseTtlMs: c.nats.leaseTtl, holder: holderOf(this.instance, 'helpdesks'), supervisor: this.loops });
       // Adapters mount their webhook receivers now, before the server listens.
       this.helpdesks.start(
         this.deps.loaded.helpdesks.map(({ entry, options }) => ({
@@ -241,7 +261,7 @@ export class Gateway {
       attachmentsMs: c.retention.attachments,
       sweepIntervalMs: c.retention.sweepInterval,
       leaseTtlMs: c.nats.leaseTtl,
-      holder: newHolderId(),
+      holder: holderOf(this.instance, 'retention'),
       ...(readModel && {
         expiredTickets: async (cutoff: Date, limit: number) => ticketsClosedBefore(await readModel.database(), cutoff, limit),
         eraseRows: async (ticketIds: string[]) => eraseRows(await readModel.database(), { ticketIds }),
@@ -253,7 +273,7 @@ export class Gateway {
         evictClosedAfterMs: c.tickets.evictClosedAfter,
         sweepIntervalMs: c.retention.sweepInterval,
         leaseTtlMs: c.nats.leaseTtl,
-        holder: newHolderId(),
+        holder: holderOf(this.instance, 'eviction'),
         ...(readModel && {
           candidates: async (cursor, cutoff, limit) => ticketsToEvict(await readModel.database(), cursor, cutoff, limit),
           caughtUp: () => readModel.openAndCaughtUp(5000),

@@ -2,7 +2,7 @@
  * Runs the configured connectors: builds each one's context, starts intake and its outbound
  * runner, tracks state for /readyz and publishes state changes for ops. Knows no channel by name.
  */
-import { randomUUID } from 'node:crypto';
+import { newInstanceId } from '../core/holder.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import type { HttpMount, RouteHandler } from '../core/http.js';
@@ -116,7 +116,7 @@ export class ConnectorHost {
   readonly instanceId: string;
 
   constructor(private readonly o: ConnectorHostOptions) {
-    this.instanceId = o.instanceId ?? `${process.pid}-${randomUUID().slice(0, 8)}`;
+    this.instanceId = o.instanceId ?? newInstanceId();
     this.supervisor = o.supervisor ?? new Supervisor(o.log);
   }
 

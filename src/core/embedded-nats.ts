@@ -59,6 +59,9 @@ code=$?
 kill "$watcher" 2>/dev/null
 exit "$code"`;
 
+/** In the data directory: the instance id (holder.ts) of the gateway that holds, or last held, it. */
+const INSTANCE_FILE = 'gateway.instance';
+
 export class EmbeddedNats {
   private child?: ChildProcess;
   private stopping = false;
@@ -70,6 +73,11 @@ export class EmbeddedNats {
   private pidFile = '';
   url = '';
   version = '';
+  /**
+   * The instance id of the gateway that used this data directory before us, if it recorded one.
+   * It is dead: we hold the directory's lock, and the kernel frees it only when its holder dies.
+   */
+  predecessor?: string;
 
   constructor(
     private readonly o: EmbeddedNatsOptions,
@@ -78,7 +86,8 @@ export class EmbeddedNats {
     this.port = o.port;
   }
 
-  async start(): Promise<string> {
+  /** Starts the server; `instance` (holder.ts) is recorded for the next gateway on this directory. */
+  async start(instance?: string): Promise<string> {
     const binary = findBinary(this.o.binary);
     if (!binary) throw new NatsServerMissingError(this.o.binary);
     this.version = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.trim();
@@ -88,6 +97,7 @@ export class EmbeddedNats {
     await mkdir(this.storeDir, { recursive: true });
     // Held until stop() or process death: no second gateway, so no second server, on this store.
     this.lock = await acquireDataDirLock(dataDir);
+    if (instance) await this.recordInstance(dataDir, instance);
     try {
       await this.launch(binary, dataDir);
     } catch (err) {
@@ -99,6 +109,13 @@ export class EmbeddedNats {
     await writeFile(join(dataDir, 'nats.url'), `${this.url}\n`);
     this.log.info({ url: this.url, dataDir, version: this.version }, 'embedded nats-server started');
     return this.url;
+  }
+
+  private async recordInstance(dataDir: string, instance: string): Promise<void> {
+    const file = join(dataDir, INSTANCE_FILE);
+    const previous = (await readFile(file, 'utf8').catch(() => '')).trim();
+    if (previous && previous !== instance) this.predecessor = previous;
+    await writeFile(file, `${instance}\n`);
   }
 
   /** A server still running on our store belongs to a dead gateway (we hold the lock): stop it first. */

@@ -26,6 +26,7 @@
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { sleep } from './sleep.js';
+import { heldByInstance } from './holder.js';
 
 export interface Lease {
   readonly key: string;
@@ -241,4 +242,27 @@ async function tryTake(kv: KV, key: string, holder: string): Promise<{ revision:
     if (!entry || entry.operation !== 'PUT') return { revision: 0, vanished: true };
     return { revision: 0, heldSince: entry.created.getTime() };
   }
+}
+
+/**
+ * Deletes every lease whose holder belongs to `instance`, a gateway known to be dead (never call
+ * it on a guess: a live holder would go on acting until its next renewal fails). Each delete is a
+ * compare-and-set on the revision read, so a lease someone renewed or took since is left alone.
+ * Returns the keys freed.
+ */
+export async function releaseLeasesOf(kv: KV, instance: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const key of await kv.keys()) keys.push(key);
+  const freed: string[] = [];
+  for (const key of keys) {
+    const entry = await kv.get(key);
+    if (!entry || entry.operation !== 'PUT' || !heldByInstance(entry.string(), instance)) continue;
+    try {
+      await kv.delete(key, { previousSeq: entry.revision });
+      freed.push(key);
+    } catch (err) {
+      if (!NOT_OURS.test(String(err))) throw err;
+    }
+  }
+  return freed;
 }

@@ -5,10 +5,10 @@
  * other replicas stand by. Agent answers are taken on any replica (answers.ts): that path is
  * idempotent. Knows no helpdesk by name.
  */
-import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
+import { newInstanceId } from '../core/holder.js';
 import type { Logger } from '../core/logger.js';
 import type { HttpMount } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
@@ -127,7 +127,7 @@ class HostedHelpdesk {
       this.setHealth('standby', 'waiting for the lease: another replica syncs this helpdesk');
       let lease: Lease;
       try {
-        lease = await acquireLease(this.o.bus.kv.leases, key, { ttlMs: this.o.leaseTtlMs, holder: this.o.holder ?? `${process.pid}-${randomUUID().slice(0, 8)}`, signal, log: this.log });
+        lease = await acquireLease(this.o.bus.kv.leases, key, { ttlMs: this.o.leaseTtlMs, holder: this.o.holder ?? newInstanceId(), signal, log: this.log });
       } catch (err) {
         if (signal.aborted) return;
         this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'helpdesk lease not taken; retrying');

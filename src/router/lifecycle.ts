@@ -5,7 +5,6 @@
  * other. Both loops end when the lease is lost or the gateway stops; the supervisor then waits to
  * take the lease again.
  */
-import { randomUUID } from 'node:crypto';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import { acquireLease } from '../core/lease.js';
@@ -137,6 +136,3 @@ export class LifecycleWatcher {
   }
 }
 
-export function newHolderId(): string {
-  return `${process.pid}-${randomUUID().slice(0, 8)}`;
-}

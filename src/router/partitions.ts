@@ -21,15 +21,14 @@
  * the ack floor, so those come first and in order, and treats every message the old consumer had
  * delivered as possibly processed (the processed marker is read for them).
  */
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import { DeliverPolicy, type ConsumerConfig, type ConsumerInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
+import { newInstanceId } from '../core/holder.js';
 import { tryAcquireLease, acquireLease, type Lease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
-import { Buckets, Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
+import { Buckets, Consumers, Streams, Subjects } from '../core/subjects.js';
 import type { LoopRun, SupervisedLoop, Supervisor } from '../core/supervisor.js';
 
 const PARTITION_KEY = 'router.partition.';
@@ -50,6 +49,8 @@ export interface UnitConsumer {
 }
 
 export interface OwnershipOptions {
+  /** This replica's holder id (a KV key token: it names the member lease); a fresh one when absent. */
+  id?: string;
   partitions: number;
   ttlMs: number;
   /** Consumer settings every unit's consumer gets (ack_wait, max_ack_pending, max_deliver). */
@@ -67,7 +68,7 @@ interface Held {
 const STUCK_AFTER_MS = 10_000;
 
 export class PartitionOwnership {
-  readonly id = kvSafe(`${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
+  readonly id: string;
   private readonly held = new Map<number, Held>();
   /**
    * Units given back or lost whose consumer is still settling what it delivered. A round does not
@@ -87,6 +88,7 @@ export class PartitionOwnership {
     private readonly o: OwnershipOptions,
   ) {
     this.units = o.partitions + 1;
+    this.id = o.id ?? newInstanceId();
   }
 
   /** The units this replica holds now (for lag and tests). */

@@ -64,6 +64,8 @@ export interface RouterOptions {
   csatWindowMs: number;
   /** Ratings at or below this alert the lead. */
   csatLowRating: number;
+  /** Holder id of the partition and member leases (holder.ts); a fresh one when absent. */
+  holder?: string;
 }
 
 export class Router implements RoutingHooks {
@@ -103,6 +105,7 @@ export class Router implements RoutingHooks {
     await this.bus.ensureConsumer(Streams.status, status);
     const units = this.bus.partitions + 1;
     this.ownership = new PartitionOwnership(this.bus, this.log, this.supervisor, {
+      id: this.o.holder,
       partitions: this.bus.partitions,
       ttlMs: this.bus.options.leaseTtlMs,
       consumer: { ack_wait: ackWait, max_ack_pending: this.o.concurrency * 4, max_deliver: -1 },

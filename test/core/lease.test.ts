@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { acquireLease, waitForHolder } from '../../src/core/lease.js';
+import { acquireLease, releaseLeasesOf, waitForHolder } from '../../src/core/lease.js';
+import { holderOf } from '../../src/core/holder.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 
 const TTL = 1500;
@@ -127,5 +128,28 @@ describe('lease fencing', () => {
     console.log(`takeover of a dead holder's lease: ${tookOverAfter} ms after its last write (TTL ${TTL} ms)`);
     expect(tookOverAfter).toBeGreaterThanOrEqual(TTL - 50);
     await b.release();
+  }, 30_000);
+});
+
+describe('releaseLeasesOf (a successor that proved its predecessor dead)', () => {
+  it('frees every lease of the dead instance, and none of another instance whose id merely starts alike', async () => {
+    const kv2 = await new Kvm(jetstream(nc)).create('lease_release_test', { history: 1, ttl: 60_000 });
+    const dead = 'host-1-abc123';
+    await kv2.put('router.partition.3', holderOf(dead, 'router'));
+    await kv2.put('router.member.' + dead + '-router', holderOf(dead, 'router'));
+    await kv2.put('telegram.support.poll', holderOf(dead, 'connectors'));
+    await kv2.put('sla', dead);
+    await kv2.put('router.partition.4', holderOf('host-1-abc1234', 'router')); // another instance
+    await kv2.put('webhook.crm', holderOf('host-2-def456', 'webhooks'));
+    const freed = await releaseLeasesOf(kv2, dead);
+    expect(freed.sort()).toEqual(['router.member.host-1-abc123-router', 'router.partition.3', 'sla', 'telegram.support.poll']);
+    for (const key of freed) expect((await kv2.get(key))?.operation).not.toBe('PUT');
+    expect((await kv2.get('router.partition.4'))?.string()).toBe('host-1-abc1234-router');
+    expect((await kv2.get('webhook.crm'))?.string()).toBe('host-2-def456-webhooks');
+    // A freed key can be taken at once.
+    const lease = await acquireLease(kv2, 'router.partition.3', { ttlMs: 60_000, holder: 'successor-router' });
+    expect(lease.valid()).toBe(true);
+    await lease.release();
+    expect(await releaseLeasesOf(kv2, dead)).toEqual([]);
   }, 30_000);
 });
