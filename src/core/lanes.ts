@@ -1,33 +1,3 @@
-/**
- * Keyed serial lanes: work for the same key runs one at a time in arrival order, work for
- * different keys runs concurrently. This is how per-conversation order coexists with
- * parallelism across conversations.
- */
-export class KeyedLanes {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  /** Number of keys with queued or running work. */
-  get active(): number {
-    return this.tails.size;
-  }
-
-  run(key: string, task: () => Promise<void>): Promise<void> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
-    const current = previous.then(task, task);
-    const tail = current.catch(() => {});
-    this.tails.set(key, tail);
-    void tail.then(() => { // eslint-disable-line @typescript-eslint/no-floating-promises -- tail already swallowed the task's rejection (the caller gets it from `current`)
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    return current;
-  }
-
-  /** Resolves when everything queued so far has finished. */
-  async idle(): Promise<void> {
-    while (this.tails.size > 0) await Promise.all([...this.tails.values()]);
-  }
-}
-
 /** What a coalescing lane runs: one batch of items queued under one key, in arrival order. */
 export type BatchRunner<T> = (items: T[]) => Promise<void>;
 
@@ -86,6 +56,32 @@ export class CoalescingLanes<T> {
     this.queues.delete(key);
   }
 }
+
+/**
+ * Keyed serial lanes of single tasks: work for the same key runs one at a time in arrival order,
+ * work for different keys runs concurrently. This is how per-conversation order coexists with
+ * parallelism across conversations. CoalescingLanes with batches of one: a task of an idle lane
+ * starts at once (synchronously, inside run()).
+ */
+export class KeyedLanes {
+  private readonly lanes = new CoalescingLanes<() => Promise<void>>(1);
+
+  /** Number of keys with queued or running work. */
+  get active(): number {
+    return this.lanes.active;
+  }
+
+  run(key: string, task: () => Promise<void>): Promise<void> {
+    return this.lanes.run(key, task, runTask);
+  }
+
+  /** Resolves when everything queued so far has finished. */
+  idle(): Promise<void> {
+    return this.lanes.idle();
+  }
+}
+
+const runTask: BatchRunner<() => Promise<void>> = ([task]) => task!();
 
 /** A counting semaphore bounding work in flight. */
 export class Semaphore {

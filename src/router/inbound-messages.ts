@@ -58,7 +58,12 @@ export interface QueuedMessage {
   suspect: boolean;
   /** Routed, parked or found done: a retry of its batch skips it. */
   settled: boolean;
+  /** When the message was published (JetStream timestamp), for the routing-latency metric. */
+  publishedNanos: number;
 }
+
+/** Told once about each message as it is settled (the caller counts it). */
+export type OnSettled = (q: QueuedMessage) => void;
 
 interface Member {
   e: InboundMessage;
@@ -103,8 +108,13 @@ export class MessageRouter {
    * attempt. `retry`: an earlier attempt failed, maybe after some were routed: read their
    * processed markers. `ours` is asked before each routing: once the unit is no longer ours
    * nothing more is started (NotOwnedError), and what is left goes to the next owner.
+   * `settled` hears of each message as it is settled, also in an attempt that fails further on.
    */
-  async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean): Promise<void> {
+  async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean, settled: OnSettled): Promise<void> {
+    const settle = (q: QueuedMessage) => {
+      q.settled = true;
+      settled(q);
+    };
     // The processed markers a batch needs, read together (after a rewind a batch is all suspects);
     // a fresh batch usually needs none, and then waits for nothing.
     const suspects = queued.filter((q) => !q.settled && this.mayBeProcessed(q.e, q.suspect || retry));
@@ -119,29 +129,29 @@ export class MessageRouter {
       const { e } = q;
       if (routed.has(q)) {
         metrics.duplicates.inc({ channel: e.channel });
-        q.settled = true;
+        settle(q);
         continue;
       }
       if (!e.bounceOf && !e.automated && !(e.email && (await this.isOurEcho(e.email.messageId)))) {
         plain.push(q);
         continue;
       }
-      await this.routePlain(plain, ours);
+      await this.routePlain(plain, ours, settle);
       plain = [];
       if (!ours()) throw new NotOwnedError();
       if (e.bounceOf) await this.processBounce(e);
       else await this.guardLoop(e);
-      q.settled = true;
+      settle(q);
     }
-    await this.routePlain(plain, ours);
+    await this.routePlain(plain, ours, settle);
   }
 
   /** Ordinary messages, in order: those of one ticket that are next to each other share one update. */
-  private async routePlain(plain: QueuedMessage[], ours: () => boolean): Promise<void> {
+  private async routePlain(plain: QueuedMessage[], ours: () => boolean, settle: OnSettled): Promise<void> {
     for (let i = 0; i < plain.length; ) {
       if (!ours()) throw new NotOwnedError();
       const routed = await this.routeLeading(plain.slice(i).map((q) => q.e));
-      for (const q of plain.slice(i, i + routed)) q.settled = true;
+      for (const q of plain.slice(i, i + routed)) settle(q);
       i += routed;
     }
   }

@@ -48,9 +48,9 @@ const MAX_COALESCED = RECENT_EVENTS;
 interface RoutedWork extends InboundWork {
   event: InboundEvent;
   publishedNanos: number;
-  /** A customer message (routed by MessageRouter, which marks it settled). */
+  /** A customer message: routed (and marked settled) by MessageRouter. */
   message?: QueuedMessage;
-  /** Routed and counted in the metrics: a retry of its batch skips it. */
+  /** An edit or a deletion that was routed and counted: a retry of its batch skips it. */
   settled: boolean;
 }
 
@@ -213,8 +213,9 @@ export class Router implements RoutingHooks {
       return null;
     }
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
-    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false } : undefined;
-    return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos: m.info.timestampNanos, message, settled: false };
+    const publishedNanos = m.info.timestampNanos;
+    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos } : undefined;
+    return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos, message, settled: false };
   }
 
   /**
@@ -236,20 +237,12 @@ export class Router implements RoutingHooks {
       }
       let j = i + 1;
       while (j < works.length && works[j]!.message) j++;
-      const run = works.slice(i, j);
-      try {
-        await this.messages.route(run.map((r) => r.message!), retry, ours);
-      } finally {
-        // Counted once each, also those settled by an attempt that failed further on.
-        for (const r of run) {
-          if (r.settled || !r.message!.settled) continue;
-          r.settled = true;
-          this.metrics.observeRouted(r.event.channel, r.event.account, r.publishedNanos);
-        }
-      }
+      await this.messages.route(works.slice(i, j).map((r) => r.message!), retry, ours, this.countRouted);
       i = j;
     }
   }
+
+  private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);
 
   private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {
     const doneKey = `ev.${hashKey(e.id)}`;

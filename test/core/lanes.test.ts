@@ -1,6 +1,9 @@
-/** CoalescingLanes: what queues up under a key is handed over together, in order, per runner. */
+/**
+ * CoalescingLanes: what queues up under a key is handed over together, in order, per runner.
+ * KeyedLanes (the same with batches of one): one task per key at a time, keys concurrent.
+ */
 import { describe, expect, it } from 'vitest';
-import { CoalescingLanes } from '../../src/core/lanes.js';
+import { CoalescingLanes, KeyedLanes } from '../../src/core/lanes.js';
 
 function gate() {
   let open!: () => void;
@@ -54,6 +57,39 @@ describe('CoalescingLanes', () => {
     held.open();
     expect(await Promise.all(results)).toEqual(['ok', 'batch failed', 'batch failed', 'batch failed']);
     expect(await lanes.run('k', 9, runner).then(() => 'ok')).toBe('ok');
+    await lanes.idle();
+    expect(lanes.active).toBe(0);
+  });
+});
+
+describe('KeyedLanes', () => {
+  it('runs one task per key at a time in arrival order, keys concurrently; a failure is its caller\'s and the lane goes on', async () => {
+    const lanes = new KeyedLanes();
+    const log: string[] = [];
+    const a0 = gate();
+    const done = [
+      lanes.run('a', async () => {
+        log.push('a0 start');
+        await a0.opened;
+        log.push('a0 end');
+      }),
+      lanes.run('a', async () => {
+        log.push('a1');
+        throw new Error('a1 failed');
+      }),
+      lanes.run('a', async () => {
+        log.push('a2');
+      }),
+      lanes.run('b', async () => {
+        log.push('b0');
+      }),
+    ];
+    await done[3];
+    expect(log).toEqual(['a0 start', 'b0']); // b did not wait for a
+    a0.open();
+    const settled = await Promise.allSettled(done);
+    expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect(log).toEqual(['a0 start', 'b0', 'a0 end', 'a1', 'a2']);
     await lanes.idle();
     expect(lanes.active).toBe(0);
   });

@@ -6,7 +6,7 @@
  * Deterministic: the first message's routing is held (its processed marker waits) while the rest
  * of the burst is delivered, so they queue in its lane and are handed over together.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { metrics } from '../../src/core/metrics.js';
@@ -163,16 +163,22 @@ describe('a batch, routed again', () => {
     const store = gw.gateway.router!.store;
     return new MessageRouter(gw.gateway.bus, store, new Threader(store, { reopenWindowMs: 3_600_000, now: Date.now }), new Journal(gw.gateway.bus), hooks, { ticketPrefix: 'T-', csatWindowMs: 60_000, csatLowRating: 2 });
   }
-  const queued = (e: InboundMessage): QueuedMessage => ({ e, suspect: false, settled: false });
+  const queued = (e: InboundMessage): QueuedMessage => ({ e, suspect: false, settled: false, publishedNanos: 0 });
+  /** What route() reported settled, across attempts: each message once (the routed metric counts it then). */
+  let reported: QueuedMessage[] = [];
+  const settled = (q: QueuedMessage) => reported.push(q);
+  beforeEach(() => {
+    reported = [];
+  });
 
   it('starts nothing more once its unit is no longer ours; the next attempt skips what was settled', async () => {
     const router = messageRouter();
     const batch = ['lost-a', 'lost-b', 'lost-c'].map((chat) => queued(chatMessage({ chat, id: `${chat}-1` })));
     let asked = 0;
-    await expect(router.route(batch, false, () => asked++ < 1)).rejects.toBeInstanceOf(NotOwnedError);
+    await expect(router.route(batch, false, () => asked++ < 1, settled)).rejects.toBeInstanceOf(NotOwnedError);
     expect(batch.map((q) => q.settled)).toEqual([true, false, false]);
     expect(await gw.gateway.router!.store.lookup(doneKey(batch[1]!.e))).toBeNull();
-    await router.route(batch, true, () => true);
+    await router.route(batch, true, () => true, settled);
     expect(batch.every((q) => q.settled)).toBe(true);
     for (const q of batch) {
       const hit = await gw.gateway.router!.store.lookup(doneKey(q.e));
@@ -195,10 +201,11 @@ describe('a batch, routed again', () => {
       return index(key, ticketId);
     });
     try {
-      await expect(router.route(batch, false, () => true)).rejects.toThrow('did not answer');
-      await router.route(batch, true, () => true);
+      await expect(router.route(batch, false, () => true, settled)).rejects.toThrow('did not answer');
+      await router.route(batch, true, () => true, settled);
       expect(parked.mock.calls.filter(([r]) => r.code === 'auto-reply')).toHaveLength(1);
       expect(batch.every((q) => q.settled)).toBe(true);
+      expect(reported).toEqual(batch);
     } finally {
       spy.mockRestore();
       parked.mockRestore();
@@ -214,9 +221,9 @@ describe('a batch, routed again', () => {
       },
     });
     const batch = [0, 1, 2].map((i) => queued(chatMessage({ chat: 'hooked', id: `hooked-${i}` })));
-    await expect(router.route(batch, false, () => true)).rejects.toThrow('acknowledgement not sent');
+    await expect(router.route(batch, false, () => true, settled)).rejects.toThrow('acknowledgement not sent');
     expect(await gw.gateway.router!.store.lookup(doneKey(batch[0]!.e))).toBeNull();
-    await router.route(batch, true, () => true);
+    await router.route(batch, true, () => true, settled);
     expect(opened).toHaveLength(2);
     expect(new Set(opened).size).toBe(1);
     for (const q of batch) expect(await gw.gateway.router!.store.lookup(doneKey(q.e))).not.toBeNull();
