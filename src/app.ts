@@ -89,7 +89,14 @@ export class Gateway {
   private async releasePredecessorLeases(): Promise<void> {
     const predecessor = this.embedded?.predecessor;
     if (!predecessor) return;
-    const freed = await releaseLeasesOf(this.bus.kv.leases, predecessor);
+    let freed: string[];
+    try {
+      freed = await releaseLeasesOf(this.bus.kv.leases, predecessor);
+    } catch (err) {
+      // Not fatal: the leases expire after nats.leaseTtl as after any holder's death.
+      this.deps.log.warn({ predecessor, err: errorMessage(err) }, 'could not free the leases of the previous gateway on this data directory; they expire after nats.leaseTtl');
+      return;
+    }
     if (freed.length) this.deps.log.info({ predecessor, leases: freed.length, keys: freed.slice(0, 8) }, 'freed the leases of the previous gateway on this data directory (it is dead: its lock was free)');
   }
 

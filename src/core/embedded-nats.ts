@@ -11,6 +11,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { isInstanceId } from './holder.js';
 import { findLeftovers, stopLeftover } from './nats-leftovers.js';
 import { backoffMs, sleep } from './sleep.js';
 
@@ -114,7 +115,7 @@ export class EmbeddedNats {
   private async recordInstance(dataDir: string, instance: string): Promise<void> {
     const file = join(dataDir, INSTANCE_FILE);
     const previous = (await readFile(file, 'utf8').catch(() => '')).trim();
-    if (previous && previous !== instance) this.predecessor = previous;
+    if (isInstanceId(previous) && previous !== instance) this.predecessor = previous;
     await writeFile(file, `${instance}\n`);
   }
 

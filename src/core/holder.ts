@@ -6,7 +6,6 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { kvSafe } from './subjects.js';
 
 /**
  * A fresh instance id, `<pid>-<host>-<random>`: the pid first, so an operator (or a test) reading
@@ -14,7 +13,14 @@ import { kvSafe } from './subjects.js';
  * router's member lease).
  */
 export function newInstanceId(): string {
-  return kvSafe(`${process.pid}-${hostname()}-${randomBytes(3).toString('hex')}`);
+  // Sanitised, not hashed (kvSafe would hash a host name with dots): the pid stays readable.
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40);
+  return `${process.pid}-${host}-${randomBytes(3).toString('hex')}`;
+}
+
+/** True for what newInstanceId() makes (a file edited by hand or cut short must not name a live holder). */
+export function isInstanceId(s: string): boolean {
+  return /^\d+-[A-Za-z0-9_-]*-[0-9a-f]{6}$/.test(s);
 }
 
 /** The holder id of one role (one lease-taking component) of an instance. */
