@@ -87,17 +87,21 @@ export class Gateway {
    * recovered as after any holder's death (the partitions' ack floor, the webhook terms).
    */
   private async releasePredecessorLeases(): Promise<void> {
-    const predecessor = this.embedded?.predecessor;
-    if (!predecessor) return;
-    let freed: string[];
-    try {
-      freed = await releaseLeasesOf(this.bus.kv.leases, predecessor);
-    } catch (err) {
-      // Not fatal: the leases expire after nats.leaseTtl as after any holder's death.
-      this.deps.log.warn({ predecessor, err: errorMessage(err) }, 'could not free the leases of the previous gateway on this data directory; they expire after nats.leaseTtl');
-      return;
+    const embedded = this.embedded;
+    if (!embedded) return;
+    const predecessor = embedded.predecessor;
+    if (predecessor) {
+      try {
+        const freed = await releaseLeasesOf(this.bus.kv.leases, predecessor);
+        if (freed.length) this.deps.log.info({ predecessor, leases: freed.length, keys: freed.slice(0, 8) }, 'freed the leases of the previous gateway on this data directory (it is dead: its lock was free)');
+      } catch (err) {
+        // Not fatal: the leases expire after nats.leaseTtl as after any holder's death.
+        this.deps.log.warn({ predecessor, err: errorMessage(err) }, 'could not free the leases of the previous gateway on this data directory; they expire after nats.leaseTtl');
+      }
     }
-    if (freed.length) this.deps.log.info({ predecessor, leases: freed.length, keys: freed.slice(0, 8) }, 'freed the leases of the previous gateway on this data directory (it is dead: its lock was free)');
+    // Before any lease is taken: a gateway that dies from here on is found by the next one.
+    await embedded.recordInstance(this.instance).catch((err: unknown) =>
+      this.deps.log.warn({ err: errorMessage(err) }, 'could not record this gateway in the data directory: after a crash, the next start waits nats.leaseTtl for its leases'));
   }
 
   async start(): Promise<void> {

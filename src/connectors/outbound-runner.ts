@@ -22,7 +22,7 @@ export interface OutboundRunnerOptions {
   backoffMaxMs: number;
   ackWaitMs: number;
   concurrency: number;
-  /** This gateway instance (`<pid>-<random>`): named in in-flight markers and passed to the connector. */
+  /** This gateway's connectors holder id (core/holder.ts, `<pid>-<host>-<random>-connectors`): named in in-flight markers and passed to the connector. */
   replica?: string;
 }
 

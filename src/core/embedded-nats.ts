@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
@@ -71,6 +71,7 @@ export class EmbeddedNats {
   private restartTimer?: NodeJS.Timeout;
   private lock?: DataDirLock;
   private storeDir = '';
+  private dataDir = '';
   private pidFile = '';
   url = '';
   version = '';
@@ -87,7 +88,7 @@ export class EmbeddedNats {
     this.port = o.port;
   }
 
-  /** Starts the server; `instance` (holder.ts) is recorded for the next gateway on this directory. */
+  /** Starts the server; `instance` (holder.ts) is this gateway's, never taken for a predecessor. */
   async start(instance?: string): Promise<string> {
     const binary = findBinary(this.o.binary);
     if (!binary) throw new NatsServerMissingError(this.o.binary);
@@ -98,7 +99,8 @@ export class EmbeddedNats {
     await mkdir(this.storeDir, { recursive: true });
     // Held until stop() or process death: no second gateway, so no second server, on this store.
     this.lock = await acquireDataDirLock(dataDir);
-    if (instance) await this.recordInstance(dataDir, instance);
+    this.dataDir = dataDir;
+    this.predecessor = await this.recordedInstance(instance);
     try {
       await this.launch(binary, dataDir);
     } catch (err) {
@@ -112,11 +114,22 @@ export class EmbeddedNats {
     return this.url;
   }
 
-  private async recordInstance(dataDir: string, instance: string): Promise<void> {
-    const file = join(dataDir, INSTANCE_FILE);
-    const previous = (await readFile(file, 'utf8').catch(() => '')).trim();
-    if (isInstanceId(previous) && previous !== instance) this.predecessor = previous;
-    await writeFile(file, `${instance}\n`);
+  /** The instance recorded by the gateway that held the directory before us, unless it is `self`. */
+  private async recordedInstance(self?: string): Promise<string | undefined> {
+    const previous = (await readFile(join(this.dataDir, INSTANCE_FILE), 'utf8').catch(() => '')).trim();
+    return isInstanceId(previous) && previous !== self ? previous : undefined;
+  }
+
+  /**
+   * Records this gateway's instance for the next one on the directory. Call it once the
+   * predecessor's leases were dealt with and before taking any: until then the file still names
+   * the predecessor, so a start that dies on the way leaves it for the next one. Written to a
+   * temporary file and renamed, so a crash never leaves a cut-short id.
+   */
+  async recordInstance(instance: string): Promise<void> {
+    const file = join(this.dataDir, INSTANCE_FILE);
+    await writeFile(`${file}.tmp`, `${instance}\n`);
+    await rename(`${file}.tmp`, file);
   }
 
   /** A server still running on our store belongs to a dead gateway (we hold the lock): stop it first. */

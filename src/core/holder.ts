@@ -23,12 +23,16 @@ export function isInstanceId(s: string): boolean {
   return /^\d+-[A-Za-z0-9_-]*-[0-9a-f]{6}$/.test(s);
 }
 
-/** The holder id of one role (one lease-taking component) of an instance. */
-export function holderOf(instance: string, role: string): string {
+/** The lease-taking parts of a gateway, each named in the holder ids of its leases. */
+export const HOLDER_ROLES = ['router', 'lifecycle', 'webhooks', 'connectors', 'helpdesks', 'retention', 'eviction'] as const;
+export type HolderRole = (typeof HOLDER_ROLES)[number];
+
+/** The holder id of one role of an instance. */
+export function holderOf(instance: string, role: HolderRole): string {
   return `${instance}-${role}`;
 }
 
-/** True when `holder` is the instance itself or one of its roles. */
+/** True when `holder` is exactly one of the instance's holder ids (no prefix match: another instance may start alike). */
 export function heldByInstance(holder: string, instance: string): boolean {
-  return holder === instance || holder.startsWith(`${instance}-`);
+  return holder === instance || HOLDER_ROLES.some((role) => holder === holderOf(instance, role));
 }
