@@ -4,12 +4,12 @@
  * Bodies are kept raw so connectors can verify platform signatures over the exact bytes.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { HttpMount, RawRequest, RouteHandler } from '../core/http.js';
+import type { HttpMount, RawRequest, RouteHandler, RouteOptions } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
-import { HttpError, STATUS_OF, fail, type ApiError } from './errors.js';
+import { HttpError, STATUS_OF, fail, type ApiError, type ErrorCode } from './errors.js';
 import { ReadModelUnavailable } from '../read-model/read-model.js';
 
 export interface Readiness {
@@ -42,7 +42,7 @@ export class HttpServer implements HttpMount {
     // keep-alive client does not pin a socket to a server that is going away.
     const probes = new Set(['/healthz', '/readyz', '/metrics']);
     this.app.addHook('onRequest', async (req, reply) => {
-      if (this.closing && !probes.has(req.url.split('?')[0]!)) return fail(reply.header('retry-after', '1'), 'unavailable', 'shutting down; retry on another replica');
+      if (this.closing && !probes.has(req.url.split('?')[0]!)) return this.refuse(req, reply.header('retry-after', '1'), 'unavailable', 'shutting down; retry on another replica');
     });
     this.app.addHook('onSend', async (_req, reply) => {
       if (this.closing) reply.header('connection', 'close');
@@ -65,16 +65,16 @@ export class HttpServer implements HttpMount {
     }, async (_req, reply) => {
       return reply.header('content-type', registry.contentType).send(await registry.metrics());
     });
-    this.app.setNotFoundHandler((req, reply) => fail(reply, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+    this.app.setNotFoundHandler((req, reply) => this.refuse(req, reply, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
     this.app.setErrorHandler((err, req, reply) => {
-      if (err instanceof HttpError) return fail(reply, err.code, err.message, err.field);
-      if (err instanceof ReadModelUnavailable) return fail(reply, 'unavailable', `${err.message}; retry shortly`);
+      if (err instanceof HttpError) return this.refuse(req, reply, err.code, err.message, err.field);
+      if (err instanceof ReadModelUnavailable) return this.refuse(req, reply, 'unavailable', `${err.message}; retry shortly`);
       const status = (err as { statusCode?: number }).statusCode ?? 500;
-      if (status === 413) return fail(reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);
-      if (status >= 400 && status < 500) return fail(reply, 'invalid_request', (err as Error).message);
+      if (status === 413) return this.refuse(req, reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);
+      if (status >= 400 && status < 500) return this.refuse(req, reply, 'invalid_request', (err as Error).message);
       // Only the route and the error text: bodies and headers may carry customer data or tokens.
       o.log.error({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request failed');
-      return fail(reply, 'internal', 'internal error');
+      return this.refuse(req, reply, 'internal', 'internal error');
     });
   }
 
@@ -90,10 +90,26 @@ export class HttpServer implements HttpMount {
   /** Handlers by "METHOD path": a restarted connector mounts its routes again and replaces its own. */
   private readonly mounted = new Map<string, RouteHandler>();
 
-  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void {
+  /** Routes (and their unknown-account look-alikes, by shapeOf) whose server-made refusals are flat (RouteOptions.errors). */
+  private readonly flatRoutes = new Set<string>();
+  private readonly flatShapes = new Set<string>();
+
+  /** A refusal the server makes itself, in the shape of the route asked for. */
+  private refuse(req: FastifyRequest, reply: FastifyReply, code: ErrorCode, message: string, field?: string): FastifyReply {
+    const path = req.url.split('?')[0]!;
+    const flat = this.flatRoutes.has(req.routeOptions.url ?? '') || this.flatShapes.has(`${req.method} ${shapeOf(path)}`);
+    if (!flat) return fail(reply, code, message, field);
+    return reply.code(STATUS_OF[code]).send({ error: code, message, ...(field ? { field } : {}) });
+  }
+
+  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: RouteOptions): void {
     const key = `${method} ${path}`;
     const known = this.mounted.has(key);
     this.mounted.set(key, handler);
+    if (opts?.errors === 'flat') {
+      this.flatRoutes.add(path);
+      this.flatShapes.add(`${method} ${shapeOf(path)}`);
+    }
     if (known) return;
     this.app.route({
       method,
@@ -101,7 +117,7 @@ export class HttpServer implements HttpMount {
       // Refused before the body is read.
       onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
         const refused = opts?.auth ? this.authorize(req.headers, req.method) : undefined;
-        if (refused) return reply.code(STATUS_OF[refused.code]).send({ error: refused });
+        if (refused) return this.refuse(req, reply, refused.code, refused.message);
       },
       handler: async (req: FastifyRequest, reply: FastifyReply) => {
         const raw: RawRequest = {
@@ -158,4 +174,11 @@ export class HttpServer implements HttpMount {
   async close(): Promise<void> {
     await this.shutdown(0, 1000);
   }
+}
+
+/** A connector path with its account segment as `*` (/connectors/<channel>/<account>/…): other paths stay as they are. */
+function shapeOf(path: string): string {
+  const parts = path.split('/');
+  if (parts[1] === 'connectors' && parts.length > 3) parts[3] = '*';
+  return parts.join('/');
 }

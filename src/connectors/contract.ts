@@ -185,7 +185,11 @@ export interface ConnectorFactory<Options = unknown> {
 }
 
 export class InvalidEventError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The event field at fault (dotted path), where one is. */
+    readonly field?: string,
+  ) {
     super(message);
     this.name = 'InvalidEventError';
   }

@@ -30,14 +30,20 @@ export async function publishInbound(
   hooks: IntakeHooks,
 ): Promise<{ duplicate: boolean; seq: number }> {
   const parsed = InboundEvent.safeParse({ ...input, v: 1, channel, account, receivedAt: input.receivedAt ?? new Date().toISOString() });
-  if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`);
+  if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`, parsed.error.issues[0]?.path.join('.') || undefined);
   const event = parsed.data;
   const payload = JSON.stringify(event);
   // Over the server's max_payload the publish can never succeed: retrying would block this
   // account's intake forever. The connector parks it (the dead letter stores big payloads aside).
   const bytes = Buffer.byteLength(payload);
   const limit = (bus.nc.info?.max_payload ?? 1_048_576) - EVENT_HEADROOM_BYTES;
-  if (bytes > limit) throw new InvalidEventError(`event is ${bytes} bytes, over the ${limit}-byte limit of a NATS message: move large bodies into the object store`);
+  if (bytes > limit) {
+    const largest = largestField(event);
+    throw new InvalidEventError(
+      `event is ${bytes} bytes, over the ${limit}-byte limit of a NATS message; its largest field is ${largest.field} (${largest.bytes} bytes): shorten it, or send the content as an attachment`,
+      largest.field,
+    );
+  }
   for (let attempt = 1; ; attempt++) {
     try {
       const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id });
@@ -54,6 +60,16 @@ export async function publishInbound(
       await sleep(backoffMs(attempt, 200, 5000), signal);
     }
   }
+}
+
+/** The top-level field of an event taking the most bytes (what to shorten when it is too big). */
+function largestField(event: object): { field: string; bytes: number } {
+  let largest = { field: '', bytes: 0 };
+  for (const [field, value] of Object.entries(event)) {
+    const bytes = Buffer.byteLength(typeof value === 'string' ? value : (JSON.stringify(value) ?? ''));
+    if (bytes > largest.bytes) largest = { field, bytes };
+  }
+  return largest;
 }
 
 /** Errors nats.js raises before anything is sent: bad header value, subject or payload size. */

@@ -27,5 +27,18 @@ export interface HttpMount {
    * (ops endpoints such as a pairing QR code); platform webhooks verify their own signatures.
    * Routes must be mounted during Connector.start(), before the server listens.
    */
-  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: { auth?: boolean }): void;
+  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: RouteHandler, opts?: RouteOptions): void;
+}
+
+export interface RouteOptions {
+  /** Requires an API bearer token. */
+  auth?: boolean;
+  /**
+   * `flat`: what the server refuses itself on this route (a body over http.bodyLimit, a missing
+   * token, shutting down), and on an unknown account's path of the same shape
+   * (/connectors/<channel>/<other account>/<same rest>), is answered as `{"error": "<code>",
+   * "message": "…"}`, the shape the route's own refusals use, instead of the /v1 API's
+   * `{"error": {"code", …}}`.
+   */
+  errors?: 'flat';
 }

@@ -316,5 +316,30 @@ describe('hostile input: the reported cases', () => {
     expect(overRouterLimit.body.error.field).toBe('text');
     const overBodyLimit = await h.api(`/v1/tickets/${ticketId}/notes`, { method: 'POST', body: JSON.stringify({ text: 'x'.repeat(BODY_LIMIT) }) });
     expect(overBodyLimit.status).toBe(413);
+    expect(overBodyLimit.body.error).toMatchObject({ code: 'payload_too_large' });
+  });
+
+  it('an empty message (no text, html or attachments) is a 400 naming text; attachments alone are a message', async () => {
+    for (const [i, body] of [{}, { text: '' }, { text: '  \n ' }].entries()) {
+      const res = await channel({ messageId: `empty-${i}`, sender: { id: 'empty@example.ru' }, ...body });
+      expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ error: 'invalid_body', field: 'text', message: expect.stringMatching(/needs text, html or attachments/) });
+    }
+    const ok = await channel({ messageId: 'attachment-only', sender: { id: 'empty@example.ru' }, attachments: [{ name: 'скан.txt', mimeType: 'text/plain', contentBase64: Buffer.from('Ё').toString('base64') }] });
+    expect(ok.status).toBe(202);
+  });
+
+  it('what the server refuses on the channel endpoint comes in the channel\'s flat shape: a body over http.bodyLimit, an unknown account', async () => {
+    const tooBig = await channel({ messageId: 'too-big', sender: { id: 'big@example.ru' }, text: 'я'.repeat(BODY_LIMIT) });
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.body).toEqual({ error: 'payload_too_large', message: expect.stringMatching(/http\.bodyLimit/) });
+    const unknown = await fetch(`${h.gw.httpUrl}/connectors/webhook/no-such-account/messages`, {
+      method: 'POST', headers: { authorization: `Bearer ${SITE_SECRET}`, 'content-type': 'application/json' }, body: JSON.stringify({ messageId: 'm', sender: { id: 's' }, text: 'Привет' }),
+    });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual({ error: 'not_found', message: 'no route POST /connectors/webhook/no-such-account/messages' });
+    // Elsewhere the /v1 shape stays.
+    const elsewhere = await fetch(`${h.gw.httpUrl}/no-such-route`);
+    expect(((await elsewhere.json()) as any).error).toMatchObject({ code: 'not_found' });
   });
 });

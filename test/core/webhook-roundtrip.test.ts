@@ -56,7 +56,9 @@ describe('webhook channel end to end', () => {
       body: raw,
     });
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { message: string }).message).toMatch(/over the \d+-byte limit of a NATS message/);
+    const refusal = (await res.json()) as { error: string; message: string; field?: string };
+    expect(refusal).toMatchObject({ error: 'invalid_event', field: 'text' });
+    expect(refusal.message).toMatch(/over the \d+-byte limit of a NATS message; its largest field is text/);
     const letter = await gw.waitForStreamMessage<any>('OMNI_DLQ', 'omni.dlq.inbound.webhook.site', (d: any) => /byte limit/.test(d.reason));
     // Refusals are bounded: the head (deadLetters.maxPayloadBytes, 256 KB by default) and the size, not 1.2 MB.
     expect(letter).toMatchObject({ truncated: true, payloadBytes: Buffer.byteLength(raw) });

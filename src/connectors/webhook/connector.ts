@@ -41,6 +41,10 @@ export const WebhookInbound = z.discriminatedUnion('type', [
       .array(z.object({ name: PrintableId(255), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
       .max(MAX_ATTACHMENTS)
       .default([]),
+  }).refine((m) => m.text.trim() !== '' || (m.html ?? '').trim() !== '' || m.attachments.length > 0, {
+    // An empty message would open a ticket nobody can answer for anything.
+    path: ['text'],
+    message: 'a message needs text, html or attachments',
   }),
   z.object({
     type: z.literal('edit'),
@@ -74,7 +78,8 @@ export class WebhookConnector implements Connector {
   }
 
   async start(): Promise<void> {
-    this.ctx.http.route('POST', `/connectors/webhook/${this.ctx.account}/messages`, (req) => this.receive(req));
+    // Flat refusals from the server too (413, unknown account): the shape form integrations switch on (README).
+    this.ctx.http.route('POST', `/connectors/webhook/${this.ctx.account}/messages`, (req) => this.receive(req), { errors: 'flat' });
     this.health_.set('connected');
   }
 
@@ -159,7 +164,7 @@ export class WebhookConnector implements Connector {
     } catch (err) {
       if (err instanceof InvalidEventError) {
         await this.ctx.deadLetter(err.message, req.rawBody);
-        return { status: 400, body: { error: 'invalid_event', message: err.message } };
+        return { status: 400, body: { error: 'invalid_event', message: err.message, ...(err.field ? { field: err.field } : {}) } };
       }
       // Not stored: tell the sender to retry rather than pretend we have it.
       return { status: 503, body: { error: 'unavailable', message: errorMessage(err) } };
