@@ -90,14 +90,14 @@ export class HttpServer implements HttpMount {
   /** Handlers by "METHOD path": a restarted connector mounts its routes again and replaces its own. */
   private readonly mounted = new Map<string, RouteHandler>();
 
-  /** Routes (and their unknown-account look-alikes, by shapeOf) whose server-made refusals are flat (RouteOptions.errors). */
+  /** Routes, and any path of their shape (another account, another method: shapeOf), whose server-made refusals are flat (RouteOptions.errors). */
   private readonly flatRoutes = new Set<string>();
   private readonly flatShapes = new Set<string>();
 
   /** A refusal the server makes itself, in the shape of the route asked for. */
   private refuse(req: FastifyRequest, reply: FastifyReply, code: ErrorCode, message: string, field?: string): FastifyReply {
     const path = req.url.split('?')[0]!;
-    const flat = this.flatRoutes.has(req.routeOptions.url ?? '') || this.flatShapes.has(`${req.method} ${shapeOf(path)}`);
+    const flat = this.flatRoutes.has(req.routeOptions.url ?? '') || this.flatShapes.has(shapeOf(path));
     if (!flat) return fail(reply, code, message, field);
     return reply.code(STATUS_OF[code]).send({ error: code, message, ...(field ? { field } : {}) });
   }
@@ -108,7 +108,7 @@ export class HttpServer implements HttpMount {
     this.mounted.set(key, handler);
     if (opts?.errors === 'flat') {
       this.flatRoutes.add(path);
-      this.flatShapes.add(`${method} ${shapeOf(path)}`);
+      this.flatShapes.add(shapeOf(path));
     }
     if (known) return;
     this.app.route({

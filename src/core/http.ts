@@ -35,8 +35,8 @@ export interface RouteOptions {
   auth?: boolean;
   /**
    * `flat`: what the server refuses itself on this route (a body over http.bodyLimit, a missing
-   * token, shutting down), and on an unknown account's path of the same shape
-   * (/connectors/<channel>/<other account>/<same rest>), is answered as `{"error": "<code>",
+   * token, shutting down), and on any path of the same shape (/connectors/<channel>/<any
+   * account>/<same rest>, any method), is answered as `{"error": "<code>",
    * "message": "…"}`, the shape the route's own refusals use, instead of the /v1 API's
    * `{"error": {"code", …}}`.
    */

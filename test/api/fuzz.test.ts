@@ -338,6 +338,9 @@ describe('hostile input: the reported cases', () => {
     });
     expect(unknown.status).toBe(404);
     expect(await unknown.json()).toEqual({ error: 'not_found', message: 'no route POST /connectors/webhook/no-such-account/messages' });
+    const get = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`);
+    expect(get.status).toBe(404);
+    expect(await get.json()).toEqual({ error: 'not_found', message: 'no route GET /connectors/webhook/site/messages' });
     // Elsewhere the /v1 shape stays.
     const elsewhere = await fetch(`${h.gw.httpUrl}/no-such-route`);
     expect(((await elsewhere.json()) as any).error).toMatchObject({ code: 'not_found' });
