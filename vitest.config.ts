@@ -14,5 +14,7 @@ export default defineConfig({
     // RT): on a loaded 2-core machine a gateway's stop has been seen to take over a minute.
     hookTimeout: 180_000,
     reporters: ['default', './test/helpers/summary-reporter.ts'],
+    // Removes each file's temporary directories after it (test/helpers/temp-dirs.ts).
+    setupFiles: ['./test/setup.ts'],
   },
 });

@@ -5,6 +5,7 @@
  * (so every URL of the page must be relative). Screenshots of every screen are written to
  * docs/console/ when OMNIGATE_CONSOLE_SCREENSHOTS=1 (how the committed ones were made).
  */
+import { testTempDir } from '../helpers/temp-dirs.js';
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const OPS = 'ops-token-0123456789abcdef';
 const VIEWER = 'viewer-token-0123456789abc';
 const PREFIX = '/ops/omnigate';
-const SHOTS = process.env.OMNIGATE_CONSOLE_SCREENSHOTS === '1' ? join(import.meta.dirname, '../../docs/console') : mkdtempSync(join(tmpdir(), 'omnigate-console-shots-'));
+const SHOTS = process.env.OMNIGATE_CONSOLE_SCREENSHOTS === '1' ? join(import.meta.dirname, '../../docs/console') : testTempDir('omnigate-console-shots-');
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`console browser tests skipped: ${CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)`);
 

@@ -6,6 +6,7 @@
  * periods), and the omnigate.yaml of the ConfigMap and of the compose setup passed through our own
  * `omnigate check-config` with the example secrets as environment.
  */
+import { testTempDir } from '../helpers/temp-dirs.js';
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -45,7 +46,7 @@ function manifests(): Map<string, Manifest> {
 
 /** omnigate check-config on a config text, with env; returns its output (throws on a refusal). */
 function checkConfig(text: string, env: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'omnigate-deploy-'));
+  const dir = testTempDir('omnigate-deploy-');
   writeFileSync(join(dir, 'omnigate.yaml'), text);
   return execFileSync(process.execPath, [join(root, 'dist/cli.js'), 'check-config', '--config', join(dir, 'omnigate.yaml')], {
     env: { PATH: process.env.PATH ?? '', ...env },

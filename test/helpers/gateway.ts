@@ -2,6 +2,7 @@
  * Runs a whole Gateway in-process against a throwaway nats-server, with whatever connectors the
  * test configures, and gives the test a plain NATS connection and helpers to observe the bus.
  */
+import { testTempDir } from './temp-dirs.js';
 import { Writable } from 'node:stream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -34,7 +35,7 @@ export interface TestGateway {
 
 export async function startGateway(config: Record<string, unknown>, opts: { nats?: TestNats; env?: Record<string, string> } = {}): Promise<TestGateway> {
   const nats = opts.nats ?? (await startNats());
-  const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
+  const dir = testTempDir('omnigate-cfg-');
   const file = join(dir, 'omnigate.yaml');
   // Each gateway its own read model: a throwaway PostgreSQL database when the machine's server is
   // there (a second to create), else a PGlite directory copied from a migrated template (PGlite

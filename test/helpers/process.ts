@@ -1,4 +1,5 @@
 /** Runs the real CLI (`omnigate start`) as a child process, as the container's entry command would. */
+import { testTempDir } from './temp-dirs.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,7 @@ export interface GatewayProcess {
 }
 
 export function writeConfig(config: Record<string, unknown>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'omnigate-cfg-'));
+  const dir = testTempDir('omnigate-cfg-');
   const file = join(dir, 'omnigate.yaml');
   writeFileSync(file, stringify(config));
   return file;

@@ -5,6 +5,7 @@
  * SQL keep the old ticket, the API answers 410 for it, and a sweep stopped at any step leaves
  * nothing that misroutes (the next pass finishes it).
  */
+import { testTempDir } from '../helpers/temp-dirs.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -208,7 +209,7 @@ describe('eviction of closed tickets from KV', () => {
 
 describe('tickets.evictClosedAfter', () => {
   it('must be longer than the reopen window (or 0)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'omnigate-evict-'));
+    const dir = testTempDir('omnigate-evict-');
     const file = join(dir, 'c.yaml');
     writeFileSync(file, 'router:\n  reopenWindow: 7d\ntickets:\n  evictClosedAfter: 3d\n');
     expect(() => loadConfig(file, {})).toThrow(ConfigError);

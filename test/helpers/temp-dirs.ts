@@ -1,0 +1,20 @@
+/**
+ * Temporary directories of one test file: made here, removed after the file's own hooks have run
+ * (test/setup.ts). Config files, embedded stores and PGlite copies left behind used to fill /tmp
+ * by ~1.8 GB per full suite.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const made: string[] = [];
+
+export function testTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export function removeTestTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
