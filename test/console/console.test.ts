@@ -6,9 +6,8 @@
  * docs/console/ when OMNIGATE_CONSOLE_SCREENSHOTS=1 (how the committed ones were made).
  */
 import { testTempDir } from '../helpers/temp-dirs.js';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

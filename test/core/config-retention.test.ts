@@ -1,13 +1,13 @@
 /** The retention, reports and admin-token settings: defaults, units, and refusals that name the key. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { testTempDir } from '../helpers/temp-dirs.js';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/core/config.js';
 
 function load(config: Record<string, unknown>) {
-  const file = join(mkdtempSync(join(tmpdir(), 'omnigate-cfg-')), 'omnigate.yaml');
+  const file = join(testTempDir('omnigate-cfg-'), 'omnigate.yaml');
   writeFileSync(file, stringify(config));
   return loadConfig(file, {}).config;
 }

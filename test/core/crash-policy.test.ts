@@ -3,9 +3,9 @@
  * the gateway is asked to stop (bounded), and the process exits 70. Run in a child process,
  * since the policy installs process-wide handlers.
  */
+import { testTempDir } from '../helpers/temp-dirs.js';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -13,7 +13,7 @@ const policy = resolve('src/crash-policy.ts');
 const logger = resolve('src/core/logger.ts');
 
 function run(body: string) {
-  const dir = mkdtempSync(join(tmpdir(), 'omnigate-crash-'));
+  const dir = testTempDir('omnigate-crash-');
   const file = join(dir, 'crash.ts');
   writeFileSync(file, `
 import { installCrashPolicy } from ${JSON.stringify(policy)};

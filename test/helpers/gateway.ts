@@ -13,8 +13,7 @@ import type { Ticket, TicketEvent } from '../../src/core/schema.js';
 import { Streams } from '../../src/core/subjects.js';
 import { startNats, type TestNats } from './nats-server.js';
 import { pgliteDir, postgresDatabase } from './sql.js';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 

@@ -1,8 +1,7 @@
 /** Runs the real CLI (`omnigate start`) as a child process, as the container's entry command would. */
 import { testTempDir } from './temp-dirs.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';

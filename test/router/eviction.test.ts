@@ -7,8 +7,7 @@
  */
 import { testTempDir } from '../helpers/temp-dirs.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
