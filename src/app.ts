@@ -111,7 +111,7 @@ export class Gateway {
     if (!url) {
       if (c.nats.tls || c.nats.credsFile || c.nats.nkey) log.warn('nats.tls, nats.credsFile or nats.nkey is set but nats.url is empty: they are not used for the embedded server');
       this.embedded = new EmbeddedNats(c.nats.embedded, log.child({ component: 'nats-server' }));
-      url = await this.embedded.start(this.instance);
+      url = await this.embedded.start();
     }
     this.bus = await Bus.connect(
       {

@@ -88,8 +88,7 @@ export class EmbeddedNats {
     this.port = o.port;
   }
 
-  /** Starts the server; `instance` (holder.ts) is this gateway's, never taken for a predecessor. */
-  async start(instance?: string): Promise<string> {
+  async start(): Promise<string> {
     const binary = findBinary(this.o.binary);
     if (!binary) throw new NatsServerMissingError(this.o.binary);
     this.version = spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.trim();
@@ -100,7 +99,7 @@ export class EmbeddedNats {
     // Held until stop() or process death: no second gateway, so no second server, on this store.
     this.lock = await acquireDataDirLock(dataDir);
     this.dataDir = dataDir;
-    this.predecessor = await this.recordedInstance(instance);
+    this.predecessor = await this.recordedInstance();
     try {
       await this.launch(binary, dataDir);
     } catch (err) {
@@ -114,10 +113,10 @@ export class EmbeddedNats {
     return this.url;
   }
 
-  /** The instance recorded by the gateway that held the directory before us, unless it is `self`. */
-  private async recordedInstance(self?: string): Promise<string | undefined> {
+  /** The instance recorded by the gateway that held the directory before us (this one records its own later). */
+  private async recordedInstance(): Promise<string | undefined> {
     const previous = (await readFile(join(this.dataDir, INSTANCE_FILE), 'utf8').catch(() => '')).trim();
-    return isInstanceId(previous) && previous !== self ? previous : undefined;
+    return isInstanceId(previous) ? previous : undefined;
   }
 
   /**
