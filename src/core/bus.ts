@@ -151,7 +151,12 @@ export class Bus {
       noAsyncTraces: true,
       timeout: 5000,
     });
-    const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+    // A JetStream that does not answer (a meta leader election, JetStream off) fails the connect:
+    // the connection goes with it rather than reconnect forever behind a caller that gave up.
+    const jsm = await jetstreamManager(nc, { timeout: 10_000 }).catch(async (err: unknown) => {
+      await nc.close();
+      throw err;
+    });
     const bus = new Bus(nc, jetstream(nc, { timeout: 10_000 }), jsm, options, log);
     bus.watchStatus();
     return bus;

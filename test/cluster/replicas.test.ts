@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Bus } from '../../src/core/bus.js';
-import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
+import { startCluster, whileElecting, type TestCluster } from '../helpers/nats-cluster.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 
 let cluster: TestCluster;
@@ -79,12 +79,14 @@ describe('replicas on a three-node cluster', () => {
       await own.kill(before, 'SIGKILL');
       const after = await own.streamLeader('OMNI_IN', 60_000);
       expect(after).not.toBe(before);
-      const b = await Bus.connect(options(own.nodes[after]!.url, 3), quiet);
+      // A stream leader may be elected before the meta leader (the killed node may have been
+      // both): requests time out meanwhile, so each idempotent step retries (CI saw one time out).
+      const b = await whileElecting(() => Bus.connect(options(own.nodes[after]!.url, 3), quiet));
       mine.push(b);
-      await b.publishJson('omni.in.webhook.keep', { while: 'down' }, 'keep-2');
+      await whileElecting(() => b.publishJson('omni.in.webhook.keep', { while: 'down' }, 'keep-2'));
       await own.restart(before);
       await own.waitHealthy(['OMNI_IN'], 90_000);
-      expect((await b.jsm.streams.info('OMNI_IN')).state.messages).toBe(2);
+      expect((await whileElecting(() => b.jsm.streams.info('OMNI_IN'))).state.messages).toBe(2);
     } finally {
       await Promise.all(mine.map((b) => b.close()));
       await own.stop();

@@ -174,6 +174,23 @@ export async function startCluster(size = 3): Promise<TestCluster> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Retries `fn` until it succeeds or the deadline passes: right after a node is killed, a stream
+ * may have a leader while the meta group is still electing one, and requests time out meanwhile.
+ * Only for idempotent steps (a publish with a message id, a read).
+ */
+export async function whileElecting<T>(fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(500);
+    }
+  }
+}
+
 /** A JetStream manager on whichever node answers (any node may be down during a fault test). */
 async function withManager<T>(cluster: TestCluster, fn: (jsm: Awaited<ReturnType<typeof jetstreamManager>>) => Promise<T>): Promise<T> {
   const nc: NatsConnection = await connect({ servers: cluster.nodes.map((n) => n.url), timeout: 2000, maxReconnectAttempts: -1 });
