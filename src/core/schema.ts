@@ -406,6 +406,12 @@ export const Ticket = z.object({
     .optional(),
   /** Ids of the last inbound events applied: a redelivered event changes nothing twice. */
   recentEvents: z.array(z.string()).default([]),
+  /**
+   * What those of recentEvents that reopened the ticket or rated it did (by event id), so a
+   * redelivery after a crash between the ticket update and the log writes logs the same status
+   * change and rating the first attempt decided.
+   */
+  recentOutcomes: z.record(z.string(), z.object({ reopenedFrom: TicketStatus.optional(), rated: z.number().int().min(1).max(5).optional() })).optional(),
   /** The same ticket in helpdesks (one entry per configured helpdesk id): set by omni.cmd.link. */
   externalRefs: z.array(ExternalRef).optional(),
 });

@@ -15,7 +15,7 @@ import { metrics } from '../core/metrics.js';
 import { DeliveryStatus, describeZodError, type LogEntry, type Ticket, type TicketStatus } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
-import type { Journal } from './journal.js';
+import { logMsgId, type Journal } from './journal.js';
 import type { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
 import { mergeReferences, purposeOf } from './ticket-changes.js';
@@ -40,7 +40,7 @@ export class DeliveryRecorder {
       return park(this.bus, this.log, m, 'invalid_json', 'delivery status is not valid JSON');
     }
     try {
-      await this.recordDelivery(status);
+      await this.recordDelivery(status, m.redelivered ? m.info.timestampNanos : undefined);
       m.ack();
     } catch (err) {
       this.log.warn({ err: errorMessage(err), outboundId: status.outboundId }, 'recording delivery failed; will retry');
@@ -48,7 +48,8 @@ export class DeliveryRecorder {
     }
   }
 
-  private async recordDelivery(s: DeliveryStatus): Promise<void> {
+  /** `earlierSince`: set when an earlier attempt may have written its log entry (the status's JetStream time). */
+  private async recordDelivery(s: DeliveryStatus, earlierSince?: number): Promise<void> {
     const ticket = await this.store.get(s.ticketId);
     if (!ticket) {
       await this.bus.deadLetters.park({
@@ -58,7 +59,10 @@ export class DeliveryRecorder {
     }
     const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
     const cause = `dlv:${s.outboundId}:${s.status}`;
-    const ack = await this.journal.append(s.ticketId, entry, cause);
+    // Past the duplicate window a repeated append would be stored again, under a new sequence the
+    // ticket has not applied: an attempt that died after its append is found in the log instead.
+    const loggedSeq = earlierSince === undefined ? undefined : (await this.journal.loggedSince(s.ticketId, earlierSince)).get(logMsgId(cause));
+    const ack = loggedSeq !== undefined ? { seq: loggedSeq } : await this.journal.append(s.ticketId, entry, cause);
     if (s.platformMessageId) {
       // Read only to find the ticket of a bounce of this message (tickets.ts IndexWrite).
       await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId, { cache: false });

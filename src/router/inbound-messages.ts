@@ -20,7 +20,7 @@ import { metrics } from '../core/metrics.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
 import { NotOwnedError } from './inbound-consumer.js';
-import type { Journal } from './journal.js';
+import { logMsgId, type Journal, type LoggedIds } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import type { Resolution, Threader } from './threading.js';
@@ -66,6 +66,7 @@ export interface QueuedMessage {
 export type OnSettled = (q: QueuedMessage) => void;
 
 interface Member {
+  q: QueuedMessage;
   e: InboundMessage;
   match: Resolution['match'];
   /** The threader's decision: a closed ticket may be reopened by this message. */
@@ -74,7 +75,7 @@ interface Member {
 
 /** What one message changed on its ticket (decided inside the compare-and-set). */
 interface Change {
-  /** The ticket had recorded this event already (a redelivery). */
+  /** The ticket had recorded this event already (a redelivery); reopened and rated are what it recorded then. */
   seen: boolean;
   reopened: boolean;
   rated?: number;
@@ -150,7 +151,7 @@ export class MessageRouter {
   private async routePlain(plain: QueuedMessage[], ours: () => boolean, settle: OnSettled): Promise<void> {
     for (let i = 0; i < plain.length; ) {
       if (!ours()) throw new NotOwnedError();
-      const routed = await this.routeLeading(plain.slice(i).map((q) => q.e));
+      const routed = await this.routeLeading(plain.slice(i));
       for (const q of plain.slice(i, i + routed)) settle(q);
       i += routed;
     }
@@ -162,7 +163,7 @@ export class MessageRouter {
    * evicted or is sending a satisfaction request meanwhile) the first message is routed alone,
    * as it would have been without company.
    */
-  private async routeLeading(group: InboundMessage[]): Promise<number> {
+  private async routeLeading(group: QueuedMessage[]): Promise<number> {
     let candidates = group;
     for (let attempt = 0, waited = 0; ; attempt++) {
       try {
@@ -190,15 +191,16 @@ export class MessageRouter {
    * pipelined burst (the server stores them in publish order, each with a Nats-Msg-Id, so a retry
    * appends nothing twice), and last their processed markers.
    */
-  private async routeTogether(group: InboundMessage[], fresh: boolean): Promise<number> {
+  private async routeTogether(group: QueuedMessage[], fresh: boolean): Promise<number> {
     const first = group[0]!;
-    const { ticket, match, reopen } = await this.threadInto(first, fresh);
-    const members: Member[] = [{ e: first, match, reopen }];
-    for (const e of group.slice(1)) {
+    const { ticket, match, reopen, openedNow } = await this.threadInto(first.e, fresh);
+    const members: Member[] = [{ q: first, e: first.e, match, reopen }];
+    for (const q of group.slice(1)) {
+      const { e } = q;
       if (e.email) break; // a mail's thread is decided by its own headers, and its index entry is written after the update
       const next = await this.threader.resolve(e);
       if (next.kind !== 'existing' || next.ticket.id !== ticket.id) break;
-      members.push({ e, match: next.match, reopen: next.reopen });
+      members.push({ q, e, match: next.match, reopen: next.reopen });
     }
     const at = new Date().toISOString();
     const applied = await this.store.apply(ticket.id, (t) => {
@@ -208,6 +210,11 @@ export class MessageRouter {
     // Gone between threading and the write (evicted or erased): thread the messages again.
     if (!applied) throw new StaleTicketError(ticket.id);
     const current = applied.ticket;
+    // Recorded by an earlier attempt (not the opening message this one just created the ticket
+    // with): that attempt may have died with some of its writes landed, longer ago than the
+    // duplicate window. What landed is read from the log and not written again.
+    const earlier = members.filter((m, i) => applied.outcome[i]!.seen && !(openedNow && i === 0));
+    const landed = earlier.length > 0 ? await this.journal.loggedSince(ticket.id, Math.min(...earlier.map((m) => m.q.publishedNanos))) : undefined;
     const opened: InboundMessage[] = [];
     const rated: number[] = [];
     // Every message's writes are issued here in one synchronous pass, in order, so the pipeline
@@ -217,32 +224,38 @@ export class MessageRouter {
     // drop what did land). A publish the client refuses alone (over max_payload) would break
     // that; connectors keep events 16 KB under it for the head and headers (connectors/intake.ts).
     // Awaiting message by message instead cost 6–15 % router CPU per event.
-    const writes: Array<Promise<unknown>> = [];
+    const writes: Write[] = [];
     for (const [i, m] of members.entries()) {
       const change = applied.outcome[i]!;
       // The ticket as this message left it, for its events (a later one may have reopened it).
       const after = change.to === current.status ? current : { ...current, status: change.to };
       const entry: LogEntry = { kind: 'inbound', at, event: m.e, match: matchAsMet(m, change) };
-      writes.push(this.journal.append(ticket.id, entry, m.e.id));
+      writes.push(logWrite(m.e.id, () => this.journal.append(ticket.id, entry, m.e.id)));
       // This event opened the ticket (also true when a crash interrupted opening it): announced
       // with the first message, so a receiver can open its own ticket without calling back.
       if (current.messageCount <= RECENT_EVENTS && current.recentEvents[0] === m.e.id) {
-        writes.push(this.journal.emit('ticket.created', after, ticket.id, entry));
+        writes.push(otherWrite(() => this.journal.emit('ticket.created', after, ticket.id, entry)));
         opened.push(m.e);
       }
       if (change.reopened) {
         const statusEntry: LogEntry = { kind: 'status', at, from: change.from, to: 'open', author: { id: 'router' }, reason: `customer wrote (${entry.match.rule})` };
-        writes.push(this.journal.append(ticket.id, statusEntry, `reopen:${m.e.id}`), this.journal.emit('ticket.status', after, `reopen:${m.e.id}`, statusEntry));
+        writes.push(
+          logWrite(`reopen:${m.e.id}`, () => this.journal.append(ticket.id, statusEntry, `reopen:${m.e.id}`)),
+          otherWrite(() => this.journal.emit('ticket.status', after, `reopen:${m.e.id}`, statusEntry)),
+        );
       }
-      writes.push(this.journal.emit('ticket.message', after, m.e.id, entry));
+      writes.push(otherWrite(() => this.journal.emit('ticket.message', after, m.e.id, entry)));
       if (change.rated !== undefined) {
         const ratingEntry: LogEntry = { kind: 'rating', at, rating: change.rated, low: change.rated <= this.o.csatLowRating, eventId: m.e.id };
-        writes.push(this.journal.append(ticket.id, ratingEntry, `rating:${m.e.id}`), this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry));
+        writes.push(
+          logWrite(`rating:${m.e.id}`, () => this.journal.append(ticket.id, ratingEntry, `rating:${m.e.id}`)),
+          otherWrite(() => this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry)),
+        );
         rated.push(change.rated);
       }
-      if (m.e.email) writes.push(this.store.index(IndexKeys.emailMessageId(m.e.email.messageId), ticket.id));
+      if (m.e.email) writes.push(otherWrite(() => this.store.index(IndexKeys.emailMessageId(m.e.email!.messageId), ticket.id)));
     }
-    await Promise.all(writes);
+    await Promise.all(issue(writes, landed));
     // Before the markers: a hook that fails (or a crash before it ran) is retried with its message.
     for (const rating of rated) if (rating <= this.o.csatLowRating && this.hooks.onLowRating) await this.hooks.onLowRating(current, rating);
     for (const e of opened) if (this.hooks.onTicketOpened) await this.hooks.onTicketOpened(current, e);
@@ -255,8 +268,10 @@ export class MessageRouter {
   /** What one message changes on its ticket; runs inside the compare-and-set (so maybe more than once). */
   private applyInbound(t: Ticket, { e, reopen }: Member, at: string): Change {
     const from = t.status;
-    const unchanged: Change = { seen: true, reopened: false, from, to: from };
-    if (t.recentEvents.includes(e.id)) return unchanged;
+    if (t.recentEvents.includes(e.id)) {
+      const recorded = t.recentOutcomes?.[e.id];
+      return { seen: true, reopened: !!recorded?.reopenedFrom, rated: recorded?.rated, from: recorded?.reopenedFrom ?? from, to: from };
+    }
     const now = Date.now();
     if (requestInFlight(t, now)) throw new TicketBusyError(t.id);
     // The answer to a satisfaction request is a rating, not a reason to reopen.
@@ -267,6 +282,7 @@ export class MessageRouter {
     recordInbound(t, e, at);
     if (rated !== undefined) {
       t.csat = { ...t.csat, rating: rated, ratedAt: at };
+      recordOutcome(t, e.id, { rated });
       return { seen: false, reopened: false, rated, from, to: t.status };
     }
     if (reaction) return { seen: false, reopened: false, from, to: t.status }; // logged on the ticket; no reopen, no pending → open
@@ -274,6 +290,7 @@ export class MessageRouter {
     if (reopened) {
       t.status = 'open';
       t.closedAt = undefined;
+      recordOutcome(t, e.id, { reopenedFrom: from });
     } else if (t.status === 'pending') t.status = 'open';
     return { seen: false, reopened, from, to: t.status };
   }
@@ -294,16 +311,16 @@ export class MessageRouter {
   }
 
   /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
-  private async threadInto(e: InboundMessage, fresh: boolean): Promise<{ ticket: Ticket; match: Resolution['match']; reopen: boolean }> {
+  private async threadInto(e: InboundMessage, fresh: boolean): Promise<{ ticket: Ticket; match: Resolution['match']; reopen: boolean; openedNow: boolean }> {
     for (;;) {
       const res = await this.threader.resolve(e, fresh);
-      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen };
+      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen, openedNow: false };
       let ticketId = res.previous;
       if (!ticketId) {
         const candidate = this.store.idFor(await this.store.allocateNumber());
         const claim = await this.store.claim(res.conversationKey, candidate);
         // A number just allocated names no ticket yet: create it with this message recorded.
-        if (claim.won) return { ticket: await this.openTicket(e, candidate), match: res.match, reopen: false };
+        if (claim.won) return { ...(await this.openTicket(e, candidate)), match: res.match, reopen: false };
         // An email's key is its own Message-ID: losing the claim means this very mail opened
         // the ticket before (a redelivery). A chat's key is the conversation: someone else
         // opened it concurrently, so resolve again (fresh) and join theirs.
@@ -315,20 +332,22 @@ export class MessageRouter {
       }
       // The index names a ticket whose record may be missing (a crash between claim and create).
       const existing = await this.store.get(ticketId, { fresh: true });
-      if (existing) return { ticket: existing.value, match: res.match, reopen: false };
-      return { ticket: await this.openTicket(e, ticketId), match: res.match, reopen: false };
+      if (existing) return { ticket: existing.value, match: res.match, reopen: false, openedNow: false };
+      return { ...(await this.openTicket(e, ticketId)), match: res.match, reopen: false };
     }
   }
 
   /**
    * Creates the ticket record with the opening message already recorded (one write instead of
    * create-then-update); the update step then finds the event in recentEvents and writes nothing.
+   * `openedNow`: this call created it, so no earlier attempt wrote anything for that message.
    */
-  private async openTicket(e: InboundMessage, id: string): Promise<Ticket> {
+  private async openTicket(e: InboundMessage, id: string): Promise<{ ticket: Ticket; openedNow: boolean }> {
     const ticket = this.newTicket(e, id);
     recordInbound(ticket, e, ticket.createdAt);
-    if (await this.store.create(ticket)) metrics.ticketsCreated.inc();
-    return (await this.store.get(id))!.value;
+    const openedNow = await this.store.create(ticket);
+    if (openedNow) metrics.ticketsCreated.inc();
+    return { ticket: (await this.store.get(id))!.value, openedNow };
   }
 
   private newTicket(e: InboundMessage, id: string): Ticket {
@@ -388,4 +407,41 @@ export class MessageRouter {
     // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
     await this.bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
   }
+}
+
+/** What an outcome recorded for `eventId` says, kept only while the ticket remembers the event. */
+function recordOutcome(t: Ticket, eventId: string, outcome: NonNullable<Ticket['recentOutcomes']>[string]): void {
+  const kept: NonNullable<Ticket['recentOutcomes']> = {};
+  for (const [id, o] of Object.entries(t.recentOutcomes ?? {})) if (t.recentEvents.includes(id)) kept[id] = o;
+  kept[eventId] = outcome;
+  t.recentOutcomes = kept;
+}
+
+/** One write of a routed batch, issued later (all in one synchronous pass); `logId` marks a log append. */
+interface Write {
+  logId?: string;
+  issue: () => Promise<unknown>;
+}
+const logWrite = (msgID: string, issue: () => Promise<unknown>): Write => ({ logId: logMsgId(msgID), issue });
+const otherWrite = (issue: () => Promise<unknown>): Write => ({ issue });
+
+/**
+ * Issues a batch's writes in order, in one synchronous pass. `landed`: the log entries an earlier
+ * attempt of this batch got stored. Those are not appended again. The writes before the last of
+ * them in the batch (events, index entries) reached the server too, because a connection delivers
+ * a prefix of what was sent, so they are not repeated either. Those after it are, as events with
+ * their ids (inside the duplicate window the server drops them; past it a consumer may see one
+ * twice, which the event contract allows: consumers dedupe on `id`).
+ */
+function issue(writes: Write[], landed: LoggedIds | undefined): Array<Promise<unknown>> {
+  if (!landed) return writes.map((w) => w.issue());
+  let lastLanded = -1;
+  writes.forEach((w, i) => {
+    if (w.logId && landed.has(w.logId)) lastLanded = i;
+  });
+  const out: Array<Promise<unknown>> = [];
+  writes.forEach((w, i) => {
+    if (w.logId ? !landed.has(w.logId) : i > lastLanded) out.push(w.issue());
+  });
+  return out;
 }

@@ -1,11 +1,22 @@
 /**
  * The ticket log and ticket events. Every write carries a deterministic Nats-Msg-Id derived from
- * what caused it, so a redelivered or replayed step appends nothing new.
+ * what caused it, so a redelivered or replayed step appends nothing new inside the streams'
+ * duplicate window; past it, a step that may have run before asks `loggedSince` what landed.
  */
-import type { PubAck } from '@nats-io/jetstream';
+import { DeliverPolicy, type PubAck } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import type { LogEntry, Ticket, TicketEvent } from '../core/schema.js';
-import { Subjects } from '../core/subjects.js';
+import { Streams, Subjects } from '../core/subjects.js';
+
+/**
+ * How far before a cause's arrival a log entry it wrote is looked for: its entries were written
+ * after it was stored, but the log's and the cause's streams may have leaders on different nodes
+ * whose clocks differ.
+ */
+const CLOCK_MARGIN_MS = 5 * 60_000;
+
+/** The message ids of the log entries found, with their log sequence. */
+export type LoggedIds = Map<string, number>;
 
 export class Journal {
   /**
@@ -19,7 +30,41 @@ export class Journal {
   constructor(private readonly bus: Bus) {}
 
   append(ticketId: string, entry: LogEntry, msgID: string): Promise<PubAck> {
-    return this.bus.pipe.publish(Subjects.ticketLog(ticketId), this.encode(entry), { msgID: `log:${msgID}` });
+    return this.bus.pipe.publish(Subjects.ticketLog(ticketId), this.encode(entry), { msgID: logMsgId(msgID) });
+  }
+
+  /**
+   * The Nats-Msg-Ids of a ticket's log entries stored since `sinceNanos` (a cause's JetStream
+   * timestamp, less a clock margin). For a step that may have run before (a redelivery after a
+   * crash), where the stream's duplicate window may have passed since: a restart later than
+   * `nats.duplicateWindow` would otherwise append what the crashed attempt had already written.
+   * Rare paths only: it reads the ticket's recent log with a short-lived consumer.
+   */
+  async loggedSince(ticketId: string, sinceNanos: number): Promise<LoggedIds> {
+    const since = new Date(Math.max(0, sinceNanos / 1e6 - CLOCK_MARGIN_MS)).toISOString();
+    const consumer = await this.bus.js.consumers.get(Streams.log, {
+      filter_subjects: Subjects.ticketLog(ticketId),
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: since,
+    });
+    const found: LoggedIds = new Map();
+    try {
+      let pending = (await consumer.info(true)).num_pending;
+      while (pending > 0) {
+        const batch = await consumer.fetch({ max_messages: Math.min(pending, 500), expires: 2000 });
+        let got = 0;
+        for await (const m of batch) {
+          got++;
+          const id = m.headers?.get('Nats-Msg-Id');
+          if (id) found.set(id, m.seq);
+        }
+        if (got === 0) throw new Error(`reading the log of ${ticketId} since ${since}: ${pending} entries did not arrive`);
+        pending -= got;
+      }
+    } finally {
+      await consumer.delete().catch(() => {});
+    }
+    return found;
   }
 
   emit(type: TicketEvent['type'], ticket: Ticket, causeId: string, entry?: LogEntry): Promise<PubAck> {
@@ -61,6 +106,9 @@ export class Journal {
     return bytes;
   }
 }
+
+/** The Nats-Msg-Id of the log entry `append(…, msgID)` writes. */
+export const logMsgId = (msgID: string) => `log:${msgID}`;
 
 const utf8 = new TextEncoder();
 const CLOSE_BRACE = 0x7d;

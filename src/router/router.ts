@@ -28,7 +28,7 @@ import {
 import { metrics } from '../core/metrics.js';
 import { Consumers, Streams, hashKey } from '../core/subjects.js';
 import { DeliveryRecorder } from './deliveries.js';
-import { Journal } from './journal.js';
+import { Journal, logMsgId } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
 import { NotOwnedError, consumeInbound, type Held, type InboundWork } from './inbound-consumer.js';
@@ -48,6 +48,8 @@ const MAX_COALESCED = RECENT_EVENTS;
 interface RoutedWork extends InboundWork {
   event: InboundEvent;
   publishedNanos: number;
+  /** Delivered before (to us or to a previous owner): it may have been routed already. */
+  suspect: boolean;
   /** A customer message: routed (and marked settled) by MessageRouter. */
   message?: QueuedMessage;
   /** An edit or a deletion that was routed and counted: a retry of its batch skips it. */
@@ -215,7 +217,7 @@ export class Router implements RoutingHooks {
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
     const publishedNanos = m.info.timestampNanos;
     const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos } : undefined;
-    return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos, message, settled: false };
+    return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos, suspect, message, settled: false };
   }
 
   /**
@@ -228,7 +230,7 @@ export class Router implements RoutingHooks {
       if (!w.message) {
         if (!w.settled) {
           if (!ours()) throw new NotOwnedError();
-          await this.processChange(w.event as MessageEdited | MessageDeleted);
+          await this.processChange(w.event as MessageEdited | MessageDeleted, w.suspect || retry ? w.publishedNanos : undefined);
           w.settled = true;
           this.metrics.observeRouted(w.event.channel, w.event.account, w.publishedNanos);
         }
@@ -244,7 +246,8 @@ export class Router implements RoutingHooks {
 
   private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);
 
-  private async processChange(e: MessageEdited | MessageDeleted): Promise<void> {
+  /** `earlierSince`: set when an earlier attempt may have written its log entry (the event's JetStream time). */
+  private async processChange(e: MessageEdited | MessageDeleted, earlierSince?: number): Promise<void> {
     const doneKey = `ev.${hashKey(e.id)}`;
     if (await this.store.lookup(doneKey)) {
       metrics.duplicates.inc({ channel: e.channel });
@@ -264,8 +267,11 @@ export class Router implements RoutingHooks {
     }
     const at = new Date().toISOString();
     const entry: LogEntry = e.type === 'message.edited' ? { kind: 'edited', at, event: e, match } : { kind: 'deleted', at, event: e, match };
+    // Past the duplicate window an append is not deduplicated: an attempt that died after it
+    // (before the marker below) must not log the change twice. Its event is announced again.
+    const logged = earlierSince !== undefined && (await this.journal.loggedSince(ticket.value.id, earlierSince)).has(logMsgId(e.id));
     await Promise.all([
-      this.journal.append(ticket.value.id, entry, e.id),
+      logged ? undefined : this.journal.append(ticket.value.id, entry, e.id),
       this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry),
     ]);
     await this.store.index(doneKey, ticket.value.id, { cache: false }); // read only for a replay (tickets.ts IndexWrite)

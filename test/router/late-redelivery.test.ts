@@ -1,0 +1,156 @@
+/**
+ * A step that died after some of its writes landed, redelivered later than the streams' duplicate
+ * window (a gateway restarted minutes after a kill -9): the log gets what was missing and nothing
+ * twice. JetStream's Nats-Msg-Id dedup no longer covers that, so the router reads the ticket's
+ * recent log (journal.ts loggedSince). Here `nats.duplicateWindow` is 1 s and each case waits it
+ * out; the crash is staged by removing what the dead attempt would not have written.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
+import { PATIENT } from '../helpers/nats-server.js';
+import { IndexKeys } from '../../src/router/tickets.js';
+import { Consumers } from '../../src/core/subjects.js';
+import type { LogEntry } from '../../src/core/schema.js';
+
+let gw: TestGateway;
+const WINDOW_MS = 1000;
+
+beforeAll(async () => {
+  gw = await startGateway({ nats: { duplicateWindow: `${WINDOW_MS}ms` } });
+});
+afterAll(async () => gw?.stop());
+
+const pastTheWindow = () => new Promise((r) => setTimeout(r, WINDOW_MS + 1500));
+
+async function logOf(ticketId: string): Promise<Array<{ seq: number; entry: LogEntry }>> {
+  return gw.gateway.router!.store.readLog(ticketId);
+}
+
+/** The log sequence and Nats-Msg-Id of each of a ticket's entries. */
+async function logIds(ticketId: string): Promise<Array<{ seq: number; id: string }>> {
+  const jsm = await jetstreamManager(gw.nc, PATIENT);
+  const out: Array<{ seq: number; id: string }> = [];
+  for (const { seq } of await logOf(ticketId)) {
+    const m = await jsm.streams.getMessage('OMNI_LOG', { seq });
+    out.push({ seq, id: m!.header.get('Nats-Msg-Id') });
+  }
+  return out;
+}
+
+/** Removes an index entry the dead attempt never wrote (its processed marker). */
+async function dropIndexKey(key: string): Promise<void> {
+  const kv = await new Kvm(jetstream(gw.nc, PATIENT)).open('omni_threads');
+  await kv.purge(key);
+}
+
+/** Stops the router, puts `payload` on `subject` and makes JetStream redeliver it: the copy arrives marked redelivered. */
+async function redeliver(stream: string, durable: string, subject: string, payload: unknown): Promise<void> {
+  const router = gw.gateway.router!;
+  await router.stop();
+  const js = jetstream(gw.nc, PATIENT);
+  await js.publish(subject, JSON.stringify(payload));
+  const consumer = await js.consumers.get(stream, durable);
+  const m = await consumer.next({ expires: 5000 });
+  expect(m).toBeTruthy();
+  m!.nak();
+  await router.start();
+}
+
+describe('a redelivery later than the duplicate window', () => {
+  it('of a message whose ticket update and log entry landed but whose reopen entry and processed marker did not: the reopen is logged once, the message once', async () => {
+    const first = chatMessage({ chat: 'late-reopen' });
+    await publishEvent(gw.nc, first);
+    const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === first.id);
+    expect((await gw.request('omni.cmd.status', { ticketId: opened.ticketId, status: 'closed' })).ok).toBe(true);
+
+    // The sender's clock, so the router reads the processed marker for it (mayBeProcessed).
+    const again = chatMessage({ chat: 'late-reopen', sentAtBy: 'sender' });
+    await publishEvent(gw.nc, again);
+    await gw.waitForEvent((e) => e.type === 'ticket.status' && e.id === `ticket.status:reopen:${again.id}`);
+    // The crash: the burst got as far as the message's log entry; the reopen entry and the marker never landed.
+    const reopenEntry = (await logIds(opened.ticketId)).find((l) => l.id === `log:reopen:${again.id}`)!;
+    const jsm = await jetstreamManager(gw.nc, PATIENT);
+    await jsm.streams.deleteMessage('OMNI_LOG', reopenEntry.seq);
+    await dropIndexKey(IndexKeys.platformMessage(again.channel, again.account, again.platform.messageId));
+    await pastTheWindow();
+
+    await publishEvent(gw.nc, again, { msgID: `${again.id}:redelivered` });
+    const follow = chatMessage({ chat: 'late-reopen' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+
+    const ids = (await logIds(opened.ticketId)).map((l) => l.id);
+    expect(ids.filter((id) => id === `log:${again.id}`)).toHaveLength(1);
+    expect(ids.filter((id) => id === `log:reopen:${again.id}`)).toHaveLength(1);
+    const ticket = await gw.ticket(opened.ticketId);
+    expect(ticket?.messageCount).toBe(3);
+    expect(ticket?.status).toBe('open');
+  });
+
+  it('of a message that was routed whole but for its processed marker: logged once', async () => {
+    const message = chatMessage({ chat: 'late-whole', sentAtBy: 'sender' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    await dropIndexKey(IndexKeys.platformMessage(message.channel, message.account, message.platform.messageId));
+    await pastTheWindow();
+
+    await publishEvent(gw.nc, message, { msgID: `${message.id}:redelivered` });
+    const follow = chatMessage({ chat: 'late-whole' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+
+    const inbound = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id);
+    expect(inbound).toEqual([message.id, follow.id]);
+    expect((await gw.ticket(routed.ticketId))?.messageCount).toBe(2);
+  });
+
+  it('of an edit whose log entry landed but whose done marker did not: logged once', async () => {
+    const original = chatMessage({ chat: 'late-edit' });
+    await publishEvent(gw.nc, original);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === original.id);
+    const edit = {
+      v: 1, type: 'message.edited', id: `${original.id}:edit-1`, channel: original.channel, account: original.account,
+      conversation: original.conversation, sender: original.sender, targetPlatformMessageId: original.platform.messageId,
+      text: 'Исправлено: заказ № 4412', platform: { messageId: original.platform.messageId }, receivedAt: new Date().toISOString(),
+    };
+    await publishEvent(gw.nc, edit);
+    await gw.waitForEvent((e) => e.type === 'ticket.edited' && e.id === `ticket.edited:${edit.id}`);
+    await dropIndexKey(IndexKeys.changeEvent(edit.id));
+    await pastTheWindow();
+
+    await redeliver('OMNI_IN', 'router', `omni.in.${edit.channel}.${edit.account}`, edit);
+    const follow = chatMessage({ chat: 'late-edit' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+
+    const edits = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'edited');
+    expect(edits).toHaveLength(1);
+  });
+
+  it('of a delivery status recorded before (JetStream redelivers it, as after a crash before its ack): logged once, applied once', async () => {
+    const message = chatMessage({ chat: 'late-status' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const status = {
+      v: 1, type: 'delivery.status', outboundId: `${routed.ticketId}:reply-1`, ticketId: routed.ticketId, channel: message.channel,
+      account: message.account, status: 'sent', platformMessageId: 'out-77', at: new Date().toISOString(), purpose: 'agent_reply',
+    };
+    await redeliver('OMNI_STATUS', Consumers.routerStatus, `omni.status.${message.channel}.${message.account}`, status);
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.id === `ticket.delivery:dlv:${status.outboundId}:sent`);
+    const before = await gw.ticket(routed.ticketId);
+    await pastTheWindow();
+
+    await redeliver('OMNI_STATUS', Consumers.routerStatus, `omni.status.${message.channel}.${message.account}`, status);
+    const follow = chatMessage({ chat: 'late-status' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await expect.poll(async () => (await jetstreamManager(gw.nc, PATIENT)).consumers.info('OMNI_STATUS', Consumers.routerStatus).then((i) => i.num_ack_pending + i.num_pending)).toBe(0);
+
+    const deliveries = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'delivery');
+    expect(deliveries).toHaveLength(1);
+    expect((await gw.ticket(routed.ticketId))?.appliedSeq).toBe(before?.appliedSeq);
+  });
+});
