@@ -368,6 +368,12 @@ export const Ticket = z.object({
     .optional(),
   /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
   appliedSeq: z.number().int().nonnegative().default(0),
+  /**
+   * The last delivery outcomes applied (a short hash of outbound id and status): the same outcome
+   * reported again later than the duplicate window (a platform resending a receipt after a crash)
+   * is neither logged nor applied twice.
+   */
+  recentDeliveries: z.array(z.string()).optional(),
   /** SLA breaches already announced, so each is reported once. */
   /** Customer satisfaction: the request after close and the customer's rating (1–5). */
   csat: z

@@ -5,7 +5,8 @@
  * puts the ticket back to `open` (announced as ticket.status and ticket.delivery_failed): left
  * `pending` it would read "answered, waiting for the customer" in every queue and SLA view,
  * while the customer never got the answer. Idempotent: the log append carries a Nats-Msg-Id per outcome and
- * the ticket update is skipped when its log sequence was already applied.
+ * the ticket update is skipped when its log sequence was already applied; past the duplicate
+ * window, the ticket's recentDeliveries and the log itself recognise an outcome reported again.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -40,7 +41,8 @@ export class DeliveryRecorder {
       return park(this.bus, this.log, m, 'invalid_json', 'delivery status is not valid JSON');
     }
     try {
-      await this.recordDelivery(status, m.redelivered ? m.info.timestampNanos : undefined);
+      const again = m.redelivered && this.journal.dedupMayHaveLapsed(m.info.timestampNanos);
+      await this.recordDelivery(status, again ? m.info.timestampNanos : undefined);
       m.ack();
     } catch (err) {
       this.log.warn({ err: errorMessage(err), outboundId: status.outboundId }, 'recording delivery failed; will retry');
@@ -48,7 +50,7 @@ export class DeliveryRecorder {
     }
   }
 
-  /** `earlierSince`: set when an earlier attempt may have written its log entry (the status's JetStream time). */
+  /** `earlierSince`: set when an earlier attempt may have written its log entry longer ago than the duplicate window (the status's JetStream time). */
   private async recordDelivery(s: DeliveryStatus, earlierSince?: number): Promise<void> {
     const ticket = await this.store.get(s.ticketId);
     if (!ticket) {
@@ -59,10 +61,13 @@ export class DeliveryRecorder {
     }
     const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
     const cause = `dlv:${s.outboundId}:${s.status}`;
+    const mark = deliveryMark(cause);
     // Past the duplicate window a repeated append would be stored again, under a new sequence the
-    // ticket has not applied: an attempt that died after its append is found in the log instead.
-    const loggedSeq = earlierSince === undefined ? undefined : (await this.journal.loggedSince(s.ticketId, earlierSince)).get(logMsgId(cause));
-    const ack = loggedSeq !== undefined ? { seq: loggedSeq } : await this.journal.append(s.ticketId, entry, cause);
+    // ticket has not applied. An outcome the ticket recorded was logged before it was applied; a
+    // redelivery of one whose attempt died after its append finds the entry in the log.
+    const recorded = ticket.value.recentDeliveries?.includes(mark) ?? false;
+    const loggedSeq = recorded || earlierSince === undefined ? undefined : (await this.journal.loggedSince(s.ticketId, earlierSince)).get(logMsgId(cause));
+    const ack = recorded ? undefined : loggedSeq !== undefined ? { seq: loggedSeq } : await this.journal.append(s.ticketId, entry, cause);
     if (s.platformMessageId) {
       // Read only to find the ticket of a bounce of this message (tickets.ts IndexWrite).
       await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId, { cache: false });
@@ -77,8 +82,9 @@ export class DeliveryRecorder {
     const agentOutbound = purpose === 'agent_reply';
     const applied = await this.store.apply(s.ticketId, (t) => {
       const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus } = {};
-      if (t.appliedSeq >= ack.seq) return { next: null, outcome: reaction };
+      if (!ack || t.appliedSeq >= ack.seq || t.recentDeliveries?.includes(mark)) return { next: null, outcome: reaction };
       t.appliedSeq = ack.seq;
+      t.recentDeliveries = [...(t.recentDeliveries ?? []).slice(-(RECENT_DELIVERIES - 1)), mark];
       if (agentOutbound) noteDelivery(t, s);
       if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {
         // Back in the queue; lastOutboundAt is untouched, so the SLA timers see no answer either.
@@ -131,6 +137,14 @@ export class DeliveryRecorder {
       await recordEscalationOutcome(this.store, this.journal, this.log, { id: s.outboundId, ticketId: s.ticketId, outcome: escalation, detail: s.reason, target: `${s.channel}/${s.account}` });
     }
   }
+}
+
+/** Delivery outcomes a ticket remembers (sent, delivered and read of the last few replies). */
+const RECENT_DELIVERIES = 8;
+
+/** A short hash of an outcome's cause: 72 bits, for a list of eight on one ticket. */
+function deliveryMark(cause: string): string {
+  return hashKey(cause).slice(0, 12);
 }
 
 /**

@@ -20,7 +20,7 @@ import { metrics } from '../core/metrics.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
 import { NotOwnedError } from './inbound-consumer.js';
-import { logMsgId, type Journal, type LoggedIds } from './journal.js';
+import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import type { Resolution, Threader } from './threading.js';
@@ -54,7 +54,7 @@ export interface RoutingHooks {
 /** A message to route, kept across retries of its batch. */
 export interface QueuedMessage {
   e: InboundMessage;
-  /** Delivered before (to us or to a previous owner): it may have been routed already. */
+  /** Delivered before (to us or to a previous owner, or a retry here): it may have been routed already. */
   suspect: boolean;
   /** Routed, parked or found done: a retry of its batch skips it. */
   settled: boolean;
@@ -112,13 +112,15 @@ export class MessageRouter {
    * `settled` hears of each message as it is settled, also in an attempt that fails further on.
    */
   async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean, settled: OnSettled): Promise<void> {
+    // A retry is a second delivery of the same stream messages, as far as they are concerned.
+    if (retry) for (const q of queued) q.suspect = true;
     const settle = (q: QueuedMessage) => {
       q.settled = true;
       settled(q);
     };
     // The processed markers a batch needs, read together (after a rewind a batch is all suspects);
     // a fresh batch usually needs none, and then waits for nothing.
-    const suspects = queued.filter((q) => !q.settled && this.mayBeProcessed(q.e, q.suspect || retry));
+    const suspects = queued.filter((q) => !q.settled && this.mayBeProcessed(q.e, q.suspect));
     const routed = new Set<QueuedMessage>();
     if (suspects.length > 0) {
       const found = await Promise.all(suspects.map((q) => this.store.lookup(IndexKeys.platformMessage(q.e.channel, q.e.account, q.e.platform.messageId))));
@@ -211,9 +213,10 @@ export class MessageRouter {
     if (!applied) throw new StaleTicketError(ticket.id);
     const current = applied.ticket;
     // Recorded by an earlier attempt (not the opening message this one just created the ticket
-    // with): that attempt may have died with some of its writes landed, longer ago than the
-    // duplicate window. What landed is read from the log and not written again.
-    const earlier = members.filter((m, i) => applied.outcome[i]!.seen && !(openedNow && i === 0));
+    // with): that attempt may have died with some of its log entries stored longer ago than the
+    // duplicate window. Those are read from the log and not appended again. Events are sent
+    // again: they are consumed by id, and a write to another stream may not have landed.
+    const earlier = members.filter((m, i) => applied.outcome[i]!.seen && !(openedNow && i === 0) && !this.insideWindow(m.q));
     const landed = earlier.length > 0 ? await this.journal.loggedSince(ticket.id, Math.min(...earlier.map((m) => m.q.publishedNanos))) : undefined;
     const opened: InboundMessage[] = [];
     const rated: number[] = [];
@@ -224,38 +227,33 @@ export class MessageRouter {
     // drop what did land). A publish the client refuses alone (over max_payload) would break
     // that; connectors keep events 16 KB under it for the head and headers (connectors/intake.ts).
     // Awaiting message by message instead cost 6–15 % router CPU per event.
-    const writes: Write[] = [];
+    const append = (entry: LogEntry, msgID: string) => this.journal.appendUnlessLogged(ticket.id, entry, msgID, landed);
+    const writes: Array<Promise<unknown>> = [];
     for (const [i, m] of members.entries()) {
       const change = applied.outcome[i]!;
       // The ticket as this message left it, for its events (a later one may have reopened it).
       const after = change.to === current.status ? current : { ...current, status: change.to };
       const entry: LogEntry = { kind: 'inbound', at, event: m.e, match: matchAsMet(m, change) };
-      writes.push(logWrite(m.e.id, () => this.journal.append(ticket.id, entry, m.e.id)));
+      writes.push(append(entry, m.e.id));
       // This event opened the ticket (also true when a crash interrupted opening it): announced
       // with the first message, so a receiver can open its own ticket without calling back.
       if (current.messageCount <= RECENT_EVENTS && current.recentEvents[0] === m.e.id) {
-        writes.push(otherWrite(() => this.journal.emit('ticket.created', after, ticket.id, entry)));
+        writes.push(this.journal.emit('ticket.created', after, ticket.id, entry));
         opened.push(m.e);
       }
       if (change.reopened) {
         const statusEntry: LogEntry = { kind: 'status', at, from: change.from, to: 'open', author: { id: 'router' }, reason: `customer wrote (${entry.match.rule})` };
-        writes.push(
-          logWrite(`reopen:${m.e.id}`, () => this.journal.append(ticket.id, statusEntry, `reopen:${m.e.id}`)),
-          otherWrite(() => this.journal.emit('ticket.status', after, `reopen:${m.e.id}`, statusEntry)),
-        );
+        writes.push(append(statusEntry, `reopen:${m.e.id}`), this.journal.emit('ticket.status', after, `reopen:${m.e.id}`, statusEntry));
       }
-      writes.push(otherWrite(() => this.journal.emit('ticket.message', after, m.e.id, entry)));
+      writes.push(this.journal.emit('ticket.message', after, m.e.id, entry));
       if (change.rated !== undefined) {
         const ratingEntry: LogEntry = { kind: 'rating', at, rating: change.rated, low: change.rated <= this.o.csatLowRating, eventId: m.e.id };
-        writes.push(
-          logWrite(`rating:${m.e.id}`, () => this.journal.append(ticket.id, ratingEntry, `rating:${m.e.id}`)),
-          otherWrite(() => this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry)),
-        );
+        writes.push(append(ratingEntry, `rating:${m.e.id}`), this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry));
         rated.push(change.rated);
       }
-      if (m.e.email) writes.push(otherWrite(() => this.store.index(IndexKeys.emailMessageId(m.e.email!.messageId), ticket.id)));
+      if (m.e.email) writes.push(this.store.index(IndexKeys.emailMessageId(m.e.email.messageId), ticket.id));
     }
-    await Promise.all(issue(writes, landed));
+    await Promise.all(writes);
     // Before the markers: a hook that fails (or a crash before it ran) is retried with its message.
     for (const rating of rated) if (rating <= this.o.csatLowRating && this.hooks.onLowRating) await this.hooks.onLowRating(current, rating);
     for (const e of opened) if (this.hooks.onTicketOpened) await this.hooks.onTicketOpened(current, e);
@@ -263,6 +261,17 @@ export class MessageRouter {
     await Promise.all(members.map((m) => this.store.index(IndexKeys.platformMessage(m.e.channel, m.e.account, m.e.platform.messageId), ticket.id, NOT_CACHED)));
     if (members.length > 1) metrics.coalesced.inc(members.length - 1);
     return members.length;
+  }
+
+  /**
+   * Whether every earlier attempt at this message wrote inside the duplicate window, so JetStream
+   * drops what they stored: the same stream message delivered again (a redelivery, a rewound
+   * partition, a retry in place), published less than the window ago, since an attempt at it
+   * came after its publication. A copy published again is another stream message: an attempt at
+   * an earlier copy may be any age.
+   */
+  private insideWindow(q: QueuedMessage): boolean {
+    return q.suspect && !this.journal.dedupMayHaveLapsed(q.publishedNanos);
   }
 
   /** What one message changes on its ticket; runs inside the compare-and-set (so maybe more than once). */
@@ -415,33 +424,4 @@ function recordOutcome(t: Ticket, eventId: string, outcome: NonNullable<Ticket['
   for (const [id, o] of Object.entries(t.recentOutcomes ?? {})) if (t.recentEvents.includes(id)) kept[id] = o;
   kept[eventId] = outcome;
   t.recentOutcomes = kept;
-}
-
-/** One write of a routed batch, issued later (all in one synchronous pass); `logId` marks a log append. */
-interface Write {
-  logId?: string;
-  issue: () => Promise<unknown>;
-}
-const logWrite = (msgID: string, issue: () => Promise<unknown>): Write => ({ logId: logMsgId(msgID), issue });
-const otherWrite = (issue: () => Promise<unknown>): Write => ({ issue });
-
-/**
- * Issues a batch's writes in order, in one synchronous pass. `landed`: the log entries an earlier
- * attempt of this batch got stored. Those are not appended again. The writes before the last of
- * them in the batch (events, index entries) reached the server too, because a connection delivers
- * a prefix of what was sent, so they are not repeated either. Those after it are, as events with
- * their ids (inside the duplicate window the server drops them; past it a consumer may see one
- * twice, which the event contract allows: consumers dedupe on `id`).
- */
-function issue(writes: Write[], landed: LoggedIds | undefined): Array<Promise<unknown>> {
-  if (!landed) return writes.map((w) => w.issue());
-  let lastLanded = -1;
-  writes.forEach((w, i) => {
-    if (w.logId && landed.has(w.logId)) lastLanded = i;
-  });
-  const out: Array<Promise<unknown>> = [];
-  writes.forEach((w, i) => {
-    if (w.logId ? !landed.has(w.logId) : i > lastLanded) out.push(w.issue());
-  });
-  return out;
 }

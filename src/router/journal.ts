@@ -15,6 +15,9 @@ import { Streams, Subjects } from '../core/subjects.js';
  */
 const CLOCK_MARGIN_MS = 5 * 60_000;
 
+/** How far apart the gateway's and the servers' clocks may be when a write's age is judged. */
+const CLOCK_SKEW_MS = 30_000;
+
 /** The message ids of the log entries found, with their log sequence. */
 export type LoggedIds = Map<string, number>;
 
@@ -31,6 +34,20 @@ export class Journal {
 
   append(ticketId: string, entry: LogEntry, msgID: string): Promise<PubAck> {
     return this.bus.pipe.publish(Subjects.ticketLog(ticketId), this.encode(entry), { msgID: logMsgId(msgID) });
+  }
+
+  /**
+   * Whether what was written since `sinceNanos` (a cause's JetStream time: every attempt at it came
+   * later) may be older than the streams' duplicate window now, so a write repeated now would be
+   * stored again.
+   */
+  dedupMayHaveLapsed(sinceNanos: number): boolean {
+    return Date.now() - sinceNanos / 1e6 >= this.bus.options.duplicateWindowMs - CLOCK_SKEW_MS;
+  }
+
+  /** `append`, unless `logged` (what `loggedSince` found) has the entry already. */
+  appendUnlessLogged(ticketId: string, entry: LogEntry, msgID: string, logged: LoggedIds | undefined): Promise<PubAck | undefined> {
+    return logged?.has(logMsgId(msgID)) ? Promise.resolve(undefined) : this.append(ticketId, entry, msgID);
   }
 
   /**

@@ -28,7 +28,7 @@ import {
 import { metrics } from '../core/metrics.js';
 import { Consumers, Streams, hashKey } from '../core/subjects.js';
 import { DeliveryRecorder } from './deliveries.js';
-import { Journal, logMsgId } from './journal.js';
+import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
 import { park } from './park.js';
 import { NotOwnedError, consumeInbound, type Held, type InboundWork } from './inbound-consumer.js';
@@ -230,7 +230,8 @@ export class Router implements RoutingHooks {
       if (!w.message) {
         if (!w.settled) {
           if (!ours()) throw new NotOwnedError();
-          await this.processChange(w.event as MessageEdited | MessageDeleted, w.suspect || retry ? w.publishedNanos : undefined);
+          const again = (w.suspect || retry) && this.journal.dedupMayHaveLapsed(w.publishedNanos);
+          await this.processChange(w.event as MessageEdited | MessageDeleted, again ? w.publishedNanos : undefined);
           w.settled = true;
           this.metrics.observeRouted(w.event.channel, w.event.account, w.publishedNanos);
         }
@@ -246,7 +247,7 @@ export class Router implements RoutingHooks {
 
   private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);
 
-  /** `earlierSince`: set when an earlier attempt may have written its log entry (the event's JetStream time). */
+  /** `earlierSince`: set when an earlier attempt may have written its log entry longer ago than the duplicate window (the event's JetStream time). */
   private async processChange(e: MessageEdited | MessageDeleted, earlierSince?: number): Promise<void> {
     const doneKey = `ev.${hashKey(e.id)}`;
     if (await this.store.lookup(doneKey)) {
@@ -269,9 +270,9 @@ export class Router implements RoutingHooks {
     const entry: LogEntry = e.type === 'message.edited' ? { kind: 'edited', at, event: e, match } : { kind: 'deleted', at, event: e, match };
     // Past the duplicate window an append is not deduplicated: an attempt that died after it
     // (before the marker below) must not log the change twice. Its event is announced again.
-    const logged = earlierSince !== undefined && (await this.journal.loggedSince(ticket.value.id, earlierSince)).has(logMsgId(e.id));
+    const logged = earlierSince === undefined ? undefined : await this.journal.loggedSince(ticket.value.id, earlierSince);
     await Promise.all([
-      logged ? undefined : this.journal.append(ticket.value.id, entry, e.id),
+      this.journal.appendUnlessLogged(ticket.value.id, entry, e.id, logged),
       this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry),
     ]);
     await this.store.index(doneKey, ticket.value.id, { cache: false }); // read only for a replay (tickets.ts IndexWrite)

@@ -1,10 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import type { DeadLetter } from '../../src/core/schema.js';
 import { metrics } from '../../src/core/metrics.js';
 import { hashKey } from '../../src/core/subjects.js';
+import { IndexKeys } from '../../src/router/tickets.js';
+import { Kvm } from '@nats-io/kv';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -219,6 +221,35 @@ describe('a step that failed half-way', () => {
       expect(ticket.messageCount).toBe(2);
     } finally {
       journal.emit = emit;
+    }
+  });
+});
+
+describe('inside the duplicate window', () => {
+  it('a redelivered message the ticket recorded, its marker missing, is not looked up in the log: JetStream drops its repeated writes', async () => {
+    const message = chatMessage({ chat: 'inside-window' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    // As if the attempt died before its processed marker.
+    const kv = await new Kvm(jetstream(gw.nc)).open('omni_threads');
+    await kv.purge(IndexKeys.platformMessage(message.channel, message.account, message.platform.messageId));
+    const router = gw.gateway.router!;
+    const spy = vi.spyOn(router.journal, 'loggedSince');
+    try {
+      await router.stop();
+      await publishEvent(gw.nc, message, { msgID: `${message.id}:copy` });
+      const m = await (await jetstream(gw.nc).consumers.get('OMNI_IN', 'router')).next({ expires: 3000 });
+      expect(m?.json<{ id: string }>().id).toBe(message.id);
+      m!.nak();
+      await router.start();
+      const follow = chatMessage({ chat: 'inside-window' });
+      await publishEvent(gw.nc, follow);
+      await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+      expect(spy).not.toHaveBeenCalled();
+      const inbound = (await router.store.readLog(routed.ticketId)).filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id);
+      expect(inbound).toEqual([message.id, follow.id]);
+    } finally {
+      spy.mockRestore();
     }
   });
 });

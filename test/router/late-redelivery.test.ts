@@ -5,7 +5,7 @@
  * recent log (journal.ts loggedSince). Here `nats.duplicateWindow` is 1 s and each case waits it
  * out; the crash is staged by removing what the dead attempt would not have written.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -152,5 +152,86 @@ describe('a redelivery later than the duplicate window', () => {
     const deliveries = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'delivery');
     expect(deliveries).toHaveLength(1);
     expect((await gw.ticket(routed.ticketId))?.appliedSeq).toBe(before?.appliedSeq);
+  });
+
+  it('of a delivery status published again as a new message (a platform resending its receipt after a crash): logged once, applied once', async () => {
+    const message = chatMessage({ chat: 'late-receipt' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const status = {
+      v: 1, type: 'delivery.status', outboundId: `${routed.ticketId}:reply-2`, ticketId: routed.ticketId, channel: message.channel,
+      account: message.account, status: 'delivered', platformMessageId: 'out-78', at: new Date().toISOString(), purpose: 'agent_reply',
+    };
+    const js = jetstream(gw.nc, PATIENT);
+    const subject = `omni.status.${message.channel}.${message.account}`;
+    await js.publish(subject, JSON.stringify(status), { msgID: `status:${status.outboundId}:delivered` });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.id === `ticket.delivery:dlv:${status.outboundId}:delivered`);
+    const before = await gw.ticket(routed.ticketId);
+    await pastTheWindow();
+
+    await js.publish(subject, JSON.stringify(status), { msgID: `status:${status.outboundId}:delivered` });
+    const follow = chatMessage({ chat: 'late-receipt' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await expect.poll(async () => (await jetstreamManager(gw.nc, PATIENT)).consumers.info('OMNI_STATUS', Consumers.routerStatus).then((i) => i.num_ack_pending + i.num_pending)).toBe(0);
+
+    expect((await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'delivery')).toHaveLength(1);
+    expect((await gw.ticket(routed.ticketId))?.appliedSeq).toBe(before?.appliedSeq);
+  });
+});
+
+describe('what the log lookup costs and keeps', () => {
+  it('is never made for fresh messages, nor for the message that opened its ticket', async () => {
+    const spy = vi.spyOn(gw.gateway.router!.journal, 'loggedSince');
+    try {
+      const messages = Array.from({ length: 12 }, (_, i) => chatMessage({ chat: `fresh-${i % 3}` }));
+      for (const m of messages) await publishEvent(gw.nc, m);
+      for (const m of messages) await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === m.id);
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('never holds back an event: a coalesced batch retried after its first event failed announces every message, though later log entries had landed', async () => {
+    const journal = gw.gateway.router!.journal;
+    const emit = journal.emit.bind(journal);
+    const spy = vi.spyOn(journal, 'loggedSince');
+    const opener = chatMessage({ chat: 'retried-batch', text: 'нулевое' });
+    const first = chatMessage({ chat: 'retried-batch', text: 'первое' });
+    const second = chatMessage({ chat: 'retried-batch', text: 'второе' });
+    let failures = 0;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    // The opener's announcement waits until the next two are queued behind it, so its lane hands
+    // them over as one batch. Then the events stream refuses the first one's event once while the
+    // log stores both entries (two streams, two leaders): the retry finds both logged and must
+    // still announce both.
+    journal.emit = async (type, ticket, causeId, entry) => {
+      if (type === 'ticket.message' && causeId === opener.id) await held;
+      if (type === 'ticket.message' && causeId === first.id && failures < 1) {
+        failures++;
+        throw new Error('injected: events stream unavailable');
+      }
+      return emit(type, ticket, causeId, entry);
+    };
+    try {
+      await publishEvent(gw.nc, opener);
+      await publishEvent(gw.nc, first);
+      await publishEvent(gw.nc, second);
+      await new Promise((r) => setTimeout(r, 500));
+      release();
+      const announced = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === first.id, 30_000);
+      await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === second.id, 30_000);
+      expect(failures).toBe(1);
+      expect(spy).toHaveBeenCalledTimes(1);
+      const logged = await spy.mock.results[0]!.value;
+      expect([...logged.keys()]).toEqual(expect.arrayContaining([`log:${first.id}`, `log:${second.id}`]));
+      const inbound = (await logOf(announced.ticketId)).filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id);
+      expect(inbound).toEqual([opener.id, first.id, second.id]);
+    } finally {
+      journal.emit = emit;
+      spy.mockRestore();
+    }
   });
 });
