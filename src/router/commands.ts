@@ -25,7 +25,7 @@ import {
   type Ticket,
 } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
-import type { Journal } from './journal.js';
+import type { Journal, LoggedIds } from './journal.js';
 import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
@@ -103,15 +103,17 @@ export class CommandHandler {
    * The key is claimed with a KV create (compare-and-set), so two concurrent requests with one key
    * never both act: the second waits up to CLAIM_WAIT_MS for the first one's result, then answers
    * `in_progress` (retry later with the same key). Only a claim older than CLAIM_STALE_MS — left
-   * by a process that died mid-command — is taken over.
+   * by a process that died mid-command — is taken over; `act` is then told when that claim was
+   * made (ms), since the dead attempt may have logged its entry longer ago than the duplicate window.
    */
-  private async once(kind: string, key: string | undefined, act: () => Promise<CommandResult>): Promise<CommandResult> {
+  private async once(kind: string, key: string | undefined, act: (takenOverFrom?: number) => Promise<CommandResult>): Promise<CommandResult> {
     if (!key) return act();
     const kv = this.bus.kv.dedup;
     const marker = `cmd.${kind}.${hashKey(key)}`;
     const claim = JSON.stringify({ pending: true, at: Date.now() });
     for (let waited = 0; ; waited += CLAIM_POLL_MS) {
       let revision = 0;
+      let takenOverFrom: number | undefined;
       try {
         revision = await kv.create(marker, claim);
       } catch (err) {
@@ -130,6 +132,7 @@ export class CommandHandler {
         // The holder died mid-command: take the claim over, once.
         try {
           revision = await this.bus.guardedUpdate('dedup', marker, claim, prior.revision);
+          takenOverFrom = value.at;
         } catch (e) {
           if (!isCasConflict(e)) throw e;
           continue;
@@ -137,7 +140,7 @@ export class CommandHandler {
       }
       let result: CommandResult;
       try {
-        result = await act();
+        result = await act(takenOverFrom);
       } catch (err) {
         await kv.delete(marker, { previousSeq: revision }).catch(() => {});
         throw err;
@@ -156,7 +159,7 @@ export class CommandHandler {
     const cmd = parse(ReplyCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
-    return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
+    return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (takenOverFrom) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
       const ticket = found.value;
@@ -184,7 +187,7 @@ export class CommandHandler {
         template: c.template,
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
-      await this.journal.append(ticket.id, entry, `out:${id}`);
+      await this.journal.appendUnlessLogged(ticket.id, entry, `out:${id}`, await this.loggedBefore(ticket.id, takenOverFrom));
       await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id);
       // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
       const updated = automated
@@ -203,15 +206,25 @@ export class CommandHandler {
     const cmd = parse(NoteCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
-    return this.once('note', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
+    const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
+    return this.once('note', key, async (takenOverFrom) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
-      const id = `note:${randomUUID()}`;
+      // From the key when there is one: an attempt repeated after a failure or a crash writes the
+      // same entry, which the log's dedup (or the lookup below) keeps once.
+      const id = `note:${key ? hashKey(key).slice(0, 32) : randomUUID()}`;
       const entry: LogEntry = { kind: 'note', at: new Date().toISOString(), id, text: c.text, author: c.author };
-      await this.journal.append(c.ticketId, entry, id);
+      await this.journal.appendUnlessLogged(c.ticketId, entry, id, await this.loggedBefore(c.ticketId, takenOverFrom));
       await this.journal.emit('ticket.note', found.value, id, entry);
       return { ok: true, result: { ticketId: c.ticketId, noteId: id } };
     });
+  }
+
+  /** What a dead attempt that claimed the command at `takenOverFrom` (ms) logged, when the duplicate window may not cover it. */
+  private async loggedBefore(ticketId: string, takenOverFrom: number | undefined): Promise<LoggedIds | undefined> {
+    if (takenOverFrom === undefined) return undefined;
+    const since = takenOverFrom * 1e6;
+    return this.journal.dedupMayHaveLapsed(since) ? this.journal.loggedSince(ticketId, since) : undefined;
   }
 
   link(body: unknown): Promise<CommandResult> {

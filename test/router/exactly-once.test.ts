@@ -225,6 +225,36 @@ describe('a step that failed half-way', () => {
   });
 });
 
+describe('a command that failed after its log entry', () => {
+  it('a note retried with its idempotency key is logged once', async () => {
+    const message = chatMessage({ chat: 'note-retried' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const journal = gw.gateway.router!.journal;
+    const emit = journal.emit.bind(journal);
+    let failures = 0;
+    journal.emit = (type, ticket, causeId, entry) => {
+      if (type === 'ticket.note' && ticket.id === routed.ticketId && failures < 1) {
+        failures++;
+        return Promise.reject(new Error('injected: events stream unavailable'));
+      }
+      return emit(type, ticket, causeId, entry);
+    };
+    try {
+      const body = { ticketId: routed.ticketId, text: 'Клиенту перезвонить после 15:00', author: { id: 'agent-1' }, idempotencyKey: 'note-77' };
+      const failed = await gw.request('omni.cmd.note', body);
+      expect(failed.ok).toBe(false);
+      const retried = await gw.request('omni.cmd.note', body);
+      expect(retried.ok).toBe(true);
+      const notes = (await gw.gateway.router!.store.readLog(routed.ticketId)).filter((l) => l.entry.kind === 'note');
+      expect(notes).toHaveLength(1);
+      expect((notes[0]!.entry as any).id).toBe(retried.result.noteId);
+    } finally {
+      journal.emit = emit;
+    }
+  });
+});
+
 describe('inside the duplicate window', () => {
   it('a redelivered message the ticket recorded, its marker missing, is not looked up in the log: JetStream drops its repeated writes', async () => {
     const message = chatMessage({ chat: 'inside-window' });
