@@ -235,23 +235,29 @@ export class CommandHandler {
     const cmd = parse(StatusCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
-    return this.once('status', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async () => {
+    const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
+    return this.once('status', key, async (takenOverFrom) => {
       const at = new Date().toISOString();
+      // From the key when there is one, and kept on the ticket with the change: a retry after the
+      // change was made but its log entry failed (the command answered an error) logs it then.
+      // Without it the ticket would be closed while its log, the read model and every helpdesk
+      // still said open.
+      const id = `status:${key ? hashKey(key).slice(0, 32) : randomUUID()}`;
       // The status replaced is that of the run whose write landed: after a conflict it may differ from the first read.
       const applied = await this.store.apply(c.ticketId, (t) => {
-        if (t.status === c.status) return { next: null, outcome: t.status };
+        if (t.status === c.status) return { next: null, outcome: { from: t.status, ours: key !== undefined && t.statusOp?.id === id ? t.statusOp.from : undefined } };
         const from = t.status;
         t.status = c.status;
         t.updatedAt = at;
         t.closedAt = CLOSED_STATUSES.has(c.status) ? at : undefined;
-        return { next: t, outcome: from };
+        t.statusOp = key ? { id, from } : undefined;
+        return { next: t, outcome: { from, ours: from } };
       });
       if (!applied) return missing(this.store, c.ticketId);
-      const from = applied.outcome;
-      if (applied.changed) {
-        const id = `status:${randomUUID()}`;
+      const from = applied.outcome.ours ?? applied.outcome.from;
+      if (applied.outcome.ours !== undefined) {
         const entry: LogEntry = { kind: 'status', at, from, to: c.status, author: c.author };
-        await this.journal.append(c.ticketId, entry, id);
+        await this.journal.appendUnlessLogged(c.ticketId, entry, id, await this.loggedBefore(c.ticketId, takenOverFrom));
         await this.journal.emit('ticket.status', applied.ticket, id, entry);
       }
       return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };

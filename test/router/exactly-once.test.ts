@@ -225,7 +225,7 @@ describe('a step that failed half-way', () => {
   });
 });
 
-describe('a command that failed after its log entry', () => {
+describe('a command that failed half-way', () => {
   it('a note retried with its idempotency key is logged once', async () => {
     const message = chatMessage({ chat: 'note-retried' });
     await publishEvent(gw.nc, message);
@@ -251,6 +251,36 @@ describe('a command that failed after its log entry', () => {
       expect((notes[0]!.entry as any).id).toBe(retried.result.noteId);
     } finally {
       journal.emit = emit;
+    }
+  });
+
+  it('a status change retried with its idempotency key after its log entry failed is logged once, with the status it replaced', async () => {
+    const message = chatMessage({ chat: 'status-retried' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const journal = gw.gateway.router!.journal;
+    const append = journal.append.bind(journal);
+    let failures = 0;
+    // The ticket is closed, then its log entry fails (the log stream's leader cut off): the
+    // command answers an error, and the client retries with the same key.
+    journal.append = (ticketId, entry, msgID) => {
+      if (ticketId === routed.ticketId && entry.kind === 'status' && failures < 1) {
+        failures++;
+        return Promise.reject(new Error('injected: log stream unavailable'));
+      }
+      return append(ticketId, entry, msgID);
+    };
+    try {
+      const body = { ticketId: routed.ticketId, status: 'closed', author: { id: 'agent-1' }, idempotencyKey: 'close-1' };
+      expect((await gw.request('omni.cmd.status', body)).ok).toBe(false);
+      const retried = await gw.request('omni.cmd.status', body);
+      expect(retried.ok).toBe(true);
+      expect(retried.result.from).toBe('new');
+      const statuses = (await gw.gateway.router!.store.readLog(routed.ticketId)).filter((l) => l.entry.kind === 'status').map((l) => l.entry);
+      expect(statuses).toMatchObject([{ from: 'new', to: 'closed' }]);
+      await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === routed.ticketId && e.status === 'closed');
+    } finally {
+      journal.append = append;
     }
   });
 });
