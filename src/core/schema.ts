@@ -404,8 +404,9 @@ export const Ticket = z.object({
   /** Id of the last automated change (SLA mark, satisfaction request): who won a compare-and-set is read from the stored record. */
   automationOp: z.string().optional(),
   /**
-   * The last status change made by a command with an idempotency key, and the status it replaced:
-   * a retry of that command after its log entry failed finds its change made and logs it then.
+   * The last status change made by a command with an idempotency key (or a failed reply putting
+   * the ticket back to open), and the status it replaced: a retry after its log entry failed
+   * finds the change made and logs it then.
    */
   statusOp: z.object({ id: z.string(), from: TicketStatus }).optional(),
   sla: z

@@ -65,8 +65,13 @@ export class DeliveryRecorder {
     // Past the duplicate window a repeated append would be stored again, under a new sequence the
     // ticket has not applied. An outcome the ticket recorded was logged before it was applied; a
     // redelivery of one whose attempt died after its append finds the entry in the log.
+    // One the ticket recorded and reported again as a new message (a platform's receipt sent
+    // again) is looked up from its own time, when that is older than the window.
     const recorded = ticket.value.recentDeliveries?.includes(mark) ?? false;
-    const loggedSeq = recorded || earlierSince === undefined ? undefined : (await this.journal.loggedSince(s.ticketId, earlierSince)).get(logMsgId(cause));
+    const outcomeAt = Date.parse(s.at) * 1e6;
+    const lookupSince = earlierSince ?? (recorded && this.journal.dedupMayHaveLapsed(outcomeAt) ? outcomeAt : undefined);
+    const logged = lookupSince === undefined ? undefined : await this.journal.loggedSince(s.ticketId, lookupSince);
+    const loggedSeq = logged?.get(logMsgId(cause));
     const ack = recorded ? undefined : loggedSeq !== undefined ? { seq: loggedSeq } : await this.journal.append(s.ticketId, entry, cause);
     if (s.platformMessageId) {
       // Read only to find the ticket of a bounce of this message (tickets.ts IndexWrite).
@@ -80,9 +85,15 @@ export class DeliveryRecorder {
     const purpose = purposeOf(s);
     // An agent's answer, not an SLA alert to the lead or an automatic acknowledgement.
     const agentOutbound = purpose === 'agent_reply';
+    const reopenId = `dlv-reopen:${s.outboundId}`;
     const applied = await this.store.apply(s.ticketId, (t) => {
       const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus } = {};
-      if (!ack || t.appliedSeq >= ack.seq || t.recentDeliveries?.includes(mark)) return { next: null, outcome: reaction };
+      if (!ack || t.appliedSeq >= ack.seq || t.recentDeliveries?.includes(mark)) {
+        // Applied before: if that attempt put the ticket back to open, its status entry may not
+        // have been written (a crash, a failed append); it is written again, once by its id.
+        if (t.statusOp?.id === reopenId) reaction.reopenedFrom = t.statusOp.from;
+        return { next: null, outcome: reaction };
+      }
       t.appliedSeq = ack.seq;
       t.recentDeliveries = [...(t.recentDeliveries ?? []).slice(-(RECENT_DELIVERIES - 1)), mark];
       if (agentOutbound) noteDelivery(t, s);
@@ -90,6 +101,7 @@ export class DeliveryRecorder {
         // Back in the queue; lastOutboundAt is untouched, so the SLA timers see no answer either.
         reaction.reopenedFrom = t.status;
         t.status = 'open';
+        t.statusOp = { id: reopenId, from: reaction.reopenedFrom };
       }
       if (s.status === 'sent' && agentOutbound) {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
@@ -126,7 +138,7 @@ export class DeliveryRecorder {
         kind: 'status', at: entry.at, from: reaction.reopenedFrom, to: 'open', author: { id: 'router' },
         reason: `reply ${s.outboundId} failed: ${s.reason ?? 'no reason given'}`,
       };
-      writes.push(this.journal.append(s.ticketId, statusEntry, `dlv-reopen:${s.outboundId}`), this.journal.emit('ticket.status', current, `dlv-reopen:${s.outboundId}`, statusEntry));
+      writes.push(this.journal.appendUnlessLogged(s.ticketId, statusEntry, reopenId, logged), this.journal.emit('ticket.status', current, reopenId, statusEntry));
     }
     // Announced for every terminal failure of an agent's reply, also on a redelivery of the
     // status (the event id dedupes it), so a crash after the ticket update still announces it.

@@ -89,4 +89,39 @@ describe('failed delivery on the ticket', () => {
     expect(after).toMatchObject({ status: 'pending', lastDelivery: { status: 'sent', outboundId: again.result.outboundId } });
     expect(after!.lastDelivery!.reason).toBeUndefined();
   });
+
+  it('a failed reply whose back-to-open entry failed to be written: the redelivered status writes it, once', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'fail-3', from: 'client-fail-3' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'fail-3');
+    const ticketId = created.ticketId;
+    const reply = await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ, который не дойдёт' });
+    const outboundId = reply.result.outboundId as string;
+    const journal = gw.gateway.router!.journal;
+    const append = journal.append.bind(journal);
+    let failures = 0;
+    // The ticket is put back to open, then its status entry fails (the log stream's leader cut
+    // off): the status is nak'ed, redelivered, and finds its ticket update already made.
+    journal.append = (id, entry, msgID) => {
+      if (id === ticketId && entry.kind === 'status' && failures < 1) {
+        failures++;
+        return Promise.reject(new Error('injected: log stream unavailable'));
+      }
+      return append(id, entry, msgID);
+    };
+    try {
+      await reportStatus({ outboundId, ticketId, status: 'failed', reason: 'blocked_by_user: the user blocked the bot' });
+      const statusEvent = await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === ticketId, 30_000);
+      expect(statusEvent.entry).toMatchObject({ kind: 'status', from: 'pending', to: 'open' });
+      expect(failures).toBe(1);
+      // Its event went out with the failed attempt; the entry comes with the redelivery (nak 1 s).
+      const statuses = async () => (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'status').map((l) => l.entry);
+      await expect.poll(statuses, { timeout: 20_000 }).toHaveLength(1);
+      const jsm = await (await import('@nats-io/jetstream')).jetstreamManager(gw.nc);
+      await expect.poll(async () => jsm.consumers.info('OMNI_STATUS', 'router-status').then((i) => i.num_ack_pending + i.num_pending), { timeout: 20_000 }).toBe(0);
+      expect(await statuses()).toMatchObject([{ from: 'pending', to: 'open', reason: expect.stringContaining('blocked_by_user') }]);
+      expect((await gw.ticket(ticketId))?.status).toBe('open');
+    } finally {
+      journal.append = append;
+    }
+  });
 });
