@@ -414,6 +414,13 @@ export const Ticket = z.object({
       firstResponseBreachedAt: IsoTime.optional(),
       /** lastInboundAt of the customer message whose wait breached the no-answer limit. */
       noAnswerBreachedFor: IsoTime.optional(),
+      /**
+       * Breaches marked whose escalation, log entry or event may not have been made yet (a failure
+       * or a crash after the mark): the next pass makes them, each step idempotent, then clears them.
+       */
+      unreported: z
+        .array(z.object({ breach: z.enum(['first_response', 'no_answer']), since: IsoTime, at: IsoTime, limitMs: z.number().int().positive() }))
+        .optional(),
     })
     .optional(),
   /** Ids of the last inbound events applied: a redelivered event changes nothing twice. */

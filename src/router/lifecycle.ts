@@ -79,7 +79,9 @@ export class LifecycleWatcher {
   private async candidates(kind: 'sla' | 'csat', now: number): Promise<Ticket[]> {
     if (!this.o.due) return this.store.list();
     const out: Ticket[] = [];
-    for (const id of await this.o.due(kind, now)) {
+    const ids = new Set(await this.o.due(kind, now));
+    if (kind === 'sla') for (const id of this.sla?.retryIds() ?? []) ids.add(id);
+    for (const id of ids) {
       const t = await this.store.get(id, { fresh: true });
       if (t) out.push(t.value);
     }

@@ -3,8 +3,11 @@
  * customer's last message → an agent reply), counted in business time. The no-answer clock
  * starts only once an agent has answered at all: before that, the first-response timer covers
  * the wait. Each breach is marked on the ticket by compare-and-set (so it is reported once, also
- * across a restart), written to the log, announced as ticket.sla, and — if it is still true
- * right before sending — escalated to the lead.
+ * across a restart), escalated to the lead if it is still true right before sending, written to
+ * the log and announced as ticket.sla. The mark lists the breach as unreported until all of that
+ * is done: a failure or a crash on the way leaves it for the next pass, which finishes it (the
+ * escalation keeps its id, the log entry and event theirs), rather than a breach marked and never
+ * told to anyone.
  */
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
@@ -23,6 +26,7 @@ export interface SlaOptions {
 }
 
 type BreachKind = 'first_response' | 'no_answer';
+type Unreported = NonNullable<NonNullable<Ticket['sla']>['unreported']>[number];
 export interface Breach {
   breach: BreachKind;
   since: string;
@@ -39,6 +43,14 @@ export class SlaTimers {
     private readonly escalator?: Escalator,
   ) {}
 
+  /** Tickets whose breach report failed in this process: candidates of the next pass whatever the read model says. */
+  private readonly failedReports = new Set<string>();
+
+  /** Ticket ids the next pass must look at besides the due ones (see failedReports). */
+  retryIds(): string[] {
+    return [...this.failedReports];
+  }
+
   /**
    * One pass; returns the breaches recorded. A ticket that fails is logged and the pass goes on.
    * `valid` is the scanner's lease: once false (ran out by the clock), nothing more is written.
@@ -46,6 +58,10 @@ export class SlaTimers {
   async scan(tickets: Ticket[], now: number, valid: () => boolean = () => true): Promise<number> {
     let found = 0;
     for (const t of tickets) {
+      for (const u of t.sla?.unreported ?? []) {
+        if (!valid()) return found;
+        await this.report(t, u).catch((err: unknown) => this.log.warn({ ticketId: t.id, breach: u.breach, err: String(err) }, 'SLA breach not reported; next pass retries'));
+      }
       for (const b of this.breaches(t, now)) {
         if (!valid()) return found; // fenced: another replica may scan by now
         try {
@@ -82,18 +98,43 @@ export class SlaTimers {
       const sla = { ...t.sla };
       if (b.breach === 'first_response') sla.firstResponseBreachedAt = at;
       else sla.noAnswerBreachedFor = b.since;
+      sla.unreported = [...(sla.unreported ?? []), { breach: b.breach, since: b.since, at, limitMs: b.limitMs }];
       t.sla = sla;
       return t;
     });
     if (!updated) return false;
-    const entry: LogEntry = { kind: 'sla', at, breach: b.breach, since: b.since, limitMs: b.limitMs, escalatedTo: this.escalator?.targetName };
-    const cause = `sla:${b.breach}:${b.since}`;
-    await this.journal.append(ticketId, entry, cause);
-    await this.journal.emit('ticket.sla', updated, cause, entry);
     this.log.warn({ ticketId, breach: b.breach, limitMs: b.limitMs }, 'SLA breached');
     metrics.slaBreaches.inc({ breach: b.breach });
-    if (this.escalator) await this.escalate(updated, b);
+    try {
+      await this.report(updated, updated.sla!.unreported!.at(-1)!);
+    } catch (err) {
+      this.log.warn({ ticketId, breach: b.breach, err: String(err) }, 'SLA breach marked but not reported yet; next pass retries');
+    }
     return true;
+  }
+
+  /**
+   * Escalates (if still true), logs and announces a marked breach, then clears it from the
+   * ticket's unreported list. Escalation first: once the log entry is in, the read model no longer
+   * offers the ticket as due. Each step is idempotent (the escalation id, the log entry's id, looked
+   * up past the duplicate window, the event's id).
+   */
+  private async report(t: Ticket, u: Unreported): Promise<void> {
+    this.failedReports.add(t.id);
+    if (this.escalator) await this.escalate(t, u);
+    const entry: LogEntry = { kind: 'sla', at: u.at, breach: u.breach, since: u.since, limitMs: u.limitMs, escalatedTo: this.escalator?.targetName };
+    const cause = `sla:${u.breach}:${u.since}`;
+    const markedAt = Date.parse(u.at) * 1e6;
+    const logged = this.journal.dedupMayHaveLapsed(markedAt) ? await this.journal.loggedSince(t.id, markedAt) : undefined;
+    await Promise.all([this.journal.appendUnlessLogged(t.id, entry, cause, logged), this.journal.emit('ticket.sla', t, cause, entry)]);
+    await applyOwned(this.store, t.id, (cur) => {
+      const list = cur.sla?.unreported ?? [];
+      const left = list.filter((x) => x.breach !== u.breach || x.since !== u.since);
+      if (left.length === list.length) return null;
+      cur.sla = { ...cur.sla, unreported: left.length > 0 ? left : undefined };
+      return cur;
+    });
+    this.failedReports.delete(t.id);
   }
 
   /**

@@ -119,6 +119,41 @@ describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
     expect(t.sla?.firstResponseBreachedAt).toBeUndefined();
     expect(t.escalations).toBeUndefined();
   });
+
+  it('a breach marked whose log entry then failed is reported by the next pass: one entry, one event, one alert', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'sla-4' }));
+    const opened = await gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.conversation?.id === 'sla-4');
+    const journal = gw.gateway.router!.journal;
+    const append = journal.append.bind(journal);
+    let failures = 0;
+    // The breach is marked on the ticket, then its log entry fails (the log stream's leader cut
+    // off). Before, the mark stayed and nothing else ever happened: no entry, no event, no alert.
+    journal.append = (ticketId, entry, msgID) => {
+      if (ticketId === opened.ticketId && entry.kind === 'sla' && failures < 1) {
+        failures++;
+        return Promise.reject(new Error('injected: log stream unavailable'));
+      }
+      return append(ticketId, entry, msgID);
+    };
+    try {
+      const sla = gw.gateway.sla!;
+      await sla.check(Date.now() + 61 * 60_000);
+      expect(failures).toBe(1);
+      expect((await gw.ticket(opened.ticketId))?.sla?.unreported).toHaveLength(1);
+      await sla.check(Date.now() + 62 * 60_000);
+      const t = (await gw.ticket(opened.ticketId))!;
+      expect(t.sla?.unreported).toBeUndefined();
+      expect(t.escalations).toHaveLength(1);
+      const entries = (await gw.gateway.router!.store.readLog(opened.ticketId)).filter((l) => l.entry.kind === 'sla');
+      expect(entries).toMatchObject([{ entry: { breach: 'first_response' } }]);
+      await gw.waitForEvent((ev) => ev.type === 'ticket.sla' && ev.ticketId === opened.ticketId);
+      const alert = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.leads', (m: any) => m.ticketId === opened.ticketId);
+      expect(alert.text).toContain('нет первого ответа');
+      expect(await sla.check(Date.now() + 5 * H)).toBe(0);
+    } finally {
+      journal.append = append;
+    }
+  });
 });
 
 describe('lifecycle watcher: satisfaction (scans driven by the test clock)', () => {
