@@ -34,7 +34,9 @@ export class HttpServer implements HttpMount {
   private closing = false;
 
   constructor(private readonly o: HttpServerOptions) {
-    this.app = Fastify({ logger: false, bodyLimit: o.bodyLimit, return503OnClosing: true });
+    // Not Fastify's own 503 while closing: it answers before the hooks, in its own body shape,
+    // where every route documents ours (the refusal below, flat on channel routes).
+    this.app = Fastify({ logger: false, bodyLimit: o.bodyLimit, return503OnClosing: false });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
     // Once draining, only the probes and metrics are served: intake and the API answer 503 so

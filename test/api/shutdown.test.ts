@@ -87,6 +87,31 @@ describe('bounded shutdown', () => {
     console.log(`stop with a stuck client took ${took} ms (${cut ? 'cut at the grace' : 'refused'})`);
   }, 60_000);
 
+  it('a request that completes after the listener closed is refused in the route\'s own shape, not the framework\'s', async () => {
+    const gw = await startGateway(
+      { shutdownTimeout: '10s', shutdownDrain: '0s', connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }] },
+      { env: { FORM_SECRET: secret } },
+    );
+    running.push(gw);
+    const late = await keepAliveSocket(gw.gateway.http.port);
+    // Half its headers before the stop: the server holds the connection, not yet a request.
+    late.socket.write('POST /connectors/webhook/form/messages HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    const stopping = gw.gateway.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    const body = JSON.stringify({ messageId: 'late-2', sender: { id: 'c-2' }, text: 'Совсем поздно' });
+    late.socket.write(`Authorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await Promise.race([late.closed, until(() => late.received().includes('\r\n\r\n{'), 10_000, 'the answer')]);
+    await stopping;
+    const answer = late.received();
+    // Answered with our refusal (or, on a machine too slow to take it in, the socket closed unanswered).
+    if (answer) {
+      expect(answer).toMatch(/^HTTP\/1\.1 503/);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'unavailable', message: 'shutting down; retry on another replica' });
+    }
+    console.log(`request completed after close: ${answer ? 'refused in our shape' : 'socket closed unanswered'}`);
+  }, 60_000);
+
   it('a keep-alive client alone does not delay the stop', async () => {
     const gw = await startGateway({ shutdownTimeout: '10s' });
     running.push(gw);
