@@ -230,6 +230,7 @@ export class Gateway {
         backoffMaxMs: c.outbound.backoffMax,
         ackWaitMs: 30_000,
         concurrency: 32,
+        deadReplicas: this.embedded?.predecessor ? [holderOf(this.embedded.predecessor, 'connectors')] : [],
       },
     });
     await this.connectors.start(

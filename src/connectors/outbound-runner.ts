@@ -24,6 +24,11 @@ export interface OutboundRunnerOptions {
   concurrency: number;
   /** This gateway's connectors holder id (core/holder.ts, `<pid>-<host>-<random>-connectors`): named in in-flight markers and passed to the connector. */
   replica?: string;
+  /**
+   * Holder ids of gateways known dead (the previous gateway on the embedded data directory, whose
+   * lock we hold): a message one of them had in flight is decided at once, not waited on.
+   */
+  deadReplicas?: readonly string[];
 }
 
 /** How soon a message handed back by a replica that cannot send it is offered again. */
@@ -215,6 +220,7 @@ export class OutboundRunner {
    */
   private othersMayStillSend(marker: Marker | null): number {
     if (marker?.s !== 'in-flight' || marker.at === undefined || marker.by === undefined || marker.by === this.o.replica) return 0;
+    if (this.o.deadReplicas?.includes(marker.by)) return 0;
     return Math.max(0, marker.at + 2 * this.o.ackWaitMs - Date.now());
   }
 

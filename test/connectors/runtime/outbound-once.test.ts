@@ -130,4 +130,22 @@ describe('an outbound message is sent once while its sender lives', () => {
       await runner.stop();
     }
   });
+
+  it('a message the previous gateway on this data directory had in flight is decided at once: that gateway is known dead', async () => {
+    const account = 'known-dead';
+    const bus = gw.gateway.bus;
+    const calls: Array<{ id: string; attempt?: SendAttempt }> = [];
+    // A long grace (2 × ack_wait = 2 min): only the knowledge that r0 is dead lets it go now.
+    const runner = new OutboundRunner(bus, 'dedupchat', account, receiver(calls), log, { ...options, ackWaitMs: 60_000, replica: 'r2', deadReplicas: ['r0'] });
+    await runner.start();
+    try {
+      const m = outbound(account, 'known-dead-1');
+      await bus.kv.dedup.put(`out.${kvSafe(m.id)}`, JSON.stringify({ s: 'in-flight', attempts: 1, by: 'r0', at: Date.now() }));
+      await bus.publishJson(Subjects.outbound('dedupchat', account), m, m.id);
+      expect(await statusOf(account, m.id)).toMatchObject({ status: 'sent', attempts: 2 });
+      expect(calls).toEqual([{ id: m.id, attempt: { attempt: 2, replica: 'r2' } }]);
+    } finally {
+      await runner.stop();
+    }
+  });
 });
