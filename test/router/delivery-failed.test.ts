@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
+import { failWrites } from '../helpers/fail-writes.js';
 import type { DeliveryStatus, LogEntry } from '../../src/core/schema.js';
 
 const H = 60 * 60_000;
@@ -96,23 +97,14 @@ describe('failed delivery on the ticket', () => {
     const ticketId = created.ticketId;
     const reply = await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ, который не дойдёт' });
     const outboundId = reply.result.outboundId as string;
-    const journal = gw.gateway.router!.journal;
-    const append = journal.append.bind(journal);
-    let failures = 0;
     // The ticket is put back to open, then its status entry fails (the log stream's leader cut
     // off): the status is nak'ed, redelivered, and finds its ticket update already made.
-    journal.append = (id, entry, msgID) => {
-      if (id === ticketId && entry.kind === 'status' && failures < 1) {
-        failures++;
-        return Promise.reject(new Error('injected: log stream unavailable'));
-      }
-      return append(id, entry, msgID);
-    };
+    const fault = failWrites(gw.gateway.router!.journal, 'append', (id, entry) => id === ticketId && entry.kind === 'status');
     try {
       await reportStatus({ outboundId, ticketId, status: 'failed', reason: 'blocked_by_user: the user blocked the bot' });
       const statusEvent = await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === ticketId, 30_000);
       expect(statusEvent.entry).toMatchObject({ kind: 'status', from: 'pending', to: 'open' });
-      expect(failures).toBe(1);
+      expect(fault.failures()).toBe(1);
       // Its event went out with the failed attempt; the entry comes with the redelivery (nak 1 s).
       const statuses = async () => (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'status').map((l) => l.entry);
       await expect.poll(statuses, { timeout: 20_000 }).toHaveLength(1);
@@ -121,7 +113,7 @@ describe('failed delivery on the ticket', () => {
       expect(await statuses()).toMatchObject([{ from: 'pending', to: 'open', reason: expect.stringContaining('blocked_by_user') }]);
       expect((await gw.ticket(ticketId))?.status).toBe('open');
     } finally {
-      journal.append = append;
+      fault.restore();
     }
   });
 });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
+import { failWrites } from '../helpers/fail-writes.js';
 import type { DeadLetter } from '../../src/core/schema.js';
 import { metrics } from '../../src/core/metrics.js';
 import { hashKey } from '../../src/core/subjects.js';
@@ -194,25 +195,16 @@ describe('internal notes and replies', () => {
 
 describe('a step that failed half-way', () => {
   it('is retried in place: the next message of the conversation does not overtake it, and ticket.created is announced once, first', async () => {
-    const journal = gw.gateway.router!.journal;
-    const emit = journal.emit.bind(journal);
-    let failures = 0;
     // The ticket is updated, then announcing it fails twice (as when the events stream's leader
     // is cut off): the first message must still be logged and announced before the second.
-    journal.emit = (type, ticket, causeId, entry) => {
-      if (type === 'ticket.created' && ticket.conversation.id === 'half-way' && failures < 2) {
-        failures++;
-        return Promise.reject(new Error('injected: events stream unavailable'));
-      }
-      return emit(type, ticket, causeId, entry);
-    };
+    const fault = failWrites(gw.gateway.router!.journal, 'emit', (type, ticket) => type === 'ticket.created' && ticket.conversation.id === 'half-way', 2);
     try {
       const first = chatMessage({ chat: 'half-way', text: 'первое' });
       const second = chatMessage({ chat: 'half-way', text: 'второе' });
       await publishEvent(gw.nc, first);
       await publishEvent(gw.nc, second);
       const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === second.id, 30_000);
-      expect(failures).toBe(2);
+      expect(fault.failures()).toBe(2);
       const log = await gw.gateway.router!.store.readLog(routed.ticketId);
       expect(log.filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id)).toEqual([first.id, second.id]);
       const created = await gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.ticket.created', (e: any) => e.ticketId === routed.ticketId);
@@ -220,7 +212,7 @@ describe('a step that failed half-way', () => {
       const ticket = (await gw.gateway.router!.store.list()).find((t) => t.id === routed.ticketId)!;
       expect(ticket.messageCount).toBe(2);
     } finally {
-      journal.emit = emit;
+      fault.restore();
     }
   });
 });
@@ -230,16 +222,7 @@ describe('a command that failed half-way', () => {
     const message = chatMessage({ chat: 'note-retried' });
     await publishEvent(gw.nc, message);
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
-    const journal = gw.gateway.router!.journal;
-    const emit = journal.emit.bind(journal);
-    let failures = 0;
-    journal.emit = (type, ticket, causeId, entry) => {
-      if (type === 'ticket.note' && ticket.id === routed.ticketId && failures < 1) {
-        failures++;
-        return Promise.reject(new Error('injected: events stream unavailable'));
-      }
-      return emit(type, ticket, causeId, entry);
-    };
+    const fault = failWrites(gw.gateway.router!.journal, 'emit', (type, ticket) => type === 'ticket.note' && ticket.id === routed.ticketId);
     try {
       const body = { ticketId: routed.ticketId, text: 'Клиенту перезвонить после 15:00', author: { id: 'agent-1' }, idempotencyKey: 'note-77' };
       const failed = await gw.request('omni.cmd.note', body);
@@ -250,7 +233,7 @@ describe('a command that failed half-way', () => {
       expect(notes).toHaveLength(1);
       expect((notes[0]!.entry as any).id).toBe(retried.result.noteId);
     } finally {
-      journal.emit = emit;
+      fault.restore();
     }
   });
 
@@ -258,18 +241,9 @@ describe('a command that failed half-way', () => {
     const message = chatMessage({ chat: 'status-retried' });
     await publishEvent(gw.nc, message);
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
-    const journal = gw.gateway.router!.journal;
-    const append = journal.append.bind(journal);
-    let failures = 0;
     // The ticket is closed, then its log entry fails (the log stream's leader cut off): the
     // command answers an error, and the client retries with the same key.
-    journal.append = (ticketId, entry, msgID) => {
-      if (ticketId === routed.ticketId && entry.kind === 'status' && failures < 1) {
-        failures++;
-        return Promise.reject(new Error('injected: log stream unavailable'));
-      }
-      return append(ticketId, entry, msgID);
-    };
+    const fault = failWrites(gw.gateway.router!.journal, 'append', (ticketId, entry) => ticketId === routed.ticketId && entry.kind === 'status');
     try {
       const body = { ticketId: routed.ticketId, status: 'closed', author: { id: 'agent-1' }, idempotencyKey: 'close-1' };
       expect((await gw.request('omni.cmd.status', body)).ok).toBe(false);
@@ -279,8 +253,9 @@ describe('a command that failed half-way', () => {
       const statuses = (await gw.gateway.router!.store.readLog(routed.ticketId)).filter((l) => l.entry.kind === 'status').map((l) => l.entry);
       expect(statuses).toMatchObject([{ from: 'new', to: 'closed' }]);
       await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === routed.ticketId && e.status === 'closed');
+      expect(fault.failures()).toBe(1);
     } finally {
-      journal.append = append;
+      fault.restore();
     }
   });
 });

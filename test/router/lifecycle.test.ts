@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
+import { failWrites } from '../helpers/fail-writes.js';
 import { registry } from '../../src/core/metrics.js';
 import type { Ticket } from '../../src/core/schema.js';
 
@@ -123,22 +124,13 @@ describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
   it('a breach marked whose log entry then failed is reported by the next pass: one entry, one event, one alert', async () => {
     await publishEvent(gw.nc, chatMessage({ chat: 'sla-4' }));
     const opened = await gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.conversation?.id === 'sla-4');
-    const journal = gw.gateway.router!.journal;
-    const append = journal.append.bind(journal);
-    let failures = 0;
     // The breach is marked on the ticket, then its log entry fails (the log stream's leader cut
     // off). Before, the mark stayed and nothing else ever happened: no entry, no event, no alert.
-    journal.append = (ticketId, entry, msgID) => {
-      if (ticketId === opened.ticketId && entry.kind === 'sla' && failures < 1) {
-        failures++;
-        return Promise.reject(new Error('injected: log stream unavailable'));
-      }
-      return append(ticketId, entry, msgID);
-    };
+    const fault = failWrites(gw.gateway.router!.journal, 'append', (ticketId, entry) => ticketId === opened.ticketId && entry.kind === 'sla');
     try {
       const sla = gw.gateway.sla!;
       await sla.check(Date.now() + 61 * 60_000);
-      expect(failures).toBe(1);
+      expect(fault.failures()).toBe(1);
       expect((await gw.ticket(opened.ticketId))?.sla?.unreported).toHaveLength(1);
       await sla.check(Date.now() + 62 * 60_000);
       const t = (await gw.ticket(opened.ticketId))!;
@@ -151,7 +143,7 @@ describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
       expect(alert.text).toContain('нет первого ответа');
       expect(await sla.check(Date.now() + 5 * H)).toBe(0);
     } finally {
-      journal.append = append;
+      fault.restore();
     }
   });
 });
