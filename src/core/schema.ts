@@ -408,7 +408,7 @@ export const Ticket = z.object({
    * the ticket back to open), and the status it replaced: a retry after its log entry failed
    * finds the change made and logs it then.
    */
-  statusOp: z.object({ id: z.string(), from: TicketStatus }).optional(),
+  statusOp: z.object({ id: z.string(), from: TicketStatus, at: IsoTime.optional() }).optional(),
   sla: z
     .object({
       firstResponseBreachedAt: IsoTime.optional(),

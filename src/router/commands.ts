@@ -37,6 +37,17 @@ const CLAIM_POLL_MS = 50;
 const CLAIM_WAIT_MS = 5_000;
 const CLAIM_STALE_MS = 30_000;
 
+/** An idempotency key's claim while its command runs (the stored result replaces it). */
+interface Claim {
+  pending: true;
+  /** When this attempt began (ms). */
+  at: number;
+  /** The attempt failed: the next request with the key takes over at once. */
+  interrupted?: true;
+  /** When the first attempt began, if this one took over (ms). */
+  firstAt?: number;
+}
+
 export class CommandHandler {
   private readonly loops: SupervisedLoop[] = [];
 
@@ -102,37 +113,38 @@ export class CommandHandler {
    * Runs `act` once per idempotency key and stores its result; a replay returns the stored result.
    * The key is claimed with a KV create (compare-and-set), so two concurrent requests with one key
    * never both act: the second waits up to CLAIM_WAIT_MS for the first one's result, then answers
-   * `in_progress` (retry later with the same key). Only a claim older than CLAIM_STALE_MS — left
-   * by a process that died mid-command — is taken over; `act` is then told when that claim was
-   * made (ms), since the dead attempt may have logged its entry longer ago than the duplicate window.
+   * `in_progress` (retry later with the same key). A claim older than CLAIM_STALE_MS (left by a
+   * process that died mid-command) is taken over, and so at once is one whose attempt failed
+   * (marked `interrupted`). `act` is then told when the first attempt began (ms): it may have
+   * logged its entry longer ago than the duplicate window.
    */
-  private async once(kind: string, key: string | undefined, act: (takenOverFrom?: number) => Promise<CommandResult>): Promise<CommandResult> {
+  private async once(kind: string, key: string | undefined, act: (earlierAttemptAt?: number) => Promise<CommandResult>): Promise<CommandResult> {
     if (!key) return act();
     const kv = this.bus.kv.dedup;
     const marker = `cmd.${kind}.${hashKey(key)}`;
-    const claim = JSON.stringify({ pending: true, at: Date.now() });
     for (let waited = 0; ; waited += CLAIM_POLL_MS) {
+      const at = Date.now();
       let revision = 0;
-      let takenOverFrom: number | undefined;
+      let earlierAttemptAt: number | undefined;
       try {
-        revision = await kv.create(marker, claim);
+        revision = await kv.create(marker, JSON.stringify({ pending: true, at } satisfies Claim));
       } catch (err) {
         if (!isCasConflict(err)) throw err;
         const prior = await kv.get(marker);
         if (!prior || prior.operation !== 'PUT') continue;
-        const value = prior.json() as (CommandResult & { ok: true }) | { pending: true; at: number };
+        const value = prior.json() as (CommandResult & { ok: true }) | Claim;
         if (!('pending' in value)) return { ...value, replayed: true };
-        if (Date.now() - value.at < CLAIM_STALE_MS) {
+        if (!value.interrupted && at - value.at < CLAIM_STALE_MS) {
           if (waited >= CLAIM_WAIT_MS) {
             return { ok: false, error: { code: 'in_progress', message: 'a request with this idempotency key is still being processed; retry later with the same key' } };
           }
           await sleep(CLAIM_POLL_MS);
           continue;
         }
-        // The holder died mid-command: take the claim over, once.
+        // The holder died mid-command, or its attempt failed: take the claim over, once.
+        earlierAttemptAt = value.firstAt ?? value.at;
         try {
-          revision = await this.bus.guardedUpdate('dedup', marker, claim, prior.revision);
-          takenOverFrom = value.at;
+          revision = await this.bus.guardedUpdate('dedup', marker, JSON.stringify({ pending: true, at, firstAt: earlierAttemptAt } satisfies Claim), prior.revision);
         } catch (e) {
           if (!isCasConflict(e)) throw e;
           continue;
@@ -140,12 +152,15 @@ export class CommandHandler {
       }
       let result: CommandResult;
       try {
-        result = await act(takenOverFrom);
+        result = await act(earlierAttemptAt);
       } catch (err) {
-        await kv.delete(marker, { previousSeq: revision }).catch(() => {});
+        // Kept, not deleted: the retry must know an attempt ran, which may have written already.
+        const interrupted: Claim = { pending: true, interrupted: true, at, firstAt: earlierAttemptAt ?? at };
+        await kv.update(marker, JSON.stringify(interrupted), revision).catch((e: unknown) =>
+          this.log.warn({ kind, err: errorMessage(e) }, 'could not mark a failed command attempt; its retry waits for the claim to go stale'));
         throw err;
       }
-      // A failed command (unknown ticket, invalid body) is not remembered: it may succeed later.
+      // A refused command (unknown ticket, invalid body) wrote nothing and is not remembered: it may succeed later.
       if (result.ok) await kv.put(marker, JSON.stringify(result));
       else await kv.delete(marker, { previousSeq: revision }).catch(() => {});
       return result;
@@ -159,7 +174,7 @@ export class CommandHandler {
     const cmd = parse(ReplyCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
-    return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (takenOverFrom) => {
+    return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
       const ticket = found.value;
@@ -187,7 +202,7 @@ export class CommandHandler {
         template: c.template,
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
-      await this.journal.appendUnlessLogged(ticket.id, entry, `out:${id}`, await this.loggedBefore(ticket.id, takenOverFrom));
+      await this.journal.appendUnlessLogged(ticket.id, entry, `out:${id}`, await this.loggedBefore(ticket.id, earlierAttemptAt));
       await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id);
       // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
       const updated = automated
@@ -207,23 +222,23 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
-    return this.once('note', key, async (takenOverFrom) => {
+    return this.once('note', key, async (earlierAttemptAt) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
       // From the key when there is one: an attempt repeated after a failure or a crash writes the
       // same entry, which the log's dedup (or the lookup below) keeps once.
       const id = `note:${key ? hashKey(key).slice(0, 32) : randomUUID()}`;
       const entry: LogEntry = { kind: 'note', at: new Date().toISOString(), id, text: c.text, author: c.author };
-      await this.journal.appendUnlessLogged(c.ticketId, entry, id, await this.loggedBefore(c.ticketId, takenOverFrom));
+      await this.journal.appendUnlessLogged(c.ticketId, entry, id, await this.loggedBefore(c.ticketId, earlierAttemptAt));
       await this.journal.emit('ticket.note', found.value, id, entry);
       return { ok: true, result: { ticketId: c.ticketId, noteId: id } };
     });
   }
 
-  /** What a dead attempt that claimed the command at `takenOverFrom` (ms) logged, when the duplicate window may not cover it. */
-  private async loggedBefore(ticketId: string, takenOverFrom: number | undefined): Promise<LoggedIds | undefined> {
-    if (takenOverFrom === undefined) return undefined;
-    const since = takenOverFrom * 1e6;
+  /** What an earlier attempt at the command (begun at `earlierAttemptAt`, ms) logged, when the duplicate window may not cover it. */
+  private async loggedBefore(ticketId: string, earlierAttemptAt: number | undefined): Promise<LoggedIds | undefined> {
+    if (earlierAttemptAt === undefined) return undefined;
+    const since = earlierAttemptAt * 1e6;
     return this.journal.dedupMayHaveLapsed(since) ? this.journal.loggedSince(ticketId, since) : undefined;
   }
 
@@ -236,7 +251,7 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
-    return this.once('status', key, async (takenOverFrom) => {
+    return this.once('status', key, async (earlierAttemptAt) => {
       const at = new Date().toISOString();
       // From the key when there is one, and kept on the ticket with the change: a retry after the
       // change was made but its log entry failed (the command answered an error) logs it then.
@@ -244,20 +259,31 @@ export class CommandHandler {
       // still said open.
       const id = `status:${key ? hashKey(key).slice(0, 32) : randomUUID()}`;
       // The status replaced is that of the run whose write landed: after a conflict it may differ from the first read.
-      const applied = await this.store.apply(c.ticketId, (t) => {
-        if (t.status === c.status) return { next: null, outcome: { from: t.status, ours: key !== undefined && t.statusOp?.id === id ? t.statusOp.from : undefined } };
-        const from = t.status;
-        t.status = c.status;
-        t.updatedAt = at;
-        t.closedAt = CLOSED_STATUSES.has(c.status) ? at : undefined;
-        t.statusOp = key ? { id, from } : undefined;
-        return { next: t, outcome: { from, ours: from } };
-      });
+      const applied = await this.store.apply(
+        c.ticketId,
+        (t) => {
+          if (t.status === c.status) {
+            const ours = key !== undefined && t.statusOp?.id === id ? t.statusOp : undefined;
+            return { next: null, outcome: { from: ours?.from ?? t.status, ours } };
+          }
+          const from = t.status;
+          t.status = c.status;
+          t.updatedAt = at;
+          t.closedAt = CLOSED_STATUSES.has(c.status) ? at : undefined;
+          t.statusOp = key ? { id, from, at } : undefined;
+          return { next: t, outcome: { from, ours: t.statusOp } };
+        },
+        // "No change" is not checked by any write: with a key it is judged on the stored record.
+        { fresh: key !== undefined },
+      );
       if (!applied) return missing(this.store, c.ticketId);
-      const from = applied.outcome.ours ?? applied.outcome.from;
-      if (applied.outcome.ours !== undefined) {
-        const entry: LogEntry = { kind: 'status', at, from, to: c.status, author: c.author };
-        await this.journal.appendUnlessLogged(c.ticketId, entry, id, await this.loggedBefore(c.ticketId, takenOverFrom));
+      const { from, ours } = applied.outcome;
+      if (ours || (!key && applied.changed)) {
+        const entry: LogEntry = { kind: 'status', at: ours?.at ?? at, from, to: c.status, author: c.author };
+        // The change may have been made by an attempt older than the duplicate window: look for its entry.
+        const since = ours?.at && applied.changed === false ? Date.parse(ours.at) * 1e6 : earlierAttemptAt !== undefined ? earlierAttemptAt * 1e6 : undefined;
+        const logged = since !== undefined && this.journal.dedupMayHaveLapsed(since) ? await this.journal.loggedSince(c.ticketId, since) : undefined;
+        await this.journal.appendUnlessLogged(c.ticketId, entry, id, logged);
         await this.journal.emit('ticket.status', applied.ticket, id, entry);
       }
       return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };

@@ -87,11 +87,16 @@ export class DeliveryRecorder {
     const agentOutbound = purpose === 'agent_reply';
     const reopenId = `dlv-reopen:${s.outboundId}`;
     const applied = await this.store.apply(s.ticketId, (t) => {
-      const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus } = {};
+      // replayedAt: the back-to-open was made by an earlier attempt, at this time.
+      const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus; replayedAt?: string } = {};
       if (!ack || t.appliedSeq >= ack.seq || t.recentDeliveries?.includes(mark)) {
         // Applied before: if that attempt put the ticket back to open, its status entry may not
         // have been written (a crash, a failed append); it is written again, once by its id.
-        if (t.statusOp?.id === reopenId) reaction.reopenedFrom = t.statusOp.from;
+        // Not once the ticket moved on (answered, closed): the entry would then read out of order.
+        if (t.statusOp?.id === reopenId && t.status === 'open') {
+          reaction.reopenedFrom = t.statusOp.from;
+          reaction.replayedAt = t.statusOp.at;
+        }
         return { next: null, outcome: reaction };
       }
       t.appliedSeq = ack.seq;
@@ -101,7 +106,7 @@ export class DeliveryRecorder {
         // Back in the queue; lastOutboundAt is untouched, so the SLA timers see no answer either.
         reaction.reopenedFrom = t.status;
         t.status = 'open';
-        t.statusOp = { id: reopenId, from: reaction.reopenedFrom };
+        t.statusOp = { id: reopenId, from: reaction.reopenedFrom, at: entry.at };
       }
       if (s.status === 'sent' && agentOutbound) {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
@@ -132,13 +137,16 @@ export class DeliveryRecorder {
     if (reaction.first !== undefined) metrics.firstResponse.observe({ channel: s.channel }, reaction.first);
     if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
     const current = updated ?? ticket.value;
+    // A replayed back-to-open may be older than the duplicate window: look for its entry.
+    const madeAt = reaction.replayedAt ? Date.parse(reaction.replayedAt) * 1e6 : undefined;
+    const reopenLogged = madeAt !== undefined && this.journal.dedupMayHaveLapsed(madeAt) ? await this.journal.loggedSince(s.ticketId, madeAt) : logged;
     const writes: Array<Promise<unknown>> = [this.journal.emit('ticket.delivery', current, cause, entry)];
     if (reaction.reopenedFrom) {
       const statusEntry: LogEntry = {
-        kind: 'status', at: entry.at, from: reaction.reopenedFrom, to: 'open', author: { id: 'router' },
+        kind: 'status', at: reaction.replayedAt ?? entry.at, from: reaction.reopenedFrom, to: 'open', author: { id: 'router' },
         reason: `reply ${s.outboundId} failed: ${s.reason ?? 'no reason given'}`,
       };
-      writes.push(this.journal.appendUnlessLogged(s.ticketId, statusEntry, reopenId, logged), this.journal.emit('ticket.status', current, reopenId, statusEntry));
+      writes.push(this.journal.appendUnlessLogged(s.ticketId, statusEntry, reopenId, reopenLogged), this.journal.emit('ticket.status', current, reopenId, statusEntry));
     }
     // Announced for every terminal failure of an agent's reply, also on a redelivery of the
     // status (the event id dedupes it), so a crash after the ticket update still announces it.

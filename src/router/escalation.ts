@@ -46,11 +46,13 @@ export class Escalator {
   async send(t: Ticket, reason: string, cause: string, text: string): Promise<void> {
     const id = `${t.id}:${this.bus.installationId}:sla:${cause}`;
     const at = new Date().toISOString();
-    await this.store.mutate(t.id, (cur) => {
+    const stored = await this.store.mutate(t.id, (cur) => {
       if (cur.escalations?.some((e) => e.id === id)) return null;
       cur.escalations = [...(cur.escalations ?? []), { id, reason, at, outcome: 'pending' as const }].slice(-KEEP);
       return cur;
     });
+    // Sent before and settled (a report finished again after a failure further on): nothing to send.
+    if (stored?.escalations?.some((e) => e.id === id && e.outcome !== 'pending')) return;
     const message = OutboundMessage.parse({
       v: 1,
       type: 'message.outbound',

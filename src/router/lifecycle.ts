@@ -80,10 +80,12 @@ export class LifecycleWatcher {
     if (!this.o.due) return this.store.list();
     const out: Ticket[] = [];
     const ids = new Set(await this.o.due(kind, now));
-    if (kind === 'sla') for (const id of this.sla?.retryIds() ?? []) ids.add(id);
+    const retries = kind === 'sla' ? (this.sla?.retryIds() ?? []) : [];
+    for (const id of retries) ids.add(id);
     for (const id of ids) {
       const t = await this.store.get(id, { fresh: true });
       if (t) out.push(t.value);
+      else if (retries.includes(id)) this.sla!.forget(id);
     }
     return out;
   }
@@ -112,6 +114,8 @@ export class LifecycleWatcher {
       endTerm();
     });
     try {
+      // A breach a crashed (or another) scanner marked but did not report is finished by this term.
+      if (this.sla && this.o.due) this.sla.rememberUnreported(await this.store.list());
       const loops: Array<Promise<void>> = [];
       if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.candidates('sla', Date.now()), Date.now(), () => lease.valid()))));
       if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.candidates('csat', Date.now()), Date.now(), () => lease.valid()))));

@@ -43,12 +43,27 @@ export class SlaTimers {
     private readonly escalator?: Escalator,
   ) {}
 
-  /** Tickets whose breach report failed in this process: candidates of the next pass whatever the read model says. */
-  private readonly failedReports = new Set<string>();
+  /**
+   * Tickets with a breach not fully reported: candidates of the next pass whatever the read model
+   * says (it stops listing a ticket once its entry is logged, or once it is answered). Filled when
+   * a report fails and, at the start of each scanning term, from every ticket's record (the term
+   * may follow a crash or another replica's); emptied as their lists empty or the ticket goes.
+   */
+  private readonly unreported = new Set<string>();
 
-  /** Ticket ids the next pass must look at besides the due ones (see failedReports). */
+  /** Ticket ids the next pass must look at besides the due ones (see unreported). */
   retryIds(): string[] {
-    return [...this.failedReports];
+    return [...this.unreported];
+  }
+
+  /** Remembers the tickets among `tickets` whose records list unreported breaches (a term's start). */
+  rememberUnreported(tickets: Ticket[]): void {
+    for (const t of tickets) if (t.sla?.unreported?.length) this.unreported.add(t.id);
+  }
+
+  /** A ticket id the pass was asked to look at but that is gone: nothing left to report. */
+  forget(ticketId: string): void {
+    this.unreported.delete(ticketId);
   }
 
   /**
@@ -58,10 +73,16 @@ export class SlaTimers {
   async scan(tickets: Ticket[], now: number, valid: () => boolean = () => true): Promise<number> {
     let found = 0;
     for (const t of tickets) {
+      let left = 0;
       for (const u of t.sla?.unreported ?? []) {
         if (!valid()) return found;
-        await this.report(t, u).catch((err: unknown) => this.log.warn({ ticketId: t.id, breach: u.breach, err: String(err) }, 'SLA breach not reported; next pass retries'));
+        await this.report(t, u).catch((err: unknown) => {
+          left++;
+          this.log.warn({ ticketId: t.id, breach: u.breach, err: String(err) }, 'SLA breach not reported; next pass retries');
+        });
       }
+      if (left > 0) this.unreported.add(t.id);
+      else this.unreported.delete(t.id);
       for (const b of this.breaches(t, now)) {
         if (!valid()) return found; // fenced: another replica may scan by now
         try {
@@ -108,6 +129,7 @@ export class SlaTimers {
     try {
       await this.report(updated, updated.sla!.unreported!.at(-1)!);
     } catch (err) {
+      this.unreported.add(ticketId);
       this.log.warn({ ticketId, breach: b.breach, err: String(err) }, 'SLA breach marked but not reported yet; next pass retries');
     }
     return true;
@@ -120,7 +142,6 @@ export class SlaTimers {
    * up past the duplicate window, the event's id).
    */
   private async report(t: Ticket, u: Unreported): Promise<void> {
-    this.failedReports.add(t.id);
     if (this.escalator) await this.escalate(t, u);
     const entry: LogEntry = { kind: 'sla', at: u.at, breach: u.breach, since: u.since, limitMs: u.limitMs, escalatedTo: this.escalator?.targetName };
     const cause = `sla:${u.breach}:${u.since}`;
@@ -134,7 +155,6 @@ export class SlaTimers {
       cur.sla = { ...cur.sla, unreported: left.length > 0 ? left : undefined };
       return cur;
     });
-    this.failedReports.delete(t.id);
   }
 
   /**

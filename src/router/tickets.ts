@@ -193,9 +193,11 @@ export class TicketStore {
    * what it decided, and may run several times; only the run whose write landed counts, and its
    * `outcome` is returned. It may throw StaleTicketError to make the caller decide again on
    * fresh data. Callers act on the returned outcome, never on variables set inside `decide`.
+   * `fresh`: decide on the stored record from the start, for a decision to leave the ticket alone
+   * that must not rest on this process's cached copy (no write checks it).
    */
-  async apply<R>(id: string, decide: (t: TicketT) => { next: TicketT | null; outcome: R }): Promise<Applied<R> | null> {
-    let fresh = false;
+  async apply<R>(id: string, decide: (t: TicketT) => { next: TicketT | null; outcome: R }, opts: { fresh?: boolean } = {}): Promise<Applied<R> | null> {
+    let fresh = opts.fresh ?? false;
     for (;;) {
       const current = await this.get(id, { fresh });
       if (!current) return null;

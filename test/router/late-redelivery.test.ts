@@ -10,6 +10,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
+import { failWrites } from '../helpers/fail-writes.js';
 import { PATIENT } from '../helpers/nats-server.js';
 import { IndexKeys } from '../../src/router/tickets.js';
 import { Consumers } from '../../src/core/subjects.js';
@@ -177,6 +178,66 @@ describe('a redelivery later than the duplicate window', () => {
 
     expect((await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'delivery')).toHaveLength(1);
     expect((await gw.ticket(routed.ticketId))?.appliedSeq).toBe(before?.appliedSeq);
+  });
+});
+
+describe('a retry later than the duplicate window', () => {
+  it('of a status command whose log entry landed but whose announcement failed: logged once', async () => {
+    const message = chatMessage({ chat: 'late-close' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const fault = failWrites(gw.gateway.router!.journal, 'emit', (type, ticket) => type === 'ticket.status' && ticket.id === routed.ticketId);
+    try {
+      const body = { ticketId: routed.ticketId, status: 'closed', author: { id: 'agent-1' }, idempotencyKey: 'late-close-1' };
+      expect((await gw.request('omni.cmd.status', body)).ok).toBe(false);
+      await pastTheWindow();
+      expect((await gw.request('omni.cmd.status', body)).ok).toBe(true);
+      expect(fault.failures()).toBe(1);
+    } finally {
+      fault.restore();
+    }
+    const statuses = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'status');
+    expect(statuses).toHaveLength(1);
+  });
+
+  it('of a note whose log entry landed but whose announcement failed: logged once', async () => {
+    const message = chatMessage({ chat: 'late-note' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const fault = failWrites(gw.gateway.router!.journal, 'emit', (type, ticket) => type === 'ticket.note' && ticket.id === routed.ticketId);
+    try {
+      const body = { ticketId: routed.ticketId, text: 'Перезвонить', author: { id: 'agent-1' }, idempotencyKey: 'late-note-1' };
+      expect((await gw.request('omni.cmd.note', body)).ok).toBe(false);
+      await pastTheWindow();
+      expect((await gw.request('omni.cmd.note', body)).ok).toBe(true);
+    } finally {
+      fault.restore();
+    }
+    expect((await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'note')).toHaveLength(1);
+  });
+
+  it('of a failed reply reported again with a fresh time: the back-to-open entry is not written twice', async () => {
+    const message = chatMessage({ chat: 'late-failed-reply' });
+    await publishEvent(gw.nc, message);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const reply = await gw.request('omni.cmd.reply', { ticketId: routed.ticketId, text: 'Ответ, который не дойдёт' });
+    const outboundId = reply.result.outboundId as string;
+    const js = jetstream(gw.nc, PATIENT);
+    const report = () => js.publish(`omni.status.${message.channel}.${message.account}`, JSON.stringify({
+      v: 1, type: 'delivery.status', outboundId, ticketId: routed.ticketId, channel: message.channel, account: message.account,
+      status: 'failed', reason: 'blocked_by_user: the user blocked the bot', at: new Date().toISOString(), purpose: 'agent_reply',
+    }), { msgID: `status:${outboundId}:failed:${Date.now()}` });
+    await report();
+    await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === routed.ticketId);
+    await pastTheWindow();
+    await report();
+    const follow = chatMessage({ chat: 'late-failed-reply' });
+    await publishEvent(gw.nc, follow);
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await expect.poll(async () => (await jetstreamManager(gw.nc, PATIENT)).consumers.info('OMNI_STATUS', Consumers.routerStatus).then((i) => i.num_ack_pending + i.num_pending)).toBe(0);
+    const entries = (await logOf(routed.ticketId)).map((l) => l.entry.kind);
+    expect(entries.filter((k) => k === 'status')).toHaveLength(1);
+    expect(entries.filter((k) => k === 'delivery')).toHaveLength(1);
   });
 });
 

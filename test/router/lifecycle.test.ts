@@ -142,6 +142,9 @@ describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
       const alert = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.leads', (m: any) => m.ticketId === opened.ticketId);
       expect(alert.text).toContain('нет первого ответа');
       expect(await sla.check(Date.now() + 5 * H)).toBe(0);
+      // The lead was told once, across the failed and the finishing pass.
+      await until('the escalation delivered', async () => ((await gw.ticket(opened.ticketId))?.escalations?.[0]?.outcome === 'delivered' ? true : undefined));
+      expect(cb.got.leads!.filter((m) => m.text.includes(opened.ticketId))).toHaveLength(1);
     } finally {
       fault.restore();
     }
