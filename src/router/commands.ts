@@ -156,13 +156,19 @@ export class CommandHandler {
       } catch (err) {
         // Kept, not deleted: the retry must know an attempt ran, which may have written already.
         const interrupted: Claim = { pending: true, interrupted: true, at, firstAt: earlierAttemptAt ?? at };
-        await kv.update(marker, JSON.stringify(interrupted), revision).catch((e: unknown) =>
+        await this.bus.guardedUpdate('dedup', marker, JSON.stringify(interrupted), revision).catch((e: unknown) =>
           this.log.warn({ kind, err: errorMessage(e) }, 'could not mark a failed command attempt; its retry waits for the claim to go stale'));
         throw err;
       }
-      // A refused command (unknown ticket, invalid body) wrote nothing and is not remembered: it may succeed later.
+      // A refused command (unknown ticket, invalid body) wrote nothing and is not remembered: it
+      // may succeed later. After an earlier attempt that may have written, the claim stays
+      // interrupted, so a later retry still knows when to look from.
       if (result.ok) await kv.put(marker, JSON.stringify(result));
-      else await kv.delete(marker, { previousSeq: revision }).catch(() => {});
+      else if (earlierAttemptAt !== undefined) {
+        const interrupted: Claim = { pending: true, interrupted: true, at, firstAt: earlierAttemptAt };
+        await this.bus.guardedUpdate('dedup', marker, JSON.stringify(interrupted), revision).catch((e: unknown) =>
+          this.log.warn({ kind, err: errorMessage(e) }, 'could not keep a refused command retry\'s claim; a later retry waits for it to go stale'));
+      } else await kv.delete(marker, { previousSeq: revision }).catch(() => {});
       return result;
     }
   }
@@ -209,7 +215,10 @@ export class CommandHandler {
         ? ticket
         : await this.store.mutate(ticket.id, (t) => {
             t.updatedAt = entry.at;
-            if (t.status === 'new' || t.status === 'open') t.status = 'pending';
+            if (t.status === 'new' || t.status === 'open') {
+              t.status = 'pending';
+              t.statusOp = undefined; // a later change: an earlier one's retry must not log it now
+            }
             return t;
           });
       await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);

@@ -28,6 +28,9 @@ export const isEscalationId = (outboundId: string): boolean => outboundId.includ
 const KEEP = 20;
 const PUBLISH_ATTEMPTS = 6;
 
+/** How an escalation that never reached the outbound stream is recorded: it may be published again. */
+const NOT_PUBLISHED = 'not published: ';
+
 export class Escalator {
   constructor(
     private readonly bus: Bus,
@@ -47,11 +50,17 @@ export class Escalator {
     const id = `${t.id}:${this.bus.installationId}:sla:${cause}`;
     const at = new Date().toISOString();
     const stored = await this.store.mutate(t.id, (cur) => {
-      if (cur.escalations?.some((e) => e.id === id)) return null;
+      const prior = cur.escalations?.find((e) => e.id === id);
+      // Never published (NATS was down): pending again, and published now.
+      if (prior?.outcome === 'failed' && prior.detail?.startsWith(NOT_PUBLISHED)) {
+        cur.escalations = cur.escalations!.map((e) => (e.id === id ? { id, reason: e.reason, at: e.at, outcome: 'pending' as const } : e));
+        return cur;
+      }
+      if (prior) return null;
       cur.escalations = [...(cur.escalations ?? []), { id, reason, at, outcome: 'pending' as const }].slice(-KEEP);
       return cur;
     });
-    // Sent before and settled (a report finished again after a failure further on): nothing to send.
+    // Sent before and settled by the lead's channel (a report finished again after a failure further on): nothing to send.
     if (stored?.escalations?.some((e) => e.id === id && e.outcome !== 'pending')) return;
     const message = OutboundMessage.parse({
       v: 1,
@@ -79,7 +88,7 @@ export class Escalator {
         await sleep(backoffMs(attempt, 500, 8_000), this.signal);
       }
     }
-    await recordEscalationOutcome(this.store, this.journal, this.log, { id, ticketId: t.id, outcome: 'failed', detail: `not published: ${lastError || 'stopped'}`, target: this.targetName });
+    await recordEscalationOutcome(this.store, this.journal, this.log, { id, ticketId: t.id, outcome: 'failed', detail: `${NOT_PUBLISHED}${lastError || 'stopped'}`, target: this.targetName });
   }
 }
 

@@ -299,8 +299,12 @@ export class MessageRouter {
     if (reopened) {
       t.status = 'open';
       t.closedAt = undefined;
+      t.statusOp = undefined; // a later change: an earlier one's retry must not log it now
       recordOutcome(t, e.id, { reopenedFrom: from });
-    } else if (t.status === 'pending') t.status = 'open';
+    } else if (t.status === 'pending') {
+      t.status = 'open';
+      t.statusOp = undefined;
+    }
     return { seen: false, reopened, from, to: t.status };
   }
 

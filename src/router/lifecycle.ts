@@ -114,10 +114,24 @@ export class LifecycleWatcher {
       endTerm();
     });
     try {
-      // A breach a crashed (or another) scanner marked but did not report is finished by this term.
-      if (this.sla && this.o.due) this.sla.rememberUnreported(await this.store.list());
       const loops: Array<Promise<void>> = [];
-      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => void (await this.sla!.scan(await this.candidates('sla', Date.now()), Date.now(), () => lease.valid()))));
+      // A breach a crashed (or another) scanner marked but did not report is finished by this
+      // term: its first pass that can read the tickets remembers them (best effort, in the SLA
+      // loop, so it never holds up satisfaction requests; a failed sweep is tried next pass).
+      let swept = !this.o.due;
+      const sweep = async () => {
+        if (swept) return;
+        try {
+          this.sla!.rememberUnreported(await this.store.list());
+          swept = true;
+        } catch (err) {
+          this.log.warn({ err: errorMessage(err) }, 'could not look for SLA breaches left unreported; the next pass tries again');
+        }
+      };
+      if (this.sla) loops.push(this.loop('sla', term.signal, progress, async () => {
+        await sweep();
+        await this.sla!.scan(await this.candidates('sla', Date.now()), Date.now(), () => lease.valid());
+      }));
       if (this.satisfaction) loops.push(this.loop('satisfaction', term.signal, progress, async () => void (await this.satisfaction!.scan(await this.candidates('csat', Date.now()), Date.now(), () => lease.valid()))));
       await Promise.all(loops);
     } finally {
