@@ -109,7 +109,7 @@ export class SlaTimers {
     return out;
   }
 
-  /** Marks the breach (decided on the ticket as stored, by compare-and-set), then logs, announces and escalates. */
+  /** Marks the breach, listed as unreported (decided on the ticket as stored, by compare-and-set), then reports it. */
   private async record(ticketId: string, b: Breach, now: number): Promise<boolean> {
     const at = new Date().toISOString();
     const updated = await applyOwned(this.store, ticketId, (t) => {
