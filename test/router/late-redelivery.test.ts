@@ -24,6 +24,14 @@ beforeAll(async () => {
 });
 afterAll(async () => gw?.stop());
 
+/** Publishes a customer message and waits until it is routed: the message and its ticket.message event. */
+async function route(o: Parameters<typeof chatMessage>[0]) {
+  const message = chatMessage(o);
+  await publishEvent(gw.nc, message);
+  const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+  return { message, routed };
+}
+
 const pastTheWindow = () => new Promise((r) => setTimeout(r, WINDOW_MS + 1500));
 
 async function logOf(ticketId: string): Promise<Array<{ seq: number; entry: LogEntry }>> {
@@ -62,9 +70,7 @@ async function redeliver(stream: string, durable: string, subject: string, paylo
 
 describe('a redelivery later than the duplicate window', () => {
   it('of a message whose ticket update and log entry landed but whose reopen entry and processed marker did not: the reopen is logged once, the message once', async () => {
-    const first = chatMessage({ chat: 'late-reopen' });
-    await publishEvent(gw.nc, first);
-    const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === first.id);
+    const { routed: opened } = await route({ chat: 'late-reopen' });
     expect((await gw.request('omni.cmd.status', { ticketId: opened.ticketId, status: 'closed' })).ok).toBe(true);
 
     // The sender's clock, so the router reads the processed marker for it (mayBeProcessed).
@@ -79,9 +85,7 @@ describe('a redelivery later than the duplicate window', () => {
     await pastTheWindow();
 
     await publishEvent(gw.nc, again, { msgID: `${again.id}:redelivered` });
-    const follow = chatMessage({ chat: 'late-reopen' });
-    await publishEvent(gw.nc, follow);
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await route({ chat: 'late-reopen' });
 
     const ids = (await logIds(opened.ticketId)).map((l) => l.id);
     expect(ids.filter((id) => id === `log:${again.id}`)).toHaveLength(1);
@@ -92,16 +96,12 @@ describe('a redelivery later than the duplicate window', () => {
   });
 
   it('of a message that was routed whole but for its processed marker: logged once', async () => {
-    const message = chatMessage({ chat: 'late-whole', sentAtBy: 'sender' });
-    await publishEvent(gw.nc, message);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const { message, routed } = await route({ chat: 'late-whole', sentAtBy: 'sender' });
     await dropIndexKey(IndexKeys.platformMessage(message.channel, message.account, message.platform.messageId));
     await pastTheWindow();
 
     await publishEvent(gw.nc, message, { msgID: `${message.id}:redelivered` });
-    const follow = chatMessage({ chat: 'late-whole' });
-    await publishEvent(gw.nc, follow);
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    const { message: follow } = await route({ chat: 'late-whole' });
 
     const inbound = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'inbound').map((l) => (l.entry as any).event.id);
     expect(inbound).toEqual([message.id, follow.id]);
@@ -109,9 +109,7 @@ describe('a redelivery later than the duplicate window', () => {
   });
 
   it('of an edit whose log entry landed but whose done marker did not: logged once', async () => {
-    const original = chatMessage({ chat: 'late-edit' });
-    await publishEvent(gw.nc, original);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === original.id);
+    const { message: original, routed } = await route({ chat: 'late-edit' });
     const edit = {
       v: 1, type: 'message.edited', id: `${original.id}:edit-1`, channel: original.channel, account: original.account,
       conversation: original.conversation, sender: original.sender, targetPlatformMessageId: original.platform.messageId,
@@ -123,18 +121,14 @@ describe('a redelivery later than the duplicate window', () => {
     await pastTheWindow();
 
     await redeliver('OMNI_IN', 'router', `omni.in.${edit.channel}.${edit.account}`, edit);
-    const follow = chatMessage({ chat: 'late-edit' });
-    await publishEvent(gw.nc, follow);
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await route({ chat: 'late-edit' });
 
     const edits = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'edited');
     expect(edits).toHaveLength(1);
   });
 
   it('of a delivery status recorded before (JetStream redelivers it, as after a crash before its ack): logged once, applied once', async () => {
-    const message = chatMessage({ chat: 'late-status' });
-    await publishEvent(gw.nc, message);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const { message, routed } = await route({ chat: 'late-status' });
     const status = {
       v: 1, type: 'delivery.status', outboundId: `${routed.ticketId}:reply-1`, ticketId: routed.ticketId, channel: message.channel,
       account: message.account, status: 'sent', platformMessageId: 'out-77', at: new Date().toISOString(), purpose: 'agent_reply',
@@ -145,9 +139,7 @@ describe('a redelivery later than the duplicate window', () => {
     await pastTheWindow();
 
     await redeliver('OMNI_STATUS', Consumers.routerStatus, `omni.status.${message.channel}.${message.account}`, status);
-    const follow = chatMessage({ chat: 'late-status' });
-    await publishEvent(gw.nc, follow);
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await route({ chat: 'late-status' });
     await expect.poll(async () => (await jetstreamManager(gw.nc, PATIENT)).consumers.info('OMNI_STATUS', Consumers.routerStatus).then((i) => i.num_ack_pending + i.num_pending)).toBe(0);
 
     const deliveries = (await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'delivery');
@@ -156,9 +148,7 @@ describe('a redelivery later than the duplicate window', () => {
   });
 
   it('of a delivery status published again as a new message (a platform resending its receipt after a crash): logged once, applied once', async () => {
-    const message = chatMessage({ chat: 'late-receipt' });
-    await publishEvent(gw.nc, message);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const { message, routed } = await route({ chat: 'late-receipt' });
     const status = {
       v: 1, type: 'delivery.status', outboundId: `${routed.ticketId}:reply-2`, ticketId: routed.ticketId, channel: message.channel,
       account: message.account, status: 'delivered', platformMessageId: 'out-78', at: new Date().toISOString(), purpose: 'agent_reply',
@@ -171,9 +161,7 @@ describe('a redelivery later than the duplicate window', () => {
     await pastTheWindow();
 
     await js.publish(subject, JSON.stringify(status), { msgID: `status:${status.outboundId}:delivered` });
-    const follow = chatMessage({ chat: 'late-receipt' });
-    await publishEvent(gw.nc, follow);
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await route({ chat: 'late-receipt' });
     await expect.poll(async () => (await jetstreamManager(gw.nc, PATIENT)).consumers.info('OMNI_STATUS', Consumers.routerStatus).then((i) => i.num_ack_pending + i.num_pending)).toBe(0);
 
     expect((await logOf(routed.ticketId)).filter((l) => l.entry.kind === 'delivery')).toHaveLength(1);
@@ -183,9 +171,7 @@ describe('a redelivery later than the duplicate window', () => {
 
 describe('a retry later than the duplicate window', () => {
   it('of a status command whose log entry landed but whose announcement failed: logged once', async () => {
-    const message = chatMessage({ chat: 'late-close' });
-    await publishEvent(gw.nc, message);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const { routed } = await route({ chat: 'late-close' });
     const fault = failWrites(gw.gateway.router!.journal, 'emit', (type, ticket) => type === 'ticket.status' && ticket.id === routed.ticketId);
     try {
       const body = { ticketId: routed.ticketId, status: 'closed', author: { id: 'agent-1' }, idempotencyKey: 'late-close-1' };
@@ -201,9 +187,7 @@ describe('a retry later than the duplicate window', () => {
   });
 
   it('of a note whose log entry landed but whose announcement failed: logged once', async () => {
-    const message = chatMessage({ chat: 'late-note' });
-    await publishEvent(gw.nc, message);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const { routed } = await route({ chat: 'late-note' });
     const fault = failWrites(gw.gateway.router!.journal, 'emit', (type, ticket) => type === 'ticket.note' && ticket.id === routed.ticketId);
     try {
       const body = { ticketId: routed.ticketId, text: 'Перезвонить', author: { id: 'agent-1' }, idempotencyKey: 'late-note-1' };
@@ -217,9 +201,7 @@ describe('a retry later than the duplicate window', () => {
   });
 
   it('of a failed reply reported again with a fresh time: the back-to-open entry is not written twice', async () => {
-    const message = chatMessage({ chat: 'late-failed-reply' });
-    await publishEvent(gw.nc, message);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === message.id);
+    const { message, routed } = await route({ chat: 'late-failed-reply' });
     const reply = await gw.request('omni.cmd.reply', { ticketId: routed.ticketId, text: 'Ответ, который не дойдёт' });
     const outboundId = reply.result.outboundId as string;
     const js = jetstream(gw.nc, PATIENT);
@@ -231,9 +213,7 @@ describe('a retry later than the duplicate window', () => {
     await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === routed.ticketId);
     await pastTheWindow();
     await report();
-    const follow = chatMessage({ chat: 'late-failed-reply' });
-    await publishEvent(gw.nc, follow);
-    await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === follow.id);
+    await route({ chat: 'late-failed-reply' });
     await expect.poll(async () => (await jetstreamManager(gw.nc, PATIENT)).consumers.info('OMNI_STATUS', Consumers.routerStatus).then((i) => i.num_ack_pending + i.num_pending)).toBe(0);
     const entries = (await logOf(routed.ticketId)).map((l) => l.entry.kind);
     expect(entries.filter((k) => k === 'status')).toHaveLength(1);
