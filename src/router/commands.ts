@@ -245,10 +245,8 @@ export class CommandHandler {
   }
 
   /** What an earlier attempt at the command (begun at `earlierAttemptAt`, ms) logged, when the duplicate window may not cover it. */
-  private async loggedBefore(ticketId: string, earlierAttemptAt: number | undefined): Promise<LoggedIds | undefined> {
-    if (earlierAttemptAt === undefined) return undefined;
-    const since = earlierAttemptAt * 1e6;
-    return this.journal.dedupMayHaveLapsed(since) ? this.journal.loggedSince(ticketId, since) : undefined;
+  private loggedBefore(ticketId: string, earlierAttemptAt: number | undefined): Promise<LoggedIds | undefined> {
+    return this.journal.loggedIfDedupLapsed(ticketId, earlierAttemptAt === undefined ? undefined : earlierAttemptAt * 1e6);
   }
 
   link(body: unknown): Promise<CommandResult> {
@@ -291,7 +289,7 @@ export class CommandHandler {
         const entry: LogEntry = { kind: 'status', at: ours?.at ?? at, from, to: c.status, author: c.author };
         // The change may have been made by an attempt older than the duplicate window: look for its entry.
         const since = ours?.at && applied.changed === false ? Date.parse(ours.at) * 1e6 : earlierAttemptAt !== undefined ? earlierAttemptAt * 1e6 : undefined;
-        const logged = since !== undefined && this.journal.dedupMayHaveLapsed(since) ? await this.journal.loggedSince(c.ticketId, since) : undefined;
+        const logged = await this.journal.loggedIfDedupLapsed(c.ticketId, since);
         await this.journal.appendUnlessLogged(c.ticketId, entry, id, logged);
         await this.journal.emit('ticket.status', applied.ticket, id, entry);
       }

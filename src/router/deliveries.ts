@@ -139,7 +139,7 @@ export class DeliveryRecorder {
     const current = updated ?? ticket.value;
     // A replayed back-to-open may be older than the duplicate window: look for its entry.
     const madeAt = reaction.replayedAt ? Date.parse(reaction.replayedAt) * 1e6 : undefined;
-    const reopenLogged = madeAt !== undefined && this.journal.dedupMayHaveLapsed(madeAt) ? await this.journal.loggedSince(s.ticketId, madeAt) : logged;
+    const reopenLogged = madeAt !== undefined ? await this.journal.loggedIfDedupLapsed(s.ticketId, madeAt) : logged;
     const writes: Array<Promise<unknown>> = [this.journal.emit('ticket.delivery', current, cause, entry)];
     if (reaction.reopenedFrom) {
       const statusEntry: LogEntry = {

@@ -45,6 +45,14 @@ export class Journal {
     return Date.now() - sinceNanos / 1e6 >= this.bus.options.duplicateWindowMs - CLOCK_SKEW_MS;
   }
 
+  /**
+   * What the ticket's log holds since `sinceNanos` (an earlier attempt's time), when JetStream may
+   * no longer drop a repeat of it (dedupMayHaveLapsed); undefined when it still does, or no time.
+   */
+  async loggedIfDedupLapsed(ticketId: string, sinceNanos: number | undefined): Promise<LoggedIds | undefined> {
+    return sinceNanos !== undefined && this.dedupMayHaveLapsed(sinceNanos) ? this.loggedSince(ticketId, sinceNanos) : undefined;
+  }
+
   /** `append`, unless `logged` (what `loggedSince` found) has the entry already. */
   appendUnlessLogged(ticketId: string, entry: LogEntry, msgID: string, logged: LoggedIds | undefined): Promise<PubAck | undefined> {
     return logged?.has(logMsgId(msgID)) ? Promise.resolve(undefined) : this.append(ticketId, entry, msgID);

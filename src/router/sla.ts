@@ -146,7 +146,7 @@ export class SlaTimers {
     const entry: LogEntry = { kind: 'sla', at: u.at, breach: u.breach, since: u.since, limitMs: u.limitMs, escalatedTo: this.escalator?.targetName };
     const cause = `sla:${u.breach}:${u.since}`;
     const markedAt = Date.parse(u.at) * 1e6;
-    const logged = this.journal.dedupMayHaveLapsed(markedAt) ? await this.journal.loggedSince(t.id, markedAt) : undefined;
+    const logged = await this.journal.loggedIfDedupLapsed(t.id, markedAt);
     await Promise.all([this.journal.appendUnlessLogged(t.id, entry, cause, logged), this.journal.emit('ticket.sla', t, cause, entry)]);
     await applyOwned(this.store, t.id, (cur) => {
       const list = cur.sla?.unreported ?? [];
