@@ -366,12 +366,12 @@ export const Ticket = z.object({
       at: IsoTime,
     })
     .optional(),
-  /** Highest ticket-log sequence applied to this record: makes replayed delivery updates no-ops. */
+  /** Highest ticket-log sequence of a delivery outcome applied to this record (for outcomes older than recentDeliveries). */
   appliedSeq: z.number().int().nonnegative().default(0),
   /**
-   * The last delivery outcomes applied (a short hash of outbound id and status): the same outcome
-   * reported again later than the duplicate window (a platform resending a receipt after a crash)
-   * is neither logged nor applied twice.
+   * The last 16 delivery outcomes applied (a short hash of outbound id and status): an outcome
+   * delivered or reported again (a redelivery, a platform resending a receipt after a crash) is
+   * neither logged nor applied twice, in whatever order outcomes are handled.
    */
   recentDeliveries: z.array(z.string()).optional(),
   /** SLA breaches already announced, so each is reported once. */

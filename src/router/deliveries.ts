@@ -4,9 +4,10 @@
  * lastDelivery, and the ticket.delivery announcement. An agent's reply that failed for good
  * puts the ticket back to `open` (announced as ticket.status and ticket.delivery_failed): left
  * `pending` it would read "answered, waiting for the customer" in every queue and SLA view,
- * while the customer never got the answer. Idempotent: the log append carries a Nats-Msg-Id per outcome and
- * the ticket update is skipped when its log sequence was already applied; past the duplicate
- * window, the ticket's recentDeliveries and the log itself recognise an outcome reported again.
+ * while the customer never got the answer. Idempotent: the log append carries a Nats-Msg-Id
+ * per outcome, and the ticket keeps short hashes of the outcomes it applied (recentDeliveries;
+ * the highest log sequence applied covers those older than the list); past the duplicate window
+ * the log itself recognises an outcome delivered again.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -72,7 +73,13 @@ export class DeliveryRecorder {
     const lookupSince = earlierSince ?? (recorded && this.journal.dedupMayHaveLapsed(outcomeAt) ? outcomeAt : undefined);
     const logged = lookupSince === undefined ? undefined : await this.journal.loggedSince(s.ticketId, lookupSince);
     const loggedSeq = logged?.get(logMsgId(cause));
-    const ack = recorded ? undefined : loggedSeq !== undefined ? { seq: loggedSeq } : await this.journal.append(s.ticketId, entry, cause);
+    const appended = recorded || loggedSeq !== undefined ? undefined : await this.journal.append(s.ticketId, entry, cause);
+    const ack = recorded ? undefined : loggedSeq !== undefined ? { seq: loggedSeq } : appended;
+    // Logged by this attempt for the first time: never applied, since an update follows its append.
+    // Statuses are handled concurrently, so another outcome's later entry may be applied already:
+    // judging a first-time entry by the highest sequence applied dropped it (firstResponseAt,
+    // lastOutboundAt, a failed reply's back-to-open lost).
+    const firstTime = appended !== undefined && !appended.duplicate;
     if (s.platformMessageId) {
       // Read only to find the ticket of a bounce of this message (tickets.ts IndexWrite).
       await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId, { cache: false });
@@ -89,7 +96,7 @@ export class DeliveryRecorder {
     const applied = await this.store.apply(s.ticketId, (t) => {
       // replayedAt: the back-to-open was made by an earlier attempt, at this time.
       const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus; replayedAt?: string } = {};
-      if (!ack || t.appliedSeq >= ack.seq || t.recentDeliveries?.includes(mark)) {
+      if (!ack || t.recentDeliveries?.includes(mark) || (!firstTime && appliedBefore(t, ack.seq))) {
         // Applied before: if that attempt put the ticket back to open, its status entry may not
         // have been written (a crash, a failed append); it is written again, once by its id.
         // Not once the ticket moved on (answered, closed): the entry would then read out of order.
@@ -99,7 +106,7 @@ export class DeliveryRecorder {
         }
         return { next: null, outcome: reaction };
       }
-      t.appliedSeq = ack.seq;
+      t.appliedSeq = Math.max(t.appliedSeq, ack.seq);
       t.recentDeliveries = [...(t.recentDeliveries ?? []).slice(-(RECENT_DELIVERIES - 1)), mark];
       if (agentOutbound) noteDelivery(t, s);
       if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {
@@ -111,8 +118,9 @@ export class DeliveryRecorder {
       if (s.status === 'sent' && agentOutbound) {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
         if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
-        t.lastOutboundAt = s.at;
-        t.firstResponseAt ??= s.at;
+        // Outcomes of one ticket may be applied out of their order (handled concurrently, one retried).
+        if (!t.lastOutboundAt || t.lastOutboundAt < s.at) t.lastOutboundAt = s.at;
+        if (!t.firstResponseAt || s.at < t.firstResponseAt) t.firstResponseAt = s.at;
       }
       // Our mail joins the thread's References whoever wrote it, so the customer's answer threads
       // back here. In-Reply-To (lastEmailMessageId) stays on the customer's latest mail: the next
@@ -160,9 +168,22 @@ export class DeliveryRecorder {
 }
 
 /** Delivery outcomes a ticket remembers (sent, delivered and read of the last few replies). */
-const RECENT_DELIVERIES = 8;
+const RECENT_DELIVERIES = 16;
 
-/** A short hash of an outcome's cause: 72 bits, for a list of eight on one ticket. */
+/**
+ * Whether an outcome logged before at `seq` (a redelivery, a repeat) whose mark the ticket does
+ * not list was applied. While the list is not full it names every outcome applied since it was
+ * introduced, so an absent mark was not applied (its earlier attempt failed between the append
+ * and the update, and a later outcome may have been applied meanwhile). A full list, or a ticket
+ * from before the list, falls back to the highest sequence applied.
+ */
+function appliedBefore(t: Ticket, seq: number): boolean {
+  const marks = t.recentDeliveries;
+  if (marks && marks.length < RECENT_DELIVERIES) return false;
+  return t.appliedSeq >= seq;
+}
+
+/** A short hash of an outcome's cause: 72 bits, for a list of sixteen on one ticket. */
 function deliveryMark(cause: string): string {
   return hashKey(cause).slice(0, 12);
 }

@@ -91,6 +91,72 @@ describe('failed delivery on the ticket', () => {
     expect(after!.lastDelivery!.reason).toBeUndefined();
   });
 
+  it('two outcomes of one ticket handled at once: the one logged first and applied second is not lost', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'both-1', from: 'client-both' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'both-1');
+    const ticketId = created.ticketId;
+    const first = (await gw.request('omni.cmd.reply', { ticketId, text: 'Первый ответ' })).result.outboundId as string;
+    const second = (await gw.request('omni.cmd.reply', { ticketId, text: 'Второй ответ' })).result.outboundId as string;
+    // The first reply's "sent" is logged first, then held up writing its platform-id index
+    // entry; the second's "failed" is logged after it and applied meanwhile. Before, the first
+    // was then judged applied (its log sequence below the highest applied) and dropped: no
+    // first response, no lastOutboundAt, for an answer the customer got.
+    const store = gw.gateway.router!.store;
+    const index = store.index.bind(store);
+    let held = 0;
+    store.index = async (key, value, o) => {
+      if (value === ticketId && held++ === 0) await new Promise((r) => setTimeout(r, 1_000));
+      return index(key, value, o);
+    };
+    try {
+      const sentAt = new Date().toISOString();
+      await reportStatus({ outboundId: first, ticketId, status: 'sent', platformMessageId: 'pm-both-1', at: sentAt });
+      await reportStatus({ outboundId: second, ticketId, status: 'failed', reason: 'network: timeout' });
+      await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+      await expect.poll(async () => (await gw.ticket(ticketId))?.firstResponseAt, { timeout: 20_000 }).toBe(sentAt);
+      const t = (await gw.ticket(ticketId))!;
+      expect(t.lastOutboundAt).toBe(sentAt);
+      expect(t.recentDeliveries).toHaveLength(2);
+      expect(held).toBeGreaterThan(0);
+    } finally {
+      Reflect.deleteProperty(store, 'index');
+    }
+  });
+
+  it('an outcome whose ticket update failed is applied on redelivery, after a later outcome was applied', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'both-2', from: 'client-both-2' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'both-2');
+    const ticketId = created.ticketId;
+    const first = (await gw.request('omni.cmd.reply', { ticketId, text: 'Первый ответ' })).result.outboundId as string;
+    const second = (await gw.request('omni.cmd.reply', { ticketId, text: 'Второй ответ' })).result.outboundId as string;
+    // The first outcome is logged, its ticket update fails once (NATS busy) and it is nak'ed for a
+    // second; the second outcome is logged and applied meanwhile. The redelivered first one finds
+    // its entry logged (a duplicate) below the highest sequence applied: before, it was skipped.
+    const store = gw.gateway.router!.store;
+    const apply = store.apply.bind(store);
+    let failed = 0;
+    store.apply = ((id: string, ...rest: Parameters<typeof apply> extends [string, ...infer R] ? R : never) => {
+      if (id === ticketId && failed++ === 0) return Promise.reject(new Error('injected: the tickets bucket has no leader'));
+      return apply(id, ...rest);
+    }) as typeof store.apply;
+    try {
+      const sentAt = new Date().toISOString();
+      await reportStatus({ outboundId: first, ticketId, status: 'sent', at: sentAt });
+      await expect.poll(() => failed, { timeout: 10_000 }).toBeGreaterThan(0);
+      const laterAt = new Date(Date.parse(sentAt) + 1_000).toISOString();
+      await reportStatus({ outboundId: second, ticketId, status: 'sent', at: laterAt });
+      await expect.poll(async () => (await gw.ticket(ticketId))?.recentDeliveries?.length, { timeout: 20_000 }).toBe(2);
+      const t = (await gw.ticket(ticketId))!;
+      // Applied second, still the first response; the later answer stays the last one.
+      expect(t.firstResponseAt).toBe(sentAt);
+      expect(t.lastOutboundAt).toBe(laterAt);
+      const deliveries = (await store.readLog(ticketId)).filter((l) => l.entry.kind === 'delivery');
+      expect(deliveries).toHaveLength(2);
+    } finally {
+      Reflect.deleteProperty(store, 'apply');
+    }
+  });
+
   it('a failed reply whose back-to-open entry failed to be written: the redelivered status writes it, once', async () => {
     await publishEvent(gw.nc, chatMessage({ chat: 'fail-3', from: 'client-fail-3' }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'fail-3');
