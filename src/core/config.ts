@@ -246,7 +246,7 @@ export const GatewayConfig = z.object({
       maxBytes: ByteSize.prefault('1GB'),
       /** A bigger payload is kept as its head only (not replayable). Under a NATS message (1 MB) with room for the letter. */
       maxPayloadBytes: ByteSize.refine((n) => n >= 1024 && n <= 512 * 1024, 'between 1KB and 512KB').prefault('256KB'),
-      /** Letters one source (a connector account, a webhook, the router) may store per minute; more are counted, not stored. */
+      /** Letters one outside source (a connector account, the router, the loop guard) may store per minute; more are counted, not stored. Failed replies, webhook deliveries and helpdesk syncs are always stored. */
       perMinute: z.number().int().min(1).default(60),
       burst: z.number().int().min(1).default(120),
     })

@@ -4,6 +4,13 @@
  * omni.dlq.<subject suffix> with the reason and the head of the original bytes. Bounded three
  * ways, because refusals are what a hostile client controls: a size cap per letter, a token bucket
  * per source (over it: counted, not stored), and the OMNI_DLQ stream's max_age and max_bytes.
+ *
+ * The token bucket applies only to what outsiders send (connector intake, events on omni.in, mail
+ * the loop guard drops). A reply, webhook delivery or helpdesk sync that failed for good is
+ * something the gateway accepted: its letter is the only copy left, so it is always stored (the
+ * stream's limits still bound it), and its volume is bounded by intake already. A webhook
+ * receiver down for a day once turned its backlog into letters faster than the bucket allowed,
+ * and the callers acked what was not stored.
  */
 import type { Bus } from './bus.js';
 import { metrics } from './metrics.js';
@@ -21,6 +28,9 @@ export interface DeadLetterLimits {
   /** Letters a source may store at once before the per-minute rate applies. */
   burst: number;
 }
+
+/** Sources whose letters an outsider can cause at will: rate-limited per source. */
+const RATE_LIMITED: ReadonlySet<DeadLetterSource> = new Set(['router', 'connector', 'loop-guard']);
 
 export const DEFAULT_DEAD_LETTER_LIMITS: DeadLetterLimits = { maxPayloadBytes: 256 * 1024, perMinute: 60, burst: 120 };
 
@@ -79,12 +89,15 @@ export class DeadLetters {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Counts the refusal and stores it unless its source is over the limit; says which happened. */
+  /**
+   * Counts the refusal and stores it unless its source is rate-limited and over the limit; says
+   * which happened. Letters of outbound, webhook and helpdesk failures are always stored.
+   */
   async park(r: Refusal): Promise<'stored' | 'suppressed'> {
     const suffix = subjectSuffix(r.source, r.scope);
     const labels = { source: r.source, reason: r.code };
     metrics.parked.inc(labels);
-    if (!this.take(suffix)) {
+    if (RATE_LIMITED.has(r.source) && !this.take(suffix)) {
       metrics.deadLettersSuppressed.inc(labels);
       return 'suppressed';
     }

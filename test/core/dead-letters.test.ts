@@ -99,6 +99,20 @@ describe('the rate limit per source', () => {
   });
 });
 
+describe('failures of what was accepted', () => {
+  it('are stored whatever the rate: a webhook delivery, a reply, a helpdesk sync past their retries are the only copy left', async () => {
+    const letters = new DeadLetters(bus, { maxPayloadBytes: 4096, perMinute: 6, burst: 3 });
+    for (const source of ['webhook', 'outbound', 'helpdesk'] as const) {
+      const outcomes = [];
+      for (let i = 0; i < 10; i++) outcomes.push(await letters.park({ source, scope: 'backlog', subject: `omni.events.ticket.message`, code: 'retries_exhausted', reason: 'receiver down', payload: `event ${i}` }));
+      expect(outcomes.every((o) => o === 'stored')).toBe(true);
+    }
+    const c = await jetstream(bus.nc).consumers.get(Streams.deadLetter, { filter_subjects: 'omni.dlq.webhook.backlog' });
+    expect((await c.info(true)).num_pending).toBe(10);
+    await c.delete();
+  });
+});
+
 describe('the dead-letter stream', () => {
   it('has the configured age and size limits, also after an upgrade from an unbounded one', async () => {
     let info = await bus.jsm.streams.info(Streams.deadLetter);
