@@ -350,6 +350,21 @@ export const Ticket = z.object({
   firstResponseAt: IsoTime.optional(),
   lastInboundAt: IsoTime.optional(),
   lastOutboundAt: IsoTime.optional(),
+  /**
+   * The agent reply that last set lastOutboundAt (and maybe firstResponseAt), with what they were
+   * before: a failure reported after it was sent (a bounce, a late `failed` status) undoes them,
+   * so the SLA watcher and reports count the customer as unanswered again.
+   */
+  lastAnswer: z
+    .object({
+      outboundId: z.string(),
+      at: IsoTime,
+      /** The mail's Message-ID (or the platform's id): a bounce naming it is this reply's failure. */
+      platformMessageId: z.string().optional(),
+      lastOutboundBefore: IsoTime.optional(),
+      firstResponseBefore: IsoTime.optional(),
+    })
+    .optional(),
   /** Until when a free-form reply is allowed (the newest replyWindowEndsAt of the customer's messages); later, only a template. */
   replyWindowEndsAt: IsoTime.optional(),
   messageCount: z.number().int().nonnegative().default(0),

@@ -178,10 +178,21 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
   const last = JSON.stringify({ status: s.status, reason: s.reason, outboundId: s.outboundId, at: s.at });
   // One statement: the purpose (the status's own, else its message's), the delivery row, and for
   // an agent reply, as deliveries.ts does: the first sent one is the first response, and a sent
-  // one answers what waited.
+  // one answers what waited (in whatever order outcomes arrive: least/greatest). One that fails
+  // after it was sent (a bounce, a late failed status) answers nothing any more: the first
+  // response, the last reply and the messages it answered are taken from the other replies sent.
+  // Every outcome moves updated_at, as on the ticket, so `updatedSince` polling sees it.
+  // (CTEs read the tables as they were before this statement: `o.outbound_id <> $1` leaves out
+  // this reply's own row, still `sent` there.)
   await tx.query(
     `WITH p AS (
        SELECT coalesce($5::text, (SELECT purpose FROM messages WHERE ticket_id = $2 AND direction = 'outbound' AND id = $1)) AS purpose
+     ), undo AS (
+       SELECT (SELECT purpose FROM p) = 'agent_reply' AND $6 = 'failed'
+              AND EXISTS (SELECT 1 FROM deliveries WHERE outbound_id = $1 AND sent_at IS NOT NULL) AS sent_before
+     ), others AS (
+       SELECT min(o.sent_at) AS first_sent, max(o.sent_at) AS last_sent FROM deliveries o
+        WHERE o.ticket_id = $2 AND o.outbound_id <> $1 AND o.purpose = 'agent_reply' AND o.status <> 'failed' AND o.sent_at IS NOT NULL
      ), d AS (
        INSERT INTO deliveries (outbound_id, ticket_id, channel, account, purpose, status, reason, platform_message_id, attempts, ${column}, updated_at, last_seq)
        SELECT $1, $2, $3, $4, p.purpose, $6, $7, $8, $9, $10::timestamptz, $10::timestamptz, $11::bigint FROM p
@@ -190,16 +201,29 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
          ${column} = coalesce(deliveries.${column}, $10::timestamptz), updated_at = $10::timestamptz, last_seq = $11::bigint, purpose = coalesce(deliveries.purpose, EXCLUDED.purpose)
        RETURNING 1
      ), t AS (
-       UPDATE tickets SET last_delivery = $12, last_seq = $11::bigint,
-              first_response_at = CASE WHEN $13::boolean THEN coalesce(first_response_at, $10::timestamptz) ELSE first_response_at END,
-              last_agent_reply_at = CASE WHEN $13::boolean THEN $10::timestamptz ELSE last_agent_reply_at END
-        WHERE id = $2 AND (SELECT purpose FROM p) = 'agent_reply' RETURNING 1
+       UPDATE tickets SET last_seq = $11::bigint, updated_at = greatest(updated_at, $14::timestamptz),
+              last_delivery = CASE WHEN (SELECT purpose FROM p) = 'agent_reply' THEN $12 ELSE last_delivery END,
+              first_response_at = CASE WHEN (SELECT purpose FROM p) <> 'agent_reply' THEN first_response_at
+                                       WHEN $13::boolean THEN least(first_response_at, $10::timestamptz)
+                                       WHEN (SELECT sent_before FROM undo) THEN (SELECT first_sent FROM others)
+                                       ELSE first_response_at END,
+              last_agent_reply_at = CASE WHEN (SELECT purpose FROM p) <> 'agent_reply' THEN last_agent_reply_at
+                                         WHEN $13::boolean THEN greatest(last_agent_reply_at, $10::timestamptz)
+                                         WHEN (SELECT sent_before FROM undo) THEN (SELECT last_sent FROM others)
+                                         ELSE last_agent_reply_at END
+        WHERE id = $2 RETURNING 1
      ), m AS (
        UPDATE messages SET answered_at = $10::timestamptz
         WHERE ticket_id = $2 AND direction = 'inbound' AND answered_at IS NULL AND at <= $10::timestamptz AND $13::boolean AND (SELECT purpose FROM p) = 'agent_reply' RETURNING 1
+     ), unanswered AS (
+       UPDATE messages i SET answered_at = (
+                SELECT min(o.sent_at) FROM deliveries o
+                 WHERE o.ticket_id = $2 AND o.outbound_id <> $1 AND o.purpose = 'agent_reply' AND o.status <> 'failed' AND o.sent_at >= i.at)
+        WHERE i.ticket_id = $2 AND i.direction = 'inbound' AND (SELECT sent_before FROM undo)
+          AND i.answered_at = (SELECT sent_at FROM deliveries WHERE outbound_id = $1) RETURNING 1
      )
      SELECT 1`,
-    [s.outboundId, ticketId, s.channel, s.account, s.purpose ?? null, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq, last, s.status === 'sent'],
+    [s.outboundId, ticketId, s.channel, s.account, s.purpose ?? null, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq, last, s.status === 'sent', entry.at],
   );
   return 'applied';
 }

@@ -21,6 +21,7 @@ export interface TicketRow {
   resolved_at: string | null;
   closed_at: string | null;
   last_inbound_at: string | null;
+  /** The last agent reply sent (column last_agent_reply_at), as the ticket's lastOutboundAt: not a reply queued, nor one that failed after it was sent. */
   last_outbound_at: string | null;
   message_count: number;
   last_delivery: unknown;
@@ -55,7 +56,7 @@ export function ticketView(r: TicketRow) {
 export type TicketView = ReturnType<typeof ticketView>;
 
 const TICKET_COLUMNS = `t.id, t.number, t.status, t.channel, t.account, t.conversation, t.subject, t.contact_id, t.contact, t.created_at, t.updated_at,
-  t.first_response_at, t.resolved_at, t.closed_at, t.last_inbound_at, t.last_outbound_at, t.message_count, t.last_delivery, t.rating,
+  t.first_response_at, t.resolved_at, t.closed_at, t.last_inbound_at, t.last_agent_reply_at AS last_outbound_at, t.message_count, t.last_delivery, t.rating,
   (SELECT coalesce(c.merged_into, c.id) FROM contacts c WHERE c.id = t.contact_id) AS contact_root`;
 
 export interface TicketFilter {

@@ -109,6 +109,8 @@ export class DeliveryRecorder {
       t.appliedSeq = Math.max(t.appliedSeq, ack.seq);
       t.recentDeliveries = [...(t.recentDeliveries ?? []).slice(-(RECENT_DELIVERIES - 1)), mark];
       if (agentOutbound) noteDelivery(t, s);
+      // Failed after it was sent (a bounce, a platform's late `failed`): the customer has no answer.
+      if (agentOutbound && s.status === 'failed') undoAnswer(t, s.outboundId);
       if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {
         // Back in the queue; lastOutboundAt is untouched, so the SLA timers see no answer either.
         reaction.reopenedFrom = t.status;
@@ -119,7 +121,10 @@ export class DeliveryRecorder {
         if (!t.firstResponseAt) reaction.first = (Date.parse(s.at) - Date.parse(t.createdAt)) / 1000;
         if (t.lastInboundAt && (!t.lastOutboundAt || t.lastOutboundAt < t.lastInboundAt)) reaction.wait = (Date.parse(s.at) - Date.parse(t.lastInboundAt)) / 1000;
         // Outcomes of one ticket may be applied out of their order (handled concurrently, one retried).
-        if (!t.lastOutboundAt || t.lastOutboundAt < s.at) t.lastOutboundAt = s.at;
+        if (!t.lastOutboundAt || t.lastOutboundAt < s.at) {
+          t.lastAnswer = { outboundId: s.outboundId, at: s.at, platformMessageId: s.platformMessageId, lastOutboundBefore: t.lastOutboundAt, firstResponseBefore: t.firstResponseAt };
+          t.lastOutboundAt = s.at;
+        }
         if (!t.firstResponseAt || s.at < t.firstResponseAt) t.firstResponseAt = s.at;
       }
       // Our mail joins the thread's References whoever wrote it, so the customer's answer threads
@@ -181,6 +186,19 @@ function appliedBefore(t: Ticket, seq: number): boolean {
   const marks = t.recentDeliveries;
   if (marks && marks.length < RECENT_DELIVERIES) return false;
   return t.appliedSeq >= seq;
+}
+
+/**
+ * A reply that failed after its `sent` was applied no longer answers the ticket: lastOutboundAt
+ * (and firstResponseAt, if this reply was the first response) go back to what they were before
+ * it. Only the newest answer is undone: once a later reply was sent, the customer has that one.
+ */
+function undoAnswer(t: Ticket, outboundId: string): void {
+  const a = t.lastAnswer;
+  if (a?.outboundId !== outboundId) return;
+  if (t.lastOutboundAt === a.at) t.lastOutboundAt = a.lastOutboundBefore;
+  if (t.firstResponseAt === a.at) t.firstResponseAt = a.firstResponseBefore;
+  t.lastAnswer = undefined;
 }
 
 /** A short hash of an outcome's cause: 72 bits, for a list of sixteen on one ticket. */

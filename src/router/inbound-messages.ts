@@ -24,7 +24,7 @@ import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import type { Resolution, Threader } from './threading.js';
-import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
+import { IndexKeys, StaleTicketError, normalizeMessageId, type TicketStore } from './tickets.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
 const NOT_CACHED = { cache: false };
@@ -411,8 +411,11 @@ export class MessageRouter {
       });
       return;
     }
+    // The reply it bounced, when that is the ticket's newest answer: its outcome, under its own id.
+    const answer = ticket.value.lastAnswer;
+    const ofAnswer = answer?.platformMessageId !== undefined && normalizeMessageId(answer.platformMessageId) === normalizeMessageId(bounce.platformMessageId);
     const status = DeliveryStatus.parse({
-      v: 1, type: 'delivery.status', outboundId: `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
+      v: 1, type: 'delivery.status', outboundId: ofAnswer ? answer.outboundId : `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
       channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
       reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
     });

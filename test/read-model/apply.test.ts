@@ -120,4 +120,36 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     expect((await search(db, 'талон', { limit: 10 })).map((h) => h.ticket.id)).toEqual(['T-20', 'T-21']);
     expect((await search(db, 'талон', { limit: 10, channel: 'telegram' }))).toEqual([]);
   });
+
+  it('a reply that fails after it was sent answers nothing: first response, last reply and answered messages come from the other replies; every outcome moves updatedAt', async () => {
+    const reply = (id: string, min: number): LogEntry => ({ kind: 'outbound', at: at(min), message: { v: 1, type: 'message.outbound', id, ticketId: 'T-30', channel: 'whatsapp', account: 'main', conversation: { id: 'c', kind: 'private' }, text: 'Ответ', attachments: [], author: { id: 'agent' }, createdAt: at(min), automated: false, purpose: 'agent_reply' } });
+    const outcome = (id: string, status: 'sent' | 'failed' | 'delivered', min: number): LogEntry => ({ kind: 'delivery', at: at(min), status: { v: 1, type: 'delivery.status', outboundId: id, ticketId: 'T-30', channel: 'whatsapp', account: 'main', status, attempts: 1, at: at(min), ...(status === 'failed' ? { reason: 'undeliverable: 131026' } : {}) } });
+    const view = async () => (await listTickets(db, { limit: 50 })).tickets.find((t) => t.id === 'T-30')!;
+    const answered = async () => db.query<{ id: string; answered_at: string | null }>(`SELECT id, answered_at FROM messages WHERE ticket_id = 'T-30' AND direction = 'inbound' ORDER BY at`);
+    await apply('T-30', inbound({ id: 'wa:30', channel: 'whatsapp', sender: { id: '79000000030@s.whatsapp.net', handles: {} }, text: 'Где заказ?', min: 100 }));
+    await apply('T-30', reply('r-1', 101));
+    // Queued is not answered: the list shows no last reply before the channel says it was sent.
+    expect((await view()).lastOutboundAt).toBeUndefined();
+    await apply('T-30', outcome('r-1', 'sent', 102));
+    await apply('T-30', inbound({ id: 'wa:31', channel: 'whatsapp', sender: { id: '79000000030@s.whatsapp.net', handles: {} }, text: 'Спасибо, а чек?', min: 103, rule: 'open-conversation' }));
+    await apply('T-30', reply('r-2', 104));
+    await apply('T-30', outcome('r-2', 'sent', 105));
+    expect(await view()).toMatchObject({ firstResponseAt: at(102), lastOutboundAt: at(105) });
+    expect(await answered()).toEqual([{ id: 'wa:30', answered_at: at(102) }, { id: 'wa:31', answered_at: at(105) }]);
+    // The second reply fails after it was sent (a late failed status): the customer's second message is unanswered again.
+    await apply('T-30', outcome('r-2', 'failed', 110));
+    expect(await view()).toMatchObject({ firstResponseAt: at(102), lastOutboundAt: at(102), updatedAt: at(110) });
+    expect(await answered()).toEqual([{ id: 'wa:30', answered_at: at(102) }, { id: 'wa:31', answered_at: null }]);
+    // The first one fails too: no first response at all.
+    await apply('T-30', outcome('r-1', 'failed', 111));
+    const t = await view();
+    expect(t.firstResponseAt).toBeUndefined();
+    expect(t.lastOutboundAt).toBeUndefined();
+    expect(await answered()).toEqual([{ id: 'wa:30', answered_at: null }, { id: 'wa:31', answered_at: null }]);
+    // A delivered receipt moves updatedAt too (a helpdesk polling with updatedSince sees it).
+    await apply('T-30', reply('r-3', 112));
+    await apply('T-30', outcome('r-3', 'sent', 113));
+    await apply('T-30', outcome('r-3', 'delivered', 120));
+    expect(await view()).toMatchObject({ firstResponseAt: at(113), lastOutboundAt: at(113), updatedAt: at(120) });
+  });
 });

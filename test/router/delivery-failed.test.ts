@@ -91,6 +91,29 @@ describe('failed delivery on the ticket', () => {
     expect(after!.lastDelivery!.reason).toBeUndefined();
   });
 
+  it('a reply that fails after it was sent (a late failed status, a bounce) answers nothing: first response undone, the SLA sees no answer', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'late-fail-1', from: 'client-late-fail' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'late-fail-1');
+    const ticketId = created.ticketId;
+    const outboundId = (await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ, который вернётся' })).result.outboundId as string;
+    const sentAt = new Date().toISOString();
+    await reportStatus({ outboundId, ticketId, status: 'sent', platformMessageId: 'pm-late-fail-1', at: sentAt });
+    await expect.poll(async () => (await gw.ticket(ticketId))?.firstResponseAt, { timeout: 20_000 }).toBe(sentAt);
+    expect((await gw.ticket(ticketId))?.lastAnswer).toMatchObject({ outboundId, platformMessageId: 'pm-late-fail-1' });
+    // The channel reports it undeliverable afterwards: as a bounce naming the platform id.
+    const bounce = { ...chatMessage({ chat: 'mailer-daemon', from: 'mailer-daemon' }), bounceOf: { platformMessageId: 'pm-late-fail-1', reason: 'smtp; 550 5.1.1 User unknown' } };
+    await publishEvent(gw.nc, bounce);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    // The bounce is this reply's outcome, under its id: a helpdesk tracking replies by id sees it failed.
+    expect(failed.lastDelivery).toMatchObject({ status: 'failed', outboundId, reason: expect.stringContaining('bounced: smtp; 550') });
+    const t = (await gw.ticket(ticketId))!;
+    expect(t).toMatchObject({ status: 'open' });
+    expect(t.firstResponseAt).toBeUndefined();
+    expect(t.lastOutboundAt).toBeUndefined();
+    expect(t.lastAnswer).toBeUndefined();
+    expect(gw.gateway.sla!.sla!.breaches(t, Date.now() + 2 * H).map((b) => b.breach)).toContain('first_response');
+  });
+
   it('two outcomes of one ticket handled at once: the one logged first and applied second is not lost', async () => {
     await publishEvent(gw.nc, chatMessage({ chat: 'both-1', from: 'client-both' }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'both-1');
