@@ -14,6 +14,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../core/errors.js';
+import { retryAfterMs } from '../core/http.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 
 export type PostOutcome = { ok: true } | { ok: false; problem: string; retryAfterMs?: number };
@@ -59,7 +60,7 @@ export async function postEvent(target: PostTarget, body: Uint8Array, meta: Post
   try {
     const { status, retryAfterHeader } = await send(target, raw, meta, request.signal, mayWrite);
     if (status >= 200 && status < 300) return { ok: true };
-    return { ok: false, problem: `receiver answered ${status}`, retryAfterMs: retryAfter(retryAfterHeader) };
+    return { ok: false, problem: `receiver answered ${status}`, retryAfterMs: retryAfterMs(retryAfterHeader) };
   } catch (err) {
     if (err instanceof Error && err.message === NOT_SENT) return { ok: false, problem: NOT_SENT };
     return { ok: false, problem: `receiver unreachable: ${errorMessage(request.signal.aborted ? request.signal.reason : err)}` };
@@ -131,11 +132,3 @@ function send(target: PostTarget, raw: Buffer, meta: PostMeta, signal: AbortSign
   });
 }
 
-/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
-export function retryAfter(value: string | null): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}

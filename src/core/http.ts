@@ -42,3 +42,15 @@ export interface RouteOptions {
    */
   errors?: 'flat';
 }
+
+/**
+ * A Retry-After header (seconds or an HTTP date) in ms; undefined when absent, unreadable or not
+ * in the future, so the caller falls back to its own backoff (a bare 429 retried at once would
+ * spend every attempt within milliseconds).
+ */
+export function retryAfterMs(value: string | null | undefined): number | undefined {
+  if (!value) return undefined;
+  const seconds = Number(value);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
+  return ms > 0 ? ms : undefined;
+}

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { RawRequest, RawResponse } from '../../core/http.js';
+import { retryAfterMs, type RawRequest, type RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
@@ -193,8 +193,7 @@ export class WebhookConnector implements Connector {
     }
     const text = await res.text().catch(() => '');
     if (res.status === 429) {
-      const retryAfter = Number(res.headers.get('retry-after'));
-      throw new TransientDeliveryError('callback rate limited (429)', Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined);
+      throw new TransientDeliveryError('callback rate limited (429)', retryAfterMs(res.headers.get('retry-after')));
     }
     if (res.status >= 500) throw new TransientDeliveryError(`callback answered ${res.status}`);
     if (res.status >= 400) throw new PermanentDeliveryError(`callback refused with ${res.status}: ${text.slice(0, 200)}`, `http_${res.status}`);

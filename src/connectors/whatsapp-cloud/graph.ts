@@ -3,6 +3,7 @@
  * delivery outcomes. The access token goes in the Authorization header only, never in URLs.
  */
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { retryAfterMs } from '../../core/http.js';
 import type { WhatsAppCloudOptions } from './index.js';
 
 export interface GraphError {
@@ -51,8 +52,7 @@ export class GraphClient {
       /* a proxy's HTML error page */
     }
     if (!res.ok) {
-      const retryAfter = Number(res.headers.get('retry-after'));
-      throw new GraphCallError(res.status, json.error ?? { message: text.slice(0, 200) }, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+      throw new GraphCallError(res.status, json.error ?? { message: text.slice(0, 200) }, retryAfterMs(res.headers.get('retry-after')));
     }
     return json as T;
   }

@@ -4,6 +4,7 @@
  * `error` names why). Token auth: `Authorization: Token token=<token>`.
  */
 import { errorMessage } from '../../core/errors.js';
+import { retryAfterMs } from '../../core/http.js';
 import { HelpdeskRefusedError, HelpdeskUnavailableError } from '../contract.js';
 
 export interface ZammadUser {
@@ -88,8 +89,7 @@ export class ZammadClient {
     }
     const reason = `Zammad answered ${res.status} to ${method} /api/v1/${path.split('?')[0]}: ${zammadError(text)}`;
     if (res.status === 429 || res.status >= 500 || res.status === 401 || res.status === 408) {
-      const after = Number(res.headers.get('retry-after'));
-      throw new HelpdeskUnavailableError(reason, Number.isFinite(after) && after > 0 ? after * 1000 : undefined);
+      throw new HelpdeskUnavailableError(reason, retryAfterMs(res.headers.get('retry-after')));
     }
     throw new HelpdeskRefusedError(`http_${res.status}`, reason);
   }
