@@ -35,9 +35,18 @@ export function serveReplay(bus: Bus, suffix: string, handler: ReplayHandler, lo
         log.warn({ err: errorMessage(err), subject: m.subject }, 'replay failed');
         outcome = { outcome: 'refused', reason: `replay failed: ${errorMessage(err)}` };
       }
-      m.respond(JSON.stringify(outcome));
+      // A requester that gave up (its inbox gone) must not end the service for the next one.
+      try {
+        m.respond(JSON.stringify(outcome));
+      } catch (err) {
+        log.warn({ err: errorMessage(err), subject: m.subject }, 'replay answer could not be sent');
+      }
     }
-  })();
+  })().catch((err: unknown) => {
+    // The subscription itself failed (a permissions violation on omni.replay.>): say so once;
+    // `dlq --replay` for this source then answers "not running", which is what it is.
+    log.error({ err: errorMessage(err), subject: Subjects.replay(suffix) }, 'replay service stopped');
+  });
   return {
     async stop() {
       await sub.drain().catch(() => {});

@@ -69,14 +69,22 @@ export class CommandHandler {
         // Drain, not unsubscribe: requests already delivered to us are still answered.
         const onAbort = () => void sub.drain().catch(() => sub.unsubscribe());
         signal.addEventListener('abort', onAbort, { once: true });
+        // Commands being answered: the loop ends only after them, so a stop does not close the
+        // bus under a reply that was logged and not yet published (its retry would send it twice).
+        const answering = new Set<Promise<void>>();
         try {
           for await (const m of sub) {
-            void this.answer(m, run)
+            const p: Promise<void> = this.answer(m, run)
               .catch((err) => this.log.warn({ err: errorMessage(err), subject: m.subject }, 'command answer not sent'))
-              .finally(progress);
+              .finally(() => {
+                answering.delete(p);
+                progress();
+              });
+            answering.add(p);
           }
         } finally {
           signal.removeEventListener('abort', onAbort);
+          await Promise.all(answering);
         }
       }, { essential: true });
       this.loops.push(loop);

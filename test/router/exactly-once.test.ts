@@ -288,3 +288,42 @@ describe('inside the duplicate window', () => {
     }
   });
 });
+
+describe('stopping the command handler', () => {
+  it('waits for the commands it is answering: a reply logged is also sent and answered, not cut off by the bus closing', async () => {
+    const own = await startGateway({});
+    const journal = own.gateway.router!.journal;
+    try {
+      await publishEvent(own.nc, chatMessage({ chat: 'stop-while-answering' }));
+      const created = await own.waitForEvent((e) => e.type === 'ticket.created');
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let reached!: () => void;
+      const reachedAppend = new Promise<void>((r) => (reached = r));
+      const append = journal.append.bind(journal);
+      journal.append = async (ticketId, entry, msgID) => {
+        if (entry.kind === 'outbound') {
+          reached();
+          await held;
+        }
+        return append(ticketId, entry, msgID);
+      };
+      const answer = own.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Ответ во время остановки' });
+      await reachedAppend;
+      let stopped = false;
+      const stopping = own.gateway.commands!.stop().then(() => {
+        stopped = true;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(stopped).toBe(false); // before: the loop ended at once, and the gateway closed the bus under the reply
+      release();
+      await stopping;
+      expect(await answer).toMatchObject({ ok: true, result: { status: 'pending' } });
+      const sent = await own.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId);
+      expect(sent.text).toBe('Ответ во время остановки');
+    } finally {
+      Reflect.deleteProperty(journal, 'append');
+      await own.stop();
+    }
+  });
+});
