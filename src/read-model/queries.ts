@@ -315,7 +315,8 @@ export async function dueTickets(
   const cutoff = new Date(o.now - (o.csatDelayMs ?? 0)).toISOString();
   const rows = await db.query<{ id: string }>(
     `SELECT id FROM tickets WHERE csat_requested_at IS NULL AND status IN ('resolved', 'closed')
-        AND (resolved_at < $1 OR closed_at < $1) ORDER BY coalesce(resolved_at, closed_at) LIMIT $2`,
+        AND (resolved_at < $1 OR closed_at < $1) AND (last_delivery IS NULL OR last_delivery->>'status' <> 'failed')
+      ORDER BY coalesce(resolved_at, closed_at) LIMIT $2`,
     [cutoff, limit],
   );
   return rows.map((r) => r.id);

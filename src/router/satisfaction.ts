@@ -63,9 +63,13 @@ export class SatisfactionRequests {
     return sent;
   }
 
-  /** Closed for `delay`, and never asked — or asked by a process that died before it was sent. Pure. */
+  /**
+   * Closed for `delay`, and never asked — or asked by a process that died before it was sent. Not
+   * while the agent's last reply failed: the customer never got the answer they would rate. Pure.
+   */
   due(t: Ticket, now: number): boolean {
     if (!CLOSED_STATUSES.has(t.status) || !t.closedAt || now - Date.parse(t.closedAt) < this.o.delayMs) return false;
+    if (t.lastDelivery?.status === 'failed') return false;
     if (!t.csat?.requestedAt) return true;
     // Resumed only when a hold was left to expire: records from before holds existed were sent.
     return !t.csat.sentAt && !!t.csat.sendingUntil && !requestInFlight(t, Date.now());

@@ -151,5 +151,13 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     await apply('T-30', outcome('r-3', 'sent', 113));
     await apply('T-30', outcome('r-3', 'delivered', 120));
     expect(await view()).toMatchObject({ firstResponseAt: at(113), lastOutboundAt: at(113), updatedAt: at(120) });
+    // Closed while the last reply had failed: not a candidate for a rating request until one goes through.
+    await apply('T-30', reply('r-4', 121));
+    await apply('T-30', outcome('r-4', 'failed', 122));
+    await apply('T-30', { kind: 'status', at: at(123), from: 'open', to: 'closed', author: { id: 'agent' } });
+    expect(await dueTickets(db, 'csat', { now: T0 + 200 * 60_000, csatDelayMs: 10 * 60_000 })).not.toContain('T-30');
+    await apply('T-30', reply('r-5', 124));
+    await apply('T-30', outcome('r-5', 'sent', 125));
+    expect(await dueTickets(db, 'csat', { now: T0 + 200 * 60_000, csatDelayMs: 10 * 60_000 })).toContain('T-30');
   });
 });

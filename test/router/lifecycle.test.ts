@@ -254,6 +254,22 @@ describe('through the HTTP channel, timers in seconds', () => {
     expect(after.status).toBe('open');
   });
 
+  it('does not ask to rate an answer the customer never got: the ticket was closed while its last reply had failed', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'csat-failed', from: 'client-csat-failed', account: 'unserved' }));
+    const created = await gw.waitForEvent((ev) => ev.type === 'ticket.created' && ev.conversation?.id === 'csat-failed');
+    const outboundId = (await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Ответ, который не дойдёт' })).result.outboundId as string;
+    // An account no connector serves: the only outcome of the reply is the one reported here.
+    const { jetstream } = await import('@nats-io/jetstream');
+    await jetstream(gw.nc).publish('omni.status.webhook.unserved', JSON.stringify({ v: 1, type: 'delivery.status', channel: 'webhook', account: 'unserved', attempts: 1, at: new Date().toISOString(), outboundId, ticketId: created.ticketId, status: 'failed', reason: 'blocked_by_user: the user blocked the bot' }));
+    await gw.waitForEvent((ev) => ev.type === 'ticket.delivery_failed' && ev.ticketId === created.ticketId);
+    await gw.request('omni.cmd.status', { ticketId: created.ticketId, status: 'closed' });
+    const t = (await gw.ticket(created.ticketId))!;
+    const satisfaction = gw.gateway.sla!.satisfaction!;
+    expect(satisfaction.due(t, Date.now() + 2 * H)).toBe(false);
+    expect(await satisfaction.request(created.ticketId, Date.now() + 2 * H)).toBe(false);
+    expect((await gw.ticket(created.ticketId))!.csat).toBeUndefined();
+  });
+
   it('a star scale is a rating: recorded, the ticket stays resolved', async () => {
     const t = await resolvedAndAsked('stars@example.ru');
     await post('stars@example.ru', '⭐⭐⭐⭐');
