@@ -50,7 +50,23 @@ export function createLogger(options: LogOptions): Logger {
       },
     },
   };
-  return options.destination ? pino(config, options.destination as pino.DestinationStream) : pino(config);
+  const root = options.destination ? pino(config, options.destination as pino.DestinationStream) : pino(config);
+  return withMergedChildren(root, root.child.bind(root), Object.keys(root.bindings()));
+}
+
+/**
+ * Children whose bindings replace their parent's of the same name. Pino appends a child's
+ * bindings to its parent's, so `component: api` then `component: webhooks` printed the key twice
+ * in one JSON line: strict parsers (Elasticsearch) reject such a line, others keep either value.
+ * A child here is made from the root with the merged bindings and the parent's level.
+ */
+function withMergedChildren(logger: Logger, fromRoot: Logger['child'], rootKeys: string[]): Logger {
+  const child = (bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger => {
+    const merged: pino.Bindings = { ...logger.bindings(), ...bindings };
+    for (const k of rootKeys) if (!(k in bindings)) delete merged[k];
+    return withMergedChildren(fromRoot(merged, { level: logger.level, ...options }), fromRoot, rootKeys);
+  };
+  return Object.assign(logger, { child }) as Logger;
 }
 
 /** Masks secrets and URL credentials in every string of a log argument; unchanged values keep their identity. */
