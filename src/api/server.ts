@@ -9,6 +9,7 @@ import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
 import { sleep } from '../core/sleep.js';
+import { refuseUnparsable } from './client-errors.js';
 import { HttpError, STATUS_OF, fail, type ApiError, type ErrorCode } from './errors.js';
 import { ReadModelUnavailable } from '../read-model/read-model.js';
 
@@ -36,7 +37,12 @@ export class HttpServer implements HttpMount {
   constructor(private readonly o: HttpServerOptions) {
     // Not Fastify's own 503 while closing: it answers before the hooks, in its own body shape,
     // where every route documents ours (the refusal below, flat on channel routes).
-    this.app = Fastify({ logger: false, bodyLimit: o.bodyLimit, return503OnClosing: false });
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: o.bodyLimit,
+      return503OnClosing: false,
+      clientErrorHandler: (err, socket) => refuseUnparsable(err, socket, (path) => this.flatRoutes.has(path) || this.flatShapes.has(shapeOf(path))),
+    });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
     // Once draining, only the probes and metrics are served: intake and the API answer 503 so

@@ -7,6 +7,7 @@
  * not a failure; the slowest is printed), nothing refused ends up in a ticket, the process still serves.
  * Then the regressions this suite was written for, one by one.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, READER, SITE_SECRET, post, startApiHarness, until, type ApiHarness } from './support.js';
 
@@ -344,5 +345,23 @@ describe('hostile input: the reported cases', () => {
     // Elsewhere the /v1 shape stays.
     const elsewhere = await fetch(`${h.gw.httpUrl}/no-such-route`);
     expect(((await elsewhere.json()) as any).error).toMatchObject({ code: 'not_found' });
+  });
+
+  it('a URL with raw non-ASCII bytes (curl \'…?q=оплата\') is a 400 naming the URL and how to fix it, in the route\'s shape', async () => {
+    const raw = async (path: string) => {
+      const { port } = new URL(h.gw.httpUrl);
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.end(Buffer.from(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`, 'utf8'));
+      let text = '';
+      for await (const chunk of socket) text += (chunk as Buffer).toString('utf8');
+      const [head, body] = text.split('\r\n\r\n');
+      return { status: Number(head!.split(' ')[1]), body: JSON.parse(body!) as unknown };
+    };
+    const api = await raw('/v1/search?q=оплата');
+    expect(api.status).toBe(400);
+    expect(api.body).toEqual({ error: { code: 'invalid_request', field: 'url', message: expect.stringMatching(/percent-encode anything outside ASCII/) } });
+    const intake = await raw('/connectors/webhook/site/messages?note=привет');
+    expect(intake.status).toBe(400);
+    expect(intake.body).toEqual({ error: 'invalid_request', field: 'url', message: expect.stringMatching(/percent-encode/) });
   });
 });
