@@ -5,6 +5,7 @@
 import type { FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import { describeZodError } from '../core/schema.js';
+import { describeUnknownKey, unknownKeys } from '../core/strict-keys.js';
 
 export const STATUS_OF = {
   invalid_request: 400,
@@ -50,6 +51,15 @@ export class HttpError extends Error {
     super(message);
     this.name = 'HttpError';
   }
+}
+
+/**
+ * Refuses a body field its schema does not know, naming it (and the nearest known name): a typo
+ * such as `autor` was dropped by the parse and the reply went out without its author.
+ */
+export function refuseUnknownFields(schema: z.ZodType, body: unknown, known: string[] = []): void {
+  const [u] = unknownKeys(schema, body, known);
+  if (u) throw new HttpError('invalid_request', `${u.path.join('.')}: ${describeUnknownKey(u)}`, u.path.join('.'));
 }
 
 /**

@@ -7,13 +7,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { TicketStatus, describeZodError } from '../core/schema.js';
+import { NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
+import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
 import { JsonInputError, parseJsonBounded } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
-import { HttpError, fail, failQuery, isErrorCode } from './errors.js';
+import { HttpError, fail, failQuery, isErrorCode, refuseUnknownFields } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { MergeRefusal, type ReadModel } from '../read-model/read-model.js';
 
@@ -158,11 +159,17 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     let body: Record<string, unknown>;
     if (isMultipart(req)) {
       const { fields, files } = await readMultipart(req);
+      const unknown = [...fields.keys()].find((name) => !MULTIPART_FIELDS.includes(name));
+      if (unknown !== undefined) {
+        const suggestion = nearest(unknown, MULTIPART_FIELDS);
+        throw new HttpError('invalid_request', `unknown field "${unknown}"${suggestion ? `; did you mean "${suggestion}"?` : `; known fields: ${MULTIPART_FIELDS.join(', ')} (and files)`}`, unknown);
+      }
       const attachments = [];
       for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`, req.params.id));
       body = { text: fields.get('text'), html: fields.get('html'), author: authorFromFields(fields), attachments };
     } else {
       body = jsonObject(req);
+      refuseUnknownFields(ReplyBody, body);
       const parsed = ReplyAttachments.safeParse(body);
       if (!parsed.success) throw new HttpError('invalid_request', describeZodError(parsed.error), parsed.error.issues[0]!.path.join('.'));
       body = { ...body, attachments: await deps.attachments.resolve(parsed.data.attachments ?? [], req.params.id) };
@@ -171,15 +178,27 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/notes', guarded, async (req, reply) => {
-    return command(deps, reply, 'note', { ...jsonObject(req), ticketId: req.params.id, idempotencyKey: idempotencyKey(req) }, 201);
+    const body = jsonObject(req);
+    refuseUnknownFields(NoteBody, body);
+    return command(deps, reply, 'note', { ...body, ticketId: req.params.id, idempotencyKey: idempotencyKey(req) }, 201);
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/status', guarded, async (req, reply) => {
-    return command(deps, reply, 'status', { ...jsonObject(req), ticketId: req.params.id, idempotencyKey: idempotencyKey(req) }, 200);
+    const body = jsonObject(req);
+    refuseUnknownFields(StatusBody, body);
+    return command(deps, reply, 'status', { ...body, ticketId: req.params.id, idempotencyKey: idempotencyKey(req) }, 200);
   });
 
   deps.attachments.register(app, { read: guarded, write: guarded });
 }
+
+/** What a body may name: the command less what the route supplies (the ticket in the path, the key in a header). */
+const fromRoute = { ticketId: true, idempotencyKey: true } as const;
+const ReplyBody = ReplyCommand.omit(fromRoute).extend(ReplyAttachments.shape);
+const NoteBody = NoteCommand.omit(fromRoute);
+const StatusBody = StatusCommand.omit(fromRoute);
+/** Text fields of a multipart reply (files may have any field name). */
+const MULTIPART_FIELDS = ['text', 'html', 'author.id', 'author.name'];
 
 function idempotencyKey(req: FastifyRequest): string | undefined {
   const v = req.headers['idempotency-key'];

@@ -347,6 +347,28 @@ describe('hostile input: the reported cases', () => {
     expect(((await elsewhere.json()) as any).error).toMatchObject({ code: 'not_found' });
   });
 
+  it('a misspelt field is refused naming it and the field meant, not dropped: on the channel, in JSON replies, notes and status, in multipart replies', async () => {
+    const top = await channel({ messageId: 'typo-1', sender: { id: 'typo@example.ru' }, text: 'Срочно', prioirty: 'high' });
+    expect(top.status).toBe(400);
+    expect(top.body).toEqual({ error: 'invalid_body', field: 'prioirty', message: expect.stringContaining('unknown key "prioirty"') });
+    const nested = await channel({ messageId: 'typo-2', sender: { id: 'typo@example.ru', phnoe: '+79160000000' }, text: 'Срочно' });
+    expect(nested.body).toEqual({ error: 'invalid_body', field: 'sender.phnoe', message: 'sender.phnoe: unknown key "phnoe"; did you mean "phone"?' });
+    const v1 = (path: string, init: RequestInit) =>
+      fetch(`${h.gw.httpUrl}/v1/tickets/T-1/${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN}`, ...(init.headers as Record<string, string>) } }).then(async (res) => ({ status: res.status, body: (await res.json()) as any }));
+    const json = { 'content-type': 'application/json' };
+    const replyTypo = await v1('replies', { method: 'POST', headers: json, body: JSON.stringify({ text: 'Ответ', autor: { id: 'agent-7' } }) });
+    expect(replyTypo).toEqual({ status: 400, body: { error: { code: 'invalid_request', field: 'autor', message: 'autor: unknown key "autor"; did you mean "author"?' } } });
+    const attachmentTypo = await v1('replies', { method: 'POST', headers: json, body: JSON.stringify({ text: 'Ответ', attachments: [{ name: 'a.txt', mimeType: 'text/plain', contentBase64: 'QQ==', sise: 1 }] }) });
+    expect(attachmentTypo.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.sise' });
+    expect((await v1('notes', { method: 'POST', headers: json, body: JSON.stringify({ txt: 'VIP' }) })).body.error).toMatchObject({ field: 'txt', message: expect.stringContaining('did you mean "text"') });
+    expect((await v1('status', { method: 'POST', headers: json, body: JSON.stringify({ status: 'closed', reason: 'done' }) })).body.error).toMatchObject({ field: 'reason' });
+    const form = new FormData();
+    form.set('text', 'Ответ');
+    form.set('autor.id', 'agent-7');
+    const multipart = await v1('replies', { method: 'POST', body: form });
+    expect(multipart).toEqual({ status: 400, body: { error: { code: 'invalid_request', field: 'autor.id', message: 'unknown field "autor.id"; did you mean "author.id"?' } } });
+  });
+
   it('a URL with raw non-ASCII bytes (curl \'…?q=оплата\') is a 400 naming the URL and how to fix it, in the route\'s shape', async () => {
     const raw = async (path: string) => {
       const { port } = new URL(h.gw.httpUrl);

@@ -6,6 +6,7 @@ import { MediaTooLargeError } from '../../core/media.js';
 import { MimeType, PrintableId, describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
 import { JsonInputError, decodeBase64Strict, parseJsonBounded } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
+import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
 import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type SendAttempt, type SendResult } from '../contract.js';
 import type { WebhookOptions } from './index.js';
 
@@ -113,6 +114,14 @@ export class WebhookConnector implements Connector {
       const message = describeZodError(parsed.error);
       await this.ctx.deadLetter(`webhook body invalid: ${message}`, req.rawBody);
       const field = parsed.error.issues[0]?.path.map(String).join('.') || 'body';
+      return { status: 400, body: { error: 'invalid_body', message, field } };
+    }
+    // A misspelt field (`prioirty`, `sender.phnoe`) would be dropped by the parse without a word.
+    const [unknown] = unknownKeys(WebhookInbound, json);
+    if (unknown) {
+      const field = unknown.path.join('.');
+      const message = `${field}: ${describeUnknownKey(unknown)}`;
+      await this.ctx.deadLetter(`webhook body invalid: ${message}`, req.rawBody);
       return { status: 400, body: { error: 'invalid_body', message, field } };
     }
     const m = parsed.data;
