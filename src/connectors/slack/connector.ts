@@ -24,6 +24,9 @@ import { SocketSession } from './socket.js';
 import { UserDirectory } from './users.js';
 import type { SlackOptions } from './index.js';
 
+/** Slack truncates a message's text beyond this (api.slack.com/changelog/2018-04-truncating-really-long-messages). */
+const SLACK_TEXT_LIMIT = 40_000;
+
 /** Slack delivers an event at most this many times again (Events API and Socket Mode alike). */
 const SLACK_LAST_RETRY = 3;
 /** Uploads carry a whole file in one call: the API timeout would cut off a large one on a slow link. */
@@ -201,8 +204,12 @@ export class SlackConnector implements Connector {
     const done = this.progress.get(msg.id) ?? { filesDone: 0 };
     try {
       if (msg.text && !done.ts) {
+        const text = escapeMrkdwn(msg.text);
+        // Slack keeps the first 40,000 characters and drops the rest without an error: a reply
+        // that long fails visibly instead (the ticket goes back to open with the reason).
+        if (text.length > SLACK_TEXT_LIMIT) throw new PermanentDeliveryError(`text is ${text.length} characters; Slack truncates a message after ${SLACK_TEXT_LIMIT}: send it in parts`, 'text_too_long');
         await this.pacer.wait(channel);
-        const res = await this.client.chat.postMessage({ channel, text: escapeMrkdwn(msg.text), thread_ts: threadTs, unfurl_links: false });
+        const res = await this.client.chat.postMessage({ channel, text, thread_ts: threadTs, unfurl_links: false });
         done.ts = res.ts;
         this.track(msg.id, done);
       }

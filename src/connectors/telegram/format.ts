@@ -4,6 +4,8 @@
  * then split past 4096 units with every entity clipped to its chunk.
  * Telegram offsets count UTF-16 code units, which is what JavaScript string indices are.
  */
+import { splitRanges, splitTextAt } from '../../core/text-split.js';
+
 export const MESSAGE_LIMIT = 4096;
 
 export interface Entity {
@@ -55,40 +57,9 @@ export function entitiesToHtml(text: string, entities: Entity[] | undefined): st
   return out;
 }
 
-/**
- * Where to cut text into chunks of at most `limit` UTF-16 units: paragraph, then line, then word
- * boundaries, never inside a surrogate pair. Ranges index the original string (whitespace at the
- * cut is left out), so entity offsets can be re-based per chunk.
- */
-export function splitRanges(text: string, limit = MESSAGE_LIMIT): Array<[number, number]> {
-  const ranges: Array<[number, number]> = [];
-  let start = 0;
-  while (text.length - start > limit) {
-    let cut = -1;
-    for (const sep of ['\n\n', '\n', ' ']) {
-      const at = text.lastIndexOf(sep, start + limit - sep.length);
-      if (at > start + limit / 2) {
-        cut = at;
-        break;
-      }
-    }
-    if (cut < 0) {
-      cut = start + limit;
-      const code = text.charCodeAt(cut - 1);
-      if (code >= 0xd800 && code <= 0xdbff) cut--; // keep the surrogate pair together
-    }
-    let end = cut;
-    while (end > start && /\s/.test(text[end - 1]!)) end--;
-    if (end > start) ranges.push([start, end]);
-    start = cut;
-    while (start < text.length && /\s/.test(text[start]!)) start++;
-  }
-  if (start < text.length || ranges.length === 0) ranges.push([start, text.length]);
-  return ranges;
-}
-
+/** Telegram's cut: see core/text-split.ts. */
 export function splitText(text: string, limit = MESSAGE_LIMIT): string[] {
-  return splitRanges(text, limit).map(([s, e]) => text.slice(s, e));
+  return splitTextAt(text, limit);
 }
 
 export interface FormattedChunk {

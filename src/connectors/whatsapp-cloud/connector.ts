@@ -5,6 +5,7 @@
  * keep when sending (sent-records.ts). Outbound: the 24-hour customer-service window is checked
  * before calling Graph.
  */
+import { splitTextAt } from '../../core/text-split.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
@@ -323,17 +324,7 @@ export class WhatsAppCloudConnector implements Connector {
   }
 }
 
-/** Cloud API text bodies are capped at 4096 characters: split at line breaks where possible. */
+/** Cloud API text bodies are capped at 4096 characters: cut at paragraph, line or word boundaries. */
 export function splitText(text: string): string[] {
-  if (!text) return [];
-  const out: string[] = [];
-  let rest = text;
-  while (rest.length > TEXT_LIMIT) {
-    let cut = rest.lastIndexOf('\n', TEXT_LIMIT);
-    if (cut < TEXT_LIMIT / 2) cut = TEXT_LIMIT;
-    out.push(rest.slice(0, cut));
-    rest = rest.slice(cut).replace(/^\n/, '');
-  }
-  if (rest) out.push(rest);
-  return out;
+  return text ? splitTextAt(text, TEXT_LIMIT) : [];
 }

@@ -210,6 +210,13 @@ describe('slack connector', () => {
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'в никуда' });
     const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId && (e.entry as any).status.status === 'failed');
     expect((failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status.reason).toMatch(/^channel_not_found/);
+
+    // Longer than Slack keeps (it would drop the rest silently): failed at once, never posted.
+    const before = slack.calls.filter((c) => c.method === 'chat.postMessage').length;
+    const outboundId = (await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'я'.repeat(40_001) })).result.outboundId as string;
+    const tooLong = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && (e.entry as any).status.outboundId === outboundId);
+    expect((tooLong.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ status: 'failed', reason: expect.stringMatching(/^text_too_long: text is 40001 characters/) });
+    expect(slack.calls.filter((c) => c.method === 'chat.postMessage').length).toBe(before);
   });
 
   it('a Socket Mode disconnect frame reconnects without losing the event in flight', async () => {

@@ -1,0 +1,29 @@
+/** One cut for every channel that caps a message: never inside a word, a line or a surrogate pair when it can help it. */
+import { describe, expect, it } from 'vitest';
+import { splitTextAt } from '../../src/core/text-split.js';
+import { splitText as whatsappCloudSplit } from '../../src/connectors/whatsapp-cloud/connector.js';
+
+describe('splitTextAt', () => {
+  it('cuts a long Russian reply between words, losing no text (WhatsApp cut «Д|линный» in the middle)', () => {
+    const words = Array.from({ length: 900 }, (_, i) => (i % 7 === 0 ? 'Длинный' : 'ответ'));
+    const text = words.join(' ');
+    const parts = whatsappCloudSplit(text);
+    expect(parts.length).toBeGreaterThan(1);
+    for (const p of parts) {
+      expect(p.length).toBeLessThanOrEqual(4096);
+      expect(p).toMatch(/^(Длинный|ответ)( (Длинный|ответ))*$/);
+    }
+    expect(parts.join(' ')).toBe(text);
+  });
+
+  it('prefers paragraphs, then lines; keeps emoji whole when it has to cut a word', () => {
+    const para = 'а'.repeat(3000);
+    expect(splitTextAt(`${para}\n\n${para}`, 4096)).toEqual([para, para]);
+    expect(splitTextAt(`${para}\n${para}`, 4096)).toEqual([para, para]);
+    const emoji = '😀'.repeat(3000);
+    const parts = splitTextAt(emoji, 4095);
+    expect(parts.join('')).toBe(emoji);
+    for (const p of parts) expect(p).toMatch(/^(😀)+$/u);
+    expect(whatsappCloudSplit('')).toEqual([]);
+  });
+});
