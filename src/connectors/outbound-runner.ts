@@ -75,7 +75,7 @@ export class OutboundRunner {
       loopName: `outbound.${this.channel}.${this.account}`,
       decode: (m) => this.parse(m),
       laneOf: (msg) => `${msg.conversation.id}:${msg.conversation.threadId ?? ''}`,
-      handle: (m, msg) => this.handle(m, msg),
+      handle: (m, msg) => this.handleInPlace(m, msg),
       onError: (m, msg, err) => {
         this.log.error({ err: errorMessage(err), outboundId: msg.id }, 'outbound handling failed; will be redelivered');
         m.nak(this.o.backoffBaseMs);
@@ -121,6 +121,25 @@ export class OutboundRunner {
     this.log.warn({ subject: m.subject, reason }, 'outbound message parked on dead-letter subject');
     await this.bus.deadLetters.park({ source: 'outbound', scope: `${this.channel}.${this.account}`, subject: m.subject, code, reason, payload: m.data });
     m.ack();
+  }
+
+  /**
+   * Handles a message until it is settled, retrying in place when NATS fails under it (a marker
+   * read or write timing out in a leader election): a nak would let the conversation's next
+   * message be sent before this one. A stop ends the retries (the message goes back, nak).
+   */
+  private async handleInPlace(m: JsMsg, msg: OutboundMessage): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.handle(m, msg);
+      } catch (err) {
+        if (this.stopping.signal.aborted || this.bus.nc.isClosed()) throw err;
+        this.log.warn({ outboundId: msg.id, attempt: attempt + 1, err: errorMessage(err) }, 'outbound handling failed; retrying in place, later messages of the conversation wait');
+        m.working();
+        await sleep(backoffMs(attempt, this.o.backoffBaseMs, this.o.backoffMaxMs), this.stopping.signal);
+        if (this.stopping.signal.aborted) throw err;
+      }
+    }
   }
 
   private async handle(m: JsMsg, msg: OutboundMessage): Promise<void> {
@@ -262,15 +281,20 @@ export class OutboundRunner {
     // (and the message come back here), it is recorded then, not sent again.
     if (status === 'sent') this.unrecorded.set(msg.id, marker);
     await this.recording(msg.id, () => this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`));
-    if (status === 'failed') {
-      this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
-      await this.bus.deadLetters.park({
-        source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: failureCode(reason),
-        reason: reason ?? 'failed', payload: m.data, meta: { outboundId: msg.id },
-      });
-    }
+    // The final marker before the dead letter: a letter that could not be stored must not bring
+    // the message back with a `retry` marker, to be sent after it was reported failed.
     await this.recording(msg.id, () => this.bus.kv.dedup.put(markerKey, JSON.stringify(marker)));
     this.unrecorded.delete(msg.id);
+    if (status === 'failed') {
+      this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
+      await this.recording(msg.id, () => this.bus.deadLetters.park({
+        source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: failureCode(reason),
+        reason: reason ?? 'failed', payload: m.data, meta: { outboundId: msg.id },
+      })).catch((err: unknown) => {
+        // Decided and reported either way (the ticket log has the failure); only the copy for `dlq --replay` is missing.
+        this.log.error({ outboundId: msg.id, err: errorMessage(err) }, 'failed reply could not be parked as a dead letter; its failure is recorded on the ticket');
+      });
+    }
     m.ack();
   }
 

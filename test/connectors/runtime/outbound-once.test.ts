@@ -103,6 +103,42 @@ describe('an outbound message is sent once while its sender lives', () => {
     expect((await bus.kv.dedup.get(`out.${kvSafe(msg.id)}`))?.json()).toMatchObject({ s: 'sent', attempts: 1 });
   });
 
+  it('a marker read that fails (a leader election) is retried in place: the conversation\'s next message is not sent before it', async () => {
+    const account = 'order';
+    const calls: Array<{ id: string; attempt?: SendAttempt }> = [];
+    const bus = gw.gateway.bus;
+    const dedup = bus.kv.dedup;
+    let failed = 0;
+    const flakyDedup = new Proxy(dedup, {
+      get(target, prop, recv) {
+        if (prop === 'get') {
+          return async (key: string) => {
+            if (key.includes('order-1') && failed++ === 0) throw new Error('TIMEOUT');
+            return dedup.get(key);
+          };
+        }
+        const v = Reflect.get(target, prop, recv) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const flakyKv = new Proxy(bus.kv, { get: (target, prop, recv) => (prop === 'dedup' ? flakyDedup : (Reflect.get(target, prop, recv) as unknown)) });
+    const flaky = new Proxy(bus, { get: (target, prop, recv) => (prop === 'kv' ? flakyKv : (Reflect.get(target, prop, recv) as unknown)) }) as Bus;
+    const runner = new OutboundRunner(flaky, 'dedupchat', account, receiver(calls), log, { ...options, replica: 'r1' });
+    await runner.start();
+    try {
+      const first = outbound(account, 'order-1');
+      const second = outbound(account, 'order-2');
+      for (const m of [first, second]) await bus.publishJson(Subjects.outbound('dedupchat', account), m, m.id);
+      expect(await statusOf(account, second.id)).toMatchObject({ status: 'sent' });
+      expect(await statusOf(account, first.id)).toMatchObject({ status: 'sent', attempts: 1 });
+      // Before: the first was nak'ed and the second went out ahead of it.
+      expect(calls.map((c) => c.id)).toEqual([first.id, second.id]);
+      expect(failed).toBeGreaterThan(1);
+    } finally {
+      await runner.stop();
+    }
+  });
+
   it('a message another live replica has in flight waits for its outcome; a dead writer\'s marker is sent again as a new attempt', async () => {
     const account = 'race';
     const bus = gw.gateway.bus;
