@@ -182,11 +182,17 @@ class HostedHelpdesk {
       decode: async (m) => {
         const parsed = TicketEvent.safeParse(safeJson(m));
         if (parsed.success) return parsed.data;
-        await this.o.bus.deadLetters.park({
-          source: 'helpdesk', scope: this.spec.id, subject: m.subject, code: 'invalid_event',
-          reason: `not a ticket event of schema v1: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`, payload: m.data,
-        });
-        m.ack();
+        try {
+          await this.o.bus.deadLetters.park({
+            source: 'helpdesk', scope: this.spec.id, subject: m.subject, code: 'invalid_event',
+            reason: `not a ticket event of schema v1: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`, payload: m.data,
+          });
+          m.ack();
+        } catch (err) {
+          // Not thrown: that would end the pull mid-batch and leave the rest of it lost in flight.
+          this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err), seq: m.seq }, 'an invalid event could not be parked; it comes back and is parked then');
+          m.nak(1000);
+        }
         return null;
       },
       laneOf: (e) => e.ticketId,
