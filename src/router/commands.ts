@@ -335,6 +335,12 @@ export interface AutoAckOptions {
   perSenderPerHour: number;
 }
 
+/** One acknowledgement in a sender's hourly window. */
+interface AckSlot {
+  ticket?: string;
+  at: number;
+}
+
 /**
  * Sends the auto-acknowledgement for a newly opened ticket, at most `perSenderPerHour` per sender
  * (a sliding window kept in KV with compare-and-set, so replicas share it).
@@ -352,12 +358,17 @@ export async function autoAcknowledge(
   const hourAgo = Date.now() - 3_600_000;
   for (;;) {
     const entry = await bus.kv.dedup.get(key);
-    const stamps = (entry && entry.operation === 'PUT' ? (entry.json() as number[]) : []).filter((t) => t > hourAgo);
-    if (stamps.length >= o.perSenderPerHour) {
+    // Each slot names its ticket: the routing of a new ticket's first message is retried after a
+    // failure further on (its hook runs again), and a retry must reuse its slot, not take another
+    // (three retries used up a sender's hour). Bare numbers are slots of earlier versions.
+    const stored = entry && entry.operation === 'PUT' ? (entry.json() as Array<number | AckSlot>) : [];
+    const slots = stored.map((x): AckSlot => (typeof x === 'number' ? { at: x } : x)).filter((x) => x.at > hourAgo);
+    if (slots.some((x) => x.ticket === ticket.id)) break;
+    if (slots.length >= o.perSenderPerHour) {
       log.info({ ticketId: ticket.id }, 'auto-acknowledgement skipped: sender over the hourly limit');
       return;
     }
-    const next = JSON.stringify([...stamps, Date.now()]);
+    const next = JSON.stringify([...slots, { ticket: ticket.id, at: Date.now() } satisfies AckSlot]);
     try {
       if (entry && entry.operation === 'PUT') await bus.guardedUpdate('dedup', key, next, entry.revision);
       else await bus.kv.dedup.create(key, next);

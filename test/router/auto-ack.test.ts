@@ -3,6 +3,9 @@ import { jetstream } from '@nats-io/jetstream';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
 import type { OutboundMessage } from '../../src/core/schema.js';
+import { createLogger } from '../../src/core/logger.js';
+import { hashKey } from '../../src/core/subjects.js';
+import { autoAcknowledge } from '../../src/router/commands.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -51,5 +54,22 @@ describe('auto-acknowledgement', () => {
     const acks = await Promise.all(ids.map(outboundFor));
     expect(acks.map((a) => a.length)).toEqual([1, 1, 0]);
     expect(acks[0]![0]!.email?.subject).toBe(`Re: Уведомление 0 [#${ids[0]}]`);
+  });
+
+  it('a ticket acknowledged again (its routing retried) keeps the one slot it took of the sender\'s hour', async () => {
+    const tickets = [];
+    for (const chat of ['ack-retry-a', 'ack-retry-b']) {
+      await publishEvent(gw.nc, chatMessage({ chat, from: `client-${chat}` }));
+      const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === chat);
+      tickets.push((await gw.ticket(created.ticketId))!);
+    }
+    const options = { enabled: true, perSenderPerHour: 2, text: 'Принято' };
+    const log = createLogger({ level: 'silent' });
+    // The first ticket's hook runs three times (retries after a failure further on), then the second's.
+    for (let i = 0; i < 3; i++) await autoAcknowledge(gw.gateway.bus, gw.gateway.commands!, options, tickets[0]!, 'one-sender@example.ru', log);
+    await autoAcknowledge(gw.gateway.bus, gw.gateway.commands!, options, tickets[1]!, 'one-sender@example.ru', log);
+    // Before: the retries used up the hour and the second ticket got no acknowledgement.
+    const slots = (await gw.gateway.bus.kv.dedup.get(`autoack.${hashKey('one-sender@example.ru')}`))!.json<Array<{ ticket: string }>>();
+    expect(slots.map((x) => x.ticket)).toEqual([tickets[0]!.id, tickets[1]!.id]);
   });
 });
