@@ -41,6 +41,26 @@ const Token = z.string().regex(/^[A-Za-z0-9_-]+$/);
 /** A restart waits for the connector's stop and start on its replica. */
 const RESTART_TIMEOUT_MS = 30_000;
 const SSE_HEARTBEAT_MS = 15_000;
+/** How long a ticket event stream waits for a client that stopped reading before closing it. */
+const SSE_STALL_MS = 30_000;
+
+/** Resolves true once `res` can take more, false after `ms` or when the connection closed. */
+function drained(res: NodeJS.WritableStream & { destroyed?: boolean }, ms: number): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onClose = () => done(false);
+    const timer = setTimeout(() => done(false), ms);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
+}
 
 export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -129,7 +149,14 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     req.raw.on('close', end);
     try {
       for await (const m of messages) {
-        res.write(`id: ${m.seq}\nevent: ticket\ndata: ${Buffer.from(m.data).toString('utf8')}\n\n`);
+        if (res.write(`id: ${m.seq}\nevent: ticket\ndata: ${Buffer.from(m.data).toString('utf8')}\n\n`)) continue;
+        // The client is not reading (a suspended tab with its connection open): stop taking events
+        // until it does, instead of buffering every one in memory; give up on it after a while
+        // (the console reconnects and says the tail was lost meanwhile).
+        if (!(await drained(res, SSE_STALL_MS))) {
+          deps.log.info({ stalledMs: SSE_STALL_MS }, 'closing a ticket event stream whose client stopped reading');
+          break;
+        }
       }
     } catch (err) {
       deps.log.debug({ err: errorMessage(err) }, 'ticket event tail ended');
