@@ -34,6 +34,15 @@ describe('loop protection', () => {
     expect(await verdict(plainMail({}))).toEqual({});
   });
 
+  it('marks out-of-office replies that carry only their subject (Exchange, Outlook), not people who mention one', async () => {
+    for (const subject of ['Автоматический ответ: Re: Вопрос [#T-1001]', 'Автоответ: Заказ 48213', 'Automatic reply: Re: Payment', 'Out of Office: Re: Вопрос', 'AutoReply: Re: x', 'Нет на месте: Re: Вопрос']) {
+      expect(await verdict(plainMail({ subject: `=?utf-8?B?${Buffer.from(subject).toString('base64')}?=`, headers: { 'X-Auto-Response-Suppress': 'All' } })), subject).toEqual({ automated: 'auto-reply' });
+    }
+    for (const subject of ['Re: Автоматический ответ пришёл вместо оплаты', 'Вопрос про автоответ', 'Out of stock: когда будет?']) {
+      expect(await verdict(plainMail({ subject: `=?utf-8?B?${Buffer.from(subject).toString('base64')}?=` })), subject).toEqual({});
+    }
+  });
+
   it('marks our own mail as an echo', async () => {
     expect(await verdict(plainMail({ from: 'support@example.ru' }))).toEqual({ automated: 'echo' });
     expect(await verdict(plainMail({ messageId: outboundMessageId('T-5', 'T-5:x', 'example.ru') }))).toEqual({ automated: 'echo' });
