@@ -51,11 +51,16 @@ function scan(bytes: Uint8Array): { utf8: number; other: number } {
   return r;
 }
 
-/** Not valid UTF-8, and mostly not even UTF-8 gone bad (one broken sequence in UTF-8 text stays UTF-8). */
+/**
+ * Not valid UTF-8, and mostly not even UTF-8 gone bad (one broken sequence in UTF-8 text stays
+ * UTF-8). A tie is legacy: a short windows-1251 word can hold a pair that happens to be valid
+ * UTF-8 («Пётр» starts with CF B8), and UTF-8 text with as many broken bytes as good ones is
+ * not UTF-8 either.
+ */
 function legacy(bytes: Uint8Array): boolean {
   if (isUtf8(bytes)) return false;
   const r = scan(bytes);
-  return r.other > r.utf8;
+  return r.other >= r.utf8;
 }
 
 /**

@@ -131,5 +131,9 @@ describe('byte budgets and legacy charsets', () => {
     const raw = unlabelledMail({ charset: 'koi8-r', messageId: uniqueId(), fromName: 'Пётр', subject: 'СРОЧНО', text: 'СЧЁТ НЕ ОПЛАЧЕН', contentType: 'text/plain; charset=us-ascii' });
     const mail = await simpleParser(relabelLegacyText(raw)!);
     expect([mail.subject, mail.from?.value[0]?.name, mail.text?.trim()]).toEqual(['СРОЧНО', 'Пётр', 'СЧЁТ НЕ ОПЛАЧЕН']);
+    // A short windows-1251 name whose first two bytes happen to be valid UTF-8 (CF B8 = «Пё»).
+    const short = unlabelledMail({ charset: 'windows-1251', messageId: uniqueId(), fromName: 'Пётр', subject: 'Счёт', text: 'Не пришёл чек', contentType: 'text/plain; charset=us-ascii' });
+    const parsed = await simpleParser(relabelLegacyText(short)!);
+    expect([parsed.subject, parsed.from?.value[0]?.name, parsed.text?.trim()]).toEqual(['Счёт', 'Пётр', 'Не пришёл чек']);
   });
 });
