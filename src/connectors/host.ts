@@ -169,7 +169,7 @@ export class ConnectorHost {
   /** Best effort, bounded: what an instance left running (loops, sockets) must not linger when it failed to start or is restarted. */
   private async stopInstance(hosted: Hosted): Promise<void> {
     const stopping = Promise.all([
-      hosted.runner?.stop().catch(() => {}),
+      hosted.runner?.stop().catch((err) => hosted.log.debug({ err: errorMessage(err) }, 'stopping the outbound runner of a stopped instance failed')),
       hosted.connector.stop().catch((err) => hosted.log.debug({ err: errorMessage(err) }, 'stopping the connector after a failed start failed')),
     ]);
     await Promise.race([stopping, sleep(FAILED_STOP_MS, this.abort.signal)]);
@@ -201,6 +201,8 @@ export class ConnectorHost {
     }
     if (hosted.started) await this.stopInstance(hosted);
     hosted.started = false;
+    // The gateway began stopping meanwhile: starting an instance now would outlive the host.
+    if (this.abort.signal.aborted) return false;
     hosted.own = new AbortController();
     hosted.ctx = this.context(hosted.channel, hosted.account, hosted.log, hosted);
     hosted.ctx.setState('starting', 'restarted by an operator');
@@ -280,10 +282,12 @@ export class ConnectorHost {
   /** Stop intake everywhere, then let outbound sends in flight finish. */
   async stop(): Promise<void> {
     this.abort.abort();
+    // A restart under way ends first (it starts nothing once aborted), so what it started is stopped below.
+    await Promise.all(this.hosted.map((h) => h.restarting?.catch(() => false)));
     await Promise.all(this.replayServers.map((r) => r.stop()));
     await Promise.all(
       this.hosted.map(async (h) => {
-        await h.runner?.stop().catch(() => {});
+        await h.runner?.stop().catch((err) => h.log.warn({ err: errorMessage(err) }, 'stopping the outbound runner failed; its messages come back after ack_wait'));
         if (h.started) await h.connector.stop().catch((err) => this.o.log.warn({ err: errorMessage(err), channel: h.channel }, 'connector stop failed'));
         // Loops the connector's stop() did not end, and a start still being retried.
         await Promise.all([this.stopLoops(h), h.startLoop?.stop()]);
