@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
-import { JsonInputError, parseJsonBounded } from '../core/json-input.js';
+import { JsonInputError, nulAt, parseJsonBounded } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
@@ -159,6 +159,8 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     let body: Record<string, unknown>;
     if (isMultipart(req)) {
       const { fields, files } = await readMultipart(req);
+      const nul = [...fields].find(([, v]) => v.includes('\u0000'))?.[0];
+      if (nul !== undefined) throw new HttpError('invalid_request', `${nul}: contains a NUL character (U+0000)`, nul);
       const unknown = [...fields.keys()].find((name) => !MULTIPART_FIELDS.includes(name));
       if (unknown !== undefined) {
         const suggestion = nearest(unknown, MULTIPART_FIELDS);
@@ -216,6 +218,8 @@ function jsonObject(req: FastifyRequest): Record<string, unknown> {
     throw new HttpError('invalid_json', err instanceof JsonInputError ? err.message : 'body is not valid JSON', 'body');
   }
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
+  const nul = nulAt(json);
+  if (nul) throw new HttpError('invalid_request', `${nul}: contains a NUL character (U+0000)`, nul);
   return json as Record<string, unknown>;
 }
 

@@ -8,6 +8,7 @@ import type { HttpMount, RawRequest, RouteHandler, RouteOptions } from '../core/
 import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
+import { nulAt } from '../core/json-input.js';
 import { sleep } from '../core/sleep.js';
 import { refuseUnparsable } from './client-errors.js';
 import { HttpError, STATUS_OF, fail, type ApiError, type ErrorCode } from './errors.js';
@@ -51,6 +52,11 @@ export class HttpServer implements HttpMount {
     const probes = new Set(['/healthz', '/readyz', '/metrics']);
     this.app.addHook('onRequest', async (req, reply) => {
       if (this.closing && !probes.has(req.url.split('?')[0]!)) return this.refuse(req, reply.header('retry-after', '1'), 'unavailable', 'shutting down; retry on another replica');
+    });
+    // A NUL in a query or path parameter reached PostgreSQL and came back as a 500 (every route).
+    this.app.addHook('preHandler', async (req, reply) => {
+      const field = nulAt(req.query, '') ?? nulAt(req.params, '');
+      if (field) return this.refuse(req, reply, 'invalid_request', `${field}: contains a NUL character (U+0000)`, field);
     });
     this.app.addHook('onSend', async (_req, reply) => {
       if (this.closing) reply.header('connection', 'close');

@@ -59,3 +59,20 @@ export function decodeBase64Strict(text: string): Buffer | null {
   }
   return BASE64URL.test(s) ? Buffer.from(s, 'base64url') : null;
 }
+
+/**
+ * Where `value` holds a string with U+0000 (a dotted path; `[key]` for a key holding it), or
+ * undefined. No store the gateway feeds takes it (PostgreSQL text and jsonb refuse it, C-string
+ * APIs cut at it), and no person types it: refused at the edge, naming the field.
+ */
+export function nulAt(value: unknown, path = ''): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path || 'body' : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const here = path ? `${path}.${k}` : k;
+    if (k.includes('\u0000')) return `${path || 'body'}[key]`;
+    const found = nulAt(v, here);
+    if (found) return found;
+  }
+  return undefined;
+}

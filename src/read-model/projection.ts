@@ -218,10 +218,22 @@ export class Projection {
   }
 }
 
+/**
+ * A log entry as SQL can store it. PostgreSQL text and jsonb cannot hold U+0000: one NUL in a
+ * customer's text (or a name, a subject) failed its batch for good, and the log keeps the entry
+ * for ever, so the projection stopped at it on every restart (/healthz 503, lists stale). A NUL
+ * is stored as U+FFFD; the log itself keeps the original. JSON carries NUL only escaped, so only
+ * a text holding that escape pays for the reviver.
+ */
 function parseJson(data: Uint8Array): unknown {
   try {
-    return JSON.parse(new TextDecoder().decode(data));
+    const text = new TextDecoder().decode(data);
+    return text.includes('\\u0000') ? JSON.parse(text, withoutNul) : JSON.parse(text);
   } catch {
     return undefined;
   }
+}
+
+function withoutNul(_key: string, value: unknown): unknown {
+  return typeof value === 'string' && value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
 }

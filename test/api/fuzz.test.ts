@@ -284,7 +284,7 @@ describe('hostile input: the reported cases', () => {
     for (const messageId of ['a\r\nNats-Expected-Stream: x', 'b\n', '\rc', 'd\u0000']) {
       const res = await channel({ messageId, sender: { id: 'crlf@example.ru' }, text: 'x' });
       expect(res.status).toBe(400);
-      expect(res.body.message).toMatch(/messageId: must not contain control characters/);
+      expect(res.body).toMatchObject({ field: 'messageId', message: expect.stringMatching(/messageId: (must not contain control characters|contains a NUL character)/) });
     }
     const sender = await channel({ messageId: 'ok-id', sender: { id: 'a\r\nb' }, text: 'x' });
     expect(sender.body.message).toMatch(/sender\.id/);
@@ -345,6 +345,18 @@ describe('hostile input: the reported cases', () => {
     // Elsewhere the /v1 shape stays.
     const elsewhere = await fetch(`${h.gw.httpUrl}/no-such-route`);
     expect(((await elsewhere.json()) as any).error).toMatchObject({ code: 'not_found' });
+  });
+
+  it('a NUL character anywhere in a channel body is a 400 naming the field (it broke the SQL read model for good)', async () => {
+    for (const [body, field] of [
+      [{ messageId: 'nul-1', sender: { id: 'nul@example.ru' }, text: 'a\u0000b' }, 'text'],
+      [{ messageId: 'nul-2', sender: { id: 'nul@example.ru', name: 'Иван\u0000' }, text: 'x' }, 'sender.name'],
+      [{ messageId: 'nul-3', sender: { id: 'nul@example.ru' }, subject: '\u0000', text: 'x' }, 'subject'],
+    ] as const) {
+      const res = await channel(body);
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({ error: 'invalid_body', field, message: `${field}: contains a NUL character (U+0000)` });
+    }
   });
 
   it('a misspelt field is refused naming it and the field meant, not dropped: on the channel, in JSON replies, notes and status, in multipart replies', async () => {

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post, startApiHarness, type ApiHarness } from '../api/support.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
 import { rmSync } from 'node:fs';
 import { pgliteDir, postgresDatabase, type TestPostgres } from '../helpers/sql.js';
 
@@ -66,5 +67,24 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
 
     const ready = (await h.api('/readyz', { token: null })).body;
     expect(ready.readModel).toMatchObject({ applying: true, lag: 0, database: expect.stringContaining(engine) });
+  });
+
+  it('a NUL in a logged message (from a platform or an outside publisher) is stored as U+FFFD and the projection goes on; the API refuses one', async () => {
+    // Past the edges (they refuse it): an event published on omni.in, as a connector or an outside publisher would.
+    const e = chatMessage({ chat: 'nul-chat', from: 'nul-sender', text: 'а\u0000б' });
+    e.sender.displayName = 'Иван\u0000';
+    await publishEvent(h.gw.nc, e);
+    const opened = await h.gw.waitForEvent((ev) => ev.type === 'ticket.created' && ev.conversation?.id === 'nul-chat');
+    const after = await h.openTicket('after-nul', 'after@example.ru', 'Следующее сообщение');
+    // Before: "invalid byte sequence for encoding UTF8: 0x00" failed this batch on every try, for good.
+    await expect.poll(async () => (await h.api('/v1/tickets?limit=500')).body.tickets.map((t: { id: string }) => t.id), { timeout: 30_000 }).toEqual(expect.arrayContaining([opened.ticketId, after]));
+    const hit = (await h.api(`/v1/search?q=${encodeURIComponent('а')}`)).body;
+    expect(hit.error).toBeUndefined();
+    expect((await h.api('/healthz', { token: null })).status).toBe(200);
+    expect((await h.api('/readyz', { token: null })).body.readModel).toMatchObject({ lag: 0 });
+    // The edges refuse it, naming the field: a query, a path, a JSON body.
+    expect((await h.api('/v1/search?q=a%00b')).body.error).toMatchObject({ code: 'invalid_request', field: 'q' });
+    expect((await h.api('/v1/contacts/c_%00')).body.error).toMatchObject({ code: 'invalid_request', field: 'id' });
+    expect((await h.api(`/v1/tickets/${after}/notes`, post({ text: 'a\u0000b' }))).body.error).toMatchObject({ code: 'invalid_request', field: 'text' });
   });
 });
