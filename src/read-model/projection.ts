@@ -200,22 +200,64 @@ export class Projection {
       }
       entries.push({ seq: m.seq, ticketId, entry: parsed.data });
     }
-    const outcomes = await db.transaction(async (tx) => {
-      const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
-      const found = row?.seq ?? 0;
-      if (found !== expected) throw new StaleCheckpointError(expected, found);
-      const applied = await applyEntries(tx, entries);
-      await tx.query(
-        `INSERT INTO projection_checkpoint (name, seq, updated_at) VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET seq = $2, updated_at = now()`,
-        [CHECKPOINT, seq],
-      );
-      return applied;
-    });
+    let outcomes: Map<string, number>;
+    try {
+      outcomes = await this.commit(db, expected, entries, seq);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      outcomes = await this.commitOneByOne(db, expected, entries, seq);
+    }
     for (const [outcome, n] of outcomes) metrics.readModelApplied.inc({ outcome }, n);
     if (invalid) metrics.readModelApplied.inc({ outcome: 'invalid' }, invalid);
     this.status_.checkpoint = seq;
     return seq;
   }
+
+  /** One transaction: the entries, then the checkpoint moved from `expected` to `to`. */
+  private commit(db: Database, expected: number, entries: SequencedEntry[], to: number): Promise<Map<string, number>> {
+    return db.transaction(async (tx) => {
+      const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
+      const found = row?.seq ?? 0;
+      if (found !== expected) throw new StaleCheckpointError(expected, found);
+      const applied = entries.length ? await applyEntries(tx, entries) : new Map<string, number>();
+      await tx.query(
+        `INSERT INTO projection_checkpoint (name, seq, updated_at) VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET seq = $2, updated_at = now()`,
+        [CHECKPOINT, to],
+      );
+      return applied;
+    });
+  }
+
+  /**
+   * A batch SQL refused for what one of its entries holds (a value no column takes, over an
+   * index's size): the log keeps such an entry for ever, so retrying the batch would stop the read
+   * model at it on every start (/healthz 503, lists stale). Each entry then goes alone; one SQL
+   * refuses is skipped, logged with its sequence and counted (`outcome="refused"`), and the rest
+   * are applied. Only data errors take this path; an outage fails the batch as before.
+   */
+  private async commitOneByOne(db: Database, expected: number, entries: SequencedEntry[], to: number): Promise<Map<string, number>> {
+    const outcomes = new Map<string, number>();
+    let at = expected;
+    for (const e of entries) {
+      try {
+        for (const [outcome, n] of await this.commit(db, at, [e], e.seq)) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        this.log.error({ seq: e.seq, ticketId: e.ticketId, kind: e.entry.kind, err: errorMessage(err) }, 'ticket-log entry refused by SQL; skipped by the read model (the log keeps it)');
+        await this.commit(db, at, [], e.seq);
+        outcomes.set('refused', (outcomes.get('refused') ?? 0) + 1);
+      }
+      at = e.seq;
+    }
+    if (at !== to) await this.commit(db, at, [], to);
+    return outcomes;
+  }
+}
+
+/** SQLSTATE classes 22 (data exception) and 54 (program limit exceeded): the entry, not the database, is the problem. */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^(22|54)/.test(code);
 }
 
 /**
