@@ -41,6 +41,25 @@ export function liveness(d: ProbeDeps): Readiness {
   return { ready: alive, checks: failed.length ? { failedLoops: failed.map(brief) } : {} };
 }
 
+/**
+ * How long one step of the readiness probe may wait on NATS or SQL. Kubernetes gives the probe
+ * 3 s (deploy/kubernetes): during a NATS outage the read model's sample waited for its request
+ * timeout (10 s) and every probe timed out instead of answering 503 with the reason.
+ */
+const PROBE_STEP_MS = 1_000;
+
+async function within<T>(ms: number, step: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([step(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function readiness(d: ProbeDeps): Promise<Readiness> {
   const checks: Record<string, unknown> = {};
   const reasons: string[] = [];
@@ -49,8 +68,12 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   if (!natsOk) reasons.push('NATS not connected');
   if (natsOk && d.bus) {
     try {
-      const names: string[] = [];
-      for await (const s of d.bus.jsm.streams.names()) names.push(s);
+      const bus = d.bus;
+      const names = await within(PROBE_STEP_MS, async () => {
+        const out: string[] = [];
+        for await (const s of bus.jsm.streams.names()) out.push(s);
+        return out;
+      });
       const missing = Object.values(Streams).filter((s) => !names.includes(s));
       checks.streams = missing.length ? { missing } : 'ok';
       if (missing.length) reasons.push(`streams missing: ${missing.join(', ')}`);
@@ -61,7 +84,8 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   }
   if (d.readModel) {
     try {
-      const rm = await d.readModel();
+      const sample = d.readModel;
+      const rm = await within(PROBE_STEP_MS, async () => sample());
       if (rm) checks.readModel = rm;
     } catch (err) {
       checks.readModel = { error: errorMessage(err) };

@@ -116,8 +116,10 @@ export interface ConnectorContext {
    * Validate and publish an inbound event on omni.in.<channel>.<account> with the event id as
    * Nats-Msg-Id. Resolves only after JetStream stored it: acknowledge the platform after this.
    * Retries while NATS is unreachable; rejects on invalid events (see `InvalidEventError`).
+   * `giveUpAfterMs`: for a sender waiting on an HTTP answer, stop retrying then and reject, so it
+   * is told 503 and retries, instead of waiting (holding a connection) through a NATS outage.
    */
-  publish(event: InboundEventInput): Promise<PublishResult>;
+  publish(event: InboundEventInput, opts?: { giveUpAfterMs?: number }): Promise<PublishResult>;
   /** Report a state change; published on omni.events.connector.<channel>.<account>. */
   setState(state: ConnectorState, detail?: string): void;
   /**

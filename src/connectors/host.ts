@@ -407,14 +407,14 @@ export class ConnectorHost {
           standby: hosted, isStandby: () => hosted.state.state === 'standby', setState,
         }),
       // On the conversation's partition: one router replica owns it and routes it in order.
-      publish: (input: InboundEventInput) =>
+      publish: (input: InboundEventInput, opts?: { giveUpAfterMs?: number }) =>
         publishInbound(bus, channel, account, input, signal, {
           published: () => {
             hosted.lastEventAt = new Date().toISOString();
             unstalled();
           },
           stalled,
-        }),
+        }, opts?.giveUpAfterMs),
     };
     return ctx;
   }

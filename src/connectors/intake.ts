@@ -11,6 +11,9 @@ import { errorMessage } from '../core/errors.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 import { InvalidEventError } from './contract.js';
 
+/** One publish attempt within a caller's wait (`giveUpAfterMs`). */
+const ATTEMPT_MS = 4_000;
+
 /** Room left in a NATS message for headers (Nats-Msg-Id, tracing) beside the event. */
 const EVENT_HEADROOM_BYTES = 16 * 1024;
 
@@ -28,6 +31,8 @@ export async function publishInbound(
   input: InboundEventInput,
   signal: AbortSignal,
   hooks: IntakeHooks,
+  /** When the caller stops waiting (a sender on an HTTP answer), in ms from now: the last error is thrown then. */
+  giveUpAfterMs?: number,
 ): Promise<{ duplicate: boolean; seq: number }> {
   const parsed = InboundEvent.safeParse({ ...input, v: 1, channel, account, receivedAt: input.receivedAt ?? new Date().toISOString() });
   if (!parsed.success) throw new InvalidEventError(`event does not match schema v1: ${describeZodError(parsed.error)}`, parsed.error.issues[0]?.path.join('.') || undefined);
@@ -44,20 +49,26 @@ export async function publishInbound(
       largest.field,
     );
   }
+  const deadline = giveUpAfterMs === undefined ? undefined : performance.now() + giveUpAfterMs;
+  const left = () => (deadline === undefined ? Infinity : deadline - performance.now());
   for (let attempt = 1; ; attempt++) {
     try {
-      const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id });
+      // Within the caller's wait: one attempt never outlasts it, and a publish lost while the
+      // server came back (no answer ever) is tried again after a few seconds, not at the deadline.
+      const timeout = deadline === undefined ? {} : { timeout: Math.round(Math.max(500, Math.min(ATTEMPT_MS, left()))) };
+      const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id, ...timeout });
       hooks.published();
       if (ack.duplicate) metrics.duplicates.inc({ channel });
       return { duplicate: ack.duplicate, seq: ack.seq };
     } catch (err) {
-      if (signal.aborted && attempt > 1) throw err;
+      if ((signal.aborted && attempt > 1) || left() <= 0) throw err;
       if (isCasConflict(err)) throw err;
       // The client refused the message itself (a header or subject it cannot carry): the
       // same bytes fail the same way every time, so the caller gets a permanent refusal.
       if (isRefusedByClient(err)) throw new InvalidEventError(`NATS client refused the event: ${errorMessage(err)}`);
       if (attempt >= 3) hooks.stalled(`cannot publish to JetStream: ${errorMessage(err)}`);
-      await sleep(backoffMs(attempt, 200, 5000), signal);
+      await sleep(Math.min(backoffMs(attempt, 200, 5000), Math.max(0, left())), signal);
+      if (left() <= 0) throw err;
     }
   }
 }

@@ -39,7 +39,7 @@ describe('NATS outage', () => {
     await new Promise((r) => setTimeout(r, 1500));
     await nats.restart();
     const res = await posting;
-    expect(res.status).toBe(202);
+    expect(res.status, await res.clone().text()).toBe(202);
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === 'webhook:site:during-outage', 20_000);
     expect(routed.ticketId).toMatch(/^T-/);
     // Ready again once its loops run again (a consumer loop cut by the outage restarts with backoff).
@@ -50,4 +50,41 @@ describe('NATS outage', () => {
     }
     expect(again.status, JSON.stringify(await again.json())).toBe(200);
   });
+
+  it('a longer outage: intake answers 503 within its wait (not after the outage), readiness answers at once, and the retried post lands once', async () => {
+    await nats.kill('SIGTERM');
+    let ready = await fetch(`${gw.httpUrl}/readyz`);
+    for (let i = 0; i < 50 && ready.status === 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ready = await fetch(`${gw.httpUrl}/readyz`);
+    }
+    // The probe answers within Kubernetes' 3 s, with the reason (it took 10 s before).
+    const started = performance.now();
+    const probe = await fetch(`${gw.httpUrl}/readyz`);
+    expect(probe.status).toBe(503);
+    expect(performance.now() - started).toBeLessThan(2_900);
+    const body = JSON.stringify({ messageId: 'long-outage', sender: { id: 'c-2' }, text: 'Вы работаете?' });
+    const post = () => fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, { method: 'POST', headers: { authorization: `Bearer ${SECRET}` }, body });
+    const refused = await post(); // waits up to 20 s for NATS, then tells the sender to retry
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ error: 'unavailable' });
+    await nats.restart();
+    let res = await post();
+    for (let i = 0; i < 20 && res.status !== 202; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      res = await post();
+    }
+    expect(res.status).toBe(202);
+    // Routed once (read from the store: this test's event observer does not outlive the restarts).
+    const store = gw.gateway.router!.store;
+    let routed: { ticketId: string } | undefined;
+    for (let i = 0; i < 120 && !routed; i++) {
+      const t = (await store.list()).find((x) => x.recentEvents.includes('webhook:site:long-outage'));
+      if (t) routed = { ticketId: t.id };
+      else await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(routed).toBeDefined();
+    const log = await store.readLog(routed!.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
+  }, 120_000);
 });

@@ -3,12 +3,15 @@ import { retryAfterMs, type RawRequest, type RawResponse } from '../../core/http
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
-import { MimeType, PrintableId, describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
+import { MimeType, PrintableId, describeZodError, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
 import { JsonInputError, decodeBase64Strict, nulAt, parseJsonBounded } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
-import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type SendAttempt, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type PublishResult, type SendAttempt, type SendResult } from '../contract.js';
 import type { WebhookOptions } from './index.js';
+
+/** How long a POST waits for NATS to store its event before it is answered 503 (retry). */
+const INTAKE_WAIT_MS = 20_000;
 
 // Ids become the event id (Nats-Msg-Id header), thread keys and platform references: checked here so
 // a bad one is a 400 naming the field, not a publish that can never succeed.
@@ -98,6 +101,11 @@ export class WebhookConnector implements Connector {
     return verify(this.options.secret, req.rawBody, req.headers[SIGNATURE_HEADER]).ok;
   }
 
+  /** The sender waits for our answer: during a NATS outage it is told 503 (and retries) after INTAKE_WAIT_MS. */
+  private publish(input: InboundEventInput): Promise<PublishResult> {
+    return this.ctx.publish(input, { giveUpAfterMs: INTAKE_WAIT_MS });
+  }
+
   private async receive(req: RawRequest): Promise<RawResponse> {
     if (!this.authorized(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or invalid bearer token or signature' } };
     let json: unknown;
@@ -151,7 +159,7 @@ export class WebhookConnector implements Connector {
             attachments.push(this.ctx.media.failed({ name: a.name, mimeType: a.mimeType, size: bytes.byteLength }, err.message));
           }
         }
-        result = await this.ctx.publish({
+        result = await this.publish({
           type: 'message.inbound',
           id,
           conversation: { ...conversation, title: m.subject },
@@ -164,12 +172,12 @@ export class WebhookConnector implements Connector {
           platform: { messageId: m.messageId, sentAt: m.sentAt },
         });
       } else if (m.type === 'edit') {
-        result = await this.ctx.publish({
+        result = await this.publish({
           type: 'message.edited', id, conversation, sender, targetPlatformMessageId: m.targetMessageId, text: m.text,
           platform: { messageId: m.messageId },
         });
       } else {
-        result = await this.ctx.publish({
+        result = await this.publish({
           type: 'message.deleted', id, conversation, sender, targetPlatformMessageId: m.targetMessageId,
           platform: { messageId: m.messageId },
         });
