@@ -283,7 +283,7 @@ export class ConnectorHost {
   async stop(): Promise<void> {
     this.abort.abort();
     // A restart under way ends first (it starts nothing once aborted), so what it started is stopped below.
-    await Promise.all(this.hosted.map((h) => h.restarting?.catch(() => false)));
+    await Promise.all(this.hosted.flatMap((h) => (h.restarting ? [h.restarting.catch(() => false)] : [])));
     await Promise.all(this.replayServers.map((r) => r.stop()));
     await Promise.all(
       this.hosted.map(async (h) => {

@@ -33,6 +33,8 @@ import { DEFAULT_DEAD_LETTER_LIMITS, DeadLetters, type DeadLetterLimits } from '
 /** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
 export interface BusOptions extends NatsAccess {
   name?: string;
+  /** How long a start waits for NATS to accept the first connection (default 60 s). */
+  firstConnectLimitMs?: number;
   /** JetStream replicas for streams and buckets: 1 on one node, 3 on a cluster. */
   replicas: number;
   /** Dedup window for inbound and outbound publishes. */
@@ -141,7 +143,7 @@ export class Bus {
   }
 
   static async connect(options: BusOptions, log: Logger): Promise<Bus> {
-    const nc = await connect({
+    const connecting = connect({
       ...natsConnectionOptions(options),
       name: options.name ?? 'omnigate',
       maxReconnectAttempts: -1,
@@ -151,6 +153,7 @@ export class Bus {
       noAsyncTraces: true,
       timeout: 5000,
     });
+    const nc = await firstConnection(connecting, options.url, options.firstConnectLimitMs ?? FIRST_CONNECT_LIMIT_MS, log);
     // A JetStream that does not answer (a meta leader election, JetStream off) fails the connect:
     // the connection goes with it rather than reconnect forever behind a caller that gave up.
     const jsm = await jetstreamManager(nc, { timeout: 10_000 }).catch(async (err: unknown) => {
@@ -470,4 +473,34 @@ export function isCasConflict(err: unknown): boolean {
   if (err instanceof JetStreamApiError) return err.code === 10071 || err.code === 10164;
   const msg = err instanceof Error ? err.message : String(err);
   return /wrong last sequence|key exists/i.test(msg);
+}
+
+/** How long a start waits for NATS before it gives up (exit 1; the orchestrator restarts it). */
+const FIRST_CONNECT_LIMIT_MS = 60_000;
+const FIRST_CONNECT_REPORT_MS = 5_000;
+
+/**
+ * The first connection, waited for (NATS may start after us: a compose file, a pod), saying so
+ * every few seconds, and given up after a minute. It waited silently for ever before: no log
+ * line, no probe (the HTTP server starts after NATS), no exit.
+ */
+async function firstConnection(connecting: Promise<NatsConnection>, url: string, limitMs: number, log: Logger): Promise<NatsConnection> {
+  const started = performance.now();
+  const report = setInterval(() => {
+    log.warn({ servers: url, waitedMs: Math.round(performance.now() - started), giveUpAfterMs: limitMs }, 'waiting for NATS to accept a connection');
+  }, Math.min(FIRST_CONNECT_REPORT_MS, limitMs / 2));
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`NATS at ${url} did not accept a connection within ${limitMs / 1000} s`)), limitMs);
+  });
+  try {
+    return await Promise.race([connecting, limit]);
+  } catch (err) {
+    // A connection that comes after we gave up is closed, not left reconnecting in a process on its way out.
+    connecting.then((late) => late.close(), () => undefined).catch(() => undefined);
+    throw err;
+  } finally {
+    clearInterval(report);
+    clearTimeout(timer);
+  }
 }

@@ -115,11 +115,17 @@ export const HelpdeskEntry = z
   .passthrough();
 export type HelpdeskEntry = z.infer<typeof HelpdeskEntry>;
 
+/** One server of nats.url: a scheme NATS clients speak, or a bare host:port. Empty is the embedded server. */
+const NATS_SERVER = /^$|^((nats|tls|ws|wss):\/\/)?[^\s/:,]+(:\d{1,5})?\/?$/i;
+
 export const GatewayConfig = z.object({
   nats: z
     .object({
       /** Empty: start the embedded nats-server. Several servers: separate the URLs with commas. */
-      url: z.string().default(''),
+      url: z
+        .string()
+        .default('')
+        .refine((v) => v.split(',').every((u) => NATS_SERVER.test(u.trim())), 'expected nats://host:port (or tls://, ws://, wss://, or host:port), several separated by commas'),
       user: z.string().optional(),
       pass: z.string().optional(),
       token: z.string().optional(),

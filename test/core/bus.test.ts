@@ -1,3 +1,4 @@
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
@@ -75,5 +76,19 @@ describe('bus provisioning', () => {
     expect(secondGot).toBe(true);
     await lease.release();
     await bus.close();
+  });
+});
+
+describe('the first connection', () => {
+  it('waits for a NATS that is not there yet, saying so, and gives up after its limit (it waited silently for ever)', async () => {
+    const out = new PassThrough();
+    const lines: string[] = [];
+    out.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+    const loud = createLogger({ level: 'warn', destination: out });
+    const started = performance.now();
+    const url = 'nats://127.0.0.1:9'; // nothing listens on the discard port
+    await expect(Bus.connect(options(url, { firstConnectLimitMs: 2_500 }), loud)).rejects.toThrow(/did not accept a connection within 2\.5 s/);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2_400);
+    expect(lines.map((l) => JSON.parse(l) as { msg: string; servers: string }).filter((l) => l.msg === 'waiting for NATS to accept a connection')[0]).toMatchObject({ servers: url });
   });
 });

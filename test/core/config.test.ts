@@ -39,6 +39,13 @@ describe('config', () => {
 
     const dur = writeConfig({ router: { reopenWindow: 'a week' } });
     expect(errorOf(() => loadConfig(dur, {})).message).toMatch(/router\.reopenWindow: .*duration such as/);
+
+    // Not a NATS address at all: a config error at start (exit 78), not a start that waits on it.
+    for (const url of ['http://nats:4222', 'nats://nats:4222/x y', 'nats://a:4222;nats://b:4222']) {
+      const bad = writeConfig({ nats: { url } });
+      expect(errorOf(() => loadConfig(bad, {})).key).toBe('nats.url');
+    }
+    expect(loadConfig(writeConfig({ nats: { url: 'nats://a:4222, tls://b.example.ru:4222,nats:4222' } }), {}).config.nats.url).toContain('tls://');
   });
 
   it('reports invalid YAML with the line', () => {
