@@ -387,7 +387,25 @@ export function loadConfig(
     raw = readYamlFile(file);
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
   }
-  applyEnvOverrides(raw as Record<string, unknown>, env, label);
+  const fromEnv = applyEnvOverrides(raw as Record<string, unknown>, env, label);
+  try {
+    return validate(label, raw, env, validateConnector, validateHelpdesk);
+  } catch (err) {
+    // A value an environment variable set is that variable's fault, not the file's.
+    if (!(err instanceof ConfigError)) throw err;
+    const variable = [...fromEnv].find(([path]) => err.key === path || err.key.startsWith(`${path}.`) || err.key.startsWith(`${path}[`))?.[1];
+    if (!variable) throw err;
+    throw new ConfigError(err.file, err.key, `${err.problem} (set by the environment variable ${variable})`);
+  }
+}
+
+function validate(
+  label: string,
+  raw: unknown,
+  env: NodeJS.ProcessEnv,
+  validateConnector?: ConnectorValidator,
+  validateHelpdesk?: HelpdeskValidator,
+): LoadedConfig {
   const interpolated = interpolate(raw, env, label, []);
   // Unknown keys first: a misspelt key usually also leaves a required one missing, and the typo is the news.
   const unknown = unknownKeys(GatewayConfig, interpolated);
@@ -487,10 +505,22 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path:
 }
 
 /** OMNIGATE_HTTP__PORT=9090 sets http.port; values are read as YAML scalars (numbers, booleans). */
-function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string): void {
+/** Top-level keys that take a value, not a section or a list: OMNIGATE_SHUTDOWN_TIMEOUT=20s sets shutdownTimeout. */
+const TOP_LEVEL_VALUES = new Set(Object.entries(GatewayConfig.parse({})).filter(([, v]) => typeof v !== 'object').map(([k]) => k));
+
+/**
+ * OMNIGATE_SECTION__KEY=value overrides (YAML-parsed), and OMNIGATE_<TOP_LEVEL_KEY> for the few
+ * top-level values. Returns which dotted key each variable set, so an error names the variable
+ * rather than blaming the file. Other OMNIGATE_* variables (secrets referenced as ${…}) are left alone.
+ */
+function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string): Map<string, string> {
+  const set = new Map<string, string>();
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('OMNIGATE_') || !name.includes('__') || value === undefined) continue;
-    const path = name.slice('OMNIGATE_'.length).split('__').map(camelCase);
+    if (!name.startsWith('OMNIGATE_') || value === undefined) continue;
+    const rest = name.slice('OMNIGATE_'.length).replace(/^_+/, '');
+    const path = rest.split('__').map(camelCase);
+    if (!rest.includes('__') && !(path.length === 1 && TOP_LEVEL_VALUES.has(path[0]!))) continue;
+    set.set(path.join('.'), name);
     let node: Record<string, unknown> = target;
     for (const part of path.slice(0, -1)) {
       const next = node[part];
@@ -508,6 +538,7 @@ function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessE
     }
     node[path[path.length - 1]!] = parsed ?? value;
   }
+  return set;
 }
 
 function camelCase(s: string): string {

@@ -64,6 +64,18 @@ describe('config', () => {
     expect(ok.config.connectors[0]!.secret).toBe('a-long-enough-secret-value');
   });
 
+  it('sets top-level values from OMNIGATE_<KEY> and names the variable, not the file, when its value is wrong', () => {
+    const file = writeConfig({});
+    expect(loadConfig(file, { OMNIGATE_SHUTDOWN_TIMEOUT: '20s' }).config.shutdownTimeout).toBe(20_000);
+    expect(loadConfig(file, { OMNIGATE__SHUTDOWN_DRAIN: '3s' }).config.shutdownDrain).toBe(3_000);
+    // A secret referenced as ${OMNIGATE_API_TOKEN} is not a key: left alone.
+    expect(() => loadConfig(file, { OMNIGATE_API_TOKEN: 'x' })).not.toThrow();
+    const err = errorOf(() => loadConfig(file, { OMNIGATE_HTTP__PORT: 'abc' }));
+    expect(err.key).toBe('http.port');
+    expect(err.message).toContain('set by the environment variable OMNIGATE_HTTP__PORT');
+    expect(errorOf(() => loadConfig(file, { OMNIGATE_SHUTDOWN_TIMEOUT: 'soon' })).message).toContain('OMNIGATE_SHUTDOWN_TIMEOUT');
+  });
+
   it('applies OMNIGATE_SECTION__KEY overrides', () => {
     const { config } = loadConfig(undefined, { OMNIGATE_HTTP__PORT: '9191', OMNIGATE_NATS__URL: 'nats://nats:4222', OMNIGATE_ROUTER__TICKET_PREFIX: 'SUP-' });
     expect(config.http.port).toBe(9191);
