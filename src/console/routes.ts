@@ -13,7 +13,7 @@ import type { Logger } from '../core/logger.js';
 import { describeZodError } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import type { TokenAuth } from '../api/auth.js';
-import { fail } from '../api/errors.js';
+import { fail, failQuery } from '../api/errors.js';
 import { DeadLetterDesk } from './dead-letters.js';
 import type { ReplicaConnectors, RestartAnswer } from './replica-service.js';
 import { registerConsoleAssets } from './static.js';
@@ -29,7 +29,8 @@ export interface ConsoleDeps {
   replicaWaitMs?: number;
 }
 
-const LetterQuery = z.object({
+/** Strict, as the API's lists: `since=…` (a CLI option, not a parameter here) was ignored and every letter listed. */
+const LetterQuery = z.strictObject({
   source: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "-" and "." only').optional(),
   reason: z.string().max(200).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -102,7 +103,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
 
   app.get('/v1/dead-letters', guarded, async (req, reply) => {
     const q = LetterQuery.safeParse(req.query);
-    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.success) return failQuery(reply, q.error);
     const { letters, scanned } = await desk.list(q.data);
     return { letters: letters.map(({ letter: _letter, ...rest }) => rest), scanned };
   });
@@ -127,7 +128,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   // The filter comes as query parameters, like the listing it replays (no body to parse).
   app.post('/v1/dead-letters/replay', guarded, async (req, reply) => {
     const q = ReplayBody.safeParse(req.query);
-    if (!q.success) return fail(reply, 'invalid_request', describeZodError(q.error), String(q.error.issues[0]!.path[0]));
+    if (!q.success) return failQuery(reply, q.error);
     if (!q.data.source && !q.data.reason) return fail(reply, 'invalid_request', 'give a source or a reason: replaying every letter at once is not offered', 'source');
     const results = await desk.replayMatching(q.data);
     logReplay(deps, req, results);

@@ -140,6 +140,10 @@ describe('console API', () => {
     expect(one.body).toMatchObject({ source: 'inbound.email.support', payload: 'raw mail', payloadEncoding: 'utf8' });
     expect((await get('/v1/dead-letters/999999')).status).toBe(404);
     expect((await get('/v1/dead-letters?source=a b')).status).toBe(400);
+    // An unknown parameter is refused naming it (it was ignored, and every letter listed).
+    const since = await get('/v1/dead-letters?since=zz');
+    expect(since.status).toBe(400);
+    expect(since.body.error).toMatchObject({ code: 'invalid_request', field: 'since' });
     expect((await post('/v1/dead-letters/replay')).status).toBe(400);
 
     // A filtered replay: the router letter goes back in and opens a ticket.
