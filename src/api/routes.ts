@@ -207,6 +207,8 @@ function idempotencyKey(req: FastifyRequest): string | undefined {
   if (typeof v !== 'string' || v.length === 0) return undefined;
   // Truncating would make two different keys one: refuse instead.
   if (v.length > MAX_IDEMPOTENCY_KEY) throw new HttpError('invalid_request', `Idempotency-Key longer than ${MAX_IDEMPOTENCY_KEY} characters`, 'Idempotency-Key');
+  // It travels on as a header (the webhook channel's receiver gets it) and names a claim in KV.
+  if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError('invalid_request', 'Idempotency-Key must not contain control characters (tab, CR, LF…)', 'Idempotency-Key');
   return v;
 }
 

@@ -359,6 +359,22 @@ describe('hostile input: the reported cases', () => {
     }
   });
 
+  it('one-line fields refuse CR/LF, a sentAt a day ahead is refused, and so is an Idempotency-Key with a tab', async () => {
+    for (const [body, field] of [
+      [{ messageId: 'crlf-name', sender: { id: 'c@example.ru', name: 'Иван\r\nBcc: evil@x.ru' }, text: 'x' }, 'sender.name'],
+      [{ messageId: 'crlf-mail', sender: { id: 'c@example.ru', email: 'a@b.ru\r\nBcc: evil@x.ru' }, text: 'x' }, 'sender.email'],
+      [{ messageId: 'crlf-subj', sender: { id: 'c@example.ru' }, subject: 'Тема\nBcc: x', text: 'x' }, 'subject'],
+      [{ messageId: 'future', sender: { id: 'c@example.ru' }, sentAt: '9999-12-31T00:00:00Z', text: 'x' }, 'sentAt'],
+    ] as const) {
+      const res = await channel(body);
+      expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ error: 'invalid_body', field });
+    }
+    const res = await fetch(`${h.gw.httpUrl}/v1/tickets/T-1/notes`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', 'idempotency-key': 'a\tb' }, body: JSON.stringify({ text: 'x' }) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ field: 'Idempotency-Key' });
+  });
+
   it('a misspelt field is refused naming it and the field meant, not dropped: on the channel, in JSON replies, notes and status, in multipart replies', async () => {
     const top = await channel({ messageId: 'typo-1', sender: { id: 'typo@example.ru' }, text: 'Срочно', prioirty: 'high' });
     expect(top.status).toBe(400);

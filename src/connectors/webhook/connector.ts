@@ -22,11 +22,17 @@ const MAX_ATTACHMENTS = 20;
 const Base64 = z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64');
 
 
+/**
+ * One-line fields (a name, an address, a subject): no control characters. A CR LF in one would
+ * reach a mail header or a helpdesk's one-line field as a second line.
+ */
+const OneLine = (max: number) => PrintableId(max, 0);
+
 const Sender = z.object({
   id: Id,
-  name: z.string().optional(),
-  email: z.string().optional(),
-  phone: z.string().optional(),
+  name: OneLine(200).optional(),
+  email: OneLine(320).optional(),
+  phone: OneLine(64).optional(),
 });
 
 /** What a web form or external system POSTs to /connectors/webhook/<account>/messages. */
@@ -36,11 +42,13 @@ export const WebhookInbound = z.discriminatedUnion('type', [
     messageId: Id,
     conversationId: Id.optional(),
     sender: Sender,
-    subject: z.string().optional(),
+    subject: OneLine(1000).optional(),
     text: z.string().default(''),
     html: z.string().optional(),
     replyTo: Id.optional(),
-    sentAt: z.string().datetime({ offset: true }).optional(),
+    // The sender's clock may be off, not by a day: such a time is a bug in the form, and it would
+    // order the conversation wrongly for good.
+    sentAt: z.string().datetime({ offset: true }).refine((v) => Date.parse(v) < Date.now() + 86_400_000, 'is more than a day in the future').optional(),
     attachments: z
       .array(z.object({ name: PrintableId(255), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
       .max(MAX_ATTACHMENTS)
