@@ -43,6 +43,12 @@ export class HttpServer implements HttpMount {
       bodyLimit: o.bodyLimit,
       return503OnClosing: false,
       clientErrorHandler: (err, socket) => refuseUnparsable(err, socket, (path) => this.flatRoutes.has(path) || this.flatShapes.has(shapeOf(path))),
+      // What the router refuses before any route (a path parameter over 100 characters, a URL it
+      // cannot decode) in the route's own error shape, not Fastify's.
+      frameworkErrors: (err, req, reply) => {
+        const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+        return this.refuse(req, reply, 'invalid_request', tooLong ? 'a path parameter is longer than 100 characters' : `the URL cannot be decoded (${err.message})`, tooLong ? 'path' : 'url');
+      },
     });
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

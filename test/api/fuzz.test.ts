@@ -410,6 +410,10 @@ describe('hostile input: the reported cases', () => {
     const api = await raw('/v1/search?q=оплата');
     expect(api.status).toBe(400);
     expect(api.body).toEqual({ error: { code: 'invalid_request', field: 'url', message: expect.stringMatching(/percent-encode anything outside ASCII/) } });
+    // A path parameter longer than the router takes, and a URL it cannot decode: the same shape.
+    const long = await fetch(`${h.gw.httpUrl}/v1/tickets/${'T'.repeat(300)}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(long.status).toBe(400);
+    expect(((await long.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'path' });
     const intake = await raw('/connectors/webhook/site/messages?note=привет');
     expect(intake.status).toBe(400);
     expect(intake.body).toEqual({ error: 'invalid_request', field: 'url', message: expect.stringMatching(/percent-encode/) });
