@@ -204,7 +204,7 @@ export function alternativeMail(o: { messageId: string; subject: string; text: s
  * charset anywhere (no RFC 2047 words, no charset parameter). `multipart` wraps the text in a
  * multipart/mixed as a quoted-printable part without a charset.
  */
-export function unlabelledMail(o: { charset: 'windows-1251' | 'koi8-r'; messageId: string; fromName: string; subject: string; text: string; contentType?: string; multipart?: boolean }): Buffer {
+export function unlabelledMail(o: { charset: 'windows-1251' | 'koi8-r' | 'cp866'; messageId: string; fromName: string; subject: string; text: string; contentType?: string; multipart?: boolean }): Buffer {
   const enc = (s: string) => iconv.encode(s, o.charset);
   const ascii = (s: string) => Buffer.from(s, 'latin1');
   const head = [ascii('From: '), enc(o.fromName), ascii(` <petrov@client.example.ru>${CRLF}To: support@example.ru${CRLF}Subject: `), enc(o.subject)];

@@ -135,5 +135,9 @@ describe('byte budgets and legacy charsets', () => {
     const short = unlabelledMail({ charset: 'windows-1251', messageId: uniqueId(), fromName: 'Пётр', subject: 'Счёт', text: 'Не пришёл чек', contentType: 'text/plain; charset=us-ascii' });
     const parsed = await simpleParser(relabelLegacyText(short)!);
     expect([parsed.subject, parsed.from?.value[0]?.name, parsed.text?.trim()]).toEqual(['Счёт', 'Пётр', 'Не пришёл чек']);
+    // DOS-era CP866 without a label (old accounting software mailing from a console).
+    const dos = unlabelledMail({ charset: 'cp866', messageId: uniqueId(), fromName: 'Бухгалтерия', subject: 'Отчёт за ноябрь', text: 'Здравствуйте! Отчёт во вложении, проверьте оплату.', contentType: 'text/plain; charset=us-ascii' });
+    const read = await simpleParser(relabelLegacyText(dos)!);
+    expect([read.subject, read.from?.value[0]?.name, read.text?.trim()]).toEqual(['Отчёт за ноябрь', 'Бухгалтерия', 'Здравствуйте! Отчёт во вложении, проверьте оплату.']);
   });
 });
