@@ -1,5 +1,5 @@
 /**
- * Old Russian mailers send raw 8-bit windows-1251 or KOI8-R without saying so: headers without
+ * Old Russian mailers send raw 8-bit windows-1251, KOI8-R or CP866 without saying so: headers without
  * RFC 2047 words, text parts without a charset (or labelled us-ascii). mailparser reads those
  * bytes as UTF-8 and every letter becomes U+FFFD. When that happened, the raw mail is rewritten
  * for a second parse: header lines that are not valid UTF-8 are transcoded to UTF-8, and
