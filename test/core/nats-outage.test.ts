@@ -19,14 +19,21 @@ afterAll(async () => {
   await nats?.stop();
 });
 
+/** /readyz polled every 100 ms until it answers `status` (or `withinMs` passed): the last answer. */
+async function readinessBecomes(status: number, withinMs: number): Promise<Response> {
+  const deadline = Date.now() + withinMs;
+  let res = await fetch(`${gw.httpUrl}/readyz`);
+  while (res.status !== status && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    res = await fetch(`${gw.httpUrl}/readyz`);
+  }
+  return res;
+}
+
 describe('NATS outage', () => {
   it('reports not ready, holds intake while NATS is down and loses nothing when it returns', async () => {
     await nats.kill('SIGTERM');
-    let ready = await fetch(`${gw.httpUrl}/readyz`);
-    for (let i = 0; i < 50 && ready.status === 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      ready = await fetch(`${gw.httpUrl}/readyz`);
-    }
+    const ready = await readinessBecomes(503, 5_000);
     expect(ready.status).toBe(503);
     expect(((await ready.json()) as { nats: { connected: boolean } }).nats.connected).toBe(false);
 
@@ -43,21 +50,13 @@ describe('NATS outage', () => {
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === 'webhook:site:during-outage', 20_000);
     expect(routed.ticketId).toMatch(/^T-/);
     // Ready again once its loops run again (a consumer loop cut by the outage restarts with backoff).
-    let again = await fetch(`${gw.httpUrl}/readyz`);
-    for (let i = 0; i < 200 && again.status !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      again = await fetch(`${gw.httpUrl}/readyz`);
-    }
+    const again = await readinessBecomes(200, 20_000);
     expect(again.status, JSON.stringify(await again.json())).toBe(200);
   });
 
   it('a longer outage: intake answers 503 within its wait (not after the outage), readiness answers at once, and the retried post lands once', async () => {
     await nats.kill('SIGTERM');
-    let ready = await fetch(`${gw.httpUrl}/readyz`);
-    for (let i = 0; i < 50 && ready.status === 200; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      ready = await fetch(`${gw.httpUrl}/readyz`);
-    }
+    await readinessBecomes(503, 5_000);
     // The probe answers within Kubernetes' 3 s, with the reason (it took 10 s before).
     const started = performance.now();
     const probe = await fetch(`${gw.httpUrl}/readyz`);
