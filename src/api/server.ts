@@ -47,7 +47,7 @@ export class HttpServer implements HttpMount {
       // cannot decode) in the route's own error shape, not Fastify's.
       frameworkErrors: (err, req, reply) => {
         const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
-        return this.refuse(req, reply, 'invalid_request', tooLong ? 'a path parameter is longer than 100 characters' : `the URL cannot be decoded (${err.message})`, tooLong ? 'path' : 'url');
+        void this.refuse(req, reply, 'invalid_request', tooLong ? 'a path parameter is longer than 100 characters' : `the URL cannot be decoded (${err.message})`, tooLong ? 'path' : 'url');
       },
     });
     this.app.removeAllContentTypeParsers();
