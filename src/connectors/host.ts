@@ -172,7 +172,9 @@ export class ConnectorHost {
       hosted.runner?.stop().catch((err) => hosted.log.debug({ err: errorMessage(err) }, 'stopping the outbound runner of a stopped instance failed')),
       hosted.connector.stop().catch((err) => hosted.log.debug({ err: errorMessage(err) }, 'stopping the connector after a failed start failed')),
     ]);
-    await Promise.race([stopping, sleep(FAILED_STOP_MS, this.abort.signal)]);
+    // Not cut short by the gateway's stop: a runner still recording a send must finish, or the
+    // bus closes under it and the reply is sent again (or reported unknown) after the restart.
+    await Promise.race([stopping, sleep(FAILED_STOP_MS)]);
     hosted.runner = undefined as unknown as OutboundRunner;
     await this.stopLoops(hosted);
   }

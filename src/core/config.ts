@@ -116,7 +116,7 @@ export const HelpdeskEntry = z
 export type HelpdeskEntry = z.infer<typeof HelpdeskEntry>;
 
 /** One server of nats.url: a scheme NATS clients speak, or a bare host:port. Empty is the embedded server. */
-const NATS_SERVER = /^$|^((nats|tls|ws|wss):\/\/)?[^\s/:,]+(:\d{1,5})?\/?$/i;
+const NATS_SERVER = /^$|^((nats|tls|ws|wss):\/\/)?([^\s/@,]+@)?([^\s/:,@[\]]+|\[[0-9a-f:.]+\])(:\d{1,5})?\/?$/i;
 
 export const GatewayConfig = z.object({
   nats: z

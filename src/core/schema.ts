@@ -363,6 +363,8 @@ export const Ticket = z.object({
       platformMessageId: z.string().optional(),
       lastOutboundBefore: IsoTime.optional(),
       firstResponseBefore: IsoTime.optional(),
+      /** It failed after it was sent and was undone; kept so a bounce processed again names the same reply. */
+      undone: z.boolean().optional(),
     })
     .optional(),
   /** Until when a free-form reply is allowed (the newest replyWindowEndsAt of the customer's messages); later, only a template. */
@@ -389,6 +391,8 @@ export const Ticket = z.object({
    * neither logged nor applied twice, in whatever order outcomes are handled.
    */
   recentDeliveries: z.array(z.string()).optional(),
+  /** recentDeliveries names every outcome ever applied (none has dropped out): an absent one was not applied. */
+  recentDeliveriesAll: z.boolean().optional(),
   /** SLA breaches already announced, so each is reported once. */
   /** Customer satisfaction: the request after close and the customer's rating (1–5). */
   csat: z

@@ -90,8 +90,8 @@ function walkUnion(def: Def, value: unknown, path: Array<string | number>, out: 
   const disc = def.discriminator as string | undefined;
   if (disc && isPlainObject(value)) {
     const branch = candidates.find((o) => {
-      const d = defOf(unwrapObject(o)?.shape?.[disc] as unknown);
-      return d?.type === 'literal' && (d.values as unknown[]).includes(value[disc]);
+      const d = literalOf(unwrapObject(o)?.shape?.[disc]);
+      return d !== undefined && (d.values as unknown[]).includes(value[disc]);
     });
     if (branch) return walk(branch, value, path, out);
   }
@@ -102,6 +102,15 @@ function walkUnion(def: Def, value: unknown, path: Array<string | number>, out: 
     if (!best || found.length < best.length) best = found;
   }
   out.push(...(best ?? []));
+}
+
+/** The literal a discriminator field holds, through `.default()`/`.optional()` (`type: z.literal('message').default('message')`). */
+function literalOf(schema: unknown): Def | undefined {
+  const d = defOf(schema);
+  if (!d) return undefined;
+  if (d.type === 'literal') return d;
+  if (['optional', 'nullable', 'default', 'prefault', 'catch', 'readonly', 'nonoptional'].includes(d.type)) return literalOf(d.innerType);
+  return undefined;
 }
 
 function unwrapObject(schema: unknown): { shape: Record<string, unknown> } | undefined {

@@ -203,11 +203,11 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
      ), t AS (
        UPDATE tickets SET last_seq = $11::bigint, updated_at = greatest(updated_at, $14::timestamptz),
               last_delivery = CASE WHEN (SELECT purpose FROM p) = 'agent_reply' THEN $12 ELSE last_delivery END,
-              first_response_at = CASE WHEN (SELECT purpose FROM p) <> 'agent_reply' THEN first_response_at
+              first_response_at = CASE WHEN (SELECT purpose FROM p) IS DISTINCT FROM 'agent_reply' THEN first_response_at
                                        WHEN $13::boolean THEN least(first_response_at, $10::timestamptz)
                                        WHEN (SELECT sent_before FROM undo) THEN (SELECT first_sent FROM others)
                                        ELSE first_response_at END,
-              last_agent_reply_at = CASE WHEN (SELECT purpose FROM p) <> 'agent_reply' THEN last_agent_reply_at
+              last_agent_reply_at = CASE WHEN (SELECT purpose FROM p) IS DISTINCT FROM 'agent_reply' THEN last_agent_reply_at
                                          WHEN $13::boolean THEN greatest(last_agent_reply_at, $10::timestamptz)
                                          WHEN (SELECT sent_before FROM undo) THEN (SELECT last_sent FROM others)
                                          ELSE last_agent_reply_at END

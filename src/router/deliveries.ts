@@ -106,8 +106,17 @@ export class DeliveryRecorder {
         }
         return { next: null, outcome: reaction };
       }
+      // The list names every outcome applied to this ticket while nothing has dropped out of it
+      // (started with the ticket's first outcome); tickets from before it, or whose list dropped
+      // a mark, are judged by the highest sequence (appliedBefore).
+      if (t.recentDeliveries === undefined && t.appliedSeq === 0) t.recentDeliveriesAll = true;
       t.appliedSeq = Math.max(t.appliedSeq, ack.seq);
-      t.recentDeliveries = [...(t.recentDeliveries ?? []).slice(-(RECENT_DELIVERIES - 1)), mark];
+      const marks = [...(t.recentDeliveries ?? []), mark];
+      if (marks.length > RECENT_DELIVERIES) {
+        marks.splice(0, marks.length - RECENT_DELIVERIES);
+        t.recentDeliveriesAll = undefined;
+      }
+      t.recentDeliveries = marks;
       if (agentOutbound) noteDelivery(t, s);
       // Failed after it was sent (a bounce, a platform's late `failed`): the customer has no answer.
       if (agentOutbound && s.status === 'failed') undoAnswer(t, s.outboundId);
@@ -124,6 +133,11 @@ export class DeliveryRecorder {
         if (!t.lastOutboundAt || t.lastOutboundAt < s.at) {
           t.lastAnswer = { outboundId: s.outboundId, at: s.at, platformMessageId: s.platformMessageId, lastOutboundBefore: t.lastOutboundAt, firstResponseBefore: t.firstResponseAt };
           t.lastOutboundAt = s.at;
+        } else if (t.lastAnswer && !t.lastAnswer.undone) {
+          // An earlier answer applied after a later one: it is what remains should the later one fail.
+          const a = t.lastAnswer;
+          if (!a.lastOutboundBefore || a.lastOutboundBefore < s.at) a.lastOutboundBefore = s.at;
+          if (!a.firstResponseBefore || s.at < a.firstResponseBefore) a.firstResponseBefore = s.at;
         }
         if (!t.firstResponseAt || s.at < t.firstResponseAt) t.firstResponseAt = s.at;
       }
@@ -177,14 +191,13 @@ const RECENT_DELIVERIES = 16;
 
 /**
  * Whether an outcome logged before at `seq` (a redelivery, a repeat) whose mark the ticket does
- * not list was applied. While the list is not full it names every outcome applied since it was
- * introduced, so an absent mark was not applied (its earlier attempt failed between the append
- * and the update, and a later outcome may have been applied meanwhile). A full list, or a ticket
- * from before the list, falls back to the highest sequence applied.
+ * not list was applied. While the list holds every outcome ever applied to the ticket
+ * (recentDeliveriesAll), an absent mark was not applied (its earlier attempt failed between the
+ * append and the update, and a later outcome may have been applied meanwhile). Once a mark dropped
+ * out, or for a ticket from before the list, the highest sequence applied decides.
  */
 function appliedBefore(t: Ticket, seq: number): boolean {
-  const marks = t.recentDeliveries;
-  if (marks && marks.length < RECENT_DELIVERIES) return false;
+  if (t.recentDeliveriesAll) return false;
   return t.appliedSeq >= seq;
 }
 
@@ -195,10 +208,11 @@ function appliedBefore(t: Ticket, seq: number): boolean {
  */
 function undoAnswer(t: Ticket, outboundId: string): void {
   const a = t.lastAnswer;
-  if (a?.outboundId !== outboundId) return;
+  if (a?.outboundId !== outboundId || a.undone) return;
   if (t.lastOutboundAt === a.at) t.lastOutboundAt = a.lastOutboundBefore;
   if (t.firstResponseAt === a.at) t.firstResponseAt = a.firstResponseBefore;
-  t.lastAnswer = undefined;
+  // Kept, marked: a bounce of it processed again still names this reply (inbound-messages.ts).
+  a.undone = true;
 }
 
 /** A short hash of an outcome's cause: 72 bits, for a list of sixteen on one ticket. */

@@ -411,7 +411,8 @@ export class MessageRouter {
       });
       return;
     }
-    // The reply it bounced, when that is the ticket's newest answer: its outcome, under its own id.
+    // The reply it bounced, when that is the ticket's newest answer (also once undone by this very
+    // bounce, processed again): its outcome, under its own id.
     const answer = ticket.value.lastAnswer;
     const ofAnswer = answer?.platformMessageId !== undefined && normalizeMessageId(answer.platformMessageId) === normalizeMessageId(bounce.platformMessageId);
     const status = DeliveryStatus.parse({

@@ -379,6 +379,9 @@ describe('hostile input: the reported cases', () => {
     const top = await channel({ messageId: 'typo-1', sender: { id: 'typo@example.ru' }, text: 'Срочно', prioirty: 'high' });
     expect(top.status).toBe(400);
     expect(top.body).toEqual({ error: 'invalid_body', field: 'prioirty', message: expect.stringContaining('unknown key "prioirty"') });
+    // A field of another kind of post (an edit's targetMessageId on a message) is unknown here too.
+    const otherKind = await channel({ type: 'message', messageId: 'typo-3', sender: { id: 'typo@example.ru' }, text: 'Срочно', targetMessageId: 'm-1' });
+    expect(otherKind.body).toMatchObject({ error: 'invalid_body', field: 'targetMessageId' });
     const nested = await channel({ messageId: 'typo-2', sender: { id: 'typo@example.ru', phnoe: '+79160000000' }, text: 'Срочно' });
     expect(nested.body).toEqual({ error: 'invalid_body', field: 'sender.phnoe', message: 'sender.phnoe: unknown key "phnoe"; did you mean "phone"?' });
     const v1 = (path: string, init: RequestInit) =>

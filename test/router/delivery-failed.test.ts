@@ -110,8 +110,33 @@ describe('failed delivery on the ticket', () => {
     expect(t).toMatchObject({ status: 'open' });
     expect(t.firstResponseAt).toBeUndefined();
     expect(t.lastOutboundAt).toBeUndefined();
-    expect(t.lastAnswer).toBeUndefined();
+    expect(t.lastAnswer).toMatchObject({ outboundId, undone: true });
     expect(gw.gateway.sla!.sla!.breaches(t, Date.now() + 2 * H).map((b) => b.breach)).toContain('first_response');
+    // The same bounce processed again names the same reply: no second, different failure.
+    const again = { ...bounce, id: `${bounce.id}-again`, platform: { ...bounce.platform, messageId: `${bounce.platform.messageId}-again` } };
+    await publishEvent(gw.nc, again);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const failures = (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'delivery' && l.entry.status.status === 'failed');
+    expect(failures.map((l) => (l.entry as Extract<LogEntry, { kind: 'delivery' }>).status.outboundId)).toEqual([outboundId]);
+  });
+
+  it('an earlier answer applied after a later one is what remains when the later one fails', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'late-fail-2', from: 'client-late-fail-2' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'late-fail-2');
+    const ticketId = created.ticketId;
+    const first = (await gw.request('omni.cmd.reply', { ticketId, text: 'Первый' })).result.outboundId as string;
+    const second = (await gw.request('omni.cmd.reply', { ticketId, text: 'Второй' })).result.outboundId as string;
+    const firstAt = new Date().toISOString();
+    const secondAt = new Date(Date.parse(firstAt) + 1_000).toISOString();
+    // The later answer's outcome arrives first, then the earlier one's, then the later one fails.
+    await reportStatus({ outboundId: second, ticketId, status: 'sent', at: secondAt });
+    await expect.poll(async () => (await gw.ticket(ticketId))?.lastOutboundAt, { timeout: 20_000 }).toBe(secondAt);
+    await reportStatus({ outboundId: first, ticketId, status: 'sent', at: firstAt });
+    await expect.poll(async () => (await gw.ticket(ticketId))?.firstResponseAt, { timeout: 20_000 }).toBe(firstAt);
+    await reportStatus({ outboundId: second, ticketId, status: 'failed', reason: 'undeliverable: 131026' });
+    await expect.poll(async () => (await gw.ticket(ticketId))?.lastAnswer?.undone, { timeout: 20_000 }).toBe(true);
+    // Before: lastOutboundAt went back to "never", though the first answer was sent.
+    expect(await gw.ticket(ticketId)).toMatchObject({ lastOutboundAt: firstAt, firstResponseAt: firstAt });
   });
 
   it('two outcomes of one ticket handled at once: the one logged first and applied second is not lost', async () => {

@@ -50,12 +50,20 @@ export function classify(
   // Exchange/Outlook out-of-office replies often carry none of the above, only a subject it wrote
   // ("Автоматический ответ: …") and X-Auto-Response-Suppress. Threaded onto the ticket, one
   // reopened it as if the customer had answered.
-  if (AUTO_REPLY_SUBJECT.test(mail.subject ?? '')) return { automated: 'auto-reply' };
+  // The subject alone is not enough ("Нет на месте: товар из заказа" is a customer): it must also
+  // carry Exchange's suppression header or answer one of our own mails.
+  if (AUTO_REPLY_SUBJECT.test(mail.subject ?? '') && (present.has('x-auto-response-suppress') || answersOurs(mail, ours.domains))) return { automated: 'auto-reply' };
 
   const precedence = header('precedence')?.toLowerCase();
   if (precedence === 'list' || present.has('list-id')) return { automated: 'list' };
   if (precedence === 'bulk' || precedence === 'junk') return { automated: 'bulk' };
   return {};
+}
+
+/** In-Reply-To or References names a Message-ID we generated. */
+function answersOurs(mail: ParsedMail, domains: ReadonlySet<string>): boolean {
+  const refs = [mail.inReplyTo, ...(Array.isArray(mail.references) ? mail.references : mail.references ? [mail.references] : [])];
+  return refs.some((id) => !!id && isOurMessageId(id, domains));
 }
 
 /**

@@ -38,9 +38,12 @@ describe('loop protection', () => {
     for (const subject of ['Автоматический ответ: Re: Вопрос [#T-1001]', 'Автоответ: Заказ 48213', 'Automatic reply: Re: Payment', 'Out of Office: Re: Вопрос', 'AutoReply: Re: x', 'Нет на месте: Re: Вопрос']) {
       expect(await verdict(plainMail({ subject: `=?utf-8?B?${Buffer.from(subject).toString('base64')}?=`, headers: { 'X-Auto-Response-Suppress': 'All' } })), subject).toEqual({ automated: 'auto-reply' });
     }
-    for (const subject of ['Re: Автоматический ответ пришёл вместо оплаты', 'Вопрос про автоответ', 'Out of stock: когда будет?']) {
+    for (const subject of ['Re: Автоматический ответ пришёл вместо оплаты', 'Вопрос про автоответ', 'Out of stock: когда будет?', 'Нет на месте: товар из заказа']) {
       expect(await verdict(plainMail({ subject: `=?utf-8?B?${Buffer.from(subject).toString('base64')}?=` })), subject).toEqual({});
     }
+    // Such a subject answering one of our mails, without Exchange's header, is one too.
+    const ours = outboundMessageId('T-7', 'T-7:x', 'example.ru');
+    expect(await verdict(plainMail({ subject: `=?utf-8?B?${Buffer.from('Автоответ: Re: Вопрос').toString('base64')}?=`, headers: { 'In-Reply-To': ours } }))).toEqual({ automated: 'auto-reply' });
   });
 
   it('marks our own mail as an echo', async () => {
