@@ -31,26 +31,37 @@ async function readinessBecomes(status: number, withinMs: number): Promise<Respo
 }
 
 describe('NATS outage', () => {
-  it('reports not ready, holds intake while NATS is down and loses nothing when it returns', async () => {
+  it('reports not ready, holds intake while NATS is down and loses nothing when it returns', { timeout: 120_000 }, async () => {
     await nats.kill('SIGTERM');
     const ready = await readinessBecomes(503, 5_000);
     expect(ready.status).toBe(503);
     expect(((await ready.json()) as { nats: { connected: boolean } }).nats.connected).toBe(false);
 
-    // Posted while NATS is down: the request waits instead of failing or being dropped.
-    const posting = fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
+    // Posted while NATS is down: the request waits instead of failing or being dropped. It is
+    // answered 202 once NATS is back; only if the restarted server took longer than the post's
+    // wait (20 s: seen on a loaded CI machine) a 503, whose retry (same messageId) is taken.
+    const post = () => fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
       method: 'POST',
       headers: { authorization: `Bearer ${SECRET}` },
       body: JSON.stringify({ messageId: 'during-outage', sender: { id: 'c-1' }, text: 'Сервис недоступен?' }),
     });
+    const posted = performance.now();
+    const posting = post();
     await new Promise((r) => setTimeout(r, 1500));
     await nats.restart();
-    const res = await posting;
+    let res = await posting;
+    if (res.status === 503) {
+      expect(performance.now() - posted).toBeGreaterThanOrEqual(19_000); // it held for its whole wait first
+      for (let i = 0; i < 60 && res.status !== 202; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        res = await post();
+      }
+    }
     expect(res.status, await res.clone().text()).toBe(202);
-    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === 'webhook:site:during-outage', 20_000);
-    expect(routed.ticketId).toMatch(/^T-/);
+    const store = gw.gateway.router!.store;
+    await expect.poll(async () => (await store.list()).find((t) => t.recentEvents.includes('webhook:site:during-outage'))?.messageCount, { timeout: 60_000 }).toBe(1);
     // Ready again once its loops run again (a consumer loop cut by the outage restarts with backoff).
-    const again = await readinessBecomes(200, 20_000);
+    const again = await readinessBecomes(200, 60_000);
     expect(again.status, JSON.stringify(await again.json())).toBe(200);
   });
 
