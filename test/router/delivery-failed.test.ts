@@ -30,6 +30,15 @@ async function reportStatus(s: Omit<DeliveryStatus, 'v' | 'type' | 'channel' | '
   await jetstream(gw.nc).publish(`omni.status.webhook.site`, JSON.stringify(status), { msgID: `status:${s.outboundId}:${s.status}` });
 }
 
+/** A customer's ticket (one message in `chat`) and the agent replies sent to it, in order. */
+async function ticketWithReplies(chat: string, texts: string[]): Promise<{ ticketId: string; outboundIds: string[] }> {
+  await publishEvent(gw.nc, chatMessage({ chat, from: `client-${chat}` }));
+  const { ticketId } = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === chat);
+  const outboundIds: string[] = [];
+  for (const text of texts) outboundIds.push((await gw.request('omni.cmd.reply', { ticketId, text })).result.outboundId as string);
+  return { ticketId, outboundIds };
+}
+
 describe('failed delivery on the ticket', () => {
   it('ticket.created carries conversation, contact and the first message, and validates against its JSON Schema', async () => {
     const first = chatMessage({ chat: 'created-1', from: 'client-created', text: 'Первое сообщение', kind: 'group' });
@@ -121,11 +130,7 @@ describe('failed delivery on the ticket', () => {
   });
 
   it('an earlier answer applied after a later one is what remains when the later one fails', async () => {
-    await publishEvent(gw.nc, chatMessage({ chat: 'late-fail-2', from: 'client-late-fail-2' }));
-    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'late-fail-2');
-    const ticketId = created.ticketId;
-    const first = (await gw.request('omni.cmd.reply', { ticketId, text: 'Первый' })).result.outboundId as string;
-    const second = (await gw.request('omni.cmd.reply', { ticketId, text: 'Второй' })).result.outboundId as string;
+    const { ticketId, outboundIds: [first, second] } = await ticketWithReplies('late-fail-2', ['Первый', 'Второй']);
     const firstAt = new Date().toISOString();
     const secondAt = new Date(Date.parse(firstAt) + 1_000).toISOString();
     // The later answer's outcome arrives first, then the earlier one's, then the later one fails.
@@ -140,11 +145,7 @@ describe('failed delivery on the ticket', () => {
   });
 
   it('two outcomes of one ticket handled at once: the one logged first and applied second is not lost', async () => {
-    await publishEvent(gw.nc, chatMessage({ chat: 'both-1', from: 'client-both' }));
-    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'both-1');
-    const ticketId = created.ticketId;
-    const first = (await gw.request('omni.cmd.reply', { ticketId, text: 'Первый ответ' })).result.outboundId as string;
-    const second = (await gw.request('omni.cmd.reply', { ticketId, text: 'Второй ответ' })).result.outboundId as string;
+    const { ticketId, outboundIds: [first, second] } = await ticketWithReplies('both-1', ['Первый ответ', 'Второй ответ']);
     // The first reply's "sent" is logged first, then held up writing its platform-id index
     // entry; the second's "failed" is logged after it and applied meanwhile. Before, the first
     // was then judged applied (its log sequence below the highest applied) and dropped: no
@@ -172,11 +173,7 @@ describe('failed delivery on the ticket', () => {
   });
 
   it('an outcome whose ticket update failed is applied on redelivery, after a later outcome was applied', async () => {
-    await publishEvent(gw.nc, chatMessage({ chat: 'both-2', from: 'client-both-2' }));
-    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'both-2');
-    const ticketId = created.ticketId;
-    const first = (await gw.request('omni.cmd.reply', { ticketId, text: 'Первый ответ' })).result.outboundId as string;
-    const second = (await gw.request('omni.cmd.reply', { ticketId, text: 'Второй ответ' })).result.outboundId as string;
+    const { ticketId, outboundIds: [first, second] } = await ticketWithReplies('both-2', ['Первый ответ', 'Второй ответ']);
     // The first outcome is logged, its ticket update fails once (NATS busy) and it is nak'ed for a
     // second; the second outcome is logged and applied meanwhile. The redelivered first one finds
     // its entry logged (a duplicate) below the highest sequence applied: before, it was skipped.
