@@ -14,6 +14,7 @@ import type { Bus } from './core/bus.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
 import { ConnectorState } from './core/schema.js';
+import { within } from './core/sleep.js';
 import { Streams } from './core/subjects.js';
 import type { LoopStatus, Supervisor } from './core/supervisor.js';
 import type { HostedHealth } from './connectors/host.js';
@@ -48,17 +49,6 @@ export function liveness(d: ProbeDeps): Readiness {
  */
 const PROBE_STEP_MS = 1_000;
 
-async function within<T>(ms: number, step: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([step(), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export async function readiness(d: ProbeDeps): Promise<Readiness> {
   const checks: Record<string, unknown> = {};
@@ -69,11 +59,11 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   if (natsOk && d.bus) {
     try {
       const bus = d.bus;
-      const names = await within(PROBE_STEP_MS, async () => {
+      const names = await within(PROBE_STEP_MS, (async () => {
         const out: string[] = [];
         for await (const s of bus.jsm.streams.names()) out.push(s);
         return out;
-      });
+      })());
       const missing = Object.values(Streams).filter((s) => !names.includes(s));
       checks.streams = missing.length ? { missing } : 'ok';
       if (missing.length) reasons.push(`streams missing: ${missing.join(', ')}`);
@@ -84,8 +74,7 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   }
   if (d.readModel) {
     try {
-      const sample = d.readModel;
-      const rm = await within(PROBE_STEP_MS, async () => sample());
+      const rm = await within(PROBE_STEP_MS, Promise.resolve(d.readModel()));
       if (rm) checks.readModel = rm;
     } catch (err) {
       checks.readModel = { error: errorMessage(err) };

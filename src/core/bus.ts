@@ -29,6 +29,7 @@ import { natsConnectionOptions, type NatsAccess } from './nats-access.js';
 import { CasGuard } from './cas-guard.js';
 import { FIRST_SAFE_SERVER, probeCas, type CasProbeResult } from './cas-probe.js';
 import { DEFAULT_DEAD_LETTER_LIMITS, DeadLetters, type DeadLetterLimits } from './dead-letter.js';
+import { within } from './sleep.js';
 
 /** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
 export interface BusOptions extends NatsAccess {
@@ -489,18 +490,13 @@ async function firstConnection(connecting: Promise<NatsConnection>, url: string,
   const report = setInterval(() => {
     log.warn({ servers: url, waitedMs: Math.round(performance.now() - started), giveUpAfterMs: limitMs }, 'waiting for NATS to accept a connection');
   }, Math.min(FIRST_CONNECT_REPORT_MS, limitMs / 2));
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`NATS at ${url} did not accept a connection within ${limitMs / 1000} s`)), limitMs);
-  });
   try {
-    return await Promise.race([connecting, limit]);
+    return await within(limitMs, connecting, () => new Error(`NATS at ${url} did not accept a connection within ${limitMs / 1000} s`));
   } catch (err) {
     // A connection that comes after we gave up is closed, not left reconnecting in a process on its way out.
     connecting.then((late) => late.close(), () => undefined).catch(() => undefined);
     throw err;
   } finally {
     clearInterval(report);
-    clearTimeout(timer);
   }
 }

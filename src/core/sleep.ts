@@ -27,3 +27,19 @@ export function whenAborted(signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', () => resolve(), { once: true });
   });
 }
+
+/**
+ * `work`, or a rejection with `error()` once `ms` have passed (the work itself is not cancelled:
+ * the caller decides what a late result means). The timer goes when either ends.
+ */
+export async function within<T>(ms: number, work: Promise<T>, error: () => Error = () => new Error(`no answer within ${ms} ms`)): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(error()), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

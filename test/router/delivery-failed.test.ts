@@ -31,12 +31,12 @@ async function reportStatus(s: Omit<DeliveryStatus, 'v' | 'type' | 'channel' | '
 }
 
 /** A customer's ticket (one message in `chat`) and the agent replies sent to it, in order. */
-async function ticketWithReplies(chat: string, texts: string[]): Promise<{ ticketId: string; outboundIds: string[] }> {
+async function ticketWithReplies(chat: string, texts: [string, string]): Promise<{ ticketId: string; outboundIds: [string, string] }> {
   await publishEvent(gw.nc, chatMessage({ chat, from: `client-${chat}` }));
   const { ticketId } = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === chat);
-  const outboundIds: string[] = [];
-  for (const text of texts) outboundIds.push((await gw.request('omni.cmd.reply', { ticketId, text })).result.outboundId as string);
-  return { ticketId, outboundIds };
+  const reply = async (text: string) => (await gw.request('omni.cmd.reply', { ticketId, text })).result.outboundId as string;
+  const first = await reply(texts[0]);
+  return { ticketId, outboundIds: [first, await reply(texts[1])] };
 }
 
 describe('failed delivery on the ticket', () => {
