@@ -14,7 +14,7 @@ import { errorMessage } from '../../core/errors.js';
 import type { Attachment, InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
 import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
-import { misdecoded, relabelLegacyText } from './charset.js';
+import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
 import { platformId, syntheticMessageId } from './ids.js';
 import { pickSender } from './identity.js';
 import { classify } from './loop-guard.js';
@@ -127,7 +127,7 @@ async function storeAttachment(deps: NormalizeDeps, a: MailAttachment, index: nu
   const mimeType = (a.contentType || 'application/octet-stream').toLowerCase();
   const inline = !!a.cid && (a.related || a.contentDisposition === 'inline');
   const kind = inline ? 'inline' : mimeType.startsWith('image/') ? 'image' : mimeType.startsWith('audio/') ? 'audio' : mimeType.startsWith('video/') ? 'video' : 'document';
-  const name = a.filename || `${inline ? 'inline' : 'attachment'}-${index + 1}${extensionFor(mimeType)}`;
+  const name = (a.filename && legacyFileName(a.filename)) || `${inline ? 'inline' : 'attachment'}-${index + 1}${extensionFor(mimeType)}`;
   return store(deps, a.content, { name, mimeType, kind, contentId: a.cid || undefined });
 }
 

@@ -3,6 +3,7 @@
  * trimming, Message-ID helpers, option validation, byte budgets and legacy-charset relabelling.
  */
 import { simpleParser } from 'mailparser';
+import iconv from 'iconv-lite';
 import { describe, expect, it } from 'vitest';
 import { classify } from '../../../src/connectors/email/loop-guard.js';
 import { isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
@@ -10,7 +11,7 @@ import { markerPattern } from '../../../src/router/threading.js';
 import { trimReply } from '../../../src/connectors/email/trim.js';
 import { EmailOptions } from '../../../src/connectors/email/index.js';
 import { jsonBytes, prefixWithin } from '../../../src/connectors/email/budget.js';
-import { relabelLegacyText } from '../../../src/connectors/email/charset.js';
+import { legacyFileName, relabelLegacyText } from '../../../src/connectors/email/charset.js';
 import { bounceMail, legacyCharsetMail, plainMail, uniqueId, unlabelledMail } from './mails.js';
 
 const ours = { addresses: new Set(['support@example.ru']), domains: new Set(['example.ru']) };
@@ -142,5 +143,24 @@ describe('byte budgets and legacy charsets', () => {
     const dos = unlabelledMail({ charset: 'cp866', messageId: uniqueId(), fromName: 'Бухгалтерия', subject: 'Отчёт за ноябрь', text: 'Здравствуйте! Отчёт во вложении, проверьте оплату.', contentType: 'text/plain; charset=us-ascii' });
     const read = await simpleParser(relabelLegacyText(dos)!);
     expect([read.subject, read.from?.value[0]?.name, read.text?.trim()]).toEqual(['Отчёт за ноябрь', 'Бухгалтерия', 'Здравствуйте! Отчёт во вложении, проверьте оплату.']);
+  });
+
+  it('reads a raw windows-1251 attachment file name in a mail whose text is labelled', async () => {
+    // The Bat! and Outlook Express era: the body says its charset, the file name is raw 8-bit.
+    const b = 'legacy-name';
+    const ascii = (t: string) => Buffer.from(t, 'latin1');
+    const raw = Buffer.concat([
+      ascii(`From: buh@client.example.ru\r\nTo: support@example.ru\r\nSubject: =?utf-8?B?${Buffer.from('Счёт').toString('base64')}?=\r\nMessage-ID: ${uniqueId()}\r\n`),
+      ascii(`MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="${b}"\r\n\r\n--${b}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n`),
+      Buffer.from('Счёт во вложении.\r\n'),
+      ascii(`--${b}\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="`),
+      iconv.encode('Счёт №15 за ноябрь.pdf', 'windows-1251'),
+      ascii(`"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--${b}--\r\n`),
+    ]);
+    const name = (await simpleParser(raw)).attachments[0]!.filename!;
+    expect(legacyFileName(name)).toBe('Счёт №15 за ноябрь.pdf');
+    for (const cs of ['koi8-r', 'cp866']) expect(legacyFileName(iconv.encode('Акт сверки.xlsx', cs).toString('latin1'))).toBe('Акт сверки.xlsx');
+    // Western names in latin1, UTF-8 names, ASCII: as they were.
+    for (const kept of ['café.pdf', 'Müller Straße.doc', 'Счёт.pdf', 'invoice.pdf', 'Ñ.txt']) expect(legacyFileName(kept)).toBe(kept);
   });
 });
