@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, loadNatsSection, ConnectorEntry, HelpdeskEntry, type LoadedConfig } from './core/config.js';
+import { ConfigError, loadConfig, loadConfigSections, loadNatsSection, ConnectorEntry, HelpdeskEntry, type LoadedConfig } from './core/config.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
@@ -72,12 +72,12 @@ export async function loadAll(
   file: string | undefined,
   env: NodeJS.ProcessEnv,
 ): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>>; helpdeskFactories: Map<string, HelpdeskFactory<any>> }> {
-  const core = loadConfig(file, env);
-  const factories = await loadFactories(core.config.connectors.map((c) => c.type)).catch((err: unknown) => {
+  const sections = loadConfigSections(file, env);
+  const factories = await loadFactories(sections.connectors.map((c) => c.type)).catch((err: unknown) => {
     if (!(err instanceof ConnectorUnavailableError)) throw err;
-    throw new ConfigError(core.file, `connectors[${core.config.connectors.findIndex((c) => c.type === err.type)}].type`, err.message);
+    throw new ConfigError(file ?? '(defaults)', `connectors[${sections.connectors.findIndex((c) => c.type === err.type)}].type`, err.message);
   });
-  const helpdeskFactories = await loadHelpdeskFactories(core.config.helpdesks.map((h) => h.type));
+  const helpdeskFactories = await loadHelpdeskFactories(sections.helpdesks.map((h) => h.type));
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };

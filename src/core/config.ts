@@ -14,15 +14,36 @@ import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './str
 import type { NatsAccess } from './nats-access.js';
 import { findUrlCredentials } from './url-credentials.js';
 
+/** One thing wrong in a config: the key (a path such as `connectors[1].token`) and why. */
+export interface ConfigProblem {
+  key: string;
+  problem: string;
+}
+
+/** A config that cannot be used: the first problem, and every other one found in the same pass. */
 export class ConfigError extends Error {
   constructor(
     readonly file: string,
     readonly key: string,
     readonly problem: string,
+    readonly others: ConfigProblem[] = [],
+    /** The config as its top-level schema read it, when only checks past the schema failed. */
+    readonly afterSchema?: GatewayConfig,
   ) {
-    super(`config error in ${file}: ${key || '(root)'}: ${problem}`);
+    super(`config error in ${file}: ${key || '(root)'}: ${problem}${others.map((o) => `\n  and ${o.key || '(root)'}: ${o.problem}`).join('')}`);
     this.name = 'ConfigError';
   }
+
+  /** Every problem, the first one included. */
+  get problems(): ConfigProblem[] {
+    return [{ key: this.key, problem: this.problem }, ...this.others];
+  }
+}
+
+/** One error for all `problems` (at least one). */
+function configError(file: string, problems: ConfigProblem[], afterSchema?: GatewayConfig): ConfigError {
+  const [first, ...others] = problems;
+  return new ConfigError(file, first!.key, first!.problem, others, afterSchema);
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -391,11 +412,27 @@ export function loadConfig(
   try {
     return validate(label, raw, env, validateConnector, validateHelpdesk);
   } catch (err) {
+    if (!(err instanceof ConfigError) || fromEnv.size === 0) throw err;
     // A value an environment variable set is that variable's fault, not the file's.
-    if (!(err instanceof ConfigError)) throw err;
-    const variable = [...fromEnv].find(([path]) => err.key === path || err.key.startsWith(`${path}.`) || err.key.startsWith(`${path}[`))?.[1];
-    if (!variable) throw err;
-    throw new ConfigError(err.file, err.key, `${err.problem} (set by the environment variable ${variable})`);
+    const variableOf = (key: string) => [...fromEnv].find(([path]) => key === path || key.startsWith(`${path}.`) || key.startsWith(`${path}[`))?.[1];
+    throw configError(err.file, err.problems.map((p) => {
+      const variable = variableOf(p.key);
+      return variable ? { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` } : p;
+    }));
+  }
+}
+
+/**
+ * The config's top-level schema only, for what must be known before its entries can be checked
+ * (which connector and helpdesk modules to load). Errors are the top level's; loadConfig with
+ * validators then reports everything else at once.
+ */
+export function loadConfigSections(file: string | undefined, env: NodeJS.ProcessEnv): GatewayConfig {
+  try {
+    return loadConfig(file, env).config;
+  } catch (err) {
+    if (err instanceof ConfigError && err.afterSchema) return err.afterSchema;
+    throw err;
   }
 }
 
@@ -409,61 +446,57 @@ function validate(
   const interpolated = interpolate(raw, env, label, []);
   // Unknown keys first: a misspelt key usually also leaves a required one missing, and the typo is the news.
   const unknown = unknownKeys(GatewayConfig, interpolated);
-  if (unknown.length) throw fromUnknown(label, unknown, '');
+  if (unknown.length) throw configError(label, fromUnknown(unknown, ''));
   const withCredentials = findUrlCredentials(interpolated)[0];
   if (withCredentials) throw new ConfigError(label, withCredentials.path, withCredentials.message);
   const parsed = GatewayConfig.safeParse(interpolated);
-  if (!parsed.success) throw fromZod(label, parsed.error, '');
+  if (!parsed.success) throw configError(label, fromZod(parsed.error, ''));
+  // Past the top-level schema, every entry is checked and every problem reported at once: an
+  // operator fixing a config should not have to run check-config once per mistake.
+  const problems: ConfigProblem[] = [];
   const { evictClosedAfter } = parsed.data.tickets;
   if (evictClosedAfter > 0 && evictClosedAfter <= parsed.data.router.reopenWindow) {
     // An evicted ticket cannot be reopened: eviction must come after the window has passed.
-    throw new ConfigError(label, 'tickets.evictClosedAfter', `must be longer than router.reopenWindow (${parsed.data.router.reopenWindow / 3_600_000}h): an evicted ticket cannot be reopened; or 0 to keep closed tickets in KV`);
+    problems.push({ key: 'tickets.evictClosedAfter', problem: `must be longer than router.reopenWindow (${parsed.data.router.reopenWindow / 3_600_000}h): an evicted ticket cannot be reopened; or 0 to keep closed tickets in KV` });
   }
   const connectors: LoadedConfig['connectors'] = [];
+  const seen = new Set<string>();
   parsed.data.connectors.forEach((entry, i) => {
+    const id = `${entry.type}/${entry.account}`;
+    if (seen.has(id)) problems.push({ key: `connectors[${i}].account`, problem: `duplicate account "${entry.account}" for type ${entry.type}` });
+    seen.add(id);
     if (!validateConnector || !entry.enabled) return;
     const result = validateConnector(entry);
-    if ('unknownType' in result) {
-      throw new ConfigError(label, `connectors[${i}].type`, `unknown connector type "${entry.type}"; expected one of: ${result.unknownType.join(', ')}`);
-    }
-    if ('unknownKeys' in result) throw fromUnknown(label, result.unknownKeys, `connectors[${i}]`);
-    if (!result.ok) throw fromZod(label, result.error, `connectors[${i}]`);
-    connectors.push({ entry, options: result.value });
-  });
-  const seen = new Set<string>();
-  parsed.data.connectors.forEach((c, i) => {
-    const id = `${c.type}/${c.account}`;
-    if (seen.has(id)) throw new ConfigError(label, `connectors[${i}].account`, `duplicate account "${c.account}" for type ${c.type}`);
-    seen.add(id);
+    if (result.ok) connectors.push({ entry, options: result.value });
+    else problems.push(...entryProblems(result, `connectors[${i}]`, `connector type "${entry.type}"`));
   });
   const helpdesks: LoadedConfig['helpdesks'] = [];
   const helpdeskIds = new Set<string>();
   parsed.data.helpdesks.forEach((entry, i) => {
-    if (helpdeskIds.has(entry.id)) throw new ConfigError(label, `helpdesks[${i}].id`, `duplicate helpdesk id "${entry.id}"`);
+    if (helpdeskIds.has(entry.id)) problems.push({ key: `helpdesks[${i}].id`, problem: `duplicate helpdesk id "${entry.id}"` });
     helpdeskIds.add(entry.id);
     if (!validateHelpdesk || !entry.enabled) return;
     const result = validateHelpdesk(entry);
-    if ('unknownType' in result) {
-      throw new ConfigError(label, `helpdesks[${i}].type`, `unknown helpdesk type "${entry.type}"; expected one of: ${result.unknownType.join(', ')}`);
-    }
-    if ('unknownKeys' in result) throw fromUnknown(label, result.unknownKeys, `helpdesks[${i}]`);
-    if (!result.ok) throw fromZod(label, result.error, `helpdesks[${i}]`);
-    helpdesks.push({ entry, options: result.value });
+    if (result.ok) helpdesks.push({ entry, options: result.value });
+    else problems.push(...entryProblems(result, `helpdesks[${i}]`, `helpdesk type "${entry.type}"`));
   });
+  if (problems.length) throw configError(label, problems, parsed.data);
   return { file: label, config: parsed.data, connectors, helpdesks };
 }
 
-function fromUnknown(file: string, unknown: UnknownKey[], prefix: string): ConfigError {
-  const first = unknown[0]!;
-  const more = unknown.length > 1 ? ` (and ${unknown.length - 1} more unknown key(s): ${unknown.slice(1).map((u) => formatPath(prefix, u.path)).join(', ')})` : '';
-  return new ConfigError(file, formatPath(prefix, first.path), describeUnknownKey(first) + more);
+/** What is wrong with one connector or helpdesk entry its own schema refused. */
+function entryProblems(result: { unknownType: string[] } | { unknownKeys: UnknownKey[] } | { ok: false; error: z.ZodError }, prefix: string, what: string): ConfigProblem[] {
+  if ('unknownType' in result) return [{ key: `${prefix}.type`, problem: `unknown ${what}; expected one of: ${result.unknownType.join(', ')}` }];
+  if ('unknownKeys' in result) return fromUnknown(result.unknownKeys, prefix);
+  return fromZod(result.error, prefix);
 }
 
-function fromZod(file: string, error: z.ZodError, prefix: string): ConfigError {
-  const issue = error.issues[0]!;
-  const key = formatPath(prefix, issue.path);
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : '';
-  return new ConfigError(file, key, explain(issue) + more);
+function fromUnknown(unknown: UnknownKey[], prefix: string): ConfigProblem[] {
+  return unknown.map((u) => ({ key: formatPath(prefix, u.path), problem: describeUnknownKey(u) }));
+}
+
+function fromZod(error: z.ZodError, prefix: string): ConfigProblem[] {
+  return error.issues.map((issue) => ({ key: formatPath(prefix, issue.path), problem: explain(issue) }));
 }
 
 /** A union (duration, size) says "Invalid input"; the branch that matched the input's type says what is expected. */
@@ -559,6 +592,6 @@ export function loadNatsSection(file: string | undefined, env: NodeJS.ProcessEnv
   const natsOnly: Record<string, unknown> = { nats: raw.nats ?? {} };
   applyEnvOverrides(natsOnly, Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OMNIGATE_NATS__'))), label);
   const parsed = GatewayConfig.shape.nats.safeParse((interpolate(natsOnly, env, label, []) as { nats: unknown }).nats);
-  if (!parsed.success) throw fromZod(label, parsed.error, 'nats');
+  if (!parsed.success) throw configError(label, fromZod(parsed.error, 'nats'));
   return parsed.data;
 }

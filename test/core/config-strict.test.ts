@@ -48,6 +48,22 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     expect(await errorFor(config)).toMatch(expected);
   });
 
+  it('reports every problem of a config at once, each naming its key', async () => {
+    const message = await errorFor({
+      connectors: [{ ...site, callbackUrll: 'http://x' }, { type: 'telegram', account: 'bot' }, { ...site }, { type: 'fax', account: 'f' }],
+      helpdesks: [{ type: 'zammad', id: 'z' }],
+    });
+    for (const expected of [
+      /connectors\[0\]\.callbackUrll: .*did you mean "callbackUrl"/,
+      /connectors\[1\]\.token: /,
+      /connectors\[2\]\.account: duplicate account "site"/,
+      /connectors\[3\]\.type: unknown connector type "fax"/,
+      /helpdesks\[0\]\.url: /,
+    ]) expect(message).toMatch(expected);
+    // The top-level schema: all of its problems too.
+    expect(await errorFor({ http: { port: 'abc' }, router: { reopenWindow: 'forever' } })).toMatch(/http\.port: [^]*\n  and router\.reopenWindow: a duration/);
+  });
+
   it('reads a schema it was never told about (keys other branches add are known by their schema)', () => {
     const schema = z.object({ a: z.object({ tls: z.object({ ca: z.string() }).optional() }).prefault({}), list: z.array(z.object({ x: z.number() })).default([]) });
     expect(unknownKeys(schema, { a: { tls: { ca: 'x', cert: 'y' } }, list: [{ x: 1 }, { y: 2 }] }).map((u) => [u.path.join('.'), u.suggestion])).toEqual([
