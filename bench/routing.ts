@@ -52,6 +52,28 @@ export async function gatewayMetrics(output: string): Promise<(name: string) => 
   };
 }
 
+/**
+ * Waits until the gateway's SQL read model has applied every ticket-log entry (its /readyz lag is
+ * 0), so the next phase measures routing at its rate, not routing beside the projection catching
+ * up on the phase before. Seconds it took; NaN when the build reports no lag (an older one) or it
+ * did not catch up within `limitMs`.
+ */
+export async function readModelCaughtUp(output: string, limitMs = 300_000): Promise<number> {
+  const http = /"http":"([^"]+)"[^\n]*"omnigate started"/.exec(output)?.[1];
+  if (!http) return NaN;
+  const start = performance.now();
+  let unanswered = 0;
+  while (performance.now() - start < limitMs) {
+    const body = (await (await fetch(`http://${http}/readyz`)).json()) as { readModel?: { lag?: number } };
+    const lag = body.readModel?.lag;
+    // No lag in the answer: a sample that timed out under load, or a build without a read model.
+    if (lag === undefined && ++unanswered >= 50) return NaN;
+    if (lag === 0) return (performance.now() - start) / 1000;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return NaN;
+}
+
 export async function rawPublishRate(nc: NatsConnection, payloads: string[]): Promise<number> {
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'BENCH_RAW', subjects: ['bench.raw.>'], duplicate_window: 120_000_000_000 });
