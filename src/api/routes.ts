@@ -15,6 +15,7 @@ import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
 import { HttpError, fail, failQuery, isErrorCode, refuseUnknownFields } from './errors.js';
+import { isNatsUnavailable } from '../core/errors.js';
 import { openApiDocument } from './openapi.js';
 import { MergeRefusal, type ReadModel } from '../read-model/read-model.js';
 
@@ -34,10 +35,6 @@ const MAX_IDEMPOTENCY_KEY = 200;
 const COMMAND_HEADROOM_BYTES = 4 * 1024;
 
 /** The router was not reached or did not answer in time: the same request may succeed later. */
-function isRetryable(err: unknown): boolean {
-  const name = (err as { name?: string } | null)?.name ?? '';
-  return ['TimeoutError', 'NoRespondersError', 'RequestError', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError'].includes(name);
-}
 
 const ListQuery = z.strictObject({
   status: TicketStatus.optional(),
@@ -250,7 +247,7 @@ async function command(deps: ApiDeps, reply: FastifyReply, name: 'reply' | 'note
     const m = await deps.nc.request(Subjects.command(name), payload, { timeout: deps.commandTimeoutMs ?? 10_000 });
     answer = m.json();
   } catch (err) {
-    if (!isRetryable(err)) throw err;
+    if (!isNatsUnavailable(err)) throw err;
     return fail(reply, 'unavailable', `the router did not answer (${(err as Error).message}); retry with the same Idempotency-Key`);
   }
   if (answer.ok) return reply.code(okStatus).header('idempotent-replayed', answer.replayed ? 'true' : 'false').send(answer.result);

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { HttpMount, RawRequest, RouteHandler, RouteOptions } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, isNatsUnavailable } from '../core/errors.js';
 import { nulAt } from '../core/json-input.js';
 import { sleep } from '../core/sleep.js';
 import { refuseUnparsable } from './client-errors.js';
@@ -89,6 +89,11 @@ export class HttpServer implements HttpMount {
     this.app.setErrorHandler((err, req, reply) => {
       if (err instanceof HttpError) return this.refuse(req, reply, err.code, err.message, err.field);
       if (err instanceof ReadModelUnavailable) return this.refuse(req, reply, 'unavailable', `${err.message}; retry shortly`);
+      // NATS away or silent (an outage, a leader election): the caller's retry can succeed; not a bug.
+      if (isNatsUnavailable(err)) {
+        o.log.warn({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request refused: NATS unavailable');
+        return this.refuse(req, reply.header('retry-after', '5'), 'unavailable', `NATS did not answer (${errorMessage(err)}); retry shortly`);
+      }
       const status = (err as { statusCode?: number }).statusCode ?? 500;
       if (status === 413) return this.refuse(req, reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);
       if (status >= 400 && status < 500) return this.refuse(req, reply, 'invalid_request', (err as Error).message);

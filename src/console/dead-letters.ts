@@ -88,10 +88,7 @@ export class DeadLetterDesk {
   }
 
   async get(seq: number): Promise<LetterDetail | null> {
-    const m = await this.jsm.streams.getMessage(Streams.deadLetter, { seq }).catch((err: unknown) => {
-      if (/no message found|not found/i.test(errorMessage(err))) return null;
-      throw err;
-    });
+    const m = await this.stored(seq);
     if (!m) return null;
     const parsed = DeadLetter.safeParse(safeJson(m.data));
     if (!parsed.success) return null;
@@ -101,7 +98,7 @@ export class DeadLetterDesk {
 
   /** Replays one letter by sequence; null when there is none. */
   async replay(seq: number): Promise<ReplayResult | null> {
-    const m = await this.jsm.streams.getMessage(Streams.deadLetter, { seq }).catch(() => null);
+    const m = await this.stored(seq);
     if (!m) return null;
     const parsed = DeadLetter.safeParse(safeJson(m.data));
     if (!parsed.success) return { seq, outcome: 'invalid', detail: 'not a dead letter this version reads' };
@@ -114,6 +111,14 @@ export class DeadLetterDesk {
     const results: ReplayResult[] = [];
     for (const l of letters.reverse()) results.push(await this.replayLetter(l.seq, l.letter));
     return results;
+  }
+
+  /** The letter stored at `seq`, or null when there is none; NATS being away is an error (503), not "none". */
+  private stored(seq: number) {
+    return this.jsm.streams.getMessage(Streams.deadLetter, { seq }).catch((err: unknown) => {
+      if (/no message found|not found/i.test(errorMessage(err))) return null;
+      throw err;
+    });
   }
 
   private async replayLetter(seq: number, d: DeadLetter): Promise<ReplayResult> {

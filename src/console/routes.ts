@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { z } from 'zod';
 import type { Bus } from '../core/bus.js';
-import { errorMessage } from '../core/errors.js';
+import { NatsUnavailableError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeZodError } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
@@ -170,6 +170,8 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
 
 /** What every replica answering within a moment says about the connectors it hosts. */
 async function replicaConnectors(deps: ConsoleDeps): Promise<ReplicaConnectors[]> {
+  // Silence while NATS is away is not "no replica runs it" (a false 404 and an empty channel list).
+  if (!deps.bus.connected) throw new NatsUnavailableError('NATS is not connected: replicas cannot be asked');
   const answers: ReplicaConnectors[] = [];
   const replies = await deps.bus.nc.requestMany(Subjects.consoleConnectors, '', { strategy: 'timer', maxWait: deps.replicaWaitMs ?? 750 });
   for await (const m of replies) {

@@ -40,3 +40,30 @@ export class SendElsewhereError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** NATS or JetStream could not be reached, or did not answer in time: the same call may succeed later. */
+export class NatsUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NatsUnavailableError';
+  }
+}
+
+/** The client's own names for "not reached / no answer" (nats.js names NoRespondersError "NoResponders"). */
+const UNAVAILABLE = new Set(['NatsUnavailableError', 'TimeoutError', 'NoResponders', 'NoRespondersError', 'RequestError', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError', 'JetStreamNotEnabled']);
+
+/**
+ * Whether `err` (or what caused it) says NATS was unreachable or silent, rather than that the
+ * request itself was wrong: an HTTP caller gets 503 and retries, not a 500 that reads as a bug.
+ */
+export function isNatsUnavailable(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; e && depth < 5; depth++) {
+    const name = (e as { name?: unknown }).name;
+    if (typeof name === 'string' && UNAVAILABLE.has(name)) return true;
+    // JetStream's own 503: no stream leader (an election, a server restarting).
+    if (name === 'JetStreamApiError' && (e as { status?: unknown }).status === 503) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -13,6 +13,7 @@
 import { createInbox, headers as makeHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
 import type { CasGuard } from './cas-guard.js';
+import { NatsUnavailableError } from './errors.js';
 
 interface Pending {
   resolve: (m: Msg) => void;
@@ -55,7 +56,7 @@ export class JsPipeline {
       callback: (err, m) => (err ? this.close(new Error(`JetStream reply subscription failed: ${err.message}`)) : this.settle(m)),
     });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS).unref();
-    void nc.closed().then(() => this.close(new Error('NATS connection closed'))); // eslint-disable-line @typescript-eslint/no-floating-promises -- closed() resolves (with the error, if any), never rejects
+    void nc.closed().then(() => this.close(new NatsUnavailableError('NATS connection closed'))); // eslint-disable-line @typescript-eslint/no-floating-promises -- closed() resolves (with the error, if any), never rejects
   }
 
   /** A JetStream publish; resolves once the stream stored it (or recognised a duplicate). */
@@ -80,7 +81,7 @@ export class JsPipeline {
 
   private request(subject: string, data: string | Uint8Array, h?: MsgHdrs): Promise<Msg> {
     if (this.closedReason) return Promise.reject(this.closedReason);
-    if (this.nc.isClosed()) return Promise.reject(new Error('NATS connection closed'));
+    if (this.nc.isClosed()) return Promise.reject(new NatsUnavailableError('NATS connection closed'));
     const token = (this.next++).toString(36);
     return new Promise<Msg>((resolve, reject) => {
       this.pending.set(token, { resolve, reject, deadline: performance.now() + this.timeoutMs });
@@ -121,7 +122,7 @@ export class JsPipeline {
     for (const [token, p] of this.pending) {
       if (p.deadline > now) break; // insertion order is deadline order
       this.pending.delete(token);
-      p.reject(new Error(`JetStream did not answer within ${this.timeoutMs} ms`));
+      p.reject(new NatsUnavailableError(`JetStream did not answer within ${this.timeoutMs} ms`));
     }
   }
 

@@ -7,12 +7,13 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 
 const SECRET = 'outage-secret-0123456789';
+const TOKEN = 'outage-api-token-0123456789';
 let nats: TestNats;
 let gw: TestGateway;
 
 beforeAll(async () => {
   nats = await startNats();
-  gw = await startGateway({ connectors: [{ type: 'webhook', account: 'site', secret: SECRET }] }, { nats });
+  gw = await startGateway({ api: { tokens: [{ name: 'ops', token: TOKEN }] }, connectors: [{ type: 'webhook', account: 'site', secret: SECRET }] }, { nats });
 });
 afterAll(async () => {
   await gw?.stop();
@@ -75,9 +76,24 @@ describe('NATS outage', () => {
     expect(performance.now() - started).toBeLessThan(2_900);
     const body = JSON.stringify({ messageId: 'long-outage', sender: { id: 'c-2' }, text: 'Вы работаете?' });
     const post = () => fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, { method: 'POST', headers: { authorization: `Bearer ${SECRET}` }, body });
-    const refused = await post(); // waits up to 20 s for NATS, then tells the sender to retry
-    expect(refused.status).toBe(503);
-    expect(await refused.json()).toMatchObject({ error: 'unavailable' });
+    // The API meanwhile: what needs NATS answers 503 with a retry hint, not a 500 ("a bug") or a
+    // 404 that says a letter or a connector is gone (each waits out its request timeout first).
+    const ticketId = (await gw.gateway.router!.store.list().catch(() => []))[0]?.id ?? 'T-1001';
+    const api = (path: string, method = 'GET') => fetch(`${gw.httpUrl}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` } });
+    const [refused, ...apiAnswers] = await Promise.all([
+      post(), // waits up to 20 s for NATS, then tells the sender to retry
+      api('/v1/connectors'),
+      api(`/v1/tickets/${ticketId}/log`),
+      api('/v1/dead-letters/1/replay', 'POST'),
+      api('/v1/connectors/webhook/site/restart', 'POST'),
+    ]);
+    expect(refused!.status).toBe(503);
+    expect(await refused!.json()).toMatchObject({ error: 'unavailable' });
+    for (const a of apiAnswers) {
+      expect(a.status, `${a.url}: ${await a.clone().text()}`).toBe(503);
+      expect(a.headers.get('retry-after')).toBe('5');
+      expect(await a.json()).toMatchObject({ error: { code: 'unavailable' } });
+    }
     await nats.restart();
     let res = await post();
     for (let i = 0; i < 20 && res.status !== 202; i++) {
