@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
-import { JsonInputError, nulAt, parseJsonBounded } from '../core/json-input.js';
+import { JsonInputError, parseJsonBody } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
@@ -212,13 +212,12 @@ function idempotencyKey(req: FastifyRequest): string | undefined {
 function jsonObject(req: FastifyRequest): Record<string, unknown> {
   let json: unknown;
   try {
-    json = parseJsonBounded(Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '');
+    json = parseJsonBody(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
   } catch (err) {
-    throw new HttpError('invalid_json', err instanceof JsonInputError ? err.message : 'body is not valid JSON', 'body');
+    if (!(err instanceof JsonInputError)) throw new HttpError('invalid_json', 'body is not valid JSON', 'body');
+    throw new HttpError(err.kind === 'json' ? 'invalid_json' : 'invalid_request', err.message, err.field);
   }
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
-  const nul = nulAt(json);
-  if (nul) throw new HttpError('invalid_request', `${nul}: contains a NUL character (U+0000)`, nul);
   return json as Record<string, unknown>;
 }
 

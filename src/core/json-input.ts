@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+
 /**
  * Limits on untrusted JSON and base64 before anything else looks at them. A 10,000-deep body
  * parses fine but overflows the stack of the first recursive walk (JSON.stringify, a schema),
@@ -8,7 +10,13 @@
 export const MAX_JSON_DEPTH = 32;
 
 export class JsonInputError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** What was wrong: the body is not JSON (or nested too deep), or a text in it is unusable. */
+    readonly kind: 'json' | 'text' = 'json',
+    /** The field at fault (a dotted path), `body` when it is the whole body. */
+    readonly field = 'body',
+  ) {
     super(message);
     this.name = 'JsonInputError';
   }
@@ -43,6 +51,29 @@ export function parseJsonBounded(text: string, maxDepth = MAX_JSON_DEPTH): unkno
   }
 }
 
+/**
+ * A JSON request body from bytes, refused (JsonInputError) when it is not JSON, nests too deep,
+ * is not UTF-8 or holds U+0000. Bytes that are not UTF-8 would otherwise become U+FFFD, silently,
+ * and go on to a customer or the log as "��": the sender is told which field to fix instead.
+ */
+export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
+  const text = raw.toString('utf8');
+  if (!isUtf8(raw)) {
+    let value: unknown;
+    try {
+      value = parseJsonBounded(text, maxDepth);
+    } catch {
+      throw new JsonInputError('body is not valid UTF-8 (and not valid JSON): send JSON encoded as UTF-8');
+    }
+    const at = pathWhere(value, (s) => s.includes('\ufffd')) ?? 'body';
+    throw new JsonInputError(`${at}: not valid UTF-8 (bytes of another encoding?): send JSON encoded as UTF-8`, 'text', at);
+  }
+  const value = parseJsonBounded(text, maxDepth);
+  const nul = nulAt(value);
+  if (nul) throw new JsonInputError(`${nul}: contains a NUL character (U+0000)`, 'text', nul);
+  return value;
+}
+
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
@@ -66,12 +97,17 @@ export function decodeBase64Strict(text: string): Buffer | null {
  * APIs cut at it), and no person types it: refused at the edge, naming the field.
  */
 export function nulAt(value: unknown, path = ''): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path || 'body' : undefined;
+  return pathWhere(value, (s) => s.includes('\u0000'), path);
+}
+
+/** The dotted path of the first string (value or key: `[key]`) in `value` that `bad` flags. */
+function pathWhere(value: unknown, bad: (s: string) => boolean, path = ''): string | undefined {
+  if (typeof value === 'string') return bad(value) ? path || 'body' : undefined;
   if (typeof value !== 'object' || value === null) return undefined;
   for (const [k, v] of Object.entries(value)) {
     const here = path ? `${path}.${k}` : k;
-    if (k.includes('\u0000')) return `${path || 'body'}[key]`;
-    const found = nulAt(v, here);
+    if (bad(k)) return `${path || 'body'}[key]`;
+    const found = pathWhere(v, bad, here);
     if (found) return found;
   }
   return undefined;

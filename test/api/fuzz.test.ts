@@ -359,6 +359,22 @@ describe('hostile input: the reported cases', () => {
     }
   });
 
+  it('bytes that are not UTF-8 are refused naming the field (they became U+FFFD and went on to the customer)', async () => {
+    const raw = (prefix: string, bad: number[], suffix: string) => Buffer.concat([Buffer.from(prefix), Buffer.from(bad), Buffer.from(suffix)]);
+    const post = (url: string, body: Buffer, auth: string) =>
+      fetch(url, { method: 'POST', headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' }, body }).then(async (res) => ({ status: res.status, body: (await res.json()) as any }));
+    // An overlong "/" (C0 AF) in a reply's text; windows-1251 «Привет» in a channel sender's name.
+    const reply = await post(`${h.gw.httpUrl}/v1/tickets/T-1/replies`, raw('{"text":"overlong ', [0xc0, 0xaf], '"}'), ADMIN);
+    expect(reply).toEqual({ status: 400, body: { error: { code: 'invalid_request', field: 'text', message: 'text: not valid UTF-8 (bytes of another encoding?): send JSON encoded as UTF-8' } } });
+    const name = await post(`${h.gw.httpUrl}/connectors/webhook/site/messages`, raw('{"messageId":"cp1251-name","sender":{"id":"c@example.ru","name":"', [0xcf, 0xf0, 0xe8, 0xe2, 0xe5, 0xf2], '"},"text":"x"}'), SITE_SECRET);
+    expect(name).toMatchObject({ status: 400, body: { error: 'invalid_body', field: 'sender.name' } });
+    // Not even JSON once decoded: the body as a whole.
+    const garbage = await post(`${h.gw.httpUrl}/connectors/webhook/site/messages`, Buffer.from([0xff, 0xfe, 0x7b]), SITE_SECRET);
+    expect(garbage).toMatchObject({ status: 400, body: { error: 'invalid_json', field: 'body' } });
+    // A real U+FFFD sent as UTF-8 is text like any other.
+    expect((await channel({ messageId: 'real-fffd', sender: { id: 'c@example.ru' }, text: 'символ \ufffd' })).status).toBe(202);
+  });
+
   it('one-line fields refuse CR/LF, a sentAt a day ahead is refused, and so is an Idempotency-Key with a tab', async () => {
     for (const [body, field] of [
       [{ messageId: 'crlf-name', sender: { id: 'c@example.ru', name: 'Иван\r\nBcc: evil@x.ru' }, text: 'x' }, 'sender.name'],

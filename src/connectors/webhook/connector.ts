@@ -4,7 +4,7 @@ import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
 import { MimeType, PrintableId, describeZodError, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
-import { JsonInputError, decodeBase64Strict, nulAt, parseJsonBounded } from '../../core/json-input.js';
+import { JsonInputError, decodeBase64Strict, parseJsonBody } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
 import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type PublishResult, type SendAttempt, type SendResult } from '../contract.js';
@@ -118,16 +118,11 @@ export class WebhookConnector implements Connector {
     if (!this.authorized(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or invalid bearer token or signature' } };
     let json: unknown;
     try {
-      json = parseJsonBounded(req.rawBody.toString('utf8'));
+      json = parseJsonBody(req.rawBody);
     } catch (err) {
-      const message = err instanceof JsonInputError ? err.message : 'body is not valid JSON';
-      await this.ctx.deadLetter(`webhook body refused: ${message}`, req.rawBody);
-      return { status: 400, body: { error: 'invalid_json', message, field: 'body' } };
-    }
-    const nul = nulAt(json);
-    if (nul) {
-      await this.ctx.deadLetter(`webhook body invalid: ${nul} contains a NUL character`, req.rawBody);
-      return { status: 400, body: { error: 'invalid_body', message: `${nul}: contains a NUL character (U+0000)`, field: nul } };
+      const refused = err instanceof JsonInputError ? err : new JsonInputError('body is not valid JSON');
+      await this.ctx.deadLetter(`webhook body ${refused.kind === 'json' ? 'refused' : 'invalid'}: ${refused.message}`, req.rawBody);
+      return { status: 400, body: { error: refused.kind === 'json' ? 'invalid_json' : 'invalid_body', message: refused.message, field: refused.field } };
     }
     if (json && typeof json === 'object' && !('type' in json)) (json as Record<string, unknown>).type = 'message';
     const parsed = WebhookInbound.safeParse(json);
