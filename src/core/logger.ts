@@ -46,6 +46,7 @@ export function createLogger(options: LogOptions): Logger {
       // and URL userinfo (user:password@) from any source: masked in every argument.
       logMethod(args, method) {
         for (let i = 0; i < args.length; i++) args[i] = scrub(args[i], 0);
+        args[0] = withoutBoundKeys(args[0], this);
         method.apply(this, args as Parameters<typeof method>);
       },
     },
@@ -67,6 +68,32 @@ function withMergedChildren(logger: Logger, fromRoot: Logger['child'], rootKeys:
     return withMergedChildren(fromRoot(merged, { level: logger.level, ...options }), fromRoot, rootKeys);
   };
   return Object.assign(logger, { child }) as Logger;
+}
+
+/** Each logger's bindings, read once (pino parses them from its JSON on every `bindings()`). */
+const boundOf = new WeakMap<object, pino.Bindings>();
+
+/**
+ * A call's fields without those its logger is bound to already: pino would print the key twice
+ * (`{ webhook }` logged by a logger bound to `webhook`), and strict JSON ingesters reject the
+ * line. The same value is dropped; a different one is kept as `<key>_`.
+ */
+function withoutBoundKeys(first: unknown, logger: Logger): unknown {
+  if (typeof first !== 'object' || first === null || Array.isArray(first)) return first;
+  let bound = boundOf.get(logger);
+  if (!bound) {
+    bound = logger.bindings();
+    boundOf.set(logger, bound);
+  }
+  let out: Record<string, unknown> | undefined;
+  for (const k in first) {
+    if (!(k in bound)) continue;
+    out ??= { ...(first as Record<string, unknown>) };
+    const v = out[k];
+    delete out[k];
+    if (v !== bound[k]) out[`${k}_`] = v;
+  }
+  return out ?? first;
 }
 
 /** Masks secrets and URL credentials in every string of a log argument; unchanged values keep their identity. */

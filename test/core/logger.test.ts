@@ -31,6 +31,20 @@ describe('log lines', () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ service: 'omnigate', component: 'webhooks', webhook: 'helpdesk', msg: 'delivering' });
   });
 
+  it('name each key once when a call repeats a key its logger is bound to (4,930 lines had "webhook" twice)', async () => {
+    const { log, lines } = capture();
+    const bound = log.child({ component: 'webhooks', webhook: 'helpdesk' });
+    bound.info({ webhook: 'helpdesk', attempt: 2 }, 'same value');
+    bound.info({ webhook: 'crm' }, 'another value');
+    await new Promise((r) => setImmediate(r));
+    for (const line of lines) {
+      const keys = keysOf(line);
+      expect(new Set(keys).size, line).toBe(keys.length);
+    }
+    expect(JSON.parse(lines[0]!)).toMatchObject({ webhook: 'helpdesk', attempt: 2 });
+    expect(JSON.parse(lines[1]!)).toMatchObject({ webhook: 'helpdesk', webhook_: 'crm' });
+  });
+
   it('keep a child\'s own level for its children (a library logger quieter than the gateway), and redaction', async () => {
     const { log, lines } = capture();
     const lib = log.child({ lib: 'baileys' }, { level: 'warn' });
