@@ -20,7 +20,7 @@ import { Objm } from '@nats-io/obj';
 import type { GatewayConfig } from './core/config.js';
 import { natsConnectionOptions } from './core/nats-access.js';
 import { isCasConflict } from './core/bus.js';
-import { sourceOf } from './core/dead-letter.js';
+import { sourceOf, sourceSubjectFilter } from './core/dead-letter.js';
 import type { ReplayOutcome } from './core/replay.js';
 import { errorMessage } from './core/errors.js';
 import { DeadLetter, OutboundMessage } from './core/schema.js';
@@ -58,7 +58,7 @@ export async function deadLetters(nats: NatsSection, o: DlqOptions): Promise<{ l
   try {
     const js = jetstream(nc);
     const consumer = await js.consumers.get(Streams.deadLetter, {
-      filter_subjects: o.source ? Subjects.deadLetter(o.source) : Subjects.deadLetterAll,
+      filter_subjects: o.source ? sourceSubjectFilter(o.source) : Subjects.deadLetterAll,
       ...(o.since ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(o.since).toISOString() } : {}),
     });
     let pending = (await consumer.info(true)).num_pending;

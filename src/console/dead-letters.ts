@@ -3,12 +3,14 @@
  * filtered set. Replay is `omnigate dlq --replay`'s own (src/dlq.ts), so the console and the CLI
  * take a letter back the same way and refuse the same ones with the same reasons.
  *
- * Listing reads the stream with a short-lived ordered consumer from a bounded window of the most
- * recent letters (SCAN_WINDOW sequences): the stream is capped by deadLetters.maxBytes, but a
- * page of the console should never walk all of it.
+ * Listing reads the stream with a short-lived ordered consumer from a bounded window: the
+ * SCAN_WINDOW most recent letters, of the source asked for when there is one (the server filters
+ * by subject). The stream is capped by deadLetters.maxBytes, but a page of the console should
+ * never read all of it.
  */
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { sourceSubjectFilter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
 import { DeadLetter } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
@@ -22,6 +24,8 @@ export interface LetterFilter {
   source?: string;
   /** Matches the letter's code exactly or appears in its reason (case-insensitive). */
   reason?: string;
+  /** Only letters at or below this sequence (the newest of a page already shown: "replay all shown"). */
+  upTo?: number;
   limit: number;
 }
 
@@ -51,31 +55,37 @@ export class DeadLetterDesk {
     private readonly jsm: JetStreamManager,
   ) {}
 
-  /** The newest letters matching the filter, newest first, with the sequence each was stored at. */
+  /**
+   * The newest letters matching the filter (at or below `upTo`), newest first, with the sequence
+   * each was stored at. A source filter is applied by the server over the whole stream, and the
+   * SCAN_WINDOW newest letters of that source are read: a flood of one source (a webhook receiver
+   * down for a day) does not hide another's letters. Without one, the newest SCAN_WINDOW letters.
+   */
   async list(f: LetterFilter): Promise<{ letters: Array<LetterSummary & { letter: DeadLetter }>; scanned: number }> {
     const info = await this.jsm.streams.info(Streams.deadLetter);
-    const last = info.state.last_seq;
-    const from = Math.max(info.state.first_seq, last - SCAN_WINDOW + 1);
-    if (info.state.messages === 0 || last === 0) return { letters: [], scanned: 0 };
-    const filter = f.source ? sourceSubject(f.source) : Subjects.deadLetterAll;
+    const last = Math.min(info.state.last_seq, f.upTo ?? Infinity);
+    if (info.state.messages === 0 || last < info.state.first_seq) return { letters: [], scanned: 0 };
+    const filter = f.source ? sourceSubjectFilter(f.source) : Subjects.deadLetterAll;
+    const from = f.source ? await this.windowStart(filter, info.state.first_seq, last) : Math.max(info.state.first_seq, last - SCAN_WINDOW + 1);
     const consumer = await this.js.consumers.get(Streams.deadLetter, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
     const found: Array<LetterSummary & { letter: DeadLetter }> = [];
     let scanned = 0;
     try {
       let pending = (await consumer.info(true)).num_pending;
       const needle = f.reason?.toLowerCase();
-      while (pending > 0) {
+      reading: while (pending > 0) {
         const batch = await consumer.fetch({ max_messages: Math.min(pending, 500), expires: 3000 });
         let got = 0;
         for await (const m of batch) {
           got++;
           pending--;
+          if (m.seq > last) break reading;
           scanned++;
           const parsed = DeadLetter.safeParse(safeJson(m.data));
-          if (!parsed.success) continue;
-          const d = parsed.data;
-          if (needle && d.code?.toLowerCase() !== needle && !d.reason.toLowerCase().includes(needle)) continue;
-          found.push({ ...summary(m.seq, d), letter: d });
+          if (parsed.success) {
+            const d = parsed.data;
+            if (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) found.push({ ...summary(m.seq, d), letter: d });
+          }
           if (pending === 0) break;
         }
         if (got === 0) break;
@@ -85,6 +95,31 @@ export class DeadLetterDesk {
     }
     found.reverse();
     return { letters: found.slice(0, f.limit), scanned };
+  }
+
+  /**
+   * The lowest sequence from which at most SCAN_WINDOW letters on `filter` reach `last`: found by
+   * bisection on the server's count of matching letters (a consumer's num_pending), so the
+   * client reads no letter of another source.
+   */
+  private async windowStart(filter: string, first: number, last: number): Promise<number> {
+    const above = await this.matchingFrom(filter, last + 1);
+    if ((await this.matchingFrom(filter, first)) - above <= SCAN_WINDOW) return first;
+    let lo = first; // more than SCAN_WINDOW from here
+    let hi = last; // at most SCAN_WINDOW from here
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if ((await this.matchingFrom(filter, mid)) - above > SCAN_WINDOW) lo = mid;
+      else hi = mid;
+    }
+    return hi;
+  }
+
+  /** How many letters on `filter` the stream holds from `seq` on (counted by the server). */
+  private async matchingFrom(filter: string, seq: number): Promise<number> {
+    const c = await this.jsm.consumers.add(Streams.deadLetter, { filter_subject: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seq, ack_policy: AckPolicy.None, inactive_threshold: 30_000_000_000 });
+    await this.jsm.consumers.delete(Streams.deadLetter, c.name).catch(() => {});
+    return c.num_pending;
   }
 
   async get(seq: number): Promise<LetterDetail | null> {
@@ -128,12 +163,6 @@ export class DeadLetterDesk {
       return { seq, outcome: 'failed', detail: errorMessage(err) };
     }
   }
-}
-
-/** `inbound.email` lists every email account's letters; `router` is exactly router (not router.ignored). */
-function sourceSubject(source: string): string {
-  const clean = source.replace(/^omni\.dlq\./, '');
-  return clean.split('.').length >= 3 || clean === 'router' || clean === 'router.ignored' || clean.startsWith('webhook.') ? Subjects.deadLetter(clean) : `${Subjects.deadLetter(clean)}.>`;
 }
 
 function summary(seq: number, d: DeadLetter): LetterSummary {

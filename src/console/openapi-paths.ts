@@ -5,6 +5,7 @@ const ok = (description: string, schema: Record<string, unknown> = { type: 'obje
 const letterFilter = [
   { name: 'source', in: 'query', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9_.-]+$' }, description: 'Subject suffix after omni.dlq.: router, router.ignored, inbound.<channel>.<account>, outbound.<channel>.<account>, webhook.<name>; a shorter prefix (inbound, inbound.email) lists all below it' },
   { name: 'reason', in: 'query', required: false, schema: { type: 'string', maxLength: 200 }, description: "The letter's code exactly, or text in its reason (case-insensitive)" },
+  { name: 'upTo', in: 'query', required: false, schema: { type: 'integer', minimum: 1 }, description: 'Only letters at or below this sequence (a page already shown: the console replays exactly the letters it shows)' },
 ];
 const seq = { name: 'seq', in: 'path', required: true, schema: { type: 'integer', minimum: 1 }, description: 'The letter\'s sequence in the OMNI_DLQ stream' };
 const outcomes = {
@@ -33,14 +34,14 @@ export function consolePaths(errors: Errors): Record<string, unknown> {
     },
     '/v1/dead-letters': {
       get: {
-        summary: 'The newest dead letters (of the last 5000 stored) matching the filter, newest first',
+        summary: 'The newest dead letters matching the filter, newest first: looked for among the 5000 newest letters of the source given (of any source without one)',
         parameters: [...letterFilter, { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 500, default: 100 } }],
         responses: { ...ok('Letters (without payloads) and how many were looked at'), ...errors(400, 401) },
       },
     },
-    '/v1/dead-letters/{seq}': { get: { summary: 'One dead letter with its payload', parameters: [seq], responses: { ...ok('The letter'), ...errors(400, 401, 404) } } },
+    '/v1/dead-letters/{seq}': { get: { summary: 'One dead letter with its payload', parameters: [seq], responses: { ...ok('The letter'), ...errors(400, 401, 404, 503) } } },
     '/v1/dead-letters/{seq}/replay': {
-      post: { summary: 'Replay one letter the way its source takes it in (as `omnigate dlq --replay`)', parameters: [seq], responses: { ...ok('The outcome', outcomes), ...errors(400, 401, 403, 404) } },
+      post: { summary: 'Replay one letter the way its source takes it in (as `omnigate dlq --replay`)', parameters: [seq], responses: { ...ok('The outcome', outcomes), ...errors(400, 401, 403, 404, 503) } },
     },
     '/v1/dead-letters/replay': {
       post: {

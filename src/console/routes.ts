@@ -33,6 +33,8 @@ export interface ConsoleDeps {
 const LetterQuery = z.strictObject({
   source: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "-" and "." only').optional(),
   reason: z.string().max(200).optional(),
+  /** Only letters at or below this sequence: a page already shown stays the page replayed. */
+  upTo: z.coerce.number().int().positive().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 const ReplayBody = LetterQuery.extend({ limit: z.coerce.number().int().min(1).max(200).default(50) });

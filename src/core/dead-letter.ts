@@ -80,6 +80,17 @@ export function sourceOf(suffix: string): DeadLetterSource | undefined {
   return undefined;
 }
 
+/**
+ * The subject filter for a `source` as people type it (the console, `omnigate dlq --source`): a
+ * full suffix is itself, a prefix (`inbound`, `inbound.email`, `outbound`) lists everything below
+ * it; `router` is exactly router (not router.ignored), a webhook's name is exact.
+ */
+export function sourceSubjectFilter(source: string): string {
+  const clean = source.replace(/^omni\.dlq\./, '');
+  const exact = clean.split('.').length >= 3 || clean === 'router' || clean === 'router.ignored' || clean.startsWith('webhook.');
+  return exact ? `omni.dlq.${clean}` : `omni.dlq.${clean}.>`;
+}
+
 export class DeadLetters {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 

@@ -152,6 +152,22 @@ describe('console API', () => {
     await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'dl-api-1', 20_000);
   }, 60_000);
 
+  it('a flood of one source does not hide another source\'s letters; upTo bounds a page to what was shown', async () => {
+    const bus = gw.gateway.bus;
+    const letter = (reason: string) => ({ source: 'router' as const, subject: 'omni.in.webhook.site', code: 'routing_failed', reason, payload: '{}' });
+    await bus.deadLetters.park(letter('before the flood'));
+    // A webhook receiver down for a day: more letters of its own than a listing looks at.
+    for (let i = 0; i < 5_200; i += 400) {
+      await Promise.all(Array.from({ length: 400 }, (_, k) => bus.deadLetters.park({ source: 'webhook', scope: 'crm', subject: 'omni.events.ticket.message', code: 'http_500', reason: `receiver down ${i + k}`, payload: '{}' })));
+    }
+    const router = await get('/v1/dead-letters?source=router&reason=before the flood');
+    expect(router.body.letters.map((l: any) => l.reason)).toEqual(['before the flood']);
+    await bus.deadLetters.park(letter('after the page was shown'));
+    const page = await get(`/v1/dead-letters?source=router&upTo=${router.body.letters[0].seq}`);
+    expect(page.body.letters.map((l: any) => l.reason)).not.toContain('after the page was shown');
+    expect(page.body.letters[0].seq).toBe(router.body.letters[0].seq);
+  }, 120_000);
+
   it('tails ticket events as server-sent events', async () => {
     const abort = new AbortController();
     const res = await fetch(`${gw.httpUrl}/v1/events/tickets`, { headers: { authorization: `Bearer ${VIEWER}` }, signal: abort.signal });

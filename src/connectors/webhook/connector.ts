@@ -23,10 +23,12 @@ const Base64 = z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, '
 
 
 /**
- * One-line fields (a name, an address, a subject): no control characters. A CR LF in one would
- * reach a mail header or a helpdesk's one-line field as a second line.
+ * One-line fields (a name, an address, a subject): no control characters, and no Unicode line or
+ * paragraph separator (U+2028, U+2029) or C1 control either. A CR LF in one would reach a mail
+ * header or a helpdesk's one-line field as a second line; the separators break lines in browsers
+ * and editors the same way.
  */
-const OneLine = (max: number) => PrintableId(max, 0);
+const OneLine = (max: number) => PrintableId(max, 0).regex(/^[^\u0080-\u009f\u2028\u2029]*$/, 'must be one line (no U+2028/U+2029 line separators or C1 control characters)');
 
 const Sender = z.object({
   id: Id,

@@ -22,8 +22,15 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'class') el.className = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : String(c));
+  for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : visibleText(String(c)));
   return el;
+}
+
+// Bidi embeddings, overrides and isolates in customer text (a name or subject with U+202E shows
+// "gnp.exe" as "exe.png"): shown as what they are, so no text can make itself read otherwise.
+const BIDI_CONTROL = /[\u202a-\u202e\u2066-\u2069]/;
+function visibleText(s) {
+  return BIDI_CONTROL.test(s) ? s.replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `[U+${c.charCodeAt(0).toString(16).toUpperCase()}]`) : s;
 }
 
 function time(iso) {
@@ -188,8 +195,11 @@ function route() {
     ticket: () => ticketScreen(parts[1]),
     live: () => liveScreen(),
   };
+  // What was on screen goes at once: a screen waiting on a slow answer (NATS away) showed the
+  // previous one for seconds, and its error landed under the old content.
+  document.getElementById('main').replaceChildren(h('p', { class: 'muted', role: 'status' }, t('loading')));
   (screens[parts[0]] || screens.channels)().catch((err) => {
-    if (err.status !== 401) document.getElementById('main').append(errorBox(err));
+    if (err.status !== 401) screen(t('error.screen'), errorBox(err));
   });
 }
 
@@ -343,7 +353,8 @@ async function deadLettersScreen(params) {
     all.addEventListener('click', async () => {
       all.disabled = true;
       try {
-        const r = await api(`v1/dead-letters/replay?${q}&limit=${data.letters.length}`, { method: 'POST' });
+        // Exactly the letters on screen: the newest shown bounds the set (letters parked since would take their places).
+        const r = await api(`v1/dead-letters/replay?${q}&upTo=${data.letters[0].seq}&limit=${data.letters.length}`, { method: 'POST' });
         outcome.replaceChildren(outcomeList(r.results));
       } catch (err) {
         outcome.replaceChildren(errorBox(err));
@@ -496,13 +507,35 @@ function why(match) {
     t('ticket.why', { rule: match.rule, value: match.value }), h('span', { class: 'muted' }, ` — ${t(`rule.${match.rule}`)}`));
 }
 
+/** An entry's files by name; each downloads with the session's token (a plain link would carry none). */
+function attachmentList(attachments) {
+  return h('ul', { class: 'attachments' }, attachments.map((a) => {
+    const label = `${a.name || a.mimeType}${a.size ? ` (${Math.ceil(a.size / 1024)} KB)` : ''}`;
+    const key = a.ref || a.objectKey;
+    if (!key || a.status === 'failed') return h('li', { class: 'muted' }, label, a.error ? ` — ${a.error}` : '');
+    const button = h('button', { type: 'button', class: 'link' }, label);
+    button.addEventListener('click', async () => {
+      try {
+        const res = await api(`v1/attachments/${key}`);
+        const url = URL.createObjectURL(await res.blob());
+        const link = h('a', { href: url, download: a.name || 'attachment' });
+        link.click();
+        setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      } catch (err) {
+        toast(t('error.generic', { message: err.message }));
+      }
+    });
+    return h('li', {}, button);
+  }));
+}
+
 function logEntry(e) {
   const li = (kind, ...children) => h('li', { class: kind, 'data-kind': kind, 'data-seq': e.seq }, h('div', { class: 'meta' }, time(e.at)), ...children);
   switch (e.kind) {
     case 'inbound': {
       const ev = e.event;
       const who = ev.sender?.displayName ? `${ev.sender.displayName} (${ev.sender.id})` : ev.sender?.id;
-      return li('inbound', h('div', { class: 'meta' }, who, ev.email?.subject ? ` · ${ev.email.subject}` : ''), h('div', { class: 'text' }, ev.text), ev.attachments?.length ? h('div', { class: 'muted' }, ev.attachments.map((a) => a.filename || a.mimeType).join(', ')) : null, why(e.match));
+      return li('inbound', h('div', { class: 'meta' }, who, ev.email?.subject ? ` · ${ev.email.subject}` : ''), h('div', { class: 'text' }, ev.text), ev.attachments?.length ? attachmentList(ev.attachments) : null, why(e.match));
     }
     case 'edited':
       return li('edited', h('div', { class: 'meta' }, t('ticket.edited')), h('div', { class: 'text' }, e.event.text), why(e.match));
