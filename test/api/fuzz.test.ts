@@ -380,6 +380,8 @@ describe('hostile input: the reported cases', () => {
       [{ messageId: 'crlf-name', sender: { id: 'c@example.ru', name: 'Иван\r\nBcc: evil@x.ru' }, text: 'x' }, 'sender.name'],
       [{ messageId: 'crlf-mail', sender: { id: 'c@example.ru', email: 'a@b.ru\r\nBcc: evil@x.ru' }, text: 'x' }, 'sender.email'],
       [{ messageId: 'crlf-subj', sender: { id: 'c@example.ru' }, subject: 'Тема\nBcc: x', text: 'x' }, 'subject'],
+      [{ messageId: 'ls-name', sender: { id: 'c@example.ru', name: 'Иван\u2028Петров' }, text: 'x' }, 'sender.name'],
+      [{ messageId: 'c1-subj', sender: { id: 'c@example.ru' }, subject: 'Тема\u0085x', text: 'x' }, 'subject'],
       [{ messageId: 'future', sender: { id: 'c@example.ru' }, sentAt: '9999-12-31T00:00:00Z', text: 'x' }, 'sentAt'],
     ] as const) {
       const res = await channel(body);
