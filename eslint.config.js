@@ -181,7 +181,7 @@ export default defineConfig(
       globals: {
         document: 'readonly', window: 'readonly', location: 'readonly', navigator: 'readonly', fetch: 'readonly', URL: 'readonly', URLSearchParams: 'readonly',
         sessionStorage: 'readonly', localStorage: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', Node: 'readonly', CSS: 'readonly',
-        TextDecoderStream: 'readonly', AbortController: 'readonly',
+        TextDecoderStream: 'readonly', AbortController: 'readonly', setInterval: 'readonly', clearInterval: 'readonly',
       },
     },
   },

@@ -267,4 +267,30 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     expect(await ru.evaluate(() => (globalThis as unknown as { document: { activeElement?: { id: string } } }).document.activeElement?.id)).toBe('screen-title');
     await context.close();
   }, 60_000);
+
+  it('pages the ticket list and says so when NATS is away (a failing screen replaces the one before)', async () => {
+    for (let i = 0; i < 60; i++) await publishEvent(gw.nc, chatMessage({ chat: `page-chat-${i}`, text: `Заявка ${i}` }));
+    await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'page-chat-59', 30_000);
+    const page = await browser.newPage();
+    await signIn(page, OPS);
+    await expect.poll(async () => {
+      await page.goto(`${base}/console/#/tickets?r=${Date.now()}`);
+      await page.locator('#ticket-results table, #ticket-results p').first().waitFor();
+      return page.locator('#ticket-results tbody tr').count();
+    }, { timeout: 30_000 }).toBe(50);
+    await page.locator('#tickets-more').click();
+    await expect.poll(() => page.locator('#ticket-results tbody tr').count()).toBeGreaterThan(50);
+    // NATS away: a banner on every screen, and a screen that cannot load says so in its own place.
+    await nats.kill('SIGTERM');
+    try {
+      await page.locator('#outage').filter({ hasText: /NATS/ }).waitFor({ timeout: 20_000 });
+      await page.goto(`${base}/console/#/dead-letters/1`);
+      await expect.poll(() => page.locator('h1').textContent(), { timeout: 30_000 }).toBe('Could not open this screen');
+      expect(await page.locator('#ticket-results').count()).toBe(0);
+    } finally {
+      await nats.restart();
+    }
+    await page.locator('#outage').waitFor({ state: 'hidden', timeout: 60_000 });
+    await page.close();
+  }, 180_000);
 });

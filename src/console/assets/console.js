@@ -4,7 +4,7 @@
 import { TEXTS, initialLanguage } from './i18n.js';
 
 const API = new URL('../', document.baseURI);
-const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null };
+const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null, health: undefined };
 
 // ---------- small helpers ----------
 
@@ -53,7 +53,8 @@ async function api(path, opts = {}) {
     headers: { authorization: `Bearer ${state.token}`, ...(opts.headers || {}) },
   });
   if (res.status === 401) {
-    signOut();
+    // Signed in until now: the token was revoked or expired, say so on the sign-in screen.
+    signOut(state.session ? t('signin.expired') : undefined);
     throw new ApiError(401, await res.json().catch(() => null));
   }
   if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
@@ -102,14 +103,42 @@ function showWho() {
 
 // ---------- sign-in ----------
 
-function signOut() {
+function signOut(message) {
   state.token = '';
   state.session = null;
   sessionStorage.removeItem('omnigate.token');
   document.getElementById('nav').hidden = true;
   document.getElementById('signout').hidden = true;
+  clearInterval(state.health);
+  showOutage(null);
   showWho();
-  renderSignIn();
+  renderSignIn(message);
+}
+
+// ---------- outage banner ----------
+
+/**
+ * While signed in, /readyz every few seconds: with NATS away every screen is stale (the channel
+ * list, the live tail) and actions fail, which a screen alone does not show.
+ */
+function watchHealth() {
+  clearInterval(state.health);
+  const check = async () => {
+    try {
+      const body = await (await fetch(new URL('readyz', API))).json();
+      showOutage(body?.nats?.connected === false ? t('outage.nats') : null);
+    } catch {
+      showOutage(t('outage.gateway'));
+    }
+  };
+  state.health = setInterval(check, 5000);
+  return check();
+}
+
+function showOutage(text) {
+  const el = document.getElementById('outage');
+  el.hidden = !text;
+  el.textContent = text || '';
 }
 
 function renderSignIn(message) {
@@ -126,9 +155,10 @@ function renderSignIn(message) {
     state.token = input.value.trim();
     try {
       await startSession();
-    } catch {
+    } catch (err) {
       state.token = '';
-      renderSignIn(t('signin.invalid'));
+      // Only a 401 means the token is wrong; anything else (the gateway unreachable) is not the user's typo.
+      renderSignIn(err?.status === 401 ? t('signin.invalid') : t('error.generic', { message: err?.message ?? String(err) }));
     }
   });
   screen(t('signin.title'), form);
@@ -141,6 +171,7 @@ async function startSession() {
   document.getElementById('nav').hidden = false;
   document.getElementById('signout').hidden = false;
   showWho();
+  void watchHealth();
   if (!location.hash || location.hash === '#/') location.hash = '#/channels';
   else route();
 }
@@ -417,29 +448,63 @@ async function letterScreen(seq) {
 
 async function ticketsScreen(params) {
   const q = (params.get('q') || '').trim();
+  const status = params.get('status') || '';
   const input = h('input', { id: 'ticket-q', name: 'q', type: 'search', value: q });
-  const form = h('form', { class: 'inline', role: 'search' }, h('label', { for: 'ticket-q' }, t('tickets.search'), input), h('button', { type: 'submit' }, t('tickets.go')));
+  const statusSelect = h('select', { id: 'ticket-status', name: 'status' },
+    h('option', { value: '' }, t('tickets.anyStatus')),
+    ['new', 'open', 'pending', 'resolved', 'closed'].map((s) => h('option', { value: s, selected: s === status }, s)));
+  const form = h('form', { class: 'inline', role: 'search' },
+    h('label', { for: 'ticket-q' }, t('tickets.search'), input),
+    h('label', { for: 'ticket-status' }, t('tickets.status'), statusSelect),
+    h('button', { type: 'submit' }, t('tickets.go')));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    location.hash = `#/tickets?${new URLSearchParams({ q: input.value.trim() })}`;
+    const next = new URLSearchParams();
+    if (input.value.trim()) next.set('q', input.value.trim());
+    if (statusSelect.value) next.set('status', statusSelect.value);
+    location.hash = `#/tickets?${next}`;
   });
   const results = h('div', { id: 'ticket-results' }, t('loading'));
   screen(t('tickets.title'), form, results);
-  const { tickets, fallback } = await searchTickets(q);
+  const { tickets, fallback, nextCursor } = await searchTickets(q, status);
   const parts = [];
   if (fallback && q) parts.push(h('p', { class: 'muted' }, t('tickets.fallback')));
-  parts.push(tickets.length
-    ? h('table', {}, h('thead', {}, h('tr', {}, ['tickets.number', 'tickets.status', 'tickets.channel', 'tickets.contact', 'tickets.subject', 'tickets.updated'].map((k) => h('th', { scope: 'col' }, t(k))))),
-      h('tbody', {}, tickets.map((tk) => h('tr', { 'data-ticket': tk.id },
-        h('td', {}, h('a', { href: `#/ticket/${encodeURIComponent(tk.id)}`, 'aria-label': t('tickets.open', { number: tk.number }) }, `#${tk.number}`)),
-        h('td', {}, h('span', { class: 'state' }, tk.status)),
-        h('td', {}, `${tk.channel}/${tk.account}`),
-        h('td', {}, tk.contact?.displayName || tk.contact?.id || ''),
-        h('td', {}, tk.subject || '', tk.snippet ? h('div', { class: 'muted' }, tk.snippet) : null),
-        h('td', {}, time(tk.updatedAt)),
-      ))))
-    : h('p', {}, t('tickets.none')));
+  if (!tickets.length) parts.push(h('p', {}, t('tickets.none')));
+  else {
+    const body = h('tbody', {}, tickets.map(ticketRow));
+    parts.push(h('table', {}, h('thead', {}, h('tr', {}, ['tickets.number', 'tickets.status', 'tickets.channel', 'tickets.contact', 'tickets.subject', 'tickets.updated'].map((k) => h('th', { scope: 'col' }, t(k))))), body));
+    // The backlog page by page (the list's own cursor), not only its newest 50.
+    let cursor = nextCursor;
+    if (cursor) {
+      const more = h('button', { type: 'button', id: 'tickets-more', class: 'secondary' }, t('tickets.more'));
+      more.addEventListener('click', async () => {
+        more.disabled = true;
+        try {
+          const page = await api(`v1/tickets?${new URLSearchParams({ limit: '50', cursor, ...(status ? { status } : {}) })}`);
+          body.append(...page.tickets.map(ticketRow));
+          cursor = page.nextCursor;
+          if (!cursor) more.remove();
+        } catch (err) {
+          toast(t('error.generic', { message: err.message }));
+        } finally {
+          more.disabled = false;
+        }
+      });
+      parts.push(h('p', {}, more));
+    }
+  }
   results.replaceChildren(...parts);
+}
+
+function ticketRow(tk) {
+  return h('tr', { 'data-ticket': tk.id },
+    h('td', {}, h('a', { href: `#/ticket/${encodeURIComponent(tk.id)}`, 'aria-label': t('tickets.open', { number: tk.number }) }, `#${tk.number}`)),
+    h('td', {}, h('span', { class: 'state' }, tk.status)),
+    h('td', {}, `${tk.channel}/${tk.account}`),
+    h('td', {}, tk.contact?.displayName || tk.contact?.id || ''),
+    h('td', {}, tk.subject || '', tk.snippet ? h('div', { class: 'muted' }, tk.snippet) : null),
+    h('td', {}, time(tk.updatedAt)),
+  );
 }
 
 /**
@@ -447,8 +512,11 @@ async function ticketsScreen(params) {
  * model) together with the list's contact filter; without search (404): the contact filter, then
  * the subjects and contact names of the 500 most recently updated tickets.
  */
-async function searchTickets(q) {
-  if (!q) return { tickets: (await api('v1/tickets?limit=50')).tickets, fallback: false };
+async function searchTickets(q, status) {
+  if (!q) {
+    const page = await api(`v1/tickets?${new URLSearchParams({ limit: '50', ...(status ? { status } : {}) })}`);
+    return { tickets: page.tickets, fallback: false, nextCursor: page.nextCursor };
+  }
   const number = /^#?(\d+)$/.exec(q) || new RegExp(`^${escapeRe(state.session.ticketPrefix)}(\\d+)$`, 'i').exec(q);
   if (number) {
     try {
