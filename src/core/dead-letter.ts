@@ -82,12 +82,15 @@ export function sourceOf(suffix: string): DeadLetterSource | undefined {
 
 /**
  * The subject filter for a `source` as people type it (the console, `omnigate dlq --source`): a
- * full suffix is itself, a prefix (`inbound`, `inbound.email`, `outbound`) lists everything below
- * it; `router` is exactly router (not router.ignored), a webhook's name is exact.
+ * full suffix is itself, a prefix (`inbound`, `inbound.email`, `outbound`, `helpdesk`) lists
+ * everything below it; `router` is exactly router (not router.ignored).
  */
 export function sourceSubjectFilter(source: string): string {
   const clean = source.replace(/^omni\.dlq\./, '');
-  const exact = clean.split('.').length >= 3 || clean === 'router' || clean === 'router.ignored' || clean.startsWith('webhook.');
+  // Full suffixes have a fixed length per kind (subjectSuffix): 3 tokens for inbound and outbound, 2 for a webhook or helpdesk.
+  const tokens = clean.split('.').length;
+  const kind = sourceOf(clean);
+  const exact = clean === 'router' || clean === 'router.ignored' || ((kind === 'webhook' || kind === 'helpdesk') && tokens >= 2) || tokens >= 3;
   return exact ? `omni.dlq.${clean}` : `omni.dlq.${clean}.>`;
 }
 

@@ -64,6 +64,11 @@ export interface ExternalTicket {
   externalId: string;
   /** Where an operator opens it (shown in the API's externalRefs); optional. */
   url?: string;
+  /**
+   * Set by the host: the id of the first message the ticket was opened with, '' when it was opened
+   * from a later event (its first message held back, then replayed: written as a message then).
+   */
+  openedWith?: string;
 }
 
 export interface ApplyContext {
@@ -129,6 +134,12 @@ export interface HelpdeskState {
 export interface HelpdeskContext {
   /** The configured `id` of this helpdesk (several of one type may run side by side). */
   readonly id: string;
+  /**
+   * This installation's id (omni_meta, made once per bus data): written into the helpdesk with
+   * the omnigate ticket id where the helpdesk has no other way to tell installations apart, so a
+   * reinstall or a second gateway on one helpdesk never takes another's tickets for its own.
+   */
+  readonly installationId: string;
   readonly log: Logger;
   /** Attachments: read a customer's file (`get(objectKey)`), store an agent's (`put`). */
   readonly media: MediaStore;

@@ -25,6 +25,7 @@ import {
   HelpdeskRefusedError,
   HelpdeskUnavailableError,
   helpdeskAuthorPrefix,
+  type ExternalTicket,
   type HelpdeskAdapter,
   type HelpdeskContext,
   type HelpdeskFactory,
@@ -95,6 +96,7 @@ class HostedHelpdesk {
   create(): void {
     const ctx: HelpdeskContext = {
       id: this.spec.id,
+      installationId: this.o.bus.installationId,
       log: this.log,
       media: new MediaStore(this.o.bus.media, this.o.mediaMaxBytes, `helpdesk.${this.spec.id}`),
       state: this.records.adapterState(),
@@ -267,22 +269,43 @@ class HostedHelpdesk {
     // The router announces the first message twice: as ticket.created and as ticket.message
     // (rule new-ticket). ensureTicket writes it, from whichever comes first; the other is done.
     const firstMessage = event.type === 'ticket.created' || (event.entry?.kind === 'inbound' && event.entry.match.rule === 'new-ticket');
+    const firstId = firstMessage && event.entry?.kind === 'inbound' ? event.entry.event.id : undefined;
     if (!ticket) {
       ticket = await this.adapter.ensureTicket(event);
       // Linked before the mapping is recorded: a crash in between links again (same value).
       await linkTicket(this.o.bus, this.spec.id, event.ticketId, ticket);
-      await this.records.record(event.ticketId, ticket);
+      // Which message opened it: a first message that comes later (parked, then replayed) is not it.
+      await this.records.record(event.ticketId, { ...ticket, openedWith: firstId ?? '' });
       this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, externalId: ticket.externalId, from: event.type }, 'helpdesk ticket linked');
       if (firstMessage) {
         await this.records.finish(event.id);
         return 'applied';
       }
     } else if (firstMessage) {
-      await this.records.finish(event.id);
-      return 'done';
+      // Written when the ticket was opened with it (mappings from before openedWith count as that).
+      if (ticket.openedWith === undefined || ticket.openedWith === firstId) {
+        await this.records.finish(event.id);
+        return 'done';
+      }
+      // The ticket was opened from a later event while this first message was parked: it is
+      // written now, as a message, once for both of its announcements. (It was dropped as "done".)
+      return this.writeLateFirstMessage(event, ticket, firstId!);
     }
     const outcome = await this.adapter.apply(event, { ticket, uncertain: begun === 'uncertain' });
     this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, outcome }, 'event synced');
+    await this.records.finish(event.id);
+    return outcome;
+  }
+
+  private async writeLateFirstMessage(event: TicketEvent, ticket: ExternalTicket, firstId: string): Promise<'applied' | 'ignored' | 'done'> {
+    const key = `first-message:${firstId}`;
+    const begun = await this.records.begin(key);
+    let outcome: 'applied' | 'ignored' | 'done' = 'done';
+    if (begun !== 'done') {
+      outcome = await this.adapter.apply({ ...event, type: 'ticket.message' }, { ticket, uncertain: begun === 'uncertain' });
+      await this.records.finish(key);
+      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, outcome }, 'first message written after the ticket was opened from a later event (it had been held back)');
+    }
     await this.records.finish(event.id);
     return outcome;
   }

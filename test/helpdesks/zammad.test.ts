@@ -25,19 +25,20 @@ let zammad: ZammadStandin;
 const gateways: TestGateway[] = [];
 let messageId = 1;
 
-async function gateway(poll = '0s', extra: Record<string, unknown> = {}): Promise<TestGateway> {
+async function gateway(poll = '0s', extra: Record<string, unknown> = {}, on: { nats?: TestNats; id?: string } = {}): Promise<TestGateway> {
+  const id = on.id ?? 'zammad';
   const gw = await startGateway({
     outbound: { backoffBase: '100ms' },
     router: { autoAcknowledge: { enabled: false } },
     api: { tokens: [{ name: 'ops', token: API_TOKEN, readOnly: true }] },
     connectors: [{ type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } }],
     helpdesks: [{
-      type: 'zammad', id: 'zammad', url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', groups: [{ channel: 'telegram', group: 'Telegram' }],
+      type: 'zammad', id, url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', groups: [{ channel: 'telegram', group: 'Telegram' }],
       webhook: { secret: SECRET }, poll: { interval: poll }, backoffBase: '100ms', backoffMax: '400ms', redeliverAfter: '5s', ...extra,
     }],
-  }, { nats, env: { TG_TOKEN, ZAMMAD_TOKEN } });
+  }, { nats: on.nats ?? nats, env: { TG_TOKEN, ZAMMAD_TOKEN } });
   gateways.push(gw);
-  zammad.webhook = { endpoint: `${gw.httpUrl}/helpdesks/zammad/zammad/webhook`, signatureToken: SECRET };
+  zammad.webhook = { endpoint: `${gw.httpUrl}/helpdesks/${id}/zammad/webhook`, signatureToken: SECRET };
   return gw;
 }
 
@@ -62,14 +63,16 @@ async function until<T>(what: string, probe: () => T | undefined | null | false 
   }
 }
 
-const zammadTicketOf = (ticketId: string) => until(`Zammad ticket for ${ticketId}`, () => [...zammad.tickets.values()].find((t) => t.omnigate_ticket === ticketId));
+/** The Zammad ticket of an omnigate ticket: of `gw`'s installation when given (two may share a ticket id). */
+const zammadTicketOf = (ticketId: string, gw?: TestGateway) =>
+  until(`Zammad ticket for ${ticketId}`, () => [...zammad.tickets.values()].find((t) => (gw ? t.omnigate_ticket === `${ticketId}@${gw.gateway.bus.installationId}` : String(t.omnigate_ticket).startsWith(`${ticketId}@`))));
 const sendsTo = (chat: number, text: string) => api.calls.filter((c) => c.method === 'sendMessage' && String(c.params.chat_id) === String(chat) && String(c.params.text).includes(text));
 
 /** A customer's first message, synced: the omnigate ticket id and its Zammad ticket. */
 async function openTicket(gw: TestGateway, chat: number, text: string): Promise<{ ticketId: string; zt: StandinTicket }> {
   api.push(message(chat, { text }));
   const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === String(chat), 20_000);
-  const zt = await zammadTicketOf(created.ticketId);
+  const zt = await zammadTicketOf(created.ticketId, gw);
   await until('the link on the omnigate ticket', async () => (await gw.ticket(created.ticketId))?.externalRefs?.length);
   return { ticketId: created.ticketId, zt };
 }
@@ -235,7 +238,7 @@ describe('zammad helpdesk adapter', () => {
     );
     expect(letter).toMatchObject({ source: 'helpdesk.zammad', code: 'http_422' });
     expect(letter.reason).toMatch(/No lookup value found for 'group'/);
-    expect([...zammad.tickets.values()].some((t) => t.omnigate_ticket === created.ticketId)).toBe(false);
+    expect([...zammad.tickets.values()].some((t) => String(t.omnigate_ticket).startsWith(`${created.ticketId}@`))).toBe(false);
     expect((await gw.ticket(created.ticketId))!.externalRefs).toBeUndefined();
 
     // The admin creates the group; `omnigate dlq --replay` sends the parked events again.
@@ -249,6 +252,57 @@ describe('zammad helpdesk adapter', () => {
     await until('linked after the replay', async () => (await gw.ticket(created.ticketId))?.externalRefs?.length);
   });
   // docs/api.md lists these; test/api/metrics-move.test.ts runs no helpdesk and leaves their proof here.
+  it('a second installation on the same Zammad makes its own tickets, and a renamed helpdesk id does not send old answers again', async () => {
+    // Installation A (its own NATS data): a ticket with an agent's answer, delivered once.
+    const natsA = await startNats();
+    const natsB = await startNats();
+    try {
+      const a = await gateway('300ms', {}, { nats: natsA });
+      const first = await openTicket(a, 7101, 'Клиент А: где заказ?');
+      zammad.agentArticle(first.zt.id, { body: 'Ответ клиенту А: код возврата 4711', contentType: 'text/plain' });
+      await api.waitForCall((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7101' && String(c.params.text).includes('4711'), 30_000);
+      await a.stop();
+      // Installation B (a reinstall on fresh NATS data): its tickets are numbered from the start
+      // again, and the same ticket id must not take A's Zammad ticket for its own.
+      const b = await gateway('300ms', {}, { nats: natsB });
+      const second = await openTicket(b, 7102, 'Клиент Б: вопрос по счёту');
+      expect(second.ticketId).toBe(first.ticketId);
+      expect(second.zt.id).not.toBe(first.zt.id);
+      expect(zammad.ticketArticles(first.zt.id).map((x) => x.body)).not.toContain('Клиент Б: вопрос по счёту');
+      await b.stop();
+      // A again, with its helpdesk renamed in the config: no mapping under the new id, so the
+      // existing Zammad ticket is found and linked; what it held is history, not answers.
+      const renamed = await gateway('300ms', {}, { nats: natsA, id: 'support' });
+      api.push(message(7101, { text: 'Клиент А: спасибо!' }));
+      await until('the new message in A\'s Zammad ticket', () => zammad.ticketArticles(first.zt.id).some((x) => x.body === 'Клиент А: спасибо!'));
+      await new Promise((r) => setTimeout(r, 2_000)); // several polls
+      expect(sendsTo(7101, '4711')).toHaveLength(1);
+      expect(sendsTo(7102, '4711')).toHaveLength(0);
+      await renamed.stop();
+    } finally {
+      await natsA.stop();
+      await natsB.stop();
+    }
+  }, 120_000);
+
+  it('writes a held-back first message when it is replayed after a later message opened the ticket', async () => {
+    const gw = await gateway('0s', { retryFor: '2s' });
+    zammad.down();
+    api.push(message(7202, { text: 'Сообщение 1' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7202', 20_000);
+    await gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.helpdesk.zammad', (d: { meta?: Record<string, string> }) => d.meta?.ticketId === created.ticketId, 30_000);
+    await until('both announcements of message 1 parked', async () => (await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'helpdesk.zammad', limit: 1000, out: () => {} })).listed >= 2, 30_000);
+    zammad.up();
+    api.push(message(7202, { text: 'Сообщение 2' }));
+    const zt = await zammadTicketOf(created.ticketId, gw);
+    await until('message 2 in Zammad', () => zammad.ticketArticles(zt.id).some((x) => x.body === 'Сообщение 2'));
+    const r = await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'helpdesk.zammad', limit: 1000, replay: true, out: () => {} });
+    expect(r.failed).toBe(0);
+    const bodies = zammad.ticketArticles(zt.id).map((x) => x.body);
+    expect(bodies.filter((b) => b === 'Сообщение 1')).toHaveLength(1);
+    expect(bodies.filter((b) => b === 'Сообщение 2')).toHaveLength(1);
+  }, 120_000);
+
   it('counted what it did in the helpdesk metrics', async () => {
     const all = await registry.getMetricsAsJSON();
     const total = (name: string, pred: (l: Record<string, unknown>) => boolean = () => true) =>

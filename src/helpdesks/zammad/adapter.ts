@@ -5,6 +5,7 @@
  * trigger never fires for them. Articles use `options.articleType` (web/chat/note): types Zammad
  * never sends out itself.
  */
+import { createHash } from 'node:crypto';
 import type { LogEntry, TicketEvent } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
 import {
@@ -16,7 +17,7 @@ import {
   type HelpdeskContext,
   type HelpdeskHealth,
 } from '../contract.js';
-import { ZammadClient, type NewAttachment, type ZammadUser } from './client.js';
+import { ZammadClient, type NewAttachment, type ZammadTicket, type ZammadUser } from './client.js';
 import type { ZammadOptions } from './index.js';
 import { ZammadIntake } from './intake.js';
 
@@ -72,34 +73,59 @@ export class ZammadAdapter implements HelpdeskAdapter {
     this.ctx.setHealth(state, detail);
   }
 
+  /**
+   * What the ticket field holds: the omnigate ticket id and this installation's (`T-1042@3f9a…`).
+   * A ticket id alone is not unique across installations: a reinstall on fresh NATS data, or a
+   * staging gateway on the same Zammad, numbers its tickets from T-1001 again, and took the first
+   * installation's Zammad tickets for its own (their old answers went to its customers).
+   */
+  fieldValue(ticketId: string): string {
+    return `${ticketId}@${this.ctx.installationId}`;
+  }
+
+  /** The omnigate ticket id a field value names, when it is this installation's; undefined otherwise. */
+  ticketIdOf(value: unknown): string | undefined {
+    const suffix = `@${this.ctx.installationId}`;
+    return typeof value === 'string' && value.endsWith(suffix) && value.length > suffix.length ? value.slice(0, -suffix.length) : undefined;
+  }
+
   async ensureTicket(event: TicketEvent): Promise<ExternalTicket> {
     const field = this.o.ticketField;
-    // An earlier attempt may have created it and died before the mapping was recorded.
-    const found = await this.client.searchTickets(field, event.ticketId);
-    if (found.length > 0) {
-      const id = Math.min(...found);
-      this.ctx.log.info({ ticketId: event.ticketId, zammadTicket: id }, 'Zammad ticket already exists for this omnigate ticket (an earlier attempt made it): not creating another');
-      await this.intake.watch(String(id));
-      return this.external(id);
+    const ours = this.fieldValue(event.ticketId);
+    // An earlier attempt may have created it and died before the mapping was recorded. The search
+    // may match loosely (Elasticsearch): only a ticket whose field is exactly ours is.
+    const found: ZammadTicket[] = [];
+    for (const id of await this.client.searchTickets(field, ours)) {
+      const t = await this.client.ticket(id);
+      if (t[field] === ours) found.push(t);
     }
-    const first = event.entry?.kind === 'inbound' ? event.entry.event : undefined;
-    const text = first ? bodyOf(first) : `Ticket ${event.ticketId} was opened in omnigate before this helpdesk was connected; the conversation continues here.`;
+    if (found.length > 0) {
+      const t = found.reduce((a, b) => (a.id <= b.id ? a : b));
+      this.ctx.log.info({ ticketId: event.ticketId, zammadTicket: t.id }, 'Zammad ticket already exists for this omnigate ticket (an earlier attempt made it): not creating another');
+      // What it holds now was there before the link: not answers to send again.
+      await this.intake.watchExisting(t);
+      return this.external(t.id);
+    }
+    // The first message only when this event announces it; for a ticket opened from a later event
+    // (its first messages parked, or older than the helpdesk), a short first article: the event
+    // itself is then written by apply, and the parked first messages when they are replayed.
+    const first = event.entry?.kind === 'inbound' && (event.type === 'ticket.created' || event.entry.match.rule === 'new-ticket') ? event.entry.event : undefined;
+    const body = first ? articleBody(first) : { body: `Ticket ${event.ticketId}: its earlier messages did not reach this helpdesk when it was opened (sent before it was connected, or held back while it was unreachable); they follow here as they arrive.`, content_type: 'text/plain' };
     const created = await this.client.createTicket({
       title: titleOf(event, first),
       group: this.groupFor(event.channel, event.account),
       customer: this.customerOf(event),
-      [field]: event.ticketId,
+      [field]: ours,
       article: {
         subject: titleOf(event, first),
-        body: text || '(no text)',
-        content_type: 'text/plain',
+        ...body,
         type: this.o.articleType,
         internal: false,
         sender: first ? 'Customer' : 'System',
         attachments: first ? await this.attachmentsOf(first.attachments) : [],
       },
     });
-    if (created[field] !== event.ticketId) {
+    if (created[field] !== ours) {
       // Zammad drops attributes it does not know: without the field, a crash before the mapping
       // is recorded would make a second ticket. Said loudly, once per ticket, not refused.
       this.ctx.log.error({ ticketId: event.ticketId, zammadTicket: created.id, field }, `Zammad did not keep the ticket field "${field}": create it (Admin → Objects → Ticket, then Update database), or tickets may be duplicated after a crash`);
@@ -120,12 +146,12 @@ export class ZammadAdapter implements HelpdeskAdapter {
     switch (event.type) {
       case 'ticket.message': {
         if (entry?.kind !== 'inbound') return 'ignored';
-        const body = bodyOf(entry.event) || '(no text)';
+        const { body, content_type } = articleBody(entry.event);
         if (uncertain && (await this.alreadyThere(id, body))) return 'applied';
         await this.client.createArticle({
           ticket_id: Number(id),
           body,
-          content_type: 'text/plain',
+          content_type,
           type: this.o.articleType,
           internal: false,
           origin_by_id: await this.customerId(id),
@@ -208,11 +234,14 @@ export class ZammadAdapter implements HelpdeskAdapter {
     const handles = contact.handles ?? {};
     const [firstname, ...rest] = (contact.displayName ?? '').split(/\s+/).filter(Boolean);
     const names = { firstname: firstname ?? contact.id, lastname: rest.join(' ') || undefined };
-    const email = handles.email;
+    // Zammad joins tickets to an existing user by email (then login): only an address or number
+    // the platform proved may do that. A web form's claimed email must not open a ticket in
+    // someone else's name (a stranger typing a customer's address saw it under theirs).
+    const email = PROVEN_EMAIL.has(event.channel) ? handles.email : undefined;
     if (email) return { email, login: email.toLowerCase(), ...names };
-    const phone = handles.phone;
+    const phone = PROVEN_PHONE.has(event.channel) ? handles.phone : undefined;
     if (phone) return { login: `phone-${phone.replace(/[^\d]/g, '')}`, mobile: phone, ...names };
-    return { login: `${event.channel}-${event.account}-${contact.id}`.toLowerCase().replace(/[^a-z0-9@._-]/g, '_'), ...names };
+    return { login: loginFor(event.channel, event.account, contact.id), ...(handles.email ? { note: `email (not verified): ${handles.email}` } : {}), ...names };
   }
 
   private async attachmentsOf(list: Inbound['attachments']): Promise<NewAttachment[]> {
@@ -227,15 +256,42 @@ export class ZammadAdapter implements HelpdeskAdapter {
   }
 }
 
+/** Channels whose sender address or number the platform proved (the contacts model's rule). */
+const PROVEN_EMAIL = new Set(['email', 'slack']);
+const PROVEN_PHONE = new Set(['whatsapp', 'whatsapp-cloud']);
+
+/**
+ * A login for a chat customer: Zammad logins are ASCII. An id that is not (a Cyrillic web-form
+ * id) keeps its readable part and gains a hash of the whole: «иван» and «петр» were both
+ * "webhook-site-____", one Zammad user for two customers.
+ */
+export function loginFor(channel: string, account: string, id: string): string {
+  const raw = `${channel}-${account}-${id}`.toLowerCase();
+  const login = raw.replace(/[^a-z0-9@._-]/g, '_');
+  return login === raw ? login : `${login}-${createHash('sha256').update(`${channel}\n${account}\n${id}`).digest('hex').slice(0, 12)}`;
+}
+
 function bodyOf(e: Inbound): string {
   const failed = e.attachments.filter((a) => a.status === 'failed').map((a) => `[attachment ${a.name} could not be fetched: ${a.error ?? 'unknown'}]`);
   const parts = e.parts.map((p) => (p.type === 'location' ? `[location ${p.latitude}, ${p.longitude}${p.title ? ` ${p.title}` : ''}]` : p.type === 'contact' ? `[contact ${p.name}${p.phone ? ` ${p.phone}` : ''}]` : `[reaction ${p.emoji}]`));
   return [e.text, ...parts, ...failed].filter(Boolean).join('\n');
 }
 
+/**
+ * A customer message as a Zammad article: its text, or its HTML when it has no text (a form or
+ * mail sent as HTML only reached the agent as "(no text)"). Zammad sanitizes HTML articles itself.
+ */
+function articleBody(e: Inbound): { body: string; content_type: 'text/plain' | 'text/html' } {
+  const text = bodyOf(e);
+  if (text || !e.html) return { body: text || '(no text)', content_type: 'text/plain' };
+  return { body: e.html, content_type: 'text/html' };
+}
+
 function titleOf(event: TicketEvent, first?: Inbound): string {
   const subject = first?.email?.subject;
   const line = (subject || first?.text.split('\n')[0] || '').trim();
-  const short = line.length > 80 ? `${line.slice(0, 79)}…` : line;
+  // Cut by characters, not UTF-16 units: half an emoji is not text Zammad's database takes.
+  const chars = [...line];
+  const short = chars.length > 80 ? `${chars.slice(0, 79).join('')}…` : line;
   return `${short || `${event.channel} conversation`} [${event.ticketId}]`;
 }

@@ -75,8 +75,9 @@ export class ZammadIntake {
   private async answersOf(ticket: ZammadTicket, articles: ZammadArticle[]): Promise<AgentAnswer[]> {
     const me = await this.zammad.me();
     const externalId = String(ticket.id);
-    const hint = ticket[this.zammad.o.ticketField];
-    const base = { externalId, ticketId: typeof hint === 'string' && hint ? hint : undefined };
+    // The field names our ticket only when it carries this installation's id (another
+    // installation's T-1002 is not ours).
+    const base = { externalId, ticketId: this.zammad.ticketIdOf(ticket[this.zammad.o.ticketField]) };
     const out: AgentAnswer[] = [];
     for (const a of articles) {
       if (a.created_by_id === me.id) continue; // ours: echo
@@ -163,6 +164,24 @@ export class ZammadIntake {
       const list = await this.watched();
       list[externalId] ??= { updatedAt: '', lastArticleId: 0, touched: Date.now() };
       list[externalId].touched = Date.now();
+      await this.ctx.state.put(WATCH_KEY, JSON.stringify(list));
+    });
+  }
+
+  /**
+   * Start watching a ticket that existed before we linked it (an earlier attempt made it, or the
+   * helpdesk's `id` changed in the config): its articles and state so far are history, not
+   * answers. Linking such a ticket used to send every old agent answer to the customer again.
+   */
+  async watchExisting(ticket: ZammadTicket): Promise<void> {
+    const id = String(ticket.id);
+    const articles = await this.zammad.client.articles(id);
+    const last = articles.reduce((max, a) => Math.max(max, a.id), 0);
+    if (typeof ticket.state === 'string') await this.rememberState(id, ticket.state);
+    await this.serially(async () => {
+      const list = await this.watched();
+      const w = list[id];
+      list[id] = { updatedAt: ticket.updated_at, lastArticleId: Math.max(w?.lastArticleId ?? 0, last), touched: Date.now() };
       await this.ctx.state.put(WATCH_KEY, JSON.stringify(list));
     });
   }
