@@ -137,7 +137,7 @@ export class Gateway {
       log.child({ component: 'bus' }),
     );
     log.info({ server: this.bus.serverVersion }, 'connected to NATS');
-    await this.bus.provision();
+    await this.bus.provisionWhenReady();
     await this.releasePredecessorLeases();
 
     if (c.router.enabled) {
@@ -346,6 +346,7 @@ export class Gateway {
     const natsReserve = this.embedded ? Math.min(3000, Math.floor(total / 3)) : 0;
     const deadline = started + total - natsReserve;
     this.http?.beginDrain();
+    this.loops.beginShutdown();
     log.info({ timeoutMs: total }, 'shutting down: readiness 503, stopping intake');
     const drainMs = Math.min(c.shutdownDrain, Math.floor(total / 4));
     const graceMs = Math.max(500, Math.floor((deadline - Date.now() - drainMs) / 2));

@@ -4,6 +4,8 @@
  * - Liveness: the process answers and no supervised loop has `failed` (kept failing with NATS
  *   connected: restarting the process is the remaining cure). With NATS away, loops that need it
  *   fail too, but a restart would not bring NATS back, so liveness holds and readiness says why.
+ *   The same for the read model's loop and its database: an outage there is not cured by a
+ *   restart (it restarted every replica at once); /readyz shows it.
  * - Readiness: this replica can take intake and serve the API: NATS connected, streams present,
  *   its essential loops (router consumers, command subscriptions, outbound runners, webhook
  *   consumers, the ticket watch) running, and every connector config marks `required` usable.
@@ -36,7 +38,7 @@ export interface ProbeDeps {
 }
 
 export function liveness(d: ProbeDeps): Readiness {
-  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed');
+  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures);
   const natsUp = d.bus?.connected ?? false;
   const alive = failed.length === 0 || !natsUp;
   return { ready: alive, checks: failed.length ? { failedLoops: failed.map(brief) } : {} };

@@ -29,7 +29,8 @@ import { natsConnectionOptions, type NatsAccess } from './nats-access.js';
 import { CasGuard } from './cas-guard.js';
 import { FIRST_SAFE_SERVER, probeCas, type CasProbeResult } from './cas-probe.js';
 import { DEFAULT_DEAD_LETTER_LIMITS, DeadLetters, type DeadLetterLimits } from './dead-letter.js';
-import { within } from './sleep.js';
+import { sleep, within } from './sleep.js';
+import { NatsUnavailableError, errorMessage, isNatsUnavailable } from './errors.js';
 
 /** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
 export interface BusOptions extends NatsAccess {
@@ -154,16 +155,32 @@ export class Bus {
       noAsyncTraces: true,
       timeout: 5000,
     });
-    const nc = await firstConnection(connecting, options.url, options.firstConnectLimitMs ?? FIRST_CONNECT_LIMIT_MS, log);
-    // A JetStream that does not answer (a meta leader election, JetStream off) fails the connect:
-    // the connection goes with it rather than reconnect forever behind a caller that gave up.
-    const jsm = await jetstreamManager(nc, { timeout: 10_000 }).catch(async (err: unknown) => {
+    const started = performance.now();
+    const limitMs = options.firstConnectLimitMs ?? FIRST_CONNECT_LIMIT_MS;
+    const nc = await firstConnection(connecting, options.url, limitMs, log);
+    // A JetStream that does not answer yet (a cluster just restarted: its meta leader is being
+    // elected) is waited for within the same limit; JetStream off, or silent past it, fails the
+    // connect, and the connection goes with it rather than reconnect behind a caller that gave up.
+    const jsm = await untilJetStreamAnswers('the JetStream API', () => jetstreamManager(nc, { timeout: 10_000 }), started, limitMs, log).catch(async (err: unknown) => {
       await nc.close();
       throw err;
     });
     const bus = new Bus(nc, jetstream(nc, { timeout: 10_000 }), jsm, options, log);
+    bus.connectStarted = started;
     bus.watchStatus();
     return bus;
+  }
+
+  /** When connect() began: provisioning waits for JetStream within the same first-start limit. */
+  private connectStarted = performance.now();
+
+  /**
+   * provision(), retried while JetStream does not answer (timeouts, no responders, 503) within the
+   * first-start limit (nats.firstConnectLimit, 60 s): a gateway started just after its NATS cluster
+   * came back exited with a bare "timeout" while the servers elected their leaders.
+   */
+  provisionWhenReady(): Promise<void> {
+    return untilJetStreamAnswers('provisioning streams and buckets', () => this.provision(), this.connectStarted, this.options.firstConnectLimitMs ?? FIRST_CONNECT_LIMIT_MS, this.log);
   }
 
   get serverVersion(): string {
@@ -485,6 +502,24 @@ const FIRST_CONNECT_REPORT_MS = 5_000;
  * every few seconds, and given up after a minute. It waited silently for ever before: no log
  * line, no probe (the HTTP server starts after NATS), no exit.
  */
+/**
+ * `step`, again after a short wait while it fails because JetStream is not answering yet, until
+ * `limitMs` after `started`; the last error then names the step. Other errors at once.
+ */
+async function untilJetStreamAnswers<T>(what: string, step: () => Promise<T>, started: number, limitMs: number, log: Logger): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      const waited = performance.now() - started;
+      if (!isNatsUnavailable(err)) throw err;
+      if (waited >= limitMs) throw new NatsUnavailableError(`${what}: JetStream did not answer within ${Math.round(limitMs / 1000)} s of the start (${errorMessage(err)})`);
+      log.warn({ step: what, attempt, waitedMs: Math.round(waited), giveUpAfterMs: limitMs, err: errorMessage(err) }, 'waiting for JetStream to answer');
+      await sleep(Math.min(2_000, 250 * attempt));
+    }
+  }
+}
+
 async function firstConnection(connecting: Promise<NatsConnection>, url: string, limitMs: number, log: Logger): Promise<NatsConnection> {
   const started = performance.now();
   const report = setInterval(() => {

@@ -25,6 +25,8 @@ export interface LoopStatus {
   state: LoopState;
   /** Readiness needs this loop running (the replica's own consumers). */
   essential: boolean;
+  /** False: a failure here does not fail liveness (a restart would not cure it). */
+  restartCures: boolean;
   restarts: number;
   since: string;
   lastProgressAt?: string;
@@ -50,6 +52,11 @@ export interface LoopOptions {
   /** A run this long counts as healthy even without progress reports. */
   resetAfterMs?: number;
   essential?: boolean;
+  /**
+   * False for a loop whose failures a process restart cannot cure (its database is unreachable):
+   * it may reach `failed`, and says so in /readyz, but does not fail /healthz.
+   */
+  restartCures?: boolean;
   /** Told every state change (and every new error), e.g. to mirror it into a connector's state. */
   onState?: (status: LoopStatus) => void;
 }
@@ -75,8 +82,9 @@ export class SupervisedLoop {
     private readonly o: Settings,
     private readonly log: Logger | undefined,
     private readonly onStopped: (loop: SupervisedLoop) => void,
+    private readonly shuttingDown: () => boolean = () => false,
   ) {
-    this.status_ = { name, state: 'running', essential: o.essential, restarts: 0, since: new Date().toISOString() };
+    this.status_ = { name, state: 'running', essential: o.essential, restartCures: o.restartCures, restarts: 0, since: new Date().toISOString() };
   }
 
   get status(): LoopStatus {
@@ -137,10 +145,10 @@ export class SupervisedLoop {
       let problem: string;
       try {
         await this.body(run);
-        if (signal.aborted) break;
+        if (signal.aborted || this.shuttingDown()) break;
         problem = 'the loop ended although nothing stopped it';
       } catch (err) {
-        if (signal.aborted) break;
+        if (signal.aborted || this.shuttingDown()) break;
         problem = errorMessage(err);
       }
       if (this.progressed || Date.now() - startedAt >= this.o.resetAfterMs) failures = 0;
@@ -160,7 +168,7 @@ export class SupervisedLoop {
   }
 }
 
-const DEFAULTS: Settings = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false };
+const DEFAULTS: Settings = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false, restartCures: true };
 
 export class Supervisor {
   private readonly loops = new Set<SupervisedLoop>();
@@ -172,13 +180,24 @@ export class Supervisor {
 
   /** Runs `body` under supervision until the returned loop (or the supervisor) is stopped. */
   run(name: string, body: (run: LoopRun) => Promise<void>, o: LoopOptions = {}): SupervisedLoop {
-    const loop = new SupervisedLoop(name, body, { ...DEFAULTS, ...this.defaults, ...o }, this.log, (l) => this.loops.delete(l));
+    const loop = new SupervisedLoop(name, body, { ...DEFAULTS, ...this.defaults, ...o }, this.log, (l) => this.loops.delete(l), () => this.shuttingDown);
     this.loops.add(loop);
     return loop.start();
   }
 
   statuses(): LoopStatus[] {
     return [...this.loops].map((l) => l.status);
+  }
+
+  private shuttingDown = false;
+
+  /**
+   * The process is stopping: a loop that ends from now on (its subscription closed by the
+   * shutdown, NATS gone meanwhile) is not restarted nor reported as a failure; modules stop
+   * their own loops in order as before. Loops were restarted during a stop with NATS down.
+   */
+  beginShutdown(): void {
+    this.shuttingDown = true;
   }
 
   /** Stops every loop still running (modules stop their own first, in shutdown order). */

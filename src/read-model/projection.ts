@@ -79,7 +79,9 @@ export class Projection {
   }
 
   start(): void {
-    this.loop = this.supervisor.run('read-model.projection', (r) => this.term(r), { essential: false });
+    // Its failures are the database's (unreachable, a wrong name or role): restarting the process
+    // cures neither, and a database outage failed /healthz on every replica at once.
+    this.loop = this.supervisor.run('read-model.projection', (r) => this.term(r), { essential: false, restartCures: false });
   }
 
   async stop(): Promise<void> {
@@ -131,13 +133,17 @@ export class Projection {
   /** One term: wait for the applier lock, then apply until stopped or the lock's session is lost. */
   private async term({ signal, progress }: LoopRun): Promise<void> {
     const db = await this.database();
-    const lock = await db.tryApplierLock(APPLIER_LOCK_KEY);
-    if (!lock) {
+    // Another replica applies: wait here for its lock, in this run. Returning instead ended the
+    // run every standbyRetryMs, which the supervisor counts as a restart (~1,500 warnings an
+    // hour on every standby replica, and the restart alert firing on all of them).
+    let lock = await db.tryApplierLock(APPLIER_LOCK_KEY);
+    while (!lock) {
       this.status_.applying = false;
       await this.sample().catch(() => undefined);
       progress();
       await sleep(this.standbyRetryMs, signal);
-      return;
+      if (signal.aborted) return;
+      lock = await db.tryApplierLock(APPLIER_LOCK_KEY);
     }
     const term = new AbortController();
     const end = () => term.abort();

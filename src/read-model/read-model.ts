@@ -76,17 +76,22 @@ export class ReadModel {
       return db;
     })().catch((err: unknown) => {
       this.opening = undefined;
-      this.log.warn({ err: errorMessage(err) }, 'read model database not opened; retrying');
+      this.lastOpenError = errorMessage(err);
+      this.log.warn({ err: this.lastOpenError }, 'read model database not opened; retrying');
       throw err;
     });
     return this.opening;
   }
 
+  /** Why the last attempt to open the database failed (a wrong name or role fails every one). */
+  private lastOpenError?: string;
+
   /** For queries: the database if it is open, else 503 at once (no request waits for initdb). */
   private async ready(): Promise<Database> {
     if (this.opened) return this.opened;
     this.database().catch(() => undefined); // the projection loop reports failures; this only starts the attempt
-    throw new ReadModelUnavailable('the read model database is still opening');
+    // The cause, when an attempt failed: "still opening" for ever hid `database "x" does not exist`.
+    throw new ReadModelUnavailable(this.lastOpenError ? `the read model database is not open (last attempt: ${this.lastOpenError})` : 'the read model database is still opening');
   }
 
   start(): void {

@@ -5,7 +5,11 @@ import { createLogger } from '../../src/core/logger.js';
 import { Buckets, Streams } from '../../src/core/subjects.js';
 import { acquireLease } from '../../src/core/lease.js';
 import { Kvm } from '@nats-io/kv';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { natsServerBinary, readPort, startNats, type TestNats } from '../helpers/nats-server.js';
 
 let nats: TestNats;
 const log = createLogger({ level: 'silent' });
@@ -90,5 +94,22 @@ describe('the first connection', () => {
     await expect(Bus.connect(options(url, { firstConnectLimitMs: 2_500 }), loud)).rejects.toThrow(/did not accept a connection within 2\.5 s/);
     expect(performance.now() - started).toBeGreaterThanOrEqual(2_400);
     expect(lines.map((l) => JSON.parse(l) as { msg: string; servers: string }).filter((l) => l.msg === 'waiting for NATS to accept a connection')[0]).toMatchObject({ servers: url });
+  });
+
+  it('waits for JetStream to answer within the same limit and names the step (a start just after a cluster restart exited with a bare "timeout")', async () => {
+    // A server that accepts connections but has no JetStream: as a cluster electing its leaders looks.
+    const dir = mkdtempSync(join(tmpdir(), 'omnigate-nats-nojs-'));
+    const child = spawn(natsServerBinary(), ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir], { stdio: 'ignore' });
+    try {
+      const url = `nats://127.0.0.1:${await readPort(dir, child)}`;
+      const out = new PassThrough();
+      const lines: string[] = [];
+      out.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+      await expect(Bus.connect(options(url, { firstConnectLimitMs: 3_000 }), createLogger({ level: 'warn', destination: out }))).rejects.toThrow(/the JetStream API: JetStream did not answer within 3 s/);
+      expect(lines.map((l) => JSON.parse(l) as { msg: string; step: string }).find((l) => l.msg === 'waiting for JetStream to answer')).toMatchObject({ step: 'the JetStream API' });
+    } finally {
+      child.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

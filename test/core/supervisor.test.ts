@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Supervisor, jitter } from '../../src/core/supervisor.js';
 import { registry } from '../../src/core/metrics.js';
 import { sleep } from '../../src/core/sleep.js';
+import { liveness } from '../../src/probes.js';
 
 async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -39,6 +40,24 @@ describe('supervisor', () => {
     const after = runs;
     await sleep(60);
     expect(runs).toBe(after); // stopped for good
+  });
+
+  it('a failed loop fails liveness only when a restart could cure it (not the read model when its database is away)', async () => {
+    const sup = new Supervisor(undefined, { baseMs: 5, maxMs: 20, failAfter: 2 });
+    const connected = { connected: true } as never;
+    const database = sup.run('test.database', async () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    }, { restartCures: false });
+    await until(() => database.status.state === 'failed', 'failed');
+    expect(liveness({ supervisor: sup, bus: connected } as never).ready).toBe(true);
+    const wedged = sup.run('test.wedged', async () => {
+      throw new Error('stuck');
+    });
+    await until(() => wedged.status.state === 'failed', 'failed');
+    const live = liveness({ supervisor: sup, bus: connected } as never);
+    expect(live.ready).toBe(false);
+    expect((live.checks.failedLoops as Array<{ name: string }>).map((l) => l.name)).toEqual(['test.wedged']);
+    await sup.stop();
   });
 
   it('a loop that ends by itself is restarted; progress keeps it from climbing to failed', async () => {

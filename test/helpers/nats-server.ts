@@ -73,7 +73,7 @@ async function launch(dir: string, port: number): Promise<ChildProcess> {
   return child;
 }
 
-async function readPort(dir: string, child: ChildProcess): Promise<number> {
+export async function readPort(dir: string, child: ChildProcess): Promise<number> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
