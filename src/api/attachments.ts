@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ObjectStore } from '@nats-io/obj';
 import { z } from 'zod';
-import { MediaTooLargeError, type MediaStore } from '../core/media.js';
+import { MediaTooLargeError, safeFileName, type MediaStore } from '../core/media.js';
 import { MimeType, OutboundAttachment, PrintableId } from '../core/schema.js';
 import { decodeBase64Strict } from '../core/json-input.js';
 import { HttpError, fail } from './errors.js';
@@ -68,7 +68,7 @@ export class Attachments {
 
   async storeFile(file: File, field: string, ticketId?: string): Promise<StoredAttachment> {
     const mimeType = safeMimeType(file.type.split(';')[0]);
-    return this.store(new Uint8Array(await file.arrayBuffer()), safeName(file.name), mimeType, field, ticketId);
+    return this.store(new Uint8Array(await file.arrayBuffer()), safeFileName(file.name), mimeType, field, ticketId);
   }
 
   /**
@@ -148,12 +148,6 @@ function encodeRfc8187(name: string): string {
 /** A recorded type goes back out as a header: anything that is not a plain MIME type becomes octet-stream. */
 function safeMimeType(type: string | undefined): string {
   return type && MimeType.safeParse(type).success ? type : 'application/octet-stream';
-}
-
-/** A multipart file name is the client's: control characters (header injection) are replaced. */
-function safeName(name: string | undefined): string {
-  const cleaned = (name ?? '').replace(/[\u0000-\u001f\u007f]/g, '_').slice(0, 255);
-  return cleaned || 'file';
 }
 
 /** RFC 6266: a plain-ASCII filename for old clients next to the UTF-8 one. */

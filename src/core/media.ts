@@ -40,6 +40,17 @@ export interface MediaReference {
 }
 
 const REF_KEY = /^ref\/[0-9a-f]{40}$/;
+
+/**
+ * A file name as every consumer may use it: the last path segment (a client's `../../etc/passwd`
+ * or `C:\\Users\\…\\счёт.pdf` is `passwd` / `счёт.pdf`), no control characters, at most 255
+ * characters; `file` when nothing is left. Helpdesks, mail headers and downloads all take it as is.
+ */
+export function safeFileName(name: string | undefined): string {
+  const last = (name ?? '').split(/[\\/]/).pop() ?? '';
+  const cleaned = [...last.replace(/[\u0000-\u001f\u007f]/g, '_').trim()].slice(0, 255).join('');
+  return cleaned === '.' || cleaned === '..' || !cleaned ? 'file' : cleaned;
+}
 const encoder = new TextEncoder();
 
 export class MediaStore {
@@ -58,11 +69,12 @@ export class MediaStore {
     const existing = await this.store.info(objectKey);
     // No description: the bytes are shared, a name is not.
     if (!existing || existing.deleted) await this.store.putBlob({ name: objectKey }, data);
-    const ref = await this.reference({ objectKey, sha256, size: data.byteLength, name: meta.name, mimeType: meta.mimeType, ticketId: meta.ticketId });
+    const name = safeFileName(meta.name);
+    const ref = await this.reference({ objectKey, sha256, size: data.byteLength, name, mimeType: meta.mimeType, ticketId: meta.ticketId });
     return {
       objectKey,
       ref,
-      name: meta.name,
+      name,
       mimeType: meta.mimeType,
       size: data.byteLength,
       sha256,
@@ -87,7 +99,7 @@ export class MediaStore {
   /** An attachment that could not be fetched, recorded with the reason instead of dropped. */
   failed(meta: MediaMeta & { size?: number }, reason: string): Attachment {
     return {
-      name: meta.name,
+      name: safeFileName(meta.name),
       mimeType: meta.mimeType,
       size: meta.size ?? 0,
       kind: meta.kind ?? 'document',

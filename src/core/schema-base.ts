@@ -25,6 +25,18 @@ export function PrintableId(max = 512, min = 1) {
     .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters (CR, LF, NUL, tab...)');
 }
 
+/**
+ * A secret that travels in an HTTP header (a bearer or API token): printable ASCII only. A
+ * look-alike Cyrillic letter pasted into one failed every call as "unreachable" (a header is
+ * bytes), never naming the key.
+ */
+export function HeaderToken(min = 1) {
+  return z
+    .string()
+    .min(min)
+    .regex(/^[\x21-\x7e]*$/, 'printable ASCII only (no spaces, no letters of other alphabets: check for a pasted look-alike)');
+}
+
 /** type/subtype with optional parameters: served back as a Content-Type header on download. */
 export const MimeType = z
   .string()

@@ -24,6 +24,16 @@ describe('helpdesks config', () => {
     await expect(loadAll(writeConfig({ helpdesks: [{ type: 'otrs', id: 'x' }] }), env)).rejects.toThrow(/helpdesks\[0\]\.type: unknown helpdesk type "otrs"; expected one of: .*zammad/);
   });
 
+  it('refuses an API path in the base URL and a token with letters outside ASCII, naming the key and not the token', async () => {
+    await expect(loadAll(writeConfig({ helpdesks: [{ ...zammad, url: 'https://zammad.example.com/api/v1' }] }), env)).rejects.toThrow(/helpdesks\[0\]\.url: the base URL of Zammad, without \/api\/v1/);
+    const rt = { type: 'request-tracker', id: 'rt', url: 'https://rt.example.com/REST/2.0/', user: 'omnigate', token: '${RT_TOKEN}' };
+    await expect(loadAll(writeConfig({ helpdesks: [rt] }), { RT_TOKEN: 'rt-token-0123' })).rejects.toThrow(/helpdesks\[0\]\.url: RT's base URL, without \/REST\/2\.0/);
+    const lookalike = 'zammad-token-0123456789abcdeН'; // a Cyrillic Н at the end
+    const err = await loadAll(writeConfig({ helpdesks: [zammad] }), { ZAMMAD_TOKEN: lookalike }).then(() => undefined, (e: Error) => e);
+    expect(err?.message).toMatch(/helpdesks\[0\]\.token: printable ASCII only/);
+    expect(err?.message).not.toContain(lookalike);
+  });
+
   it('refuses an article type Zammad would send out itself', async () => {
     await expect(loadAll(writeConfig({ helpdesks: [{ ...zammad, articleType: 'email' }] }), env)).rejects.toThrow(/helpdesks\[0\]\.articleType/);
   });

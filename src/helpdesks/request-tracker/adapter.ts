@@ -104,8 +104,12 @@ export class RtWriter {
           // A reply sent from outside RT (the API, an automatic acknowledgement): a comment, so RT's
           // correspondence scrips do not treat it as an agent's answer; its text says it was sent.
           const content = `Sent to the customer on ${event.channel} by ${by}:\n\n${m.text}`;
-          if (ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content))) return 'applied';
-          await this.client.comment(rtId, { content, attachments: await this.files(m.attachments) });
+          if (!(ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content)))) {
+            await this.client.comment(rtId, { content, attachments: await this.files(m.attachments) });
+          }
+          // A reply moves the omnigate ticket to pending without a ticket.status event (the reply
+          // is the change): the RT ticket follows from the reply's own status, or it stayed `new`.
+          await this.followStatus(rtId, event);
           return 'applied';
         }
         case 'ticket.note': {
@@ -115,15 +119,8 @@ export class RtWriter {
           await this.client.comment(rtId, { content });
           return 'applied';
         }
-        case 'ticket.status': {
-          const target = this.statusToRt[event.status];
-          if (!target) return 'ignored';
-          const current = await this.client.getTicket(rtId);
-          if (current.status === target) return 'ignored';
-          await this.client.setStatus(rtId, target);
-          this.log.info({ ticketId: event.ticketId, rtTicket: rtId, from: current.status, to: target }, 'RT status set from omnigate');
-          return 'applied';
-        }
+        case 'ticket.status':
+          return (await this.followStatus(rtId, event)) ? 'applied' : 'ignored';
         case 'ticket.delivery_failed': {
           const d = event.lastDelivery;
           const reason = d?.reason ?? (entry?.kind === 'delivery' ? (entry.status.reason ?? 'unknown reason') : 'unknown reason');
@@ -144,6 +141,17 @@ export class RtWriter {
           return 'ignored';
       }
     });
+  }
+
+  /** Sets the RT status the event's omnigate status maps to, when it differs; whether it did. */
+  private async followStatus(rtId: number, event: TicketEvent): Promise<boolean> {
+    const target = this.statusToRt[event.status];
+    if (!target) return false;
+    const current = await this.client.getTicket(rtId);
+    if (current.status === target) return false;
+    await this.client.setStatus(rtId, target);
+    this.log.info({ ticketId: event.ticketId, rtTicket: rtId, from: current.status, to: target }, 'RT status set from omnigate');
+    return true;
   }
 
   queueFor(channel: string, account: string): string {
@@ -219,10 +227,12 @@ export class RtWriter {
 }
 
 function subjectOf(event: TicketEvent, entry: Inbound | undefined): string {
-  if (entry?.email?.subject) return entry.email.subject.slice(0, 200);
+  // Cut by characters, not UTF-16 units: half an emoji is not text RT's database takes.
+  const cut = (text: string, max: number, keep: number) => ([...text].length > max ? `${[...text].slice(0, keep).join('')}…` : text);
+  if (entry?.email?.subject) return [...entry.email.subject].slice(0, 200).join('');
   const who = event.contact?.displayName ?? entry?.sender.displayName ?? event.contact?.id ?? 'customer';
   const firstLine = (entry?.text ?? '').split('\n')[0]!.trim();
-  const head = firstLine.length > 60 ? `${firstLine.slice(0, 57)}…` : firstLine;
+  const head = cut(firstLine, 60, 57);
   return `${event.channel}: ${who}${head ? ` — ${head}` : ''}`;
 }
 

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { PositiveDuration } from '../../core/config.js';
 import { TicketStatus } from '../../core/schema.js';
 import { hasUrlCredentials } from '../../core/url-credentials.js';
+import { HeaderToken } from '../../core/schema-base.js';
 
 /** omnigate status → RT status. `closed` has no RT counterpart in the default lifecycle. */
 export const DEFAULT_STATUS_TO_RT: Record<TicketStatus, string> = {
@@ -38,9 +39,11 @@ export const RequestTrackerOptions = z
       .string()
       .url()
       .refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// URL')
-      .refine((u) => !hasUrlCredentials(u), 'no user:password in the URL: use token (or user and password)'),
+      .refine((u) => !hasUrlCredentials(u), 'no user:password in the URL: use token (or user and password)')
+      // With it, every call went to /REST/2.0/REST/2.0/… and every event was parked as a 404.
+      .refine((u) => !/\/REST(\/2\.0)?\/*$/i.test(u), "RT's base URL, without /REST/2.0 (e.g. https://rt.example.com)"),
     /** An RT auth token of `user` (RT → Settings → Auth Tokens). */
-    token: z.string().min(1).optional(),
+    token: HeaderToken(1).optional(),
     /**
      * The RT user the adapter writes as. Required: everything this user writes is our own and is
      * never taken back as an agent's answer (echo filter).

@@ -6,6 +6,7 @@
  * answers from a signed Trigger → Webhook, with polling as the fallback.
  */
 import { z } from 'zod';
+import { HeaderToken } from '../../core/schema-base.js';
 import { Duration, PositiveDuration } from '../../core/config.js';
 import { TicketStatus } from '../../core/schema.js';
 import type { HelpdeskFactory } from '../contract.js';
@@ -31,9 +32,14 @@ const DEFAULT_FROM_ZAMMAD: Record<string, TicketStatus | null> = {
 
 export const ZammadOptions = z.object({
   /** Base URL of the Zammad instance, e.g. https://support.example.com (no /api/v1). */
-  url: z.string().url().transform((u) => u.replace(/\/+$/, '')),
+  url: z
+    .string()
+    .url()
+    .transform((u) => u.replace(/\/+$/, ''))
+    // With it, every call went to /api/v1/api/v1/… and every event was parked as a 404.
+    .refine((u) => !/\/api(\/v1)?$/i.test(u), 'the base URL of Zammad, without /api/v1 (e.g. https://support.example.com)'),
   /** Access token of the integration user (Profile → Token Access); give it as ${ZAMMAD_TOKEN}. */
-  token: z.string().min(10),
+  token: HeaderToken(10),
   /** Group of new tickets, unless a rule below matches. */
   group: z.string().min(1).default('Users'),
   /** Group by the ticket's channel/account: the first rule whose given keys all match wins. */

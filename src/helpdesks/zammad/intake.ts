@@ -260,6 +260,9 @@ const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"'
 /** Zammad's agent articles are HTML (the UI writes text/html): the text a chat can show. */
 export function htmlToText(html: string): string {
   return html
+    // What a browser never shows: a script's or style's text is not part of the answer.
+    .replace(/<(script|style|head|template)\b[^>]*>[^]*?<\/\1\s*>/gi, '')
+    .replace(/<!--[^]*?-->/g, '')
     .replace(/<br\s*\/?>/gi, '\n')
     .replace(/<\/(p|div|li|h\d|blockquote)>/gi, '\n')
     .replace(/<[^>]+>/g, '')

@@ -211,6 +211,13 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     // our own status write is not taken back as an agent's change
     await new Promise((res) => setTimeout(res, 2000));
     expect((await gw.ticket(ticketId))?.status).toBe('pending');
+
+    // A reply sent through the API makes the ticket pending without a status command: RT follows
+    // (it stayed "new" or "open" for good).
+    expect((await gw.request('omni.cmd.status', { ticketId, status: 'open' })).ok).toBe(true);
+    await waitFor('RT status open', async () => (await client.getTicket(rtId)).status === 'open');
+    expect((await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ из API: проверили оплату' })).ok).toBe(true);
+    await waitFor('RT status stalled after the reply', async () => (await client.getTicket(rtId)).status === 'stalled');
   }, 180_000);
 
   it("RT's signed webhook scrip reaches the gateway (a doorbell for the poller); a forged one is refused", async () => {
