@@ -54,3 +54,8 @@ export function retryAfterMs(value: string | null | undefined): number | undefin
   const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
   return ms > 0 ? ms : undefined;
 }
+
+/** An outgoing call's signal: its timeout, and the owner's stop when given (a slow peer must not hold a shutdown). */
+export function callSignal(timeoutMs: number, stopping?: AbortSignal): AbortSignal {
+  return stopping ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stopping]) : AbortSignal.timeout(timeoutMs);
+}

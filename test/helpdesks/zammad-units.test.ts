@@ -20,3 +20,21 @@ describe('Zammad agent HTML as text', () => {
     expect(htmlToText('<p>Счёт во вложении</p><script>alert(1)</script><style>p{}</style><!-- черновик -->')).toBe('Счёт во вложении');
   });
 });
+
+describe('Zammad calls and the gateway stop', () => {
+  it('a call in flight ends when the gateway stops, not after its timeout (a slow Zammad held the stop past its budget)', async () => {
+    const { createServer } = await import('node:http');
+    const { ZammadClient } = await import('../../src/helpdesks/zammad/client.js');
+    const server = createServer(() => {}); // never answers
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const stop = new AbortController();
+    const client = new ZammadClient(`http://127.0.0.1:${(server.address() as { port: number }).port}`, 'token-0123456789', 60_000, stop.signal);
+    const started = performance.now();
+    const call = client.me();
+    setTimeout(() => stop.abort(), 200);
+    await expect(call).rejects.toThrow(/Zammad unreachable/);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    server.closeAllConnections();
+    server.close();
+  });
+});

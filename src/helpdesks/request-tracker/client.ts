@@ -8,6 +8,7 @@
  *
  * Credentials go into the Authorization header only, never into a URL or an error message.
  */
+import { callSignal } from '../../core/http.js';
 
 export interface RtClientOptions {
   /** RT's base URL (WebBaseURL), e.g. http://rt.example.com; REST2 lives under /REST/2.0. */
@@ -17,6 +18,8 @@ export interface RtClientOptions {
   user?: string;
   password?: string;
   timeoutMs?: number;
+  /** Aborts calls in flight when the gateway stops (a slow RT held the stop past its budget). */
+  signal?: AbortSignal;
 }
 
 /** An RT answer that a retry cannot change (refused input, no right, unknown object). */
@@ -110,8 +113,10 @@ export class RtClient {
   readonly rest2: string;
   private readonly auth: string;
   private readonly timeoutMs: number;
+  private readonly stopping?: AbortSignal;
 
   constructor(opts: RtClientOptions) {
+    this.stopping = opts.signal;
     this.rest2 = `${opts.url.replace(/\/+$/, '')}/REST/2.0`;
     if (opts.token) this.auth = `token ${opts.token}`;
     else if (opts.user && opts.password) this.auth = `Basic ${Buffer.from(`${opts.user}:${opts.password}`).toString('base64')}`;
@@ -287,7 +292,7 @@ export class RtClient {
           ...(json !== undefined ? { 'content-type': 'application/json; charset=utf-8' } : {}),
         },
         body: json !== undefined ? JSON.stringify(json) : undefined,
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: callSignal(this.timeoutMs, this.stopping),
       });
     } catch (err) {
       throw new RtUnavailableError(`RT ${what}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);

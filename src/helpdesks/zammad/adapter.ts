@@ -34,7 +34,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
     readonly o: ZammadOptions,
     readonly ctx: HelpdeskContext,
   ) {
-    this.client = new ZammadClient(o.url, o.token, o.timeout);
+    this.client = new ZammadClient(o.url, o.token, o.timeout, ctx.signal);
     this.intake = new ZammadIntake(this, ctx);
     this.intake.mount();
   }

@@ -4,7 +4,7 @@
  * `error` names why). Token auth: `Authorization: Token token=<token>`.
  */
 import { errorMessage } from '../../core/errors.js';
-import { retryAfterMs } from '../../core/http.js';
+import { callSignal, retryAfterMs } from '../../core/http.js';
 import { HelpdeskRefusedError, HelpdeskUnavailableError } from '../contract.js';
 
 export interface ZammadUser {
@@ -64,6 +64,8 @@ export class ZammadClient {
     private readonly base: string,
     private readonly token: string,
     private readonly timeoutMs: number,
+    /** Aborts calls in flight when the gateway stops (a slow Zammad held the stop past its budget). */
+    private readonly stopping?: AbortSignal,
   ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -73,7 +75,7 @@ export class ZammadClient {
         method,
         headers: { authorization: `Token token=${this.token}`, 'content-type': 'application/json', accept: 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: callSignal(this.timeoutMs, this.stopping),
         redirect: 'manual',
       });
     } catch (err) {
@@ -130,7 +132,7 @@ export class ZammadClient {
     try {
       res = await fetch(`${this.base}/api/v1/ticket_attachment/${ticketId}/${articleId}/${attachmentId}`, {
         headers: { authorization: `Token token=${this.token}` },
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: callSignal(this.timeoutMs, this.stopping),
       });
     } catch (err) {
       throw new HelpdeskUnavailableError(`Zammad unreachable (attachment ${attachmentId}): ${errorMessage(err)}`);
