@@ -131,7 +131,7 @@ async function replayThroughService(nc: NatsConnection, d: DeadLetter, who: stri
     throw err;
   }
   const r = answer.json<ReplayOutcome>();
-  if (r.outcome === 'published') return { outcome: 'replayed', detail: r.duplicate ? 'already on the bus (duplicate)' : undefined };
+  if (r.outcome === 'published') return { outcome: 'replayed', detail: r.duplicate ? 'already taken before (a duplicate, or done already): nothing new written' : undefined };
   return { outcome: r.outcome, detail: r.reason };
 }
 

@@ -20,7 +20,7 @@ import {
   type ConnectorHealth,
   type ReplayHandler,
 } from './contract.js';
-import { serveReplay } from '../core/replay.js';
+import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { accountState } from './account-state.js';
 import { publishInbound } from './intake.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
@@ -159,9 +159,12 @@ export class ConnectorHost {
       throw err;
     }
     hosted.started = true;
-    if (hosted.replay && !hosted.replayServed) {
+    if (!hosted.replayServed) {
       hosted.replayServed = true;
-      this.replayServers.push(serveReplay(this.o.bus, `inbound.${hosted.channel}.${hosted.account}`, (p, m) => hosted.replay!(p, m), log));
+      // Served for every running connector: one without a replay says so, instead of the replay
+      // reading as "no running connector" (the gateway and the connector were running).
+      const none: ReplayOutcome = { outcome: 'refused', reason: `the ${hosted.type} connector takes no replays: what it refused was refused to its sender (an HTTP 4xx), who sends it again` };
+      this.replayServers.push(serveReplay(this.o.bus, `inbound.${hosted.channel}.${hosted.account}`, (p, m) => (hosted.replay ? hosted.replay(p, m) : Promise.resolve(none)), log));
     }
     log.info('connector started');
   }
