@@ -251,7 +251,7 @@ export class Gateway {
       });
     }
     if (this.deps.loaded.helpdesks.length) {
-      this.helpdesks = new HelpdeskHost({ bus: this.bus, log: log.child({ component: 'helpdesks' }), http: this.http, mediaMaxBytes: c.media.maxBytes, leaseTtlMs: c.nats.leaseTtl, holder: holderOf(this.instance, 'helpdesks'), supervisor: this.loops });
+      this.helpdesks = new HelpdeskHost({ bus: this.bus, log: log.child({ component: 'helpdesks' }), http: this.http, mediaMaxBytes: c.media.maxBytes, leaseTtlMs: c.nats.leaseTtl, holder: holderOf(this.instance, 'helpdesks'), supervisor: this.loops, language: c.router.language });
       // Adapters mount their webhook receivers now, before the server listens.
       this.helpdesks.start(
         this.deps.loaded.helpdesks.map(({ entry, options }) => ({

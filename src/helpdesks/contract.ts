@@ -48,6 +48,7 @@
  * keeps stable (Zammad: ticket id / article id; RT: ticket id / transaction id).
  */
 import type { z } from 'zod';
+import type { HelpdeskTexts } from './texts.js';
 import type { Logger } from '../core/logger.js';
 import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
@@ -140,6 +141,8 @@ export interface HelpdeskContext {
    * reinstall or a second gateway on one helpdesk never takes another's tickets for its own.
    */
   readonly installationId: string;
+  /** What the adapter writes by itself (notes, signatures), in the team's language (`router.language`). */
+  readonly texts: HelpdeskTexts;
   readonly log: Logger;
   /** Attachments: read a customer's file (`get(objectKey)`), store an agent's (`put`). */
   readonly media: MediaStore;

@@ -21,6 +21,8 @@ import { TicketEvent } from '../core/schema.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 import { Streams, kvSafe } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
+import type { Language } from '../core/texts.js';
+import { helpdeskTexts } from './texts.js';
 import {
   HelpdeskRefusedError,
   HelpdeskUnavailableError,
@@ -54,6 +56,8 @@ export interface HelpdeskHostOptions {
   leaseTtlMs: number;
   holder?: string;
   supervisor?: Supervisor;
+  /** The team's language (`router.language`) for what adapters write by themselves; default ru. */
+  language?: Language;
 }
 
 export interface HostedHelpdeskHealth extends HelpdeskHealth {
@@ -97,6 +101,7 @@ class HostedHelpdesk {
     const ctx: HelpdeskContext = {
       id: this.spec.id,
       installationId: this.o.bus.installationId,
+      texts: helpdeskTexts(this.o.language ?? 'ru'),
       log: this.log,
       media: new MediaStore(this.o.bus.media, this.o.mediaMaxBytes, `helpdesk.${this.spec.id}`),
       state: this.records.adapterState(),

@@ -18,6 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../core/logger.js';
+import { helpdeskTexts, type HelpdeskTexts } from '../texts.js';
 import type { MediaStore } from '../../core/media.js';
 import type { Attachment, LogEntry, TicketEvent } from '../../core/schema.js';
 import { HelpdeskRefusedError, HelpdeskUnavailableError, type ApplyContext, type ApplyOutcome, type ExternalTicket } from '../contract.js';
@@ -35,6 +36,7 @@ export class RtWriter {
     private readonly media: MediaStore,
     private readonly log: Logger,
     private readonly onAuthFailure: (detail: string) => void,
+    private readonly texts: HelpdeskTexts = helpdeskTexts('en'),
   ) {
     this.statusToRt = { ...DEFAULT_STATUS_TO_RT, ...o.statusToRt };
   }
@@ -61,7 +63,7 @@ export class RtWriter {
       const entry = first && event.entry?.kind === 'inbound' ? event.entry.event : undefined;
       const message = entry
         ? await this.customerMessage(entry)
-        : { content: `(Conversation #${event.ticketNumber} on ${event.channel} began before this RT was connected; its later messages follow here.)` };
+        : { content: this.texts.earlierMessagesFollow(`#${event.ticketNumber}`, event.channel) };
       const id = await this.client.createTicket({
         queue,
         subject: subjectOf(event, entry),
@@ -103,7 +105,7 @@ export class RtWriter {
           const by = m.author?.name ?? m.author?.id ?? 'omnigate';
           // A reply sent from outside RT (the API, an automatic acknowledgement): a comment, so RT's
           // correspondence scrips do not treat it as an agent's answer; its text says it was sent.
-          const content = `Sent to the customer on ${event.channel} by ${by}:\n\n${m.text}`;
+          const content = `${m.text}\n\n${this.texts.sentBy(`${by}, ${event.channel}`)}`;
           if (!(ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content)))) {
             await this.client.comment(rtId, { content, attachments: await this.files(m.attachments) });
           }
@@ -114,7 +116,7 @@ export class RtWriter {
         }
         case 'ticket.note': {
           if (entry?.kind !== 'note') return 'ignored';
-          const content = `Note by ${entry.author.name ?? entry.author.id} in omnigate:\n\n${entry.text}`;
+          const content = `${entry.text}\n\n${this.texts.noteBy(entry.author.name ?? entry.author.id)}`;
           if (ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content))) return 'applied';
           await this.client.comment(rtId, { content });
           return 'applied';
@@ -124,18 +126,18 @@ export class RtWriter {
         case 'ticket.delivery_failed': {
           const d = event.lastDelivery;
           const reason = d?.reason ?? (entry?.kind === 'delivery' ? (entry.status.reason ?? 'unknown reason') : 'unknown reason');
-          const content = `The customer did NOT receive the last answer on ${event.channel}: ${reason}. The ticket is open again in omnigate.`;
+          const content = this.texts.deliveryFailed(event.channel, reason);
           if (ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content))) return 'applied';
           await this.client.comment(rtId, { content });
           return 'applied';
         }
         case 'ticket.edited': {
           if (entry?.kind !== 'edited') return 'ignored';
-          await this.client.comment(rtId, { content: `The customer edited a message on ${event.channel}; it now reads:\n\n${entry.event.text}` });
+          await this.client.comment(rtId, { content: this.texts.edited(event.channel, entry.event.text) });
           return 'applied';
         }
         case 'ticket.deleted':
-          await this.client.comment(rtId, { content: `The customer deleted a message on ${event.channel}.` });
+          await this.client.comment(rtId, { content: this.texts.deleted(event.channel) });
           return 'applied';
         default:
           return 'ignored';

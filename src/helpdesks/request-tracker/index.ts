@@ -23,7 +23,7 @@ class RequestTrackerAdapter implements HelpdeskAdapter {
     registerSecret(o.password);
     registerSecret(o.webhookSecret);
     this.client = new RtClient({ url: o.url, token: o.token, user: o.user, password: o.password, timeoutMs: o.requestTimeout, signal: ctx.signal });
-    this.writer = new RtWriter(this.client, o, ctx.media, ctx.log, (detail) => this.setHealth('auth_failed', detail));
+    this.writer = new RtWriter(this.client, o, ctx.media, ctx.log, (detail) => this.setHealth('auth_failed', detail), ctx.texts);
     this.poller = new RtPoller(this.client, o, ctx, ctx.media, (ok, detail) => {
       if (ok) this.setHealth('connected');
       else this.setHealth(detail?.includes('HTTP 401') ? 'auth_failed' : 'disconnected', detail);

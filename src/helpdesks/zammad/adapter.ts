@@ -110,7 +110,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
     // (its first messages parked, or older than the helpdesk), a short first article: the event
     // itself is then written by apply, and the parked first messages when they are replayed.
     const first = event.entry?.kind === 'inbound' && (event.type === 'ticket.created' || event.entry.match.rule === 'new-ticket') ? event.entry.event : undefined;
-    const body = first ? articleBody(first) : { body: `Ticket ${event.ticketId}: its earlier messages did not reach this helpdesk when it was opened (sent before it was connected, or held back while it was unreachable); they follow here as they arrive.`, content_type: 'text/plain' };
+    const body = first ? articleBody(first, this.ctx.texts.noText) : { body: this.ctx.texts.earlierMessagesFollow(event.ticketId, event.channel), content_type: 'text/plain' };
     const created = await this.client.createTicket({
       title: titleOf(event, first),
       group: this.groupFor(event.channel, event.account),
@@ -146,7 +146,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
     switch (event.type) {
       case 'ticket.message': {
         if (entry?.kind !== 'inbound') return 'ignored';
-        const { body, content_type } = articleBody(entry.event);
+        const { body, content_type } = articleBody(entry.event, this.ctx.texts.noText);
         if (uncertain && (await this.alreadyThere(id, body))) return 'applied';
         await this.client.createArticle({
           ticket_id: Number(id),
@@ -164,24 +164,24 @@ export class ZammadAdapter implements HelpdeskAdapter {
         // to agents as a public agent article Zammad does not deliver (we did).
         if (entry?.kind !== 'outbound') return 'ignored';
         const m = entry.message;
-        const who = m.automated ? `omnigate (${m.purpose ?? 'automatic'})` : (m.author.name ?? m.author.id);
-        const body = `${m.text}\n\n— sent by ${who} through omnigate`;
+        const who = m.automated ? this.ctx.texts.automatic(m.purpose) : (m.author.name ?? m.author.id);
+        const body = `${m.text}\n\n${this.ctx.texts.sentBy(who)}`;
         if (uncertain && (await this.alreadyThere(id, body))) return 'applied';
         await this.client.createArticle({ ticket_id: Number(id), body, content_type: 'text/plain', type: this.o.articleType, internal: false, sender: 'Agent' });
         return 'applied';
       }
       case 'ticket.note': {
         if (entry?.kind !== 'note') return 'ignored';
-        return this.note(id, `${entry.text}\n\n— note by ${entry.author.name ?? entry.author.id} in omnigate`, uncertain);
+        return this.note(id, `${entry.text}\n\n${this.ctx.texts.noteBy(entry.author.name ?? entry.author.id)}`, uncertain);
       }
       case 'ticket.delivery_failed': {
         const reason = entry?.kind === 'delivery' ? (entry.status.reason ?? 'unknown reason') : (event.lastDelivery?.reason ?? 'unknown reason');
-        return this.note(id, `⚠ The customer did NOT receive the last answer (${event.channel}): ${reason}. The ticket is open again in omnigate.`, uncertain);
+        return this.note(id, this.ctx.texts.deliveryFailed(event.channel, reason), uncertain);
       }
       case 'ticket.edited':
-        return entry?.kind === 'edited' ? this.note(id, `The customer edited a message; it now reads:\n\n${entry.event.text}`, uncertain) : 'ignored';
+        return entry?.kind === 'edited' ? this.note(id, this.ctx.texts.edited(event.channel, entry.event.text), uncertain) : 'ignored';
       case 'ticket.deleted':
-        return this.note(id, 'The customer deleted one of their messages in the chat.', uncertain);
+        return this.note(id, this.ctx.texts.deleted(event.channel), uncertain);
       case 'ticket.status': {
         if (entry?.kind !== 'status') return 'ignored';
         const state = this.o.statusToZammad[entry.to];
@@ -281,9 +281,9 @@ function bodyOf(e: Inbound): string {
  * A customer message as a Zammad article: its text, or its HTML when it has no text (a form or
  * mail sent as HTML only reached the agent as "(no text)"). Zammad sanitizes HTML articles itself.
  */
-function articleBody(e: Inbound): { body: string; content_type: 'text/plain' | 'text/html' } {
+function articleBody(e: Inbound, noText: string): { body: string; content_type: 'text/plain' | 'text/html' } {
   const text = bodyOf(e);
-  if (text || !e.html) return { body: text || '(no text)', content_type: 'text/plain' };
+  if (text || !e.html) return { body: text || noText, content_type: 'text/plain' };
   return { body: e.html, content_type: 'text/html' };
 }
 
