@@ -346,18 +346,21 @@ export class Gateway {
     const natsReserve = this.embedded ? Math.min(3000, Math.floor(total / 3)) : 0;
     const deadline = started + total - natsReserve;
     this.http?.beginDrain();
-    this.loops.beginShutdown();
     log.info({ timeoutMs: total }, 'shutting down: readiness 503, stopping intake');
     const drainMs = Math.min(c.shutdownDrain, Math.floor(total / 4));
     const graceMs = Math.max(500, Math.floor((deadline - Date.now() - drainMs) / 2));
+    const intakeStopped = await this.stopWithin(deadline, {
+      http: () => this.http?.shutdown(drainMs, graceMs),
+      connectors: async () => {
+        await this.replica?.stop();
+        await this.connectors?.stop();
+      },
+    });
+    // Past the drain the modules stop their loops: one that ends from now on (NATS gone
+    // meanwhile) is not restarted. During the drain a loop cut by a NATS blip still is.
+    this.loops.beginShutdown();
     const graceful =
-      (await this.stopWithin(deadline, {
-        http: () => this.http?.shutdown(drainMs, graceMs),
-        connectors: async () => {
-          await this.replica?.stop();
-          await this.connectors?.stop();
-        },
-      })) &&
+      intakeStopped &&
       (await this.stopWithin(deadline, {
         api: () => this.helpdesk?.stop(),
         helpdesks: () => this.helpdesks?.stop(),

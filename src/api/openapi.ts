@@ -252,5 +252,5 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   410: 'The ticket was closed long ago and evicted from the live store (ticket_evicted, `field` names the ticket id): its log is kept at GET /v1/tickets/{id}/log',
   413: 'Attachment or body too large',
-  503: 'The router did not answer in time: retry with the same Idempotency-Key',
+  503: 'NATS or the router did not answer (an outage, a leader election): a read or a write with an Idempotency-Key may be retried (Retry-After); any other write: check whether it took effect first',
 };

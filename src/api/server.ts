@@ -92,7 +92,10 @@ export class HttpServer implements HttpMount {
       // NATS away or silent (an outage, a leader election): the caller's retry can succeed; not a bug.
       if (isNatsUnavailable(err)) {
         o.log.warn({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request refused: NATS unavailable');
-        return this.refuse(req, reply.header('retry-after', '5'), 'unavailable', `NATS did not answer (${errorMessage(err)}); retry shortly`);
+        // Retry-After only where a retry cannot do a thing twice: a read, or a write with its Idempotency-Key.
+        const safe = req.method === 'GET' || req.method === 'HEAD' || req.headers['idempotency-key'] !== undefined;
+        if (safe) reply.header('retry-after', '5');
+        return this.refuse(req, reply, 'unavailable', `NATS did not answer (${errorMessage(err)})${safe ? '; retry shortly' : ': check whether it took effect before retrying'}`);
       }
       const status = (err as { statusCode?: number }).statusCode ?? 500;
       if (status === 413) return this.refuse(req, reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);

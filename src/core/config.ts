@@ -418,7 +418,7 @@ export function loadConfig(
     throw configError(err.file, err.problems.map((p) => {
       const variable = variableOf(p.key);
       return variable ? { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` } : p;
-    }));
+    }), err.afterSchema);
   }
 }
 

@@ -87,6 +87,8 @@ export function sourceOf(suffix: string): DeadLetterSource | undefined {
  */
 export function sourceSubjectFilter(source: string): string {
   const clean = source.replace(/^omni\.dlq\./, '');
+  // A NATS wildcard given on the command line (`inbound.>`, `outbound.*.*`) is used as written.
+  if (/[*>]/.test(clean)) return `omni.dlq.${clean}`;
   // Full suffixes have a fixed length per kind (subjectSuffix): 3 tokens for inbound and outbound, 2 for a webhook or helpdesk.
   const tokens = clean.split('.').length;
   const kind = sourceOf(clean);

@@ -50,20 +50,27 @@ export class NatsUnavailableError extends Error {
 }
 
 /** The client's own names for "not reached / no answer" (nats.js names NoRespondersError "NoResponders"). */
-const UNAVAILABLE = new Set(['NatsUnavailableError', 'TimeoutError', 'NoResponders', 'NoRespondersError', 'RequestError', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError', 'JetStreamNotEnabled']);
+const UNAVAILABLE = new Set(['NatsUnavailableError', 'TimeoutError', 'NoResponders', 'NoRespondersError', 'ClosedConnectionError', 'DrainingConnectionError', 'ConnectionError']);
+/** Wrappers: what they wrap decides (a RequestError wraps a permission violation as well as a timeout). */
+const WRAPPERS = new Set(['RequestError', 'JetStreamNotEnabled']);
+/** A refusal a retry cannot cure, wherever it sits in the chain: a config mistake, not an outage. */
+const REFUSED = new Set(['PermissionViolationError', 'AuthorizationError', 'UserAuthenticationExpiredError']);
 
 /**
  * Whether `err` (or what caused it) says NATS was unreachable or silent, rather than that the
  * request itself was wrong: an HTTP caller gets 503 and retries, not a 500 that reads as a bug.
+ * A missing permission is never "unavailable" (clients would retry a config mistake for ever).
  */
-export function isNatsUnavailable(err: unknown): boolean {
-  let e: unknown = err;
-  for (let depth = 0; e && depth < 5; depth++) {
-    const name = (e as { name?: unknown }).name;
-    if (typeof name === 'string' && UNAVAILABLE.has(name)) return true;
-    // JetStream's own 503: no stream leader (an election, a server restarting).
-    if (name === 'JetStreamApiError' && (e as { status?: unknown }).status === 503) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+export function isNatsUnavailable(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const name = (err as { name?: unknown }).name;
+  const cause = (err as { cause?: unknown }).cause;
+  if (typeof name !== 'string' || REFUSED.has(name)) return false;
+  // A bare RequestError is the client giving up on a request; a wrapped one is its cause's kind.
+  if (WRAPPERS.has(name)) return cause === undefined ? name === 'RequestError' : isNatsUnavailable(cause, depth + 1);
+  if (UNAVAILABLE.has(name)) return true;
+  // JetStream's own 503: no stream leader (an election, a server restarting); not "JetStream is
+  // not enabled" (10039 for the account, 10076 on the server), which no wait cures.
+  if (name === 'JetStreamApiError' && (err as { status?: unknown }).status === 503) return ![10039, 10076].includes((err as { code?: number }).code ?? 0);
+  return isNatsUnavailable(cause, depth + 1);
 }

@@ -42,13 +42,13 @@ export interface MediaReference {
 const REF_KEY = /^ref\/[0-9a-f]{40}$/;
 
 /**
- * A file name as every consumer may use it: the last path segment (a client's `../../etc/passwd`
- * or `C:\\Users\\…\\счёт.pdf` is `passwd` / `счёт.pdf`), no control characters, at most 255
- * characters; `file` when nothing is left. Helpdesks, mail headers and downloads all take it as is.
+ * A file name as every consumer may use it: no path separators (a client's `../../etc/passwd`
+ * becomes `.._.._etc_passwd`, and «Акт 1/2.pdf» keeps both halves), no control characters, line
+ * separators or bidi overrides (a name that reads "gnp.exe" backwards), at most 255 characters;
+ * `file` when nothing is left. Helpdesks, mail headers and downloads all take it as is.
  */
 export function safeFileName(name: string | undefined): string {
-  const last = (name ?? '').split(/[\\/]/).pop() ?? '';
-  const cleaned = [...last.replace(/[\u0000-\u001f\u007f]/g, '_').trim()].slice(0, 255).join('');
+  const cleaned = [...(name ?? '').replace(/[\\/\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, '_').trim()].slice(0, 255).join('');
   return cleaned === '.' || cleaned === '..' || !cleaned ? 'file' : cleaned;
 }
 const encoder = new TextEncoder();

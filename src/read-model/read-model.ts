@@ -90,8 +90,9 @@ export class ReadModel {
   private async ready(): Promise<Database> {
     if (this.opened) return this.opened;
     this.database().catch(() => undefined); // the projection loop reports failures; this only starts the attempt
-    // The cause, when an attempt failed: "still opening" for ever hid `database "x" does not exist`.
-    throw new ReadModelUnavailable(this.lastOpenError ? `the read model database is not open (last attempt: ${this.lastOpenError})` : 'the read model database is still opening');
+    // Said when an attempt failed: "still opening" for ever hid `database "x" does not exist`. The
+    // cause itself (host, database and role names) is for operators: the log and /readyz.
+    throw new ReadModelUnavailable(this.lastOpenError ? 'the read model database could not be opened (the cause is in the gateway log and in /readyz under readModel.lastError)' : 'the read model database is still opening');
   }
 
   start(): void {
@@ -123,7 +124,7 @@ export class ReadModel {
    * /readyz is probed every few seconds and must not cost a scan of the history each time.
    */
   async sample(o: { force?: boolean } = {}): Promise<ProjectionStatus & { database: string }> {
-    if (!this.opened) return { ...this.projection.status(), database: 'opening' };
+    if (!this.opened) return { ...this.projection.status(), database: 'opening', ...(this.lastOpenError ? { lastError: this.lastOpenError } : {}) };
     const s = await this.projection.sample();
     if (this.opened && s.checkpoint !== this.lastCount && (o.force || Date.now() - this.lastCountAt >= COUNT_EVERY_MS)) {
       this.lastCount = s.checkpoint;

@@ -162,6 +162,13 @@ describe('console API', () => {
     }
     const router = await get('/v1/dead-letters?source=router&reason=before the flood');
     expect(router.body.letters.map((l: any) => l.reason)).toEqual(['before the flood']);
+    // The flooding source itself: its 5,000 newest, found by bisection on the server's counts.
+    const crm = await get('/v1/dead-letters?source=webhook.crm&limit=500');
+    expect(crm.body.scanned).toBe(5_000);
+    expect(crm.body.letters).toHaveLength(500);
+    const newest = crm.body.letters[0].seq;
+    const older = await get(`/v1/dead-letters?source=webhook.crm&limit=10&upTo=${newest - 100}`);
+    expect(older.body.letters[0].seq).toBe(newest - 100);
     await bus.deadLetters.park(letter('after the page was shown'));
     const page = await get(`/v1/dead-letters?source=router&upTo=${router.body.letters[0].seq}`);
     expect(page.body.letters.map((l: any) => l.reason)).not.toContain('after the page was shown');

@@ -60,6 +60,9 @@ describe('strict configuration: each mistake is an error naming the key', () => 
       /connectors\[3\]\.type: unknown connector type "fax"/,
       /helpdesks\[0\]\.url: /,
     ]) expect(message).toMatch(expected);
+    // The same with an environment override set (the usual case in Kubernetes): still every problem.
+    const withEnv = await loadAll(writeConfig({ connectors: [{ ...site, callbackUrll: 'http://x' }, { ...site }] }), { OMNIGATE_NATS__URL: 'nats://127.0.0.1:4222' }).then(() => '', (e: Error) => e.message);
+    expect(withEnv).toMatch(/callbackUrll[^]*\n  and connectors\[1\]\.account: duplicate account/);
     // The top-level schema: all of its problems too.
     expect(await errorFor({ http: { port: 'abc' }, router: { reopenWindow: 'forever' } })).toMatch(/http\.port: [^]*\n  and router\.reopenWindow: a duration/);
   });

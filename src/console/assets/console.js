@@ -124,12 +124,17 @@ function signOut(message) {
 function watchHealth() {
   clearInterval(state.health);
   const check = async () => {
+    let res;
     try {
-      const body = await (await fetch(new URL('readyz', API))).json();
-      showOutage(body?.nats?.connected === false ? t('outage.nats') : null);
+      res = await fetch(new URL('readyz', API));
     } catch {
-      showOutage(t('outage.gateway'));
+      return showOutage(t('outage.gateway'));
     }
+    // A proxy's own answer for a gateway it cannot reach; anything else that is not our JSON
+    // (a proxy that publishes only /console and /v1) says nothing about an outage.
+    if (res.status === 502 || res.status === 504) return showOutage(t('outage.gateway'));
+    const body = await res.json().catch(() => null);
+    showOutage(body?.nats?.connected === false ? t('outage.nats') : null);
   };
   state.health = setInterval(check, 5000);
   return check();
@@ -584,7 +589,9 @@ function attachmentList(attachments) {
     const button = h('button', { type: 'button', class: 'link' }, label);
     button.addEventListener('click', async () => {
       try {
-        const res = await api(`v1/attachments/${key}`);
+        // Not api(): it parses a JSON body, and a customer's .json file must download as a file.
+        const res = await fetch(new URL(`v1/attachments/${key}`, API), { headers: { authorization: `Bearer ${state.token}` } });
+        if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
         const url = URL.createObjectURL(await res.blob());
         const link = h('a', { href: url, download: a.name || 'attachment' });
         link.click();

@@ -111,7 +111,9 @@ export class RtWriter {
           }
           // A reply moves the omnigate ticket to pending without a ticket.status event (the reply
           // is the change): the RT ticket follows from the reply's own status, or it stayed `new`.
-          await this.followStatus(rtId, event);
+          // Only from what a reply moves (new, open): a reply replayed late must not take back a
+          // resolve an agent made in RT meanwhile.
+          await this.followStatus(rtId, event, [this.statusToRt.new, this.statusToRt.open]);
           return 'applied';
         }
         case 'ticket.note': {
@@ -146,11 +148,12 @@ export class RtWriter {
   }
 
   /** Sets the RT status the event's omnigate status maps to, when it differs; whether it did. */
-  private async followStatus(rtId: number, event: TicketEvent): Promise<boolean> {
+  private async followStatus(rtId: number, event: TicketEvent, onlyFrom?: Array<string | undefined>): Promise<boolean> {
     const target = this.statusToRt[event.status];
     if (!target) return false;
     const current = await this.client.getTicket(rtId);
     if (current.status === target) return false;
+    if (onlyFrom && !onlyFrom.includes(current.status)) return false;
     await this.client.setStatus(rtId, target);
     this.log.info({ ticketId: event.ticketId, rtTicket: rtId, from: current.status, to: target }, 'RT status set from omnigate');
     return true;

@@ -258,7 +258,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
 
 /** Channels whose sender address or number the platform proved (the contacts model's rule). */
 const PROVEN_EMAIL = new Set(['email', 'slack']);
-const PROVEN_PHONE = new Set(['whatsapp', 'whatsapp-cloud']);
+const PROVEN_PHONE = new Set(['whatsapp']); // WhatsApp Web and Cloud both publish as `whatsapp`
 
 /**
  * A login for a chat customer: Zammad logins are ASCII. An id that is not (a Cyrillic web-form
