@@ -215,6 +215,8 @@ export class HelpdeskUnavailableError extends Error {
     message: string,
     /** The helpdesk's Retry-After, in ms, when it gave one. */
     readonly retryAfterMs?: number,
+    /** The helpdesk refused our credentials (401): health says `auth_failed`, an operator fixes it; retried meanwhile. */
+    readonly authFailed = false,
   ) {
     super(message);
     this.name = 'HelpdeskUnavailableError';

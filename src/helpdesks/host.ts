@@ -237,7 +237,8 @@ class HostedHelpdesk {
         metrics.helpdeskRetries.inc({ helpdesk: this.spec.id });
         const retryAfter = err instanceof HelpdeskUnavailableError ? (err.retryAfterMs ?? 0) : 0;
         const delay = Math.min(this.spec.backoffMaxMs, Math.max(retryAfter, backoffMs(attempt - 1, this.spec.backoffBaseMs, this.spec.backoffMaxMs)));
-        this.setHealth('disconnected', errorMessage(err));
+        // Credentials refused stay `auth_failed` (it flipped to `disconnected` on every retry).
+        this.setHealth(err instanceof HelpdeskUnavailableError && err.authFailed ? 'auth_failed' : 'disconnected', errorMessage(err));
         if (attempt === 1 || attempt % 10 === 0) this.log.warn({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, attempt, delayMs: delay, err: errorMessage(err) }, 'helpdesk did not take the event; retrying');
         await sleep(delay, this.term.signal);
       }

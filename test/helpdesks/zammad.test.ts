@@ -311,6 +311,18 @@ describe('zammad helpdesk adapter', () => {
     expect(gw.logs.some((l) => l.includes('first message written after the ticket was opened from a later event'))).toBe(true);
   }, 120_000);
 
+  it('a wrong token keeps the helpdesk auth_failed while events wait (it flipped to disconnected on every retry)', async () => {
+    const gw = await gateway('0s', { token: 'wrong-token-0123456789' });
+    api.push(message(7301, { text: 'Кто-нибудь видит?' }));
+    await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7301', 20_000);
+    const state = () => gw.gateway.helpdesks!.health().find((h) => h.id === 'zammad')?.state;
+    await until('auth_failed', () => state() === 'auth_failed');
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 300)); // several retries (backoff 100–400 ms)
+      expect(state()).toBe('auth_failed');
+    }
+  });
+
   it('counted what it did in the helpdesk metrics', async () => {
     const all = await registry.getMetricsAsJSON();
     const total = (name: string, pred: (l: Record<string, unknown>) => boolean = () => true) =>

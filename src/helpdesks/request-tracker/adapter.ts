@@ -221,7 +221,7 @@ export class RtWriter {
         // Wrong credentials are fixed by an operator, not by parking the event: keep retrying.
         if (err.status === 401) {
           this.onAuthFailure(err.message);
-          throw new HelpdeskUnavailableError(`${err.message} (check the token / password of RT user ${this.o.user})`);
+          throw new HelpdeskUnavailableError(`${err.message} (check the token / password of RT user ${this.o.user})`, undefined, true);
         }
         throw new HelpdeskRefusedError(`http_${err.status}`, err.message);
       }

@@ -10,6 +10,7 @@ import type { LogEntry, TicketEvent } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
 import {
   HelpdeskRefusedError,
+  HelpdeskUnavailableError,
   type ApplyContext,
   type ApplyOutcome,
   type ExternalTicket,
@@ -55,7 +56,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
       const me = await this.me();
       this.setHealth('connected', `as ${me.login}`);
     } catch (err) {
-      this.setHealth('disconnected', errorMessage(err));
+      this.setHealth(err instanceof HelpdeskUnavailableError && err.authFailed ? 'auth_failed' : 'disconnected', errorMessage(err));
     }
     this.intake.startPolling();
   }

@@ -91,7 +91,7 @@ export class ZammadClient {
     }
     const reason = `Zammad answered ${res.status} to ${method} /api/v1/${path.split('?')[0]}: ${zammadError(text)}`;
     if (res.status === 429 || res.status >= 500 || res.status === 401 || res.status === 408) {
-      throw new HelpdeskUnavailableError(reason, retryAfterMs(res.headers.get('retry-after')));
+      throw new HelpdeskUnavailableError(reason, retryAfterMs(res.headers.get('retry-after')), res.status === 401);
     }
     throw new HelpdeskRefusedError(`http_${res.status}`, reason);
   }
