@@ -20,7 +20,7 @@ import {
 } from '../contract.js';
 import { ZammadClient, type NewAttachment, type ZammadTicket, type ZammadUser } from './client.js';
 import type { ZammadOptions } from './index.js';
-import { ZammadIntake } from './intake.js';
+import { ZammadIntake, htmlToText } from './intake.js';
 
 type Inbound = Extract<LogEntry, { kind: 'inbound' }>['event'];
 
@@ -206,7 +206,9 @@ export class ZammadAdapter implements HelpdeskAdapter {
   private async alreadyThere(id: string, body: string): Promise<boolean> {
     const me = await this.me();
     const articles = await this.client.articles(id);
-    const found = articles.some((a) => a.created_by_id === me.id && a.body === body);
+    // Zammad sanitizes HTML articles: compared as text, or an HTML message retried after a crash was written twice.
+    const text = htmlToText(body);
+    const found = articles.some((a) => a.created_by_id === me.id && (a.body === body || htmlToText(a.body) === text));
     if (found) this.ctx.log.info({ zammadTicket: id }, 'the earlier attempt had reached Zammad: not writing the article again');
     return found;
   }
