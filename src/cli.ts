@@ -72,28 +72,38 @@ export async function loadAll(
   file: string | undefined,
   env: NodeJS.ProcessEnv,
 ): Promise<{ loaded: LoadedConfig; factories: Map<string, ConnectorFactory<any>>; helpdeskFactories: Map<string, HelpdeskFactory<any>> }> {
-  const sections = loadConfigSections(file, env);
-  const factories = await loadFactories(sections.connectors.map((c) => c.type)).catch((err: unknown) => {
+  // With the core sections wrong, every known connector and helpdesk module is loaded, so the
+  // same run reports the entries' own problems as well (it reported the core's alone).
+  let sections: { connectors: Array<{ type: string }>; helpdesks: Array<{ type: string }> } | undefined;
+  let early: ConfigError | undefined;
+  try {
+    sections = loadConfigSections(file, env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    early = err;
+  }
+  const factories = await loadFactories(sections ? sections.connectors.map((c) => c.type) : connectorTypes()).catch((err: unknown) => {
     if (!(err instanceof ConnectorUnavailableError)) throw err;
+    if (!sections) throw early!;
     throw new ConfigError(file ?? '(defaults)', `connectors[${sections.connectors.findIndex((c) => c.type === err.type)}].type`, err.message);
   });
-  const helpdeskFactories = await loadHelpdeskFactories(sections.helpdesks.map((h) => h.type));
+  const helpdeskFactories = await loadHelpdeskFactories(sections ? sections.helpdesks.map((h) => h.type) : helpdeskTypes());
   const loaded = loadConfig(file, env, (entry: ConnectorEntry) => {
     const factory = factories.get(entry.type);
     if (!factory) return { ok: false, unknownType: connectorTypes() };
     const { type: _t, account: _a, enabled: _e, required: _r, ...options } = entry;
     // The channel's own schema decides which keys exist; the entry's common keys are known too.
     const unknown = unknownKeys(factory.options, options, Object.keys(ConnectorEntry.shape));
-    if (unknown.length) return { ok: false, unknownKeys: unknown };
     const r = factory.options.safeParse(options);
+    if (unknown.length) return { ok: false, unknownKeys: unknown, error: r.success ? undefined : r.error };
     return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
   }, (entry: HelpdeskEntry) => {
     const factory = helpdeskFactories.get(entry.type);
     if (!factory) return { ok: false, unknownType: helpdeskTypes() };
     const { type: _t, id: _i, enabled: _e, retryFor: _rf, backoffBase: _bb, backoffMax: _bm, redeliverAfter: _ra, ...options } = entry;
     const unknown = unknownKeys(factory.options, options, Object.keys(HelpdeskEntry.shape));
-    if (unknown.length) return { ok: false, unknownKeys: unknown };
     const r = factory.options.safeParse(options);
+    if (unknown.length) return { ok: false, unknownKeys: unknown, error: r.success ? undefined : r.error };
     return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
   });
   // Two types on one channel (whatsapp and whatsapp-cloud) would share subjects and state.

@@ -247,7 +247,11 @@ async function command(deps: ApiDeps, reply: FastifyReply, name: 'reply' | 'note
     answer = m.json();
   } catch (err) {
     if (!isNatsUnavailable(err)) throw err;
-    return fail(reply, 'unavailable', `the router did not answer (${(err as Error).message}); retry with the same Idempotency-Key`);
+    // With its key a retry acts once (Retry-After); without one it may act twice: check first.
+    if (typeof body.idempotencyKey === 'string') {
+      return fail(reply.header('retry-after', '5'), 'unavailable', `the router did not answer (${(err as Error).message}); retry with the same Idempotency-Key`);
+    }
+    return fail(reply, 'unavailable', `the router did not answer (${(err as Error).message}); it may still act: check the ticket's log before sending again, and send an Idempotency-Key to make retries safe`);
   }
   if (answer.ok) return reply.code(okStatus).header('idempotent-replayed', answer.replayed ? 'true' : 'false').send(answer.result);
   const code = answer.error?.code;

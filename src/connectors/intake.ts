@@ -7,7 +7,7 @@ import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { InboundEvent, describeZodError, type InboundEventInput } from '../core/schema.js';
 import { metrics } from '../core/metrics.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, isPermissionRefusal } from '../core/errors.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 import { InvalidEventError } from './contract.js';
 
@@ -66,6 +66,12 @@ export async function publishInbound(
       // The client refused the message itself (a header or subject it cannot carry): the
       // same bytes fail the same way every time, so the caller gets a permanent refusal.
       if (isRefusedByClient(err)) throw new InvalidEventError(`NATS client refused the event: ${errorMessage(err)}`);
+      // The gateway's NATS user may not publish here: waiting cannot help (a sender waited 20 s
+      // for every post); the caller answers at once that it was not stored, and ops see `stalled`.
+      if (isPermissionRefusal(err)) {
+        hooks.stalled(`NATS refuses this gateway's publish (check the NATS user's permissions): ${errorMessage(err)}`);
+        throw err;
+      }
       if (attempt >= 3) hooks.stalled(`cannot publish to JetStream: ${errorMessage(err)}`);
       await sleep(Math.min(backoffMs(attempt, 200, 5000), Math.max(0, left())), signal);
       if (left() <= 0) throw err;

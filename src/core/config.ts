@@ -362,7 +362,7 @@ export function natsAccess(c: GatewayConfig): NatsAccess {
 /** Validates one connector entry against its channel's own schema; returns issues or the parsed options. */
 export type ConnectorValidator = (
   entry: ConnectorEntry,
-) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[] };
+) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[]; error?: z.ZodError };
 
 export interface LoadedConfig {
   file: string;
@@ -376,7 +376,7 @@ export interface LoadedConfig {
 /** Validates one helpdesk entry against its adapter's own schema (same answers as ConnectorValidator). */
 export type HelpdeskValidator = (
   entry: HelpdeskEntry,
-) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[] };
+) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[]; error?: z.ZodError };
 
 const SECRET_KEY = /(token|secret|pass(word)?|apikey|key)$/i;
 
@@ -444,51 +444,69 @@ function validate(
   validateHelpdesk?: HelpdeskValidator,
 ): LoadedConfig {
   const interpolated = interpolate(raw, env, label, []);
-  // Unknown keys first: a misspelt key usually also leaves a required one missing, and the typo is the news.
-  const unknown = unknownKeys(GatewayConfig, interpolated);
-  if (unknown.length) throw configError(label, fromUnknown(unknown, ''));
-  const withCredentials = findUrlCredentials(interpolated)[0];
-  if (withCredentials) throw new ConfigError(label, withCredentials.path, withCredentials.message);
+  // Every problem in one pass: unknown keys first (a misspelt key usually also leaves a required
+  // one missing, and the typo is the news), then URL credentials and the schema's own findings,
+  // then each connector and helpdesk entry, even when a section before them was wrong.
+  const problems: ConfigProblem[] = [...fromUnknown(unknownKeys(GatewayConfig, interpolated), '')];
+  for (const c of findUrlCredentials(interpolated)) problems.push({ key: c.path, problem: c.message });
   const parsed = GatewayConfig.safeParse(interpolated);
-  if (!parsed.success) throw configError(label, fromZod(parsed.error, ''));
-  // Past the top-level schema, every entry is checked and every problem reported at once: an
-  // operator fixing a config should not have to run check-config once per mistake.
-  const problems: ConfigProblem[] = [];
-  const { evictClosedAfter } = parsed.data.tickets;
-  if (evictClosedAfter > 0 && evictClosedAfter <= parsed.data.router.reopenWindow) {
-    // An evicted ticket cannot be reopened: eviction must come after the window has passed.
-    problems.push({ key: 'tickets.evictClosedAfter', problem: `must be longer than router.reopenWindow (${parsed.data.router.reopenWindow / 3_600_000}h): an evicted ticket cannot be reopened; or 0 to keep closed tickets in KV` });
+  if (!parsed.success) {
+    const said = new Set(problems.map((p) => p.key));
+    problems.push(...fromZod(parsed.error, '').filter((p) => !said.has(p.key)));
+  } else {
+    const { evictClosedAfter } = parsed.data.tickets;
+    if (evictClosedAfter > 0 && evictClosedAfter <= parsed.data.router.reopenWindow) {
+      // An evicted ticket cannot be reopened: eviction must come after the window has passed.
+      problems.push({ key: 'tickets.evictClosedAfter', problem: `must be longer than router.reopenWindow (${parsed.data.router.reopenWindow / 3_600_000}h): an evicted ticket cannot be reopened; or 0 to keep closed tickets in KV` });
+    }
   }
+  const sections = (interpolated ?? {}) as { connectors?: unknown; helpdesks?: unknown };
+  const connectorEntries = parsed.success ? parsed.data.connectors.map((e, i) => [i, e] as const) : entriesThatParse(ConnectorEntry, sections.connectors);
+  const helpdeskEntries = parsed.success ? parsed.data.helpdesks.map((e, i) => [i, e] as const) : entriesThatParse(HelpdeskEntry, sections.helpdesks);
   const connectors: LoadedConfig['connectors'] = [];
   const seen = new Set<string>();
-  parsed.data.connectors.forEach((entry, i) => {
+  for (const [i, entry] of connectorEntries) {
     const id = `${entry.type}/${entry.account}`;
     if (seen.has(id)) problems.push({ key: `connectors[${i}].account`, problem: `duplicate account "${entry.account}" for type ${entry.type}` });
     seen.add(id);
-    if (!validateConnector || !entry.enabled) return;
+    if (!validateConnector || !entry.enabled) continue;
     const result = validateConnector(entry);
     if (result.ok) connectors.push({ entry, options: result.value });
     else problems.push(...entryProblems(result, `connectors[${i}]`, `connector type "${entry.type}"`));
-  });
+  }
   const helpdesks: LoadedConfig['helpdesks'] = [];
   const helpdeskIds = new Set<string>();
-  parsed.data.helpdesks.forEach((entry, i) => {
+  for (const [i, entry] of helpdeskEntries) {
     if (helpdeskIds.has(entry.id)) problems.push({ key: `helpdesks[${i}].id`, problem: `duplicate helpdesk id "${entry.id}"` });
     helpdeskIds.add(entry.id);
-    if (!validateHelpdesk || !entry.enabled) return;
+    if (!validateHelpdesk || !entry.enabled) continue;
     const result = validateHelpdesk(entry);
     if (result.ok) helpdesks.push({ entry, options: result.value });
     else problems.push(...entryProblems(result, `helpdesks[${i}]`, `helpdesk type "${entry.type}"`));
-  });
-  if (problems.length) throw configError(label, problems, parsed.data);
-  return { file: label, config: parsed.data, connectors, helpdesks };
+  }
+  if (problems.length) throw configError(label, problems, parsed.success ? parsed.data : undefined);
+  return { file: label, config: parsed.data!, connectors, helpdesks };
 }
 
-/** What is wrong with one connector or helpdesk entry its own schema refused. */
-function entryProblems(result: { unknownType: string[] } | { unknownKeys: UnknownKey[] } | { ok: false; error: z.ZodError }, prefix: string, what: string): ConfigProblem[] {
+/** With another section wrong: the entries of a list that parse on their own, with their index. */
+function entriesThatParse<T>(schema: z.ZodType<T>, list: unknown): Array<readonly [number, T]> {
+  if (!Array.isArray(list)) return [];
+  const out: Array<readonly [number, T]> = [];
+  list.forEach((item, i) => {
+    const r = schema.safeParse(item);
+    if (r.success) out.push([i, r.data] as const);
+  });
+  return out;
+}
+
+/** What is wrong with one connector or helpdesk entry its own schema refused: unknown keys first, then the schema's findings. */
+function entryProblems(result: { unknownType: string[] } | { unknownKeys: UnknownKey[]; error?: z.ZodError } | { ok: false; error: z.ZodError }, prefix: string, what: string): ConfigProblem[] {
   if ('unknownType' in result) return [{ key: `${prefix}.type`, problem: `unknown ${what}; expected one of: ${result.unknownType.join(', ')}` }];
-  if ('unknownKeys' in result) return fromUnknown(result.unknownKeys, prefix);
-  return fromZod(result.error, prefix);
+  const unknown = 'unknownKeys' in result ? fromUnknown(result.unknownKeys, prefix) : [];
+  const said = new Set(unknown.map((p) => p.key));
+  // A strict schema's own "Unrecognized key" repeats what the unknown-key check said with a suggestion.
+  const issues = (result.error?.issues ?? []).filter((i) => !(unknown.length && i.code === 'unrecognized_keys'));
+  return [...unknown, ...issues.map((issue) => ({ key: formatPath(prefix, issue.path), problem: explain(issue) })).filter((p) => !said.has(p.key))];
 }
 
 function fromUnknown(unknown: UnknownKey[], prefix: string): ConfigProblem[] {

@@ -74,3 +74,11 @@ export function isNatsUnavailable(err: unknown, depth = 0): boolean {
   if (name === 'JetStreamApiError' && (err as { status?: unknown }).status === 503) return ![10039, 10076].includes((err as { code?: number }).code ?? 0);
   return isNatsUnavailable(cause, depth + 1);
 }
+
+/** Whether NATS refused the request for want of a permission (anywhere in the chain): a config mistake no wait cures. */
+export function isPermissionRefusal(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const name = (err as { name?: unknown }).name;
+  if (typeof name === 'string' && REFUSED.has(name)) return true;
+  return isPermissionRefusal((err as { cause?: unknown }).cause, depth + 1);
+}

@@ -287,6 +287,13 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
       await page.goto(`${base}/console/#/dead-letters/1`);
       await expect.poll(() => page.locator('h1').textContent(), { timeout: 30_000 }).toBe('Could not open this screen');
       expect(await page.locator('#ticket-results').count()).toBe(0);
+      // A slow failing screen left behind does not overwrite the one opened meanwhile.
+      await page.goto(`${base}/console/#/ticket/T-1001`);
+      await page.waitForTimeout(300);
+      await page.goto(`${base}/console/#/channels`);
+      await expect.poll(() => page.locator('#main').textContent(), { timeout: 30_000 }).toContain('replicas cannot be asked');
+      await page.waitForTimeout(12_000); // past the ticket screen's request timeout
+      expect(await page.locator('#main').textContent()).toContain('replicas cannot be asked');
     } finally {
       await nats.restart();
     }

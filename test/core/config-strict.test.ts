@@ -63,6 +63,10 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     // The same with an environment override set (the usual case in Kubernetes): still every problem.
     const withEnv = await loadAll(writeConfig({ connectors: [{ ...site, callbackUrll: 'http://x' }, { ...site }] }), { OMNIGATE_NATS__URL: 'nats://127.0.0.1:4222' }).then(() => '', (e: Error) => e.message);
     expect(withEnv).toMatch(/callbackUrll[^]*\n  and connectors\[1\]\.account: duplicate account/);
+    // An unknown key, a wrong core value and entries' own mistakes: all in one run (the first stage hid the rest).
+    const across = await errorFor({ nats: { duplicateWindw: '2m' }, http: { port: 'abc' }, connectors: [{ ...site, callbackUrll: 'http://x' }, { type: 'telegrm', account: 'a' }] });
+    for (const expected of [/nats\.duplicateWindw: unknown key/, /http\.port: /, /connectors\[0\]\.callbackUrll: /, /connectors\[1\]\.type: unknown connector type "telegrm"/]) expect(across).toMatch(expected);
+    expect(across).not.toMatch(/Unrecognized key/);
     // The top-level schema: all of its problems too.
     expect(await errorFor({ http: { port: 'abc' }, router: { reopenWindow: 'forever' } })).toMatch(/http\.port: [^]*\n  and router\.reopenWindow: a duration/);
   });

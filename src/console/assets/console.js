@@ -4,7 +4,7 @@
 import { TEXTS, initialLanguage } from './i18n.js';
 
 const API = new URL('../', document.baseURI);
-const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null, health: undefined };
+const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null, health: undefined, renderFor: undefined };
 
 // ---------- small helpers ----------
 
@@ -69,8 +69,13 @@ function toast(text) {
   toast.timer = setTimeout(() => el.classList.remove('show'), 4000);
 }
 
-/** Replaces the main area with a screen whose heading gets focus (screen readers announce it). */
+/**
+ * Replaces the main area with a screen whose heading gets focus (screen readers announce it). A
+ * screen whose answer came after the user had moved on renders nowhere: a slow failing ticket
+ * screen overwrote the channels screen opened meanwhile.
+ */
 function screen(title, ...content) {
+  if (state.renderFor !== undefined && state.renderFor !== location.hash) return document.createElement('div');
   const main = document.getElementById('main');
   document.getElementById('toast').classList.remove('show');
   const heading = h('h1', { tabindex: '-1', id: 'screen-title' }, title);
@@ -148,6 +153,7 @@ function showOutage(text) {
 
 function renderSignIn(message) {
   leaveScreen();
+  state.renderFor = undefined; // the sign-in screen belongs to no route
   const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', required: true, 'aria-describedby': 'token-help' });
   const form = h('form', { class: 'card signin', 'aria-labelledby': 'screen-title' },
     h('label', { for: 'token' }, t('signin.token'), input),
@@ -234,8 +240,10 @@ function route() {
   // What was on screen goes at once: a screen waiting on a slow answer (NATS away) showed the
   // previous one for seconds, and its error landed under the old content.
   document.getElementById('main').replaceChildren(h('p', { class: 'muted', role: 'status' }, t('loading')));
+  const hash = location.hash;
+  state.renderFor = hash;
   (screens[parts[0]] || screens.channels)().catch((err) => {
-    if (err.status !== 401) screen(t('error.screen'), errorBox(err));
+    if (err.status !== 401 && location.hash === hash) screen(t('error.screen'), errorBox(err));
   });
 }
 
