@@ -63,7 +63,9 @@ function update(chat: number) {
 }
 
 async function leaseHolders(): Promise<Record<string, string>> {
-  const kv = await new Kvm(jetstream(nc)).open('omni_leases');
+  // A generous timeout: listing keys makes a consumer, and a loaded 2-core CI machine once took
+  // longer than the client's default 5 s to answer that (a timeout of the test, not the gateway).
+  const kv = await new Kvm(jetstream(nc, { timeout: 30_000 })).open('omni_leases');
   const holders: Record<string, string> = {};
   for await (const key of await kv.keys()) {
     if (key.startsWith('router.')) continue; // conversation partitions: spread over the replicas by design
