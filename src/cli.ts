@@ -7,7 +7,8 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, loadConfigSections, loadNatsSection, ConnectorEntry, HelpdeskEntry, type LoadedConfig } from './core/config.js';
+import type { z } from 'zod';
+import { ConfigError, loadConfig, loadConfigSections, loadNatsSection, ConnectorEntry, HelpdeskEntry, type ConnectorValidator, type LoadedConfig } from './core/config.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
@@ -67,6 +68,17 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv): st
   return existsSync('config/omnigate.yaml') ? 'config/omnigate.yaml' : undefined;
 }
 
+/**
+ * A connector's or helpdesk's own options against its module's schema: unknown keys (with a
+ * suggestion) and the schema's findings together, so one run reports both.
+ */
+function checkOptions(schema: z.ZodType, options: Record<string, unknown>, commonKeys: string[]): ReturnType<ConnectorValidator> {
+  const unknown = unknownKeys(schema, options, commonKeys);
+  const r = schema.safeParse(options);
+  if (unknown.length) return { ok: false, unknownKeys: unknown, error: r.success ? undefined : r.error };
+  return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
+}
+
 /** Two passes: the core keys first, then each enabled connector against its own schema. */
 export async function loadAll(
   file: string | undefined,
@@ -93,18 +105,12 @@ export async function loadAll(
     if (!factory) return { ok: false, unknownType: connectorTypes() };
     const { type: _t, account: _a, enabled: _e, required: _r, ...options } = entry;
     // The channel's own schema decides which keys exist; the entry's common keys are known too.
-    const unknown = unknownKeys(factory.options, options, Object.keys(ConnectorEntry.shape));
-    const r = factory.options.safeParse(options);
-    if (unknown.length) return { ok: false, unknownKeys: unknown, error: r.success ? undefined : r.error };
-    return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
+    return checkOptions(factory.options, options, Object.keys(ConnectorEntry.shape));
   }, (entry: HelpdeskEntry) => {
     const factory = helpdeskFactories.get(entry.type);
     if (!factory) return { ok: false, unknownType: helpdeskTypes() };
     const { type: _t, id: _i, enabled: _e, retryFor: _rf, backoffBase: _bb, backoffMax: _bm, redeliverAfter: _ra, ...options } = entry;
-    const unknown = unknownKeys(factory.options, options, Object.keys(HelpdeskEntry.shape));
-    const r = factory.options.safeParse(options);
-    if (unknown.length) return { ok: false, unknownKeys: unknown, error: r.success ? undefined : r.error };
-    return r.success ? { ok: true, value: r.data } : { ok: false, error: r.error };
+    return checkOptions(factory.options, options, Object.keys(HelpdeskEntry.shape));
   });
   // Two types on one channel (whatsapp and whatsapp-cloud) would share subjects and state.
   const seen = new Map<string, string>();
