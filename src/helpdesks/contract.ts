@@ -52,11 +52,20 @@ import type { HelpdeskTexts } from './texts.js';
 import type { Logger } from '../core/logger.js';
 import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
-import type { OutboundAttachment, TicketEvent, TicketStatus } from '../core/schema.js';
+import type { LogEntry, OutboundAttachment, TicketEvent, TicketStatus } from '../core/schema.js';
 
 /** The author id prefix of everything taken from helpdesk `id`: `helpdesk:<id>:`. */
 export function helpdeskAuthorPrefix(id: string): string {
   return `helpdesk:${id}:`;
+}
+
+/**
+ * The customer's first message when this event announces it: the router announces it twice, as
+ * `ticket.created` and as `ticket.message` with rule `new-ticket`; any other event, undefined.
+ */
+export function firstMessageOf(event: TicketEvent): Extract<LogEntry, { kind: 'inbound' }>['event'] | undefined {
+  const entry = event.entry;
+  return entry?.kind === 'inbound' && (event.type === 'ticket.created' || entry.match.rule === 'new-ticket') ? entry.event : undefined;
 }
 
 /** The helpdesk ticket that belongs to one omnigate ticket. */

@@ -26,6 +26,7 @@ import { helpdeskTexts } from './texts.js';
 import {
   HelpdeskRefusedError,
   HelpdeskUnavailableError,
+  firstMessageOf,
   helpdeskAuthorPrefix,
   type ExternalTicket,
   type HelpdeskAdapter,
@@ -274,8 +275,8 @@ class HostedHelpdesk {
     let ticket = await this.records.lookup(event.ticketId);
     // The router announces the first message twice: as ticket.created and as ticket.message
     // (rule new-ticket). ensureTicket writes it, from whichever comes first; the other is done.
-    const firstMessage = event.type === 'ticket.created' || (event.entry?.kind === 'inbound' && event.entry.match.rule === 'new-ticket');
-    const firstId = firstMessage && event.entry?.kind === 'inbound' ? event.entry.event.id : undefined;
+    const firstId = firstMessageOf(event)?.id;
+    const firstMessage = event.type === 'ticket.created' || firstId !== undefined;
     if (!ticket) {
       ticket = await this.adapter.ensureTicket(event);
       // Linked before the mapping is recorded: a crash in between links again (same value).

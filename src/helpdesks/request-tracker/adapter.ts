@@ -21,7 +21,7 @@ import type { Logger } from '../../core/logger.js';
 import { helpdeskTexts, type HelpdeskTexts } from '../texts.js';
 import type { MediaStore } from '../../core/media.js';
 import type { Attachment, LogEntry, TicketEvent } from '../../core/schema.js';
-import { HelpdeskRefusedError, HelpdeskUnavailableError, type ApplyContext, type ApplyOutcome, type ExternalTicket } from '../contract.js';
+import { HelpdeskRefusedError, HelpdeskUnavailableError, firstMessageOf, type ApplyContext, type ApplyOutcome, type ExternalTicket } from '../contract.js';
 import { RtRefusedError, RtUnavailableError, type RtAttachmentInput, type RtClient, type RtMessageInput } from './client.js';
 import { DEFAULT_STATUS_TO_RT, type RequestTrackerOptions } from './options.js';
 
@@ -59,8 +59,7 @@ export class RtWriter {
       const requestor = await this.requestor(event);
       // The first message when this event announces it; for a ticket older than the adapter, a
       // later event, which the host also hands to apply: then a short first article only.
-      const first = event.entry?.kind === 'inbound' && (event.type === 'ticket.created' || event.entry.match.rule === 'new-ticket');
-      const entry = first && event.entry?.kind === 'inbound' ? event.entry.event : undefined;
+      const entry = firstMessageOf(event);
       const message = entry
         ? await this.customerMessage(entry)
         : { content: this.texts.earlierMessagesFollow(`#${event.ticketNumber}`, event.channel) };

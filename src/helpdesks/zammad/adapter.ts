@@ -11,6 +11,7 @@ import { errorMessage } from '../../core/errors.js';
 import {
   HelpdeskRefusedError,
   HelpdeskUnavailableError,
+  firstMessageOf,
   type ApplyContext,
   type ApplyOutcome,
   type ExternalTicket,
@@ -110,7 +111,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
     // The first message only when this event announces it; for a ticket opened from a later event
     // (its first messages parked, or older than the helpdesk), a short first article: the event
     // itself is then written by apply, and the parked first messages when they are replayed.
-    const first = event.entry?.kind === 'inbound' && (event.type === 'ticket.created' || event.entry.match.rule === 'new-ticket') ? event.entry.event : undefined;
+    const first = firstMessageOf(event);
     const body = first ? articleBody(first, this.ctx.texts.noText) : { body: this.ctx.texts.earlierMessagesFollow(event.ticketId, event.channel), content_type: 'text/plain' };
     const created = await this.client.createTicket({
       title: titleOf(event, first),
