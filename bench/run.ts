@@ -88,11 +88,36 @@ async function main(): Promise<void> {
   if (PHASES.has('history')) await (await import('./history/phase.js')).historyMain();
 }
 
+/** prom-client's event-loop monitor resolution (its default): every sample it reports includes it. */
+const LOOP_MONITOR_RESOLUTION_MS = 10;
+
+interface GcTotals {
+  seconds: number;
+  count: number;
+}
+
+/** The gateways' GC pauses so far, from prom-client's nodejs_gc_duration_seconds (every kind). */
+async function gcTotals(gateways: Array<{ output(): string }>): Promise<GcTotals> {
+  return gcOf(await Promise.all(gateways.map(async (g) => gatewayMetrics(g.output()))));
+}
+
+function gcOf(scrapes: Array<(name: string) => number>): GcTotals {
+  return {
+    seconds: scrapes.reduce((a, m) => a + (m('nodejs_gc_duration_seconds_sum') || 0), 0),
+    count: scrapes.reduce((a, m) => a + (m('nodejs_gc_duration_seconds_count') || 0), 0),
+  };
+}
+
+function gcSince(before: GcTotals, scrapes: Array<(name: string) => number>): GcTotals {
+  const now = gcOf(scrapes);
+  return { seconds: now.seconds - before.seconds, count: now.count - before.count };
+}
+
 async function throughputMain(): Promise<void> {
   const nats = await startNats();
   const nc = await connect({ servers: nats.url });
   const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
-  const database = pg ? { database: { url: pg.url, user: pg.user } } : {};
+  const database = pg ? { database: { url: pg.url, user: pg.user, ...(process.env.BENCH_DB_BATCH ? { batchSize: Number(process.env.BENCH_DB_BATCH) } : {}) } } : {};
   const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 }, ...database });
   // The image's node flags (Dockerfile CMD) unless BENCH_NODE_ARGS says otherwise ('' for none).
   const baseArgs = (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean);
@@ -107,25 +132,36 @@ async function throughputMain(): Promise<void> {
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
     const pids = { routers: gateways.map((g) => g.child.pid), nats: nats.process.pid };
+    const gcBefore = await gcTotals(gateways);
     const routedCpu = cpuMeter(pids);
     const routed = await routedPhase(nc, events);
     const cpu = routedCpu(events.length);
     // Read after the routed phase; this scrape also starts the event-loop window of the latency phase.
-    const coalesced = (await Promise.all(gateways.map(async (g) => (await gatewayMetrics(g.output()))('omnigate_coalesced_messages_total')))).reduce((a, b) => a + b, 0);
+    const afterRouted = await Promise.all(gateways.map(async (g) => gatewayMetrics(g.output())));
+    const coalesced = afterRouted.map((m) => m('omnigate_coalesced_messages_total')).reduce((a, b) => a + b, 0);
+    const gcRouted = gcSince(gcBefore, afterRouted);
     say(`routed (publish → ticket event): ${routed.perS.toFixed(0)} events/s  ratio ${(routed.perS / raw).toFixed(2)}  (saturated p50 ${percentile(routed.latencies, 50).toFixed(1)} ms, p99 ${percentile(routed.latencies, 99).toFixed(1)} ms)`);
     say(`CPU per routed event:            router ${cpu.routerUs.toFixed(0)} µs${ROUTERS > 1 ? ` (all ${ROUTERS} replicas)` : ''}, nats-server ${cpu.natsUs.toFixed(0)} µs  (load average ${loadavg()[0]!.toFixed(1)})`);
+    say(`GC pauses while routing:         ${(gcRouted.seconds * 1e6 / events.length).toFixed(0)} µs per routed event (${gcRouted.count} pauses, ${(gcRouted.seconds * 1000 / Math.max(1, gcRouted.count)).toFixed(1)} ms each on average)`);
     say(`ticket updates shared:           ${Number.isNaN(coalesced) ? 'n/a (this build does not coalesce)' : `${coalesced} of ${events.length} messages joined an earlier one's compare-and-set`}`);
     // The latency aim is about a steady 2,000 events/s: the read model first applies the backlog
     // the saturated phase left (in the same process, it would compete with routing for the core).
     const catchUp = Math.max(...(await Promise.all(gateways.map((g) => readModelCaughtUp(g.output())))));
     say(`read model caught up:            ${Number.isNaN(catchUp) ? 'not reported (or not within 5 min)' : `${catchUp.toFixed(1)} s after the routed phase ended`}`);
+    const gcBeforePaced = await gcTotals(gateways);
+    const pacedStart = performance.now();
     const paced = await pacedPhase(nc, makeEvents(RATE * LATENCY_SECONDS, Math.min(CONVERSATIONS, RATE * LATENCY_SECONDS), 'p'), RATE);
+    const pacedSeconds = (performance.now() - pacedStart) / 1000;
     const p50 = percentile(paced.latencies, 50);
     const p99 = percentile(paced.latencies, 99);
     const loop = await Promise.all(gateways.map(async (g) => gatewayMetrics(g.output())));
     const loopP99 = Math.max(...loop.map((m) => m('nodejs_eventloop_lag_p99_seconds')));
     const loopMax = Math.max(...loop.map((m) => m('nodejs_eventloop_lag_max_seconds')));
-    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event-loop delay p99 ${(loopP99 * 1000).toFixed(1)} ms, max ${(loopMax * 1000).toFixed(1)} ms)`);
+    const gcPaced = gcSince(gcBeforePaced, loop);
+    // prom-client samples the loop with a 10 ms timer and reports the whole interval: an idle loop
+    // reads 10.1 ms. What a message can meet is the part beyond that.
+    const stall = (s: number) => Math.max(0, s * 1000 - LOOP_MONITOR_RESOLUTION_MS);
+    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event loop stalled p99 ${stall(loopP99).toFixed(1)} ms, max ${stall(loopMax).toFixed(1)} ms; GC paused it ${gcPaced.count} times, ${((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)} ms on average, ${((100 * gcPaced.seconds) / pacedSeconds).toFixed(1)} % of the time)`);
     const channels = PHASES.has('channels') ? await channelBenches() : {};
     const result = {
       routed_per_s: Math.round(routed.perS),
@@ -137,6 +173,11 @@ async function throughputMain(): Promise<void> {
       latency_rate_per_s: Math.round(paced.achieved),
       event_loop_delay_p99_ms: Number((loopP99 * 1000).toFixed(1)),
       event_loop_delay_max_ms: Number((loopMax * 1000).toFixed(1)),
+      event_loop_stall_p99_ms: Number(stall(loopP99).toFixed(1)),
+      gc_us_per_routed_event: Math.round((gcRouted.seconds * 1e6) / events.length),
+      gc_pauses_paced: gcPaced.count,
+      gc_pause_mean_ms_paced: Number(((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)),
+      gc_share_paced: Number((gcPaced.seconds / pacedSeconds).toFixed(3)),
       router_cpu_us_per_event: Math.round(cpu.routerUs),
       nats_cpu_us_per_event: Math.round(cpu.natsUs),
       coalesced: Number.isNaN(coalesced) ? null : coalesced,

@@ -15,10 +15,22 @@ import { JetStreamApiError, type PubAck } from '@nats-io/jetstream';
 import type { CasGuard } from './cas-guard.js';
 import { NatsUnavailableError } from './errors.js';
 
+/**
+ * One request in flight. The record is also what the client is given as its publish options
+ * (it reads `reply` and `headers`), and the map key is its reply subject, so a request costs one
+ * object, one promise and one string beside what it sends: on the router this runs ~4 times per
+ * routed event, and what lives while a request is in flight is what each scavenge copies.
+ */
 interface Pending {
-  resolve: (m: Msg) => void;
-  reject: (e: Error) => void;
-  deadline: number;
+  readonly subject: string;
+  readonly data: string | Uint8Array;
+  readonly reply: string;
+  readonly headers: MsgHdrs | undefined;
+  readonly deadline: number;
+  /** A publish settles with its parsed ack; a direct get with the message. */
+  readonly publish: boolean;
+  readonly resolve: (v: Msg | PubAck) => void;
+  readonly reject: (e: Error) => void;
 }
 
 export interface StoredMessage {
@@ -37,20 +49,21 @@ const SWEEP_MS = 250;
 
 export class JsPipeline {
   private readonly prefix: string;
+  /** Reply subject → the request waiting for it, in deadline order. */
   private readonly pending = new Map<string, Pending>();
   private readonly sub: Subscription;
   private readonly sweeper: NodeJS.Timeout;
   private next = 0;
   private closedReason?: Error;
-  private outbox: Array<{ subject: string; data: string | Uint8Array; opts: { reply: string; headers?: MsgHdrs }; token: string }> = [];
+  private outbox: Pending[] = [];
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly timeoutMs: number,
     private readonly apiPrefix = '$JS.API',
   ) {
-    this.prefix = createInbox();
-    this.sub = nc.subscribe(`${this.prefix}.*`, {
+    this.prefix = `${createInbox()}.`;
+    this.sub = nc.subscribe(`${this.prefix}*`, {
       // An error here (a permissions violation on the inbox) ends the subscription: fail fast
       // from then on instead of letting every call wait for its timeout.
       callback: (err, m) => (err ? this.close(new Error(`JetStream reply subscription failed: ${err.message}`)) : this.settle(m)),
@@ -60,33 +73,28 @@ export class JsPipeline {
   }
 
   /** A JetStream publish; resolves once the stream stored it (or recognised a duplicate). */
-  async publish(subject: string, data: string | Uint8Array, o?: PublishOptions): Promise<PubAck> {
+  publish(subject: string, data: string | Uint8Array, o?: PublishOptions): Promise<PubAck> {
     const h = o?.msgID !== undefined || o?.expectedLastSubjectSeq !== undefined ? publishHeaders(o) : undefined;
-    const m = await this.request(subject, data, h);
-    if (m.headers?.code === 503) throw new Error(`no stream stores ${subject} (JetStream answered 503 no responders)`);
-    const ack = JSON.parse(decoder.decode(m.data)) as { stream?: string; seq?: number; duplicate?: boolean; domain?: string; error?: ApiErrorBody };
-    if (ack.error) throw new JetStreamApiError(ack.error);
-    if (!ack.stream || ack.seq === undefined) throw new Error(`invalid JetStream ack for ${subject}`);
-    return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate ?? false, domain: ack.domain } as PubAck;
+    return this.request(subject, data, h, true) as Promise<PubAck>;
   }
 
   /** The last message stored on `subject` in `stream` (a stream with allow_direct), or null. */
   async lastBySubject(stream: string, subject: string): Promise<StoredMessage | null> {
-    const m = await this.request(`${this.apiPrefix}.DIRECT.GET.${stream}.${subject}`, EMPTY);
+    const m = (await this.request(`${this.apiPrefix}.DIRECT.GET.${stream}.${subject}`, EMPTY, undefined, false)) as Msg;
     const code = m.headers?.code ?? 0;
     if (code === 404) return null;
     if (code !== 0) throw new JetStreamApiError({ code, err_code: 0, description: m.headers?.description || `direct get failed with status ${code}` });
     return { seq: Number(m.headers!.get('Nats-Sequence')), data: m.data, headers: m.headers };
   }
 
-  private request(subject: string, data: string | Uint8Array, h?: MsgHdrs): Promise<Msg> {
+  private request(subject: string, data: string | Uint8Array, headers: MsgHdrs | undefined, publish: boolean): Promise<Msg | PubAck> {
     if (this.closedReason) return Promise.reject(this.closedReason);
     if (this.nc.isClosed()) return Promise.reject(new NatsUnavailableError('NATS connection closed'));
-    const token = (this.next++).toString(36);
-    return new Promise<Msg>((resolve, reject) => {
-      this.pending.set(token, { resolve, reject, deadline: performance.now() + this.timeoutMs });
-      this.outbox.push({ subject, data, opts: h ? { reply: `${this.prefix}.${token}`, headers: h } : { reply: `${this.prefix}.${token}` }, token });
-      if (this.outbox.length === 1) setImmediate(this.sendOutbox);
+    const reply = this.prefix + (this.next++).toString(36);
+    return new Promise<Msg | PubAck>((resolve, reject) => {
+      const r: Pending = { subject, data, reply, headers, deadline: performance.now() + this.timeoutMs, publish, resolve, reject };
+      this.pending.set(reply, r);
+      if (this.outbox.push(r) === 1) setImmediate(this.sendOutbox);
     });
   }
 
@@ -99,30 +107,35 @@ export class JsPipeline {
     const batch = this.outbox;
     this.outbox = [];
     for (const r of batch) {
+      // Timed out or failed by close() before its turn came.
+      if (this.pending.get(r.reply) !== r) continue;
       try {
-        this.nc.publish(r.subject, r.data, r.opts);
+        this.nc.publish(r.subject, r.data, r);
       } catch (err) {
-        const p = this.pending.get(r.token);
-        this.pending.delete(r.token);
-        p?.reject(err as Error);
+        this.pending.delete(r.reply);
+        r.reject(err as Error);
       }
     }
   };
 
   private settle(m: Msg): void {
-    const token = m.subject.slice(this.prefix.length + 1);
-    const p = this.pending.get(token);
-    if (!p) return; // answered after its timeout
-    this.pending.delete(token);
-    p.resolve(m);
+    const r = this.pending.get(m.subject);
+    if (!r) return; // answered after its timeout
+    this.pending.delete(m.subject);
+    if (!r.publish) return r.resolve(m);
+    try {
+      r.resolve(pubAck(m, r.subject));
+    } catch (err) {
+      r.reject(err as Error);
+    }
   }
 
   private sweep(): void {
     const now = performance.now(); // monotonic: deadlines stay in insertion order
-    for (const [token, p] of this.pending) {
-      if (p.deadline > now) break; // insertion order is deadline order
-      this.pending.delete(token);
-      p.reject(new NatsUnavailableError(`JetStream did not answer within ${this.timeoutMs} ms`));
+    for (const [reply, r] of this.pending) {
+      if (r.deadline > now) break; // insertion order is deadline order
+      this.pending.delete(reply);
+      r.reject(new NatsUnavailableError(`JetStream did not answer within ${this.timeoutMs} ms`));
     }
   }
 
@@ -130,10 +143,75 @@ export class JsPipeline {
     this.closedReason ??= reason;
     clearInterval(this.sweeper);
     if (!this.sub.isClosed()) this.sub.unsubscribe();
-    for (const p of this.pending.values()) p.reject(reason);
+    for (const r of this.pending.values()) r.reject(reason);
     this.pending.clear();
   }
 }
+
+/** A publish's answer as the client library reads it: its ack, or the error it reports. */
+function pubAck(m: Msg, subject: string): PubAck {
+  if (m.headers?.code === 503) throw new Error(`no stream stores ${subject} (JetStream answered 503 no responders)`);
+  const fast = plainAck(m.data);
+  if (fast) return fast;
+  const ack = JSON.parse(decoder.decode(m.data)) as { stream?: string; seq?: number; duplicate?: boolean; domain?: string; error?: ApiErrorBody };
+  if (ack.error) throw new JetStreamApiError(ack.error);
+  if (!ack.stream || ack.seq === undefined) throw new Error(`invalid JetStream ack for ${subject}`);
+  return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate ?? false, domain: ack.domain } as PubAck;
+}
+
+const ascii = new TextEncoder();
+const STREAM_KEY = ascii.encode('{"stream":"');
+const SEQ_KEY = ascii.encode('","seq":');
+const DUPLICATE_TAIL = ascii.encode(',"duplicate":true}');
+
+/**
+ * The two acks nats-server sends for nearly every publish, read without decoding and parsing
+ * the JSON: `{"stream":"S","seq":N}` and `{"stream":"S","seq":N,"duplicate":true}`. Anything
+ * else (an error, a domain, a server that orders keys differently) returns undefined and takes
+ * the JSON path, so the answer is the library's in every case.
+ */
+export function plainAck(b: Uint8Array): PubAck | undefined {
+  if (!startsWithAt(b, STREAM_KEY, 0)) return undefined;
+  let i = STREAM_KEY.length;
+  const nameStart = i;
+  while (i < b.length && b[i] !== QUOTE && b[i] !== BACKSLASH) i++;
+  if (!startsWithAt(b, SEQ_KEY, i)) return undefined;
+  const stream = streamName(b, nameStart, i);
+  if (stream === undefined) return undefined;
+  i += SEQ_KEY.length;
+  let seq = 0;
+  const digits = i;
+  for (; i < b.length && b[i]! >= ZERO && b[i]! <= NINE; i++) seq = seq * 10 + (b[i]! - ZERO);
+  if (i === digits || i - digits > 15) return undefined;
+  if (i === b.length - 1 && b[i] === CLOSE_BRACE) return { stream, seq, duplicate: false } as PubAck;
+  if (i + DUPLICATE_TAIL.length === b.length && startsWithAt(b, DUPLICATE_TAIL, i)) return { stream, seq, duplicate: true } as PubAck;
+  return undefined;
+}
+
+/** Stream names met in acks, with their bytes: a handful per gateway, so no new string per ack. */
+const knownStreams: Array<{ bytes: Uint8Array; name: string }> = [];
+
+/** The printable-ASCII stream name in b[from, to), or undefined (the JSON path reads it). */
+function streamName(b: Uint8Array, from: number, to: number): string | undefined {
+  const length = to - from;
+  for (const k of knownStreams) if (k.bytes.length === length && startsWithAt(b, k.bytes, from)) return k.name;
+  for (let k = from; k < to; k++) if (b[k]! > 0x7e || b[k]! < 0x20) return undefined;
+  const name = decoder.decode(b.subarray(from, to));
+  if (knownStreams.length < 32) knownStreams.push({ bytes: b.slice(from, to), name });
+  return name;
+}
+
+function startsWithAt(b: Uint8Array, prefix: Uint8Array, at: number): boolean {
+  if (at + prefix.length > b.length) return false;
+  for (let k = 0; k < prefix.length; k++) if (b[at + k] !== prefix[k]) return false;
+  return true;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const ZERO = 0x30;
+const NINE = 0x39;
+const CLOSE_BRACE = 0x7d;
 
 /**
  * The headers of a hot-path publish as the bytes the client sends. The client only calls
@@ -148,8 +226,16 @@ function publishHeaders(o: PublishOptions): MsgHdrs {
     text += `\r\nNats-Msg-Id: ${o.msgID.trim()}`;
   }
   if (o.expectedLastSubjectSeq !== undefined) text += `\r\nNats-Expected-Last-Subject-Sequence: ${o.expectedLastSubjectSeq}`;
-  const bytes = encoder.encode(`${text}\r\n\r\n`);
-  return { encode: () => bytes } as unknown as MsgHdrs;
+  return new EncodedHeaders(encoder.encode(`${text}\r\n\r\n`)) as unknown as MsgHdrs;
+}
+
+/** Headers already encoded: the client only asks them for their bytes. */
+class EncodedHeaders {
+  constructor(private readonly bytes: Uint8Array) {}
+
+  encode(): Uint8Array {
+    return this.bytes;
+  }
 }
 
 /** The client's own headers, for a value it refuses (it throws the client's error). */

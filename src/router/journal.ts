@@ -109,17 +109,22 @@ export class Journal {
       lastDelivery: ticket.lastDelivery,
     };
     const json = JSON.stringify(head);
-    let payload: string | Uint8Array = json;
-    if (entry !== undefined) {
-      // Byte for byte the UTF-8 of JSON.stringify({ ...head, entry }): `entry` is the last key.
-      const start = utf8.encode(`${json.slice(0, -1)},"entry":`);
-      const body = this.encode(entry);
-      payload = new Uint8Array(start.length + body.length + 1);
-      payload.set(start);
-      payload.set(body, start.length);
-      payload[payload.length - 1] = CLOSE_BRACE;
-    }
-    return this.bus.pipe.publish(Subjects.ticketEvent(type.slice('ticket.'.length)), payload, { msgID: id });
+    return this.bus.pipe.publish(Subjects.ticketEvent(type.slice('ticket.'.length)), entry === undefined ? json : this.withEntry(json, entry), { msgID: id });
+  }
+
+  /**
+   * Byte for byte the UTF-8 of JSON.stringify({ ...head, entry }) (`entry` is the last key), from
+   * the head's JSON and the entry's bytes encoded once for the log: one buffer, written in place.
+   */
+  private withEntry(headJson: string, entry: LogEntry): Uint8Array {
+    const body = this.encode(entry);
+    const head = Buffer.byteLength(headJson) - 1; // without its closing brace
+    const payload = new Uint8Array(head + ENTRY_KEY.length + body.length + 1);
+    utf8.encodeInto(headJson, payload);
+    payload.set(ENTRY_KEY, head);
+    payload.set(body, head + ENTRY_KEY.length);
+    payload[payload.length - 1] = CLOSE_BRACE;
+    return payload;
   }
 
   private encode(entry: LogEntry): Uint8Array {
@@ -137,3 +142,4 @@ export const logMsgId = (msgID: string) => `log:${msgID}`;
 
 const utf8 = new TextEncoder();
 const CLOSE_BRACE = 0x7d;
+const ENTRY_KEY = utf8.encode(',"entry":');

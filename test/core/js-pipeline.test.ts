@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { JsPipeline, PipelinedKv } from '../../src/core/js-pipeline.js';
+import { JsPipeline, PipelinedKv, plainAck } from '../../src/core/js-pipeline.js';
 import { isCasConflict } from '../../src/core/bus.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 
@@ -70,6 +70,30 @@ describe('JsPipeline publish', () => {
     const p = new JsPipeline(nc, 5_000);
     p.close();
     await expect(p.publish('pipe.x', 'x')).rejects.toThrow(/pipeline closed/);
+  });
+});
+
+describe('plainAck', () => {
+  const bytes = (s: string) => new TextEncoder().encode(s);
+  it('reads the two acks nats-server sends for nearly every publish, as JSON.parse would', () => {
+    expect(plainAck(bytes('{"stream":"OMNI_LOG","seq":123456}'))).toEqual({ stream: 'OMNI_LOG', seq: 123456, duplicate: false });
+    expect(plainAck(bytes('{"stream":"KV_omni-tickets","seq":7,"duplicate":true}'))).toEqual({ stream: 'KV_omni-tickets', seq: 7, duplicate: true });
+    // The name is kept once per stream: the same string comes back for the same bytes.
+    expect(plainAck(bytes('{"stream":"OMNI_LOG","seq":1}'))!.stream).toBe(plainAck(bytes('{"stream":"OMNI_LOG","seq":2}'))!.stream);
+  });
+
+  it('leaves everything else to the JSON path (errors, domains, escapes, other key orders, huge numbers)', () => {
+    for (const other of [
+      '{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"},"stream":"S","seq":0}',
+      '{"stream":"S","seq":1,"domain":"hub"}',
+      '{"stream":"S\\"x","seq":1}',
+      '{"seq":1,"stream":"S"}',
+      '{"stream":"S","seq":}',
+      '{"stream":"S","seq":1234567890123456}',
+      '{"stream":"S","seq":1,"duplicate":false}',
+      '{"stream":"S","seq":1} ',
+      '',
+    ]) expect(plainAck(bytes(other)), other).toBeUndefined();
   });
 });
 
