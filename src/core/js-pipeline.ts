@@ -23,9 +23,10 @@ import { NatsUnavailableError } from './errors.js';
  */
 interface Pending {
   readonly subject: string;
-  readonly data: string | Uint8Array;
+  /** What to send; dropped once handed to the client, so a payload is not kept for the round trip. */
+  data: string | Uint8Array | undefined;
   readonly reply: string;
-  readonly headers: MsgHdrs | undefined;
+  headers: MsgHdrs | undefined;
   readonly deadline: number;
   /** A publish settles with its parsed ack; a direct get with the message. */
   readonly publish: boolean;
@@ -115,6 +116,8 @@ export class JsPipeline {
         this.pending.delete(r.reply);
         r.reject(err as Error);
       }
+      r.data = undefined;
+      r.headers = undefined;
     }
   };
 
