@@ -136,7 +136,7 @@ async function throughputMain(): Promise<void> {
     const routedCpu = cpuMeter(pids);
     const routed = await routedPhase(nc, events);
     const cpu = routedCpu(events.length);
-    // Read after the routed phase; this scrape also starts the event-loop window of the latency phase.
+    // Read after the routed phase (prom-client's event-loop window restarts at every scrape: the last one before the paced phase starts it).
     const afterRouted = await Promise.all(gateways.map(async (g) => gatewayMetrics(g.output())));
     const coalesced = afterRouted.map((m) => m('omnigate_coalesced_messages_total')).reduce((a, b) => a + b, 0);
     const gcRouted = gcSince(gcBefore, afterRouted);
@@ -161,7 +161,7 @@ async function throughputMain(): Promise<void> {
     // prom-client samples the loop with a 10 ms timer and reports the whole interval: an idle loop
     // reads 10.1 ms. What a message can meet is the part beyond that.
     const stall = (s: number) => Math.max(0, s * 1000 - LOOP_MONITOR_RESOLUTION_MS);
-    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event loop stalled p99 ${stall(loopP99).toFixed(1)} ms, max ${stall(loopMax).toFixed(1)} ms; GC paused it ${gcPaced.count} times, ${((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)} ms on average, ${((100 * gcPaced.seconds) / pacedSeconds).toFixed(1)} % of the time)`);
+    say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event loop stalled p99 ${stall(loopP99).toFixed(1)} ms, max ${stall(loopMax).toFixed(1)} ms; GC paused it ${gcPaced.count} times, ${((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)} ms on average, ${((100 * gcPaced.seconds) / (pacedSeconds * ROUTERS)).toFixed(1)} % of the time${ROUTERS > 1 ? ' per replica' : ''})`);
     const channels = PHASES.has('channels') ? await channelBenches() : {};
     const result = {
       routed_per_s: Math.round(routed.perS),
@@ -177,7 +177,7 @@ async function throughputMain(): Promise<void> {
       gc_us_per_routed_event: Math.round((gcRouted.seconds * 1e6) / events.length),
       gc_pauses_paced: gcPaced.count,
       gc_pause_mean_ms_paced: Number(((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)),
-      gc_share_paced: Number((gcPaced.seconds / pacedSeconds).toFixed(3)),
+      gc_share_paced: Number((gcPaced.seconds / (pacedSeconds * ROUTERS)).toFixed(3)),
       router_cpu_us_per_event: Math.round(cpu.routerUs),
       nats_cpu_us_per_event: Math.round(cpu.natsUs),
       coalesced: Number.isNaN(coalesced) ? null : coalesced,

@@ -75,7 +75,14 @@ export class JsPipeline {
 
   /** A JetStream publish; resolves once the stream stored it (or recognised a duplicate). */
   publish(subject: string, data: string | Uint8Array, o?: PublishOptions): Promise<PubAck> {
-    const h = o?.msgID !== undefined || o?.expectedLastSubjectSeq !== undefined ? publishHeaders(o) : undefined;
+    let h: MsgHdrs | undefined;
+    try {
+      h = o?.msgID !== undefined || o?.expectedLastSubjectSeq !== undefined ? publishHeaders(o) : undefined;
+    } catch (err) {
+      // A value the client refuses (CR or LF in a message id): a rejection, as from any call, so
+      // a caller that started other calls beside this one still awaits them all.
+      return Promise.reject(err as Error);
+    }
     return this.request(subject, data, h, true) as Promise<PubAck>;
   }
 
@@ -164,22 +171,30 @@ function pubAck(m: Msg, subject: string): PubAck {
 
 const ascii = new TextEncoder();
 const STREAM_KEY = ascii.encode('{"stream":"');
-const SEQ_KEY = ascii.encode('","seq":');
-const DUPLICATE_TAIL = ascii.encode(',"duplicate":true}');
+const SEQ_KEY = ascii.encode('"seq":');
+const DUPLICATE_KEY = ascii.encode(',"duplicate":');
+const TRUE_TAIL = ascii.encode('true}');
 
 /**
  * The two acks nats-server sends for nearly every publish, read without decoding and parsing
- * the JSON: `{"stream":"S","seq":N}` and `{"stream":"S","seq":N,"duplicate":true}`. Anything
- * else (an error, a domain, a server that orders keys differently) returns undefined and takes
- * the JSON path, so the answer is the library's in every case.
+ * the JSON. The server writes them from a template, not with a JSON encoder, and the spacing
+ * differs by version: `{"stream":"S", "seq":N}` and `…, "seq":N,"duplicate": true}` up to
+ * 2.11 (seen on 2.9.10; the 2.10 and 2.11 sources read the same), without the space before
+ * "seq" later. A single space is allowed where a version puts one; anything else (an error, a
+ * domain, another key order) returns undefined and takes the JSON path, so the answer is the
+ * library's in every case.
  */
 export function plainAck(b: Uint8Array): PubAck | undefined {
   if (!startsWithAt(b, STREAM_KEY, 0)) return undefined;
   let i = STREAM_KEY.length;
   const nameStart = i;
   while (i < b.length && b[i] !== QUOTE && b[i] !== BACKSLASH) i++;
+  const nameEnd = i;
+  if (b[i] !== QUOTE || b[i + 1] !== COMMA) return undefined;
+  i += 2;
+  if (b[i] === SPACE) i++;
   if (!startsWithAt(b, SEQ_KEY, i)) return undefined;
-  const stream = streamName(b, nameStart, i);
+  const stream = streamName(b, nameStart, nameEnd);
   if (stream === undefined) return undefined;
   i += SEQ_KEY.length;
   let seq = 0;
@@ -187,7 +202,10 @@ export function plainAck(b: Uint8Array): PubAck | undefined {
   for (; i < b.length && b[i]! >= ZERO && b[i]! <= NINE; i++) seq = seq * 10 + (b[i]! - ZERO);
   if (i === digits || i - digits > 15) return undefined;
   if (i === b.length - 1 && b[i] === CLOSE_BRACE) return { stream, seq, duplicate: false } as PubAck;
-  if (i + DUPLICATE_TAIL.length === b.length && startsWithAt(b, DUPLICATE_TAIL, i)) return { stream, seq, duplicate: true } as PubAck;
+  if (!startsWithAt(b, DUPLICATE_KEY, i)) return undefined;
+  i += DUPLICATE_KEY.length;
+  if (b[i] === SPACE) i++;
+  if (i + TRUE_TAIL.length === b.length && startsWithAt(b, TRUE_TAIL, i)) return { stream, seq, duplicate: true } as PubAck;
   return undefined;
 }
 
@@ -211,6 +229,8 @@ function startsWithAt(b: Uint8Array, prefix: Uint8Array, at: number): boolean {
 }
 
 const QUOTE = 0x22;
+const COMMA = 0x2c;
+const SPACE = 0x20;
 const BACKSLASH = 0x5c;
 const ZERO = 0x30;
 const NINE = 0x39;

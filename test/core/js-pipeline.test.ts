@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers as makeHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { JsPipeline, PipelinedKv, plainAck } from '../../src/core/js-pipeline.js';
@@ -40,6 +40,25 @@ describe('JsPipeline publish', () => {
     await expect(pipe.publish('pipe.cas', 'v2', { expectedLastSubjectSeq: first.seq })).resolves.toMatchObject({ duplicate: false });
   });
 
+  it('reads the acks of the server it talks to on the fast path', async () => {
+    // A real server's bytes, not made-up ones: its template's spacing differs by version.
+    const withId = () => {
+      const h = makeHeaders();
+      h.set('Nats-Msg-Id', 'probe-1');
+      return { headers: h, timeout: 5_000 };
+    };
+    const reply = await nc.request('pipe.probe', 'x', withId());
+    expect(plainAck(reply.data)).toMatchObject({ stream: 'PIPE', duplicate: false });
+    const again = await nc.request('pipe.probe', 'x', withId());
+    expect(plainAck(again.data)).toMatchObject({ stream: 'PIPE', duplicate: true });
+  });
+
+  it('rejects (never throws) a message id the client refuses', async () => {
+    const call = pipe.publish('pipe.a', 'x', { msgID: 'bad\r\nid' });
+    expect(call).toBeInstanceOf(Promise);
+    await expect(call).rejects.toThrow();
+  });
+
   it('names the subject when no stream stores it', async () => {
     await expect(pipe.publish('nowhere.at.all', 'x')).rejects.toThrow(/no stream stores nowhere\.at\.all/);
   });
@@ -78,6 +97,11 @@ describe('plainAck', () => {
   it('reads the two acks nats-server sends for nearly every publish, as JSON.parse would', () => {
     expect(plainAck(bytes('{"stream":"OMNI_LOG","seq":123456}'))).toEqual({ stream: 'OMNI_LOG', seq: 123456, duplicate: false });
     expect(plainAck(bytes('{"stream":"KV_omni-tickets","seq":7,"duplicate":true}'))).toEqual({ stream: 'KV_omni-tickets', seq: 7, duplicate: true });
+    // As nats-server writes them from its template (seen on 2.9.10, and 2.10/2.11 read the same:
+    // a space before "seq" and after "duplicate":; later versions drop the first).
+    expect(plainAck(bytes('{"stream":"ACKPROBE", "seq":1}'))).toEqual({ stream: 'ACKPROBE', seq: 1, duplicate: false });
+    expect(plainAck(bytes('{"stream":"ACKPROBE", "seq":1,"duplicate": true}'))).toEqual({ stream: 'ACKPROBE', seq: 1, duplicate: true });
+    expect(plainAck(bytes('{"stream":"ACKPROBE","seq":9,"duplicate": true}'))).toEqual({ stream: 'ACKPROBE', seq: 9, duplicate: true });
     // The name is kept once per stream: the same string comes back for the same bytes.
     expect(plainAck(bytes('{"stream":"OMNI_LOG","seq":1}'))!.stream).toBe(plainAck(bytes('{"stream":"OMNI_LOG","seq":2}'))!.stream);
   });
@@ -92,6 +116,9 @@ describe('plainAck', () => {
       '{"stream":"S","seq":1234567890123456}',
       '{"stream":"S","seq":1,"duplicate":false}',
       '{"stream":"S","seq":1} ',
+      '{"stream":"S",  "seq":1}',
+      '{"stream":"S", "seq":1,"duplicate":  true}',
+      '{"stream":"S","seq":1,"duplicate":true,"domain":"hub"}',
       '',
     ]) expect(plainAck(bytes(other)), other).toBeUndefined();
   });
