@@ -15,6 +15,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { startNats } from '../test/helpers/nats-server.js';
 import { writeConfig } from '../test/helpers/process.js';
+import { removeTestTempDirs } from '../test/helpers/temp-dirs.js';
 import { chatMessage } from '../test/helpers/events.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 10_000);
@@ -73,3 +74,4 @@ for (let r = 0; r < ROUNDS; r++) {
   }
 }
 process.stdout.write(`${JSON.stringify({ events: EVENTS, conversations: CONVERSATIONS, A: results.A, B: results.B })}\n`);
+removeTestTempDirs();

@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
+import { removeTestTempDirs } from '../test/helpers/temp-dirs.js';
 import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
 import { cpuMeter, gatewayMetrics, makeEvents, pacedPhase, rawPublishRate, readModelCaughtUp, routedPhase } from './routing.js';
@@ -199,10 +200,13 @@ async function throughputMain(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+// The gateways' config directories (writeConfig) go with the run, as a test file's do.
+main()
+  .finally(removeTestTempDirs)
+  .then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
