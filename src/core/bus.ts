@@ -19,6 +19,7 @@ import {
   type JetStreamManager,
   type PubAck,
   type StreamConfig,
+  type StreamInfo,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
@@ -74,6 +75,8 @@ export type BucketName = keyof typeof Buckets;
 
 /** How long a compare-and-set guard blocks other writers of its key if its writer died. */
 const GUARD_TTL_MS = 30_000;
+/** How often (250 ms apart) a stream just made is looked for again before "not found" counts. */
+const JUST_MADE_RETRIES = 20;
 
 const DAY = 86_400_000;
 const INSTALLATION_KEY = 'installation-id';
@@ -330,7 +333,7 @@ export class Bus {
    * with the stream named, since running R1 while the config promises R3 would be a silent lie.
    */
   private async ensureReplicas(stream: string): Promise<void> {
-    const info = await this.jsm.streams.info(stream);
+    const info = await this.justMadeStreamInfo(stream);
     const have = info.config.num_replicas;
     const want = this.options.replicas;
     if (have === want) return;
@@ -354,9 +357,26 @@ export class Bus {
     if (want > have) this.scaledUp.push(stream);
   }
 
+  /**
+   * The info of a stream provisioning has just made or found. On a freshly formed cluster the
+   * server answering may not know of a stream created a moment before (seen once in CI on a
+   * three-node 2.9 cluster: "stream not found" right after the create succeeded), so a not-found
+   * is asked again for a few seconds before it counts.
+   */
+  private async justMadeStreamInfo(stream: string): Promise<StreamInfo> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.jsm.streams.info(stream);
+      } catch (err) {
+        if (!isNotFound(err) || attempt >= JUST_MADE_RETRIES) throw err;
+        await sleep(250);
+      }
+    }
+  }
+
   /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */
   private async ensureDirectGets(stream: string): Promise<void> {
-    const info = await this.jsm.streams.info(stream);
+    const info = await this.justMadeStreamInfo(stream);
     if (info.config.allow_direct) return;
     await this.jsm.streams.update(stream, { ...info.config, allow_direct: true });
     this.log.info({ stream }, 'direct gets enabled on bucket');
