@@ -209,17 +209,10 @@ export function plainAck(b: Uint8Array): PubAck | undefined {
   return undefined;
 }
 
-/** Stream names met in acks, with their bytes: a handful per gateway, so no new string per ack. */
-const knownStreams: Array<{ bytes: Uint8Array; name: string }> = [];
-
 /** The printable-ASCII stream name in b[from, to), or undefined (the JSON path reads it). */
 function streamName(b: Uint8Array, from: number, to: number): string | undefined {
-  const length = to - from;
-  for (const k of knownStreams) if (k.bytes.length === length && startsWithAt(b, k.bytes, from)) return k.name;
   for (let k = from; k < to; k++) if (b[k]! > 0x7e || b[k]! < 0x20) return undefined;
-  const name = decoder.decode(b.subarray(from, to));
-  if (knownStreams.length < 32) knownStreams.push({ bytes: b.slice(from, to), name });
-  return name;
+  return decoder.decode(b.subarray(from, to));
 }
 
 function startsWithAt(b: Uint8Array, prefix: Uint8Array, at: number): boolean {
