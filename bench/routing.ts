@@ -6,9 +6,12 @@ import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { chatMessage } from '../test/helpers/events.js';
+import { DEFAULT_PARTITIONS } from '../src/core/bus.js';
 import { Subjects, orderKey, partitionOf } from '../src/core/subjects.js';
 
 const WINDOW = 1_000; // publishes in flight
+/** router.partitions of the bench's gateways (BENCH_PARTITIONS; run.ts writes it into their config). */
+export const BENCH_PARTITIONS = Number(process.env.BENCH_PARTITIONS ?? DEFAULT_PARTITIONS);
 
 /**
  * CPU time (user + system, µs) a process has used so far, from /proc/<pid>/stat (fields 14 and
@@ -97,8 +100,8 @@ export function makeEvents(n: number, conversations: number, tag: string) {
   const events = [];
   for (let i = 0; i < n; i++) {
     const e = chatMessage({ account: 'load', chat: `${tag}-${i % conversations}`, id: `${tag}-${i}`, text: 'Здравствуйте! Не проходит оплата по карте, заказ №48213' });
-    // On the conversation's partition, as connectors publish (default router.partitions).
-    events.push({ id: e.id, payload: JSON.stringify(e), subject: Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), 32)) });
+    // On the conversation's partition, as connectors publish (router.partitions: BENCH_PARTITIONS or the default).
+    events.push({ id: e.id, payload: JSON.stringify(e), subject: Subjects.inboundPartition(e.channel, e.account, partitionOf(orderKey(e), BENCH_PARTITIONS)) });
   }
   return events;
 }

@@ -18,6 +18,7 @@
  * (bench/soak.ts): 200 messages/s through the HTTP channel with webhooks on, RSS after GC.
  * The last line is one JSON object for scripts.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { removeTestTempDirs } from '../test/helpers/temp-dirs.js';
 import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
-import { cpuMeter, gatewayMetrics, makeEvents, pacedPhase, rawPublishRate, readModelCaughtUp, routedPhase } from './routing.js';
+import { BENCH_PARTITIONS, cpuMeter, gatewayMetrics, makeEvents, pacedPhase, rawPublishRate, readModelCaughtUp, routedPhase } from './routing.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 2_000);
@@ -42,6 +43,8 @@ const PRODUCTION_NODE_ARGS = '--max-semi-space-size=32';
  * database on the machine's PostgreSQL, test/helpers/sql.ts: the engine's CPU is outside the
  * measured process, the projection's client side stays in it).
  */
+/** The gateways' Node version (BENCH_GATEWAY_NODE, or the bench's own). */
+const GATEWAY_NODE = process.env.BENCH_GATEWAY_NODE ? execFileSync(process.env.BENCH_GATEWAY_NODE, ['--version'], { encoding: 'utf8' }).trim() : process.version;
 const SQL = process.env.BENCH_SQL === 'postgres' ? 'postgres' : 'pglite';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -119,17 +122,19 @@ async function throughputMain(): Promise<void> {
   const nc = await connect({ servers: nats.url });
   const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
   const database = pg ? { database: { url: pg.url, user: pg.user, ...(process.env.BENCH_DB_BATCH ? { batchSize: Number(process.env.BENCH_DB_BATCH) } : {}) } } : {};
-  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512 }, ...database });
+  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512, partitions: BENCH_PARTITIONS }, ...database });
   // The image's node flags (Dockerfile CMD) unless BENCH_NODE_ARGS says otherwise ('' for none).
   const baseArgs = (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean);
   const nodeArgs = process.env.BENCH_PROFILE ? [...baseArgs, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : baseArgs;
   // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
   // BENCH_GATEWAY_ROOT=<checkout with a built dist/> runs another build's gateway (A/B in one bench).
-  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT }));
+  // BENCH_GATEWAY_NODE=<node binary> runs the gateways on another Node (the image's 24) while the
+  // publisher, hence the raw rate the ratio divides by, stays on this one.
+  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT, node: process.env.BENCH_GATEWAY_NODE }));
   try {
     await Promise.all(gateways.map((g) => g.started));
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
-    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es), read model on ${SQL} (nats-server ${nc.info?.version}, node ${process.version})`);
+    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es), read model on ${SQL}, ${BENCH_PARTITIONS} partitions (nats-server ${nc.info?.version}, node ${GATEWAY_NODE === process.version ? process.version : `${GATEWAY_NODE} for the gateways, ${process.version} for the publisher`})`);
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
     const pids = { routers: gateways.map((g) => g.child.pid), nats: nats.process.pid };
@@ -187,6 +192,9 @@ async function throughputMain(): Promise<void> {
       conversations: CONVERSATIONS,
       routers: ROUTERS,
       sql: SQL,
+      partitions: BENCH_PARTITIONS,
+      node: process.version,
+      gateway_node: GATEWAY_NODE,
       channels,
     };
     say(JSON.stringify(result));

@@ -260,8 +260,8 @@ class Needles {
   }
 }
 
-/** The message was already gone (10037: no message found). */
-function isGone(err: unknown): boolean {
+/** The message was already gone (10037: no message found), or its stream. */
+export function isGone(err: unknown): boolean {
   return (err instanceof JetStreamApiError && err.code === 10037) || isNotFound(err) || /no message found/i.test(String(err));
 }
 

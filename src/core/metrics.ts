@@ -29,6 +29,7 @@ export const metrics = {
   deadLetterBytes: new Gauge({ name: 'omnigate_dead_letter_bytes', help: 'Bytes held by the dead-letter stream OMNI_DLQ (sampled)', registers: [registry] }),
   ignored: new Counter({ name: 'omnigate_loop_guard_total', help: 'Automated messages (auto-replies, bounces, our own echoes) dropped by a loop guard, in a connector or the router', labelNames: ['channel'], registers: [registry] }),
   skippedUpdates: new Counter({ name: 'omnigate_skipped_updates_total', help: 'Platform updates a connector deliberately did not turn into events, by reason', labelNames: ['channel', 'reason'], registers: [registry] }),
+  inboundStrays: new Counter({ name: 'omnigate_inbound_strays_total', help: 'Inbound messages found on subjects no router reads, moved to their partition or parked', labelNames: ['outcome'], registers: [registry] }),
   routingErrors: new Counter({ name: 'omnigate_routing_errors_total', help: 'Routing attempts that failed and were retried', registers: [registry] }),
   consumerLag: new Gauge({ name: 'omnigate_consumer_lag', help: 'Messages not yet acknowledged by a durable consumer', labelNames: ['consumer'], registers: [registry] }),
   webhookRetries: new Counter({ name: 'omnigate_webhook_retries_total', help: 'Webhook deliveries retried', labelNames: ['webhook'], registers: [registry] }),

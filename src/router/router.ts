@@ -15,6 +15,7 @@ import { CoalescingLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import { errorMessage } from '../core/errors.js';
+import { sleep } from '../core/sleep.js';
 import {
   InboundEvent,
   SCHEMA_VERSION,
@@ -35,6 +36,7 @@ import { NotOwnedError, consumeInbound, type Held, type InboundWork } from './in
 import { MessageRouter, type QueuedMessage, type RoutingHooks } from './inbound-messages.js';
 import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { RECENT_EVENTS } from './ticket-changes.js';
+import { sweepStrays } from './strays.js';
 import { Threader } from './threading.js';
 import { IndexKeys, TicketStore } from './tickets.js';
 
@@ -68,7 +70,12 @@ export interface RouterOptions {
   csatLowRating: number;
   /** Holder id of the partition and member leases (holder.ts); a fresh one when absent. */
   holder?: string;
+  /** How often the owner of the unpartitioned unit looks for inbound messages no router reads (strays.ts). */
+  straySweepMs?: number;
 }
+
+/** Strays come from a misconfigured publisher: a minute's delay is nothing beside never. */
+const STRAY_SWEEP_MS = 60_000;
 
 export class Router implements RoutingHooks {
   readonly store: TicketStore;
@@ -135,6 +142,17 @@ export class Router implements RoutingHooks {
     const essential = { essential: true };
     this.loops.push(this.supervisor.run('router.partitions', (r) => ownership.run(r), essential));
     this.loops.push(this.supervisor.run('router.status', consumeStatus, essential));
+    this.loops.push(this.supervisor.run('router.strays', (r) => this.sweepStraysWhileOwner(r), { essential: false }));
+  }
+
+  /** While this replica owns the unpartitioned unit: moves inbound messages stored where no router reads them (strays.ts). */
+  private async sweepStraysWhileOwner({ signal, progress }: LoopRun): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(this.o.straySweepMs ?? STRAY_SWEEP_MS, signal);
+      if (signal.aborted || !this.ownership?.owned().includes(this.bus.partitions)) continue;
+      await sweepStrays(this.bus, this.log);
+      progress();
+    }
   }
 
   /** Stop pulling, finish what is in flight (acked), give back owned partitions, leave the rest for redelivery. */

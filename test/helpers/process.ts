@@ -24,12 +24,13 @@ export function writeConfig(config: Record<string, unknown>): string {
 }
 
 /** `entry` 'dist' runs node dist/cli.js (the Docker CMD); 'src' runs the TypeScript through tsx. */
-export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[]; root?: string } = {}): GatewayProcess {
+/** `node`: the node binary (default: this process's). */
+export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[]; root?: string; node?: string } = {}): GatewayProcess {
   const root = opts.root ?? new URL('../..', import.meta.url).pathname;
   // tsx by its path: the child runs in the config's directory, where a bare 'tsx' does not resolve.
   const tsx = pathToFileURL(createRequire(join(root, 'package.json')).resolve('tsx')).href;
   const args = opts.entry === 'dist' ? [join(root, 'dist/cli.js')] : ['--import', tsx, join(root, 'src/cli.ts')];
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args, 'start', '--config', configFile], {
+  const child = spawn(opts.node ?? process.execPath, [...(opts.nodeArgs ?? []), ...args, 'start', '--config', configFile], {
     // The config's own temp directory: a relative ./data (the embedded NATS store, PGlite) is this gateway's alone.
     cwd: opts.cwd ?? dirname(configFile),
     env: { ...process.env, ...opts.env },

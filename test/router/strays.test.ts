@@ -1,0 +1,66 @@
+/**
+ * Inbound messages published on an `omni.in` subject no router consumer reads (a partition
+ * computed with another count, extra tokens) are stored by JetStream (OMNI_IN takes all of
+ * omni.in.>): the owner of the unpartitioned unit moves inbound events to their partition,
+ * where they are routed, and parks the rest with the reason. Found by the bench, whose publisher
+ * hashed into 32 partitions against a gateway of 4: 606 of 5,000 events routed, the rest stored
+ * where nothing read them.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { createLogger } from '../../src/core/logger.js';
+import { Streams, Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
+import { sweepStrays } from '../../src/router/strays.js';
+import { chatMessage } from '../helpers/events.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({ router: { partitions: 4 } });
+});
+afterAll(async () => gw?.stop());
+
+describe('inbound strays', () => {
+  it('routes an event stored on a partition the deployment does not have, parks what is no event, and leaves the read subjects alone', async () => {
+    const js = jetstream(gw.nc);
+    const jsm = await jetstreamManager(gw.nc);
+    const stray = chatMessage({ chat: 'stray-1', text: 'Здравствуйте, с 32 разделами' });
+    const wellPlaced = chatMessage({ chat: 'stray-2' });
+    const partition = partitionOf(orderKey(stray), 4);
+    // What an outside publisher hashing into the default 32 would do against this deployment of 4.
+    await js.publish(`omni.in.webhook.site.${4 + partition}`, JSON.stringify(stray), { msgID: stray.id });
+    await js.publish('omni.in.webhook.site.03', JSON.stringify(chatMessage({ chat: 'stray-3' })));
+    await js.publish('omni.in.webhook.site.1.extra', 'not json');
+    await js.publish(gw.gateway.bus.inboundSubject(wellPlaced), JSON.stringify(wellPlaced), { msgID: wellPlaced.id });
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && e.entry?.kind === 'inbound' && e.entry.event.id === wellPlaced.id);
+
+    const lines: string[] = [];
+    const log = createLogger({ level: 'warn', destination: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream });
+    const sweep = await sweepStrays(gw.gateway.bus, log);
+    expect(sweep).toEqual({ moved: 2, parked: 1, subjects: { [`omni.in.webhook.site.${4 + partition}`]: 1, 'omni.in.webhook.site.03': 1, 'omni.in.webhook.site.1.extra': 1 } });
+    expect(lines.join('')).toContain('inbound messages were stored on subjects no router reads');
+
+    // The moved event is routed like any other, once.
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && e.entry?.kind === 'inbound' && e.entry.event.id === stray.id);
+    expect(routed.conversation?.id).toBe('stray-1');
+    // What is left on OMNI_IN is on subjects the router reads.
+    const subjects = Object.keys((await jsm.streams.info(Streams.inbound, { subjects_filter: Subjects.inboundAll })).state.subjects ?? {});
+    expect(subjects.every((s) => Subjects.isInboundConsumed(s, 4))).toBe(true);
+    // The payload that is no event is a dead letter with the subject and the reason.
+    const letter = await gw.waitForStreamMessage(Streams.deadLetter, 'omni.dlq.router', (d: { code?: string }) => d.code === 'unread_subject');
+    expect(letter).toMatchObject({ subject: 'omni.in.webhook.site.1.extra' });
+    expect((letter as { reason: string }).reason).toMatch(/no router reads .* payload is not valid JSON/);
+
+    // A second sweep finds nothing.
+    expect(await sweepStrays(gw.gateway.bus, log)).toEqual({ moved: 0, parked: 0, subjects: {} });
+  });
+
+  it('tells a read subject from a stray one', () => {
+    expect(Subjects.isInboundConsumed('omni.in.webhook.site', 4)).toBe(true);
+    expect(Subjects.isInboundConsumed('omni.in.webhook.site.3', 4)).toBe(true);
+    expect(Subjects.isInboundConsumed('omni.in.webhook.site.4', 4)).toBe(false);
+    expect(Subjects.isInboundConsumed('omni.in.webhook.site.03', 4)).toBe(false);
+    expect(Subjects.isInboundConsumed('omni.in.webhook.site.1.x', 4)).toBe(false);
+    expect(Subjects.isInboundConsumed('omni.in.webhook', 4)).toBe(false);
+  });
+});
