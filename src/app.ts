@@ -160,6 +160,7 @@ export class Gateway {
         reopenWindowMs: c.router.reopenWindow,
         concurrency: c.router.concurrency,
         ackWaitMs: c.router.ackWait,
+        straySweepMs: c.router.straySweep,
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
         holder: holderOf(this.instance, 'router'),

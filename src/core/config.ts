@@ -206,6 +206,8 @@ export const GatewayConfig = z.object({
        * by one replica at a time. Fixed when the deployment is first provisioned.
        */
       partitions: z.number().int().min(1).max(1024).default(32),
+      /** How often the owner of the unpartitioned subjects moves inbound messages stored where no router reads them (src/router/strays.ts). */
+      straySweep: PositiveDuration.prefault('1m'),
       ackWait: PositiveDuration.prefault('30s'),
       /** Language of the texts the gateway writes itself (acknowledgement, rating request, lead alerts). */
       language: z.enum(LANGUAGES).default('ru'),

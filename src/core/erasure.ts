@@ -303,7 +303,7 @@ function textOf(m: JsMsg): string {
 export async function scanStream(
   bus: Bus,
   stream: string,
-  opts: { filter?: string; lastPerSubject?: boolean },
+  opts: { filter?: string; lastPerSubject?: boolean; /** Asked before each message: true ends the scan there. */ until?: () => boolean },
   visit: (m: JsMsg) => void | Promise<void>,
 ): Promise<void> {
   const consumer = await bus.js.consumers.get(stream, {
@@ -315,12 +315,18 @@ export async function scanStream(
       const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
       let got = 0;
       let pending = 1;
+      let ended = false;
       for await (const m of batch) {
+        if (opts.until?.()) {
+          ended = true;
+          batch.stop();
+          break;
+        }
         got++;
         await visit(m);
         pending = m.info.pending;
       }
-      if (got === 0 || pending === 0) break;
+      if (ended || got === 0 || pending === 0) break;
     }
   } finally {
     await consumer.delete().catch(() => {});

@@ -29,7 +29,7 @@ export const metrics = {
   deadLetterBytes: new Gauge({ name: 'omnigate_dead_letter_bytes', help: 'Bytes held by the dead-letter stream OMNI_DLQ (sampled)', registers: [registry] }),
   ignored: new Counter({ name: 'omnigate_loop_guard_total', help: 'Automated messages (auto-replies, bounces, our own echoes) dropped by a loop guard, in a connector or the router', labelNames: ['channel'], registers: [registry] }),
   skippedUpdates: new Counter({ name: 'omnigate_skipped_updates_total', help: 'Platform updates a connector deliberately did not turn into events, by reason', labelNames: ['channel', 'reason'], registers: [registry] }),
-  inboundStrays: new Counter({ name: 'omnigate_inbound_strays_total', help: 'Inbound messages found on subjects no router reads, moved to their partition or parked', labelNames: ['outcome'], registers: [registry] }),
+  inboundStrays: new Counter({ name: 'omnigate_inbound_strays_total', help: 'Inbound messages found on subjects no router reads: moved to their partition, parked, or left for the next sweep (dead letters rate-limited)', labelNames: ['outcome'], registers: [registry] }),
   routingErrors: new Counter({ name: 'omnigate_routing_errors_total', help: 'Routing attempts that failed and were retried', registers: [registry] }),
   consumerLag: new Gauge({ name: 'omnigate_consumer_lag', help: 'Messages not yet acknowledged by a durable consumer', labelNames: ['consumer'], registers: [registry] }),
   webhookRetries: new Counter({ name: 'omnigate_webhook_retries_total', help: 'Webhook deliveries retried', labelNames: ['webhook'], registers: [registry] }),
@@ -80,3 +80,6 @@ export const metrics = {
   connectorRequired: new Gauge({ name: 'omnigate_connector_required', help: '1 when config marks the connector required: readiness then depends on it', labelNames: ['channel', 'account'], registers: [registry] }),
   connectorStandbyUntil: new Gauge({ name: 'omnigate_connector_standby_until_timestamp_seconds', help: 'While standing by for a lease another replica holds: Unix time that lease runs out unless renewed (0 otherwise)', labelNames: ['channel', 'account'], registers: [registry] }),
 };
+
+// Present from the start: an alert on increase() sees no rise from a series that first appears with the first stray.
+for (const outcome of ['moved', 'parked', 'left']) metrics.inboundStrays.inc({ outcome }, 0);

@@ -41,13 +41,7 @@ export const Subjects = {
   inboundPartitionFilter: (partition: number) => `omni.in.*.*.${partition}`,
   inboundUnpartitioned: 'omni.in.*.*',
   inboundAll: 'omni.in.>',
-  /**
-   * Exactly the inbound subjects some router consumer reads: OMNI_IN stores nothing else, so a
-   * publish on any other `omni.in` subject (a partition computed with another count, extra
-   * tokens) is refused by JetStream instead of stored where no router ever reads it.
-   */
-  inboundConsumed: (partitions: number) => ['omni.in.*.*', ...Array.from({ length: partitions }, (_, p) => `omni.in.*.*.${p}`)],
-  /** Whether `subject` is one of inboundConsumed(partitions) (a wildcard token matches any one token, never '07' for 7). */
+  /** Whether some router consumer reads `subject`: omni.in.<channel>.<account>, or that with a partition below `partitions` (`7`, never `07`). */
   isInboundConsumed: (subject: string, partitions: number) => {
     const t = subject.split('.');
     if (t[0] !== 'omni' || t[1] !== 'in' || (t.length !== 4 && t.length !== 5) || t.slice(2).some((token) => token === '')) return false;

@@ -70,12 +70,9 @@ export interface RouterOptions {
   csatLowRating: number;
   /** Holder id of the partition and member leases (holder.ts); a fresh one when absent. */
   holder?: string;
-  /** How often the owner of the unpartitioned unit looks for inbound messages no router reads (strays.ts). */
-  straySweepMs?: number;
+  /** How often the owner of the unpartitioned unit looks for inbound messages no router reads (strays.ts; config router.straySweep). */
+  straySweepMs: number;
 }
-
-/** Strays come from a misconfigured publisher: a minute's delay is nothing beside never. */
-const STRAY_SWEEP_MS = 60_000;
 
 export class Router implements RoutingHooks {
   readonly store: TicketStore;
@@ -148,9 +145,10 @@ export class Router implements RoutingHooks {
   /** While this replica owns the unpartitioned unit: moves inbound messages stored where no router reads them (strays.ts). */
   private async sweepStraysWhileOwner({ signal, progress }: LoopRun): Promise<void> {
     while (!signal.aborted) {
-      await sleep(this.o.straySweepMs ?? STRAY_SWEEP_MS, signal);
-      if (signal.aborted || !this.ownership?.owned().includes(this.bus.partitions)) continue;
-      await sweepStrays(this.bus, this.log);
+      await sleep(this.o.straySweepMs, signal);
+      const owned = () => this.ownership?.owned().includes(this.bus.partitions) ?? false;
+      if (signal.aborted || !owned()) continue;
+      await sweepStrays(this.bus, this.log, { signal, owned });
       progress();
     }
   }

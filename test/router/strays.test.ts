@@ -16,7 +16,8 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
-  gw = await startGateway({ router: { partitions: 4 } });
+  // No sweep of its own during the test: the test sweeps (the loop is tested below).
+  gw = await startGateway({ router: { partitions: 4, straySweep: '1h' } });
 });
 afterAll(async () => gw?.stop());
 
@@ -37,7 +38,7 @@ describe('inbound strays', () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'warn', destination: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream });
     const sweep = await sweepStrays(gw.gateway.bus, log);
-    expect(sweep).toEqual({ moved: 2, parked: 1, subjects: { [`omni.in.webhook.site.${4 + partition}`]: 1, 'omni.in.webhook.site.03': 1, 'omni.in.webhook.site.1.extra': 1 } });
+    expect(sweep).toEqual({ moved: 2, parked: 1, left: 0, subjects: { [`omni.in.webhook.site.${4 + partition}`]: 1, 'omni.in.webhook.site.03': 1, 'omni.in.webhook.site.1.extra': 1 } });
     expect(lines.join('')).toContain('inbound messages were stored on subjects no router reads');
 
     // The moved event is routed like any other, once.
@@ -52,7 +53,34 @@ describe('inbound strays', () => {
     expect((letter as { reason: string }).reason).toMatch(/no router reads .* payload is not valid JSON/);
 
     // A second sweep finds nothing.
-    expect(await sweepStrays(gw.gateway.bus, log)).toEqual({ moved: 0, parked: 0, subjects: {} });
+    expect(await sweepStrays(gw.gateway.bus, log)).toEqual({ moved: 0, parked: 0, left: 0, subjects: {} });
+    const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/omnigate_inbound_strays_total\{outcome="moved"\} 2/);
+  });
+
+  it('stops between messages once the unpartitioned unit is no longer ours, leaving the rest for its next owner', async () => {
+    const js = jetstream(gw.nc);
+    const e = chatMessage({ chat: 'stray-4' });
+    await js.publish('omni.in.webhook.site.9', JSON.stringify(e));
+    const log = createLogger({ level: 'silent' });
+    expect(await sweepStrays(gw.gateway.bus, log, { owned: () => false })).toMatchObject({ moved: 0, parked: 0, subjects: { 'omni.in.webhook.site.9': 1 } });
+    expect(await sweepStrays(gw.gateway.bus, log)).toMatchObject({ moved: 1, subjects: { 'omni.in.webhook.site.9': 1 } });
+    await gw.waitForEvent((ev) => ev.type === 'ticket.message' && ev.entry?.kind === 'inbound' && ev.entry.event.id === e.id);
+  });
+
+  it('is swept by the router on its own, every router.straySweep', async () => {
+    const own = await startGateway({ router: { partitions: 2, straySweep: '300ms' } });
+    try {
+      const e = chatMessage({ chat: 'stray-5', text: 'Добрый день' });
+      await jetstream(own.nc).publish('omni.in.webhook.site.5', JSON.stringify(e), { msgID: e.id });
+      const routed = await own.waitForEvent((ev) => ev.type === 'ticket.message' && ev.entry?.kind === 'inbound' && ev.entry.event.id === e.id);
+      expect(routed.conversation?.id).toBe('stray-5');
+      // Logged once the sweep is done, which may be after the event was routed.
+      for (let i = 0; i < 300 && !own.logs.join('\n').includes('inbound messages were stored on subjects no router reads'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(own.logs.join('\n')).toContain('inbound messages were stored on subjects no router reads');
+    } finally {
+      await own.stop();
+    }
   });
 
   it('tells a read subject from a stray one', () => {
