@@ -16,9 +16,10 @@
  * could be incomplete). An audit event with counts only is announced at the end.
  */
 import { randomUUID } from 'node:crypto';
-import { DeliverPolicy, JetStreamApiError, type JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { isNotFound, type Bus } from './bus.js';
+import type { Bus } from './bus.js';
+import { isGone, scanStream } from './stream-scan.js';
 import { Buckets, Streams, Subjects } from './subjects.js';
 import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
@@ -260,11 +261,6 @@ class Needles {
   }
 }
 
-/** The message was already gone (10037: no message found), or its stream. */
-export function isGone(err: unknown): boolean {
-  return (err instanceof JetStreamApiError && err.code === 10037) || isNotFound(err) || /no message found/i.test(String(err));
-}
-
 function unescapeJson(s: string): string {
   if (!s.includes('\\')) return s;
   try {
@@ -295,40 +291,3 @@ function textOf(m: JsMsg): string {
   return text;
 }
 
-/**
- * Visits every message of a stream (or the newest per subject) with an ephemeral ordered
- * consumer, until the consumer reports nothing pending. Messages arriving meanwhile may be seen
- * or not; callers that must not miss new ones run again.
- */
-export async function scanStream(
-  bus: Bus,
-  stream: string,
-  opts: { filter?: string; lastPerSubject?: boolean; /** Asked before each message: true ends the scan there. */ until?: () => boolean },
-  visit: (m: JsMsg) => void | Promise<void>,
-): Promise<void> {
-  const consumer = await bus.js.consumers.get(stream, {
-    ...(opts.filter ? { filter_subjects: opts.filter } : {}),
-    ...(opts.lastPerSubject ? { deliver_policy: DeliverPolicy.LastPerSubject } : {}),
-  });
-  try {
-    for (;;) {
-      const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
-      let got = 0;
-      let pending = 1;
-      let ended = false;
-      for await (const m of batch) {
-        if (opts.until?.()) {
-          ended = true;
-          batch.stop();
-          break;
-        }
-        got++;
-        await visit(m);
-        pending = m.info.pending;
-      }
-      if (ended || got === 0 || pending === 0) break;
-    }
-  } finally {
-    await consumer.delete().catch(() => {});
-  }
-}

@@ -9,7 +9,8 @@
 import type { Logger } from 'pino';
 import type { Bus } from './bus.js';
 import { acquireLease } from './lease.js';
-import { Eraser, scanStream, type ErasureResult } from './erasure.js';
+import { Eraser, type ErasureResult } from './erasure.js';
+import { scanStream } from './stream-scan.js';
 import { Buckets } from './subjects.js';
 import { sleep } from './sleep.js';
 import type { Supervisor } from './supervisor.js';

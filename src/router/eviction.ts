@@ -19,7 +19,7 @@
 import type { Logger } from 'pino';
 import type { Bus } from '../core/bus.js';
 import { acquireLease } from '../core/lease.js';
-import { scanStream } from '../core/erasure.js';
+import { scanStream } from '../core/stream-scan.js';
 import { errorMessage } from '../core/errors.js';
 import { CLOSED_STATUSES, type Ticket } from '../core/schema.js';
 import { Buckets } from '../core/subjects.js';

@@ -144,9 +144,9 @@ export class Router implements RoutingHooks {
 
   /** While this replica owns the unpartitioned unit: moves inbound messages stored where no router reads them (strays.ts). */
   private async sweepStraysWhileOwner({ signal, progress }: LoopRun): Promise<void> {
+    const owned = () => this.ownership?.owned().includes(this.bus.partitions) ?? false;
     while (!signal.aborted) {
       await sleep(this.o.straySweepMs, signal);
-      const owned = () => this.ownership?.owned().includes(this.bus.partitions) ?? false;
       if (signal.aborted || !owned()) continue;
       await sweepStrays(this.bus, this.log, { signal, owned });
       progress();

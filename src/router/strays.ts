@@ -16,7 +16,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
-import { isGone, scanStream } from '../core/erasure.js';
+import { isGone, scanStream } from '../core/stream-scan.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { InboundEvent, describeZodError } from '../core/schema.js';

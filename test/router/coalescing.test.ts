@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { metrics } from '../../src/core/metrics.js';
-import { scanStream } from '../../src/core/erasure.js';
+import { scanStream } from '../../src/core/stream-scan.js';
 import { Streams } from '../../src/core/subjects.js';
 import { IndexKeys } from '../../src/router/tickets.js';
 import { Journal } from '../../src/router/journal.js';
