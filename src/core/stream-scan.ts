@@ -40,6 +40,11 @@ export async function scanStream(
         got++;
         await visit(m);
         pending = m.info.pending;
+        // The last one there was: the batch would otherwise wait out its expiry (2 s per scan).
+        if (pending === 0) {
+          batch.stop();
+          break;
+        }
       }
       if (ended || got === 0 || pending === 0) break;
     }
