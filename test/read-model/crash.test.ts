@@ -53,7 +53,8 @@ async function readModelState(httpPort: number): Promise<{ checkpoint: number; l
   try {
     const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
     const body = (await res.json()) as { readModel?: { checkpoint: number; lag: number; logLastSeq: number; applying: boolean; database: string } };
-    return body.readModel && body.readModel.database !== 'opening' ? body.readModel : undefined;
+    // A sample that timed out under load answers { error } instead: not a state.
+    return body.readModel && body.readModel.database !== 'opening' && typeof body.readModel.checkpoint === 'number' ? body.readModel : undefined;
   } catch {
     return undefined;
   }
