@@ -32,12 +32,37 @@ export function cpuMicros(pid: number | undefined): number {
 }
 const CLOCK_TICKS = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)); 100 on every mainstream kernel
 
-/** CPU µs per event of each measured process over a phase. */
+/**
+ * Read and write system calls a process has made so far (syscr, syscw of /proc/<pid>/io): how
+ * often the gateway goes to its socket per routed event, which the client's batching of writes
+ * decides and the machine's noise does not move.
+ */
+export function ioCalls(pid: number | undefined): { reads: number; writes: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return { reads: NaN, writes: NaN };
+  }
+}
+
+/** CPU µs (and the routers' socket calls) per event of each measured process over a phase. */
 export function cpuMeter(pids: { routers: Array<number | undefined>; nats: number | undefined }) {
   const sum = (ps: Array<number | undefined>) => ps.reduce<number>((a, p) => a + cpuMicros(p), 0);
+  const calls = (ps: Array<number | undefined>) => ps.map(ioCalls).reduce((a, c) => ({ reads: a.reads + c.reads, writes: a.writes + c.writes }), { reads: 0, writes: 0 });
   const r0 = sum(pids.routers);
   const n0 = cpuMicros(pids.nats);
-  return (events: number) => ({ routerUs: (sum(pids.routers) - r0) / events, natsUs: (cpuMicros(pids.nats) - n0) / events });
+  const io0 = calls(pids.routers);
+  return (events: number) => {
+    const io = calls(pids.routers);
+    return {
+      routerUs: (sum(pids.routers) - r0) / events,
+      natsUs: (cpuMicros(pids.nats) - n0) / events,
+      routerReads: (io.reads - io0.reads) / events,
+      routerWrites: (io.writes - io0.writes) / events,
+    };
+  };
 }
 
 /**

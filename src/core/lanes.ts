@@ -2,16 +2,37 @@
 export type BatchRunner<T> = (items: T[]) => Promise<void>;
 
 /**
+ * A runner that is told how each batch ended, instead of a promise per item: a hot path (the
+ * router's intake, ~one item per inbound message) pays one call per batch, not a promise, its
+ * callbacks and a microtask per item.
+ */
+export interface BatchSink<T> {
+  run: BatchRunner<T>;
+  /** After `run` settled: `failure` when it threw. Must not throw. */
+  settled(items: T[], failure?: { err: unknown }): void;
+}
+
+interface Queued<T> {
+  item: T;
+  sink: BatchSink<T>;
+  /** Only for run(): its caller's promise. */
+  resolve?: () => void;
+  reject?: (err: unknown) => void;
+}
+
+/**
  * Keyed serial lanes that hand everything queued under a key to one run, in arrival order: the
  * first item of an idle lane starts at once, and what arrives while it runs is taken together
  * next. A conversation's messages that queued up behind each other (a customer writing several
  * lines while the router was behind) are then routed with one ticket update instead of one each.
- * Only consecutive items with the same runner are batched (one per consumer run), at most
- * `maxBatch` at a time. Each item's promise settles with its batch.
+ * Only consecutive items with the same sink (or runner) are batched (one per consumer run), at
+ * most `maxBatch` at a time.
  */
 export class CoalescingLanes<T> {
-  private readonly queues = new Map<string, Array<{ item: T; runner: BatchRunner<T>; resolve: () => void; reject: (err: unknown) => void }>>();
+  private readonly queues = new Map<string, Array<Queued<T>>>();
   private readonly draining = new Set<Promise<void>>();
+  /** run()'s callers give a runner; its sink is made once, so their items still batch together. */
+  private readonly sinks = new WeakMap<BatchRunner<T>, BatchSink<T>>();
 
   constructor(private readonly maxBatch: number) {}
 
@@ -20,18 +41,17 @@ export class CoalescingLanes<T> {
     return this.queues.size;
   }
 
+  /** Queues `item` under `key`; `sink` hears how its batch ended. */
+  enqueue(key: string, item: T, sink: BatchSink<T>): void {
+    this.push(key, { item, sink });
+  }
+
+  /** Queues `item` under `key`; the promise settles with its batch. */
   run(key: string, item: T, runner: BatchRunner<T>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const queued = this.queues.get(key);
-      if (queued) {
-        queued.push({ item, runner, resolve, reject });
-        return;
-      }
-      const queue = [{ item, runner, resolve, reject }];
-      this.queues.set(key, queue);
-      const drain = this.drain(key, queue).finally(() => this.draining.delete(drain));
-      this.draining.add(drain);
-    });
+    let sink = this.sinks.get(runner);
+    if (!sink) this.sinks.set(runner, (sink = { run: runner, settled: () => {} }));
+    const s = sink;
+    return new Promise<void>((resolve, reject) => this.push(key, { item, sink: s, resolve, reject }));
   }
 
   /** Resolves when everything queued so far has finished. */
@@ -39,18 +59,36 @@ export class CoalescingLanes<T> {
     while (this.draining.size > 0) await Promise.all([...this.draining]);
   }
 
-  /** Never rejects: a batch's failure goes to its items' promises. */
-  private async drain(key: string, queue: Array<{ item: T; runner: BatchRunner<T>; resolve: () => void; reject: (err: unknown) => void }>): Promise<void> {
+  private push(key: string, q: Queued<T>): void {
+    const queued = this.queues.get(key);
+    if (queued) {
+      queued.push(q);
+      return;
+    }
+    const queue = [q];
+    this.queues.set(key, queue);
+    const drain = this.drain(key, queue).finally(() => this.draining.delete(drain));
+    this.draining.add(drain);
+  }
+
+  /** Never rejects: a batch's failure goes to its sink and its items' promises. */
+  private async drain(key: string, queue: Array<Queued<T>>): Promise<void> {
     while (queue.length > 0) {
-      const runner = queue[0]!.runner;
+      const sink = queue[0]!.sink;
       let n = 1;
-      while (n < queue.length && n < this.maxBatch && queue[n]!.runner === runner) n++;
+      while (n < queue.length && n < this.maxBatch && queue[n]!.sink === sink) n++;
       const batch = queue.splice(0, n);
+      const items = batch.map((b) => b.item);
+      let failure: { err: unknown } | undefined;
       try {
-        await runner(batch.map((b) => b.item));
-        for (const b of batch) b.resolve();
+        await sink.run(items);
       } catch (err) {
-        for (const b of batch) b.reject(err);
+        failure = { err };
+      }
+      sink.settled(items, failure);
+      for (const b of batch) {
+        if (failure) b.reject?.(failure.err);
+        else b.resolve?.();
       }
     }
     this.queues.delete(key);
@@ -90,11 +128,15 @@ export class Semaphore {
   constructor(private readonly limit: number) {}
 
   async acquire(): Promise<void> {
-    if (this.used < this.limit) {
-      this.used++;
-      return;
-    }
+    if (this.tryAcquire()) return;
     await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  /** A free slot taken at once (true), or none free (false): no promise when there is one. */
+  tryAcquire(): boolean {
+    if (this.used >= this.limit) return false;
+    this.used++;
+    return true;
   }
 
   release(): void {

@@ -10,8 +10,8 @@
  * had failed once could then be routed again after more than RECENT_EVENTS newer ones and count
  * twice (issue 16). So:
  *
- * - the iterator is drained at once (the routing slot is taken inside the lane), so no message
- *   waits where the keep-alive cannot reach it;
+ * - every message is taken as the client reads it (a callback consumer; the routing slot is taken
+ *   inside the lane), so no message waits where the keep-alive cannot reach it;
  * - a copy of a message we still hold (a keep-alive that came too late) is dropped: the original
  *   settles it;
  * - a failed routing is retried in place, in its lane, so nothing newer of its conversation is
@@ -26,7 +26,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
-import type { BatchRunner, CoalescingLanes, Semaphore } from '../core/lanes.js';
+import type { BatchSink, CoalescingLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
 import type { LoopRun } from '../core/supervisor.js';
 import { errorMessage } from '../core/errors.js';
@@ -65,8 +65,12 @@ export interface InboundConsumerOptions<W extends InboundWork> {
   lanes: CoalescingLanes<Held<W>>;
   /** False once this replica may no longer own the unit (its lease ran out by the clock). */
   owned: () => boolean;
-  /** The work for a message, or null when it was settled already (acked, parked). */
-  decode: (m: JsMsg) => Promise<W | null>;
+  /**
+   * The work for a message, or null when it was settled already (acked); a promise when it is
+   * being parked (refused), settled once that resolves. Synchronous otherwise: the intake runs
+   * once per inbound message, and a promise per message was a good part of its cost.
+   */
+  decode: (m: JsMsg) => W | null | Promise<void>;
   /**
    * Routes messages of one lane, in order (one or several that queued up together). `retry`: an
    * earlier attempt failed, maybe after some were routed: read the processed markers. `ours`
@@ -75,36 +79,96 @@ export interface InboundConsumerOptions<W extends InboundWork> {
   route: (works: W[], retry: boolean, ours: () => boolean) => Promise<void>;
 }
 
+/** When the server last heard that we hold a message (taken, or marked in progress). */
+interface Holding {
+  m: JsMsg;
+  since: number;
+}
+
+/**
+ * Runs until the signal aborts (or a gap in the delivery ends the run) and every message taken was
+ * settled. The client hands each message to `take` as it is read from the socket (a callback
+ * consumer, no iterator): decoded, queued in its lane, and settled by the lane's batch.
+ */
 export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions<W>): Promise<void> {
   const consumer = await bus.js.consumers.get(Streams.inbound, o.durable);
   let delivered = (await consumer.info(true)).delivered.consumer_seq;
   let lost = '';
-  const messages = await consumer.consume({ max_messages: o.batch });
-  let pulling = true;
-  const onAbort = () => {
-    if (pulling) messages.stop();
-    pulling = false;
+  /** Stream sequence → the message we hold for it (queued, being routed, or being parked). */
+  const held = new Map<number, Holding>();
+  let drained: (() => void) | undefined;
+  const release = (seq: number) => {
+    held.delete(seq);
+    if (held.size === 0) drained?.();
   };
-  signal.addEventListener('abort', onAbort, { once: true });
-  // Stopped while the consumer was being set up (a partition given back at once): an abort
-  // that came before the listener would otherwise leave this loop pulling forever.
-  if (signal.aborted) onAbort();
   // Once not ours, for good in this run: a lease that ran out by the clock can look valid again
   // when a slow renewal lands, and routing on after leaving a message unstarted would pass it.
   // A run that ends so is restarted, and its unit rewound to the ack floor (partitions.ts).
   let gone = false;
+  let stopPulling = () => {};
   const ours = () => {
     if (!gone && (signal.aborted || !o.owned())) {
       gone = true;
-      onAbort();
+      stopPulling();
     }
     return !gone;
   };
-  /** Stream sequence → the message we hold for it, and when its ack deadline was last pushed back (taken or marked). */
-  const held = new Map<number, { m: JsMsg; since: number }>();
+  const sink: BatchSink<Held<W>> = {
+    run: (batch) => routeInPlace(log, batch, o, ours, signal),
+    settled: (batch, failure) => {
+      if (failure) log.error({ err: errorMessage(failure.err), seq: batch[0]!.m.seq, batch: batch.length }, 'inbound message handling failed; it comes back after ack_wait');
+      else progress();
+      for (const h of batch) release(h.m.seq);
+    },
+  };
+  const take = (m: JsMsg) => {
+    // Lower than expected: the durable recreated, or a new leader behind us (copies, not a loss).
+    const d = m.info.deliverySequence;
+    if (d > delivered + 1 && !lost) {
+      lost = `${d - delivered - 1} deliveries never arrived (delivery sequence ${d}): restarting from the ack floor`;
+      gone = true; // nothing more is started: left unacked, in order, for the rewind
+      stopPulling();
+    }
+    delivered = d;
+    if (lost) return;
+    const seq = m.seq;
+    if (held.has(seq)) return; // a copy: the original is still ours and will be settled
+    if (!ours()) return; // left unacked for the next owner, which rewinds to the ack floor
+    const holding = { m, since: performance.now() };
+    let work: W | null | Promise<void>;
+    try {
+      work = o.decode(m);
+    } catch (err) {
+      // A defect, not the message's fault: it comes back after ack_wait.
+      log.error({ err: errorMessage(err), seq }, 'inbound message could not be decoded; it comes back after ack_wait');
+      return;
+    }
+    if (work === null) return;
+    held.set(seq, holding);
+    if (work instanceof Promise) {
+      work.then(
+        () => release(seq),
+        (err: unknown) => {
+          // Parking it failed (NATS busy): it comes back after ack_wait and is judged again.
+          log.error({ err: errorMessage(err), seq }, 'inbound message could not be parked; it comes back after ack_wait');
+          release(seq);
+        },
+      );
+      return;
+    }
+    o.lanes.enqueue(work.key, { m, work }, sink);
+  };
+  const messages = await consumer.consume({ max_messages: o.batch, callback: take });
+  let pulling = true;
+  stopPulling = () => {
+    if (pulling) messages.stop();
+    pulling = false;
+  };
+  signal.addEventListener('abort', stopPulling, { once: true });
+  // Stopped while the consumer was being set up (a partition given back at once), or a gap or
+  // lost ownership seen in the first deliveries: stop now that there is something to stop.
+  if (signal.aborted || gone) stopPulling();
   const every = Math.max(100, Math.floor(o.ackWaitMs / 3));
-  const settling = new Set<Promise<void>>();
-  const routeBatch: BatchRunner<Held<W>> = (batch) => routeInPlace(log, batch, o, ours, signal);
   // After a lease ran out another replica may have recreated the durable: progress marks would reach it by name.
   // Only what was held a tick already: most messages are routed sooner, and a mark costs a publish.
   const keepAlive = setInterval(() => {
@@ -116,46 +180,18 @@ export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logge
       h.since = now;
     }
   }, every);
+  let ended: unknown;
   try {
-    for await (const m of messages) {
-      // Lower than expected: the durable recreated, or a new leader behind us (copies, not a loss).
-      const d = m.info.deliverySequence;
-      if (d > delivered + 1 && !lost) {
-        lost = `${d - delivered - 1} deliveries never arrived (delivery sequence ${d}): restarting from the ack floor`;
-        gone = true; // nothing more is started: left unacked, in order, for the rewind
-        onAbort();
-      }
-      delivered = d;
-      if (lost) continue;
-      const seq = m.seq;
-      if (held.has(seq)) continue; // a copy: the original is still ours and will be settled
-      if (!ours()) continue; // left unacked for the next owner, which rewinds to the ack floor
-      let work: W | null;
-      try {
-        work = await o.decode(m);
-      } catch (err) {
-        // Parking it failed (NATS busy): it comes back after ack_wait and is judged again.
-        log.error({ err: errorMessage(err), seq }, 'inbound message could not be parked; it comes back after ack_wait');
-        continue;
-      }
-      if (!work) continue;
-      held.set(seq, { m, since: performance.now() });
-      const p: Promise<void> = o.lanes
-        .run(work.key, { m, work }, routeBatch)
-        .then(progress, (err: unknown) => log.error({ err: errorMessage(err), seq }, 'inbound message handling failed; it comes back after ack_wait'))
-        .finally(() => {
-          held.delete(seq);
-          settling.delete(p);
-        });
-      settling.add(p);
-    }
+    // Resolves (never rejects) once the consumer stopped: by us, or with the error that stopped it.
+    ended = await messages.closed();
   } finally {
-    signal.removeEventListener('abort', onAbort);
+    signal.removeEventListener('abort', stopPulling);
     // A partition is handed to another replica only once what it started here was settled.
-    await Promise.all(settling);
+    if (held.size > 0) await new Promise<void>((resolve) => (drained = resolve));
     clearInterval(keepAlive);
   }
   if (lost) throw new Error(lost); // the supervisor restarts the run; prepare() rewinds
+  if (ended instanceof Error) throw ended;
 }
 
 /**
@@ -167,7 +203,7 @@ async function routeInPlace<W extends InboundWork>(log: Logger, batch: Array<Hel
   const works = batch.map((h) => h.work);
   for (let attempt = 0; ; attempt++) {
     if (!ours()) return; // not started: left unacked, in order, for the next owner
-    await o.slots.acquire();
+    if (!o.slots.tryAcquire()) await o.slots.acquire();
     try {
       if (!ours()) return;
       await o.route(works, attempt > 0, ours);

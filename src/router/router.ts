@@ -208,28 +208,30 @@ export class Router implements RoutingHooks {
 
   // ---- inbound ----
 
-  /** The routing work for an inbound message (inbound-consumer.ts runs it in its lane), or null once it was settled here. */
-  private async decodeInbound(m: JsMsg, c: UnitConsumer): Promise<RoutedWork | null> {
+  /**
+   * The routing work for an inbound message (inbound-consumer.ts runs it in its lane), null once it
+   * was settled here, or the parking of a message refused (settled when that resolves).
+   */
+  private decodeInbound(m: JsMsg, c: UnitConsumer): RoutedWork | null | Promise<void> {
     // A consumer from before partitioning sees every inbound subject; partitioned ones are their
     // partition's (its owner routes them, in order), not this consumer's.
     if (c.unfiltered && m.subject.split('.').length > 4) {
       m.ack();
       return null;
     }
-    let event: InboundEvent;
+    let json: unknown;
     try {
-      const parsed = InboundEvent.safeParse(m.json());
-      if (!parsed.success) {
-        const v = (m.json() as { v?: unknown })?.v;
-        const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        await park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
-        return null;
-      }
-      event = parsed.data;
+      json = m.json();
     } catch {
-      await park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
-      return null;
+      return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
+    const parsed = InboundEvent.safeParse(json);
+    if (!parsed.success) {
+      const v = (json as { v?: unknown } | null)?.v;
+      const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
+      return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+    }
+    const event = parsed.data;
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
     const publishedNanos = m.info.timestampNanos;
     const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos } : undefined;
