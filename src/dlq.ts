@@ -20,7 +20,7 @@ import { Objm } from '@nats-io/obj';
 import type { GatewayConfig } from './core/config.js';
 import { natsConnectionOptions } from './core/nats-access.js';
 import { isCasConflict } from './core/bus.js';
-import { sourceOf, sourceSubjectFilter } from './core/dead-letter.js';
+import { UNREAD_SUBJECT, sourceOf, sourceSubjectFilter } from './core/dead-letter.js';
 import type { ReplayOutcome } from './core/replay.js';
 import { errorMessage } from './core/errors.js';
 import { DeadLetter, OutboundMessage } from './core/schema.js';
@@ -97,8 +97,15 @@ export async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: nu
   if (d.truncated) return { outcome: 'refused', detail: `only the first part of the ${d.payloadBytes ?? '?'}-byte payload was kept` };
   switch (sourceOf(d.source)) {
     case 'router': {
-      await js.publish(d.subject, await payloadOf(js, d), { msgID: `replay:${seq}` });
-      return { outcome: 'replayed' };
+      // Back where it was stored, unless no router reads that subject: it would be parked there again.
+      if (d.code !== UNREAD_SUBJECT) {
+        await js.publish(d.subject, await payloadOf(js, d), { msgID: `replay:${seq}` });
+        return { outcome: 'replayed' };
+      }
+      const read = Subjects.inboundReadOf(d.subject);
+      if (!read) return { outcome: 'refused', detail: `${d.subject} names no channel and account and no router reads it: the publisher must send it again on omni.in.<channel>.<account>` };
+      await js.publish(read, await payloadOf(js, d), { msgID: `replay:${seq}` });
+      return { outcome: 'replayed', detail: `onto ${read} (no router reads ${d.subject})` };
     }
     case 'connector':
       return replayThroughService(nc, d, `${d.source.split('.').slice(1).join('/')} connector`);

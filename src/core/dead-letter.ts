@@ -32,6 +32,9 @@ export interface DeadLetterLimits {
 /** Sources whose letters an outsider can cause at will: rate-limited per source. */
 const RATE_LIMITED: ReadonlySet<DeadLetterSource> = new Set(['router', 'connector', 'loop-guard']);
 
+/** The code of a router letter parked from an inbound subject no router reads (router/strays.ts): replayed onto a read one. */
+export const UNREAD_SUBJECT = 'unread_subject';
+
 export const DEFAULT_DEAD_LETTER_LIMITS: DeadLetterLimits = { maxPayloadBytes: 256 * 1024, perMinute: 60, burst: 120 };
 
 export interface Refusal {

@@ -47,6 +47,15 @@ export const Subjects = {
     if (t[0] !== 'omni' || t[1] !== 'in' || (t.length !== 4 && t.length !== 5) || t.slice(2).some((token) => token === '')) return false;
     return t.length === 4 || (/^(0|[1-9]\d*)$/.test(t[4]!) && Number(t[4]) < partitions);
   },
+  /**
+   * The read subject a message stored on an unread one is sent back to (a replay of an
+   * `unread_subject` letter): omni.in.<channel>.<account> of its own tokens, which the router
+   * always reads; undefined when it names no account.
+   */
+  inboundReadOf: (subject: string): string | undefined => {
+    const t = subject.split('.');
+    return t[0] === 'omni' && t[1] === 'in' && t.length >= 4 && t[2] && t[3] ? `omni.in.${t[2]}.${t[3]}` : undefined;
+  },
   outbound: (channel: string, account: string) => `omni.out.${channel}.${account}`,
   outboundAll: 'omni.out.>',
   status: (channel: string, account: string) => `omni.status.${channel}.${account}`,

@@ -16,6 +16,7 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
+import { UNREAD_SUBJECT } from '../core/dead-letter.js';
 import { isGone, scanStream } from '../core/stream-scan.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
@@ -86,7 +87,7 @@ async function moveStray(bus: Bus, m: JsMsg): Promise<'moved' | 'parked' | 'left
   }
   const why = payload === undefined ? 'payload is not valid JSON' : `not an inbound event: ${describeZodError(parsed.error)}`;
   const parked = await bus.deadLetters.park({
-    source: 'router', subject: m.subject, code: 'unread_subject', payload: m.data,
+    source: 'router', subject: m.subject, code: UNREAD_SUBJECT, payload: m.data,
     reason: `stored on ${m.subject}, which no router reads (partitions 0–${bus.partitions - 1}, or omni.in.<channel>.<account>), and ${why}`,
   });
   return parked === 'stored' ? 'parked' : 'left';

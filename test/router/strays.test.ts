@@ -9,6 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { createLogger } from '../../src/core/logger.js';
+import { DeadLetter } from '../../src/core/schema.js';
+import { replayOne } from '../../src/dlq.js';
 import { Streams, Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
 import { sweepStrays } from '../../src/router/strays.js';
 import { chatMessage } from '../helpers/events.js';
@@ -56,6 +58,35 @@ describe('inbound strays', () => {
     expect(await sweepStrays(gw.gateway.bus, log)).toEqual({ moved: 0, parked: 0, left: 0, subjects: {} });
     const metrics = await (await fetch(`${gw.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/omnigate_inbound_strays_total\{outcome="moved"\} 2/);
+
+    // Replayed, it goes to the subject of its channel and account that the router reads (not back
+    // where nothing reads it, to be parked there again): judged there, parked with its own reason.
+    const stored = await jsm.streams.getMessage(Streams.deadLetter, { last_by_subj: 'omni.dlq.router' });
+    const parked = DeadLetter.parse(stored!.json());
+    expect(parked.code).toBe('unread_subject');
+    expect(await replayOne(gw.nc, js, stored!.seq, parked)).toEqual({ outcome: 'replayed', detail: 'onto omni.in.webhook.site (no router reads omni.in.webhook.site.1.extra)' });
+    const judged = await gw.waitForStreamMessage(Streams.deadLetter, 'omni.dlq.router', (d: { code?: string }) => d.code === 'invalid_json');
+    expect(judged).toMatchObject({ subject: 'omni.in.webhook.site' });
+    // One with no account to go back to is refused, with what to do.
+    expect(await replayOne(gw.nc, js, stored!.seq, { ...parked, subject: 'omni.in.webhook' })).toMatchObject({ outcome: 'refused', detail: expect.stringMatching(/names no channel and account/) });
+  });
+
+  it('leaves a refusal in place, undeleted, while the dead letters are rate-limited', async () => {
+    const limited = await startGateway({ router: { partitions: 2, straySweep: '1h' }, deadLetters: { burst: 1, perMinute: 1 } });
+    try {
+      const js = jetstream(limited.nc);
+      await js.publish('omni.in.webhook.site.7', 'not json, first');
+      await js.publish('omni.in.webhook.site.7', 'not json, second');
+      const log = createLogger({ level: 'silent' });
+      // The burst of one takes the first; the second is not deleted unstored.
+      expect(await sweepStrays(limited.gateway.bus, log)).toMatchObject({ moved: 0, parked: 1, left: 1, subjects: { 'omni.in.webhook.site.7': 2 } });
+      const left = await jetstreamManager(limited.nc).then((m) => m.streams.info(Streams.inbound, { subjects_filter: 'omni.in.webhook.site.7' }));
+      expect(left.state.subjects).toEqual({ 'omni.in.webhook.site.7': 1 });
+      const metrics = await (await fetch(`${limited.httpUrl}/metrics`)).text();
+      expect(metrics).toMatch(/omnigate_inbound_strays_total\{outcome="left"\} 1/);
+    } finally {
+      await limited.stop();
+    }
   });
 
   it('stops between messages once the unpartitioned unit is no longer ours, leaving the rest for its next owner', async () => {
