@@ -139,17 +139,23 @@ export class Router implements RoutingHooks {
     const essential = { essential: true };
     this.loops.push(this.supervisor.run('router.partitions', (r) => ownership.run(r), essential));
     this.loops.push(this.supervisor.run('router.status', consumeStatus, essential));
-    this.loops.push(this.supervisor.run('router.strays', (r) => this.sweepStraysWhileOwner(r), { essential: false }));
+    // Not essential, and no cure in a restart: a sweep that keeps failing (a NATS user without
+    // stream info, say) is reported as the loop's state, and routing goes on.
+    this.loops.push(this.supervisor.run('router.strays', (r) => this.sweepStraysWhileOwner(r), { essential: false, restartCures: false }));
   }
 
   /** While this replica owns the unpartitioned unit: moves inbound messages stored where no router reads them (strays.ts). */
   private async sweepStraysWhileOwner({ signal, progress }: LoopRun): Promise<void> {
     const owned = () => this.ownership?.owned().includes(this.bus.partitions) ?? false;
     while (!signal.aborted) {
+      // Sweep, then wait: a sweep that fails ends a run at once, so failures in a row add up to
+      // `failed`. Waiting first made every run last the interval, which the supervisor counts as
+      // a healthy run: a sweep failing every minute stayed `restarting` for ever.
+      if (owned()) {
+        await sweepStrays(this.bus, this.log, { signal, owned });
+        progress();
+      }
       await sleep(this.o.straySweepMs, signal);
-      if (signal.aborted || !owned()) continue;
-      await sweepStrays(this.bus, this.log, { signal, owned });
-      progress();
     }
   }
 
