@@ -122,7 +122,7 @@ async function throughputMain(): Promise<void> {
   const nc = await connect({ servers: nats.url });
   const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
   const database = pg ? { database: { url: pg.url, user: pg.user, ...(process.env.BENCH_DB_BATCH ? { batchSize: Number(process.env.BENCH_DB_BATCH) } : {}) } } : {};
-  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: 512, partitions: BENCH_PARTITIONS }, ...database });
+  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: Number(process.env.BENCH_CONCURRENCY ?? 512), partitions: BENCH_PARTITIONS }, ...database });
   // The image's node flags (Dockerfile CMD) unless BENCH_NODE_ARGS says otherwise ('' for none).
   const baseArgs = (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean);
   const nodeArgs = process.env.BENCH_PROFILE ? [...baseArgs, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : baseArgs;

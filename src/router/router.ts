@@ -27,6 +27,7 @@ import {
   type Ticket,
 } from '../core/schema.js';
 import { metrics } from '../core/metrics.js';
+import { asIs } from '../core/schema-as-is.js';
 import { Consumers, Streams, hashKey } from '../core/subjects.js';
 import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
@@ -45,6 +46,8 @@ import { IndexKeys, TicketStore } from './tickets.js';
  * ticket remembers (ticket-changes.ts RECENT_EVENTS): a redelivered batch is recognised there.
  */
 const MAX_COALESCED = RECENT_EVENTS;
+
+const inboundAsIs = asIs(InboundEvent);
 
 /** A decoded inbound event, ready to route in its lane; kept across retries of its batch. */
 interface RoutedWork extends InboundWork {
@@ -231,13 +234,19 @@ export class Router implements RoutingHooks {
     } catch {
       return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
-    const parsed = InboundEvent.safeParse(json);
-    if (!parsed.success) {
-      const v = (json as { v?: unknown } | null)?.v;
-      const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-      return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+    let event: InboundEvent;
+    // What a connector published (zod's output, defaults filled in) is taken as it is; anything
+    // else is zod's to judge, refusals and their messages included (core/schema-as-is.ts).
+    if (inboundAsIs(json)) event = json;
+    else {
+      const parsed = InboundEvent.safeParse(json);
+      if (!parsed.success) {
+        const v = (json as { v?: unknown } | null)?.v;
+        const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
+        return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
+      }
+      event = parsed.data;
     }
-    const event = parsed.data;
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
     const publishedNanos = m.info.timestampNanos;
     const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos } : undefined;

@@ -1,0 +1,130 @@
+/**
+ * asIs(schema): a yes only where zod would take the value and give it back unchanged. The router
+ * uses it to skip zod's parse for events as connectors publish them; anything it cannot vouch for
+ * goes to zod. Checked here against zod itself: on events as published, and on thousands of
+ * mutations of them (fields removed, retyped, lengthened, keys added), a yes must always be
+ * zod's success with an equal value.
+ */
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { asIs } from '../../src/core/schema-as-is.js';
+import { InboundEvent, type InboundEvent as InboundEventT } from '../../src/core/schema.js';
+import { chatMessage, emailMessage } from '../helpers/events.js';
+
+const inboundAsIs = asIs(InboundEvent);
+
+/** As it travels: zod's output (what a connector publishes), through JSON. */
+const published = (e: unknown) => JSON.parse(JSON.stringify(InboundEvent.parse(e))) as InboundEventT;
+
+function samples(): InboundEventT[] {
+  const chat = chatMessage({ chat: '100500', text: 'Здравствуйте! Не проходит оплата, заказ №48213', threadId: 't-7' });
+  const withParts = {
+    ...chatMessage({ chat: 'g-1', kind: 'group' }),
+    attachments: [{ objectKey: 'sha256/ab', name: 'счёт.pdf', mimeType: 'application/pdf', size: 1024, kind: 'document', status: 'stored' }],
+    parts: [{ type: 'location', latitude: 55.75, longitude: 37.62 }, { type: 'reaction', emoji: '👍', targetPlatformMessageId: 'm-1' }],
+    replyWindowEndsAt: '2026-12-06T10:00:00+03:00',
+    sender: { id: 'u-1', displayName: 'Ольга', handles: { username: 'olga', phone: '+79990001122' }, language: 'ru', isBot: false },
+  };
+  const mail = emailMessage({ messageId: '<a1@mail.example>', from: 'client@mail.example', references: ['<r0@x>'], cc: ['boss@mail.example'] });
+  const edited = { v: 1, type: 'message.edited', id: 'telegram:bot:e-1', channel: 'telegram', account: 'bot', conversation: { id: '42', kind: 'private' }, receivedAt: '2026-12-05T10:00:00.123Z', sender: { id: '42', handles: {} }, targetPlatformMessageId: '7', text: 'исправлено', platform: { messageId: '7', editedAt: '2026-12-05T10:00:00Z' } };
+  const deleted = { v: 1, type: 'message.deleted', id: 'slack:ws:d-1', channel: 'slack', account: 'ws', conversation: { id: 'C1', threadId: '1700000000.000100', kind: 'channel' }, receivedAt: '2026-12-05T10:00:00Z', targetPlatformMessageId: '1700000000.000200', platform: { messageId: '1700000000.000200' } };
+  return [chat, withParts, mail, edited, deleted].map(published);
+}
+
+/** A small deterministic generator: the same mutations on every run. */
+function random(seed: number) {
+  let s = seed;
+  return () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return s / 2 ** 31;
+  };
+}
+
+const ODD_VALUES: unknown[] = [
+  '', ' ', 'x'.repeat(70), 'y'.repeat(3000), 'a\nb', 'tab\there', '\u0000', 'Жалоба', 'not-a-date', '2026-13-01T00:00:00Z', '2026-12-05T10:00:00', '2026-12-05T10:00:00+03:00',
+  0, -1, 1.5, 2 ** 60, 1e308, null, true, false, [], ['a'], [1], {}, { a: 'b' }, { __proto__: null, x: 1 }, 'message.inbound', 'message.edited', 'private', 'stored', 'plain', 'platform', 1,
+];
+
+/** Every path to a value inside `v` (objects and arrays). */
+function paths(v: unknown, at: Array<string | number> = []): Array<Array<string | number>> {
+  if (v === null || typeof v !== 'object') return [at];
+  const own = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v);
+  return [at, ...own.flatMap((k) => paths((v as Record<string | number, unknown>)[k], [...at, k]))];
+}
+
+function mutate(e: unknown, next: () => number): unknown {
+  const copy = JSON.parse(JSON.stringify(e)) as Record<string, unknown>;
+  const all = paths(copy).filter((p) => p.length > 0);
+  const path = all[Math.floor(next() * all.length)]!;
+  let parent: Record<string | number, unknown> = copy;
+  for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+  const last = path[path.length - 1]!;
+  const what = next();
+  if (what < 0.25) {
+    if (Array.isArray(parent)) parent.splice(Number(last), 1);
+    else delete parent[last];
+  } else if (what < 0.4 && !Array.isArray(parent)) {
+    parent[`extra${Math.floor(next() * 3)}`] = 'x';
+  } else if (what < 0.45 && !Array.isArray(parent)) {
+    Object.defineProperty(parent, '__proto__', { value: { polluted: true }, enumerable: true, configurable: true, writable: true });
+  } else {
+    parent[last] = ODD_VALUES[Math.floor(next() * ODD_VALUES.length)];
+  }
+  return copy;
+}
+
+describe('asIs', () => {
+  it('takes events as connectors publish them, exactly as zod returns them', () => {
+    for (const e of samples()) {
+      expect(inboundAsIs(e)).toBe(true);
+      expect(InboundEvent.parse(e)).toStrictEqual(e);
+    }
+  });
+
+  it('says yes only where zod succeeds and returns the same value (3,000 mutations of published events)', () => {
+    const next = random(20261205);
+    const base = samples();
+    let yes = 0;
+    let zodYesOnly = 0;
+    for (let i = 0; i < 3000; i++) {
+      let v: unknown = base[i % base.length];
+      const rounds = 1 + Math.floor(next() * 3);
+      for (let r = 0; r < rounds; r++) v = mutate(v, next);
+      const zodSays = InboundEvent.safeParse(v);
+      if (inboundAsIs(v)) {
+        yes++;
+        expect(zodSays.success, JSON.stringify(v)).toBe(true);
+        expect(zodSays.data, JSON.stringify(v)).toStrictEqual(v);
+      } else if (zodSays.success && JSON.stringify(zodSays.data) === JSON.stringify(v)) {
+        zodYesOnly++; // allowed (zod decides), but should be rare
+      }
+    }
+    // The mutations are not all refusals: the yes side is exercised too.
+    expect(yes).toBeGreaterThan(100);
+    expect(zodYesOnly).toBe(0);
+  });
+
+  it('leaves to zod what zod would change or refuse', () => {
+    const [chat] = samples();
+    const { text: _text, ...noText } = chat as InboundEventT & { text: string };
+    expect(inboundAsIs(noText)).toBe(false); // zod fills the default in
+    expect(inboundAsIs({ ...chat, unknown: 1 })).toBe(false); // zod strips it
+    expect(inboundAsIs({ ...chat, type: 'message.other' })).toBe(false);
+    expect(inboundAsIs({ ...chat, v: 2 })).toBe(false);
+    expect(inboundAsIs({ ...chat, channel: 'tele.gram' })).toBe(false);
+    expect(inboundAsIs({ ...chat, receivedAt: '2026-12-05 10:00' })).toBe(false);
+    expect(inboundAsIs(JSON.parse(JSON.stringify(chat).replace('"handles":{}', '"handles":{"__proto__":"x"}')))).toBe(false);
+    expect(inboundAsIs(null)).toBe(false);
+    expect(inboundAsIs([chat])).toBe(false);
+  });
+
+  it('says no to what it cannot read off a definition, so zod decides', () => {
+    expect(asIs(z.string().transform((s) => s.trim()))(' a ')).toBe(false);
+    expect(asIs(z.string().refine((s) => s !== 'b'))('a')).toBe(false);
+    expect(asIs(z.string().url())('https://example.com')).toBe(false);
+    expect(asIs(z.union([z.string(), z.number()]))('a')).toBe(false);
+    expect(asIs(z.object({ a: z.string() }).passthrough())({ a: 'x', b: 1 })).toBe(false);
+    expect(asIs(z.object({ a: z.string().regex(/^x+$/g) }))({ a: 'xx' })).toBe(true);
+    expect(asIs(z.object({ a: z.string().regex(/^x+$/g) }))({ a: 'xx' })).toBe(true);
+  });
+});
