@@ -85,7 +85,15 @@ export class CoalescingLanes<T> {
       } catch (err) {
         failure = { err };
       }
-      sink.settled(items, failure);
+      try {
+        sink.settled(items, failure);
+      } catch (err) {
+        // A defect in the sink: the lane must go on (items behind wait for it), and the error
+        // must not vanish: thrown where the process's uncaught-exception handling reports it.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
       for (const b of batch) {
         if (failure) b.reject?.(failure.err);
         else b.resolve?.();

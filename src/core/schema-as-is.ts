@@ -27,7 +27,7 @@ export function asIs<S extends z.ZodType>(schema: S): AsIs<z.output<S>> {
 }
 
 /** zod 4's definition objects, as far as they are read here. */
-interface Def {
+interface Def extends Partial<CheckDef> {
   type: string;
   checks?: Array<{ _zod: { def: CheckDef } }>;
   shape?: Record<string, z.ZodType>;
@@ -44,7 +44,7 @@ interface Def {
 }
 
 interface CheckDef {
-  check: string;
+  check?: string;
   format?: string;
   pattern?: RegExp;
   minimum?: number;
@@ -73,10 +73,16 @@ function build(schema: z.ZodType): Check {
       return noChecks(def) ? (v) => values.includes(v) : never;
     }
     case 'enum': {
-      const values = new Set(Object.values(def.entries ?? {}));
-      return noChecks(def) ? (v) => values.has(v) : never;
+      const values = Object.values(def.entries ?? {});
+      // A numeric TypeScript enum also maps its names back: zod leaves those out, left to it here.
+      if (values.some((value) => typeof value !== 'string')) return never;
+      const known = new Set(values);
+      return noChecks(def) ? (v) => known.has(v) : never;
     }
     case 'optional': {
+      // Absent, an inner default would be filled in (`.default(x).optional()`): not as is.
+      const innerType = defOf(def.innerType!).type;
+      if (innerType === 'default' || innerType === 'prefault') return never;
       const inner = build(def.innerType!);
       return noChecks(def) ? (v) => v === undefined || inner(v) : never;
     }
@@ -103,13 +109,18 @@ function build(schema: z.ZodType): Check {
 }
 
 function noChecks(def: Def): boolean {
-  return (def.checks ?? []).length === 0;
+  return def.check === undefined && (def.checks ?? []).length === 0;
+}
+
+/** A schema's checks, its own first: `z.email()`, `z.iso.datetime()` and `z.int()` carry theirs in their definition. */
+function checksOf(def: Def): CheckDef[] {
+  const listed = (def.checks ?? []).map((c) => c._zod.def);
+  return def.check === undefined ? listed : [def as CheckDef, ...listed];
 }
 
 function stringCheck(def: Def): Check {
   const tests: Array<(s: string) => boolean> = [];
-  for (const { _zod } of def.checks ?? []) {
-    const c = _zod.def;
+  for (const c of checksOf(def)) {
     if (c.check === 'min_length' && c.minimum !== undefined) tests.push(lengthAtLeast(c.minimum));
     else if (c.check === 'max_length' && c.maximum !== undefined) tests.push(lengthAtMost(c.maximum));
     else if (c.check === 'length_equals' && c.length !== undefined) tests.push(lengthIs(c.length));
@@ -124,20 +135,33 @@ function stringCheck(def: Def): Check {
   };
 }
 
-const lengthAtLeast = (n: number) => (s: string) => s.length >= n;
-const lengthAtMost = (n: number) => (s: string) => s.length <= n;
-const lengthIs = (n: number) => (s: string) => s.length === n;
+// zod counts a string's length in code points (a surrogate pair is one), as here.
+const lengthAtLeast = (n: number) => (s: string) => s.length >= n && (s.length >= 2 * n || codePoints(s) >= n);
+const lengthAtMost = (n: number) => (s: string) => s.length <= n || codePoints(s) <= n;
+const lengthIs = (n: number) => (s: string) => s.length >= n && s.length <= 2 * n && codePoints(s) === n;
+
+function codePoints(s: string): number {
+  let count = s.length;
+  for (let i = 0; i < s.length - 1; i++) {
+    if ((s.charCodeAt(i) & 0xfc00) === 0xd800 && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      count--;
+      i++;
+    }
+  }
+  return count;
+}
 
 function matches(pattern: RegExp): (s: string) => boolean {
-  // A global or sticky pattern keeps state between calls: a copy without them, as zod's own test would reset it.
-  const re = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
+  // Sticky: anchored where zod's test starts it; left to zod.
+  if (pattern.sticky) return () => false;
+  // Global keeps state between calls: a copy without it tests from the start, as zod resets it.
+  const re = new RegExp(pattern.source, pattern.flags.replace('g', ''));
   return (s) => re.test(s);
 }
 
 function numberCheck(def: Def): Check {
   const tests: Array<(n: number) => boolean> = [];
-  for (const { _zod } of def.checks ?? []) {
-    const c = _zod.def;
+  for (const c of checksOf(def)) {
     if (c.check === 'number_format' && c.format === 'safeint') tests.push(Number.isSafeInteger);
     else if (c.check === 'greater_than' && c.value !== undefined) tests.push(c.inclusive ? atLeast(c.value) : above(c.value));
     else if (c.check === 'less_than' && c.value !== undefined) tests.push(c.inclusive ? atMost(c.value) : below(c.value));
@@ -158,8 +182,7 @@ const below = (m: number) => (n: number) => n < m;
 function arrayCheck(def: Def): Check {
   const element = build(def.element!);
   const tests: Array<(a: unknown[]) => boolean> = [];
-  for (const { _zod } of def.checks ?? []) {
-    const c = _zod.def;
+  for (const c of checksOf(def)) {
     if (c.check === 'min_length' && c.minimum !== undefined) tests.push((a) => a.length >= c.minimum!);
     else if (c.check === 'max_length' && c.maximum !== undefined) tests.push((a) => a.length <= c.maximum!);
     else return never;
@@ -173,6 +196,8 @@ function arrayCheck(def: Def): Check {
 }
 
 function recordCheck(def: Def): Check {
+  // Enum or literal keys make zod require every one of them: left to zod.
+  if (defOf(def.keyType!).type !== 'string') return never;
   const key = build(def.keyType!);
   const value = build(def.valueType!);
   if (!noChecks(def)) return never;

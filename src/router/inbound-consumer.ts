@@ -116,9 +116,12 @@ export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logge
   const sink: BatchSink<Held<W>> = {
     run: (batch) => routeInPlace(log, batch, o, ours, signal),
     settled: (batch, failure) => {
-      if (failure) log.error({ err: errorMessage(failure.err), seq: batch[0]!.m.seq, batch: batch.length }, 'inbound message handling failed; it comes back after ack_wait');
-      else progress();
-      for (const h of batch) release(h.m.seq);
+      try {
+        if (failure) log.error({ err: errorMessage(failure.err), seq: batch[0]!.m.seq, batch: batch.length }, 'inbound message handling failed; it comes back after ack_wait');
+        else progress();
+      } finally {
+        for (const h of batch) release(h.m.seq);
+      }
     },
   };
   const take = (m: JsMsg) => {
@@ -160,9 +163,12 @@ export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logge
   };
   const messages = await consumer.consume({ max_messages: o.batch, callback: take });
   let pulling = true;
+  // Not from inside the client's delivery callback (take, or a routing it started at once): the
+  // client goes on with that delivery after our callback returns, and may send a pull request then.
   stopPulling = () => {
-    if (pulling) messages.stop();
+    if (!pulling) return;
     pulling = false;
+    queueMicrotask(() => messages.stop());
   };
   signal.addEventListener('abort', stopPulling, { once: true });
   // Stopped while the consumer was being set up (a partition given back at once), or a gap or

@@ -126,5 +126,31 @@ describe('asIs', () => {
     expect(asIs(z.object({ a: z.string() }).passthrough())({ a: 'x', b: 1 })).toBe(false);
     expect(asIs(z.object({ a: z.string().regex(/^x+$/g) }))({ a: 'xx' })).toBe(true);
     expect(asIs(z.object({ a: z.string().regex(/^x+$/g) }))({ a: 'xx' })).toBe(true);
+    // Found in review: each a yes where zod fails, or changes the value.
+    expect(asIs(z.object({ u: z.url() }))({ u: 'x' })).toBe(false); // a format schema's own check
+    expect(asIs(z.email())('not-a-mail')).toBe(false);
+    expect(asIs(z.iso.datetime())('nope')).toBe(false);
+    expect(asIs(z.iso.datetime())('2026-12-05T10:00:00Z')).toBe(true);
+    expect(asIs(z.int())(1.5)).toBe(false);
+    expect(asIs(z.string().regex(/a/y))('ba')).toBe(false); // sticky
+    expect(asIs(z.record(z.enum(['a', 'b']), z.string()))({ a: 'x' })).toBe(false); // zod wants every key
+    expect(asIs(z.object({ a: z.string().default('d').optional() }))({})).toBe(false); // zod fills the default in
+    enum Level {
+      Low,
+      High,
+    }
+    expect(asIs(z.enum(Level))('Low')).toBe(false);
+  });
+
+  it('counts string lengths in code points, as zod does', () => {
+    const cases: Array<[z.ZodString, string]> = [
+      [z.string().min(2), '😀'], [z.string().min(2), '😀😀'], [z.string().max(1), '😀'], [z.string().max(1), 'ab'],
+      [z.string().length(1), '😀'], [z.string().length(2), '😀'], [z.string().min(1).max(3), 'а😀б'], [z.string().max(2), '\ud83d'],
+    ];
+    for (const [schema, value] of cases) {
+      const yes = asIs(schema)(value);
+      if (yes) expect(schema.safeParse(value).success, `${value} against ${JSON.stringify(schema._zod.def.checks?.map((c) => c._zod.def.check))}`).toBe(true);
+      else expect(schema.safeParse(value).success).toBe(false);
+    }
   });
 });
