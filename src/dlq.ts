@@ -1,7 +1,8 @@
 /**
  * Dead-letter tooling for ops: list what was parked and why, and replay it once the cause is
  * fixed, each letter the way its source takes it in:
- *   router      the event (or delivery status) back onto its subject, Nats-Msg-Id "replay:<seq>";
+ *   router      the event (or delivery status) back onto its subject, Nats-Msg-Id "replay:<seq>"
+ *               (an unread_subject letter onto omni.in.<channel>.<account>, which the router reads);
  *   connector   the platform payload back through the connector's own intake (omni.replay.*,
  *               answered by a running gateway): a raw mail goes through the mail parser again;
  *   webhook     the event POSTed once more to the webhook, by its dispatcher on a running gateway;
