@@ -23,10 +23,10 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
-import { startNats } from '../test/helpers/nats-server.js';
+import { startNats, stopTestNatsServers } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { removeTestTempDirs } from '../test/helpers/temp-dirs.js';
-import { postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
+import { dropTestDatabases, postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
 import { BENCH_PARTITIONS, cpuMeter, gatewayMetrics, makeEvents, pacedPhase, rawPublishRate, readModelCaughtUp, routedPhase } from './routing.js';
 
@@ -210,6 +210,22 @@ async function throughputMain(): Promise<void> {
     await pg?.drop();
   }
 }
+
+// Stopped by a signal (a timeout, Ctrl-C), the bench still drops its databases, stops its
+// nats-servers and removes its temporary directories; its gateways end with it (stdin closes).
+// The signal may come twice (`timeout` signals the whole process group, and tsx passes it on
+// too): the one clean-up started serves both, and a second signal must not kill it half-way.
+let cleaningUp: Promise<never> | undefined;
+const cleanUpAndExit = (signal: NodeJS.Signals): Promise<never> => {
+  process.stderr.write(`bench stopped by ${signal}: dropping its databases, stopping its nats-servers, removing its temporary directories\n`);
+  return Promise.all([dropTestDatabases(), stopTestNatsServers()])
+    .catch((err: unknown) => process.stderr.write(`could not clean up everything: ${String(err)}\n`))
+    .then(() => {
+      removeTestTempDirs();
+      return process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+};
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void (cleaningUp ??= cleanUpAndExit(signal)));
 
 // The gateways' config directories (writeConfig) go with the run, as a test file's do.
 main()

@@ -29,6 +29,14 @@ export function natsServerBinary(): string {
   return process.env.OMNIGATE_TEST_NATS_SERVER ?? 'nats-server';
 }
 
+/** Servers startNats() started and nobody stopped yet. */
+const running = new Set<TestNats>();
+
+/** Stops every server this process started and has not stopped, removing their directories (a bench stopped by a signal). */
+export async function stopTestNatsServers(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
+}
+
 export async function startNats(): Promise<TestNats> {
   const dir = await mkdtemp(join(tmpdir(), 'omnigate-nats-'));
   let port = 0;
@@ -48,10 +56,12 @@ export async function startNats(): Promise<TestNats> {
       await readPort(dir, child);
     },
     async stop() {
+      running.delete(server);
       await terminate(server.process, 'SIGTERM');
       await rm(dir, { recursive: true, force: true });
     },
   };
+  running.add(server);
   return server;
 }
 

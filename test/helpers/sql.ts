@@ -40,6 +40,14 @@ export interface TestPostgres {
   drop(): Promise<void>;
 }
 
+/** Databases made by postgresDatabase() and not dropped yet. */
+const created = new Set<TestPostgres>();
+
+/** Drops every database this process made and has not dropped (a bench stopped by a signal). */
+export async function dropTestDatabases(): Promise<void> {
+  await Promise.all([...created].map((pg) => pg.drop()));
+}
+
 /** CREATE DATABASE omnigate_test_<random>; drop() removes it (and ends its sessions). */
 export async function postgresDatabase(): Promise<TestPostgres> {
   const name = `omnigate_test_${randomBytes(6).toString('hex')}`;
@@ -51,7 +59,7 @@ export async function postgresDatabase(): Promise<TestPostgres> {
   }
   const url = new URL(PG_ADMIN_URL);
   url.pathname = `/${name}`;
-  return {
+  const pg: TestPostgres = {
     url: url.toString(),
     user: PG_USER,
     name,
@@ -59,11 +67,14 @@ export async function postgresDatabase(): Promise<TestPostgres> {
       const a = await openDatabase({ url: PG_ADMIN_URL, user: PG_USER, dataDir: '' });
       try {
         await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        created.delete(pg);
       } finally {
         await a.close();
       }
     },
   };
+  created.add(pg);
+  return pg;
 }
 
 export async function openTestDatabase(engine: 'pglite' | 'postgres'): Promise<{ db: Database; config: Record<string, unknown>; cleanup(): Promise<void> }> {
