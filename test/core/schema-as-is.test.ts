@@ -124,8 +124,10 @@ describe('asIs', () => {
     expect(asIs(z.string().url())('https://example.com')).toBe(false);
     expect(asIs(z.union([z.string(), z.number()]))('a')).toBe(false);
     expect(asIs(z.object({ a: z.string() }).passthrough())({ a: 'x', b: 1 })).toBe(false);
-    expect(asIs(z.object({ a: z.string().regex(/^x+$/g) }))({ a: 'xx' })).toBe(true);
-    expect(asIs(z.object({ a: z.string().regex(/^x+$/g) }))({ a: 'xx' })).toBe(true);
+    // A global pattern keeps lastIndex between tests: asked twice, one predicate answers the same.
+    const globalPattern = asIs(z.object({ a: z.string().regex(/^x+$/g) }));
+    expect(globalPattern({ a: 'xx' })).toBe(true);
+    expect(globalPattern({ a: 'xx' })).toBe(true);
     // Found in review: each a yes where zod fails, or changes the value.
     expect(asIs(z.object({ u: z.url() }))({ u: 'x' })).toBe(false); // a format schema's own check
     expect(asIs(z.email())('not-a-mail')).toBe(false);
