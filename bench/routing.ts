@@ -2,7 +2,7 @@
  * The routing measurements bench/run.ts and the history phase share: publishing inbound events
  * (bursts and paced), observing the ticket.message events, CPU time of child processes.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { chatMessage } from '../test/helpers/events.js';
@@ -134,18 +134,25 @@ export function makeEvents(n: number, conversations: number, tag: string) {
 /** Observes ticket.message events (core subscription: no consumer overhead in the measurement). */
 export function observe(nc: NatsConnection) {
   const seen = new Map<string, number>();
+  /** When the gateway announced each event (its `at`, epoch ms): where a latency was spent. */
+  const announced = new Map<string, number>();
   let onCount: (() => void) | undefined;
   let target = Infinity;
   const sub = nc.subscribe('omni.events.ticket.message');
   void (async () => {
     for await (const m of sub) {
-      const id = (m.json() as { id: string }).id.slice('ticket.message:'.length);
-      if (!seen.has(id)) seen.set(id, performance.now());
+      const event = m.json() as { id: string; at: string };
+      const id = event.id.slice('ticket.message:'.length);
+      if (!seen.has(id)) {
+        seen.set(id, performance.now());
+        announced.set(id, Date.parse(event.at));
+      }
       if (seen.size >= target) onCount?.();
     }
   })();
   return {
     seen,
+    announced,
     waitFor(n: number, timeoutMs: number) {
       target = n;
       if (seen.size >= n) return Promise.resolve();
@@ -202,7 +209,17 @@ export async function pacedPhase(nc: NatsConnection, events: Array<{ id: string;
   await obs.waitFor(events.length, 120_000);
   obs.stop();
   const achieved = events.length / ((performance.now() - start) / 1000);
-  return { achieved, latencies: latencies(sent, obs.seen) };
+  // The gateway stamps an event's `at` as it announces it, after the ticket update and before the
+  // event's own publish: publish → announced is the gateway's share, announced → seen the
+  // announcement's trip through NATS to this process. Same machine, same clock (ms resolution).
+  const announcedAt = new Map([...obs.announced].map(([id, at]) => [id, at - performance.timeOrigin]));
+  // BENCH_LATENCY_DUMP=<file>: each event's send time (ms into the phase), its latency and the
+  // gateway's share, to tell a tail spread over the phase from stalls that delay all behind them.
+  if (process.env.BENCH_LATENCY_DUMP) {
+    const rows = [...sent].map(([id, t0]) => `${(t0 - start).toFixed(1)} ${((obs.seen.get(id) ?? NaN) - t0).toFixed(2)} ${((announcedAt.get(id) ?? NaN) - t0).toFixed(1)}`);
+    writeFileSync(process.env.BENCH_LATENCY_DUMP, ['# sent (ms into the phase), publish → seen (ms), publish → announced by the gateway (ms)', ...rows].join('\n'));
+  }
+  return { achieved, latencies: latencies(sent, obs.seen), gatewayLatencies: latencies(sent, announcedAt) };
 }
 
 export function latencies(sent: Map<string, number>, seen: Map<string, number>): number[] {

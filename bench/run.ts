@@ -24,7 +24,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { startNats, stopTestNatsServers } from '../test/helpers/nats-server.js';
-import { spawnGateway, writeConfig } from '../test/helpers/process.js';
+import { killTestGateways, spawnGateway, writeConfig } from '../test/helpers/process.js';
 import { removeTestTempDirs } from '../test/helpers/temp-dirs.js';
 import { dropTestDatabases, postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
@@ -161,6 +161,8 @@ async function throughputMain(): Promise<void> {
     const pacedSeconds = (performance.now() - pacedStart) / 1000;
     const p50 = percentile(paced.latencies, 50);
     const p99 = percentile(paced.latencies, 99);
+    const gatewayP50 = percentile(paced.gatewayLatencies, 50);
+    const gatewayP99 = percentile(paced.gatewayLatencies, 99);
     const loop = await Promise.all(gateways.map(async (g) => gatewayMetrics(g.output())));
     const loopP99 = Math.max(...loop.map((m) => m('nodejs_eventloop_lag_p99_seconds')));
     const loopMax = Math.max(...loop.map((m) => m('nodejs_eventloop_lag_max_seconds')));
@@ -169,6 +171,7 @@ async function throughputMain(): Promise<void> {
     // reads 10.1 ms. What a message can meet is the part beyond that.
     const stall = (s: number) => Math.max(0, s * 1000 - LOOP_MONITOR_RESOLUTION_MS);
     say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event loop stalled p99 ${stall(loopP99).toFixed(1)} ms, max ${stall(loopMax).toFixed(1)} ms; GC paused it ${gcPaced.count} times, ${((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)} ms on average, ${((100 * gcPaced.seconds) / (pacedSeconds * ROUTERS)).toFixed(1)} % of the time${ROUTERS > 1 ? ' per replica' : ''})`);
+    say(`  of which publish → announced:  p50 ${gatewayP50.toFixed(1)} ms, p99 ${gatewayP99.toFixed(1)} ms  (the rest is the announcement's way to the bench)`);
     const channels = PHASES.has('channels') ? await channelBenches() : {};
     const result = {
       routed_per_s: Math.round(routed.perS),
@@ -177,6 +180,8 @@ async function throughputMain(): Promise<void> {
       read_model_catch_up_s: Number.isNaN(catchUp) ? null : Number(catchUp.toFixed(1)),
       p50_ms: Number(p50.toFixed(2)),
       p99_ms: Number(p99.toFixed(2)),
+      announced_p50_ms: Number(gatewayP50.toFixed(1)),
+      announced_p99_ms: Number(gatewayP99.toFixed(1)),
       latency_rate_per_s: Math.round(paced.achieved),
       event_loop_delay_p99_ms: Number((loopP99 * 1000).toFixed(1)),
       event_loop_delay_max_ms: Number((loopMax * 1000).toFixed(1)),
@@ -211,13 +216,16 @@ async function throughputMain(): Promise<void> {
   }
 }
 
-// Stopped by a signal (a timeout, Ctrl-C), the bench still drops its databases, stops its
-// nats-servers and removes its temporary directories; its gateways end with it (stdin closes).
+// Stopped by a signal (a timeout, Ctrl-C), the bench still kills its gateways, drops its
+// databases, stops its nats-servers and removes its temporary directories. The gateways are
+// killed, not stopped: one that got the signal as well could hang in its exit, writing its last
+// log lines into a pipe this process no longer reads (three were found running that way).
 // The signal may come twice (`timeout` signals the whole process group, and tsx passes it on
 // too): the one clean-up started serves both, and a second signal must not kill it half-way.
 let cleaningUp: Promise<never> | undefined;
 const cleanUpAndExit = (signal: NodeJS.Signals): Promise<never> => {
-  process.stderr.write(`bench stopped by ${signal}: dropping its databases, stopping its nats-servers, removing its temporary directories\n`);
+  process.stderr.write(`bench stopped by ${signal}: killing its gateways, dropping its databases, stopping its nats-servers, removing its temporary directories\n`);
+  killTestGateways();
   return Promise.all([dropTestDatabases(), stopTestNatsServers()])
     .catch((err: unknown) => process.stderr.write(`could not clean up everything: ${String(err)}\n`))
     .then(() => {

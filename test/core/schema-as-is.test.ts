@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { asIs } from '../../src/core/schema-as-is.js';
-import { InboundEvent, type InboundEvent as InboundEventT } from '../../src/core/schema.js';
+import { InboundEvent, LogEntry, type InboundEvent as InboundEventT } from '../../src/core/schema.js';
 import { chatMessage, emailMessage } from '../helpers/events.js';
 
 const inboundAsIs = asIs(InboundEvent);
@@ -29,6 +29,36 @@ function samples(): InboundEventT[] {
   const edited = { v: 1, type: 'message.edited', id: 'telegram:bot:e-1', channel: 'telegram', account: 'bot', conversation: { id: '42', kind: 'private' }, receivedAt: '2026-12-05T10:00:00.123Z', sender: { id: '42', handles: {} }, targetPlatformMessageId: '7', text: 'исправлено', platform: { messageId: '7', editedAt: '2026-12-05T10:00:00Z' } };
   const deleted = { v: 1, type: 'message.deleted', id: 'slack:ws:d-1', channel: 'slack', account: 'ws', conversation: { id: 'C1', threadId: '1700000000.000100', kind: 'channel' }, receivedAt: '2026-12-05T10:00:00Z', targetPlatformMessageId: '1700000000.000200', platform: { messageId: '1700000000.000200' } };
   return [chat, withParts, mail, edited, deleted].map(published);
+}
+
+const logEntryAsIs = asIs(LogEntry);
+
+/** Ticket-log entries of every kind, as the router, the outbound path and the API write them (zod's output, through JSON). */
+function logSamples(): unknown[] {
+  const at = '2026-12-05T10:00:00.000Z';
+  const [chat, withParts, mail, edited, deleted] = samples();
+  const outbound = {
+    v: 1, type: 'message.outbound', id: 'out-1', ticketId: 'T-1', channel: 'email', account: 'support', conversation: { id: 'client@mail.example', kind: 'private' },
+    text: 'Добрый день! Чек отправили повторно.', attachments: [{ objectKey: 'sha256/cd', name: 'чек.pdf', mimeType: 'application/pdf', size: 2048 }],
+    email: { to: ['client@mail.example'], cc: [], subject: 'Re: Оплата [T-1]', inReplyTo: '<a1@mail.example>', references: ['<a1@mail.example>'] },
+    author: { id: 'agent-1', name: 'Анна' }, createdAt: at, automated: false, purpose: 'agent_reply',
+  };
+  const delivery = { v: 1, type: 'delivery.status', outboundId: 'out-1', ticketId: 'T-1', channel: 'email', account: 'support', status: 'failed', platformMessageId: '<o1@x>', reason: 'bounced: 550 mailbox full', attempts: 3, at };
+  const entries = [
+    { kind: 'inbound', at, event: chat, match: { rule: 'open-conversation', value: 'telegram:bot:100500' } },
+    { kind: 'inbound', at, event: withParts, match: { rule: 'new-ticket', value: 'x' } },
+    { kind: 'inbound', at, event: mail, match: { rule: 'email-references', value: '<r0@x>' } },
+    { kind: 'edited', at, event: edited, match: { rule: 'edit-target', value: '7' } },
+    { kind: 'deleted', at, event: deleted, match: { rule: 'edit-target', value: '1700000000.000200' } },
+    { kind: 'outbound', at, message: outbound },
+    { kind: 'note', at, id: 'n-1', text: 'Перезвонить после 15:00 МСК', author: { id: 'agent-1' } },
+    { kind: 'delivery', at, status: delivery },
+    { kind: 'rating', at, rating: 2, low: true, eventId: 'telegram:bot:9' },
+    { kind: 'sla', at, breach: 'first_response', since: at, limitMs: 3_600_000, escalatedTo: 'lead' },
+    { kind: 'escalation', at, id: 'esc-1', reason: 'rating', target: 'telegram:lead', outcome: 'failed', detail: 'bot was blocked' },
+    { kind: 'status', at, from: 'closed', to: 'open', author: { id: 'router' }, reason: 'customer wrote (reopened)' },
+  ];
+  return entries.map((e) => JSON.parse(JSON.stringify(LogEntry.parse(e))));
 }
 
 /** A small deterministic generator: the same mutations on every run. */
@@ -100,6 +130,29 @@ describe('asIs', () => {
       }
     }
     // The mutations are not all refusals: the yes side is exercised too.
+    expect(yes).toBeGreaterThan(100);
+    expect(zodYesOnly).toBe(0);
+  });
+
+  it('takes ticket-log entries of every kind as written, and says yes to a mutation only where zod returns it unchanged (3,000 mutations)', () => {
+    const base = logSamples();
+    for (const e of base) expect(logEntryAsIs(e), JSON.stringify(e)).toBe(true);
+    const next = random(20261206);
+    let yes = 0;
+    let zodYesOnly = 0;
+    for (let i = 0; i < 3000; i++) {
+      let v: unknown = base[i % base.length];
+      const rounds = 1 + Math.floor(next() * 3);
+      for (let r = 0; r < rounds; r++) v = mutate(v, next);
+      const zodSays = LogEntry.safeParse(v);
+      if (logEntryAsIs(v)) {
+        yes++;
+        expect(zodSays.success, JSON.stringify(v)).toBe(true);
+        expect(zodSays.data, JSON.stringify(v)).toStrictEqual(v);
+      } else if (zodSays.success && JSON.stringify(zodSays.data) === JSON.stringify(v)) {
+        zodYesOnly++;
+      }
+    }
     expect(yes).toBeGreaterThan(100);
     expect(zodYesOnly).toBe(0);
   });

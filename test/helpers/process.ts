@@ -23,6 +23,19 @@ export function writeConfig(config: Record<string, unknown>): string {
   return file;
 }
 
+/** Gateways started here and not yet exited: killed by killTestGateways (a bench stopped by a signal). */
+const running = new Set<ChildProcess>();
+
+/**
+ * Kills (SIGKILL) every gateway started by this process that is still running. For a run being
+ * abandoned: a gateway whose parent is gone is not told by its stdin (it has none), and one
+ * that got the signal too can wait for ever on a stdout pipe no one reads any more.
+ */
+export function killTestGateways(): void {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+}
+
 /** `entry` 'dist' runs node dist/cli.js (the Docker CMD); 'src' runs the TypeScript through tsx. */
 /** `node`: the node binary (default: this process's). */
 export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src'; env?: Record<string, string>; cwd?: string; nodeArgs?: string[]; root?: string; node?: string } = {}): GatewayProcess {
@@ -36,6 +49,7 @@ export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src';
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
   let out = '';
   let onStarted!: () => void;
   let onFailed!: (e: Error) => void;
@@ -52,6 +66,7 @@ export function spawnGateway(configFile: string, opts: { entry?: 'dist' | 'src';
   child.stderr!.on('data', onData);
   const exited = new Promise<number | null>((r) =>
     child.once('exit', (code) => {
+      running.delete(child);
       onFailed(new Error(`gateway exited (${code}) before starting:\n${out.slice(-3000)}`));
       r(code);
     }),

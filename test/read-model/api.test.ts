@@ -7,7 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { post, startApiHarness, type ApiHarness } from '../api/support.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { rmSync } from 'node:fs';
+import { jetstream } from '@nats-io/jetstream';
+import { metrics } from '../../src/core/metrics.js';
+import { Subjects } from '../../src/core/subjects.js';
 import { pgliteDir, postgresDatabase, type TestPostgres } from '../helpers/sql.js';
+
+/** Log entries the projection skipped as not understood, in this process so far. */
+const skipped = async () => (await metrics.readModelApplied.get()).values.find((v) => v.labels.outcome === 'invalid')?.value ?? 0;
 
 describe.each(['pglite', 'postgres'] as const)('the API from the read model on %s', (engine) => {
   let h: ApiHarness;
@@ -101,5 +107,29 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     expect((await h.api('/v1/search?q=a%00b')).body.error).toMatchObject({ code: 'invalid_request', field: 'q' });
     expect((await h.api('/v1/contacts/c_%00')).body.error).toMatchObject({ code: 'invalid_request', field: 'id' });
     expect((await h.api(`/v1/tickets/${after}/notes`, post({ text: 'a\u0000b' }))).body.error).toMatchObject({ code: 'invalid_request', field: 'text' });
+  });
+
+  it('log entries are taken as written when the schema would return them unchanged, judged by zod otherwise: a stray key is stripped, a non-entry skipped and counted', async () => {
+    const ticketId = await h.openTicket('as-written', 'as-written@example.ru', 'Первое сообщение');
+    const db = await h.gw.gateway.readModel!.database();
+    const invalidBefore = await skipped();
+    const js = jetstream(h.gw.nc);
+    const logged = (data: unknown) => js.publish(Subjects.ticketLog(ticketId), typeof data === 'string' ? data : JSON.stringify(data));
+    const at = new Date().toISOString();
+    // What the router and the API write: taken as it is (core/schema-as-is.ts).
+    await logged({ kind: 'note', at, id: 'note-plain', text: 'Клиент перезвонит после обеда', author: { id: 'agent-1', name: 'Анна' } });
+    // A key the schema does not know: zod's output (without it) is what is applied.
+    await logged({ kind: 'note', at, id: 'note-extra', text: 'Лишний ключ', author: { id: 'agent-1' }, surplus: { nested: true } });
+    // Not an entry: skipped, logged and counted; the projection goes on.
+    await logged('{"kind":"note","at":"not a time"');
+    await logged({ kind: 'note', at: 'not a time', id: 'note-bad', text: 'x', author: { id: 'a' } });
+    await logged({ kind: 'note', at, id: 'note-after', text: 'После мусора', author: { id: 'agent-2' } });
+    await expect.poll(async () => (await db.query<{ id: string }>(`SELECT id FROM messages WHERE ticket_id = $1 AND direction = 'note' ORDER BY seq`, [ticketId])).map((r) => r.id), { timeout: 30_000 })
+      .toEqual(['note-plain', 'note-extra', 'note-after']);
+    const rows = await db.query<{ id: string; text: string; author_name: string | null }>(`SELECT id, text, author_name FROM messages WHERE ticket_id = $1 AND direction = 'note' ORDER BY seq`, [ticketId]);
+    expect(rows[0]).toMatchObject({ text: 'Клиент перезвонит после обеда', author_name: 'Анна' });
+    expect(rows[1]).toMatchObject({ text: 'Лишний ключ', author_name: null });
+    expect((await skipped()) - invalidBefore).toBe(2);
+    expect((await h.api('/readyz', { token: null })).body.readModel).toMatchObject({ lag: 0 });
   });
 });
