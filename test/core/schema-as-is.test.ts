@@ -103,6 +103,32 @@ function mutate(e: unknown, next: () => number): unknown {
   return copy;
 }
 
+/**
+ * 3,000 mutations of `base` (1–3 each): every yes of `predicate` must be zod's success with a
+ * strictly equal value, and nothing zod returns unchanged may be a no.
+ */
+function expectZodAgrees(schema: z.ZodType, predicate: (v: unknown) => boolean, base: unknown[], seed: number): void {
+  const next = random(seed);
+  let yes = 0;
+  let zodYesOnly = 0;
+  for (let i = 0; i < 3000; i++) {
+    let v: unknown = base[i % base.length];
+    const rounds = 1 + Math.floor(next() * 3);
+    for (let r = 0; r < rounds; r++) v = mutate(v, next);
+    const zodSays = schema.safeParse(v);
+    if (predicate(v)) {
+      yes++;
+      expect(zodSays.success, JSON.stringify(v)).toBe(true);
+      expect(zodSays.data, JSON.stringify(v)).toStrictEqual(v);
+    } else if (zodSays.success && JSON.stringify(zodSays.data) === JSON.stringify(v)) {
+      zodYesOnly++;
+    }
+  }
+  // The mutations are not all refusals: the yes side is exercised too.
+  expect(yes).toBeGreaterThan(100);
+  expect(zodYesOnly).toBe(0);
+}
+
 describe('asIs', () => {
   it('takes events as connectors publish them, exactly as zod returns them', () => {
     for (const e of samples()) {
@@ -112,49 +138,13 @@ describe('asIs', () => {
   });
 
   it('says yes only where zod succeeds and returns the same value (3,000 mutations of published events)', () => {
-    const next = random(20261205);
-    const base = samples();
-    let yes = 0;
-    let zodYesOnly = 0;
-    for (let i = 0; i < 3000; i++) {
-      let v: unknown = base[i % base.length];
-      const rounds = 1 + Math.floor(next() * 3);
-      for (let r = 0; r < rounds; r++) v = mutate(v, next);
-      const zodSays = InboundEvent.safeParse(v);
-      if (inboundAsIs(v)) {
-        yes++;
-        expect(zodSays.success, JSON.stringify(v)).toBe(true);
-        expect(zodSays.data, JSON.stringify(v)).toStrictEqual(v);
-      } else if (zodSays.success && JSON.stringify(zodSays.data) === JSON.stringify(v)) {
-        zodYesOnly++; // allowed (zod decides), but should be rare
-      }
-    }
-    // The mutations are not all refusals: the yes side is exercised too.
-    expect(yes).toBeGreaterThan(100);
-    expect(zodYesOnly).toBe(0);
+    expectZodAgrees(InboundEvent, inboundAsIs, samples(), 20261205);
   });
 
   it('takes ticket-log entries of every kind as written, and says yes to a mutation only where zod returns it unchanged (3,000 mutations)', () => {
     const base = logSamples();
     for (const e of base) expect(logEntryAsIs(e), JSON.stringify(e)).toBe(true);
-    const next = random(20261206);
-    let yes = 0;
-    let zodYesOnly = 0;
-    for (let i = 0; i < 3000; i++) {
-      let v: unknown = base[i % base.length];
-      const rounds = 1 + Math.floor(next() * 3);
-      for (let r = 0; r < rounds; r++) v = mutate(v, next);
-      const zodSays = LogEntry.safeParse(v);
-      if (logEntryAsIs(v)) {
-        yes++;
-        expect(zodSays.success, JSON.stringify(v)).toBe(true);
-        expect(zodSays.data, JSON.stringify(v)).toStrictEqual(v);
-      } else if (zodSays.success && JSON.stringify(zodSays.data) === JSON.stringify(v)) {
-        zodYesOnly++;
-      }
-    }
-    expect(yes).toBeGreaterThan(100);
-    expect(zodYesOnly).toBe(0);
+    expectZodAgrees(LogEntry, logEntryAsIs, base, 20261206);
   });
 
   it('leaves to zod what zod would change or refuse', () => {
