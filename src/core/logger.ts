@@ -3,6 +3,7 @@
  * redacted wherever they appear, and registered secret values are masked inside any string.
  */
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { metrics } from './metrics.js';
 import { maskUrlCredentials } from './url-credentials.js';
 
 export type { Logger } from 'pino';
@@ -51,7 +52,7 @@ export function createLogger(options: LogOptions): Logger {
       },
     },
   };
-  const root = options.destination ? pino(config, options.destination as pino.DestinationStream) : pino(config);
+  const root = pino(config, (options.destination as pino.DestinationStream | undefined) ?? stdoutDestination());
   return withMergedChildren(root, root.child.bind(root), Object.keys(root.bindings()));
 }
 
@@ -61,6 +62,48 @@ export function createLogger(options: LogOptions): Logger {
  * in one JSON line: strict parsers (Elasticsearch) reject such a line, others keep either value.
  * A child here is made from the root with the merged bindings and the parent's level.
  */
+/** Log output held for a stdout that is not taking it (a stalled log collector) before lines are dropped. */
+const STDOUT_BUFFER_BYTES = 16 * 1024 * 1024;
+
+let stdout: pino.DestinationStream | undefined;
+
+/**
+ * Stdout as pino writes it by default (asynchronously, flushed at exit), with two bounds pino's
+ * default lacks. A reader that stops reading (a stalled collector; a parent that is gone but
+ * whose end of the pipe is still open) made the buffer grow without end, and made the exit
+ * flush retry for ever: the process then ignored SIGTERM, its shutdown backstop and its crash
+ * exit alike (three such gateways were found, hours after their bench). Now lines past 16 MB
+ * are dropped and counted (`omnigate_log_lines_dropped_total`), and once the process is exiting
+ * a full pipe ends the flush instead of being retried. One stream per process: every logger
+ * created here shares it.
+ */
+function stdoutDestination(): pino.DestinationStream {
+  if (stdout) return stdout;
+  let exiting = false;
+  // Before pino's own exit handler (registered when the stream is made), so the flush it runs sees it.
+  process.once('exit', () => (exiting = true));
+  const stream = pino.destination({ dest: 1, sync: false, maxLength: STDOUT_BUFFER_BYTES, retryEAGAIN: () => !exiting });
+  stream.on('drop', (data: string | Buffer) => metrics.logLinesDropped.inc(countLines(data)));
+  // The exit flush writes what the pipe takes and leaves the rest, without an EAGAIN stack trace
+  // on a stderr that is likely as stalled (pino's own EPIPE handling replaces methods the same way).
+  const flushSync = stream.flushSync.bind(stream);
+  stream.flushSync = () => {
+    try {
+      flushSync();
+    } catch (err) {
+      if (!exiting || (err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+    }
+  };
+  stdout = stream;
+  return stream;
+}
+
+function countLines(data: string | Buffer): number {
+  let n = 0;
+  for (let i = data.indexOf('\n'); i !== -1; i = data.indexOf('\n', i + 1)) n++;
+  return Math.max(n, 1);
+}
+
 function withMergedChildren(logger: Logger, fromRoot: Logger['child'], rootKeys: string[]): Logger {
   const child = (bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger => {
     const merged: pino.Bindings = { ...logger.bindings(), ...bindings };
