@@ -210,9 +210,11 @@ export async function pacedPhase(nc: NatsConnection, events: Array<{ id: string;
   obs.stop();
   const achieved = events.length / ((performance.now() - start) / 1000);
   // The gateway stamps an event's `at` as it announces it, after the ticket update and before the
-  // event's own publish: publish → announced is the gateway's share, announced → seen the
-  // announcement's trip through NATS to this process. Same machine, same clock (ms resolution).
-  const announcedAt = new Map([...obs.announced].map(([id, at]) => [id, at - performance.timeOrigin]));
+  // event's own publish: publish → announced is the way in (JetStream, the router's pull) and the
+  // gateway's work; announced → seen is the announcement's way out through NATS to this process.
+  // Same machine, same clock; `at` has ms resolution.
+  const epochOfZero = epochOffset();
+  const announcedAt = new Map([...obs.announced].map(([id, at]) => [id, at - epochOfZero]));
   // BENCH_LATENCY_DUMP=<file>: each event's send time (ms into the phase), its latency and the
   // gateway's share, to tell a tail spread over the phase from stalls that delay all behind them.
   if (process.env.BENCH_LATENCY_DUMP) {
@@ -220,6 +222,17 @@ export async function pacedPhase(nc: NatsConnection, events: Array<{ id: string;
     writeFileSync(process.env.BENCH_LATENCY_DUMP, ['# sent (ms into the phase), publish → seen (ms), publish → announced by the gateway (ms)', ...rows].join('\n'));
   }
   return { achieved, latencies: latencies(sent, obs.seen), gatewayLatencies: latencies(sent, announcedAt) };
+}
+
+/**
+ * The epoch time of performance.now()'s zero, read off Date.now(): performance.timeOrigin can be
+ * a millisecond or more away from it. Date.now() truncates to whole ms, so the largest of many
+ * readings is the closest.
+ */
+function epochOffset(): number {
+  let best = -Infinity;
+  for (let i = 0; i < 2000; i++) best = Math.max(best, Date.now() - performance.now());
+  return best;
 }
 
 export function latencies(sent: Map<string, number>, seen: Map<string, number>): number[] {

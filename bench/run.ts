@@ -171,7 +171,7 @@ async function throughputMain(): Promise<void> {
     // reads 10.1 ms. What a message can meet is the part beyond that.
     const stall = (s: number) => Math.max(0, s * 1000 - LOOP_MONITOR_RESOLUTION_MS);
     say(`latency at ${paced.achieved.toFixed(0)} events/s offered: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms  (gateway event loop stalled p99 ${stall(loopP99).toFixed(1)} ms, max ${stall(loopMax).toFixed(1)} ms; GC paused it ${gcPaced.count} times, ${((gcPaced.seconds * 1000) / Math.max(1, gcPaced.count)).toFixed(1)} ms on average, ${((100 * gcPaced.seconds) / (pacedSeconds * ROUTERS)).toFixed(1)} % of the time${ROUTERS > 1 ? ' per replica' : ''})`);
-    say(`  of which publish → announced:  p50 ${gatewayP50.toFixed(1)} ms, p99 ${gatewayP99.toFixed(1)} ms  (the rest is the announcement's way to the bench)`);
+    say(`  of which publish → announced:  p50 ${gatewayP50.toFixed(1)} ms, p99 ${gatewayP99.toFixed(1)} ms  (the way in and the gateway's work; the rest is the announcement's way out)`);
     const channels = PHASES.has('channels') ? await channelBenches() : {};
     const result = {
       routed_per_s: Math.round(routed.perS),

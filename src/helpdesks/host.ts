@@ -18,6 +18,7 @@ import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { TicketEvent } from '../core/schema.js';
+import { safeParser } from '../core/schema-as-is.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 import { Streams, kvSafe } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
@@ -36,6 +37,9 @@ import {
 } from './contract.js';
 import { HelpdeskRecords } from './mapping.js';
 import { AnswerTaker, linkTicket } from './answers.js';
+
+/** Ticket events as the router publishes them are taken as they are; zod judges the rest (core/schema-as-is.ts). */
+const parseTicketEvent = safeParser(TicketEvent);
 
 export interface HelpdeskSpec {
   factory: HelpdeskFactory<any>;
@@ -188,7 +192,7 @@ class HostedHelpdesk {
       supervisor: this.o.supervisor,
       loopName: `helpdesk.${this.spec.id}.consumer`,
       decode: async (m) => {
-        const parsed = TicketEvent.safeParse(safeJson(m));
+        const parsed = parseTicketEvent(safeJson(m));
         if (parsed.success) return parsed.data;
         try {
           await this.o.bus.deadLetters.park({
@@ -319,7 +323,7 @@ class HostedHelpdesk {
 
   /** `omnigate dlq --replay` of a parked event: pushed once more, by the syncing replica. */
   private async replay(payload: Buffer): Promise<ReplayOutcome> {
-    const parsed = TicketEvent.safeParse(safeJson({ data: payload }));
+    const parsed = parseTicketEvent(safeJson({ data: payload }));
     if (!parsed.success) return { outcome: 'refused', reason: 'not a ticket event' };
     try {
       const r = await this.push(parsed.data);

@@ -23,7 +23,7 @@ import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { LogEntry } from '../core/schema.js';
-import { asIs } from '../core/schema-as-is.js';
+import { safeParser } from '../core/schema-as-is.js';
 import { sleep } from '../core/sleep.js';
 import { Streams } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
@@ -295,8 +295,8 @@ function parseJson(data: Uint8Array): unknown {
 
 const utf8 = new TextDecoder();
 
-/** What the router writes (a LogEntry as it was built, through JSON) is taken as it is; anything else is zod's to judge (core/schema-as-is.ts). */
-const logEntryAsIs = asIs(LogEntry);
+/** What the gateway writes (a LogEntry as it was built, through JSON) is taken as it is; anything else is zod's to judge (core/schema-as-is.ts). */
+const parseLogEntry = safeParser(LogEntry);
 
 /** A fetched log entry, read: ready to apply, or refused with the reason. */
 type FetchedEntry = SequencedEntry | { seq: number; subject: string; refused: string };
@@ -304,9 +304,7 @@ type FetchedEntry = SequencedEntry | { seq: number; subject: string; refused: st
 function readEntry(seq: number, subject: string, data: Uint8Array): FetchedEntry {
   const ticketId = TICKET_OF.exec(subject)?.[1];
   if (!ticketId) return { seq, subject, refused: 'subject' };
-  const json = parseJson(data);
-  if (logEntryAsIs(json)) return { seq, ticketId, entry: json };
-  const parsed = LogEntry.safeParse(json);
+  const parsed = parseLogEntry(parseJson(data));
   return parsed.success ? { seq, ticketId, entry: parsed.data } : { seq, subject, refused: parsed.error.issues[0]?.message ?? 'invalid entry' };
 }
 

@@ -27,7 +27,7 @@ import {
   type Ticket,
 } from '../core/schema.js';
 import { metrics } from '../core/metrics.js';
-import { asIs } from '../core/schema-as-is.js';
+import { safeParser } from '../core/schema-as-is.js';
 import { Consumers, Streams, hashKey } from '../core/subjects.js';
 import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
@@ -47,7 +47,7 @@ import { IndexKeys, TicketStore } from './tickets.js';
  */
 const MAX_COALESCED = RECENT_EVENTS;
 
-const inboundAsIs = asIs(InboundEvent);
+const parseInbound = safeParser(InboundEvent);
 
 /** A decoded inbound event, ready to route in its lane; kept across retries of its batch. */
 interface RoutedWork extends InboundWork {
@@ -234,19 +234,15 @@ export class Router implements RoutingHooks {
     } catch {
       return park(this.bus, this.log, m, 'invalid_json', 'payload is not valid JSON');
     }
-    let event: InboundEvent;
     // What a connector published (zod's output, defaults filled in) is taken as it is; anything
     // else is zod's to judge, refusals and their messages included (core/schema-as-is.ts).
-    if (inboundAsIs(json)) event = json;
-    else {
-      const parsed = InboundEvent.safeParse(json);
-      if (!parsed.success) {
-        const v = (json as { v?: unknown } | null)?.v;
-        const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
-        return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
-      }
-      event = parsed.data;
+    const parsed = parseInbound(json);
+    if (!parsed.success) {
+      const v = (json as { v?: unknown } | null)?.v;
+      const reason = v !== SCHEMA_VERSION ? `unsupported schema version ${JSON.stringify(v)} (expected ${SCHEMA_VERSION})` : `invalid event: ${describeZodError(parsed.error)}`;
+      return park(this.bus, this.log, m, v !== SCHEMA_VERSION ? 'unsupported_version' : 'invalid_event', reason);
     }
+    const event = parsed.data;
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
     const publishedNanos = m.info.timestampNanos;
     const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos } : undefined;

@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { asIs } from '../../src/core/schema-as-is.js';
-import { InboundEvent, LogEntry, type InboundEvent as InboundEventT } from '../../src/core/schema.js';
+import { asIs, safeParser } from '../../src/core/schema-as-is.js';
+import { InboundEvent, LogEntry, TicketEvent, type InboundEvent as InboundEventT } from '../../src/core/schema.js';
 import { chatMessage, emailMessage } from '../helpers/events.js';
 
 const inboundAsIs = asIs(InboundEvent);
@@ -32,6 +32,7 @@ function samples(): InboundEventT[] {
 }
 
 const logEntryAsIs = asIs(LogEntry);
+const ticketEventAsIs = asIs(TicketEvent);
 
 /** Ticket-log entries of every kind, as the router, the outbound path and the API write them (zod's output, through JSON). */
 function logSamples(): unknown[] {
@@ -61,6 +62,19 @@ function logSamples(): unknown[] {
   return entries.map((e) => JSON.parse(JSON.stringify(LogEntry.parse(e))));
 }
 
+/** Ticket events as the journal publishes them: the head, and the entry announced last. */
+function ticketEventSamples(): unknown[] {
+  const entries = logSamples() as Array<{ kind: string }>;
+  const head = {
+    v: 1, ticketId: 'T-100', ticketNumber: 100, channel: 'telegram', account: 'bot', status: 'open', at: '2026-12-05T10:00:01.000Z',
+    conversation: { id: '100500', kind: 'private' }, contact: { id: '42', displayName: 'Ольга', handles: { username: 'olga' } },
+  };
+  const type = (kind: string) => ({ inbound: 'ticket.message', outbound: 'ticket.reply', note: 'ticket.note', status: 'ticket.status', rating: 'ticket.rating', delivery: 'ticket.delivery', sla: 'ticket.sla', edited: 'ticket.edited', deleted: 'ticket.deleted' } as Record<string, string>)[kind] ?? 'ticket.status';
+  const events = entries.map((entry, i) => ({ ...head, type: type(entry.kind), id: `${type(entry.kind)}:e-${i}`, entry }));
+  events.push({ ...head, type: 'ticket.status', id: 'ticket.status:bare', entry: undefined as never });
+  return events.map((e) => JSON.parse(JSON.stringify(TicketEvent.parse(e))));
+}
+
 /** A small deterministic generator: the same mutations on every run. */
 function random(seed: number) {
   let s = seed;
@@ -73,6 +87,8 @@ function random(seed: number) {
 const ODD_VALUES: unknown[] = [
   '', ' ', 'x'.repeat(70), 'y'.repeat(3000), 'a\nb', 'tab\there', '\u0000', 'Жалоба', 'not-a-date', '2026-13-01T00:00:00Z', '2026-12-05T10:00:00', '2026-12-05T10:00:00+03:00',
   0, -1, 1.5, 2 ** 60, 1e308, null, true, false, [], ['a'], [1], {}, { a: 'b' }, { __proto__: null, x: 1 }, 'message.inbound', 'message.edited', 'private', 'stored', 'plain', 'platform', 1,
+  // Valid values of the log entries' and ticket events' own fields, so mutations also produce other valid shapes.
+  'inbound', 'outbound', 'note', 'status', 'rating', 'delivery', 'sla', 'open', 'closed', 'pending', 'failed', 'delivered', 'first_response', 'new-ticket', 'ticket.message', 'ticket.status', 3, 5,
 ];
 
 /** Every path to a value inside `v` (objects and arrays). */
@@ -145,6 +161,29 @@ describe('asIs', () => {
     const base = logSamples();
     for (const e of base) expect(logEntryAsIs(e), JSON.stringify(e)).toBe(true);
     expectZodAgrees(LogEntry, logEntryAsIs, base, 20261206);
+  });
+
+  it('takes ticket events as the journal publishes them, and says yes to a mutation only where zod returns it unchanged (3,000 mutations)', () => {
+    const base = ticketEventSamples();
+    for (const e of base) expect(ticketEventAsIs(e), JSON.stringify(e)).toBe(true);
+    expectZodAgrees(TicketEvent, ticketEventAsIs, base, 20261207);
+  });
+
+  it('safeParser answers as zod does: the value itself when vouched for, zod\'s result (and refusal) otherwise', () => {
+    const parse = safeParser(LogEntry);
+    const [inbound] = logSamples();
+    const taken = parse(inbound);
+    expect(taken.success && taken.data).toBe(inbound); // no copy
+    const withExtra = { ...(inbound as object), extra: 1 };
+    const stripped = parse(withExtra);
+    expect(stripped.success && stripped.data).toStrictEqual(inbound);
+    const refused = parse({ kind: 'note', at: 'yesterday' });
+    expect(refused.success).toBe(false);
+    expect(refused.error?.issues.length).toBeGreaterThan(0);
+    // An outbound message with a template: its parameters are a union without a discriminator, which only zod judges.
+    const template = { kind: 'outbound', at: '2026-12-05T10:00:00.000Z', message: { ...((logSamples()[5] as { message: object }).message), template: { name: 'order_ready', language: 'ru', parameters: ['48213'] } } };
+    expect(logEntryAsIs(JSON.parse(JSON.stringify(LogEntry.parse(template))))).toBe(false);
+    expect(parse(template).success).toBe(true);
   });
 
   it('leaves to zod what zod would change or refuse', () => {

@@ -29,7 +29,9 @@ const running = new Set<ChildProcess>();
 /**
  * Kills (SIGKILL) every gateway started by this process that is still running. For a run being
  * abandoned: a gateway whose parent is gone is not told by its stdin (it has none), and one
- * that got the signal too can wait for ever on a stdout pipe no one reads any more.
+ * that got the signal too could wait on a stdout pipe no one reads any more. What a gateway
+ * itself started (an embedded nats-server) is not killed with it: the bench's gateways connect
+ * to the bench's own nats-server, which the bench stops.
  */
 export function killTestGateways(): void {
   for (const child of running) child.kill('SIGKILL');

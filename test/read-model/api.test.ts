@@ -120,6 +120,14 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     await logged({ kind: 'note', at, id: 'note-plain', text: 'Клиент перезвонит после обеда', author: { id: 'agent-1', name: 'Анна' } });
     // A key the schema does not know: zod's output (without it) is what is applied.
     await logged({ kind: 'note', at, id: 'note-extra', text: 'Лишний ключ', author: { id: 'agent-1' }, surplus: { nested: true } });
+    // A reply as an older writer logged it, without the keys zod defaults (attachments, automated):
+    // vouched for as it is, it would reach SQL with no attachments array and fail its batch for good.
+    await logged({
+      kind: 'outbound', at, message: {
+        v: 1, type: 'message.outbound', id: 'out-defaults', ticketId, channel: 'webhook', account: 'site', conversation: { id: 'as-written@example.ru', kind: 'private' },
+        text: 'Ответ без вложений', author: { id: 'agent-1' }, createdAt: at,
+      },
+    });
     // Not an entry: skipped, logged and counted; the projection goes on.
     await logged('{"kind":"note","at":"not a time"');
     await logged({ kind: 'note', at: 'not a time', id: 'note-bad', text: 'x', author: { id: 'a' } });
@@ -129,6 +137,8 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     const rows = await db.query<{ id: string; text: string; author_name: string | null }>(`SELECT id, text, author_name FROM messages WHERE ticket_id = $1 AND direction = 'note' ORDER BY seq`, [ticketId]);
     expect(rows[0]).toMatchObject({ text: 'Клиент перезвонит после обеда', author_name: 'Анна' });
     expect(rows[1]).toMatchObject({ text: 'Лишний ключ', author_name: null });
+    const [reply] = await db.query<{ text: string }>(`SELECT text FROM messages WHERE ticket_id = $1 AND direction = 'outbound' AND id = 'out-defaults'`, [ticketId]);
+    expect(reply).toMatchObject({ text: 'Ответ без вложений' });
     expect((await skipped()) - invalidBefore).toBe(2);
     expect((await h.api('/readyz', { token: null })).body.readModel).toMatchObject({ lag: 0 });
   });
