@@ -47,6 +47,13 @@ const SearchHit = z.object({
 
 let cached: Record<string, unknown> | undefined;
 
+/** Present only when the log subject holds something that is no log entry (left out of `log`). */
+const UNREADABLE = {
+  type: 'array',
+  description: 'Messages on the log subject that are no log entry (only another publisher than the gateway can write them): left out of `log`, with their sequence and why',
+  items: { type: 'object', properties: { seq: { type: 'integer' }, reason: { type: 'string' } }, required: ['seq', 'reason'] },
+};
+
 export function openApiDocument(): Record<string, unknown> {
   if (cached) return cached;
   const error = { $ref: '#/components/schemas/Error' };
@@ -164,7 +171,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'A ticket with its whole log',
           parameters: [ticketId],
           responses: {
-            200: { description: 'Ticket and log', content: { 'application/json': { schema: { type: 'object', properties: { ticket: { $ref: '#/components/schemas/Ticket' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } } } } } } },
+            200: { description: 'Ticket and log', content: { 'application/json': { schema: { type: 'object', properties: { ticket: { $ref: '#/components/schemas/Ticket' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }, unreadable: UNREADABLE } } } } },
             ...errors(401, 404, 410),
           },
         },
@@ -174,7 +181,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'A ticket\'s log, also after the ticket was evicted from the live store (tickets.evictClosedAfter)',
           parameters: [ticketId],
           responses: {
-            200: { description: 'The log; `evicted` is true when the ticket is no longer in KV', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, evicted: { type: 'boolean' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } } } } } } },
+            200: { description: 'The log; `evicted` is true when the ticket is no longer in KV', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, evicted: { type: 'boolean' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }, unreadable: UNREADABLE } } } } },
             ...errors(401, 404),
           },
         },

@@ -137,8 +137,8 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
       }
       return fail(reply, 'ticket_not_found', `no ticket with id ${req.params.id}`);
     }
-    const log = await deps.store.readLog(ticket.value.id);
-    return { ticket: ticket.value, log: log.map((l) => ({ seq: l.seq, ...l.entry })) };
+    const { log, unreadable } = await readableLog(deps.store, ticket.value.id);
+    return { ticket: ticket.value, log: log.map((l) => ({ seq: l.seq, ...l.entry })), ...unreadable };
   });
 
   // The log alone: the same for a live ticket and for one evicted from KV (the log is kept).
@@ -147,8 +147,8 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     const live = await deps.store.get(id, { fresh: true });
     const evicted = !live && (await deps.store.evicted(id));
     if (!live && !evicted) return fail(reply, 'ticket_not_found', `no ticket with id ${id}`);
-    const log = await deps.store.readLog(id);
-    return { ticketId: id, evicted, log: log.map((l) => ({ seq: l.seq, ...l.entry })) };
+    const { log, unreadable } = await readableLog(deps.store, id);
+    return { ticketId: id, evicted, log: log.map((l) => ({ seq: l.seq, ...l.entry })), ...unreadable };
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/replies', guarded, async (req, reply) => {
@@ -269,4 +269,14 @@ function decodeCursor(c: string): { updatedAt: string; id: string } | undefined 
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A ticket's log for the API, with `unreadable` (sequence and why) when the log subject holds
+ * something that is no log entry: left out of `log`, named rather than failing the whole read.
+ */
+async function readableLog(store: TicketStore, ticketId: string) {
+  const skipped: Array<{ seq: number; reason: string }> = [];
+  const log = await store.readLog(ticketId, { onUnreadable: (seq, reason) => skipped.push({ seq, reason }) });
+  return { log, unreadable: skipped.length ? { unreadable: skipped } : {} };
 }

@@ -176,7 +176,8 @@ export class TicketEvictor {
     const keys = new Set<string>();
     const email = t.conversation.kind === 'email';
     // readLog asks for exactly what is pending: a generic scan would wait out its fetch expiry per ticket.
-    for (const { entry: e } of await this.store.readLog(t.id)) {
+    const unreadable = (seq: number, reason: string) => this.log.warn({ ticketId: t.id, seq, reason }, 'ticket-log entry not understood; it implies no index key');
+    for (const { entry: e } of await this.store.readLog(t.id, { onUnreadable: unreadable })) {
       if (e.kind === 'inbound') {
         keys.add(IndexKeys.platformMessage(e.event.channel, e.event.account, e.event.platform.messageId));
         if (e.event.email) keys.add(IndexKeys.emailMessageId(e.event.email.messageId));

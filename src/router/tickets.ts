@@ -14,7 +14,8 @@ import { isCasConflict, isNotFound } from '../core/bus.js';
 import { CLOSED_STATUSES, Ticket, type Ticket as TicketT } from '../core/schema.js';
 import { Buckets, Subjects, Streams, hashKey } from '../core/subjects.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
-import { LogEntry, type LogEntry as LogEntryT } from '../core/schema.js';
+import { LogEntry, describeZodError, type LogEntry as LogEntryT } from '../core/schema.js';
+import { safeParser } from '../core/schema-as-is.js';
 
 /** The counter of versions before the stream-sequence numbers: read once, to continue from it. */
 const LEGACY_SEQ_KEY = 'ticket-seq';
@@ -338,8 +339,13 @@ export class TicketStore {
     if (ticketId) this.ticketCache.delete(ticketId);
   }
 
-  /** Reads a ticket's append-only log in order. */
-  async readLog(ticketId: string, opts: { fromSeq?: number; limit?: number } = {}): Promise<Array<{ seq: number; entry: LogEntryT }>> {
+  /**
+   * Reads a ticket's append-only log in order. Something on the log subject that is no log entry
+   * (only a publisher other than the gateway can put it there) is left out and told to
+   * `onUnreadable`, as the read model skips it: one such message no longer failed every read of
+   * the ticket (its API view, its eviction).
+   */
+  async readLog(ticketId: string, opts: { fromSeq?: number; limit?: number; onUnreadable?: (seq: number, reason: string) => void } = {}): Promise<Array<{ seq: number; entry: LogEntryT }>> {
     const subject = Subjects.ticketLog(ticketId);
     const limit = opts.limit ?? 10_000;
     const consumer = await this.bus.js.consumers.get(Streams.log, {
@@ -355,7 +361,10 @@ export class TicketStore {
         let got = 0;
         for await (const m of batch) {
           got++;
-          out.push({ seq: m.seq, entry: LogEntry.parse(m.json()) });
+          const json = jsonOrUndefined(m.data);
+          const parsed = json === undefined ? undefined : parseLogEntry(json);
+          if (parsed?.success) out.push({ seq: m.seq, entry: parsed.data });
+          else opts.onUnreadable?.(m.seq, parsed ? describeZodError(parsed.error) : 'not valid JSON');
         }
         if (got === 0) break;
         pending -= got;
@@ -364,6 +373,17 @@ export class TicketStore {
       await consumer.delete().catch(() => {});
     }
     return out;
+  }
+}
+
+const parseLogEntry = safeParser(LogEntry);
+const utf8 = new TextDecoder();
+
+function jsonOrUndefined(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(utf8.decode(data));
+  } catch {
+    return undefined;
   }
 }
 

@@ -109,7 +109,7 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     expect((await h.api(`/v1/tickets/${after}/notes`, post({ text: 'a\u0000b' }))).body.error).toMatchObject({ code: 'invalid_request', field: 'text' });
   });
 
-  it('log entries are taken as written when the schema would return them unchanged, judged by zod otherwise: a stray key is stripped, a non-entry skipped and counted', async () => {
+  it('log entries are taken as written when the schema would return them unchanged, judged by zod otherwise: a stray key is stripped, a non-entry skipped and counted, and named by the ticket\'s API view', async () => {
     const ticketId = await h.openTicket('as-written', 'as-written@example.ru', 'Первое сообщение');
     const db = await h.gw.gateway.readModel!.database();
     const invalidBefore = await skipped();
@@ -140,6 +140,15 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     const [reply] = await db.query<{ text: string }>(`SELECT text FROM messages WHERE ticket_id = $1 AND direction = 'outbound' AND id = 'out-defaults'`, [ticketId]);
     expect(reply).toMatchObject({ text: 'Ответ без вложений' });
     expect((await skipped()) - invalidBefore).toBe(2);
+    // The ticket's own view reads past them too, naming them instead of failing the whole read.
+    const view = await h.api(`/v1/tickets/${ticketId}`);
+    expect(view.status).toBe(200);
+    expect(view.body.log.filter((e: { kind: string }) => e.kind === 'note').map((e: { id: string }) => e.id)).toEqual(['note-plain', 'note-extra', 'note-after']);
+    expect(view.body.unreadable).toEqual([
+      { seq: expect.any(Number), reason: 'not valid JSON' },
+      { seq: expect.any(Number), reason: expect.stringContaining('at') },
+    ]);
+    expect((await h.api(`/v1/tickets/${ticketId}/log`)).body.unreadable).toHaveLength(2);
     expect((await h.api('/readyz', { token: null })).body.readModel).toMatchObject({ lag: 0 });
   });
 });
