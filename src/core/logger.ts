@@ -73,25 +73,27 @@ let stdout: pino.DestinationStream | undefined;
  * whose end of the pipe is still open) made the buffer grow without end, and made the exit
  * flush retry for ever: the process then ignored SIGTERM, its shutdown backstop and its crash
  * exit alike (three such gateways were found, hours after their bench). Now lines past 16 MB
- * are dropped and counted (`omnigate_log_lines_dropped_total`), and once the process is exiting
- * a full pipe ends the flush instead of being retried. One stream per process: every logger
- * created here shares it.
+ * are dropped and counted (`omnigate_log_lines_dropped_total`), and the exit flush ends at a
+ * full pipe instead of retrying it. One stream per process: every logger created here shares it.
  */
 function stdoutDestination(): pino.DestinationStream {
   if (stdout) return stdout;
-  let exiting = false;
-  // Before pino's own exit handler (registered when the stream is made), so the flush it runs sees it.
-  process.once('exit', () => (exiting = true));
-  const stream = pino.destination({ dest: 1, sync: false, maxLength: STDOUT_BUFFER_BYTES, retryEAGAIN: () => !exiting });
+  // Only the exit flush (pino calls flushSync when the process exits) gives up on a full pipe;
+  // an ordinary write keeps retrying it in the background, as pino's does.
+  let flushing = false;
+  const stream = pino.destination({ dest: 1, sync: false, maxLength: STDOUT_BUFFER_BYTES, retryEAGAIN: () => !flushing });
   stream.on('drop', (data: string | Buffer) => metrics.logLinesDropped.inc(countLines(data)));
-  // The exit flush writes what the pipe takes and leaves the rest, without an EAGAIN stack trace
-  // on a stderr that is likely as stalled (pino's own EPIPE handling replaces methods the same way).
+  // What the pipe does not take is left, without an EAGAIN stack trace on a stderr that is likely
+  // as stalled (pino's own EPIPE handling replaces the stream's methods the same way).
   const flushSync = stream.flushSync.bind(stream);
   stream.flushSync = () => {
+    flushing = true;
     try {
       flushSync();
     } catch (err) {
-      if (!exiting || (err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+    } finally {
+      flushing = false;
     }
   };
   stdout = stream;
