@@ -26,6 +26,7 @@ import type { ReplayOutcome } from './core/replay.js';
 import { errorMessage } from './core/errors.js';
 import { DeadLetter, OutboundMessage } from './core/schema.js';
 import { Buckets, MEDIA_BUCKET, Streams, Subjects, kvSafe } from './core/subjects.js';
+import { jsonOrUndefined } from './core/json-input.js';
 
 export interface DlqOptions {
   source?: string;
@@ -152,7 +153,7 @@ async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): 
     return { outcome: 'refused', detail: 'the send may have reached the customer; check the chat and answer again' };
   }
   const bytes = await payloadOf(js, d);
-  const parsed = OutboundMessage.safeParse(safeJson(bytes));
+  const parsed = OutboundMessage.safeParse(jsonOrUndefined(bytes));
   if (!parsed.success) return { outcome: 'refused', detail: 'not a valid outbound message' };
   const msg = parsed.data;
   const kv = await new Kvm(js).open(Buckets.dedup);
@@ -171,14 +172,6 @@ async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): 
   }
   await js.publish(d.subject, bytes, { msgID: `replay:${seq}:${msg.id}` });
   return { outcome: 'replayed', detail: `outbound ${msg.id}` };
-}
-
-function safeJson(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 async function payloadOf(js: JetStreamClient, d: DeadLetter): Promise<Uint8Array> {

@@ -15,6 +15,7 @@ import { errorMessage } from '../core/errors.js';
 import { DeadLetter } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import { replayOne, type Outcome } from '../dlq.js';
+import { jsonOrUndefined } from '../core/json-input.js';
 
 /** How many of the newest stream sequences a listing looks at. */
 export const SCAN_WINDOW = 5000;
@@ -81,7 +82,7 @@ export class DeadLetterDesk {
           pending--;
           if (m.seq > last) break reading;
           scanned++;
-          const parsed = DeadLetter.safeParse(safeJson(m.data));
+          const parsed = DeadLetter.safeParse(jsonOrUndefined(m.data));
           if (parsed.success) {
             const d = parsed.data;
             if (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) found.push({ ...summary(m.seq, d), letter: d });
@@ -125,7 +126,7 @@ export class DeadLetterDesk {
   async get(seq: number): Promise<LetterDetail | null> {
     const m = await this.stored(seq);
     if (!m) return null;
-    const parsed = DeadLetter.safeParse(safeJson(m.data));
+    const parsed = DeadLetter.safeParse(jsonOrUndefined(m.data));
     if (!parsed.success) return null;
     const d = parsed.data;
     return { ...summary(seq, d), payload: d.payload, payloadEncoding: d.payloadEncoding, meta: d.meta };
@@ -135,7 +136,7 @@ export class DeadLetterDesk {
   async replay(seq: number): Promise<ReplayResult | null> {
     const m = await this.stored(seq);
     if (!m) return null;
-    const parsed = DeadLetter.safeParse(safeJson(m.data));
+    const parsed = DeadLetter.safeParse(jsonOrUndefined(m.data));
     if (!parsed.success) return { seq, outcome: 'invalid', detail: 'not a dead letter this version reads' };
     return this.replayLetter(seq, parsed.data);
   }
@@ -167,12 +168,4 @@ export class DeadLetterDesk {
 
 function summary(seq: number, d: DeadLetter): LetterSummary {
   return { seq, at: d.at, source: d.source, subject: d.subject, code: d.code, reason: d.reason, payloadBytes: d.payloadBytes, truncated: d.truncated ?? false };
-}
-
-function safeJson(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(Buffer.from(bytes).toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }

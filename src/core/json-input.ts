@@ -112,3 +112,12 @@ function pathWhere(value: unknown, bad: (s: string) => boolean, path = ''): stri
   }
   return undefined;
 }
+
+/** JSON from bytes we stored or were handed, or undefined when they are not JSON: for callers that judge the value next (a schema) and refuse it with their own reason. */
+export function jsonOrUndefined(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

@@ -19,6 +19,7 @@ import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { TicketEvent } from '../core/schema.js';
 import { safeParser } from '../core/schema-as-is.js';
+import { jsonOrUndefined } from '../core/json-input.js';
 import { backoffMs, sleep } from '../core/sleep.js';
 import { Streams, kvSafe } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
@@ -192,7 +193,7 @@ class HostedHelpdesk {
       supervisor: this.o.supervisor,
       loopName: `helpdesk.${this.spec.id}.consumer`,
       decode: async (m) => {
-        const parsed = parseTicketEvent(safeJson(m));
+        const parsed = parseTicketEvent(jsonOrUndefined(m.data) ?? null);
         if (parsed.success) return parsed.data;
         try {
           await this.o.bus.deadLetters.park({
@@ -323,7 +324,7 @@ class HostedHelpdesk {
 
   /** `omnigate dlq --replay` of a parked event: pushed once more, by the syncing replica. */
   private async replay(payload: Buffer): Promise<ReplayOutcome> {
-    const parsed = parseTicketEvent(safeJson({ data: payload }));
+    const parsed = parseTicketEvent(jsonOrUndefined(payload) ?? null);
     if (!parsed.success) return { outcome: 'refused', reason: 'not a ticket event' };
     try {
       const r = await this.push(parsed.data);
@@ -331,14 +332,6 @@ class HostedHelpdesk {
     } catch (err) {
       return { outcome: 'invalid', reason: `the helpdesk did not take it: ${errorMessage(err)}` };
     }
-  }
-}
-
-function safeJson(m: { data: Uint8Array }): unknown {
-  try {
-    return JSON.parse(Buffer.from(m.data).toString('utf8'));
-  } catch {
-    return null;
   }
 }
 

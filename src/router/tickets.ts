@@ -16,6 +16,7 @@ import { Buckets, Subjects, Streams, hashKey } from '../core/subjects.js';
 import { DeliverPolicy } from '@nats-io/jetstream';
 import { LogEntry, describeZodError, type LogEntry as LogEntryT } from '../core/schema.js';
 import { safeParser } from '../core/schema-as-is.js';
+import { jsonOrUndefined } from '../core/json-input.js';
 
 /** The counter of versions before the stream-sequence numbers: read once, to continue from it. */
 const LEGACY_SEQ_KEY = 'ticket-seq';
@@ -377,16 +378,6 @@ export class TicketStore {
 }
 
 const parseLogEntry = safeParser(LogEntry);
-const utf8 = new TextDecoder();
-
-function jsonOrUndefined(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(utf8.decode(data));
-  } catch {
-    return undefined;
-  }
-}
-
 export interface IndexWrite {
   /**
    * false: do not keep it in this process's index cache. For entries written once per message
