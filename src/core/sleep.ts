@@ -29,6 +29,19 @@ export function whenAborted(signal: AbortSignal): Promise<void> {
 }
 
 /**
+ * `p`, or the signal's reason once it aborts first (`p` itself goes on: a late result is
+ * dropped, a late failure is not reported).
+ */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
  * `work`, or a rejection with `error()` once `ms` have passed (the work itself is not cancelled:
  * the caller decides what a late result means). The timer goes when either ends.
  */

@@ -10,7 +10,7 @@ import { metrics } from '../core/metrics.js';
 import { TicketStatus } from '../core/schema.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { mergeContacts } from './contacts.js';
-import { sleep } from '../core/sleep.js';
+import { sleep, untilAborted } from '../core/sleep.js';
 import { openDatabase, type Database, type DatabaseOptions } from './database.js';
 import { migrate } from './migrations.js';
 import { Projection, type ProjectionOptions, type ProjectionStatus } from './projection.js';
@@ -62,6 +62,7 @@ export class ReadModel {
   /** The open, migrated database; one attempt at a time, retried by the next caller after a failure. */
   database(): Promise<Database> {
     if (this.stopped) return Promise.reject(new ReadModelUnavailable('the read model is stopped'));
+    if (this.opened) return Promise.resolve(this.opened);
     this.opening ??= (async () => {
       const started = Date.now();
       const db = await openDatabase(this.o, this.stopping.signal);
@@ -77,10 +78,14 @@ export class ReadModel {
     })().catch((err: unknown) => {
       this.opening = undefined;
       this.lastOpenError = errorMessage(err);
-      this.log.warn({ err: this.lastOpenError }, 'read model database not opened; retrying');
+      if (this.stopping.signal.aborted) this.log.debug({ err: this.lastOpenError }, 'read model database open ended by the stop');
+      else this.log.warn({ err: this.lastOpenError }, 'read model database not opened; retrying');
       throw err;
     });
-    return this.opening;
+    // Whoever waits (the projection, the evictor, the SLA scanner) is let go by a stop: a
+    // PostgreSQL connect to a host that accepts and never answers cannot be cut short, and held
+    // the stop until shutdownTimeout.
+    return untilAborted(this.opening, this.stopping.signal);
   }
 
   /** Why the last attempt to open the database failed (a wrong name or role fails every one). */
@@ -102,12 +107,14 @@ export class ReadModel {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // Still opening: PGlite's initdb runs on its own thread and is ended here at once, before the
+    // projection is asked to stop, since its run waits for this open (a stop during a first
+    // start's initdb waited for the whole initdb, or for shutdownTimeout). A PostgreSQL connect
+    // cannot be cut short; the stop does not wait for it past a moment, and what it opens late is
+    // closed when it arrives.
+    if (!this.opened) this.stopping.abort(new ReadModelUnavailable('the read model is stopped'));
     await this.projection.stop();
     if (this.opened) return void (await this.opened.close());
-    // Still opening: PGlite's initdb runs on its own thread and is ended here at once. A
-    // PostgreSQL connect cannot be cut short; the stop does not wait for it past a moment, and
-    // what it opens late is closed when it arrives.
-    this.stopping.abort();
     const late = this.opening?.then(
       (db) => db.close().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'closing the read model database after a late open failed')),
       () => undefined,

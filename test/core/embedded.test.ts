@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +67,62 @@ describe('embedded default (the Docker entry command)', () => {
     expect(out).not.toContain(secret);
     // nats-server removed its ports file on exit: nothing left running.
     expect(readdirSync(dataDir).filter((f) => f.endsWith('.ports'))).toEqual([]);
+  });
+
+  it('ends a first start\'s PGlite initdb on SIGTERM instead of waiting for it', async () => {
+    // A new data directory: the read model's first open is an initdb of seconds, which the
+    // gateway does not wait for before "omnigate started". A stop then used to wait for the
+    // whole initdb (the projection's run waited for the open, and the open was only ended after
+    // that run stopped), or for shutdownTimeout on a slower machine.
+    const fresh = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
+    try {
+      const file = writeConfig({ nats: { embedded: { dataDir: fresh, binary: natsServerBinary() } }, http: { host: '127.0.0.1', port: await freePort() }, log: { level: 'debug' } });
+      const gw = spawnGateway(file, { entry: 'dist' });
+      await gw.started;
+      const code = await gw.kill('SIGTERM');
+      const out = gw.output();
+      expect(code, out.slice(-3000)).toBe(0);
+      expect(out).toContain('"graceful":true');
+      const afterSignal = out.slice(out.indexOf('"signal received"'));
+      // On a machine fast enough to finish initdb before the signal there is nothing to end.
+      if (!out.slice(0, out.indexOf('"signal received"')).includes('read model database ready')) {
+        expect(afterSignal).not.toContain('read model database ready');
+        expect(afterSignal).toContain('read model database open ended by the stop');
+        expect(afterSignal).not.toContain('read model database not opened; retrying');
+      }
+      // The initdb's own process went with it: nothing of it still holds the directory.
+      expect(execFileSync('ps', ['-eo', 'args']).toString()).not.toContain(fresh);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('stops gracefully while its PostgreSQL accepts the connection and never answers', async () => {
+    // A connect that cannot be cut short: every loop waiting for the database (the projection,
+    // the evictor) used to hold the stop until shutdownTimeout ("pending": ["readModel"]).
+    const silent = createServer((socket) => sockets.push(socket));
+    const sockets: Socket[] = [];
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const fresh = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
+    try {
+      const pgPort = (silent.address() as AddressInfo).port;
+      const file = writeConfig({
+        nats: { embedded: { dataDir: fresh, binary: natsServerBinary() } },
+        http: { host: '127.0.0.1', port: await freePort() },
+        database: { url: `postgres://127.0.0.1:${pgPort}/omnigate` },
+      });
+      const gw = spawnGateway(file, { entry: 'dist' });
+      await gw.started;
+      const code = await gw.kill('SIGTERM');
+      const out = gw.output();
+      expect(code, out.slice(-3000)).toBe(0);
+      expect(out).not.toContain('shutdownTimeout reached');
+      expect(out).toContain('"graceful":true');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+      rmSync(fresh, { recursive: true, force: true });
+    }
   });
 
   it('says how to install nats-server when the binary is missing', async () => {

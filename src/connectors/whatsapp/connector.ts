@@ -11,7 +11,7 @@ import { Transform, type Readable } from 'node:stream';
 import { Pacer } from '../../core/pacer.js';
 import { MediaTooLargeError } from '../../core/media.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
-import { sleep, backoffMs } from '../../core/sleep.js';
+import { sleep, backoffMs, untilAborted } from '../../core/sleep.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
 import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
@@ -322,16 +322,6 @@ function capped(limit: number): Transform {
       if (size > limit) return cb(new MediaTooLargeError(size, limit));
       cb(null, chunk);
     },
-  });
-}
-
-/** `p`, or the signal's reason once it aborts first. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 
