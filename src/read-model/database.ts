@@ -43,6 +43,8 @@ export interface DatabaseOptions {
   password?: string;
   dataDir: string;
   poolSize?: number;
+  /** How long a PostgreSQL connect may take (default 10 s): pg's own default waits for ever. */
+  connectTimeoutMs?: number;
 }
 
 /** `signal` ends an open still in progress (PGlite's initdb takes seconds). */
@@ -175,6 +177,9 @@ class PostgresDatabase implements Database {
     // the planner's cost passes jit_above_cost and compiling took 180 ms of a 9 ms search (bench history phase).
     const config: pg.ClientConfig = {
       connectionString: url.toString(), application_name: 'omnigate', options: '-c jit=off',
+      // A server that accepts and never answers (a half-dead host, a proxy with nothing behind it)
+      // left the read model "opening" for ever, with no error for /readyz to show.
+      connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
       types: { getTypeParser: pgTypeParser } as pg.CustomTypesConfig,
     };
     const pool = new pg.Pool({ ...config, max: o.poolSize ?? 10 });
