@@ -100,7 +100,10 @@ export class JsPipeline {
     if (this.nc.isClosed()) return Promise.reject(new NatsUnavailableError('NATS connection closed'));
     const reply = this.prefix + (this.next++).toString(36);
     return new Promise<Msg | PubAck>((resolve, reject) => {
-      const r: Pending = { subject, data, reply, headers, deadline: performance.now() + this.timeoutMs, publish, resolve, reject };
+      // Buffer.from, not the client's TextEncoder: a payload under 4 KB is a slice of Node's 8 KB
+      // pool instead of an ArrayBuffer of its own, and every young ArrayBuffer is swept by a
+      // scavenge (at times milliseconds of the pause; BENCHMARKS.md). The same for headers.
+      const r: Pending = { subject, data: typeof data === 'string' ? Buffer.from(data) : data, reply, headers, deadline: performance.now() + this.timeoutMs, publish, resolve, reject };
       this.pending.set(reply, r);
       if (this.outbox.push(r) === 1) setImmediate(this.sendOutbox);
     });
@@ -242,7 +245,7 @@ function publishHeaders(o: PublishOptions): MsgHdrs {
     text += `\r\nNats-Msg-Id: ${o.msgID.trim()}`;
   }
   if (o.expectedLastSubjectSeq !== undefined) text += `\r\nNats-Expected-Last-Subject-Sequence: ${o.expectedLastSubjectSeq}`;
-  return new EncodedHeaders(encoder.encode(`${text}\r\n\r\n`)) as unknown as MsgHdrs;
+  return new EncodedHeaders(Buffer.from(`${text}\r\n\r\n`)) as unknown as MsgHdrs;
 }
 
 /** Headers already encoded: the client only asks them for their bytes. */
@@ -261,8 +264,6 @@ function slowHeaders(o: PublishOptions): MsgHdrs {
   if (o.expectedLastSubjectSeq !== undefined) h.set('Nats-Expected-Last-Subject-Sequence', String(o.expectedLastSubjectSeq));
   return h;
 }
-
-const encoder = new TextEncoder();
 
 interface ApiErrorBody {
   code: number;

@@ -119,8 +119,8 @@ export class Journal {
   private withEntry(headJson: string, entry: LogEntry): Uint8Array {
     const body = this.encode(entry);
     const head = Buffer.byteLength(headJson) - 1; // without its closing brace
-    const payload = new Uint8Array(head + ENTRY_KEY.length + body.length + 1);
-    utf8.encodeInto(headJson, payload);
+    const payload = Buffer.allocUnsafe(head + ENTRY_KEY.length + body.length + 1); // every byte is written below
+    payload.write(headJson);
     payload.set(ENTRY_KEY, head);
     payload.set(body, head + ENTRY_KEY.length);
     payload[payload.length - 1] = CLOSE_BRACE;
@@ -130,7 +130,7 @@ export class Journal {
   private encode(entry: LogEntry): Uint8Array {
     let bytes = this.encoded.get(entry);
     if (bytes === undefined) {
-      bytes = utf8.encode(JSON.stringify(entry));
+      bytes = Buffer.from(JSON.stringify(entry)); // pooled, as in JsPipeline.request
       this.encoded.set(entry, bytes);
     }
     return bytes;
