@@ -71,8 +71,20 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
   const value = parseJsonBounded(text, maxDepth);
   const nul = nulAt(value);
   if (nul) throw new JsonInputError(`${nul}: contains a NUL character (U+0000)`, 'text', nul);
+  // Only a \uD800–\uDFFF escape can make one: UTF-8 that passed isUtf8 holds none.
+  const lone = LONE_SURROGATE_ESCAPE.test(text) ? pathWhere(value, (v) => LONE_SURROGATE.test(v)) : undefined;
+  if (lone) throw new JsonInputError(`${lone}: contains half of a UTF-16 surrogate pair (a \\uD800–\\uDFFF escape without its other half), which is no character`, 'text', lone);
   return value;
 }
+
+/**
+ * A surrogate without its pair. No store takes it as it is: PostgreSQL's jsonb refuses the
+ * escape (the read model skipped such an entry, and every later one of that conversation, so
+ * the ticket vanished from lists and search), and UTF-8 encoders turn it into U+FFFD, so two
+ * ids differing only there would become one. Refused at the edge, naming the field.
+ */
+export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const LONE_SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;

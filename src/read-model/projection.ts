@@ -20,6 +20,7 @@
 import { DeliverPolicy, type Consumer } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
+import { LONE_SURROGATE } from '../core/json-input.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { LogEntry } from '../core/schema.js';
@@ -280,18 +281,24 @@ function isDataError(err: unknown): boolean {
 /**
  * A log entry as SQL can store it. PostgreSQL text and jsonb cannot hold U+0000: one NUL in a
  * customer's text (or a name, a subject) failed its batch for good, and the log keeps the entry
- * for ever, so the projection stopped at it on every restart (/healthz 503, lists stale). A NUL
- * is stored as U+FFFD; the log itself keeps the original. JSON carries NUL only escaped, so only
- * a text holding that escape pays for the reviver.
+ * for ever, so the projection stopped at it on every restart (/healthz 503, lists stale). Nor
+ * can jsonb hold half of a surrogate pair: such an entry was skipped, and with it every later
+ * entry of a conversation whose sender id held one, so the ticket was gone from lists and search
+ * (intake refuses both now; entries logged before, or by other writers, remain). Either is
+ * stored as U+FFFD; the log itself keeps the original. JSON carries both only escaped, so only
+ * a text holding such an escape pays for the reviver.
  */
 function parseJson(data: Uint8Array): unknown {
   try {
     const text = utf8.decode(data);
-    return text.includes('\\u0000') ? JSON.parse(text, withoutNul) : JSON.parse(text);
+    return UNSTORABLE_ESCAPE.test(text) ? JSON.parse(text, storable) : JSON.parse(text);
   } catch {
     return undefined;
   }
 }
+
+const UNSTORABLE_ESCAPE = /\\u(0000|[dD][89a-fA-F])/;
+const UNSTORABLE = new RegExp(`\u0000|${LONE_SURROGATE.source}`, 'g');
 
 const utf8 = new TextDecoder();
 
@@ -308,6 +315,6 @@ function readEntry(seq: number, subject: string, data: Uint8Array): FetchedEntry
   return parsed.success ? { seq, ticketId, entry: parsed.data } : { seq, subject, refused: parsed.error.issues[0]?.message ?? 'invalid entry' };
 }
 
-function withoutNul(_key: string, value: unknown): unknown {
-  return typeof value === 'string' && value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
+function storable(_key: string, value: unknown): unknown {
+  return typeof value === 'string' ? value.replace(UNSTORABLE, '\uFFFD') : value;
 }

@@ -359,6 +359,25 @@ describe('hostile input: the reported cases', () => {
     }
   });
 
+  it('half of a surrogate pair (a lone \\uD800–\\uDFFF escape) is a 400 naming the field (the read model skipped that conversation for good)', async () => {
+    const raw = async (body: string) => {
+      const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, { method: 'POST', headers: { authorization: `Bearer ${SITE_SECRET}`, 'content-type': 'application/json' }, body });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    for (const [body, field] of [
+      ['{"messageId":"lone-1","sender":{"id":"a\\ud800b"},"text":"x"}', 'sender.id'],
+      ['{"messageId":"lone-2","sender":{"id":"l@example.ru","name":"N \\ud83d"},"text":"x"}', 'sender.name'],
+      ['{"messageId":"lone-3","sender":{"id":"l@example.ru"},"subject":"S \\uDFFF","text":"x"}', 'subject'],
+      ['{"messageId":"lone-4","sender":{"id":"l@example.ru"},"text":"\\ude00 first"}', 'text'],
+    ] as const) {
+      const res = await raw(body);
+      expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ error: 'invalid_body', field, message: expect.stringContaining(`${field}: contains half of a UTF-16 surrogate pair`) });
+    }
+    // A whole pair (an emoji written as escapes) and a backslash followed by "ud800" are text.
+    expect((await raw('{"messageId":"pair-1","sender":{"id":"l@example.ru"},"text":"\\ud83d\\ude00 and \\\\ud800"}')).status).toBe(202);
+  });
+
   it('bytes that are not UTF-8 are refused naming the field (they became U+FFFD and went on to the customer)', async () => {
     const raw = (prefix: string, bad: number[], suffix: string) => Buffer.concat([Buffer.from(prefix), Buffer.from(bad), Buffer.from(suffix)]);
     const post = (url: string, body: Buffer, auth: string) =>
