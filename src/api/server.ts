@@ -13,6 +13,7 @@ import { sleep } from '../core/sleep.js';
 import { refuseUnparsable } from './client-errors.js';
 import { HttpError, STATUS_OF, fail, type ApiError, type ErrorCode } from './errors.js';
 import { ReadModelUnavailable } from '../read-model/read-model.js';
+import { isDatabaseUnavailable } from '../read-model/database.js';
 
 export interface Readiness {
   ready: boolean;
@@ -89,6 +90,13 @@ export class HttpServer implements HttpMount {
     this.app.setErrorHandler((err, req, reply) => {
       if (err instanceof HttpError) return this.refuse(req, reply, err.code, err.message, err.field);
       if (err instanceof ReadModelUnavailable) return this.refuse(req, reply, 'unavailable', `${err.message}; retry shortly`);
+      // The SQL database went away after it opened (stopped, restarted, out of connections): lists
+      // and search answered 500 for it. Its host and names are for the log, not the caller.
+      if (isDatabaseUnavailable(err)) {
+        o.log.warn({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request refused: the read model database did not answer');
+        if (req.method === 'GET' || req.method === 'HEAD') reply.header('retry-after', '5');
+        return this.refuse(req, reply, 'unavailable', 'the read model database did not answer (the cause is in the gateway log); retry shortly');
+      }
       // NATS away or silent (an outage, a leader election): the caller's retry can succeed; not a bug.
       if (isNatsUnavailable(err)) {
         o.log.warn({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request refused: NATS unavailable');

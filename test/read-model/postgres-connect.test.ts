@@ -1,11 +1,15 @@
 /**
- * A PostgreSQL that accepts the connection and never answers (a half-dead host, a proxy with
- * nothing behind it): the open fails after the connect timeout with a reason, instead of
- * leaving the read model "opening" for ever with nothing for /readyz to show.
+ * A PostgreSQL that stops answering. One that accepts the connection and never answers (a
+ * half-dead host, a proxy with nothing behind it): the open fails after the connect timeout with
+ * a reason, instead of leaving the read model "opening" for ever with nothing for /readyz to
+ * show. One that goes away after it opened: lists and search answer 503 with Retry-After (a
+ * retry can succeed), not 500, and answer again once it is back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { openDatabase } from '../../src/read-model/database.js';
+import { startApiHarness } from '../api/support.js';
+import { postgresDatabase } from '../helpers/sql.js';
 
 let silent: Server;
 const sockets: Socket[] = [];
@@ -18,7 +22,31 @@ afterAll(async () => {
   await new Promise((r) => silent.close(r));
 });
 
-describe('a PostgreSQL that never answers', () => {
+/** A TCP proxy to `target` on a fixed local port, which can be cut (every connection dropped, new ones refused) and restored. */
+async function cuttableProxy(target: URL): Promise<{ port: number; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
+  const open = new Set<Socket>();
+  let server: Server | undefined;
+  const listen = (port: number) =>
+    new Promise<number>((resolve) => {
+      server = createServer((client) => {
+        const upstream = connect(Number(target.port || 5432), target.hostname);
+        for (const s of [client, upstream]) {
+          open.add(s);
+          s.on('error', () => undefined);
+          s.on('close', () => open.delete(s));
+        }
+        client.pipe(upstream).pipe(client);
+      }).listen(port, '127.0.0.1', () => resolve((server!.address() as AddressInfo).port));
+    });
+  const stop = async () => {
+    for (const s of open) s.destroy();
+    await new Promise((r) => server?.close(r));
+  };
+  const port = await listen(0);
+  return { port, cut: stop, restore: async () => void (await listen(port)), close: stop };
+}
+
+describe('a PostgreSQL that stops answering', () => {
   it('fails the open after the connect timeout, with the reason', async () => {
     const url = `postgres://127.0.0.1:${(silent.address() as AddressInfo).port}/omnigate`;
     const failed = await openDatabase({ url, dataDir: '', connectTimeoutMs: 300 }).then(
@@ -28,4 +56,30 @@ describe('a PostgreSQL that never answers', () => {
     expect(failed?.message).toMatch(/timeout/i);
     expect(sockets.length).toBeGreaterThan(0);
   });
+
+  it('makes lists and search answer 503 with Retry-After while it is away, and answer again when it is back', async () => {
+    const pg = await postgresDatabase();
+    const proxy = await cuttableProxy(new URL(pg.url));
+    const through = new URL(pg.url);
+    through.host = `127.0.0.1:${proxy.port}`;
+    const h = await startApiHarness({ database: { url: through.toString(), user: pg.user } });
+    try {
+      expect((await h.api('/v1/tickets')).status).toBe(200);
+      await proxy.cut();
+      for (const path of ['/v1/tickets', '/v1/search?q=x']) {
+        const res = await h.api(path);
+        expect(res.status, JSON.stringify(res.body)).toBe(503);
+        expect(res.headers.get('retry-after')).toBe('5');
+        expect(res.body.error).toMatchObject({ code: 'unavailable', message: expect.stringContaining('read model database did not answer') });
+        expect(JSON.stringify(res.body)).not.toContain(String(proxy.port));
+      }
+      expect((await h.api('/healthz', { token: null })).status).toBe(200);
+      await proxy.restore();
+      await expect.poll(async () => (await h.api('/v1/tickets')).status, { timeout: 30_000 }).toBe(200);
+    } finally {
+      await h.stop();
+      await proxy.close();
+      await pg.drop();
+    }
+  }, 120_000);
 });
