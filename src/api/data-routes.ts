@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { queryDateOrTime } from './query-time.js';
 import { describeZodError } from '../core/schema.js';
 import { Eraser, type ErasureOptions } from '../core/erasure.js';
 import type { Bus } from '../core/bus.js';
@@ -37,8 +38,8 @@ const MAX_RANGE_DAYS = 400;
 const ISO_WHEN = 'an ISO date (2026-12-01) or date-time with offset (2026-12-01T09:00:00+03:00)';
 const reportQuery = (timezone: string) => z
   .strictObject({
-    from: z.union([z.iso.datetime({ offset: true }), z.iso.date()], { error: ISO_WHEN }),
-    to: z.union([z.iso.datetime({ offset: true }), z.iso.date()], { error: ISO_WHEN }),
+    from: queryDateOrTime(ISO_WHEN),
+    to: queryDateOrTime(ISO_WHEN),
     groupBy: z.enum(GROUP_BY).optional(),
     /** repeat-contacts: the window in days (default reports.repeatContactWindow). */
     days: z.coerce.number().positive().max(365).optional(),

@@ -7,6 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
+import { QueryDateTime } from './query-time.js';
 import { NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
@@ -41,10 +42,10 @@ const ListQuery = z.strictObject({
   channel: z.string().optional(),
   account: z.string().optional(),
   contact: z.string().optional(),
-  updatedSince: z.iso.datetime({ offset: true }).optional(),
-  updatedBefore: z.iso.datetime({ offset: true }).optional(),
-  createdSince: z.iso.datetime({ offset: true }).optional(),
-  createdBefore: z.iso.datetime({ offset: true }).optional(),
+  updatedSince: QueryDateTime.optional(),
+  updatedBefore: QueryDateTime.optional(),
+  createdSince: QueryDateTime.optional(),
+  createdBefore: QueryDateTime.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().optional(),
 });
