@@ -31,7 +31,7 @@ export interface ConsoleDeps {
 
 /** Strict, as the API's lists: `since=…` (a CLI option, not a parameter here) was ignored and every letter listed. */
 const LetterQuery = z.strictObject({
-  source: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "-" and "." only').optional(),
+  source: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'dot-separated parts of letters, digits, "_" and "-", none empty (e.g. inbound.telegram.support)').optional(),
   reason: z.string().max(200).optional(),
   /** Only letters at or below this sequence: a page already shown stays the page replayed. */
   upTo: z.coerce.number().int().positive().optional(),

@@ -90,13 +90,26 @@ export function sourceOf(suffix: string): DeadLetterSource | undefined {
  */
 export function sourceSubjectFilter(source: string): string {
   const clean = source.replace(/^omni\.dlq\./, '');
+  // An empty token (`a..b`, `inbound.`) is no subject: the server refused the consumer, and the
+  // API answered 500, the CLI "jetstream is not enabled".
+  const tokens = clean.split('.');
+  if (!tokens.every((t, i) => SOURCE_TOKEN.test(t) || t === '*' || (t === '>' && i === tokens.length - 1))) throw new DeadLetterSourceError(source);
   // A NATS wildcard given on the command line (`inbound.>`, `outbound.*.*`) is used as written.
   if (/[*>]/.test(clean)) return `omni.dlq.${clean}`;
   // Full suffixes have a fixed length per kind (subjectSuffix): 3 tokens for inbound and outbound, 2 for a webhook or helpdesk.
-  const tokens = clean.split('.').length;
   const kind = sourceOf(clean);
-  const exact = clean === 'router' || clean === 'router.ignored' || ((kind === 'webhook' || kind === 'helpdesk') && tokens >= 2) || tokens >= 3;
+  const exact = clean === 'router' || clean === 'router.ignored' || ((kind === 'webhook' || kind === 'helpdesk') && tokens.length >= 2) || tokens.length >= 3;
   return exact ? `omni.dlq.${clean}` : `omni.dlq.${clean}.>`;
+}
+
+const SOURCE_TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** A `source` that names no subject; the message says what one looks like. */
+export class DeadLetterSourceError extends Error {
+  readonly field = 'source';
+  constructor(source: string) {
+    super(`source ${JSON.stringify(source)}: dot-separated parts of letters, digits, "_" and "-" (e.g. inbound.telegram.support), none empty; "*" for one part and a final ">" as in NATS`);
+  }
 }
 
 export class DeadLetters {

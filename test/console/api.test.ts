@@ -140,6 +140,12 @@ describe('console API', () => {
     expect(one.body).toMatchObject({ source: 'inbound.email.support', payload: 'raw mail', payloadEncoding: 'utf8' });
     expect((await get('/v1/dead-letters/999999')).status).toBe(404);
     expect((await get('/v1/dead-letters?source=a b')).status).toBe(400);
+    // An empty part names no subject: the server refused the consumer, and this was a 500.
+    for (const source of ['a..b', 'inbound.', '.a', '.']) {
+      const empty = await get(`/v1/dead-letters?source=${source}`);
+      expect(empty.status, source).toBe(400);
+      expect(empty.body.error).toMatchObject({ code: 'invalid_request', field: 'source', message: expect.stringContaining('none empty') });
+    }
     // An unknown parameter is refused naming it (it was ignored, and every letter listed).
     const since = await get('/v1/dead-letters?since=zz');
     expect(since.status).toBe(400);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { Bus } from '../../src/core/bus.js';
-import { DeadLetters, encodeLetter } from '../../src/core/dead-letter.js';
+import { DeadLetterSourceError, DeadLetters, encodeLetter, sourceSubjectFilter } from '../../src/core/dead-letter.js';
 import { createLogger } from '../../src/core/logger.js';
 import { metrics } from '../../src/core/metrics.js';
 import { DeadLetter } from '../../src/core/schema.js';
@@ -134,5 +134,18 @@ describe('the installation id', () => {
     expect(bus.installationId).toMatch(/^[0-9a-f]{10}$/);
     expect(other.installationId).toBe(bus.installationId);
     await other.close();
+  });
+});
+
+describe('a source as people type it (the console, omnigate dlq --source)', () => {
+  it('becomes a subject filter, and one that names no subject is refused naming the field', () => {
+    expect(sourceSubjectFilter('inbound')).toBe('omni.dlq.inbound.>');
+    expect(sourceSubjectFilter('inbound.telegram.support')).toBe('omni.dlq.inbound.telegram.support');
+    expect(sourceSubjectFilter('outbound.*.*')).toBe('omni.dlq.outbound.*.*');
+    expect(sourceSubjectFilter('omni.dlq.router')).toBe('omni.dlq.router');
+    for (const bad of ['a..b', 'inbound.', '.a', '.', 'inbound..webhook', 'a.>.b', 'a b']) {
+      expect(() => sourceSubjectFilter(bad), bad).toThrow(DeadLetterSourceError);
+    }
+    expect(() => sourceSubjectFilter('a..b')).toThrow(/none empty/);
   });
 });
