@@ -61,7 +61,8 @@ const ContactQuery = z
   .strictObject({ phone: z.string().min(1).max(64).optional(), email: z.string().min(1).max(320).optional(), handle: z.string().min(1).max(1024).optional() })
   .refine((v) => v.phone || v.email || v.handle, { message: 'give phone, email or handle', path: ['phone'] });
 
-const MergeBody = z.object({ contactId: z.string().min(1).max(64), author: z.object({ id: z.string().min(1) }).optional() });
+/** Strict, as every body: a misspelt key was dropped and the merge, which is permanent, made anyway. */
+const MergeBody = z.strictObject({ contactId: z.string().min(1).max(64), author: z.strictObject({ id: z.string().min(1) }).optional() });
 
 const iso = (v: string | undefined) => (v ? new Date(v).toISOString() : undefined);
 

@@ -3,7 +3,7 @@ type Errors = (...codes: number[]) => Record<string, unknown>;
 
 const ok = (description: string, schema: Record<string, unknown> = { type: 'object' }) => ({ 200: { description, content: { 'application/json': { schema } } } });
 const letterFilter = [
-  { name: 'source', in: 'query', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9_.-]+$' }, description: 'Subject suffix after omni.dlq.: router, router.ignored, inbound.<channel>.<account>, outbound.<channel>.<account>, webhook.<name>; a shorter prefix (inbound, inbound.email) lists all below it' },
+  { name: 'source', in: 'query', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$' }, description: 'Subject suffix after omni.dlq.: router, router.ignored, inbound.<channel>.<account>, outbound.<channel>.<account>, webhook.<name>; a shorter prefix (inbound, inbound.email) lists all below it' },
   { name: 'reason', in: 'query', required: false, schema: { type: 'string', maxLength: 200 }, description: "The letter's code exactly, or text in its reason (case-insensitive)" },
   { name: 'upTo', in: 'query', required: false, schema: { type: 'integer', minimum: 1 }, description: 'Only letters at or below this sequence (a page already shown: the console replays exactly the letters it shows)' },
 ];

@@ -69,6 +69,10 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     expect(theirs).toEqual([paid, receipt].sort());
     expect((await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: olga.id }))).body.error).toMatchObject({ code: 'invalid_request', field: 'contactId' });
     expect((await h.api('/v1/contacts/c_nobody/merge', post({ contactId: olga.id }))).status).toBe(404);
+    // A misspelt key is refused naming it, before anything is merged (a merge is permanent).
+    const typo = await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: olga.id, contactld: 1 }));
+    expect(typo.status).toBe(400);
+    expect(typo.body.error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('contactld') });
     expect((await h.api('/v1/contacts/c_nobody')).status).toBe(404);
 
     const ready = (await h.api('/readyz', { token: null })).body;
