@@ -24,6 +24,8 @@ export interface HttpServerOptions {
   host: string;
   port: number;
   bodyLimit: number;
+  /** ms a request may take to arrive (http.requestTimeout, default 2 minutes); then 408. */
+  requestTimeout?: number;
   /** /metrics answers only requests with a valid token. */
   metricsRequireToken?: boolean;
   log: Logger;
@@ -42,6 +44,9 @@ export class HttpServer implements HttpMount {
     this.app = Fastify({
       logger: false,
       bodyLimit: o.bodyLimit,
+      requestTimeout: o.requestTimeout ?? 120_000,
+      // Node looks for late requests every 30 s by default: a quarter of the limit is as exact.
+      http: { connectionsCheckingInterval: Math.min(30_000, Math.ceil((o.requestTimeout ?? 120_000) / 4)) },
       return503OnClosing: false,
       clientErrorHandler: (err, socket) => refuseUnparsable(err, socket, (path) => this.flatRoutes.has(path) || this.flatShapes.has(shapeOf(path))),
       // What the router refuses before any route (a path parameter over 100 characters, a URL it
@@ -51,6 +56,9 @@ export class HttpServer implements HttpMount {
         void this.refuse(req, reply, 'invalid_request', tooLong ? 'a path parameter is longer than 100 characters' : `the URL cannot be decoded (${err.message})`, tooLong ? 'path' : 'url');
       },
     });
+    // Node swaps the two when the headers may take longer than the whole request: with its
+    // 60 s default and a shorter requestTimeout, the request got 60 s.
+    this.app.server.headersTimeout = Math.min(60_000, o.requestTimeout ?? 120_000);
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
     // Once draining, only the probes and metrics are served: intake and the API answer 503 so

@@ -187,6 +187,12 @@ export const GatewayConfig = z.object({
       host: z.string().default('0.0.0.0'),
       port: z.number().int().min(0).max(65535).default(8080),
       bodyLimit: ByteSize.prefault('30MB'),
+      /**
+       * How long a request may take to arrive, headers and body (then 408). Fastify turns Node's
+       * own 5-minute limit off: a body sent a byte at a time held its connection for ever, with
+       * no token needed. 2 minutes is 30 MB at 2 Mbit/s.
+       */
+      requestTimeout: Duration.prefault('2m'),
     })
     .prefault({}),
   log: z
