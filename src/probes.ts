@@ -38,7 +38,7 @@ export interface ProbeDeps {
 }
 
 export function liveness(d: ProbeDeps): Readiness {
-  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures);
+  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures && !l.dependencyDown);
   const natsUp = d.bus?.connected ?? false;
   const alive = failed.length === 0 || !natsUp;
   return { ready: alive, checks: failed.length ? { failedLoops: failed.map(brief) } : {} };

@@ -7,13 +7,12 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { HttpMount, RawRequest, RouteHandler, RouteOptions } from '../core/http.js';
 import type { Logger } from '../core/logger.js';
 import { registry } from '../core/metrics.js';
-import { errorMessage, isNatsUnavailable } from '../core/errors.js';
+import { errorMessage, isDatabaseUnavailable, isNatsUnavailable } from '../core/errors.js';
 import { nulAt } from '../core/json-input.js';
 import { sleep } from '../core/sleep.js';
 import { refuseUnparsable } from './client-errors.js';
 import { HttpError, STATUS_OF, fail, type ApiError, type ErrorCode } from './errors.js';
 import { ReadModelUnavailable } from '../read-model/read-model.js';
-import { isDatabaseUnavailable } from '../read-model/database.js';
 
 export interface Readiness {
   ready: boolean;

@@ -82,3 +82,23 @@ export function isPermissionRefusal(err: unknown, depth = 0): boolean {
   if (typeof name === 'string' && REFUSED.has(name)) return true;
   return isPermissionRefusal((err as { cause?: unknown }).cause, depth + 1);
 }
+
+/**
+ * Whether a database call failed because the database is away (refused, reset, timed out,
+ * shutting down, out of connections), not because of the call: a retry later can succeed, a
+ * restart of this process cannot help. SQLSTATE class 08 is a connection exception; 57P01–57P03
+ * an administrator or crash shutdown, or not accepting connections yet; 53300 too many
+ * connections; 3D000 a database that does not exist (dropped, not created yet).
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string' && (/^(08|57P0[123]|53300|3D000)/.test(code) || NETWORK_CODES.has(code))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(errorMessage(err));
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
+/** NATS or the SQL database away or silent: what a restart of this process does not cure. */
+export function isDependencyUnavailable(err: unknown): boolean {
+  return isNatsUnavailable(err) || isDatabaseUnavailable(err);
+}

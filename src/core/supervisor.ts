@@ -15,7 +15,7 @@
 import type { Logger } from './logger.js';
 import { metrics } from './metrics.js';
 import { backoffMs, sleep } from './sleep.js';
-import { errorMessage } from './errors.js';
+import { errorMessage, isDependencyUnavailable } from './errors.js';
 
 export const LOOP_STATES = ['running', 'restarting', 'failed'] as const;
 export type LoopState = (typeof LOOP_STATES)[number];
@@ -32,6 +32,12 @@ export interface LoopStatus {
   lastProgressAt?: string;
   lastError?: string;
   lastErrorAt?: string;
+  /**
+   * The last failure was NATS or the SQL database away or silent: liveness does not count it (a
+   * restart would not cure it; a database outage failed /healthz on every replica through the
+   * evictor, and a NATS outage kept it failing for up to the 30 s backoff after NATS was back).
+   */
+  dependencyDown?: boolean;
   /** While restarting or failed: when the next run starts. */
   nextRunAt?: string;
 }
@@ -143,6 +149,7 @@ export class SupervisedLoop {
       this.progressed = false;
       const startedAt = Date.now();
       let problem: string;
+      let dependencyDown = false;
       try {
         await this.body(run);
         if (signal.aborted || this.shuttingDown()) break;
@@ -150,12 +157,14 @@ export class SupervisedLoop {
       } catch (err) {
         if (signal.aborted || this.shuttingDown()) break;
         problem = errorMessage(err);
+        dependencyDown = isDependencyUnavailable(err);
       }
       if (this.progressed || Date.now() - startedAt >= this.o.resetAfterMs) failures = 0;
       failures++;
       this.status_.restarts++;
       this.status_.lastError = problem;
       this.status_.lastErrorAt = new Date().toISOString();
+      this.status_.dependencyDown = dependencyDown;
       metrics.loopRestarts.inc({ loop: this.name });
       const failed = failures >= this.o.failAfter;
       const delay = jitter(backoffMs(failures - 1, this.o.baseMs, this.o.maxMs));

@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import pg from 'pg';
 import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
-import { errorMessage } from '../core/errors.js';
 import { PgliteWorker, initialisePglite } from './pglite-thread.js';
 
 export interface Queryable {
@@ -47,20 +46,6 @@ export interface DatabaseOptions {
   /** How long a PostgreSQL connect may take (default 10 s): pg's own default waits for ever. */
   connectTimeoutMs?: number;
 }
-
-/**
- * Whether a query failed because the database is away (refused, reset, timed out, shutting down,
- * out of connections), not because of the query: a retry later can succeed. SQLSTATE class 08 is
- * a connection exception; 57P01–57P03 an administrator or crash shutdown, or not accepting yet;
- * 53300 too many connections.
- */
-export function isDatabaseUnavailable(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  if (typeof code === 'string' && (/^(08|57P0[123]|53300)/.test(code) || NETWORK_CODES.has(code))) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(errorMessage(err));
-}
-
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
 /** `signal` ends an open still in progress (PGlite's initdb takes seconds). */
 export async function openDatabase(o: DatabaseOptions, signal?: AbortSignal): Promise<Database> {

@@ -60,6 +60,31 @@ describe('supervisor', () => {
     await sup.stop();
   });
 
+  it('a loop failed by NATS or the database being away does not fail liveness, whatever loop it is (the evictor failed /healthz for a database outage)', async () => {
+    const sup = new Supervisor(undefined, { baseMs: 5, maxMs: 20, failAfter: 2 });
+    const connected = { connected: true } as never;
+    const failing = [
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+      Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+      new Error('Connection terminated unexpectedly'),
+      Object.assign(new Error('timeout'), { name: 'TimeoutError' }),
+    ];
+    const loops = failing.map((err, i) => sup.run(`test.dependency${i}`, async () => {
+      throw err;
+    }));
+    await until(() => loops.every((l) => l.status.state === 'failed'), 'failed');
+    expect(loops.map((l) => l.status.dependencyDown)).toEqual([true, true, true, true]);
+    expect(liveness({ supervisor: sup, bus: connected } as never)).toEqual({ ready: true, checks: {} });
+    // A SQL error in the query itself is the loop's own: counted.
+    const own = sup.run('test.own', async () => {
+      throw Object.assign(new Error('column "x" does not exist'), { code: '42703' });
+    });
+    await until(() => own.status.state === 'failed', 'failed');
+    expect(own.status.dependencyDown).toBe(false);
+    expect(liveness({ supervisor: sup, bus: connected } as never).ready).toBe(false);
+    await sup.stop();
+  });
+
   it('a loop that ends by itself is restarted; progress keeps it from climbing to failed', async () => {
     const sup = new Supervisor(undefined, { baseMs: 5, maxMs: 10, failAfter: 2 });
     let runs = 0;
