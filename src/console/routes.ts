@@ -5,7 +5,7 @@
  * write here by the same rule (403), whatever the page shows.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DeliverPolicy } from '@nats-io/jetstream';
+import { DeliverPolicy, type Consumer } from '@nats-io/jetstream';
 import { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import { NatsUnavailableError, errorMessage } from '../core/errors.js';
@@ -46,6 +46,14 @@ const RESTART_TIMEOUT_MS = 30_000;
 const SSE_HEARTBEAT_MS = 15_000;
 /** How long a ticket event stream waits for a client that stopped reading before closing it. */
 const SSE_STALL_MS = 30_000;
+/**
+ * Events a stream takes from JetStream ahead of its client. nats.js's default pulls ~100 at a
+ * time: a client that stopped reading made the gateway hold its whole buffer (events carry their
+ * entry: up to ~1 MB each), about 100 MB per stalled client.
+ */
+const SSE_AHEAD = 8;
+/** Ticket event streams open at once on this replica; more are refused (503): each holds a consumer and up to SSE_AHEAD events. */
+const SSE_MAX_STREAMS = 32;
 
 /** Resolves true once `res` can take more, false after `ms` or when the connection closed. */
 function drained(res: NodeJS.WritableStream & { destroyed?: boolean }, ms: number): Promise<boolean> {
@@ -137,9 +145,21 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     return { results };
   });
 
+  let openStreams = 0;
   app.get('/v1/events/tickets', guarded, async (req, reply) => {
-    const consumer = await deps.bus.js.consumers.get(Streams.events, { filter_subjects: 'omni.events.ticket.>', deliver_policy: DeliverPolicy.New });
-    const messages = await consumer.consume();
+    if (openStreams >= SSE_MAX_STREAMS) {
+      reply.header('retry-after', '30');
+      return fail(reply, 'unavailable', `${SSE_MAX_STREAMS} ticket event streams are open on this replica already; retry later or close one`);
+    }
+    openStreams++;
+    let messages: Awaited<ReturnType<Consumer['consume']>>;
+    try {
+      const consumer = await deps.bus.js.consumers.get(Streams.events, { filter_subjects: 'omni.events.ticket.>', deliver_policy: DeliverPolicy.New });
+      messages = await consumer.consume({ max_messages: SSE_AHEAD });
+    } catch (err) {
+      openStreams--;
+      throw err;
+    }
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
@@ -164,6 +184,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     } catch (err) {
       deps.log.debug({ err: errorMessage(err) }, 'ticket event tail ended');
     } finally {
+      openStreams--;
       end();
       res.end();
     }

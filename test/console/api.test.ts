@@ -197,4 +197,29 @@ describe('console API', () => {
     const event = JSON.parse(block.split('\ndata: ')[1]!);
     expect(event).toMatchObject({ type: 'ticket.created', conversation: { id: 'sse-chat-1' } });
   }, 30_000);
+
+  it('keeps at most 32 ticket event streams open per replica: the next is a 503 with Retry-After until one closes', async () => {
+    // Each stream holds a consumer and the events it took ahead of its client: with no cap, any
+    // token (read-only included) could open enough stalled streams to exhaust memory.
+    const open = async () => {
+      const abort = new AbortController();
+      const res = await fetch(`${gw.httpUrl}/v1/events/tickets`, { headers: { authorization: `Bearer ${VIEWER}` }, signal: abort.signal });
+      if (res.status === 200) await res.body!.getReader().read(); // the opening comment: counted from here on
+      return { res, abort };
+    };
+    const streams = [];
+    for (let i = 0; i < 32; i++) streams.push(await open());
+    expect(streams.map((s) => s.res.status)).toEqual(Array(32).fill(200));
+    const refused = await open();
+    expect(refused.res.status).toBe(503);
+    expect(refused.res.headers.get('retry-after')).toBe('30');
+    expect(((await refused.res.json()) as any).error).toMatchObject({ code: 'unavailable', message: expect.stringContaining('32 ticket event streams') });
+    streams.pop()!.abort.abort();
+    await expect.poll(async () => {
+      const again = await open();
+      again.abort.abort();
+      return again.res.status;
+    }, { timeout: 10_000 }).toBe(200);
+    for (const s of streams) s.abort.abort();
+  }, 60_000);
 });
