@@ -197,6 +197,13 @@ class PostgresDatabase implements Database {
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: unknown;
+    // The pool listens for errors only on idle clients: a connection lost while this one is
+    // checked out (PostgreSQL restarted, a proxy cut) was an 'error' event nobody heard, which
+    // ends the process. The query in flight fails with it anyway; the client is discarded.
+    const lost = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', lost);
     try {
       await client.query('BEGIN');
       const result = await fn({ query: async <R>(sql: string, params: unknown[] = []) => normalizeRows((await client.query(sql, params)).rows as R[]) });
@@ -208,6 +215,7 @@ class PostgresDatabase implements Database {
       });
       throw err;
     } finally {
+      client.off('error', lost);
       client.release(broken instanceof Error ? broken : undefined);
     }
   }

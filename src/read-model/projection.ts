@@ -30,7 +30,7 @@ import { Streams } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import { applyEntries, type SequencedEntry } from './apply.js';
 import type { Database } from './database.js';
-import { APPLIER_LOCK_KEY } from './migrations.js';
+import { APPLIER_LOCK_KEY, migrate } from './migrations.js';
 
 const CHECKPOINT = 'ticket-log';
 const TICKET_OF = /^omni\.ticket\.([^.]+)\.log$/;
@@ -156,6 +156,12 @@ export class Projection {
       lost = true;
       end();
     });
+    // The tables may have gone since the database was opened (the database dropped and created
+    // again, `DROP SCHEMA public CASCADE` to rebuild: docs/data.md): put them back, and the
+    // checkpoint with them, so the log is applied again from its start. Before, the loop failed
+    // on "relation does not exist" until the process was restarted. A no-op when they are there.
+    const { applied } = await migrate(db);
+    if (applied.length) this.log.warn({ database: db.where, migrationsApplied: applied }, 'read model tables were missing and are created again; the ticket log is applied from its start');
     this.status_.applying = true;
     this.log.info({ database: db.where }, 'applying the ticket log to the read model');
     try {
