@@ -231,6 +231,14 @@ CREATE INDEX sla_breaches_at ON sla_breaches (at);
     // took 0.2–0.5 s per request (bench history phase, docs/data.md).
     sql: `CREATE INDEX contact_identities_by_value ON contact_identities (value);`,
   },
+  {
+    id: 3,
+    name: 'the ticket log the checkpoint counts in',
+    // OMNI_LOG's creation time: a checkpoint is a sequence of one stream. A NATS store replaced
+    // (restored, wiped) or the stream made again starts at 1, and the projection skipped
+    // everything up to the old checkpoint without a word (projection.ts, sameLog).
+    sql: `ALTER TABLE projection_checkpoint ADD COLUMN log_created text;`,
+  },
 ];
 
 export async function migrate(db: Database): Promise<{ applied: number[] }> {

@@ -52,7 +52,12 @@ export interface ProjectionStatus {
   logLastSeq: number;
   lag: number;
   sampledAt?: string;
+  /** Why nothing is applied (the ticket log was replaced: LogReplacedError). */
+  error?: string;
 }
+
+/** The read model counts in a ticket log that is not the one NATS holds now: rebuild it (docs/data.md). */
+export class LogReplacedError extends Error {}
 
 export class StaleCheckpointError extends Error {
   constructor(expected: number, found: number) {
@@ -174,8 +179,35 @@ export class Projection {
     if (lost && !signal.aborted) throw new Error('read-model applier lock lost (database connection closed); taking it again');
   }
 
+  /**
+   * Refuses to go on when the checkpoint counts in another ticket log than the one NATS holds: a
+   * NATS store replaced or OMNI_LOG made again restarts its sequences at 1, and the projection
+   * skipped every new entry up to the old checkpoint, silently (tickets missing from lists, new
+   * ones sharing numbers with old rows). Nothing is guessed: an operator rebuilds (docs/data.md).
+   * A checkpoint from before the log was recorded takes the present log, unless it is past its end.
+   */
+  private async sameLog(db: Database, applied: number): Promise<void> {
+    const info = await this.bus.jsm.streams.info(Streams.log);
+    const [row] = await db.query<{ log_created: string | null }>('SELECT log_created FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
+    const replaced = (row?.log_created && row.log_created !== info.created) || applied > info.state.last_seq;
+    if (replaced && applied > 0) {
+      this.status_.error = 'the ticket log was replaced under the read model: rebuild it (docs/data.md); the cause is in the gateway log';
+      throw new LogReplacedError(
+        `the read model has applied the ticket log up to sequence ${applied}, but the log NATS holds now ${row?.log_created && row.log_created !== info.created ? `was created at ${info.created}, not ${row.log_created}` : `ends at ${info.state.last_seq}`}: the NATS store was replaced or the stream made again. Rebuild the read model from the log (docs/data.md); nothing is applied until then`,
+      );
+    }
+    delete this.status_.error;
+    if (row?.log_created !== info.created) {
+      await db.query(
+        `INSERT INTO projection_checkpoint (name, seq, log_created, updated_at) VALUES ($1, 0, $2, now()) ON CONFLICT (name) DO UPDATE SET log_created = $2`,
+        [CHECKPOINT, info.created],
+      );
+    }
+  }
+
   private async follow(db: Database, signal: AbortSignal, progress: () => void): Promise<void> {
     let applied = await this.checkpoint();
+    await this.sameLog(db, applied);
     const consumer: Consumer = await this.bus.js.consumers.get(Streams.log, applied > 0
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: applied + 1 }
       : { deliver_policy: DeliverPolicy.All });

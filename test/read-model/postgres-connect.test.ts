@@ -3,11 +3,13 @@
  * half-dead host, a proxy with nothing behind it): the open fails after the connect timeout with
  * a reason, instead of leaving the read model "opening" for ever with nothing for /readyz to
  * show. One that goes away after it opened: lists and search answer 503 with Retry-After (a
- * retry can succeed), not 500, and answer again once it is back.
+ * retry can succeed), not 500, and answer again once it is back. Tables gone under a running
+ * gateway are made again; a checkpoint of another ticket log stops the projection, named.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { openDatabase } from '../../src/read-model/database.js';
+import { migrate } from '../../src/read-model/migrations.js';
 import { startApiHarness } from '../api/support.js';
 import { postgresDatabase } from '../helpers/sql.js';
 
@@ -101,6 +103,29 @@ describe('a PostgreSQL that stops answering', () => {
       await expect.poll(async () => ((await h.api('/v1/tickets')).body.tickets ?? []).map((t: { id: string }) => t.id).sort(), { timeout: 60_000 }).toEqual([first, second].sort());
     } finally {
       await h.stop();
+      await pg.drop();
+    }
+  }, 120_000);
+
+  it('applies nothing while its checkpoint counts in another ticket log (a NATS store replaced), says so in /readyz, and goes on after a rebuild', async () => {
+    const pg = await postgresDatabase();
+    const db = await openDatabase({ url: pg.url, user: pg.user, dataDir: '' });
+    // What a read model left by the NATS store before holds: a checkpoint far along another log.
+    await migrate(db);
+    await db.query(`INSERT INTO projection_checkpoint (name, seq, log_created, updated_at) VALUES ('ticket-log', 22897, '2026-01-01T00:00:00Z', now())`);
+    const h = await startApiHarness({ database: { url: pg.url, user: pg.user } });
+    try {
+      const ticket = await h.openTicket('replaced-1', 'replaced@example.ru', 'После замены хранилища');
+      await expect.poll(async () => (await h.api('/readyz', { token: null })).body.readModel?.error, { timeout: 30_000 }).toMatch(/ticket log was replaced/);
+      expect(h.gw.logs.join('')).toMatch(/applied the ticket log up to sequence 22897, but the log NATS holds now was created at/);
+      expect((await h.api('/v1/tickets')).body.tickets).toEqual([]);
+      // The rebuild of docs/data.md (the checkpoint among what is truncated); the gateway keeps running.
+      await db.query('TRUNCATE projection_checkpoint');
+      await expect.poll(async () => (await h.api('/v1/tickets')).body.tickets?.map((t: { id: string }) => t.id), { timeout: 60_000 }).toEqual([ticket]);
+      expect((await h.api('/readyz', { token: null })).body.readModel.error).toBeUndefined();
+    } finally {
+      await h.stop();
+      await db.close();
       await pg.drop();
     }
   }, 120_000);
