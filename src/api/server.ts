@@ -113,7 +113,7 @@ export class HttpServer implements HttpMount {
         return this.refuse(req, reply, 'unavailable', `NATS did not answer (${errorMessage(err)})${safe ? '; retry shortly' : ': check whether it took effect before retrying'}`);
       }
       const status = (err as { statusCode?: number }).statusCode ?? 500;
-      if (status === 413) return this.refuse(req, reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`);
+      if (status === 413) return this.refuse(req, reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`, 'body');
       if (status >= 400 && status < 500) return this.refuse(req, reply, 'invalid_request', (err as Error).message);
       // Only the route and the error text: bodies and headers may carry customer data or tokens.
       o.log.error({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request failed');

@@ -317,7 +317,7 @@ describe('hostile input: the reported cases', () => {
     expect(overRouterLimit.body.error.field).toBe('text');
     const overBodyLimit = await h.api(`/v1/tickets/${ticketId}/notes`, { method: 'POST', body: JSON.stringify({ text: 'x'.repeat(BODY_LIMIT) }) });
     expect(overBodyLimit.status).toBe(413);
-    expect(overBodyLimit.body.error).toMatchObject({ code: 'payload_too_large' });
+    expect(overBodyLimit.body.error).toMatchObject({ code: 'payload_too_large', field: 'body' });
   });
 
   it('an empty message (no text, html or attachments) is a 400 naming text; attachments alone are a message', async () => {
@@ -333,7 +333,7 @@ describe('hostile input: the reported cases', () => {
   it('what the server refuses on the channel endpoint comes in the channel\'s flat shape: a body over http.bodyLimit, an unknown account', async () => {
     const tooBig = await channel({ messageId: 'too-big', sender: { id: 'big@example.ru' }, text: 'я'.repeat(BODY_LIMIT) });
     expect(tooBig.status).toBe(413);
-    expect(tooBig.body).toEqual({ error: 'payload_too_large', message: expect.stringMatching(/http\.bodyLimit/) });
+    expect(tooBig.body).toEqual({ error: 'payload_too_large', field: 'body', message: expect.stringMatching(/http\.bodyLimit/) });
     const unknown = await fetch(`${h.gw.httpUrl}/connectors/webhook/no-such-account/messages`, {
       method: 'POST', headers: { authorization: `Bearer ${SITE_SECRET}`, 'content-type': 'application/json' }, body: JSON.stringify({ messageId: 'm', sender: { id: 's' }, text: 'Привет' }),
     });
