@@ -392,7 +392,9 @@ export class Bus {
         current.duplicate_window !== config.duplicate_window ||
         JSON.stringify(current.subjects) !== JSON.stringify(config.subjects);
       if (drifted) {
-        await this.jsm.streams.update(config.name, { ...current, ...config });
+        await this.jsm.streams.update(config.name, { ...current, ...config }).catch((e: unknown) => {
+          throw storageExplained(e, config);
+        });
         this.log.info({ stream: config.name }, 'stream configuration updated');
       }
     } catch (err) {
@@ -403,7 +405,7 @@ export class Bus {
       } catch (addErr) {
         // Another replica created it between our look and our add: that is the outcome we wanted.
         await this.jsm.streams.info(config.name).catch(() => {
-          throw addErr;
+          throw storageExplained(addErr, config);
         });
       }
     }
@@ -554,4 +556,16 @@ async function firstConnection(connecting: Promise<NatsConnection>, url: string,
   } finally {
     clearInterval(report);
   }
+}
+
+/**
+ * nats-server's "insufficient storage resources available", with what to change. JetStream
+ * counts a stream's max_bytes against its storage limit when the stream is made, and that limit
+ * is by default most of the free disk where it stores: on a small volume a fresh start failed
+ * naming neither the stream nor the setting.
+ */
+function storageExplained(err: unknown, config: { name: string; max_bytes?: number }): unknown {
+  if (!/insufficient (storage )?resources/i.test(errorMessage(err))) return err;
+  const reserved = config.max_bytes !== undefined && config.max_bytes > 0 ? `; it reserves its max_bytes, ${Math.round(config.max_bytes / 1e6)} MB (deadLetters.maxBytes), up front` : '';
+  return new Error(`stream ${config.name}: nats-server has not enough JetStream storage for it (${errorMessage(err)})${reserved}. JetStream's limit is by default most of the free disk where it stores (for the embedded server: nats.embedded.dataDir): free space there, give the volume more, or lower deadLetters.maxBytes`);
 }

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { natsServerBinary, readPort, startNats, type TestNats } from '../helpers/nats-server.js';
+import { natsServerBinary, readPort, startNats, startNatsWithConfig, type TestNats } from '../helpers/nats-server.js';
 
 let nats: TestNats;
 const log = createLogger({ level: 'silent' });
@@ -23,6 +23,28 @@ beforeAll(async () => {
 afterAll(async () => nats?.stop());
 
 describe('bus provisioning', () => {
+  it('on a server with less JetStream storage than the dead-letter stream reserves, fails naming the stream, its reservation and the settings', async () => {
+    // A small volume: JetStream's limit is by default most of the free disk, and OMNI_DLQ
+    // reserves its max_bytes (1 GB by default) up front. The start failed with nats-server's
+    // "insufficient storage resources available", naming nothing.
+    const small = await startNatsWithConfig((dir) => `jetstream { store_dir: "${join(dir, 'small')}", max_file_store: 100MB }`);
+    try {
+      const bus = await Bus.connect(options(small.url), log);
+      try {
+        const failed = await bus.provision().then(() => undefined, (e: unknown) => e as Error);
+        expect(failed?.message).toMatch(/^stream OMNI_DLQ: nats-server has not enough JetStream storage for it \(.*insufficient.*\); it reserves its max_bytes, 1074 MB \(deadLetters.maxBytes\), up front\..*nats\.embedded\.dataDir.*lower deadLetters\.maxBytes$/);
+        // With a reservation that fits, the same server takes every stream.
+        const fits = await Bus.connect(options(small.url, { deadLetters: { maxBytes: 10_000_000 } } as never), log);
+        await fits.provision();
+        await fits.close();
+      } finally {
+        await bus.close();
+      }
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('creates every stream, bucket and the object store, and is idempotent across starts and replicas', async () => {
     const a = await Bus.connect(options(nats.url), log);
     const b = await Bus.connect(options(nats.url), log);
