@@ -58,7 +58,7 @@ export class HttpError extends Error {
  * such as `autor` was dropped by the parse and the reply went out without its author.
  */
 export function refuseUnknownFields(schema: z.ZodType, body: unknown, known: string[] = []): void {
-  const [u] = unknownKeys(schema, body, known);
+  const [u] = unknownKeys(schema, body, known, 1);
   if (u) throw new HttpError('invalid_request', `${u.path.join('.')}: ${describeUnknownKey(u)}`, u.path.join('.'));
 }
 

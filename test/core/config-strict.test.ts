@@ -110,3 +110,14 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     expect(screen.split('\n').length).toBeLessThan(25);
   });
 });
+
+describe('unknown keys of a request body', () => {
+  it('stops at the first when asked to (a body of 150,000 unknown keys got a suggestion for each: 1.5 s of the event loop)', () => {
+    const schema = z.strictObject({ text: z.string(), sender: z.strictObject({ id: z.string() }) });
+    const body: Record<string, unknown> = { text: 'x', sender: { id: 'a', nmae: 'b' } };
+    for (let i = 0; i < 150_000; i++) body[`k${i}`] = i;
+    const first = unknownKeys(schema, body, [], 1);
+    expect(first).toEqual([expect.objectContaining({ path: ['sender', 'nmae'], key: 'nmae' })]);
+    expect(unknownKeys(schema, { text: 'x', txet: 1, other: 2 }).map((u) => u.key)).toEqual(['txet', 'other']);
+  });
+});

@@ -135,7 +135,7 @@ export class WebhookConnector implements Connector {
       return { status: 400, body: { error: 'invalid_body', message, field } };
     }
     // A misspelt field (`prioirty`, `sender.phnoe`) would be dropped by the parse without a word.
-    const [unknown] = unknownKeys(WebhookInbound, json);
+    const [unknown] = unknownKeys(WebhookInbound, json, [], 1);
     if (unknown) {
       const field = unknown.path.join('.');
       const message = `${field}: ${describeUnknownKey(unknown)}`;
