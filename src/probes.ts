@@ -37,8 +37,22 @@ export interface ProbeDeps {
   helpdesks?: () => unknown[];
 }
 
+/**
+ * How long after NATS came back a loop's NATS failure is still put down to the outage (JetStream
+ * finding its streams, a backoff of up to 30 s to run out). Past it, a loop that keeps failing
+ * with NATS timeouts while the connection is up is wedged, and a restart is the cure.
+ */
+const NATS_GRACE_MS = 60_000;
+
+/** Whether a failed loop's last failure is its dependency's, so a restart of this process would not cure it. */
+function excused(l: LoopStatus, bus: Bus | undefined): boolean {
+  if (l.dependencyDown === 'database') return true;
+  if (l.dependencyDown !== 'nats' || !l.lastErrorAt || !bus) return false;
+  return Date.parse(l.lastErrorAt) < bus.connectedSinceMs + NATS_GRACE_MS;
+}
+
 export function liveness(d: ProbeDeps): Readiness {
-  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures && !l.dependencyDown);
+  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures && !excused(l, d.bus));
   const natsUp = d.bus?.connected ?? false;
   const alive = failed.length === 0 || !natsUp;
   return { ready: alive, checks: failed.length ? { failedLoops: failed.map(brief) } : {} };

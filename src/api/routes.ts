@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { QueryDateTime } from './query-time.js';
-import { NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
+import { Author, NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
 import { JsonInputError, parseJsonBody } from '../core/json-input.js';
@@ -61,8 +61,8 @@ const ContactQuery = z
   .strictObject({ phone: z.string().min(1).max(64).optional(), email: z.string().min(1).max(320).optional(), handle: z.string().min(1).max(1024).optional() })
   .refine((v) => v.phone || v.email || v.handle, { message: 'give phone, email or handle', path: ['phone'] });
 
-/** Strict, as every body: a misspelt key was dropped and the merge, which is permanent, made anyway. */
-const MergeBody = z.strictObject({ contactId: z.string().min(1).max(64), author: z.strictObject({ id: z.string().min(1) }).optional() });
+/** Unknown keys refused, as in every body: a misspelt key was dropped and the merge, which is permanent, made anyway. */
+const MergeBody = z.object({ contactId: z.string().min(1).max(64), author: Author.optional() });
 
 const iso = (v: string | undefined) => (v ? new Date(v).toISOString() : undefined);
 
@@ -120,7 +120,9 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/contacts/:id/merge', guarded, async (req, reply) => {
-    const body = MergeBody.safeParse(jsonObject(req));
+    const json = jsonObject(req);
+    refuseUnknownFields(MergeBody, json);
+    const body = MergeBody.safeParse(json);
     if (!body.success) return fail(reply, 'invalid_request', describeZodError(body.error), body.error.issues[0]!.path.join('.'));
     await deps.readModel.caughtUp();
     try {

@@ -99,7 +99,8 @@ export class HttpServer implements HttpMount {
       if (err instanceof ReadModelUnavailable) return this.refuse(req, reply, 'unavailable', `${err.message}; retry shortly`);
       // The SQL database went away after it opened (stopped, restarted, out of connections): lists
       // and search answered 500 for it. Its host and names are for the log, not the caller.
-      if (isDatabaseUnavailable(err)) {
+      // Fastify tags a client's own broken upload (ECONNRESET too) with a 4xx: only untagged ones can be pg's.
+      if ((err as { statusCode?: number }).statusCode === undefined && isDatabaseUnavailable(err)) {
         o.log.warn({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request refused: the read model database did not answer');
         if (req.method === 'GET' || req.method === 'HEAD') reply.header('retry-after', '5');
         return this.refuse(req, reply, 'unavailable', 'the read model database did not answer (the cause is in the gateway log); retry shortly');

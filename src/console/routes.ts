@@ -162,6 +162,12 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     }
     reply.hijack();
     const res = reply.raw;
+    // Gone while the consumer was being made: its 'close' came before anyone listened for it.
+    if (res.destroyed || req.raw.socket.destroyed) {
+      openStreams--;
+      messages.stop();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
     res.write(': omnigate ticket events\n\n');
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);

@@ -473,6 +473,8 @@ export class Bus {
   }
 
   private connectedFlag = true;
+  /** When the connection last came (back) up: liveness excuses NATS failures of a loop until a while after it. */
+  connectedSinceMs = Date.now();
   /** How often the connection dropped: a pull open across a drop may have lost what the server sent into it. */
   disconnects = 0;
   private watchStatus(): void {
@@ -484,6 +486,7 @@ export class Bus {
           this.log.warn({ server: 'server' in s ? s.server : undefined }, 'NATS disconnected; reconnecting');
         } else if (s.type === 'reconnect') {
           this.connectedFlag = true;
+          this.connectedSinceMs = Date.now();
           this.log.info('NATS reconnected');
         }
       }
@@ -567,5 +570,5 @@ async function firstConnection(connecting: Promise<NatsConnection>, url: string,
 function storageExplained(err: unknown, config: { name: string; max_bytes?: number }): unknown {
   if (!/insufficient (storage )?resources/i.test(errorMessage(err))) return err;
   const reserved = config.max_bytes !== undefined && config.max_bytes > 0 ? `; it reserves its max_bytes, ${Math.round(config.max_bytes / 1e6)} MB (deadLetters.maxBytes), up front` : '';
-  return new Error(`stream ${config.name}: nats-server has not enough JetStream storage for it (${errorMessage(err)})${reserved}. JetStream's limit is by default most of the free disk where it stores (for the embedded server: nats.embedded.dataDir): free space there, give the volume more, or lower deadLetters.maxBytes`);
+  return new Error(`stream ${config.name}: nats-server has not enough JetStream storage for it (${errorMessage(err)})${reserved}. JetStream's limit is by default most of the free disk where it stores (for the embedded server: nats.embedded.dataDir): free space there, give the volume more, or lower deadLetters.maxBytes`, { cause: err });
 }

@@ -192,7 +192,7 @@ export const GatewayConfig = z.object({
        * own 5-minute limit off: a body sent a byte at a time held its connection for ever, with
        * no token needed. 2 minutes is 30 MB at 2 Mbit/s.
        */
-      requestTimeout: Duration.prefault('2m'),
+      requestTimeout: PositiveDuration.prefault('2m'),
     })
     .prefault({}),
   log: z

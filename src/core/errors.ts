@@ -98,8 +98,3 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
-
-/** NATS or the SQL database away or silent: what a restart of this process does not cure. */
-export function isDependencyUnavailable(err: unknown): boolean {
-  return isNatsUnavailable(err) || isDatabaseUnavailable(err);
-}

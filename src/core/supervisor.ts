@@ -15,7 +15,7 @@
 import type { Logger } from './logger.js';
 import { metrics } from './metrics.js';
 import { backoffMs, sleep } from './sleep.js';
-import { errorMessage, isDependencyUnavailable } from './errors.js';
+import { errorMessage, isDatabaseUnavailable, isNatsUnavailable } from './errors.js';
 
 export const LOOP_STATES = ['running', 'restarting', 'failed'] as const;
 export type LoopState = (typeof LOOP_STATES)[number];
@@ -33,11 +33,11 @@ export interface LoopStatus {
   lastError?: string;
   lastErrorAt?: string;
   /**
-   * The last failure was NATS or the SQL database away or silent: liveness does not count it (a
-   * restart would not cure it; a database outage failed /healthz on every replica through the
-   * evictor, and a NATS outage kept it failing for up to the 30 s backoff after NATS was back).
+   * The last failure was NATS or the SQL database away or silent (probes.ts liveness says when
+   * that excuses it: a database outage failed /healthz on every replica through the evictor, and
+   * a NATS outage kept it failing for up to the 30 s backoff after NATS was back).
    */
-  dependencyDown?: boolean;
+  dependencyDown?: 'nats' | 'database';
   /** While restarting or failed: when the next run starts. */
   nextRunAt?: string;
 }
@@ -149,7 +149,7 @@ export class SupervisedLoop {
       this.progressed = false;
       const startedAt = Date.now();
       let problem: string;
-      let dependencyDown = false;
+      let dependencyDown: LoopStatus['dependencyDown'];
       try {
         await this.body(run);
         if (signal.aborted || this.shuttingDown()) break;
@@ -157,7 +157,7 @@ export class SupervisedLoop {
       } catch (err) {
         if (signal.aborted || this.shuttingDown()) break;
         problem = errorMessage(err);
-        dependencyDown = isDependencyUnavailable(err);
+        dependencyDown = isNatsUnavailable(err) ? 'nats' : isDatabaseUnavailable(err) ? 'database' : undefined;
       }
       if (this.progressed || Date.now() - startedAt >= this.o.resetAfterMs) failures = 0;
       failures++;

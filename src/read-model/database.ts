@@ -43,7 +43,7 @@ export interface DatabaseOptions {
   password?: string;
   dataDir: string;
   poolSize?: number;
-  /** How long a PostgreSQL connect may take (default 10 s): pg's own default waits for ever. */
+  /** How long a PostgreSQL connect, or a wait for a free pooled connection, may take (default 10 s): pg's own default waits for ever. */
   connectTimeoutMs?: number;
 }
 

@@ -33,6 +33,8 @@ import type { Database } from './database.js';
 import { APPLIER_LOCK_KEY, migrate } from './migrations.js';
 
 const CHECKPOINT = 'ticket-log';
+/** SQLSTATE: relation does not exist. */
+const UNDEFINED_TABLE = '42P01';
 const TICKET_OF = /^omni\.ticket\.([^.]+)\.log$/;
 
 export interface ProjectionOptions {
@@ -161,15 +163,16 @@ export class Projection {
       lost = true;
       end();
     });
-    // The tables may have gone since the database was opened (the database dropped and created
-    // again, `DROP SCHEMA public CASCADE` to rebuild: docs/data.md): put them back, and the
-    // checkpoint with them, so the log is applied again from its start. Before, the loop failed
-    // on "relation does not exist" until the process was restarted. A no-op when they are there.
-    const { applied } = await migrate(db);
-    if (applied.length) this.log.warn({ database: db.where, migrationsApplied: applied }, 'read model tables were missing and are created again; the ticket log is applied from its start');
-    this.status_.applying = true;
-    this.log.info({ database: db.where }, 'applying the ticket log to the read model');
     try {
+      // The tables may have gone since the database was opened (the database dropped and created
+      // again, `DROP SCHEMA public CASCADE` to rebuild: docs/data.md): put them back, and the
+      // checkpoint with them, so the log is applied again from its start. Before, the loop failed
+      // on "relation does not exist" until the process was restarted. A no-op when they are there.
+      // Inside the try: a failure here must give the lock back, or no replica would apply again.
+      const { applied } = await migrate(db);
+      if (applied.length) this.log.warn({ database: db.where, migrationsApplied: applied }, 'read model tables were missing and are created again; the ticket log is applied from its start');
+      this.status_.applying = true;
+      this.log.info({ database: db.where }, 'applying the ticket log to the read model');
       await this.follow(db, term.signal, progress);
     } finally {
       this.status_.applying = false;
@@ -234,8 +237,19 @@ export class Projection {
       }
       if (!batch.length || batch.length < this.batchSize) {
         // A stop in progress closes the connection under the sample: not worth a warning then.
-        await this.sample().catch((err: unknown) => (signal.aborted ? undefined : this.log.warn({ err: errorMessage(err) }, 'read-model lag not sampled')));
-        if (!batch.length) progress();
+        // Tables gone (a rebuild with the gateways running) end the term, whose successor makes
+        // them again, also when no entry comes to fail on.
+        await this.sample().catch((err: unknown) => {
+          if ((err as { code?: unknown })?.code === UNDEFINED_TABLE) throw err;
+          if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'read-model lag not sampled');
+        });
+        if (!batch.length) {
+          // Idle: is the log the one the checkpoint counts in? A NATS store replaced under a
+          // running applier is otherwise followed into (the consumer starts again after the
+          // checkpoint, in the new log).
+          await this.sameLog(db, applied);
+          progress();
+        }
       }
     }
   }

@@ -10,6 +10,7 @@ import { metrics } from '../core/metrics.js';
 import { TicketStatus } from '../core/schema.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { mergeContacts } from './contacts.js';
+import { setMaxListeners } from 'node:events';
 import { sleep, untilAborted } from '../core/sleep.js';
 import { openDatabase, type Database, type DatabaseOptions } from './database.js';
 import { migrate } from './migrations.js';
@@ -57,6 +58,9 @@ export class ReadModel {
     supervisor: Supervisor,
   ) {
     this.projection = new Projection(bus, () => this.database(), log, o, supervisor);
+    // Every caller waiting for the open listens to it (database()); an initdb of seconds under API
+    // traffic would pass Node's default of 10 listeners and warn of a leak that is none.
+    setMaxListeners(0, this.stopping.signal);
   }
 
   /** The open, migrated database; one attempt at a time, retried by the next caller after a failure. */

@@ -72,7 +72,7 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     // A misspelt key is refused naming it, before anything is merged (a merge is permanent).
     const typo = await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: olga.id, contactld: 1 }));
     expect(typo.status).toBe(400);
-    expect(typo.body.error).toMatchObject({ code: 'invalid_request', message: expect.stringContaining('contactld') });
+    expect(typo.body.error).toMatchObject({ code: 'invalid_request', field: 'contactld', message: expect.stringContaining('did you mean "contactId"?') });
     expect((await h.api('/v1/contacts/c_nobody')).status).toBe(404);
 
     const ready = (await h.api('/readyz', { token: null })).body;

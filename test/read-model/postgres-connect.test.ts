@@ -123,6 +123,9 @@ describe('a PostgreSQL that stops answering', () => {
       await db.query('TRUNCATE projection_checkpoint');
       await expect.poll(async () => (await h.api('/v1/tickets')).body.tickets?.map((t: { id: string }) => t.id), { timeout: 60_000 }).toEqual([ticket]);
       expect((await h.api('/readyz', { token: null })).body.readModel.error).toBeUndefined();
+      // Replaced under a running applier (here: the log it counts in made to differ): noticed while idle, not followed into.
+      await db.query(`UPDATE projection_checkpoint SET log_created = '2026-01-01T00:00:00Z'`);
+      await expect.poll(async () => (await h.api('/readyz', { token: null })).body.readModel?.error, { timeout: 30_000 }).toMatch(/ticket log was replaced/);
     } finally {
       await h.stop();
       await db.close();
