@@ -65,8 +65,8 @@ describe('resend after a crash mid-send', () => {
     expect(callbacks.filter((c) => c.key === msg.id)).toEqual([{ key: msg.id, text: 'Ваш заказ отправлен' }]);
     // The repeat says what it is: the second attempt, and which gateway instance made it.
     expect(attemptHeaders[callbacks.findIndex((c) => c.key === msg.id)]).toEqual({ attempt: '2', replica: holderOf(gw.gateway.instance, 'connectors') });
-    const marker = await gw.gateway.bus.kv.dedup.get(`out.${kvSafe(msg.id)}`);
-    expect(marker?.json()).toMatchObject({ s: 'sent', attempts: 2 });
+    // The marker is written after the status is stored (outbound-runner.ts finish): it may lag the status seen here.
+    await expect.poll(async () => (await gw.gateway.bus.kv.dedup.get(`out.${kvSafe(msg.id)}`))?.json(), { timeout: 10_000 }).toMatchObject({ s: 'sent', attempts: 2 });
   });
 
   it('a channel that cannot dedupe reports outcome_unknown and never calls the platform', async () => {
