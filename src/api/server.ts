@@ -33,19 +33,23 @@ export interface HttpServerOptions {
   liveness?: () => Readiness;
 }
 
+/** http.requestTimeout's default (core/config.ts), for servers made without a config (tests). */
+const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
+
 export class HttpServer implements HttpMount {
   readonly app: FastifyInstance;
   private closing = false;
 
   constructor(private readonly o: HttpServerOptions) {
+    const requestTimeout = o.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
     // Not Fastify's own 503 while closing: it answers before the hooks, in its own body shape,
     // where every route documents ours (the refusal below, flat on channel routes).
     this.app = Fastify({
       logger: false,
       bodyLimit: o.bodyLimit,
-      requestTimeout: o.requestTimeout ?? 120_000,
+      requestTimeout,
       // Node looks for late requests every 30 s by default: a quarter of the limit is as exact.
-      http: { connectionsCheckingInterval: Math.min(30_000, Math.ceil((o.requestTimeout ?? 120_000) / 4)) },
+      http: { connectionsCheckingInterval: Math.min(30_000, Math.ceil(requestTimeout / 4)) },
       return503OnClosing: false,
       clientErrorHandler: (err, socket) => refuseUnparsable(err, socket, (path) => this.flatRoutes.has(path) || this.flatShapes.has(shapeOf(path))),
       // What the router refuses before any route (a path parameter over 100 characters, a URL it
@@ -57,7 +61,7 @@ export class HttpServer implements HttpMount {
     });
     // Node swaps the two when the headers may take longer than the whole request: with its
     // 60 s default and a shorter requestTimeout, the request got 60 s.
-    this.app.server.headersTimeout = Math.min(60_000, o.requestTimeout ?? 120_000);
+    this.app.server.headersTimeout = Math.min(60_000, requestTimeout);
     this.app.removeAllContentTypeParsers();
     this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
     // Once draining, only the probes and metrics are served: intake and the API answer 503 so
