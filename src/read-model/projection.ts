@@ -17,7 +17,7 @@
  * advisory lock (the server frees it when the holder's connection dies); the checkpoint is also
  * compared in every batch (SELECT … FOR UPDATE), so even two appliers could not apply a batch twice.
  */
-import { DeliverPolicy, type Consumer } from '@nats-io/jetstream';
+import { DeliverPolicy, type Consumer, type StreamInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import { LONE_SURROGATE } from '../core/json-input.js';
@@ -109,11 +109,17 @@ export class Projection {
 
   /** Lag right now, from SQL and the stream (any replica can answer: the checkpoint is shared). */
   async sample(): Promise<ProjectionStatus> {
+    await this.sampleLog();
+    return this.status();
+  }
+
+  /** `sample`, handing back the log's stream info it read (the idle applier checks it too: sameLog). */
+  private async sampleLog(): Promise<StreamInfo> {
     const [checkpoint, info] = await Promise.all([this.checkpoint(), this.bus.jsm.streams.info(Streams.log)]);
     const logLastSeq = info.state.last_seq;
     this.status_ = { ...this.status_, checkpoint, logLastSeq, lag: Math.max(0, logLastSeq - checkpoint), sampledAt: new Date().toISOString() };
     metrics.readModelLag.set(this.status_.lag);
-    return this.status();
+    return info;
   }
 
   /**
@@ -189,8 +195,8 @@ export class Projection {
    * ones sharing numbers with old rows). Nothing is guessed: an operator rebuilds (docs/data.md).
    * A checkpoint from before the log was recorded takes the present log, unless it is past its end.
    */
-  private async sameLog(db: Database, applied: number): Promise<void> {
-    const info = await this.bus.jsm.streams.info(Streams.log);
+  private async sameLog(db: Database, applied: number, known?: StreamInfo): Promise<void> {
+    const info = known ?? (await this.bus.jsm.streams.info(Streams.log));
     const [row] = await db.query<{ log_created: string | null }>('SELECT log_created FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
     const replaced = (row?.log_created && row.log_created !== info.created) || applied > info.state.last_seq;
     if (replaced && applied > 0) {
@@ -239,15 +245,16 @@ export class Projection {
         // A stop in progress closes the connection under the sample: not worth a warning then.
         // Tables gone (a rebuild with the gateways running) end the term, whose successor makes
         // them again, also when no entry comes to fail on.
-        await this.sample().catch((err: unknown) => {
+        const info = await this.sampleLog().catch((err: unknown) => {
           if ((err as { code?: unknown })?.code === UNDEFINED_TABLE) throw err;
           if (!signal.aborted) this.log.warn({ err: errorMessage(err) }, 'read-model lag not sampled');
+          return undefined;
         });
         if (!batch.length) {
           // Idle: is the log the one the checkpoint counts in? A NATS store replaced under a
           // running applier is otherwise followed into (the consumer starts again after the
           // checkpoint, in the new log).
-          await this.sameLog(db, applied);
+          await this.sameLog(db, applied, info);
           progress();
         }
       }
