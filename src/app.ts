@@ -337,8 +337,9 @@ export class Gateway {
    * server stops last with the time kept for it. A step still running at its deadline is
    * abandoned and named in the log: the connection is then closed without draining, and
    * JetStream redelivers what was not acknowledged (nothing is lost, some work is redone).
+   * Resolves to whether every step finished in time (the CLI exits 1 when one did not).
    */
-  async stop(): Promise<void> {
+  async stop(): Promise<boolean> {
     const { log } = this.deps;
     const c = this.config;
     const started = Date.now();
@@ -376,6 +377,7 @@ export class Gateway {
     if (!graceful) await this.bus?.nc.close().catch((err) => log.warn({ err: errorMessage(err) }, 'closing the NATS connection failed'));
     await this.embedded?.stop(Math.max(1000, started + total - Date.now()));
     log.info({ ms: Date.now() - started, graceful }, 'shutdown complete');
+    return graceful;
   }
 
   /** Runs the steps in parallel; false, with the laggards named, if `deadline` comes first. */

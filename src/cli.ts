@@ -184,8 +184,9 @@ async function main(argv: string[]): Promise<number> {
       process.exit(1);
     }, loaded.config.shutdownTimeout + 1000);
     backstop.unref();
+    // An abandoned step exits 1: a supervisor's record of the stop should say it was not clean.
     stopping = gateway.stop().then(
-      () => process.exit(0),
+      (graceful) => process.exit(graceful ? 0 : 1),
       (err) => {
         log.error({ err: errorMessage(err) }, 'shutdown failed');
         process.exit(1);

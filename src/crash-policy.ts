@@ -13,7 +13,7 @@ import { errorMessage } from './core/errors.js';
 export const CRASH_EXIT_CODE = 70;
 const CRASH_STOP_MS = 5_000;
 
-export function installCrashPolicy(log: Logger, stop: () => Promise<void>, exit: (code: number) => void = (c) => process.exit(c)): void {
+export function installCrashPolicy(log: Logger, stop: () => Promise<unknown>, exit: (code: number) => void = (c) => process.exit(c)): void {
   let crashing = false;
   const crash = (kind: string, err: unknown) => {
     const stack = err instanceof Error ? err.stack : undefined;
