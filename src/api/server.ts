@@ -73,6 +73,8 @@ export class HttpServer implements HttpMount {
     });
     // A NUL in a query or path parameter reached PostgreSQL and came back as a 500 (every route).
     this.app.addHook('preHandler', async (req, reply) => {
+      const undecodable = undecodableQueryParameter(req.url);
+      if (undecodable) return this.refuse(req, reply, 'invalid_request', `${undecodable}: is not valid percent-encoded UTF-8 (write a literal % as %25)`, undecodable);
       const field = nulAt(req.query, '') ?? nulAt(req.params, '');
       if (field) return this.refuse(req, reply, 'invalid_request', `${field}: contains a NUL character (U+0000)`, field);
     });
@@ -229,4 +231,31 @@ function shapeOf(path: string): string {
   const parts = path.split('/');
   if (parts[1] === 'connectors' && parts.length > 3) parts[3] = '*';
   return parts.join('/');
+}
+
+/**
+ * The first query parameter whose value (or name) does not percent-decode to UTF-8 (`%ff`, `%E2%82`,
+ * a bare `100%`). The query parser keeps such text as it came, so `q=%ff` searched for the three
+ * characters "%ff" and answered as if that was meant: refused instead, naming the parameter.
+ */
+export function undecodableQueryParameter(url: string): string | undefined {
+  const start = url.indexOf('?');
+  if (start < 0 || url.indexOf('%', start) < 0) return undefined;
+  for (const pair of url.slice(start + 1).split('&')) {
+    if (!pair.includes('%')) continue;
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    const decodedName = decodeOrUndefined(name);
+    if (decodedName === undefined) return 'query';
+    if (eq >= 0 && decodeOrUndefined(pair.slice(eq + 1)) === undefined) return decodedName;
+  }
+  return undefined;
+}
+
+function decodeOrUndefined(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
 }

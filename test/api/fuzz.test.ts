@@ -393,6 +393,23 @@ describe('hostile input: the reported cases', () => {
     expect((await h.api('/v1/reports/volume?from=1999-01-01&to=1999-02-01')).status).toBe(200);
   });
 
+  it('a query parameter that does not percent-decode to UTF-8 is a 400 naming it (it was searched for as the literal text)', async () => {
+    for (const [path, field] of [
+      ['/v1/search?q=%ff', 'q'],
+      ['/v1/tickets?status=open&contact=%E2%82', 'contact'],
+      ['/v1/search?q=100%', 'q'],
+      ['/v1/tickets?%ff=1', 'query'],
+      ['/v1/contacts?email=%D0%98%D0%B2%D0%B0%D0%BD%zz', 'email'],
+    ] as const) {
+      const res = await h.api(path);
+      expect(res.status, `${path}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'invalid_request', field, message: expect.stringContaining('percent-encoded UTF-8') });
+    }
+    // Cyrillic and an encoded % are what they say.
+    expect((await h.api('/v1/search?q=%D0%98%D0%B2%D0%B0%D0%BD')).status).toBe(200);
+    expect((await h.api('/v1/search?q=100%25+off')).status).toBe(200);
+  });
+
   it('bytes that are not UTF-8 are refused naming the field (they became U+FFFD and went on to the customer)', async () => {
     const raw = (prefix: string, bad: number[], suffix: string) => Buffer.concat([Buffer.from(prefix), Buffer.from(bad), Buffer.from(suffix)]);
     const post = (url: string, body: Buffer, auth: string) =>
