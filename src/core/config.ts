@@ -469,13 +469,13 @@ function validate(
     }
   }
   const sections = (interpolated ?? {}) as { connectors?: unknown; helpdesks?: unknown };
-  const connectorEntries = parsed.success ? parsed.data.connectors.map((e, i) => [i, e] as const) : entriesThatParse(ConnectorEntry, sections.connectors);
-  const helpdeskEntries = parsed.success ? parsed.data.helpdesks.map((e, i) => [i, e] as const) : entriesThatParse(HelpdeskEntry, sections.helpdesks);
+  const connectorEntries = parsed.success ? parsed.data.connectors.map((e, i) => [i, e, true] as const) : entriesToCheck(ConnectorEntry, sections.connectors);
+  const helpdeskEntries = parsed.success ? parsed.data.helpdesks.map((e, i) => [i, e, true] as const) : entriesToCheck(HelpdeskEntry, sections.helpdesks);
   const connectors: LoadedConfig['connectors'] = [];
   const seen = new Set<string>();
-  for (const [i, entry] of connectorEntries) {
+  for (const [i, entry, commonKeysRight] of connectorEntries) {
     const id = `${entry.type}/${entry.account}`;
-    if (seen.has(id)) problems.push({ key: `connectors[${i}].account`, problem: `duplicate account "${entry.account}" for type ${entry.type}` });
+    if (commonKeysRight && seen.has(id)) problems.push({ key: `connectors[${i}].account`, problem: `duplicate account "${entry.account}" for type ${entry.type}` });
     seen.add(id);
     if (!validateConnector || !entry.enabled) continue;
     const result = validateConnector(entry);
@@ -484,8 +484,8 @@ function validate(
   }
   const helpdesks: LoadedConfig['helpdesks'] = [];
   const helpdeskIds = new Set<string>();
-  for (const [i, entry] of helpdeskEntries) {
-    if (helpdeskIds.has(entry.id)) problems.push({ key: `helpdesks[${i}].id`, problem: `duplicate helpdesk id "${entry.id}"` });
+  for (const [i, entry, commonKeysRight] of helpdeskEntries) {
+    if (commonKeysRight && helpdeskIds.has(entry.id)) problems.push({ key: `helpdesks[${i}].id`, problem: `duplicate helpdesk id "${entry.id}"` });
     helpdeskIds.add(entry.id);
     if (!validateHelpdesk || !entry.enabled) continue;
     const result = validateHelpdesk(entry);
@@ -496,15 +496,26 @@ function validate(
   return { file: label, config: parsed.data!, connectors, helpdesks };
 }
 
-/** With another section wrong: the entries of a list that parse on their own, with their index. */
-function entriesThatParse<T>(schema: z.ZodType<T>, list: unknown): Array<readonly [number, T]> {
+/**
+ * With something wrong (another section, or the entry's own common keys): the entries of a list
+ * whose own options can still be checked, with their index and whether the common keys parsed.
+ * An entry with a wrong common key (`account: "a b"`, `enabled: "yes"`) but a `type` is checked
+ * against its module's schema too, so one run names the module's mistakes with it (they came
+ * only after the common key was mended). Only `enabled: false` skips the check, as for a valid entry.
+ */
+function entriesToCheck<T>(schema: z.ZodType<T>, list: unknown): Array<readonly [number, T, boolean]> {
   if (!Array.isArray(list)) return [];
-  const out: Array<readonly [number, T]> = [];
+  const out: Array<readonly [number, T, boolean]> = [];
   list.forEach((item, i) => {
     const r = schema.safeParse(item);
-    if (r.success) out.push([i, r.data] as const);
+    if (r.success) out.push([i, r.data, true] as const);
+    else if (isRecord(item) && typeof item.type === 'string' && item.type !== '') out.push([i, { ...item, enabled: item.enabled !== false } as T, false] as const);
   });
   return out;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** What is wrong with one connector or helpdesk entry its own schema refused: unknown keys first, then the schema's findings. */

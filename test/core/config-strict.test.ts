@@ -67,6 +67,12 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     const across = await errorFor({ nats: { duplicateWindw: '2m' }, http: { port: 'abc' }, connectors: [{ ...site, callbackUrll: 'http://x' }, { type: 'telegrm', account: 'a' }] });
     for (const expected of [/nats\.duplicateWindw: unknown key/, /http\.port: /, /connectors\[0\]\.callbackUrll: /, /connectors\[1\]\.type: unknown connector type "telegrm"/]) expect(across).toMatch(expected);
     expect(across).not.toMatch(/Unrecognized key/);
+    // An entry's own common key wrong (an account that is no subject token, enabled as a string):
+    // its module's own mistakes are named in the same run, not after the common key is mended.
+    const ownToo = await errorFor({ connectors: [{ ...site, account: 'my site', callbackUrll: 'http://x' }, { type: 'telegram', account: 'bot', enabled: 'yes' }] });
+    for (const expected of [/connectors\[0\]\.account: /, /connectors\[0\]\.callbackUrll: .*did you mean "callbackUrl"/, /connectors\[1\]\.enabled: /, /connectors\[1\]\.token: /]) expect(ownToo).toMatch(expected);
+    const helpdeskToo = await errorFor({ helpdesks: [{ type: 'zammad', id: 'a b' }] });
+    for (const expected of [/helpdesks\[0\]\.id: /, /helpdesks\[0\]\.url: /]) expect(helpdeskToo).toMatch(expected);
     // The top-level schema: all of its problems too.
     expect(await errorFor({ http: { port: 'abc' }, router: { reopenWindow: 'forever' } })).toMatch(/http\.port: [^]*\n  and router\.reopenWindow: a duration/);
   });
