@@ -75,6 +75,8 @@ export class HttpServer implements HttpMount {
     this.app.addHook('preHandler', async (req, reply) => {
       const undecodable = undecodableQueryParameter(req.url);
       if (undecodable) return this.refuse(req, reply, 'invalid_request', `${undecodable}: is not valid percent-encoded UTF-8 (write a literal % as %25)`, undecodable);
+      const repeated = repeatedQueryParameter(req.query);
+      if (repeated) return this.refuse(req, reply, 'invalid_request', `${repeated}: given more than once; no parameter takes a list, give it once`, repeated);
       const field = nulAt(req.query, '') ?? nulAt(req.params, '');
       if (field) return this.refuse(req, reply, 'invalid_request', `${field}: contains a NUL character (U+0000)`, field);
     });
@@ -249,6 +251,13 @@ export function undecodableQueryParameter(url: string): string | undefined {
     if (decodedName === undefined) return 'query';
     if (eq >= 0 && decodeOrUndefined(pair.slice(eq + 1)) === undefined) return decodedName;
   }
+  return undefined;
+}
+
+/** A parameter given twice (`status=open&status=closed`): its schema said "expected string, received array". */
+function repeatedQueryParameter(query: unknown): string | undefined {
+  if (typeof query !== 'object' || query === null) return undefined;
+  for (const [name, value] of Object.entries(query)) if (Array.isArray(value)) return name;
   return undefined;
 }
 

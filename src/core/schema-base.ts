@@ -3,6 +3,21 @@ import { z } from 'zod';
 
 export const SCHEMA_VERSION = 1 as const;
 
+/**
+ * Wording every refusal shares (bodies, queries, config, events), set once where the schemas are
+ * built. A discriminated union said "Invalid discriminator value. Expected 'message' | 'undefined' |
+ * 'edit'": the value given goes unnamed and a defaulted branch shows up as 'undefined'.
+ */
+z.config({
+  customError: (issue) => {
+    if (issue.code !== 'invalid_union' || !('discriminator' in issue) || typeof issue.discriminator !== 'string') return undefined;
+    const options = ((issue as { options?: unknown[] }).options ?? []).filter((o) => o !== undefined && o !== null).map((o) => JSON.stringify(o));
+    const input = issue.input as Record<string, unknown> | undefined;
+    const given = input && typeof input === 'object' && issue.discriminator in input ? JSON.stringify(input[issue.discriminator]) : undefined;
+    return `${given === undefined ? 'missing' : `unknown value ${given.length > 60 ? `${given.slice(0, 60)}…` : given}`}; expected one of ${options.join(', ')}`;
+  },
+});
+
 /** Channel and account names become NATS subject tokens, so they are restricted to a safe set. */
 export const SubjectToken = z
   .string()

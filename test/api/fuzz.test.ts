@@ -410,6 +410,15 @@ describe('hostile input: the reported cases', () => {
     expect((await h.api('/v1/search?q=100%25+off')).status).toBe(200);
   });
 
+  it('an unknown type names the value and the types there are; a repeated query parameter is named as such', async () => {
+    const res = await channel({ type: 'edti', messageId: 'type-1', sender: { id: 't@example.ru' }, text: 'x' });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ field: 'type', message: expect.stringContaining('type: unknown value "edti"; expected one of "message", "edit", "delete"') });
+    const twice = await h.api('/v1/tickets?status=open&status=closed');
+    expect(twice.status).toBe(400);
+    expect(twice.body.error).toMatchObject({ code: 'invalid_request', field: 'status', message: expect.stringContaining('status: given more than once') });
+  });
+
   it('bytes that are not UTF-8 are refused naming the field (they became U+FFFD and went on to the customer)', async () => {
     const raw = (prefix: string, bad: number[], suffix: string) => Buffer.concat([Buffer.from(prefix), Buffer.from(bad), Buffer.from(suffix)]);
     const post = (url: string, body: Buffer, auth: string) =>
