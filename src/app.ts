@@ -6,6 +6,7 @@
 import { natsAccess, type GatewayConfig, type LoadedConfig } from './core/config.js';
 import { Bus } from './core/bus.js';
 import { EmbeddedNats } from './core/embedded-nats.js';
+import { superviseEmbeddedJetStream } from './core/jetstream-watchdog.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
@@ -301,6 +302,10 @@ export class Gateway {
         await sleep(5000, signal);
       }
     });
+    // A full disk leaves the embedded server's JetStream unusable until it restarts.
+    if (this.embedded && c.nats.embedded.restartStuckJetStream > 0) {
+      superviseEmbeddedJetStream(this.embedded, this.bus, this.loops, log.child({ component: 'nats-server' }), c.nats.embedded.restartStuckJetStream);
+    }
     log.info({ http: `${c.http.host}:${this.http.port}`, nats: url, connectors: this.deps.loaded.connectors.length }, 'omnigate started');
   }
 

@@ -4,7 +4,8 @@
  * here uses multi-filter consumers, subject transforms, metadata, compression or per-key TTL.
  */
 import { randomBytes } from 'node:crypto';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { RequestError, TimeoutError, connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamHealth } from './jetstream-watchdog.js';
 import {
   jetstream,
   jetstreamManager,
@@ -31,6 +32,7 @@ import { CasGuard } from './cas-guard.js';
 import { FIRST_SAFE_SERVER, probeCas, type CasProbeResult } from './cas-probe.js';
 import { DEFAULT_DEAD_LETTER_LIMITS, DeadLetters, type DeadLetterLimits } from './dead-letter.js';
 import { sleep, within } from './sleep.js';
+import { jsonOrUndefined } from './json-input.js';
 import { NatsUnavailableError, errorMessage, isNatsUnavailable } from './errors.js';
 
 /** `url` may list several servers (comma-separated); TLS and credentials: see nats-access.ts. */
@@ -456,6 +458,23 @@ export class Bus {
 
   get connected(): boolean {
     return !this.nc.isClosed() && this.connectedFlag;
+  }
+
+  /**
+   * One cheap JetStream request ($JS.API.INFO): answered, silent past `timeoutMs`, or answered
+   * that JetStream is off (10039 for the account, 10076 on the server; no responders: nobody
+   * serves the API). For JetStreamWatchdog; anything else (the connection closing) is thrown.
+   */
+  async jetStreamHealth(timeoutMs: number): Promise<JetStreamHealth> {
+    try {
+      const m = await this.nc.request('$JS.API.INFO', '', { timeout: timeoutMs });
+      const code = (jsonOrUndefined(m.data) as { error?: { err_code?: number } } | undefined)?.error?.err_code;
+      return code === 10039 || code === 10076 ? 'off' : 'ok';
+    } catch (err) {
+      if (err instanceof TimeoutError) return 'silent';
+      if (err instanceof RequestError && err.isNoResponders()) return 'off';
+      throw err;
+    }
   }
 
   /** Set when the start-up self-check found compare-and-set unsafe (see guardedUpdate). */

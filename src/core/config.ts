@@ -178,6 +178,12 @@ export const GatewayConfig = z.object({
           host: z.string().default('127.0.0.1'),
           /** 0 picks a free port; the URL is logged and written to <dataDir>/nats.url. */
           port: z.number().int().min(0).max(65535).default(0),
+          /**
+           * Restart the server when its JetStream has not answered (or answered that it is off)
+           * this long and its volume has room again: a full disk leaves JetStream so until the
+           * server restarts (jetstream-watchdog.ts). 0 turns this off.
+           */
+          restartStuckJetStream: Duration.prefault('1m'),
         })
         .prefault({}),
     })

@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
@@ -65,7 +65,10 @@ const INSTANCE_FILE = 'gateway.instance';
 
 export class EmbeddedNats {
   private child?: ChildProcess;
+  private binary = '';
   private stopping = false;
+  /** A restart asked for (restart()) is under way: the child's exit is expected, and restart() starts the next one. */
+  private restarting = false;
   private port: number;
   private restarts = 0;
   private restartTimer?: NodeJS.Timeout;
@@ -100,6 +103,7 @@ export class EmbeddedNats {
     this.lock = await acquireDataDirLock(dataDir);
     this.dataDir = dataDir;
     this.predecessor = await this.recordedInstance();
+    this.binary = binary;
     try {
       await this.launch(binary, dataDir);
     } catch (err) {
@@ -131,10 +135,14 @@ export class EmbeddedNats {
     await rename(`${file}.tmp`, file);
   }
 
-  /** A server still running on our store belongs to a dead gateway (we hold the lock): stop it first. */
+  /**
+   * A server still running on our store belongs to a dead gateway (we hold the lock), or is our
+   * own one that restart() killed and the kernel has not reaped yet: stop it first.
+   */
   private async stopLeftovers(): Promise<void> {
     for (const l of findLeftovers(this.storeDir, this.pidFile)) {
-      this.log.warn({ leftoverPid: l.pid, storeDir: this.storeDir }, 'found a nats-server left by a previous gateway process on this data directory; stopping it before starting ours');
+      if (this.restarting) this.log.info({ leftoverPid: l.pid }, 'waiting for the nats-server being restarted to exit');
+      else this.log.warn({ leftoverPid: l.pid, storeDir: this.storeDir }, 'found a nats-server left by a previous gateway process on this data directory; stopping it before starting ours');
       const how = await stopLeftover(l, this.storeDir, 15_000);
       this.log.info({ leftoverPid: l.pid, how }, 'leftover nats-server stopped');
     }
@@ -155,13 +163,9 @@ export class EmbeddedNats {
     });
     child.once('exit', (code, signal) => {
       child.stdin?.destroy();
-      if (this.stopping) return;
+      if (this.stopping || this.restarting) return;
       this.log.error({ code, signal, stderr: tail.trim().split('\n').slice(-3).join(' | ') }, 'embedded nats-server exited; restarting');
-      const delay = backoffMs(this.restarts++, 250, 10_000);
-      this.restartTimer = setTimeout(() => {
-        if (!this.stopping) this.launch(binary, dataDir).catch((err) => this.log.error({ err: String(err) }, 'embedded nats-server restart failed'));
-      }, delay);
-      this.restartTimer.unref();
+      this.relaunchLater();
     });
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
@@ -183,29 +187,70 @@ export class EmbeddedNats {
     throw new Error('embedded nats-server did not become ready within 20 s');
   }
 
+  /** Starts the server again after a backoff (it exited, or a restart could not start it). */
+  private relaunchLater(): void {
+    const delay = backoffMs(this.restarts++, 250, 10_000);
+    this.restartTimer = setTimeout(() => {
+      if (!this.stopping) this.launch(this.binary, this.dataDir).catch((err) => this.log.error({ err: String(err) }, 'embedded nats-server restart failed'));
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  /**
+   * Stops the running server and starts it again on the same port and store (JetStreamWatchdog:
+   * a full disk leaves JetStream unusable until the server restarts). A 2.9 server wedged that
+   * way ignores SIGTERM: it is killed after `graceMs`. Clients reconnect to the same URL.
+   */
+  async restart(reason: string, graceMs = 5_000): Promise<void> {
+    if (this.stopping || this.restarting) return;
+    this.restarting = true;
+    try {
+      this.log.warn({ reason }, 'restarting embedded nats-server');
+      await this.stopChild(graceMs);
+      if (this.stopping) return;
+      await this.launch(this.binary, this.dataDir);
+      this.log.info({ url: this.url }, 'embedded nats-server restarted');
+    } catch (err) {
+      // Not left without a server: the next attempt follows the backoff of an exited one.
+      if (!this.stopping) this.relaunchLater();
+      throw err;
+    } finally {
+      this.restarting = false;
+    }
+  }
+
   /** Closes the watchdog's pipe (the server gets SIGTERM); after `graceMs` kills what is left. */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      this.log.info('stopping embedded nats-server');
-      child.stdin?.end();
-      const timer = setTimeout(() => {
-        this.log.warn({ graceMs }, 'embedded nats-server did not stop in time; killing it');
-        for (const l of findLeftovers(this.storeDir, this.pidFile)) {
-          try {
-            process.kill(l.pid, 'SIGKILL');
-          } catch {
-            /* gone meanwhile */
-          }
-        }
-        child.kill('SIGKILL');
-      }, graceMs);
-      await exited;
-      clearTimeout(timer);
-    }
+    await this.stopChild(graceMs);
     await this.lock?.release();
+  }
+
+  private async stopChild(graceMs: number): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    this.log.info('stopping embedded nats-server');
+    child.stdin?.end();
+    const timer = setTimeout(() => {
+      this.log.warn({ graceMs }, 'embedded nats-server did not stop in time; killing it');
+      for (const l of findLeftovers(this.storeDir, this.pidFile)) {
+        try {
+          process.kill(l.pid, 'SIGKILL');
+        } catch {
+          /* gone meanwhile */
+        }
+      }
+      child.kill('SIGKILL');
+    }, graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** Bytes free on the volume of the server's store (JetStreamWatchdog waits for room before a restart). */
+  async freeBytes(): Promise<number> {
+    const s = await statfs(this.storeDir);
+    return s.bavail * s.bsize;
   }
 }

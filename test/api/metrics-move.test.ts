@@ -44,6 +44,8 @@ const PROVEN_ELSEWHERE: Record<string, string> = {
   omnigate_coalesced_messages_total: 'test/router/coalescing.test.ts',
   // Needs a stdout nobody reads and 16 MB of log lines: a child process of its own.
   omnigate_log_lines_dropped_total: 'test/core/logger-stdout.test.ts',
+  // Needs the embedded server and a volume that fills up: a tmpfs of its own.
+  omnigate_embedded_nats_restarts_total: 'test/core/embedded-disk-full.test.ts',
 };
 
 let h: ApiHarness;

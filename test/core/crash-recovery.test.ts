@@ -7,7 +7,6 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -18,20 +17,13 @@ import type { LogEntry } from '../../src/core/schema.js';
 import { natsServerBinary, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { routerBacklog } from '../helpers/events.js';
+import { freePort } from '../helpers/ports.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const secret = 'crash-recovery-secret-0123456789';
 const dirs: string[] = [];
 const running: GatewayProcess[] = [];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'omnigate-crash-'));

@@ -3,10 +3,10 @@
  * with plain passwords, maildir homes, a free port on 127.0.0.1, SIGTERM on stop. Needs
  * dovecot-imapd (Debian's /usr/sbin/dovecot, or OMNIGATE_TEST_DOVECOT).
  */
+import { freePort } from './ports.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
@@ -24,17 +24,6 @@ export interface TestDovecot {
 
 export function dovecotBinary(): string {
   return process.env.OMNIGATE_TEST_DOVECOT ?? '/usr/sbin/dovecot';
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Uid/gid that owns the mail: ourselves, or (as root, which Dovecot refuses for mail) the dovecot user. */

@@ -3,7 +3,6 @@
  * PostgreSQL: while messages stream in, the gateway is killed mid-projection and started again;
  * afterwards the read model holds exactly what the ticket log holds — no entry lost, none twice.
  */
-import { createServer } from 'node:net';
 import { rmSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -15,6 +14,7 @@ import { openDatabase } from '../../src/read-model/database.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { pgliteDir, postgresDatabase } from '../helpers/sql.js';
+import { freePort } from '../helpers/ports.js';
 
 const SECRET = 'crash-secret-0123456789';
 const running: GatewayProcess[] = [];
@@ -25,14 +25,6 @@ afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
