@@ -48,11 +48,40 @@ export async function dropTestDatabases(): Promise<void> {
   await Promise.all([...created].map((pg) => pg.drop()));
 }
 
-/** CREATE DATABASE omnigate_test_<random>; drop() removes it (and ends its sessions). */
+/** Whether process `pid` of this machine is alive (signal 0 tests without sending). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+let leftoversDropped: Promise<void> | undefined;
+
+/**
+ * Drops the databases of test and bench processes that died without dropping theirs (SIGKILL, a
+ * CI timeout): the creator's pid is in the name. Once per process; a reused pid keeps its
+ * predecessor's database until that pid dies too.
+ */
+function dropLeftovers(admin: Database): Promise<void> {
+  leftoversDropped ??= (async () => {
+    const rows = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'omnigate\\_test\\_%\\_%'");
+    for (const { datname } of rows) {
+      const pid = Number(/^omnigate_test_(\d+)_[0-9a-f]+$/.exec(datname)?.[1]);
+      if (pid && !alive(pid)) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`).catch(() => {});
+    }
+  })();
+  return leftoversDropped;
+}
+
+/** CREATE DATABASE omnigate_test_<pid>_<random>; drop() removes it (and ends its sessions). */
 export async function postgresDatabase(): Promise<TestPostgres> {
-  const name = `omnigate_test_${randomBytes(6).toString('hex')}`;
+  const name = `omnigate_test_${process.pid}_${randomBytes(6).toString('hex')}`;
   const admin = await openDatabase({ url: PG_ADMIN_URL, user: PG_USER, dataDir: '' });
   try {
+    await dropLeftovers(admin);
     await admin.query(`CREATE DATABASE ${name}`);
   } finally {
     await admin.close();
