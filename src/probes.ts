@@ -65,6 +65,12 @@ export function liveness(d: ProbeDeps): Readiness {
  */
 const PROBE_STEP_MS = 1_000;
 
+class JetStreamSilentError extends Error {
+  constructor(ms: number) {
+    super(`JetStream did not list the streams within ${ms} ms`);
+  }
+}
+
 
 export async function readiness(d: ProbeDeps): Promise<Readiness> {
   const checks: Record<string, unknown> = {};
@@ -79,13 +85,16 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
         const out: string[] = [];
         for await (const s of bus.jsm.streams.names()) out.push(s);
         return out;
-      })());
+      })(), () => new JetStreamSilentError(PROBE_STEP_MS));
       const missing = Object.values(Streams).filter((s) => !names.includes(s));
       checks.streams = missing.length ? { missing } : 'ok';
       if (missing.length) reasons.push(`streams missing: ${missing.join(', ')}`);
     } catch (err) {
+      // Connected, and the API silent: not NATS being away but JetStream (a leader election, an
+      // overloaded server, or a full disk on the server, which leaves JetStream so: docs/data.md).
+      const silent = err instanceof JetStreamSilentError;
       checks.streams = { error: errorMessage(err) };
-      reasons.push('streams not listed');
+      reasons.push(silent ? 'JetStream not answering while NATS is connected (a full disk on the NATS server leaves it so: see docs/data.md, Disk)' : 'streams not listed');
     }
   }
   if (d.readModel) {

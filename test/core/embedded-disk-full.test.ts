@@ -86,6 +86,11 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
     let refused = 0;
     for (let i = 0; i < 20 && refused === 0; i++) if ((await post(`full-${i}`, `${i} ${big}`)) === 503) refused++;
     expect(refused, gw.output().slice(-2000)).toBe(1);
+    // Readiness says what is wrong: JetStream silent (2.9's deadlock) or off (newer servers), NATS connected.
+    const ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { status: string; reasons: string[]; nats: { connected: boolean } };
+    expect(ready.status).toBe('not ready');
+    expect(ready.nats.connected).toBe(true);
+    expect(ready.reasons.join('; ')).toMatch(/JetStream not answering while NATS is connected|streams not listed/);
 
     rmSync(join(volume, 'filler'));
     const deadline = Date.now() + 90_000;
