@@ -59,3 +59,38 @@ export function retryAfterMs(value: string | null | undefined): number | undefin
 export function callSignal(timeoutMs: number, stopping?: AbortSignal): AbortSignal {
   return stopping ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stopping]) : AbortSignal.timeout(timeoutMs);
 }
+
+/**
+ * Why a redirect answer to an outgoing call is not followed, or undefined when `res` is none.
+ * Calls that send something (a reply, a ticket update) use `redirect: 'manual'`: fetch follows a
+ * 301/302/303 as a GET without the body, and a 2xx at the end of it counted as sent, so every
+ * reply to an http:// address that redirects to https:// was lost without a word; a 307/308 sends
+ * the signed body on to whatever host the Location names.
+ */
+export function redirectRefusal(res: Response): string | undefined {
+  if (res.status < 300 || res.status > 399) return undefined;
+  const location = res.headers.get('location');
+  return `answered ${res.status}, a redirect${location ? ` to ${location.slice(0, 200)}` : ''}: not followed (it would drop the body or send it to another address); set the URL to the final address`;
+}
+
+/**
+ * The body of `res` as text, at most `maxBytes` of it (the rest is not read): a peer whose answer
+ * we only glance at (an id) could otherwise make us hold a gigabyte in memory.
+ */
+export async function readCapped(res: Response, maxBytes: number): Promise<string> {
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  try {
+    while (size < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8');
+}

@@ -8,10 +8,17 @@ const SECRET = 'test-secret-0123456789';
 describe('webhook channel end to end', () => {
   let gw: TestGateway;
   const received: Array<{ body: string; sig?: string }> = [];
+  const landed: string[] = [];
   const callback = createServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
+      // An http:// address that moved: fetch used to follow it as a GET without the reply and call that "sent".
+      if (req.url === '/moved') return void res.writeHead(301, { location: '/landing' }).end();
+      if (req.url === '/landing') {
+        landed.push(`${req.method} ${body}`);
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"id":"landing-1"}');
+      }
       received.push({ body, sig: req.headers['x-omnigate-signature'] as string });
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: `cb-${received.length}` }));
     });
@@ -21,7 +28,10 @@ describe('webhook channel end to end', () => {
     await new Promise<void>((r) => callback.listen(0, '127.0.0.1', r));
     const port = (callback.address() as { port: number }).port;
     gw = await startGateway({
-      connectors: [{ type: 'webhook', account: 'site', secret: SECRET, callbackUrl: `http://127.0.0.1:${port}/cb` }],
+      connectors: [
+        { type: 'webhook', account: 'site', secret: SECRET, callbackUrl: `http://127.0.0.1:${port}/cb` },
+        { type: 'webhook', account: 'moved', secret: SECRET, callbackUrl: `http://127.0.0.1:${port}/moved` },
+      ],
     });
   });
   afterAll(async () => {
@@ -45,6 +55,20 @@ describe('webhook channel end to end', () => {
     expect(received).toHaveLength(1);
     expect(verify(SECRET, received[0]!.body, received[0]!.sig).ok).toBe(true);
     expect(JSON.parse(received[0]!.body).text).toBe('Здравствуйте! Уже смотрим.');
+  });
+
+  it('a callback that answers with a redirect fails the reply for good, naming it, and nothing is sent on to where it points', async () => {
+    const res = await fetch(`${gw.httpUrl}/connectors/webhook/moved/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ messageId: 'moved-1', sender: { id: 'olga@example.ru' }, text: 'Ответьте, пожалуйста' }),
+    });
+    expect(res.status).toBe(202);
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.account === 'moved');
+    expect((await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Важный ответ' })).ok).toBe(true);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === created.ticketId);
+    expect(JSON.stringify(failed.entry)).toMatch(/callbackUrl answered 301, a redirect to \/landing: not followed/);
+    expect(landed).toEqual([]);
   });
 
   it('parks a message too large for a NATS message with the reason and the head of the body, and goes on', async () => {

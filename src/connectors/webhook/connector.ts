@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { retryAfterMs, type RawRequest, type RawResponse } from '../../core/http.js';
+import { readCapped, redirectRefusal, retryAfterMs, type RawRequest, type RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
@@ -18,6 +18,9 @@ const INTAKE_WAIT_MS = 20_000;
 const Id = PrintableId(200);
 /** Each attachment is an object-store write before the answer: a bounded number keeps the answer prompt. */
 const MAX_ATTACHMENTS = 20;
+
+/** How much of a callback's answer is read: its `id`, or the start of its refusal for the log. */
+const CALLBACK_ANSWER_MAX_BYTES = 64 * 1024;
 
 const Base64 = z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64');
 
@@ -214,11 +217,19 @@ export class WebhookConnector implements Connector {
         },
         body,
         signal: AbortSignal.timeout(this.options.timeoutMs),
+        redirect: 'manual',
       });
     } catch (err) {
       throw new TransientDeliveryError(`callback unreachable: ${errorMessage(err)}`);
     }
-    const text = await res.text().catch(() => '');
+    // A redirect will not fix itself: failed for good at once (the agent sees it), replayable once callbackUrl is mended.
+    const redirected = redirectRefusal(res);
+    if (redirected) {
+      await res.body?.cancel().catch(() => {});
+      throw new PermanentDeliveryError(`callbackUrl ${redirected}`, `http_${res.status}`);
+    }
+    // Only an id is read from the answer; the rest of a large one is not held.
+    const text = await readCapped(res, CALLBACK_ANSWER_MAX_BYTES).catch(() => '');
     if (res.status === 429) {
       throw new TransientDeliveryError('callback rate limited (429)', retryAfterMs(res.headers.get('retry-after')));
     }

@@ -3,7 +3,7 @@
  * delivery outcomes. The access token goes in the Authorization header only, never in URLs.
  */
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
-import { retryAfterMs } from '../../core/http.js';
+import { redirectRefusal, retryAfterMs } from '../../core/http.js';
 import type { WhatsAppCloudOptions } from './index.js';
 
 export interface GraphError {
@@ -40,9 +40,15 @@ export class GraphClient {
         headers: { authorization: `Bearer ${this.o.accessToken}`, ...(contentType ? { 'content-type': contentType } : {}) },
         body,
         signal: AbortSignal.timeout(this.o.timeoutMs),
+        redirect: 'manual',
       });
     } catch (err) {
       throw new GraphCallError(0, { message: `unreachable: ${errorMessage(err)}` });
+    }
+    const redirected = redirectRefusal(res);
+    if (redirected) {
+      await res.body?.cancel().catch(() => {});
+      throw new GraphCallError(res.status, { message: `graphApiUrl ${redirected}` });
     }
     const text = await res.text().catch(() => '');
     let json: { error?: GraphError } & Record<string, unknown> = {};

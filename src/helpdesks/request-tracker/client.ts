@@ -8,7 +8,7 @@
  *
  * Credentials go into the Authorization header only, never into a URL or an error message.
  */
-import { callSignal } from '../../core/http.js';
+import { callSignal, redirectRefusal } from '../../core/http.js';
 
 export interface RtClientOptions {
   /** RT's base URL (WebBaseURL), e.g. http://rt.example.com; REST2 lives under /REST/2.0. */
@@ -293,9 +293,15 @@ export class RtClient {
         },
         body: json !== undefined ? JSON.stringify(json) : undefined,
         signal: callSignal(this.timeoutMs, this.stopping),
+        redirect: 'manual',
       });
     } catch (err) {
       throw new RtUnavailableError(`RT ${what}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+    }
+    const redirected = redirectRefusal(res);
+    if (redirected) {
+      await res.body?.cancel().catch(() => {});
+      throw new RtRefusedError(`RT ${what}: ${redirected} (helpdesks[].url)`, res.status);
     }
     const text = await res.text().catch((err: Error) => {
       throw new RtUnavailableError(`RT ${what}: reading the answer: ${err.message}`, res.status);

@@ -4,7 +4,7 @@
  * `error` names why). Token auth: `Authorization: Token token=<token>`.
  */
 import { errorMessage } from '../../core/errors.js';
-import { callSignal, retryAfterMs } from '../../core/http.js';
+import { callSignal, redirectRefusal, retryAfterMs } from '../../core/http.js';
 import { HelpdeskRefusedError, HelpdeskUnavailableError } from '../contract.js';
 
 export interface ZammadUser {
@@ -80,6 +80,11 @@ export class ZammadClient {
       });
     } catch (err) {
       throw new HelpdeskUnavailableError(`Zammad unreachable (${method} /api/v1/${path.split('?')[0]}): ${errorMessage(err)}`);
+    }
+    const redirected = redirectRefusal(res);
+    if (redirected) {
+      await res.body?.cancel().catch(() => {});
+      throw new HelpdeskRefusedError(`http_${res.status}`, `Zammad ${redirected} (helpdesks[].url)`);
     }
     const text = await res.text().catch(() => '');
     if (res.ok) {
