@@ -295,6 +295,17 @@ export class Router implements RoutingHooks {
       });
       return;
     }
+    // A change comes from the conversation its message is in: platforms scope message ids per chat,
+    // but a webhook client's ids are its account's, and one customer's edit could otherwise
+    // rewrite (or a delete hide) another customer's message in another ticket.
+    if (ticket.value.conversation.id !== e.conversation.id) {
+      await this.bus.deadLetters.park({
+        source: 'router', subject: this.bus.inboundSubject(e), code: 'foreign_target',
+        reason: `${e.type} from conversation ${e.conversation.id} for message ${e.targetPlatformMessageId}, which is in conversation ${ticket.value.conversation.id} (${ticket.value.id}): a message is changed only from its own conversation`,
+        payload: JSON.stringify(e),
+      });
+      return;
+    }
     const at = new Date().toISOString();
     const entry: LogEntry = e.type === 'message.edited' ? { kind: 'edited', at, event: e, match } : { kind: 'deleted', at, event: e, match };
     // Past the duplicate window an append is not deduplicated: an attempt that died after it

@@ -169,6 +169,30 @@ describe('loop guard and edits', () => {
     expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'edited']);
   });
 
+  it('parks an edit or deletion that names a message of another conversation (a webhook client\'s ids are account-wide)', async () => {
+    const victim = chatMessage({ chat: 'victim-chat', id: 'victim-1', text: 'мой заказ 48213' });
+    const victimTicket = await route(victim);
+    const other = chatMessage({ chat: 'other-chat', id: 'other-1', from: 'mallory' });
+    await route(other);
+    const change = (type: 'message.edited' | 'message.deleted', n: number) => ({
+      v: 1, type, id: `webhook:site:${type}:victim-1:${n}`, channel: 'webhook', account: 'site',
+      conversation: other.conversation, sender: other.sender, targetPlatformMessageId: 'victim-1',
+      ...(type === 'message.edited' ? { text: 'ПОДМЕНА' } : {}),
+      platform: { messageId: `foreign-${n}` }, receivedAt: new Date().toISOString(),
+    });
+    await publishEvent(gw.nc, change('message.edited', 1));
+    await publishEvent(gw.nc, change('message.deleted', 2));
+    for (const type of ['message.edited', 'message.deleted']) {
+      const parked = await gw.waitForStreamMessage<{ reason: string; code: string }>('OMNI_DLQ', 'omni.dlq.router', (d) => d.reason.startsWith(`${type} from conversation other-chat for message victim-1`));
+      expect(parked.code).toBe('foreign_target');
+      expect(parked.reason).toContain(`which is in conversation victim-chat (${victimTicket.ticketId})`);
+    }
+    // Both were parked (above) before the victim's next message: its log shows neither change.
+    await route(chatMessage({ chat: 'victim-chat', id: 'victim-2' }));
+    const log = await gw.gateway.router!.store.readLog(victimTicket.ticketId);
+    expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'inbound']);
+  });
+
   it('parks edits and deletions of a message it never saw, even when the conversation has an open ticket', async () => {
     const original = chatMessage({ chat: 'edit-unknown-chat', id: 'seen-1' });
     const created = await route(original);
