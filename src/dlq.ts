@@ -100,14 +100,11 @@ export async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: nu
   switch (sourceOf(d.source)) {
     case 'router': {
       // Back where it was stored, unless no router reads that subject: it would be parked there again.
-      if (d.code !== UNREAD_SUBJECT) {
-        await js.publish(d.subject, await payloadOf(js, d), { msgID: `replay:${seq}` });
-        return { outcome: 'replayed' };
-      }
+      if (d.code !== UNREAD_SUBJECT) return republish(js, d.subject, await payloadOf(js, d), seq);
       const read = Subjects.inboundReadOf(d.subject);
       if (!read) return { outcome: 'refused', detail: `${d.subject} names no channel and account and no router reads it: the publisher must send it again on omni.in.<channel>.<account>` };
-      await js.publish(read, await payloadOf(js, d), { msgID: `replay:${seq}` });
-      return { outcome: 'replayed', detail: `onto ${read} (no router reads ${d.subject})` };
+      const outcome = await republish(js, read, await payloadOf(js, d), seq);
+      return outcome.outcome === 'replayed' ? { ...outcome, detail: `onto ${read} (no router reads ${d.subject})` } : outcome;
     }
     case 'connector':
       return replayThroughService(nc, d, `${d.source.split('.').slice(1).join('/')} connector`);
@@ -170,8 +167,24 @@ async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): 
       throw err;
     }
   }
-  await js.publish(d.subject, bytes, { msgID: `replay:${seq}:${msg.id}` });
+  // One id per reset of the marker: a replay of a letter whose earlier replay failed again goes
+  // out (the same id would be dropped by the duplicate window and leave the marker at "retry").
+  await js.publish(d.subject, bytes, { msgID: `replay:${seq}:${msg.id}:${entry?.revision ?? 0}` });
   return { outcome: 'replayed', detail: `outbound ${msg.id}` };
+}
+
+/**
+ * A router letter back onto `subject`, once per letter within the duplicate window (a double
+ * click replays once). Dropped as such a repeat it says so: it was reported "replayed" while
+ * nothing was published, e.g. an edit replayed again after its first replay was parked anew.
+ */
+async function republish(js: JetStreamClient, subject: string, payload: Uint8Array, seq: number): Promise<Outcome> {
+  const ack = await js.publish(subject, payload, { msgID: `replay:${seq}` });
+  if (!ack.duplicate) return { outcome: 'replayed' };
+  return {
+    outcome: 'refused',
+    detail: `letter ${seq} was replayed less than the duplicate window (nats.duplicateWindow) ago and JetStream dropped this repeat: nothing published; if that replay was parked again, replay the newer letter, else try again later`,
+  };
 }
 
 async function payloadOf(js: JetStreamClient, d: DeadLetter): Promise<Uint8Array> {

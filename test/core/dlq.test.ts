@@ -15,7 +15,7 @@ describe('dead-letter tooling', () => {
     const original = chatMessage({ chat: 'late-chat', id: 'late-1' });
     const edit = {
       v: 1, type: 'message.edited', id: 'webhook:site:edit:late-1:1', channel: 'webhook', account: 'site',
-      conversation: { id: 'other-chat', kind: 'private' }, sender: original.sender, targetPlatformMessageId: 'late-1', text: 'правка',
+      conversation: original.conversation, sender: original.sender, targetPlatformMessageId: 'late-1', text: 'правка',
       platform: { messageId: 'late-1' }, receivedAt: new Date().toISOString(),
     };
     await publishEvent(gw.nc, edit); // the edit overtook its message: nothing to attach it to yet
@@ -32,8 +32,11 @@ describe('dead-letter tooling', () => {
     const replay = await deadLetters(config, { source: 'router', limit: 100, replay: true, out: () => {} });
     expect(replay.replayed).toBeGreaterThan(0);
     await gw.waitForEvent((e) => e.type === 'ticket.edited' && e.ticketId === created.ticketId);
-    // Replaying again changes nothing.
-    await deadLetters(config, { source: 'router', limit: 100, replay: true, out: () => {} });
+    // Replaying again changes nothing, and says so: JetStream dropped the repeat inside its duplicate window.
+    const again: string[] = [];
+    const second = await deadLetters(config, { source: 'router', limit: 100, replay: true, out: (l) => again.push(l) });
+    expect(second.replayed).toBe(0);
+    expect(again.join('\n')).toMatch(/was replayed less than the duplicate window \(nats\.duplicateWindow\) ago and JetStream dropped this repeat: nothing published/);
     const log = await gw.gateway.router!.store.readLog(created.ticketId);
     expect(log.map((l) => l.entry.kind)).toEqual(['inbound', 'edited']);
   });
