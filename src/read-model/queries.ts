@@ -167,6 +167,8 @@ export async function search(db: Queryable, q: string, o: { limit: number; statu
  * markup inside the snippet. Matches are marked with control characters, the text is escaped,
  * then the marks become <b>…</b>.
  */
+// The text's own U+0001/U+0002 (a customer can send them) are made spaces before ts_headline, so
+// only its markers become <b> and </b>.
 const MARK_START = '\u0001';
 const MARK_STOP = '\u0002';
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -203,7 +205,7 @@ async function searchIn(db: Queryable, q: string, o: { limit: number; status?: s
         WHERE ${filtered ? `EXISTS (SELECT 1 FROM tickets f WHERE f.id = b.ticket_id AND ($3::text IS NULL OR f.status = $3) AND ($4::text IS NULL OR f.channel = $4))` : '$3::text IS NULL AND $4::text IS NULL'}
         ORDER BY b.rank DESC, b.seq DESC NULLS LAST, b.ticket_id DESC LIMIT $2)
      SELECT ${TICKET_COLUMNS}, b.seq AS hit_seq, b.direction AS hit_direction, b.at AS hit_at, b.rank,
-            ts_headline('russian', b.text, ${TSQ}, 'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=8, MaxFragments=2') AS snippet
+            ts_headline('russian', translate(b.text, chr(1) || chr(2), '  '), ${TSQ}, 'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=8, MaxFragments=2') AS snippet
        FROM top b JOIN tickets t ON t.id = b.ticket_id
       ORDER BY b.rank DESC, b.seq DESC NULLS LAST, b.ticket_id DESC`,
     [q, o.limit, o.status ?? null, o.channel ?? null, ...(recent ? [recent.seq, recent.at] : [])],

@@ -108,6 +108,13 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     expect(hit!.snippet).toContain('<b>возврат</b> &lt;img src=x onerror=alert(1)&gt; средств &amp; &quot;кавычки&quot;');
   });
 
+  it('a customer\'s own U+0001/U+0002 (our match marks) do not become <b> in a snippet', async () => {
+    await apply('T-7', inbound({ id: 'wh:4', channel: 'webhook', sender: { id: 'mallory', handles: {} }, text: 'quokka \u0001<injected\u0002 end', min: 10 }));
+    const [hit] = await search(db, 'quokka', { limit: 10 });
+    expect(hit!.snippet).toMatch(/^<b>quokka<\/b> {2}&lt;injected/);
+    expect(hit!.snippet.match(/<\/?b>/g)).toEqual(['<b>', '</b>']);
+  });
+
   it('ranks the newest messages first and widens to the whole history while fewer than limit tickets match', async () => {
     // Two mentions 100,000 log sequences apart (more than SEARCH_RECENT): the newest window holds only the newer.
     const old = ++seq;

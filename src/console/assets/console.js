@@ -33,6 +33,12 @@ function visibleText(s) {
   return BIDI_CONTROL.test(s) ? s.replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `[U+${c.charCodeAt(0).toString(16).toUpperCase()}]`) : s;
 }
 
+/** A search snippet (HTML: <b> around matches, the text escaped) as the plain text it stands for. */
+const SNIPPET_ENTITIES = { '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'", '&amp;': '&' };
+function plainSnippet(html) {
+  return String(html || '').replace(/<\/?b>/g, '').replace(/&(?:lt|gt|quot|#39|amp);/g, (e) => SNIPPET_ENTITIES[e]);
+}
+
 function time(iso) {
   if (!iso) return t('never');
   const d = new Date(iso);
@@ -543,8 +549,8 @@ async function searchTickets(q, status) {
   const byContact = (await api(`v1/tickets?${new URLSearchParams({ contact: q, limit: '50' })}`)).tickets;
   try {
     const r = await api(`v1/search?${new URLSearchParams({ q })}`);
-    // Hits carry a snippet with the matched words in <b>…</b>: shown as plain text.
-    const hits = (r.results || []).map((hit) => ({ ...hit.ticket, snippet: String(hit.snippet || '').replace(/<\/?b>/g, '') }));
+    // Hits carry a snippet with the matched words in <b>…</b>, the rest HTML-escaped: shown as plain text.
+    const hits = (r.results || []).map((hit) => ({ ...hit.ticket, snippet: plainSnippet(hit.snippet) }));
     const seen = new Set(hits.map((tk) => tk.id));
     return { tickets: [...hits, ...byContact.filter((tk) => !seen.has(tk.id))], fallback: false };
   } catch (err) {
