@@ -79,8 +79,13 @@ export class Attachments {
     const out: StoredAttachment[] = [];
     for (const [i, a] of inputs.entries()) {
       if ('objectKey' in a) {
-        if (!OBJECT_KEY.test(a.objectKey) || !(await this.media.has(a.objectKey))) {
+        const stored = OBJECT_KEY.test(a.objectKey) ? await this.media.sizeOf(a.objectKey) : null;
+        if (stored === null) {
           throw new HttpError('invalid_request', `attachment ${a.objectKey} was not uploaded (POST /v1/attachments first)`, `attachments.${i}.objectKey`);
+        }
+        // The size travels to the customer's platform and the log: the upload's own, not a claim.
+        if (a.size !== stored) {
+          throw new HttpError('invalid_request', `attachments.${i}.size: is ${a.size}, but the upload ${a.objectKey} is ${stored} bytes (copy size from the upload's answer)`, `attachments.${i}.size`);
         }
         const sha256 = a.objectKey.slice('sha256/'.length);
         const ref = await this.media.reference({ objectKey: a.objectKey, sha256, size: a.size, name: a.name, mimeType: a.mimeType, ticketId });

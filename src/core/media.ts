@@ -135,8 +135,9 @@ export class MediaStore {
     return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as MediaReference) : null;
   }
 
-  async has(objectKey: string): Promise<boolean> {
+  /** The stored object's size in bytes, or null when there is none (never uploaded, or erased). */
+  async sizeOf(objectKey: string): Promise<number | null> {
     const info = await this.store.info(objectKey);
-    return !!info && !info.deleted;
+    return info && !info.deleted ? info.size : null;
   }
 }

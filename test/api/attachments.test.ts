@@ -117,6 +117,10 @@ describe('replies with attachments', () => {
 
     const unknown = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ ...ref, objectKey: `sha256/${'0'.repeat(64)}` }] }));
     expect(unknown.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.objectKey' });
+    // The size a reply carries to the platform and the log is the upload's, not a claim.
+    const wrongSize = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ ...ref, size: 999_999 }] }));
+    expect(wrongSize.status).toBe(400);
+    expect(wrongSize.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.size', message: expect.stringContaining('is 999999, but the upload') });
     const notBase64 = await h.api(`/v1/tickets/${id}/replies`, post({ text: 'x', attachments: [{ name: 'a.txt', contentBase64: 'это не base64!' }] }));
     expect(notBase64.status).toBe(400);
     expect(notBase64.body.error).toMatchObject({ code: 'invalid_request', field: 'attachments.0.contentBase64' });
