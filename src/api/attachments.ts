@@ -44,8 +44,10 @@ export async function readMultipart(req: FastifyRequest): Promise<{ fields: Map<
   const fields = new Map<string, string>();
   const files: File[] = [];
   for (const [name, value] of form) {
-    if (typeof value === 'string') fields.set(name, value);
-    else files.push(value);
+    if (typeof value !== 'string') files.push(value);
+    // The last one won: `-F text=a -F text=b` sent "b" without a word, as a repeated query parameter is refused.
+    else if (fields.has(name)) throw new HttpError('invalid_request', `${name}: given more than once; give it once`, name);
+    else fields.set(name, value);
   }
   return { fields, files };
 }
@@ -101,6 +103,9 @@ export class Attachments {
 
   register(app: FastifyInstance, guards: { read: object; write: object }): void {
     app.post<{ Querystring: { name?: string } }>('/v1/attachments', guards.write, async (req, reply) => {
+      // `?mimeType=` or a misspelt `?nmae=` was ignored without a word (the type comes from Content-Type).
+      const unknown = Object.keys(req.query ?? {}).find((k) => k !== 'name');
+      if (unknown !== undefined) return fail(reply, 'invalid_request', `unknown query parameter "${unknown}" (the only one is name; the type comes from Content-Type)`, unknown);
       if (isMultipart(req)) {
         const { files } = await readMultipart(req);
         if (files.length !== 1) return fail(reply, 'invalid_request', `send exactly one file part (got ${files.length})`, 'file');

@@ -86,6 +86,10 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   app.post<{ Params: { id: string } }>('/v1/contacts/:id/erase', async (req, reply) => {
     const who = deps.auth.authorizeAdmin(req.headers.authorization);
     if ('error' in who) return fail(reply, who.error.code, who.error.message);
+    // Erasure takes no options: a body that gives some (`{"dryRun": true}`) would be ignored and
+    // the person erased for good, so anything but nothing or {} is refused before.
+    const given = unexpectedBody(req.body);
+    if (given) return fail(reply, 'invalid_request', `${given}: erase takes no body (nothing to set; it erases every store at once)`, given);
     await deps.readModel.caughtUp();
     const db = await deps.readModel.database();
     const person = await personFootprint(db, req.params.id);
@@ -123,4 +127,18 @@ function zoneOffset(instantMs: number, timezone: string): number {
       .map((x) => [x.type, x.value]),
   );
   return Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second)) - instantMs;
+}
+
+/** The first key of a body that should be empty (or `body` when it is not a JSON object at all); undefined for none or `{}`. */
+function unexpectedBody(body: unknown): string | undefined {
+  const raw = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+  if (raw.toString('utf8').trim() === '') return undefined;
+  try {
+    const json: unknown = JSON.parse(raw.toString('utf8'));
+    if (!json || typeof json !== 'object' || Array.isArray(json)) return 'body';
+    for (const key in json) return key;
+    return undefined;
+  } catch {
+    return 'body';
+  }
 }

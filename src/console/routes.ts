@@ -38,7 +38,8 @@ const LetterQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 const ReplayBody = LetterQuery.extend({ limit: z.coerce.number().int().min(1).max(200).default(50) });
-const Seq = z.coerce.number().int().positive();
+/** Decimal digits only: Number() also took `0x1F` (letter 31), `1e3` and ` 1`. */
+const Seq = z.string().regex(/^[1-9]\d{0,15}$/).transform(Number);
 const Token = z.string().regex(/^[A-Za-z0-9_-]+$/);
 
 /** A restart waits for the connector's stop and start on its replica. */

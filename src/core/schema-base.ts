@@ -28,6 +28,19 @@ export const SubjectToken = z
 export const IsoTime = z.string().datetime({ offset: true });
 
 /**
+ * Whether an ISO time's offset is one some place on Earth has, −12:00 to +14:00 (`+15:00` parsed
+ * and meant nothing). For times taken at the edge (a webhook's sentAt, query parameters); IsoTime
+ * itself stays a plain pattern, which the router's validation predicate can vouch for.
+ */
+export function realOffset(v: string): boolean {
+  const m = /([+-])(\d{2}):?(\d{2})$/.exec(v);
+  if (!m) return true;
+  const minutes = (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
+  return minutes >= -12 * 60 && minutes <= 14 * 60;
+}
+export const UNREAL_OFFSET = { error: 'an offset from -12:00 to +14:00' };
+
+/**
  * An id that travels as a NATS header value (Nats-Msg-Id), a log key or a platform reference:
  * printable, bounded. nats.js refuses CR/LF in a header; refusing every control character here
  * turns that into a 400 naming the field at the edge instead of a publish that can never succeed.

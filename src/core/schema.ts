@@ -7,7 +7,7 @@ import { z } from 'zod';
 
 import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 
-export { MimeType, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+export { MimeType, PrintableId, SCHEMA_VERSION, SubjectToken, UNREAL_OFFSET, realOffset } from './schema-base.js';
 // Connector states, dead letters and error rendering: the operational payloads.
 export * from './schema-ops.js';
 // Audit events (erasure): counts and who asked, no personal data.

@@ -77,6 +77,20 @@ describe('POST /v1/attachments', () => {
     expect(((await none.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'file' });
     const broken = await raw('garbage', '', { 'content-type': 'multipart/form-data; boundary=zzz' });
     expect(broken.body.error).toMatchObject({ code: 'invalid_request', field: 'body' });
+    // A parameter the upload does not take is named, not ignored (the type comes from Content-Type).
+    const mimeParam = await fetch(`${h.gw.httpUrl}/v1/attachments?name=a.html&mimeType=text/html`, { method: 'POST', headers: { ...auth(), 'content-type': 'text/plain' }, body: 'x' });
+    expect(mimeParam.status).toBe(400);
+    expect(((await mimeParam.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'mimeType', message: expect.stringContaining('unknown query parameter "mimeType"') });
+  });
+
+  it('refuses a multipart text field given twice (the last one won without a word)', async () => {
+    const id = await h.openTicket('mp-twice');
+    const form = new FormData();
+    form.append('text', 'первый');
+    form.append('text', 'второй');
+    const res = await fetch(`${h.gw.httpUrl}/v1/tickets/${id}/replies`, { method: 'POST', headers: auth(), body: form });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'text', message: 'text: given more than once; give it once' });
   });
 });
 

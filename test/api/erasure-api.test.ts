@@ -57,6 +57,11 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('forbidden');
     expect((await h.api('/v1/contacts/no-such-contact/erase', post({}, {}, DPO))).status).toBe(404);
+    // An option erasure does not have is refused before anything is erased (it would be ignored, the erasure permanent).
+    const dryRun = await h.api(`/v1/contacts/${ivan}/erase`, post({ dryRun: true }, {}, DPO));
+    expect(dryRun.status).toBe(400);
+    expect(dryRun.body.error).toMatchObject({ code: 'invalid_request', field: 'dryRun', message: expect.stringContaining('erase takes no body') });
+    expect((await h.api(`/v1/search?q=${encodeURIComponent(IVAN.word)}`)).body.results.length).toBeGreaterThan(0);
 
     const erased = await h.api(`/v1/contacts/${ivan}/erase`, post({}, {}, DPO));
     expect(erased.status).toBe(200);

@@ -410,6 +410,23 @@ describe('hostile input: the reported cases', () => {
     expect((await h.api('/v1/search?q=100%25+off')).status).toBe(200);
   });
 
+  it('a sentAt at an offset no place has, before 1900 or a leap second is refused with the reason that applies', async () => {
+    for (const [sentAt, message] of [
+      ['2026-12-01T10:00:00+15:00', 'an offset from -12:00 to +14:00'],
+      ['2026-12-01T10:00:00-23:59', 'an offset from -12:00 to +14:00'],
+      ['0000-01-01T00:00:00Z', 'a year from 1900 on'],
+    ] as const) {
+      const res = await channel({ messageId: `sent-${sentAt}`, sender: { id: 'when@example.ru' }, text: 'x', sentAt });
+      expect(res.status, sentAt).toBe(400);
+      expect(res.body).toMatchObject({ field: 'sentAt', message: expect.stringContaining(message) });
+    }
+    const leap = await channel({ messageId: 'sent-leap', sender: { id: 'when@example.ru' }, text: 'x', sentAt: '2016-12-31T23:59:60Z' });
+    expect(leap.status).toBe(400);
+    expect(leap.body.message).not.toContain('in the future');
+    expect((await h.api('/v1/tickets?updatedSince=2026-12-01T00:00:00%2B15:00')).body.error).toMatchObject({ field: 'updatedSince', message: expect.stringContaining('an offset from -12:00 to +14:00') });
+    expect((await channel({ messageId: 'sent-kiribati', sender: { id: 'when@example.ru' }, text: 'x', sentAt: '2026-12-01T10:00:00+14:00' })).status).toBe(202);
+  });
+
   it('an unknown type names the value and the types there are; a repeated query parameter is named as such', async () => {
     const res = await channel({ type: 'edti', messageId: 'type-1', sender: { id: 't@example.ru' }, text: 'x' });
     expect(res.status).toBe(400);

@@ -3,7 +3,7 @@ import { readCapped, redirectRefusal, retryAfterMs, type RawRequest, type RawRes
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
-import { MimeType, PrintableId, describeZodError, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
+import { MimeType, PrintableId, UNREAL_OFFSET, describeZodError, realOffset, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
 import { JsonInputError, decodeBase64Strict, parseJsonBody } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
@@ -53,7 +53,12 @@ export const WebhookInbound = z.discriminatedUnion('type', [
     replyTo: Id.optional(),
     // The sender's clock may be off, not by a day: such a time is a bug in the form, and it would
     // order the conversation wrongly for good.
-    sentAt: z.string().datetime({ offset: true }).refine((v) => Date.parse(v) < Date.now() + 86_400_000, 'is more than a day in the future').optional(),
+    // NaN (not a time at all) is the datetime check's to report, not "in the future".
+    sentAt: z.string().datetime({ offset: true })
+      .refine((v) => !(Date.parse(v) >= Date.now() + 86_400_000), 'is more than a day in the future')
+      .refine((v) => !(Date.parse(v) < Date.UTC(1900, 0, 1)), 'a year from 1900 on')
+      .refine(realOffset, UNREAL_OFFSET)
+      .optional(),
     attachments: z
       .array(z.object({ name: PrintableId(255), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
       .max(MAX_ATTACHMENTS)
