@@ -16,4 +16,8 @@ export class BoundedCache<V> {
   delete(k: string): void {
     this.map.delete(k);
   }
+
+  clear(): void {
+    this.map.clear();
+  }
 }

@@ -153,7 +153,7 @@ export class MessageRouter {
   private async routePlain(plain: QueuedMessage[], ours: () => boolean, settle: OnSettled): Promise<void> {
     for (let i = 0; i < plain.length; ) {
       if (!ours()) throw new NotOwnedError();
-      const routed = await this.routeLeading(plain.slice(i));
+      const routed = await this.routeLeading(plain.slice(i), ours);
       for (const q of plain.slice(i, i + routed)) settle(q);
       i += routed;
     }
@@ -165,11 +165,11 @@ export class MessageRouter {
    * evicted or is sending a satisfaction request meanwhile) the first message is routed alone,
    * as it would have been without company.
    */
-  private async routeLeading(group: QueuedMessage[]): Promise<number> {
+  private async routeLeading(group: QueuedMessage[], ours: () => boolean): Promise<number> {
     let candidates = group;
     for (let attempt = 0, waited = 0; ; attempt++) {
       try {
-        return await this.routeTogether(candidates, attempt > 0);
+        return await this.routeTogether(candidates, attempt > 0, ours);
       } catch (err) {
         if (!(err instanceof TicketBusyError) && !(err instanceof StaleTicketError)) throw err;
         this.store.invalidate(undefined, err.ticketId);
@@ -193,7 +193,7 @@ export class MessageRouter {
    * pipelined burst (the server stores them in publish order, each with a Nats-Msg-Id, so a retry
    * appends nothing twice), and last their processed markers.
    */
-  private async routeTogether(group: QueuedMessage[], fresh: boolean): Promise<number> {
+  private async routeTogether(group: QueuedMessage[], fresh: boolean, ours: () => boolean): Promise<number> {
     const first = group[0]!;
     const { ticket, match, reopen, openedNow } = await this.threadInto(first.e, fresh);
     const members: Member[] = [{ q: first, e: first.e, match, reopen }];
@@ -227,6 +227,11 @@ export class MessageRouter {
     // drop what did land). A publish the client refuses alone (over max_payload) would break
     // that; connectors keep events 16 KB under it for the head and headers (connectors/intake.ts).
     // Awaiting message by message instead cost 6–15 % router CPU per event.
+    // Asked again right before the writes, by the clock: a replica frozen while its update was on
+    // the way (SIGSTOP, a VM pause) gets the answer first when it wakes, before its lease timer
+    // runs. By then the next owner may have logged these messages, longer ago than the duplicate
+    // window: writing now logged them twice, behind newer ones. Left to that owner instead.
+    if (!ours()) throw new NotOwnedError();
     const append = (entry: LogEntry, msgID: string) => this.journal.appendUnlessLogged(ticket.id, entry, msgID, landed);
     const writes: Array<Promise<unknown>> = [];
     for (const [i, m] of members.entries()) {

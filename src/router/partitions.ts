@@ -57,6 +57,8 @@ export interface OwnershipOptions {
   consumer: Pick<ConsumerConfig, 'ack_wait' | 'max_ack_pending' | 'max_deliver'>;
   /** Consumes one owned unit until the run's signal aborts; returns only after the messages it started routing were settled. */
   consume(run: LoopRun, c: UnitConsumer): Promise<void>;
+  /** Told when this replica takes a unit (it may have been owned elsewhere meanwhile): before any of its messages is routed. */
+  onTake?(unit: number): void;
 }
 
 interface Held {
@@ -183,6 +185,7 @@ export class PartitionOwnership {
   }
 
   private take(unit: number, lease: Lease, share: number, members: number): void {
+    this.o.onTake?.(unit);
     const name = unit === this.o.partitions ? 'router.unpartitioned' : `router.partition.${unit}`;
     const loop = this.supervisor.run(name, async (run) => {
       const c = { ...(await this.prepare(unit)), owned: () => lease.valid() };

@@ -118,6 +118,8 @@ export class Router implements RoutingHooks {
       partitions: this.bus.partitions,
       ttlMs: this.bus.options.leaseTtlMs,
       consumer: { ack_wait: ackWait, max_ack_pending: this.o.concurrency * 4, max_deliver: -1 },
+      // What this replica knew of conversations' tickets may be stale once another owned them.
+      onTake: () => this.store.forgetEpochs(),
       // A partition's buffer is its share of the concurrency; the unpartitioned unit carries
       // everything older publishers send, so it keeps the whole.
       consume: (run, c) =>

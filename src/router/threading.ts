@@ -115,6 +115,10 @@ export class Threader {
     const conversation = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
     const value = e.conversation.threadId ? `${e.conversation.id}/${e.conversation.threadId}` : e.conversation.id;
     let epoch = this.store.knownEpoch(conversation);
+    // Not seen since this replica took the partition over: another owner may have opened newer
+    // tickets meanwhile, and an older one found open (an agent reopened it) must not take the
+    // message while a newer one is there. Walked forward once; known from then on.
+    let lookAhead = !this.store.epochKnown(conversation);
     for (;;) {
       const key = IndexKeys.conversationEpoch(conversation, epoch);
       const hit = await this.store.lookup(key, o);
@@ -126,9 +130,14 @@ export class Threader {
           continue;
         }
         const after = floor && floor.epoch === epoch ? afterEviction(floor) : '';
+        // Nothing is bound at or after this epoch (they are bound in order): it is the newest.
+        this.store.noteEpoch(conversation, epoch);
         return { kind: 'new', match: { rule: 'new-ticket', value: after ? `${value} (epoch ${epoch}${after})` : value }, conversationKey: key };
       }
-      const ticket = await this.store.get(hit.value, o);
+      let ticket = await this.store.get(hit.value, o);
+      // A new ticket is decided on the record as it is now, not as this replica cached it: an
+      // agent (or a message on another replica) may have reopened it since.
+      if (ticket && !o.fresh && CLOSED_STATUSES.has(ticket.value.status) && !this.withinReopenWindow(ticket.value)) ticket = await this.store.get(hit.value, { fresh: true });
       if (!ticket) {
         // No record behind the binding: evicted (the floor was raised past it first), or claimed
         // but never written (a crash between the two), which is finished with this message.
@@ -141,7 +150,7 @@ export class Threader {
       }
       const t = ticket.value;
       const closed = CLOSED_STATUSES.has(t.status);
-      if (o.fresh || (closed && !this.withinReopenWindow(t))) {
+      if (o.fresh || lookAhead || (closed && !this.withinReopenWindow(t))) {
         // A newer binding exists when another router already opened the next ticket.
         const next = IndexKeys.conversationEpoch(conversation, epoch + 1);
         if (await this.store.lookup(next, { fresh: true })) {
@@ -149,6 +158,8 @@ export class Threader {
           this.store.noteEpoch(conversation, epoch);
           continue;
         }
+        lookAhead = false;
+        this.store.noteEpoch(conversation, epoch);
       }
       if (!closed) return { kind: 'existing', ticket: t, match: { rule: 'open-conversation', value }, reopen: false };
       if (this.withinReopenWindow(t)) return { kind: 'existing', ticket: t, match: { rule: 'reopened', value }, reopen: true };

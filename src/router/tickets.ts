@@ -274,7 +274,22 @@ export class TicketStore {
   }
 
   noteEpoch(conversationKey: string, epoch: number): void {
-    if (epoch > this.knownEpoch(conversationKey)) this.epochCache.set(conversationKey, epoch);
+    const known = this.epochCache.get(conversationKey);
+    if (known === undefined || epoch > known) this.epochCache.set(conversationKey, epoch);
+  }
+
+  /** Whether this process has seen the conversation's newest epoch since it last took a partition over (forgetEpochs). */
+  epochKnown(conversationKey: string): boolean {
+    return this.epochCache.get(conversationKey) !== undefined;
+  }
+
+  /**
+   * Forgets every conversation's epoch: called when this replica takes a partition over. While
+   * another replica owned it, that one may have opened newer tickets for its conversations; a
+   * stale epoch sent a message to an older ticket an agent had reopened, beside the newer one.
+   */
+  forgetEpochs(): void {
+    this.epochCache.clear();
   }
 
   /** Records an index entry if absent (Message-IDs, platform ids): first writer wins, later ones are no-ops. */

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
 import type { InboundMessage, LogEntry, TicketEvent } from '../../src/core/schema.js';
+import { TicketStore } from '../../src/router/tickets.js';
 
 let gw: TestGateway;
 
@@ -45,6 +46,34 @@ describe('chat threading', () => {
     const later = await route(chatMessage({ chat: 'chat-reopen' }));
     expect(later.ticketId).not.toBe(first.ticketId);
     expect(matchOf(later).rule).toBe('new-ticket');
+  });
+
+  it('decides a new ticket on the record as it is, not as this replica cached it (another replica reopened it)', async () => {
+    const first = await route(chatMessage({ chat: 'chat-stale' }));
+    await gw.request('omni.cmd.status', { ticketId: first.ticketId, status: 'resolved' });
+    await new Promise((r) => setTimeout(r, 1700)); // past the 1.5 s reopen window; our cache says resolved
+    // Another replica (a store with caches of its own) reopens it meanwhile: an agent, or a message it routed.
+    const elsewhere = new TicketStore(gw.gateway.bus, 'T-', 1001);
+    await elsewhere.apply(first.ticketId, (t) => ({ next: { ...t, status: 'open', closedAt: undefined }, outcome: null }));
+    const next = await route(chatMessage({ chat: 'chat-stale' }));
+    expect(next.ticketId).toBe(first.ticketId);
+    expect(matchOf(next).rule).toBe('open-conversation');
+  });
+
+  it('after taking a partition over, a message goes to the conversation\'s newest ticket, not to an older one an agent reopened', async () => {
+    const first = await route(chatMessage({ chat: 'chat-epochs' }));
+    await gw.request('omni.cmd.status', { ticketId: first.ticketId, status: 'resolved' });
+    await new Promise((r) => setTimeout(r, 1700));
+    const second = await route(chatMessage({ chat: 'chat-epochs' }));
+    expect(second.ticketId).not.toBe(first.ticketId);
+    // An agent reopens the old ticket; then this replica takes the partition over from another
+    // one (what it knew of the conversation's epochs is forgotten, as on a cold start).
+    expect((await gw.request('omni.cmd.status', { ticketId: first.ticketId, status: 'open' })).ok).toBe(true);
+    gw.gateway.router!.store.forgetEpochs();
+    const third = await route(chatMessage({ chat: 'chat-epochs' }));
+    expect(third.ticketId).toBe(second.ticketId);
+    const fourth = await route(chatMessage({ chat: 'chat-epochs' }));
+    expect(fourth.ticketId).toBe(second.ticketId);
   });
 
   it('treats each Slack thread as its own conversation', async () => {
