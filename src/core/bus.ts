@@ -221,6 +221,8 @@ export class Bus {
     this.kv.state = await kvm.create(Buckets.state, { ...kvOpts, history: 1 });
     this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
     for (const name of ['dedup', 'state', 'leases'] as const) await this.ensureReplicas(`KV_${Buckets[name]}`);
+    await this.ensureTtl(`KV_${Buckets.dedup}`, this.options.dedupTtlMs);
+    await this.ensureTtl(`KV_${Buckets.leases}`, this.options.leaseTtlMs);
     const objm = new Objm(this.js);
     this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
     await this.ensureReplicas(`OBJ_${MEDIA_BUCKET}`);
@@ -374,6 +376,22 @@ export class Bus {
         await sleep(250);
       }
     }
+  }
+
+  /**
+   * A bucket's TTL follows its setting (the KV client reuses an existing bucket as it is). A
+   * deployment that raised `nats.leaseTtl` from 5 s to 15 s kept the leases bucket's 5 s max_age:
+   * keys expired while their holders renewed every 5 s, partitions changed hands 144 times in 30 s
+   * on an idle cluster, and a paused holder's units went after 5 s while it counted on 15.
+   */
+  private async ensureTtl(stream: string, ttlMs: number): Promise<void> {
+    const info = await this.justMadeStreamInfo(stream);
+    const want = ttlMs * 1_000_000;
+    if (info.config.max_age === want) return;
+    // The duplicate window may not exceed max_age: the client makes it min(ttl, 2 min) too.
+    const window = want > 0 ? Math.min(info.config.duplicate_window || want, want) : info.config.duplicate_window;
+    await this.jsm.streams.update(stream, { ...info.config, max_age: want, duplicate_window: window });
+    this.log.info({ stream, fromMs: info.config.max_age / 1_000_000, toMs: ttlMs }, 'bucket TTL changed to match the config');
   }
 
   /** A bucket made by an older server or another tool may lack allow_direct; the pipeline needs it. */

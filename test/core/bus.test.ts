@@ -69,6 +69,20 @@ describe('bus provisioning', () => {
     await bus.close();
   });
 
+  it('follows a changed leaseTtl and dedupTtl on an existing deployment (the buckets kept the TTL they were made with)', async () => {
+    const short = await Bus.connect(options(nats.url, { leaseTtlMs: 5_000, dedupTtlMs: 60_000 }), log);
+    await short.provision();
+    expect((await short.jsm.streams.info('KV_omni_leases')).config.max_age).toBe(5_000 * 1_000_000);
+    await short.close();
+    const longer = await Bus.connect(options(nats.url, { leaseTtlMs: 15_000, dedupTtlMs: 3_600_000 }), log);
+    await longer.provision();
+    const leases = (await longer.jsm.streams.info('KV_omni_leases')).config;
+    expect(leases.max_age).toBe(15_000 * 1_000_000);
+    expect(leases.duplicate_window).toBeLessThanOrEqual(leases.max_age);
+    expect((await longer.jsm.streams.info('KV_omni_dedup')).config.max_age).toBe(3_600_000 * 1_000_000);
+    await longer.close();
+  });
+
   it('turns on direct gets for a hot bucket an older server or another tool created without them', async () => {
     const fresh = await startNats();
     try {
