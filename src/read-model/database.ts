@@ -45,6 +45,8 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** How long a PostgreSQL connect, or a wait for a free pooled connection, may take (default 10 s): pg's own default waits for ever. */
   connectTimeoutMs?: number;
+  /** How long the applier's lock session or a transaction may stay silent before the server ends it (default APPLIER_SILENCE_MS; tests shorten it). */
+  silenceMs?: number;
 }
 
 /** `signal` ends an open still in progress (PGlite's initdb takes seconds). */
@@ -159,6 +161,12 @@ async function discardInterruptedInit(dataDir: string): Promise<boolean> {
   return true;
 }
 
+/**
+ * How long the applier's lock session, or a transaction of ours, may stay silent before
+ * PostgreSQL ends it: a frozen replica's lock then passes to another replica after this.
+ */
+export const APPLIER_SILENCE_MS = 30_000;
+
 class PostgresDatabase implements Database {
   readonly engine = 'postgres' as const;
 
@@ -166,6 +174,7 @@ class PostgresDatabase implements Database {
     private readonly pool: pg.Pool,
     private readonly config: pg.ClientConfig,
     readonly where: string,
+    private readonly silenceMs: number,
   ) {}
 
   static async open(o: DatabaseOptions): Promise<PostgresDatabase> {
@@ -180,12 +189,15 @@ class PostgresDatabase implements Database {
       // A server that accepts and never answers (a half-dead host, a proxy with nothing behind it)
       // left the read model "opening" for ever, with no error for /readyz to show.
       connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
+      // A frozen process (SIGSTOP, a paused VM) in the middle of a batch held the checkpoint row
+      // locked, and its kernel kept the connection alive: the server ends such a transaction.
+      idle_in_transaction_session_timeout: o.silenceMs ?? APPLIER_SILENCE_MS,
       types: { getTypeParser: pgTypeParser } as pg.CustomTypesConfig,
     };
     const pool = new pg.Pool({ ...config, max: o.poolSize ?? 10 });
     // An idle client's error (server restarted) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
-    const db = new PostgresDatabase(pool, config, `postgres:${safeUrl(o.url!)}`);
+    const db = new PostgresDatabase(pool, config, `postgres:${safeUrl(o.url!)}`, o.silenceMs ?? APPLIER_SILENCE_MS);
     await db.query('SELECT 1');
     return db;
   }
@@ -220,7 +232,13 @@ class PostgresDatabase implements Database {
     }
   }
 
-  /** A session-level advisory lock on its own connection: the server frees it if we die. */
+  /**
+   * A session-level advisory lock on its own connection: the server frees it if we die, and, since
+   * a frozen holder's kernel keeps the connection alive (an outside trial stopped the applier
+   * with SIGSTOP: lists and search lagged on every replica until it woke), also when the holder
+   * falls silent: the session ends after `silenceMs` without a statement (PostgreSQL 14+,
+   * idle_session_timeout), and a live holder sends one every third of that.
+   */
   async tryApplierLock(key: number): Promise<ApplierLock | null> {
     const client = new pg.Client(this.config);
     let lostResolve!: () => void;
@@ -233,9 +251,17 @@ class PostgresDatabase implements Database {
       await client.end();
       return null;
     }
+    // Older servers do not know the setting: the lock then lasts while the connection does.
+    await client.query(`SET idle_session_timeout = ${Math.round(this.silenceMs)}`).catch(() => undefined);
+    const heartbeat = setInterval(() => {
+      client.query('SELECT 1').catch(() => lostResolve());
+    }, this.silenceMs / 3);
+    heartbeat.unref();
+    lost.then(() => clearInterval(heartbeat), () => undefined);
     return {
       lost,
       release: async () => {
+        clearInterval(heartbeat);
         await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => undefined);
         await client.end().catch(() => undefined);
       },
