@@ -58,8 +58,12 @@ export async function publishInbound(
       const timeout = deadline === undefined ? {} : { timeout: Math.round(Math.max(500, Math.min(ATTEMPT_MS, left()))) };
       const ack = await bus.js.publish(bus.inboundSubject(event), payload, { msgID: event.id, ...timeout });
       hooks.published();
-      if (ack.duplicate) metrics.duplicates.inc({ channel });
-      return { duplicate: ack.duplicate, seq: ack.seq };
+      // After an attempt of ours went unanswered, a duplicate is most likely that attempt's own
+      // copy, stored without its answer reaching us: "already had it" would tell the sender its
+      // first try was a repeat (seen under a frozen replica). Stored once either way.
+      const duplicate = ack.duplicate && attempt === 1;
+      if (duplicate) metrics.duplicates.inc({ channel });
+      return { duplicate, seq: ack.seq };
     } catch (err) {
       if ((signal.aborted && attempt > 1) || left() <= 0) throw err;
       if (isCasConflict(err)) throw err;
