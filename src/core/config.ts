@@ -183,7 +183,7 @@ export const GatewayConfig = z.object({
            * this long and its volume has room again: a full disk leaves JetStream so until the
            * server restarts (jetstream-watchdog.ts). 0 turns this off.
            */
-          restartStuckJetStream: Duration.prefault('1m'),
+          restartStuckJetStream: Duration.prefault('1m').refine((ms) => ms === 0 || ms >= 10_000, 'at least 10s (two looks of 5 s), or 0 to turn it off'),
         })
         .prefault({}),
     })

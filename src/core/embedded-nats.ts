@@ -69,6 +69,8 @@ export class EmbeddedNats {
   private stopping = false;
   /** A restart asked for (restart()) is under way: the child's exit is expected, and restart() starts the next one. */
   private restarting = false;
+  /** The launch in progress, if any (launchOnce). */
+  private launching?: Promise<void>;
   private port: number;
   private restarts = 0;
   private restartTimer?: NodeJS.Timeout;
@@ -105,7 +107,7 @@ export class EmbeddedNats {
     this.predecessor = await this.recordedInstance();
     this.binary = binary;
     try {
-      await this.launch(binary, dataDir);
+      await this.launchOnce();
     } catch (err) {
       // A server that never reported its port may still run: stop it, then free the directory.
       await this.stop();
@@ -148,8 +150,20 @@ export class EmbeddedNats {
     }
   }
 
+  /** One launch at a time (the start, a relaunch after an exit, a restart): a second caller waits for the first. */
+  private launchOnce(): Promise<void> {
+    this.launching ??= this.launch(this.binary, this.dataDir).finally(() => {
+      this.launching = undefined;
+    });
+    return this.launching;
+  }
+
   private async launch(binary: string, dataDir: string): Promise<void> {
+    // The child being replaced exits from here on (stopLeftovers ends its server): not a crash.
+    this.child = undefined;
     await this.stopLeftovers();
+    // A stop that came meanwhile found no child to stop: starting one now would outlive the gateway.
+    if (this.stopping) throw new Error('embedded nats-server: stopping, not launched');
     for (const f of await readdir(dataDir)) if (f.endsWith('.ports')) await rm(join(dataDir, f), { force: true });
     const args = ['-js', '-sd', this.storeDir, '-a', this.o.host, '-p', String(this.port || -1), '--ports_file_dir', dataDir, '-P', this.pidFile];
     // detached: a Ctrl-C on the terminal must not stop the server under a gateway that is still draining.
@@ -161,15 +175,24 @@ export class EmbeddedNats {
     child.stderr?.on('data', (d: Buffer) => {
       tail = (tail + d.toString()).slice(-2000);
     });
+    // Only a server that was serving is relaunched on its exit; one that dies while launching is
+    // the launch's failure, handled by its caller, and one replaced or stopped on purpose is not
+    // this.child any more. (Relaunching every exit let launches kill each other's servers for ever.)
+    let serving = false;
     child.once('exit', (code, signal) => {
       child.stdin?.destroy();
-      if (this.stopping || this.restarting) return;
+      if (!serving || child !== this.child || this.stopping || this.restarting) return;
+      this.child = undefined;
       this.log.error({ code, signal, stderr: tail.trim().split('\n').slice(-3).join(' | ') }, 'embedded nats-server exited; restarting');
       this.relaunchLater();
     });
     const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`nats-server exited with code ${child.exitCode}: ${tail.trim()}`);
+    let failure = 'did not become ready within 20 s';
+    while (Date.now() < deadline && !this.stopping) {
+      if (child.exitCode !== null) {
+        failure = `exited with code ${child.exitCode}: ${tail.trim()}`;
+        break;
+      }
       const file = (await readdir(dataDir)).find((f) => f.endsWith('.ports'));
       if (file) {
         try {
@@ -177,6 +200,7 @@ export class EmbeddedNats {
           // Keep the same port across restarts so clients reconnect to the same URL.
           this.port = Number(new URL(ports.nats[0]!).port);
           this.restarts = 0;
+          serving = true;
           return;
         } catch {
           /* being written */
@@ -184,14 +208,35 @@ export class EmbeddedNats {
       }
       await sleep(25);
     }
-    throw new Error('embedded nats-server did not become ready within 20 s');
+    if (this.stopping) failure = 'stopping while it started';
+    // Not left running behind our back: the next launch would find it and kill it anyway.
+    this.child = undefined;
+    this.killNow(child);
+    throw new Error(`embedded nats-server ${failure}`);
   }
 
-  /** Starts the server again after a backoff (it exited, or a restart could not start it). */
+  /** SIGKILL for the server on our store and its watchdog shell. */
+  private killNow(child: ChildProcess): void {
+    for (const l of findLeftovers(this.storeDir, this.pidFile)) {
+      try {
+        process.kill(l.pid, 'SIGKILL');
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+
+  /** Starts the server again after a backoff (it exited, or a restart or relaunch could not start it), until one starts. */
   private relaunchLater(): void {
+    clearTimeout(this.restartTimer);
     const delay = backoffMs(this.restarts++, 250, 10_000);
     this.restartTimer = setTimeout(() => {
-      if (!this.stopping) this.launch(this.binary, this.dataDir).catch((err) => this.log.error({ err: String(err) }, 'embedded nats-server restart failed'));
+      if (this.stopping || this.restarting) return;
+      this.launchOnce().catch((err: unknown) => {
+        this.log.error({ err: String(err) }, 'embedded nats-server restart failed; trying again');
+        if (!this.stopping && !this.restarting) this.relaunchLater();
+      });
     }, delay);
     this.restartTimer.unref();
   }
@@ -201,15 +246,19 @@ export class EmbeddedNats {
    * a full disk leaves JetStream unusable until the server restarts). A 2.9 server wedged that
    * way ignores SIGTERM: it is killed after `graceMs`. Clients reconnect to the same URL.
    */
-  async restart(reason: string, graceMs = 5_000): Promise<void> {
-    if (this.stopping || this.restarting) return;
+  async restart(reason: string, graceMs = 5_000): Promise<boolean> {
+    if (this.stopping || this.restarting) return false;
     this.restarting = true;
+    clearTimeout(this.restartTimer);
     try {
+      // A relaunch already under way finishes first: two launches would kill each other's server.
+      await this.launching?.catch(() => undefined);
       this.log.warn({ reason }, 'restarting embedded nats-server');
       await this.stopChild(graceMs);
-      if (this.stopping) return;
-      await this.launch(this.binary, this.dataDir);
+      if (this.stopping) return false;
+      await this.launchOnce();
       this.log.info({ url: this.url }, 'embedded nats-server restarted');
+      return true;
     } catch (err) {
       // Not left without a server: the next attempt follows the backoff of an exited one.
       if (!this.stopping) this.relaunchLater();
@@ -223,6 +272,8 @@ export class EmbeddedNats {
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
+    // A launch in progress sees `stopping` and ends (killing what it started) before the lock goes.
+    await this.launching?.catch(() => undefined);
     await this.stopChild(graceMs);
     await this.lock?.release();
   }
@@ -230,19 +281,13 @@ export class EmbeddedNats {
   private async stopChild(graceMs: number): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    this.child = undefined; // its exit is ours: not relaunched
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     this.log.info('stopping embedded nats-server');
     child.stdin?.end();
     const timer = setTimeout(() => {
       this.log.warn({ graceMs }, 'embedded nats-server did not stop in time; killing it');
-      for (const l of findLeftovers(this.storeDir, this.pidFile)) {
-        try {
-          process.kill(l.pid, 'SIGKILL');
-        } catch {
-          /* gone meanwhile */
-        }
-      }
-      child.kill('SIGKILL');
+      this.killNow(child);
     }, graceMs);
     await exited;
     clearTimeout(timer);

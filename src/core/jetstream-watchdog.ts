@@ -37,8 +37,8 @@ export interface JetStreamWatchdogOptions {
   connected: () => boolean;
   /** Bytes free for the server's store directory. */
   freeBytes: () => Promise<number>;
-  /** Restarts the server; resolves once it is started again (or the restart failed, thrown). */
-  restart: (reason: string) => Promise<void>;
+  /** Restarts the server; true once it is started again, false when it was not restarted (stopping, or a restart under way); throws when it failed. */
+  restart: (reason: string) => Promise<boolean>;
   log: Logger;
   /** JetStream silent or off this long, connected all the while, before a restart. */
   stuckAfterMs: number;
@@ -54,7 +54,10 @@ const FULL_DISK_WARN_EVERY_MS = 60_000;
 
 export class JetStreamWatchdog {
   private stuckSince?: number;
+  /** The volume was seen under minFreeBytes while JetStream was stuck: a silence then is the full-disk wedge, not load. */
+  private pressureSeen = false;
   private lastFullDiskWarnAt = -Infinity;
+  private lastBusyWarnAt = -Infinity;
   private readonly now: () => number;
 
   constructor(private readonly o: JetStreamWatchdogOptions) {
@@ -62,22 +65,36 @@ export class JetStreamWatchdog {
   }
 
   /** One look: probes, and restarts the server when it has been stuck long enough with room on the disk. Returns what it did. */
-  async check(): Promise<'ok' | 'waiting' | 'disk full' | 'restarted' | 'disconnected'> {
+  async check(): Promise<'ok' | 'waiting' | 'disk full' | 'busy' | 'restarted' | 'disconnected'> {
     if (!this.o.connected()) {
-      this.stuckSince = undefined;
+      this.forget();
       return 'disconnected';
     }
     const health = await this.o.probe();
     if (health === 'ok') {
-      this.stuckSince = undefined;
+      this.forget();
       return 'ok';
     }
     const now = this.now();
     this.stuckSince ??= now;
+    // Sampled at every look while stuck: by the time the window is over, space may have been freed.
+    const free = await this.o.freeBytes();
+    if (free < this.o.minFreeBytes) this.pressureSeen = true;
     const stuckMs = now - this.stuckSince;
     if (stuckMs < this.o.stuckAfterMs) return 'waiting';
-    const free = await this.o.freeBytes();
     const what = health === 'off' ? 'answers that it is off' : 'does not answer';
+    // "Off" says itself what it is; a silence with the disk never short is an overloaded server,
+    // which a restart would only interrupt (and /healthz still has its say).
+    if (health === 'silent' && !this.pressureSeen) {
+      if (now - this.lastBusyWarnAt >= FULL_DISK_WARN_EVERY_MS) {
+        this.lastBusyWarnAt = now;
+        this.o.log.warn(
+          { stuckSeconds: Math.round(stuckMs / 1000), freeMB: Math.floor(free / 1e6) },
+          "the embedded nats-server's JetStream does not answer, and its volume has room: not restarting it (overloaded? its own log says more)",
+        );
+      }
+      return 'busy';
+    }
     if (free < this.o.minFreeBytes) {
       if (now - this.lastFullDiskWarnAt >= FULL_DISK_WARN_EVERY_MS) {
         this.lastFullDiskWarnAt = now;
@@ -92,11 +109,16 @@ export class JetStreamWatchdog {
       { stuckSeconds: Math.round(stuckMs / 1000), freeMB: Math.floor(free / 1e6), health },
       `the embedded nats-server's JetStream ${what} (a full disk leaves it so until the server restarts): restarting the server`,
     );
-    this.o.onRestart?.(health);
     // The restarted server gets a whole window of its own before it is judged again.
-    this.stuckSince = undefined;
-    await this.o.restart(`JetStream ${what} for ${Math.round(stuckMs / 1000)} s`);
+    this.forget();
+    if (!(await this.o.restart(`JetStream ${what} for ${Math.round(stuckMs / 1000)} s`))) return 'waiting';
+    this.o.onRestart?.(health);
     return 'restarted';
+  }
+
+  private forget(): void {
+    this.stuckSince = undefined;
+    this.pressureSeen = false;
   }
 }
 

@@ -58,7 +58,7 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
     const dataDir = join(volume, 'data');
     const sqlDir = mkdtempSync(join(tmpdir(), 'omnigate-diskfull-sql-'));
     const file = writeConfig({
-      nats: { embedded: { dataDir, binary: natsServerBinary(), restartStuckJetStream: '3s' } },
+      nats: { embedded: { dataDir, binary: natsServerBinary(), restartStuckJetStream: '10s' } },
       // Only JetStream on the small volume; OMNI_DLQ's reservation must fit it.
       database: { dataDir: sqlDir },
       deadLetters: { maxBytes: '8MB' },

@@ -19,6 +19,7 @@ function harness(o: { health: JetStreamHealth[]; free?: number[]; connected?: bo
     freeBytes: async () => free.shift() ?? 1e9,
     restart: async (reason) => {
       restarts.push(reason);
+      return true;
     },
     onRestart: (reason) => counted.push(reason),
     log: createLogger({ level: 'silent' }),
@@ -30,8 +31,9 @@ function harness(o: { health: JetStreamHealth[]; free?: number[]; connected?: bo
 }
 
 describe('JetStreamWatchdog', () => {
-  it('restarts a JetStream silent for the whole window, once, and gives the new server a window of its own', async () => {
-    const h = harness({ health: ['silent', 'silent', 'silent', 'silent', 'silent'] });
+  it('restarts a JetStream silent for the whole window after the disk ran short, once, and gives the new server a window of its own', async () => {
+    // Full at the first look (the write that wedged it), freed by the end of the window.
+    const h = harness({ health: ['silent', 'silent', 'silent', 'silent', 'silent'], free: [1e6, 1e9, 1e9, 1e9, 1e9] });
     expect(await h.watchdog.check()).toBe('waiting');
     h.advance(30_000);
     expect(await h.watchdog.check()).toBe('waiting');
@@ -42,6 +44,16 @@ describe('JetStreamWatchdog', () => {
     h.advance(5_000);
     expect(await h.watchdog.check()).toBe('waiting');
     expect(h.restarts).toHaveLength(1);
+  });
+
+  it('leaves a silent JetStream alone while its volume never ran short: an overloaded server, not the full-disk wedge', async () => {
+    const h = harness({ health: ['silent', 'silent', 'silent'], free: [1e9, 1e9, 1e9] });
+    await h.watchdog.check();
+    h.advance(60_000);
+    expect(await h.watchdog.check()).toBe('busy');
+    h.advance(60_000);
+    expect(await h.watchdog.check()).toBe('busy');
+    expect(h.restarts).toEqual([]);
   });
 
   it('a silence that ends inside the window starts the count again', async () => {
@@ -57,7 +69,7 @@ describe('JetStreamWatchdog', () => {
   });
 
   it('waits for room on the disk: a restart onto a full volume would wedge again at the first write', async () => {
-    const h = harness({ health: ['off', 'off', 'off', 'off'], free: [1e6, 10e6, 100e6] });
+    const h = harness({ health: ['off', 'off', 'off', 'off'], free: [1e6, 1e6, 10e6, 100e6] });
     await h.watchdog.check();
     h.advance(60_000);
     expect(await h.watchdog.check()).toBe('disk full');
