@@ -16,8 +16,4 @@ export class BoundedCache<V> {
   delete(k: string): void {
     this.map.delete(k);
   }
-
-  clear(): void {
-    this.map.clear();
-  }
 }

@@ -76,7 +76,7 @@ export interface InboundConsumerOptions<W extends InboundWork> {
    * earlier attempt failed, maybe after some were routed: read the processed markers. `ours`
    * is asked before each message is started (NotOwnedError once it is false).
    */
-  route: (works: W[], retry: boolean, ours: () => boolean) => Promise<void>;
+  route: (works: W[], retry: boolean, ours: () => boolean, leaseHeld: () => boolean) => Promise<void>;
 }
 
 /** When the server last heard that we hold a message (taken, or marked in progress). */
@@ -212,7 +212,9 @@ async function routeInPlace<W extends InboundWork>(log: Logger, batch: Array<Hel
     if (!o.slots.tryAcquire()) await o.slots.acquire();
     try {
       if (!ours()) return;
-      await o.route(works, attempt > 0, ours);
+      // `ours` also turns false on a stop or a hand-back, where what was started finishes;
+      // `leaseHeld` only when the lease ran out by the clock (checked again before writes).
+      await o.route(works, attempt > 0, ours, o.owned);
       // A lease that ran out meanwhile: the successor may have recreated the durable, and an ack
       // reaches it by name. It reads the processed marker for these messages instead.
       if (o.owned()) for (const h of batch) h.m.ack();

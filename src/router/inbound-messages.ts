@@ -111,7 +111,7 @@ export class MessageRouter {
    * nothing more is started (NotOwnedError), and what is left goes to the next owner.
    * `settled` hears of each message as it is settled, also in an attempt that fails further on.
    */
-  async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean, settled: OnSettled): Promise<void> {
+  async route(queued: QueuedMessage[], retry: boolean, ours: () => boolean, settled: OnSettled, leaseHeld: () => boolean = ours): Promise<void> {
     // A retry is a second delivery of the same stream messages, as far as they are concerned.
     if (retry) for (const q of queued) q.suspect = true;
     const settle = (q: QueuedMessage) => {
@@ -139,21 +139,21 @@ export class MessageRouter {
         plain.push(q);
         continue;
       }
-      await this.routePlain(plain, ours, settle);
+      await this.routePlain(plain, ours, settle, leaseHeld);
       plain = [];
       if (!ours()) throw new NotOwnedError();
       if (e.bounceOf) await this.processBounce(e);
       else await this.guardLoop(e);
       settle(q);
     }
-    await this.routePlain(plain, ours, settle);
+    await this.routePlain(plain, ours, settle, leaseHeld);
   }
 
   /** Ordinary messages, in order: those of one ticket that are next to each other share one update. */
-  private async routePlain(plain: QueuedMessage[], ours: () => boolean, settle: OnSettled): Promise<void> {
+  private async routePlain(plain: QueuedMessage[], ours: () => boolean, settle: OnSettled, leaseHeld: () => boolean): Promise<void> {
     for (let i = 0; i < plain.length; ) {
       if (!ours()) throw new NotOwnedError();
-      const routed = await this.routeLeading(plain.slice(i), ours);
+      const routed = await this.routeLeading(plain.slice(i), leaseHeld);
       for (const q of plain.slice(i, i + routed)) settle(q);
       i += routed;
     }
@@ -165,11 +165,11 @@ export class MessageRouter {
    * evicted or is sending a satisfaction request meanwhile) the first message is routed alone,
    * as it would have been without company.
    */
-  private async routeLeading(group: QueuedMessage[], ours: () => boolean): Promise<number> {
+  private async routeLeading(group: QueuedMessage[], leaseHeld: () => boolean): Promise<number> {
     let candidates = group;
     for (let attempt = 0, waited = 0; ; attempt++) {
       try {
-        return await this.routeTogether(candidates, attempt > 0, ours);
+        return await this.routeTogether(candidates, attempt > 0, leaseHeld);
       } catch (err) {
         if (!(err instanceof TicketBusyError) && !(err instanceof StaleTicketError)) throw err;
         this.store.invalidate(undefined, err.ticketId);
@@ -193,7 +193,7 @@ export class MessageRouter {
    * pipelined burst (the server stores them in publish order, each with a Nats-Msg-Id, so a retry
    * appends nothing twice), and last their processed markers.
    */
-  private async routeTogether(group: QueuedMessage[], fresh: boolean, ours: () => boolean): Promise<number> {
+  private async routeTogether(group: QueuedMessage[], fresh: boolean, leaseHeld: () => boolean): Promise<number> {
     const first = group[0]!;
     const { ticket, match, reopen, openedNow } = await this.threadInto(first.e, fresh);
     const members: Member[] = [{ q: first, e: first.e, match, reopen }];
@@ -230,8 +230,9 @@ export class MessageRouter {
     // Asked again right before the writes, by the clock: a replica frozen while its update was on
     // the way (SIGSTOP, a VM pause) gets the answer first when it wakes, before its lease timer
     // runs. By then the next owner may have logged these messages, longer ago than the duplicate
-    // window: writing now logged them twice, behind newer ones. Left to that owner instead.
-    if (!ours()) throw new NotOwnedError();
+    // window: writing now logged them twice, behind newer ones. Left to that owner instead. (By
+    // the lease alone: on a stop or a hand-back what was started finishes, the lease still held.)
+    if (!leaseHeld()) throw new NotOwnedError();
     const append = (entry: LogEntry, msgID: string) => this.journal.appendUnlessLogged(ticket.id, entry, msgID, landed);
     const writes: Array<Promise<unknown>> = [];
     for (const [i, m] of members.entries()) {

@@ -131,7 +131,7 @@ export class Router implements RoutingHooks {
           lanes: this.lanes,
           owned: c.owned,
           decode: (m) => this.decodeInbound(m, c),
-          route: (works, retry, ours) => this.routeBatch(works, retry, ours),
+          route: (works, retry, ours, leaseHeld) => this.routeBatch(works, retry, ours, leaseHeld),
         }),
     });
     const ownership = this.ownership;
@@ -255,14 +255,14 @@ export class Router implements RoutingHooks {
    * Routes what one lane handed over, in order: runs of customer messages together (they may
    * share a ticket update). What an earlier attempt settled is skipped.
    */
-  private async routeBatch(works: RoutedWork[], retry: boolean, ours: () => boolean): Promise<void> {
+  private async routeBatch(works: RoutedWork[], retry: boolean, ours: () => boolean, leaseHeld: () => boolean): Promise<void> {
     for (let i = 0; i < works.length; ) {
       const w = works[i]!;
       if (!w.message) {
         if (!w.settled) {
           if (!ours()) throw new NotOwnedError();
           const again = (w.suspect || retry) && this.journal.dedupMayHaveLapsed(w.publishedNanos);
-          await this.processChange(w.event as MessageEdited | MessageDeleted, again ? w.publishedNanos : undefined);
+          await this.processChange(w.event as MessageEdited | MessageDeleted, again ? w.publishedNanos : undefined, leaseHeld);
           w.settled = true;
           this.metrics.observeRouted(w.event.channel, w.event.account, w.publishedNanos);
         }
@@ -271,7 +271,7 @@ export class Router implements RoutingHooks {
       }
       let j = i + 1;
       while (j < works.length && works[j]!.message) j++;
-      await this.messages.route(works.slice(i, j).map((r) => r.message!), retry, ours, this.countRouted);
+      await this.messages.route(works.slice(i, j).map((r) => r.message!), retry, ours, this.countRouted, leaseHeld);
       i = j;
     }
   }
@@ -279,7 +279,7 @@ export class Router implements RoutingHooks {
   private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);
 
   /** `earlierSince`: set when an earlier attempt may have written its log entry longer ago than the duplicate window (the event's JetStream time). */
-  private async processChange(e: MessageEdited | MessageDeleted, earlierSince?: number): Promise<void> {
+  private async processChange(e: MessageEdited | MessageDeleted, earlierSince: number | undefined, leaseHeld: () => boolean): Promise<void> {
     const doneKey = `ev.${hashKey(e.id)}`;
     if (await this.store.lookup(doneKey)) {
       metrics.duplicates.inc({ channel: e.channel });
@@ -313,6 +313,8 @@ export class Router implements RoutingHooks {
     // Past the duplicate window an append is not deduplicated: an attempt that died after it
     // (before the marker below) must not log the change twice. Its event is announced again.
     const logged = earlierSince === undefined ? undefined : await this.journal.loggedSince(ticket.value.id, earlierSince);
+    // As for messages (inbound-messages.ts): a replica that slept past its lease writes nothing.
+    if (!leaseHeld()) throw new NotOwnedError();
     await Promise.all([
       this.journal.appendUnlessLogged(ticket.value.id, entry, e.id, logged),
       this.journal.emit(e.type === 'message.edited' ? 'ticket.edited' : 'ticket.deleted', ticket.value, e.id, entry),

@@ -158,6 +158,13 @@ export class Threader {
           this.store.noteEpoch(conversation, epoch);
           continue;
         }
+        // The next binding may be gone with its evicted ticket while this older one lived on (an
+        // agent reopened it): the chain goes on at the floor, and a new ticket is never bound below it.
+        const floor = await this.store.floor(conversation);
+        if (floor && floor.epoch > epoch + 1) {
+          epoch = this.jump(conversation, floor);
+          continue;
+        }
         lookAhead = false;
         this.store.noteEpoch(conversation, epoch);
       }

@@ -57,7 +57,9 @@ export interface Floor {
 export class TicketStore {
   private readonly ticketCache = new BoundedCache<Versioned<TicketT> & { cachedAt: number }>(50_000);
   private readonly indexCache = new BoundedCache<Versioned<string>>(200_000);
-  private readonly epochCache = new BoundedCache<number>(200_000);
+  /** A conversation's newest epoch seen, and the ownership generation that saw it (forgetEpochs). */
+  private readonly epochCache = new BoundedCache<{ epoch: number; generation: number }>(200_000);
+  private epochGeneration = 0;
   private readonly tickets: PipelinedKv;
   private readonly threads: PipelinedKv;
   private readonly meta: PipelinedKv;
@@ -270,26 +272,28 @@ export class TicketStore {
    * so a stale value is a lower bound: threading walks forward from it.
    */
   knownEpoch(conversationKey: string): number {
-    return this.epochCache.get(conversationKey) ?? 0;
+    return this.epochCache.get(conversationKey)?.epoch ?? 0;
   }
 
+  /** The conversation's newest epoch is `epoch` (or a higher one seen), as of now. */
   noteEpoch(conversationKey: string, epoch: number): void {
     const known = this.epochCache.get(conversationKey);
-    if (known === undefined || epoch > known) this.epochCache.set(conversationKey, epoch);
+    this.epochCache.set(conversationKey, { epoch: Math.max(epoch, known?.epoch ?? 0), generation: this.epochGeneration });
   }
 
   /** Whether this process has seen the conversation's newest epoch since it last took a partition over (forgetEpochs). */
   epochKnown(conversationKey: string): boolean {
-    return this.epochCache.get(conversationKey) !== undefined;
+    return this.epochCache.get(conversationKey)?.generation === this.epochGeneration;
   }
 
   /**
-   * Forgets every conversation's epoch: called when this replica takes a partition over. While
-   * another replica owned it, that one may have opened newer tickets for its conversations; a
-   * stale epoch sent a message to an older ticket an agent had reopened, beside the newer one.
+   * Called when this replica takes a partition over. While another replica owned it, that one may
+   * have opened newer tickets for its conversations; a stale epoch sent a message to an older
+   * ticket an agent had reopened, beside the newer one. What is known stays a lower bound (epochs
+   * only grow), so each conversation looks one epoch ahead of it once, not from the start.
    */
   forgetEpochs(): void {
-    this.epochCache.clear();
+    this.epochGeneration++;
   }
 
   /** Records an index entry if absent (Message-IDs, platform ids): first writer wins, later ones are no-ops. */

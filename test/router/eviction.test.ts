@@ -192,6 +192,25 @@ describe('eviction of closed tickets from KV', () => {
     });
   }
 
+  it('never binds a new ticket below the floor when an older ticket outlived the evicted newer one (an agent reopened it)', async () => {
+    const t0 = await route(chatMessage({ chat: 'ev-floor' }));
+    await close(t0.ticketId);
+    await new Promise((r) => setTimeout(r, 1200)); // past the 1 s reopen window
+    const t1 = await route(chatMessage({ chat: 'ev-floor' }));
+    expect(t1.ticketId).not.toBe(t0.ticketId);
+    expect((await gw.request('omni.cmd.status', { ticketId: t0.ticketId, status: 'open' })).ok).toBe(true);
+    await close(t1.ticketId);
+    await sweep(); // T1 goes, the floor rises past its epoch; T0, open, stays
+    expect(await live(t1.ticketId)).toBeNull();
+    await close(t0.ticketId);
+    await new Promise((r) => setTimeout(r, 1200));
+    // A replica walking from epoch 0 (cold, or after taking the partition over) finds T0 closed past the window.
+    const threader = new Threader(new TicketStore(gw.gateway.bus, 'T-', 1001), { reopenWindowMs: 1000, now: Date.now });
+    const res = await threader.resolve(chatMessage({ chat: 'ev-floor' }));
+    const conversation = IndexKeys.conversation('webhook', 'site', 'ev-floor');
+    expect(res).toMatchObject({ kind: 'new', conversationKey: IndexKeys.conversationEpoch(conversation, 2) });
+  });
+
   it('a restarted router (empty caches) threads an evicted conversation the same way', async () => {
     const t = await route(chatMessage({ chat: 'ev-restart' }));
     await close(t.ticketId);
