@@ -156,12 +156,13 @@ async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): 
   const kv = await new Kvm(js).open(Buckets.dedup);
   const key = `out.${kvSafe(msg.id)}`;
   const entry = await kv.get(key);
+  let reset: number | undefined;
   if (entry && entry.operation === 'PUT') {
     const marker = entry.json<{ s: string }>();
     if (marker.s === 'sent') return { outcome: 'refused', detail: `outbound ${msg.id} was sent since` };
     if (marker.s !== 'failed') return { outcome: 'refused', detail: `outbound ${msg.id} is being sent (${marker.s})` };
     try {
-      await kv.update(key, JSON.stringify({ s: 'retry', attempts: 0 }), entry.revision);
+      reset = await kv.update(key, JSON.stringify({ s: 'retry', attempts: 0 }), entry.revision);
     } catch (err) {
       if (isCasConflict(err)) return { outcome: 'refused', detail: `outbound ${msg.id} changed meanwhile (another replay?)` };
       throw err;
@@ -169,7 +170,17 @@ async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): 
   }
   // One id per reset of the marker: a replay of a letter whose earlier replay failed again goes
   // out (the same id would be dropped by the duplicate window and leave the marker at "retry").
-  await js.publish(d.subject, bytes, { msgID: `replay:${seq}:${msg.id}:${entry?.revision ?? 0}` });
+  let ack;
+  try {
+    ack = await js.publish(d.subject, bytes, { msgID: `replay:${seq}:${msg.id}:${entry?.revision ?? 0}` });
+  } catch (err) {
+    // Not published: the marker goes back to "failed", or every later replay is refused as "being sent".
+    if (reset !== undefined) await kv.update(key, JSON.stringify({ s: 'failed', attempts: 0 }), reset).catch(() => undefined);
+    throw err;
+  }
+  if (ack.duplicate) {
+    return { outcome: 'refused', detail: `outbound ${msg.id}: replayed less than the duplicate window (nats.duplicateWindow) ago and JetStream dropped this repeat: nothing published` };
+  }
   return { outcome: 'replayed', detail: `outbound ${msg.id}` };
 }
 

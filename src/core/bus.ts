@@ -390,7 +390,13 @@ export class Bus {
     if (info.config.max_age === want) return;
     // The duplicate window may not exceed max_age: the client makes it min(ttl, 2 min) too.
     const window = want > 0 ? Math.min(info.config.duplicate_window || want, want) : info.config.duplicate_window;
-    await this.jsm.streams.update(stream, { ...info.config, max_age: want, duplicate_window: window });
+    try {
+      await this.jsm.streams.update(stream, { ...info.config, max_age: want, duplicate_window: window });
+    } catch (err) {
+      // A NATS user without the right to edit streams: run with the bucket as it is, and say so.
+      this.log.warn({ stream, haveMs: info.config.max_age / 1_000_000, wantMs: ttlMs, err: errorMessage(err) }, 'bucket TTL differs from the config and could not be changed: change it by hand (nats kv edit) or give the gateway the right');
+      return;
+    }
     this.log.info({ stream, fromMs: info.config.max_age / 1_000_000, toMs: ttlMs }, 'bucket TTL changed to match the config');
   }
 

@@ -5,7 +5,7 @@
  */
 import { cpSync, existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/read-model/database.js';
 import { MIGRATIONS, migrate } from '../../src/read-model/migrations.js';
@@ -67,18 +67,24 @@ let leftoversDropped: Promise<void> | undefined;
  */
 function dropLeftovers(admin: Database): Promise<void> {
   leftoversDropped ??= (async () => {
-    const rows = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'omnigate\\_test\\_%\\_%'");
+    const rows = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'omnigate\\_test\\_${HOST}\\_%'`);
     for (const { datname } of rows) {
-      const pid = Number(/^omnigate_test_(\d+)_[0-9a-f]+$/.exec(datname)?.[1]);
+      const pid = Number(new RegExp(`^omnigate_test_${HOST}_(\\d+)_[0-9a-f]+$`).exec(datname)?.[1]);
       if (pid && !alive(pid)) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`).catch(() => {});
     }
   })();
   return leftoversDropped;
 }
 
-/** CREATE DATABASE omnigate_test_<pid>_<random>; drop() removes it (and ends its sessions). */
+/**
+ * This machine (container, VM) in test database names: pids are only comparable on it, and a run
+ * elsewhere that shares the PostgreSQL server keeps its databases.
+ */
+const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/** CREATE DATABASE omnigate_test_<host>_<pid>_<random>; drop() removes it (and ends its sessions). */
 export async function postgresDatabase(): Promise<TestPostgres> {
-  const name = `omnigate_test_${process.pid}_${randomBytes(6).toString('hex')}`;
+  const name = `omnigate_test_${HOST}_${process.pid}_${randomBytes(6).toString('hex')}`;
   const admin = await openDatabase({ url: PG_ADMIN_URL, user: PG_USER, dataDir: '' });
   try {
     await dropLeftovers(admin);
