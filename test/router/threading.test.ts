@@ -69,6 +69,9 @@ describe('chat threading', () => {
     // An agent reopens the old ticket; then this replica takes the partition over from another
     // one (what it knew of the conversation's epochs is forgotten, as on a cold start).
     expect((await gw.request('omni.cmd.status', { ticketId: first.ticketId, status: 'open' })).ok).toBe(true);
+    // Wired: the replica forgot once per unit it took at its start (partitions + the unpartitioned one).
+    const generation = (store: unknown) => (store as { epochGeneration: number }).epochGeneration;
+    expect(generation(gw.gateway.router!.store)).toBeGreaterThanOrEqual(gw.gateway.bus.partitions + 1);
     gw.gateway.router!.store.forgetEpochs();
     const third = await route(chatMessage({ chat: 'chat-epochs' }));
     expect(third.ticketId).toBe(second.ticketId);
