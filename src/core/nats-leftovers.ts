@@ -63,7 +63,8 @@ export function findLeftovers(storeDir: string, pidFile: string): Leftover[] {
   return found;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` of this machine is alive (signal 0 tests without sending; EPERM: alive, not ours). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -74,7 +75,7 @@ function alive(pid: number): boolean {
 
 /** SIGTERM (nats-server flushes its store), SIGKILL after `graceMs`; resolves once it is gone. */
 export async function stopLeftover(l: Leftover, storeDir: string, graceMs: number): Promise<'terminated' | 'killed'> {
-  const stillOurs = () => alive(l.pid) && isNatsServerFor(processArgv(l.pid), storeDir);
+  const stillOurs = () => processAlive(l.pid) && isNatsServerFor(processArgv(l.pid), storeDir);
   try {
     process.kill(l.pid, 'SIGTERM');
   } catch {

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/read-model/database.js';
+import { processAlive } from '../../src/core/nats-leftovers.js';
 import { MIGRATIONS, migrate } from '../../src/read-model/migrations.js';
 
 const PG_ADMIN_URL = process.env.OMNIGATE_TEST_PG_URL ?? 'postgres://127.0.0.1:5432/postgres';
@@ -48,16 +49,6 @@ export async function dropTestDatabases(): Promise<void> {
   await Promise.all([...created].map((pg) => pg.drop()));
 }
 
-/** Whether process `pid` of this machine is alive (signal 0 tests without sending). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 let leftoversDropped: Promise<void> | undefined;
 
 /**
@@ -70,7 +61,7 @@ function dropLeftovers(admin: Database): Promise<void> {
     const rows = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'omnigate\\_test\\_${HOST}\\_%'`);
     for (const { datname } of rows) {
       const pid = Number(new RegExp(`^omnigate_test_${HOST}_(\\d+)_[0-9a-f]+$`).exec(datname)?.[1]);
-      if (pid && !alive(pid)) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`).catch(() => {});
+      if (pid && !processAlive(pid)) await admin.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`).catch(() => {});
     }
   })();
   return leftoversDropped;
