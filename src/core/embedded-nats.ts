@@ -208,11 +208,21 @@ export class EmbeddedNats {
       }
       await sleep(25);
     }
-    if (this.stopping) failure = 'stopping while it started';
+    // A stop came while it started: stop() stops it the usual way (SIGTERM, SIGKILL after its
+    // grace) and waits for it, once this launch has ended. Killed here without waiting, a server
+    // was still there when stop() returned.
+    if (this.stopping) throw new Error('embedded nats-server: stopping while it started');
     // Not left running behind our back: the next launch would find it and kill it anyway.
     this.child = undefined;
     this.killNow(child);
+    await this.gone(child, 5_000);
     throw new Error(`embedded nats-server ${failure}`);
+  }
+
+  /** Waits (at most `ms`) until the watchdog shell has exited and no server runs on our store. */
+  private async gone(child: ChildProcess, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline && ((child.exitCode === null && child.signalCode === null) || findLeftovers(this.storeDir, this.pidFile).length > 0)) await sleep(25);
   }
 
   /** SIGKILL for the server on our store and its watchdog shell. */

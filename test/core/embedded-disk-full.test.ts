@@ -62,6 +62,8 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
       // Only JetStream on the small volume; OMNI_DLQ's reservation must fit it.
       database: { dataDir: sqlDir },
       deadLetters: { maxBytes: '8MB' },
+      // Not what this test is about: a loaded 2-core machine once took over 10 s to close PGlite.
+      shutdownTimeout: '30s',
       http: { host: '127.0.0.1', port },
       connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }],
     });
