@@ -17,6 +17,7 @@ import { readInboundLog } from '../helpers/events.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
+import { testTempDir } from '../helpers/temp-dirs.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const volume = mkdtempSync(join(tmpdir(), 'omnigate-diskfull-'));
@@ -56,7 +57,7 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
   it('restarts its server once space is freed: intake takes messages again, none accepted is lost or doubled', async () => {
     const port = await freePort();
     const dataDir = join(volume, 'data');
-    const sqlDir = mkdtempSync(join(tmpdir(), 'omnigate-diskfull-sql-'));
+    const sqlDir = testTempDir('omnigate-diskfull-sql-'); // removed after the file, passed or not
     const file = writeConfig({
       nats: { embedded: { dataDir, binary: natsServerBinary(), restartStuckJetStream: '10s' } },
       // Only JetStream on the small volume; OMNI_DLQ's reservation must fit it.
@@ -123,6 +124,5 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
     }
     expect(await gw.kill('SIGTERM'), gw.output().slice(-2000)).toBe(0);
     gw = undefined;
-    rmSync(sqlDir, { recursive: true, force: true });
   }, 240_000);
 });
