@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { queryDateOrTime } from './query-time.js';
 import { describeZodError } from '../core/schema.js';
+import { parseJsonBody } from '../core/json-input.js';
 import { Eraser, type ErasureOptions } from '../core/erasure.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
@@ -133,12 +134,13 @@ function zoneOffset(instantMs: number, timezone: string): number {
 function unexpectedBody(body: unknown): string | undefined {
   const raw = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
   if (raw.toString('utf8').trim() === '') return undefined;
+  let json: unknown;
   try {
-    const json: unknown = JSON.parse(raw.toString('utf8'));
-    if (!json || typeof json !== 'object' || Array.isArray(json)) return 'body';
-    for (const key in json) return key;
-    return undefined;
+    json = parseJsonBody(raw); // the same JSON edge as every other body (UTF-8, depth, lone surrogates)
   } catch {
     return 'body';
   }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) return 'body';
+  for (const key in json) return key;
+  return undefined;
 }

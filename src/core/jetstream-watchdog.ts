@@ -49,8 +49,8 @@ export interface JetStreamWatchdogOptions {
   now?: () => number;
 }
 
-/** How often the "no room yet" warning repeats while the disk stays full. */
-const FULL_DISK_WARN_EVERY_MS = 60_000;
+/** How often a warning repeats while JetStream stays stuck (no room yet, or busy). */
+const WARN_EVERY_MS = 60_000;
 
 export class JetStreamWatchdog {
   private stuckSince?: number;
@@ -86,7 +86,7 @@ export class JetStreamWatchdog {
     // "Off" says itself what it is; a silence with the disk never short is an overloaded server,
     // which a restart would only interrupt (and /healthz still has its say).
     if (health === 'silent' && !this.pressureSeen) {
-      if (now - this.lastBusyWarnAt >= FULL_DISK_WARN_EVERY_MS) {
+      if (now - this.lastBusyWarnAt >= WARN_EVERY_MS) {
         this.lastBusyWarnAt = now;
         this.o.log.warn(
           { stuckSeconds: Math.round(stuckMs / 1000), freeMB: Math.floor(free / 1e6) },
@@ -96,7 +96,7 @@ export class JetStreamWatchdog {
       return 'busy';
     }
     if (free < this.o.minFreeBytes) {
-      if (now - this.lastFullDiskWarnAt >= FULL_DISK_WARN_EVERY_MS) {
+      if (now - this.lastFullDiskWarnAt >= WARN_EVERY_MS) {
         this.lastFullDiskWarnAt = now;
         this.o.log.error(
           { stuckSeconds: Math.round(stuckMs / 1000), freeMB: Math.floor(free / 1e6), neededMB: Math.ceil(this.o.minFreeBytes / 1e6) },
