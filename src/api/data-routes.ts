@@ -75,7 +75,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
       repeatWindowMs: q.data.days ? q.data.days * DAY : deps.repeatWindowMs,
       now: new Date(),
     });
-    const csv = q.data.format === 'csv' || (q.data.format === undefined && /\btext\/csv\b/i.test(req.headers.accept ?? ''));
+    const csv = q.data.format === 'csv' || (q.data.format === undefined && asksForCsv(req.headers.accept));
     if (!csv) return report;
     return reply
       .header('content-type', 'text/csv; charset=utf-8')
@@ -143,4 +143,29 @@ function unexpectedBody(body: unknown): string | undefined {
   if (!json || typeof json !== 'object' || Array.isArray(json)) return 'body';
   for (const key in json) return key;
   return undefined;
+}
+
+/**
+ * Whether an Accept header names text/csv, with a weight above 0 and not below JSON's (a tie goes
+ * to the type the client named: JSON is the default anyway). `text/csv;q=0` means "not CSV".
+ */
+export function asksForCsv(accept: string | undefined): boolean {
+  if (!accept) return false;
+  let csv = -1;
+  let json = -1;
+  let jsonSpecificity = -1;
+  for (const range of accept.split(',')) {
+    const [type = '', ...params] = range.split(';').map((p) => p.trim().toLowerCase());
+    const qParam = params.find((p) => p.startsWith('q='));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2));
+    const weight = Number.isFinite(q) ? Math.min(Math.max(q, 0), 1) : 0;
+    if (type === 'text/csv') csv = Math.max(csv, weight);
+    // The most specific range naming JSON decides its weight: application/json, application/*, */*.
+    const specificity = type === 'application/json' ? 2 : type === 'application/*' ? 1 : type === '*/*' ? 0 : -1;
+    if (specificity > jsonSpecificity) {
+      jsonSpecificity = specificity;
+      json = weight;
+    } else if (specificity === jsonSpecificity && specificity >= 0) json = Math.max(json, weight);
+  }
+  return csv > 0 && csv >= json;
 }

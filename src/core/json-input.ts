@@ -74,6 +74,10 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
   // Only a \uD800–\uDFFF escape can make one: UTF-8 that passed isUtf8 holds none.
   const lone = LONE_SURROGATE_ESCAPE.test(text) ? pathWhere(value, (v) => LONE_SURROGATE.test(v)) : undefined;
   if (lone) throw new JsonInputError(`${lone}: contains half of a UTF-16 surrogate pair (a \\uD800–\\uDFFF escape without its other half), which is no character`, 'text', lone);
+  // JSON.parse reads 1e400 as Infinity, which JSON cannot carry on: passed to the router it became
+  // null, and the refusal said "received null" of a number the client never sent as null.
+  const huge = OVERFLOWING_NUMBER.test(text) ? numberPathWhere(value, (n) => !Number.isFinite(n)) : undefined;
+  if (huge) throw new JsonInputError(`${huge}: a number too large to represent (it reads as Infinity)`, 'text', huge);
   return value;
 }
 
@@ -85,6 +89,8 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
  */
 export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const LONE_SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+/** What a number must have to overflow a double: an exponent, or more than 300 digits. */
+const OVERFLOWING_NUMBER = /\d[eE][+-]?\d|\d{300}/;
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
@@ -120,6 +126,17 @@ function pathWhere(value: unknown, bad: (s: string) => boolean, path = ''): stri
     const here = path ? `${path}.${k}` : k;
     if (bad(k)) return `${path || 'body'}[key]`;
     const found = pathWhere(v, bad, here);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** The dotted path of the first number in `value` that `bad` flags. */
+function numberPathWhere(value: unknown, bad: (n: number) => boolean, path = ''): string | undefined {
+  if (typeof value === 'number') return bad(value) ? path || 'body' : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const found = numberPathWhere(v, bad, path ? `${path}.${k}` : k);
     if (found) return found;
   }
   return undefined;

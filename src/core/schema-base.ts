@@ -28,6 +28,13 @@ export const SubjectToken = z
 export const IsoTime = z.string().datetime({ offset: true });
 
 /**
+ * What an agent sends or writes down. Whitespace alone was accepted with a 202 and then reached
+ * the customer as an empty message, or was refused by the platform later (Telegram: "message
+ * text is empty") as a failed reply: refused at the edge instead, where a retry cannot help.
+ */
+export const AgentText = z.string().min(1).max(100_000).regex(/\S/, 'must contain more than whitespace');
+
+/**
  * Whether an ISO time's offset is one some place on Earth has, −12:00 to +14:00 (`+15:00` parsed
  * and meant nothing). For times taken at the edge (a webhook's sentAt, query parameters); IsoTime
  * itself stays a plain pattern, which the router's validation predicate can vouch for.

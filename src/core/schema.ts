@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 
-import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+import { AgentText, IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 
 export { MimeType, PrintableId, SCHEMA_VERSION, SubjectToken, UNREAL_OFFSET, realOffset } from './schema-base.js';
 // Connector states, dead letters and error rendering: the operational payloads.
@@ -256,7 +256,7 @@ export const CLOSED_STATUSES: ReadonlySet<TicketStatus> = new Set(['resolved', '
 /** Commands: what the API and anyone on the bus ask of the router (omni.cmd.*, request/reply). */
 export const ReplyCommand = z.object({
   ticketId: z.string().min(1),
-  text: z.string().min(1).max(100_000),
+  text: AgentText,
   html: z.string().optional(),
   attachments: z.array(OutboundAttachment).default([]),
   idempotencyKey: z.string().min(1).max(200).optional(),
@@ -268,7 +268,7 @@ export type ReplyCommand = z.infer<typeof ReplyCommand>;
 
 export const NoteCommand = z.object({
   ticketId: z.string().min(1),
-  text: z.string().min(1).max(100_000),
+  text: AgentText,
   idempotencyKey: z.string().min(1).max(200).optional(),
   author: Author.default({ id: 'api' }),
 });

@@ -495,6 +495,23 @@ describe('hostile input: the reported cases', () => {
     expect(multipart).toEqual({ status: 400, body: { error: { code: 'invalid_request', field: 'autor.id', message: 'unknown field "autor.id"; did you mean "author.id"?' } } });
   });
 
+  it('a reply or note of whitespace alone, and a number too large for a double (1e400), are 400s naming the field', async () => {
+    const v1 = (path: string, body: string) =>
+      fetch(`${h.gw.httpUrl}/v1/tickets/T-1/${path}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body }).then(async (res) => ({ status: res.status, body: (await res.json()) as any }));
+    for (const text of [' ', '\n\t ', '\u00a0\u3000']) {
+      for (const path of ['replies', 'notes']) {
+        const res = await v1(path, JSON.stringify({ text }));
+        expect(res.status).toBe(400);
+        expect(res.body.error).toMatchObject({ code: 'invalid_request', field: 'text', message: expect.stringContaining('must contain more than whitespace') });
+      }
+    }
+    // Read as Infinity, it went on as null: "received null" of a number the client sent.
+    const huge = await v1('replies', '{"text":1e400}');
+    expect(huge.body.error).toEqual({ code: 'invalid_request', field: 'text', message: 'text: a number too large to represent (it reads as Infinity)' });
+    const nested = await channel('{"messageId":"inf-1","sender":{"id":"i@example.ru"},"text":"x","attachments":[{"size":-1E+999}]}');
+    expect(nested).toMatchObject({ status: 400, body: { error: 'invalid_body', field: 'attachments.0.size' } });
+  });
+
   it('a URL with raw non-ASCII bytes (curl \'…?q=оплата\') is a 400 naming the URL and how to fix it, in the route\'s shape', async () => {
     const raw = async (path: string) => {
       const { port } = new URL(h.gw.httpUrl);
