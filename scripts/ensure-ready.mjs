@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Set-up that `npm start`, `npm test` and `npm run bench` run first, so a fresh machine needs no
 // other step: installs npm dependencies when node_modules is missing or stale, builds dist/ for
-// start, and installs the system packages the mode needs (nats-server; dovecot-imapd for tests)
+// start, and installs the system packages the mode needs (nats-server; dovecot-imapd and pgbouncer for tests)
 // with apt-get when running as root. Without root it says exactly what to install.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -32,6 +32,7 @@ const onPath = (bin) => [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/
 const needed = [];
 if (!onPath('nats-server')) needed.push('nats-server');
 if (mode === 'test' && !onPath('dovecot')) needed.push('dovecot-imapd');
+if (mode === 'test' && !onPath('pgbouncer')) needed.push('pgbouncer'); // test/read-model/pgbouncer.test.ts
 if (needed.length) {
   const isRoot = process.getuid?.() === 0;
   if (isRoot && onPath('apt-get')) {

@@ -167,6 +167,21 @@ async function discardInterruptedInit(dataDir: string): Promise<boolean> {
  */
 export const APPLIER_SILENCE_MS = 30_000;
 
+/**
+ * Settings of every session of ours, set once connected ($1: the silence limit in ms), each only
+ * where the server knows it:
+ * - jit off: every query here is short and served by an index, but on tables of millions of rows
+ *   the planner's cost passes jit_above_cost, and compiling took 180 ms of a 9 ms search (bench
+ *   history phase);
+ * - idle_in_transaction_session_timeout: a frozen process (SIGSTOP, a paused VM) in the middle of
+ *   a batch held the checkpoint row locked, and its kernel kept the connection alive: the server
+ *   ends such a transaction.
+ * Once given as startup parameters; PgBouncer refuses those ("unsupported startup parameter").
+ */
+const SESSION_SETTINGS = `SELECT set_config(s.name, s.setting, false)
+  FROM (VALUES ('jit', 'off'), ('idle_in_transaction_session_timeout', $1::text)) AS s(name, setting)
+  WHERE s.name IN (SELECT name FROM pg_settings)`;
+
 class PostgresDatabase implements Database {
   readonly engine = 'postgres' as const;
 
@@ -182,22 +197,23 @@ class PostgresDatabase implements Database {
     const url = new URL(o.url!);
     if (o.user) url.username = encodeURIComponent(o.user);
     if (o.password) url.password = encodeURIComponent(o.password);
-    // jit=off: every query here is short and served by an index, but on tables of millions of rows
-    // the planner's cost passes jit_above_cost and compiling took 180 ms of a 9 ms search (bench history phase).
     const config: pg.ClientConfig = {
-      connectionString: url.toString(), application_name: 'omnigate', options: '-c jit=off',
+      // Only startup parameters PgBouncer passes on: it refuses a connection that sends any other
+      // (`options`, a setting), so the session's settings are set once connected (SESSION_SETTINGS).
+      connectionString: url.toString(), application_name: 'omnigate',
       // A server that accepts and never answers (a half-dead host, a proxy with nothing behind it)
       // left the read model "opening" for ever, with no error for /readyz to show.
       connectionTimeoutMillis: o.connectTimeoutMs ?? 10_000,
-      // A frozen process (SIGSTOP, a paused VM) in the middle of a batch held the checkpoint row
-      // locked, and its kernel kept the connection alive: the server ends such a transaction.
-      idle_in_transaction_session_timeout: o.silenceMs ?? APPLIER_SILENCE_MS,
       types: { getTypeParser: pgTypeParser } as pg.CustomTypesConfig,
     };
-    const pool = new pg.Pool({ ...config, max: o.poolSize ?? 10 });
+    const silenceMs = o.silenceMs ?? APPLIER_SILENCE_MS;
+    // Awaited by the pool before it hands a new connection out; a failure fails that checkout.
+    const onConnect = async (client: pg.ClientBase) => void (await client.query(SESSION_SETTINGS, [String(silenceMs)]));
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- pg-pool awaits the promise (a rejection fails the checkout); its types say void
+    const pool = new pg.Pool({ ...config, max: o.poolSize ?? 10, onConnect });
     // An idle client's error (server restarted) must not crash the process; the next query reconnects.
     pool.on('error', () => undefined);
-    const db = new PostgresDatabase(pool, config, `postgres:${safeUrl(o.url!)}`, o.silenceMs ?? APPLIER_SILENCE_MS);
+    const db = new PostgresDatabase(pool, config, `postgres:${safeUrl(o.url!)}`, silenceMs);
     await db.query('SELECT 1');
     return db;
   }
@@ -246,6 +262,7 @@ class PostgresDatabase implements Database {
     client.on('error', () => lostResolve());
     client.on('end', () => lostResolve());
     await client.connect();
+    await client.query(SESSION_SETTINGS, [String(this.silenceMs)]);
     const [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [key])).rows;
     if (!row?.ok) {
       await client.end();
