@@ -27,7 +27,7 @@ import { HelpdeskSurface } from './api/surface.js';
 import { RetentionSweeper } from './core/retention.js';
 import { registerDataApi } from './api/data-routes.js';
 import { TokenAuth } from './api/auth.js';
-import { eraseRows, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
+import { eraseRows, fileReferencedElsewhere, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
 import { TicketEvictor } from './router/eviction.js';
 import { ReadModel } from './read-model/read-model.js';
 import { join } from 'node:path';
@@ -279,6 +279,7 @@ export class Gateway {
       ...(readModel && {
         expiredTickets: async (cutoff: Date, limit: number) => ticketsClosedBefore(await readModel.database(), cutoff, limit),
         eraseRows: async (ticketIds: string[]) => eraseRows(await readModel.database(), { ticketIds }),
+        sharedElsewhere: async (key: string, erasing: ReadonlySet<string>) => fileReferencedElsewhere(await readModel.database(), key, erasing),
       }),
     }, log.child({ component: 'retention' }));
     this.retention.start(this.loops);

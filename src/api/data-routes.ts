@@ -12,7 +12,7 @@ import { Eraser, type ErasureOptions } from '../core/erasure.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import type { ReadModel } from '../read-model/read-model.js';
-import { eraseRows, objectReferencedElsewhere, personFootprint } from '../read-model/erasure.js';
+import { eraseRows, fileReferencedElsewhere, personFootprint } from '../read-model/erasure.js';
 import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
 import type { BusinessHours } from '../router/business-hours.js';
 import type { TokenAuth } from './auth.js';
@@ -98,7 +98,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     const options: ErasureOptions = {
       reason: 'api',
       requestedBy: who.name,
-      sharedElsewhere: (key, erasing) => objectReferencedElsewhere(db, key, erasing, person.foreignMessageSeqs),
+      sharedElsewhere: (key, erasing) => fileReferencedElsewhere(db, key, erasing, person.foreignMessageSeqs),
     };
     deps.log.info({ contactIds: person.contactIds, tickets: person.ticketIds.length, requestedBy: who.name }, 'erasing a person: every store');
     const result = await eraser.erase(

@@ -44,11 +44,14 @@ export interface ErasureOptions {
   /** Token name or `retention`; goes into the audit event. */
   requestedBy: string;
   /**
-   * Whether stored bytes are referenced by a ticket that is not being erased (the SQL read model
-   * knows every attachment of every ticket). Without it, the object store's own reference records
-   * are asked, which cannot tell two senders of the same file under the same name apart.
+   * Whether stored bytes (`sha256/…`) or a reference record (`ref/…`) are used by a ticket that is
+   * not being erased (the SQL read model knows every attachment of every ticket). A connector's
+   * reference is shared by everyone who sent the same file under the same name on that account,
+   * so erasing one of them deleted the reference the others' tickets name. Without the read
+   * model, the object store's own reference records are asked about bytes, and references are
+   * erased (it cannot tell those senders apart).
    */
-  sharedElsewhere?: (objectKey: string, erasing: ReadonlySet<string>) => Promise<boolean>;
+  sharedElsewhere?: (key: string, erasing: ReadonlySet<string>) => Promise<boolean>;
 }
 
 export interface ErasureResult {
@@ -142,6 +145,10 @@ export class Eraser {
     for (const ref of files.refs) {
       const info = await store.info(ref);
       if (!info || info.deleted) continue;
+      if (o.sharedElsewhere && (await o.sharedElsewhere(ref, tickets))) {
+        this.log.info({ ref }, 'attachment reference kept: a ticket that is not erased names the same file (same bytes, name and type, same account)');
+        continue;
+      }
       await store.delete(ref);
       counts.attachmentRefs++;
     }

@@ -36,6 +36,7 @@ export interface MediaReference {
   /** Where the reference was made: `<channel>.<account>` for a connector, `api` for an upload. */
   scope: string;
   ticketId?: string;
+  /** When it was last referenced (see reference()). */
   createdAt: string;
 }
 
@@ -113,18 +114,18 @@ export class MediaStore {
   }
 
   /**
-   * Records a reference (idempotent: the key is derived from the bytes, name, type and owner, so a
-   * redelivery finds the record it made) and returns its key.
+   * Records a reference and returns its key. The key is derived from the bytes, name, type and
+   * owner, so a redelivery finds the record it made, and everyone who sends the same file under
+   * the same name on one account shares it. The record is written on every use: its age is that of
+   * its newest use, which `retention.attachments` goes by (written once, a file a customer sent
+   * yesterday was deleted as old when another had sent it under that name a year ago).
    */
   async reference(r: { objectKey: string; sha256: string; size: number; name: string; mimeType: string; ticketId?: string }): Promise<string> {
     const owner = r.ticketId ? `ticket:${r.ticketId}` : this.scope;
     const id = createHash('sha256').update([r.objectKey, r.name, r.mimeType, owner].join('\u0000')).digest('hex').slice(0, 40);
     const key = `ref/${id}`;
-    const existing = await this.store.info(key);
-    if (!existing || existing.deleted) {
-      const record: MediaReference = { v: 1, ...r, scope: this.scope, createdAt: new Date().toISOString() };
-      await this.store.putBlob({ name: key }, encoder.encode(JSON.stringify(record)));
-    }
+    const record: MediaReference = { v: 1, ...r, scope: this.scope, createdAt: new Date().toISOString() };
+    await this.store.putBlob({ name: key }, encoder.encode(JSON.stringify(record)));
     return key;
   }
 

@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import type { Bus } from './bus.js';
 import { acquireLease } from './lease.js';
-import { Eraser, type ErasureResult } from './erasure.js';
+import { Eraser, type ErasureOptions, type ErasureResult } from './erasure.js';
 import { scanStream } from './stream-scan.js';
 import { Buckets } from './subjects.js';
 import { sleep } from './sleep.js';
@@ -27,6 +27,8 @@ export interface RetentionOptions {
   expiredTickets?: (cutoff: Date, limit: number) => Promise<string[]>;
   /** Removes the tickets' rows from the read model; returns rows per table. */
   eraseRows?: (ticketIds: string[]) => Promise<Record<string, number>>;
+  /** Whether a ticket that is not expiring uses a file too (the read model knows; see ErasureOptions). */
+  sharedElsewhere?: ErasureOptions['sharedElsewhere'];
 }
 
 /** Tickets erased per pass: a backlog (retention switched on for a year of history) drains over several passes. */
@@ -77,7 +79,7 @@ export class RetentionSweeper {
       const cutoff = new Date(now - this.o.ticketsMs);
       const ids = await (this.o.expiredTickets ?? ((c, n) => this.expiredFromBucket(c, n)))(cutoff, BATCH);
       if (ids.length) {
-        const options = { reason: 'retention' as const, requestedBy: 'retention' };
+        const options: ErasureOptions = { reason: 'retention', requestedBy: 'retention', sharedElsewhere: this.o.sharedElsewhere };
         const erased = await this.eraser.erase({ ticketIds: ids, identities: [] }, options);
         if (this.o.eraseRows) erased.erased.sql = await this.o.eraseRows(ids);
         await this.eraser.announce(erased, options);

@@ -44,11 +44,15 @@ export async function personFootprint(db: Queryable, contactId: string): Promise
   return { contactIds, ticketIds, identities: [...new Set(identities.filter(Boolean))], foreignMessageSeqs, objectKeys };
 }
 
-/** Whether a ticket outside `erasing` (or a message not in `exceptSeqs`) still references the stored bytes. */
-export async function objectReferencedElsewhere(db: Queryable, objectKey: string, erasing: ReadonlySet<string>, exceptSeqs: number[] = []): Promise<boolean> {
+/**
+ * Whether a ticket outside `erasing` (or a message not in `exceptSeqs`) still uses `key`: stored
+ * bytes (`sha256/…`, shared by everyone who sent the same content) or a reference record (`ref/…`,
+ * shared by everyone who sent the same file under the same name on one account).
+ */
+export async function fileReferencedElsewhere(db: Queryable, key: string, erasing: ReadonlySet<string>, exceptSeqs: number[] = []): Promise<boolean> {
   const rows = await db.query(
-    `SELECT 1 FROM attachments WHERE object_key = $1 AND NOT (ticket_id = ANY($2::text[])) AND NOT (message_seq = ANY($3::bigint[])) LIMIT 1`,
-    [objectKey, [...erasing], exceptSeqs],
+    `SELECT 1 FROM attachments WHERE (object_key = $1 OR ref = $1) AND NOT (ticket_id = ANY($2::text[])) AND NOT (message_seq = ANY($3::bigint[])) LIMIT 1`,
+    [key, [...erasing], exceptSeqs],
   );
   return rows.length > 0;
 }

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Queryable } from '../../src/read-model/database.js';
 import { AuditErasureEvent } from '../../src/core/schema.js';
-import { ADMIN, post, startApiHarness, type ApiHarness } from './support.js';
+import { ADMIN, SITE_SECRET, post, startApiHarness, type ApiHarness } from './support.js';
 import { IVAN, MARIA, story, write } from '../helpers/people.js';
 import { postgresDatabase, type TestPostgres } from '../helpers/sql.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
@@ -92,6 +92,43 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     expect(AuditErasureEvent.parse(audit)).toMatchObject({ reason: 'api', requestedBy: 'dpo', ticketCount: 1, erased: erased.body.erased });
     expect(JSON.stringify(audit)).not.toMatch(new RegExp([IVAN.id, ivan, ivanTicket, IVAN.word, '916'].join('|'), 'i'));
   }, 300_000); // every store searched twice: 3 min was reached under a full-suite load on Node 24
+
+  it('keeps a file another customer sent too (same bytes, same name): its reference and bytes stay for the one not erased, by the API and by retention', async () => {
+    const send = async (who: string, messageId: string) => {
+      const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${SITE_SECRET}` },
+        body: JSON.stringify({ messageId, sender: { id: who }, text: 'чек приложен', attachments: [{ name: 'чек.txt', mimeType: 'text/plain', contentBase64: Buffer.from('Оплата 1500 ₽').toString('base64') }] }),
+      });
+      expect(res.status).toBe(202);
+      const e = await h.gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.id === `webhook:site:${messageId}`);
+      return { ticketId: e.ticketId, ref: (e.entry as any).event.attachments[0].ref as string };
+    };
+    const anna = await send('anna-shared', 'anna-shared-1');
+    const ivan = await send('ivan-shared', 'ivan-shared-1');
+    const boris = await send('boris-shared', 'boris-shared-1');
+    // One account, one file, one name: one reference record, named by all three tickets.
+    expect(new Set([anna.ref, ivan.ref, boris.ref]).size).toBe(1);
+    await h.gw.gateway.readModel!.caughtUp(10_000);
+    const db = await h.gw.gateway.readModel!.database();
+    const contactOf = async (ticketId: string) => ((await db.query<{ contact_id: string }>('SELECT contact_id FROM tickets WHERE id = $1', [ticketId])) as [{ contact_id: string }])[0].contact_id;
+    const download = () => fetch(`${h.gw.httpUrl}/v1/attachments/${anna.ref}`, { headers: { authorization: `Bearer ${ADMIN}` } });
+
+    const erased = await h.api(`/v1/contacts/${await contactOf(ivan.ticketId)}/erase`, post({}, {}, DPO));
+    expect(erased.status).toBe(200);
+    expect(erased.body.erased).toMatchObject({ attachments: 0, attachmentRefs: 0 });
+    const kept = await download();
+    expect(kept.status).toBe(200); // it was a 404: the reference went with Ivan
+    expect(await kept.text()).toBe('Оплата 1500 ₽');
+
+    // Retention erasing Boris's closed ticket: it took the reference, then the bytes no record named any more.
+    await h.api(`/v1/tickets/${boris.ticketId}/status`, post({ status: 'closed' }));
+    await h.gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === boris.ticketId && e.status === 'closed');
+    await h.gw.gateway.readModel!.caughtUp(10_000);
+    const swept = await h.gw.gateway.retention!.sweep(Date.now() + 2 * 86_400_000);
+    expect(swept.tickets?.erased).toMatchObject({ attachments: 0, attachmentRefs: 0 });
+    expect((await download()).status).toBe(200);
+  }, 300_000);
 
   it('retention.tickets: the gateway sweeper finds closed tickets in SQL and erases them everywhere', async () => {
     const db = (await h.gw.gateway.readModel!.database());
