@@ -189,6 +189,13 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     const second = chatMessage({ channel: 'webhook', account: 'site', chat: 'dl-chat-1', from: 'customer-42', text: 'Номер заказа 123, оплачен вчера' });
     await publishEvent(gw.nc, second);
     await gw.waitForEvent((e) => e.type === 'ticket.message' && e.ticketId === ticketId);
+    const edit = {
+      v: 1, type: 'message.edited', id: `webhook:site:edit:${second.platform.messageId}:1`, channel: 'webhook', account: 'site',
+      conversation: second.conversation, sender: second.sender, targetPlatformMessageId: second.platform.messageId, text: 'Номер заказа 124, оплачен вчера',
+      platform: { messageId: second.platform.messageId }, receivedAt: new Date().toISOString(),
+    };
+    await publishEvent(gw.nc, edit);
+    await gw.waitForEvent((e) => e.type === 'ticket.edited' && e.ticketId === ticketId);
     const note = await fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/notes`, {
       method: 'POST', headers: { authorization: `Bearer ${OPS}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Проверить оплату в банке', author: { id: 'anna', name: 'Анна' } }),
     });
@@ -209,6 +216,8 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     const whys = await log.locator('li[data-kind="inbound"] .why').allTextContents();
     expect(whys[0]).toContain('Threaded here by new-ticket');
     expect(whys[1]).toMatch(/Threaded here by open-conversation: .*dl-chat-1/);
+    // Whose words the edit puts there: the sender, as on the message itself.
+    expect(await log.locator('li[data-kind="edited"] .meta').allTextContents()).toContain('edited · Покупатель (customer-42)');
     expect(await log.locator('li[data-kind="note"]').textContent()).toContain('Проверить оплату');
     expect(await log.locator('li[data-kind="outbound"]').textContent()).toContain('Reply by Анна');
     expect(await log.locator('li[data-kind="delivery"]').textContent()).toContain('Delivery: delivered');

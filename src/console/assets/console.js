@@ -618,18 +618,23 @@ function attachmentList(attachments) {
   }));
 }
 
+/** "Name (id)", or the id alone: a display name is the sender's own claim, so the id is always shown. */
+function sender(ev) {
+  return ev.sender?.displayName ? `${ev.sender.displayName} (${ev.sender.id})` : ev.sender?.id;
+}
+
 function logEntry(e) {
   const li = (kind, ...children) => h('li', { class: kind, 'data-kind': kind, 'data-seq': e.seq }, h('div', { class: 'meta' }, time(e.at)), ...children);
   switch (e.kind) {
     case 'inbound': {
       const ev = e.event;
-      const who = ev.sender?.displayName ? `${ev.sender.displayName} (${ev.sender.id})` : ev.sender?.id;
-      return li('inbound', h('div', { class: 'meta' }, who, ev.email?.subject ? ` · ${ev.email.subject}` : ''), h('div', { class: 'text' }, ev.text), ev.attachments?.length ? attachmentList(ev.attachments) : null, why(e.match));
+      return li('inbound', h('div', { class: 'meta' }, sender(ev), ev.email?.subject ? ` · ${ev.email.subject}` : ''), h('div', { class: 'text' }, ev.text), ev.attachments?.length ? attachmentList(ev.attachments) : null, why(e.match));
     }
+    // Who changed it: on a webhook channel another sender could (before the gateway refused it), and an operator must see whose words these are.
     case 'edited':
-      return li('edited', h('div', { class: 'meta' }, t('ticket.edited')), h('div', { class: 'text' }, e.event.text), why(e.match));
+      return li('edited', h('div', { class: 'meta' }, t('ticket.edited'), e.event.sender ? ` · ${sender(e.event)}` : ''), h('div', { class: 'text' }, e.event.text), why(e.match));
     case 'deleted':
-      return li('deleted', h('div', {}, t('ticket.deleted')), why(e.match));
+      return li('deleted', h('div', {}, t('ticket.deleted'), e.event?.sender ? ` · ${sender(e.event)}` : ''), why(e.match));
     case 'outbound':
       return li('outbound', h('div', { class: 'meta' }, t('ticket.agent', { author: e.message.author?.name || e.message.author?.id })), h('div', { class: 'text' }, e.message.text));
     case 'note':
