@@ -23,7 +23,7 @@ import { NotOwnedError } from './inbound-consumer.js';
 import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
-import type { Resolution, Threader } from './threading.js';
+import { isParticipant, type Resolution, type Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, normalizeMessageId, type TicketStore } from './tickets.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
@@ -331,20 +331,29 @@ export class MessageRouter {
 
   /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
   private async threadInto(e: InboundMessage, fresh: boolean): Promise<{ ticket: Ticket; match: Resolution['match']; reopen: boolean; openedNow: boolean }> {
+    /** Set when another sender's mail holds this mail's Message-ID: keyed by the Message-ID and this sender instead. */
+    let ownKey: string | undefined;
     for (;;) {
       const res = await this.threader.resolve(e, fresh);
       if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen, openedNow: false };
       let ticketId = res.previous;
       if (!ticketId) {
         const candidate = this.store.idFor(await this.store.allocateNumber());
-        const claim = await this.store.claim(res.conversationKey, candidate);
+        const claim = await this.store.claim(ownKey ?? res.conversationKey, candidate);
         // A number just allocated names no ticket yet: create it with this message recorded.
         if (claim.won) return { ...(await this.openTicket(e, candidate)), match: res.match, reopen: false };
-        // An email's key is its own Message-ID: losing the claim means this very mail opened
-        // the ticket before (a redelivery). A chat's key is the conversation: someone else
+        // An email's key is its own Message-ID: losing the claim means this very mail opened the
+        // ticket before (a redelivery), or another mail carries the same Message-ID (a mailer that
+        // reuses them). Joined only when it is the sender's own ticket: another sender's mail would
+        // otherwise land in a stranger's ticket. A chat's key is the conversation: someone else
         // opened it concurrently, so resolve again (fresh) and join theirs.
-        if (e.email && claim.ticketId) ticketId = claim.ticketId;
-        else {
+        if (e.email && claim.ticketId) {
+          if (!ownKey && !(await this.sendersOwn(claim.ticketId, e.email.from))) {
+            ownKey = IndexKeys.emailMessageId(`${e.email.messageId}\u0000${e.email.from.toLowerCase()}`);
+            continue;
+          }
+          ticketId = claim.ticketId;
+        } else {
           fresh = true;
           continue;
         }
@@ -354,6 +363,12 @@ export class MessageRouter {
       if (existing) return { ticket: existing.value, match: res.match, reopen: false, openedNow: false };
       return { ...(await this.openTicket(e, ticketId)), match: res.match, reopen: false };
     }
+  }
+
+  /** Whether the sender takes part in the ticket (or it is gone: nothing of anyone's to show). */
+  private async sendersOwn(ticketId: string, from: string): Promise<boolean> {
+    const ticket = await this.store.get(ticketId, { fresh: true });
+    return !ticket || isParticipant(ticket.value, from.toLowerCase());
   }
 
   /**

@@ -202,7 +202,7 @@ export class Threader {
   }
 }
 
-function isParticipant(ticket: Ticket, address: string): boolean {
+export function isParticipant(ticket: Ticket, address: string): boolean {
   return ticket.participants.length === 0 || ticket.participants.includes(address);
 }
 

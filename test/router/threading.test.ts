@@ -90,6 +90,23 @@ describe('chat threading', () => {
 });
 
 describe('email threading', () => {
+  it('never puts another sender\'s mail into a ticket because it reuses a Message-ID; the same sender\'s mails with one Message-ID share a ticket', async () => {
+    const reused = '<same-id@mailer.example>';
+    const mail = (from: string, n: string) => ({ ...emailMessage({ messageId: reused, from, subject: `Счёт ${n}` }), id: `email:support:reused-${n}`, platform: { messageId: `reused-${n}` } });
+    const anna = await route(mail('anna@client.ru', '1'));
+    const boris = await route(mail('boris@other.ru', '2'));
+    expect(boris.ticketId).not.toBe(anna.ticketId);
+    expect(matchOf(boris).rule).toBe('new-ticket');
+    // A mailer that gives all its mails one Message-ID: the sender's own ticket.
+    const annaAgain = await route(mail('anna@client.ru', '3'));
+    expect(annaAgain.ticketId).toBe(anna.ticketId);
+    // And Boris's next mail with it is his ticket's, not a third.
+    const borisAgain = await route(mail('boris@other.ru', '4'));
+    expect(borisAgain.ticketId).toBe(boris.ticketId);
+    const log = await gw.gateway.router!.store.readLog(anna.ticketId);
+    expect(log.map((l) => (l.entry as Extract<LogEntry, { kind: 'inbound' }>).event?.sender.id)).toEqual(['anna@client.ru', 'anna@client.ru']);
+  });
+
   it('joins by In-Reply-To, by References, by subject token and by marker', async () => {
     const root = await route(emailMessage({ messageId: '<root-1@client.ru>', from: 'olga@client.ru' }));
     const byReply = await route(emailMessage({ messageId: '<r2@client.ru>', from: 'olga@client.ru', inReplyTo: '<root-1@client.ru>' }));

@@ -30,10 +30,25 @@ export function bareMessageId(id: string): string {
   return id.trim().replace(/^<|>$/g, '').toLowerCase();
 }
 
-/** `<mailbox>:<message-id>`; a very long Message-ID is hashed to keep the event id within bounds. */
-export function platformId(mailbox: string, messageId: string): string {
+/**
+ * `<mailbox>:<message-id>#<copy>`; a very long Message-ID is hashed to keep the event id within
+ * bounds. `<copy>` tells mails that share a Message-ID apart unless they are copies of one mail
+ * (seen twice: renumbered by the server, a UIDVALIDITY change, two watched folders): a hash of the
+ * sender, the Date and the Subject, which every copy has unchanged. Without it, a mailer that gives
+ * every mail the same Message-ID (some do), or another sender's mail reusing one, was taken for a
+ * copy of the first and dropped, silently.
+ */
+export function platformId(mailbox: string, messageId: string, copy: { from: string; date?: Date; subject?: string }): string {
   const bare = bareMessageId(messageId);
-  return `${mailbox.toLowerCase()}:${bare.length <= 300 ? bare : `sha256.${sha256(bare)}`}`;
+  const date = copy.date && !Number.isNaN(copy.date.getTime()) ? copy.date.toISOString() : '';
+  const fingerprint = sha256([copy.from.toLowerCase(), date, copy.subject ?? ''].join('\u0000')).slice(0, 12);
+  return `${mailbox.toLowerCase()}:${bare.length <= 300 ? bare : `sha256.${sha256(bare)}`}#${fingerprint}`;
+}
+
+/** The Message-ID a mail goes by: its own, or a stand-in from its bytes when it has none (also `<>`, `< >`: empty is none). */
+export function effectiveMessageId(header: string | undefined, raw: Uint8Array): string {
+  const given = header?.trim();
+  return given && bareMessageId(given).trim() ? given : syntheticMessageId(raw);
 }
 
 /** A stable stand-in for a mail that has no Message-ID: the same bytes get the same id. */

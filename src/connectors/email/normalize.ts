@@ -15,7 +15,7 @@ import type { Attachment, InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
 import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
 import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
-import { platformId, syntheticMessageId } from './ids.js';
+import { effectiveMessageId, platformId } from './ids.js';
 import { pickSender } from './identity.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
@@ -48,8 +48,8 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   }
   const sender = picked.mailbox;
   const from = sender.address;
-  const messageId = mail.messageId?.trim() || syntheticMessageId(raw);
-  const pid = platformId(mailbox, messageId);
+  const messageId = effectiveMessageId(mail.messageId, raw);
+  const pid = platformId(mailbox, messageId, { from, date: mail.date, subject: mail.subject });
   const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
   const verdict = classify(mail, from, messageId, deps.ours);
 

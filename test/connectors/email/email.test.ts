@@ -83,12 +83,29 @@ describe('email connector', () => {
     expect(msg.text).toBe('Касса не печатает чеки с утра.');
     expect(msg.fullText).toContain('ООО «Ромашка»');
     expect(msg.email).toMatchObject({ messageId: customerMessageId, subject: 'Не работает касса', from: 'ivan@client.example.ru', to: [SUPPORT], cc: ['buh@client.example.ru'] });
-    expect(msg.platform.messageId).toBe(`${SUPPORT}:${customerMessageId.slice(1, -1).toLowerCase()}`);
+    expect(msg.platform.messageId).toMatch(new RegExp(`^${SUPPORT.replace(/\./g, '\\.')}:${customerMessageId.slice(1, -1).toLowerCase().replace(/\./g, '\\.')}#[0-9a-f]{12}$`));
     expect(msg.automated).toBeUndefined();
     // Acknowledged on the server only after the event was stored: \Seen plus our keyword.
     const uid = (await world.imap.mailboxOpen('INBOX')) && (await world.imap.search({ header: { 'message-id': customerMessageId } }, { uid: true }));
     const flags = await world.imap.fetchOne(String((uid as number[])[0]), { flags: true }, { uid: true });
     expect(flags && [...flags.flags!]).toEqual(expect.arrayContaining(['\\Seen', '$Omnigate']));
+  });
+
+  it('stores every mail whose Message-ID is empty or reused, and never puts another sender\'s mail into a ticket by it', async () => {
+    const word = (w: string) => gw.waitForEvent((e) => e.type === 'ticket.message' && ((e.entry as { event?: InboundMessage })?.event?.text ?? '').includes(w));
+    await append(plainMail({ messageId: '<>', from: 'Анна <anna@client.example.ru>', subject: 'Пустой id', text: 'Первое: Брусника' }));
+    await append(plainMail({ messageId: '<>', from: 'Борис <boris@other.example.ru>', subject: 'Пустой id', text: 'Второе: Морошка' }));
+    await append(plainMail({ messageId: '< >', from: 'Борис <boris@other.example.ru>', subject: 'Пробел', text: 'Третье: Голубика' }));
+    const reused = '<reused-by-mailer@crm.example.ru>';
+    await append(plainMail({ messageId: reused, from: 'Анна <anna@client.example.ru>', subject: 'Счёт 1', text: 'Четвёртое: Клюква' }));
+    await append(plainMail({ messageId: reused, from: 'Борис <boris@other.example.ru>', subject: 'Счёт 2', text: 'Пятое: Черника' }));
+    const [first, second, third, fourth, fifth] = await Promise.all(['Брусника', 'Морошка', 'Голубика', 'Клюква', 'Черника'].map(word));
+    // Each its own message; <> and < > are no Message-ID at all (each mail gets one of its own).
+    const ids = [first, second, third, fourth, fifth].map((e) => (e!.entry as { event: InboundMessage }).event.id);
+    expect(new Set(ids).size).toBe(5);
+    for (const e of [first, second, third]) expect((e!.entry as { event: InboundMessage }).event.email!.messageId).toMatch(/^<nomid\./);
+    expect(fifth!.ticketId).not.toBe(fourth!.ticketId);
+    expect(second!.ticketId).not.toBe(first!.ticketId);
   });
 
   it('sends the agent reply over SMTP with threading headers and the token; the answer to it joins the ticket', async () => {

@@ -6,7 +6,7 @@ import { simpleParser } from 'mailparser';
 import iconv from 'iconv-lite';
 import { describe, expect, it } from 'vitest';
 import { classify } from '../../../src/connectors/email/loop-guard.js';
-import { isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
+import { effectiveMessageId, isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
 import { markerPattern } from '../../../src/router/threading.js';
 import { trimReply } from '../../../src/connectors/email/trim.js';
 import { EmailOptions } from '../../../src/connectors/email/index.js';
@@ -87,8 +87,18 @@ describe('identifiers and options', () => {
     expect(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru')).toBe(a);
     expect(outboundMessageId('T-1042', 'T-1042:k2', 'example.ru')).not.toBe(a);
     expect(isOurMessageId(a, new Set(['example.ru']))).toBe(true);
-    expect(platformId('Support@Example.ru', '<ABC@x>')).toBe('support@example.ru:abc@x');
-    expect(platformId('s@x.ru', `<${'a'.repeat(400)}@x>`)).toMatch(/^s@x\.ru:sha256\.[0-9a-f]{64}$/);
+    const copy = { from: 'Anna@Client.ru', date: new Date('2026-12-01T09:00:00+03:00'), subject: 'Счёт' };
+    expect(platformId('Support@Example.ru', '<ABC@x>', copy)).toMatch(/^support@example\.ru:abc@x#[0-9a-f]{12}$/);
+    expect(platformId('s@x.ru', `<${'a'.repeat(400)}@x>`, copy)).toMatch(/^s@x\.ru:sha256\.[0-9a-f]{64}#[0-9a-f]{12}$/);
+    // Copies of one mail are one id; another mail reusing its Message-ID (another sender, date or subject) is another.
+    expect(platformId('s@x.ru', '<ABC@x>', { ...copy, from: 'anna@client.ru' })).toBe(platformId('s@x.ru', '<abc@x>', copy));
+    for (const other of [{ from: 'boris@client.ru' }, { date: new Date('2026-12-01T09:00:01+03:00') }, { subject: 'Счёт 2' }]) {
+      expect(platformId('s@x.ru', '<ABC@x>', { ...copy, ...other })).not.toBe(platformId('s@x.ru', '<ABC@x>', copy));
+    }
+    // An empty Message-ID is none: each such mail gets its own from its bytes.
+    for (const empty of [undefined, '', '<>', '< >', '  ']) expect(effectiveMessageId(empty, Buffer.from('mail 1'))).toMatch(/^<nomid\.[0-9a-f]{40}@omnigate\.invalid>$/);
+    expect(effectiveMessageId('<>', Buffer.from('mail 1'))).not.toBe(effectiveMessageId('<>', Buffer.from('mail 2')));
+    expect(effectiveMessageId(' <a@b> ', Buffer.from('mail 1'))).toBe('<a@b>');
     expect(uniqueId()).not.toBe(uniqueId());
   });
 
