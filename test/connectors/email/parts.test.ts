@@ -35,6 +35,16 @@ describe('loop protection', () => {
     expect(await verdict(plainMail({}))).toEqual({});
   });
 
+  it('knows the other spellings autoresponders use (seen missed by an outside fuzz), and a header saying no is a person', async () => {
+    for (const [name, value] of [['X-Auto-Reply', 'yes'], ['X-Autoresponder', 'vacation'], ['X-Vacation', 'yes'], ['X-Autoresponse', '1'], ['X-Mail-Autoreply', 'yes'], ['Precedence', 'auto_reply']]) {
+      expect(await verdict(plainMail({ headers: { [name]: value } })), name).toEqual({ automated: 'auto-reply' });
+    }
+    for (const headers of [{ Precedence: 'bulk; x' }, { 'X-Precedence': 'bulk' }, { 'List-Unsubscribe': '<mailto:unsub@shop.example.ru>' }]) {
+      expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({ automated: 'bulk' });
+    }
+    for (const headers of [{ 'X-Auto-Reply': 'no' }, { 'X-Autoreply': 'false' }]) expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({});
+  });
+
   it('marks out-of-office replies that carry only their subject (Exchange, Outlook), not people who mention one', async () => {
     for (const subject of ['Автоматический ответ: Re: Вопрос [#T-1001]', 'Автоответ: Заказ 48213', 'Automatic reply: Re: Payment', 'Out of Office: Re: Вопрос', 'AutoReply: Re: x', 'Нет на месте: Re: Вопрос']) {
       expect(await verdict(plainMail({ subject: `=?utf-8?B?${Buffer.from(subject).toString('base64')}?=`, headers: { 'X-Auto-Response-Suppress': 'All' } })), subject).toEqual({ automated: 'auto-reply' });
