@@ -7,15 +7,18 @@
  */
 import { splitTextAt } from '../../core/text-split.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
-import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
+import { describeZodError, type Attachment, type OutboundAttachment, type OutboundMessage } from '../../core/schema.js';
+import { parseJsonBounded } from '../../core/json-input.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
-import { normalizeCloudMessage, type CloudStatus, type CloudValue, type PendingCloudMedia } from './normalize.js';
+import { normalizeCloudMessage, type PendingCloudMedia } from './normalize.js';
+import { ChangeValue, CloudContact, CloudMessage, CloudStatus, MediaInfo, WebhookBody, WebhookChange, WebhookEntry, describeAt, idOf, notAList, MAX_TIME_MS } from './payload.js';
 import { SentRecords } from './sent-records.js';
 import { templateBody } from './templates.js';
 import type { WhatsAppCloudOptions } from './index.js';
@@ -115,69 +118,139 @@ export class WhatsAppCloudConnector implements Connector {
 
   private async onWebhook(req: RawRequest): Promise<RawResponse> {
     if (!this.signatureOk(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or wrong X-Hub-Signature-256' } };
-    let payload: { object?: string; entry?: Array<{ id?: string; changes?: Array<{ field?: string; value?: CloudValue }> }> };
     try {
-      payload = JSON.parse(req.rawBody.toString('utf8'));
-    } catch {
-      await this.ctx.deadLetter('whatsapp-cloud webhook body is not valid JSON', req.rawBody);
-      return { status: 200, body: '' }; // Meta would retry a bad body for days
-    }
-    if (payload.object !== 'whatsapp_business_account' || !Array.isArray(payload.entry)) {
-      await this.ctx.deadLetter(`whatsapp-cloud webhook: unexpected object "${payload.object}"`, req.rawBody);
-      return { status: 200, body: '' };
-    }
-    try {
-      const statuses = new Map<string, CloudStatus[]>();
-      for (const entry of payload.entry) {
-        for (const change of entry.changes ?? []) {
-          if (change.field !== 'messages' || !change.value) continue;
-          const value = change.value;
-          if (value.metadata?.phone_number_id && value.metadata.phone_number_id !== this.o.phoneNumberId) {
-            this.ctx.log.debug({ phoneNumberId: value.metadata.phone_number_id }, 'webhook for another phone number ignored');
-            continue;
-          }
-          for (const m of value.messages ?? []) await this.ingest(m, value);
-          for (const s of value.statuses ?? []) if (s?.id) statuses.set(s.id, [...(statuses.get(s.id) ?? []), s]);
-        }
-      }
-      // A status whose send record is there is reported before Meta hears 200. One without (a
-      // wamid we never sent, or a send whose record is still being written) must not hold Meta's
-      // request: it is answered at once and the record waited for in the background.
-      await Promise.all([...statuses.values()].map(async (list) => {
-        const ordered = list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0));
-        const found = await this.records.find(ordered[0]!.id, 0, this.stopping.signal);
-        if (found) for (const s of ordered) await this.onStatus(s, 0);
-        else this.awaitRecord(ordered);
-      }));
+      // Parked items are answered 200 like stored ones: Meta would retry a bad body for days.
+      await this.take(req.rawBody);
       return { status: 200, body: '' };
     } catch (err) {
-      // Not all of it is stored: Meta retries the whole delivery, and dedup absorbs what we have.
+      // Not all of it is stored (NATS, the state store): Meta retries the whole delivery, and
+      // dedup absorbs what we have. Nothing the body itself did wrong gets here: that is parked.
       this.ctx.log.warn({ err: errorMessage(err) }, 'whatsapp-cloud webhook not fully stored; asking Meta to retry');
       return { status: 500, body: { error: 'unavailable', message: 'not stored, retry later' } };
     }
   }
 
-  private async ingest(m: Parameters<typeof normalizeCloudMessage>[0], value: CloudValue): Promise<void> {
-    const n = normalizeCloudMessage(m, value, this.ctx.channel, this.ctx.account);
-    if (n.kind === 'skip') return;
-    if (n.kind === 'invalid') {
-      await this.ctx.deadLetter(`whatsapp-cloud message: ${n.reason}`, m);
+  /**
+   * Stores (or parks) everything in one webhook body. Each entry, change, message, status and
+   * contact is checked on its own (payload.ts): one that fails is parked with the path of the
+   * field at fault and the rest go on. Throws only when storing failed, which a retry can mend.
+   */
+  private async take(raw: Buffer): Promise<void> {
+    let json: unknown;
+    try {
+      json = parseJsonBounded(raw.toString('utf8'));
+    } catch (err) {
+      // Not JSON, or nested deeper than any Meta body is (json-input.ts).
+      await this.ctx.deadLetter(`whatsapp-cloud webhook: ${errorMessage(err)}`, raw);
       return;
     }
+    const body = WebhookBody.safeParse(json);
+    if (!body.success) {
+      await this.ctx.deadLetter(`whatsapp-cloud webhook: ${describeAt(body.error, '')}`, raw);
+      return;
+    }
+    const statuses = new Map<string, CloudStatus[]>();
+    for (const [i, item] of body.data.entry.entries()) {
+      const at = `entry.${i}`;
+      const entry = WebhookEntry.safeParse(item);
+      if (!entry.success) {
+        await this.park(`whatsapp-cloud webhook: ${describeAt(entry.error, at)}`, item);
+        continue;
+      }
+      for (const [j, changeItem] of (entry.data.changes ?? []).entries()) {
+        await this.takeChange(changeItem, `${at}.changes.${j}`, statuses);
+      }
+    }
+    // A status whose send record is there is reported before Meta hears 200. One without (a
+    // wamid we never sent, or a send whose record is still being written) must not hold Meta's
+    // request: it is answered at once and the record waited for in the background.
+    await Promise.all([...statuses.values()].map(async (list) => {
+      const ordered = list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0));
+      const found = await this.records.find(ordered[0]!.id, 0, this.stopping.signal);
+      if (found) for (const s of ordered) await this.onStatus(s, 0);
+      else this.awaitRecord(ordered);
+    }));
+  }
+
+  /** One `entry[].changes[]` item: its messages stored, its statuses collected into `statuses`. */
+  private async takeChange(item: unknown, at: string, statuses: Map<string, CloudStatus[]>): Promise<void> {
+    const change = WebhookChange.safeParse(item);
+    if (!change.success) return this.park(`whatsapp-cloud webhook: ${describeAt(change.error, at)}`, item);
+    if (change.data.field !== 'messages') {
+      this.ctx.log.debug({ field: change.data.field }, 'webhook change of another field ignored');
+      return;
+    }
+    const raw = change.data.value;
+    const value = ChangeValue.safeParse(raw);
+    if (!value.success) return this.park(`whatsapp-cloud webhook: ${describeAt(value.error, `${at}.value`)}`, item);
+    const phoneNumberId = value.data.metadata?.phone_number_id;
+    if (phoneNumberId && phoneNumberId !== this.o.phoneNumberId) {
+      this.ctx.log.debug({ phoneNumberId }, 'webhook for another phone number ignored');
+      return;
+    }
+    const fields = raw as Record<string, unknown>;
+    const contacts: CloudContact[] = [];
+    for (const [k, c] of await this.listOf(fields.contacts, `${at}.value.contacts`)) {
+      const contact = CloudContact.safeParse(c);
+      if (contact.success) contacts.push(contact.data);
+      else await this.park(`whatsapp-cloud webhook: ${describeAt(contact.error, `${at}.value.contacts.${k}`)}`, c);
+    }
+    for (const [k, m] of await this.listOf(fields.messages, `${at}.value.messages`)) {
+      await this.ingest(m, `${at}.value.messages.${k}`, contacts);
+    }
+    for (const [k, s] of await this.listOf(fields.statuses, `${at}.value.statuses`)) {
+      const status = CloudStatus.safeParse(s);
+      if (!status.success) {
+        await this.park(`whatsapp-cloud status${idOf(s) ? ` ${idOf(s)}` : ''}: ${describeAt(status.error, `${at}.value.statuses.${k}`)}`, s);
+        continue;
+      }
+      // Other statuses (Meta adds some) say nothing a delivery report carries.
+      if (!Object.hasOwn(STATUS_RANK, status.data.status)) continue;
+      const id = status.data.id;
+      statuses.set(id, [...(statuses.get(id) ?? []), status.data]);
+    }
+  }
+
+  /** The items of a list field (absent: none); anything else but a list is parked. */
+  private async listOf(v: unknown, at: string): Promise<Array<[number, unknown]>> {
+    if (v === undefined || v === null) return [];
+    if (Array.isArray(v)) return [...v.entries()];
+    await this.park(`whatsapp-cloud webhook: ${at}: ${notAList(v)}`, v);
+    return [];
+  }
+
+  /** Parks what could not be taken; rejects (and so fails the POST, to be retried) only when parking it failed. */
+  private park(reason: string, payload: unknown): Promise<void> {
+    return this.ctx.deadLetter(reason, payload ?? null);
+  }
+
+  /** One message, `at` its path in the body: stored, deliberately skipped, or parked with the reason. */
+  private async ingest(raw: unknown, at: string, contacts: readonly CloudContact[]): Promise<void> {
+    const what = `whatsapp-cloud message${idOf(raw) ? ` ${idOf(raw)}` : ''}`;
+    const parsed = CloudMessage.safeParse(raw);
+    if (!parsed.success) return this.park(`${what}: ${describeAt(parsed.error, at)}`, raw);
+    const m = parsed.data;
+    let n: ReturnType<typeof normalizeCloudMessage>;
+    try {
+      n = normalizeCloudMessage(m, contacts, this.ctx.channel, this.ctx.account);
+    } catch (err) {
+      // A shape the schema let through and the normalizer cannot read: a bug, but this message's alone.
+      return this.park(`${what}: ${at}: cannot read the message: ${errorMessage(err)}`, raw);
+    }
+    if (n.kind === 'skip') return;
+    if (n.kind === 'invalid') return this.park(`${what}: ${at}: ${n.reason}`, raw);
     const event = n.event;
+    const sentAtMs = m.timestamp ? m.timestamp * 1000 : Date.now();
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(n.media)];
     // The ticket (and the API) know until when a free-form reply may go: the reply is refused at once after it.
-    if (event.type === 'message.inbound') event.replyWindowEndsAt = new Date((Number(m.timestamp) * 1000 || Date.now()) + this.o.serviceWindowHours * 3_600_000).toISOString();
+    if (event.type === 'message.inbound') event.replyWindowEndsAt = new Date(Math.min(sentAtMs + this.o.serviceWindowHours * 3_600_000, MAX_TIME_MS)).toISOString();
     try {
       await this.ctx.publish(event);
     } catch (err) {
-      if (err instanceof InvalidEventError) {
-        await this.ctx.deadLetter(`whatsapp-cloud message ${m.id}: ${err.message}`, m);
-        return;
-      }
+      if (err instanceof InvalidEventError) return this.park(`${what}: ${at}: ${err.message}`, raw);
       throw err;
     }
-    await this.touchWindow(m.from, Number(m.timestamp) * 1000 || Date.now());
+    await this.touchWindow(m.from, sentAtMs);
   }
 
   /** The customer-service window runs from the customer's latest message; keep the newest time. */
@@ -199,8 +272,10 @@ export class WhatsAppCloudConnector implements Connector {
     const limit = Math.min(this.o.maxFileBytes ?? Infinity, this.ctx.media.maxBytes);
     const meta = { name: media.name, mimeType: media.mimeType, kind: media.kind };
     try {
-      const info = await this.graph.mediaInfo(media.mediaId);
-      if (info.file_size !== undefined && info.file_size > limit) {
+      const answer = MediaInfo.safeParse(await this.graph.mediaInfo(media.mediaId));
+      if (!answer.success) return this.ctx.media.failed(meta, `Graph's media info is unusable: ${describeZodError(answer.error)}`);
+      const info = answer.data;
+      if (typeof info.file_size === 'number' && info.file_size > limit) {
         return this.ctx.media.failed({ ...meta, size: info.file_size }, `file is ${info.file_size} bytes; the limit is ${limit} bytes`);
       }
       const bytes = await this.graph.download(info.url, limit);
@@ -223,7 +298,6 @@ export class WhatsAppCloudConnector implements Connector {
   }
 
   private async onStatus(s: CloudStatus, waitMs: number): Promise<void> {
-    if (!s?.id || !['sent', 'delivered', 'read', 'failed'].includes(s.status)) return;
     const found = await this.records.find(s.id, waitMs, this.stopping.signal);
     if (!found) {
       metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: 'unknown_message_status' });
@@ -243,7 +317,14 @@ export class WhatsAppCloudConnector implements Connector {
       platformMessageId: s.id,
       ...(s.status === 'failed' ? { reason: `${metaReason(code) ?? (code ? `graph_${code}` : 'failed')}${words ? `: ${words}` : ''}` } : {}),
     };
-    await this.ctx.reportDelivery(report);
+    try {
+      await this.ctx.reportDelivery(report);
+    } catch (err) {
+      // A report the delivery schema refuses would be refused on every retry: park it instead.
+      if (!(err instanceof z.ZodError)) throw err;
+      await this.park(`whatsapp-cloud status ${s.id}: ${describeZodError(err, 'report')}`, s);
+      return;
+    }
     if (s.status === 'read' || s.status === 'failed') await this.records.forget(found.key);
   }
 

@@ -5,44 +5,9 @@
  */
 import type { InboundEventInput, StructuredPart } from '../../core/schema.js';
 import { eventId } from '../contract.js';
+import type { CloudContact, CloudMedia, CloudMessage } from './payload.js';
 
-export interface CloudMedia { id: string; mime_type?: string; sha256?: string; caption?: string; filename?: string; voice?: boolean; animated?: boolean }
-
-export interface CloudMessage {
-  from: string;
-  id: string;
-  timestamp?: string;
-  type: string;
-  context?: { from?: string; id?: string; forwarded?: boolean };
-  text?: { body?: string };
-  image?: CloudMedia;
-  video?: CloudMedia;
-  audio?: CloudMedia;
-  document?: CloudMedia;
-  sticker?: CloudMedia;
-  location?: { latitude: number; longitude: number; name?: string; address?: string };
-  contacts?: Array<{ name?: { formatted_name?: string; first_name?: string }; phones?: Array<{ phone?: string; wa_id?: string }> }>;
-  reaction?: { message_id?: string; emoji?: string };
-  button?: { text?: string; payload?: string };
-  interactive?: { type?: string; button_reply?: { id?: string; title?: string }; list_reply?: { id?: string; title?: string; description?: string } };
-  errors?: Array<{ code?: number; title?: string; message?: string }>;
-}
-
-export interface CloudValue {
-  messaging_product?: string;
-  metadata?: { display_phone_number?: string; phone_number_id?: string };
-  contacts?: Array<{ wa_id?: string; profile?: { name?: string } }>;
-  messages?: CloudMessage[];
-  statuses?: CloudStatus[];
-}
-
-export interface CloudStatus {
-  id: string;
-  status: 'sent' | 'delivered' | 'read' | 'failed' | string;
-  timestamp?: string;
-  recipient_id?: string;
-  errors?: Array<{ code?: number; title?: string; message?: string; error_data?: { details?: string } }>;
-}
+export type { CloudContact, CloudMedia, CloudMessage, CloudStatus } from './payload.js';
 
 export interface PendingCloudMedia {
   mediaId: string;
@@ -58,20 +23,20 @@ export type CloudNormalized =
 
 export const jidOf = (waId: string) => `${waId}@s.whatsapp.net`;
 
-export function normalizeCloudMessage(m: CloudMessage, value: CloudValue, channel: string, account: string): CloudNormalized {
-  if (!m || typeof m.from !== 'string' || !/^\d+$/.test(m.from) || typeof m.id !== 'string' || !m.id) {
-    return { kind: 'invalid', reason: 'message without a numeric "from" or an "id"' };
-  }
+/**
+ * One message checked against the CloudMessage schema (payload.ts), with the change's readable
+ * contacts (for the profile name).
+ */
+export function normalizeCloudMessage(m: CloudMessage, contacts: readonly CloudContact[], channel: string, account: string): CloudNormalized {
   if (m.type === 'system') return { kind: 'skip', reason: 'system message (number change)' };
   const jid = jidOf(m.from);
-  const profile = value.contacts?.find((c) => c.wa_id === m.from)?.profile?.name;
+  const profile = contacts.find((c) => c.wa_id === m.from)?.profile?.name;
   const sender = { id: jid, ...(profile ? { displayName: profile } : {}), handles: { jid, phone: `+${m.from}`, wa_id: m.from } };
-  const seconds = Number(m.timestamp);
-  const platform = { messageId: m.id, ...(Number.isFinite(seconds) && seconds > 0 ? { sentAt: new Date(seconds * 1000).toISOString(), sentAtBy: 'platform' as const } : {}) };
+  const platform = { messageId: m.id, ...(m.timestamp ? { sentAt: new Date(m.timestamp * 1000).toISOString(), sentAtBy: 'platform' as const } : {}) };
   let text = '';
   let media: PendingCloudMedia | undefined;
   const parts: StructuredPart[] = [];
-  const mediaOf = (kind: PendingCloudMedia['kind'], c: CloudMedia | undefined, fallbackMime: string): PendingCloudMedia | undefined => {
+  const mediaOf = (kind: PendingCloudMedia['kind'], c: CloudMedia | null | undefined, fallbackMime: string): PendingCloudMedia | undefined => {
     if (!c?.id) return undefined;
     const mimeType = c.mime_type || fallbackMime;
     const ext = mimeType.split(';')[0]!.split('/')[1] ?? 'bin';
@@ -96,7 +61,7 @@ export function normalizeCloudMessage(m: CloudMessage, value: CloudValue, channe
     case 'location':
       if (!m.location) return { kind: 'invalid', reason: 'location message without location' };
       parts.push({
-        type: 'location', latitude: Number(m.location.latitude), longitude: Number(m.location.longitude),
+        type: 'location', latitude: m.location.latitude, longitude: m.location.longitude,
         ...(m.location.name || m.location.address ? { title: [m.location.name, m.location.address].filter(Boolean).join(', ') } : {}),
       });
       break;

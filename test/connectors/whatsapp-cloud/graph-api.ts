@@ -19,7 +19,7 @@ export interface GraphCall {
 
 export class FakeGraphApi {
   readonly calls: GraphCall[] = [];
-  readonly media = new Map<string, { bytes: Buffer; mimeType: string }>();
+  readonly media = new Map<string, { bytes: Buffer; mimeType: string; info?: Record<string, unknown> }>();
   /** Queued answers for the next `messages` calls: status and Graph error body. */
   readonly failMessages: Array<{ status: number; error: Record<string, unknown> }> = [];
   /** Runs before a `messages` call is answered, with the wamid the answer will carry. */
@@ -50,8 +50,9 @@ export class FakeGraphApi {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 
-  addMedia(id: string, bytes: Buffer, mimeType: string): void {
-    this.media.set(id, { bytes, mimeType });
+  /** `info`: fields to put into (or over) the media info answer, as a broken Graph might. */
+  addMedia(id: string, bytes: Buffer, mimeType: string, info?: Record<string, unknown>): void {
+    this.media.set(id, { bytes, mimeType, info });
   }
 
   waitForCall(pred: (c: GraphCall) => boolean, timeoutMs = 15_000): Promise<GraphCall> {
@@ -118,7 +119,7 @@ export class FakeGraphApi {
     const mediaId = parts[1] ?? '';
     const m = this.media.get(decodeURIComponent(mediaId));
     if (m && req.method === 'GET') {
-      return { status: 200, body: JSON.stringify({ id: mediaId, url: `${this.base}/files/${mediaId}`, mime_type: m.mimeType, file_size: m.bytes.length, messaging_product: 'whatsapp' }) };
+      return { status: 200, body: JSON.stringify({ id: mediaId, url: `${this.base}/files/${mediaId}`, mime_type: m.mimeType, file_size: m.bytes.length, messaging_product: 'whatsapp', ...m.info }) };
     }
     return err(404, 803, `unknown path ${path}`);
   }

@@ -3,11 +3,11 @@
  * router, outbound runner), replies out to a stand-in Graph API on 127.0.0.1.
  */
 import { createHash } from 'node:crypto';
-import { jetstream } from '@nats-io/jetstream';
+import { DiscardPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
-import type { DeliveryStatus, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import type { DeadLetter, DeliveryStatus, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
 import { hashKey } from '../../../src/core/subjects.js';
 import { FakeGraphApi, newWamid, signWebhook, webhookBody } from './graph-api.js';
 import { metrics } from '../../../src/core/metrics.js';
@@ -352,5 +352,141 @@ describe('whatsapp-cloud connector', () => {
     expect(JSON.parse((await stored(recordKey(fresh)))!)).toMatchObject({ outboundId: 'o-fresh' });
     for (let i = 0; i < 50 && !JSON.parse((await stored(legacyKey))!).at; i++) await new Promise((r) => setTimeout(r, 100));
     expect(JSON.parse((await stored(legacyKey))!).at).toBeGreaterThan(Date.now() - 60_000);
+  });
+});
+
+describe('whatsapp-cloud webhook: malformed input', () => {
+  const DLQ = 'omni.dlq.inbound.whatsapp.shop';
+  const metadata = { display_phone_number: '74950000000', phone_number_id: PHONE_ID };
+  const change = (value: Record<string, unknown>) => ({ field: 'messages', value: { messaging_product: 'whatsapp', metadata, ...value } });
+  const envelope = (entry: unknown) => JSON.stringify({ object: 'whatsapp_business_account', entry });
+
+  /** Every dead letter of the account so far, oldest first. */
+  async function letters(): Promise<DeadLetter[]> {
+    const c = await jetstream(gw.nc).consumers.get('OMNI_DLQ', { filter_subjects: DLQ });
+    const out: DeadLetter[] = [];
+    for await (const m of await c.fetch({ max_messages: 10_000, expires: 1000 })) out.push(m.json<DeadLetter>());
+    return out;
+  }
+
+  it('one malformed message between good ones: both good ones stored, the bad one parked naming its field, 200; a retry stores nothing twice', async () => {
+    const from = '79160000031';
+    const [good1, bad, good2] = [newWamid(), newWamid(), newWamid()];
+    const body = webhookBody(PHONE_ID, {
+      contacts: [{ profile: { name: 'Ольга' }, wa_id: from }],
+      messages: [
+        textMessage(from, 'Первое', { id: good1 }),
+        { ...textMessage(from, 'С неверным временем', { id: bad }), timestamp: '99999999999999' },
+        textMessage(from, 'Третье', { id: good2 }),
+      ],
+    });
+    const before = (await letters()).length;
+    expect((await post(body)).status).toBe(200);
+    const first = await messageEvent(good1);
+    const second = await messageEvent(good2);
+    expect(second.ticketId).toBe(first.ticketId);
+    expect(inboundOf(second)!.sender.displayName).toBe('Ольга');
+    const parked = (await letters()).slice(before);
+    expect(parked).toHaveLength(1);
+    expect(parked[0]!.reason).toContain(bad);
+    expect(parked[0]!.reason).toMatch(/entry\.0\.changes\.0\.value\.messages\.1\.timestamp: /);
+    expect(JSON.parse(parked[0]!.payload)).toMatchObject({ id: bad, timestamp: '99999999999999' });
+
+    // Meta redelivers (a 500 elsewhere, or its own doubt): nothing new is stored.
+    expect((await post(body)).status).toBe(200);
+    const sentinel = newWamid();
+    await deliver(from, [textMessage(from, 'Четвёртое', { id: sentinel })]);
+    await messageEvent(sentinel);
+    expect((await gw.ticket(first.ticketId))?.messageCount).toBe(3);
+  });
+
+  it('a malformed entry, change, list, contact, field or status is parked with its path; everything readable in the same body is stored', async () => {
+    const from = '79160000032';
+    const other = '79160000033';
+    const now = String(Math.floor(Date.now() / 1000));
+    const [good3, good4, badImage, badTime, badContacts] = [newWamid(), newWamid(), newWamid(), newWamid(), newWamid()];
+    const body = envelope([
+      null,
+      {
+        id: 'WABA-1',
+        changes: [
+          null,
+          change({
+            contacts: {},
+            messages: [
+              textMessage(from, 'Читаемое', { id: good3 }),
+              { from, id: badImage, timestamp: now, type: 'image', image: { id: 'media-x', mime_type: 5 } },
+              { ...textMessage(from, 'x', { id: badTime }), timestamp: '1e20' },
+              { from, id: badContacts, timestamp: now, type: 'contacts', contacts: [null] },
+            ],
+            statuses: [{ id: {}, status: 'delivered', timestamp: now, recipient_id: from }],
+          }),
+          change({ messages: {} }),
+          change({ contacts: [null, { wa_id: other, profile: { name: 'Анна' } }], messages: [textMessage(other, 'Тоже читаемое', { id: good4 })] }),
+        ],
+      },
+    ]);
+    const before = (await letters()).length;
+    const res = await post(body);
+    expect(res.status).toBe(200);
+    const stored3 = inboundOf(await messageEvent(good3))!;
+    expect(stored3.text).toBe('Читаемое');
+    expect(stored3.sender.displayName).toBeUndefined(); // its contacts were unreadable (parked)
+    expect(inboundOf(await messageEvent(good4))!.sender.displayName).toBe('Анна');
+
+    const reasons = (await letters()).slice(before).map((l) => l.reason);
+    const expected = [
+      /^whatsapp-cloud webhook: entry\.0: /,
+      /^whatsapp-cloud webhook: entry\.1\.changes\.0: /,
+      /^whatsapp-cloud webhook: entry\.1\.changes\.1\.value\.contacts: /,
+      new RegExp(`^whatsapp-cloud message ${badImage}: entry\\.1\\.changes\\.1\\.value\\.messages\\.1\\.image\\.mime_type: `),
+      new RegExp(`^whatsapp-cloud message ${badTime}: entry\\.1\\.changes\\.1\\.value\\.messages\\.2\\.timestamp: `),
+      new RegExp(`^whatsapp-cloud message ${badContacts}: entry\\.1\\.changes\\.1\\.value\\.messages\\.3\\.contacts\\.0: `),
+      /^whatsapp-cloud status: entry\.1\.changes\.1\.value\.statuses\.0\.id: /,
+      /^whatsapp-cloud webhook: entry\.1\.changes\.2\.value\.messages: /,
+      /^whatsapp-cloud webhook: entry\.1\.changes\.3\.value\.contacts\.0: /,
+    ];
+    for (const re of expected) expect(reasons.filter((r) => re.test(r)), `${re} in ${JSON.stringify(reasons)}`).toHaveLength(1);
+    expect(reasons).toHaveLength(expected.length);
+  });
+
+  it('a signed body that is JSON but not an object (null, a number, a list) is parked and answered 200, not a 500', async () => {
+    const before = (await letters()).length;
+    for (const body of ['null', '42', '[]', '"whatsapp_business_account"']) {
+      const res = await post(body);
+      expect(res.status, body).toBe(200);
+    }
+    const parked = (await letters()).slice(before);
+    expect(parked.map((l) => l.payload)).toEqual(['null', '42', '[]', '"whatsapp_business_account"']);
+    for (const l of parked) expect(l.reason).toMatch(/^whatsapp-cloud webhook: body: expected a JSON object/);
+    const from = '79160000034';
+    const sentinel = newWamid();
+    await deliver(from, [textMessage(from, 'После мусора', { id: sentinel })]);
+    await messageEvent(sentinel);
+  });
+
+  it('media info from Graph that cannot be used leaves the attachment failed with the reason; the message is stored', async () => {
+    const from = '79160000036';
+    graph.addMedia('media-odd', Buffer.from('%PDF-1.4 test'), 'application/pdf', { mime_type: 5 });
+    const wamid = newWamid();
+    await deliver(from, [{ from, id: wamid, timestamp: String(Math.floor(Date.now() / 1000)), type: 'document', document: { id: 'media-odd', mime_type: 'application/pdf', filename: 'Счёт.pdf' } }]);
+    const att = inboundOf(await messageEvent(wamid))!.attachments[0]!;
+    expect(att).toMatchObject({ status: 'failed', name: 'Счёт.pdf', mimeType: 'application/pdf' });
+    expect(att.error).toMatch(/mime_type/);
+  });
+
+  it('a status report that cannot be stored (the status stream refuses writes) still answers 500, so Meta retries; 200 once it can', async () => {
+    const { ticketId, wamid } = await sentReply('79160000035', 'Проверка доставки');
+    const jsm = await jetstreamManager(gw.nc);
+    const { config, state } = await jsm.streams.info('OMNI_STATUS');
+    const body = webhookBody(PHONE_ID, { statuses: [statusOf(wamid, 'delivered')] });
+    await jsm.streams.update('OMNI_STATUS', { ...config, max_msgs: state.messages, discard: DiscardPolicy.New });
+    try {
+      expect((await post(body)).status).toBe(500);
+    } finally {
+      await jsm.streams.update('OMNI_STATUS', config);
+    }
+    expect((await post(body)).status).toBe(200);
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && deliveryOf(e)?.status === 'delivered');
   });
 });
