@@ -5,7 +5,8 @@
  * a timeout: the SDK's default is none, and one hung call would stall an event (every Slack retry
  * joins the stuck attempt) or a conversation's outbound lane for good. Intake is Socket Mode
  * (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after ctx.publish
- * resolved, and both go through ingest() below.
+ * resolved, and both go through ingest() below, which checks the event's shape first (shape.ts)
+ * and parks one that fails at once.
  */
 import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
@@ -17,8 +18,9 @@ import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js'
 import { EventDedup } from './event-dedup.js';
 import { slackLibraryLogger } from './library-logger.js';
 import { eventsEndpoint } from './events-api.js';
-import { downloadFiles, uploadFile } from './files.js';
-import { normalizeEnvelope, platformId, threadOf, type Envelope } from './normalize.js';
+import { downloadFiles, slackFileOrigins, uploadFile } from './files.js';
+import { normalizeMessage, platformId, threadOf, type Normalized, type SlackMessageEvent } from './normalize.js';
+import { eventIdOf, parseEnvelope, type RawEnvelope } from './shape.js';
 import { escapeMrkdwn } from './text.js';
 import { SocketSession } from './socket.js';
 import { UserDirectory } from './users.js';
@@ -49,6 +51,8 @@ export class SlackConnector implements Connector {
   /** `channel:thread_ts` of threads we took a message from; KV keeps them across restarts. */
   private readonly threads = new Set<string>();
   private readonly progress = new Map<string, SendProgress>();
+  /** The only origins the bot token is sent to for a file download (files.ts). */
+  private readonly fileOrigins: ReadonlySet<string>;
   private socket?: SocketSession;
   private intake?: ConnectorLoop;
   private botUserId = '';
@@ -73,6 +77,7 @@ export class SlackConnector implements Connector {
     this.users = new UserDirectory(this.client);
     this.pacer = new Pacer(o.perChannelIntervalMs, 0);
     this.channels = new Set(o.channels);
+    this.fileOrigins = slackFileOrigins(o.apiUrl);
     this.whoAmI = new Promise((r) => (this.resolveWhoAmI = r));
   }
 
@@ -84,7 +89,7 @@ export class SlackConnector implements Connector {
         eventsEndpoint({
           signingSecret: this.o.signingSecret!,
           log: this.ctx.log,
-          onEvent: (body, retryNum) => this.dedup.run(body?.event_id, () => this.ingest(body, retryNum)),
+          onEvent: (body, retryNum) => this.dedup.run(eventIdOf(body), () => this.ingest(body, retryNum)),
           deadLetter: (reason, payload) => this.ctx.deadLetter(reason, payload),
           // Slack waits 3 s for an answer: a short wait for auth.test, else 503 and Slack retries.
           ready: async () => this.botUserId !== '' || (await Promise.race([this.whoAmI.then(() => true), sleep(2000).then(() => false)])),
@@ -124,7 +129,7 @@ export class SlackConnector implements Connector {
       signal,
       log: this.ctx.log,
       health: this.health_,
-      onEvent: (body, retryNum) => this.dedup.run(body?.event_id, () => this.ingest(body, retryNum)),
+      onEvent: (body, retryNum) => this.dedup.run(eventIdOf(body), () => this.ingest(body, retryNum)),
     });
     await this.socket.run();
   }
@@ -139,31 +144,34 @@ export class SlackConnector implements Connector {
     return this.health_.get();
   }
 
-  /** Resolves once the event is stored, parked, or deliberately skipped; rejects to be redelivered. */
-  private async ingest(body: Envelope, retryNum = 0): Promise<void> {
-    const e = body?.event;
-    const thread = e?.channel ? threadOf(e) : undefined;
-    if (thread) await this.loadThread(e!.channel, thread);
-    const n = normalizeEnvelope(body, {
-      account: this.ctx.account,
-      botUserId: this.botUserId,
-      channels: this.channels,
-      knownThread: (channel, ts) => this.threads.has(`${channel}:${ts}`),
-      nameOf: (id) => (id === this.botUserId && this.botName) || this.users.knownName(id),
-    });
+  /**
+   * Resolves once the event is stored, parked, or deliberately skipped; rejects to be redelivered.
+   * Only a failure a retry can heal rejects (NATS or Slack away): an event of the wrong shape is
+   * parked at once and acknowledged, since Slack would deliver the same bytes again.
+   */
+  private async ingest(body: RawEnvelope, retryNum = 0): Promise<void> {
+    const label = `slack event ${eventIdOf(body) ?? '?'}`;
+    const parsed = parseEnvelope(body);
+    if (parsed.kind === 'skip') return;
+    if (parsed.kind === 'invalid') return this.ctx.deadLetter(`${label}: ${parsed.reason}`, body);
+    const e = parsed.event;
+    const thread = threadOf(e);
+    if (thread) await this.loadThread(e.channel, thread);
+    const n = this.normalize(e);
     if (n.kind === 'skip') {
       if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
       return;
     }
-    if (n.kind === 'invalid') return this.ctx.deadLetter(`slack event ${body?.event_id ?? '?'}: ${n.reason}`, body);
+    if (n.kind === 'invalid') return this.ctx.deadLetter(`${label}: ${n.reason}`, body);
     // Before users.info, downloads and the publish: a reply that arrives meanwhile must already
     // find its thread, or it would be skipped and acknowledged.
-    if (n.thread) await this.rememberThread(e!.channel, n.thread);
+    if (n.thread) await this.rememberThread(e.channel, n.thread);
     const event = n.event;
     if (n.userId && 'sender' in event && event.sender) Object.assign(event.sender, await this.users.identity(n.userId));
     if (event.type === 'message.inbound') {
       event.attachments = await downloadFiles(n.files, {
         botToken: this.o.botToken,
+        fileOrigins: this.fileOrigins,
         media: this.ctx.media,
         limit: this.o.maxFileBytes ?? this.ctx.media.maxBytes,
         lastDelivery: retryNum >= SLACK_LAST_RETRY,
@@ -172,8 +180,23 @@ export class SlackConnector implements Connector {
     try {
       await this.ctx.publish(event);
     } catch (err) {
-      if (err instanceof InvalidEventError) return this.ctx.deadLetter(`slack event ${body.event_id}: ${err.message}`, body);
+      if (err instanceof InvalidEventError) return this.ctx.deadLetter(`${label}: ${err.message}`, body);
       throw err;
+    }
+  }
+
+  /** Pure and given a checked event, so it should not throw; if it does, that is about this event: parked, not retried. */
+  private normalize(e: SlackMessageEvent): Normalized {
+    try {
+      return normalizeMessage(e, {
+        account: this.ctx.account,
+        botUserId: this.botUserId,
+        channels: this.channels,
+        knownThread: (channel, ts) => this.threads.has(`${channel}:${ts}`),
+        nameOf: (id) => (id === this.botUserId && this.botName) || this.users.knownName(id),
+      });
+    } catch (err) {
+      return { kind: 'invalid', reason: `cannot read the event: ${errorMessage(err)}` };
     }
   }
 

@@ -13,14 +13,17 @@
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Envelope } from './normalize.js';
+import { eventIdOf, type RawEnvelope } from './shape.js';
 import { verifySlackSignature } from './signature.js';
 
 export interface EventsEndpointOptions {
   signingSecret: string;
   log: Logger;
-  /** Resolves once stored/skipped/parked; rejects to make Slack retry. retryNum: x-slack-retry-num. */
-  onEvent: (body: Envelope, retryNum: number) => Promise<void>;
+  /**
+   * Resolves once stored/skipped/parked (an event of the wrong shape is parked, so it gets 200);
+   * rejects to make Slack retry. retryNum: x-slack-retry-num.
+   */
+  onEvent: (body: RawEnvelope, retryNum: number) => Promise<void>;
   /** Park a signed body that is not JSON. */
   deadLetter: (reason: string, payload: unknown) => Promise<void>;
   /** False until auth.test told us who we are (the loop guard needs our user id). */
@@ -41,9 +44,9 @@ export function eventsEndpoint(o: EventsEndpointOptions): (req: RawRequest) => P
     }
     // Signed bytes verified; only now decoded (JSON is UTF-8 by RFC 8259).
     const raw = req.rawBody.toString('utf8');
-    let body: Envelope;
+    let body: RawEnvelope;
     try {
-      body = JSON.parse(raw) as Envelope;
+      body = JSON.parse(raw) as RawEnvelope;
     } catch {
       await o.deadLetter('slack event body is not valid JSON', req.rawBody);
       // Signed by Slack yet unreadable: a retry would not read better.
@@ -55,7 +58,7 @@ export function eventsEndpoint(o: EventsEndpointOptions): (req: RawRequest) => P
       await o.onEvent(body, Number(req.headers['x-slack-retry-num']) || 0);
       return { status: 200, body: '' };
     } catch (err) {
-      o.log.warn({ err: errorMessage(err), eventId: body?.event_id, retry: req.headers['x-slack-retry-num'] }, 'Slack event not stored; Slack will retry');
+      o.log.warn({ err: errorMessage(err), eventId: eventIdOf(body), retry: req.headers['x-slack-retry-num'] }, 'Slack event not stored; Slack will retry');
       return { status: 500, body: { error: 'unavailable', message: 'event not stored yet' } };
     }
   };

@@ -1,8 +1,11 @@
 /**
  * Slack files in and out. In: `url_private(_download)` fetched with the bot token into the object
- * store, refusing past the size limit without buffering the excess. Only a refusal that a retry
- * cannot change is recorded on the message as a failed attachment; anything else (Slack 5xx or
- * 429, a network error or timeout, the object store unwritable while NATS is away) rejects, so
+ * store, refusing past the size limit without buffering the excess. The token goes only to Slack's
+ * file host (https://files.slack.com, and the host of the configured apiUrl): a URL elsewhere in
+ * an event (plain HTTP, a look-alike or internal host) is recorded as not fetched, never requested,
+ * and fetch drops the Authorization header on a redirect to another origin. Only a refusal that a
+ * retry cannot change is recorded on the message as a failed attachment; anything else (Slack 5xx
+ * or 429, a network error or timeout, the object store unwritable while NATS is away) rejects, so
  * the event stays unacknowledged and Slack redelivers it, unless this is Slack's last delivery.
  * Out: the current upload flow (files.getUploadURLExternal → POST the bytes →
  * files.completeUploadExternal) through WebClient.filesUploadV2.
@@ -11,15 +14,32 @@ import type { WebClient } from '@slack/web-api';
 import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Attachment } from '../../core/schema.js';
-import type { SlackFile } from './normalize.js';
+import type { SlackFile } from './shape.js';
 
 /** files.slack.com answers these for a file that is gone or that this token may not read. */
 const PERMANENT_STATUS = new Set([401, 403, 404, 410]);
 
 class PermanentDownloadError extends Error {}
 
+/** Where Slack serves files with the bot token (`url_private`), compared as origins (scheme, host, port). */
+const SLACK_FILE_ORIGIN = 'https://files.slack.com';
+
+/**
+ * The origins the bot token may be sent to for a download: files.slack.com, the origin of the Web
+ * API base URL (a stand-in in tests, an on-premises proxy), and for an HTTPS base its `files.` host
+ * (GovSlack: slack-gov.com serves files from files.slack-gov.com).
+ */
+export function slackFileOrigins(apiUrl: string): ReadonlySet<string> {
+  const api = new URL(apiUrl);
+  const origins = new Set([SLACK_FILE_ORIGIN, api.origin]);
+  if (api.protocol === 'https:') origins.add(`https://files.${api.host}`);
+  return origins;
+}
+
 export interface DownloadOptions {
   botToken: string;
+  /** From slackFileOrigins(): a file URL on any other origin is not fetched. */
+  fileOrigins: ReadonlySet<string>;
   media: MediaStore;
   limit: number;
   /**
@@ -35,12 +55,18 @@ export async function downloadFiles(files: SlackFile[], o: DownloadOptions): Pro
   return out;
 }
 
-async function downloadOne(f: SlackFile, { botToken, media, limit, lastDelivery }: DownloadOptions): Promise<Attachment> {
-  const mimeType = f.mimetype ?? 'application/octet-stream';
-  const meta = { name: f.name ?? f.title ?? f.id, mimeType, kind: mimeType.startsWith('image/') ? 'image' : 'document', size: f.size };
+async function downloadOne(f: SlackFile, { botToken, fileOrigins, media, limit, lastDelivery }: DownloadOptions): Promise<Attachment> {
+  const mimeType = f.mimetype || 'application/octet-stream';
+  const meta = { name: f.name || f.title || f.id, mimeType, kind: mimeType.startsWith('image/') ? 'image' : 'document', size: f.size };
   if (f.size !== undefined && f.size > limit) return media.failed(meta, `file is ${f.size} bytes; the limit is ${limit}`);
-  const url = f.url_private_download ?? f.url_private;
+  const field = f.url_private_download ? 'url_private_download' : 'url_private';
+  const url = f.url_private_download || f.url_private;
   if (!url) return media.failed(meta, 'Slack sent no download URL for this file (Slack Connect files need files.info)');
+  const origin = URL.canParse(url) ? new URL(url).origin : undefined;
+  if (!origin) return media.failed(meta, `${field}: not a URL`);
+  if (!fileOrigins.has(origin)) {
+    return media.failed(meta, `${field}: ${origin} is not Slack's file host (${[...fileOrigins].join(', ')}); not fetched, so the bot token is not sent there`);
+  }
   try {
     const res = await fetch(url, { headers: { authorization: `Bearer ${botToken}` }, signal: AbortSignal.timeout(60_000) });
     if (!res.ok || !res.body) {

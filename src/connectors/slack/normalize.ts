@@ -1,44 +1,13 @@
 /**
- * A Slack Events API payload → at most one normalized event. Pure: user names and files are
- * resolved by the connector afterwards.
+ * A Slack message event → at most one normalized event. Pure: user names and files are resolved
+ * by the connector afterwards. The event's shape was checked by parseEnvelope (shape.ts) first.
  */
 import type { InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
+import type { SlackFile, SlackMessageEvent } from './shape.js';
 import { slackToPlain, type NameOf } from './text.js';
 
-export interface SlackFile {
-  id: string;
-  name?: string;
-  title?: string;
-  mimetype?: string;
-  size?: number;
-  url_private_download?: string;
-  url_private?: string;
-}
-
-export interface SlackMessageEvent {
-  type: string;
-  subtype?: string;
-  channel: string;
-  channel_type?: string;
-  user?: string;
-  bot_id?: string;
-  text?: string;
-  ts: string;
-  thread_ts?: string;
-  event_ts?: string;
-  files?: SlackFile[];
-  message?: { ts: string; text?: string; user?: string; bot_id?: string; thread_ts?: string; edited?: { ts: string } };
-  previous_message?: { ts: string; text?: string; user?: string; bot_id?: string; thread_ts?: string };
-  deleted_ts?: string;
-}
-
-export interface Envelope {
-  type: string;
-  event_id?: string;
-  event?: SlackMessageEvent;
-  challenge?: string;
-}
+export type { SlackFile, SlackMessageEvent } from './shape.js';
 
 export interface Scope {
   account: string;
@@ -68,13 +37,7 @@ export function threadOf(e: SlackMessageEvent): string | undefined {
   return e.thread_ts;
 }
 
-export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
-  if (body?.type !== 'event_callback') return { kind: 'skip', reason: `envelope type ${body?.type}` };
-  const e = body.event;
-  if (!e || typeof e.type !== 'string') return { kind: 'invalid', reason: 'event_callback without an event' };
-  // Other subscriptions (reactions, joins, app_home_opened…) are not conversation traffic.
-  if (e.type !== 'message' && e.type !== 'app_mention') return { kind: 'skip', reason: `event type ${e.type}` };
-  if (typeof e.channel !== 'string' || typeof e.ts !== 'string') return { kind: 'invalid', reason: 'message event lacks channel or ts' };
+export function normalizeMessage(e: SlackMessageEvent, scope: Scope): Normalized {
   const dm = e.channel_type === 'im' || e.channel.startsWith('D');
 
   // Edits and deletions only matter for messages that are part of a conversation we keep: a DM,
@@ -83,7 +46,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
 
   if (e.subtype === 'message_changed') {
     const m = e.message;
-    if (!m?.ts) return { kind: 'invalid', reason: 'message_changed without message.ts' };
+    if (!m) return { kind: 'invalid', reason: 'event.message: required for subtype message_changed' };
     if (m.bot_id || !m.user || m.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit', loopGuard: true };
     // Slack also sends message_changed for unfurls and thread bookkeeping: only a real edit counts.
     if (!m.edited && m.text === e.previous_message?.text) return { kind: 'skip', reason: 'message_changed without an edit' };
@@ -105,7 +68,7 @@ export function normalizeEnvelope(body: Envelope, scope: Scope): Normalized {
     };
   }
   if (e.subtype === 'message_deleted') {
-    if (!e.deleted_ts) return { kind: 'invalid', reason: 'message_deleted without deleted_ts' };
+    if (!e.deleted_ts) return { kind: 'invalid', reason: 'event.deleted_ts: required for subtype message_deleted' };
     const prev = e.previous_message;
     if (prev && (prev.bot_id || prev.user === scope.botUserId)) return { kind: 'skip', reason: 'our own or a bot message deleted', loopGuard: true };
     const threadTs = prev?.thread_ts ?? e.deleted_ts;

@@ -18,7 +18,7 @@ import type { Logger } from '../../core/logger.js';
 import type { HealthTracker } from '../contract.js';
 import { AUTH_ERRORS, slackErrorCode } from './errors.js';
 import { slackLibraryLogger } from './library-logger.js';
-import type { Envelope } from './normalize.js';
+import { eventIdOf, type RawEnvelope } from './shape.js';
 
 export interface SocketSessionOptions {
   appToken: string;
@@ -28,14 +28,14 @@ export interface SocketSessionOptions {
   signal: AbortSignal;
   log: Logger;
   health: HealthTracker;
-  /** Resolves once the event is stored or deliberately skipped; rejects to leave it unacked. */
-  onEvent: (body: Envelope, retryNum: number) => Promise<void>;
+  /** Resolves once the event is stored, parked or deliberately skipped; rejects to leave it unacked. */
+  onEvent: (body: RawEnvelope, retryNum: number) => Promise<void>;
 }
 
 interface SlackEventArgs {
   ack: () => Promise<void>;
   type: string;
-  body: Envelope;
+  body: RawEnvelope;
   envelope_id?: string;
   retry_num?: number;
 }
@@ -106,13 +106,13 @@ export class SocketSession {
     try {
       await this.o.onEvent(body, retry_num ?? 0);
     } catch (err) {
-      this.o.log.warn({ err: errorMessage(err), eventId: body?.event_id }, 'Slack event not stored; leaving it unacknowledged for redelivery');
+      this.o.log.warn({ err: errorMessage(err), eventId: eventIdOf(body) }, 'Slack event not stored; leaving it unacknowledged for redelivery');
       return;
     }
     try {
       await ack();
     } catch {
-      this.o.log.debug({ eventId: body?.event_id }, 'Slack event stored but the ack was lost with the connection; Slack redelivers it');
+      this.o.log.debug({ eventId: eventIdOf(body) }, 'Slack event stored but the ack was lost with the connection; Slack redelivers it');
     }
   }
 }

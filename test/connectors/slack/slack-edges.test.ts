@@ -7,11 +7,12 @@
  * get a stand-in of their own, as its backoff carries over from one reconnect to the next.
  */
 import { createHash, createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
 import { Objm } from '@nats-io/obj';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { FakeSlack } from './slack-api.js';
-import type { LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import type { DeadLetter, LogEntry, TicketEvent } from '../../../src/core/schema.js';
 
 const BOT = 'xoxb-2-edge-bot-token';
 const REFUSED = 'xoxb-3-revoked-token';
@@ -126,6 +127,80 @@ describe('slack connector edges', () => {
     expect(undeclared).toMatchObject({ name: 'без-размера.bin', status: 'failed' });
     expect(undeclared!.error).toMatch(/100000/); // no size anywhere: refused while streaming
     expect(slack.downloads.get('FBIG')).toBeUndefined(); // refused from the declared size, never fetched
+  });
+
+  it('an event of the wrong shape is parked at once naming the field and answered 200; the next good one goes through', async () => {
+    const cases: Array<{ channel: string; event: Record<string, unknown>; field: string; retry?: number }> = [
+      { channel: 'D1001', event: { ts: 'abc' }, field: 'event.ts' },
+      { channel: 'D1002', event: { ts: '99999999999999.0001' }, field: 'event.ts', retry: 3 },
+      { channel: 'D1003', event: { text: 12345 }, field: 'event.text' },
+      { channel: 'D1004', event: { text: {} }, field: 'event.text', retry: 3 },
+      { channel: 'D1005', event: { subtype: 'file_share', files: [null] }, field: 'event.files.0' },
+    ];
+    for (const c of cases) {
+      const eventId = `EvBad-${c.channel}`;
+      const body = envelope({ type: 'message', channel: c.channel, channel_type: 'im', user: 'U100', text: 'кривое событие', ts: ts(), ...c.event }, eventId);
+      // Refused for good on the first delivery (a retry cannot help), on the last one alike.
+      const res = await postEvent(body, { retry: c.retry });
+      expect(res.status, `${c.field} ${JSON.stringify(c.event)}`).toBe(200);
+      const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.slack.edge_events', (l) => l.reason.includes(eventId));
+      expect(letter.reason).toContain(`slack event ${eventId}: ${c.field}: `);
+      expect(JSON.parse(letter.payload)).toEqual(body);
+      // Slack's retry of the same event is answered at once, not parked again or failed.
+      expect((await postEvent(body, { retry: 1 })).status).toBe(200);
+    }
+    await postEvent(envelope({ type: 'message', channel: 'D1006', channel_type: 'im', user: 'U100', text: 'теперь ровное', ts: ts() }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D1006');
+    expect((await gw.gateway.router!.store.list()).some((t) => /D100[1-5]/.test(JSON.stringify(t)))).toBe(false);
+  });
+
+  it('Socket Mode parks an event of the wrong shape naming the field and acknowledges it', async () => {
+    const body = envelope({ type: 'message', channel: 'CHELP', channel_type: 'channel', user: 'U101', text: { blocks: [] }, ts: ts() }, 'EvBadSocket1');
+    const envelopeId = slack.pushSocketEvent(body);
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.slack.edge_socket', (l) => l.reason.includes('EvBadSocket1'));
+    expect(letter.reason).toMatch(/^slack event EvBadSocket1: event\.text: /);
+    for (let i = 0; i < 100 && !slack.acked.has(envelopeId); i++) await sleep(50);
+    expect(slack.acked.has(envelopeId)).toBe(true);
+  });
+
+  it('sends the bot token only to Slack\'s file host: a file elsewhere is recorded as not fetched, the message goes through', async () => {
+    const seen: Array<string | undefined> = [];
+    const foreign = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }).end('чужой файл');
+    });
+    await new Promise<void>((r) => foreign.listen(0, '127.0.0.1', r));
+    const port = (foreign.address() as { port: number }).port;
+    try {
+      const bytes = Buffer.from('настоящий файл со Slack');
+      slack.files.set('FHOME', bytes);
+      await postEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'D1010', channel_type: 'im', user: 'U102', text: 'файл не со Slack', ts: ts(), files: [
+        { id: 'FAWAY', name: 'чужой.bin', mimetype: 'application/octet-stream', size: 10, url_private_download: `http://127.0.0.1:${port}/f` },
+        { id: 'FHOME', name: 'свой.txt', mimetype: 'text/plain', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FHOME` },
+      ] }));
+      const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D1010');
+      expect(seen).toEqual([]); // not fetched at all, so the token went nowhere else
+      const [away, home] = inboundOf(created)!.attachments;
+      expect(away).toMatchObject({ name: 'чужой.bin', status: 'failed' });
+      expect(away!.error).toContain(`http://127.0.0.1:${port} is not Slack's file host`);
+      expect(home).toMatchObject({ name: 'свой.txt', status: 'stored', sha256: sha256(bytes) });
+      // Plain HTTP to files.slack.com, a look-alike host and no URL at all: refused without a request.
+      await postEvent(envelope({ type: 'message', subtype: 'file_share', channel: 'D1011', channel_type: 'im', user: 'U102', text: 'ещё адреса', ts: ts(), files: [
+        { id: 'FPLAIN', name: 'открытый.bin', url_private: 'http://files.slack.com/files-pri/T1-FPLAIN/x.bin' },
+        { id: 'FLOOK', name: 'похожий.bin', url_private_download: 'https://files.slack.com.example.net/files-pri/T1-FLOOK/x.bin' },
+        { id: 'FNOURL', name: 'не-адрес.bin', url_private_download: 'не адрес' },
+      ] }));
+      const more = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === 'D1011');
+      const [plain, lookalike, notUrl] = inboundOf(more)!.attachments;
+      expect(plain).toMatchObject({ name: 'открытый.bin', status: 'failed' });
+      expect(plain!.error).toContain("http://files.slack.com is not Slack's file host");
+      expect(lookalike).toMatchObject({ name: 'похожий.bin', status: 'failed' });
+      expect(lookalike!.error).toContain("https://files.slack.com.example.net is not Slack's file host");
+      expect(notUrl).toMatchObject({ name: 'не-адрес.bin', status: 'failed' });
+      expect(notUrl!.error).toMatch(/not a URL/);
+    } finally {
+      await new Promise((r) => foreign.close(r));
+    }
   });
 
   it('a retry that arrives while the first delivery is still in flight joins it: one download, one message', async () => {
