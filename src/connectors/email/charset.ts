@@ -1,10 +1,11 @@
 /**
  * Old Russian mailers send raw 8-bit windows-1251, KOI8-R or CP866 without saying so: headers without
- * RFC 2047 words, text parts without a charset (or labelled us-ascii). mailparser reads those
- * bytes as UTF-8 and every letter becomes U+FFFD. When that happened, the raw mail is rewritten
- * for a second parse: header lines that are not valid UTF-8 are transcoded to UTF-8, and
- * unlabelled text parts whose bytes are not valid UTF-8 get the legacy charset named. Valid
- * UTF-8 and labelled parts are left exactly as they were.
+ * RFC 2047 words, text parts without a charset (or labelled us-ascii), or labelled with a charset
+ * they are not in (utf-8) or one nobody knows (`x-foo-bar`). mailparser reads those bytes as UTF-8
+ * and every letter becomes U+FFFD. When that happened, the raw mail is rewritten for a second
+ * parse: header lines that are not valid UTF-8 are transcoded to UTF-8, encoded words and text
+ * parts whose label is absent, ASCII, UTF-8 or unknown and whose bytes are not valid UTF-8 get the
+ * legacy charset named. Valid UTF-8 and parts in a charset that exists are left exactly as they were.
  */
 import { isUtf8 } from 'node:buffer';
 import type { ParsedMail } from 'mailparser';
@@ -98,7 +99,7 @@ function guess(sample: Uint8Array): Legacy {
 function fixEntity(s: string, w: Walk, defaultType: string, depth: number): string {
   if (depth > 20) return s;
   const [rawHead, sep, body] = splitEntity(s);
-  const head = rawHead
+  const head = fixEncodedWords(rawHead, w)
     .split('\n')
     .map((line) => {
       const bytes = Buffer.from(line, 'latin1');
@@ -118,7 +119,7 @@ function fixEntity(s: string, w: Walk, defaultType: string, depth: number): stri
     return head + sep + inner;
   }
   const labelled = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(params)?.[1]?.toLowerCase();
-  if (!type.startsWith('text/') || (labelled && !['us-ascii', 'ascii'].includes(labelled))) return head + sep + body;
+  if (!type.startsWith('text/') || (labelled && !mayRelabel(labelled))) return head + sep + body;
   const cte = /^content-transfer-encoding:[ \t]*([^\s;]+)/im.exec(unfolded)?.[1]?.toLowerCase();
   const bytes = cte === 'base64' ? Buffer.from(body, 'base64') : cte === 'quoted-printable' ? unQp(body) : Buffer.from(body, 'latin1');
   if (!legacy(bytes)) return head + sep + body;
@@ -147,6 +148,31 @@ function fixMultipart(body: string, boundary: string, childType: string, w: Walk
 function fixPart(segment: string, type: string, w: Walk, depth: number): string {
   const lead = /^\r?\n/.exec(segment)?.[0] ?? '';
   return lead + fixEntity(segment.slice(lead.length), w, type, depth + 1);
+}
+
+/** A label a legacy text may hide behind: none that names its bytes (ASCII, or UTF-8 they are not), or a charset that does not exist. */
+function mayRelabel(label: string): boolean {
+  if (['us-ascii', 'ascii', 'utf-8', 'utf8'].includes(label)) return true;
+  try {
+    new TextDecoder(label); // only whether the label names a charset
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+const ENCODED_WORD = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
+
+/** RFC 2047 words whose label hides legacy bytes (see mayRelabel): the label becomes the legacy charset. */
+function fixEncodedWords(head: string, w: Walk): string {
+  return head.replace(ENCODED_WORD, (word, label: string, enc: string, data: string) => {
+    const charset = label.split('*')[0]!.toLowerCase(); // RFC 2231 language suffix
+    if (!mayRelabel(charset)) return word;
+    const bytes = enc.toLowerCase() === 'b' ? Buffer.from(data, 'base64') : unQp(data.replace(/_/g, ' '));
+    if (!legacy(bytes)) return word;
+    w.samples.push(bytes);
+    return w.charset ? `=?${w.charset}?${enc}?${data}?=` : word;
+  });
 }
 
 function splitEntity(s: string): [string, string, string] {

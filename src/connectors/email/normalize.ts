@@ -53,7 +53,10 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
   const verdict = classify(mail, from, messageId, deps.ours);
 
-  const body = note ?? mail.text ?? '';
+  // A body mailparser found nothing in (a multipart without its boundary, say) is kept whole as
+  // message.eml and the text says so: before, the customer's words became an empty message.
+  const unreadable = note === undefined && !mail.text?.trim() && !mail.html && mail.attachments.length === 0 && hasBody(raw);
+  const body = note ?? (unreadable ? `[${unreadableWhy(mail)}: the whole mail is attached as message.eml]` : mail.text ?? '');
   const attachments: Attachment[] = [];
   let wholeTextStored = false;
   const keptText = async (maxBytes: number) => {
@@ -72,6 +75,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   // Too big to ride in the event: kept whole in the object store instead.
   if (html && prefixWithin(html, deps.maxBodyChars, BODY_MAX_BYTES).length < html.length) await moveHtml();
   for (const [i, a] of mail.attachments.entries()) attachments.push(await storeAttachment(deps, a, i));
+  if (unreadable) attachments.push(await store(deps, raw, { name: 'message.eml', mimeType: 'message/rfc822', kind: 'document' }));
 
   const event: InboundEventInput & { type: 'message.inbound' } = {
     type: 'message.inbound',
@@ -178,4 +182,19 @@ const EXTENSIONS: Record<string, string> = {
 };
 function extensionFor(mimeType: string): string {
   return EXTENSIONS[mimeType] ?? '';
+}
+
+/** Anything but white space after the header block. */
+function hasBody(raw: Buffer): boolean {
+  const text = raw.toString('latin1');
+  const end = /\r?\n\r?\n/.exec(text);
+  return !!end && /\S/.test(text.slice(end.index + end[0].length));
+}
+
+/** Why the body could not be read, as far as the header says. */
+function unreadableWhy(mail: ParsedMail): string {
+  const ct = mail.headers.get('content-type') as { value?: string; params?: Record<string, string> } | undefined;
+  const type = ct?.value?.toLowerCase() ?? '';
+  if (type.startsWith('multipart/') && !ct?.params?.boundary) return `the body could not be read (${type} without a boundary)`;
+  return `the body could not be read${type ? ` (${type})` : ''}`;
 }

@@ -276,6 +276,25 @@ describe('email connector', () => {
     }
   });
 
+  it('keeps a body it cannot read (multipart without a boundary) whole as message.eml, and reads windows-1251 labelled utf-8 or an unknown charset', async () => {
+    const noBoundary = Buffer.from([
+      'From: Ирина <irina@client.example.ru>', 'To: support@example.ru', 'Subject: Без границы', `Message-ID: ${uniqueId('nob')}`,
+      'MIME-Version: 1.0', 'Content-Type: multipart/alternative', '', 'Здравствуйте, касса не печатает чеки: Кизильник', '',
+    ].join('\r\n'));
+    await append(noBoundary);
+    const kept = (await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.subject === 'Без границы').then(inboundOf))!;
+    expect(kept.text).toBe('[the body could not be read (multipart/alternative without a boundary): the whole mail is attached as message.eml]');
+    expect(kept.attachments).toEqual([expect.objectContaining({ name: 'message.eml', mimeType: 'message/rfc822', status: 'stored', size: noBoundary.byteLength })]);
+    const stored = await gw.gateway.bus.media.getBlob(kept.attachments[0]!.objectKey!);
+    expect(Buffer.from(stored!).toString('utf8')).toContain('Кизильник');
+
+    for (const label of ['utf-8', 'x-foo-bar-42']) {
+      await append(unlabelledMail({ charset: 'windows-1251', messageId: uniqueId('lie'), fromName: 'Пётр Иванов', subject: `Метка ${label}`, text: 'Касса не печатает чеки с утра', contentType: `text/plain; charset=${label}` }));
+      const read = (await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.subject === `Метка ${label}`).then(inboundOf))!;
+      expect(read.text, label).toBe('Касса не печатает чеки с утра');
+    }
+  });
+
   it('parks a mail mailparser refuses with the reason; of a large one only the head, with its size', async () => {
     const many = uniqueId('many');
     await append(manyPartsMail(many));

@@ -36,13 +36,13 @@ describe('loop protection', () => {
   });
 
   it('knows the other spellings autoresponders use (seen missed by an outside fuzz), and a header saying no is a person', async () => {
-    for (const [name, value] of [['X-Auto-Reply', 'yes'], ['X-Autoresponder', 'vacation'], ['X-Vacation', 'yes'], ['X-Autoresponse', '1'], ['X-Mail-Autoreply', 'yes'], ['Precedence', 'auto_reply']]) {
+    for (const [name, value] of [['X-Auto-Reply', 'yes'], ['X-Autoresponder', 'vacation'], ['X-Vacation', 'yes'], ['X-Autoresponse', '1'], ['X-Mail-Autoreply', 'yes'], ['Precedence', 'auto_reply']] as const) {
       expect(await verdict(plainMail({ headers: { [name]: value } })), name).toEqual({ automated: 'auto-reply' });
     }
-    for (const headers of [{ Precedence: 'bulk; x' }, { 'X-Precedence': 'bulk' }, { 'List-Unsubscribe': '<mailto:unsub@shop.example.ru>' }]) {
+    for (const headers of [{ Precedence: 'bulk; x' }, { 'X-Precedence': 'bulk' }, { 'List-Unsubscribe': '<mailto:unsub@shop.example.ru>' }] as Array<Record<string, string>>) {
       expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({ automated: 'bulk' });
     }
-    for (const headers of [{ 'X-Auto-Reply': 'no' }, { 'X-Autoreply': 'false' }]) expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({});
+    for (const headers of [{ 'X-Auto-Reply': 'no' }, { 'X-Autoreply': 'false' }] as Array<Record<string, string>>) expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({});
   });
 
   it('marks out-of-office replies that carry only their subject (Exchange, Outlook), not people who mention one', async () => {
@@ -163,6 +163,20 @@ describe('byte budgets and legacy charsets', () => {
     const dos = unlabelledMail({ charset: 'cp866', messageId: uniqueId(), fromName: 'Бухгалтерия', subject: 'Отчёт за ноябрь', text: 'Здравствуйте! Отчёт во вложении, проверьте оплату.', contentType: 'text/plain; charset=us-ascii' });
     const read = await simpleParser(relabelLegacyText(dos)!);
     expect([read.subject, read.from?.value[0]?.name, read.text?.trim()]).toEqual(['Отчёт за ноябрь', 'Бухгалтерия', 'Здравствуйте! Отчёт во вложении, проверьте оплату.']);
+  });
+
+  it('reads legacy text behind a label that lies (utf-8) or names no charset (x-foo-bar-42), in bodies and encoded words; a real label stays', async () => {
+    for (const label of ['utf-8', 'x-foo-bar-42']) {
+      const raw = unlabelledMail({ charset: 'windows-1251', messageId: uniqueId(), fromName: 'Пётр', subject: 'Счёт', text: 'Касса не печатает чеки с утра', contentType: `text/plain; charset=${label}` });
+      const mail = await simpleParser(relabelLegacyText(raw)!);
+      expect(mail.text?.trim(), label).toBe('Касса не печатает чеки с утра');
+    }
+    const word = (charset: string) => `=?${charset}?B?${iconv.encode('Счёт не оплачен', 'koi8-r').toString('base64')}?=`;
+    const unknownWord = Buffer.from(`From: a@client.ru\r\nSubject: ${word('x-foo-bar')}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nТекст\r\n`);
+    expect((await simpleParser(relabelLegacyText(unknownWord)!)).subject).toBe('Счёт не оплачен');
+    // A charset that exists is its sender's word: koi8-r bytes labelled windows-1251 stay as labelled.
+    const labelled = unlabelledMail({ charset: 'koi8-r', messageId: uniqueId(), fromName: 'Petr', subject: 'Schet', text: 'Касса', contentType: 'text/plain; charset=windows-1251' });
+    expect(relabelLegacyText(labelled)).toBeNull();
   });
 
   it('reads a raw windows-1251 attachment file name in a mail whose text is labelled', async () => {
