@@ -40,8 +40,10 @@ export class AlbumBuffer {
       p = { updates: [], done, resolve, reject };
       this.groups.set(key, p);
     }
-    // A redelivered item (webhook retry, a poll after a failure) is the same item.
-    if (!p.updates.some((u) => u.update_id === update.update_id)) p.updates.push(update);
+    // A redelivered item (webhook retry, a poll after a failure) is the same item, and no new one:
+    // the album is flushed when its window passed without a new item.
+    if (p.updates.some((u) => u.update_id === update.update_id)) return p.done;
+    p.updates.push(update);
     clearTimeout(p.timer);
     const pending = p;
     pending.timer = setTimeout(() => void this.flush(key, pending), this.waitMs); // eslint-disable-line @typescript-eslint/no-floating-promises -- flush settles `done` and never rejects itself
@@ -65,5 +67,39 @@ export class AlbumBuffer {
     } catch (err) {
       p.reject(err);
     }
+  }
+}
+
+/**
+ * How long an album's "addressed to the bot" decision is remembered after it was published: an
+ * item that comes later (past the window, or past a poll of 100 updates) is judged as the album
+ * was, not skipped in a group for lacking the mention the first caption had.
+ */
+export const ADDRESSED_ALBUM_MEMORY_MS = 10 * 60_000;
+
+/** Keys remembered for a while, at most `max` of them (the oldest go first). */
+export class RecentKeys {
+  private readonly until = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly max: number,
+  ) {}
+
+  remember(key: string): void {
+    this.until.delete(key);
+    this.until.set(key, Date.now() + this.ttlMs);
+    for (const oldest of this.until.keys()) {
+      if (this.until.size <= this.max) break;
+      this.until.delete(oldest);
+    }
+  }
+
+  has(key: string): boolean {
+    const until = this.until.get(key);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.until.delete(key);
+    return false;
   }
 }

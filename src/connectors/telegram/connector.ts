@@ -12,11 +12,11 @@ import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { addressesBot, normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
-import { AlbumBuffer } from './album.js';
+import { ADDRESSED_ALBUM_MEMORY_MS, AlbumBuffer, RecentKeys } from './album.js';
 import { mergeAlbum } from './album-merge.js';
 import { ChatStates } from './chat-state.js';
 import { TelegramFiles } from './files.js';
-import { TelegramSender, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
+import { TelegramSender, retryAfterMs, telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { ALLOWED_UPDATES, TelegramPoller } from './polling.js';
 import { sleep, whenAborted } from '../../core/sleep.js';
 import { fileLimit, type TelegramOptions } from './index.js';
@@ -30,6 +30,7 @@ export class TelegramConnector implements Connector {
   private readonly sender: TelegramSender;
   private readonly chats: ChatStates;
   private readonly albums: AlbumBuffer;
+  private readonly addressedAlbums = new RecentKeys(ADDRESSED_ALBUM_MEMORY_MS, 10_000);
   private bot?: BotIdentity;
   private intake?: ConnectorLoop;
   private readonly stopping = new AbortController();
@@ -88,10 +89,12 @@ export class TelegramConnector implements Connector {
         this.bot = { id: me.id, username: me.username };
       } catch (err) {
         const e = err as TelegramErrorLike;
-        if (e.code === 401 || e.code === 404) this.health_.set('auth_failed', 'Telegram rejected the bot token (getMe 401)');
-        else if (e.code === 429) this.health_.set('rate_limited', `getMe: retry after ${e.parameters?.retry_after}s`);
+        const rejected = e.code === 401 || e.code === 404;
+        const waitMs = rejected ? 60_000 : (retryAfterMs(e, this.ctx.log, 'getMe') ?? 5000);
+        if (rejected) this.health_.set('auth_failed', 'Telegram rejected the bot token (getMe 401)');
+        else if (e.code === 429) this.health_.set('rate_limited', `getMe: retry after ${waitMs / 1000}s`);
         else this.health_.set('disconnected', `getMe failed: ${this.redact(err)}`);
-        await sleep(e.code === 401 || e.code === 404 ? 60_000 : (e.parameters?.retry_after ?? 5) * 1000, signal);
+        await sleep(waitMs, signal);
       }
     }
     if (signal.aborted || !this.bot) return;
@@ -108,7 +111,9 @@ export class TelegramConnector implements Connector {
       timeoutS: this.o.pollTimeoutS,
       botId: this.bot.id,
       ingest: (u) => this.ingest(u),
-      heldBriefly: (u) => AlbumBuffer.keyOf(u) !== undefined,
+      albumKey: (u) => AlbumBuffer.keyOf(u),
+      // A few looks per album window, so an item Telegram holds for the next poll still joins its album.
+      albumPollMs: Math.min(250, Math.max(20, Math.floor(this.o.albumWaitMs / 4))),
       redact: (err) => this.redact(err),
     });
     await poller.run(signal);
@@ -126,13 +131,14 @@ export class TelegramConnector implements Connector {
       } catch (err) {
         const e = err as TelegramErrorLike;
         const code = typeof e.code === 'number' ? e.code : undefined;
+        const waitMs = telegramRetryWaitMs(e, failures, this.ctx.log, 'setWebhook');
         if (code === 401) this.health_.set('auth_failed', 'Telegram rejected the bot token (setWebhook 401)');
-        else if (code === 429) this.health_.set('rate_limited', `setWebhook: retry after ${e.parameters?.retry_after}s`);
+        else if (code === 429) this.health_.set('rate_limited', `setWebhook: retry after ${waitMs / 1000}s`);
         else if (code !== undefined && code >= 400 && code < 500) {
           this.health_.set('stalled', `Telegram refused the webhook (fix webhook.url and restart): ${e.description ?? this.redact(err)}`);
           return false;
         } else this.health_.set('disconnected', `setWebhook failed: ${this.redact(err)}`);
-        await sleep(telegramRetryWaitMs(e, failures), signal);
+        await sleep(waitMs, signal);
       }
     }
     return false;
@@ -175,9 +181,24 @@ export class TelegramConnector implements Connector {
     await this.parkIfInvalid(await this.take(this.judgeAlbum(updates), updates), updates);
   }
 
+  /**
+   * An album is addressed to the bot when any of its items is, and stays so for items that come
+   * after it was published (past the album window): they are the album's, not messages of their own.
+   */
   private judgeAlbum(updates: TgUpdate[]): Normalized {
-    const addressed = updates.some((u) => u.message !== undefined && addressesBot(u.message, this.bot!));
+    const key = updates.length > 0 ? AlbumBuffer.keyOf(updates[0]!) : undefined;
+    const addressed = updates.some((u) => this.addresses(u)) || (key !== undefined && this.addressedAlbums.has(key));
+    if (addressed && key !== undefined) this.addressedAlbums.remember(key);
     return mergeAlbum(updates.map((u) => this.normalize(u, { addressed })));
+  }
+
+  /** False for an item that cannot be read (normalize parks it with the reason): it must not fail the album's publish. */
+  private addresses(u: TgUpdate): boolean {
+    try {
+      return u?.message !== undefined && addressesBot(u.message, this.bot!);
+    } catch {
+      return false;
+    }
   }
 
   private normalize(update: TgUpdate, opts?: { addressed: boolean }): Normalized {

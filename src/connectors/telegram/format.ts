@@ -32,29 +32,87 @@ export function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-/** Renders text with its entities as HTML (Telegram's own HTML subset), or undefined without entities. */
+/**
+ * The link schemes we render or send: http(s) and tg. Anything else (javascript:, data:, file:...)
+ * is kept as plain text, inbound and outbound alike.
+ */
+export function isSafeLinkUrl(url: unknown): url is string {
+  return typeof url === 'string' && /^(https?:\/\/|tg:\/\/)/i.test(url);
+}
+
+/** The opening and closing tag of an entity, or undefined for one we do not render (or cannot render safely). */
+function tagsOf(e: Entity): [string, string] | undefined {
+  if (e.type === 'text_link') return isSafeLinkUrl(e.url) ? [`<a href="${escapeHtml(e.url)}">`, '</a>'] : undefined;
+  if (e.type === 'text_mention') return Number.isSafeInteger(e.user?.id) ? [`<a href="tg://user?id=${e.user!.id}">`, '</a>'] : undefined;
+  if (e.type === 'pre') {
+    return typeof e.language === 'string' && e.language ? [`<pre><code class="language-${escapeHtml(e.language)}">`, '</code></pre>'] : ['<pre>', '</pre>'];
+  }
+  return TAGS[e.type];
+}
+
+const isHigh = (c: number) => c >= 0xd800 && c <= 0xdbff;
+const isLow = (c: number) => c >= 0xdc00 && c <= 0xdfff;
+
+/**
+ * An entity's range clamped to the text, widened to whole characters (an offset inside a
+ * surrogate pair takes the whole pair); undefined when nothing of the text is left.
+ */
+function rangeOf(e: Entity, text: string): { start: number; end: number } | undefined {
+  if (typeof e.offset !== 'number' || typeof e.length !== 'number' || Number.isNaN(e.offset) || Number.isNaN(e.length)) return undefined;
+  let start = Math.max(0, Math.trunc(Math.min(e.offset, text.length)));
+  let end = Math.min(text.length, Math.trunc(Math.max(0, e.offset + e.length)));
+  if (end <= start) return undefined;
+  if (start > 0 && isLow(text.charCodeAt(start)) && isHigh(text.charCodeAt(start - 1))) start--;
+  if (end < text.length && isLow(text.charCodeAt(end)) && isHigh(text.charCodeAt(end - 1))) end++;
+  return { start, end };
+}
+
+/**
+ * Renders text with its entities as HTML (Telegram's own HTML subset), or undefined without
+ * entities to render. Always well-formed whatever the entities say: ranges clamped to the text,
+ * never inside a surrogate pair, and entities that overlap without nesting split so that each
+ * piece nests (as Telegram's own clients render them).
+ */
 export function entitiesToHtml(text: string, entities: Entity[] | undefined): string | undefined {
-  if (!Array.isArray(entities)) return undefined;
-  const formatting = entities.filter((e) => TAGS[e?.type] || e?.type === 'text_link' || e?.type === 'pre' || e?.type === 'text_mention');
-  if (formatting.length === 0) return undefined;
-  const opens = new Map<number, string[]>();
-  const closes = new Map<number, string[]>();
-  for (const e of formatting) {
-    let open: string;
-    let close: string;
-    if (e.type === 'text_link') [open, close] = [`<a href="${escapeHtml(e.url ?? '')}">`, '</a>'];
-    else if (e.type === 'text_mention') [open, close] = [`<a href="tg://user?id=${e.user?.id ?? ''}">`, '</a>'];
-    else if (e.type === 'pre') [open, close] = [e.language ? `<pre><code class="language-${escapeHtml(e.language)}">` : '<pre>', e.language ? '</code></pre>' : '</pre>'];
-    else [open, close] = TAGS[e.type]!;
-    (opens.get(e.offset) ?? opens.set(e.offset, []).get(e.offset)!).push(open);
-    (closes.get(e.offset + e.length) ?? closes.set(e.offset + e.length, []).get(e.offset + e.length)!).unshift(close);
-  }
+  if (!Array.isArray(entities) || typeof text !== 'string') return undefined;
+  interface Span { start: number; end: number; open: string; close: string; order: number }
+  const spans: Span[] = [];
+  entities.forEach((e, order) => {
+    if (!e || typeof e !== 'object') return;
+    const tags = tagsOf(e);
+    const range = tags && rangeOf(e, text);
+    if (tags && range) spans.push({ ...range, open: tags[0], close: tags[1], order });
+  });
+  if (spans.length === 0) return undefined;
+  // Outer first: earlier start, then longer; ties in the order Telegram listed them.
+  spans.sort((a, b) => a.start - b.start || b.end - a.end || a.order - b.order);
+  const bounds = [...new Set(spans.flatMap((s) => [s.start, s.end]))].sort((a, b) => a - b);
+  const open: Span[] = [];
   let out = '';
-  for (let i = 0; i <= text.length; i++) {
-    out += (closes.get(i) ?? []).join('') + (opens.get(i) ?? []).join('');
-    if (i < text.length) out += escapeHtml(text[i]!);
+  let pos = 0;
+  let next = 0;
+  for (const at of bounds) {
+    out += escapeHtml(text.slice(pos, at));
+    pos = at;
+    if (open.some((s) => s.end === at)) {
+      // Close down to the outermost span ending here; the ones inside it that go on are reopened.
+      const reopen: Span[] = [];
+      while (open.some((s) => s.end === at)) {
+        const s = open.pop()!;
+        out += s.close;
+        if (s.end !== at) reopen.unshift(s);
+      }
+      for (const s of reopen) {
+        out += s.open;
+        open.push(s);
+      }
+    }
+    for (; next < spans.length && spans[next]!.start === at; next++) {
+      out += spans[next]!.open;
+      open.push(spans[next]!);
+    }
   }
-  return out;
+  return out + escapeHtml(text.slice(pos));
 }
 
 /** Telegram's cut: see core/text-split.ts. */
@@ -159,7 +217,7 @@ export function htmlToEntities(html: string): FormattedChunk {
       let entity: Entity | undefined;
       if (type === 'text_link') {
         const href = decodeEntities(/href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))/i.exec(attrs)?.slice(1).find((x) => x !== undefined) ?? '');
-        entity = /^(https?:\/\/|tg:\/\/)/i.test(href) ? { type, offset: text.length, length: 0, url: href } : undefined;
+        entity = isSafeLinkUrl(href) ? { type, offset: text.length, length: 0, url: href } : undefined;
       } else if (type === 'code' && open.some((o) => o.entity?.type === 'pre')) {
         const pre = [...open].reverse().find((o) => o.entity?.type === 'pre')!.entity!;
         const lang = /class\s*=\s*["']?language-([\w+#-]+)/i.exec(attrs)?.[1];

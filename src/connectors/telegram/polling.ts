@@ -34,11 +34,18 @@ export interface PollerDeps {
   /** Publishes (or parks, or skips) one update; rejects when it could not be stored. */
   ingest(update: TgUpdate): Promise<void>;
   /**
-   * True for an update whose ingest waits for later ones (an album item waits for the rest of
-   * its album): the loop goes on to the next update instead of awaiting it.
+   * The album an update belongs to, if any: its ingest waits for the rest of the album, so the
+   * loop takes it and goes on (and keeps polling for the album's next items) instead of awaiting it.
    */
-  heldBriefly(update: TgUpdate): boolean;
+  albumKey(update: TgUpdate): string | undefined;
+  /** How soon to ask Telegram again while an album is open (well within the album window). */
+  albumPollMs: number;
   redact(err: unknown): string;
+}
+
+function updateIdOf(update: TgUpdate): number | undefined {
+  const id = (update as { update_id?: unknown } | null)?.update_id;
+  return typeof id === 'number' ? id : undefined;
 }
 
 export class TelegramPoller {
@@ -87,6 +94,13 @@ export class TelegramPoller {
     }
   }
 
+  /**
+   * The offset loop. The offset (what the next getUpdates confirms) passes an update only once it
+   * and every update before it is stored, parked or deliberately skipped. Album items are taken
+   * without waiting, and while an album is open the loop keeps asking, at `albumPollMs`, from the
+   * oldest unconfirmed update on: Telegram serves the open album's items again (they are skipped
+   * here) with whatever came since, so an album split across polls still becomes one message.
+   */
   private async poll(signal: AbortSignal, lease: Fence): Promise<void> {
     const { api, health } = this.d;
     // Fencing: the offset checkpoint is written only while the lease is ours by the clock.
@@ -95,8 +109,53 @@ export class TelegramPoller {
     let offset = await this.loadOffset();
     let persisted = offset;
     let failures = 0;
+    /** What the last getUpdates served, from `offset` on, in Telegram's order. */
+    let served: TgUpdate[] = [];
+    /** Album items taken and not settled yet: update id → album key and outcome. */
+    const inFlight = new Map<number, { album: string; stored: Promise<boolean> }>();
+    /** Updates at or past `offset` that are stored, parked or skipped: the offset may pass them. */
+    const done = new Set<number>();
+    /** Passes the settled head of what was served: never an update in flight or not taken yet. */
+    const advance = () => {
+      let i = 0;
+      for (; i < served.length; i++) {
+        const id = updateIdOf(served[i]!);
+        // An update without a numeric id cannot be confirmed on its own (Telegram never sends one).
+        if (id === undefined) continue;
+        if (!done.has(id)) break;
+        // What Telegram served, not a maximum: a stale offset above this bot's ids must not stick.
+        offset = id + 1;
+      }
+      served = served.slice(i);
+      for (const id of done) if (id < offset) done.delete(id);
+    };
+    const checkpoint = async () => {
+      if (offset === persisted) return;
+      // Telegram learns the offset from the next getUpdates; the copy in KV lets a restart (or
+      // another replica) resume without asking for what was confirmed.
+      await state.put(OFFSET_KEY, JSON.stringify({ botId: this.d.botId, offset } satisfies Checkpoint)).then(
+        () => (persisted = offset),
+        (err) => ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint the Telegram offset; will retry'),
+      );
+    };
+    const take = (id: number, album: string, update: TgUpdate) => {
+      const stored = this.ingestOne(update, signal);
+      inFlight.set(id, { album, stored });
+      void stored.then((ok) => { // eslint-disable-line @typescript-eslint/no-floating-promises -- ingestOne never rejects
+        inFlight.delete(id);
+        // Not stored: the offset stays below it, Telegram serves it again and it is taken again.
+        if (ok) done.add(id);
+      });
+    };
     health.set('connected');
     while (!signal.aborted) {
+      if (inFlight.size > 0) {
+        // An album is open: ask again soon for its next items, or at once when it is settled.
+        await Promise.race([sleep(this.d.albumPollMs, signal), ...[...inFlight.values()].map((f) => f.stored)]);
+        if (signal.aborted) return;
+      }
+      advance();
+      await checkpoint();
       // A getUpdates with an offset confirms the updates below it to Telegram: a holder that woke
       // past its lease (paused) must not, since another replica may be polling by now.
       if (!lease.valid()) return;
@@ -105,7 +164,8 @@ export class TelegramPoller {
         // callApi rather than getUpdates(): it takes our abort signal, so stop() ends a long poll at once.
         const result = await api.callApi(
           'getUpdates',
-          { offset, limit: 100, timeout: this.d.timeoutS, allowed_updates: ALLOWED_UPDATES as never },
+          // No long poll while an album is open: its items are served again at once anyway.
+          { offset, limit: 100, timeout: inFlight.size > 0 ? 0 : this.d.timeoutS, allowed_updates: ALLOWED_UPDATES as never },
           { signal: signal as never }, // telegraf types its own AbortSignal; the native one works with node-fetch
         );
         updates = Array.isArray(result) ? (result as unknown as TgUpdate[]) : [];
@@ -116,48 +176,44 @@ export class TelegramPoller {
         if (signal.aborted) return;
         failures++;
         const e = err as TelegramErrorLike;
+        const waitMs = telegramRetryWaitMs(e, failures, ctx.log, 'getUpdates');
         if (e.code === 401) health.set('auth_failed', 'Telegram rejected the bot token (getUpdates 401)');
         else if (e.code === 409) health.set('stalled', 'another poller or a webhook is active for this bot (409)');
-        else if (e.code === 429) health.set('rate_limited', `getUpdates: retry after ${e.parameters?.retry_after}s`);
+        else if (e.code === 429) health.set('rate_limited', `getUpdates: retry after ${waitMs / 1000}s`);
         else if (failures >= 3) health.set('disconnected', `getUpdates failing: ${this.d.redact(err)}`);
-        await sleep(telegramRetryWaitMs(e, failures), signal);
+        await sleep(waitMs, signal);
         continue;
       }
-      // Album items wait for the rest of their album: they are held here, in order, and the
-      // offset passes them only once they (and so their album) are stored. Anything else waits
-      // for the held items first, so events keep the order Telegram served them in.
-      const held: Array<{ id: unknown; stored: Promise<boolean> }> = [];
-      const settle = async (): Promise<boolean> => {
-        const results = await Promise.all(held.map((h) => h.stored));
-        let ok = true;
-        for (const [i, h] of held.entries()) {
-          if (!results[i]) ok = false;
-          if (ok && typeof h.id === 'number') offset = h.id + 1;
-        }
-        held.length = 0;
-        return ok;
-      };
+      served = updates;
+      // Events keep the order Telegram served the updates in: an update waits while one before it
+      // is in flight (an open album), and a new album waits behind a waiting update. An open
+      // album's next item joins it wherever it comes.
+      let behindInFlight = false;
+      let behindWaiting = false;
       for (const update of updates) {
         if (signal.aborted) break;
-        const id = (update as { update_id?: unknown } | null)?.update_id;
-        if (this.d.heldBriefly(update)) {
-          held.push({ id, stored: this.ingestOne(update, signal) });
+        const id = updateIdOf(update);
+        if (id !== undefined && done.has(id)) continue;
+        if (id !== undefined && inFlight.has(id)) {
+          behindInFlight = true;
           continue;
         }
-        if (!(await settle())) break;
+        const album = id !== undefined ? this.d.albumKey(update) : undefined;
+        if (album !== undefined) {
+          if (behindWaiting && ![...inFlight.values()].some((f) => f.album === album)) continue;
+          take(id!, album, update);
+          behindInFlight = true;
+          continue;
+        }
+        if (behindInFlight) {
+          behindWaiting = true;
+          continue;
+        }
         if (!(await this.ingestOne(update, signal))) break; // not stored: the offset stays, Telegram serves it again
-        // What Telegram served, not a maximum: a stale offset above this bot's ids must not stick.
-        if (typeof id === 'number') offset = id + 1;
+        if (id !== undefined) done.add(id);
       }
-      await settle();
-      if (offset !== persisted) {
-        // Telegram already knows the offset from the next getUpdates; the copy in KV lets a restart
-        // (or another replica) resume without asking for what was confirmed.
-        await state.put(OFFSET_KEY, JSON.stringify({ botId: this.d.botId, offset } satisfies Checkpoint)).then(
-          () => (persisted = offset),
-          (err) => ctx.log.warn({ err: errorMessage(err) }, 'could not checkpoint the Telegram offset; will retry'),
-        );
-      }
+      advance();
+      await checkpoint();
     }
   }
 

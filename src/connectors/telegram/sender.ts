@@ -13,6 +13,7 @@ import { platformId } from './normalize.js';
 import type { TelegramOptions } from './index.js';
 import { backoffMs, sleep } from '../../core/sleep.js';
 import type { ChatStates } from './chat-state.js';
+import type { Logger } from '../../core/logger.js';
 import { RateLimitState } from './rate-limit.js';
 
 export interface TelegramErrorLike {
@@ -22,12 +23,38 @@ export interface TelegramErrorLike {
 }
 
 /**
- * How long a retry loop (getUpdates, setWebhook) waits after a Telegram error: what Telegram
- * asked for, a minute after a rejected token (it will not fix itself soon), else backoff.
+ * The longest retry_after we honour. Node's timers overflow past 2^31-1 ms (~24.8 days) and then
+ * fire at once, so `retry_after: 3000000` was a tight retry loop; and no wait past an hour is
+ * worth more than asking again then.
  */
-export function telegramRetryWaitMs(e: TelegramErrorLike, failures: number): number {
+export const MAX_RETRY_AFTER_MS = 60 * 60_000;
+/** The shortest wait after a Telegram error: the first backoff of the retry loops, and Telegram's own unit (1 s). */
+export const MIN_RETRY_WAIT_MS = 1000;
+
+/**
+ * Telegram's retry_after as a wait in ms, made safe to wait: undefined when there is none or it
+ * is unusable (not a number, NaN, zero or negative), so the caller backs off as usual; never
+ * below MIN_RETRY_WAIT_MS, never above MAX_RETRY_AFTER_MS (logged when Telegram asked for longer).
+ */
+export function retryAfterMs(e: TelegramErrorLike, log?: Logger, call = 'Telegram call'): number | undefined {
+  const asked: unknown = e?.parameters?.retry_after;
+  if (typeof asked !== 'number' || Number.isNaN(asked) || asked <= 0) return undefined;
+  const ms = asked * 1000;
+  if (ms > MAX_RETRY_AFTER_MS) {
+    log?.warn({ retryAfterS: asked, waitMs: MAX_RETRY_AFTER_MS }, `${call}: Telegram asked to wait ${asked} s (retry_after), longer than ${MAX_RETRY_AFTER_MS / 1000} s; waiting ${MAX_RETRY_AFTER_MS / 1000} s`);
+    return MAX_RETRY_AFTER_MS;
+  }
+  return Math.max(MIN_RETRY_WAIT_MS, Math.ceil(ms));
+}
+
+/**
+ * How long a retry loop (getUpdates, setWebhook) waits after a Telegram error: what Telegram
+ * asked for (bounded: retryAfterMs), a minute after a rejected token (it will not fix itself
+ * soon), else backoff.
+ */
+export function telegramRetryWaitMs(e: TelegramErrorLike, failures: number, log?: Logger, call?: string): number {
   if (e.code === 401) return 60_000;
-  return e.parameters?.retry_after ? e.parameters.retry_after * 1000 : backoffMs(failures, 500, 30_000);
+  return retryAfterMs(e, log, call) ?? backoffMs(failures, 500, 30_000);
 }
 
 /** Formats Telegram shows as a photo; anything else (GIF, SVG, HEIC...) goes as a document. */
@@ -86,7 +113,7 @@ export class TelegramSender {
         };
         let sent: { message_id: number };
         try {
-          sent = await this.waitingOutRateLimits(chatId, progress, () => this.sendStep(chatId, steps[i]!, extra));
+          sent = await this.waitingOutRateLimits(chatId, progress, methodOf(steps[i]!), () => this.sendStep(chatId, steps[i]!, extra));
         } catch (err) {
           const newChat = (err as TelegramErrorLike).parameters?.migrate_to_chat_id;
           if (newChat === undefined) throw err;
@@ -94,7 +121,7 @@ export class TelegramSender {
           this.migrated.set(msg.conversation.id, String(newChat));
           chatId = String(newChat);
           const target = chatId;
-          sent = await this.waitingOutRateLimits(target, progress, () => this.sendStep(target, steps[i]!, extra));
+          sent = await this.waitingOutRateLimits(target, progress, methodOf(steps[i]!), () => this.sendStep(target, steps[i]!, extra));
         }
         progress.sent = i + 1;
         progress.firstId ??= platformId(chatId, sent.message_id);
@@ -114,14 +141,14 @@ export class TelegramSender {
    * retries_exhausted. The waits of one reply add up to at most rateLimitBudgetMs; past that the
    * 429 goes to the runner as a transient failure (one attempt, with Telegram's wait).
    */
-  private async waitingOutRateLimits<T>(chatId: string, progress: { waitedMs: number }, call: () => Promise<T>): Promise<T> {
+  private async waitingOutRateLimits<T>(chatId: string, progress: { waitedMs: number }, method: string, call: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
         return await call();
       } catch (err) {
         const e = err as TelegramErrorLike;
         if (e.code !== 429) throw err;
-        const ms = Math.max(1, e.parameters?.retry_after ?? 1) * 1000;
+        const ms = retryAfterMs(e, this.ctx.log, method) ?? MIN_RETRY_WAIT_MS;
         this.pacer.defer(chatId, ms);
         this.rateLimit.hit(ms);
         if (progress.waitedMs + ms > this.o.pacing.rateLimitBudgetMs || this.ctx.signal.aborted) throw err;
@@ -172,8 +199,8 @@ export class TelegramSender {
     const e = err as TelegramErrorLike;
     const description = e.description ?? this.redact(err);
     if (e.code === 429) {
-      // Only past the reply's wait budget (waitingOutRateLimits), or when stopping.
-      const ms = Math.max(1, e.parameters?.retry_after ?? 1) * 1000;
+      // Only past the reply's wait budget (waitingOutRateLimits, which logged a capped wait), or when stopping.
+      const ms = retryAfterMs(e) ?? MIN_RETRY_WAIT_MS;
       this.pacer.defer(chatId, ms);
       return new TransientDeliveryError(`Telegram rate limit beyond the reply's wait budget: ${description}`, ms);
     }
@@ -185,6 +212,12 @@ export class TelegramSender {
     if (typeof e.code === 'number' && e.code >= 400 && e.code < 500) return new PermanentDeliveryError(description, refusalReason(e.code, description));
     return new TransientDeliveryError(`Telegram send failed: ${description}`);
   }
+}
+
+/** The Bot API method a step is sent with (for the log). */
+function methodOf(step: Step): string {
+  if ('chunk' in step) return 'sendMessage';
+  return PHOTO_TYPES.has(step.attachment.mimeType) ? 'sendPhoto' : 'sendDocument';
 }
 
 /** A stable reason for a Bot API refusal (4xx other than 401 and 429). */

@@ -21,6 +21,8 @@ type Scripted = { status: number; body: Record<string, unknown> } | { drop: true
 export class FakeBotApi {
   readonly calls: RecordedCall[] = [];
   readonly offsets: number[] = [];
+  /** When each getUpdates arrived, scripted failures included (`offsets` has only the answered ones). */
+  readonly polls: number[] = [];
   /** How often each update_id was handed out by getUpdates. */
   readonly served = new Map<number, number>();
   /** getUpdates calls that overlapped another one (Telegram answers the older with 409). */
@@ -83,6 +85,11 @@ export class FakeBotApi {
     this.scripted.set(method, [...(this.scripted.get(method) ?? []), ...responses]);
   }
 
+  /** Drops the scripted answers of `method` not used yet (a test that expected fewer calls leaves none behind). */
+  clearScripted(method: string): void {
+    this.scripted.delete(method);
+  }
+
   /** Resolves once getUpdates has been called `count` more times. */
   waitForPolls(count: number, timeoutMs = 15_000): Promise<void> {
     const target = this.offsets.length + count;
@@ -125,6 +132,7 @@ export class FakeBotApi {
     const { params, files } = await readBody(req);
     if (token !== this.token) return this.reply(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
     const call: RecordedCall = { method, params, files, at: Date.now() };
+    if (method === 'getUpdates') this.polls.push(call.at);
     if (method !== 'getUpdates') {
       this.calls.push(call);
     }

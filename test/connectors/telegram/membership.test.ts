@@ -7,6 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { until } from '../../api/support.js';
 import { FakeBotApi } from './bot-api.js';
 import { metrics } from '../../../src/core/metrics.js';
 import { ALLOWED_UPDATES } from '../../../src/connectors/telegram/polling.js';
@@ -43,6 +44,19 @@ function memberUpdate(chat: Record<string, unknown>, from: number, oldStatus: st
   const bot = { id: BOT_ID, is_bot: true, first_name: 'Поддержка', username: 'omni_support_bot' };
   return { my_chat_member: { chat, from: user(from), date, old_chat_member: { status: oldStatus, user: bot }, new_chat_member: { status: newStatus, user: bot } } };
 }
+/** One photo of an album (`media_group_id`), with a caption (and its entities) when given. */
+function albumItem(chat: Record<string, unknown>, from: Record<string, unknown>, group: string, fileId: string, caption?: string, captionEntities?: unknown[]) {
+  api.addFile(fileId, Buffer.from(`${fileId} bytes`));
+  return {
+    message: {
+      message_id: messageId++, date: Math.floor(Date.now() / 1000), chat, from, media_group_id: group,
+      photo: [{ file_id: fileId, width: 800, height: 600, file_size: fileId.length + 6 }],
+      ...(caption !== undefined ? { caption, caption_entities: captionEntities } : {}),
+    },
+  };
+}
+const skipped = async (reason: string) => (await metrics.skippedUpdates.get()).values.find((v) => v.labels.reason === reason && v.labels.channel === 'telegram')?.value ?? 0;
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const inboundOf = (e: TicketEvent) => (e.entry as Extract<LogEntry, { kind: 'inbound' }>)?.event;
 const deliveryOf = (e: TicketEvent) => (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
 const CONVERSATIONS = 'omni.events.conversation.telegram.bot1';
@@ -121,6 +135,74 @@ describe('telegram membership, albums, skips and rate limits', () => {
     expect(msg.attachments).toHaveLength(3);
     const log = await gw.gateway.router!.store.readLog(routed.ticketId);
     expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
+  });
+
+  it('merges a group album whose items come in two polls into one message, confirming none of them before it is stored', async () => {
+    const gw = await gateway({ groups: 'mention' }); // albumWaitMs: the default 1.5 s
+    const group = { id: -1006040, type: 'supergroup', title: 'Бухгалтерия' };
+    const from = { id: 63, is_bot: false, first_name: 'Ирина' };
+    const caption = '@omni_support_bot акты за март';
+    const notAddressed = await skipped('not_addressed');
+    const first = api.push(albumItem(group, from, 'ALB', 'split-1', caption, [{ type: 'mention', offset: 0, length: 17 }]));
+    await until(() => (api.served.get(first) ?? 0) > 0, 'the first album item served', 15_000);
+    await pause(50);
+    const rest = [api.push(albumItem(group, from, 'ALB', 'split-2')), api.push(albumItem(group, from, 'ALB', 'split-3'))];
+    // The poller keeps asking while the album is open, and only from its first item on.
+    await until(() => rest.every((id) => (api.served.get(id) ?? 0) > 0), 'the rest of the album served', 1300); // well before the album window (1.5 s) closes
+    expect(Math.max(...api.offsets)).toBeLessThanOrEqual(first);
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '-1006040', 20_000);
+    const msg = inboundOf(routed)!;
+    expect(msg.text).toBe(caption);
+    expect(msg.attachments.map((a) => a.status)).toEqual(['stored', 'stored', 'stored']);
+    expect(await skipped('not_addressed')).toBe(notAddressed);
+    await until(() => api.offsets.at(-1)! > rest[1]!, 'the offset past the stored album', 15_000);
+    const log = await gw.gateway.router!.store.readLog(routed.ticketId);
+    expect(log.filter((l) => l.entry.kind === 'inbound')).toHaveLength(1);
+  });
+
+  it('merges a private album split across polls into one message, not a second one without text', async () => {
+    const gw = await gateway();
+    const first = api.push(albumItem(privateChat(6041), user(6041), 'ALB-P', 'psplit-1', 'Вот чеки'));
+    await until(() => (api.served.get(first) ?? 0) > 0, 'the first album item served', 15_000);
+    await pause(50);
+    api.push(albumItem(privateChat(6041), user(6041), 'ALB-P', 'psplit-2'));
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '6041', 20_000);
+    const msg = inboundOf(routed)!;
+    expect(msg.text).toBe('Вот чеки');
+    expect(msg.attachments).toHaveLength(2);
+    const other = (e: TicketEvent) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '6041' && inboundOf(e)?.platform.messageId !== msg.platform.messageId;
+    await expect(gw.waitForEvent(other, 2500)).rejects.toThrow(/no matching ticket event/);
+  });
+
+  it('keeps a message that came between two polls of an album after the album, which still gets every item', async () => {
+    const gw = await gateway();
+    const chat = privateChat(6043);
+    const first = api.push(albumItem(chat, user(6043), 'ALB-O', 'order-1', 'Фото накладной'));
+    const between = api.push(privateMessage(6043, 'и ещё вопрос'));
+    await until(() => (api.served.get(between) ?? 0) > 0, 'the album item and the message served', 15_000);
+    await pause(50);
+    const last = api.push(albumItem(chat, user(6043), 'ALB-O', 'order-2'));
+    await until(() => (api.served.get(last) ?? 0) > 0, 'the second album item served', 1300);
+    expect(Math.max(...api.offsets)).toBeLessThanOrEqual(first); // neither the album nor the message behind it confirmed yet
+    const text = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'и ещё вопрос', 20_000);
+    const log = await gw.gateway.router!.store.readLog(text.ticketId);
+    const inbound = log.map((l) => (l.entry.kind === 'inbound' ? l.entry.event : undefined)).filter((e) => e !== undefined);
+    expect(inbound.map((e) => [e.text, e.attachments.length])).toEqual([['Фото накладной', 2], ['и ещё вопрос', 0]]);
+  });
+
+  it('admits a late item of an album the bot was addressed in, as the album was', async () => {
+    const gw = await gateway({ groups: 'mention', albumWaitMs: 300 });
+    const group = { id: -1006042, type: 'supergroup', title: 'Логистика' };
+    const from = { id: 64, is_bot: false, first_name: 'Олег' };
+    const notAddressed = await skipped('not_addressed');
+    api.push(albumItem(group, from, 'ALB-L', 'late-1', '@omni_support_bot накладная', [{ type: 'mention', offset: 0, length: 17 }]));
+    const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '-1006042', 20_000);
+    // Past the album window: its own message, but the album's decision (addressed), not skipped.
+    api.push(albumItem(group, from, 'ALB-L', 'late-2'));
+    const late = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '-1006042' && e !== routed && inboundOf(e)?.platform.messageId !== inboundOf(routed)!.platform.messageId, 15_000);
+    expect(late.ticketId).toBe(routed.ticketId);
+    expect(inboundOf(late)!.attachments.map((a) => a.status)).toEqual(['stored']);
+    expect(await skipped('not_addressed')).toBe(notAddressed);
   });
 
   it('counts every skipped update by reason', async () => {

@@ -220,6 +220,66 @@ describe('telegram connector in operation', () => {
     expect(gw.gateway.connectors.health().find((h) => h.account === 'badhook')).toMatchObject({ state: 'stalled' });
   });
 
+  it('waits at most an hour on a huge retry_after from getUpdates, saying Telegram asked for longer, instead of retrying at once', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const huge = { status: 429, body: { ok: false, error_code: 429, description: 'Too Many Requests: retry after 3000000', parameters: { retry_after: 3_000_000 } } };
+    try {
+      api.failNext('getUpdates', ...Array.from({ length: 50 }, () => huge));
+      const from = api.polls.length;
+      const gw = await gateway([connector('patient')]);
+      const limited = await gw.waitForStreamMessage<ConnectorStateEvent>('OMNI_EVENTS', states('patient'), (e) => e.state === 'rate_limited', 15_000);
+      expect(limited.detail).toMatch(/getUpdates/);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(api.polls.length - from).toBe(1); // Node's timers overflow past ~24.8 days and fire at once
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+      expect(gw.logs.join('')).toMatch(/getUpdates: Telegram asked to wait 3000000 s \(retry_after\), longer than .*; waiting 3600 s/);
+    } finally {
+      process.off('warning', onWarning);
+      api.clearScripted('getUpdates');
+    }
+  });
+
+  it('backs off as usual on a negative or unreadable retry_after from getUpdates', async () => {
+    const tooMany = (retryAfter: unknown) => ({ status: 429, body: { ok: false, error_code: 429, description: 'Too Many Requests', parameters: { retry_after: retryAfter } } });
+    try {
+      api.failNext('getUpdates', tooMany(-5), tooMany('soon'));
+      const from = api.polls.length;
+      await gateway([connector('hasty')]);
+      await until(() => api.polls.length - from >= 3, 'three polls', 15_000);
+      const [a, b, c] = api.polls.slice(from) as [number, number, number];
+      expect(b - a).toBeGreaterThanOrEqual(900); // the first backoff (1 s), not at once
+      expect(c - b).toBeGreaterThanOrEqual(1800); // the second (2 s)
+    } finally {
+      api.clearScripted('getUpdates');
+    }
+  });
+
+  it('holds a reply on a huge retry_after from sendMessage (an hour at most) instead of calling again at once', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const huge = { status: 429, body: { ok: false, error_code: 429, description: 'Too Many Requests: retry after 3000000', parameters: { retry_after: 3_000_000 } } };
+    try {
+      const gw = await gateway([connector('sendwait')]);
+      api.push(text(7301, 'Счёт не пришёл'));
+      const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && e.account === 'sendwait' && inboundOf(e)?.conversation.id === '7301');
+      api.failNext('sendMessage', ...Array.from({ length: 20 }, () => huge));
+      await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Проверяем' });
+      const toChat = () => api.calls.filter((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7301');
+      await until(() => toChat().length > 0, 'the first sendMessage', 15_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(toChat()).toHaveLength(1);
+      await expect(gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId, 500)).rejects.toThrow(/no matching ticket event/);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+      expect(gw.logs.join('')).toMatch(/sendMessage: Telegram asked to wait 3000000 s \(retry_after\), longer than/);
+    } finally {
+      process.off('warning', onWarning);
+      api.clearScripted('sendMessage');
+    }
+  });
+
   it('starts afresh when the account switches to another bot, whose update ids are lower', async () => {
     const kv = await new Kvm(nc).open('omni_state');
     api.nextUpdateId = Math.max(api.nextUpdateId, 90_000);
