@@ -1,7 +1,10 @@
 /**
  * Pacing for platform rate limits: at most one send per `perKeyMs` for each chat and at most
- * `globalPerSecond` overall. Callers await their slot; nothing is dropped.
+ * `globalPerSecond` overall. Callers await their slot; nothing is dropped. On the monotonic clock:
+ * with the wall clock, a step back (NTP, a VM restored, an operator's `date`) put every next slot
+ * that far in the future, and every reply stopped for as long as the step, silently.
  */
+import { sleep } from './sleep.js';
 export class Pacer {
   private readonly nextAt = new Map<string, number>();
   private globalNext = 0;
@@ -16,19 +19,19 @@ export class Pacer {
 
   /** Waits for the key's next slot; `intervalMs` overrides the per-key gap (groups are slower than private chats). */
   async wait(key: string, intervalMs = this.perKeyMs): Promise<void> {
-    const now = Date.now();
+    const now = performance.now();
     const keySlot = Math.max(now, this.nextAt.get(key) ?? 0);
     const slot = Math.max(keySlot, this.globalNext);
     this.nextAt.set(key, slot + intervalMs);
     this.globalNext = slot + this.globalGap;
     if (this.nextAt.size > 10_000) this.prune(now);
     const delay = slot - now;
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (delay > 0) await sleep(delay);
   }
 
   /** Push a key's next slot out (the platform said to wait, e.g. 429 retry_after). */
   defer(key: string, ms: number): void {
-    this.nextAt.set(key, Math.max(this.nextAt.get(key) ?? 0, Date.now() + ms));
+    this.nextAt.set(key, Math.max(this.nextAt.get(key) ?? 0, performance.now() + ms));
   }
 
   private prune(now: number): void {

@@ -1,5 +1,9 @@
-/** Waits `ms`, or less if the signal aborts first (shutdown must not wait out a backoff). */
+/** The longest wait a Node timer holds: a longer one (a platform's retry_after of weeks) fires after 1 ms instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Waits `ms` (at most ~24.8 days), or less if the signal aborts first (shutdown must not wait out a backoff). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  ms = Math.min(ms, MAX_TIMER_MS);
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const onAbort = () => {

@@ -1,0 +1,43 @@
+/**
+ * The pacer every connector sends through. It scheduled slots by the wall clock: after a step
+ * back (NTP, a VM restored, `date -s`), the next slot of every chat lay as far in the future as
+ * the step, and an outside ops trial saw every reply stop for the 3 hours it stepped, with every
+ * probe green. Slots are now on the monotonic clock; the wall clock can do what it likes.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Pacer } from '../../src/core/pacer.js';
+import { sleep } from '../../src/core/sleep.js';
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('Pacer', () => {
+  it('spaces sends per chat and overall, and a wall clock stepped back 3 hours delays nothing', async () => {
+    const pacer = new Pacer(50, 1000);
+    const t0 = performance.now();
+    await pacer.wait('chat-1');
+    await pacer.wait('chat-1'); // ~50 ms after the first
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(45);
+    const real = Date.now();
+    vi.spyOn(Date, 'now').mockReturnValue(real - 3 * 3_600_000);
+    const before = performance.now();
+    await Promise.race([
+      Promise.all([pacer.wait('chat-1'), pacer.wait('chat-2'), pacer.wait('chat-3')]),
+      sleep(10_000).then(() => {
+        throw new Error('a send waited for the wall clock to catch up');
+      }),
+    ]);
+    expect(performance.now() - before).toBeLessThan(10_000);
+  });
+
+  it('waits what the platform asked (defer), and a retry_after longer than a timer holds still waits, not 1 ms', async () => {
+    const pacer = new Pacer(0, 0);
+    pacer.defer('chat-1', 120);
+    const t0 = performance.now();
+    await pacer.wait('chat-1');
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(110);
+    const overflow = new Pacer(0, 0);
+    overflow.defer('chat-2', 3_000_000_000); // 35 days: past a Node timer's 24.8-day limit
+    const waited = await Promise.race([overflow.wait('chat-2').then(() => 'returned'), sleep(300).then(() => 'still waiting')]);
+    expect(waited).toBe('still waiting');
+  });
+});
