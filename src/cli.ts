@@ -177,7 +177,8 @@ async function main(argv: string[]): Promise<number> {
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {
     if (stopping) return;
-    log.info({ signal }, 'signal received');
+    if (signal === 'SIGHUP') log.warn({ signal }, 'SIGHUP: stopping gracefully (a closed terminal; omnigate reloads no config: restart it to apply a change)');
+    else log.info({ signal }, 'signal received');
     // Gateway.stop keeps to the budget itself; this is the backstop if something ignores it.
     const backstop = setTimeout(() => {
       log.fatal({ shutdownTimeout: loaded.config.shutdownTimeout }, 'shutdown did not finish within shutdownTimeout; exiting');
@@ -195,6 +196,9 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // Node's default for SIGHUP is to die at once, without a line: leases held to their TTL, a
+  // stop nobody could explain (a "reload", a closed ssh session). A graceful stop instead.
+  process.on('SIGHUP', () => shutdown('SIGHUP'));
   installCrashPolicy(log, () => gateway.stop());
   try {
     await gateway.start();

@@ -62,6 +62,19 @@ describe('embedded default (the Docker entry command)', () => {
     expect(readdirSync(dataDir).filter((f) => f.endsWith('.ports'))).toEqual([]);
   });
 
+  it('stops gracefully on SIGHUP, saying why (Node\'s default was to die at once without a line)', async () => {
+    const port = await freePort();
+    const file = writeConfig({ nats: { embedded: { dataDir, binary: natsServerBinary() } }, http: { host: '127.0.0.1', port } });
+    const gw = spawnGateway(file, { entry: 'dist' });
+    await gw.started;
+    const code = await gw.kill('SIGHUP');
+    const out = gw.output();
+    expect(code, out.slice(-3000)).toBe(0);
+    expect(out).toContain('SIGHUP: stopping gracefully');
+    expect(out).toContain('shutdown complete');
+    expect(readdirSync(dataDir).filter((f) => f.endsWith('.ports'))).toEqual([]);
+  });
+
   it('ends a first start\'s PGlite initdb on SIGTERM instead of waiting for it', async () => {
     // A new data directory: the read model's first open is an initdb of seconds, which the
     // gateway does not wait for before "omnigate started". A stop then used to wait for the
