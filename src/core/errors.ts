@@ -89,11 +89,13 @@ export function isPermissionRefusal(err: unknown, depth = 0): boolean {
  * restart of this process cannot help. SQLSTATE class 08 is a connection exception; 57P01–57P03
  * an administrator or crash shutdown, or not accepting connections yet; 53300 too many
  * connections; 3D000 a database that does not exist (dropped, not created yet); 42P01 a table
- * that does not exist (the schema dropped for a rebuild: the read model creates it again).
+ * that does not exist (the schema dropped for a rebuild: the read model creates it again); class
+ * 28 the role refused at login (NOLOGIN, a changed password) and 42501 a privilege revoked: an
+ * administrator's change that an administrator undoes (an outside trial saw those answer 500).
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  if (typeof code === 'string' && (/^(08|57P0[123]|53300|3D000|42P01)/.test(code) || NETWORK_CODES.has(code))) return true;
+  if (typeof code === 'string' && (/^(08|28|57P0[123]|53300|3D000|42P01|42501)/.test(code) || NETWORK_CODES.has(code))) return true;
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(errorMessage(err));
 }
 
