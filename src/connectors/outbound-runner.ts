@@ -13,7 +13,7 @@ import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
-import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../core/errors.js';
+import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
 import type { Connector } from './contract.js';
 
 export interface OutboundRunnerOptions {
@@ -288,7 +288,7 @@ export class OutboundRunner {
     if (status === 'failed') {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
       await this.recording(msg.id, () => this.bus.deadLetters.park({
-        source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: failureCode(reason),
+        source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: reasonCode(reason),
         reason: reason ?? 'failed', payload: m.data, meta: { outboundId: msg.id },
       })).catch((err: unknown) => {
         // Decided and reported either way (the ticket log has the failure); only the copy for `dlq --replay` is missing.
@@ -322,9 +322,4 @@ export class OutboundRunner {
 
 function markerOf(entry: KvEntry | null): Marker | null {
   return entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
-}
-
-/** The reason's leading token (`retries_exhausted`, `outcome_unknown`, a PermanentDeliveryError reason): the metric label. */
-function failureCode(reason: string | undefined): string {
-  return /^([a-z][a-z0-9_]{0,39})[:\s]/.exec(reason ?? '')?.[1] ?? 'delivery_failed';
 }

@@ -100,3 +100,12 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
+/**
+ * A failure reason's leading code (`retries_exhausted`, `outside_24h_window`, `bounced`): what
+ * metric labels and dead-letter codes carry, so a reason's free text (attempt counts, server
+ * replies) never becomes a label value of its own; `fallback` when it starts with no code.
+ */
+export function reasonCode(reason: string | undefined, fallback = 'delivery_failed'): string {
+  return /^([a-z][a-z0-9_]{0,39})(?:[:\s]|$)/.exec(reason ?? '')?.[1] ?? fallback;
+}

@@ -1,3 +1,4 @@
+import { reasonCode } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 
 /** The router's view of the process metrics; hot-path calls are label lookups, nothing more. */
@@ -10,6 +11,6 @@ export class RouterMetrics {
 
   observeDelivery(channel: string, account: string, status: string, reason?: string): void {
     if (status === 'sent') metrics.eventsOut.inc({ channel, account });
-    else if (status === 'failed') metrics.deliveryFailures.inc({ channel, account, reason: (reason ?? 'unknown').split(':')[0]!.slice(0, 40) });
+    else if (status === 'failed') metrics.deliveryFailures.inc({ channel, account, reason: reasonCode(reason) });
   }
 }
