@@ -21,6 +21,7 @@ import { holderOf, newInstanceId } from './core/holder.js';
 import { releaseLeasesOf } from './core/lease.js';
 import { Texts } from './core/texts.js';
 import { ConnectorHost } from './connectors/host.js';
+import { sampleOutboundLag, warnStrandedReplies } from './connectors/outbound-backlog.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
@@ -238,6 +239,8 @@ export class Gateway {
     await this.connectors.start(
       this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
     );
+    // Said once at start; the backlog itself is a metric from then on (sampleLag).
+    await warnStrandedReplies(this.bus, log, this.connectors.health()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not list the outbound queues'));
     const readModel = this.readModel;
     if (readModel) {
       const hours = c.router.sla.businessHours;
@@ -323,6 +326,7 @@ export class Gateway {
       await this.helpdesk?.sampleLag();
       await this.helpdesks?.sampleLag();
       metrics.deadLetterBytes.set((await this.bus.jsm.streams.info(Streams.deadLetter)).state.bytes);
+      await sampleOutboundLag(this.bus);
       if (!this.router) return;
       metrics.consumerLag.set({ consumer: 'router' }, await this.router.lag());
     } catch {
