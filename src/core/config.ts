@@ -332,7 +332,16 @@ export const GatewayConfig = z.object({
     .prefault({}),
   api: z
     .object({
-      tokens: z.array(ApiToken).default([]),
+      tokens: z.array(ApiToken).default([]).superRefine((tokens, ctx) => {
+        // One value given two roles: the last one in the list won, silently (a helpdesk token equal
+        // to an admin's could erase people; one equal to a read-only token could write nothing).
+        const first = new Map<string, number>();
+        for (const [i, t] of tokens.entries()) {
+          const j = first.get(t.token);
+          if (j === undefined) first.set(t.token, i);
+          else ctx.addIssue({ code: 'custom', path: [i, 'token'], message: `the same value as api.tokens[${j}] ("${tokens[j]!.name}"): every token must be its own, or one of their roles silently wins` });
+        }
+      }),
       /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
       metricsRequireToken: z.boolean().default(false),
     })

@@ -6,6 +6,9 @@
  * message, a URL a customer sent).
  */
 
+/** A PostgreSQL connection string's query parameters that carry a secret (pg reads them as the password). */
+const PG_SECRET_PARAM = /[?&](password|sslpassword)=/i;
+
 /** scheme://userinfo@ — userinfo may not contain "/", "@" or whitespace. */
 const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@?#]+@/gi;
 
@@ -30,13 +33,17 @@ export interface UrlCredentialProblem {
 /** Every string in a config tree that carries URL credentials, with the advice for its key. */
 export function findUrlCredentials(value: unknown, path = ''): UrlCredentialProblem[] {
   if (typeof value === 'string') {
+    if (path === 'database.url' && PG_SECRET_PARAM.test(value)) {
+      return [{ path, message: 'URL carries a password in its query (password=, sslpassword=), which logs would expose: put it in database.password (as ${VAR}) instead' }];
+    }
     if (!hasUrlCredentials(value)) return [];
     const advice = path === 'nats.url'
       ? 'put them in nats.user / nats.pass (or nats.token) instead'
       : path === 'database.url'
       ? 'put them in database.user / database.password (the password as ${VAR}) instead'
       : 'remove them and send the credential in a header (the webhook secret signs every request), or use the key the connector provides for it';
-    return [{ path, message: `URL contains a user name or password, which HTTP clients refuse and logs would expose: ${advice}` }];
+    const why = path === 'nats.url' || path === 'database.url' ? 'which logs would expose' : 'which HTTP clients refuse and logs would expose';
+    return [{ path, message: `URL contains a user name or password, ${why}: ${advice}` }];
   }
   if (Array.isArray(value)) return value.flatMap((v, i) => findUrlCredentials(v, `${path}[${i}]`));
   if (value && typeof value === 'object') {

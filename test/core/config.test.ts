@@ -46,6 +46,20 @@ describe('config', () => {
       expect(errorOf(() => loadConfig(bad, {})).key).toBe('nats.url');
     }
     expect(loadConfig(writeConfig({ nats: { url: 'nats://a:4222, tls://b.example.ru:4222,nats:4222' } }), {}).config.nats.url).toContain('tls://');
+
+    // A password in the database URL's query is a password too (pg reads it), and never echoed.
+    const query = errorOf(() => loadConfig(writeConfig({ database: { url: 'postgres://127.0.0.1/omni?sslmode=disable&password=Секрет-42' } }), {}));
+    expect(query.key).toBe('database.url');
+    expect(query.message).toMatch(/password in its query/);
+    expect(query.message).not.toContain('Секрет-42');
+  });
+
+  it('refuses two API tokens with one value (the last one\'s role silently won), naming both and neither value', () => {
+    const value = 'shared-token-0123456789';
+    const err = errorOf(() => loadConfig(writeConfig({ api: { tokens: [{ name: 'helpdesk', token: value }, { name: 'dashboards', token: 'other-token-0123456789', readOnly: true }, { name: 'dpo', token: value, admin: true }] } }), {}));
+    expect(err.key).toBe('api.tokens[2].token');
+    expect(err.message).toContain('the same value as api.tokens[0] ("helpdesk")');
+    expect(err.message).not.toContain(value);
   });
 
   it('reports invalid YAML with the line', () => {
