@@ -29,6 +29,7 @@ import { RetentionSweeper } from './core/retention.js';
 import { registerDataApi } from './api/data-routes.js';
 import { TokenAuth } from './api/auth.js';
 import { eraseRows, fileReferencedElsewhere, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
+import { highestTicketNumber } from './read-model/queries.js';
 import { TicketEvictor } from './router/eviction.js';
 import { ReadModel } from './read-model/read-model.js';
 import { join } from 'node:path';
@@ -166,6 +167,7 @@ export class Gateway {
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
         holder: holderOf(this.instance, 'router'),
+        ...(this.readModel && { numberFloor: async () => highestTicketNumber(await this.readModel!.database()) }),
       }, this.loops);
       // Cached tickets that may have been evicted since are read again (tickets.ts).
       this.router.store.evictClosedAfterMs = c.tickets.evictClosedAfter;

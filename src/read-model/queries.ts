@@ -329,3 +329,9 @@ export async function countByStatus(db: Queryable): Promise<Record<string, numbe
   const rows = await db.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM tickets GROUP BY status');
   return Object.fromEntries(rows.map((r) => [r.status, r.n]));
 }
+
+/** The highest ticket number the read model holds; 0 when it holds none. */
+export async function highestTicketNumber(db: Queryable): Promise<number> {
+  const [row] = await db.query<{ n: number | string | null }>('SELECT max(number) AS n FROM tickets');
+  return Number(row?.n ?? 0);
+}

@@ -75,6 +75,8 @@ export interface RouterOptions {
   holder?: string;
   /** How often the owner of the unpartitioned unit looks for inbound messages no router reads (strays.ts; config router.straySweep). */
   straySweepMs: number;
+  /** The highest ticket number the read model holds (tickets.ts numberBase): numbering never goes below it. */
+  numberFloor?: () => Promise<number>;
 }
 
 export class Router implements RoutingHooks {
@@ -100,7 +102,8 @@ export class Router implements RoutingHooks {
     private readonly o: RouterOptions,
     private readonly supervisor = new Supervisor(log),
   ) {
-    this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber);
+    this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber, o.numberFloor, (floor, base) =>
+      log.warn({ readModelHighest: floor, nextNumber: base + 1 }, 'ticket numbering starts over in NATS (its store is new) while the read model holds tickets up to this number: continuing above it, so no number is given twice'));
     this.journal = new Journal(bus);
     this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now });
     this.deliveries = new DeliveryRecorder(bus, this.store, this.journal, this.metrics, log);

@@ -69,6 +69,13 @@ export class TicketStore {
     private readonly bus: Bus,
     readonly prefix: string,
     private readonly firstNumber: number,
+    /**
+     * The highest ticket number known outside NATS (the SQL read model), asked only when the base
+     * is written: a NATS store that was lost or replaced starts its counter again, and numbering
+     * from firstNumber then gave old numbers to new customers (see numberBase).
+     */
+    private readonly numberFloor?: () => Promise<number>,
+    private readonly onFloor?: (floor: number, base: number) => void,
   ) {
     this.tickets = bus.hotKv.tickets;
     this.threads = bus.hotKv.threads;
@@ -111,13 +118,19 @@ export class TicketStore {
    * numbers = base + stream sequence. The base is written once, create-only (exclusive on every
    * server, see cas-probe.ts), so every router agrees on it: firstNumber - 1 on a new
    * deployment, or the last number of the compare-and-set counter older versions kept in
-   * `ticket-seq`, so numbering continues after an upgrade.
+   * `ticket-seq`, so numbering continues after an upgrade, or the highest number the read model
+   * holds when that is higher: a NATS store lost or replaced under a deployment with history
+   * (an outside ops trial wiped it) numbered new tickets T-1001 again, and a helpdesk's reply to
+   * the old T-1001 reached the new T-1001's customer.
    */
   private async numberBase(): Promise<number> {
     const known = await this.meta.get(BASE_KEY);
     if (known && known.operation === 'PUT') return Number(known.string());
     const legacy = await this.meta.get(LEGACY_SEQ_KEY);
-    const base = legacy && legacy.operation === 'PUT' ? Number(legacy.string()) : this.firstNumber - 1;
+    const start = legacy && legacy.operation === 'PUT' ? Number(legacy.string()) : this.firstNumber - 1;
+    const floor = this.numberFloor ? await this.numberFloor() : 0;
+    const base = Math.max(start, floor);
+    if (floor > start) this.onFloor?.(floor, base);
     try {
       await this.meta.create(BASE_KEY, String(base));
       return base;
