@@ -116,6 +116,11 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
   if (typeof m.message_id !== 'number' || !m.chat || typeof m.chat.id !== 'number' || typeof m.date !== 'number') {
     return { kind: 'invalid', reason: 'message lacks message_id, chat.id or date' };
   }
+  // Telegram ids have at most 52 significant bits: one past 2^53 arrived rounded (two chats would
+  // share an id), and 1.5 is no id. Refused naming the field instead of stored as another chat's.
+  for (const [field, id] of [['chat.id', m.chat.id], ['message_id', m.message_id], ['from.id', m.from?.id]] as const) {
+    if (id !== undefined && !Number.isSafeInteger(id)) return { kind: 'invalid', reason: `${field}: ${id} is not a whole number Telegram could have sent (ids have at most 52 bits)` };
+  }
   if (m.chat.type === 'channel') return { kind: 'skip', code: 'channel_post', reason: 'channel posts are not conversations' };
   if (m.from?.id === bot.id) return { kind: 'skip', code: 'own_message', reason: 'our own message', loopGuard: true };
   const isGroup = m.chat.type === 'group' || m.chat.type === 'supergroup';

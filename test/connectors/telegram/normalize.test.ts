@@ -83,5 +83,12 @@ describe('telegram update normalization', () => {
     expect(normalizeUpdate({} as never, 'bot1', bot, 'all').kind).toBe('invalid');
     expect(normalizeUpdate({ update_id: 4, message: { message_id: 'x', chat: {} } } as never, 'bot1', bot, 'all').kind).toBe('invalid');
     expect(normalizeUpdate(message({ text: 42 as never }), 'bot1', bot, 'all').kind).toBe('invalid');
+    // An id past 2^53 arrives rounded (another chat's id); 1.5 is no id at all.
+    for (const [fields, field] of [[{ chat: { ...privateChat, id: 9223372036854775807 } }, 'chat.id'], [{ chat: { ...privateChat, id: 1.5 } }, 'chat.id'], [{ message_id: 2 ** 53 + 2 }, 'message_id'], [{ from: { ...from, id: -0.5 } }, 'from.id']] as const) {
+      const n = normalizeUpdate(message({ text: 'x', ...(fields as Partial<TgMessage>) }), 'bot1', bot, 'all');
+      expect(n.kind, field).toBe('invalid');
+      expect((n as { reason: string }).reason).toMatch(new RegExp(`^${field.replace('.', '\\.')}: `));
+    }
+    expect(event(message({ text: 'x', chat: { ...privateChat, id: -1001234567890123 } }), 'all').event.conversation.id).toBe('-1001234567890123');
   });
 });
