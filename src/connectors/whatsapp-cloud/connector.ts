@@ -110,7 +110,8 @@ export class WhatsAppCloudConnector implements Connector {
 
   private signatureOk(req: RawRequest): boolean {
     const header = req.headers['x-hub-signature-256'];
-    if (!header?.startsWith('sha256=')) return false;
+    // Exactly 64 hex digits: Buffer.from(…, 'hex') stops at the first non-hex one, so junk after a valid signature passed.
+    if (!header || !/^sha256=[0-9a-f]{64}$/i.test(header)) return false;
     const given = Buffer.from(header.slice(7), 'hex');
     const expected = createHmac('sha256', this.o.appSecret).update(req.rawBody).digest();
     return given.length === expected.length && timingSafeEqual(given, expected);

@@ -219,6 +219,8 @@ describe('whatsapp-cloud connector', () => {
     expect((await post(forged, signWebhook('some-other-app-secret-000', forged))).status).toBe(401);
     expect((await post(forged, null)).status).toBe(401);
     expect((await post(forged, 'sha256=zz')).status).toBe(401);
+    // A valid signature with junk after it is no signature (the hex decoder stopped at the junk).
+    expect((await post(forged, `${signWebhook(APP_SECRET, forged)}zz`)).status).toBe(401);
     const sentinel = newWamid();
     await deliver(from, [textMessage(from, 'настоящее сообщение', { id: sentinel })]);
     const created = await messageEvent(sentinel);
