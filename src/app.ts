@@ -30,6 +30,7 @@ import { registerDataApi } from './api/data-routes.js';
 import { TokenAuth } from './api/auth.js';
 import { eraseRows, fileReferencedElsewhere, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
 import { highestTicketNumber } from './read-model/queries.js';
+import { assertPortFree } from './core/port-check.js';
 import { TicketEvictor } from './router/eviction.js';
 import { ReadModel } from './read-model/read-model.js';
 import { join } from 'node:path';
@@ -110,6 +111,7 @@ export class Gateway {
   async start(): Promise<void> {
     const { log } = this.deps;
     const c = this.config;
+    await assertPortFree(c.http.host, c.http.port);
     let url = c.nats.url;
     if (!url) {
       if (c.nats.tls || c.nats.credsFile || c.nats.nkey) log.warn('nats.tls, nats.credsFile or nats.nkey is set but nats.url is empty: they are not used for the embedded server');

@@ -15,6 +15,7 @@ import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
+import { PortInUseError } from './core/port-check.js';
 import { NatsAccessError } from './core/nats-access.js';
 import { PartitionCountError, UnsafeServerError } from './core/bus.js';
 import { ConnectorUnavailableError, connectorTypes, loadFactories } from './connectors/registry.js';
@@ -203,7 +204,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError || err instanceof UnsafeServerError || err instanceof PartitionCountError) log.fatal(err.message);
+    if (err instanceof NatsServerMissingError || err instanceof DataDirLockedError || err instanceof NatsAccessError || err instanceof UnsafeServerError || err instanceof PartitionCountError || err instanceof PortInUseError) log.fatal(err.message);
     else log.fatal({ err: errorMessage(err) }, 'failed to start');
     await gateway.stop().catch(() => {});
     return err instanceof NatsAccessError || err instanceof PartitionCountError ? 78 : 1;

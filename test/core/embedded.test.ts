@@ -131,6 +131,22 @@ describe('embedded default (the Docker entry command)', () => {
     }
   });
 
+  it('refuses to start, before touching NATS, when its HTTP port is taken (a second start with the same config)', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as AddressInfo).port;
+    const fresh = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
+    try {
+      const gw = spawnGateway(writeConfig({ nats: { embedded: { dataDir: fresh, binary: natsServerBinary() } }, http: { host: '127.0.0.1', port } }), { entry: 'dist' });
+      expect(await gw.exited).toBe(1);
+      expect(gw.output()).toContain(`http.port ${port} on 127.0.0.1 is in use`);
+      expect(existsSync(join(fresh, 'jetstream'))).toBe(false); // no nats-server was started
+    } finally {
+      await new Promise((r) => taken.close(r));
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
   it('says how to install nats-server when the binary is missing', async () => {
     const file = writeConfig({ nats: { embedded: { dataDir, binary: '/nonexistent/nats-server' } }, http: { port: await freePort() } });
     const gw = spawnGateway(file, { entry: 'dist' });
