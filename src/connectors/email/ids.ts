@@ -33,16 +33,30 @@ export function bareMessageId(id: string): string {
 /**
  * `<mailbox>:<message-id>#<copy>`; a very long Message-ID is hashed to keep the event id within
  * bounds. `<copy>` tells mails that share a Message-ID apart unless they are copies of one mail
- * (seen twice: renumbered by the server, a UIDVALIDITY change, two watched folders): a hash of the
- * sender, the Date and the Subject, which every copy has unchanged. Without it, a mailer that gives
- * every mail the same Message-ID (some do), or another sender's mail reusing one, was taken for a
- * copy of the first and dropped, silently.
+ * (seen twice: renumbered by the server, a UIDVALIDITY change, two watched folders, a replay): a
+ * hash of the sender and of the Date and Subject headers as written (copyHeaders), which every
+ * copy has unchanged. Without it, a mailer that gives every mail the same Message-ID (some do), or
+ * another sender's mail reusing one, was taken for a copy of the first and dropped, silently.
  */
-export function platformId(mailbox: string, messageId: string, copy: { from: string; date?: Date; subject?: string }): string {
+export function platformId(mailbox: string, messageId: string, copy: { from: string; headers: string }): string {
   const bare = bareMessageId(messageId);
-  const date = copy.date && !Number.isNaN(copy.date.getTime()) ? copy.date.toISOString() : '';
-  const fingerprint = sha256([copy.from.toLowerCase(), date, copy.subject ?? ''].join('\u0000')).slice(0, 12);
+  const fingerprint = sha256(`${copy.from.toLowerCase()}\u0000${copy.headers}`).slice(0, 12);
   return `${mailbox.toLowerCase()}:${bare.length <= 300 ? bare : `sha256.${sha256(bare)}`}#${fingerprint}`;
+}
+
+/**
+ * The Date and Subject headers of a raw mail as written (unfolded, white space collapsed), not
+ * as parsed: mailparser puts the current time in place of a Date it cannot read (`Пн, 12 мар
+ * 2024`, `15.03.2024` from CRM mailers), and a Subject's decoding follows the legacy-charset guess,
+ * which can differ between a mail and its headers-only copy: either would give every reading of
+ * one mail another id, and store it again.
+ */
+export function copyHeaders(raw: Uint8Array): string {
+  const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1');
+  const end = /\r?\n\r?\n/.exec(text);
+  const head = (end ? text.slice(0, end.index) : text).replace(/\r?\n[ \t]+/g, ' ');
+  const value = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'im').exec(head)?.[1]?.replace(/\s+/g, ' ').trim() ?? '';
+  return `${value('date')}\u0000${value('subject')}`;
 }
 
 /** The Message-ID a mail goes by: its own, or a stand-in from its bytes when it has none (also `<>`, `< >`: empty is none). */

@@ -15,7 +15,7 @@ import type { Attachment, InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
 import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
 import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
-import { effectiveMessageId, platformId } from './ids.js';
+import { copyHeaders, effectiveMessageId, platformId } from './ids.js';
 import { pickSender } from './identity.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
@@ -49,7 +49,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   const sender = picked.mailbox;
   const from = sender.address;
   const messageId = effectiveMessageId(mail.messageId, raw);
-  const pid = platformId(mailbox, messageId, { from, date: mail.date, subject: mail.subject });
+  const pid = platformId(mailbox, messageId, { from, headers: copyHeaders(raw) });
   const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
   const verdict = classify(mail, from, messageId, deps.ours);
 

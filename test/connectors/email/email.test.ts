@@ -106,6 +106,15 @@ describe('email connector', () => {
     for (const e of [first, second, third]) expect((e!.entry as { event: InboundMessage }).event.email!.messageId).toMatch(/^<nomid\./);
     expect(fifth!.ticketId).not.toBe(fourth!.ticketId);
     expect(second!.ticketId).not.toBe(first!.ticketId);
+
+    // One mail read twice is one message, also with a Date mailparser cannot read (it puts the time of reading there).
+    const badDate = plainMail({ messageId: uniqueId('baddate'), date: 'Пн, 12 мар 2024 10:00', text: 'Дважды: Шикша' });
+    await append(badDate);
+    await append(badDate);
+    await append(plainMail({ messageId: uniqueId('after-baddate'), text: 'После: Княженика' }));
+    const twice = await word('Шикша');
+    await word('Княженика'); // appended after both copies: they were read by now
+    expect((await gw.ticket(twice!.ticketId))?.messageCount).toBe(1);
   });
 
   it('sends the agent reply over SMTP with threading headers and the token; the answer to it joins the ticket', async () => {

@@ -6,7 +6,7 @@ import { simpleParser } from 'mailparser';
 import iconv from 'iconv-lite';
 import { describe, expect, it } from 'vitest';
 import { classify } from '../../../src/connectors/email/loop-guard.js';
-import { effectiveMessageId, isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
+import { copyHeaders, effectiveMessageId, isOurMessageId, outboundMessageId, platformId } from '../../../src/connectors/email/ids.js';
 import { markerPattern } from '../../../src/router/threading.js';
 import { trimReply } from '../../../src/connectors/email/trim.js';
 import { EmailOptions } from '../../../src/connectors/email/index.js';
@@ -97,14 +97,19 @@ describe('identifiers and options', () => {
     expect(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru')).toBe(a);
     expect(outboundMessageId('T-1042', 'T-1042:k2', 'example.ru')).not.toBe(a);
     expect(isOurMessageId(a, new Set(['example.ru']))).toBe(true);
-    const copy = { from: 'Anna@Client.ru', date: new Date('2026-12-01T09:00:00+03:00'), subject: 'Счёт' };
+    const mail = (date: string, subject: string) => Buffer.from(`From: a@x.ru\r\nDate: ${date}\r\nSubject: ${subject}\r\n\r\nтекст\r\n`);
+    const copy = { from: 'Anna@Client.ru', headers: copyHeaders(mail('Tue, 1 Dec 2026 09:00:00 +0300', '=?utf-8?B?0KHRh9GR0YI=?=')) };
     expect(platformId('Support@Example.ru', '<ABC@x>', copy)).toMatch(/^support@example\.ru:abc@x#[0-9a-f]{12}$/);
     expect(platformId('s@x.ru', `<${'a'.repeat(400)}@x>`, copy)).toMatch(/^s@x\.ru:sha256\.[0-9a-f]{64}#[0-9a-f]{12}$/);
     // Copies of one mail are one id; another mail reusing its Message-ID (another sender, date or subject) is another.
     expect(platformId('s@x.ru', '<ABC@x>', { ...copy, from: 'anna@client.ru' })).toBe(platformId('s@x.ru', '<abc@x>', copy));
-    for (const other of [{ from: 'boris@client.ru' }, { date: new Date('2026-12-01T09:00:01+03:00') }, { subject: 'Счёт 2' }]) {
+    for (const other of [{ from: 'boris@client.ru' }, { headers: copyHeaders(mail('Tue, 1 Dec 2026 09:00:01 +0300', '=?utf-8?B?0KHRh9GR0YI=?=')) }, { headers: copyHeaders(mail('Tue, 1 Dec 2026 09:00:00 +0300', 'Schet 2')) }]) {
       expect(platformId('s@x.ru', '<ABC@x>', { ...copy, ...other })).not.toBe(platformId('s@x.ru', '<ABC@x>', copy));
     }
+    // As written, not as parsed: a Date mailparser cannot read (it puts the current time there) is the same text each time;
+    // folding and white space do not count.
+    expect(copyHeaders(mail('Пн, 12 мар 2024 10:00', 'x'))).toBe(copyHeaders(mail('Пн, 12 мар 2024 10:00', 'x')));
+    expect(copyHeaders(Buffer.from('Subject: a\r\n  b\r\nDATE:  15.03.2024\r\n\r\nbody\r\nDate: other\r\n'))).toBe(copyHeaders(Buffer.from('date: 15.03.2024\r\nsubject: a b\r\n\r\n')));
     // An empty Message-ID is none: each such mail gets its own from its bytes.
     for (const empty of [undefined, '', '<>', '< >', '  ']) expect(effectiveMessageId(empty, Buffer.from('mail 1'))).toMatch(/^<nomid\.[0-9a-f]{40}@omnigate\.invalid>$/);
     expect(effectiveMessageId('<>', Buffer.from('mail 1'))).not.toBe(effectiveMessageId('<>', Buffer.from('mail 2')));
