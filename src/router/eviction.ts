@@ -180,7 +180,10 @@ export class TicketEvictor {
     for (const { entry: e } of await this.store.readLog(t.id, { onUnreadable: unreadable })) {
       if (e.kind === 'inbound') {
         keys.add(IndexKeys.platformMessage(e.event.channel, e.event.account, e.event.platform.messageId));
-        if (e.event.email) keys.add(IndexKeys.emailMessageId(e.event.email.messageId));
+        if (e.event.email) {
+          keys.add(IndexKeys.emailMessageId(e.event.email.messageId));
+          keys.add(IndexKeys.emailMessageIdOfSender(e.event.email.messageId, e.event.email.from));
+        }
       } else if (e.kind === 'edited' || e.kind === 'deleted') {
         keys.add(IndexKeys.changeEvent(e.event.id));
       } else if (e.kind === 'delivery' && e.status.platformMessageId) {

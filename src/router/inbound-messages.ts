@@ -349,7 +349,7 @@ export class MessageRouter {
         // opened it concurrently, so resolve again (fresh) and join theirs.
         if (e.email && claim.ticketId) {
           if (!ownKey && !(await this.sendersOwn(claim.ticketId, e.email.from))) {
-            ownKey = IndexKeys.emailMessageId(`${e.email.messageId}\u0000${e.email.from.toLowerCase()}`);
+            ownKey = IndexKeys.emailMessageIdOfSender(e.email.messageId, e.email.from);
             continue;
           }
           ticketId = claim.ticketId;
@@ -365,10 +365,15 @@ export class MessageRouter {
     }
   }
 
-  /** Whether the sender takes part in the ticket (or it is gone: nothing of anyone's to show). */
+  /**
+   * Whether the sender takes part in the ticket. A record that is missing (a crash between claim
+   * and create) is this mail's to create; an evicted ticket is nobody's to reopen under its number
+   * (its log stays), so a mail of another sender goes to a key of its own.
+   */
   private async sendersOwn(ticketId: string, from: string): Promise<boolean> {
     const ticket = await this.store.get(ticketId, { fresh: true });
-    return !ticket || isParticipant(ticket.value, from.toLowerCase());
+    if (!ticket) return !(await this.store.evicted(ticketId));
+    return isParticipant(ticket.value, from.toLowerCase());
   }
 
   /**

@@ -437,6 +437,8 @@ export const IndexKeys = {
   /** Our own sent mail's Message-ID: its echo is recognised (router.ts isOurEcho). */
   ownMessageId: (messageId: string) => `out.${hashKey(normalizeMessageId(messageId))}`,
   emailMessageId: (messageId: string) => `mid.${hashKey(normalizeMessageId(messageId))}`,
+  /** A new mail's ticket when another sender's mail already holds its Message-ID (inbound-messages.ts threadInto). */
+  emailMessageIdOfSender: (messageId: string, sender: string) => `mid.${hashKey(`${normalizeMessageId(messageId)}\u0000${sender.toLowerCase()}`)}`,
   platformMessage: (channel: string, account: string, platformMessageId: string) =>
     `pm.${hashKey(`${channel}\u0000${account}\u0000${platformMessageId}`)}`,
 } as const;

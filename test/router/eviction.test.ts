@@ -156,6 +156,20 @@ describe('eviction of closed tickets from KV', () => {
     expect(matchOf(reply).value).toContain(`names ${root.ticketId}, closed long ago and evicted`);
   });
 
+  it('a ticket opened for a Message-ID another sender held leaves no key behind: the next such mail gets a new number, not the evicted one', async () => {
+    const reused = '<ev-reused@crm.example>';
+    const mail = (from: string, n: string) => ({ ...emailMessage({ messageId: reused, from, subject: `Счёт ${n}` }), id: `email:support:ev-reused-${n}`, platform: { messageId: `ev-reused-${n}` } });
+    const anna = await route(mail('anna@client.ru', '1'));
+    const boris = await route(mail('boris@other.ru', '2'));
+    expect(boris.ticketId).not.toBe(anna.ticketId);
+    await close(boris.ticketId);
+    await sweep();
+    expect(await live(boris.ticketId)).toBeNull();
+    expect(await keysNaming(boris.ticketId)).toEqual([]);
+    const again = await route(mail('boris@other.ru', '3'));
+    expect([anna.ticketId, boris.ticketId]).not.toContain(again.ticketId);
+  });
+
   it('keeps a ticket that changed while it was being evicted', async () => {
     const t = await route(chatMessage({ chat: 'ev-changed' }));
     await close(t.ticketId);
