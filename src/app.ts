@@ -11,7 +11,7 @@ import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
 import { Supervisor } from './core/supervisor.js';
-import { sleep } from './core/sleep.js';
+import { sleep, untilAborted } from './core/sleep.js';
 import { Streams } from './core/subjects.js';
 import { liveness, readiness, sampleConnectors, type ProbeDeps } from './probes.js';
 import { Router } from './router/router.js';
@@ -169,7 +169,7 @@ export class Gateway {
         csatWindowMs: c.router.csat.window,
         csatLowRating: c.router.csat.lowRating,
         holder: holderOf(this.instance, 'router'),
-        ...(this.readModel && { numberFloor: async () => highestTicketNumber(await this.readModel!.database()) }),
+        ...(this.readModel && { numberFloor: () => ticketNumberFloor(this.readModel!, log) }),
       }, this.loops);
       // Cached tickets that may have been evicted since are read again (tickets.ts).
       this.router.store.evictClosedAfterMs = c.tickets.evictClosedAfter;
@@ -418,5 +418,24 @@ export class Gateway {
     clearTimeout(timer);
     if (!inTime) log.error({ pending: [...pending] }, 'shutdownTimeout reached: abandoning components still stopping');
     return inTime;
+  }
+}
+
+/** How long the first ticket number of a new NATS store waits for the read model (once per store). */
+const NUMBER_FLOOR_WAIT_MS = 5000;
+
+/**
+ * The highest ticket number the read model holds (router/tickets.ts numberBase), asked once, when a
+ * NATS store has no numbering yet. Best effort and bounded: a read model that does not answer in
+ * time (PostgreSQL away; a PGlite directory another replica on this host holds) must not stop new
+ * tickets on a new deployment, so numbering then starts as configured, and the log says what that
+ * risks.
+ */
+async function ticketNumberFloor(readModel: ReadModel, log: Logger): Promise<number> {
+  try {
+    return await untilAborted(readModel.database().then(highestTicketNumber), AbortSignal.timeout(NUMBER_FLOOR_WAIT_MS));
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'the read model did not say which ticket numbers it holds: numbering starts at router.firstTicketNumber (if this NATS store replaced one with history, numbers the read model holds will be given again)');
+    return 0;
   }
 }
