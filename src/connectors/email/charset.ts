@@ -8,6 +8,7 @@
  * legacy charset named. Valid UTF-8 and parts in a charset that exists are left exactly as they were.
  */
 import { isUtf8 } from 'node:buffer';
+import iconv from 'iconv-lite';
 import type { ParsedMail } from 'mailparser';
 
 type Legacy = 'windows-1251' | 'koi8-r' | 'ibm866';
@@ -150,16 +151,17 @@ function fixPart(segment: string, type: string, w: Walk, depth: number): string 
   return lead + fixEntity(segment.slice(lead.length), w, type, depth + 1);
 }
 
-/** A label a legacy text may hide behind: none that names its bytes (ASCII, or UTF-8 they are not), or a charset that does not exist. */
+/**
+ * A label a legacy text may hide behind: none that names its bytes (ASCII, or UTF-8 they are
+ * not), or a charset that does not exist. Asked of iconv-lite, which mailparser decodes with
+ * (TextDecoder does not know cp855 or cp1125, which are real).
+ */
 function mayRelabel(label: string): boolean {
-  if (['us-ascii', 'ascii', 'utf-8', 'utf8'].includes(label)) return true;
-  try {
-    new TextDecoder(label); // only whether the label names a charset
-    return false;
-  } catch {
-    return true;
-  }
+  if (ASCII_OR_UTF8.has(label)) return true;
+  return !iconv.encodingExists(label);
 }
+
+const ASCII_OR_UTF8 = new Set(['us-ascii', 'ascii', 'utf-8', 'utf8', 'unicode-1-1-utf-8', 'x-unicode20utf8']);
 
 const ENCODED_WORD = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
 

@@ -63,8 +63,10 @@ export function classify(
   const precedence = /^[a-z_-]*/.exec((header('precedence') ?? header('x-precedence') ?? '').toLowerCase())![0];
   if (precedence === 'auto_reply' || precedence === 'auto-reply') return { automated: 'auto-reply' };
   if (precedence === 'list' || present.has('list-id')) return { automated: 'list' };
-  // List-Unsubscribe alone: newsletters and notification systems set it, a person's mail client never does.
-  if (precedence === 'bulk' || precedence === 'junk' || present.has('list-unsubscribe')) return { automated: 'bulk' };
+  if (precedence === 'bulk' || precedence === 'junk') return { automated: 'bulk' };
+  // List-Unsubscribe alone: newsletters and notification systems set it, a person's mail client
+  // does not; but a customer answering us through a CRM or mail service that adds it is a person.
+  if (present.has('list-unsubscribe') && !answersOurs(mail, ours.domains)) return { automated: 'bulk' };
   return {};
 }
 

@@ -55,7 +55,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
 
   // A body mailparser found nothing in (a multipart without its boundary, say) is kept whole as
   // message.eml and the text says so: before, the customer's words became an empty message.
-  const unreadable = note === undefined && !mail.text?.trim() && !mail.html && mail.attachments.length === 0 && hasBody(raw);
+  const unreadable = note === undefined && !mail.text?.trim() && !mail.html && mail.attachments.length === 0 && bodyWithoutParts(mail, raw);
   const body = note ?? (unreadable ? `[${unreadableWhy(mail)}: the whole mail is attached as message.eml]` : mail.text ?? '');
   const attachments: Attachment[] = [];
   let wholeTextStored = false;
@@ -184,8 +184,14 @@ function extensionFor(mimeType: string): string {
   return EXTENSIONS[mimeType] ?? '';
 }
 
-/** Anything but white space after the header block. */
-function hasBody(raw: Buffer): boolean {
+/**
+ * Bytes after the header block that mailparser could not have read: a multipart without its
+ * boundary (it finds no parts), or a single part with text it decoded to nothing. A multipart
+ * with its boundary and no text (a subject-only mail's empty alternative) is just empty.
+ */
+function bodyWithoutParts(mail: ParsedMail, raw: Buffer): boolean {
+  const ct = mail.headers.get('content-type') as { value?: string; params?: Record<string, string> } | undefined;
+  if (ct?.value?.toLowerCase().startsWith('multipart/') && ct.params?.boundary) return false;
   const text = raw.toString('latin1');
   const end = /\r?\n\r?\n/.exec(text);
   return !!end && /\S/.test(text.slice(end.index + end[0].length));

@@ -296,6 +296,13 @@ describe('email connector', () => {
     expect(kept.attachments).toEqual([expect.objectContaining({ name: 'message.eml', mimeType: 'message/rfc822', status: 'stored', size: noBoundary.byteLength })]);
     const stored = await gw.gateway.bus.media.getBlob(kept.attachments[0]!.objectKey!);
     expect(Buffer.from(stored!).toString('utf8')).toContain('Кизильник');
+    // A subject-only mail's empty alternative (boundary there, no text) is empty, not unreadable.
+    await append(Buffer.from([
+      'From: Ирина <irina@client.example.ru>', 'To: support@example.ru', 'Subject: Только тема', `Message-ID: ${uniqueId('empty')}`,
+      'MIME-Version: 1.0', 'Content-Type: multipart/alternative; boundary="b1"', '', 'This is a multi-part message in MIME format.', '--b1--', '',
+    ].join('\r\n')));
+    const empty = (await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.subject === 'Только тема').then(inboundOf))!;
+    expect(empty.attachments).toEqual([]);
 
     for (const label of ['utf-8', 'x-foo-bar-42']) {
       await append(unlabelledMail({ charset: 'windows-1251', messageId: uniqueId('lie'), fromName: 'Пётр Иванов', subject: `Метка ${label}`, text: 'Касса не печатает чеки с утра', contentType: `text/plain; charset=${label}` }));

@@ -43,6 +43,8 @@ describe('loop protection', () => {
       expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({ automated: 'bulk' });
     }
     for (const headers of [{ 'X-Auto-Reply': 'no' }, { 'X-Autoreply': 'false' }] as Array<Record<string, string>>) expect(await verdict(plainMail({ headers })), JSON.stringify(headers)).toEqual({});
+    // A customer answering our reply through a CRM that adds List-Unsubscribe is a person.
+    expect(await verdict(plainMail({ headers: { 'List-Unsubscribe': '<mailto:u@crm.example>' }, inReplyTo: '<omni.T-1042.0123456789abcdef01234567@example.ru>' }))).toEqual({});
   });
 
   it('marks out-of-office replies that carry only their subject (Exchange, Outlook), not people who mention one', async () => {
@@ -182,6 +184,11 @@ describe('byte budgets and legacy charsets', () => {
     // A charset that exists is its sender's word: koi8-r bytes labelled windows-1251 stay as labelled.
     const labelled = unlabelledMail({ charset: 'koi8-r', messageId: uniqueId(), fromName: 'Petr', subject: 'Schet', text: 'Касса', contentType: 'text/plain; charset=windows-1251' });
     expect(relabelLegacyText(labelled)).toBeNull();
+    // Real charsets TextDecoder does not know (cp855, cp1125) are iconv-lite's, and mailparser's: left as labelled.
+    for (const label of ['cp855', 'cp1125']) {
+      const real = unlabelledMail({ charset: 'koi8-r', messageId: uniqueId(), fromName: 'Petr', subject: 'Schet', text: 'Касса', contentType: `text/plain; charset=${label}` });
+      expect(relabelLegacyText(real), label).toBeNull();
+    }
   });
 
   it('reads a raw windows-1251 attachment file name in a mail whose text is labelled', async () => {
