@@ -149,6 +149,10 @@ describe('zammad helpdesk adapter', () => {
     zammad.agentArticle(zt.id, { body: 'Клиент VIP, проверить доставку', internal: true });
     const note = await gw.waitForEvent((e) => e.type === 'ticket.note' && e.ticketId === ticketId, 20_000);
     expect(note.entry).toMatchObject({ kind: 'note', text: 'Клиент VIP, проверить доставку' });
+    // A note of white space alone (notes refuse it) is taken as an empty one, not parked.
+    zammad.agentArticle(zt.id, { body: ' \n ', internal: true });
+    const blank = await gw.waitForEvent((e) => e.type === 'ticket.note' && e.ticketId === ticketId && e.id !== note.id, 20_000);
+    expect(blank.entry).toMatchObject({ kind: 'note', text: '(empty note)' });
 
     // Zammad repeats a delivery (a retry after a lost answer): still one message in the chat.
     const delivered = zammad.deliveries.find((d) => d.body.article?.body?.includes('Заказ уже в пути'))!;
@@ -169,7 +173,7 @@ describe('zammad helpdesk adapter', () => {
     expect(sendsTo(7002, 'Заказ уже в пути')).toHaveLength(1);
     expect(api.calls.filter((c) => String(c.params.chat_id) === '7002' && String(c.params.text ?? '').includes('VIP'))).toHaveLength(0);
     // Nothing taken from Zammad was written back to it (echo): no new articles, state unchanged.
-    expect(zammad.ticketArticles(zt.id).length).toBe(articlesBefore + 2);
+    expect(zammad.ticketArticles(zt.id).length).toBe(articlesBefore + 3);
     expect(zammad.stateName(zammad.tickets.get(zt.id)!)).toBe('closed');
   });
 

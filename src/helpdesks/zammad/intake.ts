@@ -83,7 +83,9 @@ export class ZammadIntake {
       if (a.created_by_id === me.id) continue; // ours: echo
       if (a.sender !== 'Agent') continue; // customer or system articles are not answers
       const agent = { id: String(a.created_by_id), name: agentName(a) };
-      const text = a.content_type === 'text/html' ? htmlToText(a.body) : a.body;
+      const body = a.content_type === 'text/html' ? htmlToText(a.body) : a.body;
+      // White space alone is no text (replies and notes refuse it): the placeholder stands in, as for an empty body.
+      const text = body.trim() ? body : '';
       if (a.internal) {
         out.push({ ...base, id: `article:${a.id}`, agent, kind: 'note', text: text || '(empty note)' });
         continue;
