@@ -22,9 +22,9 @@ const BotId = z.string().nullish();
 
 export const SlackFile = z.object({
   id: z.string().min(1).max(255),
-  name: z.string().optional(),
-  title: z.string().optional(),
-  mimetype: z.string().optional(),
+  name: z.string().nullish(),
+  title: z.string().nullish(),
+  mimetype: z.string().nullish(),
   size: z.number().int().nonnegative().optional(),
   /** Checked against Slack's file host in files.ts: a file elsewhere is recorded as not fetched. */
   url_private_download: z.string().optional(),

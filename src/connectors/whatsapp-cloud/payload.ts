@@ -46,7 +46,7 @@ export const CloudMessage = z
   .object({
     from: z.string().regex(/^\d+$/, 'expected the sender\'s number (digits)'),
     id: z.string().min(1, 'expected the message id (wamid)'),
-    timestamp: UnixSeconds.optional(),
+    timestamp: UnixSeconds.nullish(),
     type: z.string(),
     context: z.object({ id: text }).nullish(),
     text: z.object({ body: text }).nullish(),

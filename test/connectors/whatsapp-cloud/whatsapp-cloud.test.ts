@@ -373,13 +373,15 @@ describe('whatsapp-cloud webhook: malformed input', () => {
 
   it('one malformed message between good ones: both good ones stored, the bad one parked naming its field, 200; a retry stores nothing twice', async () => {
     const from = '79160000031';
-    const [good1, bad, good2] = [newWamid(), newWamid(), newWamid()];
+    const [good1, bad, good2, untimed] = [newWamid(), newWamid(), newWamid(), newWamid()];
     const body = webhookBody(PHONE_ID, {
       contacts: [{ profile: { name: 'Ольга' }, wa_id: from }],
       messages: [
         textMessage(from, 'Первое', { id: good1 }),
         { ...textMessage(from, 'С неверным временем', { id: bad }), timestamp: '99999999999999' },
         textMessage(from, 'Третье', { id: good2 }),
+        // No time at all is no wrong time: stored, as before the check.
+        { ...textMessage(from, 'Без времени', { id: untimed }), timestamp: null },
       ],
     });
     const before = (await letters()).length;
@@ -388,6 +390,7 @@ describe('whatsapp-cloud webhook: malformed input', () => {
     const second = await messageEvent(good2);
     expect(second.ticketId).toBe(first.ticketId);
     expect(inboundOf(second)!.sender.displayName).toBe('Ольга');
+    expect((await messageEvent(untimed)).ticketId).toBe(first.ticketId);
     const parked = (await letters()).slice(before);
     expect(parked).toHaveLength(1);
     expect(parked[0]!.reason).toContain(bad);
@@ -399,7 +402,7 @@ describe('whatsapp-cloud webhook: malformed input', () => {
     const sentinel = newWamid();
     await deliver(from, [textMessage(from, 'Четвёртое', { id: sentinel })]);
     await messageEvent(sentinel);
-    expect((await gw.ticket(first.ticketId))?.messageCount).toBe(3);
+    expect((await gw.ticket(first.ticketId))?.messageCount).toBe(4);
   });
 
   it('a malformed entry, change, list, contact, field or status is parked with its path; everything readable in the same body is stored', async () => {
