@@ -26,10 +26,16 @@ export async function outboundQueues(bus: Bus): Promise<OutboundQueue[]> {
   return out;
 }
 
+/** The outbound consumers the gauge was last set for: one deleted since is removed, not left at its last value. */
+let sampled = new Set<string>();
+
 /** `omnigate_consumer_lag{consumer="out-<channel>-<account>"}` for every outbound consumer, run here or not. */
 export async function sampleOutboundLag(bus: Bus): Promise<OutboundQueue[]> {
   const queues = await outboundQueues(bus);
+  const now = new Set(queues.map((q) => q.durable));
+  for (const gone of sampled) if (!now.has(gone)) metrics.consumerLag.remove({ consumer: gone });
   for (const q of queues) metrics.consumerLag.set({ consumer: q.durable }, q.waiting);
+  sampled = now;
   return queues;
 }
 

@@ -42,6 +42,9 @@ export interface MediaReference {
 
 const REF_KEY = /^ref\/[0-9a-f]{40}$/;
 
+/** How old a reference record may get before a new use writes it again (see reference()). */
+const REWRITE_AFTER_MS = 3_600_000;
+
 /**
  * A file name as every consumer may use it: no path separators (a client's `../../etc/passwd`
  * becomes `.._.._etc_passwd`, and «Акт 1/2.pdf» keeps both halves), no control characters, line
@@ -116,14 +119,18 @@ export class MediaStore {
   /**
    * Records a reference and returns its key. The key is derived from the bytes, name, type and
    * owner, so a redelivery finds the record it made, and everyone who sends the same file under
-   * the same name on one account shares it. The record is written on every use: its age is that of
-   * its newest use, which `retention.attachments` goes by (written once, a file a customer sent
+   * the same name on one account shares it. The record is written again on a use an hour or more
+   * after its last write: its age is that of its newest use (within the hour), which `retention.attachments` goes by (written once, a file a customer sent
    * yesterday was deleted as old when another had sent it under that name a year ago).
    */
   async reference(r: { objectKey: string; sha256: string; size: number; name: string; mimeType: string; ticketId?: string }): Promise<string> {
     const owner = r.ticketId ? `ticket:${r.ticketId}` : this.scope;
     const id = createHash('sha256').update([r.objectKey, r.name, r.mimeType, owner].join('\u0000')).digest('hex').slice(0, 40);
     const key = `ref/${id}`;
+    // Written again only once it is an hour old: retention counts in days, and a burst of uses
+    // (an album, a redelivery) then costs one write, not one each racing the others.
+    const existing = await this.store.info(key);
+    if (existing && !existing.deleted && Date.now() - Date.parse(existing.mtime) < REWRITE_AFTER_MS) return key;
     const record: MediaReference = { v: 1, ...r, scope: this.scope, createdAt: new Date().toISOString() };
     await this.store.putBlob({ name: key }, encoder.encode(JSON.stringify(record)));
     return key;

@@ -262,8 +262,15 @@ class PostgresDatabase implements Database {
     client.on('error', () => lostResolve());
     client.on('end', () => lostResolve());
     await client.connect();
-    await client.query(SESSION_SETTINGS, [String(this.silenceMs)]);
-    const [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [key])).rows;
+    let row: { ok: boolean } | undefined;
+    try {
+      await client.query(SESSION_SETTINGS, [String(this.silenceMs)]);
+      [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [key])).rows;
+    } catch (err) {
+      // The connection is ours alone: left open, each retry of the applier loop leaked one.
+      await client.end().catch(() => undefined);
+      throw err;
+    }
     if (!row?.ok) {
       await client.end();
       return null;

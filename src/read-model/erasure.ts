@@ -50,8 +50,10 @@ export async function personFootprint(db: Queryable, contactId: string): Promise
  * shared by everyone who sent the same file under the same name on one account).
  */
 export async function fileReferencedElsewhere(db: Queryable, key: string, erasing: ReadonlySet<string>, exceptSeqs: number[] = []): Promise<boolean> {
+  // One column each, so each is served by its own index (migration 4).
+  const column = key.startsWith('ref/') ? 'ref' : 'object_key';
   const rows = await db.query(
-    `SELECT 1 FROM attachments WHERE (object_key = $1 OR ref = $1) AND NOT (ticket_id = ANY($2::text[])) AND NOT (message_seq = ANY($3::bigint[])) LIMIT 1`,
+    `SELECT 1 FROM attachments WHERE ${column} = $1 AND NOT (ticket_id = ANY($2::text[])) AND NOT (message_seq = ANY($3::bigint[])) LIMIT 1`,
     [key, [...erasing], exceptSeqs],
   );
   return rows.length > 0;

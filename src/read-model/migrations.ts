@@ -239,6 +239,14 @@ CREATE INDEX sla_breaches_at ON sla_breaches (at);
     // everything up to the old checkpoint without a word (projection.ts, sameLog).
     sql: `ALTER TABLE projection_checkpoint ADD COLUMN log_created text;`,
   },
+  {
+    id: 4,
+    name: 'attachments by object key and by reference',
+    // Erasure and retention ask, for each file they would delete, whether a ticket they keep still
+    // uses it (erasure.ts fileReferencedElsewhere): without these, a scan of every attachment per file.
+    sql: `CREATE INDEX attachments_by_object ON attachments (object_key) WHERE object_key IS NOT NULL;
+CREATE INDEX attachments_by_ref ON attachments (ref) WHERE ref IS NOT NULL;`,
+  },
 ];
 
 export async function migrate(db: Database): Promise<{ applied: number[] }> {
