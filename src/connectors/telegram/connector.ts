@@ -114,6 +114,7 @@ export class TelegramConnector implements Connector {
       albumKey: (u) => AlbumBuffer.keyOf(u),
       // A few looks per album window, so an item Telegram holds for the next poll still joins its album.
       albumPollMs: Math.min(250, Math.max(20, Math.floor(this.o.albumWaitMs / 4))),
+      albumWaitMs: this.o.albumWaitMs,
       redact: (err) => this.redact(err),
     });
     await poller.run(signal);

@@ -40,6 +40,8 @@ export interface PollerDeps {
   albumKey(update: TgUpdate): string | undefined;
   /** How soon to ask Telegram again while an album is open (well within the album window). */
   albumPollMs: number;
+  /** How long an album stays open after its newest item (config albumWaitMs). */
+  albumWaitMs: number;
   redact(err: unknown): string;
 }
 
@@ -112,7 +114,17 @@ export class TelegramPoller {
     /** What the last getUpdates served, from `offset` on, in Telegram's order. */
     let served: TgUpdate[] = [];
     /** Album items taken and not settled yet: update id → album key and outcome. */
-    const inFlight = new Map<number, { album: string; stored: Promise<boolean> }>();
+    const inFlight = new Map<number, { album: string; stored: Promise<boolean>; takenAt: number }>();
+    /**
+     * Whether an album may still get items: one taken within the album window. Past it, an item in
+     * flight is only being stored (a download, a publish waiting out a NATS outage), and asking
+     * Telegram every albumPollMs for that long was 4–50 requests a second for nothing.
+     */
+    const albumOpen = () => {
+      const now = performance.now();
+      for (const f of inFlight.values()) if (now - f.takenAt < this.d.albumWaitMs) return true;
+      return false;
+    };
     /** Updates at or past `offset` that are stored, parked or skipped: the offset may pass them. */
     const done = new Set<number>();
     /** Passes the settled head of what was served: never an update in flight or not taken yet. */
@@ -140,7 +152,7 @@ export class TelegramPoller {
     };
     const take = (id: number, album: string, update: TgUpdate) => {
       const stored = this.ingestOne(update, signal);
-      inFlight.set(id, { album, stored });
+      inFlight.set(id, { album, stored, takenAt: performance.now() });
       void stored.then((ok) => { // eslint-disable-line @typescript-eslint/no-floating-promises -- ingestOne never rejects
         inFlight.delete(id);
         // Not stored: the offset stays below it, Telegram serves it again and it is taken again.
@@ -149,7 +161,8 @@ export class TelegramPoller {
     };
     health.set('connected');
     while (!signal.aborted) {
-      if (inFlight.size > 0) {
+      const open = albumOpen();
+      if (open) {
         // An album is open: ask again soon for its next items, or at once when it is settled.
         await Promise.race([sleep(this.d.albumPollMs, signal), ...[...inFlight.values()].map((f) => f.stored)]);
         if (signal.aborted) return;
@@ -165,7 +178,7 @@ export class TelegramPoller {
         const result = await api.callApi(
           'getUpdates',
           // No long poll while an album is open: its items are served again at once anyway.
-          { offset, limit: 100, timeout: inFlight.size > 0 ? 0 : this.d.timeoutS, allowed_updates: ALLOWED_UPDATES as never },
+          { offset, limit: 100, timeout: open ? 0 : this.d.timeoutS, allowed_updates: ALLOWED_UPDATES as never },
           { signal: signal as never }, // telegraf types its own AbortSignal; the native one works with node-fetch
         );
         updates = Array.isArray(result) ? (result as unknown as TgUpdate[]) : [];
