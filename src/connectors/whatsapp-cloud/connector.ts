@@ -12,13 +12,13 @@ import type { RawRequest, RawResponse } from '../../core/http.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
 import { describeZodError, type Attachment, type OutboundAttachment, type OutboundMessage } from '../../core/schema.js';
-import { parseJsonBounded } from '../../core/json-input.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
 import { normalizeCloudMessage, type PendingCloudMedia } from './normalize.js';
-import { ChangeValue, CloudContact, CloudMessage, CloudStatus, MediaInfo, WebhookBody, WebhookChange, WebhookEntry, describeAt, idOf, notAList, MAX_TIME_MS } from './payload.js';
+import { CloudMessage, MediaInfo, describeAt, idOf, MAX_TIME_MS, type CloudContact, type CloudStatus } from './payload.js';
+import { walkWebhook } from './webhook-body.js';
 import { SentRecords } from './sent-records.js';
 import { templateBody } from './templates.js';
 import type { WhatsAppCloudOptions } from './index.js';
@@ -29,6 +29,8 @@ const SWEEP_EVERY_MS = 24 * 3_600_000;
 const lastInboundKey = (waId: string) => `wac-last-${waId}`;
 /** Within one wamid, the order a status is meant to arrive in; Meta may list them otherwise. */
 const STATUS_RANK: Record<string, number> = { sent: 0, delivered: 1, read: 2, failed: 2 };
+/** The statuses a delivery report carries; Meta adds others. */
+const STATUS_KINDS: ReadonlySet<string> = new Set(Object.keys(STATUS_RANK));
 
 export class WhatsAppCloudConnector implements Connector {
   private readonly health_: HealthTracker;
@@ -132,36 +134,17 @@ export class WhatsAppCloudConnector implements Connector {
   }
 
   /**
-   * Stores (or parks) everything in one webhook body. Each entry, change, message, status and
-   * contact is checked on its own (payload.ts): one that fails is parked with the path of the
-   * field at fault and the rest go on. Throws only when storing failed, which a retry can mend.
+   * Stores (or parks) everything in one webhook body (webhook-body.ts walks it item by item).
+   * Throws only when storing failed, which a retry can mend.
    */
   private async take(raw: Buffer): Promise<void> {
-    let json: unknown;
-    try {
-      json = parseJsonBounded(raw.toString('utf8'));
-    } catch (err) {
-      // Not JSON, or nested deeper than any Meta body is (json-input.ts).
-      await this.ctx.deadLetter(`whatsapp-cloud webhook: ${errorMessage(err)}`, raw);
-      return;
-    }
-    const body = WebhookBody.safeParse(json);
-    if (!body.success) {
-      await this.ctx.deadLetter(`whatsapp-cloud webhook: ${describeAt(body.error, '')}`, raw);
-      return;
-    }
-    const statuses = new Map<string, CloudStatus[]>();
-    for (const [i, item] of body.data.entry.entries()) {
-      const at = `entry.${i}`;
-      const entry = WebhookEntry.safeParse(item);
-      if (!entry.success) {
-        await this.park(`whatsapp-cloud webhook: ${describeAt(entry.error, at)}`, item);
-        continue;
-      }
-      for (const [j, changeItem] of (entry.data.changes ?? []).entries()) {
-        await this.takeChange(changeItem, `${at}.changes.${j}`, statuses);
-      }
-    }
+    const statuses = await walkWebhook(raw, {
+      phoneNumberId: this.o.phoneNumberId,
+      statusKinds: STATUS_KINDS,
+      log: this.ctx.log,
+      park: (reason, payload) => this.park(reason, payload),
+      message: (m, at, contacts) => this.ingest(m, at, contacts),
+    });
     // A status whose send record is there is reported before Meta hears 200. One without (a
     // wamid we never sent, or a send whose record is still being written) must not hold Meta's
     // request: it is answered at once and the record waited for in the background.
@@ -171,53 +154,6 @@ export class WhatsAppCloudConnector implements Connector {
       if (found) for (const s of ordered) await this.onStatus(s, 0);
       else this.awaitRecord(ordered);
     }));
-  }
-
-  /** One `entry[].changes[]` item: its messages stored, its statuses collected into `statuses`. */
-  private async takeChange(item: unknown, at: string, statuses: Map<string, CloudStatus[]>): Promise<void> {
-    const change = WebhookChange.safeParse(item);
-    if (!change.success) return this.park(`whatsapp-cloud webhook: ${describeAt(change.error, at)}`, item);
-    if (change.data.field !== 'messages') {
-      this.ctx.log.debug({ field: change.data.field }, 'webhook change of another field ignored');
-      return;
-    }
-    const raw = change.data.value;
-    const value = ChangeValue.safeParse(raw);
-    if (!value.success) return this.park(`whatsapp-cloud webhook: ${describeAt(value.error, `${at}.value`)}`, item);
-    const phoneNumberId = value.data.metadata?.phone_number_id;
-    if (phoneNumberId && phoneNumberId !== this.o.phoneNumberId) {
-      this.ctx.log.debug({ phoneNumberId }, 'webhook for another phone number ignored');
-      return;
-    }
-    const fields = raw as Record<string, unknown>;
-    const contacts: CloudContact[] = [];
-    for (const [k, c] of await this.listOf(fields.contacts, `${at}.value.contacts`)) {
-      const contact = CloudContact.safeParse(c);
-      if (contact.success) contacts.push(contact.data);
-      else await this.park(`whatsapp-cloud webhook: ${describeAt(contact.error, `${at}.value.contacts.${k}`)}`, c);
-    }
-    for (const [k, m] of await this.listOf(fields.messages, `${at}.value.messages`)) {
-      await this.ingest(m, `${at}.value.messages.${k}`, contacts);
-    }
-    for (const [k, s] of await this.listOf(fields.statuses, `${at}.value.statuses`)) {
-      const status = CloudStatus.safeParse(s);
-      if (!status.success) {
-        await this.park(`whatsapp-cloud status${idOf(s) ? ` ${idOf(s)}` : ''}: ${describeAt(status.error, `${at}.value.statuses.${k}`)}`, s);
-        continue;
-      }
-      // Other statuses (Meta adds some) say nothing a delivery report carries.
-      if (!Object.hasOwn(STATUS_RANK, status.data.status)) continue;
-      const id = status.data.id;
-      statuses.set(id, [...(statuses.get(id) ?? []), status.data]);
-    }
-  }
-
-  /** The items of a list field (absent: none); anything else but a list is parked. */
-  private async listOf(v: unknown, at: string): Promise<Array<[number, unknown]>> {
-    if (v === undefined || v === null) return [];
-    if (Array.isArray(v)) return [...v.entries()];
-    await this.park(`whatsapp-cloud webhook: ${at}: ${notAList(v)}`, v);
-    return [];
   }
 
   /** Parks what could not be taken; rejects (and so fails the POST, to be retried) only when parking it failed. */

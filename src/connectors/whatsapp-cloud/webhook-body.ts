@@ -1,0 +1,94 @@
+/**
+ * Walks one Meta webhook body, item by item (payload.ts checks each on its own): a message goes to
+ * `message`, a status is collected by message id, and whatever fails its check is handed to
+ * `park` with the dotted path of the field at fault, while the rest goes on. One unreadable item
+ * failing the whole POST made Meta redeliver it for ever and lost the items after it.
+ */
+import { errorMessage } from '../../core/errors.js';
+import { parseJsonBounded } from '../../core/json-input.js';
+import type { Logger } from '../../core/logger.js';
+import { ChangeValue, CloudContact, CloudStatus, WebhookBody, WebhookChange, WebhookEntry, describeAt, idOf, notAList } from './payload.js';
+
+export interface WebhookSink {
+  /** This connector's number: changes for another are ignored. */
+  phoneNumberId: string;
+  /** Statuses of these kinds are collected; others say nothing a delivery report carries. */
+  statusKinds: ReadonlySet<string>;
+  log: Logger;
+  /** Rejects only when parking failed (the POST then fails, to be retried). */
+  park(reason: string, payload: unknown): Promise<void>;
+  /** One message, `at` its path in the body, with the change's contacts that passed their check. */
+  message(raw: unknown, at: string, contacts: readonly CloudContact[]): Promise<void>;
+}
+
+/** Every status of the body by message id, after its messages were handed over; throws only when `sink` did. */
+export async function walkWebhook(raw: Buffer, sink: WebhookSink): Promise<Map<string, CloudStatus[]>> {
+  const statuses = new Map<string, CloudStatus[]>();
+  let json: unknown;
+  try {
+    json = parseJsonBounded(raw.toString('utf8'));
+  } catch (err) {
+    // Not JSON, or nested deeper than any Meta body is (json-input.ts).
+    await sink.park(`whatsapp-cloud webhook: ${errorMessage(err)}`, raw);
+    return statuses;
+  }
+  const body = WebhookBody.safeParse(json);
+  if (!body.success) {
+    await sink.park(`whatsapp-cloud webhook: ${describeAt(body.error, '')}`, raw);
+    return statuses;
+  }
+  for (const [i, item] of body.data.entry.entries()) {
+    const at = `entry.${i}`;
+    const entry = WebhookEntry.safeParse(item);
+    if (!entry.success) {
+      await sink.park(`whatsapp-cloud webhook: ${describeAt(entry.error, at)}`, item);
+      continue;
+    }
+    for (const [j, change] of (entry.data.changes ?? []).entries()) await walkChange(change, `${at}.changes.${j}`, sink, statuses);
+  }
+  return statuses;
+}
+
+/** One `entry[].changes[]` item: its messages handed over, its statuses collected into `statuses`. */
+async function walkChange(item: unknown, at: string, sink: WebhookSink, statuses: Map<string, CloudStatus[]>): Promise<void> {
+  const change = WebhookChange.safeParse(item);
+  if (!change.success) return sink.park(`whatsapp-cloud webhook: ${describeAt(change.error, at)}`, item);
+  if (change.data.field !== 'messages') {
+    sink.log.debug({ field: change.data.field }, 'webhook change of another field ignored');
+    return;
+  }
+  const raw = change.data.value;
+  const value = ChangeValue.safeParse(raw);
+  if (!value.success) return sink.park(`whatsapp-cloud webhook: ${describeAt(value.error, `${at}.value`)}`, item);
+  const phoneNumberId = value.data.metadata?.phone_number_id;
+  if (phoneNumberId && phoneNumberId !== sink.phoneNumberId) {
+    sink.log.debug({ phoneNumberId }, 'webhook for another phone number ignored');
+    return;
+  }
+  const fields = raw as Record<string, unknown>;
+  const contacts: CloudContact[] = [];
+  for (const [k, c] of await listOf(fields.contacts, `${at}.value.contacts`, sink)) {
+    const contact = CloudContact.safeParse(c);
+    if (contact.success) contacts.push(contact.data);
+    else await sink.park(`whatsapp-cloud webhook: ${describeAt(contact.error, `${at}.value.contacts.${k}`)}`, c);
+  }
+  for (const [k, m] of await listOf(fields.messages, `${at}.value.messages`, sink)) await sink.message(m, `${at}.value.messages.${k}`, contacts);
+  for (const [k, s] of await listOf(fields.statuses, `${at}.value.statuses`, sink)) {
+    const status = CloudStatus.safeParse(s);
+    if (!status.success) {
+      await sink.park(`whatsapp-cloud status${idOf(s) ? ` ${idOf(s)}` : ''}: ${describeAt(status.error, `${at}.value.statuses.${k}`)}`, s);
+      continue;
+    }
+    if (!sink.statusKinds.has(status.data.status)) continue;
+    const id = status.data.id;
+    statuses.set(id, [...(statuses.get(id) ?? []), status.data]);
+  }
+}
+
+/** The items of a list field (absent: none); anything else but a list is parked. */
+async function listOf(v: unknown, at: string, sink: WebhookSink): Promise<Array<[number, unknown]>> {
+  if (v === undefined || v === null) return [];
+  if (Array.isArray(v)) return [...v.entries()];
+  await sink.park(`whatsapp-cloud webhook: ${at}: ${notAList(v)}`, v);
+  return [];
+}
