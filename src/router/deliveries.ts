@@ -86,7 +86,7 @@ export class DeliveryRecorder {
       if (ticket.value.conversation.kind === 'email') {
         // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
         await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
-        await this.store.index(`out.${hashKey(s.platformMessageId.trim().replace(/^<|>$/g, '').toLowerCase())}`, s.ticketId, { cache: false });
+        await this.store.index(IndexKeys.ownMessageId(s.platformMessageId), s.ticketId, { cache: false });
       }
     }
     const purpose = purposeOf(s);

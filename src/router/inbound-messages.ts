@@ -17,7 +17,7 @@ import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import { CLOSED_STATUSES, DeliveryStatus, type InboundMessage, type LogEntry, type Ticket } from '../core/schema.js';
 import { metrics } from '../core/metrics.js';
-import { Subjects, hashKey } from '../core/subjects.js';
+import { Subjects } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
 import { NotOwnedError } from './inbound-consumer.js';
 import type { Journal } from './journal.js';
@@ -413,7 +413,7 @@ export class MessageRouter {
   }
 
   private async isOurEcho(messageId: string): Promise<boolean> {
-    const hit = await this.store.lookup(`out.${hashKey(messageId.trim().replace(/^<|>$/g, '').toLowerCase())}`);
+    const hit = await this.store.lookup(IndexKeys.ownMessageId(messageId));
     return !!hit;
   }
 

@@ -17,6 +17,7 @@ import { DeliverPolicy } from '@nats-io/jetstream';
 import { LogEntry, describeZodError, type LogEntry as LogEntryT } from '../core/schema.js';
 import { safeParser } from '../core/schema-as-is.js';
 import { jsonOrUndefined } from '../core/json-input.js';
+import { normalizeMessageId } from '../core/message-id.js';
 
 /** The counter of versions before the stream-sequence numbers: read once, to continue from it. */
 const LEGACY_SEQ_KEY = 'ticket-seq';
@@ -443,6 +444,4 @@ export const IndexKeys = {
     `pm.${hashKey(`${channel}\u0000${account}\u0000${platformMessageId}`)}`,
 } as const;
 
-export function normalizeMessageId(id: string): string {
-  return id.trim().replace(/^<|>$/g, '').toLowerCase();
-}
+export { normalizeMessageId } from '../core/message-id.js';

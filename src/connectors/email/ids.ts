@@ -5,6 +5,7 @@
  * two watched folders) is one event.
  */
 import { createHash } from 'node:crypto';
+import { normalizeMessageId } from '../../core/message-id.js';
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -26,9 +27,6 @@ export function isOurMessageId(messageId: string, domains: ReadonlySet<string>):
   return !!m && domains.has(m[1]!.toLowerCase());
 }
 
-export function bareMessageId(id: string): string {
-  return id.trim().replace(/^<|>$/g, '').toLowerCase();
-}
 
 /**
  * `<mailbox>:<message-id>#<copy>`; a very long Message-ID is hashed to keep the event id within
@@ -39,7 +37,7 @@ export function bareMessageId(id: string): string {
  * another sender's mail reusing one, was taken for a copy of the first and dropped, silently.
  */
 export function platformId(mailbox: string, messageId: string, copy: { from: string; headers: string }): string {
-  const bare = bareMessageId(messageId);
+  const bare = normalizeMessageId(messageId);
   const fingerprint = sha256(`${copy.from.toLowerCase()}\u0000${copy.headers}`).slice(0, 12);
   return `${mailbox.toLowerCase()}:${bare.length <= 300 ? bare : `sha256.${sha256(bare)}`}#${fingerprint}`;
 }
@@ -62,7 +60,7 @@ export function copyHeaders(raw: Uint8Array): string {
 /** The Message-ID a mail goes by: its own, or a stand-in from its bytes when it has none (also `<>`, `< >`: empty is none). */
 export function effectiveMessageId(header: string | undefined, raw: Uint8Array): string {
   const given = header?.trim();
-  return given && bareMessageId(given).trim() ? given : syntheticMessageId(raw);
+  return given && normalizeMessageId(given).trim() ? given : syntheticMessageId(raw);
 }
 
 /** A stable stand-in for a mail that has no Message-ID: the same bytes get the same id. */
