@@ -125,10 +125,15 @@ export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logge
     },
   };
   const take = (m: JsMsg) => {
-    // Lower than expected: the durable recreated, or a new leader behind us (copies, not a loss).
+    // A skipped number is a delivery lost in flight. A number at or below the last one is a
+    // server whose count went back (restarted from consumer state up to ~100 ms old after a
+    // kill -9, a new leader behind us, the durable recreated): what it still counts as pending
+    // may have been lost in flight too, and would come back after ack_wait behind newer messages.
     const d = m.info.deliverySequence;
-    if (d > delivered + 1 && !lost) {
-      lost = `${d - delivered - 1} deliveries never arrived (delivery sequence ${d}): restarting from the ack floor`;
+    if (!lost && (d > delivered + 1 || d <= delivered)) {
+      lost = d > delivered + 1
+        ? `${d - delivered - 1} deliveries never arrived (delivery sequence ${d}): restarting from the ack floor`
+        : `the server's delivery count went back from ${delivered} to ${d}: restarting from the ack floor`;
       gone = true; // nothing more is started: left unacked, in order, for the rewind
       stopPulling();
     }

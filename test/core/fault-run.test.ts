@@ -39,7 +39,7 @@ let nats: TestNats;
 const servers: Server[] = [];
 const gateways: GatewayProcess[] = [];
 
-interface Hook { type: string; ticketId: string; number: number; sequence: number; delivery: string; conversation?: string }
+interface Hook { type: string; ticketId: string; number: number; sequence: number; delivery: string; conversation?: string; at: number }
 const hooks: Hook[] = [];
 /** Idempotency keys seen at the customer's callback, with how often each came. */
 const callbacks = new Map<string, number>();
@@ -94,7 +94,7 @@ describe('one fault run: 3 gateway kill -9s and 1 nats-server kill -9 under load
     const httpPort = await freePort();
     const hookUrl = await listen((body, headers) => {
       const e = JSON.parse(body) as { type: string; ticketId: string; ticketNumber: number; conversation?: { id: string } };
-      hooks.push({ type: e.type, ticketId: e.ticketId, number: e.ticketNumber, sequence: Number(headers['x-omnigate-sequence']), delivery: String(headers['x-omnigate-delivery']), conversation: e.conversation?.id });
+      hooks.push({ type: e.type, ticketId: e.ticketId, number: e.ticketNumber, sequence: Number(headers['x-omnigate-sequence']), delivery: String(headers['x-omnigate-delivery']), conversation: e.conversation?.id, at: Date.now() });
       if (e.type === 'ticket.created') reply(e.ticketId);
     });
     const callbackUrl = await listen((_body, headers) => {
@@ -179,7 +179,7 @@ describe('one fault run: 3 gateway kill -9s and 1 nats-server kill -9 under load
         await sleep(1000);
         await nats.restart();
       }
-      faults.push(`${what} at ${accepted}`);
+      faults.push(`${what} at ${accepted} (t=${Date.now()})`);
     }
     await load;
 
@@ -235,8 +235,18 @@ describe('one fault run: 3 gateway kill -9s and 1 nats-server kill -9 under load
           continue;
         }
         seen.add(h.delivery);
-        if (h.sequence < (last.get(h.ticketId) ?? 0)) inversions++;
-        else last.set(h.ticketId, h.sequence);
+        if (h.sequence < (last.get(h.ticketId) ?? 0)) {
+          inversions++;
+          // What a failure needs to be understood: that ticket's deliveries in arrival order.
+          console.log(`inversion on ${h.ticketId}: ${JSON.stringify(hooks.filter((o) => o.ticketId === h.ticketId).map((o) => [o.sequence, o.type, o.at]))}`);
+        } else last.set(h.ticketId, h.sequence);
+      }
+      if (inversions) {
+        // The dispatchers' side of it: each gateway's webhook and lease log lines.
+        for (const [i, g] of gateways.entries()) {
+          const lines = g.output().split('\n').filter((l) => /webhook|lease|NATS|nats/.test(l));
+          console.log(`gateway ${i} (${lines.length} lines):\n${lines.slice(-80).join('\n')}`);
+        }
       }
       const replyKeys = [...callbacks.keys()];
       const replyRepeats = [...callbacks.values()].reduce((a, n) => a + n - 1, 0);
