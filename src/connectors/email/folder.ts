@@ -99,6 +99,9 @@ export class FolderWatcher {
       const woken = new Promise<void>((resolve) => (this.wakeUp = resolve));
       client.on('error', (err: Error) => ctx.log.warn({ folder: this.label, err: errorMessage(err) }, 'imap connection error'));
       let poll: NodeJS.Timeout | undefined;
+      // Why this session ended, when it failed: decided once, in the catch below, for this
+      // iteration only (a client event may fire more than once; this is not set from one).
+      let failure: { state: ConnectorState; detail: string } | undefined;
       try {
         await client.connect();
         client.on('exists', () => void this.trigger()); // eslint-disable-line @typescript-eslint/no-floating-promises -- trigger() never rejects: a failed sync is reported and retried inside it
@@ -111,19 +114,42 @@ export class FolderWatcher {
         await Promise.race([closed, woken]);
       } catch (err) {
         this.failures++;
-        const e = err as { authenticationFailed?: boolean; responseText?: string };
-        if (e.authenticationFailed) this.d.report('auth_failed', `${this.label}: IMAP login refused${e.responseText ? ` (${e.responseText})` : ''}`);
-        else this.d.report('disconnected', `${this.label}: ${errorMessage(err)}`);
+        failure = this.failureOf(err);
+        this.d.report(failure.state, failure.detail);
       } finally {
         if (poll) clearInterval(poll);
         await this.syncing?.catch(() => {});
         await client.logout().catch(() => client.close());
       }
       if (!this.stopped) {
-        this.d.report('disconnected', `${this.label}: connection closed; reconnecting`);
+        // A failed connect keeps its own report through the close and the backoff: a refused
+        // login stays `auth_failed` (it flipped to `disconnected` here, and ops never learned the
+        // password was wrong) until a login succeeds and the sync reports `connected`.
+        if (!failure) this.d.report('disconnected', `${this.label}: connection closed; reconnecting`);
         await sleep(backoffMs(Math.min(this.failures, 10), 250, options.reconnectMaxMs), () => this.stopped, (wake) => (this.wakeUp = wake));
       }
     }
+  }
+
+  /**
+   * The state a failed connect leaves: `auth_failed` when the server refused the login (imapflow
+   * sets `authenticationFailed` on a tagged NO/BAD to LOGIN/AUTHENTICATE), else `disconnected`.
+   * `NO [UNAVAILABLE]` (RFC 5530: the server's auth backend is down, as Dovecot says it) is not
+   * the credentials' fault: `disconnected`, so no one changes a password that was right.
+   * The detail names the mailbox and folder; the server's words never carry our password.
+   */
+  private failureOf(err: unknown): { state: ConnectorState; detail: string } {
+    const e = err as { authenticationFailed?: boolean; responseText?: string; serverResponseCode?: string };
+    if (e.authenticationFailed && e.serverResponseCode?.toUpperCase() !== 'UNAVAILABLE') {
+      const said = e.responseText ? ` (${this.redact(e.responseText)})` : '';
+      return { state: 'auth_failed', detail: `${this.label}: IMAP login refused${said}: check the IMAP user and password; retrying` };
+    }
+    return { state: 'disconnected', detail: `${this.label}: ${this.redact(errorMessage(err))}` };
+  }
+
+  private redact(text: string): string {
+    const pass = this.d.mailbox.imap.pass;
+    return pass ? text.split(pass).join('***') : text;
   }
 
   /** Runs a sync now, or once more after the running one (an IDLE notification during a sync is not lost). */
