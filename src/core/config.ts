@@ -48,9 +48,17 @@ function configError(file: string, problems: ConfigProblem[], afterSchema?: Gate
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "30s", "7d", "1500ms" or a number of milliseconds. */
+/**
+ * "30s", "7d", "1500ms", or 0. A bare number other than 0 is refused: `reopenWindow: 3` (or
+ * OMNIGATE_ROUTER__REOPEN_WINDOW=3) was read as 3 ms where 3 days or minutes were meant, and
+ * the gateway started without a word. Zero needs no unit.
+ */
 export const Duration = z.union([
-  z.number().int().nonnegative(),
+  z.number().superRefine((n, ctx) => {
+    if (n === 0) return;
+    const message = n > 0 && Number.isFinite(n) ? `${n} has no unit: write "${n}s", "${n}m", "${n}h", "${n}d" or "${n}ms"` : 'a duration such as "500ms", "30s", "10m", "2h" or "7d"';
+    ctx.addIssue({ code: 'custom', message });
+  }),
   z
     .string()
     .regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, 'a duration such as "500ms", "30s", "10m", "2h" or "7d"')

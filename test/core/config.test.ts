@@ -39,6 +39,14 @@ describe('config', () => {
 
     const dur = writeConfig({ router: { reopenWindow: 'a week' } });
     expect(errorOf(() => loadConfig(dur, {})).message).toMatch(/router\.reopenWindow: .*duration such as/);
+    // A bare number was read as milliseconds: `reopenWindow: 3` reopened tickets for 3 ms. Now
+    // refused with the unit to write, from the file and from the environment alike; 0 needs none.
+    expect(errorOf(() => loadConfig(writeConfig({ router: { reopenWindow: 3 } }), {})).message).toMatch(/router\.reopenWindow: 3 has no unit: write "3s", "3m", "3h", "3d" or "3ms"/);
+    const fromEnv = errorOf(() => loadConfig(undefined, { OMNIGATE_ROUTER__REOPEN_WINDOW: '3' }));
+    expect(fromEnv.key).toBe('router.reopenWindow');
+    expect(fromEnv.message).toContain('OMNIGATE_ROUTER__REOPEN_WINDOW');
+    expect(errorOf(() => loadConfig(writeConfig({ nats: { leaseTtl: -5 } }), {})).message).toMatch(/nats\.leaseTtl: .*duration such as/);
+    expect(loadConfig(writeConfig({ retention: { tickets: 0 } }), {}).config.retention.tickets).toBe(0);
 
     // Not a NATS address at all: a config error at start (exit 78), not a start that waits on it.
     for (const url of ['http://nats:4222', 'nats://nats:4222/x y', 'nats://a:4222;nats://b:4222']) {
