@@ -115,11 +115,17 @@ export class Projection {
 
   /** `sample`, handing back the log's stream info it read (the idle applier checks it too: sameLog). */
   private async sampleLog(): Promise<StreamInfo> {
-    const [checkpoint, info] = await Promise.all([this.checkpoint(), this.bus.jsm.streams.info(Streams.log)]);
-    const logLastSeq = info.state.last_seq;
-    this.status_ = { ...this.status_, checkpoint, logLastSeq, lag: Math.max(0, logLastSeq - checkpoint), sampledAt: new Date().toISOString() };
+    const [checkpoint, stream] = await Promise.allSettled([this.checkpoint(), this.bus.jsm.streams.info(Streams.log)]);
+    if (stream.status === 'rejected') throw stream.reason;
+    const logLastSeq = stream.value.state.last_seq;
+    // The database away (a role set NOLOGIN, a revoked grant, a restart): nothing is applied
+    // meanwhile, so the lag grows from the last checkpoint seen. Left as it was, the gauge froze
+    // at its last value for the whole outage and an alert on it never fired.
+    const applied = checkpoint.status === 'fulfilled' ? checkpoint.value : this.status_.checkpoint;
+    this.status_ = { ...this.status_, checkpoint: applied, logLastSeq, lag: Math.max(0, logLastSeq - applied), sampledAt: new Date().toISOString() };
     metrics.readModelLag.set(this.status_.lag);
-    return info;
+    if (checkpoint.status === 'rejected') throw checkpoint.reason;
+    return stream.value;
   }
 
   /**
