@@ -10,6 +10,7 @@ import type { ConnectorContext, Fence, HealthTracker } from '../contract.js';
 import type { TgUpdate } from './normalize.js';
 import { telegramRetryWaitMs, type TelegramErrorLike } from './sender.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
+import { AlbumUnit } from './album-unit.js';
 
 /**
  * Telegram sends only what is asked for here (and remembers the last list). my_chat_member tells
@@ -21,8 +22,22 @@ interface Checkpoint {
   botId: number;
   offset: number;
 }
-/** After this many failed attempts at one update it is parked, so one bad update cannot stall a bot. */
+/**
+ * After this many failed attempts at one unit (an update, or the items of an album taken
+ * together) it is parked, so one bad update cannot stall a bot.
+ */
 const POISON_ATTEMPTS = 5;
+
+/** What failed to be stored, as counted, logged and parked. */
+interface FailedUnit {
+  kind: 'update' | 'album';
+  /** The failure count's key: `update:<id>`, or `album:<chat id>:<media_group_id>`. */
+  key: string;
+  /** Names it in the dead letter's reason. */
+  what: string;
+  log: Record<string, unknown>;
+  payload: unknown;
+}
 
 export interface PollerDeps {
   api: Telegram;
@@ -51,7 +66,8 @@ function updateIdOf(update: TgUpdate): number | undefined {
 }
 
 export class TelegramPoller {
-  private failedUpdate = { id: -1, attempts: 0 };
+  /** Failed attempts per unit, until it is stored or parked, within one lease session. */
+  private readonly failures = new Map<string, number>();
 
   constructor(private readonly d: PollerDeps) {}
 
@@ -108,6 +124,9 @@ export class TelegramPoller {
     // Fencing: the offset checkpoint is written only while the lease is ours by the clock.
     const { ctx } = this.d;
     const state = ctx.state.fencedBy(lease);
+    // Counts left by a session that ended mid-failure are stale: while the lease was not ours,
+    // another replica may have stored or parked those units.
+    this.failures.clear();
     let offset = await this.loadOffset();
     let persisted = offset;
     let failures = 0;
@@ -115,6 +134,8 @@ export class TelegramPoller {
     let served: TgUpdate[] = [];
     /** Album items taken and not settled yet: update id → album key and outcome. */
     const inFlight = new Map<number, { album: string; stored: Promise<boolean>; takenAt: number }>();
+    /** The unit each album's next item joins, until that unit settles. */
+    const units = new Map<string, { unit: AlbumUnit; stored: Promise<boolean> }>();
     /**
      * Whether an album may still get items: one taken within the album window. Past it, an item in
      * flight is only being stored (a download, a publish waiting out a NATS outage), and asking
@@ -151,20 +172,34 @@ export class TelegramPoller {
       );
     };
     const take = (id: number, album: string, update: TgUpdate) => {
-      const stored = this.ingestOne(update, signal);
-      inFlight.set(id, { album, stored, takenAt: performance.now() });
-      void stored.then((ok) => { // eslint-disable-line @typescript-eslint/no-floating-promises -- ingestOne never rejects
-        inFlight.delete(id);
-        // Not stored: the offset stays below it, Telegram serves it again and it is taken again.
-        if (ok) done.add(id);
-      });
+      let current = units.get(album);
+      if (!current || current.unit.closed) {
+        const unit = new AlbumUnit(album);
+        const stored = this.storeAlbum(unit, signal);
+        current = { unit, stored };
+        units.set(album, current);
+        void stored.then((passable) => { // eslint-disable-line @typescript-eslint/no-floating-promises -- storeAlbum never rejects
+          if (units.get(album)?.unit === unit) units.delete(album);
+          for (const [itemId, item] of unit.items) {
+            inFlight.delete(itemId);
+            // Not stored: the offset stays below it, Telegram serves it again and it is taken again.
+            if (passable || item.stored) done.add(itemId);
+          }
+        });
+      }
+      current.unit.add(id, update, this.ingest(update));
+      inFlight.set(id, { album, stored: current.stored, takenAt: performance.now() });
     };
     health.set('connected');
     while (!signal.aborted) {
       const open = albumOpen();
-      if (open) {
-        // An album is open: ask again soon for its next items, or at once when it is settled.
-        await Promise.race([sleep(this.d.albumPollMs, signal), ...[...inFlight.values()].map((f) => f.stored)]);
+      if (inFlight.size > 0) {
+        // An album is open: ask again soon for its next items, or at once when it is settled. Past
+        // its window it is only being stored (a download, a NATS outage, a backoff) and Telegram
+        // would serve its items again at once, so asking without a pause was hundreds of requests
+        // a second: ask when it settles, and for new updates no more often than a long poll would.
+        const pauseMs = open ? this.d.albumPollMs : Math.max(1, this.d.timeoutS) * 1000;
+        await Promise.race([sleep(pauseMs, signal), ...[...inFlight.values()].map((f) => f.stored)]);
         if (signal.aborted) return;
       }
       advance();
@@ -222,7 +257,7 @@ export class TelegramPoller {
           behindWaiting = true;
           continue;
         }
-        if (!(await this.ingestOne(update, signal))) break; // not stored: the offset stays, Telegram serves it again
+        if (!(await this.storeOne(update, signal))) break; // not stored: the offset stays, Telegram serves it again
         if (id !== undefined) done.add(id);
       }
       advance();
@@ -254,26 +289,61 @@ export class TelegramPoller {
     return typeof offset === 'number' && Number.isSafeInteger(offset) && offset > 0 ? offset : 0;
   }
 
+  /** Runs the connector's ingest; a synchronous throw is a rejection like any other. */
+  private async ingest(update: TgUpdate): Promise<void> {
+    await this.d.ingest(update);
+  }
+
   /** True when the update is stored, parked or deliberately skipped, so its offset may advance. */
-  private async ingestOne(update: TgUpdate, signal: AbortSignal): Promise<boolean> {
+  private async storeOne(update: TgUpdate, signal: AbortSignal): Promise<boolean> {
+    const id = update?.update_id ?? -1;
+    const key = `update:${id}`;
     try {
-      await this.d.ingest(update);
+      await this.ingest(update);
+      this.failures.delete(key);
       return true;
     } catch (err) {
-      if (signal.aborted) return false;
-      const id = update?.update_id ?? -1;
-      this.failedUpdate = this.failedUpdate.id === id ? { id, attempts: this.failedUpdate.attempts + 1 } : { id, attempts: 1 };
-      this.d.ctx.log.warn({ updateId: id, attempts: this.failedUpdate.attempts, err: this.d.redact(err) }, 'could not store a Telegram update; it will be read again');
-      if (this.failedUpdate.attempts >= POISON_ATTEMPTS) {
-        try {
-          await this.d.ctx.deadLetter(`telegram update ${id} failed ${POISON_ATTEMPTS} times: ${this.d.redact(err)}`, update);
-          return true;
-        } catch {
-          /* NATS is away: keep the update with Telegram */
-        }
-      }
-      await sleep(backoffMs(this.failedUpdate.attempts, 500, 10_000), signal);
-      return false;
+      return this.failed({ kind: 'update', key, what: `update ${id}`, log: { updateId: id }, payload: update }, err, signal);
     }
+  }
+
+  /**
+   * True when every item of the unit is stored, or the ones that were not are parked: the offset
+   * may pass them all. Otherwise the items that were not stored are read again (the stored ones
+   * stay stored), and the album's attempts go on counting under its key.
+   */
+  private async storeAlbum(unit: AlbumUnit, signal: AbortSignal): Promise<boolean> {
+    const failure = await unit.outcome;
+    const key = `album:${unit.key}`;
+    if (!failure) {
+      this.failures.delete(key);
+      return true;
+    }
+    const ids = failure.updates.map((u) => u.update_id);
+    const what = `album ${unit.key} (updates ${ids.join(',')})`;
+    return this.failed({ kind: 'album', key, what, log: { album: unit.key, updateIds: ids }, payload: failure.updates }, failure.err, signal);
+  }
+
+  /**
+   * One failed attempt at a unit. At the threshold the unit is parked whole (an album as the list
+   * of its items, which a replay publishes as one message): true, the offset may pass it. Else
+   * false after a backoff, and Telegram serves it again.
+   */
+  private async failed(unit: FailedUnit, err: unknown, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return false;
+    const attempts = (this.failures.get(unit.key) ?? 0) + 1;
+    this.failures.set(unit.key, attempts);
+    this.d.ctx.log.warn({ ...unit.log, attempts, err: this.d.redact(err) }, `could not store a Telegram ${unit.kind}; it will be read again`);
+    if (attempts >= POISON_ATTEMPTS) {
+      try {
+        await this.d.ctx.deadLetter(`telegram ${unit.what} failed ${POISON_ATTEMPTS} times: ${this.d.redact(err)}`, unit.payload);
+        this.failures.delete(unit.key);
+        return true;
+      } catch {
+        /* NATS is away: keep the unit with Telegram */
+      }
+    }
+    await sleep(backoffMs(attempts, 500, 10_000), signal);
+    return false;
   }
 }
