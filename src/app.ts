@@ -324,8 +324,10 @@ export class Gateway {
 
   private async sampleLag(o: { force?: boolean } = {}): Promise<void> {
     try {
-      // omnigate_tickets{status} and omnigate_read_model_lag come from the read model.
-      await this.readModel?.sample(o);
+      // omnigate_tickets{status} and omnigate_read_model_lag come from the read model. A database
+      // outage is the read model's own (its lag gauge still moves, /readyz says why): the gauges
+      // below must not freeze with it.
+      await this.readModel?.sample(o).catch(() => undefined);
       sampleConnectors(this.connectors?.health() ?? []);
       await this.helpdesk?.sampleLag();
       await this.helpdesks?.sampleLag();

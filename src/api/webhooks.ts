@@ -202,7 +202,7 @@ export class WebhookDispatcher {
     setMaxListeners(0, this.term.signal);
     const lease = this.held;
     const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease?.valid() ?? false);
-    this.log.warn({ webhook: this.target.name, why: this.cutWhy, fromSeq: from, handedBack: consumer.handedBack }, 'NATS dropped a pull with events in flight: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
+    this.log.warn({ webhook: this.target.name, why: this.cutWhy, fromSeq: from, handedBack: consumer.handedBack }, 'events sent to this dispatcher may have been lost in flight (see why): delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
     const next = this.consumer(onCut);
     await next.start();
     return next;

@@ -46,7 +46,8 @@ function configError(file: string, problems: ConfigProblem[], afterSchema?: Gate
   return new ConfigError(file, first!.key, first!.problem, others, afterSchema);
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** `y` is 365 days: retention is set in years by those who answer for personal data (152-FZ). */
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, y: 365 * 86_400_000 };
 
 /**
  * "30s", "7d", "1500ms", or 0. A bare number other than 0 is refused: `reopenWindow: 3` (or
@@ -61,9 +62,9 @@ export const Duration = z.union([
   }),
   z
     .string()
-    .regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, 'a duration such as "500ms", "30s", "10m", "2h" or "7d"')
+    .regex(/^\d+(\.\d+)?(ms|s|m|h|d|y)$/, 'a duration such as "500ms", "30s", "10m", "2h", "7d" or "3y"')
     .transform((s) => {
-      const [, n, unit] = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s)!;
+      const [, n, unit] = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|y)$/.exec(s)!;
       return Math.round(Number(n) * UNITS[unit!]!);
     }),
 ]);

@@ -51,8 +51,9 @@ export interface LaneConsumerOptions<T> {
    * Messages the server sent us never arrived: a pull request cut off (connection dropped, or
    * given up on by the client) with messages in flight, or a gap in the delivery sequence (every
    * delivery of this durable is ours, numbered one by one: a skipped number is a lost message,
-   * e.g. sent by a consumer leader that died before its route forwarded it). Those stay "ack
-   * pending" on the server until ack_wait and would come back behind newer ones of their key,
+   * e.g. sent by a consumer leader that died before its route forwarded it), or a delivery
+   * sequence that went back (a server restarted from older consumer state; see gap()). Those stay
+   * "ack pending" on the server until ack_wait and would come back behind newer ones of their key,
    * unless the owner rewinds (see the webhook dispatcher). The message that revealed a gap and
    * everything after it are not handled. Called once; pulling stops until the owner stops this.
    */

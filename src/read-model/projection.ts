@@ -73,6 +73,8 @@ export class Projection {
   private readonly idleMs: number;
   private readonly standbyRetryMs: number;
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
+  /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
+  private checkpointSeen = false;
 
   constructor(
     private readonly bus: Bus,
@@ -121,6 +123,9 @@ export class Projection {
     // The database away (a role set NOLOGIN, a revoked grant, a restart): nothing is applied
     // meanwhile, so the lag grows from the last checkpoint seen. Left as it was, the gauge froze
     // at its last value for the whole outage and an alert on it never fired.
+    // Never read (refused from the start): no lag to state rather than the whole log as one.
+    if (checkpoint.status === 'fulfilled') this.checkpointSeen = true;
+    if (!this.checkpointSeen && checkpoint.status === 'rejected') throw checkpoint.reason;
     const applied = checkpoint.status === 'fulfilled' ? checkpoint.value : this.status_.checkpoint;
     this.status_ = { ...this.status_, checkpoint: applied, logLastSeq, lag: Math.max(0, logLastSeq - applied), sampledAt: new Date().toISOString() };
     metrics.readModelLag.set(this.status_.lag);

@@ -22,7 +22,10 @@
  * - a gap in the delivery (consumer) sequence ends the run the same way: every delivery of the
  *   unit's durable is ours, so a skipped number is a message lost in flight (a consumer leader
  *   killed before its route forwarded it). It would come back after ack_wait, behind newer ones
- *   of its conversation; the restarted run rewinds to the ack floor instead (prepare).
+ *   of its conversation; the restarted run rewinds to the ack floor instead (prepare). A number
+ *   at or below the last one (a nats-server restarted from consumer state up to ~100 ms old after
+ *   kill -9, a new leader behind us) ends it too: such a server may still count as pending a
+ *   message whose copy was lost in flight.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';

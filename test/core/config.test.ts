@@ -47,6 +47,8 @@ describe('config', () => {
     expect(fromEnv.message).toContain('OMNIGATE_ROUTER__REOPEN_WINDOW');
     expect(errorOf(() => loadConfig(writeConfig({ nats: { leaseTtl: -5 } }), {})).message).toMatch(/nats\.leaseTtl: .*duration such as/);
     expect(loadConfig(writeConfig({ retention: { tickets: 0 } }), {}).config.retention.tickets).toBe(0);
+    // Years, as retention is set by those who answer for personal data (docs/data.md writes 3y).
+    expect(loadConfig(writeConfig({ retention: { tickets: '3y' } }), {}).config.retention.tickets).toBe(3 * 365 * 86_400_000);
 
     // Not a NATS address at all: a config error at start (exit 78), not a start that waits on it.
     for (const url of ['http://nats:4222', 'nats://nats:4222/x y', 'nats://a:4222;nats://b:4222']) {

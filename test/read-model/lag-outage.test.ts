@@ -61,4 +61,13 @@ describe('read-model lag during a database outage', () => {
     expect(projection.status()).toMatchObject({ checkpoint: 2, logLastSeq: 8, lag: 6 });
     expect(await gauge()).toBe(6);
   });
+
+  it('states no lag when the checkpoint was never read (refused from the start), rather than the whole log', async () => {
+    const projection = new Projection(bus, async () => openDatabase({ url: pg.url, user: role, dataDir: '' }), log);
+    const before = await gauge();
+    const refused = await projection.sample().then(() => undefined, (e: unknown) => e);
+    expect((refused as { code?: string }).code).toBe('28000');
+    expect(projection.status().lag).toBe(0);
+    expect(await gauge()).toBe(before);
+  });
 });

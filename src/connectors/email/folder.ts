@@ -24,6 +24,8 @@ const MAX_ATTEMPTS = 3;
 const RETRY_MS = 2000;
 /** A folder that stays caught up rewrites its checkpoint's caughtUpAt at most this often. */
 const CAUGHT_UP_REFRESH_MS = 60 * 60 * 1000;
+/** RFC 5530 codes on a refused login that say the server is in trouble, not that our password is wrong. */
+const NOT_THE_CREDENTIALS = new Set(['UNAVAILABLE', 'INUSE', 'LIMIT', 'SERVERBUG']);
 
 export interface FolderWatcherDeps {
   ctx: ConnectorContext;
@@ -134,13 +136,14 @@ export class FolderWatcher {
   /**
    * The state a failed connect leaves: `auth_failed` when the server refused the login (imapflow
    * sets `authenticationFailed` on a tagged NO/BAD to LOGIN/AUTHENTICATE), else `disconnected`.
-   * `NO [UNAVAILABLE]` (RFC 5530: the server's auth backend is down, as Dovecot says it) is not
-   * the credentials' fault: `disconnected`, so no one changes a password that was right.
+   * `NO [UNAVAILABLE]` (RFC 5530: the server's auth backend is down, as Dovecot says it), and the
+   * other transient codes of RFC 5530, are not the credentials' fault: `disconnected`, so no one
+   * changes a password that was right.
    * The detail names the mailbox and folder; the server's words never carry our password.
    */
   private failureOf(err: unknown): { state: ConnectorState; detail: string } {
     const e = err as { authenticationFailed?: boolean; responseText?: string; serverResponseCode?: string };
-    if (e.authenticationFailed && e.serverResponseCode?.toUpperCase() !== 'UNAVAILABLE') {
+    if (e.authenticationFailed && !NOT_THE_CREDENTIALS.has(e.serverResponseCode?.toUpperCase() ?? '')) {
       const said = e.responseText ? ` (${this.redact(e.responseText)})` : '';
       return { state: 'auth_failed', detail: `${this.label}: IMAP login refused${said}: check the IMAP user and password; retrying` };
     }

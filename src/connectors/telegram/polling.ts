@@ -27,6 +27,8 @@ interface Checkpoint {
  * together) it is parked, so one bad update cannot stall a bot.
  */
 const POISON_ATTEMPTS = 5;
+/** While an album past its window is only being stored, other updates are asked for this often. */
+const STORING_POLL_S = 3;
 
 /** What failed to be stored, as counted, logged and parked. */
 interface FailedUnit {
@@ -197,8 +199,8 @@ export class TelegramPoller {
         // An album is open: ask again soon for its next items, or at once when it is settled. Past
         // its window it is only being stored (a download, a NATS outage, a backoff) and Telegram
         // would serve its items again at once, so asking without a pause was hundreds of requests
-        // a second: ask when it settles, and for new updates no more often than a long poll would.
-        const pauseMs = open ? this.d.albumPollMs : Math.max(1, this.d.timeoutS) * 1000;
+        // a second: ask when it settles, and for other chats' updates every few seconds meanwhile.
+        const pauseMs = open ? this.d.albumPollMs : Math.min(Math.max(1, this.d.timeoutS), STORING_POLL_S) * 1000;
         await Promise.race([sleep(pauseMs, signal), ...[...inFlight.values()].map((f) => f.stored)]);
         if (signal.aborted) return;
       }
