@@ -21,10 +21,9 @@
  * is only done while the caller's lease is still valid: a stale holder recreating the durable
  * under its successor would throw away the successor's position.
  */
-import { DeliverPolicy, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { z } from 'zod';
-import { isCasConflict, isNotFound } from '../core/bus.js';
+import { isCasConflict } from '../core/bus.js';
 import { kvSafe } from '../core/subjects.js';
 import type { Ranges } from './webhook-done.js';
 
@@ -81,38 +80,6 @@ export async function closeTerm(kv: KV, webhook: string, term: Term, token: numb
     if (isCasConflict(err)) return false;
     throw err;
   }
-}
-
-/**
- * Restarts the durable right after its ack floor when anything is still "ack pending"; returns
- * the stream sequence delivery restarts from, or 0 when nothing was pending (or no durable yet).
- * An unanswered info request throws: taking it for "nothing pending" left a predecessor's orphans
- * to come back after ack_wait, behind newer events (an inversion seen under overload).
- *
- * `stillHolder` is asked just before the durable is deleted and again before it is recreated:
- * false throws. What it cannot cover is a process frozen while one of those two requests is on
- * its way (a window of one request's flight time, not of the lease TTL).
- */
-export async function rewindOrphans(jsm: JetStreamManager, stream: string, durable: string, stillHolder: () => boolean = () => true): Promise<number> {
-  const info = await jsm.consumers.info(stream, durable).catch((err: unknown) => {
-    if (isNotFound(err)) return null;
-    throw err;
-  });
-  if (!info || info.num_ack_pending === 0) return 0;
-  const from = info.ack_floor.stream_seq + 1;
-  const fenced = () => new Error('lease no longer valid: not rewinding the durable (the holder that replaced this one does)');
-  if (!stillHolder()) throw fenced();
-  await jsm.consumers.delete(stream, durable);
-  // Left deleted, the valid holder's consumer recreates it (from the stream's start: repeats).
-  if (!stillHolder()) throw fenced();
-  await jsm.consumers.add(stream, { ...info.config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
-  return from;
-}
-
-/** The durable's ack floor (stream sequence): everything at or below it is acknowledged. */
-export async function ackFloor(jsm: JetStreamManager, stream: string, durable: string): Promise<number> {
-  const info = await jsm.consumers.info(stream, durable);
-  return info.ack_floor.stream_seq;
 }
 
 function safeJson(text: string): unknown {

@@ -14,6 +14,7 @@ import type { HttpMount } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
+import { rewindOrphans } from '../core/rewind.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
@@ -121,6 +122,9 @@ class HostedHelpdesk {
     this.adapter = this.spec.factory.create(this.spec.options, ctx);
   }
 
+  /** Ends the current term: its consumer saw events that may never have reached it. */
+  private onCut: (why: string) => void = () => {};
+
   status(): HostedHelpdeskHealth {
     return { ...this.health, id: this.spec.id, type: this.spec.factory.type, syncing: this.syncing };
   }
@@ -150,10 +154,19 @@ class HostedHelpdesk {
       this.lease = lease;
       this.term = new AbortController();
       setMaxListeners(0, this.term.signal);
+      // Events lost in flight (a NATS drop, a nats-server restarted from older consumer state)
+      // end the term; the next one, on this replica or another, rewinds.
+      let cutWhy = '';
+      const cut = new Promise<void>((resolve) => (this.onCut = (why) => ((cutWhy = why), resolve())));
       const consumer = this.consumer();
       const replays = serveReplay(this.o.bus, `helpdesk.${this.spec.id}`, (payload) => this.replay(payload), this.log);
       let adapterStarted = false;
       try {
+        // What a holder that died (or an earlier term) left unacknowledged comes again first, in
+        // stream order, rather than after redeliverAfter behind newer events of its ticket. Events
+        // it had already applied come again too: push() finds them done (records, per event id).
+        const from = await rewindOrphans(this.o.bus.jsm, Streams.events, helpdeskConsumer(this.spec.id), () => lease.valid());
+        if (from) this.log.warn({ helpdesk: this.spec.id, fromSeq: from }, 'events left unacknowledged by the previous term: syncing again from the ack floor, in order (events already applied are skipped)');
         await consumer.start();
         this.syncing = true;
         this.setHealth('starting', 'syncing from this replica');
@@ -161,7 +174,8 @@ class HostedHelpdesk {
         adapterStarted = true;
         progress();
         this.log.info({ helpdesk: this.spec.id }, 'syncing this helpdesk from this process');
-        await Promise.race([lease.lost, ended]);
+        await Promise.race([lease.lost, ended, cut]);
+        if (cutWhy) this.log.warn({ helpdesk: this.spec.id, why: cutWhy }, 'events sent to this replica may have been lost in flight: ending this term, the next rewinds to the ack floor');
       } catch (err) {
         this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'helpdesk sync failed; retrying');
         await sleep(1000, signal);
@@ -215,6 +229,7 @@ class HostedHelpdesk {
         if (!this.lease?.expired()) m.nak(1000);
       },
       stale: () => this.lease?.expired() ?? false,
+      onPullCutOff: (why) => this.onCut(why),
     });
   }
 
