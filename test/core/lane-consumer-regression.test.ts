@@ -93,4 +93,38 @@ describe('lane consumer: a delivery count that goes back', () => {
       await consumer.stop();
     }
   });
+
+  it('is not set off by redeliveries: a nak and a message past ack_wait come back under new, higher numbers', async () => {
+    await bus.jsm.streams.purge(STREAM);
+    const handled: string[] = [];
+    const attempts = new Map<string, number>();
+    let cut = '';
+    const config = { durable_name: 'redeliveries', ack_policy: AckPolicy.Explicit, ack_wait: 1_000_000_000, max_ack_pending: 100 };
+    const consumer = new LaneConsumer<{ body: string }>(bus, {
+      stream: STREAM,
+      config,
+      concurrency: 4,
+      decode: (m) => ({ body: m.string() }),
+      laneOf: (w) => w.body,
+      handle: async (m, w) => {
+        const n = (attempts.get(w.body) ?? 0) + 1;
+        attempts.set(w.body, n);
+        if (w.body === 'nak' && n === 1) throw new Error('fails once: nak'); // onError naks it
+        if (w.body === 'late' && n === 1) return; // left unsettled: redelivered after ack_wait
+        handled.push(w.body);
+        m.ack();
+      },
+      onError: (m) => m.nak(),
+      onPullCutOff: (why) => (cut = why),
+    });
+    await consumer.start();
+    try {
+      await bus.js.publish('lr.x', 'nak');
+      await bus.js.publish('lr.y', 'late');
+      await until(() => handled.includes('nak') && handled.includes('late'), 'both handled on their second delivery');
+      expect(cut).toBe('');
+    } finally {
+      await consumer.stop();
+    }
+  });
 });
