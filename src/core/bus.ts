@@ -212,19 +212,19 @@ export class Bus {
     this.casGuard = guard;
     // allow_direct (2.9+): the hot buckets are read with direct gets by the pipeline.
     for (const name of ['tickets', 'threads', 'meta'] as const) {
-      this.kv[name] = await kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true });
+      this.kv[name] = await this.createBucket(`KV_${Buckets[name]}`, () => kvm.create(Buckets[name], { ...kvOpts, history: 1, allow_direct: true }));
       await this.ensureReplicas(`KV_${Buckets[name]}`);
       await this.ensureDirectGets(`KV_${Buckets[name]}`);
       this.hotKv[name] = new PipelinedKv(this.pipe, Buckets[name], guard);
     }
-    this.kv.dedup = await kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs });
-    this.kv.state = await kvm.create(Buckets.state, { ...kvOpts, history: 1 });
-    this.kv.leases = await kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs });
+    this.kv.dedup = await this.createBucket(`KV_${Buckets.dedup}`, () => kvm.create(Buckets.dedup, { ...kvOpts, history: 1, ttl: this.options.dedupTtlMs }));
+    this.kv.state = await this.createBucket(`KV_${Buckets.state}`, () => kvm.create(Buckets.state, { ...kvOpts, history: 1 }));
+    this.kv.leases = await this.createBucket(`KV_${Buckets.leases}`, () => kvm.create(Buckets.leases, { ...kvOpts, history: 1, ttl: this.options.leaseTtlMs }));
     for (const name of ['dedup', 'state', 'leases'] as const) await this.ensureReplicas(`KV_${Buckets[name]}`);
     await this.ensureTtl(`KV_${Buckets.dedup}`, this.options.dedupTtlMs);
     await this.ensureTtl(`KV_${Buckets.leases}`, this.options.leaseTtlMs);
     const objm = new Objm(this.js);
-    this.media = await objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File });
+    this.media = await this.createBucket(`OBJ_${MEDIA_BUCKET}`, () => objm.create(MEDIA_BUCKET, { replicas: this.options.replicas, storage: StorageType.File }));
     await this.ensureReplicas(`OBJ_${MEDIA_BUCKET}`);
     if (this.scaledUp.length > 0) {
       this.log.warn(
@@ -406,6 +406,22 @@ export class Bus {
     if (info.config.allow_direct) return;
     await this.jsm.streams.update(stream, { ...info.config, allow_direct: true });
     this.log.info({ stream }, 'direct gets enabled on bucket');
+  }
+
+  /**
+   * A bucket (KV or object store) made or bound by `create`, once more when it failed because
+   * another replica made the same bucket between the client's look and its add: replicas that
+   * start together raced there, and nats-server answered the loser "subjects overlap with an
+   * existing stream" (seen in CI on two concurrent provisions). Bound on the second try.
+   */
+  private async createBucket<T>(stream: string, create: () => Promise<T>): Promise<T> {
+    try {
+      return await create();
+    } catch (err) {
+      const made = await this.jsm.streams.info(stream).then(() => true, () => false);
+      if (!made) throw err;
+      return create();
+    }
   }
 
   private async ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -61,6 +61,22 @@ describe('bus provisioning', () => {
     await Promise.all([a.close(), b.close()]);
   });
 
+  it('takes replicas that start together on a fresh server: every one provisions (they raced creating the same bucket)', async () => {
+    // Seen in CI: the loser of two concurrent bucket creations got "subjects overlap with an
+    // existing stream" and its start failed. Several rounds of six, each on a new server.
+    for (let round = 0; round < 3; round++) {
+      const fresh = await startNats();
+      const buses = await Promise.all(Array.from({ length: 6 }, () => Bus.connect(options(fresh.url), log)));
+      try {
+        const failed = (await Promise.all(buses.map((b) => b.provision().then(() => undefined, (e: unknown) => e as Error)))).filter(Boolean);
+        expect(failed.map((e) => e!.message)).toEqual([]);
+      } finally {
+        await Promise.all(buses.map((b) => b.close()));
+        await fresh.stop();
+      }
+    }
+  });
+
   it('updates a stream whose settings drifted from the config', async () => {
     const bus = await Bus.connect(options(nats.url, { duplicateWindowMs: 300_000 }), log);
     await bus.provision();
