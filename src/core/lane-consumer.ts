@@ -183,23 +183,12 @@ export class LaneConsumer<T> {
     }
   }
 
-  /**
-   * Why the server's delivery numbering says messages sent to us may be lost, or undefined.
-   * A skipped number is a delivery that never arrived. A number at or below the last one means
-   * the server's count went back: a nats-server killed with -9 restarts from consumer state up
-   * to ~100 ms old (it is flushed at most ten times a second), a new consumer leader may be
-   * behind, or the durable was recreated. Such a server may still count as pending a message it
-   * sent us just before and that was lost in flight; it would come back after ack_wait, behind
-   * newer ones of its key (an inversion seen in the fault run). So that counts as a loss too.
-   */
+  /** See deliveryLoss; `this.delivered` follows the server's numbering either way. */
   private gap(m: JsMsg): string | undefined {
     const d = m.info.deliverySequence;
     const last = this.delivered;
     this.delivered = d;
-    if (last === undefined) return undefined;
-    if (d > last + 1) return `${d - last - 1} deliveries never arrived (delivery sequence ${d})`;
-    if (d <= last) return `the server's delivery count went back from ${last} to ${d} (restarted from older state, a new consumer leader, or the durable recreated)`;
-    return undefined;
+    return last === undefined ? undefined : deliveryLoss(last, d);
   }
 
   /**
@@ -266,4 +255,20 @@ export class LaneConsumer<T> {
 export function ackSubject(m: JsMsg): string | undefined {
   const reply: unknown = 'reply' in m ? m.reply : undefined;
   return typeof reply === 'string' && reply.length > 0 ? reply : undefined;
+}
+
+/**
+ * Why a delivery numbered `d`, after `last`, says messages the server sent may never have reached
+ * us (undefined: nothing says so). Every delivery of a single-holder durable is ours, numbered one
+ * by one. A skipped number is a delivery lost in flight. A number at or below the last one means
+ * the server's count went back: a nats-server killed with -9 restarts from consumer state up to
+ * ~100 ms old (it writes it at most ten times a second), a new consumer leader may be behind, or
+ * the durable was recreated. Such a server may still count as pending a message it sent just
+ * before and that was lost in flight; it would come back after ack_wait, behind newer ones of its
+ * key (an inversion seen in the fault run). Shared by the lane consumer and the router's units.
+ */
+export function deliveryLoss(last: number, d: number): string | undefined {
+  if (d > last + 1) return `${d - last - 1} deliveries never arrived (delivery sequence ${d})`;
+  if (d <= last) return `the server's delivery count went back from ${last} to ${d} (restarted from older state, a new consumer leader, or the durable recreated)`;
+  return undefined;
 }

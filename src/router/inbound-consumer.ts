@@ -31,6 +31,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import type { BatchSink, CoalescingLanes, Semaphore } from '../core/lanes.js';
 import type { Logger } from '../core/logger.js';
+import { deliveryLoss } from '../core/lane-consumer.js';
 import type { LoopRun } from '../core/supervisor.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
@@ -128,15 +129,10 @@ export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logge
     },
   };
   const take = (m: JsMsg) => {
-    // A skipped number is a delivery lost in flight. A number at or below the last one is a
-    // server whose count went back (restarted from consumer state up to ~100 ms old after a
-    // kill -9, a new leader behind us, the durable recreated): what it still counts as pending
-    // may have been lost in flight too, and would come back after ack_wait behind newer messages.
     const d = m.info.deliverySequence;
-    if (!lost && (d > delivered + 1 || d <= delivered)) {
-      lost = d > delivered + 1
-        ? `${d - delivered - 1} deliveries never arrived (delivery sequence ${d}): restarting from the ack floor`
-        : `the server's delivery count went back from ${delivered} to ${d}: restarting from the ack floor`;
+    const loss = lost ? undefined : deliveryLoss(delivered, d);
+    if (loss) {
+      lost = `${loss}: restarting from the ack floor`;
       gone = true; // nothing more is started: left unacked, in order, for the rewind
       stopPulling();
     }
