@@ -25,25 +25,30 @@ function kindOf(subject: string): string {
   return `${direct ? 'get    ' : 'publish'} ${target}`;
 }
 
-const counts = new Map<string, number>();
-const proto = JsPipeline.prototype as unknown as { request: (subject: string, ...rest: unknown[]) => unknown };
+const counts = new Map<string, { n: number; bytes: number }>();
+const proto = JsPipeline.prototype as unknown as { request: (subject: string, data: string | Uint8Array, ...rest: unknown[]) => unknown };
 const request = proto.request;
-proto.request = function (this: unknown, subject: string, ...rest: unknown[]) {
+proto.request = function (this: unknown, subject: string, data: string | Uint8Array, ...rest: unknown[]) {
   const kind = kindOf(subject);
-  counts.set(kind, (counts.get(kind) ?? 0) + 1);
-  return request.call(this, subject, ...rest);
+  const c = counts.get(kind) ?? { n: 0, bytes: 0 };
+  c.n++;
+  c.bytes += typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  counts.set(kind, c);
+  return request.call(this, subject, data, ...rest);
 };
 
 const gw = await startGateway({ router: { concurrency: 512 } });
 try {
   await routedPhase(gw.nc, makeEvents(events, conversations, 'r'));
   let total = 0;
-  process.stdout.write(`JetStream requests per routed event (${events} events over ${conversations} conversations):\n`);
-  for (const [kind, n] of [...counts].sort((a, b) => b[1] - a[1])) {
-    total += n;
-    process.stdout.write(`  ${(n / events).toFixed(2).padStart(5)}  ${kind}\n`);
+  let bytes = 0;
+  process.stdout.write(`JetStream requests per routed event (${events} events over ${conversations} conversations), and their payload bytes per event:\n`);
+  for (const [kind, c] of [...counts].sort((a, b) => b[1].n - a[1].n)) {
+    total += c.n;
+    bytes += c.bytes;
+    process.stdout.write(`  ${(c.n / events).toFixed(2).padStart(5)}  ${String(Math.round(c.bytes / events)).padStart(5)} B  ${kind}\n`);
   }
-  process.stdout.write(`  ${(total / events).toFixed(2).padStart(5)}  in all\n`);
+  process.stdout.write(`  ${(total / events).toFixed(2).padStart(5)}  ${String(Math.round(bytes / events)).padStart(5)} B  in all\n`);
 } finally {
   await gw.stop();
 }

@@ -33,24 +33,34 @@ export function cpuMicros(pid: number | undefined): number {
 const CLOCK_TICKS = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)); 100 on every mainstream kernel
 
 /**
- * Read and write system calls a process has made so far (syscr, syscw of /proc/<pid>/io): how
- * often the gateway goes to its socket per routed event, which the client's batching of writes
- * decides and the machine's noise does not move.
+ * Read and write system calls a process has made so far, and the bytes they moved (syscr, syscw,
+ * rchar, wchar of /proc/<pid>/io): how often the gateway goes to its socket per routed event,
+ * which the client's batching of writes decides, and how much it sends and reads per event, which
+ * the payloads decide (on loopback a write's cost grows with its bytes: the kernel hands them to
+ * the receiver inside the call). Neither moves with the machine's noise.
  */
-export function ioCalls(pid: number | undefined): { reads: number; writes: number } {
+export function ioCalls(pid: number | undefined): IoCounts {
   try {
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
     const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
-    return { reads: field('syscr'), writes: field('syscw') };
+    return { reads: field('syscr'), writes: field('syscw'), readBytes: field('rchar'), writtenBytes: field('wchar') };
   } catch {
-    return { reads: NaN, writes: NaN };
+    return { reads: NaN, writes: NaN, readBytes: NaN, writtenBytes: NaN };
   }
+}
+
+interface IoCounts {
+  reads: number;
+  writes: number;
+  readBytes: number;
+  writtenBytes: number;
 }
 
 /** CPU µs (and the routers' socket calls) per event of each measured process over a phase. */
 export function cpuMeter(pids: { routers: Array<number | undefined>; nats: number | undefined }) {
   const sum = (ps: Array<number | undefined>) => ps.reduce<number>((a, p) => a + cpuMicros(p), 0);
-  const calls = (ps: Array<number | undefined>) => ps.map(ioCalls).reduce((a, c) => ({ reads: a.reads + c.reads, writes: a.writes + c.writes }), { reads: 0, writes: 0 });
+  const calls = (ps: Array<number | undefined>) =>
+    ps.map(ioCalls).reduce<IoCounts>((a, c) => ({ reads: a.reads + c.reads, writes: a.writes + c.writes, readBytes: a.readBytes + c.readBytes, writtenBytes: a.writtenBytes + c.writtenBytes }), { reads: 0, writes: 0, readBytes: 0, writtenBytes: 0 });
   const r0 = sum(pids.routers);
   const n0 = cpuMicros(pids.nats);
   const io0 = calls(pids.routers);
@@ -61,6 +71,8 @@ export function cpuMeter(pids: { routers: Array<number | undefined>; nats: numbe
       natsUs: (cpuMicros(pids.nats) - n0) / events,
       routerReads: (io.reads - io0.reads) / events,
       routerWrites: (io.writes - io0.writes) / events,
+      routerReadBytes: (io.readBytes - io0.readBytes) / events,
+      routerWrittenBytes: (io.writtenBytes - io0.writtenBytes) / events,
     };
   };
 }

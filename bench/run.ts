@@ -148,7 +148,7 @@ async function throughputMain(): Promise<void> {
     const gcRouted = gcSince(gcBefore, afterRouted);
     say(`routed (publish → ticket event): ${routed.perS.toFixed(0)} events/s  ratio ${(routed.perS / raw).toFixed(2)}  (saturated p50 ${percentile(routed.latencies, 50).toFixed(1)} ms, p99 ${percentile(routed.latencies, 99).toFixed(1)} ms)`);
     say(`CPU per routed event:            router ${cpu.routerUs.toFixed(0)} µs${ROUTERS > 1 ? ` (all ${ROUTERS} replicas)` : ''}, nats-server ${cpu.natsUs.toFixed(0)} µs  (load average ${loadavg()[0]!.toFixed(1)})`);
-    say(`router socket calls per event:   ${cpu.routerWrites.toFixed(2)} writes, ${cpu.routerReads.toFixed(2)} reads`);
+    say(`router socket calls per event:   ${cpu.routerWrites.toFixed(2)} writes, ${cpu.routerReads.toFixed(2)} reads (${Math.round(cpu.routerWrittenBytes)} bytes sent, ${Math.round(cpu.routerReadBytes)} read)`);
     say(`GC pauses while routing:         ${(gcRouted.seconds * 1e6 / events.length).toFixed(0)} µs per routed event (${gcRouted.count} pauses, ${(gcRouted.seconds * 1000 / Math.max(1, gcRouted.count)).toFixed(1)} ms each on average)`);
     say(`ticket updates shared:           ${Number.isNaN(coalesced) ? 'n/a (this build does not coalesce)' : `${coalesced} of ${events.length} messages joined an earlier one's compare-and-set`}`);
     // The latency aim is about a steady 2,000 events/s: the read model first applies the backlog
@@ -194,6 +194,8 @@ async function throughputMain(): Promise<void> {
       nats_cpu_us_per_event: Math.round(cpu.natsUs),
       router_writes_per_event: Number(cpu.routerWrites.toFixed(2)),
       router_reads_per_event: Number(cpu.routerReads.toFixed(2)),
+      router_bytes_sent_per_event: Math.round(cpu.routerWrittenBytes),
+      router_bytes_read_per_event: Math.round(cpu.routerReadBytes),
       coalesced: Number.isNaN(coalesced) ? null : coalesced,
       load_average: Number(loadavg()[0]!.toFixed(2)),
       events: EVENTS,
