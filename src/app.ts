@@ -427,7 +427,7 @@ export class Gateway {
 const NUMBER_FLOOR_WAIT_MS = 5000;
 
 /**
- * The highest ticket number the read model holds (router/tickets.ts numberBase), asked once, when a
+ * The highest ticket number the read model holds (router/ticket-numbers.ts numberBase), asked once, when a
  * NATS store has no numbering yet. Best effort and bounded: a read model that does not answer in
  * time (PostgreSQL away; a PGlite directory another replica on this host holds) must not stop new
  * tickets on a new deployment, so numbering then starts as configured, and the log says what that

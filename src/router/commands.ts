@@ -1,14 +1,14 @@
 /**
  * Commands on the bus (request/reply, queue group "router"): omni.cmd.reply, omni.cmd.note,
  * omni.cmd.status. The REST API uses these same subjects, so validation and idempotency are one
- * implementation. A repeated idempotency key returns the first result and does nothing else.
+ * implementation. A repeated idempotency key returns the first result and does nothing else
+ * (command-idempotency.ts).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
-import { sleep } from '../core/sleep.js';
 import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
@@ -25,28 +25,14 @@ import {
   type Ticket,
 } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
+import { runOnce } from './command-idempotency.js';
 import type { Journal, LoggedIds } from './journal.js';
+import { emailHeaders, withTicketFooter } from './reply-mail.js';
 import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
   | { ok: false; error: { code: 'invalid_request' | 'ticket_not_found' | 'ticket_evicted' | 'in_progress' | 'outside_reply_window' | 'internal'; message: string; field?: string } };
-
-const CLAIM_POLL_MS = 50;
-// Shorter than the API's 10 s command timeout, so an HTTP client gets in_progress rather than 503.
-const CLAIM_WAIT_MS = 5_000;
-const CLAIM_STALE_MS = 30_000;
-
-/** An idempotency key's claim while its command runs (the stored result replaces it). */
-interface Claim {
-  pending: true;
-  /** When this attempt began (ms). */
-  at: number;
-  /** The attempt failed: the next request with the key takes over at once. */
-  interrupted?: true;
-  /** When the first attempt began, if this one took over (ms). */
-  firstAt?: number;
-}
 
 export class CommandHandler {
   private readonly loops: SupervisedLoop[] = [];
@@ -117,70 +103,6 @@ export class CommandHandler {
     m.respond(JSON.stringify(result));
   }
 
-  /**
-   * Runs `act` once per idempotency key and stores its result; a replay returns the stored result.
-   * The key is claimed with a KV create (compare-and-set), so two concurrent requests with one key
-   * never both act: the second waits up to CLAIM_WAIT_MS for the first one's result, then answers
-   * `in_progress` (retry later with the same key). A claim older than CLAIM_STALE_MS (left by a
-   * process that died mid-command) is taken over, and so at once is one whose attempt failed
-   * (marked `interrupted`). `act` is then told when the first attempt began (ms): it may have
-   * logged its entry longer ago than the duplicate window.
-   */
-  private async once(kind: string, key: string | undefined, act: (earlierAttemptAt?: number) => Promise<CommandResult>): Promise<CommandResult> {
-    if (!key) return act();
-    const kv = this.bus.kv.dedup;
-    const marker = `cmd.${kind}.${hashKey(key)}`;
-    for (let waited = 0; ; waited += CLAIM_POLL_MS) {
-      const at = Date.now();
-      let revision = 0;
-      let earlierAttemptAt: number | undefined;
-      try {
-        revision = await kv.create(marker, JSON.stringify({ pending: true, at } satisfies Claim));
-      } catch (err) {
-        if (!isCasConflict(err)) throw err;
-        const prior = await kv.get(marker);
-        if (!prior || prior.operation !== 'PUT') continue;
-        const value = prior.json() as (CommandResult & { ok: true }) | Claim;
-        if (!('pending' in value)) return { ...value, replayed: true };
-        if (!value.interrupted && at - value.at < CLAIM_STALE_MS) {
-          if (waited >= CLAIM_WAIT_MS) {
-            return { ok: false, error: { code: 'in_progress', message: 'a request with this idempotency key is still being processed; retry later with the same key' } };
-          }
-          await sleep(CLAIM_POLL_MS);
-          continue;
-        }
-        // The holder died mid-command, or its attempt failed: take the claim over, once.
-        earlierAttemptAt = value.firstAt ?? value.at;
-        try {
-          revision = await this.bus.guardedUpdate('dedup', marker, JSON.stringify({ pending: true, at, firstAt: earlierAttemptAt } satisfies Claim), prior.revision);
-        } catch (e) {
-          if (!isCasConflict(e)) throw e;
-          continue;
-        }
-      }
-      let result: CommandResult;
-      try {
-        result = await act(earlierAttemptAt);
-      } catch (err) {
-        // Kept, not deleted: the retry must know an attempt ran, which may have written already.
-        const interrupted: Claim = { pending: true, interrupted: true, at, firstAt: earlierAttemptAt ?? at };
-        await this.bus.guardedUpdate('dedup', marker, JSON.stringify(interrupted), revision).catch((e: unknown) =>
-          this.log.warn({ kind, err: errorMessage(e) }, 'could not mark a failed command attempt; its retry waits for the claim to go stale'));
-        throw err;
-      }
-      // A refused command (unknown ticket, invalid body) wrote nothing and is not remembered: it
-      // may succeed later. After an earlier attempt that may have written, the claim stays
-      // interrupted, so a later retry still knows when to look from.
-      if (result.ok) await kv.put(marker, JSON.stringify(result));
-      else if (earlierAttemptAt !== undefined) {
-        const interrupted: Claim = { pending: true, interrupted: true, at, firstAt: earlierAttemptAt };
-        await this.bus.guardedUpdate('dedup', marker, JSON.stringify(interrupted), revision).catch((e: unknown) =>
-          this.log.warn({ kind, err: errorMessage(e) }, 'could not keep a refused command retry\'s claim; a later retry waits for it to go stale'));
-      } else await kv.delete(marker, { previousSeq: revision }).catch(() => {});
-      return result;
-    }
-  }
-
   /** `purpose` other than agent_reply marks the message automated (email adds Auto-Submitted) and leaves the ticket's status alone. */
   async reply(body: unknown, opts: { purpose?: SendPurpose } = {}): Promise<CommandResult> {
     const purpose = opts.purpose ?? 'agent_reply';
@@ -188,7 +110,7 @@ export class CommandHandler {
     const cmd = parse(ReplyCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
-    return this.once('reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
+    return runOnce(this.bus, this.log, 'reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
       const ticket = found.value;
@@ -239,7 +161,7 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
-    return this.once('note', key, async (earlierAttemptAt) => {
+    return runOnce(this.bus, this.log, 'note', key, async (earlierAttemptAt) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
       // From the key when there is one: an attempt repeated after a failure or a crash writes the
@@ -266,7 +188,7 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
-    return this.once('status', key, async (earlierAttemptAt) => {
+    return runOnce(this.bus, this.log, 'status', key, async (earlierAttemptAt) => {
       const at = new Date().toISOString();
       // From the key when there is one, and kept on the ticket with the change: a retry after the
       // change was made but its log entry failed (the command answered an error) logs it then.
@@ -414,38 +336,4 @@ async function missing(store: TicketStore, id: string): Promise<CommandResult> {
     };
   }
   return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}` } };
-}
-
-/**
- * Mail we send names its ticket in the text as well: the customer's answer quotes it, so the
- * ticket is found even when a relay rewrote our Message-ID and the subject was changed.
- */
-function withTicketFooter(ticketId: string, text: string, html: string | undefined, line: (token: string) => string): { text: string; html?: string } {
-  const token = `[#${ticketId}]`;
-  if (text.includes(token)) return { text, html };
-  // An override without {ticket} still carries the token: quoted answers thread by it.
-  const written = line(token);
-  const footer = written.includes(token) ? written : `${written} ${token}`;
-  return {
-    text: `${text}\n\n--\n${footer}`,
-    html: html === undefined ? undefined : `${html}<p style="color:#888;font-size:12px">${escapeHtml(footer)}</p>`,
-  };
-}
-
-/** Outbound email threading: answer the newest mail in the chain, keep the token in the subject. */
-function emailHeaders(t: Ticket, prefix: string) {
-  const token = `[#${t.id}]`;
-  const base = (t.subject ?? '').replace(new RegExp(`\\s*\\[#${prefix.replace(/[-]/g, '\\-')}\\d+\\]`, 'g'), '').replace(/^(re|fwd?|ответ|отв|на):\s*/gi, '').trim();
-  const to = t.contact.handles.replyTo ?? t.contact.handles.email ?? t.contact.id;
-  return {
-    to: [to],
-    cc: [],
-    subject: `Re: ${base || 'Ваше обращение'} ${token}`.trim(),
-    inReplyTo: t.lastEmailMessageId,
-    references: t.emailReferences,
-  };
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 }

@@ -1,6 +1,7 @@
 /**
- * Routing of customer messages (message.inbound): dedup, loop guard and bounces, threading into
- * a ticket, the ticket update, the log entries and the events.
+ * Routing of customer messages (message.inbound): dedup, threading into a ticket (opening one
+ * with ticket-opening.ts), the ticket update, the log entries and the events. Auto-replies,
+ * echoes and bounces are told apart here and handed to bounces.ts.
  *
  * Messages of one conversation that queued up behind each other (its lane handed them over
  * together, core/lanes.ts CoalescingLanes) and thread into the same ticket are applied with one
@@ -14,17 +15,17 @@
  * window.
  */
 import type { Bus } from '../core/bus.js';
-import type { Logger } from '../core/logger.js';
-import { CLOSED_STATUSES, DeliveryStatus, type InboundMessage, type LogEntry, type Ticket } from '../core/schema.js';
+import { CLOSED_STATUSES, type InboundMessage, type LogEntry, type Ticket } from '../core/schema.js';
 import { metrics } from '../core/metrics.js';
-import { Subjects } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
+import { guardLoop, isOurEcho, processBounce } from './bounces.js';
 import { NotOwnedError } from './inbound-consumer.js';
 import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
+import { openTicket } from './ticket-opening.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import { isParticipant, type Resolution, type Threader } from './threading.js';
-import { IndexKeys, StaleTicketError, normalizeMessageId, type TicketStore } from './tickets.js';
+import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
 const NOT_CACHED = { cache: false };
@@ -135,15 +136,15 @@ export class MessageRouter {
         settle(q);
         continue;
       }
-      if (!e.bounceOf && !e.automated && !(e.email && (await this.isOurEcho(e.email.messageId)))) {
+      if (!e.bounceOf && !e.automated && !(e.email && (await isOurEcho(this.store, e.email.messageId)))) {
         plain.push(q);
         continue;
       }
       await this.routePlain(plain, ours, settle, leaseHeld);
       plain = [];
       if (!ours()) throw new NotOwnedError();
-      if (e.bounceOf) await this.processBounce(e);
-      else await this.guardLoop(e);
+      if (e.bounceOf) await processBounce(this.bus, this.store, e);
+      else await guardLoop(this.bus, e);
       settle(q);
     }
     await this.routePlain(plain, ours, settle, leaseHeld);
@@ -341,7 +342,7 @@ export class MessageRouter {
         const candidate = this.store.idFor(await this.store.allocateNumber());
         const claim = await this.store.claim(ownKey ?? res.conversationKey, candidate);
         // A number just allocated names no ticket yet: create it with this message recorded.
-        if (claim.won) return { ...(await this.openTicket(e, candidate)), match: res.match, reopen: false };
+        if (claim.won) return { ...(await openTicket(this.store, e, candidate)), match: res.match, reopen: false };
         // An email's key is its own Message-ID: losing the claim means this very mail opened the
         // ticket before (a redelivery), or another mail carries the same Message-ID (a mailer that
         // reuses them). Joined only when it is the sender's own ticket: another sender's mail would
@@ -361,7 +362,7 @@ export class MessageRouter {
       // The index names a ticket whose record may be missing (a crash between claim and create).
       const existing = await this.store.get(ticketId, { fresh: true });
       if (existing) return { ticket: existing.value, match: res.match, reopen: false, openedNow: false };
-      return { ...(await this.openTicket(e, ticketId)), match: res.match, reopen: false };
+      return { ...(await openTicket(this.store, e, ticketId)), match: res.match, reopen: false };
     }
   }
 
@@ -374,81 +375,6 @@ export class MessageRouter {
     const ticket = await this.store.get(ticketId, { fresh: true });
     if (!ticket) return !(await this.store.evicted(ticketId));
     return isParticipant(ticket.value, from.toLowerCase());
-  }
-
-  /**
-   * Creates the ticket record with the opening message already recorded (one write instead of
-   * create-then-update); the update step then finds the event in recentEvents and writes nothing.
-   * `openedNow`: this call created it, so no earlier attempt wrote anything for that message.
-   */
-  private async openTicket(e: InboundMessage, id: string): Promise<{ ticket: Ticket; openedNow: boolean }> {
-    const ticket = this.newTicket(e, id);
-    recordInbound(ticket, e, ticket.createdAt);
-    const openedNow = await this.store.create(ticket);
-    if (openedNow) metrics.ticketsCreated.inc();
-    return { ticket: (await this.store.get(id))!.value, openedNow };
-  }
-
-  private newTicket(e: InboundMessage, id: string): Ticket {
-    const now = new Date().toISOString();
-    return {
-      v: 1,
-      id,
-      number: Number(id.slice(this.store.prefix.length)),
-      status: 'new',
-      channel: e.channel,
-      account: e.account,
-      conversation: e.conversation,
-      threadKey: e.email ? `email:${e.email.messageId}` : `${e.channel}:${e.account}:${e.conversation.id}${e.conversation.threadId ? `:${e.conversation.threadId}` : ''}`,
-      subject: e.email?.subject || e.conversation.title,
-      contact: { id: e.sender.id, displayName: e.sender.displayName, handles: e.sender.handles },
-      participants: [],
-      emailReferences: [],
-      createdAt: now,
-      updatedAt: now,
-      messageCount: 0,
-      appliedSeq: 0,
-      recentEvents: [],
-    };
-  }
-
-  private async isOurEcho(messageId: string): Promise<boolean> {
-    const hit = await this.store.lookup(IndexKeys.ownMessageId(messageId));
-    return !!hit;
-  }
-
-  /** An auto-reply or our own mail coming back: parked, never a ticket. */
-  private async guardLoop(e: InboundMessage): Promise<void> {
-    metrics.ignored.inc({ channel: e.channel });
-    await this.bus.deadLetters.park({
-      source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: e.automated ?? 'echo',
-      reason: `loop guard: ${e.automated ?? 'echo'} message opens no ticket`, payload: JSON.stringify(e),
-    });
-  }
-
-  private async processBounce(e: InboundMessage): Promise<void> {
-    const bounce = e.bounceOf!;
-    const hit = (await this.store.lookup(IndexKeys.emailMessageId(bounce.platformMessageId))) ??
-      (await this.store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
-    const ticket = hit ? await this.store.get(hit.value) : null;
-    if (!ticket) {
-      await this.bus.deadLetters.park({
-        source: 'loop-guard', subject: Subjects.inbound(e.channel, e.account), code: 'unknown_bounce', reason: 'bounce for a message we do not know', payload: JSON.stringify(e),
-      });
-      return;
-    }
-    // The reply it bounced, when that is the ticket's newest answer (also once undone by this very
-    // bounce, processed again): its outcome, under its own id.
-    const answer = ticket.value.lastAnswer;
-    const ofAnswer = answer?.platformMessageId !== undefined && normalizeMessageId(answer.platformMessageId) === normalizeMessageId(bounce.platformMessageId);
-    const status = DeliveryStatus.parse({
-      v: 1, type: 'delivery.status', outboundId: ofAnswer ? answer.outboundId : `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
-      channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
-      reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
-    });
-    // Through the status stream like every other outcome, so the delivery recorder treats a bounce
-    // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
-    await this.bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
   }
 }
 

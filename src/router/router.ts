@@ -75,7 +75,7 @@ export interface RouterOptions {
   holder?: string;
   /** How often the owner of the unpartitioned unit looks for inbound messages no router reads (strays.ts; config router.straySweep). */
   straySweepMs: number;
-  /** The highest ticket number the read model holds (tickets.ts numberBase): numbering never goes below it. */
+  /** The highest ticket number the read model holds (ticket-numbers.ts numberBase): numbering never goes below it. */
   numberFloor?: () => Promise<number>;
 }
 

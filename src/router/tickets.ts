@@ -1,6 +1,5 @@
 /**
- * Ticket state in KV (bucket omni_tickets, key = ticket id) with compare-and-set updates, ticket
- * numbers from the sequence of the OMNI_TICKET_NO stream (unique on every server), and the
+ * Ticket state in KV (bucket omni_tickets, key = ticket id) with compare-and-set updates, and the
  * thread index (bucket omni_threads) that maps conversations, Message-IDs and platform ids to
  * tickets with create-only writes. Why: docs/architecture.md, "Why identity does not rest on
  * compare-and-set".
@@ -11,17 +10,11 @@ import { BoundedCache } from '../core/bounded-cache.js';
 import { cloneJson } from '../core/clone-json.js';
 import type { Bus } from '../core/bus.js';
 import { isCasConflict, isNotFound } from '../core/bus.js';
-import { CLOSED_STATUSES, Ticket, type Ticket as TicketT } from '../core/schema.js';
+import { CLOSED_STATUSES, Ticket, type LogEntry, type Ticket as TicketT } from '../core/schema.js';
 import { Buckets, Subjects, Streams, hashKey } from '../core/subjects.js';
-import { DeliverPolicy } from '@nats-io/jetstream';
-import { LogEntry, describeZodError, type LogEntry as LogEntryT } from '../core/schema.js';
-import { safeParser } from '../core/schema-as-is.js';
-import { jsonOrUndefined } from '../core/json-input.js';
 import { normalizeMessageId } from '../core/message-id.js';
-
-/** The counter of versions before the stream-sequence numbers: read once, to continue from it. */
-const LEGACY_SEQ_KEY = 'ticket-seq';
-const BASE_KEY = 'ticket-number-base';
+import { readTicketLog, type ReadLogOptions } from './ticket-log.js';
+import { TicketNumbers } from './ticket-numbers.js';
 
 /** What a compare-and-set write did: the ticket now, the one it replaced, and the deciding run's outcome. */
 export interface Applied<R> {
@@ -63,25 +56,25 @@ export class TicketStore {
   private epochGeneration = 0;
   private readonly tickets: PipelinedKv;
   private readonly threads: PipelinedKv;
-  private readonly meta: PipelinedKv;
+  private readonly numbers: TicketNumbers;
   private readonly ticketBucket: KV;
 
   constructor(
     private readonly bus: Bus,
     readonly prefix: string,
-    private readonly firstNumber: number,
+    firstNumber: number,
     /**
      * The highest ticket number known outside NATS (the SQL read model), asked only when the base
      * is written: a NATS store that was lost or replaced starts its counter again, and numbering
-     * from firstNumber then gave old numbers to new customers (see numberBase).
+     * from firstNumber then gave old numbers to new customers (see ticket-numbers.ts numberBase).
      */
-    private readonly numberFloor?: () => Promise<number>,
-    private readonly onFloor?: (floor: number, base: number) => void,
+    numberFloor?: () => Promise<number>,
+    onFloor?: (floor: number, base: number) => void,
   ) {
     this.tickets = bus.hotKv.tickets;
     this.threads = bus.hotKv.threads;
-    this.meta = bus.hotKv.meta;
     this.ticketBucket = bus.kv.tickets;
+    this.numbers = new TicketNumbers(bus, bus.hotKv.meta, firstNumber, numberFloor, onFloor);
   }
 
   /**
@@ -95,52 +88,9 @@ export class TicketStore {
     return `${this.prefix}${number}`;
   }
 
-  /** The number before the first stream sequence: fixed once per deployment (see numberBase). */
-  private base?: Promise<number>;
-
-  /**
-   * Next ticket number: one publish to the ticket-number stream, whose sequence Raft assigns
-   * once per stored message, so two allocations never get the same number on any server,
-   * clustered or not (a compare-and-set counter was not: nats-server < 2.9.21 let several
-   * writers win one revision on R3). A publish retried after a lost ack stores a second message:
-   * a gap, like a number whose ticket was never opened. Gaps are harmless.
-   */
-  async allocateNumber(): Promise<number> {
-    this.base ??= this.numberBase().catch((err: unknown) => {
-      this.base = undefined;
-      throw err;
-    });
-    const base = await this.base;
-    const ack = await this.bus.pipe.publish(Subjects.ticketNumber, '');
-    return base + ack.seq;
-  }
-
-  /**
-   * numbers = base + stream sequence. The base is written once, create-only (exclusive on every
-   * server, see cas-probe.ts), so every router agrees on it: firstNumber - 1 on a new
-   * deployment, or the last number of the compare-and-set counter older versions kept in
-   * `ticket-seq`, so numbering continues after an upgrade, or the highest number the read model
-   * holds when that is higher: a NATS store lost or replaced under a deployment with history
-   * (an outside ops trial wiped it) numbered new tickets T-1001 again, and a helpdesk's reply to
-   * the old T-1001 reached the new T-1001's customer.
-   */
-  private async numberBase(): Promise<number> {
-    const known = await this.meta.get(BASE_KEY);
-    if (known && known.operation === 'PUT') return Number(known.string());
-    const legacy = await this.meta.get(LEGACY_SEQ_KEY);
-    const start = legacy && legacy.operation === 'PUT' ? Number(legacy.string()) : this.firstNumber - 1;
-    const floor = this.numberFloor ? await this.numberFloor() : 0;
-    const base = Math.max(start, floor);
-    if (floor > start) this.onFloor?.(floor, base);
-    try {
-      await this.meta.create(BASE_KEY, String(base));
-      return base;
-    } catch (err) {
-      if (!isCasConflict(err)) throw err;
-      const winner = await this.meta.get(BASE_KEY);
-      if (!winner || winner.operation !== 'PUT') throw err;
-      return Number(winner.string());
-    }
+  /** Next ticket number (ticket-numbers.ts): unique on every server; gaps are harmless. */
+  allocateNumber(): Promise<number> {
+    return this.numbers.allocate();
   }
 
   /**
@@ -373,44 +323,12 @@ export class TicketStore {
     if (ticketId) this.ticketCache.delete(ticketId);
   }
 
-  /**
-   * Reads a ticket's append-only log in order. Something on the log subject that is no log entry
-   * (only a publisher other than the gateway can put it there) is left out and told to
-   * `onUnreadable`, as the read model skips it: one such message no longer failed every read of
-   * the ticket (its API view, its eviction).
-   */
-  async readLog(ticketId: string, opts: { fromSeq?: number; limit?: number; onUnreadable?: (seq: number, reason: string) => void } = {}): Promise<Array<{ seq: number; entry: LogEntryT }>> {
-    const subject = Subjects.ticketLog(ticketId);
-    const limit = opts.limit ?? 10_000;
-    const consumer = await this.bus.js.consumers.get(Streams.log, {
-      filter_subjects: subject, // a string, not an array: 2.9 has no multi-filter consumers
-      ...(opts.fromSeq ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.fromSeq } : {}),
-    });
-    const out: Array<{ seq: number; entry: LogEntryT }> = [];
-    try {
-      const info = await consumer.info(true);
-      let pending = info.num_pending;
-      while (pending > 0 && out.length < limit) {
-        const batch = await consumer.fetch({ max_messages: Math.min(pending, limit - out.length, 500), expires: 2000 });
-        let got = 0;
-        for await (const m of batch) {
-          got++;
-          const json = jsonOrUndefined(m.data);
-          const parsed = json === undefined ? undefined : parseLogEntry(json);
-          if (parsed?.success) out.push({ seq: m.seq, entry: parsed.data });
-          else opts.onUnreadable?.(m.seq, parsed ? describeZodError(parsed.error) : 'not valid JSON');
-        }
-        if (got === 0) break;
-        pending -= got;
-      }
-    } finally {
-      await consumer.delete().catch(() => {});
-    }
-    return out;
+  /** The ticket's log in order, unreadable entries left out (ticket-log.ts). */
+  readLog(ticketId: string, opts: ReadLogOptions = {}): Promise<Array<{ seq: number; entry: LogEntry }>> {
+    return readTicketLog(this.bus, ticketId, opts);
   }
 }
 
-const parseLogEntry = safeParser(LogEntry);
 export interface IndexWrite {
   /**
    * false: do not keep it in this process's index cache. For entries written once per message
@@ -435,7 +353,7 @@ export const IndexKeys = {
   conversationFloor: (conversationKey: string) => `${conversationKey}.floor`,
   /** Marker that an edit or deletion event was applied (router.ts processChange). */
   changeEvent: (eventId: string) => `ev.${hashKey(eventId)}`,
-  /** Our own sent mail's Message-ID: its echo is recognised (router.ts isOurEcho). */
+  /** Our own sent mail's Message-ID: its echo is recognised (bounces.ts isOurEcho). */
   ownMessageId: (messageId: string) => `out.${hashKey(normalizeMessageId(messageId))}`,
   emailMessageId: (messageId: string) => `mid.${hashKey(normalizeMessageId(messageId))}`,
   /** A new mail's ticket when another sender's mail already holds its Message-ID (inbound-messages.ts threadInto). */

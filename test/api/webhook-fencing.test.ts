@@ -104,7 +104,7 @@ describe('webhook lease fencing', () => {
     };
     await publish(150);
     // Frozen while delivering: the first tickets of a new deployment wait (up to 5 s) for the read
-    // model to say which numbers it holds (router/tickets.ts numberBase).
+    // model to say which numbers it holds (router/ticket-numbers.ts numberBase).
     await until(() => received.length > 0, 30_000, 'the first gateway posting');
     process.kill(a.child.pid!, 'SIGSTOP');
     await publish(100); // while the holder is frozen

@@ -10,11 +10,13 @@
 import { ImapFlow } from 'imapflow';
 import type { ConnectorState } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
-import { StaleLeaseError, type ConnectorContext, type ConnectorLoop, type Fence } from '../contract.js';
+import type { ConnectorContext, ConnectorLoop, Fence } from '../contract.js';
+import { acknowledge, confirmUidValidity, ensureProcessedFolder, type AcknowledgeIn } from './acknowledge.js';
 import { CheckpointStore, scanCheckpoint, type Checkpoint } from './checkpoint.js';
 import { publishMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
 import type { EmailOptions, MailboxOptions } from './index.js';
+import { sessionFailure } from './session-failure.js';
 import { backoffMs } from '../../core/sleep.js';
 
 /** Fetch sources in chunks of at most this many bytes, so a batch of big mails stays bounded in memory. */
@@ -24,8 +26,6 @@ const MAX_ATTEMPTS = 3;
 const RETRY_MS = 2000;
 /** A folder that stays caught up rewrites its checkpoint's caughtUpAt at most this often. */
 const CAUGHT_UP_REFRESH_MS = 60 * 60 * 1000;
-/** RFC 5530 codes on a refused login that say the server is in trouble, not that our password is wrong. */
-const NOT_THE_CREDENTIALS = new Set(['UNAVAILABLE', 'INUSE', 'LIMIT', 'SERVERBUG']);
 
 export interface FolderWatcherDeps {
   ctx: ConnectorContext;
@@ -54,6 +54,7 @@ export class FolderWatcher {
   private loop?: ConnectorLoop;
   private readonly checkpoints: CheckpointStore;
   private readonly label: string;
+  private readonly acknowledgeIn: AcknowledgeIn;
   /** Consecutive failed connects or syncs: drives the reconnect backoff. */
   private failures = 0;
   /** Failed reads per UID (under `attemptsFor`): kept across sessions, since a failed read may end one. */
@@ -66,6 +67,7 @@ export class FolderWatcher {
   constructor(private readonly d: FolderWatcherDeps) {
     this.checkpoints = new CheckpointStore(d.ctx.state.fencedBy(d.fence), d.mailbox.address, d.folder);
     this.label = `${d.mailbox.address}/${d.folder}`;
+    this.acknowledgeIn = { mailbox: d.mailbox, options: d.options, fence: d.fence, log: d.ctx.log, label: this.label };
   }
 
   start(): void {
@@ -116,7 +118,7 @@ export class FolderWatcher {
         await Promise.race([closed, woken]);
       } catch (err) {
         this.failures++;
-        failure = this.failureOf(err);
+        failure = sessionFailure(err, this.label, this.d.mailbox.imap.pass);
         this.d.report(failure.state, failure.detail);
       } finally {
         if (poll) clearInterval(poll);
@@ -131,28 +133,6 @@ export class FolderWatcher {
         await sleep(backoffMs(Math.min(this.failures, 10), 250, options.reconnectMaxMs), () => this.stopped, (wake) => (this.wakeUp = wake));
       }
     }
-  }
-
-  /**
-   * The state a failed connect leaves: `auth_failed` when the server refused the login (imapflow
-   * sets `authenticationFailed` on a tagged NO/BAD to LOGIN/AUTHENTICATE), else `disconnected`.
-   * `NO [UNAVAILABLE]` (RFC 5530: the server's auth backend is down, as Dovecot says it), and the
-   * other transient codes of RFC 5530, are not the credentials' fault: `disconnected`, so no one
-   * changes a password that was right.
-   * The detail names the mailbox and folder; the server's words never carry our password.
-   */
-  private failureOf(err: unknown): { state: ConnectorState; detail: string } {
-    const e = err as { authenticationFailed?: boolean; responseText?: string; serverResponseCode?: string };
-    if (e.authenticationFailed && !NOT_THE_CREDENTIALS.has(e.serverResponseCode?.toUpperCase() ?? '')) {
-      const said = e.responseText ? ` (${this.redact(e.responseText)})` : '';
-      return { state: 'auth_failed', detail: `${this.label}: IMAP login refused${said}: check the IMAP user and password; retrying` };
-    }
-    return { state: 'disconnected', detail: `${this.label}: ${this.redact(errorMessage(err))}` };
-  }
-
-  private redact(text: string): string {
-    const pass = this.d.mailbox.imap.pass;
-    return pass ? text.split(pass).join('***') : text;
   }
 
   /** Runs a sync now, or once more after the running one (an IDLE notification during a sync is not lost). */
@@ -196,7 +176,7 @@ export class FolderWatcher {
       } catch (err) {
         throw new Error(`cannot open folder "${this.d.folder}": ${(err as { responseText?: string }).responseText ?? errorMessage(err)}`);
       }
-      if (this.d.mailbox.afterProcessing === 'move') await this.ensureProcessedFolder(client);
+      if (this.d.mailbox.afterProcessing === 'move') await ensureProcessedFolder(client, this.d.mailbox.processedFolder);
     }
     const mb = client.mailbox;
     if (!mb) return;
@@ -306,8 +286,8 @@ export class FolderWatcher {
     }
     if (chunk.length > 0 && !this.stopped) await flush();
     if (handled.size > 0) {
-      await this.confirmUidValidity(client, cp);
-      await this.acknowledge(client, [...handled].filter((uid) => !parked.has(uid)), [...parked]);
+      await confirmUidValidity(client, this.d.folder, cp);
+      await acknowledge(client, this.acknowledgeIn, [...handled].filter((uid) => !parked.has(uid)), [...parked]);
     }
     // The checkpoint moves only over handled mail: a mail handled out of order (ours already, or
     // after a deferred one) is read again next time and skipped by its keyword.
@@ -399,47 +379,6 @@ export class FolderWatcher {
 
   private where(uid: number): string {
     return `${this.d.mailbox.address} folder ${this.d.folder} uid ${uid}`;
-  }
-
-  /** Flags set under another UIDVALIDITY would land on other mail than was read. */
-  private async confirmUidValidity(client: ImapFlow, cp: Checkpoint): Promise<void> {
-    const selected = client.mailbox;
-    const status = selected && selected.path === this.d.folder ? await client.status(this.d.folder, { uidValidity: true }) : false;
-    const now = status && status.uidValidity !== undefined ? String(status.uidValidity) : undefined;
-    if (!selected || String(selected.uidValidity) !== cp.uidValidity || now !== cp.uidValidity) {
-      throw new Error(`UIDVALIDITY is ${now ?? 'unknown'} now, not ${cp.uidValidity} as when the mail was read: not acknowledging it; reading the folder again in a new session`);
-    }
-  }
-
-  /**
-   * Tells the server the mail is done: only ever after its event (or dead letter) was stored.
-   * A parked mail must never look handled: it stays unread where it is, \Flagged and with the
-   * parked keyword so people reading the mailbox see it (and can search for it); our processed
-   * keyword keeps a rescan from parking it again.
-   */
-  private async acknowledge(client: ImapFlow, uids: number[], parked: number[]): Promise<void> {
-    const { mailbox, options, fence } = this.d;
-    // Fencing: a holder that woke past its mailbox lease must not flag or move mail another
-    // replica now reads. The sync fails; a new session starts once the lease is ours again.
-    if (!fence.valid()) throw new StaleLeaseError(fence, `acknowledging ${uids.length + parked.length} mails in ${this.label}`);
-    if (parked.length > 0) {
-      await client.messageFlagsAdd(parked.join(','), ['\\Flagged', options.parkedKeyword, options.processedKeyword], { uid: true });
-      this.d.ctx.log.warn({ folder: this.label, uids: parked, keyword: options.parkedKeyword }, 'mail parked as a dead letter: left unread and flagged in the mailbox');
-    }
-    if (uids.length === 0) return;
-    const set = uids.join(',');
-    if (mailbox.afterProcessing === 'move') {
-      await client.messageFlagsAdd(set, [options.processedKeyword], { uid: true });
-      await client.messageMove(set, mailbox.processedFolder, { uid: true });
-    } else {
-      await client.messageFlagsAdd(set, ['\\Seen', options.processedKeyword], { uid: true });
-    }
-  }
-
-  private async ensureProcessedFolder(client: ImapFlow): Promise<void> {
-    const folder = this.d.mailbox.processedFolder;
-    const list = await client.list();
-    if (!list.some((f) => f.path === folder)) await client.mailboxCreate(folder).catch(() => {});
   }
 }
 
