@@ -6,14 +6,15 @@
  * joins the stuck attempt) or a conversation's outbound lane for good. Intake is Socket Mode
  * (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after ctx.publish
  * resolved, and both go through ingest() below, which checks the event's shape first (shape.ts)
- * and parks one that fails at once.
+ * and parks one that fails at once. `omnigate dlq --replay` takes a parked envelope through the
+ * same path (take()), the outcome told rather than parked again (replay.ts).
  */
 import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
 import { sleep, backoffMs, whenAborted } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { OutboundMessage } from '../../core/schema.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js';
 import { EventDedup } from './event-dedup.js';
 import { slackLibraryLogger } from './library-logger.js';
@@ -21,6 +22,7 @@ import { eventsEndpoint } from './events-api.js';
 import { downloadFiles, slackFileOrigins, uploadFile } from './files.js';
 import { normalizeMessage, platformId, threadOf, type Normalized, type SlackMessageEvent } from './normalize.js';
 import { eventIdOf, parseEnvelope, type RawEnvelope } from './shape.js';
+import { otherWorkspace, readLetter, type Workspace } from './replay.js';
 import { escapeMrkdwn } from './text.js';
 import { SocketSession } from './socket.js';
 import { UserDirectory } from './users.js';
@@ -33,6 +35,12 @@ const SLACK_TEXT_LIMIT = 40_000;
 const SLACK_LAST_RETRY = 3;
 /** Uploads carry a whole file in one call: the API timeout would cut off a large one on a slow link. */
 const UPLOAD_TIMEOUT_MS = 300_000;
+
+/** A replay waits this long for auth.test (the loop guard needs our user id) before it is refused. */
+const REPLAY_IDENTITY_WAIT_MS = 5_000;
+
+/** What became of one envelope: intake parks `invalid`, a replay reports it. */
+type TakeResult = { kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string };
 
 /** What a send already achieved, so a retry after a failed upload does not post the text twice. */
 interface SendProgress {
@@ -57,6 +65,8 @@ export class SlackConnector implements Connector {
   private intake?: ConnectorLoop;
   private botUserId = '';
   private botName = '';
+  /** The workspace (and organisation) of the bot token, from auth.test: a replayed letter must be of it. */
+  private workspace: Workspace = {};
   private readonly whoAmI: Promise<void>;
   private resolveWhoAmI!: () => void;
 
@@ -79,6 +89,7 @@ export class SlackConnector implements Connector {
     this.channels = new Set(o.channels);
     this.fileOrigins = slackFileOrigins(o.apiUrl);
     this.whoAmI = new Promise((r) => (this.resolveWhoAmI = r));
+    ctx.onReplay((payload) => this.replay(payload));
   }
 
   async start(): Promise<void> {
@@ -107,6 +118,7 @@ export class SlackConnector implements Connector {
         const auth = await this.client.auth.test();
         this.botName = String(auth.user ?? '');
         this.botUserId = String(auth.user_id ?? '');
+        this.workspace = { teamId: auth.team_id || undefined, enterpriseId: auth.enterprise_id || undefined };
       } catch (err) {
         const code = slackErrorCode(err);
         const refused = code !== undefined && AUTH_ERRORS.has(code);
@@ -150,19 +162,49 @@ export class SlackConnector implements Connector {
    * parked at once and acknowledged, since Slack would deliver the same bytes again.
    */
   private async ingest(body: RawEnvelope, retryNum = 0): Promise<void> {
-    const label = `slack event ${eventIdOf(body) ?? '?'}`;
+    const r = await this.take(body, retryNum >= SLACK_LAST_RETRY);
+    if (r.kind === 'invalid') await this.ctx.deadLetter(`slack event ${eventIdOf(body) ?? '?'}: ${r.reason}`, body);
+  }
+
+  /**
+   * `omnigate dlq --replay` of a parked envelope (Events API or Socket Mode alike): the same path
+   * as intake, the outcome told rather than parked again. Not through the event-id dedup: it
+   * remembers the event as done once it was parked; JetStream's Nats-Msg-Id tells a duplicate.
+   * A failure a retry can heal (NATS away, Slack's file host failing) rejects: the replay answers
+   * "replay failed" and publishes nothing, and the letter can be replayed again later.
+   */
+  private async replay(payload: Buffer): Promise<ReplayOutcome> {
+    const letter = readLetter(payload);
+    if (!letter.ok) return { outcome: 'refused', reason: letter.reason };
+    if (!this.botUserId) await Promise.race([this.whoAmI, sleep(REPLAY_IDENTITY_WAIT_MS, this.ctx.signal)]);
+    if (!this.botUserId) return { outcome: 'refused', reason: 'not connected to Slack yet (auth.test has not answered: the loop guard needs our user id); try again when the connector is connected' };
+    const foreign = otherWorkspace(letter.body, this.workspace, this.ctx.account);
+    if (foreign) return { outcome: 'refused', reason: foreign };
+    // Files a retry cannot fetch are recorded as failed, as on any delivery; a transient failure
+    // rejects (this is not Slack's last delivery: the operator replays again).
+    const r = await this.take(letter.body, false);
+    if (r.kind === 'published') return { outcome: 'published', duplicate: r.duplicate };
+    if (r.kind === 'skipped') return { outcome: 'refused', reason: `skipped: ${r.reason}` };
+    return { outcome: 'invalid', reason: r.reason };
+  }
+
+  /**
+   * One envelope through shape check, normalisation, thread state, users.info, files and publish.
+   * Rejects only on what a retry can heal; `lastDelivery`: record such a file failure instead.
+   */
+  private async take(body: RawEnvelope, lastDelivery: boolean): Promise<TakeResult> {
     const parsed = parseEnvelope(body);
-    if (parsed.kind === 'skip') return;
-    if (parsed.kind === 'invalid') return this.ctx.deadLetter(`${label}: ${parsed.reason}`, body);
+    if (parsed.kind === 'skip') return { kind: 'skipped', reason: parsed.reason };
+    if (parsed.kind === 'invalid') return parsed;
     const e = parsed.event;
     const thread = threadOf(e);
     if (thread) await this.loadThread(e.channel, thread);
     const n = this.normalize(e);
     if (n.kind === 'skip') {
       if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
-      return;
+      return { kind: 'skipped', reason: n.reason };
     }
-    if (n.kind === 'invalid') return this.ctx.deadLetter(`${label}: ${n.reason}`, body);
+    if (n.kind === 'invalid') return n;
     // Before users.info, downloads and the publish: a reply that arrives meanwhile must already
     // find its thread, or it would be skipped and acknowledged.
     if (n.thread) await this.rememberThread(e.channel, n.thread);
@@ -174,13 +216,14 @@ export class SlackConnector implements Connector {
         fileOrigins: this.fileOrigins,
         media: this.ctx.media,
         limit: this.o.maxFileBytes ?? this.ctx.media.maxBytes,
-        lastDelivery: retryNum >= SLACK_LAST_RETRY,
+        lastDelivery,
       });
     }
     try {
-      await this.ctx.publish(event);
+      const published = await this.ctx.publish(event);
+      return { kind: 'published', duplicate: published.duplicate };
     } catch (err) {
-      if (err instanceof InvalidEventError) return this.ctx.deadLetter(`${label}: ${err.message}`, body);
+      if (err instanceof InvalidEventError) return { kind: 'invalid', reason: err.message };
       throw err;
     }
   }

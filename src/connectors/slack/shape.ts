@@ -67,7 +67,7 @@ export const SlackMessageEvent = z
 export type SlackMessageEvent = z.infer<typeof SlackMessageEvent>;
 
 /** What arrives, before it is checked: any JSON value (JSON.parse, a Socket Mode payload). */
-export type RawEnvelope = { type?: unknown; event_id?: unknown; challenge?: unknown; event?: unknown } | null | undefined;
+export type RawEnvelope = { type?: unknown; event_id?: unknown; challenge?: unknown; event?: unknown; team_id?: unknown; enterprise_id?: unknown } | null | undefined;
 
 const Head = z.object({ type: z.string(), event_id: z.string().min(1).max(255).optional() });
 const CallbackHead = z.object({ event: z.object({ type: z.string() }) });
