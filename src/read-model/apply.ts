@@ -6,7 +6,7 @@
  */
 import type { InboundMessage, LogEntry, OutboundMessage } from '../core/schema.js';
 import type { Queryable } from './database.js';
-import { BatchMemory } from './batch-memory.js';
+import { BatchMemory, type RowsAdded } from './batch-memory.js';
 import { provenIdentities, resolveContact } from './contacts.js';
 
 type Entry<K extends LogEntry['kind']> = Extract<LogEntry, { kind: K }>;
@@ -35,8 +35,12 @@ export interface SequencedEntry {
 /** Entries applied between two turns given back to the event loop. */
 const YIELD_EVERY = 50;
 
-/** A batch of entries in log order, inside the caller's transaction; returns how many had each outcome. */
-export async function applyEntries(tx: Queryable, entries: SequencedEntry[]): Promise<Map<Applied, number>> {
+/**
+ * A batch of entries in log order, inside the caller's transaction; returns how many had each
+ * outcome. `added`, when given, is increased by the ticket and message rows written (the
+ * projection keeps those counts with its checkpoint).
+ */
+export async function applyEntries(tx: Queryable, entries: SequencedEntry[], added?: RowsAdded): Promise<Map<Applied, number>> {
   const outcomes = new Map<Applied, number>();
   const count = (outcome: Applied, n = 1) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
   const memory = new BatchMemory(tx);
@@ -52,6 +56,10 @@ export async function applyEntries(tx: Queryable, entries: SequencedEntry[]): Pr
   if (duplicates) {
     count('applied', -duplicates);
     count('duplicate', duplicates);
+  }
+  if (added) {
+    added.tickets += memory.added.tickets;
+    added.messages += memory.added.messages;
   }
   return outcomes;
 }
@@ -159,6 +167,7 @@ async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketI
     [seq, ticketId, m.id, purpose, m.channel, m.account, m.author.id, m.author.name ?? null, entry.at, m.text, m.automated],
   );
   if (!n) return 'duplicate';
+  memory.added.messages++;
   for (const [position, a] of m.attachments.entries()) {
     await tx.query(
       `INSERT INTO attachments (message_seq, position, ticket_id, name, mime_type, size, sha256, object_key, ref, kind, status)
@@ -177,7 +186,9 @@ async function note(tx: Queryable, memory: BatchMemory, seq: number, ticketId: s
      ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
     [seq, ticketId, entry.id, entry.author.id, entry.author.name ?? null, entry.at, entry.text],
   );
-  return inserted.length ? 'applied' : 'duplicate';
+  if (!inserted.length) return 'duplicate';
+  memory.added.messages++;
+  return 'applied';
 }
 
 async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {

@@ -49,6 +49,12 @@ export interface IdentityKey {
   value: string;
 }
 
+/** Rows of `tickets` and `messages` written. */
+export interface RowsAdded {
+  tickets: number;
+  messages: number;
+}
+
 const identityKey = (i: IdentityKey) => `${i.kind}\n${i.scope}\n${i.value}`;
 
 export class BatchMemory {
@@ -65,6 +71,8 @@ export class BatchMemory {
   private readonly pendingIds = new Set<string>();
   /** Deferred messages that turned out to be in SQL already (a republished event). */
   private duplicates = 0;
+  /** Ticket and message rows this batch wrote (kept with the checkpoint: projection.ts, consistent). */
+  readonly added: RowsAdded = { tickets: 0, messages: 0 };
 
   constructor(private readonly tx: Queryable) {}
 
@@ -115,6 +123,7 @@ export class BatchMemory {
 
   ticketCreated(id: string): void {
     this.tickets.set(id, true);
+    this.added.tickets++;
   }
 
   /**
@@ -208,6 +217,7 @@ export class BatchMemory {
     );
     const written = list.filter((m) => inserted.has(m.seq));
     this.duplicates += list.length - written.length;
+    this.added.messages += written.length;
     await this.writeAttachments(written);
     await this.writeTicketSums(written);
   }

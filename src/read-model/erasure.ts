@@ -5,6 +5,7 @@
  * one, by the ticket-log sequence the projection recorded, so the log can lose exactly those too.
  */
 import type { Database, Queryable } from './database.js';
+import { CHECKPOINT_NAME } from './migrations.js';
 
 export interface PersonFootprint {
   /** The contact ids that are this person (the root and everything merged into it). */
@@ -61,13 +62,16 @@ export async function fileReferencedElsewhere(db: Queryable, key: string, erasin
 
 /**
  * Deletes the person's rows, or (no contacts) just the tickets' rows, in one transaction;
- * returns rows deleted per table.
+ * returns rows deleted per table. The projection's count of its rows (projection_checkpoint) goes
+ * down by as many in the same transaction, so its consistency check does not take an erasure for
+ * rows lost; the checkpoint row is locked first, as a batch does, so the two never deadlock.
  */
 export async function eraseRows(db: Database, o: { ticketIds: string[]; contactIds?: string[]; messageSeqs?: number[] }): Promise<Record<string, number>> {
   const t = o.ticketIds;
   const c = o.contactIds ?? [];
   const s = o.messageSeqs ?? [];
   return db.transaction(async (tx) => {
+    await tx.query('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT_NAME]);
     const counts: Record<string, number> = {};
     const del = async (table: string, sql: string, params: unknown[]) => {
       const rows = await tx.query(`DELETE FROM ${table} WHERE ${sql} RETURNING 1 AS gone`, params);
@@ -86,6 +90,7 @@ export async function eraseRows(db: Database, o: { ticketIds: string[]; contactI
       await tx.query(`UPDATE contacts SET merged_into = NULL WHERE id = ANY($1::text[])`, [c]);
       await del('contacts', `id = ANY($1::text[])`, [c]);
     }
+    await tx.query('UPDATE projection_checkpoint SET tickets = tickets - $2, messages = messages - $3 WHERE name = $1', [CHECKPOINT_NAME, counts.tickets ?? 0, counts.messages ?? 0]);
     return counts;
   });
 }

@@ -13,6 +13,9 @@ import type { Database, Queryable } from './database.js';
 export const MIGRATION_LOCK_KEY = 0x6f6d6e69; // "omni"
 export const APPLIER_LOCK_KEY = 0x6f6d6e70;
 
+/** The projection_checkpoint row of the ticket log (projection.ts; erasure.ts keeps its counts). */
+export const CHECKPOINT_NAME = 'ticket-log';
+
 /** Text search configurations: Russian and English stemming over every text we index. */
 const TSV = (expr: string) => `to_tsvector('russian', coalesce(${expr}, '')) || to_tsvector('english', coalesce(${expr}, ''))`;
 
@@ -246,6 +249,20 @@ CREATE INDEX sla_breaches_at ON sla_breaches (at);
     // uses it (erasure.ts fileReferencedElsewhere): without these, a scan of every attachment per file.
     sql: `CREATE INDEX attachments_by_object ON attachments (object_key) WHERE object_key IS NOT NULL;
 CREATE INDEX attachments_by_ref ON attachments (ref) WHERE ref IS NOT NULL;`,
+  },
+  {
+    id: 5,
+    name: 'the rows the projection holds, kept with its checkpoint',
+    // How many tickets and messages the projection has written (less what erasure deleted), moved
+    // in the same transaction as the checkpoint: rows deleted behind its back (an operator's
+    // TRUNCATE tickets CASCADE, a DELETE, one table restored) leave the tables disagreeing with
+    // the checkpoint, which the applier checks and rebuilds (projection.ts, consistent).
+    // counted_seq is the checkpoint the counts are true at: -1 for a row from before (or one moved
+    // by an older version, which leaves it behind): its counts are taken afresh, not trusted.
+    sql: `ALTER TABLE projection_checkpoint ADD COLUMN tickets bigint NOT NULL DEFAULT 0;
+ALTER TABLE projection_checkpoint ADD COLUMN messages bigint NOT NULL DEFAULT 0;
+ALTER TABLE projection_checkpoint ADD COLUMN counted_seq bigint NOT NULL DEFAULT 0;
+UPDATE projection_checkpoint SET counted_seq = -1;`,
   },
 ];
 

@@ -16,6 +16,14 @@
  * One applier at a time: on PostgreSQL several replicas share the database and take a session
  * advisory lock (the server frees it when the holder's connection dies); the checkpoint is also
  * compared in every batch (SELECT … FOR UPDATE), so even two appliers could not apply a batch twice.
+ *
+ * The checkpoint is only true while the rows it stands for are there. Each batch also adds the
+ * ticket and message rows it wrote to counts kept in the checkpoint row; the applier compares them
+ * with the tables at its start, every `checkEveryMs` when idle, and soon after a batch met entries
+ * for tickets SQL does not have. Rows deleted behind its back (TRUNCATE tickets CASCADE, a DELETE,
+ * a table restored alone, the checkpoint row lost under full tables) are rebuilt from the log
+ * (`consistent`, docs/data.md): before, the projection went on from its checkpoint and lists
+ * silently lacked the old tickets.
  */
 import { DeliverPolicy, type Consumer, type StreamInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -30,9 +38,11 @@ import { Streams } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import { applyEntries, type SequencedEntry } from './apply.js';
 import type { Database } from './database.js';
-import { APPLIER_LOCK_KEY, migrate } from './migrations.js';
+import { APPLIER_LOCK_KEY, CHECKPOINT_NAME, migrate } from './migrations.js';
 
-const CHECKPOINT = 'ticket-log';
+const CHECKPOINT = CHECKPOINT_NAME;
+/** After a batch with orphan entries (tickets SQL does not have), the next check comes no later than this after the last one. */
+const ORPHAN_CHECK_GAP_MS = 60_000;
 /** SQLSTATE: relation does not exist. */
 const UNDEFINED_TABLE = '42P01';
 const TICKET_OF = /^omni\.ticket\.([^.]+)\.log$/;
@@ -44,6 +54,11 @@ export interface ProjectionOptions {
   idleMs?: number;
   /** How often a replica that does not hold the applier lock tries again. */
   standbyRetryMs?: number;
+  /**
+   * How often the idle applier compares the tickets and messages it holds with the counts kept
+   * with its checkpoint (two count(*)s; also done at each start). Default 5 minutes.
+   */
+  checkEveryMs?: number;
 }
 
 export interface ProjectionStatus {
@@ -56,6 +71,8 @@ export interface ProjectionStatus {
   sampledAt?: string;
   /** Why nothing is applied (the ticket log was replaced: LogReplacedError). */
   error?: string;
+  /** Set while the read model is rebuilt from the log because its tables lost rows (what was found); lists are partial meanwhile. */
+  rebuilding?: string;
 }
 
 /** The read model counts in a ticket log that is not the one NATS holds now: rebuild it (docs/data.md). */
@@ -72,6 +89,12 @@ export class Projection {
   private readonly batchSize: number;
   private readonly idleMs: number;
   private readonly standbyRetryMs: number;
+  private readonly checkEveryMs: number;
+  /** When the tables were last compared with the checkpoint's counts, and when they are next. */
+  private lastCheckAt = 0;
+  private nextCheckAt = 0;
+  /** A rebuild in progress: done when the checkpoint reaches `until` (the log's end when it began). */
+  private rebuild?: { until: number; started: number };
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
   /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
   private checkpointSeen = false;
@@ -87,6 +110,7 @@ export class Projection {
     this.batchSize = o.batchSize ?? 500;
     this.idleMs = o.idleMs ?? 1000;
     this.standbyRetryMs = o.standbyRetryMs ?? 2000;
+    this.checkEveryMs = o.checkEveryMs ?? 300_000;
   }
 
   start(): void {
@@ -228,9 +252,12 @@ export class Projection {
   private async follow(db: Database, signal: AbortSignal, progress: () => void): Promise<void> {
     let applied = await this.checkpoint();
     await this.sameLog(db, applied);
-    const consumer: Consumer = await this.bus.js.consumers.get(Streams.log, applied > 0
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: applied + 1 }
+    // The log is the one the checkpoint counts in: do the tables still hold what it stands for?
+    if (!(await this.consistent(db))) applied = 0;
+    const after = (seq: number): Promise<Consumer> => this.bus.js.consumers.get(Streams.log, seq > 0
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seq + 1 }
       : { deliver_policy: DeliverPolicy.All });
+    let consumer = await after(applied);
     this.log.info({ from: applied + 1 }, 'read-model projection resumes after its checkpoint');
     while (!signal.aborted) {
       const batch: FetchedEntry[] = [];
@@ -251,6 +278,7 @@ export class Projection {
       if (batch.length) {
         applied = await this.applyBatch(db, applied, batch);
         progress();
+        if (this.rebuild && applied >= this.rebuild.until) await this.rebuilt(db);
       }
       if (!batch.length || batch.length < this.batchSize) {
         // A stop in progress closes the connection under the sample: not worth a warning then.
@@ -267,9 +295,78 @@ export class Projection {
           // checkpoint, in the new log).
           await this.sameLog(db, applied, info);
           progress();
+          if (this.rebuild && info && applied >= info.state.last_seq) await this.rebuilt(db);
+          if (Date.now() >= this.nextCheckAt && !(await this.consistent(db))) {
+            applied = 0;
+            consumer = await after(0);
+          }
         }
       }
     }
+  }
+
+  /**
+   * Whether the tables hold the rows the checkpoint stands for: the tickets and messages counted
+   * against what the batches wrote (less what erasure deleted), in one statement (one snapshot;
+   * a batch or an erasure moves both in one transaction). Two count(*)s, so at a term's start,
+   * every `checkEveryMs` when idle, and soon after orphan entries, never per batch. Counts an
+   * older version left behind are taken as they are (nothing to compare with yet). When they
+   * disagree, rows were deleted (or restored) behind the projection's back: every table the log
+   * makes is emptied with the checkpoint and the log applied again from its start (the log is
+   * the one the checkpoint counts in, sameLog, so it holds all they were made from; contact_merges
+   * is kept). Returns false when it did so.
+   */
+  private async consistent(db: Database): Promise<boolean> {
+    this.lastCheckAt = Date.now();
+    this.nextCheckAt = this.lastCheckAt + this.checkEveryMs;
+    const [row] = await db.query<{ seq: number | null; tickets: number | null; messages: number | null; counted_seq: number | null; ticket_rows: number; message_rows: number }>(
+      `SELECT c.seq, c.tickets, c.messages, c.counted_seq, (SELECT count(*) FROM tickets) AS ticket_rows, (SELECT count(*) FROM messages) AS message_rows
+         FROM (SELECT 1) AS one LEFT JOIN projection_checkpoint c ON c.name = $1`,
+      [CHECKPOINT],
+    );
+    const seq = Number(row?.seq ?? 0);
+    const found = { tickets: Number(row?.ticket_rows ?? 0), messages: Number(row?.message_rows ?? 0) };
+    if (row?.seq != null && Number(row.counted_seq) !== seq) {
+      await this.recount(db);
+      return true;
+    }
+    const expected = { tickets: Number(row?.tickets ?? 0), messages: Number(row?.messages ?? 0) };
+    if (found.tickets === expected.tickets && found.messages === expected.messages) return true;
+    const what = `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint (sequence ${seq}) stands for ${expected.tickets} and ${expected.messages}`;
+    this.log.error(
+      { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages },
+      `${what}: rows were deleted or restored behind the projection (a TRUNCATE or DELETE on one table?). Rebuilding the read model from the ticket log (docs/data.md); lists and search are partial until it is done`,
+    );
+    const info = await this.bus.jsm.streams.info(Streams.log);
+    await db.transaction(async (tx) => {
+      await tx.query('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
+      // Every table the log makes; contact_merges (people's merges, not in the log) stays and applies again.
+      await tx.query('TRUNCATE tickets, messages, attachments, deliveries, status_changes, ratings, sla_breaches, contact_identities, contacts');
+      await tx.query('UPDATE projection_checkpoint SET seq = 0, tickets = 0, messages = 0, counted_seq = 0, updated_at = now() WHERE name = $1', [CHECKPOINT]);
+    });
+    this.rebuild = { until: info.state.last_seq, started: Date.now() };
+    this.status_ = { ...this.status_, checkpoint: 0, lag: info.state.last_seq, logLastSeq: info.state.last_seq, rebuilding: `${what}; rebuilding from the ticket log (docs/data.md)` };
+    metrics.readModelLag.set(this.status_.lag);
+    return false;
+  }
+
+  /** Counts left by an older version (or a checkpoint row written by hand): taken from the tables, the checkpoint row locked meanwhile. */
+  private async recount(db: Database): Promise<void> {
+    const counted = await db.transaction(async (tx) => {
+      const [c] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
+      const [n] = await tx.query<{ tickets: number; messages: number }>('SELECT (SELECT count(*) FROM tickets) AS tickets, (SELECT count(*) FROM messages) AS messages');
+      await tx.query('UPDATE projection_checkpoint SET tickets = $2, messages = $3, counted_seq = seq WHERE name = $1', [CHECKPOINT, n!.tickets, n!.messages]);
+      return { checkpoint: c?.seq, tickets: Number(n!.tickets), messages: Number(n!.messages) };
+    });
+    this.log.info(counted, 'read-model row counts taken at the checkpoint (kept with it from now on, to tell rows lost behind the projection)');
+  }
+
+  /** The rebuild caught up with where the log ended when it began. */
+  private async rebuilt(db: Database): Promise<void> {
+    const [n] = await db.query<{ tickets: number; messages: number }>('SELECT tickets, messages FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
+    this.log.warn({ checkpoint: this.status_.checkpoint, tickets: Number(n?.tickets ?? 0), messages: Number(n?.messages ?? 0), ms: Date.now() - (this.rebuild?.started ?? Date.now()) }, 'read model rebuilt from the ticket log');
+    this.rebuild = undefined;
+    delete this.status_.rebuilding;
   }
 
   /** One transaction: every entry after `expected`, then the checkpoint. Returns the new checkpoint. */
@@ -296,6 +393,9 @@ export class Projection {
       outcomes = await this.commitOneByOne(db, expected, entries, seq);
     }
     for (const [outcome, n] of outcomes) metrics.readModelApplied.inc({ outcome }, n);
+    // Entries for tickets SQL does not have: legitimate now and then (an entry before any
+    // message), but also what rows deleted behind the projection's back look like.
+    if (outcomes.get('orphan')) this.nextCheckAt = Math.min(this.nextCheckAt, this.lastCheckAt + Math.min(ORPHAN_CHECK_GAP_MS, this.checkEveryMs));
     if (invalid) metrics.readModelApplied.inc({ outcome: 'invalid' }, invalid);
     this.status_.checkpoint = seq;
     return seq;
@@ -307,10 +407,15 @@ export class Projection {
       const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
       const found = row?.seq ?? 0;
       if (found !== expected) throw new StaleCheckpointError(expected, found);
-      const applied = entries.length ? await applyEntries(tx, entries) : new Map<string, number>();
+      const added = { tickets: 0, messages: 0 };
+      const applied = entries.length ? await applyEntries(tx, entries, added) : new Map<string, number>();
+      // The counts move with the checkpoint; they stay true at the new one only if they were at
+      // the old one (an older version moved the checkpoint alone: they are taken afresh, consistent).
       await tx.query(
-        `INSERT INTO projection_checkpoint (name, seq, updated_at) VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET seq = $2, updated_at = now()`,
-        [CHECKPOINT, to],
+        `INSERT INTO projection_checkpoint (name, seq, tickets, messages, counted_seq, updated_at) VALUES ($1, $2, $3, $4, $2, now())
+         ON CONFLICT (name) DO UPDATE SET seq = $2, tickets = projection_checkpoint.tickets + $3, messages = projection_checkpoint.messages + $4,
+           counted_seq = CASE WHEN projection_checkpoint.counted_seq = projection_checkpoint.seq THEN $2 ELSE projection_checkpoint.counted_seq END, updated_at = now()`,
+        [CHECKPOINT, to, added.tickets, added.messages],
       );
       return applied;
     });
