@@ -3,7 +3,9 @@
  * with X-Hub-Signature-256 over the raw body), answered 200 only after every message in it is in
  * JetStream. Status webhooks become delivery reports through the wamid → outbound records we
  * keep when sending (sent-records.ts). Outbound: the 24-hour customer-service window is checked
- * before calling Graph.
+ * before calling Graph. `omnigate dlq --replay` takes what intake parked (a message, a change, an
+ * entry, a whole body) back through the same walk and message path, the outcome told rather than
+ * parked again (replay.ts).
  */
 import { splitTextAt } from '../../core/text-split.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
@@ -13,12 +15,13 @@ import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
 import { describeZodError, type Attachment, type OutboundAttachment, type OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type ReplayOutcome, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
 import { normalizeCloudMessage, type PendingCloudMedia } from './normalize.js';
 import { CloudMessage, MediaInfo, describeAt, idOf, MAX_TIME_MS, type CloudContact, type CloudStatus } from './payload.js';
-import { walkWebhook } from './webhook-body.js';
+import { walkItem, walkWebhook, type LetterKind, type WebhookSink } from './webhook-body.js';
+import { ReplayTally, readLetter, type TakeResult } from './replay.js';
 import { SentRecords } from './sent-records.js';
 import { templateBody } from './templates.js';
 import type { WhatsAppCloudOptions } from './index.js';
@@ -31,6 +34,16 @@ const lastInboundKey = (waId: string) => `wac-last-${waId}`;
 const STATUS_RANK: Record<string, number> = { sent: 0, delivered: 1, read: 2, failed: 2 };
 /** The statuses a delivery report carries; Meta adds others. */
 const STATUS_KINDS: ReadonlySet<string> = new Set(Object.keys(STATUS_RANK));
+/** A replay waits this long for the token check (media are fetched from Graph) before it is refused. */
+const REPLAY_GRAPH_WAIT_MS = 5_000;
+/** The states in which Graph has not (or no longer) taken the token: a replay would record media as failed. */
+const NOT_CONNECTED: ReadonlySet<string> = new Set(['starting', 'disconnected', 'auth_failed', 'stopped']);
+
+/** How one message is taken: live (parked when invalid) or replayed (told), and the arrival time of a parked one. */
+interface TakeOptions {
+  replay: boolean;
+  receivedAtMs?: number;
+}
 
 export class WhatsAppCloudConnector implements Connector {
   private readonly health_: HealthTracker;
@@ -52,6 +65,7 @@ export class WhatsAppCloudConnector implements Connector {
     this.graph = new GraphClient(o);
     this.pacer = new Pacer(o.pacing.perChatIntervalMs, o.pacing.perSecond);
     this.records = new SentRecords(ctx.state, ctx.log);
+    ctx.onReplay((payload, meta) => this.replay(payload, meta));
   }
 
   async start(): Promise<void> {
@@ -142,7 +156,7 @@ export class WhatsAppCloudConnector implements Connector {
       phoneNumberId: this.o.phoneNumberId,
       statusKinds: STATUS_KINDS,
       log: this.ctx.log,
-      park: (reason, payload) => this.park(reason, payload),
+      park: (reason, payload, kind) => this.park(reason, payload, kind),
       message: (m, at, contacts) => this.ingest(m, at, contacts),
     });
     // A status whose send record is there is reported before Meta hears 200. One without (a
@@ -156,38 +170,96 @@ export class WhatsAppCloudConnector implements Connector {
     }));
   }
 
-  /** Parks what could not be taken; rejects (and so fails the POST, to be retried) only when parking it failed. */
-  private park(reason: string, payload: unknown): Promise<void> {
-    return this.ctx.deadLetter(reason, payload ?? null);
+  /**
+   * Parks what could not be taken, with what a replay needs (replay.ts); rejects (and so fails
+   * the POST, to be retried) only when parking it failed.
+   */
+  private park(reason: string, payload: unknown, kind: LetterKind, extra: Record<string, string> = {}): Promise<void> {
+    return this.ctx.deadLetter(reason, payload ?? null, { meta: { kind, phoneNumberId: this.o.phoneNumberId, ...extra } });
   }
 
   /** One message, `at` its path in the body: stored, deliberately skipped, or parked with the reason. */
   private async ingest(raw: unknown, at: string, contacts: readonly CloudContact[]): Promise<void> {
+    const r = await this.takeMessage(raw, at, contacts, { replay: false });
+    if (r.kind !== 'invalid') return;
+    const from = (raw as { from?: unknown } | null)?.from;
+    const profileName = typeof from === 'string' ? contacts.find((c) => c.wa_id === from)?.profile?.name : undefined;
+    await this.park(r.reason, raw, 'message', { receivedAt: new Date().toISOString(), ...(profileName ? { profileName } : {}) });
+  }
+
+  /**
+   * `omnigate dlq --replay` of a letter this connector parked: only what was parked (one message,
+   * or the messages of the entry, change or body the letter holds) goes through intake's own
+   * path, the outcome told rather than parked again. The signature is not checked again: there
+   * is none on a part of a body, and the body was checked (X-Hub-Signature-256) before intake
+   * walked it; the letter reaches the connector only over NATS from the dead-letter stream.
+   * Statuses are not replayed. A failure a retry can heal (NATS away) rejects: the replay
+   * answers "replay failed", and the letter can be replayed again.
+   */
+  private async replay(payload: Buffer, meta: Record<string, string>): Promise<ReplayOutcome> {
+    const letter = readLetter(payload, meta, this.o.phoneNumberId, this.ctx.account);
+    if (!letter.ok) return { outcome: 'refused', reason: letter.reason };
+    if (NOT_CONNECTED.has(this.health_.get().state)) await Promise.race([this.checking, sleep(REPLAY_GRAPH_WAIT_MS, this.ctx.signal)]);
+    const h = this.health_.get();
+    if (NOT_CONNECTED.has(h.state)) {
+      return { outcome: 'refused', reason: `not connected to the Graph API yet (${h.state}${h.detail ? `: ${h.detail}` : ''}): media would be recorded as failed; try again when the connector is connected` };
+    }
+    const tally = new ReplayTally();
+    if (letter.kind === 'message') {
+      tally.add(await this.takeMessage(letter.item, 'message', letter.contacts, { replay: true, receivedAtMs: letter.receivedAtMs }));
+      return tally.outcome(this.o.phoneNumberId);
+    }
+    // A part of a body that fails its check is told, not parked again; statuses and contacts are passed over.
+    const sink: WebhookSink = {
+      phoneNumberId: this.o.phoneNumberId,
+      statusKinds: STATUS_KINDS,
+      log: this.ctx.log,
+      park: async (reason, _payload, kind) => {
+        if (kind === 'status' || kind === 'contact') tally.passedOver++;
+        else tally.invalid.push(reason);
+      },
+      otherNumber: (id) => tally.otherNumbers.add(id),
+      message: async (m, at, contacts) => tally.add(await this.takeMessage(m, at, contacts, { replay: true })),
+    };
+    const statuses = letter.kind === 'body' ? await walkWebhook(letter.raw, sink) : await walkItem(letter.kind, letter.item, sink);
+    tally.passedOver += statuses.size;
+    return tally.outcome(this.o.phoneNumberId);
+  }
+
+  /**
+   * One message through its check, normalisation, media and publish, then the service window.
+   * Rejects only on what a retry can heal (NATS, the state store).
+   */
+  private async takeMessage(raw: unknown, at: string, contacts: readonly CloudContact[], o: TakeOptions): Promise<TakeResult> {
     const what = `whatsapp-cloud message${idOf(raw) ? ` ${idOf(raw)}` : ''}`;
     const parsed = CloudMessage.safeParse(raw);
-    if (!parsed.success) return this.park(`${what}: ${describeAt(parsed.error, at)}`, raw);
+    if (!parsed.success) return { kind: 'invalid', reason: `${what}: ${describeAt(parsed.error, at)}` };
     const m = parsed.data;
     let n: ReturnType<typeof normalizeCloudMessage>;
     try {
       n = normalizeCloudMessage(m, contacts, this.ctx.channel, this.ctx.account);
     } catch (err) {
       // A shape the schema let through and the normalizer cannot read: a bug, but this message's alone.
-      return this.park(`${what}: ${at}: cannot read the message: ${errorMessage(err)}`, raw);
+      return { kind: 'invalid', reason: `${what}: ${at}: cannot read the message: ${errorMessage(err)}` };
     }
-    if (n.kind === 'skip') return;
-    if (n.kind === 'invalid') return this.park(`${what}: ${at}: ${n.reason}`, raw);
+    if (n.kind === 'skip') return { kind: 'skipped', reason: n.reason };
+    if (n.kind === 'invalid') return { kind: 'invalid', reason: `${what}: ${at}: ${n.reason}` };
     const event = n.event;
-    const sentAtMs = m.timestamp ? m.timestamp * 1000 : Date.now();
+    // Without Meta's timestamp: live, now; replayed, when the letter says it arrived (else no window is claimed).
+    const sentAtMs = m.timestamp ? m.timestamp * 1000 : o.replay ? o.receivedAtMs : Date.now();
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(n.media)];
     // The ticket (and the API) know until when a free-form reply may go: the reply is refused at once after it.
-    if (event.type === 'message.inbound') event.replyWindowEndsAt = new Date(Math.min(sentAtMs + this.o.serviceWindowHours * 3_600_000, MAX_TIME_MS)).toISOString();
+    if (event.type === 'message.inbound' && sentAtMs !== undefined) event.replyWindowEndsAt = new Date(Math.min(sentAtMs + this.o.serviceWindowHours * 3_600_000, MAX_TIME_MS)).toISOString();
+    let duplicate: boolean;
     try {
-      await this.ctx.publish(event);
+      duplicate = (await this.ctx.publish(event)).duplicate;
     } catch (err) {
-      if (err instanceof InvalidEventError) return this.park(`${what}: ${at}: ${err.message}`, raw);
+      if (err instanceof InvalidEventError) return { kind: 'invalid', reason: `${what}: ${at}: ${err.message}` };
       throw err;
     }
-    await this.touchWindow(m.from, sentAtMs);
+    // Keeps the newest time only: an old message replayed does not reopen the window.
+    if (sentAtMs !== undefined) await this.touchWindow(m.from, sentAtMs);
+    return { kind: 'published', duplicate };
   }
 
   /** The customer-service window runs from the customer's latest message; keep the newest time. */
@@ -259,7 +331,7 @@ export class WhatsAppCloudConnector implements Connector {
     } catch (err) {
       // A report the delivery schema refuses would be refused on every retry: park it instead.
       if (!(err instanceof z.ZodError)) throw err;
-      await this.park(`whatsapp-cloud status ${s.id}: ${describeZodError(err, 'report')}`, s);
+      await this.park(`whatsapp-cloud status ${s.id}: ${describeZodError(err, 'report')}`, s, 'status');
       return;
     }
     if (s.status === 'read' || s.status === 'failed') await this.records.forget(found.key);

@@ -4,6 +4,8 @@
  * senders mapped to their phone JID, our own messages ignored. Outbound: paced per chat, quoted
  * replies built from the last customer message we kept in KV, media from the object store.
  * The pairing QR is served as PNG and JSON on authenticated routes.
+ * `omnigate dlq --replay` takes a parked message through the same path as intake (take()), the
+ * outcome told rather than parked again (replay.ts reads the letter).
  */
 import QRCode from 'qrcode';
 import { createHash } from 'node:crypto';
@@ -13,14 +15,20 @@ import { MediaTooLargeError } from '../../core/media.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { sleep, backoffMs, untilAborted } from '../../core/sleep.js';
 import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
 import { normalizeMessage, platformId, type NormalizeContext, type PendingMedia, type StoredQuote } from './normalize.js';
+import { readLetter, otherNumber } from './replay.js';
 import { WhatsAppSession, type SessionEvents } from './session.js';
 import type { WaSocketLike } from './socket.js';
 import type { WhatsAppOptions } from './index.js';
 
 const LID_PREFIX = 'wa-lid-';
+/** A replay waits this long for the session to open (right after a start or a reconnect) before it is refused. */
+const REPLAY_SESSION_WAIT_MS = 5_000;
+
+/** What became of one message: intake parks `invalid`, a replay reports it. */
+type TakeResult = { kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string };
 const quoteKey = (chat: string) => `wa-quote-${Buffer.from(chat).toString('base64url')}`;
 
 /**
@@ -49,6 +57,7 @@ export class WhatsAppConnector implements Connector {
     this.health_ = new HealthTracker(ctx);
     this.pacer = new Pacer(o.pacing.privateChatIntervalMs, o.pacing.perSecond);
     this.session = new WhatsAppSession(o, ctx, this.health_, (events, sock) => this.onEvents(events, sock));
+    ctx.onReplay((payload, meta) => this.replay(payload, meta));
   }
 
   async start(): Promise<void> {
@@ -162,7 +171,8 @@ export class WhatsAppConnector implements Connector {
 
   /**
    * Baileys has already acknowledged the message to WhatsApp, which will not send it again: each
-   * message is handled on its own, and what cannot be published is parked, never dropped.
+   * message is handled on its own, and what cannot be published is parked, never dropped. Such a
+   * letter (NATS gone past the publish's patience, the gateway stopping) is what a replay heals.
    */
   private async intake(msg: WAMessage, sock: WaSocketLike): Promise<void> {
     try {
@@ -170,7 +180,7 @@ export class WhatsAppConnector implements Connector {
     } catch (err) {
       const reason = `whatsapp message ${msg.key?.id ?? '?'} could not be published: ${errorMessage(err)}`;
       try {
-        await this.ctx.deadLetter(reason, msg);
+        await this.ctx.deadLetter(reason, msg, { meta: this.letterMeta() });
       } catch (dlqErr) {
         // The last copy we have: the log line carries the whole message.
         this.ctx.log.error({ id: msg.key?.id, reason, err: errorMessage(dlqErr), message: msg }, 'WhatsApp message lost: neither published nor dead-lettered');
@@ -178,32 +188,96 @@ export class WhatsAppConnector implements Connector {
     }
   }
 
+  /** Resolves once the message is stored, parked or deliberately skipped; rejects when it could not be published. */
   private async ingest(msg: WAMessage, sock: WaSocketLike): Promise<void> {
-    const n = normalizeMessage(msg, this.normalizeContext());
+    const r = await this.take(msg, sock, { replay: false });
+    if (r.kind === 'invalid') await this.ctx.deadLetter(`whatsapp message ${msg.key?.id ?? '?'}: ${r.reason}`, msg, { meta: this.letterMeta() });
+  }
+
+  /** What a replay needs besides the message: the number (our own JID) the message was sent to. */
+  private letterMeta(): Record<string, string> | undefined {
+    const me = this.session.auth?.state.creds.me?.id;
+    return me ? { me: jidNormalizedUser(me) } : undefined;
+  }
+
+  /**
+   * `omnigate dlq --replay` of a parked message: the same path as intake (normalisation with the
+   * loop guard and the @lid map, media through Baileys, publish, the quote), the outcome told
+   * rather than parked again. Only on the process holding an open session: our own JID (the loop
+   * guard) and media re-upload requests need it. A failure a retry can heal (NATS away) rejects:
+   * the replay answers "replay failed", nothing is published, and the letter can be replayed again.
+   */
+  private async replay(payload: Buffer, meta: Record<string, string>): Promise<ReplayOutcome> {
+    const letter = readLetter(payload);
+    if (!letter.ok) return { outcome: 'refused', reason: letter.reason };
+    if (this.session.haltedReason) return { outcome: 'refused', reason: `the WhatsApp session of "${this.ctx.account}" is halted (${this.session.haltedReason}); replay after it is connected again` };
+    if (this.session.leased && !this.session.open) await this.sessionOpen(REPLAY_SESSION_WAIT_MS);
+    const sock = this.session.sock;
+    if (!this.session.leased) {
+      // Any gateway with the account answers a replay; only one holds the session.
+      return { outcome: 'refused', reason: `the WhatsApp session of "${this.ctx.account}" runs in another gateway process (this one is on standby); replay again, the replay may reach that process` };
+    }
+    if (!sock || !this.session.open) {
+      const h = this.health_.get();
+      return { outcome: 'refused', reason: `not connected to WhatsApp yet (session ${h.state}${h.detail ? `: ${h.detail}` : ''}); try again when the connector is connected` };
+    }
+    const me = this.letterMeta()?.me;
+    const foreign = otherNumber(meta, me, this.ctx.account);
+    if (foreign) return { outcome: 'refused', reason: foreign };
+    const r = await this.take(letter.message, sock, { replay: true });
+    if (r.kind === 'published') return { outcome: 'published', duplicate: r.duplicate };
+    if (r.kind === 'skipped') return { outcome: 'refused', reason: `skipped: ${r.reason}` };
+    return { outcome: 'invalid', reason: r.reason };
+  }
+
+  private async sessionOpen(ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    while (!this.session.open && Date.now() < until && !this.ctx.signal.aborted) await sleep(100, this.ctx.signal);
+  }
+
+  /**
+   * One message through normalisation, media download and publish; the quote is kept after.
+   * Rejects only on what a retry can heal (ctx.publish gave up: NATS away, the gateway stopping).
+   */
+  private async take(msg: WAMessage, sock: WaSocketLike, o: { replay: boolean }): Promise<TakeResult> {
+    let n: ReturnType<typeof normalizeMessage>;
+    try {
+      n = normalizeMessage(msg, this.normalizeContext());
+    } catch (err) {
+      // Pure and given a decoded message: a throw is about this message, parked, not retried.
+      n = { kind: 'invalid', reason: `cannot read the message: ${errorMessage(err)}` };
+    }
     if (n.kind === 'skip') {
       if (n.loopGuard) this.ctx.dropped('loop_guard', n.reason);
       this.ctx.log.debug({ id: msg.key?.id, reason: n.reason }, 'WhatsApp message skipped');
-      return;
+      return { kind: 'skipped', reason: n.reason };
     }
-    if (n.kind === 'invalid') {
-      await this.ctx.deadLetter(`whatsapp message ${msg.key?.id ?? '?'}: ${n.reason}`, msg);
-      return;
-    }
+    if (n.kind === 'invalid') return n;
     const event = n.event;
     if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(msg, n.media, sock)];
     // ctx.publish waits out a NATS outage itself; it gives up only on an invalid event or at shutdown.
+    let duplicate: boolean;
     try {
-      await this.ctx.publish(event);
+      duplicate = (await this.ctx.publish(event)).duplicate;
     } catch (err) {
-      if (!(err instanceof InvalidEventError)) throw err;
-      await this.ctx.deadLetter(`whatsapp message ${msg.key?.id}: ${err.message}`, msg);
-      return;
+      if (err instanceof InvalidEventError) return { kind: 'invalid', reason: err.message };
+      throw err;
     }
-    if (n.quote) {
-      await this.ctx.state.put(quoteKey(event.conversation.id), JSON.stringify(n.quote)).catch((err) => {
-        // Only costs the quote on the next reply to this chat.
-        this.ctx.log.warn({ id: msg.key?.id, err: errorMessage(err) }, 'could not store the WhatsApp message for quoting');
-      });
+    if (n.quote) await this.keepQuote(event.conversation.id, n.quote, msg, o.replay);
+    return { kind: 'published', duplicate };
+  }
+
+  /**
+   * The chat's last customer message, for quoting the reply. A replayed message is older than
+   * what the chat may have had since: it is kept only when the chat has none.
+   */
+  private async keepQuote(chat: string, quote: StoredQuote, msg: WAMessage, replay: boolean): Promise<void> {
+    try {
+      if (replay && (await this.ctx.state.get(quoteKey(chat)))) return;
+      await this.ctx.state.put(quoteKey(chat), JSON.stringify(quote));
+    } catch (err) {
+      // Only costs the quote on the next reply to this chat.
+      this.ctx.log.warn({ id: msg.key?.id, err: errorMessage(err) }, 'could not store the WhatsApp message for quoting');
     }
   }
 
