@@ -18,7 +18,6 @@
  * (bench/soak.ts): 200 messages/s through the HTTP channel with webhooks on, RSS after GC.
  * The last line is one JSON object for scripts.
  */
-import { execFileSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +27,7 @@ import { killTestGateways, spawnGateway, writeConfig } from '../test/helpers/pro
 import { removeTestTempDirs } from '../test/helpers/temp-dirs.js';
 import { dropTestDatabases, postgresDatabase, type TestPostgres } from '../test/helpers/sql.js';
 import { percentile, type ChannelBenchResult } from './types.js';
+import { gatewayNode } from './gateway-node.js';
 import { BENCH_PARTITIONS, cpuMeter, gatewayMetrics, makeEvents, pacedPhase, rawPublishRate, readModelCaughtUp, routedPhase } from './routing.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
@@ -43,8 +43,9 @@ const PRODUCTION_NODE_ARGS = '--max-semi-space-size=32';
  * database on the machine's PostgreSQL, test/helpers/sql.ts: the engine's CPU is outside the
  * measured process, the projection's client side stays in it).
  */
-/** The gateways' Node version (BENCH_GATEWAY_NODE, or the bench's own). */
-const GATEWAY_NODE = process.env.BENCH_GATEWAY_NODE ? execFileSync(process.env.BENCH_GATEWAY_NODE, ['--version'], { encoding: 'utf8' }).trim() : process.version;
+/** The gateways' Node binary and version (gateway-node.ts: BENCH_GATEWAY_NODE, or a Node the product supports). */
+const GATEWAY = gatewayNode();
+const GATEWAY_NODE = GATEWAY.version;
 const SQL = process.env.BENCH_SQL === 'postgres' ? 'postgres' : 'pglite';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -128,13 +129,13 @@ async function throughputMain(): Promise<void> {
   const nodeArgs = process.env.BENCH_PROFILE ? [...baseArgs, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : baseArgs;
   // Router replicas share the durable consumer: BENCH_ROUTERS=2 measures scale-out.
   // BENCH_GATEWAY_ROOT=<checkout with a built dist/> runs another build's gateway (A/B in one bench).
-  // BENCH_GATEWAY_NODE=<node binary> runs the gateways on another Node (the image's 24) while the
-  // publisher, hence the raw rate the ratio divides by, stays on this one.
-  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT, node: process.env.BENCH_GATEWAY_NODE }));
+  // The gateways run on GATEWAY.binary (BENCH_GATEWAY_NODE, or a Node the product supports) while
+  // the publisher, hence the raw rate the ratio divides by, stays on this one.
+  const gateways = Array.from({ length: ROUTERS }, () => spawnGateway(config, { entry: 'dist', nodeArgs, root: process.env.BENCH_GATEWAY_ROOT, node: GATEWAY.binary }));
   try {
     await Promise.all(gateways.map((g) => g.started));
     const events = makeEvents(EVENTS, CONVERSATIONS, 'r');
-    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es), read model on ${SQL}, ${BENCH_PARTITIONS} partitions (nats-server ${nc.info?.version}, node ${GATEWAY_NODE === process.version ? process.version : `${GATEWAY_NODE} for the gateways, ${process.version} for the publisher`})`);
+    say(`omnigate bench: ${EVENTS} events across ${CONVERSATIONS} conversations, ${ROUTERS} router process(es), read model on ${SQL}, ${BENCH_PARTITIONS} partitions (nats-server ${nc.info?.version}, node ${GATEWAY_NODE === process.version ? process.version : `${GATEWAY_NODE} for the gateways (${GATEWAY.why}), ${process.version} for the publisher`})`);
     const raw = await rawPublishRate(nc, events.map((e) => e.payload));
     say(`raw JetStream async publish:     ${raw.toFixed(0)} msgs/s`);
     const pids = { routers: gateways.map((g) => g.child.pid), nats: nats.process.pid };

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNats } from '../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../test/helpers/process.js';
+import { gatewayNode } from './gateway-node.js';
 
 const SECRET = 'soak-site-secret-0123456789';
 const HOOK_SECRET = 'soak-hook-secret-0123456789';
@@ -86,7 +87,7 @@ export async function soak(durationMs: number): Promise<{ samples: MemorySample[
     webhooks: [{ name: 'soak', url: `http://127.0.0.1:${hookPort}/events`, secret: HOOK_SECRET, events: ['*'] }],
   });
   const preload = new URL('./gc-probe.cjs', import.meta.url).pathname;
-  const gw = spawnGateway(config, { entry: 'dist', nodeArgs: ['--expose-gc', '--require', preload] });
+  const gw = spawnGateway(config, { entry: 'dist', nodeArgs: ['--expose-gc', '--require', preload], node: gatewayNode().binary });
   const url = `http://127.0.0.1:${httpPort}/connectors/webhook/soak/messages`;
   const samples: MemorySample[] = [];
   let accepted = 0;

@@ -26,6 +26,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { startNats } from '../../test/helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../../test/helpers/process.js';
+import { gatewayNode } from '../gateway-node.js';
 import { postgresDatabase } from '../../test/helpers/sql.js';
 import { openDatabase, type Database } from '../../src/read-model/database.js';
 import { migrate } from '../../src/read-model/migrations.js';
@@ -70,7 +71,7 @@ async function startGateway(natsUrl: string, database: Record<string, unknown>):
     api: { tokens: [{ name: 'bench', token: TOKEN }] }, database,
   });
   const t0 = performance.now();
-  const gw = spawnGateway(config, { entry: 'dist' });
+  const gw = spawnGateway(config, { entry: 'dist', node: gatewayNode().binary });
   const rss = rssSampler(gw.child.pid);
   await gw.started;
   const startedMs = performance.now() - t0;
