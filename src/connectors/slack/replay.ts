@@ -53,5 +53,7 @@ export function otherWorkspace(body: RawEnvelope, ours: Workspace, account: stri
   const known = new Set([ours.teamId, ours.enterpriseId].filter((x): x is string => !!x));
   if ((!team && !enterprise) || known.size === 0) return undefined;
   if ((team && known.has(team)) || (enterprise && known.has(enterprise))) return undefined;
-  return `the event is from Slack workspace ${team ?? enterprise}, and the token of slack account ${account} is now of workspace ${ours.teamId ?? ours.enterpriseId}`;
+  const theirs = [team && `\`team_id\` ${team}`, enterprise && `\`enterprise_id\` ${enterprise}`].filter(Boolean).join(', ');
+  const token = [ours.teamId && `team ${ours.teamId}`, ours.enterpriseId && `enterprise ${ours.enterpriseId}`].filter(Boolean).join(', ');
+  return `the event's ${theirs} is not the workspace of slack account ${account}'s token (auth.test: ${token})`;
 }

@@ -36,7 +36,7 @@ const REFUSED: Partial<Record<LetterKind, string>> = {
 
 export function readLetter(payload: Buffer, meta: Record<string, string>, phoneNumberId: string, account: string): CloudLetter {
   if (meta.phoneNumberId && meta.phoneNumberId !== phoneNumberId) {
-    return { ok: false, reason: `the letter was parked for phone number id ${meta.phoneNumberId}, and whatsapp-cloud account ${account} is now phone number id ${phoneNumberId}` };
+    return { ok: false, reason: `the letter's \`meta.phoneNumberId\` ${meta.phoneNumberId} is not the phone number id of whatsapp-cloud account ${account} now (${phoneNumberId})` };
   }
   let json: unknown;
   try {
@@ -44,10 +44,11 @@ export function readLetter(payload: Buffer, meta: Record<string, string>, phoneN
   } catch (err) {
     return { ok: false, reason: `the letter holds no Meta webhook: the body Meta sent was not JSON (${errorMessage(err)}), and a replay would not read it better` };
   }
+  const fromMeta = isKind(meta.kind);
   const kind = isKind(meta.kind) ? meta.kind : kindOf(json);
-  if (!kind) return { ok: false, reason: 'cannot tell what the letter holds: not a webhook body, entry, change, message, status or contact' };
+  if (!kind) return { ok: false, reason: `cannot tell what the letter holds: ${meta.kind ? `\`meta.kind\` ${meta.kind} is none we park, and` : 'no `meta.kind`, and'} its shape is not a webhook body, entry, change, message, status or contact` };
   const refused = REFUSED[kind];
-  if (refused) return { ok: false, reason: refused };
+  if (refused) return { ok: false, reason: `${fromMeta ? `\`meta.kind\` ${kind}` : `no \`meta.kind\`, by its shape a ${kind}`}: ${refused}` };
   if (kind === 'body') return { ok: true, kind, raw: payload };
   if (kind === 'entry' || kind === 'change') return { ok: true, kind, item: json };
   const from = typeof (json as { from?: unknown })?.from === 'string' ? (json as { from: string }).from : undefined;
@@ -100,7 +101,7 @@ export class ReplayTally {
     }
     if (this.published.length > 0) return { outcome: 'published', duplicate: this.published.every(Boolean) };
     if (this.skipped.length > 0) return { outcome: 'refused', reason: `skipped: ${this.skipped.join('; ')}` };
-    if (this.otherNumbers.size > 0) return { outcome: 'refused', reason: `the letter is for phone number id ${[...this.otherNumbers].join(', ')}, not this account's ${phoneNumberId}` };
+    if (this.otherNumbers.size > 0) return { outcome: 'refused', reason: `the letter's changes are for \`value.metadata.phone_number_id\` ${[...this.otherNumbers].join(', ')}, not this account's ${phoneNumberId}` };
     if (this.passedOver > 0) return { outcome: 'refused', reason: 'the letter holds no customer message, only delivery statuses or contacts, which are not replayed' };
     return { outcome: 'refused', reason: 'the letter holds no customer message (no messages change in it)' };
   }

@@ -18,7 +18,7 @@ import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
 import { normalizeMessage, platformId, type NormalizeContext, type PendingMedia, type StoredQuote } from './normalize.js';
-import { readLetter, otherNumber } from './replay.js';
+import { letterOf, readLetter, otherNumber } from './replay.js';
 import { WhatsAppSession, type SessionEvents } from './session.js';
 import type { WaSocketLike } from './socket.js';
 import type { WhatsAppOptions } from './index.js';
@@ -180,7 +180,7 @@ export class WhatsAppConnector implements Connector {
     } catch (err) {
       const reason = `whatsapp message ${msg.key?.id ?? '?'} could not be published: ${errorMessage(err)}`;
       try {
-        await this.ctx.deadLetter(reason, msg, { meta: this.letterMeta() });
+        await this.ctx.deadLetter(reason, letterOf(msg), { meta: this.letterMeta() });
       } catch (dlqErr) {
         // The last copy we have: the log line carries the whole message.
         this.ctx.log.error({ id: msg.key?.id, reason, err: errorMessage(dlqErr), message: msg }, 'WhatsApp message lost: neither published nor dead-lettered');
@@ -191,7 +191,7 @@ export class WhatsAppConnector implements Connector {
   /** Resolves once the message is stored, parked or deliberately skipped; rejects when it could not be published. */
   private async ingest(msg: WAMessage, sock: WaSocketLike): Promise<void> {
     const r = await this.take(msg, sock, { replay: false });
-    if (r.kind === 'invalid') await this.ctx.deadLetter(`whatsapp message ${msg.key?.id ?? '?'}: ${r.reason}`, msg, { meta: this.letterMeta() });
+    if (r.kind === 'invalid') await this.ctx.deadLetter(`whatsapp message ${msg.key?.id ?? '?'}: ${r.reason}`, letterOf(msg), { meta: this.letterMeta() });
   }
 
   /** What a replay needs besides the message: the number (our own JID) the message was sent to. */

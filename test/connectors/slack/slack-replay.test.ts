@@ -144,7 +144,7 @@ describe('slack dead-letter replay', () => {
 
     const lines = await replay('rp_events', since);
     expect(lineOf(lines, 'not valid JSON')).toMatch(/\trefused: the letter holds no Slack event: the body Slack sent was not JSON/);
-    expect(lineOf(lines, 'rp-foreign')).toMatch(/\trefused: the event is from Slack workspace T9, and the token of slack account rp_events is now of workspace T1$/);
+    expect(lineOf(lines, 'rp-foreign')).toMatch(/\trefused: the event's `team_id` T9 is not the workspace of slack account rp_events's token \(auth\.test: team T1\)$/);
     expect(lineOf(lines, 'rp-own-post')).toMatch(/\trefused: skipped: bot or our own message \(loop guard\)$/);
     expect(lineOf(lines, 'rp-reaction')).toMatch(/\trefused: skipped: event type reaction_added$/);
     await nothingPublishedFor('rp_events', 'D5020');

@@ -147,10 +147,10 @@ describe('whatsapp-cloud dead-letter replay', () => {
 
     const lines = await replay('shop', since);
     expect(lineOf(lines, 'whatsapp-cloud webhook: ')).toMatch(/\trefused: the letter holds no Meta webhook: the body Meta sent was not JSON/);
-    expect(lineOf(lines, 'statuses.0.id')).toMatch(/\trefused: a delivery status is not replayed, only customers' messages are/);
-    expect(lineOf(lines, 'wac-contact')).toMatch(/\trefused: a contact only gives the profile name/);
-    expect(lineOf(lines, 'wac-foreign-meta')).toMatch(new RegExp(`\\trefused: the letter was parked for phone number id ${OTHER_PHONE_ID}, and whatsapp-cloud account shop is now phone number id ${PHONE_ID}$`));
-    expect(lineOf(lines, 'wac-foreign-body')).toMatch(new RegExp(`\\trefused: the letter is for phone number id ${OTHER_PHONE_ID}, not this account's ${PHONE_ID}$`));
+    expect(lineOf(lines, 'statuses.0.id')).toMatch(/\trefused: `meta.kind` status: a delivery status is not replayed, only customers' messages are/);
+    expect(lineOf(lines, 'wac-contact')).toMatch(/\trefused: no `meta.kind`, by its shape a contact: a contact only gives the profile name/);
+    expect(lineOf(lines, 'wac-foreign-meta')).toMatch(new RegExp(`\\trefused: the letter's \\x60meta\\.phoneNumberId\\x60 ${OTHER_PHONE_ID} is not the phone number id of whatsapp-cloud account shop now \\(${PHONE_ID}\\)$`));
+    expect(lineOf(lines, 'wac-foreign-body')).toMatch(new RegExp(`\\trefused: the letter's changes are for \\x60value\\.metadata\\.phone_number_id\\x60 ${OTHER_PHONE_ID}, not this account's ${PHONE_ID}$`));
     await nothingPublishedFor('79160000133');
     await nothingPublishedFor('79160000134');
   });
