@@ -3,10 +3,17 @@
  * record (src/router/ticket-changes.ts, deliveries.ts, commands.ts) using only what the entry
  * carries, so the tables can be rebuilt from the log alone. Called once per log sequence, in
  * order, inside the transaction that also moves the checkpoint (projection.ts).
+ *
+ * Also replayed over rows that are still there (projection.ts, `consistent`: rows were lost behind
+ * the projection): child rows are written where missing (ON CONFLICT DO NOTHING; status_changes,
+ * ratings, sla_breaches by their sequence), and an entry's effect on its ticket row only where the
+ * row does not hold it yet (`BatchMemory.inTicketRow`, by tickets.last_seq), so message_count,
+ * reopened_count, the status and last_seq come out as a forward apply left them. A deliveries row
+ * takes an entry only above its own last_seq.
  */
 import type { InboundMessage, LogEntry, OutboundMessage } from '../core/schema.js';
 import type { Queryable } from './database.js';
-import { BatchMemory, type RowsAdded } from './batch-memory.js';
+import { BatchMemory, type BatchTally } from './batch-memory.js';
 import { provenIdentities, resolveContact } from './contacts.js';
 
 type Entry<K extends LogEntry['kind']> = Extract<LogEntry, { kind: K }>;
@@ -22,7 +29,11 @@ function isReactionOnly(e: InboundMessage): boolean {
   return !e.text.trim() && e.attachments.length === 0 && e.parts.length > 0 && e.parts.every((p) => p.type === 'reaction');
 }
 
-/** What was applied; unknown tickets (an entry before any message) are counted, not fatal. */
+/**
+ * What was applied; unknown tickets (an entry before any message) are counted, not fatal. `orphan`
+ * is also an edit or delete of a message SQL does not have (the label kept as it was); only the
+ * former are tallied as missing tickets (BatchTally.missingTickets).
+ */
 export type Applied = 'applied' | 'duplicate' | 'orphan';
 
 export interface SequencedEntry {
@@ -38,9 +49,9 @@ const YIELD_EVERY = 50;
 /**
  * A batch of entries in log order, inside the caller's transaction; returns how many had each
  * outcome. `added`, when given, is increased by the ticket and message rows written (the
- * projection keeps those counts with its checkpoint).
+ * projection keeps those counts with its checkpoint) and by the entries whose ticket SQL lacked.
  */
-export async function applyEntries(tx: Queryable, entries: SequencedEntry[], added?: RowsAdded): Promise<Map<Applied, number>> {
+export async function applyEntries(tx: Queryable, entries: SequencedEntry[], added?: BatchTally): Promise<Map<Applied, number>> {
   const outcomes = new Map<Applied, number>();
   const count = (outcome: Applied, n = 1) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
   const memory = new BatchMemory(tx);
@@ -60,6 +71,7 @@ export async function applyEntries(tx: Queryable, entries: SequencedEntry[], add
   if (added) {
     added.tickets += memory.added.tickets;
     added.messages += memory.added.messages;
+    added.missingTickets += memory.added.missingTickets;
   }
   return outcomes;
 }
@@ -108,8 +120,15 @@ export async function applyEntry(tx: Queryable, seq: number, ticketId: string, e
   }
 }
 
+/** An edit or delete: `orphan` when SQL has no such message (routine: edits of messages never stored), not tallied as a missing ticket. */
 function touched(rows: unknown[]): Applied {
   return rows.length ? 'applied' : 'orphan';
+}
+
+/** An entry whose ticket SQL does not have. */
+function orphan(memory: BatchMemory): Applied {
+  memory.added.missingTickets++;
+  return 'orphan';
 }
 
 async function inbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'inbound'>): Promise<Applied> {
@@ -153,6 +172,8 @@ async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketI
   const purpose = purposeOf(m);
   // The message and, as commands.ts does, its effect on the ticket in one statement: a reply that
   // is not automatic answers the ticket (new/open → pending, no status entry is logged for it).
+  // The effect goes with this entry's message row, written now or (a replay) still there under
+  // a ticket row that does not hold it yet; not with the same message logged again.
   const [{ n } = { n: 0 }] = await tx.query<{ n: number }>(
     `WITH ins AS (
        INSERT INTO messages (seq, ticket_id, id, direction, purpose, channel, account, author_id, author_name, at, text)
@@ -161,10 +182,10 @@ async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketI
        UPDATE tickets SET last_outbound_at = $9::timestamptz, updated_at = greatest(updated_at, $9::timestamptz), last_seq = $1::bigint,
               csat_requested_at = CASE WHEN $4::text = 'satisfaction_request' THEN coalesce(csat_requested_at, $9::timestamptz) ELSE csat_requested_at END,
               status = CASE WHEN NOT $11::boolean AND status IN ('new', 'open') THEN 'pending' ELSE status END
-        WHERE id = $2 AND EXISTS (SELECT 1 FROM ins) RETURNING 1
+        WHERE id = $2 AND NOT $12::boolean AND (EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM messages WHERE seq = $1::bigint)) RETURNING 1
      )
      SELECT count(*)::int AS n FROM ins`,
-    [seq, ticketId, m.id, purpose, m.channel, m.account, m.author.id, m.author.name ?? null, entry.at, m.text, m.automated],
+    [seq, ticketId, m.id, purpose, m.channel, m.account, m.author.id, m.author.name ?? null, entry.at, m.text, m.automated, await memory.inTicketRow(ticketId, seq)],
   );
   if (!n) return 'duplicate';
   memory.added.messages++;
@@ -179,7 +200,7 @@ async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketI
 }
 
 async function note(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'note'>): Promise<Applied> {
-  if (!(await memory.ticketExists(ticketId))) return 'orphan';
+  if (!(await memory.ticketExists(ticketId))) return orphan(memory);
   const inserted = await tx.query(
     `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, author_id, author_name, at, text)
      SELECT $1, id, $3, 'note', channel, account, $4, $5, $6, $7 FROM tickets WHERE id = $2
@@ -193,7 +214,7 @@ async function note(tx: Queryable, memory: BatchMemory, seq: number, ticketId: s
 
 async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {
   const s = entry.status;
-  if (!(await memory.ticketExists(ticketId))) return 'orphan';
+  if (!(await memory.ticketExists(ticketId))) return orphan(memory);
   const column = ({ sent: 'sent_at', delivered: 'delivered_at', read: 'read_at', failed: 'failed_at' } as const)[s.status];
   const last = JSON.stringify({ status: s.status, reason: s.reason, outboundId: s.outboundId, at: s.at });
   // One statement: the purpose (the status's own, else its message's), the delivery row, and for
@@ -203,7 +224,9 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
   // response, the last reply and the messages it answered are taken from the other replies sent.
   // Every outcome moves updated_at, as on the ticket, so `updatedSince` polling sees it.
   // (CTEs read the tables as they were before this statement: `o.outbound_id <> $1` leaves out
-  // this reply's own row, still `sent` there.)
+  // this reply's own row, still `sent` there.) Replayed over rows still there: the deliveries row
+  // takes only what is above its last_seq, the ticket row only what it does not hold ($15); the
+  // inbound messages' answered_at is set where a restored message lacks it.
   await tx.query(
     `WITH p AS (
        SELECT coalesce($5::text, (SELECT purpose FROM messages WHERE ticket_id = $2 AND direction = 'outbound' AND id = $1)) AS purpose
@@ -219,6 +242,7 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
        ON CONFLICT (outbound_id) DO UPDATE SET status = $6, reason = coalesce($7, deliveries.reason),
          platform_message_id = coalesce($8, deliveries.platform_message_id), attempts = greatest(deliveries.attempts, $9),
          ${column} = coalesce(deliveries.${column}, $10::timestamptz), updated_at = $10::timestamptz, last_seq = $11::bigint, purpose = coalesce(deliveries.purpose, EXCLUDED.purpose)
+       WHERE deliveries.last_seq < $11::bigint
        RETURNING 1
      ), t AS (
        UPDATE tickets SET last_seq = $11::bigint, updated_at = greatest(updated_at, $14::timestamptz),
@@ -231,7 +255,7 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
                                          WHEN $13::boolean THEN greatest(last_agent_reply_at, $10::timestamptz)
                                          WHEN (SELECT sent_before FROM undo) THEN (SELECT last_sent FROM others)
                                          ELSE last_agent_reply_at END
-        WHERE id = $2 RETURNING 1
+        WHERE id = $2 AND NOT $15::boolean RETURNING 1
      ), m AS (
        UPDATE messages SET answered_at = $10::timestamptz
         WHERE ticket_id = $2 AND direction = 'inbound' AND answered_at IS NULL AND at <= $10::timestamptz AND $13::boolean AND (SELECT purpose FROM p) = 'agent_reply' RETURNING 1
@@ -243,7 +267,8 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
           AND i.answered_at = (SELECT sent_at FROM deliveries WHERE outbound_id = $1) RETURNING 1
      )
      SELECT 1`,
-    [s.outboundId, ticketId, s.channel, s.account, s.purpose ?? null, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq, last, s.status === 'sent', entry.at],
+    [s.outboundId, ticketId, s.channel, s.account, s.purpose ?? null, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq, last, s.status === 'sent', entry.at,
+      await memory.inTicketRow(ticketId, seq)],
   );
   return 'applied';
 }
@@ -255,9 +280,14 @@ async function rating(tx: Queryable, memory: BatchMemory, seq: number, ticketId:
      ON CONFLICT (ticket_id, event_id) DO NOTHING RETURNING seq`,
     [seq, ticketId, entry.rating, entry.low, entry.eventId, entry.at],
   );
-  if (!inserted.length) return (await memory.ticketExists(ticketId)) ? 'duplicate' : 'orphan';
+  if (!inserted.length) {
+    if (!(await memory.ticketExists(ticketId))) return orphan(memory);
+    // The same rating logged again; or this entry's own row, still there under a replay, whose
+    // ticket row was made anew and lacks it.
+    if (!(await ownRow(tx, memory, 'ratings', ticketId, seq))) return 'duplicate';
+  } else if (await memory.inTicketRow(ticketId, seq)) return 'applied';
   await tx.query('UPDATE tickets SET rating = $2, rated_at = $3, last_seq = $4 WHERE id = $1', [ticketId, entry.rating, entry.at, seq]);
-  return 'applied';
+  return inserted.length ? 'applied' : 'duplicate';
 }
 
 async function sla(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'sla'>): Promise<Applied> {
@@ -267,7 +297,10 @@ async function sla(tx: Queryable, memory: BatchMemory, seq: number, ticketId: st
      ON CONFLICT (ticket_id, breach, since) DO NOTHING RETURNING seq`,
     [seq, ticketId, entry.breach, entry.since, entry.at, entry.limitMs, entry.escalatedTo ?? null],
   );
-  if (!inserted.length) return (await memory.ticketExists(ticketId)) ? 'duplicate' : 'orphan';
+  if (!inserted.length) {
+    if (!(await memory.ticketExists(ticketId))) return orphan(memory);
+    if (!(await ownRow(tx, memory, 'sla_breaches', ticketId, seq))) return 'duplicate';
+  } else if (await memory.inTicketRow(ticketId, seq)) return 'applied';
   await tx.query(
     `UPDATE tickets SET last_seq = $2,
             first_response_breached_at = CASE WHEN $3 = 'first_response' THEN coalesce(first_response_breached_at, $4::timestamptz) ELSE first_response_breached_at END,
@@ -275,22 +308,36 @@ async function sla(tx: Queryable, memory: BatchMemory, seq: number, ticketId: st
       WHERE id = $1`,
     [ticketId, seq, entry.breach, entry.at, entry.since],
   );
-  return 'applied';
+  return inserted.length ? 'applied' : 'duplicate';
+}
+
+/**
+ * A row of `table` from entry `seq` itself (not the same thing logged again) is there, and the
+ * ticket row does not hold the entry: a replay over a ticket row made anew (docs/data.md).
+ */
+async function ownRow(tx: Queryable, memory: BatchMemory, table: 'ratings' | 'sla_breaches', ticketId: string, seq: number): Promise<boolean> {
+  if (await memory.inTicketRow(ticketId, seq)) return false;
+  return (await tx.query(`SELECT 1 FROM ${table} WHERE seq = $1`, [seq])).length > 0;
 }
 
 async function status(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'status'>): Promise<Applied> {
-  if (!(await memory.ticketExists(ticketId))) return 'orphan';
+  if (!(await memory.ticketExists(ticketId))) return orphan(memory);
+  // Replayed over rows still there: the status_changes row is written if missing, the ticket row
+  // changed only if it does not hold this entry ($8), or reopened_count would count twice and an
+  // older status overwrite the ticket's (a pending set by a later reply, which logs none).
+  const inRow = await memory.inTicketRow(ticketId, seq);
   await tx.query(
     `WITH change AS (
        INSERT INTO status_changes (seq, ticket_id, from_status, to_status, at, author_id, reason) VALUES ($1::bigint, $2, $3, $4::text, $5::timestamptz, $6, $7)
+       ON CONFLICT (seq) DO NOTHING
      )
      UPDATE tickets SET
             reopened_count = reopened_count + CASE WHEN status IN ('resolved', 'closed') AND $4::text IN ('new', 'open', 'pending') THEN 1 ELSE 0 END,
             status = $4::text, updated_at = greatest(updated_at, $5::timestamptz), last_seq = $1::bigint,
             resolved_at = CASE WHEN $4::text = 'resolved' THEN $5::timestamptz WHEN $4::text = 'closed' THEN resolved_at ELSE NULL END,
             closed_at = CASE WHEN $4::text = 'closed' THEN $5::timestamptz ELSE NULL END
-      WHERE id = $2`,
-    [seq, ticketId, entry.from ?? null, entry.to, entry.at, entry.author.id, entry.reason ?? null],
+      WHERE id = $2 AND NOT $8::boolean`,
+    [seq, ticketId, entry.from ?? null, entry.to, entry.at, entry.author.id, entry.reason ?? null, inRow],
   );
-  return 'applied';
+  return inRow ? 'duplicate' : 'applied';
 }

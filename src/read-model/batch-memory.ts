@@ -16,6 +16,14 @@
  * batch's end writes the rest (`flush`) before the checkpoint moves, in the same transaction.
  * Within that transaction the applier is the only writer of ticket and contact rows except an
  * erasure or a merge through the API; a merge the projection itself makes drops what was cached.
+ *
+ * A replay of the log over rows that are still there (projection.ts, `consistent`: rows were lost
+ * behind the projection) must neither apply an entry's effect on a ticket row twice nor skip it
+ * where the row was made anew. `tickets.last_seq` is the highest sequence whose effect is in the
+ * row (every entry that changes a ticket row sets it), so the batch remembers it per ticket as it
+ * found it (`floor`): an entry at or below it is in the row already (`inTicketRow`), and only its
+ * missing child rows (a message, a status change…) are written again. Applied forward, every
+ * entry is above its ticket's floor and nothing changes.
  */
 import type { Attachment } from '../core/schema.js';
 import { contactIdFor } from './contacts.js';
@@ -55,11 +63,23 @@ export interface RowsAdded {
   messages: number;
 }
 
+/**
+ * What a batch did besides its outcomes: the rows it wrote, and how many of its entries named a
+ * ticket SQL does not have (what rows deleted behind the projection look like; an edit or delete
+ * of a message SQL never stored is not one: routine for Telegram edits).
+ */
+export interface BatchTally extends RowsAdded {
+  missingTickets: number;
+}
+
 const identityKey = (i: IdentityKey) => `${i.kind}\n${i.scope}\n${i.value}`;
 
 export class BatchMemory {
-  /** Tickets whose row exists (true) or not (false), as far as this transaction knows. */
-  private readonly tickets = new Map<string, boolean>();
+  /**
+   * Tickets whose row exists, with the last_seq it had when this batch first looked (0 for a row
+   * this batch made), or null when there is none, as far as this transaction knows.
+   */
+  private readonly tickets = new Map<string, number | null>();
   private readonly identities = new Map<string, KnownIdentity>();
   /** Identities the prefetch looked for and SQL did not have (none of this batch's entries added them since). */
   private readonly absent = new Set<string>();
@@ -71,8 +91,8 @@ export class BatchMemory {
   private readonly pendingIds = new Set<string>();
   /** Deferred messages that turned out to be in SQL already (a republished event). */
   private duplicates = 0;
-  /** Ticket and message rows this batch wrote (kept with the checkpoint: projection.ts, consistent). */
-  readonly added: RowsAdded = { tickets: 0, messages: 0 };
+  /** Ticket and message rows this batch wrote (kept with the checkpoint: projection.ts, consistent), and entries whose ticket SQL lacked. */
+  readonly added: BatchTally = { tickets: 0, messages: 0, missingTickets: 0 };
 
   constructor(private readonly tx: Queryable) {}
 
@@ -84,8 +104,10 @@ export class BatchMemory {
   async prefetch(ticketIds: string[], senders: IdentityKey[][]): Promise<void> {
     const unknownTickets = [...new Set(ticketIds)].filter((id) => !this.tickets.has(id));
     if (unknownTickets.length) {
-      const found = new Set((await this.tx.query<{ id: string }>('SELECT id FROM tickets WHERE id = ANY($1::text[])', [unknownTickets])).map((r) => r.id));
-      for (const id of unknownTickets) this.tickets.set(id, found.has(id));
+      const found = new Map(
+        (await this.tx.query<{ id: string; last_seq: string | number }>('SELECT id, last_seq FROM tickets WHERE id = ANY($1::text[])', [unknownTickets])).map((r) => [r.id, Number(r.last_seq)]),
+      );
+      for (const id of unknownTickets) this.tickets.set(id, found.get(id) ?? null);
     }
     const unique = [...new Map(senders.flat().map((i) => [identityKey(i), i])).values()].filter((i) => !this.identities.has(identityKey(i)) && !this.absent.has(identityKey(i)));
     if (!unique.length) return;
@@ -114,15 +136,31 @@ export class BatchMemory {
   }
 
   async ticketExists(id: string): Promise<boolean> {
+    return (await this.floor(id)) !== null;
+  }
+
+  /** The ticket row's last_seq when this batch first looked (0: made by this batch), null when there is none. */
+  private async floor(id: string): Promise<number | null> {
     const known = this.tickets.get(id);
     if (known !== undefined) return known;
-    const found = (await this.tx.query('SELECT 1 FROM tickets WHERE id = $1', [id])).length > 0;
+    const [row] = await this.tx.query<{ last_seq: string | number }>('SELECT last_seq FROM tickets WHERE id = $1', [id]);
+    const found = row ? Number(row.last_seq) : null;
     this.tickets.set(id, found);
     return found;
   }
 
+  /**
+   * Whether entry `seq`'s effect on the ticket row is there already: a replay of the log over a
+   * row that survived (the counters, the status, last_seq stay as they are). False for a row made
+   * anew, and always when the log is applied forward.
+   */
+  async inTicketRow(id: string, seq: number): Promise<boolean> {
+    const floor = await this.floor(id);
+    return floor !== null && seq <= floor;
+  }
+
   ticketCreated(id: string): void {
-    this.tickets.set(id, true);
+    this.tickets.set(id, 0);
     this.added.tickets++;
   }
 
@@ -216,10 +254,18 @@ export class BatchMemory {
       ).map((r) => Number(r.seq)),
     );
     const written = list.filter((m) => inserted.has(m.seq));
+    // Not written: the same event logged twice (another sequence: a duplicate, as before), or this
+    // very entry's row, still there under a replay (projection.ts, consistent). The latter still
+    // counts on a ticket row that does not hold it yet (a ticket row lost while its messages stayed).
+    const kept = written.length < list.length
+      ? new Set((await this.tx.query<{ seq: string | number }>('SELECT seq FROM messages WHERE seq = ANY($1::bigint[])', [list.filter((m) => !inserted.has(m.seq)).map((m) => m.seq)])).map((r) => Number(r.seq)))
+      : new Set<number>();
     this.duplicates += list.length - written.length;
     this.added.messages += written.length;
     await this.writeAttachments(written);
-    await this.writeTicketSums(written);
+    const counted: PendingInbound[] = [];
+    for (const m of list) if ((inserted.has(m.seq) || kept.has(m.seq)) && !(await this.inTicketRow(m.ticketId, m.seq))) counted.push(m);
+    await this.writeTicketSums(counted);
   }
 
   private async writeAttachments(messages: PendingInbound[]): Promise<void> {

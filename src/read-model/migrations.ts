@@ -256,7 +256,8 @@ CREATE INDEX attachments_by_ref ON attachments (ref) WHERE ref IS NOT NULL;`,
     // How many tickets and messages the projection has written (less what erasure deleted), moved
     // in the same transaction as the checkpoint: rows deleted behind its back (an operator's
     // TRUNCATE tickets CASCADE, a DELETE, one table restored) leave the tables disagreeing with
-    // the checkpoint, which the applier checks and rebuilds (projection.ts, consistent).
+    // the checkpoint, which the applier checks and, for rows lost, restores by replaying the log
+    // over the rows that are there (projection.ts, consistent).
     // counted_seq is the checkpoint the counts are true at: -1 for a row from before (or one moved
     // by an older version, which leaves it behind): its counts are taken afresh, not trusted.
     sql: `ALTER TABLE projection_checkpoint ADD COLUMN tickets bigint NOT NULL DEFAULT 0;

@@ -19,11 +19,11 @@
  *
  * The checkpoint is only true while the rows it stands for are there. Each batch also adds the
  * ticket and message rows it wrote to counts kept in the checkpoint row; the applier compares them
- * with the tables at its start, every `checkEveryMs` when idle, and soon after a batch met entries
- * for tickets SQL does not have. Rows deleted behind its back (TRUNCATE tickets CASCADE, a DELETE,
- * a table restored alone, the checkpoint row lost under full tables) are rebuilt from the log
- * (`consistent`, docs/data.md): before, the projection went on from its checkpoint and lists
- * silently lacked the old tickets.
+ * with the tables at its start, every `checkEveryMs` (after a batch or when idle), and soon after
+ * a batch met entries for tickets SQL does not have. Rows deleted behind its back (TRUNCATE
+ * tickets CASCADE, a DELETE) are restored by replaying the log from its start over the rows that
+ * are there, deleting nothing (`consistent`, docs/data.md): before, the projection went on from
+ * its checkpoint and lists silently lacked the old tickets.
  */
 import { DeliverPolicy, type Consumer, type StreamInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -41,7 +41,7 @@ import type { Database } from './database.js';
 import { APPLIER_LOCK_KEY, CHECKPOINT_NAME, migrate } from './migrations.js';
 
 const CHECKPOINT = CHECKPOINT_NAME;
-/** After a batch with orphan entries (tickets SQL does not have), the next check comes no later than this after the last one. */
+/** After a batch with entries for tickets SQL does not have, the next check comes no later than this after the last one. */
 const ORPHAN_CHECK_GAP_MS = 60_000;
 /** SQLSTATE: relation does not exist. */
 const UNDEFINED_TABLE = '42P01';
@@ -55,8 +55,8 @@ export interface ProjectionOptions {
   /** How often a replica that does not hold the applier lock tries again. */
   standbyRetryMs?: number;
   /**
-   * How often the idle applier compares the tickets and messages it holds with the counts kept
-   * with its checkpoint (two count(*)s; also done at each start). Default 5 minutes.
+   * How often the applier compares the tickets and messages it holds with the counts kept with its
+   * checkpoint (two count(*)s, after a batch or when idle; also done at each start). Default 5 minutes.
    */
   checkEveryMs?: number;
 }
@@ -71,7 +71,7 @@ export interface ProjectionStatus {
   sampledAt?: string;
   /** Why nothing is applied (the ticket log was replaced: LogReplacedError). */
   error?: string;
-  /** Set while the read model is rebuilt from the log because its tables lost rows (what was found); lists are partial meanwhile. */
+  /** Set while the log is replayed to restore rows the tables lost (what was found); lists lack those rows meanwhile. */
   rebuilding?: string;
 }
 
@@ -93,8 +93,10 @@ export class Projection {
   /** When the tables were last compared with the checkpoint's counts, and when they are next. */
   private lastCheckAt = 0;
   private nextCheckAt = 0;
-  /** A rebuild in progress: done when the checkpoint reaches `until` (the log's end when it began). */
+  /** A replay restoring lost rows in progress: done when the checkpoint reaches `until` (the log's end when it began). */
   private rebuild?: { until: number; started: number };
+  /** Entries of the batch being applied whose ticket SQL lacked (committed ones only). */
+  private missingTickets = 0;
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
   /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
   private checkpointSeen = false;
@@ -242,8 +244,10 @@ export class Projection {
     }
     delete this.status_.error;
     if (row?.log_created !== info.created) {
+      // A row made here (a new database, or the row lost under full tables) has no counts yet:
+      // counted_seq -1 has them taken from the tables (consistent), not compared.
       await db.query(
-        `INSERT INTO projection_checkpoint (name, seq, log_created, updated_at) VALUES ($1, 0, $2, now()) ON CONFLICT (name) DO UPDATE SET log_created = $2`,
+        `INSERT INTO projection_checkpoint (name, seq, log_created, counted_seq, updated_at) VALUES ($1, 0, $2, -1, now()) ON CONFLICT (name) DO UPDATE SET log_created = $2`,
         [CHECKPOINT, info.created],
       );
     }
@@ -279,6 +283,12 @@ export class Projection {
         applied = await this.applyBatch(db, applied, batch);
         progress();
         if (this.rebuild && applied >= this.rebuild.until) await this.rebuilt(db);
+        // Under steady traffic a fetch is never empty: the check comes after a batch as well.
+        if (!this.rebuild && Date.now() >= this.nextCheckAt && !(await this.consistent(db))) {
+          applied = 0;
+          consumer = await after(0);
+          continue;
+        }
       }
       if (!batch.length || batch.length < this.batchSize) {
         // A stop in progress closes the connection under the sample: not worth a warning then.
@@ -296,7 +306,7 @@ export class Projection {
           await this.sameLog(db, applied, info);
           progress();
           if (this.rebuild && info && applied >= info.state.last_seq) await this.rebuilt(db);
-          if (Date.now() >= this.nextCheckAt && !(await this.consistent(db))) {
+          if (!this.rebuild && Date.now() >= this.nextCheckAt && !(await this.consistent(db))) {
             applied = 0;
             consumer = await after(0);
           }
@@ -307,64 +317,90 @@ export class Projection {
 
   /**
    * Whether the tables hold the rows the checkpoint stands for: the tickets and messages counted
-   * against what the batches wrote (less what erasure deleted), in one statement (one snapshot;
-   * a batch or an erasure moves both in one transaction). Two count(*)s, so at a term's start,
-   * every `checkEveryMs` when idle, and soon after orphan entries, never per batch. Counts an
-   * older version left behind are taken as they are (nothing to compare with yet). When they
-   * disagree, rows were deleted (or restored) behind the projection's back: every table the log
-   * makes is emptied with the checkpoint and the log applied again from its start (the log is
-   * the one the checkpoint counts in, sameLog, so it holds all they were made from; contact_merges
-   * is kept). Returns false when it did so.
+   * against what the batches wrote (less what erasure deleted), in one transaction holding the
+   * checkpoint row (a batch and an erasure lock it first, so nothing moves between the count and
+   * what is written from it). One count(*) of each table, so at a term's start, every
+   * `checkEveryMs`, and soon after entries for missing tickets, never per batch. Three answers:
+   *
+   * - counts an older version left behind, or none yet: the ones found are kept (nothing to compare);
+   * - fewer rows than counted (rows lost behind the projection: TRUNCATE tickets CASCADE, a DELETE,
+   *   an older replica's erasure during a rolling upgrade): the checkpoint goes to 0 and the counts
+   *   to the ones found, and the log is replayed from its start over the rows that are there.
+   *   Nothing is deleted: a replay writes only what is missing (apply.ts), so it restores what the
+   *   log still holds and ends at the latest state. Returns false then;
+   * - more rows than counted, none fewer (a table restored from a backup, an older version's
+   *   writes): nothing to restore; the counts are taken again and a warning names the numbers.
    */
   private async consistent(db: Database): Promise<boolean> {
     this.lastCheckAt = Date.now();
     this.nextCheckAt = this.lastCheckAt + this.checkEveryMs;
-    const [row] = await db.query<{ seq: number | null; tickets: number | null; messages: number | null; counted_seq: number | null; ticket_rows: number; message_rows: number }>(
-      `SELECT c.seq, c.tickets, c.messages, c.counted_seq, (SELECT count(*) FROM tickets) AS ticket_rows, (SELECT count(*) FROM messages) AS message_rows
-         FROM (SELECT 1) AS one LEFT JOIN projection_checkpoint c ON c.name = $1`,
-      [CHECKPOINT],
-    );
-    const seq = Number(row?.seq ?? 0);
-    const found = { tickets: Number(row?.ticket_rows ?? 0), messages: Number(row?.message_rows ?? 0) };
-    if (row?.seq != null && Number(row.counted_seq) !== seq) {
-      await this.recount(db);
-      return true;
-    }
-    const expected = { tickets: Number(row?.tickets ?? 0), messages: Number(row?.messages ?? 0) };
-    if (found.tickets === expected.tickets && found.messages === expected.messages) return true;
+    const r = await db.transaction(async (tx) => {
+      const [c] = await tx.query<{ seq: string | number; tickets: string | number; messages: string | number; counted_seq: string | number }>(
+        'SELECT seq, tickets, messages, counted_seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE',
+        [CHECKPOINT],
+      );
+      const [n] = await tx.query<{ tickets: string | number; messages: string | number }>('SELECT (SELECT count(*) FROM tickets) AS tickets, (SELECT count(*) FROM messages) AS messages');
+      const seq = Number(c?.seq ?? 0);
+      const found = { tickets: Number(n!.tickets), messages: Number(n!.messages) };
+      const expected = { tickets: Number(c?.tickets ?? 0), messages: Number(c?.messages ?? 0) };
+      const take = (from: number) =>
+        tx.query(
+          `INSERT INTO projection_checkpoint (name, seq, tickets, messages, counted_seq, updated_at) VALUES ($1, $2, $3, $4, $2, now())
+           ON CONFLICT (name) DO UPDATE SET seq = $2, tickets = $3, messages = $4, counted_seq = $2, updated_at = now()`,
+          [CHECKPOINT, from, found.tickets, found.messages],
+        );
+      if (!c || Number(c.counted_seq) !== seq) {
+        await take(seq);
+        return { outcome: 'counted' as const, seq, found, expected };
+      }
+      if (found.tickets === expected.tickets && found.messages === expected.messages) return { outcome: 'ok' as const, seq, found, expected };
+      if (found.tickets < expected.tickets || found.messages < expected.messages) {
+        // The replay adds what it writes again to the counts found: true once it is done.
+        await take(0);
+        return { outcome: 'replay' as const, seq, found, expected };
+      }
+      await take(seq);
+      return { outcome: 'more' as const, seq, found, expected };
+    });
+    const { seq, found, expected } = r;
+    const fields = { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages };
     const what = `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint (sequence ${seq}) stands for ${expected.tickets} and ${expected.messages}`;
+    switch (r.outcome) {
+      case 'ok':
+        return true;
+      case 'counted':
+        this.log.info({ checkpoint: seq, tickets: found.tickets, messages: found.messages }, 'read-model row counts taken at the checkpoint (kept with it from now on, to tell rows lost behind the projection)');
+        return true;
+      case 'more':
+        this.log.warn(fields, `${what}: rows were added behind the projection (a table restored from a backup, an older version's writes?). Nothing to restore; the counts are taken again from the tables`);
+        return true;
+      case 'replay':
+        break;
+    }
     this.log.error(
-      { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages },
-      `${what}: rows were deleted or restored behind the projection (a TRUNCATE or DELETE on one table?). Rebuilding the read model from the ticket log (docs/data.md); lists and search are partial until it is done`,
+      fields,
+      `${what}: rows were deleted behind the projection (a TRUNCATE or DELETE, an older version's erasure?). Replaying the log to restore lost rows, from sequence 1 over the rows that are there (nothing is deleted; docs/data.md); lists lack the lost rows until it is done`,
     );
     const info = await this.bus.jsm.streams.info(Streams.log);
-    await db.transaction(async (tx) => {
-      await tx.query('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
-      // Every table the log makes; contact_merges (people's merges, not in the log) stays and applies again.
-      await tx.query('TRUNCATE tickets, messages, attachments, deliveries, status_changes, ratings, sla_breaches, contact_identities, contacts');
-      await tx.query('UPDATE projection_checkpoint SET seq = 0, tickets = 0, messages = 0, counted_seq = 0, updated_at = now() WHERE name = $1', [CHECKPOINT]);
-    });
     this.rebuild = { until: info.state.last_seq, started: Date.now() };
-    this.status_ = { ...this.status_, checkpoint: 0, lag: info.state.last_seq, logLastSeq: info.state.last_seq, rebuilding: `${what}; rebuilding from the ticket log (docs/data.md)` };
+    this.status_ = {
+      ...this.status_,
+      checkpoint: 0,
+      lag: info.state.last_seq,
+      logLastSeq: info.state.last_seq,
+      rebuilding: `${what}; replaying the log to restore lost rows (docs/data.md)`,
+    };
     metrics.readModelLag.set(this.status_.lag);
     return false;
   }
 
-  /** Counts left by an older version (or a checkpoint row written by hand): taken from the tables, the checkpoint row locked meanwhile. */
-  private async recount(db: Database): Promise<void> {
-    const counted = await db.transaction(async (tx) => {
-      const [c] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
-      const [n] = await tx.query<{ tickets: number; messages: number }>('SELECT (SELECT count(*) FROM tickets) AS tickets, (SELECT count(*) FROM messages) AS messages');
-      await tx.query('UPDATE projection_checkpoint SET tickets = $2, messages = $3, counted_seq = seq WHERE name = $1', [CHECKPOINT, n!.tickets, n!.messages]);
-      return { checkpoint: c?.seq, tickets: Number(n!.tickets), messages: Number(n!.messages) };
-    });
-    this.log.info(counted, 'read-model row counts taken at the checkpoint (kept with it from now on, to tell rows lost behind the projection)');
-  }
-
-  /** The rebuild caught up with where the log ended when it began. */
+  /** The replay caught up with where the log ended when it began. */
   private async rebuilt(db: Database): Promise<void> {
     const [n] = await db.query<{ tickets: number; messages: number }>('SELECT tickets, messages FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
-    this.log.warn({ checkpoint: this.status_.checkpoint, tickets: Number(n?.tickets ?? 0), messages: Number(n?.messages ?? 0), ms: Date.now() - (this.rebuild?.started ?? Date.now()) }, 'read model rebuilt from the ticket log');
+    this.log.warn(
+      { checkpoint: this.status_.checkpoint, tickets: Number(n?.tickets ?? 0), messages: Number(n?.messages ?? 0), ms: Date.now() - (this.rebuild?.started ?? Date.now()) },
+      'read model replayed the log: lost rows restored',
+    );
     this.rebuild = undefined;
     delete this.status_.rebuilding;
   }
@@ -386,6 +422,7 @@ export class Projection {
       entries.push(m);
     }
     let outcomes: Map<string, number>;
+    this.missingTickets = 0;
     try {
       outcomes = await this.commit(db, expected, entries, seq);
     } catch (err) {
@@ -394,8 +431,9 @@ export class Projection {
     }
     for (const [outcome, n] of outcomes) metrics.readModelApplied.inc({ outcome }, n);
     // Entries for tickets SQL does not have: legitimate now and then (an entry before any
-    // message), but also what rows deleted behind the projection's back look like.
-    if (outcomes.get('orphan')) this.nextCheckAt = Math.min(this.nextCheckAt, this.lastCheckAt + Math.min(ORPHAN_CHECK_GAP_MS, this.checkEveryMs));
+    // message), but also what rows deleted behind the projection's back look like. An edit or
+    // delete of a message SQL never stored (routine: Telegram edits) is no sign of it.
+    if (this.missingTickets) this.nextCheckAt = Math.min(this.nextCheckAt, this.lastCheckAt + Math.min(ORPHAN_CHECK_GAP_MS, this.checkEveryMs));
     if (invalid) metrics.readModelApplied.inc({ outcome: 'invalid' }, invalid);
     this.status_.checkpoint = seq;
     return seq;
@@ -407,7 +445,7 @@ export class Projection {
       const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
       const found = row?.seq ?? 0;
       if (found !== expected) throw new StaleCheckpointError(expected, found);
-      const added = { tickets: 0, messages: 0 };
+      const added = { tickets: 0, messages: 0, missingTickets: 0 };
       const applied = entries.length ? await applyEntries(tx, entries, added) : new Map<string, number>();
       // The counts move with the checkpoint; they stay true at the new one only if they were at
       // the old one (an older version moved the checkpoint alone: they are taken afresh, consistent).
@@ -417,6 +455,9 @@ export class Projection {
            counted_seq = CASE WHEN projection_checkpoint.counted_seq = projection_checkpoint.seq THEN $2 ELSE projection_checkpoint.counted_seq END, updated_at = now()`,
         [CHECKPOINT, to, added.tickets, added.messages],
       );
+      return { applied, missingTickets: added.missingTickets };
+    }).then(({ applied, missingTickets }) => {
+      this.missingTickets += missingTickets;
       return applied;
     });
   }
