@@ -59,3 +59,4 @@ export async function ensureProcessedFolder(client: ImapFlow, folder: string): P
   const list = await client.list();
   if (!list.some((f) => f.path === folder)) await client.mailboxCreate(folder).catch(() => {});
 }
+

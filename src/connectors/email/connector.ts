@@ -23,6 +23,8 @@ export class EmailConnector implements Connector {
   private readonly watchers = new Set<FolderWatcher>();
   private readonly stopping = new AbortController();
   private readonly normalize: NormalizeDeps;
+  /** Per folder (`address/folder`): parked mail whose flags the server has not confirmed (FolderWatcherDeps.unflagged). */
+  private readonly unflagged = new Map<string, Set<string>>();
 
   constructor(
     private readonly o: EmailOptions,
@@ -101,6 +103,7 @@ export class EmailConnector implements Connector {
             folder,
             normalize: this.normalize,
             fence: lease,
+            unflagged: this.unflaggedOf(`${m.address.toLowerCase()}/${folder}`),
             report: (state, detail) => this.report(`imap:${m.address}/${folder}`, state, detail),
           }),
       );
@@ -115,6 +118,12 @@ export class EmailConnector implements Connector {
       for (const w of watchers) this.watchers.delete(w);
       await lease.release();
     }
+  }
+
+  private unflaggedOf(folder: string): Set<string> {
+    let set = this.unflagged.get(folder);
+    if (!set) this.unflagged.set(folder, (set = new Set()));
+    return set;
   }
 
   private report(part: string, state: ConnectorState, detail?: string): void {

@@ -6,12 +6,16 @@
  * which every mail was handled. A crash anywhere in between means the mail is read again and the
  * Message-ID-based event id makes it a duplicate. A mail the server returns no content for is
  * neither acknowledged nor stepped over: it is tried again, and parked after a few attempts.
+ * A dead letter, unlike an event, has no id to be deduplicated by: a parked mail is flagged at
+ * once, and remembered until it is, so that a sync failing after the park (a dropped session, a
+ * refused flag store, a lost lease) reads it again without parking it a second time.
  */
 import { ImapFlow } from 'imapflow';
 import type { ConnectorState } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
 import type { ConnectorContext, ConnectorLoop, Fence } from '../contract.js';
 import { acknowledge, confirmUidValidity, ensureProcessedFolder, type AcknowledgeIn } from './acknowledge.js';
+import { flagParked, parkKey } from './parked-mail.js';
 import { CheckpointStore, scanCheckpoint, type Checkpoint } from './checkpoint.js';
 import { publishMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
@@ -36,6 +40,12 @@ export interface FolderWatcherDeps {
   report(state: ConnectorState, detail?: string): void;
   /** The mailbox lease: IMAP flags and the UID checkpoint are written only while it is valid. */
   fence: Fence;
+  /**
+   * `uidValidity:uid` of mail of this folder parked as a dead letter whose parked flags the
+   * server has not confirmed yet: read again, it is flagged, not parked again. Owned by the
+   * connector, so it outlives this watcher (a lost and retaken lease starts a new one).
+   */
+  unflagged: Set<string>;
 }
 
 interface MessageMeta {
@@ -194,6 +204,8 @@ export class FolderWatcher {
     if (this.attemptsFor !== uidValidity) {
       this.attempts.clear();
       this.attemptsFor = uidValidity;
+      // Mail parked under another UIDVALIDITY is other mail now (its flags, if any, went with it).
+      for (const key of this.d.unflagged) if (!key.startsWith(`${uidValidity}:`)) this.d.unflagged.delete(key);
     }
     this.deferred.clear();
     this.d.report('connected');
@@ -263,13 +275,16 @@ export class FolderWatcher {
     }
     metas.sort((a, b) => a.uid - b.uid);
     const handled = new Set<number>();
+    // Parked, flags still to set; parked and flagged already (nothing more to tell the server).
     const parked = new Set<number>();
+    const settled = new Set<number>();
     let chunk: MessageMeta[] = [];
     let chunkBytes = 0;
     const flush = async () => {
       const done = await this.ingestChunk(client, cp, chunk);
       for (const uid of done.handled) handled.add(uid);
       for (const uid of done.parked) parked.add(uid);
+      for (const uid of done.settled) settled.add(uid);
       chunk = [];
       chunkBytes = 0;
     };
@@ -277,6 +292,12 @@ export class FolderWatcher {
       if (this.stopped) break;
       if (m.flags.has(keyword)) {
         handled.add(m.uid); // already ours (restored or copied back): acknowledge, do not publish again
+        this.d.unflagged.delete(parkKey(cp, m.uid));
+        if (m.flags.has(this.d.options.parkedKeyword)) {
+          // Parked before and flagged: it must stay unread where it is, not be marked handled.
+          settled.add(m.uid);
+          continue;
+        }
         this.d.ctx.dropped('duplicate', `${this.where(m.uid)} carries ${keyword}: processed before`);
         continue;
       }
@@ -287,7 +308,8 @@ export class FolderWatcher {
     if (chunk.length > 0 && !this.stopped) await flush();
     if (handled.size > 0) {
       await confirmUidValidity(client, this.d.folder, cp);
-      await acknowledge(client, this.acknowledgeIn, [...handled].filter((uid) => !parked.has(uid)), [...parked]);
+      await acknowledge(client, this.acknowledgeIn, [...handled].filter((uid) => !parked.has(uid) && !settled.has(uid)), [...parked]);
+      for (const uid of parked) this.d.unflagged.delete(parkKey(cp, uid));
     }
     // The checkpoint moves only over handled mail: a mail handled out of order (ours already, or
     // after a deferred one) is read again next time and skipped by its keyword.
@@ -307,9 +329,10 @@ export class FolderWatcher {
 
   /**
    * Fetches and publishes a chunk in UID order; returns the UIDs handled (stops early when
-   * stopping), and among them those parked as dead letters.
+   * stopping), and among them those parked as dead letters: `settled` when their parked flags
+   * are set already, `parked` when they are still to be set.
    */
-  private async ingestChunk(client: ImapFlow, cp: Checkpoint, chunk: MessageMeta[]): Promise<{ handled: number[]; parked: number[] }> {
+  private async ingestChunk(client: ImapFlow, cp: Checkpoint, chunk: MessageMeta[]): Promise<{ handled: number[]; parked: number[]; settled: number[] }> {
     const max = this.d.options.maxMessageBytes;
     const spent = new Set(chunk.filter((m) => (this.attempts.get(m.uid)?.count ?? 0) >= MAX_ATTEMPTS).map((m) => m.uid));
     const whole = chunk.filter((m) => m.size <= max && !spent.has(m.uid)).map((m) => m.uid);
@@ -340,24 +363,41 @@ export class FolderWatcher {
     }
     const handled: number[] = [];
     const parked: number[] = [];
-    for (const m of chunk) {
-      if (this.stopped) break;
-      const r = raw.get(m.uid);
-      if (r) {
-        const outcome = await publishMail(this.d.ctx, this.d.normalize, this.d.mailbox.address, this.where(m.uid), r.bytes, r.note);
-        if (outcome === 'parked') parked.push(m.uid);
-      } else if (spent.has(m.uid)) {
-        await this.parkUnreadable(cp, m);
-        parked.push(m.uid);
-      } else {
-        this.failedRead(m.uid, 'the server returned no content for it');
-        this.deferred.add(m.uid);
-        continue;
+    try {
+      for (const m of chunk) {
+        if (this.stopped) break;
+        const key = parkKey(cp, m.uid);
+        const r = raw.get(m.uid);
+        if (this.d.unflagged.has(key)) {
+          // Its dead letter is stored already; only the flags did not land: set them, park nothing.
+          this.d.ctx.log.info({ folder: this.label, uid: m.uid }, 'mail parked before but not flagged yet: flagging it, not parking it again');
+          parked.push(m.uid);
+        } else if (r) {
+          const outcome = await publishMail(this.d.ctx, this.d.normalize, this.d.mailbox.address, this.where(m.uid), r.bytes, r.note);
+          if (outcome === 'parked') {
+            this.d.unflagged.add(key);
+            parked.push(m.uid);
+          }
+        } else if (spent.has(m.uid)) {
+          await this.parkUnreadable(cp, m);
+          this.d.unflagged.add(key);
+          parked.push(m.uid);
+        } else {
+          this.failedRead(m.uid, 'the server returned no content for it');
+          this.deferred.add(m.uid);
+          continue;
+        }
+        this.attempts.delete(m.uid);
+        handled.push(m.uid);
       }
-      this.attempts.delete(m.uid);
-      handled.push(m.uid);
+    } finally {
+      // Flag parked mail now, not with the rest of the batch: a failure later in the batch (or a
+      // crash) must not leave a stored dead letter whose mail looks unread and new. When even
+      // this fails, `unflagged` keeps the mail from being parked again when it is read again.
+      if (parked.length > 0) await flagParked(client, this.acknowledgeIn, this.d.folder, cp, parked, this.d.unflagged);
     }
-    return { handled, parked };
+    const settled = parked.filter((uid) => !this.d.unflagged.has(parkKey(cp, uid)));
+    return { handled, parked: parked.filter((uid) => !settled.includes(uid)), settled };
   }
 
   private failedRead(uid: number, error: string): void {

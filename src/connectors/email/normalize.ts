@@ -5,8 +5,8 @@
  * store and mark automated mail. Unlabelled 8-bit windows-1251/KOI8-R is read as such (charset.ts).
  * The event stays within the byte budget (budget.ts): a body too long for it rides cut, and whole
  * in the object store. What mailparser cannot read, a mail without a usable sender (nobody to
- * answer: identity.ts says whom), or one whose headers alone overflow the budget comes back as `invalid` with the
- * reason, to be parked.
+ * answer: identity.ts says whom), one nested deeper than MAX_MIME_DEPTH (mime-depth.ts), or one whose headers
+ * alone overflow the budget comes back as `invalid` with the reason, to be parked.
  */
 import { simpleParser, type AddressObject, type Attachment as MailAttachment, type ParsedMail } from 'mailparser';
 import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
@@ -17,6 +17,7 @@ import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budg
 import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
 import { copyHeaders, effectiveMessageId, platformId } from './ids.js';
 import { pickSender } from './identity.js';
+import { MAX_MIME_DEPTH, mimeDepth } from './mime-depth.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
 
@@ -33,6 +34,9 @@ export type Normalized = { kind: 'event'; event: InboundEventInput & { type: 'me
 
 /** `note` replaces the body when the mail was too large to download (headers only). */
 export async function normalizeMail(raw: Buffer, mailbox: string, deps: NormalizeDeps, note?: string): Promise<Normalized> {
+  // Refused before parsing, with a reason that names the nesting (mailparser would only say it
+  // met too many nodes, or work through thousands of levels).
+  if (mimeDepth(raw) > MAX_MIME_DEPTH) return { kind: 'invalid', reason: `MIME nesting deeper than ${MAX_MIME_DEPTH} levels (multipart or message/rfc822 parts inside each other)` };
   let mail: ParsedMail;
   try {
     mail = await parse(raw);

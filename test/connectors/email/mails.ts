@@ -231,3 +231,14 @@ export function hugeHeaderMail(messageId: string, lines = 20_000): Buffer {
   const trace = Array.from({ length: lines }, (_, i) => `X-Trace-${i}: ${'relay.example.ru '.repeat(4)}`);
   return Buffer.from([`From: relay@client.example.ru`, 'To: support@example.ru', 'Subject: loop', `Message-ID: ${messageId}`, ...trace, '', 'body', ''].join(CRLF));
 }
+
+/** Multipart inside multipart, `depth` levels deep, with one text part at the bottom (a fuzzer's mail). */
+export function nestedMail(messageId: string, depth = 3000): Buffer {
+  let open = '';
+  let close = '';
+  for (let i = 0; i < depth; i++) {
+    open += `Content-Type: multipart/mixed; boundary="n${i}"${CRLF}${CRLF}--n${i}${CRLF}`;
+    close = `${CRLF}--n${i}--${CRLF}` + close;
+  }
+  return Buffer.from([`From: fuzz@client.example.ru`, 'To: support@example.ru', 'Subject: nested', `Message-ID: ${messageId}`, 'MIME-Version: 1.0', `${open}Content-Type: text/plain${CRLF}${CRLF}deep${close}`].join(CRLF));
+}
