@@ -12,6 +12,7 @@
  * receiver down for a day once turned its backlog into letters faster than the bucket allowed,
  * and the callers acked what was not stored.
  */
+import { createHash } from 'node:crypto';
 import type { Bus } from './bus.js';
 import { metrics } from './metrics.js';
 import { Subjects } from './subjects.js';
@@ -134,7 +135,7 @@ export class DeadLetters {
       return 'suppressed';
     }
     const letter = encodeLetter(suffix, r, this.limits.maxPayloadBytes, new Date(this.now()).toISOString());
-    await this.bus.publishJson(Subjects.deadLetter(suffix), letter);
+    await this.bus.publishJson(Subjects.deadLetter(suffix), letter, letterId(suffix, r));
     return 'stored';
   }
 
@@ -159,6 +160,20 @@ export class DeadLetters {
     const { perMinute, burst } = this.limits;
     for (const [k, b] of this.buckets) if (b.tokens + ((now - b.at) * perMinute) / 60_000 >= burst) this.buckets.delete(k);
   }
+}
+
+/**
+ * The letter's Nats-Msg-Id, from what it says (where, why, the whole payload), not when: the same
+ * refusal parked again within the stream's duplicate window is stored once. A letter has no id of
+ * its own to be deduplicated by, unlike an event, so whatever parks and then fails before it can
+ * say so (a mail whose flags did not land, a message redelivered after a crash between the park
+ * and its ack) would otherwise store a second, identical letter. Counted in the metric either way.
+ */
+export function letterId(suffix: string, r: Refusal): string {
+  const h = createHash('sha256');
+  for (const part of [suffix, r.subject, r.code, r.reason]) h.update(part).update('\n');
+  h.update(toBytes(r.payload));
+  return `dl:${h.digest('base64url')}`;
 }
 
 /** The letter as it will travel: the payload whole when it fits `cap`, else its head. */

@@ -82,7 +82,8 @@ describe('the rate limit per source', () => {
   it('stores a burst, then counts without storing, per source; tokens come back with time', async () => {
     let now = Date.parse('2026-12-01T10:00:00Z');
     const letters = new DeadLetters(bus, { maxPayloadBytes: 4096, perMinute: 6, burst: 3 }, () => now);
-    const park = (scope: string) => letters.park({ source: 'connector', scope: `webhook.${scope}`, subject: `omni.in.webhook.${scope}`, code: 'flood', reason: 'flood', payload: 'x' });
+    let n = 0; // every letter its own payload: identical ones are stored once (below)
+    const park = (scope: string) => letters.park({ source: 'connector', scope: `webhook.${scope}`, subject: `omni.in.webhook.${scope}`, code: 'flood', reason: 'flood', payload: `x${n++}` });
     const suppressedBefore = await counted(metrics.deadLettersSuppressed, { source: 'connector', reason: 'flood' });
     const first = [];
     for (let i = 0; i < 10; i++) first.push(await park('flood-a'));
@@ -95,6 +96,23 @@ describe('the rate limit per source', () => {
     expect(await park('flood-a')).toBe('suppressed');
     const c = await jetstream(bus.nc).consumers.get(Streams.deadLetter, { filter_subjects: 'omni.dlq.inbound.webhook.flood-a' });
     expect((await c.info(true)).num_pending).toBe(4);
+    await c.delete();
+  });
+});
+
+describe('the same refusal parked twice', () => {
+  it('is stored once within the duplicate window (a park whose follow-up failed, then done again), and counted twice', async () => {
+    const letters = new DeadLetters(bus, { maxPayloadBytes: 4096, perMinute: 600, burst: 100 });
+    const mail = (payload: string, reason = 'email support@x folder INBOX uid 7: MIME nesting deeper than 100 levels') =>
+      letters.park({ source: 'connector', scope: 'email.twice', subject: 'omni.in.email.twice', code: 'invalid_payload', reason, payload });
+    const before = await counted(metrics.parked, { source: 'connector', reason: 'invalid_payload' });
+    expect(await mail('письмо 1')).toBe('stored');
+    expect(await mail('письмо 1')).toBe('stored'); // the same mail parked again: JetStream drops the copy
+    expect(await mail('письмо 2')).toBe('stored'); // another payload: a letter of its own
+    expect(await mail('письмо 1', 'another reason')).toBe('stored'); // the same bytes refused for another reason: its own
+    expect(await counted(metrics.parked, { source: 'connector', reason: 'invalid_payload' })).toBe(before + 4);
+    const c = await jetstream(bus.nc).consumers.get(Streams.deadLetter, { filter_subjects: 'omni.dlq.inbound.email.twice' });
+    expect((await c.info(true)).num_pending).toBe(3);
     await c.delete();
   });
 });
