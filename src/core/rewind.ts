@@ -5,7 +5,7 @@
  * single-holder consumers that promise order per ticket: the webhook dispatcher
  * (src/api/webhook-takeover.ts) and the helpdesk host (src/helpdesks/host.ts).
  */
-import { DeliverPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerInfo, type JetStreamManager } from '@nats-io/jetstream';
 import { isNotFound } from './bus.js';
 
 /**
@@ -24,7 +24,7 @@ export async function rewindOrphans(jsm: JetStreamManager, stream: string, durab
     throw err;
   });
   if (!info || info.num_ack_pending === 0) return 0;
-  const from = info.ack_floor.stream_seq + 1;
+  const from = floorOf(info) + 1;
   const fenced = () => new Error('lease no longer valid: not rewinding the durable (the holder that replaced this one does)');
   if (!stillHolder()) throw fenced();
   await jsm.consumers.delete(stream, durable);
@@ -36,6 +36,17 @@ export async function rewindOrphans(jsm: JetStreamManager, stream: string, durab
 
 /** The durable's ack floor (stream sequence): everything at or below it is acknowledged. */
 export async function ackFloor(jsm: JetStreamManager, stream: string, durable: string): Promise<number> {
-  const info = await jsm.consumers.info(stream, durable);
-  return info.ack_floor.stream_seq;
+  return floorOf(await jsm.consumers.info(stream, durable));
+}
+
+/**
+ * The stream sequence everything at or below which is acknowledged or was never this durable's.
+ * A durable (re)created at a start sequence that has acked nothing yet reports an ack floor of 0
+ * on nats-server 2.9.10: rewinding to that replayed the whole retained stream (a week of a
+ * partition's messages, every one a suspect to look up) after a run that ended before its first
+ * ack. Its start position bounds the floor from below.
+ */
+export function floorOf(info: ConsumerInfo): number {
+  const start = info.config.deliver_policy === DeliverPolicy.StartSequence ? (info.config.opt_start_seq ?? 1) - 1 : 0;
+  return Math.max(info.ack_floor.stream_seq, start);
 }

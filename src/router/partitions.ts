@@ -24,6 +24,7 @@
 import { DeliverPolicy, type ConsumerConfig, type ConsumerInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { newInstanceId } from '../core/holder.js';
+import { floorOf } from '../core/rewind.js';
 import { tryAcquireLease, acquireLease, type Lease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
@@ -248,7 +249,7 @@ export class PartitionOwnership {
     // A pull request the previous owner left on the server would still be served first, to an
     // inbox nobody reads: those messages would come back only after ack_wait, out of order.
     if (info.num_ack_pending === 0 && info.num_waiting === 0) return { unit, durable, suspectUpTo, unfiltered };
-    const floor = info.ack_floor.stream_seq;
+    const floor = floorOf(info);
     if (info.num_ack_pending > 0 && info.delivered.stream_seq > suspectUpTo) {
       suspectUpTo = info.delivered.stream_seq;
       await this.bus.kv.meta.put(suspectKey, String(suspectUpTo));
