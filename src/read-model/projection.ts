@@ -28,24 +28,23 @@
 import { DeliverPolicy, type Consumer, type StreamInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
-import { LONE_SURROGATE } from '../core/json-input.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
-import { LogEntry } from '../core/schema.js';
-import { safeParser } from '../core/schema-as-is.js';
 import { sleep } from '../core/sleep.js';
 import { Streams } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
-import { applyEntries, type SequencedEntry } from './apply.js';
+import type { SequencedEntry } from './apply.js';
+import { commitBatch, commitOneByOne, type Committed } from './commit.js';
 import type { Database } from './database.js';
 import { APPLIER_LOCK_KEY, CHECKPOINT_NAME, migrate } from './migrations.js';
+import { isDataError, readEntry, type FetchedEntry } from './read-entry.js';
+import { checkRowCounts, keptRowCounts } from './row-counts.js';
 
 const CHECKPOINT = CHECKPOINT_NAME;
 /** After a batch with entries for tickets SQL does not have, the next check comes no later than this after the last one. */
 const ORPHAN_CHECK_GAP_MS = 60_000;
 /** SQLSTATE: relation does not exist. */
 const UNDEFINED_TABLE = '42P01';
-const TICKET_OF = /^omni\.ticket\.([^.]+)\.log$/;
 
 export interface ProjectionOptions {
   /** Entries per transaction at most. */
@@ -78,12 +77,6 @@ export interface ProjectionStatus {
 /** The read model counts in a ticket log that is not the one NATS holds now: rebuild it (docs/data.md). */
 export class LogReplacedError extends Error {}
 
-export class StaleCheckpointError extends Error {
-  constructor(expected: number, found: number) {
-    super(`read-model checkpoint moved from ${expected} to ${found} under this applier: another replica applies the log`);
-  }
-}
-
 export class Projection {
   private loop?: SupervisedLoop;
   private readonly batchSize: number;
@@ -95,8 +88,6 @@ export class Projection {
   private nextCheckAt = 0;
   /** A replay restoring lost rows in progress: done when the checkpoint reaches `until` (the log's end when it began). */
   private rebuild?: { until: number; started: number };
-  /** Entries of the batch being applied whose ticket SQL lacked (committed ones only). */
-  private missingTickets = 0;
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
   /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
   private checkpointSeen = false;
@@ -334,34 +325,7 @@ export class Projection {
   private async consistent(db: Database): Promise<boolean> {
     this.lastCheckAt = Date.now();
     this.nextCheckAt = this.lastCheckAt + this.checkEveryMs;
-    const r = await db.transaction(async (tx) => {
-      const [c] = await tx.query<{ seq: string | number; tickets: string | number; messages: string | number; counted_seq: string | number }>(
-        'SELECT seq, tickets, messages, counted_seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE',
-        [CHECKPOINT],
-      );
-      const [n] = await tx.query<{ tickets: string | number; messages: string | number }>('SELECT (SELECT count(*) FROM tickets) AS tickets, (SELECT count(*) FROM messages) AS messages');
-      const seq = Number(c?.seq ?? 0);
-      const found = { tickets: Number(n!.tickets), messages: Number(n!.messages) };
-      const expected = { tickets: Number(c?.tickets ?? 0), messages: Number(c?.messages ?? 0) };
-      const take = (from: number) =>
-        tx.query(
-          `INSERT INTO projection_checkpoint (name, seq, tickets, messages, counted_seq, updated_at) VALUES ($1, $2, $3, $4, $2, now())
-           ON CONFLICT (name) DO UPDATE SET seq = $2, tickets = $3, messages = $4, counted_seq = $2, updated_at = now()`,
-          [CHECKPOINT, from, found.tickets, found.messages],
-        );
-      if (!c || Number(c.counted_seq) !== seq) {
-        await take(seq);
-        return { outcome: 'counted' as const, seq, found, expected };
-      }
-      if (found.tickets === expected.tickets && found.messages === expected.messages) return { outcome: 'ok' as const, seq, found, expected };
-      if (found.tickets < expected.tickets || found.messages < expected.messages) {
-        // The replay adds what it writes again to the counts found: true once it is done.
-        await take(0);
-        return { outcome: 'replay' as const, seq, found, expected };
-      }
-      await take(seq);
-      return { outcome: 'more' as const, seq, found, expected };
-    });
+    const r = await checkRowCounts(db);
     const { seq, found, expected } = r;
     const fields = { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages };
     const what = `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint (sequence ${seq}) stands for ${expected.tickets} and ${expected.messages}`;
@@ -396,11 +360,8 @@ export class Projection {
 
   /** The replay caught up with where the log ended when it began. */
   private async rebuilt(db: Database): Promise<void> {
-    const [n] = await db.query<{ tickets: number; messages: number }>('SELECT tickets, messages FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
-    this.log.warn(
-      { checkpoint: this.status_.checkpoint, tickets: Number(n?.tickets ?? 0), messages: Number(n?.messages ?? 0), ms: Date.now() - (this.rebuild?.started ?? Date.now()) },
-      'read model replayed the log: lost rows restored',
-    );
+    const n = await keptRowCounts(db);
+    this.log.warn({ checkpoint: this.status_.checkpoint, ...n, ms: Date.now() - (this.rebuild?.started ?? Date.now()) }, 'read model replayed the log: lost rows restored');
     this.rebuild = undefined;
     delete this.status_.rebuilding;
   }
@@ -421,116 +382,20 @@ export class Projection {
       }
       entries.push(m);
     }
-    let outcomes: Map<string, number>;
-    this.missingTickets = 0;
+    let committed: Committed;
     try {
-      outcomes = await this.commit(db, expected, entries, seq);
+      committed = await commitBatch(db, expected, entries, seq);
     } catch (err) {
       if (!isDataError(err)) throw err;
-      outcomes = await this.commitOneByOne(db, expected, entries, seq);
+      committed = await commitOneByOne(db, this.log, expected, entries, seq);
     }
-    for (const [outcome, n] of outcomes) metrics.readModelApplied.inc({ outcome }, n);
+    for (const [outcome, n] of committed.outcomes) metrics.readModelApplied.inc({ outcome }, n);
     // Entries for tickets SQL does not have: legitimate now and then (an entry before any
     // message), but also what rows deleted behind the projection's back look like. An edit or
     // delete of a message SQL never stored (routine: Telegram edits) is no sign of it.
-    if (this.missingTickets) this.nextCheckAt = Math.min(this.nextCheckAt, this.lastCheckAt + Math.min(ORPHAN_CHECK_GAP_MS, this.checkEveryMs));
+    if (committed.missingTickets) this.nextCheckAt = Math.min(this.nextCheckAt, this.lastCheckAt + Math.min(ORPHAN_CHECK_GAP_MS, this.checkEveryMs));
     if (invalid) metrics.readModelApplied.inc({ outcome: 'invalid' }, invalid);
     this.status_.checkpoint = seq;
     return seq;
   }
-
-  /** One transaction: the entries, then the checkpoint moved from `expected` to `to`. */
-  private commit(db: Database, expected: number, entries: SequencedEntry[], to: number): Promise<Map<string, number>> {
-    return db.transaction(async (tx) => {
-      const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
-      const found = row?.seq ?? 0;
-      if (found !== expected) throw new StaleCheckpointError(expected, found);
-      const added = { tickets: 0, messages: 0, missingTickets: 0 };
-      const applied = entries.length ? await applyEntries(tx, entries, added) : new Map<string, number>();
-      // The counts move with the checkpoint; they stay true at the new one only if they were at
-      // the old one (an older version moved the checkpoint alone: they are taken afresh, consistent).
-      await tx.query(
-        `INSERT INTO projection_checkpoint (name, seq, tickets, messages, counted_seq, updated_at) VALUES ($1, $2, $3, $4, $2, now())
-         ON CONFLICT (name) DO UPDATE SET seq = $2, tickets = projection_checkpoint.tickets + $3, messages = projection_checkpoint.messages + $4,
-           counted_seq = CASE WHEN projection_checkpoint.counted_seq = projection_checkpoint.seq THEN $2 ELSE projection_checkpoint.counted_seq END, updated_at = now()`,
-        [CHECKPOINT, to, added.tickets, added.messages],
-      );
-      return { applied, missingTickets: added.missingTickets };
-    }).then(({ applied, missingTickets }) => {
-      this.missingTickets += missingTickets;
-      return applied;
-    });
-  }
-
-  /**
-   * A batch SQL refused for what one of its entries holds (a value no column takes, over an
-   * index's size): the log keeps such an entry for ever, so retrying the batch would stop the read
-   * model at it on every start (/healthz 503, lists stale). Each entry then goes alone; one SQL
-   * refuses is skipped, logged with its sequence and counted (`outcome="refused"`), and the rest
-   * are applied. Only data errors take this path; an outage fails the batch as before.
-   */
-  private async commitOneByOne(db: Database, expected: number, entries: SequencedEntry[], to: number): Promise<Map<string, number>> {
-    const outcomes = new Map<string, number>();
-    let at = expected;
-    for (const e of entries) {
-      try {
-        for (const [outcome, n] of await this.commit(db, at, [e], e.seq)) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
-      } catch (err) {
-        if (!isDataError(err)) throw err;
-        this.log.error({ seq: e.seq, ticketId: e.ticketId, kind: e.entry.kind, err: errorMessage(err) }, 'ticket-log entry refused by SQL; skipped by the read model (the log keeps it)');
-        await this.commit(db, at, [], e.seq);
-        outcomes.set('refused', (outcomes.get('refused') ?? 0) + 1);
-      }
-      at = e.seq;
-    }
-    if (at !== to) await this.commit(db, at, [], to);
-    return outcomes;
-  }
-}
-
-/** SQLSTATE classes 22 (data exception) and 54 (program limit exceeded): the entry, not the database, is the problem. */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^(22|54)/.test(code);
-}
-
-/**
- * A log entry as SQL can store it. PostgreSQL text and jsonb cannot hold U+0000: one NUL in a
- * customer's text (or a name, a subject) failed its batch for good, and the log keeps the entry
- * for ever, so the projection stopped at it on every restart (/healthz 503, lists stale). Nor
- * can jsonb hold half of a surrogate pair: such an entry was skipped, and with it every later
- * entry of a conversation whose sender id held one, so the ticket was gone from lists and search
- * (intake refuses both now; entries logged before, or by other writers, remain). Either is
- * stored as U+FFFD; the log itself keeps the original. JSON carries both only escaped, so only
- * a text holding such an escape pays for the reviver.
- */
-function parseJson(data: Uint8Array): unknown {
-  try {
-    const text = utf8.decode(data);
-    return UNSTORABLE_ESCAPE.test(text) ? JSON.parse(text, storable) : JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-const UNSTORABLE_ESCAPE = /\\u(0000|[dD][89a-fA-F])/;
-const UNSTORABLE = new RegExp(`\u0000|${LONE_SURROGATE.source}`, 'g');
-
-const utf8 = new TextDecoder();
-
-/** What the gateway writes (a LogEntry as it was built, through JSON) is taken as it is; anything else is zod's to judge (core/schema-as-is.ts). */
-const parseLogEntry = safeParser(LogEntry);
-
-/** A fetched log entry, read: ready to apply, or refused with the reason. */
-type FetchedEntry = SequencedEntry | { seq: number; subject: string; refused: string };
-
-function readEntry(seq: number, subject: string, data: Uint8Array): FetchedEntry {
-  const ticketId = TICKET_OF.exec(subject)?.[1];
-  if (!ticketId) return { seq, subject, refused: 'subject' };
-  const parsed = parseLogEntry(parseJson(data));
-  return parsed.success ? { seq, ticketId, entry: parsed.data } : { seq, subject, refused: parsed.error.issues[0]?.message ?? 'invalid entry' };
-}
-
-function storable(_key: string, value: unknown): unknown {
-  return typeof value === 'string' ? value.replace(UNSTORABLE, '\uFFFD') : value;
 }
