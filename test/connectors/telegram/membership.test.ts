@@ -138,7 +138,7 @@ describe('telegram membership, albums, skips and rate limits', () => {
   });
 
   it('merges a group album whose items come in two polls into one message, confirming none of them before it is stored', async () => {
-    const gw = await gateway({ groups: 'mention' }); // albumWaitMs: the default 1.5 s
+    const gw = await gateway({ groups: 'mention', albumWaitMs: 5000 }); // room for a slow poll on a loaded machine
     const group = { id: -1006040, type: 'supergroup', title: 'Бухгалтерия' };
     const from = { id: 63, is_bot: false, first_name: 'Ирина' };
     const caption = '@omni_support_bot акты за март';
@@ -148,7 +148,7 @@ describe('telegram membership, albums, skips and rate limits', () => {
     await pause(50);
     const rest = [api.push(albumItem(group, from, 'ALB', 'split-2')), api.push(albumItem(group, from, 'ALB', 'split-3'))];
     // The poller keeps asking while the album is open, and only from its first item on.
-    await until(() => rest.every((id) => (api.served.get(id) ?? 0) > 0), 'the rest of the album served', 1300); // well before the album window (1.5 s) closes
+    await until(() => rest.every((id) => (api.served.get(id) ?? 0) > 0), 'the rest of the album served', 4000); // before the album window (5 s) closes
     expect(Math.max(...api.offsets)).toBeLessThanOrEqual(first);
     const routed = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.conversation.id === '-1006040', 20_000);
     const msg = inboundOf(routed)!;
