@@ -51,10 +51,10 @@ const YIELD_EVERY = 50;
  * outcome. `added`, when given, is increased by the ticket and message rows written (the
  * projection keeps those counts with its checkpoint) and by the entries whose ticket SQL lacked.
  */
-export async function applyEntries(tx: Queryable, entries: SequencedEntry[], added?: BatchTally): Promise<Map<Applied, number>> {
+export async function applyEntries(tx: Queryable, entries: SequencedEntry[], added?: BatchTally, verifyLoss = false): Promise<Map<Applied, number>> {
   const outcomes = new Map<Applied, number>();
   const count = (outcome: Applied, n = 1) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
-  const memory = new BatchMemory(tx);
+  const memory = new BatchMemory(tx, verifyLoss);
   await memory.prefetch(entries.map((e) => e.ticketId), entries.flatMap((e) => (e.entry.kind === 'inbound' ? [provenIdentities(e.entry.event)] : [])));
   for (let i = 0; i < entries.length; i++) {
     // Entries whose contact and ticket the batch knows already resolve without a round trip, so
@@ -131,8 +131,23 @@ function orphan(memory: BatchMemory): Applied {
   return 'orphan';
 }
 
+/**
+ * A ticket row an entry would have to make from the middle of its log (BatchMemory.verifyLoss):
+ * every ticket opens with a customer message, so only that message makes its row in the normal
+ * course; a later entry finding none is what rows lost behind the projection look like.
+ */
+export class MissingTicketRowError extends Error {
+  constructor(
+    readonly ticketId: string,
+    readonly seq: number,
+  ) {
+    super(`ticket ${ticketId} has no row in SQL for log entry ${seq}, which did not open it`);
+  }
+}
+
 async function inbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'inbound'>): Promise<Applied> {
   const e = entry.event;
+  if (memory.verifyLoss && entry.match.rule !== 'new-ticket' && !(await memory.ticketExists(ticketId))) throw new MissingTicketRowError(ticketId, seq);
   const contactId = await resolveContact(tx, e, entry.at, memory);
   if (!(await memory.ticketExists(ticketId))) {
     await tx.query(
@@ -160,6 +175,7 @@ function purposeOf(m: OutboundMessage): string | null {
 async function outbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'outbound'>): Promise<Applied> {
   const m = entry.message;
   if (!(await memory.ticketExists(ticketId))) {
+    if (memory.verifyLoss) throw new MissingTicketRowError(ticketId, seq);
     // A ticket we wrote first (no customer message yet): its contact is the conversation.
     await tx.query(
       `INSERT INTO tickets (id, number, status, channel, account, conversation, subject, contact, created_at, updated_at, last_seq)

@@ -94,7 +94,16 @@ export class BatchMemory {
   /** Ticket and message rows this batch wrote (kept with the checkpoint: projection.ts, consistent), and entries whose ticket SQL lacked. */
   readonly added: BatchTally = { tickets: 0, messages: 0, missingTickets: 0 };
 
-  constructor(private readonly tx: Queryable) {}
+  /**
+   * @param verifyLoss An entry that would make a ticket row from the middle of its log (not the
+   * message that opened the ticket) throws MissingTicketRowError instead: the row may have been
+   * lost behind the projection, and a row made now would hide the entries before it from the
+   * replay that restores it (projection.ts asks the row counts first).
+   */
+  constructor(
+    private readonly tx: Queryable,
+    readonly verifyLoss = false,
+  ) {}
 
   /**
    * Three lookups for the whole batch: which tickets exist, which of its senders' identities are

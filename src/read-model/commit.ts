@@ -23,13 +23,13 @@ export interface Committed {
 }
 
 /** One transaction: the entries, then the checkpoint moved from `expected` to `to`. */
-export async function commitBatch(db: Database, expected: number, entries: SequencedEntry[], to: number): Promise<Committed> {
+export async function commitBatch(db: Database, expected: number, entries: SequencedEntry[], to: number, verifyLoss = false): Promise<Committed> {
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
     const found = row?.seq ?? 0;
     if (found !== expected) throw new StaleCheckpointError(expected, found);
     const added = { tickets: 0, messages: 0, missingTickets: 0 };
-    const outcomes = entries.length ? await applyEntries(tx, entries, added) : new Map<string, number>();
+    const outcomes = entries.length ? await applyEntries(tx, entries, added, verifyLoss) : new Map<string, number>();
     // The counts move with the checkpoint; they stay true at the new one only if they were at
     // the old one (an older version moved the checkpoint alone: they are taken afresh, consistent).
     await tx.query(
@@ -49,13 +49,13 @@ export async function commitBatch(db: Database, expected: number, entries: Seque
  * refuses is skipped, logged with its sequence and counted (`outcome="refused"`), and the rest
  * are applied. Only data errors take this path; an outage fails the batch as before.
  */
-export async function commitOneByOne(db: Database, log: Logger, expected: number, entries: SequencedEntry[], to: number): Promise<Committed> {
+export async function commitOneByOne(db: Database, log: Logger, expected: number, entries: SequencedEntry[], to: number, verifyLoss = false): Promise<Committed> {
   const outcomes = new Map<string, number>();
   let missingTickets = 0;
   let at = expected;
   for (const e of entries) {
     try {
-      const one = await commitBatch(db, at, [e], e.seq);
+      const one = await commitBatch(db, at, [e], e.seq, verifyLoss);
       for (const [outcome, n] of one.outcomes) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
       missingTickets += one.missingTickets;
     } catch (err) {

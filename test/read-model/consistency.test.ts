@@ -181,6 +181,34 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
     const { readFileSync } = await import('node:fs');
     expect(readFileSync(new URL('../../src/read-model/projection.ts', import.meta.url), 'utf8')).not.toMatch(/query\(\s*['"`]TRUNCATE/);
   });
+
+  it('a customer writing again (and an agent answering) after a loss, before any check: the replay still restores those tickets whole', async () => {
+    // The outside trial: the live entry made the lost ticket's row anew (status new, one message,
+    // last_seq its own), and the replay then took every earlier entry of it as applied.
+    await projection.stop();
+    projection = new Projection(bus, async () => db, log, { checkEveryMs: 600_000 }); // only a live entry can set the check off
+    projection.start();
+    await expect.poll(async () => (await projection.checkpoint()) === (await logEnd()), { timeout: 30_000 }).toBe(true);
+    const expected = await ticketRows();
+    const replays = rebuilds();
+    await db.query('TRUNCATE tickets CASCADE');
+    await publish('T-3', inbound('T-3', 2));
+    await publish('T-4', {
+      kind: 'outbound', at: new Date().toISOString(),
+      message: { v: 1, type: 'message.outbound', id: 'out-4', ticketId: 'T-4', channel: 'webhook', account: 'site', conversation: { id: 'chat-T-4', kind: 'private' }, text: 'Ответ', attachments: [], author: { id: 'agent-1' }, createdAt: new Date().toISOString(), automated: false, purpose: 'agent_reply' },
+    });
+    // T-5's rows were erased above without its log (erasure purges the log first in the gateway,
+    // core/erasure.ts): a replay from the log's start brings it back here.
+    messagesInLog += 2;
+    await whole([...TICKETS, 'T-6'], replays + 1);
+    expect(lines.some((l) => l.includes('a log entry found no row for its ticket'))).toBe(true);
+    const now = await ticketRows();
+    const byId = (rows: unknown[], id: string) => rows.find((t) => (t as { id: string }).id === id) as Record<string, unknown>;
+    for (const id of ['T-1', 'T-2', 'T-6']) expect(byId(now, id)).toEqual(byId(expected, id));
+    expect(byId(now, 'T-3')).toMatchObject({ message_count: 3, status: 'new' }); // a message keeps a new ticket new
+    expect(byId(now, 'T-4')).toMatchObject({ message_count: 2, status: 'pending' });
+    expect(byId(now, 'T-3')['last_inbound_at']).not.toBeNull();
+  });
 });
 
 describe('what pulls the next check forward', () => {
