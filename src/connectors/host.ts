@@ -393,8 +393,14 @@ export class ConnectorHost {
         const loopName = this.loopName(hosted, kvSafe(name));
         const loop = this.supervisor.run(
           loopName,
-          // Useful work after a restart shows the connector's own state again.
-          (r) => body({ signal: r.signal, progress: () => (r.progress(), this.clearFault(hosted, loopName)) }),
+          // Useful work after a restart shows the connector's own state again. A body that ends
+          // because the connector is being stopped (its context's signal, aborted before the
+          // connector's stop() stops this loop) waits for that stop: reported as a loop that
+          // ended by itself, every SIGTERM raised a `stalled` alert (outside trial, Slack events).
+          async (r) => {
+            await body({ signal: r.signal, progress: () => (r.progress(), this.clearFault(hosted, loopName)) });
+            if (signal.aborted) await whenAborted(r.signal);
+          },
           { onState: (s) => this.loopChanged(hosted, s, `loop ${name} stopped`) },
         );
         hosted.loops.add(loop);

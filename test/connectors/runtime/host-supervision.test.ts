@@ -130,6 +130,48 @@ describe('connector host supervision', () => {
     watch.stop();
   });
 
+  it('a loop that ends because its connector is being stopped is not reported stalled (every SIGTERM raised the alert)', async () => {
+    const supervisor = new Supervisor(log, { baseMs: 20, maxMs: 100, failAfter: 3 });
+    const watch = await watchStates('calm');
+    let runs = 0;
+    // As the Slack connector in events mode: its intake waits on the connector's context signal,
+    // which the host aborts before it calls stop(), the one that stops the loop.
+    const calm: ConnectorFactory<Record<string, never>> = {
+      type: 'calm-test', channel: 'calm', options: z.object({}),
+      create: (_o, ctx) => {
+        let loop: { stop(): Promise<void> } | undefined;
+        return {
+          async start() {
+            loop = ctx.run('intake', async ({ signal, progress }) => {
+              runs++;
+              ctx.setState('connected');
+              progress();
+              const either = AbortSignal.any([signal, ctx.signal]);
+              await new Promise<void>((r) => (either.aborted ? r() : either.addEventListener('abort', () => r(), { once: true })));
+            });
+          },
+          async stop() {
+            await new Promise((r) => setTimeout(r, 200)); // a stop that takes a moment: the loop has ended by then
+            await loop?.stop();
+            ctx.setState('stopped');
+          },
+          health: () => ({ state: 'connected' as const, since: new Date().toISOString() }),
+          async send() {
+            return { platformMessageId: 'x' };
+          },
+        };
+      },
+    };
+    const host = newHost(supervisor);
+    await host.start([{ factory: calm, account: 'c1', options: {} }]);
+    await until(() => watch.states.includes('connected'), 'the connector connected');
+    await host.stop();
+    await bus.nc.flush();
+    expect(watch.states).not.toContain('stalled');
+    expect(runs).toBe(1); // not run again while stopping
+    watch.stop();
+  });
+
   it('retries a connector whose start() fails with a fresh instance, reporting it truthfully meanwhile', async () => {
     const supervisor = new Supervisor(log);
     const routes = new Routes();
