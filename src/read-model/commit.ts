@@ -11,8 +11,12 @@ import { CHECKPOINT_NAME as CHECKPOINT } from './migrations.js';
 import { isDataError } from './read-entry.js';
 
 export class StaleCheckpointError extends Error {
-  constructor(expected: number, found: number) {
-    super(`read-model checkpoint moved from ${expected} to ${found} under this applier: another replica applies the log`);
+  constructor(expected: number, found: number | undefined) {
+    super(
+      found === undefined
+        ? `the read-model checkpoint row (at ${expected}) is gone under this applier (deleted behind the projection?): the term restarts and compares the row counts`
+        : `read-model checkpoint moved from ${expected} to ${found} under this applier: another replica applies the log`,
+    );
   }
 }
 
@@ -27,7 +31,7 @@ export async function commitBatch(db: Database, expected: number, entries: Seque
   return db.transaction(async (tx) => {
     const [row] = await tx.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT]);
     const found = row?.seq ?? 0;
-    if (found !== expected) throw new StaleCheckpointError(expected, found);
+    if (found !== expected) throw new StaleCheckpointError(expected, row ? found : undefined);
     const added = { tickets: 0, messages: 0, missingTickets: 0 };
     const outcomes = entries.length ? await applyEntries(tx, entries, added, verifyLoss) : new Map<string, number>();
     // The counts move with the checkpoint; they stay true at the new one only if they were at

@@ -335,7 +335,9 @@ export class Projection {
     const r = await checkRowCounts(db);
     const { seq, found, expected } = r;
     const fields = { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages };
-    const what = `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint (sequence ${seq}) stands for ${expected.tickets} and ${expected.messages}`;
+    const what = r.checkpointLost
+      ? `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint row is gone (deleted behind the projection?)`
+      : `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint (sequence ${seq}) stands for ${expected.tickets} and ${expected.messages}`;
     switch (r.outcome) {
       case 'ok':
         return true;
@@ -350,7 +352,7 @@ export class Projection {
     }
     this.log.error(
       fields,
-      `${what}: rows were deleted behind the projection (a TRUNCATE or DELETE, an older version's erasure?). Replaying the log to restore lost rows, from sequence 1 over the rows that are there (nothing is deleted; docs/data.md); lists lack the lost rows until it is done`,
+      `${what}${r.checkpointLost ? '' : ': rows were deleted behind the projection (a TRUNCATE or DELETE, an older version\'s erasure?)'}. Replaying the log to restore lost rows, from sequence 1 over the rows that are there (nothing is deleted; docs/data.md); lists lack the lost rows until it is done`,
     );
     const info = await this.bus.jsm.streams.info(Streams.log);
     this.rebuild = { until: info.state.last_seq, started: Date.now() };

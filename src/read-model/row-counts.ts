@@ -26,6 +26,8 @@ export interface RowCountCheck {
   seq: number;
   found: RowCounts;
   expected: RowCounts;
+  /** `replay` because the checkpoint row itself was gone, the tables not empty. */
+  checkpointLost?: boolean;
 }
 
 /**
@@ -48,6 +50,13 @@ export function checkRowCounts(db: Database): Promise<RowCountCheck> {
          ON CONFLICT (name) DO UPDATE SET seq = $2, tickets = $3, messages = $4, counted_seq = $2, updated_at = now()`,
         [CHECKPOINT, from, found.tickets, found.messages],
       );
+    // The checkpoint row itself was lost under full tables (gone, or made again by sameLog: at 0
+    // with no counts, -1): what they hold is not known to be the log's start, so the log is
+    // replayed over them, as after lost rows. A fresh database has the same row, and no rows.
+    if ((!c || (seq === 0 && Number(c.counted_seq) === -1)) && (found.tickets > 0 || found.messages > 0)) {
+      await take(0);
+      return { outcome: 'replay' as const, seq, found, expected, checkpointLost: true };
+    }
     if (!c || Number(c.counted_seq) !== seq) {
       await take(seq);
       return { outcome: 'counted' as const, seq, found, expected };

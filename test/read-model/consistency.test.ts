@@ -208,6 +208,18 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
     expect(byId(now, 'T-3')).toMatchObject({ message_count: 3, status: 'new' }); // a message keeps a new ticket new
     expect(byId(now, 'T-4')).toMatchObject({ message_count: 2, status: 'pending' });
     expect(byId(now, 'T-3')['last_inbound_at']).not.toBeNull();
+
+    // The checkpoint row itself deleted under full tables (the outside trial: logged as "another
+    // replica applies the log", then replayed with nothing said): said, and replayed.
+    const withRows = await ticketRows();
+    await db.query('DELETE FROM projection_checkpoint');
+    await publish('T-6', inbound('T-6', 1));
+    await whole([...TICKETS, 'T-6'], replays + 2);
+    expect(lines.some((l) => l.includes('its checkpoint row is gone'))).toBe(true);
+    expect(lines.some((l) => l.includes('another replica applies the log'))).toBe(false);
+    const after = await ticketRows();
+    for (const id of ['T-1', 'T-2', 'T-3', 'T-4', 'T-5']) expect(byId(after, id)).toEqual(byId(withRows, id));
+    expect(byId(after, 'T-6')).toMatchObject({ message_count: 2 });
   });
 });
 
