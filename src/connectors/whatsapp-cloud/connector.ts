@@ -47,6 +47,8 @@ interface TakeOptions {
 
 export class WhatsAppCloudConnector implements Connector {
   private readonly health_: HealthTracker;
+  /** Other accounts' phone number ids seen in this account's webhooks, warned about once each (at most 100). */
+  private readonly otherNumbersSeen = new Set<string>();
   private readonly graph: GraphClient;
   private readonly pacer: Pacer;
   private readonly stopping = new AbortController();
@@ -158,6 +160,7 @@ export class WhatsAppCloudConnector implements Connector {
       log: this.ctx.log,
       park: (reason, payload, kind) => this.park(reason, payload, kind),
       message: (m, at, contacts) => this.ingest(m, at, contacts),
+      otherNumber: (id) => this.otherNumber(id),
     });
     // A status whose send record is there is reported before Meta hears 200. One without (a
     // wamid we never sent, or a send whose record is still being written) must not hold Meta's
@@ -168,6 +171,19 @@ export class WhatsAppCloudConnector implements Connector {
       if (found) for (const s of ordered) await this.onStatus(s, 0);
       else this.awaitRecord(ordered);
     }));
+  }
+
+  /**
+   * A webhook change for a phone number id that is not this account's. Routine when one Meta app
+   * serves several numbers configured as several accounts; when the number is configured nowhere
+   * (a typo in `phoneNumberId`, a number added in Meta only), every message to it is dropped here,
+   * so it is counted and said at warn once per number, not at debug only (outside trial).
+   */
+  private otherNumber(id: string): void {
+    metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: 'other_phone_number' });
+    if (this.otherNumbersSeen.has(id) || this.otherNumbersSeen.size >= 100) return;
+    this.otherNumbersSeen.add(id);
+    this.ctx.log.warn({ phoneNumberId: id, ours: this.o.phoneNumberId }, 'webhook for a phone number id that is not this account\'s: its messages are not taken here (configure an account with that phoneNumberId if they are for this gateway)');
   }
 
   /**
