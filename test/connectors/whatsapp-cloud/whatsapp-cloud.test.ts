@@ -227,6 +227,20 @@ describe('whatsapp-cloud connector', () => {
     expect((await gw.ticket(created.ticketId))?.messageCount).toBe(1);
   });
 
+  it('a webhook for a phone number id that is not this account\'s is counted and answered 200, its message not taken', async () => {
+    const counted = async () => (await metrics.skippedUpdates.get()).values.find((v) => v.labels.channel === 'whatsapp' && v.labels.reason === 'other_phone_number')?.value ?? 0;
+    const before = await counted();
+    const from = '79160000019';
+    const body = webhookBody('999000111', { contacts: [{ profile: { name: 'Ошибка' }, wa_id: from }], messages: [textMessage(from, 'не сюда')] });
+    expect((await post(body)).status).toBe(200);
+    expect((await post(body)).status).toBe(200);
+    expect(await counted()).toBe(before + 2);
+    const sentinel = newWamid();
+    await deliver(from, [textMessage(from, 'сюда', { id: sentinel })]);
+    const created = await messageEvent(sentinel);
+    expect((await gw.ticket(created.ticketId))?.messageCount).toBe(1); // the other number's message is not in it
+  });
+
   it('a replayed webhook creates nothing new', async () => {
     const from = '79160000012';
     const body = webhookBody(PHONE_ID, { contacts: [{ profile: { name: 'Пётр' }, wa_id: from }], messages: [textMessage(from, 'Первое и единственное')] });
