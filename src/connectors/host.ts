@@ -398,7 +398,13 @@ export class ConnectorHost {
           // connector's stop() stops this loop) waits for that stop: reported as a loop that
           // ended by itself, every SIGTERM raised a `stalled` alert (outside trial, Slack events).
           async (r) => {
-            await body({ signal: r.signal, progress: () => (r.progress(), this.clearFault(hosted, loopName)) });
+            try {
+              await body({ signal: r.signal, progress: () => (r.progress(), this.clearFault(hosted, loopName)) });
+            } catch (err) {
+              if (!signal.aborted) throw err;
+              // Ended by the stop itself (an AbortError) or failing as it stopped: said, not alerted on.
+              log.info({ loop: name, err: errorMessage(err) }, 'connector loop ended with an error while its connector stopped');
+            }
             if (signal.aborted) await whenAborted(r.signal);
           },
           { onState: (s) => this.loopChanged(hosted, s, `loop ${name} stopped`) },
