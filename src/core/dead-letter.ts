@@ -134,8 +134,9 @@ export class DeadLetters {
       metrics.deadLettersSuppressed.inc(labels);
       return 'suppressed';
     }
-    const letter = encodeLetter(suffix, r, this.limits.maxPayloadBytes, new Date(this.now()).toISOString());
-    await this.bus.publishJson(Subjects.deadLetter(suffix), letter, letterId(suffix, r));
+    const bytes = toBytes(r.payload); // once for the letter and its id: a payload may be megabytes of JSON
+    const letter = encodeLetter(suffix, r, this.limits.maxPayloadBytes, new Date(this.now()).toISOString(), bytes);
+    await this.bus.publishJson(Subjects.deadLetter(suffix), letter, letterId(suffix, r, bytes));
     return 'stored';
   }
 
@@ -169,16 +170,15 @@ export class DeadLetters {
  * say so (a mail whose flags did not land, a message redelivered after a crash between the park
  * and its ack) would otherwise store a second, identical letter. Counted in the metric either way.
  */
-export function letterId(suffix: string, r: Refusal): string {
+export function letterId(suffix: string, r: Refusal, bytes: Uint8Array = toBytes(r.payload)): string {
   const h = createHash('sha256');
   for (const part of [suffix, r.subject, r.code, r.reason]) h.update(part).update('\n');
-  h.update(toBytes(r.payload));
+  h.update(bytes);
   return `dl:${h.digest('base64url')}`;
 }
 
 /** The letter as it will travel: the payload whole when it fits `cap`, else its head. */
-export function encodeLetter(suffix: string, r: Refusal, cap: number, at: string): DeadLetter {
-  const bytes = toBytes(r.payload);
+export function encodeLetter(suffix: string, r: Refusal, cap: number, at: string, bytes: Uint8Array = toBytes(r.payload)): DeadLetter {
   const reason = r.reason.length > MAX_REASON_CHARS ? `${r.reason.slice(0, MAX_REASON_CHARS)}…` : r.reason;
   const letter: DeadLetter = {
     v: 1, type: 'dead-letter', source: suffix, subject: r.subject, reason, code: r.code, at,

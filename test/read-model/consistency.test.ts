@@ -39,6 +39,15 @@ function inbound(ticketId: string, n: number): LogEntry {
   return { kind: 'inbound', at: event.receivedAt, event, match: { rule: n === 0 ? 'new-ticket' : 'open-conversation', value: event.conversation.id } };
 }
 
+/** An agent's reply to `ticketId`, as the router logs it. */
+function agentReply(ticketId: string, id: string, text: string): LogEntry {
+  const at = new Date().toISOString();
+  return {
+    kind: 'outbound', at,
+    message: { v: 1, type: 'message.outbound', id, ticketId, channel: 'webhook', account: 'site', conversation: { id: `chat-${ticketId}`, kind: 'private' }, text, attachments: [], author: { id: 'agent-1' }, createdAt: at, automated: false, purpose: 'agent_reply' },
+  };
+}
+
 describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the projection, on %s', (engine) => {
   let db: Database;
   let cleanup: () => Promise<void>;
@@ -87,10 +96,7 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
     // applying its entries again over its row would count the reopening twice and leave it open.
     await publish('T-1', { kind: 'status', at: now(), from: 'new', to: 'resolved', author: { id: 'agent-1' } });
     await publish('T-1', { kind: 'status', at: now(), from: 'resolved', to: 'open', author: { id: 'agent-1' } });
-    await publish('T-1', {
-      kind: 'outbound', at: now(),
-      message: { v: 1, type: 'message.outbound', id: 'out-1', ticketId: 'T-1', channel: 'webhook', account: 'site', conversation: { id: 'chat-T-1', kind: 'private' }, text: 'Проверим', attachments: [], author: { id: 'agent-1' }, createdAt: now(), automated: false, purpose: 'agent_reply' },
-    });
+    await publish('T-1', agentReply('T-1', 'out-1', 'Проверим'));
     await publish('T-2', { kind: 'note', at: now(), id: 'note-1', text: 'Перезвонить', author: { id: 'agent-1' } });
     projection.start();
   }, 120_000);
@@ -193,10 +199,7 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
     const replays = rebuilds();
     await db.query('TRUNCATE tickets CASCADE');
     await publish('T-3', inbound('T-3', 2));
-    await publish('T-4', {
-      kind: 'outbound', at: new Date().toISOString(),
-      message: { v: 1, type: 'message.outbound', id: 'out-4', ticketId: 'T-4', channel: 'webhook', account: 'site', conversation: { id: 'chat-T-4', kind: 'private' }, text: 'Ответ', attachments: [], author: { id: 'agent-1' }, createdAt: new Date().toISOString(), automated: false, purpose: 'agent_reply' },
-    });
+    await publish('T-4', agentReply('T-4', 'out-4', 'Ответ'));
     // T-5's rows were erased above without its log (erasure purges the log first in the gateway,
     // core/erasure.ts): a replay from the log's start brings it back here.
     messagesInLog += 2;
