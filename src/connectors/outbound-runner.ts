@@ -13,6 +13,8 @@ import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
+import { previousReplyOf } from '../core/reply-order.js';
+import { isGone } from '../core/stream-scan.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
 import type { Connector } from './contract.js';
 
@@ -36,6 +38,10 @@ const SEND_ELSEWHERE_DELAY_MS = 500;
 
 /** How often a message another replica has in flight looks for that replica's outcome. */
 const MARKER_POLL_MS = 1_000;
+
+/** How soon a reply held back for its conversation's previous one is offered again, growing with each offer up to the max. */
+const PREVIOUS_REPLY_POLL_MS = 250;
+const PREVIOUS_REPLY_POLL_MAX_MS = 5_000;
 
 /** Tries to store an outcome before handing the message back: ~30 s of backoff plus each call's own timeout. */
 const RECORD_ATTEMPTS = 20;
@@ -166,6 +172,8 @@ export class OutboundRunner {
       m.ack(); // already decided: a replay changes nothing
       return;
     }
+    // Not attempted yet: the conversation's previous reply goes first (core/reply-order.ts).
+    if (!marker && (await this.waitsForPreviousReply(m, msg))) return;
     if (marker?.s === 'in-flight') {
       // A previous process stopped in the middle of the platform call: it may or may not have
       // been delivered. Where the receiver deduplicates by our key, sending again is safe (the
@@ -229,6 +237,32 @@ export class OutboundRunner {
         }
       }
     }
+  }
+
+  /**
+   * Whether the reply this one names as its predecessor may still be sent; then this one is handed
+   * back for a while (nak) instead of waiting in place, so a predecessor queued behind it in this
+   * lane (its pull was cut off and it came back late) is not blocked by it. The predecessor is
+   * settled once its marker says sent or failed, the shared consumer's ack floor has passed it, or
+   * the stream no longer holds it (expired; parked without a marker).
+   */
+  private async waitsForPreviousReply(m: JsMsg, msg: OutboundMessage): Promise<boolean> {
+    const previous = previousReplyOf(m.headers);
+    if (!previous) return false;
+    const theirs = markerOf(await this.bus.kv.dedup.get(`out.${kvSafe(previous.id)}`));
+    if (theirs?.s === 'sent' || theirs?.s === 'failed') return false;
+    const consumer = await this.bus.jsm.consumers.info(Streams.outbound, Consumers.outbound(this.channel, this.account));
+    if (consumer.ack_floor.stream_seq >= previous.seq) return false;
+    const stored = await this.bus.jsm.streams.getMessage(Streams.outbound, { seq: previous.seq }).catch((err: unknown) => {
+      if (isGone(err)) return null;
+      throw err;
+    });
+    if (!stored) return false;
+    const deliveries = m.info.deliveryCount;
+    this.log[deliveries === 1 ? 'info' : 'debug']({ outboundId: msg.id, after: previous.id, previousState: theirs?.s ?? 'not started', deliveries },
+      "reply held back until the conversation's previous reply is sent or failed");
+    m.nak(Math.min(PREVIOUS_REPLY_POLL_MAX_MS, PREVIOUS_REPLY_POLL_MS * deliveries));
+    return true;
   }
 
   /**

@@ -4,7 +4,7 @@
  * here uses multi-filter consumers, subject transforms, metadata, compression or per-key TTL.
  */
 import { randomBytes } from 'node:crypto';
-import { RequestError, TimeoutError, connect, type NatsConnection } from '@nats-io/transport-node';
+import { RequestError, TimeoutError, connect, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import type { JetStreamHealth } from './jetstream-watchdog.js';
 import {
   jetstream,
@@ -487,7 +487,9 @@ export class Bus {
   }
 
   /** JetStream publish of a JSON payload; resolves only once the stream stored it. */
-  publishJson(subject: string, payload: unknown, msgID?: string): Promise<PubAck> {
+  publishJson(subject: string, payload: unknown, msgID?: string, headers?: MsgHdrs): Promise<PubAck> {
+    // The pipeline writes only the hot path's own headers; the rare others take the client's way.
+    if (headers) return this.js.publish(subject, JSON.stringify(payload), { msgID, headers });
     return this.pipe.publish(subject, JSON.stringify(payload), msgID ? { msgID } : undefined);
   }
 

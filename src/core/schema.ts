@@ -350,6 +350,8 @@ export const Ticket = z.object({
   firstResponseAt: IsoTime.optional(),
   lastInboundAt: IsoTime.optional(),
   lastOutboundAt: IsoTime.optional(),
+  /** The newest reply published for the ticket (any purpose), named by the next one so it is sent after it (core/reply-order.ts). */
+  lastOutbound: z.object({ id: z.string(), seq: z.number().int().positive() }).optional(),
   /**
    * The agent reply that last set lastOutboundAt (and maybe firstResponseAt), with what they were
    * before: a failure reported after it was sent (a bounce, a late `failed` status) undoes them,

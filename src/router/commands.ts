@@ -25,6 +25,7 @@ import {
   type Ticket,
 } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
+import { afterHeaders } from '../core/reply-order.js';
 import { runOnce } from './command-idempotency.js';
 import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
@@ -111,7 +112,8 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     return runOnce(this.bus, this.log, 'reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
-      const found = await this.store.get(c.ticketId);
+      // Fresh: the reply names the ticket's newest reply, which another replica may have sent.
+      const found = await this.store.get(c.ticketId, { fresh: true });
       if (!found) return missing(this.store, c.ticketId);
       const ticket = found.value;
       // Refused now rather than accepted and failed by the connector a moment later.
@@ -139,18 +141,22 @@ export class CommandHandler {
       });
       const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
       await this.journal.appendUnlessLogged(ticket.id, entry, `out:${id}`, await this.loggedBefore(ticket.id, earlierAttemptAt));
-      await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id);
-      // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
-      const updated = automated
-        ? ticket
-        : await this.store.mutate(ticket.id, (t) => {
-            t.updatedAt = entry.at;
-            if (t.status === 'new' || t.status === 'open') {
-              t.status = 'pending';
-              t.statusOp = undefined; // a later change: an earlier one's retry must not log it now
-            }
-            return t;
-          });
+      // Sent after the ticket's previous reply (core/reply-order.ts); not after itself, when a
+      // retry finds its own earlier attempt recorded.
+      const previous = ticket.lastOutbound?.id === id ? undefined : ticket.lastOutbound;
+      const published = await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id, previous && afterHeaders(previous));
+      const updated = await this.store.mutate(ticket.id, (t) => {
+        const newest = (t.lastOutbound?.seq ?? 0) < published.seq;
+        if (newest) t.lastOutbound = { id, seq: published.seq };
+        // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
+        if (automated) return newest ? t : null;
+        t.updatedAt = entry.at;
+        if (t.status === 'new' || t.status === 'open') {
+          t.status = 'pending';
+          t.statusOp = undefined; // a later change: an earlier one's retry must not log it now
+        }
+        return t;
+      });
       await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
       return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
     });
