@@ -1,6 +1,7 @@
 /**
  * Runs the configured connectors: builds each one's context, starts intake and its outbound
- * runner, tracks state for /readyz and publishes state changes for ops. Knows no channel by name.
+ * runner, restarts what fails to start or is asked to restart. What it keeps per connector is in
+ * hosted.ts, the state ops are told in hosted-state.ts. Knows no channel by name.
  */
 import { newInstanceId } from '../core/holder.js';
 import type { Bus } from '../core/bus.js';
@@ -8,48 +9,21 @@ import type { Logger } from '../core/logger.js';
 import type { HttpMount, RouteHandler } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
 import { waitForLease } from './standby.js';
-import { ConnectorStateEvent, ConversationStateEvent, DeliveryStatus, type ConnectorState, type InboundEventInput } from '../core/schema.js';
+import { ConversationStateEvent, DeliveryStatus, type ConnectorState, type InboundEventInput } from '../core/schema.js';
 import { Subjects, kvSafe } from '../core/subjects.js';
 import { metrics } from '../core/metrics.js';
 import { errorMessage } from '../core/errors.js';
-import {
-  type AccountState,
-  type Connector,
-  type ConnectorContext,
-  type ConnectorFactory,
-  type ConnectorHealth,
-  type ReplayHandler,
-} from './contract.js';
+import type { ConnectorContext, ConnectorHealth } from './contract.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { accountState } from './account-state.js';
 import { publishInbound } from './intake.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
 import { backoffMs, sleep, whenAborted } from '../core/sleep.js';
-import { Supervisor, type LoopStatus, type SupervisedLoop } from '../core/supervisor.js';
+import { Supervisor } from '../core/supervisor.js';
+import { currentConnector, healthOf, type Hosted, type HostedConnectorSpec, type HostedHealth } from './hosted.js';
+import { QUIET_STATES, announce, clearFault, loopChanged, noteFault } from './hosted-state.js';
 
-export interface HostedConnectorSpec {
-  factory: ConnectorFactory<any>;
-  account: string;
-  options: unknown;
-  /** Readiness depends on this connector (config `required: true`). */
-  required?: boolean;
-}
-
-/** What /readyz and the connector metrics show for one connector. */
-export interface HostedHealth extends ConnectorHealth {
-  channel: string;
-  type: string;
-  account: string;
-  required: boolean;
-  /** While standing by: when the other replica's lease runs out unless it renews it. */
-  standbyUntil?: string;
-  /** Last inbound event this replica published for the account. */
-  lastEventAt?: string;
-  /** Last outbound message this replica's connector sent. */
-  lastSendAt?: string;
-  /** The latest state that came with a problem (anything but connected, starting, standby, stopped). */
-  lastError?: { state: ConnectorState; detail?: string; at: string };
-}
+export type { HostedConnectorSpec, HostedHealth } from './hosted.js';
 
 export interface ConnectorHostOptions {
   bus: Bus;
@@ -62,42 +36,6 @@ export interface ConnectorHostOptions {
   instanceId?: string;
   /** Owner of the outbound runners' consumer loops. */
   supervisor?: Supervisor;
-}
-
-interface Hosted {
-  channel: string;
-  type: string;
-  account: string;
-  required: boolean;
-  connector: Connector;
-  /** Aborted when this connector alone is restarted (ctx.signal follows it and the host's). */
-  own: AbortController;
-  /** Set while an operator's restart runs: a second request joins it instead of stopping the new instance. */
-  restarting?: Promise<boolean>;
-  lastEventAt?: string;
-  lastSendAt?: string;
-  lastError?: { state: ConnectorState; detail?: string; at: string };
-  /** The replay service is served once per connector; it calls whichever instance is current. */
-  replayServed?: boolean;
-  runner: OutboundRunner;
-  /** The last state the connector published (ctx.setState). */
-  state: ConnectorHealth;
-  replay?: ReplayHandler;
-  /** Set while intake cannot publish to JetStream; shown over `state` until a publish succeeds. */
-  stall?: ConnectorHealth;
-  /** Set while waiting for a lease another replica holds. */
-  standby?: { key: string; holder: string; until: Date };
-  /** Set while its start or one of its loops (ctx.run) is restarting or failed; shown over all else. */
-  fault?: ConnectorHealth;
-  /** Loops (ctx.run, and the start retry) whose fault is shown, by loop name. */
-  faults: Map<string, ConnectorHealth>;
-  loops: Set<SupervisedLoop>;
-  /** Retries a failed start until it succeeds; idles afterwards until stop. */
-  startLoop?: SupervisedLoop;
-  started: boolean;
-  spec: HostedConnectorSpec;
-  ctx: ConnectorContext;
-  log: Logger;
 }
 
 /** A failed start is tried again after this (jittered, doubling), at most every START_MAX_MS. */
@@ -202,7 +140,7 @@ export class ConnectorHost {
     if (hosted.startLoop) {
       await hosted.startLoop.stop();
       hosted.startLoop = undefined;
-      this.clearFault(hosted, this.loopName(hosted, 'start'), true);
+      clearFault(this.o.bus, hosted, this.loopName(hosted, 'start'), true);
     }
     if (hosted.started) await this.stopInstance(hosted);
     hosted.started = false;
@@ -223,7 +161,7 @@ export class ConnectorHost {
 
   private retryStart(hosted: Hosted, first: unknown): void {
     const name = this.loopName(hosted, 'start');
-    this.noteFault(hosted, name, { state: 'stalled', detail: `failed to start: ${errorMessage(first)}; retrying`, since: new Date().toISOString() });
+    noteFault(this.o.bus, hosted, name, { state: 'stalled', detail: `failed to start: ${errorMessage(first)}; retrying`, since: new Date().toISOString() });
     let tries = 0;
     const loop = this.supervisor.run(
       name,
@@ -234,12 +172,12 @@ export class ConnectorHost {
         if (!hosted.started) {
           await this.startOnce(hosted);
           progress();
-          this.clearFault(hosted, name);
+          clearFault(this.o.bus, hosted, name);
         }
         // Started: nothing more to do; the loop idles until the gateway stops.
         await whenAborted(signal);
       },
-      { baseMs: START_BASE_MS, maxMs: START_MAX_MS, onState: (s) => this.loopChanged(hosted, s, 'failed to start') },
+      { baseMs: START_BASE_MS, maxMs: START_MAX_MS, onState: (s) => loopChanged(this.o.bus, hosted, s, 'failed to start') },
     );
     hosted.startLoop = loop;
   }
@@ -248,40 +186,15 @@ export class ConnectorHost {
     return `connector.${hosted.channel}.${hosted.account}.${name}`;
   }
 
-  /** A connector loop ended or threw (restarting/failed), or runs again: mirror it into the connector's state. */
-  private loopChanged(hosted: Hosted, s: LoopStatus, what: string): void {
-    if (s.state === 'running') return; // cleared when the connector reports again (see clearFault)
-    const retry = s.nextRunAt ? `; retrying at ${s.nextRunAt}` : '';
-    const detail = `${what}: ${s.lastError ?? 'unknown error'}${retry} (${s.restarts} restart${s.restarts === 1 ? '' : 's'})`;
-    this.noteFault(hosted, s.name, { state: s.state === 'failed' ? 'failed' : 'stalled', detail, since: new Date().toISOString() });
-  }
-
-  private noteFault(hosted: Hosted, loop: string, h: ConnectorHealth): void {
-    hosted.faults.set(loop, h);
-    const worst = [...hosted.faults.values()].find((f) => f.state === 'failed') ?? h;
-    hosted.fault = worst;
-    this.announce(hosted, worst);
-  }
-
-  private clearFault(hosted: Hosted, loop: string, quiet = false): void {
-    if (!hosted.faults.delete(loop)) return;
-    const rest = [...hosted.faults.values()];
-    hosted.fault = rest.find((f) => f.state === 'failed') ?? rest[0];
-    if (!quiet) this.announce(hosted, hosted.fault ?? hosted.stall ?? { ...hosted.state, since: new Date().toISOString() });
-  }
-
-  private announce(hosted: Hosted, h: ConnectorHealth): void {
-    const { channel, account, log } = hosted;
-    const event = ConnectorStateEvent.parse({ v: 1, type: 'connector.state', channel, account, state: h.state, detail: h.detail, at: h.since });
-    const level = h.state === 'connected' || h.state === 'starting' || h.state === 'stopped' || h.state === 'standby' ? 'info' : 'warn';
-    log[level]({ state: h.state, detail: h.detail }, 'connector state');
-    this.o.bus.publishJson(Subjects.connectorEvent(channel, account), event).catch((err) => log.warn({ err: errorMessage(err) }, 'could not publish connector state'));
-  }
-
   private async stopLoops(hosted: Hosted): Promise<void> {
     const loops = [...hosted.loops];
     hosted.loops.clear();
     await Promise.all(loops.map((l) => l.stop()));
+  }
+
+  /** Every connector's state as ops were last told it (hosted.ts healthOf). */
+  health(): HostedHealth[] {
+    return this.hosted.map(healthOf);
   }
 
   /** Stop intake everywhere, then let outbound sends in flight finish. */
@@ -300,51 +213,31 @@ export class ConnectorHost {
     );
   }
 
-  /**
-   * Every connector's state as it was last published on omni.events.connector.* (what the
-   * connector reported, or `stalled` while intake cannot reach JetStream, or `standby` while
-   * another replica holds its lease): probes and metrics show exactly what ops were told.
-   */
-  health(): HostedHealth[] {
-    return this.hosted.map((h) => {
-      const who = {
-        channel: h.channel, type: h.type, account: h.account, required: h.required,
-        lastEventAt: h.lastEventAt, lastSendAt: h.lastSendAt, lastError: h.lastError,
-      };
-      const current = h.fault ?? h.stall ?? h.state;
-      if (current.state === 'standby' && h.standby) {
-        const until = h.standby.until.toISOString();
-        return { ...who, ...current, detail: `lease ${h.standby.key} is held by ${h.standby.holder} until ${until} unless renewed; this replica takes over then`, standbyUntil: until };
-      }
-      return { ...who, ...current };
-    });
-  }
-
   private context(channel: string, account: string, log: Logger, hosted: Hosted): ConnectorContext {
     const bus = this.o.bus;
     const signal = AbortSignal.any([this.abort.signal, hosted.own.signal]);
     const subject = Subjects.inbound(channel, account);
     const statePrefix = `${channel}.${account}.`;
     const state = accountState(bus, statePrefix);
-    const announce = (h: ConnectorHealth) => this.announce(hosted, h);
+    const tell = (h: ConnectorHealth) => announce(bus, hosted, h);
     const setState = (s: ConnectorState, detail?: string) => {
       hosted.state = { state: s, detail, since: new Date().toISOString() };
       if (!QUIET_STATES.has(s)) hosted.lastError = { state: s, detail, at: hosted.state.since };
       // The connector reports again from a loop that was restarted: its own word counts again.
-      for (const l of hosted.loops) if (hosted.faults.has(l.name) && l.status.state === 'running') this.clearFault(hosted, l.name, true);
+      for (const l of hosted.loops) if (hosted.faults.has(l.name) && l.status.state === 'running') clearFault(bus, hosted, l.name, true);
       // While a loop fails or intake is stalled that is what ops see; the connector's own state shows again after.
       if (hosted.fault || hosted.stall) log.info({ state: s, detail }, 'connector state (shown once intake publishes again)');
-      else announce(hosted.state);
+      else tell(hosted.state);
     };
     const stalled = (detail: string) => {
       if (hosted.stall) return;
       hosted.stall = { state: 'stalled', detail, since: new Date().toISOString() };
-      if (!hosted.fault) announce(hosted.stall);
+      if (!hosted.fault) tell(hosted.stall);
     };
     const unstalled = () => {
       if (!hosted.stall) return;
       hosted.stall = undefined;
-      if (!hosted.fault) announce({ ...hosted.state, since: new Date().toISOString() });
+      if (!hosted.fault) tell({ ...hosted.state, since: new Date().toISOString() });
     };
     // Routes go through one table: a connector created again after a failed start replaces its
     // handlers (the HTTP server takes no new routes once it listens).
@@ -399,7 +292,7 @@ export class ConnectorHost {
           // ended by itself, every SIGTERM raised a `stalled` alert (outside trial, Slack events).
           async (r) => {
             try {
-              await body({ signal: r.signal, progress: () => (r.progress(), this.clearFault(hosted, loopName)) });
+              await body({ signal: r.signal, progress: () => (r.progress(), clearFault(bus, hosted, loopName)) });
             } catch (err) {
               if (!signal.aborted) throw err;
               // Ended by the stop itself (an AbortError) or failing as it stopped: said, not alerted on.
@@ -407,14 +300,14 @@ export class ConnectorHost {
             }
             if (signal.aborted) await whenAborted(r.signal);
           },
-          { onState: (s) => this.loopChanged(hosted, s, `loop ${name} stopped`) },
+          { onState: (s) => loopChanged(bus, hosted, s, `loop ${name} stopped`) },
         );
         hosted.loops.add(loop);
         return {
           stop: async () => {
             await loop.stop();
             hosted.loops.delete(loop);
-            this.clearFault(hosted, loopName);
+            clearFault(bus, hosted, loopName);
           },
         };
       },
@@ -437,23 +330,3 @@ export class ConnectorHost {
   }
 }
 
-/** States that are not a problem: they do not replace the last error shown to ops. */
-const QUIET_STATES: ReadonlySet<ConnectorState> = new Set(['connected', 'starting', 'standby', 'stopped']);
-
-/** A stable Connector for the outbound runner that forwards to the hosted connector of the moment. */
-function currentConnector(hosted: Hosted): Connector {
-  return {
-    start: () => hosted.connector.start(),
-    stop: () => hosted.connector.stop(),
-    health: () => hosted.connector.health(),
-    canSend: () => hosted.connector.canSend?.() ?? true,
-    get resendSafe() {
-      return hosted.connector.resendSafe;
-    },
-    async send(message, attempt) {
-      const result = await hosted.connector.send(message, attempt);
-      hosted.lastSendAt = new Date().toISOString();
-      return result;
-    },
-  };
-}

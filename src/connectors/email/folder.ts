@@ -21,12 +21,13 @@ import { publishMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
 import type { EmailOptions, MailboxOptions } from './index.js';
 import { sessionFailure } from './session-failure.js';
+import { MAX_ATTEMPTS, ReadAttempts } from './read-attempts.js';
+import { fetchSources } from './fetch-sources.js';
+import { pendingUids, type PendingIn } from './pending-mail.js';
 import { backoffMs } from '../../core/sleep.js';
 
 /** Fetch sources in chunks of at most this many bytes, so a batch of big mails stays bounded in memory. */
 const CHUNK_BYTES = 32 * 1024 * 1024;
-/** Reads of a mail that returned no content before it is parked instead of tried again. */
-const MAX_ATTEMPTS = 3;
 const RETRY_MS = 2000;
 /** A folder that stays caught up rewrites its checkpoint's caughtUpAt at most this often. */
 const CAUGHT_UP_REFRESH_MS = 60 * 60 * 1000;
@@ -65,11 +66,11 @@ export class FolderWatcher {
   private readonly checkpoints: CheckpointStore;
   private readonly label: string;
   private readonly acknowledgeIn: AcknowledgeIn;
+  private readonly pendingIn: PendingIn;
   /** Consecutive failed connects or syncs: drives the reconnect backoff. */
   private failures = 0;
-  /** Failed reads per UID (under `attemptsFor`): kept across sessions, since a failed read may end one. */
-  private readonly attempts = new Map<number, { count: number; error: string }>();
-  private attemptsFor?: string;
+  /** Failed reads per UID: kept across sessions, since a failed read may end one. */
+  private readonly attempts: ReadAttempts;
   /** UIDs of this sync left for a later one; the checkpoint stays below them. */
   private readonly deferred = new Set<number>();
   private retryTimer?: NodeJS.Timeout;
@@ -77,6 +78,8 @@ export class FolderWatcher {
   constructor(private readonly d: FolderWatcherDeps) {
     this.checkpoints = new CheckpointStore(d.ctx.state.fencedBy(d.fence), d.mailbox.address, d.folder);
     this.label = `${d.mailbox.address}/${d.folder}`;
+    this.attempts = new ReadAttempts(d.ctx.log, this.label);
+    this.pendingIn = { processedKeyword: d.options.processedKeyword, nothingDeferred: () => this.deferred.size === 0, save: (cp) => this.checkpoints.save(cp) };
     this.acknowledgeIn = { mailbox: d.mailbox, options: d.options, fence: d.fence, log: d.ctx.log, label: this.label };
   }
 
@@ -201,9 +204,7 @@ export class FolderWatcher {
       }
       await this.checkpoints.save(cp);
     }
-    if (this.attemptsFor !== uidValidity) {
-      this.attempts.clear();
-      this.attemptsFor = uidValidity;
+    if (this.attempts.under(uidValidity)) {
       // Mail parked under another UIDVALIDITY is other mail now (its flags, if any, went with it).
       for (const key of this.d.unflagged) if (!key.startsWith(`${uidValidity}:`)) this.d.unflagged.delete(key);
     }
@@ -214,7 +215,7 @@ export class FolderWatcher {
     let cursor = cp.lastUid;
     while (!this.stopped && client.usable) {
       const searchedAt = Date.now();
-      const uids = await this.pending(client, cp, cursor);
+      const uids = await pendingUids(client, cp, cursor, this.pendingIn);
       if (uids.length === 0) {
         if (this.deferred.size === 0) await this.caughtUp(cp, searchedAt, cp.lastUid !== startUid);
         break;
@@ -235,35 +236,6 @@ export class FolderWatcher {
     if (!advanced && cp.caughtUpAt && at - Date.parse(cp.caughtUpAt) < CAUGHT_UP_REFRESH_MS) return;
     cp.caughtUpAt = new Date(at).toISOString();
     await this.checkpoints.save(cp);
-  }
-
-  /** UIDs above `cursor`, oldest first; inside the one-time scan range only those the filter admits. */
-  private async pending(client: ImapFlow, cp: Checkpoint, cursor: number): Promise<number[]> {
-    const all = ((await client.search({ uid: `${cursor + 1}:*` }, { uid: true })) || []).filter((u) => u > cursor);
-    all.sort((a, b) => a - b);
-    if (cp.filterUntil && cp.lastUid >= cp.filterUntil) {
-      delete cp.filterUntil;
-      delete cp.filter;
-      delete cp.since;
-    }
-    if (!cp.filterUntil || cursor >= cp.filterUntil) return all;
-    const criteria = {
-      uid: `${cursor + 1}:${cp.filterUntil}`,
-      unKeyword: this.d.options.processedKeyword,
-      ...(cp.filter === 'unseen' ? { seen: false } : {}),
-      ...(cp.since ? { since: new Date(cp.since) } : {}),
-    };
-    const admitted = new Set((await client.search(criteria, { uid: true })) || []);
-    const out = all.filter((u) => u > cp.filterUntil! || admitted.has(u));
-    if (!out.some((u) => u <= cp.filterUntil!) && this.deferred.size === 0) {
-      // The scan range holds nothing more to take: close it.
-      cp.lastUid = Math.max(cp.lastUid, cp.filterUntil);
-      delete cp.filterUntil;
-      delete cp.filter;
-      delete cp.since;
-      await this.checkpoints.save(cp);
-    }
-    return out;
   }
 
   private async processBatch(client: ImapFlow, cp: Checkpoint, batch: number[]): Promise<void> {
@@ -334,33 +306,14 @@ export class FolderWatcher {
    */
   private async ingestChunk(client: ImapFlow, cp: Checkpoint, chunk: MessageMeta[]): Promise<{ handled: number[]; parked: number[]; settled: number[] }> {
     const max = this.d.options.maxMessageBytes;
-    const spent = new Set(chunk.filter((m) => (this.attempts.get(m.uid)?.count ?? 0) >= MAX_ATTEMPTS).map((m) => m.uid));
-    const whole = chunk.filter((m) => m.size <= max && !spent.has(m.uid)).map((m) => m.uid);
-    const oversized = chunk.filter((m) => m.size > max && !spent.has(m.uid)).map((m) => m.uid);
-    const raw = new Map<number, { bytes: Buffer; note?: string }>();
-    const empty: number[] = [];
-    // Collect first: issuing commands inside a running FETCH loop would deadlock imapflow.
-    try {
-      if (whole.length > 0) {
-        for await (const m of client.fetch(whole.join(','), { uid: true, source: true }, { uid: true })) {
-          if (m.source) raw.set(m.uid, { bytes: m.source });
-          else empty.push(m.uid);
-        }
-      }
-      if (oversized.length > 0) {
-        for await (const m of client.fetch(oversized.join(','), { uid: true, headers: true }, { uid: true })) {
-          const size = chunk.find((c) => c.uid === m.uid)?.size ?? 0;
-          const note = `[The mail is ${size} bytes, above the ${max}-byte limit: only its headers were read. Open it in the mailbox ${this.d.mailbox.address}, folder ${this.d.folder}.]`;
-          if (m.headers) raw.set(m.uid, { bytes: Buffer.concat([m.headers, Buffer.from('\r\n')]), note });
-          else empty.push(m.uid);
-        }
-      }
-    } catch (err) {
-      // Dovecot answers a mail it cannot read with a row without content, then ends the session:
-      // count it against that mail, or it would stall the folder forever.
-      for (const uid of empty) this.failedRead(uid, errorMessage(err));
-      throw err;
-    }
+    const spent = new Set(chunk.filter((m) => this.attempts.spent(m.uid)).map((m) => m.uid));
+    const raw = await fetchSources(client, {
+      whole: chunk.filter((m) => m.size <= max && !spent.has(m.uid)).map((m) => m.uid),
+      oversized: chunk.filter((m) => m.size > max && !spent.has(m.uid)),
+      maxBytes: max,
+      mailbox: this.d.mailbox.address,
+      folder: this.d.folder,
+    }, (uid, error) => this.attempts.failed(uid, error));
     const handled: number[] = [];
     const parked: number[] = [];
     try {
@@ -383,11 +336,11 @@ export class FolderWatcher {
           this.d.unflagged.add(key);
           parked.push(m.uid);
         } else {
-          this.failedRead(m.uid, 'the server returned no content for it');
+          this.attempts.failed(m.uid, 'the server returned no content for it');
           this.deferred.add(m.uid);
           continue;
         }
-        this.attempts.delete(m.uid);
+        this.attempts.forget(m.uid);
         handled.push(m.uid);
       }
     } finally {
@@ -400,15 +353,9 @@ export class FolderWatcher {
     return { handled, parked: parked.filter((uid) => !settled.includes(uid)), settled };
   }
 
-  private failedRead(uid: number, error: string): void {
-    const count = (this.attempts.get(uid)?.count ?? 0) + 1;
-    this.attempts.set(uid, { count, error });
-    this.d.ctx.log.warn({ folder: this.label, uid, attempt: count, err: error }, 'could not read a mail; trying again later');
-  }
-
   /** Parked by its place on the server: there are no bytes to park. */
   private async parkUnreadable(cp: Checkpoint, m: MessageMeta): Promise<void> {
-    const a = this.attempts.get(m.uid);
+    const a = this.attempts.of(m.uid);
     const { address } = this.d.mailbox;
     await this.d.ctx.deadLetter(
       `email ${this.where(m.uid)}: the server returned no content for this mail in ${a?.count ?? MAX_ATTEMPTS} attempts (last: ${a?.error ?? 'unknown'}); not published`,

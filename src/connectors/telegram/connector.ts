@@ -11,7 +11,7 @@ import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
-import { addressesBot, normalizeUpdate, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
+import { addressesBot, normalizeUpdate, refusedTime, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
 import { ADDRESSED_ALBUM_MEMORY_MS, AlbumBuffer, RecentKeys } from './album.js';
 import { mergeAlbum } from './album-merge.js';
 import { ChatStates } from './chat-state.js';
@@ -258,6 +258,13 @@ export class TelegramConnector implements Connector {
     const u = update.my_chat_member!;
     if (typeof u.chat?.id !== 'number' || typeof u.new_chat_member?.status !== 'string' || typeof u.date !== 'number') {
       await this.ctx.deadLetter(`telegram update ${update.update_id}: my_chat_member lacks chat.id, new_chat_member.status or date`, update);
+      return;
+    }
+    // A date no ISO time can hold threw when the change was announced: retried as if NATS were
+    // away, then parked without the field; and stored first, it would outrank every later change.
+    const dateRefused = refusedTime(u.date);
+    if (dateRefused) {
+      await this.ctx.deadLetter(`telegram update ${update.update_id}: my_chat_member.date: ${dateRefused}`, update);
       return;
     }
     await this.chats.apply(u, update.update_id, (change) => this.ctx.announceConversation(change));

@@ -105,6 +105,15 @@ export interface NormalizeOptions {
   addressed?: boolean;
 }
 
+/** 9999-12-31T23:59:59Z, the last second an ISO time with a four-digit year can say. */
+const MAX_UNIX_SECONDS = 253_402_300_799;
+
+/** Why `t` is no time Telegram could have sent, or undefined when it is one. */
+export function refusedTime(t: unknown): string | undefined {
+  if (typeof t === 'number' && Number.isSafeInteger(t) && t >= 0 && t <= MAX_UNIX_SECONDS) return undefined;
+  return `${JSON.stringify(t) ?? String(t)} is not a time Telegram could have sent (whole seconds since 1970, up to the year 9999)`;
+}
+
 export function platformId(chatId: number | string, messageId: number | string): string {
   return `${chatId}:${messageId}`;
 }
@@ -120,6 +129,12 @@ export function normalizeUpdate(u: TgUpdate, account: string, bot: BotIdentity, 
   // share an id), and 1.5 is no id. Refused naming the field instead of stored as another chat's.
   for (const [field, id] of [['chat.id', m.chat.id], ['message_id', m.message_id], ['from.id', m.from?.id]] as const) {
     if (id !== undefined && !Number.isSafeInteger(id)) return { kind: 'invalid', reason: `${field}: ${id} is not a whole number Telegram could have sent (ids have at most 52 bits)` };
+  }
+  // A time past what a date can hold made the event's ISO time throw, parked as "Invalid time
+  // value" without the field; one before 1970 would be stored as sent then.
+  for (const [field, t] of [['date', m.date], ['edit_date', m.edit_date]] as const) {
+    const refused = t === undefined ? undefined : refusedTime(t);
+    if (refused) return { kind: 'invalid', reason: `${field}: ${refused}` };
   }
   if (m.chat.type === 'channel') return { kind: 'skip', code: 'channel_post', reason: 'channel posts are not conversations' };
   if (m.from?.id === bot.id) return { kind: 'skip', code: 'own_message', reason: 'our own message', loopGuard: true };

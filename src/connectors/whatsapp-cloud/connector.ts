@@ -32,8 +32,8 @@ const SWEEP_EVERY_MS = 24 * 3_600_000;
 const lastInboundKey = (waId: string) => `wac-last-${waId}`;
 /** Within one wamid, the order a status is meant to arrive in; Meta may list them otherwise. */
 const STATUS_RANK: Record<string, number> = { sent: 0, delivered: 1, read: 2, failed: 2 };
-/** The statuses a delivery report carries; Meta adds others. */
-const STATUS_KINDS: ReadonlySet<string> = new Set(Object.keys(STATUS_RANK));
+/** Distinct things skipped on purpose that are warned about once each; past this, only counted. */
+const WARN_ONCE_MAX = 100;
 /** A replay waits this long for the token check (media are fetched from Graph) before it is refused. */
 const REPLAY_GRAPH_WAIT_MS = 5_000;
 /** The states in which Graph has not (or no longer) taken the token: a replay would record media as failed. */
@@ -49,6 +49,8 @@ export class WhatsAppCloudConnector implements Connector {
   private readonly health_: HealthTracker;
   /** Other accounts' phone number ids seen in this account's webhooks, warned about once each (at most 100). */
   private readonly otherNumbersSeen = new Set<string>();
+  /** Change fields and status values passed over, warned about once each (at most 100). */
+  private readonly skipsSeen = new Set<string>();
   private readonly graph: GraphClient;
   private readonly pacer: Pacer;
   private readonly stopping = new AbortController();
@@ -156,11 +158,11 @@ export class WhatsAppCloudConnector implements Connector {
   private async take(raw: Buffer): Promise<void> {
     const statuses = await walkWebhook(raw, {
       phoneNumberId: this.o.phoneNumberId,
-      statusKinds: STATUS_KINDS,
       log: this.ctx.log,
       park: (reason, payload, kind) => this.park(reason, payload, kind),
       message: (m, at, contacts) => this.ingest(m, at, contacts),
       otherNumber: (id) => this.otherNumber(id),
+      skipped: (reason, what, at) => this.passedOver(reason, what, at),
     });
     // A status whose send record is there is reported before Meta hears 200. One without (a
     // wamid we never sent, or a send whose record is still being written) must not hold Meta's
@@ -181,9 +183,26 @@ export class WhatsAppCloudConnector implements Connector {
    */
   private otherNumber(id: string): void {
     metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: 'other_phone_number' });
-    if (this.otherNumbersSeen.has(id) || this.otherNumbersSeen.size >= 100) return;
+    if (this.otherNumbersSeen.has(id) || this.otherNumbersSeen.size >= WARN_ONCE_MAX) return;
     this.otherNumbersSeen.add(id);
     this.ctx.log.warn({ phoneNumberId: id, ours: this.o.phoneNumberId }, 'webhook for a phone number id that is not this account\'s: its messages are not taken here (configure an account with that phoneNumberId if they are for this gateway)');
+  }
+
+  /**
+   * A change of another field, or a status no delivery report carries: readable, and not taken
+   * on purpose. Counted, and said at warn once per field or value: at debug only, a status Meta
+   * starts sending or a field subscribed by mistake went unseen.
+   */
+  private passedOver(reason: 'other_change_field' | 'unreported_status', what: string, at: string): void {
+    metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason });
+    const key = `${reason}:${what}`;
+    if (this.skipsSeen.has(key) || this.skipsSeen.size >= WARN_ONCE_MAX) {
+      this.ctx.log.debug({ reason, what, at }, 'webhook part passed over');
+      return;
+    }
+    this.skipsSeen.add(key);
+    if (reason === 'other_change_field') this.ctx.log.warn({ field: what, at }, 'webhook change of another field than "messages" is not taken (unsubscribe the field in the Meta app if it is not meant for this gateway)');
+    else this.ctx.log.warn({ status: what, at }, 'WhatsApp Cloud status passed over: a delivery report carries sent, delivered, read and failed only');
   }
 
   /**
@@ -197,6 +216,10 @@ export class WhatsAppCloudConnector implements Connector {
   /** One message, `at` its path in the body: stored, deliberately skipped, or parked with the reason. */
   private async ingest(raw: unknown, at: string, contacts: readonly CloudContact[]): Promise<void> {
     const r = await this.takeMessage(raw, at, contacts, { replay: false });
+    if (r.kind === 'skipped') {
+      metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: r.code });
+      this.ctx.log.debug({ wamid: idOf(raw), at, reason: r.reason }, 'WhatsApp Cloud message skipped');
+    }
     if (r.kind !== 'invalid') return;
     const from = (raw as { from?: unknown } | null)?.from;
     const profileName = typeof from === 'string' ? contacts.find((c) => c.wa_id === from)?.profile?.name : undefined;
@@ -228,13 +251,15 @@ export class WhatsAppCloudConnector implements Connector {
     // A part of a body that fails its check is told, not parked again; statuses and contacts are passed over.
     const sink: WebhookSink = {
       phoneNumberId: this.o.phoneNumberId,
-      statusKinds: STATUS_KINDS,
       log: this.ctx.log,
       park: async (reason, _payload, kind) => {
         if (kind === 'status' || kind === 'contact') tally.passedOver++;
         else tally.invalid.push(reason);
       },
       otherNumber: (id) => tally.otherNumbers.add(id),
+      skipped: (reason) => {
+        if (reason === 'unreported_status') tally.passedOver++;
+      },
       message: async (m, at, contacts) => tally.add(await this.takeMessage(m, at, contacts, { replay: true })),
     };
     const statuses = letter.kind === 'body' ? await walkWebhook(letter.raw, sink) : await walkItem(letter.kind, letter.item, sink);
@@ -258,7 +283,7 @@ export class WhatsAppCloudConnector implements Connector {
       // A shape the schema let through and the normalizer cannot read: a bug, but this message's alone.
       return { kind: 'invalid', reason: `${what}: ${at}: cannot read the message: ${errorMessage(err)}` };
     }
-    if (n.kind === 'skip') return { kind: 'skipped', reason: n.reason };
+    if (n.kind === 'skip') return { kind: 'skipped', code: n.code, reason: n.reason };
     if (n.kind === 'invalid') return { kind: 'invalid', reason: `${what}: ${at}: ${n.reason}` };
     const event = n.event;
     // Without Meta's timestamp: live, now; replayed, when the letter says it arrived (else no window is claimed).

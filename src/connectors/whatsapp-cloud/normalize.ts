@@ -17,7 +17,8 @@ export interface PendingCloudMedia {
 }
 
 export type CloudNormalized =
-  | { kind: 'skip'; reason: string }
+  /** `code`: a bounded label for omnigate_skipped_updates_total. */
+  | { kind: 'skip'; code: 'system_message' | 'reaction_removed'; reason: string }
   | { kind: 'invalid'; reason: string }
   | { kind: 'event'; event: InboundEventInput; media?: PendingCloudMedia };
 
@@ -28,7 +29,7 @@ export const jidOf = (waId: string) => `${waId}@s.whatsapp.net`;
  * contacts (for the profile name).
  */
 export function normalizeCloudMessage(m: CloudMessage, contacts: readonly CloudContact[], channel: string, account: string): CloudNormalized {
-  if (m.type === 'system') return { kind: 'skip', reason: 'system message (number change)' };
+  if (m.type === 'system') return { kind: 'skip', code: 'system_message', reason: 'system message (number change)' };
   const jid = jidOf(m.from);
   const profile = contacts.find((c) => c.wa_id === m.from)?.profile?.name;
   const sender = { id: jid, ...(profile ? { displayName: profile } : {}), handles: { jid, phone: `+${m.from}`, wa_id: m.from } };
@@ -76,7 +77,7 @@ export function normalizeCloudMessage(m: CloudMessage, contacts: readonly CloudC
       break;
     case 'reaction':
       if (!m.reaction?.message_id) return { kind: 'invalid', reason: 'reaction without message_id' };
-      if (!m.reaction.emoji) return { kind: 'skip', reason: 'reaction removed' };
+      if (!m.reaction.emoji) return { kind: 'skip', code: 'reaction_removed', reason: 'reaction removed' };
       parts.push({ type: 'reaction', emoji: m.reaction.emoji, targetPlatformMessageId: m.reaction.message_id });
       break;
     case 'button':

@@ -79,9 +79,16 @@ export const CloudMessage = z
   });
 export type CloudMessage = z.infer<typeof CloudMessage>;
 
+/** The statuses a delivery report carries; Meta documents others (`deleted`, `warning`) and may add more. */
+export const REPORTED_STATUSES = ['sent', 'delivered', 'read', 'failed'] as const;
+
 export const CloudStatus = z.object({
   id: z.string().min(1, 'expected the message id (wamid)'),
-  status: z.string(),
+  // Any other value is read and counted as passed over (webhook-body.ts), warned about once: a
+  // value Meta adds later must not turn every status into a dead letter. Only no value is refused.
+  status: z.string({ error: (iss) => `expected a status such as "delivered"; received ${show(iss.input)}` }).min(1, 'expected a status such as "delivered"; received ""').max(64, 'expected a status such as "delivered"; received a text of more than 64 characters'),
+  // Only logged: the send record says whose message it was. Meta's `timestamp` is not read at
+  // all (a report is dated when the gateway hears it), so an unreadable one costs no report.
   recipient_id: text,
   errors: z
     .array(

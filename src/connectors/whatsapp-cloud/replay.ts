@@ -19,7 +19,7 @@
 import { parseJsonBounded } from '../../core/json-input.js';
 import { errorMessage } from '../../core/errors.js';
 import type { ReplayOutcome } from '../contract.js';
-import type { CloudContact } from './payload.js';
+import { CloudStatus, describeAt, type CloudContact } from './payload.js';
 import type { LetterKind } from './webhook-body.js';
 
 export type CloudLetter =
@@ -48,13 +48,19 @@ export function readLetter(payload: Buffer, meta: Record<string, string>, phoneN
   const kind = isKind(meta.kind) ? meta.kind : kindOf(json);
   if (!kind) return { ok: false, reason: `cannot tell what the letter holds: ${meta.kind ? `\`meta.kind\` ${meta.kind} is none we park, and` : 'no `meta.kind`, and'} its shape is not a webhook body, entry, change, message, status or contact` };
   const refused = REFUSED[kind];
-  if (refused) return { ok: false, reason: `${fromMeta ? `\`meta.kind\` ${kind}` : `no \`meta.kind\`, by its shape a ${kind}`}: ${refused}` };
+  if (refused) return { ok: false, reason: `${fromMeta ? `\`meta.kind\` ${kind}` : `no \`meta.kind\`, by its shape a ${kind}`}: ${refused}${kind === 'status' ? unreadableStatus(json) : ''}` };
   if (kind === 'body') return { ok: true, kind, raw: payload };
   if (kind === 'entry' || kind === 'change') return { ok: true, kind, item: json };
   const from = typeof (json as { from?: unknown })?.from === 'string' ? (json as { from: string }).from : undefined;
   const contacts = meta.profileName && from ? [{ wa_id: from, profile: { name: meta.profileName } }] : [];
   const at = Date.parse(meta.receivedAt ?? '');
   return { ok: true, kind: 'message', item: json, contacts, ...(Number.isFinite(at) ? { receivedAtMs: at } : {}) };
+}
+
+/** The field that kept a parked status from being read, so the refusal names it as intake did. */
+function unreadableStatus(json: unknown): string {
+  const status = CloudStatus.safeParse(json);
+  return status.success ? '' : `; nor could it be read: ${describeAt(status.error, 'status')}`;
 }
 
 const KINDS: ReadonlySet<string> = new Set<LetterKind>(['body', 'entry', 'change', 'list', 'contact', 'message', 'status']);
@@ -74,7 +80,7 @@ function kindOf(json: unknown): LetterKind | undefined {
 }
 
 /** What one message came to: intake parks `invalid`, a replay reports it. */
-export type TakeResult = { kind: 'published'; duplicate: boolean } | { kind: 'skipped' | 'invalid'; reason: string };
+export type TakeResult = { kind: 'published'; duplicate: boolean } | { kind: 'skipped'; code: string; reason: string } | { kind: 'invalid'; reason: string };
 
 /** The messages of one letter (one, or those of an entry, change or body) as they were taken. */
 export class ReplayTally {

@@ -7,7 +7,7 @@
 import { errorMessage } from '../../core/errors.js';
 import { parseJsonBounded } from '../../core/json-input.js';
 import type { Logger } from '../../core/logger.js';
-import { ChangeValue, CloudContact, CloudStatus, WebhookBody, WebhookChange, WebhookEntry, describeAt, idOf, notAList } from './payload.js';
+import { ChangeValue, CloudContact, CloudStatus, REPORTED_STATUSES, WebhookBody, WebhookChange, WebhookEntry, describeAt, idOf, notAList } from './payload.js';
 
 /** What a letter holds, in `meta.kind`: a replay reads the payload by it (replay.ts). */
 export type LetterKind = 'body' | 'entry' | 'change' | 'list' | 'contact' | 'message' | 'status';
@@ -15,13 +15,17 @@ export type LetterKind = 'body' | 'entry' | 'change' | 'list' | 'contact' | 'mes
 export interface WebhookSink {
   /** This connector's number: changes for another are ignored. */
   phoneNumberId: string;
-  /** Statuses of these kinds are collected; others say nothing a delivery report carries. */
-  statusKinds: ReadonlySet<string>;
   log: Logger;
   /** Rejects only when parking failed (the POST then fails, to be retried). `kind`: what `payload` is. */
   park(reason: string, payload: unknown, kind: LetterKind): Promise<void>;
   /** A `messages` change for another phone number id, passed over. */
   otherNumber?(phoneNumberId: string): void;
+  /**
+   * Something readable that is deliberately not taken: a change of another field than `messages`
+   * (`other_change_field`), a status no delivery report carries (`unreported_status`). `what`
+   * is the field or the status value.
+   */
+  skipped?(reason: 'other_change_field' | 'unreported_status', what: string, at: string): void;
   /** One message, `at` its path in the body, with the change's contacts that passed their check. */
   message(raw: unknown, at: string, contacts: readonly CloudContact[]): Promise<void>;
 }
@@ -75,7 +79,7 @@ async function walkChange(item: unknown, at: string, sink: WebhookSink, statuses
   const change = WebhookChange.safeParse(item);
   if (!change.success) return sink.park(`whatsapp-cloud webhook: ${describeAt(change.error, at)}`, item, 'change');
   if (change.data.field !== 'messages') {
-    sink.log.debug({ field: change.data.field }, 'webhook change of another field ignored');
+    sink.skipped?.('other_change_field', change.data.field, at);
     return;
   }
   const raw = change.data.value;
@@ -101,11 +105,16 @@ async function walkChange(item: unknown, at: string, sink: WebhookSink, statuses
       await sink.park(`whatsapp-cloud status${idOf(s) ? ` ${idOf(s)}` : ''}: ${describeAt(status.error, `${at}.value.statuses.${k}`)}`, s, 'status');
       continue;
     }
-    if (!sink.statusKinds.has(status.data.status)) continue;
+    if (!REPORTED.has(status.data.status)) {
+      sink.skipped?.('unreported_status', status.data.status, `${at}.value.statuses.${k}`);
+      continue;
+    }
     const id = status.data.id;
     statuses.set(id, [...(statuses.get(id) ?? []), status.data]);
   }
 }
+
+const REPORTED: ReadonlySet<string> = new Set(REPORTED_STATUSES);
 
 /** The items of a list field (absent: none); anything else but a list is parked. */
 async function listOf(v: unknown, at: string, sink: WebhookSink): Promise<Array<[number, unknown]>> {

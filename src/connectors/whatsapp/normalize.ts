@@ -54,6 +54,9 @@ export function platformId(chat: string, messageId: string): string {
   return `${chat}:${messageId}`;
 }
 
+/** 9999-12-31T23:59:59Z, the last second an ISO time with a four-digit year can say. */
+const MAX_UNIX_SECONDS = 253_402_300_799;
+
 export function toSeconds(t: WAMessage['messageTimestamp']): number | undefined {
   if (t === null || t === undefined) return undefined;
   return typeof t === 'number' ? t : Number(t.toString());
@@ -83,6 +86,10 @@ export function normalizeMessage(msg: WAMessage, c: NormalizeContext): Normalize
   };
   const conversation = { id: chat, kind: group ? ('group' as const) : ('private' as const) };
   const sentAt = toSeconds(msg.messageTimestamp);
+  // A time past what a date can hold threw below, parked as "Invalid time value" without the field.
+  if (sentAt !== undefined && !(Number.isSafeInteger(sentAt) && sentAt >= 0 && sentAt <= MAX_UNIX_SECONDS)) {
+    return { kind: 'invalid', reason: `messageTimestamp: ${String(msg.messageTimestamp)} is not a time WhatsApp could have sent (whole seconds since 1970, up to the year 9999)` };
+  }
   const platform = { messageId: pid, ...(sentAt ? { sentAt: new Date(sentAt * 1000).toISOString(), sentAtBy: 'platform' as const } : {}) };
   const id = eventId(c.channel, c.account, pid);
   const targetId = (k: P.IMessageKey | null | undefined) => (k?.id ? platformId(k.remoteJid ? c.resolve(k.remoteJid) : chat, k.id) : undefined);

@@ -11,7 +11,7 @@ import { until } from '../../api/support.js';
 import { FakeBotApi } from './bot-api.js';
 import { metrics } from '../../../src/core/metrics.js';
 import { ALLOWED_UPDATES } from '../../../src/connectors/telegram/polling.js';
-import type { ConnectorStateEvent, ConversationStateEvent, LogEntry, TicketEvent } from '../../../src/core/schema.js';
+import type { ConnectorStateEvent, ConversationStateEvent, DeadLetter, LogEntry, TicketEvent } from '../../../src/core/schema.js';
 
 const TOKEN = '123456:TEST-token-membership-abcdef';
 const BOT_ID = 777000;
@@ -98,6 +98,15 @@ describe('telegram membership, albums, skips and rate limits', () => {
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Вы снова с нами' });
     const sent = await api.waitForCall((c) => c.method === 'sendMessage' && c.params.text === 'Вы снова с нами');
     expect(String(sent.params.chat_id)).toBe('6001');
+  });
+
+  it('parks a my_chat_member whose date no time can hold, naming the field, at once; the next change of the chat is told', async () => {
+    const gw = await gateway();
+    api.push(memberUpdate(privateChat(6050), 6050, 'member', 'kicked', 1e20));
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.telegram.bot1', (l) => l.reason.includes('my_chat_member'), 15_000);
+    expect(letter.reason).toMatch(/^telegram update \d+: my_chat_member\.date: 100000000000000000000 is not a time Telegram could have sent/);
+    api.push(memberUpdate(privateChat(6050), 6050, 'member', 'kicked'));
+    await gw.waitForStreamMessage<ConversationStateEvent>('OMNI_EVENTS', CONVERSATIONS, (e) => e.conversation.id === '6050' && e.state === 'blocked', 15_000);
   });
 
   it('tells of removal from and promotion in a group; a user starting the bot is no news', async () => {

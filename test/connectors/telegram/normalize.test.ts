@@ -89,6 +89,15 @@ describe('telegram update normalization', () => {
       expect(n.kind, field).toBe('invalid');
       expect((n as { reason: string }).reason).toMatch(new RegExp(`^${field.replace('.', '\\.')}: `));
     }
+    // A time no date can hold threw in the normalizer ("Invalid time value", the field unnamed).
+    for (const [update, field] of [
+      [message({ text: 'x', date: 1e20 }), 'date'],
+      [message({ text: 'x', date: -5 }), 'date'],
+      [{ update_id: 5, edited_message: { message_id: 10, date: 1_700_000_000, edit_date: 'вчера' as never, chat: privateChat, from, text: 'x' } }, 'edit_date'],
+    ] as const) {
+      const n = normalizeUpdate(update, 'bot1', bot, 'all');
+      expect(n, field).toMatchObject({ kind: 'invalid', reason: expect.stringMatching(new RegExp(`^${field}: .* is not a time Telegram could have sent`)) });
+    }
     expect(event(message({ text: 'x', chat: { ...privateChat, id: -1001234567890123 } }), 'all').event.conversation.id).toBe('-1001234567890123');
   });
 });

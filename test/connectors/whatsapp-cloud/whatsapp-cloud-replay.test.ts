@@ -155,6 +155,21 @@ describe('whatsapp-cloud dead-letter replay', () => {
     await nothingPublishedFor('79160000134');
   });
 
+  it('a status parked for a field it lacks or cannot read is refused naming that field, and stays refused on a second replay', async () => {
+    const since = new Date().toISOString();
+    const statuses = [
+      { id: 'wamid.RP-BOGUS', status: 42, timestamp: now(), recipient_id: '79160000151' },
+      { id: 'wamid.RP-NOSTATUS', timestamp: now(), recipient_id: '79160000151' },
+    ];
+    expect((await post(webhookBody(PHONE_ID, { statuses }))).status).toBe(200);
+    await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.whatsapp.shop', (l) => l.reason.includes('wamid.RP-NOSTATUS'));
+    for (let i = 0; i < 2; i++) {
+      const lines = await replay('shop', since);
+      expect(lineOf(lines, 'wamid.RP-BOGUS')).toMatch(/\trefused: `meta\.kind` status: a delivery status is not replayed, .*; nor could it be read: status\.status: expected a status such as "delivered"; received 42$/);
+      expect(lineOf(lines, 'wamid.RP-NOSTATUS')).toMatch(/\trefused: `meta\.kind` status: .*; nor could it be read: status\.status: expected a status such as "delivered"; received undefined$/);
+    }
+  });
+
   it('an account whose token Graph refuses is not connected: the replay is refused instead of recording media as failed', async () => {
     const since = new Date().toISOString();
     await park('revoked', 'wac-not-connected', text('79160000141', 'пока нет связи'), { kind: 'message', phoneNumberId: '105555555555555' });

@@ -469,6 +469,57 @@ describe('whatsapp-cloud webhook: malformed input', () => {
     expect(reasons).toHaveLength(expected.length);
   });
 
+  it('a status without a value is parked naming the field; values no report carries, other change fields and skipped messages are counted; the rest of the body is taken', async () => {
+    const skips = async () => Object.fromEntries((await metrics.skippedUpdates.get()).values.filter((v) => v.labels.channel === 'whatsapp').map((v) => [v.labels.reason, v.value]));
+    const { ticketId, outboundId, wamid } = await sentReply('79160000037', 'Проверка статусов');
+    const from = '79160000038';
+    const sentinel = newWamid();
+    const body = envelope([{
+      id: 'WABA-1',
+      changes: [
+        { field: 'message_template_status_update', value: { event: 'APPROVED', message_template_name: 'order_update' } },
+        change({
+          statuses: [
+            statusOf(wamid, 'bogus'),
+            statusOf(wamid, ''),
+            statusOf(wamid, 'deleted'),
+            // Meta's timestamp is not read (a report is dated on arrival): unreadable, it costs no report.
+            statusOf(wamid, 'delivered', { timestamp: 'вчера' }),
+            statusOf(wamid, 'read', { timestamp: undefined }),
+          ],
+          messages: [
+            { from, id: newWamid(), timestamp: String(Math.floor(Date.now() / 1000)), type: 'system', system: { body: 'number changed' } },
+            { from, id: newWamid(), timestamp: String(Math.floor(Date.now() / 1000)), type: 'reaction', reaction: { message_id: sentinel, emoji: '' } },
+            textMessage(from, 'Рядом со статусами', { id: sentinel }),
+          ],
+        }),
+      ],
+    }]);
+    const skipped = await skips();
+    const before = (await letters()).length;
+    expect((await post(body)).status).toBe(200);
+    await messageEvent(sentinel);
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && deliveryOf(e)?.status === 'read');
+    expect((await statusesOf(outboundId)).map((s) => s.status).sort()).toEqual(['delivered', 'read', 'sent']);
+
+    const parked = (await letters()).slice(before);
+    expect(parked.map((l) => l.reason)).toEqual([
+      `whatsapp-cloud status ${wamid}: entry.0.changes.1.value.statuses.1.status: expected a status such as "delivered"; received ""`,
+    ]);
+    for (const l of parked) expect(l.meta).toMatchObject({ kind: 'status', phoneNumberId: PHONE_ID });
+    const counted = await skips();
+    const grew = (reason: string) => (counted[reason] ?? 0) - (skipped[reason] ?? 0);
+    expect([grew('unreported_status'), grew('other_change_field'), grew('system_message'), grew('reaction_removed')]).toEqual([2, 1, 1, 1]);
+
+    // Said at warn once per status value and field, however often Meta sends them.
+    expect((await post(body)).status).toBe(200);
+    expect((await skips()).unreported_status).toBe((skipped.unreported_status ?? 0) + 4);
+    const warned = (what: string) => gw.logs.filter((l) => l.includes('"level":"warn"') && l.includes(what)).length;
+    expect(warned('"status":"deleted"')).toBe(1);
+    expect(warned('"status":"bogus"')).toBe(1);
+    expect(warned('"field":"message_template_status_update"')).toBe(1);
+  });
+
   it('a signed body that is JSON but not an object (null, a number, a list) is parked and answered 200, not a 500', async () => {
     const before = (await letters()).length;
     for (const body of ['null', '42', '[]', '"whatsapp_business_account"']) {

@@ -89,6 +89,18 @@ describe('whatsapp (Baileys) dead-letter replay', () => {
     await nothingPublishedFor(chat);
   });
 
+  it('a message whose timestamp no time can hold is parked naming messageTimestamp, and a replay says the same each time', async () => {
+    const since = new Date().toISOString();
+    const chat = '79161110002@s.whatsapp.net';
+    // Straight onto the event buffer: a proto instance would wrap the number into a 64-bit Long.
+    sock.ev.emit('messages.upsert', { messages: [{ ...msg(chat, { conversation: 'время из будущего' }, { id: 'RPTIME1' }), messageTimestamp: 1e20 }], type: 'notify' } as never);
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.whatsapp.wa1', (l) => l.at >= since && l.reason.includes('RPTIME1'));
+    expect(letter.reason).toMatch(/^whatsapp message RPTIME1: messageTimestamp: 100000000000000000000 is not a time WhatsApp could have sent/);
+    // The letter holds the protobuf JSON form, in which the time is held to 64 bits.
+    for (let i = 0; i < 2; i++) expect(lineOf(await replay(since), 'RPTIME1')).toMatch(/\tinvalid: messageTimestamp: \d+ is not a time WhatsApp could have sent/);
+    await nothingPublishedFor(chat);
+  });
+
   it('the live intake parks the proto JSON (a media key in a plain Buffer as base64), and that letter replays with the key intact', async () => {
     const since = new Date().toISOString();
     const chat = '79161110005@s.whatsapp.net';
