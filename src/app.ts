@@ -1,7 +1,8 @@
 /**
  * The gateway process: wires core, router, connectors and the HTTP surface together and owns
- * their lifecycle. Shutdown order: stop intake (HTTP readiness, connectors), drain in-flight
- * routing and sends, close the bus, stop the embedded nats-server.
+ * their lifecycle (the router side is started in routing.ts). Shutdown order: stop intake (HTTP
+ * readiness, connectors), drain in-flight routing and sends, close the bus, stop the embedded
+ * nats-server, each step bounded (shutdown.ts).
  */
 import { natsAccess, type GatewayConfig, type LoadedConfig } from './core/config.js';
 import { Bus } from './core/bus.js';
@@ -11,15 +12,16 @@ import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
 import { Supervisor } from './core/supervisor.js';
-import { sleep, untilAborted } from './core/sleep.js';
+import { sleep } from './core/sleep.js';
 import { Streams } from './core/subjects.js';
 import { liveness, readiness, sampleConnectors, type ProbeDeps } from './probes.js';
-import { Router } from './router/router.js';
-import { CommandHandler, autoAcknowledge } from './router/commands.js';
-import { LifecycleWatcher } from './router/lifecycle.js';
+import type { Router } from './router/router.js';
+import type { CommandHandler } from './router/commands.js';
+import type { LifecycleWatcher } from './router/lifecycle.js';
+import { startRouting } from './routing.js';
+import { stopWithin } from './shutdown.js';
 import { holderOf, newInstanceId } from './core/holder.js';
 import { releaseLeasesOf } from './core/lease.js';
-import { Texts } from './core/texts.js';
 import { ConnectorHost } from './connectors/host.js';
 import { sampleOutboundLag, warnStrandedReplies } from './connectors/outbound-backlog.js';
 import type { ConnectorFactory } from './connectors/contract.js';
@@ -29,7 +31,6 @@ import { RetentionSweeper } from './core/retention.js';
 import { registerDataApi } from './api/data-routes.js';
 import { TokenAuth } from './api/auth.js';
 import { eraseRows, fileReferencedElsewhere, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
-import { highestTicketNumber } from './read-model/queries.js';
 import { assertPortFree } from './core/port-check.js';
 import { TicketEvictor } from './router/eviction.js';
 import { ReadModel } from './read-model/read-model.js';
@@ -159,65 +160,7 @@ export class Gateway {
     }
 
     if (c.router.enabled) {
-      this.router = new Router(this.bus, log.child({ component: 'router' }), {
-        ticketPrefix: c.router.ticketPrefix,
-        firstTicketNumber: c.router.firstTicketNumber,
-        reopenWindowMs: c.router.reopenWindow,
-        concurrency: c.router.concurrency,
-        ackWaitMs: c.router.ackWait,
-        straySweepMs: c.router.straySweep,
-        csatWindowMs: c.router.csat.window,
-        csatLowRating: c.router.csat.lowRating,
-        holder: holderOf(this.instance, 'router'),
-        ...(this.readModel && { numberFloor: () => ticketNumberFloor(this.readModel!, log) }),
-      }, this.loops);
-      // Cached tickets that may have been evicted since are read again (tickets.ts).
-      this.router.store.evictClosedAfterMs = c.tickets.evictClosedAfter;
-      await this.router.start();
-      const commands = new CommandHandler(this.bus, this.router.store, this.router.journal, log.child({ component: 'commands' }), this.loops);
-      this.commands = commands;
-      commands.start();
-      const sla = c.router.sla;
-      const csat = c.router.csat;
-      // One texts module for everything the gateway writes itself; the older per-section keys still override.
-      const texts = new Texts(
-        c.router.language,
-        { ...c.router.texts, autoAcknowledge: c.router.texts.autoAcknowledge ?? c.router.autoAcknowledge.text, satisfactionRequest: c.router.texts.satisfactionRequest ?? csat.text },
-        sla.businessHours,
-      );
-      // {ticket} and {name} are left for autoAcknowledge to fill per ticket.
-      const ack = { ...c.router.autoAcknowledge, text: texts.render('autoAcknowledge', {}) };
-      commands.ticketLine = (token) => texts.render('mailTicketLine', { ticket: token });
-      const ackLog = log.child({ component: 'auto-ack' });
-      this.router.onTicketOpened = (ticket, event) =>
-        autoAcknowledge(this.bus, commands, ack, ticket, event.email?.from ?? event.sender.id, ackLog);
-      this.sla = new LifecycleWatcher(this.bus, this.router.store, this.router.journal, {
-        sla: { enabled: sla.enabled, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, businessHours: sla.businessHours },
-        csat: {
-          enabled: csat.enabled,
-          delayMs: csat.delay,
-          send: async (t) => {
-            const text = texts.render('satisfactionRequest', { ticket: t.id, name: t.contact.displayName ?? '' });
-            const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { purpose: 'satisfaction_request' });
-            if (!r.ok) throw new Error(`satisfaction request not sent: ${r.error.code}: ${r.error.message}`);
-          },
-        },
-        checkIntervalMs: sla.checkInterval,
-        texts,
-        // Each pass first lets the read model catch up with the log (bounded), so it sees what the log holds.
-        due: async (kind, now) => {
-          await this.readModel!.openAndCaughtUp(5000);
-          return this.readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay });
-        },
-        escalate: sla.escalate && {
-          channel: sla.escalate.channel,
-          account: sla.escalate.account,
-          conversation: { id: sla.escalate.conversationId, kind: sla.escalate.kind },
-        },
-      }, log.child({ component: 'lifecycle' }), c.nats.leaseTtl, holderOf(this.instance, 'lifecycle'), this.loops);
-      this.sla.start();
-      const watcher = this.sla;
-      this.router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
+      await startRouting(this, { bus: this.bus, config: c, log, loops: this.loops, instance: this.instance, readModel: this.readModel });
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, requestTimeout: c.http.requestTimeout, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
@@ -367,7 +310,7 @@ export class Gateway {
     log.info({ timeoutMs: total }, 'shutting down: readiness 503, stopping intake');
     const drainMs = Math.min(c.shutdownDrain, Math.floor(total / 4));
     const graceMs = Math.max(500, Math.floor((deadline - Date.now() - drainMs) / 2));
-    const intakeStopped = await this.stopWithin(deadline, {
+    const intakeStopped = await stopWithin(log, deadline, {
       http: () => this.http?.shutdown(drainMs, graceMs),
       connectors: async () => {
         await this.replica?.stop();
@@ -379,65 +322,20 @@ export class Gateway {
     this.loops.beginShutdown();
     const graceful =
       intakeStopped &&
-      (await this.stopWithin(deadline, {
+      (await stopWithin(log, deadline, {
         api: () => this.helpdesk?.stop(),
         helpdesks: () => this.helpdesks?.stop(),
         sla: () => this.sla?.stop(),
         commands: () => this.commands?.stop(),
         router: () => this.router?.stop(),
       })) &&
-      (await this.stopWithin(deadline, { readModel: () => this.readModel?.stop() })) &&
+      (await stopWithin(log, deadline, { readModel: () => this.readModel?.stop() })) &&
       // What is left: the sampler, and anything a module did not stop.
-      (await this.stopWithin(deadline, { loops: () => this.loops.stop() })) &&
-      (await this.stopWithin(deadline, { nats: () => this.bus?.close() }));
+      (await stopWithin(log, deadline, { loops: () => this.loops.stop() })) &&
+      (await stopWithin(log, deadline, { nats: () => this.bus?.close() }));
     if (!graceful) await this.bus?.nc.close().catch((err) => log.warn({ err: errorMessage(err) }, 'closing the NATS connection failed'));
     await this.embedded?.stop(Math.max(1000, started + total - Date.now()));
     log.info({ ms: Date.now() - started, graceful }, 'shutdown complete');
     return graceful;
-  }
-
-  /** Runs the steps in parallel; false, with the laggards named, if `deadline` comes first. */
-  private async stopWithin(deadline: number, steps: Record<string, () => Promise<unknown> | undefined>): Promise<boolean> {
-    const { log } = this.deps;
-    const pending = new Set(Object.keys(steps));
-    // Each step catches its own failure, so an abandoned one cannot become an unhandled rejection.
-    const all = Promise.all(
-      Object.entries(steps).map(async ([component, step]) => {
-        try {
-          await step();
-        } catch (err) {
-          log.warn({ component, err: errorMessage(err) }, 'stop failed');
-        } finally {
-          pending.delete(component);
-        }
-      }),
-    ).then(() => true);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((r) => {
-      timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()));
-    });
-    const inTime = await Promise.race([all, late]);
-    clearTimeout(timer);
-    if (!inTime) log.error({ pending: [...pending] }, 'shutdownTimeout reached: abandoning components still stopping');
-    return inTime;
-  }
-}
-
-/** How long the first ticket number of a new NATS store waits for the read model (once per store). */
-const NUMBER_FLOOR_WAIT_MS = 5000;
-
-/**
- * The highest ticket number the read model holds (router/ticket-numbers.ts numberBase), asked once, when a
- * NATS store has no numbering yet. Best effort and bounded: a read model that does not answer in
- * time (PostgreSQL away; a PGlite directory another replica on this host holds) must not stop new
- * tickets on a new deployment, so numbering then starts as configured, and the log says what that
- * risks.
- */
-async function ticketNumberFloor(readModel: ReadModel, log: Logger): Promise<number> {
-  try {
-    return await untilAborted(readModel.database().then(highestTicketNumber), AbortSignal.timeout(NUMBER_FLOOR_WAIT_MS));
-  } catch (err) {
-    log.warn({ err: errorMessage(err) }, 'the read model did not say which ticket numbers it holds: numbering starts at router.firstTicketNumber (if this NATS store replaced one with history, numbers the read model holds will be given again)');
-    return 0;
   }
 }

@@ -1,7 +1,7 @@
 /** One cut for every channel that caps a message: never inside a word, a line or a surrogate pair when it can help it. */
 import { describe, expect, it } from 'vitest';
 import { splitTextAt } from '../../src/core/text-split.js';
-import { splitText as whatsappCloudSplit } from '../../src/connectors/whatsapp-cloud/connector.js';
+import { splitText as whatsappCloudSplit } from '../../src/connectors/whatsapp-cloud/sender.js';
 
 describe('splitTextAt', () => {
   it('cuts a long Russian reply between words, losing no text (WhatsApp cut «Д|линный» in the middle)', () => {

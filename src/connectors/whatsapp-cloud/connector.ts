@@ -1,37 +1,30 @@
 /**
  * WhatsApp Cloud API connector. Intake: Meta's webhook (GET verification handshake; POST checked
  * with X-Hub-Signature-256 over the raw body), answered 200 only after every message in it is in
- * JetStream. Status webhooks become delivery reports through the wamid → outbound records we
- * keep when sending (sent-records.ts). Outbound: the 24-hour customer-service window is checked
- * before calling Graph. `omnigate dlq --replay` takes what intake parked (a message, a change, an
- * entry, a whole body) back through the same walk and message path, the outcome told rather than
- * parked again (replay.ts).
+ * JetStream. Status webhooks become delivery reports (status-reports.ts). Outbound: sender.ts,
+ * free-form replies only inside the customer-service window (service-window.ts). `omnigate dlq
+ * --replay` takes what intake parked (a message, a change, an entry, a whole body) back through
+ * the same walk and message path, the outcome told rather than parked again (replay.ts).
  */
-import { splitTextAt } from '../../core/text-split.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
 import type { RawRequest, RawResponse } from '../../core/http.js';
-import { Pacer } from '../../core/pacer.js';
-import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
-import { describeZodError, type Attachment, type OutboundAttachment, type OutboundMessage } from '../../core/schema.js';
+import { errorMessage } from '../../core/errors.js';
+import { describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type DeliveryReport, type ReplayOutcome, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ReplayOutcome, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
-import { GraphCallError, GraphClient, classifyGraphError, metaReason } from './graph.js';
+import { GraphCallError, GraphClient } from './graph.js';
 import { normalizeCloudMessage, type PendingCloudMedia } from './normalize.js';
-import { CloudMessage, MediaInfo, describeAt, idOf, MAX_TIME_MS, type CloudContact, type CloudStatus } from './payload.js';
+import { CloudMessage, MediaInfo, describeAt, idOf, MAX_TIME_MS, type CloudContact } from './payload.js';
 import { walkItem, walkWebhook, type LetterKind, type WebhookSink } from './webhook-body.js';
 import { ReplayTally, readLetter, type TakeResult } from './replay.js';
 import { SentRecords } from './sent-records.js';
-import { templateBody } from './templates.js';
+import { CloudSender } from './sender.js';
+import { StatusReports } from './status-reports.js';
+import { touchWindow } from './service-window.js';
 import type { WhatsAppCloudOptions } from './index.js';
 import { sleep, backoffMs } from '../../core/sleep.js';
 
-const TEXT_LIMIT = 4096;
-const SWEEP_EVERY_MS = 24 * 3_600_000;
-const lastInboundKey = (waId: string) => `wac-last-${waId}`;
-/** Within one wamid, the order a status is meant to arrive in; Meta may list them otherwise. */
-const STATUS_RANK: Record<string, number> = { sent: 0, delivered: 1, read: 2, failed: 2 };
 /** Distinct things skipped on purpose that are warned about once each; past this, only counted. */
 const WARN_ONCE_MAX = 100;
 /** A replay waits this long for the token check (media are fetched from Graph) before it is refused. */
@@ -52,14 +45,11 @@ export class WhatsAppCloudConnector implements Connector {
   /** Change fields and status values passed over, warned about once each (at most 100). */
   private readonly skipsSeen = new Set<string>();
   private readonly graph: GraphClient;
-  private readonly pacer: Pacer;
   private readonly stopping = new AbortController();
-  private readonly progress = new Map<string, { sent: number; firstId?: string }>();
-  private readonly records: SentRecords;
+  private readonly sender: CloudSender;
+  private readonly statuses: StatusReports;
   private checking?: Promise<void>;
   private sweeping?: Promise<void>;
-  /** Statuses whose send record is not there yet, waited for after Meta got its answer. */
-  private readonly late = new Set<Promise<void>>();
 
   constructor(
     private readonly o: WhatsAppCloudOptions,
@@ -67,8 +57,14 @@ export class WhatsAppCloudConnector implements Connector {
   ) {
     this.health_ = new HealthTracker(ctx);
     this.graph = new GraphClient(o);
-    this.pacer = new Pacer(o.pacing.perChatIntervalMs, o.pacing.perSecond);
-    this.records = new SentRecords(ctx.state, ctx.log);
+    const records = new SentRecords(ctx.state, ctx.log);
+    this.sender = new CloudSender(o, ctx, this.health_, this.graph, records);
+    this.statuses = new StatusReports(ctx, records, {
+      statusWaitMs: o.statusWaitMs,
+      statusRetentionDays: o.statusRetentionDays,
+      signal: this.stopping.signal,
+      park: (reason, payload, kind) => this.park(reason, payload, kind),
+    });
     ctx.onReplay((payload, meta) => this.replay(payload, meta));
   }
 
@@ -77,17 +73,21 @@ export class WhatsAppCloudConnector implements Connector {
     this.ctx.http.route('GET', path, async (req) => this.verifyHandshake(req));
     this.ctx.http.route('POST', path, (req) => this.onWebhook(req));
     this.checking = this.checkToken();
-    this.sweeping = this.sweepRecords();
+    this.sweeping = this.statuses.sweepRecords();
   }
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    await Promise.all([this.checking, this.sweeping, ...this.late]);
+    await Promise.all([this.checking, this.sweeping, this.statuses.settled()]);
     this.health_.set('stopped');
   }
 
   health() {
     return this.health_.get();
+  }
+
+  send(msg: OutboundMessage): Promise<SendResult> {
+    return this.sender.send(msg);
   }
 
   /** Confirms in the background that the token sees the number; webhooks are accepted meanwhile. */
@@ -103,20 +103,6 @@ export class WhatsAppCloudConnector implements Connector {
         else this.health_.set('disconnected', `Graph API check failed: ${errorMessage(err)}`);
         await sleep(backoffMs(attempt, 1000, 60_000), this.stopping.signal);
       }
-    }
-  }
-
-  /** Every replica sweeps; deleting twice is harmless, and a pass is one read per record. */
-  private async sweepRecords(): Promise<void> {
-    const signal = this.stopping.signal;
-    while (!signal.aborted) {
-      try {
-        const removed = await this.records.sweep(this.o.statusRetentionDays * 86_400_000, signal);
-        if (removed) this.ctx.log.info({ removed }, 'expired WhatsApp Cloud send records removed');
-      } catch (err) {
-        this.ctx.log.warn({ err: errorMessage(err) }, 'sweep of WhatsApp Cloud send records failed; next one in a day');
-      }
-      await sleep(SWEEP_EVERY_MS, signal);
     }
   }
 
@@ -164,15 +150,7 @@ export class WhatsAppCloudConnector implements Connector {
       otherNumber: (id) => this.otherNumber(id),
       skipped: (reason, what, at) => this.passedOver(reason, what, at),
     });
-    // A status whose send record is there is reported before Meta hears 200. One without (a
-    // wamid we never sent, or a send whose record is still being written) must not hold Meta's
-    // request: it is answered at once and the record waited for in the background.
-    await Promise.all([...statuses.values()].map(async (list) => {
-      const ordered = list.sort((a, b) => (STATUS_RANK[a.status] ?? 0) - (STATUS_RANK[b.status] ?? 0));
-      const found = await this.records.find(ordered[0]!.id, 0, this.stopping.signal);
-      if (found) for (const s of ordered) await this.onStatus(s, 0);
-      else this.awaitRecord(ordered);
-    }));
+    await this.statuses.report(statuses);
   }
 
   /**
@@ -299,23 +277,8 @@ export class WhatsAppCloudConnector implements Connector {
       throw err;
     }
     // Keeps the newest time only: an old message replayed does not reopen the window.
-    if (sentAtMs !== undefined) await this.touchWindow(m.from, sentAtMs);
+    if (sentAtMs !== undefined) await touchWindow(this.ctx.state, m.from, sentAtMs);
     return { kind: 'published', duplicate };
-  }
-
-  /** The customer-service window runs from the customer's latest message; keep the newest time. */
-  private async touchWindow(waId: string, atMs: number): Promise<void> {
-    const key = lastInboundKey(waId);
-    for (let i = 0; i < 5; i++) {
-      const cur = await this.ctx.state.get(key);
-      if (cur && Number(cur.value) >= atMs) return;
-      try {
-        await this.ctx.state.update(key, String(atMs), cur?.revision ?? 0);
-        return;
-      } catch {
-        /* another replica wrote first: read again */
-      }
-    }
   }
 
   private async download(media: PendingCloudMedia): Promise<Attachment> {
@@ -334,128 +297,4 @@ export class WhatsAppCloudConnector implements Connector {
       return this.ctx.media.failed(meta, `could not fetch the media: ${errorMessage(err)}`);
     }
   }
-
-  /** Statuses of one wamid, reported once its send record turns up (statusWaitMs at most). */
-  private awaitRecord(ordered: CloudStatus[]): void {
-    const task = (async () => {
-      for (const s of ordered) await this.onStatus(s, this.o.statusWaitMs);
-    })().catch((err) => {
-      // Meta already has its 200: this status is lost, say so.
-      this.ctx.log.warn({ wamid: ordered[0]!.id, err: errorMessage(err) }, 'WhatsApp Cloud status not reported: storing it failed after the webhook was answered');
-    });
-    this.late.add(task);
-    void task.finally(() => this.late.delete(task)); // eslint-disable-line @typescript-eslint/no-floating-promises -- task ends in its own .catch
-  }
-
-  private async onStatus(s: CloudStatus, waitMs: number): Promise<void> {
-    const found = await this.records.find(s.id, waitMs, this.stopping.signal);
-    if (!found) {
-      metrics.skippedUpdates.inc({ channel: this.ctx.channel, reason: 'unknown_message_status' });
-      this.ctx.log.info({ wamid: s.id, status: s.status, recipient: s.recipient_id },
-        'WhatsApp Cloud status dropped: no send record for this wamid (sent outside this gateway, already final, or expired)');
-      return;
-    }
-    const { outboundId, ticketId } = found.ref;
-    const err = s.errors?.[0];
-    // The same documented reasons as a refused send (graph.ts metaReason), then Meta's own words.
-    const code = typeof err?.code === 'number' ? err.code : Number(err?.code) || undefined;
-    const words = err ? `${err.code ?? ''} ${err.title ?? err.message ?? ''}${err.error_data?.details ? `: ${err.error_data.details}` : ''}`.trim() : '';
-    const report: DeliveryReport = {
-      outboundId,
-      ticketId,
-      status: s.status as DeliveryReport['status'],
-      platformMessageId: s.id,
-      ...(s.status === 'failed' ? { reason: `${metaReason(code) ?? (code ? `graph_${code}` : 'failed')}${words ? `: ${words}` : ''}` } : {}),
-    };
-    try {
-      await this.ctx.reportDelivery(report);
-    } catch (err) {
-      // A report the delivery schema refuses would be refused on every retry: park it instead.
-      if (!(err instanceof z.ZodError)) throw err;
-      await this.park(`whatsapp-cloud status ${s.id}: ${describeZodError(err, 'report')}`, s, 'status');
-      return;
-    }
-    if (s.status === 'read' || s.status === 'failed') await this.records.forget(found.key);
-  }
-
-  // ---- outbound ----
-
-  async send(msg: OutboundMessage): Promise<SendResult> {
-    const to = msg.conversation.id.replace(/@s\.whatsapp\.net$/, '');
-    if (!/^\d{6,20}$/.test(to)) throw new PermanentDeliveryError(`"${msg.conversation.id}" is not a WhatsApp number`, 'invalid_recipient');
-    if (msg.template) return this.sendTemplate(to, msg);
-    await this.assertInWindow(to);
-    const chunks = splitText(msg.text);
-    const steps = chunks.length + msg.attachments.length;
-    const progress = this.progress.get(msg.id) ?? { sent: 0 };
-    this.progress.set(msg.id, progress);
-    try {
-      for (let i = progress.sent; i < steps; i++) {
-        const context = i === 0 && msg.replyTo ? { context: { message_id: msg.replyTo } } : {};
-        const body = i < chunks.length
-          ? { to, type: 'text', text: { body: chunks[i], preview_url: false }, ...context }
-          : { to, ...(await this.mediaBody(msg.attachments[i - chunks.length]!)), ...context };
-        await this.pacer.wait(to);
-        const wamid = await this.graph.sendMessage(body);
-        // A status webhook can still beat this write; onStatus waits a little for it. Failing
-        // here must not fail the send: Meta has the message, and a retry would send it twice.
-        await this.records.record(wamid, { outboundId: msg.id, ticketId: msg.ticketId }).catch((err) => {
-          this.ctx.log.warn({ wamid, outboundId: msg.id, err: errorMessage(err) }, 'could not store the WhatsApp Cloud send record; its statuses will not be reported');
-        });
-        progress.sent = i + 1;
-        progress.firstId ??= wamid;
-      }
-      this.progress.delete(msg.id);
-      if (this.health_.get().state !== 'connected') this.health_.set('connected');
-      return { platformMessageId: progress.firstId ?? msg.id };
-    } catch (err) {
-      const classified = classifyGraphError(err);
-      if (err instanceof GraphCallError && (err.status === 401 || err.error?.code === 190)) this.health_.set('auth_failed', classified.message);
-      if (err instanceof GraphCallError && err.status === 429) this.health_.set('rate_limited', classified.message);
-      throw classified;
-    }
-  }
-
-  /** A template goes in or out of the window; it is one message, text and attachments aside. */
-  private async sendTemplate(to: string, msg: OutboundMessage): Promise<SendResult> {
-    if (msg.attachments.length > 0) throw new PermanentDeliveryError('a template reply cannot carry attachments', 'bad_request');
-    const body = { to, ...templateBody(msg.template!, this.o.templates) };
-    await this.pacer.wait(to);
-    let wamid: string;
-    try {
-      wamid = await this.graph.sendMessage(body);
-    } catch (err) {
-      throw classifyGraphError(err);
-    }
-    await this.records.record(wamid, { outboundId: msg.id, ticketId: msg.ticketId }).catch((err) => {
-      this.ctx.log.warn({ wamid, outboundId: msg.id, err: errorMessage(err) }, 'could not store the WhatsApp Cloud send record; its statuses will not be reported');
-    });
-    return { platformMessageId: wamid };
-  }
-
-  private async assertInWindow(to: string): Promise<void> {
-    const entry = await this.ctx.state.get(lastInboundKey(to));
-    const last = entry ? Number(entry.value) : undefined;
-    const windowMs = this.o.serviceWindowHours * 3_600_000;
-    if (last === undefined || Date.now() - last > windowMs) {
-      const since = last === undefined ? 'no message from this customer on record' : `the customer's last message was at ${new Date(last).toISOString()}`;
-      throw new PermanentDeliveryError(
-        `outside the ${this.o.serviceWindowHours}-hour customer-service window (${since}); WhatsApp only allows approved template messages now`,
-        'outside_24h_window',
-      );
-    }
-  }
-
-  private async mediaBody(a: OutboundAttachment): Promise<Record<string, unknown>> {
-    const bytes = await this.ctx.media.get(a.objectKey);
-    if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
-    const id = await this.graph.uploadMedia(bytes, a.mimeType, a.name);
-    const type = /^image\/(jpeg|png)$/.test(a.mimeType) ? 'image' : a.mimeType.startsWith('video/') ? 'video' : a.mimeType.startsWith('audio/') ? 'audio' : 'document';
-    return { type, [type]: type === 'document' ? { id, filename: a.name } : { id } };
-  }
-}
-
-/** Cloud API text bodies are capped at 4096 characters: cut at paragraph, line or word boundaries. */
-export function splitText(text: string): string[] {
-  return text ? splitTextAt(text, TEXT_LIMIT) : [];
 }
