@@ -4,7 +4,7 @@
  * carries, so the tables can be rebuilt from the log alone. Called once per log sequence, in
  * order, inside the transaction that also moves the checkpoint (projection.ts).
  *
- * Also replayed over rows that are still there (projection.ts, `consistent`: rows were lost behind
+ * Also replayed over rows that are still there (lost-rows.ts: rows were lost behind
  * the projection): child rows are written where missing (ON CONFLICT DO NOTHING; status_changes,
  * ratings, sla_breaches by their sequence), and an entry's effect on its ticket row only where the
  * row does not hold it yet (`BatchMemory.inTicketRow`, by tickets.last_seq), so message_count,

@@ -17,7 +17,7 @@
  * Within that transaction the applier is the only writer of ticket and contact rows except an
  * erasure or a merge through the API; a merge the projection itself makes drops what was cached.
  *
- * A replay of the log over rows that are still there (projection.ts, `consistent`: rows were lost
+ * A replay of the log over rows that are still there (lost-rows.ts: rows were lost
  * behind the projection) must neither apply an entry's effect on a ticket row twice nor skip it
  * where the row was made anew. `tickets.last_seq` is the highest sequence whose effect is in the
  * row (every entry that changes a ticket row sets it), so the batch remembers it per ticket as it
@@ -91,7 +91,7 @@ export class BatchMemory {
   private readonly pendingIds = new Set<string>();
   /** Deferred messages that turned out to be in SQL already (a republished event). */
   private duplicates = 0;
-  /** Ticket and message rows this batch wrote (kept with the checkpoint: projection.ts, consistent), and entries whose ticket SQL lacked. */
+  /** Ticket and message rows this batch wrote (kept with the checkpoint: lost-rows.ts), and entries whose ticket SQL lacked. */
   readonly added: BatchTally = { tickets: 0, messages: 0, missingTickets: 0 };
 
   /**
@@ -264,7 +264,7 @@ export class BatchMemory {
     );
     const written = list.filter((m) => inserted.has(m.seq));
     // Not written: the same event logged twice (another sequence: a duplicate, as before), or this
-    // very entry's row, still there under a replay (projection.ts, consistent). The latter still
+    // very entry's row, still there under a replay (lost-rows.ts). The latter still
     // counts on a ticket row that does not hold it yet (a ticket row lost while its messages stayed).
     const kept = written.length < list.length
       ? new Set((await this.tx.query<{ seq: string | number }>('SELECT seq FROM messages WHERE seq = ANY($1::bigint[])', [list.filter((m) => !inserted.has(m.seq)).map((m) => m.seq)])).map((r) => Number(r.seq)))

@@ -35,7 +35,7 @@ export async function commitBatch(db: Database, expected: number, entries: Seque
     const added = { tickets: 0, messages: 0, missingTickets: 0 };
     const outcomes = entries.length ? await applyEntries(tx, entries, added, verifyLoss) : new Map<string, number>();
     // The counts move with the checkpoint; they stay true at the new one only if they were at
-    // the old one (an older version moved the checkpoint alone: they are taken afresh, consistent).
+    // the old one (an older version moved the checkpoint alone: they are taken afresh, row-counts.ts).
     await tx.query(
       `INSERT INTO projection_checkpoint (name, seq, tickets, messages, counted_seq, updated_at) VALUES ($1, $2, $3, $4, $2, now())
        ON CONFLICT (name) DO UPDATE SET seq = $2, tickets = projection_checkpoint.tickets + $3, messages = projection_checkpoint.messages + $4,

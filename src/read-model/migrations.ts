@@ -257,13 +257,26 @@ CREATE INDEX attachments_by_ref ON attachments (ref) WHERE ref IS NOT NULL;`,
     // in the same transaction as the checkpoint: rows deleted behind its back (an operator's
     // TRUNCATE tickets CASCADE, a DELETE, one table restored) leave the tables disagreeing with
     // the checkpoint, which the applier checks and, for rows lost, restores by replaying the log
-    // over the rows that are there (projection.ts, consistent).
+    // over the rows that are there (lost-rows.ts).
     // counted_seq is the checkpoint the counts are true at: -1 for a row from before (or one moved
     // by an older version, which leaves it behind): its counts are taken afresh, not trusted.
     sql: `ALTER TABLE projection_checkpoint ADD COLUMN tickets bigint NOT NULL DEFAULT 0;
 ALTER TABLE projection_checkpoint ADD COLUMN messages bigint NOT NULL DEFAULT 0;
 ALTER TABLE projection_checkpoint ADD COLUMN counted_seq bigint NOT NULL DEFAULT 0;
 UPDATE projection_checkpoint SET counted_seq = -1;`,
+  },
+  {
+    id: 6,
+    name: 'a replay restoring lost rows, kept with the checkpoint',
+    // Set with the checkpoint's reset to 0 when rows were found lost, cleared when the replay
+    // reaches rebuild_until (the log's last sequence when it began): a process killed mid-replay
+    // left only a checkpoint below the log's end, and its successor finished the replay as
+    // ordinary lag, with no `rebuilding` status and no closing line (lost-rows.ts).
+    // Nullable and unnamed by older versions' writes: a replica from before neither sets nor
+    // clears them, and a newer one finishes what it finds set.
+    sql: `ALTER TABLE projection_checkpoint ADD COLUMN rebuild_until bigint;
+ALTER TABLE projection_checkpoint ADD COLUMN rebuild_started timestamptz;
+ALTER TABLE projection_checkpoint ADD COLUMN rebuild_reason text;`,
   },
 ];
 

@@ -17,13 +17,8 @@
  * advisory lock (the server frees it when the holder's connection dies); the checkpoint is also
  * compared in every batch (SELECT … FOR UPDATE), so even two appliers could not apply a batch twice.
  *
- * The checkpoint is only true while the rows it stands for are there. Each batch also adds the
- * ticket and message rows it wrote to counts kept in the checkpoint row; the applier compares them
- * with the tables at its start, every `checkEveryMs` (after a batch or when idle), and soon after
- * a batch met entries for tickets SQL does not have. Rows deleted behind its back (TRUNCATE
- * tickets CASCADE, a DELETE) are restored by replaying the log from its start over the rows that
- * are there, deleting nothing (`consistent`, docs/data.md): before, the projection went on from
- * its checkpoint and lists silently lacked the old tickets.
+ * The checkpoint is only true while the rows it stands for are there: the applier compares the
+ * rows it counted with the tables and replays the log over them when some were lost (lost-rows.ts).
  */
 import { DeliverPolicy, type Consumer, type StreamInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -37,12 +32,10 @@ import { MissingTicketRowError, type SequencedEntry } from './apply.js';
 import { StaleCheckpointError, commitBatch, commitOneByOne, type Committed } from './commit.js';
 import type { Database } from './database.js';
 import { APPLIER_LOCK_KEY, CHECKPOINT_NAME, migrate } from './migrations.js';
+import { LostRows } from './lost-rows.js';
 import { isDataError, readEntry, type FetchedEntry } from './read-entry.js';
-import { checkRowCounts, keptRowCounts } from './row-counts.js';
 
 const CHECKPOINT = CHECKPOINT_NAME;
-/** After a batch with entries for tickets SQL does not have, the next check comes no later than this after the last one. */
-const ORPHAN_CHECK_GAP_MS = 60_000;
 /** SQLSTATE: relation does not exist. */
 const UNDEFINED_TABLE = '42P01';
 
@@ -82,12 +75,7 @@ export class Projection {
   private readonly batchSize: number;
   private readonly idleMs: number;
   private readonly standbyRetryMs: number;
-  private readonly checkEveryMs: number;
-  /** When the tables were last compared with the checkpoint's counts, and when they are next. */
-  private lastCheckAt = 0;
-  private nextCheckAt = 0;
-  /** A replay restoring lost rows in progress: done when the checkpoint reaches `until` (the log's end when it began). */
-  private rebuild?: { until: number; started: number };
+  private readonly losses: LostRows;
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
   /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
   private checkpointSeen = false;
@@ -103,7 +91,10 @@ export class Projection {
     this.batchSize = o.batchSize ?? 500;
     this.idleMs = o.idleMs ?? 1000;
     this.standbyRetryMs = o.standbyRetryMs ?? 2000;
-    this.checkEveryMs = o.checkEveryMs ?? 300_000;
+    this.losses = new LostRows(bus, log, o.checkEveryMs ?? 300_000, (logEnd) => {
+      this.status_ = { ...this.status_, checkpoint: 0, lag: logEnd, logLastSeq: logEnd };
+      metrics.readModelLag.set(logEnd);
+    });
   }
 
   start(): void {
@@ -117,7 +108,8 @@ export class Projection {
   }
 
   status(): ProjectionStatus {
-    return { ...this.status_ };
+    const rebuilding = this.losses.rebuilding();
+    return { ...this.status_, ...(rebuilding ? { rebuilding } : {}) };
   }
 
   async checkpoint(): Promise<number> {
@@ -188,6 +180,10 @@ export class Projection {
       if (signal.aborted) return;
       lock = await db.tryApplierLock(APPLIER_LOCK_KEY);
     }
+    // A stop while the lock was being taken (a PostgreSQL connection takes a moment) has fired
+    // its abort already, which a listener added now never hears: the term applied on until NATS
+    // closed under it, and the stop waited for that (a stop right after a start hung).
+    if (signal.aborted) return void (await lock.release());
     const term = new AbortController();
     const end = () => term.abort();
     signal.addEventListener('abort', end, { once: true });
@@ -239,7 +235,7 @@ export class Projection {
     if (!row && applied > 0) throw new StaleCheckpointError(applied, undefined);
     if (row?.log_created !== info.created) {
       // A row made here (a new database, or the row lost under full tables) has no counts yet:
-      // counted_seq -1 has them taken from the tables (consistent), not compared.
+      // counted_seq -1 has them taken from the tables (row-counts.ts), not compared.
       await db.query(
         `INSERT INTO projection_checkpoint (name, seq, log_created, counted_seq, updated_at) VALUES ($1, 0, $2, -1, now()) ON CONFLICT (name) DO UPDATE SET log_created = $2`,
         [CHECKPOINT, info.created],
@@ -251,7 +247,9 @@ export class Projection {
     let applied = await this.checkpoint();
     await this.sameLog(db, applied);
     // The log is the one the checkpoint counts in: do the tables still hold what it stands for?
-    if (!(await this.consistent(db))) applied = 0;
+    if (!(await this.losses.check(db))) applied = 0;
+    // A replay resumed after a restart may have reached its end already (killed before it said so).
+    await this.losses.reached(db, applied);
     const after = (seq: number): Promise<Consumer> => this.bus.js.consumers.get(Streams.log, seq > 0
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seq + 1 }
       : { deliver_policy: DeliverPolicy.All });
@@ -276,16 +274,16 @@ export class Projection {
       if (batch.length) {
         const next = await this.applyBatch(db, applied, batch);
         if (next === null) {
-          // Rows lost: the log is replayed from its start (consistent), this batch with it.
+          // Rows lost: the log is replayed from its start (lost-rows.ts), this batch with it.
           applied = 0;
           consumer = await after(0);
           continue;
         }
         applied = next;
         progress();
-        if (this.rebuild && applied >= this.rebuild.until) await this.rebuilt(db);
+        await this.losses.reached(db, applied);
         // Under steady traffic a fetch is never empty: the check comes after a batch as well.
-        if (!this.rebuild && Date.now() >= this.nextCheckAt && !(await this.consistent(db))) {
+        if (this.losses.due() && !(await this.losses.check(db))) {
           applied = 0;
           consumer = await after(0);
           continue;
@@ -306,76 +304,14 @@ export class Projection {
           // checkpoint, in the new log).
           await this.sameLog(db, applied, info);
           progress();
-          if (this.rebuild && info && applied >= info.state.last_seq) await this.rebuilt(db);
-          if (!this.rebuild && Date.now() >= this.nextCheckAt && !(await this.consistent(db))) {
+          await this.losses.reached(db, applied);
+          if (this.losses.due() && !(await this.losses.check(db))) {
             applied = 0;
             consumer = await after(0);
           }
         }
       }
     }
-  }
-
-  /**
-   * Whether the tables hold the rows the checkpoint stands for: the tickets and messages counted
-   * against what the batches wrote (less what erasure deleted), in one transaction holding the
-   * checkpoint row (a batch and an erasure lock it first, so nothing moves between the count and
-   * what is written from it). One count(*) of each table, so at a term's start, every
-   * `checkEveryMs`, and soon after entries for missing tickets, never per batch. Three answers:
-   *
-   * - counts an older version left behind, or none yet: the ones found are kept (nothing to compare);
-   * - fewer rows than counted (rows lost behind the projection: TRUNCATE tickets CASCADE, a DELETE,
-   *   an older replica's erasure during a rolling upgrade): the checkpoint goes to 0 and the counts
-   *   to the ones found, and the log is replayed from its start over the rows that are there.
-   *   Nothing is deleted: a replay writes only what is missing (apply.ts), so it restores what the
-   *   log still holds and ends at the latest state. Returns false then;
-   * - more rows than counted, none fewer (a table restored from a backup, an older version's
-   *   writes): nothing to restore; the counts are taken again and a warning names the numbers.
-   */
-  private async consistent(db: Database): Promise<boolean> {
-    this.lastCheckAt = Date.now();
-    this.nextCheckAt = this.lastCheckAt + this.checkEveryMs;
-    const r = await checkRowCounts(db);
-    const { seq, found, expected } = r;
-    const fields = { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages };
-    const what = r.checkpointLost
-      ? `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint row is gone (deleted behind the projection?)`
-      : `the read model holds ${found.tickets} tickets and ${found.messages} messages, but its checkpoint (sequence ${seq}) stands for ${expected.tickets} and ${expected.messages}`;
-    switch (r.outcome) {
-      case 'ok':
-        return true;
-      case 'counted':
-        this.log.info({ checkpoint: seq, tickets: found.tickets, messages: found.messages }, 'read-model row counts taken at the checkpoint (kept with it from now on, to tell rows lost behind the projection)');
-        return true;
-      case 'more':
-        this.log.warn(fields, `${what}: rows were added behind the projection (a table restored from a backup, an older version's writes?). Nothing to restore; the counts are taken again from the tables`);
-        return true;
-      case 'replay':
-        break;
-    }
-    this.log.error(
-      fields,
-      `${what}${r.checkpointLost ? '' : ': rows were deleted behind the projection (a TRUNCATE or DELETE, an older version\'s erasure?)'}. Replaying the log to restore lost rows, from sequence 1 over the rows that are there (nothing is deleted; docs/data.md); lists lack the lost rows until it is done`,
-    );
-    const info = await this.bus.jsm.streams.info(Streams.log);
-    this.rebuild = { until: info.state.last_seq, started: Date.now() };
-    this.status_ = {
-      ...this.status_,
-      checkpoint: 0,
-      lag: info.state.last_seq,
-      logLastSeq: info.state.last_seq,
-      rebuilding: `${what}; replaying the log to restore lost rows (docs/data.md)`,
-    };
-    metrics.readModelLag.set(this.status_.lag);
-    return false;
-  }
-
-  /** The replay caught up with where the log ended when it began. */
-  private async rebuilt(db: Database): Promise<void> {
-    const n = await keptRowCounts(db);
-    this.log.warn({ checkpoint: this.status_.checkpoint, ...n, ms: Date.now() - (this.rebuild?.started ?? Date.now()) }, 'read model replayed the log: lost rows restored');
-    this.rebuild = undefined;
-    delete this.status_.rebuilding;
   }
 
   /** One transaction: every entry after `expected`, then the checkpoint. Returns the new checkpoint, or null when rows were found lost and the log is to be replayed from its start. */
@@ -410,20 +346,18 @@ export class Projection {
       // customer writing again after a TRUNCATE left the ticket `new` with one message for good).
       // Rare otherwise (a reply logged before its ticket's first message, an opening entry SQL
       // refused): one count for such a batch.
-      committed = await commit(expected, entries, !this.rebuild);
+      committed = await commit(expected, entries, !this.losses.replaying);
     } catch (err) {
       if (!(err instanceof MissingTicketRowError)) throw err;
       this.log.info({ ticketId: err.ticketId, seq: err.seq }, 'a log entry found no row for its ticket: comparing the read model\'s row counts before applying it');
-      if (!(await this.consistent(db))) return null;
+      if (!(await this.losses.check(db))) return null;
       // One entry at a time (a data error's fallback) may have committed those before it.
       const at = await this.checkpoint();
       committed = await commit(at, entries.filter((e) => e.seq > at), false);
     }
     for (const [outcome, n] of committed.outcomes) metrics.readModelApplied.inc({ outcome }, n);
-    // Entries for tickets SQL does not have: legitimate now and then (an entry before any
-    // message), but also what rows deleted behind the projection's back look like. An edit or
-    // delete of a message SQL never stored (routine: Telegram edits) is no sign of it.
-    if (committed.missingTickets) this.nextCheckAt = Math.min(this.nextCheckAt, this.lastCheckAt + Math.min(ORPHAN_CHECK_GAP_MS, this.checkEveryMs));
+    // An edit or delete of a message SQL never stored (routine: Telegram edits) is no sign of lost rows: not counted in missingTickets.
+    if (committed.missingTickets) this.losses.soon();
     if (invalid) metrics.readModelApplied.inc({ outcome: 'invalid' }, invalid);
     this.status_.checkpoint = seq;
     return seq;

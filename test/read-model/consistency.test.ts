@@ -6,10 +6,12 @@
  * rows are logged, shown in its status (/readyz) and restored by replaying the log over the rows
  * that are there, deleting nothing (no TRUNCATE: no privilege needed, nothing lost when the log
  * was trimmed); more rows only have the counts taken again. An erasure lowers the counts with the
- * rows and is not taken for a loss, nor are counts an older version left behind. Both engines.
+ * rows and is not taken for a loss, nor are counts an older version left behind. A replay cut
+ * short by a kill is recorded with the checkpoint and resumed, shown and closed, by the next
+ * start. Both engines.
  */
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { LogEntry } from '../../src/core/schema.js';
@@ -48,6 +50,41 @@ function agentReply(ticketId: string, id: string, text: string): LogEntry {
   };
 }
 
+/**
+ * `db` as a projection sees it, whose transactions wait once the checkpoint is at `from` or past it
+ * but short of `until` (a replay stopped mid-way), until released or failed (the process killed).
+ */
+function holdable(db: Database) {
+  let range: [number, number] | undefined;
+  let held: Array<{ go: () => void; fail: (err: Error) => void }> = [];
+  const at = async () => Number((await db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint'))[0]?.seq ?? 0);
+  const wrapped: Database = {
+    engine: db.engine,
+    where: db.where,
+    query: (sql, params) => db.query(sql, params),
+    tryApplierLock: (key) => db.tryApplierLock(key),
+    close: () => db.close(),
+    async transaction(fn) {
+      const seq = range ? await at() : 0;
+      if (range && seq >= range[0] && seq < range[1]) await new Promise<void>((go, fail) => held.push({ go, fail }));
+      return db.transaction(fn);
+    },
+  };
+  const settle = (how: (h: (typeof held)[number]) => void) => {
+    range = undefined;
+    const now = held;
+    held = [];
+    now.forEach(how);
+  };
+  return {
+    db: wrapped,
+    from: (from: number, until: number) => void (range = [from, until]),
+    waiting: () => held.length,
+    release: () => settle((h) => h.go()),
+    fail: () => settle((h) => h.fail(new Error('killed'))),
+  };
+}
+
 describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the projection, on %s', (engine) => {
   let db: Database;
   let cleanup: () => Promise<void>;
@@ -71,6 +108,7 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
     return { tickets: Number(r!.tickets), messages: Number(r!.messages), statusChanges: Number(r!.status_changes) };
   };
   const rebuilds = () => lines.filter((l) => l.includes('Replaying the log to restore lost rows')).length;
+  const closed = () => lines.filter((l) => l.includes('read model replayed the log: lost rows restored')).length;
   /** Every ticket row as readers see it: what a replay must leave as it was. */
   const ticketRows = () =>
     db.query(
@@ -185,7 +223,9 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
 
   it('no TRUNCATE is issued (a role without that privilege is enough; checked in the source, not with such a role)', async () => {
     const { readFileSync } = await import('node:fs');
-    expect(readFileSync(new URL('../../src/read-model/projection.ts', import.meta.url), 'utf8')).not.toMatch(/query\(\s*['"`]TRUNCATE/);
+    for (const file of ['projection.ts', 'lost-rows.ts', 'row-counts.ts', 'commit.ts']) {
+      expect(readFileSync(new URL(`../../src/read-model/${file}`, import.meta.url), 'utf8')).not.toMatch(/query\(\s*['"`]TRUNCATE/);
+    }
   });
 
   it('a customer writing again (and an agent answering) after a loss, before any check: the replay still restores those tickets whole', async () => {
@@ -224,6 +264,59 @@ describe.each(['pglite', 'postgres'] as const)('read model rows lost behind the 
     for (const id of ['T-1', 'T-2', 'T-3', 'T-4', 'T-5']) expect(byId(after, id)).toEqual(byId(withRows, id));
     expect(byId(after, 'T-6')).toMatchObject({ message_count: 2 });
   });
+
+  it('a replay cut short (the process killed mid-way) resumes at the next start showing `rebuilding`, and ends with its closing line', async () => {
+    // The outside trial: the restarted process finished the replay as ordinary lag, with neither
+    // the status nor the closing line. Transactions are held mid-replay, and the applier is then
+    // stopped with them failing: SQL is left at a batch boundary, as kill -9 leaves it.
+    await projection.stop();
+    const held = holdable(db);
+    onTestFinished(() => held.release()); // a failure must not leave the applier waiting, and afterAll with it
+    projection = new Projection(bus, async () => held.db, log, { checkEveryMs: 300, batchSize: 1 });
+    projection.start();
+    await expect.poll(async () => (await projection.checkpoint()) === (await logEnd()), { timeout: 30_000 }).toBe(true);
+    const expected = await ticketRows();
+    const replays = rebuilds();
+    const closings = closed();
+    const { first_seq: first, last_seq: end } = (await bus.jsm.streams.info(Streams.log)).state; // the other engine's entries were purged
+    held.from(first + 2, end);
+    await db.query('TRUNCATE tickets CASCADE');
+    await expect.poll(held.waiting, { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(await projection.checkpoint()).toBe(first + 2);
+    expect(projection.status().rebuilding).toContain('replaying the log to restore lost rows');
+    const killed = projection.stop();
+    held.fail();
+    await killed;
+    expect(rebuilds()).toBe(replays + 1);
+    expect(closed()).toBe(closings);
+
+    projection = new Projection(bus, async () => held.db, log, { checkEveryMs: 300, batchSize: 1 });
+    held.from(first + 4, end);
+    projection.start();
+    await expect.poll(held.waiting, { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(await projection.checkpoint()).toBe(first + 4);
+    expect(projection.status()).toMatchObject({ applying: true, rebuilding: expect.stringContaining('the read model holds 0 tickets and 0 messages') });
+    expect(lines.some((l) => l.includes('a replay restoring lost rows was under way'))).toBe(true);
+    expect(closed()).toBe(closings);
+    held.release();
+    await whole([...TICKETS, 'T-6'], replays + 1); // resumed, not begun again
+    await expect.poll(closed).toBe(closings + 1);
+    expect(projection.status().rebuilding).toBeUndefined();
+    const [c] = await db.query<{ rebuild_until: unknown }>('SELECT rebuild_until FROM projection_checkpoint');
+    expect(c!.rebuild_until).toBeNull();
+    expect(await ticketRows()).toEqual(expected);
+
+    // Killed between the replay's last batch and its closing line: said, and cleared, at the next start.
+    await projection.stop();
+    await db.query(`UPDATE projection_checkpoint SET rebuild_until = seq, rebuild_started = now(), rebuild_reason = 'the read model holds fewer rows'`);
+    projection = new Projection(bus, async () => db, log, { checkEveryMs: 300 });
+    projection.start();
+    await expect.poll(closed, { timeout: 10_000 }).toBe(closings + 2);
+    expect(projection.status().rebuilding).toBeUndefined();
+    expect(rebuilds()).toBe(replays + 1);
+    const [d] = await db.query<{ rebuild_until: unknown }>('SELECT rebuild_until FROM projection_checkpoint');
+    expect(d!.rebuild_until).toBeNull();
+  });
 });
 
 describe('what pulls the next check forward', () => {
@@ -250,7 +343,7 @@ describe('what pulls the next check forward', () => {
     await cleanup?.();
   });
 
-  const nextCheckAt = () => (projection as unknown as { nextCheckAt: number }).nextCheckAt;
+  const nextCheckAt = () => (projection as unknown as { losses: { nextCheckAt: number } }).losses.nextCheckAt;
   const caughtUp = async () => expect.poll(async () => (await projection.checkpoint()) === (await bus.jsm.streams.info(Streams.log)).state.last_seq, { timeout: 10_000 }).toBe(true);
 
   it('an edit of a message SQL never stored (routine for Telegram edits) does not; an entry for a ticket SQL lacks does', async () => {
