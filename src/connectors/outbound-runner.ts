@@ -202,6 +202,8 @@ export class OutboundRunner {
     };
     // While we retry, the lane consumer tells the server we are still working on the message.
     for (;;) {
+      // Erased while it waited (its lane, a backoff): the person asked to be forgotten, so it is not sent.
+      if (await this.erased(m, msg)) return;
       attempts++;
       if (!(await mark({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() }))) return;
       try {
@@ -224,9 +226,7 @@ export class OutboundRunner {
             `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
           return;
         }
-        const delay = err instanceof TransientDeliveryError && err.retryAfterMs !== undefined
-          ? err.retryAfterMs
-          : backoffMs(attempts - 1, this.o.backoffBaseMs, this.o.backoffMaxMs);
+        const delay = this.retryDelay(err, attempts, msg);
         this.log.warn({ outboundId: msg.id, attempts, delayMs: delay, err: errorMessage(err) }, 'send failed; retrying');
         const waitUntil = Date.now() + delay;
         await sleep(delay, this.stopping.signal);
@@ -237,6 +237,41 @@ export class OutboundRunner {
         }
       }
     }
+  }
+
+  /**
+   * The wait before the next attempt: the platform's Retry-After when it gave one, within
+   * `backoffMax` as for outgoing webhooks. Obeyed as given, a receiver answering 429 with
+   * `Retry-After: 99999` held the reply (and the conversation's next ones) for 28 hours while the
+   * ticket looked answered; capped, the attempt counts, and a platform that keeps refusing ends
+   * as a failed delivery the agent sees, after at most `maxAttempts` × `backoffMax`.
+   */
+  private retryDelay(err: unknown, attempts: number, msg: OutboundMessage): number {
+    const backoff = backoffMs(attempts - 1, this.o.backoffBaseMs, this.o.backoffMaxMs);
+    const asked = err instanceof TransientDeliveryError ? err.retryAfterMs : undefined;
+    if (asked === undefined) return backoff;
+    if (asked > this.o.backoffMaxMs) {
+      this.log.warn({ outboundId: msg.id, retryAfterMs: asked, waitMs: this.o.backoffMaxMs }, 'the platform asked to wait longer than outbound.backoffMax; retrying after backoffMax (the attempt counts)');
+      return this.o.backoffMaxMs;
+    }
+    return asked;
+  }
+
+  /**
+   * Whether the message left the stream while it waited here: a personal-data erasure deletes a
+   * ticket's outbound messages, but one already taken (queued in its lane, or in a backoff) was
+   * sent after the erasure answered. One stream read per attempt; acked, with no outcome (the
+   * ticket is gone with it).
+   */
+  private async erased(m: JsMsg, msg: OutboundMessage): Promise<boolean> {
+    const stored = await this.bus.jsm.streams.getMessage(Streams.outbound, { seq: m.seq }).catch((err: unknown) => {
+      if (isGone(err)) return null;
+      throw err;
+    });
+    if (stored) return false;
+    this.log.info({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent: not sent');
+    m.ack();
+    return true;
   }
 
   /**
