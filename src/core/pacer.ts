@@ -5,6 +5,10 @@
  * that far in the future, and every reply stopped for as long as the step, silently.
  */
 import { sleep } from './sleep.js';
+
+/** The longest a platform's wait holds a chat's sends (Telegram's retry_after is bounded the same: telegram/sender.ts). */
+export const MAX_DEFER_MS = 60 * 60_000;
+
 export class Pacer {
   private readonly nextAt = new Map<string, number>();
   private globalNext = 0;
@@ -29,9 +33,13 @@ export class Pacer {
     if (delay > 0) await sleep(delay);
   }
 
-  /** Push a key's next slot out (the platform said to wait, e.g. 429 retry_after). */
+  /**
+   * Push a key's next slot out (the platform said to wait, e.g. 429 retry_after), by at most
+   * MAX_DEFER_MS: every send to that chat waits inside the call, so an absurd wait asked for (a
+   * Retry-After of 99999 s) would hold each of them for a day, as `in-flight`.
+   */
   defer(key: string, ms: number): void {
-    this.nextAt.set(key, Math.max(this.nextAt.get(key) ?? 0, performance.now() + ms));
+    this.nextAt.set(key, Math.max(this.nextAt.get(key) ?? 0, performance.now() + Math.min(ms, MAX_DEFER_MS)));
   }
 
   private prune(now: number): void {

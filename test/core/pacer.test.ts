@@ -5,7 +5,7 @@
  * probe green. Slots are now on the monotonic clock; the wall clock can do what it likes.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Pacer } from '../../src/core/pacer.js';
+import { MAX_DEFER_MS, Pacer } from '../../src/core/pacer.js';
 import { sleep } from '../../src/core/sleep.js';
 
 afterEach(() => vi.restoreAllMocks());
@@ -39,5 +39,18 @@ describe('Pacer', () => {
     overflow.defer('chat-2', 3_000_000_000); // 35 days: past a Node timer's 24.8-day limit
     const waited = await Promise.race([overflow.wait('chat-2').then(() => 'returned'), sleep(300).then(() => 'still waiting')]);
     expect(waited).toBe('still waiting');
+  });
+  it("holds a chat's sends for at most an hour, whatever wait the platform asked for", async () => {
+    const pacer = new Pacer(0, 0);
+    pacer.defer('chat-9', 99_999_000); // Retry-After: 99999
+    const start = performance.now();
+    vi.spyOn(performance, 'now').mockReturnValue(start + MAX_DEFER_MS + 1);
+    await Promise.race([
+      pacer.wait('chat-9'),
+      sleep(2_000).then(() => {
+        throw new Error('the send still waited past the cap');
+      }),
+    ]);
+    expect(MAX_DEFER_MS).toBe(3_600_000);
   });
 });
