@@ -1,13 +1,15 @@
 /**
- * The data-governance and reporting part of /v1: `GET /v1/reports/{kind}` (JSON or CSV) and
- * `POST /v1/contacts/{id}/erase` (admin tokens only). Both read the SQL read model; erasure
- * also reaches every NATS store (src/core/erasure.ts).
+ * The data-governance and reporting part of /v1: `GET /v1/reports/{kind}` (JSON or CSV),
+ * `POST /v1/contacts/{id}/erase` and `POST /v1/identities/erase` (admin tokens only). Reports and
+ * contact erasure read the SQL read model; erasure also reaches every NATS store
+ * (src/core/erasure.ts). Erasure by identifiers is for a person the read model does not know:
+ * one whose every post was refused, so only dead letters (and transport copies) hold them.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { queryDateOrTime } from './query-time.js';
 import { describeZodError } from '../core/schema.js';
-import { parseJsonBody } from '../core/json-input.js';
+import { JsonInputError, parseJsonBody } from '../core/json-input.js';
 import { Eraser, type ErasureOptions } from '../core/erasure.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
@@ -16,7 +18,7 @@ import { eraseRows, fileReferencedElsewhere, personFootprint } from '../read-mod
 import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
 import type { BusinessHours } from '../router/business-hours.js';
 import type { TokenAuth } from './auth.js';
-import { fail, failQuery } from './errors.js';
+import { HttpError, fail, failQuery, refuseUnknownFields } from './errors.js';
 
 export interface DataApiDeps {
   bus: Bus;
@@ -32,6 +34,11 @@ export interface DataApiDeps {
 }
 
 const DAY = 86_400_000;
+
+/** Erasure by identifiers: platform user ids, phone numbers, email addresses, usernames. */
+const IdentityErasureBody = z.object({
+  identities: z.array(z.string().trim().min(1, 'an identifier may not be empty').max(320)).min(1, 'give at least one identifier').max(50),
+});
 /** A report over more than this is refused: it would read that much history in one request. */
 const MAX_RANGE_DAYS = 400;
 
@@ -112,6 +119,45 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     await eraser.announce(result, options);
     return { erasureId: result.id, contactIds: person.contactIds, ticketIds: person.ticketIds, erased: result.erased };
   });
+
+  // A person the read model has no contact for (every post refused: only dead letters hold them):
+  // the same erasure with no tickets, by the identifiers given.
+  app.post('/v1/identities/erase', async (req, reply) => {
+    const who = deps.auth.authorizeAdmin(req.headers.authorization);
+    if ('error' in who) return fail(reply, who.error.code, who.error.message);
+    const json = jsonBody(req.body);
+    refuseUnknownFields(IdentityErasureBody, json);
+    const body = IdentityErasureBody.safeParse(json);
+    if (!body.success) return fail(reply, 'invalid_request', describeZodError(body.error), body.error.issues[0]!.path.join('.'));
+    const identities = body.data.identities;
+    // A known person is erased whole by their contact: this would leave their tickets and rows.
+    await deps.readModel.caughtUp();
+    for (const [i, value] of identities.entries()) {
+      const found = await deps.readModel.findContacts({ handle: value, ...(value.includes('@') ? { email: value } : /\d/.test(value) ? { phone: value } : {}) });
+      if (found.length > 0) {
+        const ids = found.map((c) => c.id).join(', ');
+        return fail(reply, 'invalid_request', `identities.${i}: "${value}" belongs to contact ${ids}: erase the contact (POST /v1/contacts/${found[0]!.id}/erase), which takes their tickets too`, `identities.${i}`);
+      }
+    }
+    const options: ErasureOptions = { reason: 'api', requestedBy: who.name };
+    deps.log.info({ identities: identities.length, requestedBy: who.name }, 'erasing a person by identifiers: transport copies, events, dead letters');
+    const result = await eraser.erase({ ticketIds: [], identities }, options);
+    await eraser.announce(result, options);
+    return { erasureId: result.id, erased: result.erased };
+  });
+}
+
+/** A JSON object body; the same JSON edge as every other body. */
+function jsonBody(body: unknown): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = parseJsonBody(Buffer.isBuffer(body) ? body : Buffer.alloc(0));
+  } catch (err) {
+    if (!(err instanceof JsonInputError)) throw new HttpError('invalid_json', 'body is not valid JSON', 'body');
+    throw new HttpError(err.kind === 'json' ? 'invalid_json' : 'invalid_request', err.message, err.field);
+  }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
+  return json as Record<string, unknown>;
 }
 
 /** A date alone is midnight in the reports' zone: `from=2026-03-02` means that day as the team lives it. */

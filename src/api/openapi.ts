@@ -148,6 +148,13 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, contactIds: { type: 'array', items: { type: 'string' } }, ticketIds: { type: 'array', items: { type: 'string' } }, erased: json(ErasureCounts) } } } } }, ...errors(401, 403, 404) },
         },
       },
+      '/v1/identities/erase': {
+        post: {
+          summary: 'Erase a person the read model has no contact for (e.g. every post refused, so only dead letters hold them) by their identifiers: transport streams, ticket events, dead letters (payloads searched), dedup stamps (admin tokens only; an identifier of a known contact is refused: erase the contact; docs/data.md)',
+          requestBody: jsonBody({ type: 'object', required: ['identities'], properties: { identities: { type: 'array', minItems: 1, maxItems: 50, items: { type: 'string', minLength: 1, maxLength: 320 }, description: 'platform user ids, phone numbers, email addresses, usernames' } } }),
+          responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, erased: json(ErasureCounts) } } } } }, ...errors(400, 401, 403) },
+        },
+      },
       '/v1/reports/{kind}': {
         get: {
           summary: 'A support report over [from, to): durations in business time (router.sla.businessHours) with average, median and p90; JSON, or CSV with Accept: text/csv or format=csv',

@@ -12,6 +12,7 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager }
 import type { NatsConnection } from '@nats-io/transport-node';
 import { sourceSubjectFilter } from '../core/dead-letter.js';
 import { errorMessage } from '../core/errors.js';
+import { isGone } from '../core/stream-scan.js';
 import { DeadLetter } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import { replayOne, type Outcome } from '../dlq.js';
@@ -45,6 +46,17 @@ export interface LetterDetail extends LetterSummary {
   payload: string;
   payloadEncoding: 'utf8' | 'base64';
   meta?: Record<string, string>;
+}
+
+/** What a read-only token sees of a letter: the payload and its meta may hold personal data. */
+export interface WithheldLetter extends LetterSummary {
+  payloadWithheld: string;
+}
+
+/** A letter without its payload and meta, saying why. */
+export function withholdPayload(l: LetterDetail): WithheldLetter {
+  const { payload: _p, payloadEncoding: _e, meta: _m, ...rest } = l;
+  return { ...rest, payloadWithheld: 'a read-only token sees no payload (it may hold personal data): read it with a token that may write' };
 }
 
 export type ReplayResult = Outcome & { seq: number };
@@ -130,6 +142,16 @@ export class DeadLetterDesk {
     if (!parsed.success) return null;
     const d = parsed.data;
     return { ...summary(seq, d), payload: d.payload, payloadEncoding: d.payloadEncoding, meta: d.meta };
+  }
+
+  /**
+   * Erases one letter (overwritten on disk, `erase: true`, as a person's erasure erases theirs):
+   * false when there is none at `seq`. A letter other than a dead letter at that sequence cannot
+   * be: the sequence is the dead-letter stream's own.
+   */
+  async erase(seq: number): Promise<boolean> {
+    if (!(await this.stored(seq))) return false;
+    return this.jsm.streams.deleteMessage(Streams.deadLetter, seq, true).catch((err: unknown) => (isGone(err) ? false : Promise.reject(err)));
   }
 
   /** Replays one letter by sequence; null when there is none. */

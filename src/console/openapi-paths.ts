@@ -39,7 +39,14 @@ export function consolePaths(errors: Errors): Record<string, unknown> {
         responses: { ...ok('Letters (without payloads) and how many were looked at'), ...errors(400, 401) },
       },
     },
-    '/v1/dead-letters/{seq}': { get: { summary: 'One dead letter with its payload', parameters: [seq], responses: { ...ok('The letter'), ...errors(400, 401, 404, 503) } } },
+    '/v1/dead-letters/{seq}': {
+      get: { summary: 'One dead letter with its payload; a read-only token gets it without payload and meta (personal data), with `payloadWithheld` saying so', parameters: [seq], responses: { ...ok('The letter'), ...errors(400, 401, 404, 503) } },
+      delete: {
+        summary: 'Erase one dead letter (overwritten on disk, as an erasure does): admin tokens only. For a person whose posts were refused, see POST /v1/identities/erase',
+        parameters: [seq],
+        responses: { ...ok('Erased', { type: 'object', properties: { seq: { type: 'integer' }, erased: { type: 'boolean' } } }), ...errors(400, 401, 403, 404, 503) },
+      },
+    },
     '/v1/dead-letters/{seq}/replay': {
       post: { summary: 'Replay one letter the way its source takes it in (as `omnigate dlq --replay`)', parameters: [seq], responses: { ...ok('The outcome', outcomes), ...errors(400, 401, 403, 404, 503) } },
     },

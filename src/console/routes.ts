@@ -1,6 +1,6 @@
 /**
  * The API behind /console (and for anyone with a token): the signed-in token, connectors across
- * every replica and their restart, dead letters (list, read, replay), and a live tail of ticket
+ * every replica and their restart, dead letters (list, read, replay, erase: admin only), and a live tail of ticket
  * events as server-sent events. Same bearer tokens as /v1; read-only tokens are refused every
  * write here by the same rule (403), whatever the page shows.
  */
@@ -14,7 +14,7 @@ import { describeZodError } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import type { TokenAuth } from '../api/auth.js';
 import { fail, failQuery } from '../api/errors.js';
-import { DeadLetterDesk } from './dead-letters.js';
+import { DeadLetterDesk, withholdPayload } from './dead-letters.js';
 import type { ReplicaConnectors, RestartAnswer } from './replica-service.js';
 import { registerConsoleAssets } from './static.js';
 
@@ -124,7 +124,20 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');
     const letter = await desk.get(seq.data);
     if (!letter) return fail(reply, 'not_found', `no dead letter at sequence ${seq.data}`);
-    return letter;
+    // A refused post is parked whole, personal data and all: read-only tokens (dashboards) see why, not what.
+    const who = deps.auth.check(req.headers.authorization);
+    return who.ok && who.readOnly ? withholdPayload(letter) : letter;
+  });
+
+  // Admin only, as erasure: a letter may be the only copy of a person's data (every post refused).
+  app.delete<{ Params: { seq: string } }>('/v1/dead-letters/:seq', async (req, reply) => {
+    const who = deps.auth.authorizeAdmin(req.headers.authorization);
+    if ('error' in who) return fail(reply, who.error.code, who.error.message);
+    const seq = Seq.safeParse(req.params.seq);
+    if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');
+    if (!(await desk.erase(seq.data))) return fail(reply, 'not_found', `no dead letter at sequence ${seq.data}`, 'seq');
+    deps.log.info({ seq: seq.data, by: who.name }, 'dead letter erased from the API');
+    return { seq: seq.data, erased: true };
   });
 
   app.post<{ Params: { seq: string } }>('/v1/dead-letters/:seq/replay', guarded, async (req, reply) => {

@@ -195,7 +195,7 @@ export class ReadModel {
       const source = rows.find((r) => r.id === from);
       if (!target) throw new MergeRefusal('id', `no contact with id ${into}`, true);
       if (!source) throw new MergeRefusal('contactId', `no contact with id ${from}`);
-      if (source.root === target.root) throw new MergeRefusal('contactId', `${from} is already part of ${target.root}`);
+      if (source.root === target.root) throw new MergeRefusal('contactId', alreadyOne(into, from, target.root));
       await mergeContacts(tx, source.root, target.root, new Date().toISOString(), by);
     });
     const merged = await this.getContact(into);
@@ -203,4 +203,15 @@ export class ReadModel {
     this.log.info({ into, from, by }, 'contacts merged through the API');
     return view;
   }
+}
+
+/**
+ * Why `from` cannot be merged into `into`: they are one contact already. Each is named as what it
+ * is: the message said "A1 is already part of A1" when A2, merged into A1, was given A1.
+ */
+function alreadyOne(into: string, from: string, root: string): string {
+  if (into === from) return `${from} cannot be merged into itself`;
+  if (root === into) return `${from} is already part of ${into}`;
+  if (root === from) return `${into} is already part of ${from}`;
+  return `${from} and ${into} are already part of ${root}`;
 }

@@ -31,6 +31,20 @@ export interface ReportQuery {
 
 export type ReportRow = { group: string } & Record<string, number | string | null>;
 
+const DURATION_COLUMNS = ['avgSeconds', 'medianSeconds', 'p90Seconds', 'maxSeconds'] as const;
+/**
+ * Every report's columns, in order: the CSV header comes from here, so a report with no rows still
+ * names them all (it said only `group` before). A test checks the rows carry exactly these.
+ */
+export const REPORT_COLUMNS: Record<ReportKind, readonly string[]> = {
+  'first-response': ['group', 'tickets', 'answered', 'unanswered', ...DURATION_COLUMNS],
+  reaction: ['group', 'messages', 'answered', 'unanswered', ...DURATION_COLUMNS],
+  idle: ['group', 'waiting', ...DURATION_COLUMNS],
+  'repeat-contacts': ['group', 'contacts', 'repeated', 'rate', 'windowDays'],
+  satisfaction: ['group', 'requested', 'ratings', 'responseRate', 'satisfied', 'csat', 'average', 'median', 'r1', 'r2', 'r3', 'r4', 'r5'],
+  volume: ['group', 'created', 'inbound', 'replies', 'resolved'],
+};
+
 export interface Report {
   report: ReportKind;
   from: string;
@@ -290,11 +304,10 @@ export function weekStart(instant: number, timezone: string): string {
   return new Date(day - (isoWeekday - 1) * 86_400_000).toISOString().slice(0, 10);
 }
 
-/** CSV (RFC 4180): a header from the columns of all rows, then one line per row. */
+/** CSV (RFC 4180): a header with the report's columns (also when there are no rows), then one line per row. */
 export function toCsv(report: Report): string {
-  const columns: string[] = [];
+  const columns = [...REPORT_COLUMNS[report.report]];
   for (const row of report.rows) for (const k of Object.keys(row)) if (!columns.includes(k)) columns.push(k);
-  if (columns.length === 0) columns.push('group');
   const cell = (v: unknown) => {
     const s = v === null || v === undefined ? '' : String(v);
     return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;

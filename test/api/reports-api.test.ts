@@ -48,6 +48,12 @@ describe('GET /v1/reports/{kind}', () => {
     expect(byFormat.body).toBe(expected);
   });
 
+  it('answers an empty report in CSV with its whole header', async () => {
+    const empty = await fetch(`${h.gw.httpUrl}/v1/reports/repeat-contacts?from=2020-01-06&to=2020-01-07&groupBy=account`, { headers: { authorization: `Bearer ${READER}`, accept: 'text/csv' } });
+    expect(empty.status).toBe(200);
+    expect(await empty.text()).toBe('group,contacts,repeated,rate,windowDays\r\n');
+  });
+
   it('refuses unknown reports, bad ranges and groupings, and requests without a token', async () => {
     const unknown = await h.api(`/v1/reports/happiness?${RANGE}`);
     expect(unknown.status).toBe(404);

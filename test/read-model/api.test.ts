@@ -67,7 +67,10 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     expect((await h.api(`/v1/contacts/${olga.id}`)).body).toMatchObject({ mergedInto: ivan[0].id, contact: { id: ivan[0].id } });
     const theirs = (await h.api(`/v1/tickets?contact=${ivan[0].id}`)).body.tickets.map((t: { id: string }) => t.id).sort();
     expect(theirs).toEqual([paid, receipt].sort());
-    expect((await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: olga.id }))).body.error).toMatchObject({ code: 'invalid_request', field: 'contactId' });
+    expect((await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: olga.id }))).body.error).toMatchObject({ code: 'invalid_request', field: 'contactId', message: `${olga.id} is already part of ${ivan[0].id}` });
+    // The other way round: Olga (merged into Ivan) given Ivan. It said "Ivan is already part of Ivan".
+    expect((await h.api(`/v1/contacts/${olga.id}/merge`, post({ contactId: ivan[0].id }))).body.error).toMatchObject({ code: 'invalid_request', field: 'contactId', message: `${olga.id} is already part of ${ivan[0].id}` });
+    expect((await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: ivan[0].id }))).body.error).toMatchObject({ code: 'invalid_request', field: 'contactId', message: `${ivan[0].id} cannot be merged into itself` });
     expect((await h.api('/v1/contacts/c_nobody/merge', post({ contactId: olga.id }))).status).toBe(404);
     // A misspelt key is refused naming it, before anything is merged (a merge is permanent).
     const typo = await h.api(`/v1/contacts/${ivan[0].id}/merge`, post({ contactId: olga.id, contactld: 1 }));

@@ -8,7 +8,7 @@
  * 2026-03-02 00:00 — 2026-03-16 00:00 Moscow time. 2026-03-02 is a Monday.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runReport, toCsv, type ReportQuery } from '../../src/reports/reports.js';
+import { REPORT_COLUMNS, REPORT_KINDS, runReport, toCsv, type ReportQuery } from '../../src/reports/reports.js';
 import type { Database } from '../../src/read-model/database.js';
 import { BASE, loadFixture, msk } from '../helpers/report-fixture.js';
 import { migrate } from '../../src/read-model/migrations.js';
@@ -120,5 +120,21 @@ describe.each([['pglite'], ['postgres']] as const)('reports on %s', (engine) => 
         'telegram,2,2,0,450,450,570,600\r\n' +
         'whatsapp,1,0,1,,,,\r\n',
     );
+  });
+
+  it('names every column in CSV also when a report has no rows, and rows carry exactly those columns', async () => {
+    // An empty report's CSV was the header `group` alone: a spreadsheet or a loader lost every other column.
+    const empty = { from: new Date(msk('2020-01-06T00:00:00')), to: new Date(msk('2020-01-07T00:00:00')) };
+    for (const kind of REPORT_KINDS) {
+      for (const groupBy of [undefined, 'account'] as const) {
+        const report = await runReport(t.db, kind, { ...BASE, ...empty, groupBy });
+        expect(report.rows, kind).toEqual([]);
+        expect(toCsv(report), `${kind} by ${groupBy}`).toBe(`${REPORT_COLUMNS[kind].join(',')}\r\n`);
+      }
+      // The declared columns are the rows' own, in order: a column added to a report must be declared.
+      const full = await runReport(t.db, kind, { ...BASE, groupBy: 'channel' });
+      expect(full.rows.length, kind).toBeGreaterThan(0);
+      for (const row of full.rows) expect(Object.keys(row), kind).toEqual(REPORT_COLUMNS[kind]);
+    }
   });
 });

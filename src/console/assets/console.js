@@ -459,7 +459,7 @@ async function letterScreen(seq) {
       h('dt', {}, t('dl.why')), h('dd', {}, l.reason),
     ), l.truncated ? h('p', { class: 'error' }, t('dl.truncated')) : null),
     actions, outcome,
-    h('h2', {}, t('dl.payload')), h('pre', { tabindex: '0' }, payload),
+    h('h2', {}, t('dl.payload')), l.payloadWithheld ? h('p', {}, l.payloadWithheld) : h('pre', { tabindex: '0' }, payload),
   );
 }
 

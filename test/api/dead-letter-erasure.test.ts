@@ -1,0 +1,105 @@
+/**
+ * A person whose every post was refused: the webhook intake parks the whole body (name, email,
+ * phone, passport number) in OMNI_DLQ, and the read model has no contact for them, so
+ * `POST /v1/contacts/{id}/erase` cannot reach them. Here: a read-only token sees why a letter was
+ * parked but not its payload; an admin erases the person by their identifiers
+ * (`POST /v1/identities/erase`, the contact erasure's own scan of the dead letters) or one letter
+ * by its sequence (`DELETE /v1/dead-letters/{seq}`); nothing of them is left in any stream.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, READER, SITE_SECRET, post, startApiHarness, until, type ApiHarness } from './support.js';
+import { dumpStreams, findIn } from '../helpers/store-dump.js';
+
+const DPO = 'dpo-token-0123456789abcdef-dlq';
+
+let h: ApiHarness;
+beforeAll(async () => {
+  h = await startApiHarness({
+    api: { tokens: [{ name: 'helpdesk', token: ADMIN }, { name: 'dashboards', token: READER, readOnly: true }, { name: 'dpo', token: DPO, admin: true }] },
+  });
+}, 120_000);
+afterAll(async () => h?.stop());
+
+/** Posts a body the intake refuses (a misspelt `priority`); answers the sequence of the letter it parked. */
+async function refusedPost(messageId: string, sender: Record<string, string>, text: string): Promise<number> {
+  const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${SITE_SECRET}` },
+    body: JSON.stringify({ messageId, sender, text, prioirty: 'high' }),
+  });
+  expect(res.status).toBe(400);
+  let seq = 0;
+  await until(async () => {
+    const { letters } = (await h.api('/v1/dead-letters?limit=500')).body as { letters: Array<{ seq: number }> };
+    for (const l of letters) {
+      const one = await h.api(`/v1/dead-letters/${l.seq}`);
+      if (String(one.body.payload).includes(messageId)) seq = l.seq;
+    }
+    return seq > 0;
+  }, `the letter of ${messageId}`);
+  return seq;
+}
+
+describe('dead letters holding a person the read model does not know', () => {
+  it('hides the payload from read-only tokens and erases the person by identifiers, admin only', async () => {
+    const seq = await refusedPost(
+      'dlqonly-1',
+      { id: 'dlq-only-person', name: 'Ирина Отказова', email: 'irina.refused@example.ru', phone: '+7 903 777-66-55' },
+      'Паспорт 4510 987654, прошу вернуть деньги',
+    );
+    expect((await h.api('/v1/contacts?handle=dlq-only-person')).body.contacts).toEqual([]);
+
+    // Read-only: metadata and reason, not the payload (before: the whole body, passport and all).
+    const seen = await h.api(`/v1/dead-letters/${seq}`, { token: READER });
+    expect(seen.status).toBe(200);
+    expect(seen.body).toMatchObject({ seq, source: expect.any(String), reason: expect.any(String), payloadWithheld: expect.stringContaining('read-only') });
+    expect(seen.body).not.toHaveProperty('payload');
+    expect(seen.body).not.toHaveProperty('meta');
+    expect(JSON.stringify(seen.body)).not.toMatch(/Отказова|irina\.refused|4510/);
+    // A token that may write (and replay) reads it whole.
+    expect((await h.api(`/v1/dead-letters/${seq}`)).body.payload).toContain('Отказова');
+
+    // Admin only; the body is checked before anything is erased, naming the field.
+    const body = { identities: ['dlq-only-person', 'irina.refused@example.ru', '+7 903 777-66-55'] };
+    expect((await h.api('/v1/identities/erase', post(body, {}, READER))).body.error.code).toBe('forbidden');
+    expect((await h.api('/v1/identities/erase', post(body))).body.error).toMatchObject({ code: 'forbidden', message: expect.stringContaining('not an admin token') });
+    expect((await h.api('/v1/identities/erase', post({ identities: [] }, {}, DPO))).body.error).toMatchObject({ code: 'invalid_request', field: 'identities' });
+    expect((await h.api('/v1/identities/erase', post({ identities: ['ok-person', ' '] }, {}, DPO))).body.error).toMatchObject({ code: 'invalid_request', field: 'identities.1' });
+    expect((await h.api('/v1/identities/erase', post({ identitis: ['dlq-only-person'] }, {}, DPO))).body.error).toMatchObject({ code: 'invalid_request', field: 'identitis' });
+    // A person the read model knows is erased by their contact (their tickets too), not here.
+    await h.openTicket('known-1', 'known-person@example.ru');
+    await h.gw.gateway.readModel!.caughtUp(10_000);
+    const known = await h.api('/v1/identities/erase', post({ identities: ['dlq-only-person', 'known-person@example.ru'] }, {}, DPO));
+    expect(known.status).toBe(400);
+    expect(known.body.error).toMatchObject({ code: 'invalid_request', field: 'identities.1', message: expect.stringMatching(/belongs to contact .*POST \/v1\/contacts\/.+\/erase/) });
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(200);
+
+    const erased = await h.api('/v1/identities/erase', post(body, {}, DPO));
+    expect(erased.status).toBe(200);
+    expect(erased.body.erased.deadLetters).toBeGreaterThanOrEqual(1);
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
+    const after = await dumpStreams(h.gw.nc);
+    for (const needle of ['Отказова', 'irina.refused@example.ru', '9037776655', '903 777-66-55', '4510 987654', 'dlq-only-person']) expect(findIn(after, needle), needle).toEqual([]);
+    expect(findIn(after, 'known-person@example.ru').length).toBeGreaterThan(0);
+    const audit = await h.gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.audit.erasure', (m: any) => m.id === erased.body.erasureId);
+    expect(audit).toMatchObject({ requestedBy: 'dpo', ticketCount: 0 });
+  }, 120_000);
+
+  it('DELETE /v1/dead-letters/{seq} erases one letter, admin only', async () => {
+    const seq = await refusedPost('dlqonly-2', { id: 'dlq-delete-person', name: 'Пётр Удаляев' }, 'Мой СНИЛС 112-233-445 95');
+    const del = (token: string | null, s: string | number = seq) => h.api(`/v1/dead-letters/${s}`, { method: 'DELETE', token });
+    expect((await del(READER)).status).toBe(403);
+    expect((await del(ADMIN)).body.error).toMatchObject({ code: 'forbidden', message: expect.stringContaining('not an admin token') });
+    expect((await del(null)).status).toBe(401);
+    expect((await del(DPO, 'abc')).body.error).toMatchObject({ code: 'invalid_request', field: 'seq' });
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(200);
+
+    const gone = await del(DPO);
+    expect(gone.status).toBe(200);
+    expect(gone.body).toEqual({ seq, erased: true });
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
+    expect((await del(DPO)).body.error).toMatchObject({ code: 'not_found', field: 'seq' });
+    const after = await dumpStreams(h.gw.nc);
+    for (const needle of ['Удаляев', '112-233-445', 'dlq-delete-person']) expect(findIn(after, needle), needle).toEqual([]);
+  }, 120_000);
+});
