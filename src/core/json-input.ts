@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { duplicateKeyPath } from './json-duplicates.js';
 
 /**
  * Limits on untrusted JSON and base64 before anything else looks at them. A 10,000-deep body
@@ -69,6 +70,8 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
     throw new JsonInputError(`${at}: not valid UTF-8 (bytes of another encoding?): send JSON encoded as UTF-8`, 'text', at);
   }
   const value = parseJsonBounded(text, maxDepth);
+  const twice = duplicateKeyPath(text);
+  if (twice) throw new JsonInputError(`${twice}: the key appears twice in one object (which one counts differs between JSON readers): send it once`, 'text', twice);
   const nul = nulAt(value);
   if (nul) throw new JsonInputError(`${nul}: contains a NUL character (U+0000)`, 'text', nul);
   // Only a \uD800–\uDFFF escape can make one: UTF-8 that passed isUtf8 holds none.

@@ -512,6 +512,19 @@ describe('hostile input: the reported cases', () => {
     expect(nested).toMatchObject({ status: 400, body: { error: 'invalid_body', field: 'attachments.0.size' } });
   });
 
+  it('a key given twice in one object is a 400 naming it (the last one was taken silently: "b" went to the customer for {"text":"a","text":"b"})', async () => {
+    const reply = await fetch(`${h.gw.httpUrl}/v1/tickets/${ticketId}/replies`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: '{"text":"a","text":"Ответ 😀 агент"}' });
+    expect(reply.status).toBe(400);
+    expect(((await reply.json()) as any).error).toEqual({ code: 'invalid_request', field: 'text', message: 'text: the key appears twice in one object (which one counts differs between JSON readers): send it once' });
+    const nested = await channel('{"messageId":"dk-1","sender":{"id":"dk@example.ru","id":"other@example.ru"},"text":"x"}');
+    expect(nested).toMatchObject({ status: 400, body: { error: 'invalid_body', field: 'sender.id' } });
+    // Escaped spellings of one key are one key; equal keys in different objects are fine.
+    const escaped = await channel('{"messageId":"dk-2","\\u006dessageId":"dk-3","sender":{"id":"dk@example.ru"},"text":"x"}');
+    expect(escaped).toMatchObject({ status: 400, body: { field: 'messageId' } });
+    const fine = await channel('{"messageId":"dk-4","sender":{"id":"dk@example.ru","name":"Дина"},"text":"x","attachments":[]}');
+    expect(fine.status).toBe(202);
+  });
+
   it('a URL with raw non-ASCII bytes (curl \'…?q=оплата\') is a 400 naming the URL and how to fix it, in the route\'s shape', async () => {
     const raw = async (path: string) => {
       const { port } = new URL(h.gw.httpUrl);
