@@ -13,6 +13,7 @@ import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { describeUnknownKey, nearest, unknownKeys, type UnknownKey } from './strict-keys.js';
 import type { NatsAccess } from './nats-access.js';
 import { findUrlCredentials } from './url-credentials.js';
+import { misspeltOverrides } from './config-env.js';
 
 /** One thing wrong in a config: the key (a path such as `connectors[1].token`) and why. */
 export interface ConfigProblem {
@@ -441,17 +442,22 @@ export function loadConfig(
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
   }
   const fromEnv = applyEnvOverrides(raw as Record<string, unknown>, env, label);
+  // OMNIGATE_NATS_URL (one underscore) is not an override; ignored, the replica ran as an island.
+  const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride);
+  let loaded: LoadedConfig;
   try {
-    return validate(label, raw, env, validateConnector, validateHelpdesk);
+    loaded = validate(label, raw, env, validateConnector, validateHelpdesk);
   } catch (err) {
-    if (!(err instanceof ConfigError) || fromEnv.size === 0) throw err;
+    if (!(err instanceof ConfigError) || (fromEnv.size === 0 && misspelt.length === 0)) throw err;
     // A value an environment variable set is that variable's fault, not the file's.
     const variableOf = (key: string) => [...fromEnv].find(([path]) => key === path || key.startsWith(`${path}.`) || key.startsWith(`${path}[`))?.[1];
-    throw configError(err.file, err.problems.map((p) => {
+    throw configError(err.file, [...misspelt, ...err.problems.map((p) => {
       const variable = variableOf(p.key);
       return variable ? { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` } : p;
-    }), err.afterSchema);
+    })], err.afterSchema);
   }
+  if (misspelt.length) throw configError(label, misspelt);
+  return loaded;
 }
 
 /**
@@ -613,7 +619,7 @@ function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessE
     if (!name.startsWith('OMNIGATE_') || value === undefined) continue;
     const rest = name.slice('OMNIGATE_'.length).replace(/^_+/, '');
     const path = rest.split('__').map(camelCase);
-    if (!rest.includes('__') && !(path.length === 1 && TOP_LEVEL_VALUES.has(path[0]!))) continue;
+    if (!rest.includes('__') && !isTopLevelOverride(name)) continue;
     set.set(path.join('.'), name);
     let node: Record<string, unknown> = target;
     for (const part of path.slice(0, -1)) {
@@ -635,6 +641,12 @@ function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessE
   return set;
 }
 
+/** OMNIGATE_SHUTDOWN_TIMEOUT: a top-level value, set with single underscores. */
+function isTopLevelOverride(name: string): boolean {
+  const rest = name.slice('OMNIGATE_'.length).replace(/^_+/, '');
+  return !rest.includes('__') && TOP_LEVEL_VALUES.has(camelCase(rest));
+}
+
 function camelCase(s: string): string {
   return s.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 }
@@ -652,6 +664,8 @@ export function loadNatsSection(file: string | undefined, env: NodeJS.ProcessEnv
   }
   const natsOnly: Record<string, unknown> = { nats: raw.nats ?? {} };
   applyEnvOverrides(natsOnly, Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OMNIGATE_NATS__'))), label);
+  const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride).filter((p) => p.key.startsWith('nats.'));
+  if (misspelt.length) throw configError(label, misspelt);
   const parsed = GatewayConfig.shape.nats.safeParse((interpolate(natsOnly, env, label, []) as { nats: unknown }).nats);
   if (!parsed.success) throw configError(label, fromZod(parsed.error, 'nats'));
   return parsed.data;

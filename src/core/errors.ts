@@ -85,17 +85,32 @@ export function isPermissionRefusal(err: unknown, depth = 0): boolean {
 
 /**
  * Whether a database call failed because the database is away (refused, reset, timed out,
- * shutting down, out of connections), not because of the call: a retry later can succeed, a
- * restart of this process cannot help. SQLSTATE class 08 is a connection exception; 57P01–57P03
- * an administrator or crash shutdown, or not accepting connections yet; 53300 too many
- * connections; 3D000 a database that does not exist (dropped, not created yet); 42P01 a table
- * that does not exist (the schema dropped for a rebuild: the read model creates it again); class
- * 28 the role refused at login (NOLOGIN, a changed password) and 42501 a privilege revoked: an
- * administrator's change that an administrator undoes (an outside trial saw those answer 500).
+ * shutting down, out of connections or other resources), not because of the call: a retry later
+ * can succeed, a restart of this process cannot help. By SQLSTATE:
+ * - class 08, a connection exception;
+ * - class 53, insufficient resources: too many connections (53300), disk full, out of memory,
+ *   a configuration limit (53400);
+ * - 57P01–57P05: an administrator or crash shutdown, not accepting connections yet (starting up,
+ *   in recovery), the database dropped under the session, the session ended for idling;
+ * - 55000 only as the refusal at connect of a database set ALLOW_CONNECTIONS false ("is not
+ *   currently accepting connections", raised by CheckMyDatabase): 55000 as such is any object not
+ *   in the state a statement needs, which is the statement's fault;
+ * - 54000 only as the wraparound guard ("not accepting commands … to avoid wraparound data
+ *   loss"), which an administrator's VACUUM lifts;
+ * - 3D000, a database that does not exist (dropped, not created yet); 42P01 a table that does not
+ *   exist (the schema dropped for a rebuild: the read model creates it again); class 28 the role
+ *   refused at login (NOLOGIN, a changed password) and 42501 a privilege revoked: an
+ *   administrator's change that an administrator undoes (an outside trial saw those answer 500).
+ * A statement's own faults (syntax 42601, constraint 23xxx, a cancelled statement 57014) stay ours.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  if (typeof code === 'string' && (/^(08|28|57P0[123]|53300|3D000|42P01|42501)/.test(code) || NETWORK_CODES.has(code))) return true;
+  if (typeof code === 'string') {
+    if (/^(08[0-9A-Z]{3}|28[0-9A-Z]{3}|53[0-9A-Z]{3}|57P0[1-5]|3D000|42P01|42501)$/.test(code) || NETWORK_CODES.has(code)) return true;
+    const routine = (err as { routine?: unknown }).routine;
+    if (code === '55000' && (routine === 'CheckMyDatabase' || /is not currently accepting connections/i.test(errorMessage(err)))) return true;
+    if (code === '54000' && /to avoid wraparound data loss/i.test(errorMessage(err))) return true;
+  }
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(errorMessage(err));
 }
 

@@ -32,7 +32,22 @@ export const IsoTime = z.string().datetime({ offset: true });
  * the customer as an empty message, or was refused by the platform later (Telegram: "message
  * text is empty") as a failed reply: refused at the edge instead, where a retry cannot help.
  */
-export const AgentText = z.string().min(1).max(100_000).regex(/\S/, 'must contain more than whitespace');
+export const AgentText = z
+  .string()
+  .min(1)
+  .max(100_000)
+  .regex(/\S/, 'must contain more than whitespace')
+  // Kept apart from the pattern (which the JSON Schema carries): only when that one passed, so a
+  // blank text is refused once.
+  .refine((v) => !/\S/.test(v) || VISIBLE.test(v), 'must contain more than whitespace (invisible characters such as zero-width spaces count as whitespace)');
+
+/**
+ * A character that shows: not whitespace, not a control or format character (zero-width space,
+ * joiners U+200B–U+200D, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, bidi marks), not a
+ * default-ignorable one (variation selectors, Hangul fillers U+3164/U+FFA0, tag characters), not
+ * the blank braille pattern U+2800. `{"text":"\u200b\u200b"}` was a 202 and an empty-looking message.
+ */
+const VISIBLE = /[^\s\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]/u;
 
 /**
  * Whether an ISO time's offset is one some place on Earth has, −12:00 to +14:00 (`+15:00` parsed

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/core/config.js';
+import { ConfigError, loadConfig, loadNatsSection } from '../../src/core/config.js';
 import { loadAll } from '../../src/cli.js';
 import { createLogger, registerSecret } from '../../src/core/logger.js';
 import { writeConfig } from '../helpers/process.js';
@@ -105,6 +106,47 @@ describe('config', () => {
     expect(config.http.port).toBe(9191);
     expect(config.nats.url).toBe('nats://nats:4222');
     expect(config.router.ticketPrefix).toBe('SUP-');
+  });
+
+  it('refuses an OMNIGATE_ variable with single underscores that spells a key, naming the variable meant; a ${…} secret is left alone', () => {
+    const file = writeConfig({});
+    for (const [name, key, meant] of [
+      ['OMNIGATE_NATS_URL', 'nats.url', 'OMNIGATE_NATS__URL'],
+      ['OMNIGATE_HTTP_PORT', 'http.port', 'OMNIGATE_HTTP__PORT'],
+      ['OMNIGATE_ROUTER_PARTITIONS', 'router.partitions', 'OMNIGATE_ROUTER__PARTITIONS'],
+      ['OMNIGATE_NATS_EMBEDDED_DATA_DIR', 'nats.embedded.dataDir', 'OMNIGATE_NATS__EMBEDDED__DATA_DIR'],
+      ['OMNIGATE__NATS_URL', 'nats.url', 'OMNIGATE_NATS__URL'],
+    ] as const) {
+      const err = errorOf(() => loadConfig(file, { [name]: '1' }));
+      expect(err.key).toBe(key);
+      expect(err.message).toContain(`the environment variable ${name} is not read`);
+      expect(err.message).toContain(`name it ${meant}`);
+    }
+    // Found with the file's own problems, in one pass.
+    const both = errorOf(() => loadConfig(writeConfig({ log: { level: 'loud' } }), { OMNIGATE_NATS_URL: 'nats://127.0.0.1:14310' }));
+    expect(both.problems.map((p) => p.key)).toEqual(['nats.url', 'log.level']);
+    // Referenced as ${…} in the file, it is a secret (here for another key): not refused.
+    const referenced = writeConfig({ nats: { url: 'nats://127.0.0.1:4222', token: '${OMNIGATE_NATS_TOKEN}' } });
+    expect(loadConfig(referenced, { OMNIGATE_NATS_TOKEN: 's3cret' }).config.nats.token).toBe('s3cret');
+    expect(errorOf(() => loadConfig(file, { OMNIGATE_NATS_TOKEN: 's3cret' })).key).toBe('nats.token');
+    // Words that spell no key are not ours (OMNIGATE_CONFIG is the CLI's; OMNIGATE_API_TOKEN a secret).
+    expect(() => loadConfig(file, { OMNIGATE_CONFIG: file, OMNIGATE_API_TOKEN: 'x', OMNIGATE_TEST_NATS_SERVER: '/bin/true' })).not.toThrow();
+    // The dlq command reads the nats section alone: the same refusal.
+    expect(() => loadNatsSection(file, { OMNIGATE_NATS_URL: 'nats://127.0.0.1:14310' })).toThrow(/OMNIGATE_NATS_URL is not read.*OMNIGATE_NATS__URL/);
+  });
+
+  it('omnigate check-config and start exit 78 on OMNIGATE_NATS_URL (one underscore) instead of starting an island', async () => {
+    const file = writeConfig({ nats: { embedded: { dataDir: join(dirname(writeConfig({})), 'data') } } });
+    const env = { ...process.env, OMNIGATE_NATS_URL: 'nats://127.0.0.1:14310' };
+    for (const command of ['check-config', 'start']) {
+      const failed = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', command, '--config', file], { cwd: root, env, timeout: 30_000 }).catch((e) => e);
+      expect(failed.code, command).toBe(78);
+      expect(failed.stderr).toContain(`config error in ${file}: nats.url: the environment variable OMNIGATE_NATS_URL is not read`);
+      expect(failed.stderr).toContain('OMNIGATE_NATS__URL');
+    }
+    const referenced = writeConfig({ nats: { url: '${OMNIGATE_NATS_URL}' } });
+    const ok = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'check-config', '--config', referenced], { cwd: root, env });
+    expect(ok.stdout).toMatch(/NATS {8}nats:\/\/127\.0\.0\.1:14310/);
   });
 
   it('validates each connector against its own schema, and rejects unknown types', async () => {

@@ -16,6 +16,7 @@ import type { ConnectorFactory } from '../../../src/connectors/contract.js';
 import { sampleConnectors } from '../../../src/probes.js';
 import { metrics } from '../../../src/core/metrics.js';
 import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { until } from '../../helpers/until.js';
 
 let nats: TestNats;
 let bus: Bus;
@@ -33,13 +34,6 @@ class Routes implements HttpMount {
   }
 }
 
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function newHost(supervisor: Supervisor, http: HttpMount = new Routes()) {
   return new ConnectorHost({

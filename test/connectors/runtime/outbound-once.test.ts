@@ -10,6 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { until } from '../../helpers/until.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector, SendAttempt } from '../../../src/connectors/contract.js';
 import type { Bus } from '../../../src/core/bus.js';
@@ -53,13 +54,6 @@ function receiver(calls: Array<{ id: string; attempt?: SendAttempt }>, gate?: Pr
 const statusOf = (account: string, id: string) =>
   gw.waitForStreamMessage<DeliveryStatus>('OMNI_STATUS', Subjects.status('dedupchat', account), (s) => s.outboundId === id, 20_000);
 
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('an outbound message is sent once while its sender lives', () => {
   it('a stop with a send in flight whose status write fails once records it (no hand-back, no second send)', async () => {

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { until } from '../../helpers/until.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector } from '../../../src/connectors/contract.js';
 import { TransientDeliveryError } from '../../../src/core/errors.js';
@@ -44,13 +45,6 @@ function rateLimited(calls: number[], retryAfterMs: number): Connector {
   };
 }
 
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('a reply waiting to be sent', () => {
   it('waits at most backoffMax for a Retry-After, and a platform that keeps refusing ends as a failed delivery', async () => {

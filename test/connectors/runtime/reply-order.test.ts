@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { until } from '../../helpers/until.js';
 import { chatMessage, publishEvent } from '../../helpers/events.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector } from '../../../src/connectors/contract.js';
@@ -54,13 +55,6 @@ function platform(accepted: string[], calls: string[]): Connector {
   };
 }
 
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('a conversation\'s replies keep their order across replicas', () => {
   it('a second reply taken by another replica waits while the first retries; every reply is sent once', async () => {

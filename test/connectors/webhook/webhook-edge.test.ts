@@ -1,0 +1,109 @@
+/**
+ * The webhook channel's edges, run on the connector itself: a compressed body is refused naming
+ * Content-Encoding (it was "not valid UTF-8"), and a callback that cannot be reached is recorded
+ * with the network's cause and host:port (it was "callback unreachable: fetch failed").
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { WebhookConnector, contentEncodingRefusal, describeFetchFailure } from '../../../src/connectors/webhook/connector.js';
+import { TransientDeliveryError } from '../../../src/core/errors.js';
+import type { RawRequest, RawResponse } from '../../../src/core/http.js';
+import type { ConnectorContext } from '../../../src/connectors/contract.js';
+import type { OutboundMessage } from '../../../src/core/schema.js';
+
+const SECRET = 'site-secret-0123456789';
+
+function connector(callbackUrl?: string, timeoutMs = 5_000) {
+  const routes = new Map<string, (req: RawRequest) => Promise<RawResponse>>();
+  const letters: string[] = [];
+  const published: unknown[] = [];
+  const ctx = {
+    channel: 'webhook',
+    account: 'site',
+    http: { route: (_m: string, path: string, handler: (req: RawRequest) => Promise<RawResponse>) => routes.set(path, handler) },
+    setState: () => undefined,
+    deadLetter: async (reason: string) => void letters.push(reason),
+    publish: async (input: unknown) => (published.push(input), { duplicate: false }),
+  } as unknown as ConnectorContext;
+  const c = new WebhookConnector({ secret: SECRET, callbackUrl, timeoutMs, perConversationIntervalMs: 0 }, ctx);
+  const post = (body: Buffer, headers: Record<string, string> = {}) =>
+    routes.get('/connectors/webhook/site/messages')!({
+      method: 'POST', path: '/connectors/webhook/site/messages', query: {}, params: {}, rawBody: body,
+      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json', ...headers },
+    });
+  return { c, post, letters, published };
+}
+
+const body = Buffer.from(JSON.stringify({ messageId: 'm-1', sender: { id: 'olga@client.ru' }, text: 'Заказ не пришёл' }));
+const message = { id: 'out-1', conversation: { id: 'olga@client.ru' }, text: 'Ответ' } as unknown as OutboundMessage;
+
+describe('webhook intake: Content-Encoding', () => {
+  it('refuses a gzip (or any non-identity) body with 415 naming the header, parked, never published', async () => {
+    const { c, post, letters, published } = connector();
+    await c.start();
+    for (const encoding of ['gzip', 'br', 'deflate', 'GZIP', 'identity, gzip']) {
+      const res = await post(gzipSync(body), { 'content-encoding': encoding });
+      expect(res.status, encoding).toBe(415);
+      expect(res.body).toMatchObject({ error: 'unsupported_encoding', field: 'Content-Encoding', message: expect.stringMatching(/^Content-Encoding: .* is not accepted: send the body uncompressed/) });
+    }
+    expect(letters).toHaveLength(5);
+    expect(published).toEqual([]);
+    // identity (or none) is the body as it is.
+    for (const headers of [{}, { 'content-encoding': 'identity' }, { 'content-encoding': '' }] as Array<Record<string, string>>) {
+      expect((await post(body, headers)).status).toBe(202);
+    }
+  });
+
+  it('says which coding, bounded and printable', () => {
+    expect(contentEncodingRefusal(undefined)).toBeUndefined();
+    expect(contentEncodingRefusal(' Identity ')).toBeUndefined();
+    expect(contentEncodingRefusal('x-gzip')).toContain('Content-Encoding: x-gzip is not accepted');
+    expect(contentEncodingRefusal(`${'z'.repeat(500)}\u0007`)!.length).toBeLessThan(200);
+  });
+});
+
+describe('webhook callback: why it is unreachable', () => {
+  let closedPort: number;
+  let silent: Server;
+  const held: Socket[] = [];
+  beforeAll(async () => {
+    const s = createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    closedPort = (s.address() as AddressInfo).port;
+    await new Promise((r) => s.close(r));
+    silent = createServer((socket) => void held.push(socket));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  });
+  afterAll(async () => {
+    for (const s of held) s.destroy();
+    await new Promise((r) => silent.close(r));
+  });
+
+  const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a failure'); }, (e: unknown) => e as Error);
+
+  it('names ECONNREFUSED and host:port, never the URL\'s password, path or query', async () => {
+    const { c } = connector(`http://127.0.0.1:${closedPort}/hooks/omni?token=s3cr3t`);
+    const err = await failure(c.send(message));
+    expect(err).toBeInstanceOf(TransientDeliveryError);
+    expect(err.message).toBe(`callback unreachable: ECONNREFUSED (connection refused: nothing listens there) at 127.0.0.1:${closedPort}`);
+    for (const secret of ['s3cr3t', '/hooks']) expect(err.message).not.toContain(secret);
+    // fetch refuses a URL with credentials in its own words, which quote the URL: not repeated.
+    const withPassword = await failure(connector(`http://crm:pa55w0rd@127.0.0.1:${closedPort}/hooks?token=s3cr3t`).c.send(message));
+    expect(withPassword.message).toMatch(new RegExp(`^callback unreachable: .* at 127\\.0\\.0\\.1:${closedPort}$`));
+    for (const secret of ['pa55w0rd', 's3cr3t', 'crm:', '/hooks']) expect(withPassword.message).not.toContain(secret);
+  });
+
+  it('names a host that does not resolve, and a callback that never answers within timeoutMs', async () => {
+    const dns = await failure(connector('https://no-such-host.invalid/cb').c.send(message));
+    expect(dns.message).toMatch(/^callback unreachable: (ENOTFOUND|EAI_AGAIN) \(.*\) at no-such-host\.invalid:443$/);
+    const slow = await failure(connector(`http://127.0.0.1:${(silent.address() as AddressInfo).port}/cb`, 300).c.send(message));
+    expect(slow.message).toBe(`callback unreachable: ETIMEDOUT (no answer within 300 ms, timeoutMs) at 127.0.0.1:${(silent.address() as AddressInfo).port}`);
+  });
+
+  it('reads the code through undici\'s wrappers (cause, AggregateError) and falls back to a message without URLs', () => {
+    const wrapped = new TypeError('fetch failed', { cause: new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:80'), { code: 'ECONNREFUSED' })]) });
+    expect(describeFetchFailure(wrapped, 'http://[::1]/x')).toBe('ECONNREFUSED (connection refused: nothing listens there) at [::1]:80');
+    expect(describeFetchFailure(new Error('bad thing at https://u:p@h/q?t=1'), 'https://h.example:8443/q?t=1')).toBe('bad thing at <url> at h.example:8443');
+  });
+});
