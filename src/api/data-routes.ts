@@ -139,12 +139,24 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
         return fail(reply, 'invalid_request', `identities.${i}: "${value}" belongs to contact ${ids}: erase the contact (POST /v1/contacts/${found[0]!.id}/erase), which takes their tickets too`, `identities.${i}`);
       }
     }
+    // An email address or a phone number is found inside texts too (a signature, "call me at …");
+    // anything else (a platform id, a username) only as a whole value: as a substring, "support"
+    // or "gmail.com" would erase other people's messages as well.
+    const inText = identities.filter(isAddressOrPhone);
+    const exact = identities.filter((v) => !isAddressOrPhone(v));
     const options: ErasureOptions = { reason: 'api', requestedBy: who.name };
     deps.log.info({ identities: identities.length, requestedBy: who.name }, 'erasing a person by identifiers: transport copies, events, dead letters');
-    const result = await eraser.erase({ ticketIds: [], identities }, options);
+    const result = await eraser.erase({ ticketIds: [], identities: inText, exactIdentities: exact }, options);
     await eraser.announce(result, options);
     return { erasureId: result.id, erased: result.erased };
   });
+}
+
+/** A full email address (local@domain.tld) or a phone number (10 to 15 digits, phone punctuation only). */
+function isAddressOrPhone(v: string): boolean {
+  if (/^[^\s@]+@[^\s@]+\.[^\s@.]{2,}$/.test(v)) return true;
+  const digits = v.replace(/\D/g, '').length;
+  return /^\+?[\d\s().-]+$/.test(v) && digits >= 10 && digits <= 15;
 }
 
 /** A JSON object body; the same JSON edge as every other body. */

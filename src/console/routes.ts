@@ -4,6 +4,7 @@
  * events as server-sent events. Same bearer tokens as /v1; read-only tokens are refused every
  * write here by the same rule (403), whatever the page shows.
  */
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DeliverPolicy, type Consumer } from '@nats-io/jetstream';
 import { z } from 'zod';
@@ -17,6 +18,7 @@ import { fail, failQuery } from '../api/errors.js';
 import { DeadLetterDesk, withholdPayload } from './dead-letters.js';
 import type { ReplicaConnectors, RestartAnswer } from './replica-service.js';
 import { registerConsoleAssets } from './static.js';
+import { announceErasure, emptyCounts } from '../core/erasure.js';
 
 export interface ConsoleDeps {
   bus: Bus;
@@ -137,6 +139,8 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');
     if (!(await desk.erase(seq.data))) return fail(reply, 'not_found', `no dead letter at sequence ${seq.data}`, 'seq');
     deps.log.info({ seq: seq.data, by: who.name }, 'dead letter erased from the API');
+    // Audited as every erasure is: a letter may be the only copy of a person's data.
+    await announceErasure(deps.bus, { id: randomUUID(), ticketCount: 0, erased: { ...emptyCounts(), deadLetters: 1 } }, { reason: 'api', requestedBy: who.name });
     return { seq: seq.data, erased: true };
   });
 

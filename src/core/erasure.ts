@@ -33,6 +33,12 @@ export interface ErasureTarget {
    * found in the tickets' logs (sender ids and handles) are added automatically.
    */
   identities: string[];
+  /**
+   * Identifiers matched only as a whole JSON value, never inside a longer text: what an operator
+   * names for a person the read model does not know, where a substring ("support", "gmail.com")
+   * would erase other people's messages too.
+   */
+  exactIdentities?: string[];
   /** OMNI_LOG sequences of the person's messages in tickets that are not theirs (a group chat): erased one by one. */
   logSequences?: number[];
   /** Stored attachment objects of those messages (the read model knows them). */
@@ -63,6 +69,22 @@ export interface ErasureResult {
 /** Identifiers this short match too much by substring; they are matched as whole JSON values only. */
 const MIN_SUBSTRING_NEEDLE = 6;
 
+/** The audit event of an erasure (`omni.events.audit.erasure`): what was erased and who asked, never whom. */
+export async function announceErasure(bus: Bus, result: Pick<ErasureResult, 'id' | 'ticketCount' | 'erased'>, o: Pick<ErasureOptions, 'reason' | 'requestedBy'>): Promise<AuditErasureEvent> {
+  const event = AuditErasureEvent.parse({
+    v: 1,
+    type: 'audit.erasure',
+    id: result.id,
+    at: new Date().toISOString(),
+    reason: o.reason,
+    requestedBy: o.requestedBy,
+    ticketCount: result.ticketCount,
+    erased: result.erased,
+  });
+  await bus.publishJson(Subjects.auditEvent('erasure'), event, `audit:${event.id}`);
+  return event;
+}
+
 export function emptyCounts(): ErasureCounts {
   return { logEntries: 0, tickets: 0, threadKeys: 0, dedupKeys: 0, attachments: 0, attachmentRefs: 0, inbound: 0, outbound: 0, status: 0, events: 0, deadLetters: 0, sql: {} };
 }
@@ -79,6 +101,7 @@ export class Eraser {
     const tickets = new Set(target.ticketIds);
     const files = { objects: new Set<string>(), refs: new Set<string>() };
     const needles = new Needles(target.identities);
+    for (const v of target.exactIdentities ?? []) needles.addExact(v);
     for (const t of tickets) needles.addToken(t);
     // Read the logs first: they name the attachments and the identifiers the transport copies carry.
     for (const ticketId of tickets) await this.collect(ticketId, files, needles);
@@ -105,19 +128,8 @@ export class Eraser {
   }
 
   /** Announces an erasure (after SQL rows were counted in too): counts and who asked, nothing else. */
-  async announce(result: ErasureResult, o: ErasureOptions): Promise<AuditErasureEvent> {
-    const event = AuditErasureEvent.parse({
-      v: 1,
-      type: 'audit.erasure',
-      id: result.id,
-      at: new Date().toISOString(),
-      reason: o.reason,
-      requestedBy: o.requestedBy,
-      ticketCount: result.ticketCount,
-      erased: result.erased,
-    });
-    await this.bus.publishJson(Subjects.auditEvent('erasure'), event, `audit:${event.id}`);
-    return event;
+  announce(result: ErasureResult, o: ErasureOptions): Promise<AuditErasureEvent> {
+    return announceErasure(this.bus, result, o);
   }
 
   /** Attachments and identifiers of one ticket's log. */

@@ -74,13 +74,17 @@ describe('dead letters holding a person the read model does not know', () => {
     expect(known.body.error).toMatchObject({ code: 'invalid_request', field: 'identities.1', message: expect.stringMatching(/belongs to contact .*POST \/v1\/contacts\/.+\/erase/) });
     expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(200);
 
+    // Someone else's letter that holds an identifier inside a longer text: an id that is not an
+    // address or a phone number is matched only as a whole value, so this one stays.
+    await refusedPost('dlqother-1', { id: 'other-person-7' }, 'Передайте dlq-only-person-team, пожалуйста');
     const erased = await h.api('/v1/identities/erase', post(body, {}, DPO));
     expect(erased.status).toBe(200);
     expect(erased.body.erased.deadLetters).toBeGreaterThanOrEqual(1);
     expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
     const after = await dumpStreams(h.gw.nc);
-    for (const needle of ['Отказова', 'irina.refused@example.ru', '9037776655', '903 777-66-55', '4510 987654', 'dlq-only-person']) expect(findIn(after, needle), needle).toEqual([]);
+    for (const needle of ['Отказова', 'irina.refused@example.ru', '9037776655', '903 777-66-55', '4510 987654', '"dlq-only-person"']) expect(findIn(after, needle), needle).toEqual([]);
     expect(findIn(after, 'known-person@example.ru').length).toBeGreaterThan(0);
+    expect(findIn(after, 'other-person-7').length).toBeGreaterThan(0);
     const audit = await h.gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.audit.erasure', (m: any) => m.id === erased.body.erasureId);
     expect(audit).toMatchObject({ requestedBy: 'dpo', ticketCount: 0 });
   }, 120_000);
@@ -94,9 +98,12 @@ describe('dead letters holding a person the read model does not know', () => {
     expect((await del(DPO, 'abc')).body.error).toMatchObject({ code: 'invalid_request', field: 'seq' });
     expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(200);
 
+    const since = new Date().toISOString();
     const gone = await del(DPO);
     expect(gone.status).toBe(200);
     expect(gone.body).toEqual({ seq, erased: true });
+    const audit = await h.gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.audit.erasure', (m: any) => m.at >= since && m.requestedBy === 'dpo' && m.erased.deadLetters === 1);
+    expect(audit).toMatchObject({ reason: 'api' });
     expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
     expect((await del(DPO)).body.error).toMatchObject({ code: 'not_found', field: 'seq' });
     const after = await dumpStreams(h.gw.nc);
