@@ -13,8 +13,7 @@ import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
-import { previousReplyOf } from '../core/reply-order.js';
-import { isGone } from '../core/stream-scan.js';
+import { holdsReply, previousReplyOf, storedOutbound } from '../core/reply-order.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
 import type { Connector } from './contract.js';
 
@@ -264,11 +263,7 @@ export class OutboundRunner {
    * ticket is gone with it).
    */
   private async erased(m: JsMsg, msg: OutboundMessage): Promise<boolean> {
-    const stored = await this.bus.jsm.streams.getMessage(Streams.outbound, { seq: m.seq }).catch((err: unknown) => {
-      if (isGone(err)) return null;
-      throw err;
-    });
-    if (stored) return false;
+    if (await storedOutbound(this.bus.jsm, m.seq)) return false;
     this.log.info({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent: not sent');
     m.ack();
     return true;
@@ -288,11 +283,8 @@ export class OutboundRunner {
     if (theirs?.s === 'sent' || theirs?.s === 'failed') return false;
     const consumer = await this.bus.jsm.consumers.info(Streams.outbound, Consumers.outbound(this.channel, this.account));
     if (consumer.ack_floor.stream_seq >= previous.seq) return false;
-    const stored = await this.bus.jsm.streams.getMessage(Streams.outbound, { seq: previous.seq }).catch((err: unknown) => {
-      if (isGone(err)) return null;
-      throw err;
-    });
-    if (!stored) return false;
+    // Gone, or another message at that sequence: the stream was recreated since (sequences start again).
+    if (!(await holdsReply(this.bus.jsm, previous))) return false;
     const deliveries = m.info.deliveryCount;
     this.log[deliveries === 1 ? 'info' : 'debug']({ outboundId: msg.id, after: previous.id, previousState: theirs?.s ?? 'not started', deliveries },
       "reply held back until the conversation's previous reply is sent or failed");

@@ -63,6 +63,15 @@ export function referencedVariables(raw: unknown, out = new Set<string>()): Set<
 }
 
 /**
+ * What Kubernetes (and Docker's legacy links) set for a service named omnigate-http or
+ * omnigate-nats-embedded in the same namespace: OMNIGATE_HTTP_PORT=tcp://10.0.0.7:80 and
+ * OMNIGATE_HTTP_SERVICE_HOST. Nobody wrote them as overrides; refused, they stopped a working pod.
+ */
+function injectedByPlatform(name: string, value: string): boolean {
+  return /^(tcp|udp|sctp):\/\/[^/\s]+:\d+$/.test(value) || /_SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?$/.test(name);
+}
+
+/**
  * OMNIGATE_* variables with single underscores only that spell a key path of `schema` and are not
  * referenced as ${…} in `raw`: each one a problem at that key, naming the variable to use instead.
  * `isOverride` tells the names already read as overrides (the top-level OMNIGATE_SHUTDOWN_TIMEOUT).
@@ -71,7 +80,7 @@ export function misspeltOverrides(schema: z.ZodType, env: NodeJS.ProcessEnv, raw
   const problems: ConfigProblem[] = [];
   let referenced: Set<string> | undefined;
   for (const [name, value] of Object.entries(env)) {
-    if (value === undefined || !name.startsWith('OMNIGATE_') || isOverride(name)) continue;
+    if (value === undefined || !name.startsWith('OMNIGATE_') || isOverride(name) || injectedByPlatform(name, value)) continue;
     const rest = name.slice('OMNIGATE_'.length).replace(/^_+/, '');
     if (rest.includes('__')) continue;
     const words = rest.split('_').filter(Boolean);

@@ -71,7 +71,10 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
   }
   const value = parseJsonBounded(text, maxDepth);
   const twice = duplicateKeyPath(text);
-  if (twice) throw new JsonInputError(`${twice}: the key appears twice in one object (which one counts differs between JSON readers): send it once`, 'text', twice);
+  if (twice !== undefined) {
+    const field = twice || '""'; // the empty key, at the top
+    throw new JsonInputError(`${field}: the key appears twice in one object (which one counts differs between JSON readers): send it once`, 'text', field);
+  }
   const nul = nulAt(value);
   if (nul) throw new JsonInputError(`${nul}: contains a NUL character (U+0000)`, 'text', nul);
   // Only a \uD800–\uDFFF escape can make one: UTF-8 that passed isUtf8 holds none.

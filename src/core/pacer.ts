@@ -5,12 +5,15 @@
  * that far in the future, and every reply stopped for as long as the step, silently.
  */
 import { sleep } from './sleep.js';
+import { TransientDeliveryError } from './errors.js';
 
 /** The longest a platform's wait holds a chat's sends (Telegram's retry_after is bounded the same: telegram/sender.ts). */
 export const MAX_DEFER_MS = 60 * 60_000;
 
 export class Pacer {
   private readonly nextAt = new Map<string, number>();
+  /** Keys a platform told us to leave alone (429 retry_after), until when. */
+  private readonly heldUntil = new Map<string, number>();
   private globalNext = 0;
   private readonly globalGap: number;
 
@@ -21,8 +24,18 @@ export class Pacer {
     this.globalGap = globalPerSecond > 0 ? 1000 / globalPerSecond : 0;
   }
 
-  /** Waits for the key's next slot; `intervalMs` overrides the per-key gap (groups are slower than private chats). */
-  async wait(key: string, intervalMs = this.perKeyMs): Promise<void> {
+  /**
+   * Waits for the key's next slot; `intervalMs` overrides the per-key gap (groups are slower than
+   * private chats). `signal` (the connector's stop) ends the wait with a TransientDeliveryError:
+   * the send goes back to the queue instead of holding a shutdown for up to MAX_DEFER_MS.
+   */
+  async wait(key: string, intervalMs = this.perKeyMs, signal?: AbortSignal): Promise<void> {
+    // A chat the platform told us to leave alone waits out that hold first, and only then takes
+    // its turn: reserved at once, its later slot pushed the overall one out with it, so one chat's
+    // flood wait held every other chat's sends as long.
+    const heldFor = (this.heldUntil.get(key) ?? 0) - performance.now();
+    if (heldFor > 0) await this.sleep(heldFor, signal);
+    else this.heldUntil.delete(key);
     const now = performance.now();
     const keySlot = Math.max(now, this.nextAt.get(key) ?? 0);
     const slot = Math.max(keySlot, this.globalNext);
@@ -30,7 +43,12 @@ export class Pacer {
     this.globalNext = slot + this.globalGap;
     if (this.nextAt.size > 10_000) this.prune(now);
     const delay = slot - now;
-    if (delay > 0) await sleep(delay);
+    if (delay > 0) await this.sleep(delay, signal);
+  }
+
+  private async sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    await sleep(ms, signal);
+    if (signal?.aborted) throw new TransientDeliveryError('stopping: the send waited for the platform\'s rate limit and goes back to the queue');
   }
 
   /**
@@ -39,10 +57,11 @@ export class Pacer {
    * Retry-After of 99999 s) would hold each of them for a day, as `in-flight`.
    */
   defer(key: string, ms: number): void {
-    this.nextAt.set(key, Math.max(this.nextAt.get(key) ?? 0, performance.now() + Math.min(ms, MAX_DEFER_MS)));
+    this.heldUntil.set(key, Math.max(this.heldUntil.get(key) ?? 0, performance.now() + Math.min(ms, MAX_DEFER_MS)));
   }
 
   private prune(now: number): void {
     for (const [k, t] of this.nextAt) if (t < now) this.nextAt.delete(k);
+    for (const [k, t] of this.heldUntil) if (t < now) this.heldUntil.delete(k);
   }
 }

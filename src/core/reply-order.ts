@@ -10,6 +10,8 @@
  * webhook receiver gets the message as before); a message without the header is sent as it comes.
  */
 import { headers as makeHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import { JetStreamApiError, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { Streams } from './subjects.js';
 
 export const AFTER_HEADER = 'Omni-After';
 
@@ -35,4 +37,21 @@ export function previousReplyOf(h: MsgHdrs | undefined): PreviousReply | undefin
   const seq = Number(value.slice(0, space));
   const id = value.slice(space + 1);
   return space > 0 && Number.isSafeInteger(seq) && seq > 0 && id ? { seq, id } : undefined;
+}
+
+/**
+ * The message stored at `seq` in OMNI_OUT, or null when there is none. Only "no message found"
+ * means none: another failure (the stream unreachable in a leader election) is thrown, never
+ * taken for a message erased or settled.
+ */
+export function storedOutbound(jsm: JetStreamManager, seq: number): Promise<StoredMsg | null> {
+  return jsm.streams.getMessage(Streams.outbound, { seq }).catch((err: unknown) => {
+    if (err instanceof JetStreamApiError && err.code === 10037) return null;
+    throw err;
+  });
+}
+
+/** Whether OMNI_OUT still holds `reply` where it was stored (not when the stream was recreated since and the sequence is another message's). */
+export async function holdsReply(jsm: JetStreamManager, reply: PreviousReply): Promise<boolean> {
+  return (await storedOutbound(jsm, reply.seq))?.header?.get('Nats-Msg-Id') === reply.id;
 }

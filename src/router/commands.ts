@@ -25,7 +25,7 @@ import {
   type Ticket,
 } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
-import { afterHeaders } from '../core/reply-order.js';
+import { afterHeaders, holdsReply } from '../core/reply-order.js';
 import { runOnce } from './command-idempotency.js';
 import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
@@ -145,8 +145,11 @@ export class CommandHandler {
       // retry finds its own earlier attempt recorded.
       const previous = ticket.lastOutbound?.id === id ? undefined : ticket.lastOutbound;
       const published = await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id, previous && afterHeaders(previous));
+      // A lower sequence than the recorded reply's: a concurrent reply got a later one, or OMNI_OUT
+      // was recreated since (sequences start again) and the record would never move on.
+      const recordGone = previous !== undefined && published.seq <= previous.seq && !(await holdsReply(this.bus.jsm, previous));
       const updated = await this.store.mutate(ticket.id, (t) => {
-        const newest = (t.lastOutbound?.seq ?? 0) < published.seq;
+        const newest = (t.lastOutbound?.seq ?? 0) < published.seq || (recordGone && t.lastOutbound?.id === previous?.id);
         if (newest) t.lastOutbound = { id, seq: published.seq };
         // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
         if (automated) return newest ? t : null;

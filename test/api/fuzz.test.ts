@@ -521,6 +521,8 @@ describe('hostile input: the reported cases', () => {
     // Escaped spellings of one key are one key; equal keys in different objects are fine.
     const escaped = await channel('{"messageId":"dk-2","\\u006dessageId":"dk-3","sender":{"id":"dk@example.ru"},"text":"x"}');
     expect(escaped).toMatchObject({ status: 400, body: { field: 'messageId' } });
+    const empty = await channel('{"":1,"":2,"messageId":"dk-5","sender":{"id":"dk@example.ru"},"text":"x"}');
+    expect(empty).toMatchObject({ status: 400, body: { field: '""' } });
     const fine = await channel('{"messageId":"dk-4","sender":{"id":"dk@example.ru","name":"Дина"},"text":"x","attachments":[]}');
     expect(fine.status).toBe(202);
   });

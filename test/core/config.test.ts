@@ -131,6 +131,11 @@ describe('config', () => {
     expect(errorOf(() => loadConfig(file, { OMNIGATE_NATS_TOKEN: 's3cret' })).key).toBe('nats.token');
     // Words that spell no key are not ours (OMNIGATE_CONFIG is the CLI's; OMNIGATE_API_TOKEN a secret).
     expect(() => loadConfig(file, { OMNIGATE_CONFIG: file, OMNIGATE_API_TOKEN: 'x', OMNIGATE_TEST_NATS_SERVER: '/bin/true' })).not.toThrow();
+    // What Kubernetes sets for a Service named omnigate-http / omnigate-nats-embedded is not ours either.
+    expect(() => loadConfig(file, {
+      OMNIGATE_HTTP_PORT: 'tcp://10.96.0.7:80', OMNIGATE_HTTP_SERVICE_HOST: '10.96.0.7', OMNIGATE_HTTP_SERVICE_PORT: '80',
+      OMNIGATE_HTTP_PORT_80_TCP: 'tcp://10.96.0.7:80', OMNIGATE_HTTP_PORT_80_TCP_PORT: '80', OMNIGATE_NATS_EMBEDDED_PORT: 'tcp://10.96.0.8:4222',
+    })).not.toThrow();
     // The dlq command reads the nats section alone: the same refusal.
     expect(() => loadNatsSection(file, { OMNIGATE_NATS_URL: 'nats://127.0.0.1:14310' })).toThrow(/OMNIGATE_NATS_URL is not read.*OMNIGATE_NATS__URL/);
   });

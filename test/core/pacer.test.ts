@@ -53,4 +53,15 @@ describe('Pacer', () => {
     ]);
     expect(MAX_DEFER_MS).toBe(3_600_000);
   });
+  it("one chat held back by the platform does not hold the others, and a stop ends its wait", async () => {
+    const pacer = new Pacer(0, 30);
+    pacer.defer('flooded', 3_000);
+    const stop = new AbortController();
+    const held = pacer.wait('flooded', undefined, stop.signal);
+    const before = performance.now();
+    await pacer.wait('other');
+    expect(performance.now() - before).toBeLessThan(1_000); // waited 3,033 ms behind the flooded chat
+    stop.abort();
+    await expect(held).rejects.toThrow(/goes back to the queue/);
+  });
 });

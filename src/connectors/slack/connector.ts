@@ -274,7 +274,7 @@ export class SlackConnector implements Connector {
         // Slack keeps the first 40,000 characters and drops the rest without an error: a reply
         // that long fails visibly instead (the ticket goes back to open with the reason).
         if (text.length > SLACK_TEXT_LIMIT) throw new PermanentDeliveryError(`text is ${text.length} characters; Slack truncates a message after ${SLACK_TEXT_LIMIT}: send it in parts`, 'text_too_long');
-        await this.pacer.wait(channel);
+        await this.pacer.wait(channel, undefined, this.ctx.signal);
         const res = await this.client.chat.postMessage({ channel, text, thread_ts: threadTs, unfurl_links: false });
         done.ts = res.ts;
         this.track(msg.id, done);
@@ -282,7 +282,7 @@ export class SlackConnector implements Connector {
       for (const a of msg.attachments.slice(done.filesDone)) {
         const bytes = await this.ctx.media.get(a.objectKey);
         if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
-        await this.pacer.wait(channel);
+        await this.pacer.wait(channel, undefined, this.ctx.signal);
         await uploadFile(this.uploadClient, { channel, threadTs }, bytes, a.name);
         done.filesDone++;
         this.track(msg.id, done);

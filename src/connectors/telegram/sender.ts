@@ -106,7 +106,7 @@ export class TelegramSender {
     this.progress.set(msg.id, progress);
     try {
       for (let i = progress.sent; i < steps.length; i++) {
-        await this.pacer.wait(chatId, interval);
+        await this.pacer.wait(chatId, interval, this.ctx.signal);
         const extra = {
           ...thread,
           ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),

@@ -213,7 +213,7 @@ export class WebhookConnector implements Connector {
 
   async send(message: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     if (!this.options.callbackUrl) throw new PermanentDeliveryError('no callbackUrl configured for this webhook account', 'no_callback');
-    await this.pacer.wait(message.conversation.id);
+    await this.pacer.wait(message.conversation.id, undefined, this.ctx.signal);
     const body = JSON.stringify(message);
     let res: Response;
     try {

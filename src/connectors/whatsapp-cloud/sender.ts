@@ -46,7 +46,7 @@ export class CloudSender {
         const body = i < chunks.length
           ? { to, type: 'text', text: { body: chunks[i], preview_url: false }, ...context }
           : { to, ...(await this.mediaBody(msg.attachments[i - chunks.length]!)), ...context };
-        await this.pacer.wait(to);
+        await this.pacer.wait(to, undefined, this.ctx.signal);
         const wamid = await this.graph.sendMessage(body);
         // A status webhook can still beat this write; status-reports.ts waits a little for it. Failing
         // here must not fail the send: Meta has the message, and a retry would send it twice.
@@ -71,7 +71,7 @@ export class CloudSender {
   private async sendTemplate(to: string, msg: OutboundMessage): Promise<SendResult> {
     if (msg.attachments.length > 0) throw new PermanentDeliveryError('a template reply cannot carry attachments', 'bad_request');
     const body = { to, ...templateBody(msg.template!, this.o.templates) };
-    await this.pacer.wait(to);
+    await this.pacer.wait(to, undefined, this.ctx.signal);
     let wamid: string;
     try {
       wamid = await this.graph.sendMessage(body);

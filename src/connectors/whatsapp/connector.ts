@@ -341,7 +341,7 @@ export class WhatsAppConnector implements Connector {
     try {
       for (let i = progress.sent; i < steps; i++) {
         const content = i === 0 && msg.text ? { text: msg.text } : await this.mediaContent(msg.attachments[i - (msg.text ? 1 : 0)]!);
-        await this.pacer.wait(jid, interval);
+        await this.pacer.wait(jid, interval, this.ctx.signal);
         const options: MiscMessageGenerationOptions = { messageId: outboundMessageId(this.ctx.account, msg.id, i), ...(i === 0 && quoted ? { quoted } : {}) };
         const sending = sock.sendMessage(jid, content, options);
         // Kept even when the send completes after our timeout: the phone may ask for it again.

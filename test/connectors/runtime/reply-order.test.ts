@@ -15,7 +15,7 @@ import { TransientDeliveryError } from '../../../src/core/errors.js';
 import { createLogger } from '../../../src/core/logger.js';
 import { OutboundMessage } from '../../../src/core/schema.js';
 import { Consumers, Streams, Subjects } from '../../../src/core/subjects.js';
-import { AFTER_HEADER, afterHeaders, previousReplyOf } from '../../../src/core/reply-order.js';
+import { AFTER_HEADER, afterHeaders, holdsReply, previousReplyOf } from '../../../src/core/reply-order.js';
 import { jetstream } from '@nats-io/jetstream';
 
 let gw: TestGateway;
@@ -132,5 +132,16 @@ describe('the router names each reply\'s predecessor', () => {
     for (let i = 1; i < chain.length; i++) expect(chain[i]!.after).toEqual({ id: chain[i - 1]!.id, seq: chain[i - 1]!.seq });
     expect((await gw.ticket(created.ticketId))!.lastOutbound).toEqual({ id: ids.at(-1), seq: chain.at(-1)!.seq });
     expect(AFTER_HEADER).toBe('Omni-After');
+  });
+});
+
+describe('a predecessor is looked up by its sequence and its id', () => {
+  it('another message at that sequence (OMNI_OUT recreated since) or none is not it', async () => {
+    const bus = gw.gateway.bus;
+    const msg = outbound('lookup', 'c-lookup', 'c-lookup/1');
+    const ack = await bus.publishJson(Subjects.outbound('orderchat', 'lookup'), msg, msg.id);
+    expect(await holdsReply(bus.jsm, { seq: ack.seq, id: msg.id })).toBe(true);
+    expect(await holdsReply(bus.jsm, { seq: ack.seq, id: 'a-reply-of-the-old-stream' })).toBe(false);
+    expect(await holdsReply(bus.jsm, { seq: ack.seq + 1_000_000, id: msg.id })).toBe(false);
   });
 });
