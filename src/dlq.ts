@@ -162,7 +162,8 @@ async function replayOutbound(js: JetStreamClient, seq: number, d: DeadLetter): 
     if (marker.s === 'sent') return { outcome: 'refused', detail: `outbound ${msg.id} was sent since` };
     if (marker.s !== 'failed') return { outcome: 'refused', detail: `outbound ${msg.id} is being sent (${marker.s})` };
     try {
-      reset = await kv.update(key, JSON.stringify({ s: 'retry', attempts: 0 }), entry.revision);
+      // The next round: its outcome is a new one for the ticket (outbound-runner.ts, Marker).
+      reset = await kv.update(key, JSON.stringify({ s: 'retry', attempts: 0, round: ((marker as { round?: number }).round ?? 0) + 1 }), entry.revision);
     } catch (err) {
       if (isCasConflict(err)) return { outcome: 'refused', detail: `outbound ${msg.id} changed meanwhile (another replay?)` };
       throw err;

@@ -46,7 +46,12 @@ const PREVIOUS_REPLY_POLL_MAX_MS = 5_000;
 const RECORD_ATTEMPTS = 20;
 
 /** In `omni_dedup` under out.<id>. An in-flight marker names its writer (`by`, the gateway instance) and when (`at`, ms). */
-type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number };
+/**
+ * `round`: how many times `omnigate dlq --replay` sent a failed message again (absent: never). Its
+ * outcome is a new one for the ticket: under the first round's ids it was dropped as a duplicate
+ * and the replay that failed again left the ticket saying nothing.
+ */
+type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number; round?: number };
 
 export class OutboundRunner {
   private consumer?: LaneConsumer<OutboundMessage>;
@@ -171,6 +176,8 @@ export class OutboundRunner {
       m.ack(); // already decided: a replay changes nothing
       return;
     }
+    const round = marker?.round;
+    const withRound = (next: Marker): Marker => (round ? { ...next, round } : next);
     // Not attempted yet: the conversation's previous reply goes first (core/reply-order.ts).
     if (!marker && (await this.waitsForPreviousReply(m, msg))) return;
     if (marker?.s === 'in-flight') {
@@ -180,7 +187,7 @@ export class OutboundRunner {
       if (this.connector.resendSafe) {
         this.log.warn({ outboundId: msg.id, attempts: marker.attempts, holder: marker.by }, 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)');
       } else {
-        await this.finish(m, msg, markerKey, { s: 'failed', attempts: marker.attempts }, 'failed', undefined,
+        await this.finish(m, msg, markerKey, withRound({ s: 'failed', attempts: marker.attempts }), 'failed', undefined,
           'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
         return;
       }
@@ -204,24 +211,24 @@ export class OutboundRunner {
       // Erased while it waited (its lane, a backoff): the person asked to be forgotten, so it is not sent.
       if (await this.erased(m, msg)) return;
       attempts++;
-      if (!(await mark({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() }))) return;
+      if (!(await mark(withRound({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
       try {
         const result = await this.connector.send(msg, { attempt: attempts, replica: this.o.replica });
-        await this.finish(m, msg, markerKey, { s: 'sent', attempts, pid: result.platformMessageId }, 'sent', result.platformMessageId);
+        await this.finish(m, msg, markerKey, withRound({ s: 'sent', attempts, pid: result.platformMessageId }), 'sent', result.platformMessageId);
         return;
       } catch (err) {
         if (err instanceof SendElsewhereError) {
           // Lost the session between canSend() and the call: undo the attempt, hand it back.
-          if (await mark({ s: 'retry', attempts: attempts - 1 })) m.nak(SEND_ELSEWHERE_DELAY_MS);
+          if (await mark(withRound({ s: 'retry', attempts: attempts - 1 }))) m.nak(SEND_ELSEWHERE_DELAY_MS);
           return;
         }
         if (err instanceof PermanentDeliveryError) {
-          await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, `${err.reason}: ${err.message}`);
+          await this.finish(m, msg, markerKey, withRound({ s: 'failed', attempts }), 'failed', undefined, `${err.reason}: ${err.message}`);
           return;
         }
-        if (!(await mark({ s: 'retry', attempts }))) return;
+        if (!(await mark(withRound({ s: 'retry', attempts })))) return;
         if (attempts >= this.o.maxAttempts) {
-          await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined,
+          await this.finish(m, msg, markerKey, withRound({ s: 'failed', attempts }), 'failed', undefined,
             `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
           return;
         }
@@ -337,11 +344,12 @@ export class OutboundRunner {
       attempts: marker.attempts,
       at: new Date().toISOString(),
       purpose: msg.purpose,
+      round: marker.round,
     });
     // A send that happened is remembered until its outcome is stored: should the recording give up
     // (and the message come back here), it is recorded then, not sent again.
     if (status === 'sent') this.unrecorded.set(msg.id, marker);
-    await this.recording(msg.id, () => this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}`));
+    await this.recording(msg.id, () => this.bus.publishJson(Subjects.status(msg.channel, msg.account), event, `status:${msg.id}:${status}${marker.round ? `:r${marker.round}` : ''}`));
     // The final marker before the dead letter: a letter that could not be stored must not bring
     // the message back with a `retry` marker, to be sent after it was reported failed.
     await this.recording(msg.id, () => this.bus.kv.dedup.put(markerKey, JSON.stringify(marker)));
@@ -350,7 +358,7 @@ export class OutboundRunner {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
       await this.recording(msg.id, () => this.bus.deadLetters.park({
         source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: reasonCode(reason),
-        reason: reason ?? 'failed', payload: m.data, meta: { outboundId: msg.id },
+        reason: `${reason ?? 'failed'}${marker.round ? ` (replay ${marker.round})` : ''}`, payload: m.data, meta: { outboundId: msg.id },
       })).catch((err: unknown) => {
         // Decided and reported either way (the ticket log has the failure); only the copy for `dlq --replay` is missing.
         this.log.error({ outboundId: msg.id, err: errorMessage(err) }, 'failed reply could not be parked as a dead letter; its failure is recorded on the ticket');

@@ -246,6 +246,8 @@ export const DeliveryStatus = z.object({
   at: IsoTime,
   /** The outbound message's purpose, copied by the outbound runner. */
   purpose: SendPurpose.optional(),
+  /** Set on the outcome of a failed message sent again by `omnigate dlq --replay` (1 for the first replay): a new outcome for the ticket. */
+  round: z.number().int().positive().optional(),
 });
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
 

@@ -12,6 +12,7 @@ import { isCasConflict } from '../core/bus.js';
 import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
+import { JsonInputError, parseJsonBody } from '../core/json-input.js';
 import {
   CLOSED_STATUSES,
   LinkCommand,
@@ -89,9 +90,12 @@ export class CommandHandler {
   private async answer(m: Msg, run: (body: unknown) => Promise<CommandResult>): Promise<void> {
     let body: unknown;
     try {
-      body = m.json();
-    } catch {
-      m.respond(JSON.stringify({ ok: false, error: { code: 'invalid_request', message: 'body is not valid JSON' } }));
+      // The same JSON edge as the HTTP API's (depth, UTF-8, NUL, a key given twice, 1e400): a
+      // command sent on NATS directly skipped it, and {"text":"a","text":"b"} went out as "b".
+      body = parseJsonBody(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+    } catch (err) {
+      const refused = err instanceof JsonInputError ? err : new JsonInputError('body is not valid JSON');
+      m.respond(JSON.stringify({ ok: false, error: { code: refused.kind === 'json' ? 'invalid_json' : 'invalid_request', message: refused.message, field: refused.field } }));
       return;
     }
     let result: CommandResult;

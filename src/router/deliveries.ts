@@ -61,7 +61,9 @@ export class DeliveryRecorder {
       return;
     }
     const entry: LogEntry = { kind: 'delivery', at: new Date().toISOString(), status: s };
-    const cause = `dlv:${s.outboundId}:${s.status}`;
+    // A replay's outcome (round) is another outcome of the same message, not a repeat of the first.
+    const round = s.round ? `:r${s.round}` : '';
+    const cause = `dlv:${s.outboundId}:${s.status}${round}`;
     const mark = deliveryMark(cause);
     // Past the duplicate window a repeated append would be stored again, under a new sequence the
     // ticket has not applied. An outcome the ticket recorded was logged before it was applied; a
@@ -92,7 +94,7 @@ export class DeliveryRecorder {
     const purpose = purposeOf(s);
     // An agent's answer, not an SLA alert to the lead or an automatic acknowledgement.
     const agentOutbound = purpose === 'agent_reply';
-    const reopenId = `dlv-reopen:${s.outboundId}`;
+    const reopenId = `dlv-reopen:${s.outboundId}${round}`;
     const applied = await this.store.apply(s.ticketId, (t) => {
       // replayedAt: the back-to-open was made by an earlier attempt, at this time.
       const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus; replayedAt?: string } = {};
@@ -177,7 +179,7 @@ export class DeliveryRecorder {
     }
     // Announced for every terminal failure of an agent's reply, also on a redelivery of the
     // status (the event id dedupes it), so a crash after the ticket update still announces it.
-    if (agentOutbound && s.status === 'failed') writes.push(this.journal.emit('ticket.delivery_failed', current, `dlv:${s.outboundId}`, entry));
+    if (agentOutbound && s.status === 'failed') writes.push(this.journal.emit('ticket.delivery_failed', current, `dlv:${s.outboundId}${round}`, entry));
     await Promise.all(writes);
     const escalation = escalationOutcome(s);
     if (escalation) {

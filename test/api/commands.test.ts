@@ -47,7 +47,13 @@ describe('omni.cmd.* from the bus', () => {
     expect(missing.error.code).toBe('ticket_not_found');
     expect((await bus('reply', { text: 'x' })).error).toMatchObject({ code: 'invalid_request', field: 'ticketId' });
     const notJson = (await h.gw.nc.request('omni.cmd.reply', '{oops', { timeout: 5000 })).json<any>();
-    expect(notJson.error.code).toBe('invalid_request');
+    expect(notJson.error.code).toBe('invalid_json');
+    // The same JSON edge as HTTP: a key given twice was taken as its last value over the bus.
+    const twice = `{"ticketId":"${id}","text":"a","text":"b"}`;
+    const twiceOverBus = (await h.gw.nc.request('omni.cmd.reply', twice, { timeout: 5000 })).json<any>();
+    const twiceOverHttp = await h.api(`/v1/tickets/${id}/replies`, { method: 'POST', body: '{"text":"a","text":"b"}', headers: { 'content-type': 'application/json' } });
+    expect(twiceOverBus.error).toEqual({ code: 'invalid_request', field: 'text', message: expect.stringContaining('appears twice') });
+    expect(twiceOverHttp.body.error).toEqual(twiceOverBus.error);
     expect(h.sent.filter((s) => s.ticketId === id)).toHaveLength(0);
   });
 

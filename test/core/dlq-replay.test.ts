@@ -117,6 +117,31 @@ describe('replay of a failed send', () => {
   });
 });
 
+describe('replay of a failed send that fails again', () => {
+  it('is a second failure on the ticket: logged, announced, the ticket back to open, a letter of its own', async () => {
+    const id = await h.openTicket('replay-out-again');
+    h.callbackStatus = () => 400;
+    const outboundId = (await h.api(`/v1/tickets/${id}/replies`, post({ text: 'Ответ, который не дойдёт дважды' }))).body.outboundId as string;
+    const failedOnce = (e: any) => e.type === 'ticket.delivery_failed' && e.ticketId === id;
+    await h.gw.waitForEvent(failedOnce);
+    await h.gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.outbound.webhook.site', (d: any) => d.meta?.outboundId === outboundId);
+    // An agent answers something else meanwhile: the ticket is pending again, its last delivery sent.
+    h.callbackStatus = () => 200;
+    await h.api(`/v1/tickets/${id}/replies`, post({ text: 'Другой ответ' }));
+    await h.gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === id && (e.entry as any).status.status === 'sent');
+    h.callbackStatus = () => 400;
+    const lines = await replay('outbound.webhook.site');
+    expect(lines.filter((l) => l.endsWith(`\treplayed: outbound ${outboundId}`))).toHaveLength(1);
+    // Within the duplicate window of the first failure: before, its ids made this one a duplicate.
+    const again = await h.gw.waitForEvent((e) => failedOnce(e) && (e.entry as any).status.round === 1);
+    expect((again.entry as any).status).toMatchObject({ outboundId, status: 'failed', round: 1 });
+    expect(again.status).toBe('open');
+    await h.gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.outbound.webhook.site', (d: any) => d.meta?.outboundId === outboundId && / \(replay 1\)$/.test(d.reason));
+    const ticket = (await h.api(`/v1/tickets/${id}`)).body.ticket;
+    expect(ticket).toMatchObject({ status: 'open', lastDelivery: { status: 'failed', outboundId } });
+  });
+});
+
 describe('replay of a webhook delivery parked after its retry budget', () => {
   it('is POSTed once more by the dispatcher, with its original delivery id', async () => {
     const id = await h.openTicket('replay-hook');
