@@ -56,7 +56,15 @@ export interface WithheldLetter extends LetterSummary {
 /** A letter without its payload and meta, saying why. */
 export function withholdPayload(l: LetterDetail): WithheldLetter {
   const { payload: _p, payloadEncoding: _e, meta: _m, ...rest } = l;
-  return { ...rest, payloadWithheld: 'a read-only token sees no payload (it may hold personal data): read it with a token that may write' };
+  return { ...rest, reason: elideQuoted(rest.reason), payloadWithheld: 'a read-only token sees no payload (it may hold personal data): read it with a token that may write' };
+}
+
+/**
+ * A reason as a read-only token sees it: quoted values elided. A refusal may quote what was sent
+ * (`type: unknown value "Ирина Смирнова +79037776655"`), which is the payload's data again.
+ */
+export function elideQuoted(reason: string): string {
+  return reason.replace(/"(?:[^"\\]|\\.)*"/g, '"…"');
 }
 
 export type ReplayResult = Outcome & { seq: number };

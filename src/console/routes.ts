@@ -15,7 +15,7 @@ import { describeZodError } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import type { TokenAuth } from '../api/auth.js';
 import { fail, failQuery } from '../api/errors.js';
-import { DeadLetterDesk, withholdPayload } from './dead-letters.js';
+import { DeadLetterDesk, elideQuoted, withholdPayload } from './dead-letters.js';
 import type { ReplicaConnectors, RestartAnswer } from './replica-service.js';
 import { registerConsoleAssets } from './static.js';
 import { announceErasure, emptyCounts } from '../core/erasure.js';
@@ -118,7 +118,9 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     const q = LetterQuery.safeParse(req.query);
     if (!q.success) return failQuery(reply, q.error);
     const { letters, scanned } = await desk.list(q.data);
-    return { letters: letters.map(({ letter: _letter, ...rest }) => rest), scanned };
+    const who = deps.auth.check(req.headers.authorization);
+    const readOnly = who.ok && who.readOnly;
+    return { letters: letters.map(({ letter: _letter, ...rest }) => (readOnly ? { ...rest, reason: elideQuoted(rest.reason) } : rest)), scanned };
   });
 
   app.get<{ Params: { seq: string } }>('/v1/dead-letters/:seq', guarded, async (req, reply) => {

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, READER, SITE_SECRET, post, startApiHarness, until, type ApiHarness } from './support.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
+import { elideQuoted } from '../../src/console/dead-letters.js';
 
 const DPO = 'dpo-token-0123456789abcdef-dlq';
 
@@ -56,6 +57,10 @@ describe('dead letters holding a person the read model does not know', () => {
     expect(seen.body).not.toHaveProperty('payload');
     expect(seen.body).not.toHaveProperty('meta');
     expect(JSON.stringify(seen.body)).not.toMatch(/Отказова|irina\.refused|4510/);
+    // A refusal that quotes what was sent shows it to writers, not to read-only tokens.
+    expect(elideQuoted('type: unknown value "Ирина Смирнова +79037776655"; expected one of "message"')).toBe('type: unknown value "…"; expected one of "…"');
+    const listed = (await h.api('/v1/dead-letters?limit=500', { token: READER })).body.letters as Array<{ reason: string }>;
+    for (const l of listed) expect(l.reason).not.toMatch(/"[^"…]+"/);
     // A token that may write (and replay) reads it whole.
     expect((await h.api(`/v1/dead-letters/${seq}`)).body.payload).toContain('Отказова');
 
