@@ -35,11 +35,14 @@ const OPTIONS = {
   since: { type: 'string' },
   limit: { type: 'string' },
   replay: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
 } as const;
 const DLQ_ONLY = ['source', 'since', 'limit', 'replay'] as const;
 
 export interface CommandLine {
   command: string | undefined;
+  /** --help / -h (or `omnigate help`): the usage on stdout, exit 0. */
+  help: boolean;
   config?: string;
   dlq: { source?: string; since?: string; limit: number; replay: boolean };
 }
@@ -58,6 +61,7 @@ export function parseCommandLine(argv: string[]): CommandLine {
   if (!Number.isInteger(limit) || limit <= 0) throw new Error(`--limit must be a positive integer, got '${values.limit}'`);
   return {
     command,
+    help: values.help === true || command === 'help',
     config: values.config,
     dlq: { source: values.source, since: values.since, limit, replay: values.replay ?? false },
   };
@@ -137,6 +141,10 @@ async function main(argv: string[]): Promise<number> {
     return 64; // EX_USAGE
   }
   const { command } = line;
+  if (line.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   if (command !== 'start' && command !== 'check-config' && command !== 'dlq') {
     process.stderr.write(`${USAGE}\n`);
     return 64;

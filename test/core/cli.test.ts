@@ -17,6 +17,9 @@ describe('command line', () => {
       replay: true,
     });
     expect(parseCommandLine(['dlq']).dlq).toEqual({ source: undefined, since: undefined, limit: 1000, replay: false });
+    // `omnigate dlq --help` answered "Unknown option '--help'".
+    for (const argv of [['dlq', '--help'], ['-h'], ['help'], ['start', '--help']]) expect(parseCommandLine(argv).help).toBe(true);
+    expect(parseCommandLine(['start']).help).toBe(false);
   });
 
   it('rejects unknown flags, missing values, stray arguments and bad numbers or times', () => {

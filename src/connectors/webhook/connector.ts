@@ -243,7 +243,8 @@ export class WebhookConnector implements Connector {
     if (res.status === 429) {
       throw new TransientDeliveryError('callback rate limited (429)', retryAfterMs(res.headers.get('retry-after')));
     }
-    if (res.status >= 500) throw new TransientDeliveryError(`callback answered ${res.status}`);
+    // A 503's Retry-After (maintenance) is honoured too, within outbound.backoffMax as any wait.
+    if (res.status >= 500) throw new TransientDeliveryError(`callback answered ${res.status}`, res.status === 503 ? retryAfterMs(res.headers.get('retry-after')) : undefined);
     if (res.status >= 400) throw new PermanentDeliveryError(`callback refused with ${res.status}: ${text.slice(0, 200)}`, `http_${res.status}`);
     let platformMessageId = message.id;
     try {

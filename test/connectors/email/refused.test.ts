@@ -101,7 +101,10 @@ describe('email: mail the parser refuses', () => {
     const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.email.support', (d) => d.reason.includes('Max header size'), 30_000);
     expect(letter.reason).toMatch(/^email support@example\.ru folder INBOX uid \d+: mailparser could not read the mail: Max header size for a MIME node exceeded$/);
     await gw.waitForEvent(created(after), 30_000);
-    expect(drop.fired).toBe(2);
+    // The drop fires at the first flagging that carries parked mail; on a loaded machine another
+    // failure (a session lost while fetching) can come first and the mail is flagged on a later
+    // read instead. Either way what follows must hold; the drop is not left armed for the restart.
+    drop.armed = false;
     await until(async () => (await flagsOf(huge)).includes('$OmnigateParked'), 'parked flags on the huge-header mail');
     expect(await flagsOf(huge)).toEqual(expect.arrayContaining(parkedFlags));
     await new Promise((r) => setTimeout(r, 1500));
@@ -109,6 +112,7 @@ describe('email: mail the parser refuses', () => {
   }, 90_000);
 
   it('after a restart, parks neither again and leaves them unread and flagged', async () => {
+    await until(async () => ((await checkpointOf(nc, 'INBOX')).cp?.lastUid ?? 0) >= 4, 'the checkpoint past the four mails');
     await gateways.pop()!.stop();
     // Read the folder from the start again (as after a crash before the checkpoint was saved):
     // the parked mails are read, found flagged, and left as they are, not marked handled.
