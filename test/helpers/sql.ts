@@ -113,3 +113,16 @@ export async function openTestDatabase(engine: 'pglite' | 'postgres'): Promise<{
   const db = await openDatabase({ url: pg.url, user: pg.user, dataDir: '' });
   return { db, config: { url: pg.url, user: pg.user }, cleanup: () => pg.drop() };
 }
+
+/** `db` with some of its calls replaced (a lock that waits, transactions held back): the rest go to `db`. */
+export function wrapDatabase(db: Database, replaced: Partial<Pick<Database, 'query' | 'transaction' | 'tryApplierLock' | 'close'>>): Database {
+  return {
+    engine: db.engine,
+    where: db.where,
+    query: (sql, params) => db.query(sql, params),
+    transaction: (fn) => db.transaction(fn),
+    tryApplierLock: (key) => db.tryApplierLock(key),
+    close: () => db.close(),
+    ...replaced,
+  };
+}

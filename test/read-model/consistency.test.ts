@@ -23,7 +23,7 @@ import { Projection } from '../../src/read-model/projection.js';
 import { listTickets } from '../../src/read-model/queries.js';
 import { chatMessage } from '../helpers/events.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
-import { openTestDatabase } from '../helpers/sql.js';
+import { openTestDatabase, wrapDatabase } from '../helpers/sql.js';
 
 let nats: TestNats;
 
@@ -58,18 +58,13 @@ function holdable(db: Database) {
   let range: [number, number] | undefined;
   let held: Array<{ go: () => void; fail: (err: Error) => void }> = [];
   const at = async () => Number((await db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint'))[0]?.seq ?? 0);
-  const wrapped: Database = {
-    engine: db.engine,
-    where: db.where,
-    query: (sql, params) => db.query(sql, params),
-    tryApplierLock: (key) => db.tryApplierLock(key),
-    close: () => db.close(),
+  const wrapped = wrapDatabase(db, {
     async transaction(fn) {
       const seq = range ? await at() : 0;
       if (range && seq >= range[0] && seq < range[1]) await new Promise<void>((go, fail) => held.push({ go, fail }));
       return db.transaction(fn);
     },
-  };
+  });
   const settle = (how: (h: (typeof held)[number]) => void) => {
     range = undefined;
     const now = held;

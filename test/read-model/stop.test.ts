@@ -12,7 +12,7 @@ import type { ApplierLock, Database } from '../../src/read-model/database.js';
 import { migrate } from '../../src/read-model/migrations.js';
 import { Projection } from '../../src/read-model/projection.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
-import { openTestDatabase } from '../helpers/sql.js';
+import { openTestDatabase, wrapDatabase } from '../helpers/sql.js';
 
 let nats: TestNats;
 
@@ -51,19 +51,14 @@ describe.each(['pglite', 'postgres'] as const)('a projection stopped while it ta
     let letGo!: () => void;
     const held = new Promise<void>((r) => (letGo = r));
     let released = false;
-    const slowLock: Database = {
-      engine: db.engine,
-      where: db.where,
-      query: (sql, params) => db.query(sql, params),
-      transaction: (fn) => db.transaction(fn),
-      close: () => db.close(),
+    const slowLock = wrapDatabase(db, {
       async tryApplierLock(key): Promise<ApplierLock | null> {
         taken();
         await held; // the stop comes while the lock is being taken
         const lock = await db.tryApplierLock(key);
         return lock && { lost: lock.lost, release: async () => void (released = true, await lock.release()) };
       },
-    };
+    });
     projection = new Projection(bus, async () => slowLock, log);
     projection.start();
     await taking;
