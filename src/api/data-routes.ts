@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { queryDateOrTime } from './query-time.js';
 import { describeZodError } from '../core/schema.js';
-import { JsonInputError, parseJsonBody } from '../core/json-input.js';
+import { parseJsonBody } from '../core/json-input.js';
 import { Eraser, type ErasureOptions } from '../core/erasure.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
@@ -19,6 +19,7 @@ import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../re
 import type { BusinessHours } from '../router/business-hours.js';
 import type { TokenAuth } from './auth.js';
 import { HttpError, fail, failQuery, refuseUnknownFields } from './errors.js';
+import { jsonObjectBody } from './json-body.js';
 
 export interface DataApiDeps {
   bus: Bus;
@@ -125,7 +126,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   app.post('/v1/identities/erase', async (req, reply) => {
     const who = deps.auth.authorizeAdmin(req.headers.authorization);
     if ('error' in who) return fail(reply, who.error.code, who.error.message);
-    const json = jsonBody(req.body);
+    const json = jsonObjectBody(req);
     refuseUnknownFields(IdentityErasureBody, json);
     const body = IdentityErasureBody.safeParse(json);
     if (!body.success) return fail(reply, 'invalid_request', describeZodError(body.error), body.error.issues[0]!.path.join('.'));
@@ -157,19 +158,6 @@ function isAddressOrPhone(v: string): boolean {
   if (/^[^\s@]+@[^\s@]+\.[^\s@.]{2,}$/.test(v)) return true;
   const digits = v.replace(/\D/g, '').length;
   return /^\+?[\d\s().-]+$/.test(v) && digits >= 10 && digits <= 15;
-}
-
-/** A JSON object body; the same JSON edge as every other body. */
-function jsonBody(body: unknown): Record<string, unknown> {
-  let json: unknown;
-  try {
-    json = parseJsonBody(Buffer.isBuffer(body) ? body : Buffer.alloc(0));
-  } catch (err) {
-    if (!(err instanceof JsonInputError)) throw new HttpError('invalid_json', 'body is not valid JSON', 'body');
-    throw new HttpError(err.kind === 'json' ? 'invalid_json' : 'invalid_request', err.message, err.field);
-  }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
-  return json as Record<string, unknown>;
 }
 
 /** A date alone is midnight in the reports' zone: `from=2026-03-02` means that day as the team lives it. */

@@ -21,6 +21,8 @@ export const STATUS_OF = {
   /** A free-form reply after the channel's reply window (WhatsApp's 24 hours): only a template may go. */
   outside_reply_window: 409,
   payload_too_large: 413,
+  /** A body in a media type the route does not read (JSON routes: anything but application/json). */
+  unsupported_media_type: 415,
   internal: 500,
   unavailable: 503,
 } as const;

@@ -138,7 +138,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Merge another contact into this one (a person\'s decision; kept when the read model is rebuilt)',
           parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
           requestBody: jsonBody({ type: 'object', required: ['contactId'], properties: { contactId: { type: 'string', description: 'the contact that joins this one' }, author: { type: 'object', properties: { id: { type: 'string' } } } } }),
-          responses: { 200: { description: 'The merged contact', content: { 'application/json': { schema: { type: 'object', properties: { contact: { $ref: '#/components/schemas/Contact' } } } } } }, ...errors(400, 401, 403, 404) },
+          responses: { 200: { description: 'The merged contact', content: { 'application/json': { schema: { type: 'object', properties: { contact: { $ref: '#/components/schemas/Contact' } } } } } }, ...errors(400, 401, 403, 404, 415) },
         },
       },
       '/v1/contacts/{id}/erase': {
@@ -152,7 +152,7 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: 'Erase a person the read model has no contact for (e.g. every post refused, so only dead letters hold them) by their identifiers: transport streams, ticket events, dead letters (payloads searched), dedup stamps (admin tokens only; an identifier of a known contact is refused: erase the contact; docs/data.md)',
           requestBody: jsonBody({ type: 'object', required: ['identities'], properties: { identities: { type: 'array', minItems: 1, maxItems: 50, items: { type: 'string', minLength: 1, maxLength: 320 }, description: 'platform user ids, phone numbers, email addresses, usernames' } } }),
-          responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, erased: json(ErasureCounts) } } } } }, ...errors(400, 401, 403) },
+          responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, erased: json(ErasureCounts) } } } } }, ...errors(400, 401, 403, 415) },
         },
       },
       '/v1/reports/{kind}': {
@@ -201,7 +201,7 @@ export function openApiDocument(): Record<string, unknown> {
           requestBody: { required: true, content: { 'application/json': { schema: replyJson }, 'multipart/form-data': { schema: replyForm } } },
           responses: {
             202: { description: 'Accepted for delivery; its fate arrives as a ticket.delivery event', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, outboundId: { type: 'string' }, status: json(TicketStatus) } } } } },
-            ...errors(400, 401, 403, 404, 409, 410, 413, 503),
+            ...errors(400, 401, 403, 404, 409, 410, 413, 415, 503),
           },
         },
       },
@@ -210,7 +210,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Add an internal note (logged, never sent)',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(NoteCommand.omit(fromPath))),
-          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 409, 410, 503) },
+          responses: { 201: { description: 'Noted', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, noteId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 409, 410, 415, 503) },
         },
       },
       '/v1/tickets/{id}/status': {
@@ -218,7 +218,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Change the ticket status',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(StatusCommand.omit(fromPath))),
-          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 409, 410, 503) },
+          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 409, 410, 415, 503) },
         },
       },
       '/v1/attachments': {
@@ -266,5 +266,6 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   410: 'The ticket was closed long ago and evicted from the live store (ticket_evicted, `field` names the ticket id): its log is kept at GET /v1/tickets/{id}/log',
   413: 'Attachment or body too large',
+  415: 'The body is not sent as application/json (unsupported_media_type, `field: Content-Type`)',
   503: 'NATS or the router did not answer (an outage, a leader election): a read or a write with an Idempotency-Key may be retried (Retry-After); any other write: check whether it took effect first',
 };

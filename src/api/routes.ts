@@ -11,10 +11,10 @@ import { QueryDateTime } from './query-time.js';
 import { Author, NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
-import { JsonInputError, parseJsonBody } from '../core/json-input.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
 import type { TokenAuth } from './auth.js';
+import { jsonObjectBody } from './json-body.js';
 import { HttpError, fail, failQuery, isErrorCode, refuseUnknownFields } from './errors.js';
 import { isNatsUnavailable } from '../core/errors.js';
 import { openApiDocument } from './openapi.js';
@@ -120,7 +120,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/contacts/:id/merge', guarded, async (req, reply) => {
-    const json = jsonObject(req);
+    const json = jsonObjectBody(req);
     refuseUnknownFields(MergeBody, json);
     const body = MergeBody.safeParse(json);
     if (!body.success) return fail(reply, 'invalid_request', describeZodError(body.error), body.error.issues[0]!.path.join('.'));
@@ -171,7 +171,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
       for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`, req.params.id));
       body = { text: fields.get('text'), html: fields.get('html'), author: authorFromFields(fields), attachments };
     } else {
-      body = jsonObject(req);
+      body = jsonObjectBody(req);
       refuseUnknownFields(ReplyBody, body);
       const parsed = ReplyAttachments.safeParse(body);
       if (!parsed.success) throw new HttpError('invalid_request', describeZodError(parsed.error), parsed.error.issues[0]!.path.join('.'));
@@ -181,13 +181,13 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/notes', guarded, async (req, reply) => {
-    const body = jsonObject(req);
+    const body = jsonObjectBody(req);
     refuseUnknownFields(NoteBody, body);
     return command(deps, reply, 'note', { ...body, ticketId: req.params.id, idempotencyKey: idempotencyKey(req) }, 201);
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/status', guarded, async (req, reply) => {
-    const body = jsonObject(req);
+    const body = jsonObjectBody(req);
     refuseUnknownFields(StatusBody, body);
     return command(deps, reply, 'status', { ...body, ticketId: req.params.id, idempotencyKey: idempotencyKey(req) }, 200);
   });
@@ -211,18 +211,6 @@ function idempotencyKey(req: FastifyRequest): string | undefined {
   // It travels on as a header (the webhook channel's receiver gets it) and names a claim in KV.
   if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError('invalid_request', 'Idempotency-Key must not contain control characters (tab, CR, LF…)', 'Idempotency-Key');
   return v;
-}
-
-function jsonObject(req: FastifyRequest): Record<string, unknown> {
-  let json: unknown;
-  try {
-    json = parseJsonBody(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
-  } catch (err) {
-    if (!(err instanceof JsonInputError)) throw new HttpError('invalid_json', 'body is not valid JSON', 'body');
-    throw new HttpError(err.kind === 'json' ? 'invalid_json' : 'invalid_request', err.message, err.field);
-  }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new HttpError('invalid_request', 'body must be a JSON object', 'body');
-  return json as Record<string, unknown>;
 }
 
 /** Multipart has no nesting: the author comes as fields `author.id` and `author.name`. */

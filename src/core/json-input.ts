@@ -156,3 +156,18 @@ export function jsonOrUndefined(bytes: Uint8Array): unknown {
     return undefined;
   }
 }
+
+/**
+ * Why a request's `Content-Type` is refused for a JSON body, or undefined when it is not: JSON
+ * (`application/json`, `application/*+json`), none at all, or `text/plain` (what `fetch` sends for
+ * a string body, and what a browser form posts JSON as to spare itself a CORS preflight). A form
+ * (`curl -d` without a header) or a multipart body was refused as "not valid JSON" when it did not
+ * parse, which sent the caller looking at the body, and accepted when it happened to.
+ */
+export function jsonMediaTypeRefusal(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const type = String(header).split(';')[0]!.trim().toLowerCase();
+  if (type === '' || type === 'application/json' || type === 'text/plain' || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type)) return undefined;
+  const given = type.slice(0, 60).replace(/[^\x20-\x7e]/g, '?');
+  return `Content-Type: ${given} is not accepted: send the body as application/json (curl: -H 'content-type: application/json')`;
+}

@@ -527,6 +527,24 @@ describe('hostile input: the reported cases', () => {
     expect(fine.status).toBe(202);
   });
 
+  it('a body sent as a form (curl -d without a header) is a 415 naming Content-Type, on /v1 and the channel; text/plain JSON is read', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const note = (headers: Record<string, string>, body: string) =>
+      fetch(`${h.gw.httpUrl}/v1/tickets/${ticketId}/notes`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, ...headers }, body }).then(async (res) => ({ status: res.status, body: (await res.json()) as any }));
+    // It parsed as JSON, so it was taken; the next one did not, and was "not valid JSON".
+    for (const body of ['{"text":"Перезвонить"}', 'text=Перезвонить']) {
+      const res = await note(form, body);
+      expect(res.status, body).toBe(415);
+      expect(res.body.error).toMatchObject({ code: 'unsupported_media_type', field: 'Content-Type', message: expect.stringContaining('send the body as application/json') });
+    }
+    // What fetch sends for a string body, and no header at all: read as JSON.
+    expect((await note({ 'content-type': 'text/plain;charset=UTF-8' }, '{"text":"Перезвонить после 15:00"}')).status).toBe(201);
+    expect((await note({ 'content-type': 'application/json' }, '{"text":"Перезвонить"}')).status).toBe(201);
+    const channelForm = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, { method: 'POST', headers: { authorization: `Bearer ${SITE_SECRET}`, ...form }, body: 'messageId=f-1&text=x' });
+    expect(channelForm.status).toBe(415);
+    expect(await channelForm.json()).toMatchObject({ error: 'unsupported_media_type', field: 'Content-Type' });
+  });
+
   it('a URL with raw non-ASCII bytes (curl \'…?q=оплата\') is a 400 naming the URL and how to fix it, in the route\'s shape', async () => {
     const raw = async (path: string) => {
       const { port } = new URL(h.gw.httpUrl);

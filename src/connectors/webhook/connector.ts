@@ -4,7 +4,7 @@ import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
 import { MimeType, PrintableId, UNREAL_OFFSET, describeZodError, realOffset, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
-import { JsonInputError, decodeBase64Strict, parseJsonBody } from '../../core/json-input.js';
+import { JsonInputError, decodeBase64Strict, jsonMediaTypeRefusal, parseJsonBody } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
 import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type PublishResult, type SendAttempt, type SendResult } from '../contract.js';
@@ -130,6 +130,11 @@ export class WebhookConnector implements Connector {
     if (encoding) {
       await this.ctx.deadLetter(`webhook body refused: ${encoding}`, req.rawBody);
       return { status: 415, body: { error: 'unsupported_encoding', message: encoding, field: 'Content-Encoding' } };
+    }
+    const mediaType = jsonMediaTypeRefusal(req.headers['content-type']);
+    if (mediaType) {
+      await this.ctx.deadLetter(`webhook body refused: ${mediaType}`, req.rawBody);
+      return { status: 415, body: { error: 'unsupported_media_type', message: mediaType, field: 'Content-Type' } };
     }
     let json: unknown;
     try {

@@ -1,6 +1,6 @@
 /**
  * The webhook channel's edges, run on the connector itself: a compressed body is refused naming
- * Content-Encoding (it was "not valid UTF-8"), and a callback that cannot be reached is recorded
+ * Content-Encoding (it was "not valid UTF-8"), a form naming Content-Type, and a callback that cannot be reached is recorded
  * with the network's cause and host:port (it was "callback unreachable: fetch failed").
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,25 @@ describe('webhook intake: Content-Encoding', () => {
     expect(contentEncodingRefusal(' Identity ')).toBeUndefined();
     expect(contentEncodingRefusal('x-gzip')).toContain('Content-Encoding: x-gzip is not accepted');
     expect(contentEncodingRefusal(`${'z'.repeat(500)}\u0007`)!.length).toBeLessThan(200);
+  });
+});
+
+describe('webhook intake: Content-Type', () => {
+  it('refuses a form, multipart or XML body with 415 naming the header, parked; JSON, text/plain and none are read', async () => {
+    const { c, post, letters, published } = connector();
+    await c.start();
+    const refused = ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'TEXT/HTML; charset=utf-8'];
+    for (const type of refused) {
+      const res = await post(body, { 'content-type': type });
+      expect(res.status, type).toBe(415);
+      expect(res.body).toMatchObject({ error: 'unsupported_media_type', field: 'Content-Type', message: expect.stringMatching(/^Content-Type: .* is not accepted: send the body as application\/json/) });
+    }
+    expect(letters).toHaveLength(refused.length);
+    expect(published).toEqual([]);
+    // A browser posts JSON as text/plain to spare itself a CORS preflight; fetch does for a string body.
+    for (const type of ['application/json; charset=utf-8', 'text/plain;charset=UTF-8', 'application/vnd.api+json', '']) {
+      expect((await post(body, { 'content-type': type })).status, type).toBe(202);
+    }
   });
 });
 
