@@ -358,7 +358,7 @@ export class OutboundRunner {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
       await this.recording(msg.id, () => this.bus.deadLetters.park({
         source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: reasonCode(reason),
-        reason: `${reason ?? 'failed'}${marker.round ? ` (replay ${marker.round})` : ''}`, payload: m.data, meta: { outboundId: msg.id },
+        reason: `${reason ?? 'failed'}${marker.round ? ` (replay ${marker.round})` : ''}`, payload: m.data, meta: { outboundId: msg.id, ticketId: msg.ticketId },
       })).catch((err: unknown) => {
         // Decided and reported either way (the ticket log has the failure); only the copy for `dlq --replay` is missing.
         this.log.error({ outboundId: msg.id, err: errorMessage(err) }, 'failed reply could not be parked as a dead letter; its failure is recorded on the ticket');

@@ -26,6 +26,8 @@ export interface LetterFilter {
   source?: string;
   /** Matches the letter's code exactly or appears in its reason (case-insensitive). */
   reason?: string;
+  /** Only letters of this ticket (a reply that failed for good names its ticket). */
+  ticket?: string;
   /** Only letters at or below this sequence (the newest of a page already shown: "replay all shown"). */
   upTo?: number;
   limit: number;
@@ -38,6 +40,8 @@ export interface LetterSummary {
   subject: string;
   code?: string;
   reason: string;
+  /** The ticket a failed reply was for (outbound letters; a ticket id is no personal data, so read-only tokens see it too). */
+  ticketId?: string;
   payloadBytes?: number;
   truncated: boolean;
 }
@@ -105,7 +109,8 @@ export class DeadLetterDesk {
           const parsed = DeadLetter.safeParse(jsonOrUndefined(m.data));
           if (parsed.success) {
             const d = parsed.data;
-            if (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) found.push({ ...summary(m.seq, d), letter: d });
+            const wanted = (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) && (!f.ticket || d.meta?.ticketId === f.ticket);
+            if (wanted) found.push({ ...summary(m.seq, d), letter: d });
           }
           if (pending === 0) break;
         }
@@ -197,5 +202,6 @@ export class DeadLetterDesk {
 }
 
 function summary(seq: number, d: DeadLetter): LetterSummary {
-  return { seq, at: d.at, source: d.source, subject: d.subject, code: d.code, reason: d.reason, payloadBytes: d.payloadBytes, truncated: d.truncated ?? false };
+  const ticketId = d.meta?.ticketId;
+  return { seq, at: d.at, source: d.source, subject: d.subject, code: d.code, reason: d.reason, ...(ticketId ? { ticketId } : {}), payloadBytes: d.payloadBytes, truncated: d.truncated ?? false };
 }

@@ -5,6 +5,7 @@ const ok = (description: string, schema: Record<string, unknown> = { type: 'obje
 const letterFilter = [
   { name: 'source', in: 'query', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$' }, description: 'Subject suffix after omni.dlq.: router, router.ignored, inbound.<channel>.<account>, outbound.<channel>.<account>, webhook.<name>; a shorter prefix (inbound, inbound.email) lists all below it' },
   { name: 'reason', in: 'query', required: false, schema: { type: 'string', maxLength: 200 }, description: "The letter's code exactly, or text in its reason (case-insensitive)" },
+  { name: 'ticket', in: 'query', required: false, schema: { type: 'string', minLength: 1, maxLength: 100 }, description: 'Only letters of this ticket: its replies that failed for good (outbound letters name their ticket as `ticketId`)' },
   { name: 'upTo', in: 'query', required: false, schema: { type: 'integer', minimum: 1 }, description: 'Only letters at or below this sequence (a page already shown: the console replays exactly the letters it shows)' },
 ];
 const seq = { name: 'seq', in: 'path', required: true, schema: { type: 'integer', minimum: 1 }, description: 'The letter\'s sequence in the OMNI_DLQ stream' };
@@ -52,7 +53,7 @@ export function consolePaths(errors: Errors): Record<string, unknown> {
     },
     '/v1/dead-letters/replay': {
       post: {
-        summary: 'Replay every letter the filter lists (a source or a reason is required), oldest first, one at a time',
+        summary: 'Replay every letter the filter lists (a source, a reason or a ticket is required), oldest first, one at a time',
         parameters: [...letterFilter, { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } }],
         responses: { ...ok('One outcome per letter', outcomes), ...errors(400, 401, 403) },
       },

@@ -35,6 +35,7 @@ export interface ConsoleDeps {
 const LetterQuery = z.strictObject({
   source: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'dot-separated parts of letters, digits, "_" and "-", none empty (e.g. inbound.telegram.support)').optional(),
   reason: z.string().max(200).optional(),
+  ticket: z.string().min(1).max(100).optional(),
   /** Only letters at or below this sequence: a page already shown stays the page replayed. */
   upTo: z.coerce.number().int().positive().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -159,7 +160,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   app.post('/v1/dead-letters/replay', guarded, async (req, reply) => {
     const q = ReplayBody.safeParse(req.query);
     if (!q.success) return failQuery(reply, q.error);
-    if (!q.data.source && !q.data.reason) return fail(reply, 'invalid_request', 'give a source or a reason: replaying every letter at once is not offered', 'source');
+    if (!q.data.source && !q.data.reason && !q.data.ticket) return fail(reply, 'invalid_request', 'give a source, a reason or a ticket: replaying every letter at once is not offered', 'source');
     const results = await desk.replayMatching(q.data);
     logReplay(deps, req, results);
     return { results };

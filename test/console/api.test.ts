@@ -134,6 +134,11 @@ describe('console API', () => {
     expect(inbound.body.letters.map((l: any) => l.source)).toEqual(['inbound.webhook.site', 'inbound.email.support']);
     const email = await get('/v1/dead-letters?source=inbound.email');
     expect(email.body.letters.map((l: any) => l.code)).toEqual(['invalid_mail']);
+    // A reply that failed for good names its ticket: listed with it, and found by it.
+    await bus.deadLetters.park({ source: 'outbound', scope: 'webhook.site', subject: 'omni.out.webhook.site', code: 'http_400', reason: 'http 400', payload: '{}', meta: { outboundId: 'out-77', ticketId: 'T-77' } });
+    const ofTicket = await get('/v1/dead-letters?ticket=T-77');
+    expect(ofTicket.body.letters).toEqual([expect.objectContaining({ source: 'outbound.webhook.site', ticketId: 'T-77', code: 'http_400' })]);
+    expect((await get('/v1/dead-letters?source=outbound&ticket=T-78')).body.letters).toEqual([]);
     const byReason = await get('/v1/dead-letters?reason=STORE');
     expect(byReason.body.letters.map((l: any) => l.code)).toEqual(['routing_failed']);
     const one = await get(`/v1/dead-letters/${email.body.letters[0].seq}`);

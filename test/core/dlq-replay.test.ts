@@ -102,7 +102,8 @@ describe('replay of a failed send', () => {
     const outboundId = r.body.outboundId as string;
     expect(outboundId).toContain(`:${h.gw.gateway.bus.installationId}:`);
     await h.gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === id && (e.entry as any).status.status === 'failed');
-    await h.gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.outbound.webhook.site', (d: any) => d.meta?.outboundId === outboundId);
+    // The letter names its ticket: "which replies of T-… failed" is answered without opening payloads.
+    await h.gw.waitForStreamMessage('OMNI_DLQ', 'omni.dlq.outbound.webhook.site', (d: any) => d.meta?.outboundId === outboundId && d.meta?.ticketId === id);
 
     h.callbackStatus = () => 200;
     const lines = await replay('outbound.webhook.site');

@@ -369,9 +369,11 @@ async function pairingScreen(account) {
 async function deadLettersScreen(params) {
   const source = h('input', { id: 'dl-source', name: 'source', value: params.get('source') || '', 'aria-describedby': 'dl-source-hint' });
   const reason = h('input', { id: 'dl-reason', name: 'reason', value: params.get('reason') || '' });
+  const ticket = h('input', { id: 'dl-ticket', name: 'ticket', value: params.get('ticket') || '' });
   const form = h('form', { class: 'inline', role: 'search' },
     h('label', { for: 'dl-source' }, t('dl.source'), source, h('span', { id: 'dl-source-hint', class: 'muted' }, t('dl.sourceHint'))),
     h('label', { for: 'dl-reason' }, t('dl.reason'), reason),
+    h('label', { for: 'dl-ticket' }, t('dl.ticket'), ticket),
     h('button', { type: 'submit' }, t('dl.filter')),
   );
   form.addEventListener('submit', (e) => {
@@ -379,23 +381,25 @@ async function deadLettersScreen(params) {
     const q = new URLSearchParams();
     if (source.value.trim()) q.set('source', source.value.trim());
     if (reason.value.trim()) q.set('reason', reason.value.trim());
+    if (ticket.value.trim()) q.set('ticket', ticket.value.trim());
     location.hash = `#/dead-letters?${q}`;
   });
   const results = h('div', { id: 'dl-results' }, t('loading'));
   const outcome = h('div', { role: 'status', 'aria-live': 'polite', id: 'dl-outcome' });
   screen(t('dl.title'), form, outcome, results);
   const q = new URLSearchParams();
-  for (const k of ['source', 'reason']) if (params.get(k)) q.set(k, params.get(k));
+  for (const k of ['source', 'reason', 'ticket']) if (params.get(k)) q.set(k, params.get(k));
   const data = await api(`v1/dead-letters?${q}`);
   const rows = data.letters.map((l) => h('tr', { 'data-seq': l.seq },
     h('td', {}, h('a', { href: `#/dead-letters/${l.seq}`, 'aria-label': t('dl.open', { seq: l.seq }) }, String(l.seq))),
     h('td', {}, time(l.at)),
     h('td', {}, l.source),
     h('td', {}, l.code || ''),
+    h('td', {}, l.ticketId ? ticketLink(l.ticketId) : ''),
     h('td', {}, l.reason),
   ));
   const table = data.letters.length
-    ? h('table', {}, h('thead', {}, h('tr', {}, ['dl.seq', 'dl.at', 'dl.source', 'dl.code', 'dl.why'].map((k) => h('th', { scope: 'col' }, t(k))))), h('tbody', {}, rows))
+    ? h('table', {}, h('thead', {}, h('tr', {}, ['dl.seq', 'dl.at', 'dl.source', 'dl.code', 'dl.ticket', 'dl.why'].map((k) => h('th', { scope: 'col' }, t(k))))), h('tbody', {}, rows))
     : h('p', {}, t('dl.none'));
   const parts = [table, h('p', { class: 'muted' }, t('dl.scanned', { count: data.scanned }))];
   if (canAct() && data.letters.length && q.toString()) {
@@ -456,6 +460,7 @@ async function letterScreen(seq) {
       h('dt', {}, t('dl.source')), h('dd', {}, l.source),
       h('dt', {}, t('dl.subject')), h('dd', {}, l.subject),
       h('dt', {}, t('dl.code')), h('dd', {}, l.code || t('never')),
+      ...(l.ticketId ? [h('dt', {}, t('dl.ticket')), h('dd', {}, ticketLink(l.ticketId))] : []),
       h('dt', {}, t('dl.why')), h('dd', {}, l.reason),
     ), l.truncated ? h('p', { class: 'error' }, t('dl.truncated')) : null),
     actions, outcome,
@@ -513,6 +518,11 @@ async function ticketsScreen(params) {
     }
   }
   results.replaceChildren(...parts);
+}
+
+/** A failed reply's ticket, opened on the ticket screen. */
+function ticketLink(id) {
+  return h('a', { href: `#/ticket/${encodeURIComponent(id)}` }, id);
 }
 
 function ticketRow(tk) {
