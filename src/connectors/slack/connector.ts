@@ -13,6 +13,7 @@ import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
 import { sleep, backoffMs, whenAborted } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { describeFetchFailure, networkCause } from '../../core/network-failure.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
 import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js';
@@ -316,6 +317,6 @@ export class SlackConnector implements Connector {
       if (AUTH_ERRORS.has(code)) this.health_.set('auth_failed', code);
       return new PermanentDeliveryError(`Slack refused: ${code}`, code);
     }
-    return new TransientDeliveryError(`Slack send failed: ${code ?? errorMessage(err)}`);
+    return new TransientDeliveryError(`Slack send failed: ${code ?? (networkCause(err) ? describeFetchFailure(err, this.o.apiUrl) : errorMessage(err))}`);
   }
 }

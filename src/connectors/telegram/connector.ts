@@ -7,6 +7,7 @@
 import { Telegram } from 'telegraf';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
+import { describeFetchFailure, networkCause } from '../../core/network-failure.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
@@ -271,7 +272,9 @@ export class TelegramConnector implements Connector {
   }
 
   /** Error text without the bot token (telegraf puts it in request URLs). */
+  /** Never with the token (Telegram's URLs carry it); a network failure as its cause and the Bot API's host. */
   private redact(err: unknown): string {
+    if (networkCause(err)) return describeFetchFailure(err, this.o.apiRoot);
     return errorMessage(err).split(this.o.token).join('[token]');
   }
 }

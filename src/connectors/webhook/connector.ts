@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readCapped, redirectRefusal, retryAfterMs, type RawRequest, type RawResponse } from '../../core/http.js';
+import { describeFetchFailure } from '../../core/network-failure.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
@@ -273,62 +274,4 @@ export function contentEncodingRefusal(header: string | undefined): string | und
   if (!other.length) return undefined;
   const given = other.join(', ').slice(0, 60).replace(/[^\x20-\x7e]/g, '?');
   return `Content-Encoding: ${given} is not accepted: send the body uncompressed (no Content-Encoding, or identity)`;
-}
-
-/** What the network said, by its code: the reason an agent and an operator read. */
-const NETWORK_FAILURES: Record<string, string> = {
-  ECONNREFUSED: 'connection refused: nothing listens there',
-  ECONNRESET: 'connection reset',
-  ETIMEDOUT: 'connect timed out',
-  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
-  ENOTFOUND: 'host name not found (DNS)',
-  EAI_AGAIN: 'DNS lookup failed for now',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  EPIPE: 'connection closed while sending',
-  UND_ERR_SOCKET: 'connection closed by the other side',
-  UND_ERR_HEADERS_TIMEOUT: 'no answer headers in time',
-  UND_ERR_BODY_TIMEOUT: 'answer body stalled',
-  CERT_HAS_EXPIRED: 'TLS certificate expired',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'TLS certificate self-signed',
-  SELF_SIGNED_CERT_IN_CHAIN: 'TLS certificate chain self-signed',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not verifiable',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'TLS certificate is for another host name',
-};
-
-/**
- * A failed callback fetch as its cause and where: `ECONNREFUSED (connection refused: nothing
- * listens there) at 127.0.0.1:14999`, not undici's bare "fetch failed". Only the host and port of
- * the URL: never its user, password, path or query (a token in a query string stays out of reasons
- * and logs).
- */
-export function describeFetchFailure(err: unknown, url: string, timeoutMs?: number): string {
-  const where = hostPort(url);
-  const name = (err as { name?: unknown })?.name;
-  if (name === 'TimeoutError') return `ETIMEDOUT (no answer within ${timeoutMs ?? '?'} ms, timeoutMs) at ${where}`;
-  const code = causeCode(err);
-  if (code) return `${code}${NETWORK_FAILURES[code] ? ` (${NETWORK_FAILURES[code]})` : ''} at ${where}`;
-  return `${errorMessage(err).replace(/[a-z][a-z0-9+.-]*:\/\/\S*/gi, '<url>').slice(0, 200)} at ${where}`;
-}
-
-/** The first error code in the cause chain (undici's TypeError "fetch failed" → its cause, an AggregateError's errors). */
-function causeCode(err: unknown, depth = 0): string | undefined {
-  if (!err || typeof err !== 'object' || depth > 5) return undefined;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && /^[A-Z][A-Z0-9_]+$/.test(code)) return code;
-  const nested = [(err as { cause?: unknown }).cause, ...((err as { errors?: unknown }).errors instanceof Array ? (err as { errors: unknown[] }).errors : [])];
-  for (const e of nested) {
-    const found = causeCode(e, depth + 1);
-    if (found) return found;
-  }
-  return undefined;
-}
-
-function hostPort(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname.includes(':') && !u.hostname.startsWith('[') ? `[${u.hostname}]` : u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
-  } catch {
-    return '(callbackUrl)';
-  }
 }

@@ -3,6 +3,7 @@
  * delivery outcomes. The access token goes in the Authorization header only, never in URLs.
  */
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { describeFetchFailure } from '../../core/network-failure.js';
 import { redirectRefusal, retryAfterMs } from '../../core/http.js';
 import type { WhatsAppCloudOptions } from './index.js';
 
@@ -43,7 +44,7 @@ export class GraphClient {
         redirect: 'manual',
       });
     } catch (err) {
-      throw new GraphCallError(0, { message: `unreachable: ${errorMessage(err)}` });
+      throw new GraphCallError(0, { message: `unreachable: ${describeFetchFailure(err, this.base, this.o.timeoutMs, 'timeoutMs')}` });
     }
     const redirected = redirectRefusal(res);
     if (redirected) {

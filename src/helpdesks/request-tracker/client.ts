@@ -9,6 +9,7 @@
  * Credentials go into the Authorization header only, never into a URL or an error message.
  */
 import { callSignal, redirectRefusal } from '../../core/http.js';
+import { describeFetchFailure } from '../../core/network-failure.js';
 
 export interface RtClientOptions {
   /** RT's base URL (WebBaseURL), e.g. http://rt.example.com; REST2 lives under /REST/2.0. */
@@ -296,7 +297,7 @@ export class RtClient {
         redirect: 'manual',
       });
     } catch (err) {
-      throw new RtUnavailableError(`RT ${what}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+      throw new RtUnavailableError(`RT ${what}: ${describeFetchFailure(err, this.rest2, this.timeoutMs)}`);
     }
     const redirected = redirectRefusal(res);
     if (redirected) {

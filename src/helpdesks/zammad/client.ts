@@ -5,6 +5,7 @@
  */
 import { errorMessage } from '../../core/errors.js';
 import { callSignal, redirectRefusal, retryAfterMs } from '../../core/http.js';
+import { describeFetchFailure } from '../../core/network-failure.js';
 import { HelpdeskRefusedError, HelpdeskUnavailableError } from '../contract.js';
 
 export interface ZammadUser {
@@ -79,7 +80,7 @@ export class ZammadClient {
         redirect: 'manual',
       });
     } catch (err) {
-      throw new HelpdeskUnavailableError(`Zammad unreachable (${method} /api/v1/${path.split('?')[0]}): ${errorMessage(err)}`);
+      throw new HelpdeskUnavailableError(`Zammad unreachable (${method} /api/v1/${path.split('?')[0]}): ${describeFetchFailure(err, this.base, this.timeoutMs)}`);
     }
     const redirected = redirectRefusal(res);
     if (redirected) {

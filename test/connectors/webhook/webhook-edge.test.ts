@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { WebhookConnector, contentEncodingRefusal, describeFetchFailure } from '../../../src/connectors/webhook/connector.js';
+import { WebhookConnector, contentEncodingRefusal } from '../../../src/connectors/webhook/connector.js';
+import { describeFetchFailure } from '../../../src/core/network-failure.js';
 import { TransientDeliveryError } from '../../../src/core/errors.js';
 import type { RawRequest, RawResponse } from '../../../src/core/http.js';
 import type { ConnectorContext } from '../../../src/connectors/contract.js';
