@@ -387,6 +387,12 @@ export const Ticket = z.object({
       at: IsoTime,
     })
     .optional(),
+  /**
+   * Agent replies that failed for good and have not gone out since, oldest first, at most 10: a
+   * later reply that was sent sets lastDelivery to `sent`, and the earlier one that never reached
+   * the customer stayed visible only in the log. A replay of it that is sent takes it off.
+   */
+  failedReplies: z.array(z.object({ outboundId: z.string(), at: IsoTime, reason: z.string() })).max(10).optional(),
   /** Highest ticket-log sequence of a delivery outcome applied to this record (for outcomes older than recentDeliveries). */
   appliedSeq: z.number().int().nonnegative().default(0),
   /**
@@ -530,6 +536,8 @@ export const TicketEvent = z.object({
   contact: TicketContact.optional(),
   /** The newest outcome of an agent's reply (see Ticket.lastDelivery). */
   lastDelivery: Ticket.shape.lastDelivery,
+  /** Agent replies that failed for good and have not gone out since (see Ticket.failedReplies); absent when none. */
+  failedReplies: Ticket.shape.failedReplies,
   /** The log entry this event announces; for ticket.created, the first message (kind `inbound`). */
   entry: LogEntry.optional(),
 });

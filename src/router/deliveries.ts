@@ -120,6 +120,7 @@ export class DeliveryRecorder {
       }
       t.recentDeliveries = marks;
       if (agentOutbound) noteDelivery(t, s);
+      if (agentOutbound) noteFailedReply(t, s);
       // Failed after it was sent (a bounce, a platform's late `failed`): the customer has no answer.
       if (agentOutbound && s.status === 'failed') undoAnswer(t, s.outboundId);
       if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {
@@ -234,4 +235,24 @@ function noteDelivery(t: Ticket, s: DeliveryStatus): void {
   }
   if (last && last.outboundId !== s.outboundId && last.at > s.at) return;
   t.lastDelivery = { status: s.status, outboundId: s.outboundId, at: s.at, ...(s.status === 'failed' ? { reason: s.reason ?? 'unknown' } : {}) };
+}
+
+/** Failed replies a ticket lists (Ticket.failedReplies). */
+const FAILED_REPLIES_KEPT = 10;
+
+/**
+ * Keeps Ticket.failedReplies: a reply that failed for good is listed (again, with its newest
+ * reason, when a replay of it failed too); one that went out after all (a replay that was sent,
+ * delivered or read) is taken off. The oldest drop out past ten.
+ */
+function noteFailedReply(t: Ticket, s: DeliveryStatus): void {
+  if (s.status !== 'failed') {
+    // Only an outcome after the failure: WhatsApp's `failed` after `sent` may be applied before it.
+    const still = (t.failedReplies ?? []).filter((f) => f.outboundId !== s.outboundId || f.at > s.at);
+    if (still.length !== (t.failedReplies?.length ?? 0)) t.failedReplies = still.length > 0 ? still : undefined;
+    return;
+  }
+  const others = (t.failedReplies ?? []).filter((f) => f.outboundId !== s.outboundId);
+  const listed = [...others, { outboundId: s.outboundId, at: s.at, reason: s.reason ?? 'unknown' }];
+  t.failedReplies = listed.slice(-FAILED_REPLIES_KEPT);
 }

@@ -107,6 +107,7 @@ export class Journal {
       conversation: ticket.conversation,
       contact: ticket.contact,
       lastDelivery: ticket.lastDelivery,
+      failedReplies: ticket.failedReplies,
     };
     const json = JSON.stringify(head);
     return this.bus.pipe.publish(Subjects.ticketEvent(type.slice('ticket.'.length)), entry === undefined ? json : this.withEntry(json, entry), { msgID: id });

@@ -224,6 +224,23 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     await shot(page, 'ticket');
   }, 60_000);
 
+  it('keeps a reply that never reached the customer in sight, with a link to its dead letters', async () => {
+    await publishEvent(gw.nc, chatMessage({ channel: 'webhook', account: 'site', chat: 'failed-chat-1', from: 'customer-77', text: 'Где мой заказ?' }));
+    const { ticketId: failedTicket } = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'failed-chat-1');
+    const reply = await fetch(`${gw.httpUrl}/v1/tickets/${failedTicket}/replies`, {
+      method: 'POST', headers: { authorization: `Bearer ${OPS}`, 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Заказ в пути' }),
+    });
+    const { outboundId } = (await reply.json()) as { outboundId: string };
+    gw.nc.publish('omni.status.webhook.site', JSON.stringify({ v: 1, type: 'delivery.status', outboundId, ticketId: failedTicket, channel: 'webhook', account: 'site', status: 'failed', reason: 'http_410: widget closed', attempts: 1, at: new Date().toISOString() }));
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === failedTicket);
+    await page.goto(`${base}/console/#/ticket/${encodeURIComponent(failedTicket)}`);
+    const box = page.locator('#failed-replies');
+    await box.waitFor();
+    expect(await box.textContent()).toContain('Replies that did not reach the customer: 1');
+    expect(await box.textContent()).toContain('http_410: widget closed');
+    expect(await box.locator('a').getAttribute('href')).toBe(`#/dead-letters?source=outbound&ticket=${encodeURIComponent(failedTicket)}`);
+  }, 60_000);
+
   it('tails ticket events live', async () => {
     await page.getByRole('link', { name: 'Live' }).click();
     await expect.poll(() => page.locator('#live-status').textContent(), { timeout: 20_000 }).toBe('Connected: new ticket events appear here.');

@@ -1,6 +1,6 @@
 /**
  * A reply that failed for good is visible on the ticket: back to `open` with lastDelivery failed
- * and the reason, counted as unanswered by the SLA watcher, announced as ticket.delivery_failed.
+ * and the reason, listed in failedReplies until a replay of it is sent, counted as unanswered by the SLA watcher, announced as ticket.delivery_failed.
  * And ticket.created carries the conversation, the contact and the first message, valid against
  * the published JSON Schema. Router and a real nats-server; statuses published as a connector would.
  */
@@ -98,6 +98,14 @@ describe('failed delivery on the ticket', () => {
     const after = await gw.ticket(ticketId);
     expect(after).toMatchObject({ status: 'pending', lastDelivery: { status: 'sent', outboundId: again.result.outboundId } });
     expect(after!.lastDelivery!.reason).toBeUndefined();
+    // The first reply never reached the customer: still listed, though the newest outcome is `sent`.
+    expect(after!.failedReplies).toEqual([{ outboundId, at: expect.any(String), reason: 'blocked_by_user: the user blocked the bot' }]);
+    expect(failed.failedReplies).toEqual(after!.failedReplies);
+
+    // A replay of it that goes out takes it off.
+    await reportStatus({ outboundId, ticketId, status: 'sent', platformMessageId: 'pm-1', round: 1 });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status.outboundId === outboundId && (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status.status === 'sent');
+    expect((await gw.ticket(ticketId))!.failedReplies).toBeUndefined();
   });
 
   it('a reply that fails after it was sent (a late failed status, a bounce) answers nothing: first response undone, the SLA sees no answer', async () => {

@@ -593,6 +593,11 @@ async function ticketScreen(id) {
       h('dt', {}, t('tickets.contact')), h('dd', {}, tk.contact.displayName ? `${tk.contact.displayName} (${tk.contact.id})` : tk.contact.id),
       tk.subject ? [h('dt', {}, t('tickets.subject')), h('dd', {}, tk.subject)] : null,
     )),
+    // A reply that never reached the customer stays in sight after a later one went out.
+    tk.failedReplies?.length
+      ? h('div', { class: 'card error', id: 'failed-replies', role: 'note' }, h('p', {}, t('ticket.failedReplies', { count: tk.failedReplies.length })),
+        h('ul', {}, tk.failedReplies.map((f) => h('li', {}, time(f.at), ' — ', f.reason, ' ', h('a', { href: `#/dead-letters?${new URLSearchParams({ source: 'outbound', ticket: tk.id })}` }, t('ticket.failedLetters'))))))
+      : null,
     h('h2', {}, t('ticket.log')),
     h('ol', { class: 'log', id: 'ticket-log' }, data.log.map(logEntry)),
   );
