@@ -35,12 +35,18 @@ interface Claim {
  * process that died mid-command) is taken over, and so at once is one whose attempt failed
  * (marked `interrupted`). `act` is then told when the first attempt began (ms): it may have
  * logged its entry longer ago than the duplicate window.
+ *
+ * `signal` (the commands loop stopping) ends a wait for another attempt's claim at once with
+ * `in_progress`: the wait holds nothing of this replica's, and a claim left by a replica killed
+ * mid-command stays fresh for CLAIM_STALE_MS, so every retry of that key waited here in turn and
+ * held this replica's stop past shutdownTimeout.
  */
-export async function runOnce(bus: Bus, log: Logger, kind: string, key: string | undefined, act: (earlierAttemptAt?: number) => Promise<CommandResult>): Promise<CommandResult> {
+export async function runOnce(bus: Bus, log: Logger, kind: string, key: string | undefined, act: (earlierAttemptAt?: number) => Promise<CommandResult>, signal?: AbortSignal): Promise<CommandResult> {
   if (!key) return act();
   const kv = bus.kv.dedup;
   const marker = `cmd.${kind}.${hashKey(key)}`;
-  for (let waited = 0; ; waited += CLAIM_POLL_MS) {
+  const waitingSince = performance.now();
+  for (;;) {
     const at = Date.now();
     let revision = 0;
     let earlierAttemptAt: number | undefined;
@@ -53,10 +59,12 @@ export async function runOnce(bus: Bus, log: Logger, kind: string, key: string |
       const value = prior.json() as (CommandResult & { ok: true }) | Claim;
       if (!('pending' in value)) return { ...value, replayed: true };
       if (!value.interrupted && at - value.at < CLAIM_STALE_MS) {
-        if (waited >= CLAIM_WAIT_MS) {
+        // By the clock, not by polls: each poll is two KV round trips, and under load 100 polls
+        // took 7–9 s, close to the API's command timeout.
+        if (signal?.aborted || performance.now() - waitingSince >= CLAIM_WAIT_MS) {
           return { ok: false, error: { code: 'in_progress', message: 'a request with this idempotency key is still being processed; retry later with the same key' } };
         }
-        await sleep(CLAIM_POLL_MS);
+        await sleep(CLAIM_POLL_MS, signal);
         continue;
       }
       // The holder died mid-command, or its attempt failed: take the claim over, once.

@@ -51,7 +51,7 @@ export class CommandHandler {
   ) {}
 
   start(): void {
-    const bind = (name: 'reply' | 'note' | 'status' | 'link', run: (body: unknown) => Promise<CommandResult>) => {
+    const bind = (name: 'reply' | 'note' | 'status' | 'link', run: (body: unknown, signal: AbortSignal) => Promise<CommandResult>) => {
       const loop = this.supervisor.run(`commands.${name}`, async ({ signal, progress }) => {
         const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
         // Drain, not unsubscribe: requests already delivered to us are still answered.
@@ -62,7 +62,7 @@ export class CommandHandler {
         const answering = new Set<Promise<void>>();
         try {
           for await (const m of sub) {
-            const p: Promise<void> = this.answer(m, run)
+            const p: Promise<void> = this.answer(m, run, signal)
               .catch((err) => this.log.warn({ err: errorMessage(err), subject: m.subject }, 'command answer not sent'))
               .finally(() => {
                 answering.delete(p);
@@ -77,9 +77,10 @@ export class CommandHandler {
       }, { essential: true });
       this.loops.push(loop);
     };
-    bind('reply', (b) => this.reply(b));
-    bind('note', (b) => this.note(b));
-    bind('status', (b) => this.status(b));
+    // A stop ends a command's wait for another attempt's claim (command-idempotency.ts), not its work.
+    bind('reply', (b, signal) => this.reply(b, { signal }));
+    bind('note', (b, signal) => this.note(b, { signal }));
+    bind('status', (b, signal) => this.status(b, { signal }));
     bind('link', (b) => this.link(b));
   }
 
@@ -87,7 +88,7 @@ export class CommandHandler {
     await Promise.all(this.loops.map((l) => l.stop()));
   }
 
-  private async answer(m: Msg, run: (body: unknown) => Promise<CommandResult>): Promise<void> {
+  private async answer(m: Msg, run: (body: unknown, signal: AbortSignal) => Promise<CommandResult>, signal: AbortSignal): Promise<void> {
     let body: unknown;
     try {
       // The same JSON edge as the HTTP API's (depth, UTF-8, NUL, a key given twice, 1e400): a
@@ -100,7 +101,7 @@ export class CommandHandler {
     }
     let result: CommandResult;
     try {
-      result = await run(body);
+      result = await run(body, signal);
     } catch (err) {
       this.log.error({ err: errorMessage(err), subject: m.subject }, 'command failed');
       result = { ok: false, error: { code: 'internal', message: errorMessage(err) } };
@@ -109,7 +110,7 @@ export class CommandHandler {
   }
 
   /** `purpose` other than agent_reply marks the message automated (email adds Auto-Submitted) and leaves the ticket's status alone. */
-  async reply(body: unknown, opts: { purpose?: SendPurpose } = {}): Promise<CommandResult> {
+  async reply(body: unknown, opts: { purpose?: SendPurpose; signal?: AbortSignal } = {}): Promise<CommandResult> {
     const purpose = opts.purpose ?? 'agent_reply';
     const automated = purpose !== 'agent_reply';
     const cmd = parse(ReplyCommand, body);
@@ -166,10 +167,10 @@ export class CommandHandler {
       });
       await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
       return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
-    });
+    }, opts.signal);
   }
 
-  async note(body: unknown): Promise<CommandResult> {
+  async note(body: unknown, opts: { signal?: AbortSignal } = {}): Promise<CommandResult> {
     const cmd = parse(NoteCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
@@ -184,7 +185,7 @@ export class CommandHandler {
       await this.journal.appendUnlessLogged(c.ticketId, entry, id, await this.loggedBefore(c.ticketId, earlierAttemptAt));
       await this.journal.emit('ticket.note', found.value, id, entry);
       return { ok: true, result: { ticketId: c.ticketId, noteId: id } };
-    });
+    }, opts.signal);
   }
 
   /** What an earlier attempt at the command (begun at `earlierAttemptAt`, ms) logged, when the duplicate window may not cover it. */
@@ -196,7 +197,7 @@ export class CommandHandler {
     return linkCommand(this.store, body);
   }
 
-  async status(body: unknown): Promise<CommandResult> {
+  async status(body: unknown, opts: { signal?: AbortSignal } = {}): Promise<CommandResult> {
     const cmd = parse(StatusCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
@@ -237,7 +238,7 @@ export class CommandHandler {
         await this.journal.emit('ticket.status', applied.ticket, id, entry);
       }
       return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };
-    });
+    }, opts.signal);
   }
 }
 
