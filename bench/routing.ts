@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { chatMessage } from '../test/helpers/events.js';
-import { DEFAULT_PARTITIONS } from '../src/core/bus.js';
+import { DEFAULT_PARTITIONS } from '../src/core/bus-provision.js';
 import { Subjects, orderKey, partitionOf } from '../src/core/subjects.js';
 
 const WINDOW = 1_000; // publishes in flight

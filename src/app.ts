@@ -4,7 +4,8 @@
  * readiness, connectors), drain in-flight routing and sends, close the bus, stop the embedded
  * nats-server, each step bounded (shutdown.ts).
  */
-import { natsAccess, type GatewayConfig, type LoadedConfig } from './core/config.js';
+import type { LoadedConfig } from './core/config.js';
+import { natsAccess, type GatewayConfig } from './core/config-schema.js';
 import { Bus } from './core/bus.js';
 import { EmbeddedNats } from './core/embedded-nats.js';
 import { superviseEmbeddedJetStream } from './core/jetstream-watchdog.js';

@@ -8,7 +8,8 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { z } from 'zod';
-import { ConfigError, loadConfig, loadConfigSections, loadNatsSection, ConnectorEntry, HelpdeskEntry, type ConnectorValidator, type LoadedConfig } from './core/config.js';
+import { ConfigError, loadConfig, loadConfigSections, loadNatsSection, type ConnectorValidator, type LoadedConfig } from './core/config.js';
+import { ConnectorEntry, HelpdeskEntry } from './core/config-schema.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
@@ -17,7 +18,7 @@ import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
 import { PortInUseError } from './core/port-check.js';
 import { NatsAccessError } from './core/nats-access.js';
-import { PartitionCountError, UnsafeServerError } from './core/bus.js';
+import { PartitionCountError, UnsafeServerError } from './core/bus-provision.js';
 import { ConnectorUnavailableError, connectorTypes, loadFactories } from './connectors/registry.js';
 import { helpdeskTypes, loadHelpdeskFactories } from './helpdesks/registry.js';
 import type { HelpdeskFactory } from './helpdesks/contract.js';

@@ -18,7 +18,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import type { GatewayConfig } from './core/config.js';
+import type { GatewayConfig } from './core/config-schema.js';
 import { natsConnectionOptions } from './core/nats-access.js';
 import { isCasConflict } from './core/bus.js';
 import { UNREAD_SUBJECT, sourceOf, sourceSubjectFilter } from './core/dead-letter.js';

@@ -3,7 +3,7 @@
  * answers, the auto-acknowledgement of new tickets, and the lifecycle watcher (SLA, satisfaction
  * requests), all writing through one texts module.
  */
-import type { GatewayConfig } from './core/config.js';
+import type { GatewayConfig } from './core/config-schema.js';
 import type { Bus } from './core/bus.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';

@@ -33,7 +33,7 @@ export interface HttpServerOptions {
   liveness?: () => Readiness;
 }
 
-/** http.requestTimeout's default (core/config.ts), for servers made without a config (tests). */
+/** http.requestTimeout's default (core/config-schema.ts), for servers made without a config (tests). */
 const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 
 export class HttpServer implements HttpMount {

@@ -4,7 +4,7 @@
  * from the SQL read model), and one webhook dispatcher per configured webhook.
  */
 import type { Bus } from '../core/bus.js';
-import type { GatewayConfig } from '../core/config.js';
+import type { GatewayConfig } from '../core/config-schema.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { MediaStore } from '../core/media.js';

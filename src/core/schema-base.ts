@@ -1,4 +1,4 @@
-/** The primitives every payload schema shares (schema.ts and schema-ops.ts both build on them). */
+/** The primitives every payload schema shares (the schema-*.ts modules that schema.ts gathers all build on them). */
 import { z } from 'zod';
 
 export const SCHEMA_VERSION = 1 as const;

@@ -10,7 +10,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { FIRST_SAFE_SERVER, probeCas, versionAtLeast, type CasPrimitive } from '../../src/core/cas-probe.js';
 import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
-import { Bus, UnsafeServerError, isCasConflict } from '../../src/core/bus.js';
+import { Bus, isCasConflict } from '../../src/core/bus.js';
+import { UnsafeServerError } from '../../src/core/bus-provision.js';
 import { pino } from 'pino';
 
 let cluster: TestCluster;

@@ -3,7 +3,8 @@
  * partition count is fixed per deployment: both must hold across versions and starts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Bus, PartitionCountError } from '../../src/core/bus.js';
+import { Bus } from '../../src/core/bus.js';
+import { PartitionCountError } from '../../src/core/bus-provision.js';
 import { createLogger } from '../../src/core/logger.js';
 import { orderKey, partitionOf } from '../../src/core/subjects.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';

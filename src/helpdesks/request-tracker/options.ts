@@ -1,6 +1,6 @@
 /** The Request Tracker adapter's own config (`helpdesks: [{ type: request-tracker, … }]`); unknown keys are refused by the config loader. */
 import { z } from 'zod';
-import { PositiveDuration } from '../../core/config.js';
+import { PositiveDuration } from '../../core/config-units.js';
 import { TicketStatus } from '../../core/schema.js';
 import { hasUrlCredentials } from '../../core/url-credentials.js';
 import { HeaderToken } from '../../core/schema-base.js';

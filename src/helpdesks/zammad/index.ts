@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { HeaderToken } from '../../core/schema-base.js';
-import { Duration, PositiveDuration } from '../../core/config.js';
+import { Duration, PositiveDuration } from '../../core/config-units.js';
 import { TicketStatus } from '../../core/schema.js';
 import type { HelpdeskFactory } from '../contract.js';
 import { ZammadAdapter } from './adapter.js';

@@ -1,0 +1,46 @@
+/**
+ * Commands of schema v1: what the API and anyone on the bus ask of the router on omni.cmd.*
+ * (reply, note, status change, link to a helpdesk's ticket). Re-exported by schema.ts.
+ */
+import { z } from 'zod';
+import { AgentText } from './schema-base.js';
+import { Author, MessageTemplate, OutboundAttachment } from './schema-outbound.js';
+import { ExternalRef, TicketStatus } from './schema-ticket.js';
+
+/** Commands: what the API and anyone on the bus ask of the router (omni.cmd.*, request/reply). */
+export const ReplyCommand = z.object({
+  ticketId: z.string().min(1),
+  text: AgentText,
+  html: z.string().optional(),
+  attachments: z.array(OutboundAttachment).default([]),
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  author: Author.default({ id: 'api' }),
+  /** WhatsApp Cloud API: send this approved template (also outside the 24-hour window); `text` is what the ticket log shows. */
+  template: MessageTemplate.optional(),
+});
+export type ReplyCommand = z.infer<typeof ReplyCommand>;
+
+export const NoteCommand = z.object({
+  ticketId: z.string().min(1),
+  text: AgentText,
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  author: Author.default({ id: 'api' }),
+});
+export type NoteCommand = z.infer<typeof NoteCommand>;
+
+export const StatusCommand = z.object({
+  ticketId: z.string().min(1),
+  status: TicketStatus,
+  idempotencyKey: z.string().min(1).max(200).optional(),
+  author: Author.default({ id: 'api' }),
+});
+export type StatusCommand = z.infer<typeof StatusCommand>;
+
+/** omni.cmd.link: record (or replace) the ticket's id in another system. Idempotent by nature. */
+export const LinkCommand = z.object({
+  ticketId: z.string().min(1),
+  system: ExternalRef.shape.system,
+  externalId: ExternalRef.shape.externalId,
+  url: ExternalRef.shape.url,
+});
+export type LinkCommand = z.infer<typeof LinkCommand>;

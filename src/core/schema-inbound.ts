@@ -1,0 +1,156 @@
+/**
+ * Inbound payloads of schema v1: what a connector publishes on omni.in.<channel>.<account> (a
+ * message, an edit, a deletion) and the parts it is made of (people, conversations, attachments,
+ * email headers). Re-exported by schema.ts.
+ */
+import { z } from 'zod';
+import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+
+export const Identity = z.object({
+  /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */
+  id: PrintableId(1024),
+  displayName: z.string().optional(),
+  /** Ways to reach or recognise the person: { email, username, phone, jid, ... }. */
+  handles: z.record(z.string(), z.string()).default({}),
+  language: z.string().optional(),
+  isBot: z.boolean().optional(),
+});
+export type Identity = z.infer<typeof Identity>;
+
+export const Attachment = z.object({
+  /** Object-store key of the bytes (bucket omni_media, `sha256/<hex>`); absent when the file could not be fetched. */
+  objectKey: z.string().optional(),
+  /** This reference's record (`ref/<id>`): its name, type and owner; download it by this key. */
+  ref: z.string().optional(),
+  name: z.string(),
+  mimeType: z.string(),
+  size: z.number().int().nonnegative(),
+  /** Hex SHA-256 of the stored bytes. */
+  sha256: z.string().optional(),
+  /** image | document | audio | voice | video | sticker | inline */
+  kind: z.string().default('document'),
+  /** 'stored' when the bytes are in the object store, 'failed' with a reason otherwise. */
+  status: z.enum(['stored', 'failed']).default('stored'),
+  error: z.string().optional(),
+  /** Content-ID for inline email images. */
+  contentId: z.string().optional(),
+});
+export type Attachment = z.infer<typeof Attachment>;
+
+export const ConversationRef = z.object({
+  /** Platform chat id: Telegram chat id, Slack channel id, WhatsApp JID, mailbox address. */
+  id: PrintableId(1024),
+  /** Thread inside the chat: Slack thread_ts, Telegram forum topic id. */
+  threadId: PrintableId(1024).optional(),
+  kind: z.enum(['private', 'group', 'channel', 'email']),
+  title: z.string().optional(),
+});
+export type ConversationRef = z.infer<typeof ConversationRef>;
+
+/** Email specifics the router needs for threading and loop protection. */
+export const EmailMeta = z.object({
+  messageId: z.string(),
+  inReplyTo: z.string().optional(),
+  references: z.array(z.string()).default([]),
+  subject: z.string().default(''),
+  from: z.string(),
+  to: z.array(z.string()).default([]),
+  cc: z.array(z.string()).default([]),
+  replyTo: z.string().optional(),
+  /** The header the sender (`from` above) was taken from: From unless it held no single valid mailbox. */
+  senderHeader: z.enum(['from', 'reply-to', 'sender', 'return-path']).optional(),
+  /** Why an earlier header in that order was passed over, when one was. */
+  senderNote: z.string().optional(),
+});
+export type EmailMeta = z.infer<typeof EmailMeta>;
+
+/** Why a message must never open a ticket or be auto-acknowledged. */
+export const AutomatedKind = z.enum(['auto-reply', 'bounce', 'bulk', 'list', 'echo', 'bot']);
+
+export const StructuredPart = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('location'), latitude: z.number(), longitude: z.number(), title: z.string().optional() }),
+  z.object({
+    type: z.literal('contact'),
+    name: z.string(),
+    phone: z.string().optional(),
+    userId: z.string().optional(),
+    vcard: z.string().optional(),
+  }),
+  z.object({ type: z.literal('reaction'), emoji: z.string(), targetPlatformMessageId: z.string() }),
+]);
+export type StructuredPart = z.infer<typeof StructuredPart>;
+
+const Envelope = {
+  v: z.literal(SCHEMA_VERSION),
+  /** Stable id `${channel}:${account}:${platformMessageId}`: the dedup key end to end. */
+  id: PrintableId(512),
+  channel: SubjectToken,
+  account: SubjectToken,
+  conversation: ConversationRef,
+  receivedAt: IsoTime,
+};
+
+export const InboundMessage = z.object({
+  ...Envelope,
+  type: z.literal('message.inbound'),
+  sender: Identity,
+  /**
+   * Until when the channel lets us answer this conversation with a free-form message (WhatsApp
+   * Cloud API: 24 hours after this message); absent where there is no such limit.
+   */
+  replyWindowEndsAt: IsoTime.optional(),
+  text: z.string().default(''),
+  /** Full body before quote/signature trimming (email). */
+  fullText: z.string().optional(),
+  html: z.string().optional(),
+  format: z.enum(['plain', 'markdown', 'html']).default('plain'),
+  attachments: z.array(Attachment).default([]),
+  parts: z.array(StructuredPart).default([]),
+  /** Platform id of the message this one replies to / quotes. */
+  replyTo: z.string().optional(),
+  email: EmailMeta.optional(),
+  /** Set by the connector when the message is automated (auto-reply, bounce, our own echo...). */
+  automated: AutomatedKind.optional(),
+  /** For a bounce: the Message-ID / platform id of our outbound message that bounced, and why. */
+  bounceOf: z.object({ platformMessageId: z.string(), reason: z.string() }).optional(),
+  platform: z.object({
+    messageId: PrintableId(2048, 0),
+    sentAt: IsoTime.optional(),
+    /**
+     * Who stamped sentAt: `platform` when the platform's servers did (Telegram, Slack, WhatsApp),
+     * so the router may judge the event's age by it; absent when the sender wrote it (a mail's
+     * Date header, a webhook client's field).
+     */
+    sentAtBy: z.literal('platform').optional(),
+  }),
+});
+export type InboundMessage = z.infer<typeof InboundMessage>;
+
+export const MessageEdited = z.object({
+  ...Envelope,
+  type: z.literal('message.edited'),
+  sender: Identity,
+  targetPlatformMessageId: PrintableId(2048, 0),
+  text: z.string(),
+  html: z.string().optional(),
+  platform: z.object({ messageId: PrintableId(2048, 0), editedAt: IsoTime.optional() }),
+});
+export type MessageEdited = z.infer<typeof MessageEdited>;
+
+export const MessageDeleted = z.object({
+  ...Envelope,
+  type: z.literal('message.deleted'),
+  sender: Identity.optional(),
+  targetPlatformMessageId: PrintableId(2048, 0),
+  platform: z.object({ messageId: PrintableId(2048, 0) }),
+});
+export type MessageDeleted = z.infer<typeof MessageDeleted>;
+
+/** Everything a connector may publish on omni.in.<channel>.<account>. */
+export const InboundEvent = z.discriminatedUnion('type', [InboundMessage, MessageEdited, MessageDeleted]);
+export type InboundEvent = z.infer<typeof InboundEvent>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** What a connector hands to ctx.publish: v, channel, account and receivedAt are filled in. */
+export type InboundEventInput = DistributiveOmit<z.input<typeof InboundEvent>, 'v' | 'channel' | 'account' | 'receivedAt'> & {
+  receivedAt?: string;
+};
