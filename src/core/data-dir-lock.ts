@@ -10,7 +10,7 @@
  * see each other's lock (docs/operating.md).
  */
 import { createHash } from 'node:crypto';
-import { realpath, unlink } from 'node:fs/promises';
+import { realpath, stat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 
@@ -34,10 +34,19 @@ export interface DataDirLock {
   release(): Promise<void>;
 }
 
-/** The socket address for a directory (exported for tests). */
+/**
+ * The socket address for a directory (exported for tests). On Linux it is named after the
+ * directory's device and inode, not its path: a bind mount (or any other second path to the same
+ * directory) has another real path, and two gateways, each with its own nats-server, ran on one
+ * JetStream store and damaged it for good. Elsewhere the socket file is in the directory itself,
+ * which every path to it reaches.
+ */
 export async function lockAddress(dataDir: string): Promise<string> {
   const real = await realpath(dataDir);
-  if (process.platform === 'linux') return `\0omnigate-data:${createHash('sha256').update(real).digest('hex').slice(0, 40)}`;
+  if (process.platform === 'linux') {
+    const { dev, ino } = await stat(real, { bigint: true });
+    return `\0omnigate-data:${createHash('sha256').update(`${dev}:${ino}`).digest('hex').slice(0, 40)}`;
+  }
   return join(real, '.omnigate.lock');
 }
 
