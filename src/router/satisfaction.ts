@@ -65,11 +65,15 @@ export class SatisfactionRequests {
 
   /**
    * Closed for `delay`, and never asked — or asked by a process that died before it was sent. Not
-   * while the agent's last reply failed: the customer never got the answer they would rate. Pure.
+   * while the agent's last reply failed: the customer never got the answer they would rate. Not
+   * when no agent's answer ever reached them (spam, a duplicate closed unanswered: "rate our help"
+   * for help never given). Not once the channel's reply window closed (WhatsApp's 24 hours): a
+   * free-form request would fail, and be counted and alerted on as a failed delivery. Pure.
    */
   due(t: Ticket, now: number): boolean {
     if (!CLOSED_STATUSES.has(t.status) || !t.closedAt || now - Date.parse(t.closedAt) < this.o.delayMs) return false;
-    if (t.lastDelivery?.status === 'failed') return false;
+    if (t.lastDelivery?.status === 'failed' || !t.firstResponseAt) return false;
+    if (t.replyWindowEndsAt && now > Date.parse(t.replyWindowEndsAt)) return false;
     if (!t.csat?.requestedAt) return true;
     // Resumed only when a hold was left to expire: records from before holds existed were sent.
     return !t.csat.sentAt && !!t.csat.sendingUntil && !requestInFlight(t, Date.now());

@@ -58,6 +58,21 @@ async function metric(name: string, labels: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
+/**
+ * An agent's answer that reached the customer (the satisfaction request rates it): replied, and
+ * reported sent as a connector would (where one sends it too, the repeat is recognised).
+ */
+async function answered(gw: TestGateway, ticketId: string, account = 'site'): Promise<void> {
+  const outboundId = (await gw.request('omni.cmd.reply', { ticketId, text: 'Исправили' })).result.outboundId as string;
+  const { jetstream } = await import('@nats-io/jetstream');
+  await jetstream(gw.nc).publish(`omni.status.webhook.${account}`, JSON.stringify({ v: 1, type: 'delivery.status', channel: 'webhook', account, attempts: 1, at: new Date().toISOString(), outboundId, ticketId, status: 'sent' }), { msgID: `status:${outboundId}:sent` });
+  const deadline = Date.now() + 30_000;
+  while (!(await gw.ticket(ticketId))?.firstResponseAt) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the first response on ${ticketId}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('lifecycle watcher: SLA (scans driven by the test clock)', () => {
   let gw: TestGateway;
   const cb = new Callbacks();
@@ -173,12 +188,13 @@ describe('lifecycle watcher: satisfaction (scans driven by the test clock)', () 
     const e = chatMessage({ chat: 'csat-1', from: 'client-csat' });
     await publishEvent(gw.nc, e);
     const created = await gw.waitForEvent((ev) => ev.type === 'ticket.created');
+    await answered(gw, created.ticketId);
     await gw.request('omni.cmd.status', { ticketId: created.ticketId, status: 'resolved' });
     const watcher = gw.gateway.sla!;
     expect(await watcher.check(Date.now() + 30 * 60_000)).toBe(0);
     expect(await watcher.check(Date.now() + 2 * H)).toBe(1);
     expect(await watcher.check(Date.now() + 3 * H)).toBe(0); // asked once
-    const request = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId);
+    const request = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId && m.purpose === 'satisfaction_request');
     expect(request.automated).toBe(true);
     expect(request.text).toContain(created.ticketId);
     const asked = (await gw.ticket(created.ticketId))!;
@@ -270,6 +286,21 @@ describe('through the HTTP channel, timers in seconds', () => {
     expect((await gw.ticket(created.ticketId))!.csat).toBeUndefined();
   });
 
+  it('does not ask to rate help never given, nor once the channel\'s reply window closed', async () => {
+    await publishEvent(gw.nc, chatMessage({ chat: 'csat-unanswered', from: 'client-spam' }));
+    const spam = await gw.waitForEvent((ev) => ev.type === 'ticket.created' && ev.conversation?.id === 'csat-unanswered');
+    await gw.request('omni.cmd.status', { ticketId: spam.ticketId, status: 'closed' });
+    const satisfaction = gw.gateway.sla!.satisfaction!;
+    const unanswered = (await gw.ticket(spam.ticketId))!;
+    expect(unanswered.firstResponseAt).toBeUndefined();
+    expect(satisfaction.due(unanswered, Date.now() + 2 * H)).toBe(false);
+    // Answered, closed, and the customer's last message 24 hours old by the time it is due (WhatsApp).
+    const answeredTicket = { ...unanswered, firstResponseAt: new Date().toISOString() };
+    expect(satisfaction.due(answeredTicket, Date.now() + 2 * H)).toBe(true);
+    expect(satisfaction.due({ ...answeredTicket, replyWindowEndsAt: new Date(Date.now() + H).toISOString() }, Date.now() + 2 * H)).toBe(false);
+    expect(satisfaction.due({ ...answeredTicket, replyWindowEndsAt: new Date(Date.now() + 3 * H).toISOString() }, Date.now() + 2 * H)).toBe(true);
+  });
+
   it('a star scale is a rating: recorded, the ticket stays resolved', async () => {
     const t = await resolvedAndAsked('stars@example.ru');
     await post('stars@example.ru', '⭐⭐⭐⭐');
@@ -323,8 +354,9 @@ describe('separate loops', () => {
     };
     await publishEvent(gw.nc, chatMessage({ chat: 'loops-1' }));
     const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.conversation?.id === 'loops-1');
+    await answered(gw, opened.ticketId);
     await gw.request('omni.cmd.status', { ticketId: opened.ticketId, status: 'closed' });
-    const request = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === opened.ticketId, 30_000);
+    const request = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === opened.ticketId && m.purpose === 'satisfaction_request', 30_000);
     expect(request.text).toMatch(/Оцените/);
     await until('the SLA loop counted its failures', async () => (await metric('omnigate_lifecycle_errors_total', 'loop="sla"')) > errorsBefore);
   });
