@@ -58,6 +58,12 @@ export function parseJsonBounded(text: string, maxDepth = MAX_JSON_DEPTH): unkno
  * and go on to a customer or the log as "��": the sender is told which field to fix instead.
  */
 export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
+  // A UTF-8 byte-order mark (what .NET, PowerShell and 1C senders often put first) is no part of
+  // the JSON; RFC 8259 lets a reader ignore it, and it was refused as "not valid JSON".
+  if (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf) raw = raw.subarray(3);
+  else if ((raw[0] === 0xff && raw[1] === 0xfe) || (raw[0] === 0xfe && raw[1] === 0xff)) {
+    throw new JsonInputError('body is UTF-16 (it starts with a UTF-16 byte-order mark): send JSON encoded as UTF-8');
+  }
   const text = raw.toString('utf8');
   if (!isUtf8(raw)) {
     let value: unknown;

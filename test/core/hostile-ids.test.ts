@@ -6,7 +6,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRefusedByClient } from '../../src/connectors/intake.js';
-import { decodeBase64Strict, jsonDepth, parseJsonBounded } from '../../src/core/json-input.js';
+import { decodeBase64Strict, jsonDepth, jsonMediaTypeRefusal, parseJsonBody, parseJsonBounded } from '../../src/core/json-input.js';
 import { InboundEvent, describeZodError } from '../../src/core/schema.js';
 import { chatMessage } from '../helpers/events.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
@@ -55,6 +55,21 @@ describe('the NATS client refusing a message is permanent', () => {
 });
 
 describe('untrusted JSON and base64', () => {
+  it('reads a body that starts with a UTF-8 byte-order mark (.NET, PowerShell, 1C); names UTF-16 for what it is', () => {
+    const json = Buffer.from('{"text":"Добрый день"}');
+    expect(parseJsonBody(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), json]))).toEqual({ text: 'Добрый день' });
+    const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text":"x"}', 'utf16le')]);
+    expect(() => parseJsonBody(utf16)).toThrow('body is UTF-16 (it starts with a UTF-16 byte-order mark): send JSON encoded as UTF-8');
+    // A BOM inside the body is a character like any other, not skipped.
+    expect(parseJsonBody(Buffer.from('{"text":"\ufeffx"}'))).toEqual({ text: '\ufeffx' });
+  });
+
+  it('takes JSON, text/plain or no Content-Type for a JSON body; names any other', () => {
+    for (const fine of [undefined, '', 'application/json', 'Application/JSON; charset=utf-8', 'text/plain;charset=UTF-8', 'application/problem+json']) expect(jsonMediaTypeRefusal(fine), String(fine)).toBeUndefined();
+    expect(jsonMediaTypeRefusal('application/x-www-form-urlencoded')).toBe("Content-Type: application/x-www-form-urlencoded is not accepted: send the body as application/json (curl: -H 'content-type: application/json')");
+    expect(jsonMediaTypeRefusal(`multipart/${'x'.repeat(300)}\u0007`)!.length).toBeLessThan(200);
+  });
+
   it('measures depth without parsing, ignoring brackets inside strings', () => {
     expect(jsonDepth('{"a":[1,{"b":"[[[[{{{{"}]}')).toBe(3);
     expect(jsonDepth('"\\"[["')).toBe(0);
