@@ -142,7 +142,8 @@ export const GatewayConfig = z.object({
   router: z
     .object({
       enabled: z.boolean().default(true),
-      ticketPrefix: z.string().regex(/^[A-Za-z]{1,8}-?$/, 'letters, optionally ending with "-"').default('T-'),
+      // Ticket ids name NATS keys, which take Latin letters only: a Cyrillic "Т-" looks like "T-".
+      ticketPrefix: z.string().regex(/^[A-Za-z]{1,8}-?$/, '1 to 8 Latin letters (A–Z), optionally ending with "-"; no Cyrillic ("Т" typed on a Russian keyboard is not "T"): ticket ids name keys in NATS').default('T-'),
       firstTicketNumber: z.number().int().positive().default(1001),
       /** A chat message after close reopens the ticket within this window, else opens a new one. */
       reopenWindow: Duration.prefault('7d'),

@@ -96,15 +96,18 @@ export function loadConfig(
   // OMNIGATE_NATS_URL (one underscore) is not an override; ignored, the replica ran as an island.
   const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride);
   let loaded: LoadedConfig;
+  const refs: References = { whole: new Map(), typed: new Set() };
   try {
-    loaded = validate(label, raw, env, validateConnector, validateHelpdesk);
+    loaded = validateReferencesTyped(label, raw, env, refs, validateConnector, validateHelpdesk);
   } catch (err) {
-    if (!(err instanceof ConfigError) || (fromEnv.size === 0 && misspelt.length === 0)) throw err;
+    if (!(err instanceof ConfigError)) throw err;
     // A value an environment variable set is that variable's fault, not the file's.
     const variableOf = (key: string) => [...fromEnv].find(([path]) => key === path || key.startsWith(`${path}.`) || key.startsWith(`${path}[`))?.[1];
     throw configError(err.file, [...misspelt, ...err.problems.map((p) => {
       const variable = variableOf(p.key);
-      return variable ? { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` } : p;
+      if (variable) return { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` };
+      const referenced = refs.whole.get(p.key);
+      return referenced ? { key: p.key, problem: `${p.problem} (the value of \${${referenced}})` } : p;
     })], err.afterSchema);
   }
   if (misspelt.length) throw configError(label, misspelt);
@@ -125,14 +128,45 @@ export function loadConfigSections(file: string | undefined, env: NodeJS.Process
   }
 }
 
+/**
+ * Keys whose value is one `${VAR}` reference, and those of them read as a YAML number or boolean.
+ * Interpolation makes text, so `port: ${GW_PORT}` was refused as "expected number, received
+ * string" without naming the variable. A reference is typed only where the schema refused its text
+ * for want of a number or boolean: a numeric secret or id (`phoneNumberId: ${WA_ID}`) stays text.
+ */
+interface References {
+  whole: Map<string, string>;
+  typed: Set<string>;
+}
+
+function validateReferencesTyped(
+  label: string,
+  raw: unknown,
+  env: NodeJS.ProcessEnv,
+  refs: References,
+  validateConnector?: ConnectorValidator,
+  validateHelpdesk?: HelpdeskValidator,
+): LoadedConfig {
+  try {
+    return validate(label, raw, env, refs, validateConnector, validateHelpdesk);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const retype = err.problems.filter((p) => refs.whole.has(p.key) && /expected (number|boolean|int)/.test(p.problem)).map((p) => p.key);
+    if (retype.length === 0) throw err;
+    for (const key of retype) refs.typed.add(key);
+    return validate(label, raw, env, refs, validateConnector, validateHelpdesk);
+  }
+}
+
 function validate(
   label: string,
   raw: unknown,
   env: NodeJS.ProcessEnv,
+  refs: References,
   validateConnector?: ConnectorValidator,
   validateHelpdesk?: HelpdeskValidator,
 ): LoadedConfig {
-  const interpolated = interpolate(raw, env, label, []);
+  const interpolated = interpolate(raw, env, label, [], refs);
   // Every problem in one pass: unknown keys first (a misspelt key usually also leaves a required
   // one missing, and the typo is the news), then URL credentials and the schema's own findings,
   // then each connector and helpdesk entry, even when a section before them was wrong.
@@ -231,9 +265,21 @@ function formatPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: Array<string | number>): unknown {
+const WHOLE_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/;
+
+function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: Array<string | number>, refs?: References): unknown {
   if (typeof value === 'string') {
     const key = path[path.length - 1];
+    const whole = refs && WHOLE_REFERENCE.exec(value);
+    if (whole) {
+      const at = formatPath('', path);
+      refs.whole.set(at, whole[1]!);
+      if (refs.typed.has(at)) {
+        const text = interpolate(value, env, file, path) as string;
+        const typed: unknown = parseYamlScalar(text);
+        return typeof typed === 'number' || typeof typed === 'boolean' ? typed : text;
+      }
+    }
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
       const v = env[name] ?? fallback;
       if (v === undefined) {
@@ -243,16 +289,24 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path:
       return v;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, i]));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, i], refs));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = interpolate(v, env, file, [...path, k]);
+      out[k] = interpolate(v, env, file, [...path, k], refs);
       if (typeof out[k] === 'string' && SECRET_KEY.test(k)) registerSecret(out[k] as string);
     }
     return out;
   }
   return value;
+}
+
+function parseYamlScalar(text: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch {
+    return text;
+  }
 }
 
 /** OMNIGATE_HTTP__PORT=9090 sets http.port; values are read as YAML scalars (numbers, booleans). */

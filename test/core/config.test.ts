@@ -31,6 +31,21 @@ describe('config', () => {
     expect(config.media.maxBytes).toBe(25 * 1024 * 1024);
   });
 
+  it('a whole ${VAR} where a number or a boolean is expected is read as one; a numeric secret or id stays text', async () => {
+    const file = writeConfig({ http: { port: '${GW_PORT}' }, router: { csat: { enabled: '${CSAT_ON:-false}' } }, nats: { token: '${NATS_TOKEN}' } });
+    const { config } = loadConfig(file, { GW_PORT: '9099', CSAT_ON: 'true', NATS_TOKEN: '9081726354' });
+    expect(config.http.port).toBe(9099);
+    expect(config.router.csat.enabled).toBe(true);
+    expect(config.nats.token).toBe('9081726354');
+    // Still wrong after reading it as YAML: the problem names the variable it came from.
+    const err = errorOf(() => loadConfig(file, { GW_PORT: 'восемь', CSAT_ON: 'true', NATS_TOKEN: 'x' }));
+    expect(err.message).toMatch(/http\.port: .*number.* \(the value of \$\{GW_PORT\}\)/);
+    // In a connector's own options too (checked by its module's schema).
+    const entry = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}', timeoutMs: '${HOOK_TIMEOUT}' }] });
+    const { loaded } = await loadAll(entry, { SITE_SECRET: '9081726354453627', HOOK_TIMEOUT: '7000' });
+    expect(loaded.connectors[0]!.options).toMatchObject({ secret: '9081726354453627', timeoutMs: 7000 });
+  });
+
   it('names the key, the file and what is expected', () => {
     const file = writeConfig({ http: { port: 'восемь' } });
     const err = errorOf(() => loadConfig(file, {}));
