@@ -43,3 +43,33 @@ export const ByteSize = z.union([
       return Math.round(Number(n) * SIZE_UNITS[unit!.toLowerCase()]!);
     }),
 ]);
+
+/**
+ * Ports the fetch standard never calls (other protocols' ports: SMTP, IMAP, X11, IRC…): a URL on
+ * one failed every call with undici's bare "fetch failed" (cause: "bad port"), retried until the
+ * reply was given up, and the config was accepted.
+ */
+const FETCH_BLOCKED_PORTS = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123,
+  135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995,
+  1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/** Why fetch will not call this URL's port, or undefined when it will. */
+export function blockedPortOf(url: string): number | undefined {
+  try {
+    const port = Number(new URL(url).port);
+    return port && FETCH_BLOCKED_PORTS.has(port) ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An http(s) URL that fetch will call: not on a port the fetch standard blocks. */
+export const FetchableUrl = z
+  .string()
+  .url()
+  .superRefine((u, ctx) => {
+    const port = blockedPortOf(u);
+    if (port) ctx.addIssue({ code: 'custom', message: `port ${port} is one HTTP clients refuse to call (it belongs to another protocol): use another port` });
+  });

@@ -67,7 +67,17 @@ export function describeFetchFailure(err: unknown, url: string, timeoutMs?: numb
   if (timedOut(err)) return `ETIMEDOUT (no answer within ${timeoutMs ?? '?'} ms, ${timeoutSetting}) at ${where}`;
   const cause = networkCause(err);
   if (cause) return `${cause} at ${where}`;
-  return `${withoutUrls(errorMessage(err))} at ${where}`;
+  // undici says only "fetch failed"; why is in its cause ("bad port": a port fetch never calls).
+  const innermost = innermostMessage(err);
+  if (innermost === 'bad port') return `bad port (HTTP clients refuse to call this port: it belongs to another protocol; use another) at ${where}`;
+  return `${withoutUrls(innermost ?? errorMessage(err))} at ${where}`;
+}
+
+/** The message of the innermost error a library wrapped, or undefined. */
+function innermostMessage(err: unknown, depth = 0): string | undefined {
+  if (!err || typeof err !== 'object' || depth > 5) return undefined;
+  const inner = (err as { cause?: unknown }).cause;
+  return innermostMessage(inner, depth + 1) ?? (depth > 0 ? errorMessage(err) : undefined);
 }
 
 /** A message with every URL in it replaced, cut to 200 characters: a library's message may quote the URL it called, password and all. */

@@ -24,7 +24,7 @@ afterAll(async () => {
 describe('replies waiting for a connector that is not configured', () => {
   it('are named at start and counted as lag, and go out when the connector is back', async () => {
     nats = await startNats();
-    const site = { type: 'webhook', account: 'shop', secret: 'shop-secret-0123456789', callbackUrl: 'http://127.0.0.1:9/unreachable' };
+    const site = { type: 'webhook', account: 'shop', secret: 'shop-secret-0123456789', callbackUrl: 'http://127.0.0.1:59/unreachable' };
     const api = { tokens: [{ name: 'helpdesk', token: 'helpdesk-token-0123456789' }] };
     const first = await startGateway({ api, connectors: [site], outbound: { backoffBase: '60s', backoffMax: '60s' } }, { nats });
     gateways.push(first);

@@ -9,6 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Telegram } from 'telegraf';
 import { WebClient } from '@slack/web-api';
 import { describeFetchFailure, networkCause } from '../../src/core/network-failure.js';
+import { FetchableUrl } from '../../src/core/config-units.js';
 
 /** A port nothing listens on: taken, then let go. */
 let closedPort: number;
@@ -44,6 +45,13 @@ describe('network failures, through the libraries that call out', () => {
     const client = new WebClient('xoxb-test', { slackApiUrl: `http://127.0.0.1:${closedPort}/api/`, retryConfig: { retries: 0 } });
     const err = await client.chat.postMessage({ channel: 'C1', text: 'x' }).catch((e: unknown) => e);
     expect(networkCause(err)).toBe(REFUSED);
+  });
+
+  it('a port fetch never calls is said as such, and refused by the config', async () => {
+    const err = await fetch('http://127.0.0.1:6000/').catch((e: unknown) => e);
+    expect(describeFetchFailure(err, 'http://127.0.0.1:6000/')).toBe('bad port (HTTP clients refuse to call this port: it belongs to another protocol; use another) at 127.0.0.1:6000');
+    expect(FetchableUrl.safeParse('http://crm.example:6667/hook').error?.issues[0]?.message).toBe('port 6667 is one HTTP clients refuse to call (it belongs to another protocol): use another port');
+    expect(FetchableUrl.safeParse('https://crm.example:8443/hook').success).toBe(true);
   });
 
   it('an error without a network cause keeps its message, URLs taken out', () => {

@@ -42,7 +42,7 @@ describe('config refuses URLs with credentials', () => {
   });
 
   it('omnigate check-config exits 78 with the key', async () => {
-    const file = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: SECRET, callbackUrl: 'http://u:p@127.0.0.1:9/cb' }] });
+    const file = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: SECRET, callbackUrl: 'http://u:p@127.0.0.1:59/cb' }] });
     const failed = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'check-config', '--config', file], { cwd: root }).catch((e) => e);
     expect(failed.code).toBe(78);
     expect(failed.stderr).toContain('connectors[0].callbackUrl: URL contains a user name or password');

@@ -19,7 +19,7 @@ beforeAll(async () => {
   gw = await startGateway({
     router: { sla: { enabled: true, firstResponse: '1h', noAnswer: '2h', businessHours: null, checkInterval: '1h', escalate: { channel: 'webhook', account: 'leads', conversationId: 'lead-chat' } } },
     // The escalation target must be a configured connector (config check); nothing is sent to it here.
-    connectors: [{ type: 'webhook', account: 'leads', secret: 'leads-secret-0123456789', callbackUrl: 'http://127.0.0.1:9/never' }],
+    connectors: [{ type: 'webhook', account: 'leads', secret: 'leads-secret-0123456789', callbackUrl: 'http://127.0.0.1:59/never' }],
   });
 });
 afterAll(async () => gw?.stop());

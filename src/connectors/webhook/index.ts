@@ -4,6 +4,7 @@
  * core tests run through.
  */
 import { z } from 'zod';
+import { FetchableUrl } from '../../core/config-units.js';
 import type { ConnectorFactory } from '../contract.js';
 import { WebhookConnector } from './connector.js';
 
@@ -11,7 +12,7 @@ export const WebhookOptions = z.object({
   /** Shared secret: inbound requests carry `Authorization: Bearer <secret>` or an HMAC signature. */
   secret: z.string().min(16, 'at least 16 characters'),
   /** Where replies are POSTed; omit to keep replies on the bus only (they are then reported failed). */
-  callbackUrl: z.string().url().optional(),
+  callbackUrl: FetchableUrl.optional(),
   timeoutMs: z.number().int().positive().default(10_000),
   /** Pacing per conversation for callbacks. */
   perConversationIntervalMs: z.number().int().nonnegative().default(0),

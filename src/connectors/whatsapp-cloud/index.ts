@@ -5,6 +5,7 @@
  * changing anything downstream.
  */
 import { z } from 'zod';
+import { FetchableUrl } from '../../core/config-units.js';
 import type { ConnectorFactory } from '../contract.js';
 import { WhatsAppCloudConnector } from './connector.js';
 
@@ -18,7 +19,7 @@ export const WhatsAppCloudOptions = z.object({
   /** What you typed as "Verify token" when subscribing the webhook in the Meta app dashboard. */
   verifyToken: z.string().min(8, 'at least 8 characters'),
   /** Graph API base URL (a proxy or a stand-in in tests). */
-  graphApiUrl: z.string().url().default('https://graph.facebook.com'),
+  graphApiUrl: FetchableUrl.default('https://graph.facebook.com'),
   graphApiVersion: z.string().regex(/^v\d+\.\d+$/, 'such as v21.0').default('v21.0'),
   /** Larger media are recorded as not fetched, with the reason. Default: media.maxBytes. */
   maxFileBytes: z.number().int().positive().optional(),

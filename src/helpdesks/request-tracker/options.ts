@@ -1,6 +1,6 @@
 /** The Request Tracker adapter's own config (`helpdesks: [{ type: request-tracker, … }]`); unknown keys are refused by the config loader. */
 import { z } from 'zod';
-import { PositiveDuration } from '../../core/config-units.js';
+import { FetchableUrl, PositiveDuration } from '../../core/config-units.js';
 import { TicketStatus } from '../../core/schema.js';
 import { hasUrlCredentials } from '../../core/url-credentials.js';
 import { HeaderToken } from '../../core/schema-base.js';
@@ -35,9 +35,7 @@ const QueueRule = z.object({
 export const RequestTrackerOptions = z
   .object({
     /** RT's base URL (its WebBaseURL, without /REST/2.0). */
-    url: z
-      .string()
-      .url()
+    url: FetchableUrl
       .refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// URL')
       .refine((u) => !hasUrlCredentials(u), 'no user:password in the URL: use token (or user and password)')
       // With it, every call went to /REST/2.0/REST/2.0/… and every event was parked as a 404.

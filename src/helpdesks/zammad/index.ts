@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { HeaderToken } from '../../core/schema-base.js';
-import { Duration, PositiveDuration } from '../../core/config-units.js';
+import { Duration, FetchableUrl, PositiveDuration } from '../../core/config-units.js';
 import { TicketStatus } from '../../core/schema.js';
 import type { HelpdeskFactory } from '../contract.js';
 import { ZammadAdapter } from './adapter.js';
@@ -32,9 +32,7 @@ const DEFAULT_FROM_ZAMMAD: Record<string, TicketStatus | null> = {
 
 export const ZammadOptions = z.object({
   /** Base URL of the Zammad instance, e.g. https://support.example.com (no /api/v1). */
-  url: z
-    .string()
-    .url()
+  url: FetchableUrl
     .transform((u) => u.replace(/\/+$/, ''))
     // With it, every call went to /api/v1/api/v1/… and every event was parked as a 404.
     .refine((u) => !/\/api(\/v1)?$/i.test(u), 'the base URL of Zammad, without /api/v1 (e.g. https://support.example.com)'),
