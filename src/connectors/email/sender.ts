@@ -13,7 +13,7 @@ import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { MediaStore } from '../../core/media.js';
 import type { OutboundMessage } from '../../core/schema.js';
-import { fromHeader, replaceFrom } from './from-header.js';
+import { fromHeader, replaceFrom, subjectHeader } from './from-header.js';
 import { domainOf, outboundMessageId } from './ids.js';
 import type { MailboxOptions } from './index.js';
 
@@ -71,7 +71,11 @@ export class MailboxSender {
       if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
       attachments.push({ filename: a.name, content: Buffer.from(bytes), contentType: a.mimeType });
     }
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string | { prepared: true; value: string }> = {};
+    // A non-ASCII subject goes as whole-word encoded words of ours (from-header.ts says why), which
+    // nodemailer writes as they are; the subject option would have it encoded again.
+    const subject = subjectHeader(email.subject);
+    if (subject) headers.Subject = { prepared: true, value: subject };
     if (msg.automated) {
       // RFC 3834, and ask Exchange not to answer our automatic mail with its own.
       headers['Auto-Submitted'] = 'auto-replied';
@@ -83,7 +87,7 @@ export class MailboxSender {
         from: { name: this.mailbox.name ?? '', address: this.mailbox.address },
         to: email.to,
         cc: email.cc.length > 0 ? email.cc : undefined,
-        subject: email.subject,
+        subject: subject ? undefined : email.subject,
         text: msg.text,
         html: msg.html,
         messageId,

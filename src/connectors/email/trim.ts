@@ -16,6 +16,25 @@ const QUOTE_HEADERS: RegExp[] = [
 ];
 const OUTLOOK_NEXT = /^\*?(Sent|Date|Отправлено|Дата|To|Кому|Gesendet)\s*:/i;
 
+/**
+ * A mail client's attribution line above the quote, whatever its wording: one line (or one the
+ * client wrapped onto two) that ends with ":" and names an address in <> or a date or time.
+ * Russian Gmail writes "пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:",
+ * Yandex `07.12.2026, 01:46, "Служба поддержки" <support@example.ru>:`, Mail.ru "Понедельник,
+ * 7 декабря 2026, 1:46 +03:00 от Служба поддержки <support@example.ru>:", none of them a verb
+ * QUOTE_HEADERS knows. It only counts when the quote follows it (attributionAt).
+ */
+const ATTRIBUTION_MAX = 400;
+const ADDRESS = /<\s*[^\s<>@]+@[^\s<>]+\s*>/;
+const DATE_OR_TIME: RegExp[] = [
+  /(^|\D)\d{1,2}:\d{2}(\D|$)/, // 01:46, 1:46 AM
+  /(^|\D)\d{1,2}[./]\d{1,2}[./]\d{2,4}(\D|$)/, // 07.12.2026, 12/7/26
+  /(^|\D)\d{4}-\d{2}-\d{2}(\D|$)/, // 2026-12-07
+  /(^|\D)\d{1,2}\s+\p{L}{3,}\.?,?\s+\d{4}(\D|$)/u, // 7 дек. 2026, 7 декабря 2026, 7 Dec 2026
+  /\p{L}{3,}\.?\s+\d{1,2},?\s+\d{4}(\D|$)/u, // Dec 7, 2026
+];
+const namesWhoOrWhen = (s: string) => ADDRESS.test(s) || DATE_OR_TIME.some((re) => re.test(s));
+
 /** Signature delimiters and phone-client footers. */
 const SIGNATURE: RegExp[] = [
   /^--\s?$/,
@@ -33,9 +52,17 @@ export function trimReply(full: string): string {
         end = i;
         break;
       }
+      // Past the block at once: judged line by line, a long quote took time by its square (8,000 lines: 1 s).
+      i = quoteBlockEnd(lines, i) - 1;
       continue;
     }
     if (SIGNATURE.some((re) => re.test(lines[i]!.trimEnd()))) {
+      end = i;
+      break;
+    }
+    // The attribution goes with the quote under it, as the quote alone would (keep an interleaved answer).
+    const quote = attributionAt(lines, i);
+    if (quote !== undefined && !hasOwnTextAfter(lines, quote)) {
       end = i;
       break;
     }
@@ -55,9 +82,40 @@ export function trimReply(full: string): string {
 
 /** True when non-quoted, non-empty lines follow the quote block starting at `i` (interleaved answer). */
 function hasOwnTextAfter(lines: string[], i: number): boolean {
-  let j = i;
-  while (j < lines.length && (lines[j]!.trim().startsWith('>') || lines[j]!.trim() === '')) j++;
+  const j = quoteBlockEnd(lines, i);
   if (j >= lines.length) return false;
   const rest = lines[j]!.trim();
-  return !SIGNATURE.some((re) => re.test(rest)) && !QUOTE_HEADERS.some((re) => re.test(rest));
+  return !SIGNATURE.some((re) => re.test(rest)) && !QUOTE_HEADERS.some((re) => re.test(rest)) && attributionAt(lines, j) === undefined;
+}
+
+/** The first line after the quote block starting at `i` that is neither quoted nor blank. */
+function quoteBlockEnd(lines: string[], i: number): number {
+  let j = i;
+  while (j < lines.length && (lines[j]!.trim().startsWith('>') || lines[j]!.trim() === '')) j++;
+  return j;
+}
+
+/**
+ * When line `i` starts an attribution (ATTRIBUTION_MAX above) directly followed, after blank
+ * lines only, by a `>` line: that line's index. Wrapped onto two lines it counts when the first
+ * already names the date or opens the <address> (attributions start with them) and the second
+ * is no attribution of its own (then the first is the customer's sentence above it). A line
+ * ending with ":" that no quote follows is never one: it is the customer's own.
+ */
+function attributionAt(lines: string[], i: number): number | undefined {
+  const first = lines[i]!.trim();
+  if (!first || first.startsWith('>') || first.length > ATTRIBUTION_MAX) return undefined;
+  let last = i;
+  if (!first.endsWith(':')) {
+    const second = lines[i + 1]?.trim() ?? '';
+    const joined = `${first} ${second}`;
+    if (!second.endsWith(':') || second.startsWith('>') || joined.length > ATTRIBUTION_MAX) return undefined;
+    if (!(namesWhoOrWhen(first) || /<\s*$/.test(first)) || namesWhoOrWhen(second) || !namesWhoOrWhen(joined)) return undefined;
+    last = i + 1;
+  } else if (!namesWhoOrWhen(first)) {
+    return undefined;
+  }
+  let q = last + 1;
+  while (q < lines.length && lines[q]!.trim() === '') q++;
+  return q < lines.length && lines[q]!.trim().startsWith('>') ? q : undefined;
 }

@@ -17,8 +17,9 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   world = await startWorld();
-  // A long fallback poll: anything that arrives within the tests came through IDLE.
-  gw = await emailGateway(world, { pollIntervalMs: 60_000 });
+  // A long fallback poll: anything that arrives within the tests came through IDLE. Satisfaction
+  // requests go out only when a test runs the scan with a clock an hour ahead.
+  gw = await emailGateway(world, { pollIntervalMs: 60_000 }, { router: { csat: { enabled: true, delay: '1h' } } });
   await connected(gw);
 });
 afterAll(async () => {
@@ -151,6 +152,44 @@ describe('email connector', () => {
     expect(joined.ticketId).toBe(ticketId);
     expect(joined.entry).toMatchObject({ match: { rule: 'email-in-reply-to' } });
     expect(inboundOf(joined)!.text).toBe('Перезагрузил, заработало. Спасибо!');
+  });
+
+  it('takes "5" above the attribution line of Russian Gmail, Yandex and Mail.ru and the quote as the rating, without reopening', async () => {
+    const clients: Array<[string, string]> = [
+      ['gmail', 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:'],
+      ['yandex', '07.12.2026, 01:46, "Служба поддержки" <support@example.ru>:'],
+      ['mailru', 'Понедельник, 7 декабря 2026, 1:46 +03:00 от Служба поддержки <support@example.ru>:'],
+    ];
+    const tickets = new Map<string, { ticketId: string; messageId: string }>();
+    for (const [client] of clients) {
+      const messageId = uniqueId(`csat-${client}`);
+      await append(plainMail({ messageId, from: `Клиент <csat.${client}@client.example.ru>`, subject: 'Не проходит оплата', text: 'Оплата картой не проходит.' }));
+      const ticketId = (await gw.waitForEvent(created(messageId))).ticketId;
+      // An answer that reached the customer: only that is asked to be rated.
+      await gw.request('omni.cmd.reply', { ticketId, text: 'Исправили, попробуйте ещё раз.' });
+      await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && (e.entry as any)?.status?.status === 'sent');
+      await gw.request('omni.cmd.status', { ticketId, status: 'resolved' });
+      tickets.set(client, { ticketId, messageId });
+    }
+    await gw.gateway.sla!.check(Date.now() + 2 * 3_600_000);
+    for (const [client, attribution] of clients) {
+      const { ticketId, messageId } = tickets.get(client)!;
+      const request = await world.smtp.waitFor((m) => m.to.includes(`csat.${client}@client.example.ru`) && m.raw.includes(`omni.${ticketId}.`) && /^Auto-Submitted:/im.test(m.raw), 20_000);
+      const asked = (await simpleParser(request.raw)).text!.trim().split('\n').map((l) => `> ${l}`).join('\n');
+      const answer = uniqueId(`csat-${client}-answer`);
+      await append(plainMail({
+        messageId: answer,
+        from: `Клиент <csat.${client}@client.example.ru>`,
+        subject: `Re: Не проходит оплата [#${ticketId}]`,
+        inReplyTo: (await simpleParser(request.raw)).messageId,
+        references: messageId,
+        text: `5\n\n${attribution}\n${asked}`,
+      }));
+      const rating = await gw.waitForEvent((e) => e.type === 'ticket.rating' && e.ticketId === ticketId);
+      expect(rating.entry, client).toMatchObject({ kind: 'rating', rating: 5 });
+      expect(rating.status, client).toBe('resolved');
+      expect((await gw.ticket(ticketId))!.status, client).toBe('resolved');
+    }
   });
 
   it('round-trips windows-1251 and KOI8-R text and a multi-MB attachment intact, into the object store and back out', async () => {

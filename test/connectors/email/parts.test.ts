@@ -79,6 +79,14 @@ describe('loop protection', () => {
 });
 
 describe('reply trimming', () => {
+  it('reads a long quote once, not once per line (a mail of 50,000 quoted lines and an answer under them)', () => {
+    const quote = Array.from({ length: 50_000 }, (_, i) => `> строка ${i}`).join('\n');
+    const started = performance.now();
+    expect(trimReply(`Ответ сверху\n${quote}\nИ ответ снизу`)).toBe(`Ответ сверху\n${quote}\nИ ответ снизу`);
+    // By its square this took minutes; linear it is tens of milliseconds. Wide of both under load.
+    expect(performance.now() - started).toBeLessThan(20_000);
+  });
+
   it('cuts quoted history, Outlook headers and signatures, keeps interleaved answers', () => {
     expect(trimReply('Спасибо!\n\n12 марта 2024 г., в 10:15, Поддержка <s@x.ru> написал(а):\n> текст')).toBe('Спасибо!');
     expect(trimReply('Thanks\n\nOn Tue, 12 Mar 2024 at 10:15, Support <s@x.ru> wrote:\n> text')).toBe('Thanks');
@@ -89,6 +97,49 @@ describe('reply trimming', () => {
     expect(trimReply('> вопрос 1\nответ 1\n> вопрос 2\nответ 2')).toBe('> вопрос 1\nответ 1\n> вопрос 2\nответ 2');
     expect(trimReply('От: этого текста не отрезать, это просто строка')).toBe('От: этого текста не отрезать, это просто строка');
     expect(trimReply('> только цитата')).toBe('> только цитата'); // nothing would be left: keep all
+  });
+
+  // Seen from an outside tester: the attribution lines of Russian Gmail, Yandex and Mail.ru name
+  // no "написал(а)", and a rating answer kept them ("5\n\nпн, 7 дек. …:") so it was no rating.
+  const QUOTE = '> Оцените, пожалуйста, нашу работу: ответьте цифрой от 1 до 5.\n> \n> Служба поддержки';
+  const ATTRIBUTIONS: Array<[string, string]> = [
+    ['Gmail (ru)', 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:'],
+    ['Yandex', '07.12.2026, 01:46, "Служба поддержки" <support@example.ru>:'],
+    ['Mail.ru', 'Понедельник, 7 декабря 2026, 1:46 +03:00 от Служба поддержки <support@example.ru>:'],
+    ['Gmail (en)', 'On Mon, Dec 7, 2026 at 1:46 AM Support <support@example.ru> wrote:'],
+    ['Gmail (en), wrapped by the client', 'On Mon, Dec 7, 2026 at 1:46 AM Служба технической поддержки <support@example.ru>\nwrote:'],
+    ['Gmail (ru), wrapped inside <>', 'пн, 7 дек. 2026 г. в 01:46, Служба технической поддержки ООО «Ромашка» <\nsupport@example.ru>:'],
+    ['date only', '07.12.2026 01:46, Служба поддержки:'],
+    ['address only', 'Служба поддержки <support@example.ru>:'],
+  ];
+
+  it('cuts a mail client\'s attribution line together with the quote under it, whatever its wording', () => {
+    for (const [client, line] of ATTRIBUTIONS) {
+      expect(trimReply(`5\n\n${line}\n${QUOTE}`), client).toBe('5');
+      expect(trimReply(`5\n\n${line}\n\n${QUOTE}\n`), `${client}, blank line before the quote`).toBe('5');
+      expect(trimReply(`Спасибо, всё заработало!\n${line}\n${QUOTE}`), `${client}, no blank line above`).toBe('Спасибо, всё заработало!');
+      expect(trimReply(`Спасибо!\n\n${line}\n${QUOTE}\n\n-- \nИван`), `${client}, signature under the quote`).toBe('Спасибо!');
+    }
+    // Outlook's header blocks, English and Russian.
+    expect(trimReply('5\n\n-----Original Message-----\nFrom: Support <support@example.ru>\nSent: Monday, December 7, 2026 1:46 AM\nTo: ivan@client.ru\n\nOld text')).toBe('5');
+    expect(trimReply('5\n\nОт: Служба поддержки <support@example.ru>\nОтправлено: 7 декабря 2026 г. 1:46\nКому: ivan@client.ru\nТема: Re: Оплата\n\nСтарый текст')).toBe('5');
+  });
+
+  it('keeps a line ending with ":" that no quote follows, and an attribution above an interleaved answer', () => {
+    // The customer's own sentences: nothing quoted under them.
+    const own = 'Проверил ещё раз 07.12.2026 в 01:46, вот что вижу:\nОшибка 500 на странице оплаты.';
+    expect(trimReply(own)).toBe(own);
+    const address = 'Пишите мне на новый адрес <ivan@client.ru>:\n\nили звоните.';
+    expect(trimReply(address)).toBe(address);
+    const last = 'Сегодня в 10:15 снова:';
+    expect(trimReply(last)).toBe(last);
+    // A line ending with ":" without a date or an address is the customer's even above a quote.
+    expect(trimReply('Вот что вы мне ответили:\n> Перезагрузите кассу.\nНе помогло.')).toBe('Вот что вы мне ответили:\n> Перезагрузите кассу.\nНе помогло.');
+    // Answers between the quoted lines: the attribution stays with them.
+    const interleaved = 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:\n> Какой номер заказа?\n48213\n> Какая карта?\nМир';
+    expect(trimReply(interleaved)).toBe(interleaved);
+    // Only the customer's sentence above it is theirs, not part of a two-line attribution.
+    expect(trimReply('Спасибо, всё работает\nпн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:\n> текст')).toBe('Спасибо, всё работает');
   });
 });
 

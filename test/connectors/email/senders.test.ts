@@ -2,13 +2,14 @@
  * Whom a mail is from and how we answer it, against a real Dovecot and the SMTP stand-in: a From
  * that is one RFC 2047 word holding the whole `Имя <addr>`, the Reply-To / Sender / Return-Path
  * fallbacks, a mail with nobody to answer left unread and flagged, replies that answer the
- * customer's mail rather than our auto-acknowledgement, and our display name as one encoded word.
+ * customer's mail rather than our auto-acknowledgement, our display name as one encoded word, and
+ * a Cyrillic subject split into encoded words only between words, the ticket token whole.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeadLetter, LogEntry, TicketEvent } from '../../../src/core/schema.js';
-import { encodeDisplayName } from '../../../src/connectors/email/from-header.js';
+import { encodeDisplayName, encodeSubject } from '../../../src/connectors/email/from-header.js';
 import type { TestGateway } from '../../helpers/gateway.js';
 import { SUPPORT, connected, emailGateway, inboundOf, startWorld, until, type EmailWorld } from './harness.js';
 import { encodedWord, plainMail, uniqueId } from './mails.js';
@@ -118,6 +119,62 @@ describe('email senders', () => {
     expect(fromLine.match(/=\?UTF-8\?B\?/g)).toHaveLength(1);
     expect(reply.from?.value[0]).toMatchObject({ name: 'Служба поддержки', address: SUPPORT });
     expect(replyMail.from).toBe(SUPPORT);
+  });
+
+  it('a long Cyrillic subject is split into encoded words only at spaces, the token whole, and the answer threads by it', async () => {
+    const customer = uniqueId('subj');
+    // nodemailer cut "Re: Не работает оплата картой [#T-1010]" after "оп" and inside the token.
+    const asked = 'Не работает оплата картой на сайте после обновления приложения';
+    await world.imap.append('INBOX', plainMail({ messageId: customer, from: 'Павел <pavel.subject@client.example.ru>', subject: asked }));
+    const ticketId = (await gw.waitForEvent(created(customer), 20_000)).ticketId;
+    const subject = `Re: ${asked} [#${ticketId}]`;
+    await gw.request('omni.cmd.reply', { ticketId, text: 'Проверьте, пожалуйста, ещё раз.' });
+    const sent = await world.smtp.waitFor((m) => m.to.includes('pavel.subject@client.example.ru') && !/^Auto-Submitted:/im.test(m.raw.toString('latin1')), 20_000);
+
+    const head = sent.raw.subarray(0, sent.raw.indexOf('\r\n\r\n')).toString('latin1');
+    const lines = head.match(/^Subject: .*(?:\r\n[ \t].*)*/m)![0].split('\r\n');
+    for (const line of lines) expect(line.length, line).toBeLessThanOrEqual(76);
+    const words = lines.join(' ').slice('Subject: '.length).trim().split(/\s+/);
+    expect(words.length).toBeGreaterThan(1);
+    const decoded = words.map((w) => {
+      const m = /^=\?UTF-8\?B\?([A-Za-z0-9+/=]+)\?=$/.exec(w);
+      expect(m, w).not.toBeNull();
+      expect(w.length, w).toBeLessThanOrEqual(75);
+      const bytes = Buffer.from(m![1]!, 'base64');
+      expect(Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes), `whole UTF-8 characters in ${w}`).toBe(true);
+      return bytes.toString('utf8');
+    });
+    expect(decoded.join('')).toBe(subject);
+    // Broken only after a space: each word holds whole words of the subject.
+    for (const d of decoded.slice(0, -1)) expect(d, d).toMatch(/\s$/);
+    expect(decoded.filter((d) => d.includes(`[#${ticketId}]`))).toHaveLength(1);
+    // A reader that puts a space between adjacent encoded words shows at worst a double space.
+    const shown = decoded.join(' ').replace(/\s+/g, ' ');
+    expect(shown).toBe(subject);
+    expect((await simpleParser(sent.raw)).subject).toBe(subject);
+
+    // The customer answers from such a reader, without threading headers: the token finds the ticket.
+    const answer = uniqueId('subj-answer');
+    await world.imap.append('INBOX', plainMail({ messageId: answer, from: 'Павел <pavel.subject@client.example.ru>', subject: `Re: ${decoded.join(' ')}`, text: 'Теперь работает.' }));
+    const joined = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === answer, 20_000);
+    expect(joined.ticketId).toBe(ticketId);
+    expect(joined.entry).toMatchObject({ match: { rule: 'email-subject-token', value: ticketId } });
+  });
+
+  it('encodes a subject only when it must, never cutting a word that fits or a ticket token', () => {
+    expect(encodeSubject('Re: Payment failed [#T-1010]')).toBeUndefined();
+    expect(encodeSubject('')).toBeUndefined();
+    const decode = (w: string) => Buffer.from(w.slice('=?UTF-8?B?'.length, -2), 'base64').toString('utf8');
+    // The subject of the report: one word within the first line's room.
+    expect(encodeSubject('Re: Не работает оплата картой [#T-1010]')!.map(decode)).toEqual(['Re: Не работает оплата ', 'картой [#T-1010]']);
+    // Text that looks like an encoded word is encoded, not left for the reader to decode.
+    expect(encodeSubject('Re: =?UTF-8?B?0J8=?= [#T-1]')!.map(decode).join('')).toBe('Re: =?UTF-8?B?0J8=?= [#T-1]');
+    // A word longer than one encoded word is cut between characters, but a token glued to it is not.
+    const glued = `${'Я'.repeat(30)}[#T-123456]`;
+    const words = encodeSubject(glued)!;
+    for (const w of words) expect(w.length).toBeLessThanOrEqual(75);
+    expect(words.map(decode).join('')).toBe(glued);
+    expect(words.map(decode).some((d) => d.includes('[#T-123456]'))).toBe(true);
   });
 
   it('a long display name is split only at spaces, each word within 75 characters and whole UTF-8', () => {
