@@ -34,6 +34,17 @@ const TABLE: Array<[string, number | null]> = [
   ['5️⃣', 5],
   ['2⃣', 2],
   ['6️⃣', null],
+  // fullwidth digits and words
+  ['５', 5],
+  ['４/５', 4],
+  ['Пять', 5],
+  ['пятёрка!', 5],
+  ['Четыре из пяти', 4],
+  ['three', 3],
+  ['Five out of 5', 5],
+  ['пять минут жду', null],
+  ['два дня жду ответа', null],
+  ['шесть', null],
   // sentences that start with a digit (Russian)
   ['5 минут назад снова списали деньги!', null],
   ['2 дня жду…', null],
