@@ -37,9 +37,12 @@ const COMMAND_HEADROOM_BYTES = 4 * 1024;
 
 /** The router was not reached or did not answer in time: the same request may succeed later. */
 
+/** A channel as tickets name it: `Webhook` or `telegram,email` matched nothing, and said nothing. */
+const ChannelName = z.string().regex(/^[a-z0-9_-]{1,64}$/, 'one channel name as tickets carry it, in lower case (telegram, whatsapp, slack, email, webhook…); a list is not taken: ask once per channel');
+
 const ListQuery = z.strictObject({
   status: TicketStatus.optional(),
-  channel: z.string().optional(),
+  channel: ChannelName.optional(),
   account: z.string().optional(),
   contact: z.string().optional(),
   updatedSince: QueryDateTime.optional(),
@@ -53,7 +56,7 @@ const ListQuery = z.strictObject({
 const SearchQuery = z.strictObject({
   q: z.string().trim().min(1).max(500),
   status: TicketStatus.optional(),
-  channel: z.string().optional(),
+  channel: ChannelName.optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
 });
 

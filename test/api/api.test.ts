@@ -153,6 +153,11 @@ describe('GET /v1/tickets', () => {
     expect((await h.api('/v1/tickets?limit=501')).body.error.field).toBe('limit');
     expect((await h.api('/v1/tickets?status=done')).body.error.field).toBe('status');
     expect((await h.api('/v1/tickets?updatedSince=yesterday')).body.error.field).toBe('updatedSince');
+    // A bare date says what is missing; a channel that cannot match says so instead of an empty list.
+    expect((await h.api('/v1/tickets?updatedSince=2026-12-06')).body.error).toMatchObject({ field: 'updatedSince', message: expect.stringContaining('with its offset, e.g. 2026-12-06T00:00:00+03:00') });
+    for (const channel of ['Webhook', 'telegram,email']) {
+      expect((await h.api(`/v1/tickets?channel=${encodeURIComponent(channel)}`)).body.error, channel).toMatchObject({ field: 'channel', message: expect.stringContaining('in lower case') });
+    }
     expect((await h.api('/v1/tickets?cursor=garbage')).body.error.field).toBe('cursor');
     // A typo must not silently widen the list: unknown parameters are refused by name.
     expect((await h.api('/v1/tickets?chanel=telegram')).body.error).toMatchObject({ code: 'invalid_request', field: 'chanel', message: 'unknown query parameter "chanel"' });

@@ -174,7 +174,7 @@ describe('email connector', () => {
     await gw.gateway.sla!.check(Date.now() + 2 * 3_600_000);
     for (const [client, attribution] of clients) {
       const { ticketId, messageId } = tickets.get(client)!;
-      const request = await world.smtp.waitFor((m) => m.to.includes(`csat.${client}@client.example.ru`) && m.raw.includes(`omni.${ticketId}.`) && /^Auto-Submitted:/im.test(m.raw), 20_000);
+      const request = await world.smtp.waitFor((m) => m.to.includes(`csat.${client}@client.example.ru`) && m.raw.includes(`omni.${ticketId}.`) && /^Auto-Submitted:/im.test(m.raw.toString()), 20_000);
       const asked = (await simpleParser(request.raw)).text!.trim().split('\n').map((l) => `> ${l}`).join('\n');
       const answer = uniqueId(`csat-${client}-answer`);
       await append(plainMail({
