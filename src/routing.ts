@@ -43,6 +43,7 @@ export async function startRouting(into: Routing, d: RoutingDeps): Promise<void>
     ticketPrefix: c.router.ticketPrefix,
     firstTicketNumber: c.router.firstTicketNumber,
     reopenWindowMs: c.router.reopenWindow,
+    colleagueDomains: c.router.colleagueDomains,
     concurrency: c.router.concurrency,
     ackWaitMs: c.router.ackWait,
     straySweepMs: c.router.straySweep,

@@ -119,7 +119,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'Find contacts by a phone, an email address or a platform handle (what a platform proved, never a guess)',
           parameters: [
-            { name: 'phone', in: 'query', schema: { type: 'string' }, description: 'any format; compared as +digits' },
+            { name: 'phone', in: 'query', schema: { type: 'string' }, description: 'any format, compared in E.164: "+7 916 111-00-01", "79161110001", the Russian/Kazakh domestic "8 916 111-00-01" (+7), "00" and "810" international prefixes' },
             { name: 'email', in: 'query', schema: { type: 'string' } },
             { name: 'handle', in: 'query', schema: { type: 'string' }, description: 'Telegram user id, Slack user id, WhatsApp LID, a webhook sender id' },
           ],

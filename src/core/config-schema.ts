@@ -9,6 +9,7 @@ import { BusinessHoursConfig, TimeZone } from './config-calendar.js';
 import { ByteSize, Duration, PositiveDuration } from './config-units.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { nearest } from './strict-keys.js';
+import { ColleagueDomains } from './mail-domains.js';
 import type { NatsAccess } from './nats-access.js';
 
 const TICKET_EVENT_TYPES: string[] = TicketEvent.shape.type.options;
@@ -147,6 +148,12 @@ export const GatewayConfig = z.object({
       firstTicketNumber: z.number().int().positive().default(1001),
       /** A chat message after close reopens the ticket within this window, else opens a new one. */
       reopenWindow: Duration.prefault('7d'),
+      /**
+       * Customer organisations' own mail domains: someone there who took no part in a ticket joins
+       * it by its subject token [#T-1042] when a participant is at the same domain (a colleague
+       * answering in the thread). Nowhere else: ticket numbers are guessable (src/router/threading.ts).
+       */
+      colleagueDomains: ColleagueDomains,
       /** Messages processed at once (different conversations in parallel, each in order). */
       concurrency: z.number().int().min(1).max(4096).default(256),
       /**

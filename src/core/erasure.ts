@@ -23,6 +23,7 @@ import { isGone, scanStream } from './stream-scan.js';
 import { Buckets, Streams, Subjects } from './subjects.js';
 import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
+import { phoneDigitForms } from './phone.js';
 
 export interface ErasureTarget {
   /** Every ticket of the person: logs, records, index entries and attachments go whole. */
@@ -247,9 +248,9 @@ class Needles {
     // Auto-acknowledgement stamps are keyed by the sender (commands.ts): they go too.
     this.ackKeys.add(`autoack.${hashKey(v)}`);
     if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.add(v);
-    // A phone written "+7 916 123-45-67" in one place is "79161234567" in another.
-    const digits = v.replace(/\D/g, '');
-    if (/^[+\d\s().-]+$/.test(v) && digits.length >= 7) this.substrings.add(digits);
+    // A phone written "+7 916 123-45-67" in one place is "79161234567" in another, and
+    // "89161234567" (the Russian domestic format) in a third: each form is searched for.
+    if (/^[+\d\s().-]+$/.test(v) && v.replace(/\D/g, '').length >= 7) for (const digits of phoneDigitForms(v)) this.substrings.add(digits);
   }
 
   addExact(value: string): void {

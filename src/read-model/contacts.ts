@@ -17,6 +17,8 @@ import { createHash } from 'node:crypto';
 import type { InboundMessage } from '../core/schema.js';
 import type { BatchMemory } from './batch-memory.js';
 import type { Queryable } from './database.js';
+// The one normaliser of phones (also "8 916 …" → +7 916 …), shared with lookups and erasure.
+import { normalizePhone } from '../core/phone.js';
 
 export const IDENTITY_KINDS = ['phone', 'email', 'telegram_user', 'whatsapp_lid', 'slack_user', 'external'] as const;
 export type IdentityKind = (typeof IDENTITY_KINDS)[number];
@@ -28,11 +30,6 @@ export interface ProvenIdentity {
   channel: string;
   account: string;
   proof: 'sender' | 'contact_card' | 'profile' | 'api';
-}
-
-export function normalizePhone(raw: string): string | undefined {
-  const digits = raw.replace(/[^\d]/g, '');
-  return digits.length >= 7 && digits.length <= 15 ? `+${digits}` : undefined;
 }
 
 export function normalizeEmail(raw: string): string | undefined {

@@ -3,7 +3,8 @@
  * (migrations.ts); none reads every ticket.
  */
 import type { Queryable } from './database.js';
-import { normalizeEmail, normalizePhone } from './contacts.js';
+import { normalizeEmail } from './contacts.js';
+import { phoneLookupValues } from '../core/phone.js';
 
 export interface TicketRow {
   id: string;
@@ -76,7 +77,7 @@ export interface TicketFilter {
 
 /** Contact ids (every merged one included) that `needle` names; empty when it names none. */
 export async function contactIdsFor(db: Queryable, needle: string): Promise<string[]> {
-  const values = [needle, needle.toLowerCase(), normalizePhone(needle), normalizeEmail(needle)].filter((v): v is string => !!v);
+  const values = [needle, needle.toLowerCase(), ...phoneLookupValues(needle), normalizeEmail(needle)].filter((v): v is string => !!v);
   const rows = await db.query<{ id: string }>(
     `WITH roots AS (
        SELECT coalesce(c.merged_into, c.id) AS root FROM contacts c WHERE c.id = $1
@@ -256,8 +257,8 @@ export async function getContact(db: Queryable, id: string): Promise<(ContactVie
 export async function findContacts(db: Queryable, by: { phone?: string; email?: string; handle?: string }): Promise<ContactView[]> {
   const conditions: Array<[string, string[]]> = [];
   if (by.phone) {
-    const phone = normalizePhone(by.phone);
-    if (phone) conditions.push(['phone', [phone]]);
+    const phones = phoneLookupValues(by.phone);
+    if (phones.length) conditions.push(['phone', phones]);
   }
   if (by.email) {
     const email = normalizeEmail(by.email);

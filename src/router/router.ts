@@ -65,6 +65,8 @@ export interface RouterOptions {
   ticketPrefix: string;
   firstTicketNumber: number;
   reopenWindowMs: number;
+  /** router.colleagueDomains: customer organisations' mail domains whose people join a colleague's ticket by its subject token (threading.ts). */
+  colleagueDomains?: readonly string[];
   concurrency: number;
   ackWaitMs: number;
   /** How long after a satisfaction request a bare 1–5 answer counts as the rating. */
@@ -105,7 +107,7 @@ export class Router implements RoutingHooks {
     this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber, o.numberFloor, (floor, base) =>
       log.warn({ readModelHighest: floor, nextNumber: base + 1 }, 'ticket numbering starts over in NATS (its store is new) while the read model holds tickets up to this number: continuing above it, so no number is given twice'));
     this.journal = new Journal(bus);
-    this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now });
+    this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now, colleagueDomains: o.colleagueDomains });
     this.deliveries = new DeliveryRecorder(bus, this.store, this.journal, this.metrics, log);
     this.inboundSlots = new Semaphore(o.concurrency);
     this.messages = new MessageRouter(bus, this.store, this.threader, this.journal, this, o);

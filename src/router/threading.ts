@@ -3,10 +3,14 @@
  *  email  In-Reply-To, then References (newest first), against stored Message-IDs — a match is
  *         accepted only from someone who took part in that ticket, so replies to one mail sent
  *         to many do not merge strangers; then the subject token "[#T-1042]" — from a participant
- *         or a colleague at the same company domain (numbers are guessable); then our own
- *         Message-ID marker "<omni.T-1042.…@…>" surviving in any header, then the "[#T-1042]"
- *         our replies carry in their text, found in the quoted history (both from participants
- *         only); else a new ticket.
+ *         or a colleague: someone at a domain the operator declared a customer organisation's
+ *         (router.colleagueDomains) where a participant is too. Numbers are guessable, and a
+ *         shared domain proves nothing at a public mail service, which no built-in list can name
+ *         in full (a stranger at narod.ru joined a customer's ticket there): undeclared, a
+ *         domain lets nobody in. Then our own Message-ID marker "<omni.T-1042.…@…>" surviving in
+ *         any header, then the "[#T-1042]" our replies carry in their text, found in the quoted
+ *         history (both from participants only); else a new ticket, whose log says which ticket
+ *         the mail named and why it did not join it.
  *  chats  one open ticket per (channel, account, chat[, thread]); after close, a message reopens
  *         the ticket within the reopen window, otherwise opens a new one; after the ticket was
  *         evicted (tickets.evictClosedAfter, eviction.ts), a new one, whose log says so.
@@ -14,6 +18,7 @@
  */
 import type { InboundMessage, Ticket, ThreadMatch } from '../core/schema.js';
 import { CLOSED_STATUSES } from '../core/schema.js';
+import { domainOf, isPublicMailDomain } from '../core/mail-domains.js';
 import { orderKey } from '../core/subjects.js';
 import { IndexKeys, normalizeMessageId, type Floor, type TicketStore } from './tickets.js';
 
@@ -29,7 +34,13 @@ export type Resolution =
 export interface ThreadingOptions {
   reopenWindowMs: number;
   now: () => number;
+  /** router.colleagueDomains: customer organisations' own mail domains (lower case); none by default. */
+  colleagueDomains?: readonly string[];
 }
+
+/** Why a mail that named a ticket did not join it, per ticket: said in the log of the ticket it opens. */
+type Refusals = Map<string, string>;
+const MAX_REFUSALS_LOGGED = 3;
 
 export function subjectTokenPattern(prefix: string): RegExp {
   const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -44,6 +55,7 @@ export function markerPattern(prefix: string): RegExp {
 export class Threader {
   private readonly tokenRe: RegExp;
   private readonly markerRe: RegExp;
+  private readonly colleagueDomains: ReadonlySet<string>;
 
   constructor(
     private readonly store: TicketStore,
@@ -51,6 +63,7 @@ export class Threader {
   ) {
     this.tokenRe = subjectTokenPattern(store.prefix);
     this.markerRe = markerPattern(store.prefix);
+    this.colleagueDomains = new Set((o.colleagueDomains ?? []).map((d) => d.toLowerCase()));
   }
 
   /** The key that orders work: messages with the same key are processed one at a time. */
@@ -60,17 +73,26 @@ export class Threader {
 
   async resolve(e: InboundMessage, fresh = false): Promise<Resolution> {
     if (e.email) {
-      const found = await this.resolveEmail(e, { fresh });
+      const refused: Refusals = new Map();
+      const found = await this.resolveEmail(e, { fresh }, refused);
       if (found) return found;
-      const why = await this.missingNote(e);
+      // At most a few, each ticket once: a mail's References may name any number of tickets.
+      const notes = [...refused.values()].slice(0, MAX_REFUSALS_LOGGED);
+      if (refused.size > MAX_REFUSALS_LOGGED) notes.push(`and ${refused.size - MAX_REFUSALS_LOGGED} more tickets`);
+      const missing = await this.missingNote(e);
+      if (missing) notes.push(missing);
+      const why = notes.length ? ` (${notes.join('; ')})` : '';
       return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) + why }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
     }
     return this.resolveChat(e, { fresh });
   }
 
-  private async resolveEmail(e: InboundMessage, o: { fresh: boolean }): Promise<Resolution | null> {
+  private async resolveEmail(e: InboundMessage, o: { fresh: boolean }, refused: Refusals): Promise<Resolution | null> {
     const email = e.email!;
     const sender = email.from.toLowerCase();
+    const refuse = (ticket: string, how: string, why = `${sender} took no part in it`) => {
+      if (!refused.has(ticket)) refused.set(ticket, `${how} ${ticket}, but ${why}: a ticket of its own`);
+    };
     const candidates: Array<[ThreadMatch['rule'], string]> = [];
     if (email.inReplyTo) candidates.push(['email-in-reply-to', email.inReplyTo]);
     for (const ref of [...email.references].reverse()) candidates.push(['email-references', ref]);
@@ -79,21 +101,29 @@ export class Threader {
       if (!hit) continue;
       const ticket = await this.store.get(hit.value, o);
       if (!ticket) continue;
-      if (!isParticipant(ticket.value, sender)) continue;
+      if (!isParticipant(ticket.value, sender)) {
+        refuse(ticket.value.id, `${rule === 'email-in-reply-to' ? 'In-Reply-To' : 'References'} names a mail of`);
+        continue;
+      }
       return this.existing(ticket.value, { rule, value: normalizeMessageId(messageId) });
     }
     const token = this.tokenRe.exec(email.subject)?.[1];
     if (token) {
       const ticket = await this.store.get(token, o);
-      if (ticket && (isParticipant(ticket.value, sender) || isColleague(ticket.value, sender))) {
-        return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
+      if (ticket) {
+        if (isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
+        const colleague = this.colleague(ticket.value, sender);
+        if (colleague.ok) return this.existing(ticket.value, { rule: 'email-subject-token', value: `${token} (${colleague.why})` });
+        refuse(ticket.value.id, 'the subject names', colleague.why);
       }
     }
     for (const [, messageId] of candidates) {
       const marked = this.markerRe.exec(messageId.trim())?.[1];
       if (!marked) continue;
       const ticket = await this.store.get(marked, o);
-      if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
+      if (!ticket) continue;
+      if (isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
+      refuse(ticket.value.id, 'a Message-ID of ours names');
     }
     // Our replies carry "[#T-1042]" in their text too: it survives in the quoted history when a
     // relay rewrote our Message-ID, the client dropped In-Reply-To and the subject was changed.
@@ -101,6 +131,7 @@ export class Threader {
     if (quoted) {
       const ticket = await this.store.get(quoted, o);
       if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: `body [#${quoted}]` });
+      if (ticket) refuse(ticket.value.id, 'the quoted text names');
     }
     return null;
   }
@@ -188,7 +219,25 @@ export class Threader {
     const email = e.email!;
     const named = this.tokenRe.exec(email.subject)?.[1] ?? this.tokenRe.exec(e.fullText ?? e.text)?.[1];
     if (!named || (await this.store.get(named))) return '';
-    return (await this.store.evicted(named)) ? ` (names ${named}, closed long ago and evicted from the ticket store: a new ticket)` : '';
+    return (await this.store.evicted(named)) ? `names ${named}, closed long ago and evicted from the ticket store: a new ticket` : '';
+  }
+
+  /**
+   * Someone at the same company as a participant (the customer's manager answering in the
+   * thread), at a domain the operator declared a customer organisation's: a shared domain is no
+   * evidence anywhere else (public mail services, which no list names in full). Nor is an
+   * In-Reply-To naming a mail of ours: the Message-ID of an automated one (the acknowledgement)
+   * follows from the ticket number and the installation id any of our mails shows. `why` is
+   * said in the log either way.
+   */
+  private colleague(ticket: Ticket, address: string): { ok: boolean; why: string } {
+    const domain = domainOf(address);
+    if (!domain) return { ok: false, why: `${address} took no part in it` };
+    // The config refuses public services; the check stays for a Threader built without it.
+    if (isPublicMailDomain(domain)) return { ok: false, why: `${address} took no part in it, and ${domain} is a public mail service` };
+    if (!this.colleagueDomains.has(domain)) return { ok: false, why: `${address} took no part in it, and ${domain} is not a customer organisation's domain (router.colleagueDomains)` };
+    if (!ticket.participants.some((p) => domainOf(p) === domain)) return { ok: false, why: `${address} took no part in it, and nobody at ${domain} did` };
+    return { ok: true, why: `a colleague at ${domain}, router.colleagueDomains` };
   }
 
   private existing(ticket: Ticket, match: ThreadMatch): Resolution {
@@ -205,25 +254,3 @@ export class Threader {
 export function isParticipant(ticket: Ticket, address: string): boolean {
   return ticket.participants.length === 0 || ticket.participants.includes(address);
 }
-
-/**
- * Someone at the same company as a participant (the customer's manager answering in the thread).
- * Not for public mail services, where a shared domain says nothing about who someone is.
- */
-function isColleague(ticket: Ticket, address: string): boolean {
-  const domain = domainOf(address);
-  if (!domain || PUBLIC_MAIL_DOMAINS.has(domain)) return false;
-  return ticket.participants.some((p) => domainOf(p) === domain);
-}
-
-function domainOf(address: string): string | undefined {
-  const at = address.lastIndexOf('@');
-  return at > 0 ? address.slice(at + 1).toLowerCase() : undefined;
-}
-
-const PUBLIC_MAIL_DOMAINS = new Set([
-  'gmail.com', 'googlemail.com', 'yandex.ru', 'ya.ru', 'yandex.com', 'yandex.by', 'yandex.kz', 'mail.ru', 'bk.ru', 'inbox.ru',
-  'list.ru', 'internet.ru', 'rambler.ru', 'lenta.ru', 'autorambler.ru', 'ro.ru', 'outlook.com', 'hotmail.com', 'live.com',
-  'msn.com', 'icloud.com', 'me.com', 'mac.com', 'yahoo.com', 'proton.me', 'protonmail.com', 'gmx.com', 'gmx.de', 'aol.com',
-  'zoho.com', 'ukr.net', 'tut.by', 'qip.ru', 'pochta.ru',
-]);

@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, READER, SITE_SECRET, post, startApiHarness, until, type ApiHarness } from './support.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
 import { elideQuoted } from '../../src/console/dead-letters.js';
+import { chatMessage, publishEvent } from '../helpers/events.js';
+import type { InboundMessage } from '../../src/core/schema.js';
 
 const DPO = 'dpo-token-0123456789abcdef-dlq';
 
@@ -92,6 +94,42 @@ describe('dead letters holding a person the read model does not know', () => {
     expect(findIn(after, 'other-person-7').length).toBeGreaterThan(0);
     const audit = await h.gw.waitForStreamMessage('OMNI_EVENTS', 'omni.events.audit.erasure', (m: any) => m.id === erased.body.erasureId);
     expect(audit).toMatchObject({ requestedBy: 'dpo', ticketCount: 0 });
+  }, 120_000);
+
+  it('understands the Russian domestic format 8 9xx…: contacts are found by it, and an erasure by it is refused or done, never a no-op', async () => {
+    // A Telegram contact card as the customer's phone book has it, and a WhatsApp sender (+7 from the JID).
+    const card: InboundMessage = { ...chatMessage({ channel: 'telegram', account: 'bot', chat: '7001', from: '7001', text: 'Мой номер' }), parts: [{ type: 'contact', name: 'Иван', phone: '89161110001', userId: '7001' }] };
+    const wa = chatMessage({ channel: 'whatsapp', account: 'wa', chat: '79161110002@s.whatsapp.net', from: '79161110002@s.whatsapp.net', text: 'Здравствуйте' });
+    wa.sender.handles = { jid: '79161110002@s.whatsapp.net', phone: '+79161110002' };
+    for (const e of [card, wa]) {
+      await publishEvent(h.gw.nc, e);
+      await h.gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as { event?: { id: string } })?.event?.id === e.id);
+    }
+    await h.gw.gateway.readModel!.caughtUp(10_000);
+
+    const byPhone = async (phone: string) => (await h.api(`/v1/contacts?phone=${encodeURIComponent(phone)}`)).body.contacts as Array<{ id: string; identities: unknown[] }>;
+    const ivan = await byPhone('+7 916 111-00-01');
+    expect(ivan).toHaveLength(1);
+    expect(ivan[0]!.identities).toContainEqual(expect.objectContaining({ kind: 'phone', value: '+79161110001', proof: 'contact_card' }));
+    for (const written of ['89161110001', '8 916 111-00-01', '8 (916) 111-00-01', '79161110001']) expect((await byPhone(written)).map((c) => c.id), written).toEqual([ivan[0]!.id]);
+    // The ticket list's contact filter reads it the same way.
+    const tickets = (await h.api(`/v1/tickets?contact=${encodeURIComponent('8 916 111-00-01')}`)).body.tickets as Array<{ id: string }>;
+    expect(tickets).toHaveLength(1);
+
+    // A person the read model knows: refused, naming their contact (before: 200, every count 0).
+    const known = await h.api('/v1/identities/erase', post({ identities: ['8 916 111-00-02'] }, {}, DPO));
+    expect(known.status).toBe(400);
+    const whatsapp = await byPhone('+79161110002');
+    expect(known.body.error).toMatchObject({ code: 'invalid_request', field: 'identities.0', message: expect.stringContaining(`belongs to contact ${whatsapp[0]!.id}`) });
+
+    // Someone only dead letters hold, their number written +7…: erased by the 8… form.
+    const seq = await refusedPost('dlq-8format-1', { id: 'dlq-8format-person', name: 'Анна Восьмёркина', phone: '+79037771122' }, 'Перезвоните на +79037771122');
+    const erased = await h.api('/v1/identities/erase', post({ identities: ['8 903 777-11-22'] }, {}, DPO));
+    expect(erased.status).toBe(200);
+    expect(erased.body.erased.deadLetters).toBeGreaterThanOrEqual(1);
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
+    const after = await dumpStreams(h.gw.nc);
+    for (const needle of ['Восьмёркина', '9037771122']) expect(findIn(after, needle), needle).toEqual([]);
   }, 120_000);
 
   it('DELETE /v1/dead-letters/{seq} erases one letter, admin only', async () => {

@@ -7,7 +7,7 @@ import { TicketStore } from '../../src/router/tickets.js';
 let gw: TestGateway;
 
 beforeAll(async () => {
-  gw = await startGateway({ router: { reopenWindow: '1500ms' } });
+  gw = await startGateway({ router: { reopenWindow: '1500ms', colleagueDomains: ['client.ru', 'Romashka.RU'] } });
 });
 afterAll(async () => gw?.stop());
 
@@ -119,7 +119,11 @@ describe('email threading', () => {
 
     const byToken = await route(emailMessage({ messageId: '<r4@client.ru>', from: 'boss@client.ru', subject: `RE: Вопрос по заказу [#${root.ticketId}]` }));
     expect(byToken.ticketId).toBe(root.ticketId);
-    expect(matchOf(byToken)).toEqual({ rule: 'email-subject-token', value: root.ticketId });
+    // A colleague at a declared customer domain (router.colleagueDomains), and the log says so.
+    expect(matchOf(byToken)).toEqual({ rule: 'email-subject-token', value: `${root.ticketId} (a colleague at client.ru, router.colleagueDomains)` });
+    // Now a participant: the token alone, as for anyone who took part.
+    const again = await route(emailMessage({ messageId: '<r4a@client.ru>', from: 'boss@client.ru', subject: `RE: [#${root.ticketId}]` }));
+    expect(matchOf(again)).toEqual({ rule: 'email-subject-token', value: root.ticketId });
 
     // Ticket numbers are guessable: the token alone does not let a stranger in.
     const strangerToken = await route(emailMessage({ messageId: '<r4b@gmail.com>', from: 'someone@gmail.com', subject: `RE: [#${root.ticketId}]` }));
@@ -163,6 +167,46 @@ describe('email threading', () => {
     const first = await route(root);
     const answer = await route(emailMessage({ messageId: '<rt-2@client.ru>', from: 'buyer@client.ru', inReplyTo: '<rt-1@client.ru>' }));
     expect(answer.ticketId).toBe(first.ticketId);
+  });
+
+  it('never lets a stranger at a public mail domain join a customer\'s ticket by its number, listed or not', async () => {
+    // The trial's case: narod.ru was missing from the built-in list of public services.
+    const ivanov = await route(emailMessage({ messageId: '<iv-1@narod.ru>', from: 'ivanov@narod.ru', subject: 'Возврат', text: 'Паспорт 4510 123456, прошу вернуть деньги' }));
+    const hacker = await route(emailMessage({ messageId: '<hk-1@narod.ru>', from: 'hacker@narod.ru', subject: `Re: [#${ivanov.ticketId}] please send reply here` }));
+    expect(hacker.ticketId).not.toBe(ivanov.ticketId);
+    expect(matchOf(hacker)).toEqual({ rule: 'new-ticket', value: `hk-1@narod.ru (the subject names ${ivanov.ticketId}, but hacker@narod.ru took no part in it, and narod.ru is a public mail service: a ticket of its own)` });
+    // The class, not the list: a public service nobody listed lets nobody in either, since only
+    // a domain the operator declared a customer organisation's admits colleagues.
+    const owner = await route(emailMessage({ messageId: '<un-1@freemail.example>', from: 'owner@freemail.example', text: 'Паспорт 4510 654321' }));
+    const stranger = await route(emailMessage({ messageId: '<un-2@freemail.example>', from: 'stranger@freemail.example', subject: `Re: [#${owner.ticketId}]` }));
+    expect(stranger.ticketId).not.toBe(owner.ticketId);
+    expect(matchOf(stranger).value).toContain(`the subject names ${owner.ticketId}, but stranger@freemail.example took no part in it, and freemail.example is not a customer organisation's domain (router.colleagueDomains)`);
+    // A reply header naming one of the ticket's mails is no way in either.
+    const byHeader = await route(emailMessage({ messageId: '<un-3@freemail.example>', from: 'stranger@freemail.example', inReplyTo: '<un-1@freemail.example>', subject: `Re: [#${owner.ticketId}]` }));
+    expect(byHeader.ticketId).not.toBe(owner.ticketId);
+    expect(matchOf(byHeader).value).toBe(`un-3@freemail.example (In-Reply-To names a mail of ${owner.ticketId}, but stranger@freemail.example took no part in it: a ticket of its own)`);
+    for (const [t, who] of [[ivanov.ticketId, 'ivanov@narod.ru'], [owner.ticketId, 'owner@freemail.example']] as const) {
+      expect((await gw.ticket(t))!.participants).toEqual([who]);
+      const log = await gw.gateway.router!.store.readLog(t);
+      expect(log.map((l) => (l.entry as Extract<LogEntry, { kind: 'inbound' }>).event?.sender.id)).toEqual([who]);
+    }
+  });
+
+  it('lets a colleague in by the subject token only at a declared customer domain where a participant is', async () => {
+    const root = await route(emailMessage({ messageId: '<co-1@romashka.ru>', from: 'buh@romashka.ru', subject: 'Сверка' }));
+    // Declared (written "Romashka.RU" in the config), a participant there: the manager joins.
+    const manager = await route(emailMessage({ messageId: '<co-2@romashka.ru>', from: 'Director@Romashka.ru', subject: `RE: Сверка [#${root.ticketId}]` }));
+    expect(manager.ticketId).toBe(root.ticketId);
+    expect(matchOf(manager).value).toBe(`${root.ticketId} (a colleague at romashka.ru, router.colleagueDomains)`);
+    expect((await gw.ticket(root.ticketId))!.participants).toEqual(['buh@romashka.ru', 'director@romashka.ru']);
+    // A company domain nobody declared: its own ticket, and why.
+    const other = await route(emailMessage({ messageId: '<co-3@vasilek.ru>', from: 'boss@vasilek.ru', subject: `RE: [#${root.ticketId}]` }));
+    expect(other.ticketId).not.toBe(root.ticketId);
+    expect(matchOf(other).value).toContain('vasilek.ru is not a customer organisation\'s domain (router.colleagueDomains)');
+    // A declared domain, but nobody from it takes part in that ticket.
+    const elsewhere = await route(emailMessage({ messageId: '<co-4@client.ru>', from: 'anyone@client.ru', subject: `RE: [#${other.ticketId}]` }));
+    expect(elsewhere.ticketId).not.toBe(other.ticketId);
+    expect(matchOf(elsewhere).value).toContain(`the subject names ${other.ticketId}, but anyone@client.ru took no part in it, and nobody at client.ru did`);
   });
 
   it('records why each message landed in its ticket in the log', async () => {

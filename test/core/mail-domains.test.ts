@@ -1,0 +1,60 @@
+/** router.colleagueDomains and the built-in list of public mail services (src/core/mail-domains.ts). */
+import { testTempDir } from '../helpers/temp-dirs.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/core/config.js';
+import { domainOf, isPublicMailDomain } from '../../src/core/mail-domains.js';
+
+function load(config: Record<string, unknown>) {
+  const file = join(testTempDir('omnigate-cfg-'), 'omnigate.yaml');
+  writeFileSync(file, stringify(config));
+  return loadConfig(file, {}).config;
+}
+
+function refusal(config: Record<string, unknown>): ConfigError {
+  try {
+    load(config);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('accepted');
+}
+
+describe('router.colleagueDomains', () => {
+  it('declares no domain by default, and reads domains lower case', () => {
+    expect(load({}).router.colleagueDomains).toEqual([]);
+    expect(load({ router: { colleagueDomains: [' Romashka.RU ', 'mail.romashka-group.com'] } }).router.colleagueDomains).toEqual(['romashka.ru', 'mail.romashka-group.com']);
+  });
+
+  it('refuses a public mail service and anything that is not a domain name, naming the entry', () => {
+    const pub = refusal({ router: { colleagueDomains: ['romashka.ru', 'Narod.ru'] } });
+    expect(pub.key).toBe('router.colleagueDomains[1]');
+    expect(pub.problem).toContain('public mail service');
+    expect(refusal({ router: { colleagueDomains: ['gmail.com'] } }).key).toBe('router.colleagueDomains[0]');
+    for (const bad of ['ivan@romashka.ru', '*.romashka.ru', 'https://romashka.ru', 'romashka', '']) {
+      expect(refusal({ router: { colleagueDomains: [bad] } }).problem, bad).toContain('not a domain name');
+    }
+  });
+});
+
+describe('public mail services', () => {
+  it('knows the services Russian-speaking customers write from', () => {
+    for (const d of ['narod.ru', 'yandex.ua', 'yandex.kz', 'yandex.by', 'ya.ru', 'rambler.ua', 'myrambler.ru', 'ro.ru', 'lenta.ru', 'autorambler.ru', 'e1.ru', 'ngs.ru',
+      'mail.ua', 'ukr.net', 'i.ua', 'bigmir.net', 'pm.me', 'proton.me', 'protonmail.ch', 'gmx.net', 'gmx.de', 'web.de', 'yahoo.co.uk', 'hotmail.co.uk', 'live.ru',
+      'outlook.de', 'icloud.com', 'me.com', 'mac.com', 'gmail.com', 'mail.ru', 'bk.ru', 'yandex.ru']) {
+      expect(isPublicMailDomain(d), d).toBe(true);
+    }
+    expect(isPublicMailDomain('NAROD.RU')).toBe(true);
+    expect(isPublicMailDomain('romashka.ru')).toBe(false);
+  });
+
+  it('takes the domain after the last "@", lower case', () => {
+    expect(domainOf('Ivan.Petrov@Narod.RU')).toBe('narod.ru');
+    expect(domainOf('"a@b"@client.ru')).toBe('client.ru');
+    expect(domainOf('no-domain')).toBeUndefined();
+    expect(domainOf('trailing@')).toBeUndefined();
+  });
+});

@@ -1,0 +1,69 @@
+/** The one phone normaliser (src/core/phone.ts): contact identities, lookups and erasure all use it. */
+import { describe, expect, it } from 'vitest';
+import { normalizePhone, phoneDigitForms, phoneLookupValues } from '../../src/core/phone.js';
+import { provenIdentities } from '../../src/read-model/contacts.js';
+import type { InboundMessage } from '../../src/core/schema.js';
+
+describe('normalizePhone', () => {
+  it('reads the Russian and Kazakh domestic format 8 + 10 digits as +7', () => {
+    for (const raw of ['89161110001', '8 916 111-00-01', '8 (916) 111-00-01', '8-916-111-00-01', ' 8.916.111.00.01 ']) expect(normalizePhone(raw), raw).toBe('+79161110001');
+    expect(normalizePhone('8 495 123-45-67')).toBe('+74951234567'); // Moscow
+    expect(normalizePhone('8 343 123-45-67')).toBe('+73431234567'); // Yekaterinburg
+    expect(normalizePhone('8 800 555-35-35')).toBe('+78005553535'); // toll-free
+    expect(normalizePhone('8 727 123 45 67')).toBe('+77271234567'); // Almaty
+    expect(normalizePhone('8 701 123 45 67')).toBe('+77011234567'); // Kazakh mobile
+  });
+
+  it('leaves what is international already as written', () => {
+    expect(normalizePhone('+7 916 111-00-01')).toBe('+79161110001');
+    expect(normalizePhone('79161110001')).toBe('+79161110001');
+    // With "+" nothing is rewritten, whatever follows.
+    expect(normalizePhone('+84 95 123 4567')).toBe('+84951234567'); // Vietnam
+    expect(normalizePhone('+8 916 111-00-01')).toBe('+89161110001');
+    // Not the +7 zone: 8 followed by an area code no Russian or Kazakh number has.
+    expect(normalizePhone('81312345678')).toBe('+81312345678'); // Japan, +81 3 …
+    expect(normalizePhone('85212345678')).toBe('+85212345678'); // Hong Kong
+    // Not 11 digits: not the domestic format.
+    expect(normalizePhone('8613812345678')).toBe('+8613812345678'); // China mobile
+    expect(normalizePhone('8916111000')).toBe('+8916111000');
+  });
+
+  it('drops the international prefixes 00 and 810 (the old Russian "8 10")', () => {
+    expect(normalizePhone('0049 30 1234567')).toBe('+49301234567');
+    expect(normalizePhone('00 7 916 111-00-01')).toBe('+79161110001');
+    expect(normalizePhone('8 10 49 30 1234567')).toBe('+49301234567');
+    expect(normalizePhone('810 375 29 123-45-67')).toBe('+375291234567'); // Belarus
+    expect(normalizePhone('+810 49 30 1234567')).toBe('+81049301234567'); // with "+": as written
+  });
+
+  it('is no phone under 7 or over 15 digits', () => {
+    expect(normalizePhone('12345')).toBeUndefined();
+    expect(normalizePhone('00 12345')).toBeUndefined();
+    expect(normalizePhone('1234567890123456')).toBeUndefined();
+    expect(normalizePhone('нет')).toBeUndefined();
+  });
+});
+
+describe('lookups and erasure', () => {
+  it('looks a domestic number up as +7 and as it was stored before it was understood', () => {
+    expect(phoneLookupValues('8 916 111-00-01')).toEqual(['+79161110001', '+89161110001']);
+    expect(phoneLookupValues('+7 916 111-00-01')).toEqual(['+79161110001']);
+    expect(phoneLookupValues('abc')).toEqual([]);
+  });
+
+  it('searches stored payloads for every way the number is written in digits', () => {
+    expect(phoneDigitForms('8 916 111-00-02').sort()).toEqual(['79161110002', '89161110002']);
+    expect(phoneDigitForms('+7 916 111-00-02').sort()).toEqual(['79161110002', '89161110002']);
+    expect(phoneDigitForms('+49 30 1234567')).toEqual(['49301234567']);
+  });
+
+  it('stores a Telegram contact card written 89161234567 as +79161234567', () => {
+    const e = {
+      v: 1, type: 'message.inbound', id: 'telegram:bot:1', channel: 'telegram', account: 'bot',
+      conversation: { id: '555', kind: 'private' }, sender: { id: '555', handles: {} }, text: '', format: 'plain', attachments: [],
+      parts: [{ type: 'contact', name: 'Иван', phone: '89161234567', userId: '555' }],
+      platform: { messageId: '1' }, receivedAt: new Date().toISOString(),
+    } as unknown as InboundMessage;
+    expect(provenIdentities(e)).toContainEqual(expect.objectContaining({ kind: 'phone', value: '+79161234567', proof: 'contact_card' }));
+  });
+});
