@@ -55,7 +55,11 @@ export function toolNatsUrl(nats: NatsSection): string {
 
 export async function deadLetters(nats: NatsSection, o: DlqOptions): Promise<{ listed: number; replayed: number; refused: number; failed: number }> {
   const { user, pass, token, tls, credsFile, nkey } = nats;
-  const nc = await connect(natsConnectionOptions(nats.url ? { url: nats.url, user, pass, token, tls, credsFile, nkey } : { url: toolNatsUrl(nats) }));
+  const url = toolNatsUrl(nats);
+  // The client says only "connection refused": which server, and which setting named it.
+  const nc = await connect(natsConnectionOptions(nats.url ? { url, user, pass, token, tls, credsFile, nkey } : { url })).catch((err: unknown) => {
+    throw new Error(`cannot reach NATS at ${url} (${nats.url ? 'nats.url' : `the embedded server's address in ${join(nats.embedded.dataDir, 'nats.url')}: is the gateway running?`}): ${errorMessage(err)}`);
+  });
   const counts = { listed: 0, replayed: 0, refused: 0, failed: 0 };
   try {
     const js = jetstream(nc);

@@ -11,6 +11,11 @@ beforeAll(async () => {
 afterAll(async () => gw?.stop());
 
 describe('dead-letter tooling', () => {
+  it('says which NATS it could not reach and which setting named it', async () => {
+    const nats = loadConfig(undefined, { OMNIGATE_NATS__URL: 'nats://127.0.0.1:59' }).config.nats;
+    await expect(deadLetters(nats, { limit: 1 } as Parameters<typeof deadLetters>[1])).rejects.toThrow(/^cannot reach NATS at nats:\/\/127\.0\.0\.1:59 \(nats\.url\): /);
+  });
+
   it('lists parked events with their reason and replays them once the cause is gone', async () => {
     const original = chatMessage({ chat: 'late-chat', id: 'late-1' });
     const edit = {
