@@ -28,6 +28,8 @@ export interface LetterFilter {
   reason?: string;
   /** Only letters of this ticket (a reply that failed for good names its ticket). */
   ticket?: string;
+  /** Only letters parked at or after this ISO time. */
+  since?: string;
   /** Only letters at or below this sequence (the newest of a page already shown: "replay all shown"). */
   upTo?: number;
   limit: number;
@@ -98,6 +100,7 @@ export class DeadLetterDesk {
     try {
       let pending = (await consumer.info(true)).num_pending;
       const needle = f.reason?.toLowerCase();
+      const sinceMs = f.since === undefined ? undefined : Date.parse(f.since);
       reading: while (pending > 0) {
         const batch = await consumer.fetch({ max_messages: Math.min(pending, 500), expires: 3000 });
         let got = 0;
@@ -109,7 +112,7 @@ export class DeadLetterDesk {
           const parsed = DeadLetter.safeParse(jsonOrUndefined(m.data));
           if (parsed.success) {
             const d = parsed.data;
-            const wanted = (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) && (!f.ticket || d.meta?.ticketId === f.ticket);
+            const wanted = (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) && (!f.ticket || d.meta?.ticketId === f.ticket) && (sinceMs === undefined || Date.parse(d.at) >= sinceMs);
             if (wanted) found.push({ ...summary(m.seq, d), letter: d });
           }
           if (pending === 0) break;

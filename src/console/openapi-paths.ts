@@ -6,6 +6,7 @@ const letterFilter = [
   { name: 'source', in: 'query', required: false, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$' }, description: 'Subject suffix after omni.dlq.: router, router.ignored, inbound.<channel>.<account>, outbound.<channel>.<account>, webhook.<name>; a shorter prefix (inbound, inbound.email) lists all below it' },
   { name: 'reason', in: 'query', required: false, schema: { type: 'string', maxLength: 200 }, description: "The letter's code exactly, or text in its reason (case-insensitive)" },
   { name: 'ticket', in: 'query', required: false, schema: { type: 'string', minLength: 1, maxLength: 100 }, description: 'Only letters of this ticket: its replies that failed for good (outbound letters name their ticket as `ticketId`)' },
+  { name: 'since', in: 'query', required: false, schema: { type: 'string', format: 'date-time' }, description: 'Only letters parked at or after this time (ISO date-time with offset), as `omnigate dlq --since`' },
   { name: 'upTo', in: 'query', required: false, schema: { type: 'integer', minimum: 1 }, description: 'Only letters at or below this sequence (a page already shown: the console replays exactly the letters it shows)' },
 ];
 const seq = { name: 'seq', in: 'path', required: true, schema: { type: 'integer', minimum: 1 }, description: 'The letter\'s sequence in the OMNI_DLQ stream' };

@@ -15,6 +15,7 @@ import { describeZodError } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import type { TokenAuth } from '../api/auth.js';
 import { fail, failQuery } from '../api/errors.js';
+import { QueryDateTime } from '../api/query-time.js';
 import { DeadLetterDesk, elideQuoted, withholdPayload } from './dead-letters.js';
 import type { ReplicaConnectors, RestartAnswer } from './replica-service.js';
 import { registerConsoleAssets } from './static.js';
@@ -36,6 +37,8 @@ const LetterQuery = z.strictObject({
   source: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'dot-separated parts of letters, digits, "_" and "-", none empty (e.g. inbound.telegram.support)').optional(),
   reason: z.string().max(200).optional(),
   ticket: z.string().min(1).max(100).optional(),
+  /** Only letters parked at or after this time (as `omnigate dlq --since`). */
+  since: QueryDateTime.optional(),
   /** Only letters at or below this sequence: a page already shown stays the page replayed. */
   upTo: z.coerce.number().int().positive().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),

@@ -139,6 +139,10 @@ describe('console API', () => {
     const ofTicket = await get('/v1/dead-letters?ticket=T-77');
     expect(ofTicket.body.letters).toEqual([expect.objectContaining({ source: 'outbound.webhook.site', ticketId: 'T-77', code: 'http_400' })]);
     expect((await get('/v1/dead-letters?source=outbound&ticket=T-78')).body.letters).toEqual([]);
+    // A time filter, as the CLI's --since: letters parked before it are left out.
+    expect((await get(`/v1/dead-letters?ticket=T-77&since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).body.letters).toEqual([]);
+    expect((await get(`/v1/dead-letters?ticket=T-77&since=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`)).body.letters).toHaveLength(1);
+    expect((await get('/v1/dead-letters?since=yesterday')).body.error).toMatchObject({ field: 'since' });
     const byReason = await get('/v1/dead-letters?reason=STORE');
     expect(byReason.body.letters.map((l: any) => l.code)).toEqual(['routing_failed']);
     const one = await get(`/v1/dead-letters/${email.body.letters[0].seq}`);
