@@ -78,6 +78,7 @@ export async function startRouting(into: Routing, d: RoutingDeps): Promise<void>
     csat: {
       enabled: csat.enabled,
       delayMs: csat.delay,
+      windowMs: csat.window,
       send: async (t) => {
         const text = texts.render('satisfactionRequest', { ticket: t.id, name: t.contact.displayName ?? '' });
         const r = await commands.reply({ ticketId: t.id, text, idempotencyKey: 'satisfaction-request', author: { id: 'omnigate', name: 'satisfaction-request' } }, { purpose: 'satisfaction_request' });
@@ -89,7 +90,7 @@ export async function startRouting(into: Routing, d: RoutingDeps): Promise<void>
     // Each pass first lets the read model catch up with the log (bounded), so it sees what the log holds.
     due: async (kind, now) => {
       await readModel!.openAndCaughtUp(5000);
-      return readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay });
+      return readModel!.dueTickets(kind, { now, firstResponseMs: sla.firstResponse, noAnswerMs: sla.noAnswer, csatDelayMs: csat.delay, csatWindowMs: csat.window });
     },
     escalate: sla.escalate && {
       channel: sla.escalate.channel,

@@ -300,7 +300,7 @@ export async function findContacts(db: Queryable, by: { phone?: string; email?: 
 export async function dueTickets(
   db: Queryable,
   kind: 'sla' | 'csat',
-  o: { now: number; firstResponseMs?: number; noAnswerMs?: number; csatDelayMs?: number; limit?: number },
+  o: { now: number; firstResponseMs?: number; noAnswerMs?: number; csatDelayMs?: number; csatWindowMs?: number; limit?: number },
 ): Promise<string[]> {
   const limit = o.limit ?? 1000;
   if (kind === 'sla') {
@@ -315,12 +315,18 @@ export async function dueTickets(
     );
     return rows.map((r) => r.id);
   }
+  // The rules of SatisfactionRequests.due() that SQL can judge. A ticket never to be asked (no
+  // answer reached the customer, its reply window closed) stays a candidate: newest first, and
+  // only within the rating window after the delay, so such tickets cannot fill the page for good
+  // (oldest first, a thousand of them stopped every request on every channel).
   const cutoff = new Date(o.now - (o.csatDelayMs ?? 0)).toISOString();
+  const tooLate = new Date(o.now - (o.csatDelayMs ?? 0) - (o.csatWindowMs ?? 7 * 86_400_000)).toISOString();
   const rows = await db.query<{ id: string }>(
     `SELECT id FROM tickets WHERE csat_requested_at IS NULL AND status IN ('resolved', 'closed')
-        AND (resolved_at < $1 OR closed_at < $1) AND (last_delivery IS NULL OR last_delivery->>'status' <> 'failed')
-      ORDER BY coalesce(resolved_at, closed_at) LIMIT $2`,
-    [cutoff, limit],
+        AND (resolved_at < $1 OR closed_at < $1) AND greatest(resolved_at, closed_at) > $3
+        AND first_response_at IS NOT NULL AND (last_delivery IS NULL OR last_delivery->>'status' <> 'failed')
+      ORDER BY greatest(resolved_at, closed_at) DESC LIMIT $2`,
+    [cutoff, limit, tooLate],
   );
   return rows.map((r) => r.id);
 }

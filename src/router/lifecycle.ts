@@ -23,7 +23,7 @@ import type { TicketStore } from './tickets.js';
 
 export interface LifecycleOptions {
   sla: { enabled: boolean; firstResponseMs: number; noAnswerMs: number; businessHours: BusinessHours | null };
-  csat: { enabled: boolean; delayMs: number; send: (ticket: Ticket) => Promise<void> };
+  csat: { enabled: boolean; delayMs: number; windowMs?: number; send: (ticket: Ticket) => Promise<void> };
   checkIntervalMs: number;
   escalate?: EscalationTarget;
   texts: Texts;
@@ -54,7 +54,7 @@ export class LifecycleWatcher {
   ) {
     if (o.escalate) this.escalator = new Escalator(bus, store, journal, o.escalate, log.child({ loop: 'escalation' }), this.abort.signal);
     if (o.sla.enabled) this.sla = new SlaTimers(store, journal, o.sla, o.texts, log.child({ loop: 'sla' }), this.escalator);
-    if (o.csat.enabled) this.satisfaction = new SatisfactionRequests(store, { delayMs: o.csat.delayMs, send: o.csat.send }, log.child({ loop: 'satisfaction' }));
+    if (o.csat.enabled) this.satisfaction = new SatisfactionRequests(store, { delayMs: o.csat.delayMs, windowMs: o.csat.windowMs, send: o.csat.send }, log.child({ loop: 'satisfaction' }));
   }
 
   start(): void {

@@ -38,6 +38,8 @@ export function requestInFlight(t: Ticket, now: number): boolean {
 
 export interface SatisfactionOptions {
   delayMs: number;
+  /** The rating window: a ticket closed longer than `delay` + this ago is not asked any more (too late to rate). */
+  windowMs?: number;
   /** Sends the request through the ticket's own channel (an automated reply); throws when it was not sent. */
   send: (ticket: Ticket) => Promise<void>;
 }
@@ -72,6 +74,7 @@ export class SatisfactionRequests {
    */
   due(t: Ticket, now: number): boolean {
     if (!CLOSED_STATUSES.has(t.status) || !t.closedAt || now - Date.parse(t.closedAt) < this.o.delayMs) return false;
+    if (this.o.windowMs !== undefined && now - Date.parse(t.closedAt) > this.o.delayMs + this.o.windowMs && !t.csat?.requestedAt) return false;
     if (t.lastDelivery?.status === 'failed' || !t.firstResponseAt) return false;
     if (t.replyWindowEndsAt && now > Date.parse(t.replyWindowEndsAt)) return false;
     if (!t.csat?.requestedAt) return true;

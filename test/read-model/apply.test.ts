@@ -93,8 +93,13 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     await apply('T-1', { kind: 'delivery', at: at(10), status: { v: 1, type: 'delivery.status', outboundId: 'out-1', ticketId: 'T-1', channel: 'whatsapp', account: 'main', status: 'sent', attempts: 1, at: at(10) } });
     await apply('T-4', { kind: 'status', at: at(11), from: 'new', to: 'closed', author: { id: 'agent' } });
     expect((await dueTickets(db, 'sla', { now, firstResponseMs: 30 * 60_000, noAnswerMs: 30 * 60_000 })).sort()).toEqual(['T-2', 'T-3', 'T-5']);
-    expect(await dueTickets(db, 'csat', { now, csatDelayMs: 10 * 60_000 })).toEqual(['T-4']);
+    // T-4 was closed without an answer that reached the customer: not asked to rate one.
+    expect(await dueTickets(db, 'csat', { now, csatDelayMs: 10 * 60_000 })).toEqual([]);
+    await apply('T-1', { kind: 'status', at: at(12), from: 'pending', to: 'closed', author: { id: 'agent' } });
+    expect(await dueTickets(db, 'csat', { now, csatDelayMs: 10 * 60_000 })).toEqual(['T-1']);
     expect(await dueTickets(db, 'csat', { now: T0 + 15 * 60_000, csatDelayMs: 10 * 60_000 })).toEqual([]);
+    // Past the rating window after the delay: too late to ask (and never a candidate for ever).
+    expect(await dueTickets(db, 'csat', { now: T0 + 8 * 86_400_000, csatDelayMs: 10 * 60_000, csatWindowMs: 7 * 86_400_000 })).toEqual([]);
     const [t1] = await db.query<{ first_response_at: string; answered: number }>(`SELECT first_response_at, (SELECT count(*)::int FROM messages WHERE ticket_id = 'T-1' AND answered_at IS NOT NULL) AS answered FROM tickets WHERE id = 'T-1'`);
     expect(t1).toEqual({ first_response_at: at(10), answered: 1 });
     // The same entry again (a log with a duplicate beyond the dedup window) changes nothing.
