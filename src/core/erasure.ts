@@ -250,7 +250,7 @@ class Needles {
     if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.add(v);
     // A phone written "+7 916 123-45-67" in one place is "79161234567" in another, and
     // "89161234567" (the Russian domestic format) in a third: each form is searched for.
-    if (/^[+\d\s().-]+$/.test(v) && v.replace(/\D/g, '').length >= 7) for (const digits of phoneDigitForms(v)) this.substrings.add(digits);
+    if (/^[+\d\s().-]+$/.test(v)) for (const digits of phoneDigitForms(v)) this.substrings.add(digits);
   }
 
   addExact(value: string): void {

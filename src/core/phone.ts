@@ -15,6 +15,12 @@
  * With "+" a number is international as written and never rewritten.
  */
 
+/** The fewest digits an international number has once the old Russian prefix 810 is taken off. */
+const MIN_INTERNATIONAL = 8;
+
+/** The fewest digits a form must have to be searched for inside stored texts: shorter ones are inside other people's ids and numbers. */
+const MIN_SEARCHED_DIGITS = 10;
+
 /** `8` + a 10-digit number of the +7 zone: area codes 3xx, 4xx, 8xx, 9xx (Russia), 6xx and 7xx (Kazakhstan). */
 const DOMESTIC_7 = /^8([346789]\d{9})$/;
 
@@ -28,8 +34,10 @@ function internationalDigits(raw: string): string {
   const written = raw.trim();
   const digits = written.replace(/\D/g, '');
   if (written.startsWith('+')) return digits;
+  // 810 only when a whole international number is left: "8101234567" (a Telegram chat id, a US
+  // (810) number) is no "810" + "1234567", which matched an unrelated contact "+1234567".
   if (digits.startsWith('00')) return digits.slice(2);
-  if (digits.startsWith('810') && digits.length >= 10) return digits.slice(3);
+  if (digits.startsWith('810') && digits.length - 3 >= MIN_INTERNATIONAL) return digits.slice(3);
   const domestic = DOMESTIC_7.exec(digits);
   return domestic ? `7${domestic[1]}` : digits;
 }
@@ -62,5 +70,6 @@ export function phoneDigitForms(raw: string): string[] {
     forms.add(international);
     if (/^7[346789]\d{9}$/.test(international)) forms.add(`8${international.slice(1)}`);
   }
-  return [...forms];
+  // A form of seven digits ("8101234567" less its "810") matched every message holding them.
+  return [...forms].filter((f) => f.length >= MIN_SEARCHED_DIGITS);
 }

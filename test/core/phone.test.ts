@@ -57,6 +57,16 @@ describe('lookups and erasure', () => {
     expect(phoneDigitForms('+49 30 1234567')).toEqual(['49301234567']);
   });
 
+  it('never searches for a short form: a Telegram chat id or a US (810) number is not "810" + seven digits (review)', () => {
+    expect(normalizePhone('8101234567')).toBe('+8101234567');
+    expect(normalizePhone('(810) 555-0100')).toBe('+8105550100');
+    expect(phoneDigitForms('8101234567')).toEqual(['8101234567']);
+    expect(phoneDigitForms('(810) 555-0100')).toEqual(['8105550100']);
+    // Under ten digits nothing is searched inside texts (the identifier still matches as a whole value).
+    expect(phoneDigitForms('123-45-67')).toEqual([]);
+    expect(phoneDigitForms('00 1234567')).toEqual([]);
+  });
+
   it('stores a Telegram contact card written 89161234567 as +79161234567', () => {
     const e = {
       v: 1, type: 'message.inbound', id: 'telegram:bot:1', channel: 'telegram', account: 'bot',
