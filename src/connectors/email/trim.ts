@@ -110,9 +110,12 @@ function attributionAt(lines: string[], i: number): number | undefined {
     const second = lines[i + 1]?.trim() ?? '';
     const joined = `${first} ${second}`;
     if (!second.endsWith(':') || second.startsWith('>') || joined.length > ATTRIBUTION_MAX) return undefined;
-    if (!(namesWhoOrWhen(first) || /<\s*$/.test(first)) || namesWhoOrWhen(second) || !namesWhoOrWhen(joined)) return undefined;
+    if (/[.!?…]$/.test(first) || !(namesWhoOrWhen(first) || /<\s*$/.test(first)) || namesWhoOrWhen(second) || !ADDRESS.test(joined)) return undefined;
     last = i + 1;
-  } else if (!namesWhoOrWhen(first)) {
+  } else if (!ADDRESS.test(first)) {
+    // A date or a time alone is no attribution: "Ошибка появилась сегодня в 10:15, текст такой:"
+    // above the customer's own quote of an error is their sentence (review). Every client's
+    // attribution names the sender's address; one that names none is kept.
     return undefined;
   }
   let q = last + 1;

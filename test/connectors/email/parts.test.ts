@@ -109,7 +109,6 @@ describe('reply trimming', () => {
     ['Gmail (en)', 'On Mon, Dec 7, 2026 at 1:46 AM Support <support@example.ru> wrote:'],
     ['Gmail (en), wrapped by the client', 'On Mon, Dec 7, 2026 at 1:46 AM Служба технической поддержки <support@example.ru>\nwrote:'],
     ['Gmail (ru), wrapped inside <>', 'пн, 7 дек. 2026 г. в 01:46, Служба технической поддержки ООО «Ромашка» <\nsupport@example.ru>:'],
-    ['date only', '07.12.2026 01:46, Служба поддержки:'],
     ['address only', 'Служба поддержки <support@example.ru>:'],
   ];
 
@@ -135,6 +134,11 @@ describe('reply trimming', () => {
     expect(trimReply(last)).toBe(last);
     // A line ending with ":" without a date or an address is the customer's even above a quote.
     expect(trimReply('Вот что вы мне ответили:\n> Перезагрузите кассу.\nНе помогло.')).toBe('Вот что вы мне ответили:\n> Перезагрузите кассу.\nНе помогло.');
+    // A date or a time without an address is the customer's, above their own quote too (review).
+    const error = 'Ошибка появилась сегодня в 10:15, текст такой:\n> Error 500';
+    expect(trimReply(error)).toBe('Ошибка появилась сегодня в 10:15, текст такой:');
+    const wrapped = 'Здравствуйте.\nЗаказ от 07.12.2026 так и не пришёл, деньги списаны.\nВот что вы мне ответили:\n\n> Ждите';
+    expect(trimReply(wrapped)).toBe('Здравствуйте.\nЗаказ от 07.12.2026 так и не пришёл, деньги списаны.\nВот что вы мне ответили:');
     // Answers between the quoted lines: the attribution stays with them.
     const interleaved = 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:\n> Какой номер заказа?\n48213\n> Какая карта?\nМир';
     expect(trimReply(interleaved)).toBe(interleaved);
