@@ -50,8 +50,41 @@ export async function lockAddress(dataDir: string): Promise<string> {
   return join(real, '.omnigate.lock');
 }
 
+/**
+ * The address versions before the device-and-inode key used (named after the real path): held
+ * too, so an upgraded gateway started while an older one still runs on the directory is refused
+ * rather than taking the older one for dead (and stopping its nats-server as a leftover).
+ */
+async function pathKeyedAddress(dataDir: string): Promise<string | undefined> {
+  if (process.platform !== 'linux') return undefined;
+  return `\0omnigate-data:${createHash('sha256').update(await realpath(dataDir)).digest('hex').slice(0, 40)}`;
+}
+
 export async function acquireDataDirLock(dataDir: string, field?: string): Promise<DataDirLock> {
-  const address = await lockAddress(dataDir);
+  const addresses = [await lockAddress(dataDir), await pathKeyedAddress(dataDir)].filter((a): a is string => a !== undefined);
+  const held: Array<{ server: Server; address: string }> = [];
+  try {
+    for (const address of addresses) held.push({ server: await hold(address, dataDir, field), address });
+  } catch (err) {
+    await Promise.all(held.map(({ server }) => new Promise<void>((r) => server.close(() => r()))));
+    throw err;
+  }
+  let released = false;
+  return {
+    dataDir,
+    async release() {
+      if (released) return;
+      released = true;
+      for (const { server, address } of held) {
+        await new Promise<void>((r) => server.close(() => r()));
+        if (!address.startsWith('\0')) await unlink(address).catch(() => {});
+      }
+    },
+  };
+}
+
+/** Listens on one lock address, or says who holds it. */
+async function hold(address: string, dataDir: string, field: string | undefined): Promise<Server> {
   const abstract = address.startsWith('\0');
   let server: Server;
   try {
@@ -71,16 +104,7 @@ export async function acquireDataDirLock(dataDir: string, field?: string): Promi
   }
   // The lock must not keep the process alive on its own.
   server.unref();
-  let released = false;
-  return {
-    dataDir,
-    async release() {
-      if (released) return;
-      released = true;
-      await new Promise<void>((r) => server.close(() => r()));
-      if (!abstract) await unlink(address).catch(() => {});
-    },
-  };
+  return server;
 }
 
 function listen(address: string): Promise<Server> {

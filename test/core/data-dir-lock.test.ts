@@ -46,6 +46,21 @@ describe('the data-directory lock', () => {
     await (await acquireDataDirLock(alias)).release();
   });
 
+  it.skipIf(process.platform !== 'linux')('is refused while a version keyed on the real path holds it (an upgrade started beside the old one)', async () => {
+    const { createHash } = await import('node:crypto');
+    const { createServer } = await import('node:net');
+    const { realpathSync } = await import('node:fs');
+    const old = createServer((s) => s.end(JSON.stringify({ pid: 4242 })));
+    await new Promise<void>((r) => old.listen(`\0omnigate-data:${createHash('sha256').update(realpathSync(dir)).digest('hex').slice(0, 40)}`, r));
+    try {
+      await expect(acquireDataDirLock(dir)).rejects.toThrow(/\(pid 4242\)/);
+    } finally {
+      await new Promise((r) => old.close(r));
+    }
+    // Refused whole: the device-and-inode address was given back, so the next start takes both.
+    await (await acquireDataDirLock(dir)).release();
+  });
+
   it('refuses it through a symlink; another directory is another lock', async () => {
     const link = join(root, 'link');
     symlinkSync(dir, link);
