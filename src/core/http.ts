@@ -70,24 +70,36 @@ export function callSignal(timeoutMs: number, stopping?: AbortSignal): AbortSign
 export function redirectRefusal(res: Response): string | undefined {
   if (res.status < 300 || res.status > 399) return undefined;
   const location = res.headers.get('location');
-  return `answered ${res.status}, a redirect${location ? ` to ${whereTo(location)}` : ''}: not followed (it would drop the body or send it to another address); set the URL to the final address`;
+  return `answered ${res.status}, a redirect${location ? ` to ${whereTo(location, res.url)}` : ''}: not followed (it would drop the body or send it to another address); set the URL to the final address`;
 }
 
 /**
- * A redirect's Location as a reason may carry it: another host by scheme, host and port only, a
- * path on the same host without its query. The reason is stored on the ticket, in dead letters and
- * in webhook events, and a Location may hold a password (`https://user:pass@…`), a token in its
- * query (`?ticket=…`) or in its path (a hook URL).
+ * A redirect's Location as a reason may carry it: another host by scheme, host and port only; on
+ * the same host, only whether it is the same path with a slash added (the usual redirect). The
+ * reason is stored on the ticket, in dead letters and in webhook events, and a Location may hold
+ * a password (`https://user:pass@…`), a token in its query (`?ticket=…`) or in its path (a hook
+ * URL `/hooks/<secret>/`).
  */
-function whereTo(location: string): string {
-  if (location.startsWith('/') && !location.startsWith('//')) return location.split(/[?#]/)[0]!.slice(0, 100).replace(/[^\x21-\x7e]/g, '?');
+function whereTo(location: string, requested: string): string {
+  let target: URL;
   try {
-    const u = new URL(location);
-    const port = u.port || (u.protocol === 'https:' ? '443' : u.protocol === 'http:' ? '80' : '');
-    return `${u.protocol}//${u.hostname}${port ? `:${port}` : ''} (path, query and credentials not shown)`;
+    target = new URL(location, requested || undefined);
   } catch {
     return 'an address that is not a URL';
   }
+  let from: URL | undefined;
+  try {
+    from = requested ? new URL(requested) : undefined;
+  } catch {
+    from = undefined;
+  }
+  if (from && target.origin === from.origin) {
+    return target.pathname === `${from.pathname}/` || `${target.pathname}/` === from.pathname
+      ? 'the same path with its trailing slash added or taken off: write the URL that way'
+      : 'another path on the same host (not shown: a path may hold a token)';
+  }
+  const port = target.port || (target.protocol === 'https:' ? '443' : target.protocol === 'http:' ? '80' : '');
+  return `${target.protocol}//${target.hostname}${port ? `:${port}` : ''} (path, query and credentials not shown)`;
 }
 
 /**
