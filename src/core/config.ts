@@ -107,7 +107,7 @@ export function loadConfig(
       const variable = variableOf(p.key);
       if (variable) return { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` };
       const referenced = refs.whole.get(p.key);
-      return referenced ? { key: p.key, problem: `${p.problem} (the value of \${${referenced}})` } : p;
+      return referenced ? { key: p.key, problem: `${p.problem} (the value of \${${referenced.name}})` } : p;
     })], err.afterSchema);
   }
   if (misspelt.length) throw configError(label, misspelt);
@@ -135,7 +135,8 @@ export function loadConfigSections(file: string | undefined, env: NodeJS.Process
  * for want of a number or boolean: a numeric secret or id (`phoneNumberId: ${WA_ID}`) stays text.
  */
 interface References {
-  whole: Map<string, string>;
+  /** Key → the variable it references, and whether its value reads as a YAML number or boolean. */
+  whole: Map<string, { name: string; scalar: boolean }>;
   typed: Set<string>;
 }
 
@@ -147,14 +148,31 @@ function validateReferencesTyped(
   validateConnector?: ConnectorValidator,
   validateHelpdesk?: HelpdeskValidator,
 ): LoadedConfig {
+  return withReferencesTyped(refs, () => validate(label, raw, env, refs, validateConnector, validateHelpdesk));
+}
+
+/**
+ * Runs a validation; where it refused a whole reference whose value reads as a number or a
+ * boolean, runs it again with that value typed (whatever the schema's wording: a size or a
+ * duration takes a number too), and keeps the text where the typed value is refused as well.
+ */
+function withReferencesTyped<T>(refs: References, run: () => T): T {
   try {
-    return validate(label, raw, env, refs, validateConnector, validateHelpdesk);
+    return run();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    const retype = err.problems.filter((p) => refs.whole.has(p.key) && /expected (number|boolean|int)/.test(p.problem)).map((p) => p.key);
-    if (retype.length === 0) throw err;
-    for (const key of retype) refs.typed.add(key);
-    return validate(label, raw, env, refs, validateConnector, validateHelpdesk);
+    const candidates = err.problems.map((p) => p.key).filter((k) => refs.whole.get(k)?.scalar);
+    if (candidates.length === 0) throw err;
+    for (const key of candidates) refs.typed.add(key);
+    try {
+      return run();
+    } catch (again) {
+      if (!(again instanceof ConfigError)) throw again;
+      const still = again.problems.map((p) => p.key).filter((k) => candidates.includes(k));
+      if (still.length === 0) throw again;
+      for (const key of still) refs.typed.delete(key);
+      return run();
+    }
   }
 }
 
@@ -273,12 +291,11 @@ function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path:
     const whole = refs && WHOLE_REFERENCE.exec(value);
     if (whole) {
       const at = formatPath('', path);
-      refs.whole.set(at, whole[1]!);
-      if (refs.typed.has(at)) {
-        const text = interpolate(value, env, file, path) as string;
-        const typed: unknown = parseYamlScalar(text);
-        return typeof typed === 'number' || typeof typed === 'boolean' ? typed : text;
-      }
+      const text = interpolate(value, env, file, path) as string;
+      const typed: unknown = parseYamlScalar(text);
+      const scalar = typeof typed === 'number' || typeof typed === 'boolean';
+      refs.whole.set(at, { name: whole[1]!, scalar });
+      return scalar && refs.typed.has(at) ? typed : text;
     }
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
       const v = env[name] ?? fallback;
@@ -371,7 +388,11 @@ export function loadNatsSection(file: string | undefined, env: NodeJS.ProcessEnv
   applyEnvOverrides(natsOnly, Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OMNIGATE_NATS__'))), label);
   const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride).filter((p) => p.key.startsWith('nats.'));
   if (misspelt.length) throw configError(label, misspelt);
-  const parsed = GatewayConfig.shape.nats.safeParse((interpolate(natsOnly, env, label, []) as { nats: unknown }).nats);
-  if (!parsed.success) throw configError(label, fromZod(parsed.error, 'nats'));
-  return parsed.data;
+  // Typed as `start` types them (`port: ${NATS_PORT}`), or dlq refused a config start accepts.
+  const refs: References = { whole: new Map(), typed: new Set() };
+  return withReferencesTyped(refs, () => {
+    const parsed = GatewayConfig.shape.nats.safeParse((interpolate(natsOnly, env, label, [], refs) as { nats: unknown }).nats);
+    if (!parsed.success) throw configError(label, fromZod(parsed.error, 'nats'));
+    return parsed.data;
+  });
 }

@@ -40,6 +40,17 @@ describe('config', () => {
     // Still wrong after reading it as YAML: the problem names the variable it came from.
     const err = errorOf(() => loadConfig(file, { GW_PORT: 'восемь', CSAT_ON: 'true', NATS_TOKEN: 'x' }));
     expect(err.message).toMatch(/http\.port: .*number.* \(the value of \$\{GW_PORT\}\)/);
+    // A size or a duration takes a number as well (its refusal said so in other words).
+    const sized = writeConfig({ media: { maxBytes: '${MAX_BYTES}' }, tickets: { evictClosedAfter: '${EVICT}' } });
+    const typed = loadConfig(sized, { MAX_BYTES: '1048576', EVICT: '0' }).config;
+    expect(typed.media.maxBytes).toBe(1_048_576);
+    expect(typed.tickets.evictClosedAfter).toBe(0);
+    expect(loadConfig(sized, { MAX_BYTES: '20MB', EVICT: '30d' }).config.media.maxBytes).toBe(20 * 1024 * 1024);
+    // `omnigate dlq` reads the nats section alone, typed the same way as start does.
+    expect(loadNatsSection(writeConfig({ nats: { embedded: { port: '${NATS_PORT}' } } }), { NATS_PORT: '14999' }).embedded.port).toBe(14999);
+    // A secret that is all digits and too short stays text: its refusal is the secret's, not "expected string".
+    const short = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SHORT_SECRET}' }] });
+    await expect(loadAll(short, { SHORT_SECRET: '12345' })).rejects.toThrow(/connectors\[0\]\.secret: .*16.*\(the value of \$\{SHORT_SECRET\}\)/);
     // In a connector's own options too (checked by its module's schema).
     const entry = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}', timeoutMs: '${HOOK_TIMEOUT}' }] });
     const { loaded } = await loadAll(entry, { SITE_SECRET: '9081726354453627', HOOK_TIMEOUT: '7000' });
