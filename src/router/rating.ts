@@ -10,7 +10,7 @@
  *   ⭐⭐⭐⭐  ★★★☆☆    a star scale (the filled stars are the rating)
  *   5️⃣  (or 5⃣)      a keycap emoji
  *   ５                a fullwidth digit (a Japanese or Chinese keyboard layout), as its digit
- *   пять  Пятёрка  четыре из пяти  five    the number as a word (Russian or English)
+ *   пять  Пятёрка  четыре из пяти  five    the number as a word (один, два, one, two only with «из пяти»)
  */
 
 const STAR = '(?:⭐|🌟|★)';
@@ -24,28 +24,32 @@ const FORMS: RegExp[] = [
 ];
 /** The numbers 1–5 as words, and the school grades («пятёрка»), as people answer in words. */
 const WORDS: Record<string, number> = {
-  один: 1, одна: 1, единица: 1, one: 1,
-  два: 2, две: 2, двойка: 2, two: 2,
-  три: 3, тройка: 3, three: 3,
+  единица: 1, двойка: 2, три: 3, тройка: 3, three: 3,
   четыре: 4, четвёрка: 4, четверка: 4, four: 4,
   пять: 5, пятёрка: 5, пятерка: 5, five: 5,
 };
-const IN_WORDS = /^([a-zа-яё]+)(?:\s*(?:\/|из|of|out of)\s*(?:5|пяти|five))?$/u;
+/**
+ * Only with "out of five": alone they are everyday answers ("Один" — how many items; "Две" —
+ * how many cards; "one" — which one), and a low rating escalates to the lead.
+ */
+const SCALED_WORDS: Record<string, number> = { один: 1, одна: 1, one: 1, два: 2, две: 2, two: 2 };
+const IN_WORDS = /^([a-zа-яё]+)(\s*(?:\/|из|of|out of)\s*(?:5|пяти|five))?$/u;
 
 // Stars with optional empty stars after them; the variation selector some keyboards add is dropped first.
 const SCALE = /^((?:⭐|🌟|★)+)(☆*)$/u;
 
 /** The rating (1–5) the text is, or undefined when the text is anything else. */
 export function parseRating(text: string): number | undefined {
-  // NFKC: a fullwidth ５ is the digit 5 (stars and keycaps are left as they are).
-  const s = text.normalize('NFKC').replace(/\uFE0F(?!\u20E3)/g, '').trim().replace(/[.!]+$/u, '').trim();
+  // Fullwidth digits (０–９) are digits; not NFKC, which also made "①" and "¹" a rating.
+  const s = text.normalize('NFC').replace(/[\uFF10-\uFF19]/gu, (d) => String.fromCharCode(d.charCodeAt(0) - 0xfee0)).replace(/\uFE0F(?!\u20E3)/g, '').trim().replace(/[.!]+$/u, '').trim();
   if (!s || s.length > 20) return undefined;
   for (const re of FORMS) {
     const m = re.exec(s);
     if (m) return Number(m[1]);
   }
   const word = IN_WORDS.exec(s.toLowerCase());
-  if (word && WORDS[word[1]!] !== undefined) return WORDS[word[1]!];
+  if (word && Object.hasOwn(WORDS, word[1]!)) return WORDS[word[1]!];
+  if (word?.[2] && Object.hasOwn(SCALED_WORDS, word[1]!)) return SCALED_WORDS[word[1]!];
   const scale = SCALE.exec(s.replace(/\s+/g, ''));
   if (scale) {
     const filled = [...scale[1]!].length;

@@ -45,6 +45,14 @@ const TABLE: Array<[string, number | null]> = [
   ['пять минут жду', null],
   ['два дня жду ответа', null],
   ['шесть', null],
+  // everyday one-word answers: how many, which one (a low rating escalates to the lead)
+  ['Один', null],
+  ['Две', null],
+  ['one', null],
+  ['①', null],
+  ['¹', null],
+  ['два из пяти', 2],
+  ['one out of 5', 1],
   // sentences that start with a digit (Russian)
   ['5 минут назад снова списали деньги!', null],
   ['2 дня жду…', null],
