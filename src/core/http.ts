@@ -3,6 +3,8 @@
  * Slack Events API, WhatsApp Cloud API) on the gateway's one server without depending on it.
  * Handlers get the raw body: signatures are computed over the exact bytes received.
  */
+import { hostAndPort } from './network-failure.js';
+
 export interface RawRequest {
   method: string;
   path: string;
@@ -98,8 +100,7 @@ function whereTo(location: string, requested: string): string {
       ? 'the same path with its trailing slash added or taken off: write the URL that way'
       : 'another path on the same host (not shown: a path may hold a token)';
   }
-  const port = target.port || (target.protocol === 'https:' ? '443' : target.protocol === 'http:' ? '80' : '');
-  return `${target.protocol}//${target.hostname}${port ? `:${port}` : ''} (path, query and credentials not shown)`;
+  return `${target.protocol}//${hostAndPort(target)} (path, query and credentials not shown)`;
 }
 
 /**

@@ -87,9 +87,14 @@ export function withoutUrls(message: string): string {
 
 function hostPort(url: string): string {
   try {
-    const u = new URL(url);
-    return `${u.hostname.includes(':') && !u.hostname.startsWith('[') ? `[${u.hostname}]` : u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
+    return hostAndPort(new URL(url));
   } catch {
     return '(the configured URL)';
   }
+}
+
+/** `host:port` of a URL, the port its scheme implies when none is written: all of it a reason may name. */
+export function hostAndPort(u: URL): string {
+  const host = u.hostname.includes(':') && !u.hostname.startsWith('[') ? `[${u.hostname}]` : u.hostname;
+  return `${host}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
 }

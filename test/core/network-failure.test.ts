@@ -28,8 +28,15 @@ describe('network failures, through the libraries that call out', () => {
     const err = await fetch(url.replace('user:s3cret@', '')).catch((e: unknown) => e);
     const said = describeFetchFailure(err, url);
     expect(said).toBe(`${REFUSED} at 127.0.0.1:${closedPort}`);
-    const timeout = await fetch(`http://10.255.255.1:81/`, { signal: AbortSignal.timeout(1) }).catch((e: unknown) => e);
-    expect(describeFetchFailure(timeout, 'https://crm.example/x', 1, 'timeoutMs')).toBe('ETIMEDOUT (no answer within 1 ms, timeoutMs) at crm.example:443');
+    // A server that takes the connection and never answers: our own timeout, not the network's.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const timeout = await fetch(`http://127.0.0.1:${(silent.address() as AddressInfo).port}/`, { signal: AbortSignal.timeout(50) }).catch((e: unknown) => e);
+      expect(describeFetchFailure(timeout, 'https://crm.example/x', 50, 'timeoutMs')).toBe('ETIMEDOUT (no answer within 50 ms, timeoutMs) at crm.example:443');
+    } finally {
+      silent.close();
+    }
   });
 
   it('telegraf: the cause, never the bot token its URLs carry', async () => {

@@ -27,9 +27,19 @@ describe('stopping the commands while one waits on a claim another replica left'
     const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.id === event.id);
     // What a replica killed after claiming the key leaves behind.
     await gw.gateway.bus.kv.dedup.put(`cmd.reply.${hashKey(`${created.ticketId}\u0000killed-mid-command`)}`, JSON.stringify({ pending: true, at: Date.now() }));
+    // Counts the command's reads of that claim: it waits on it once it has read it twice.
+    const kv = gw.gateway.bus.kv.dedup;
+    const get = kv.get.bind(kv);
+    let reads = 0;
+    kv.get = ((key: string, ...rest: unknown[]) => {
+      if (key.startsWith('cmd.reply.')) reads++;
+      return (get as (...a: unknown[]) => ReturnType<typeof get>)(key, ...rest);
+    }) as typeof kv.get;
     const answer = gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'ответ', idempotencyKey: 'killed-mid-command' });
-    // The command is waiting on the claim now (it would for 5 s).
-    await new Promise((r) => setTimeout(r, 200));
+    for (const deadline = Date.now() + 30_000; reads < 2; ) {
+      if (Date.now() > deadline) throw new Error('the command never waited on the claim');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const started = performance.now();
     await gw.gateway.commands!.stop();
     const stopMs = performance.now() - started;
