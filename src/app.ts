@@ -9,6 +9,7 @@ import { natsAccess, type GatewayConfig } from './core/config-schema.js';
 import { Bus } from './core/bus.js';
 import { EmbeddedNats } from './core/embedded-nats.js';
 import { superviseEmbeddedJetStream } from './core/jetstream-watchdog.js';
+import { JetStreamAvailability, superviseJetStreamAvailability } from './core/jetstream-availability.js';
 import type { Logger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { metrics } from './core/metrics.js';
@@ -70,6 +71,8 @@ export class Gateway {
   /** Names this gateway in every lease it holds (holder.ts). */
   readonly instance = newInstanceId();
   private readonly probes: ProbeDeps;
+  /** Whether JetStream is away for any client (src/core/jetstream-availability.ts), for liveness. */
+  private jetStream?: JetStreamAvailability;
 
   constructor(private readonly deps: GatewayDeps) {
     this.config = deps.loaded.config;
@@ -83,6 +86,9 @@ export class Gateway {
       connectors: () => this.connectors?.health() ?? [],
       readModel: () => this.readModel?.sample(),
       helpdesks: () => this.helpdesks?.health() ?? [],
+      get jetStream() {
+        return self.jetStream;
+      },
     };
   }
 
@@ -254,9 +260,15 @@ export class Gateway {
         await sleep(5000, signal);
       }
     });
-    // A full disk leaves the embedded server's JetStream unusable until it restarts.
+    // A full disk leaves the embedded server's JetStream unusable until it restarts. Whether
+    // JetStream is away for any client (liveness does not count what fails for it): an external
+    // server's is looked at from here and from a new connection; the embedded server's watchdog
+    // says it of its own (without the watchdog, a restart of the gateway restarts its server).
     if (this.embedded && c.nats.embedded.restartStuckJetStream > 0) {
-      superviseEmbeddedJetStream(this.embedded, this.bus, this.loops, log.child({ component: 'nats-server' }), c.nats.embedded.restartStuckJetStream);
+      this.jetStream = new JetStreamAvailability(log.child({ component: 'nats-server' }));
+      superviseEmbeddedJetStream(this.embedded, this.bus, this.loops, log.child({ component: 'nats-server' }), c.nats.embedded.restartStuckJetStream, this.jetStream);
+    } else if (!this.embedded) {
+      this.jetStream = superviseJetStreamAvailability(this.bus, this.loops, log.child({ component: 'bus' }));
     }
     log.info({ http: `${c.http.host}:${this.http.port}`, nats: url, connectors: this.deps.loaded.connectors.length }, 'omnigate started');
   }

@@ -4,8 +4,10 @@
  * - Liveness: the process answers and no supervised loop has `failed` (kept failing with NATS
  *   connected: restarting the process is the remaining cure). With NATS away, loops that need it
  *   fail too, but a restart would not bring NATS back, so liveness holds and readiness says why.
- *   The same for the read model's loop and its database: an outage there is not cured by a
- *   restart (it restarted every replica at once); /readyz shows it.
+ *   The same with NATS connected and JetStream away for any client (a full disk on the server, no
+ *   leader: jetstream-availability.ts): a restarted process would not even start. And for the
+ *   read model's loop and its database: an outage there is not cured by a restart (it restarted
+ *   every replica at once); /readyz shows it.
  * - Readiness: this replica can take intake and serve the API: NATS connected, streams present,
  *   its essential loops (router consumers, command subscriptions, outbound runners, webhook
  *   consumers, the ticket watch) running, and every connector config marks `required` usable.
@@ -19,6 +21,7 @@ import { ConnectorState } from './core/schema.js';
 import { within } from './core/sleep.js';
 import { Streams } from './core/subjects.js';
 import type { LoopStatus, Supervisor } from './core/supervisor.js';
+import type { JetStreamAvailability } from './core/jetstream-availability.js';
 import type { HostedHealth } from './connectors/host.js';
 import type { Readiness } from './api/server.js';
 
@@ -35,27 +38,39 @@ export interface ProbeDeps {
   readModel?: () => Promise<unknown> | undefined;
   /** Helpdesk adapters' states (reported; a helpdesk that is down never makes a replica unready: its events wait). */
   helpdesks?: () => unknown[];
+  /** Whether JetStream is away for any client (absent: the embedded server without its watchdog, which a restart of ours restarts). */
+  jetStream?: Pick<JetStreamAvailability, 'away' | 'recentlyBack'>;
 }
 
 /**
- * How long after NATS came back a loop's NATS failure is still put down to the outage (JetStream
- * finding its streams, a backoff of up to 30 s to run out). Past it, a loop that keeps failing
- * with NATS timeouts while the connection is up is wedged, and a restart is the cure.
+ * How long after NATS (or JetStream) came back a loop's NATS failure is still put down to the
+ * outage (JetStream finding its streams, a backoff of up to 30 s to run out). Past it, a loop
+ * that keeps failing with NATS timeouts while the connection is up and JetStream answers is
+ * wedged, and a restart is the cure.
  */
 const NATS_GRACE_MS = 60_000;
 
 /** Whether a failed loop's last failure is its dependency's, so a restart of this process would not cure it. */
-function excused(l: LoopStatus, bus: Bus | undefined): boolean {
-  if (l.dependencyDown === 'database') return true;
-  if (l.dependencyDown !== 'nats' || !l.lastErrorAt || !bus) return false;
-  return Date.parse(l.lastErrorAt) < bus.connectedSinceMs + NATS_GRACE_MS;
+function excused(l: LoopStatus, d: ProbeDeps): boolean {
+  // The database away, or JetStream's own answer that it cannot serve (a restart gets the same).
+  if (l.dependencyDown === 'database' || l.dependencyDown === 'jetstream') return true;
+  if (l.dependencyDown !== 'nats' || !l.lastErrorAt) return false;
+  const at = Date.parse(l.lastErrorAt);
+  if (d.bus && at < d.bus.connectedSinceMs + NATS_GRACE_MS) return true;
+  return d.jetStream?.recentlyBack(at, NATS_GRACE_MS) ?? false;
 }
 
 export function liveness(d: ProbeDeps): Readiness {
-  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures && !excused(l, d.bus));
+  const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures && !excused(l, d));
   const natsUp = d.bus?.connected ?? false;
-  const alive = failed.length === 0 || !natsUp;
-  return { ready: alive, checks: failed.length ? { failedLoops: failed.map(brief) } : {} };
+  // JetStream away for any client, NATS connected: whatever fails meanwhile, a restart would not
+  // help (it would not start without JetStream); /readyz says why. It flapped to 503 before.
+  const away = natsUp ? d.jetStream?.away : undefined;
+  const alive = failed.length === 0 || !natsUp || away !== undefined;
+  const checks: Record<string, unknown> = {};
+  if (failed.length) checks.failedLoops = failed.map(brief);
+  if (away && failed.length) checks.jetStream = { available: false, since: away.since, reason: away.why };
+  return { ready: alive, checks };
 }
 
 /**

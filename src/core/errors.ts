@@ -75,6 +75,25 @@ export function isNatsUnavailable(err: unknown, depth = 0): boolean {
   return isNatsUnavailable(cause, depth + 1);
 }
 
+/**
+ * Whether JetStream itself answered that it cannot serve now (anywhere in the chain): 503 from its
+ * API (no leader for the stream or the cluster, JetStream off for the server or the account, its
+ * resources exhausted), or no responders on its API (nobody serves `$JS.API.>`: JetStream off).
+ * The request reached the server and the answer came back: the client works, and a restarted
+ * process would get the same answer (probes.ts liveness does not count a loop failing so). Not a
+ * pull without responders (`$JS.API.CONSUMER.MSG.NEXT.…`): that is a consumer gone, which the
+ * loop's restart or the provisioning of a restarted process makes again.
+ */
+export function isJetStreamRefusal(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { name?: unknown; status?: unknown; subject?: unknown; cause?: unknown };
+  if (e.name === 'JetStreamApiError' && e.status === 503) return true;
+  if ((e.name === 'NoResponders' || e.name === 'NoRespondersError') && typeof e.subject === 'string') {
+    return e.subject.startsWith('$JS.API.') && !e.subject.startsWith('$JS.API.CONSUMER.MSG.NEXT.');
+  }
+  return isJetStreamRefusal(e.cause, depth + 1);
+}
+
 /** Whether NATS refused the request for want of a permission (anywhere in the chain): a config mistake no wait cures. */
 export function isPermissionRefusal(err: unknown, depth = 0): boolean {
   if (!err || typeof err !== 'object' || depth > 5) return false;

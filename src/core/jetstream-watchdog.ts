@@ -12,6 +12,7 @@
  * only when the volume has room again (a restart onto a full disk would wedge at the first write).
  */
 import type { Bus } from './bus.js';
+import type { JetStreamAvailability } from './jetstream-availability.js';
 import type { EmbeddedNats } from './embedded-nats.js';
 import type { Logger } from './logger.js';
 import { metrics } from './metrics.js';
@@ -116,14 +117,24 @@ export class JetStreamWatchdog {
     return 'restarted';
   }
 
+  /** Stuck, and the volume was seen short of space meanwhile: the full-disk wedge, which a restart onto that volume does not mend. */
+  get stuckShortOfSpace(): boolean {
+    return this.stuckSince !== undefined && this.pressureSeen;
+  }
+
   private forget(): void {
     this.stuckSince = undefined;
     this.pressureSeen = false;
   }
 }
 
-/** Runs the watchdog for the gateway's embedded server as a supervised loop (`nats.embedded-watchdog`). */
-export function superviseEmbeddedJetStream(embedded: EmbeddedNats, bus: Bus, loops: Supervisor, log: Logger, stuckAfterMs: number): void {
+/**
+ * Runs the watchdog for the gateway's embedded server as a supervised loop (`nats.embedded-watchdog`).
+ * Its verdicts feed `availability` (liveness): stuck with the volume short of space is away (a
+ * restart of the gateway would restart its server onto the same full volume); a silence with room
+ * on the disk is left to /healthz, as before (a restart of the gateway restarts its server).
+ */
+export function superviseEmbeddedJetStream(embedded: EmbeddedNats, bus: Bus, loops: Supervisor, log: Logger, stuckAfterMs: number, availability?: JetStreamAvailability): void {
   const watchdog = new JetStreamWatchdog({
     probe: () => bus.jetStreamHealth(PROBE_TIMEOUT_MS),
     connected: () => bus.connected,
@@ -136,7 +147,10 @@ export function superviseEmbeddedJetStream(embedded: EmbeddedNats, bus: Bus, loo
   });
   loops.run('nats.embedded-watchdog', async ({ signal, progress }) => {
     while (!signal.aborted) {
-      await watchdog.check();
+      const verdict = await watchdog.check();
+      if (verdict === 'ok') availability?.markBack();
+      else if (verdict === 'disk full' || watchdog.stuckShortOfSpace) availability?.markAway("the embedded nats-server's JetStream is stuck and its volume is short of space: the server is restarted once there is room");
+      else if (verdict === 'busy' || verdict === 'restarted') availability?.markNotAway();
       progress();
       await sleep(Math.min(5_000, stuckAfterMs / 4), signal);
     }

@@ -6,7 +6,8 @@
  * - running: the loop body is executing (a loop waiting for a lease is still running);
  * - restarting: it ended or threw and waits out its backoff before the next run;
  * - failed: it failed `failAfter` times in a row without progress in between; it is still
- *   retried (at the capped backoff), but something outside it is wrong. /healthz reports it.
+ *   retried (at the capped backoff), but something outside it is wrong. /healthz reports it
+ *   unless a restart would not help (probes.ts).
  *
  * A body reports progress (`progress()`) when it did useful work; a run that made progress, or
  * lasted longer than `resetAfterMs`, resets the failure count, so a loop that fails once a day
@@ -15,7 +16,7 @@
 import type { Logger } from './logger.js';
 import { metrics } from './metrics.js';
 import { backoffMs, sleep } from './sleep.js';
-import { errorMessage, isDatabaseUnavailable, isNatsUnavailable } from './errors.js';
+import { errorMessage, isDatabaseUnavailable, isJetStreamRefusal, isNatsUnavailable } from './errors.js';
 
 export const LOOP_STATES = ['running', 'restarting', 'failed'] as const;
 export type LoopState = (typeof LOOP_STATES)[number];
@@ -33,11 +34,13 @@ export interface LoopStatus {
   lastError?: string;
   lastErrorAt?: string;
   /**
-   * The last failure was NATS or the SQL database away or silent (probes.ts liveness says when
-   * that excuses it: a database outage failed /healthz on every replica through the evictor, and
-   * a NATS outage kept it failing for up to the 30 s backoff after NATS was back).
+   * The last failure was NATS away or silent (`nats`), JetStream answering that it cannot serve
+   * (`jetstream`: no leader, JetStream off), or the SQL database away or silent (probes.ts
+   * liveness says when that excuses it: a database outage failed /healthz on every replica
+   * through the evictor, a NATS outage kept it failing for up to the 30 s backoff after NATS was
+   * back, and a full disk on an external nats-server made it flap for as long as the disk was full).
    */
-  dependencyDown?: 'nats' | 'database';
+  dependencyDown?: 'nats' | 'jetstream' | 'database';
   /** While restarting or failed: when the next run starts. */
   nextRunAt?: string;
 }
@@ -157,7 +160,7 @@ export class SupervisedLoop {
       } catch (err) {
         if (signal.aborted || this.shuttingDown()) break;
         problem = errorMessage(err);
-        dependencyDown = isNatsUnavailable(err) ? 'nats' : isDatabaseUnavailable(err) ? 'database' : undefined;
+        dependencyDown = isJetStreamRefusal(err) ? 'jetstream' : isNatsUnavailable(err) ? 'nats' : isDatabaseUnavailable(err) ? 'database' : undefined;
       }
       if (this.progressed || Date.now() - startedAt >= this.o.resetAfterMs) failures = 0;
       failures++;
