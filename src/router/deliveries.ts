@@ -119,8 +119,11 @@ export class DeliveryRecorder {
         t.recentDeliveriesAll = undefined;
       }
       t.recentDeliveries = marks;
+      // A failure older than the outcome the ticket shows for that reply (a replay's `sent` applied
+      // first): it stays off the list, which nothing later would clear.
+      const superseded = s.status === 'failed' && t.lastDelivery?.outboundId === s.outboundId && t.lastDelivery.status !== 'failed' && t.lastDelivery.at > s.at;
       if (agentOutbound) noteDelivery(t, s);
-      if (agentOutbound) noteFailedReply(t, s);
+      if (agentOutbound && !superseded) noteFailedReply(t, s);
       // Failed after it was sent (a bounce, a platform's late `failed`): the customer has no answer.
       if (agentOutbound && s.status === 'failed') undoAnswer(t, s.outboundId);
       if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {

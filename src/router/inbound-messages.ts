@@ -349,7 +349,7 @@ export class MessageRouter {
         // otherwise land in a stranger's ticket. A chat's key is the conversation: someone else
         // opened it concurrently, so resolve again (fresh) and join theirs.
         if (e.email && claim.ticketId) {
-          if (!ownKey && !(await this.sendersOwn(claim.ticketId, e.email.from))) {
+          if (!ownKey && !(await this.sendersOwn(claim.ticketId, e.email))) {
             ownKey = IndexKeys.emailMessageIdOfSender(e.email.messageId, e.email.from);
             continue;
           }
@@ -371,10 +371,12 @@ export class MessageRouter {
    * and create) is this mail's to create; an evicted ticket is nobody's to reopen under its number
    * (its log stays), so a mail of another sender goes to a key of its own.
    */
-  private async sendersOwn(ticketId: string, from: string): Promise<boolean> {
+  private async sendersOwn(ticketId: string, email: NonNullable<InboundMessage['email']>): Promise<boolean> {
     const ticket = await this.store.get(ticketId, { fresh: true });
     if (!ticket) return !(await this.store.evicted(ticketId));
-    return isParticipant(ticket.value, from.toLowerCase());
+    // A sender taken from a fallback header (no usable From) is nobody's word (threading.ts).
+    if (email.senderHeader !== undefined && email.senderHeader !== 'from') return false;
+    return isParticipant(ticket.value, email.from.toLowerCase());
   }
 }
 

@@ -90,7 +90,12 @@ export class Threader {
   private async resolveEmail(e: InboundMessage, o: { fresh: boolean }, refused: Refusals): Promise<Resolution | null> {
     const email = e.email!;
     const sender = email.from.toLowerCase();
-    const refuse = (ticket: string, how: string, why = `${sender} took no part in it`) => {
+    // A sender taken from Reply-To, Sender or Return-Path (the From held no usable mailbox) is
+    // nobody's word: Reply-To is not covered by DMARC, and a stranger naming a customer there
+    // joined that customer's ticket as them. Such a mail threads into no existing ticket.
+    const fallback = email.senderHeader !== undefined && email.senderHeader !== 'from';
+    const takesPart = (t: Ticket) => !fallback && isParticipant(t, sender);
+    const refuse = (ticket: string, how: string, why = fallback ? `its sender was taken from ${email.senderHeader} (the From held no usable address), which proves nothing` : `${sender} took no part in it`) => {
       if (!refused.has(ticket)) refused.set(ticket, `${how} ${ticket}, but ${why}: a ticket of its own`);
     };
     const candidates: Array<[ThreadMatch['rule'], string]> = [];
@@ -101,7 +106,7 @@ export class Threader {
       if (!hit) continue;
       const ticket = await this.store.get(hit.value, o);
       if (!ticket) continue;
-      if (!isParticipant(ticket.value, sender)) {
+      if (!takesPart(ticket.value)) {
         refuse(ticket.value.id, `${rule === 'email-in-reply-to' ? 'In-Reply-To' : 'References'} names a mail of`);
         continue;
       }
@@ -111,8 +116,8 @@ export class Threader {
     if (token) {
       const ticket = await this.store.get(token, o);
       if (ticket) {
-        if (isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
-        const colleague = this.colleague(ticket.value, sender);
+        if (takesPart(ticket.value)) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
+        const colleague = fallback ? { ok: false, why: `its sender was taken from ${email.senderHeader} (the From held no usable address), which proves nothing` } : this.colleague(ticket.value, sender);
         if (colleague.ok) return this.existing(ticket.value, { rule: 'email-subject-token', value: `${token} (${colleague.why})` });
         refuse(ticket.value.id, 'the subject names', colleague.why);
       }
@@ -122,7 +127,7 @@ export class Threader {
       if (!marked) continue;
       const ticket = await this.store.get(marked, o);
       if (!ticket) continue;
-      if (isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
+      if (takesPart(ticket.value)) return this.existing(ticket.value, { rule: 'email-marker', value: normalizeMessageId(messageId) });
       refuse(ticket.value.id, 'a Message-ID of ours names');
     }
     // Our replies carry "[#T-1042]" in their text too: it survives in the quoted history when a
@@ -130,7 +135,7 @@ export class Threader {
     const quoted = this.tokenRe.exec(e.fullText ?? e.text)?.[1];
     if (quoted) {
       const ticket = await this.store.get(quoted, o);
-      if (ticket && isParticipant(ticket.value, sender)) return this.existing(ticket.value, { rule: 'email-marker', value: `body [#${quoted}]` });
+      if (ticket && takesPart(ticket.value)) return this.existing(ticket.value, { rule: 'email-marker', value: `body [#${quoted}]` });
       if (ticket) refuse(ticket.value.id, 'the quoted text names');
     }
     return null;

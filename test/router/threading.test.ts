@@ -192,6 +192,17 @@ describe('email threading', () => {
     }
   });
 
+  it('never lets a sender taken from Reply-To (no usable From) join a ticket as the person it names', async () => {
+    // Reply-To is not covered by DMARC: "From: Undisclosed:;" and "Reply-To: olga@…" made the mail Olga's.
+    const olga = await route(emailMessage({ messageId: '<ol-1@romashka.ru>', from: 'olga@romashka.ru', subject: 'Счёт', text: 'Пришлите счёт' }));
+    const forged = emailMessage({ messageId: '<fk-1@evil.example>', from: 'olga@romashka.ru', subject: `Re: [#${olga.ticketId}] пришлите реквизиты сюда`, inReplyTo: '<ol-1@romashka.ru>' });
+    forged.email = { ...forged.email!, senderHeader: 'reply-to', senderNote: 'From held no mailbox' };
+    const landed = await route(forged);
+    expect(landed.ticketId).not.toBe(olga.ticketId);
+    expect(matchOf(landed).value).toContain(`but its sender was taken from reply-to (the From held no usable address), which proves nothing: a ticket of its own`);
+    expect((await gw.ticket(olga.ticketId))!.messageCount).toBe(1);
+  });
+
   it('lets a colleague in by the subject token only at a declared customer domain where a participant is', async () => {
     const root = await route(emailMessage({ messageId: '<co-1@romashka.ru>', from: 'buh@romashka.ru', subject: 'Сверка' }));
     // Declared (written "Romashka.RU" in the config), a participant there: the manager joins.
