@@ -233,6 +233,8 @@ export class Eraser {
 class Needles {
   private readonly exact = new Set<string>();
   private readonly substrings = new Set<string>();
+  /** Phones, as the digit strings they may be written as: matched only as a whole number in a text (phones.ts). */
+  private readonly phones = new Set<string>();
   /** Ticket ids: inside other ids too ("T-1001:…" outbound ids), but never as the head of a longer one (T-10012). */
   private readonly tokens: RegExp[] = [];
   private readonly ackKeys = new Set<string>();
@@ -247,10 +249,15 @@ class Needles {
     this.addExact(v);
     // Auto-acknowledgement stamps are keyed by the sender (commands.ts): they go too.
     this.ackKeys.add(`autoack.${hashKey(v)}`);
+    // A phone written "+7 916 123-45-67" in one place is "79161234567" in another, "89161234567"
+    // (the Russian domestic format) or "8 (916) 123-45-67" in a third: found as a whole number in
+    // any of them, never inside a longer one (a card number held "89161234567", and another
+    // customer's messages were erased with it).
+    if (/^[+\d\s().-]+$/.test(v) && /\d/.test(v)) {
+      for (const digits of phoneDigitForms(v)) this.phones.add(digits);
+      return;
+    }
     if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.add(v);
-    // A phone written "+7 916 123-45-67" in one place is "79161234567" in another, and
-    // "89161234567" (the Russian domestic format) in a third: each form is searched for.
-    if (/^[+\d\s().-]+$/.test(v)) for (const digits of phoneDigitForms(v)) this.substrings.add(digits);
   }
 
   addExact(value: string): void {
@@ -267,10 +274,22 @@ class Needles {
     return this.ackKeys.has(key);
   }
 
+  /** Whether the text writes one of the phones, however it is spaced, or one of its digit runs is one. */
+  private holdsPhone(text: string): boolean {
+    for (const m of text.matchAll(WRITTEN_NUMBER)) {
+      const run = m[0];
+      if (phoneDigitForms(run).some((d) => this.phones.has(d))) return true;
+      // Two numbers one space apart read as one run: each whole group of digits is looked at too.
+      for (const group of run.split(/\s+/)) if (phoneDigitForms(group).some((d) => this.phones.has(d))) return true;
+    }
+    return false;
+  }
+
   matches(text: string): boolean {
     const lower = text.toLowerCase();
     for (const s of this.substrings) if (lower.includes(s)) return true;
     for (const t of this.tokens) if (t.test(lower)) return true;
+    if (this.phones.size > 0 && this.holdsPhone(lower)) return true;
     if (this.exact.size === 0) return false;
     // Whole values: "…":"42" or :42, as JSON writes them.
     for (const m of lower.matchAll(/"((?:[^"\\]|\\.)*)"|(-?\d+)/g)) {
@@ -280,6 +299,9 @@ class Needles {
     return false;
   }
 }
+
+/** A number as texts write it: digits, maybe a leading +, single spaces, dots, dashes or brackets between them; not inside a longer run of digits. */
+const WRITTEN_NUMBER = /(?<![\d+])\+?\(?\d(?:[ .()-]{0,2}\d){6,16}(?!\d)/g;
 
 function unescapeJson(s: string): string {
   if (!s.includes('\\')) return s;

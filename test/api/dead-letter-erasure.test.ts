@@ -132,6 +132,19 @@ describe('dead letters holding a person the read model does not know', () => {
     for (const needle of ['Восьмёркина', '9037771122']) expect(findIn(after, needle), needle).toEqual([]);
   }, 120_000);
 
+  it('erases a phone written any way as a whole number, never the same digits inside another customer\'s number', async () => {
+    const written = ['8 (916) 444-55-66', '+7 916 444 55 66', '8-916-4445566', '+7(916)4445566', 'звоните 89164445566.'];
+    const seqs: number[] = [];
+    for (const [i, text] of written.entries()) seqs.push(await refusedPost(`dlq-phone-any-${i}`, { id: `dlq-phone-any-${i}` }, `Мой номер ${text}`));
+    // Another customer: a loyalty card number holding the same eleven digits, and a longer number.
+    const card = await refusedPost('dlq-phone-card', { id: 'card-owner' }, 'Номер карты лояльности 4891644455661234, не начислились баллы');
+    const longer = await refusedPost('dlq-phone-longer', { id: 'longer-owner' }, 'Счёт 789164445566');
+    const erased = await h.api('/v1/identities/erase', post({ identities: ['8 916 444 55 66'] }, {}, DPO));
+    expect(erased.status).toBe(200);
+    for (const seq of seqs) expect((await h.api(`/v1/dead-letters/${seq}`)).status, String(seq)).toBe(404);
+    for (const seq of [card, longer]) expect((await h.api(`/v1/dead-letters/${seq}`)).status, String(seq)).toBe(200);
+  }, 120_000);
+
   it('DELETE /v1/dead-letters/{seq} erases one letter, admin only', async () => {
     const seq = await refusedPost('dlqonly-2', { id: 'dlq-delete-person', name: 'Пётр Удаляев' }, 'Мой СНИЛС 112-233-445 95');
     const del = (token: string | null, s: string | number = seq) => h.api(`/v1/dead-letters/${s}`, { method: 'DELETE', token });
