@@ -123,6 +123,10 @@ export class HttpServer implements HttpMount {
       }
       const status = (err as { statusCode?: number }).statusCode ?? 500;
       if (status === 413) return this.refuse(req, reply, 'payload_too_large', `body larger than http.bodyLimit (${o.bodyLimit} bytes)`, 'body');
+      // A Content-Type the server cannot even read (`;;;`, `a, b`): the same refusal as one it reads and does not take.
+      if (status === 415 || (err as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+        return this.refuse(req, reply, 'unsupported_media_type', 'Content-Type is not a media type this server reads: send the body as application/json (curl: -H \'content-type: application/json\')', 'Content-Type');
+      }
       if (status >= 400 && status < 500) return this.refuse(req, reply, 'invalid_request', (err as Error).message);
       // Only the route and the error text: bodies and headers may carry customer data or tokens.
       o.log.error({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request failed');

@@ -543,6 +543,15 @@ describe('hostile input: the reported cases', () => {
     const channelForm = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, { method: 'POST', headers: { authorization: `Bearer ${SITE_SECRET}`, ...form }, body: 'messageId=f-1&text=x' });
     expect(channelForm.status).toBe(415);
     expect(await channelForm.json()).toMatchObject({ error: 'unsupported_media_type', field: 'Content-Type' });
+    // A Content-Type the server cannot even read: the same refusal (it was a 400 "Unsupported Media Type" without a field).
+    for (const type of [';;;', 'application/json, text/xml']) {
+      const unreadable = await note({ 'content-type': type }, '{"text":"x"}');
+      expect(unreadable.status, type).toBe(415);
+      expect(unreadable.body.error, type).toMatchObject({ code: 'unsupported_media_type', field: 'Content-Type' });
+      const onChannel = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, { method: 'POST', headers: { authorization: `Bearer ${SITE_SECRET}`, 'content-type': type }, body: '{"messageId":"ct-1","sender":{"id":"x"},"text":"x"}' });
+      expect(onChannel.status, type).toBe(415);
+      expect(await onChannel.json(), type).toMatchObject({ error: 'unsupported_media_type', field: 'Content-Type' });
+    }
   });
 
   it('a URL with raw non-ASCII bytes (curl \'…?q=оплата\') is a 400 naming the URL and how to fix it, in the route\'s shape', async () => {
