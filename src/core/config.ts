@@ -92,11 +92,12 @@ export function loadConfig(
     raw = readYamlFile(file);
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
   }
-  const fromEnv = applyEnvOverrides(raw as Record<string, unknown>, env, label);
+  const overridesTyped: OverridesTyped = new Map();
+  const fromEnv = applyEnvOverrides(raw as Record<string, unknown>, env, label, overridesTyped);
   // OMNIGATE_NATS_URL (one underscore) is not an override; ignored, the replica ran as an island.
   const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride);
   let loaded: LoadedConfig;
-  const refs: References = { whole: new Map(), typed: new Set() };
+  const refs: References = { whole: new Map(), typed: new Set(), overrides: overridesTyped };
   try {
     loaded = validateReferencesTyped(label, raw, env, refs, validateConnector, validateHelpdesk);
   } catch (err) {
@@ -138,7 +139,12 @@ interface References {
   /** Key → the variable it references, and whether its value reads as a YAML number or boolean. */
   whole: Map<string, { name: string; scalar: boolean }>;
   typed: Set<string>;
+  /** OMNIGATE_* overrides read as a number or boolean, with their text: given as text where the schema wants text. */
+  overrides?: OverridesTyped;
 }
+
+/** Key → where an override set it and the text it was given as (OMNIGATE_NATS__PASS=123456 is a password, not a number). */
+type OverridesTyped = Map<string, { node: Record<string, unknown>; field: string; text: string; typed: unknown }>;
 
 function validateReferencesTyped(
   label: string,
@@ -161,16 +167,24 @@ function withReferencesTyped<T>(refs: References, run: () => T): T {
     return run();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    const candidates = err.problems.map((p) => p.key).filter((k) => refs.whole.get(k)?.scalar);
+    const candidates = err.problems.map((p) => p.key).filter((k) => refs.whole.get(k)?.scalar || refs.overrides?.has(k));
     if (candidates.length === 0) throw err;
-    for (const key of candidates) refs.typed.add(key);
+    const flip = (key: string, alternative: boolean) => {
+      if (refs.whole.has(key)) {
+        if (alternative) refs.typed.add(key);
+        else refs.typed.delete(key);
+      }
+      const o = refs.overrides?.get(key);
+      if (o) o.node[o.field] = alternative ? o.text : o.typed;
+    };
+    for (const key of candidates) flip(key, true);
     try {
       return run();
     } catch (again) {
       if (!(again instanceof ConfigError)) throw again;
       const still = again.problems.map((p) => p.key).filter((k) => candidates.includes(k));
       if (still.length === 0) throw again;
-      for (const key of still) refs.typed.delete(key);
+      for (const key of still) flip(key, false);
       return run();
     }
   }
@@ -283,18 +297,19 @@ function formatPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-const WHOLE_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/;
+const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g;
 
 function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: Array<string | number>, refs?: References): unknown {
   if (typeof value === 'string') {
     const key = path[path.length - 1];
-    const whole = refs && WHOLE_REFERENCE.exec(value);
-    if (whole) {
+    // Whole (`${GW_PORT}`) or in part (`90${PORT_SUFFIX}`): the value is the variables' text.
+    const named = refs ? [...value.matchAll(REFERENCE)].map((m) => m[1]!) : [];
+    if (refs && named.length > 0) {
       const at = formatPath('', path);
       const text = interpolate(value, env, file, path) as string;
       const typed: unknown = parseYamlScalar(text);
       const scalar = typeof typed === 'number' || typeof typed === 'boolean';
-      refs.whole.set(at, { name: whole[1]!, scalar });
+      refs.whole.set(at, { name: named.join('}, ${'), scalar });
       return scalar && refs.typed.has(at) ? typed : text;
     }
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
@@ -335,7 +350,7 @@ const TOP_LEVEL_VALUES = new Set(Object.entries(GatewayConfig.parse({})).filter(
  * top-level values. Returns which dotted key each variable set, so an error names the variable
  * rather than blaming the file. Other OMNIGATE_* variables (secrets referenced as ${…}) are left alone.
  */
-function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string): Map<string, string> {
+function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string, typed?: OverridesTyped): Map<string, string> {
   const set = new Map<string, string>();
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('OMNIGATE_') || value === undefined) continue;
@@ -358,7 +373,9 @@ function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessE
     } catch {
       /* keep as string */
     }
-    node[path[path.length - 1]!] = parsed ?? value;
+    const field = path[path.length - 1]!;
+    node[field] = parsed ?? value;
+    if (typed && (typeof parsed === 'number' || typeof parsed === 'boolean')) typed.set(path.join('.'), { node, field, text: value, typed: parsed });
   }
   return set;
 }

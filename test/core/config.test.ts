@@ -51,6 +51,14 @@ describe('config', () => {
     // A secret that is all digits and too short stays text: its refusal is the secret's, not "expected string".
     const short = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SHORT_SECRET}' }] });
     await expect(loadAll(short, { SHORT_SECRET: '12345' })).rejects.toThrow(/connectors\[0\]\.secret: .*16.*\(the value of \$\{SHORT_SECRET\}\)/);
+    // An override of a text key keeps its text, whatever it looks like (a numeric password).
+    const { config: withOverrides } = loadConfig(undefined, { OMNIGATE_NATS__URL: 'nats://127.0.0.1:4222', OMNIGATE_NATS__USER: '1001', OMNIGATE_NATS__PASS: '5647382910', OMNIGATE_HTTP__PORT: '9098' });
+    expect(withOverrides.nats.user).toBe('1001');
+    expect(withOverrides.nats.pass).toBe('5647382910');
+    expect(withOverrides.http.port).toBe(9098);
+    // A reference inside a value: typed the same way, and a wrong one names the variable.
+    expect(loadConfig(writeConfig({ http: { port: '90${PORT_TAIL}' } }), { PORT_TAIL: '97' }).config.http.port).toBe(9097);
+    expect(errorOf(() => loadConfig(writeConfig({ http: { port: 'x${PORT_TAIL}' } }), { PORT_TAIL: '97' })).message).toMatch(/http\.port: .*\(the value of \$\{PORT_TAIL\}\)/);
     // In a connector's own options too (checked by its module's schema).
     const entry = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}', timeoutMs: '${HOOK_TIMEOUT}' }] });
     const { loaded } = await loadAll(entry, { SITE_SECRET: '9081726354453627', HOOK_TIMEOUT: '7000' });
