@@ -26,8 +26,16 @@ const FORMS: RegExp[] = [
 const WORDS: Record<string, number> = {
   единица: 1, двойка: 2, три: 3, тройка: 3, three: 3,
   четыре: 4, четвёрка: 4, четверка: 4, four: 4,
-  пять: 5, пятёрка: 5, пятерка: 5, five: 5,
+  пять: 5, пятёрка: 5, пятерка: 5, пятёрочка: 5, пятерочка: 5, пятёрку: 5, пятерку: 5, five: 5,
+  четвёрочка: 4, четверочка: 4, четвёрку: 4, четверку: 4, тройку: 3,
 };
+/**
+ * What people put around a rating in Russian: «оценка: 5», «ставлю 5», «на пятёрку», «твёрдая
+ * пятёрка» before it; «баллов», «+», «с плюсом» after it; quotes around it. Taken off before the
+ * forms above are tried, so «5 баллов, но долго» is still a message.
+ */
+const AROUND_BEFORE = /^(?:(?:моя\s+)?оценка|ставлю|ставим|на|твёрдая|твердая|твёрдое|твердое|уверенная|rating|score)\s*[:\-–—]?\s*/iu;
+const AROUND_AFTER = /\s*(?:балл(?:а|ов)?|\+|с\s+плюсом|points?|plus)$/iu;
 /**
  * Only with "out of five": alone they are everyday answers ("Один" — how many items; "Две" —
  * how many cards; "one" — which one), and a low rating escalates to the lead.
@@ -42,7 +50,9 @@ const SCALE = /^((?:⭐|🌟|★)+)(☆*)$/u;
 export function parseRating(text: string): number | undefined {
   // Fullwidth digits (０–９) are digits; not NFKC, which also made "①" and "¹" a rating.
   const s = text.normalize('NFC').replace(/[\uFF10-\uFF19]/gu, (d) => String.fromCharCode(d.charCodeAt(0) - 0xfee0)).replace(/\uFE0F(?!\u20E3)/g, '').trim().replace(/[.!]+$/u, '').trim();
-  if (!s || s.length > 20) return undefined;
+  if (!s || s.length > 40) return undefined;
+  const bare = s.replace(/[\u200b-\u200d\u2060\ufeff]/gu, '').replace(/^[«"'“„]+|[»"'”]+$/gu, '').replace(AROUND_BEFORE, '').replace(AROUND_AFTER, '').trim();
+  if (bare !== s) return bare ? parseRating(bare) : undefined;
   for (const re of FORMS) {
     const m = re.exec(s);
     if (m) return Number(m[1]);
