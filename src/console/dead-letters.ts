@@ -112,7 +112,7 @@ export class DeadLetterDesk {
           const parsed = DeadLetter.safeParse(jsonOrUndefined(m.data));
           if (parsed.success) {
             const d = parsed.data;
-            const wanted = (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) && (!f.ticket || d.meta?.ticketId === f.ticket) && (sinceMs === undefined || Date.parse(d.at) >= sinceMs);
+            const wanted = (!needle || d.code?.toLowerCase() === needle || d.reason.toLowerCase().includes(needle)) && (!f.ticket || d.meta?.ticketId?.toUpperCase() === f.ticket.toUpperCase()) && (sinceMs === undefined || Date.parse(d.at) >= sinceMs);
             if (wanted) found.push({ ...summary(m.seq, d), letter: d });
           }
           if (pending === 0) break;

@@ -36,7 +36,7 @@ export interface ConsoleDeps {
 const LetterQuery = z.strictObject({
   source: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'dot-separated parts of letters, digits, "_" and "-", none empty (e.g. inbound.telegram.support)').optional(),
   reason: z.string().max(200).optional(),
-  ticket: z.string().min(1).max(100).optional(),
+  ticket: z.string().trim().min(1).max(100).optional(),
   /** Only letters parked at or after this time (as `omnigate dlq --since`). */
   since: QueryDateTime.optional(),
   /** Only letters at or below this sequence: a page already shown stays the page replayed. */

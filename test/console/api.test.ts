@@ -139,6 +139,7 @@ describe('console API', () => {
     const ofTicket = await get('/v1/dead-letters?ticket=T-77');
     expect(ofTicket.body.letters).toEqual([expect.objectContaining({ source: 'outbound.webhook.site', ticketId: 'T-77', code: 'http_400' })]);
     expect((await get('/v1/dead-letters?source=outbound&ticket=T-78')).body.letters).toEqual([]);
+    expect((await get('/v1/dead-letters?ticket=%20t-77')).body.letters).toHaveLength(1); // as typed into a search box
     // A time filter, as the CLI's --since: letters parked before it are left out.
     expect((await get(`/v1/dead-letters?ticket=T-77&since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).body.letters).toEqual([]);
     expect((await get(`/v1/dead-letters?ticket=T-77&since=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`)).body.letters).toHaveLength(1);
