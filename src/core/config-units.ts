@@ -70,6 +70,7 @@ export const FetchableUrl = z
   .string()
   .url()
   .superRefine((u, ctx) => {
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*:0+(?:[/?#]|$)/i.test(u)) ctx.addIssue({ code: 'custom', message: 'port 0 is no port anything listens on: give the real one' });
     const port = blockedPortOf(u);
     if (port) ctx.addIssue({ code: 'custom', message: `port ${port} is one HTTP clients refuse to call (it belongs to another protocol): use another port` });
   });

@@ -27,6 +27,10 @@ const NETWORK_FAILURES: Record<string, string> = {
   SELF_SIGNED_CERT_IN_CHAIN: 'TLS certificate chain self-signed',
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not verifiable',
   ERR_TLS_CERT_ALTNAME_INVALID: 'TLS certificate is for another host name',
+  HPE_INVALID_CONSTANT: 'the answer is not HTTP',
+  HPE_INVALID_STATUS: 'the answer is not HTTP',
+  HPE_INVALID_HEADER_TOKEN: 'the answer has a header that is not HTTP',
+  UND_ERR_INVALID_ARG: 'the request could not be made',
 };
 
 /** Where a library keeps the error it wraps: `cause` (undici), `errors` (AggregateError), `error` (grammY's HttpError), `original` (the Slack client). */

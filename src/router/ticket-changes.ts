@@ -28,11 +28,13 @@ export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
   // The channel's own rule (WhatsApp's 24 hours); the newest message decides.
   if (e.replyWindowEndsAt && (!t.replyWindowEndsAt || e.replyWindowEndsAt > t.replyWindowEndsAt)) t.replyWindowEndsAt = e.replyWindowEndsAt;
   t.updatedAt = at;
-  const sender = (e.email?.from ?? e.sender.id).toLowerCase();
+  // Trimmed: " x@romashka.ru" and "x@romashka.ru " were two participants (and neither matched the mail's From).
+  const sender = (e.email?.from ?? e.sender.id).trim().toLowerCase();
   if (!t.participants.includes(sender)) t.participants.push(sender);
   // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
   for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
-    if (!t.participants.includes(addr.toLowerCase())) t.participants.push(addr.toLowerCase());
+    const who = addr.trim().toLowerCase();
+    if (who && !t.participants.includes(who)) t.participants.push(who);
   }
   if (e.email) {
     t.lastEmailMessageId = e.email.messageId;

@@ -59,6 +59,8 @@ describe('network failures, through the libraries that call out', () => {
     expect(describeFetchFailure(err, 'http://127.0.0.1:6000/')).toBe('bad port (HTTP clients refuse to call this port: it belongs to another protocol; use another) at 127.0.0.1:6000');
     expect(FetchableUrl.safeParse('http://crm.example:6667/hook').error?.issues[0]?.message).toBe('port 6667 is one HTTP clients refuse to call (it belongs to another protocol): use another port');
     expect(FetchableUrl.safeParse('https://crm.example:8443/hook').success).toBe(true);
+    expect(FetchableUrl.safeParse('http://crm.example:0/hook').error?.issues[0]?.message).toBe('port 0 is no port anything listens on: give the real one');
+    expect(FetchableUrl.safeParse('http://crm.example:8080/a:0/').success).toBe(true);
   });
 
   it('an error without a network cause keeps its message, URLs taken out', () => {

@@ -21,7 +21,9 @@ export class GraphCallError extends Error {
     readonly error: GraphError | undefined,
     readonly retryAfterMs?: number,
   ) {
-    super(`Graph API ${status}${error?.code ? ` (code ${error.code})` : ''}: ${error?.message ?? 'no error body'}${error?.error_data?.details ? ` (${error.error_data.details})` : ''}`);
+    // Status 0: no answer at all (the message says what the network said), not an HTTP status.
+    const head = status === 0 ? 'Graph API' : `Graph API ${status}`;
+    super(`${head}${error?.code ? ` (code ${error.code})` : ''}: ${error?.message ?? 'no error body'}${error?.error_data?.details ? ` (${error.error_data.details})` : ''}`);
     this.name = 'GraphCallError';
   }
 }
