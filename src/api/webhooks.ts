@@ -345,7 +345,7 @@ export class WebhookDispatcher {
     try {
       await this.bus.deadLetters.park({
         source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
-        reason: `retry budget exhausted after ${attempt} attempts: ${problem}`, payload: m.data,
+        reason: `retry budget exhausted after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${problem}`, payload: m.data,
         meta: { type, sequence: String(m.info.streamSequence) },
       });
     } catch (err) {

@@ -153,7 +153,7 @@ describe('replay of a webhook delivery parked after its retry budget', () => {
     crmUp = true;
     const lines = await replay('webhook.crm');
     expect(lines.length).toBeGreaterThan(0);
-    for (const l of lines) expect(l).toMatch(/\tretry budget exhausted after \d+ attempts: receiver answered 503\treplayed$/);
+    for (const l of lines) expect(l).toMatch(/\tretry budget exhausted after \d+ attempts?: receiver answered 503\treplayed$/);
     // Every parked event went out once more (earlier tests opened tickets too); this one once.
     expect(crmTook).toHaveLength(lines.length);
     expect(crmTook.filter((t) => t.body.ticketId === id)).toEqual([
