@@ -1,26 +1,6 @@
 /** The retention, reports and admin-token settings: defaults, units, and refusals that name the key. */
-import { testTempDir } from '../helpers/temp-dirs.js';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/core/config.js';
-
-function load(config: Record<string, unknown>) {
-  const file = join(testTempDir('omnigate-cfg-'), 'omnigate.yaml');
-  writeFileSync(file, stringify(config));
-  return loadConfig(file, {}).config;
-}
-
-function refusal(config: Record<string, unknown>): ConfigError {
-  try {
-    load(config);
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('accepted');
-}
+import { loadConfigOf as load, refusalOf as refusal } from '../helpers/config-file.js';
 
 describe('retention, reports and admin tokens in the config', () => {
   it('keeps tickets and attachments for ever by default, events 30 days, repeat contacts 7 days', () => {

@@ -8,7 +8,7 @@
  * Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped, and says so, where it cannot.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -18,6 +18,7 @@ import { natsServerBinary } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
+import { fillVolume } from '../helpers/volume.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const volume = mkdtempSync(join(tmpdir(), 'omnigate-diskfull-'));
@@ -39,19 +40,6 @@ afterAll(async () => {
   if (mounted) execFileSync('umount', ['-l', volume], { stdio: 'ignore' });
   rmSync(volume, { recursive: true, force: true });
 });
-
-/** Writes zeros into `file` until the volume refuses more. */
-function fillVolume(file: string): void {
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(1024 * 1024);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () => {
   it('restarts its server once space is freed: intake takes messages again, none accepted is lost or doubled', async () => {

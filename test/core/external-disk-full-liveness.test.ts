@@ -10,7 +10,7 @@
  * Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped, and says so, where it cannot.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { natsServerBinary, readPort } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
+import { fillVolume } from '../helpers/volume.js';
 
 const volume = mkdtempSync(join(tmpdir(), 'omnigate-extfull-'));
 const mounted = (() => {
@@ -45,19 +46,6 @@ afterAll(async () => {
   if (mounted) execFileSync('umount', ['-l', volume], { stdio: 'ignore' });
   rmSync(volume, { recursive: true, force: true });
 });
-
-/** Writes zeros into `file` until the volume refuses more. */
-function fillVolume(file: string): void {
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(1024 * 1024);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 interface Loop {
   name: string;

@@ -1,27 +1,7 @@
 /** router.colleagueDomains and the built-in list of public mail services (src/core/mail-domains.ts). */
-import { testTempDir } from '../helpers/temp-dirs.js';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/core/config.js';
+import { loadConfigOf as load, refusalOf as refusal } from '../helpers/config-file.js';
 import { domainOf, isPublicMailDomain } from '../../src/core/mail-domains.js';
-
-function load(config: Record<string, unknown>) {
-  const file = join(testTempDir('omnigate-cfg-'), 'omnigate.yaml');
-  writeFileSync(file, stringify(config));
-  return loadConfig(file, {}).config;
-}
-
-function refusal(config: Record<string, unknown>): ConfigError {
-  try {
-    load(config);
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('accepted');
-}
 
 describe('router.colleagueDomains', () => {
   it('declares no domain by default, and reads domains lower case', () => {
