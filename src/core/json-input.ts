@@ -63,6 +63,9 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
   if (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf) raw = raw.subarray(3);
   else if ((raw[0] === 0xff && raw[1] === 0xfe) || (raw[0] === 0xfe && raw[1] === 0xff)) {
     throw new JsonInputError('body is UTF-16 (it starts with a UTF-16 byte-order mark): send JSON encoded as UTF-8');
+  } else if (raw.length >= 4 && ((raw[0] === 0 && raw[1] !== 0 && raw[2] === 0) || (raw[0] !== 0 && raw[1] === 0 && raw[3] === 0))) {
+    // "{" then a zero byte, or a zero byte then "{": JSON text in UTF-16 without a mark.
+    throw new JsonInputError('body looks like UTF-16 (every other byte is zero): send JSON encoded as UTF-8');
   }
   const text = raw.toString('utf8');
   if (!isUtf8(raw)) {
@@ -173,7 +176,7 @@ export function jsonOrUndefined(bytes: Uint8Array): unknown {
 export function jsonMediaTypeRefusal(header: string | string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
   const type = String(header).split(';')[0]!.trim().toLowerCase();
-  if (type === '' || type === 'application/json' || type === 'text/plain' || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type)) return undefined;
+  if (type === '' || type === 'application/json' || type === 'text/json' || type === 'text/plain' || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type)) return undefined;
   const given = type.slice(0, 60).replace(/[^\x20-\x7e]/g, '?');
   return `Content-Type: ${given} is not accepted: send the body as application/json (curl: -H 'content-type: application/json')`;
 }

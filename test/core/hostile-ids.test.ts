@@ -60,12 +60,13 @@ describe('untrusted JSON and base64', () => {
     expect(parseJsonBody(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), json]))).toEqual({ text: 'Добрый день' });
     const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text":"x"}', 'utf16le')]);
     expect(() => parseJsonBody(utf16)).toThrow('body is UTF-16 (it starts with a UTF-16 byte-order mark): send JSON encoded as UTF-8');
+    expect(() => parseJsonBody(Buffer.from('{"text":"x"}', 'utf16le'))).toThrow('body looks like UTF-16 (every other byte is zero): send JSON encoded as UTF-8');
     // A BOM inside the body is a character like any other, not skipped.
     expect(parseJsonBody(Buffer.from('{"text":"\ufeffx"}'))).toEqual({ text: '\ufeffx' });
   });
 
   it('takes JSON, text/plain or no Content-Type for a JSON body; names any other', () => {
-    for (const fine of [undefined, '', 'application/json', 'Application/JSON; charset=utf-8', 'text/plain;charset=UTF-8', 'application/problem+json']) expect(jsonMediaTypeRefusal(fine), String(fine)).toBeUndefined();
+    for (const fine of [undefined, '', 'application/json', 'text/json', 'Application/JSON; charset=utf-8', 'text/plain;charset=UTF-8', 'application/problem+json']) expect(jsonMediaTypeRefusal(fine), String(fine)).toBeUndefined();
     expect(jsonMediaTypeRefusal('application/x-www-form-urlencoded')).toBe("Content-Type: application/x-www-form-urlencoded is not accepted: send the body as application/json (curl: -H 'content-type: application/json')");
     expect(jsonMediaTypeRefusal(`multipart/${'x'.repeat(300)}\u0007`)!.length).toBeLessThan(200);
   });

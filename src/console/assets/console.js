@@ -595,7 +595,7 @@ async function ticketScreen(id) {
     )),
     // A reply that never reached the customer stays in sight after a later one went out.
     tk.failedReplies?.length
-      ? h('div', { class: 'card error', id: 'failed-replies', role: 'note' }, h('p', {}, t('ticket.failedReplies', { count: tk.failedReplies.length })),
+      ? h('div', { class: 'card error', id: 'failed-replies', role: 'note' }, h('p', {}, t('ticket.failedReplies', { count: tk.failedReplies.length }), tk.failedReplies.length >= 10 ? ` ${t('ticket.failedNewest')}` : ''),
         h('ul', {}, tk.failedReplies.map((f) => h('li', {}, time(f.at), ' — ', f.reason, ' ', h('a', { href: `#/dead-letters?${new URLSearchParams({ source: 'outbound', ticket: tk.id })}` }, t('ticket.failedLetters'))))))
       : null,
     h('h2', {}, t('ticket.log')),
