@@ -6,43 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
-import { registerSecret } from './logger.js';
 import { describeUnknownKey, unknownKeys, type UnknownKey } from './strict-keys.js';
 import { findUrlCredentials } from './url-credentials.js';
 import { misspeltOverrides } from './config-env.js';
 import { ConnectorEntry, GatewayConfig, HelpdeskEntry } from './config-schema.js';
+import { ConfigError, configError, formatPath, type ConfigProblem } from './config-error.js';
+import { applyEnvOverrides, interpolate, isTopLevelOverride, withReferencesTyped, type OverridesTyped, type References } from './config-references.js';
 
-/** One thing wrong in a config: the key (a path such as `connectors[1].token`) and why. */
-export interface ConfigProblem {
-  key: string;
-  problem: string;
-}
-
-/** A config that cannot be used: the first problem, and every other one found in the same pass. */
-export class ConfigError extends Error {
-  constructor(
-    readonly file: string,
-    readonly key: string,
-    readonly problem: string,
-    readonly others: ConfigProblem[] = [],
-    /** The config as its top-level schema read it, when only checks past the schema failed. */
-    readonly afterSchema?: GatewayConfig,
-  ) {
-    super(`config error in ${file}: ${key || '(root)'}: ${problem}${others.map((o) => `\n  and ${o.key || '(root)'}: ${o.problem}`).join('')}`);
-    this.name = 'ConfigError';
-  }
-
-  /** Every problem, the first one included. */
-  get problems(): ConfigProblem[] {
-    return [{ key: this.key, problem: this.problem }, ...this.others];
-  }
-}
-
-/** One error for all `problems` (at least one). */
-function configError(file: string, problems: ConfigProblem[], afterSchema?: GatewayConfig): ConfigError {
-  const [first, ...others] = problems;
-  return new ConfigError(file, first!.key, first!.problem, others, afterSchema);
-}
+export { ConfigError, type ConfigProblem } from './config-error.js';
 
 export type ConnectorValidator = (
   entry: ConnectorEntry,
@@ -62,7 +33,6 @@ export type HelpdeskValidator = (
   entry: HelpdeskEntry,
 ) => { ok: true; value: unknown } | { ok: false; error: z.ZodError } | { ok: false; unknownType: string[] } | { ok: false; unknownKeys: UnknownKey[]; error?: z.ZodError };
 
-const SECRET_KEY = /(token|secret|pass(word)?|apikey|key)$/i;
 
 /** The file parsed as YAML (empty → {}); unreadable or invalid YAML is a ConfigError naming the file. */
 function readYamlFile(file: string): unknown {
@@ -99,7 +69,7 @@ export function loadConfig(
   let loaded: LoadedConfig;
   const refs: References = { whole: new Map(), typed: new Set(), overrides: overridesTyped };
   try {
-    loaded = validateReferencesTyped(label, raw, env, refs, validateConnector, validateHelpdesk);
+    loaded = withReferencesTyped(refs, () => validate(label, raw, env, refs, validateConnector, validateHelpdesk));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     // A value an environment variable set is that variable's fault, not the file's.
@@ -129,66 +99,6 @@ export function loadConfigSections(file: string | undefined, env: NodeJS.Process
   }
 }
 
-/**
- * Keys whose value is one `${VAR}` reference, and those of them read as a YAML number or boolean.
- * Interpolation makes text, so `port: ${GW_PORT}` was refused as "expected number, received
- * string" without naming the variable. A reference is typed only where the schema refused its text
- * for want of a number or boolean: a numeric secret or id (`phoneNumberId: ${WA_ID}`) stays text.
- */
-interface References {
-  /** Key → the variable it references, and whether its value reads as a YAML number or boolean. */
-  whole: Map<string, { name: string; scalar: boolean }>;
-  typed: Set<string>;
-  /** OMNIGATE_* overrides read as a number or boolean, with their text: given as text where the schema wants text. */
-  overrides?: OverridesTyped;
-}
-
-/** Key → where an override set it and the text it was given as (OMNIGATE_NATS__PASS=123456 is a password, not a number). */
-type OverridesTyped = Map<string, { node: Record<string, unknown>; field: string; text: string; typed: unknown }>;
-
-function validateReferencesTyped(
-  label: string,
-  raw: unknown,
-  env: NodeJS.ProcessEnv,
-  refs: References,
-  validateConnector?: ConnectorValidator,
-  validateHelpdesk?: HelpdeskValidator,
-): LoadedConfig {
-  return withReferencesTyped(refs, () => validate(label, raw, env, refs, validateConnector, validateHelpdesk));
-}
-
-/**
- * Runs a validation; where it refused a whole reference whose value reads as a number or a
- * boolean, runs it again with that value typed (whatever the schema's wording: a size or a
- * duration takes a number too), and keeps the text where the typed value is refused as well.
- */
-function withReferencesTyped<T>(refs: References, run: () => T): T {
-  try {
-    return run();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    const candidates = err.problems.map((p) => p.key).filter((k) => refs.whole.get(k)?.scalar || refs.overrides?.has(k));
-    if (candidates.length === 0) throw err;
-    const flip = (key: string, alternative: boolean) => {
-      if (refs.whole.has(key)) {
-        if (alternative) refs.typed.add(key);
-        else refs.typed.delete(key);
-      }
-      const o = refs.overrides?.get(key);
-      if (o) o.node[o.field] = alternative ? o.text : o.typed;
-    };
-    for (const key of candidates) flip(key, true);
-    try {
-      return run();
-    } catch (again) {
-      if (!(again instanceof ConfigError)) throw again;
-      const still = again.problems.map((p) => p.key).filter((k) => candidates.includes(k));
-      if (still.length === 0) throw again;
-      for (const key of still) flip(key, false);
-      return run();
-    }
-  }
-}
 
 function validate(
   label: string,
@@ -291,104 +201,6 @@ function explain(issue: z.core.$ZodIssue): string {
   return specific ? specific.message : issue.message;
 }
 
-function formatPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
-  let out = prefix;
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
-  return out;
-}
-
-const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g;
-
-function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: Array<string | number>, refs?: References): unknown {
-  if (typeof value === 'string') {
-    const key = path[path.length - 1];
-    // Whole (`${GW_PORT}`) or in part (`90${PORT_SUFFIX}`): the value is the variables' text.
-    const named = refs ? [...value.matchAll(REFERENCE)].map((m) => m[1]!) : [];
-    if (refs && named.length > 0) {
-      const at = formatPath('', path);
-      const text = interpolate(value, env, file, path) as string;
-      const typed: unknown = parseYamlScalar(text);
-      const scalar = typeof typed === 'number' || typeof typed === 'boolean';
-      refs.whole.set(at, { name: named.join('}, ${'), scalar });
-      return scalar && refs.typed.has(at) ? typed : text;
-    }
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
-      const v = env[name] ?? fallback;
-      if (v === undefined) {
-        throw new ConfigError(file, formatPath('', path), `environment variable ${name} is not set (referenced as \${${name}})`);
-      }
-      if (typeof key === 'string' && SECRET_KEY.test(key)) registerSecret(v);
-      return v;
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, i], refs));
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      out[k] = interpolate(v, env, file, [...path, k], refs);
-      if (typeof out[k] === 'string' && SECRET_KEY.test(k)) registerSecret(out[k] as string);
-    }
-    return out;
-  }
-  return value;
-}
-
-function parseYamlScalar(text: string): unknown {
-  try {
-    return parseYaml(text);
-  } catch {
-    return text;
-  }
-}
-
-/** OMNIGATE_HTTP__PORT=9090 sets http.port; values are read as YAML scalars (numbers, booleans). */
-/** Top-level keys that take a value, not a section or a list: OMNIGATE_SHUTDOWN_TIMEOUT=20s sets shutdownTimeout. */
-const TOP_LEVEL_VALUES = new Set(Object.entries(GatewayConfig.parse({})).filter(([, v]) => typeof v !== 'object').map(([k]) => k));
-
-/**
- * OMNIGATE_SECTION__KEY=value overrides (YAML-parsed), and OMNIGATE_<TOP_LEVEL_KEY> for the few
- * top-level values. Returns which dotted key each variable set, so an error names the variable
- * rather than blaming the file. Other OMNIGATE_* variables (secrets referenced as ${…}) are left alone.
- */
-function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string, typed?: OverridesTyped): Map<string, string> {
-  const set = new Map<string, string>();
-  for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('OMNIGATE_') || value === undefined) continue;
-    const rest = name.slice('OMNIGATE_'.length).replace(/^_+/, '');
-    const path = rest.split('__').map(camelCase);
-    if (!rest.includes('__') && !isTopLevelOverride(name)) continue;
-    set.set(path.join('.'), name);
-    let node: Record<string, unknown> = target;
-    for (const part of path.slice(0, -1)) {
-      const next = node[part];
-      if (next === undefined) node[part] = {};
-      else if (typeof next !== 'object' || next === null) {
-        throw new ConfigError(file, path.join('.'), `environment override ${name} targets a key below a non-mapping value`);
-      }
-      node = node[part] as Record<string, unknown>;
-    }
-    let parsed: unknown = value;
-    try {
-      parsed = parseYaml(value);
-    } catch {
-      /* keep as string */
-    }
-    const field = path[path.length - 1]!;
-    node[field] = parsed ?? value;
-    if (typed && (typeof parsed === 'number' || typeof parsed === 'boolean')) typed.set(path.join('.'), { node, field, text: value, typed: parsed });
-  }
-  return set;
-}
-
-/** OMNIGATE_SHUTDOWN_TIMEOUT: a top-level value, set with single underscores. */
-function isTopLevelOverride(name: string): boolean {
-  const rest = name.slice('OMNIGATE_'.length).replace(/^_+/, '');
-  return !rest.includes('__') && TOP_LEVEL_VALUES.has(camelCase(rest));
-}
-
-function camelCase(s: string): string {
-  return s.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-}
 
 /**
  * Only the `nats` section, for tools that just talk to the bus (`omnigate dlq`): ${VAR}s elsewhere
