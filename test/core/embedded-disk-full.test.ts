@@ -7,9 +7,7 @@
  *
  * Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped, and says so, where it cannot.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,27 +16,18 @@ import { natsServerBinary } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
-import { fillVolume } from '../helpers/volume.js';
+import { fillVolume, mountSmallVolume } from '../helpers/volume.js';
 
 const root = new URL('../..', import.meta.url).pathname;
-const volume = mkdtempSync(join(tmpdir(), 'omnigate-diskfull-'));
-const mounted = (() => {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m', 'tmpfs', volume], { stdio: 'ignore' });
-    return true;
-  } catch {
-    console.log('skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)');
-    return false;
-  }
-})();
+const small = mountSmallVolume('omnigate-diskfull-');
+const volume = small.path;
+const mounted = small.mounted;
 const secret = '0123456789abcdef-disk-secret';
 let gw: GatewayProcess | undefined;
 
 afterAll(async () => {
   await gw?.kill('SIGKILL');
-  // Lazy: a nats-server killed with the gateway may hold a file for a moment longer.
-  if (mounted) execFileSync('umount', ['-l', volume], { stdio: 'ignore' });
-  rmSync(volume, { recursive: true, force: true });
+  small.remove();
 });
 
 describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () => {

@@ -9,27 +9,18 @@
  *
  * Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped, and says so, where it cannot.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { natsServerBinary, readPort } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
-import { fillVolume } from '../helpers/volume.js';
+import { fillVolume, mountSmallVolume } from '../helpers/volume.js';
 
-const volume = mkdtempSync(join(tmpdir(), 'omnigate-extfull-'));
-const mounted = (() => {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m', 'tmpfs', volume], { stdio: 'ignore' });
-    return true;
-  } catch {
-    console.log('skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)');
-    return false;
-  }
-})();
+const small = mountSmallVolume('omnigate-extfull-');
+const volume = small.path;
+const mounted = small.mounted;
 const secret = '0123456789abcdef-extfull-secret';
 let gw: GatewayProcess | undefined;
 let nats: ChildProcess | undefined;
@@ -43,8 +34,7 @@ afterAll(async () => {
     nats.kill('SIGKILL');
     await exited;
   }
-  if (mounted) execFileSync('umount', ['-l', volume], { stdio: 'ignore' });
-  rmSync(volume, { recursive: true, force: true });
+  small.remove();
 });
 
 interface Loop {
