@@ -18,7 +18,7 @@ import { eraseRows, fileReferencedElsewhere, personFootprint } from '../read-mod
 import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
 import type { BusinessHours } from '../router/business-hours.js';
 import type { TokenAuth } from './auth.js';
-import { HttpError, fail, failQuery, refuseUnknownFields } from './errors.js';
+import { fail, failQuery, refuseUnknownFields } from './errors.js';
 import { jsonObjectBody } from './json-body.js';
 
 export interface DataApiDeps {

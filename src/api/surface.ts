@@ -30,7 +30,7 @@ export class HelpdeskSurface {
     private readonly store: TicketStore | null,
     private readonly log: Logger,
     lease: DispatchLease,
-    private readonly supervisor = new Supervisor(log),
+    supervisor = new Supervisor(log),
     /** The SQL read model behind lists, search and contacts (opened by the gateway); without it, no /v1 ticket routes. */
     private readonly readModel?: ReadModel,
   ) {

@@ -18,7 +18,7 @@ import { serveReplay, type ReplayOutcome } from '../core/replay.js';
 import { accountState } from './account-state.js';
 import { publishInbound } from './intake.js';
 import { OutboundRunner, type OutboundRunnerOptions } from './outbound-runner.js';
-import { backoffMs, sleep, whenAborted } from '../core/sleep.js';
+import { sleep, whenAborted } from '../core/sleep.js';
 import { Supervisor } from '../core/supervisor.js';
 import { currentConnector, healthOf, type Hosted, type HostedConnectorSpec, type HostedHealth } from './hosted.js';
 import { QUIET_STATES, announce, clearFault, loopChanged, noteFault } from './hosted-state.js';

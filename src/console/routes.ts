@@ -11,7 +11,6 @@ import { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import { NatsUnavailableError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { describeZodError } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
 import type { TokenAuth } from '../api/auth.js';
 import { fail, failQuery } from '../api/errors.js';

@@ -117,7 +117,6 @@ export class Router implements RoutingHooks {
     const ackWait = this.o.ackWaitMs * 1_000_000;
     const status = { durable_name: Consumers.routerStatus, ack_wait: ackWait, max_ack_pending: 1024, max_deliver: -1 };
     await this.bus.ensureConsumer(Streams.status, status);
-    const units = this.bus.partitions + 1;
     this.ownership = new PartitionOwnership(this.bus, this.log, this.supervisor, {
       id: this.o.holder,
       partitions: this.bus.partitions,

@@ -14,7 +14,7 @@ import { Kvm } from '@nats-io/kv';
 import { startCluster, type TestCluster } from '../helpers/nats-cluster.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage, inboundSubjectOf, readInboundLog, routerBacklog } from '../helpers/events.js';
-import type { LogEntry, Ticket } from '../../src/core/schema.js';
+import type { Ticket } from '../../src/core/schema.js';
 
 const CONVERSATIONS = 100;
 const PER_CONVERSATION = 10;

@@ -10,7 +10,6 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage, readInboundLog, type InboundLogEntry } from '../helpers/events.js';
-import type { LogEntry } from '../../src/core/schema.js';
 
 let nats: TestNats;
 let nc: NatsConnection;

@@ -11,7 +11,6 @@ import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage, readInboundLog } from '../helpers/events.js';
-import type { LogEntry } from '../../src/core/schema.js';
 import { Buckets } from '../../src/core/subjects.js';
 
 let nats: TestNats;

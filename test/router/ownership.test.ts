@@ -14,7 +14,7 @@ import { Kvm } from '@nats-io/kv';
 import { startNats, type TestNats, PATIENT } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { chatMessage, readInboundLog } from '../helpers/events.js';
-import type { LogEntry, Ticket } from '../../src/core/schema.js';
+import type { Ticket } from '../../src/core/schema.js';
 import { Buckets, Subjects, orderKey, partitionOf } from '../../src/core/subjects.js';
 
 const CONVERSATIONS = 200;

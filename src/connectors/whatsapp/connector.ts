@@ -9,16 +9,15 @@
  */
 import QRCode from 'qrcode';
 import { createHash } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
 import { Pacer } from '../../core/pacer.js';
-import { MediaTooLargeError } from '../../core/media.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { sleep, backoffMs, untilAborted } from '../../core/sleep.js';
-import type { Attachment, OutboundAttachment, OutboundMessage } from '../../core/schema.js';
+import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
-import { downloadMediaMessage, isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
-import { normalizeMessage, platformId, type NormalizeContext, type PendingMedia, type StoredQuote } from './normalize.js';
+import { isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
+import { normalizeMessage, platformId, type NormalizeContext, type StoredQuote } from './normalize.js';
 import { letterOf, readLetter, otherNumber } from './replay.js';
+import { downloadMedia } from './media-download.js';
 import { WhatsAppSession, type SessionEvents } from './session.js';
 import type { WaSocketLike } from './socket.js';
 import type { WhatsAppOptions } from './index.js';
@@ -254,7 +253,7 @@ export class WhatsAppConnector implements Connector {
     }
     if (n.kind === 'invalid') return n;
     const event = n.event;
-    if (event.type === 'message.inbound' && n.media) event.attachments = [await this.download(msg, n.media, sock)];
+    if (event.type === 'message.inbound' && n.media) event.attachments = [await downloadMedia(this.ctx, this.o, msg, n.media, sock)];
     // ctx.publish waits out a NATS outage itself; it gives up only on an invalid event or at shutdown.
     let duplicate: boolean;
     try {
@@ -278,41 +277,6 @@ export class WhatsAppConnector implements Connector {
     } catch (err) {
       // Only costs the quote on the next reply to this chat.
       this.ctx.log.warn({ id: msg.key?.id, err: errorMessage(err) }, 'could not store the WhatsApp message for quoting');
-    }
-  }
-
-  private async download(msg: WAMessage, media: PendingMedia, sock: WaSocketLike): Promise<Attachment> {
-    const limit = Math.min(this.o.maxFileBytes ?? Infinity, this.ctx.media.maxBytes);
-    const meta = { name: media.name, mimeType: media.mimeType, kind: media.kind, size: media.size };
-    if (media.size !== undefined && media.size > limit) {
-      return this.ctx.media.failed(meta, `file is ${media.size} bytes; the limit is ${limit} bytes`);
-    }
-    // A stalled CDN or re-upload request would otherwise hold up every later message.
-    const ms = this.o.mediaDownloadTimeoutMs;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new Error(`media download timed out after ${ms} ms`)), ms);
-    try {
-      const downloading = downloadMediaMessage(msg, 'stream', { options: { signal: deadline.signal } }, {
-        logger: this.ctx.log.child({ lib: 'baileys' }, { level: this.o.libraryLogLevel }),
-        reuploadRequest: (m) => (sock.updateMediaMessage ? sock.updateMediaMessage(m) : Promise.reject(new Error('media expired and re-upload is not available'))),
-      }) as Promise<Readable>;
-      void downloading.then((late) => deadline.signal.aborted && late.destroy(), () => {});
-      const stream = await untilAborted(downloading, deadline.signal);
-      const limited = capped(limit);
-      stream.on('error', (e) => limited.destroy(e));
-      const onDeadline = () => {
-        limited.destroy(deadline.signal.reason as Error);
-        stream.destroy();
-      };
-      if (deadline.signal.aborted) onDeadline();
-      else deadline.signal.addEventListener('abort', onDeadline, { once: true });
-      return await this.ctx.media.putStream(stream.pipe(limited), meta);
-    } catch (err) {
-      const cause = deadline.signal.aborted ? (deadline.signal.reason as Error) : err;
-      const reason = cause instanceof MediaTooLargeError ? cause.message : `could not download or decrypt the media: ${errorMessage(cause)}`;
-      return this.ctx.media.failed(meta, reason);
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -385,18 +349,6 @@ function classify(err: unknown): Error {
     return new PermanentDeliveryError(`WhatsApp refused the message (${code}): ${errorMessage(err)}`, `rejected_${code}`);
   }
   return new TransientDeliveryError(`WhatsApp send failed${code ? ` (${code})` : ''}: ${errorMessage(err)}`);
-}
-
-/** Stops a media download past the limit without buffering the rest. */
-function capped(limit: number): Transform {
-  let size = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      size += chunk.byteLength;
-      if (size > limit) return cb(new MediaTooLargeError(size, limit));
-      cb(null, chunk);
-    },
-  });
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -16,7 +16,7 @@ class RequestTrackerAdapter implements HelpdeskAdapter {
   private state: HelpdeskHealth = { state: 'starting', since: new Date().toISOString() };
 
   constructor(
-    private readonly o: RequestTrackerOptions,
+    o: RequestTrackerOptions,
     private readonly ctx: HelpdeskContext,
   ) {
     registerSecret(o.token);
