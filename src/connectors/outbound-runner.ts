@@ -44,6 +44,8 @@ const PREVIOUS_REPLY_POLL_MAX_MS = 5_000;
 
 /** Tries to store an outcome before handing the message back: ~30 s of backoff plus each call's own timeout. */
 const RECORD_ATTEMPTS = 20;
+/** A reply to a ticket that lives on, erased with a person it named before it was sent. */
+const ERASED_REASON = 'erased: a personal-data erasure removed this reply before it was sent (it named the erased person); write it again without their data';
 
 /** In `omni_dedup` under out.<id>. An in-flight marker names its writer (`by`, the gateway instance) and when (`at`, ms). */
 /**
@@ -209,7 +211,7 @@ export class OutboundRunner {
     // While we retry, the lane consumer tells the server we are still working on the message.
     for (;;) {
       // Erased while it waited (its lane, a backoff): the person asked to be forgotten, so it is not sent.
-      if (await this.erased(m, msg)) return;
+      if (await this.erased(m, msg, markerKey, attempts)) return;
       attempts++;
       if (!(await mark(withRound({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
       try {
@@ -269,11 +271,24 @@ export class OutboundRunner {
    * sent after the erasure answered. One stream read per attempt; acked, with no outcome (the
    * ticket is gone with it).
    */
-  private async erased(m: JsMsg, msg: OutboundMessage): Promise<boolean> {
+  private async erased(m: JsMsg, msg: OutboundMessage, markerKey: string, attempts: number): Promise<boolean> {
     if (await storedOutbound(this.bus.jsm, m.seq)) return false;
+    // The ticket lives on: the reply named the erased person (a group chat, an address in its
+    // text). Its agent must learn it was not sent, or the customer waits on a reply that looks
+    // answered; no dead letter, which would store the erased text again.
+    if (await this.ticketLives(msg.ticketId)) {
+      this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent (it named a person whose data was erased): not sent, reported failed');
+      await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, ERASED_REASON, { park: false });
+      return true;
+    }
     this.log.info({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent: not sent');
     m.ack();
     return true;
+  }
+
+  private async ticketLives(ticketId: string): Promise<boolean> {
+    const entry = await this.bus.kv.tickets.get(ticketId);
+    return entry !== null && entry.operation === 'PUT';
   }
 
   /**
@@ -330,6 +345,7 @@ export class OutboundRunner {
     status: Status['status'],
     platformMessageId?: string,
     reason?: string,
+    o: { park: boolean } = { park: true },
   ): Promise<void> {
     const event: Status = DeliveryStatus.parse({
       v: 1,
@@ -354,7 +370,7 @@ export class OutboundRunner {
     // the message back with a `retry` marker, to be sent after it was reported failed.
     await this.recording(msg.id, () => this.bus.kv.dedup.put(markerKey, JSON.stringify(marker)));
     this.unrecorded.delete(msg.id);
-    if (status === 'failed') {
+    if (status === 'failed' && o.park) {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
       await this.recording(msg.id, () => this.bus.deadLetters.park({
         source: 'outbound', scope: `${msg.channel}.${msg.account}`, subject: m.subject, code: reasonCode(reason),

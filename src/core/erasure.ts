@@ -226,13 +226,14 @@ export class Eraser {
 }
 
 /**
- * What identifies the person in a stored payload. Long identifiers match anywhere in the text
- * (an address inside "Name <addr>", a phone inside a raw webhook body); short ones (a Telegram
+ * What identifies the person in a stored payload. Long identifiers match anywhere in the text as
+ * whole words (an address inside "Name <addr>" or a raw webhook body); short ones (a Telegram
  * user id "42") only as a whole JSON string or number, which a message's text never is.
  */
 class Needles {
   private readonly exact = new Set<string>();
-  private readonly substrings = new Set<string>();
+  /** Longer identifiers: anywhere in a text, but only whole (an@mail.ru is not inside ivan@mail.ru). */
+  private readonly substrings: RegExp[] = [];
   /** Phones, as the digit strings they may be written as: matched only as a whole number in a text (phones.ts). */
   private readonly phones = new Set<string>();
   /** Ticket ids: inside other ids too ("T-1001:…" outbound ids), but never as the head of a longer one (T-10012). */
@@ -257,7 +258,7 @@ class Needles {
       for (const digits of phoneDigitForms(v)) this.phones.add(digits);
       return;
     }
-    if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.add(v);
+    if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.push(wholeIdentifier(v));
   }
 
   addExact(value: string): void {
@@ -287,7 +288,7 @@ class Needles {
 
   matches(text: string): boolean {
     const lower = text.toLowerCase();
-    for (const s of this.substrings) if (lower.includes(s)) return true;
+    for (const s of this.substrings) if (s.test(lower)) return true;
     for (const t of this.tokens) if (t.test(lower)) return true;
     if (this.phones.size > 0 && this.holdsPhone(lower)) return true;
     if (this.exact.size === 0) return false;
@@ -298,6 +299,19 @@ class Needles {
     }
     return false;
   }
+}
+
+/**
+ * An identifier as a whole word of a text: not preceded by a character an address, a handle or an
+ * id may hold (so `an@mail.ru` does not match `ivan@mail.ru`, nor `f1-user-7` the head of
+ * `f1-user-70`), and not followed by one either, a dot only where the word goes on after it (an
+ * address ends a sentence with one; `mail.ru.com` is another domain). A handle followed by `@`
+ * is the head of an address, someone else's.
+ */
+function wholeIdentifier(v: string): RegExp {
+  const escaped = v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // A JSON payload writes a line break before it as a backslash and `n`: that `n` is not part of the word.
+  return new RegExp(`(?:(?<![\\p{L}\\p{N}._%+\\-])|(?<=\\\\[nrt]))${escaped}(?![\\p{L}\\p{N}_%+@\\-]|\\.[\\p{L}\\p{N}])`, 'u');
 }
 
 /** A number as texts write it: digits, maybe a leading +, single spaces, dots, dashes or brackets between them; not inside a longer run of digits. */
