@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ObjectStore } from '@nats-io/obj';
 import { z } from 'zod';
 import { MediaTooLargeError, safeFileName, type MediaStore } from '../core/media.js';
+import { saysNothing, sniffMediaType } from '../core/media-sniff.js';
 import { MimeType, OutboundAttachment, PrintableId } from '../core/schema.js';
 import { decodeBase64Strict } from '../core/json-input.js';
 import { HttpError, fail } from './errors.js';
@@ -117,7 +118,9 @@ export class Attachments {
       if (!name) return fail(reply, 'invalid_request', 'name query parameter is required (?name=invoice.pdf)', 'name');
       const checked = PrintableId(255).safeParse(name);
       if (!checked.success) return fail(reply, 'invalid_request', `name: ${checked.error.issues[0]!.message}`, 'name');
-      const mimeType = safeMimeType(String(req.headers['content-type'] ?? '').split(';')[0]!.trim());
+      // No type, or the form type curl sends by default: the bytes say what the file is (media-sniff.ts).
+      const declared = req.headers['content-type'];
+      const mimeType = saysNothing(declared) ? sniffMediaType(bytes, name) : safeMimeType(String(declared).split(';')[0]!.trim());
       return reply.code(201).send(await this.store(bytes, name, mimeType, 'body'));
     });
 

@@ -223,7 +223,7 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/attachments': {
         post: {
-          summary: 'Upload a file to attach to a reply: the body is the file (with ?name=), or multipart/form-data with one file part',
+          summary: 'Upload a file to attach to a reply: the body is the file (with ?name=; without a Content-Type, or as application/x-www-form-urlencoded, typed by its first bytes: PDF, PNG, JPEG, GIF, Ogg, ZIP and Office documents, else application/octet-stream), or multipart/form-data with one file part',
           parameters: [{ name: 'name', in: 'query', required: false, schema: { type: 'string' }, description: 'file name; required when the body is the raw file' }],
           requestBody: { required: true, content: { 'multipart/form-data': { schema: { type: 'object', required: ['file'], properties: { file: { type: 'string', format: 'binary' } } } }, '*/*': { schema: { type: 'string', format: 'binary' } } } },
           responses: { 201: { description: 'Stored; pass this object in a reply\'s attachments', content: { 'application/json': { schema: json(OutboundAttachment) } } }, ...errors(400, 401, 403, 413) },
@@ -266,6 +266,6 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'A request with this Idempotency-Key is still being processed (in_progress): retry later with the same key; or a free-form reply after the channel\'s reply window (outside_reply_window, WhatsApp): send a template',
   410: 'The ticket was closed long ago and evicted from the live store (ticket_evicted, `field` names the ticket id): its log is kept at GET /v1/tickets/{id}/log',
   413: 'Attachment or body too large',
-  415: 'The body is not sent as application/json (unsupported_media_type, `field: Content-Type`)',
+  415: 'The body is not sent as application/json, or in a charset the gateway cannot read (unsupported_media_type, `field: Content-Type`)',
   503: 'NATS or the router did not answer (an outage, a leader election): a read or a write with an Idempotency-Key may be retried (Retry-After); any other write: check whether it took effect first',
 };

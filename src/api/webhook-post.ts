@@ -14,10 +14,13 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { errorMessage } from '../core/errors.js';
-import { retryAfterMs } from '../core/http.js';
+import { redirectAnswerRefusal, retryAfterMs } from '../core/http.js';
 import { SIGNATURE_HEADER, sign } from '../core/signature.js';
 
-export type PostOutcome = { ok: true } | { ok: false; problem: string; retryAfterMs?: number };
+export type PostOutcome =
+  | { ok: true }
+  /** `permanent`: retrying cannot help (a redirect); the dead-letter code to park the event under at once. */
+  | { ok: false; problem: string; retryAfterMs?: number; permanent?: string };
 
 export interface PostTarget {
   name: string;
@@ -58,8 +61,12 @@ export async function postEvent(target: PostTarget, body: Uint8Array, meta: Post
   else cutOff.addEventListener('abort', onCut, { once: true });
   const timer = setTimeout(() => request.abort(new DOMException(`no answer within ${target.timeout} ms`, 'TimeoutError')), target.timeout);
   try {
-    const { status, retryAfterHeader } = await send(target, raw, meta, request.signal, mayWrite);
+    const { status, retryAfterHeader, location } = await send(target, raw, meta, request.signal, mayWrite);
     if (status >= 200 && status < 300) return { ok: true };
+    // A redirect answers every retry alike: it was retried for all of retryFor. Not followed, as
+    // for a callback (core/http.ts), and named by host only: its path or query may hold a secret.
+    const redirected = redirectAnswerRefusal(status, location, target.url);
+    if (redirected) return { ok: false, problem: `receiver ${redirected} (webhooks[].url)`, permanent: `http_${status}` };
     return { ok: false, problem: `receiver answered ${status}`, retryAfterMs: retryAfterMs(retryAfterHeader) };
   } catch (err) {
     if (err instanceof Error && err.message === NOT_SENT) return { ok: false, problem: NOT_SENT };
@@ -71,7 +78,7 @@ export async function postEvent(target: PostTarget, body: Uint8Array, meta: Post
 }
 
 /** The request itself: headers and body written in one step once the socket is connected, the answer read to its end. */
-function send(target: PostTarget, raw: Buffer, meta: PostMeta, signal: AbortSignal, mayWrite: () => boolean): Promise<{ status: number; retryAfterHeader: string | null }> {
+function send(target: PostTarget, raw: Buffer, meta: PostMeta, signal: AbortSignal, mayWrite: () => boolean): Promise<{ status: number; retryAfterHeader: string | null; location?: string }> {
   return new Promise((resolve, reject) => {
     let url: URL;
     try {
@@ -106,7 +113,7 @@ function send(target: PostTarget, raw: Buffer, meta: PostMeta, signal: AbortSign
       res.on('data', () => undefined); // read to the end so the connection goes back to the pool
       res.once('end', () => {
         const header = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, retryAfterHeader: typeof header === 'string' ? header : null });
+        resolve({ status: res.statusCode ?? 0, retryAfterHeader: typeof header === 'string' ? header : null, location: res.headers.location });
       });
     });
     // node:http sends nothing before end(): headers and body leave together, right after the check.

@@ -1,9 +1,10 @@
 /**
  * Webhooks out: every ticket event (stream OMNI_EVENTS) POSTed to each configured URL, signed
  * (src/core/signature.ts), in order per ticket, retried with capped exponential backoff for as long
- * as `retryFor` allows, then parked on omni.dlq.webhook.<name> with the reason. Each webhook has
- * its own durable consumer, so a receiver that is down for an hour gets everything when it is
- * back, and one slow receiver never holds up another. One gateway replica at a time dispatches a
+ * as `retryFor` allows, then parked on omni.dlq.webhook.<name> with the reason (a redirect at once,
+ * since no retry changes it: webhook-park.ts). Each webhook has its own durable consumer, so a
+ * receiver that is down for an hour gets everything when it is back, and one slow receiver never
+ * holds up another. One gateway replica at a time dispatches a
  * webhook (lease `webhook.<name>`): two would deliver one ticket's events concurrently, out of
  * order; the others stand by and take over when the holder stops or dies.
  */
@@ -17,6 +18,7 @@ import { closeTerm, openTerm, type Term } from './webhook-takeover.js';
 import { ackFloor, rewindOrphans } from '../core/rewind.js';
 import { DoneSet } from './webhook-done.js';
 import { postEvent, type PostOutcome } from './webhook-post.js';
+import { parkEvent } from './webhook-park.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
@@ -324,10 +326,12 @@ export class WebhookDispatcher {
         return this.ackConfirmed(m);
       }
       if (this.term.signal.aborted) return this.settle(m, 'nak');
-      if (Date.now() - firstSeen > this.target.retryFor) {
+      // A redirect (outcome.permanent) is parked at once: every retry would be answered alike.
+      if (outcome.permanent || Date.now() - firstSeen > this.target.retryFor) {
         // Parking failed (NATS busy) is retried here: the lane stays held, so no newer event of
         // the ticket overtakes this one (a throw would nak it with a delay and let them pass).
-        if (!(await this.park(m, type, attempt, outcome.problem))) continue;
+        const parking = { bus: this.bus, log: this.log, webhook: this.target.name, pauseMs: this.target.backoffMax, signal: this.term.signal };
+        if (!(await parkEvent(parking, m, type, attempt, outcome))) continue;
         this.done.add(m.info.streamSequence);
         return this.settle(m, 'ack');
       }
@@ -338,24 +342,6 @@ export class WebhookDispatcher {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
       await sleep(delay, this.term.signal);
     }
-  }
-
-  /** Parks an event past its retry budget; false (after a pause) when the dead-letter stream did not take it. */
-  private async park(m: JsMsg, type: string, attempt: number, problem: string): Promise<boolean> {
-    try {
-      await this.bus.deadLetters.park({
-        source: 'webhook', scope: this.target.name, subject: m.subject, code: 'retries_exhausted',
-        reason: `retry budget exhausted after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${problem}`, payload: m.data,
-        meta: { type, sequence: String(m.info.streamSequence) },
-      });
-    } catch (err) {
-      this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'parking a webhook event failed; trying again');
-      await sleep(this.target.backoffMax, this.term.signal);
-      return false;
-    }
-    metrics.webhookParked.inc({ webhook: this.target.name });
-    this.log.error({ webhook: this.target.name, problem }, 'webhook delivery parked after the retry budget');
-    return true;
   }
 
   /**

@@ -70,9 +70,13 @@ export function callSignal(timeoutMs: number, stopping?: AbortSignal): AbortSign
  * the signed body on to whatever host the Location names.
  */
 export function redirectRefusal(res: Response): string | undefined {
-  if (res.status < 300 || res.status > 399) return undefined;
-  const location = res.headers.get('location');
-  return `answered ${res.status}, a redirect${location ? ` to ${whereTo(location, res.url)}` : ''}: not followed (it would drop the body or send it to another address); set the URL to the final address`;
+  return redirectAnswerRefusal(res.status, res.headers.get('location'), res.url);
+}
+
+/** redirectRefusal for an answer not read with fetch (node:http): its status, its Location and the URL that was asked. */
+export function redirectAnswerRefusal(status: number, location: string | null | undefined, requested: string): string | undefined {
+  if (status < 300 || status > 399) return undefined;
+  return `answered ${status}, a redirect${location ? ` to ${whereTo(location, requested)}` : ''}: not followed (it would drop the body or send it to another address); set the URL to the final address`;
 }
 
 /**

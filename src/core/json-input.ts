@@ -1,4 +1,4 @@
-import { isUtf8 } from 'node:buffer';
+import { charsetParameter, decodeJson, encodingOf } from './json-charset.js';
 import { duplicateKeyPath } from './json-duplicates.js';
 
 /**
@@ -53,30 +53,32 @@ export function parseJsonBounded(text: string, maxDepth = MAX_JSON_DEPTH): unkno
 }
 
 /**
- * A JSON request body from bytes, refused (JsonInputError) when it is not JSON, nests too deep,
- * is not UTF-8 or holds U+0000. Bytes that are not UTF-8 would otherwise become U+FFFD, silently,
- * and go on to a customer or the log as "��": the sender is told which field to fix instead.
+ * A JSON request body from bytes in `charset` (TextDecoder's name, from jsonMediaType; UTF-8 when
+ * none was declared), refused (JsonInputError) when it is not JSON, nests too deep, is not in its
+ * charset or holds U+0000. Bytes that are not of the charset would otherwise become U+FFFD,
+ * silently, and go on to a customer or the log as "��": the sender is told which field to fix instead.
  */
-export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
-  // A UTF-8 byte-order mark (what .NET, PowerShell and 1C senders often put first) is no part of
-  // the JSON; RFC 8259 lets a reader ignore it, and it was refused as "not valid JSON".
-  if (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf) raw = raw.subarray(3);
-  else if ((raw[0] === 0xff && raw[1] === 0xfe) || (raw[0] === 0xfe && raw[1] === 0xff)) {
-    throw new JsonInputError('body is UTF-16 (it starts with a UTF-16 byte-order mark): send JSON encoded as UTF-8');
-  } else if (raw.length >= 4 && ((raw[0] === 0 && raw[1] !== 0 && raw[2] === 0) || (raw[0] !== 0 && raw[1] === 0 && raw[3] === 0))) {
-    // "{" then a zero byte, or a zero byte then "{": JSON text in UTF-16 without a mark.
-    throw new JsonInputError('body looks like UTF-16 (every other byte is zero): send JSON encoded as UTF-8');
+export function parseJsonBody(raw: Buffer, charset?: string, maxDepth = MAX_JSON_DEPTH): unknown {
+  const decoded = decodeJson(raw, charset);
+  // The words for UTF-8 and undeclared UTF-16 name no header: NATS commands
+  // (router/commands.ts), which have none, get them too.
+  if ('utf16' in decoded) {
+    const why = decoded.utf16 === 'mark' ? 'is UTF-16 (it starts with a UTF-16 byte-order mark)' : 'looks like UTF-16 (every other byte is zero)';
+    throw new JsonInputError(`body ${why}: send JSON encoded as UTF-8`);
   }
-  const text = raw.toString('utf8');
-  if (!isUtf8(raw)) {
+  const { text } = decoded;
+  if (!decoded.valid) {
+    const utf8 = decoded.charset === 'utf-8';
+    const name = utf8 ? 'UTF-8' : decoded.charset;
+    const advice = utf8 ? 'send JSON encoded as UTF-8' : `send it in ${name}, as Content-Type says, or as UTF-8`;
     let value: unknown;
     try {
       value = parseJsonBounded(text, maxDepth);
     } catch {
-      throw new JsonInputError('body is not valid UTF-8 (and not valid JSON): send JSON encoded as UTF-8');
+      throw new JsonInputError(`body is not valid ${name} (and not valid JSON): ${advice}`);
     }
     const at = pathWhere(value, (s) => s.includes('\ufffd')) ?? 'body';
-    throw new JsonInputError(`${at}: not valid UTF-8 (bytes of another encoding?): send JSON encoded as UTF-8`, 'text', at);
+    throw new JsonInputError(`${at}: not valid ${name} (bytes of another encoding?): ${advice}`, 'text', at);
   }
   const value = parseJsonBounded(text, maxDepth);
   const twice = duplicateKeyPath(text);
@@ -86,7 +88,7 @@ export function parseJsonBody(raw: Buffer, maxDepth = MAX_JSON_DEPTH): unknown {
   }
   const nul = nulAt(value);
   if (nul) throw new JsonInputError(`${nul}: contains a NUL character (U+0000)`, 'text', nul);
-  // Only a \uD800–\uDFFF escape can make one: UTF-8 that passed isUtf8 holds none.
+  // Only a \uD800–\uDFFF escape can make one: text that decoded without a fault holds none.
   const lone = LONE_SURROGATE_ESCAPE.test(text) ? pathWhere(value, (v) => LONE_SURROGATE.test(v)) : undefined;
   if (lone) throw new JsonInputError(`${lone}: contains half of a UTF-16 surrogate pair (a \\uD800–\\uDFFF escape without its other half), which is no character`, 'text', lone);
   // JSON.parse reads 1e400 as Infinity, which JSON cannot carry on: passed to the router it became
@@ -167,16 +169,28 @@ export function jsonOrUndefined(bytes: Uint8Array): unknown {
 }
 
 /**
- * Why a request's `Content-Type` is refused for a JSON body, or undefined when it is not: JSON
- * (`application/json`, `application/*+json`), none at all, or `text/plain` (what `fetch` sends for
- * a string body, and what a browser form posts JSON as to spare itself a CORS preflight). A form
- * (`curl -d` without a header) or a multipart body was refused as "not valid JSON" when it did not
- * parse, which sent the caller looking at the body, and accepted when it happened to.
+ * What a request's `Content-Type` says of a JSON body: why it is refused, or the charset to read it
+ * in (TextDecoder's name; none: UTF-8). Read as JSON: JSON (`application/json`,
+ * `application/*+json`), none at all, or `text/plain` (what `fetch` sends for a string body, and
+ * what a browser form posts JSON as to spare itself a CORS preflight). A form (`curl -d` without a
+ * header) or a multipart body was refused as "not valid JSON" when it did not parse, which sent the
+ * caller looking at the body, and accepted when it happened to. A charset no decoder here knows is
+ * refused too: guessing would store the text garbled.
  */
-export function jsonMediaTypeRefusal(header: string | string[] | undefined): string | undefined {
-  if (header === undefined) return undefined;
+export function jsonMediaType(header: string | string[] | undefined): { refusal?: string; charset?: string } {
+  if (header === undefined) return {};
   const type = String(header).split(';')[0]!.trim().toLowerCase();
-  if (type === '' || type === 'application/json' || type === 'text/json' || type === 'text/plain' || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type)) return undefined;
-  const given = type.slice(0, 60).replace(/[^\x20-\x7e]/g, '?');
-  return `Content-Type: ${given} is not accepted: send the body as application/json (curl: -H 'content-type: application/json')`;
+  if (!(type === '' || type === 'application/json' || type === 'text/json' || type === 'text/plain' || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type))) {
+    return { refusal: `Content-Type: ${printable(type)} is not accepted: send the body as application/json (curl: -H 'content-type: application/json')` };
+  }
+  const label = charsetParameter(String(header));
+  if (label === undefined) return {};
+  const charset = encodingOf(label);
+  if (charset) return { charset };
+  return { refusal: `Content-Type: charset=${printable(label)} is not a charset this server reads: send JSON as UTF-8 (charset=utf-8), or in a charset such as windows-1251, koi8-r, ibm866 or utf-16le` };
+}
+
+/** A header's value as a refusal may quote it: bounded, printable ASCII. */
+function printable(value: string): string {
+  return value.slice(0, 60).replace(/[^\x20-\x7e]/g, '?');
 }

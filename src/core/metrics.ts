@@ -33,7 +33,7 @@ export const metrics = {
   routingErrors: new Counter({ name: 'omnigate_routing_errors_total', help: 'Routing attempts that failed and were retried', registers: [registry] }),
   consumerLag: new Gauge({ name: 'omnigate_consumer_lag', help: 'Messages not yet acknowledged by a durable consumer', labelNames: ['consumer'], registers: [registry] }),
   webhookRetries: new Counter({ name: 'omnigate_webhook_retries_total', help: 'Webhook deliveries retried', labelNames: ['webhook'], registers: [registry] }),
-  webhookParked: new Counter({ name: 'omnigate_webhook_parked_total', help: 'Webhook deliveries parked after the retry budget', labelNames: ['webhook'], registers: [registry] }),
+  webhookParked: new Counter({ name: 'omnigate_webhook_parked_total', help: 'Webhook deliveries parked: after the retry budget, or at once for a redirect', labelNames: ['webhook'], registers: [registry] }),
   readModelLag: new Gauge({ name: 'omnigate_read_model_lag', help: 'Ticket-log entries (OMNI_LOG) not yet applied to the SQL read model (sampled by the replica applying them)', registers: [registry] }),
   embeddedNatsRestarts: new Counter({ name: 'omnigate_embedded_nats_restarts_total', help: "Restarts of the embedded nats-server because its JetStream stopped answering (silent) or turned itself off (off), as a full disk leaves it", labelNames: ['reason'], registers: [registry] }),
   logLinesDropped: new Counter({ name: 'omnigate_log_lines_dropped_total', help: 'Log lines dropped because stdout was not taking them (over 16 MB waiting)', registers: [registry] }),

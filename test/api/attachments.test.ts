@@ -1,10 +1,11 @@
 /**
- * Attachments through the API against a real object store: upload as the raw body or as
- * multipart, replies with files as multipart parts, inline base64 or uploaded references, the
+ * Attachments through the API against a real object store: upload as the raw body (typed by its
+ * first bytes when the request says nothing of its type) or as multipart, replies with files as multipart parts, inline base64 or uploaded references, the
  * channel receiving the references, downloads streamed back byte for byte (also for files that
  * arrived from a customer), and the size limits.
  */
 import { createHash } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, READER, post, startApiHarness, until, type ApiHarness } from './support.js';
 
@@ -81,6 +82,42 @@ describe('POST /v1/attachments', () => {
     const mimeParam = await fetch(`${h.gw.httpUrl}/v1/attachments?name=a.html&mimeType=text/html`, { method: 'POST', headers: { ...auth(), 'content-type': 'text/plain' }, body: 'x' });
     expect(mimeParam.status).toBe(400);
     expect(((await mimeParam.json()) as any).error).toMatchObject({ code: 'invalid_request', field: 'mimeType', message: expect.stringContaining('unknown query parameter "mimeType"') });
+  });
+
+  it('types an upload that says nothing (no Content-Type, or the form type curl sends) by its first bytes, else octet-stream', async () => {
+    const zip = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.from('[Content_Types].xml')]);
+    const files: Array<[name: string, bytes: Buffer, type: string]> = [
+      ['счёт.pdf', Buffer.from('%PDF-1.7\n%âãÏÓ\n1 0 obj'), 'application/pdf'],
+      ['logo.png', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d]), 'image/png'],
+      ['фото.jpg', Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46]), 'image/jpeg'],
+      ['a.gif', Buffer.from('GIF89a\x01\x00'), 'image/gif'],
+      ['voice.ogg', Buffer.from('OggS\x00\x02 OpusHead'), 'audio/ogg'],
+      ['акт.docx', zip, 'application/vnd.openxmlformats-officedocument.wordprocessingml.document'],
+      ['отчёт.XLSX', zip, 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'],
+      ['архив.zip', zip, 'application/zip'],
+      ['readme.docx', Buffer.from('not a zip at all'), 'application/octet-stream'], // the name alone is no proof
+      ['dump.bin', Buffer.from([0x00, 0x01, 0x02, 0x03]), 'application/octet-stream'],
+    ];
+    // What `curl --data-binary @file` sends without -H, and nothing at all (node:http sets no type).
+    for (const contentType of ['application/x-www-form-urlencoded', undefined]) {
+      for (const [name, bytes, type] of files) {
+        const status = await new Promise<{ code: number; body: any }>((resolve, reject) => {
+          const req = request(`${h.gw.httpUrl}/v1/attachments?name=${encodeURIComponent(name)}`, { method: 'POST', headers: { ...auth(), 'content-length': String(bytes.length), ...(contentType ? { 'content-type': contentType } : {}) } }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ code: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) }));
+          });
+          req.on('error', reject);
+          req.end(bytes);
+        });
+        expect(status.code, `${name} as ${contentType}`).toBe(201);
+        expect(status.body.mimeType, `${name} as ${contentType}`).toBe(type);
+        expect((await download(status.body.ref)).headers.get('content-type')).toBe(type);
+      }
+    }
+    // A type the client gave is kept, even when the bytes look like something else.
+    const declared = await fetch(`${h.gw.httpUrl}/v1/attachments?name=a.txt`, { method: 'POST', headers: { ...auth(), 'content-type': 'text/plain; charset=utf-8' }, body: Buffer.from('%PDF-1.7') });
+    expect(((await declared.json()) as any).mimeType).toBe('text/plain');
   });
 
   it('refuses a multipart text field given twice (the last one won without a word)', async () => {

@@ -65,4 +65,24 @@ describe('postEvent', () => {
     expect(slow).toEqual({ ok: false, problem: 'receiver unreachable: no answer within 300 ms' });
     answer = (res) => res.writeHead(200).end('ok');
   });
+
+  it('a redirect is a permanent failure, named by scheme://host:port only (a path or query may hold a secret)', async () => {
+    const cut = new AbortController().signal;
+    for (const status of [301, 302, 307, 308]) {
+      answer = (res) => res.writeHead(status, { location: 'https://crm:pa55@hooks.example.ru:8443/t/s3cr3t-path?token=s3cr3t-query' }).end();
+      const outcome = await postEvent(target(), body, { type: 'ticket.message', seq: 20, token: 1 }, cut);
+      expect(outcome).toEqual({
+        ok: false, permanent: `http_${status}`,
+        problem: `receiver answered ${status}, a redirect to https://hooks.example.ru:8443 (path, query and credentials not shown): not followed (it would drop the body or send it to another address); set the URL to the final address (webhooks[].url)`,
+      });
+    }
+    // On the same host: only whether it is the trailing slash.
+    answer = (res) => res.writeHead(308, { location: '/hook/' }).end();
+    expect(await postEvent(target(), body, { type: 'ticket.message', seq: 21, token: 1 }, cut)).toMatchObject({ permanent: 'http_308', problem: expect.stringContaining('a redirect to the same path with its trailing slash added or taken off') });
+    answer = (res) => res.writeHead(302, { location: '/other/s3cr3t' }).end();
+    const other = await postEvent(target(), body, { type: 'ticket.message', seq: 22, token: 1 }, cut);
+    expect(other).toMatchObject({ permanent: 'http_302', problem: expect.stringContaining('another path on the same host (not shown') });
+    expect(JSON.stringify(other)).not.toContain('s3cr3t');
+    answer = (res) => res.writeHead(200).end('ok');
+  });
 });

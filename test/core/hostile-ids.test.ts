@@ -6,7 +6,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRefusedByClient } from '../../src/connectors/intake.js';
-import { decodeBase64Strict, jsonDepth, jsonMediaTypeRefusal, parseJsonBody, parseJsonBounded } from '../../src/core/json-input.js';
+import { decodeBase64Strict, jsonDepth, jsonMediaType, parseJsonBody, parseJsonBounded } from '../../src/core/json-input.js';
 import { InboundEvent, describeZodError } from '../../src/core/schema.js';
 import { chatMessage } from '../helpers/events.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
@@ -66,9 +66,9 @@ describe('untrusted JSON and base64', () => {
   });
 
   it('takes JSON, text/plain or no Content-Type for a JSON body; names any other', () => {
-    for (const fine of [undefined, '', 'application/json', 'text/json', 'Application/JSON; charset=utf-8', 'text/plain;charset=UTF-8', 'application/problem+json']) expect(jsonMediaTypeRefusal(fine), String(fine)).toBeUndefined();
-    expect(jsonMediaTypeRefusal('application/x-www-form-urlencoded')).toBe("Content-Type: application/x-www-form-urlencoded is not accepted: send the body as application/json (curl: -H 'content-type: application/json')");
-    expect(jsonMediaTypeRefusal(`multipart/${'x'.repeat(300)}\u0007`)!.length).toBeLessThan(200);
+    for (const fine of [undefined, '', 'application/json', 'text/json', 'Application/JSON; charset=utf-8', 'text/plain;charset=UTF-8', 'application/problem+json']) expect(jsonMediaType(fine).refusal, String(fine)).toBeUndefined();
+    expect(jsonMediaType('application/x-www-form-urlencoded').refusal).toBe("Content-Type: application/x-www-form-urlencoded is not accepted: send the body as application/json (curl: -H 'content-type: application/json')");
+    expect(jsonMediaType(`multipart/${'x'.repeat(300)}\u0007`).refusal!.length).toBeLessThan(200);
   });
 
   it('measures depth without parsing, ignoring brackets inside strings', () => {

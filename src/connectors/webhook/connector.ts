@@ -5,7 +5,7 @@ import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
 import { MimeType, PrintableId, UNREAL_OFFSET, describeZodError, realOffset, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
-import { JsonInputError, decodeBase64Strict, jsonMediaTypeRefusal, parseJsonBody } from '../../core/json-input.js';
+import { JsonInputError, decodeBase64Strict, jsonMediaType, parseJsonBody } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
 import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type PublishResult, type SendAttempt, type SendResult } from '../contract.js';
@@ -132,14 +132,15 @@ export class WebhookConnector implements Connector {
       await this.ctx.deadLetter(`webhook body refused: ${encoding}`, req.rawBody);
       return { status: 415, body: { error: 'unsupported_encoding', message: encoding, field: 'Content-Encoding' } };
     }
-    const mediaType = jsonMediaTypeRefusal(req.headers['content-type']);
-    if (mediaType) {
-      await this.ctx.deadLetter(`webhook body refused: ${mediaType}`, req.rawBody);
-      return { status: 415, body: { error: 'unsupported_media_type', message: mediaType, field: 'Content-Type' } };
+    // The charset Content-Type names is the one the body is read in (windows-1251 from 1C).
+    const { refusal, charset } = jsonMediaType(req.headers['content-type']);
+    if (refusal) {
+      await this.ctx.deadLetter(`webhook body refused: ${refusal}`, req.rawBody);
+      return { status: 415, body: { error: 'unsupported_media_type', message: refusal, field: 'Content-Type' } };
     }
     let json: unknown;
     try {
-      json = parseJsonBody(req.rawBody);
+      json = parseJsonBody(req.rawBody, charset);
     } catch (err) {
       const refused = err instanceof JsonInputError ? err : new JsonInputError('body is not valid JSON');
       await this.ctx.deadLetter(`webhook body ${refused.kind === 'json' ? 'refused' : 'invalid'}: ${refused.message}`, req.rawBody);

@@ -1,6 +1,7 @@
 /**
  * The webhook channel's edges, run on the connector itself: a compressed body is refused naming
- * Content-Encoding (it was "not valid UTF-8"), a form naming Content-Type, and a callback that cannot be reached is recorded
+ * Content-Encoding (it was "not valid UTF-8"), a form naming Content-Type, a body in windows-1251
+ * is read as such when declared (a charset it cannot read is named), and a callback that cannot be reached is recorded
  * with the network's cause and host:port (it was "callback unreachable: fetch failed").
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,8 @@ import { TransientDeliveryError } from '../../../src/core/errors.js';
 import type { RawRequest, RawResponse } from '../../../src/core/http.js';
 import type { ConnectorContext } from '../../../src/connectors/contract.js';
 import type { OutboundMessage } from '../../../src/core/schema.js';
+import { sign } from '../../../src/core/signature.js';
+import { encodeIn } from '../../helpers/charsets.js';
 
 const SECRET = 'site-secret-0123456789';
 
@@ -80,6 +83,30 @@ describe('webhook intake: Content-Type', () => {
     for (const type of ['application/json; charset=utf-8', 'text/plain;charset=UTF-8', 'application/vnd.api+json', '']) {
       expect((await post(body, { 'content-type': type })).status, type).toBe(202);
     }
+  });
+});
+
+describe('webhook intake: charset', () => {
+  const json = JSON.stringify({ messageId: 'cp-1', sender: { id: 'olga@client.ru', name: 'Ольга Ёлкина' }, text: 'Заказ не пришёл' });
+
+  it('reads the body in the charset Content-Type declares (1C: windows-1251; KOI8-R), HMAC over the bytes as sent', async () => {
+    for (const charset of ['windows-1251', 'koi8-r']) {
+      const { c, post, published } = connector();
+      await c.start();
+      const raw = encodeIn(json, charset);
+      const res = await post(raw, { authorization: '', 'x-omnigate-signature': sign(SECRET, raw), 'content-type': `application/json; charset=${charset}` });
+      expect(res.status, charset).toBe(202);
+      expect(published[0], charset).toMatchObject({ text: 'Заказ не пришёл', sender: { displayName: 'Ольга Ёлкина' } });
+    }
+  });
+
+  it('refuses a charset it cannot read with 415 naming Content-Type and the charset, parked, never published', async () => {
+    const { c, post, letters, published } = connector();
+    await c.start();
+    const res = await post(Buffer.from(json), { 'content-type': 'application/json; charset=x-klingon' });
+    expect(res).toEqual({ status: 415, body: { error: 'unsupported_media_type', field: 'Content-Type', message: expect.stringMatching(/^Content-Type: charset=x-klingon is not a charset this server reads/) } });
+    expect(letters).toEqual([expect.stringMatching(/^webhook body refused: Content-Type: charset=x-klingon/)]);
+    expect(published).toEqual([]);
   });
 });
 
