@@ -257,14 +257,32 @@ function encodeCursor(t: { updatedAt: string; id: string }): string {
   return Buffer.from(JSON.stringify([t.updatedAt, t.id])).toString('base64url');
 }
 
+/**
+ * A cursor back as encodeCursor wrote it, or undefined. Checked to the letter: one made by hand
+ * with `"1"` for the time (Date.parse takes it, PostgreSQL does not) or a NUL in the id reached
+ * SQL and answered 500.
+ */
 function decodeCursor(c: string): { updatedAt: string; id: string } | undefined {
   try {
     const [updatedAt, id] = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as [string, string];
-    return typeof updatedAt === 'string' && typeof id === 'string' && !Number.isNaN(Date.parse(updatedAt)) ? { updatedAt, id } : undefined;
+    if (typeof updatedAt !== 'string' || typeof id !== 'string' || !ISSUED_ID.test(id)) return undefined;
+    return isCalendarTime(updatedAt) ? { updatedAt, id } : undefined;
   } catch {
     return undefined;
   }
 }
+
+const ISSUED_TIME = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/** An ISO time whose day is one of its month's: Date.parse takes 2026-02-30 (as 2 March), PostgreSQL refuses it. */
+function isCalendarTime(text: string): boolean {
+  const m = ISSUED_TIME.exec(text);
+  if (!m) return false;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return month >= 1 && month <= 12 && day >= 1 && new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day;
+}
+/** A ticket id as the router makes them (prefix, dash, number), with room for prefixes of other deployments. */
+const ISSUED_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 /**
  * A ticket's log for the API, with `unreadable` (sequence and why) when the log subject holds

@@ -144,6 +144,13 @@ describe('GET /v1/tickets', () => {
     } while (cursor);
     expect(pages).toBeGreaterThanOrEqual(3);
     expect(new Set(seen).size).toBe(seen.length);
+    // A cursor made by hand is refused, not a 500 from SQL (a NUL in the id, a time PostgreSQL does not read).
+    const forged = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    for (const bad of [forged(['2026-12-07T02:03:27.476Z', 'T-1311\u0000']), forged(['1', 'x']), forged(['2026-12-07', 'T-1']), forged(['2026-02-30T00:00:00Z', 'T-1']), forged(['2026-12-07T24:00:00Z', 'T-1']), 'not-base64!', forged({ a: 1 })]) {
+      const refused = await h.api(`/v1/tickets?cursor=${bad}`);
+      expect(refused.status, bad).toBe(400);
+      expect(refused.body.error).toMatchObject({ field: 'cursor', message: 'cursor is not one this API issued' });
+    }
     for (const id of ids) expect(seen).toContain(id);
     expect(seen[0]).toBe(ids[0]); // most recently updated first
   });
