@@ -58,6 +58,8 @@ interface CheckDef {
   check?: string;
   format?: string;
   pattern?: RegExp;
+  /** An `overwrite` check's rewrite. */
+  tx?: (value: string) => unknown;
   minimum?: number;
   maximum?: number;
   length?: number;
@@ -137,6 +139,8 @@ function stringCheck(def: Def): Check {
     else if (c.check === 'length_equals' && c.length !== undefined) tests.push(lengthIs(c.length));
     // A pattern is the whole test for these two formats; others (url, email, jwt…) test more.
     else if (c.check === 'string_format' && (c.format === 'regex' || c.format === 'datetime') && c.pattern instanceof RegExp) tests.push(matches(c.pattern));
+    // A rewrite that leaves the string as it is (a name without direction overrides): zod returns it unchanged.
+    else if (c.check === 'overwrite' && typeof c.tx === 'function') tests.push(unchangedBy(c.tx));
     else return never;
   }
   return (v) => {
@@ -160,6 +164,10 @@ function codePoints(s: string): number {
     }
   }
   return count;
+}
+
+function unchangedBy(tx: (s: string) => unknown): (s: string) => boolean {
+  return (s) => tx(s) === s;
 }
 
 function matches(pattern: RegExp): (s: string) => boolean {

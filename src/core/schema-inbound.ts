@@ -5,11 +5,13 @@
  */
 import { z } from 'zod';
 import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+import { withoutDirectionControls } from './display-text.js';
 
 export const Identity = z.object({
   /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */
   id: PrintableId(1024),
-  displayName: z.string().optional(),
+  /** Direction overrides taken out (display-text.ts): they disguised one name as another in agents' screens. */
+  displayName: z.string().overwrite(withoutDirectionControls).optional(),
   /** Ways to reach or recognise the person: { email, username, phone, jid, ... }. */
   handles: z.record(z.string(), z.string()).default({}),
   language: z.string().optional(),
@@ -99,6 +101,12 @@ export const InboundMessage = z.object({
    * Cloud API: 24 hours after this message); absent where there is no such limit.
    */
   replyWindowEndsAt: IsoTime.optional(),
+  /**
+   * The customer's own title for the message, where the channel has one: a web form's subject
+   * (the webhook channel's `subject`). Mail keeps it in `email.subject`. Helpdesks title their
+   * tickets with it; absent elsewhere.
+   */
+  subject: z.string().max(1000).overwrite(withoutDirectionControls).optional(),
   text: z.string().default(''),
   /** Full body before quote/signature trimming (email). */
   fullText: z.string().optional(),

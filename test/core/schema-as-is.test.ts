@@ -198,6 +198,11 @@ describe('asIs', () => {
     expect(inboundAsIs(JSON.parse(JSON.stringify(chat).replace('"handles":{}', '"handles":{"__proto__":"x"}')))).toBe(false);
     expect(inboundAsIs(null)).toBe(false);
     expect(inboundAsIs([chat])).toBe(false);
+    // A name zod rewrites (direction overrides taken out) is zod's; one it leaves alone is vouched for.
+    const named = (displayName: string) => ({ ...chat, sender: { ...(chat as InboundEventT).sender, displayName } });
+    expect(inboundAsIs(named('\u202eПётр'))).toBe(false);
+    expect((InboundEvent.parse(named('\u202eПётр')) as InboundEventT & { sender: { displayName: string } }).sender.displayName).toBe('Пётр');
+    expect(inboundAsIs(named('Пётр'))).toBe(true);
   });
 
   it('says no to what it cannot read off a definition, so zod decides', () => {

@@ -134,6 +134,19 @@ describe('zammad helpdesk adapter', () => {
     expect(zammad.deliveries.filter((d) => d.body.ticket.id === zt.id)).toHaveLength(0);
   });
 
+  it('titles a ticket by what the customer wrote, not by «Здравствуйте!», and shows a name as it is written', async () => {
+    const gw = await gateway();
+    // A direction override made "\u202eавлО" display as "Олва" in Zammad: taken out at the edge.
+    api.push(message(7101, { text: 'Здравствуйте!\n\nНе проходит оплата заказа 48213', from: { id: 7101, is_bot: false, first_name: '\u202eОльга\u202c', last_name: 'Смирнова' } }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7101', 20_000);
+    const zt = await zammadTicketOf(created.ticketId);
+    expect(zt.title).toBe(`Не проходит оплата заказа 48213 [${created.ticketId}]`);
+    expect(zammad.users.find((u) => u.id === zt.customer_id)).toMatchObject({ firstname: 'Ольга', lastname: 'Смирнова' });
+    // Only a greeting: the greeting it is.
+    const { zt: greeting, ticketId } = await openTicket(gw, 7102, 'Добрый день!');
+    expect(greeting.title).toBe(`Добрый день! [${ticketId}]`);
+  });
+
   it("takes an agent's public answer to the Telegram chat once, keeps an internal note internal, and mirrors a state change", async () => {
     const gw = await gateway();
     const { ticketId, zt } = await openTicket(gw, 7002, 'Где мой заказ?');

@@ -188,6 +188,7 @@ export class WebhookConnector implements Connector {
           type: 'message.inbound',
           id,
           conversation: { ...conversation, title: m.subject },
+          subject: m.subject,
           sender,
           text: m.text,
           html: m.html,

@@ -24,6 +24,7 @@ import type { Attachment, LogEntry, TicketEvent } from '../../core/schema.js';
 import { HelpdeskRefusedError, HelpdeskUnavailableError, firstMessageOf, type ApplyContext, type ApplyOutcome, type ExternalTicket } from '../contract.js';
 import { RtRefusedError, RtUnavailableError, type RtAttachmentInput, type RtClient, type RtMessageInput } from './client.js';
 import { DEFAULT_STATUS_TO_RT, type RequestTrackerOptions } from './options.js';
+import { cutToChars, headlineOf } from '../headline.js';
 
 type Inbound = Extract<LogEntry, { kind: 'inbound' }>['event'];
 
@@ -231,12 +232,9 @@ export class RtWriter {
 }
 
 function subjectOf(event: TicketEvent, entry: Inbound | undefined): string {
-  // Cut by characters, not UTF-16 units: half an emoji is not text RT's database takes.
-  const cut = (text: string, max: number, keep: number) => ([...text].length > max ? `${[...text].slice(0, keep).join('')}…` : text);
   if (entry?.email?.subject) return [...entry.email.subject].slice(0, 200).join('');
   const who = event.contact?.displayName ?? entry?.sender.displayName ?? event.contact?.id ?? 'customer';
-  const firstLine = (entry?.text ?? '').split('\n')[0]!.trim();
-  const head = cut(firstLine, 60, 57);
+  const head = cutToChars(headlineOf(entry), 58);
   return `${event.channel}: ${who}${head ? ` — ${head}` : ''}`;
 }
 

@@ -22,6 +22,7 @@ import {
 import { ZammadClient, type NewAttachment, type ZammadTicket, type ZammadUser } from './client.js';
 import type { ZammadOptions } from './index.js';
 import { ZammadIntake, htmlToText } from './intake.js';
+import { cutToChars, headlineOf } from '../headline.js';
 
 type Inbound = Extract<LogEntry, { kind: 'inbound' }>['event'];
 
@@ -292,10 +293,5 @@ function articleBody(e: Inbound, noText: string): { body: string; content_type: 
 }
 
 function titleOf(event: TicketEvent, first?: Inbound): string {
-  const subject = first?.email?.subject;
-  const line = (subject || first?.text.split('\n')[0] || '').trim();
-  // Cut by characters, not UTF-16 units: half an emoji is not text Zammad's database takes.
-  const chars = [...line];
-  const short = chars.length > 80 ? `${chars.slice(0, 79).join('')}…` : line;
-  return `${short || `${event.channel} conversation`} [${event.ticketId}]`;
+  return `${cutToChars(headlineOf(first), 80) || `${event.channel} conversation`} [${event.ticketId}]`;
 }

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { cutToChars, headlineOf } from '../../src/helpdesks/headline.js';
+import { withoutDirectionControls } from '../../src/core/display-text.js';
+
+describe('helpdesk ticket headline', () => {
+  it("is the customer's own subject, then the first line that is more than a greeting", () => {
+    expect(headlineOf({ subject: 'Счёт № 17 — ошибка 💥', text: 'Здравствуйте!\nТекст' })).toBe('Счёт № 17 — ошибка 💥');
+    expect(headlineOf({ email: { subject: 'Re: заказ' } as never, text: 'Здравствуйте!' })).toBe('Re: заказ');
+    for (const greeting of ['Здравствуйте!', 'Добрый день,', 'Доброе утро, Анна!', 'Привет)', 'Hello team,', 'Добрый вечер.', 'Доброго времени суток!']) {
+      expect(headlineOf({ text: `${greeting}\n\nНе приходит чек` }), greeting).toBe('Не приходит чек');
+    }
+    expect(headlineOf({ text: 'Здравствуйте, у меня не проходит оплата' })).toBe('Здравствуйте, у меня не проходит оплата');
+    expect(headlineOf({ text: 'Здравствуйте!' })).toBe('Здравствуйте!');
+    expect(headlineOf({ text: '' })).toBe('');
+    expect(headlineOf(undefined)).toBe('');
+  });
+
+  it('is cut by characters, never inside an emoji', () => {
+    expect(cutToChars('😀'.repeat(100), 80)).toBe(`${'😀'.repeat(79)}…`);
+    expect(cutToChars('коротко', 80)).toBe('коротко');
+  });
+
+  it('names lose their direction overrides and isolates, not the marks a right-to-left name needs', () => {
+    expect(withoutDirectionControls('\u202eПётр\u202c <script>')).toBe('Пётр <script>');
+    expect(withoutDirectionControls('\u2067שלום\u2069')).toBe('שלום');
+    expect(withoutDirectionControls('\u200fשלום')).toBe('\u200fשלום');
+  });
+});
