@@ -103,8 +103,12 @@ export async function startRouting(into: Routing, d: RoutingDeps): Promise<void>
   router.onLowRating = (t, rating) => watcher.lowRating(t, rating);
 }
 
-/** How long the first ticket number of a new NATS store waits for the read model (once per store). */
-const NUMBER_FLOOR_WAIT_MS = 5000;
+/**
+ * How long the first ticket number of a new NATS store waits for a read model that may hold
+ * history (once per store): an existing PGlite directory opens in a second or two, PostgreSQL at
+ * once, but on a loaded host either may take longer, and giving up is what risks a number twice.
+ */
+const NUMBER_FLOOR_WAIT_MS = 20_000;
 
 /**
  * The highest ticket number the read model holds (router/ticket-numbers.ts numberBase), asked once, when a
@@ -114,6 +118,9 @@ const NUMBER_FLOOR_WAIT_MS = 5000;
  * risks.
  */
 async function ticketNumberFloor(readModel: ReadModel, log: Logger): Promise<number> {
+  // A first start: PGlite's initdb may take half a minute on a small host, and there is nothing
+  // in it to read (the warning below was a false alarm on every new embedded deployment).
+  if (readModel.startedEmpty) return 0;
   try {
     return await untilAborted(readModel.database().then(highestTicketNumber), AbortSignal.timeout(NUMBER_FLOOR_WAIT_MS));
   } catch (err) {

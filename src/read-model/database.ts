@@ -4,6 +4,7 @@
  * Everything above this file speaks PostgreSQL SQL with $1-style parameters and never learns which
  * engine answers.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, writeFile, access } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
@@ -141,6 +142,14 @@ class PgliteDatabase implements Database {
 
 /** Written once PGlite's initdb finished: a directory without it holds a first start cut short. */
 const INITIALISED = '.omnigate-initialised';
+
+/**
+ * Whether the embedded database is known to hold nothing yet: PGlite whose directory was never
+ * initialised. PostgreSQL may hold anything: false.
+ */
+export function surelyEmpty(o: DatabaseOptions): boolean {
+  return !o.url && !existsSync(join(o.dataDir, INITIALISED));
+}
 /** Suffix of the directory an initdb writes into before it is moved into place. */
 const STAGING = '.initdb-';
 

@@ -12,7 +12,7 @@ import type { Supervisor } from '../core/supervisor.js';
 import { mergeContacts } from './contacts.js';
 import { setMaxListeners } from 'node:events';
 import { sleep, untilAborted } from '../core/sleep.js';
-import { openDatabase, type Database, type DatabaseOptions } from './database.js';
+import { openDatabase, surelyEmpty, type Database, type DatabaseOptions } from './database.js';
 import { migrate } from './migrations.js';
 import { Projection, type ProjectionOptions, type ProjectionStatus } from './projection.js';
 import * as q from './queries.js';
@@ -45,6 +45,8 @@ export class ReadModel {
   /** Ends an open in progress when the gateway stops. */
   private readonly stopping = new AbortController();
   readonly projection: Projection;
+  /** The embedded database had never been initialised when this process started: it holds no history. */
+  readonly startedEmpty: boolean;
 
   /**
    * Returns at once: the database is opened and migrated by the projection's first run (a new
@@ -57,6 +59,7 @@ export class ReadModel {
     private readonly log: Logger,
     supervisor: Supervisor,
   ) {
+    this.startedEmpty = surelyEmpty(o);
     this.projection = new Projection(bus, () => this.database(), log, o, supervisor);
     // Every caller waiting for the open listens to it (database()); an initdb of seconds under API
     // traffic would pass Node's default of 10 listeners and warn of a leak that is none.

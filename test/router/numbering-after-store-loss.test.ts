@@ -12,13 +12,16 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { postgresDatabase, type TestPostgres } from '../helpers/sql.js';
+import { testTempDir } from '../helpers/temp-dirs.js';
 
 let nats: TestNats;
 let pg: TestPostgres;
+let fresh: TestNats | undefined;
 const gateways: TestGateway[] = [];
 afterAll(async () => {
   for (const g of gateways) await g.stop().catch(() => undefined);
   await nats?.stop();
+  await fresh?.stop();
   await pg?.drop();
 });
 
@@ -49,5 +52,16 @@ describe('ticket numbers after the NATS store was lost', () => {
     const created = await after.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'new-customer');
     expect(created.ticketId).toBe('T-1004');
     expect(after.logs.some((l) => l.includes('ticket numbering starts over in NATS') && l.includes('"readModelHighest":1003'))).toBe(true);
+  }, 180_000);
+
+  it('on a first start with the embedded database, start as configured at once and raise no alarm (its initdb held nothing to read)', async () => {
+    // A NATS store with no numbering yet and a PGlite directory never initialised.
+    fresh = await startNats();
+    const gw = await startGateway({ database: { dataDir: join(testTempDir('omnigate-first-start-'), 'sql') } }, { nats: fresh });
+    gateways.push(gw);
+    await publishEvent(gw.nc, chatMessage({ chat: 'first-ever' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'first-ever');
+    expect(created.ticketNumber).toBeGreaterThan(0);
+    expect(gw.logs.filter((l) => l.includes('did not say which ticket numbers'))).toEqual([]);
   }, 180_000);
 });
