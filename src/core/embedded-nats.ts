@@ -11,6 +11,7 @@ import { mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { ensureDataDir } from './data-dir.js';
 import { isInstanceId } from './holder.js';
 import { findLeftovers, stopLeftover } from './nats-leftovers.js';
 import { backoffMs, sleep } from './sleep.js';
@@ -100,6 +101,7 @@ export class EmbeddedNats {
     const dataDir = resolve(this.o.dataDir);
     this.storeDir = join(dataDir, 'jetstream');
     this.pidFile = join(dataDir, 'nats-server.pid');
+    await ensureDataDir(dataDir, 'nats.embedded.dataDir');
     await mkdir(this.storeDir, { recursive: true });
     // Held until stop() or process death: no second gateway, so no second server, on this store.
     this.lock = await acquireDataDirLock(dataDir);

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import pg from 'pg';
 import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
+import { ensureDataDir } from '../core/data-dir.js';
 import { PgliteWorker, initialisePglite } from './pglite-thread.js';
 
 export interface Queryable {
@@ -74,7 +75,7 @@ class PgliteDatabase implements Database {
    * The database itself runs on a worker thread (pglite-worker.mjs says why).
    */
   static async open(dataDir: string, signal?: AbortSignal): Promise<PgliteDatabase> {
-    await mkdir(dataDir, { recursive: true });
+    await ensureDataDir(dataDir, 'database.dataDir');
     const lock = await acquireDataDirLock(dataDir, 'database.dataDir');
     let worker: PgliteWorker | undefined;
     try {
