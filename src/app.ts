@@ -235,7 +235,11 @@ export class Gateway {
       holder: holderOf(this.instance, 'retention'),
       ...(readModel && {
         expiredTickets: async (cutoff: Date, limit: number) => ticketsClosedBefore(await readModel.database(), cutoff, limit),
-        eraseRows: async (ticketIds: string[]) => eraseRows(await readModel.database(), { ticketIds }),
+        eraseRows: async (ticketIds: string[]) => {
+          const erased = await eraseRows(await readModel.database(), { ticketIds });
+          await readModel.rowsErased();
+          return erased;
+        },
         sharedElsewhere: async (key: string, erasing: ReadonlySet<string>) => fileReferencedElsewhere(await readModel.database(), key, erasing),
       }),
     }, log.child({ component: 'retention' }));

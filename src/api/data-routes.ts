@@ -116,6 +116,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     // Entries the projection had taken before the purge land first; then their rows go.
     await deps.readModel.caughtUp(10_000);
     result.erased.sql = await eraseRows(db, { ticketIds: person.ticketIds, contactIds: person.contactIds, messageSeqs: person.foreignMessageSeqs });
+    await deps.readModel.rowsErased();
     deps.forget?.(person.ticketIds);
     await eraser.announce(result, options);
     return { erasureId: result.id, contactIds: person.contactIds, ticketIds: person.ticketIds, erased: result.erased };

@@ -153,6 +153,16 @@ export class ReadModel {
     return { ...s, database: this.opened?.where ?? 'opening' };
   }
 
+  /**
+   * Rows were erased outside the projection (a person's erasure, retention): the tickets gauge is
+   * counted again now. It moved only with the projection, so after an erasure it showed the erased
+   * tickets until the next message anywhere.
+   */
+  async rowsErased(): Promise<void> {
+    this.lastCount = -1;
+    await this.sample({ force: true }).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'ticket counts not sampled after an erasure'));
+  }
+
   async caughtUp(timeoutMs?: number): Promise<boolean> {
     await this.ready();
     return this.projection.caughtUp(timeoutMs);

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Queryable } from '../../src/read-model/database.js';
 import { AuditErasureEvent } from '../../src/core/schema.js';
+import { registry } from '../../src/core/metrics.js';
 import { ADMIN, SITE_SECRET, post, startApiHarness, type ApiHarness } from './support.js';
 import { IVAN, MARIA, story, write } from '../helpers/people.js';
 import { postgresDatabase, type TestPostgres } from '../helpers/sql.js';
@@ -63,8 +64,13 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     expect(dryRun.body.error).toMatchObject({ code: 'invalid_request', field: 'dryRun', message: expect.stringContaining('erase takes no body') });
     expect((await h.api(`/v1/search?q=${encodeURIComponent(IVAN.word)}`)).body.results.length).toBeGreaterThan(0);
 
+    await h.gw.gateway.readModel!.sample({ force: true });
+    const ticketsGauge = async () => (await registry.getSingleMetric('omnigate_tickets')!.get()).values.reduce((sum, v) => sum + v.value, 0);
+    const countedBefore = await ticketsGauge();
     const erased = await h.api(`/v1/contacts/${ivan}/erase`, post({}, {}, DPO));
     expect(erased.status).toBe(200);
+    // The gauge counts again at once; it showed the erased ticket until the next message anywhere.
+    expect(await ticketsGauge()).toBe(countedBefore - 1);
     expect(erased.body.ticketIds).toEqual([ivanTicket]);
     expect(erased.body.erased).toMatchObject({ tickets: 1, attachments: 1, attachmentRefs: 1, outbound: 1, deadLetters: 1 });
     expect(erased.body.erased.logEntries).toBeGreaterThanOrEqual(4);
