@@ -12,7 +12,7 @@ import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
-import { LaneConsumer, ackSubject } from '../core/lane-consumer.js';
+import { LaneConsumer, ackSubject, leasedTicketEvents } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { closeTerm, openTerm, type Term } from './webhook-takeover.js';
 import { ackFloor, rewindOrphans } from '../core/rewind.js';
@@ -231,16 +231,8 @@ export class WebhookDispatcher {
   private consumer(onCut: () => void): LaneConsumer<WebhookEvent> {
     return new LaneConsumer<WebhookEvent>(this.bus, {
       stream: Streams.events,
-      config: {
-        durable_name: Consumers.webhooks(this.target.name),
-        filter_subject: 'omni.events.ticket.>',
-        ack_wait: this.target.redeliverAfter * 1_000_000,
-        max_ack_pending: 1000,
-        max_deliver: -1,
-      },
+      ...leasedTicketEvents(Consumers.webhooks(this.target.name), this.target.redeliverAfter, this.lease.ttlMs),
       concurrency: 128,
-      // Fencing: a frozen holder's pull request expires before its lease can be taken over.
-      pullExpiresMs: Math.max(1000, Math.floor(this.lease.ttlMs / 3)),
       supervisor: this.supervisor,
       loopName: `webhook.${this.target.name}.consumer`,
       decode: (m) => {

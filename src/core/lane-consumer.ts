@@ -63,6 +63,18 @@ export interface LaneConsumerOptions<T> {
   loopName?: string;
 }
 
+/**
+ * A leased reader of every ticket event (an outgoing webhook, a helpdesk): its durable, given out
+ * again `redeliverAfterMs` after a holder died, and a pull that expires well within the lease,
+ * so a frozen holder stops attracting events before another replica takes over (fencing).
+ */
+export function leasedTicketEvents(durable: string, redeliverAfterMs: number, leaseTtlMs: number): Pick<LaneConsumerOptions<unknown>, 'config' | 'pullExpiresMs'> {
+  return {
+    config: { durable_name: durable, filter_subject: 'omni.events.ticket.>', ack_wait: redeliverAfterMs * 1_000_000, max_ack_pending: 1000, max_deliver: -1 },
+    pullExpiresMs: Math.max(1000, Math.floor(leaseTtlMs / 3)),
+  };
+}
+
 export class LaneConsumer<T> {
   private loop?: SupervisedLoop;
   private keepAlive?: NodeJS.Timeout;

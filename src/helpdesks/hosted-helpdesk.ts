@@ -11,7 +11,7 @@ import type { Logger } from '../core/logger.js';
 import type { HttpMount } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
 import { acquireLease, type Lease } from '../core/lease.js';
-import { LaneConsumer } from '../core/lane-consumer.js';
+import { LaneConsumer, leasedTicketEvents } from '../core/lane-consumer.js';
 import { rewindOrphans } from '../core/rewind.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
@@ -192,16 +192,8 @@ export class HostedHelpdesk {
   private consumer(): LaneConsumer<TicketEvent> {
     return new LaneConsumer<TicketEvent>(this.o.bus, {
       stream: Streams.events,
-      config: {
-        durable_name: helpdeskConsumer(this.spec.id),
-        filter_subject: 'omni.events.ticket.>',
-        ack_wait: this.spec.redeliverAfterMs * 1_000_000,
-        max_ack_pending: 1000,
-        max_deliver: -1,
-      },
+      ...leasedTicketEvents(helpdeskConsumer(this.spec.id), this.spec.redeliverAfterMs, this.o.leaseTtlMs),
       concurrency: 16,
-      // Fencing: a frozen holder's pull request expires before its lease can be taken over.
-      pullExpiresMs: Math.max(1000, Math.floor(this.o.leaseTtlMs / 3)),
       supervisor: this.o.supervisor,
       loopName: `helpdesk.${this.spec.id}.consumer`,
       decode: async (m) => {
