@@ -11,6 +11,7 @@ import { queryDateOrTime } from './query-time.js';
 import { describeZodError } from '../core/schema.js';
 import { parseJsonBody } from '../core/json-input.js';
 import { Eraser, type ErasureOptions } from '../core/erasure.js';
+import { ambiguousPhone, writtenPhone } from '../core/phone.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import type { ReadModel } from '../read-model/read-model.js';
@@ -135,11 +136,19 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     // A known person is erased whole by their contact: this would leave their tickets and rows.
     await deps.readModel.caughtUp();
     for (const [i, value] of identities.entries()) {
-      const found = await deps.readModel.findContacts({ handle: value, ...(value.includes('@') ? { email: value } : /\d/.test(value) ? { phone: value } : {}) });
+      const found = await deps.readModel.findContacts({ handle: value, ...(value.includes('@') ? { email: value } : writtenPhone(value) ? { phone: value } : {}) });
       if (found.length > 0) {
         const ids = found.map((c) => c.id).join(', ');
         return fail(reply, 'invalid_request', `identities.${i}: "${value}" belongs to contact ${ids}: erase the contact (POST /v1/contacts/${found[0]!.id}/erase), which takes their tickets too`, `identities.${i}`);
       }
+    }
+    // Ten digits written as a phone without a country code ("(916) 123-45-67") are two people's
+    // numbers (core/phone.ts); a lookup shows both, but an erasure would have to pick one, and
+    // erasing the wrong person's data is worse than asking. Bare digits are taken as written: a
+    // platform user id (Telegram's are ten digits) is more likely than a phone typed without one.
+    for (const [i, value] of identities.entries()) {
+      const plus7 = /^\d+$/.test(value.trim()) ? undefined : ambiguousPhone(value);
+      if (plus7) return fail(reply, 'invalid_request', `identities.${i}: "${value}" ${ambiguityOf(plus7)}`, `identities.${i}`);
     }
     // An email address or a phone number is found inside texts too (a signature, "call me at …");
     // anything else (a platform id, a username) only as a whole value: as a substring, "support"
@@ -154,11 +163,19 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   });
 }
 
-/** A full email address (local@domain.tld) or a phone number (10 to 15 digits, phone punctuation only). */
+/** A full email address (local@domain.tld) or a phone number (10 to 15 digits, phone punctuation only, maybe an extension). */
 function isAddressOrPhone(v: string): boolean {
   if (/^[^\s@]+@[^\s@]+\.[^\s@.]{2,}$/.test(v)) return true;
-  const digits = v.replace(/\D/g, '').length;
-  return /^\+?[\d\s().-]+$/.test(v) && digits >= 10 && digits <= 15;
+  const phone = writtenPhone(v);
+  const digits = phone?.replace(/\D/g, '').length ?? 0;
+  return digits >= 10 && digits <= 15;
+}
+
+/** Why ten digits without a country code are refused, and what to write instead. */
+function ambiguityOf(plus7: string): string {
+  const n = plus7.slice(2);
+  const russian = `+7 ${n.slice(0, 3)} ${n.slice(3, 6)}-${n.slice(6, 8)}-${n.slice(8)}`;
+  return `is ten digits without a country code: it may be the Russian or Kazakh ${russian} written without 8 or +7, or a whole number of another country (Belgium's +32 2 123 45 67 is ten digits too), and erasing the wrong person's data is worse than asking: write it with its country code, e.g. "${russian}"`;
 }
 
 /** A date alone is midnight in the reports' zone: `from=2026-03-02` means that day as the team lives it. */

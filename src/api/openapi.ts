@@ -119,7 +119,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'Find contacts by a phone, an email address or a platform handle (what a platform proved, never a guess)',
           parameters: [
-            { name: 'phone', in: 'query', schema: { type: 'string' }, description: 'any format, compared in E.164: "+7 916 111-00-01", "79161110001", the Russian/Kazakh domestic "8 916 111-00-01" (+7), "00" and "810" international prefixes' },
+            { name: 'phone', in: 'query', schema: { type: 'string' }, description: 'any format, compared in E.164: "+7 916 111-00-01", "79161110001", the Russian/Kazakh domestic "8 916 111-00-01" (+7), "00" and "810" international prefixes, fullwidth digits; an extension ("доб. 123", "ext. 12", "x12", "#12") is dropped; ten digits without "+" ("(916) 111-00-01") are looked up as written and as +7' },
             { name: 'email', in: 'query', schema: { type: 'string' } },
             { name: 'handle', in: 'query', schema: { type: 'string' }, description: 'Telegram user id, Slack user id, WhatsApp LID, a webhook sender id' },
           ],
@@ -151,7 +151,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/identities/erase': {
         post: {
           summary: 'Erase a person the read model has no contact for (e.g. every post refused, so only dead letters hold them) by their identifiers: transport streams, ticket events, dead letters (payloads searched), dedup stamps (admin tokens only; an identifier of a known contact is refused: erase the contact; docs/data.md)',
-          requestBody: jsonBody({ type: 'object', required: ['identities'], properties: { identities: { type: 'array', minItems: 1, maxItems: 50, items: { type: 'string', minLength: 1, maxLength: 320 }, description: 'platform user ids, phone numbers, email addresses, usernames' } } }),
+          requestBody: jsonBody({ type: 'object', required: ['identities'], properties: { identities: { type: 'array', minItems: 1, maxItems: 50, items: { type: 'string', minLength: 1, maxLength: 320 }, description: 'platform user ids, phone numbers, email addresses, usernames; a phone of ten digits without "+" that a +7 number could be ("(916) 123-45-67") is refused: write its country code' } } }),
           responses: { 200: { description: 'Erased; counts per store. Announced as omni.events.audit.erasure (counts only)', content: { 'application/json': { schema: { type: 'object', properties: { erasureId: { type: 'string' }, erased: json(ErasureCounts) } } } } }, ...errors(400, 401, 403, 415) },
         },
       },

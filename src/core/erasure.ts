@@ -23,7 +23,7 @@ import { isGone, scanStream } from './stream-scan.js';
 import { Buckets, Streams, Subjects } from './subjects.js';
 import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
-import { phoneDigitForms } from './phone.js';
+import { asciiDigits, phoneDigitForms, writtenPhone } from './phone.js';
 
 export interface ErasureTarget {
   /** Every ticket of the person: logs, records, index entries and attachments go whole. */
@@ -253,9 +253,11 @@ class Needles {
     // A phone written "+7 916 123-45-67" in one place is "79161234567" in another, "89161234567"
     // (the Russian domestic format) or "8 (916) 123-45-67" in a third: found as a whole number in
     // any of them, never inside a longer one (a card number held "89161234567", and another
-    // customer's messages were erased with it).
-    if (/^[+\d\s().-]+$/.test(v) && /\d/.test(v)) {
-      for (const digits of phoneDigitForms(v)) this.phones.add(digits);
+    // customer's messages were erased with it). Its extension ("доб. 123") is not searched for:
+    // texts write the number without it as often as with it (phone.ts).
+    const phone = writtenPhone(v);
+    if (phone) {
+      for (const digits of phoneDigitForms(phone)) this.phones.add(digits);
       return;
     }
     if (v.length >= MIN_SUBSTRING_NEEDLE) this.substrings.push(wholeIdentifier(v));
@@ -291,6 +293,8 @@ class Needles {
     for (const s of this.substrings) if (s.test(lower)) return true;
     for (const t of this.tokens) if (t.test(lower)) return true;
     if (this.phones.size > 0 && this.holdsPhone(lower)) return true;
+    // A number the customer typed in fullwidth digits ("８９１６…") is theirs as much.
+    if (this.phones.size > 0 && NON_ASCII_DIGIT.test(lower) && this.holdsPhone(asciiDigits(lower))) return true;
     if (this.exact.size === 0) return false;
     // Whole values: "…":"42" or :42, as JSON writes them.
     for (const m of lower.matchAll(/"((?:[^"\\]|\\.)*)"|(-?\d+)/g)) {
@@ -313,6 +317,9 @@ function wholeIdentifier(v: string): RegExp {
   // A JSON payload writes a line break before it as a backslash and `n`: that `n` is not part of the word.
   return new RegExp(`(?:(?<![\\p{L}\\p{N}._%+\\-])|(?<=\\\\[nrt]))${escaped}(?![\\p{L}\\p{N}_%+@\\-]|\\.[\\p{L}\\p{N}])`, 'u');
 }
+
+/** A digit that is not ASCII: only a text holding one is folded (asciiDigits) and searched again. */
+const NON_ASCII_DIGIT = /[^\P{N}0-9]/u;
 
 /** A number as texts write it: digits, maybe a leading +, single spaces, dots, dashes or brackets between them; not inside a longer run of digits. */
 const WRITTEN_NUMBER = /(?<![\d+])\+?\(?\d(?:[ .()-]{0,2}\d){6,16}(?!\d)/g;

@@ -5,16 +5,39 @@
  * token only at a domain the operator declared (`router.colleagueDomains`), and the list keeps
  * the well-known services out of that declaration (the config refuses them).
  */
+import { domainToASCII } from 'node:url';
 import { z } from 'zod';
 
-/** The domain of an address, lower case; undefined without one. */
+/**
+ * The domain of an address as written, lower case: what follows the last "@". Undefined without
+ * an "@", with nothing before it or after it: "support" is no address, and its domain is not
+ * "support". The one helper for the router and the email connector.
+ */
 export function domainOf(address: string): string | undefined {
   const at = address.lastIndexOf('@');
   const domain = at > 0 ? address.slice(at + 1).trim().toLowerCase() : '';
   return domain || undefined;
 }
 
-/** Well-known public mail services, where a shared domain proves nothing. */
+/**
+ * A domain as it is compared: its ASCII form (IDNA, what DNS and most mailers use: "компания.рф"
+ * is "xn--80aqeigdi5k.xn--p1ai"), lower case, without the trailing dot of a fully qualified name.
+ * One customer writes from ivan@компания.рф, another mailer sends the same address as
+ * ivan@xn--80aqeigdi5k.xn--p1ai; both are the same domain. Undefined when it does not convert
+ * (not a host name: "ivan@x.ru", "https://x.ru", a broken "xn--" label).
+ */
+export function asciiDomain(domain: string): string | undefined {
+  const name = domain.trim().replace(/\.$/, '');
+  return (name && domainToASCII(name)) || undefined;
+}
+
+/** The domain of an address as it is compared (asciiDomain); undefined without one. */
+export function mailDomainOf(address: string): string | undefined {
+  const domain = domainOf(address);
+  return domain === undefined ? undefined : asciiDomain(domain);
+}
+
+/** Well-known public mail services, where a shared domain proves nothing. In their ASCII form (asciiDomain): an IDN one is written "xn--…". */
 export const PUBLIC_MAIL_DOMAINS: ReadonlySet<string> = new Set([
   // Google, Microsoft, Apple, Yahoo, AOL, Zoho
   'gmail.com', 'googlemail.com',
@@ -36,25 +59,37 @@ export const PUBLIC_MAIL_DOMAINS: ReadonlySet<string> = new Set([
   'mail.com', 'tutanota.com', 'tuta.io', 'fastmail.com', 'hey.com', 'yopmail.com',
 ]);
 
+/** Whether a domain, written any way (upper case, a trailing dot, fullwidth, "xn--" or not), is a public mail service. */
 export function isPublicMailDomain(domain: string): boolean {
-  return PUBLIC_MAIL_DOMAINS.has(domain.trim().toLowerCase());
+  const ascii = asciiDomain(domain);
+  return ascii !== undefined && PUBLIC_MAIL_DOMAINS.has(ascii);
 }
 
+/** Labels of letters, digits and inner hyphens ("xn--" ones included), a last one of two or more. */
+const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/;
+
 /**
- * `router.colleagueDomains`: customer organisations' own mail domains. Written lower case; a
- * public service is refused (anyone can have an address there), and so is anything that is not
- * a bare domain name (an address, a wildcard, a URL).
+ * `router.colleagueDomains`: customer organisations' own mail domains, kept in their ASCII form
+ * (asciiDomain) so one comparison serves a domain written in Cyrillic or as "xn--", any case,
+ * with a trailing dot. A public service is refused (anyone can have an address there), and so is
+ * anything that is not a bare domain name (an address, a wildcard, a URL) or does not convert.
  */
 export const ColleagueDomains = z
   .array(
     z
       .string()
-      .transform((d) => d.trim().toLowerCase())
-      .refine((d) => /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/.test(d), {
-        error: (iss) => `"${String(iss.input)}" is not a domain name (e.g. romashka.ru: the part after "@", no wildcards)`,
-      })
-      .refine((d) => !PUBLIC_MAIL_DOMAINS.has(d), {
-        error: (iss) => `"${String(iss.input)}" is a public mail service: anyone can have an address there, so it says nothing about who someone is`,
+      .transform((written, ctx) => {
+        const d = written.trim();
+        const ascii = asciiDomain(d);
+        if (ascii === undefined || !DOMAIN_NAME.test(ascii)) {
+          ctx.addIssue({ code: 'custom', input: written, message: `"${d}" is not a domain name (e.g. romashka.ru or компания.рф: the part after "@", no wildcards)` });
+          return z.NEVER;
+        }
+        if (PUBLIC_MAIL_DOMAINS.has(ascii)) {
+          ctx.addIssue({ code: 'custom', input: written, message: `"${d}" is a public mail service: anyone can have an address there, so it says nothing about who someone is` });
+          return z.NEVER;
+        }
+        return ascii;
       }),
   )
   .default([]);

@@ -5,6 +5,11 @@
  * that an identifier belongs to a contact) and erasure's search of stored payloads
  * (core/erasure.ts). Connectors keep the number as the platform gave it in the event.
  *
+ * Before anything is read, a number is folded to ASCII (NFKC: fullwidth "８９１６…" and "＋", and
+ * the decimal digits of any script) and an extension is dropped ("доб. 123", "ext. 12", "x12",
+ * "#12", "добавочный 5"): it reaches a person inside one switchboard, it is no part of whose
+ * number it is, and a contact or a stored text holds the number without it.
+ *
  * Written without "+", a number is taken as international ("79161234567") except:
  * - `00…` and `810…` (the international prefixes of most countries and of the old Russian
  *   plan, "8 10 49 30 …"): the prefix goes, the rest is the international number;
@@ -13,6 +18,13 @@
  *   Vietnam's +84 numbers written without "+" or "00" ("84951234567") read as Moscow's 8 495;
  *   for a Russian-speaking support team the domestic format is by far the likelier.
  * With "+" a number is international as written and never rewritten.
+ *
+ * Ten digits without "+" ("(916) 123-45-67") are two numbers at once: a +7 number typed without
+ * its 8 or +7, or a whole number of a country with short ones (Belgium's +32 2 123 45 67 is
+ * "3221234567") — and a platform id (a WhatsApp id has no "+", a Telegram user id is often ten
+ * digits). normalizePhone and phoneDigitForms, which read platform ids too, never guess; what an
+ * operator types is read both ways where that is safe (phoneLookupValues) and refused where it
+ * is not (an erasure: api/data-routes.ts, ambiguousPhone).
  */
 
 /** The fewest digits an international number has once the old Russian prefix 810 is taken off. */
@@ -24,14 +36,28 @@ const MIN_SEARCHED_DIGITS = 10;
 /** `8` + a 10-digit number of the +7 zone: area codes 3xx, 4xx, 8xx, 9xx (Russia), 6xx and 7xx (Kazakhstan). */
 const DOMESTIC_7 = /^8([346789]\d{9})$/;
 
+/** A national number of the +7 zone, 10 digits (DOMESTIC_7 less its 8). */
+const NATIONAL_7 = /^[346789]\d{9}$/;
+
+/**
+ * An extension at the end of a number: "доб. 123", "добавочный 5", "ext. 12", "extension 12",
+ * "x12", "#12", ";ext=12" (RFC 3966), maybe in brackets or after a comma.
+ */
+const EXTENSION = /[\s,;]*\(?\s*(?:доб(?:авочный)?|ext(?:ension)?|x|#)\s*[.:=]?\s*\d{1,6}\s*\)?\s*$/iu;
+
+/** The longest text an extension is looked for in ("+7 (495) 123-45-67, добавочный 123456" is 38). */
+const MAX_WITH_EXTENSION = 64;
+
+/** A phone as people write one: digits, "+" in front, spaces, brackets, dots, dashes of any kind. */
+const WRITTEN = /^\+?[\d\s().\p{Pd}]+$/u;
+
 /** E.164 ("+79161110001"), or undefined when `raw` is not a phone number (fewer than 7 or more than 15 digits). */
 export function normalizePhone(raw: string): string | undefined {
-  const digits = internationalDigits(raw);
+  const digits = internationalDigits(readable(raw));
   return digits && digits.length >= 7 && digits.length <= 15 ? `+${digits}` : undefined;
 }
 
-function internationalDigits(raw: string): string {
-  const written = raw.trim();
+function internationalDigits(written: string): string {
   const digits = written.replace(/\D/g, '');
   if (written.startsWith('+')) return digits;
   // 810 only when a whole international number is left: "8101234567" (a Telegram chat id, a US
@@ -43,16 +69,43 @@ function internationalDigits(raw: string): string {
 }
 
 /**
- * Values to look a phone up by: its E.164 form, and the form stored before the domestic `8…`
- * format was understood ("+89161110001", what a Telegram contact card "89161110001" became), so
- * a contact stored then is still found — by an erasure request above all.
+ * Values to look a phone up by: its E.164 form; the form stored before the domestic `8…` format
+ * was understood ("+89161110001", what a Telegram contact card "89161110001" became), so a
+ * contact stored then is still found — by an erasure request above all; and for ten digits
+ * without "+" (ambiguousPhone) the +7 reading too: a lookup that finds both people shows the
+ * operator both, where one reading alone would miss the one they meant.
  */
 export function phoneLookupValues(raw: string): string[] {
   const normal = normalizePhone(raw);
   if (!normal) return [];
-  const digits = raw.replace(/\D/g, '');
-  const before = digits.length >= 7 && digits.length <= 15 ? `+${digits}` : undefined;
-  return before && before !== normal ? [normal, before] : [normal];
+  const values = new Set([normal]);
+  const digits = readable(raw).replace(/\D/g, '');
+  if (digits.length >= 7 && digits.length <= 15) values.add(`+${digits}`);
+  const plus7 = ambiguousPhone(raw);
+  if (plus7) values.add(plus7);
+  return [...values];
+}
+
+/**
+ * The +7 reading of a number written without "+" as exactly ten digits that a +7-zone number
+ * could be ("(916) 123-45-67", "9161234567"); undefined for anything else. The same digits are
+ * also a whole number of another country and may be a platform id: see the top of this file.
+ */
+export function ambiguousPhone(raw: string): string | undefined {
+  const written = writtenPhone(raw);
+  if (!written || written.startsWith('+')) return undefined;
+  const digits = written.replace(/\D/g, '');
+  return NATIONAL_7.test(digits) ? `+7${digits}` : undefined;
+}
+
+/**
+ * `raw` as a phone number when it is written as one — digits and phone punctuation only, after
+ * folding to ASCII and without an extension ("+7 495 123-45-67 доб. 123" is "+7 495 123-45-67");
+ * undefined for anything else (an address, a username, a sentence).
+ */
+export function writtenPhone(raw: string): string | undefined {
+  const written = readable(raw);
+  return WRITTEN.test(written) && /\d/.test(written) ? written : undefined;
 }
 
 /**
@@ -62,7 +115,7 @@ export function phoneLookupValues(raw: string): string[] {
  */
 export function phoneDigitForms(raw: string): string[] {
   const forms = new Set<string>();
-  const given = raw.replace(/\D/g, '');
+  const given = readable(raw).replace(/\D/g, '');
   if (given) forms.add(given);
   const normal = normalizePhone(raw);
   if (normal) {
@@ -72,4 +125,46 @@ export function phoneDigitForms(raw: string): string[] {
   }
   // A form of seven digits ("8101234567" less its "810") matched every message holding them.
   return [...forms].filter((f) => f.length >= MIN_SEARCHED_DIGITS);
+}
+
+/**
+ * `text` with every digit in ASCII: NFKC folds the fullwidth "８" (what a Japanese or Chinese
+ * keyboard types), "①" and the mathematical digits; the decimal digits of other scripts ("٩")
+ * NFKC leaves, and they are mapped by their value. Everything else is NFKC as well ("＋" is "+").
+ */
+export function asciiDigits(text: string): string {
+  const folded = text.normalize('NFKC');
+  // Only a text with something beyond ASCII can hold such a digit: the common case skips the walk.
+  return /[^\x00-\x7f]/.test(folded) ? folded.replace(/\p{Nd}/gu, digitValue) : folded;
+}
+
+/**
+ * Unicode keeps every script's decimal digits in runs of ten, 0 to 9 (a stability policy), and
+ * runs that touch (the mathematical ones) start on a 0: a digit's value is its distance from the
+ * start of the unbroken stretch of digits it is in, modulo ten.
+ */
+function digitValue(digit: string): string {
+  let value = DIGIT_VALUES.get(digit);
+  if (value === undefined) {
+    const at = digit.codePointAt(0)!;
+    let start = at;
+    while (start > 0 && /\p{Nd}/u.test(String.fromCodePoint(start - 1))) start--;
+    value = String((at - start) % 10);
+    DIGIT_VALUES.set(digit, value);
+  }
+  return value;
+}
+
+/** Each digit's value once: a text of many digits walked each back to its zero was quadratic. Bounded by Unicode's few hundred digits. */
+const DIGIT_VALUES = new Map<string, string>();
+
+/** `raw` folded to ASCII digits, trimmed, without an extension. */
+function readable(raw: string): string {
+  const text = asciiDigits(raw).trim();
+  // A number with its extension is a few dozen characters: a longer text is none to cut one
+  // from, and the search for one stays short whatever a platform sends as a "phone".
+  if (text.length > MAX_WITH_EXTENSION) return text;
+  const ext = EXTENSION.exec(text);
+  // Only after a number: "x12" or "#12" alone is no extension of anything.
+  return ext && /\d/.test(text.slice(0, ext.index)) ? text.slice(0, ext.index).trim() : text;
 }

@@ -18,7 +18,7 @@
  */
 import type { InboundMessage, Ticket, ThreadMatch } from '../core/schema.js';
 import { CLOSED_STATUSES } from '../core/schema.js';
-import { domainOf, isPublicMailDomain } from '../core/mail-domains.js';
+import { asciiDomain, domainOf, isPublicMailDomain, mailDomainOf } from '../core/mail-domains.js';
 import { orderKey } from '../core/subjects.js';
 import { IndexKeys, normalizeMessageId, type Floor, type TicketStore } from './tickets.js';
 
@@ -34,7 +34,7 @@ export type Resolution =
 export interface ThreadingOptions {
   reopenWindowMs: number;
   now: () => number;
-  /** router.colleagueDomains: customer organisations' own mail domains (lower case); none by default. */
+  /** router.colleagueDomains: customer organisations' own mail domains (any form: compared as asciiDomain); none by default. */
   colleagueDomains?: readonly string[];
 }
 
@@ -63,7 +63,8 @@ export class Threader {
   ) {
     this.tokenRe = subjectTokenPattern(store.prefix);
     this.markerRe = markerPattern(store.prefix);
-    this.colleagueDomains = new Set((o.colleagueDomains ?? []).map((d) => d.toLowerCase()));
+    // The config gives them in ASCII form already; a Threader built without it is compared the same way.
+    this.colleagueDomains = new Set((o.colleagueDomains ?? []).flatMap((d) => asciiDomain(d) ?? []));
   }
 
   /** The key that orders work: messages with the same key are processed one at a time. */
@@ -236,12 +237,15 @@ export class Threader {
    * said in the log either way.
    */
   private colleague(ticket: Ticket, address: string): { ok: boolean; why: string } {
+    // Compared in ASCII form (ivan@компания.рф and ivan@xn--80aqeigdi5k.xn--p1ai are one domain),
+    // said in the log as the mail wrote it.
     const domain = domainOf(address);
-    if (!domain) return { ok: false, why: `${address} took no part in it` };
+    const ascii = mailDomainOf(address);
+    if (!domain || !ascii) return { ok: false, why: `${address} took no part in it` };
     // The config refuses public services; the check stays for a Threader built without it.
-    if (isPublicMailDomain(domain)) return { ok: false, why: `${address} took no part in it, and ${domain} is a public mail service` };
-    if (!this.colleagueDomains.has(domain)) return { ok: false, why: `${address} took no part in it, and ${domain} is not a customer organisation's domain (router.colleagueDomains)` };
-    if (!ticket.participants.some((p) => domainOf(p) === domain)) return { ok: false, why: `${address} took no part in it, and nobody at ${domain} did` };
+    if (isPublicMailDomain(ascii)) return { ok: false, why: `${address} took no part in it, and ${domain} is a public mail service` };
+    if (!this.colleagueDomains.has(ascii)) return { ok: false, why: `${address} took no part in it, and ${domain} is not a customer organisation's domain (router.colleagueDomains)` };
+    if (!ticket.participants.some((p) => mailDomainOf(p) === ascii)) return { ok: false, why: `${address} took no part in it, and nobody at ${domain} did` };
     return { ok: true, why: `a colleague at ${domain}, router.colleagueDomains` };
   }
 

@@ -112,6 +112,8 @@ describe('dead letters holding a person the read model does not know', () => {
     expect(ivan).toHaveLength(1);
     expect(ivan[0]!.identities).toContainEqual(expect.objectContaining({ kind: 'phone', value: '+79161110001', proof: 'contact_card' }));
     for (const written of ['89161110001', '8 916 111-00-01', '8 (916) 111-00-01', '79161110001']) expect((await byPhone(written)).map((c) => c.id), written).toEqual([ivan[0]!.id]);
+    // Ten digits without 8 or +7 are looked up both ways; fullwidth digits and an extension are read too (outside trial).
+    for (const written of ['(916) 111-00-01', '9161110001', '８９１６１１１０００１', '+7 916 111-00-01 доб. 123', '8 916 111-00-01 ext. 12']) expect((await byPhone(written)).map((c) => c.id), written).toEqual([ivan[0]!.id]);
     // The ticket list's contact filter reads it the same way.
     const tickets = (await h.api(`/v1/tickets?contact=${encodeURIComponent('8 916 111-00-01')}`)).body.tickets as Array<{ id: string }>;
     expect(tickets).toHaveLength(1);
@@ -130,6 +132,34 @@ describe('dead letters holding a person the read model does not know', () => {
     expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
     const after = await dumpStreams(h.gw.nc);
     for (const needle of ['Восьмёркина', '9037771122']) expect(findIn(after, needle), needle).toEqual([]);
+  }, 120_000);
+
+  it('refuses to erase ten digits without a country code, naming the field; reads an extension and fullwidth digits (outside trial)', async () => {
+    const seq = await refusedPost('dlq-ten-1', { id: 'dlq-ten-person', name: 'Олег Десятков', phone: '+7 916 555-44-33' }, 'Мой номер +7 916 555-44-33 доб. 21');
+    // "(916) 555-44-33" is +7 916 555-44-33 or a whole number of another country: asked, not guessed.
+    for (const written of ['(916) 555-44-33', '916-555-44-33', '９１６５５５４４３３', '916 555 44 33 доб. 21']) {
+      const refused = await h.api('/v1/identities/erase', post({ identities: ['dlq-ten-person', written] }, {}, DPO));
+      expect(refused.status, written).toBe(400);
+      expect(refused.body.error, written).toMatchObject({ code: 'invalid_request', field: 'identities.1', message: expect.stringContaining('write it with its country code, e.g. "+7 916 555-44-33"') });
+    }
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(200);
+    // With its country code and an extension: the number is erased, the extension is no part of it.
+    const erased = await h.api('/v1/identities/erase', post({ identities: ['+7 (916) 555-44-33 доб. 21'] }, {}, DPO));
+    expect(erased.status).toBe(200);
+    expect((await h.api(`/v1/dead-letters/${seq}`)).status).toBe(404);
+    const after = await dumpStreams(h.gw.nc);
+    for (const needle of ['Десятков', '9165554433', '916 555-44-33']) expect(findIn(after, needle), needle).toEqual([]);
+
+    // Fullwidth digits, in the request and in the customer's text.
+    const wide = await refusedPost('dlq-wide-1', { id: 'dlq-wide-1' }, 'Звоните ８ ９０３ ２２２-３３-４４');
+    const narrow = await refusedPost('dlq-wide-2', { id: 'dlq-wide-2' }, 'Звоните +7 903 222-33-44');
+    expect((await h.api('/v1/identities/erase', post({ identities: ['＋７ ９０３ ２２２-３３-４４'] }, {}, DPO))).status).toBe(200);
+    for (const s of [wide, narrow]) expect((await h.api(`/v1/dead-letters/${s}`)).status, String(s)).toBe(404);
+
+    // Bare digits are taken as written: a ten-digit platform id (Telegram's) of someone nobody knows is erased.
+    const byId = await refusedPost('dlq-ten-id', { id: '6123456789' }, 'Здравствуйте');
+    expect((await h.api('/v1/identities/erase', post({ identities: ['6123456789'] }, {}, DPO))).status).toBe(200);
+    expect((await h.api(`/v1/dead-letters/${byId}`)).status).toBe(404);
   }, 120_000);
 
   it('erases a phone written any way as a whole number, never the same digits inside another customer\'s number', async () => {

@@ -1,7 +1,7 @@
 /** router.colleagueDomains and the built-in list of public mail services (src/core/mail-domains.ts). */
 import { describe, expect, it } from 'vitest';
 import { loadConfigOf as load, refusalOf as refusal } from '../helpers/config-file.js';
-import { domainOf, isPublicMailDomain } from '../../src/core/mail-domains.js';
+import { asciiDomain, domainOf, isPublicMailDomain, mailDomainOf } from '../../src/core/mail-domains.js';
 
 describe('router.colleagueDomains', () => {
   it('declares no domain by default, and reads domains lower case', () => {
@@ -17,6 +17,42 @@ describe('router.colleagueDomains', () => {
     for (const bad of ['ivan@romashka.ru', '*.romashka.ru', 'https://romashka.ru', 'romashka', '']) {
       expect(refusal({ router: { colleagueDomains: [bad] } }).problem, bad).toContain('not a domain name');
     }
+  });
+});
+
+describe('internationalised domains in router.colleagueDomains (outside trial)', () => {
+  it('keeps each domain in its ASCII form, however it is written', () => {
+    const loaded = load({ router: { colleagueDomains: ['компания.рф', 'КОМПАНИЯ.РФ.', 'XN--80AQEIGDI5K.xn--p1ai', 'Romashka.RU.', 'münchen.de'] } }).router.colleagueDomains;
+    expect(loaded).toEqual(['xn--80aqeigdi5k.xn--p1ai', 'xn--80aqeigdi5k.xn--p1ai', 'xn--80aqeigdi5k.xn--p1ai', 'romashka.ru', 'xn--mnchen-3ya.de']);
+  });
+
+  it('refuses a domain that does not convert, naming the entry', () => {
+    for (const bad of ['xn--zz.ru', 'компания .рф', 'a.xn--']) {
+      const r = refusal({ router: { colleagueDomains: ['romashka.ru', bad] } });
+      expect(r.key, bad).toBe('router.colleagueDomains[1]');
+      expect(r.problem, bad).toContain('not a domain name');
+    }
+  });
+
+  it('refuses a public service written any way: case, a trailing dot, fullwidth letters', () => {
+    for (const pub of ['GMAIL.COM.', 'ｇｍａｉｌ.com', 'Mail.Ru']) {
+      const r = refusal({ router: { colleagueDomains: [pub] } });
+      expect(r.key, pub).toBe('router.colleagueDomains[0]');
+      expect(r.problem, pub).toContain(`"${pub}" is a public mail service`);
+      expect(isPublicMailDomain(pub), pub).toBe(true);
+    }
+  });
+
+  it('compares the domain of an address in ASCII form', () => {
+    expect(asciiDomain('компания.рф')).toBe('xn--80aqeigdi5k.xn--p1ai');
+    expect(asciiDomain(' Компания.РФ. ')).toBe('xn--80aqeigdi5k.xn--p1ai');
+    expect(asciiDomain('xn--zz.ru')).toBeUndefined();
+    expect(asciiDomain('')).toBeUndefined();
+    expect(mailDomainOf('ivan@компания.рф')).toBe(mailDomainOf('IVAN@XN--80AQEIGDI5K.XN--P1AI'));
+    expect(mailDomainOf('ivan@компания.рф.')).toBe('xn--80aqeigdi5k.xn--p1ai');
+    // лечениенаркомании.рф is another domain.
+    expect(mailDomainOf('ivan@xn--80aanaardaperhcem4a6i.xn--p1ai')).not.toBe(mailDomainOf('ivan@компания.рф'));
+    expect(mailDomainOf('support')).toBeUndefined();
   });
 });
 

@@ -1,6 +1,6 @@
 /** The one phone normaliser (src/core/phone.ts): contact identities, lookups and erasure all use it. */
 import { describe, expect, it } from 'vitest';
-import { normalizePhone, phoneDigitForms, phoneLookupValues } from '../../src/core/phone.js';
+import { ambiguousPhone, asciiDigits, normalizePhone, phoneDigitForms, phoneLookupValues, writtenPhone } from '../../src/core/phone.js';
 import { provenIdentities } from '../../src/read-model/contacts.js';
 import type { InboundMessage } from '../../src/core/schema.js';
 
@@ -77,3 +77,69 @@ describe('lookups and erasure', () => {
     expect(provenIdentities(e)).toContainEqual(expect.objectContaining({ kind: 'phone', value: '+79161234567', proof: 'contact_card' }));
   });
 });
+
+describe('ten digits without a country code (outside trial)', () => {
+  it('never reinterprets them where platform ids are read too: identities and erasure\'s digit forms stay as written', () => {
+    for (const raw of ['(916) 123-45-67', '9161234567']) {
+      expect(normalizePhone(raw), raw).toBe('+9161234567');
+      expect(phoneDigitForms(raw), raw).toEqual(['9161234567']);
+    }
+    // A WhatsApp id has no "+": it is international as it is.
+    expect(normalizePhone('79161234567')).toBe('+79161234567');
+  });
+
+  it('looks an operator\'s number up both ways: as written and as +7', () => {
+    expect(phoneLookupValues('(916) 123-45-67')).toEqual(['+9161234567', '+79161234567']);
+    expect(phoneLookupValues('9161234567')).toEqual(['+9161234567', '+79161234567']);
+    // Belgium's +32 2 123 45 67 is ten digits too, which is why both are looked up.
+    expect(phoneLookupValues('3221234567')).toEqual(['+3221234567', '+73221234567']);
+    // No +7 number starts with 0, 1, 2 or 5: nothing to guess.
+    expect(phoneLookupValues('5123456789')).toEqual(['+5123456789']);
+    // With "+", or with 8, 7, 00 in front, it says which it is.
+    expect(phoneLookupValues('+9161234567')).toEqual(['+9161234567']);
+    expect(phoneLookupValues('8 916 123-45-67')).toEqual(['+79161234567', '+89161234567']);
+    expect(phoneLookupValues('7 916 123-45-67')).toEqual(['+79161234567']);
+  });
+
+  it('names the ambiguity, for erasure to refuse it', () => {
+    expect(ambiguousPhone('(916) 123-45-67')).toBe('+79161234567');
+    expect(ambiguousPhone('9161234567')).toBe('+79161234567');
+    expect(ambiguousPhone('４９５ １２３ ４５ ６７')).toBe('+74951234567');
+    expect(ambiguousPhone('(495) 123-45-67 доб. 12')).toBe('+74951234567');
+    for (const clear of ['+9161234567', '+7 916 123-45-67', '8 916 123-45-67', '79161234567', '5123456789', '123-45-67', 'ivan@romashka.ru', 'user9161234567']) {
+      expect(ambiguousPhone(clear), clear).toBeUndefined();
+    }
+  });
+});
+
+describe('how numbers are typed (outside trial)', () => {
+  it('reads fullwidth and other Unicode digits (NFKC, then any script\'s decimal digits)', () => {
+    expect(normalizePhone('８９１６１２３４５６７')).toBe('+79161234567');
+    expect(normalizePhone('＋７（９１６）１２３－４５－６７')).toBe('+79161234567');
+    expect(normalizePhone('٨٩١٦١٢٣٤٥٦٧')).toBe('+79161234567'); // Arabic-Indic
+    expect(normalizePhone('𝟖𝟗𝟏𝟔𝟏𝟐𝟑𝟒𝟓𝟔𝟕')).toBe('+79161234567'); // mathematical, touching runs of ten
+    expect(phoneLookupValues('８ ９１６ １２３-４５-６７')).toEqual(['+79161234567', '+89161234567']);
+    expect(phoneDigitForms('８９１６１２３４５６７').sort()).toEqual(['79161234567', '89161234567']);
+    expect(asciiDigits('тел. ８９１６ ٤٥')).toBe('тел. 8916 45');
+  });
+
+  it('drops an extension: it reaches a person inside one switchboard, not whose number it is', () => {
+    for (const raw of ['+7 495 123-45-67 доб. 123', '+7 495 123-45-67 доб 123', '+7 495 123-45-67, доб.123', '+7 (495) 123-45-67 добавочный 5',
+      '+7 495 123-45-67 ext. 12', '+7 495 123-45-67 EXT 12', '+7 495 123-45-67 extension 12', '+7 495 123-45-67 x12', '+7 495 123-45-67 #12',
+      '+7-495-123-45-67;ext=12', '+7 495 123-45-67 (доб. 123)', '8 495 123-45-67 доб. 123']) {
+      expect(normalizePhone(raw), raw).toBe('+74951234567');
+      expect(phoneLookupValues(raw)[0], raw).toBe('+74951234567');
+      expect(phoneDigitForms(raw).sort(), raw).toEqual(['74951234567', '84951234567']);
+    }
+    expect(writtenPhone('+7 495 123-45-67 доб. 123')).toBe('+7 495 123-45-67');
+    // Nothing before it: no number, and no extension of one.
+    expect(normalizePhone('доб. 123')).toBeUndefined();
+    expect(normalizePhone('x12')).toBeUndefined();
+  });
+
+  it('tells a phone as written from anything else', () => {
+    for (const phone of ['+7 916 123-45-67', '8 (916) 123-45-67', '8.916.123.45.67', '+7 916 123–45–67', '８９１６１２３４５６７', '+7 495 123-45-67 доб. 123']) expect(writtenPhone(phone), phone).toBeDefined();
+    for (const other of ['ivan@romashka.ru', 'user-123', 'Звоните 89161234567', '7+916', '']) expect(writtenPhone(other), other).toBeUndefined();
+  });
+});
+

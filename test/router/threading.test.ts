@@ -7,7 +7,7 @@ import { TicketStore } from '../../src/router/tickets.js';
 let gw: TestGateway;
 
 beforeAll(async () => {
-  gw = await startGateway({ router: { reopenWindow: '1500ms', colleagueDomains: ['client.ru', 'Romashka.RU'] } });
+  gw = await startGateway({ router: { reopenWindow: '1500ms', colleagueDomains: ['client.ru', 'Romashka.RU', 'Компания.рф', 'XN--80AA3AGJL3D.XN--P1AI.'] } });
 });
 afterAll(async () => gw?.stop());
 
@@ -218,6 +218,24 @@ describe('email threading', () => {
     const elsewhere = await route(emailMessage({ messageId: '<co-4@client.ru>', from: 'anyone@client.ru', subject: `RE: [#${other.ticketId}]` }));
     expect(elsewhere.ticketId).not.toBe(other.ticketId);
     expect(matchOf(elsewhere).value).toContain(`the subject names ${other.ticketId}, but anyone@client.ru took no part in it, and nobody at client.ru did`);
+  });
+
+  it('matches a Cyrillic customer domain however the mail writes it: Unicode or "xn--", any case, a trailing dot (outside trial)', async () => {
+    // Declared "Компания.рф": a mail from its punycode form joins a thread begun in Cyrillic.
+    const root = await route(emailMessage({ messageId: '<idn-1@x.example>', from: 'buh@компания.рф', subject: 'Сверка' }));
+    const punycode = await route(emailMessage({ messageId: '<idn-2@x.example>', from: 'Director@XN--80AQEIGDI5K.XN--P1AI', subject: `RE: [#${root.ticketId}]` }));
+    expect(punycode.ticketId).toBe(root.ticketId);
+    expect(matchOf(punycode).value).toBe(`${root.ticketId} (a colleague at xn--80aqeigdi5k.xn--p1ai, router.colleagueDomains)`);
+    const dotted = await route(emailMessage({ messageId: '<idn-3@x.example>', from: 'zam@КОМПАНИЯ.РФ.', subject: `RE: [#${root.ticketId}]` }));
+    expect(dotted.ticketId).toBe(root.ticketId);
+    // Declared as "XN--80AA3AGJL3D.XN--P1AI." (ромашка.рф): a mail in Cyrillic joins one begun in punycode.
+    const other = await route(emailMessage({ messageId: '<idn-4@x.example>', from: 'buh@xn--80aa3agjl3d.xn--p1ai', subject: 'Акт' }));
+    const cyrillic = await route(emailMessage({ messageId: '<idn-5@x.example>', from: 'boss@ромашка.рф', subject: `RE: [#${other.ticketId}]` }));
+    expect(cyrillic.ticketId).toBe(other.ticketId);
+    // Another .рф domain (лечениенаркомании.рф) is not the declared one, however alike its punycode looks.
+    const stranger = await route(emailMessage({ messageId: '<idn-6@x.example>', from: 'ivan@xn--80aanaardaperhcem4a6i.xn--p1ai', subject: `RE: [#${root.ticketId}]` }));
+    expect(stranger.ticketId).not.toBe(root.ticketId);
+    expect(matchOf(stranger).value).toContain('xn--80aanaardaperhcem4a6i.xn--p1ai is not a customer organisation\'s domain (router.colleagueDomains)');
   });
 
   it('records why each message landed in its ticket in the log', async () => {

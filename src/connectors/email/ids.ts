@@ -67,7 +67,3 @@ export function effectiveMessageId(header: string | undefined, raw: Uint8Array):
 export function syntheticMessageId(raw: Uint8Array): string {
   return `<nomid.${sha256(raw).slice(0, 40)}@omnigate.invalid>`;
 }
-
-export function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-}

@@ -14,7 +14,8 @@ import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '..
 import type { MediaStore } from '../../core/media.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { fromHeader, replaceFrom, subjectHeader } from './from-header.js';
-import { domainOf, outboundMessageId } from './ids.js';
+import { domainOf } from '../../core/mail-domains.js';
+import { outboundMessageId } from './ids.js';
 import type { MailboxOptions } from './index.js';
 
 interface SmtpErrorLike {
@@ -37,7 +38,7 @@ export class MailboxSender {
     private readonly onAuthFailed: (detail: string) => void,
     private readonly installationId = '',
   ) {
-    this.domain = (mailbox.messageIdDomain ?? domainOf(mailbox.address)).toLowerCase();
+    this.domain = messageIdDomain(mailbox);
     this.pacer = new Pacer(mailbox.smtp.perMinute > 0 ? 60_000 / mailbox.smtp.perMinute : 0, 0);
   }
 
@@ -138,4 +139,15 @@ export class MailboxSender {
     if (e.code && CONNECTION_CODES.has(e.code)) return new TransientDeliveryError(`SMTP connection problem: ${reply}`);
     return new TransientDeliveryError(`SMTP send failed: ${reply}`);
   }
+}
+
+/**
+ * The right-hand side of our Message-IDs: `messageIdDomain`, else the mailbox address's domain.
+ * The config takes only a full address, so there is always one; the refusal names the option
+ * that would give it, for a sender built some other way.
+ */
+function messageIdDomain(mailbox: MailboxOptions): string {
+  const domain = mailbox.messageIdDomain?.toLowerCase() ?? domainOf(mailbox.address);
+  if (!domain) throw new Error(`mailbox ${mailbox.address}: the address has no domain for our Message-IDs; set messageIdDomain`);
+  return domain;
 }

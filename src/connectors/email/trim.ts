@@ -18,7 +18,8 @@ const OUTLOOK_NEXT = /^\*?(Sent|Date|Отправлено|Дата|To|Кому|G
 
 /**
  * A mail client's attribution line above the quote, whatever its wording: one line (or one the
- * client wrapped onto two) that ends with ":" and names an address in <> or a date or time.
+ * client wrapped onto two, wrappedAttribution) that ends with ":" and names the sender's address
+ * in <>; a date or a time alone does not make one.
  * Russian Gmail writes "пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:",
  * Yandex `07.12.2026, 01:46, "Служба поддержки" <support@example.ru>:`, Mail.ru "Понедельник,
  * 7 декабря 2026, 1:46 +03:00 от Служба поддержки <support@example.ru>:", none of them a verb
@@ -33,7 +34,10 @@ const DATE_OR_TIME: RegExp[] = [
   /(^|\D)\d{1,2}\s+\p{L}{3,}\.?,?\s+\d{4}(\D|$)/u, // 7 дек. 2026, 7 декабря 2026, 7 Dec 2026
   /\p{L}{3,}\.?\s+\d{1,2},?\s+\d{4}(\D|$)/u, // Dec 7, 2026
 ];
-const namesWhoOrWhen = (s: string) => ADDRESS.test(s) || DATE_OR_TIME.some((re) => re.test(s));
+const namesWhen = (s: string) => DATE_OR_TIME.some((re) => re.test(s));
+const namesWhoOrWhen = (s: string) => ADDRESS.test(s) || namesWhen(s);
+/** A wrapped attribution's second line that starts with the address: "<support@x.ru>:", "<support@x.ru> wrote:", "… a écrit :". */
+const ADDRESS_THEN_VERB = /^<\s*[^\s<>@]+@[^\s<>]+\s*>(?:\s+\p{L}+(?:\(\p{L}+\))?){0,2}\s*:$/u;
 
 /** Signature delimiters and phone-client footers. */
 const SIGNATURE: RegExp[] = [
@@ -97,20 +101,16 @@ function quoteBlockEnd(lines: string[], i: number): number {
 
 /**
  * When line `i` starts an attribution (ATTRIBUTION_MAX above) directly followed, after blank
- * lines only, by a `>` line: that line's index. Wrapped onto two lines it counts when the first
- * already names the date or opens the <address> (attributions start with them) and the second
- * is no attribution of its own (then the first is the customer's sentence above it). A line
- * ending with ":" that no quote follows is never one: it is the customer's own.
+ * lines only, by a `>` line: that line's index. A line ending with ":" that no quote follows is
+ * never one: it is the customer's own. Whether one line or two (wrappedAttribution), it names the
+ * sender's <address>: a date or a time alone does not make one.
  */
 function attributionAt(lines: string[], i: number): number | undefined {
   const first = lines[i]!.trim();
   if (!first || first.startsWith('>') || first.length > ATTRIBUTION_MAX) return undefined;
   let last = i;
   if (!first.endsWith(':')) {
-    const second = lines[i + 1]?.trim() ?? '';
-    const joined = `${first} ${second}`;
-    if (!second.endsWith(':') || second.startsWith('>') || joined.length > ATTRIBUTION_MAX) return undefined;
-    if (/[.!?…]$/.test(first) || !(namesWhoOrWhen(first) || /<\s*$/.test(first)) || namesWhoOrWhen(second) || !ADDRESS.test(joined)) return undefined;
+    if (!wrappedAttribution(first, lines[i + 1]?.trim() ?? '')) return undefined;
     last = i + 1;
   } else if (!ADDRESS.test(first)) {
     // A date or a time alone is no attribution: "Ошибка появилась сегодня в 10:15, текст такой:"
@@ -121,4 +121,24 @@ function attributionAt(lines: string[], i: number): number | undefined {
   let q = last + 1;
   while (q < lines.length && lines[q]!.trim() === '') q++;
   return q < lines.length && lines[q]!.trim().startsWith('>') ? q : undefined;
+}
+
+/**
+ * Whether two lines are one attribution the client wrapped (Gmail wraps long lines): together
+ * they end with ":" and name an <address>, and the first is no finished sentence. The break is
+ * - inside the <> or after it: the first line names the date or the address, or opens the "<"
+ *   ("On Mon, Dec 7, 2026 at 1:46 AM Support Team of Some Company <" / "support@example.com>
+ *   wrote:"), and the second names neither a date nor a whole <address> — else the second is
+ *   an attribution of its own, and the first the customer's sentence above it;
+ * - or just before the <>: the first names the date or the time and no address, the second is
+ *   the <address> and at most a verb ("пн, 7 дек. 2026 г. в 01:46, Служба поддержки" /
+ *   "<support@romashka.ru>:"). A real one-line attribution under a customer's line names its
+ *   own date, so it is not glued to theirs.
+ */
+function wrappedAttribution(first: string, second: string): boolean {
+  const joined = `${first} ${second}`;
+  if (!second.endsWith(':') || second.startsWith('>') || joined.length > ATTRIBUTION_MAX) return false;
+  if (/[.!?…]$/.test(first) || !ADDRESS.test(joined)) return false;
+  if ((namesWhoOrWhen(first) || /<\s*$/.test(first)) && !namesWhoOrWhen(second)) return true;
+  return namesWhen(first) && !ADDRESS.test(first) && ADDRESS_THEN_VERB.test(second);
 }

@@ -154,11 +154,13 @@ describe('email connector', () => {
     expect(inboundOf(joined)!.text).toBe('Перезагрузил, заработало. Спасибо!');
   });
 
-  it('takes "5" above the attribution line of Russian Gmail, Yandex and Mail.ru and the quote as the rating, without reopening', async () => {
+  it('takes "5" above the attribution line of Russian Gmail (one line or wrapped), Yandex and Mail.ru and the quote as the rating, without reopening', async () => {
     const clients: Array<[string, string]> = [
       ['gmail', 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:'],
       ['yandex', '07.12.2026, 01:46, "Служба поддержки" <support@example.ru>:'],
       ['mailru', 'Понедельник, 7 декабря 2026, 1:46 +03:00 от Служба поддержки <support@example.ru>:'],
+      // Gmail wraps a long one before the address (outside trial).
+      ['gmail-wrapped', 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки ООО Ромашка\n<support@example.ru>:'],
     ];
     const tickets = new Map<string, { ticketId: string; messageId: string }>();
     for (const [client] of clients) {

@@ -10,6 +10,8 @@ import { copyHeaders, effectiveMessageId, isOurMessageId, outboundMessageId, pla
 import { markerPattern } from '../../../src/router/threading.js';
 import { trimReply } from '../../../src/connectors/email/trim.js';
 import { EmailOptions } from '../../../src/connectors/email/index.js';
+import { MailboxSender } from '../../../src/connectors/email/sender.js';
+import type { MediaStore } from '../../../src/core/media.js';
 import { jsonBytes, prefixWithin } from '../../../src/connectors/email/budget.js';
 import { legacyFileName, relabelLegacyText } from '../../../src/connectors/email/charset.js';
 import { bounceMail, legacyCharsetMail, plainMail, uniqueId, unlabelledMail } from './mails.js';
@@ -110,6 +112,11 @@ describe('reply trimming', () => {
     ['Gmail (en), wrapped by the client', 'On Mon, Dec 7, 2026 at 1:46 AM Служба технической поддержки <support@example.ru>\nwrote:'],
     ['Gmail (ru), wrapped inside <>', 'пн, 7 дек. 2026 г. в 01:46, Служба технической поддержки ООО «Ромашка» <\nsupport@example.ru>:'],
     ['address only', 'Служба поддержки <support@example.ru>:'],
+    // Gmail wraps a long attribution over two lines (outside trial): inside the <>, or just before it.
+    ['Gmail (ru), long name wrapped inside <>', 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки ООО Ромашка <\nsupport@romashka.ru>:'],
+    ['Gmail (en), long name wrapped inside <>', 'On Mon, Dec 7, 2026 at 1:46 AM Support Team of Some Company <\nsupport@example.com> wrote:'],
+    ['Gmail (ru), wrapped before the address', 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки\n<support@romashka.ru>:'],
+    ['Gmail (en), wrapped before the address', 'On Mon, Dec 7, 2026 at 1:46 AM Support Team of Some Company\n<support@example.com> wrote:'],
   ];
 
   it('cuts a mail client\'s attribution line together with the quote under it, whatever its wording', () => {
@@ -144,6 +151,20 @@ describe('reply trimming', () => {
     expect(trimReply(interleaved)).toBe(interleaved);
     // Only the customer's sentence above it is theirs, not part of a two-line attribution.
     expect(trimReply('Спасибо, всё работает\nпн, 7 дек. 2026 г. в 01:46, Служба поддержки <support@example.ru>:\n> текст')).toBe('Спасибо, всё работает');
+  });
+
+  it('joins two lines into an attribution only when together they name the address, never a customer\'s line to one (outside trial)', () => {
+    // A date or a time over two lines, no address: the customer's own words above their quote.
+    expect(trimReply('Ошибка появилась сегодня в 10:15,\nтекст такой:\n> Error 500')).toBe('Ошибка появилась сегодня в 10:15,\nтекст такой:');
+    // A customer's line with a date above a whole attribution, which names its own date: theirs.
+    expect(trimReply('Жду ответа с 7 дек. 2026\nпн, 8 дек. 2026 г. в 01:46, Служба поддержки <support@romashka.ru>:\n> текст')).toBe('Жду ответа с 7 дек. 2026');
+    // A finished sentence above an address line: theirs.
+    expect(trimReply('Заказ от 07.12.2026 так и не пришёл.\n<support@romashka.ru>:\n> Ждите')).toBe('Заказ от 07.12.2026 так и не пришёл.');
+    // An address line that says more than "wrote": an attribution of its own at most, the line above it theirs.
+    expect(trimReply('Звонил вам сегодня в 10:15\n<support@romashka.ru> не отвечает, пишу сюда:\n> текст')).toBe('Звонил вам сегодня в 10:15');
+    // A wrapped attribution that no quote follows: kept, like a one-line one.
+    const unquoted = 'пн, 7 дек. 2026 г. в 01:46, Служба поддержки\n<support@romashka.ru>:\nспасибо';
+    expect(trimReply(unquoted)).toBe(unquoted);
   });
 });
 
@@ -195,6 +216,16 @@ describe('identifiers and options', () => {
     expect(EmailOptions.safeParse({ mailboxes: [mailbox, mailbox] }).success).toBe(false);
     const move = EmailOptions.safeParse({ mailboxes: [{ ...mailbox, afterProcessing: 'move', processedFolder: 'INBOX' }] });
     expect(move.success).toBe(false);
+  });
+
+  it('takes our Message-ID domain from the mailbox address by the one domainOf (core/mail-domains.ts), or from messageIdDomain', () => {
+    const [m] = EmailOptions.parse({ mailboxes: [{ address: 'Support@Example.RU', imap: { host: 'i', user: 'u', pass: 'p' }, smtp: { host: 's' } }] }).mailboxes;
+    const sender = (o: Partial<typeof m>) => new MailboxSender({ ...m!, ...o }, {} as MediaStore, () => {});
+    expect(sender({}).domain).toBe('example.ru');
+    expect(sender({ messageIdDomain: 'Mail.Example.RU' }).domain).toBe('mail.example.ru');
+    // An address without "@" has no domain: before, the whole address was taken for one.
+    expect(() => sender({ address: 'support' })).toThrow(/no domain.*messageIdDomain/);
+    expect(sender({ address: 'support', messageIdDomain: 'example.ru' }).domain).toBe('example.ru');
   });
 });
 
