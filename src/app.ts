@@ -236,7 +236,7 @@ export class Gateway {
       ...(readModel && {
         expiredTickets: async (cutoff: Date, limit: number) => ticketsClosedBefore(await readModel.database(), cutoff, limit),
         eraseRows: async (ticketIds: string[]) => {
-          const erased = await eraseRows(await readModel.database(), { ticketIds });
+          const erased = await eraseRows(await readModel.database(), { ticketIds, contactsLeftWithNothing: true });
           await readModel.rowsErased();
           return erased;
         },

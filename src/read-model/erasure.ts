@@ -66,24 +66,39 @@ export async function fileReferencedElsewhere(db: Queryable, key: string, erasin
  * down by as many in the same transaction, so its consistency check does not take an erasure for
  * rows lost; the checkpoint row is locked first, as a batch does, so the two never deadlock.
  */
-export async function eraseRows(db: Database, o: { ticketIds: string[]; contactIds?: string[]; messageSeqs?: number[] }): Promise<Record<string, number>> {
+export async function eraseRows(
+  db: Database,
+  o: {
+    ticketIds: string[];
+    contactIds?: string[];
+    messageSeqs?: number[];
+    /**
+     * Retention: the people of these tickets go too once nothing of theirs is left (no ticket,
+     * message or rating of their contact or one merged with it). Their contact and identities
+     * (addresses, phones) outlived their last ticket, findable by GET /v1/contacts for ever.
+     */
+    contactsLeftWithNothing?: boolean;
+  },
+): Promise<Record<string, number>> {
   const t = o.ticketIds;
-  const c = o.contactIds ?? [];
+  const given = o.contactIds ?? [];
   const s = o.messageSeqs ?? [];
   return db.transaction(async (tx) => {
     await tx.query('SELECT seq FROM projection_checkpoint WHERE name = $1 FOR UPDATE', [CHECKPOINT_NAME]);
+    const people = o.contactsLeftWithNothing ? await peopleOf(tx, t) : [];
     const counts: Record<string, number> = {};
     const del = async (table: string, sql: string, params: unknown[]) => {
       const rows = await tx.query(`DELETE FROM ${table} WHERE ${sql} RETURNING 1 AS gone`, params);
       counts[table] = (counts[table] ?? 0) + rows.length;
     };
-    await del('attachments', `ticket_id = ANY($1::text[]) OR message_seq = ANY($2::bigint[]) OR message_seq IN (SELECT seq FROM messages WHERE contact_id = ANY($3::text[]))`, [t, s, c]);
-    await del('messages', `ticket_id = ANY($1::text[]) OR seq = ANY($2::bigint[]) OR contact_id = ANY($3::text[])`, [t, s, c]);
+    await del('attachments', `ticket_id = ANY($1::text[]) OR message_seq = ANY($2::bigint[]) OR message_seq IN (SELECT seq FROM messages WHERE contact_id = ANY($3::text[]))`, [t, s, given]);
+    await del('messages', `ticket_id = ANY($1::text[]) OR seq = ANY($2::bigint[]) OR contact_id = ANY($3::text[])`, [t, s, given]);
     await del('deliveries', `ticket_id = ANY($1::text[])`, [t]);
     await del('status_changes', `ticket_id = ANY($1::text[])`, [t]);
-    await del('ratings', `ticket_id = ANY($1::text[]) OR contact_id = ANY($2::text[])`, [t, c]);
+    await del('ratings', `ticket_id = ANY($1::text[]) OR contact_id = ANY($2::text[])`, [t, given]);
     await del('sla_breaches', `ticket_id = ANY($1::text[])`, [t]);
     await del('tickets', `id = ANY($1::text[])`, [t]);
+    const c = o.contactsLeftWithNothing ? await leftWithNothing(tx, people) : given;
     if (c.length) {
       await del('contact_identities', `contact_id = ANY($1::text[])`, [c]);
       await del('contact_merges', `from_id = ANY($1::text[]) OR into_id = ANY($1::text[])`, [c]);
@@ -93,6 +108,35 @@ export async function eraseRows(db: Database, o: { ticketIds: string[]; contactI
     await tx.query('UPDATE projection_checkpoint SET tickets = tickets - $2, messages = messages - $3 WHERE name = $1', [CHECKPOINT_NAME, counts.tickets ?? 0, counts.messages ?? 0]);
     return counts;
   });
+}
+
+/** The contacts of these tickets, their customers and everyone who wrote in them, with every contact merged with one. */
+async function peopleOf(tx: Queryable, ticketIds: string[]): Promise<string[]> {
+  const rows = await tx.query<{ id: string }>(
+    `WITH direct AS (
+       SELECT contact_id AS id FROM tickets WHERE id = ANY($1::text[]) AND contact_id IS NOT NULL
+       UNION SELECT contact_id FROM messages WHERE ticket_id = ANY($1::text[]) AND contact_id IS NOT NULL),
+     roots AS (SELECT DISTINCT coalesce(c.merged_into, c.id) AS root FROM contacts c JOIN direct d ON d.id = c.id)
+     SELECT c.id FROM contacts c JOIN roots r ON c.id = r.root OR c.merged_into = r.root`,
+    [ticketIds],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** Of `people`, the merge groups with no ticket, message or rating left: erased whole. */
+async function leftWithNothing(tx: Queryable, people: string[]): Promise<string[]> {
+  if (people.length === 0) return [];
+  const rows = await tx.query<{ id: string }>(
+    `WITH grp AS (SELECT id, coalesce(merged_into, id) AS root FROM contacts WHERE id = ANY($1::text[])),
+     kept AS (
+       SELECT DISTINCT g.root FROM grp g
+        WHERE EXISTS (SELECT 1 FROM tickets WHERE contact_id = g.id)
+           OR EXISTS (SELECT 1 FROM messages WHERE contact_id = g.id)
+           OR EXISTS (SELECT 1 FROM ratings WHERE contact_id = g.id))
+     SELECT id FROM grp WHERE root NOT IN (SELECT root FROM kept)`,
+    [people],
+  );
+  return rows.map((r) => r.id);
 }
 
 /** Tickets resolved or closed before `cutoff` and still so (the retention sweeper's question). */

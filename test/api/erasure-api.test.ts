@@ -154,5 +154,10 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     const all = new Map([...(await dumpStreams(h.gw.nc)), ...(await dumpTables(db))]);
     expect(findIn(all, 'Мордовник')).toEqual([]);
     expect(findIn(all, 'Лапчатка').length).toBeGreaterThan(0);
+    // The person went with their last ticket: no contact or identity left to find them by (152-FZ);
+    // the one with an open ticket stays.
+    expect(swept.tickets?.erased.sql).toMatchObject({ contacts: 1 });
+    expect(findIn(all, 'old-9')).toEqual([]);
+    expect(findIn(new Map([...all].filter(([k]) => k.startsWith('sql:contact'))), 'open-9').length).toBeGreaterThan(0);
   }, 300_000); // two sweeps through SQL and every stream: over a minute under a full-suite load, 3 min under a loaded one
 });
