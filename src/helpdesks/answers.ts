@@ -41,6 +41,8 @@ export class AnswerTaker {
     private readonly id: string,
     private readonly records: HelpdeskRecords,
     private readonly log: Logger,
+    /** Tells the helpdesk ticket's agents that an answer of theirs was not sent, where the adapter can. */
+    private readonly notSent: (externalId: string, ticketId: string) => Promise<void> = async () => {},
   ) {}
 
   take(answer: AgentAnswer): Promise<AnswerOutcome> {
@@ -68,6 +70,23 @@ export class AnswerTaker {
     return !forward || forward.externalId === answer.externalId ? answer.ticketId : null;
   }
 
+  /**
+   * Linked, but omnigate's ticket is gone (erased on request or by retention). A public answer
+   * was dropped with one info line and the agent believed the customer had it: now a warning,
+   * and a note on the helpdesk ticket saying it was not sent. Marked taken, so a poller does not
+   * offer it (and write the note) again.
+   */
+  private async gone(answer: AgentAnswer, ticketId: string): Promise<AnswerOutcome> {
+    if (answer.kind === 'reply') {
+      this.log.warn({ helpdesk: this.id, ticketId, externalId: answer.externalId, answer: answer.id }, 'agent answer NOT sent: omnigate no longer has its ticket (erased); the agents are told on the helpdesk ticket');
+      await this.notSent(answer.externalId, ticketId);
+    } else {
+      this.log.info({ helpdesk: this.id, ticketId, externalId: answer.externalId, answer: answer.id, kind: answer.kind }, 'agent answer ignored: omnigate no longer has its ticket (erased)');
+    }
+    await this.records.markTaken(answer.id, JSON.stringify({ gone: ticketId }));
+    return { outcome: 'ticket_gone', ticketId };
+  }
+
   private async takeNow(answer: AgentAnswer): Promise<AnswerOutcome> {
     const ticketId = await this.resolve(answer);
     if (!ticketId) {
@@ -88,7 +107,7 @@ export class AnswerTaker {
       this.log.info({ helpdesk: this.id, ticketId, externalId: answer.externalId, answer: answer.id, kind: answer.kind, replayed: r.replayed ?? false }, 'agent answer taken from the helpdesk');
       return { outcome: 'taken', ticketId, replayed: r.replayed ?? false };
     }
-    if (r.error.code === 'ticket_not_found') return { outcome: 'unknown_ticket' };
+    if (r.error.code === 'ticket_not_found') return this.gone(answer, ticketId);
     if (PERMANENT.has(r.error.code)) {
       const reason = `${r.error.code}: ${r.error.message}`;
       this.log.warn({ helpdesk: this.id, ticketId, answer: answer.id, reason }, 'agent answer refused by omnigate: parked');

@@ -125,6 +125,11 @@ export type AnswerOutcome =
   | { outcome: 'taken'; ticketId: string; replayed: boolean }
   /** No omnigate ticket for this helpdesk ticket (not one of ours): nothing to do, do not retry. */
   | { outcome: 'unknown_ticket' }
+  /**
+   * The helpdesk ticket is linked to an omnigate ticket that is gone (erased on request or by
+   * retention): nothing can be sent; the agents were told on the helpdesk ticket where it can say so.
+   */
+  | { outcome: 'ticket_gone'; ticketId: string }
   /** Refused for good (invalid, outside the channel's reply window): parked with the reason. */
   | { outcome: 'refused'; reason: string };
 
@@ -198,6 +203,12 @@ export interface HelpdeskAdapter {
    * The contact is found or created from `event.contact` (handles: email, phone, username, …).
    */
   ensureTicket(event: TicketEvent): Promise<ExternalTicket>;
+  /**
+   * An internal note on a helpdesk ticket, for what omnigate must tell its agents outside any
+   * ticket event (an answer that cannot be sent because its omnigate ticket was erased). Optional:
+   * without it, the log says it.
+   */
+  tellAgents?(externalId: string, text: string): Promise<void>;
   /**
    * Apply one later event to the helpdesk ticket: `ticket.message` (a customer message: a
    * customer article with its attachments), `ticket.reply` (a reply sent from elsewhere, e.g.

@@ -98,7 +98,10 @@ export class HostedHelpdesk {
     private readonly signal: AbortSignal,
   ) {
     this.records = new HelpdeskRecords(spec.id, o.bus.kv.state, o.bus.kv.dedup);
-    this.answers = new AnswerTaker(o.bus, spec.id, this.records, log);
+    const texts = helpdeskTexts(o.language ?? 'ru');
+    this.answers = new AnswerTaker(o.bus, spec.id, this.records, log, async (externalId, ticketId) => {
+      await this.adapter?.tellAgents?.(externalId, texts.answerNotSent(ticketId));
+    });
     this.prefix = helpdeskAuthorPrefix(spec.id);
   }
 

@@ -147,6 +147,24 @@ describe('zammad helpdesk adapter', () => {
     expect(greeting.title).toBe(`Добрый день! [${ticketId}]`);
   });
 
+  it('tells the agents, on the Zammad ticket, that an answer was not sent because omnigate erased its ticket', async () => {
+    const gw = await gateway();
+    const { ticketId, zt } = await openTicket(gw, 7103, 'Удалите мои данные');
+    const { Eraser } = await import('../../src/core/erasure.js');
+    const { createLogger } = await import('../../src/core/logger.js');
+    await new Eraser(gw.gateway.bus, createLogger({ level: 'silent' })).erase({ ticketIds: [ticketId], identities: ['7103'] }, { reason: 'api', requestedBy: 'test' });
+    gw.gateway.router!.store.invalidate(undefined, ticketId); // as the erasure route does
+
+    zammad.agentArticle(zt.id, { body: 'Ваши данные удалены, всего доброго!' });
+    const told = await until('the note that the answer was not sent', () => zammad.ticketArticles(zt.id).find((a) => a.internal && String(a.body).includes('НЕ отправлен')));
+    expect(told.body).toContain(ticketId);
+    expect(sendsTo(7103, 'Ваши данные удалены')).toHaveLength(0);
+    // Its own note is no agent's answer: taken once, not again.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(zammad.ticketArticles(zt.id).filter((a) => String(a.body).includes('НЕ отправлен'))).toHaveLength(1);
+    expect(gw.logs.some((l) => l.includes('agent answer NOT sent'))).toBe(true);
+  });
+
   it("takes an agent's public answer to the Telegram chat once, keeps an internal note internal, and mirrors a state change", async () => {
     const gw = await gateway();
     const { ticketId, zt } = await openTicket(gw, 7002, 'Где мой заказ?');

@@ -86,6 +86,14 @@ export class RtWriter {
     });
   }
 
+  async tellAgents(externalId: string, text: string): Promise<void> {
+    const rtId = Number(externalId);
+    if (!Number.isInteger(rtId) || rtId <= 0) return;
+    await this.rt(async () => {
+      await this.client.comment(rtId, { content: text });
+    });
+  }
+
   async apply(event: TicketEvent, ctx: ApplyContext): Promise<ApplyOutcome> {
     const rtId = Number(ctx.ticket.externalId);
     if (!Number.isInteger(rtId) || rtId <= 0) throw new HelpdeskRefusedError('invalid_mapping', `mapped RT ticket id "${ctx.ticket.externalId}" is not a number`);
@@ -95,8 +103,8 @@ export class RtWriter {
         case 'ticket.message': {
           if (entry?.kind !== 'inbound') return 'ignored';
           const message = await this.customerMessage(entry.event);
-          if (ctx.uncertain && (await this.alreadyWritten(rtId, 'Correspond', message.content))) return 'applied';
-          await this.client.correspond(rtId, message);
+          if (!(ctx.uncertain && (await this.alreadyWritten(rtId, 'Correspond', message.content)))) await this.client.correspond(rtId, message);
+          await this.followWaiting(rtId, event);
           return 'applied';
         }
         case 'ticket.reply': {
@@ -129,8 +137,8 @@ export class RtWriter {
           const d = event.lastDelivery;
           const reason = d?.reason ?? (entry?.kind === 'delivery' ? (entry.status.reason ?? 'unknown reason') : 'unknown reason');
           const content = this.texts.deliveryFailed(event.channel, reason);
-          if (ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content))) return 'applied';
-          await this.client.comment(rtId, { content });
+          if (!(ctx.uncertain && (await this.alreadyWritten(rtId, 'Comment', content)))) await this.client.comment(rtId, { content });
+          await this.followWaiting(rtId, event);
           return 'applied';
         }
         case 'ticket.edited': {
@@ -145,6 +153,16 @@ export class RtWriter {
           return 'ignored';
       }
     });
+  }
+
+  /**
+   * The customer wrote back, or a reply failed: omnigate's ticket is open again without a
+   * ticket.status event (the message or the failure is the change), and the RT ticket was left
+   * `stalled`, waiting on the customer while the customer waited on us. Only from the waiting
+   * states a reply moves to: a resolve an agent made in RT meanwhile is not taken back.
+   */
+  private async followWaiting(rtId: number, event: TicketEvent): Promise<void> {
+    await this.followStatus(rtId, event, [this.statusToRt.new, this.statusToRt.pending]);
   }
 
   /** Sets the RT status the event's omnigate status maps to, when it differs; whether it did. */

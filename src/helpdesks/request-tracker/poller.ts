@@ -148,7 +148,7 @@ export class RtPoller {
       this.log.info({ transaction: txn.id, rtTicket: txn.ticketId, ticketId: outcome.ticketId, kind: answer.kind, agent: txn.creator, replayed: outcome.replayed }, `RT ${txn.type} taken as ${answer.kind}`);
     } else if (outcome.outcome === 'refused') {
       this.log.warn({ transaction: txn.id, rtTicket: txn.ticketId, reason: outcome.reason }, `RT ${txn.type} refused by omnigate`);
-    } else {
+    } else if (outcome.outcome === 'unknown_ticket') {
       this.log.info({ transaction: txn.id, rtTicket: txn.ticketId }, 'RT transaction skipped: omnigate has no ticket for it');
     }
   }

@@ -143,6 +143,10 @@ export class ZammadAdapter implements HelpdeskAdapter {
     return { externalId: String(id), url: `${this.o.url}/#ticket/zoom/${id}` };
   }
 
+  async tellAgents(externalId: string, text: string): Promise<void> {
+    await this.note(externalId, text, false);
+  }
+
   async apply(event: TicketEvent, { ticket, uncertain }: ApplyContext): Promise<ApplyOutcome> {
     const entry = event.entry;
     const id = ticket.externalId;

@@ -218,6 +218,10 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     await waitFor('RT status open', async () => (await client.getTicket(rtId)).status === 'open');
     expect((await gw.request('omni.cmd.reply', { ticketId, text: 'Ответ из API: проверили оплату' })).ok).toBe(true);
     await waitFor('RT status stalled after the reply', async () => (await client.getTicket(rtId)).status === 'stalled');
+    // The customer writes back: omnigate's ticket is open again, and RT no longer waits on them.
+    api.push(customer(7001, { text: 'Не помогло, оплата снова не прошла' }));
+    await gw.waitForEvent((e) => e.type === 'ticket.message' && e.ticketId === ticketId && e.status === 'open', 30_000);
+    await waitFor('RT status open after the customer wrote back', async () => (await client.getTicket(rtId)).status === 'open');
   }, 180_000);
 
   it("RT's signed webhook scrip reaches the gateway (a doorbell for the poller); a forged one is refused", async () => {
