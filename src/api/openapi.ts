@@ -18,6 +18,8 @@ const fromPath = { ticketId: true, idempotencyKey: true } as const;
 /** A ticket as lists and search show it (from the SQL read model): the record's names plus the cross-channel contact. */
 const TicketSummary = Ticket.pick({ id: true, status: true, channel: true, account: true, conversation: true, subject: true, contact: true, createdAt: true, updatedAt: true, firstResponseAt: true, closedAt: true, lastInboundAt: true, lastOutboundAt: true, messageCount: true, lastDelivery: true }).extend({
   number: z.number().int().nullable(),
+  replyWindowEndsAt: Ticket.shape.replyWindowEndsAt.describe('until when the channel allows a free-form reply (WhatsApp Cloud API: 24 hours after the customer\'s last message); later, only a template. Absent where the channel sets no window, and on a ticket listed before the upgrade that added it until the customer writes again'),
+  failedReplies: Ticket.shape.failedReplies.describe('agent replies that failed for good and have not gone out since, oldest first, the ten newest (as on GET /v1/tickets/{id}); absent when none'),
   contactId: z.string().nullable().describe('the contact (across channels) this ticket belongs to: GET /v1/contacts/{id}'),
   resolvedAt: z.string().optional(),
   rating: z.number().int().min(1).max(5).optional(),
@@ -94,6 +96,7 @@ export function openApiDocument(): Record<string, unknown> {
             { name: 'updatedBefore', in: 'query', schema: { type: 'string', format: 'date-time' }, description: 'tickets whose updatedAt is before this instant' },
             { name: 'createdSince', in: 'query', schema: { type: 'string', format: 'date-time' } },
             { name: 'createdBefore', in: 'query', schema: { type: 'string', format: 'date-time' } },
+            { name: 'failedReplies', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'true: only tickets with at least one failed reply (failedReplies); false: only tickets with none' },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
             { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (keep the same filters)' },
           ],

@@ -49,6 +49,8 @@ const ListQuery = z.strictObject({
   updatedBefore: QueryDateTime.optional(),
   createdSince: QueryDateTime.optional(),
   createdBefore: QueryDateTime.optional(),
+  /** Only tickets with (true) or without (false) failed replies; `1`, `yes` or `True` would be a guess: refused naming the field. */
+  failedReplies: z.enum(['true', 'false'], { error: 'true (tickets with at least one failed reply) or false (tickets with none)' }).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().optional(),
 });
@@ -92,6 +94,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     await deps.readModel.caughtUp();
     const page = await deps.readModel.listTickets({
       status, channel, account, contact, limit, after,
+      failedReplies: q.data.failedReplies === undefined ? undefined : q.data.failedReplies === 'true',
       updatedSince: iso(q.data.updatedSince), updatedBefore: iso(q.data.updatedBefore),
       createdSince: iso(q.data.createdSince), createdBefore: iso(q.data.createdBefore),
     });

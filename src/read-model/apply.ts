@@ -14,6 +14,7 @@
 import type { InboundMessage, LogEntry, OutboundMessage } from '../core/schema.js';
 import type { Queryable } from './database.js';
 import { BatchMemory, type BatchTally } from './batch-memory.js';
+import { failedRepliesAfter, failedReplyItem } from './failed-replies.js';
 import { provenIdentities, resolveContact } from './contacts.js';
 
 type Entry<K extends LogEntry['kind']> = Extract<LogEntry, { kind: K }>;
@@ -159,11 +160,13 @@ async function inbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId
     memory.ticketCreated(ticketId);
   }
   // As the router: a message counts and updates the ticket; a pending ticket is open again (no
-  // status entry is logged for that); a closed one reopens by its own status entry. Written with
-  // the ticket's other messages of this batch (batch-memory.ts).
+  // status entry is logged for that); a closed one reopens by its own status entry; the channel's
+  // reply window, if it has one, reaches the latest end a message gave. Written with the
+  // ticket's other messages of this batch (batch-memory.ts).
   const added = memory.addInbound({
     seq, ticketId, id: e.id, channel: e.channel, account: e.account, contactId, authorId: e.sender.id, authorName: e.sender.displayName ?? null,
     platformMessageId: e.platform.messageId || null, at: entry.at, text: e.text, attachments: e.attachments, waitsSince: isReactionOnly(e) ? null : e.receivedAt,
+    replyWindowEndsAt: e.replyWindowEndsAt ?? null,
   });
   return added ? 'applied' : 'duplicate';
 }
@@ -228,6 +231,9 @@ async function note(tx: Queryable, memory: BatchMemory, seq: number, ticketId: s
   return 'applied';
 }
 
+/** The delivery statement's new failed_replies: an agent reply's failure listed, its later outcome taking it off ($16: the failure's item). */
+const FAILED_REPLIES = failedRepliesAfter({ agentReply: `(SELECT purpose FROM p) = 'agent_reply'`, outboundId: '$1', at: '$10::timestamptz', item: '$16::jsonb' });
+
 async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketId: string, entry: Entry<'delivery'>): Promise<Applied> {
   const s = entry.status;
   if (!(await memory.ticketExists(ticketId))) return orphan(memory);
@@ -242,7 +248,8 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
   // (CTEs read the tables as they were before this statement: `o.outbound_id <> $1` leaves out
   // this reply's own row, still `sent` there.) Replayed over rows still there: the deliveries row
   // takes only what is above its last_seq, the ticket row only what it does not hold ($15); the
-  // inbound messages' answered_at is set where a restored message lacks it.
+  // inbound messages' answered_at is set where a restored message lacks it. An agent reply's
+  // outcome also keeps the ticket's failed replies (failed-replies.ts).
   await tx.query(
     `WITH p AS (
        SELECT coalesce($5::text, (SELECT purpose FROM messages WHERE ticket_id = $2 AND direction = 'outbound' AND id = $1)) AS purpose
@@ -270,7 +277,8 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
               last_agent_reply_at = CASE WHEN (SELECT purpose FROM p) IS DISTINCT FROM 'agent_reply' THEN last_agent_reply_at
                                          WHEN $13::boolean THEN greatest(last_agent_reply_at, $10::timestamptz)
                                          WHEN (SELECT sent_before FROM undo) THEN (SELECT last_sent FROM others)
-                                         ELSE last_agent_reply_at END
+                                         ELSE last_agent_reply_at END,
+              failed_replies = ${FAILED_REPLIES}
         WHERE id = $2 AND NOT $15::boolean RETURNING 1
      ), m AS (
        UPDATE messages SET answered_at = $10::timestamptz
@@ -284,7 +292,7 @@ async function delivery(tx: Queryable, memory: BatchMemory, seq: number, ticketI
      )
      SELECT 1`,
     [s.outboundId, ticketId, s.channel, s.account, s.purpose ?? null, s.status, s.reason ?? null, s.platformMessageId ?? null, s.attempts, s.at, seq, last, s.status === 'sent', entry.at,
-      await memory.inTicketRow(ticketId, seq)],
+      await memory.inTicketRow(ticketId, seq), failedReplyItem(s)],
   );
   return 'applied';
 }

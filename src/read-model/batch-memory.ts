@@ -7,8 +7,8 @@
  * - looks up, in two statements before it starts, which of its tickets have a row and which of
  *   its senders' identities are known (`prefetch`): a known sender costs no statement at all;
  * - keeps inbound messages and their effect on the ticket row (count, updated_at, last_seq,
- *   last_inbound_at, pending → open) and writes them per ticket in one multi-row insert and one
- *   update.
+ *   last_inbound_at, reply_window_ends_at, pending → open) and writes them per ticket in one
+ *   multi-row insert and one update.
  *
  * Order is kept where it matters: any other entry of a ticket (a reply, a status change, a
  * delivery, an edit) first writes that ticket's pending messages (`flushTicket`), so every
@@ -44,6 +44,8 @@ export interface PendingInbound {
   attachments: Attachment[];
   /** receivedAt when the customer waits on it (not a bare reaction); null otherwise. */
   waitsSince: string | null;
+  /** Until when the channel allows a free-form reply after it (WhatsApp: 24 hours); null where no limit applies. */
+  replyWindowEndsAt: string | null;
 }
 
 export interface KnownIdentity {
@@ -291,24 +293,28 @@ export class BatchMemory {
   /**
    * As inbound messages one by one did: each counts and moves updated_at and last_seq; one the
    * customer waits on sets last_inbound_at and opens a pending ticket (no status entry is logged
-   * for that). The messages are in log order, so the last one wins as it would have.
+   * for that). The messages are in log order, so the last one wins as it would have. The reply
+   * window is the latest any message gave, as on the ticket record (ticket-changes.ts
+   * recordInbound): a message logged late does not shorten it.
    */
   private async writeTicketSums(messages: PendingInbound[]): Promise<void> {
-    const sums = new Map<string, { n: number; at: string; seq: number; waits: string | null }>();
+    const sums = new Map<string, { n: number; at: string; seq: number; waits: string | null; window: string | null }>();
+    const later = (a: string | null, b: string | null) => (a === null || (b !== null && Date.parse(b) > Date.parse(a)) ? b : a);
     for (const m of messages) {
       const s = sums.get(m.ticketId);
-      if (!s) sums.set(m.ticketId, { n: 1, at: m.at, seq: m.seq, waits: m.waitsSince });
-      else Object.assign(s, { n: s.n + 1, at: m.at, seq: m.seq, waits: m.waitsSince ?? s.waits });
+      if (!s) sums.set(m.ticketId, { n: 1, at: m.at, seq: m.seq, waits: m.waitsSince, window: m.replyWindowEndsAt });
+      else Object.assign(s, { n: s.n + 1, at: m.at, seq: m.seq, waits: m.waitsSince ?? s.waits, window: later(s.window, m.replyWindowEndsAt) });
     }
     if (!sums.size) return;
     const list = [...sums];
     await this.tx.query(
       `UPDATE tickets t SET message_count = t.message_count + v.n, updated_at = v.updated_at, last_seq = v.last_seq,
               last_inbound_at = coalesce(v.last_inbound_at, t.last_inbound_at),
+              reply_window_ends_at = greatest(t.reply_window_ends_at, v.reply_window_ends_at),
               status = CASE WHEN v.last_inbound_at IS NOT NULL AND t.status = 'pending' THEN 'open' ELSE t.status END
-         FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::bigint[], $5::timestamptz[]) AS v(id, n, updated_at, last_seq, last_inbound_at)
+         FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::bigint[], $5::timestamptz[], $6::timestamptz[]) AS v(id, n, updated_at, last_seq, last_inbound_at, reply_window_ends_at)
         WHERE t.id = v.id`,
-      [list.map(([id]) => id), list.map(([, s]) => s.n), list.map(([, s]) => s.at), list.map(([, s]) => s.seq), list.map(([, s]) => s.waits)],
+      [list.map(([id]) => id), list.map(([, s]) => s.n), list.map(([, s]) => s.at), list.map(([, s]) => s.seq), list.map(([, s]) => s.waits), list.map(([, s]) => s.window)],
     );
   }
 }

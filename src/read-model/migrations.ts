@@ -278,6 +278,29 @@ UPDATE projection_checkpoint SET counted_seq = -1;`,
 ALTER TABLE projection_checkpoint ADD COLUMN rebuild_started timestamptz;
 ALTER TABLE projection_checkpoint ADD COLUMN rebuild_reason text;`,
   },
+  {
+    id: 7,
+    name: 'the reply window and failed replies on ticket rows',
+    // The list showed neither (GET /v1/tickets/{id} did): an agent could not see which WhatsApp
+    // tickets may still be answered, and a failed reply looked answered (an outside trial).
+    // Nullable: rows from before, and rows an older replica writes during a rolling upgrade,
+    // simply lack them. failed_replies is NULL when empty, never '[]' (the list's filter reads so).
+    // The failures already in SQL are copied in: the projection adds a failure only as its own
+    // entry is applied, so a row from before would never have shown one. An agent reply whose
+    // deliveries row ends `failed` failed and did not go out since (a replay sent moves it on),
+    // with its newest failure's time and reason; the ten newest per ticket, oldest first, as the
+    // KV ticket keeps them. The reply window has no copy in SQL: it comes with the next message.
+    sql: `ALTER TABLE tickets ADD COLUMN reply_window_ends_at timestamptz;
+ALTER TABLE tickets ADD COLUMN failed_replies jsonb;
+UPDATE tickets t SET failed_replies = f.list
+  FROM (SELECT ticket_id,
+               jsonb_agg(jsonb_build_object('outboundId', outbound_id, 'at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'reason', coalesce(reason, 'unknown'))
+                         ORDER BY updated_at, outbound_id) AS list
+          FROM (SELECT d.*, row_number() OVER (PARTITION BY ticket_id ORDER BY updated_at DESC, outbound_id DESC) AS newest
+                  FROM deliveries d WHERE purpose = 'agent_reply' AND status = 'failed') failed
+         WHERE newest <= 10 GROUP BY ticket_id) f
+ WHERE t.id = f.ticket_id;`,
+  },
 ];
 
 export async function migrate(db: Database): Promise<{ applied: number[] }> {

@@ -224,7 +224,7 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     await shot(page, 'ticket');
   }, 60_000);
 
-  it('keeps a reply that never reached the customer in sight, with a link to its dead letters', async () => {
+  it('keeps a reply that never reached the customer in sight, with a link to its dead letters and a mark in the list', async () => {
     await publishEvent(gw.nc, chatMessage({ channel: 'webhook', account: 'site', chat: 'failed-chat-1', from: 'customer-77', text: 'Где мой заказ?' }));
     const { ticketId: failedTicket } = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'failed-chat-1');
     const reply = await fetch(`${gw.httpUrl}/v1/tickets/${failedTicket}/replies`, {
@@ -239,6 +239,27 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     expect(await box.textContent()).toContain('Replies that did not reach the customer: 1');
     expect(await box.textContent()).toContain('http_410: widget closed');
     expect(await box.locator('a').getAttribute('href')).toBe(`#/dead-letters?source=outbound&ticket=${encodeURIComponent(failedTicket)}`);
+
+    // The list marks it too, and shows until when a ticket with a reply window (WhatsApp) may be
+    // answered freely; customer text stays text (a name made of markup renders no element).
+    const windowEnds = new Date(Date.now() + 24 * 3_600_000).toISOString();
+    const markup = chatMessage({ channel: 'webhook', account: 'site', chat: 'window-chat-1', text: 'Посылка не пришла' });
+    markup.sender.displayName = '<img src=x onerror="document.title=\'pwned\'">';
+    markup.replyWindowEndsAt = windowEnds;
+    await publishEvent(gw.nc, markup);
+    const { ticketId: windowTicket } = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'window-chat-1');
+    await page.goto(`${base}/console/#/tickets?r=${Date.now()}`);
+    const failedRow = page.locator(`tr[data-ticket="${failedTicket}"]`);
+    await failedRow.waitFor();
+    expect(await failedRow.locator('.failed-mark').textContent()).toBe('failed replies: 1');
+    expect(await failedRow.locator('.reply-window').count()).toBe(0);
+    const windowRow = page.locator(`tr[data-ticket="${windowTicket}"]`);
+    expect(await windowRow.locator('.reply-window').textContent()).toMatch(/^free-form reply until /);
+    expect(await windowRow.locator('.reply-window time').getAttribute('datetime')).toBe(windowEnds);
+    expect(await windowRow.locator('.failed-mark').count()).toBe(0);
+    expect(await windowRow.textContent()).toContain('<img src=x onerror=');
+    expect(await page.locator('#ticket-results img').count()).toBe(0);
+    expect(await page.title()).not.toBe('pwned');
   }, 60_000);
 
   it('tails ticket events live', async () => {

@@ -82,6 +82,46 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
     expect(ready.readModel).toMatchObject({ applying: true, lag: 0, database: expect.stringContaining(engine) });
   });
 
+  it('lists the reply window and a failed reply as the ticket shows them, until a replay of the reply goes out; filters by failed replies', async () => {
+    // As the WhatsApp Cloud connector publishes a customer's message: the window ends 24 hours on.
+    const windowEnds = new Date(Date.now() + 24 * 3_600_000).toISOString();
+    const first = chatMessage({ chat: 'window-chat', from: 'window-customer', text: 'Посылка не пришла' });
+    first.replyWindowEndsAt = windowEnds;
+    await publishEvent(h.gw.nc, first);
+    const { ticketId } = await h.gw.waitForEvent((ev) => ev.type === 'ticket.created' && ev.conversation?.id === 'window-chat');
+    const listed = async (query = '') => ((await h.api(`/v1/tickets?limit=500${query}`)).body.tickets as Array<Record<string, unknown>>).find((t) => t.id === ticketId);
+    expect(await listed()).toMatchObject({ replyWindowEndsAt: windowEnds });
+    expect(await listed()).not.toHaveProperty('failedReplies');
+
+    // The channel refuses the reply for good: failed, back to open, and listed as such.
+    h.callbackStatus = (r) => (r.text === 'Посылка в пути' ? 400 : 200);
+    const sent = await h.api(`/v1/tickets/${ticketId}/replies`, post({ text: 'Посылка в пути' }));
+    expect(sent.status).toBe(202);
+    await h.gw.waitForEvent((ev) => ev.type === 'ticket.delivery_failed' && ev.ticketId === ticketId);
+    const failed = await listed();
+    expect(failed).toMatchObject({ status: 'open', failedReplies: [{ outboundId: sent.body.outboundId, reason: expect.stringMatching(/^http_400/) }] });
+    // The same list as GET /v1/tickets/{id} (the KV record) shows.
+    expect(failed!.failedReplies).toEqual((await h.api(`/v1/tickets/${ticketId}`)).body.ticket.failedReplies);
+    expect(await listed('&failedReplies=true')).toBeDefined();
+    expect(await listed('&failedReplies=false')).toBeUndefined();
+    expect(((await h.api('/v1/tickets?failedReplies=true&limit=500')).body.tickets as Array<{ failedReplies?: unknown[] }>).every((t) => t.failedReplies?.length)).toBe(true);
+    for (const bad of ['yes', '1', 'True', '']) {
+      const refused = await h.api(`/v1/tickets?failedReplies=${bad}`);
+      expect(refused.status, bad).toBe(400);
+      expect(refused.body.error, bad).toMatchObject({ code: 'invalid_request', field: 'failedReplies', message: expect.stringContaining('true (tickets with at least one failed reply) or false') });
+    }
+
+    // Replayed from the dead letters once the channel takes it: sent, and off the list.
+    h.callbackStatus = () => 200;
+    const replayed = await h.api(`/v1/dead-letters/replay?source=outbound&ticket=${encodeURIComponent(ticketId)}`, { method: 'POST' });
+    expect(replayed.status).toBe(200);
+    await h.gw.waitForEvent((ev) => ev.type === 'ticket.delivery' && ev.ticketId === ticketId && (ev.entry as { status?: { status?: string } })?.status?.status === 'sent');
+    await expect.poll(async () => (await listed()) ?? {}, { timeout: 30_000 }).not.toHaveProperty('failedReplies');
+    expect((await h.api(`/v1/tickets/${ticketId}`)).body.ticket.failedReplies).toBeUndefined();
+    expect(await listed('&failedReplies=true')).toBeUndefined();
+    expect(await listed()).toMatchObject({ replyWindowEndsAt: windowEnds });
+  });
+
   it('a NUL in a logged message (from a platform or an outside publisher) is stored as U+FFFD and the projection goes on; the API refuses one', async () => {
     // Past the edges (they refuse it): an event published on omni.in, as a connector or an outside publisher would.
     const e = chatMessage({ chat: 'nul-chat', from: 'nul-sender', text: 'а\u0000б' });

@@ -47,6 +47,8 @@ function inboundEntry(n: number, ticketId: string, who: (typeof SENDERS)[number]
     parts: reaction ? [{ type: 'reaction', emoji: '👍', targetPlatformMessageId: 'x' }] : card ? [{ type: 'contact', name: 'Оля', phone: '+7 916 123-45-67', userId: '5551' }] : [],
     attachments: rnd() < 0.15 ? [{ name: 'чек.pdf', mimeType: 'application/pdf', size: 1234, sha256: 'ab', objectKey: 'sha256/ab', kind: 'document', status: 'stored' }] : [],
     platform: { messageId: `pm-${n}` },
+    // WhatsApp Cloud's window, 24 hours on: the ticket row keeps the latest, batched or not.
+    ...(who.channel === 'whatsapp' ? { replyWindowEndsAt: at(n + 86_400) } : {}),
   };
   return { kind: 'inbound', at: at(n), event, match: { rule: 'open-conversation', value: event.conversation.id } };
 }
@@ -138,6 +140,8 @@ describe.each(['pglite', 'postgres'] as const)('a batch applied at once, on %s',
     const expected = await dump(oneByOne);
     expect((expected.messages as Array<{ direction: string }>).filter((m) => m.direction === 'inbound').length).toBeGreaterThan(100);
     expect((expected.contacts as Array<{ merged_into: string | null }>).some((c) => c.merged_into !== null)).toBe(true);
+    const tickets = expected.tickets as Array<{ failed_replies: unknown[] | null; reply_window_ends_at: string | null }>;
+    expect(tickets.some((t) => t.failed_replies !== null) && tickets.some((t) => t.reply_window_ends_at !== null)).toBe(true);
 
     // All at once, then in uneven batches: the same tables, the same outcome counts.
     const atOnce = await open();

@@ -526,14 +526,24 @@ function ticketLink(id) {
 }
 
 function ticketRow(tk) {
+  const failed = tk.failedReplies?.length || 0;
   return h('tr', { 'data-ticket': tk.id },
     h('td', {}, h('a', { href: `#/ticket/${encodeURIComponent(tk.id)}`, 'aria-label': t('tickets.open', { number: tk.number }) }, `#${tk.number}`)),
-    h('td', {}, h('span', { class: 'state' }, tk.status)),
-    h('td', {}, `${tk.channel}/${tk.account}`),
+    // A failed reply next to the status: `open` alone does not say the customer was never answered.
+    h('td', {}, h('span', { class: 'state' }, tk.status),
+      failed ? h('div', { class: 'failed-mark error', title: t('ticket.failedReplies', { count: failed }) }, t('tickets.failedMark', { count: failed })) : null),
+    h('td', {}, `${tk.channel}/${tk.account}`, replyWindow(tk.replyWindowEndsAt)),
     h('td', {}, tk.contact?.displayName || tk.contact?.id || ''),
     h('td', {}, tk.subject || '', tk.snippet ? h('div', { class: 'muted' }, tk.snippet) : null),
     h('td', {}, time(tk.updatedAt)),
   );
+}
+
+/** Where the channel limits free-form replies (WhatsApp's 24 hours): until when one is allowed, or that it is not any more. */
+function replyWindow(endsAt) {
+  if (!endsAt) return null;
+  const open = Date.parse(endsAt) > Date.now();
+  return h('div', { class: open ? 'reply-window muted' : 'reply-window error' }, t(open ? 'tickets.windowUntil' : 'tickets.windowClosed'), ' ', time(endsAt));
 }
 
 /**
