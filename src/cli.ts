@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { ConfigError, loadConfig, loadConfigSections, loadNatsSection, type ConnectorValidator, type LoadedConfig } from './core/config.js';
 import { ConnectorEntry, HelpdeskEntry } from './core/config-schema.js';
 import { unknownKeys } from './core/strict-keys.js';
-import { checkReferences, describeConfig } from './config-check.js';
+import { checkReferences, configWarnings, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
@@ -183,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: loaded.config.log.level });
+  for (const warning of configWarnings(loaded)) log.warn({ file: loaded.file }, warning);
   const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {

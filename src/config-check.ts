@@ -6,6 +6,7 @@
 import { ConfigError, type LoadedConfig } from './core/config.js';
 import { clockText } from './core/config-calendar.js';
 import { describeHours, humanDuration } from './core/texts.js';
+import { invertedSignWarning, zoneWithOffset } from './core/zone-offset.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 
 function channelOf(type: string, factories: Map<string, ConnectorFactory<any>>): string {
@@ -28,12 +29,29 @@ export function checkReferences(loaded: LoadedConfig, factories: Map<string, Con
   );
 }
 
-/** What is enabled, in one screen. */
-export function describeConfig(loaded: LoadedConfig, factories: Map<string, ConnectorFactory<any>>): string {
+/** The time zones the config sets, by key: business hours (SLA timers, reports) and reports' own. */
+function configuredZones(loaded: LoadedConfig): Array<[key: string, zone: string]> {
+  const zones: Array<[string, string]> = [];
+  const hours = loaded.config.router.sla.businessHours;
+  if (hours) zones.push(['router.sla.businessHours.timezone', hours.timezone]);
+  if (loaded.config.reports.timezone) zones.push(['reports.timezone', loaded.config.reports.timezone]);
+  return zones;
+}
+
+/** What is valid but likely not meant: printed by check-config and logged at start, not refused. */
+export function configWarnings(loaded: LoadedConfig): string[] {
+  return configuredZones(loaded).flatMap(([key, zone]) => invertedSignWarning(key, zone) ?? []);
+}
+
+/** What is enabled, in one screen; `now` is when time zones' offsets are shown for. */
+export function describeConfig(loaded: LoadedConfig, factories: Map<string, ConnectorFactory<any>>, now = new Date()): string {
   const c = loaded.config;
   const r = c.router;
   const lang = r.language;
   const lines: string[] = [`omnigate: ${loaded.file} is valid`, ''];
+  // Warnings first: the one-screen summary is read from the top.
+  for (const w of configWarnings(loaded)) lines.push(`Warning: ${w}`);
+  if (lines.length > 2) lines.push('');
   lines.push(`NATS        ${c.nats.url || `embedded nats-server (data in ${c.nats.embedded.dataDir})`}`);
   lines.push(`HTTP        ${c.http.host}:${c.http.port}`);
   lines.push(`Channels    ${loaded.connectors.length ? '' : '(none enabled)'}`);
@@ -42,6 +60,10 @@ export function describeConfig(loaded: LoadedConfig, factories: Map<string, Conn
   if (c.helpdesks.length) lines.push('Helpdesks');
   for (const { entry } of loaded.helpdesks) lines.push(`  - ${entry.id} (${entry.type}), events retried for ${humanDuration(entry.retryFor, 'en')} before parking`);
   for (const entry of c.helpdesks.filter((x) => !x.enabled)) lines.push(`  - ${entry.id} (${entry.type}): disabled`);
+  // With its offset: a zone's name can mislead (Etc/GMT+3 is UTC−03:00).
+  const zones = configuredZones(loaded);
+  if (zones.length) lines.push('Time zones');
+  for (const [key, zone] of zones) lines.push(`  ${key}: ${zoneWithOffset(zone, now)}`);
   if (!r.enabled) {
     lines.push('Router      disabled on this replica (connectors only)');
     return lines.join('\n');

@@ -18,7 +18,7 @@ import { closeTerm, openTerm, type Term } from './webhook-takeover.js';
 import { ackFloor, rewindOrphans } from '../core/rewind.js';
 import { DoneSet } from './webhook-done.js';
 import { postEvent, type PostOutcome } from './webhook-post.js';
-import { parkEvent } from './webhook-park.js';
+import { parkEvent, presetWebhookSeries } from './webhook-park.js';
 import type { Logger } from '../core/logger.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
@@ -93,6 +93,7 @@ export class WebhookDispatcher {
   ) {
     // One listener per POST in flight (up to the lane concurrency) is expected, not a leak.
     setMaxListeners(0, this.cutOff.signal);
+    presetWebhookSeries(target.name);
   }
 
   /** Returns at once; delivery starts when this process holds the webhook's lease. */

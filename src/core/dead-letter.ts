@@ -113,6 +113,15 @@ export class DeadLetterSourceError extends Error {
   }
 }
 
+/**
+ * Creates the {source, reason} series of codes known before they happen at 0, so increase() in
+ * OmnigateDeadLettersIncreasing counts their first letter; codes only known when they happen are
+ * caught by the rule's "appeared above zero" half (deploy/observability/alerts.yml).
+ */
+export function presetDeadLetters(source: DeadLetterSource, codes: readonly string[]): void {
+  for (const reason of codes) metrics.parked.inc({ source, reason }, 0);
+}
+
 export class DeadLetters {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 

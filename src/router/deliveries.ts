@@ -19,7 +19,7 @@ import { Subjects, hashKey } from '../core/subjects.js';
 import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import { logMsgId, type Journal } from './journal.js';
 import type { RouterMetrics } from './metrics.js';
-import { park } from './park.js';
+import { park, type RouterDeadLetterCode } from './park.js';
 import { mergeReferences, purposeOf } from './ticket-changes.js';
 import { IndexKeys, type TicketStore } from './tickets.js';
 
@@ -56,7 +56,7 @@ export class DeliveryRecorder {
     const ticket = await this.store.get(s.ticketId);
     if (!ticket) {
       await this.bus.deadLetters.park({
-        source: 'router', subject: Subjects.status(s.channel, s.account), code: 'unknown_ticket', reason: `delivery status for unknown ticket ${s.ticketId}`, payload: JSON.stringify(s),
+        source: 'router', subject: Subjects.status(s.channel, s.account), code: 'unknown_ticket' satisfies RouterDeadLetterCode, reason: `delivery status for unknown ticket ${s.ticketId}`, payload: JSON.stringify(s),
       });
       return;
     }

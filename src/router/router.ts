@@ -26,13 +26,14 @@ import {
   type MessageEdited,
   type Ticket,
 } from '../core/schema.js';
+import { presetDeadLetters } from '../core/dead-letter.js';
 import { metrics } from '../core/metrics.js';
 import { safeParser } from '../core/schema-as-is.js';
 import { Consumers, Streams, hashKey } from '../core/subjects.js';
 import { DeliveryRecorder } from './deliveries.js';
 import { Journal } from './journal.js';
 import { RouterMetrics } from './metrics.js';
-import { park } from './park.js';
+import { ROUTER_DEAD_LETTER_CODES, park, type RouterDeadLetterCode } from './park.js';
 import { NotOwnedError, consumeInbound, type Held, type InboundWork } from './inbound-consumer.js';
 import { MessageRouter, type QueuedMessage, type RoutingHooks } from './inbound-messages.js';
 import { PartitionOwnership, type UnitConsumer } from './partitions.js';
@@ -107,6 +108,7 @@ export class Router implements RoutingHooks {
     this.store = new TicketStore(bus, o.ticketPrefix, o.firstTicketNumber, o.numberFloor, (floor, base) =>
       log.warn({ readModelHighest: floor, nextNumber: base + 1 }, 'ticket numbering starts over in NATS (its store is new) while the read model holds tickets up to this number: continuing above it, so no number is given twice'));
     this.journal = new Journal(bus);
+    presetDeadLetters('router', ROUTER_DEAD_LETTER_CODES);
     this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now, colleagueDomains: o.colleagueDomains });
     this.deliveries = new DeliveryRecorder(bus, this.store, this.journal, this.metrics, log);
     this.inboundSlots = new Semaphore(o.concurrency);
@@ -297,7 +299,7 @@ export class Router implements RoutingHooks {
     const ticket = hit ? await this.store.get(hit.value) : null;
     if (!ticket) {
       await this.bus.deadLetters.park({
-        source: 'router', subject: this.bus.inboundSubject(e), code: 'unknown_target', reason: `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`, payload: JSON.stringify(e),
+        source: 'router', subject: this.bus.inboundSubject(e), code: 'unknown_target' satisfies RouterDeadLetterCode, reason: `${e.type} for unknown message ${e.targetPlatformMessageId}: ${hit ? 'its ticket is gone' : 'the original never reached the router'}`, payload: JSON.stringify(e),
       });
       return;
     }
@@ -306,7 +308,7 @@ export class Router implements RoutingHooks {
     // rewrite (or a delete hide) another customer's message in another ticket.
     if (ticket.value.conversation.id !== e.conversation.id) {
       await this.bus.deadLetters.park({
-        source: 'router', subject: this.bus.inboundSubject(e), code: 'foreign_target',
+        source: 'router', subject: this.bus.inboundSubject(e), code: 'foreign_target' satisfies RouterDeadLetterCode,
         reason: `${e.type} from conversation ${e.conversation.id} for message ${e.targetPlatformMessageId}, which is in conversation ${ticket.value.conversation.id} (${ticket.value.id}): a message is changed only from its own conversation`,
         payload: JSON.stringify(e),
       });

@@ -25,7 +25,8 @@ export interface SlaOptions {
   businessHours: BusinessHours | null;
 }
 
-type BreachKind = 'first_response' | 'no_answer';
+const BREACH_KINDS = ['first_response', 'no_answer'] as const;
+type BreachKind = (typeof BREACH_KINDS)[number];
 type Unreported = NonNullable<NonNullable<Ticket['sla']>['unreported']>[number];
 export interface Breach {
   breach: BreachKind;
@@ -41,7 +42,11 @@ export class SlaTimers {
     private readonly texts: Texts,
     private readonly log: Logger,
     private readonly escalator?: Escalator,
-  ) {}
+  ) {
+    // At 0 from the start: OmnigateSlaBreaches uses increase(), which sees no rise in a series
+    // that first appears at 1, so the first breach after a start would not fire it.
+    for (const breach of BREACH_KINDS) metrics.slaBreaches.inc({ breach }, 0);
+  }
 
   /**
    * Tickets with a breach not fully reported: candidates of the next pass whatever the read model

@@ -221,6 +221,10 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     expect(await log.locator('li[data-kind="note"]').textContent()).toContain('Проверить оплату');
     expect(await log.locator('li[data-kind="outbound"]').textContent()).toContain('Reply by Анна');
     expect(await log.locator('li[data-kind="delivery"]').textContent()).toContain('Delivery: delivered');
+    // No failed replies: nothing in their place (an absent part was once written as the text "null").
+    expect(await page.locator('#failed-replies').count()).toBe(0);
+    expect(await page.locator('#main').evaluate((main) => [...main.childNodes].filter((n) => n.nodeType === 3 /* a text node */).map((n) => n.textContent))).toEqual([]);
+    expect(await page.locator('#main').innerText()).not.toMatch(/\bnull\b/);
     await shot(page, 'ticket');
   }, 60_000);
 

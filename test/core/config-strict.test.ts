@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadAll } from '../../src/cli.js';
-import { describeConfig } from '../../src/config-check.js';
+import { configWarnings, describeConfig } from '../../src/config-check.js';
 import { unknownKeys } from '../../src/core/strict-keys.js';
 import { writeConfig } from '../helpers/process.js';
 
@@ -106,14 +106,38 @@ describe('strict configuration: each mistake is an error naming the key', () => 
       }),
       {},
     );
-    const screen = describeConfig(loaded, factories);
+    const screen = describeConfig(loaded, factories, new Date('2027-01-15T12:00:00Z'));
     expect(screen).toContain('webhook/site (webhook)');
+    expect(screen).toContain('router.sla.businessHours.timezone: Asia/Yekaterinburg (UTC+05:00 now)');
+    expect(screen).not.toContain('Warning');
     expect(screen).toContain('first response within 1 h 30 min of business time');
     expect(screen).toContain('business hours: Mon–Sat, 9:00–13:00, 14:00–18:00, 22:00–2:00 (Asia/Yekaterinburg); 1 holiday(s): 2027-01-01');
     expect(screen).toContain('night intervals run past midnight: 22:00–2:00 (next day)');
     expect(screen).toContain('asked once per ticket 1 d (clock time)');
     expect(screen).toMatch(/Escalation {2}SLA breaches and low ratings → webhook\/leads, chat lead-chat/);
     expect(screen.split('\n').length).toBeLessThan(25);
+  });
+});
+
+describe('time zones in check-config', () => {
+  it('accepts an Etc/GMT±N zone but shows its real offset and warns that its sign is inverted', async () => {
+    const { loaded, factories } = await loadAll(
+      writeConfig({ connectors: [site], router: { language: 'en', sla: { enabled: true, businessHours: { timezone: 'Etc/GMT+3' } } }, reports: { timezone: 'Europe/Moscow' } }),
+      {},
+    );
+    const screen = describeConfig(loaded, factories, new Date('2027-07-15T12:00:00Z'));
+    expect(screen).toContain('  router.sla.businessHours.timezone: Etc/GMT+3 (UTC−03:00 now)');
+    expect(screen).toContain('  reports.timezone: Europe/Moscow (UTC+03:00 now)');
+    const warnings = configWarnings(loaded);
+    expect(warnings).toEqual([expect.stringMatching(/^router\.sla\.businessHours\.timezone: Etc\/GMT\+3 is UTC−03:00, not UTC\+03:00: .*sign is inverted/)]);
+    // At the top of the summary, where it is read first.
+    expect(screen.split('\n')[2]).toBe(`Warning: ${warnings[0]}`);
+  });
+
+  it('shows the default zone of business hours even with SLA off (reports count in it)', async () => {
+    const { loaded, factories } = await loadAll(writeConfig({ connectors: [site] }), {});
+    expect(describeConfig(loaded, factories, new Date('2027-01-15T12:00:00Z'))).toContain('router.sla.businessHours.timezone: Europe/Moscow (UTC+03:00 now)');
+    expect(configWarnings(loaded)).toEqual([]);
   });
 });
 

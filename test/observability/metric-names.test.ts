@@ -19,7 +19,8 @@ export function metricNames(expr: string): string[] {
     .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, ' ') // strings (label values, regexes)
     .replace(/\{[^}]*\}/g, ' ') // label matchers
     .replace(/\[[^\]]*\]/g, ' ') // ranges and subqueries
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' '); // grouping label lists
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ') // grouping label lists
+    .replace(/\boffset\s+-?[0-9][0-9a-z]*/gi, ' '); // offset durations (the "m" of 15m is no metric)
   const names = new Set<string>();
   for (const m of stripped.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?/g)) {
     if (m[2] || KEYWORDS.has(m[1]!.toLowerCase()) || m[1]!.startsWith('$')) continue; // a function call or keyword
@@ -59,18 +60,26 @@ describe('the tokenizer', () => {
     expect(metricNames('histogram_quantile(0.95, sum by (le, channel) (rate(omnigate_routing_latency_seconds_bucket{channel=~"$channel"}[$__rate_interval])))')).toEqual(['omnigate_routing_latency_seconds_bucket']);
     expect(metricNames('max by (consumer) (omnigate_consumer_lag) > 100 and max by (consumer) (deriv(omnigate_consumer_lag[10m])) > 0')).toEqual(['omnigate_consumer_lag']);
     expect(metricNames('sum(up{job="x"}) / on(instance) group_left(version) build_info')).toEqual(['up', 'build_info']);
+    expect(metricNames('increase(a_total[15m]) > 0 or (a_total > 0 unless a_total offset 15m)')).toEqual(['a_total']);
   });
 });
 
 describe('dashboard and alert queries against a real gateway', () => {
   let gw: TestGateway;
   let exported: Set<string>;
+  let text: string;
   beforeAll(async () => {
-    gw = await startGateway({ api: { tokens: [{ name: 'ops', token: 'metrics-names-token-0123' }] } });
+    gw = await startGateway({
+      api: { tokens: [{ name: 'ops', token: 'metrics-names-token-0123' }] },
+      // A webhook nobody listens to and SLA on: their alert series must be there before anything happens.
+      webhooks: [{ name: 'crm', url: 'http://127.0.0.1:9/none', secret: 'metric-names-webhook-secret' }],
+      router: { sla: { enabled: true } },
+    });
     await gw.gateway.sampleNow();
     const res = await fetch(`${gw.httpUrl}/metrics`);
     expect(res.status).toBe(200);
-    exported = exportedNames(await res.text());
+    text = await res.text();
+    exported = exportedNames(text);
   }, 60_000);
   afterAll(async () => {
     await gw?.stop();
@@ -82,6 +91,21 @@ describe('dashboard and alert queries against a real gateway', () => {
     expect(used.size).toBeGreaterThan(15);
     const missing = [...used].filter(([n]) => !exported.has(n)).map(([n, e]) => `${n} (in: ${e})`);
     expect(missing).toEqual([]);
+  });
+
+  it('exports the series the alerts take increase() of at 0 before the first count', () => {
+    // A series that first appeared at 1 shows no increase: the first breach or parked delivery would not fire.
+    for (const series of [
+      'omnigate_sla_breaches_total{breach="first_response"} 0',
+      'omnigate_sla_breaches_total{breach="no_answer"} 0',
+      'omnigate_webhook_parked_total{webhook="crm"} 0',
+      'omnigate_webhook_retries_total{webhook="crm"} 0',
+      'omnigate_dead_letters_total{source="webhook",reason="retries_exhausted"} 0',
+      'omnigate_dead_letters_total{source="router",reason="invalid_json"} 0',
+      'omnigate_dead_letters_total{source="router",reason="unread_subject"} 0',
+    ]) {
+      expect(text.split('\n'), series).toContain(series);
+    }
   });
 
   it('covers what the issue asks to watch', () => {

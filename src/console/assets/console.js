@@ -85,7 +85,9 @@ function screen(title, ...content) {
   const main = document.getElementById('main');
   document.getElementById('toast').classList.remove('show');
   const heading = h('h1', { tabindex: '-1', id: 'screen-title' }, title);
-  main.replaceChildren(heading, ...content);
+  // Optional parts are passed as null when absent (the ticket's failed replies), as h() takes
+  // them; replaceChildren would write them as the text "null".
+  main.replaceChildren(heading, ...content.filter((c) => c !== undefined && c !== null && c !== false));
   document.title = `${title} · omnigate`;
   heading.focus();
   return main;
