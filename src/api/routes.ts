@@ -175,7 +175,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
       }
       const attachments = [];
       for (const [i, f] of files.entries()) attachments.push(await deps.attachments.storeFile(f, `attachments.${i}`, req.params.id));
-      body = { text: fields.get('text'), html: fields.get('html'), author: authorFromFields(fields), attachments };
+      body = { text: fields.get('text'), html: fields.get('html'), author: authorFromFields(fields), attachments, to: addressList(fields.get('to')), cc: addressList(fields.get('cc')) };
     } else {
       body = jsonObjectBody(req);
       refuseUnknownFields(ReplyBody, body);
@@ -207,7 +207,7 @@ const ReplyBody = ReplyCommand.omit(fromRoute).extend(ReplyAttachments.shape);
 const NoteBody = NoteCommand.omit(fromRoute);
 const StatusBody = StatusCommand.omit(fromRoute);
 /** Text fields of a multipart reply (files may have any field name). */
-const MULTIPART_FIELDS = ['text', 'html', 'author.id', 'author.name'];
+const MULTIPART_FIELDS = ['text', 'html', 'author.id', 'author.name', 'to', 'cc'];
 
 function idempotencyKey(req: FastifyRequest): string | undefined {
   const v = req.headers['idempotency-key'];
@@ -217,6 +217,12 @@ function idempotencyKey(req: FastifyRequest): string | undefined {
   // It travels on as a header (the webhook channel's receiver gets it) and names a claim in KV.
   if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError('invalid_request', 'Idempotency-Key must not contain control characters (tab, CR, LF…)', 'Idempotency-Key');
   return v;
+}
+
+/** Multipart has no arrays: `to` and `cc` come as comma-separated fields (an empty `cc` is "copy nobody"). */
+function addressList(field: string | undefined): string[] | undefined {
+  if (field === undefined) return undefined;
+  return field.split(',').map((a) => a.trim()).filter((a) => a.length > 0);
 }
 
 /** Multipart has no nesting: the author comes as fields `author.id` and `author.name`. */

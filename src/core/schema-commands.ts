@@ -4,8 +4,17 @@
  */
 import { z } from 'zod';
 import { AgentText } from './schema-base.js';
+import { isMailbox } from './mail-address.js';
 import { Author, MessageTemplate, OutboundAttachment } from './schema-outbound.js';
 import { ExternalRef, TicketStatus } from './schema-ticket.js';
+
+/** Addresses a reply's To, and its Cc, may hold: explicit and default alike (the default Cc is cut here too). */
+export const MAX_RECIPIENTS = 20;
+
+/** Bare addresses (`ivan@romashka.ru`, not `Иван <ivan@romashka.ru>`); a refusal names the one, e.g. `cc.2`. */
+const Recipients = z
+  .array(z.string().trim().max(320).refine(isMailbox, 'not a mail address (write it bare: name@domain)'))
+  .max(MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`);
 
 /** Commands: what the API and anyone on the bus ask of the router (omni.cmd.*, request/reply). */
 export const ReplyCommand = z.object({
@@ -17,6 +26,10 @@ export const ReplyCommand = z.object({
   author: Author.default({ id: 'api' }),
   /** WhatsApp Cloud API: send this approved template (also outside the 24-hour window); `text` is what the ticket log shows. */
   template: MessageTemplate.optional(),
+  /** Email tickets: the reply's To instead of the author of the mail it answers (router/mail-recipients.ts). */
+  to: Recipients.min(1, 'at least one address; leave `to` out for the default (the author of the mail answered)').optional(),
+  /** Email tickets: the reply's Cc instead of everyone else on the conversation; `[]` copies nobody. */
+  cc: Recipients.optional(),
 });
 export type ReplyCommand = z.infer<typeof ReplyCommand>;
 

@@ -63,6 +63,12 @@ export const EmailMeta = z.object({
   senderHeader: z.enum(['from', 'reply-to', 'sender', 'return-path']).optional(),
   /** Why an earlier header in that order was passed over, when one was. */
   senderNote: z.string().optional(),
+  /**
+   * The gateway's own addresses on this account (its mailboxes and their `aliases`), lower case,
+   * as the connector knows them: the router never copies them on a reply (it does not know the
+   * connector's configuration). Absent from events of earlier versions.
+   */
+  ownAddresses: z.array(z.string()).max(100).optional(),
 });
 export type EmailMeta = z.infer<typeof EmailMeta>;
 

@@ -46,6 +46,25 @@ export const TicketContact = z.object({
   handles: z.record(z.string(), z.string()).default({}),
 });
 
+/** Addresses kept per list on a ticket: a reply copies at most 20 (MAX_CC), the rest is slack for our own and duplicates. */
+export const PARTY_LIST_MAX = 50;
+
+export const EmailParties = z.object({
+  /** The newest mail: its author (Reply-To, else From), the one an agent's reply answers, and its To and Cc, lower case. */
+  last: z
+    .object({
+      author: z.string(),
+      to: z.array(z.string()).max(PARTY_LIST_MAX).default([]),
+      cc: z.array(z.string()).max(PARTY_LIST_MAX).default([]),
+    })
+    .optional(),
+  /** Everyone who wrote mail into the ticket (each one's Reply-To, else From), oldest first. */
+  authors: z.array(z.string()).max(PARTY_LIST_MAX).default([]),
+  /** The gateway's own addresses as the connector reported them with the newest mail: never a recipient by default. */
+  own: z.array(z.string()).max(100).default([]),
+});
+export type EmailParties = z.infer<typeof EmailParties>;
+
 export const Ticket = z.object({
   v: z.literal(SCHEMA_VERSION),
   id: z.string(),
@@ -64,6 +83,12 @@ export const Ticket = z.object({
   /** Email threading state for outbound replies. */
   lastEmailMessageId: z.string().optional(),
   emailReferences: z.array(z.string()).default([]),
+  /**
+   * Email tickets: the people on the mail, for whom an agent's reply goes to by default
+   * (router/mail-recipients.ts). Absent on tickets whose mail was recorded before it existed:
+   * their replies go to the contact alone, as they did.
+   */
+  emailParties: EmailParties.optional(),
   createdAt: IsoTime,
   updatedAt: IsoTime,
   closedAt: IsoTime.optional(),

@@ -13,9 +13,11 @@ import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import { JsonInputError, parseJsonBody } from '../core/json-input.js';
+import { addressKey } from '../core/mail-address.js';
 import {
   CLOSED_STATUSES,
   LinkCommand,
+  MAX_RECIPIENTS,
   NoteCommand,
   OutboundMessage,
   ReplyCommand,
@@ -30,6 +32,7 @@ import { afterHeaders, holdsReply } from '../core/reply-order.js';
 import { runOnce } from './command-idempotency.js';
 import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
+import { replyRecipients, type ChosenRecipients } from './mail-recipients.js';
 import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
@@ -125,7 +128,13 @@ export class CommandHandler {
       if (!c.template && !automated && ticket.replyWindowEndsAt && Date.now() > Date.parse(ticket.replyWindowEndsAt)) {
         return { ok: false, error: { code: 'outside_reply_window', message: `the channel allowed free-form replies until ${ticket.replyWindowEndsAt} (24 hours after the customer's last message); send an approved template instead`, field: 'template' } };
       }
+      const isEmail = ticket.conversation.kind === 'email';
+      const named = c.to ? 'to' : c.cc ? 'cc' : undefined;
+      if (named && !isEmail) {
+        return { ok: false, error: { code: 'invalid_request', message: `${named}: recipients are chosen only on email tickets; ${ticket.id} is a ${ticket.channel} conversation, answered where it came from`, field: named } };
+      }
       const id = outboundId(ticket.id, this.bus.installationId, c.idempotencyKey);
+      const recipients = isEmail ? this.recipientsOf(ticket, c, automated) : undefined;
       const outbound = OutboundMessage.parse({
         v: 1,
         type: 'message.outbound',
@@ -134,10 +143,10 @@ export class CommandHandler {
         channel: ticket.channel,
         account: ticket.account,
         conversation: ticket.conversation,
-        ...(ticket.conversation.kind === 'email' ? withTicketFooter(ticket.id, c.text, c.html, this.ticketLine) : { text: c.text, html: c.html }),
+        ...(isEmail ? withTicketFooter(ticket.id, c.text, c.html, this.ticketLine) : { text: c.text, html: c.html }),
         attachments: c.attachments,
         replyTo: ticket.lastInboundPlatformId,
-        email: ticket.conversation.kind === 'email' ? emailHeaders(ticket, this.store.prefix) : undefined,
+        email: recipients && emailHeaders(ticket, this.store.prefix, recipients),
         author: c.author,
         createdAt: new Date().toISOString(),
         automated,
@@ -158,6 +167,9 @@ export class CommandHandler {
         if (newest) t.lastOutbound = { id, seq: published.seq };
         // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
         if (automated) return newest ? t : null;
+        // Whom we wrote to takes part: their answer to this mail joins the ticket (threading
+        // accepts In-Reply-To and References only from participants), an agent's choice included.
+        for (const a of [...(outbound.email?.to ?? []), ...(outbound.email?.cc ?? [])].map(addressKey)) if (!t.participants.includes(a)) t.participants.push(a);
         t.updatedAt = entry.at;
         if (t.status === 'new' || t.status === 'open') {
           t.status = 'pending';
@@ -168,6 +180,19 @@ export class CommandHandler {
       await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
       return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
     }, opts.signal);
+  }
+
+  /** The reply's To and Cc (mail-recipients.ts), with what an operator should be able to find later in the log. */
+  private recipientsOf(ticket: Ticket, c: ReplyCommand, automated: boolean): ChosenRecipients {
+    const chosen = replyRecipients(ticket, { to: c.to, cc: c.cc }, automated);
+    if (c.to || c.cc) {
+      // The agent's choice, allowed to name anyone: kept in the log for whoever asks who sent it where.
+      this.log.info({ ticketId: ticket.id, author: c.author.id, to: chosen.to, cc: chosen.cc, notInTicket: chosen.outside }, 'email reply addressed by the agent');
+    }
+    if (chosen.cut.length > 0) {
+      this.log.info({ ticketId: ticket.id, left: chosen.cut }, `email reply copies at most ${MAX_RECIPIENTS} addresses; the rest left out`);
+    }
+    return chosen;
   }
 
   async note(body: unknown, opts: { signal?: AbortSignal } = {}): Promise<CommandResult> {

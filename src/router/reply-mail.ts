@@ -1,7 +1,7 @@
 /**
- * How a reply by mail is addressed and marked: threading headers that answer the newest mail of
- * the ticket, and the ticket token in the subject and under the text, so the customer's answer
- * finds its ticket again.
+ * How a reply by mail is marked: threading headers that answer the newest mail of the ticket,
+ * and the ticket token in the subject and under the text, so the customer's answer finds its
+ * ticket again. Its recipients come from mail-recipients.ts.
  */
 import type { Ticket } from '../core/schema.js';
 
@@ -21,14 +21,16 @@ export function withTicketFooter(ticketId: string, text: string, html: string | 
   };
 }
 
-/** Outbound email threading: answer the newest mail in the chain, keep the token in the subject. */
-export function emailHeaders(t: Ticket, prefix: string) {
+/**
+ * Outbound email threading: answer the newest mail in the chain, keep the token in the subject.
+ * Whom it goes to is chosen by mail-recipients.ts.
+ */
+export function emailHeaders(t: Ticket, prefix: string, recipients: { to: string[]; cc: string[] }) {
   const token = `[#${t.id}]`;
   const base = (t.subject ?? '').replace(new RegExp(`\\s*\\[#${prefix.replace(/[-]/g, '\\-')}\\d+\\]`, 'g'), '').replace(/^(re|fwd?|ответ|отв|на):\s*/gi, '').trim();
-  const to = t.contact.handles.replyTo ?? t.contact.handles.email ?? t.contact.id;
   return {
-    to: [to],
-    cc: [],
+    to: recipients.to,
+    cc: recipients.cc,
     subject: `Re: ${base || 'Ваше обращение'} ${token}`.trim(),
     inReplyTo: t.lastEmailMessageId,
     references: t.emailReferences,

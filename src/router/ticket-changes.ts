@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { parseRating } from './rating.js';
+import { withMailParties } from './mail-recipients.js';
 import type { DeliveryStatus, InboundMessage, SendPurpose, Ticket } from '../core/schema.js';
 
 /** Event ids a ticket remembers: a redelivered event among them changes nothing. */
@@ -39,6 +40,7 @@ export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
   if (e.email) {
     t.lastEmailMessageId = e.email.messageId;
     t.emailReferences = mergeReferences(t.emailReferences, e.email.references, e.email.messageId);
+    t.emailParties = withMailParties(t.emailParties, e.email);
   }
 }
 

@@ -44,6 +44,7 @@ export class EmailConnector implements Connector {
         addresses: new Set(o.mailboxes.map((m) => m.address.toLowerCase())),
         domains: new Set([...this.senders.values()].map((s) => s.domain)),
       },
+      ownAddresses: [...new Set(o.mailboxes.flatMap((m) => [m.address, ...m.aliases]).map((a) => a.toLowerCase()))],
     };
     const mailboxes = new Set(o.mailboxes.map((m) => m.address.toLowerCase()));
     ctx.onReplay((raw, meta) => replayMail(ctx, this.normalize, mailboxes, raw, meta));

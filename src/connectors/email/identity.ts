@@ -9,6 +9,7 @@
  */
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import type { AddressObject, ParsedMail } from 'mailparser';
+import { isMailbox } from '../../core/mail-address.js';
 
 export const SENDER_HEADERS = ['from', 'reply-to', 'sender', 'return-path'] as const;
 export type SenderHeader = (typeof SENDER_HEADERS)[number];
@@ -19,14 +20,6 @@ export interface Mailbox {
 }
 
 export type SenderVerdict = { ok: true; mailbox: Mailbox; header: SenderHeader; refused: string[] } | { ok: false; refused: string[] };
-
-// Local part and domain without whitespace or the characters that delimit addresses; the domain
-// may be an IDN in Unicode. Deliberately loose: the SMTP server is the judge of deliverability.
-const MAILBOX = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"'.]+(?:\.[^\s@<>()[\]\\,;:"'.]+)*$/u;
-
-export function isMailbox(address: string): boolean {
-  return MAILBOX.test(address) && !address.startsWith('.') && !address.includes('..');
-}
 
 /** The first header, in the fallback order, that names exactly one valid mailbox. */
 export function pickSender(mail: ParsedMail): SenderVerdict {

@@ -4,6 +4,7 @@
  * the router's job; this connector delivers the headers it needs and protects against loops.
  */
 import { z } from 'zod';
+import { isMailbox } from '../../core/mail-address.js';
 import type { ConnectorFactory } from '../contract.js';
 import { EmailConnector } from './connector.js';
 
@@ -54,6 +55,11 @@ export const MailboxOptions = z
     processedFolder: z.string().min(1).default('Processed'),
     /** Right-hand side of our Message-IDs; default: the address's domain. */
     messageIdDomain: z.string().min(1).optional(),
+    /**
+     * Other addresses that deliver into this mailbox (help@ forwarded to support@): ours, so a
+     * reply never copies them (the customer's Cc of both would send our answer back to us).
+     */
+    aliases: z.array(z.string().refine(isMailbox, 'not a mail address')).max(50).default([]),
   })
   .refine((m) => m.afterProcessing !== 'move' || !m.folders.includes(m.processedFolder), {
     message: 'processedFolder must not be one of the watched folders',

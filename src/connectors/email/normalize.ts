@@ -28,6 +28,8 @@ export interface NormalizeDeps {
   maxAttachmentBytes: number;
   maxBodyChars: number;
   ours: { addresses: ReadonlySet<string>; domains: ReadonlySet<string> };
+  /** Every address of this account (mailboxes and aliases), lower case: told to the router, which never copies them on a reply. */
+  ownAddresses: readonly string[];
 }
 
 export type Normalized = { kind: 'event'; event: InboundEventInput & { type: 'message.inbound' } } | { kind: 'invalid'; reason: string };
@@ -106,6 +108,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
       replyTo,
       senderHeader: picked.header,
       ...(picked.refused.length > 0 ? { senderNote: `sender taken from ${picked.header}: ${picked.refused.join('; ')}` } : {}),
+      ownAddresses: [...deps.ownAddresses],
     },
     automated: verdict.automated,
     bounceOf: verdict.bounceOf,

@@ -130,7 +130,10 @@ describe('email connector', () => {
     expect([parsed.references].flat()).toContain(customerMessageId);
     expect(parsed.subject).toBe(`Re: Не работает касса [#${ticketId}]`);
     expect(parsed.from?.value[0]).toMatchObject({ address: SUPPORT, name: 'Служба поддержки' });
-    expect(mail.to).toEqual(['ivan@client.example.ru']);
+    // "Reply all": the customer in To, the accountant they copied in Cc (docs/connectors/email.md).
+    expect(mail.to).toEqual(['ivan@client.example.ru', 'buh@client.example.ru']);
+    expect(parsed.to).toMatchObject({ value: [{ address: 'ivan@client.example.ru' }] });
+    expect(parsed.cc).toMatchObject({ value: [{ address: 'buh@client.example.ru' }] });
     // The router may add a footer under the agent's text (src/router/commands.ts).
     expect(parsed.text?.trim()).toMatch(/^Здравствуйте, Иван! Перезагрузите кассу\.(\n|$)/);
     expect(parsed.html).toContain('<b>Перезагрузите</b>');
