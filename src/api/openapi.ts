@@ -202,7 +202,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Send a public reply through the channel, account and thread the ticket came from',
           description:
             'JSON (attachments as references from POST /v1/attachments or inline base64), or multipart/form-data with the files as parts. ' +
-            'Email tickets answer "reply all": To the author of the mail answered (the ticket\'s newest mail, the one In-Reply-To names), Cc everyone else on its To and Cc and everyone who wrote into the ticket, ' +
+            'Email tickets answer "reply all": To the author of the mail answered (the ticket\'s newest mail, the one In-Reply-To names), Cc everyone else on its To and Cc (and the customer, when someone else wrote it), ' +
             'never the gateway\'s own mailbox addresses and aliases, each address once (case-insensitive), at most 20 in Cc; the ticket\'s contact stays as it is. ' +
             '`to` and `cc` (bare addresses, at most 20 each) replace their part of that default and may name anyone (logged); with `to` alone the others stay in Cc, `cc: []` copies nobody. ' +
             'A refusal names the address (`to.0`, `cc.2`); on a ticket of another channel `to`/`cc` are refused naming the field. ' +

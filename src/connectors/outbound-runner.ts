@@ -211,7 +211,7 @@ export class OutboundRunner {
     // While we retry, the lane consumer tells the server we are still working on the message.
     for (;;) {
       // Erased while it waited (its lane, a backoff): the person asked to be forgotten, so it is not sent.
-      if (await this.erased(m, msg, markerKey, attempts)) return;
+      if (await this.erased(m, msg, markerKey, withRound({ s: 'failed', attempts }))) return;
       attempts++;
       if (!(await mark(withRound({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
       try {
@@ -271,14 +271,15 @@ export class OutboundRunner {
    * sent after the erasure answered. One stream read per attempt; acked, with no outcome (the
    * ticket is gone with it).
    */
-  private async erased(m: JsMsg, msg: OutboundMessage, markerKey: string, attempts: number): Promise<boolean> {
+  private async erased(m: JsMsg, msg: OutboundMessage, markerKey: string, failed: Marker): Promise<boolean> {
     if (await storedOutbound(this.bus.jsm, m.seq)) return false;
     // The ticket lives on: the reply named the erased person (a group chat, an address in its
     // text). Its agent must learn it was not sent, or the customer waits on a reply that looks
     // answered; no dead letter, which would store the erased text again.
     if (await this.ticketLives(msg.ticketId)) {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent (it named a person whose data was erased): not sent, reported failed');
-      await this.finish(m, msg, markerKey, { s: 'failed', attempts }, 'failed', undefined, ERASED_REASON, { park: false });
+      // With its replay round: a replayed reply's status must not be taken for its first failure's.
+      await this.finish(m, msg, markerKey, failed, 'failed', undefined, ERASED_REASON, { park: false });
       return true;
     }
     this.log.info({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent: not sent');

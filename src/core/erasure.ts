@@ -314,8 +314,9 @@ class Needles {
  */
 function wholeIdentifier(v: string): RegExp {
   const escaped = v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  // A JSON payload writes a line break before it as a backslash and `n`: that `n` is not part of the word.
-  return new RegExp(`(?:(?<![\\p{L}\\p{N}._%+\\-])|(?<=\\\\[nrt]))${escaped}(?![\\p{L}\\p{N}_%+@\\-]|\\.[\\p{L}\\p{N}])`, 'u');
+  // A JSON payload writes a line break before it as a backslash and `n`, and Go's encoder `<` as
+  // `\u003c`: the `n` or the hex digits are not part of the word.
+  return new RegExp(`(?:(?<![\\p{L}\\p{N}._%+\\-])|(?<=\\\\[nrt])|(?<=\\\\u[0-9a-f]{4}))${escaped}(?![\\p{L}\\p{N}_%+@\\-]|\\.[\\p{L}\\p{N}])`, 'u');
 }
 
 /** A digit that is not ASCII: only a text holding one is folded (asciiDigits) and searched again. */

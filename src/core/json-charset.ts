@@ -48,6 +48,10 @@ export function decodeJson(raw: Buffer, charset = 'utf-8'): DecodedJson {
   if (utf16) return decode(raw, zeros && raw[0] === 0 ? 'utf-16be' : zeros ? 'utf-16le' : charset);
   if (zeros) return { utf16: 'zeros' };
   if (charset === 'utf-8') return { text: raw.toString('utf8'), charset, valid: isUtf8(raw) };
+  // A label that lies: UTF-8 sent as `charset=us-ascii` or `iso-8859-1` (what many HTTP libraries
+  // write by default) was stored as "ÐŸÑ€Ð¸Ð²ÐµÑ‚". Text in a legacy charset with letters beyond
+  // ASCII is practically never valid UTF-8, so bytes that are and hold such letters are UTF-8.
+  if (isUtf8(raw) && raw.some((b) => b >= 0x80)) return { text: raw.toString('utf8'), charset: 'utf-8', valid: true };
   return decode(raw, charset);
 }
 

@@ -1,7 +1,9 @@
 /**
  * Whom an email reply goes to: "reply all", as Zammad and Freshdesk answer. To the author of the
  * mail it answers (the ticket's newest mail, the one In-Reply-To names), Cc everyone else on that
- * mail's To and Cc and everyone who wrote into the ticket; never the gateway's own addresses, each
+ * mail's To and Cc, and the ticket's customer when someone else wrote it; not earlier writers the
+ * newest mail left out (a customer who drops a colleague to raise something private is not
+ * copied to them, as their mail client's reply all would not); never the gateway's own addresses, each
  * address once (case-insensitive), at most MAX_RECIPIENTS in Cc. By default only people the
  * ticket's mail named are chosen; an agent's explicit `to`/`cc` may name anyone.
  */
@@ -48,7 +50,7 @@ export function replyRecipients(t: Ticket, explicit: { to?: string[]; cc?: strin
   // Tickets recorded before emailParties existed keep today's answer: the contact alone.
   const last = automated ? undefined : p?.last;
   const author = last && !ours.has(last.author) ? last.author : contact;
-  const defaultCc = last ? [...last.to, ...last.cc, ...(p?.authors ?? [])] : [];
+  const defaultCc = last ? [...last.to, ...last.cc, ...(last.author !== contact ? [contact] : [])] : [];
   const to = explicit.to ? distinct(explicit.to) : [author];
   const toKeys = new Set(to.map(addressKey));
   const source = explicit.cc ?? (explicit.to ? [author, ...defaultCc] : defaultCc);

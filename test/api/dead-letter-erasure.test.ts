@@ -24,11 +24,11 @@ beforeAll(async () => {
 afterAll(async () => h?.stop());
 
 /** Posts a body the intake refuses (a misspelt `priority`); answers the sequence of the letter it parked. */
-async function refusedPost(messageId: string, sender: Record<string, string>, text: string): Promise<number> {
+async function refusedPost(messageId: string, sender: Record<string, string>, text: string, encode = JSON.stringify): Promise<number> {
   const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
     method: 'POST',
     headers: { authorization: `Bearer ${SITE_SECRET}` },
-    body: JSON.stringify({ messageId, sender, text, prioirty: 'high' }),
+    body: encode({ messageId, sender, text, prioirty: 'high' }),
   });
   expect(res.status).toBe(400);
   let seq = 0;
@@ -155,6 +155,12 @@ describe('dead letters holding a person the read model does not know', () => {
     const narrow = await refusedPost('dlq-wide-2', { id: 'dlq-wide-2' }, 'Звоните +7 903 222-33-44');
     expect((await h.api('/v1/identities/erase', post({ identities: ['＋７ ９０３ ２２２-３３-４４'] }, {}, DPO))).status).toBe(200);
     for (const s of [wide, narrow]) expect((await h.api(`/v1/dead-letters/${s}`)).status, String(s)).toBe(404);
+
+    // A Go client escapes "<" and ">" as \u003c and \u003e: the address between them is still found.
+    const goStyle = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c').replace(/>/g, '\\u003e');
+    const escaped = await refusedPost('dlq-go-1', { id: 'dlq-go-1' }, 'Пишите: Олег <oleg.go@mail.ru>', goStyle);
+    expect((await h.api('/v1/identities/erase', post({ identities: ['oleg.go@mail.ru'] }, {}, DPO))).status).toBe(200);
+    expect((await h.api(`/v1/dead-letters/${escaped}`)).status).toBe(404);
 
     // Bare digits are taken as written: a ten-digit platform id (Telegram's) of someone nobody knows is erased.
     const byId = await refusedPost('dlq-ten-id', { id: '6123456789' }, 'Здравствуйте');

@@ -76,6 +76,14 @@ describe('parseJsonBody in a declared charset', () => {
     expect(parseJsonBody(raw, 'windows-1251')).toEqual({ text: TEXT, sender: { name: 'Ирина' } });
   });
 
+  it('UTF-8 under a label that lies (us-ascii, latin1, windows-1251) is read as UTF-8, not stored as mojibake', () => {
+    for (const label of ['us-ascii', 'iso-8859-1', 'windows-1251', 'koi8-r']) {
+      expect(parseJsonBody(Buffer.from(body()), label), label).toEqual({ text: TEXT, sender: { name: 'Ирина' } });
+    }
+    // Real windows-1251 is not valid UTF-8: still read as declared.
+    expect(parseJsonBody(encode(body(), 'windows-1251'), 'windows-1251')).toEqual({ text: TEXT, sender: { name: 'Ирина' } });
+  });
+
   it('UTF-16 declared as anything else, or not declared, is named as before', () => {
     const marked = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"text":"x"}', 'utf16le')]);
     for (const charset of [undefined, 'utf-8', 'windows-1251']) {

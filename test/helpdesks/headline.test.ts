@@ -10,6 +10,12 @@ describe('helpdesk ticket headline', () => {
       expect(headlineOf({ text: `${greeting}\n\nНе приходит чек` }), greeting).toBe('Не приходит чек');
     }
     expect(headlineOf({ text: 'Здравствуйте, у меня не проходит оплата' })).toBe('Здравствуйте, у меня не проходит оплата');
+    // A short request after the greeting is the request.
+    for (const line of ['Здравствуйте, не работает оплата', 'Добрый день, заказ не пришёл!', 'Hi, refund please']) {
+      expect(headlineOf({ text: `${line}\nНомер 12345` }), line).toBe(line);
+    }
+    expect(headlineOf({ text: 'Добрый день, Мария Ивановна!\nНомер 12345' })).toBe('Номер 12345');
+    expect(headlineOf({ text: 'Hello team,\nRefund for 12345' })).toBe('Refund for 12345');
     expect(headlineOf({ text: 'Здравствуйте!' })).toBe('Здравствуйте!');
     expect(headlineOf({ text: '' })).toBe('');
     expect(headlineOf(undefined)).toBe('');
