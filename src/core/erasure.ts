@@ -24,6 +24,7 @@ import { Buckets, Streams, Subjects } from './subjects.js';
 import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
 import { asciiDigits, phoneDigitForms, writtenPhone } from './phone.js';
+import { scrubOtherTickets } from './erasure-scrub.js';
 
 export interface ErasureTarget {
   /** Every ticket of the person: logs, records, index entries and attachments go whole. */
@@ -124,7 +125,8 @@ export class Eraser {
     counts.status = await this.eraseMessages(Streams.status, needles);
     counts.events = await this.eraseMessages(Streams.events, needles);
     counts.deadLetters = await this.eraseMessages(Streams.deadLetter, needles);
-    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts }, 'erasure done in NATS');
+    const scrubbed = await scrubOtherTickets(this.bus, (text) => needles.matches(text), tickets, this.log);
+    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts, otherTicketsRewritten: scrubbed }, 'erasure done in NATS');
     return { id, ticketCount: tickets.size, erased: counts };
   }
 

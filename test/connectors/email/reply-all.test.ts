@@ -118,6 +118,17 @@ describe('email reply recipients', () => {
     // The ticket's customer stays the boss.
     const ticket = await gw.ticket(ticketId);
     expect(ticket!.contact.id).toBe('boss@firm.ru');
+
+    // colleague1 asks to be forgotten: the boss's ticket no longer names them, and no later reply copies them.
+    const { Eraser } = await import('../../../src/core/erasure.js');
+    const { createLogger } = await import('../../../src/core/logger.js');
+    await new Eraser(gw.gateway.bus, createLogger({ level: 'silent' })).erase({ ticketIds: [], identities: ['colleague1@firm.ru'] }, { reason: 'api', requestedBy: 'test' });
+    const record = await gw.gateway.bus.kv.tickets.get(ticketId);
+    expect(record!.string()).not.toContain('colleague1@firm.ru');
+    const answer3 = `after-erasure ${ticketId}`;
+    expect((await reply(ticketId, { text: answer3 })).status).toBe(202);
+    const three = await sentWith(answer3);
+    expect(three.envelope.to.map((a) => a.toLowerCase()).sort()).toEqual(['boss@firm.ru', 'colleague2@firm.ru']);
   });
 
   it('copies at most 20, each address once', async () => {

@@ -1,0 +1,59 @@
+/**
+ * The erased person taken out of tickets that are not theirs: a colleague Cc'd on a customer's
+ * mail stays in that ticket's `participants` and `emailParties`, and every later reply of the
+ * ticket went on copying them — mail to someone who asked to be forgotten. Each such ticket
+ * record is rewritten without them (compare-and-set against the router, which re-reads on a
+ * conflict). Its log keeps what was written (another customer's record; docs/data.md).
+ */
+import type { Logger } from 'pino';
+import type { Bus } from './bus.js';
+import { isCasConflict } from './bus.js';
+import { scanStream } from './stream-scan.js';
+import { Buckets } from './subjects.js';
+
+interface MailParties {
+  last?: { author: string; to: string[]; cc: string[] };
+  authors?: string[];
+  own?: string[];
+}
+
+/** Rewrites every ticket record (but `erased`) whose people `names` matches; how many it rewrote. */
+export async function scrubOtherTickets(bus: Bus, names: (text: string) => boolean, erased: ReadonlySet<string>, log: Logger): Promise<number> {
+  const prefix = `$KV.${Buckets.tickets}.`;
+  const candidates: string[] = [];
+  await scanStream(bus, `KV_${Buckets.tickets}`, { filter: `${prefix}>`, lastPerSubject: true }, (m) => {
+    const id = m.subject.slice(prefix.length);
+    if (m.data.length > 0 && !erased.has(id) && names(m.string())) candidates.push(id);
+  });
+  let rewritten = 0;
+  for (const id of candidates) if (await scrubOne(bus, id, names, log)) rewritten++;
+  return rewritten;
+}
+
+async function scrubOne(bus: Bus, id: string, names: (text: string) => boolean, log: Logger): Promise<boolean> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const entry = await bus.kv.tickets.get(id);
+    if (!entry || entry.operation !== 'PUT') return false;
+    const ticket = entry.json<{ participants?: string[]; emailParties?: MailParties }>();
+    const kept = (list: string[] | undefined) => list?.filter((v) => !names(JSON.stringify(v)));
+    const before = JSON.stringify([ticket.participants, ticket.emailParties]);
+    ticket.participants = kept(ticket.participants);
+    const p = ticket.emailParties;
+    if (p) {
+      p.authors = kept(p.authors);
+      // The newest mail was theirs: replies go to the ticket's customer, as on tickets without it.
+      if (p.last && names(JSON.stringify(p.last.author))) delete p.last;
+      else if (p.last) p.last = { ...p.last, to: kept(p.last.to) ?? [], cc: kept(p.last.cc) ?? [] };
+    }
+    if (JSON.stringify([ticket.participants, ticket.emailParties]) === before) return false;
+    try {
+      await bus.kv.tickets.update(id, JSON.stringify(ticket), entry.revision);
+      log.info({ ticketId: id }, 'erased person taken out of the participants of a ticket that is not theirs');
+      return true;
+    } catch (err) {
+      if (!isCasConflict(err)) throw err;
+    }
+  }
+  log.warn({ ticketId: id }, 'erased person left among the participants of a ticket that kept changing: erase again to take them out');
+  return false;
+}
