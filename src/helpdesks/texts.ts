@@ -32,7 +32,7 @@ const TEXTS: Record<Language, HelpdeskTexts> = {
     deliveryFailed: (channel, reason) => `⚠ The customer did NOT receive the last answer (${channel}): ${reason}. The ticket is open again in omnigate.`,
     edited: (channel, text) => `The customer edited a message (${channel}); it now reads:\n\n${text}`,
     deleted: (channel) => `The customer deleted one of their messages (${channel}).`,
-    answerNotSent: (ticket) => `⚠ This answer was NOT sent to the customer: omnigate no longer has ticket ${ticket} (erased on request or by retention). Reach the customer another way if they still need it.`,
+    answerNotSent: (ticket) => `⚠ This answer was NOT sent to the customer: omnigate no longer has ticket ${ticket} (erased on request or by retention, or its record lost). Reach the customer another way if they still need it.`,
     earlierMessagesFollow: (ticket, channel) => `Ticket ${ticket} (${channel}): its earlier messages did not reach this helpdesk when it was opened (sent before it was connected, or held back while it was unreachable); they follow here as they arrive.`,
   },
   ru: {
@@ -43,7 +43,7 @@ const TEXTS: Record<Language, HelpdeskTexts> = {
     deliveryFailed: (channel, reason) => `⚠ Клиент НЕ получил последний ответ (${channel}): ${reason}. Обращение в omnigate снова открыто.`,
     edited: (channel, text) => `Клиент изменил сообщение (${channel}); теперь оно такое:\n\n${text}`,
     deleted: (channel) => `Клиент удалил одно из своих сообщений (${channel}).`,
-    answerNotSent: (ticket) => `⚠ Этот ответ НЕ отправлен клиенту: в omnigate больше нет обращения ${ticket} (удалено по запросу или по сроку хранения). Если ответ ещё нужен, свяжитесь с клиентом иначе.`,
+    answerNotSent: (ticket) => `⚠ Этот ответ НЕ отправлен клиенту: в omnigate больше нет обращения ${ticket} (удалено по запросу, по сроку хранения или утеряно). Если ответ ещё нужен, свяжитесь с клиентом иначе.`,
     earlierMessagesFollow: (ticket, channel) => `Обращение ${ticket} (${channel}): его первые сообщения не попали в эту систему при открытии (пришли до подключения или были задержаны, пока она была недоступна); они появятся здесь по мере поступления.`,
   },
 };

@@ -301,6 +301,14 @@ UPDATE tickets t SET failed_replies = f.list
          WHERE newest <= 10 GROUP BY ticket_id) f
  WHERE t.id = f.ticket_id;`,
   },
+  {
+    id: 8,
+    name: 'ratings by contact',
+    // Retention now erases a person with their last ticket (read-model/erasure.ts): whether a
+    // rating of theirs is left, and the foreign-key check of each contact deleted, read ratings
+    // by contact_id, a scan of the whole table per contact without it, under the checkpoint's lock.
+    sql: `CREATE INDEX ratings_by_contact ON ratings (contact_id);`,
+  },
 ];
 
 export async function migrate(db: Database): Promise<{ applied: number[] }> {
