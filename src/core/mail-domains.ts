@@ -5,7 +5,7 @@
  * token only at a domain the operator declared (`router.colleagueDomains`), and the list keeps
  * the well-known services out of that declaration (the config refuses them).
  */
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { z } from 'zod';
 
 /**
@@ -28,7 +28,16 @@ export function domainOf(address: string): string | undefined {
  */
 export function asciiDomain(domain: string): string | undefined {
   const name = domain.trim().replace(/\.$/, '');
-  return (name && domainToASCII(name)) || undefined;
+  const ascii = name && domainToASCII(name);
+  // Node 24's domainToASCII passes a label "xn--zz" through that Node 20 refuses: a punycode label
+  // counts only when it decodes to something that encodes back to it.
+  return ascii && ascii.split('.').every(decodes) ? ascii : undefined;
+}
+
+function decodes(label: string): boolean {
+  if (!label.startsWith('xn--')) return true;
+  const unicode = domainToUnicode(label);
+  return unicode !== label && domainToASCII(unicode) === label;
 }
 
 /** The domain of an address as it is compared (asciiDomain); undefined without one. */
