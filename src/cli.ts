@@ -13,6 +13,7 @@ import { ConnectorEntry, HelpdeskEntry } from './core/config-schema.js';
 import { unknownKeys } from './core/strict-keys.js';
 import { checkReferences, configWarnings, describeConfig } from './config-check.js';
 import { createLogger } from './core/logger.js';
+import { setPersonalDataInLogs } from './core/log-personal.js';
 import { errorMessage } from './core/errors.js';
 import { NatsServerMissingError } from './core/embedded-nats.js';
 import { DataDirLockedError } from './core/data-dir-lock.js';
@@ -182,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${describeConfig(loaded, factories)}\n`);
     return 0;
   }
+  setPersonalDataInLogs(loaded.config.log.personalData);
   const log = createLogger({ level: loaded.config.log.level });
   for (const warning of configWarnings(loaded)) log.warn({ file: loaded.file }, warning);
   const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });

@@ -138,7 +138,11 @@ export const GatewayConfig = z.object({
     })
     .prefault({}),
   log: z
-    .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .object({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Customers' mail addresses and phones in log lines: masked (`i***@mail.ru`), or shown as they are. */
+      personalData: z.enum(['mask', 'show']).default('mask'),
+    })
     .prefault({}),
   router: z
     .object({

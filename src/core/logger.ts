@@ -5,6 +5,7 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import { metrics } from './metrics.js';
 import { maskUrlCredentials } from './url-credentials.js';
+import { maskPersonalData } from './log-personal.js';
 
 export type { Logger } from 'pino';
 
@@ -141,15 +142,21 @@ function withoutBoundKeys(first: unknown, logger: Logger): unknown {
   return out ?? first;
 }
 
-/** Masks secrets and URL credentials in every string of a log argument; unchanged values keep their identity. */
-function scrub(value: unknown, depth: number): unknown {
-  if (typeof value === 'string') return maskUrlCredentials(secretValues.size > 0 ? maskSecrets(value) : value);
+/** Fields holding a Message-ID: `<…@host>` looks like an address, but it names a mail, not a person, and threading is debugged by it. */
+const MESSAGE_ID_KEYS = new Set(['messageId', 'inReplyTo', 'references', 'platformMessageId']);
+
+/** Masks secrets, URL credentials and customers' addresses in every string of a log argument; unchanged values keep their identity. */
+function scrub(value: unknown, depth: number, personal = true): unknown {
+  if (typeof value === 'string') {
+    const masked = maskUrlCredentials(secretValues.size > 0 ? maskSecrets(value) : value);
+    return personal ? maskPersonalData(masked) : masked;
+  }
   if (value instanceof Error) return { err: { type: value.name, message: scrub(value.message, depth + 1), stack: scrub(value.stack ?? '', depth + 1) } };
   if (!value || typeof value !== 'object' || depth > 8) return value;
   if (Array.isArray(value)) {
     let changed = false;
     const out = value.map((v) => {
-      const s = scrub(v, depth + 1);
+      const s = scrub(v, depth + 1, personal);
       if (s !== v) changed = true;
       return s;
     });
@@ -157,7 +164,7 @@ function scrub(value: unknown, depth: number): unknown {
   }
   let out: Record<string, unknown> | undefined;
   for (const [k, v] of Object.entries(value)) {
-    const s = v instanceof Error ? { type: v.name, message: scrub(v.message, depth + 1), stack: scrub(v.stack ?? '', depth + 1) } : scrub(v, depth + 1);
+    const s = v instanceof Error ? { type: v.name, message: scrub(v.message, depth + 1), stack: scrub(v.stack ?? '', depth + 1) } : scrub(v, depth + 1, personal && !MESSAGE_ID_KEYS.has(k));
     if (s !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = s;
   }
   return out ?? value;

@@ -185,12 +185,13 @@ export class CommandHandler {
   /** The reply's To and Cc (mail-recipients.ts), with what an operator should be able to find later in the log. */
   private recipientsOf(ticket: Ticket, c: ReplyCommand, automated: boolean): ChosenRecipients {
     const chosen = replyRecipients(ticket, { to: c.to, cc: c.cc }, automated);
+    // Counted, not named: the addresses are customers' personal data, and the reply's entry in the
+    // ticket log (which erasure reaches, unlike a log collector) records who it went to.
     if (c.to || c.cc) {
-      // The agent's choice, allowed to name anyone: kept in the log for whoever asks who sent it where.
-      this.log.info({ ticketId: ticket.id, author: c.author.id, to: chosen.to, cc: chosen.cc, notInTicket: chosen.outside }, 'email reply addressed by the agent');
+      this.log.info({ ticketId: ticket.id, author: c.author.id, to: chosen.to.length, cc: chosen.cc.length, notInTicket: chosen.outside.length }, 'email reply addressed by the agent (the addresses are in the ticket log)');
     }
     if (chosen.cut.length > 0) {
-      this.log.info({ ticketId: ticket.id, left: chosen.cut }, `email reply copies at most ${MAX_RECIPIENTS} addresses; the rest left out`);
+      this.log.info({ ticketId: ticket.id, left: chosen.cut.length }, `email reply copies at most ${MAX_RECIPIENTS} addresses; the rest left out (not copied: see the ticket log for who was)`);
     }
     return chosen;
   }

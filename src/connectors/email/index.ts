@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { isMailbox } from '../../core/mail-address.js';
+import { registerOwnAddress } from '../../core/log-personal.js';
 import type { ConnectorFactory } from '../contract.js';
 import { EmailConnector } from './connector.js';
 
@@ -112,6 +113,10 @@ const factory: ConnectorFactory<EmailOptions> = {
   type: 'email',
   channel: 'email',
   options: EmailOptions,
-  create: (options, ctx) => new EmailConnector(options, ctx),
+  create: (options, ctx) => {
+    // Our own addresses are no customer's personal data: log lines name them as they are.
+    for (const m of options.mailboxes) for (const address of [m.address, ...m.aliases]) registerOwnAddress(address);
+    return new EmailConnector(options, ctx);
+  },
 };
 export default factory;
