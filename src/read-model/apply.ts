@@ -165,7 +165,7 @@ async function inbound(tx: Queryable, memory: BatchMemory, seq: number, ticketId
   // ticket's other messages of this batch (batch-memory.ts).
   const added = memory.addInbound({
     seq, ticketId, id: e.id, channel: e.channel, account: e.account, contactId, authorId: e.sender.id, authorName: e.sender.displayName ?? null,
-    platformMessageId: e.platform.messageId || null, at: entry.at, text: e.text, attachments: e.attachments, waitsSince: isReactionOnly(e) ? null : e.receivedAt,
+    platformMessageId: e.platform.messageId || null, at: entry.at, text: e.text, subject: e.email?.subject || e.subject || null, attachments: e.attachments, waitsSince: isReactionOnly(e) ? null : e.receivedAt,
     replyWindowEndsAt: e.replyWindowEndsAt ?? null,
   });
   return added ? 'applied' : 'duplicate';

@@ -41,6 +41,8 @@ export interface PendingInbound {
   platformMessageId: string | null;
   at: string;
   text: string;
+  /** A mail's (or a web form's) own subject; later mails of a thread may change it. */
+  subject: string | null;
   attachments: Attachment[];
   /** receivedAt when the customer waits on it (not a bare reaction); null otherwise. */
   waitsSince: string | null;
@@ -255,12 +257,12 @@ export class BatchMemory {
     const inserted = new Set(
       (
         await this.tx.query<{ seq: string | number }>(
-          `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, contact_id, author_id, author_name, platform_message_id, at, text)
-           SELECT seq, ticket_id, id, 'inbound', channel, account, contact_id, author_id, author_name, platform_message_id, at, text
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
-               AS v(seq, ticket_id, id, channel, account, contact_id, author_id, author_name, platform_message_id, at, text)
+          `INSERT INTO messages (seq, ticket_id, id, direction, channel, account, contact_id, author_id, author_name, platform_message_id, at, text, subject)
+           SELECT seq, ticket_id, id, 'inbound', channel, account, contact_id, author_id, author_name, platform_message_id, at, text, subject
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::text[])
+               AS v(seq, ticket_id, id, channel, account, contact_id, author_id, author_name, platform_message_id, at, text, subject)
            ON CONFLICT (ticket_id, direction, id) DO NOTHING RETURNING seq`,
-          [col('seq'), col('ticketId'), col('id'), col('channel'), col('account'), col('contactId'), col('authorId'), col('authorName'), col('platformMessageId'), col('at'), col('text')],
+          [col('seq'), col('ticketId'), col('id'), col('channel'), col('account'), col('contactId'), col('authorId'), col('authorName'), col('platformMessageId'), col('at'), col('text'), col('subject')],
         )
       ).map((r) => Number(r.seq)),
     );

@@ -309,6 +309,16 @@ UPDATE tickets t SET failed_replies = f.list
     // by contact_id, a scan of the whole table per contact without it, under the checkpoint's lock.
     sql: `CREATE INDEX ratings_by_contact ON ratings (contact_id);`,
   },
+  {
+    id: 9,
+    name: 'message subjects',
+    // A thread's later mails may change the subject ("Re: счёт 4512" → "Акт сверки за ноябрь"):
+    // only the first one was searchable, as the ticket's. A plain column and a partial index, so
+    // the migration rewrites no table (a stored generated column would rewrite every message);
+    // messages logged before it have no subject of their own (a rebuild from the log fills it).
+    sql: `ALTER TABLE messages ADD COLUMN subject text;
+CREATE INDEX messages_subject_search ON messages USING gin ((${TSV('subject')})) WHERE subject IS NOT NULL;`,
+  },
 ];
 
 export async function migrate(db: Database): Promise<{ applied: number[] }> {

@@ -141,7 +141,7 @@ export interface SearchHit {
   ticket: TicketView;
   /** The best-matching text, HTML-escaped, with the matched words in <b>…</b>: safe to render as HTML. */
   snippet: string;
-  /** Where the best match is: a message (its log sequence) or the ticket's subject. */
+  /** Where the best match is: a message's text or a subject, with the message's log sequence when it is one message's (a mail's own subject), none for the ticket's. */
   match: { in: 'message' | 'subject'; seq?: number; direction?: string; at?: string };
   rank: number;
 }
@@ -156,7 +156,7 @@ export interface SearchHit {
 export const SEARCH_RECENT = 20_000;
 
 /**
- * Full text over messages (not deleted ones) and subjects, Russian and English stemming: «оплата»
+ * Full text over messages (not deleted ones), their own subjects (a mail's) and tickets' subjects, Russian and English stemming: «оплата»
  * finds «оплатил». The query is websearch syntax ("quoted phrase", -word, or). One hit per ticket,
  * best rank first — among the newest messages when they hold `limit` matching tickets (SEARCH_RECENT).
  */
@@ -173,7 +173,7 @@ export async function search(db: Queryable, q: string, o: { limit: number; statu
   return rows.map((r) => ({
     ticket: ticketView(r),
     snippet: highlighted(r.snippet),
-    match: r.hit_seq === null ? { in: 'subject' as const } : { in: 'message' as const, seq: r.hit_seq, direction: r.hit_direction ?? undefined, at: r.hit_at ?? undefined },
+    match: r.hit_seq === null ? { in: 'subject' as const } : { in: r.hit_in, seq: r.hit_seq, direction: r.hit_direction ?? undefined, at: r.hit_at ?? undefined },
     rank: Number(r.rank),
   }));
 }
@@ -196,7 +196,7 @@ function highlighted(snippet: string): string {
     .replaceAll(MARK_STOP, '</b>');
 }
 
-type SearchRow = TicketRow & { hit_seq: number | null; hit_direction: string | null; hit_at: string | null; snippet: string; rank: number };
+type SearchRow = TicketRow & { hit_seq: number | null; hit_direction: string | null; hit_at: string | null; hit_in: 'message' | 'subject'; snippet: string; rank: number };
 
 /**
  * The newest rows (`recent`: messages by sequence, tickets by created_at, matched row by row with ts_match_vq, which
@@ -204,23 +204,29 @@ type SearchRow = TicketRow & { hit_seq: number | null; hit_direction: string | n
  * The tsquery is written out where it is used, not in a CTE, so the planner sees its value; only
  * the `limit` best hits are joined to their tickets.
  */
+/** The expression of migration 9's partial index on messages' own subjects, written the same way so the planner uses it. */
+const SUBJECT_TSV = `(to_tsvector('russian', coalesce(m.subject, '')) || to_tsvector('english', coalesce(m.subject, '')))`;
+
 async function searchIn(db: Queryable, q: string, o: { limit: number; status?: string; channel?: string }, recent: { seq: number; at: string } | null): Promise<SearchRow[]> {
   const TSQ = `(websearch_to_tsquery('russian', $1) || websearch_to_tsquery('english', $1))`;
   const match = (column: string) => (recent ? `ts_match_vq(${column}, ${TSQ})` : `${column} @@ ${TSQ}`);
   const filtered = o.status !== undefined || o.channel !== undefined;
   return db.query<SearchRow>(
     `WITH hits AS (
-       SELECT m.ticket_id, m.seq, m.direction, m.at, m.text, ts_rank(m.search, ${TSQ}) AS rank FROM messages m
+       SELECT m.ticket_id, m.seq, m.direction, m.at, m.text, ts_rank(m.search, ${TSQ}) AS rank, 'message' AS hit_in FROM messages m
         WHERE ${match('m.search')} AND m.deleted_at IS NULL ${recent ? 'AND m.seq > $5' : ''}
        UNION ALL
-       SELECT t.id, NULL, NULL, NULL, t.subject, ts_rank(t.search, ${TSQ}) * 2 FROM tickets t
+       SELECT m.ticket_id, m.seq, m.direction, m.at, m.subject, ts_rank(${SUBJECT_TSV}, ${TSQ}) * 2, 'subject' FROM messages m
+        WHERE m.subject IS NOT NULL AND ${match(SUBJECT_TSV)} AND m.deleted_at IS NULL ${recent ? 'AND m.seq > $5' : ''}
+       UNION ALL
+       SELECT t.id, NULL, NULL, NULL, t.subject, ts_rank(t.search, ${TSQ}) * 2, 'subject' FROM tickets t
         WHERE ${match('t.search')} ${recent ? 'AND t.created_at >= $6' : ''}),
      best AS (SELECT DISTINCT ON (ticket_id) * FROM hits ORDER BY ticket_id, rank DESC, seq DESC NULLS LAST),
      top AS (
        SELECT b.* FROM best b
         WHERE ${filtered ? `EXISTS (SELECT 1 FROM tickets f WHERE f.id = b.ticket_id AND ($3::text IS NULL OR f.status = $3) AND ($4::text IS NULL OR f.channel = $4))` : '$3::text IS NULL AND $4::text IS NULL'}
         ORDER BY b.rank DESC, b.seq DESC NULLS LAST, b.ticket_id DESC LIMIT $2)
-     SELECT ${TICKET_COLUMNS}, b.seq AS hit_seq, b.direction AS hit_direction, b.at AS hit_at, b.rank,
+     SELECT ${TICKET_COLUMNS}, b.seq AS hit_seq, b.direction AS hit_direction, b.at AS hit_at, b.hit_in, b.rank,
             ts_headline('russian', translate(b.text, chr(1) || chr(2), '  '), ${TSQ}, 'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=30, MinWords=8, MaxFragments=2') AS snippet
        FROM top b JOIN tickets t ON t.id = b.ticket_id
       ORDER BY b.rank DESC, b.seq DESC NULLS LAST, b.ticket_id DESC`,

@@ -133,6 +133,23 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     expect((await search(db, 'талон', { limit: 10, channel: 'telegram' }))).toEqual([]);
   });
 
+  it('finds a thread by a later mail\'s own subject, and says which mail', async () => {
+    const mail = (id: string, subject: string, text: string, min: number, rule: 'new-ticket' | 'open-conversation') => {
+      const e = inbound({ id, channel: 'email', sender: { id: 'buh@romashka.ru', handles: { email: 'buh@romashka.ru' } }, text, min, rule });
+      if (e.kind === 'inbound') e.event.email = { messageId: `<${id}@romashka.ru>`, from: 'buh@romashka.ru', to: ['support@shop.ru'], cc: [], subject, references: [] };
+      return e;
+    };
+    await apply('T-40', mail('m1', 'Счёт 4512', 'Пришлите счёт', 30, 'new-ticket'));
+    const later = seq + 1;
+    await apply('T-40', mail('m2', 'Акт сверки за ноябрь', 'И ещё вопрос', 31, 'open-conversation'));
+    const [hit] = await search(db, 'сверка', { limit: 10 });
+    expect(hit!.ticket.id).toBe('T-40');
+    expect(hit!.match).toEqual({ in: 'subject', seq: later, direction: 'inbound', at: at(31) });
+    expect(hit!.snippet).toContain('<b>сверки</b>');
+    // The first mail's subject is the ticket's, found as before.
+    expect((await search(db, 'счёт 4512', { limit: 10 })).map((h) => [h.ticket.id, h.match.in])).toEqual([['T-40', 'subject']]);
+  });
+
   it('a reply that fails after it was sent answers nothing: first response, last reply and answered messages come from the other replies; every outcome moves updatedAt', async () => {
     const reply = (id: string, min: number): LogEntry => ({ kind: 'outbound', at: at(min), message: { v: 1, type: 'message.outbound', id, ticketId: 'T-30', channel: 'whatsapp', account: 'main', conversation: { id: 'c', kind: 'private' }, text: 'Ответ', attachments: [], author: { id: 'agent' }, createdAt: at(min), automated: false, purpose: 'agent_reply' } });
     const outcome = (id: string, status: 'sent' | 'failed' | 'delivered', min: number): LogEntry => ({ kind: 'delivery', at: at(min), status: { v: 1, type: 'delivery.status', outboundId: id, ticketId: 'T-30', channel: 'whatsapp', account: 'main', status, attempts: 1, at: at(min), ...(status === 'failed' ? { reason: 'undeliverable: 131026' } : {}) } });
