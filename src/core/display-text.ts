@@ -1,12 +1,26 @@
 /**
- * Text shown to agents as someone's name or a message's title. Unicode direction overrides and
- * isolates (U+202A–U+202E, U+2066–U+2069) make a name display in another order than it is
- * written: "\u202eПётр" shows as a different name in Zammad, RT and the console, which is how
- * senders are impersonated. They are taken out; the marks a right-to-left name needs (U+200E,
- * U+200F) stay.
+ * Text shown to agents as someone's name or a message's title (a display name, a chat's title, a
+ * subject). Unicode direction overrides and isolates (U+202A–U+202E, U+2066–U+2069) make a name
+ * display in another order than it is written: "\u202eПётр" shows as a different name in Zammad,
+ * RT and the console, which is how senders are impersonated. They are taken out; the marks a
+ * right-to-left name needs (U+200E, U+200F) stay. So are control characters: a terminal escape
+ * (ESC [31m) in a name colours an operator's `tail -f` and a NUL cannot be stored in PostgreSQL;
+ * line breaks and tabs become one space (a title is one line).
  */
-const DIRECTION_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+const LINE_BREAKS = /[\t\n\r]+/g;
+const DROPPED = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 
-export function withoutDirectionControls(text: string): string {
-  return text.replace(DIRECTION_CONTROLS, '');
+export function displayText(text: string): string {
+  if (!UNSAFE.test(text)) return text;
+  return text.replace(LINE_BREAKS, ' ').replace(DROPPED, '');
+}
+
+/**
+ * A message's text with NUL made U+FFFD: PostgreSQL cannot store U+0000, so the read model showed
+ * U+FFFD where the ticket log kept the NUL; now both hold the same. Nothing else is changed: a
+ * customer's text is theirs.
+ */
+export function withoutNul(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
 }

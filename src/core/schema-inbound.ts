@@ -5,13 +5,13 @@
  */
 import { z } from 'zod';
 import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
-import { withoutDirectionControls } from './display-text.js';
+import { displayText, withoutNul } from './display-text.js';
 
 export const Identity = z.object({
   /** Stable platform id of the person (Telegram user id, email address, Slack user id, WhatsApp JID). */
   id: PrintableId(1024),
-  /** Direction overrides taken out (display-text.ts): they disguised one name as another in agents' screens. */
-  displayName: z.string().overwrite(withoutDirectionControls).optional(),
+  /** Direction overrides and control characters taken out (display-text.ts): they disguised one name as another in agents' screens. */
+  displayName: z.string().overwrite(displayText).optional(),
   /** Ways to reach or recognise the person: { email, username, phone, jid, ... }. */
   handles: z.record(z.string(), z.string()).default({}),
   language: z.string().optional(),
@@ -45,7 +45,8 @@ export const ConversationRef = z.object({
   /** Thread inside the chat: Slack thread_ts, Telegram forum topic id. */
   threadId: PrintableId(1024).optional(),
   kind: z.enum(['private', 'group', 'channel', 'email']),
-  title: z.string().optional(),
+  /** A chat's title (a private chat's is the person's name): shown as the ticket's subject, so as a display name (display-text.ts). */
+  title: z.string().overwrite(displayText).optional(),
 });
 export type ConversationRef = z.infer<typeof ConversationRef>;
 
@@ -54,7 +55,8 @@ export const EmailMeta = z.object({
   messageId: z.string(),
   inReplyTo: z.string().optional(),
   references: z.array(z.string()).default([]),
-  subject: z.string().default(''),
+  /** Shown as a ticket's title: direction overrides and control characters taken out (display-text.ts). */
+  subject: z.string().overwrite(displayText).default(''),
   from: z.string(),
   to: z.array(z.string()).default([]),
   cc: z.array(z.string()).default([]),
@@ -112,8 +114,9 @@ export const InboundMessage = z.object({
    * (the webhook channel's `subject`). Mail keeps it in `email.subject`. Helpdesks title their
    * tickets with it; absent elsewhere.
    */
-  subject: z.string().max(1000).overwrite(withoutDirectionControls).optional(),
-  text: z.string().default(''),
+  subject: z.string().max(1000).overwrite(displayText).optional(),
+  /** NUL made U+FFFD (display-text.ts withoutNul), as the SQL read model must store it. */
+  text: z.string().overwrite(withoutNul).default(''),
   /** Full body before quote/signature trimming (email). */
   fullText: z.string().optional(),
   html: z.string().optional(),
@@ -145,7 +148,7 @@ export const MessageEdited = z.object({
   type: z.literal('message.edited'),
   sender: Identity,
   targetPlatformMessageId: PrintableId(2048, 0),
-  text: z.string(),
+  text: z.string().overwrite(withoutNul),
   html: z.string().optional(),
   platform: z.object({ messageId: PrintableId(2048, 0), editedAt: IsoTime.optional() }),
 });

@@ -203,6 +203,16 @@ describe('asIs', () => {
     expect(inboundAsIs(named('\u202eПётр'))).toBe(false);
     expect((InboundEvent.parse(named('\u202eПётр')) as InboundEventT & { sender: { displayName: string } }).sender.displayName).toBe('Пётр');
     expect(inboundAsIs(named('Пётр'))).toBe(true);
+    // The same for a chat's title (a private chat's is the person's name: the ticket's subject), a
+    // terminal escape in a name, and a NUL in a text (PostgreSQL stores none: U+FFFD in both stores).
+    const c = chat as InboundEventT & { conversation: { title?: string }; text: string };
+    const titled = { ...c, conversation: { ...c.conversation, title: '\u202eнавИ' } };
+    expect(inboundAsIs(titled)).toBe(false);
+    expect((InboundEvent.parse(titled) as typeof c).conversation.title).toBe('навИ');
+    expect((InboundEvent.parse(named('\u001b[31mИван')) as InboundEventT & { sender: { displayName: string } }).sender.displayName).toBe('[31mИван');
+    expect((InboundEvent.parse({ ...c, text: 'a\u0000b' }) as typeof c).text).toBe('a\uFFFDb');
+    expect(inboundAsIs({ ...c, text: 'a\u0000b' })).toBe(false);
+    expect(inboundAsIs({ ...c, conversation: { ...c.conversation, title: 'Иван' } })).toBe(true);
   });
 
   it('says no to what it cannot read off a definition, so zod decides', () => {

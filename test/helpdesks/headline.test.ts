@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { cutToChars, headlineOf } from '../../src/helpdesks/headline.js';
-import { withoutDirectionControls } from '../../src/core/display-text.js';
+import { displayText, withoutNul } from '../../src/core/display-text.js';
 
 describe('helpdesk ticket headline', () => {
   it("is the customer's own subject, then the first line that is more than a greeting", () => {
@@ -27,8 +27,14 @@ describe('helpdesk ticket headline', () => {
   });
 
   it('names lose their direction overrides and isolates, not the marks a right-to-left name needs', () => {
-    expect(withoutDirectionControls('\u202eПётр\u202c <script>')).toBe('Пётр <script>');
-    expect(withoutDirectionControls('\u2067שלום\u2069')).toBe('שלום');
-    expect(withoutDirectionControls('\u200fשלום')).toBe('\u200fשלום');
+    expect(displayText('\u202eПётр\u202c <script>')).toBe('Пётр <script>');
+    expect(displayText('\u2067שלום\u2069')).toBe('שלום');
+    expect(displayText('\u200fשלום')).toBe('\u200fשלום');
+    // A terminal escape and a NUL in a name; a line break in a title becomes a space.
+    expect(displayText('\u001b[31mИван\u001b[0m\u0000')).toBe('[31mИван[0m');
+    expect(displayText('Акт\r\nсверки')).toBe('Акт сверки');
+    const plain = 'Ольга Петровна';
+    expect(displayText(plain)).toBe(plain);
+    expect(withoutNul('a\u0000b')).toBe('a\uFFFDb');
   });
 });
