@@ -362,6 +362,20 @@ export class MessageRouter {
       // The index names a ticket whose record may be missing (a crash between claim and create).
       const existing = await this.store.get(ticketId, { fresh: true });
       if (existing) return { ticket: existing.value, match: res.match, reopen: false, openedNow: false };
+      if (await this.store.removed(ticketId)) {
+        // Erased (or evicted) since this replica cached its binding: its number is never given
+        // again. The binding as stored decides: gone or moved on, thread again; still naming the
+        // removed ticket (an erasure between the record and its bindings), a new number takes it.
+        const key = ownKey ?? res.conversationKey;
+        this.store.invalidate(key, ticketId);
+        const bound = await this.store.lookup(key, { fresh: true });
+        if (bound?.value === ticketId) {
+          const candidate = this.store.idFor(await this.store.allocateNumber());
+          if (await this.store.rebind(key, bound, candidate)) return { ...(await openTicket(this.store, e, candidate)), match: res.match, reopen: false };
+        }
+        fresh = true;
+        continue;
+      }
       return { ...(await openTicket(this.store, e, ticketId)), match: res.match, reopen: false };
     }
   }
@@ -373,7 +387,7 @@ export class MessageRouter {
    */
   private async sendersOwn(ticketId: string, email: NonNullable<InboundMessage['email']>): Promise<boolean> {
     const ticket = await this.store.get(ticketId, { fresh: true });
-    if (!ticket) return !(await this.store.evicted(ticketId));
+    if (!ticket) return !(await this.store.removed(ticketId));
     // A sender taken from a fallback header (no usable From) is nobody's word (threading.ts).
     if (email.senderHeader !== undefined && email.senderHeader !== 'from') return false;
     return isParticipant(ticket.value, email.from.toLowerCase());

@@ -143,6 +143,19 @@ export class TicketStore {
     }
   }
 
+  /**
+   * Whether a ticket's record was written once and is gone: erased (its purge marker stays) or
+   * evicted (its log stays). A record never written (a crash between claim and create) is
+   * neither, and is the claimer's to create; a removed one must never be created again under its
+   * number (a helpdesk that still holds it would take another customer's messages into it).
+   */
+  async removed(id: string): Promise<boolean> {
+    if (!/^[A-Za-z0-9_-]+$/.test(id)) return false;
+    const entry = await this.tickets.get(id);
+    if (entry) return entry.operation !== 'PUT';
+    return this.evicted(id);
+  }
+
   /** Creates the record; returns false when it already exists (a redelivery finishing its work). */
   async create(ticket: TicketT): Promise<boolean> {
     try {
@@ -315,6 +328,23 @@ export class TicketStore {
     this.ticketCache.delete(id);
     const after = await this.tickets.get(id);
     return !after || after.operation !== 'PUT';
+  }
+
+  /**
+   * Points an index key at another ticket if it still holds `expected` (compare-and-set): a binding
+   * left naming a removed ticket (an erasure between purging the record and its bindings, or one
+   * that died there). False when the key changed or went meanwhile.
+   */
+  async rebind(indexKey: string, expected: Versioned<string>, ticketId: string): Promise<boolean> {
+    this.indexCache.delete(indexKey);
+    try {
+      const revision = await this.threads.update(indexKey, ticketId, expected.revision);
+      this.indexCache.set(indexKey, { value: ticketId, revision });
+      return true;
+    } catch (err) {
+      if (isCasConflict(err)) return false;
+      throw err;
+    }
   }
 
   /** Forget cached state for a conversation and ticket after a lost race. */
