@@ -106,6 +106,12 @@ export interface ConnectorContext {
   readonly account: string;
   /** This installation's id (created once, kept in the bus): part of every id we mint for the platform. */
   readonly installationId: string;
+  /**
+   * The gateway's own addresses on this channel over every configured entry (each factory's
+   * `ownAddresses`), lower case: another entry's mailbox is ours too (no reply copies it, mail
+   * from it is our echo). Empty for channels without addresses.
+   */
+  readonly channelAddresses: ReadonlySet<string>;
   readonly log: Logger;
   readonly media: MediaStore;
   readonly state: AccountState;
@@ -184,6 +190,8 @@ export interface ConnectorFactory<Options = unknown> {
   /** Validated once at start; errors name the key and the config file. */
   readonly options: z.ZodType<Options, any>;
   create(options: Options, ctx: ConnectorContext): Connector;
+  /** The addresses an entry with these options sends and receives at (email: its mailboxes and aliases), for every entry of the channel. */
+  ownAddresses?(options: Options): string[];
 }
 
 export class InvalidEventError extends Error {

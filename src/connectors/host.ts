@@ -51,6 +51,8 @@ export class ConnectorHost {
   private readonly supervisor: Supervisor;
   /** Every route a connector mounted, by method and path: a connector started again replaces its handlers. */
   private readonly routes = new Map<string, RouteHandler>();
+  /** Every configured entry's own addresses, by channel (ConnectorContext.channelAddresses). */
+  private readonly channelAddresses = new Map<string, Set<string>>();
   readonly instanceId: string;
 
   constructor(private readonly o: ConnectorHostOptions) {
@@ -64,6 +66,12 @@ export class ConnectorHost {
    * START_BASE_MS, capped at START_MAX_MS) until it starts or the gateway stops; the rest go on.
    */
   async start(specs: HostedConnectorSpec[]): Promise<void> {
+    // Before any is created: each entry learns the others' addresses, without knowing their kind.
+    for (const spec of specs) {
+      const known = this.channelAddresses.get(spec.factory.channel) ?? new Set<string>();
+      for (const a of spec.factory.ownAddresses?.(spec.options) ?? []) known.add(a.trim().toLowerCase());
+      this.channelAddresses.set(spec.factory.channel, known);
+    }
     for (const spec of specs) {
       const channel = spec.factory.channel;
       const log = this.o.log.child({ channel, account: spec.account, connector: spec.factory.type });
@@ -253,6 +261,7 @@ export class ConnectorHost {
       channel,
       account,
       installationId: bus.installationId,
+      channelAddresses: this.channelAddresses.get(channel) ?? new Set(),
       log,
       signal,
       state,

@@ -15,6 +15,8 @@ interface MailParties {
   last?: { author: string; to: string[]; cc: string[] };
   authors?: string[];
   own?: string[];
+  replies?: Array<{ outboundId: string; to: string[]; messageId?: string }>;
+  bouncedCopies?: string[];
 }
 
 /** Rewrites every ticket record (but `erased`) whose people `names` matches; how many it rewrote. */
@@ -44,6 +46,8 @@ async function scrubOne(bus: Bus, id: string, names: (text: string) => boolean, 
       // The newest mail was theirs: replies go to the ticket's customer, as on tickets without it.
       if (p.last && names(JSON.stringify(p.last.author))) delete p.last;
       else if (p.last) p.last = { ...p.last, to: kept(p.last.to) ?? [], cc: kept(p.last.cc) ?? [] };
+      if (p.replies) p.replies = p.replies.map((r) => ({ ...r, to: kept(r.to) ?? [] }));
+      if (p.bouncedCopies) p.bouncedCopies = kept(p.bouncedCopies);
     }
     if (JSON.stringify([ticket.participants, ticket.emailParties]) === before) return false;
     try {

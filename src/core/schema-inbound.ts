@@ -66,8 +66,8 @@ export const EmailMeta = z.object({
   /** Why an earlier header in that order was passed over, when one was. */
   senderNote: z.string().optional(),
   /**
-   * The gateway's own addresses on this account (its mailboxes and their `aliases`), lower case,
-   * as the connector knows them: the router never copies them on a reply (it does not know the
+   * The gateway's own addresses (the mailboxes and `aliases` of this and every other email
+   * connector entry, this one's first), lower case, as the connector knows them: the router never copies them on a reply (it does not know the
    * connector's configuration). Absent from events of earlier versions.
    */
   ownAddresses: z.array(z.string()).max(100).optional(),
@@ -129,7 +129,18 @@ export const InboundMessage = z.object({
   /** Set by the connector when the message is automated (auto-reply, bounce, our own echo...). */
   automated: AutomatedKind.optional(),
   /** For a bounce: the Message-ID / platform id of our outbound message that bounced, and why. */
-  bounceOf: z.object({ platformMessageId: z.string(), reason: z.string() }).optional(),
+  bounceOf: z
+    .object({
+      platformMessageId: z.string(),
+      reason: z.string(),
+      /**
+       * Each address the report says failed (a DSN's `Action: failed` blocks: Original-Recipient,
+       * else Final-Recipient, lower case) and that block's diagnostic. Absent when the report
+       * names none (and on events of earlier versions): the whole reply counts as failed.
+       */
+      recipients: z.array(z.object({ address: z.string().max(1024), reason: z.string().max(1000).optional() })).max(100).optional(),
+    })
+    .optional(),
   platform: z.object({
     messageId: PrintableId(2048, 0),
     sentAt: IsoTime.optional(),

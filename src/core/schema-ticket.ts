@@ -48,6 +48,8 @@ export const TicketContact = z.object({
 
 /** Addresses kept per list on a ticket: a reply copies at most 20 (MAX_CC), the rest is slack for our own and duplicates. */
 export const PARTY_LIST_MAX = 50;
+/** Agent replies whose To a ticket remembers (EmailParties.replies): a bounce usually names one of the newest. */
+export const REPLIES_KEPT = 10;
 
 export const EmailParties = z.object({
   /** The newest mail: its author (Reply-To, else From), the one an agent's reply answers, and its To and Cc, lower case. */
@@ -62,6 +64,20 @@ export const EmailParties = z.object({
   authors: z.array(z.string()).max(PARTY_LIST_MAX).default([]),
   /** The gateway's own addresses as the connector reported them with the newest mail: never a recipient by default. */
   own: z.array(z.string()).max(100).default([]),
+  /**
+   * Whom the newest agent replies went To (lower case), oldest first, at most REPLIES_KEPT: a
+   * bounce naming only other addresses was a copy's, and the reply still reached its To.
+   * `messageId` is the mail's Message-ID once it was sent.
+   */
+  replies: z
+    .array(z.object({ outboundId: z.string(), to: z.array(z.string()).max(PARTY_LIST_MAX), messageId: z.string().optional() }))
+    .max(REPLIES_KEPT)
+    .optional(),
+  /**
+   * Copied addresses whose mail bounced (lower case), oldest first, at most PARTY_LIST_MAX: later
+   * replies no longer copy them by default, until they write into the ticket again.
+   */
+  bouncedCopies: z.array(z.string()).max(PARTY_LIST_MAX).optional(),
 });
 export type EmailParties = z.infer<typeof EmailParties>;
 

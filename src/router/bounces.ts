@@ -1,13 +1,20 @@
 /**
  * Customer-side messages that open no ticket: auto-replies and echoes of our own mail, parked by
  * the loop guard (answering them would start a mail loop), and bounces, turned into a failed
- * delivery of the reply they bounced.
+ * delivery of the reply they bounced; unless only copies of it bounced (its To and the customer
+ * got it): then the ticket log says which copy bounced and why, and later replies stop copying it.
  */
 import type { Bus } from '../core/bus.js';
-import { DeliveryStatus, type InboundMessage } from '../core/schema.js';
+import { addressKey } from '../core/mail-address.js';
+import { DeliveryStatus, type InboundMessage, type LogEntry, type Ticket } from '../core/schema.js';
 import { metrics } from '../core/metrics.js';
-import { Subjects } from '../core/subjects.js';
+import { Subjects, hashKey } from '../core/subjects.js';
+import type { Journal } from './journal.js';
+import { withBouncedCopies } from './mail-recipients.js';
 import { IndexKeys, normalizeMessageId, type TicketStore } from './tickets.js';
+
+type Bounce = NonNullable<InboundMessage['bounceOf']>;
+type FailedRecipient = NonNullable<Bounce['recipients']>[number];
 
 /** Whether a mail carries the Message-ID of one we sent: our own mail coming back. */
 export async function isOurEcho(store: TicketStore, messageId: string): Promise<boolean> {
@@ -24,7 +31,7 @@ export async function guardLoop(bus: Bus, e: InboundMessage): Promise<void> {
   });
 }
 
-export async function processBounce(bus: Bus, store: TicketStore, e: InboundMessage): Promise<void> {
+export async function processBounce(bus: Bus, store: TicketStore, journal: Journal, e: InboundMessage): Promise<void> {
   const bounce = e.bounceOf!;
   const hit = (await store.lookup(IndexKeys.emailMessageId(bounce.platformMessageId))) ??
     (await store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
@@ -39,6 +46,8 @@ export async function processBounce(bus: Bus, store: TicketStore, e: InboundMess
   // bounce, processed again): its outcome, under its own id.
   const answer = ticket.value.lastAnswer;
   const ofAnswer = answer?.platformMessageId !== undefined && normalizeMessageId(answer.platformMessageId) === normalizeMessageId(bounce.platformMessageId);
+  const copies = copiesOnly(ticket.value, bounce, ofAnswer ? answer.outboundId : undefined);
+  if (copies) return recordBouncedCopies(store, journal, ticket.value, e, copies);
   const status = DeliveryStatus.parse({
     v: 1, type: 'delivery.status', outboundId: ofAnswer ? answer.outboundId : `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
     channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
@@ -47,4 +56,43 @@ export async function processBounce(bus: Bus, store: TicketStore, e: InboundMess
   // Through the status stream like every other outcome, so the delivery recorder treats a bounce
   // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
   await bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
+}
+
+/**
+ * The reply's failed recipients when they were all copies: its recorded To and the ticket's
+ * customer are not among them. Undefined when the reply itself failed, and when that cannot be
+ * told (the report names nobody, or the reply's To was not recorded: sent before it was).
+ */
+function copiesOnly(t: Ticket, bounce: Bounce, answerId: string | undefined): { outboundId: string; failed: FailedRecipient[] } | undefined {
+  const failed = bounce.recipients ?? [];
+  if (failed.length === 0) return undefined;
+  const bounced = normalizeMessageId(bounce.platformMessageId);
+  const reply = t.emailParties?.replies?.find((r) => (r.messageId !== undefined && normalizeMessageId(r.messageId) === bounced) || r.outboundId === answerId);
+  if (!reply) return undefined;
+  const contact = [t.contact.id, t.contact.handles.email, t.contact.handles.replyTo].filter((a): a is string => !!a).map(addressKey);
+  const reached = new Set([...reply.to.map(addressKey), ...contact]);
+  return failed.some((f) => reached.has(addressKey(f.address))) ? undefined : { outboundId: reply.outboundId, failed };
+}
+
+/**
+ * Only copies bounced: the reply stays delivered (no reopen, no failed reply). A note in the log
+ * (and to helpdesks) says which and why; the ticket stops copying them. Idempotent: the note by
+ * the bounce's id, the list by address.
+ */
+async function recordBouncedCopies(store: TicketStore, journal: Journal, ticket: Ticket, e: InboundMessage, copies: { outboundId: string; failed: FailedRecipient[] }): Promise<void> {
+  const which = copies.failed.map((f) => (f.reason ? `${f.address} (${f.reason})` : f.address)).join('; ');
+  const id = `bounce-copy:${hashKey(e.id).slice(0, 32)}`;
+  const entry: LogEntry = {
+    kind: 'note', at: e.receivedAt, id, author: { id: 'router' },
+    text: `A copy of reply ${copies.outboundId} bounced: ${which}. The reply reached its To; later replies of this ticket no longer copy ${copies.failed.length === 1 ? 'this address' : 'these addresses'}.`,
+  };
+  await journal.append(ticket.id, entry, id);
+  const addresses = copies.failed.map((f) => f.address);
+  const updated = await store.mutate(ticket.id, (t) => {
+    const known = new Set(t.emailParties?.bouncedCopies ?? []);
+    if (addresses.every((a) => known.has(addressKey(a)))) return null;
+    t.emailParties = withBouncedCopies(t.emailParties ?? { authors: [], own: [] }, addresses);
+    return t;
+  });
+  await journal.emit('ticket.note', updated ?? ticket, id, entry);
 }

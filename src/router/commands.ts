@@ -32,7 +32,7 @@ import { afterHeaders, holdsReply } from '../core/reply-order.js';
 import { runOnce } from './command-idempotency.js';
 import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
-import { replyRecipients, type ChosenRecipients } from './mail-recipients.js';
+import { replyRecipients, withReplyTo, type ChosenRecipients } from './mail-recipients.js';
 import type { TicketStore } from './tickets.js';
 
 export type CommandResult =
@@ -170,6 +170,8 @@ export class CommandHandler {
         // Whom we wrote to takes part: their answer to this mail joins the ticket (threading
         // accepts In-Reply-To and References only from participants), an agent's choice included.
         for (const a of [...(outbound.email?.to ?? []), ...(outbound.email?.cc ?? [])].map(addressKey)) if (!t.participants.includes(a)) t.participants.push(a);
+        // Its To, so a bounce can tell the customer's failure from a copy's (bounces.ts).
+        if (outbound.email) t.emailParties = withReplyTo(t.emailParties, id, outbound.email.to);
         t.updatedAt = entry.at;
         if (t.status === 'new' || t.status === 'open') {
           t.status = 'pending';

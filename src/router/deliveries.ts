@@ -18,6 +18,7 @@ import { DeliveryStatus, describeZodError, type LogEntry, type Ticket, type Tick
 import { Subjects, hashKey } from '../core/subjects.js';
 import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import { logMsgId, type Journal } from './journal.js';
+import { withReplyMessageId } from './mail-recipients.js';
 import type { RouterMetrics } from './metrics.js';
 import { park, type RouterDeadLetterCode } from './park.js';
 import { mergeReferences, purposeOf } from './ticket-changes.js';
@@ -151,6 +152,7 @@ export class DeliveryRecorder {
       // back here. In-Reply-To (lastEmailMessageId) stays on the customer's latest mail: the next
       // reply answers them, not our auto-acknowledgement. Their mail stays last in References, as
       // RFC 5322 puts the parent there.
+      if (s.status === 'sent' && s.platformMessageId && agentOutbound) t.emailParties = withReplyMessageId(t.emailParties, s.outboundId, s.platformMessageId);
       if (s.status === 'sent' && s.platformMessageId && t.conversation.kind === 'email' && purpose !== 'sla_alert') {
         const parent = t.lastEmailMessageId;
         const chain = parent ? t.emailReferences.filter((id) => id !== parent) : t.emailReferences;

@@ -143,7 +143,7 @@ export class MessageRouter {
       await this.routePlain(plain, ours, settle, leaseHeld);
       plain = [];
       if (!ours()) throw new NotOwnedError();
-      if (e.bounceOf) await processBounce(this.bus, this.store, e);
+      if (e.bounceOf) await processBounce(this.bus, this.store, this.journal, e);
       else await guardLoop(this.bus, e);
       settle(q);
     }

@@ -3,12 +3,13 @@
  * mail it answers (the ticket's newest mail, the one In-Reply-To names), Cc everyone else on that
  * mail's To and Cc, and the ticket's customer when someone else wrote it; not earlier writers the
  * newest mail left out (a customer who drops a colleague to raise something private is not
- * copied to them, as their mail client's reply all would not); never the gateway's own addresses, each
- * address once (case-insensitive), at most MAX_RECIPIENTS in Cc. By default only people the
+ * copied to them, as their mail client's reply all would not); never the gateway's own addresses,
+ * nor a copy whose mail bounced (until they write again), each address once (case-insensitive),
+ * at most MAX_RECIPIENTS in Cc. By default only people the
  * ticket's mail named are chosen; an agent's explicit `to`/`cc` may name anyone.
  */
 import { addressKey } from '../core/mail-address.js';
-import { MAX_RECIPIENTS, PARTY_LIST_MAX, type EmailMeta, type EmailParties, type Ticket } from '../core/schema.js';
+import { MAX_RECIPIENTS, PARTY_LIST_MAX, REPLIES_KEPT, type EmailMeta, type EmailParties, type Ticket } from '../core/schema.js';
 
 /** The people of a ticket's mail after one more inbound mail (runs inside a compare-and-set: idempotent). */
 export function withMailParties(prev: EmailParties | undefined, mail: EmailMeta): EmailParties {
@@ -20,12 +21,36 @@ export function withMailParties(prev: EmailParties | undefined, mail: EmailMeta)
   const replyTo = mail.replyTo && !ours.has(addressKey(mail.replyTo)) ? mail.replyTo : undefined;
   const author = addressKey(replyTo ?? mail.from);
   const authors = distinct([...(prev?.authors ?? []), author]);
+  // Whoever writes into the ticket has a mailbox that works again: copied once more.
+  const bouncedCopies = prev?.bouncedCopies?.filter((a) => a !== author && a !== addressKey(mail.from));
   return {
     last: { author, to: others(mail.to), cc: others(mail.cc) },
     // Over the bound: the opener and the newest writers stay.
     authors: authors.length > PARTY_LIST_MAX ? [authors[0]!, ...authors.slice(-(PARTY_LIST_MAX - 1))] : authors,
     own,
+    ...(prev?.replies ? { replies: prev.replies } : {}),
+    ...(bouncedCopies?.length ? { bouncedCopies } : {}),
   };
+}
+
+/** The ticket's mail people after an agent's reply went To `to` (idempotent: a retry replaces its own record). */
+export function withReplyTo(prev: EmailParties | undefined, outboundId: string, to: string[]): EmailParties {
+  const p = prev ?? { authors: [], own: [] };
+  const replies = [...(p.replies ?? []).filter((r) => r.outboundId !== outboundId), { outboundId, to: distinct(to.map(addressKey)).slice(0, PARTY_LIST_MAX) }];
+  return { ...p, replies: replies.slice(-REPLIES_KEPT) };
+}
+
+/** The reply's Message-ID, once it was sent: what a bounce names. */
+export function withReplyMessageId(p: EmailParties | undefined, outboundId: string, messageId: string): EmailParties | undefined {
+  const reply = p?.replies?.find((r) => r.outboundId === outboundId);
+  if (!p || !reply || reply.messageId === messageId) return p;
+  return { ...p, replies: p.replies!.map((r) => (r === reply ? { ...r, messageId } : r)) };
+}
+
+/** Copies that bounced: left out of later replies by default (the newest kept past the bound). */
+export function withBouncedCopies(p: EmailParties, addresses: string[]): EmailParties {
+  const bouncedCopies = distinct([...(p.bouncedCopies ?? []), ...addresses.map(addressKey)]);
+  return { ...p, bouncedCopies: bouncedCopies.slice(-PARTY_LIST_MAX) };
 }
 
 export interface ChosenRecipients {
@@ -50,7 +75,9 @@ export function replyRecipients(t: Ticket, explicit: { to?: string[]; cc?: strin
   // Tickets recorded before emailParties existed keep today's answer: the contact alone.
   const last = automated ? undefined : p?.last;
   const author = last && !ours.has(last.author) ? last.author : contact;
-  const defaultCc = last ? [...last.to, ...last.cc, ...(last.author !== contact ? [contact] : [])] : [];
+  // A copy that bounced is left out of what we choose (the agent may still name it).
+  const bounced = new Set(p?.bouncedCopies ?? []);
+  const defaultCc = last ? [...last.to, ...last.cc, ...(last.author !== contact ? [contact] : [])].filter((a) => !bounced.has(addressKey(a))) : [];
   const to = explicit.to ? distinct(explicit.to) : [author];
   const toKeys = new Set(to.map(addressKey));
   const source = explicit.cc ?? (explicit.to ? [author, ...defaultCc] : defaultCc);

@@ -41,10 +41,11 @@ export class EmailConnector implements Connector {
       maxAttachmentBytes: o.maxAttachmentBytes ?? ctx.media.maxBytes,
       maxBodyChars: o.maxBodyChars,
       ours: {
-        addresses: new Set(o.mailboxes.map((m) => m.address.toLowerCase())),
+        // Every email entry's mailboxes and aliases: mail from sales@ into support@ is our own.
+        addresses: new Set([...o.mailboxes.map((m) => m.address.toLowerCase()), ...ctx.channelAddresses]),
         domains: new Set([...this.senders.values()].map((s) => s.domain)),
       },
-      ownAddresses: [...new Set(o.mailboxes.flatMap((m) => [m.address, ...m.aliases]).map((a) => a.toLowerCase()))],
+      ownAddresses: ownAddresses(o, ctx),
     };
     const mailboxes = new Set(o.mailboxes.map((m) => m.address.toLowerCase()));
     ctx.onReplay((raw, meta) => replayMail(ctx, this.normalize, mailboxes, raw, meta));
@@ -133,4 +134,19 @@ export class EmailConnector implements Connector {
     for (const p of this.parts.values()) if (SEVERITY.indexOf(p.state) < SEVERITY.indexOf(worst.state)) worst = p;
     this.health_.set(worst.state, worst.state === 'connected' ? undefined : worst.detail);
   }
+}
+
+/** The events carry at most this many own addresses (EmailMeta.ownAddresses). */
+const OWN_ADDRESSES_MAX = 100;
+
+/**
+ * Told to the router with each mail, which never copies them on a reply: this entry's addresses
+ * first, then the other email entries' (support@ answering a customer who Cc'd sales@ as well).
+ */
+function ownAddresses(o: EmailOptions, ctx: ConnectorContext): string[] {
+  const all = [...new Set([...o.mailboxes.flatMap((m) => [m.address, ...m.aliases]).map((a) => a.toLowerCase()), ...ctx.channelAddresses])];
+  if (all.length > OWN_ADDRESSES_MAX) {
+    ctx.log.warn({ left: all.slice(OWN_ADDRESSES_MAX) }, `more than ${OWN_ADDRESSES_MAX} own addresses over the email entries: the rest may be copied on replies of this account`);
+  }
+  return all.slice(0, OWN_ADDRESSES_MAX);
 }

@@ -118,5 +118,6 @@ const factory: ConnectorFactory<EmailOptions> = {
     for (const m of options.mailboxes) for (const address of [m.address, ...m.aliases]) registerOwnAddress(address);
     return new EmailConnector(options, ctx);
   },
+  ownAddresses: (options) => options.mailboxes.flatMap((m) => [m.address, ...m.aliases]),
 };
 export default factory;

@@ -10,7 +10,13 @@ export type Automated = 'auto-reply' | 'bounce' | 'bulk' | 'list' | 'echo';
 
 export interface LoopVerdict {
   automated?: Automated;
-  bounceOf?: { platformMessageId: string; reason: string };
+  bounceOf?: { platformMessageId: string; reason: string; recipients?: FailedRecipient[] };
+}
+
+/** One address a delivery report says failed, and that report block's reason. */
+export interface FailedRecipient {
+  address: string;
+  reason?: string;
 }
 
 const BOUNCE_SENDER = /^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@/i;
@@ -77,9 +83,11 @@ function answersOurs(mail: ParsedMail, domains: ReadonlySet<string>): boolean {
 }
 
 /**
- * Which of our Message-IDs bounced, and why. The original headers travel in a message/rfc822
- * or text/rfc822-headers part (mailparser hands those over as attachments, already decoded);
- * some servers only quote them in the text.
+ * Which of our Message-IDs bounced, why, and for whom. The original headers travel in a
+ * message/rfc822 or text/rfc822-headers part (mailparser hands those over as attachments, already
+ * decoded); some servers only quote them in the text. A delivery-status part has one block per
+ * recipient (RFC 3464): the reply failed for those whose block says `Action: failed`, and only
+ * for them (a copy bouncing while the customer got the mail is not the customer's failure).
  */
 function bounceDetails(mail: ParsedMail): Pick<LoopVerdict, 'bounceOf'> {
   const texts: string[] = [];
@@ -88,9 +96,12 @@ function bounceDetails(mail: ParsedMail): Pick<LoopVerdict, 'bounceOf'> {
   }
   if (mail.text) texts.push(mail.text);
   const status = texts.find((t) => /^Action:/im.test(t) || /^Status:/im.test(t)) ?? texts.join('\n');
+  const blocks = recipientBlocks(status);
+  // A block without Action is read as failed, as a report without blocks is.
+  const failedBlocks = blocks.filter((b) => (b.get('action')?.split(/\s/)[0]?.toLowerCase() ?? 'failed') === 'failed');
   const action = /^Action:\s*(\S+)/im.exec(status)?.[1]?.toLowerCase();
   // "delayed" / "relayed" / "delivered" reports are automated, but nothing failed.
-  if (action && action !== 'failed') return {};
+  if (blocks.length > 0 ? failedBlocks.length === 0 : action && action !== 'failed') return {};
 
   let original: string | undefined;
   for (const t of texts) {
@@ -102,8 +113,46 @@ function bounceDetails(mail: ParsedMail): Pick<LoopVerdict, 'bounceOf'> {
   }
   original ??= texts.map((t) => OUR_MESSAGE_ID.exec(t)?.[0]).find(Boolean);
   if (!original) return {};
-  const diagnostic = /^Diagnostic-Code:\s*([^\n]+(?:\n[ \t]+[^\n]+)*)/im.exec(status)?.[1]?.replace(/\s+/g, ' ').trim();
-  const code = /^Status:\s*(\d\.\d{1,3}\.\d{1,3})/im.exec(status)?.[1];
-  const reason = diagnostic ?? (code ? `status ${code}` : (mail.subject ?? 'delivery failed')).slice(0, 500);
-  return { bounceOf: { platformMessageId: original, reason } };
+  const recipients: FailedRecipient[] = [];
+  for (const b of failedBlocks) {
+    // The address we sent to; Final-Recipient may be where a forward took it.
+    const address = recipientAddress(b.get('original-recipient')) ?? recipientAddress(b.get('final-recipient'));
+    if (address && !recipients.some((r) => r.address === address)) recipients.push({ address, reason: blockReason(b) });
+  }
+  const first = failedBlocks[0];
+  const reason = (first && blockReason(first)) ?? blockReason(fieldsOf(status)) ?? (mail.subject ?? 'delivery failed').slice(0, 500);
+  return { bounceOf: { platformMessageId: original, reason, ...(recipients.length > 0 ? { recipients: recipients.slice(0, 100) } : {}) } };
+}
+
+/** The per-recipient blocks of a delivery-status text: blank-line separated, each naming a recipient. */
+function recipientBlocks(status: string): Array<Map<string, string>> {
+  return status
+    .split(/\r?\n[ \t]*\r?\n/)
+    .map(fieldsOf)
+    .filter((f) => f.has('final-recipient') || f.has('original-recipient'));
+}
+
+/** `Name: value` lines (folded lines joined), by lower-case name; the first of a name wins. */
+function fieldsOf(block: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of block.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const m = /^([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)$/.exec(line);
+    if (m && !fields.has(m[1]!.toLowerCase())) fields.set(m[1]!.toLowerCase(), m[2]!.replace(/\s+/g, ' ').trim());
+  }
+  return fields;
+}
+
+/** `rfc822; user@host` (some servers write it bare, or in angle brackets), lower case. */
+function recipientAddress(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const address = value.slice(value.indexOf(';') + 1).trim().replace(/^<(.*)>$/, '$1').trim().toLowerCase();
+  return /^[^\s@]+@[^\s@]+$/.test(address) ? address.slice(0, 1024) : undefined;
+}
+
+/** A report block's Diagnostic-Code, else its Status code. */
+function blockReason(block: Map<string, string>): string | undefined {
+  const diagnostic = block.get('diagnostic-code');
+  if (diagnostic) return diagnostic.slice(0, 1000);
+  const code = /^(\d\.\d{1,3}\.\d{1,3})/.exec(block.get('status') ?? '')?.[1];
+  return code ? `status ${code}` : undefined;
 }

@@ -28,7 +28,7 @@ export interface NormalizeDeps {
   maxAttachmentBytes: number;
   maxBodyChars: number;
   ours: { addresses: ReadonlySet<string>; domains: ReadonlySet<string> };
-  /** Every address of this account (mailboxes and aliases), lower case: told to the router, which never copies them on a reply. */
+  /** Every own address (this entry's mailboxes and aliases, then the other email entries'), lower case: told to the router, which never copies them on a reply. */
   ownAddresses: readonly string[];
 }
 

@@ -147,8 +147,22 @@ export function legacyCharsetMail(o: { subject: string; text1251: string; htmlKo
 }
 
 /** A delivery status notification (RFC 3464) for one of our mails, with its headers attached. */
-export function bounceMail(o: { originalMessageId: string; to: string; diagnostic: string }): Buffer {
+export function bounceMail(o: {
+  originalMessageId: string;
+  to: string;
+  diagnostic: string;
+  /** One report block per recipient instead of the single failed `to`. */
+  recipients?: Array<{ address: string; action?: string; diagnostic?: string; original?: string }>;
+}): Buffer {
   const b = 'dsn-boundary-7';
+  const blocks = (o.recipients ?? [{ address: o.to, diagnostic: o.diagnostic }]).flatMap((r) => [
+    ...(r.original ? [`Original-Recipient: rfc822;${r.original}`] : []),
+    `Final-Recipient: rfc822; ${r.address}`,
+    `Action: ${r.action ?? 'failed'}`,
+    `Status: ${(r.action ?? 'failed') === 'failed' ? '5.1.1' : '2.0.0'}`,
+    ...(r.diagnostic ? [`Diagnostic-Code: smtp; ${r.diagnostic}`] : []),
+    '',
+  ]);
   return Buffer.from(
     [
       'From: Mail Delivery System <MAILER-DAEMON@mx.example.ru>',
@@ -170,11 +184,7 @@ export function bounceMail(o: { originalMessageId: string; to: string; diagnosti
       '',
       'Reporting-MTA: dns; mx.example.ru',
       '',
-      `Final-Recipient: rfc822; ${o.to}`,
-      'Action: failed',
-      'Status: 5.1.1',
-      `Diagnostic-Code: smtp; ${o.diagnostic}`,
-      '',
+      ...blocks,
       `--${b}`,
       'Content-Type: text/rfc822-headers',
       '',

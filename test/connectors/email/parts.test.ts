@@ -72,11 +72,38 @@ describe('loop protection', () => {
     const ourId = outboundMessageId('T-1042', 'T-1042:abc', 'example.ru');
     expect(await verdict(bounceMail({ originalMessageId: ourId, to: 'x@y.ru', diagnostic: '550 5.1.1 User unknown' }))).toEqual({
       automated: 'bounce',
-      bounceOf: { platformMessageId: ourId, reason: 'smtp; 550 5.1.1 User unknown' },
+      bounceOf: { platformMessageId: ourId, reason: 'smtp; 550 5.1.1 User unknown', recipients: [{ address: 'x@y.ru', reason: 'smtp; 550 5.1.1 User unknown' }] },
     });
     expect(await verdict(plainMail({ from: 'MAILER-DAEMON@mx.example.ru', subject: 'failure notice' }))).toEqual({ automated: 'bounce' });
     const delayed = bounceMail({ originalMessageId: ourId, to: 'x@y.ru', diagnostic: 'x' }).toString().replace('Action: failed', 'Action: delayed');
     expect(await verdict(Buffer.from(delayed))).toEqual({ automated: 'bounce' });
+  });
+
+  it('names each recipient a DSN says failed (the address we sent to, its own reason), not those delivered or delayed', async () => {
+    const ourId = outboundMessageId('T-1043', 'T-1043:abc', 'example.ru');
+    const report = bounceMail({
+      originalMessageId: ourId, to: '', diagnostic: '',
+      recipients: [
+        { address: 'boss@firm.ru', action: 'delivered' },
+        { address: 'Colleague1@Firm.ru', diagnostic: '550 5.1.1 <colleague1@firm.ru>: User unknown' },
+        { address: 'box@forward.example', original: '<colleague2@firm.ru>', diagnostic: '552 5.2.2 Mailbox full' },
+        { address: 'late@firm.ru', action: 'delayed' },
+      ],
+    });
+    expect(await verdict(report)).toEqual({
+      automated: 'bounce',
+      bounceOf: {
+        platformMessageId: ourId,
+        reason: 'smtp; 550 5.1.1 <colleague1@firm.ru>: User unknown',
+        recipients: [
+          { address: 'colleague1@firm.ru', reason: 'smtp; 550 5.1.1 <colleague1@firm.ru>: User unknown' },
+          { address: 'colleague2@firm.ru', reason: 'smtp; 552 5.2.2 Mailbox full' },
+        ],
+      },
+    });
+    // Nobody failed: automated, but no failure to record.
+    const fine = bounceMail({ originalMessageId: ourId, to: '', diagnostic: '', recipients: [{ address: 'a@firm.ru', action: 'delivered' }, { address: 'b@firm.ru', action: 'delayed' }] });
+    expect(await verdict(fine)).toEqual({ automated: 'bounce' });
   });
 });
 

@@ -15,17 +15,21 @@ import { plainMail, uniqueId } from './mails.js';
 const TOKEN = 'helpdesk-token-0123456789';
 const SITE_SECRET = 'site-secret-0123456789';
 const ALIAS = 'help@example.ru';
+/** A second email connector entry (another team's mailbox): ours as well. */
+const SALES = 'sales@example.ru';
+const SALES_ALIAS = 'orders@example.ru';
 let world: EmailWorld;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  world = await startWorld();
+  world = await startWorld([SUPPORT, SALES]);
   gw = await startGateway(
     {
       api: { tokens: [{ name: 'helpdesk', token: TOKEN }] },
       outbound: { backoffBase: '100ms', backoffMax: '1s' },
       connectors: [
         { type: 'email', account: 'support', firstRun: 'all', pollIntervalMs: 500, mailboxes: [mailbox(world, SUPPORT, { aliases: [ALIAS] })] },
+        { type: 'email', account: 'sales', firstRun: 'all', pollIntervalMs: 500, mailboxes: [mailbox(world, SALES, { aliases: [SALES_ALIAS] })] },
         // A chat channel, for the refusal of recipients on a ticket that is not mail (nothing is sent to it).
         { type: 'webhook', account: 'site', secret: SITE_SECRET, callbackUrl: 'http://127.0.0.1:8/cb' },
       ],
@@ -129,6 +133,25 @@ describe('email reply recipients', () => {
     expect((await reply(ticketId, { text: answer3 })).status).toBe(202);
     const three = await sentWith(answer3);
     expect(three.envelope.to.map((a) => a.toLowerCase()).sort()).toEqual(['boss@firm.ru', 'colleague2@firm.ru']);
+  });
+
+  it("counts every email entry's mailboxes and aliases as ours: never copied, and their mail is our echo", async () => {
+    const id = uniqueId('both-teams');
+    await world.imap.append('INBOX', plainMail({ messageId: id, from: 'client@firm.ru', to: SUPPORT, cc: `${SALES}, Orders <${SALES_ALIAS}>, buh@firm.ru` }));
+    const opened = await openedBy(id);
+    expect(inboundOf(opened)!.email!.ownAddresses).toEqual(expect.arrayContaining([SUPPORT, ALIAS, SALES, SALES_ALIAS]));
+    const marker = `one-team ${opened.ticketId}`;
+    expect((await reply(opened.ticketId, { text: marker })).status).toBe(202);
+    const { envelope, mail } = await sentWith(marker);
+    expect(listOf(mail.to)).toEqual(['client@firm.ru']);
+    expect(listOf(mail.cc)).toEqual(['buh@firm.ru']);
+    expect(envelope.to.map((a) => a.toLowerCase()).sort()).toEqual(['buh@firm.ru', 'client@firm.ru']);
+
+    // A mail from the other entry's mailbox arriving here is our own mail: parked, no ticket.
+    const echo = uniqueId('sales-echo');
+    await world.imap.append('INBOX', plainMail({ messageId: echo, from: `Отдел продаж <${SALES}>`, to: SUPPORT, subject: 'Копия' }));
+    const letter = await gw.waitForStreamMessage<{ payload: string }>('OMNI_DLQ', 'omni.dlq.router.ignored', (d) => d.payload.includes(echo.slice(1, -1)));
+    expect(JSON.parse(letter.payload).automated).toBe('echo');
   });
 
   it('copies at most 20, each address once', async () => {
