@@ -1,61 +1,75 @@
 /**
- * `${VAR}` references and OMNIGATE_* overrides: interpolation makes text, and a value is typed as
- * a number or boolean only where the schema refused its text for want of one.
+ * `${VAR}` references and OMNIGATE_* overrides: a variable's value is its text, and is read as a
+ * number or boolean only where the schema refused the text for want of one (config-readings.ts).
  */
 import { parse as parseYaml } from 'yaml';
 import { registerSecret } from './logger.js';
 import { ConfigError, formatPath } from './config-error.js';
 import { GatewayConfig } from './config-schema.js';
+import { isOtherNumberNotation, readingsOf } from './config-readings.js';
 
 /** Keys whose name says they hold a secret: their interpolated values are redacted from every log line. */
 const SECRET_KEY = /(token|secret|pass(word)?|apikey|key)$/i;
 
+/** What a variable's text may be read as, and whether it is a number in a notation that is refused. */
+export interface Readings {
+  readings: unknown[];
+  otherNotation: boolean;
+}
+
 /**
- * Keys whose value is one `${VAR}` reference, and those of them read as a YAML number or boolean.
- * Interpolation makes text, so `port: ${GW_PORT}` was refused as "expected number, received
- * string" without naming the variable. A reference is typed only where the schema refused its text
- * for want of a number or boolean: a numeric secret or id (`phoneNumberId: ${WA_ID}`) stays text.
+ * Keys whose value came from a variable, and the reading in use at each. Interpolation makes
+ * text, so `port: ${GW_PORT}` was refused as "expected number, received string" without naming
+ * the variable. A value is read otherwise only where the schema refused its text: a numeric
+ * secret or id (`phoneNumberId: ${WA_ID}`, a token `0x1F90`) stays text.
  */
 export interface References {
-  /** Key → the variable it references, and whether its value reads as a YAML number or boolean. */
-  whole: Map<string, { name: string; scalar: boolean }>;
-  typed: Set<string>;
-  /** OMNIGATE_* overrides read as a number or boolean, with their text: given as text where the schema wants text. */
+  /** Key → the variables its value references, and what that value may be read as. */
+  whole: Map<string, { name: string } & Readings>;
+  /** Key → the index of the reading in use (absent: the text). */
+  typed: Map<string, number>;
+  /** OMNIGATE_* overrides that may be read otherwise than as their text. */
   overrides?: OverridesTyped;
 }
 
-/** Key → where an override set it and the text it was given as (OMNIGATE_NATS__PASS=123456 is a password, not a number). */
-export type OverridesTyped = Map<string, { node: Record<string, unknown>; field: string; text: string; typed: unknown }>;
+/** Key → where an override set it, its text and its other readings (OMNIGATE_NATS__PASS=123456 is a password, not a number). */
+export type OverridesTyped = Map<string, { node: Record<string, unknown>; field: string; text: string } & Readings>;
 
 /**
- * Runs a validation; where it refused a whole reference whose value reads as a number or a
- * boolean, runs it again with that value typed (whatever the schema's wording: a size or a
- * duration takes a number too), and keeps the text where the typed value is refused as well.
+ * Runs a validation; where it refused a variable's value that has other readings, runs it again
+ * with the next one (whatever the schema's wording: a size or a duration takes a number too), and
+ * goes back to the text where every reading is refused: the text's refusal says what is expected.
  */
 export function withReferencesTyped<T>(refs: References, run: () => T): T {
-  try {
-    return run();
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    const candidates = err.problems.map((p) => p.key).filter((k) => refs.whole.get(k)?.scalar || refs.overrides?.has(k));
-    if (candidates.length === 0) throw err;
-    const flip = (key: string, alternative: boolean) => {
-      if (refs.whole.has(key)) {
-        if (alternative) refs.typed.add(key);
-        else refs.typed.delete(key);
-      }
-      const o = refs.overrides?.get(key);
-      if (o) o.node[o.field] = alternative ? o.text : o.typed;
-    };
-    for (const key of candidates) flip(key, true);
+  const readings = (key: string) => refs.whole.get(key)?.readings ?? refs.overrides?.get(key)?.readings ?? [];
+  const use = (key: string, index: number | undefined) => {
+    if (refs.whole.has(key)) {
+      if (index === undefined) refs.typed.delete(key);
+      else refs.typed.set(key, index);
+    }
+    const o = refs.overrides?.get(key);
+    if (o) o.node[o.field] = index === undefined ? o.text : o.readings[index];
+  };
+  const inUse = new Map<string, number>();
+  const settled = new Set<string>();
+  for (;;) {
     try {
       return run();
-    } catch (again) {
-      if (!(again instanceof ConfigError)) throw again;
-      const still = again.problems.map((p) => p.key).filter((k) => candidates.includes(k));
-      if (still.length === 0) throw again;
-      for (const key of still) flip(key, false);
-      return run();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      let changed = false;
+      for (const key of new Set(err.problems.map((p) => p.key))) {
+        if (settled.has(key) || readings(key).length === 0) continue;
+        const next = (inUse.get(key) ?? -1) + 1;
+        inUse.set(key, next);
+        if (next < readings(key).length) use(key, next);
+        else {
+          use(key, undefined);
+          settled.add(key);
+        }
+        changed = true;
+      }
+      if (!changed) throw err;
     }
   }
 }
@@ -70,10 +84,10 @@ export function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string
     if (refs && named.length > 0) {
       const at = formatPath('', path);
       const text = interpolate(value, env, file, path) as string;
-      const typed: unknown = parseYamlScalar(text);
-      const scalar = typeof typed === 'number' || typeof typed === 'boolean';
-      refs.whole.set(at, { name: named.join('}, ${'), scalar });
-      return scalar && refs.typed.has(at) ? typed : text;
+      const readings = readingsOf(text);
+      refs.whole.set(at, { name: named.join('}, ${'), readings, otherNotation: isOtherNumberNotation(text) });
+      const index = refs.typed.get(at);
+      return index !== undefined && index < readings.length ? readings[index] : text;
     }
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
       const v = env[name] ?? fallback;
@@ -96,21 +110,14 @@ export function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string
   return value;
 }
 
-function parseYamlScalar(text: string): unknown {
-  try {
-    return parseYaml(text);
-  } catch {
-    return text;
-  }
-}
-
-/** OMNIGATE_HTTP__PORT=9090 sets http.port; values are read as YAML scalars (numbers, booleans). */
 /** Top-level keys that take a value, not a section or a list: OMNIGATE_SHUTDOWN_TIMEOUT=20s sets shutdownTimeout. */
 const TOP_LEVEL_VALUES = new Set(Object.entries(GatewayConfig.parse({})).filter(([, v]) => typeof v !== 'object').map(([k]) => k));
 
 /**
- * OMNIGATE_SECTION__KEY=value overrides (YAML-parsed), and OMNIGATE_<TOP_LEVEL_KEY> for the few
- * top-level values. Returns which dotted key each variable set, so an error names the variable
+ * OMNIGATE_SECTION__KEY=value overrides, and OMNIGATE_<TOP_LEVEL_KEY> for the few top-level
+ * values. A value is its text (OMNIGATE_NATS__PASS='x #1' keeps its " #1", which YAML took for a
+ * comment); where the schema refuses the text, withReferencesTyped reads it as a number, a
+ * boolean or, written `[a, b]` or `{k: v}`, a YAML list or mapping. Returns which dotted key each variable set, so an error names the variable
  * rather than blaming the file. Other OMNIGATE_* variables (secrets referenced as ${…}) are left alone.
  */
 export function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string, typed?: OverridesTyped): Map<string, string> {
@@ -130,17 +137,22 @@ export function applyEnvOverrides(target: Record<string, unknown>, env: NodeJS.P
       }
       node = node[part] as Record<string, unknown>;
     }
-    let parsed: unknown = value;
-    try {
-      parsed = parseYaml(value);
-    } catch {
-      /* keep as string */
-    }
     const field = path[path.length - 1]!;
-    node[field] = parsed ?? value;
-    if (typed && (typeof parsed === 'number' || typeof parsed === 'boolean')) typed.set(path.join('.'), { node, field, text: value, typed: parsed });
+    node[field] = value;
+    const readings: unknown[] = [...readingsOf(value), ...flowCollectionOf(value)];
+    if (typed) typed.set(path.join('.'), { node, field, text: value, readings, otherNotation: isOtherNumberNotation(value) });
   }
   return set;
+}
+
+/** `[a, b]` or `{k: v}` as YAML reads it; nothing for any other text. */
+function flowCollectionOf(text: string): unknown[] {
+  if (!/^\s*(\[[^]*\]|\{[^]*\})\s*$/.test(text)) return [];
+  try {
+    return [parseYaml(text) as unknown];
+  } catch {
+    return [];
+  }
 }
 
 /** OMNIGATE_SHUTDOWN_TIMEOUT: a top-level value, set with single underscores. */

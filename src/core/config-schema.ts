@@ -11,12 +11,22 @@ import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { nearest } from './strict-keys.js';
 import { ColleagueDomains } from './mail-domains.js';
 import type { NatsAccess } from './nats-access.js';
+import { pseudoRootOf } from './pseudo-fs.js';
 
 const TICKET_EVENT_TYPES: string[] = TicketEvent.shape.type.options;
 function nearestEvent(e: string): string {
   const n = nearest(e, TICKET_EVENT_TYPES);
   return n ? ` (did you mean "${n}"?)` : '';
 }
+
+/**
+ * A directory the gateway stores data in. One under /proc, /sys or /dev (as written: symlinks are
+ * followed when the directory is made, data-dir.ts) stores nothing, and made the start hang.
+ */
+const DataDir = z.string().superRefine((dir, ctx) => {
+  const root = pseudoRootOf(dir);
+  if (root) ctx.addIssue({ code: 'custom', message: `is under ${root}, a kernel pseudo file system that stores nothing: give a directory on a real volume` });
+});
 
 const ApiToken = z.object({
   name: z.string().min(1).default('token'),
@@ -110,7 +120,7 @@ export const GatewayConfig = z.object({
       embedded: z
         .object({
           binary: z.string().default('nats-server'),
-          dataDir: z.string().default('./data'),
+          dataDir: DataDir.default('./data'),
           host: z.string().default('127.0.0.1'),
           /** 0 picks a free port; the URL is logged and written to <dataDir>/nats.url. */
           port: z.number().int().min(0).max(65535).default(0),
@@ -305,7 +315,7 @@ export const GatewayConfig = z.object({
       user: z.string().min(1).optional(),
       password: z.string().min(1).optional(),
       /** PGlite's directory; default: <nats.embedded.dataDir>/sql. */
-      dataDir: z.string().min(1).optional(),
+      dataDir: DataDir.min(1).optional(),
       /** PostgreSQL connections per process. */
       poolSize: z.number().int().min(1).max(100).default(10),
       /** Ticket-log entries the projection applies per transaction. */

@@ -11,7 +11,7 @@ import { findUrlCredentials } from './url-credentials.js';
 import { misspeltOverrides } from './config-env.js';
 import { ConnectorEntry, GatewayConfig, HelpdeskEntry } from './config-schema.js';
 import { ConfigError, configError, formatPath, type ConfigProblem } from './config-error.js';
-import { applyEnvOverrides, interpolate, isTopLevelOverride, withReferencesTyped, type OverridesTyped, type References } from './config-references.js';
+import { applyEnvOverrides, interpolate, isTopLevelOverride, withReferencesTyped, type OverridesTyped, type Readings, type References } from './config-references.js';
 
 export { ConfigError, type ConfigProblem } from './config-error.js';
 
@@ -67,7 +67,7 @@ export function loadConfig(
   // OMNIGATE_NATS_URL (one underscore) is not an override; ignored, the replica ran as an island.
   const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride);
   let loaded: LoadedConfig;
-  const refs: References = { whole: new Map(), typed: new Set(), overrides: overridesTyped };
+  const refs: References = { whole: new Map(), typed: new Map(), overrides: overridesTyped };
   try {
     loaded = withReferencesTyped(refs, () => validate(label, raw, env, refs, validateConnector, validateHelpdesk));
   } catch (err) {
@@ -76,13 +76,18 @@ export function loadConfig(
     const variableOf = (key: string) => [...fromEnv].find(([path]) => key === path || key.startsWith(`${path}.`) || key.startsWith(`${path}[`))?.[1];
     throw configError(err.file, [...misspelt, ...err.problems.map((p) => {
       const variable = variableOf(p.key);
-      if (variable) return { key: p.key, problem: `${p.problem} (set by the environment variable ${variable})` };
+      if (variable) return { key: p.key, problem: `${p.problem}${notationHint(p.problem, overridesTyped.get(p.key))} (set by the environment variable ${variable})` };
       const referenced = refs.whole.get(p.key);
-      return referenced ? { key: p.key, problem: `${p.problem} (the value of \${${referenced.name}})` } : p;
+      return referenced ? { key: p.key, problem: `${p.problem}${notationHint(p.problem, referenced)} (the value of \${${referenced.name}})` } : p;
     })], err.afterSchema);
   }
   if (misspelt.length) throw configError(label, misspelt);
   return loaded;
+}
+
+/** A variable's `0x1F90` or `9e3` where a number is expected: say which numbers are read, not the value (it may be a secret). */
+function notationHint(problem: string, readings: Readings | undefined): string {
+  return readings?.otherNotation && /expected number/.test(problem) ? '; a number from the environment is read in plain decimal digits only (no 0x, 0o, exponent, "_" or leading zero)' : '';
 }
 
 /**
@@ -117,7 +122,7 @@ function validate(
   const parsed = GatewayConfig.safeParse(interpolated);
   if (!parsed.success) {
     const said = new Set(problems.map((p) => p.key));
-    problems.push(...fromZod(parsed.error, '').filter((p) => !said.has(p.key)));
+    problems.push(...fromZod(parsed.error, '', interpolated).filter((p) => !said.has(p.key)));
   } else {
     const { evictClosedAfter } = parsed.data.tickets;
     if (evictClosedAfter > 0 && evictClosedAfter <= parsed.data.router.reopenWindow) {
@@ -137,7 +142,7 @@ function validate(
     if (!validateConnector || !entry.enabled) continue;
     const result = validateConnector(entry);
     if (result.ok) connectors.push({ entry, options: result.value });
-    else problems.push(...entryProblems(result, `connectors[${i}]`, `connector type "${entry.type}"`));
+    else problems.push(...entryProblems(result, `connectors[${i}]`, `connector type "${entry.type}"`, entry));
   }
   const helpdesks: LoadedConfig['helpdesks'] = [];
   const helpdeskIds = new Set<string>();
@@ -147,7 +152,7 @@ function validate(
     if (!validateHelpdesk || !entry.enabled) continue;
     const result = validateHelpdesk(entry);
     if (result.ok) helpdesks.push({ entry, options: result.value });
-    else problems.push(...entryProblems(result, `helpdesks[${i}]`, `helpdesk type "${entry.type}"`));
+    else problems.push(...entryProblems(result, `helpdesks[${i}]`, `helpdesk type "${entry.type}"`, entry));
   }
   if (problems.length) throw configError(label, problems, parsed.success ? parsed.data : undefined);
   return { file: label, config: parsed.data!, connectors, helpdesks };
@@ -171,30 +176,51 @@ function entriesToCheck<T>(schema: z.ZodType<T>, list: unknown): Array<readonly 
   return out;
 }
 
+function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let at = root;
+  for (const p of path) {
+    if (at === null || typeof at !== 'object') return undefined;
+    at = (at as Record<PropertyKey, unknown>)[p];
+  }
+  return at;
+}
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** What is wrong with one connector or helpdesk entry its own schema refused: unknown keys first, then the schema's findings. */
-function entryProblems(result: { unknownType: string[] } | { unknownKeys: UnknownKey[]; error?: z.ZodError } | { ok: false; error: z.ZodError }, prefix: string, what: string): ConfigProblem[] {
+function entryProblems(result: { unknownType: string[] } | { unknownKeys: UnknownKey[]; error?: z.ZodError } | { ok: false; error: z.ZodError }, prefix: string, what: string, entry: unknown): ConfigProblem[] {
   if ('unknownType' in result) return [{ key: `${prefix}.type`, problem: `unknown ${what}; expected one of: ${result.unknownType.join(', ')}` }];
   const unknown = 'unknownKeys' in result ? fromUnknown(result.unknownKeys, prefix) : [];
   const said = new Set(unknown.map((p) => p.key));
   // A strict schema's own "Unrecognized key" repeats what the unknown-key check said with a suggestion.
   const issues = (result.error?.issues ?? []).filter((i) => !(unknown.length && i.code === 'unrecognized_keys'));
-  return [...unknown, ...issues.map((issue) => ({ key: formatPath(prefix, issue.path), problem: explain(issue) })).filter((p) => !said.has(p.key))];
+  return [...unknown, ...issues.map((issue) => ({ key: formatPath(prefix, issue.path), problem: explain(issue, entry) })).filter((p) => !said.has(p.key))];
 }
 
 function fromUnknown(unknown: UnknownKey[], prefix: string): ConfigProblem[] {
   return unknown.map((u) => ({ key: formatPath(prefix, u.path), problem: describeUnknownKey(u) }));
 }
 
-function fromZod(error: z.ZodError, prefix: string): ConfigProblem[] {
-  return error.issues.map((issue) => ({ key: formatPath(prefix, issue.path), problem: explain(issue) }));
+function fromZod(error: z.ZodError, prefix: string, root?: unknown): ConfigProblem[] {
+  return error.issues.map((issue) => ({ key: formatPath(prefix, issue.path), problem: explain(issue, root) }));
 }
 
-/** A union (duration, size) says "Invalid input"; the branch that matched the input's type says what is expected. */
-function explain(issue: z.core.$ZodIssue): string {
+/**
+ * A union (duration, size) says "Invalid input"; the branch that matched the input's type says
+ * what is expected. An unquoted `token: 0x1F90` in the file is a number to YAML (8080): refused
+ * with the advice to quote it, not taken as its source text, since every other reader of the file
+ * (yq, Helm, an editor's formatter) takes it for 8080 too and may write it back that way.
+ */
+function explain(issue: z.core.$ZodIssue, root?: unknown): string {
+  if (issue.code === 'invalid_type' && issue.expected === 'string') {
+    const value = valueAt(root, issue.path);
+    const key = String(issue.path.at(-1) ?? 'key');
+    if (typeof value === 'number' || typeof value === 'boolean') {
+      return `expected text, but YAML reads this unquoted value as ${typeof value === 'number' ? 'a number' : 'a boolean'}: put it in quotes (${key}: "…") to keep it as written`;
+    }
+  }
   if (issue.code !== 'invalid_union' || !('errors' in issue)) return issue.message;
   const branches = (issue.errors as z.core.$ZodIssue[][]).flat();
   const specific = branches.find((b) => b.code !== 'invalid_type') ?? branches[0];
@@ -214,14 +240,16 @@ export function loadNatsSection(file: string | undefined, env: NodeJS.ProcessEnv
     if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(file, '', 'expected a YAML mapping at the top level');
   }
   const natsOnly: Record<string, unknown> = { nats: raw.nats ?? {} };
-  applyEnvOverrides(natsOnly, Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OMNIGATE_NATS__'))), label);
+  const overrides: OverridesTyped = new Map();
+  applyEnvOverrides(natsOnly, Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('OMNIGATE_NATS__'))), label, overrides);
   const misspelt = misspeltOverrides(GatewayConfig, env, raw, isTopLevelOverride).filter((p) => p.key.startsWith('nats.'));
   if (misspelt.length) throw configError(label, misspelt);
   // Typed as `start` types them (`port: ${NATS_PORT}`), or dlq refused a config start accepts.
-  const refs: References = { whole: new Map(), typed: new Set() };
+  const refs: References = { whole: new Map(), typed: new Map(), overrides };
   return withReferencesTyped(refs, () => {
-    const parsed = GatewayConfig.shape.nats.safeParse((interpolate(natsOnly, env, label, [], refs) as { nats: unknown }).nats);
-    if (!parsed.success) throw configError(label, fromZod(parsed.error, 'nats'));
+    const { nats } = interpolate(natsOnly, env, label, [], refs) as { nats: unknown };
+    const parsed = GatewayConfig.shape.nats.safeParse(nats);
+    if (!parsed.success) throw configError(label, fromZod(parsed.error, 'nats', nats));
     return parsed.data;
   });
 }

@@ -3,10 +3,15 @@
  * Node's recursive mkdir answers ENOENT for a directory it cannot make on a read-only file system
  * ("no such file or directory, mkdir '/data/nats'" sent an ops engineer looking for a missing
  * path); an existing directory there passed and failed later, deep in nats-server or PGlite.
+ *
+ * Everything that can be known before creating anything is checked first, and the diagnosis of a
+ * failed mkdir only looks: a refused start leaves no directory behind (the old diagnosis made the
+ * first missing directory itself to see what the kernel said, and sometimes succeeded).
  */
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { pseudoFilesystemOf } from './pseudo-fs.js';
 
 export class DataDirError extends Error {
   constructor(
@@ -20,10 +25,16 @@ export class DataDirError extends Error {
 }
 
 export async function ensureDataDir(dir: string, field: string): Promise<void> {
+  const pseudo = await pseudoFilesystemOf(dir);
+  // /proc, /sys and /dev look like directories and take writes that mean something else: a start
+  // with `dataDir: /proc/self/cwd/..` hung instead of failing.
+  if (pseudo) throw new DataDirError(field, dir, `is on ${pseudo}, a kernel pseudo file system, not storage: give a directory on a real volume`);
+  const blocked = await whyNotCreatable(resolve(dir));
+  if (blocked) throw new DataDirError(field, dir, `cannot be created: ${blocked}`);
   try {
     await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw new DataDirError(field, dir, `cannot be created: ${await whyNotCreated(dir, err as NodeJS.ErrnoException)}`);
+    throw new DataDirError(field, dir, `cannot be created: ${(await whyNotCreatable(resolve(dir))) ?? explain(err as NodeJS.ErrnoException)}`);
   }
   try {
     await access(dir, constants.W_OK | constants.X_OK);
@@ -32,22 +43,36 @@ export async function ensureDataDir(dir: string, field: string): Promise<void> {
   }
 }
 
-/** The error of the first directory on the way that could not be made: the deepest existing ancestor's child. */
-async function whyNotCreated(dir: string, err: NodeJS.ErrnoException): Promise<string> {
+/**
+ * Why the missing part of `dir` cannot be made, judged from its deepest existing ancestor without
+ * creating anything: a file in the way, or an ancestor the gateway may not write (EACCES, EROFS,
+ * as access(2) answers for a read-only mount). Undefined when `dir` exists or nothing is in the way.
+ */
+async function whyNotCreatable(dir: string): Promise<string | undefined> {
   let missing = dir;
-  for (let parent = dirname(missing); parent !== missing; missing = parent, parent = dirname(parent)) {
-    const kind = await stat(parent).then((s) => (s.isDirectory() ? 'dir' : 'other'), () => 'none');
-    if (kind === 'other') return `${parent} is a file, not a directory`;
-    if (kind === 'dir') {
-      try {
-        await mkdir(missing);
-        return explain(err); // made this time: whatever failed before is the answer
-      } catch (inner) {
-        return explain(inner as NodeJS.ErrnoException);
-      }
-    }
+  for (let parent = dirname(missing); ; missing = parent, parent = dirname(parent)) {
+    const kind = await kindOf(missing);
+    if (kind === 'dir') return missing === dir ? undefined : await notWritable(missing);
+    if (kind === 'other') return `${missing} is a file, not a directory`;
+    if (parent === missing) return undefined;
   }
-  return explain(err);
+}
+
+async function kindOf(path: string): Promise<'dir' | 'other' | 'none'> {
+  try {
+    return (await stat(path)).isDirectory() ? 'dir' : 'other';
+  } catch {
+    return 'none'; // ENOENT, or ENOTDIR below a file: its parent is looked at next
+  }
+}
+
+async function notWritable(ancestor: string): Promise<string | undefined> {
+  try {
+    await access(ancestor, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    return `${explain(err as NodeJS.ErrnoException)} (at ${ancestor})`;
+  }
 }
 
 function explain(err: NodeJS.ErrnoException): string {

@@ -65,6 +65,67 @@ describe('config', () => {
     expect(loaded.connectors[0]!.options).toMatchObject({ secret: '9081726354453627', timeoutMs: 7000 });
   });
 
+  it('a variable is its text where text is expected; a boolean or plain decimal number only where one is', () => {
+    // YAML read 0x1F90 as 8080, 9e3 as 9000, .5 as 0.5, and "x #1" lost its " #1" as a comment.
+    const looksLikeNumbers = ['0x1F90', '9e3', '0o17', '1_000', '.5', '007', '+5', '.inf', 'yes', 'Off', 'null', "'quoted'", 'pass #1', '[a]', 'a: b'];
+    const file = writeConfig({ nats: { url: 'nats://127.0.0.1:4222', user: '${NATS_USER}', token: '${NATS_TOKEN}' }, database: { user: 'omni', password: '${DB_PASSWORD}' } });
+    for (const text of looksLikeNumbers) {
+      const { config } = loadConfig(file, { NATS_USER: text, NATS_TOKEN: text, DB_PASSWORD: text, OMNIGATE_NATS__PASS: text });
+      expect([config.nats.user, config.nats.token, config.database.password, config.nats.pass]).toEqual([text, text, text, text]);
+      // `omnigate dlq` reads the nats section alone, the same way.
+      expect(loadNatsSection(file, { NATS_USER: text, NATS_TOKEN: text, OMNIGATE_NATS__PASS: text }).pass).toBe(text);
+    }
+
+    const flags = writeConfig({ router: { csat: { enabled: '${CSAT_ON}' }, autoAcknowledge: { enabled: '${ACK_ON}' } } });
+    for (const [text, value] of [['yes', true], ['No', false], ['ON', true], ['off', false], ['TRUE', true], ['false', false], ['1', true], ['0', false]] as const) {
+      const { config } = loadConfig(flags, { CSAT_ON: text, ACK_ON: text });
+      expect([config.router.csat.enabled, config.router.autoAcknowledge.enabled]).toEqual([value, value]);
+      expect(loadConfig(undefined, { OMNIGATE_ROUTER__CSAT__ENABLED: text }).config.router.csat.enabled).toBe(value);
+    }
+    expect(errorOf(() => loadConfig(flags, { CSAT_ON: 'y', ACK_ON: 'no' })).message).toMatch(/router\.csat\.enabled: .*boolean.*\(the value of \$\{CSAT_ON\}\)/);
+
+    const port = writeConfig({ http: { port: '${GW_PORT}' } });
+    expect(loadConfig(port, { GW_PORT: '8080' }).config.http.port).toBe(8080);
+    for (const text of ['0x1F90', '9e3', '0o17', '1_000', '.5', '007', '8080.0x', '']) {
+      const err = errorOf(() => loadConfig(port, { GW_PORT: text }));
+      expect(err.key).toBe('http.port');
+      expect(err.message).toContain('(the value of ${GW_PORT})');
+      if (text) expect(err.message).not.toContain(text);
+      const fromOverride = errorOf(() => loadConfig(undefined, { OMNIGATE_HTTP__PORT: text }));
+      expect(fromOverride.key).toBe('http.port');
+      expect(fromOverride.message).toContain('OMNIGATE_HTTP__PORT');
+    }
+    expect(errorOf(() => loadConfig(port, { GW_PORT: '0x1F90' })).message).toContain('plain decimal digits only');
+    expect(errorOf(() => loadConfig(undefined, { OMNIGATE_HTTP__PORT: '9e3' })).message).toMatch(/plain decimal digits only.*OMNIGATE_HTTP__PORT/);
+  });
+
+  it('refuses an unquoted number or boolean in the file where text is expected, saying to quote it and not echoing it', () => {
+    const file = writeConfig({});
+    writeFileSync(file, 'nats:\n  url: nats://127.0.0.1:4222\n  token: 0x1F90\n  user: yes\ndatabase:\n  user: omni\n  password: 9e3\n');
+    const err = errorOf(() => loadConfig(file, {}));
+    const problems = Object.fromEntries(err.problems.map((p) => [p.key, p.problem]));
+    expect(problems['nats.token']).toMatch(/YAML reads this unquoted value as a number: put it in quotes \(token: "…"\)/);
+    expect(problems['database.password']).toMatch(/as a number: put it in quotes \(password: "…"\)/);
+    expect(err.message).not.toMatch(/8080|9000|0x1F90|9e3/);
+    // `user: yes` is text to YAML 1.2: taken as written.
+    expect(problems['nats.user']).toBeUndefined();
+    writeFileSync(file, 'nats:\n  url: nats://127.0.0.1:4222\n  token: "0x1F90"\n');
+    expect(loadConfig(file, {}).config.nats.token).toBe('0x1F90');
+  });
+
+  it('refuses a data directory under /proc, /sys or /dev, naming the field', () => {
+    for (const [config, key] of [
+      [{ nats: { embedded: { dataDir: '/proc/self/cwd/..' } } }, 'nats.embedded.dataDir'],
+      [{ database: { dataDir: '/sys/fs/omnigate' } }, 'database.dataDir'],
+      [{ database: { dataDir: '/dev/shm/omnigate' } }, 'database.dataDir'],
+    ] as const) {
+      const err = errorOf(() => loadConfig(writeConfig(config), {}));
+      expect(err.key).toBe(key);
+      expect(err.message).toMatch(/is under \/(proc|sys|dev), a kernel pseudo file system that stores nothing/);
+    }
+    expect(loadConfig(writeConfig({ database: { dataDir: './devices/sql' } }), {}).config.database.dataDir).toBe('./devices/sql');
+  });
+
   it('names the key, the file and what is expected', () => {
     const file = writeConfig({ http: { port: 'восемь' } });
     const err = errorOf(() => loadConfig(file, {}));
