@@ -31,7 +31,6 @@ import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
 import { RetentionSweeper } from './core/retention.js';
 import { registerDataApi } from './api/data-routes.js';
-import { TokenAuth } from './api/auth.js';
 import { eraseRows, fileReferencedElsewhere, ticketsClosedBefore, ticketsToEvict } from './read-model/erasure.js';
 import { assertPortFree } from './core/port-check.js';
 import { TicketEvictor } from './router/eviction.js';
@@ -201,7 +200,8 @@ export class Gateway {
       registerDataApi(this.http.app, {
         bus: this.bus,
         readModel,
-        auth: new TokenAuth(c.api.tokens),
+        // The surface's: a throttled address is refused here too, and wrong tokens here count.
+        auth: this.helpdesk.auth,
         log: log.child({ component: 'data-api' }),
         businessHours: hours,
         timezone: c.reports.timezone ?? hours?.timezone ?? 'UTC',

@@ -1,8 +1,12 @@
 /**
- * Bearer-token auth for the /v1 API and authenticated connector routes. Tokens come from config
- * (`api.tokens`), are compared in constant time, and are never logged.
+ * Bearer-token auth for the /v1 API, the console's routes and authenticated connector routes.
+ * Tokens come from config (`api.tokens`), are compared in constant time, and are never logged.
+ * Wrong tokens are counted per client address (auth-throttle.ts): an address past the limit is
+ * refused with 429 before its token is looked at.
  */
 import { safeEqual } from '../core/signature.js';
+import { metrics } from '../core/metrics.js';
+import type { AuthThrottle } from './auth-throttle.js';
 import type { ApiError } from './errors.js';
 
 export interface ApiToken {
@@ -15,13 +19,50 @@ export interface ApiToken {
 
 export type AuthResult = { ok: true; name: string; readOnly: boolean; admin: boolean } | { ok: false; error: ApiError };
 
+type AuthHeader = string | string[] | undefined;
+
 /** Methods a read-only token may use. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-export class TokenAuth {
-  constructor(private readonly tokens: ApiToken[]) {}
+/**
+ * The address a request came from: the socket's peer. X-Forwarded-For is not read: the gateway
+ * has no trusted-proxy setting, and a header anyone can write would let every guess come from a
+ * fresh address. Behind a reverse proxy every client therefore shares the proxy's address.
+ */
+export function clientAddress(req: { socket: { remoteAddress?: string } }): string {
+  return req.socket.remoteAddress ?? 'unknown';
+}
 
-  check(header: string | string[] | undefined): AuthResult {
+export class TokenAuth {
+  constructor(
+    private readonly tokens: ApiToken[],
+    /** Absent: no throttling (tools and tests that make a TokenAuth of their own). */
+    private readonly throttle?: AuthThrottle,
+  ) {}
+
+  /** Authenticates a request from `client`, counting a wrong token against its address. */
+  check(header: AuthHeader, client: string): AuthResult {
+    const waitMs = this.throttle?.retryAfterMs(client) ?? 0;
+    if (waitMs > 0) {
+      metrics.apiAuthFailures.inc({ outcome: 'throttled' });
+      const retryAfterS = Math.ceil(waitMs / 1000);
+      return { ok: false, error: { code: 'too_many_auth_failures', message: `too many wrong tokens from this address: refused without checking for ${retryAfterS} s (api.authThrottle)`, retryAfterS } };
+    }
+    const result = this.identify(header);
+    // No Authorization header at all is not a guess (a browser opening the console, a probe):
+    // only a credential presented and refused counts.
+    if (!result.ok && present(header)) {
+      metrics.apiAuthFailures.inc({ outcome: 'refused' });
+      this.throttle?.failed(client);
+    }
+    return result;
+  }
+
+  /**
+   * Who a header's token is, without counting or throttling: for a route's own use after its
+   * guard has let the request in (the token is then known to be valid).
+   */
+  identify(header: AuthHeader): AuthResult {
     const value = Array.isArray(header) ? header[0] : header;
     const match = /^Bearer\s+(\S+)\s*$/i.exec(value ?? '');
     if (!match) return { ok: false, error: { code: 'unauthorized', message: 'missing bearer token (Authorization: Bearer <token>)' } };
@@ -32,9 +73,9 @@ export class TokenAuth {
     return { ok: true, name: found.name, readOnly: found.readOnly, admin: found.admin === true };
   }
 
-  /** Auth for one request: undefined when allowed, else the error to answer with (401 or 403). */
-  authorize(header: string | string[] | undefined, method: string): ApiError | undefined {
-    const result = this.check(header);
+  /** Auth for one request: undefined when allowed, else the error to answer with (401, 403 or 429). */
+  authorize(header: AuthHeader, method: string, client: string): ApiError | undefined {
+    const result = this.check(header, client);
     if (!result.ok) return result.error;
     if (result.readOnly && !READ_METHODS.has(method.toUpperCase())) {
       return { code: 'forbidden', message: `token "${result.name}" is read-only` };
@@ -42,11 +83,16 @@ export class TokenAuth {
     return undefined;
   }
 
-  /** Auth for an admin-only route: the token's name when allowed, else the error (401 or 403). */
-  authorizeAdmin(header: string | string[] | undefined): { name: string } | { error: ApiError } {
-    const result = this.check(header);
+  /** Auth for an admin-only route: the token's name when allowed, else the error (401, 403 or 429). */
+  authorizeAdmin(header: AuthHeader, client: string): { name: string } | { error: ApiError } {
+    const result = this.check(header, client);
     if (!result.ok) return { error: result.error };
     if (!result.admin) return { error: { code: 'forbidden', message: `token "${result.name}" is not an admin token (api.tokens[].admin: true)` } };
     return { name: result.name };
   }
+}
+
+function present(header: AuthHeader): boolean {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value !== undefined && value.trim() !== '';
 }

@@ -18,8 +18,8 @@ import type { ReadModel } from '../read-model/read-model.js';
 import { eraseRows, fileReferencedElsewhere, personFootprint } from '../read-model/erasure.js';
 import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
 import type { BusinessHours } from '../router/business-hours.js';
-import type { TokenAuth } from './auth.js';
-import { fail, failQuery, refuseUnknownFields } from './errors.js';
+import { clientAddress, type TokenAuth } from './auth.js';
+import { fail, failAuth, failQuery, refuseUnknownFields } from './errors.js';
 import { jsonObjectBody } from './json-body.js';
 
 export interface DataApiDeps {
@@ -62,8 +62,8 @@ const reportQuery = (timezone: string) => z
 export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   const ReportQuery = reportQuery(deps.timezone);
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    const refused = deps.auth.authorize(req.headers.authorization, req.method);
-    if (refused) return fail(reply, refused.code, refused.message);
+    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req));
+    if (refused) return failAuth(reply, refused);
   };
 
   app.get<{ Params: { kind: string } }>('/v1/reports/:kind', { onRequest: guard }, async (req, reply) => {
@@ -94,8 +94,8 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
 
   const eraser = new Eraser(deps.bus, deps.log);
   app.post<{ Params: { id: string } }>('/v1/contacts/:id/erase', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization);
-    if ('error' in who) return fail(reply, who.error.code, who.error.message);
+    const who = deps.auth.authorizeAdmin(req.headers.authorization, clientAddress(req));
+    if ('error' in who) return failAuth(reply, who.error);
     // Erasure takes no options: a body that gives some (`{"dryRun": true}`) would be ignored and
     // the person erased for good, so anything but nothing or {} is refused before.
     const given = unexpectedBody(req.body);
@@ -126,8 +126,8 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   // A person the read model has no contact for (every post refused: only dead letters hold them):
   // the same erasure with no tickets, by the identifiers given.
   app.post('/v1/identities/erase', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization);
-    if ('error' in who) return fail(reply, who.error.code, who.error.message);
+    const who = deps.auth.authorizeAdmin(req.headers.authorization, clientAddress(req));
+    if ('error' in who) return failAuth(reply, who.error);
     const json = jsonObjectBody(req);
     refuseUnknownFields(IdentityErasureBody, json);
     const body = IdentityErasureBody.safeParse(json);

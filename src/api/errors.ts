@@ -21,6 +21,8 @@ export const STATUS_OF = {
   /** A free-form reply after the channel's reply window (WhatsApp's 24 hours): only a template may go. */
   outside_reply_window: 409,
   payload_too_large: 413,
+  /** This client address presented too many wrong tokens (api.authThrottle): refused unchecked until Retry-After. */
+  too_many_auth_failures: 429,
   /** A body in a media type the route does not read (JSON routes: anything but application/json). */
   unsupported_media_type: 415,
   internal: 500,
@@ -33,6 +35,8 @@ export interface ApiError {
   code: ErrorCode;
   message: string;
   field?: string;
+  /** Seconds for the Retry-After header (a throttled address). */
+  retryAfterS?: number;
 }
 
 export function isErrorCode(code: string | undefined): code is ErrorCode {
@@ -41,6 +45,12 @@ export function isErrorCode(code: string | undefined): code is ErrorCode {
 
 export function fail(reply: FastifyReply, code: ErrorCode, message: string, field?: string): FastifyReply {
   return reply.code(STATUS_OF[code]).send({ error: { code, message, ...(field ? { field } : {}) } });
+}
+
+/** An authentication refusal (401, 403, 429), with its Retry-After when it has one. */
+export function failAuth(reply: FastifyReply, error: ApiError): FastifyReply {
+  if (error.retryAfterS !== undefined) reply.header('retry-after', String(error.retryAfterS));
+  return fail(reply, error.code, error.message, error.field);
 }
 
 /** Thrown inside a handler to answer with an error without threading replies through helpers. */

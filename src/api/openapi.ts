@@ -59,8 +59,9 @@ const UNREADABLE = {
 export function openApiDocument(): Record<string, unknown> {
   if (cached) return cached;
   const error = { $ref: '#/components/schemas/Error' };
+  // Every route that takes a token can also answer 429 to an address throttled for wrong ones.
   const errors = (...codes: number[]) =>
-    Object.fromEntries(codes.map((c) => [String(c), { description: ERROR_TEXT[c], content: { 'application/json': { schema: error } } }]));
+    Object.fromEntries([...codes, ...(codes.includes(401) ? [429] : [])].map((c) => [String(c), { description: ERROR_TEXT[c], content: { 'application/json': { schema: error } } }]));
   const jsonBody = (schema: unknown) => ({ required: true, content: { 'application/json': { schema } } });
   const ticketId = { name: 'id', in: 'path', required: true, schema: { type: 'string', example: 'T-1042' } };
   const idem = { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 200 }, description: 'A repeat with the same key (per ticket) returns the first result with `Idempotent-Replayed: true` and does nothing else. The same keys as `idempotencyKey` on the NATS command subjects.' };
@@ -277,5 +278,6 @@ const ERROR_TEXT: Record<number, string> = {
   410: 'The ticket was closed long ago and evicted from the live store (ticket_evicted, `field` names the ticket id): its log is kept at GET /v1/tickets/{id}/log',
   413: 'Attachment or body too large',
   415: 'The body is not sent as application/json, or in a charset the gateway cannot read (unsupported_media_type, `field: Content-Type`)',
+  429: 'too_many_auth_failures: this client address presented too many wrong tokens (api.authThrottle); refused without checking the token until `Retry-After` seconds have passed',
   503: 'NATS or the router did not answer (an outage, a leader election): a read or a write with an Idempotency-Key may be retried (Retry-After); any other write: check whether it took effect first',
 };

@@ -11,7 +11,8 @@ import { errorMessage, isDatabaseUnavailable, isNatsUnavailable } from '../core/
 import { nulAt } from '../core/json-input.js';
 import { sleep } from '../core/sleep.js';
 import { refuseUnparsable } from './client-errors.js';
-import { HttpError, STATUS_OF, fail, type ApiError, type ErrorCode } from './errors.js';
+import { clientAddress } from './auth.js';
+import { HttpError, STATUS_OF, fail, failAuth, type ApiError, type ErrorCode } from './errors.js';
 import { ReadModelUnavailable } from '../read-model/read-model.js';
 
 export interface Readiness {
@@ -95,8 +96,8 @@ export class HttpServer implements HttpMount {
     // api.metricsRequireToken closes it to callers without a token.
     this.app.get('/metrics', {
       onRequest: async (req, reply) => {
-        const refused = o.metricsRequireToken ? this.authorize(req.headers, 'GET') : undefined;
-        if (refused) return reply.code(STATUS_OF[refused.code]).send({ error: refused });
+        const refused = o.metricsRequireToken ? this.authorize(req.headers, 'GET', clientAddress(req)) : undefined;
+        if (refused) return failAuth(reply, refused);
       },
     }, async (_req, reply) => {
       return reply.header('content-type', registry.contentType).send(await registry.metrics());
@@ -136,9 +137,9 @@ export class HttpServer implements HttpMount {
 
   /**
    * Bearer-token check for routes mounted with { auth: true }: undefined when allowed, else the
-   * error (401/403). Set by the API module to the same tokens as /v1; refuses everything until then.
+   * error (401/403/429). Set by the API module to the same tokens as /v1; refuses everything until then.
    */
-  authorize: (headers: Record<string, string | string[] | undefined>, method: string) => ApiError | undefined = () => ({
+  authorize: (headers: Record<string, string | string[] | undefined>, method: string, client: string) => ApiError | undefined = () => ({
     code: 'unauthorized',
     message: 'a valid API bearer token is required',
   });
@@ -172,7 +173,8 @@ export class HttpServer implements HttpMount {
       url: path,
       // Refused before the body is read.
       onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
-        const refused = opts?.auth ? this.authorize(req.headers, req.method) : undefined;
+        const refused = opts?.auth ? this.authorize(req.headers, req.method, clientAddress(req)) : undefined;
+        if (refused?.retryAfterS !== undefined) reply.header('retry-after', String(refused.retryAfterS));
         if (refused) return this.refuse(req, reply, refused.code, refused.message);
       },
       handler: async (req: FastifyRequest, reply: FastifyReply) => {

@@ -14,6 +14,7 @@ import type { TicketStore } from '../router/tickets.js';
 import type { ReadModel } from '../read-model/read-model.js';
 import { Attachments } from './attachments.js';
 import { TokenAuth } from './auth.js';
+import { AuthThrottle } from './auth-throttle.js';
 import { registerApi } from './routes.js';
 import { registerConsole } from '../console/routes.js';
 import type { HttpServer } from './server.js';
@@ -21,6 +22,8 @@ import { WebhookDispatcher, type DispatchLease } from './webhooks.js';
 
 export class HelpdeskSurface {
   private readonly webhooks: WebhookDispatcher[];
+  /** The one bearer-token check of this server: every token route shares its failed-attempt counts. */
+  readonly auth: TokenAuth;
 
   constructor(
     private readonly bus: Bus,
@@ -34,13 +37,15 @@ export class HelpdeskSurface {
     /** The SQL read model behind lists, search and contacts (opened by the gateway); without it, no /v1 ticket routes. */
     private readonly readModel?: ReadModel,
   ) {
+    const { failures, window: windowMs, trackedAddresses } = config.api.authThrottle;
+    this.auth = new TokenAuth(config.api.tokens, new AuthThrottle({ failures, windowMs, trackedAddresses }, log.child({ component: 'api-auth' })));
     this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name }), lease, supervisor));
   }
 
   /** Mounts routes (before the server listens) and starts the index and the dispatchers. */
   async start(): Promise<void> {
-    const auth = new TokenAuth(this.config.api.tokens);
-    this.http.authorize = (headers, method) => auth.authorize(headers.authorization, method);
+    const auth = this.auth;
+    this.http.authorize = (headers, method, client) => auth.authorize(headers.authorization, method, client);
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
     registerConsole(this.http.app, { bus: this.bus, auth, log: this.log.child({ component: 'console' }), ticketPrefix: this.config.router?.ticketPrefix ?? '', leaseTtlMs: this.config.nats?.leaseTtl ?? 30_000 });
     if (this.store && this.readModel) {

@@ -30,7 +30,9 @@ const DataDir = z.string().superRefine((dir, ctx) => {
 
 const ApiToken = z.object({
   name: z.string().min(1).default('token'),
-  token: z.string().min(16, 'at least 16 characters'),
+  // A header carries bytes a client and Node may read differently outside printable ASCII: a
+  // Cyrillic token passed check-config and then matched no request (an outside trial).
+  token: z.string().min(16, 'at least 16 characters').regex(/^[\x21-\x7e]+$/, 'printable ASCII only (no spaces, no Cyrillic): an Authorization header cannot carry other characters reliably'),
   readOnly: z.boolean().default(false),
   /** May erase a person's data (POST /v1/contacts/{id}/erase); never together with readOnly. */
   admin: z.boolean().optional(),
@@ -301,6 +303,19 @@ export const GatewayConfig = z.object({
       }),
       /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
       metricsRequireToken: z.boolean().default(false),
+      /**
+       * Wrong tokens per client address: after `failures` within `window` the address is answered
+       * 429 for a whole `window`, whatever it presents. Counted by the socket's peer address
+       * (behind a reverse proxy: the proxy's, shared by every client), an IPv6 address by its /64.
+       */
+      authThrottle: z
+        .object({
+          failures: z.number().int().min(1).max(100_000).default(20),
+          window: PositiveDuration.prefault('1m'),
+          /** Addresses remembered at once (about 100 bytes each); past this the oldest is forgotten. */
+          trackedAddresses: z.number().int().min(100).max(1_000_000).default(10_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /**

@@ -36,6 +36,7 @@ export const metrics = {
   webhookParked: new Counter({ name: 'omnigate_webhook_parked_total', help: 'Webhook deliveries parked: after the retry budget, or at once for a redirect', labelNames: ['webhook'], registers: [registry] }),
   readModelLag: new Gauge({ name: 'omnigate_read_model_lag', help: 'Ticket-log entries (OMNI_LOG) not yet applied to the SQL read model (sampled by the replica applying them)', registers: [registry] }),
   embeddedNatsRestarts: new Counter({ name: 'omnigate_embedded_nats_restarts_total', help: "Restarts of the embedded nats-server because its JetStream stopped answering (silent) or turned itself off (off), as a full disk leaves it", labelNames: ['reason'], registers: [registry] }),
+  apiAuthFailures: new Counter({ name: 'omnigate_api_auth_failures_total', help: 'Requests to token routes that failed authentication: a wrong token presented (refused, 401) or an address over api.authThrottle refused unchecked (throttled, 429)', labelNames: ['outcome'], registers: [registry] }),
   logLinesDropped: new Counter({ name: 'omnigate_log_lines_dropped_total', help: 'Log lines dropped because stdout was not taking them (over 16 MB waiting)', registers: [registry] }),
   readModelApplied: new Counter({ name: 'omnigate_read_model_entries_total', help: 'Ticket-log entries the SQL projection handled, by outcome (applied, duplicate, orphan, invalid, refused)', labelNames: ['outcome'], registers: [registry] }),
   helpdeskEvents: new Counter({ name: 'omnigate_helpdesk_events_total', help: 'Ticket events handled by a helpdesk adapter, by outcome (applied, ignored, echo, done, parked)', labelNames: ['helpdesk', 'outcome'], registers: [registry] }),
@@ -85,4 +86,5 @@ export const metrics = {
 
 // Present from the start: an alert on increase() sees no rise from a series that first appears with the first stray.
 for (const outcome of ['moved', 'parked', 'left']) metrics.inboundStrays.inc({ outcome }, 0);
+for (const outcome of ['refused', 'throttled']) metrics.apiAuthFailures.inc({ outcome }, 0);
 for (const reason of ['silent', 'off']) metrics.embeddedNatsRestarts.inc({ reason }, 0);

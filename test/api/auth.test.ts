@@ -12,6 +12,7 @@ import { ADMIN, READER, SITE_SECRET, post, startApiHarness, type ApiHarness } fr
 let h: ApiHarness;
 const WRONG = 'wrong-token-0123456789abcdef';
 const WEBHOOK_SECRET = 'webhook-secret-0123456789';
+const THROTTLE = { failures: 20, window: 60_000, trackedAddresses: 10_000 };
 
 beforeAll(async () => {
   h = await startApiHarness({ webhooks: [{ name: 'crm', url: 'http://127.0.0.1:9/none', secret: WEBHOOK_SECRET, events: ['ticket.sla'] }] });
@@ -35,7 +36,7 @@ describe('a locked /metrics', () => {
   it('answers only with a token when api.metricsRequireToken is set; health stays open', async () => {
     const log = createLogger({ level: 'silent' });
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, metricsRequireToken: true, log, readiness: async () => ({ ready: true, checks: {} }) });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ro', token: READER, readOnly: true }], metricsRequireToken: true }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'metrics-test', ttlMs: 3000 });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ro', token: READER, readOnly: true }], metricsRequireToken: true, authThrottle: THROTTLE }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'metrics-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {
@@ -94,7 +95,7 @@ describe('bearer tokens on /v1', () => {
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, log, readiness: async () => ({ ready: true, checks: {} }) });
     server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
     server.route('POST', '/connectors/whatsapp/main/logout', async () => ({ status: 200, body: { ok: true } }), { auth: true });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: false, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }] }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: false, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }], authThrottle: THROTTLE }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {
@@ -108,6 +109,29 @@ describe('bearer tokens on /v1', () => {
       expect((await call('/qr.png', 'GET', READER)).status).toBe(200);
       expect((await call('/logout', 'POST', READER)).status).toBe(403);
       expect((await call('/logout', 'POST', ADMIN)).status).toBe(200);
+    } finally {
+      await surface.stop();
+      await server.close();
+    }
+  });
+
+  it('throttles wrong tokens on connector routes and a locked /metrics too, with Retry-After', async () => {
+    const log = createLogger({ level: 'silent' });
+    const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, metricsRequireToken: true, log, readiness: async () => ({ ready: true, checks: {} }) });
+    server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: true, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }], authThrottle: { failures: 2, window: 60_000, trackedAddresses: 100 } }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'throttle-test', ttlMs: 3000 });
+    await surface.start();
+    await server.listen();
+    try {
+      const get = (path: string, token: string) => fetch(`http://127.0.0.1:${server.port}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      expect((await get('/connectors/whatsapp/main/qr.png', WRONG)).status).toBe(401);
+      expect((await get('/metrics', WRONG)).status).toBe(401);
+      for (const path of ['/connectors/whatsapp/main/qr.png', '/metrics']) {
+        const res = await get(path, ADMIN);
+        expect(res.status, path).toBe(429);
+        expect(Number(res.headers.get('retry-after')), path).toBeGreaterThan(50);
+        expect(((await res.json()) as { error: { code: string } }).error.code, path).toBe('too_many_auth_failures');
+      }
     } finally {
       await surface.stop();
       await server.close();

@@ -46,6 +46,8 @@ const PROVEN_ELSEWHERE: Record<string, string> = {
   omnigate_log_lines_dropped_total: 'test/core/logger-stdout.test.ts',
   // Needs the embedded server and a volume that fills up: a tmpfs of its own.
   omnigate_embedded_nats_restarts_total: 'test/core/embedded-disk-full.test.ts',
+  // Needs one client address past api.authThrottle (20 wrong tokens by default), which would 429 the rest of this file's API calls.
+  omnigate_api_auth_failures_total: 'test/api/auth-throttle.test.ts',
 };
 
 let h: ApiHarness;

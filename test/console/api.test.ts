@@ -81,6 +81,21 @@ describe('console texts', () => {
     }
     for (const o of ['replayed', 'refused', 'invalid', 'failed']) expect(TEXTS.ru[`outcome.${o}`], o).toBeTruthy();
   });
+
+  it('says the server\'s refusals in Russian on a Russian page, naming the field; English keeps the server\'s words', async () => {
+    const assets = new URL('../../src/console/assets/', import.meta.url);
+    const { refusalText } = (await import(pathToFileURL(new URL('i18n.js', assets).pathname).href)) as { refusalText: (lang: string, r: Record<string, unknown>) => string };
+    const throttled = { status: 429, code: 'too_many_auth_failures', message: 'too many wrong tokens from this address: refused without checking for 42 s (api.authThrottle)', retryAfterS: 42 };
+    expect(refusalText('ru', throttled)).toBe('Слишком много неверных токенов с этого адреса: попробуйте через 42 с.');
+    expect(refusalText('en', throttled)).toBe(throttled.message);
+    expect(refusalText('ru', { status: 401, code: 'unauthorized', message: 'invalid bearer token' })).toBe('Шлюз не принял токен.');
+    expect(refusalText('ru', { status: 404, code: 'not_found', message: 'no dead letter at sequence 5' })).toBe('Не найдено.');
+    expect(refusalText('ru', { status: 400, code: 'invalid_request', message: 'seq must be a positive integer', field: 'seq' })).toBe('Значение не принято: поле «seq».');
+    expect(refusalText('ru', { status: 400, code: 'invalid_request', message: 'x' })).toBe('Запрос отклонён как неверный.');
+    // A code the console has no text for, or no JSON at all (a proxy's page): what there is.
+    expect(refusalText('ru', { status: 409, code: 'in_progress', message: 'still processing' })).toBe('still processing');
+    expect(refusalText('ru', { status: 502, message: 'HTTP 502' })).toBe('HTTP 502');
+  });
 });
 
 describe('console API', () => {

@@ -313,6 +313,15 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     expect(await ru.locator('html').getAttribute('lang')).toBe('ru');
     await signIn(ru, OPS);
     await expect.poll(() => ru.locator('h1').textContent()).toBe('Каналы');
+    // The server's refusals are written in English: the Russian page says them in Russian, a
+    // validation refusal naming its field (the server's text was shown as it came before).
+    const go = (hash: string) => ru.evaluate((to) => { (globalThis as unknown as { location: { hash: string } }).location.hash = to; }, hash);
+    await go('#/dead-letters?source=a..b');
+    await expect.poll(() => ru.getByRole('alert').textContent()).toBe('Запрос не удался: Значение не принято: поле «source».');
+    await go('#/dead-letters/987654321');
+    await expect.poll(() => ru.getByRole('alert').textContent()).toBe('Запрос не удался: Не найдено.');
+    await go('#/channels');
+    await expect.poll(() => ru.locator('h1').textContent()).toBe('Каналы');
     await ru.getByLabel('Язык').selectOption('en');
     await expect.poll(() => ru.locator('h1').textContent()).toBe('Channels');
     expect(await ru.locator('html').getAttribute('lang')).toBe('en');

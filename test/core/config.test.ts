@@ -168,6 +168,13 @@ describe('config', () => {
     expect(err.message).not.toContain(value);
   });
 
+  it('refuses an API token outside printable ASCII (a Cyrillic one passed check-config and matched no request), never echoing it', () => {
+    const err = errorOf(() => loadConfig(writeConfig({ api: { tokens: [{ name: 'crm', token: 'apitok-Секрет-0001' }] } }), {}));
+    expect(err.key).toBe('api.tokens[0].token');
+    expect(err.message).toMatch(/printable ASCII/);
+    expect(err.message).not.toContain('Секрет');
+  });
+
   it('reports invalid YAML with the line', () => {
     const file = writeConfig({});
     writeFileSync(file, 'http:\n  port: [1, 2\n');

@@ -1,7 +1,7 @@
 // omnigate console: one small module, no framework. Every URL is relative to the page
 // (…/console/), so the console works behind a reverse proxy's path prefix. All data is put into
 // the page with textContent (never as HTML): tickets carry customer text.
-import { TEXTS, initialLanguage } from './i18n.js';
+import { TEXTS, initialLanguage, refusalText } from './i18n.js';
 
 const API = new URL('../', document.baseURI);
 const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null, health: undefined, renderFor: undefined };
@@ -46,11 +46,20 @@ function time(iso) {
 }
 
 class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, headers) {
     super(body?.error?.message || `HTTP ${status}`);
     this.status = status;
     this.code = body?.error?.code;
+    this.field = body?.error?.field;
+    const retryAfter = Number(headers?.get('retry-after'));
+    this.retryAfterS = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined;
   }
+}
+
+/** What to tell the user about a failure: a refusal in the page's language (the server writes English). */
+function errorText(err) {
+  if (!(err instanceof ApiError)) return err?.message ?? String(err);
+  return refusalText(state.lang, { status: err.status, code: err.code, message: err.message, field: err.field, retryAfterS: err.retryAfterS });
 }
 
 async function api(path, opts = {}) {
@@ -61,9 +70,9 @@ async function api(path, opts = {}) {
   if (res.status === 401) {
     // Signed in until now: the token was revoked or expired, say so on the sign-in screen.
     signOut(state.session ? t('signin.expired') : undefined);
-    throw new ApiError(401, await res.json().catch(() => null));
+    throw new ApiError(401, await res.json().catch(() => null), res.headers);
   }
-  if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+  if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null), res.headers);
   return res.headers.get('content-type')?.includes('json') ? res.json() : res;
 }
 
@@ -94,7 +103,7 @@ function screen(title, ...content) {
 }
 
 function errorBox(err) {
-  return h('p', { class: 'error', role: 'alert' }, t('error.generic', { message: err.message }));
+  return h('p', { class: 'error', role: 'alert' }, t('error.generic', { message: errorText(err) }));
 }
 
 const canAct = () => state.session && !state.session.readOnly;
@@ -177,7 +186,7 @@ function renderSignIn(message) {
     } catch (err) {
       state.token = '';
       // Only a 401 means the token is wrong; anything else (the gateway unreachable) is not the user's typo.
-      renderSignIn(err?.status === 401 ? t('signin.invalid') : t('error.generic', { message: err?.message ?? String(err) }));
+      renderSignIn(err?.status === 401 ? t('signin.invalid') : t('error.generic', { message: errorText(err) }));
     }
   });
   screen(t('signin.title'), form);
@@ -214,7 +223,7 @@ function every(ms, fn) {
     } catch (err) {
       // The first failure is the screen's to show; later ones (a restart, a blip) only a toast.
       if (first) throw err;
-      if (err.status !== 401) toast(t('error.generic', { message: err.message }));
+      if (err.status !== 401) toast(t('error.generic', { message: errorText(err) }));
     } finally {
       first = false;
       if (!stopped && state.token) timer = setTimeout(tick, ms);
@@ -295,7 +304,7 @@ function connectorRow(c) {
         const r = await api(`v1/connectors/${encodeURIComponent(c.channel)}/${encodeURIComponent(c.account)}/restart`, { method: 'POST' });
         toast(t('channels.restarted', { name, replica: r.results.map((x) => x.replica).join(', ') }));
       } catch (err) {
-        toast(t('error.generic', { message: err.message }));
+        toast(t('error.generic', { message: errorText(err) }));
       } finally {
         button.disabled = false;
       }
@@ -466,7 +475,7 @@ async function letterScreen(seq) {
       h('dt', {}, t('dl.why')), h('dd', {}, l.reason),
     ), l.truncated ? h('p', { class: 'error' }, t('dl.truncated')) : null),
     actions, outcome,
-    h('h2', {}, t('dl.payload')), l.payloadWithheld ? h('p', {}, l.payloadWithheld) : h('pre', { tabindex: '0' }, payload),
+    h('h2', {}, t('dl.payload')), l.payloadWithheld ? h('p', {}, t('dl.withheld')) : h('pre', { tabindex: '0' }, payload),
   );
 }
 
@@ -511,7 +520,7 @@ async function ticketsScreen(params) {
           cursor = page.nextCursor;
           if (!cursor) more.remove();
         } catch (err) {
-          toast(t('error.generic', { message: err.message }));
+          toast(t('error.generic', { message: errorText(err) }));
         } finally {
           more.disabled = false;
         }
@@ -632,13 +641,13 @@ function attachmentList(attachments) {
       try {
         // Not api(): it parses a JSON body, and a customer's .json file must download as a file.
         const res = await fetch(new URL(`v1/attachments/${key}`, API), { headers: { authorization: `Bearer ${state.token}` } });
-        if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+        if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null), res.headers);
         const url = URL.createObjectURL(await res.blob());
         const link = h('a', { href: url, download: a.name || 'attachment' });
         link.click();
         setTimeout(() => URL.revokeObjectURL(url), 60_000);
       } catch (err) {
-        toast(t('error.generic', { message: err.message }));
+        toast(t('error.generic', { message: errorText(err) }));
       }
     });
     return h('li', {}, button);

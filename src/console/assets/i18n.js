@@ -118,6 +118,18 @@ export const TEXTS = {
     'rule.reopened': 'the conversation’s recently closed ticket was reopened',
     'rule.new-ticket': 'nothing matched: a new ticket',
     'rule.edit-target': 'an edit of a message in this ticket',
+    'dl.withheld': 'A read-only token sees no payload (it may hold personal data): read it with a token that may write.',
+    'refusal.unauthorized': 'The gateway refused the token.',
+    'refusal.forbidden': 'This token may not do that (read-only, or not an admin token).',
+    'refusal.not_found': 'Not found.',
+    'refusal.ticket_not_found': 'No such ticket.',
+    'refusal.contact_not_found': 'No such contact.',
+    'refusal.too_many_auth_failures': 'Too many wrong tokens from this address: try again in {seconds} s.',
+    'refusal.invalid_request': 'The request was refused as invalid.',
+    'refusal.invalid_request.field': 'Not accepted: {field}.',
+    'refusal.invalid_json': 'The request body is not valid JSON.',
+    'refusal.unavailable': 'The gateway cannot do this right now (NATS or the database is unavailable); try again shortly.',
+    'refusal.internal': 'Internal gateway error (details in the gateway log).',
   },
   ru: {
     skip: 'К содержимому',
@@ -237,8 +249,37 @@ export const TEXTS = {
     'rule.reopened': 'недавно закрытое обращение диалога открыто снова',
     'rule.new-ticket': 'ничего не совпало: новое обращение',
     'rule.edit-target': 'правка сообщения из этого обращения',
+    'dl.withheld': 'Токен только для чтения не видит содержимого (там могут быть персональные данные): откройте его токеном с правом записи.',
+    'refusal.unauthorized': 'Шлюз не принял токен.',
+    'refusal.forbidden': 'Этому токену это действие запрещено (только чтение или не администратор).',
+    'refusal.not_found': 'Не найдено.',
+    'refusal.ticket_not_found': 'Такого обращения нет.',
+    'refusal.contact_not_found': 'Такого контакта нет.',
+    'refusal.too_many_auth_failures': 'Слишком много неверных токенов с этого адреса: попробуйте через {seconds} с.',
+    'refusal.invalid_request': 'Запрос отклонён как неверный.',
+    'refusal.invalid_request.field': 'Значение не принято: поле «{field}».',
+    'refusal.invalid_json': 'Тело запроса — не JSON.',
+    'refusal.unavailable': 'Шлюз сейчас не может это выполнить (недоступен NATS или база данных); повторите чуть позже.',
+    'refusal.internal': 'Внутренняя ошибка шлюза (подробности в журнале шлюза).',
   },
 };
+
+/**
+ * The text to show for a refusal from the server ({error: {code, message, field}}): its messages
+ * are written in English, so English shows them as they are (they say most); other languages show
+ * the code's own text, naming the field of a validation refusal. A code without a text here falls
+ * back to the server's message.
+ */
+export function refusalText(lang, refusal) {
+  const { code, message, field, retryAfterS } = refusal;
+  const texts = TEXTS[lang] || TEXTS.en;
+  if (lang === 'en' && message) return message;
+  const key = code && field && texts[`refusal.${code}.field`] ? `refusal.${code}.field` : `refusal.${code}`;
+  const text = code ? texts[key] ?? TEXTS.en[key] : undefined;
+  if (!text) return message || `HTTP ${refusal.status}`;
+  const vars = { field, seconds: retryAfterS ?? '?' };
+  return text.replace(/\{(\w+)\}/g, (_, k) => (vars[k] === undefined || vars[k] === null ? '' : String(vars[k])));
+}
 
 /** The language to start with: a stored choice, else the browser's (Accept-Language) if Russian. */
 export function initialLanguage(stored, browserLanguages) {

@@ -1,0 +1,132 @@
+/**
+ * Wrong API tokens are throttled per client address (api.authThrottle), through the real HTTP
+ * server: requests come from distinct loopback addresses (127.0.0.x, all local on Linux) so one
+ * address's failures can be seen not to touch another's.
+ */
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuthThrottle, clientKey } from '../../src/api/auth-throttle.js';
+import { GatewayConfig } from '../../src/core/config-schema.js';
+import { createLogger } from '../../src/core/logger.js';
+import { sleep } from '../../src/core/sleep.js';
+import { parsePrometheus } from './prometheus.js';
+import { ADMIN, READER, startApiHarness, type ApiHarness } from './support.js';
+
+const WRONG = 'wrong-token-0123456789abcdef';
+const FAILURES = 3;
+const WINDOW_MS = 2000;
+let h: ApiHarness;
+
+beforeAll(async () => {
+  h = await startApiHarness({
+    api: {
+      tokens: [{ name: 'helpdesk', token: ADMIN }, { name: 'dashboards', token: READER, readOnly: true }],
+      authThrottle: { failures: FAILURES, window: `${WINDOW_MS}ms` },
+    },
+  });
+});
+afterAll(async () => h?.stop());
+
+/** One request from `from` (a loopback address); token null: no Authorization header. */
+function call(from: string, path: string, token: string | null, method = 'GET'): Promise<{ status: number; retryAfter?: string; body: any }> {
+  const url = new URL(path, h.gw.httpUrl);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method, localAddress: from, headers: token === null ? {} : { authorization: `Bearer ${token}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], body: text.startsWith('{') ? JSON.parse(text) : text });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function failureCounts(): Promise<Record<string, number>> {
+  const text = await (await fetch(`${h.gw.httpUrl}/metrics`)).text();
+  const family = parsePrometheus(text).get('omnigate_api_auth_failures_total');
+  return Object.fromEntries((family?.samples ?? []).map((s) => [s.labels.outcome!, s.value]));
+}
+
+describe('failed-authentication throttle', () => {
+  it('refuses an address with 429 and Retry-After after too many wrong tokens, even with a valid one, until the window passes; other addresses are untouched', async () => {
+    const before = await failureCounts();
+    expect(before).toEqual({ refused: expect.any(Number), throttled: expect.any(Number) });
+    for (let i = 0; i < FAILURES; i++) expect((await call('127.0.0.2', '/v1/tickets', WRONG)).status).toBe(401);
+
+    const refused = await call('127.0.0.2', '/v1/tickets', ADMIN);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(refused.retryAfter)).toBeLessThanOrEqual(WINDOW_MS / 1000);
+    expect(refused.body.error).toMatchObject({ code: 'too_many_auth_failures', message: expect.stringContaining('too many wrong tokens') });
+    // Every token route of the server: the console's session, the admin-only erasure.
+    expect((await call('127.0.0.2', '/v1/session', ADMIN)).status).toBe(429);
+    expect((await call('127.0.0.2', '/v1/contacts/c_1/erase', ADMIN, 'POST')).status).toBe(429);
+
+    // Another address: its own count; its successful sign-in does not free the first one.
+    expect((await call('127.0.0.3', '/v1/tickets', WRONG)).status).toBe(401);
+    expect((await call('127.0.0.3', '/v1/session', READER)).status).toBe(200);
+    expect((await call('127.0.0.2', '/v1/tickets', ADMIN)).status).toBe(429);
+
+    const after = await failureCounts();
+    expect(after.refused! - before.refused!).toBe(FAILURES + 1);
+    expect(after.throttled! - before.throttled!).toBe(4);
+
+    // Warned once for the address, and no token in any log line.
+    const logs = h.gw.logs.join('');
+    expect(logs.split('API authentication throttled').length - 1).toBe(1);
+    expect(logs).toContain('"client":"127.0.0.2"');
+    for (const token of [ADMIN, READER, WRONG]) expect(logs).not.toContain(token);
+
+    await sleep(WINDOW_MS + 100);
+    expect((await call('127.0.0.2', '/v1/tickets', ADMIN)).status).toBe(200);
+    // A fresh window: as many tries as before.
+    for (let i = 0; i < FAILURES; i++) expect((await call('127.0.0.2', '/v1/tickets', WRONG)).status).toBe(401);
+    expect((await call('127.0.0.2', '/v1/tickets', WRONG)).status).toBe(429);
+  }, 30_000);
+
+  it('does not count requests without any token (a browser opening the console, a probe)', async () => {
+    for (let i = 0; i < FAILURES * 3; i++) expect((await call('127.0.0.4', '/v1/session', null)).status).toBe(401);
+    expect((await call('127.0.0.4', '/v1/session', ADMIN)).status).toBe(200);
+  });
+});
+
+describe('the throttle itself', () => {
+  const log = createLogger({ level: 'silent' });
+
+  it('keeps at most trackedAddresses addresses, forgetting the oldest, however many addresses try', () => {
+    let now = 0;
+    const t = new AuthThrottle({ failures: 2, windowMs: 60_000, trackedAddresses: 100 }, log, () => now);
+    for (let i = 0; i < 5000; i++) t.failed(`10.0.${i >> 8}.${i & 255}`);
+    expect(t.size).toBe(100);
+    // The newest are remembered, the oldest forgotten.
+    t.failed('10.0.19.135');
+    expect(t.retryAfterMs('10.0.19.135')).toBe(60_000);
+    t.failed('10.0.0.0');
+    expect(t.retryAfterMs('10.0.0.0')).toBe(0);
+    // Expired windows are let go as new addresses come.
+    now = 120_000;
+    t.failed('192.0.2.1');
+    expect(t.size).toBe(1);
+  });
+
+  it('counts IPv6 by its /64 and IPv4-mapped IPv6 as IPv4', () => {
+    expect(clientKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:db8:1:2:bbbb:cccc:dddd:eeee')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:db8::5')).toBe('2001:db8:0:0::/64');
+    expect(clientKey('::1')).toBe('0:0:0:0::/64');
+    expect(clientKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(clientKey('127.0.0.1')).toBe('127.0.0.1');
+  });
+
+  it('is configured under api.authThrottle with defaults, refusals naming the field', () => {
+    const defaults = GatewayConfig.parse({}).api.authThrottle;
+    expect(defaults).toEqual({ failures: 20, window: 60_000, trackedAddresses: 10_000 });
+    const bad = GatewayConfig.safeParse({ api: { authThrottle: { failures: 0 } } });
+    expect(bad.success).toBe(false);
+    expect(bad.error!.issues[0]!.path).toEqual(['api', 'authThrottle', 'failures']);
+  });
+});
