@@ -5,17 +5,18 @@
  * Every outcome is published on omni.status.<channel>.<account> for the router to log.
  */
 import type { JsMsg } from '@nats-io/jetstream';
-import type { KvEntry } from '@nats-io/kv';
-import { isCasConflict, type Bus } from '../core/bus.js';
+import type { Bus } from '../core/bus.js';
 import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
 import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
-import { Consumers, Streams, Subjects, kvSafe } from '../core/subjects.js';
-import { holdsReply, previousReplyOf, storedOutbound } from '../core/reply-order.js';
+import { Consumers, Streams, Subjects } from '../core/subjects.js';
+import { holdsReply, previousReplyOf } from '../core/reply-order.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
 import type { Connector } from './contract.js';
+import { ERASED_REASON, erasureOf } from './outbound-erasure.js';
+import { markerKey as markerKeyOf, markerOf, othersMayStillSend, settled, writeMarker, type Marker } from './outbound-marker.js';
 
 export interface OutboundRunnerOptions {
   maxAttempts: number;
@@ -44,16 +45,6 @@ const PREVIOUS_REPLY_POLL_MAX_MS = 5_000;
 
 /** Tries to store an outcome before handing the message back: ~30 s of backoff plus each call's own timeout. */
 const RECORD_ATTEMPTS = 20;
-/** A reply to a ticket that lives on, erased with a person it named before it was sent. */
-const ERASED_REASON = 'erased: a personal-data erasure removed this reply before it was sent (it named the erased person); write it again without their data';
-
-/** In `omni_dedup` under out.<id>. An in-flight marker names its writer (`by`, the gateway instance) and when (`at`, ms). */
-/**
- * `round`: how many times `omnigate dlq --replay` sent a failed message again (absent: never). Its
- * outcome is a new one for the ticket: under the first round's ids it was dropped as a duplicate
- * and the replay that failed again left the ticket saying nothing.
- */
-type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number; round?: number };
 
 export class OutboundRunner {
   private consumer?: LaneConsumer<OutboundMessage>;
@@ -158,7 +149,7 @@ export class OutboundRunner {
     // Not this replica's to send: hand it back before any marker says an attempt began.
     if (this.connector.canSend?.() === false) return void m.nak(SEND_ELSEWHERE_DELAY_MS);
     const kv = this.bus.kv.dedup;
-    const markerKey = `out.${kvSafe(msg.id)}`;
+    const markerKey = markerKeyOf(msg.id);
     // Sent by this process, but the outcome could not be stored before the message went back.
     const unrecorded = this.unrecorded.get(msg.id);
     if (unrecorded) return this.finish(m, msg, markerKey, unrecorded, 'sent', unrecorded.pid);
@@ -167,14 +158,14 @@ export class OutboundRunner {
     // Offered here while another live replica may still be sending it or storing the outcome
     // (its keep-alives lost in a NATS election, ack_wait passed; or it was killed): wait for its
     // word in place, so later messages of the conversation stay behind this one, re-reading.
-    for (let waitMs = this.othersMayStillSend(marker), first = true; waitMs > 0; waitMs = this.othersMayStillSend(marker), first = false) {
+    for (let waitMs = othersMayStillSend(marker, this.o), first = true; waitMs > 0; waitMs = othersMayStillSend(marker, this.o), first = false) {
       if (first) this.log.info({ outboundId: msg.id, holder: marker?.by, waitMs }, 'another replica has this message in flight; waiting for its outcome before sending again');
       await sleep(Math.min(waitMs, MARKER_POLL_MS), this.stopping.signal);
       if (this.stopping.signal.aborted) return void m.nak();
       entry = await kv.get(markerKey);
       marker = markerOf(entry);
     }
-    if (marker?.s === 'sent' || marker?.s === 'failed') {
+    if (settled(marker)) {
       m.ack(); // already decided: a replay changes nothing
       return;
     }
@@ -199,7 +190,7 @@ export class OutboundRunner {
     // two deliveries of one message (to two replicas) cannot both start an attempt.
     let revision = entry?.revision ?? 0;
     const mark = async (next: Marker): Promise<boolean> => {
-      const r = await this.mark(markerKey, next, revision);
+      const r = await writeMarker(this.bus.kv.dedup, markerKey, next, revision);
       if (r === null) {
         // Left unsettled: the copy that took over is the server's current delivery.
         this.log.warn({ outboundId: msg.id }, 'another replica took this message over; leaving it to that replica');
@@ -266,17 +257,15 @@ export class OutboundRunner {
   }
 
   /**
-   * Whether the message left the stream while it waited here: a personal-data erasure deletes a
-   * ticket's outbound messages, but one already taken (queued in its lane, or in a backoff) was
-   * sent after the erasure answered. One stream read per attempt; acked, with no outcome (the
-   * ticket is gone with it).
+   * Whether the message left the stream while it waited here (outbound-erasure.ts): then it is
+   * not sent; acked, with no outcome when the ticket is gone with it.
    */
   private async erased(m: JsMsg, msg: OutboundMessage, markerKey: string, failed: Marker): Promise<boolean> {
-    if (await storedOutbound(this.bus.jsm, m.seq)) return false;
-    // The ticket lives on: the reply named the erased person (a group chat, an address in its
-    // text). Its agent must learn it was not sent, or the customer waits on a reply that looks
+    const erasure = await erasureOf(this.bus, m, msg.ticketId);
+    if (erasure === 'kept') return false;
+    // Its agent must learn it was not sent, or the customer waits on a reply that looks
     // answered; no dead letter, which would store the erased text again.
-    if (await this.ticketLives(msg.ticketId)) {
+    if (erasure === 'ticket-lives') {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent (it named a person whose data was erased): not sent, reported failed');
       // With its replay round: a replayed reply's status must not be taken for its first failure's.
       await this.finish(m, msg, markerKey, failed, 'failed', undefined, ERASED_REASON, { park: false });
@@ -285,11 +274,6 @@ export class OutboundRunner {
     this.log.info({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent: not sent');
     m.ack();
     return true;
-  }
-
-  private async ticketLives(ticketId: string): Promise<boolean> {
-    const entry = await this.bus.kv.tickets.get(ticketId);
-    return entry !== null && entry.operation === 'PUT';
   }
 
   /**
@@ -302,8 +286,8 @@ export class OutboundRunner {
   private async waitsForPreviousReply(m: JsMsg, msg: OutboundMessage): Promise<boolean> {
     const previous = previousReplyOf(m.headers);
     if (!previous) return false;
-    const theirs = markerOf(await this.bus.kv.dedup.get(`out.${kvSafe(previous.id)}`));
-    if (theirs?.s === 'sent' || theirs?.s === 'failed') return false;
+    const theirs = markerOf(await this.bus.kv.dedup.get(markerKeyOf(previous.id)));
+    if (settled(theirs)) return false;
     const consumer = await this.bus.jsm.consumers.info(Streams.outbound, Consumers.outbound(this.channel, this.account));
     if (consumer.ack_floor.stream_seq >= previous.seq) return false;
     // Gone, or another message at that sequence: the stream was recreated since (sequences start again).
@@ -313,29 +297,6 @@ export class OutboundRunner {
       "reply held back until the conversation's previous reply is sent or failed");
     m.nak(Math.min(PREVIOUS_REPLY_POLL_MAX_MS, PREVIOUS_REPLY_POLL_MS * deliveries));
     return true;
-  }
-
-  /**
-   * How long an in-flight marker of another live replica keeps the message its own (0: not at all).
-   * Its writer needs the platform call and then the recording, which waits out NATS elections; a
-   * writer killed (-9) leaves its marker, and the message comes back after ack_wait anyway, so the
-   * grace costs a crashed send at most one more ack_wait. Markers of older versions carry no time.
-   */
-  private othersMayStillSend(marker: Marker | null): number {
-    if (marker?.s !== 'in-flight' || marker.at === undefined || marker.by === undefined || marker.by === this.o.replica) return 0;
-    if (this.o.deadReplicas?.includes(marker.by)) return 0;
-    return Math.max(0, marker.at + 2 * this.o.ackWaitMs - Date.now());
-  }
-
-  /** Writes a marker unless it moved since `revision` (0: must not exist). The new revision, or null on a lost race. */
-  private async mark(key: string, marker: Marker, revision: number): Promise<number | null> {
-    const kv = this.bus.kv.dedup;
-    try {
-      return revision ? await kv.update(key, JSON.stringify(marker), revision) : await kv.create(key, JSON.stringify(marker));
-    } catch (err) {
-      if (isCasConflict(err)) return null;
-      throw err;
-    }
   }
 
   private async finish(
@@ -404,8 +365,4 @@ export class OutboundRunner {
       }
     }
   }
-}
-
-function markerOf(entry: KvEntry | null): Marker | null {
-  return entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
 }

@@ -30,6 +30,7 @@ import {
 import { Subjects, hashKey } from '../core/subjects.js';
 import { afterHeaders, holdsReply } from '../core/reply-order.js';
 import { runOnce } from './command-idempotency.js';
+import { ReplySlots } from './reply-slot.js';
 import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
 import { replyRecipients, withReplyTo, type ChosenRecipients } from './mail-recipients.js';
@@ -41,6 +42,7 @@ export type CommandResult =
 
 export class CommandHandler {
   private readonly loops: SupervisedLoop[] = [];
+  private readonly replySlots: ReplySlots;
 
   /** The line naming the ticket under mail we send (router.language / router.texts.mailTicketLine); the token must stay in it. */
   ticketLine: (token: string) => string = (token) => `Номер обращения: ${token}`;
@@ -51,7 +53,9 @@ export class CommandHandler {
     private readonly journal: Journal,
     private readonly log: Logger,
     private readonly supervisor = new Supervisor(log),
-  ) {}
+  ) {
+    this.replySlots = new ReplySlots(bus, log);
+  }
 
   start(): void {
     const bind = (name: 'reply' | 'note' | 'status' | 'link', run: (body: unknown, signal: AbortSignal) => Promise<CommandResult>) => {
@@ -120,68 +124,84 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     return runOnce(this.bus, this.log, 'reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
-      // Fresh: the reply names the ticket's newest reply, which another replica may have sent.
-      const found = await this.store.get(c.ticketId, { fresh: true });
-      if (!found) return missing(this.store, c.ticketId);
-      const ticket = found.value;
-      // Refused now rather than accepted and failed by the connector a moment later.
-      if (!c.template && !automated && ticket.replyWindowEndsAt && Date.now() > Date.parse(ticket.replyWindowEndsAt)) {
-        return { ok: false, error: { code: 'outside_reply_window', message: `the channel allowed free-form replies until ${ticket.replyWindowEndsAt} (24 hours after the customer's last message); send an approved template instead`, field: 'template' } };
+      // The ticket's replies one at a time from reading their predecessor to recording themselves
+      // (reply-slot.ts): two accepted at once named the same predecessor and went out in either order.
+      const slot = await this.replySlots.acquire(c.ticketId, opts.signal);
+      if (!slot) return { ok: false, error: { code: 'in_progress', message: `the gateway is stopping while another reply to ${c.ticketId} is being queued; nothing was sent, send it again` } };
+      try {
+        return await this.queueReply(c, automated, purpose, earlierAttemptAt);
+      } finally {
+        await slot.release();
       }
-      const isEmail = ticket.conversation.kind === 'email';
-      const named = c.to ? 'to' : c.cc ? 'cc' : undefined;
-      if (named && !isEmail) {
-        return { ok: false, error: { code: 'invalid_request', message: `${named}: recipients are chosen only on email tickets; ${ticket.id} is a ${ticket.channel} conversation, answered where it came from`, field: named } };
-      }
-      const id = outboundId(ticket.id, this.bus.installationId, c.idempotencyKey);
-      const recipients = isEmail ? this.recipientsOf(ticket, c, automated) : undefined;
-      const outbound = OutboundMessage.parse({
-        v: 1,
-        type: 'message.outbound',
-        id,
-        ticketId: ticket.id,
-        channel: ticket.channel,
-        account: ticket.account,
-        conversation: ticket.conversation,
-        ...(isEmail ? withTicketFooter(ticket.id, c.text, c.html, this.ticketLine) : { text: c.text, html: c.html }),
-        attachments: c.attachments,
-        replyTo: ticket.lastInboundPlatformId,
-        email: recipients && emailHeaders(ticket, this.store.prefix, recipients),
-        author: c.author,
-        createdAt: new Date().toISOString(),
-        automated,
-        purpose,
-        template: c.template,
-      });
-      const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
-      await this.journal.appendUnlessLogged(ticket.id, entry, `out:${id}`, await this.loggedBefore(ticket.id, earlierAttemptAt));
-      // Sent after the ticket's previous reply (core/reply-order.ts); not after itself, when a
-      // retry finds its own earlier attempt recorded.
-      const previous = ticket.lastOutbound?.id === id ? undefined : ticket.lastOutbound;
-      const published = await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id, previous && afterHeaders(previous));
-      // A lower sequence than the recorded reply's: a concurrent reply got a later one, or OMNI_OUT
-      // was recreated since (sequences start again) and the record would never move on.
-      const recordGone = previous !== undefined && published.seq <= previous.seq && !(await holdsReply(this.bus.jsm, previous));
-      const updated = await this.store.mutate(ticket.id, (t) => {
-        const newest = (t.lastOutbound?.seq ?? 0) < published.seq || (recordGone && t.lastOutbound?.id === previous?.id);
-        if (newest) t.lastOutbound = { id, seq: published.seq };
-        // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
-        if (automated) return newest ? t : null;
-        // Whom we wrote to takes part: their answer to this mail joins the ticket (threading
-        // accepts In-Reply-To and References only from participants), an agent's choice included.
-        for (const a of [...(outbound.email?.to ?? []), ...(outbound.email?.cc ?? [])].map(addressKey)) if (!t.participants.includes(a)) t.participants.push(a);
-        // Its To, so a bounce can tell the customer's failure from a copy's (bounces.ts).
-        if (outbound.email) t.emailParties = withReplyTo(t.emailParties, id, outbound.email.to);
-        t.updatedAt = entry.at;
-        if (t.status === 'new' || t.status === 'open') {
-          t.status = 'pending';
-          t.statusOp = undefined; // a later change: an earlier one's retry must not log it now
-        }
-        return t;
-      });
-      await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
-      return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
     }, opts.signal);
+  }
+
+  /**
+   * Logs, publishes after the ticket's newest reply, records as the newest and announces the reply,
+   * in its slot: the ticket's events keep the replies' order too.
+   */
+  private async queueReply(c: ReplyCommand, automated: boolean, purpose: SendPurpose, earlierAttemptAt: number | undefined): Promise<CommandResult> {
+    // Fresh: the reply names the ticket's newest reply, which another replica may have sent.
+    const found = await this.store.get(c.ticketId, { fresh: true });
+    if (!found) return missing(this.store, c.ticketId);
+    const ticket = found.value;
+    // Refused now rather than accepted and failed by the connector a moment later.
+    if (!c.template && !automated && ticket.replyWindowEndsAt && Date.now() > Date.parse(ticket.replyWindowEndsAt)) {
+      return { ok: false, error: { code: 'outside_reply_window', message: `the channel allowed free-form replies until ${ticket.replyWindowEndsAt} (24 hours after the customer's last message); send an approved template instead`, field: 'template' } };
+    }
+    const isEmail = ticket.conversation.kind === 'email';
+    const named = c.to ? 'to' : c.cc ? 'cc' : undefined;
+    if (named && !isEmail) {
+      return { ok: false, error: { code: 'invalid_request', message: `${named}: recipients are chosen only on email tickets; ${ticket.id} is a ${ticket.channel} conversation, answered where it came from`, field: named } };
+    }
+    const id = outboundId(ticket.id, this.bus.installationId, c.idempotencyKey);
+    const recipients = isEmail ? this.recipientsOf(ticket, c, automated) : undefined;
+    const outbound = OutboundMessage.parse({
+      v: 1,
+      type: 'message.outbound',
+      id,
+      ticketId: ticket.id,
+      channel: ticket.channel,
+      account: ticket.account,
+      conversation: ticket.conversation,
+      ...(isEmail ? withTicketFooter(ticket.id, c.text, c.html, this.ticketLine) : { text: c.text, html: c.html }),
+      attachments: c.attachments,
+      replyTo: ticket.lastInboundPlatformId,
+      email: recipients && emailHeaders(ticket, this.store.prefix, recipients),
+      author: c.author,
+      createdAt: new Date().toISOString(),
+      automated,
+      purpose,
+      template: c.template,
+    });
+    const entry: LogEntry = { kind: 'outbound', at: outbound.createdAt, message: outbound };
+    await this.journal.appendUnlessLogged(ticket.id, entry, `out:${id}`, await this.loggedBefore(ticket.id, earlierAttemptAt));
+    // Sent after the ticket's previous reply (core/reply-order.ts); not after itself, when a
+    // retry finds its own earlier attempt recorded.
+    const previous = ticket.lastOutbound?.id === id ? undefined : ticket.lastOutbound;
+    const published = await this.bus.publishJson(Subjects.outbound(ticket.channel, ticket.account), outbound, id, previous && afterHeaders(previous));
+    // A lower sequence than the recorded reply's: a concurrent reply got a later one, or OMNI_OUT
+    // was recreated since (sequences start again) and the record would never move on.
+    const recordGone = previous !== undefined && published.seq <= previous.seq && !(await holdsReply(this.bus.jsm, previous));
+    const updated = await this.store.mutate(ticket.id, (t) => {
+      const newest = (t.lastOutbound?.seq ?? 0) < published.seq || (recordGone && t.lastOutbound?.id === previous?.id);
+      if (newest) t.lastOutbound = { id, seq: published.seq };
+      // An automatic acknowledgement is not an agent's answer: the ticket still waits for one.
+      if (automated) return newest ? t : null;
+      // Whom we wrote to takes part: their answer to this mail joins the ticket (threading
+      // accepts In-Reply-To and References only from participants), an agent's choice included.
+      for (const a of [...(outbound.email?.to ?? []), ...(outbound.email?.cc ?? [])].map(addressKey)) if (!t.participants.includes(a)) t.participants.push(a);
+      // Its To, so a bounce can tell the customer's failure from a copy's (bounces.ts).
+      if (outbound.email) t.emailParties = withReplyTo(t.emailParties, id, outbound.email.to);
+      t.updatedAt = entry.at;
+      if (t.status === 'new' || t.status === 'open') {
+        t.status = 'pending';
+        t.statusOp = undefined; // a later change: an earlier one's retry must not log it now
+      }
+      return t;
+    });
+    await this.journal.emit('ticket.reply', updated ?? ticket, `out:${id}`, entry);
+    return { ok: true, result: { ticketId: ticket.id, outboundId: id, status: (updated ?? ticket).status } };
   }
 
   /** The reply's To and Cc (mail-recipients.ts), with what an operator should be able to find later in the log. */

@@ -4,7 +4,10 @@
  * lastDelivery, and the ticket.delivery announcement. An agent's reply that failed for good
  * puts the ticket back to `open` (announced as ticket.status and ticket.delivery_failed): left
  * `pending` it would read "answered, waiting for the customer" in every queue and SLA view,
- * while the customer never got the answer. Idempotent: the log append carries a Nats-Msg-Id
+ * while the customer never got the answer. Once the last of its failed replies was sent after all
+ * (a replay) and the customer wrote nothing since, it goes back to the status the failure
+ * replaced (announced as ticket.status): left `open` it asked for an answer the customer has.
+ * Idempotent: the log append carries a Nats-Msg-Id
  * per outcome, and the ticket keeps short hashes of the outcomes it applied (recentDeliveries;
  * the highest log sequence applied covers those older than the list); past the duplicate window
  * the log itself recognises an outcome delivered again.
@@ -14,7 +17,7 @@ import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
-import { DeliveryStatus, describeZodError, type LogEntry, type Ticket, type TicketStatus } from '../core/schema.js';
+import { CLOSED_STATUSES, DeliveryStatus, describeZodError, type LogEntry, type Ticket, type TicketStatus } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import { logMsgId, type Journal } from './journal.js';
@@ -95,10 +98,12 @@ export class DeliveryRecorder {
     const purpose = purposeOf(s);
     // An agent's answer, not an SLA alert to the lead or an automatic acknowledgement.
     const agentOutbound = purpose === 'agent_reply';
-    const reopenId = `dlv-reopen:${s.outboundId}${round}`;
+    const reopenId = `${REOPEN_PREFIX}${s.outboundId}${round}`;
+    const restoreId = `dlv-restore:${s.outboundId}${round}`;
     const applied = await this.store.apply(s.ticketId, (t) => {
       // replayedAt: the back-to-open was made by an earlier attempt, at this time.
-      const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus; replayedAt?: string } = {};
+      // restoredTo: back from open once its failed replies were all sent (restoredAt: by an earlier attempt).
+      const reaction: { first?: number; wait?: number; reopenedFrom?: TicketStatus; replayedAt?: string; restoredTo?: TicketStatus; restoredAt?: string } = {};
       if (!ack || t.recentDeliveries?.includes(mark) || (!firstTime && appliedBefore(t, ack.seq))) {
         // Applied before: if that attempt put the ticket back to open, its status entry may not
         // have been written (a crash, a failed append); it is written again, once by its id.
@@ -106,6 +111,10 @@ export class DeliveryRecorder {
         if (t.statusOp?.id === reopenId && t.status === 'open') {
           reaction.reopenedFrom = t.statusOp.from;
           reaction.replayedAt = t.statusOp.at;
+        }
+        if (t.statusOp?.id === restoreId && t.status !== 'open') {
+          reaction.restoredTo = t.status;
+          reaction.restoredAt = t.statusOp.at ?? entry.at;
         }
         return { next: null, outcome: reaction };
       }
@@ -124,7 +133,15 @@ export class DeliveryRecorder {
       // first): it stays off the list, which nothing later would clear.
       const superseded = s.status === 'failed' && t.lastDelivery?.outboundId === s.outboundId && t.lastDelivery.status !== 'failed' && t.lastDelivery.at > s.at;
       if (agentOutbound) noteDelivery(t, s);
+      const wasFailed = t.failedReplies?.some((f) => f.outboundId === s.outboundId) ?? false;
       if (agentOutbound && !superseded) noteFailedReply(t, s);
+      const back = agentOutbound && s.status !== 'failed' && wasFailed && !t.failedReplies ? statusBeforeFailure(t) : undefined;
+      if (back) {
+        reaction.restoredTo = back;
+        t.status = back;
+        if (CLOSED_STATUSES.has(back)) t.closedAt ??= entry.at;
+        t.statusOp = { id: restoreId, from: 'open', at: entry.at };
+      }
       // Failed after it was sent (a bounce, a platform's late `failed`): the customer has no answer.
       if (agentOutbound && s.status === 'failed') undoAnswer(t, s.outboundId);
       if (agentOutbound && s.status === 'failed' && t.status !== 'closed' && t.status !== 'open') {
@@ -173,15 +190,23 @@ export class DeliveryRecorder {
     if (reaction.wait !== undefined) metrics.replyWait.observe({ channel: s.channel }, reaction.wait);
     const current = updated ?? ticket.value;
     // A replayed back-to-open may be older than the duplicate window: look for its entry.
-    const madeAt = reaction.replayedAt ? Date.parse(reaction.replayedAt) * 1e6 : undefined;
-    const reopenLogged = madeAt !== undefined ? await this.journal.loggedIfDedupLapsed(s.ticketId, madeAt) : logged;
+    const madeAt = reaction.replayedAt ?? reaction.restoredAt;
+    const since = madeAt ? Date.parse(madeAt) * 1e6 : undefined;
+    const statusLogged = since !== undefined ? await this.journal.loggedIfDedupLapsed(s.ticketId, since) : logged;
     const writes: Array<Promise<unknown>> = [this.journal.emit('ticket.delivery', current, cause, entry)];
     if (reaction.reopenedFrom) {
       const statusEntry: LogEntry = {
         kind: 'status', at: reaction.replayedAt ?? entry.at, from: reaction.reopenedFrom, to: 'open', author: { id: 'router' },
         reason: `reply ${s.outboundId} failed: ${s.reason ?? 'no reason given'}`,
       };
-      writes.push(this.journal.appendUnlessLogged(s.ticketId, statusEntry, reopenId, reopenLogged), this.journal.emit('ticket.status', current, reopenId, statusEntry));
+      writes.push(this.journal.appendUnlessLogged(s.ticketId, statusEntry, reopenId, statusLogged), this.journal.emit('ticket.status', current, reopenId, statusEntry));
+    }
+    if (reaction.restoredTo) {
+      const statusEntry: LogEntry = {
+        kind: 'status', at: reaction.restoredAt ?? entry.at, from: 'open', to: reaction.restoredTo, author: { id: 'router' },
+        reason: `reply ${s.outboundId} was ${s.status} after all${s.round ? ` (replay ${s.round})` : ''}: no failed reply left and no customer message since the failure reopened the ticket`,
+      };
+      writes.push(this.journal.appendUnlessLogged(s.ticketId, statusEntry, restoreId, statusLogged), this.journal.emit('ticket.status', current, restoreId, statusEntry));
     }
     // Announced for every terminal failure of an agent's reply, also on a redelivery of the
     // status (the event id dedupes it), so a crash after the ticket update still announces it.
@@ -192,6 +217,22 @@ export class DeliveryRecorder {
       await recordEscalationOutcome(this.store, this.journal, this.log, { id: s.outboundId, ticketId: s.ticketId, outcome: escalation, detail: s.reason, target: `${s.channel}/${s.account}` });
     }
   }
+}
+
+/** statusOp ids of a failed reply putting the ticket back to open. */
+const REOPEN_PREFIX = 'dlv-reopen:';
+
+/**
+ * The status a ticket put back to open by failed replies returns to once none is left failed: the
+ * one the failure replaced. None when anything changed the status since (an agent, a reply, a
+ * command: statusOp is theirs then) or the customer wrote after the failure (their message waits
+ * for an answer).
+ */
+function statusBeforeFailure(t: Ticket): TicketStatus | undefined {
+  const op = t.statusOp;
+  if (t.status !== 'open' || !op?.id.startsWith(REOPEN_PREFIX) || op.from === 'open' || !op.at) return undefined;
+  if (t.lastInboundAt && t.lastInboundAt > op.at) return undefined;
+  return op.from;
 }
 
 /** Delivery outcomes a ticket remembers (sent, delivered and read of the last few replies). */

@@ -112,6 +112,8 @@ describe('replay of a failed send', () => {
     expect((sent.entry as any).status).toMatchObject({ outboundId, purpose: 'agent_reply' });
     expect(h.sent.filter((m) => m.id === outboundId)).toHaveLength(1);
     expect(h.sent.find((m) => m.id === outboundId)).toMatchObject({ purpose: 'agent_reply', text: expect.stringContaining('Счёт отправлен повторно') });
+    // The failure had put the ticket back to open; the customer has the answer now and wrote nothing since.
+    await expect.poll(async () => (await h.api(`/v1/tickets/${id}`)).body.ticket.status, { timeout: 20_000 }).toBe('pending');
 
     const again = await replay('outbound.webhook.site');
     expect(again.find((l) => l.includes('http_400'))).toMatch(/\trefused: outbound .* was sent since$/);

@@ -108,6 +108,42 @@ describe('failed delivery on the ticket', () => {
     expect((await gw.ticket(ticketId))!.failedReplies).toBeUndefined();
   });
 
+  it('once its failed replies were replayed and sent, a ticket the failures reopened goes back to the status they replaced, with the reason logged', async () => {
+    const { ticketId, outboundIds: [first, second] } = await ticketWithReplies('replayed-1', ['Первый ответ', 'Второй ответ']);
+    const dlv = (e: { entry?: unknown }) => (e.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    await reportStatus({ outboundId: first, ticketId, status: 'failed', reason: 'network: timeout' });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    await reportStatus({ outboundId: second, ticketId, status: 'failed', reason: 'network: timeout' });
+    await expect.poll(async () => (await gw.ticket(ticketId))?.failedReplies?.length, { timeout: 20_000 }).toBe(2);
+    expect((await gw.ticket(ticketId))?.status).toBe('open');
+
+    // The first replayed and sent: the second still never reached the customer, the ticket stays open.
+    await reportStatus({ outboundId: first, ticketId, status: 'sent', round: 1 });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === ticketId && dlv(e).outboundId === first && dlv(e).status === 'sent');
+    expect(await gw.ticket(ticketId)).toMatchObject({ status: 'open', failedReplies: [{ outboundId: second }] });
+
+    // The last one sent: the customer has every answer, the ticket waits for them again.
+    await reportStatus({ outboundId: second, ticketId, status: 'sent', round: 1 });
+    const back = await gw.waitForEvent((e) => e.type === 'ticket.status' && e.ticketId === ticketId && (e.entry as Extract<LogEntry, { kind: 'status' }>).to === 'pending');
+    expect(back.entry).toMatchObject({ kind: 'status', from: 'open', to: 'pending', author: { id: 'router' }, reason: expect.stringContaining(`reply ${second} was sent after all (replay 1)`) });
+    const t = (await gw.ticket(ticketId))!;
+    expect(t).toMatchObject({ status: 'pending' });
+    expect(t.failedReplies).toBeUndefined();
+    const statuses = (await gw.gateway.router!.store.readLog(ticketId)).filter((l) => l.entry.kind === 'status').map((l) => l.entry);
+    expect(statuses).toMatchObject([{ from: 'pending', to: 'open' }, { from: 'open', to: 'pending' }]);
+  });
+
+  it('a customer message after the failure keeps the ticket open when the failed reply is sent after all', async () => {
+    const { ticketId, outboundIds: [, second] } = await ticketWithReplies('replayed-2', ['Первый ответ', 'Второй ответ']);
+    await reportStatus({ outboundId: second, ticketId, status: 'failed', reason: 'network: timeout' });
+    await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    await publishEvent(gw.nc, chatMessage({ chat: 'replayed-2', from: 'client-replayed-2', text: 'Вы мне так и не ответили' }));
+    await expect.poll(async () => (await gw.ticket(ticketId))?.messageCount, { timeout: 20_000 }).toBe(2);
+    await reportStatus({ outboundId: second, ticketId, status: 'sent', round: 1 });
+    await expect.poll(async () => (await gw.ticket(ticketId))?.failedReplies, { timeout: 20_000 }).toBeUndefined();
+    expect((await gw.ticket(ticketId))?.status).toBe('open');
+  });
+
   it('a reply that fails after it was sent (a late failed status, a bounce) answers nothing: first response undone, the SLA sees no answer', async () => {
     await publishEvent(gw.nc, chatMessage({ chat: 'late-fail-1', from: 'client-late-fail' }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === 'late-fail-1');

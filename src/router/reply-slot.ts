@@ -1,0 +1,114 @@
+/**
+ * One reply of a ticket at a time between "which reply came before it" and "it is recorded as the
+ * ticket's newest": the reply command reads `lastOutbound`, logs and publishes the reply naming it
+ * (core/reply-order.ts), then records itself as `lastOutbound`. Two replies of one ticket accepted
+ * a few ms apart (two agents, a helpdesk adapter sending two comments) both read the same
+ * predecessor, were both published naming it, and the runners sent them in either order. Held
+ * here, the second reads the first as its predecessor, so the send order is the order of the slot.
+ *
+ * Shared by every replica through a create-only key in the dedup bucket; inside one process the
+ * replies of a ticket queue in the order they arrived, so they do not race each other for the key.
+ */
+import type { Bus } from '../core/bus.js';
+import { isCasConflict } from '../core/bus.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { sleep } from '../core/sleep.js';
+import { hashKey } from '../core/subjects.js';
+
+/** Polls for a slot another replica holds, growing to the max. */
+const POLL_MS = 10;
+const POLL_MAX_MS = 100;
+/**
+ * A slot older than this is taken over: its holder died between taking it and releasing it. The
+ * holder's work is a log append and a publish, each retried through a NATS election (seconds);
+ * a holder slower than this and alive lets the next reply go in either order with its own.
+ */
+export const REPLY_SLOT_STALE_MS = 15_000;
+
+interface SlotValue {
+  /** When it was taken (ms). */
+  at: number;
+}
+
+export interface HeldSlot {
+  release(): Promise<void>;
+}
+
+export class ReplySlots {
+  /** Ticket id → the end of this process's queue for its slot. */
+  private readonly queues = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+  ) {}
+
+  /** The ticket's slot, once every earlier holder released it; null when `signal` ended the wait (nothing was done). */
+  async acquire(ticketId: string, signal?: AbortSignal): Promise<HeldSlot | null> {
+    const before = this.queues.get(ticketId) ?? Promise.resolve();
+    let leave!: () => void;
+    const turn = new Promise<void>((resolve) => (leave = resolve));
+    const tail = before.then(() => turn);
+    this.queues.set(ticketId, tail);
+    const done = () => {
+      leave();
+      if (this.queues.get(ticketId) === tail) this.queues.delete(ticketId);
+    };
+    try {
+      await before;
+      const revision = await this.take(ticketId, signal);
+      if (revision === null) {
+        done();
+        return null;
+      }
+      return {
+        release: async () => {
+          try {
+            await this.bus.kv.dedup.delete(slotKey(ticketId), { previousSeq: revision }).catch((err: unknown) =>
+              this.log.warn({ ticketId, err: errorMessage(err) }, "could not release a ticket's reply slot; its next reply waits until it goes stale"));
+          } finally {
+            done();
+          }
+        },
+      };
+    } catch (err) {
+      done();
+      throw err;
+    }
+  }
+
+  /** Takes the shared key: its revision, or null when `signal` ended the wait. */
+  private async take(ticketId: string, signal?: AbortSignal): Promise<number | null> {
+    const kv = this.bus.kv.dedup;
+    const key = slotKey(ticketId);
+    for (let poll = 0; ; poll++) {
+      const value = JSON.stringify({ at: Date.now() } satisfies SlotValue);
+      try {
+        return await kv.create(key, value);
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+      }
+      const held = await kv.get(key);
+      if (!held || held.operation !== 'PUT') continue; // released meanwhile
+      const since = (held.json() as SlotValue).at;
+      if (Date.now() - since >= REPLY_SLOT_STALE_MS) {
+        try {
+          const revision = await this.bus.guardedUpdate('dedup', key, value, held.revision);
+          this.log.warn({ ticketId, heldSince: new Date(since).toISOString() }, "took over a ticket's reply slot left by a replica that did not release it");
+          return revision;
+        } catch (err) {
+          if (!isCasConflict(err)) throw err;
+          continue;
+        }
+      }
+      if (signal?.aborted) return null;
+      await sleep(Math.min(POLL_MAX_MS, POLL_MS * (poll + 1)), signal);
+      if (signal?.aborted) return null;
+    }
+  }
+}
+
+function slotKey(ticketId: string): string {
+  return `reply-slot.${hashKey(ticketId)}`;
+}
