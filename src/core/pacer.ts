@@ -14,6 +14,8 @@ export class Pacer {
   private readonly nextAt = new Map<string, number>();
   /** Keys a platform told us to leave alone (429 retry_after), until when. */
   private readonly heldUntil = new Map<string, number>();
+  /** Every key held (a platform limit on the whole account), until when. */
+  private allHeldUntil = 0;
   private globalNext = 0;
   private readonly globalGap: number;
 
@@ -33,9 +35,9 @@ export class Pacer {
     // A chat the platform told us to leave alone waits out that hold first, and only then takes
     // its turn: reserved at once, its later slot pushed the overall one out with it, so one chat's
     // flood wait held every other chat's sends as long.
-    const heldFor = (this.heldUntil.get(key) ?? 0) - performance.now();
-    if (heldFor > 0) await this.sleep(heldFor, signal);
-    else this.heldUntil.delete(key);
+    // Looked at again after each wait: a hold can be set (or lengthened) while we sleep.
+    for (let heldFor = this.heldFor(key); heldFor > 0; heldFor = this.heldFor(key)) await this.sleep(heldFor, signal);
+    this.heldUntil.delete(key);
     const now = performance.now();
     const keySlot = Math.max(now, this.nextAt.get(key) ?? 0);
     const slot = Math.max(keySlot, this.globalNext);
@@ -44,6 +46,10 @@ export class Pacer {
     if (this.nextAt.size > 10_000) this.prune(now);
     const delay = slot - now;
     if (delay > 0) await this.sleep(delay, signal);
+  }
+
+  private heldFor(key: string): number {
+    return Math.max(this.heldUntil.get(key) ?? 0, this.allHeldUntil) - performance.now();
   }
 
   private async sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -58,6 +64,11 @@ export class Pacer {
    */
   defer(key: string, ms: number): void {
     this.heldUntil.set(key, Math.max(this.heldUntil.get(key) ?? 0, performance.now() + Math.min(ms, MAX_DEFER_MS)));
+  }
+
+  /** Hold every key (the platform limits the whole account, not one chat), by at most MAX_DEFER_MS, as `defer`. */
+  deferAll(ms: number): void {
+    this.allHeldUntil = Math.max(this.allHeldUntil, performance.now() + Math.min(ms, MAX_DEFER_MS));
   }
 
   private prune(now: number): void {

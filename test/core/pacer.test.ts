@@ -64,4 +64,26 @@ describe('Pacer', () => {
     stop.abort();
     await expect(held).rejects.toThrow(/goes back to the queue/);
   });
+  it('a hold on the whole account (deferAll) holds every chat, and a hold set while a send waits is waited out too', async () => {
+    const pacer = new Pacer(0, 0);
+    const stop = new AbortController();
+    pacer.deferAll(60_000);
+    const order: string[] = [];
+    const a = pacer.wait('chat-a', undefined, stop.signal).then(() => order.push('a'), () => order.push('a stopped'));
+    const b = pacer.wait('chat-b', undefined, stop.signal).then(() => order.push('b'), () => order.push('b stopped'));
+    await sleep(50);
+    expect(order).toEqual([]); // neither chat was let through
+    stop.abort();
+    await Promise.all([a, b]);
+    expect(order.sort()).toEqual(['a stopped', 'b stopped']);
+
+    const again = new Pacer(0, 0);
+    again.defer('chat-c', 30);
+    const end = new AbortController();
+    const c = again.wait('chat-c', undefined, end.signal).then(() => 'sent', () => 'stopped');
+    again.deferAll(60_000); // while chat-c waits out its own hold
+    expect(await Promise.race([c, sleep(300).then(() => 'still held')])).toBe('still held');
+    end.abort();
+    expect(await c).toBe('stopped');
+  });
 });

@@ -2,13 +2,14 @@
  * One raw RFC 5322 mail → one inbound event. mailparser decodes MIME, transfer encodings,
  * charsets (windows-1251, KOI8-R, ... via iconv-lite) and RFC 2047 encoded words; we pick the
  * identity, threading headers and bodies, store every attachment and inline image in the object
- * store and mark automated mail. Unlabelled 8-bit windows-1251/KOI8-R is read as such (charset.ts).
+ * store (Outlook's winmail.dat unpacked into the files inside it: winmail.ts) and mark automated
+ * mail. Unlabelled 8-bit windows-1251/KOI8-R is read as such (charset.ts).
  * The event stays within the byte budget (budget.ts): a body too long for it rides cut, and whole
  * in the object store. What mailparser cannot read, a mail without a usable sender (nobody to
  * answer: identity.ts says whom), one nested deeper than MAX_MIME_DEPTH (mime-depth.ts), or one whose headers
  * alone overflow the budget comes back as `invalid` with the reason, to be parked.
  */
-import { simpleParser, type AddressObject, type Attachment as MailAttachment, type ParsedMail } from 'mailparser';
+import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Attachment, InboundEventInput } from '../../core/schema.js';
@@ -20,6 +21,7 @@ import { pickSender } from './identity.js';
 import { MAX_MIME_DEPTH, mimeDepth } from './mime-depth.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
+import { unpackWinmail, type MailPart } from './winmail.js';
 
 export interface NormalizeDeps {
   channel: string;
@@ -62,7 +64,12 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   // A body mailparser found nothing in (a multipart without its boundary, say) is kept whole as
   // message.eml and the text says so: before, the customer's words became an empty message.
   const unreadable = note === undefined && !mail.text?.trim() && !mail.html && mail.attachments.length === 0 && bodyWithoutParts(mail, raw);
-  const body = note ?? (unreadable ? `[${unreadableWhy(mail)}: the whole mail is attached as message.eml]` : mail.text ?? '');
+  const winmail = unpackWinmail(mail.attachments, !!mail.text?.trim() || !!mail.html);
+  // What was not unpacked is said under the text, outside what trimming may cut (ticketText).
+  const notes = winmail.notes.length > 0 ? `\n\n${winmail.notes.join('\n')}` : '';
+  const ownText = mail.text?.trim() ? mail.text : (winmail.body ?? mail.text ?? '');
+  const body = note ?? (unreadable ? `[${unreadableWhy(mail)}: the whole mail is attached as message.eml]` : `${ownText}${notes}`.replace(/^\n+/, ''));
+  const ticketText = (full: string) => (notes && full.endsWith(notes) ? `${trimReply(full.slice(0, -notes.length))}${notes}`.replace(/^\n+/, '') : trimReply(full));
   const attachments: Attachment[] = [];
   let wholeTextStored = false;
   const keptText = async (maxBytes: number) => {
@@ -80,7 +87,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   };
   // Too big to ride in the event: kept whole in the object store instead.
   if (html && prefixWithin(html, deps.maxBodyChars, BODY_MAX_BYTES).length < html.length) await moveHtml();
-  for (const [i, a] of mail.attachments.entries()) attachments.push(await storeAttachment(deps, a, i));
+  for (const [i, a] of winmail.parts.entries()) attachments.push(await storeAttachment(deps, a, i));
   if (unreadable) attachments.push(await store(deps, raw, { name: 'message.eml', mimeType: 'message/rfc822', kind: 'document' }));
 
   const event: InboundEventInput & { type: 'message.inbound' } = {
@@ -92,7 +99,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
       displayName: sender.name || undefined,
       handles: replyTo && replyTo !== from ? { email: from, replyTo } : { email: from },
     },
-    text: trimReply(fullText),
+    text: ticketText(fullText),
     fullText,
     html,
     format: 'plain',
@@ -125,7 +132,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
     const room = Math.floor((EVENT_MAX_BYTES - rest - 1024) / 2); // 1 KiB for the message.txt entry
     if (room < 4096) return { kind: 'invalid', reason: `the event would be ${rest} bytes even without its body (limit ${EVENT_MAX_BYTES}): headers or attachment list too large` };
     event.fullText = await keptText(room);
-    event.text = trimReply(event.fullText);
+    event.text = ticketText(event.fullText);
   }
   return { kind: 'event', event };
 }
@@ -134,7 +141,7 @@ function parse(source: Buffer): Promise<ParsedMail> {
   return simpleParser(source, { keepCidLinks: true, skipTextToHtml: true, skipImageLinks: true });
 }
 
-async function storeAttachment(deps: NormalizeDeps, a: MailAttachment, index: number): Promise<Attachment> {
+async function storeAttachment(deps: NormalizeDeps, a: MailPart, index: number): Promise<Attachment> {
   const mimeType = (a.contentType || 'application/octet-stream').toLowerCase();
   const inline = !!a.cid && (a.related || a.contentDisposition === 'inline');
   const kind = inline ? 'inline' : mimeType.startsWith('image/') ? 'image' : mimeType.startsWith('audio/') ? 'audio' : mimeType.startsWith('video/') ? 'video' : 'document';

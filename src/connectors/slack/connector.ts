@@ -6,8 +6,9 @@
  * joins the stuck attempt) or a conversation's outbound lane for good. Intake is Socket Mode
  * (socket.ts) or the Events API (events-api.ts); both acknowledge Slack only after ctx.publish
  * resolved, and both go through ingest() below, which checks the event's shape first (shape.ts)
- * and parks one that fails at once. `omnigate dlq --replay` takes a parked envelope through the
- * same path (take()), the outcome told rather than parked again (replay.ts).
+ * and parks one that fails at once. Events of one conversation are published in the order they
+ * arrived (publish-order.ts). `omnigate dlq --replay` takes a parked envelope through the same
+ * path (take()), the outcome told rather than parked again (replay.ts).
  */
 import { ErrorCode, WebClient, type WebClientOptions } from '@slack/web-api';
 import { Pacer } from '../../core/pacer.js';
@@ -21,7 +22,8 @@ import { EventDedup } from './event-dedup.js';
 import { slackLibraryLogger } from './library-logger.js';
 import { eventsEndpoint } from './events-api.js';
 import { downloadFiles, slackFileOrigins, uploadFile } from './files.js';
-import { normalizeMessage, platformId, threadOf, type Normalized, type SlackMessageEvent } from './normalize.js';
+import { conversationOf, normalizeMessage, platformId, threadOf, type Normalized, type SlackMessageEvent } from './normalize.js';
+import { PublishOrder } from './publish-order.js';
 import { eventIdOf, parseEnvelope, type RawEnvelope } from './shape.js';
 import { otherWorkspace, readLetter, type Workspace } from './replay.js';
 import { escapeMrkdwn } from './text.js';
@@ -55,6 +57,8 @@ export class SlackConnector implements Connector {
   private readonly uploadClient: WebClient;
   private readonly pacer: Pacer;
   private readonly dedup = new EventDedup();
+  /** Events of one conversation are published in the order they arrived (publish-order.ts). */
+  private readonly order = new PublishOrder();
   private readonly users: UserDirectory;
   private readonly channels: Set<string>;
   /** `channel:thread_ts` of threads we took a message from; KV keeps them across restarts. */
@@ -192,12 +196,23 @@ export class SlackConnector implements Connector {
   /**
    * One envelope through shape check, normalisation, thread state, users.info, files and publish.
    * Rejects only on what a retry can heal; `lastDelivery`: record such a file failure instead.
+   * Its place in its conversation's line is taken before the first await, so events of one
+   * conversation are published in the order they arrived however long each took to prepare.
    */
   private async take(body: RawEnvelope, lastDelivery: boolean): Promise<TakeResult> {
     const parsed = parseEnvelope(body);
     if (parsed.kind === 'skip') return { kind: 'skipped', reason: parsed.reason };
     if (parsed.kind === 'invalid') return parsed;
-    const e = parsed.event;
+    const conversation = conversationOf(parsed.event);
+    const turn = this.order.enter(`${conversation.id}/${conversation.threadId ?? ''}`);
+    try {
+      return await this.prepareAndPublish(parsed.event, lastDelivery, turn.ready);
+    } finally {
+      turn.leave();
+    }
+  }
+
+  private async prepareAndPublish(e: SlackMessageEvent, lastDelivery: boolean, ourTurn: Promise<void>): Promise<TakeResult> {
     const thread = threadOf(e);
     if (thread) await this.loadThread(e.channel, thread);
     const n = this.normalize(e);
@@ -220,6 +235,7 @@ export class SlackConnector implements Connector {
         lastDelivery,
       });
     }
+    await ourTurn;
     try {
       const published = await this.ctx.publish(event);
       return { kind: 'published', duplicate: published.duplicate };

@@ -3,6 +3,8 @@
  * by the connector afterwards. The event's shape was checked by parseEnvelope (shape.ts) first.
  */
 import type { InboundEventInput } from '../../core/schema.js';
+
+type Conversation = InboundEventInput['conversation'];
 import { eventId } from '../contract.js';
 import type { SlackFile, SlackMessageEvent } from './shape.js';
 import { slackToPlain, type NameOf } from './text.js';
@@ -28,8 +30,9 @@ export type Normalized =
 export const platformId = (channel: string, ts: string) => `${channel}:${ts}`;
 
 /**
- * The thread an event replies in (for an edit or deletion, the thread of the message it touches),
- * so the connector can look up whether we took a message from that thread before normalizing.
+ * The thread an event replies in (for an edit or deletion, the thread of the message it touches,
+ * which Slack names in the nested `message` / `previous_message`, not on the event itself), so the
+ * connector can look up whether we took a message from that thread before normalizing.
  */
 export function threadOf(e: SlackMessageEvent): string | undefined {
   if (e.subtype === 'message_changed') return e.message?.thread_ts ?? e.message?.ts;
@@ -37,8 +40,23 @@ export function threadOf(e: SlackMessageEvent): string | undefined {
   return e.thread_ts;
 }
 
+const isDm = (e: SlackMessageEvent) => e.channel_type === 'im' || e.channel.startsWith('D');
+
+/**
+ * The conversation of an event: a DM, or a channel thread (a top-level post starts its own). One
+ * function for posts, replies, edits and deletions alike, so a change carries the conversation
+ * of the message it changes: the same order key, partition and router lane, behind its original.
+ * Read from the event alone (before normalizing), so the connector can queue the event in its
+ * conversation's line as it arrives (publish-order.ts).
+ */
+export function conversationOf(e: SlackMessageEvent): Conversation {
+  if (isDm(e)) return { id: e.channel, kind: 'private' };
+  return { id: e.channel, threadId: threadOf(e) ?? e.ts, kind: 'channel' };
+}
+
 export function normalizeMessage(e: SlackMessageEvent, scope: Scope): Normalized {
-  const dm = e.channel_type === 'im' || e.channel.startsWith('D');
+  const dm = isDm(e);
+  const conversation = conversationOf(e);
 
   // Edits and deletions only matter for messages that are part of a conversation we keep: a DM,
   // a support channel, or a thread a mention started. Elsewhere they are someone else's chatter.
@@ -50,8 +68,7 @@ export function normalizeMessage(e: SlackMessageEvent, scope: Scope): Normalized
     if (m.bot_id || !m.user || m.user === scope.botUserId) return { kind: 'skip', reason: 'our own or a bot edit', loopGuard: true };
     // Slack also sends message_changed for unfurls and thread bookkeeping: only a real edit counts.
     if (!m.edited && m.text === e.previous_message?.text) return { kind: 'skip', reason: 'message_changed without an edit' };
-    const threadTs = m.thread_ts ?? m.ts;
-    if (!inScope(threadTs)) return { kind: 'skip', reason: 'edit outside our conversations' };
+    if (!inScope(conversation.threadId ?? m.ts)) return { kind: 'skip', reason: 'edit outside our conversations' };
     return {
       kind: 'event',
       files: [],
@@ -59,7 +76,7 @@ export function normalizeMessage(e: SlackMessageEvent, scope: Scope): Normalized
       event: {
         type: 'message.edited',
         id: eventId('slack', scope.account, `edit:${e.channel}:${m.ts}:${m.edited?.ts ?? e.event_ts ?? e.ts}`),
-        conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
+        conversation,
         sender: { id: m.user, handles: {} },
         targetPlatformMessageId: platformId(e.channel, m.ts),
         text: slackToPlain(m.text ?? '', scope.nameOf),
@@ -71,15 +88,14 @@ export function normalizeMessage(e: SlackMessageEvent, scope: Scope): Normalized
     if (!e.deleted_ts) return { kind: 'invalid', reason: 'event.deleted_ts: required for subtype message_deleted' };
     const prev = e.previous_message;
     if (prev && (prev.bot_id || prev.user === scope.botUserId)) return { kind: 'skip', reason: 'our own or a bot message deleted', loopGuard: true };
-    const threadTs = prev?.thread_ts ?? e.deleted_ts;
-    if (!inScope(threadTs)) return { kind: 'skip', reason: 'deletion outside our conversations' };
+    if (!inScope(conversation.threadId ?? e.deleted_ts)) return { kind: 'skip', reason: 'deletion outside our conversations' };
     return {
       kind: 'event',
       files: [],
       event: {
         type: 'message.deleted',
         id: eventId('slack', scope.account, `delete:${e.channel}:${e.deleted_ts}`),
-        conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
+        conversation,
         targetPlatformMessageId: platformId(e.channel, e.deleted_ts),
         platform: { messageId: platformId(e.channel, e.deleted_ts) },
       },
@@ -106,7 +122,7 @@ export function normalizeMessage(e: SlackMessageEvent, scope: Scope): Normalized
     event: {
       type: 'message.inbound',
       id: eventId('slack', scope.account, pid),
-      conversation: dm ? { id: e.channel, kind: 'private' } : { id: e.channel, threadId: threadTs, kind: 'channel' },
+      conversation,
       sender: { id: e.user, handles: {} },
       // slackToPlain resolved Slack's markup and entities: what is left is the text as typed.
       text: slackToPlain(e.text ?? '', scope.nameOf),

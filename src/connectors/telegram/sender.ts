@@ -14,7 +14,7 @@ import type { TelegramOptions } from './index.js';
 import { backoffMs, sleep } from '../../core/sleep.js';
 import type { ChatStates } from './chat-state.js';
 import type { Logger } from '../../core/logger.js';
-import { RateLimitState } from './rate-limit.js';
+import { RateLimitState } from '../rate-limit-state.js';
 
 export interface TelegramErrorLike {
   code?: number;
@@ -150,7 +150,7 @@ export class TelegramSender {
         if (e.code !== 429) throw err;
         const ms = retryAfterMs(e, this.ctx.log, method) ?? MIN_RETRY_WAIT_MS;
         this.pacer.defer(chatId, ms);
-        this.rateLimit.hit(ms);
+        this.rateLimit.hit(ms, `Telegram asked to wait ${Math.ceil(ms / 1000)}s (429); sends wait it out`);
         if (progress.waitedMs + ms > this.o.pacing.rateLimitBudgetMs || this.ctx.signal.aborted) throw err;
         progress.waitedMs += ms;
         this.ctx.log.debug({ chatId, waitMs: ms, waitedMs: progress.waitedMs }, 'Telegram 429: waiting it out');

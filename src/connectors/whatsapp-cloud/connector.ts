@@ -79,6 +79,7 @@ export class WhatsAppCloudConnector implements Connector {
   async stop(): Promise<void> {
     this.stopping.abort();
     await Promise.all([this.checking, this.sweeping, this.statuses.settled()]);
+    this.sender.close();
     this.health_.set('stopped');
   }
 

@@ -140,7 +140,7 @@ export function classifyGraphError(err: unknown): Error {
   const code = err.error?.code;
   if (err.status === 0) return new TransientDeliveryError(err.message);
   if (code === 131047) return new PermanentDeliveryError(`${err.message}: more than 24 hours since the customer's last message`, 'outside_24h_window');
-  if (err.status === 429 || code === 4 || code === 80007 || code === 130429 || code === 131048 || code === 131056) {
+  if (err.status === 429 || code === 4 || code === 613 || code === 80007 || code === 130429 || code === 131048 || code === 131056) {
     return new TransientDeliveryError(`rate limited: ${err.message}`, err.retryAfterMs ?? 10_000);
   }
   if (err.status >= 500 || code === 1 || code === 2 || code === 131000 || code === 131016) return new TransientDeliveryError(err.message);

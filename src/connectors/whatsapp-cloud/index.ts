@@ -49,6 +49,14 @@ export const WhatsAppCloudOptions = z.object({
       perChatIntervalMs: z.number().int().nonnegative().default(1000),
       /** Cloud API default throughput is 80 messages/s per number. */
       perSecond: z.number().nonnegative().default(50),
+      /** The wait after a limit on the number (130429, 80007, 4, 613, 429) when Graph gives no Retry-After (Meta gives none). */
+      rateLimitWaitMs: z.number().int().positive().default(10_000),
+      /** The wait for one customer's sends after the pair rate limit (131056) without Retry-After; other customers' go on. */
+      pairRateLimitWaitMs: z.number().int().positive().default(30_000),
+      /** Total time one reply may spend waiting out rate limits; past it a rate limit counts as one failed attempt. */
+      rateLimitBudgetMs: z.number().int().min(0).default(10 * 60_000),
+      /** `rate_limited` is left for `connected` once the wait asked for has passed and this long without another limit. */
+      rateLimitQuietMs: z.number().int().min(0).default(30_000),
     })
     .prefault({}),
 });

@@ -261,7 +261,7 @@ describe('slack connector edges', () => {
     expect(inboundOf(kept)!.attachments[0]!.error).toMatch(/502/);
   });
 
-  it('a thread reply that arrives while the first post is still fetching its file continues that thread', async () => {
+  it('a thread reply that arrives while the first post is still fetching its file continues that thread, published after it', async () => {
     const bytes = Buffer.from('скриншот ошибки'.repeat(50));
     slack.files.set('FHOLD', bytes);
     let release!: () => void;
@@ -272,13 +272,18 @@ describe('slack connector edges', () => {
       files: [{ id: 'FHOLD', name: 'screen.png', mimetype: 'image/png', size: bytes.length, url_private_download: `http://127.0.0.1:${slack.port}/files/FHOLD` }] }));
     await arrived; // the mention is held on its download, not published yet
     slack.downloadGate = undefined;
-    expect((await postEvent(envelope({ type: 'message', channel: 'COPS', channel_type: 'channel', user: 'U75', text: 'и ещё деталь', ts: ts(), thread_ts: top }))).status).toBe(200);
-    const reply = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'и ещё деталь');
+    // A colleague's reply: their users.info call shows it was taken as part of the thread.
+    const second = postEvent(envelope({ type: 'message', channel: 'COPS', channel_type: 'channel', user: 'U76', text: 'и ещё деталь', ts: ts(), thread_ts: top }));
+    await slack.waitForCall((c) => c.method === 'users.info' && c.params.user === 'U76');
+    // It waits for the first post to be published (publish-order.ts): released, both go through.
     release();
     expect((await first).status).toBe(200);
+    expect((await second).status).toBe(200);
+    const reply = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === 'и ещё деталь');
     const opened = await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.text === '@omnigate вот скрин');
     expect(opened.ticketId).toBe(reply.ticketId);
     expect(inboundOf(reply)!.conversation).toEqual({ id: 'COPS', threadId: top, kind: 'channel' });
+    expect(await inboundTexts(reply.ticketId)).toEqual(['@omnigate вот скрин', 'и ещё деталь']);
   });
 
   it('a users.info that never answers times out (apiTimeoutMs): the event and Slack\'s retry become one ticket', async () => {

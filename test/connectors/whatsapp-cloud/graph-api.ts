@@ -17,11 +17,20 @@ export interface GraphCall {
   at: number;
 }
 
+/** A Graph refusal to answer; `retryAfter`: the Retry-After header (null: none, as Meta; absent: 1 on a 429). */
+export interface GraphFailure {
+  status: number;
+  error: Record<string, unknown>;
+  retryAfter?: string | null;
+}
+
 export class FakeGraphApi {
   readonly calls: GraphCall[] = [];
   readonly media = new Map<string, { bytes: Buffer; mimeType: string; info?: Record<string, unknown> }>();
   /** Queued answers for the next `messages` calls: status and Graph error body. */
-  readonly failMessages: Array<{ status: number; error: Record<string, unknown> }> = [];
+  readonly failMessages: GraphFailure[] = [];
+  /** Asked first for each `messages` call, with its recipient: a failure to answer instead, or none. */
+  failMessagesTo?: (to: string) => GraphFailure | undefined;
   /** Runs before a `messages` call is answered, with the wamid the answer will carry. */
   beforeMessageAnswer?: (wamid: string) => Promise<void>;
   private server?: Server;
@@ -36,9 +45,10 @@ export class FakeGraphApi {
 
   async start(): Promise<void> {
     this.server = createServer((req, res) => {
-      void this.handle(req).then(({ status, body, type }) => {
-        // Meta sends no Retry-After; the stand-in does, so rate-limit tests wait 1 s, not 10.
-        res.writeHead(status, { 'content-type': type ?? 'application/json', ...(status === 429 ? { 'retry-after': '1' } : {}) }).end(body);
+      void this.handle(req).then(({ status, body, type, retryAfter }) => {
+        // Meta sends no Retry-After; the stand-in does (1 s unless the failure says), so rate-limit tests wait 1 s, not 10.
+        const header = retryAfter === undefined ? (status === 429 ? '1' : null) : retryAfter;
+        res.writeHead(status, { 'content-type': type ?? 'application/json', ...(header !== null ? { 'retry-after': header } : {}) }).end(body);
       });
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
@@ -79,7 +89,7 @@ export class FakeGraphApi {
     }
   }
 
-  private async handle(req: IncomingMessage): Promise<{ status: number; body: string | Buffer; type?: string }> {
+  private async handle(req: IncomingMessage): Promise<{ status: number; body: string | Buffer; type?: string; retryAfter?: string | null }> {
     const path = (req.url ?? '').split('?')[0]!;
     const call: GraphCall = { method: req.method ?? 'GET', path, auth: req.headers.authorization, at: Date.now() };
     const unauthorized = req.headers.authorization !== `Bearer ${this.token}`;
@@ -100,8 +110,8 @@ export class FakeGraphApi {
     }
     const parts = path.split('/').filter(Boolean); // [version, id, edge?]
     if (parts[1] === this.phoneNumberId && parts[2] === 'messages' && req.method === 'POST') {
-      const fail = this.failMessages.shift();
-      if (fail) return { status: fail.status, body: JSON.stringify({ error: fail.error }) };
+      const fail = this.failMessagesTo?.(String(call.json?.to)) ?? this.failMessages.shift();
+      if (fail) return { status: fail.status, body: JSON.stringify({ error: fail.error }), retryAfter: fail.retryAfter };
       const wamid = `wamid.OUT${++this.n}${Date.now()}`;
       await this.beforeMessageAnswer?.(wamid);
       return { status: 200, body: JSON.stringify({ messaging_product: 'whatsapp', contacts: [{ input: call.json?.to, wa_id: call.json?.to }], messages: [{ id: wamid }] }) };

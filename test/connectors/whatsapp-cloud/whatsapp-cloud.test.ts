@@ -333,7 +333,7 @@ describe('whatsapp-cloud connector', () => {
     expect(mediaSend.json.image.id).toMatch(/^up-/);
   });
 
-  it('retries on Graph rate limits and reports permanent refusals with the reason', async () => {
+  it('waits out a Graph rate limit (Retry-After: 1) in the same attempt and reports permanent refusals with the reason', async () => {
     const from = '79160000015';
     const wamid = newWamid();
     await deliver(from, [textMessage(from, 'Помогите', { id: wamid })]);
@@ -341,7 +341,8 @@ describe('whatsapp-cloud connector', () => {
     graph.failMessages.push({ status: 429, error: { message: 'Too many messages', code: 130429 } });
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Первый ответ' });
     const sent = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
-    expect(deliveryOf(sent)).toMatchObject({ status: 'sent', attempts: 2 });
+    expect(deliveryOf(sent)).toMatchObject({ status: 'sent', attempts: 1 }); // a rate limit costs time, not an attempt
+    expect(graph.calls.filter((c) => c.path.endsWith('/messages') && c.json?.to === from)).toHaveLength(2);
 
     graph.failMessages.push({ status: 400, error: { message: 'Message undeliverable', code: 131026 } });
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Второй ответ' });
