@@ -50,6 +50,15 @@ export interface Connector {
    * such key, and a second send is a second message in the chat.
    */
   readonly resendSafe?: boolean;
+  /**
+   * True when the connector calls `attempt.onWire()` right before each platform call that may
+   * deliver (after its pacing and rate-limit waits) and `attempt.offWire()` when the platform
+   * refused a call before anything of the message was delivered. The runtime then records a
+   * message as possibly delivered only from that moment: a gateway killed while its replies
+   * waited in the pacer had sent none of them, and reported them all `outcome_unknown`. Absent:
+   * the whole of `send()` counts as possibly on the wire.
+   */
+  readonly marksWire?: boolean;
 }
 
 /**
@@ -61,6 +70,10 @@ export interface Connector {
 export interface SendAttempt {
   attempt: number;
   replica?: string;
+  /** See `Connector.marksWire`: a platform call that may deliver is about to be made. */
+  onWire?: () => Promise<void>;
+  /** See `Connector.marksWire`: the platform refused before anything of this message was delivered. */
+  offWire?: () => Promise<void>;
 }
 
 /** Durable per-account state (checkpoints, offsets, auth) in the omni_state bucket. */

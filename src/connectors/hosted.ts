@@ -96,6 +96,9 @@ export function currentConnector(hosted: Hosted): Connector {
     get resendSafe() {
       return hosted.connector.resendSafe;
     },
+    get marksWire() {
+      return hosted.connector.marksWire;
+    },
     async send(message, attempt) {
       const result = await hosted.connector.send(message, attempt);
       hosted.lastSendAt = new Date().toISOString();

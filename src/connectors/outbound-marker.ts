@@ -1,6 +1,8 @@
 /**
  * The outbound runner's marker per outbound id in `omni_dedup` (`out.<id>`): `in-flight` before
- * the platform call, `retry` after a transient failure, `sent`/`failed` at the end. Every write
+ * the platform call (`claimed` before it, while a connector that marks the wire still paces or
+ * waits out a rate limit: nothing sent yet), `retry` after a transient failure, `sent`/`failed`
+ * at the end. Every write
  * but the final one is a compare-and-set, so two deliveries of one message (to two replicas)
  * cannot both start an attempt.
  */
@@ -14,7 +16,7 @@ import { kvSafe } from '../core/subjects.js';
  * outcome is a new one for the ticket: under the first round's ids it was dropped as a duplicate
  * and the replay that failed again left the ticket saying nothing.
  */
-export type Marker = { s: 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number; round?: number };
+export type Marker = { s: 'claimed' | 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number; round?: number };
 
 export function markerKey(outboundId: string): string {
   return `out.${kvSafe(outboundId)}`;
@@ -47,7 +49,7 @@ export async function writeMarker(kv: KV, key: string, marker: Marker, revision:
  * `deadReplicas`: writers known dead (the previous gateway on the embedded data directory), decided at once.
  */
 export function othersMayStillSend(marker: Marker | null, o: { replica?: string; deadReplicas?: readonly string[]; ackWaitMs: number }): number {
-  if (marker?.s !== 'in-flight' || marker.at === undefined || marker.by === undefined || marker.by === o.replica) return 0;
+  if ((marker?.s !== 'in-flight' && marker?.s !== 'claimed') || marker.at === undefined || marker.by === undefined || marker.by === o.replica) return 0;
   if (o.deadReplicas?.includes(marker.by)) return 0;
   return Math.max(0, marker.at + 2 * o.ackWaitMs - Date.now());
 }

@@ -14,7 +14,7 @@ import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus 
 import { Consumers, Streams, Subjects } from '../core/subjects.js';
 import { holdsReply, previousReplyOf } from '../core/reply-order.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
-import type { Connector } from './contract.js';
+import type { Connector, SendAttempt } from './contract.js';
 import { ERASED_REASON, erasureOf } from './outbound-erasure.js';
 import { markerKey as markerKeyOf, markerOf, othersMayStillSend, settled, writeMarker, type Marker } from './outbound-marker.js';
 
@@ -185,7 +185,9 @@ export class OutboundRunner {
         return;
       }
     }
-    let attempts = marker?.attempts ?? 0;
+    // Claimed by a gateway that stopped before its platform call (it was pacing or waiting out a
+    // rate limit): nothing went out, and that claim is not an attempt.
+    let attempts = marker?.s === 'claimed' ? Math.max(0, marker.attempts - 1) : (marker?.attempts ?? 0);
     // Every marker this handler writes is a compare-and-set on the one it read or wrote last:
     // two deliveries of one message (to two replicas) cannot both start an attempt.
     let revision = entry?.revision ?? 0;
@@ -204,12 +206,14 @@ export class OutboundRunner {
       // Erased while it waited (its lane, a backoff): the person asked to be forgotten, so it is not sent.
       if (await this.erased(m, msg, markerKey, withRound({ s: 'failed', attempts }))) return;
       attempts++;
-      if (!(await mark(withRound({ s: 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
+      const wire = this.wire(withRound, attempts, mark);
+      if (!(await mark(withRound({ s: wire ? 'claimed' : 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
       try {
-        const result = await this.connector.send(msg, { attempt: attempts, replica: this.o.replica });
+        const result = await this.connector.send(msg, { attempt: attempts, replica: this.o.replica, ...wire });
         await this.finish(m, msg, markerKey, withRound({ s: 'sent', attempts, pid: result.platformMessageId }), 'sent', result.platformMessageId);
         return;
       } catch (err) {
+        if (err instanceof TakenOverError) return; // mark() logged it
         if (err instanceof SendElsewhereError) {
           // Lost the session between canSend() and the call: undo the attempt, hand it back.
           if (await mark(withRound({ s: 'retry', attempts: attempts - 1 }))) m.nak(SEND_ELSEWHERE_DELAY_MS);
@@ -236,6 +240,22 @@ export class OutboundRunner {
         }
       }
     }
+  }
+
+  /**
+   * For a connector that marks the wire: the marker turns `in-flight` only when a platform call is
+   * about to be made, and back to `claimed` when the platform refused before anything of the
+   * message went out. Each is a compare-and-set: a copy taken over meanwhile stops before its call.
+   */
+  private wire(withRound: (m: Marker) => Marker, attempts: number, mark: (next: Marker) => Promise<boolean>): Pick<SendAttempt, 'onWire' | 'offWire'> | undefined {
+    if (!this.connector.marksWire) return undefined;
+    let onWire = false;
+    const set = async (s: 'in-flight' | 'claimed') => {
+      if (onWire === (s === 'in-flight')) return;
+      if (!(await mark(withRound({ s, attempts, by: this.o.replica, at: Date.now() })))) throw new TakenOverError();
+      onWire = s === 'in-flight';
+    };
+    return { onWire: () => set('in-flight'), offWire: () => set('claimed') };
   }
 
   /**
@@ -364,5 +384,12 @@ export class OutboundRunner {
         await sleep(backoffMs(attempt, 250, 2000));
       }
     }
+  }
+}
+
+/** Another replica took the message over while this one paced its send: the call is not made. */
+class TakenOverError extends Error {
+  constructor() {
+    super('another replica took this message over');
   }
 }

@@ -10,7 +10,7 @@ import { errorMessage } from '../../core/errors.js';
 import { describeFetchFailure, networkCause } from '../../core/network-failure.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendAttempt, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { addressesBot, normalizeUpdate, refusedTime, type BotIdentity, type Normalized, type TgUpdate } from './normalize.js';
 import { ADDRESSED_ALBUM_MEMORY_MS, AlbumBuffer, RecentKeys } from './album.js';
@@ -78,8 +78,11 @@ export class TelegramConnector implements Connector {
     return this.health_.get();
   }
 
-  send(message: OutboundMessage): Promise<SendResult> {
-    return this.sender.send(message);
+  /** The sender calls onWire after its pacing, so replies waiting in the pacer are not "maybe sent" (contract.ts). */
+  readonly marksWire = true;
+
+  send(message: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
+    return this.sender.send(message, attempt);
   }
 
   /** Identify the bot (retrying until the token works), then poll or register the webhook. */

@@ -7,7 +7,7 @@ import type { Telegram } from 'telegraf';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.js';
 import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
-import type { ConnectorContext, HealthTracker, SendResult } from '../contract.js';
+import type { ConnectorContext, HealthTracker, SendAttempt, SendResult } from '../contract.js';
 import { htmlToEntities, splitFormatted, splitText, type FormattedChunk } from './format.js';
 import { platformId } from './normalize.js';
 import type { TelegramOptions } from './index.js';
@@ -63,6 +63,14 @@ const PHOTO_MAX_BYTES = 10 * 1024 * 1024;
 
 type Step = { chunk: FormattedChunk } | { attachment: OutboundAttachment };
 
+/** A reply's progress across its attempts in this process, and the runtime's wire marks of the current attempt. */
+interface Progress {
+  sent: number;
+  firstId?: string;
+  waitedMs: number;
+  wire?: SendAttempt;
+}
+
 export class TelegramSender {
   private readonly pacer: Pacer;
   private readonly rateLimit: RateLimitState;
@@ -70,7 +78,7 @@ export class TelegramSender {
    * Steps already delivered per outbound id, so a retry after a partial send continues, not
    * repeats; `waitedMs`: time spent waiting out 429s for this reply, bounded by rateLimitBudgetMs.
    */
-  private readonly progress = new Map<string, { sent: number; firstId?: string; waitedMs: number }>();
+  private readonly progress = new Map<string, Progress>();
   /** Groups upgraded to supergroups: Telegram tells us the new id once; later sends go there directly. */
   private readonly migrated = new Map<string, string>();
 
@@ -90,7 +98,7 @@ export class TelegramSender {
     this.rateLimit.close();
   }
 
-  async send(msg: OutboundMessage): Promise<SendResult> {
+  async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     // The user blocked the bot, or a group removed it (my_chat_member): Telegram would refuse
     // with 403; fail at once instead of calling it (and counting against our rate limits).
     const mark = await this.chats.get(msg.conversation.id);
@@ -104,6 +112,7 @@ export class TelegramSender {
     const steps = this.steps(msg);
     const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
+    progress.wire = attempt;
     try {
       for (let i = progress.sent; i < steps.length; i++) {
         await this.pacer.wait(chatId, interval, this.ctx.signal);
@@ -141,13 +150,16 @@ export class TelegramSender {
    * retries_exhausted. The waits of one reply add up to at most rateLimitBudgetMs; past that the
    * 429 goes to the runner as a transient failure (one attempt, with Telegram's wait).
    */
-  private async waitingOutRateLimits<T>(chatId: string, progress: { waitedMs: number }, method: string, call: () => Promise<T>): Promise<T> {
+  private async waitingOutRateLimits<T>(chatId: string, progress: Progress, method: string, call: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
+        await progress.wire?.onWire?.();
         return await call();
       } catch (err) {
         const e = err as TelegramErrorLike;
         if (e.code !== 429) throw err;
+        // Refused: nothing of this reply reached the chat yet, so a gateway stopping during the wait sent nothing.
+        if (progress.sent === 0) await progress.wire?.offWire?.();
         const ms = retryAfterMs(e, this.ctx.log, method) ?? MIN_RETRY_WAIT_MS;
         this.pacer.defer(chatId, ms);
         this.rateLimit.hit(ms, `Telegram asked to wait ${Math.ceil(ms / 1000)}s (429); sends wait it out`);

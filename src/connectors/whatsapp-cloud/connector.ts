@@ -11,7 +11,7 @@ import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
 import { describeZodError, type Attachment, type OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ReplayOutcome, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ReplayOutcome, type SendAttempt, type SendResult } from '../contract.js';
 import { metrics } from '../../core/metrics.js';
 import { GraphCallError, GraphClient } from './graph.js';
 import { normalizeCloudMessage, type PendingCloudMedia } from './normalize.js';
@@ -87,8 +87,11 @@ export class WhatsAppCloudConnector implements Connector {
     return this.health_.get();
   }
 
-  send(msg: OutboundMessage): Promise<SendResult> {
-    return this.sender.send(msg);
+  /** The sender calls onWire after its pacing and rate-limit waits (contract.ts). */
+  readonly marksWire = true;
+
+  send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
+    return this.sender.send(msg, attempt);
   }
 
   /** Confirms in the background that the token sees the number; webhooks are accepted meanwhile. */

@@ -9,7 +9,7 @@ import { splitTextAt } from '../../core/text-split.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
-import type { ConnectorContext, HealthTracker, SendResult } from '../contract.js';
+import type { ConnectorContext, HealthTracker, SendAttempt, SendResult } from '../contract.js';
 import { RateLimitState } from '../rate-limit-state.js';
 import { GraphCallError, classifyGraphError, type GraphClient } from './graph.js';
 import type { SentRecords } from './sent-records.js';
@@ -28,6 +28,8 @@ interface Progress {
   sent: number;
   firstId?: string;
   waitedMs: number;
+  /** The runtime's wire marks of the current attempt (contract.ts marksWire). */
+  wire?: SendAttempt;
 }
 
 export class CloudSender {
@@ -50,11 +52,12 @@ export class CloudSender {
     this.rateLimit.close();
   }
 
-  async send(msg: OutboundMessage): Promise<SendResult> {
+  async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     const to = msg.conversation.id.replace(/@s\.whatsapp\.net$/, '');
     if (!/^\d{6,20}$/.test(to)) throw new PermanentDeliveryError(`"${msg.conversation.id}" is not a WhatsApp number`, 'invalid_recipient');
     const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
+    progress.wire = attempt;
     try {
       const result = msg.template ? await this.sendTemplate(to, msg, progress) : await this.sendParts(to, msg, progress);
       this.progress.delete(msg.id);
@@ -116,10 +119,13 @@ export class CloudSender {
   private async waitingOutRateLimits<T>(to: string, progress: Progress, call: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
+        await progress.wire?.onWire?.();
         return await call();
       } catch (err) {
         const throttle = throttleOf(err, this.o.pacing);
         if (!throttle) throw err;
+        // Refused: nothing of this reply reached the customer yet, so a gateway stopping during the wait sent nothing.
+        if (progress.sent === 0) await progress.wire?.offWire?.();
         this.hold(to, throttle, err);
         if (progress.waitedMs + throttle.waitMs > this.o.pacing.rateLimitBudgetMs || this.ctx.signal.aborted) throw err;
         this.ctx.log.debug({ to, code: throttle.code, scope: throttle.scope, waitMs: throttle.waitMs, waitedMs: progress.waitedMs }, 'WhatsApp Cloud rate limit: waiting it out');
