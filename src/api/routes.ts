@@ -145,7 +145,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
       if (await deps.store.evicted(req.params.id)) {
         return fail(reply, 'ticket_evicted', `ticket ${req.params.id} was closed long ago and evicted from the live store (tickets.evictClosedAfter); its history: GET /v1/tickets/${req.params.id}/log; GET /v1/tickets lists it`, 'id');
       }
-      return fail(reply, 'ticket_not_found', `no ticket with id ${req.params.id}`);
+      return fail(reply, 'ticket_not_found', `no ticket with id ${req.params.id}`, 'id');
     }
     const { log, unreadable } = await readableLog(deps.store, ticket.value.id);
     return { ticket: ticket.value, log: log.map((l) => ({ seq: l.seq, ...l.entry })), ...unreadable };
@@ -156,7 +156,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     const id = req.params.id;
     const live = await deps.store.get(id, { fresh: true });
     const evicted = !live && (await deps.store.evicted(id));
-    if (!live && !evicted) return fail(reply, 'ticket_not_found', `no ticket with id ${id}`);
+    if (!live && !evicted) return fail(reply, 'ticket_not_found', `no ticket with id ${id}`, 'id');
     const { log, unreadable } = await readableLog(deps.store, id);
     return { ticketId: id, evicted, log: log.map((l) => ({ seq: l.seq, ...l.entry })), ...unreadable };
   });

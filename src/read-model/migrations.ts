@@ -321,7 +321,12 @@ CREATE INDEX messages_subject_search ON messages USING gin ((${TSV('subject')}))
   },
 ];
 
-export async function migrate(db: Database): Promise<{ applied: number[] }> {
+/**
+ * Applies what is missing; `newer` lists migrations recorded in the database that this version
+ * does not know: a newer omnigate ran on it and this one is a downgrade (an outside trial found
+ * it ran silently). Columns those added are left as they are and not kept up to date here.
+ */
+export async function migrate(db: Database): Promise<{ applied: number[]; newer: Array<{ id: number; name: string }> }> {
   const applied: number[] = [];
   await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`).catch(async (err: unknown) => {
     // Two replicas creating it at once: one loses with a unique violation on the catalog; it exists now.
@@ -337,7 +342,9 @@ export async function migrate(db: Database): Promise<{ applied: number[] }> {
     });
     if (done) applied.push(m.id);
   }
-  return { applied };
+  const known = MIGRATIONS[MIGRATIONS.length - 1]!.id;
+  const newer = await db.query<{ id: number; name: string }>('SELECT id, name FROM schema_migrations WHERE id > $1 ORDER BY id', [known]);
+  return { applied, newer: newer.map((r) => ({ id: Number(r.id), name: r.name })) };
 }
 
 async function exists(db: Queryable): Promise<boolean> {

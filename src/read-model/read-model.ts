@@ -74,8 +74,11 @@ export class ReadModel {
       const started = Date.now();
       const db = await openDatabase(this.o, this.stopping.signal);
       try {
-        const { applied } = await migrate(db);
+        const { applied, newer } = await migrate(db);
         this.log.info({ database: db.where, migrationsApplied: applied, ms: Date.now() - started }, 'read model database ready');
+        if (newer.length) {
+          this.log.warn({ database: db.where, newerMigrations: newer }, 'the read model was migrated by a newer omnigate than this one (a downgrade): what those migrations added is not kept up to date by this version; start the newer version again, or rebuild the read model from the log (docs/operating.md, "Upgrades and downgrades")');
+        }
       } catch (err) {
         await db.close().catch(() => undefined);
         throw err;

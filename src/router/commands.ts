@@ -397,5 +397,5 @@ async function missing(store: TicketStore, id: string): Promise<CommandResult> {
       },
     };
   }
-  return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}` } };
+  return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}`, field: 'ticketId' } };
 }

@@ -37,7 +37,7 @@ describe('GET /v1/tickets/:id', () => {
   it('404s an unknown id with a stable code', async () => {
     const missing = await h.api('/v1/tickets/T-999999');
     expect(missing.status).toBe(404);
-    expect(missing.body.error).toEqual({ code: 'ticket_not_found', message: 'no ticket with id T-999999' });
+    expect(missing.body.error).toEqual({ code: 'ticket_not_found', message: 'no ticket with id T-999999', field: 'id' });
   });
 });
 

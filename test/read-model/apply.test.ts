@@ -133,6 +133,15 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     expect((await search(db, 'талон', { limit: 10, channel: 'telegram' }))).toEqual([]);
   });
 
+  it('names migrations a newer version recorded (a downgrade), which this one does not keep up', async () => {
+    await db.query(`INSERT INTO schema_migrations (id, name) VALUES (999, 'from a newer omnigate')`);
+    try {
+      expect(await migrate(db)).toEqual({ applied: [], newer: [{ id: 999, name: 'from a newer omnigate' }] });
+    } finally {
+      await db.query('DELETE FROM schema_migrations WHERE id = 999');
+    }
+  });
+
   it('finds a thread by a later mail\'s own subject, and says which mail', async () => {
     const mail = (id: string, subject: string, text: string, min: number, rule: 'new-ticket' | 'open-conversation') => {
       const e = inbound({ id, channel: 'email', sender: { id: 'buh@romashka.ru', handles: { email: 'buh@romashka.ru' } }, text, min, rule });

@@ -130,7 +130,7 @@ describe('malformed events', () => {
 
   it('answers commands for unknown tickets and invalid bodies with specific errors', async () => {
     const unknown = await gw.request('omni.cmd.reply', { ticketId: 'T-999999', text: 'привет' });
-    expect(unknown).toEqual({ ok: false, error: { code: 'ticket_not_found', message: 'no ticket with id T-999999' } });
+    expect(unknown).toEqual({ ok: false, error: { code: 'ticket_not_found', message: 'no ticket with id T-999999', field: 'ticketId' } });
     const invalid = await gw.request('omni.cmd.status', { ticketId: 'T-1', status: 'archived' });
     expect(invalid.ok).toBe(false);
     expect(invalid.error.code).toBe('invalid_request');
