@@ -24,14 +24,7 @@ type AuthHeader = string | string[] | undefined;
 /** Methods a read-only token may use. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/**
- * The address a request came from: the socket's peer. X-Forwarded-For is not read: the gateway
- * has no trusted-proxy setting, and a header anyone can write would let every guess come from a
- * fresh address. Behind a reverse proxy every client therefore shares the proxy's address.
- */
-export function clientAddress(req: { socket: { remoteAddress?: string } }): string {
-  return req.socket.remoteAddress ?? 'unknown';
-}
+export { clientAddress } from './client-address.js';
 
 export class TokenAuth {
   constructor(

@@ -7,6 +7,7 @@ import type { Bus } from '../core/bus.js';
 import type { GatewayConfig } from '../core/config-schema.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { setTrustedProxies } from './client-address.js';
 import { MediaStore } from '../core/media.js';
 import { metrics } from '../core/metrics.js';
 import { Supervisor } from '../core/supervisor.js';
@@ -38,6 +39,7 @@ export class HelpdeskSurface {
     private readonly readModel?: ReadModel,
   ) {
     const { failures, window: windowMs, trackedAddresses } = config.api.authThrottle;
+    setTrustedProxies(config.api.trustedProxies);
     this.auth = new TokenAuth(config.api.tokens, new AuthThrottle({ failures, windowMs, trackedAddresses }, log.child({ component: 'api-auth' })));
     this.webhooks = config.webhooks.map((w) => new WebhookDispatcher(bus, w, log.child({ component: 'webhooks', webhook: w.name }), lease, supervisor));
   }

@@ -250,10 +250,16 @@ export class OutboundRunner {
   private wire(withRound: (m: Marker) => Marker, attempts: number, mark: (next: Marker) => Promise<boolean>): Pick<SendAttempt, 'onWire' | 'offWire'> | undefined {
     if (!this.connector.marksWire) return undefined;
     let onWire = false;
+    let markedAt = 0;
     const set = async (s: 'in-flight' | 'claimed') => {
-      if (onWire === (s === 'in-flight')) return;
-      if (!(await mark(withRound({ s, attempts, by: this.o.replica, at: Date.now() })))) throw new TakenOverError();
+      // Written again when it is old: a reply that waits out rate limits between its parts keeps
+      // saying it is alive, or another replica offered it would judge it dead (2 × ack_wait) and
+      // report outcome_unknown while this one still sends.
+      if (onWire === (s === 'in-flight') && Date.now() - markedAt < this.o.ackWaitMs / 2) return;
+      const at = Date.now();
+      if (!(await mark(withRound({ s, attempts, by: this.o.replica, at })))) throw new TakenOverError();
       onWire = s === 'in-flight';
+      markedAt = at;
     };
     return { onWire: () => set('in-flight'), offWire: () => set('claimed') };
   }

@@ -12,6 +12,7 @@ import { nearest } from './strict-keys.js';
 import { ColleagueDomains } from './mail-domains.js';
 import type { NatsAccess } from './nats-access.js';
 import { pseudoRootOf } from './pseudo-fs.js';
+import { isIpOrRange } from './ip-range.js';
 
 const TICKET_EVENT_TYPES: string[] = TicketEvent.shape.type.options;
 function nearestEvent(e: string): string {
@@ -306,8 +307,14 @@ export const GatewayConfig = z.object({
       /**
        * Wrong tokens per client address: after `failures` within `window` the address is answered
        * 429 for a whole `window`, whatever it presents. Counted by the socket's peer address
-       * (behind a reverse proxy: the proxy's, shared by every client), an IPv6 address by its /64.
+       * (behind a reverse proxy: the client's when the proxy is in trustedProxies, else the
+       * proxy's, shared by every client), an IPv6 address by its /64.
        */
+      /**
+       * Reverse proxies or ingress controllers in front of the gateway (IP addresses or CIDR
+       * ranges): from these peers the client is read from X-Forwarded-For, for authThrottle.
+       */
+      trustedProxies: z.array(z.string().refine(isIpOrRange, 'an IP address or a CIDR range (10.0.0.0/8, fd00::/8)')).max(100).default([]),
       authThrottle: z
         .object({
           failures: z.number().int().min(1).max(100_000).default(20),

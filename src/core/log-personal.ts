@@ -34,6 +34,15 @@ export function maskPersonalData(text: string): string {
   return out;
 }
 
+/** A WhatsApp number as the platform writes it, without "+" (`79161234567`, a JID): masked where a field holds one (PHONE_FIELDS in logger.ts). */
+const BARE_PHONE = /^\d{10,15}(?=$|@)/;
+
+export function maskBarePhone(text: string): string {
+  if (!masking) return text;
+  const m = BARE_PHONE.exec(text);
+  return m ? `${maskPhone(`+${m[0]}`).slice(1)}${text.slice(m[0].length)}` : text;
+}
+
 function maskAddress(address: string): string {
   if (ownAddresses.has(address.toLowerCase())) return address;
   const at = address.lastIndexOf('@');

@@ -5,7 +5,7 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
 import { metrics } from './metrics.js';
 import { maskUrlCredentials } from './url-credentials.js';
-import { maskPersonalData } from './log-personal.js';
+import { maskBarePhone, maskPersonalData } from './log-personal.js';
 
 export type { Logger } from 'pino';
 
@@ -145,6 +145,9 @@ function withoutBoundKeys(first: unknown, logger: Logger): unknown {
 /** Fields holding a Message-ID: `<…@host>` looks like an address, but it names a mail, not a person, and threading is debugged by it. */
 const MESSAGE_ID_KEYS = new Set(['messageId', 'inReplyTo', 'references', 'platformMessageId']);
 
+/** Fields that hold a person's number without "+" (WhatsApp's `to`, a JID): digits alone are not masked elsewhere (ids, sequences). */
+const PHONE_FIELDS = new Set(['to', 'from', 'phone', 'waId', 'wa_id', 'jid', 'recipient']);
+
 /** Masks secrets, URL credentials and customers' addresses in every string of a log argument; unchanged values keep their identity. */
 function scrub(value: unknown, depth: number, personal = true): unknown {
   if (typeof value === 'string') {
@@ -164,7 +167,8 @@ function scrub(value: unknown, depth: number, personal = true): unknown {
   }
   let out: Record<string, unknown> | undefined;
   for (const [k, v] of Object.entries(value)) {
-    const s = v instanceof Error ? { type: v.name, message: scrub(v.message, depth + 1), stack: scrub(v.stack ?? '', depth + 1) } : scrub(v, depth + 1, personal && !MESSAGE_ID_KEYS.has(k));
+    let s = v instanceof Error ? { type: v.name, message: scrub(v.message, depth + 1), stack: scrub(v.stack ?? '', depth + 1) } : scrub(v, depth + 1, personal && !MESSAGE_ID_KEYS.has(k));
+    if (personal && typeof s === 'string' && PHONE_FIELDS.has(k)) s = maskBarePhone(s);
     if (s !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = s;
   }
   return out ?? value;

@@ -70,7 +70,7 @@ export const EmailParties = z.object({
    * `messageId` is the mail's Message-ID once it was sent.
    */
   replies: z
-    .array(z.object({ outboundId: z.string(), to: z.array(z.string()).max(PARTY_LIST_MAX), messageId: z.string().optional() }))
+    .array(z.object({ outboundId: z.string(), to: z.array(z.string()).max(PARTY_LIST_MAX), cc: z.array(z.string()).max(PARTY_LIST_MAX).optional(), messageId: z.string().optional() }))
     .max(REPLIES_KEPT)
     .optional(),
   /**

@@ -71,7 +71,11 @@ function copiesOnly(t: Ticket, bounce: Bounce, answerId: string | undefined): { 
   if (!reply) return undefined;
   const contact = [t.contact.id, t.contact.handles.email, t.contact.handles.replyTo].filter((a): a is string => !!a).map(addressKey);
   const reached = new Set([...reply.to.map(addressKey), ...contact]);
-  return failed.some((f) => reached.has(addressKey(f.address))) ? undefined : { outboundId: reply.outboundId, failed };
+  if (failed.some((f) => reached.has(addressKey(f.address)))) return undefined;
+  // Only an address the reply was copied to is a copy: a report naming another (the To forwarded
+  // or expanded elsewhere: `Final-Recipient: new@host` and no Original-Recipient) is the reply's own.
+  const copied = new Set((reply.cc ?? []).map(addressKey));
+  return failed.every((f) => copied.has(addressKey(f.address))) ? { outboundId: reply.outboundId, failed } : undefined;
 }
 
 /**

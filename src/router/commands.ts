@@ -127,7 +127,7 @@ export class CommandHandler {
       // The ticket's replies one at a time from reading their predecessor to recording themselves
       // (reply-slot.ts): two accepted at once named the same predecessor and went out in either order.
       const slot = await this.replySlots.acquire(c.ticketId, opts.signal);
-      if (!slot) return { ok: false, error: { code: 'in_progress', message: `the gateway is stopping while another reply to ${c.ticketId} is being queued; nothing was sent, send it again` } };
+      if (!slot) return { ok: false, error: { code: 'in_progress', message: `another reply to ${c.ticketId} is still being queued (or the gateway is stopping); nothing was sent, send it again` } };
       try {
         return await this.queueReply(c, automated, purpose, earlierAttemptAt);
       } finally {
@@ -192,7 +192,7 @@ export class CommandHandler {
       // accepts In-Reply-To and References only from participants), an agent's choice included.
       for (const a of [...(outbound.email?.to ?? []), ...(outbound.email?.cc ?? [])].map(addressKey)) if (!t.participants.includes(a)) t.participants.push(a);
       // Its To, so a bounce can tell the customer's failure from a copy's (bounces.ts).
-      if (outbound.email) t.emailParties = withReplyTo(t.emailParties, id, outbound.email.to);
+      if (outbound.email) t.emailParties = withReplyTo(t.emailParties, id, outbound.email.to, outbound.email.cc);
       t.updatedAt = entry.at;
       if (t.status === 'new' || t.status === 'open') {
         t.status = 'pending';

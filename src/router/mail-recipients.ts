@@ -34,9 +34,10 @@ export function withMailParties(prev: EmailParties | undefined, mail: EmailMeta)
 }
 
 /** The ticket's mail people after an agent's reply went To `to` (idempotent: a retry replaces its own record). */
-export function withReplyTo(prev: EmailParties | undefined, outboundId: string, to: string[]): EmailParties {
+export function withReplyTo(prev: EmailParties | undefined, outboundId: string, to: string[], cc: string[] = []): EmailParties {
   const p = prev ?? { authors: [], own: [] };
-  const replies = [...(p.replies ?? []).filter((r) => r.outboundId !== outboundId), { outboundId, to: distinct(to.map(addressKey)).slice(0, PARTY_LIST_MAX) }];
+  const keep = (list: string[]) => distinct(list.map(addressKey)).slice(0, PARTY_LIST_MAX);
+  const replies = [...(p.replies ?? []).filter((r) => r.outboundId !== outboundId), { outboundId, to: keep(to), ...(cc.length ? { cc: keep(cc) } : {}) }];
   return { ...p, replies: replies.slice(-REPLIES_KEPT) };
 }
 

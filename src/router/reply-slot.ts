@@ -26,6 +26,13 @@ const POLL_MAX_MS = 100;
  */
 export const REPLY_SLOT_STALE_MS = 15_000;
 
+/**
+ * How long a reply waits for its ticket's slot before it is answered `in_progress` with nothing
+ * done: under the API's command timeout (10 s), so a client told 503 never has its reply go out
+ * later (a retry without an idempotency key would then send it twice).
+ */
+export const REPLY_SLOT_WAIT_MS = 5_000;
+
 interface SlotValue {
   /** When it was taken (ms). */
   at: number;
@@ -44,8 +51,9 @@ export class ReplySlots {
     private readonly log: Logger,
   ) {}
 
-  /** The ticket's slot, once every earlier holder released it; null when `signal` ended the wait (nothing was done). */
+  /** The ticket's slot, once every earlier holder released it; null when `signal` or REPLY_SLOT_WAIT_MS ended the wait (nothing was done). */
   async acquire(ticketId: string, signal?: AbortSignal): Promise<HeldSlot | null> {
+    const deadline = Date.now() + REPLY_SLOT_WAIT_MS;
     const before = this.queues.get(ticketId) ?? Promise.resolve();
     let leave!: () => void;
     const turn = new Promise<void>((resolve) => (leave = resolve));
@@ -56,8 +64,11 @@ export class ReplySlots {
       if (this.queues.get(ticketId) === tail) this.queues.delete(ticketId);
     };
     try {
-      await before;
-      const revision = await this.take(ticketId, signal);
+      if (!(await settlesBy(before, deadline))) {
+        done();
+        return null;
+      }
+      const revision = await this.take(ticketId, deadline, signal);
       if (revision === null) {
         done();
         return null;
@@ -79,7 +90,7 @@ export class ReplySlots {
   }
 
   /** Takes the shared key: its revision, or null when `signal` ended the wait. */
-  private async take(ticketId: string, signal?: AbortSignal): Promise<number | null> {
+  private async take(ticketId: string, deadline: number, signal?: AbortSignal): Promise<number | null> {
     const kv = this.bus.kv.dedup;
     const key = slotKey(ticketId);
     for (let poll = 0; ; poll++) {
@@ -102,7 +113,7 @@ export class ReplySlots {
           continue;
         }
       }
-      if (signal?.aborted) return null;
+      if (signal?.aborted || Date.now() >= deadline) return null;
       await sleep(Math.min(POLL_MAX_MS, POLL_MS * (poll + 1)), signal);
       if (signal?.aborted) return null;
     }
@@ -111,4 +122,15 @@ export class ReplySlots {
 
 function slotKey(ticketId: string): string {
   return `reply-slot.${hashKey(ticketId)}`;
+}
+
+/** Whether `p` settles before `deadline` (ms); it is not cancelled either way. */
+async function settlesBy(p: Promise<void>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -4,8 +4,10 @@
  * address's failures can be seen not to touch another's.
  */
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuthThrottle, clientKey } from '../../src/api/auth-throttle.js';
+import { clientAddress, setTrustedProxies } from '../../src/api/client-address.js';
+import { isIpOrRange } from '../../src/core/ip-range.js';
 import { GatewayConfig } from '../../src/core/config-schema.js';
 import { createLogger } from '../../src/core/logger.js';
 import { sleep } from '../../src/core/sleep.js';
@@ -128,5 +130,30 @@ describe('the throttle itself', () => {
     const bad = GatewayConfig.safeParse({ api: { authThrottle: { failures: 0 } } });
     expect(bad.success).toBe(false);
     expect(bad.error!.issues[0]!.path).toEqual(['api', 'authThrottle', 'failures']);
+  });
+});
+
+describe('the client behind a trusted proxy', () => {
+  const req = (peer: string, xff?: string) => ({ socket: { remoteAddress: peer }, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } });
+  afterEach(() => setTrustedProxies([]));
+
+  it('is read from X-Forwarded-For only when the peer is one of api.trustedProxies, nearest untrusted hop first', () => {
+    // Without the setting the header is anyone's word: the peer counts.
+    expect(clientAddress(req('10.0.0.5', '203.0.113.7'))).toBe('10.0.0.5');
+    setTrustedProxies(['10.0.0.0/8', '::1']);
+    expect(clientAddress(req('10.0.0.5', '203.0.113.7'))).toBe('203.0.113.7');
+    expect(clientAddress(req('::ffff:10.0.0.5', '198.51.100.1, 203.0.113.7, 10.1.2.3'))).toBe('203.0.113.7');
+    // A peer that is not a proxy cannot choose its address by the header.
+    expect(clientAddress(req('198.51.100.9', '203.0.113.7'))).toBe('198.51.100.9');
+    // Garbage in the chain: counted as the proxy, not as a fresh address per request.
+    expect(clientAddress(req('10.0.0.5', 'x-not-an-ip'))).toBe('10.0.0.5');
+    expect(clientAddress(req('10.0.0.5'))).toBe('10.0.0.5');
+  });
+
+  it('is configured as addresses or CIDR ranges, a wrong entry named', () => {
+    expect(isIpOrRange('10.0.0.0/8')).toBe(true);
+    expect(isIpOrRange('fd00::/8')).toBe(true);
+    expect(isIpOrRange('192.168.1.10')).toBe(true);
+    for (const bad of ['10.0.0.0/33', 'ingress.local', '10.0.0.0/8/1', '']) expect(isIpOrRange(bad)).toBe(false);
   });
 });

@@ -53,3 +53,16 @@ describe('Message-IDs in log lines', () => {
     expect(line.from).toBe('i***@mail.ru');
   });
 });
+
+describe('WhatsApp numbers without "+" in log lines', () => {
+  it('are masked in the fields that hold a person\'s number, not as any run of digits', async () => {
+    const { lines, stream } = capture();
+    createLogger({ level: 'info', destination: stream }).info({ to: '79161234567', jid: '79161234567@s.whatsapp.net', seq: 79161234567, ticketId: 'T-1042', chatId: '1234567890' }, 'sent');
+    await new Promise((r) => setImmediate(r));
+    const line = JSON.parse(lines.join('')) as Record<string, unknown>;
+    expect(line.to).toBe('7********67');
+    expect(line.jid).not.toContain('9161234567'); // masked as an address or as a number, either way
+    expect(line.seq).toBe(79161234567);
+    expect(line.chatId).toBe('1234567890');
+  });
+});

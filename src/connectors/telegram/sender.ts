@@ -113,6 +113,9 @@ export class TelegramSender {
     const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
     progress.wire = attempt;
+    // Parts of it went out in an earlier attempt here: it is on the wire from the start (a stop
+    // while pacing the next part must not read as "nothing sent" and send the first parts again).
+    if (progress.sent > 0) await attempt?.onWire?.();
     try {
       for (let i = progress.sent; i < steps.length; i++) {
         await this.pacer.wait(chatId, interval, this.ctx.signal);

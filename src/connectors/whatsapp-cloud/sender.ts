@@ -58,6 +58,9 @@ export class CloudSender {
     const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
     progress.wire = attempt;
+    // Parts of it went out in an earlier attempt here: it is on the wire from the start (a stop
+    // while pacing the next part must not read as "nothing sent" and send the first parts again).
+    if (progress.sent > 0) await attempt?.onWire?.();
     try {
       const result = msg.template ? await this.sendTemplate(to, msg, progress) : await this.sendParts(to, msg, progress);
       this.progress.delete(msg.id);
@@ -116,16 +119,16 @@ export class CloudSender {
    * most rateLimitBudgetMs; past that the limit goes to the runner as a transient failure (one
    * attempt, with the wait asked for).
    */
-  private async waitingOutRateLimits<T>(to: string, progress: Progress, call: () => Promise<T>): Promise<T> {
+  private async waitingOutRateLimits<T>(to: string, progress: Progress, call: () => Promise<T>, delivers = true): Promise<T> {
     for (;;) {
       try {
-        await progress.wire?.onWire?.();
+        if (delivers) await progress.wire?.onWire?.();
         return await call();
       } catch (err) {
         const throttle = throttleOf(err, this.o.pacing);
         if (!throttle) throw err;
         // Refused: nothing of this reply reached the customer yet, so a gateway stopping during the wait sent nothing.
-        if (progress.sent === 0) await progress.wire?.offWire?.();
+        if (delivers && progress.sent === 0) await progress.wire?.offWire?.();
         this.hold(to, throttle, err);
         if (progress.waitedMs + throttle.waitMs > this.o.pacing.rateLimitBudgetMs || this.ctx.signal.aborted) throw err;
         this.ctx.log.debug({ to, code: throttle.code, scope: throttle.scope, waitMs: throttle.waitMs, waitedMs: progress.waitedMs }, 'WhatsApp Cloud rate limit: waiting it out');
@@ -158,7 +161,8 @@ export class CloudSender {
   private async mediaBody(to: string, a: OutboundAttachment, progress: Progress): Promise<Record<string, unknown>> {
     const bytes = await this.ctx.media.get(a.objectKey);
     if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
-    const id = await this.waitingOutRateLimits(to, progress, () => this.graph.uploadMedia(bytes, a.mimeType, a.name));
+    // An upload reaches no customer: it is not the wire (a stop after it has sent nothing).
+    const id = await this.waitingOutRateLimits(to, progress, () => this.graph.uploadMedia(bytes, a.mimeType, a.name), false);
     const type = /^image\/(jpeg|png)$/.test(a.mimeType) ? 'image' : a.mimeType.startsWith('video/') ? 'video' : a.mimeType.startsWith('audio/') ? 'audio' : 'document';
     return { type, [type]: type === 'document' ? { id, filename: a.name } : { id } };
   }
