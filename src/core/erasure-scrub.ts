@@ -15,7 +15,7 @@ interface MailParties {
   last?: { author: string; to: string[]; cc: string[] };
   authors?: string[];
   own?: string[];
-  replies?: Array<{ outboundId: string; to: string[]; messageId?: string }>;
+  replies?: Array<{ outboundId: string; to: string[]; cc?: string[]; messageId?: string }>;
   bouncedCopies?: string[];
 }
 
@@ -46,7 +46,7 @@ async function scrubOne(bus: Bus, id: string, names: (text: string) => boolean, 
       // The newest mail was theirs: replies go to the ticket's customer, as on tickets without it.
       if (p.last && names(JSON.stringify(p.last.author))) delete p.last;
       else if (p.last) p.last = { ...p.last, to: kept(p.last.to) ?? [], cc: kept(p.last.cc) ?? [] };
-      if (p.replies) p.replies = p.replies.map((r) => ({ ...r, to: kept(r.to) ?? [] }));
+      if (p.replies) p.replies = p.replies.map((r) => ({ ...r, to: kept(r.to) ?? [], ...(r.cc ? { cc: kept(r.cc) ?? [] } : {}) }));
       if (p.bouncedCopies) p.bouncedCopies = kept(p.bouncedCopies);
     }
     if (JSON.stringify([ticket.participants, ticket.emailParties]) === before) return false;
