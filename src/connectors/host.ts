@@ -3,6 +3,7 @@
  * runner, restarts what fails to start or is asked to restart. What it keeps per connector is in
  * hosted.ts, the state ops are told in hosted-state.ts. Knows no channel by name.
  */
+import { registerOwnAddress } from '../core/log-personal.js';
 import { newInstanceId } from '../core/holder.js';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
@@ -69,7 +70,11 @@ export class ConnectorHost {
     // Before any is created: each entry learns the others' addresses, without knowing their kind.
     for (const spec of specs) {
       const known = this.channelAddresses.get(spec.factory.channel) ?? new Set<string>();
-      for (const a of spec.factory.ownAddresses?.(spec.options) ?? []) known.add(a.trim().toLowerCase());
+      for (const a of spec.factory.ownAddresses?.(spec.options) ?? []) {
+        known.add(a.trim().toLowerCase());
+        // Ours, not a customer's personal data: log lines name it as it is (core/log-personal.ts).
+        registerOwnAddress(a.trim());
+      }
       this.channelAddresses.set(spec.factory.channel, known);
     }
     for (const spec of specs) {

@@ -5,7 +5,6 @@
  */
 import { z } from 'zod';
 import { isMailbox } from '../../core/mail-address.js';
-import { registerOwnAddress } from '../../core/log-personal.js';
 import type { ConnectorFactory } from '../contract.js';
 import { EmailConnector } from './connector.js';
 
@@ -113,11 +112,7 @@ const factory: ConnectorFactory<EmailOptions> = {
   type: 'email',
   channel: 'email',
   options: EmailOptions,
-  create: (options, ctx) => {
-    // Our own addresses are no customer's personal data: log lines name them as they are.
-    for (const m of options.mailboxes) for (const address of [m.address, ...m.aliases]) registerOwnAddress(address);
-    return new EmailConnector(options, ctx);
-  },
+  create: (options, ctx) => new EmailConnector(options, ctx),
   ownAddresses: (options) => options.mailboxes.flatMap((m) => [m.address, ...m.aliases]),
 };
 export default factory;
