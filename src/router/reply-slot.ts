@@ -13,6 +13,7 @@ import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { BoundedCache } from '../core/bounded-cache.js';
 import { sleep } from '../core/sleep.js';
 import { hashKey } from '../core/subjects.js';
 
@@ -20,11 +21,25 @@ import { hashKey } from '../core/subjects.js';
 const POLL_MS = 10;
 const POLL_MAX_MS = 100;
 /**
- * A slot older than this is taken over: its holder died between taking it and releasing it. The
- * holder's work is a log append and a publish, each retried through a NATS election (seconds);
- * a holder slower than this and alive lets the next reply go in either order with its own.
+ * A slot seen unchanged for this long is taken over: its holder died between taking it and
+ * releasing it. The holder's work is a log append and a publish, each retried through a NATS
+ * election (seconds); a holder slower than this and alive lets the next reply go in either order
+ * with its own. Measured on this process's monotonic clock from when it first saw that revision,
+ * never by comparing the holder's clock with ours: a replica whose clock ran 20 s behind wrote
+ * slots that looked stale the moment they were taken, and one running ahead, slots that never did.
  */
 export const REPLY_SLOT_STALE_MS = 15_000;
+
+/**
+ * A slot JetStream stored longer ago than this (its own timestamp, against our clock) is taken
+ * over without waiting to see it unchanged: the first reply after a replica died long ago would
+ * otherwise wait out REPLY_SLOT_WAIT_MS and be answered `in_progress`. Four times the stale time,
+ * so only a clock off from the server's by ~45 s could take a live slot.
+ */
+const SERVER_AGE_STALE_FACTOR = 4;
+
+/** Slots this process watches at once for staleness; a forgotten one is watched again from the start. */
+const WATCHED_SLOTS = 10_000;
 
 /**
  * How long a reply waits for its ticket's slot before it is answered `in_progress` with nothing
@@ -34,8 +49,15 @@ export const REPLY_SLOT_STALE_MS = 15_000;
 export const REPLY_SLOT_WAIT_MS = 5_000;
 
 interface SlotValue {
-  /** When it was taken (ms). */
+  /** When it was taken (ms, by the holder's clock): for the log only. */
   at: number;
+}
+
+/** A slot held by someone else, as this process first saw that revision of it. */
+interface Watched {
+  revision: number;
+  /** performance.now() when this revision was first seen. */
+  since: number;
 }
 
 export interface HeldSlot {
@@ -45,10 +67,13 @@ export interface HeldSlot {
 export class ReplySlots {
   /** Ticket id → the end of this process's queue for its slot. */
   private readonly queues = new Map<string, Promise<void>>();
+  /** Slot key → the revision another holder has, since when we see it (one waiter per ticket here: queues). */
+  private readonly watched = new BoundedCache<Watched>(WATCHED_SLOTS);
 
   constructor(
     private readonly bus: Bus,
     private readonly log: Logger,
+    private readonly staleMs = REPLY_SLOT_STALE_MS,
   ) {}
 
   /** The ticket's slot, once every earlier holder released it; null when `signal` or REPLY_SLOT_WAIT_MS ended the wait (nothing was done). */
@@ -102,11 +127,11 @@ export class ReplySlots {
       }
       const held = await kv.get(key);
       if (!held || held.operation !== 'PUT') continue; // released meanwhile
-      const since = (held.json() as SlotValue).at;
-      if (Date.now() - since >= REPLY_SLOT_STALE_MS) {
+      if (this.stale(key, held.revision, held.created)) {
         try {
           const revision = await this.bus.guardedUpdate('dedup', key, value, held.revision);
-          this.log.warn({ ticketId, heldSince: new Date(since).toISOString() }, "took over a ticket's reply slot left by a replica that did not release it");
+          this.watched.delete(key);
+          this.log.warn({ ticketId, heldSince: takenAt(held), storedAt: held.created.toISOString() }, "took over a ticket's reply slot left by a replica that did not release it");
           return revision;
         } catch (err) {
           if (!isCasConflict(err)) throw err;
@@ -118,9 +143,28 @@ export class ReplySlots {
       if (signal?.aborted) return null;
     }
   }
+
+  /** Whether the holder of this revision is taken for dead: seen unchanged for staleMs, or stored by JetStream long ago. */
+  private stale(key: string, revision: number, stored: Date): boolean {
+    const now = performance.now();
+    const seen = this.watched.get(key);
+    if (!seen || seen.revision !== revision) this.watched.set(key, { revision, since: now });
+    else if (now - seen.since >= this.staleMs) return true;
+    return Date.now() - stored.getTime() >= SERVER_AGE_STALE_FACTOR * this.staleMs;
+  }
 }
 
-function slotKey(ticketId: string): string {
+/** The holder's own note of when it took the slot, for the log (its clock, maybe wrong). */
+function takenAt(held: { json<T>(): T }): string | undefined {
+  try {
+    const at = held.json<SlotValue>().at;
+    return Number.isFinite(at) ? new Date(at).toISOString() : undefined;
+  } catch {
+    return undefined; // a value written by hand or by another tool: the log says nothing of it
+  }
+}
+
+export function slotKey(ticketId: string): string {
   return `reply-slot.${hashKey(ticketId)}`;
 }
 
