@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
-import { post, SITE_SECRET, startApiHarness, type ApiHarness } from './support.js';
+import { post, startApiHarness, type ApiHarness } from './support.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
 
 let h: ApiHarness;
@@ -17,22 +17,12 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => h?.stop());
 
-async function write(sender: string, messageId: string, text: string): Promise<string> {
-  const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${SITE_SECRET}` },
-    body: JSON.stringify({ messageId, sender: { id: sender, email: sender.includes('@') ? sender : undefined }, text }),
-  });
-  expect(res.status).toBe(202);
-  return (await h.gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.id === `webhook:site:${messageId}`)).ticketId;
-}
-
 describe('erasure and the customers next to the erased one', () => {
   it('erases an@mail.ru and f1-user-7 only, keeps ivan@mail.ru and f1-user-70 whole, their pending replies sent; a reply naming the erased one is reported failed', async () => {
-    const anna = await write('an@mail.ru', 'anna-1', 'Не приходит чек');
-    const seven = await write('f1-user-7', 'seven-1', 'Вопрос по доставке');
-    const ivan = await write('ivan@mail.ru', 'ivan-1', 'Здравствуйте, где заказ?');
-    const seventy = await write('f1-user-70', 'seventy-1', 'Добрый день');
+    const anna = await h.openTicket('anna-1', 'an@mail.ru', 'Не приходит чек');
+    const seven = await h.openTicket('seven-1', 'f1-user-7', 'Вопрос по доставке');
+    const ivan = await h.openTicket('ivan-1', 'ivan@mail.ru', 'Здравствуйте, где заказ?');
+    const seventy = await h.openTicket('seventy-1', 'f1-user-70', 'Добрый день');
 
     // Replies to Ivan and to f1-user-70 wait in their retries (the channel answers 503); the one to
     // f1-user-70 names Anna's address, the one to Ivan does not.

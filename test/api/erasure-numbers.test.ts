@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
 import { IndexKeys } from '../../src/router/tickets.js';
-import { SITE_SECRET, startApiHarness, type ApiHarness } from './support.js';
+import { startApiHarness, type ApiHarness } from './support.js';
 
 let h: ApiHarness;
 beforeAll(async () => {
@@ -17,41 +17,31 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => h?.stop());
 
-async function write(sender: string, messageId: string, text: string): Promise<string> {
-  const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${SITE_SECRET}` },
-    body: JSON.stringify({ messageId, sender: { id: sender }, text }),
-  });
-  expect(res.status).toBe(202);
-  return (await h.gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as { event?: { id?: string } })?.event?.id === `webhook:site:${messageId}`)).ticketId;
-}
-
 const eraser = () => new Eraser(h.gw.gateway.bus, createLogger({ level: 'silent' }));
 
 describe('an erased ticket\'s number', () => {
   it('is not given to the customer\'s next conversation, though the router still had its binding cached', async () => {
-    const first = await write('cust-55', 'c55-1', 'Удалите мои данные');
+    const first = await h.openTicket('c55-1', 'cust-55', 'Удалите мои данные');
     // Erased as the route does it on another replica: this router's caches are left as they were.
     await eraser().erase({ ticketIds: [first], identities: ['cust-55'] }, { reason: 'api', requestedBy: 'test' });
-    const again = await write('cust-55', 'c55-2', 'Здравствуйте, снова я');
+    const again = await h.openTicket('c55-2', 'cust-55', 'Здравствуйте, снова я');
     expect(again).not.toBe(first);
     const ticket = await h.gw.gateway.router!.store.get(again, { fresh: true });
     expect(ticket?.value.messageCount).toBe(1);
   });
 
   it('is not given either when the erasure stopped between the ticket and its binding: the binding is moved to a new number', async () => {
-    const first = await write('cust-56', 'c56-1', 'Первое обращение');
+    const first = await h.openTicket('c56-1', 'cust-56', 'Первое обращение');
     const store = h.gw.gateway.router!.store;
     const ticket = (await store.get(first, { fresh: true }))!.value;
     // Only the record goes (as an erasure that died before purging the thread index would leave it).
     await h.gw.gateway.bus.kv.tickets.purge(first);
-    const again = await write('cust-56', 'c56-2', 'Второе');
+    const again = await h.openTicket('c56-2', 'cust-56', 'Второе');
     expect(again).not.toBe(first);
     const conversation = IndexKeys.conversation(ticket.channel, ticket.account, ticket.conversation.id, ticket.conversation.threadId);
     const bound = await h.gw.gateway.bus.kv.threads.get(IndexKeys.conversationEpoch(conversation, 0));
     expect(bound?.string()).toBe(again);
     // And the conversation goes on in the new ticket.
-    expect(await write('cust-56', 'c56-3', 'Третье')).toBe(again);
+    expect(await h.openTicket('c56-3', 'cust-56', 'Третье')).toBe(again);
   });
 });

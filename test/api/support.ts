@@ -19,7 +19,7 @@ export interface ApiHarness {
   /** The HTTP status the channel's callback answers a reply with (default 200). */
   callbackStatus: (reply: Record<string, any>) => number;
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<{ status: number; body: any; headers: Headers }>;
-  /** Opens (or continues) a ticket through the webhook channel; returns its id. One chat per sender (default: one per messageId). */
+  /** Opens (or continues) a ticket through the webhook channel; returns its id. One chat per sender (default: one per messageId); a sender with an @ is also its email. */
   openTicket(messageId: string, sender?: string, text?: string, attachments?: unknown[]): Promise<string>;
   stop(): Promise<void>;
 }
@@ -70,7 +70,7 @@ export async function startApiHarness(
     const res = await fetch(`${gw.httpUrl}/connectors/webhook/site/messages`, {
       method: 'POST',
       headers: { authorization: `Bearer ${SITE_SECRET}` },
-      body: JSON.stringify({ messageId, sender: { id: sender, name: 'Ирина', email: sender }, text, ...(attachments ? { attachments } : {}) }),
+      body: JSON.stringify({ messageId, sender: { id: sender, name: 'Ирина', email: sender.includes('@') ? sender : undefined }, text, ...(attachments ? { attachments } : {}) }),
     });
     expect(res.status).toBe(202);
     const e = await gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.id === `webhook:site:${messageId}`);
