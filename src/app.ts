@@ -27,6 +27,7 @@ import { releaseLeasesOf } from './core/lease.js';
 import { ConnectorHost } from './connectors/host.js';
 import { sampleOutboundLag, warnStrandedReplies } from './connectors/outbound-backlog.js';
 import type { ConnectorFactory } from './connectors/contract.js';
+import { templateSupportOf } from './connectors/reply-templates.js';
 import { HttpServer, type Readiness } from './api/server.js';
 import { HelpdeskSurface } from './api/surface.js';
 import { RetentionSweeper } from './core/retention.js';
@@ -165,8 +166,9 @@ export class Gateway {
       this.readModel.start();
     }
 
+    const specs = this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required }));
     if (c.router.enabled) {
-      await startRouting(this, { bus: this.bus, config: c, log, loops: this.loops, instance: this.instance, readModel: this.readModel });
+      await startRouting(this, { bus: this.bus, config: c, log, loops: this.loops, instance: this.instance, readModel: this.readModel, templates: templateSupportOf(specs) });
     }
 
     this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, requestTimeout: c.http.requestTimeout, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
@@ -189,9 +191,7 @@ export class Gateway {
         deadReplicas: this.embedded?.predecessor ? [holderOf(this.embedded.predecessor, 'connectors')] : [],
       },
     });
-    await this.connectors.start(
-      this.deps.loaded.connectors.map(({ entry, options }) => ({ factory: this.deps.factories.get(entry.type)!, account: entry.account, options, required: entry.required })),
-    );
+    await this.connectors.start(specs);
     // Said once at start; the backlog itself is a metric from then on (sampleLag).
     await warnStrandedReplies(this.bus, log, this.connectors.health()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'could not list the outbound queues'));
     const readModel = this.readModel;

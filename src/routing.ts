@@ -16,6 +16,7 @@ import { CommandHandler, autoAcknowledge } from './router/commands.js';
 import { LifecycleWatcher } from './router/lifecycle.js';
 import { highestTicketNumber } from './read-model/queries.js';
 import type { ReadModel } from './read-model/read-model.js';
+import type { TemplateSupportLookup } from './core/reply-templates.js';
 
 export interface Routing {
   router?: Router;
@@ -31,6 +32,8 @@ export interface RoutingDeps {
   /** This gateway's instance id (holder.ts): the router and the lifecycle watcher hold leases under it. */
   instance: string;
   readModel?: ReadModel;
+  /** What each configured channel account does with a reply's template (connectors/reply-templates.ts). */
+  templates?: TemplateSupportLookup;
 }
 
 /**
@@ -58,6 +61,7 @@ export async function startRouting(into: Routing, d: RoutingDeps): Promise<void>
   await router.start();
   const commands = new CommandHandler(bus, router.store, router.journal, log.child({ component: 'commands' }), loops);
   into.commands = commands;
+  if (d.templates) commands.templateSupport = d.templates;
   commands.start();
   const sla = c.router.sla;
   const csat = c.router.csat;

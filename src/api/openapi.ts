@@ -207,7 +207,9 @@ export function openApiDocument(): Record<string, unknown> {
             'never the gateway\'s own mailbox addresses and aliases, each address once (case-insensitive), at most 20 in Cc; the ticket\'s contact stays as it is. ' +
             '`to` and `cc` (bare addresses, at most 20 each) replace their part of that default and may name anyone (logged); with `to` alone the others stay in Cc, `cc: []` copies nobody. ' +
             'A refusal names the address (`to.0`, `cc.2`); on a ticket of another channel `to`/`cc` are refused naming the field. ' +
-            'Multipart: `to` and `cc` as comma-separated fields.',
+            'Multipart: `to` and `cc` as comma-separated fields. ' +
+            '`template` (WhatsApp Cloud API) must be one configured for the ticket\'s account, with its parameters, and without attachments: otherwise a 400 naming `template.name`, `template.language`, `template.parameters` or `attachments`, nothing queued; ' +
+            'on a channel that sends no templates (Telegram, Slack, email, WhatsApp Web) a 400 naming `template`; the webhook channel passes it on to its receiver unchecked.',
           parameters: [ticketId, idem],
           requestBody: { required: true, content: { 'application/json': { schema: replyJson }, 'multipart/form-data': { schema: replyForm } } },
           responses: {

@@ -11,6 +11,7 @@ import type { MediaStore } from '../core/media.js';
 import type { HttpMount } from '../core/http.js';
 import type { Lease } from '../core/lease.js';
 import type { LoopRun } from '../core/supervisor.js';
+import type { TemplateSupport } from '../core/reply-templates.js';
 import type { ConnectorState, ConversationStateEvent, InboundEventInput, OutboundMessage } from '../core/schema.js';
 
 export interface SendResult {
@@ -205,6 +206,12 @@ export interface ConnectorFactory<Options = unknown> {
   create(options: Options, ctx: ConnectorContext): Connector;
   /** The addresses an entry with these options sends and receives at (email: its mailboxes and aliases), for every entry of the channel. */
   ownAddresses?(options: Options): string[];
+  /**
+   * What an entry with these options does with a reply's `template`, from its options alone: the
+   * router refuses a template that does not fit before accepting the reply, also on a replica
+   * that does not host the entry now. Absent: the channel sends `text` only (`{ kind: 'none' }`).
+   */
+  replyTemplates?(options: Options): TemplateSupport;
 }
 
 export class InvalidEventError extends Error {

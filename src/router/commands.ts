@@ -35,6 +35,8 @@ import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
 import { replyRecipients, withReplyTo, type ChosenRecipients } from './mail-recipients.js';
 import type { TicketStore } from './tickets.js';
+import { templateRefusal } from './reply-template.js';
+import type { TemplateSupportLookup } from '../core/reply-templates.js';
 
 export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
@@ -46,6 +48,9 @@ export class CommandHandler {
 
   /** The line naming the ticket under mail we send (router.language / router.texts.mailTicketLine); the token must stay in it. */
   ticketLine: (token: string) => string = (token) => `Номер обращения: ${token}`;
+
+  /** What each channel account does with a reply's template (from config; routing.ts); unknown: not checked here. */
+  templateSupport: TemplateSupportLookup = () => undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -149,6 +154,8 @@ export class CommandHandler {
     if (!c.template && !automated && ticket.replyWindowEndsAt && Date.now() > Date.parse(ticket.replyWindowEndsAt)) {
       return { ok: false, error: { code: 'outside_reply_window', message: `the channel allowed free-form replies until ${ticket.replyWindowEndsAt} (24 hours after the customer's last message); send an approved template instead`, field: 'template' } };
     }
+    const misfit = templateRefusal(this.templateSupport(ticket.channel, ticket.account), ticket, c);
+    if (misfit) return { ok: false, error: { code: 'invalid_request', ...misfit } };
     const isEmail = ticket.conversation.kind === 'email';
     const named = c.to ? 'to' : c.cc ? 'cc' : undefined;
     if (named && !isEmail) {

@@ -24,5 +24,7 @@ const factory: ConnectorFactory<WebhookOptions> = {
   channel: 'webhook',
   options: WebhookOptions,
   create: (options, ctx) => new WebhookConnector(options, ctx),
+  // The reply is POSTed as it is, template included: the receiver decides what to do with it.
+  replyTemplates: () => ({ kind: 'passed-on' }),
 };
 export default factory;

@@ -67,5 +67,6 @@ const factory: ConnectorFactory<WhatsAppCloudOptions> = {
   channel: 'whatsapp',
   options: WhatsAppCloudOptions,
   create: (options, ctx) => new WhatsAppCloudConnector(options, ctx),
+  replyTemplates: (options) => ({ kind: 'listed', templates: options.templates }),
 };
 export default factory;
