@@ -1,6 +1,6 @@
 /**
- * Failed-authentication limiter for the bearer-token routes: counts wrong tokens per client
- * address and, after `failures` of them within `windowMs`, refuses that address for a whole window
+ * Failed-authentication limiter for the bearer-token routes and the routes that check a secret of
+ * their own (auth.ts CredentialThrottle): counts wrong tokens and secrets per client address and, after `failures` of them within `windowMs`, refuses that address for a whole window
  * without looking at what it presents. Memory is bounded: at most `trackedAddresses` addresses are
  * remembered, the oldest forgotten first, so an attacker rotating source addresses cannot grow it.
  */
@@ -60,7 +60,7 @@ export class AuthThrottle {
     // would let failures sent at the end of one window be followed at once by as many again.
     a.blockedUntil = now + this.o.windowMs;
     // Once per address and window: the throttled requests that follow are only counted.
-    this.log.warn({ client: key, failures: a.failures, windowMs: this.o.windowMs }, 'API authentication throttled: too many wrong tokens from one address');
+    this.log.warn({ client: key, failures: a.failures, windowMs: this.o.windowMs }, 'authentication throttled: too many wrong API tokens or channel secrets from one address');
   }
 
   /** Addresses tracked now (for tests of the bound). */

@@ -2,7 +2,8 @@
  * Bearer-token auth for the /v1 API, the console's routes and authenticated connector routes.
  * Tokens come from config (`api.tokens`), are compared in constant time, and are never logged.
  * Wrong tokens are counted per client address (auth-throttle.ts): an address past the limit is
- * refused with 429 before its token is looked at.
+ * refused with 429 before its token is looked at. Routes that check a secret of their own (the
+ * web-form channel's) are throttled by the same counts (CredentialThrottle, used by server.ts).
  */
 import { safeEqual } from '../core/signature.js';
 import { metrics } from '../core/metrics.js';
@@ -26,7 +27,15 @@ const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export { clientAddress } from './client-address.js';
 
-export class TokenAuth {
+/** The failed-credential throttle as routes with a credential of their own use it (core/http.ts RouteOptions.ownCredential). */
+export interface CredentialThrottle {
+  /** The 429 for `client` when its address is throttled (it presented too many wrong `credentials`), else undefined. */
+  throttled(client: string, credentials: string): ApiError | undefined;
+  /** `client` presented a wrong credential: counted against its address. */
+  refused(client: string): void;
+}
+
+export class TokenAuth implements CredentialThrottle {
   constructor(
     private readonly tokens: ApiToken[],
     /** Absent: no throttling (tools and tests that make a TokenAuth of their own). */
@@ -35,20 +44,26 @@ export class TokenAuth {
 
   /** Authenticates a request from `client`, counting a wrong token against its address. */
   check(header: AuthHeader, client: string): AuthResult {
-    const waitMs = this.throttle?.retryAfterMs(client) ?? 0;
-    if (waitMs > 0) {
-      metrics.apiAuthFailures.inc({ outcome: 'throttled' });
-      const retryAfterS = Math.ceil(waitMs / 1000);
-      return { ok: false, error: { code: 'too_many_auth_failures', message: `too many wrong tokens from this address: refused without checking for ${retryAfterS} s (api.authThrottle)`, retryAfterS } };
-    }
+    const throttled = this.throttled(client, 'tokens');
+    if (throttled) return { ok: false, error: throttled };
     const result = this.identify(header);
     // No Authorization header at all is not a guess (a browser opening the console, a probe):
     // only a credential presented and refused counts.
-    if (!result.ok && present(header)) {
-      metrics.apiAuthFailures.inc({ outcome: 'refused' });
-      this.throttle?.failed(client);
-    }
+    if (!result.ok && present(header)) this.refused(client);
     return result;
+  }
+
+  throttled(client: string, credentials: string): ApiError | undefined {
+    const waitMs = this.throttle?.retryAfterMs(client) ?? 0;
+    if (waitMs <= 0) return undefined;
+    metrics.apiAuthFailures.inc({ outcome: 'throttled' });
+    const retryAfterS = Math.ceil(waitMs / 1000);
+    return { code: 'too_many_auth_failures', message: `too many wrong ${credentials} from this address: refused without checking for ${retryAfterS} s (api.authThrottle)`, retryAfterS };
+  }
+
+  refused(client: string): void {
+    metrics.apiAuthFailures.inc({ outcome: 'refused' });
+    this.throttle?.failed(client);
   }
 
   /**

@@ -11,7 +11,7 @@ import { errorMessage, isDatabaseUnavailable, isNatsUnavailable } from '../core/
 import { nulAt } from '../core/json-input.js';
 import { sleep } from '../core/sleep.js';
 import { refuseUnparsable } from './client-errors.js';
-import { clientAddress } from './auth.js';
+import { clientAddress, type CredentialThrottle } from './auth.js';
 import { HttpError, STATUS_OF, fail, failAuth, type ApiError, type ErrorCode } from './errors.js';
 import { ReadModelUnavailable } from '../read-model/read-model.js';
 
@@ -144,6 +144,12 @@ export class HttpServer implements HttpMount {
     message: 'a valid API bearer token is required',
   });
 
+  /**
+   * For routes mounted with { ownCredential }: the API's failed-authentication counts, so a wrong
+   * channel secret and a wrong token count alike. Set by the API module; none until then.
+   */
+  credentialThrottle: CredentialThrottle = { throttled: () => undefined, refused: () => undefined };
+
   /** Handlers by "METHOD path": a restarted connector mounts its routes again and replaces its own. */
   private readonly mounted = new Map<string, RouteHandler>();
 
@@ -173,7 +179,12 @@ export class HttpServer implements HttpMount {
       url: path,
       // Refused before the body is read.
       onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
-        const refused = opts?.auth ? this.authorize(req.headers, req.method, clientAddress(req)) : undefined;
+        const client = opts?.auth || opts?.ownCredential ? clientAddress(req) : '';
+        const refused = opts?.auth
+          ? this.authorize(req.headers, req.method, client)
+          : opts?.ownCredential
+            ? this.credentialThrottle.throttled(client, opts.ownCredential)
+            : undefined;
         if (refused?.retryAfterS !== undefined) reply.header('retry-after', String(refused.retryAfterS));
         if (refused) return this.refuse(req, reply, refused.code, refused.message);
       },
@@ -187,6 +198,7 @@ export class HttpServer implements HttpMount {
           rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
         };
         const res = await this.mounted.get(key)!(raw);
+        if (opts?.ownCredential && res.credentialRefused) this.credentialThrottle.refused(clientAddress(req));
         reply.code(res.status);
         for (const [k, v] of Object.entries(res.headers ?? {})) reply.header(k, v);
         return reply.send(res.body ?? '');

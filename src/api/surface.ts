@@ -48,6 +48,7 @@ export class HelpdeskSurface {
   async start(): Promise<void> {
     const auth = this.auth;
     this.http.authorize = (headers, method, client) => auth.authorize(headers.authorization, method, client);
+    this.http.credentialThrottle = auth;
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
     registerConsole(this.http.app, { bus: this.bus, auth, log: this.log.child({ component: 'console' }), ticketPrefix: this.config.router?.ticketPrefix ?? '', leaseTtlMs: this.config.nats?.leaseTtl ?? 30_000 });
     if (this.store && this.readModel) {

@@ -305,16 +305,16 @@ export const GatewayConfig = z.object({
       /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
       metricsRequireToken: z.boolean().default(false),
       /**
-       * Wrong tokens per client address: after `failures` within `window` the address is answered
-       * 429 for a whole `window`, whatever it presents. Counted by the socket's peer address
-       * (behind a reverse proxy: the client's when the proxy is in trustedProxies, else the
-       * proxy's, shared by every client), an IPv6 address by its /64.
-       */
-      /**
        * Reverse proxies or ingress controllers in front of the gateway (IP addresses or CIDR
        * ranges): from these peers the client is read from X-Forwarded-For, for authThrottle.
        */
       trustedProxies: z.array(z.string().refine(isIpOrRange, 'an IP address or a CIDR range (10.0.0.0/8, fd00::/8)')).max(100).default([]),
+      /**
+       * Wrong API tokens and web-form channel secrets per client address: after `failures` within
+       * `window` the address is answered 429 for a whole `window`, whatever it presents. Counted
+       * by the socket's peer address (behind a reverse proxy: the client's when the proxy is in
+       * trustedProxies, else the proxy's, shared by every client), an IPv6 address by its /64.
+       */
       authThrottle: z
         .object({
           failures: z.number().int().min(1).max(100_000).default(20),

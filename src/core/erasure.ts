@@ -250,7 +250,7 @@ class Needles {
     const v = identity.trim().toLowerCase();
     if (!v) return;
     this.addExact(v);
-    // Auto-acknowledgement stamps are keyed by the sender (commands.ts): they go too.
+    // Auto-acknowledgement stamps are keyed by the sender (router/auto-acknowledgement.ts): they go too.
     this.ackKeys.add(`autoack.${hashKey(v)}`);
     // A phone written "+7 916 123-45-67" in one place is "79161234567" in another, "89161234567"
     // (the Russian domestic format) or "8 (916) 123-45-67" in a third: found as a whole number in

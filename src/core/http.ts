@@ -18,6 +18,11 @@ export interface RawResponse {
   status: number;
   headers?: Record<string, string>;
   body?: string | Buffer | object;
+  /**
+   * On a route mounted with `ownCredential`: the request presented the route's credential and it
+   * was wrong. Counted against the client's address (api.authThrottle); not sent.
+   */
+  credentialRefused?: boolean;
 }
 
 export type RouteHandler = (req: RawRequest) => Promise<RawResponse>;
@@ -35,6 +40,14 @@ export interface HttpMount {
 export interface RouteOptions {
   /** Requires an API bearer token. */
   auth?: boolean;
+  /**
+   * The route checks a credential of its own (a channel's shared secret), named here for the
+   * refusal ("secrets"). Wrong ones (the handler's `credentialRefused`) count against the client's
+   * address together with wrong API tokens (api.authThrottle), and an address past the limit is
+   * answered 429 before the handler runs, whatever it presents: without it the route let a
+   * guesser try secrets without end.
+   */
+  ownCredential?: string;
   /**
    * `flat`: what the server refuses itself on this route (a body over http.bodyLimit, a missing
    * token, shutting down), and on any path of the same shape (/connectors/<channel>/<any

@@ -32,6 +32,17 @@ export class MergeRefusal extends Error {
 /** How often omnigate_tickets{status} is recounted at most (sample()). */
 const COUNT_EVERY_MS = 15_000;
 
+/** The read model's state while its database is not open yet: no checkpoint read, so no lag to state. */
+export interface OpeningStatus {
+  applying: false;
+  checkpoint: null;
+  logLastSeq: null;
+  lag: null;
+  database: 'opening';
+  /** Why the last attempt to open failed (names hosts: for operators, /readyz and the log only). */
+  lastError?: string;
+}
+
 /** The database is not open (yet): PGlite still initialising, PostgreSQL unreachable. Retry later. */
 export class ReadModelUnavailable extends Error {}
 
@@ -61,6 +72,8 @@ export class ReadModel {
   ) {
     this.startedEmpty = surelyEmpty(o);
     this.projection = new Projection(bus, () => this.database(), log, o, supervisor);
+    // Unknown until the database opens (sample()); a gauge never set is exposed as 0, "caught up".
+    metrics.readModelLag.set(Number.NaN);
     // Every caller waiting for the open listens to it (database()); an initdb of seconds under API
     // traffic would pass Node's default of 10 listeners and warn of a leak that is none.
     setMaxListeners(0, this.stopping.signal);
@@ -140,8 +153,13 @@ export class ReadModel {
    * the projection moved, and at most every COUNT_EVERY_MS unless `force` (sampleNow, tests):
    * /readyz is probed every few seconds and must not cost a scan of the history each time.
    */
-  async sample(o: { force?: boolean } = {}): Promise<ProjectionStatus & { database: string }> {
-    if (!this.opened) return { ...this.projection.status(), database: 'opening', ...(this.lastOpenError ? { lastError: this.lastOpenError } : {}) };
+  async sample(o: { force?: boolean } = {}): Promise<(ProjectionStatus & { database: string }) | OpeningStatus> {
+    if (!this.opened) {
+      // The checkpoint is in the database: until it opens, how far behind the log it is cannot be
+      // known. A 0 here read as "caught up" during a slow start while lists still answered 503.
+      metrics.readModelLag.set(Number.NaN);
+      return { applying: false, checkpoint: null, logLastSeq: null, lag: null, database: 'opening', ...(this.lastOpenError ? { lastError: this.lastOpenError } : {}) };
+    }
     const s = await this.projection.sample();
     if (this.opened && s.checkpoint !== this.lastCount && (o.force || Date.now() - this.lastCountAt >= COUNT_EVERY_MS)) {
       this.lastCount = s.checkpoint;

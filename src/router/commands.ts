@@ -8,7 +8,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import type { Bus } from '../core/bus.js';
-import { isCasConflict } from '../core/bus.js';
 import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
 import { errorMessage } from '../core/errors.js';
@@ -316,64 +315,6 @@ export async function linkCommand(store: TicketStore, body: unknown): Promise<Co
   });
   if (!applied) return missing(store, c.ticketId);
   return { ok: true, result: { ticketId: c.ticketId, externalRef: applied.outcome, changed: applied.changed } };
-}
-
-export interface AutoAckOptions {
-  enabled: boolean;
-  /** {ticket} is replaced by the ticket id, {name} by the customer's name. */
-  text: string;
-  /** At most this many acknowledgements per sender per hour: the last guard against mail loops. */
-  perSenderPerHour: number;
-}
-
-/** One acknowledgement in a sender's hourly window. */
-interface AckSlot {
-  ticket?: string;
-  at: number;
-}
-
-/**
- * Sends the auto-acknowledgement for a newly opened ticket, at most `perSenderPerHour` per sender
- * (a sliding window kept in KV with compare-and-set, so replicas share it).
- */
-export async function autoAcknowledge(
-  bus: Bus,
-  commands: CommandHandler,
-  o: AutoAckOptions,
-  ticket: Ticket,
-  senderKey: string,
-  log: Logger,
-): Promise<void> {
-  if (!o.enabled) return;
-  const key = `autoack.${hashKey(senderKey.toLowerCase())}`;
-  const hourAgo = Date.now() - 3_600_000;
-  for (;;) {
-    const entry = await bus.kv.dedup.get(key);
-    // Each slot names its ticket: the routing of a new ticket's first message is retried after a
-    // failure further on (its hook runs again), and a retry must reuse its slot, not take another
-    // (three retries used up a sender's hour). Bare numbers are slots of earlier versions.
-    const stored = entry && entry.operation === 'PUT' ? (entry.json() as Array<number | AckSlot>) : [];
-    const slots = stored.map((x): AckSlot => (typeof x === 'number' ? { at: x } : x)).filter((x) => x.at > hourAgo);
-    if (slots.some((x) => x.ticket === ticket.id)) break;
-    if (slots.length >= o.perSenderPerHour) {
-      log.info({ ticketId: ticket.id }, 'auto-acknowledgement skipped: sender over the hourly limit');
-      return;
-    }
-    const next = JSON.stringify([...slots, { ticket: ticket.id, at: Date.now() } satisfies AckSlot]);
-    try {
-      if (entry && entry.operation === 'PUT') await bus.guardedUpdate('dedup', key, next, entry.revision);
-      else await bus.kv.dedup.create(key, next);
-      break;
-    } catch (err) {
-      if (!isCasConflict(err)) throw err;
-    }
-  }
-  const text = o.text.replaceAll('{ticket}', ticket.id).replaceAll('{name}', ticket.contact.displayName ?? '');
-  const result = await commands.reply(
-    { ticketId: ticket.id, text, idempotencyKey: 'auto-acknowledgement', author: { id: 'omnigate', name: 'auto-acknowledgement' } },
-    { purpose: 'acknowledgement' },
-  );
-  if (!result.ok) log.warn({ ticketId: ticket.id, error: result.error }, 'auto-acknowledgement failed');
 }
 
 /**

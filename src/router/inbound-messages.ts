@@ -1,6 +1,6 @@
 /**
  * Routing of customer messages (message.inbound): dedup, threading into a ticket (opening one
- * with ticket-opening.ts), the ticket update, the log entries and the events. Auto-replies,
+ * with inbound-ticket.ts), the ticket update, the log entries and the events. Auto-replies,
  * echoes and bounces are told apart here and handed to bounces.ts.
  *
  * Messages of one conversation that queued up behind each other (its lane handed them over
@@ -22,9 +22,9 @@ import { guardLoop, isOurEcho, processBounce } from './bounces.js';
 import { NotOwnedError } from './inbound-consumer.js';
 import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
-import { openTicket } from './ticket-opening.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
-import { isParticipant, type Resolution, type Threader } from './threading.js';
+import { ticketFor } from './inbound-ticket.js';
+import type { Resolution, Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
@@ -196,7 +196,7 @@ export class MessageRouter {
    */
   private async routeTogether(group: QueuedMessage[], fresh: boolean, leaseHeld: () => boolean): Promise<number> {
     const first = group[0]!;
-    const { ticket, match, reopen, openedNow } = await this.threadInto(first.e, fresh);
+    const { ticket, match, reopen, openedNow } = await ticketFor(this.store, this.threader, first.e, fresh);
     const members: Member[] = [{ q: first, e: first.e, match, reopen }];
     for (const q of group.slice(1)) {
       const { e } = q;
@@ -328,69 +328,6 @@ export class MessageRouter {
     if (redelivered || e.platform.sentAtBy !== 'platform' || !e.platform.sentAt) return true;
     const age = Date.now() - Date.parse(e.platform.sentAt);
     return !(age > -CLOCK_SKEW_MS && age < this.bus.options.duplicateWindowMs - CLOCK_SKEW_MS);
-  }
-
-  /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
-  private async threadInto(e: InboundMessage, fresh: boolean): Promise<{ ticket: Ticket; match: Resolution['match']; reopen: boolean; openedNow: boolean }> {
-    /** Set when another sender's mail holds this mail's Message-ID: keyed by the Message-ID and this sender instead. */
-    let ownKey: string | undefined;
-    for (;;) {
-      const res = await this.threader.resolve(e, fresh);
-      if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen, openedNow: false };
-      let ticketId = res.previous;
-      if (!ticketId) {
-        const candidate = this.store.idFor(await this.store.allocateNumber());
-        const claim = await this.store.claim(ownKey ?? res.conversationKey, candidate);
-        // A number just allocated names no ticket yet: create it with this message recorded.
-        if (claim.won) return { ...(await openTicket(this.store, e, candidate)), match: res.match, reopen: false };
-        // An email's key is its own Message-ID: losing the claim means this very mail opened the
-        // ticket before (a redelivery), or another mail carries the same Message-ID (a mailer that
-        // reuses them). Joined only when it is the sender's own ticket: another sender's mail would
-        // otherwise land in a stranger's ticket. A chat's key is the conversation: someone else
-        // opened it concurrently, so resolve again (fresh) and join theirs.
-        if (e.email && claim.ticketId) {
-          if (!ownKey && !(await this.sendersOwn(claim.ticketId, e.email))) {
-            ownKey = IndexKeys.emailMessageIdOfSender(e.email.messageId, e.email.from);
-            continue;
-          }
-          ticketId = claim.ticketId;
-        } else {
-          fresh = true;
-          continue;
-        }
-      }
-      // The index names a ticket whose record may be missing (a crash between claim and create).
-      const existing = await this.store.get(ticketId, { fresh: true });
-      if (existing) return { ticket: existing.value, match: res.match, reopen: false, openedNow: false };
-      if (await this.store.removed(ticketId)) {
-        // Erased (or evicted) since this replica cached its binding: its number is never given
-        // again. The binding as stored decides: gone or moved on, thread again; still naming the
-        // removed ticket (an erasure between the record and its bindings), a new number takes it.
-        const key = ownKey ?? res.conversationKey;
-        this.store.invalidate(key, ticketId);
-        const bound = await this.store.lookup(key, { fresh: true });
-        if (bound?.value === ticketId) {
-          const candidate = this.store.idFor(await this.store.allocateNumber());
-          if (await this.store.rebind(key, bound, candidate)) return { ...(await openTicket(this.store, e, candidate)), match: res.match, reopen: false };
-        }
-        fresh = true;
-        continue;
-      }
-      return { ...(await openTicket(this.store, e, ticketId)), match: res.match, reopen: false };
-    }
-  }
-
-  /**
-   * Whether the sender takes part in the ticket. A record that is missing (a crash between claim
-   * and create) is this mail's to create; an evicted ticket is nobody's to reopen under its number
-   * (its log stays), so a mail of another sender goes to a key of its own.
-   */
-  private async sendersOwn(ticketId: string, email: NonNullable<InboundMessage['email']>): Promise<boolean> {
-    const ticket = await this.store.get(ticketId, { fresh: true });
-    if (!ticket) return !(await this.store.removed(ticketId));
-    // A sender taken from a fallback header (no usable From) is nobody's word (threading.ts).
-    if (email.senderHeader !== undefined && email.senderHeader !== 'from') return false;
-    return isParticipant(ticket.value, email.from.toLowerCase());
   }
 }
 

@@ -386,7 +386,7 @@ export const IndexKeys = {
   /** Our own sent mail's Message-ID: its echo is recognised (bounces.ts isOurEcho). */
   ownMessageId: (messageId: string) => `out.${hashKey(normalizeMessageId(messageId))}`,
   emailMessageId: (messageId: string) => `mid.${hashKey(normalizeMessageId(messageId))}`,
-  /** A new mail's ticket when another sender's mail already holds its Message-ID (inbound-messages.ts threadInto). */
+  /** A new mail's ticket when another sender's mail already holds its Message-ID (inbound-ticket.ts). */
   emailMessageIdOfSender: (messageId: string, sender: string) => `mid.${hashKey(`${normalizeMessageId(messageId)}\u0000${sender.toLowerCase()}`)}`,
   platformMessage: (channel: string, account: string, platformMessageId: string) =>
     `pm.${hashKey(`${channel}\u0000${account}\u0000${platformMessageId}`)}`,

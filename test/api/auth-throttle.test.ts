@@ -12,7 +12,7 @@ import { GatewayConfig } from '../../src/core/config-schema.js';
 import { createLogger } from '../../src/core/logger.js';
 import { sleep } from '../../src/core/sleep.js';
 import { parsePrometheus } from './prometheus.js';
-import { ADMIN, READER, startApiHarness, type ApiHarness } from './support.js';
+import { ADMIN, READER, SITE_SECRET, startApiHarness, type ApiHarness } from './support.js';
 
 const WRONG = 'wrong-token-0123456789abcdef';
 const FAILURES = 3;
@@ -43,6 +43,27 @@ function call(from: string, path: string, token: string | null, method = 'GET'):
     });
     req.on('error', reject);
     req.end();
+  });
+}
+
+/** A web-form post (the webhook channel) from `from`; `secret` null: no Authorization header. */
+function post(from: string, messageId: string, secret: string | null, headers: Record<string, string> = {}): Promise<{ status: number; retryAfter?: string; body: any }> {
+  const url = new URL('/connectors/webhook/site/messages', h.gw.httpUrl);
+  const body = JSON.stringify({ messageId, sender: { id: `${messageId}@example.ru`, name: 'Ирина' }, text: 'Не приходит код подтверждения' });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', localAddress: from, headers: { 'content-type': 'application/json', ...(secret === null ? {} : { authorization: `Bearer ${secret}` }), ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], body: text.startsWith('{') ? JSON.parse(text) : text });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
 }
 
@@ -78,7 +99,7 @@ describe('failed-authentication throttle', () => {
 
     // Warned once for the address, and no token in any log line.
     const logs = h.gw.logs.join('');
-    expect(logs.split('API authentication throttled').length - 1).toBe(1);
+    expect(logs.split('authentication throttled: too many wrong').length - 1).toBe(1);
     expect(logs).toContain('"client":"127.0.0.2"');
     for (const token of [ADMIN, READER, WRONG]) expect(logs).not.toContain(token);
 
@@ -87,6 +108,50 @@ describe('failed-authentication throttle', () => {
     // A fresh window: as many tries as before.
     for (let i = 0; i < FAILURES; i++) expect((await call('127.0.0.2', '/v1/tickets', WRONG)).status).toBe(401);
     expect((await call('127.0.0.2', '/v1/tickets', WRONG)).status).toBe(429);
+  }, 30_000);
+
+  it('throttles the web-form channel\'s own secret with the same counts: 429 and Retry-After even with the right secret, other addresses untouched', async () => {
+    const WRONG_SECRET = 'wrong-site-secret-0123456789';
+    const before = await failureCounts();
+    for (let i = 0; i < FAILURES; i++) expect((await post('127.0.0.5', `guess-${i}`, WRONG_SECRET)).status).toBe(401);
+
+    const refused = await post('127.0.0.5', 'right-after-guesses', SITE_SECRET);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(refused.retryAfter)).toBeLessThanOrEqual(WINDOW_MS / 1000);
+    // The channel route's own (flat) error shape, naming the setting.
+    expect(refused.body).toMatchObject({ error: 'too_many_auth_failures', message: expect.stringContaining('api.authThrottle') });
+    // One count per address: the guesser's API calls are refused too.
+    expect((await call('127.0.0.5', '/v1/tickets', ADMIN)).status).toBe(429);
+    // Another address posts as usual.
+    expect((await post('127.0.0.6', 'other-address', SITE_SECRET)).status).toBe(202);
+
+    const after = await failureCounts();
+    expect(after.refused! - before.refused!).toBe(FAILURES);
+    expect(after.throttled! - before.throttled!).toBe(2);
+    const logs = h.gw.logs.join('');
+    expect(logs).toContain('"client":"127.0.0.5"');
+    for (const secret of [SITE_SECRET, WRONG_SECRET]) expect(logs).not.toContain(secret);
+
+    // A post without any credential is not a guess.
+    for (let i = 0; i < FAILURES * 2; i++) expect((await post('127.0.0.7', `bare-${i}`, null)).status).toBe(401);
+    expect((await post('127.0.0.7', 'bare-then-right', SITE_SECRET)).status).toBe(202);
+
+    await sleep(WINDOW_MS + 100);
+    expect((await post('127.0.0.5', 'after-the-window', SITE_SECRET)).status).toBe(202);
+  }, 30_000);
+
+  it('counts web-form posts through a trusted proxy by the client in X-Forwarded-For', async () => {
+    setTrustedProxies(['127.0.0.8']);
+    try {
+      const via = (client: string) => ({ 'x-forwarded-for': client });
+      for (let i = 0; i < FAILURES; i++) expect((await post('127.0.0.8', `proxied-guess-${i}`, 'wrong-site-secret-0123456789', via('203.0.113.50'))).status).toBe(401);
+      expect((await post('127.0.0.8', 'proxied-right', SITE_SECRET, via('203.0.113.50'))).status).toBe(429);
+      // The proxy's other clients are not locked out with the guesser.
+      expect((await post('127.0.0.8', 'proxied-other', SITE_SECRET, via('203.0.113.51'))).status).toBe(202);
+    } finally {
+      setTrustedProxies([]);
+    }
   }, 30_000);
 
   it('does not count requests without any token (a browser opening the console, a probe)', async () => {

@@ -5,7 +5,7 @@ import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
 import type { OutboundMessage } from '../../src/core/schema.js';
 import { createLogger } from '../../src/core/logger.js';
 import { hashKey } from '../../src/core/subjects.js';
-import { autoAcknowledge } from '../../src/router/commands.js';
+import { autoAcknowledge } from '../../src/router/auto-acknowledgement.js';
 
 let gw: TestGateway;
 beforeAll(async () => {

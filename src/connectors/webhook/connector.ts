@@ -102,7 +102,8 @@ export class WebhookConnector implements Connector {
 
   async start(): Promise<void> {
     // Flat refusals from the server too (413, unknown account): the shape form integrations switch on (README).
-    this.ctx.http.route('POST', `/connectors/webhook/${this.ctx.account}/messages`, (req) => this.receive(req), { errors: 'flat' });
+    // Its secret is throttled with the API's tokens (api.authThrottle): a guesser is refused 429.
+    this.ctx.http.route('POST', `/connectors/webhook/${this.ctx.account}/messages`, (req) => this.receive(req), { errors: 'flat', ownCredential: 'secrets or signatures' });
     this.health_.set('connected');
   }
 
@@ -126,7 +127,11 @@ export class WebhookConnector implements Connector {
   }
 
   private async receive(req: RawRequest): Promise<RawResponse> {
-    if (!this.authorized(req)) return { status: 401, body: { error: 'unauthorized', message: 'missing or invalid bearer token or signature' } };
+    if (!this.authorized(req)) {
+      // Only a credential presented counts as a guess; a bare request (a probe, a browser) does not.
+      const presented = !!req.headers.authorization?.trim() || !!req.headers[SIGNATURE_HEADER];
+      return { status: 401, body: { error: 'unauthorized', message: 'missing or invalid bearer token or signature' }, credentialRefused: presented };
+    }
     const encoding = contentEncodingRefusal(req.headers['content-encoding']);
     if (encoding) {
       await this.ctx.deadLetter(`webhook body refused: ${encoding}`, req.rawBody);
