@@ -12,11 +12,13 @@ import type { HttpMount } from '../core/http.js';
 import type { Lease } from '../core/lease.js';
 import type { LoopRun } from '../core/supervisor.js';
 import type { TemplateSupport } from '../core/reply-templates.js';
-import type { ConnectorState, ConversationStateEvent, InboundEventInput, OutboundMessage } from '../core/schema.js';
+import type { ConnectorState, ConversationStateEvent, InboundEventInput, OutboundMessage, RefusedCopy } from '../core/schema.js';
 
 export interface SendResult {
   /** The platform's id for what was sent (Telegram message_id, Slack ts, email Message-ID). */
   platformMessageId: string;
+  /** Copies (email Cc) the platform refused while it took the message for its To: noted on the ticket. */
+  refusedCopies?: RefusedCopy[];
 }
 
 export interface ConnectorHealth {

@@ -10,7 +10,7 @@ import { LaneConsumer } from '../core/lane-consumer.js';
 import type { Supervisor } from '../core/supervisor.js';
 import { sleep, backoffMs } from '../core/sleep.js';
 import type { Logger } from '../core/logger.js';
-import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status } from '../core/schema.js';
+import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus as Status, type RefusedCopy } from '../core/schema.js';
 import { Consumers, Streams, Subjects } from '../core/subjects.js';
 import { holdsReply, previousReplyOf } from '../core/reply-order.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
@@ -210,7 +210,7 @@ export class OutboundRunner {
       if (!(await mark(withRound({ s: wire ? 'claimed' : 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
       try {
         const result = await this.connector.send(msg, { attempt: attempts, replica: this.o.replica, ...wire });
-        await this.finish(m, msg, markerKey, withRound({ s: 'sent', attempts, pid: result.platformMessageId }), 'sent', result.platformMessageId);
+        await this.finish(m, msg, markerKey, withRound({ s: 'sent', attempts, pid: result.platformMessageId }), 'sent', result.platformMessageId, undefined, { park: true, refusedCopies: result.refusedCopies });
         return;
       } catch (err) {
         if (err instanceof TakenOverError) return; // mark() logged it
@@ -333,7 +333,7 @@ export class OutboundRunner {
     status: Status['status'],
     platformMessageId?: string,
     reason?: string,
-    o: { park: boolean } = { park: true },
+    o: { park: boolean; refusedCopies?: RefusedCopy[] } = { park: true },
   ): Promise<void> {
     const event: Status = DeliveryStatus.parse({
       v: 1,
@@ -349,6 +349,7 @@ export class OutboundRunner {
       at: new Date().toISOString(),
       purpose: msg.purpose,
       round: marker.round,
+      refusedCopies: o.refusedCopies?.length ? o.refusedCopies : undefined,
     });
     // A send that happened is remembered until its outcome is stored: should the recording give up
     // (and the message come back here), it is recorded then, not sent again.

@@ -75,6 +75,19 @@ export const OutboundMessage = z.object({
 export type OutboundMessage = z.infer<typeof OutboundMessage>;
 export type OutboundMessageInput = z.input<typeof OutboundMessage>;
 
+/** At most this many refused copies travel with a `sent` (a reply has at most 20 recipients). */
+export const MAX_REFUSED_COPIES = 50;
+
+/** A copy (email Cc) the platform refused while it took the message for its To. */
+export const RefusedCopy = z.object({
+  address: z.string(),
+  /** The server's reply (SMTP: `550 5.1.1 no such user`). */
+  reason: z.string(),
+  /** Refused for now (SMTP 4xx, greylisting): noted, but later replies still copy it. */
+  temporary: z.literal(true).optional(),
+});
+export type RefusedCopy = z.infer<typeof RefusedCopy>;
+
 /** A connector's report of what happened to an outbound message: omni.status.<channel>.<account>. */
 export const DeliveryStatus = z.object({
   v: z.literal(SCHEMA_VERSION),
@@ -92,5 +105,7 @@ export const DeliveryStatus = z.object({
   purpose: SendPurpose.optional(),
   /** Set on the outcome of a failed message sent again by `omnigate dlq --replay` (1 for the first replay): a new outcome for the ticket. */
   round: z.number().int().positive().optional(),
+  /** With `sent`: copies the platform refused while it took the message for its To (email Cc refused at RCPT TO). */
+  refusedCopies: z.array(RefusedCopy).max(MAX_REFUSED_COPIES).optional(),
 });
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;

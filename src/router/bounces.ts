@@ -83,20 +83,56 @@ function copiesOnly(t: Ticket, bounce: Bounce, answerId: string | undefined): { 
  * (and to helpdesks) says which and why; the ticket stops copying them. Idempotent: the note by
  * the bounce's id, the list by address.
  */
-async function recordBouncedCopies(store: TicketStore, journal: Journal, ticket: Ticket, e: InboundMessage, copies: { outboundId: string; failed: FailedRecipient[] }): Promise<void> {
+function recordBouncedCopies(store: TicketStore, journal: Journal, ticket: Ticket, e: InboundMessage, copies: { outboundId: string; failed: FailedRecipient[] }): Promise<void> {
   const which = copies.failed.map((f) => (f.reason ? `${f.address} (${f.reason})` : f.address)).join('; ');
-  const id = `bounce-copy:${hashKey(e.id).slice(0, 32)}`;
-  const entry: LogEntry = {
-    kind: 'note', at: e.receivedAt, id, author: { id: 'router' },
+  return noteCopies(store, journal, ticket, {
+    id: `bounce-copy:${hashKey(e.id).slice(0, 32)}`,
+    at: e.receivedAt,
     text: `A copy of reply ${copies.outboundId} bounced: ${which}. The reply reached its To; later replies of this ticket no longer copy ${copies.failed.length === 1 ? 'this address' : 'these addresses'}.`,
-  };
-  await journal.append(ticket.id, entry, id);
-  const addresses = copies.failed.map((f) => f.address);
-  const updated = await store.mutate(ticket.id, (t) => {
+    stopCopying: copies.failed.map((f) => f.address),
+  });
+}
+
+/**
+ * Copies the mail server refused while it took a reply for its To (a `sent` naming refused
+ * copies, connectors/email/sender.ts): noted as a bounced copy is, and the permanently refused
+ * ones are no longer copied. A refused copy that is the ticket's customer (an agent who chose
+ * another To and copied the customer) fails the reply, as the customer's bounce would.
+ */
+export async function recordRefusedCopies(bus: Bus, store: TicketStore, journal: Journal, ticket: Ticket, s: DeliveryStatus): Promise<void> {
+  const refused = s.refusedCopies ?? [];
+  const contact = new Set([ticket.contact.id, ticket.contact.handles.email, ticket.contact.handles.replyTo].filter((a): a is string => !!a).map(addressKey));
+  const customer = refused.find((r) => !r.temporary && contact.has(addressKey(r.address)));
+  if (customer) {
+    const failed = DeliveryStatus.parse({
+      v: 1, type: 'delivery.status', outboundId: s.outboundId, ticketId: ticket.id, channel: s.channel, account: s.account, status: 'failed',
+      platformMessageId: s.platformMessageId, reason: `recipient_rejected: the customer's address was refused: ${customer.address}: ${customer.reason}`,
+      at: s.at, purpose: s.purpose, round: s.round,
+    });
+    await bus.publishJson(Subjects.status(s.channel, s.account), failed, `status:${s.outboundId}:failed${s.round ? `:r${s.round}` : ''}`);
+    return;
+  }
+  const lasting = refused.filter((r) => !r.temporary);
+  const which = refused.map((r) => `${r.address} (${r.temporary ? 'for now: ' : ''}${r.reason})`).join('; ');
+  const after = lasting.length === 0 ? 'later replies still copy them' : `later replies of this ticket no longer copy ${lasting.length === 1 ? lasting[0]!.address : lasting.map((r) => r.address).join(', ')}`;
+  await noteCopies(store, journal, ticket, {
+    id: `refused-copy:${hashKey(`${s.outboundId}${s.round ? `:r${s.round}` : ''}`).slice(0, 32)}`,
+    at: s.at,
+    text: `The mail server refused ${refused.length === 1 ? 'a copy' : 'copies'} of reply ${s.outboundId}: ${which}. The reply reached its To; ${after}.`,
+    stopCopying: lasting.map((r) => r.address),
+  });
+}
+
+/** A note on the ticket about copies of a reply that did not arrive; `stopCopying` leaves later replies. Idempotent: the note by its id, the list by address. */
+async function noteCopies(store: TicketStore, journal: Journal, ticket: Ticket, n: { id: string; at: string; text: string; stopCopying: string[] }): Promise<void> {
+  const entry: LogEntry = { kind: 'note', at: n.at, id: n.id, author: { id: 'router' }, text: n.text };
+  await journal.append(ticket.id, entry, n.id);
+  const addresses = n.stopCopying;
+  const updated = addresses.length === 0 ? null : await store.mutate(ticket.id, (t) => {
     const known = new Set(t.emailParties?.bouncedCopies ?? []);
     if (addresses.every((a) => known.has(addressKey(a)))) return null;
     t.emailParties = withBouncedCopies(t.emailParties ?? { authors: [], own: [] }, addresses);
     return t;
   });
-  await journal.emit('ticket.note', updated ?? ticket, id, entry);
+  await journal.emit('ticket.note', updated ?? ticket, n.id, entry);
 }

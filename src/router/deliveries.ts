@@ -22,6 +22,7 @@ import { Subjects, hashKey } from '../core/subjects.js';
 import { escalationOutcome, recordEscalationOutcome } from './escalation.js';
 import { logMsgId, type Journal } from './journal.js';
 import { withReplyMessageId } from './mail-recipients.js';
+import { recordRefusedCopies } from './bounces.js';
 import type { RouterMetrics } from './metrics.js';
 import { park, type RouterDeadLetterCode } from './park.js';
 import { mergeReferences, purposeOf } from './ticket-changes.js';
@@ -212,6 +213,7 @@ export class DeliveryRecorder {
     // status (the event id dedupes it), so a crash after the ticket update still announces it.
     if (agentOutbound && s.status === 'failed') writes.push(this.journal.emit('ticket.delivery_failed', current, `dlv:${s.outboundId}${round}`, entry));
     await Promise.all(writes);
+    if (s.status === 'sent' && s.refusedCopies?.length) await recordRefusedCopies(this.bus, this.store, this.journal, current, s);
     const escalation = escalationOutcome(s);
     if (escalation) {
       await recordEscalationOutcome(this.store, this.journal, this.log, { id: s.outboundId, ticketId: s.ticketId, outcome: escalation, detail: s.reason, target: `${s.channel}/${s.account}` });

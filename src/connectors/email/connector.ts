@@ -73,10 +73,10 @@ export class EmailConnector implements Connector {
     if (!sender) {
       throw new PermanentDeliveryError(`mailbox ${msg.conversation.id} is not configured on email account ${this.ctx.account}`, 'mailbox_not_configured');
     }
-    const platformMessageId = await sender.send(msg);
+    const sent = await sender.send(msg);
     const key = `smtp:${msg.conversation.id.toLowerCase()}`;
     if (this.parts.get(key)?.state === 'auth_failed') this.report(key, 'connected');
-    return { platformMessageId };
+    return sent;
   }
 
   /** Holds the mailbox's lease while its folders are read; gives it up and waits again if lost. */

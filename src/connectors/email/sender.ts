@@ -15,6 +15,8 @@ import type { MediaStore } from '../../core/media.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { fromHeader, replaceFrom, subjectHeader } from './from-header.js';
 import { domainOf } from '../../core/mail-domains.js';
+import { addressKey } from '../../core/mail-address.js';
+import { MAX_REFUSED_COPIES, type RefusedCopy } from '../../core/schema.js';
 import { outboundMessageId } from './ids.js';
 import type { MailboxOptions } from './index.js';
 
@@ -62,7 +64,8 @@ export class MailboxSender {
     return this.transport;
   }
 
-  async send(msg: OutboundMessage): Promise<string> {
+  /** The mail's Message-ID, and the copies the server refused while it took the To; throws when the To was refused. */
+  async send(msg: OutboundMessage): Promise<{ platformMessageId: string; refusedCopies?: RefusedCopy[] }> {
     const email = msg.email;
     if (!email) throw new PermanentDeliveryError('the outbound message has no email block (recipients, subject)', 'bad_request');
     const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain, this.installationId);
@@ -100,7 +103,7 @@ export class MailboxSender {
       if (info.rejected.length > 0 && info.accepted.length === 0) {
         throw new PermanentDeliveryError(`all recipients refused: ${info.rejected.join(', ')}`, 'recipient_rejected');
       }
-      return messageId;
+      return { platformMessageId: messageId, ...refusalsOf(info, email.to) };
     } catch (err) {
       throw this.classify(err);
     }
@@ -139,6 +142,42 @@ export class MailboxSender {
     if (e.code && CONNECTION_CODES.has(e.code)) return new TransientDeliveryError(`SMTP connection problem: ${reply}`);
     return new TransientDeliveryError(`SMTP send failed: ${reply}`);
   }
+}
+
+interface RcptRefusal {
+  recipient?: string;
+  responseCode?: number;
+  response?: string;
+}
+
+/**
+ * What the server's RCPT refusals mean for a mail it took for some recipients: a refused To is the
+ * reply not delivered (an outside trial: the customer's own address refused with 550, the Cc
+ * accepted, and the reply recorded `sent`: the SLA timers counted it answered). Permanently
+ * refused: failed, as a bounce of the To is (router/bounces.ts); refused for now (4xx,
+ * greylisting): sent again, copies and all (the same Message-ID: a copy received twice is
+ * recognisable). Refused copies go back to the router with the `sent`, which notes them on the
+ * ticket and stops copying the permanently refused ones, as for a bounced copy.
+ */
+function refusalsOf(info: { rejected: unknown[]; rejectedErrors?: RcptRefusal[] }, to: string[]): { refusedCopies?: RefusedCopy[] } {
+  if (info.rejected.length === 0) return {};
+  const errors = info.rejectedErrors ?? [];
+  const refusal = (address: string) => errors.find((e) => e.recipient !== undefined && addressKey(e.recipient) === addressKey(address));
+  const toKeys = new Set(to.map(addressKey));
+  const refused = info.rejected.map((r) => String(typeof r === 'object' && r !== null && 'address' in r ? (r as { address: unknown }).address : r));
+  const refusedTo = refused.filter((a) => toKeys.has(addressKey(a)));
+  if (refusedTo.length > 0) {
+    const replies = refusedTo.map((a) => `${a}: ${refusal(a)?.response ?? 'refused'}`).join('; ');
+    const copies = refused.length > refusedTo.length ? ' (the server took the mail for its copies)' : '';
+    if (refusedTo.every((a) => (refusal(a)?.responseCode ?? 550) >= 500)) throw new PermanentDeliveryError(`SMTP RCPT TO refused the reply's To: ${replies}${copies}`, 'recipient_rejected');
+    throw new TransientDeliveryError(`SMTP RCPT TO deferred the reply's To: ${replies}${copies}`);
+  }
+  return {
+    refusedCopies: refused.slice(0, MAX_REFUSED_COPIES).map((address) => {
+      const r = refusal(address);
+      return { address, reason: r?.response ?? 'refused at RCPT TO', ...(r?.responseCode !== undefined && r.responseCode < 500 ? { temporary: true } : {}) };
+    }),
+  };
 }
 
 /**

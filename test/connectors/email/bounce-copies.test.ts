@@ -2,7 +2,9 @@
  * A bounce of a reply that went to several people, end to end through a real Dovecot, the
  * gateway and the SMTP stand-in: when only copies (Cc) failed, the reply stays delivered, the
  * log says which copy bounced and why, and later replies stop copying it; when the reply's To
- * is among the failed recipients, it is a failed reply as before.
+ * is among the failed recipients, it is a failed reply as before. The same when the mail server
+ * refuses recipients at RCPT TO while it takes the mail for others: an outside trial saw a reply
+ * whose To (the customer) was refused with 550 and whose Cc was taken recorded `sent`.
  */
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,11 +46,17 @@ async function reply(ticketId: string, text: string): Promise<string> {
 
 /** The mail the stand-in received whose text holds `marker`, parsed. */
 async function sentWith(marker: string): Promise<ParsedMail> {
+  return (await envelopeWith(marker)).mail;
+}
+
+/** The mail whose text holds `marker`, parsed, with the recipients the server took it for. */
+async function envelopeWith(marker: string, rcpt?: string): Promise<{ mail: ParsedMail; to: string[] }> {
   const deadline = Date.now() + 20_000;
   for (;;) {
     for (const envelope of world.smtp.received) {
       const mail = await simpleParser(envelope.raw);
-      if (mail.text?.includes(marker)) return mail;
+      const to = envelope.to.map((a) => a.toLowerCase());
+      if (mail.text?.includes(marker) && (!rcpt || to.includes(rcpt))) return { mail, to };
     }
     if (Date.now() > deadline) throw new Error(`no mail with "${marker}" at the SMTP stand-in`);
     await new Promise((r) => setTimeout(r, 50));
@@ -130,5 +138,47 @@ describe('a bounce of a reply with copies', () => {
     }));
     await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === back, 20_000);
     expect((await gw.ticket(ticketId))!.emailParties?.bouncedCopies).toEqual(['colleague2@firm.ru']);
+  });
+
+  it('fails a reply whose To the server refused at RCPT TO though it took the copies; notes refused copies and stops copying them; retries a To deferred with 4xx', async () => {
+    const first = uniqueId('rcpt-refused');
+    await world.imap.append('INBOX', plainMail({
+      messageId: first, from: 'Клиент <bad.klient@firm2.ru>', to: SUPPORT, cc: 'kollega@firm2.ru, gone@firm2.ru, grey@firm2.ru', subject: 'Заказ 1024',
+    }));
+    const ticketId = (await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === first, 20_000)).ticketId;
+
+    // The customer's own address refused; the copies taken.
+    world.smtp.rejectRecipient('bad.klient@firm2.ru', 550, '5.1.1 <bad.klient@firm2.ru>: no such user');
+    const refused = await reply(ticketId, `answer-refused ${ticketId}`);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId, 20_000);
+    expect(failed.lastDelivery).toMatchObject({ status: 'failed', outboundId: refused, reason: expect.stringContaining('bad.klient@firm2.ru') });
+    expect(failed.lastDelivery!.reason).toContain('no such user');
+    expect(failed.failedReplies).toHaveLength(1);
+    const toCopies = await envelopeWith(`answer-refused ${ticketId}`);
+    expect(toCopies.to.sort()).toEqual(['gone@firm2.ru', 'grey@firm2.ru', 'kollega@firm2.ru']);
+    world.smtp.clearRejections();
+
+    // A copy refused for good and one refused for now: the reply reached its To.
+    world.smtp.rejectRecipient('gone@firm2.ru', 550, '5.1.1 <gone@firm2.ru>: user unknown');
+    world.smtp.rejectRecipient('grey@firm2.ru', 451, '4.7.1 greylisted, try again later');
+    const one = await sentReply(ticketId, `answer-copies ${ticketId}`);
+    expect(listOf(one.to)).toEqual(['bad.klient@firm2.ru']);
+    const note = await gw.waitForEvent((e) => e.type === 'ticket.note' && e.ticketId === ticketId && (e.entry as Extract<LogEntry, { kind: 'note' }>).text.includes('refused'), 20_000);
+    const text = (note.entry as Extract<LogEntry, { kind: 'note' }>).text;
+    expect(text).toContain('gone@firm2.ru');
+    expect(text).toContain('user unknown');
+    expect(text).toContain('grey@firm2.ru (for now:');
+    const kept = await gw.ticket(ticketId);
+    expect(kept!.lastDelivery).toMatchObject({ status: 'sent' });
+    expect(kept!.emailParties?.bouncedCopies).toEqual(['gone@firm2.ru']);
+    world.smtp.clearRejections();
+
+    // The next reply leaves the refused copy out and still copies the greylisted one; its To
+    // deferred once (451) is sent on the next attempt.
+    world.smtp.rejectRecipient('bad.klient@firm2.ru', 451, '4.7.1 try again later', 1);
+    const two = await sentReply(ticketId, `answer-later ${ticketId}`);
+    expect(listOf(two.to)).toEqual(['bad.klient@firm2.ru']);
+    expect(listOf(two.cc).sort()).toEqual(['grey@firm2.ru', 'kollega@firm2.ru']);
+    expect((await envelopeWith(`answer-later ${ticketId}`, 'bad.klient@firm2.ru')).to).toContain('kollega@firm2.ru');
   });
 });
