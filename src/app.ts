@@ -186,6 +186,7 @@ export class Gateway {
         maxAttempts: c.outbound.maxAttempts,
         backoffBaseMs: c.outbound.backoffBase,
         backoffMaxMs: c.outbound.backoffMax,
+        maxTakeovers: c.outbound.maxTakeovers,
         ackWaitMs: 30_000,
         concurrency: 32,
         deadReplicas: this.embedded?.predecessor ? [holderOf(this.embedded.predecessor, 'connectors')] : [],

@@ -16,7 +16,26 @@ import { kvSafe } from '../core/subjects.js';
  * outcome is a new one for the ticket: under the first round's ids it was dropped as a duplicate
  * and the replay that failed again left the ticket saying nothing.
  */
-export type Marker = { s: 'claimed' | 'in-flight' | 'retry' | 'sent' | 'failed'; attempts: number; pid?: string; by?: string; at?: number; round?: number };
+export type Marker = {
+  s: 'claimed' | 'in-flight' | 'retry' | 'sent' | 'failed';
+  attempts: number;
+  pid?: string;
+  by?: string;
+  at?: number;
+  round?: number;
+  /** How many times a gateway took this reply over from one that died holding it (absent: never); see `takenOverFromDead`. */
+  takeovers?: number;
+};
+
+/**
+ * How many gateways may die holding one reply, each taken over by the next, before it fails for
+ * good (`outbound.maxTakeovers`). A reply that itself kills the gateway (an attachment loaded into
+ * memory past its limit, a connector bug) was taken over by every restart without end: a crash
+ * loop, with the conversation's later replies held behind it. Three is past the deaths one reply
+ * meets by chance (a kill -9, an OOM of something else, a node lost) while it is sent, which takes
+ * seconds, and ends a loop after four crashes.
+ */
+export const DEFAULT_MAX_TAKEOVERS = 3;
 
 export function markerKey(outboundId: string): string {
   return `out.${kvSafe(outboundId)}`;
@@ -24,6 +43,26 @@ export function markerKey(outboundId: string): string {
 
 export function markerOf(entry: KvEntry | null): Marker | null {
   return entry && entry.operation === 'PUT' ? (entry.json() as Marker) : null;
+}
+
+/**
+ * Whether reading `marker` (past the wait for its writer, othersMayStillSend) takes over an
+ * attempt a dead gateway left unfinished: claimed or in flight, and not written by this process
+ * (`replica`), whose own in-place retry re-reads its own marker.
+ */
+export function takenOverFromDead(marker: Marker | null, replica: string | undefined): boolean {
+  return (marker?.s === 'claimed' || marker?.s === 'in-flight') && (replica === undefined || marker.by !== replica);
+}
+
+/**
+ * The failure reason of a reply `died` gateways died holding, the last with its marker in `state`
+ * (`gateway_died_while_sending`). Permanent: another try would be another takeover. A claimed
+ * reply had not reached its platform call (nothing went out); one in flight was resent only
+ * because its receiver deduplicates, so a replay cannot duplicate it either way.
+ */
+export function diedHoldingReason(state: Marker['s'], died: number, maxTakeovers: number): string {
+  const where = state === 'claimed' ? 'before its platform call (nothing went out)' : 'during its platform call (the receiver deduplicates by its key)';
+  return `gateway_died_while_sending: ${died} gateways died holding this reply, the last ${where}; not taken over again (outbound.maxTakeovers: ${maxTakeovers}), as the reply may be what kills them. Look for the cause in those gateways' last log lines, then replay it`;
 }
 
 /** Whether the marker says the message is decided: sent or failed for good. */

@@ -14,9 +14,10 @@ import { DeliveryStatus, OutboundMessage, describeZodError, type DeliveryStatus 
 import { Consumers, Streams, Subjects } from '../core/subjects.js';
 import { holdsReply, previousReplyOf } from '../core/reply-order.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage, reasonCode } from '../core/errors.js';
-import type { Connector, SendAttempt } from './contract.js';
+import type { Connector } from './contract.js';
 import { ERASED_REASON, erasureOf } from './outbound-erasure.js';
-import { markerKey as markerKeyOf, markerOf, othersMayStillSend, settled, writeMarker, type Marker } from './outbound-marker.js';
+import { TakenOverError, wireMarks } from './outbound-wire.js';
+import { DEFAULT_MAX_TAKEOVERS, diedHoldingReason, markerKey as markerKeyOf, markerOf, othersMayStillSend, settled, takenOverFromDead, writeMarker, type Marker } from './outbound-marker.js';
 
 export interface OutboundRunnerOptions {
   maxAttempts: number;
@@ -31,6 +32,8 @@ export interface OutboundRunnerOptions {
    * lock we hold): a message one of them had in flight is decided at once, not waited on.
    */
   deadReplicas?: readonly string[];
+  /** How many gateways may die holding one reply before it fails for good (`outbound.maxTakeovers`; default DEFAULT_MAX_TAKEOVERS). */
+  maxTakeovers?: number;
 }
 
 /** How soon a message handed back by a replica that cannot send it is offered again. */
@@ -170,23 +173,23 @@ export class OutboundRunner {
       return;
     }
     const round = marker?.round;
-    const withRound = (next: Marker): Marker => (round ? { ...next, round } : next);
+    // Gateways that died holding this reply, counting this takeover: carried in every marker
+    // written from here, so a reply that kills each gateway taking it ends failed (maxTakeovers).
+    const takenOver = takenOverFromDead(marker, this.o.replica);
+    const takeovers = (marker?.takeovers ?? 0) + (takenOver ? 1 : 0);
+    const carry = (next: Marker): Marker => ({ ...next, ...(round ? { round } : {}), ...(takeovers ? { takeovers } : {}) });
     // Not attempted yet: the conversation's previous reply goes first (core/reply-order.ts).
     if (!marker && (await this.waitsForPreviousReply(m, msg))) return;
-    if (marker?.s === 'in-flight') {
+    if (marker?.s === 'in-flight' && !this.connector.resendSafe) {
       // A previous process stopped in the middle of the platform call: it may or may not have
-      // been delivered. Where the receiver deduplicates by our key, sending again is safe (the
-      // attempt count goes on); elsewhere it could duplicate a reply, so we report instead.
-      if (this.connector.resendSafe) {
-        this.log.warn({ outboundId: msg.id, attempts: marker.attempts, holder: marker.by }, 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)');
-      } else {
-        await this.finish(m, msg, markerKey, withRound({ s: 'failed', attempts: marker.attempts }), 'failed', undefined,
-          'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
-        return;
-      }
+      // been delivered, and sending again could duplicate a reply, so we report instead.
+      await this.finish(m, msg, markerKey, carry({ s: 'failed', attempts: marker.attempts }), 'failed', undefined,
+        'outcome_unknown: the gateway stopped while this message was being sent; check the chat before resending');
+      return;
     }
     // Claimed by a gateway that stopped before its platform call (it was pacing or waiting out a
-    // rate limit): nothing went out, and that claim is not an attempt.
+    // rate limit): nothing went out, and that claim is not an attempt. In flight where the
+    // receiver deduplicates by our key: sending again is safe, and the attempt count goes on.
     let attempts = marker?.s === 'claimed' ? Math.max(0, marker.attempts - 1) : (marker?.attempts ?? 0);
     // Every marker this handler writes is a compare-and-set on the one it read or wrote last:
     // two deliveries of one message (to two replicas) cannot both start an attempt.
@@ -201,31 +204,49 @@ export class OutboundRunner {
       revision = r;
       return true;
     };
+    if (takenOver && marker) {
+      const maxTakeovers = this.o.maxTakeovers ?? DEFAULT_MAX_TAKEOVERS;
+      const said = { outboundId: msg.id, ticketId: msg.ticketId, state: marker.s, attempts: marker.attempts, holder: marker.by, takeovers, maxTakeovers };
+      if (takeovers > maxTakeovers) {
+        // Erased meanwhile: reported as such, its text not parked again.
+        const failed = carry({ s: 'failed', attempts });
+        if (await this.erased(m, msg, markerKey, failed)) return;
+        // A compare-and-set first: a replica that took it over meanwhile keeps it.
+        if (!(await mark(failed))) return;
+        this.log.error(said, 'gateways keep dying while they hold this reply: failed for good instead of taken over again, as it may be what kills them (outbound.maxTakeovers)');
+        await this.finish(m, msg, markerKey, failed, 'failed', undefined, diedHoldingReason(marker.s, takeovers, maxTakeovers));
+        return;
+      }
+      this.log.warn(said, marker.s === 'in-flight'
+        ? 'send was in flight when a gateway stopped; sending again (the receiver deduplicates by idempotency key)'
+        : 'a gateway stopped while this reply waited for its platform call (nothing went out); sending it');
+    }
     // While we retry, the lane consumer tells the server we are still working on the message.
     for (;;) {
       // Erased while it waited (its lane, a backoff): the person asked to be forgotten, so it is not sent.
-      if (await this.erased(m, msg, markerKey, withRound({ s: 'failed', attempts }))) return;
+      if (await this.erased(m, msg, markerKey, carry({ s: 'failed', attempts }))) return;
       attempts++;
-      const wire = this.wire(withRound, attempts, mark);
-      if (!(await mark(withRound({ s: wire ? 'claimed' : 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
+      const claim = { attempts, by: this.o.replica };
+      const wire = this.connector.marksWire ? wireMarks((next) => mark(carry({ ...next, ...claim })), this.o.ackWaitMs) : undefined;
+      if (!(await mark(carry({ s: wire ? 'claimed' : 'in-flight', attempts, by: this.o.replica, at: Date.now() })))) return;
       try {
         const result = await this.connector.send(msg, { attempt: attempts, replica: this.o.replica, ...wire });
-        await this.finish(m, msg, markerKey, withRound({ s: 'sent', attempts, pid: result.platformMessageId }), 'sent', result.platformMessageId, undefined, { park: true, refusedCopies: result.refusedCopies });
+        await this.finish(m, msg, markerKey, carry({ s: 'sent', attempts, pid: result.platformMessageId }), 'sent', result.platformMessageId, undefined, { park: true, refusedCopies: result.refusedCopies });
         return;
       } catch (err) {
         if (err instanceof TakenOverError) return; // mark() logged it
         if (err instanceof SendElsewhereError) {
           // Lost the session between canSend() and the call: undo the attempt, hand it back.
-          if (await mark(withRound({ s: 'retry', attempts: attempts - 1 }))) m.nak(SEND_ELSEWHERE_DELAY_MS);
+          if (await mark(carry({ s: 'retry', attempts: attempts - 1 }))) m.nak(SEND_ELSEWHERE_DELAY_MS);
           return;
         }
         if (err instanceof PermanentDeliveryError) {
-          await this.finish(m, msg, markerKey, withRound({ s: 'failed', attempts }), 'failed', undefined, `${err.reason}: ${err.message}`);
+          await this.finish(m, msg, markerKey, carry({ s: 'failed', attempts }), 'failed', undefined, `${err.reason}: ${err.message}`);
           return;
         }
-        if (!(await mark(withRound({ s: 'retry', attempts })))) return;
+        if (!(await mark(carry({ s: 'retry', attempts })))) return;
         if (attempts >= this.o.maxAttempts) {
-          await this.finish(m, msg, markerKey, withRound({ s: 'failed', attempts }), 'failed', undefined,
+          await this.finish(m, msg, markerKey, carry({ s: 'failed', attempts }), 'failed', undefined,
             `retries_exhausted after ${attempts} attempts: ${errorMessage(err)}`);
           return;
         }
@@ -240,28 +261,6 @@ export class OutboundRunner {
         }
       }
     }
-  }
-
-  /**
-   * For a connector that marks the wire: the marker turns `in-flight` only when a platform call is
-   * about to be made, and back to `claimed` when the platform refused before anything of the
-   * message went out. Each is a compare-and-set: a copy taken over meanwhile stops before its call.
-   */
-  private wire(withRound: (m: Marker) => Marker, attempts: number, mark: (next: Marker) => Promise<boolean>): Pick<SendAttempt, 'onWire' | 'offWire'> | undefined {
-    if (!this.connector.marksWire) return undefined;
-    let onWire = false;
-    let markedAt = 0;
-    const set = async (s: 'in-flight' | 'claimed') => {
-      // Written again when it is old: a reply that waits out rate limits between its parts keeps
-      // saying it is alive, or another replica offered it would judge it dead (2 × ack_wait) and
-      // report outcome_unknown while this one still sends.
-      if (onWire === (s === 'in-flight') && Date.now() - markedAt < this.o.ackWaitMs / 2) return;
-      const at = Date.now();
-      if (!(await mark(withRound({ s, attempts, by: this.o.replica, at })))) throw new TakenOverError();
-      onWire = s === 'in-flight';
-      markedAt = at;
-    };
-    return { onWire: () => set('in-flight'), offWire: () => set('claimed') };
   }
 
   /**
@@ -391,12 +390,5 @@ export class OutboundRunner {
         await sleep(backoffMs(attempt, 250, 2000));
       }
     }
-  }
-}
-
-/** Another replica took the message over while this one paced its send: the call is not made. */
-class TakenOverError extends Error {
-  constructor() {
-    super('another replica took this message over');
   }
 }

@@ -235,6 +235,13 @@ export const GatewayConfig = z.object({
       maxAttempts: z.number().int().min(1).max(100).default(8),
       backoffBase: Duration.prefault('1s'),
       backoffMax: Duration.prefault('5m'),
+      /**
+       * How many gateways may die holding one reply (before or, where the receiver deduplicates,
+       * during its platform call), each taken over by the next, before it fails for good as
+       * `gateway_died_while_sending`: a reply that kills the gateway must not crash-loop it.
+       * At least 1, so a single restart still sends what the dead gateway held (docs/operating.md).
+       */
+      maxTakeovers: z.number().int().min(1).max(100).default(3),
     })
     .prefault({}),
   media: z.object({ maxBytes: ByteSize.prefault('25MB') }).prefault({}),

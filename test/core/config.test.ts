@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, loadNatsSection } from '../../src/core/config.
 import { loadAll } from '../../src/cli.js';
 import { createLogger, registerSecret } from '../../src/core/logger.js';
 import { writeConfig } from '../helpers/process.js';
+import { DEFAULT_MAX_TAKEOVERS } from '../../src/connectors/outbound-marker.js';
 
 const run = promisify(execFile);
 const root = new URL('../..', import.meta.url).pathname;
@@ -29,6 +30,13 @@ describe('config', () => {
     expect(config.nats.embedded.dataDir).toBe('./data');
     expect(config.router.reopenWindow).toBe(7 * 86_400_000);
     expect(config.media.maxBytes).toBe(25 * 1024 * 1024);
+  });
+
+  it('outbound.maxTakeovers: 3 by default; 0 (a reply never taken over after a crash) is refused naming the field', () => {
+    expect(loadConfig(undefined, {}).config.outbound.maxTakeovers).toBe(3);
+    expect(DEFAULT_MAX_TAKEOVERS).toBe(3); // the runner's own default, for runners built without the config
+    expect(loadConfig(writeConfig({ outbound: { maxTakeovers: 5 } }), {}).config.outbound.maxTakeovers).toBe(5);
+    expect(errorOf(() => loadConfig(writeConfig({ outbound: { maxTakeovers: 0 } }), {})).message).toMatch(/outbound\.maxTakeovers/);
   });
 
   it('a whole ${VAR} where a number or a boolean is expected is read as one; a numeric secret or id stays text', async () => {
