@@ -59,7 +59,7 @@ export interface Connector {
    * refused a call before anything of the message was delivered. The runtime then records a
    * message as possibly delivered only from that moment: a gateway killed while its replies
    * waited in the pacer had sent none of them, and reported them all `outcome_unknown`. Absent:
-   * the whole of `send()` counts as possibly on the wire.
+   * the whole of `send()` counts as possibly on the wire. Senders mark through `wire-marks.ts`.
    */
   readonly marksWire?: boolean;
 }

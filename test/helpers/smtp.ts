@@ -19,6 +19,8 @@ export interface TestSmtp {
   /** Reply to RCPT TO for this address with `code message` (e.g. 550 / 451), `times` times (default: always). */
   rejectRecipient(address: string, code: number, message: string, times?: number): void;
   clearRejections(): void;
+  /** The next `times` messages are read whole, then the connection is dropped before the server answers the final dot. */
+  dropAfterData(times?: number): void;
   /** Resolves with the first received mail (past or future) matching `pred`. */
   waitFor(pred: (m: ReceivedMail) => boolean, timeoutMs?: number): Promise<ReceivedMail>;
   stop(): Promise<void>;
@@ -27,6 +29,7 @@ export interface TestSmtp {
 export async function startSmtp(): Promise<TestSmtp> {
   const received: ReceivedMail[] = [];
   const rejections = new Map<string, { code: number; message: string; left: number }>();
+  let dropsAfterData = 0;
   const waiters = new Set<{ pred: (m: ReceivedMail) => boolean; resolve: (m: ReceivedMail) => void }>();
   const server = new SMTPServer({
     authOptional: true,
@@ -48,6 +51,12 @@ export async function startSmtp(): Promise<TestSmtp> {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        if (dropsAfterData > 0) {
+          dropsAfterData--;
+          // The body is here, no answer goes back: the client cannot tell whether it was taken.
+          for (const c of (server as unknown as { connections: Set<{ id: string; _socket: { destroy(): void } }> }).connections) if (c.id === session.id) c._socket.destroy();
+          return;
+        }
         const mail: ReceivedMail = {
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
@@ -74,6 +83,9 @@ export async function startSmtp(): Promise<TestSmtp> {
     },
     clearRejections() {
       rejections.clear();
+    },
+    dropAfterData(times = 1) {
+      dropsAfterData = times;
     },
     waitFor(pred, timeoutMs = 10_000) {
       const found = received.find(pred);

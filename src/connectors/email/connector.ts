@@ -5,7 +5,7 @@
  */
 import type { ConnectorState, OutboundMessage } from '../../core/schema.js';
 import { PermanentDeliveryError, errorMessage } from '../../core/errors.js';
-import { HealthTracker, type Connector, type ConnectorContext, type ConnectorLoop, type SendResult } from '../contract.js';
+import { HealthTracker, type Connector, type ConnectorContext, type ConnectorLoop, type SendAttempt, type SendResult } from '../contract.js';
 import { FolderWatcher } from './folder.js';
 import { replayMail } from './intake.js';
 import type { NormalizeDeps } from './normalize.js';
@@ -16,6 +16,8 @@ import type { EmailOptions, MailboxOptions } from './index.js';
 const SEVERITY: ConnectorState[] = ['auth_failed', 'stalled', 'disconnected', 'rate_limited', 'pairing_needed', 'starting', 'connected', 'stopped'];
 
 export class EmailConnector implements Connector {
+  /** The sender says when a reply reaches an SMTP connection (contract.ts): one waiting out smtp.perMinute is not "maybe sent". */
+  readonly marksWire = true;
   private readonly health_: HealthTracker;
   private readonly senders = new Map<string, MailboxSender>();
   private readonly parts = new Map<string, { state: ConnectorState; detail?: string }>();
@@ -68,12 +70,12 @@ export class EmailConnector implements Connector {
     return this.health_.get();
   }
 
-  async send(msg: OutboundMessage): Promise<SendResult> {
+  async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     const sender = this.senders.get(msg.conversation.id.toLowerCase());
     if (!sender) {
       throw new PermanentDeliveryError(`mailbox ${msg.conversation.id} is not configured on email account ${this.ctx.account}`, 'mailbox_not_configured');
     }
-    const sent = await sender.send(msg);
+    const sent = await sender.send(msg, attempt);
     const key = `smtp:${msg.conversation.id.toLowerCase()}`;
     if (this.parts.get(key)?.state === 'auth_failed') this.report(key, 'connected');
     return sent;

@@ -3,13 +3,17 @@
  * from the router, our deterministic Message-ID (a retry sends the same one, so a duplicate is
  * recognisable downstream), attachments from the object store, Auto-Submitted on automated
  * replies. SMTP 4xx and connection trouble are transient; 5xx is a permanent failure carrying
- * the server's reply.
+ * the server's reply. Wire marks (contract.ts marksWire): a reply is "maybe sent" from the moment
+ * it is handed to a free SMTP connection, and "not sent" again when the transaction failed before
+ * the server took a byte of the message (see sendMail below).
  */
 import nodemailer, { type Transporter } from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
+import type { Readable } from 'node:stream';
 import { Pacer } from '../../core/pacer.js';
+import { Semaphore } from '../../core/lanes.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import type { MediaStore } from '../../core/media.js';
 import type { OutboundMessage } from '../../core/schema.js';
@@ -19,6 +23,8 @@ import { addressKey } from '../../core/mail-address.js';
 import { MAX_REFUSED_COPIES, type RefusedCopy } from '../../core/schema.js';
 import { outboundMessageId } from './ids.js';
 import type { MailboxOptions } from './index.js';
+import type { SendAttempt } from '../contract.js';
+import { WireMarks } from '../wire-marks.js';
 
 interface SmtpErrorLike {
   code?: string;
@@ -29,9 +35,27 @@ interface SmtpErrorLike {
 
 const CONNECTION_CODES = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETLS']);
 
+/**
+ * What the pool did with one message's body: each stream it opened for a connection (a message
+ * whose connection failed before the DATA goes out over another one). `hooked`: our stream plugin
+ * saw the message, so `streams` is all there is to know.
+ */
+interface BodyProbe {
+  hooked: boolean;
+  streams: Readable[];
+}
+
+/** The sendMail option carrying the probe to our stream plugin (nodemailer keeps unknown options in mail.data). */
+const PROBE = 'omnigateBodyProbe';
+
 export class MailboxSender {
   private transport?: Transporter<SMTPPool.SentMessageInfo>;
   private readonly pacer: Pacer;
+  /**
+   * One reply per pooled connection: past them, replies wait here (claimed) rather than in
+   * nodemailer's queue, where they would count as maybe sent.
+   */
+  private readonly connections: Semaphore;
   readonly domain: string;
 
   constructor(
@@ -42,6 +66,7 @@ export class MailboxSender {
   ) {
     this.domain = messageIdDomain(mailbox);
     this.pacer = new Pacer(mailbox.smtp.perMinute > 0 ? 60_000 / mailbox.smtp.perMinute : 0, 0);
+    this.connections = new Semaphore(mailbox.smtp.maxConnections);
   }
 
   private smtp(): Transporter<SMTPPool.SentMessageInfo> {
@@ -61,11 +86,12 @@ export class MailboxSender {
       socketTimeout: s.timeoutMs,
       logger: false,
     });
+    this.transport.use('stream', probeBody);
     return this.transport;
   }
 
   /** The mail's Message-ID, and the copies the server refused while it took the To; throws when the To was refused. */
-  async send(msg: OutboundMessage): Promise<{ platformMessageId: string; refusedCopies?: RefusedCopy[] }> {
+  async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<{ platformMessageId: string; refusedCopies?: RefusedCopy[] }> {
     const email = msg.email;
     if (!email) throw new PermanentDeliveryError('the outbound message has no email block (recipients, subject)', 'bad_request');
     const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain, this.installationId);
@@ -86,8 +112,12 @@ export class MailboxSender {
       headers['X-Auto-Response-Suppress'] = 'All';
     }
     if (this.mailbox.smtp.perMinute > 0) await this.pacer.wait(this.mailbox.address);
+    // One SMTP transaction: nothing of the reply went out before it.
+    const wire = await WireMarks.begin(attempt, () => false);
+    const probe: BodyProbe = { hooked: false, streams: [] };
+    await this.connections.acquire();
     try {
-      const info = await this.smtp().sendMail(await this.compose({
+      const mail = await this.compose({
         from: { name: this.mailbox.name ?? '', address: this.mailbox.address },
         to: email.to,
         cc: email.cc.length > 0 ? email.cc : undefined,
@@ -99,13 +129,18 @@ export class MailboxSender {
         references: email.references.length > 0 ? email.references : undefined,
         headers,
         attachments,
-      }));
+      });
+      await wire.calling();
+      const info = await this.smtp().sendMail({ ...mail, [PROBE]: probe } as Mail.Options);
       if (info.rejected.length > 0 && info.accepted.length === 0) {
         throw new PermanentDeliveryError(`all recipients refused: ${info.rejected.join(', ')}`, 'recipient_rejected');
       }
       return { platformMessageId: messageId, ...refusalsOf(info, email.to) };
     } catch (err) {
+      if (bodyKeptBack(probe)) await wire.refused();
       throw this.classify(err);
+    } finally {
+      this.connections.release();
     }
   }
 
@@ -189,4 +224,34 @@ function messageIdDomain(mailbox: MailboxOptions): string {
   const domain = mailbox.messageIdDomain?.toLowerCase() ?? domainOf(mailbox.address);
   if (!domain) throw new Error(`mailbox ${mailbox.address}: the address has no domain for our Message-IDs; set messageIdDomain`);
   return domain;
+}
+
+/**
+ * nodemailer's stream plugin: notes each stream the pool opens on the message's body. A pooled
+ * connection pipes it into the socket only once the server answered DATA with 354, after the
+ * greeting, login, MAIL FROM and every RCPT TO; until then the stream has emitted nothing.
+ */
+const probeBody: Mail.PluginFunction<SMTPPool.SentMessageInfo> = (mail, done) => {
+  const probe = (mail.data as Record<string, unknown>)[PROBE] as BodyProbe | undefined;
+  if (probe) {
+    const message = mail.message as unknown as { createReadStream(...args: unknown[]): Readable };
+    const open = message.createReadStream.bind(message);
+    message.createReadStream = (...args) => {
+      const stream = open(...args);
+      probe.streams.push(stream);
+      return stream;
+    };
+    probe.hooked = true;
+  }
+  done();
+};
+
+/**
+ * Whether the server certainly has no byte of the message: the transaction failed while
+ * connecting, at the greeting, login, MAIL FROM, RCPT TO or the DATA command itself. Once the
+ * body began to flow the server may have accepted it (a connection lost after the final dot), so
+ * it stays maybe sent; and so it does when the plugin did not see the message (nodemailer changed).
+ */
+function bodyKeptBack(probe: BodyProbe): boolean {
+  return probe.hooked && probe.streams.every((s) => s.readableDidRead === false);
 }

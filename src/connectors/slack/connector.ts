@@ -16,7 +16,8 @@ import { sleep, backoffMs, whenAborted } from '../../core/sleep.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { describeFetchFailure, networkCause } from '../../core/network-failure.js';
 import type { OutboundMessage } from '../../core/schema.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendAttempt, type SendResult } from '../contract.js';
+import { WireMarks } from '../wire-marks.js';
 import { AUTH_ERRORS, PERMANENT_SEND_ERRORS, slackErrorCode } from './errors.js';
 import { EventDedup } from './event-dedup.js';
 import { slackLibraryLogger } from './library-logger.js';
@@ -36,7 +37,7 @@ const SLACK_TEXT_LIMIT = 40_000;
 
 /** Slack delivers an event at most this many times again (Events API and Socket Mode alike). */
 const SLACK_LAST_RETRY = 3;
-/** Uploads carry a whole file in one call: the API timeout would cut off a large one on a slow link. */
+/** An upload carries a whole file in one request: the API timeout would cut off a large one on a slow link. */
 const UPLOAD_TIMEOUT_MS = 300_000;
 
 /** A replay waits this long for auth.test (the loop guard needs our user id) before it is refused. */
@@ -52,9 +53,10 @@ interface SendProgress {
 }
 
 export class SlackConnector implements Connector {
+  /** send() says when it posts (contract.ts): a reply waiting in the pacer is not "maybe sent". */
+  readonly marksWire = true;
   private readonly health_: HealthTracker;
   private readonly client: WebClient;
-  private readonly uploadClient: WebClient;
   private readonly pacer: Pacer;
   private readonly dedup = new EventDedup();
   /** Events of one conversation are published in the order they arrived (publish-order.ts). */
@@ -88,7 +90,6 @@ export class SlackConnector implements Connector {
       logger: slackLibraryLogger(ctx.log),
     };
     this.client = new WebClient(o.botToken, clientOptions);
-    this.uploadClient = new WebClient(o.botToken, { ...clientOptions, timeout: Math.max(o.apiTimeoutMs, UPLOAD_TIMEOUT_MS) });
     this.users = new UserDirectory(this.client);
     this.pacer = new Pacer(o.perChannelIntervalMs, 0);
     this.channels = new Set(o.channels);
@@ -281,10 +282,11 @@ export class SlackConnector implements Connector {
     }
   }
 
-  async send(msg: OutboundMessage): Promise<SendResult> {
+  async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     const channel = msg.conversation.id;
     const threadTs = msg.conversation.kind === 'private' ? undefined : msg.conversation.threadId;
     const done = this.progress.get(msg.id) ?? { filesDone: 0 };
+    const wire = await WireMarks.begin(attempt, () => done.ts !== undefined || done.filesDone > 0);
     try {
       if (msg.text && !done.ts) {
         const text = escapeMrkdwn(msg.text);
@@ -292,6 +294,7 @@ export class SlackConnector implements Connector {
         // that long fails visibly instead (the ticket goes back to open with the reason).
         if (text.length > SLACK_TEXT_LIMIT) throw new PermanentDeliveryError(`text is ${text.length} characters; Slack truncates a message after ${SLACK_TEXT_LIMIT}: send it in parts`, 'text_too_long');
         await this.pacer.wait(channel, undefined, this.ctx.signal);
+        await wire.calling();
         const res = await this.client.chat.postMessage({ channel, text, thread_ts: threadTs, unfurl_links: false });
         done.ts = res.ts;
         this.track(msg.id, done);
@@ -300,7 +303,8 @@ export class SlackConnector implements Connector {
         const bytes = await this.ctx.media.get(a.objectKey);
         if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
         await this.pacer.wait(channel, undefined, this.ctx.signal);
-        await uploadFile(this.uploadClient, { channel, threadTs }, bytes, a.name);
+        // The upload itself shows nobody the file: only its completion posts it in the channel.
+        await uploadFile(this.client, { channel, threadTs }, bytes, a.name, () => wire.calling(), Math.max(this.o.apiTimeoutMs, UPLOAD_TIMEOUT_MS));
         done.filesDone++;
         this.track(msg.id, done);
       }
@@ -308,6 +312,8 @@ export class SlackConnector implements Connector {
       if (this.health_.get().state === 'rate_limited') this.health_.set('connected');
       return { platformMessageId: platformId(channel, done.ts ?? threadTs ?? '0') };
     } catch (err) {
+      // Slack answered (a 429, or ok:false): nothing of this call was posted.
+      if (refusedBySlack(err)) await wire.refused();
       const classified = this.classify(err, channel);
       if (classified instanceof PermanentDeliveryError) this.progress.delete(msg.id);
       throw classified;
@@ -335,4 +341,12 @@ export class SlackConnector implements Connector {
     }
     return new TransientDeliveryError(`Slack send failed: ${code ?? (networkCause(err) ? describeFetchFailure(err, this.o.apiUrl) : errorMessage(err))}`);
   }
+}
+
+/**
+ * Whether Slack answered the call with a refusal (rate limited, or `ok: false`), which posts
+ * nothing; a timeout or a broken connection may have posted, and is not one.
+ */
+function refusedBySlack(err: unknown): boolean {
+  return (err as { code?: string } | undefined)?.code === ErrorCode.RateLimitedError || slackErrorCode(err) !== undefined;
 }

@@ -8,7 +8,7 @@
  * or 429, a network error or timeout, the object store unwritable while NATS is away) rejects, so
  * the event stays unacknowledged and Slack redelivers it, unless this is Slack's last delivery.
  * Out: the current upload flow (files.getUploadURLExternal → POST the bytes →
- * files.completeUploadExternal) through WebClient.filesUploadV2.
+ * files.completeUploadExternal), the steps of WebClient.filesUploadV2 made one by one.
  */
 import type { WebClient } from '@slack/web-api';
 import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
@@ -106,8 +106,21 @@ export interface UploadTarget {
   threadTs?: string;
 }
 
-export async function uploadFile(client: WebClient, target: UploadTarget, bytes: Uint8Array, filename: string): Promise<void> {
-  // filesUploadV2's argument type is a union the compiler cannot narrow from a spread.
-  const args = { channel_id: target.channel, file: Buffer.from(bytes), filename, ...(target.threadTs ? { thread_ts: target.threadTs } : {}) };
-  await client.filesUploadV2(args as Parameters<WebClient['filesUploadV2']>[0]);
+/**
+ * The three steps of WebClient.filesUploadV2, made here so that `beforePost` runs right before the
+ * one that shows the file in the channel (files.completeUploadExternal): getting the URL and
+ * sending the bytes post nothing, and a gateway stopped during a long upload has sent nothing.
+ */
+export async function uploadFile(client: WebClient, target: UploadTarget, bytes: Uint8Array, filename: string, beforePost: () => Promise<void>, timeoutMs: number): Promise<void> {
+  const { upload_url: uploadUrl, file_id: fileId } = await client.files.getUploadURLExternal({ filename, length: bytes.byteLength });
+  if (!uploadUrl || !fileId) throw new Error(`files.getUploadURLExternal answered without ${uploadUrl ? 'file_id' : 'upload_url'}`);
+  const res = await fetch(uploadUrl, { method: 'POST', body: bytes, signal: AbortSignal.timeout(timeoutMs) });
+  await res.body?.cancel();
+  if (res.status !== 200) throw new Error(`the file upload answered ${res.status}`);
+  await beforePost();
+  await client.files.completeUploadExternal({
+    files: [{ id: fileId, title: filename }],
+    channel_id: target.channel,
+    ...(target.threadTs ? { thread_ts: target.threadTs } : {}),
+  });
 }

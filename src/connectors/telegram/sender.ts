@@ -15,6 +15,7 @@ import { backoffMs, sleep } from '../../core/sleep.js';
 import type { ChatStates } from './chat-state.js';
 import type { Logger } from '../../core/logger.js';
 import { RateLimitState } from '../rate-limit-state.js';
+import { WireMarks } from '../wire-marks.js';
 
 export interface TelegramErrorLike {
   code?: number;
@@ -68,7 +69,7 @@ interface Progress {
   sent: number;
   firstId?: string;
   waitedMs: number;
-  wire?: SendAttempt;
+  wire?: WireMarks;
 }
 
 export class TelegramSender {
@@ -112,10 +113,7 @@ export class TelegramSender {
     const steps = this.steps(msg);
     const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
-    progress.wire = attempt;
-    // Parts of it went out in an earlier attempt here: it is on the wire from the start (a stop
-    // while pacing the next part must not read as "nothing sent" and send the first parts again).
-    if (progress.sent > 0) await attempt?.onWire?.();
+    progress.wire = await WireMarks.begin(attempt, () => progress.sent > 0);
     try {
       for (let i = progress.sent; i < steps.length; i++) {
         await this.pacer.wait(chatId, interval, this.ctx.signal);
@@ -156,13 +154,12 @@ export class TelegramSender {
   private async waitingOutRateLimits<T>(chatId: string, progress: Progress, method: string, call: () => Promise<T>): Promise<T> {
     for (;;) {
       try {
-        await progress.wire?.onWire?.();
+        await progress.wire?.calling();
         return await call();
       } catch (err) {
         const e = err as TelegramErrorLike;
         if (e.code !== 429) throw err;
-        // Refused: nothing of this reply reached the chat yet, so a gateway stopping during the wait sent nothing.
-        if (progress.sent === 0) await progress.wire?.offWire?.();
+        await progress.wire?.refused();
         const ms = retryAfterMs(e, this.ctx.log, method) ?? MIN_RETRY_WAIT_MS;
         this.pacer.defer(chatId, ms);
         this.rateLimit.hit(ms, `Telegram asked to wait ${Math.ceil(ms / 1000)}s (429); sends wait it out`);

@@ -11,6 +11,7 @@ import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '..
 import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import type { ConnectorContext, HealthTracker, SendAttempt, SendResult } from '../contract.js';
 import { RateLimitState } from '../rate-limit-state.js';
+import { WireMarks } from '../wire-marks.js';
 import { GraphCallError, classifyGraphError, type GraphClient } from './graph.js';
 import type { SentRecords } from './sent-records.js';
 import { assertInWindow } from './service-window.js';
@@ -29,7 +30,7 @@ interface Progress {
   firstId?: string;
   waitedMs: number;
   /** The runtime's wire marks of the current attempt (contract.ts marksWire). */
-  wire?: SendAttempt;
+  wire?: WireMarks;
 }
 
 export class CloudSender {
@@ -57,10 +58,7 @@ export class CloudSender {
     if (!/^\d{6,20}$/.test(to)) throw new PermanentDeliveryError(`"${msg.conversation.id}" is not a WhatsApp number`, 'invalid_recipient');
     const progress = this.progress.get(msg.id) ?? { sent: 0, waitedMs: 0 };
     this.progress.set(msg.id, progress);
-    progress.wire = attempt;
-    // Parts of it went out in an earlier attempt here: it is on the wire from the start (a stop
-    // while pacing the next part must not read as "nothing sent" and send the first parts again).
-    if (progress.sent > 0) await attempt?.onWire?.();
+    progress.wire = await WireMarks.begin(attempt, () => progress.sent > 0);
     try {
       const result = msg.template ? await this.sendTemplate(to, msg, progress) : await this.sendParts(to, msg, progress);
       this.progress.delete(msg.id);
@@ -122,13 +120,12 @@ export class CloudSender {
   private async waitingOutRateLimits<T>(to: string, progress: Progress, call: () => Promise<T>, delivers = true): Promise<T> {
     for (;;) {
       try {
-        if (delivers) await progress.wire?.onWire?.();
+        if (delivers) await progress.wire?.calling();
         return await call();
       } catch (err) {
         const throttle = throttleOf(err, this.o.pacing);
         if (!throttle) throw err;
-        // Refused: nothing of this reply reached the customer yet, so a gateway stopping during the wait sent nothing.
-        if (delivers && progress.sent === 0) await progress.wire?.offWire?.();
+        if (delivers) await progress.wire?.refused();
         this.hold(to, throttle, err);
         if (progress.waitedMs + throttle.waitMs > this.o.pacing.rateLimitBudgetMs || this.ctx.signal.aborted) throw err;
         this.ctx.log.debug({ to, code: throttle.code, scope: throttle.scope, waitMs: throttle.waitMs, waitedMs: progress.waitedMs }, 'WhatsApp Cloud rate limit: waiting it out');

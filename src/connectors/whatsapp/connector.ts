@@ -13,7 +13,8 @@ import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { sleep, backoffMs, untilAborted } from '../../core/sleep.js';
 import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
-import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendResult } from '../contract.js';
+import { HealthTracker, InvalidEventError, type Connector, type ConnectorContext, type ConnectorLoop, type ReplayOutcome, type SendAttempt, type SendResult } from '../contract.js';
+import { WireMarks } from '../wire-marks.js';
 import { isLidUser, jidNormalizedUser, type AnyMessageContent, type Contact, type MiscMessageGenerationOptions, type WAMessage } from './baileys.js';
 import { normalizeMessage, platformId, type NormalizeContext, type StoredQuote } from './normalize.js';
 import { letterOf, readLetter, otherNumber } from './replay.js';
@@ -40,6 +41,12 @@ export function outboundMessageId(account: string, outboundId: string, part: num
 }
 
 export class WhatsAppConnector implements Connector {
+  /**
+   * send() says when it calls sendMessage (contract.ts): a reply waiting in the pacer is not
+   * "maybe sent". It never takes a call back: Baileys does not tell a refusal that sent nothing
+   * from one that may have.
+   */
+  readonly marksWire = true;
   private readonly health_: HealthTracker;
   private readonly pacer: Pacer;
   private readonly session: WhatsAppSession;
@@ -282,7 +289,7 @@ export class WhatsAppConnector implements Connector {
 
   // ---- outbound ----
 
-  async send(msg: OutboundMessage): Promise<SendResult> {
+  async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     const jid = msg.conversation.id;
     if (!/^[^@\s]+@(s\.whatsapp\.net|g\.us|lid)$/.test(jid)) {
       throw new PermanentDeliveryError(`"${jid}" is not a WhatsApp chat JID`, 'invalid_jid');
@@ -302,11 +309,14 @@ export class WhatsAppConnector implements Connector {
     const steps = (msg.text ? 1 : 0) + msg.attachments.length;
     const progress = this.progress.get(msg.id) ?? { sent: 0 };
     this.progress.set(msg.id, progress);
+    const wire = await WireMarks.begin(attempt, () => progress.sent > 0);
     try {
       for (let i = progress.sent; i < steps; i++) {
         const content = i === 0 && msg.text ? { text: msg.text } : await this.mediaContent(msg.attachments[i - (msg.text ? 1 : 0)]!);
         await this.pacer.wait(jid, interval, this.ctx.signal);
         const options: MiscMessageGenerationOptions = { messageId: outboundMessageId(this.ctx.account, msg.id, i), ...(i === 0 && quoted ? { quoted } : {}) };
+        // Baileys uploads a medium and relays the message in this one call: the upload counts as the wire.
+        await wire.calling();
         const sending = sock.sendMessage(jid, content, options);
         // Kept even when the send completes after our timeout: the phone may ask for it again.
         void sending.then((m) => m?.key?.id && m.message && this.session.sent.set(m.key.id, m.message), () => {});
