@@ -13,6 +13,7 @@ import { saysNothing, sniffMediaType } from '../core/media-sniff.js';
 import { MimeType, OutboundAttachment, PrintableId } from '../core/schema.js';
 import { decodeBase64Strict } from '../core/json-input.js';
 import { HttpError, fail } from './errors.js';
+import type { AttachmentExpiry } from './attachment-expiry.js';
 
 export type StoredAttachment = z.infer<typeof OutboundAttachment>;
 
@@ -28,6 +29,7 @@ export const AttachmentInput = z.union([
 export type AttachmentInput = z.infer<typeof AttachmentInput>;
 
 const OBJECT_KEY = /^sha256\/[0-9a-f]{64}$/;
+const REF_KEY = /^ref\/[0-9a-f]{40}$/;
 
 export function isMultipart(req: FastifyRequest): boolean {
   return /^multipart\/form-data\b/i.test(String(req.headers['content-type'] ?? ''));
@@ -57,6 +59,8 @@ export class Attachments {
   constructor(
     private readonly media: MediaStore,
     private readonly objects: ObjectStore,
+    /** Tells files deleted since they were logged (retention, erasure) from files never stored. */
+    readonly expiry: AttachmentExpiry,
   ) {}
 
   async store(bytes: Uint8Array, name: string, mimeType: string, field: string, ticketId?: string): Promise<StoredAttachment> {
@@ -136,7 +140,10 @@ export class Attachments {
     const ref = await this.media.lookup(key);
     const objectKey = ref ? ref.objectKey : key;
     const found = OBJECT_KEY.test(objectKey) ? await this.objects.get(objectKey) : null;
-    if (!found || found.info.deleted) return fail(reply, 'not_found', `no attachment ${key}`);
+    if (!found || found.info.deleted) {
+      if (await this.wasDeleted(key, ref?.objectKey)) return fail(reply, 'attachment_expired', this.deletedText(key), 'objectKey');
+      return fail(reply, 'not_found', `no attachment ${key}`);
+    }
     const name = ref?.name ?? objectKey.slice('sha256/'.length);
     return reply
       .header('content-type', safeMimeType(ref?.mimeType))
@@ -146,6 +153,25 @@ export class Attachments {
       .header('cache-control', 'private, max-age=31536000, immutable')
       .send(Readable.fromWeb(found.data as import('node:stream/web').ReadableStream<Uint8Array>));
   }
+
+  /** The reference or its bytes were stored once and deleted since. */
+  private async wasDeleted(key: string, refObjectKey: string | undefined): Promise<boolean> {
+    if (!REF_KEY.test(key) && !OBJECT_KEY.test(key)) return false;
+    if (await this.expiry.deleted(key)) return true;
+    return refObjectKey !== undefined && OBJECT_KEY.test(refObjectKey) && (await this.expiry.deleted(refObjectKey));
+  }
+
+  private deletedText(key: string): string {
+    const why = this.expiry.retentionMs > 0
+      ? `files older than retention.attachments (${formatRetention(this.expiry.retentionMs)}) are deleted by the retention sweeper, and a person's files by an erasure`
+      : 'retention.attachments is off, so it went with an erasure (or under an earlier retention setting)';
+    return `attachment ${key} was deleted: ${why}; the ticket log keeps its name only`;
+  }
+}
+
+/** A retention in whole days where it is one, else in hours, as people configure it. */
+function formatRetention(ms: number): string {
+  return ms % 86_400_000 === 0 ? `${ms / 86_400_000}d` : `${Math.round((ms / 3_600_000) * 100) / 100}h`;
 }
 
 /** RFC 6266 / RFC 8187: an ASCII `filename` for old clients and the exact name as `filename*`. */

@@ -17,6 +17,8 @@ export const STATUS_OF = {
   contact_not_found: 404,
   /** Closed long ago and evicted from the live store (tickets.evictClosedAfter): history only. */
   ticket_evicted: 410,
+  /** The file was stored and deleted since (retention.attachments, or an erasure): the log keeps its name only. */
+  attachment_expired: 410,
   in_progress: 409,
   /** A free-form reply after the channel's reply window (WhatsApp's 24 hours): only a template may go. */
   outside_reply_window: 409,

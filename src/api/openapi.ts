@@ -181,6 +181,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/tickets/{id}': {
         get: {
           summary: 'A ticket with its whole log',
+          description: EXPIRED_FILES,
           parameters: [ticketId],
           responses: {
             200: { description: 'Ticket and log', content: { 'application/json': { schema: { type: 'object', properties: { ticket: { $ref: '#/components/schemas/Ticket' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }, unreadable: UNREADABLE } } } } },
@@ -191,6 +192,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/tickets/{id}/log': {
         get: {
           summary: 'A ticket\'s log, also after the ticket was evicted from the live store (tickets.evictClosedAfter)',
+          description: EXPIRED_FILES,
           parameters: [ticketId],
           responses: {
             200: { description: 'The log; `evicted` is true when the ticket is no longer in KV', content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, evicted: { type: 'boolean' }, log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' } }, unreadable: UNREADABLE } } } } },
@@ -246,7 +248,8 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'Download an attachment, streamed. By `ref` (ref/<id> from a log entry or an upload): with the MIME type and file name that reference recorded (RFC 6266 Content-Disposition). By `objectKey` (sha256/<hex>): the bytes only, as application/octet-stream named by the hash (the bytes may be shared by differently named files)',
           parameters: [{ name: 'objectKey', in: 'path', required: true, schema: { type: 'string', pattern: '^(ref/[0-9a-f]{40}|sha256/[0-9a-f]{64})$' } }],
-          responses: { 200: { description: 'The bytes, with the recorded Content-Type', content: { '*/*': { schema: { type: 'string', format: 'binary' } } } }, ...errors(401, 404) },
+          responses: { 200: { description: 'The bytes, with the recorded Content-Type', content: { '*/*': { schema: { type: 'string', format: 'binary' } } } }, ...errors(401, 404),
+            410: { description: 'attachment_expired (`field: objectKey`): the file was stored and deleted since, by retention.attachments or an erasure; the ticket log keeps its name, marked `status: "expired"`', content: { 'application/json': { schema: error } } } },
         },
       },
       ...consolePaths(errors),
@@ -270,6 +273,9 @@ export function openApiDocument(): Record<string, unknown> {
   };
   return cached;
 }
+
+/** The log schema knows `stored` and `failed`; `expired` exists only in these answers (api/attachment-expiry.ts). */
+const EXPIRED_FILES = 'An attachment deleted since it was logged (retention.attachments) is answered with `status: "expired"` (also on an outbound message\'s attachments, which otherwise carry no status); its download answers 410 attachment_expired. The log itself is append-only and keeps `stored`.';
 
 const ERROR_TEXT: Record<number, string> = {
   400: 'Invalid request: `field` names the offending field',

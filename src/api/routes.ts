@@ -148,7 +148,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
       return fail(reply, 'ticket_not_found', `no ticket with id ${req.params.id}`, 'id');
     }
     const { log, unreadable } = await readableLog(deps.store, ticket.value.id);
-    return { ticket: ticket.value, log: log.map((l) => ({ seq: l.seq, ...l.entry })), ...unreadable };
+    return { ticket: ticket.value, log: await deps.attachments.expiry.mark(log.map((l) => ({ seq: l.seq, ...l.entry }))), ...unreadable };
   });
 
   // The log alone: the same for a live ticket and for one evicted from KV (the log is kept).
@@ -158,7 +158,7 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
     const evicted = !live && (await deps.store.evicted(id));
     if (!live && !evicted) return fail(reply, 'ticket_not_found', `no ticket with id ${id}`, 'id');
     const { log, unreadable } = await readableLog(deps.store, id);
-    return { ticketId: id, evicted, log: log.map((l) => ({ seq: l.seq, ...l.entry })), ...unreadable };
+    return { ticketId: id, evicted, log: await deps.attachments.expiry.mark(log.map((l) => ({ seq: l.seq, ...l.entry }))), ...unreadable };
   });
 
   app.post<{ Params: { id: string } }>('/v1/tickets/:id/replies', guarded, async (req, reply) => {

@@ -14,6 +14,7 @@ import { Supervisor } from '../core/supervisor.js';
 import type { TicketStore } from '../router/tickets.js';
 import type { ReadModel } from '../read-model/read-model.js';
 import { Attachments } from './attachments.js';
+import { AttachmentExpiry } from './attachment-expiry.js';
 import { TokenAuth } from './auth.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { registerApi } from './routes.js';
@@ -29,7 +30,7 @@ export class HelpdeskSurface {
   constructor(
     private readonly bus: Bus,
     private readonly http: HttpServer,
-    private readonly config: Pick<GatewayConfig, 'api' | 'webhooks' | 'media'> & { router?: Pick<GatewayConfig['router'], 'ticketPrefix'>; nats?: Pick<GatewayConfig['nats'], 'leaseTtl'> },
+    private readonly config: Pick<GatewayConfig, 'api' | 'webhooks' | 'media'> & { router?: Pick<GatewayConfig['router'], 'ticketPrefix'>; nats?: Pick<GatewayConfig['nats'], 'leaseTtl'>; retention?: Pick<GatewayConfig['retention'], 'attachments'> },
     /** Null when this process runs no router (the API needs the ticket store). */
     private readonly store: TicketStore | null,
     private readonly log: Logger,
@@ -52,7 +53,8 @@ export class HelpdeskSurface {
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
     registerConsole(this.http.app, { bus: this.bus, auth, log: this.log.child({ component: 'console' }), ticketPrefix: this.config.router?.ticketPrefix ?? '', leaseTtlMs: this.config.nats?.leaseTtl ?? 30_000 });
     if (this.store && this.readModel) {
-      const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media);
+      const expiry = new AttachmentExpiry(this.bus.media, this.config.retention?.attachments ?? 0);
+      const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media, expiry);
       registerApi(this.http.app, { nc: this.bus.nc, store: this.store, readModel: this.readModel, attachments, auth });
     }
     for (const w of this.webhooks) await w.start();

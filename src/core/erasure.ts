@@ -95,6 +95,8 @@ export class Eraser {
   constructor(
     private readonly bus: Bus,
     private readonly log: Logger,
+    /** Tests only: runs between a bucket's scan and its purges, to write there as a router may. */
+    private readonly hooks: { beforePurge?: (bucket: 'threads' | 'dedup') => Promise<void> } = {},
   ) {}
 
   async erase(target: ErasureTarget, o: ErasureOptions): Promise<ErasureResult> {
@@ -202,17 +204,38 @@ export class Eraser {
     return true;
   }
 
-  /** Purges every key of a bucket whose current value satisfies `pred`. */
+  /**
+   * Purges every key of a bucket whose value satisfies `pred`, as of the scan: each key only up to
+   * the revision the scan judged (a purge of its subject up to that sequence, as dropTicket does),
+   * so a write after the scan survives it — a router's `rebind` of a binding left naming an
+   * erased ticket to the new ticket it just opened, which an unconditional purge deleted (the
+   * conversation then split from its new ticket). A newer value that still satisfies `pred` goes
+   * too. A bounded purge is no compare-and-set, so it holds on servers whose own one does not
+   * (cas-probe.ts). Counts the keys whose judged revision went.
+   */
   private async purgeKeysWhere(bucket: 'threads' | 'dedup', pred: (value: string, key: string) => boolean): Promise<number> {
     const prefix = `$KV.${Buckets[bucket]}.`;
-    const doomed: string[] = [];
+    const doomed: Array<{ key: string; revision: number }> = [];
     await scanStream(this.bus, `KV_${Buckets[bucket]}`, { filter: `${prefix}>`, lastPerSubject: true }, (m) => {
       if (m.data.length === 0) return; // a delete or purge marker
       const key = m.subject.slice(prefix.length);
-      if (pred(m.string(), key)) doomed.push(key);
+      if (pred(m.string(), key)) doomed.push({ key, revision: m.seq });
     });
-    for (const key of doomed) await this.bus.kv[bucket].purge(key);
-    return doomed.length;
+    await this.hooks.beforePurge?.(bucket);
+    let purged = 0;
+    for (const { key, revision } of doomed) if (await this.purgeUpTo(bucket, key, revision, pred)) purged++;
+    return purged;
+  }
+
+  private async purgeUpTo(bucket: 'threads' | 'dedup', key: string, revision: number, pred: (value: string, key: string) => boolean): Promise<boolean> {
+    let removed = false;
+    for (let upTo = revision; ; ) {
+      const r = await this.bus.jsm.streams.purge(`KV_${Buckets[bucket]}`, { filter: `$KV.${Buckets[bucket]}.${key}`, seq: upTo + 1 });
+      removed ||= r.purged > 0;
+      const after = await this.bus.kv[bucket].get(key);
+      if (!after || after.operation !== 'PUT' || after.revision <= upTo || !pred(after.string(), key)) return removed;
+      upTo = after.revision;
+    }
   }
 
   /** Erases (overwrites) every message of a stream that names the tickets or the person. */

@@ -43,7 +43,7 @@ export interface MediaReference {
 const REF_KEY = /^ref\/[0-9a-f]{40}$/;
 
 /** How old a reference record may get before a new use writes it again (see reference()). */
-const REWRITE_AFTER_MS = 3_600_000;
+export const REWRITE_AFTER_MS = 3_600_000;
 
 /**
  * A file name as every consumer may use it: no path separators (a client's `../../etc/passwd`

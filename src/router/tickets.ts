@@ -308,14 +308,15 @@ export class TicketStore {
 
   /**
    * Removes an index key that points at `ticketId`, marker and all (a stream purge of its subject,
-   * so the bucket does not keep a delete marker per key). Index keys are create-only and never
-   * re-pointed, so once it names the ticket it can only be removed. Returns whether it did.
+   * so the bucket does not keep a delete marker per key). Only up to the revision read: a key
+   * `rebind` moved on to another ticket meanwhile survives (as in an erasure's purge, erasure.ts).
+   * Returns whether it removed the key's value naming the ticket.
    */
   async dropIndex(indexKey: string, ticketId: string): Promise<boolean> {
     const e = await this.threads.get(indexKey);
     this.indexCache.delete(indexKey);
     if (!e || e.operation !== 'PUT' || e.string() !== ticketId) return false;
-    await this.bus.jsm.streams.purge(`KV_${Buckets.threads}`, { filter: `$KV.${Buckets.threads}.${indexKey}` });
+    await this.bus.jsm.streams.purge(`KV_${Buckets.threads}`, { filter: `$KV.${Buckets.threads}.${indexKey}`, seq: e.revision + 1 });
     return true;
   }
 

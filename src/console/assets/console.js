@@ -636,6 +636,8 @@ function attachmentList(attachments) {
     const label = `${a.name || a.mimeType}${a.size ? ` (${Math.ceil(a.size / 1024)} KB)` : ''}`;
     const key = a.ref || a.objectKey;
     if (!key || a.status === 'failed') return h('li', { class: 'muted' }, label, a.error ? ` — ${a.error}` : '');
+    // Deleted by retention.attachments after it was logged: a link would only answer 410.
+    if (a.status === 'expired') return h('li', { class: 'muted', 'data-status': 'expired' }, label, ` — ${t('ticket.attachmentExpired')}`);
     const button = h('button', { type: 'button', class: 'link' }, label);
     button.addEventListener('click', async () => {
       try {
