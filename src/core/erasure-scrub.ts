@@ -3,13 +3,17 @@
  * mail stays in that ticket's `participants` and `emailParties`, and every later reply of the
  * ticket went on copying them — mail to someone who asked to be forgotten. Each such ticket
  * record is rewritten without them (compare-and-set against the router, which re-reads on a
- * conflict). Its log keeps what was written (another customer's record; docs/data.md).
+ * conflict). Its log is append-only: each entry whose mail named them in To or Cc gets a
+ * redaction entry after it, and readers leave those addresses out (log-redaction.ts); free text
+ * stays as written (another customer's record; docs/data.md).
  */
 import type { Logger } from 'pino';
 import type { Bus } from './bus.js';
 import { isCasConflict } from './bus.js';
+import { addressPositions } from './log-redaction.js';
+import { LogEntry } from './schema.js';
 import { scanStream } from './stream-scan.js';
-import { Buckets } from './subjects.js';
+import { Buckets, Streams, Subjects } from './subjects.js';
 
 interface MailParties {
   last?: { author: string; to: string[]; cc: string[] };
@@ -60,4 +64,36 @@ async function scrubOne(bus: Bus, id: string, names: (text: string) => boolean, 
   }
   log.warn({ ticketId: id }, 'erased person left among the participants of a ticket that kept changing: erase again to take them out');
   return false;
+}
+
+/**
+ * Appends a redaction to the log of every ticket (but `erased`) for each entry whose mail named
+ * the person in To or Cc: an inbound mail they were copied on, a reply that copied them. How many
+ * entries it redacted. A repeated erasure appends the same positions again, which readers take
+ * out once (log-redaction.ts); the msgID keeps a retry within the dedup window from adding one.
+ */
+export async function redactOtherLogs(bus: Bus, names: (text: string) => boolean, erased: ReadonlySet<string>, erasureId: string): Promise<number> {
+  const found: Array<{ ticketId: string; seq: number; fields: ReturnType<typeof addressPositions> }> = [];
+  await scanStream(bus, Streams.log, { filter: Subjects.ticketLogAll }, (m) => {
+    const ticketId = m.subject.split('.')[2]!;
+    if (erased.has(ticketId)) return;
+    const text = m.string();
+    // Most entries name no one erased: parsed only when the text holds the person at all.
+    if (!names(text)) return;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return; // no log entry (an outside publisher's): nothing a reader shows as To or Cc
+    }
+    const parsed = LogEntry.safeParse(json);
+    if (!parsed.success) return;
+    const fields = addressPositions(parsed.data, names);
+    if (fields.length) found.push({ ticketId, seq: m.seq, fields });
+  });
+  for (const r of found) {
+    const entry = { kind: 'redaction', at: new Date().toISOString(), seq: r.seq, fields: r.fields, erasureId };
+    await bus.publishJson(Subjects.ticketLog(r.ticketId), entry, `redaction:${erasureId}:${r.seq}`);
+  }
+  return found.length;
 }

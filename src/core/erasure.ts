@@ -24,7 +24,7 @@ import { Buckets, Streams, Subjects } from './subjects.js';
 import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
 import { asciiDigits, phoneDigitForms, writtenPhone } from './phone.js';
-import { scrubOtherTickets } from './erasure-scrub.js';
+import { redactOtherLogs, scrubOtherTickets } from './erasure-scrub.js';
 
 export interface ErasureTarget {
   /** Every ticket of the person: logs, records, index entries and attachments go whole. */
@@ -128,7 +128,8 @@ export class Eraser {
     counts.events = await this.eraseMessages(Streams.events, needles);
     counts.deadLetters = await this.eraseMessages(Streams.deadLetter, needles);
     const scrubbed = await scrubOtherTickets(this.bus, (text) => needles.matches(text), tickets, this.log);
-    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts, otherTicketsRewritten: scrubbed }, 'erasure done in NATS');
+    const redacted = await redactOtherLogs(this.bus, (text) => needles.matches(text), tickets, id);
+    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts, otherTicketsRewritten: scrubbed, otherLogEntriesRedacted: redacted }, 'erasure done in NATS');
     return { id, ticketCount: tickets.size, erased: counts };
   }
 

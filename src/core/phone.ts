@@ -87,6 +87,26 @@ export function phoneLookupValues(raw: string): string[] {
 }
 
 /**
+ * A phone kept as the customer wrote it — a web form's or a helpdesk's claimed "8 (903) 111-22-33",
+ * which no platform proved and which is recorded on the ticket as typed — is compared by its
+ * digits alone. `digits`: the digit strings of every lookup value (so "+7 903 …", "8 903 …",
+ * "7903…" and ten digits with their +7 reading all meet); `unprefixed`: the ten national digits
+ * of a +7 number, which match only a record written without "+" ("903 111-22-33" is this number
+ * typed without its 8 or +7, "+903 111 22 33" is not). The same both-ways reading as
+ * phoneLookupValues: a lookup shows every person the number may be.
+ */
+export function recordedPhoneForms(raw: string): { digits: string[]; unprefixed: string[] } {
+  const digits = new Set<string>();
+  const unprefixed = new Set<string>();
+  for (const value of phoneLookupValues(raw)) {
+    for (const form of phoneDigitForms(value)) digits.add(form);
+    const national = /^\+7([346789]\d{9})$/.exec(value);
+    if (national) unprefixed.add(national[1]!);
+  }
+  return { digits: [...digits], unprefixed: [...unprefixed] };
+}
+
+/**
  * The +7 reading of a number written without "+" as exactly ten digits that a +7-zone number
  * could be ("(916) 123-45-67", "9161234567"); undefined for anything else. The same digits are
  * also a whole number of another country and may be a platform id: see the top of this file.

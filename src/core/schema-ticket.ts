@@ -261,6 +261,19 @@ export const LogEntry = z.discriminatedUnion('kind', [
     author: Author,
     reason: z.string().optional(),
   }),
+  z.object({
+    kind: z.literal('redaction'),
+    at: IsoTime,
+    /**
+     * An erased person's place in an earlier entry of this ticket: the entry's OMNI_LOG sequence
+     * and, in its mail's To or Cc (an inbound event's `email`, an outbound message's `email`),
+     * the positions they held. Positions, never values: a stream message cannot be rewritten in
+     * place, so readers leave the addresses out (ticket-log.ts); this entry names no one.
+     */
+    seq: z.number().int().positive(),
+    fields: z.array(z.object({ field: z.enum(['to', 'cc']), index: z.number().int().min(0).max(1000) })).min(1).max(200),
+    erasureId: z.string(),
+  }),
 ]);
 export type LogEntry = z.infer<typeof LogEntry>;
 

@@ -118,6 +118,9 @@ export async function applyEntry(tx: Queryable, seq: number, ticketId: string, e
     case 'escalation':
       // Kept in the log (and on the KV record); nothing a report or list needs.
       return 'applied';
+    case 'redaction':
+      // SQL keeps no mail's To or Cc: nothing of the erased person to take out here.
+      return 'applied';
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import type { Queryable } from './database.js';
 import { normalizeEmail } from './contacts.js';
-import { phoneLookupValues } from '../core/phone.js';
+import { phoneLookupValues, recordedPhoneForms, writtenPhone } from '../core/phone.js';
 
 export interface TicketRow {
   id: string;
@@ -121,13 +121,25 @@ export async function listTickets(db: Queryable, f: TicketFilter): Promise<{ tic
   if (f.after) where.push(`(t.updated_at, t.id) < (${p(f.after.updatedAt)}::timestamptz, ${p(f.after.id)})`);
   if (f.contact) {
     const ids = await contactIdsFor(db, f.contact);
+    const either: string[] = [];
     // Not a known identity: the platform id or a handle as the router recorded it (a scan of the
     // other filters' result, like the in-memory index did; identities are the indexed way).
-    if (ids.length) where.push(`t.contact_id = ANY(${p(ids)}::text[])`);
+    if (ids.length) either.push(`t.contact_id = ANY(${p(ids)}::text[])`);
     else {
       const needle = p(f.contact.toLowerCase());
-      where.push(`(lower(t.contact->>'id') = ${needle} OR EXISTS (SELECT 1 FROM jsonb_each_text(coalesce(t.contact->'handles', '{}'::jsonb)) h WHERE lower(h.value) = ${needle}))`);
+      either.push(`lower(t.contact->>'id') = ${needle} OR EXISTS (SELECT 1 FROM jsonb_each_text(coalesce(t.contact->'handles', '{}'::jsonb)) h WHERE lower(h.value) = ${needle})`);
     }
+    // A phone handle is recorded as the customer typed it (a web form's "8 (903) 111-22-33"): it is
+    // compared by its digits in every form the number is written, and also when the number is
+    // some contact's proven identity — a web-form ticket of a person who writes on WhatsApp too.
+    const phone = writtenPhone(f.contact) ? recordedPhoneForms(f.contact) : undefined;
+    if (phone?.digits.length) {
+      const recorded = `regexp_replace(t.contact->'handles'->>'phone', '[^0-9]', '', 'g')`;
+      either.push(
+        `${recorded} = ANY(${p(phone.digits)}::text[]) OR (ltrim(t.contact->'handles'->>'phone') NOT LIKE '+%' AND ${recorded} = ANY(${p(phone.unprefixed)}::text[]))`,
+      );
+    }
+    where.push(`(${either.map((c) => `(${c})`).join(' OR ')})`);
   }
   const rows = await db.query<TicketRow>(
     `SELECT ${TICKET_COLUMNS} FROM tickets t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}

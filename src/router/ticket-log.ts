@@ -5,6 +5,7 @@
 import { DeliverPolicy } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { jsonOrUndefined } from '../core/json-input.js';
+import { applyRedactions } from '../core/log-redaction.js';
 import { LogEntry, describeZodError, type LogEntry as LogEntryT } from '../core/schema.js';
 import { safeParser } from '../core/schema-as-is.js';
 import { Streams, Subjects } from '../core/subjects.js';
@@ -18,7 +19,7 @@ export interface ReadLogOptions {
 }
 
 /**
- * Reads a ticket's log in order. Something on the log subject that is no log entry (only a
+ * Reads a ticket's log in order, erasures' redactions applied. Something on the log subject that is no log entry (only a
  * publisher other than the gateway can put it there) is left out and told to `onUnreadable`,
  * as the read model skips it: one such message no longer failed every read of the ticket (its
  * API view, its eviction).
@@ -50,5 +51,7 @@ export async function readTicketLog(bus: Bus, ticketId: string, opts: ReadLogOpt
   } finally {
     await consumer.delete().catch(() => {});
   }
-  return out;
+  // An erased person's address in this ticket's mails (To, Cc) is left out as it is read: the
+  // entries themselves cannot be rewritten (core/log-redaction.ts).
+  return applyRedactions(out);
 }

@@ -1,6 +1,6 @@
 /** The one phone normaliser (src/core/phone.ts): contact identities, lookups and erasure all use it. */
 import { describe, expect, it } from 'vitest';
-import { ambiguousPhone, asciiDigits, normalizePhone, phoneDigitForms, phoneLookupValues, writtenPhone } from '../../src/core/phone.js';
+import { ambiguousPhone, asciiDigits, normalizePhone, phoneDigitForms, phoneLookupValues, recordedPhoneForms, writtenPhone } from '../../src/core/phone.js';
 import { provenIdentities } from '../../src/read-model/contacts.js';
 import type { InboundMessage } from '../../src/core/schema.js';
 
@@ -143,3 +143,15 @@ describe('how numbers are typed (outside trial)', () => {
   });
 });
 
+
+describe('a phone recorded as the customer typed it (a web form; outside trial)', () => {
+  it('is compared by digits in every form of the number, the ten national digits only where no "+" was written', () => {
+    for (const typed of ['+7 903 111-22-33', '+79031112233', '8 (903) 111-22-33', '8-903-111-22-33', '79031112233', '9031112233']) {
+      const forms = recordedPhoneForms(typed);
+      expect(forms.digits, typed).toEqual(expect.arrayContaining(['79031112233', '89031112233']));
+      expect(forms.unprefixed, typed).toEqual(['9031112233']);
+    }
+    expect(recordedPhoneForms('+1 903 111 22 33')).toEqual({ digits: ['19031112233'], unprefixed: [] });
+    expect(recordedPhoneForms('ivan@mail.ru')).toEqual({ digits: [], unprefixed: [] });
+  });
+});

@@ -58,6 +58,7 @@ function logSamples(): unknown[] {
     { kind: 'sla', at, breach: 'first_response', since: at, limitMs: 3_600_000, escalatedTo: 'lead' },
     { kind: 'escalation', at, id: 'esc-1', reason: 'rating', target: 'telegram:lead', outcome: 'failed', detail: 'bot was blocked' },
     { kind: 'status', at, from: 'closed', to: 'open', author: { id: 'router' }, reason: 'customer wrote (reopened)' },
+    { kind: 'redaction', at, seq: 3, fields: [{ field: 'cc', index: 0 }], erasureId: '0f9c-erasure' },
   ];
   return entries.map((e) => JSON.parse(JSON.stringify(LogEntry.parse(e))));
 }

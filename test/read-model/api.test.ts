@@ -4,7 +4,7 @@
  * HTTP — and every list agrees with the ticket log.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { post, startApiHarness, type ApiHarness } from '../api/support.js';
+import { SITE_SECRET, post, startApiHarness, type ApiHarness } from '../api/support.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { rmSync } from 'node:fs';
 import { jetstream } from '@nats-io/jetstream';
@@ -80,6 +80,41 @@ describe.each(['pglite', 'postgres'] as const)('the API from the read model on %
 
     const ready = (await h.api('/readyz', { token: null })).body;
     expect(ready.readModel).toMatchObject({ applying: true, lag: 0, database: expect.stringContaining(engine) });
+  });
+
+  it('finds a web-form ticket by the phone in any of the ways it is written (outside trial)', async () => {
+    const webForm = async (messageId: string, phone: string) => {
+      const res = await fetch(`${h.gw.httpUrl}/connectors/webhook/site/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${SITE_SECRET}` },
+        body: JSON.stringify({ messageId, sender: { id: `${messageId}@bk.ru`, name: 'Сидоров', email: `${messageId}@bk.ru`, phone }, text: 'Перезвоните, пожалуйста' }),
+      });
+      expect(res.status).toBe(202);
+      return (await h.gw.waitForEvent((ev) => ev.type === 'ticket.message' && (ev.entry as any)?.event?.id === `webhook:site:${messageId}`)).ticketId;
+    };
+    const found = async (contact: string) => ((await h.api(`/v1/tickets?limit=500&contact=${encodeURIComponent(contact)}`)).body.tickets as Array<{ id: string }>).map((t) => t.id).sort();
+    const sidorov = await webForm('sidorov', '8 (903) 111-22-33');
+    const spaced = await webForm('spaced', '+7 916 123-45-67');
+    const national = await webForm('national', '905 222-33-44');
+    for (const typed of ['+7 903 111-22-33', '+79031112233', '8 (903) 111-22-33', '8-903-111-22-33', '79031112233', '9031112233', '８ ９０３ １１１ ２２ ３３', '+7 903 111-22-33 доб. 12']) {
+      expect(await found(typed), typed).toEqual([sidorov]);
+    }
+    for (const typed of ['+79161234567', '89161234567', '8 916 123 45 67']) expect(await found(typed), typed).toEqual([spaced]);
+    // Typed without 8 or +7 on the form: found by the +7 number, as ten digits are looked up both ways.
+    for (const typed of ['+7 905 222-33-44', '89052223344', '9052223344']) expect(await found(typed), typed).toEqual([national]);
+    // Not another number that merely shares digits, nor the same digits written as another country's.
+    expect(await found('+7 903 111-22-34')).toEqual([]);
+    expect(await found('+9031112233')).toEqual([]);
+    expect(await found('+1 903 111 22 33')).toEqual([]);
+
+    // The same number proven on WhatsApp (another contact): both the web-form ticket and the chat are found.
+    const chat = chatMessage({ channel: 'whatsapp', account: 'shop', chat: '79031112233@s.whatsapp.net', from: '79031112233@s.whatsapp.net' });
+    chat.sender.handles = { phone: '+79031112233' };
+    await publishEvent(h.gw.nc, chat);
+    const { ticketId: whatsapp } = await h.gw.waitForEvent((ev) => ev.type === 'ticket.created' && ev.conversation?.id === '79031112233@s.whatsapp.net');
+    for (let i = 0; i < 50 && (await found('8 903 111 22 33')).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    for (const typed of ['8 (903) 111-22-33', '+79031112233', '9031112233']) expect(await found(typed), typed).toEqual([sidorov, whatsapp].sort());
+    expect((await h.api(`/v1/contacts?phone=${encodeURIComponent('8-903-111-22-33')}`)).body.contacts).toEqual([expect.objectContaining({ identities: [expect.objectContaining({ kind: 'phone', value: '+79031112233' })] })]);
   });
 
   it('lists the reply window and a failed reply as the ticket shows them, until a replay of the reply goes out; filters by failed replies', async () => {

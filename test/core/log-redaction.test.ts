@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { addressPositions, applyRedactions } from '../../src/core/log-redaction.js';
+import { LogEntry } from '../../src/core/schema.js';
+import { emailMessage } from '../helpers/events.js';
+
+const at = '2026-12-07T10:00:00.000Z';
+
+describe('redactions of an erased person in another customer\'s log', () => {
+  const mail = LogEntry.parse({ kind: 'inbound', at, event: emailMessage({ messageId: '<o1@bk.ru>', from: 'olga@bk.ru', cc: ['buh@romashka.ru', 'Иван Петров <ivan.petrov@mail.ru>', 'oleg@romashka.ru'] }), match: { rule: 'new-ticket', value: 'x' } });
+  const names = (text: string) => text.includes('ivan.petrov@mail.ru');
+
+  it('finds the positions, and readers leave them out however often the redaction was appended', () => {
+    const fields = addressPositions(mail, names);
+    expect(fields).toEqual([{ field: 'cc', index: 1 }]);
+    const redaction = LogEntry.parse({ kind: 'redaction', at, seq: 5, fields, erasureId: 'e1' });
+    const log = [{ seq: 5, entry: mail }, { seq: 9, entry: redaction }, { seq: 12, entry: redaction }];
+    const read = applyRedactions(log);
+    expect(read.map((l) => l.seq)).toEqual([5]);
+    expect(read[0]!.entry.kind === 'inbound' && read[0]!.entry.event.email?.cc).toEqual(['buh@romashka.ru', 'oleg@romashka.ru']);
+    // The stored entry itself is untouched (the caller's objects are not mutated).
+    expect(mail.kind === 'inbound' && mail.event.email?.cc).toHaveLength(3);
+  });
+});
