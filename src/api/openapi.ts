@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { ErasureCounts, LogEntry, NoteCommand, OutboundAttachment, ReplyCommand, StatusCommand, Ticket, TicketStatus } from '../core/schema.js';
 import { AttachmentInput } from './attachments.js';
+import { EXPORT_MAX_LIMIT, MAX_PAGE_BYTES } from './export-route.js';
 import { STATUS_OF } from './errors.js';
 import { GROUP_BY, REPORT_KINDS } from '../reports/reports.js';
 import { consolePaths } from '../console/openapi-paths.js';
@@ -144,6 +145,37 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
           requestBody: jsonBody({ type: 'object', required: ['contactId'], properties: { contactId: { type: 'string', description: 'the contact that joins this one' }, author: { type: 'object', properties: { id: { type: 'string' } } } } }),
           responses: { 200: { description: 'The merged contact', content: { 'application/json': { schema: { type: 'object', properties: { contact: { $ref: '#/components/schemas/Contact' } } } } } }, ...errors(400, 401, 403, 404, 415) },
+        },
+      },
+      '/v1/contacts/{id}/export': {
+        get: {
+          summary: 'Everything held on a person (this contact and every contact merged with it) for a data-subject access request (152-FZ art. 14): identities, every ticket with its record and whole log, attachments as download references (not the bytes), oldest ticket first, paged. Admin tokens only, like erasure; each page is announced as omni.events.audit.export (counts and the token name only; docs/personal-data.md)',
+          parameters: [
+            { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: EXPORT_MAX_LIMIT, default: 50 }, description: `tickets per page; a page also ends early once its logs pass ${MAX_PAGE_BYTES / 1024 / 1024} MiB (always at least one ticket)` },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+          ],
+          responses: {
+            200: {
+              description: 'One page of the person\'s data',
+              content: { 'application/json': { schema: { type: 'object', required: ['exportId', 'exportedAt', 'contact', 'ticketsTotal', 'tickets', 'nextCursor'], properties: {
+                exportId: { type: 'string', description: 'the id of this page\'s audit event' },
+                exportedAt: { type: 'string', format: 'date-time' },
+                contact: { $ref: '#/components/schemas/Contact' },
+                mergedInto: { type: 'string', description: 'present when the id asked for was merged into this contact' },
+                ticketsTotal: { type: 'integer', description: 'all tickets of the person, over every page' },
+                tickets: { type: 'array', items: { type: 'object', required: ['ticket', 'log', 'attachments'], properties: {
+                  ticket: { $ref: '#/components/schemas/TicketSummary' },
+                  log: { type: 'array', items: { $ref: '#/components/schemas/LogEntry' }, description: 'the whole ticket log: messages, replies, notes, status changes, deliveries' },
+                  attachments: { type: 'array', items: { type: 'object', properties: { messageSeq: { type: 'integer' }, position: { type: 'integer' }, name: { type: 'string' }, mimeType: { type: 'string' }, size: { type: 'integer' }, status: { type: 'string', enum: ['stored', 'failed'] }, download: { type: ['string', 'null'], description: 'GET it with a token for the bytes; null when none were stored' } } } },
+                  unreadable: UNREADABLE,
+                } } },
+                otherTickets: { type: 'array', description: 'first page only: other people\'s tickets the person wrote in (a group chat), with how many messages; read them with GET /v1/tickets/{id}', items: { type: 'object', properties: { ticketId: { type: 'string' }, messages: { type: 'integer' }, firstAt: { type: 'string' }, lastAt: { type: 'string' } } } },
+                nextCursor: { type: ['string', 'null'], description: 'null on the last page' },
+              } } } },
+            },
+            ...errors(400, 401, 403, 404),
+          },
         },
       },
       '/v1/contacts/{id}/erase': {

@@ -18,6 +18,7 @@ import { AttachmentExpiry } from './attachment-expiry.js';
 import { TokenAuth } from './auth.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { registerApi } from './routes.js';
+import { registerExportApi } from './export-route.js';
 import { registerConsole } from '../console/routes.js';
 import type { HttpServer } from './server.js';
 import { WebhookDispatcher, type DispatchLease } from './webhooks.js';
@@ -56,6 +57,7 @@ export class HelpdeskSurface {
       const expiry = new AttachmentExpiry(this.bus.media, this.config.retention?.attachments ?? 0);
       const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media, expiry);
       registerApi(this.http.app, { nc: this.bus.nc, store: this.store, readModel: this.readModel, attachments, auth });
+      registerExportApi(this.http.app, { bus: this.bus, store: this.store, readModel: this.readModel, auth, log: this.log.child({ component: 'export' }) });
     }
     for (const w of this.webhooks) await w.start();
   }

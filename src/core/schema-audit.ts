@@ -47,3 +47,27 @@ export const AuditErasureEvent = z.object({
   erased: ErasureCounts,
 });
 export type AuditErasureEvent = z.infer<typeof AuditErasureEvent>;
+
+/**
+ * omni.events.audit.export: a person's data was exported (GET /v1/contacts/{id}/export), one event
+ * per page served. An export is a processing of personal data too (152-FZ art. 3), so it is
+ * recorded; like an erasure's event it says who asked and how much, never whom.
+ */
+export const AuditExportEvent = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('audit.export'),
+  /** Unique per page served; also the Nats-Msg-Id. */
+  id: z.string(),
+  at: IsoTime,
+  /** The API token's name. Never a customer identifier. */
+  requestedBy: z.string(),
+  /** Whether this page continued an earlier one (a cursor was given). */
+  continued: z.boolean(),
+  /** What this page handed out: tickets, their log entries and attachment references (counts only). */
+  exported: z.object({
+    tickets: z.number().int().nonnegative(),
+    logEntries: z.number().int().nonnegative(),
+    attachments: z.number().int().nonnegative(),
+  }),
+});
+export type AuditExportEvent = z.infer<typeof AuditExportEvent>;

@@ -14,6 +14,7 @@ export function schemaDocuments(): Record<string, unknown> {
     'conversation-state-event': S.ConversationStateEvent,
     'dead-letter': S.DeadLetter,
     'audit-erasure-event': S.AuditErasureEvent,
+    'audit-export-event': S.AuditExportEvent,
     'command-reply': S.ReplyCommand,
     'command-note': S.NoteCommand,
     'command-status': S.StatusCommand,

@@ -66,7 +66,7 @@ export const Subjects = {
   connectorEvent: (channel: string, account: string) => `omni.events.connector.${channel}.${account}`,
   conversationEvent: (channel: string, account: string) => `omni.events.conversation.${channel}.${account}`,
   /** Audit trail of what was done to stored data (schema-audit.ts). */
-  auditEvent: (kind: 'erasure') => `omni.events.audit.${kind}`,
+  auditEvent: (kind: 'erasure' | 'export') => `omni.events.audit.${kind}`,
   eventsAll: 'omni.events.>',
   deadLetter: (source: string) => `omni.dlq.${source}`,
   deadLetterAll: 'omni.dlq.>',

@@ -63,7 +63,7 @@ export function ticketView(r: TicketRow) {
 }
 export type TicketView = ReturnType<typeof ticketView>;
 
-const TICKET_COLUMNS = `t.id, t.number, t.status, t.channel, t.account, t.conversation, t.subject, t.contact_id, t.contact, t.created_at, t.updated_at,
+export const TICKET_COLUMNS = `t.id, t.number, t.status, t.channel, t.account, t.conversation, t.subject, t.contact_id, t.contact, t.created_at, t.updated_at,
   t.first_response_at, t.resolved_at, t.closed_at, t.last_inbound_at, t.last_agent_reply_at AS last_outbound_at, t.message_count, t.last_delivery, t.rating,
   t.reply_window_ends_at, t.failed_replies, (SELECT coalesce(c.merged_into, c.id) FROM contacts c WHERE c.id = t.contact_id) AS contact_root`;
 

@@ -16,6 +16,7 @@ import { openDatabase, surelyEmpty, type Database, type DatabaseOptions } from '
 import { migrate } from './migrations.js';
 import { Projection, type ProjectionOptions, type ProjectionStatus } from './projection.js';
 import * as q from './queries.js';
+import { personExportPage } from './person-export.js';
 
 export type ReadModelOptions = DatabaseOptions & ProjectionOptions;
 
@@ -212,6 +213,11 @@ export class ReadModel {
 
   async getContact(id: string) {
     return q.getContact(await this.ready(), id);
+  }
+
+  /** One page of a person's export (person-export.ts); null when no such contact. */
+  async exportPage(id: string, o: Parameters<typeof personExportPage>[2]) {
+    return personExportPage(await this.ready(), id, o);
   }
 
   async dueTickets(kind: 'sla' | 'csat', o: Parameters<typeof q.dueTickets>[2]) {
