@@ -266,10 +266,13 @@ export const GatewayConfig = z.object({
    */
   retention: z
     .object({
-      /** A ticket resolved or closed longer ago than this is deleted whole, everywhere (log, KV, index, SQL, its attachments). */
-      tickets: Duration.prefault(0),
-      /** Attachment bytes and reference records older than this are deleted from the object store (a log entry then names a file that is gone). */
-      attachments: Duration.prefault(0),
+      /**
+       * A ticket resolved or closed longer ago than this is deleted whole, everywhere (log, KV, index, SQL, its attachments).
+       * At least a day: `3m` is three minutes, not months (an outside trial's lawyer wrote it meaning months), and would erase every closed ticket for good.
+       */
+      tickets: Duration.refine((ms) => ms === 0 || ms >= 86_400_000, 'at least 1d, or 0 to keep tickets for ever ("m" is minutes: write months in days, e.g. 90d, or years, e.g. 3y)').prefault(0),
+      /** Attachment bytes and reference records older than this are deleted from the object store (a log entry then names a file that is gone). At least an hour, for the same reason. */
+      attachments: Duration.refine((ms) => ms === 0 || ms >= 3_600_000, 'at least 1h, or 0 to keep files for ever ("m" is minutes: write months in days, e.g. 90d, or years, e.g. 1y)').prefault(0),
       /** Copies of ticket events on OMNI_EVENTS (what webhooks and subscribers read). */
       events: Duration.refine((ms) => ms >= 3_600_000, 'at least 1h (ticket events must outlive the dedup window and a webhook outage)').prefault('30d'),
       /** How often the retention sweeper looks for what expired. */

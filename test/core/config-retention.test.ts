@@ -19,6 +19,15 @@ describe('retention, reports and admin tokens in the config', () => {
   it('refuses what cannot work, naming the key', () => {
     expect(refusal({ retention: { events: '10m' } }).key).toBe('retention.events');
     expect(refusal({ retention: { ticket: '1d' } }).message).toMatch(/did you mean "tickets"/);
+    // "3m" meant three months to the lawyer who wrote it: it is three minutes, and would erase
+    // every closed ticket for good; a day (files: an hour) is the least that is taken.
+    for (const typo of ['3m', '1s', '23h']) {
+      const r = refusal({ retention: { tickets: typo } });
+      expect(r.key).toBe('retention.tickets');
+      expect(r.message).toMatch(/at least 1d.*"m" is minutes/);
+    }
+    expect(refusal({ retention: { attachments: '3m' } }).key).toBe('retention.attachments');
+    expect(load({ retention: { tickets: '1d', attachments: '1h' } }).retention).toMatchObject({ tickets: 86_400_000, attachments: 3_600_000 });
     expect(refusal({ reports: { timezone: 'Moscow' } }).key).toBe('reports.timezone');
     expect(refusal({ api: { tokens: [{ name: 'x', token: 'a-long-enough-token-0123', readOnly: true, admin: true }] } }).key).toBe('api.tokens[0].admin');
   });
