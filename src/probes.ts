@@ -109,7 +109,7 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
       // overloaded server, or a full disk on the server, which leaves JetStream so: docs/data.md).
       const silent = err instanceof JetStreamSilentError;
       checks.streams = { error: errorMessage(err) };
-      reasons.push(silent ? 'JetStream not answering while NATS is connected (a full disk on the NATS server leaves it so: see docs/data.md, Disk)' : 'streams not listed');
+      reasons.push(silent ? 'JetStream not answering while NATS is connected (for seconds while a restarted NATS cluster elects its leaders; for good when the NATS server\'s disk is full: see docs/data.md, Disk)' : 'streams not listed');
     }
   }
   if (d.readModel) {
