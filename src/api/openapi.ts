@@ -101,7 +101,8 @@ export function openApiDocument(): Record<string, unknown> {
             { name: 'createdBefore', in: 'query', schema: { type: 'string', format: 'date-time' } },
             { name: 'failedReplies', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'true: only tickets with at least one failed reply (failedReplies); false: only tickets with none' },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
-            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (keep the same filters)' },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (keep the same filters and order)' },
+            { name: 'order', in: 'query', schema: { type: 'string', enum: ['updated', 'created'], default: 'updated' }, description: 'updated: newest change first (a ticket changed while you page moves past the pages read); created: oldest first by creation, every ticket once (exports, syncing a copy)' },
           ],
           responses: {
             200: { description: 'A page of tickets', content: { 'application/json': { schema: { type: 'object', required: ['tickets', 'nextCursor'], properties: { tickets: { type: 'array', items: { $ref: '#/components/schemas/TicketSummary' } }, nextCursor: { type: ['string', 'null'], description: 'null on the last page' } } } } } },

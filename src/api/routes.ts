@@ -53,6 +53,8 @@ const ListQuery = z.strictObject({
   failedReplies: z.enum(['true', 'false'], { error: 'true (tickets with at least one failed reply) or false (tickets with none)' }).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().optional(),
+  /** updated: newest change first (a ticket changed meanwhile moves past the pages read); created: oldest first, every ticket once (exports, sync). */
+  order: z.enum(['updated', 'created'], { error: 'updated (newest change first) or created (oldest first: a complete pass while tickets change)' }).default('updated'),
 });
 
 const SearchQuery = z.strictObject({
@@ -87,19 +89,20 @@ export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/v1/tickets', guarded, async (req, reply) => {
     const q = ListQuery.safeParse(req.query);
     if (!q.success) return failQuery(reply, q.error);
-    const { status, channel, account, contact, limit, cursor } = q.data;
+    const { status, channel, account, contact, limit, cursor, order } = q.data;
     const after = cursor ? decodeCursor(cursor) : undefined;
     if (cursor && !after) return fail(reply, 'invalid_request', 'cursor is not one this API issued', 'cursor');
+    if (after && after.order !== order) return fail(reply, 'invalid_request', `cursor was issued for order=${after.order}: page on with the same order`, 'cursor');
     // Read-your-writes: a change made by the previous request is in the log; wait (bounded) until it is in SQL.
     await deps.readModel.caughtUp();
     const page = await deps.readModel.listTickets({
-      status, channel, account, contact, limit, after,
+      status, channel, account, contact, limit, order, after,
       failedReplies: q.data.failedReplies === undefined ? undefined : q.data.failedReplies === 'true',
       updatedSince: iso(q.data.updatedSince), updatedBefore: iso(q.data.updatedBefore),
       createdSince: iso(q.data.createdSince), createdBefore: iso(q.data.createdBefore),
     });
     const last = page.tickets[page.tickets.length - 1];
-    return { tickets: page.tickets, nextCursor: page.more && last ? encodeCursor(last) : null };
+    return { tickets: page.tickets, nextCursor: page.more && last ? encodeCursor(last, order) : null };
   });
 
   app.get('/v1/search', guarded, async (req, reply) => {
@@ -262,8 +265,9 @@ async function command(deps: ApiDeps, reply: FastifyReply, name: 'reply' | 'note
   return fail(reply, isErrorCode(code) ? code : 'internal', answer.error?.message ?? 'failed', answer.error?.field);
 }
 
-function encodeCursor(t: { updatedAt: string; id: string }): string {
-  return Buffer.from(JSON.stringify([t.updatedAt, t.id])).toString('base64url');
+/** `[time, id]` for order=updated (as cursors were before order existed), `[time, id, "created"]` otherwise. */
+function encodeCursor(t: { updatedAt: string; createdAt: string; id: string }, order: 'updated' | 'created'): string {
+  return Buffer.from(JSON.stringify(order === 'created' ? [t.createdAt, t.id, order] : [t.updatedAt, t.id])).toString('base64url');
 }
 
 /**
@@ -271,11 +275,12 @@ function encodeCursor(t: { updatedAt: string; id: string }): string {
  * with `"1"` for the time (Date.parse takes it, PostgreSQL does not) or a NUL in the id reached
  * SQL and answered 500.
  */
-function decodeCursor(c: string): { updatedAt: string; id: string } | undefined {
+function decodeCursor(c: string): { at: string; id: string; order: 'updated' | 'created' } | undefined {
   try {
-    const [updatedAt, id] = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as [string, string];
-    if (typeof updatedAt !== 'string' || typeof id !== 'string' || !ISSUED_ID.test(id)) return undefined;
-    return isCalendarTime(updatedAt) ? { updatedAt, id } : undefined;
+    const [at, id, order = 'updated', ...rest] = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as [string, string, string?];
+    if (typeof at !== 'string' || typeof id !== 'string' || !ISSUED_ID.test(id) || rest.length > 0) return undefined;
+    if (order !== 'updated' && order !== 'created') return undefined;
+    return isCalendarTime(at) ? { at, id, order } : undefined;
   } catch {
     return undefined;
   }

@@ -79,8 +79,15 @@ export interface TicketFilter {
   createdBefore?: string;
   /** true: tickets with at least one failed reply listed; false: tickets with none. */
   failedReplies?: boolean;
-  /** Exclusive: the page after this (updated_at, id). */
-  after?: { updatedAt: string; id: string };
+  /**
+   * `updated` (the default): newest change first, the desk's view; a ticket changed while a client
+   * pages moves to the front, past the pages it has read (an outside trial paged 296 tickets under
+   * load and got 294). `created`: oldest first by creation, a complete pass: a ticket opened meanwhile
+   * lands on a later page, and one that changes stays where it was.
+   */
+  order?: 'updated' | 'created';
+  /** Exclusive: the page after this (updated_at or created_at, by `order`; and id). */
+  after?: { at: string; id: string };
   limit: number;
 }
 
@@ -97,7 +104,7 @@ export async function contactIdsFor(db: Queryable, needle: string): Promise<stri
   return rows.map((r) => r.id);
 }
 
-/** Newest change first; (updated_at, id) is unique, so a cursor page never repeats or skips a ticket that did not change. */
+/** By `order` (TicketFilter); (updated_at, id) and (created_at, id) are unique, so a cursor page never repeats a ticket, nor skips one that did not change. */
 export async function listTickets(db: Queryable, f: TicketFilter): Promise<{ tickets: TicketView[]; more: boolean }> {
   const where: string[] = [];
   const params: unknown[] = [];
@@ -118,7 +125,8 @@ export async function listTickets(db: Queryable, f: TicketFilter): Promise<{ tic
   // thousands of tickets a week is years from. A partial index on (updated_at, id) WHERE
   // failed_replies IS NOT NULL is the remedy should a read model grow to millions.
   if (f.failedReplies !== undefined) where.push(`t.failed_replies IS ${f.failedReplies ? 'NOT ' : ''}NULL`);
-  if (f.after) where.push(`(t.updated_at, t.id) < (${p(f.after.updatedAt)}::timestamptz, ${p(f.after.id)})`);
+  const byCreation = f.order === 'created';
+  if (f.after) where.push(byCreation ? `(t.created_at, t.id) > (${p(f.after.at)}::timestamptz, ${p(f.after.id)})` : `(t.updated_at, t.id) < (${p(f.after.at)}::timestamptz, ${p(f.after.id)})`);
   if (f.contact) {
     const ids = await contactIdsFor(db, f.contact);
     const either: string[] = [];
@@ -143,7 +151,7 @@ export async function listTickets(db: Queryable, f: TicketFilter): Promise<{ tic
   }
   const rows = await db.query<TicketRow>(
     `SELECT ${TICKET_COLUMNS} FROM tickets t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY t.updated_at DESC, t.id DESC LIMIT ${p(f.limit + 1)}`,
+      ORDER BY ${byCreation ? 't.created_at, t.id' : 't.updated_at DESC, t.id DESC'} LIMIT ${p(f.limit + 1)}`,
     params,
   );
   return { tickets: rows.slice(0, f.limit).map(ticketView), more: rows.length > f.limit };

@@ -155,6 +155,31 @@ describe('GET /v1/tickets', () => {
     expect(seen[0]).toBe(ids[0]); // most recently updated first
   });
 
+  it('order=created pages every ticket once while tickets change (order=updated moves a changed one past the pages read)', async () => {
+    // An outside trial paged 296 tickets under load and got 294: newest change first, a ticket
+    // changed meanwhile jumped to the front, past the pages already read.
+    const all = (await h.api('/v1/tickets?channel=webhook&order=created&limit=500')).body.tickets.map((t: { id: string }) => t.id) as string[];
+    expect(all.length).toBeGreaterThanOrEqual(5);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let changed = false;
+    do {
+      const page: { body: { tickets: Array<{ id: string }>; nextCursor: string | null } } = await h.api(`/v1/tickets?channel=webhook&order=created&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(...page.body.tickets.map((t) => t.id));
+      cursor = page.body.nextCursor;
+      if (!changed && cursor) {
+        // The newest-created ticket changes after the first page: it stays in its place.
+        expect((await h.api(`/v1/tickets/${all[all.length - 1]}/notes`, post({ text: 'Изменён во время выгрузки' }))).status).toBe(201);
+        changed = true;
+      }
+    } while (cursor);
+    expect(seen).toEqual(all);
+    // A cursor is for the order it was issued for.
+    const created = (await h.api('/v1/tickets?channel=webhook&order=created&limit=1')).body.nextCursor as string;
+    expect((await h.api(`/v1/tickets?channel=webhook&cursor=${created}`)).body.error).toMatchObject({ field: 'cursor', message: expect.stringContaining('order=created') });
+    expect((await h.api('/v1/tickets?order=newest')).body.error.field).toBe('order');
+  });
+
   it('names the invalid query parameter', async () => {
     expect((await h.api('/v1/tickets?limit=0')).body.error).toMatchObject({ code: 'invalid_request', field: 'limit' });
     expect((await h.api('/v1/tickets?limit=501')).body.error.field).toBe('limit');
