@@ -12,7 +12,7 @@ import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
-import { LaneConsumer, ackSubject, leasedTicketEvents } from '../core/lane-consumer.js';
+import { LaneConsumer, ackSubject, failedHolderPauseMs, leasedTicketEvents } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { closeTerm, openTerm, type Term } from './webhook-takeover.js';
 import { ackFloor, rewindOrphans } from '../core/rewind.js';
@@ -83,6 +83,8 @@ export class WebhookDispatcher {
    */
   private postCut = this.cutOff.signal;
   private cutWhy = ''; // why the consumer last asked for a rewind (LaneConsumer's onPullCutOff)
+  /** This term's consumer, while this process holds the lease: lag() asks it whether it can know. */
+  private current?: LaneConsumer<WebhookEvent>;
 
   constructor(
     private readonly bus: Bus,
@@ -141,6 +143,11 @@ export class WebhookDispatcher {
       const replays = serveReplay(this.bus, `webhook.${this.target.name}`, (payload, meta) => this.replay(payload, meta), this.log);
       let consumer: LaneConsumer<WebhookEvent> | undefined;
       let term: Term | undefined;
+      // The consumer loop kept failing (LaneConsumer's onFailing): end the term, hand back as on a
+      // lost lease, release, and sit out a while so another replica delivers.
+      const failing = latch();
+      let failedWhy = '';
+      const onFailing = (why: string) => ((failedWhy = why), failing.fire());
       // True once nothing a predecessor took is left unaccounted for (we restarted from the floor).
       let settled = false;
       try {
@@ -156,15 +163,18 @@ export class WebhookDispatcher {
         else if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
         settled = true;
         let cut = latch();
-        consumer = this.consumer(cut.fire);
+        consumer = this.consumer(cut.fire, onFailing);
+        this.current = consumer;
         await consumer.start();
         this.active = true;
         progress();
         this.log.info({ webhook: this.target.name }, 'delivering this webhook from this process');
         // A NATS drop that lost events in flight restarts delivery from the ack floor, in place.
-        while ((await Promise.race([lease.lost.then(() => 'end'), ended.then(() => 'end'), cut.fired])) === 'cut' && lease.valid()) {
+        const over = Promise.race([lease.lost, ended, failing.fired]).then(() => 'end');
+        while ((await Promise.race([over, cut.fired])) === 'cut' && lease.valid() && !failedWhy) {
           cut = latch();
-          consumer = await this.rewindInPlace(consumer, cut.fire);
+          consumer = await this.rewindInPlace(consumer, cut.fire, onFailing);
+          this.current = consumer;
           progress();
         }
       } catch (err) {
@@ -172,6 +182,7 @@ export class WebhookDispatcher {
         await sleep(1000, signal); // holding the lease meanwhile: no replica spins on it
       } finally {
         this.active = false;
+        this.current = undefined;
         // Pulling ends first (a nak sent while a pull request is open could be redelivered into
         // it, out of place); then waits end, and what is held goes back in order.
         await consumer?.stopPulling();
@@ -187,6 +198,11 @@ export class WebhookDispatcher {
         this.cutOff.signal.removeEventListener('abort', onCutOff);
         await lease.release();
       }
+      if (failedWhy && !signal.aborted) {
+        const pauseMs = failedHolderPauseMs(this.lease.ttlMs);
+        this.log.error({ webhook: this.target.name, err: failedWhy, pauseMs }, 'webhook consumer kept failing on this replica: lease released for another replica, competing again after the pause');
+        await sleep(pauseMs, signal);
+      }
     }
   }
 
@@ -198,7 +214,7 @@ export class WebhookDispatcher {
    * from its ack floor, as a successor does after a crash. Repeats (same x-omnigate-delivery),
    * never inversions.
    */
-  private async rewindInPlace(consumer: LaneConsumer<WebhookEvent>, onCut: () => void): Promise<LaneConsumer<WebhookEvent>> {
+  private async rewindInPlace(consumer: LaneConsumer<WebhookEvent>, onCut: () => void, onFailing: (why: string) => void): Promise<LaneConsumer<WebhookEvent>> {
     await consumer.stopPulling();
     this.term.abort();
     await consumer.stop();
@@ -207,7 +223,7 @@ export class WebhookDispatcher {
     const lease = this.held;
     const from = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease?.valid() ?? false);
     this.log.warn({ webhook: this.target.name, why: this.cutWhy, fromSeq: from, handedBack: consumer.handedBack }, 'events sent to this dispatcher may have been lost in flight (see why): delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
-    const next = this.consumer(onCut);
+    const next = this.consumer(onCut, onFailing);
     await next.start();
     return next;
   }
@@ -228,8 +244,11 @@ export class WebhookDispatcher {
     }
   }
 
-  /** This term's consumer of the webhook's durable (not started); `onCut`: it lost events in a NATS drop. */
-  private consumer(onCut: () => void): LaneConsumer<WebhookEvent> {
+  /**
+   * This term's consumer of the webhook's durable (not started); `onCut`: it lost events in a NATS
+   * drop; `onFailing`: its pull loop kept failing (the supervisor's `failed` state).
+   */
+  private consumer(onCut: () => void, onFailing: (why: string) => void): LaneConsumer<WebhookEvent> {
     return new LaneConsumer<WebhookEvent>(this.bus, {
       stream: Streams.events,
       ...leasedTicketEvents(Consumers.webhooks(this.target.name), this.target.redeliverAfter, this.lease.ttlMs),
@@ -263,6 +282,7 @@ export class WebhookDispatcher {
       },
       stale: () => this.held?.expired() ?? false,
       onPullCutOff: (why) => ((this.cutWhy = why), onCut()),
+      onFailing,
     });
   }
 
@@ -280,8 +300,13 @@ export class WebhookDispatcher {
     }
   }
 
-  /** Events of this webhook not yet taken by the receiver (pending + in flight). */
+  /**
+   * Events of this webhook not yet taken by the receiver (pending + in flight). NaN on the holder
+   * while its consumer loop is failing: its connection's answer may come from a stalled server
+   * (a trial's holder read 0 with 187–437 pending), and 0 would say all is well.
+   */
   async lag(): Promise<number> {
+    if (this.current?.failing) return Number.NaN;
     const info = await this.bus.jsm.consumers.info(Streams.events, Consumers.webhooks(this.target.name));
     return info.num_pending + info.num_ack_pending;
   }

@@ -14,7 +14,7 @@ import type { Consumer, ConsumerConfig, JsMsg } from '@nats-io/jetstream';
 import type { Bus } from './bus.js';
 import { KeyedLanes, Semaphore } from './lanes.js';
 import { sleep, whenAborted } from './sleep.js';
-import { Supervisor, type LoopRun, type SupervisedLoop } from './supervisor.js';
+import { Supervisor, type LoopRun, type LoopStatus, type SupervisedLoop } from './supervisor.js';
 
 /** How long one pull request waits for messages; also the longest stop() waits for the last one. */
 const FETCH_EXPIRES_MS = 1_000;
@@ -58,6 +58,14 @@ export interface LaneConsumerOptions<T> {
    * everything after it are not handled. Called once; pulling stops until the owner stops this.
    */
   onPullCutOff?: (why: string) => void;
+  /**
+   * The pull loop reached the supervisor's `failed` state (`failAfter` consecutive failures
+   * without a message handled in between, e.g. "JetStream system temporarily unavailable" after
+   * a cluster restart left this connection's view of the durable stalled). Called once, with the
+   * last error. A leased owner ends its term (the usual hand-back), releases the lease and sits
+   * out a while, so another replica delivers: the loop alone would retry for ever.
+   */
+  onFailing?: (why: string) => void;
   /** Owner of the pull loop; its name there is `loopName`. */
   supervisor?: Supervisor;
   loopName?: string;
@@ -73,6 +81,16 @@ export function leasedTicketEvents(durable: string, redeliverAfterMs: number, le
     config: { durable_name: durable, filter_subject: 'omni.events.ticket.>', ack_wait: redeliverAfterMs * 1_000_000, max_ack_pending: 1000, max_deliver: -1 },
     pullExpiresMs: Math.max(1000, Math.floor(leaseTtlMs / 3)),
   };
+}
+
+/**
+ * How long a leased owner whose consumer loop kept failing (onFailing) waits, after releasing its
+ * lease, before it competes for it again: one TTL. A standby looks at a held key at least every
+ * TTL/3, so it takes the freed lease well within that, and the failing replica does not take it
+ * straight back (with no standby it does, a TTL later, on a fresh consumer).
+ */
+export function failedHolderPauseMs(leaseTtlMs: number): number {
+  return leaseTtlMs;
 }
 
 export class LaneConsumer<T> {
@@ -110,6 +128,15 @@ export class LaneConsumer<T> {
     return this.held.size;
   }
 
+  /**
+   * The pull loop is restarting or failed: what this process reads about the durable (its lag)
+   * may be a stalled server's view, not the cluster's.
+   */
+  get failing(): boolean {
+    const state = this.loop?.status.state;
+    return state !== undefined && state !== 'running';
+  }
+
   /** Messages handed back (nak) untried by stop() so far: queued in a lane or still buffered. */
   get handedBack(): number {
     return this.given;
@@ -123,7 +150,13 @@ export class LaneConsumer<T> {
       for (const m of this.held.values()) m.working();
     }, Math.max(100, ackWaitMs / 3));
     const supervisor = this.o.supervisor ?? new Supervisor();
-    this.loop = supervisor.run(this.o.loopName ?? `consumer.${this.o.config.durable_name}`, (r) => this.pull(r), { essential: true });
+    let told = false;
+    const onState = (st: LoopStatus) => {
+      if (st.state !== 'failed' || told || !this.o.onFailing) return;
+      told = true;
+      this.o.onFailing(st.lastError ?? 'unknown');
+    };
+    this.loop = supervisor.run(this.o.loopName ?? `consumer.${this.o.config.durable_name}`, (r) => this.pull(r), { essential: true, onState });
   }
 
   /**

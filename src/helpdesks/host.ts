@@ -39,6 +39,11 @@ export class HelpdeskHost {
   async sampleLag(): Promise<void> {
     for (const h of this.hosted) {
       const name = helpdeskConsumer(h.id);
+      // Not 0 from a stalled server's view: unknown (see WebhookDispatcher.lag).
+      if (h.consumerFailing) {
+        metrics.consumerLag.set({ consumer: name }, Number.NaN);
+        continue;
+      }
       const info = await this.o.bus.jsm.consumers.info(Streams.events, name).catch(() => null);
       if (info) metrics.consumerLag.set({ consumer: name }, info.num_pending + info.num_ack_pending);
     }

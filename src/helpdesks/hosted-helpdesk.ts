@@ -11,7 +11,7 @@ import type { Logger } from '../core/logger.js';
 import type { HttpMount } from '../core/http.js';
 import { MediaStore } from '../core/media.js';
 import { acquireLease, type Lease } from '../core/lease.js';
-import { LaneConsumer, leasedTicketEvents } from '../core/lane-consumer.js';
+import { LaneConsumer, failedHolderPauseMs, leasedTicketEvents } from '../core/lane-consumer.js';
 import { rewindOrphans } from '../core/rewind.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
@@ -125,6 +125,14 @@ export class HostedHelpdesk {
 
   /** Ends the current term: its consumer saw events that may never have reached it. */
   private onCut: (why: string) => void = () => {};
+  private onFailing: (why: string) => void = () => {};
+  /** This term's consumer, while this replica syncs: `consumerFailing` asks it. */
+  private current?: LaneConsumer<TicketEvent>;
+
+  /** This replica syncs, but its consumer loop is failing: what it reads of the durable may be stale. */
+  get consumerFailing(): boolean {
+    return this.current?.failing ?? false;
+  }
 
   status(): HostedHelpdeskHealth {
     return { ...this.health, id: this.spec.id, type: this.spec.factory.type, syncing: this.syncing };
@@ -159,7 +167,11 @@ export class HostedHelpdesk {
       // end the term; the next one, on this replica or another, rewinds.
       let cutWhy = '';
       const cut = new Promise<void>((resolve) => (this.onCut = (why) => ((cutWhy = why), resolve())));
+      // The consumer loop kept failing: end the term as on a lost lease, release, sit out a while.
+      let failedWhy = '';
+      const failing = new Promise<void>((resolve) => (this.onFailing = (why) => ((failedWhy = why), resolve())));
       const consumer = this.consumer();
+      this.current = consumer;
       const replays = serveReplay(this.o.bus, `helpdesk.${this.spec.id}`, (payload) => this.replay(payload), this.log);
       let adapterStarted = false;
       try {
@@ -175,7 +187,7 @@ export class HostedHelpdesk {
         adapterStarted = true;
         progress();
         this.log.info({ helpdesk: this.spec.id }, 'syncing this helpdesk from this process');
-        await Promise.race([lease.lost, ended, cut]);
+        await Promise.race([lease.lost, ended, cut, failing]);
         if (cutWhy) this.log.warn({ helpdesk: this.spec.id, why: cutWhy }, 'events sent to this replica may have been lost in flight: ending this term, the next rewinds to the ack floor');
       } catch (err) {
         this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'helpdesk sync failed; retrying');
@@ -186,7 +198,13 @@ export class HostedHelpdesk {
         this.term.abort();
         if (adapterStarted) await this.adapter.stop().catch((err: unknown) => this.log.warn({ helpdesk: this.spec.id, err: errorMessage(err) }, 'adapter stop failed'));
         await Promise.all([consumer.stop(), replays.stop()]);
+        this.current = undefined;
         await lease.release();
+      }
+      if (failedWhy && !signal.aborted) {
+        const pauseMs = failedHolderPauseMs(this.o.leaseTtlMs);
+        this.log.error({ helpdesk: this.spec.id, err: failedWhy, pauseMs }, 'helpdesk consumer kept failing on this replica: lease released for another replica, competing again after the pause');
+        await sleep(pauseMs, signal);
       }
     }
     this.setHealth('stopped');
@@ -223,6 +241,7 @@ export class HostedHelpdesk {
       },
       stale: () => this.lease?.expired() ?? false,
       onPullCutOff: (why) => this.onCut(why),
+      onFailing: (why) => this.onFailing(why),
     });
   }
 
