@@ -29,7 +29,7 @@ export function applyRedactions<T extends { seq: number; entry: LogEntry }>(log:
 }
 
 function redacted(entry: LogEntry, fields: Redaction['fields']): LogEntry {
-  const without = (list: string[], field: 'to' | 'cc') => list.filter((_, i) => !fields.some((f) => f.field === field && f.index === i));
+  const without = <V>(list: V[], field: Redaction['fields'][number]['field']) => list.filter((_, i) => !fields.some((f) => f.field === field && f.index === i));
   if (entry.kind === 'inbound' && entry.event.email) {
     const email = entry.event.email;
     return { ...entry, event: { ...entry.event, email: { ...email, to: without(email.to, 'to'), cc: without(email.cc, 'cc') } } };
@@ -38,14 +38,23 @@ function redacted(entry: LogEntry, fields: Redaction['fields']): LogEntry {
     const email = entry.message.email;
     return { ...entry, message: { ...entry.message, email: { ...email, to: without(email.to, 'to'), cc: without(email.cc, 'cc') } } };
   }
+  if (entry.kind === 'delivery' && entry.status.refusedCopies) {
+    const refusedCopies = without(entry.status.refusedCopies, 'refusedCopies');
+    return { ...entry, status: { ...entry.status, refusedCopies: refusedCopies.length ? refusedCopies : undefined } };
+  }
   return entry;
 }
 
 /** The To/Cc positions of `entry` that `names` matches: what a redaction of it lists. */
 export function addressPositions(entry: LogEntry, names: (text: string) => boolean): Redaction['fields'] {
+  const out: Redaction['fields'] = [];
+  // A reply's copies the mail server refused (connectors/email/sender.ts), on its delivery.
+  if (entry.kind === 'delivery') {
+    entry.status.refusedCopies?.forEach((r, index) => names(r.address) && out.push({ field: 'refusedCopies', index }));
+    return out;
+  }
   const email = entry.kind === 'inbound' ? entry.event.email : entry.kind === 'outbound' ? entry.message.email : undefined;
   if (!email) return [];
-  const out: Redaction['fields'] = [];
   for (const field of ['to', 'cc'] as const) email[field].forEach((v, index) => {
     if (names(JSON.stringify(v))) out.push({ field, index });
   });

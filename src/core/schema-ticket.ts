@@ -266,12 +266,12 @@ export const LogEntry = z.discriminatedUnion('kind', [
     at: IsoTime,
     /**
      * An erased person's place in an earlier entry of this ticket: the entry's OMNI_LOG sequence
-     * and, in its mail's To or Cc (an inbound event's `email`, an outbound message's `email`),
-     * the positions they held. Positions, never values: a stream message cannot be rewritten in
+     * and, in its mail's To or Cc (an inbound event's `email`, an outbound message's `email`) or
+     * a delivery's refused copies (`status.refusedCopies`), the positions they held. Positions, never values: a stream message cannot be rewritten in
      * place, so readers leave the addresses out (ticket-log.ts); this entry names no one.
      */
     seq: z.number().int().positive(),
-    fields: z.array(z.object({ field: z.enum(['to', 'cc']), index: z.number().int().min(0).max(1000) })).min(1).max(200),
+    fields: z.array(z.object({ field: z.enum(['to', 'cc', 'refusedCopies']), index: z.number().int().min(0).max(1000) })).min(1).max(200),
     erasureId: z.string(),
   }),
 ]);

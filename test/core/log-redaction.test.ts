@@ -20,4 +20,17 @@ describe('redactions of an erased person in another customer\'s log', () => {
     // The stored entry itself is untouched (the caller's objects are not mutated).
     expect(mail.kind === 'inbound' && mail.event.email?.cc).toHaveLength(3);
   });
+
+  it('takes a refused copy out of a delivery entry too (the mail server named the person on a reply of someone else\'s ticket)', () => {
+    const delivery = LogEntry.parse({
+      kind: 'delivery', at,
+      status: { v: 1, type: 'delivery.status', outboundId: 'T-1:a', ticketId: 'T-1', channel: 'email', account: 'support', status: 'sent', at,
+        refusedCopies: [{ address: 'ivan.petrov@mail.ru', reason: '550 user unknown' }, { address: 'oleg@romashka.ru', reason: '451 later', temporary: true }] },
+    });
+    const fields = addressPositions(delivery, names);
+    expect(fields).toEqual([{ field: 'refusedCopies', index: 0 }]);
+    const read = applyRedactions([{ seq: 3, entry: delivery }, { seq: 4, entry: LogEntry.parse({ kind: 'redaction', at, seq: 3, fields, erasureId: 'e2' }) }]);
+    expect(read).toHaveLength(1);
+    expect(read[0]!.entry.kind === 'delivery' && read[0]!.entry.status.refusedCopies).toEqual([{ address: 'oleg@romashka.ru', reason: '451 later', temporary: true }]);
+  });
 });
