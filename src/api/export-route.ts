@@ -15,10 +15,12 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
-import { AuditExportEvent } from '../core/schema.js';
+import { AuditExportEvent, type LogEntry } from '../core/schema.js';
 import { Subjects } from '../core/subjects.js';
 import type { ReadModel } from '../read-model/read-model.js';
 import type { TicketStore } from '../router/tickets.js';
+import type { ExportAttachment } from '../read-model/person-export.js';
+import type { AttachmentExpiry } from './attachment-expiry.js';
 import { clientAddress, type TokenAuth } from './auth.js';
 import { fail, failAuth, failQuery } from './errors.js';
 
@@ -28,6 +30,8 @@ export interface ExportApiDeps {
   readModel: ReadModel;
   auth: TokenAuth;
   log: Logger;
+  /** Files retention deleted read `expired`, as on GET /v1/tickets/{id} (absent: as logged). */
+  expiry?: AttachmentExpiry;
 }
 
 export const EXPORT_MAX_LIMIT = 200;
@@ -58,8 +62,9 @@ export function registerExportApi(app: FastifyInstance, deps: ExportApiDeps, o: 
     for (const ticket of page.tickets) {
       if (tickets.length > 0 && bytes >= maxPageBytes) break;
       const unreadable: Array<{ seq: number; reason: string }> = [];
-      const log = (await deps.store.readLog(ticket.id, { onUnreadable: (seq, reason) => unreadable.push({ seq, reason }) })).map((l) => ({ seq: l.seq, ...l.entry }));
-      const attachments = page.attachments.get(ticket.id) ?? [];
+      const read = (await deps.store.readLog(ticket.id, { onUnreadable: (seq, reason) => unreadable.push({ seq, reason }) })).map((l) => ({ seq: l.seq, ...l.entry }));
+      const log = deps.expiry ? await deps.expiry.mark(read) : read;
+      const attachments = withExpired(page.attachments.get(ticket.id) ?? [], log);
       const item = { ticket, log, attachments, ...(unreadable.length ? { unreadable } : {}) };
       bytes += Buffer.byteLength(JSON.stringify(item));
       tickets.push(item);
@@ -95,11 +100,28 @@ function encodeCursor(t: { createdAt: string; id: string }): string {
 /** A cursor back as encodeCursor wrote it (an ISO time the database takes and a ticket id), or undefined. */
 function decodeCursor(c: string): { createdAt: string; id: string } | undefined {
   try {
-    const [createdAt, id] = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as [unknown, unknown];
+    const parsed: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
+    // Exactly two: a /v1/tickets?order=created cursor ([time, id, "created"]) is not one of ours.
+    if (!Array.isArray(parsed) || parsed.length !== 2) return undefined;
+    const [createdAt, id] = parsed as [unknown, unknown];
     if (typeof createdAt !== 'string' || typeof id !== 'string') return undefined;
     if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(createdAt) || new Date(createdAt).toISOString() !== createdAt) return undefined;
     return /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(id) ? { createdAt, id } : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The ticket's files as SQL lists them (always `stored` once stored), `expired` where the log,
+ * marked by AttachmentExpiry, says retention deleted them: the lawyer is not handed a download
+ * that answers 410.
+ */
+export function withExpired(files: ExportAttachment[], log: Array<LogEntry & { seq: number }>): ExportAttachment[] {
+  const expired = new Set<string>();
+  for (const e of log) {
+    const list = e.kind === 'inbound' ? e.event.attachments : e.kind === 'outbound' ? e.message.attachments : [];
+    list.forEach((f, i) => (f as { status?: string }).status === 'expired' && expired.add(`${e.seq}:${i}`));
+  }
+  return expired.size === 0 ? files : files.map((f) => (expired.has(`${f.messageSeq}:${f.position}`) ? { ...f, status: 'expired' } : f));
 }

@@ -112,7 +112,7 @@ export class HttpServer implements HttpMount {
       if ((err as { statusCode?: number }).statusCode === undefined && isDatabaseUnavailable(err)) {
         o.log.warn({ method: req.method, route: req.routeOptions.url, err: errorMessage(err) }, 'request refused: the read model database did not answer');
         if (req.method === 'GET' || req.method === 'HEAD') reply.header('retry-after', '5');
-        return this.refuse(req, reply, 'unavailable', 'the read model database did not answer (the cause is in the gateway log and in /readyz under readModel.lastError); retry shortly');
+        return this.refuse(req, reply, 'unavailable', 'the read model database did not answer (the cause is in the gateway log, and in /readyz under the read-model loop and readModel); retry shortly');
       }
       // NATS away or silent (an outage, a leader election): the caller's retry can succeed; not a bug.
       if (isNatsUnavailable(err)) {

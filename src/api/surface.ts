@@ -57,7 +57,7 @@ export class HelpdeskSurface {
       const expiry = new AttachmentExpiry(this.bus.media, this.config.retention?.attachments ?? 0);
       const attachments = new Attachments(new MediaStore(this.bus.media, this.config.media.maxBytes), this.bus.media, expiry);
       registerApi(this.http.app, { nc: this.bus.nc, store: this.store, readModel: this.readModel, attachments, auth });
-      registerExportApi(this.http.app, { bus: this.bus, store: this.store, readModel: this.readModel, auth, log: this.log.child({ component: 'export' }) });
+      registerExportApi(this.http.app, { bus: this.bus, store: this.store, readModel: this.readModel, auth, log: this.log.child({ component: 'export' }), expiry });
     }
     for (const w of this.webhooks) await w.start();
   }

@@ -35,7 +35,7 @@ const ApiToken = z.object({
   // Cyrillic token passed check-config and then matched no request (an outside trial).
   token: z.string().min(16, 'at least 16 characters').regex(/^[\x21-\x7e]+$/, 'printable ASCII only (no spaces, no Cyrillic): an Authorization header cannot carry other characters reliably'),
   readOnly: z.boolean().default(false),
-  /** May erase a person's data (POST /v1/contacts/{id}/erase); never together with readOnly. */
+  /** May erase (POST /v1/contacts/{id}/erase) and export (GET /v1/contacts/{id}/export) a person's data; never together with readOnly. */
   admin: z.boolean().optional(),
 }).refine((t) => !(t.admin && t.readOnly), { message: 'a token cannot be both readOnly and admin', path: ['admin'] });
 

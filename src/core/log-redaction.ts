@@ -4,7 +4,8 @@
  * keys on (the read model's rows, search hits, paging), so an entry is never rewritten or moved:
  * the erasure appends a `redaction` entry naming the earlier entry's sequence and the positions in
  * its To/Cc, and readers drop those positions. The stored bytes of the earlier entry keep the
- * address until the stream's retention removes them (docs/data.md, erasure).
+ * address until that ticket's log is purged (its erasure or retention; OMNI_LOG has no age
+ * limit): docs/data.md, erasure.
  */
 import type { LogEntry } from './schema.js';
 

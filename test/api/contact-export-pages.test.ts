@@ -5,7 +5,9 @@
  */
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { registerExportApi } from '../../src/api/export-route.js';
+import { registerExportApi, withExpired } from '../../src/api/export-route.js';
+import { LogEntry } from '../../src/core/schema.js';
+import { emailMessage } from '../helpers/events.js';
 import { TokenAuth } from '../../src/api/auth.js';
 import type { ExportApiDeps } from '../../src/api/export-route.js';
 
@@ -69,5 +71,19 @@ describe('export pages by size', () => {
     expect(page.tickets.map((t: any) => t.ticket.id)).toEqual(['T-1', 'T-2', 'T-3']);
     expect(page.nextCursor).toBeNull();
     await app.close();
+  });
+});
+
+describe('the files of an export', () => {
+  it('read expired where retention deleted them, as on GET /v1/tickets/{id} (SQL keeps saying stored)', () => {
+    const at = '2026-12-01T10:00:00.000Z';
+    const mail = LogEntry.parse({ kind: 'inbound', at, event: emailMessage({ messageId: '<e1@bk.ru>', from: 'olga@bk.ru' }), match: { rule: 'new-ticket', value: 'x' } });
+    const file = { ref: 'r1', objectKey: 'k1', name: 'Акт.pdf', mimeType: 'application/pdf', size: 10, status: 'expired' };
+    const marked = { ...mail, seq: 7, event: { ...(mail as Extract<LogEntry, { kind: 'inbound' }>).event, attachments: [file] } } as unknown as LogEntry & { seq: number };
+    const sql = [
+      { messageSeq: 7, position: 0, name: 'Акт.pdf', mimeType: 'application/pdf', size: 10, status: 'stored', download: '/v1/attachments/r1' },
+      { messageSeq: 9, position: 0, name: 'Счёт.pdf', mimeType: 'application/pdf', size: 10, status: 'stored', download: '/v1/attachments/r2' },
+    ];
+    expect(withExpired(sql, [marked]).map((f) => f.status)).toEqual(['expired', 'stored']);
   });
 });
