@@ -145,7 +145,9 @@ describe('against a real nats-server', () => {
     try {
       const a = new JetStreamAvailability();
       const o: JetStreamLook = { connected: () => !nc.isClosed(), ask: () => askJetStream(nc, 5_000), askAnew: () => askJetStreamAnew({ url: nats!.url }, 5_000) };
-      expect(await a.look(o)).toBe('answers');
+      // A server that just opened its port may not serve JetStream for a few ms more (CI saw the
+      // first look fail after 87 ms on a loaded machine): wait for it, as the gateway would.
+      await until(async () => (await a.look(o)) === 'answers', 'JetStream answering after start', 30_000);
       nats.process.kill('SIGSTOP');
       expect(await a.look(o)).toBe('away');
       expect(a.away?.why).toMatch(/could not be opened|nor on a new one/);
