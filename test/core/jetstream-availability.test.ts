@@ -16,6 +16,7 @@ import { liveness } from '../../src/probes.js';
 import { natsServerBinary, readPort, startNats, type TestNats } from '../helpers/nats-server.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
 import { until } from '../helpers/until.js';
+import { readFileSync } from 'node:fs';
 
 function look(own: JetStreamAnswer, anew: JetStreamAnswer | Error, connected = true): JetStreamLook {
   return {
@@ -149,6 +150,9 @@ describe('against a real nats-server', () => {
       // first look fail after 87 ms on a loaded machine): wait for it, as the gateway would.
       await until(async () => (await a.look(o)) === 'answers', 'JetStream answering after start', 30_000);
       nats.process.kill('SIGSTOP');
+      // kill() returns once the signal is queued: on a loaded CI machine the server still answered
+      // the next request (the look below said `answers`). Look once the kernel shows it stopped.
+      await until(async () => processState(nats!.process.pid!) === 'T', 'nats-server stopped', 10_000);
       expect(await a.look(o)).toBe('away');
       expect(a.away?.why).toMatch(/could not be opened|nor on a new one/);
       nats.process.kill('SIGCONT');
@@ -180,3 +184,8 @@ describe('against a real nats-server', () => {
     }
   });
 });
+
+/** The kernel's state letter of a process (`T`: stopped by a signal), from /proc. */
+function processState(pid: number): string {
+  return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.charAt(0);
+}
