@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Streams } from '../../src/core/subjects.js';
 import { helpdeskConsumer } from '../../src/helpdesks/host.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { postForm, until } from './form-post.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { ZammadStandin } from '../helpers/zammad-standin.js';
 
@@ -42,24 +43,7 @@ async function gateway(): Promise<TestGateway> {
   return gw;
 }
 
-async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function post(gw: TestGateway, messageId: string, text: string): Promise<void> {
-  const r = await fetch(`${gw.httpUrl}/connectors/webhook/form/messages`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${FORM_SECRET}` },
-    body: JSON.stringify({ messageId, conversationId: 'conv-1', sender: { id: 'cust-1', name: 'Ольга', email: 'olga@example.ru' }, text }),
-  });
-  expect(r.status).toBe(202);
-}
+const post = (gw: TestGateway, messageId: string, text: string) => postForm(gw, FORM_SECRET, messageId, text);
 
 describe('helpdesk host after a holder that died', () => {
   it('syncs again from the ack floor what it left unacknowledged, at once and in order', async () => {
