@@ -5,6 +5,7 @@
 import { parse as parseYaml } from 'yaml';
 import { registerSecret } from './logger.js';
 import { ConfigError, formatPath } from './config-error.js';
+import type { ConfigProblem } from './config.js';
 import { GatewayConfig } from './config-schema.js';
 import { isOtherNumberNotation, readingsOf } from './config-readings.js';
 
@@ -76,14 +77,19 @@ export function withReferencesTyped<T>(refs: References, run: () => T): T {
 
 const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}/g;
 
-export function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: Array<string | number>, refs?: References): unknown {
+/**
+ * `unset`: where to collect variables that are not set, each with the key that references it,
+ * leaving the reference's text in place so the rest of the file is still checked in the same
+ * pass; without it the first unset variable throws.
+ */
+export function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string, path: Array<string | number>, refs?: References, unset?: ConfigProblem[]): unknown {
   if (typeof value === 'string') {
     const key = path[path.length - 1];
     // Whole (`${GW_PORT}`) or in part (`90${PORT_SUFFIX}`): the value is the variables' text.
     const named = refs ? [...value.matchAll(REFERENCE)].map((m) => m[1]!) : [];
     if (refs && named.length > 0) {
       const at = formatPath('', path);
-      const text = interpolate(value, env, file, path) as string;
+      const text = interpolate(value, env, file, path, undefined, unset) as string;
       const readings = readingsOf(text);
       refs.whole.set(at, { name: named.join('}, ${'), readings, otherNotation: isOtherNumberNotation(text) });
       const index = refs.typed.get(at);
@@ -92,17 +98,20 @@ export function interpolate(value: unknown, env: NodeJS.ProcessEnv, file: string
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
       const v = env[name] ?? fallback;
       if (v === undefined) {
-        throw new ConfigError(file, formatPath('', path), `environment variable ${name} is not set (referenced as \${${name}})`);
+        const problem = `environment variable ${name} is not set (referenced as \${${name}})`;
+        if (!unset) throw new ConfigError(file, formatPath('', path), problem);
+        unset.push({ key: formatPath('', path), problem });
+        return _m;
       }
       if (typeof key === 'string' && SECRET_KEY.test(key)) registerSecret(v);
       return v;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, i], refs));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, file, [...path, i], refs, unset));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = interpolate(v, env, file, [...path, k], refs);
+      out[k] = interpolate(v, env, file, [...path, k], refs, unset);
       if (typeof out[k] === 'string' && SECRET_KEY.test(k)) registerSecret(out[k] as string);
     }
     return out;

@@ -78,12 +78,14 @@ export function loadConfig(
       const variable = variableOf(p.key);
       if (variable) return { key: p.key, problem: `${p.problem}${notationHint(p.problem, overridesTyped.get(p.key))} (set by the environment variable ${variable})` };
       const referenced = refs.whole.get(p.key);
-      return referenced ? { key: p.key, problem: `${p.problem}${notationHint(p.problem, referenced)} (the value of \${${referenced.name}})` } : p;
+      return referenced && !UNSET_VARIABLE.test(p.problem) ? { key: p.key, problem: `${p.problem}${notationHint(p.problem, referenced)} (the value of \${${referenced.name}})` } : p;
     })], err.afterSchema);
   }
   if (misspelt.length) throw configError(label, misspelt);
   return loaded;
 }
+
+const UNSET_VARIABLE = /^environment variable \S+ is not set/;
 
 /** A variable's `0x1F90` or `9e3` where a number is expected: say which numbers are read, not the value (it may be a secret). */
 function notationHint(problem: string, readings: Readings | undefined): string {
@@ -113,7 +115,8 @@ function validate(
   validateConnector?: ConnectorValidator,
   validateHelpdesk?: HelpdeskValidator,
 ): LoadedConfig {
-  const interpolated = interpolate(raw, env, label, [], refs);
+  const unset: ConfigProblem[] = [];
+  const interpolated = interpolate(raw, env, label, [], refs, unset);
   // Every problem in one pass: unknown keys first (a misspelt key usually also leaves a required
   // one missing, and the typo is the news), then URL credentials and the schema's own findings,
   // then each connector and helpdesk entry, even when a section before them was wrong.
@@ -154,7 +157,12 @@ function validate(
     if (result.ok) helpdesks.push({ entry, options: result.value });
     else problems.push(...entryProblems(result, `helpdesks[${i}]`, `helpdesk type "${entry.type}"`, entry));
   }
-  if (problems.length) throw configError(label, problems, parsed.success ? parsed.data : undefined);
+  if (unset.length) {
+    // A key whose variable is not set holds the reference's text: what the schema says of that text is noise.
+    const under = (key: string) => unset.some((u) => key === u.key || key.startsWith(`${u.key}.`) || key.startsWith(`${u.key}[`));
+    problems.splice(0, problems.length, ...unset, ...problems.filter((p) => !under(p.key)));
+  }
+  if (problems.length) throw configError(label, problems, parsed.success && !unset.length ? parsed.data : undefined);
   return { file: label, config: parsed.data!, connectors, helpdesks };
 }
 

@@ -190,6 +190,21 @@ describe('config', () => {
     expect(err.message).toMatch(/not valid YAML at line \d/);
   });
 
+  it('names an unset variable together with every other problem of the file, not alone (outside trial t10)', () => {
+    const file = writeConfig({
+      api: { tokens: [{ name: 'desk', token: '${DESK_TOKEN}' }] },
+      router: { csta: 1 },
+      shutdownTimeout: 7,
+      connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}' }],
+    });
+    const err = errorOf(() => loadConfig(file, {}));
+    const keys = err.problems.map((p) => p.key);
+    expect(keys).toEqual(expect.arrayContaining(['api.tokens[0].token', 'connectors[0].secret', 'router.csta', 'shutdownTimeout']));
+    expect(err.problems.find((p) => p.key === 'api.tokens[0].token')!.problem).toBe('environment variable DESK_TOKEN is not set (referenced as ${DESK_TOKEN})');
+    // What the schema would say of the reference's own text is not reported beside it.
+    expect(err.problems.filter((p) => p.key.startsWith('api.tokens[0].token'))).toHaveLength(1);
+  });
+
   it('interpolates ${VAR} secrets and names the key when one is missing', () => {
     const file = writeConfig({ connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}' }] });
     const err = errorOf(() => loadConfig(file, {}));
