@@ -70,8 +70,10 @@ export function describeConfig(loaded: LoadedConfig, factories: Map<string, Conn
   }
   lines.push(`Router      tickets ${r.ticketPrefix}${r.firstTicketNumber}…, reopen within ${humanDuration(r.reopenWindow, 'en')}, texts in ${lang}`);
   const hours = r.sla.businessHours;
+  const dates = (what: string, list: string[], where = '') =>
+    list.length ? `; ${list.length} ${what}(s)${where}: ${list.slice(0, 5).join(', ')}${list.length > 5 ? ', …' : ''}` : '';
   const calendar = hours
-    ? `${describeHours(hours, 'en')}${hours.holidays.length ? `; ${hours.holidays.length} holiday(s): ${hours.holidays.slice(0, 5).join(', ')}${hours.holidays.length > 5 ? ', …' : ''}` : ''}`
+    ? `${describeHours(hours, 'en')}${dates('holiday', hours.holidays)}${dates('working day', hours.workdays ?? [], ' outside those days')}`
     : '24/7 (no business hours)';
   lines.push(`Auto-ack    ${r.autoAcknowledge.enabled ? `on, at most ${r.autoAcknowledge.perSenderPerHour} per sender per hour` : 'off'}`);
   if (r.sla.enabled) {

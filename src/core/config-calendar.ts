@@ -55,6 +55,11 @@ export interface BusinessHours {
   intervals: Array<{ from: number; to: number }>;
   /** Local dates ("YYYY-MM-DD") on which no interval starts. */
   holidays: string[];
+  /**
+   * Local dates that are working days although their weekday is not in `days`: the Russian
+   * production calendar moves holidays by making a Saturday a working day (2024-11-02 was one).
+   */
+  workdays?: string[];
 }
 
 export const BusinessHoursConfig = z
@@ -71,8 +76,14 @@ export const BusinessHoursConfig = z
     from: ClockTime.optional(),
     to: z.string().refine((s) => minutesOf(s, true) !== undefined, 'a time "HH:MM" from 00:00 to 24:00').optional(),
     holidays: z.array(IsoDate).default([]),
+    /** Working days outside `days` (a transferred working Saturday): the day gets the usual intervals. */
+    workdays: z.array(IsoDate).default([]),
   })
   .superRefine((v, ctx) => {
+    const both = v.workdays.filter((d) => v.holidays.includes(d));
+    if (both.length) {
+      ctx.addIssue({ code: 'custom', path: ['workdays'], message: `${both.join(', ')} is both a holiday and a working day: keep it in one list` });
+    }
     if (v.hours && (v.from !== undefined || v.to !== undefined)) {
       ctx.addIssue({ code: 'custom', path: ['hours'], message: 'give either `hours` (a list of intervals) or `from`/`to`, not both' });
     }
@@ -85,6 +96,7 @@ export const BusinessHoursConfig = z
     days: [...v.days].sort(),
     intervals: v.hours ?? [{ from: minutesOf(v.from ?? '09:00')!, to: minutesOf(v.to ?? '18:00', true)! }],
     holidays: v.holidays,
+    workdays: v.workdays,
   }));
 
 /** "09:00" from minutes after midnight (for check-config and texts). */

@@ -4,6 +4,7 @@
  * language (`router.language`), each overridable in `router.texts`. Placeholders are checked at
  * load, so a misspelt `{tiket}` is a config error instead of a literal in a customer's chat.
  */
+import { offsetText, utcOffsetMinutes } from './zone-offset.js';
 import { z } from 'zod';
 import { clockText, type BusinessHours } from './config-calendar.js';
 
@@ -122,6 +123,42 @@ export function describeHours(hours: BusinessHours | null, language: Language): 
     i = j + 1;
   }
   const intervals = hours.intervals.map((iv) => `${clockText(iv.from)}–${clockText(iv.to)}`).join(', ');
-  const zone = hours.timezone === 'Europe/Moscow' ? (language === 'ru' ? 'по Москве' : 'Moscow time') : `(${hours.timezone})`;
-  return `${runs.join(', ')}, ${intervals} ${zone}`;
+  return `${runs.join(', ')}, ${intervals} ${zoneText(hours.timezone, language)}`;
+}
+
+/** «по Москве» after the dative of Russia's zone cities; the zone's own name means nothing to a customer. */
+const RU_ZONE_CITIES: Record<string, string> = {
+  'Europe/Kaliningrad': 'Калининграду', 'Europe/Moscow': 'Москве', 'Europe/Simferopol': 'Симферополю', 'Europe/Kirov': 'Кирову',
+  'Europe/Volgograd': 'Волгограду', 'Europe/Astrakhan': 'Астрахани', 'Europe/Saratov': 'Саратову', 'Europe/Ulyanovsk': 'Ульяновску',
+  'Europe/Samara': 'Самаре', 'Asia/Yekaterinburg': 'Екатеринбургу', 'Asia/Omsk': 'Омску', 'Asia/Novosibirsk': 'Новосибирску',
+  'Asia/Barnaul': 'Барнаулу', 'Asia/Tomsk': 'Томску', 'Asia/Novokuznetsk': 'Новокузнецку', 'Asia/Krasnoyarsk': 'Красноярску',
+  'Asia/Irkutsk': 'Иркутску', 'Asia/Chita': 'Чите', 'Asia/Yakutsk': 'Якутску', 'Asia/Khandyga': 'Хандыге',
+  'Asia/Vladivostok': 'Владивостоку', 'Asia/Ust-Nera': 'Усть-Нере', 'Asia/Magadan': 'Магадану', 'Asia/Sakhalin': 'Южно-Сахалинску',
+  'Asia/Srednekolymsk': 'Среднеколымску', 'Asia/Kamchatka': 'Петропавловску-Камчатскому', 'Asia/Anadyr': 'Анадырю',
+};
+
+/** "+2", "−1" from Moscow: the МСК±N every Russian reader knows from timetables. */
+function fromMoscowText(minutes: number): string {
+  const abs = Math.abs(minutes);
+  const text = abs % 60 === 0 ? String(abs / 60) : `${Math.floor(abs / 60)}:${String(abs % 60).padStart(2, '0')}`;
+  return `${minutes < 0 ? '\u2212' : '+'}${text}`;
+}
+
+/**
+ * How a customer reads the calendar's zone: «по Москве», «по Екатеринбургу (МСК+2)», "Moscow time",
+ * "Yekaterinburg time (UTC+05:00)"; a zone outside Russia by its city and UTC offset. The offset is
+ * today's: the text is built as a message is sent.
+ */
+function zoneText(timezone: string, language: Language, at = new Date()): string {
+  const offset = utcOffsetMinutes(timezone, at);
+  if (language === 'ru') {
+    const city = RU_ZONE_CITIES[timezone];
+    const fromMoscow = offset - utcOffsetMinutes('Europe/Moscow', at);
+    if (city) return fromMoscow === 0 ? `по ${city}` : `по ${city} (МСК${fromMoscowText(fromMoscow)})`;
+    return `(${timezone}, ${offsetText(offset)})`;
+  }
+  if (timezone === 'Europe/Moscow') return 'Moscow time';
+  const city = timezone.slice(timezone.lastIndexOf('/') + 1).replace(/_/g, ' ');
+  const named = timezone.includes('/') && !timezone.startsWith('Etc/') && /^[A-Za-z][A-Za-z -]*$/.test(city);
+  return named ? `${city} time (${offsetText(offset)})` : `(${timezone}, ${offsetText(offset)})`;
 }

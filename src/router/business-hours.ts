@@ -4,7 +4,8 @@
  *
  * A working day has one or more intervals; an interval whose end is not after its start runs
  * past midnight into the next day (a night shift "22:00-06:00" belongs to the day it starts on,
- * so `days` and `holidays` name the start day). Overlapping intervals count once.
+ * so `days`, `holidays` and `workdays` name the start day). Overlapping intervals count once. A
+ * holiday wins over a working weekday, a transferred working day (`workdays`) over a day off.
  */
 import type { BusinessHours } from '../core/config-calendar.js';
 
@@ -61,10 +62,12 @@ function weekday(localDayUtc: number): number {
 function segments(start: number, end: number, hours: BusinessHours): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   const holidays = new Set(hours.holidays);
+  const workdays = new Set(hours.workdays ?? []);
   const first = Math.floor(localAsUtc(start, hours.timezone) / DAY) * DAY - DAY;
   const last = Math.floor(localAsUtc(end, hours.timezone) / DAY) * DAY;
   for (let day = first; day <= last; day += DAY) {
-    if (!hours.days.includes(weekday(day)) || holidays.has(new Date(day).toISOString().slice(0, 10))) continue;
+    const date = new Date(day).toISOString().slice(0, 10);
+    if (holidays.has(date) || !(hours.days.includes(weekday(day)) || workdays.has(date))) continue;
     for (const iv of hours.intervals) {
       const to = iv.to > iv.from ? iv.to : iv.to + 1440;
       const a = Math.max(start, instantOf(day, iv.from, hours.timezone));

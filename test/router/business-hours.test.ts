@@ -51,6 +51,14 @@ describe('business hours', () => {
     expect(businessMs(t('2026-11-03T14:00:00Z'), t('2026-11-05T07:00:00Z'), hol)).toBe(2 * H);
   });
 
+  it('counts a transferred working Saturday (workdays) and lets a holiday win over a weekday', () => {
+    // Saturday 2027-11-06 made a working day, as the Russian production calendar does (outside trial t10).
+    const cal2027 = cal({ workdays: ['2027-11-06'], holidays: ['2027-11-04', '2027-11-05'] });
+    // Wed 2027-11-03 17:00 MSK → Mon 2027-11-08 10:00 MSK: Wed 1 h, Thu and Fri off, Sat 9 h, Mon 1 h.
+    expect(businessMs(t('2027-11-03T14:00:00Z'), t('2027-11-08T07:00:00Z'), cal2027)).toBe(11 * H);
+    expect(businessMs(t('2027-11-03T14:00:00Z'), t('2027-11-08T07:00:00Z'), cal({ holidays: ['2027-11-04', '2027-11-05'] }))).toBe(2 * H);
+  });
+
   it('follows daylight saving time in zones that have it', () => {
     const berlin = cal({ timezone: 'Europe/Berlin', days: [1, 2, 3, 4, 5, 6, 7], hours: ['00:00-24:00'] });
     // 2026-03-29 is 23 hours long in Berlin.
@@ -71,6 +79,8 @@ describe('business hours', () => {
     [{ hours: ['09:00-18:00'], from: '10:00' }, /either `hours`/],
     [{ timezone: 'Europe/Moskva' }, /IANA time zone/],
     [{ holidays: ['2026-02-30'] }, /YYYY-MM-DD/],
+    [{ workdays: ['2027-11-06'], holidays: ['2027-11-06'] }, /both a holiday and a working day/],
+    [{ workdays: ['6 Nov'] }, /YYYY-MM-DD/],
   ])('refuses %j', (value, message) => {
     const r = BusinessHoursConfig.safeParse(value);
     expect(r.success).toBe(false);

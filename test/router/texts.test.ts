@@ -22,7 +22,13 @@ describe('texts', () => {
   it('describes the configured hours', () => {
     expect(describeHours(BusinessHoursConfig.parse({}), 'ru')).toBe('пн–пт, 9:00–18:00 по Москве');
     expect(describeHours(BusinessHoursConfig.parse({ days: [1, 2, 3, 4, 5, 6], hours: ['09:00-13:00', '14:00-18:00'] }), 'en')).toBe('Mon–Sat, 9:00–13:00, 14:00–18:00 Moscow time');
-    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Asia/Yekaterinburg', days: [1, 3, 5], hours: ['22:00-06:00'] }), 'ru')).toBe('пн, ср, пт, 22:00–6:00 (Asia/Yekaterinburg)');
+    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Asia/Yekaterinburg', days: [1, 3, 5], hours: ['22:00-06:00'] }), 'ru')).toBe('пн, ср, пт, 22:00–6:00 по Екатеринбургу (МСК+2)');
+    // A customer reads the city and its distance from Moscow, not the zone database's name (outside trial t10).
+    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Europe/Kaliningrad' }), 'ru')).toBe('пн–пт, 9:00–18:00 по Калининграду (МСК\u22121)');
+    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Europe/Volgograd' }), 'ru')).toBe('пн–пт, 9:00–18:00 по Волгограду');
+    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Asia/Yekaterinburg' }), 'en')).toBe('Mon–Fri, 9:00–18:00 Yekaterinburg time (UTC+05:00)');
+    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Asia/Almaty' }), 'ru')).toMatch(/^пн–пт, 9:00–18:00 \(Asia\/Almaty, UTC\+0[56]:00\)$/);
+    expect(describeHours(BusinessHoursConfig.parse({ timezone: 'Etc/GMT-3' }), 'en')).toBe('Mon–Fri, 9:00–18:00 (Etc/GMT-3, UTC+03:00)');
     expect(describeHours(null, 'ru')).toBe('круглосуточно');
   });
 
@@ -52,7 +58,7 @@ describe('the default acknowledgement is built from the configured hours', () =>
     await publishEvent(gw.nc, chatMessage({ chat: 'ack-hours' }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.created');
     const ack = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId);
-    expect(ack.text).toBe(`Hello! We have received your request, its number is ${created.ticketId}. We answer during business hours: Mon–Fri, 8:00–12:00, 13:00–17:00 (Europe/Samara).`);
+    expect(ack.text).toBe(`Hello! We have received your request, its number is ${created.ticketId}. We answer during business hours: Mon–Fri, 8:00–12:00, 13:00–17:00 Samara time (UTC+04:00).`);
   });
 });
 
