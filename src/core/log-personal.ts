@@ -43,6 +43,21 @@ export function maskBarePhone(text: string): string {
   return m ? `${maskPhone(`+${m[0]}`).slice(1)}${text.slice(m[0].length)}` : text;
 }
 
+/**
+ * A Message-ID for a log field, where it is kept whole (logger.ts: it names a mail, and threading
+ * is debugged by it), but masked as an address when it is one of its own mail's addresses (From,
+ * To, Cc, Reply-To; case aside): broken mailers write `Message-ID: <maria.ivanova@inbox.ru>`, which
+ * put the customer's address in the log whole. Only then: an id that merely looks like an address
+ * (`<1a2b.3c@mail.ru>`) names no one, and an operator needs it whole to find the mail.
+ */
+export function loggableMessageId(messageId: string, addresses: Iterable<string | undefined>): string {
+  if (!masking) return messageId;
+  const bare = messageId.trim().replace(/^<(.*)>$/, '$1').trim();
+  const lower = bare.toLowerCase();
+  for (const a of addresses) if (a && a.trim().toLowerCase() === lower) return messageId.replace(bare, maskAddress(bare));
+  return messageId;
+}
+
 function maskAddress(address: string): string {
   if (ownAddresses.has(address.toLowerCase())) return address;
   const at = address.lastIndexOf('@');

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
-import { maskPersonalData, registerOwnAddress, setPersonalDataInLogs } from '../../src/core/log-personal.js';
+import { loggableMessageId, maskPersonalData, registerOwnAddress, setPersonalDataInLogs } from '../../src/core/log-personal.js';
 
 function capture(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
@@ -51,6 +51,20 @@ describe('Message-IDs in log lines', () => {
     expect(line.messageId).toBe('<ivan.petrov.1@mail.ru>');
     expect(line.references).toEqual(['<a1@mail.ru>']);
     expect(line.from).toBe('i***@mail.ru');
+  });
+});
+
+describe('a Message-ID that is its own mail\'s address', () => {
+  afterEach(() => setPersonalDataInLogs('mask'));
+
+  it('is masked like an address, case aside; one that only looks like an address is kept whole', () => {
+    const mail = ['olga@client.ru', 'support@romashka.ru', undefined, 'Maria.Ivanova@Inbox.ru'];
+    expect(loggableMessageId('<maria.ivanova@inbox.ru>', mail)).toBe('<m***@inbox.ru>');
+    expect(loggableMessageId('OLGA@client.ru', mail)).toBe('O***@client.ru');
+    expect(loggableMessageId('<1a2b.3c@inbox.ru>', mail)).toBe('<1a2b.3c@inbox.ru>');
+    expect(loggableMessageId('<maria.ivanova@inbox.ru>', ['someone@else.ru'])).toBe('<maria.ivanova@inbox.ru>');
+    setPersonalDataInLogs('show');
+    expect(loggableMessageId('<maria.ivanova@inbox.ru>', mail)).toBe('<maria.ivanova@inbox.ru>');
   });
 });
 

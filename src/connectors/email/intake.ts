@@ -2,6 +2,7 @@
  * One raw mail onto the bus: its event, or, when it cannot become one, a dead letter with the
  * reason and the mailbox (what `omnigate dlq --replay` needs to take it through the parser again).
  */
+import { loggableMessageId } from '../../core/log-personal.js';
 import { InvalidEventError, type ConnectorContext, type ReplayOutcome } from '../contract.js';
 import { normalizeMail, type NormalizeDeps } from './normalize.js';
 
@@ -16,7 +17,8 @@ async function mailToBus(ctx: ConnectorContext, deps: NormalizeDeps, mailbox: st
   if (n.kind === 'invalid') return { ok: false, reason: n.reason };
   const email = n.event.email!;
   if (email.senderHeader && email.senderHeader !== 'from') {
-    ctx.log.info({ mail: where, messageId: email.messageId, senderHeader: email.senderHeader, note: email.senderNote }, 'no usable From: the sender was taken from a fallback header');
+    const messageId = loggableMessageId(email.messageId, [email.from, ...(email.to ?? []), ...(email.cc ?? []), email.replyTo]);
+    ctx.log.info({ mail: where, messageId, senderHeader: email.senderHeader, note: email.senderNote }, 'no usable From: the sender was taken from a fallback header');
   }
   try {
     const r = await ctx.publish(n.event);

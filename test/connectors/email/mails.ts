@@ -252,3 +252,29 @@ export function nestedMail(messageId: string, depth = 3000): Buffer {
   }
   return Buffer.from([`From: fuzz@client.example.ru`, 'To: support@example.ru', 'Subject: nested', `Message-ID: ${messageId}`, 'MIME-Version: 1.0', `${open}Content-Type: text/plain${CRLF}${CRLF}deep${close}`].join(CRLF));
 }
+
+/** Text in a charset (iconv-lite's name; `utf-8` too), as raw bytes with no label anywhere near. */
+export interface RawText {
+  text: string;
+  charset: string;
+}
+
+/**
+ * A Russian mailer's mix: raw 8-bit Subject, From name and attachment file name, each in its own
+ * charset, over a text part in another. `bodyLabel` is the text part's charset parameter (none
+ * when absent: an unlabelled body).
+ */
+export function mixedCharsetMail(o: { messageId: string; subject: RawText; fromName: RawText; body: RawText; bodyLabel?: string; file: RawText }): Buffer {
+  const enc = (t: RawText) => iconv.encode(t.text, t.charset);
+  const ascii = (s: string) => Buffer.from(s, 'latin1');
+  const b = 'mixed-charsets-7';
+  return Buffer.concat([
+    ascii('From: '), enc(o.fromName), ascii(` <petrov@client.example.ru>${CRLF}To: support@example.ru${CRLF}Subject: `), enc(o.subject),
+    ascii(`${CRLF}Date: ${new Date().toUTCString().replace('GMT', '+0000')}${CRLF}Message-ID: ${o.messageId}${CRLF}`),
+    ascii(`MIME-Version: 1.0${CRLF}Content-Type: multipart/mixed; boundary="${b}"${CRLF}${CRLF}--${b}${CRLF}`),
+    ascii(`Content-Type: text/plain${o.bodyLabel ? `; charset=${o.bodyLabel}` : ''}${CRLF}Content-Transfer-Encoding: 8bit${CRLF}${CRLF}`),
+    enc({ ...o.body, text: o.body.text.replace(/\r?\n/g, CRLF) }),
+    ascii(`${CRLF}--${b}${CRLF}Content-Type: application/octet-stream${CRLF}Content-Disposition: attachment; filename="`), enc(o.file),
+    ascii(`"${CRLF}Content-Transfer-Encoding: base64${CRLF}${CRLF}JVBERi0xLjQK${CRLF}--${b}--${CRLF}`),
+  ]);
+}

@@ -73,6 +73,22 @@ describe('email senders', () => {
     expect(entry.event.email?.senderHeader).toBe('sender');
   });
 
+  it('masks a Message-ID in the log line only when it is one of its own mail\'s addresses', async () => {
+    // A broken mailer: the customer's address as the Message-ID (and no usable From, so the intake logs the fallback).
+    const addressId = '<Maria.Ivanova@Client.Example.ru>';
+    const plainId = uniqueId('logged');
+    await world.imap.append('INBOX', plainMail({ messageId: addressId, from: 'undisclosed-recipients:;', replyTo: 'Мария <maria.ivanova@client.example.ru>' }));
+    await world.imap.append('INBOX', plainMail({ messageId: plainId, from: 'undisclosed-recipients:;', replyTo: 'Олег <oleg@client.example.ru>' }));
+    await gw.waitForEvent(created(addressId), 20_000);
+    await gw.waitForEvent(created(plainId), 20_000);
+    const lines = () => gw.logs.filter((l) => l.includes('no usable From')).map((l) => JSON.parse(l) as { messageId: string });
+    await until(() => lines().length >= 2, 'both fallback log lines');
+    const ids = lines().map((l) => l.messageId);
+    expect(ids).toContain('<M***@Client.Example.ru>');
+    expect(ids).toContain(plainId);
+    expect(gw.logs.join('\n').toLowerCase()).not.toContain('maria.ivanova@');
+  });
+
   it('parks a mail with nobody to answer, and leaves it unread and flagged with the configured keyword', async () => {
     const nobody = uniqueId('nobody');
     const handled = uniqueId('handled');
