@@ -40,16 +40,16 @@ export function relabelLegacyText(raw: Buffer): Buffer | null {
  * An attachment's file name sent as raw 8-bit legacy bytes (a mailer that labels its text but
  * not its headers): mailparser reads bytes that are not UTF-8 one per character (latin1), so
  * «Счёт.pdf» in windows-1251 arrives as "Ñ÷¸ò.pdf". Read again in the likeliest legacy charset
- * when that gives words of Cyrillic letters only; a Western name ("café.pdf", "Müller.doc")
- * would come out with Latin and Cyrillic in one word, and is left as it was.
+ * for its own bytes (cyrillic.ts) when that gives words of Cyrillic letters only; a Western name
+ * ("café.pdf", "Müller.doc") would come out with Latin and Cyrillic in one word, and is left.
  */
-export function legacyFileName(name: string, bodyCharset?: Cyrillic): string {
+export function legacyFileName(name: string): string {
   // Two 8-bit characters at least: one alone ("Ñ.txt") is as likely Western as a one-letter word.
   if (!/[\x80-\xff][^]*[\x80-\xff]/.test(name) || /[^\x00-\xff]/.test(name)) return name;
   const bytes = Buffer.from(name, 'latin1');
   // Not `legacy()`: mailparser tried UTF-8 already, and a short cp866 name can look like broken UTF-8.
   if (isUtf8(bytes)) return name;
-  const read = decodeCyrillic(bytes, guessCyrillic(bytes, bodyCharset));
+  const read = decodeCyrillic(bytes, guessCyrillic(bytes));
   return mixesScripts(read) || !/\p{Script=Cyrillic}/u.test(read) ? name : read;
 }
 

@@ -3,7 +3,8 @@
  * charsets (windows-1251, KOI8-R, ... via iconv-lite) and RFC 2047 encoded words; we pick the
  * identity, threading headers and bodies, store every attachment and inline image in the object
  * store (Outlook's winmail.dat unpacked into the files inside it: winmail.ts) and mark automated
- * mail. Unlabelled 8-bit windows-1251/KOI8-R is read as such (charset.ts).
+ * mail. Unlabelled 8-bit Cyrillic (windows-1251, KOI8-R, CP866…) is read as such, each header
+ * field and file name in its own charset (charset.ts).
  * The event stays within the byte budget (budget.ts): a body too long for it rides cut, and whole
  * in the object store. What mailparser cannot read, a mail without a usable sender (nobody to
  * answer: identity.ts says whom), one nested deeper than MAX_MIME_DEPTH (mime-depth.ts), or one whose headers
