@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Bus } from './bus.js';
 import { isCasConflict } from './bus.js';
 import { addressPositions } from './log-redaction.js';
+import { indexRedactions } from './redaction-index.js';
 import { LogEntry } from './schema.js';
 import { scanStream } from './stream-scan.js';
 import { Buckets, Streams, Subjects } from './subjects.js';
@@ -71,6 +72,7 @@ async function scrubOne(bus: Bus, id: string, names: (text: string) => boolean, 
  * the person in To or Cc: an inbound mail they were copied on, a reply that copied them. How many
  * entries it redacted. A repeated erasure appends the same positions again, which readers take
  * out once (log-redaction.ts); the msgID keeps a retry within the dedup window from adding one.
+ * Each is also kept in the ticket's redaction index, which a repeated erasure leaves as it was.
  */
 export async function redactOtherLogs(bus: Bus, names: (text: string) => boolean, erased: ReadonlySet<string>, erasureId: string): Promise<number> {
   const found: Array<{ ticketId: string; seq: number; fields: ReturnType<typeof addressPositions> }> = [];
@@ -91,6 +93,11 @@ export async function redactOtherLogs(bus: Bus, names: (text: string) => boolean
     const fields = addressPositions(parsed.data, names);
     if (fields.length) found.push({ ticketId, seq: m.seq, fields });
   });
+  // Indexed first: a reader that stops at a limit or reads a later page finds the redaction there
+  // (redaction-index.ts), and a failure between the two leaves the address hidden, never shown.
+  const byTicket = new Map<string, typeof found>();
+  for (const r of found) byTicket.set(r.ticketId, [...(byTicket.get(r.ticketId) ?? []), r]);
+  for (const [ticketId, list] of byTicket) await indexRedactions(bus, ticketId, list);
   for (const r of found) {
     const entry = { kind: 'redaction', at: new Date().toISOString(), seq: r.seq, fields: r.fields, erasureId };
     await bus.publishJson(Subjects.ticketLog(r.ticketId), entry, `redaction:${erasureId}:${r.seq}`);

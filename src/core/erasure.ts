@@ -25,6 +25,7 @@ import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
 import { asciiDigits, phoneDigitForms, writtenPhone } from './phone.js';
 import { redactOtherLogs, scrubOtherTickets } from './erasure-scrub.js';
+import { redactionIndexKey } from './redaction-index.js';
 
 export interface ErasureTarget {
   /** Every ticket of the person: logs, records, index entries and attachments go whole. */
@@ -115,11 +116,13 @@ export class Eraser {
       const r = await this.bus.jsm.streams.purge(Streams.log, { filter: Subjects.ticketLog(ticketId) });
       counts.logEntries += r.purged;
       if (await this.purgeKey('tickets', ticketId)) counts.tickets++;
+      // Its redactions (positions only, no address) mean nothing without the log.
+      if (await this.purgeKey('threads', redactionIndexKey(ticketId))) counts.threadKeys++;
     }
     for (const seq of target.logSequences ?? []) {
       if (await this.bus.jsm.streams.deleteMessage(Streams.log, seq, true).catch((err: unknown) => (isGone(err) ? false : Promise.reject(err)))) counts.logEntries++;
     }
-    counts.threadKeys = await this.purgeKeysWhere('threads', (value) => tickets.has(value));
+    counts.threadKeys += await this.purgeKeysWhere('threads', (value) => tickets.has(value));
     counts.dedupKeys = await this.purgeKeysWhere('dedup', (value, key) => needles.matches(value) || needles.isAckKey(key));
     await this.eraseFiles(files, tickets, counts, o);
     counts.inbound = await this.eraseMessages(Streams.inbound, needles);

@@ -14,11 +14,14 @@ type Redaction = Extract<LogEntry, { kind: 'redaction' }>;
 /**
  * `log` without its redaction entries, every entry they name with the named To/Cc positions left
  * out. Positions are of the entry as stored, so a redaction appended twice (an erasure repeated)
- * takes out the same addresses, never the next ones.
+ * takes out the same addresses, never the next ones. `indexed`: the ticket's redactions as kept
+ * beside the log (redaction-index.ts), for a part of the log that does not reach its redactions.
  */
-export function applyRedactions<T extends { seq: number; entry: LogEntry }>(log: T[]): T[] {
+export function applyRedactions<T extends { seq: number; entry: LogEntry }>(log: T[], indexed: ReadonlyArray<Pick<Redaction, 'seq' | 'fields'>> = []): T[] {
   const redactions = new Map<number, Array<Redaction['fields'][number]>>();
-  for (const { entry } of log) if (entry.kind === 'redaction') redactions.set(entry.seq, [...(redactions.get(entry.seq) ?? []), ...entry.fields]);
+  const add = (r: Pick<Redaction, 'seq' | 'fields'>) => redactions.set(r.seq, [...(redactions.get(r.seq) ?? []), ...r.fields]);
+  for (const r of indexed) add(r);
+  for (const { entry } of log) if (entry.kind === 'redaction') add(entry);
   if (redactions.size === 0) return log;
   const out: T[] = [];
   for (const item of log) {

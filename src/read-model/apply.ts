@@ -119,9 +119,28 @@ export async function applyEntry(tx: Queryable, seq: number, ticketId: string, e
       // Kept in the log (and on the KV record); nothing a report or list needs.
       return 'applied';
     case 'redaction':
-      // SQL keeps no mail's To or Cc: nothing of the erased person to take out here.
-      return 'applied';
+      return redaction(tx, ticketId, entry);
   }
+}
+
+/**
+ * SQL keeps no mail's To or Cc but in one place: a ticket whose row a reply made (no customer
+ * message before it, see outbound()) took its contact's id from that reply's first To, and a
+ * mail's conversation is its correspondent's address. A redaction of that position takes it out
+ * of the row too (both ids, where the conversation's is the same address), as it is applied and
+ * on every rebuild (the redaction entry follows the reply in the log); left empty, not guessed.
+ */
+async function redaction(tx: Queryable, ticketId: string, entry: Entry<'redaction'>): Promise<Applied> {
+  if (!entry.fields.some((f) => f.field === 'to' && f.index === 0)) return 'applied';
+  await tx.query(
+    `UPDATE tickets SET contact = jsonb_set(contact, '{id}', '""'::jsonb),
+            conversation = CASE WHEN conversation->>'id' = contact->>'id' THEN jsonb_set(conversation, '{id}', '""'::jsonb) ELSE conversation END
+      WHERE id = $1 AND contact_id IS NULL
+        AND EXISTS (SELECT 1 FROM messages WHERE seq = $2 AND ticket_id = $1 AND direction = 'outbound')
+        AND NOT EXISTS (SELECT 1 FROM messages WHERE ticket_id = $1 AND seq < $2)`,
+    [ticketId, entry.seq],
+  );
+  return 'applied';
 }
 
 /** An edit or delete: `orphan` when SQL has no such message (routine: edits of messages never stored), not tallied as a missing ticket. */

@@ -6,6 +6,7 @@ import { DeliverPolicy } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { jsonOrUndefined } from '../core/json-input.js';
 import { applyRedactions } from '../core/log-redaction.js';
+import { readRedactionIndex } from '../core/redaction-index.js';
 import { LogEntry, describeZodError, type LogEntry as LogEntryT } from '../core/schema.js';
 import { safeParser } from '../core/schema-as-is.js';
 import { Streams, Subjects } from '../core/subjects.js';
@@ -52,6 +53,7 @@ export async function readTicketLog(bus: Bus, ticketId: string, opts: ReadLogOpt
     await consumer.delete().catch(() => {});
   }
   // An erased person's address in this ticket's mails (To, Cc) is left out as it is read: the
-  // entries themselves cannot be rewritten (core/log-redaction.ts).
-  return applyRedactions(out);
+  // entries themselves cannot be rewritten (core/log-redaction.ts). Their redaction entries come
+  // after them, often past `limit` or the page asked for: the index beside the log names them all.
+  return out.length === 0 ? out : applyRedactions(out, await readRedactionIndex(bus, ticketId));
 }

@@ -198,4 +198,21 @@ describe.each(['pglite', 'postgres'] as const)('read model SQL on %s', (engine) 
     await apply('T-30', outcome('r-5', 'sent', 125));
     expect(await dueTickets(db, 'csat', { now: T0 + 200 * 60_000, csatDelayMs: 10 * 60_000 })).toContain('T-30');
   });
+
+  it('takes an erased address out of the contact of a ticket a reply opened, when its redaction names the reply\'s first To', async () => {
+    const mail = (id: string, min: number, to: string[]): LogEntry => ({ kind: 'outbound', at: at(min), message: {
+      v: 1, type: 'message.outbound', id, ticketId: 'T-90', channel: 'email', account: 'support', conversation: { id: 'ivan.petrov@mail.ru', kind: 'email' }, text: 'Счёт во вложении',
+      attachments: [], email: { to, cc: [], subject: 'Счёт', references: [] }, author: { id: 'agent' }, createdAt: at(min), automated: false, purpose: 'agent_reply' } });
+    await apply('T-90', mail('o-40', 300, ['ivan.petrov@mail.ru', 'buh@romashka.ru']));
+    const opener = seq;
+    await apply('T-90', mail('o-41', 301, ['ivan.petrov@mail.ru']));
+    const contact = async () => JSON.stringify(await db.query(`SELECT contact, conversation FROM tickets WHERE id = 'T-90'`));
+    expect(await contact()).toContain('ivan.petrov@mail.ru');
+    // A redaction of the later reply's To says nothing of the contact; the opener's does.
+    await apply('T-90', { kind: 'redaction', at: at(302), seq: opener + 1, fields: [{ field: 'to', index: 0 }], erasureId: 'e-90' });
+    expect(await contact()).toContain('ivan.petrov@mail.ru');
+    await apply('T-90', { kind: 'redaction', at: at(302), seq: opener, fields: [{ field: 'to', index: 0 }], erasureId: 'e-90' });
+    expect(await contact()).not.toContain('ivan.petrov@mail.ru');
+    expect(await db.query(`SELECT contact->>'id' AS id, conversation->>'kind' AS kind FROM tickets WHERE id = 'T-90'`)).toEqual([{ id: '', kind: 'email' }]);
+  });
 });
