@@ -12,6 +12,7 @@ import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
+import { durableLag } from '../core/durable-lag.js';
 import { LaneConsumer, ackSubject, failedHolderPauseMs, leasedTicketEvents } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
 import { closeTerm, openTerm, type Term } from './webhook-takeover.js';
@@ -301,14 +302,14 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Events of this webhook not yet taken by the receiver (pending + in flight). NaN on the holder
-   * while its consumer loop is failing: its connection's answer may come from a stalled server
-   * (a trial's holder read 0 with 187–437 pending), and 0 would say all is well.
+   * Events of this webhook not yet taken by the receiver (pending + in flight), the same number on
+   * the holder and on a standby (see durableLag). NaN when this replica cannot read it, and on the
+   * holder while its consumer loop is failing: its connection's answer may come from a stalled
+   * server (a trial's holder read 0 with 187–437 pending), and 0 would say all is well.
    */
   async lag(): Promise<number> {
     if (this.current?.failing) return Number.NaN;
-    const info = await this.bus.jsm.consumers.info(Streams.events, Consumers.webhooks(this.target.name));
-    return info.num_pending + info.num_ack_pending;
+    return durableLag(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name));
   }
 
   private wanted(type: string | undefined): boolean {

@@ -3,6 +3,7 @@
  * helpdesk (hosted-helpdesk.ts); the other replicas stand by. Agent answers are taken on any
  * replica (answers.ts): that path is idempotent. Knows no helpdesk by name.
  */
+import { durableLag } from '../core/durable-lag.js';
 import { metrics } from '../core/metrics.js';
 import { Streams } from '../core/subjects.js';
 import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
@@ -35,7 +36,10 @@ export class HelpdeskHost {
     return this.hosted.map((h) => h.status());
   }
 
-  /** omnigate_consumer_lag{consumer="helpdesk-<id>"}: ticket events not yet in each helpdesk. */
+  /**
+   * omnigate_consumer_lag{consumer="helpdesk-<id>"}: ticket events not yet in each helpdesk, the
+   * same number on every replica (see durableLag); NaN when this replica cannot read it now.
+   */
   async sampleLag(): Promise<void> {
     for (const h of this.hosted) {
       const name = helpdeskConsumer(h.id);
@@ -44,8 +48,7 @@ export class HelpdeskHost {
         metrics.consumerLag.set({ consumer: name }, Number.NaN);
         continue;
       }
-      const info = await this.o.bus.jsm.consumers.info(Streams.events, name).catch(() => null);
-      if (info) metrics.consumerLag.set({ consumer: name }, info.num_pending + info.num_ack_pending);
+      metrics.consumerLag.set({ consumer: name }, await durableLag(this.o.bus.jsm, Streams.events, name));
     }
   }
 
