@@ -60,6 +60,16 @@ function excused(l: LoopStatus, d: ProbeDeps): boolean {
   return d.jetStream?.recentlyBack(at, NATS_GRACE_MS) ?? false;
 }
 
+/**
+ * Whether an essential loop counts as serving for readiness. A single restart after a run that was
+ * doing fine (a consumer's pull giving up after missed heartbeats) is back within its first
+ * backoff (at most `baseMs`, 0.5 s): a trial's /readyz flipped to 503 for about a second on every
+ * such restart. A second failure in a row, or `failed`, is a loop that is not coming back by itself.
+ */
+export function serving(l: LoopStatus): boolean {
+  return l.state === 'running' || (l.state === 'restarting' && l.failuresInARow <= 1);
+}
+
 export function liveness(d: ProbeDeps): Readiness {
   const failed = d.supervisor.statuses().filter((l) => l.state === 'failed' && l.restartCures && !excused(l, d));
   const natsUp = d.bus?.connected ?? false;
@@ -122,7 +132,7 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   }
   const loops = d.supervisor.statuses();
   checks.loops = loops;
-  for (const l of loops) if (l.essential && l.state !== 'running') reasons.push(`loop ${l.name} ${l.state}`);
+  for (const l of loops) if (l.essential && !serving(l)) reasons.push(`loop ${l.name} ${l.state}`);
   const connectors = sampleConnectors(d.connectors());
   checks.connectors = connectors;
   for (const c of connectors) {

@@ -29,6 +29,8 @@ export interface LoopStatus {
   /** False: a failure here does not fail liveness (a restart would not cure it). */
   restartCures: boolean;
   restarts: number;
+  /** Failures since the last run that made progress (or lasted `resetAfterMs`); 0 before the first. */
+  failuresInARow: number;
   since: string;
   lastProgressAt?: string;
   lastError?: string;
@@ -93,7 +95,7 @@ export class SupervisedLoop {
     private readonly onStopped: (loop: SupervisedLoop) => void,
     private readonly shuttingDown: () => boolean = () => false,
   ) {
-    this.status_ = { name, state: 'running', essential: o.essential, restartCures: o.restartCures, restarts: 0, since: new Date().toISOString() };
+    this.status_ = { name, state: 'running', essential: o.essential, restartCures: o.restartCures, restarts: 0, failuresInARow: 0, since: new Date().toISOString() };
   }
 
   get status(): LoopStatus {
@@ -165,6 +167,7 @@ export class SupervisedLoop {
       if (this.progressed || Date.now() - startedAt >= this.o.resetAfterMs) failures = 0;
       failures++;
       this.status_.restarts++;
+      this.status_.failuresInARow = failures;
       this.status_.lastError = problem;
       this.status_.lastErrorAt = new Date().toISOString();
       this.status_.dependencyDown = dependencyDown;

@@ -136,4 +136,33 @@ describe('liveness and supervised loops', () => {
     expect((await probe(base, '/healthz')).status).toBe(200);
     expect((await probe(base, '/readyz')).status).toBe(200);
   });
+  it('one quick restart of an essential loop (a pull that missed heartbeats) keeps /readyz 200; a second failure in a row makes it 503', async () => {
+    // Runs, handles work, then fails once as a consumer's pull does after missed heartbeats, and
+    // runs again. The backoff is stretched so the probe surely lands while it is restarting.
+    let runs = 0;
+    const once = base.gateway.loops.run('test.hiccup', async ({ signal, progress }) => {
+      progress();
+      if (runs++ === 0) throw new Error('heartbeats missed');
+      await new Promise((r) => signal.addEventListener('abort', r, { once: true }));
+    }, { baseMs: 1_500, maxMs: 1_500, essential: true });
+    await until(() => base.gateway.loops.statuses().some((l) => l.name === 'test.hiccup' && l.state === 'restarting'), 'the loop restarting');
+    const during = await probe(base, '/readyz');
+    expect(during.body.loops.find((l: any) => l.name === 'test.hiccup')).toMatchObject({ state: 'restarting', failuresInARow: 1 });
+    expect(during.body.reasons).toBeUndefined();
+    expect(during.status).toBe(200);
+    await until(() => runs === 2, 'the loop running again');
+    await once.stop();
+
+    let tries = 0;
+    const flapping = base.gateway.loops.run('test.flapping', async () => {
+      tries++;
+      throw new Error('JetStream system temporarily unavailable');
+    }, { baseMs: 1_500, maxMs: 1_500, essential: true });
+    await until(() => tries >= 2 && base.gateway.loops.statuses().some((l) => l.name === 'test.flapping' && l.state === 'restarting'), 'the second failure in a row');
+    const r = await probe(base, '/readyz');
+    expect(r.status).toBe(503);
+    expect(r.body.reasons).toEqual(['loop test.flapping restarting']);
+    await flapping.stop();
+    expect((await probe(base, '/readyz')).status).toBe(200);
+  });
 });
