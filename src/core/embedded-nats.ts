@@ -49,11 +49,14 @@ export function findBinary(binary: string): string | null {
  * gateway dies for any reason the kernel closes that pipe, `cat` sees EOF and the server gets
  * SIGTERM (SIGKILL 15 s later), so it does not outlive us for long. A normal stop closes the pipe
  * the same way: one stop path. The server itself never sees the pipe (fd 3 is closed for it).
+ * Once the server has exited, the watcher is told to end and takes its 15 s timer with it: a bare
+ * `sleep 15` outlived every stop by 15 s (an orphan in the gateway's unit or container, holding
+ * the gateway's stderr pipe). `wait`, unlike a foreground sleep, lets the trap run at once.
  */
 const WATCHDOG = `exec 3<&0 </dev/null
 "$@" 3<&- &
 server=$!
-{ cat <&3 >/dev/null; kill -TERM "$server" 2>/dev/null; sleep 15; kill -KILL "$server" 2>/dev/null; } &
+{ trap 'kill "$grace" 2>/dev/null; exit 0' TERM; cat <&3 >/dev/null; kill -TERM "$server" 2>/dev/null; sleep 15 & grace=$!; wait "$grace"; kill -KILL "$server" 2>/dev/null; } &
 watcher=$!
 exec 3<&-
 wait "$server"

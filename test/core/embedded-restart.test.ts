@@ -3,6 +3,7 @@
  * same port (through its watchdog wrapper); the data-directory lock refuses a second owner and is
  * free again after stop.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,4 +50,24 @@ describe('embedded nats-server', () => {
     await b.start();
     await b.stop();
   }, 90_000);
+});
+
+/** Processes in the watchdog's process group (it is started detached: its pid is the group's id). */
+function watchdogGroup(): { pgid: number; members: () => string[] } {
+  const rows = () => execFileSync('ps', ['-eo', 'pid=,pgid=,args='], { encoding: 'utf8' }).split('\n').map((l) => l.trim().split(/\s+/));
+  const shell = rows().find((r) => r.includes('omnigate-nats-watchdog') && r.some((a) => a.startsWith(dataDir)));
+  if (!shell) throw new Error('no watchdog shell found');
+  const pgid = Number(shell[1]);
+  return { pgid, members: () => rows().filter((r) => Number(r[1]) === pgid).map((r) => r.slice(2).join(' ')) };
+}
+
+describe('embedded nats-server stop', () => {
+  it('leaves no process of its watchdog behind (a `sleep 15` outlived every stop)', async () => {
+    const a = embedded();
+    await a.start();
+    const group = watchdogGroup();
+    expect(group.members().length).toBeGreaterThan(0);
+    await a.stop();
+    await until(() => group.members().length === 0, 3_000, `the watchdog group ${group.pgid} to be gone: ${group.members().join('; ')}`);
+  }, 60_000);
 });
