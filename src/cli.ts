@@ -185,7 +185,7 @@ async function main(argv: string[]): Promise<number> {
   }
   setPersonalDataInLogs(loaded.config.log.personalData);
   const log = createLogger({ level: loaded.config.log.level });
-  for (const warning of configWarnings(loaded)) log.warn({ file: loaded.file }, warning);
+  for (const warning of configWarnings(loaded, factories)) log.warn({ file: loaded.file }, warning);
   const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {

@@ -39,8 +39,10 @@ function configuredZones(loaded: LoadedConfig): Array<[key: string, zone: string
 }
 
 /** What is valid but likely not meant: printed by check-config and logged at start, not refused. */
-export function configWarnings(loaded: LoadedConfig): string[] {
-  return configuredZones(loaded).flatMap(([key, zone]) => invertedSignWarning(key, zone) ?? []);
+export function configWarnings(loaded: LoadedConfig, factories?: Map<string, ConnectorFactory<any>>): string[] {
+  const zones = configuredZones(loaded).flatMap(([key, zone]) => invertedSignWarning(key, zone) ?? []);
+  const entries = loaded.connectors.flatMap(({ entry, options }) => (factories?.get(entry.type)?.warnings?.(options) ?? []).map((w) => `${channelOf(entry.type, factories!)}/${entry.account}: ${w}`));
+  return [...zones, ...entries];
 }
 
 /** What is enabled, in one screen; `now` is when time zones' offsets are shown for. */
@@ -50,7 +52,7 @@ export function describeConfig(loaded: LoadedConfig, factories: Map<string, Conn
   const lang = r.language;
   const lines: string[] = [`omnigate: ${loaded.file} is valid`, ''];
   // Warnings first: the one-screen summary is read from the top.
-  for (const w of configWarnings(loaded)) lines.push(`Warning: ${w}`);
+  for (const w of configWarnings(loaded, factories)) lines.push(`Warning: ${w}`);
   if (lines.length > 2) lines.push('');
   lines.push(`NATS        ${c.nats.url || `embedded nats-server (data in ${c.nats.embedded.dataDir})`}`);
   lines.push(`HTTP        ${c.http.host}:${c.http.port}`);

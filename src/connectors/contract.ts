@@ -214,6 +214,8 @@ export interface ConnectorFactory<Options = unknown> {
    * that does not host the entry now. Absent: the channel sends `text` only (`{ kind: 'none' }`).
    */
   replyTemplates?(options: Options): TemplateSupport;
+  /** What is valid in an entry's options but likely a risk not meant (check-config prints them, start logs them). */
+  warnings?(options: Options): string[];
 }
 
 export class InvalidEventError extends Error {

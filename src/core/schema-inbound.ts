@@ -50,6 +50,33 @@ export const ConversationRef = z.object({
 });
 export type ConversationRef = z.infer<typeof ConversationRef>;
 
+/**
+ * What the receiving mail server found about a mail's From, from its Authentication-Results
+ * header (RFC 8601), as the email connector read it (connectors/email/authentication.ts). The
+ * router lets a mail whose `verdict` is `fail`, or one that is `required` to pass and did not,
+ * join no existing ticket: its From may be forged.
+ */
+export const EmailAuthentication = z.object({
+  /**
+   * What the gateway acts on: `pass` only from a server the account trusts (trustedAuthServIds);
+   * `fail` from a trusted server, or from the topmost header when none is configured (a forged
+   * fail hurts only the forger); `none` otherwise (no header, or a pass nobody vouches for).
+   */
+  verdict: z.enum(['pass', 'fail', 'none']),
+  /** The authserv-id of the header that counted (the server that wrote it). */
+  by: z.string().max(255).optional(),
+  /** Whether `by` is among the account's trustedAuthServIds. */
+  trusted: z.boolean().optional(),
+  /** The results that header gave, lower case (pass, fail, softfail, none, ...). */
+  dmarc: z.string().max(16).optional(),
+  spf: z.string().max(16).optional(),
+  /** `pass` when a signature aligned with the From passed; else the first other result, or `unaligned` when only other domains' signatures passed. */
+  dkim: z.string().max(16).optional(),
+  /** The account requires a trusted pass (requireAuthenticatedSender): anything else proves nothing. */
+  required: z.boolean().optional(),
+});
+export type EmailAuthentication = z.infer<typeof EmailAuthentication>;
+
 /** Email specifics the router needs for threading and loop protection. */
 export const EmailMeta = z.object({
   messageId: z.string(),
@@ -71,6 +98,8 @@ export const EmailMeta = z.object({
    * connector's configuration). Absent from events of earlier versions.
    */
   ownAddresses: z.array(z.string()).max(100).optional(),
+  /** What the receiving server found about the From; absent when the mail carries no header that counts (and on events of earlier versions). */
+  authentication: EmailAuthentication.optional(),
 });
 export type EmailMeta = z.infer<typeof EmailMeta>;
 

@@ -5,6 +5,7 @@
  * was erased or evicted meanwhile.
  */
 import type { InboundMessage, Ticket } from '../core/schema.js';
+import { senderDoubt } from './sender-trust.js';
 import { openTicket } from './ticket-opening.js';
 import { isParticipant, type Resolution, type Threader } from './threading.js';
 import { IndexKeys, type TicketStore } from './tickets.js';
@@ -68,8 +69,8 @@ export async function ticketFor(store: TicketStore, threader: Threader, e: Inbou
 async function sendersOwn(store: TicketStore, ticketId: string, email: NonNullable<InboundMessage['email']>): Promise<boolean> {
   const ticket = await store.get(ticketId, { fresh: true });
   if (!ticket) return !(await store.removed(ticketId));
-  // A sender taken from a fallback header (no usable From) is nobody's word (threading.ts).
-  if (email.senderHeader !== undefined && email.senderHeader !== 'from') return false;
+  // A sender taken from a fallback header, or a From found forged, is nobody's word (sender-trust.ts).
+  if (senderDoubt(email)) return false;
   return isParticipant(ticket.value, email.from.toLowerCase());
 }
 

@@ -10,7 +10,9 @@
  *         domain lets nobody in. Then our own Message-ID marker "<omni.T-1042.…@…>" surviving in
  *         any header, then the "[#T-1042]" our replies carry in their text, found in the quoted
  *         history (both from participants only); else a new ticket, whose log says which ticket
- *         the mail named and why it did not join it.
+ *         the mail named and why it did not join it. A mail whose sender proves nothing (taken
+ *         from a fallback header, or its From found forged by the receiving server: sender-trust.ts)
+ *         joins no existing ticket by any of these rules.
  *  chats  one open ticket per (channel, account, chat[, thread]); after close, a message reopens
  *         the ticket within the reopen window, otherwise opens a new one; after the ticket was
  *         evicted (tickets.evictClosedAfter, eviction.ts), a new one, whose log says so.
@@ -20,6 +22,7 @@ import type { InboundMessage, Ticket, ThreadMatch } from '../core/schema.js';
 import { CLOSED_STATUSES } from '../core/schema.js';
 import { asciiDomain, domainOf, isPublicMailDomain, mailDomainOf } from '../core/mail-domains.js';
 import { orderKey } from '../core/subjects.js';
+import { senderDoubt } from './sender-trust.js';
 import { IndexKeys, normalizeMessageId, type Floor, type TicketStore } from './tickets.js';
 
 /** What the log of the ticket opened after an eviction says about the one before it. */
@@ -82,6 +85,9 @@ export class Threader {
       if (refused.size > MAX_REFUSALS_LOGGED) notes.push(`and ${refused.size - MAX_REFUSALS_LOGGED} more tickets`);
       const missing = await this.missingNote(e);
       if (missing) notes.push(missing);
+      // Said even when it named no ticket we have: whoever reads the log learns why it stands alone.
+      const doubt = refused.size === 0 ? senderDoubt(e.email) : undefined;
+      if (doubt) notes.push(`${doubt}: it joins no existing ticket`);
       const why = notes.length ? ` (${notes.join('; ')})` : '';
       return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) + why }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
     }
@@ -91,12 +97,12 @@ export class Threader {
   private async resolveEmail(e: InboundMessage, o: { fresh: boolean }, refused: Refusals): Promise<Resolution | null> {
     const email = e.email!;
     const sender = email.from.toLowerCase();
-    // A sender taken from Reply-To, Sender or Return-Path (the From held no usable mailbox) is
-    // nobody's word: Reply-To is not covered by DMARC, and a stranger naming a customer there
-    // joined that customer's ticket as them. Such a mail threads into no existing ticket.
-    const fallback = email.senderHeader !== undefined && email.senderHeader !== 'from';
-    const takesPart = (t: Ticket) => !fallback && isParticipant(t, sender);
-    const refuse = (ticket: string, how: string, why = fallback ? `its sender was taken from ${email.senderHeader} (the From held no usable address), which proves nothing` : `${sender} took no part in it`) => {
+    // A sender taken from a fallback header, or whose From the receiving server found forged, is
+    // nobody's word (sender-trust.ts): such a mail threads into no existing ticket by any rule,
+    // so its Reply-To and Cc become participants of none.
+    const doubt = senderDoubt(email);
+    const takesPart = (t: Ticket) => !doubt && isParticipant(t, sender);
+    const refuse = (ticket: string, how: string, why = doubt ?? `${sender} took no part in it`) => {
       if (!refused.has(ticket)) refused.set(ticket, `${how} ${ticket}, but ${why}: a ticket of its own`);
     };
     const candidates: Array<[ThreadMatch['rule'], string]> = [];
@@ -118,7 +124,7 @@ export class Threader {
       const ticket = await this.store.get(token, o);
       if (ticket) {
         if (takesPart(ticket.value)) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
-        const colleague = fallback ? { ok: false, why: `its sender was taken from ${email.senderHeader} (the From held no usable address), which proves nothing` } : this.colleague(ticket.value, sender);
+        const colleague = doubt ? { ok: false, why: doubt } : this.colleague(ticket.value, sender);
         if (colleague.ok) return this.existing(ticket.value, { rule: 'email-subject-token', value: `${token} (${colleague.why})` });
         refuse(ticket.value.id, 'the subject names', colleague.why);
       }

@@ -30,6 +30,12 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     ['a misspelt nested connector option', {
       connectors: [{ type: 'email', account: 'mail', mailboxes: [{ address: 'a@b.ru', imap: { host: 'h', user: 'u', pass: 'p', prot: 993 }, smtp: { host: 'h' } }] }],
     }, /connectors\[0\]\.mailboxes\[0\]\.imap\.prot: .*did you mean "port"/],
+    ['requireAuthenticatedSender without trustedAuthServIds', {
+      connectors: [{ type: 'email', account: 'mail', requireAuthenticatedSender: true, mailboxes: [{ address: 'a@b.ru', imap: { host: 'h', user: 'u', pass: 'p' }, smtp: { host: 'h' } }] }],
+    }, /connectors\[0\]\.requireAuthenticatedSender: needs trustedAuthServIds/],
+    ['an authserv-id that is no host name', {
+      connectors: [{ type: 'email', account: 'mail', trustedAuthServIds: ['mx.example.ru; dmarc=pass'], mailboxes: [{ address: 'a@b.ru', imap: { host: 'h', user: 'u', pass: 'p' }, smtp: { host: 'h' } }] }],
+    }, /connectors\[0\]\.trustedAuthServIds\[0\]: not a host name/],
     ['25:00 in business hours', { router: { sla: { businessHours: { from: '25:00' } } } }, /router\.sla\.businessHours\.from: .*HH:MM/],
     ['an interval with 25:00', { router: { sla: { businessHours: { hours: ['09:00-25:00'] } } } }, /router\.sla\.businessHours\.hours\[0\]: .*not an interval/],
     ['a calendar with no working day', { router: { sla: { businessHours: { days: [] } } } }, /router\.sla\.businessHours\.days: at least one working day/],
@@ -138,6 +144,21 @@ describe('time zones in check-config', () => {
     const { loaded, factories } = await loadAll(writeConfig({ connectors: [site] }), {});
     expect(describeConfig(loaded, factories, new Date('2027-01-15T12:00:00Z'))).toContain('router.sla.businessHours.timezone: Europe/Moscow (UTC+03:00 now)');
     expect(configWarnings(loaded)).toEqual([]);
+  });
+});
+
+describe('forged-sender warning in check-config', () => {
+  const mail = (extra: Record<string, unknown>) => ({ type: 'email', account: 'mail', ...extra, mailboxes: [{ address: 'a@b.ru', imap: { host: 'h', user: 'u', pass: 'p' }, smtp: { host: 'h' } }] });
+  it('warns, in one line naming the entry, when an email entry trusts no Authentication-Results server', async () => {
+    const { loaded, factories } = await loadAll(writeConfig({ connectors: [mail({})] }), {});
+    expect(configWarnings(loaded, factories)).toEqual([expect.stringMatching(/^email\/mail: trustedAuthServIds is not set: a mail with a forged From joins that sender's tickets unless/)]);
+    expect(describeConfig(loaded, factories)).toContain('Warning: email/mail: trustedAuthServIds is not set');
+  });
+
+  it('says nothing with trustedAuthServIds set', async () => {
+    const { loaded, factories } = await loadAll(writeConfig({ connectors: [mail({ trustedAuthServIds: ['MX.Example.ru'], requireAuthenticatedSender: true })] }), {});
+    expect(configWarnings(loaded, factories)).toEqual([]);
+    expect((loaded.connectors[0]!.options as { trustedAuthServIds: string[] }).trustedAuthServIds).toEqual(['mx.example.ru']);
   });
 });
 

@@ -203,6 +203,46 @@ describe('email threading', () => {
     expect((await gw.ticket(olga.ticketId))!.messageCount).toBe(1);
   });
 
+  it('lets a mail whose From the receiving server found forged join no ticket by any rule', async () => {
+    const ivan = await route(emailMessage({ messageId: '<iv-1@romashka.ru>', from: 'ivan@romashka.ru', subject: 'Сверка', text: 'Пришлите акт' }));
+    const T = ivan.ticketId;
+    const forged = (o: Parameters<typeof emailMessage>[0], authentication: NonNullable<InboundMessage['email']>['authentication']) => {
+      const e = emailMessage({ ...o, from: o.from, cc: ['spy@evil.example'] });
+      e.email = { ...e.email!, replyTo: 'attacker@evil.example', authentication };
+      return e;
+    };
+    const fail = { verdict: 'fail' as const, by: 'mx.example.ru', dmarc: 'fail' };
+    // Every rule: In-Reply-To, References, subject token, marker, quoted token, colleague.
+    const tries = [
+      forged({ messageId: '<fg-1@evil.example>', from: 'ivan@romashka.ru', inReplyTo: '<iv-1@romashka.ru>' }, fail),
+      forged({ messageId: '<fg-2@evil.example>', from: 'ivan@romashka.ru', references: ['<iv-1@romashka.ru>'] }, fail),
+      forged({ messageId: '<fg-3@evil.example>', from: 'ivan@romashka.ru', subject: `Re: [#${T}]` }, fail),
+      forged({ messageId: '<fg-4@evil.example>', from: 'ivan@romashka.ru', references: [`<omni.${T}.abc123@shop.example>`] }, fail),
+      forged({ messageId: '<fg-5@evil.example>', from: 'ivan@romashka.ru', subject: 'без номера', text: `> [#${T}] ответ` }, fail),
+      forged({ messageId: '<fg-6@evil.example>', from: 'boss@romashka.ru', subject: `Re: [#${T}]` }, { verdict: 'fail', by: 'mxs.mail.ru', spf: 'softfail', dkim: 'none' }),
+      // The account requires a trusted pass; the mail has none.
+      forged({ messageId: '<fg-7@evil.example>', from: 'ivan@romashka.ru', inReplyTo: '<iv-1@romashka.ru>' }, { verdict: 'none', required: true }),
+    ];
+    const values: string[] = [];
+    for (const e of tries) {
+      const landed = await route(e);
+      expect(landed.ticketId).not.toBe(T);
+      expect(matchOf(landed).rule).toBe('new-ticket');
+      values.push(matchOf(landed).value);
+    }
+    expect(values[0]).toContain(`In-Reply-To names a mail of ${T}, but the receiving server (mx.example.ru) found its From forged: dmarc=fail: a ticket of its own`);
+    expect(values[5]).toContain(`the subject names ${T}, but the receiving server (mxs.mail.ru) found its From forged: spf=softfail, dkim=none: a ticket of its own`);
+    expect(values[6]).toContain('no trusted server vouched for its From (no Authentication-Results header of trustedAuthServIds), and the account requires it (requireAuthenticatedSender)');
+    // The same Message-ID as Ivan's own mail (a lost claim joins only the sender's own ticket): not Ivan's ticket either.
+    const reuse = forged({ messageId: '<iv-1@romashka.ru>', from: 'ivan@romashka.ru' }, fail);
+    reuse.id = 'email:support:fg-reuse';
+    reuse.platform = { messageId: 'fg-reuse' };
+    expect((await route(reuse)).ticketId).not.toBe(T);
+    const ticket = (await gw.ticket(T))!;
+    expect(ticket.participants).toEqual(['ivan@romashka.ru']);
+    expect(ticket.messageCount).toBe(1);
+  });
+
   it('lets a colleague in by the subject token only at a declared customer domain where a participant is', async () => {
     const root = await route(emailMessage({ messageId: '<co-1@romashka.ru>', from: 'buh@romashka.ru', subject: 'Сверка' }));
     // Declared (written "Romashka.RU" in the config), a participant there: the manager joins.

@@ -48,6 +48,7 @@ export class EmailConnector implements Connector {
         domains: new Set([...this.senders.values()].map((s) => s.domain)),
       },
       ownAddresses: ownAddresses(o, ctx),
+      authentication: { trustedAuthServIds: o.trustedAuthServIds ?? [], requireAuthenticatedSender: o.requireAuthenticatedSender },
     };
     const mailboxes = new Set(o.mailboxes.map((m) => m.address.toLowerCase()));
     ctx.onReplay((raw, meta) => replayMail(ctx, this.normalize, mailboxes, raw, meta));

@@ -97,10 +97,26 @@ export const EmailOptions = z
     maxBodyChars: z.number().int().min(1000).max(400_000).default(200_000),
     /** Reconnect backoff ceiling. */
     reconnectMaxMs: z.number().int().min(100).default(60_000),
+    /**
+     * The authserv-ids (the first word of an Authentication-Results header: mx.google.com,
+     * mxs.mail.ru, your MTA's hostname) of the receiving servers whose verdict on the sender is
+     * believed, pass and fail: the topmost header naming one counts (authentication.ts). Unset,
+     * only a fail in the topmost header counts. Compared case-insensitively.
+     */
+    trustedAuthServIds: z
+      .array(z.string().trim().toLowerCase().regex(/^[a-z0-9][a-z0-9.-]*$/, 'not a host name (the first word of an Authentication-Results header)').max(255))
+      .max(20)
+      .optional(),
+    /** Treat mail that no trusted server says passed like forged mail: it joins no existing ticket. Needs trustedAuthServIds. */
+    requireAuthenticatedSender: z.boolean().default(false),
   })
   .refine((o) => o.parkedKeyword.toLowerCase() !== o.processedKeyword.toLowerCase(), {
     message: 'parkedKeyword must differ from processedKeyword',
     path: ['parkedKeyword'],
+  })
+  .refine((o) => !o.requireAuthenticatedSender || (o.trustedAuthServIds?.length ?? 0) > 0, {
+    message: 'needs trustedAuthServIds: without a receiving server trusted to say pass, no mail could prove its sender',
+    path: ['requireAuthenticatedSender'],
   })
   .refine((o) => new Set(o.mailboxes.map((m) => m.address.toLowerCase())).size === o.mailboxes.length, {
     message: 'each mailbox address may appear once',
@@ -114,5 +130,9 @@ const factory: ConnectorFactory<EmailOptions> = {
   options: EmailOptions,
   create: (options, ctx) => new EmailConnector(options, ctx),
   ownAddresses: (options) => options.mailboxes.flatMap((m) => [m.address, ...m.aliases]),
+  warnings: (options) =>
+    options.trustedAuthServIds?.length
+      ? []
+      : ['trustedAuthServIds is not set: a mail with a forged From joins that sender\'s tickets unless the topmost Authentication-Results header says it failed (docs/connectors/email.md, "Forged senders")'],
 };
 export default factory;

@@ -18,6 +18,7 @@ import { eventId } from '../contract.js';
 import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
 import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
 import { copyHeaders, effectiveMessageId, platformId } from './ids.js';
+import { authenticationOf, type AuthenticationPolicy } from './authentication.js';
 import { pickSender } from './identity.js';
 import { MAX_MIME_DEPTH, mimeDepth } from './mime-depth.js';
 import { classify } from './loop-guard.js';
@@ -33,6 +34,8 @@ export interface NormalizeDeps {
   ours: { addresses: ReadonlySet<string>; domains: ReadonlySet<string> };
   /** Every own address (this entry's mailboxes and aliases, then the other email entries'), lower case: told to the router, which never copies them on a reply. */
   ownAddresses: readonly string[];
+  /** Whose Authentication-Results are believed (authentication.ts); absent: only a fail in the topmost header counts. */
+  authentication?: AuthenticationPolicy;
 }
 
 export type Normalized = { kind: 'event'; event: InboundEventInput & { type: 'message.inbound' } } | { kind: 'invalid'; reason: string };
@@ -61,6 +64,9 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   const pid = platformId(mailbox, messageId, { from, headers: copyHeaders(raw) });
   const replyTo = mail.replyTo?.value.find((a) => a.address)?.address?.toLowerCase();
   const verdict = classify(mail, from, messageId, deps.ours);
+  // Judged against the From header's domain: that is what DMARC aligns with. A sender taken from
+  // a fallback header proves nothing anyway (the router says so).
+  const authentication = authenticationOf(mail, from, deps.authentication ?? NO_TRUST);
 
   // A body mailparser found nothing in (a multipart without its boundary, say) is kept whole as
   // message.eml and the text says so: before, the customer's words became an empty message.
@@ -117,6 +123,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
       senderHeader: picked.header,
       ...(picked.refused.length > 0 ? { senderNote: `sender taken from ${picked.header}: ${picked.refused.join('; ')}` } : {}),
       ownAddresses: [...deps.ownAddresses],
+      ...(authentication ? { authentication } : {}),
     },
     automated: verdict.automated,
     bounceOf: verdict.bounceOf,
@@ -137,6 +144,8 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   }
   return { kind: 'event', event };
 }
+
+const NO_TRUST: AuthenticationPolicy = { trustedAuthServIds: [], requireAuthenticatedSender: false };
 
 function parse(source: Buffer): Promise<ParsedMail> {
   return simpleParser(source, { keepCidLinks: true, skipTextToHtml: true, skipImageLinks: true });
