@@ -48,14 +48,27 @@ export async function processBounce(bus: Bus, store: TicketStore, journal: Journ
   const ofAnswer = answer?.platformMessageId !== undefined && normalizeMessageId(answer.platformMessageId) === normalizeMessageId(bounce.platformMessageId);
   const copies = copiesOnly(ticket.value, bounce, ofAnswer ? answer.outboundId : undefined);
   if (copies) return recordBouncedCopies(store, journal, ticket.value, e, copies);
-  const status = DeliveryStatus.parse({
-    v: 1, type: 'delivery.status', outboundId: ofAnswer ? answer.outboundId : `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
-    channel: e.channel, account: e.account, status: 'failed', platformMessageId: bounce.platformMessageId,
+  await publishFailed(bus, {
+    outboundId: ofAnswer ? answer.outboundId : `bounce:${bounce.platformMessageId}`, ticketId: ticket.value.id,
+    channel: e.channel, account: e.account, platformMessageId: bounce.platformMessageId,
     reason: `bounced: ${bounce.reason}`, at: e.receivedAt,
   });
-  // Through the status stream like every other outcome, so the delivery recorder treats a bounce
-  // as any failed reply (log, lastDelivery, the ticket back to open, ticket.delivery_failed).
-  await bus.publishJson(Subjects.status(e.channel, e.account), status, `status:${status.outboundId}:failed`);
+}
+
+type FailedReply = Pick<DeliveryStatus, 'outboundId' | 'ticketId' | 'channel' | 'account' | 'platformMessageId' | 'at' | 'purpose' | 'round'> & { reason: string };
+
+/**
+ * A reply failed by what came back after it was sent (a bounce, a refused customer). Through the
+ * status stream like every other outcome, so the delivery recorder treats it as any failed reply
+ * (log, lastDelivery, the ticket back to open, ticket.delivery_failed); deduplicated per reply
+ * and replay round.
+ */
+async function publishFailed(bus: Bus, f: FailedReply): Promise<void> {
+  const status = DeliveryStatus.parse({
+    v: 1, type: 'delivery.status', outboundId: f.outboundId, ticketId: f.ticketId, channel: f.channel, account: f.account, status: 'failed',
+    platformMessageId: f.platformMessageId, reason: f.reason, at: f.at, purpose: f.purpose, round: f.round,
+  });
+  await bus.publishJson(Subjects.status(f.channel, f.account), status, `status:${f.outboundId}:failed${f.round ? `:r${f.round}` : ''}`);
 }
 
 /**
@@ -104,12 +117,10 @@ export async function recordRefusedCopies(bus: Bus, store: TicketStore, journal:
   const contact = new Set([ticket.contact.id, ticket.contact.handles.email, ticket.contact.handles.replyTo].filter((a): a is string => !!a).map(addressKey));
   const customer = refused.find((r) => !r.temporary && contact.has(addressKey(r.address)));
   if (customer) {
-    const failed = DeliveryStatus.parse({
-      v: 1, type: 'delivery.status', outboundId: s.outboundId, ticketId: ticket.id, channel: s.channel, account: s.account, status: 'failed',
-      platformMessageId: s.platformMessageId, reason: `recipient_rejected: the customer's address was refused: ${customer.address}: ${customer.reason}`,
-      at: s.at, purpose: s.purpose, round: s.round,
+    await publishFailed(bus, {
+      outboundId: s.outboundId, ticketId: ticket.id, channel: s.channel, account: s.account, platformMessageId: s.platformMessageId,
+      reason: `recipient_rejected: the customer's address was refused: ${customer.address}: ${customer.reason}`, at: s.at, purpose: s.purpose, round: s.round,
     });
-    await bus.publishJson(Subjects.status(s.channel, s.account), failed, `status:${s.outboundId}:failed${s.round ? `:r${s.round}` : ''}`);
     return;
   }
   const lasting = refused.filter((r) => !r.temporary);
