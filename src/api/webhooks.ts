@@ -15,9 +15,10 @@ import { errorMessage } from '../core/errors.js';
 import { durableLag } from '../core/durable-lag.js';
 import { LaneConsumer, ackSubject, failedHolderPauseMs, leasedTicketEvents } from '../core/lane-consumer.js';
 import { acquireLease, type Lease } from '../core/lease.js';
-import { closeTerm, openTerm, type Term } from './webhook-takeover.js';
-import { ackFloor, rewindOrphans } from '../core/rewind.js';
+import type { Term } from './webhook-takeover.js';
+import { rewindOrphans } from '../core/rewind.js';
 import { DoneSet } from './webhook-done.js';
+import { handBack, postCutOff, takeOver, type TermScope } from './webhook-term.js';
 import { postEvent, type PostOutcome } from './webhook-post.js';
 import { parkEvent, presetWebhookSeries } from './webhook-park.js';
 import type { Logger } from '../core/logger.js';
@@ -86,6 +87,7 @@ export class WebhookDispatcher {
   private cutWhy = ''; // why the consumer last asked for a rewind (LaneConsumer's onPullCutOff)
   /** This term's consumer, while this process holds the lease: lag() asks it whether it can know. */
   private current?: LaneConsumer<WebhookEvent>;
+  private readonly scope: TermScope;
 
   constructor(
     private readonly bus: Bus,
@@ -97,6 +99,7 @@ export class WebhookDispatcher {
     // One listener per POST in flight (up to the lane concurrency) is expected, not a leak.
     setMaxListeners(0, this.cutOff.signal);
     presetWebhookSeries(target.name);
+    this.scope = { bus, webhook: target.name, holder: lease.holder, log };
   }
 
   /** Returns at once; delivery starts when this process holds the webhook's lease. */
@@ -125,18 +128,7 @@ export class WebhookDispatcher {
       }
       this.term = new AbortController();
       this.held = lease;
-      const stale = new AbortController();
-      setMaxListeners(0, stale.signal);
-      const onCutOff = () => stale.abort(this.cutOff.signal.reason);
-      if (this.cutOff.signal.aborted) onCutOff();
-      else this.cutOff.signal.addEventListener('abort', onCutOff, { once: true });
-      // The lease timer, first to run after a freeze, ends the lease; this runs right after it.
-      lease.lost.then(
-        () => {
-          if (lease.expired()) stale.abort(new Error('lease ran out'));
-        },
-        (err: unknown) => this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'lease watch failed'),
-      );
+      const stale = postCutOff(this.scope, this.cutOff.signal, lease);
       this.postCut = stale.signal;
       // One listener per delivery in flight (up to the lane concurrency) is expected, not a leak.
       setMaxListeners(0, this.term.signal);
@@ -154,14 +146,7 @@ export class WebhookDispatcher {
       try {
         // A take that outlasted the TTL (NATS slow to answer) must not touch the durable.
         if (!lease.valid()) throw new Error('lease ran out while it was being taken');
-        term = await openTerm(this.bus.kv.state, this.target.name, lease.token, this.lease.holder);
-        // Whatever is still "ack pending" (held by the predecessor, handed back, or lost in
-        // flight) comes again from the ack floor in stream order; what the predecessor listed as
-        // delivered is skipped (see webhook-takeover.ts). Never trusts the server's nak queue.
-        this.done = new DoneSet(term.done);
-        const rewound = await rewindOrphans(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name), () => lease.valid());
-        if (rewound && term.predecessor === 'handed-back') this.log.info({ webhook: this.target.name, fromSeq: rewound, skipping: this.done.size }, 'took over after a clean hand-back: delivering from the ack floor, in order, skipping what the predecessor delivered');
-        else if (rewound) this.log.warn({ webhook: this.target.name, fromSeq: rewound, predecessor: term.predecessor }, 'took over from a holder that left events unacknowledged: delivering again from the ack floor, in order (receivers deduplicate by x-omnigate-delivery)');
+        ({ term, done: this.done } = await takeOver(this.scope, lease));
         settled = true;
         let cut = latch();
         consumer = this.consumer(cut.fire, onFailing);
@@ -195,8 +180,8 @@ export class WebhookDispatcher {
         // the successor sends everything after the ack floor again (repeats, never inversions).
         if (lease.expired()) this.log.warn({ webhook: this.target.name, fence: lease.token, stalledMs: lease.stalledMs() }, 'lease ran out (paused, or NATS unreachable): nothing acked or handed back any more, the next holder rewinds to the ack floor (repeats, no inversions)');
         else if (!confirmed) this.log.warn({ webhook: this.target.name }, 'NATS did not confirm the hand-back: the next holder rewinds to the ack floor (repeats, no inversions)');
-        else if (term && settled) await this.recordHandBack(term, lease.token);
-        this.cutOff.signal.removeEventListener('abort', onCutOff);
+        else if (term && settled) await handBack(this.scope, term, lease.token, this.done);
+        stale.detach();
         await lease.release();
       }
       if (failedWhy && !signal.aborted) {
@@ -227,22 +212,6 @@ export class WebhookDispatcher {
     const next = this.consumer(onCut, onFailing);
     await next.start();
     return next;
-  }
-
-  private async recordHandBack(term: Term, token: number): Promise<void> {
-    try {
-      // Only what lies beyond the floor matters to the successor (it restarts after the floor).
-      this.done.prune(await ackFloor(this.bus.jsm, Streams.events, Consumers.webhooks(this.target.name)));
-      const delivered = this.done.toRanges();
-      if (!delivered) {
-        this.log.warn({ webhook: this.target.name, events: this.done.size }, 'too many events delivered beyond the ack floor to hand over: the next holder sends them again (repeats, no inversions)');
-        return;
-      }
-      const recorded = await closeTerm(this.bus.kv.state, this.target.name, term, token, this.lease.holder, delivered);
-      if (!recorded) this.log.warn({ webhook: this.target.name, fence: token }, 'replaced before the hand-back was recorded: the new holder rewinds to the ack floor (repeats, no inversions)');
-    } catch (err) {
-      this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'hand-back not recorded: the next holder rewinds to the ack floor (repeats, no inversions)');
-    }
   }
 
   /**
