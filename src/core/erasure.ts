@@ -96,8 +96,6 @@ export class Eraser {
   constructor(
     private readonly bus: Bus,
     private readonly log: Logger,
-    /** Tests only: runs between a bucket's scan and its purges, to write there as a router may. */
-    private readonly hooks: { beforePurge?: (bucket: 'threads' | 'dedup') => Promise<void> } = {},
   ) {}
 
   async erase(target: ErasureTarget, o: ErasureOptions): Promise<ErasureResult> {
@@ -225,7 +223,6 @@ export class Eraser {
       const key = m.subject.slice(prefix.length);
       if (pred(m.string(), key)) doomed.push({ key, revision: m.seq });
     });
-    await this.hooks.beforePurge?.(bucket);
     let purged = 0;
     for (const { key, revision } of doomed) if (await this.purgeUpTo(bucket, key, revision, pred)) purged++;
     return purged;

@@ -1,11 +1,12 @@
 /**
- * An erasure's purge of the thread index against a router's `rebind`, interleaved by hand: the
- * erasure scans the index (a binding names the erased ticket), the customer writes again before
- * the purge (the router finds the binding naming a removed ticket and moves it to a new ticket),
- * then the purge runs. The moved binding must survive it: before, the purge deleted it, and the
+ * An erasure's purge of the thread index against a router's `rebind`, interleaved by hand through
+ * the bus the eraser is given: the erasure scans the index (a binding names the erased ticket), the
+ * customer writes again before the purge (the router finds the binding naming a removed ticket
+ * and moves it to a new ticket), then the purge runs. The moved binding must survive it: before, the purge deleted it, and the
  * customer's next message opened a third ticket (the conversation split from its new ticket).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
 import { Buckets } from '../../src/core/subjects.js';
@@ -32,6 +33,24 @@ async function threadIndex(): Promise<Map<string, string>> {
 }
 const keysNaming = (index: Map<string, string>, ticketId: string) => [...index].filter(([, v]) => v === ticketId).map(([k]) => k);
 
+/** A property of `target`, its methods bound to it (the wrappers below hold no state of their own). */
+function own<T extends object>(target: T, key: string | symbol): unknown {
+  const value: unknown = Reflect.get(target, key, target);
+  return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+}
+
+/** `bus` as the eraser sees it, with `before` awaited ahead of every stream purge it asks for. */
+function beforePurges(bus: Bus, before: (stream: string) => Promise<void>): Bus {
+  const streams = bus.jsm.streams;
+  const purge: typeof streams.purge = async (stream, opts) => {
+    await before(stream);
+    return streams.purge(stream, opts);
+  };
+  const wrappedStreams = new Proxy(streams, { get: (t, k) => (k === 'purge' ? purge : own(t, k)) });
+  const jsm = new Proxy(bus.jsm, { get: (t, k) => (k === 'streams' ? wrappedStreams : own(t, k)) });
+  return new Proxy(bus, { get: (t, k) => (k === 'jsm' ? jsm : own(t, k)) });
+}
+
 describe('erasure against rebind', () => {
   it('keeps a binding that rebind moved to a new ticket between the scan and the purge', async () => {
     const erased = await write(h, OLGA, `${OLGA.id}-1`, `${OLGA.word}: заказ не пришёл`);
@@ -40,12 +59,12 @@ describe('erasure against rebind', () => {
     expect(binding).toBeDefined();
     expect(others).toEqual([]);
     let reopened: string | undefined;
-    const eraser = new Eraser(h.gw.gateway.bus, createLogger({ level: 'silent' }), {
-      // The record is purged by now and the binding scanned: the customer writes again here.
-      beforePurge: async (bucket) => {
-        if (bucket === 'threads') reopened = await write(h, OLGA, `${OLGA.id}-2`, 'Есть новости?');
-      },
+    // The eraser's first purge of the thread index: the record is purged by now and the binding
+    // scanned. The customer writes again here, through the gateway's own (unwrapped) bus.
+    const bus = beforePurges(h.gw.gateway.bus, async (stream) => {
+      if (stream === `KV_${Buckets.threads}` && reopened === undefined) reopened = await write(h, OLGA, `${OLGA.id}-2`, 'Есть новости?');
     });
+    const eraser = new Eraser(bus, createLogger({ level: 'silent' }));
     const result = await eraser.erase({ ticketIds: [erased], identities: [] }, { reason: 'retention', requestedBy: 'test' });
     expect(reopened).toBeDefined();
     expect(reopened).not.toBe(erased); // a new number: the erased one is never given again
