@@ -5,13 +5,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, writeConfig } from '../helpers/process.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
 import { freePort } from '../helpers/ports.js';
+import { silentServer } from '../helpers/silent-server.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const dataDir = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
@@ -106,16 +107,13 @@ describe('embedded default (the Docker entry command)', () => {
   it('stops gracefully while its PostgreSQL accepts the connection and never answers', async () => {
     // A connect that cannot be cut short: every loop waiting for the database (the projection,
     // the evictor) used to hold the stop until shutdownTimeout ("pending": ["readModel"]).
-    const silent = createServer((socket) => sockets.push(socket));
-    const sockets: Socket[] = [];
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silent = await silentServer();
     const fresh = mkdtempSync(join(tmpdir(), 'omnigate-data-'));
     try {
-      const pgPort = (silent.address() as AddressInfo).port;
       const file = writeConfig({
         nats: { embedded: { dataDir: fresh, binary: natsServerBinary() } },
         http: { host: '127.0.0.1', port: await freePort() },
-        database: { url: `postgres://127.0.0.1:${pgPort}/omnigate` },
+        database: { url: `postgres://127.0.0.1:${silent.port}/omnigate` },
       });
       const gw = spawnGateway(file, { entry: 'dist' });
       await gw.started;
@@ -125,8 +123,7 @@ describe('embedded default (the Docker entry command)', () => {
       expect(out).not.toContain('shutdownTimeout reached');
       expect(out).toContain('"graceful":true');
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => silent.close(r));
+      await silent.close();
       rmSync(fresh, { recursive: true, force: true });
     }
   });

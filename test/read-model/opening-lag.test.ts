@@ -5,36 +5,31 @@
  * the database no lag is known, and neither /readyz nor the gauge may claim one.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import { registry } from '../../src/core/metrics.js';
 import { Supervisor } from '../../src/core/supervisor.js';
 import { readiness } from '../../src/probes.js';
 import { ReadModel } from '../../src/read-model/read-model.js';
+import { silentServer, type SilentServer } from '../helpers/silent-server.js';
 
 const log = createLogger({ level: 'silent' });
 /** A PostgreSQL stand-in that takes the connection and never answers: the open stays in progress. */
-let silent: Server;
-const sockets: Socket[] = [];
+let silent: SilentServer;
 beforeAll(async () => {
-  silent = createServer((socket) => sockets.push(socket));
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  silent = await silentServer();
 });
-afterAll(async () => {
-  for (const s of sockets) s.destroy();
-  await new Promise((r) => silent.close(r));
-});
+afterAll(async () => silent?.close());
 
 describe('the read model while its database is opening', () => {
   it('states no lag in /readyz or in omnigate_read_model_lag, rather than 0', async () => {
     const supervisor = new Supervisor(log);
-    const url = `postgres://127.0.0.1:${(silent.address() as AddressInfo).port}/omnigate`;
+    const url = `postgres://127.0.0.1:${silent.port}/omnigate`;
     // Not started: nothing here may touch the bus before the database is open.
     const rm = new ReadModel({} as Bus, { url, dataDir: '', connectTimeoutMs: 60_000 }, log, supervisor);
     const opening = rm.database().catch(() => undefined);
     try {
-      await expect.poll(() => sockets.length).toBeGreaterThan(0);
+      await expect.poll(() => silent.sockets.length).toBeGreaterThan(0);
       const probe = await readiness({ supervisor, connectors: () => [], readModel: () => rm.sample() });
       const shown = JSON.parse(JSON.stringify(probe.checks.readModel)) as Record<string, unknown>;
       expect(shown).toMatchObject({ database: 'opening', applying: false, lag: null, checkpoint: null, logLastSeq: null });

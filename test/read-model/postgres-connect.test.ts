@@ -11,18 +11,14 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { openDatabase } from '../../src/read-model/database.js';
 import { migrate } from '../../src/read-model/migrations.js';
 import { startApiHarness } from '../api/support.js';
+import { silentServer, type SilentServer } from '../helpers/silent-server.js';
 import { postgresDatabase } from '../helpers/sql.js';
 
-let silent: Server;
-const sockets: Socket[] = [];
+let silent: SilentServer;
 beforeAll(async () => {
-  silent = createServer((socket) => sockets.push(socket));
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  silent = await silentServer();
 });
-afterAll(async () => {
-  for (const s of sockets) s.destroy();
-  await new Promise((r) => silent.close(r));
-});
+afterAll(async () => silent?.close());
 
 /** A TCP proxy to `target` on a fixed local port, which can be cut (every connection dropped, new ones refused) and restored. */
 async function cuttableProxy(target: URL): Promise<{ port: number; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
@@ -50,13 +46,13 @@ async function cuttableProxy(target: URL): Promise<{ port: number; cut(): Promis
 
 describe('a PostgreSQL that stops answering', () => {
   it('fails the open after the connect timeout, with the reason', async () => {
-    const url = `postgres://127.0.0.1:${(silent.address() as AddressInfo).port}/omnigate`;
+    const url = `postgres://127.0.0.1:${silent.port}/omnigate`;
     const failed = await openDatabase({ url, dataDir: '', connectTimeoutMs: 300 }).then(
       () => undefined,
       (e: unknown) => e as Error,
     );
     expect(failed?.message).toMatch(/timeout/i);
-    expect(sockets.length).toBeGreaterThan(0);
+    expect(silent.sockets.length).toBeGreaterThan(0);
   });
 
   it('makes lists and search answer 503 with Retry-After while it is away, and answer again when it is back', async () => {

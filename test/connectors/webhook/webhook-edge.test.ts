@@ -5,7 +5,7 @@
  * with the network's cause and host:port (it was "callback unreachable: fetch failed").
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { WebhookConnector, contentEncodingRefusal } from '../../../src/connectors/webhook/connector.js';
 import { describeFetchFailure } from '../../../src/core/network-failure.js';
@@ -15,6 +15,7 @@ import type { ConnectorContext } from '../../../src/connectors/contract.js';
 import type { OutboundMessage } from '../../../src/core/schema.js';
 import { sign } from '../../../src/core/signature.js';
 import { encodeIn } from '../../helpers/charsets.js';
+import { silentServer, type SilentServer } from '../../helpers/silent-server.js';
 
 const SECRET = 'site-secret-0123456789';
 
@@ -112,20 +113,15 @@ describe('webhook intake: charset', () => {
 
 describe('webhook callback: why it is unreachable', () => {
   let closedPort: number;
-  let silent: Server;
-  const held: Socket[] = [];
+  let silent: SilentServer;
   beforeAll(async () => {
     const s = createServer();
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     closedPort = (s.address() as AddressInfo).port;
     await new Promise((r) => s.close(r));
-    silent = createServer((socket) => void held.push(socket));
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    silent = await silentServer();
   });
-  afterAll(async () => {
-    for (const s of held) s.destroy();
-    await new Promise((r) => silent.close(r));
-  });
+  afterAll(async () => silent?.close());
 
   const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a failure'); }, (e: unknown) => e as Error);
 
@@ -144,8 +140,8 @@ describe('webhook callback: why it is unreachable', () => {
   it('names a host that does not resolve, and a callback that never answers within timeoutMs', async () => {
     const dns = await failure(connector('https://no-such-host.invalid/cb').c.send(message));
     expect(dns.message).toMatch(/^callback unreachable: (ENOTFOUND|EAI_AGAIN) \(.*\) at no-such-host\.invalid:443$/);
-    const slow = await failure(connector(`http://127.0.0.1:${(silent.address() as AddressInfo).port}/cb`, 300).c.send(message));
-    expect(slow.message).toBe(`callback unreachable: ETIMEDOUT (no answer within 300 ms, timeoutMs) at 127.0.0.1:${(silent.address() as AddressInfo).port}`);
+    const slow = await failure(connector(`http://127.0.0.1:${silent.port}/cb`, 300).c.send(message));
+    expect(slow.message).toBe(`callback unreachable: ETIMEDOUT (no answer within 300 ms, timeoutMs) at 127.0.0.1:${silent.port}`);
   });
 
   it('reads the code through undici\'s wrappers (cause, AggregateError) and falls back to a message without URLs', () => {
