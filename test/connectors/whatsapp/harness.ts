@@ -1,14 +1,51 @@
 /**
- * What the WhatsApp Web test files share: the connector config, proto-shaped message builders,
- * waiting for connector state events, and a way to make the account state store refuse writes
+ * What the WhatsApp Web test files share: the rig they run on (startWaRig), the connector config,
+ * proto-shaped message builders, waiting for connector state events, and a way to make the account state store refuse writes
  * (a real JetStream limit on the omni_state stream, not a stub) for the failure paths.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { TestGateway } from '../../helpers/gateway.js';
+import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
 import type { ConnectorStateEvent, InboundMessage, LogEntry, TicketEvent } from '../../../src/core/schema.js';
-import type { FakeSocket, SocketPool } from './fake-socket.js';
+import { MediaServer, SocketPool, type FakeSocket } from './fake-socket.js';
 
 export const TOKEN = '0123456789abcdef0123';
+
+/**
+ * A throwaway nats-server, the local media server, and the fake socket pool installed as the
+ * connector's socket factory: what a gateway with a WhatsApp Web account runs against here.
+ */
+export interface WaRig {
+  nats: TestNats;
+  media: MediaServer;
+  pool: SocketPool;
+  /** Uninstalls the socket factory, then stops the media server and nats-server (after the gateways). */
+  stop(): Promise<void>;
+}
+
+export async function startWaRig(): Promise<WaRig> {
+  const nats = await startNats();
+  const media = new MediaServer();
+  try {
+    await media.start();
+  } catch (err) {
+    await nats.stop();
+    throw err;
+  }
+  const pool = new SocketPool(media);
+  setSocketFactory(pool.factory);
+  return {
+    nats,
+    media,
+    pool,
+    async stop() {
+      setSocketFactory(undefined);
+      await media.stop();
+      await nats.stop();
+    },
+  };
+}
 export const ME = '79990000001:7@s.whatsapp.net';
 
 export function waConfig(extra: Record<string, unknown> = {}) {

@@ -7,21 +7,20 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
-import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import type { TestNats } from '../../helpers/nats-server.js';
 import { until } from '../../api/support.js';
-import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
 import { SendElsewhereError } from '../../../src/core/errors.js';
 import type { OutboundMessage } from '../../../src/core/schema.js';
 import type { Connector } from '../../../src/connectors/contract.js';
 import { BufferJSON, DisconnectReason, initAuthCreds } from '../../../src/connectors/whatsapp/baileys.js';
-import { MediaServer, SocketPool } from './fake-socket.js';
-import { ME, delay, deliveryOf, inboundOf, limitStateValues, msg, openSocket, waConfig, waitState } from './harness.js';
+import type { SocketPool } from './fake-socket.js';
+import { ME, delay, startWaRig, type WaRig, deliveryOf, inboundOf, limitStateValues, msg, openSocket, waConfig, waitState } from './harness.js';
 
 const CREDS = 'whatsapp.wa1.wa-auth-creds';
 const HALT = 'whatsapp.wa1.wa-halted';
 
+let rig: WaRig;
 let nats: TestNats;
-let media: MediaServer;
 let pool: SocketPool;
 let nc: NatsConnection;
 let gateways: TestGateway[] = [];
@@ -45,21 +44,16 @@ const stored = async (key: string) => {
 const now = () => new Date().toISOString();
 
 beforeAll(async () => {
-  nats = await startNats();
-  media = new MediaServer();
-  await media.start();
-  pool = new SocketPool(media);
-  setSocketFactory(pool.factory);
+  rig = await startWaRig();
+  ({ nats, pool } = rig);
   nc = await connect({ servers: nats.url });
 });
 afterEach(async () => {
   await Promise.all(gateways.splice(0).map((g) => g.stop()));
 });
 afterAll(async () => {
-  setSocketFactory(undefined);
-  await media?.stop();
   await nc?.close();
-  await nats?.stop();
+  await rig?.stop();
 });
 
 describe('whatsapp (Baileys) sessions across processes and failures', () => {

@@ -11,16 +11,16 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
-import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import type { TestNats } from '../../helpers/nats-server.js';
 import { deadLetters } from '../../../src/dlq.js';
 import { loadNatsSection } from '../../../src/core/config.js';
-import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
 import { DisconnectReason, proto } from '../../../src/connectors/whatsapp/baileys.js';
 import type { DeadLetter } from '../../../src/core/schema.js';
 import { MediaServer, SocketPool, type FakeSocket } from './fake-socket.js';
 import * as h from './harness.js';
 import { ME, inboundOf, msg } from './harness.js';
 
+let rig: h.WaRig;
 let nats: TestNats;
 let media: MediaServer;
 let pool: SocketPool;
@@ -59,11 +59,8 @@ async function nothingPublishedFor(chat: string) {
 }
 
 beforeAll(async () => {
-  nats = await startNats();
-  media = new MediaServer();
-  await media.start();
-  pool = new SocketPool(media);
-  setSocketFactory(pool.factory);
+  rig = await h.startWaRig();
+  ({ nats, media, pool } = rig);
   gw = await startGateway(h.waConfig(), { nats });
   const s1 = await pool.nth(1);
   s1.ev.emit('creds.update', { me: { id: ME, lid: '99887766:7@lid', name: 'Поддержка' }, registered: true });
@@ -72,9 +69,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await gw?.stop();
-  setSocketFactory(undefined);
-  await media?.stop();
-  await nats?.stop();
+  await rig?.stop();
 });
 
 describe('whatsapp (Baileys) dead-letter replay', () => {

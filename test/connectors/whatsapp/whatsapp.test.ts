@@ -7,8 +7,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
-import { startNats, type TestNats } from '../../helpers/nats-server.js';
-import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
+import type { TestNats } from '../../helpers/nats-server.js';
 import type { ConnectorStateEvent, LogEntry } from '../../../src/core/schema.js';
 import { FakeSocket, MediaServer, SocketPool } from './fake-socket.js';
 import * as h from './harness.js';
@@ -16,6 +15,7 @@ import { ME, TOKEN, inboundOf, msg } from './harness.js';
 
 import { DisconnectReason, downloadMediaMessage } from '../../../src/connectors/whatsapp/baileys.js';
 
+let rig: h.WaRig;
 let nats: TestNats;
 let media: MediaServer;
 let pool: SocketPool;
@@ -29,18 +29,13 @@ const openSocket = (n: number): Promise<FakeSocket> => h.openSocket(gw, pool, n)
 const authKeys = () => h.authKeys(gw);
 
 beforeAll(async () => {
-  nats = await startNats();
-  media = new MediaServer();
-  await media.start();
-  pool = new SocketPool(media);
-  setSocketFactory(pool.factory);
+  rig = await h.startWaRig();
+  ({ nats, media, pool } = rig);
   gw = await startGateway(config, { nats });
 });
 afterAll(async () => {
   await gw?.stop();
-  setSocketFactory(undefined);
-  await media?.stop();
-  await nats?.stop();
+  await rig?.stop();
 });
 
 describe('whatsapp (Baileys) connector', () => {

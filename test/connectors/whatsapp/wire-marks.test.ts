@@ -6,34 +6,28 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
-import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import type { TestNats } from '../../helpers/nats-server.js';
 import { until } from '../../helpers/until.js';
-import { setSocketFactory } from '../../../src/connectors/whatsapp/socket.js';
 import { kvSafe } from '../../../src/core/subjects.js';
-import { MediaServer, SocketPool } from './fake-socket.js';
+import type { SocketPool } from './fake-socket.js';
 import * as h from './harness.js';
 import { ME, inboundOf, msg } from './harness.js';
 
+let rig: h.WaRig;
 let nats: TestNats;
-let media: MediaServer;
 let pool: SocketPool;
 let gw: TestGateway;
 
 const PACING_MS = 4_000;
 
 beforeAll(async () => {
-  nats = await startNats();
-  media = new MediaServer();
-  await media.start();
-  pool = new SocketPool(media);
-  setSocketFactory(pool.factory);
+  rig = await h.startWaRig();
+  ({ nats, pool } = rig);
   gw = await startGateway(h.waConfig({ pacing: { privateChatIntervalMs: PACING_MS, groupIntervalMs: 0, perSecond: 0 } }), { nats });
 });
 afterAll(async () => {
   await gw?.stop();
-  setSocketFactory(undefined);
-  await media?.stop();
-  await nats?.stop();
+  await rig?.stop();
 });
 
 describe('whatsapp (Baileys) wire marks', () => {
