@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Streams } from '../../src/core/subjects.js';
 import { helpdeskConsumer } from '../../src/helpdesks/host.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { postForm, until } from './form-post.js';
+import { postForm, until, zammadFormConfig } from './form-post.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { ZammadStandin } from '../helpers/zammad-standin.js';
 
@@ -34,11 +34,7 @@ afterAll(async () => {
 });
 
 async function gateway(): Promise<TestGateway> {
-  const gw = await startGateway({
-    router: { autoAcknowledge: { enabled: false } },
-    connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }],
-    helpdesks: [{ type: 'zammad', id: 'zammad', url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', poll: { interval: 0 }, backoffBase: '100ms', backoffMax: '400ms', redeliverAfter: '10m' }],
-  }, { nats, env: { ZAMMAD_TOKEN, FORM_SECRET } });
+  const gw = await startGateway(zammadFormConfig(zammad.url), { nats, env: { ZAMMAD_TOKEN, FORM_SECRET } });
   gateways.push(gw);
   return gw;
 }

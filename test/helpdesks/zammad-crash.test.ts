@@ -10,6 +10,7 @@ import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { FakeBotApi } from '../connectors/telegram/bot-api.js';
 import { ZammadStandin } from '../helpers/zammad-standin.js';
+import { until } from './form-post.js';
 import type { Ticket } from '../../src/core/schema.js';
 
 const TG_TOKEN = '123456:TEST-token-abcdefghijklmnop';
@@ -53,15 +54,6 @@ function gatewayProcess(): GatewayProcess {
   return p;
 }
 
-async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 it('creates one Zammad ticket when the gateway is killed between "created in Zammad" and "id recorded"', async () => {
   const first = gatewayProcess();

@@ -10,6 +10,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { FakeBotApi } from '../connectors/telegram/bot-api.js';
 import { ZammadStandin, type StandinTicket } from '../helpers/zammad-standin.js';
+import { until as poll } from './form-post.js';
 import type { LogEntry } from '../../src/core/schema.js';
 import { deadLetters } from '../../src/dlq.js';
 import { loadNatsSection } from '../../src/core/config.js';
@@ -53,15 +54,8 @@ function message(chatId: number, fields: Record<string, unknown> = {}) {
   };
 }
 
-async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** This file's poll: every 100 ms for up to 30 s. */
+const until = <T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> => poll(what, probe, timeoutMs, 100);
 
 /** The Zammad ticket of an omnigate ticket: of `gw`'s installation when given (two may share a ticket id). */
 const zammadTicketOf = (ticketId: string, gw?: TestGateway) =>
