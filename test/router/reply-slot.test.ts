@@ -5,18 +5,14 @@
  * ticket answered `in_progress` for good), one whose clock ran behind, slots taken over while it
  * still held them (its reply and the next could go out in either order).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import type { TestGateway } from '../helpers/gateway.js';
+import { gatewayPerFile } from '../helpers/file-gateway.js';
 import { createLogger } from '../../src/core/logger.js';
 import { ReplySlots, slotKey } from '../../src/router/reply-slot.js';
 
 let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ connectors: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-});
+gatewayPerFile({ connectors: [] }, (g) => (gw = g));
 
 const log = createLogger({ level: (process.env.TEST_LOG as 'debug') ?? 'silent' });
 const HOUR = 3_600_000;

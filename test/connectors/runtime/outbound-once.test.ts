@@ -8,8 +8,9 @@
  *   outcome within the grace) is sent again, as a new attempt naming who sends it.
  * One runner stands for each gateway replica, all on the channel's one durable consumer.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import type { TestGateway } from '../../helpers/gateway.js';
+import { gatewayPerFile } from '../../helpers/file-gateway.js';
 import { until } from '../../helpers/until.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector, SendAttempt } from '../../../src/connectors/contract.js';
@@ -19,12 +20,7 @@ import { DeliveryStatus, OutboundMessage } from '../../../src/core/schema.js';
 import { Consumers, Streams, Subjects, kvSafe } from '../../../src/core/subjects.js';
 
 let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ connectors: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-});
+gatewayPerFile({ connectors: [] }, (g) => (gw = g));
 
 const log = createLogger({ level: 'silent' });
 const options = { maxAttempts: 3, backoffBaseMs: 50, backoffMaxMs: 200, ackWaitMs: 1_000, concurrency: 4 };

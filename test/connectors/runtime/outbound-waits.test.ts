@@ -5,8 +5,9 @@
  * - a reply erased (personal-data erasure deletes the ticket's outbound messages) while it waited
  *   in a backoff is not sent: it was, 33 s after the erasure answered.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import type { TestGateway } from '../../helpers/gateway.js';
+import { gatewayPerFile } from '../../helpers/file-gateway.js';
 import { until } from '../../helpers/until.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector } from '../../../src/connectors/contract.js';
@@ -16,12 +17,7 @@ import { DeliveryStatus, OutboundMessage } from '../../../src/core/schema.js';
 import { Consumers, Streams, Subjects } from '../../../src/core/subjects.js';
 
 let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ connectors: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-});
+gatewayPerFile({ connectors: [] }, (g) => (gw = g));
 
 const log = createLogger({ level: 'silent' });
 

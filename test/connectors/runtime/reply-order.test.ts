@@ -5,8 +5,9 @@
  * backoff (or was lost in a pull and comes back after ack_wait). Each reply names the previous one
  * (core/reply-order.ts) and is sent only once that one is settled.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import type { TestGateway } from '../../helpers/gateway.js';
+import { gatewayPerFile } from '../../helpers/file-gateway.js';
 import { until } from '../../helpers/until.js';
 import { chatMessage, publishEvent } from '../../helpers/events.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
@@ -19,12 +20,7 @@ import { AFTER_HEADER, afterHeaders, holdsReply, previousReplyOf } from '../../.
 import { jetstream } from '@nats-io/jetstream';
 
 let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ connectors: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-});
+gatewayPerFile({ connectors: [] }, (g) => (gw = g));
 
 const log = createLogger({ level: (process.env.TEST_LOG as 'debug') ?? 'silent' });
 const options = { maxAttempts: 5, backoffBaseMs: 400, backoffMaxMs: 800, ackWaitMs: 5_000, concurrency: 4 };

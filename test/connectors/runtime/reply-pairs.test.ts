@@ -6,9 +6,10 @@
  * order. The real path: omni.cmd.reply on the router, OMNI_OUT, two outbound runners sharing the
  * durable, a stand-in platform that refuses some first attempts (retries hold later replies back).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
-import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import type { TestGateway } from '../../helpers/gateway.js';
+import { gatewayPerFile } from '../../helpers/file-gateway.js';
 import { until } from '../../helpers/until.js';
 import { chatMessage, publishEvent } from '../../helpers/events.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
@@ -20,12 +21,7 @@ import { Streams, Subjects } from '../../../src/core/subjects.js';
 import { previousReplyOf } from '../../../src/core/reply-order.js';
 
 let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ connectors: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-});
+gatewayPerFile({ connectors: [] }, (g) => (gw = g));
 
 const log = createLogger({ level: (process.env.TEST_LOG as 'debug') ?? 'silent' });
 const ACCOUNT = 'pairs';

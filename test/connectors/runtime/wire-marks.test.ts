@@ -5,8 +5,9 @@
  * `outcome_unknown`, because the runner marked each `in-flight` before calling send(), pacing
  * included. A connector that marks the wire (Telegram, WhatsApp Cloud) now says when it calls.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { describe, expect, it } from 'vitest';
+import type { TestGateway } from '../../helpers/gateway.js';
+import { gatewayPerFile } from '../../helpers/file-gateway.js';
 import { until } from '../../helpers/until.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector, SendAttempt } from '../../../src/connectors/contract.js';
@@ -15,12 +16,7 @@ import { DeliveryStatus, OutboundMessage } from '../../../src/core/schema.js';
 import { Subjects, kvSafe } from '../../../src/core/subjects.js';
 
 let gw: TestGateway;
-beforeAll(async () => {
-  gw = await startGateway({ connectors: [] });
-});
-afterAll(async () => {
-  await gw?.stop();
-});
+gatewayPerFile({ connectors: [] }, (g) => (gw = g));
 
 const log = createLogger({ level: 'silent' });
 const options = { maxAttempts: 3, backoffBaseMs: 50, backoffMaxMs: 200, ackWaitMs: 60_000, concurrency: 4 };
