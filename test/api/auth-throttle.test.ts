@@ -29,11 +29,13 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.stop());
 
-/** One request from `from` (a loopback address); token null: no Authorization header. */
-function call(from: string, path: string, token: string | null, method = 'GET'): Promise<{ status: number; retryAfter?: string; body: any }> {
+type Answer = { status: number; retryAfter?: string; body: any };
+
+/** One HTTP request to the gateway from `from` (a loopback address); the answer's body parsed when JSON. */
+function send(from: string, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Answer> {
   const url = new URL(path, h.gw.httpUrl);
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method, localAddress: from, headers: token === null ? {} : { authorization: `Bearer ${token}` } }, (res) => {
+    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method, localAddress: from, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -42,29 +44,19 @@ function call(from: string, path: string, token: string | null, method = 'GET'):
       });
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
+/** One request from `from`; token null: no Authorization header. */
+function call(from: string, path: string, token: string | null, method = 'GET'): Promise<Answer> {
+  return send(from, method, path, token === null ? {} : { authorization: `Bearer ${token}` });
+}
+
 /** A web-form post (the webhook channel) from `from`; `secret` null: no Authorization header. */
-function post(from: string, messageId: string, secret: string | null, headers: Record<string, string> = {}): Promise<{ status: number; retryAfter?: string; body: any }> {
-  const url = new URL('/connectors/webhook/site/messages', h.gw.httpUrl);
+function post(from: string, messageId: string, secret: string | null, headers: Record<string, string> = {}): Promise<Answer> {
   const body = JSON.stringify({ messageId, sender: { id: `${messageId}@example.ru`, name: 'Ирина' }, text: 'Не приходит код подтверждения' });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', localAddress: from, headers: { 'content-type': 'application/json', ...(secret === null ? {} : { authorization: `Bearer ${secret}` }), ...headers } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], body: text.startsWith('{') ? JSON.parse(text) : text });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+  return send(from, 'POST', '/connectors/webhook/site/messages', { 'content-type': 'application/json', ...(secret === null ? {} : { authorization: `Bearer ${secret}` }), ...headers }, body);
 }
 
 async function failureCounts(): Promise<Record<string, number>> {
