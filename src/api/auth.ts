@@ -16,14 +16,21 @@ export interface ApiToken {
   readOnly: boolean;
   /** May erase a person's data; an ordinary token may not. */
   admin?: boolean;
+  /** `attachments`: may only download files (a web site fetching its replies' attachments); absent or `all`: every route its other flags allow. */
+  scope?: TokenScope;
 }
 
-export type AuthResult = { ok: true; name: string; readOnly: boolean; admin: boolean } | { ok: false; error: ApiError };
+export type TokenScope = 'all' | 'attachments';
+
+export type AuthResult = { ok: true; name: string; readOnly: boolean; admin: boolean; scope: TokenScope } | { ok: false; error: ApiError };
 
 type AuthHeader = string | string[] | undefined;
 
 /** Methods a read-only token may use. */
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The one route (its pattern as mounted) an attachments-scoped token may use: the download. */
+const ATTACHMENT_DOWNLOAD = '/v1/attachments/*';
 
 export { clientAddress } from './client-address.js';
 
@@ -78,13 +85,18 @@ export class TokenAuth implements CredentialThrottle {
     // Compare against every token so the time taken does not reveal which one matched.
     for (const t of this.tokens) if (safeEqual(match[1]!, t.token)) found = t;
     if (!found) return { ok: false, error: { code: 'unauthorized', message: 'invalid bearer token' } };
-    return { ok: true, name: found.name, readOnly: found.readOnly, admin: found.admin === true };
+    return { ok: true, name: found.name, readOnly: found.readOnly, admin: found.admin === true, scope: found.scope ?? 'all' };
   }
 
-  /** Auth for one request: undefined when allowed, else the error to answer with (401, 403 or 429). */
-  authorize(header: AuthHeader, method: string, client: string): ApiError | undefined {
+  /**
+   * Auth for one request to `route` (the pattern the route was mounted with, as Fastify's
+   * routeOptions.url names it): undefined when allowed, else the error to answer with (401, 403 or 429).
+   */
+  authorize(header: AuthHeader, method: string, client: string, route: string): ApiError | undefined {
     const result = this.check(header, client);
     if (!result.ok) return result.error;
+    const scoped = scopeRefusal(result, method, route);
+    if (scoped) return scoped;
     if (result.readOnly && !READ_METHODS.has(method.toUpperCase())) {
       return { code: 'forbidden', message: `token "${result.name}" is read-only` };
     }
@@ -92,12 +104,26 @@ export class TokenAuth implements CredentialThrottle {
   }
 
   /** Auth for an admin-only route: the token's name when allowed, else the error (401, 403 or 429). */
-  authorizeAdmin(header: AuthHeader, client: string): { name: string } | { error: ApiError } {
+  authorizeAdmin(header: AuthHeader, method: string, client: string, route: string): { name: string } | { error: ApiError } {
     const result = this.check(header, client);
     if (!result.ok) return { error: result.error };
+    // The schema refuses admin with scope attachments; checked here too, so no route relies on that alone.
+    const scoped = scopeRefusal(result, method, route);
+    if (scoped) return { error: scoped };
     if (!result.admin) return { error: { code: 'forbidden', message: `token "${result.name}" is not an admin token (api.tokens[].admin: true)` } };
     return { name: result.name };
   }
+}
+
+/**
+ * Why a scoped token may not use `route`, or undefined. A web site's token fetches its replies'
+ * files; with an unscoped one, whoever read the site's configuration could read every customer's
+ * tickets. Refused by route pattern, not by URL, so no spelling of a path gets past it.
+ */
+function scopeRefusal(result: { name: string; scope: TokenScope }, method: string, route: string): ApiError | undefined {
+  if (result.scope !== 'attachments') return undefined;
+  if (route === ATTACHMENT_DOWNLOAD && READ_METHODS.has(method.toUpperCase())) return undefined;
+  return { code: 'forbidden', message: `token "${result.name}" has scope attachments (api.tokens[].scope): it may only download files (GET ${ATTACHMENT_DOWNLOAD}), not ${method.toUpperCase()} ${route}` };
 }
 
 function present(header: AuthHeader): boolean {

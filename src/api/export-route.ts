@@ -46,7 +46,7 @@ const ExportQuery = z.strictObject({
 export function registerExportApi(app: FastifyInstance, deps: ExportApiDeps, o: { maxPageBytes?: number } = {}): void {
   const maxPageBytes = o.maxPageBytes ?? MAX_PAGE_BYTES;
   app.get<{ Params: { id: string } }>('/v1/contacts/:id/export', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization, clientAddress(req));
+    const who = deps.auth.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
     if ('error' in who) return failAuth(reply, who.error);
     const q = ExportQuery.safeParse(req.query);
     if (!q.success) return failQuery(reply, q.error);

@@ -78,7 +78,7 @@ const ReplyAttachments = z.object({ attachments: z.array(AttachmentInput).option
 
 export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req));
+    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
     if (refused) return failAuth(reply, refused);
   };
   // onRequest: refused before the body is read, so no token means no 30 MB upload buffered.

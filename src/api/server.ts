@@ -96,7 +96,7 @@ export class HttpServer implements HttpMount {
     // api.metricsRequireToken closes it to callers without a token.
     this.app.get('/metrics', {
       onRequest: async (req, reply) => {
-        const refused = o.metricsRequireToken ? this.authorize(req.headers, 'GET', clientAddress(req)) : undefined;
+        const refused = o.metricsRequireToken ? this.authorize(req.headers, 'GET', clientAddress(req), '/metrics') : undefined;
         if (refused) return failAuth(reply, refused);
       },
     }, async (_req, reply) => {
@@ -139,7 +139,7 @@ export class HttpServer implements HttpMount {
    * Bearer-token check for routes mounted with { auth: true }: undefined when allowed, else the
    * error (401/403/429). Set by the API module to the same tokens as /v1; refuses everything until then.
    */
-  authorize: (headers: Record<string, string | string[] | undefined>, method: string, client: string) => ApiError | undefined = () => ({
+  authorize: (headers: Record<string, string | string[] | undefined>, method: string, client: string, route: string) => ApiError | undefined = () => ({
     code: 'unauthorized',
     message: 'a valid API bearer token is required',
   });
@@ -181,7 +181,7 @@ export class HttpServer implements HttpMount {
       onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
         const client = opts?.auth || opts?.ownCredential ? clientAddress(req) : '';
         const refused = opts?.auth
-          ? this.authorize(req.headers, req.method, client)
+          ? this.authorize(req.headers, req.method, client, path)
           : opts?.ownCredential
             ? this.credentialThrottle.throttled(client, opts.ownCredential)
             : undefined;

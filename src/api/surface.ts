@@ -49,7 +49,7 @@ export class HelpdeskSurface {
   /** Mounts routes (before the server listens) and starts the index and the dispatchers. */
   async start(): Promise<void> {
     const auth = this.auth;
-    this.http.authorize = (headers, method, client) => auth.authorize(headers.authorization, method, client);
+    this.http.authorize = (headers, method, client, route) => auth.authorize(headers.authorization, method, client, route);
     this.http.credentialThrottle = auth;
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
     registerConsole(this.http.app, { bus: this.bus, auth, log: this.log.child({ component: 'console' }), ticketPrefix: this.config.router?.ticketPrefix ?? '', leaseTtlMs: this.config.nats?.leaseTtl ?? 30_000 });

@@ -81,7 +81,7 @@ function drained(res: NodeJS.WritableStream & { destroyed?: boolean }, ms: numbe
 
 export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req));
+    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
     if (refused) return failAuth(reply, refused);
   };
   const guarded = { onRequest: guard };
@@ -138,7 +138,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
 
   // Admin only, as erasure: a letter may be the only copy of a person's data (every post refused).
   app.delete<{ Params: { seq: string } }>('/v1/dead-letters/:seq', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization, clientAddress(req));
+    const who = deps.auth.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
     if ('error' in who) return failAuth(reply, who.error);
     const seq = Seq.safeParse(req.params.seq);
     if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');

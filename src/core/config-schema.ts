@@ -37,7 +37,15 @@ const ApiToken = z.object({
   readOnly: z.boolean().default(false),
   /** May erase (POST /v1/contacts/{id}/erase) and export (GET /v1/contacts/{id}/export) a person's data; never together with readOnly. */
   admin: z.boolean().optional(),
-}).refine((t) => !(t.admin && t.readOnly), { message: 'a token cannot be both readOnly and admin', path: ['admin'] });
+  /**
+   * `attachments`: the token may only download files (GET /v1/attachments/…), refused 403 on every
+   * other route — what a web site holds to fetch its replies' files without reading every
+   * customer's tickets. `all` (or absent): every route readOnly and admin allow.
+   */
+  scope: z.enum(['all', 'attachments']).optional(),
+})
+  .refine((t) => !(t.admin && t.readOnly), { message: 'a token cannot be both readOnly and admin', path: ['admin'] })
+  .refine((t) => !(t.admin && t.scope === 'attachments'), { message: 'a token cannot be both admin and scope attachments (it may only download files)', path: ['scope'] });
 
 const Webhook = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-"'),

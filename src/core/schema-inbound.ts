@@ -45,6 +45,12 @@ export const ConversationRef = z.object({
   /** Thread inside the chat: Slack thread_ts, Telegram forum topic id. */
   threadId: PrintableId(1024).optional(),
   kind: z.enum(['private', 'group', 'channel', 'email']),
+  /**
+   * The id as the client wrote it, where the connector normalised it into `id` (a web form's
+   * "OLGA@client.ru " is "olga@client.ru"): a conversation opened under the written form before
+   * ids were normalised is still found by it. Absent when the two are the same.
+   */
+  writtenId: PrintableId(1024).optional(),
   /** A chat's title (a private chat's is the person's name): shown as the ticket's subject, so as a display name (display-text.ts). */
   title: z.string().overwrite(displayText).optional(),
 });

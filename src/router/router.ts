@@ -306,7 +306,8 @@ export class Router implements RoutingHooks {
     // A change comes from the conversation its message is in: platforms scope message ids per chat,
     // but a webhook client's ids are its account's, and one customer's edit could otherwise
     // rewrite (or a delete hide) another customer's message in another ticket.
-    if (ticket.value.conversation.id !== e.conversation.id) {
+    // The id as written counts too: the ticket may have been opened under it before ids were normalised.
+    if (ticket.value.conversation.id !== e.conversation.id && ticket.value.conversation.id !== e.conversation.writtenId) {
       await this.bus.deadLetters.park({
         source: 'router', subject: this.bus.inboundSubject(e), code: 'foreign_target' satisfies RouterDeadLetterCode,
         reason: `${e.type} from conversation ${e.conversation.id} for message ${e.targetPlatformMessageId}, which is in conversation ${ticket.value.conversation.id} (${ticket.value.id}): a message is changed only from its own conversation`,

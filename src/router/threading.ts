@@ -91,7 +91,14 @@ export class Threader {
       const why = notes.length ? ` (${notes.join('; ')})` : '';
       return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) + why }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
     }
-    return this.resolveChat(e, { fresh });
+    const resolved = await this.resolveChat(e, e.conversation.id, { fresh });
+    // A conversation opened before its connector normalised ids (a web form's "OLGA@client.ru ")
+    // is bound under the id as written: its open (or reopenable) ticket takes the message still.
+    // Anything new is bound under the normal form, so the two forms meet there from now on.
+    const written = e.conversation.writtenId;
+    if (resolved.kind === 'existing' || !written || written === e.conversation.id) return resolved;
+    const before = await this.resolveChat(e, written, { fresh });
+    return before.kind === 'existing' ? before : resolved;
   }
 
   private async resolveEmail(e: InboundMessage, o: { fresh: boolean }, refused: Refusals): Promise<Resolution | null> {
@@ -154,9 +161,9 @@ export class Threader {
    * it, a new ticket is bound at the next epoch. Two routers deciding that at once race one
    * create and the loser joins the winner's ticket: one conversation never gets two tickets.
    */
-  private async resolveChat(e: InboundMessage, o: { fresh: boolean }): Promise<Resolution> {
-    const conversation = IndexKeys.conversation(e.channel, e.account, e.conversation.id, e.conversation.threadId);
-    const value = e.conversation.threadId ? `${e.conversation.id}/${e.conversation.threadId}` : e.conversation.id;
+  private async resolveChat(e: InboundMessage, id: string, o: { fresh: boolean }): Promise<Resolution> {
+    const conversation = IndexKeys.conversation(e.channel, e.account, id, e.conversation.threadId);
+    const value = e.conversation.threadId ? `${id}/${e.conversation.threadId}` : id;
     let epoch = this.store.knownEpoch(conversation);
     // Not seen since this replica took the partition over: another owner may have opened newer
     // tickets meanwhile, and an older one found open (an agent reopened it) must not take the

@@ -10,6 +10,7 @@ import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
 import { HealthTracker, InvalidEventError, eventId, type Connector, type ConnectorContext, type PublishResult, type SendAttempt, type SendResult } from '../contract.js';
 import type { WebhookOptions } from './index.js';
+import { UNVERIFIED_PREFIX, keyOfId, unverifiedId } from './sender-ids.js';
 
 /** How long a POST waits for NATS to store its event before it is answered 503 (retry). */
 const INTAKE_WAIT_MS = 20_000;
@@ -39,6 +40,11 @@ const Sender = z.object({
   name: OneLine(200).optional(),
   email: OneLine(320).optional(),
   phone: OneLine(64).optional(),
+  /**
+   * false: the site did not authenticate this sender (an open form), whatever `senderIds` says; true:
+   * it did. Absent: as the account's `senderIds` says.
+   */
+  verified: z.boolean().optional(),
 });
 
 /** What a web form or external system POSTs to /connectors/webhook/<account>/messages. */
@@ -85,6 +91,8 @@ export const WebhookInbound = z.discriminatedUnion('type', [
     sender: Sender,
   }),
 ]);
+
+type WebhookInbound = z.infer<typeof WebhookInbound>;
 
 export class WebhookConnector implements Connector {
   /** The receiver deduplicates by the Idempotency-Key header (docs/connectors): a resend is harmless. */
@@ -169,12 +177,17 @@ export class WebhookConnector implements Connector {
     }
     const m = parsed.data;
     const { channel, account } = this.ctx;
+    const keys = this.keysOf(m);
+    if ('field' in keys) {
+      await this.ctx.deadLetter(`webhook body invalid: ${keys.message}`, req.rawBody);
+      return { status: 400, body: { error: 'invalid_body', message: keys.message, field: keys.field } };
+    }
     const sender = {
-      id: m.sender.id,
+      id: keys.sender,
       displayName: m.sender.name,
-      handles: Object.fromEntries(Object.entries({ email: m.sender.email, phone: m.sender.phone }).filter(([, v]) => v)) as Record<string, string>,
+      handles: Object.fromEntries(Object.entries({ email: m.sender.email, phone: m.sender.phone, claimedId: keys.claimedId }).filter(([, v]) => v)) as Record<string, string>,
     };
-    const conversation = { id: m.conversationId ?? m.sender.id, kind: 'private' as const };
+    const conversation = { id: keys.conversation, ...(keys.writtenId ? { writtenId: keys.writtenId } : {}), kind: 'private' as const };
     const id = eventId(channel, account, m.type === 'message' ? m.messageId : `${m.type}:${m.messageId}`);
     try {
       let result;
@@ -222,6 +235,33 @@ export class WebhookConnector implements Connector {
       // Not stored: tell the sender to retry rather than pretend we have it.
       return { status: 503, body: { error: 'unavailable', message: errorMessage(err) } };
     }
+  }
+
+  /**
+   * The sender and conversation keys of a post. An authenticated sender's ids are the keys, in
+   * their normal form (keyOfId), the form as written kept where it differs so a conversation
+   * opened under it before is still found. An unverified sender's are its message's own: nobody
+   * who types a customer's address joins, edits or deletes in that customer's conversation.
+   */
+  private keysOf(m: WebhookInbound): { sender: string; conversation: string; writtenId?: string; claimedId?: string } | { field: string; message: string } {
+    const verified = m.sender.verified ?? this.options.senderIds === 'authenticated';
+    if (m.sender.verified === true && this.options.senderIds === 'unverified') {
+      return { field: 'sender.verified', message: 'sender.verified: this account takes unverified senders only (senderIds: unverified); configure senderIds: authenticated to let the site vouch for a sender' };
+    }
+    if (!verified) {
+      if (m.type !== 'message') return { field: 'sender.verified', message: `sender.verified: an unverified sender cannot ${m.type} a message: nothing shows it wrote it` };
+      if (m.conversationId !== undefined) return { field: 'conversationId', message: 'conversationId: an unverified sender\'s message opens a conversation of its own; send an id the site authenticated, with sender.verified true, to continue one' };
+      const id = unverifiedId(m.messageId);
+      return { sender: id, conversation: id, claimedId: m.sender.id };
+    }
+    for (const [field, value] of [['sender.id', m.sender.id], ['conversationId', m.conversationId]] as const) {
+      if (value === undefined) continue;
+      if (value.trim() === '') return { field, message: `${field}: is only whitespace` };
+      if (keyOfId(value).startsWith(UNVERIFIED_PREFIX)) return { field, message: `${field}: "${UNVERIFIED_PREFIX}" is reserved for the ids the gateway gives unverified senders` };
+    }
+    const written = m.conversationId ?? m.sender.id;
+    const conversation = keyOfId(written);
+    return { sender: keyOfId(m.sender.id), conversation, ...(written !== conversation ? { writtenId: written } : {}) };
   }
 
   async send(message: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {

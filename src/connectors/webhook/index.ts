@@ -16,6 +16,16 @@ export const WebhookOptions = z.object({
   timeoutMs: z.number().int().positive().default(10_000),
   /** Pacing per conversation for callbacks. */
   perConversationIntervalMs: z.number().int().nonnegative().default(0),
+  /**
+   * Whether the site's `sender.id` and `conversationId` are ids it authenticated (a logged-in
+   * account, a random id it issued to one browser): `authenticated`, the default, threads by them.
+   * `unverified`: a form anyone can fill in — each message opens a conversation of its own, its
+   * typed email and phone are contact details only, and edits and deletions are refused (a
+   * message's `sender.verified: true` is refused: the operator's word wins). On an authenticated
+   * account, `sender.verified: false` makes one message's sender unverified (an open form beside
+   * logged-in users).
+   */
+  senderIds: z.enum(['authenticated', 'unverified']).default('authenticated'),
 });
 export type WebhookOptions = z.infer<typeof WebhookOptions>;
 

@@ -31,7 +31,7 @@ function connector(callbackUrl?: string, timeoutMs = 5_000) {
     deadLetter: async (reason: string) => void letters.push(reason),
     publish: async (input: unknown) => (published.push(input), { duplicate: false }),
   } as unknown as ConnectorContext;
-  const c = new WebhookConnector({ secret: SECRET, callbackUrl, timeoutMs, perConversationIntervalMs: 0 }, ctx);
+  const c = new WebhookConnector({ secret: SECRET, callbackUrl, timeoutMs, perConversationIntervalMs: 0, senderIds: 'authenticated' }, ctx);
   const post = (body: Buffer, headers: Record<string, string> = {}) =>
     routes.get('/connectors/webhook/site/messages')!({
       method: 'POST', path: '/connectors/webhook/site/messages', query: {}, params: {}, rawBody: body,
