@@ -17,6 +17,7 @@ import { Attachments } from './attachments.js';
 import { AttachmentExpiry } from './attachment-expiry.js';
 import { TokenAuth } from './auth.js';
 import { AuthThrottle } from './auth-throttle.js';
+import { registerAccessLog } from './access-log.js';
 import { registerApi } from './routes.js';
 import { registerExportApi } from './export-route.js';
 import { registerConsole } from '../console/routes.js';
@@ -52,6 +53,7 @@ export class HelpdeskSurface {
     this.http.authorize = (headers, method, client, route) => auth.authorize(headers.authorization, method, client, route);
     this.http.credentialThrottle = auth;
     if (this.config.api.tokens.length === 0) this.log.warn('api.tokens is empty: /v1 and authenticated connector routes refuse every request');
+    if (this.config.api.accessLog) registerAccessLog(this.http.app, auth, this.log.child({ component: 'api-access' }));
     registerConsole(this.http.app, { bus: this.bus, auth, log: this.log.child({ component: 'console' }), ticketPrefix: this.config.router?.ticketPrefix ?? '', leaseTtlMs: this.config.nats?.leaseTtl ?? 30_000 });
     if (this.store && this.readModel) {
       const expiry = new AttachmentExpiry(this.bus.media, this.config.retention?.attachments ?? 0);

@@ -323,6 +323,11 @@ export const GatewayConfig = z.object({
       /** /metrics needs a token (any, read-only is enough) instead of being open to the network. */
       metricsRequireToken: z.boolean().default(false),
       /**
+       * One info line per /v1 request ("api access": token, route, ticket or contact id, status),
+       * the record of who read which ticket; never the query string or the body.
+       */
+      accessLog: z.boolean().default(true),
+      /**
        * Reverse proxies or ingress controllers in front of the gateway (IP addresses or CIDR
        * ranges): from these peers the client is read from X-Forwarded-For, for authThrottle.
        */

@@ -36,7 +36,7 @@ describe('a locked /metrics', () => {
   it('answers only with a token when api.metricsRequireToken is set; health stays open', async () => {
     const log = createLogger({ level: 'silent' });
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, metricsRequireToken: true, log, readiness: async () => ({ ready: true, checks: {} }) });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ro', token: READER, readOnly: true }], metricsRequireToken: true, trustedProxies: [], authThrottle: THROTTLE }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'metrics-test', ttlMs: 3000 });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { tokens: [{ name: 'ro', token: READER, readOnly: true }], metricsRequireToken: true, trustedProxies: [], accessLog: true, authThrottle: THROTTLE }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'metrics-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {
@@ -95,7 +95,7 @@ describe('bearer tokens on /v1', () => {
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, log, readiness: async () => ({ ready: true, checks: {} }) });
     server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
     server.route('POST', '/connectors/whatsapp/main/logout', async () => ({ status: 200, body: { ok: true } }), { auth: true });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: false, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }], trustedProxies: [], authThrottle: THROTTLE }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: false, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }, { name: 'ro', token: READER, readOnly: true }], trustedProxies: [], accessLog: true, authThrottle: THROTTLE }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'auth-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {
@@ -119,7 +119,7 @@ describe('bearer tokens on /v1', () => {
     const log = createLogger({ level: 'silent' });
     const server = new HttpServer({ host: '127.0.0.1', port: 0, bodyLimit: 1024, metricsRequireToken: true, log, readiness: async () => ({ ready: true, checks: {} }) });
     server.route('GET', '/connectors/whatsapp/main/qr.png', async () => ({ status: 200, body: 'QR' }), { auth: true });
-    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: true, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }], trustedProxies: [], authThrottle: { failures: 2, window: 60_000, trackedAddresses: 100 } }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'throttle-test', ttlMs: 3000 });
+    const surface = new HelpdeskSurface(h.gw.gateway.bus, server, { api: { metricsRequireToken: true, tokens: [{ name: 'ops', token: ADMIN, readOnly: false }], trustedProxies: [], accessLog: true, authThrottle: { failures: 2, window: 60_000, trackedAddresses: 100 } }, webhooks: [], media: { maxBytes: 1024 } }, null, log, { holder: 'throttle-test', ttlMs: 3000 });
     await surface.start();
     await server.listen();
     try {
