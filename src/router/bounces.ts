@@ -33,7 +33,9 @@ export async function guardLoop(bus: Bus, e: InboundMessage): Promise<void> {
 
 export async function processBounce(bus: Bus, store: TicketStore, journal: Journal, e: InboundMessage): Promise<void> {
   const bounce = e.bounceOf!;
-  const hit = (await store.lookup(IndexKeys.emailMessageId(bounce.platformMessageId))) ??
+  // Our own sent mail first (threading.ts says why); `mid.` for mail sent before `out.` existed.
+  const hit = (await store.lookup(IndexKeys.ownMessageId(bounce.platformMessageId))) ??
+    (await store.lookup(IndexKeys.emailMessageId(bounce.platformMessageId))) ??
     (await store.lookup(IndexKeys.platformMessage(e.channel, e.account, bounce.platformMessageId)));
   const ticket = hit ? await store.get(hit.value) : null;
   if (!ticket) {

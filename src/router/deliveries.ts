@@ -90,7 +90,10 @@ export class DeliveryRecorder {
     if (s.platformMessageId) {
       // Read only to find the ticket of a bounce of this message (tickets.ts IndexWrite).
       await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId, { cache: false });
-      if (ticket.value.conversation.kind === 'email') {
+      // Not on a failure: a bounce reports one (bounces.ts) under the Message-ID its sender wrote
+      // in it, which then stood in the `out.` index for ours (threading trusts it first). A mail
+      // we did send was indexed by its `sent` outcome.
+      if (ticket.value.conversation.kind === 'email' && s.status !== 'failed') {
         // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
         await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
         await this.store.index(IndexKeys.ownMessageId(s.platformMessageId), s.ticketId, { cache: false });

@@ -1,6 +1,7 @@
 /**
  * Threading: which ticket an inbound message belongs to, and why. Rules, in order:
- *  email  In-Reply-To, then References (newest first), against stored Message-IDs — a match is
+ *  email  In-Reply-To, then References (newest first), against the Message-IDs of mail we sent
+ *         (the `out.` index, which only our deliveries write), then of mail we received — a match is
  *         accepted only from someone who took part in that ticket, so replies to one mail sent
  *         to many do not merge strangers; then the subject token "[#T-1042]" — from a participant
  *         or a colleague: someone at a domain the operator declared a customer organisation's
@@ -55,6 +56,22 @@ export function markerPattern(prefix: string): RegExp {
   return new RegExp(`^<?omni\\.(${p}\\d+)\\.`, 'i');
 }
 
+/**
+ * Every Message-ID we mint starts `omni.` (email connector ids.ts), at whatever domain an
+ * account's messageIdDomain names. Found on a mail we did not send (not in the `out.` index:
+ * echoes of ours are parked before threading), it is forged or another installation's: it is
+ * never indexed as the mail's own, where it would stand for ours in the `mid.` index and pull
+ * replies to our mail into the forger's ticket.
+ */
+const OUR_SHAPE = /^<?omni\./i;
+
+export function hasOurShape(messageId: string): boolean {
+  return OUR_SHAPE.test(messageId.trim());
+}
+
+/** Said in the log of a mail whose own Message-ID has our shape (hasOurShape). */
+export const FORGED_NOTE = 'its own Message-ID has the shape of ours but is none we sent (forged, or another installation\'s): not indexed';
+
 export class Threader {
   private readonly tokenRe: RegExp;
   private readonly markerRe: RegExp;
@@ -78,8 +95,9 @@ export class Threader {
   async resolve(e: InboundMessage, fresh = false): Promise<Resolution> {
     if (e.email) {
       const refused: Refusals = new Map();
+      const forged = hasOurShape(e.email.messageId);
       const found = await this.resolveEmail(e, { fresh }, refused);
-      if (found) return found;
+      if (found) return forged ? { ...found, match: { ...found.match, value: `${found.match.value} (${FORGED_NOTE})` } } : found;
       // At most a few, each ticket once: a mail's References may name any number of tickets.
       const notes = [...refused.values()].slice(0, MAX_REFUSALS_LOGGED);
       if (refused.size > MAX_REFUSALS_LOGGED) notes.push(`and ${refused.size - MAX_REFUSALS_LOGGED} more tickets`);
@@ -88,8 +106,11 @@ export class Threader {
       // Said even when it named no ticket we have: whoever reads the log learns why it stands alone.
       const doubt = refused.size === 0 ? senderDoubt(e.email) : undefined;
       if (doubt) notes.push(`${doubt}: it joins no existing ticket`);
+      if (forged) notes.push(FORGED_NOTE);
       const why = notes.length ? ` (${notes.join('; ')})` : '';
-      return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) + why }, conversationKey: IndexKeys.emailMessageId(e.email.messageId) };
+      // A forged id of ours claims a key of this sender's, never the one replies to ours are found by.
+      const conversationKey = forged ? IndexKeys.emailMessageIdOfSender(e.email.messageId, e.email.from) : IndexKeys.emailMessageId(e.email.messageId);
+      return { kind: 'new', match: { rule: 'new-ticket', value: normalizeMessageId(e.email.messageId) + why }, conversationKey };
     }
     const resolved = await this.resolveChat(e, e.conversation.id, { fresh });
     // A conversation opened before its connector normalised ids (a web form's "OLGA@client.ru ")
@@ -116,7 +137,10 @@ export class Threader {
     if (email.inReplyTo) candidates.push(['email-in-reply-to', email.inReplyTo]);
     for (const ref of [...email.references].reverse()) candidates.push(['email-references', ref]);
     for (const [rule, messageId] of candidates) {
-      const hit = await this.store.lookup(IndexKeys.emailMessageId(messageId), o);
+      // Our own sent mail first: only our deliveries write `out.`, while `mid.` holds what inbound
+      // mail carried, first writer wins. A stranger who wrote one of our future ids there (a mail
+      // of theirs carrying it) had the replies to our mail land in their ticket.
+      const hit = (await this.store.lookup(IndexKeys.ownMessageId(messageId), o)) ?? (await this.store.lookup(IndexKeys.emailMessageId(messageId), o));
       if (!hit) continue;
       const ticket = await this.store.get(hit.value, o);
       if (!ticket) continue;

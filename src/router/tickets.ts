@@ -384,8 +384,13 @@ export const IndexKeys = {
   conversationFloor: (conversationKey: string) => `${conversationKey}.floor`,
   /** Marker that an edit or deletion event was applied (router.ts processChange). */
   changeEvent: (eventId: string) => `ev.${hashKey(eventId)}`,
-  /** Our own sent mail's Message-ID: its echo is recognised (bounces.ts isOurEcho). */
+  /**
+   * Our own sent mail's Message-ID, written only by the delivery recorder on a sent (not failed)
+   * outcome: its echo is recognised (bounces.ts isOurEcho), and replies to it thread by it before
+   * `mid.` is asked (threading.ts), which any inbound mail's Message-ID may have written first.
+   */
   ownMessageId: (messageId: string) => `out.${hashKey(normalizeMessageId(messageId))}`,
+  /** A received mail's Message-ID (never one of our shape: threading.ts hasOurShape), and our sent mail's too. */
   emailMessageId: (messageId: string) => `mid.${hashKey(normalizeMessageId(messageId))}`,
   /** A new mail's ticket when another sender's mail already holds its Message-ID (inbound-ticket.ts). */
   emailMessageIdOfSender: (messageId: string, sender: string) => `mid.${hashKey(`${normalizeMessageId(messageId)}\u0000${sender.toLowerCase()}`)}`,
