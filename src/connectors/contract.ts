@@ -122,6 +122,8 @@ export interface ConnectorContext {
   readonly account: string;
   /** This installation's id (created once, kept in the bus): part of every id we mint for the platform. */
   readonly installationId: string;
+  /** The key ids we mint are made with where they must not be guessable (email Message-IDs); never logged. */
+  readonly messageIdSecret: Uint8Array;
   /**
    * The gateway's own addresses on this channel over every configured entry (each factory's
    * `ownAddresses`), lower case: another entry's mailbox is ours too (no reply copies it, mail

@@ -266,6 +266,7 @@ export class ConnectorHost {
       channel,
       account,
       installationId: bus.installationId,
+      messageIdSecret: bus.messageIdSecret,
       channelAddresses: this.channelAddresses.get(channel) ?? new Set(),
       log,
       signal,

@@ -39,6 +39,8 @@ const JUST_MADE_RETRIES = 20;
 
 const DAY = 86_400_000;
 const INSTALLATION_KEY = 'installation-id';
+const MESSAGE_ID_SECRET_KEY = 'message-id-secret';
+const MESSAGE_ID_SECRET_BYTES = 32;
 const PARTITIONS_KEY = 'router-partitions';
 export const DEFAULT_PARTITIONS = 32;
 
@@ -127,6 +129,30 @@ export class Provisioner {
         await this.bus.kv.meta.create(INSTALLATION_KEY, id);
         this.log.info({ installationId: id }, 'installation id created');
         return id;
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+      }
+    }
+  }
+
+  /**
+   * The key our outbound Message-IDs are made with (HMAC, email connector ids.ts): one outbound
+   * message always gets the same id (a resend is recognised), yet no id can be computed from what
+   * our mail shows (ticket number, installation id), so nobody can send one before we do. Made
+   * once, create-only like the installation id, so every replica uses the same; installations
+   * from before it get it on their first start (ids already sent stay indexed). Never logged.
+   */
+  async ensureMessageIdSecret(): Promise<Uint8Array> {
+    for (;;) {
+      const entry = await this.bus.kv.meta.get(MESSAGE_ID_SECRET_KEY);
+      if (entry && entry.operation === 'PUT') {
+        const secret = Buffer.from(entry.string(), 'base64');
+        if (secret.length < MESSAGE_ID_SECRET_BYTES) throw new Error(`omni_meta ${MESSAGE_ID_SECRET_KEY}: ${secret.length} bytes, not ${MESSAGE_ID_SECRET_BYTES} in base64; delete the key to have a new one made (Message-IDs already sent keep threading)`);
+        return new Uint8Array(secret);
+      }
+      try {
+        await this.bus.kv.meta.create(MESSAGE_ID_SECRET_KEY, randomBytes(MESSAGE_ID_SECRET_BYTES).toString('base64'));
+        this.log.info('message-id secret created (omni_meta)');
       } catch (err) {
         if (!isCasConflict(err)) throw err;
       }

@@ -84,6 +84,8 @@ export class Bus {
   casCheck?: { update: CasProbeResult; create: CasProbeResult; guarded: boolean };
   /** Set by provision() (see ensureInstallationId). */
   installationId = '';
+  /** Set by provision() (see ensureMessageIdSecret); never logged. */
+  messageIdSecret: Uint8Array = new Uint8Array();
   /** Inbound partitions of this deployment; set by provision() (see ensurePartitionCount). */
   partitions = DEFAULT_PARTITIONS;
   private constructor(
@@ -182,6 +184,7 @@ export class Bus {
       );
     }
     this.installationId = await this.provisioner.ensureInstallationId();
+    this.messageIdSecret = await this.provisioner.ensureMessageIdSecret();
     this.partitions = await this.provisioner.ensurePartitionCount(this.options.partitions ?? DEFAULT_PARTITIONS);
   }
 

@@ -153,6 +153,15 @@ describe('the installation id', () => {
     expect(other.installationId).toBe(bus.installationId);
     await other.close();
   });
+
+  it('comes with a Message-ID secret: 32 random bytes, created once, the same on every replica', async () => {
+    const other = await Bus.connect({ url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 7 * DAY, dedupTtlMs: DAY, leaseTtlMs: 1_500 }, log);
+    await other.provision();
+    expect(bus.messageIdSecret).toHaveLength(32);
+    expect(Buffer.from(other.messageIdSecret).equals(Buffer.from(bus.messageIdSecret))).toBe(true);
+    expect(Buffer.from(bus.messageIdSecret).equals(Buffer.alloc(32))).toBe(false);
+    await other.close();
+  });
 });
 
 describe('a source as people type it (the console, omnigate dlq --source)', () => {

@@ -34,7 +34,7 @@ export class EmailConnector implements Connector {
   ) {
     this.health_ = new HealthTracker(ctx);
     for (const m of o.mailboxes) {
-      this.senders.set(m.address.toLowerCase(), new MailboxSender(m, ctx.media, (detail) => this.report(`smtp:${m.address}`, 'auth_failed', detail), ctx.installationId));
+      this.senders.set(m.address.toLowerCase(), new MailboxSender(m, ctx.media, (detail) => this.report(`smtp:${m.address}`, 'auth_failed', detail), { installationId: ctx.installationId, secret: ctx.messageIdSecret }));
     }
     this.normalize = {
       channel: ctx.channel,

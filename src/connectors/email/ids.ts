@@ -4,19 +4,32 @@
  * the Message-ID so the same mail seen twice (renumbered by the server, a UIDVALIDITY change,
  * two watched folders) is one event.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { normalizeMessageId } from '../../core/message-id.js';
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/** What our Message-IDs are made with: this installation's id, and its secret (omni_meta, bus-provision.ts). */
+export interface MessageIdKey {
+  installationId: string;
+  /** Without it (older versions; tests) the id follows from public facts alone. */
+  secret?: Uint8Array;
+}
 
 /**
  * Deterministic from the outbound id and this installation: a retry of the same reply reuses the
  * same Message-ID, while staging and production on one domain (or a reinstall) never collide.
  * The installation id is also visible, so an operator can tell which installation sent a mail.
+ * Keyed by the installation's secret: outbound ids of automated mail are predictable
+ * (`T-1003:<installation>:<hash of "auto-acknowledgement">`), and a stranger who computed the
+ * Message-ID of a ticket's acknowledgement sent it first, claiming the customer's answer to it.
  */
-export function outboundMessageId(ticketId: string, outboundId: string, domain: string, installationId = ''): string {
-  if (!installationId) return `<omni.${ticketId}.${sha256(outboundId).slice(0, 24)}@${domain}>`;
-  return `<omni.${ticketId}.${sha256(`${installationId}\u0000${outboundId}`).slice(0, 24)}.${installationId}@${domain}>`;
+export function outboundMessageId(ticketId: string, outboundId: string, domain: string, key: MessageIdKey | string = ''): string {
+  const { installationId, secret } = typeof key === 'string' ? { installationId: key, secret: undefined } : key;
+  const input = installationId ? `${installationId}\u0000${outboundId}` : outboundId;
+  const hash = secret?.length ? createHmac('sha256', secret).update(input).digest('hex') : sha256(input);
+  const tail = installationId ? `.${installationId}` : '';
+  return `<omni.${ticketId}.${hash.slice(0, 24)}${tail}@${domain}>`;
 }
 
 /** Any Message-ID we generated (for any ticket, any of our domains, with or without the installation id). */

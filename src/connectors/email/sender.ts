@@ -21,7 +21,7 @@ import { fromHeader, replaceFrom, subjectHeader } from './from-header.js';
 import { domainOf } from '../../core/mail-domains.js';
 import { addressKey } from '../../core/mail-address.js';
 import { MAX_REFUSED_COPIES, type RefusedCopy } from '../../core/schema.js';
-import { outboundMessageId } from './ids.js';
+import { outboundMessageId, type MessageIdKey } from './ids.js';
 import type { MailboxOptions } from './index.js';
 import type { SendAttempt } from '../contract.js';
 import { WireMarks } from '../wire-marks.js';
@@ -62,7 +62,7 @@ export class MailboxSender {
     private readonly mailbox: MailboxOptions,
     private readonly media: MediaStore,
     private readonly onAuthFailed: (detail: string) => void,
-    private readonly installationId = '',
+    private readonly ids: MessageIdKey = { installationId: '' },
   ) {
     this.domain = messageIdDomain(mailbox);
     this.pacer = new Pacer(mailbox.smtp.perMinute > 0 ? 60_000 / mailbox.smtp.perMinute : 0, 0);
@@ -94,7 +94,7 @@ export class MailboxSender {
   async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<{ platformMessageId: string; refusedCopies?: RefusedCopy[] }> {
     const email = msg.email;
     if (!email) throw new PermanentDeliveryError('the outbound message has no email block (recipients, subject)', 'bad_request');
-    const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain, this.installationId);
+    const messageId = outboundMessageId(msg.ticketId, msg.id, this.domain, this.ids);
     const attachments = [];
     for (const a of msg.attachments) {
       const bytes = await this.media.get(a.objectKey);

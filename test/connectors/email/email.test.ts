@@ -11,6 +11,7 @@ import type { DeadLetter, InboundMessage, LogEntry } from '../../../src/core/sch
 import type { TestGateway } from '../../helpers/gateway.js';
 import { SUPPORT, connected, emailGateway, inboundOf, startWorld, type EmailWorld } from './harness.js';
 import { alternativeMail, bounceMail, hugeHeaderMail, legacyCharsetMail, manyPartsMail, plainMail, uniqueId, unlabelledMail } from './mails.js';
+import { outboundMessageId } from '../../../src/connectors/email/ids.js';
 
 let world: EmailWorld;
 let gw: TestGateway;
@@ -126,6 +127,12 @@ describe('email connector', () => {
     ourMessageId = parsed.messageId!;
     // The installation id (created once, in omni_meta) is part of every Message-ID we mint.
     expect(ourMessageId).toMatch(new RegExp(`^<omni\\.${ticketId}\\.[0-9a-f]{24}\\.${gw.gateway.bus.installationId}@example\\.ru>$`));
+    // Keyed by the installation's secret: not computable from the ticket, the outbound id and the
+    // installation id a stranger can know (outside trial T9 computed an acknowledgement's exactly).
+    const { installationId, messageIdSecret } = gw.gateway.bus;
+    expect(messageIdSecret).toHaveLength(32);
+    expect(ourMessageId).not.toBe(outboundMessageId(ticketId, reply.result.outboundId as string, 'example.ru', installationId));
+    expect(ourMessageId).toBe(outboundMessageId(ticketId, reply.result.outboundId as string, 'example.ru', { installationId, secret: messageIdSecret }));
     expect(parsed.inReplyTo).toBe(customerMessageId);
     expect([parsed.references].flat()).toContain(customerMessageId);
     expect(parsed.subject).toBe(`Re: Не работает касса [#${ticketId}]`);

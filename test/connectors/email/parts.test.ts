@@ -234,6 +234,19 @@ describe('identifiers and options', () => {
     expect(markerPattern('T-').exec(prod)?.[1]).toBe('T-1042');
   });
 
+  it('keys the Message-ID by the installation\'s secret: the same for a resend, not computable without the secret', () => {
+    const secret = new Uint8Array(32).fill(7);
+    const key = { installationId: '0a1b2c3d4e', secret };
+    const keyed = outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', key);
+    expect(keyed).toMatch(/^<omni\.T-1042\.[0-9a-f]{24}\.0a1b2c3d4e@example\.ru>$/);
+    expect(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', { installationId: '0a1b2c3d4e', secret: new Uint8Array(32).fill(7) })).toBe(keyed);
+    // What a stranger can compute from the ticket, the outbound id and the installation id is not it.
+    expect(keyed).not.toBe(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', '0a1b2c3d4e'));
+    expect(outboundMessageId('T-1042', 'T-1042:k1', 'example.ru', { installationId: '0a1b2c3d4e', secret: new Uint8Array(32).fill(8) })).not.toBe(keyed);
+    expect(isOurMessageId(keyed, new Set(['example.ru']))).toBe(true);
+    expect(markerPattern('T-').exec(keyed)?.[1]).toBe('T-1042');
+  });
+
   it('validates options with defaults and clear errors', () => {
     const mailbox = { address: 'support@example.ru', imap: { host: 'imap.example.ru', user: 'u', pass: 'p' }, smtp: { host: 'smtp.example.ru' } };
     const o = EmailOptions.parse({ mailboxes: [mailbox] });

@@ -60,7 +60,7 @@ async function bus(): Promise<Bus> {
 /** What send() needs of the context; the gateway's own is not started here. */
 function context(channel: string, account: string, signal: AbortSignal): ConnectorContext {
   return {
-    channel, account, installationId: 'wire-test', channelAddresses: new Set<string>(), log, signal,
+    channel, account, installationId: 'wire-test', messageIdSecret: new Uint8Array(32), channelAddresses: new Set<string>(), log, signal,
     media: { get: async (key: string) => (key.startsWith('file-') ? new Uint8Array(Buffer.from('%PDF-1.4 счёт')) : null), maxBytes: 1_000_000 },
     onReplay: () => {},
     setState: () => {},
