@@ -3,7 +3,8 @@
  *  email  In-Reply-To, then References (newest first), against the Message-IDs of mail we sent
  *         (the `out.` index, which only our deliveries write), then of mail we received — a match is
  *         accepted only from someone who took part in that ticket, so replies to one mail sent
- *         to many do not merge strangers; then the subject token "[#T-1042]" — from a participant
+ *         to many do not merge strangers; then the subject tokens "[#T-1042]" (the first five, a
+ *         participant's ticket before a colleague's) — from a participant
  *         or a colleague: someone at a domain the operator declared a customer organisation's
  *         (router.colleagueDomains) where a participant is too. Numbers are guessable, and a
  *         shared domain proves nothing at a public mail service, which no built-in list can name
@@ -49,6 +50,20 @@ const MAX_REFUSALS_LOGGED = 3;
 export function subjectTokenPattern(prefix: string): RegExp {
   const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`\\[#(${p}\\d+)\\]`);
+}
+
+/** How many "[#T-…]" tokens of one subject are looked at: forwards of forwards name a few, never dozens. */
+export const MAX_SUBJECT_TOKENS = 5;
+
+/** The distinct tickets a subject names by token, in order, at most MAX_SUBJECT_TOKENS. */
+export function subjectTokens(subject: string, prefix: string): string[] {
+  const all = new RegExp(subjectTokenPattern(prefix).source, 'g');
+  const found: string[] = [];
+  for (const m of subject.matchAll(all)) {
+    if (!found.includes(m[1]!)) found.push(m[1]!);
+    if (found.length === MAX_SUBJECT_TOKENS) break;
+  }
+  return found;
 }
 
 export function markerPattern(prefix: string): RegExp {
@@ -150,15 +165,24 @@ export class Threader {
       }
       return this.existing(ticket.value, { rule, value: normalizeMessageId(messageId) });
     }
-    const token = this.tokenRe.exec(email.subject)?.[1];
-    if (token) {
+    // Every token, not the first only: "Fwd: [#T-1001] Re: [#T-1002]" from T-1002's customer is
+    // T-1002's. A participant's ticket before a colleague's; the log says which token joined.
+    const tokens = subjectTokens(email.subject, this.store.prefix);
+    const named: Array<{ token: string; ticket: Ticket }> = [];
+    for (const token of tokens) {
       const ticket = await this.store.get(token, o);
-      if (ticket) {
-        if (takesPart(ticket.value)) return this.existing(ticket.value, { rule: 'email-subject-token', value: token });
-        const colleague = doubt ? { ok: false, why: doubt } : this.colleague(ticket.value, sender);
-        if (colleague.ok) return this.existing(ticket.value, { rule: 'email-subject-token', value: `${token} (${colleague.why})` });
-        refuse(ticket.value.id, 'the subject names', colleague.why);
-      }
+      if (ticket) named.push({ token, ticket: ticket.value });
+    }
+    const value = (token: string, why?: string) => {
+      const notes = [why, tokens.length > 1 ? `token ${tokens.indexOf(token) + 1} of ${tokens.length} in the subject` : undefined].filter(Boolean);
+      return notes.length ? `${token} (${notes.join(', ')})` : token;
+    };
+    const own = named.find((n) => takesPart(n.ticket));
+    if (own) return this.existing(own.ticket, { rule: 'email-subject-token', value: value(own.token) });
+    for (const { token, ticket } of named) {
+      const colleague = doubt ? { ok: false, why: doubt } : this.colleague(ticket, sender);
+      if (colleague.ok) return this.existing(ticket, { rule: 'email-subject-token', value: value(token, colleague.why) });
+      refuse(ticket.id, 'the subject names', colleague.why);
     }
     for (const [, messageId] of candidates) {
       const marked = this.markerRe.exec(messageId.trim())?.[1];
@@ -269,9 +293,9 @@ export class Threader {
    * Someone at the same company as a participant (the customer's manager answering in the
    * thread), at a domain the operator declared a customer organisation's: a shared domain is no
    * evidence anywhere else (public mail services, which no list names in full). Nor is an
-   * In-Reply-To naming a mail of ours: the Message-ID of an automated one (the acknowledgement)
-   * follows from the ticket number and the installation id any of our mails shows. `why` is
-   * said in the log either way.
+   * In-Reply-To naming a mail of ours: a Message-ID is copied freely from any mail that shows it
+   * (ours are keyed by a secret since the outside trial T9, but older ones followed from the
+   * ticket number and the installation id). `why` is said in the log either way.
    */
   private colleague(ticket: Ticket, address: string): { ok: boolean; why: string } {
     // Compared in ASCII form (ivan@компания.рф and ivan@xn--80aqeigdi5k.xn--p1ai are one domain),

@@ -161,6 +161,19 @@ describe('email threading', () => {
     expect(petr.ticketId).toBe(root.ticketId); // was on copy, so he took part
   });
 
+  it('looks at every ticket token in the subject and joins the first whose ticket the sender took part in (outside trial T9)', async () => {
+    const other = await route(emailMessage({ messageId: '<tok-a1@mail.example>', from: 'alla@mail.example', subject: 'Доставка' }));
+    const own = await route(emailMessage({ messageId: '<tok-b1@shop2.example>', from: 'boris@shop2.example', subject: 'Возврат' }));
+    const fwd = await route(emailMessage({ messageId: '<tok-b2@shop2.example>', from: 'boris@shop2.example', subject: `Fwd: [#${other.ticketId}] Re: [#${own.ticketId}] Возврат` }));
+    expect(fwd.ticketId).toBe(own.ticketId);
+    expect(matchOf(fwd)).toEqual({ rule: 'email-subject-token', value: `${own.ticketId} (token 2 of 2 in the subject)` });
+    // Someone on neither ticket joins none; the new ticket's log names both refusals.
+    const stranger = await route(emailMessage({ messageId: '<tok-c1@third.example>', from: 'chuzhoi@third.example', subject: `[#${other.ticketId}] [#${own.ticketId}]` }));
+    expect([other.ticketId, own.ticketId]).not.toContain(stranger.ticketId);
+    expect(matchOf(stranger).value).toContain(`the subject names ${other.ticketId}`);
+    expect(matchOf(stranger).value).toContain(`the subject names ${own.ticketId}`);
+  });
+
   it('accepts an answer from the Reply-To address the reply went to', async () => {
     const root = { ...emailMessage({ messageId: '<rt-1@client.ru>', from: 'noreply-form@client.ru' }) };
     root.email = { ...root.email!, replyTo: 'buyer@client.ru' };
