@@ -154,8 +154,10 @@ export class Threader {
     for (const [rule, messageId] of candidates) {
       // Our own sent mail first: only our deliveries write `out.`, while `mid.` holds what inbound
       // mail carried, first writer wins. A stranger who wrote one of our future ids there (a mail
-      // of theirs carrying it) had the replies to our mail land in their ticket.
-      const hit = (await this.store.lookup(IndexKeys.ownMessageId(messageId), o)) ?? (await this.store.lookup(IndexKeys.emailMessageId(messageId), o));
+      // of theirs carrying it) had the replies to our mail land in their ticket. Only ids of our
+      // shape can be ours: a customer's costs no second lookup.
+      const own = hasOurShape(messageId) ? await this.store.lookup(IndexKeys.ownMessageId(messageId), o) : null;
+      const hit = own ?? (await this.store.lookup(IndexKeys.emailMessageId(messageId), o));
       if (!hit) continue;
       const ticket = await this.store.get(hit.value, o);
       if (!ticket) continue;
