@@ -92,8 +92,9 @@ export class DeliveryRecorder {
       await this.store.index(IndexKeys.platformMessage(s.channel, s.account, s.platformMessageId), s.ticketId, { cache: false });
       // Not on a failure: a bounce reports one (bounces.ts) under the Message-ID its sender wrote
       // in it, which then stood in the `out.` index for ours (threading trusts it first). A mail
-      // we did send was indexed by its `sent` outcome.
-      if (ticket.value.conversation.kind === 'email' && s.status !== 'failed') {
+      // we did send was indexed by its `sent` outcome. Nor an SLA alert about the ticket sent to a
+      // lead's chat: its platform id is no Message-ID of ours.
+      if (ticket.value.conversation.kind === 'email' && s.channel === ticket.value.channel && s.status !== 'failed') {
         // Our own Message-ID: replies to it thread here, and the mail echoed back is recognised.
         await this.store.index(IndexKeys.emailMessageId(s.platformMessageId), s.ticketId);
         await this.store.index(IndexKeys.ownMessageId(s.platformMessageId), s.ticketId, { cache: false });
