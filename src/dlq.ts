@@ -40,7 +40,8 @@ export interface DlqOptions {
 export type NatsSection = GatewayConfig['nats'];
 
 /** What happened to one letter on replay. */
-export type Outcome = { outcome: 'replayed' | 'invalid' | 'refused' | 'failed'; detail?: string };
+export const REPLAY_OUTCOMES = ['replayed', 'invalid', 'refused', 'failed'] as const;
+export type Outcome = { outcome: (typeof REPLAY_OUTCOMES)[number]; detail?: string };
 
 /** A webhook POST may take its whole timeout; a mail its parse and publish. */
 const SERVICE_REPLAY_TIMEOUT_MS = 60_000;

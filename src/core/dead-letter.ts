@@ -19,7 +19,8 @@ import { Subjects } from './subjects.js';
 import type { DeadLetter } from './schema.js';
 
 /** Who refused: the `source` label. Subjects keep their historical names (see `subjectSuffix`). */
-export type DeadLetterSource = 'router' | 'connector' | 'outbound' | 'webhook' | 'loop-guard' | 'helpdesk';
+export const DEAD_LETTER_SOURCES = ['router', 'connector', 'outbound', 'webhook', 'loop-guard', 'helpdesk'] as const;
+export type DeadLetterSource = (typeof DEAD_LETTER_SOURCES)[number];
 
 export interface DeadLetterLimits {
   /** A payload above this (as it travels, JSON-escaped) is cut to its head and marked truncated. */

@@ -320,6 +320,24 @@ describe.skipIf(!haveChromium)('console in Chromium', () => {
     await expect.poll(() => ru.getByRole('alert').textContent()).toBe('Запрос не удался: Значение не принято: поле «source».');
     await go('#/dead-letters/987654321');
     await expect.poll(() => ru.getByRole('alert').textContent()).toBe('Запрос не удался: Не найдено.');
+    // Statuses and states in Russian, the code in the title (and beside it where logs and docs name it).
+    await go('#/channels');
+    await expect.poll(() => ru.locator('h1').textContent()).toBe('Каналы');
+    const wa = ru.locator('tr[data-connector="whatsapp/wa1"]');
+    await expect.poll(() => wa.locator('[data-state="connected"]').textContent(), { timeout: 20_000 }).toBe('подключён');
+    expect(await wa.locator('[data-state="connected"]').getAttribute('title')).toBe('connected');
+    expect(await wa.locator('td').nth(3).textContent()).toMatch(/нужна привязка\s*pairing_needed/);
+    await go('#/dead-letters?source=router');
+    await expect.poll(() => ru.locator('#dl-results tbody tr').first().locator('td').nth(2).textContent()).toBe('маршрутизатор router');
+    await go(`#/ticket/${ticketId}`);
+    await ru.locator('#ticket-log').waitFor();
+    expect(await ru.locator('#main dd .state').getAttribute('title')).toBe('pending');
+    expect(await ru.locator('#main dd .state').textContent()).toBe('ждёт клиента');
+    expect(await ru.locator('#ticket-log li[data-kind="delivery"]').textContent()).toContain('Доставка: доставлено');
+    await go('#/tickets');
+    await ru.locator('#ticket-results tbody tr').first().waitFor();
+    expect(await ru.locator('#ticket-status option').allTextContents()).toEqual(['любой', 'новое', 'открыто', 'ждёт клиента', 'решено', 'закрыто']);
+    expect(await ru.locator('#ticket-results tbody .state').first().textContent()).toMatch(/^[а-яё ]+$/);
     await go('#/channels');
     await expect.poll(() => ru.locator('h1').textContent()).toBe('Каналы');
     await ru.getByLabel('Язык').selectOption('en');

@@ -1,7 +1,7 @@
 // omnigate console: one small module, no framework. Every URL is relative to the page
 // (…/console/), so the console works behind a reverse proxy's path prefix. All data is put into
 // the page with textContent (never as HTML): tickets carry customer text.
-import { TEXTS, initialLanguage, refusalText } from './i18n.js';
+import { LABELS, TEXTS, initialLanguage, label, refusalText, sourceClass } from './i18n.js';
 
 const API = new URL('../', document.baseURI);
 const state = { token: sessionStorage.getItem('omnigate.token') || '', session: null, lang: 'en', leave: null, health: undefined, renderFor: undefined };
@@ -13,6 +13,27 @@ function t(key, vars = {}) {
   return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] === undefined || vars[k] === null ? '' : String(vars[k])));
 }
 
+/** t() whose variables may be elements (a value with its code): the template around them stays text. */
+function tn(key, vars) {
+  return (TEXTS[state.lang][key] ?? TEXTS.en[key] ?? key).split(/\{(\w+)\}/).map((p, i) => (i % 2 ? vars[p] ?? '' : p));
+}
+
+/**
+ * A machine value the server sent (a status, a state) in the page's language, its code in the
+ * title. `shown`: the code also beside it, for values operators look up in logs, metrics and docs.
+ */
+function lbl(kind, code, shown, cls = 'label') {
+  const text = label(state.lang, kind, code);
+  return [h('span', { class: cls, title: code, 'data-code': code }, text), shown && text !== code ? h('code', { class: 'raw' }, code) : null];
+}
+
+/** A connector state as a coloured badge, its code beside it. */
+function stateBadge(s) {
+  const [badge, raw] = lbl('state', s || '?', true, `state ${s}`);
+  if (s) badge.dataset.state = s;
+  return [badge, raw];
+}
+
 /** h('td', { class: 'x' }, 'text', child…): an element with attributes and children (text is text). */
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -22,7 +43,7 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'class') el.className = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : visibleText(String(c)));
+  for (const c of children.flat(Infinity)) if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : visibleText(String(c)));
   return el;
 }
 
@@ -313,10 +334,10 @@ function connectorRow(c) {
   }
   return h('tr', { 'data-connector': name },
     h('th', { scope: 'row' }, name, h('div', { class: 'muted' }, c.type, c.required ? ` · ${t('channels.required')}` : '')),
-    h('td', {}, h('span', { class: `state ${active.state}`, 'data-state': active.state }, active.state || '?'), active.detail ? h('div', { class: 'muted' }, active.detail) : null),
+    h('td', {}, stateBadge(active.state), active.detail ? h('div', { class: 'muted' }, active.detail) : null),
     h('td', {}, time(lastEvent)),
     h('td', {}, time(lastSend)),
-    h('td', {}, lastError ? [h('span', { class: 'state ' + lastError.state }, lastError.state), ' ', time(lastError.at), lastError.detail ? h('div', { class: 'muted' }, lastError.detail) : null] : t('never')),
+    h('td', {}, lastError ? [stateBadge(lastError.state), ' ', time(lastError.at), lastError.detail ? h('div', { class: 'muted' }, lastError.detail) : null] : t('never')),
     h('td', {}, c.leases.length ? c.leases.map((l) => h('div', {}, l.holder, h('div', { class: 'muted' }, l.key))) : t('never')),
     h('td', {}, standby.length ? standby.map((r) => h('div', {}, r.replica, r.standbyUntil ? h('div', { class: 'muted' }, '≤ ', time(r.standbyUntil)) : null)) : t('never')),
     actions,
@@ -326,7 +347,7 @@ function connectorRow(c) {
 // ---------- WhatsApp pairing ----------
 
 async function pairingScreen(account) {
-  const stateEl = h('span', { class: 'state', id: 'pairing-state' });
+  const stateEl = h('span', {});
   const status = h('p', { role: 'status', 'aria-live': 'polite', id: 'pairing-status' });
   const img = h('img', { id: 'qr', alt: '', hidden: true });
   const code = h('p', { class: 'code', id: 'pairing-code' });
@@ -343,9 +364,9 @@ async function pairingScreen(account) {
   const prevLeave = () => objectUrl && URL.revokeObjectURL(objectUrl);
   await every(1500, async () => {
     const p = await api(`${base}/pairing`);
-    stateEl.textContent = p.state;
-    stateEl.className = `state ${p.state}`;
-    stateEl.dataset.state = p.state;
+    const [badge, raw] = stateBadge(p.state);
+    badge.id = 'pairing-state';
+    stateEl.replaceChildren(...[badge, raw].filter(Boolean));
     detail.textContent = p.detail || '';
     if (p.qr && p.qr !== shownQr) {
       const res = await api(`${base}/qr.png?at=${encodeURIComponent(p.qrAt || '')}`);
@@ -404,8 +425,8 @@ async function deadLettersScreen(params) {
   const rows = data.letters.map((l) => h('tr', { 'data-seq': l.seq },
     h('td', {}, h('a', { href: `#/dead-letters/${l.seq}`, 'aria-label': t('dl.open', { seq: l.seq }) }, String(l.seq))),
     h('td', {}, time(l.at)),
-    h('td', {}, l.source),
-    h('td', {}, l.code || ''),
+    h('td', {}, sourceLabel(l.source)),
+    h('td', {}, l.code ? h('code', { class: 'raw' }, l.code) : ''),
     h('td', {}, l.ticketId ? ticketLink(l.ticketId) : ''),
     h('td', {}, l.reason),
   ));
@@ -432,9 +453,14 @@ async function deadLettersScreen(params) {
   results.replaceChildren(...parts);
 }
 
+/** Who parked a letter, in words, and its source as typed in the filter. */
+function sourceLabel(source) {
+  return [h('span', { class: 'label', title: source }, label(state.lang, 'source', sourceClass(source))), ' ', h('code', { class: 'raw' }, source)];
+}
+
 function outcomeList(results) {
   return h('ul', { class: 'outcomes' }, results.map((r) => h('li', { 'data-seq': r.seq, 'data-outcome': r.outcome },
-    `${r.seq}: `, h('span', { class: `outcome-${r.outcome}` }, t(`outcome.${r.outcome}`)), r.detail ? ` — ${r.detail}` : '')));
+    `${r.seq}: `, lbl('outcome', r.outcome, false, `outcome-${r.outcome}`), r.detail ? ` — ${r.detail}` : '')));
 }
 
 async function letterScreen(seq) {
@@ -468,9 +494,9 @@ async function letterScreen(seq) {
     h('p', {}, h('a', { href: '#/dead-letters' }, t('dl.back'))),
     h('div', { class: 'card' }, h('dl', { class: 'kv' },
       h('dt', {}, t('dl.at')), h('dd', {}, time(l.at)),
-      h('dt', {}, t('dl.source')), h('dd', {}, l.source),
+      h('dt', {}, t('dl.source')), h('dd', {}, sourceLabel(l.source)),
       h('dt', {}, t('dl.subject')), h('dd', {}, l.subject),
-      h('dt', {}, t('dl.code')), h('dd', {}, l.code || t('never')),
+      h('dt', {}, t('dl.code')), h('dd', {}, l.code ? h('code', { class: 'raw' }, l.code) : t('never')),
       ...(l.ticketId ? [h('dt', {}, t('dl.ticket')), h('dd', {}, ticketLink(l.ticketId))] : []),
       h('dt', {}, t('dl.why')), h('dd', {}, l.reason),
     ), l.truncated ? h('p', { class: 'error' }, t('dl.truncated')) : null),
@@ -487,7 +513,7 @@ async function ticketsScreen(params) {
   const input = h('input', { id: 'ticket-q', name: 'q', type: 'search', value: q });
   const statusSelect = h('select', { id: 'ticket-status', name: 'status' },
     h('option', { value: '' }, t('tickets.anyStatus')),
-    ['new', 'open', 'pending', 'resolved', 'closed'].map((s) => h('option', { value: s, selected: s === status }, s)));
+    Object.keys(LABELS.status).map((s) => h('option', { value: s, selected: s === status, title: s }, label(state.lang, 'status', s))));
   const form = h('form', { class: 'inline', role: 'search' },
     h('label', { for: 'ticket-q' }, t('tickets.search'), input),
     h('label', { for: 'ticket-status' }, t('tickets.status'), statusSelect),
@@ -541,7 +567,7 @@ function ticketRow(tk) {
   return h('tr', { 'data-ticket': tk.id },
     h('td', {}, h('a', { href: `#/ticket/${encodeURIComponent(tk.id)}`, 'aria-label': t('tickets.open', { number: tk.number }) }, `#${tk.number}`)),
     // A failed reply next to the status: `open` alone does not say the customer was never answered.
-    h('td', {}, h('span', { class: 'state' }, tk.status),
+    h('td', {}, lbl('status', tk.status, false, 'state'),
       failed ? h('div', { class: 'failed-mark error', title: t('ticket.failedReplies', { count: failed }) }, t('tickets.failedMark', { count: failed })) : null),
     h('td', {}, `${tk.channel}/${tk.account}`, replyWindow(tk.replyWindowEndsAt)),
     h('td', {}, tk.contact?.displayName || tk.contact?.id || ''),
@@ -609,7 +635,7 @@ async function ticketScreen(id) {
   const tk = data.ticket;
   screen(t('ticket.title', { number: tk.number }),
     h('div', { class: 'card' }, h('dl', { class: 'kv' },
-      h('dt', {}, t('tickets.status')), h('dd', {}, h('span', { class: 'state' }, tk.status)),
+      h('dt', {}, t('tickets.status')), h('dd', {}, lbl('status', tk.status, false, 'state')),
       h('dt', {}, t('tickets.channel')), h('dd', {}, `${tk.channel}/${tk.account} · ${tk.conversation.id}`),
       h('dt', {}, t('tickets.contact')), h('dd', {}, tk.contact.displayName ? `${tk.contact.displayName} (${tk.contact.id})` : tk.contact.id),
       tk.subject ? [h('dt', {}, t('tickets.subject')), h('dd', {}, tk.subject)] : null,
@@ -678,15 +704,15 @@ function logEntry(e) {
     case 'note':
       return li('note', h('div', { class: 'meta' }, t('ticket.note', { author: e.author?.name || e.author?.id })), h('div', { class: 'text' }, e.text));
     case 'delivery':
-      return li('delivery', t('ticket.delivery', { status: e.status.status }), e.status.reason ? ` — ${e.status.reason}` : '');
+      return li('delivery', tn('ticket.delivery', { status: lbl('delivery', e.status.status) }), e.status.reason ? ` — ${e.status.reason}` : '');
     case 'status':
-      return li('status', t('ticket.status', { from: e.from || '∅', to: e.to }), e.reason ? ` — ${e.reason}` : '');
+      return li('status', tn('ticket.status', { from: e.from ? lbl('status', e.from) : '∅', to: lbl('status', e.to) }), e.reason ? ` — ${e.reason}` : '');
     case 'sla':
-      return li('sla', t('ticket.sla', { breach: e.breach }));
+      return li('sla', tn('ticket.sla', { breach: lbl('breach', e.breach) }));
     case 'rating':
       return li('rating', t('ticket.rating', { rating: e.rating }));
     case 'escalation':
-      return li('escalation', t('ticket.escalation', { reason: e.reason, target: e.target, outcome: e.outcome }));
+      return li('escalation', tn('ticket.escalation', { reason: lbl('breach', e.reason), target: e.target, outcome: lbl('escalation', e.outcome) }));
     default:
       return li(String(e.kind), JSON.stringify(e));
   }
@@ -704,9 +730,9 @@ async function liveScreen() {
     try {
       await tail(abort.signal, () => (status.textContent = t('live.connected')), (ev) => {
         list.prepend(h('li', { 'data-type': ev.type },
-          time(ev.at), ' ', h('strong', {}, ev.type), ' ',
+          time(ev.at), ' ', h('strong', {}, lbl('event', ev.type)), ' ',
           h('a', { href: `#/ticket/${encodeURIComponent(ev.ticketId)}` }, `#${ev.ticketNumber}`),
-          ` ${ev.channel}/${ev.account} · ${ev.status}`,
+          ` ${ev.channel}/${ev.account} · `, lbl('status', ev.status),
           ev.entry?.kind === 'inbound' ? ` · ${String(ev.entry.event.text).slice(0, 120)}` : ''));
         while (list.children.length > 200) list.lastChild.remove();
       });

@@ -68,10 +68,6 @@ export const TEXTS = {
     'dl.replay': 'Replay this letter',
     'dl.outcome': 'Outcome',
     'dl.back': 'Back to the list',
-    'outcome.replayed': 'replayed',
-    'outcome.refused': 'refused',
-    'outcome.invalid': 'still invalid',
-    'outcome.failed': 'failed',
     'tickets.title': 'Tickets',
     'tickets.search': 'Ticket number, contact or text',
     'tickets.go': 'Search',
@@ -201,10 +197,6 @@ export const TEXTS = {
     'dl.replay': 'Повторить этот отказ',
     'dl.outcome': 'Результат',
     'dl.back': 'К списку',
-    'outcome.replayed': 'повторён',
-    'outcome.refused': 'отклонён',
-    'outcome.invalid': 'всё ещё неверен',
-    'outcome.failed': 'ошибка',
     'tickets.title': 'Обращения',
     'tickets.search': 'Номер обращения, контакт или текст',
     'tickets.go': 'Найти',
@@ -267,6 +259,91 @@ export const TEXTS = {
     'refusal.internal': 'Внутренняя ошибка шлюза (подробности в журнале шлюза).',
   },
 };
+
+/**
+ * Words for the machine values the server sends (its schema's enums), by kind: [English, Russian].
+ * test/console/labels.test.ts checks every kind against the schema, so a new code needs words here.
+ */
+export const LABELS = {
+  status: {
+    new: ['new', 'новое'],
+    open: ['open', 'открыто'],
+    pending: ['pending', 'ждёт клиента'],
+    resolved: ['resolved', 'решено'],
+    closed: ['closed', 'закрыто'],
+  },
+  state: {
+    starting: ['starting', 'запускается'],
+    connected: ['connected', 'подключён'],
+    standby: ['standby', 'в резерве'],
+    auth_failed: ['auth failed', 'ошибка авторизации'],
+    pairing_needed: ['pairing needed', 'нужна привязка'],
+    rate_limited: ['rate limited', 'лимит запросов'],
+    stalled: ['stalled', 'завис'],
+    failed: ['failed', 'сбой'],
+    disconnected: ['disconnected', 'нет связи'],
+    stopped: ['stopped', 'остановлен'],
+  },
+  delivery: {
+    sent: ['sent', 'отправлено'],
+    delivered: ['delivered', 'доставлено'],
+    read: ['read', 'прочитано'],
+    failed: ['failed', 'не доставлено'],
+  },
+  // An SLA breach, and what an escalation was about (a breach or a low rating).
+  breach: {
+    first_response: ['first response', 'первый ответ'],
+    no_answer: ['no answer', 'нет ответа'],
+    rating: ['low rating', 'низкая оценка'],
+  },
+  escalation: {
+    pending: ['pending', 'отправляется'],
+    delivered: ['delivered', 'доставлена'],
+    failed: ['failed', 'не доставлена'],
+  },
+  event: {
+    'ticket.created': ['created', 'новое обращение'],
+    'ticket.message': ['message', 'сообщение'],
+    'ticket.edited': ['edited', 'правка'],
+    'ticket.deleted': ['deleted', 'удаление'],
+    'ticket.reply': ['reply', 'ответ'],
+    'ticket.note': ['note', 'заметка'],
+    'ticket.status': ['status', 'статус'],
+    'ticket.delivery': ['delivery', 'доставка'],
+    'ticket.delivery_failed': ['delivery failed', 'ответ не доставлен'],
+    'ticket.sla': ['SLA breached', 'нарушен SLA'],
+    'ticket.rating': ['rating', 'оценка'],
+  },
+  // Who parked a dead letter (sourceClass of its subject suffix).
+  source: {
+    router: ['router', 'маршрутизатор'],
+    'loop-guard': ['loop guard', 'защита от петель'],
+    connector: ['connector intake', 'приём коннектора'],
+    outbound: ['reply', 'ответ'],
+    webhook: ['webhook', 'вебхук'],
+    helpdesk: ['helpdesk', 'хелпдеск'],
+  },
+  outcome: {
+    replayed: ['replayed', 'повторён'],
+    refused: ['refused', 'отклонён'],
+    invalid: ['still invalid', 'всё ещё неверен'],
+    failed: ['failed', 'ошибка'],
+  },
+};
+
+/** The word for a machine value; a code without one is shown as it came. */
+export function label(lang, kind, code) {
+  const words = LABELS[kind]?.[code];
+  return words ? words[lang === 'ru' ? 1 : 0] : String(code ?? '');
+}
+
+/** The source class of a dead letter's source (its subject suffix, core/dead-letter.ts sourceOf). */
+export function sourceClass(source) {
+  if (source === 'router') return 'router';
+  if (source === 'router.ignored') return 'loop-guard';
+  const head = String(source).split('.')[0];
+  return head === 'inbound' ? 'connector' : head;
+}
 
 /**
  * The text to show for a refusal from the server ({error: {code, message, field}}): its messages
