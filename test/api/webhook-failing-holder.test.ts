@@ -13,6 +13,7 @@ import { createLogger } from '../../src/core/logger.js';
 import { Supervisor } from '../../src/core/supervisor.js';
 import { WebhookDispatcher, type WebhookTarget } from '../../src/api/webhooks.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { until } from '../helpers/until.js';
 
 const TTL = 3_000;
 const log = createLogger({ level: 'silent' });
@@ -44,14 +45,6 @@ afterAll(async () => {
   await nats?.stop();
   await new Promise((r) => receiver?.close(r));
 });
-
-async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`not in time: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A replica: its own connection and dispatcher; `broken` makes its pulls fail as in the trial. */
 async function replica(holder: string): Promise<{ bus: Bus; dispatcher: WebhookDispatcher; breakPulls: () => void }> {

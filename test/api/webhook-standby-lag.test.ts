@@ -15,6 +15,7 @@ import { Consumers, Streams } from '../../src/core/subjects.js';
 import { Supervisor } from '../../src/core/supervisor.js';
 import { WebhookDispatcher, type WebhookTarget } from '../../src/api/webhooks.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { until } from '../helpers/until.js';
 
 const TTL = 3_000;
 const log = createLogger({ level: 'silent' });
@@ -40,14 +41,6 @@ afterAll(async () => {
   await nats?.stop();
   await new Promise((r) => receiver?.close(r));
 });
-
-async function until(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`not in time: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function replica(holder: string): Promise<{ bus: Bus; dispatcher: WebhookDispatcher }> {
   const bus = await Bus.connect({ url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: TTL }, log);
