@@ -45,7 +45,7 @@ COPY --from=build /app/sbom.cdx.json ./sbom.cdx.json
 COPY package.json THIRD_PARTY_NOTICES.md ./
 COPY config/omnigate.example.yaml ./config/omnigate.yaml
 RUN nats-server --version \
- && mkdir -p /data && chown -R node:node /data
+ && mkdir -p /data && chown -R node:node /data && chmod 700 /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080

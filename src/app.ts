@@ -128,8 +128,8 @@ export class Gateway {
     }
     this.bus = await Bus.connect(
       {
-        // TLS and credentials are for the configured deployment, not for our own local server.
-        ...(c.nats.url ? natsAccess(c) : {}),
+        // TLS and credentials are for the configured deployment; our own local server has its own.
+        ...(this.embedded ? this.embedded.access : natsAccess(c)),
         url,
         replicas: c.nats.replicas,
         unsafeCas: c.nats.unsafeCas,

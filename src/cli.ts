@@ -26,6 +26,9 @@ import type { HelpdeskFactory } from './helpdesks/contract.js';
 import type { ConnectorFactory } from './connectors/contract.js';
 import { Gateway } from './app.js';
 import { installCrashPolicy } from './crash-policy.js';
+import { restrictUmask } from './core/private-files.js';
+
+const octal = (mode: number) => `0${mode.toString(8).padStart(3, '0')}`;
 
 const USAGE = `usage: omnigate start [--config FILE]
        omnigate check-config [--config FILE]
@@ -186,6 +189,9 @@ async function main(argv: string[]): Promise<number> {
   setPersonalDataInLogs(loaded.config.log.personalData);
   const log = createLogger({ level: loaded.config.log.level });
   for (const warning of configWarnings(loaded, factories)) log.warn({ file: loaded.file }, warning);
+  // Before anything is created: the stores (PGlite, nats-server) make files with modes of their own.
+  const umaskBefore = restrictUmask();
+  if (umaskBefore !== undefined && (umaskBefore & 0o077) !== 0o077) log.info({ umask: octal(umaskBefore | 0o077), was: octal(umaskBefore) }, 'files this process creates are private to the service user (umask)');
   const gateway = new Gateway({ loaded, factories, helpdeskFactories, log });
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {

@@ -12,14 +12,14 @@
  * letters whose send may have reached the customer (outcome_unknown) or was sent since.
  * Needs only the `nats` section of the config.
  */
-import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { GatewayConfig } from './core/config-schema.js';
-import { natsConnectionOptions } from './core/nats-access.js';
+import { natsConnectionOptions, type NatsAccess } from './core/nats-access.js';
+import { readEmbeddedAccess, URL_FILE } from './core/embedded-access.js';
 import { isCasConflict } from './core/bus.js';
 import { UNREAD_SUBJECT, sourceOf, sourceSubjectFilter } from './core/dead-letter.js';
 import type { ReplayOutcome } from './core/replay.js';
@@ -46,20 +46,31 @@ export type Outcome = { outcome: (typeof REPLAY_OUTCOMES)[number]; detail?: stri
 /** A webhook POST may take its whole timeout; a mail its parse and publish. */
 const SERVICE_REPLAY_TIMEOUT_MS = 60_000;
 
-/** The NATS URL a CLI tool should use: the configured one, or the running embedded server's. */
-export function toolNatsUrl(nats: NatsSection): string {
-  if (nats.url) return nats.url;
-  const file = join(nats.embedded.dataDir, 'nats.url');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+/**
+ * How a CLI tool reaches NATS: the configured deployment, or the running embedded server through
+ * its nats.url (URL and credential; reading it takes the service user, as the file is 0600).
+ */
+export function toolNatsAccess(nats: NatsSection): NatsAccess {
+  const { url, user, pass, token, tls, credsFile, nkey } = nats;
+  if (url) return { url, user, pass, token, tls, credsFile, nkey };
+  const file = join(nats.embedded.dataDir, URL_FILE);
+  let embedded: NatsAccess | undefined;
+  try {
+    embedded = readEmbeddedAccess(nats.embedded.dataDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') throw new Error(`cannot read ${file} (${(err as NodeJS.ErrnoException).code}): it is private to the user the gateway runs as; run this as that user`);
+    throw err;
+  }
+  if (embedded) return embedded;
   throw new Error(`no nats.url configured and no running embedded server (${file} not found): start the gateway first`);
 }
 
 export async function deadLetters(nats: NatsSection, o: DlqOptions): Promise<{ listed: number; replayed: number; refused: number; failed: number }> {
-  const { user, pass, token, tls, credsFile, nkey } = nats;
-  const url = toolNatsUrl(nats);
-  // The client says only "connection refused": which server, and which setting named it.
-  const nc = await connect(natsConnectionOptions(nats.url ? { url, user, pass, token, tls, credsFile, nkey } : { url })).catch((err: unknown) => {
-    throw new Error(`cannot reach NATS at ${url} (${nats.url ? 'nats.url' : `the embedded server's address in ${join(nats.embedded.dataDir, 'nats.url')}: is the gateway running?`}): ${errorMessage(err)}`);
+  const access = toolNatsAccess(nats);
+  // The client says only "connection refused": which server, and which setting named it. The
+  // URL printed is without the embedded server's credential (readEmbeddedAccess took it out).
+  const nc = await connect(natsConnectionOptions(access)).catch((err: unknown) => {
+    throw new Error(`cannot reach NATS at ${access.url} (${nats.url ? 'nats.url' : `the embedded server's address in ${join(nats.embedded.dataDir, URL_FILE)}: is the gateway running?`}): ${errorMessage(err)}`);
   });
   const counts = { listed: 0, replayed: 0, refused: 0, failed: 0 };
   try {

@@ -133,7 +133,7 @@ export const GatewayConfig = z.object({
           binary: z.string().default('nats-server'),
           dataDir: DataDir.default('./data'),
           host: z.string().default('127.0.0.1'),
-          /** 0 picks a free port; the URL is logged and written to <dataDir>/nats.url. */
+          /** 0 picks a free port; the URL is logged, and written with the server's credential to <dataDir>/nats.url (mode 0600). */
           port: z.number().int().min(0).max(65535).default(0),
           /**
            * Restart the server when its JetStream has not answered (or answered that it is off)

@@ -11,6 +11,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { PRIVATE_DIR } from './private-files.js';
 import { pseudoFilesystemOf } from './pseudo-fs.js';
 
 export class DataDirError extends Error {
@@ -32,7 +33,8 @@ export async function ensureDataDir(dir: string, field: string): Promise<void> {
   const blocked = await whyNotCreatable(resolve(dir));
   if (blocked) throw new DataDirError(field, dir, `cannot be created: ${blocked}`);
   try {
-    await mkdir(dir, { recursive: true });
+    // Private to the service user (private-files.ts), as is every level made here.
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
   } catch (err) {
     throw new DataDirError(field, dir, `cannot be created: ${(await whyNotCreatable(resolve(dir))) ?? explain(err as NodeJS.ErrnoException)}`);
   }

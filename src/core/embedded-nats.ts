@@ -4,16 +4,20 @@
  * Crash safety: the data directory is locked for the process's life (data-dir-lock.ts), a server
  * left by a dead gateway is stopped before ours starts (nats-leftovers.ts), and a watchdog stops
  * ours soon after the gateway dies (WATCHDOG below).
+ * Privacy: the server takes only clients with the credential made at start (embedded-access.ts),
+ * and the directory with everything in it is the service user's alone (private-files.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, statfs } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { ensureDataDir } from './data-dir.js';
+import { newCredential, writeServerConfig, writeUrlFile, SERVER_CONFIG_FILE, URL_FILE, type EmbeddedCredential } from './embedded-access.js';
 import { isInstanceId } from './holder.js';
 import { findLeftovers, stopLeftover } from './nats-leftovers.js';
+import { describeTightening, PRIVATE_DIR, tightenTree, writePrivateFile } from './private-files.js';
 import { backoffMs, sleep } from './sleep.js';
 
 export interface EmbeddedNatsOptions {
@@ -52,8 +56,10 @@ export function findBinary(binary: string): string | null {
  * Once the server has exited, the watcher is told to end and takes its 15 s timer with it: a bare
  * `sleep 15` outlived every stop by 15 s (an orphan in the gateway's unit or container, holding
  * the gateway's stderr pipe). `wait`, unlike a foreground sleep, lets the trap run at once.
+ * The umask keeps its store private whatever the gateway's own (private-files.ts).
  */
-const WATCHDOG = `exec 3<&0 </dev/null
+const WATCHDOG = `umask 077
+exec 3<&0 </dev/null
 "$@" 3<&- &
 server=$!
 { trap 'kill "$grace" 2>/dev/null; exit 0' TERM; cat <&3 >/dev/null; kill -TERM "$server" 2>/dev/null; sleep 15 & grace=$!; wait "$grace"; kill -KILL "$server" 2>/dev/null; } &
@@ -66,6 +72,9 @@ exit "$code"`;
 
 /** In the data directory: the instance id (holder.ts) of the gateway that holds, or last held, it. */
 const INSTANCE_FILE = 'gateway.instance';
+
+/** What this module keeps in the data directory, made private at start (the rest is not ours to change). */
+const OWN_ENTRIES = ['jetstream', URL_FILE, SERVER_CONFIG_FILE, 'nats-server.pid', INSTANCE_FILE, '.omnigate.lock'];
 
 export class EmbeddedNats {
   private child?: ChildProcess;
@@ -82,6 +91,10 @@ export class EmbeddedNats {
   private storeDir = '';
   private dataDir = '';
   private pidFile = '';
+  private configFile = '';
+  /** Made at start and kept for the process's life: a relaunch by the watchdog uses the same. */
+  private credential?: EmbeddedCredential;
+  /** The URL clients connect to; the credential is not in it (see access). */
   url = '';
   version = '';
   /**
@@ -105,10 +118,13 @@ export class EmbeddedNats {
     this.storeDir = join(dataDir, 'jetstream');
     this.pidFile = join(dataDir, 'nats-server.pid');
     await ensureDataDir(dataDir, 'nats.embedded.dataDir');
-    await mkdir(this.storeDir, { recursive: true });
+    await mkdir(this.storeDir, { recursive: true, mode: PRIVATE_DIR });
     // Held until stop() or process death: no second gateway, so no second server, on this store.
     this.lock = await acquireDataDirLock(dataDir);
     this.dataDir = dataDir;
+    await this.makePrivate();
+    const credential = (this.credential = newCredential());
+    this.configFile = await writeServerConfig(dataDir, credential);
     this.predecessor = await this.recordedInstance();
     this.binary = binary;
     try {
@@ -119,9 +135,26 @@ export class EmbeddedNats {
       throw err;
     }
     this.url = `nats://${this.o.host === '0.0.0.0' ? '127.0.0.1' : this.o.host}:${this.port}`;
-    await writeFile(join(dataDir, 'nats.url'), `${this.url}\n`);
+    await writeUrlFile(dataDir, this.url, credential);
     this.log.info({ url: this.url, dataDir, version: this.version }, 'embedded nats-server started');
     return this.url;
+  }
+
+  /** The user and password of the running server, for the gateway's own connection. */
+  get access(): { user: string; pass: string } {
+    if (!this.credential) throw new Error('embedded nats-server: not started');
+    return { user: this.credential.user, pass: this.credential.pass };
+  }
+
+  /**
+   * Group and other access off the directory and what we keep in it: an older version, a looser
+   * umask or a volume's owner left them open (the store and nats.url readable by every local
+   * user). Said in the log; what cannot be changed is a warning, not a failed start.
+   */
+  private async makePrivate(): Promise<void> {
+    const ports = (await readdir(this.dataDir)).filter((f) => f.endsWith('.ports'));
+    const said = describeTightening(this.dataDir, await tightenTree(this.dataDir, [...OWN_ENTRIES, ...ports]));
+    if (said) this.log[said.level](said.fields, said.message);
   }
 
   /** The instance recorded by the gateway that held the directory before us (this one records its own later). */
@@ -137,9 +170,7 @@ export class EmbeddedNats {
    * temporary file and renamed, so a crash never leaves a cut-short id.
    */
   async recordInstance(instance: string): Promise<void> {
-    const file = join(this.dataDir, INSTANCE_FILE);
-    await writeFile(`${file}.tmp`, `${instance}\n`);
-    await rename(`${file}.tmp`, file);
+    await writePrivateFile(join(this.dataDir, INSTANCE_FILE), `${instance}\n`);
   }
 
   /**
@@ -170,7 +201,7 @@ export class EmbeddedNats {
     // A stop that came meanwhile found no child to stop: starting one now would outlive the gateway.
     if (this.stopping) throw new Error('embedded nats-server: stopping, not launched');
     for (const f of await readdir(dataDir)) if (f.endsWith('.ports')) await rm(join(dataDir, f), { force: true });
-    const args = ['-js', '-sd', this.storeDir, '-a', this.o.host, '-p', String(this.port || -1), '--ports_file_dir', dataDir, '-P', this.pidFile];
+    const args = ['-c', this.configFile, '-js', '-sd', this.storeDir, '-a', this.o.host, '-p', String(this.port || -1), '--ports_file_dir', dataDir, '-P', this.pidFile];
     // detached: a Ctrl-C on the terminal must not stop the server under a gateway that is still draining.
     const child = spawn('/bin/sh', ['-c', WATCHDOG, 'omnigate-nats-watchdog', binary, ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
     this.child = child;

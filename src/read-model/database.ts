@@ -11,6 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import pg from 'pg';
 import { acquireDataDirLock, type DataDirLock } from '../core/data-dir-lock.js';
 import { ensureDataDir } from '../core/data-dir.js';
+import { PRIVATE_DIR, PRIVATE_FILE, tightenTree, type Tightened } from '../core/private-files.js';
 import { PgliteWorker, initialisePglite } from './pglite-thread.js';
 
 export interface Queryable {
@@ -36,6 +37,8 @@ export interface Database extends Queryable {
    */
   tryApplierLock(key: number): Promise<ApplierLock | null>;
   close(): Promise<void>;
+  /** PGlite: what making its directory private at open changed or could not change (for the log). */
+  readonly tightened?: Tightened;
 }
 
 export interface DatabaseOptions {
@@ -66,6 +69,7 @@ class PgliteDatabase implements Database {
     private readonly worker: PgliteWorker,
     private readonly lock: DataDirLock,
     readonly where: string,
+    readonly tightened: Tightened,
   ) {}
 
   /**
@@ -73,12 +77,16 @@ class PgliteDatabase implements Database {
    * sharing ./data with an external NATS) aborts the WebAssembly module or corrupts the store, so
    * the directory is locked first and a second opener is refused with the field to change.
    * The database itself runs on a worker thread (pglite-worker.mjs says why).
+   * The directory is PGlite's alone: all of it is made private to the service user at open (an
+   * older version left its files 0666). PGlite creates new files 0666 and takes no mode: what
+   * keeps those private is the process umask `omnigate start` sets (private-files.ts).
    */
   static async open(dataDir: string, signal?: AbortSignal): Promise<PgliteDatabase> {
     await ensureDataDir(dataDir, 'database.dataDir');
     const lock = await acquireDataDirLock(dataDir, 'database.dataDir');
     let worker: PgliteWorker | undefined;
     try {
+      const tightened = await tightenTree(dataDir, 'all');
       if (await discardInterruptedInit(dataDir)) {
         // initdb in a process of its own (pglite-worker.mjs says why): the serving thread then
         // starts on the finished directory with a heap of its own size. It writes into a staging
@@ -86,17 +94,20 @@ class PgliteDatabase implements Database {
         // (OOM while the heap grows to ~800 MB) runs on for seconds, synchronously, and must not
         // write into the directory a restarted gateway is initialising again.
         const staging = `${dataDir}${STAGING}${process.pid}-${randomBytes(3).toString('hex')}`;
-        await mkdir(staging, { recursive: true });
+        await mkdir(staging, { recursive: true, mode: PRIVATE_DIR });
         try {
           await initialisePglite(staging, signal);
           for (const name of await readdir(staging)) await rename(join(staging, name), join(dataDir, name));
         } finally {
           await rm(staging, { recursive: true, force: true });
         }
-        await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`);
+        await writeFile(join(dataDir, INITIALISED), `${new Date().toISOString()}\n`, { mode: PRIVATE_FILE });
       }
       worker = await PgliteWorker.start(dataDir, signal);
-      return new PgliteDatabase(worker, lock, `pglite:${dataDir}`);
+      // PGlite chmods its relation cache files (pg_internal.init, written at start) to 0644 itself,
+      // past any umask: once more after its start, without a word unless something cannot be changed.
+      const after = await tightenTree(dataDir, 'all');
+      return new PgliteDatabase(worker, lock, `pglite:${dataDir}`, { changed: tightened.changed, failed: [...tightened.failed, ...after.failed].slice(0, 5), failures: tightened.failures + after.failures });
     } catch (err) {
       await worker?.terminate();
       await lock.release();

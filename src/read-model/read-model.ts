@@ -12,6 +12,7 @@ import type { Supervisor } from '../core/supervisor.js';
 import { mergeContacts } from './contacts.js';
 import { setMaxListeners } from 'node:events';
 import { sleep, untilAborted } from '../core/sleep.js';
+import { describeTightening } from '../core/private-files.js';
 import { openDatabase, surelyEmpty, type Database, type DatabaseOptions } from './database.js';
 import { migrate } from './migrations.js';
 import { Projection, type ProjectionOptions, type ProjectionStatus } from './projection.js';
@@ -87,6 +88,8 @@ export class ReadModel {
     this.opening ??= (async () => {
       const started = Date.now();
       const db = await openDatabase(this.o, this.stopping.signal);
+      const said = db.tightened && describeTightening(this.o.dataDir, db.tightened);
+      if (said) this.log[said.level](said.fields, said.message);
       try {
         const { applied, newer } = await migrate(db);
         this.log.info({ database: db.where, migrationsApplied: applied, ms: Date.now() - started }, 'read model database ready');

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readEmbeddedAccess } from '../../src/core/embedded-access.js';
+import { natsConnectionOptions } from '../../src/core/nats-access.js';
 import { findLeftovers } from '../../src/core/nats-leftovers.js';
 import type { LogEntry } from '../../src/core/schema.js';
 import { natsServerBinary, PATIENT } from '../helpers/nats-server.js';
@@ -124,7 +126,7 @@ describe('embedded nats-server after kill -9', () => {
       console.log(`run ${run.label}: started in ${Date.now() - t0} ms${leftover ? ' (stopped the previous run\'s server first)' : ''}`);
       // Exactly one nats-server serves the store, whatever the previous run left.
       expect(serversOn(dataDir)).toHaveLength(1);
-      const url = readFileSync(join(dataDir, 'nats.url'), 'utf8').trim();
+      const url = readEmbeddedAccess(dataDir)!.url;
       if (run.port) expect(url).toBe(`nats://127.0.0.1:${natsPort}`);
       const load = posting(httpPort, `${run.label}`);
       await until(() => load.accepted.length >= 150, 60_000, `150 accepted events in run ${run.label}`);
@@ -140,7 +142,7 @@ describe('embedded nats-server after kill -9', () => {
     }
 
     // Count what the router logged, on the server the last run started.
-    const nc = await connect({ servers: readFileSync(join(dataDir, 'nats.url'), 'utf8').trim() });
+    const nc = await connect(natsConnectionOptions(readEmbeddedAccess(dataDir)!));
     try {
       const jsm = await jetstreamManager(nc, PATIENT);
       await until(async () => {
@@ -183,7 +185,7 @@ describe('embedded nats-server after kill -9', () => {
       expect(r.status).toBe(202);
     };
     const logged = async (id: string) => {
-      const nc = await connect({ servers: readFileSync(join(dataDir, 'nats.url'), 'utf8').trim() });
+      const nc = await connect(natsConnectionOptions(readEmbeddedAccess(dataDir)!));
       try {
         const c = await jetstream(nc, PATIENT).consumers.get('OMNI_LOG');
         let pending = (await c.info(true)).num_pending;

@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
-import { deadLetters } from '../../src/dlq.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deadLetters, toolNatsAccess } from '../../src/dlq.js';
+import { testTempDir } from '../helpers/temp-dirs.js';
 import { loadConfig } from '../../src/core/config.js';
 
 let gw: TestGateway;
@@ -14,6 +17,17 @@ describe('dead-letter tooling', () => {
   it('says which NATS it could not reach and which setting named it', async () => {
     const nats = loadConfig(undefined, { OMNIGATE_NATS__URL: 'nats://127.0.0.1:59' }).config.nats;
     await expect(deadLetters(nats, { limit: 1 } as Parameters<typeof deadLetters>[1])).rejects.toThrow(/^cannot reach NATS at nats:\/\/127\.0\.0\.1:59 \(nats\.url\): /);
+  });
+
+  it('reaches the embedded server with the credential in nats.url, and names its address without the password', async () => {
+    const dataDir = testTempDir('omnigate-dlq-url-');
+    const password = 'f'.repeat(48);
+    writeFileSync(join(dataDir, 'nats.url'), `nats://omnigate:${password}@127.0.0.1:59\n`, { mode: 0o600 });
+    const nats = loadConfig(undefined, { OMNIGATE_NATS__EMBEDDED__DATA_DIR: dataDir }).config.nats;
+    expect(toolNatsAccess(nats)).toEqual({ url: 'nats://127.0.0.1:59', user: 'omnigate', pass: password });
+    const err = await deadLetters(nats, { limit: 1 } as Parameters<typeof deadLetters>[1]).then(() => undefined, (e: unknown) => e as Error);
+    expect(err?.message).toMatch(/^cannot reach NATS at nats:\/\/127\.0\.0\.1:59 \(the embedded server's address in .*nats\.url: is the gateway running\?\): /);
+    expect(err?.message).not.toContain(password);
   });
 
   it('lists parked events with their reason and replays them once the cause is gone', async () => {

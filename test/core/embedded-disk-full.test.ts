@@ -7,10 +7,12 @@
  *
  * Needs to mount a tmpfs (root, or CAP_SYS_ADMIN): skipped, and says so, where it cannot.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readEmbeddedAccess } from '../../src/core/embedded-access.js';
+import { natsConnectionOptions } from '../../src/core/nats-access.js';
 import { readInboundLog } from '../helpers/events.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
 import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
@@ -85,7 +87,7 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
     expect(restarts).toBeGreaterThanOrEqual(1);
 
     // Every message answered 202 is in a ticket's log exactly once (a 503 may or may not have been stored).
-    const nc = await connect({ servers: readFileSync(join(dataDir, 'nats.url'), 'utf8').trim() });
+    const nc = await connect(natsConnectionOptions(readEmbeddedAccess(dataDir)!));
     try {
       let logged: string[] = [];
       const until = Date.now() + 30_000;

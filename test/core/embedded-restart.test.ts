@@ -11,6 +11,7 @@ import { connect } from '@nats-io/transport-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataDirLockedError } from '../../src/core/data-dir-lock.js';
 import { EmbeddedNats } from '../../src/core/embedded-nats.js';
+import { natsConnectionOptions } from '../../src/core/nats-access.js';
 import { createLogger } from '../../src/core/logger.js';
 import { findLeftovers } from '../../src/core/nats-leftovers.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
@@ -39,7 +40,8 @@ describe('embedded nats-server', () => {
       const [first] = servers();
       process.kill(first!, 'SIGKILL');
       await until(() => servers().length === 1 && servers()[0] !== first, 30_000, 'the restarted server');
-      const nc = await connect({ servers: url, timeout: 10_000, waitOnFirstConnect: true });
+      // With the credential made at start: the relaunched server takes the same one.
+      const nc = await connect({ ...natsConnectionOptions({ url, ...a.access }), timeout: 10_000, waitOnFirstConnect: true });
       await nc.flush();
       await nc.close();
     } finally {

@@ -3,11 +3,11 @@
  * its own nats-server under the data directory, serves health, takes a message, and on SIGTERM
  * drains and stops everything, nats-server included.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnGateway, writeConfig } from '../helpers/process.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
@@ -36,8 +36,9 @@ describe('embedded default (the Docker entry command)', () => {
     const gw = spawnGateway(file, { entry: 'dist', env: { FORM_SECRET: secret } });
     await gw.started;
     expect(existsSync(join(dataDir, 'jetstream'))).toBe(true);
+    // The URL carries the embedded server's credential (the file is the service user's alone).
     const natsUrl = readFileSync(join(dataDir, 'nats.url'), 'utf8').trim();
-    expect(natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    expect(natsUrl).toMatch(/^nats:\/\/omnigate:[0-9a-f]{48}@127\.0\.0\.1:\d+$/);
 
     expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -61,6 +62,34 @@ describe('embedded default (the Docker entry command)', () => {
     expect(out).not.toContain(secret);
     // nats-server removed its ports file on exit: nothing left running.
     expect(readdirSync(dataDir).filter((f) => f.endsWith('.ports'))).toEqual([]);
+  });
+
+  it('keeps everything under a data directory it creates private to its user (umask 0022 around it), and `omnigate dlq` finds the server through nats.url', async () => {
+    // As the trial ran it: the default ./data made by the gateway, under umask 0022. The data dir
+    // was 0755, PGlite's 968 files 0666 (pg_wal with customer names), nats.url 0644.
+    const fresh = join(mkdtempSync(join(tmpdir(), 'omnigate-umask-')), 'data');
+    try {
+      const file = writeConfig({ nats: { embedded: { dataDir: fresh, binary: natsServerBinary() } }, http: { host: '127.0.0.1', port: await freePort() } });
+      const gw = spawnGateway(file, { entry: 'dist' });
+      await gw.started;
+      const deadline = Date.now() + 90_000;
+      while (!gw.output().includes('read model database ready') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      expect(gw.output()).toContain('read model database ready');
+      expect(execFileSync('find', [fresh, '-perm', '/077', '-printf', '%p %m\n'], { encoding: 'utf8' })).toBe('');
+      expect(statSync(fresh).mode & 0o777).toBe(0o700);
+      expect(statSync(join(fresh, 'nats.url')).mode & 0o777).toBe(0o600);
+      expect(readdirSync(join(fresh, 'sql')).length).toBeGreaterThan(5);
+
+      const dlq = spawnSync(process.execPath, [join(root, 'dist/cli.js'), 'dlq', '--config', file], { cwd: dirname(file), encoding: 'utf8', timeout: 60_000 });
+      expect(dlq.status, dlq.stderr).toBe(0);
+      expect(dlq.stderr).toContain('0 dead letter(s)');
+      const password = readFileSync(join(fresh, 'nats.url'), 'utf8').match(/:([0-9a-f]{48})@/)![1]!;
+      expect(gw.output()).not.toContain(password);
+
+      expect(await gw.kill('SIGTERM')).toBe(0);
+    } finally {
+      rmSync(dirname(fresh), { recursive: true, force: true });
+    }
   });
 
   it('stops gracefully on SIGHUP, saying why (Node\'s default was to die at once without a line)', async () => {
