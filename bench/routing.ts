@@ -96,15 +96,16 @@ export async function gatewayMetrics(output: string): Promise<(name: string) => 
  * Waits until the gateway's SQL read model has applied every ticket-log entry (its /readyz lag is
  * 0), so the next phase measures routing at its rate, not routing beside the projection catching
  * up on the phase before. Seconds it took; NaN when the build reports no lag (an older one) or it
- * did not catch up within `limitMs`.
+ * did not catch up within `limitMs`. `token`: one of the gateway's API tokens, without which
+ * /readyz gives no details (http.probeDetails).
  */
-export async function readModelCaughtUp(output: string, limitMs = 300_000): Promise<number> {
+export async function readModelCaughtUp(output: string, token: string, limitMs = 300_000): Promise<number> {
   const http = /"http":"([^"]+)"[^\n]*"omnigate started"/.exec(output)?.[1];
   if (!http) return NaN;
   const start = performance.now();
   let unanswered = 0;
   while (performance.now() - start < limitMs) {
-    const body = (await (await fetch(`http://${http}/readyz`)).json()) as { readModel?: { lag?: number } };
+    const body = (await (await fetch(`http://${http}/readyz`, { headers: { authorization: `Bearer ${token}` } })).json()) as { readModel?: { lag?: number } };
     const lag = body.readModel?.lag;
     // No lag in the answer: a sample that timed out under load, or a build without a read model.
     if (lag === undefined && ++unanswered >= 50) return NaN;

@@ -18,6 +18,7 @@
  * (bench/soak.ts): 200 messages/s through the HTTP channel with webhooks on, RSS after GC.
  * The last line is one JSON object for scripts.
  */
+import { randomBytes } from 'node:crypto';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +47,7 @@ const PRODUCTION_NODE_ARGS = '--max-semi-space-size=32';
 /** The gateways' Node binary and version (gateway-node.ts: BENCH_GATEWAY_NODE, or a Node the product supports). */
 const GATEWAY = gatewayNode();
 const GATEWAY_NODE = GATEWAY.version;
+const PROBE_TOKEN = randomBytes(24).toString('hex');
 const SQL = process.env.BENCH_SQL === 'postgres' ? 'postgres' : 'pglite';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -123,7 +125,8 @@ async function throughputMain(): Promise<void> {
   const nc = await connect({ servers: nats.url });
   const pg: TestPostgres | undefined = SQL === 'postgres' ? await postgresDatabase() : undefined;
   const database = pg ? { database: { url: pg.url, user: pg.user, ...(process.env.BENCH_DB_BATCH ? { batchSize: Number(process.env.BENCH_DB_BATCH) } : {}) } } : {};
-  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'info' }, router: { concurrency: Number(process.env.BENCH_CONCURRENCY ?? 512), partitions: BENCH_PARTITIONS }, ...database });
+  // A read-only token: /readyz shows the read model's lag (readModelCaughtUp) only with one.
+  const config = writeConfig({ nats: { url: nats.url }, http: { host: '127.0.0.1', port: 0 }, api: { tokens: [{ name: 'bench', token: PROBE_TOKEN, readOnly: true }] }, log: { level: 'info' }, router: { concurrency: Number(process.env.BENCH_CONCURRENCY ?? 512), partitions: BENCH_PARTITIONS }, ...database });
   // The image's node flags (Dockerfile CMD) unless BENCH_NODE_ARGS says otherwise ('' for none).
   const baseArgs = (process.env.BENCH_NODE_ARGS ?? PRODUCTION_NODE_ARGS).split(' ').filter(Boolean);
   const nodeArgs = process.env.BENCH_PROFILE ? [...baseArgs, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : baseArgs;
@@ -154,7 +157,7 @@ async function throughputMain(): Promise<void> {
     say(`ticket updates shared:           ${Number.isNaN(coalesced) ? 'n/a (this build does not coalesce)' : `${coalesced} of ${events.length} messages joined an earlier one's compare-and-set`}`);
     // The latency aim is about a steady 2,000 events/s: the read model first applies the backlog
     // the saturated phase left (in the same process, it would compete with routing for the core).
-    const catchUp = Math.max(...(await Promise.all(gateways.map((g) => readModelCaughtUp(g.output())))));
+    const catchUp = Math.max(...(await Promise.all(gateways.map((g) => readModelCaughtUp(g.output(), PROBE_TOKEN)))));
     say(`read model caught up:            ${Number.isNaN(catchUp) ? 'not reported (or not within 5 min)' : `${catchUp.toFixed(1)} s after the routed phase ended`}`);
     const gcBeforePaced = await gcTotals(gateways);
     const pacedStart = performance.now();

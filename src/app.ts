@@ -171,7 +171,7 @@ export class Gateway {
       await startRouting(this, { bus: this.bus, config: c, log, loops: this.loops, instance: this.instance, readModel: this.readModel, templates: templateSupportOf(specs) });
     }
 
-    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, requestTimeout: c.http.requestTimeout, metricsRequireToken: c.api.metricsRequireToken, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
+    this.http = new HttpServer({ host: c.http.host, port: c.http.port, bodyLimit: c.http.bodyLimit, requestTimeout: c.http.requestTimeout, metricsRequireToken: c.api.metricsRequireToken, probeDetails: c.http.probeDetails, log, readiness: () => this.readiness(), liveness: () => liveness(this.probes) });
     this.helpdesk = new HelpdeskSurface(this.bus, this.http, c, this.router?.store ?? null, log.child({ component: 'api' }), { holder: holderOf(this.instance, 'webhooks'), ttlMs: c.nats.leaseTtl }, this.loops, this.readModel);
     await this.helpdesk.start();
     this.connectors = new ConnectorHost({

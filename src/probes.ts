@@ -78,9 +78,13 @@ export function liveness(d: ProbeDeps): Readiness {
   const away = natsUp ? d.jetStream?.away : undefined;
   const alive = failed.length === 0 || !natsUp || away !== undefined;
   const checks: Record<string, unknown> = {};
+  const reasons = failed.map((l) => `loop ${publicLoopName(l.name)} failed`);
   if (failed.length) checks.failedLoops = failed.map(brief);
-  if (away && failed.length) checks.jetStream = { available: false, since: away.since, reason: away.why };
-  return { ready: alive, checks };
+  if (away && failed.length) {
+    checks.jetStream = { available: false, since: away.since, reason: away.why };
+    reasons.push('JetStream not available to any client while NATS is connected');
+  }
+  return { ready: alive, checks, reasons };
 }
 
 /**
@@ -130,18 +134,38 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
       checks.readModel = { error: errorMessage(err) };
     }
   }
+  // The reasons for callers without a token (Readiness.reasons). So far fixed texts and stream
+  // names; a loop's name may carry a mailbox address.
+  const open = [...reasons];
   const loops = d.supervisor.statuses();
   checks.loops = loops;
-  for (const l of loops) if (l.essential && !serving(l)) reasons.push(`loop ${l.name} ${l.state}`);
+  for (const l of loops) {
+    if (l.essential && !serving(l)) {
+      reasons.push(`loop ${l.name} ${l.state}`);
+      open.push(`loop ${publicLoopName(l.name)} ${l.state}`);
+    }
+  }
   const connectors = sampleConnectors(d.connectors());
   checks.connectors = connectors;
   for (const c of connectors) {
-    if (c.required && !REQUIRED_OK.has(c.state)) reasons.push(`required connector ${c.channel}/${c.account} ${c.state}`);
+    if (c.required && !REQUIRED_OK.has(c.state)) {
+      reasons.push(`required connector ${c.channel}/${c.account} ${c.state}`);
+      open.push(reasons.at(-1)!);
+    }
   }
   const helpdesks = d.helpdesks?.() ?? [];
   if (helpdesks.length) checks.helpdesks = helpdesks;
   if (reasons.length) checks.reasons = reasons;
-  return { ready: reasons.length === 0, checks };
+  return { ready: reasons.length === 0, checks, reasons: open };
+}
+
+/**
+ * A loop's name as a caller without a token sees it: a connector's loops are named after what
+ * they serve (`connector.email.support.mailbox:<address>`), so only the connector is named.
+ */
+export function publicLoopName(name: string): string {
+  const parts = name.split('.');
+  return parts[0] === 'connector' && parts.length > 3 ? parts.slice(0, 3).join('.') : name;
 }
 
 /** omnigate_connector_up / _state / _required from the states the connectors last published. */

@@ -76,15 +76,29 @@ export function openApiDocument(): Record<string, unknown> {
       file: { type: 'array', items: { type: 'string', format: 'binary' }, description: 'Any number of file parts (any field name); each becomes an attachment' },
     },
   };
-  const health = (summary: string, body: unknown) => ({ get: { summary, security: [], responses: { 200: { description: 'Yes', content: { 'application/json': { schema: body } } }, 503: { description: 'No (readiness only)' } } } });
+  // The status code for anyone; the details only with a token (any, read-only too) unless http.probeDetails is open.
+  const probeBody = (status: string[]) => ({
+    type: 'object',
+    properties: {
+      status: { enum: status },
+      reasons: { type: 'array', items: { type: 'string' }, description: 'Without a token: why not, in short fixed texts and config names' },
+      details: { type: 'string', description: 'Without details: a token was presented and refused, and why' },
+    },
+    required: ['status'],
+    additionalProperties: true,
+  });
+  const health = (summary: string, status: string[]) => {
+    const content = { 'application/json': { schema: probeBody(status) } };
+    return { get: { summary, security: [{}, { bearer: [] }], responses: { 200: { description: 'Yes', content }, 503: { description: 'No', content } } } };
+  };
   cached = {
     openapi: '3.1.0',
     info: { title: 'omnigate helpdesk API', version: '1.0.0', description: 'Tickets from Telegram, WhatsApp, Slack, email and web forms. See docs/api.md.' },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }],
     paths: {
-      '/healthz': health('The process is alive (no auth)', { type: 'object', properties: { status: { const: 'ok' } } }),
-      '/readyz': health('NATS connected, streams present, every enabled connector connected; each part in the body (no auth)', { type: 'object', additionalProperties: true }),
+      '/healthz': health('The process is alive (no auth needed; failed loops in the body only with a token)', ['ok', 'failing']),
+      '/readyz': health('NATS connected, streams present, essential loops and required connectors up (no auth needed; each part in the body only with a token)', ['ready', 'not ready']),
       '/metrics': { get: { summary: 'Prometheus text format (no auth: scrape from inside the network)', security: [], responses: { 200: { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
       '/v1/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } }, ...errors(401) } } },
       '/v1/tickets': {

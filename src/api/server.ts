@@ -18,6 +18,11 @@ import { ReadModelUnavailable } from '../read-model/read-model.js';
 export interface Readiness {
   ready: boolean;
   checks: Record<string, unknown>;
+  /**
+   * Why not ready (or not alive), in words fit for any caller: fixed texts and config names, no
+   * address, login, host or error text (the answer without a token: http.probeDetails).
+   */
+  reasons?: string[];
 }
 
 export interface HttpServerOptions {
@@ -28,6 +33,8 @@ export interface HttpServerOptions {
   requestTimeout?: number;
   /** /metrics answers only requests with a valid token. */
   metricsRequireToken?: boolean;
+  /** Whether /healthz and /readyz give their details to callers without a token (http.probeDetails, default `token`). */
+  probeDetails?: 'token' | 'open';
   log: Logger;
   readiness: () => Promise<Readiness>;
   /** /healthz: false when a supervised loop has failed (src/probes.ts). Absent: always alive. */
@@ -84,13 +91,13 @@ export class HttpServer implements HttpMount {
     this.app.addHook('onSend', async (_req, reply) => {
       if (this.closing) reply.header('connection', 'close');
     });
-    this.app.get('/healthz', async (_req, reply) => {
+    this.app.get('/healthz', async (req, reply) => {
       const r = o.liveness?.() ?? { ready: true, checks: {} };
-      return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ok' : 'failing', ...r.checks });
+      return this.probeAnswer(req, reply, r, r.ready ? 'ok' : 'failing');
     });
-    this.app.get('/readyz', async (_req, reply) => {
-      const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' } } : await o.readiness();
-      return reply.code(r.ready ? 200 : 503).send({ status: r.ready ? 'ready' : 'not ready', ...r.checks });
+    this.app.get('/readyz', async (req, reply) => {
+      const r = this.closing ? { ready: false, checks: { shutdown: 'in progress' }, reasons: ['shutting down'] } : await o.readiness();
+      return this.probeAnswer(req, reply, r, r.ready ? 'ready' : 'not ready');
     });
     // Open by default (docs/api.md): scrapers sit inside the network; no ticket data here.
     // api.metricsRequireToken closes it to callers without a token.
@@ -149,6 +156,21 @@ export class HttpServer implements HttpMount {
    * channel secret and a wrong token count alike. Set by the API module; none until then.
    */
   credentialThrottle: CredentialThrottle = { throttled: () => undefined, refused: () => undefined };
+
+  /**
+   * A probe's answer: its status code for everyone; the details (mailbox addresses, logins,
+   * upstream hosts, error texts) only with a valid token, counted and throttled as on /v1, unless
+   * http.probeDetails is `open`. No token is not a refusal: a kubelet or a load balancer sends none.
+   */
+  private probeAnswer(req: FastifyRequest, reply: FastifyReply, r: Readiness, status: string): FastifyReply {
+    reply.code(r.ready ? 200 : 503);
+    const header = req.headers.authorization;
+    const refused = this.o.probeDetails === 'open' ? undefined : header === undefined || header.trim() === '' ? 'none' : this.authorize(req.headers, 'GET', clientAddress(req));
+    if (!refused) return reply.send({ status, ...r.checks });
+    // A token that was presented and refused: said, so a monitor given a wrong one knows why it sees no details.
+    const why = refused === 'none' ? {} : { details: `not shown: ${refused.message}` };
+    return reply.send({ status, reasons: r.reasons ?? [], ...why });
+  }
 
   /** Handlers by "METHOD path": a restarted connector mounts its routes again and replaces its own. */
   private readonly mounted = new Map<string, RouteHandler>();

@@ -156,6 +156,13 @@ export const GatewayConfig = z.object({
        * no token needed. 2 minutes is 30 MB at 2 Mbit/s.
        */
       requestTimeout: PositiveDuration.prefault('2m'),
+      /**
+       * What /healthz and /readyz tell a caller without a valid API token: `token` the status and
+       * its short reasons only (the full answer names mailboxes, logins, upstream hosts and error
+       * texts, and the port is open to the network by default); `open` the full answer to anyone,
+       * as before 2026-12.
+       */
+      probeDetails: z.enum(['token', 'open']).default('token'),
     })
     .prefault({}),
   log: z

@@ -20,10 +20,11 @@ beforeAll(async () => {
 afterAll(async () => h?.stop());
 
 describe('open endpoints', () => {
-  it('serves /healthz, /readyz (with each connector state) and /metrics without a token', async () => {
+  it('serves /healthz, /readyz and /metrics without a token; /readyz with each connector state only to a token', async () => {
     const health = await h.api('/healthz', { token: null });
     expect(health).toMatchObject({ status: 200, body: { status: 'ok' } });
-    const ready = await h.api('/readyz', { token: null });
+    expect(await h.api('/readyz', { token: null })).toMatchObject({ status: 200, body: { status: 'ready', reasons: [] } });
+    const ready = await h.api('/readyz', { token: READER });
     expect(ready.status).toBe(200);
     expect(ready.body).toMatchObject({ status: 'ready', nats: { connected: true }, streams: 'ok' });
     expect(ready.body.connectors).toEqual([expect.objectContaining({ channel: 'webhook', account: 'site', state: 'connected' })]);

@@ -16,6 +16,8 @@ import { until } from './support.js';
 
 const TOKEN = '123456:PROBE-token-abcdefghijklmnop';
 const SECRET = 'probe-secret-0123456789';
+/** The probes' details (connector states, loops) need an API token (http.probeDetails). */
+const MONITOR = 'monitor-token-0123456789abcdef';
 let nats: TestNats;
 let api: FakeBotApi;
 let base: TestGateway;
@@ -25,12 +27,12 @@ const telegram = (account: string, extra: Record<string, unknown> = {}) =>
   ({ type: 'telegram', account, token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, ...extra });
 async function gateway(connectors: Array<Record<string, unknown>>, token = TOKEN): Promise<TestGateway> {
   // A 6 s lease TTL: long enough that a loaded machine starts the gateway before a stale lease runs out.
-  const gw = await startGateway({ nats: { leaseTtl: '6s' }, connectors }, { nats, env: { TG_TOKEN: token } });
+  const gw = await startGateway({ nats: { leaseTtl: '6s' }, api: { tokens: [{ name: 'monitor', token: MONITOR, readOnly: true }] }, connectors }, { nats, env: { TG_TOKEN: token } });
   others.push(gw);
   return gw;
 }
 async function probe(gw: TestGateway, path: '/readyz' | '/healthz') {
-  const res = await fetch(`${gw.httpUrl}${path}`);
+  const res = await fetch(`${gw.httpUrl}${path}`, { headers: { authorization: `Bearer ${MONITOR}` } });
   return { status: res.status, body: (await res.json()) as any };
 }
 async function metric(gw: TestGateway, line: RegExp): Promise<boolean> {

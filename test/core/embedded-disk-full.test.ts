@@ -15,7 +15,7 @@ import { readEmbeddedAccess } from '../../src/core/embedded-access.js';
 import { natsConnectionOptions } from '../../src/core/nats-access.js';
 import { readInboundLog } from '../helpers/events.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
-import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
+import { monitorApi, monitorHeaders, spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
 import { fillVolume, mountSmallVolume } from '../helpers/volume.js';
@@ -45,6 +45,7 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
       // Not what this test is about: a loaded 2-core machine once took over 10 s to close PGlite.
       shutdownTimeout: '30s',
       http: { host: '127.0.0.1', port },
+      api: monitorApi,
       connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }],
     });
     gw = spawnGateway(file, { entry: 'dist', env: { FORM_SECRET: secret }, root });
@@ -69,7 +70,7 @@ describe.skipIf(!mounted)('embedded nats-server on a volume that fills up', () =
     for (let i = 0; i < 20 && refused === 0; i++) if ((await post(`full-${i}`, `${i} ${big}`)) === 503) refused++;
     expect(refused, gw.output().slice(-2000)).toBe(1);
     // Readiness says what is wrong: JetStream silent (2.9's deadlock) or off (newer servers), NATS connected.
-    const ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { status: string; reasons: string[]; nats: { connected: boolean } };
+    const ready = (await (await fetch(`http://127.0.0.1:${port}/readyz`, { headers: monitorHeaders })).json()) as { status: string; reasons: string[]; nats: { connected: boolean } };
     expect(ready.status).toBe('not ready');
     expect(ready.nats.connected).toBe(true);
     expect(ready.reasons.join('; ')).toMatch(/JetStream not answering while NATS is connected|streams not listed/);

@@ -9,7 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnGateway, writeConfig } from '../helpers/process.js';
+import { monitorApi, monitorHeaders, spawnGateway, writeConfig } from '../helpers/process.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
 import { freePort } from '../helpers/ports.js';
 import { silentServer } from '../helpers/silent-server.js';
@@ -31,6 +31,7 @@ describe('embedded default (the Docker entry command)', () => {
       // The same binary as the other tests (OMNIGATE_TEST_NATS_SERVER, else nats-server on PATH).
       nats: { embedded: { dataDir, binary: natsServerBinary() } },
       http: { host: '127.0.0.1', port },
+      api: monitorApi,
       connectors: [{ type: 'webhook', account: 'form', secret: '${FORM_SECRET}' }],
     });
     const gw = spawnGateway(file, { entry: 'dist', env: { FORM_SECRET: secret } });
@@ -40,8 +41,8 @@ describe('embedded default (the Docker entry command)', () => {
     const natsUrl = readFileSync(join(dataDir, 'nats.url'), 'utf8').trim();
     expect(natsUrl).toMatch(/^nats:\/\/omnigate:[0-9a-f]{48}@127\.0\.0\.1:\d+$/);
 
-    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok' });
-    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ status: 'ok', reasons: [] });
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`, { headers: monitorHeaders });
     expect(ready.status).toBe(200);
     const body = (await ready.json()) as { nats: { connected: boolean }; connectors: unknown[] };
     expect(body.nats.connected).toBe(true);

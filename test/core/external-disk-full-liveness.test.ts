@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { natsServerBinary, readPort } from '../helpers/nats-server.js';
-import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
+import { monitorApi, monitorHeaders, spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { freePort } from '../helpers/ports.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
 import { fillVolume, mountSmallVolume } from '../helpers/volume.js';
@@ -59,6 +59,7 @@ describe.skipIf(!mounted)('external nats-server whose JetStream volume fills up'
       // OMNI_DLQ's reservation must fit the small volume.
       deadLetters: { maxBytes: '8MB' },
       http: { host: '127.0.0.1', port },
+      api: monitorApi,
       connectors: [{ type: 'webhook', account: 'site', secret: '${SITE_SECRET}' }],
     });
     gw = spawnGateway(file, { env: { SITE_SECRET: secret } });
@@ -88,11 +89,11 @@ describe.skipIf(!mounted)('external nats-server whose JetStream volume fills up'
     let reasons: string[] = [];
     const deadline = Date.now() + 240_000;
     while (samples.length < 10 && Date.now() < deadline) {
-      const ready = (await (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(10_000) })).json()) as { reasons?: string[]; loops: Loop[]; nats: { connected: boolean } };
+      const ready = (await (await fetch(`${base}/readyz`, { headers: monitorHeaders, signal: AbortSignal.timeout(10_000) })).json()) as { reasons?: string[]; loops: Loop[]; nats: { connected: boolean } };
       const counted = ready.loops.filter((l) => l.state === 'failed' && l.restartCures && l.dependencyDown === 'nats' && Date.parse(l.lastErrorAt ?? '') > connectedBy + 65_000);
       if (ready.nats.connected && counted.length) {
         reasons = ready.reasons ?? [];
-        const res = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(10_000) });
+        const res = await fetch(`${base}/healthz`, { headers: monitorHeaders, signal: AbortSignal.timeout(10_000) });
         samples.push({ status: res.status, body: (await res.json()) as Record<string, unknown> });
       }
       await new Promise((r) => setTimeout(r, 1000));

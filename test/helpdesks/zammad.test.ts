@@ -116,7 +116,7 @@ describe('zammad helpdesk adapter', () => {
     const viaApi = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}`, { headers: { authorization: `Bearer ${API_TOKEN}` } }).then((r) => r.json() as Promise<{ ticket: { externalRefs?: unknown[] } }>);
     expect(viaApi.ticket.externalRefs).toEqual([expect.objectContaining({ system: 'zammad', externalId: String(zt.id) })]);
 
-    const ready = await fetch(`${gw.httpUrl}/readyz`).then((r) => r.json() as Promise<{ helpdesks?: Array<{ id: string; type: string; syncing: boolean; state: string }> }>);
+    const ready = await fetch(`${gw.httpUrl}/readyz`, { headers: { authorization: `Bearer ${API_TOKEN}` } }).then((r) => r.json() as Promise<{ helpdesks?: Array<{ id: string; type: string; syncing: boolean; state: string }> }>);
     expect(ready.helpdesks).toEqual([expect.objectContaining({ id: 'zammad', type: 'zammad', syncing: true, state: 'connected' })]);
 
     // The first message was announced twice (created + message): one article.

@@ -16,6 +16,14 @@ export interface GatewayProcess {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * A read-only API token for gateways whose probes a test reads in detail: /readyz and /healthz
+ * show connector states, loops and the read model only to a token (http.probeDetails).
+ */
+export const MONITOR_TOKEN = 'monitor-token-0123456789abcdef';
+export const monitorApi = { tokens: [{ name: 'monitor', token: MONITOR_TOKEN, readOnly: true }] };
+export const monitorHeaders = { authorization: `Bearer ${MONITOR_TOKEN}` };
+
 export function writeConfig(config: Record<string, unknown>): string {
   const dir = testTempDir('omnigate-cfg-');
   const file = join(dir, 'omnigate.yaml');

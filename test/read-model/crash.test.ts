@@ -12,7 +12,7 @@ import { Streams } from '../../src/core/subjects.js';
 import { routerBacklog } from '../helpers/events.js';
 import { openDatabase } from '../../src/read-model/database.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
-import { spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
+import { monitorApi, monitorHeaders, spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
 import { pgliteDir, postgresDatabase } from '../helpers/sql.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -43,7 +43,7 @@ async function until<T>(fn: () => T | Promise<T>, timeoutMs: number, what: strin
 
 async function readModelState(httpPort: number): Promise<{ checkpoint: number; lag: number; logLastSeq: number; applying: boolean } | undefined> {
   try {
-    const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+    const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`, { headers: monitorHeaders });
     const body = (await res.json()) as { readModel?: { checkpoint: number; lag: number; logLastSeq: number; applying: boolean; database: string } };
     // A sample that timed out under load answers { error } instead: not a state.
     return body.readModel && body.readModel.database !== 'opening' && typeof body.readModel.checkpoint === 'number' ? body.readModel : undefined;
@@ -73,6 +73,7 @@ describe.each(['pglite', 'postgres'] as const)('read model on %s after kill -9',
     const config = writeConfig({
       nats: { url: nats.url, leaseTtl: '3s' },
       http: { host: '127.0.0.1', port: httpPort },
+      api: monitorApi,
       log: { level: 'info' },
       database,
       // Messages the killed router had taken are redelivered after this.

@@ -169,7 +169,8 @@ function watchHealth() {
   const check = async () => {
     let res;
     try {
-      res = await fetch(new URL('readyz', API));
+      // With the token: without one /readyz gives only its status and short reasons (http.probeDetails).
+      res = await fetch(new URL('readyz', API), { headers: { authorization: `Bearer ${state.token}` } });
     } catch {
       return showOutage(t('outage.gateway'));
     }
@@ -177,7 +178,8 @@ function watchHealth() {
     // (a proxy that publishes only /console and /v1) says nothing about an outage.
     if (res.status === 502 || res.status === 504) return showOutage(t('outage.gateway'));
     const body = await res.json().catch(() => null);
-    showOutage(body?.nats?.connected === false ? t('outage.nats') : null);
+    const natsAway = body?.nats ? body.nats.connected === false : body?.reasons?.includes('NATS not connected');
+    showOutage(natsAway ? t('outage.nats') : null);
   };
   state.health = setInterval(check, 5000);
   return check();

@@ -15,6 +15,8 @@ import { PASSWORD, SUPPORT, mailbox, startWorld, until, type EmailWorld } from '
 
 /** What the connector is configured with; the server knows only PASSWORD until the test changes it. */
 const WRONG = 'wrong-imap-pw-7Qz';
+/** /readyz shows connector states only to an API token (http.probeDetails). */
+const MONITOR = 'monitor-token-0123456789abcdef';
 
 let world: EmailWorld;
 let nc: NatsConnection;
@@ -46,6 +48,7 @@ function gatewayFor(imap: Record<string, unknown>, pass: string): Promise<TestGa
     {
       // Quick retries: each refused login still waits Dovecot's auth_failure_delay (2 s).
       connectors: [{ type: 'email', account: 'support', firstRun: 'all', reconnectMaxMs: 300, mailboxes: [{ ...m, imap: { ...m.imap, ...imap } }] }],
+      api: { tokens: [{ name: 'monitor', token: MONITOR, readOnly: true }] },
     },
     { nats: world.nats, env: { IMAP_PASS: pass } },
   );
@@ -85,7 +88,7 @@ describe('email connector health on IMAP login', () => {
       expect(health.detail).toContain(`${SUPPORT}/INBOX`);
       expect(health.detail).toContain('IMAP login refused');
       // What an operator reads: the probe and the metrics say the same.
-      const ready = (await fetch(`${gw.httpUrl}/readyz`).then((r) => r.json())) as { connectors: Array<{ channel: string; state: string; detail?: string }> };
+      const ready = (await fetch(`${gw.httpUrl}/readyz`, { headers: { authorization: `Bearer ${MONITOR}` } }).then((r) => r.json())) as { connectors: Array<{ channel: string; state: string; detail?: string }> };
       expect(ready.connectors.find((c) => c.channel === 'email')).toMatchObject({ state: 'auth_failed' });
       const metrics = await fetch(`${gw.httpUrl}/metrics`).then((r) => r.text());
       expect(metrics).toMatch(/omnigate_connector_state\{[^}]*state="auth_failed"[^}]*\} 1/);
