@@ -13,6 +13,8 @@
  *   consumers, the ticket watch) running, and every connector config marks `required` usable.
  *   Other connectors are reported (state, detail, standby expiry) but do not make it unready:
  *   one expired token must not take the API and the other channels out of a load balancer.
+ * - Who sees what: the details only with an API token (api/server.ts, http.probeDetails); others
+ *   get `Readiness.reasons`, which must name no address, login, host or error text.
  */
 import type { Bus } from './core/bus.js';
 import { errorMessage } from './core/errors.js';
@@ -148,10 +150,11 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   const connectors = sampleConnectors(d.connectors());
   checks.connectors = connectors;
   for (const c of connectors) {
-    if (c.required && !REQUIRED_OK.has(c.state)) {
-      reasons.push(`required connector ${c.channel}/${c.account} ${c.state}`);
-      open.push(reasons.at(-1)!);
-    }
+    if (!c.required || REQUIRED_OK.has(c.state)) continue;
+    // Config names and a state: the detail (addresses, hosts, errors) stays under `connectors`.
+    const reason = `required connector ${c.channel}/${c.account} ${c.state}`;
+    reasons.push(reason);
+    open.push(reason);
   }
   const helpdesks = d.helpdesks?.() ?? [];
   if (helpdesks.length) checks.helpdesks = helpdesks;

@@ -164,12 +164,13 @@ export class HttpServer implements HttpMount {
    */
   private probeAnswer(req: FastifyRequest, reply: FastifyReply, r: Readiness, status: string): FastifyReply {
     reply.code(r.ready ? 200 : 503);
-    const header = req.headers.authorization;
-    const refused = this.o.probeDetails === 'open' ? undefined : header === undefined || header.trim() === '' ? 'none' : this.authorize(req.headers, 'GET', clientAddress(req));
-    if (!refused) return reply.send({ status, ...r.checks });
-    // A token that was presented and refused: said, so a monitor given a wrong one knows why it sees no details.
-    const why = refused === 'none' ? {} : { details: `not shown: ${refused.message}` };
-    return reply.send({ status, reasons: r.reasons ?? [], ...why });
+    const full = { status, ...r.checks };
+    if (this.o.probeDetails === 'open') return reply.send(full);
+    const short = { status, reasons: r.reasons ?? [] };
+    if (!req.headers.authorization?.trim()) return reply.send(short);
+    const refused = this.authorize(req.headers, 'GET', clientAddress(req));
+    // Said, so a monitor given a wrong token knows why it sees no details.
+    return reply.send(refused ? { ...short, details: `not shown: ${refused.message}` } : full);
   }
 
   /** Handlers by "METHOD path": a restarted connector mounts its routes again and replaces its own. */
