@@ -46,7 +46,7 @@ describe('bounded shutdown', () => {
     // An idle keep-alive connection that has served one request.
     const idle = await keepAliveSocket(port);
     idle.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
-    await until(() => idle.received().includes('{"status":"ok"}'), 10_000, 'the first response');
+    await until(() => idle.received().includes('{"status":"ok","reasons":[]}'), 10_000, 'the first response');
     // A client stuck halfway through a body: its request never completes on its own.
     const stuck = await keepAliveSocket(port);
     stuck.socket.write(`POST /connectors/webhook/form/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${secret}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"messageId":`);
@@ -60,7 +60,7 @@ describe('bounded shutdown', () => {
     // During the drain the listener is open: a new connection gets 503 from /readyz, not a refusal.
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(503);
-    expect(await ready.json()).toMatchObject({ status: 'not ready', shutdown: 'in progress' });
+    expect(await ready.json()).toEqual({ status: 'not ready', reasons: ['shutting down'] });
     expect(ready.headers.get('connection')).toBe('close');
     const intake = await fetch(`${base}/connectors/webhook/form/messages`, {
       method: 'POST',
@@ -120,7 +120,7 @@ describe('bounded shutdown', () => {
     const port = gw.gateway.http.port;
     const ka = await keepAliveSocket(port);
     ka.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
-    await until(() => ka.received().includes('{"status":"ok"}'), 10_000, 'the response');
+    await until(() => ka.received().includes('{"status":"ok","reasons":[]}'), 10_000, 'the response');
     const t0 = Date.now();
     // The client keeps using its socket while we stop: each answer now closes the connection.
     const poke = setInterval(() => ka.socket.writable && ka.socket.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n'), 50);
