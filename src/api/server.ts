@@ -168,7 +168,7 @@ export class HttpServer implements HttpMount {
     if (this.o.probeDetails === 'open') return reply.send(full);
     const short = { status, reasons: r.reasons ?? [] };
     if (!req.headers.authorization?.trim()) return reply.send(short);
-    const refused = this.authorize(req.headers, 'GET', clientAddress(req));
+    const refused = this.authorize(req.headers, 'GET', clientAddress(req), req.routeOptions.url ?? req.url);
     // Said, so a monitor given a wrong token knows why it sees no details.
     return reply.send(refused ? { ...short, details: `not shown: ${refused.message}` } : full);
   }
