@@ -4,7 +4,7 @@
  * zod's findings into ConfigErrors are config.ts's job.
  */
 import { z } from 'zod';
-import { SubjectToken, TicketEvent } from './schema.js';
+import { SubjectToken, TicketErasedEvent, TicketEvent } from './schema.js';
 import { BusinessHoursConfig, TimeZone } from './config-calendar.js';
 import { ByteSize, Duration, PositiveDuration } from './config-units.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
@@ -14,7 +14,7 @@ import type { NatsAccess } from './nats-access.js';
 import { pseudoRootOf } from './pseudo-fs.js';
 import { isIpOrRange } from './ip-range.js';
 
-const TICKET_EVENT_TYPES: string[] = TicketEvent.shape.type.options;
+const TICKET_EVENT_TYPES: string[] = [...TicketEvent.shape.type.options, TicketErasedEvent.shape.type.value];
 function nearestEvent(e: string): string {
   const n = nearest(e, TICKET_EVENT_TYPES);
   return n ? ` (did you mean "${n}"?)` : '';

@@ -9,7 +9,9 @@
  * - attachments the logs reference lose their reference records, and their bytes unless a ticket
  *   that is not erased still references the same content (objects are content-addressed);
  * - copies in the transport streams (OMNI_IN/OUT/STATUS), ticket events and dead letters that
- *   name one of the tickets or identifiers are erased by sequence (`erase: true` overwrites).
+ *   name one of the tickets or identifiers are erased by sequence (`erase: true` overwrites);
+ * - each ticket is announced as `omni.events.ticket.erased` first (ticket-erased.ts), so the
+ *   helpdesks and webhook receivers holding a copy delete theirs.
  *
  * The scans read whole streams and buckets: minutes on a large installation, which is fine for
  * a rare, deliberate operation and keeps every store honest (nothing relies on an index that
@@ -26,6 +28,7 @@ import { hashKey } from './subjects.js';
 import { asciiDigits, phoneDigitForms, writtenPhone } from './phone.js';
 import { redactOtherLogs, scrubOtherTickets } from './erasure-scrub.js';
 import { redactionIndexKey } from './redaction-index.js';
+import { TICKET_ERASED_SUBJECT, announceErasedTickets } from './ticket-erased.js';
 
 export interface ErasureTarget {
   /** Every ticket of the person: logs, records, index entries and attachments go whole. */
@@ -109,6 +112,9 @@ export class Eraser {
     // Read the logs first: they name the attachments and the identifiers the transport copies carry.
     for (const ticketId of tickets) await this.collect(ticketId, files, needles);
     for (const key of target.objectKeys ?? []) files.objects.add(key);
+    // Copies outside the gateway (helpdesks, webhook receivers) are told before anything goes:
+    // an erasure cut short has announced every ticket it may have touched.
+    await announceErasedTickets(this.bus, tickets, id, o.reason);
     // The system of record goes first, so a failure midway leaves the person unreachable from it.
     for (const ticketId of tickets) {
       const r = await this.bus.jsm.streams.purge(Streams.log, { filter: Subjects.ticketLog(ticketId) });
@@ -243,6 +249,7 @@ export class Eraser {
   private async eraseMessages(stream: string, needles: Needles): Promise<number> {
     const doomed: number[] = [];
     await scanStream(this.bus, stream, {}, (m) => {
+      if (announcesErasure(m)) return;
       if (needles.matches(textOf(m))) doomed.push(m.seq);
     });
     let erased = 0;
@@ -366,6 +373,17 @@ function jsonOf(m: JsMsg): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * An erased ticket's announcement, or its dead letter (a helpdesk refused to delete its copy: the
+ * letter is how an operator learns it, and may be parked while this erasure is still scanning).
+ * They name the ticket id and nothing else, and must reach the helpdesks and webhooks still behind.
+ */
+function announcesErasure(m: JsMsg): boolean {
+  if (m.subject === TICKET_ERASED_SUBJECT) return true;
+  if (!m.subject.startsWith('omni.dlq.')) return false;
+  return (jsonOf(m) as { subject?: unknown } | undefined)?.subject === TICKET_ERASED_SUBJECT;
 }
 
 /** A message's payload as text; a dead letter's base64 payload is decoded so it can be searched. */

@@ -8,6 +8,7 @@ export function schemaDocuments(): Record<string, unknown> {
     'outbound-message': S.OutboundMessage,
     'delivery-status': S.DeliveryStatus,
     'ticket-event': S.TicketEvent,
+    'ticket-erased-event': S.TicketErasedEvent,
     'ticket-log-entry': S.LogEntry,
     ticket: S.Ticket,
     'connector-state-event': S.ConnectorStateEvent,

@@ -314,3 +314,26 @@ export const TicketEvent = z.object({
   entry: LogEntry.optional(),
 });
 export type TicketEvent = z.infer<typeof TicketEvent>;
+
+/**
+ * `omni.events.ticket.erased`: a ticket was erased (POST /v1/contacts/{id}/erase, or retention).
+ * Whoever keeps a copy (a helpdesk, a webhook receiver) deletes it. Names the ticket and the
+ * erasure only: the ticket's other fields are personal data or lead to it, and are gone.
+ * Published before the ticket's stores are purged, with the Nats-Msg-Id `id`, so an erasure cut
+ * short has announced it already; it comes after the ticket's own events in the stream.
+ */
+export const TicketErasedEvent = z.object({
+  v: z.literal(SCHEMA_VERSION),
+  type: z.literal('ticket.erased'),
+  /** `ticket.erased:<ticketId>:<erasureId>`: unique per ticket and erasure; dedupe on it. */
+  id: z.string(),
+  ticketId: z.string(),
+  at: IsoTime,
+  reason: z.enum(['api', 'retention']),
+  /** The erasure's id, as in its audit event (`omni.events.audit.erasure`). */
+  erasureId: z.string(),
+});
+export type TicketErasedEvent = z.infer<typeof TicketErasedEvent>;
+
+/** Everything on `omni.events.ticket.>`: the lifecycle events, and a ticket's erasure. */
+export type TicketStreamEvent = TicketEvent | TicketErasedEvent;

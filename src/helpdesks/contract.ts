@@ -17,6 +17,8 @@
  *  - without a mapping, calls `ensureTicket` (for `ticket.created`, or the first event seen of a
  *    ticket older than the adapter), records the mapping, stores the helpdesk id on the omnigate
  *    ticket (`externalRefs`, via the `omni.cmd.link` command), then
+ *  - on `ticket.erased` (the omnigate ticket was erased), calls `erase` with the mapping, then
+ *    forgets the mapping; without a mapping there is nothing to remove;
  *  - calls `apply` for every other event. The first message is announced twice by the router
  *    (`ticket.created`, and `ticket.message` with match rule `new-ticket`): `ensureTicket` writes
  *    it from whichever comes first, and neither reaches `apply`.
@@ -218,6 +220,14 @@ export interface HelpdeskAdapter {
    * the helpdesk has no use for.
    */
   apply(event: TicketEvent, ctx: ApplyContext): Promise<ApplyOutcome>;
+  /**
+   * The omnigate ticket was erased (`ticket.erased`: a person's erasure, or retention): remove
+   * the helpdesk ticket with its articles as far as the helpdesk's API allows. Idempotent (a
+   * ticket already gone is done). The host forgets the mapping afterwards. Throw
+   * `HelpdeskRefusedError` naming the missing permission when the helpdesk refuses: the event is
+   * parked for an operator. Without it, the event is parked (`erase_unsupported`).
+   */
+  erase?(ticket: ExternalTicket, ticketId: string): Promise<void>;
   health(): HelpdeskHealth;
 }
 

@@ -16,7 +16,7 @@ import { rewindOrphans } from '../core/rewind.js';
 import { errorMessage } from '../core/errors.js';
 import { metrics } from '../core/metrics.js';
 import { serveReplay, type ReplayOutcome } from '../core/replay.js';
-import { TicketEvent } from '../core/schema.js';
+import { TicketErasedEvent, TicketEvent, type TicketStreamEvent } from '../core/schema.js';
 import { safeParser } from '../core/schema-as-is.js';
 import { jsonOrUndefined } from '../core/json-input.js';
 import { backoffMs, sleep } from '../core/sleep.js';
@@ -39,7 +39,11 @@ import { HelpdeskRecords } from './mapping.js';
 import { AnswerTaker, linkTicket } from './answers.js';
 
 /** Ticket events as the router publishes them are taken as they are; zod judges the rest (core/schema-as-is.ts). */
-const parseTicketEvent = safeParser(TicketEvent);
+const parseLifecycleEvent = safeParser(TicketEvent);
+const parseErasedEvent = safeParser(TicketErasedEvent);
+function parseTicketEvent(json: unknown): ReturnType<typeof parseLifecycleEvent> | ReturnType<typeof parseErasedEvent> {
+  return (json as { type?: unknown } | null)?.type === 'ticket.erased' ? parseErasedEvent(json) : parseLifecycleEvent(json);
+}
 
 export interface HelpdeskSpec {
   factory: HelpdeskFactory<any>;
@@ -127,7 +131,7 @@ export class HostedHelpdesk {
   private onCut: (why: string) => void = () => {};
   private onFailing: (why: string) => void = () => {};
   /** This term's consumer, while this replica syncs: `consumerFailing` asks it. */
-  private current?: LaneConsumer<TicketEvent>;
+  private current?: LaneConsumer<TicketStreamEvent>;
 
   /** This replica syncs, but its consumer loop is failing: what it reads of the durable may be stale. */
   get consumerFailing(): boolean {
@@ -210,8 +214,8 @@ export class HostedHelpdesk {
     this.setHealth('stopped');
   }
 
-  private consumer(): LaneConsumer<TicketEvent> {
-    return new LaneConsumer<TicketEvent>(this.o.bus, {
+  private consumer(): LaneConsumer<TicketStreamEvent> {
+    return new LaneConsumer<TicketStreamEvent>(this.o.bus, {
       stream: Streams.events,
       ...leasedTicketEvents(helpdeskConsumer(this.spec.id), this.spec.redeliverAfterMs, this.o.leaseTtlMs),
       concurrency: 16,
@@ -246,7 +250,7 @@ export class HostedHelpdesk {
   }
 
   /** Holds the ticket's lane until the helpdesk took the event, or it is parked: order per ticket. */
-  private async deliver(m: JsMsg, event: TicketEvent): Promise<void> {
+  private async deliver(m: JsMsg, event: TicketStreamEvent): Promise<void> {
     const firstSeen = m.info.timestampNanos / 1_000_000 || Date.now();
     const started = performance.now();
     for (let attempt = 1; ; attempt++) {
@@ -285,7 +289,7 @@ export class HostedHelpdesk {
     else m.nak();
   }
 
-  private async park(m: JsMsg | null, event: TicketEvent, code: string, reason: string): Promise<void> {
+  private async park(m: JsMsg | null, event: TicketStreamEvent, code: string, reason: string): Promise<void> {
     this.log.error({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, code, reason }, 'helpdesk refused the event: parked');
     metrics.helpdeskEvents.inc({ helpdesk: this.spec.id, outcome: 'parked' });
     await this.records.abandon(event.id);
@@ -296,7 +300,8 @@ export class HostedHelpdesk {
   }
 
   /** One event to the helpdesk (see contract.ts); idempotent per event id. */
-  async push(event: TicketEvent): Promise<'applied' | 'ignored' | 'echo' | 'done'> {
+  async push(event: TicketStreamEvent): Promise<'applied' | 'ignored' | 'echo' | 'done'> {
+    if (event.type === 'ticket.erased') return this.erase(event);
     const author = authorOf(event);
     if (author?.startsWith(this.prefix)) {
       this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, author }, 'not written back: taken from this helpdesk (echo)');
@@ -334,6 +339,25 @@ export class HostedHelpdesk {
     this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, outcome }, 'event synced');
     await this.records.finish(event.id);
     return outcome;
+  }
+
+  /**
+   * The omnigate ticket was erased: the helpdesk ticket goes (as far as its API allows), then the
+   * mapping, which the adapter needed to find it (erasure leaves omni_state to this). A ticket
+   * the helpdesk never got has no mapping: nothing to remove.
+   */
+  private async erase(event: TicketErasedEvent): Promise<'applied' | 'ignored' | 'done'> {
+    const begun = await this.records.begin(event.id);
+    if (begun === 'done') return 'done';
+    const ticket = await this.records.lookup(event.ticketId);
+    if (ticket) {
+      if (!this.adapter.erase) throw new HelpdeskRefusedError('erase_unsupported', `the ${this.spec.factory.type} adapter cannot remove helpdesk ticket ${ticket.externalId}: delete it by hand`);
+      await this.adapter.erase(ticket, event.ticketId);
+      await this.records.forget(event.ticketId, ticket.externalId);
+      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, externalId: ticket.externalId, erasureId: event.erasureId }, 'ticket erased: helpdesk ticket removed, mapping forgotten');
+    }
+    await this.records.finish(event.id);
+    return ticket ? 'applied' : 'ignored';
   }
 
   private async writeLateFirstMessage(event: TicketEvent, ticket: ExternalTicket, firstId: string): Promise<'applied' | 'ignored' | 'done'> {

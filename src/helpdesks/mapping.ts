@@ -3,7 +3,7 @@
  *
  * - omni_state `helpdesk.<id>.ticket.<ticket>` → the helpdesk ticket (JSON ExternalTicket), and
  *   `helpdesk.<id>.external.<helpdesk ticket>` → the omnigate ticket id (the way back for answers).
- *   Kept forever, like the tickets.
+ *   Kept as long as the ticket: purged after the helpdesk ticket was removed on `ticket.erased`.
  * - omni_dedup `helpdesk.<id>.event.<hash>`: `started` while an event is being applied, `done`
  *   after. A redelivered `done` event is skipped; a `started` one is applied with `uncertain`.
  * - omni_dedup `helpdesk.<id>.answer.<hash>`: an agent answer taken (the command's result). The
@@ -41,6 +41,15 @@ export class HelpdeskRecords {
   async record(ticketId: string, ticket: ExternalTicket): Promise<void> {
     await this.state.put(this.key('external', ticket.externalId), ticketId);
     await this.state.put(this.key('ticket', ticketId), JSON.stringify(ticket));
+  }
+
+  /**
+   * The ticket was erased: both ways of the mapping go, with their history (a purge; a delete
+   * would keep the old values in the bucket's history). After the helpdesk ticket was removed.
+   */
+  async forget(ticketId: string, externalId: string): Promise<void> {
+    await this.state.purge(this.key('ticket', ticketId));
+    await this.state.purge(this.key('external', externalId));
   }
 
   /**

@@ -15,6 +15,8 @@ import type { LogEntry } from '../../src/core/schema.js';
 import { deadLetters } from '../../src/dlq.js';
 import { loadNatsSection } from '../../src/core/config.js';
 import { registry } from '../../src/core/metrics.js';
+import { RetentionSweeper } from '../../src/core/retention.js';
+import { pino } from 'pino';
 
 const TG_TOKEN = '123456:TEST-token-abcdefghijklmnop';
 const ZAMMAD_TOKEN = 'zammad-token-0123456789abcdef';
@@ -31,7 +33,7 @@ async function gateway(poll = '0s', extra: Record<string, unknown> = {}, on: { n
   const gw = await startGateway({
     outbound: { backoffBase: '100ms' },
     router: { autoAcknowledge: { enabled: false } },
-    api: { tokens: [{ name: 'ops', token: API_TOKEN, readOnly: true }] },
+    api: { tokens: [{ name: 'ops', token: API_TOKEN, readOnly: true }, { name: 'dpo', token: 'dpo-token-0123456789abcdef-erase', admin: true }] },
     connectors: [{ type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } }],
     helpdesks: [{
       type: 'zammad', id, url: zammad.url, token: '${ZAMMAD_TOKEN}', group: 'Users', groups: [{ channel: 'telegram', group: 'Telegram' }],
@@ -351,6 +353,53 @@ describe('zammad helpdesk adapter', () => {
       expect(state()).toBe('auth_failed');
     }
   });
+
+  it("a person's erasure deletes their Zammad ticket (parked, naming the permission, while the token may not), and forgets the mapping", async () => {
+    const DPO = 'dpo-token-0123456789abcdef-erase';
+    const gw = await gateway('0s', {}, {});
+    const { ticketId, zt } = await openTicket(gw, 7401, 'Моя карта 4276 1234 5678 9012, помогите');
+    await until('the mapping', async () => (await gw.gateway.bus.kv.state.get(`helpdesk.zammad.ticket.${ticketId}`))?.operation === 'PUT');
+    await gw.gateway.readModel!.caughtUp();
+    const db = await gw.gateway.readModel!.database();
+    const [row] = (await db.query<{ contact_id: string }>('SELECT contact_id FROM tickets WHERE id = $1', [ticketId])) as [{ contact_id: string }];
+    const erase = () => fetch(`${gw.httpUrl}/v1/contacts/${row.contact_id}/erase`, { method: 'POST', headers: { authorization: `Bearer ${DPO}`, 'content-type': 'application/json' }, body: '{}' });
+    // Without the admin permission Zammad refuses (403): parked with a reason an operator can act on.
+    expect((await erase()).status).toBe(200);
+    const parked = async () => {
+      const lines: string[] = [];
+      await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'helpdesk.zammad', limit: 1000, replay: false, out: (l) => lines.push(l) });
+      return lines.filter((l) => l.includes(`ticket.erased of ${ticketId}:`));
+    };
+    const [letter] = await until('the erasure parked', async () => ((await parked()).length ? parked() : undefined));
+    expect(letter).toContain('admin');
+    expect(zammad.tickets.has(zt.id)).toBe(true);
+    // Granted, the dead letter replayed: the ticket and its articles are gone, and so is the mapping.
+    zammad.integration.roles.push('Admin');
+    try {
+      const r = await deadLetters(loadNatsSection(undefined, { OMNIGATE_NATS__URL: nats.url }), { source: 'helpdesk.zammad', limit: 1000, replay: true, out: () => {} });
+      expect(r.failed).toBe(0);
+      await until('the Zammad ticket deleted', () => !zammad.tickets.has(zt.id));
+      expect(zammad.ticketArticles(zt.id)).toEqual([]);
+      for (const key of [`helpdesk.zammad.ticket.${ticketId}`, `helpdesk.zammad.external.${zt.id}`]) {
+        expect((await gw.gateway.bus.kv.state.get(key))?.operation ?? 'gone').not.toBe('PUT');
+      }
+    } finally {
+      zammad.integration.roles.splice(zammad.integration.roles.indexOf('Admin'), 1);
+    }
+  }, 120_000);
+
+  it('retention deletes an expired ticket from Zammad the same way', async () => {
+    zammad.integration.roles.push('Admin');
+    try {
+      const gw = await gateway();
+      const { ticketId, zt } = await openTicket(gw, 7402, 'Старый вопрос');
+      const sweeper = new RetentionSweeper(gw.gateway.bus, { ticketsMs: 1, attachmentsMs: 0, sweepIntervalMs: 60_000, leaseTtlMs: 10_000, holder: 't', expiredTickets: async () => [ticketId] }, pino({ level: 'silent' }));
+      await sweeper.sweep(Date.now());
+      await until('the Zammad ticket deleted', () => !zammad.tickets.has(zt.id));
+    } finally {
+      zammad.integration.roles.splice(zammad.integration.roles.indexOf('Admin'), 1);
+    }
+  }, 60_000);
 
   it('counted what it did in the helpdesk metrics', async () => {
     const all = await registry.getMetricsAsJSON();

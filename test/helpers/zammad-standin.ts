@@ -7,6 +7,7 @@
  *   `customer_id: "guess:<email>"` or as an object found by id, email, login or created [§2];
  *   422 `Need at least article: { body: "some text" }` without a body; unknown group → 422;
  * - GET/PUT /api/v1/tickets/{id} (`?expand=true` adds names), state by name [§2, §8];
+ *   DELETE /api/v1/tickets/{id} with its articles, for a caller with role Admin only (403 else);
  * - POST /api/v1/ticket_articles, `origin_by_id` forces sender Customer and fills `from` [§3];
  *   GET /api/v1/ticket_articles/by_ticket/{id}; GET /api/v1/ticket_attachment/{t}/{a}/{id} [§3];
  * - GET /api/v1/users/me [§4]; GET /api/v1/tickets/search?query=field:"value" →
@@ -205,6 +206,13 @@ export class ZammadStandin {
       if (!t) throw new HttpError(404, "Couldn't find Ticket with 'id'=" + m[1]);
       if (method === 'GET') return { status: 200, body: this.ticketJson(t, expand) };
       if (method === 'PUT') return { status: 200, body: this.updateTicket(t, body, caller) };
+      if (method === 'DELETE') {
+        // Zammad deletes tickets for the `admin` permission only (its articles and attachments with them).
+        if (!this.user(caller).roles.includes('Admin')) throw new HttpError(403, 'Not authorized');
+        this.tickets.delete(t.id);
+        for (const a of this.ticketArticles(t.id)) this.articles.delete(a.id);
+        return { status: 200, body: {} };
+      }
     }
     if (method === 'POST' && p === 'ticket_articles') {
       const t = this.tickets.get(Number(body.ticket_id));

@@ -94,6 +94,39 @@ export class RtWriter {
     });
   }
 
+  /**
+   * REST2 cannot delete a ticket: its Subject becomes the omnigate ticket id (the customer's
+   * words are gone from the ticket list and from searches) and its Status `deleted` (out of every
+   * queue and search by default). Its transactions (messages, attachments) and the requestor stay
+   * in RT's database until an operator runs rt-shredder (docs/helpdesks/request-tracker.md).
+   * Needs the RT user's ModifyTicket and DeleteTicket rights: RT answers 200 without doing it
+   * when one is missing, so the outcome is read back, and a refusal is parked naming them.
+   */
+  async erase(ticket: ExternalTicket, ticketId: string): Promise<void> {
+    const rtId = Number(ticket.externalId);
+    if (!Number.isInteger(rtId) || rtId <= 0) throw new HelpdeskRefusedError('invalid_mapping', `mapped RT ticket id "${ticket.externalId}" is not a number`);
+    await this.rt(async () => {
+      try {
+        await this.client.setSubject(rtId, ticketId);
+        await this.client.setStatus(rtId, 'deleted');
+      } catch (err) {
+        if (err instanceof RtRefusedError && err.status === 404) {
+          this.log.info({ ticketId, rtTicket: rtId }, 'RT ticket already gone (shredded): nothing to remove');
+          return;
+        }
+        throw err;
+      }
+      const now = await this.client.getTicket(rtId);
+      if (now.status !== 'deleted' || now.subject !== ticketId) {
+        throw new HelpdeskRefusedError(
+          'permission_missing',
+          `RT did not mark ticket ${rtId} deleted (Status "${now.status}", Subject ${now.subject === ticketId ? 'replaced' : 'not replaced'}): RT user ${this.o.user} needs the ModifyTicket and DeleteTicket rights on queue "${now.queue}"; grant them and replay this dead letter, or delete the ticket by hand`,
+        );
+      }
+      this.log.info({ ticketId, rtTicket: rtId }, 'RT ticket marked deleted, its subject replaced: its omnigate ticket was erased (rt-shredder removes its transactions)');
+    });
+  }
+
   async apply(event: TicketEvent, ctx: ApplyContext): Promise<ApplyOutcome> {
     const rtId = Number(ctx.ticket.externalId);
     if (!Number.isInteger(rtId) || rtId <= 0) throw new HelpdeskRefusedError('invalid_mapping', `mapped RT ticket id "${ctx.ticket.externalId}" is not a number`);

@@ -159,6 +159,11 @@ export class RtClient {
     await this.call('PUT', `/ticket/${id}`, { Status: status });
   }
 
+  /** Sets the ticket's Subject. REST2 answers 200 to a refusal too (only messages say it): callers read the ticket back. */
+  async setSubject(id: number, subject: string): Promise<void> {
+    await this.call('PUT', `/ticket/${id}`, { Subject: subject });
+  }
+
   async setCustomFields(id: number, fields: Record<string, string>): Promise<void> {
     await this.call('PUT', `/ticket/${id}`, { CustomFields: fields });
   }

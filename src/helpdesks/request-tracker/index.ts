@@ -53,6 +53,7 @@ class RequestTrackerAdapter implements HelpdeskAdapter {
 
   ensureTicket: HelpdeskAdapter['ensureTicket'] = (event) => this.writer.ensureTicket(event);
   apply: HelpdeskAdapter['apply'] = (event, ctx) => this.writer.apply(event, ctx);
+  erase: NonNullable<HelpdeskAdapter['erase']> = (ticket, ticketId) => this.writer.erase(ticket, ticketId);
 
   health(): HelpdeskHealth {
     return this.state;

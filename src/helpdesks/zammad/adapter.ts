@@ -147,6 +147,11 @@ export class ZammadAdapter implements HelpdeskAdapter {
     await this.note(externalId, text, false);
   }
 
+  async erase(ticket: ExternalTicket, ticketId: string): Promise<void> {
+    const outcome = await this.client.deleteTicket(ticket.externalId);
+    this.ctx.log.info({ ticketId, zammadTicket: ticket.externalId, outcome }, 'Zammad ticket deleted: its omnigate ticket was erased');
+  }
+
   async apply(event: TicketEvent, { ticket, uncertain }: ApplyContext): Promise<ApplyOutcome> {
     const entry = event.entry;
     const id = ticket.externalId;

@@ -125,6 +125,29 @@ export class ZammadClient {
     return this.call('PUT', `tickets/${id}`, body);
   }
 
+  /**
+   * Deletes a ticket with its articles and attachments (Zammad's destroy: nothing is kept).
+   * 'gone' when there is no such ticket (deleted before). Zammad lets only a user with the
+   * `admin` permission delete tickets, through a token that has it too: its refusal (401 "Not
+   * authorized" or 403) is parked naming that, not retried — an operator grants it or deletes by hand.
+   */
+  async deleteTicket(id: string | number): Promise<'deleted' | 'gone'> {
+    try {
+      await this.call('DELETE', `tickets/${id}`);
+      return 'deleted';
+    } catch (err) {
+      if (err instanceof HelpdeskRefusedError && err.code === 'http_404') return 'gone';
+      const status = err instanceof HelpdeskRefusedError ? err.code : err instanceof HelpdeskUnavailableError && err.authFailed ? 'http_401' : undefined;
+      if (status === 'http_401' || status === 'http_403') {
+        throw new HelpdeskRefusedError(
+          'permission_missing',
+          `Zammad refused to delete ticket ${id} (${errorMessage(err)}): deleting tickets needs the "admin" permission on the integration user and on its API token (helpdesks[].token); the ticket and its articles are still in Zammad — grant it and replay this dead letter, or delete the ticket by hand`,
+        );
+      }
+      throw err;
+    }
+  }
+
   createArticle(body: Record<string, unknown>): Promise<ZammadArticle> {
     return this.call('POST', 'ticket_articles', body);
   }
