@@ -11,6 +11,9 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { until } from './support.js';
+import { Eraser } from '../../src/core/erasure.js';
+import { TicketErasedEvent } from '../../src/core/schema.js';
+import { pino } from 'pino';
 
 const WEBHOOK_SECRET = 'helpdesk-webhook-secret-42';
 let nats: TestNats;
@@ -20,6 +23,8 @@ let port = 0;
 let up = false;
 interface Received { type: string; ticketId: string; id: string; eventHeader: string; sequence: number; delivery: string }
 const received: Received[] = [];
+/** The bodies of `ticket.erased` deliveries, whole. */
+const erasedBodies: Array<Record<string, unknown>> = [];
 const refused: string[] = [];
 let badSignatures = 0;
 
@@ -53,6 +58,7 @@ beforeAll(async () => {
         badSignatures++;
         return void res.writeHead(401).end();
       }
+      if (event.type === 'ticket.erased') erasedBodies.push(event);
       received.push({
         type: event.type, ticketId: event.ticketId, id: event.id,
         eventHeader: String(req.headers['x-omnigate-event']),
@@ -165,6 +171,22 @@ describe('webhooks', () => {
     expect(mine.map((m) => m.id.replace('ticket.message:', '')).sort()).toEqual([...ids].sort()); // each once
     for (const chat of chats) expect(mine.filter((m) => m.id.includes(`:${chat}-`)).map(roundOf)).toEqual([0, 1, 2, 3]);
   }, 40_000);
+
+  it("an erased ticket is announced to the receiver as ticket.erased after the ticket's own events, naming no one", async () => {
+    up = true;
+    const [id] = await publishRounds(['erase-a'], [0]);
+    await until(() => received.some((r) => r.id === `ticket.message:${id}`), 'the message delivered', 20_000);
+    const ticketId = received.find((r) => r.id === `ticket.message:${id}`)!.ticketId;
+    const result = await new Eraser(gw.gateway.bus, pino({ level: 'silent' })).erase({ ticketIds: [ticketId], identities: [] }, { reason: 'retention', requestedBy: 'retention' });
+    await until(() => received.some((r) => r.type === 'ticket.erased' && r.ticketId === ticketId), 'ticket.erased delivered', 20_000);
+    const perTicket = received.filter((r) => r.ticketId === ticketId);
+    expect(perTicket.at(-1)!.type).toBe('ticket.erased');
+    expect(perTicket.map((r) => r.sequence)).toEqual(perTicket.map((r) => r.sequence).sort((a, b) => a - b));
+    const body = erasedBodies.find((b) => b.ticketId === ticketId)!;
+    expect(TicketErasedEvent.strict().parse(body)).toEqual({
+      v: 1, type: 'ticket.erased', id: `ticket.erased:${ticketId}:${result.id}`, ticketId, at: expect.any(String), reason: 'retention', erasureId: result.id,
+    });
+  }, 60_000);
 
   it('one replica delivers a webhook at a time; another takes over when it stops', async () => {
     up = true;

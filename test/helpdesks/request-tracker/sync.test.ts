@@ -15,6 +15,8 @@ import { rtCall, rtInstalled, startRt, type TestRt } from '../../helpers/request
 import { FakeBotApi } from '../../connectors/telegram/bot-api.js';
 import { RtClient } from '../../../src/helpdesks/request-tracker/client.js';
 import type { LogEntry, Ticket } from '../../../src/core/schema.js';
+import { Eraser } from '../../../src/core/erasure.js';
+import { pino } from 'pino';
 
 const TOKEN = '123456:RT-test-token-abcdefghijklmnop';
 const PHOTO = Buffer.concat([Buffer.from('\xff\xd8\xff\xe0JFIF-ish', 'latin1'), Buffer.alloc(20_000, 9)]);
@@ -256,6 +258,27 @@ describe.skipIf(!rtInstalled())('request-tracker helpdesk against a real RT 5', 
     expect((await rtMessages(other!))[0]).toMatchObject({ type: 'Create', text: 'Новый клиент, пока RT лежит' });
     expect(await rtTicketsOf(second.ticketId)).toHaveLength(1);
   }, 240_000);
+
+  it("an erased omnigate ticket's RT ticket is marked deleted, its subject replaced by the omnigate ticket id; the mapping goes", async () => {
+    api.push(customer(7003, { text: 'Мой паспорт 4510 123456, удалите мои данные' }));
+    const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7003', 30_000);
+    const [id] = await waitFor('the RT ticket', async () => {
+      const ids = await rtTicketsOf(created.ticketId);
+      return ids.length ? ids : null;
+    });
+    const mapping = `helpdesk.rt.ticket.${created.ticketId}`;
+    await waitFor('the mapping', async () => (await gw.gateway.bus.kv.state.get(mapping))?.operation === 'PUT');
+    await new Eraser(gw.gateway.bus, pino({ level: 'silent' })).erase({ ticketIds: [created.ticketId], identities: [] }, { reason: 'api', requestedBy: 'dpo' });
+    const t = await waitFor('the RT ticket deleted', async () => {
+      const now = await client.getTicket(id!);
+      return now.status === 'deleted' ? now : null;
+    });
+    expect(t.subject).toBe(created.ticketId);
+    // Out of RT's searches (its queries leave deleted tickets out unless asked).
+    expect(await rtTicketsOf(created.ticketId)).toEqual([]);
+    await waitFor('the mapping forgotten', async () => (await gw.gateway.bus.kv.state.get(mapping))?.operation !== 'PUT');
+    expect((await gw.gateway.bus.kv.state.get(`helpdesk.rt.external.${id}`))?.operation).not.toBe('PUT');
+  }, 120_000);
 });
 
 describe.skipIf(!rtInstalled())('request-tracker: kill -9 between "RT ticket created" and "mapping recorded"', () => {
