@@ -61,7 +61,7 @@ export function consolePaths(errors: Errors): Record<string, unknown> {
     },
     '/v1/events/tickets': {
       get: {
-        summary: 'Ticket events from now on as server-sent events (event: ticket, data: the TicketEvent JSON, id: its stream sequence)',
+        summary: 'Ticket events from now on as server-sent events (event: ticket, data: the TicketEvent JSON, or a TicketErasedEvent for an erased ticket, id: its stream sequence)',
         responses: { 200: { description: 'An event stream that stays open', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors(401) },
       },
     },

@@ -80,7 +80,10 @@ describe.each([['pglite'], ['postgres']] as const)('erasure through the API on %
     for (const needle of [IVAN.name, IVAN.phone, IVAN.phone.replace(/\D/g, ''), IVAN.word, IVAN.id]) {
       expect(findIn(after, needle), `${needle} left behind`).toEqual([]);
     }
-    expect(findIn(after, ivanTicket).filter((hit) => !hit.includes('KV-Operation: PURGE'))).toEqual([]);
+    // The ticket id stays only where copies outside the gateway are told to delete theirs.
+    const told = findIn(after, ivanTicket).filter((hit) => !hit.includes('KV-Operation: PURGE'));
+    expect(told).toHaveLength(1);
+    expect(told[0]).toMatch(/^OMNI_EVENTS#\d+: omni\.events\.ticket\.erased /);
     expect(findIn(after, ivan)).toEqual([]);
 
     // Maria: her rows, log, file and search hits are all there; she can still write into her ticket.

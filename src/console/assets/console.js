@@ -731,7 +731,9 @@ async function liveScreen() {
   while (!abort.signal.aborted) {
     try {
       await tail(abort.signal, () => (status.textContent = t('live.connected')), (ev) => {
-        list.prepend(h('li', { 'data-type': ev.type },
+        // An erased ticket's event names the ticket and the erasure only: nothing to link to.
+        if (ev.type === 'ticket.erased') list.prepend(h('li', { 'data-type': ev.type }, time(ev.at), ' ', h('strong', {}, lbl('event', ev.type)), ` ${ev.ticketId} · ${ev.reason}`));
+        else list.prepend(h('li', { 'data-type': ev.type },
           time(ev.at), ' ', h('strong', {}, lbl('event', ev.type)), ' ',
           h('a', { href: `#/ticket/${encodeURIComponent(ev.ticketId)}` }, `#${ev.ticketNumber}`),
           ` ${ev.channel}/${ev.account} · `, lbl('status', ev.status),

@@ -313,6 +313,7 @@ export const LABELS = {
     'ticket.delivery_failed': ['delivery failed', 'ответ не доставлен'],
     'ticket.sla': ['SLA breached', 'нарушен SLA'],
     'ticket.rating': ['rating', 'оценка'],
+    'ticket.erased': ['erased', 'удалено (152-ФЗ)'],
   },
   // Who parked a dead letter (sourceClass of its subject suffix).
   source: {
