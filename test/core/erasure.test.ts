@@ -92,3 +92,22 @@ describe('retention sweeper', () => {
     expect((await h.gw.gateway.bus.media.list()).filter((i) => !i.deleted)).toEqual([]);
   }, 300_000); // a whole sweep through PGlite and the bus: over a minute under a full-suite load
 });
+
+describe('an erasure cut short', () => {
+  it('has announced ticket.erased for every ticket before it purged anything: once per erasure, however often it is published', async () => {
+    const ticket = await write({ ...IVAN, id: 'cut-1', word: 'Обрыв' }, 'cut-1-1', 'Обрыв посреди удаления');
+    const log = createLogger({ level: 'silent' });
+    // The process "dies" between the log purge and the index purges.
+    const dying = new Eraser(h.gw.gateway.bus, log, { beforePurge: async () => Promise.reject(new Error('killed')) });
+    await expect(dying.erase({ ticketIds: [ticket], identities: [] }, { reason: 'retention', requestedBy: 'retention' })).rejects.toThrow('killed');
+    const dump = await dumpStreams(h.gw.nc);
+    const announced = findIn(new Map([['OMNI_EVENTS', dump.get('OMNI_EVENTS') ?? []]]), `"ticketId":"${ticket}"`).filter((hit) => hit.includes('omni.events.ticket.erased '));
+    expect(announced).toHaveLength(1);
+    // Its Nats-Msg-Id makes a second publication of the same announcement (a retry) a duplicate.
+    const id = /"erasureId":"([^"]+)"/.exec(dump.get('OMNI_EVENTS')!.find((t) => t.startsWith('omni.events.ticket.erased') && t.includes(`"ticketId":"${ticket}"`))!)![1]!;
+    const { announceErasedTickets } = await import('../../src/core/ticket-erased.js');
+    await announceErasedTickets(h.gw.gateway.bus, [ticket], id, 'retention');
+    const again = await dumpStreams(h.gw.nc);
+    expect(findIn(new Map([['OMNI_EVENTS', again.get('OMNI_EVENTS') ?? []]]), `"ticketId":"${ticket}"`).filter((hit) => hit.includes('omni.events.ticket.erased '))).toHaveLength(1);
+  });
+});
