@@ -388,14 +388,19 @@ describe('zammad helpdesk adapter', () => {
     }
   }, 120_000);
 
-  it('retention deletes an expired ticket from Zammad the same way', async () => {
+  it('retention deletes an expired ticket from Zammad the same way; the poller stops asking for it', async () => {
     zammad.integration.roles.push('Admin');
     try {
-      const gw = await gateway();
+      const gw = await gateway('200ms');
       const { ticketId, zt } = await openTicket(gw, 7402, 'Старый вопрос');
       const sweeper = new RetentionSweeper(gw.gateway.bus, { ticketsMs: 1, attachmentsMs: 0, sweepIntervalMs: 60_000, leaseTtlMs: 10_000, holder: 't', expiredTickets: async () => [ticketId] }, pino({ level: 'silent' }));
       await sweeper.sweep(Date.now());
       await until('the Zammad ticket deleted', () => !zammad.tickets.has(zt.id));
+      const asked = () => zammad.requests.filter((r) => r.method === 'GET' && r.path === `/api/v1/tickets/${zt.id}`).length;
+      const before = asked();
+      await new Promise((r) => setTimeout(r, 1000)); // five poll intervals
+      expect(asked()).toBe(before);
+      expect(gw.logs.filter((l) => l.includes('polling Zammad failed'))).toEqual([]);
     } finally {
       zammad.integration.roles.splice(zammad.integration.roles.indexOf('Admin'), 1);
     }

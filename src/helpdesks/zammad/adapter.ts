@@ -149,6 +149,7 @@ export class ZammadAdapter implements HelpdeskAdapter {
 
   async erase(ticket: ExternalTicket, ticketId: string): Promise<void> {
     const outcome = await this.client.deleteTicket(ticket.externalId);
+    await this.intake.unwatch(ticket.externalId);
     this.ctx.log.info({ ticketId, zammadTicket: ticket.externalId, outcome }, 'Zammad ticket deleted: its omnigate ticket was erased');
   }
 

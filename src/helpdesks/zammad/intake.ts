@@ -13,7 +13,7 @@ import type { RawRequest, RawResponse } from '../../core/http.js';
 import type { OutboundAttachment } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
 import { sleep } from '../../core/sleep.js';
-import type { AgentAnswer, HelpdeskContext } from '../contract.js';
+import { HelpdeskRefusedError, type AgentAnswer, type HelpdeskContext } from '../contract.js';
 import type { ZammadAdapter } from './adapter.js';
 import type { ZammadArticle, ZammadTicket } from './client.js';
 
@@ -170,6 +170,16 @@ export class ZammadIntake {
     });
   }
 
+  /** Stop watching a ticket (deleted: its omnigate ticket was erased). */
+  unwatch(externalId: string): Promise<void> {
+    return this.serially(async () => {
+      const list = await this.watched();
+      if (!(externalId in list)) return;
+      delete list[externalId];
+      await this.ctx.state.put(WATCH_KEY, JSON.stringify(list));
+    });
+  }
+
   /**
    * Start watching a ticket that existed before we linked it (an earlier attempt made it, or the
    * helpdesk's `id` changed in the config): its articles and state so far are history, not
@@ -215,7 +225,13 @@ export class ZammadIntake {
         delete list[id];
         continue;
       }
-      const ticket = await this.zammad.client.ticket(id);
+      const ticket = await this.zammad.client.ticket(id).catch((err: unknown) => (err instanceof HelpdeskRefusedError && err.code === 'http_404' ? null : Promise.reject(err)));
+      // Deleted in Zammad (by hand, or for an erasure): nothing more to take from it. It failed
+      // every pass until it left the window.
+      if (!ticket) {
+        delete list[id];
+        continue;
+      }
       if (ticket.updated_at === w.updatedAt) continue;
       const me = await this.zammad.me();
       const fresh = (await this.zammad.client.articles(id)).filter((a) => a.id > w.lastArticleId).sort((a, b) => a.id - b.id);
