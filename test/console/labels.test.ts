@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConnectorState, DeliveryStatus, LogEntry, TicketEvent, TicketStatus } from '../../src/core/schema.js';
+import { ConnectorState, DeliveryStatus, LogEntry, TicketErasedEvent, TicketEvent, TicketStatus } from '../../src/core/schema.js';
 import { DEAD_LETTER_SOURCES, subjectSuffix } from '../../src/core/dead-letter.js';
 import { REPLAY_OUTCOMES } from '../../src/dlq.js';
 // @ts-expect-error: a plain browser module, served as it is (no types)
@@ -32,7 +32,7 @@ const FROM_SCHEMA: Record<string, readonly string[]> = {
   // Escalations name a breach or `rating` (a low one): LogEntry escalation.reason.
   breach: [...entry('sla').breach!.options!, 'rating'],
   escalation: ['pending', ...entry('escalation').outcome!.options!],
-  event: TicketEvent.shape.type.options,
+  event: [...TicketEvent.shape.type.options, TicketErasedEvent.shape.type.value],
   source: DEAD_LETTER_SOURCES,
   outcome: REPLAY_OUTCOMES,
 };

@@ -6,13 +6,13 @@
  * customer's next message opened a third ticket (the conversation split from its new ticket).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
 import { Buckets } from '../../src/core/subjects.js';
 import { scanStream } from '../../src/core/stream-scan.js';
 import { startApiHarness, type ApiHarness } from '../api/support.js';
 import { write, type Person } from '../helpers/people.js';
+import { beforePurges } from '../helpers/purge-hook.js';
 
 let h: ApiHarness;
 beforeAll(async () => {
@@ -32,24 +32,6 @@ async function threadIndex(): Promise<Map<string, string>> {
   return out;
 }
 const keysNaming = (index: Map<string, string>, ticketId: string) => [...index].filter(([, v]) => v === ticketId).map(([k]) => k);
-
-/** A property of `target`, its methods bound to it (the wrappers below hold no state of their own). */
-function own<T extends object>(target: T, key: string | symbol): unknown {
-  const value: unknown = Reflect.get(target, key, target);
-  return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-}
-
-/** `bus` as the eraser sees it, with `before` awaited ahead of every stream purge it asks for. */
-function beforePurges(bus: Bus, before: (stream: string) => Promise<void>): Bus {
-  const streams = bus.jsm.streams;
-  const purge: typeof streams.purge = async (stream, opts) => {
-    await before(stream);
-    return streams.purge(stream, opts);
-  };
-  const wrappedStreams = new Proxy(streams, { get: (t, k) => (k === 'purge' ? purge : own(t, k)) });
-  const jsm = new Proxy(bus.jsm, { get: (t, k) => (k === 'streams' ? wrappedStreams : own(t, k)) });
-  return new Proxy(bus, { get: (t, k) => (k === 'jsm' ? jsm : own(t, k)) });
-}
 
 describe('erasure against rebind', () => {
   it('keeps a binding that rebind moved to a new ticket between the scan and the purge', async () => {

@@ -13,6 +13,7 @@ import { AuditErasureEvent } from '../../src/core/schema.js';
 import { post, startApiHarness, until, type ApiHarness } from '../api/support.js';
 import { IVAN, MARIA, story as storyOf, write as writeAs, type Person } from '../helpers/people.js';
 import { dumpStreams, findIn } from '../helpers/store-dump.js';
+import { beforePurges } from '../helpers/purge-hook.js';
 
 let h: ApiHarness;
 beforeAll(async () => {
@@ -97,8 +98,8 @@ describe('an erasure cut short', () => {
   it('has announced ticket.erased for every ticket before it purged anything: once per erasure, however often it is published', async () => {
     const ticket = await write({ ...IVAN, id: 'cut-1', word: 'Обрыв' }, 'cut-1-1', 'Обрыв посреди удаления');
     const log = createLogger({ level: 'silent' });
-    // The process "dies" between the log purge and the index purges.
-    const dying = new Eraser(h.gw.gateway.bus, log, { beforePurge: async () => Promise.reject(new Error('killed')) });
+    // The process "dies" at its first purge.
+    const dying = new Eraser(beforePurges(h.gw.gateway.bus, async () => Promise.reject(new Error('killed'))), log);
     await expect(dying.erase({ ticketIds: [ticket], identities: [] }, { reason: 'retention', requestedBy: 'retention' })).rejects.toThrow('killed');
     const dump = await dumpStreams(h.gw.nc);
     const announced = findIn(new Map([['OMNI_EVENTS', dump.get('OMNI_EVENTS') ?? []]]), `"ticketId":"${ticket}"`).filter((hit) => hit.includes('omni.events.ticket.erased '));
