@@ -21,7 +21,10 @@ export interface InboundTicket {
 
 /** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
 export async function ticketFor(store: TicketStore, threader: Threader, e: InboundMessage, fresh: boolean): Promise<InboundTicket> {
-  /** Set when another sender's mail holds this mail's Message-ID: keyed by the Message-ID and this sender instead. */
+  /**
+   * Set when another sender's mail holds this mail's Message-ID: keyed by the Message-ID and this
+   * sender instead, and when that is lost to a mail this sender cannot be trusted with, by this message.
+   */
   let ownKey: string | undefined;
   for (;;) {
     const res = await threader.resolve(e, fresh);
@@ -38,9 +41,15 @@ export async function ticketFor(store: TicketStore, threader: Threader, e: Inbou
       // otherwise land in a stranger's ticket. A chat's key is the conversation: someone else
       // opened it concurrently, so resolve again (fresh) and join theirs.
       if (e.email && claim.ticketId) {
-        if (!ownKey && !(await sendersOwn(store, claim.ticketId, e.email))) {
-          ownKey = IndexKeys.emailMessageIdOfSender(e.email.messageId, e.email.from);
-          continue;
+        if (!(await sendersOwn(store, claim.ticketId, e))) {
+          // First another sender's key of this Message-ID: this sender's own. Lost again to a mail
+          // this sender's key cannot vouch for (a From found forged, reusing another's id and
+          // From): a key of this message alone, which no other mail can hold.
+          const next = ownKey === undefined ? IndexKeys.emailMessageIdOfSender(e.email.messageId, e.email.from) : IndexKeys.emailMessageIdOfSender(e.email.messageId, `${e.email.from}\u0000${e.id}`);
+          if (next !== ownKey) {
+            ownKey = next;
+            continue;
+          }
         }
         ticketId = claim.ticketId;
       } else {
@@ -66,9 +75,13 @@ export async function ticketFor(store: TicketStore, threader: Threader, e: Inbou
  * and create) is this mail's to create; an evicted ticket is nobody's to reopen under its number
  * (its log stays), so a mail of another sender goes to a key of its own.
  */
-async function sendersOwn(store: TicketStore, ticketId: string, email: NonNullable<InboundMessage['email']>): Promise<boolean> {
+async function sendersOwn(store: TicketStore, ticketId: string, e: InboundMessage): Promise<boolean> {
+  const email = e.email!;
   const ticket = await store.get(ticketId, { fresh: true });
   if (!ticket) return !(await store.removed(ticketId));
+  // This very message opened or joined it (a redelivery after a crash before its marker): its
+  // ticket, whoever the sender claims to be; asking again would open a second ticket for it.
+  if (ticket.value.recentEvents.includes(e.id)) return true;
   // A sender taken from a fallback header, or a From found forged, is nobody's word (sender-trust.ts).
   if (senderDoubt(email)) return false;
   return isParticipant(ticket.value, email.from.toLowerCase());

@@ -3,6 +3,8 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, emailMessage, publishEvent } from '../helpers/events.js';
 import type { InboundMessage, LogEntry, TicketEvent } from '../../src/core/schema.js';
 import { TicketStore } from '../../src/router/tickets.js';
+import { Threader } from '../../src/router/threading.js';
+import { ticketFor } from '../../src/router/inbound-ticket.js';
 
 let gw: TestGateway;
 
@@ -254,6 +256,25 @@ describe('email threading', () => {
     const ticket = (await gw.ticket(T))!;
     expect(ticket.participants).toEqual(['ivan@romashka.ru']);
     expect(ticket.messageCount).toBe(1);
+  });
+
+  it('sends a redelivered mail of a doubted sender to the ticket it opened, not a second one (a crash before its marker)', async () => {
+    const store = gw.gateway.router!.store;
+    const threader = new Threader(store, { reopenWindowMs: 7 * 86_400_000, now: Date.now });
+    const e = emailMessage({ messageId: '<fg-redeliver@evil.example>', from: 'petr@romashka.ru', subject: 'Счёт', text: 'Пришлите счёт' });
+    e.email = { ...e.email!, authentication: { verdict: 'fail', by: 'mx.example.ru', dmarc: 'fail' } };
+    const first = await ticketFor(store, threader, e, true);
+    expect(first.openedNow).toBe(true);
+    // The same message again, as after a crash between its ticket and its processed marker.
+    const again = await ticketFor(store, threader, e, true);
+    expect(again.ticket.id).toBe(first.ticket.id);
+    // Another mail reusing that Message-ID and From, its From found forged too: a ticket of its own.
+    const other = emailMessage({ messageId: '<fg-redeliver@evil.example>', from: 'petr@romashka.ru', subject: 'Счёт', text: 'Реквизиты сюда' });
+    other.email = { ...other.email!, authentication: { verdict: 'fail', by: 'mx.example.ru', dmarc: 'fail' } };
+    other.id = 'email:support:fg-redeliver-2';
+    other.platform = { messageId: 'fg-redeliver-2' };
+    const third = await ticketFor(store, threader, other, true);
+    expect(third.ticket.id).not.toBe(first.ticket.id);
   });
 
   it('lets a colleague in by the subject token only at a declared customer domain where a participant is', async () => {
