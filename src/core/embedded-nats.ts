@@ -122,10 +122,17 @@ export class EmbeddedNats {
     // Held until stop() or process death: no second gateway, so no second server, on this store.
     this.lock = await acquireDataDirLock(dataDir);
     this.dataDir = dataDir;
-    await this.makePrivate();
     const credential = (this.credential = newCredential());
-    this.configFile = await writeServerConfig(dataDir, credential);
-    this.predecessor = await this.recordedInstance();
+    try {
+      await this.makePrivate();
+      this.configFile = await writeServerConfig(dataDir, credential);
+      this.predecessor = await this.recordedInstance();
+    } catch (err) {
+      // Nothing launched yet: free the directory for a retry in this process.
+      await this.lock.release();
+      this.lock = undefined;
+      throw err;
+    }
     this.binary = binary;
     try {
       await this.launchOnce();

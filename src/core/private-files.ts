@@ -18,6 +18,8 @@ import { join } from 'node:path';
 
 export const PRIVATE_DIR = 0o700;
 export const PRIVATE_FILE = 0o600;
+/** chmod refusals of a volume whose modes are not ours to set. */
+const UNCHANGEABLE = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP']);
 /** Group and other bits: what tightening takes away (setgid stays: Kubernetes' fsGroup sets it). */
 const SHARED_BITS = 0o077;
 
@@ -43,7 +45,12 @@ export async function writePrivateFile(path: string, text: string): Promise<void
   await rm(tmp, { force: true });
   try {
     await writeFile(tmp, text, { mode: PRIVATE_FILE, flag: 'wx' });
-    await chmod(tmp, PRIVATE_FILE); // a umask can only take bits away; this says it for certain
+    // A umask can only take bits away; this says it for certain. A volume whose modes are the
+    // mount's (CIFS, Azure Files: EPERM even on a file just made) keeps them: reported by the
+    // start's tightening (describeTightening), not a reason to refuse to start.
+    await chmod(tmp, PRIVATE_FILE).catch((err: NodeJS.ErrnoException) => {
+      if (!UNCHANGEABLE.has(err.code ?? '')) throw err;
+    });
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
