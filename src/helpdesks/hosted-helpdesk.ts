@@ -314,6 +314,13 @@ export class HostedHelpdesk {
     // (rule new-ticket). ensureTicket writes it, from whichever comes first; the other is done.
     const firstId = firstMessageOf(event)?.id;
     const firstMessage = event.type === 'ticket.created' || firstId !== undefined;
+    if (!ticket && (await this.records.wasErased(event.ticketId))) {
+      // Published while the ticket's erasure ran (it had announced the ticket, its record not yet
+      // gone): writing it would open the erased person's helpdesk ticket again, for good.
+      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type }, 'event of an erased ticket: not written to the helpdesk');
+      await this.records.finish(event.id);
+      return 'ignored';
+    }
     if (!ticket) {
       ticket = await this.adapter.ensureTicket(event);
       // Linked before the mapping is recorded: a crash in between links again (same value).
@@ -350,6 +357,8 @@ export class HostedHelpdesk {
     const begun = await this.records.begin(event.id);
     if (begun === 'done') return 'done';
     const ticket = await this.records.lookup(event.ticketId);
+    // First: an event of the ticket that comes after this one finds no mapping and must not make one.
+    await this.records.markErased(event.ticketId);
     if (ticket) {
       if (!this.adapter.erase) throw new HelpdeskRefusedError('erase_unsupported', `the ${this.spec.factory.type} adapter cannot remove helpdesk ticket ${ticket.externalId}: delete it by hand`);
       await this.adapter.erase(ticket, event.ticketId);

@@ -9,6 +9,9 @@
  * - omni_dedup `helpdesk.<id>.answer.<hash>`: an agent answer taken (the command's result). The
  *   dedup bucket's TTL (`nats.dedupTtl`, 30 days) bounds both; the router's command idempotency
  *   (same TTL) is the second guard on answers.
+ * - omni_dedup `helpdesk.<id>.erased.<ticket>`: the ticket was erased. An event the router
+ *   published for it while the erasure ran (a message of the person being erased) must not open
+ *   the helpdesk ticket again; kept for the dedup bucket's TTL, long past any such straggler.
  * - omni_state `helpdesk.<id>.s.<key>`: the adapter's own state (poll cursors).
  */
 import type { KV } from '@nats-io/kv';
@@ -50,6 +53,16 @@ export class HelpdeskRecords {
   async forget(ticketId: string, externalId: string): Promise<void> {
     await this.state.purge(this.key('ticket', ticketId));
     await this.state.purge(this.key('external', externalId));
+  }
+
+  /** Remembers that `ticketId` was erased: later events of it are not written (see above). */
+  async markErased(ticketId: string): Promise<void> {
+    await this.dedup.put(this.key('erased', ticketId), '1');
+  }
+
+  async wasErased(ticketId: string): Promise<boolean> {
+    const e = await this.dedup.get(this.key('erased', ticketId));
+    return e?.operation === 'PUT';
   }
 
   /**
