@@ -127,7 +127,7 @@ describe('liveness while JetStream does not answer', () => {
     for (const err of [noLeader, noResponders]) {
       const { sup, loop } = await failing(err);
       expect(loop.status.dependencyDown).toBe('jetstream');
-      expect(liveness({ supervisor: sup, bus: longUp } as never)).toEqual({ ready: true, checks: {} });
+      expect(liveness({ supervisor: sup, bus: longUp } as never)).toEqual({ ready: true, checks: {}, reasons: [] });
       await sup.stop();
     }
   });

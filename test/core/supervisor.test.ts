@@ -75,7 +75,7 @@ describe('supervisor', () => {
     }));
     await until(() => loops.every((l) => l.status.state === 'failed'), 'failed');
     expect(loops.map((l) => l.status.dependencyDown)).toEqual(['database', 'database', 'database', 'nats']);
-    expect(liveness({ supervisor: sup, bus: connected } as never)).toEqual({ ready: true, checks: {} });
+    expect(liveness({ supervisor: sup, bus: connected } as never)).toEqual({ ready: true, checks: {}, reasons: [] });
     // Connected for minutes and still timing out: a wedged client, which a restart cures; the database's are still excused.
     const longUp = liveness({ supervisor: sup, bus: { connected: true, connectedSinceMs: Date.now() - 120_000 } } as never);
     expect(longUp.ready).toBe(false);
