@@ -53,9 +53,11 @@ export function findBinary(binary: string): string | null {
  * gateway dies for any reason the kernel closes that pipe, `cat` sees EOF and the server gets
  * SIGTERM (SIGKILL 15 s later), so it does not outlive us for long. A normal stop closes the pipe
  * the same way: one stop path. The server itself never sees the pipe (fd 3 is closed for it).
- * Once the server has exited, the watcher is told to end and takes its 15 s timer with it: a bare
- * `sleep 15` outlived every stop by 15 s (an orphan in the gateway's unit or container, holding
- * the gateway's stderr pipe). `wait`, unlike a foreground sleep, lets the trap run at once.
+ * Once the server has exited, the rest of the watchdog's own process group (it is started
+ * detached) is told to end, the shell itself excepted: a bare `sleep 15` outlived every stop by
+ * 15 s (an orphan in the gateway's unit or container, holding the gateway's stderr pipe). The
+ * group, not the watcher alone: a TERM that reached the watcher between its `sleep 15 &` and
+ * `grace=$!` left the sleep behind on a loaded CI machine.
  * The umask keeps its store private whatever the gateway's own (private-files.ts).
  */
 const WATCHDOG = `umask 077
@@ -63,11 +65,11 @@ exec 3<&0 </dev/null
 "$@" 3<&- &
 server=$!
 { trap 'kill "$grace" 2>/dev/null; exit 0' TERM; cat <&3 >/dev/null; kill -TERM "$server" 2>/dev/null; sleep 15 & grace=$!; wait "$grace"; kill -KILL "$server" 2>/dev/null; } &
-watcher=$!
 exec 3<&-
 wait "$server"
 code=$?
-kill "$watcher" 2>/dev/null
+trap '' TERM
+kill -TERM 0 2>/dev/null
 exit "$code"`;
 
 /** In the data directory: the instance id (holder.ts) of the gateway that holds, or last held, it. */
