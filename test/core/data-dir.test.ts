@@ -2,30 +2,17 @@
  * A data directory that cannot be used says why and names its setting: Node's recursive mkdir
  * answered ENOENT on a read-only volume, which sent an ops engineer looking for a missing path.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ensureDataDir } from '../../src/core/data-dir.js';
+import { readOnlyBindMount } from '../helpers/read-only-mount.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
 
 const root = testTempDir('omnigate-datadir-');
 const readOnly = join(root, 'ro');
 mkdirSync(join(root, 'ro-source', 'existing'), { recursive: true });
-mkdirSync(readOnly);
-const mounted = (() => {
-  try {
-    execFileSync('mount', ['--bind', join(root, 'ro-source'), readOnly], { stdio: 'ignore' });
-    execFileSync('mount', ['-o', 'remount,bind,ro', readOnly], { stdio: 'ignore' });
-    return true;
-  } catch {
-    console.log('read-only cases skipped: cannot bind-mount here (needs root or CAP_SYS_ADMIN)');
-    return false;
-  }
-})();
-afterAll(() => {
-  if (mounted) execFileSync('umount', ['-l', readOnly], { stdio: 'ignore' });
-});
+const mounted = readOnlyBindMount(join(root, 'ro-source'), readOnly);
 
 describe('ensureDataDir', () => {
   it('makes a missing directory, and takes an existing writable one', async () => {

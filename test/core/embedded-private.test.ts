@@ -17,23 +17,12 @@ import { natsConnectionOptions } from '../../src/core/nats-access.js';
 import { findLeftovers, processArgv } from '../../src/core/nats-leftovers.js';
 import { natsServerBinary } from '../helpers/nats-server.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
+import { sharedPaths } from '../helpers/file-modes.js';
 
 const lines: string[] = [];
 const log = pino({ level: 'debug' }, new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) }));
 const servers = (dataDir: string) => findLeftovers(join(dataDir, 'jetstream'), join(dataDir, 'nats-server.pid')).map((l) => l.pid);
 const mode = (path: string) => statSync(path).mode & 0o777;
-
-/** Paths under `dir` (itself included) that group or others may use, with their modes. */
-function shared(dir: string): string[] {
-  const found: string[] = [];
-  const walk = (p: string) => {
-    const s = statSync(p);
-    if (s.mode & 0o077) found.push(`${p} ${(s.mode & 0o777).toString(8)}`);
-    if (s.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name));
-  };
-  walk(dir);
-  return found;
-}
 
 async function until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -115,7 +104,7 @@ describe('embedded nats-server: credential and private data directory', () => {
     expect(mode(join(dataDir, 'nats-server.conf'))).toBe(0o600);
     expect(mode(join(dataDir, 'gateway.instance'))).toBe(0o600);
     // The store nats-server made (its own modes are 0750/0640), the pid and ports files.
-    expect(shared(dataDir)).toEqual([`${join(dataDir, 'README.txt')} 644`]);
+    expect(sharedPaths(dataDir)).toEqual([`${join(dataDir, 'README.txt')} 644`]);
     await embedded.stop();
   }, 90_000);
 });

@@ -3,11 +3,11 @@
  * symbolic links neither changed nor followed, only the named entries recursed into, and a path
  * that cannot be changed (a read-only volume) reported, never thrown.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { describeTightening, tightenTree, writePrivateFile } from '../../src/core/private-files.js';
+import { readOnlyBindMount } from '../helpers/read-only-mount.js';
 import { testTempDir } from '../helpers/temp-dirs.js';
 
 const root = testTempDir('omnigate-private-files-');
@@ -17,20 +17,7 @@ const readOnly = join(root, 'ro');
 mkdirSync(join(root, 'ro-source', 'store'), { recursive: true });
 writeFileSync(join(root, 'ro-source', 'store', 'blk'), 'x');
 chmodSync(join(root, 'ro-source', 'store', 'blk'), 0o644);
-mkdirSync(readOnly);
-const mounted = (() => {
-  try {
-    execFileSync('mount', ['--bind', join(root, 'ro-source'), readOnly], { stdio: 'ignore' });
-    execFileSync('mount', ['-o', 'remount,bind,ro', readOnly], { stdio: 'ignore' });
-    return true;
-  } catch {
-    console.log('read-only case skipped: cannot bind-mount here (needs root or CAP_SYS_ADMIN)');
-    return false;
-  }
-})();
-afterAll(() => {
-  if (mounted) execFileSync('umount', ['-l', readOnly], { stdio: 'ignore' });
-});
+const mounted = readOnlyBindMount(join(root, 'ro-source'), readOnly);
 
 describe('tightenTree', () => {
   it('clears group and other bits on the root and under the named entries only, keeps setgid, leaves links alone', async () => {

@@ -10,18 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { restrictUmask } from '../../src/core/private-files.js';
 import { openDatabase } from '../../src/read-model/database.js';
 import { pgliteDir } from '../helpers/sql.js';
-
-/** Paths under `dir` (itself included) that group or others may use. */
-function shared(dir: string): string[] {
-  const found: string[] = [];
-  const walk = (p: string) => {
-    const s = statSync(p);
-    if (s.mode & 0o077) found.push(`${p} ${(s.mode & 0o777).toString(8)}`);
-    if (s.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name));
-  };
-  walk(dir);
-  return found;
-}
+import { sharedPaths } from '../helpers/file-modes.js';
 
 /** As the trial found it: files 0666, directories 0755. */
 function loosen(p: string): void {
@@ -34,7 +23,7 @@ describe('PGlite directory', () => {
   it('is made private at open, and what PGlite writes later stays private under the gateway\'s umask', async () => {
     const dir = await pgliteDir();
     loosen(dir);
-    expect(shared(dir).length).toBeGreaterThan(100);
+    expect(sharedPaths(dir).length).toBeGreaterThan(100);
     const before = restrictUmask();
     try {
       const db = await openDatabase({ dataDir: dir });
@@ -48,7 +37,7 @@ describe('PGlite directory', () => {
       } finally {
         await db.close();
       }
-      expect(shared(dir)).toEqual([]);
+      expect(sharedPaths(dir)).toEqual([]);
     } finally {
       if (before !== undefined) process.umask(before);
     }
