@@ -6,51 +6,30 @@
  * point on; replica B must take over and deliver the rest: every event once, in order per ticket.
  * While A still holds and fails, its lag reads NaN, not a number it cannot know.
  */
-import { createServer, type Server } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Supervisor } from '../../src/core/supervisor.js';
 import { WebhookDispatcher, type WebhookTarget } from '../../src/api/webhooks.js';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { until } from '../helpers/until.js';
+import { webhookRig } from './webhook-rig.js';
 
 const TTL = 3_000;
 const log = createLogger({ level: 'silent' });
-let nats: TestNats;
-let receiver: Server;
-let port = 0;
 const received: Array<{ seq: number; ticketId: string; delivery: string }> = [];
-const buses: Bus[] = [];
-const dispatchers: WebhookDispatcher[] = [];
-
-beforeAll(async () => {
-  nats = await startNats();
-  receiver = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ticketId: string };
-      received.push({ seq: Number(req.headers['x-omnigate-sequence']), ticketId: event.ticketId, delivery: String(req.headers['x-omnigate-delivery']) });
-      res.writeHead(204).end();
-    });
+const rig = webhookRig((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const event = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ticketId: string };
+    received.push({ seq: Number(req.headers['x-omnigate-sequence']), ticketId: event.ticketId, delivery: String(req.headers['x-omnigate-delivery']) });
+    res.writeHead(204).end();
   });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
-  port = (receiver.address() as { port: number }).port;
-});
-
-afterAll(async () => {
-  await Promise.all(dispatchers.map((d) => d.stop()));
-  await Promise.all(buses.map((b) => b.close()));
-  await nats?.stop();
-  await new Promise((r) => receiver?.close(r));
-});
+}, TTL, log);
 
 /** A replica: its own connection and dispatcher; `broken` makes its pulls fail as in the trial. */
 async function replica(holder: string): Promise<{ bus: Bus; dispatcher: WebhookDispatcher; breakPulls: () => void }> {
-  const bus = await Bus.connect({ url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: TTL }, log);
-  await bus.provision();
-  buses.push(bus);
+  const bus = await rig.bus();
   let broken = false;
   const consumers = bus.js.consumers;
   const get = consumers.get.bind(consumers);
@@ -61,13 +40,12 @@ async function replica(holder: string): Promise<{ bus: Bus; dispatcher: WebhookD
     return c;
   }) as typeof consumers.get;
   const target: WebhookTarget = {
-    name: 'helpdesk', url: `http://127.0.0.1:${port}/hook`, secret: 'failing-holder-secret-0123', events: ['*'],
+    name: 'helpdesk', url: `http://127.0.0.1:${rig.port}/hook`, secret: 'failing-holder-secret-0123', events: ['*'],
     timeout: 5_000, retryFor: 600_000, backoffBase: 50, backoffMax: 200, redeliverAfter: 3_000,
   };
   // Fast restarts: the supervisor's `failed` state (5 failures in a row) within a couple of seconds.
   const dispatcher = new WebhookDispatcher(bus, target, log, { holder, ttlMs: TTL }, new Supervisor(log, { baseMs: 200, maxMs: 1_000 }));
-  dispatchers.push(dispatcher);
-  await dispatcher.start();
+  await rig.start(dispatcher);
   return { bus, dispatcher, breakPulls: () => (broken = true) };
 }
 

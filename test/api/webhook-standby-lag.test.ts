@@ -5,54 +5,32 @@
  * reports NaN, not its last reading (which `max by (consumer)` took for the truth). Two
  * dispatchers on one real nats-server; the receiver refuses, so the backlog grows.
  */
-import { createServer, type Server } from 'node:http';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Bus } from '../../src/core/bus.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Consumers, Streams } from '../../src/core/subjects.js';
 import { Supervisor } from '../../src/core/supervisor.js';
 import { WebhookDispatcher, type WebhookTarget } from '../../src/api/webhooks.js';
-import { startNats, type TestNats } from '../helpers/nats-server.js';
 import { until } from '../helpers/until.js';
+import { webhookRig } from './webhook-rig.js';
 
 const TTL = 3_000;
 const log = createLogger({ level: 'silent' });
-let nats: TestNats;
-let receiver: Server;
-let port = 0;
-const buses: Bus[] = [];
-const dispatchers: WebhookDispatcher[] = [];
-
-beforeAll(async () => {
-  nats = await startNats();
-  receiver = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(500).end());
-  });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
-  port = (receiver.address() as { port: number }).port;
-});
-
-afterAll(async () => {
-  await Promise.all(dispatchers.map((d) => d.stop()));
-  await Promise.all(buses.map((b) => b.close()));
-  await nats?.stop();
-  await new Promise((r) => receiver?.close(r));
-});
+// The receiver refuses every event: the backlog only grows.
+const rig = webhookRig((req, res) => {
+  req.resume();
+  req.on('end', () => res.writeHead(500).end());
+}, TTL, log);
 
 async function replica(holder: string): Promise<{ bus: Bus; dispatcher: WebhookDispatcher }> {
-  const bus = await Bus.connect({ url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: TTL }, log);
-  await bus.provision();
-  buses.push(bus);
+  const bus = await rig.bus();
   const target: WebhookTarget = {
-    name: 'crm', url: `http://127.0.0.1:${port}/hook`, secret: 'standby-lag-secret-0123456', events: ['*'],
+    name: 'crm', url: `http://127.0.0.1:${rig.port}/hook`, secret: 'standby-lag-secret-0123456', events: ['*'],
     timeout: 5_000, retryFor: 600_000, backoffBase: 50, backoffMax: 200, redeliverAfter: 3_000,
   };
-  const dispatcher = new WebhookDispatcher(bus, target, log, { holder, ttlMs: TTL }, new Supervisor(log));
-  dispatchers.push(dispatcher);
-  await dispatcher.start();
+  const dispatcher = await rig.start(new WebhookDispatcher(bus, target, log, { holder, ttlMs: TTL }, new Supervisor(log)));
   return { bus, dispatcher };
 }
 
@@ -64,7 +42,7 @@ async function publish(bus: Bus, from: number, count: number): Promise<void> {
 
 /** What a fresh client reads of the durable: the truth the trial compared with. */
 async function truth(): Promise<number> {
-  const nc = await connect({ servers: nats.url });
+  const nc = await connect({ servers: rig.nats.url });
   try {
     const info = await (await jetstreamManager(nc)).consumers.info(Streams.events, Consumers.webhooks('crm'));
     return info.num_pending + info.num_ack_pending;
