@@ -6,7 +6,8 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ImapFlow } from 'imapflow';
-import type { TicketEvent } from '../../../src/core/schema.js';
+import type { InboundMessage, TicketEvent } from '../../../src/core/schema.js';
+import { afterAll, beforeAll } from 'vitest';
 import { Streams, hashKey } from '../../../src/core/subjects.js';
 import type { Checkpoint } from '../../../src/connectors/email/checkpoint.js';
 import { startDovecot, type TestDovecot } from '../../helpers/dovecot.js';
@@ -133,4 +134,28 @@ export async function checkpointOf(nc: NatsConnection, folder: string): Promise<
   const key = `email.support.${hashKey(`uid:${SUPPORT}:${folder}`)}`;
   const e = await kv.get(key);
   return { key, cp: e && e.operation === 'PUT' ? e.json<Checkpoint>() : null };
+}
+
+/**
+ * A describe block's mailbox and gateway (support's mailbox, polled every minute: mail is found by
+ * IDLE), started before its tests and stopped after; `inbound` waits for a mail's inbound event.
+ * Fields are set once the block's beforeAll has run.
+ */
+export function mailboxGateway(): { world: EmailWorld; gw: TestGateway; inbound: (messageId: string) => Promise<InboundMessage> } {
+  const rig = {
+    world: undefined as unknown as EmailWorld,
+    gw: undefined as unknown as TestGateway,
+    inbound: async (messageId: string) =>
+      inboundOf(await rig.gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === messageId, 20_000))! as InboundMessage,
+  };
+  beforeAll(async () => {
+    rig.world = await startWorld();
+    rig.gw = await emailGateway(rig.world, { pollIntervalMs: 60_000 });
+    await connected(rig.gw);
+  });
+  afterAll(async () => {
+    await rig.gw?.stop();
+    await rig.world?.stop();
+  });
+  return rig;
 }

@@ -4,12 +4,11 @@
  * charset only breaking a tie. Through the connector's parser (normalizeMail) for the whole table
  * of charsets, and through the mailbox (Dovecot, the connector, the router) for the reported mixes.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { normalizeMail, type NormalizeDeps } from '../../../src/connectors/email/normalize.js';
-import type { Attachment, InboundMessage } from '../../../src/core/schema.js';
+import type { Attachment } from '../../../src/core/schema.js';
 import type { MediaStore } from '../../../src/core/media.js';
-import type { TestGateway } from '../../helpers/gateway.js';
-import { SUPPORT, connected, emailGateway, inboundOf, startWorld, type EmailWorld } from './harness.js';
+import { SUPPORT, mailboxGateway } from './harness.js';
 import { mixedCharsetMail, uniqueId, type RawText } from './mails.js';
 
 const LEGACY = ['windows-1251', 'koi8-r', 'cp866', 'iso-8859-5', 'maccyrillic'] as const;
@@ -79,21 +78,8 @@ describe('raw 8-bit header fields and file names, each in its own charset', () =
 });
 
 describe('mixed charsets through the mailbox', () => {
-  let world: EmailWorld;
-  let gw: TestGateway;
-
-  beforeAll(async () => {
-    world = await startWorld();
-    gw = await emailGateway(world, { pollIntervalMs: 60_000 });
-    await connected(gw);
-  });
-  afterAll(async () => {
-    await gw?.stop();
-    await world?.stop();
-  });
-
-  const inbound = async (messageId: string) =>
-    inboundOf(await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === messageId, 20_000))! as InboundMessage;
+  const mailbox = mailboxGateway();
+  const inbound = (messageId: string) => mailbox.inbound(messageId);
 
   it('gives the agent each field in its own charset: KOI8-R body + cp1251 name, cp1251 body + KOI8-R subject, UTF-8 body + cp866 name', async () => {
     const t = (text: string, charset: string): RawText => ({ text, charset });
@@ -104,7 +90,7 @@ describe('mixed charsets through the mailbox', () => {
       { subject: t('Скан договора', 'utf-8'), fromName: t('Сканер МФУ', 'cp866'), body: t(TEXT, 'utf-8'), bodyLabel: 'utf-8', file: t('ТЗ.docx', 'cp866') },
     ];
     const ids = cases.map(() => uniqueId('mixed'));
-    for (const [i, c] of cases.entries()) await world.imap.append('INBOX', mixedCharsetMail({ messageId: ids[i]!, ...c }));
+    for (const [i, c] of cases.entries()) await mailbox.world.imap.append('INBOX', mixedCharsetMail({ messageId: ids[i]!, ...c }));
     for (const [i, c] of cases.entries()) {
       const msg = await inbound(ids[i]!);
       expect([msg.email!.subject, msg.sender.displayName, msg.text, msg.attachments.map((a) => a.name)], JSON.stringify(c)).toEqual([c.subject.text, c.fromName.text, TEXT, [c.file.text]]);

@@ -5,13 +5,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Objm } from '@nats-io/obj';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseTnef } from '../../../src/connectors/email/tnef.js';
 import { decompressRtf } from '../../../src/connectors/email/rtf-compressed.js';
 import { unpackWinmail } from '../../../src/connectors/email/winmail.js';
-import type { InboundMessage } from '../../../src/core/schema.js';
-import type { TestGateway } from '../../helpers/gateway.js';
-import { connected, emailGateway, inboundOf, startWorld, type EmailWorld } from './harness.js';
+import { mailboxGateway } from './harness.js';
 import { uniqueId } from './mails.js';
 import { ATT, attribute, cp1251, outlookMail, rtfUncompressed, SPEC_LZFU, tnefStream, winmailDat } from './tnef-encoder.js';
 
@@ -136,39 +134,26 @@ describe('unpacking winmail.dat', () => {
 });
 
 describe('winmail.dat through the mailbox', () => {
-  let world: EmailWorld;
-  let gw: TestGateway;
-
-  beforeAll(async () => {
-    world = await startWorld();
-    gw = await emailGateway(world, { pollIntervalMs: 60_000 });
-    await connected(gw);
-  });
-  afterAll(async () => {
-    await gw?.stop();
-    await world?.stop();
-  });
-
-  const inbound = async (messageId: string) =>
-    inboundOf(await gw.waitForEvent((e) => e.type === 'ticket.message' && inboundOf(e)?.email?.messageId === messageId, 20_000))! as InboundMessage;
+  const mailbox = mailboxGateway();
+  const inbound = (messageId: string) => mailbox.inbound(messageId);
 
   it('gives the agent the scan and the screenshot inside, stored whole, under their Cyrillic names', async () => {
     const messageId = uniqueId('tnef');
-    await world.imap.append('INBOX', outlookMail({ messageId, subject: 'Договор', text: 'Добрый день! Скан договора во вложении.', tnef: contract() }));
+    await mailbox.world.imap.append('INBOX', outlookMail({ messageId, subject: 'Договор', text: 'Добрый день! Скан договора во вложении.', tnef: contract() }));
     const msg = await inbound(messageId);
     expect(msg.text).toBe('Добрый день! Скан договора во вложении.');
     expect(msg.attachments.map((a) => [a.name, a.mimeType, a.kind, a.status, a.sha256])).toEqual([
       ['Договор №5 (скан).pdf', 'application/pdf', 'document', 'stored', sha256(PDF)],
       ['Снимок экрана 2026-12-07.png', 'image/png', 'image', 'stored', sha256(PNG)],
     ]);
-    const store = await new Objm(gw.nc).open('omni_media');
+    const store = await new Objm(mailbox.gw.nc).open('omni_media');
     expect(sha256((await store.getBlob(msg.attachments[1]!.objectKey!))!)).toBe(sha256(PNG));
   });
 
   it('keeps a truncated winmail.dat whole and says so under the text', async () => {
     const messageId = uniqueId('tnef-cut');
     const cut = contract().subarray(0, 4000);
-    await world.imap.append('INBOX', outlookMail({ messageId, subject: 'Сломанный', text: 'См. вложение.', tnef: cut }));
+    await mailbox.world.imap.append('INBOX', outlookMail({ messageId, subject: 'Сломанный', text: 'См. вложение.', tnef: cut }));
     const msg = await inbound(messageId);
     expect(msg.attachments).toEqual([expect.objectContaining({ name: 'winmail.dat', mimeType: 'application/ms-tnef', status: 'stored', sha256: sha256(cut) })]);
     expect(msg.fullText).toMatch(/^См\. вложение\.\n\n\[winmail\.dat \(Outlook TNEF\) could not be unpacked: truncated: .+; attached as it came\]$/);
@@ -178,14 +163,14 @@ describe('winmail.dat through the mailbox', () => {
   it('takes the body from a mail that is nothing but winmail.dat', async () => {
     const messageId = uniqueId('tnef-only');
     const tnef = winmailDat({ codepage: 1251, body: cp1251('Прошу выставить счёт.\r\nС уважением, Сергей'), rtf: SPEC_LZFU, files: [{ title: cp1251('Реквизиты.pdf'), data: PDF }] });
-    await world.imap.append('INBOX', outlookMail({ messageId, subject: 'Счёт', text: null, tnef }));
+    await mailbox.world.imap.append('INBOX', outlookMail({ messageId, subject: 'Счёт', text: null, tnef }));
     const msg = await inbound(messageId);
     expect(msg.fullText).toBe('Прошу выставить счёт.\nС уважением, Сергей');
     expect(msg.attachments.map((a) => a.name)).toEqual(['Реквизиты.pdf']);
 
     // Only the formatted text: the agent gets it as message.rtf.
     const rtfId = uniqueId('tnef-rtf');
-    await world.imap.append('INBOX', outlookMail({ messageId: rtfId, subject: 'RTF', text: null, tnef: winmailDat({ codepage: 1251, rtf: SPEC_LZFU, files: [] }) }));
+    await mailbox.world.imap.append('INBOX', outlookMail({ messageId: rtfId, subject: 'RTF', text: null, tnef: winmailDat({ codepage: 1251, rtf: SPEC_LZFU, files: [] }) }));
     const rtf = await inbound(rtfId);
     expect(rtf.attachments).toEqual([expect.objectContaining({ name: 'message.rtf', mimeType: 'application/rtf', status: 'stored', size: 43 })]);
   });
