@@ -24,7 +24,7 @@ import type { Journal } from './journal.js';
 import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket-changes.js';
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import { ticketFor } from './inbound-ticket.js';
-import { hasOurShape, type Resolution, type Threader } from './threading.js';
+import type { Resolution, Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
@@ -258,8 +258,8 @@ export class MessageRouter {
         writes.push(append(ratingEntry, `rating:${m.e.id}`), this.journal.emit('ticket.rating', after, `rating:${m.e.id}`, ratingEntry));
         rated.push(change.rated);
       }
-      // A Message-ID of our shape is ours to index when we send it (deliveries.ts), never a stranger's (threading.ts hasOurShape).
-      if (m.e.email && !hasOurShape(m.e.email.messageId)) writes.push(this.store.index(IndexKeys.emailMessageId(m.e.email.messageId), ticket.id));
+      // A Message-ID of ours is ours to index when we send it (deliveries.ts), never a stranger's (threading.ts hasOurShape).
+      if (m.e.email && !this.threader.claimsOurs(m.e.email.messageId)) writes.push(this.store.index(IndexKeys.emailMessageId(m.e.email.messageId), ticket.id));
     }
     await Promise.all(writes);
     // Before the markers: a hook that fails (or a crash before it ran) is retried with its message.

@@ -109,7 +109,7 @@ export class Router implements RoutingHooks {
       log.warn({ readModelHighest: floor, nextNumber: base + 1 }, 'ticket numbering starts over in NATS (its store is new) while the read model holds tickets up to this number: continuing above it, so no number is given twice'));
     this.journal = new Journal(bus);
     presetDeadLetters('router', ROUTER_DEAD_LETTER_CODES);
-    this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now, colleagueDomains: o.colleagueDomains });
+    this.threader = new Threader(this.store, { reopenWindowMs: o.reopenWindowMs, now: Date.now, colleagueDomains: o.colleagueDomains, installationId: bus.installationId });
     this.deliveries = new DeliveryRecorder(bus, this.store, this.journal, this.metrics, log);
     this.inboundSlots = new Semaphore(o.concurrency);
     this.messages = new MessageRouter(bus, this.store, this.threader, this.journal, this, o);

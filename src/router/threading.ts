@@ -41,6 +41,8 @@ export interface ThreadingOptions {
   now: () => number;
   /** router.colleagueDomains: customer organisations' own mail domains (any form: compared as asciiDomain); none by default. */
   colleagueDomains?: readonly string[];
+  /** This installation's id (omni_meta), which ends every Message-ID it mints; '' (default): any id of our shape is ours. */
+  installationId?: string;
 }
 
 /** Why a mail that named a ticket did not join it, per ticket: said in the log of the ticket it opens. */
@@ -73,19 +75,31 @@ export function markerPattern(prefix: string): RegExp {
 
 /**
  * Every Message-ID we mint starts `omni.` (email connector ids.ts), at whatever domain an
- * account's messageIdDomain names. Found on a mail we did not send (not in the `out.` index:
- * echoes of ours are parked before threading), it is forged or another installation's: it is
- * never indexed as the mail's own, where it would stand for ours in the `mid.` index and pull
- * replies to our mail into the forger's ticket.
+ * account's messageIdDomain names, and ends in this installation's id. Found on a mail we did
+ * not send (not in the `out.` index: echoes of ours are parked before threading), it is forged:
+ * it is never indexed as the mail's own, where it would stand for ours in the `mid.` index and
+ * pull replies to our mail into the forger's ticket. One whose installation tail is another's
+ * (a customer or supplier that runs omnigate too) is that installation's, and indexed like any
+ * mailer's id: ours carry our tail and a keyed hash, so it can never be one we will send.
  */
 const OUR_SHAPE = /^<?omni\./i;
+/** The parts of a full id of ours: `<omni.<ticket>.<24 hex>[.<installation>]@domain>` (ids.ts). */
+const OUR_GRAMMAR = /^<?omni\.[A-Za-z0-9_-]+\.[0-9a-f]{24}(?:\.([0-9a-z]{1,32}))?@[^>\s]+>?$/i;
 
-export function hasOurShape(messageId: string): boolean {
-  return OUR_SHAPE.test(messageId.trim());
+/**
+ * Whether `messageId` claims to be one of this installation's (`installationId`; '' when unknown:
+ * every id of our shape). Anything of our shape that is not another installation's full id
+ * counts as ours: a mangled forgery must not escape the rule by its spelling.
+ */
+export function hasOurShape(messageId: string, installationId = ''): boolean {
+  const id = messageId.trim();
+  if (!OUR_SHAPE.test(id)) return false;
+  const tail = OUR_GRAMMAR.exec(id)?.[1];
+  return !installationId || tail === undefined || tail.toLowerCase() === installationId.toLowerCase();
 }
 
 /** Said in the log of a mail whose own Message-ID has our shape (hasOurShape). */
-export const FORGED_NOTE = 'its own Message-ID has the shape of ours but is none we sent (forged, or another installation\'s): not indexed';
+export const FORGED_NOTE = 'its own Message-ID has the shape of ours but is none we sent (forged): not indexed';
 
 export class Threader {
   private readonly tokenRe: RegExp;
@@ -102,6 +116,11 @@ export class Threader {
     this.colleagueDomains = new Set((o.colleagueDomains ?? []).flatMap((d) => asciiDomain(d) ?? []));
   }
 
+  /** Whether a Message-ID claims to be one this installation minted (hasOurShape). */
+  claimsOurs(messageId: string): boolean {
+    return hasOurShape(messageId, this.o.installationId);
+  }
+
   /** The key that orders work: messages with the same key are processed one at a time. */
   laneKey(e: Parameters<typeof orderKey>[0]): string {
     return orderKey(e);
@@ -110,7 +129,7 @@ export class Threader {
   async resolve(e: InboundMessage, fresh = false): Promise<Resolution> {
     if (e.email) {
       const refused: Refusals = new Map();
-      const forged = hasOurShape(e.email.messageId);
+      const forged = this.claimsOurs(e.email.messageId);
       const found = await this.resolveEmail(e, { fresh }, refused);
       if (found) return forged ? { ...found, match: { ...found.match, value: `${found.match.value} (${FORGED_NOTE})` } } : found;
       // At most a few, each ticket once: a mail's References may name any number of tickets.
@@ -156,7 +175,7 @@ export class Threader {
       // mail carried, first writer wins. A stranger who wrote one of our future ids there (a mail
       // of theirs carrying it) had the replies to our mail land in their ticket. Only ids of our
       // shape can be ours: a customer's costs no second lookup.
-      const own = hasOurShape(messageId) ? await this.store.lookup(IndexKeys.ownMessageId(messageId), o) : null;
+      const own = this.claimsOurs(messageId) ? await this.store.lookup(IndexKeys.ownMessageId(messageId), o) : null;
       const hit = own ?? (await this.store.lookup(IndexKeys.emailMessageId(messageId), o));
       if (!hit) continue;
       const ticket = await this.store.get(hit.value, o);
@@ -187,7 +206,8 @@ export class Threader {
       refuse(ticket.id, 'the subject names', colleague.why);
     }
     for (const [, messageId] of candidates) {
-      const marked = this.markerRe.exec(messageId.trim())?.[1];
+      // Another installation's ids name its tickets, not ours.
+      const marked = this.claimsOurs(messageId) ? this.markerRe.exec(messageId.trim())?.[1] : undefined;
       if (!marked) continue;
       const ticket = await this.store.get(marked, o);
       if (!ticket) continue;

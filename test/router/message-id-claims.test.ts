@@ -33,8 +33,8 @@ async function sent(ticketId: string, outboundId: string, messageId: string): Pr
   await expect.poll(async () => (await gw.gateway.router!.store.lookup(IndexKeys.ownMessageId(messageId), { fresh: true }))?.value, { timeout: 20_000 }).toBe(ticketId);
 }
 
-/** What an acknowledgement's Message-ID looks like (the attacker computed these exactly). */
-const future = (n: number) => `<omni.T-${n}.0123456789abcdef01234567.0a1b2c3d4e@shop.example>`;
+/** What an acknowledgement's Message-ID looks like (the attacker computed these exactly, our installation id included: every mail of ours shows it). */
+const future = (n: number) => `<omni.T-${n}.0123456789abcdef01234567.${gw.gateway.bus.installationId}@shop.example>`;
 
 describe('claims on our Message-IDs', () => {
   it('a reply to our mail goes to its ticket even when a stranger\'s mail carried that Message-ID first (joining their ticket)', async () => {
@@ -66,6 +66,25 @@ describe('claims on our Message-IDs', () => {
     await sent(victim.ticketId, `${victim.ticketId}:ack`, future(9002));
     const answer = await route(emailMessage({ messageId: '<victim2-2@romashka.example>', from: 'victim2@romashka.example', subject: 'Re: Заказ', inReplyTo: future(9002) }));
     expect(answer.ticketId).toBe(victim.ticketId);
+  });
+
+  it('another omnigate installation\'s mail threads by its own Message-IDs; a forgery spelled without our installation id does not claim', async () => {
+    // A supplier's support desk runs omnigate too: its ids have our shape and its own installation id.
+    const theirs = (n: number) => `<omni.T-${n}.89abcdef0123456789abcdef.7k2m9q4x1z@supplier.example>`;
+    const first = await route(emailMessage({ messageId: theirs(1001), from: 'support@supplier.example', subject: '[#T-1001] Поставка задерживается' }));
+    expect(matchOf(first).value).not.toContain('shape of ours');
+    expect((await gw.gateway.router!.store.lookup(IndexKeys.emailMessageId(theirs(1001)), { fresh: true }))?.value).toBe(first.ticketId);
+    // Their next mail answers their own first one, as their helpdesk threads it.
+    const next = await route(emailMessage({ messageId: theirs(1002), from: 'support@supplier.example', subject: 'Re: [#T-1001] Поставка задерживается', inReplyTo: theirs(1001), references: [theirs(1001)] }));
+    expect(next.ticketId).toBe(first.ticketId);
+    expect(matchOf(next).rule).toBe('email-in-reply-to');
+
+    // Ours without the installation id (as versions before it wrote them), or mangled: still ours, never claimed.
+    for (const forged of ['<omni.T-9004.0123456789abcdef01234567@shop.example>', '<OMNI.T-9005.not-hex@shop.example>']) {
+      const opened = await route(emailMessage({ messageId: forged, from: 'attacker4@evil.example', subject: 'Вопрос' }));
+      expect(matchOf(opened).value).toContain('has the shape of ours but is none we sent');
+      expect(await gw.gateway.router!.store.lookup(IndexKeys.emailMessageId(forged), { fresh: true })).toBeNull();
+    }
   });
 
   it('a bounce naming a Message-ID never enters it as one of our sent mails', async () => {
