@@ -150,6 +150,8 @@ export class ZammadAdapter implements HelpdeskAdapter {
   async erase(ticket: ExternalTicket, ticketId: string): Promise<void> {
     const outcome = await this.client.deleteTicket(ticket.externalId);
     await this.intake.unwatch(ticket.externalId);
+    // Its last seen state (`state.<id>`) goes too: it belonged to the erased ticket.
+    await this.intake.forgetState(ticket.externalId);
     this.ctx.log.info({ ticketId, zammadTicket: ticket.externalId, outcome }, 'Zammad ticket deleted: its omnigate ticket was erased');
   }
 

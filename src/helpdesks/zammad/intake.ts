@@ -120,6 +120,12 @@ export class ZammadIntake {
     await this.ctx.state.put(`state.${externalId}`, state);
   }
 
+  /** The ticket was deleted for an erasure: the state remembered for it goes with it. */
+  async forgetState(externalId: string): Promise<void> {
+    this.states.delete(externalId);
+    await this.ctx.state.delete(`state.${externalId}`);
+  }
+
   /** An agent's files into our object store, for the channel to send. */
   private async attachments(a: ZammadArticle): Promise<OutboundAttachment[]> {
     const out: OutboundAttachment[] = [];
