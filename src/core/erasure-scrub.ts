@@ -97,10 +97,15 @@ export async function redactOtherLogs(bus: Bus, names: (text: string) => boolean
   // (redaction-index.ts), and a failure between the two leaves the address hidden, never shown.
   const byTicket = new Map<string, typeof found>();
   for (const r of found) byTicket.set(r.ticketId, [...(byTicket.get(r.ticketId) ?? []), r]);
-  for (const [ticketId, list] of byTicket) await indexRedactions(bus, ticketId, list);
+  // A ticket erased meanwhile (its index purged for good) gets no redaction: its log is gone.
+  const erasedMeanwhile = new Set<string>();
+  for (const [ticketId, list] of byTicket) if (!(await indexRedactions(bus, ticketId, list))) erasedMeanwhile.add(ticketId);
+  let redacted = 0;
   for (const r of found) {
+    if (erasedMeanwhile.has(r.ticketId)) continue;
     const entry = { kind: 'redaction', at: new Date().toISOString(), seq: r.seq, fields: r.fields, erasureId };
     await bus.publishJson(Subjects.ticketLog(r.ticketId), entry, `redaction:${erasureId}:${r.seq}`);
+    redacted++;
   }
-  return found.length;
+  return redacted;
 }

@@ -27,7 +27,7 @@ import { AuditErasureEvent, ErasureCounts, LogEntry } from './schema.js';
 import { hashKey } from './subjects.js';
 import { asciiDigits, phoneDigitForms, writtenPhone } from './phone.js';
 import { redactOtherLogs, scrubOtherTickets } from './erasure-scrub.js';
-import { redactionIndexKey } from './redaction-index.js';
+import { purgeRedactionIndex } from './redaction-index.js';
 import { TICKET_ERASED_SUBJECT, announceErasedTickets } from './ticket-erased.js';
 
 export interface ErasureTarget {
@@ -120,8 +120,9 @@ export class Eraser {
       const r = await this.bus.jsm.streams.purge(Streams.log, { filter: Subjects.ticketLog(ticketId) });
       counts.logEntries += r.purged;
       if (await this.purgeKey('tickets', ticketId)) counts.tickets++;
-      // Its redactions (positions only, no address) mean nothing without the log.
-      if (await this.purgeKey('threads', redactionIndexKey(ticketId))) counts.threadKeys++;
+      // Its redactions (positions only, no address) mean nothing without the log. Purged for
+      // good: an erasure of another person redacting this log at the same time cannot write it again.
+      if (await purgeRedactionIndex(this.bus, ticketId)) counts.threadKeys++;
     }
     for (const seq of target.logSequences ?? []) {
       if (await this.bus.jsm.streams.deleteMessage(Streams.log, seq, true).catch((err: unknown) => (isGone(err) ? false : Promise.reject(err)))) counts.logEntries++;

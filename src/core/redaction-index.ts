@@ -29,24 +29,39 @@ export async function readRedactionIndex(bus: Bus, ticketId: string): Promise<In
 /**
  * Adds `found` to the ticket's index (compare-and-set: two erasures of different people may
  * name the same ticket at once). A position already there is not added twice, so a repeated
- * erasure leaves the value as it was.
+ * erasure leaves the value as it was. False, writing nothing, when the ticket was erased: its
+ * index is then a purge marker (purgeRedactionIndex), which no write may replace. kv.create would
+ * (it writes over a delete or purge marker), so a new key is written only where none ever was.
  */
-export async function indexRedactions(bus: Bus, ticketId: string, found: IndexedRedaction[]): Promise<void> {
+export async function indexRedactions(bus: Bus, ticketId: string, found: IndexedRedaction[]): Promise<boolean> {
   const key = redactionIndexKey(ticketId);
   for (;;) {
     const entry = await bus.kv.threads.get(key);
-    const live = entry && entry.operation === 'PUT' && entry.length > 0;
+    if (entry && entry.operation !== 'PUT') return false;
+    const live = entry && entry.length > 0;
     const merged = mergeRedactions(live ? parseIndex(entry.string(), ticketId) : [], found);
     const value = JSON.stringify({ ticketId, redactions: merged });
     try {
-      if (live) await bus.kv.threads.update(key, value, entry.revision);
-      else await bus.kv.threads.create(key, value);
-      return;
+      // Expected revision 0: no message on the key at all, a marker included.
+      await bus.kv.threads.put(key, value, { previousSeq: entry ? entry.revision : 0 });
+      return true;
     } catch (err) {
       // One too large for the server's message size among them: said with the key, never skipped.
       if (!isCasConflict(err)) throw new Error(`redaction index ${key} in omni_threads (${merged.length} entries, ${value.length} bytes) not written: ${errorMessage(err)}`, { cause: err });
     }
   }
+}
+
+/**
+ * The ticket is erased: its index goes, and a purge marker stays on the key even where there was
+ * no index, so an erasure of someone else still redacting this ticket's log cannot write the
+ * index again afterwards (indexRedactions). True when there was an index to remove.
+ */
+export async function purgeRedactionIndex(bus: Bus, ticketId: string): Promise<boolean> {
+  const key = redactionIndexKey(ticketId);
+  const entry = await bus.kv.threads.get(key);
+  await bus.kv.threads.purge(key);
+  return entry?.operation === 'PUT';
 }
 
 /** `list` with `more` added, each sequence once and each of its positions once. */

@@ -89,4 +89,28 @@ describe('redactions applied to any part of a ticket log', () => {
     expect(!after || after.operation !== 'PUT').toBe(true);
     expect(await readTicketLog(bus, 'T-2')).toEqual([]);
   });
+
+  it('stays gone when an erasure of someone else, redacting that log, writes its index after the purge', async () => {
+    await append('T-3', mail(4));
+    // Erasure A (of T-3) starts once erasure B (of Ivan, who was Cc'd on T-3) has read T-3's mail,
+    // and B writes its index only after A is done: the order in which B's write used to win.
+    let erasing: Promise<unknown> | undefined;
+    const namesIvan = (text: string) => {
+      const hit = names(text);
+      if (hit && text.includes('olga-4@bk.ru')) erasing ??= new Eraser(bus, createLogger({ level: 'silent' })).erase({ ticketIds: ['T-3'], identities: ['olga@bk.ru'] }, { reason: 'api', requestedBy: 'test' });
+      return hit;
+    };
+    const threads = bus.kv.threads;
+    const behindA = new Proxy(threads, {
+      get: (t, p) => (p === 'get' ? async (key: string) => (await erasing, t.get(key)) : (Reflect.get(t, p, t) as unknown)),
+    });
+    const busB = new Proxy(bus, { get: (t, p) => (p === 'kv' ? { ...t.kv, threads: behindA } : Reflect.get(t, p, t)) });
+    const redacted = await redactOtherLogs(busB, namesIvan, new Set(), 'erasure-4');
+    expect(erasing).toBeDefined();
+    await erasing;
+    const after = await bus.kv.threads.get(redactionIndexKey('T-3'));
+    expect(after?.operation ?? 'none').not.toBe('PUT');
+    expect(redacted).toBe(2); // T-1's two mails (above); none for T-3
+    expect(await readTicketLog(bus, 'T-3')).toEqual([]);
+  });
 });
