@@ -13,11 +13,12 @@ import { clientAddress } from './client-address.js';
 /** The OpenAPI document names no one: not worth a line per fetch. */
 const UNLOGGED = new Set(['/v1/openapi.json']);
 
-export function registerAccessLog(app: FastifyInstance, auth: Pick<TokenAuth, 'identify'>, log: Logger): void {
+export function registerAccessLog(app: FastifyInstance, auth: Pick<TokenAuth, 'identified'>, log: Logger): void {
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url;
     if (route?.startsWith('/v1/') && !UNLOGGED.has(route)) {
-      const who = auth.identify(req.headers.authorization);
+      // As the route's auth step found it (a second compare of the token per request before).
+      const who = auth.identified(req);
       const params = req.params as Record<string, string> | undefined;
       log.info(
         {

@@ -5,6 +5,7 @@
  * refused with 429 before its token is looked at. Routes that check a secret of their own (the
  * web-form channel's) are throttled by the same counts (CredentialThrottle, used by server.ts).
  */
+import type { FastifyRequest } from 'fastify';
 import { safeEqual } from '../core/signature.js';
 import { metrics } from '../core/metrics.js';
 import type { AuthThrottle } from './auth-throttle.js';
@@ -32,6 +33,8 @@ const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** The one route (its pattern as mounted) an attachments-scoped token may use: the download. */
 const ATTACHMENT_DOWNLOAD = '/v1/attachments/*';
 
+import { clientAddress } from './client-address.js';
+
 export { clientAddress } from './client-address.js';
 
 /** The failed-credential throttle as routes with a credential of their own use it (core/http.ts RouteOptions.ownCredential). */
@@ -42,18 +45,32 @@ export interface CredentialThrottle {
   refused(client: string): void;
 }
 
+/** A request as the request-level methods read it: its token, method, route and client address. */
+export type AuthRequest = Pick<FastifyRequest, 'headers' | 'method' | 'url' | 'routeOptions' | 'socket'>;
+
 export class TokenAuth implements CredentialThrottle {
+  /**
+   * Who each request's token is, as its auth step found it: kept on the request (weakly: gone
+   * with it), so whatever asks later in the same request (the access log, a route naming its
+   * caller) reuses it instead of comparing the token against every configured one again.
+   */
+  private readonly identities = new WeakMap<object, AuthResult>();
+
   constructor(
     private readonly tokens: ApiToken[],
     /** Absent: no throttling (tools and tests that make a TokenAuth of their own). */
     private readonly throttle?: AuthThrottle,
   ) {}
 
-  /** Authenticates a request from `client`, counting a wrong token against its address. */
-  check(header: AuthHeader, client: string): AuthResult {
+  /**
+   * Authenticates a request from `client`, counting a wrong token against its address; with
+   * `request`, who its token is is kept for identified().
+   */
+  check(header: AuthHeader, client: string, request?: object): AuthResult {
     const throttled = this.throttled(client, 'tokens');
     if (throttled) return { ok: false, error: throttled };
     const result = this.identify(header);
+    if (request) this.identities.set(request, result);
     // No Authorization header at all is not a guess (a browser opening the console, a probe):
     // only a credential presented and refused counts.
     if (!result.ok && present(header)) this.refused(client);
@@ -89,11 +106,29 @@ export class TokenAuth implements CredentialThrottle {
   }
 
   /**
+   * Who a request's token is: as its auth step (authorizeRequest, authorizeAdminRequest) found
+   * it, else looked up now (a request refused before its token was looked at: throttled).
+   */
+  identified(request: AuthRequest): AuthResult {
+    return this.identities.get(request) ?? this.identify(request.headers.authorization);
+  }
+
+  /** authorize() for a Fastify request to the route it was mounted as; who it is is kept for identified(). */
+  authorizeRequest(req: AuthRequest): ApiError | undefined {
+    return this.authorize(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url, req);
+  }
+
+  /** authorizeAdmin() for a Fastify request, as authorizeRequest. */
+  authorizeAdminRequest(req: AuthRequest): { name: string } | { error: ApiError } {
+    return this.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url, req);
+  }
+
+  /**
    * Auth for one request to `route` (the pattern the route was mounted with, as Fastify's
    * routeOptions.url names it): undefined when allowed, else the error to answer with (401, 403 or 429).
    */
-  authorize(header: AuthHeader, method: string, client: string, route: string): ApiError | undefined {
-    const result = this.check(header, client);
+  authorize(header: AuthHeader, method: string, client: string, route: string, request?: object): ApiError | undefined {
+    const result = this.check(header, client, request);
     if (!result.ok) return result.error;
     const scoped = scopeRefusal(result, method, route);
     if (scoped) return scoped;
@@ -104,8 +139,8 @@ export class TokenAuth implements CredentialThrottle {
   }
 
   /** Auth for an admin-only route: the token's name when allowed, else the error (401, 403 or 429). */
-  authorizeAdmin(header: AuthHeader, method: string, client: string, route: string): { name: string } | { error: ApiError } {
-    const result = this.check(header, client);
+  authorizeAdmin(header: AuthHeader, method: string, client: string, route: string, request?: object): { name: string } | { error: ApiError } {
+    const result = this.check(header, client, request);
     if (!result.ok) return { error: result.error };
     // The schema refuses admin with scope attachments; checked here too, so no route relies on that alone.
     const scoped = scopeRefusal(result, method, route);

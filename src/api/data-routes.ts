@@ -18,7 +18,7 @@ import type { ReadModel } from '../read-model/read-model.js';
 import { eraseRows, fileReferencedElsewhere, personFootprint } from '../read-model/erasure.js';
 import { GROUP_BY, REPORT_KINDS, runReport, toCsv, type ReportKind } from '../reports/reports.js';
 import type { BusinessHours } from '../router/business-hours.js';
-import { clientAddress, type TokenAuth } from './auth.js';
+import type { TokenAuth } from './auth.js';
 import { fail, failAuth, failQuery, refuseUnknownFields } from './errors.js';
 import { jsonObjectBody } from './json-body.js';
 
@@ -62,7 +62,7 @@ const reportQuery = (timezone: string) => z
 export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   const ReportQuery = reportQuery(deps.timezone);
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const refused = deps.auth.authorizeRequest(req);
     if (refused) return failAuth(reply, refused);
   };
 
@@ -94,7 +94,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
 
   const eraser = new Eraser(deps.bus, deps.log);
   app.post<{ Params: { id: string } }>('/v1/contacts/:id/erase', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const who = deps.auth.authorizeAdminRequest(req);
     if ('error' in who) return failAuth(reply, who.error);
     // Erasure takes no options: a body that gives some (`{"dryRun": true}`) would be ignored and
     // the person erased for good, so anything but nothing or {} is refused before.
@@ -126,7 +126,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
   // A person the read model has no contact for (every post refused: only dead letters hold them):
   // the same erasure with no tickets, by the identifiers given.
   app.post('/v1/identities/erase', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const who = deps.auth.authorizeAdminRequest(req);
     if ('error' in who) return failAuth(reply, who.error);
     const json = jsonObjectBody(req);
     refuseUnknownFields(IdentityErasureBody, json);

@@ -21,7 +21,7 @@ import type { ReadModel } from '../read-model/read-model.js';
 import type { TicketStore } from '../router/tickets.js';
 import type { ExportAttachment } from '../read-model/person-export.js';
 import type { AttachmentExpiry } from './attachment-expiry.js';
-import { clientAddress, type TokenAuth } from './auth.js';
+import type { TokenAuth } from './auth.js';
 import { fail, failAuth, failQuery } from './errors.js';
 
 export interface ExportApiDeps {
@@ -46,7 +46,7 @@ const ExportQuery = z.strictObject({
 export function registerExportApi(app: FastifyInstance, deps: ExportApiDeps, o: { maxPageBytes?: number } = {}): void {
   const maxPageBytes = o.maxPageBytes ?? MAX_PAGE_BYTES;
   app.get<{ Params: { id: string } }>('/v1/contacts/:id/export', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const who = deps.auth.authorizeAdminRequest(req);
     if ('error' in who) return failAuth(reply, who.error);
     const q = ExportQuery.safeParse(req.query);
     if (!q.success) return failQuery(reply, q.error);

@@ -13,7 +13,7 @@ import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
 import type { TicketStore } from '../router/tickets.js';
 import { AttachmentInput, Attachments, isMultipart, readMultipart } from './attachments.js';
-import { clientAddress, type TokenAuth } from './auth.js';
+import type { TokenAuth } from './auth.js';
 import { jsonObjectBody } from './json-body.js';
 import { HttpError, fail, failAuth, failQuery, isErrorCode, refuseUnknownFields } from './errors.js';
 import { isNatsUnavailable } from '../core/errors.js';
@@ -78,7 +78,7 @@ const ReplyAttachments = z.object({ attachments: z.array(AttachmentInput).option
 
 export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const refused = deps.auth.authorizeRequest(req);
     if (refused) return failAuth(reply, refused);
   };
   // onRequest: refused before the body is read, so no token means no 30 MB upload buffered.

@@ -12,7 +12,7 @@ import type { Bus } from '../core/bus.js';
 import { NatsUnavailableError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { Streams, Subjects } from '../core/subjects.js';
-import { clientAddress, type TokenAuth } from '../api/auth.js';
+import type { TokenAuth } from '../api/auth.js';
 import { fail, failAuth, failQuery } from '../api/errors.js';
 import { QueryDateTime } from '../api/query-time.js';
 import { DeadLetterDesk, elideQuoted, withholdPayload } from './dead-letters.js';
@@ -81,7 +81,7 @@ function drained(res: NodeJS.WritableStream & { destroyed?: boolean }, ms: numbe
 
 export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   const guard = async (req: FastifyRequest, reply: FastifyReply) => {
-    const refused = deps.auth.authorize(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const refused = deps.auth.authorizeRequest(req);
     if (refused) return failAuth(reply, refused);
   };
   const guarded = { onRequest: guard };
@@ -90,7 +90,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
   registerConsoleAssets(app);
 
   app.get('/v1/session', guarded, async (req) => {
-    const who = deps.auth.identify(req.headers.authorization);
+    const who = deps.auth.identified(req);
     return { token: who.ok ? who.name : null, readOnly: who.ok ? who.readOnly : true, ticketPrefix: deps.ticketPrefix };
   });
 
@@ -104,7 +104,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     const { channel, account } = req.params;
     if (!Token.safeParse(channel).success) return fail(reply, 'invalid_request', 'channel: letters, digits, "_" and "-" only', 'channel');
     if (!Token.safeParse(account).success) return fail(reply, 'invalid_request', 'account: letters, digits, "_" and "-" only', 'account');
-    const who = deps.auth.identify(req.headers.authorization);
+    const who = deps.auth.identified(req);
     deps.log.warn({ channel, account, by: who.ok ? who.name : undefined }, 'connector restart requested from the API');
     // Ask who hosts it first: a connector nobody runs is a 404 now, not a timeout later.
     const hosts = (await replicaConnectors(deps)).filter((a) => a.connectors.some((c) => c.channel === channel && c.account === account));
@@ -121,7 +121,7 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     const q = LetterQuery.safeParse(req.query);
     if (!q.success) return failQuery(reply, q.error);
     const { letters, scanned } = await desk.list(q.data);
-    const who = deps.auth.identify(req.headers.authorization);
+    const who = deps.auth.identified(req);
     const readOnly = who.ok && who.readOnly;
     return { letters: letters.map(({ letter: _letter, ...rest }) => (readOnly ? { ...rest, reason: elideQuoted(rest.reason) } : rest)), scanned };
   });
@@ -132,13 +132,13 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     const letter = await desk.get(seq.data);
     if (!letter) return fail(reply, 'not_found', `no dead letter at sequence ${seq.data}`);
     // A refused post is parked whole, personal data and all: read-only tokens (dashboards) see why, not what.
-    const who = deps.auth.identify(req.headers.authorization);
+    const who = deps.auth.identified(req);
     return who.ok && who.readOnly ? withholdPayload(letter) : letter;
   });
 
   // Admin only, as erasure: a letter may be the only copy of a person's data (every post refused).
   app.delete<{ Params: { seq: string } }>('/v1/dead-letters/:seq', async (req, reply) => {
-    const who = deps.auth.authorizeAdmin(req.headers.authorization, req.method, clientAddress(req), req.routeOptions.url ?? req.url);
+    const who = deps.auth.authorizeAdminRequest(req);
     if ('error' in who) return failAuth(reply, who.error);
     const seq = Seq.safeParse(req.params.seq);
     if (!seq.success) return fail(reply, 'invalid_request', 'seq must be a positive integer', 'seq');
@@ -237,7 +237,7 @@ async function replicaConnectors(deps: ConsoleDeps): Promise<ReplicaConnectors[]
 }
 
 function logReplay(deps: ConsoleDeps, req: FastifyRequest, results: Array<{ seq: number; outcome: string }>): void {
-  const who = deps.auth.identify(req.headers.authorization);
+  const who = deps.auth.identified(req);
   deps.log.info({ by: who.ok ? who.name : undefined, results: results.map((r) => `${r.seq}:${r.outcome}`) }, 'dead letters replayed from the API');
 }
 

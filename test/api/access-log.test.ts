@@ -3,7 +3,8 @@
  * one "api access" line per /v1 request naming the token, the route, the ticket or contact id and
  * the status; never the query string or the body, which carry addresses and words.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { TokenAuth } from '../../src/api/auth.js';
 import { READER, post, startApiHarness, type ApiHarness } from './support.js';
 
 let h: ApiHarness;
@@ -40,4 +41,37 @@ describe('api access log', () => {
     expect(text).not.toContain('перезвонить');
     expect(text).not.toContain('not-a-token');
   });
+
+  it("finds a request's token once: the access log reuses what the route's auth step found", async () => {
+    const ticketId = await h.openTicket('acc-2', 'olga@bk.ru');
+    const identify = vi.spyOn(TokenAuth.prototype, 'identify');
+    try {
+      // A read, a write refused to a read-only token (403: the token was found), a console route.
+      for (const [path, init, status] of [
+        [`/v1/tickets/${ticketId}`, { token: READER }, 200],
+        [`/v1/tickets/${ticketId}/notes`, { ...post({ text: 'Перезвонить' }), token: READER }, 403],
+        ['/v1/session', { token: READER }, 200],
+      ] as const) {
+        identify.mockClear();
+        const before = accessLines().length;
+        expect((await h.api(path, init)).status, path).toBe(status);
+        const line = await waitFor(() => accessLines()[before]);
+        expect(line, path).toMatchObject({ tokenName: 'dashboards', status });
+        // Every configured token compared once per request (it was twice: the guard, then the log).
+        expect(identify.mock.calls.length, path).toBe(1);
+      }
+    } finally {
+      identify.mockRestore();
+    }
+  });
 });
+
+/** The access line is written as the response ends, maybe just after the client has it. */
+async function waitFor<T>(probe: () => T | undefined): Promise<T> {
+  for (let i = 0; i < 100; i++) {
+    const v = probe();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('no access line');
+}
