@@ -1,7 +1,9 @@
 /**
  * One configured helpdesk adapter as the host runs it: a loop that takes the lease
  * `helpdesk.<id>`, then consumes the ticket events with the durable `helpdesk-<id>` in lanes per
- * ticket and starts the adapter's own intake (polling); without the lease it stands by.
+ * ticket and starts the adapter's own intake (polling); without the lease it stands by. Each
+ * event is retried until the helpdesk takes it or it is parked; what an event does there is
+ * event-writer.ts.
  */
 import { setMaxListeners } from 'node:events';
 import type { JsMsg } from '@nats-io/jetstream';
@@ -27,16 +29,14 @@ import { helpdeskTexts } from './texts.js';
 import {
   HelpdeskRefusedError,
   HelpdeskUnavailableError,
-  firstMessageOf,
-  helpdeskAuthorPrefix,
-  type ExternalTicket,
   type HelpdeskAdapter,
   type HelpdeskContext,
   type HelpdeskFactory,
   type HelpdeskHealth,
 } from './contract.js';
 import { HelpdeskRecords } from './mapping.js';
-import { AnswerTaker, linkTicket } from './answers.js';
+import { AnswerTaker } from './answers.js';
+import { HelpdeskWriter } from './event-writer.js';
 
 /** Ticket events as the router publishes them are taken as they are; zod judges the rest (core/schema-as-is.ts). */
 const parseLifecycleEvent = safeParser(TicketEvent);
@@ -89,7 +89,8 @@ export class HostedHelpdesk {
   private lease?: Lease;
   readonly records: HelpdeskRecords;
   readonly answers: AnswerTaker;
-  private readonly prefix: string;
+  /** What each event does to the helpdesk (event-writer.ts); made with the adapter, in create(). */
+  private writer!: HelpdeskWriter;
 
   get id(): string {
     return this.spec.id;
@@ -106,7 +107,6 @@ export class HostedHelpdesk {
     this.answers = new AnswerTaker(o.bus, spec.id, this.records, log, async (externalId, ticketId) => {
       await this.adapter?.tellAgents?.(externalId, texts.answerNotSent(ticketId));
     });
-    this.prefix = helpdeskAuthorPrefix(spec.id);
   }
 
   create(): void {
@@ -125,6 +125,7 @@ export class HostedHelpdesk {
       setHealth: (state, detail) => this.setHealth(state, detail),
     };
     this.adapter = this.spec.factory.create(this.spec.options, ctx);
+    this.writer = new HelpdeskWriter(this.spec.id, this.spec.factory.type, this.adapter, this.records, this.o.bus, this.log);
   }
 
   /** Ends the current term: its consumer saw events that may never have reached it. */
@@ -256,7 +257,7 @@ export class HostedHelpdesk {
     for (let attempt = 1; ; attempt++) {
       if (this.term.signal.aborted || !this.lease?.valid()) return this.settle(m, 'nak');
       try {
-        const outcome = await this.push(event);
+        const outcome = await this.writer.push(event);
         metrics.helpdeskEvents.inc({ helpdesk: this.spec.id, outcome });
         if (outcome === 'applied') metrics.helpdeskSync.observe({ helpdesk: this.spec.id }, (performance.now() - started) / 1000);
         this.setHealth('connected');
@@ -299,107 +300,15 @@ export class HostedHelpdesk {
     });
   }
 
-  /** One event to the helpdesk (see contract.ts); idempotent per event id. */
-  async push(event: TicketStreamEvent): Promise<'applied' | 'ignored' | 'echo' | 'done'> {
-    if (event.type === 'ticket.erased') return this.erase(event);
-    const author = authorOf(event);
-    if (author?.startsWith(this.prefix)) {
-      this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, author }, 'not written back: taken from this helpdesk (echo)');
-      return 'echo';
-    }
-    const begun = await this.records.begin(event.id);
-    if (begun === 'done') return 'done';
-    let ticket = await this.records.lookup(event.ticketId);
-    // The router announces the first message twice: as ticket.created and as ticket.message
-    // (rule new-ticket). ensureTicket writes it, from whichever comes first; the other is done.
-    const firstId = firstMessageOf(event)?.id;
-    const firstMessage = event.type === 'ticket.created' || firstId !== undefined;
-    if (!ticket && (await this.records.wasErased(event.ticketId))) {
-      // Published while the ticket's erasure ran (it had announced the ticket, its record not yet
-      // gone): writing it would open the erased person's helpdesk ticket again, for good.
-      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type }, 'event of an erased ticket: not written to the helpdesk');
-      await this.records.finish(event.id);
-      return 'ignored';
-    }
-    if (!ticket) {
-      ticket = await this.adapter.ensureTicket(event);
-      // Linked before the mapping is recorded: a crash in between links again (same value).
-      await linkTicket(this.o.bus, this.spec.id, event.ticketId, ticket);
-      // Which message opened it: a first message that comes later (parked, then replayed) is not it.
-      await this.records.record(event.ticketId, { ...ticket, openedWith: firstId ?? '' });
-      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, externalId: ticket.externalId, from: event.type }, 'helpdesk ticket linked');
-      if (firstMessage) {
-        await this.records.finish(event.id);
-        return 'applied';
-      }
-    } else if (firstMessage) {
-      // Written when the ticket was opened with it (mappings from before openedWith count as that).
-      if (ticket.openedWith === undefined || ticket.openedWith === firstId) {
-        await this.records.finish(event.id);
-        return 'done';
-      }
-      // The ticket was opened from a later event while this first message was parked: it is
-      // written now, as a message, once for both of its announcements. (It was dropped as "done".)
-      return this.writeLateFirstMessage(event, ticket, firstId!);
-    }
-    const outcome = await this.adapter.apply(event, { ticket, uncertain: begun === 'uncertain' });
-    this.log.debug({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, outcome }, 'event synced');
-    await this.records.finish(event.id);
-    return outcome;
-  }
-
-  /**
-   * The omnigate ticket was erased: the helpdesk ticket goes (as far as its API allows), then the
-   * mapping, which the adapter needed to find it (erasure leaves omni_state to this). A ticket
-   * the helpdesk never got has no mapping: nothing to remove.
-   */
-  private async erase(event: TicketErasedEvent): Promise<'applied' | 'ignored' | 'done'> {
-    const begun = await this.records.begin(event.id);
-    if (begun === 'done') return 'done';
-    const ticket = await this.records.lookup(event.ticketId);
-    // First: an event of the ticket that comes after this one finds no mapping and must not make one.
-    await this.records.markErased(event.ticketId);
-    if (ticket) {
-      if (!this.adapter.erase) throw new HelpdeskRefusedError('erase_unsupported', `the ${this.spec.factory.type} adapter cannot remove helpdesk ticket ${ticket.externalId}: delete it by hand`);
-      await this.adapter.erase(ticket, event.ticketId);
-      await this.records.forget(event.ticketId, ticket.externalId);
-      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, externalId: ticket.externalId, erasureId: event.erasureId }, 'ticket erased: helpdesk ticket removed, mapping forgotten');
-    }
-    await this.records.finish(event.id);
-    return ticket ? 'applied' : 'ignored';
-  }
-
-  private async writeLateFirstMessage(event: TicketEvent, ticket: ExternalTicket, firstId: string): Promise<'applied' | 'ignored' | 'done'> {
-    const key = `first-message:${firstId}`;
-    const begun = await this.records.begin(key);
-    let outcome: 'applied' | 'ignored' | 'done' = 'done';
-    if (begun !== 'done') {
-      outcome = await this.adapter.apply({ ...event, type: 'ticket.message' }, { ticket, uncertain: begun === 'uncertain' });
-      await this.records.finish(key);
-      this.log.info({ helpdesk: this.spec.id, ticketId: event.ticketId, event: event.type, outcome }, 'first message written after the ticket was opened from a later event (it had been held back)');
-    }
-    await this.records.finish(event.id);
-    return outcome;
-  }
-
   /** `omnigate dlq --replay` of a parked event: pushed once more, by the syncing replica. */
   private async replay(payload: Buffer): Promise<ReplayOutcome> {
     const parsed = parseTicketEvent(jsonOrUndefined(payload) ?? null);
     if (!parsed.success) return { outcome: 'refused', reason: 'not a ticket event' };
     try {
-      const r = await this.push(parsed.data);
+      const r = await this.writer.push(parsed.data);
       return { outcome: 'published', duplicate: r === 'done' || r === 'echo' };
     } catch (err) {
       return { outcome: 'invalid', reason: `the helpdesk did not take it: ${errorMessage(err)}` };
     }
   }
-}
-
-/** Who made the change an event announces (replies, notes, status changes), if anyone. */
-function authorOf(event: TicketEvent): string | undefined {
-  const e = event.entry;
-  if (!e) return undefined;
-  if (e.kind === 'outbound') return e.message.author.id;
-  if (e.kind === 'note' || e.kind === 'status') return e.author.id;
-  return undefined;
 }
