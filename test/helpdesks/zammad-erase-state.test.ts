@@ -39,6 +39,14 @@ function memoryState(): { keys: Map<string, string>; state: HelpdeskContext['sta
   };
 }
 
+function context(state: HelpdeskContext['state'], signal: AbortSignal): HelpdeskContext {
+  return {
+    id: 'zammad', installationId: 'test-installation', texts: helpdeskTexts('ru'), log: pino({ level: 'silent' }),
+    media: {} as MediaStore, state, http: { route: () => {} } as unknown as HelpdeskContext['http'], signal,
+    takeAnswer: () => Promise.reject(new Error('no answers in this test')), taken: async () => false, lookup: async () => null, setHealth: () => {},
+  };
+}
+
 it('forgets the last seen state of a Zammad ticket when its omnigate ticket is erased', async () => {
   const now = new Date().toISOString();
   const id = 901;
@@ -48,12 +56,7 @@ it('forgets the last seen state of a Zammad ticket when its omnigate ticket is e
   });
   const { keys, state } = memoryState();
   const stop = new AbortController();
-  const ctx: HelpdeskContext = {
-    id: 'zammad', installationId: 'test-installation', texts: helpdeskTexts('ru'), log: pino({ level: 'silent' }),
-    media: {} as MediaStore, state, http: { route: () => {} } as unknown as HelpdeskContext['http'], signal: stop.signal,
-    takeAnswer: () => Promise.reject(new Error('no answers in this test')), taken: async () => false, lookup: async () => null, setHealth: () => {},
-  };
-  const adapter = new ZammadAdapter(ZammadOptions.parse({ url: zammad.url, token: TOKEN, poll: { interval: '0s' } }), ctx);
+  const adapter = new ZammadAdapter(ZammadOptions.parse({ url: zammad.url, token: TOKEN, poll: { interval: '0s' } }), context(state, stop.signal));
   const ticket = { externalId: String(id), url: `${zammad.url}/#ticket/zoom/${id}` };
   // An omnigate status change written to Zammad: the adapter remembers the state it set.
   const status = { type: 'ticket.status', ticketId: 'T-1', entry: { kind: 'status', to: 'closed', author: { id: 'agent:1' } } } as unknown as TicketEvent;
@@ -63,5 +66,20 @@ it('forgets the last seen state of a Zammad ticket when its omnigate ticket is e
   await adapter.erase(ticket, 'T-1');
   expect(zammad.tickets.has(id)).toBe(false);
   expect([...keys.keys()].filter((k) => k.includes(String(id)))).toEqual([]);
+  stop.abort();
+});
+
+it('a poll pass that finds a watched ticket deleted forgets its last seen state too', async () => {
+  // As a pass that read the ticket just before the erasure deleted it leaves things: the ticket
+  // back in the poll list, its state written again after erase() had forgotten it.
+  const { keys, state } = memoryState();
+  keys.set('poll', JSON.stringify({ 902: { updatedAt: '', lastArticleId: 0, touched: Date.now() } }));
+  keys.set('state.902', 'open');
+  const stop = new AbortController();
+  const adapter = new ZammadAdapter(ZammadOptions.parse({ url: zammad.url, token: TOKEN, poll: { interval: '0s' } }), context(state, stop.signal));
+  expect(zammad.tickets.has(902)).toBe(false);
+  await adapter.poll();
+  expect(JSON.parse(keys.get('poll')!)).toEqual({});
+  expect(keys.has('state.902')).toBe(false);
   stop.abort();
 });

@@ -233,9 +233,11 @@ export class ZammadIntake {
       }
       const ticket = await this.zammad.client.ticket(id).catch((err: unknown) => (err instanceof HelpdeskRefusedError && err.code === 'http_404' ? null : Promise.reject(err)));
       // Deleted in Zammad (by hand, or for an erasure): nothing more to take from it. It failed
-      // every pass until it left the window.
+      // every pass until it left the window. Its last seen state goes too: a pass that read the
+      // ticket just before an erasure deleted it wrote the state back after erase() forgot it.
       if (!ticket) {
         delete list[id];
+        await this.forgetState(id);
         continue;
       }
       if (ticket.updated_at === w.updatedAt) continue;
