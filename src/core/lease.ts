@@ -104,10 +104,14 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
   let inFlight = 0;
   let lastTick = now();
   let stalled = 0;
+  // The gap up to now counts too: after a pause, work that wakes first calls valid() and ends
+  // the lease before the timer's tick has measured the pause (a 40 s SIGSTOP logged stalledMs 0).
+  const stalledSoFar = () => Math.max(stalled, now() - lastTick);
   const end = (why: string, err?: unknown) => {
     if (ended) return;
     ended = true;
     clearInterval(timer);
+    stalled = stalledSoFar();
     const waitedMs = waitingSince === undefined ? undefined : Math.round(now() - waitingSince);
     if (why !== 'released') o.log?.warn({ key, fence: token, why, stalledMs: Math.round(stalled), waitedMs, err: err === undefined ? undefined : String(err) }, 'lease lost');
     onLost();
@@ -190,7 +194,7 @@ function hold(kv: KV, key: string, o: LeaseOptions, taken: number, confirmedAt: 
     lost,
     valid,
     expired,
-    stalledMs: () => Math.round(stalled),
+    stalledMs: () => Math.round(ended ? stalled : stalledSoFar()),
     async release() {
       end('released');
       try {

@@ -49,6 +49,22 @@ describe('lease fencing', () => {
     await b.release();
   }, 30_000);
 
+  it('the loss after a pause logs the pause as stalledMs, also when work (not the lease timer) notices it first', async () => {
+    // t13: SIGSTOP 40 s of a replica (15 s TTL) logged "lease lost" with stalledMs 0 and no
+    // waitedMs: on waking, routing called valid() before the lease's timer ran, so the gap was
+    // never measured and the warning read as neither starvation nor NATS.
+    let skew = 0;
+    const warned: Array<Record<string, unknown>> = [];
+    const log = { warn: (o: Record<string, unknown>) => warned.push(o), debug: () => {} } as unknown as NonNullable<Parameters<typeof acquireLease>[2]['log']>;
+    const a = await acquireLease(kv, 'paused-log', { ttlMs: TTL, holder: 'a', log, now: () => performance.now() + skew });
+    skew = 40_000; // frozen for 40 s
+    expect(a.valid()).toBe(false);
+    await a.lost;
+    expect(warned).toHaveLength(1);
+    expect(warned[0]!.stalledMs).toBeGreaterThanOrEqual(40_000);
+    expect(a.stalledMs()).toBeGreaterThanOrEqual(40_000);
+  }, 30_000);
+
   it('one failed renewal does not drop the lease; it is renewed on the next try', async () => {
     let failures = 1;
     const flaky = new Proxy(kv, {
