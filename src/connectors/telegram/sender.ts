@@ -200,7 +200,7 @@ export class TelegramSender {
     const a = step.attachment;
     const bytes = await this.ctx.media.get(a.objectKey);
     if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
-    const file = { source: Buffer.from(bytes), filename: a.name };
+    const file = { source: Buffer.from(bytes), filename: multipartFileName(a.name) };
     return PHOTO_TYPES.has(a.mimeType) && bytes.byteLength <= PHOTO_MAX_BYTES
       ? this.api.sendPhoto(chatId, file, extra)
       : this.api.sendDocument(chatId, file, extra);
@@ -245,4 +245,17 @@ function refusalReason(code: number, description: string): string {
       : /thread not found|topic.*(closed|deleted)/i.test(description) ? 'topic_not_found' : 'bad_request';
   }
   return code === 404 ? 'not_found' : `refused_${code}`;
+}
+
+/**
+ * The file name as telegraf can carry it: telegraf writes it into the part's header as
+ * `filename="<name>"` without escaping, so a `"` (ООО "Ромашка", common in Russian document names)
+ * ended the name early and broke the part: no document reached Telegram, or one named «Договор ООО »
+ * without its extension. Straight quotes become «» (opening, closing, in turn), a backslash (an
+ * escape character in a quoted header value) and control characters (a line break would end the
+ * header) become `_`, as safeFileName does for stored names.
+ */
+export function multipartFileName(name: string): string {
+  let open = false;
+  return name.replace(/[\\\u0000-\u001f\u007f]/g, '_').replace(/"/g, () => ((open = !open) ? '«' : '»'));
 }

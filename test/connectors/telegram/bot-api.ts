@@ -214,7 +214,8 @@ async function readBody(req: IncomingMessage): Promise<{ params: Record<string, 
     const params: Record<string, unknown> = {};
     const files: RecordedCall['files'] = {};
     await new Promise<void>((resolve, reject) => {
-      const bb = busboy({ headers: req.headers });
+      // Telegram reads file names as UTF-8 (busboy's default is latin1: «Счёт» would arrive as mojibake).
+      const bb = busboy({ headers: req.headers, defParamCharset: 'utf8' });
       bb.on('field', (name, value) => {
         try {
           params[name] = JSON.parse(value);

@@ -1,0 +1,66 @@
+/**
+ * File names of replies' attachments as a Russian support team writes them: Cyrillic, «№», and
+ * straight quotes around a company name (ООО "Ромашка"). telegraf writes the name into the
+ * multipart header between quotes without escaping, so a `"` in it ended the name there: the
+ * customer got a document called «Договор ООО » without its extension, and the reply was logged
+ * as sent. telegraf's real client against the stand-in Bot API, a real nats-server, the router.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { startNats, type TestNats } from '../../helpers/nats-server.js';
+import { FakeBotApi } from './bot-api.js';
+import type { LogEntry } from '../../../src/core/schema.js';
+
+const TOKEN = '123456:TEST-token-file-names-abcdef';
+let nats: TestNats;
+let api: FakeBotApi;
+let gw: TestGateway;
+let messageId = 1;
+const API_TOKEN = 'helpdesk-api-token-0123456789abcdef';
+
+beforeAll(async () => {
+  nats = await startNats();
+  api = new FakeBotApi(TOKEN);
+  await api.start();
+  gw = await startGateway(
+    {
+      outbound: { backoffBase: '100ms' },
+      api: { tokens: [{ name: 'helpdesk', token: API_TOKEN }] },
+      connectors: [{ type: 'telegram', account: 'bot1', token: '${TG_TOKEN}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0 } }],
+    },
+    { nats, env: { TG_TOKEN: TOKEN } },
+  );
+});
+afterAll(async () => {
+  await gw?.stop();
+  await api?.stop();
+  await nats?.stop();
+});
+
+/** A ticket for a new private chat, and the document name Telegram saw for a reply carrying `name`. */
+async function sentName(chatId: number, name: string, mimeType: string): Promise<string> {
+  api.push({ message: { message_id: messageId++, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: 'private', first_name: 'Ольга' }, from: { id: chatId, is_bot: false, first_name: 'Ольга' }, text: 'Пришлите, пожалуйста, документы' } });
+  const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as Extract<LogEntry, { kind: 'inbound' }>).event.conversation.id === String(chatId));
+  // As the helpdesk does it: the REST API, the file inline.
+  const contentBase64 = Buffer.from('%PDF-1.4 документ').toString('base64');
+  const reply = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}/replies`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ text: 'Документы во вложении', attachments: [{ name, mimeType, contentBase64 }] }),
+  });
+  expect(reply.status, await reply.text()).toBe(202);
+  const call = await api.waitForCall((c) => (c.method === 'sendDocument' || c.method === 'sendPhoto') && String(c.params.chat_id) === String(chatId));
+  const [file] = Object.values(call.files);
+  return file!.filename;
+}
+
+describe('telegram attachment names', () => {
+  it('sends a Cyrillic name with № as it is', async () => {
+    expect(await sentName(7001, 'Счёт №17 от 07.12.2026.pdf', 'application/pdf')).toBe('Счёт №17 от 07.12.2026.pdf');
+  });
+
+  it('keeps the whole name, extension included, when it has straight quotes in it', async () => {
+    expect(await sentName(7002, 'Договор ООО "Ромашка" №5.pdf', 'application/pdf')).toBe('Договор ООО «Ромашка» №5.pdf');
+    expect(await sentName(7003, 'Акт "сверки.pdf', 'application/pdf')).toBe('Акт «сверки.pdf');
+  });
+});
