@@ -54,7 +54,22 @@ export function templateFit(wanted: MessageTemplate, configured: readonly Config
   if (values.length !== t.parameters.length) {
     return misfit(`template ${t.name} takes ${t.parameters.length} parameters (${t.parameters.join(', ') || 'none'}), got ${values.length}`);
   }
+  const bad = values.map((v, i) => ({ name: t.parameters[i]!, why: valueRefusal(v) })).filter((x) => x.why);
+  if (bad.length > 0) return misfit(`template ${t.name}: ${bad.map((x) => `${x.name} ${x.why}`).join('; ')} (WhatsApp refuses such a parameter, error 132018)`);
   return { ok: true, template: t, values };
+}
+
+/**
+ * What WhatsApp refuses in a body parameter's value (error 132018, or 131008 for an empty one),
+ * after accepting the reply: an address typed on two lines («ул. Ленина, 5\nкв. 12»), a tab from a
+ * pasted table, a run of spaces, nothing at all. Refused at the request instead, where the agent
+ * still is, rather than as a failed delivery minutes later.
+ */
+function valueRefusal(value: string): string | undefined {
+  if (value.trim() === '') return 'is empty';
+  if (/[\n\r\t]/.test(value)) return 'has a line break or a tab';
+  if (/ {5}/.test(value)) return 'has more than 4 spaces in a row';
+  return undefined;
 }
 
 /** Finds the template support of the entry serving a channel account; undefined when this configuration cannot tell. */

@@ -111,6 +111,8 @@ export class FakeGraphApi {
     const parts = path.split('/').filter(Boolean); // [version, id, edge?]
     if (parts[1] === this.phoneNumberId && parts[2] === 'messages' && req.method === 'POST') {
       const fail = this.failMessagesTo?.(String(call.json?.to)) ?? this.failMessages.shift();
+      const refused = templateRefusal(call.json);
+      if (!fail && refused) return { status: 400, body: JSON.stringify({ error: refused }) };
       if (fail) return { status: fail.status, body: JSON.stringify({ error: fail.error }), retryAfter: fail.retryAfter };
       const wamid = `wamid.OUT${++this.n}${Date.now()}`;
       await this.beforeMessageAnswer?.(wamid);
@@ -150,6 +152,17 @@ export class FakeGraphApi {
       req.pipe(bb);
     });
   }
+}
+
+/** Meta's answer to a template body parameter it does not take (a line break, a tab, more than 4 spaces in a row, nothing). */
+function templateRefusal(body: any): Record<string, unknown> | undefined {
+  if (body?.type !== 'template') return undefined;
+  const texts: string[] = (body.template?.components ?? []).flatMap((c: any) => (c.parameters ?? []).map((p: any) => String(p.text ?? '')));
+  if (!texts.some((t) => t.trim() === '' || /[\n\t]| {5}/.test(t))) return undefined;
+  return {
+    message: '(#132018) There was an issue with the parameters in your template.', type: 'OAuthException', code: 132018,
+    error_data: { messaging_product: 'whatsapp', details: 'Param text cannot have new-line/tab characters or more than 4 consecutive spaces' }, fbtrace_id: 'test',
+  };
 }
 
 export function signWebhook(appSecret: string, body: string): string {
