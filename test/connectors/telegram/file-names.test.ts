@@ -39,19 +39,29 @@ afterAll(async () => {
 
 /** A ticket for a new private chat, and the document name Telegram saw for a reply carrying `name`. */
 async function sentName(chatId: number, name: string, mimeType: string): Promise<string> {
+  await replyWithFile(await ticketFor(chatId), name, mimeType);
+  const call = await api.waitForCall((c) => (c.method === 'sendDocument' || c.method === 'sendPhoto') && String(c.params.chat_id) === String(chatId));
+  const [file] = Object.values(call.files);
+  return file!.filename;
+}
+
+async function ticketFor(chatId: number): Promise<string> {
   api.push({ message: { message_id: messageId++, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: 'private', first_name: 'Ольга' }, from: { id: chatId, is_bot: false, first_name: 'Ольга' }, text: 'Пришлите, пожалуйста, документы' } });
   const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as Extract<LogEntry, { kind: 'inbound' }>).event.conversation.id === String(chatId));
+  return created.ticketId;
+}
+
+async function replyWithFile(ticketId: string, name: string, mimeType: string): Promise<string> {
   // As the helpdesk does it: the REST API, the file inline.
   const contentBase64 = Buffer.from('%PDF-1.4 документ').toString('base64');
-  const reply = await fetch(`${gw.httpUrl}/v1/tickets/${created.ticketId}/replies`, {
+  const reply = await fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/replies`, {
     method: 'POST',
     headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify({ text: 'Документы во вложении', attachments: [{ name, mimeType, contentBase64 }] }),
   });
-  expect(reply.status, await reply.text()).toBe(202);
-  const call = await api.waitForCall((c) => (c.method === 'sendDocument' || c.method === 'sendPhoto') && String(c.params.chat_id) === String(chatId));
-  const [file] = Object.values(call.files);
-  return file!.filename;
+  const text = await reply.text();
+  expect(reply.status, text).toBe(202);
+  return (JSON.parse(text) as { outboundId: string }).outboundId;
 }
 
 describe('telegram attachment names', () => {
@@ -62,5 +72,18 @@ describe('telegram attachment names', () => {
   it('keeps the whole name, extension included, when it has straight quotes in it', async () => {
     expect(await sentName(7002, 'Договор ООО "Ромашка" №5.pdf', 'application/pdf')).toBe('Договор ООО «Ромашка» №5.pdf');
     expect(await sentName(7003, 'Акт "сверки.pdf', 'application/pdf')).toBe('Акт «сверки.pdf');
+  });
+});
+
+describe('a reply that went out in part', () => {
+  it('says which parts the customer got when the file after the text is refused', async () => {
+    const ticketId = await ticketFor(7004);
+    api.failNext('sendDocument', { status: 413, body: { ok: false, error_code: 413, description: 'Request Entity Too Large' } });
+    const outboundId = await replyWithFile(ticketId, 'Счёт №18.pdf', 'application/pdf');
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    const reason = 'too_large: Request Entity Too Large; delivered before this: the text; not delivered: file «Счёт №18.pdf»';
+    expect((failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ outboundId, status: 'failed', reason });
+    expect((await gw.ticket(ticketId))!.lastDelivery).toMatchObject({ status: 'failed', reason });
+    expect(api.calls.filter((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7004').map((c) => c.params.text)).toEqual(['Документы во вложении']);
   });
 });

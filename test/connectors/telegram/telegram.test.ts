@@ -221,7 +221,7 @@ describe('telegram connector', () => {
     await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Возвращаем файл', attachments: [att] });
     const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
     const status = (failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
-    expect(status).toMatchObject({ status: 'failed', attempts: 1, reason: 'too_large: Request Entity Too Large' });
+    expect(status).toMatchObject({ status: 'failed', attempts: 1, reason: 'too_large: Request Entity Too Large; delivered before this: the text; not delivered: file «выгрузка.csv»' });
     expect(api.calls.filter((c) => c.method === 'sendDocument' && String(c.params.chat_id) === '5018')).toHaveLength(1);
     expect(api.calls.filter((c) => c.method === 'sendMessage' && c.params.chat_id === '5018')).toHaveLength(1);
   });
