@@ -6,6 +6,7 @@
 import type { Telegram } from 'telegraf';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError } from '../../core/errors.js';
+import { partlyDelivered, partNames } from '../partial-delivery.js';
 import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import type { ConnectorContext, HealthTracker, SendAttempt, SendResult } from '../contract.js';
 import { htmlToEntities, splitFormatted, splitText, type FormattedChunk } from './format.js';
@@ -142,10 +143,9 @@ export class TelegramSender {
       const outcome = this.classify(err, chatId);
       if (!(outcome instanceof PermanentDeliveryError)) throw outcome;
       this.progress.delete(msg.id);
-      if (progress.sent === 0) throw outcome;
-      // Part of the reply reached the customer: the agent must not resend it whole, nor believe
-      // the customer got nothing. The reason code stays the platform's.
-      throw new PermanentDeliveryError(`${outcome.message}; delivered before this: ${describeSteps(steps, 0, progress.sent)}; not delivered: ${describeSteps(steps, progress.sent, steps.length)}`, outcome.reason);
+      // Part of the reply may have reached the customer: say which (the reason code stays Telegram's).
+      const names = partNames(steps.filter((x) => 'chunk' in x).length, steps.flatMap((x) => ('attachment' in x ? [x.attachment.name] : [])));
+      throw partlyDelivered(outcome, names, progress.sent);
     }
   }
 
@@ -249,15 +249,6 @@ function refusalReason(code: number, description: string): string {
       : /thread not found|topic.*(closed|deleted)/i.test(description) ? 'topic_not_found' : 'bad_request';
   }
   return code === 404 ? 'not_found' : `refused_${code}`;
-}
-
-/** Steps [from, to) of a reply for a person: «text part 2 of 3», «the text», «file «Счёт.pdf»». */
-function describeSteps(steps: Step[], from: number, to: number): string {
-  const texts = steps.filter((s) => 'chunk' in s).length;
-  return steps
-    .slice(from, to)
-    .map((s, i) => ('chunk' in s ? (texts === 1 ? 'the text' : `text part ${from + i + 1} of ${texts}`) : `file «${s.attachment.name}»`))
-    .join(', ');
 }
 
 /**

@@ -8,6 +8,7 @@
 import { splitTextAt } from '../../core/text-split.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
+import { partlyDelivered, partNames } from '../partial-delivery.js';
 import type { OutboundAttachment, OutboundMessage } from '../../core/schema.js';
 import type { ConnectorContext, HealthTracker, SendAttempt, SendResult } from '../contract.js';
 import { RateLimitState } from '../rate-limit-state.js';
@@ -68,8 +69,11 @@ export class CloudSender {
       return result;
     } catch (err) {
       const outcome = this.classify(err);
-      if (outcome instanceof PermanentDeliveryError) this.progress.delete(msg.id);
-      throw outcome;
+      if (!(outcome instanceof PermanentDeliveryError)) throw outcome;
+      this.progress.delete(msg.id);
+      // Part of the reply may have reached the customer: say which (a template is one message).
+      if (msg.template) throw outcome;
+      throw partlyDelivered(outcome, partNames(splitText(msg.text).length, msg.attachments.map((a) => a.name)), progress.sent);
     }
   }
 

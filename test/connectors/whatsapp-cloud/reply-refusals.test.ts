@@ -1,8 +1,10 @@
 /**
- * A template reply after the 24-hour window whose parameter WhatsApp will not take: an address
- * typed on two lines, a tab from a pasted table, a run of spaces, an empty value. Before, the
- * helpdesk got 202, the ticket said pending, and the Graph API refused it (132018) afterwards; now
- * it is a 400 naming template.parameters, with no Graph call. Cyrillic values that fit still go.
+ * Replies WhatsApp refuses, as a support team's week one meets them. A template reply after the
+ * 24-hour window whose parameter WhatsApp will not take (an address typed on two lines, a tab from
+ * a pasted table, a run of spaces, an empty value): before, the helpdesk got 202, the ticket said
+ * pending, and the Graph API refused it (132018) afterwards; now it is a 400 naming
+ * template.parameters, with no Graph call, while Cyrillic values that fit still go. And a reply
+ * whose file is refused after its text went out: the failure says the text was delivered.
  * The real gateway (nats-server, router, outbound runner) against the stand-in Graph API, which
  * refuses such parameters as Meta does.
  */
@@ -56,6 +58,16 @@ async function staleTicket(from: string): Promise<string> {
   return created.ticketId;
 }
 
+async function freshTicket(from: string): Promise<string> {
+  const id = newWamid();
+  const message = { from, id, timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: 'Пришлите акт сверки' } };
+  const body = webhookBody(PHONE_ID, { messages: [message], contacts: [{ profile: { name: 'Иван' }, wa_id: from }] });
+  const res = await fetch(`${gw.httpUrl}/connectors/whatsapp-cloud/shop/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(APP_SECRET, body) }, body });
+  expect(res.status).toBe(200);
+  const created = await gw.waitForEvent((e) => e.type === 'ticket.message' && ((e.entry as Extract<LogEntry, { kind: 'inbound' }>).event as InboundMessage).platform.messageId === id);
+  return created.ticketId;
+}
+
 function reply(ticketId: string, parameters: Record<string, string>): Promise<Response> {
   return fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/replies`, {
     method: 'POST',
@@ -90,5 +102,27 @@ describe('whatsapp-cloud template parameters', () => {
     expect(res.status).toBe(202);
     const call = await graph.waitForCall((c) => c.json?.type === 'template' && c.json?.to === '79161112233');
     expect(call.json.template.components[0].parameters.map((p: { text: string }) => p.text)).toEqual(['Иван Сидоров', 'ООО «Ромашка», ул. Ленина, д. 5, кв. №12']);
+  });
+});
+
+describe('whatsapp-cloud reply delivered in part', () => {
+  it('names the text as delivered when the file after it is refused for good', async () => {
+    const ticketId = await freshTicket('79162223344');
+    // The text goes; the document message after it is refused (media WhatsApp cannot take).
+    let calls = 0;
+    graph.failMessagesTo = (to) => (to === '79162223344' && ++calls === 2
+      ? { status: 400, error: { message: '(#131053) Media upload error', type: 'OAuthException', code: 131053, error_data: { details: 'Unsupported file' }, fbtrace_id: 'test' } }
+      : undefined);
+    const res = await fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/replies`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'Акт сверки во вложении', attachments: [{ name: 'Акт сверки 2026.pdf', mimeType: 'application/pdf', contentBase64: Buffer.from('%PDF-1.4 акт').toString('base64') }] }),
+    });
+    expect(res.status).toBe(202);
+    const failed = await gw.waitForEvent((e) => e.type === 'ticket.delivery_failed' && e.ticketId === ticketId);
+    graph.failMessagesTo = undefined;
+    const reason = (failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status.reason!;
+    expect(reason).toMatch(/^media_failed: .*131053.*; delivered before this: the text; not delivered: file «Акт сверки 2026\.pdf»$/);
+    expect(graph.calls.filter((c) => c.json?.to === '79162223344' && c.json?.type === 'text').map((c) => c.json.text.body)).toEqual(['Акт сверки во вложении']);
   });
 });
