@@ -62,6 +62,8 @@ export function telegramRetryWaitMs(e: TelegramErrorLike, failures: number, log?
 /** Formats Telegram shows as a photo; anything else (GIF, SVG, HEIC...) goes as a document. */
 const PHOTO_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
 const PHOTO_MAX_BYTES = 10 * 1024 * 1024;
+/** sendPhoto's refusals of the picture itself, which sendDocument takes. */
+const PHOTO_REFUSALS = /PHOTO_INVALID_DIMENSIONS|IMAGE_PROCESS_FAILED|PHOTO_SAVE_FILE_INVALID|PHOTO_EXT_INVALID/;
 
 type Step = { chunk: FormattedChunk } | { attachment: OutboundAttachment };
 
@@ -205,9 +207,17 @@ export class TelegramSender {
     const bytes = await this.ctx.media.get(a.objectKey);
     if (!bytes) throw new PermanentDeliveryError(`attachment ${a.name} is not in the object store`, 'attachment_missing');
     const file = { source: Buffer.from(bytes), filename: multipartFileName(a.name) };
-    return PHOTO_TYPES.has(a.mimeType) && bytes.byteLength <= PHOTO_MAX_BYTES
-      ? this.api.sendPhoto(chatId, file, extra)
-      : this.api.sendDocument(chatId, file, extra);
+    if (!PHOTO_TYPES.has(a.mimeType) || bytes.byteLength > PHOTO_MAX_BYTES) return this.api.sendDocument(chatId, file, extra);
+    try {
+      return await this.api.sendPhoto(chatId, file, extra);
+    } catch (err) {
+      const e = err as TelegramErrorLike;
+      if (e.code !== 400 || !PHOTO_REFUSALS.test(e.description ?? '')) throw err;
+      // A picture Telegram will not show as a photo (a long screenshot of a page: the sides more
+      // than 20:1 or over 10,000 px together; an image it cannot decode) still goes, as a file.
+      this.ctx.log.info({ err: e.description, name: a.name }, 'Telegram refused the picture as a photo; sending it as a document');
+      return this.api.sendDocument(chatId, file, extra);
+    }
   }
 
   private classify(err: unknown, chatId: string): Error {

@@ -1,9 +1,11 @@
 /**
- * File names of replies' attachments as a Russian support team writes them: Cyrillic, «№», and
- * straight quotes around a company name (ООО "Ромашка"). telegraf writes the name into the
- * multipart header between quotes without escaping, so a `"` in it ended the name there: the
- * customer got a document called «Договор ООО » without its extension, and the reply was logged
- * as sent. telegraf's real client against the stand-in Bot API, a real nats-server, the router.
+ * Replies with files, as a Russian support team sends them. Names: Cyrillic, «№», and straight
+ * quotes around a company name (ООО "Ромашка"); telegraf writes the name into the multipart
+ * header between quotes without escaping, so a `"` in it broke the part and no document reached
+ * Telegram. A file refused after the text went out: the failure says the text was delivered. A
+ * long screenshot Telegram refuses as a photo (PHOTO_INVALID_DIMENSIONS): sent as a document
+ * instead of failing the reply. telegraf's real client against the stand-in Bot API, a real
+ * nats-server, the router and the outbound runner.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
@@ -11,7 +13,7 @@ import { startNats, type TestNats } from '../../helpers/nats-server.js';
 import { FakeBotApi } from './bot-api.js';
 import type { LogEntry } from '../../../src/core/schema.js';
 
-const TOKEN = '123456:TEST-token-file-names-abcdef';
+const TOKEN = '123456:TEST-token-reply-files-abcdef';
 let nats: TestNats;
 let api: FakeBotApi;
 let gw: TestGateway;
@@ -51,9 +53,9 @@ async function ticketFor(chatId: number): Promise<string> {
   return created.ticketId;
 }
 
-async function replyWithFile(ticketId: string, name: string, mimeType: string): Promise<string> {
+async function replyWithFile(ticketId: string, name: string, mimeType: string, bytes = Buffer.from('%PDF-1.4 документ')): Promise<string> {
   // As the helpdesk does it: the REST API, the file inline.
-  const contentBase64 = Buffer.from('%PDF-1.4 документ').toString('base64');
+  const contentBase64 = bytes.toString('base64');
   const reply = await fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/replies`, {
     method: 'POST',
     headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
@@ -85,5 +87,20 @@ describe('a reply that went out in part', () => {
     expect((failed.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ outboundId, status: 'failed', reason });
     expect((await gw.ticket(ticketId))!.lastDelivery).toMatchObject({ status: 'failed', reason });
     expect(api.calls.filter((c) => c.method === 'sendMessage' && String(c.params.chat_id) === '7004').map((c) => c.params.text)).toEqual(['Документы во вложении']);
+  });
+});
+
+describe('a picture Telegram will not take as a photo', () => {
+  it('goes as a document with the same bytes, and the reply is sent', async () => {
+    const ticketId = await ticketFor(7005);
+    // A long screenshot of an instruction page (1080 × 24000): Telegram refuses it as a photo.
+    api.failNext('sendPhoto', { status: 400, body: { ok: false, error_code: 400, description: 'Bad Request: PHOTO_INVALID_DIMENSIONS' } });
+    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64, 1)]);
+    const outboundId = await replyWithFile(ticketId, 'Инструкция по оплате.png', 'image/png', png);
+    const delivered = await gw.waitForEvent((e) => (e.type === 'ticket.delivery' || e.type === 'ticket.delivery_failed') && e.ticketId === ticketId);
+    expect((delivered.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ outboundId, status: 'sent' });
+    const doc = await api.waitForCall((c) => c.method === 'sendDocument' && String(c.params.chat_id) === '7005');
+    expect(doc.files.document).toMatchObject({ filename: 'Инструкция по оплате.png' });
+    expect(Buffer.compare(doc.files.document!.bytes, png)).toBe(0);
   });
 });
