@@ -3,7 +3,8 @@
  * 24-hour window whose parameter WhatsApp will not take (an address typed on two lines, a tab from
  * a pasted table, a run of spaces, an empty value): before, the helpdesk got 202, the ticket said
  * pending, and the Graph API refused it (132018) afterwards; now it is a 400 naming
- * template.parameters, with no Graph call, while Cyrillic values that fit still go. And a reply
+ * template.parameters, with no Graph call, while Cyrillic values that fit still go. A free-form
+ * reply after the window: the 409 names the templates the account can send. And a reply
  * whose file is refused after its text went out: the failure says the text was delivered.
  * The real gateway (nats-server, router, outbound runner) against the stand-in Graph API, which
  * refuses such parameters as Meta does.
@@ -94,6 +95,19 @@ describe('whatsapp-cloud template parameters', () => {
     expect(body.error.message).toContain(`template delivery_address: ${says}`);
     expect(templateCalls()).toBe(before);
     expect((await gw.ticket(ticketId))!.lastDelivery).toBeUndefined();
+  });
+
+  it('tells an agent whose free-form reply is too late which templates the account can send', async () => {
+    const ticketId = await staleTicket('79163334455');
+    const res = await fetch(`${gw.httpUrl}/v1/tickets/${ticketId}/replies`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'Иван, ваш заказ доставят завтра.' }),
+    });
+    expect(res.status).toBe(409);
+    const { error } = (await res.json()) as { error: { code: string; field: string; message: string } };
+    expect(error).toMatchObject({ code: 'outside_reply_window', field: 'template' });
+    expect(error.message).toMatch(/^the channel allowed free-form replies until \S+ \(its window after the customer's last message\); send one of the templates configured for whatsapp\/shop as template \{name, language, parameters\}: delivery_address\/ru \(name, address\)$/);
   });
 
   it('sends Cyrillic parameters that fit, quotes and № included', async () => {
