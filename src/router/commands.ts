@@ -34,8 +34,8 @@ import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
 import { replyRecipients, withReplyTo, type ChosenRecipients } from './mail-recipients.js';
 import type { TicketStore } from './tickets.js';
-import { templateRefusal } from './reply-template.js';
-import type { TemplateSupport, TemplateSupportLookup } from '../core/reply-templates.js';
+import { outsideWindowMessage, templateRefusal } from './reply-template.js';
+import type { TemplateSupportLookup } from '../core/reply-templates.js';
 
 export type CommandResult =
   | { ok: true; result: Record<string, unknown>; replayed?: boolean }
@@ -348,16 +348,3 @@ async function missing(store: TicketStore, id: string): Promise<CommandResult> {
   return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}`, field: 'ticketId' } };
 }
 
-/**
- * What the agent is told about a free-form reply after the window: until when, and which templates
- * this account can send (by name and language, as the reply's `template` wants them), or that none
- * is configured: "send an approved template" alone left a team without templates guessing.
- */
-function outsideWindowMessage(ticket: Pick<Ticket, 'channel' | 'account' | 'replyWindowEndsAt'>, support: TemplateSupport | undefined): string {
-  const head = `the channel allowed free-form replies until ${ticket.replyWindowEndsAt} (its window after the customer's last message)`;
-  const where = `${ticket.channel}/${ticket.account}`;
-  if (support?.kind !== 'listed') return `${head}; send an approved template instead`;
-  if (support.templates.length === 0) return `${head}; no template is configured for ${where} (connectors[].templates), so nothing can be sent until the customer writes again`;
-  const names = support.templates.map((t) => `${t.name}/${t.language}${t.parameters.length ? ` (${t.parameters.join(', ')})` : ''}`).join(', ');
-  return `${head}; send one of the templates configured for ${where} as template {name, language, parameters}: ${names}`;
-}

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { templateSupportOf } from '../../src/connectors/reply-templates.js';
 import type { ConnectorFactory } from '../../src/connectors/contract.js';
 import type { TemplateSupport } from '../../src/core/reply-templates.js';
-import { templateRefusal } from '../../src/router/reply-template.js';
+import { outsideWindowMessage, templateRefusal } from '../../src/router/reply-template.js';
 
 const factory = (type: string, channel: string, replyTemplates?: (o: unknown) => TemplateSupport): ConnectorFactory<unknown> => ({
   type, channel, options: z.unknown(), create: () => { throw new Error('not created: the check reads config only'); }, ...(replyTemplates && { replyTemplates }),
@@ -45,5 +45,17 @@ describe('reply template check from configuration', () => {
   it('lets a reply without a template go everywhere', () => {
     const lookup = templateSupportOf([{ factory: telegram, account: 'bot1', options: {} }]);
     expect(templateRefusal(lookup('telegram', 'bot1'), ticket('telegram', 'bot1'), { attachments: [] })).toBeUndefined();
+  });
+});
+
+describe('the 409 of a free-form reply after the window', () => {
+  const late = { channel: 'whatsapp', account: 'shop', replyWindowEndsAt: '2026-12-07T16:57:11.000Z' };
+  const head = "the channel allowed free-form replies until 2026-12-07T16:57:11.000Z (its window after the customer's last message)";
+  it('names the templates the account can send, or says there are none', () => {
+    expect(outsideWindowMessage(late, { kind: 'listed', templates: [{ name: 'order_update', language: 'ru', parameters: ['name', 'order'] }, { name: 'ping', language: 'ru', parameters: [] }] }))
+      .toBe(`${head}; send one of the templates configured for whatsapp/shop as template {name, language, parameters}: order_update/ru (name, order), ping/ru`);
+    expect(outsideWindowMessage(late, { kind: 'listed', templates: [] }))
+      .toBe(`${head}; no template is configured for whatsapp/shop (connectors[].templates), so nothing can be sent until the customer writes again`);
+    expect(outsideWindowMessage(late, undefined)).toBe(`${head}; send an approved template instead`);
   });
 });
