@@ -26,4 +26,20 @@ describe('splitTextAt', () => {
     for (const p of parts) expect(p).toMatch(/^(😀)+$/u);
     expect(whatsappCloudSplit('')).toEqual([]);
   });
+
+  it('ends a part at a sentence rather than leaving one word for the next message', () => {
+    const sentence = 'Мы проверили ваш заказ, всё в порядке. ';
+    const body = sentence.repeat(Math.floor(4060 / sentence.length));
+    const last = 'Доставка по Москве займёт от двух до трёх рабочих';
+    const text = `${body}${last} дней.`;
+    expect(text.length).toBeGreaterThan(4096);
+    const parts = splitTextAt(text, 4096);
+    expect(parts.length).toBe(2);
+    expect(parts[0]).toMatch(/порядке\.$/);
+    expect(parts[1]!.length).toBeGreaterThan(20);
+    expect(parts.join(' ')).toBe(text);
+    // Closing quotes and brackets stay with their sentence; no sentence end in reach: a word boundary as before.
+    expect(splitTextAt(`${'а'.repeat(60)} «Готово!» ${'б'.repeat(30)}`, 80)).toEqual([`${'а'.repeat(60)} «Готово!»`, 'б'.repeat(30)]);
+    expect(splitTextAt(`${'слово '.repeat(20)}конец`, 50)[0]!.endsWith('слово')).toBe(true);
+  });
 });
