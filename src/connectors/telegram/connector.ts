@@ -7,6 +7,7 @@
 import { Telegram } from 'telegraf';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
+import { parseJsonBounded } from '../../core/json-input.js';
 import { describeFetchFailure, networkCause } from '../../core/network-failure.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
@@ -157,9 +158,11 @@ export class TelegramConnector implements Connector {
     if (!this.bot) return { status: 503, body: { error: 'starting', message: 'bot identity not known yet' } };
     let update: TgUpdate;
     try {
-      update = JSON.parse(req.rawBody.toString('utf8')) as TgUpdate;
-    } catch {
-      await this.ctx.deadLetter('telegram webhook body is not valid JSON', req.rawBody);
+      // Bounded: a body nested 10,000 deep parsed, then overflowed the stack when it was parked
+      // (JSON.stringify), and the 500 made Telegram redeliver it, holding back the updates behind it.
+      update = parseJsonBounded(req.rawBody.toString('utf8')) as TgUpdate;
+    } catch (err) {
+      await this.ctx.deadLetter(`telegram webhook body refused: ${errorMessage(err)}`, req.rawBody);
       return { status: 200, body: '' }; // Telegram would retry a bad body forever
     }
     try {
@@ -262,6 +265,12 @@ export class TelegramConnector implements Connector {
     const u = update.my_chat_member!;
     if (typeof u.chat?.id !== 'number' || typeof u.new_chat_member?.status !== 'string' || typeof u.date !== 'number') {
       await this.ctx.deadLetter(`telegram update ${update.update_id}: my_chat_member lacks chat.id, new_chat_member.status or date`, update);
+      return;
+    }
+    // As for messages (normalize.ts): 1e21 or 1.5 is no chat of Telegram's, and was recorded and
+    // announced to the helpdesk as conversation "1e+21" or "1.5".
+    if (!Number.isSafeInteger(u.chat.id)) {
+      await this.ctx.deadLetter(`telegram update ${update.update_id}: my_chat_member.chat.id: ${u.chat.id} is not a whole number Telegram could have sent (ids have at most 52 bits)`, update);
       return;
     }
     // A date no ISO time can hold threw when the change was announced: retried as if NATS were
