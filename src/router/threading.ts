@@ -48,6 +48,8 @@ export interface ThreadingOptions {
 /** Why a mail that named a ticket did not join it, per ticket: said in the log of the ticket it opens. */
 type Refusals = Map<string, string>;
 const MAX_REFUSALS_LOGGED = 3;
+/** How many of a mail's References (the newest) threading looks up; the event keeps them all. */
+export const MAX_REFERENCES_CONSULTED = 100;
 
 export function subjectTokenPattern(prefix: string): RegExp {
   const p = prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -169,7 +171,9 @@ export class Threader {
     };
     const candidates: Array<[ThreadMatch['rule'], string]> = [];
     if (email.inReplyTo) candidates.push(['email-in-reply-to', email.inReplyTo]);
-    for (const ref of [...email.references].reverse()) candidates.push(['email-references', ref]);
+    // The newest only: each is one or two KV reads, and a 500 KB header names 60,000 (25 s of the
+    // router's time for one mail from anyone). A reply names the mail it answers last.
+    for (const ref of email.references.slice(-MAX_REFERENCES_CONSULTED).reverse()) candidates.push(['email-references', ref]);
     for (const [rule, messageId] of candidates) {
       // Our own sent mail first: only our deliveries write `out.`, while `mid.` holds what inbound
       // mail carried, first writer wins. A stranger who wrote one of our future ids there (a mail
