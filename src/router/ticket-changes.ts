@@ -10,6 +10,19 @@ import type { DeliveryStatus, InboundMessage, SendPurpose, Ticket } from '../cor
 /** Event ids a ticket remembers: a redelivered event among them changes nothing. */
 export const RECENT_EVENTS = 16;
 
+/**
+ * Addresses a ticket counts as participants, at most. Every Cc of every mail became one: three
+ * mails Cc'ing 30,000 addresses each (a 300 KB header) made the ticket record larger than a NATS
+ * message, and from then on no message of that ticket could be stored, silently (outside trial t11).
+ * Past the bound an address is not added: its answer opens a ticket of its own, as a stranger's.
+ */
+export const MAX_PARTICIPANTS = 200;
+
+/** Adds `who` (already trimmed and lower-cased) unless it is there or the ticket is full. */
+function addParticipant(t: Ticket, who: string): void {
+  if (who && t.participants.length < MAX_PARTICIPANTS && !t.participants.includes(who)) t.participants.push(who);
+}
+
 /** The customer's answer to a satisfaction request, if it is a rating (see rating.ts); anything else is a message. */
 export function ratingIn(t: Ticket, text: string, now: number, windowMs: number): number | undefined {
   if (!t.csat?.requestedAt || t.csat.rating !== undefined) return undefined;
@@ -31,11 +44,12 @@ export function recordInbound(t: Ticket, e: InboundMessage, at: string): void {
   t.updatedAt = at;
   // Trimmed: " x@romashka.ru" and "x@romashka.ru " were two participants (and neither matched the mail's From).
   const sender = (e.email?.from ?? e.sender.id).trim().toLowerCase();
-  if (!t.participants.includes(sender)) t.participants.push(sender);
-  // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket.
-  for (const addr of [...(e.email?.cc ?? []), ...(e.email?.replyTo ? [e.email.replyTo] : [])]) {
-    const who = addr.trim().toLowerCase();
-    if (who && !t.participants.includes(who)) t.participants.push(who);
+  addParticipant(t, sender);
+  // Cc'd people and the Reply-To address (where our answer goes) may answer into this ticket:
+  // Reply-To first, so a long Cc list does not crowd out where the answer goes.
+  for (const addr of [...(e.email?.replyTo ? [e.email.replyTo] : []), ...(e.email?.cc ?? [])]) {
+    if (t.participants.length >= MAX_PARTICIPANTS) break;
+    addParticipant(t, addr.trim().toLowerCase());
   }
   if (e.email) {
     t.lastEmailMessageId = e.email.messageId;
