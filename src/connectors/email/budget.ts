@@ -9,6 +9,14 @@
 export const EVENT_MAX_BYTES = 800 * 1024;
 /** Each of `fullText` and `html` (and `text`, which is cut from `fullText`). */
 export const BODY_MAX_BYTES = 240 * 1024;
+/**
+ * A subject longer than this is cut (a note in the text says how long it was). It rides four
+ * times in the router's ticket event (the ticket's subject and title, the mail's subject and
+ * conversation title): a 380 KB subject, one header within mailparser's limit, made that event
+ * larger than a NATS message, and the router retried it every 10 s for ever while the sender's
+ * later mail waited behind it (outside trial t11). The web form takes 1,000 too.
+ */
+export const SUBJECT_MAX_CHARS = 1000;
 
 /** Bytes of `value` as JSON. */
 export function jsonBytes(value: unknown): number {

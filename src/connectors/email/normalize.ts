@@ -15,7 +15,7 @@ import { MediaTooLargeError, type MediaStore } from '../../core/media.js';
 import { errorMessage } from '../../core/errors.js';
 import type { Attachment, InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
-import { BODY_MAX_BYTES, EVENT_MAX_BYTES, jsonBytes, prefixWithin } from './budget.js';
+import { BODY_MAX_BYTES, EVENT_MAX_BYTES, SUBJECT_MAX_CHARS, jsonBytes, prefixWithin } from './budget.js';
 import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
 import { copyHeaders, effectiveMessageId, platformId } from './ids.js';
 import { authenticationOf, type AuthenticationPolicy } from './authentication.js';
@@ -73,7 +73,10 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   const unreadable = note === undefined && !mail.text?.trim() && !mail.html && mail.attachments.length === 0 && bodyWithoutParts(mail, raw);
   const winmail = unpackWinmail(mail.attachments, !!mail.text?.trim() || !!mail.html);
   // What was not unpacked is said under the text, outside what trimming may cut (ticketText).
-  const notes = winmail.notes.length > 0 ? `\n\n${winmail.notes.join('\n')}` : '';
+  const subject = prefixWithin(mail.subject ?? '', SUBJECT_MAX_CHARS, Infinity);
+  const subjectNote = subject.length < (mail.subject ?? '').length ? [`[the subject was ${mail.subject!.length} characters long: only its first ${subject.length} are kept]`] : [];
+  const allNotes = [...winmail.notes, ...subjectNote];
+  const notes = allNotes.length > 0 ? `\n\n${allNotes.join('\n')}` : '';
   const ownText = mail.text?.trim() ? mail.text : (winmail.body ?? mail.text ?? '');
   const body = note ?? (unreadable ? `[${unreadableWhy(mail)}: the whole mail is attached as message.eml]` : `${ownText}${notes}`.replace(/^\n+/, ''));
   const ticketText = (full: string) => (notes && full.endsWith(notes) ? `${trimReply(full.slice(0, -notes.length))}${notes}`.replace(/^\n+/, '') : trimReply(full));
@@ -100,7 +103,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   const event: InboundEventInput & { type: 'message.inbound' } = {
     type: 'message.inbound',
     id: eventId(deps.channel, deps.account, pid),
-    conversation: { id: mailbox.toLowerCase(), kind: 'email', title: mail.subject || undefined },
+    conversation: { id: mailbox.toLowerCase(), kind: 'email', title: subject || undefined },
     sender: {
       id: from,
       displayName: sender.name || undefined,
@@ -115,7 +118,7 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
       messageId,
       inReplyTo: firstId(mail.inReplyTo),
       references: idList(mail.references),
-      subject: mail.subject ?? '',
+      subject,
       from,
       to: addresses(mail.to),
       cc: addresses(mail.cc),
