@@ -70,10 +70,18 @@ export function copyHeaders(raw: Uint8Array): string {
   return `${value('date')}\u0000${value('subject')}`;
 }
 
-/** The Message-ID a mail goes by: its own, or a stand-in from its bytes when it has none (also `<>`, `< >`: empty is none). */
+/**
+ * A Message-ID longer than a header line may be (RFC 5322: 998 characters) is none. The ticket
+ * keeps a mail's id three times (thread key, last id, reference chain): one of 300 KB made the
+ * ticket record 922 KB, and the sender's next mail could not be stored, retried for ever
+ * (outside trial t11). No mailer makes one; ids in In-Reply-To and References are held to it too.
+ */
+export const MAX_MESSAGE_ID_CHARS = 998;
+
+/** The Message-ID a mail goes by: its own, or a stand-in from its bytes when it has none (also `<>`, `< >`: empty is none; over MAX_MESSAGE_ID_CHARS is none). */
 export function effectiveMessageId(header: string | undefined, raw: Uint8Array): string {
   const given = header?.trim();
-  return given && normalizeMessageId(given).trim() ? given : syntheticMessageId(raw);
+  return given && given.length <= MAX_MESSAGE_ID_CHARS && normalizeMessageId(given).trim() ? given : syntheticMessageId(raw);
 }
 
 /** A stable stand-in for a mail that has no Message-ID: the same bytes get the same id. */

@@ -17,7 +17,7 @@ import type { Attachment, InboundEventInput } from '../../core/schema.js';
 import { eventId } from '../contract.js';
 import { BODY_MAX_BYTES, EVENT_MAX_BYTES, SUBJECT_MAX_CHARS, jsonBytes, prefixWithin } from './budget.js';
 import { legacyFileName, misdecoded, relabelLegacyText } from './charset.js';
-import { copyHeaders, effectiveMessageId, platformId } from './ids.js';
+import { MAX_MESSAGE_ID_CHARS, copyHeaders, effectiveMessageId, platformId } from './ids.js';
 import { authenticationOf, type AuthenticationPolicy } from './authentication.js';
 import { pickSender } from './identity.js';
 import { MAX_MIME_DEPTH, mimeDepth } from './mime-depth.js';
@@ -196,7 +196,9 @@ function idList(v: string | string[] | undefined): string[] {
     if (ids) out.push(...ids);
     else if (s.trim()) out.push(`<${s.trim()}>`);
   }
-  return out;
+  // No mail of anyone's goes by a longer id (effectiveMessageId): such a one names nothing, and
+  // twenty of them in the ticket's reference chain outgrew a NATS message.
+  return out.filter((id) => id.length <= MAX_MESSAGE_ID_CHARS);
 }
 
 function firstId(v: string | undefined): string | undefined {

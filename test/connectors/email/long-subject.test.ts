@@ -1,18 +1,20 @@
 /**
- * A mail whose Subject is 380 KB (one header, within mailparser's 1 MB) against a real Dovecot and
- * the whole gateway. The subject rides four times in the router's ticket event, which grew past a
- * NATS message: the router retried it every 10 s for ever and the sender's later mail waited
- * behind it. Asserted: the subject is cut to SUBJECT_MAX_CHARS with a note in the text saying so,
- * and both that mail and the next one of the sender are routed.
+ * Headers too long for a ticket, against a real Dovecot and the whole gateway. A 380 KB Subject
+ * (one header, within mailparser's 1 MB) rides four times in the router's ticket event, and a
+ * 300 KB Message-ID three times in the ticket record: either grew past a NATS message, and the
+ * router retried it every 10 s for ever while the sender's later mail waited behind it. Asserted:
+ * the subject is cut to SUBJECT_MAX_CHARS with a note in the text saying so, a Message-ID over
+ * MAX_MESSAGE_ID_CHARS counts as none, and the sender's mails are all routed.
  */
 import { describe, expect, it } from 'vitest';
 import { SUBJECT_MAX_CHARS } from '../../../src/connectors/email/budget.js';
+import { MAX_MESSAGE_ID_CHARS } from '../../../src/connectors/email/ids.js';
 import { mailboxGateway } from './harness.js';
 import { plainMail, uniqueId } from './mails.js';
 
 const CRLF = '\r\n';
 
-describe('a 380 KB Subject', () => {
+describe('headers too long for a ticket', () => {
   const rig = mailboxGateway();
   const routed = (messageId: string) =>
     rig.gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.email?.messageId === messageId, 40_000);
@@ -33,5 +35,19 @@ describe('a 380 KB Subject', () => {
     const next = uniqueId('next');
     await rig.world.imap.append('INBOX', plainMail({ from, messageId: next, subject: 'Re: чек', inReplyTo: long, text: 'Есть новости?' }));
     expect((await routed(next)).ticketId).toBe(opened.ticketId);
+  }, 120_000);
+
+  it('a 300 KB Message-ID counts as none, and the sender\'s next mail, In-Reply-To it, is routed', async () => {
+    const from = 'mid@client.example.ru';
+    const huge = (c: string) => `<${c.repeat(300 * 1024)}@client.example.ru>`;
+    await rig.world.imap.append('INBOX', plainMail({ from, messageId: huge('1'), subject: 'Счёт', text: 'Пришлите счёт' }));
+    const first = await rig.gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.sender?.id === from, 40_000);
+    expect.soft((first.entry as any).event.email.messageId).toMatch(/^<nomid\.[0-9a-f]{40}@omnigate\.invalid>$/);
+    await rig.world.imap.append('INBOX', plainMail({ from, messageId: huge('2'), inReplyTo: huge('1'), references: huge('1'), subject: 'Re: Счёт', text: 'Так что со счётом?' }));
+    const second = await rig.gw.waitForEvent((e) => e.type === 'ticket.message' && (e.entry as any)?.event?.text === 'Так что со счётом?', 40_000);
+    expect((second.entry as any).event.email.inReplyTo).toBeUndefined();
+    expect((second.entry as any).event.email.references).toEqual([]);
+    const ticket = (await rig.gw.ticket(first.ticketId))!;
+    expect(JSON.stringify(ticket).length).toBeLessThan(16 * MAX_MESSAGE_ID_CHARS);
   }, 120_000);
 });
