@@ -51,6 +51,9 @@ export interface ProjectionOptions {
    * checkpoint (two count(*)s, after a batch or when idle; also done at each start). Default 5 minutes.
    */
   checkEveryMs?: number;
+  /** A log ending before the checkpoint is read again this often (default 2 s), for this long (30 s), before it is refused (sameLog). */
+  shortLogRecheckMs?: number;
+  shortLogWaitMs?: number;
 }
 
 export interface ProjectionStatus {
@@ -76,6 +79,8 @@ export class Projection {
   private readonly idleMs: number;
   private readonly standbyRetryMs: number;
   private readonly losses: LostRows;
+  private readonly shortLogRecheckMs: number;
+  private readonly shortLogWaitMs: number;
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
   /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
   private checkpointSeen = false;
@@ -91,6 +96,12 @@ export class Projection {
     this.batchSize = o.batchSize ?? 500;
     this.idleMs = o.idleMs ?? 1000;
     this.standbyRetryMs = o.standbyRetryMs ?? 2000;
+    // 2 s: one stream-info request, cheaper than the idle sample made every second. 30 s: a
+    // restarted cluster node follows or elects a leader within seconds and catches up thousands
+    // of entries in about as many more; nothing is applied while waiting nor after a refusal, so
+    // waiting only delays the refusal of a real restore (the supervisor's backoff is 30 s at most).
+    this.shortLogRecheckMs = o.shortLogRecheckMs ?? 2_000;
+    this.shortLogWaitMs = o.shortLogWaitMs ?? 30_000;
     this.losses = new LostRows(bus, log, o.checkEveryMs ?? 300_000, (logEnd) => {
       this.status_ = { ...this.status_, checkpoint: 0, lag: logEnd, logLastSeq: logEnd };
       metrics.readModelLag.set(logEnd);
@@ -218,15 +229,40 @@ export class Projection {
    * skipped every new entry up to the old checkpoint, silently (tickets missing from lists, new
    * ones sharing numbers with old rows). Nothing is guessed: an operator rebuilds (docs/data.md).
    * A checkpoint from before the log was recorded takes the present log, unless it is past its end.
+   *
+   * Another creation time is refused at once. A log of the same creation time that ends before the
+   * checkpoint is a store restored from a backup, or only a NATS cluster node that is behind
+   * answering (an outside cluster trial: a node restarted after its disk was full said 68 while
+   * the log was at 1083, and every replica in turn called the store replaced for 70 s): read again
+   * for a while, refused if it stays short. Never applied from meanwhile: a log truly shorter than
+   * the checkpoint would have its new entries up to it skipped silently. False: stopped meanwhile.
    */
-  private async sameLog(db: Database, applied: number, known?: StreamInfo): Promise<void> {
-    const info = known ?? (await this.bus.jsm.streams.info(Streams.log));
+  private async sameLog(db: Database, applied: number, signal: AbortSignal, known?: StreamInfo): Promise<boolean> {
+    let info = known ?? (await this.bus.jsm.streams.info(Streams.log));
     const [row] = await db.query<{ log_created: string | null }>('SELECT log_created FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
-    const replaced = (row?.log_created && row.log_created !== info.created) || applied > info.state.last_seq;
-    if (replaced && applied > 0) {
+    const recreated = (i: StreamInfo) => !!row?.log_created && row.log_created !== i.created;
+    if (applied > 0 && !recreated(info) && applied > info.state.last_seq) {
+      const answered = info.state.last_seq;
+      const started = Date.now();
+      info = await this.whileShort(applied, info, recreated, signal);
+      if (signal.aborted) return false;
+      if (!recreated(info) && applied <= info.state.last_seq) {
+        this.log.warn(
+          { checkpoint: applied, answered, logLastSeq: info.state.last_seq, waitedMs: Date.now() - started },
+          'a NATS node that was behind answered that the ticket log ends before the read model\'s checkpoint; it has caught up, applying goes on',
+        );
+      }
+    }
+    if (applied > 0 && recreated(info)) {
       this.status_.error = 'the ticket log was replaced under the read model: rebuild it (docs/data.md); the cause is in the gateway log';
       throw new LogReplacedError(
-        `the read model has applied the ticket log up to sequence ${applied}, but the log NATS holds now ${row?.log_created && row.log_created !== info.created ? `was created at ${info.created}, not ${row.log_created}` : `ends at ${info.state.last_seq}`}: the NATS store was replaced or the stream made again. Rebuild the read model from the log (docs/data.md); nothing is applied until then`,
+        `the read model has applied the ticket log up to sequence ${applied}, but the log NATS holds now was created at ${info.created}, not ${row?.log_created}: the NATS store was replaced or the stream made again. Rebuild the read model from the log (docs/data.md); nothing is applied until then`,
+      );
+    }
+    if (applied > info.state.last_seq && applied > 0) {
+      this.status_.error = 'the ticket log NATS holds ends before the read model\'s checkpoint (restored from a backup, or NATS lost its newest entries): check the NATS streams, then rebuild the read model (docs/data.md); the cause is in the gateway log';
+      throw new LogReplacedError(
+        `the read model has applied the ticket log up to sequence ${applied}, but the log NATS holds now (created at ${info.created}, as before) ends at ${info.state.last_seq} and still did after ${Math.round(this.shortLogWaitMs / 1000)} s: either the NATS store was restored from a backup older than the read model, or NATS lost its newest entries (a NATS node that lost its store: \`nats stream report\`). Nothing is applied until the read model is rebuilt from the log (docs/data.md)`,
       );
     }
     delete this.status_.error;
@@ -241,11 +277,24 @@ export class Projection {
         [CHECKPOINT, info.created],
       );
     }
+    return true;
+  }
+
+  /** The log's stream info read again until it reaches `applied`, its creation time changes, `shortLogWaitMs` pass or the signal aborts. */
+  private async whileShort(applied: number, info: StreamInfo, recreated: (i: StreamInfo) => boolean, signal: AbortSignal): Promise<StreamInfo> {
+    this.log.info({ checkpoint: applied, logLastSeq: info.state.last_seq, waitMs: this.shortLogWaitMs }, 'NATS says the ticket log ends before the read model\'s checkpoint: asking again before refusing it (a cluster node behind may have answered)');
+    const deadline = Date.now() + this.shortLogWaitMs;
+    while (!recreated(info) && applied > info.state.last_seq && Date.now() < deadline) {
+      await sleep(Math.min(this.shortLogRecheckMs, Math.max(0, deadline - Date.now())), signal);
+      if (signal.aborted) break;
+      info = await this.bus.jsm.streams.info(Streams.log);
+    }
+    return info;
   }
 
   private async follow(db: Database, signal: AbortSignal, progress: () => void): Promise<void> {
     let applied = await this.checkpoint();
-    await this.sameLog(db, applied);
+    if (!(await this.sameLog(db, applied, signal))) return;
     // The log is the one the checkpoint counts in: do the tables still hold what it stands for?
     if (!(await this.losses.check(db))) applied = 0;
     // A replay resumed after a restart may have reached its end already (killed before it said so).
@@ -302,7 +351,7 @@ export class Projection {
           // Idle: is the log the one the checkpoint counts in? A NATS store replaced under a
           // running applier is otherwise followed into (the consumer starts again after the
           // checkpoint, in the new log).
-          await this.sameLog(db, applied, info);
+          if (!(await this.sameLog(db, applied, signal, info))) return;
           progress();
           await this.losses.reached(db, applied);
           if (this.losses.due() && !(await this.losses.check(db))) {
