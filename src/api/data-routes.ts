@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { queryDateOrTime } from './query-time.js';
+import { queryPositiveNumber } from './query-numbers.js';
 import { describeZodError } from '../core/schema.js';
 import { parseJsonBody } from '../core/json-input.js';
 import { Eraser, type ErasureOptions } from '../core/erasure.js';
@@ -52,7 +53,7 @@ const reportQuery = (timezone: string) => z
     to: queryDateOrTime(ISO_WHEN),
     groupBy: z.enum(GROUP_BY).optional(),
     /** repeat-contacts: the window in days (default reports.repeatContactWindow). */
-    days: z.coerce.number().positive().max(365).optional(),
+    days: queryPositiveNumber(365).optional(),
     /** false: wall-clock durations even where business hours are configured. */
     businessHours: z.enum(['true', 'false']).optional(),
     format: z.enum(['json', 'csv']).optional(),

@@ -22,6 +22,7 @@ import type { TicketStore } from '../router/tickets.js';
 import type { ExportAttachment } from '../read-model/person-export.js';
 import type { AttachmentExpiry } from './attachment-expiry.js';
 import type { TokenAuth } from './auth.js';
+import { queryWholeNumber } from './query-numbers.js';
 import { fail, failAuth, failQuery } from './errors.js';
 
 export interface ExportApiDeps {
@@ -39,7 +40,7 @@ export const EXPORT_MAX_LIMIT = 200;
 export const MAX_PAGE_BYTES = 8 * 1024 * 1024;
 
 const ExportQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(EXPORT_MAX_LIMIT).default(50),
+  limit: queryWholeNumber(1, EXPORT_MAX_LIMIT).default(50),
   cursor: z.string().optional(),
 });
 

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { QueryDateTime } from './query-time.js';
+import { queryWholeNumber } from './query-numbers.js';
 import { Author, NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
@@ -51,7 +52,7 @@ const ListQuery = z.strictObject({
   createdBefore: QueryDateTime.optional(),
   /** Only tickets with (true) or without (false) failed replies; `1`, `yes` or `True` would be a guess: refused naming the field. */
   failedReplies: z.enum(['true', 'false'], { error: 'true (tickets with at least one failed reply) or false (tickets with none)' }).optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(50),
+  limit: queryWholeNumber(1, 500).default(50),
   cursor: z.string().optional(),
   /** updated: newest change first (a ticket changed meanwhile moves past the pages read); created: oldest first, every ticket once (exports, sync). */
   order: z.enum(['updated', 'created'], { error: 'updated (newest change first) or created (oldest first: a complete pass while tickets change)' }).default('updated'),
@@ -61,7 +62,7 @@ const SearchQuery = z.strictObject({
   q: z.string().trim().min(1).max(500),
   status: TicketStatus.optional(),
   channel: ChannelName.optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: queryWholeNumber(1, 100).default(20),
 });
 
 const ContactQuery = z

@@ -183,6 +183,9 @@ describe('GET /v1/tickets', () => {
   it('names the invalid query parameter', async () => {
     expect((await h.api('/v1/tickets?limit=0')).body.error).toMatchObject({ code: 'invalid_request', field: 'limit' });
     expect((await h.api('/v1/tickets?limit=501')).body.error.field).toBe('limit');
+    // Number() spellings no client means: refused, not read as 16, 10 and 5.
+    for (const limit of ['0x10', '1e1', '+5', '5.0', ' 5']) expect((await h.api(`/v1/tickets?limit=${encodeURIComponent(limit)}`)).body.error).toMatchObject({ field: 'limit', message: expect.stringContaining('written in digits') });
+    expect((await h.api('/v1/tickets?limit=7')).status).toBe(200);
     expect((await h.api('/v1/tickets?status=done')).body.error.field).toBe('status');
     expect((await h.api('/v1/tickets?updatedSince=yesterday')).body.error.field).toBe('updatedSince');
     // A bare date says what is missing; a channel that cannot match says so instead of an empty list.
