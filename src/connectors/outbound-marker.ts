@@ -8,6 +8,7 @@
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { isCasConflict } from '../core/bus.js';
+import { HolderWatch } from '../core/holder-watch.js';
 import { kvSafe } from '../core/subjects.js';
 
 /**
@@ -81,14 +82,33 @@ export async function writeMarker(kv: KV, key: string, marker: Marker, revision:
 }
 
 /**
+ * A marker JetStream stored this long ago (or longer) was left by a dead writer whatever our
+ * watch saw: far past a send and its recording, and past the clock skew between a replica and
+ * the NATS server we expect.
+ */
+const MARKER_SERVER_AGE_MS = 10 * 60_000;
+
+/**
+ * What one runner has seen of other replicas' markers: a marker is its writer's for 2 × ack_wait
+ * of this process's own observation of that revision, unchanged (core/holder-watch.ts).
+ */
+export function markerWatch(ackWaitMs: number): HolderWatch {
+  return new HolderWatch(2 * ackWaitMs, Math.max(MARKER_SERVER_AGE_MS, 2 * ackWaitMs));
+}
+
+/**
  * How long an in-flight marker of another live replica keeps the message its own (0: not at all).
  * Its writer needs the platform call and then the recording, which waits out NATS elections; a
  * writer killed (-9) leaves its marker, and the message comes back after ack_wait anyway, so the
- * grace costs a crashed send at most one more ack_wait. Markers of older versions carry no time.
+ * grace costs a crashed send at most one more ack_wait or two. Measured by `watch`, from when this
+ * process first saw that revision of the marker, not from the writer's `at`: a writer whose clock
+ * ran 2 minutes behind wrote markers the others took over at once, and sent the reply again while
+ * it was still sending it. Markers of older versions carry no time and no writer: not waited for.
  * `deadReplicas`: writers known dead (the previous gateway on the embedded data directory), decided at once.
  */
-export function othersMayStillSend(marker: Marker | null, o: { replica?: string; deadReplicas?: readonly string[]; ackWaitMs: number }): number {
-  if ((marker?.s !== 'in-flight' && marker?.s !== 'claimed') || marker.at === undefined || marker.by === undefined || marker.by === o.replica) return 0;
+export function othersMayStillSend(entry: KvEntry | null, watch: HolderWatch, o: { replica?: string; deadReplicas?: readonly string[] }): number {
+  const marker = markerOf(entry);
+  if (!entry || (marker?.s !== 'in-flight' && marker?.s !== 'claimed') || marker.at === undefined || marker.by === undefined || marker.by === o.replica) return 0;
   if (o.deadReplicas?.includes(marker.by)) return 0;
-  return Math.max(0, marker.at + 2 * o.ackWaitMs - Date.now());
+  return watch.remainingMs(entry.key, entry.revision, entry.created);
 }

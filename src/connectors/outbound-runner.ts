@@ -17,7 +17,8 @@ import { PermanentDeliveryError, SendElsewhereError, TransientDeliveryError, err
 import type { Connector } from './contract.js';
 import { ERASED_REASON, erasureOf } from './outbound-erasure.js';
 import { TakenOverError, wireMarks } from './outbound-wire.js';
-import { DEFAULT_MAX_TAKEOVERS, diedHoldingReason, markerKey as markerKeyOf, markerOf, othersMayStillSend, settled, takenOverFromDead, writeMarker, type Marker } from './outbound-marker.js';
+import type { HolderWatch } from '../core/holder-watch.js';
+import { DEFAULT_MAX_TAKEOVERS, diedHoldingReason, markerKey as markerKeyOf, markerOf, markerWatch, othersMayStillSend, settled, takenOverFromDead, writeMarker, type Marker } from './outbound-marker.js';
 
 export interface OutboundRunnerOptions {
   maxAttempts: number;
@@ -55,6 +56,8 @@ export class OutboundRunner {
   private readonly stopping = new AbortController();
   /** Outbound id → the outcome of a send this process made and has not stored yet (see finish). */
   private readonly unrecorded = new Map<string, Marker>();
+  /** Other replicas' markers, since when this process sees them unchanged (othersMayStillSend). */
+  private readonly markers: HolderWatch;
 
   constructor(
     private readonly bus: Bus,
@@ -64,7 +67,9 @@ export class OutboundRunner {
     private readonly log: Logger,
     private readonly o: OutboundRunnerOptions,
     private readonly supervisor?: Supervisor,
-  ) {}
+  ) {
+    this.markers = markerWatch(o.ackWaitMs);
+  }
 
   async start(): Promise<void> {
     this.consumer = new LaneConsumer<OutboundMessage>(this.bus, {
@@ -161,7 +166,7 @@ export class OutboundRunner {
     // Offered here while another live replica may still be sending it or storing the outcome
     // (its keep-alives lost in a NATS election, ack_wait passed; or it was killed): wait for its
     // word in place, so later messages of the conversation stay behind this one, re-reading.
-    for (let waitMs = othersMayStillSend(marker, this.o), first = true; waitMs > 0; waitMs = othersMayStillSend(marker, this.o), first = false) {
+    for (let waitMs = othersMayStillSend(entry, this.markers, this.o), first = true; waitMs > 0; waitMs = othersMayStillSend(entry, this.markers, this.o), first = false) {
       if (first) this.log.info({ outboundId: msg.id, holder: marker?.by, waitMs }, 'another replica has this message in flight; waiting for its outcome before sending again');
       await sleep(Math.min(waitMs, MARKER_POLL_MS), this.stopping.signal);
       if (this.stopping.signal.aborted) return void m.nak();

@@ -6,6 +6,7 @@
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
+import { HolderWatch } from '../core/holder-watch.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../core/sleep.js';
 import { hashKey } from '../core/subjects.js';
@@ -14,12 +15,29 @@ import type { CommandResult } from './commands.js';
 const CLAIM_POLL_MS = 50;
 // Shorter than the API's 10 s command timeout, so an HTTP client gets in_progress rather than 503.
 const CLAIM_WAIT_MS = 5_000;
-const CLAIM_STALE_MS = 30_000;
+/**
+ * A claim this process has seen unchanged this long (its monotonic clock, core/holder-watch.ts)
+ * was left by a process that died mid-command. Not by the claim's `at` against our clock: a
+ * replica whose clock ran 2 minutes behind wrote claims the others took over at once, and the
+ * command ran twice (a reply sent twice).
+ */
+export const CLAIM_STALE_MS = 30_000;
+/**
+ * A claim JetStream stored this long ago is taken over at once, so the first retry after a
+ * process died long ago is not answered in_progress for CLAIM_STALE_MS. Far past any command's
+ * run and any clock skew between a replica and the NATS server we expect (minutes at worst).
+ */
+const CLAIM_SERVER_AGE_MS = 10 * 60_000;
+
+/** What one router process has seen of other attempts' claims (one per CommandHandler). */
+export function commandClaims(staleMs = CLAIM_STALE_MS): HolderWatch {
+  return new HolderWatch(staleMs, Math.max(CLAIM_SERVER_AGE_MS, staleMs));
+}
 
 /** An idempotency key's claim while its command runs (the stored result replaces it). */
 interface Claim {
   pending: true;
-  /** When this attempt began (ms). */
+  /** When this attempt began (ms, by its replica's clock: for `earlierAttemptAt`, never for staleness). */
   at: number;
   /** The attempt failed: the next request with the key takes over at once. */
   interrupted?: true;
@@ -31,17 +49,17 @@ interface Claim {
  * Runs `act` once per idempotency key and stores its result; a replay returns the stored result.
  * The key is claimed with a KV create (compare-and-set), so two concurrent requests with one key
  * never both act: the second waits up to CLAIM_WAIT_MS for the first one's result, then answers
- * `in_progress` (retry later with the same key). A claim older than CLAIM_STALE_MS (left by a
- * process that died mid-command) is taken over, and so at once is one whose attempt failed
+ * `in_progress` (retry later with the same key). A claim `claims` has seen unchanged for
+ * CLAIM_STALE_MS (left by a process that died mid-command) is taken over, and so at once is one whose attempt failed
  * (marked `interrupted`). `act` is then told when the first attempt began (ms): it may have
  * logged its entry longer ago than the duplicate window.
  *
  * `signal` (the commands loop stopping) ends a wait for another attempt's claim at once with
  * `in_progress`: the wait holds nothing of this replica's, and a claim left by a replica killed
- * mid-command stays fresh for CLAIM_STALE_MS, so every retry of that key waited here in turn and
+ * mid-command stays fresh until seen unchanged for CLAIM_STALE_MS, so every retry of that key waited here in turn and
  * held this replica's stop past shutdownTimeout.
  */
-export async function runOnce(bus: Bus, log: Logger, kind: string, key: string | undefined, act: (earlierAttemptAt?: number) => Promise<CommandResult>, signal?: AbortSignal): Promise<CommandResult> {
+export async function runOnce(bus: Bus, log: Logger, claims: HolderWatch, kind: string, key: string | undefined, act: (earlierAttemptAt?: number) => Promise<CommandResult>, signal?: AbortSignal): Promise<CommandResult> {
   if (!key) return act();
   const kv = bus.kv.dedup;
   const marker = `cmd.${kind}.${hashKey(key)}`;
@@ -58,7 +76,7 @@ export async function runOnce(bus: Bus, log: Logger, kind: string, key: string |
       if (!prior || prior.operation !== 'PUT') continue;
       const value = prior.json() as (CommandResult & { ok: true }) | Claim;
       if (!('pending' in value)) return { ...value, replayed: true };
-      if (!value.interrupted && at - value.at < CLAIM_STALE_MS) {
+      if (!value.interrupted && !claims.stale(marker, prior.revision, prior.created)) {
         // By the clock, not by polls: each poll is two KV round trips, and under load 100 polls
         // took 7–9 s, close to the API's command timeout.
         if (signal?.aborted || performance.now() - waitingSince >= CLAIM_WAIT_MS) {
@@ -71,6 +89,7 @@ export async function runOnce(bus: Bus, log: Logger, kind: string, key: string |
       earlierAttemptAt = value.firstAt ?? value.at;
       try {
         revision = await bus.guardedUpdate('dedup', marker, JSON.stringify({ pending: true, at, firstAt: earlierAttemptAt } satisfies Claim), prior.revision);
+        claims.forget(marker);
       } catch (e) {
         if (!isCasConflict(e)) throw e;
         continue;

@@ -28,7 +28,7 @@ import {
 } from '../core/schema.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import { afterHeaders, holdsReply } from '../core/reply-order.js';
-import { runOnce } from './command-idempotency.js';
+import { commandClaims, runOnce } from './command-idempotency.js';
 import { ReplySlots } from './reply-slot.js';
 import type { Journal, LoggedIds } from './journal.js';
 import { emailHeaders, withTicketFooter } from './reply-mail.js';
@@ -44,6 +44,8 @@ export type CommandResult =
 export class CommandHandler {
   private readonly loops: SupervisedLoop[] = [];
   private readonly replySlots: ReplySlots;
+  /** Other attempts' idempotency claims, watched for staleness across requests (a client retries one key many times). */
+  private readonly claims = commandClaims();
 
   /** The line naming the ticket under mail we send (router.language / router.texts.mailTicketLine); the token must stay in it. */
   ticketLine: (token: string) => string = (token) => `Номер обращения: ${token}`;
@@ -127,7 +129,7 @@ export class CommandHandler {
     const cmd = parse(ReplyCommand, body);
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
-    return runOnce(this.bus, this.log, 'reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
+    return runOnce(this.bus, this.log, this.claims, 'reply', c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined, async (earlierAttemptAt) => {
       // The ticket's replies one at a time from reading their predecessor to recording themselves
       // (reply-slot.ts): two accepted at once named the same predecessor and went out in either order.
       const slot = await this.replySlots.acquire(c.ticketId, opts.signal);
@@ -229,7 +231,7 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
-    return runOnce(this.bus, this.log, 'note', key, async (earlierAttemptAt) => {
+    return runOnce(this.bus, this.log, this.claims, 'note', key, async (earlierAttemptAt) => {
       const found = await this.store.get(c.ticketId);
       if (!found) return missing(this.store, c.ticketId);
       // From the key when there is one: an attempt repeated after a failure or a crash writes the
@@ -256,7 +258,7 @@ export class CommandHandler {
     if ('error' in cmd) return cmd.error;
     const c = cmd.value;
     const key = c.idempotencyKey ? `${c.ticketId}\u0000${c.idempotencyKey}` : undefined;
-    return runOnce(this.bus, this.log, 'status', key, async (earlierAttemptAt) => {
+    return runOnce(this.bus, this.log, this.claims, 'status', key, async (earlierAttemptAt) => {
       const at = new Date().toISOString();
       // From the key when there is one, and kept on the ticket with the change: a retry after the
       // change was made but its log entry failed (the command answered an error) logs it then.

@@ -13,7 +13,7 @@ import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { BoundedCache } from '../core/bounded-cache.js';
+import { HolderWatch } from '../core/holder-watch.js';
 import { sleep } from '../core/sleep.js';
 import { hashKey } from '../core/subjects.js';
 
@@ -24,9 +24,9 @@ const POLL_MAX_MS = 100;
  * A slot seen unchanged for this long is taken over: its holder died between taking it and
  * releasing it. The holder's work is a log append and a publish, each retried through a NATS
  * election (seconds); a holder slower than this and alive lets the next reply go in either order
- * with its own. Measured on this process's monotonic clock from when it first saw that revision,
- * never by comparing the holder's clock with ours: a replica whose clock ran 20 s behind wrote
- * slots that looked stale the moment they were taken, and one running ahead, slots that never did.
+ * with its own. Measured on this process's monotonic clock from when it first saw that revision
+ * (core/holder-watch.ts), never by comparing the holder's clock with ours: a replica whose clock
+ * ran 20 s behind wrote slots that looked stale the moment they were taken.
  */
 export const REPLY_SLOT_STALE_MS = 15_000;
 
@@ -37,9 +37,6 @@ export const REPLY_SLOT_STALE_MS = 15_000;
  * so only a clock off from the server's by ~45 s could take a live slot.
  */
 const SERVER_AGE_STALE_FACTOR = 4;
-
-/** Slots this process watches at once for staleness; a forgotten one is watched again from the start. */
-const WATCHED_SLOTS = 10_000;
 
 /**
  * How long a reply waits for its ticket's slot before it is answered `in_progress` with nothing
@@ -53,13 +50,6 @@ interface SlotValue {
   at: number;
 }
 
-/** A slot held by someone else, as this process first saw that revision of it. */
-interface Watched {
-  revision: number;
-  /** performance.now() when this revision was first seen. */
-  since: number;
-}
-
 export interface HeldSlot {
   release(): Promise<void>;
 }
@@ -67,14 +57,16 @@ export interface HeldSlot {
 export class ReplySlots {
   /** Ticket id → the end of this process's queue for its slot. */
   private readonly queues = new Map<string, Promise<void>>();
-  /** Slot key → the revision another holder has, since when we see it (one waiter per ticket here: queues). */
-  private readonly watched = new BoundedCache<Watched>(WATCHED_SLOTS);
+  /** Slots another holder has, since when we see them unchanged (one waiter per ticket here: queues). */
+  private readonly watched: HolderWatch;
 
   constructor(
     private readonly bus: Bus,
     private readonly log: Logger,
-    private readonly staleMs = REPLY_SLOT_STALE_MS,
-  ) {}
+    staleMs = REPLY_SLOT_STALE_MS,
+  ) {
+    this.watched = new HolderWatch(staleMs, SERVER_AGE_STALE_FACTOR * staleMs);
+  }
 
   /** The ticket's slot, once every earlier holder released it; null when `signal` or REPLY_SLOT_WAIT_MS ended the wait (nothing was done). */
   async acquire(ticketId: string, signal?: AbortSignal): Promise<HeldSlot | null> {
@@ -127,10 +119,10 @@ export class ReplySlots {
       }
       const held = await kv.get(key);
       if (!held || held.operation !== 'PUT') continue; // released meanwhile
-      if (this.stale(key, held.revision, held.created)) {
+      if (this.watched.stale(key, held.revision, held.created)) {
         try {
           const revision = await this.bus.guardedUpdate('dedup', key, value, held.revision);
-          this.watched.delete(key);
+          this.watched.forget(key);
           this.log.warn({ ticketId, heldSince: takenAt(held), storedAt: held.created.toISOString() }, "took over a ticket's reply slot left by a replica that did not release it");
           return revision;
         } catch (err) {
@@ -144,14 +136,6 @@ export class ReplySlots {
     }
   }
 
-  /** Whether the holder of this revision is taken for dead: seen unchanged for staleMs, or stored by JetStream long ago. */
-  private stale(key: string, revision: number, stored: Date): boolean {
-    const now = performance.now();
-    const seen = this.watched.get(key);
-    if (!seen || seen.revision !== revision) this.watched.set(key, { revision, since: now });
-    else if (now - seen.since >= this.staleMs) return true;
-    return Date.now() - stored.getTime() >= SERVER_AGE_STALE_FACTOR * this.staleMs;
-  }
 }
 
 /** The holder's own note of when it took the slot, for the log (its clock, maybe wrong). */

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { hashKey } from '../../src/core/subjects.js';
-import { runOnce } from '../../src/router/command-idempotency.js';
+import { commandClaims, runOnce } from '../../src/router/command-idempotency.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { Bus } from '../../src/core/bus.js';
 
@@ -59,12 +59,12 @@ describe('the wait for a claim', () => {
       },
       async get() {
         await slow();
-        return { operation: 'PUT', revision: 1, json: () => ({ pending: true, at: Date.now() }) };
+        return { operation: 'PUT', revision: 1, created: new Date(), json: () => ({ pending: true, at: Date.now() }) };
       },
     };
     const bus = { kv: { dedup: kv } } as unknown as Bus;
     const started = performance.now();
-    const r = await runOnce(bus, createLogger({ level: 'silent' }), 'note', 'k', async () => ({ ok: true, result: {} }));
+    const r = await runOnce(bus, createLogger({ level: 'silent' }), commandClaims(), 'note', 'k', async () => ({ ok: true, result: {} }));
     const ms = performance.now() - started;
     expect(r).toMatchObject({ ok: false, error: { code: 'in_progress' } });
     // 5 s (CLAIM_WAIT_MS) and one poll; counted in polls it was 100 × 250 ms = 25 s.
@@ -74,13 +74,13 @@ describe('the wait for a claim', () => {
   it('ends at once when the signal aborts', async () => {
     const kv = {
       create: () => Promise.reject(new Error('wrong last sequence')),
-      get: () => Promise.resolve({ operation: 'PUT', revision: 1, json: () => ({ pending: true, at: Date.now() }) }),
+      get: () => Promise.resolve({ operation: 'PUT', revision: 1, created: new Date(), json: () => ({ pending: true, at: Date.now() }) }),
     };
     const bus = { kv: { dedup: kv } } as unknown as Bus;
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 200);
     const started = performance.now();
-    const r = await runOnce(bus, createLogger({ level: 'silent' }), 'note', 'k', async () => ({ ok: true, result: {} }), stop.signal);
+    const r = await runOnce(bus, createLogger({ level: 'silent' }), commandClaims(), 'note', 'k', async () => ({ ok: true, result: {} }), stop.signal);
     expect(r).toMatchObject({ ok: false, error: { code: 'in_progress' } });
     // Without the signal: the whole 5 s.
     expect(performance.now() - started).toBeLessThan(3000);

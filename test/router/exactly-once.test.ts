@@ -7,6 +7,8 @@ import type { DeadLetter } from '../../src/core/schema.js';
 import { metrics } from '../../src/core/metrics.js';
 import { hashKey } from '../../src/core/subjects.js';
 import { IndexKeys } from '../../src/router/tickets.js';
+import { commandClaims } from '../../src/router/command-idempotency.js';
+import type { HolderWatch } from '../../src/core/holder-watch.js';
 import { Kvm } from '@nats-io/kv';
 
 let gw: TestGateway;
@@ -165,6 +167,9 @@ describe('an idempotency key claimed by a request still running', () => {
     const busy = await gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'занято', idempotencyKey: 'busy-key' });
     expect(busy).toMatchObject({ ok: false, error: { code: 'in_progress' } });
 
+    // Taken for dead once this process has seen the claim unchanged for the stale time (its own
+    // observation, not the claim's `at`: router/command-idempotency.ts), shortened here to 500 ms.
+    (gw.gateway.commands as unknown as { claims: HolderWatch }).claims = commandClaims(500);
     await kv.put(`cmd.note.${hashKey(`${created.ticketId}\u0000dead-key`)}`, JSON.stringify({ pending: true, at: Date.now() - 120_000 }));
     const taken = await gw.request('omni.cmd.note', { ticketId: created.ticketId, text: 'после сбоя', idempotencyKey: 'dead-key' });
     expect(taken.ok).toBe(true);
