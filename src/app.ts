@@ -325,6 +325,9 @@ export class Gateway {
     const natsReserve = this.embedded ? Math.min(3000, Math.floor(total / 3)) : 0;
     const deadline = started + total - natsReserve;
     this.http?.beginDrain();
+    // Routing goes on with what it holds while intake drains, but claims no partition from now
+    // on: one claimed here was given back moments later, in the router's stop below.
+    this.router?.beginShutdown();
     log.info({ timeoutMs: total }, 'shutting down: readiness 503, stopping intake');
     const drainMs = Math.min(c.shutdownDrain, Math.floor(total / 4));
     const graceMs = Math.max(500, Math.floor((deadline - Date.now() - drainMs) / 2));

@@ -83,6 +83,13 @@ export class PartitionOwnership {
   private step: { what: string; since: number } | undefined;
   /** Units: the partitions, then the unpartitioned subjects. */
   private readonly units: number;
+  /**
+   * Cleared when the gateway's shutdown begins (stopClaiming): the coordinator keeps routing what
+   * it holds until the router stops, but claims nothing new. Before, a replica went on claiming
+   * units (freed by a peer stopping with it) for the first part of its stop, while its intake
+   * drained, and gave them back moments later: churn, and a unit's routing paused twice.
+   */
+  private claiming = true;
 
   constructor(
     private readonly bus: Bus,
@@ -92,6 +99,11 @@ export class PartitionOwnership {
   ) {
     this.units = o.partitions + 1;
     this.id = o.id ?? newInstanceId();
+  }
+
+  /** The gateway's stop has begun: no unit is claimed from now on (what is held stays until the stop). */
+  stopClaiming(): void {
+    this.claiming = false;
   }
 
   /** The units this replica holds now (for lag and tests). */
@@ -172,15 +184,20 @@ export class PartitionOwnership {
       for (const u of excess) this.leave(u, 'rebalance', true);
       return;
     }
-    if (this.held.size === share) return;
+    if (this.held.size === share || !this.claiming) return;
     const taken = new Set((await this.at('listing partition leases', () => this.keys(PARTITION_KEY))).map(Number));
     const free = Array.from({ length: this.units }, (_, u) => u)
       .filter((u) => !taken.has(u) && !this.held.has(u) && !this.leaving.has(u))
       .sort((a, b) => Number(home(b)) - Number(home(a)) || a - b);
     for (const unit of free) {
-      if (this.held.size >= share || signal.aborted) break;
+      if (this.held.size >= share || signal.aborted || !this.claiming) break;
       const lease = await this.at(`claiming unit ${unit}`, () => tryAcquireLease(this.bus.kv.leases, PARTITION_KEY + unit, { ttlMs: this.o.ttlMs, holder: this.id, log: this.log }));
       if (!lease) continue;
+      if (signal.aborted || !this.claiming) {
+        // The stop began while the claim was on its way: handed back at once, never consumed.
+        await lease.release();
+        break;
+      }
       this.take(unit, lease, share, m);
     }
   }

@@ -170,6 +170,11 @@ export class Router implements RoutingHooks {
     }
   }
 
+  /** The gateway's stop has begun: owned partitions are still routed until stop(), but no new one is claimed. */
+  beginShutdown(): void {
+    this.ownership?.stopClaiming();
+  }
+
   /** Stop pulling, finish what is in flight (acked), give back owned partitions, leave the rest for redelivery. */
   async stop(): Promise<void> {
     await Promise.all(this.loops.map((l) => l.stop()));

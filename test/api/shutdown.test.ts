@@ -181,4 +181,26 @@ describe('bounded shutdown', () => {
     expect(logs).toMatch(/"pending":\["connectors"\][^\n]*shutdownTimeout reached/);
     expect(await partitionLeases()).toEqual([]);
   }, 60_000);
+
+  it('routing stops claiming partitions when the stop begins, before intake drains', async () => {
+    // A replica went on claiming units (freed by a peer stopping with it) 10–670 ms into its own
+    // stop, while its intake drained, and gave them back when its router stopped. What the
+    // ownership does once told is in test/router/partition-handover.test.ts; this is the telling.
+    const gw = await startGateway({ shutdownTimeout: '5s' });
+    running.push(gw);
+    const order: string[] = [];
+    const router = gw.gateway.router! as unknown as { beginShutdown?: () => void };
+    const begin = router.beginShutdown?.bind(router);
+    router.beginShutdown = () => {
+      order.push('router claims no more');
+      begin?.();
+    };
+    const stopConnectors = gw.gateway.connectors.stop.bind(gw.gateway.connectors);
+    gw.gateway.connectors.stop = async () => {
+      order.push('connectors stop');
+      await stopConnectors();
+    };
+    expect(await gw.gateway.stop()).toBe(true);
+    expect(order).toEqual(['router claims no more', 'connectors stop']);
+  }, 60_000);
 });

@@ -88,4 +88,21 @@ describe('partition hand-over', () => {
     await until(() => a.ownership.owned().length === PARTITIONS + 1, 'A takes the settled unit again');
     await a.stop();
   }, 90_000);
+
+  it('claims no unit once the stop has begun, though a peer frees its units meanwhile', async () => {
+    const a = await replica(() => Promise.resolve());
+    await until(() => a.ownership.owned().length === PARTITIONS + 1, 'A owns every unit');
+    const b = await replica(() => Promise.resolve());
+    await until(() => a.ownership.owned().length === 2 && b.ownership.owned().length === 2, 'A and B share the units');
+    const ours = a.ownership.owned();
+    // A's stop begins (the gateway drains its intake before the router stops); B stops at once
+    // and releases its units. A's share is every unit again, and it used to claim B's 10–670 ms
+    // into its own stop, only to give them back when its router stopped.
+    (a.ownership as { stopClaiming?: () => void }).stopClaiming?.();
+    await b.stop();
+    // A round every TTL / 6: several rounds, each of which would have claimed them.
+    await new Promise((r) => setTimeout(r, TTL));
+    expect(a.ownership.owned()).toEqual(ours);
+    await a.stop();
+  }, 90_000);
 });
