@@ -306,7 +306,7 @@ export function ackSubject(m: JsMsg): string | undefined {
  * Why a delivery numbered `d`, after `last`, says messages the server sent may never have reached
  * us (undefined: nothing says so). Every delivery of a single-holder durable is ours, numbered one
  * by one. A skipped number is a delivery lost in flight. A number at or below the last one means
- * the server's count went back: a nats-server killed with -9 restarts from consumer state up to
+ * the server's count went back (or, the same number again, did not advance): a nats-server killed with -9 restarts from consumer state up to
  * ~100 ms old (it writes it at most ten times a second), a new consumer leader may be behind, or
  * the durable was recreated. Such a server may still count as pending a message it sent just
  * before and that was lost in flight; it would come back after ack_wait, behind newer ones of its
@@ -314,6 +314,10 @@ export function ackSubject(m: JsMsg): string | undefined {
  */
 export function deliveryLoss(last: number, d: number): string | undefined {
   if (d > last + 1) return `${d - last - 1} deliveries never arrived (delivery sequence ${d})`;
-  if (d <= last) return `the server's delivery count went back from ${last} to ${d} (restarted from older state, a new consumer leader, or the durable recreated)`;
+  const why = 'restarted from older state, a new consumer leader, or the durable recreated';
+  if (d < last) return `the server's delivery count went back from ${last} to ${d} (${why})`;
+  // The same number again is a count that did not advance, not one that went back: it was
+  // logged as "went back from 1 to 1".
+  if (d === last) return `the server's delivery count did not advance: delivery ${d} came twice (${why})`;
   return undefined;
 }
