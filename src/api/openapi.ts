@@ -17,6 +17,22 @@ const input = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrep
 const fromPath = { ticketId: true, idempotencyKey: true } as const;
 
 /** A ticket as lists and search show it (from the SQL read model): the record's names plus the cross-channel contact. */
+/** The status change's answer on a resolve or close over failed replies (router/commands.ts); absent otherwise. */
+const StatusWarnings = {
+  type: 'array',
+  description: 'present only when the ticket was resolved or closed while agent replies had failed for good: one per reply, oldest first',
+  items: {
+    type: 'object',
+    required: ['code', 'outboundId', 'at', 'reason', 'message'],
+    properties: {
+      code: { type: 'string', enum: ['undelivered_reply'] },
+      outboundId: { type: 'string', description: 'the reply that never reached the customer (its dead letter: GET /v1/dead-letters?source=outbound&ticket=…)' },
+      at: { type: 'string', format: 'date-time', description: 'when it failed' },
+      reason: { type: 'string', description: 'why, as the channel said (e.g. blocked_by_user: …, a bounce, outside the reply window)' },
+      message: { type: 'string' },
+    },
+  },
+};
 const TicketSummary = Ticket.pick({ id: true, status: true, channel: true, account: true, conversation: true, subject: true, contact: true, createdAt: true, updatedAt: true, firstResponseAt: true, closedAt: true, lastInboundAt: true, lastOutboundAt: true, messageCount: true, lastDelivery: true }).extend({
   number: z.number().int().nullable(),
   replyWindowEndsAt: Ticket.shape.replyWindowEndsAt.describe('until when the channel allows a free-form reply (WhatsApp Cloud API: 24 hours after the customer\'s last message); later, only a template. Absent where the channel sets no window, and on a ticket listed before the upgrade that added it until the customer writes again'),
@@ -280,7 +296,14 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Change the ticket status',
           parameters: [ticketId, idem],
           requestBody: jsonBody(input(StatusCommand.omit(fromPath))),
-          responses: { 200: { description: 'Changed (or already so: from equals status)', headers: replayed, content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus) } } } } }, ...errors(400, 401, 403, 404, 409, 410, 415, 503) },
+          responses: {
+            200: {
+              description: 'Changed (or already so: from equals status). Resolving or closing is never refused for failed replies, but then `warnings` names each agent reply that failed for good and has not gone out since (the ticket\'s failedReplies): the customer has no answer, the status entry in the log carries them as undeliveredReplies, and the ticket stays listed with failedReplies=true until the reply goes out',
+              headers: replayed,
+              content: { 'application/json': { schema: { type: 'object', properties: { ticketId: { type: 'string' }, from: json(TicketStatus), status: json(TicketStatus), warnings: StatusWarnings } } } },
+            },
+            ...errors(400, 401, 403, 404, 409, 410, 415, 503),
+          },
         },
       },
       '/v1/attachments': {

@@ -9,6 +9,12 @@ import { Author, DeliveryStatus, OutboundMessage } from './schema-outbound.js';
 
 export const TicketStatus = z.enum(['new', 'open', 'pending', 'resolved', 'closed']);
 export type TicketStatus = z.infer<typeof TicketStatus>;
+/**
+ * How a status entry's reason starts when the ticket was resolved or closed with an agent reply
+ * undelivered (router/commands.ts); the volume report counts such moves to resolved by it.
+ */
+export const UNDELIVERED_REASON_PREFIX = 'with an undelivered reply';
+
 export const CLOSED_STATUSES: ReadonlySet<TicketStatus> = new Set(['resolved', 'closed']);
 
 /** The same ticket in another system (a helpdesk): kept on the ticket as `externalRefs`. */
@@ -260,6 +266,12 @@ export const LogEntry = z.discriminatedUnion('kind', [
     to: TicketStatus,
     author: Author,
     reason: z.string().optional(),
+    /**
+     * Set when the ticket was resolved or closed while agent replies had failed for good and not
+     * gone out since (Ticket.failedReplies at that moment): the customer never got the answer, and
+     * the log says so next to the close rather than only in an older delivery entry.
+     */
+    undeliveredReplies: z.array(z.object({ outboundId: z.string(), at: IsoTime, reason: z.string() })).max(10).optional(),
   }),
   z.object({
     kind: z.literal('redaction'),

@@ -8,6 +8,7 @@
  * not hide behind a good average, nor a good median hide a bad tail.
  */
 import type { Queryable } from '../read-model/database.js';
+import { UNDELIVERED_REASON_PREFIX } from '../core/schema.js';
 import { businessMs, type BusinessHours } from '../router/business-hours.js';
 
 export const REPORT_KINDS = ['first-response', 'reaction', 'idle', 'repeat-contacts', 'satisfaction', 'volume'] as const;
@@ -42,7 +43,7 @@ export const REPORT_COLUMNS: Record<ReportKind, readonly string[]> = {
   idle: ['group', 'waiting', ...DURATION_COLUMNS],
   'repeat-contacts': ['group', 'contacts', 'repeated', 'rate', 'windowDays'],
   satisfaction: ['group', 'requested', 'ratings', 'responseRate', 'satisfied', 'csat', 'average', 'median', 'r1', 'r2', 'r3', 'r4', 'r5'],
-  volume: ['group', 'created', 'inbound', 'replies', 'resolved'],
+  volume: ['group', 'created', 'inbound', 'replies', 'resolved', 'resolvedUndelivered'],
 };
 
 export interface Report {
@@ -245,12 +246,16 @@ const volume: Builder = async (db, q) => {
     ['inbound', `SELECT channel, account, at FROM messages WHERE direction = 'inbound' AND at >= $1 AND at < $2`],
     ['replies', `SELECT channel, account, at FROM messages WHERE direction = 'outbound' AND coalesce(purpose, 'agent_reply') = 'agent_reply' AND at >= $1 AND at < $2`],
     ['resolved', `SELECT t.channel, t.account, s.at FROM status_changes s JOIN tickets t ON t.id = s.ticket_id WHERE s.to_status = 'resolved' AND s.at >= $1 AND s.at < $2`],
+    // Of those, the ones resolved while a reply had not reached the customer: only the router
+    // writes a status reason, and this prefix only on such a change (router/commands.ts).
+    ['resolvedUndelivered', `SELECT t.channel, t.account, s.at FROM status_changes s JOIN tickets t ON t.id = s.ticket_id WHERE s.to_status = 'resolved' AND left(s.reason, length($3::text)) = $3::text AND s.at >= $1 AND s.at < $2`],
   ];
   const groups = new Map<string, Record<string, number>>();
   for (const [name, sql] of series) {
-    for (const r of await db.query<{ channel: string; account: string; at: string }>(sql, range)) {
+    const params = name === 'resolvedUndelivered' ? [...range, UNDELIVERED_REASON_PREFIX] : range;
+    for (const r of await db.query<{ channel: string; account: string; at: string }>(sql, params)) {
       const g = groupOf(q, r.channel, r.account, r.at);
-      const c = groups.get(g) ?? { created: 0, inbound: 0, replies: 0, resolved: 0 };
+      const c = groups.get(g) ?? { created: 0, inbound: 0, replies: 0, resolved: 0, resolvedUndelivered: 0 };
       groups.set(g, c);
       c[name]!++;
     }

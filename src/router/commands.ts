@@ -21,6 +21,7 @@ import {
   OutboundMessage,
   ReplyCommand,
   StatusCommand,
+  UNDELIVERED_REASON_PREFIX,
   describeZodError,
   type LogEntry,
   type SendPurpose,
@@ -285,15 +286,33 @@ export class CommandHandler {
       );
       if (!applied) return missing(this.store, c.ticketId);
       const { from, ours } = applied.outcome;
+      // A close is the agent's call (spam, a duplicate, thanks said elsewhere) and is never refused;
+      // but closing over replies the customer never got must not look like an answered ticket.
+      // The ticket keeps failedReplies (GET /v1/tickets?failedReplies=true, the console's mark).
+      const undelivered = CLOSED_STATUSES.has(c.status) ? (applied.ticket.failedReplies ?? []) : [];
       if (ours || (!key && applied.changed)) {
-        const entry: LogEntry = { kind: 'status', at: ours?.at ?? at, from, to: c.status, author: c.author };
+        const entry: LogEntry = {
+          kind: 'status',
+          at: ours?.at ?? at,
+          from,
+          to: c.status,
+          author: c.author,
+          ...(undelivered.length > 0 ? { reason: undeliveredReason(undelivered), undeliveredReplies: undelivered } : {}),
+        };
         // The change may have been made by an attempt older than the duplicate window: look for its entry.
         const since = ours?.at && applied.changed === false ? Date.parse(ours.at) * 1e6 : earlierAttemptAt !== undefined ? earlierAttemptAt * 1e6 : undefined;
         const logged = await this.journal.loggedIfDedupLapsed(c.ticketId, since);
         await this.journal.appendUnlessLogged(c.ticketId, entry, id, logged);
         await this.journal.emit('ticket.status', applied.ticket, id, entry);
       }
-      return { ok: true, result: { ticketId: c.ticketId, from, status: c.status } };
+      const warnings = undelivered.map((f) => ({
+        code: 'undelivered_reply',
+        outboundId: f.outboundId,
+        at: f.at,
+        reason: f.reason,
+        message: `${c.status} while reply ${f.outboundId} has not reached the customer (${f.reason}); the ticket stays listed with failedReplies until it goes out (a replay from the dead letters)`,
+      }));
+      return { ok: true, result: { ticketId: c.ticketId, from, status: c.status, ...(warnings.length > 0 ? { warnings } : {}) } };
     }, opts.signal);
   }
 }
@@ -350,3 +369,9 @@ async function missing(store: TicketStore, id: string): Promise<CommandResult> {
   return { ok: false, error: { code: 'ticket_not_found', message: `no ticket with id ${id}`, field: 'ticketId' } };
 }
 
+/** The status entry's reason on a close over failed replies: what the console shows next to the change, and status_changes.reason keeps. */
+function undeliveredReason(failed: ReadonlyArray<{ outboundId: string; reason: string }>): string {
+  const newest = failed[failed.length - 1]!;
+  const more = failed.length > 1 ? ` and ${failed.length - 1} more` : '';
+  return `${UNDELIVERED_REASON_PREFIX}: ${newest.outboundId} (${newest.reason})${more}`;
+}

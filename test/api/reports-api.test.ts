@@ -38,7 +38,7 @@ describe('GET /v1/reports/{kind}', () => {
   });
 
   it('answers CSV for Accept: text/csv and for format=csv', async () => {
-    const expected = 'group,created,inbound,replies,resolved\r\n2026-03-02,2,3,1,1\r\n2026-03-03,1,2,2,2\r\n2026-03-05,1,1,0,0\r\n2026-03-13,1,1,0,0\r\n';
+    const expected = 'group,created,inbound,replies,resolved,resolvedUndelivered\r\n2026-03-02,2,3,1,1,0\r\n2026-03-03,1,2,2,2,0\r\n2026-03-05,1,1,0,0,0\r\n2026-03-13,1,1,0,0,0\r\n';
     const byAccept = await fetch(`${h.gw.httpUrl}/v1/reports/volume?${RANGE}&groupBy=day`, { headers: { authorization: `Bearer ${READER}`, accept: 'text/csv' } });
     expect(byAccept.status).toBe(200);
     expect(byAccept.headers.get('content-type')).toMatch(/^text\/csv/);

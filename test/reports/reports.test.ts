@@ -101,14 +101,14 @@ describe.each([['pglite'], ['postgres']] as const)('reports on %s', (engine) => 
   it('volume by day, cut in Moscow time', async () => {
     // Replies: agent replies only (the acknowledgement is not one; a reply without purpose is).
     expect(await rows('volume', { groupBy: 'day' })).toEqual([
-      { group: '2026-03-02', created: 2, inbound: 3, replies: 1, resolved: 1 },
-      { group: '2026-03-03', created: 1, inbound: 2, replies: 2, resolved: 2 },
-      { group: '2026-03-05', created: 1, inbound: 1, replies: 0, resolved: 0 },
-      { group: '2026-03-13', created: 1, inbound: 1, replies: 0, resolved: 0 },
+      { group: '2026-03-02', created: 2, inbound: 3, replies: 1, resolved: 1, resolvedUndelivered: 0 },
+      { group: '2026-03-03', created: 1, inbound: 2, replies: 2, resolved: 2, resolvedUndelivered: 0 },
+      { group: '2026-03-05', created: 1, inbound: 1, replies: 0, resolved: 0, resolvedUndelivered: 0 },
+      { group: '2026-03-13', created: 1, inbound: 1, replies: 0, resolved: 0, resolvedUndelivered: 0 },
     ]);
     // A Moscow day starts at 21:00 UTC the day before: from 03-03 00:00 MSK, Monday's rows are out.
     expect(await rows('volume', { from: new Date(msk('2026-03-03T00:00:00')), to: new Date(msk('2026-03-04T00:00:00')) })).toEqual([
-      { group: 'all', created: 1, inbound: 2, replies: 2, resolved: 2 },
+      { group: 'all', created: 1, inbound: 2, replies: 2, resolved: 2, resolvedUndelivered: 0 },
     ]);
   });
 
