@@ -14,6 +14,7 @@ import { Texts } from './core/texts.js';
 import { Router } from './router/router.js';
 import { CommandHandler } from './router/commands.js';
 import { autoAcknowledge } from './router/auto-acknowledgement.js';
+import { nextOpening } from './router/business-hours.js';
 import { LifecycleWatcher } from './router/lifecycle.js';
 import { highestTicketNumber } from './read-model/queries.js';
 import type { ReadModel } from './read-model/read-model.js';
@@ -71,9 +72,11 @@ export async function startRouting(into: Routing, d: RoutingDeps): Promise<void>
     c.router.language,
     { ...c.router.texts, autoAcknowledge: c.router.texts.autoAcknowledge ?? c.router.autoAcknowledge.text, satisfactionRequest: c.router.texts.satisfactionRequest ?? csat.text },
     sla.businessHours,
+    nextOpening,
   );
-  // {ticket} and {name} are left for autoAcknowledge to fill per ticket.
-  const ack = { ...c.router.autoAcknowledge, text: texts.render('autoAcknowledge', {}) };
+  // Rendered per ticket, at the moment it is sent: inside business hours the text differs from a
+  // Friday night's, which names the next opening.
+  const ack = { enabled: c.router.autoAcknowledge.enabled, perSenderPerHour: c.router.autoAcknowledge.perSenderPerHour, render: (vars: { ticket: string; name: string }) => texts.render('autoAcknowledge', vars) };
   commands.ticketLine = (token) => texts.render('mailTicketLine', { ticket: token });
   const ackLog = log.child({ component: 'auto-ack' });
   router.onTicketOpened = (ticket, event) =>

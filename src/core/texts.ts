@@ -13,7 +13,7 @@ export type Language = (typeof LANGUAGES)[number];
 
 /** Each text and the placeholders it may use. */
 export const TEXT_PLACEHOLDERS = {
-  autoAcknowledge: ['ticket', 'name', 'hours'],
+  autoAcknowledge: ['ticket', 'name', 'hours', 'next'],
   satisfactionRequest: ['ticket', 'name'],
   slaFirstResponse: ['ticket', 'limit', 'contact', 'channel'],
   slaNoAnswer: ['ticket', 'limit', 'contact', 'channel'],
@@ -22,9 +22,18 @@ export const TEXT_PLACEHOLDERS = {
 } as const;
 export type TextName = keyof typeof TEXT_PLACEHOLDERS;
 
-const DEFAULTS: Record<Language, Record<TextName, string> & { autoAcknowledge24x7: string }> = {
+/**
+ * The acknowledgement has four defaults: open now (answer soon), closed (when the team is next at
+ * work), 24/7, and `autoAcknowledge` itself, the plain hours, for a calendar that never opens again
+ * within a year. A configured override replaces all four; `{next}` lets it say the same things.
+ */
+type AckDefaults = { autoAcknowledge24x7: string; autoAcknowledgeOpen: string; autoAcknowledgeClosed: string };
+
+const DEFAULTS: Record<Language, Record<TextName, string> & AckDefaults> = {
   ru: {
     autoAcknowledge: 'Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Ответим в рабочее время: {hours}.',
+    autoAcknowledgeOpen: 'Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Ответим в ближайшее время (часы работы: {hours}).',
+    autoAcknowledgeClosed: 'Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Сейчас нерабочее время, ответим {next}.',
     autoAcknowledge24x7: 'Здравствуйте! Мы получили ваше обращение, его номер {ticket}. Скоро ответим.',
     satisfactionRequest: 'Здравствуйте! Оцените, пожалуйста, нашу помощь по обращению {ticket}: ответьте одной цифрой от 1 до 5.',
     slaFirstResponse: '⚠️ SLA {ticket}: нет первого ответа дольше {limit} ({contact}, {channel}).',
@@ -34,6 +43,8 @@ const DEFAULTS: Record<Language, Record<TextName, string> & { autoAcknowledge24x
   },
   en: {
     autoAcknowledge: 'Hello! We have received your request, its number is {ticket}. We answer during business hours: {hours}.',
+    autoAcknowledgeOpen: 'Hello! We have received your request, its number is {ticket}. We will answer shortly (business hours: {hours}).',
+    autoAcknowledgeClosed: 'Hello! We have received your request, its number is {ticket}. We are closed now and will answer {next}.',
     autoAcknowledge24x7: 'Hello! We have received your request, its number is {ticket}. We will answer shortly.',
     satisfactionRequest: 'Hello! Please rate our help with request {ticket}: reply with a single digit from 1 to 5.',
     slaFirstResponse: '⚠️ SLA {ticket}: no first response for more than {limit} ({contact}, {channel}).',
@@ -63,21 +74,35 @@ export const TextOverrides = z.object(
 );
 export type TextOverrides = z.infer<typeof TextOverrides>;
 
+/** Whether business hours are on at an instant, else when they next begin (null: not within a year). */
+export type Opening = { open: true } | { open: false; at: number | null };
+
 export class Texts {
   constructor(
     readonly language: Language,
     private readonly overrides: Partial<Record<TextName, string>>,
     /** The calendar the acknowledgement promises (the SLA's business hours); null: 24/7. */
     private readonly hours: BusinessHours | null,
+    /**
+     * The calendar walk of router/business-hours.ts (`nextOpening`), handed in because core does
+     * not import the router; without it the acknowledgement names the hours only, whatever the time.
+     */
+    private readonly openingAt: ((at: number, hours: BusinessHours) => Opening) | null = null,
   ) {}
 
-  render(name: TextName, vars: Partial<Record<string, string | number>>): string {
+  /** `now`: the instant the text is sent, which decides whether the acknowledgement says «сейчас нерабочее время». */
+  render(name: TextName, vars: Partial<Record<string, string | number>>, now = Date.now()): string {
+    const d = DEFAULTS[this.language];
     let template = this.overrides[name];
-    if (template === undefined) {
-      const d = DEFAULTS[this.language];
-      template = name === 'autoAcknowledge' && !this.hours ? d.autoAcknowledge24x7 : d[name];
-    }
     const all: Record<string, string | number | undefined> = { hours: describeHours(this.hours, this.language), ...vars };
+    if (name === 'autoAcknowledge') {
+      const opening: Opening = !this.hours ? { open: true } : this.openingAt ? this.openingAt(now, this.hours) : { open: false, at: null };
+      all.next = opening.open ? SOON[this.language] : opening.at === null ? undefined : describeOpening(opening.at, now, this.hours!, this.language);
+      template ??= !this.hours ? d.autoAcknowledge24x7 : opening.open ? d.autoAcknowledgeOpen : all.next !== undefined ? d.autoAcknowledgeClosed : d.autoAcknowledge;
+      // A custom text naming {next} on a calendar that never opens again falls back to the hours.
+      all.next ??= `${this.language === 'ru' ? 'в рабочее время' : 'during business hours'}: ${all.hours}`;
+    }
+    template ??= d[name];
     return template.replace(/\{([^{}]*)\}/g, (m, p: string) => (all[p] === undefined ? m : String(all[p])));
   }
 
@@ -124,6 +149,39 @@ export function describeHours(hours: BusinessHours | null, language: Language): 
   }
   const intervals = hours.intervals.map((iv) => `${clockText(iv.from)}–${clockText(iv.to)}`).join(', ');
   return `${runs.join(', ')}, ${intervals} ${zoneText(hours.timezone, language)}`;
+}
+
+/** {next} while the team is at work (or around the clock). */
+const SOON: Record<Language, string> = { ru: 'в ближайшее время', en: 'shortly' };
+
+const RU_ON_DAY = ['в понедельник', 'во вторник', 'в среду', 'в четверг', 'в пятницу', 'в субботу', 'в воскресенье'];
+const EN_DAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
+const RU_MONTHS = ['января', 'февраля', 'марта', 'апреля', 'мая', 'июня', 'июля', 'августа', 'сентября', 'октября', 'ноября', 'декабря'];
+const EN_MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+
+/**
+ * When the team is next at work, in the calendar's zone: «сегодня после 9:00 по Москве», «в
+ * понедельник, 12 января, после 9:00 по Москве» / "on Monday, 12 January, after 9:00 Moscow time".
+ * Any other day gets its date, since a weekday alone is ambiguous across the New Year holidays.
+ */
+export function describeOpening(at: number, now: number, hours: BusinessHours, language: Language): string {
+  const local = (instant: number) => {
+    const p = Object.fromEntries(
+      new Intl.DateTimeFormat('en-GB', { timeZone: hours.timezone, year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: '2-digit', hourCycle: 'h23' })
+        .formatToParts(new Date(instant))
+        .map((x) => [x.type, x.value]),
+    );
+    return { year: Number(p.year), month: Number(p.month), day: Number(p.day), minutes: Number(p.hour) * 60 + Number(p.minute) };
+  };
+  const o = local(at);
+  const n = local(now);
+  const time = clockText(o.minutes);
+  const zone = zoneText(hours.timezone, language, new Date(at));
+  if (o.year === n.year && o.month === n.month && o.day === n.day) return language === 'ru' ? `сегодня после ${time} ${zone}` : `today after ${time} ${zone}`;
+  const weekday = (new Date(Date.UTC(o.year, o.month - 1, o.day)).getUTCDay() + 6) % 7;
+  return language === 'ru'
+    ? `${RU_ON_DAY[weekday]}, ${o.day} ${RU_MONTHS[o.month - 1]}, после ${time} ${zone}`
+    : `on ${EN_DAYS[weekday]}, ${o.day} ${EN_MONTHS[o.month - 1]}, after ${time} ${zone}`;
 }
 
 /** «по Москве» after the dative of Russia's zone cities; the zone's own name means nothing to a customer. */

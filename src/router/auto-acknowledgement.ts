@@ -12,8 +12,11 @@ import type { CommandHandler } from './commands.js';
 
 export interface AutoAckOptions {
   enabled: boolean;
-  /** {ticket} is replaced by the ticket id, {name} by the customer's name. */
-  text: string;
+  /**
+   * The text for one ticket, rendered as it is sent: {ticket} is the ticket id, {name} the
+   * customer's name, and the wording depends on whether the team is at work right now.
+   */
+  render: (vars: { ticket: string; name: string }) => string;
   /** At most this many acknowledgements per sender per hour: the last guard against mail loops. */
   perSenderPerHour: number;
 }
@@ -60,7 +63,7 @@ export async function autoAcknowledge(
       if (!isCasConflict(err)) throw err;
     }
   }
-  const text = o.text.replaceAll('{ticket}', ticket.id).replaceAll('{name}', ticket.contact.displayName ?? '');
+  const text = o.render({ ticket: ticket.id, name: ticket.contact.displayName ?? '' });
   const result = await commands.reply(
     { ticketId: ticket.id, text, idempotencyKey: 'auto-acknowledgement', author: { id: 'omnigate', name: 'auto-acknowledgement' } },
     { purpose: 'acknowledgement' },

@@ -8,6 +8,7 @@
  * holiday wins over a working weekday, a transferred working day (`workdays`) over a day off.
  */
 import type { BusinessHours } from '../core/config-calendar.js';
+import type { Opening } from '../core/texts.js';
 
 export type { BusinessHours };
 
@@ -90,4 +91,20 @@ export function businessMs(start: number, end: number, hours: BusinessHours | nu
     reached = Math.max(reached, b);
   }
   return total;
+}
+
+/**
+ * Whether `at` falls inside business hours, and if not, the instant they next begin (null: none
+ * within a year — a calendar of nothing but holidays). The auto-acknowledgement tells a customer
+ * who writes on Friday night when someone will read it; it walks the same working intervals the
+ * SLA clocks count, so the promise and the clock never disagree.
+ */
+export function nextOpening(at: number, hours: BusinessHours): Opening {
+  // A week at a time: most answers are within days, and the New Year holidays fit in two steps.
+  for (let from = at; from < at + 366 * DAY; from += 7 * DAY) {
+    const found = segments(from, from + 7 * DAY, hours)[0];
+    // Segments are clipped to the window, so one running at `at` starts exactly there.
+    if (found) return found[0] === at ? { open: true } : { open: false, at: found[0] };
+  }
+  return { open: false, at: null };
 }

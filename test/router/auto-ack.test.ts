@@ -63,7 +63,7 @@ describe('auto-acknowledgement', () => {
       const created = await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === chat);
       tickets.push((await gw.ticket(created.ticketId))!);
     }
-    const options = { enabled: true, perSenderPerHour: 2, text: 'Принято' };
+    const options = { enabled: true, perSenderPerHour: 2, render: () => 'Принято' };
     const log = createLogger({ level: 'silent' });
     // The first ticket's hook runs three times (retries after a failure further on), then the second's.
     for (let i = 0; i < 3; i++) await autoAcknowledge(gw.gateway.bus, gw.gateway.commands!, options, tickets[0]!, 'one-sender@example.ru', log);

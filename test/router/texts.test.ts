@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BusinessHoursConfig } from '../../src/core/config-calendar.js';
 import { Texts, describeHours, humanDuration } from '../../src/core/texts.js';
+import { nextOpening } from '../../src/router/business-hours.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 
@@ -34,7 +35,8 @@ describe('texts', () => {
 
   it('renders per language, with overrides, leaving unknown values in place', () => {
     const hours = BusinessHoursConfig.parse({ hours: ['10:00-19:00'] });
-    expect(new Texts('ru', {}, hours).render('autoAcknowledge', { ticket: 'T-1' })).toBe('Здравствуйте! Мы получили ваше обращение, его номер T-1. Ответим в рабочее время: пн–пт, 10:00–19:00 по Москве.');
+    // Wednesday 11:00 Moscow time: open (the closed wordings are in auto-ack-hours.test.ts).
+    expect(new Texts('ru', {}, hours, nextOpening).render('autoAcknowledge', { ticket: 'T-1' }, Date.parse('2026-12-09T11:00+03:00'))).toBe('Здравствуйте! Мы получили ваше обращение, его номер T-1. Ответим в ближайшее время (часы работы: пн–пт, 10:00–19:00 по Москве).');
     expect(new Texts('en', {}, null).render('autoAcknowledge', { ticket: 'T-1' })).toBe('Hello! We have received your request, its number is T-1. We will answer shortly.');
     expect(new Texts('en', { lowRating: 'Low {rating} on {ticket}' }, null).render('lowRating', { rating: 2, ticket: 'T-9' })).toBe('Low 2 on T-9');
     expect(new Texts('ru', {}, null).render('satisfactionRequest', {})).toContain('{ticket}');
@@ -54,11 +56,16 @@ describe('the default acknowledgement is built from the configured hours', () =>
   });
   afterAll(async () => gw?.stop());
 
-  it('names the hours, in the configured language', async () => {
+  it('names the hours or the next opening, in the configured language, as of the moment it is sent', async () => {
+    const texts = new Texts('en', {}, BusinessHoursConfig.parse({ timezone: 'Europe/Samara', days: [1, 2, 3, 4, 5], hours: ['08:00-12:00', '13:00-17:00'] }), nextOpening);
+    const before = Date.now();
     await publishEvent(gw.nc, chatMessage({ chat: 'ack-hours' }));
     const created = await gw.waitForEvent((e) => e.type === 'ticket.created');
     const ack = await gw.waitForStreamMessage('OMNI_OUT', 'omni.out.webhook.site', (m: any) => m.ticketId === created.ticketId);
-    expect(ack.text).toBe(`Hello! We have received your request, its number is ${created.ticketId}. We answer during business hours: Mon–Fri, 8:00–12:00, 13:00–17:00 Samara time (UTC+04:00).`);
+    // The real clock decides the wording; it may cross an opening or closing during the test.
+    const expected = [before, Date.now()].map((at) => texts.render('autoAcknowledge', { ticket: created.ticketId }, at));
+    expect(expected).toContain(ack.text);
+    expect(ack.text).toMatch(/business hours: Mon–Fri, 8:00–12:00, 13:00–17:00 Samara time \(UTC\+04:00\)\.$|We are closed now and will answer .* Samara time \(UTC\+04:00\)\.$/);
   });
 });
 
