@@ -26,6 +26,7 @@ import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfactio
 import { ticketFor } from './inbound-ticket.js';
 import type { Resolution, Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
+import { checkFits, isMaxPayloadError } from './payload-limit.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
 const NOT_CACHED = { cache: false };
@@ -50,6 +51,12 @@ export interface RoutingHooks {
   onTicketOpened?: (ticket: Ticket, event: InboundMessage) => Promise<void>;
   /** Called when a customer answers a satisfaction request with a low rating. */
   onLowRating?: (ticket: Ticket, rating: number) => Promise<void>;
+  /**
+   * Called for a message whose routing would write more than a NATS message holds (a
+   * TooLargeError, or the client's max_payload refusal): it is parked, and counts as settled.
+   * Without it such a message fails its batch, which is retried.
+   */
+  onTooLarge?: (q: QueuedMessage, err: unknown) => Promise<void>;
 }
 
 /** A message to route, kept across retries of its batch. */
@@ -61,6 +68,8 @@ export interface QueuedMessage {
   settled: boolean;
   /** When the message was published (JetStream timestamp), for the routing-latency metric. */
   publishedNanos: number;
+  /** The stream message as it was stored, for a dead letter (onTooLarge). */
+  raw?: { subject: string; data: Uint8Array };
 }
 
 /** Told once about each message as it is settled (the caller counts it). */
@@ -172,6 +181,16 @@ export class MessageRouter {
       try {
         return await this.routeTogether(candidates, attempt > 0, leaseHeld);
       } catch (err) {
+        // Never fits, however often it is tried. A coalesced group is tried one by one, so that
+        // only the message that makes a write too large is parked; the rest are routed.
+        if (isMaxPayloadError(err) && this.hooks.onTooLarge) {
+          if (candidates.length > 1) {
+            candidates = group.slice(0, 1);
+            continue;
+          }
+          await this.hooks.onTooLarge(group[0]!, err);
+          return 1;
+        }
         if (!(err instanceof TicketBusyError) && !(err instanceof StaleTicketError)) throw err;
         this.store.invalidate(undefined, err.ticketId);
         candidates = group.slice(0, 1);
@@ -196,7 +215,13 @@ export class MessageRouter {
    */
   private async routeTogether(group: QueuedMessage[], fresh: boolean, leaseHeld: () => boolean): Promise<number> {
     const first = group[0]!;
-    const { ticket, match, reopen, openedNow } = await ticketFor(this.store, this.threader, first.e, fresh);
+    const at = new Date().toISOString();
+    // Every write is measured before the first one is made (payload-limit.ts): the ticket record
+    // by the store, the largest event here; one over max_payload is refused with nothing written.
+    const limit = this.store.writeLimit();
+    const inbound = (e: InboundMessage, match: Resolution['match']): Extract<LogEntry, { kind: 'inbound' }> => ({ kind: 'inbound', at, event: e, match });
+    const fitsNew = (t: Ticket, m: Resolution['match']) => checkFits(t.id, 'ticket event', this.journal.eventBytes(t, [{ causeId: first.e.id, entry: inbound(first.e, m) }]), limit);
+    const { ticket, match, reopen, openedNow } = await ticketFor(this.store, this.threader, first.e, fresh, fitsNew);
     const members: Member[] = [{ q: first, e: first.e, match, reopen }];
     for (const q of group.slice(1)) {
       const { e } = q;
@@ -205,9 +230,12 @@ export class MessageRouter {
       if (next.kind !== 'existing' || next.ticket.id !== ticket.id) break;
       members.push({ q, e, match: next.match, reopen: next.reopen });
     }
-    const at = new Date().toISOString();
+    // Built once: measured here and written below (the journal encodes each entry once).
+    const entries = members.map((m) => ({ causeId: m.e.id, entry: inbound(m.e, m.match) }));
     const applied = await this.store.apply(ticket.id, (t) => {
       const changes = members.map((m) => this.applyInbound(t, m, at));
+      // Also when nothing changes: a retry sends the events again.
+      checkFits(t.id, 'ticket event', this.journal.eventBytes(t, entries), limit);
       return { next: changes.some((c) => !c.seen) ? t : null, outcome: changes };
     });
     // Gone between threading and the write (evicted or erased): thread the messages again.
@@ -226,7 +254,7 @@ export class MessageRouter {
     // prefix of it, and the server stores one stream's publishes in arrival order, so what lands
     // of a failed burst is a prefix of the batch; its retry appends the rest after it (message ids
     // drop what did land). A publish the client refuses alone (over max_payload) would break
-    // that; connectors keep events 16 KB under it for the head and headers (connectors/intake.ts).
+    // that: every event and the record were measured before the update (payload-limit.ts).
     // Awaiting message by message instead cost 6–15 % router CPU per event.
     // Asked again right before the writes, by the clock: a replica frozen while its update was on
     // the way (SIGSTOP, a VM pause) gets the answer first when it wakes, before its lease timer
@@ -240,7 +268,8 @@ export class MessageRouter {
       const change = applied.outcome[i]!;
       // The ticket as this message left it, for its events (a later one may have reopened it).
       const after = change.to === current.status ? current : { ...current, status: change.to };
-      const entry: LogEntry = { kind: 'inbound', at, event: m.e, match: matchAsMet(m, change) };
+      const asMet = matchAsMet(m, change);
+      const entry = asMet === m.match ? entries[i]!.entry : { ...entries[i]!.entry, match: asMet };
       writes.push(append(entry, m.e.id));
       // This event opened the ticket (also true when a crash interrupted opening it): announced
       // with the first message, so a receiver can open its own ticket without calling back.

@@ -19,8 +19,11 @@ export interface InboundTicket {
   openedNow: boolean;
 }
 
-/** Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. */
-export async function ticketFor(store: TicketStore, threader: Threader, e: InboundMessage, fresh: boolean): Promise<InboundTicket> {
+/**
+ * Finds or creates the ticket; safe against concurrent routers and crash-and-redeliver. `fits`
+ * refuses a ticket to open whose events would be too large (openTicket), with the match it would log.
+ */
+export async function ticketFor(store: TicketStore, threader: Threader, e: InboundMessage, fresh: boolean, fits?: (t: Ticket, match: Resolution['match']) => void): Promise<InboundTicket> {
   /**
    * Set when another sender's mail holds this mail's Message-ID: keyed by the Message-ID and this
    * sender instead, and when that is lost to a mail this sender cannot be trusted with, by this message.
@@ -28,13 +31,14 @@ export async function ticketFor(store: TicketStore, threader: Threader, e: Inbou
   let ownKey: string | undefined;
   for (;;) {
     const res = await threader.resolve(e, fresh);
+    const fitsNew = fits && ((t: Ticket) => fits(t, res.match));
     if (res.kind === 'existing') return { ticket: res.ticket, match: res.match, reopen: res.reopen, openedNow: false };
     let ticketId = res.previous;
     if (!ticketId) {
       const candidate = store.idFor(await store.allocateNumber());
       const claim = await store.claim(ownKey ?? res.conversationKey, candidate);
       // A number just allocated names no ticket yet: create it with this message recorded.
-      if (claim.won) return { ...(await openTicket(store, e, candidate)), match: res.match, reopen: false };
+      if (claim.won) return { ...(await openTicket(store, e, candidate, fitsNew)), match: res.match, reopen: false };
       // An email's key is its own Message-ID: losing the claim means this very mail opened the
       // ticket before (a redelivery), or another mail carries the same Message-ID (a mailer that
       // reuses them). Joined only when it is the sender's own ticket: another sender's mail would
@@ -61,12 +65,12 @@ export async function ticketFor(store: TicketStore, threader: Threader, e: Inbou
     const existing = await store.get(ticketId, { fresh: true });
     if (existing) return { ticket: existing.value, match: res.match, reopen: false, openedNow: false };
     if (await store.removed(ticketId)) {
-      const opened = await rebindRemoved(store, ownKey ?? res.conversationKey, ticketId, e);
+      const opened = await rebindRemoved(store, ownKey ?? res.conversationKey, ticketId, e, fitsNew);
       if (opened) return { ...opened, match: res.match, reopen: false };
       fresh = true;
       continue;
     }
-    return { ...(await openTicket(store, e, ticketId)), match: res.match, reopen: false };
+    return { ...(await openTicket(store, e, ticketId, fitsNew)), match: res.match, reopen: false };
   }
 }
 
@@ -93,11 +97,11 @@ async function sendersOwn(store: TicketStore, ticketId: string, e: InboundMessag
  * undefined (thread again); still naming the removed ticket (an erasure between the record and
  * its bindings), a new number takes it and the message opens that ticket.
  */
-async function rebindRemoved(store: TicketStore, key: string, removedId: string, e: InboundMessage): Promise<{ ticket: Ticket; openedNow: boolean } | undefined> {
+async function rebindRemoved(store: TicketStore, key: string, removedId: string, e: InboundMessage, fits?: (t: Ticket) => void): Promise<{ ticket: Ticket; openedNow: boolean } | undefined> {
   store.invalidate(key, removedId);
   const bound = await store.lookup(key, { fresh: true });
   if (bound?.value !== removedId) return undefined;
   const candidate = store.idFor(await store.allocateNumber());
   if (!(await store.rebind(key, bound, candidate))) return undefined;
-  return openTicket(store, e, candidate);
+  return openTicket(store, e, candidate, fits);
 }

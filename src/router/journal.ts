@@ -94,23 +94,20 @@ export class Journal {
 
   emit(type: TicketEvent['type'], ticket: Ticket, causeId: string, entry?: LogEntry): Promise<PubAck> {
     const id = `${type}:${causeId}`;
-    const head: Omit<TicketEvent, 'entry'> = {
-      v: 1,
-      type,
-      id,
-      ticketId: ticket.id,
-      ticketNumber: ticket.number,
-      channel: ticket.channel,
-      account: ticket.account,
-      status: ticket.status,
-      at: new Date().toISOString(),
-      conversation: ticket.conversation,
-      contact: ticket.contact,
-      lastDelivery: ticket.lastDelivery,
-      failedReplies: ticket.failedReplies,
-    };
-    const json = JSON.stringify(head);
+    const json = JSON.stringify(eventHead(type, id, ticket));
     return this.bus.pipe.publish(Subjects.ticketEvent(type.slice('ticket.'.length)), entry === undefined ? json : this.withEntry(json, entry), { msgID: id });
+  }
+
+  /**
+   * About the size of the largest event announcing one of `entries` on `ticket` (with its
+   * Nats-Msg-Id-sized id; ticket.created, .message, .status and .rating share the head): measured
+   * before the ticket update, so a write that could never be sent is refused before anything is
+   * written (payload-limit.ts). Each entry is encoded once, for this and for its writes.
+   */
+  eventBytes(ticket: Ticket, entries: ReadonlyArray<{ causeId: string; entry: LogEntry }>): number {
+    let largest = 0;
+    for (const { causeId, entry } of entries) largest = Math.max(largest, Buffer.byteLength(causeId) + this.encode(entry).length);
+    return Buffer.byteLength(JSON.stringify(eventHead('ticket.message', '', ticket))) + EVENT_ID_SLACK + ENTRY_KEY.length + largest;
   }
 
   /**
@@ -140,6 +137,28 @@ export class Journal {
 
 /** The Nats-Msg-Id of the log entry `append(…, msgID)` writes. */
 export const logMsgId = (msgID: string) => `log:${msgID}`;
+
+/** The longest type and id prefix beside ticket.message's (`ticket.created:`, `ticket.status:reopen:`). */
+const EVENT_ID_SLACK = 64;
+
+/** What every ticket event carries besides its entry: the ticket as the event leaves it. */
+function eventHead(type: TicketEvent['type'], id: string, ticket: Ticket): Omit<TicketEvent, 'entry'> {
+  return {
+    v: 1,
+    type,
+    id,
+    ticketId: ticket.id,
+    ticketNumber: ticket.number,
+    channel: ticket.channel,
+    account: ticket.account,
+    status: ticket.status,
+    at: new Date().toISOString(),
+    conversation: ticket.conversation,
+    contact: ticket.contact,
+    lastDelivery: ticket.lastDelivery,
+    failedReplies: ticket.failedReplies,
+  };
+}
 
 const utf8 = new TextEncoder();
 const CLOSE_BRACE = 0x7d;

@@ -5,9 +5,10 @@ import type { Logger } from '../core/logger.js';
 
 /**
  * Every code the router parks with (here and in router.ts, deliveries.ts, strays.ts): the set is
- * fixed, so the router creates their series at 0 when it starts (presetDeadLetters).
+ * fixed, so the router creates their series at 0 when it starts (presetDeadLetters). `too_large`:
+ * routing the message would write a ticket record or event over the server's max_payload.
  */
-export const ROUTER_DEAD_LETTER_CODES = ['invalid_json', 'invalid_event', 'unsupported_version', 'invalid_status', 'unknown_ticket', 'unknown_target', 'foreign_target', UNREAD_SUBJECT] as const;
+export const ROUTER_DEAD_LETTER_CODES = ['invalid_json', 'invalid_event', 'unsupported_version', 'invalid_status', 'unknown_ticket', 'unknown_target', 'foreign_target', 'too_large', UNREAD_SUBJECT] as const;
 export type RouterDeadLetterCode = (typeof ROUTER_DEAD_LETTER_CODES)[number];
 
 /** Parks a message the router cannot use on omni.dlq.router with the reason, and acks it. */

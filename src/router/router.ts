@@ -41,6 +41,7 @@ import { RECENT_EVENTS } from './ticket-changes.js';
 import { sweepStrays } from './strays.js';
 import { Threader } from './threading.js';
 import { IndexKeys, TicketStore } from './tickets.js';
+import { TooLargeError } from './payload-limit.js';
 
 /**
  * Messages of one conversation routed with one ticket update at most. Bounded by the event ids a
@@ -258,7 +259,7 @@ export class Router implements RoutingHooks {
     const event = parsed.data;
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
     const publishedNanos = m.info.timestampNanos;
-    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos } : undefined;
+    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos, raw: { subject: m.subject, data: m.data } } : undefined;
     return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos, suspect, message, settled: false };
   }
 
@@ -286,6 +287,18 @@ export class Router implements RoutingHooks {
       i = j;
     }
   }
+
+  /**
+   * A message whose routing would write more than a NATS message holds: parked (`too_large`), so
+   * the conversation's later messages are routed instead of waiting behind a retry that can never
+   * succeed. Acked with its batch.
+   */
+  readonly onTooLarge = async (q: QueuedMessage, err: unknown): Promise<void> => {
+    const size = err instanceof TooLargeError ? { ticketId: err.ticketId, write: err.write, bytes: err.bytes, limit: err.limit } : {};
+    this.log.warn({ eventId: q.e.id, ...size, err: errorMessage(err) }, 'message parked: routing it would write more than the server\'s max_payload');
+    const subject = q.raw?.subject ?? '';
+    await this.bus.deadLetters.park({ source: 'router', subject, code: 'too_large', reason: errorMessage(err), payload: q.raw?.data ?? JSON.stringify(q.e) });
+  };
 
   private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);
 

@@ -15,6 +15,7 @@ import { Buckets, Subjects, Streams, hashKey } from '../core/subjects.js';
 import { normalizeMessageId } from '../core/message-id.js';
 import { readTicketLog, type ReadLogOptions } from './ticket-log.js';
 import { TicketNumbers } from './ticket-numbers.js';
+import { checkFits, writeLimit } from './payload-limit.js';
 
 /** What a compare-and-set write did: the ticket now, the one it replaced, and the deciding run's outcome. */
 export interface Applied<R> {
@@ -83,6 +84,11 @@ export class TicketStore {
    * still says open was cached before the close, so before any eviction could start its clock).
    */
   evictClosedAfterMs = 0;
+
+  /** The largest record or event the router may write (payload-limit.ts). */
+  writeLimit(): number {
+    return writeLimit(this.bus);
+  }
 
   idFor(number: number): string {
     return `${this.prefix}${number}`;
@@ -158,8 +164,10 @@ export class TicketStore {
 
   /** Creates the record; returns false when it already exists (a redelivery finishing its work). */
   async create(ticket: TicketT): Promise<boolean> {
+    const json = JSON.stringify(Ticket.parse(ticket));
+    checkFits(ticket.id, 'ticket record', Buffer.byteLength(json), this.writeLimit());
     try {
-      const revision = await this.tickets.create(ticket.id, JSON.stringify(Ticket.parse(ticket)));
+      const revision = await this.tickets.create(ticket.id, json);
       this.remember(ticket.id, { value: ticket, revision });
       return true;
     } catch (err) {
@@ -184,8 +192,11 @@ export class TicketStore {
       if (!current) return null;
       const { next, outcome } = decide(cloneJson(current.value));
       if (!next) return { ticket: current.value, before: current.value, changed: false, outcome };
+      const json = JSON.stringify(next);
+      // Over max_payload the write can never land: refused before anything is written (payload-limit.ts).
+      checkFits(id, 'ticket record', Buffer.byteLength(json), this.writeLimit());
       try {
-        const revision = await this.tickets.update(id, JSON.stringify(next), current.revision);
+        const revision = await this.tickets.update(id, json, current.revision);
         this.remember(id, { value: next, revision });
         return { ticket: next, before: current.value, changed: true, outcome };
       } catch (err) {
