@@ -144,7 +144,14 @@ export class HostedHelpdesk {
   }
 
   private setHealth(state: HelpdeskHealth['state'], detail?: string): void {
-    if (state === this.health.state && detail === this.health.detail) return;
+    if (state === this.health.state) {
+      // The same outage, another error text (the next retry, the poller's call, another
+      // endpoint): keep the latest detail, but `since` stays when the state began (what an
+      // operator and an alert read as "for how long") and nothing is logged again: before, every
+      // retry and poll restarted `since` and logged another warning.
+      this.health = { ...this.health, detail };
+      return;
+    }
     this.health = { state, detail, since: new Date().toISOString() };
     const level = state === 'connected' || state === 'standby' ? 'info' : 'warn';
     this.log[level]({ helpdesk: this.spec.id, state, detail }, 'helpdesk state changed');

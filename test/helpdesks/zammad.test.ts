@@ -347,12 +347,16 @@ describe('zammad helpdesk adapter', () => {
     const gw = await gateway('0s', { token: 'wrong-token-0123456789' });
     api.push(message(7301, { text: 'Кто-нибудь видит?' }));
     await gw.waitForEvent((e) => e.type === 'ticket.created' && e.conversation?.id === '7301', 20_000);
-    const state = () => gw.gateway.helpdesks!.health().find((h) => h.id === 'zammad')?.state;
-    await until('auth_failed', () => state() === 'auth_failed');
+    const health = () => gw.gateway.helpdesks!.health().find((h) => h.id === 'zammad');
+    await until('auth_failed', () => health()?.state === 'auth_failed');
+    const since = health()!.since;
     for (let i = 0; i < 5; i++) {
-      await new Promise((r) => setTimeout(r, 300)); // several retries (backoff 100–400 ms)
-      expect(state()).toBe('auth_failed');
+      await new Promise((r) => setTimeout(r, 300)); // several retries (backoff 100–400 ms), polls too
+      // `since` is when the outage began (an alert's "for how long"), not the last retry
+      expect(health()).toMatchObject({ state: 'auth_failed', since });
     }
+    // one warning when the state changed, not one per retry and poll
+    expect(gw.logs.filter((l) => l.includes('helpdesk state changed') && l.includes('auth_failed'))).toHaveLength(1);
   });
 
   it("a person's erasure deletes their Zammad ticket (parked, naming the permission, while the token may not), and forgets the mapping", async () => {
