@@ -155,6 +155,16 @@ export class RtClient {
     return items.map((i) => Number(i.id));
   }
 
+  /**
+   * The tickets an agent merged into this one (RT keeps them with EffectiveId = the surviving
+   * ticket, each with its own custom fields; their later transactions are recorded on the
+   * surviving ticket).
+   */
+  async mergedInto(id: number): Promise<RtTicket[]> {
+    const items = await this.search('/tickets', { query: `EffectiveId = ${id} AND id != ${id}`, orderby: 'id', order: 'ASC', fields: 'Subject,Status,Queue,CustomFields' });
+    return items.map(toTicket);
+  }
+
   async setStatus(id: number, status: string): Promise<void> {
     await this.call('PUT', `/ticket/${id}`, { Status: status });
   }

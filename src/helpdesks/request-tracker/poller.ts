@@ -134,27 +134,53 @@ export class RtPoller {
       return;
     }
     if (txn.type === 'Status' && txn.field !== 'Status') return;
-    const ticketId = await this.externalId(txn.ticketId);
-    if (!ticketId) {
+    const targets = await this.targets(txn.ticketId);
+    if (targets.length === 0) {
       this.log.debug({ transaction: txn.id, rtTicket: txn.ticketId }, 'RT transaction skipped: its ticket has no External ID (not an omnigate ticket)');
       return;
     }
-    const answerId = `txn-${txn.id}`;
-    if (await this.ctx.taken(answerId)) return;
-    const answer = await this.answer(txn, answerId, ticketId);
-    if (!answer) return;
-    const outcome = await this.ctx.takeAnswer(answer);
-    if (outcome.outcome === 'taken') {
-      this.log.info({ transaction: txn.id, rtTicket: txn.ticketId, ticketId: outcome.ticketId, kind: answer.kind, agent: txn.creator, replayed: outcome.replayed }, `RT ${txn.type} taken as ${answer.kind}`);
-    } else if (outcome.outcome === 'refused') {
-      this.log.warn({ transaction: txn.id, rtTicket: txn.ticketId, reason: outcome.reason }, `RT ${txn.type} refused by omnigate`);
-    } else if (outcome.outcome === 'unknown_ticket') {
-      this.log.info({ transaction: txn.id, rtTicket: txn.ticketId }, 'RT transaction skipped: omnigate has no ticket for it');
+    for (const target of targets) {
+      // The surviving ticket's answer keeps the key it always had; a merged one's is its own.
+      const answerId = target.rtTicket === txn.ticketId ? `txn-${txn.id}` : `txn-${txn.id}-${target.rtTicket}`;
+      if (await this.ctx.taken(answerId)) continue;
+      const answer = await this.answer(txn, answerId, target.ticketId, target.rtTicket);
+      if (!answer) return;
+      const outcome = await this.ctx.takeAnswer(answer);
+      const merged = target.rtTicket === txn.ticketId ? undefined : target.rtTicket;
+      if (outcome.outcome === 'taken') {
+        this.log.info({ transaction: txn.id, rtTicket: txn.ticketId, mergedRtTicket: merged, ticketId: outcome.ticketId, kind: answer.kind, agent: txn.creator, replayed: outcome.replayed }, `RT ${txn.type} taken as ${answer.kind}${merged ? ' (for a ticket merged into it)' : ''}`);
+      } else if (outcome.outcome === 'refused') {
+        this.log.warn({ transaction: txn.id, rtTicket: txn.ticketId, mergedRtTicket: merged, reason: outcome.reason }, `RT ${txn.type} refused by omnigate`);
+      } else if (outcome.outcome === 'unknown_ticket') {
+        this.log.info({ transaction: txn.id, rtTicket: txn.ticketId, mergedRtTicket: merged }, 'RT transaction skipped: omnigate has no ticket for it');
+      }
     }
   }
 
-  private async answer(txn: RtTransaction, id: string, ticketId: string): Promise<AgentAnswer | null> {
-    const base = { id, externalId: String(txn.ticketId), ticketId, agent: { id: txn.creator, name: txn.creator } };
+  /**
+   * The omnigate tickets an agent's transaction on this RT ticket answers: its own (External ID)
+   * and those of the tickets merged into it. RT merges the requestors too and mails every one of
+   * them an agent's correspondence; before, only the surviving ticket's customer got the answer,
+   * and a customer whose ticket was merged away (or into a ticket not from omnigate) never did.
+   */
+  private async targets(rtTicket: number): Promise<Array<{ rtTicket: number; ticketId: string }>> {
+    const out: Array<{ rtTicket: number; ticketId: string }> = [];
+    const own = await this.externalId(rtTicket);
+    if (own) out.push({ rtTicket, ticketId: own });
+    for (const merged of await this.client.mergedInto(rtTicket)) {
+      const ticketId = this.ours(merged.customFields[this.o.externalIdField]?.[0] ?? '');
+      if (ticketId && !out.some((t) => t.ticketId === ticketId)) out.push({ rtTicket: merged.id, ticketId });
+    }
+    return out;
+  }
+
+  /** The omnigate ticket id in an External ID value; '' for another installation's (other prefix). */
+  private ours(stored: string): string {
+    return stored.startsWith(this.o.externalIdPrefix) ? stored.slice(this.o.externalIdPrefix.length) : '';
+  }
+
+  private async answer(txn: RtTransaction, id: string, ticketId: string, rtTicket: number): Promise<AgentAnswer | null> {
+    const base = { id, externalId: String(rtTicket), ticketId, agent: { id: txn.creator, name: txn.creator } };
     if (txn.type === 'Status') {
       const status = this.statusFromRt[txn.newValue ?? ''];
       if (!status) {
@@ -186,7 +212,7 @@ export class RtPoller {
       const t = await this.client.getTicket(rtTicket);
       const stored = t.customFields[this.o.externalIdField]?.[0] ?? '';
       // Another installation's ticket (other prefix) is not ours.
-      value = stored.startsWith(this.o.externalIdPrefix) ? stored.slice(this.o.externalIdPrefix.length) : '';
+      value = this.ours(stored);
     } catch (err) {
       // A ticket we may not see (rights) is not one of ours.
       if (!(err instanceof RtRefusedError)) throw err;
