@@ -40,6 +40,9 @@ export const metrics = {
   logLinesDropped: new Counter({ name: 'omnigate_log_lines_dropped_total', help: 'Log lines dropped because stdout was not taking them (over 16 MB waiting)', registers: [registry] }),
   readModelApplied: new Counter({ name: 'omnigate_read_model_entries_total', help: 'Ticket-log entries the SQL projection handled, by outcome (applied, duplicate, orphan, invalid, refused)', labelNames: ['outcome'], registers: [registry] }),
   helpdeskEvents: new Counter({ name: 'omnigate_helpdesk_events_total', help: 'Ticket events handled by a helpdesk adapter, by outcome (applied, ignored, echo, done, parked)', labelNames: ['helpdesk', 'outcome'], registers: [registry] }),
+  // 1 on the helpdesk's current state on this replica, 0 on the others: `auth_failed` (a rotated
+  // token) was only in /readyz (with a token) and the log, nothing Prometheus could alert on.
+  helpdeskState: new Gauge({ name: 'omnigate_helpdesk_state', help: '1 on the helpdesk adapter\'s current state on this replica, 0 on the others', labelNames: ['helpdesk', 'state'], registers: [registry] }),
   helpdeskRetries: new Counter({ name: 'omnigate_helpdesk_retries_total', help: 'Ticket events retried because the helpdesk did not take them (down, 5xx, 429)', labelNames: ['helpdesk'], registers: [registry] }),
   helpdeskAnswers: new Counter({ name: 'omnigate_helpdesk_answers_total', help: 'Agent answers from a helpdesk, by kind (reply, note, status) and outcome (taken, replayed, unknown_ticket, refused)', labelNames: ['helpdesk', 'kind', 'outcome'], registers: [registry] }),
   helpdeskSync: new Histogram({

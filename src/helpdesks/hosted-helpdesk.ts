@@ -39,6 +39,8 @@ import { AnswerTaker } from './answers.js';
 import { HelpdeskWriter } from './event-writer.js';
 
 /** Ticket events as the router publishes them are taken as they are; zod judges the rest (core/schema-as-is.ts). */
+/** Every helpdesk state, for the enum-style gauge (a state added to the contract must be added here). */
+const HELPDESK_STATES = Object.keys({ starting: 1, connected: 1, disconnected: 1, auth_failed: 1, standby: 1, stopped: 1 } satisfies Record<HelpdeskHealth['state'], 1>);
 const parseLifecycleEvent = safeParser(TicketEvent);
 const parseErasedEvent = safeParser(TicketErasedEvent);
 function parseTicketEvent(json: unknown): ReturnType<typeof parseLifecycleEvent> | ReturnType<typeof parseErasedEvent> {
@@ -153,6 +155,7 @@ export class HostedHelpdesk {
       return;
     }
     this.health = { state, detail, since: new Date().toISOString() };
+    for (const s of HELPDESK_STATES) metrics.helpdeskState.set({ helpdesk: this.spec.id, state: s }, s === state ? 1 : 0);
     const level = state === 'connected' || state === 'standby' ? 'info' : 'warn';
     this.log[level]({ helpdesk: this.spec.id, state, detail }, 'helpdesk state changed');
   }

@@ -357,6 +357,10 @@ describe('zammad helpdesk adapter', () => {
     }
     // one warning when the state changed, not one per retry and poll
     expect(gw.logs.filter((l) => l.includes('helpdesk state changed') && l.includes('auth_failed'))).toHaveLength(1);
+    // and Prometheus can alert on it
+    const scraped = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+    expect(scraped).toContain('omnigate_helpdesk_state{helpdesk="zammad",state="auth_failed"} 1');
+    expect(scraped).toContain('omnigate_helpdesk_state{helpdesk="zammad",state="connected"} 0');
   });
 
   it("a person's erasure deletes their Zammad ticket (parked, naming the permission, while the token may not), and forgets the mapping", async () => {
