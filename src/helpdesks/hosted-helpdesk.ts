@@ -38,9 +38,9 @@ import { HelpdeskRecords } from './mapping.js';
 import { AnswerTaker } from './answers.js';
 import { HelpdeskWriter } from './event-writer.js';
 
-/** Ticket events as the router publishes them are taken as they are; zod judges the rest (core/schema-as-is.ts). */
 /** Every helpdesk state, for the enum-style gauge (a state added to the contract must be added here). */
 const HELPDESK_STATES = Object.keys({ starting: 1, connected: 1, disconnected: 1, auth_failed: 1, standby: 1, stopped: 1 } satisfies Record<HelpdeskHealth['state'], 1>);
+/** Ticket events as the router publishes them are taken as they are; zod judges the rest (core/schema-as-is.ts). */
 const parseLifecycleEvent = safeParser(TicketEvent);
 const parseErasedEvent = safeParser(TicketErasedEvent);
 function parseTicketEvent(json: unknown): ReturnType<typeof parseLifecycleEvent> | ReturnType<typeof parseErasedEvent> {
