@@ -37,6 +37,9 @@ const RATE_LIMITED: ReadonlySet<DeadLetterSource> = new Set(['router', 'connecto
 /** The code of a router letter parked from an inbound subject no router reads (router/strays.ts): replayed onto a read one. */
 export const UNREAD_SUBJECT = 'unread_subject';
 
+/** Room beside an only copy's payload in its letter: the reason, the other fields, headers. */
+const ONLY_COPY_HEADROOM_BYTES = 8 * 1024;
+
 export const DEFAULT_DEAD_LETTER_LIMITS: DeadLetterLimits = { maxPayloadBytes: 256 * 1024, perMinute: 60, burst: 120 };
 
 export interface Refusal {
@@ -51,6 +54,12 @@ export interface Refusal {
   reason: string;
   payload: unknown;
   meta?: Record<string, string>;
+  /**
+   * The letter is the only copy of something the gateway accepted (a customer message the router
+   * cannot store as it is: too_large): stored whatever the source's rate, and cut only where the
+   * bus itself could not carry it (max_payload less headroom), not at deadLetters.maxPayloadBytes.
+   */
+  onlyCopy?: boolean;
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -140,12 +149,13 @@ export class DeadLetters {
     const suffix = subjectSuffix(r.source, r.scope);
     const labels = { source: r.source, reason: r.code };
     metrics.parked.inc(labels);
-    if (RATE_LIMITED.has(r.source) && !this.take(suffix)) {
+    if (!r.onlyCopy && RATE_LIMITED.has(r.source) && !this.take(suffix)) {
       metrics.deadLettersSuppressed.inc(labels);
       return 'suppressed';
     }
     const bytes = toBytes(r.payload); // once for the letter and its id: a payload may be megabytes of JSON
-    const letter = encodeLetter(suffix, r, this.limits.maxPayloadBytes, new Date(this.now()).toISOString(), bytes);
+    const cap = r.onlyCopy ? Math.max(this.limits.maxPayloadBytes, (this.bus.nc.info?.max_payload ?? 1_048_576) - ONLY_COPY_HEADROOM_BYTES) : this.limits.maxPayloadBytes;
+    const letter = encodeLetter(suffix, r, cap, new Date(this.now()).toISOString(), bytes);
     await this.bus.publishJson(Subjects.deadLetter(suffix), letter, letterId(suffix, r, bytes));
     return 'stored';
   }

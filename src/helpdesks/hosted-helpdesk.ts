@@ -109,6 +109,12 @@ export class HostedHelpdesk {
     this.answers = new AnswerTaker(o.bus, spec.id, this.records, log, async (externalId, ticketId) => {
       await this.adapter?.tellAgents?.(externalId, texts.answerNotSent(ticketId));
     });
+    // Every state's series from the start: an alert on auth_failed, or on absent(), needs them before the first change.
+    this.gaugeState(this.health.state);
+  }
+
+  private gaugeState(state: HelpdeskHealth['state']): void {
+    for (const s of HELPDESK_STATES) metrics.helpdeskState.set({ helpdesk: this.spec.id, state: s }, s === state ? 1 : 0);
   }
 
   create(): void {
@@ -155,7 +161,7 @@ export class HostedHelpdesk {
       return;
     }
     this.health = { state, detail, since: new Date().toISOString() };
-    for (const s of HELPDESK_STATES) metrics.helpdeskState.set({ helpdesk: this.spec.id, state: s }, s === state ? 1 : 0);
+    this.gaugeState(state);
     const level = state === 'connected' || state === 'standby' ? 'info' : 'warn';
     this.log[level]({ helpdesk: this.spec.id, state, detail }, 'helpdesk state changed');
   }

@@ -26,7 +26,7 @@ import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfactio
 import { ticketFor } from './inbound-ticket.js';
 import type { Resolution, Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
-import { checkFits, isMaxPayloadError } from './payload-limit.js';
+import { TooLargeError, checkFits } from './payload-limit.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
 const NOT_CACHED = { cache: false };
@@ -52,9 +52,11 @@ export interface RoutingHooks {
   /** Called when a customer answers a satisfaction request with a low rating. */
   onLowRating?: (ticket: Ticket, rating: number) => Promise<void>;
   /**
-   * Called for a message whose routing would write more than a NATS message holds (a
-   * TooLargeError, or the client's max_payload refusal): it is parked, and counts as settled.
-   * Without it such a message fails its batch, which is retried.
+   * Called for a message whose routing would write more than a NATS message holds (TooLargeError,
+   * measured before anything of it is written): it is parked, and counts as settled. Without it
+   * such a message fails its batch, which is retried. A refusal by the client after the ticket
+   * update landed is not one: parking then would leave the update without its log entry and
+   * events, so it fails its batch (retried, and seen in the log) like any other write.
    */
   onTooLarge?: (q: QueuedMessage, err: unknown) => Promise<void>;
 }
@@ -68,8 +70,8 @@ export interface QueuedMessage {
   settled: boolean;
   /** When the message was published (JetStream timestamp), for the routing-latency metric. */
   publishedNanos: number;
-  /** The stream message as it was stored, for a dead letter (onTooLarge). */
-  raw?: { subject: string; data: Uint8Array };
+  /** The stream message as it was stored, for a dead letter (onTooLarge); `seq` in OMNI_IN, which keeps it for nats.retention even when its letter had to be cut. */
+  raw?: { subject: string; data: Uint8Array; seq: number };
 }
 
 /** Told once about each message as it is settled (the caller counts it). */
@@ -183,7 +185,7 @@ export class MessageRouter {
       } catch (err) {
         // Never fits, however often it is tried. A coalesced group is tried one by one, so that
         // only the message that makes a write too large is parked; the rest are routed.
-        if (isMaxPayloadError(err) && this.hooks.onTooLarge) {
+        if (err instanceof TooLargeError && this.hooks.onTooLarge) {
           if (candidates.length > 1) {
             candidates = group.slice(0, 1);
             continue;

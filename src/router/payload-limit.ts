@@ -6,7 +6,6 @@
  * routing turns into a dead letter (`too_large`) for the one message that caused it.
  */
 import type { Bus } from '../core/bus.js';
-import { errorMessage } from '../core/errors.js';
 
 /**
  * Room left under max_payload for what travels beside the payload: headers (Nats-Msg-Id, a KV
@@ -48,12 +47,4 @@ export class TooLargeError extends Error {
 /** Throws TooLargeError when `bytes` is over `limit`. */
 export function checkFits(ticketId: string, write: string, bytes: number, limit: number): void {
   if (bytes > limit) throw new TooLargeError(ticketId, write, bytes, limit);
-}
-
-/**
- * Whether the client refused a publish over max_payload (`'payload' max_payload size exceeded`):
- * what the measurements missed ends the same way, as a refusal, instead of a retry for ever.
- */
-export function isMaxPayloadError(err: unknown): boolean {
-  return err instanceof TooLargeError || /max_payload/i.test(errorMessage(err));
 }

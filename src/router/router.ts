@@ -259,7 +259,7 @@ export class Router implements RoutingHooks {
     const event = parsed.data;
     const suspect = m.redelivered || m.seq <= c.suspectUpTo;
     const publishedNanos = m.info.timestampNanos;
-    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos, raw: { subject: m.subject, data: m.data } } : undefined;
+    const message = event.type === 'message.inbound' ? { e: event, suspect, settled: false, publishedNanos, raw: { subject: m.subject, data: m.data, seq: m.seq } } : undefined;
     return { key: this.threader.laneKey(event), eventId: event.id, event, publishedNanos, suspect, message, settled: false };
   }
 
@@ -295,9 +295,10 @@ export class Router implements RoutingHooks {
    */
   readonly onTooLarge = async (q: QueuedMessage, err: unknown): Promise<void> => {
     const size = err instanceof TooLargeError ? { ticketId: err.ticketId, write: err.write, bytes: err.bytes, limit: err.limit } : {};
-    this.log.warn({ eventId: q.e.id, ...size, err: errorMessage(err) }, 'message parked: routing it would write more than the server\'s max_payload');
+    this.log.error({ eventId: q.e.id, ...size, err: errorMessage(err) }, 'message parked: routing it would write more than the server\'s max_payload');
     const subject = q.raw?.subject ?? '';
-    await this.bus.deadLetters.park({ source: 'router', subject, code: 'too_large', reason: errorMessage(err), payload: q.raw?.data ?? JSON.stringify(q.e) });
+    // The only copy of a customer message: never dropped by the router's letter rate.
+    await this.bus.deadLetters.park({ source: 'router', subject, code: 'too_large', reason: errorMessage(err), payload: q.raw?.data ?? JSON.stringify(q.e), onlyCopy: true, ...(q.raw ? { meta: { stream: Streams.inbound, seq: String(q.raw.seq) } } : {}) });
   };
 
   private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);

@@ -118,6 +118,22 @@ describe('the same refusal parked twice', () => {
 });
 
 describe('failures of what was accepted', () => {
+  it('a router letter that is the only copy of a customer message (too_large) is stored whatever the rate, whole up to the bus limit', async () => {
+    const letters = new DeadLetters(bus, { maxPayloadBytes: 4096, perMinute: 6, burst: 3 });
+    const big = `{"text":"${'я'.repeat(40_000)}"}`; // 80 KB: over maxPayloadBytes, well under max_payload
+    const outcomes = [];
+    for (let i = 0; i < 10; i++) outcomes.push(await letters.park({ source: 'router', subject: 'omni.in.webhook.site.p1', code: 'too_large', reason: 'ticket event too large', payload: `${big}${i}`, onlyCopy: true }));
+    expect(outcomes.every((o) => o === 'stored')).toBe(true);
+    const m = await bus.jsm.streams.getMessage(Streams.deadLetter, { last_by_subj: 'omni.dlq.router' });
+    const letter = DeadLetter.parse(m!.json());
+    expect(letter.truncated).toBeUndefined();
+    expect(letter.payload).toBe(`${big}9`);
+    // Without the mark the router's letters stay rate-limited (an outsider can cause them at will).
+    const plain = [];
+    for (let i = 0; i < 5; i++) plain.push(await letters.park({ source: 'router', subject: 'omni.in.webhook.site.p1', code: 'invalid_event', reason: 'x', payload: `p${i}` }));
+    expect(plain.filter((o) => o === 'suppressed').length).toBeGreaterThan(0);
+  });
+
   it('are stored whatever the rate: a webhook delivery, a reply, a helpdesk sync past their retries are the only copy left', async () => {
     const letters = new DeadLetters(bus, { maxPayloadBytes: 4096, perMinute: 6, burst: 3 });
     for (const source of ['webhook', 'outbound', 'helpdesk'] as const) {
