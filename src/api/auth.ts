@@ -10,6 +10,7 @@ import { safeEqual } from '../core/signature.js';
 import { metrics } from '../core/metrics.js';
 import type { AuthThrottle } from './auth-throttle.js';
 import type { ApiError } from './errors.js';
+import { clientAddress } from './client-address.js';
 
 export interface ApiToken {
   name: string;
@@ -32,8 +33,6 @@ const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** The one route (its pattern as mounted) an attachments-scoped token may use: the download. */
 const ATTACHMENT_DOWNLOAD = '/v1/attachments/*';
-
-import { clientAddress } from './client-address.js';
 
 export { clientAddress } from './client-address.js';
 
