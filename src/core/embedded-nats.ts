@@ -57,7 +57,9 @@ export function findBinary(binary: string): string | null {
  * detached) is told to end, the shell itself excepted: a bare `sleep 15` outlived every stop by
  * 15 s (an orphan in the gateway's unit or container, holding the gateway's stderr pipe). The
  * group, not the watcher alone: a TERM that reached the watcher between its `sleep 15 &` and
- * `grace=$!` left the sleep behind on a loaded CI machine.
+ * `grace=$!` left the sleep behind on a loaded CI machine. And twice, the second time once the
+ * watcher has ended (`wait`): a sleep it forked just after the first signal was not yet in the
+ * group when that was sent (seen again under load: `sleep 15` left, the shell defunct).
  * The umask keeps its store private whatever the gateway's own (private-files.ts).
  */
 const WATCHDOG = `umask 077
@@ -69,6 +71,8 @@ exec 3<&-
 wait "$server"
 code=$?
 trap '' TERM
+kill -TERM 0 2>/dev/null
+wait
 kill -TERM 0 2>/dev/null
 exit "$code"`;
 
