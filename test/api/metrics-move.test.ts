@@ -37,6 +37,7 @@ const PROVEN_ELSEWHERE: Record<string, string> = {
   omnigate_helpdesk_retries_total: 'test/helpdesks/zammad.test.ts',
   omnigate_helpdesk_answers_total: 'test/helpdesks/zammad.test.ts',
   omnigate_helpdesk_sync_seconds: 'test/helpdesks/zammad.test.ts',
+  omnigate_helpdesk_state: 'test/helpdesks/zammad.test.ts',
   omnigate_read_model_lag: 'test/read-model/crash.test.ts',
   // Needs a publish on a subject no router reads, and a sweep.
   omnigate_inbound_strays_total: 'test/router/strays.test.ts',
