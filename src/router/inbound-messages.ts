@@ -26,7 +26,7 @@ import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfactio
 import { ticketFor } from './inbound-ticket.js';
 import type { Resolution, Threader } from './threading.js';
 import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
-import { TooLargeError, checkFits } from './payload-limit.js';
+import { TooLargeError } from './payload-limit.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */
 const NOT_CACHED = { cache: false };
@@ -222,7 +222,7 @@ export class MessageRouter {
     // by the store, the largest event here; one over max_payload is refused with nothing written.
     const limit = this.store.writeLimit();
     const inbound = (e: InboundMessage, match: Resolution['match']): Extract<LogEntry, { kind: 'inbound' }> => ({ kind: 'inbound', at, event: e, match });
-    const fitsNew = (t: Ticket, m: Resolution['match']) => checkFits(t.id, 'ticket event', this.journal.eventBytes(t, [{ causeId: first.e.id, entry: inbound(first.e, m) }]), limit);
+    const fitsNew = (t: Ticket, m: Resolution['match']) => this.journal.assertEventsFit(t, [{ causeId: first.e.id, entry: inbound(first.e, m) }], limit);
     const { ticket, match, reopen, openedNow } = await ticketFor(this.store, this.threader, first.e, fresh, fitsNew);
     const members: Member[] = [{ q: first, e: first.e, match, reopen }];
     for (const q of group.slice(1)) {
@@ -234,12 +234,15 @@ export class MessageRouter {
     }
     // Built once: measured here and written below (the journal encodes each entry once).
     const entries = members.map((m) => ({ causeId: m.e.id, entry: inbound(m.e, m.match) }));
-    const applied = await this.store.apply(ticket.id, (t) => {
-      const changes = members.map((m) => this.applyInbound(t, m, at));
+    const applied = await this.store.apply(
+      ticket.id,
+      (t) => {
+        const changes = members.map((m) => this.applyInbound(t, m, at));
+        return { next: changes.some((c) => !c.seen) ? t : null, outcome: changes };
+      },
       // Also when nothing changes: a retry sends the events again.
-      checkFits(t.id, 'ticket event', this.journal.eventBytes(t, entries), limit);
-      return { next: changes.some((c) => !c.seen) ? t : null, outcome: changes };
-    });
+      { beforeWrite: (t, recordBytes) => this.journal.assertEventsFit(t, entries, limit, recordBytes) },
+    );
     // Gone between threading and the write (evicted or erased): thread the messages again.
     if (!applied) throw new StaleTicketError(ticket.id);
     const current = applied.ticket;

@@ -7,6 +7,7 @@ import { DeliverPolicy, type PubAck } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
 import type { LogEntry, Ticket, TicketEvent } from '../core/schema.js';
 import { Streams, Subjects } from '../core/subjects.js';
+import { checkFits } from './payload-limit.js';
 
 /**
  * How far before a cause's arrival a log entry it wrote is looked for: its entries were written
@@ -99,15 +100,20 @@ export class Journal {
   }
 
   /**
-   * About the size of the largest event announcing one of `entries` on `ticket` (with its
-   * Nats-Msg-Id-sized id; ticket.created, .message, .status and .rating share the head): measured
-   * before the ticket update, so a write that could never be sent is refused before anything is
-   * written (payload-limit.ts). Each entry is encoded once, for this and for its writes.
+   * Throws TooLargeError (payload-limit.ts) when the largest event announcing one of `entries` on
+   * `ticket` (with its Nats-Msg-Id-sized id; ticket.created, .message, .status and .rating share
+   * the head) would be over `limit`: measured before the ticket update, so a write that could never
+   * be sent is refused before anything is written. Each entry is encoded once, for this and for its
+   * writes. The head repeats fields of the ticket record as they are (eventHead), so the record's
+   * size, when the caller has it, bounds the head without encoding it; only a ticket near the limit
+   * has its head encoded to be measured.
    */
-  eventBytes(ticket: Ticket, entries: ReadonlyArray<{ causeId: string; entry: LogEntry }>): number {
+  assertEventsFit(ticket: Ticket, entries: ReadonlyArray<{ causeId: string; entry: LogEntry }>, limit: number, recordBytes?: number): void {
     let largest = 0;
     for (const { causeId, entry } of entries) largest = Math.max(largest, Buffer.byteLength(causeId) + this.encode(entry).length);
-    return Buffer.byteLength(JSON.stringify(eventHead('ticket.message', '', ticket))) + EVENT_ID_SLACK + ENTRY_KEY.length + largest;
+    const besideHead = EVENT_ID_SLACK + ENTRY_KEY.length + largest;
+    if (recordBytes !== undefined && recordBytes + HEAD_BEYOND_RECORD + besideHead <= limit) return;
+    checkFits(ticket.id, 'ticket event', Buffer.byteLength(JSON.stringify(eventHead('ticket.message', '', ticket))) + besideHead, limit);
   }
 
   /**
@@ -140,6 +146,13 @@ export const logMsgId = (msgID: string) => `log:${msgID}`;
 
 /** The longest type and id prefix beside ticket.message's (`ticket.created:`, `ticket.status:reopen:`). */
 const EVENT_ID_SLACK = 64;
+
+/**
+ * What an event head holds beyond the fields it shares with the ticket record (eventHead): its
+ * version, type, its id, the time, and key names longer than the record's. Twice the ~120
+ * bytes these take (test/router/journal.test.ts holds it to half).
+ */
+export const HEAD_BEYOND_RECORD = 256;
 
 /** What every ticket event carries besides its entry: the ticket as the event leaves it. */
 function eventHead(type: TicketEvent['type'], id: string, ticket: Ticket): Omit<TicketEvent, 'entry'> {

@@ -49,6 +49,18 @@ export interface Floor {
   at: string;
 }
 
+/** `TicketStore.apply`'s options. */
+export interface ApplyOptions {
+  /** Read the ticket from the server, not the cache. */
+  fresh?: boolean;
+  /**
+   * Called after `decide`, before anything is written: with the ticket to be written and its
+   * record's size in bytes, or as it stands (undefined: nothing to write). It may throw to refuse
+   * the update (a write that depends on it would not fit: payload-limit.ts).
+   */
+  beforeWrite?: (t: TicketT, recordBytes: number | undefined) => void;
+}
+
 export class TicketStore {
   private readonly ticketCache = new BoundedCache<Versioned<TicketT> & { cachedAt: number }>(50_000);
   private readonly indexCache = new BoundedCache<Versioned<string>>(200_000);
@@ -185,16 +197,21 @@ export class TicketStore {
    * `fresh`: decide on the stored record from the start, for a decision to leave the ticket alone
    * that must not rest on this process's cached copy (no write checks it).
    */
-  async apply<R>(id: string, decide: (t: TicketT) => { next: TicketT | null; outcome: R }, opts: { fresh?: boolean } = {}): Promise<Applied<R> | null> {
+  async apply<R>(id: string, decide: (t: TicketT) => { next: TicketT | null; outcome: R }, opts: ApplyOptions = {}): Promise<Applied<R> | null> {
     let fresh = opts.fresh ?? false;
     for (;;) {
       const current = await this.get(id, { fresh });
       if (!current) return null;
       const { next, outcome } = decide(cloneJson(current.value));
-      if (!next) return { ticket: current.value, before: current.value, changed: false, outcome };
+      if (!next) {
+        opts.beforeWrite?.(current.value, undefined);
+        return { ticket: current.value, before: current.value, changed: false, outcome };
+      }
       const json = JSON.stringify(next);
+      const bytes = Buffer.byteLength(json);
       // Over max_payload the write can never land: refused before anything is written (payload-limit.ts).
-      checkFits(id, 'ticket record', Buffer.byteLength(json), this.writeLimit());
+      checkFits(id, 'ticket record', bytes, this.writeLimit());
+      opts.beforeWrite?.(next, bytes);
       try {
         const revision = await this.tickets.update(id, json, current.revision);
         this.remember(id, { value: next, revision });
