@@ -25,6 +25,12 @@ try {
   await jsm.streams.add({ name: 'FLOOR_OUT', subjects: ['floor.out.>'], duplicate_window: 120_000_000_000 });
   const js = jetstream(nc);
   const pipe = new JsPipeline(sub, 30_000);
+  // Nothing floats: a publish or a consumer's round trip that fails ends the run with its error
+  // (through the clean-up below) instead of crashing past it with the nats-server left running.
+  let failed: unknown;
+  const fail = (err: unknown) => {
+    failed ??= err;
+  };
   for (let k = 0; k <= 3; k++) {
     const durable = `floor-${k}`;
     await jsm.consumers.add('FLOOR_IN', { durable_name: durable, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, filter_subject: `floor.in.${k}.>` });
@@ -34,27 +40,30 @@ try {
       max_messages: 512,
       callback: (m) => {
         const id = m.headers?.get('Nats-Msg-Id') ?? String(m.seq);
-        void (async () => {
+        (async () => {
           for (let i = 0; i < k; i++) await pipe.publish(`floor.out.${i}`, m.data, { msgID: `${id}:${i}` });
           m.ack();
           done.set(id, performance.now());
-        })();
+        })().catch(fail);
       },
     });
     const events = makeEvents(rate * seconds, rate * seconds / 5, `l${k}`);
     const sent = new Map<string, number>();
     const start = performance.now();
     let i = 0;
-    while (i < events.length) {
+    const published: Array<Promise<unknown>> = [];
+    while (i < events.length && failed === undefined) {
       const due = Math.min(events.length, Math.floor(((performance.now() - start) / 1000) * rate) + Math.round(rate / 100));
       for (; i < due; i++) {
         const e = events[i]!;
         sent.set(e.id, performance.now());
-        void js.publish(`floor.in.${k}.${i % 32}`, e.payload, { msgID: e.id });
+        published.push(js.publish(`floor.in.${k}.${i % 32}`, e.payload, { msgID: e.id }).catch(fail));
       }
       await new Promise((r) => setTimeout(r, 10));
     }
-    while (done.size < events.length) await new Promise((r) => setTimeout(r, 50));
+    await Promise.all(published);
+    while (done.size < events.length && failed === undefined) await new Promise((r) => setTimeout(r, 50));
+    if (failed !== undefined) throw failed;
     messages.stop();
     const lat = [...sent].map(([id, t]) => done.get(id)! - t).sort((a, b) => a - b);
     process.stdout.write(`k=${k} sequential round trips: p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms, max ${lat[lat.length - 1]!.toFixed(1)} ms\n`);

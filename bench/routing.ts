@@ -152,7 +152,10 @@ export function observe(nc: NatsConnection) {
   let onCount: (() => void) | undefined;
   let target = Infinity;
   const sub = nc.subscribe('omni.events.ticket.message');
-  void (async () => {
+  // A bad event (or the subscription failing) fails the wait, not the process past its clean-up.
+  let failure: Error | undefined;
+  let onFailure: ((err: Error) => void) | undefined;
+  (async () => {
     for await (const m of sub) {
       const event = m.json() as { id: string; at: string };
       const id = event.id.slice('ticket.message:'.length);
@@ -162,15 +165,23 @@ export function observe(nc: NatsConnection) {
       }
       if (seen.size >= target) onCount?.();
     }
-  })();
+  })().catch((err: unknown) => {
+    failure = err instanceof Error ? err : new Error(String(err));
+    onFailure?.(failure);
+  });
   return {
     seen,
     announced,
     waitFor(n: number, timeoutMs: number) {
       target = n;
+      if (failure) return Promise.reject(failure);
       if (seen.size >= n) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`only ${seen.size}/${n} events routed within ${timeoutMs} ms`)), timeoutMs);
+        onFailure = (err) => {
+          clearTimeout(t);
+          reject(err);
+        };
         onCount = () => {
           clearTimeout(t);
           resolve();
@@ -210,15 +221,22 @@ export async function pacedPhase(nc: NatsConnection, events: Array<{ id: string;
   const tickMs = 10;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   let i = 0;
-  while (i < events.length) {
+  // Not awaited one by one (the pace would follow the acks), but never left floating: a publish
+  // that failed (an ack timeout on a loaded machine) crashed the bench past its clean-up, and its
+  // gateways, nats-server and database outlived it. The first failure fails the phase.
+  const published: Array<Promise<unknown>> = [];
+  let failed: unknown;
+  while (i < events.length && failed === undefined) {
     const due = Math.min(events.length, Math.floor(((performance.now() - start) / 1000) * rate) + perTick);
     for (; i < due; i++) {
       const e = events[i]!;
       sent.set(e.id, performance.now());
-      void js.publish(e.subject, e.payload, { msgID: e.id });
+      published.push(js.publish(e.subject, e.payload, { msgID: e.id }).catch((err: unknown) => (failed ??= err)));
     }
     await new Promise((r) => setTimeout(r, tickMs));
   }
+  await Promise.all(published);
+  if (failed !== undefined) throw failed;
   await obs.waitFor(events.length, 120_000);
   obs.stop();
   const achieved = events.length / ((performance.now() - start) / 1000);

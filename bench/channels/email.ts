@@ -6,6 +6,7 @@
 import type { TicketEvent } from '../../src/core/schema.js';
 import { connected, emailGateway, inboundOf, startWorld } from '../../test/connectors/email/harness.js';
 import { plainMail } from '../../test/connectors/email/mails.js';
+import { Background } from './background.js';
 import { percentile, within, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
 
 export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult> {
@@ -19,7 +20,8 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     let finish!: () => void;
     const finished = new Promise<void>((r) => (finish = r));
     const sub = gw.nc.subscribe('omni.events.ticket.message');
-    void (async () => {
+    const background = new Background();
+    background.run((async () => {
       for await (const m of sub) {
         const e = m.json<TicketEvent>();
         const id = inboundOf(e)?.email?.messageId;
@@ -29,7 +31,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
         latencies.push(performance.now() - started);
         if (latencies.length >= n) finish();
       }
-    })();
+    })());
     const t0 = performance.now();
     // A second IMAP session keeps appending while the connector reads: mail arrives continuously.
     for (let i = 0; i < n; i++) {
@@ -40,6 +42,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
       await world.imap.append('INBOX', raw);
     }
     await within(finished, 120_000, () => `only ${latencies.length}/${n} mails became tickets within 120 s`);
+    background.check();
     const seconds = (performance.now() - t0) / 1000;
     sub.unsubscribe();
     latencies.sort((a, b) => a - b);

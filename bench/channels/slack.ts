@@ -5,6 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { startGateway } from '../../test/helpers/gateway.js';
 import { FakeSlack } from '../../test/connectors/slack/slack-api.js';
+import { Background, answerEveryMessage } from './background.js';
 import { percentile, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
 
 const BOT = 'xoxb-1-bench';
@@ -19,10 +20,8 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     { env: { BOT, SIGNING } },
   );
   try {
-    const sub = gw.nc.subscribe('omni.events.ticket.message');
-    void (async () => {
-      for await (const m of sub) void gw.request('omni.cmd.reply', { ticketId: m.json<{ ticketId: string }>().ticketId, text: 'ответ' });
-    })();
+    const background = new Background();
+    const sub = answerEveryMessage(gw, background, 'ответ');
     const started = new Map<string, number>();
     const t0 = performance.now();
     let next = 0;
@@ -44,6 +43,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     while (slack.calls.filter((c) => c.method === 'chat.postMessage').length < n) await new Promise((r) => setTimeout(r, 20));
     const seconds = (performance.now() - t0) / 1000;
     sub.unsubscribe();
+    background.check();
     const latencies = slack.calls.filter((c) => c.method === 'chat.postMessage').map((c) => c.at - started.get(String(c.params.channel))!).sort((a, b) => a - b);
     return { name: 'slack round trip (signed event → ticket → reply → chat.postMessage)', events: n, per_s: n / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), note: '16 concurrent senders, one DM each; every sender is new (one users.info each); latency under burst is mostly queueing' };
   } finally {

@@ -7,6 +7,7 @@
  */
 import { startGateway } from '../../test/helpers/gateway.js';
 import { FakeBotApi, type RecordedCall } from '../../test/connectors/telegram/bot-api.js';
+import { Background, answerEveryMessage } from './background.js';
 import { percentile, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
 
 const TOKEN = '123456:BENCH-token-abcdefghijklmnop';
@@ -21,10 +22,8 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     { log: { level: 'warn' }, connectors: [{ type: 'telegram', account: 'bench', token: '${TG}', apiRoot: api.apiRoot, pollTimeoutS: 1, pacing: { privateChatIntervalMs: 0, groupIntervalMs: 0, perSecond: 100000 } }] },
     { env: { TG: TOKEN } },
   );
-  const sub = gw.nc.subscribe('omni.events.ticket.message');
-  void (async () => {
-    for await (const m of sub) void gw.request('omni.cmd.reply', { ticketId: m.json<{ ticketId: string }>().ticketId, text: 'Ответ оператора' });
-  })();
+  const background = new Background();
+  const sub = answerEveryMessage(gw, background, 'Ответ оператора');
   try {
     let nextChat = 900_000;
     const phase = async (n: number, gapMs: number) => {
@@ -44,6 +43,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     await phase(20, 0); // warm-up: JIT, consumers, first tickets
     const throughput = await phase(burst, 0);
     const latency = await phase(paced, 1000 / PACED_PER_S);
+    background.check();
     return {
       name: 'telegram round trip (update → ticket → reply → sendMessage)',
       events: burst,

@@ -5,6 +5,7 @@
  */
 import { startGateway } from '../../test/helpers/gateway.js';
 import { FakeGraphApi, signWebhook, webhookBody } from '../../test/connectors/whatsapp-cloud/graph-api.js';
+import { Background, answerEveryMessage } from './background.js';
 import { percentile, within, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
 
 const PHONE_ID = '106540352242922';
@@ -33,14 +34,9 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     let done = 0;
     let finish!: () => void;
     const finished = new Promise<void>((r) => (finish = r));
-    const sub = gw.nc.subscribe('omni.events.ticket.message');
-    void (async () => {
-      for await (const m of sub) {
-        const e = m.json<{ ticketId: string }>();
-        void gw.request('omni.cmd.reply', { ticketId: e.ticketId, text: 'Ответ оператора' });
-      }
-    })();
-    void (async () => {
+    const background = new Background();
+    const sub = answerEveryMessage(gw, background, 'Ответ оператора');
+    background.run((async () => {
       for (;;) {
         const call = await graph.waitForCall((c) => c.path.endsWith('/messages') && !(c as { counted?: boolean }).counted, 60_000);
         (call as { counted?: boolean }).counted = true;
@@ -48,7 +44,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
         if (started !== undefined) latencies.push(call.at - started);
         if (++done >= n) return finish();
       }
-    })();
+    })());
     const t0 = performance.now();
     let next = 0;
     const worker = async () => {
@@ -68,6 +64,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
     await within(finished, 120_000, () => `only ${done}/${n} replies reached the Graph API within 120 s`);
     const seconds = (performance.now() - t0) / 1000;
     sub.unsubscribe();
+    background.check();
     latencies.sort((a, b) => a - b);
     return {
       name: 'whatsapp cloud round trip (signed webhook → ticket → reply → Graph messages)',

@@ -12,6 +12,7 @@ import { startGateway } from '../../test/helpers/gateway.js';
 import { FakeBotApi } from '../../test/connectors/telegram/bot-api.js';
 import { ZammadStandin } from '../../test/helpers/zammad-standin.js';
 import { percentile, within, type ChannelBenchOptions, type ChannelBenchResult } from '../types.js';
+import { Background } from './background.js';
 
 const TG = '123456:BENCH-token-abcdefghijklmnop';
 const ZT = 'bench-zammad-token-0123456789';
@@ -74,6 +75,7 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
 
     const zids = [...zammad.tickets.values()].slice(-tickets).map((t) => t.id);
     const latencies: number[] = [];
+    const background = new Background();
     const chatOfTicket = (id: number) => zammad.users.find((u) => u.id === zammad.tickets.get(id)!.customer_id)!.login.split('-').pop()!;
     for (let i = 0; i < answers; i++) {
       const zid = zids[i % zids.length]!;
@@ -81,10 +83,11 @@ export async function run(opts: ChannelBenchOptions): Promise<ChannelBenchResult
       const text = `Ответ ${i}`;
       const at = Date.now();
       zammad.agentArticle(zid, { body: text, contentType: 'text/plain' });
-      void within(api.waitForCall((c) => c.method === 'sendMessage' && String(c.params.chat_id) === chat && c.params.text === text, 60_000), 65_000, () => `answer ${i} never reached the chat`).then((c) => latencies.push(c.at - at));
+      background.run(within(api.waitForCall((c) => c.method === 'sendMessage' && String(c.params.chat_id) === chat && c.params.text === text, 60_000), 65_000, () => `answer ${i} never reached the chat`).then((c) => latencies.push(c.at - at)));
       await new Promise((r) => setTimeout(r, 1000 / ANSWERS_PER_S));
     }
     await until('answers delivered', () => latencies.length >= answers);
+    background.check();
     latencies.sort((a, b) => a - b);
     const ticketsPerS = tickets / ((t1 - t0) / 1000);
     const messagesPerS = followUps / ((t3 - t2) / 1000);
