@@ -8,7 +8,8 @@
  *   webhook     the event POSTed once more to the webhook, by its dispatcher on a running gateway;
  *   outbound    the message back onto omni.out.* under its original id (idempotency key), after
  *               its "failed" marker is reset by compare-and-set, so it is still sent at most once.
- * Refused, with the reason: loop-guard drops, truncated payloads, outbound
+ * Refused, with the reason: loop-guard drops, truncated payloads (but a router letter naming its
+ * message in OMNI_IN is replayed from there, whole, while the stream keeps it), outbound
  * letters whose send may have reached the customer (outcome_unknown) or was sent since.
  * Needs only the `nats` section of the config.
  */
@@ -112,7 +113,7 @@ export async function deadLetters(nats: NatsSection, o: DlqOptions): Promise<{ l
 
 /** Replays one letter (stream sequence `seq`) the way its source takes it in; the console uses it too. */
 export async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: number, d: DeadLetter): Promise<Outcome> {
-  if (d.truncated) return { outcome: 'refused', detail: `only the first part of the ${d.payloadBytes ?? '?'}-byte payload was kept` };
+  if (d.truncated) return replayTruncated(js, seq, d);
   switch (sourceOf(d.source)) {
     case 'router': {
       // Back where it was stored, unless no router reads that subject: it would be parked there again.
@@ -135,6 +136,27 @@ export async function replayOne(nc: NatsConnection, js: JetStreamClient, seq: nu
     default:
       return { outcome: 'refused', detail: `unknown source ${d.source}` };
   }
+}
+
+/**
+ * A letter that kept only the first part of its payload. A router letter that names the message's
+ * sequence in OMNI_IN (a message too large to route: `too_large`, whose letter is cut at the bus's
+ * own limit) is replayed from there, whole, as long as the stream keeps it (nats.retention): once
+ * max_payload was raised, as docs/operating.md says. Any other is refused: a part is not the message.
+ */
+async function replayTruncated(js: JetStreamClient, seq: number, d: DeadLetter): Promise<Outcome> {
+  const kept = `only the first part of the ${d.payloadBytes ?? '?'}-byte payload was kept`;
+  const inboundSeq = d.meta?.stream === Streams.inbound ? Number(d.meta.seq) : NaN;
+  if (sourceOf(d.source) !== 'router' || !Number.isSafeInteger(inboundSeq) || inboundSeq < 1) return { outcome: 'refused', detail: kept };
+  const jsm = await js.jetstreamManager();
+  const stored = await jsm.streams.getMessage(Streams.inbound, { seq: inboundSeq }).catch((err: unknown) => {
+    if (/no message found|not found/i.test(errorMessage(err))) return null;
+    throw err;
+  });
+  if (!stored) return { outcome: 'refused', detail: `${kept}, and ${Streams.inbound} no longer holds message ${inboundSeq} (older than nats.retention): the sender must send it again` };
+  if (stored.subject !== d.subject) return { outcome: 'refused', detail: `${kept}, and ${Streams.inbound} message ${inboundSeq} is on ${stored.subject}, not ${d.subject}: not this letter's message` };
+  const outcome = await republish(js, d.subject, stored.data, seq);
+  return outcome.outcome === 'replayed' ? { ...outcome, detail: `the whole message from ${Streams.inbound} (sequence ${inboundSeq}); the letter kept only its first part` } : outcome;
 }
 
 /**

@@ -37,8 +37,8 @@ const RATE_LIMITED: ReadonlySet<DeadLetterSource> = new Set(['router', 'connecto
 /** The code of a router letter parked from an inbound subject no router reads (router/strays.ts): replayed onto a read one. */
 export const UNREAD_SUBJECT = 'unread_subject';
 
-/** Room beside an only copy's payload in its letter: the reason, the other fields, headers. */
-const ONLY_COPY_HEADROOM_BYTES = 8 * 1024;
+/** Room beside a letter's payload under the bus's max_payload: the reason, the other fields, headers. */
+const LETTER_HEADROOM_BYTES = 8 * 1024;
 
 export const DEFAULT_DEAD_LETTER_LIMITS: DeadLetterLimits = { maxPayloadBytes: 256 * 1024, perMinute: 60, burst: 120 };
 
@@ -52,6 +52,11 @@ export interface Refusal {
   code: string;
   /** The reason in words, for the operator. */
   reason: string;
+  /**
+   * What makes two refusals of the same payload the same letter, in place of `reason` in its id
+   * (letterId), when the reason carries what may change between attempts (a measured size).
+   */
+  sameAs?: string;
   payload: unknown;
   meta?: Record<string, string>;
   /**
@@ -154,7 +159,10 @@ export class DeadLetters {
       return 'suppressed';
     }
     const bytes = toBytes(r.payload); // once for the letter and its id: a payload may be megabytes of JSON
-    const cap = r.onlyCopy ? Math.max(this.limits.maxPayloadBytes, (this.bus.nc.info?.max_payload ?? 1_048_576) - ONLY_COPY_HEADROOM_BYTES) : this.limits.maxPayloadBytes;
+    // Never over what the bus carries: a letter the server refuses is no letter, and what parks it
+    // (a router batch) is retried for ever behind it. The only copy of a message may use all of it.
+    const busCap = (this.bus.nc.info?.max_payload ?? 1_048_576) - LETTER_HEADROOM_BYTES;
+    const cap = r.onlyCopy ? busCap : Math.min(this.limits.maxPayloadBytes, busCap);
     const letter = encodeLetter(suffix, r, cap, new Date(this.now()).toISOString(), bytes);
     await this.bus.publishJson(Subjects.deadLetter(suffix), letter, letterId(suffix, r, bytes));
     return 'stored';
@@ -192,7 +200,7 @@ export class DeadLetters {
  */
 export function letterId(suffix: string, r: Refusal, bytes: Uint8Array = toBytes(r.payload)): string {
   const h = createHash('sha256');
-  for (const part of [suffix, r.subject, r.code, r.reason]) h.update(part).update('\n');
+  for (const part of [suffix, r.subject, r.code, r.sameAs ?? r.reason]) h.update(part).update('\n');
   h.update(bytes);
   return `dl:${h.digest('base64url')}`;
 }
@@ -213,7 +221,10 @@ export function encodeLetter(suffix: string, r: Refusal, cap: number, at: string
       if (head.length < bytes.length) letter.truncated = true;
       return letter;
     }
-    head = head.subarray(0, Math.floor(Math.min(head.length, cap) * 0.75));
+    // Cut by how much escaping grew this head (Cyrillic or quotes and line breaks), with a little
+    // to spare: near the cap, not a quarter below it, in a step or two.
+    const escaped = Buffer.byteLength(JSON.stringify(text));
+    head = head.subarray(0, Math.floor(head.length * 0.97 * Math.min(1, cap / escaped)));
   }
 }
 

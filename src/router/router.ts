@@ -297,8 +297,9 @@ export class Router implements RoutingHooks {
     const size = err instanceof TooLargeError ? { ticketId: err.ticketId, write: err.write, bytes: err.bytes, limit: err.limit } : {};
     this.log.error({ eventId: q.e.id, ...size, err: errorMessage(err) }, 'message parked: routing it would write more than the server\'s max_payload');
     const subject = q.raw?.subject ?? '';
-    // The only copy of a customer message: never dropped by the router's letter rate.
-    await this.bus.deadLetters.park({ source: 'router', subject, code: 'too_large', reason: errorMessage(err), payload: q.raw?.data ?? JSON.stringify(q.e), onlyCopy: true, ...(q.raw ? { meta: { stream: Streams.inbound, seq: String(q.raw.seq) } } : {}) });
+    // The only copy of a customer message: never dropped by the router's letter rate. One letter
+    // per message: a redelivery measures another size (the ticket changed), and says the same.
+    await this.bus.deadLetters.park({ source: 'router', subject, code: 'too_large', reason: errorMessage(err), sameAs: 'too_large', payload: q.raw?.data ?? JSON.stringify(q.e), onlyCopy: true, ...(q.raw ? { meta: { stream: Streams.inbound, seq: String(q.raw.seq) } } : {}) });
   };
 
   private readonly countRouted = (q: QueuedMessage): void => this.metrics.observeRouted(q.e.channel, q.e.account, q.publishedNanos);

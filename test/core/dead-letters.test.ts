@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { Bus } from '../../src/core/bus.js';
-import { DeadLetterSourceError, DeadLetters, encodeLetter, sourceSubjectFilter } from '../../src/core/dead-letter.js';
+import { DeadLetterSourceError, DeadLetters, encodeLetter, letterId, sourceSubjectFilter } from '../../src/core/dead-letter.js';
 import { createLogger } from '../../src/core/logger.js';
 import { metrics } from '../../src/core/metrics.js';
 import { DeadLetter } from '../../src/core/schema.js';
@@ -190,5 +190,24 @@ describe('a source as people type it (the console, omnigate dlq --source)', () =
       expect(() => sourceSubjectFilter(bad), bad).toThrow(DeadLetterSourceError);
     }
     expect(() => sourceSubjectFilter('a..b')).toThrow(/none empty/);
+  });
+});
+
+describe('a letter id and a cut near the cap (review of stop 47)', () => {
+  it('is the same for one refusal whose reason carries a measurement that changed (sameAs)', () => {
+    const base = { source: 'router' as const, subject: 'omni.in.webhook.site.3', code: 'too_large', payload: '{"id":"e1"}', sameAs: 'too_large' };
+    expect(letterId('router', { ...base, reason: 'the ticket event of T-1 would be 1032138 bytes' })).toBe(letterId('router', { ...base, reason: 'the ticket event of T-1 would be 1032999 bytes' }));
+    const { sameAs: _, ...plain } = base;
+    expect(letterId('router', { ...plain, reason: 'a' })).not.toBe(letterId('router', { ...plain, reason: 'b' }));
+  });
+
+  it('keeps nearly all that fits when escaping grows the payload (quotes, line breaks, Cyrillic)', () => {
+    const payload = JSON.stringify({ text: 'Строка "с кавычками"\n'.repeat(20_000) });
+    const cap = 200_000;
+    const letter = encodeLetter('router', { source: 'router', subject: 's', code: 'c', reason: 'r', payload }, cap, new Date().toISOString());
+    expect(letter.truncated).toBe(true);
+    const escaped = Buffer.byteLength(JSON.stringify(letter.payload));
+    expect(escaped).toBeLessThanOrEqual(cap);
+    expect(escaped).toBeGreaterThan(cap * 0.9);
   });
 });

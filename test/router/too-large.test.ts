@@ -14,6 +14,8 @@ import { Threader } from '../../src/router/threading.js';
 import { MessageRouter, type QueuedMessage } from '../../src/router/inbound-messages.js';
 import { TooLargeError, clampText } from '../../src/router/payload-limit.js';
 import type { InboundMessage } from '../../src/core/schema.js';
+import { jetstream } from '@nats-io/jetstream';
+import { replayOne } from '../../src/dlq.js';
 
 let nats: TestNats;
 let gw: TestGateway;
@@ -86,6 +88,49 @@ describe('a message whose routing would exceed max_payload', () => {
     const ev = await routed(group[2]!.e);
     const log = (await store.readLog(ev.ticketId)).map((l) => l.entry);
     expect(log.filter((e) => e.kind === 'inbound').map((e) => (e as any).event.id)).toEqual([opener.e.id, group[0]!.e.id, group[2]!.e.id]);
+  });
+});
+
+describe('its letter', () => {
+  // Quotes and line breaks are escaped twice on the way into a letter (the event's JSON, then the
+  // letter's string): a message just under max_payload became a letter over it, which the server
+  // refused, and the conversation waited behind the retries again (review of stop 47).
+  const escapingHeavy = (chat: string, id: string) => {
+    const e = chatMessage({ chat, id, text: '' });
+    const line = 'Строка "с кавычками"\n';
+    while (Buffer.byteLength(JSON.stringify(e)) < 62_500) e.text += line.repeat(100);
+    return e;
+  };
+
+  it('fits the bus even when escaping makes it larger than the message; the conversation goes on', async () => {
+    const big = escapingHeavy('tl-escape', 'tl-escape-1');
+    const next = chatMessage({ chat: 'tl-escape', id: 'tl-escape-2', text: 'Следующее сообщение' });
+    expect(Buffer.byteLength(JSON.stringify(big))).toBeLessThan(65_536);
+    await publishEvent(gw.nc, big);
+    await publishEvent(gw.nc, next);
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.router', (d) => d.code === 'too_large' && d.meta?.seq !== undefined && d.payload.includes('tl-escape-1'), 20_000);
+    expect(letter.truncated).toBe(true);
+    // Cut near what the bus carries, not a quarter below it.
+    expect(Buffer.byteLength(JSON.stringify(letter))).toBeGreaterThan(65_536 * 0.75);
+    await routed(next);
+  });
+
+  it('cut at the bus limit, is replayed whole from OMNI_IN (meta.seq), as docs/operating.md tells after raising max_payload', async () => {
+    const big = escapingHeavy('tl-replay', 'tl-replay-1');
+    await publishEvent(gw.nc, big);
+    const letter = await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.router', (d) => d.code === 'too_large' && d.payload.includes('tl-replay-1'), 20_000);
+    expect(letter.truncated).toBe(true);
+    const js = jetstream(gw.nc);
+    const outcome = await replayOne(gw.nc, js, 424_242, letter);
+    expect(outcome.outcome).toBe('replayed');
+    expect(outcome.detail).toMatch(/whole message from OMNI_IN/);
+    const jsm = await js.jetstreamManager();
+    const replayed = await jsm.streams.getMessage('OMNI_IN', { last_by_subj: letter.subject });
+    expect(replayed!.header.get('Nats-Msg-Id')).toBe('replay:424242');
+    expect(JSON.parse(new TextDecoder().decode(replayed!.data))).toEqual(big);
+    // A sequence the stream no longer holds (or another message's) is refused, saying why.
+    expect(await replayOne(gw.nc, js, 424_243, { ...letter, meta: { stream: 'OMNI_IN', seq: '999999999' } })).toMatchObject({ outcome: 'refused', detail: expect.stringMatching(/no longer holds message 999999999/) });
+    expect(await replayOne(gw.nc, js, 424_244, { ...letter, meta: undefined })).toMatchObject({ outcome: 'refused', detail: expect.stringMatching(/only the first part/) });
   });
 });
 
