@@ -47,6 +47,10 @@ export const Interval = z.string().transform((s, ctx) => {
 
 const IsoDate = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}$/.test(s) && new Date(`${s}T00:00:00Z`).toISOString().slice(0, 10) === s, 'a date "YYYY-MM-DD"');
 
+// Names ("пн", "Mon") and JavaScript's 0 = Sunday are the usual guesses: the message says which numbering.
+const WEEKDAY = 'an ISO weekday number, 1 = Monday … 7 = Sunday (write [1, 2, 3, 4, 5] for Mon–Fri; no names, no 0)';
+const weekday = z.number({ error: WEEKDAY }).int(WEEKDAY).min(1, WEEKDAY).max(7, WEEKDAY);
+
 export interface BusinessHours {
   timezone: string;
   /** ISO weekdays on which the intervals start: 1 = Monday … 7 = Sunday. */
@@ -66,7 +70,7 @@ export const BusinessHoursConfig = z
   .object({
     timezone: TimeZone.default('Europe/Moscow'),
     days: z
-      .array(z.number().int().min(1).max(7))
+      .array(weekday)
       .min(1, 'at least one working day (1 = Monday … 7 = Sunday); with no working time no SLA timer could fire — use `businessHours: null` for a 24/7 clock')
       .refine((d) => new Set(d).size === d.length, 'each day once')
       .default([1, 2, 3, 4, 5]),

@@ -38,6 +38,8 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     }, /connectors\[0\]\.trustedAuthServIds\[0\]: not a host name/],
     ['25:00 in business hours', { router: { sla: { businessHours: { from: '25:00' } } } }, /router\.sla\.businessHours\.from: .*HH:MM/],
     ['an interval with 25:00', { router: { sla: { businessHours: { hours: ['09:00-25:00'] } } } }, /router\.sla\.businessHours\.hours\[0\]: .*not an interval/],
+    ['a weekday written as a name', { router: { sla: { businessHours: { days: ['пн', 'вт'] } } } }, /router\.sla\.businessHours\.days\[0\]: an ISO weekday number, 1 = Monday … 7 = Sunday/],
+    ['Sunday written as 0', { router: { sla: { businessHours: { days: [0, 1] } } } }, /router\.sla\.businessHours\.days\[0\]: an ISO weekday number, 1 = Monday … 7 = Sunday/],
     ['a calendar with no working day', { router: { sla: { businessHours: { days: [] } } } }, /router\.sla\.businessHours\.days: at least one working day/],
     ['an empty working day', { router: { sla: { businessHours: { from: '18:00', to: '18:00' } } } }, /router\.sla\.businessHours\.to: .*empty/],
     ['an unknown time zone', { router: { sla: { businessHours: { timezone: 'Moscow' } } } }, /router\.sla\.businessHours\.timezone: an IANA time zone/],
