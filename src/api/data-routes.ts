@@ -120,7 +120,7 @@ export function registerDataApi(app: FastifyInstance, deps: DataApiDeps): void {
     result.erased.sql = await eraseRows(db, { ticketIds: person.ticketIds, contactIds: person.contactIds, messageSeqs: person.foreignMessageSeqs });
     await deps.readModel.rowsErased();
     deps.forget?.(person.ticketIds);
-    await eraser.announce(result, options);
+    await eraser.announce(result, options, person.contactIds);
     return { erasureId: result.id, contactIds: person.contactIds, ticketIds: person.ticketIds, erased: result.erased };
   });
 

@@ -137,13 +137,20 @@ export class Eraser {
     counts.deadLetters = await this.eraseMessages(Streams.deadLetter, needles);
     const scrubbed = await scrubOtherTickets(this.bus, (text) => needles.matches(text), tickets, this.log);
     const redacted = await redactOtherLogs(this.bus, (text) => needles.matches(text), tickets, id);
-    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts, otherTicketsRewritten: scrubbed, otherLogEntriesRedacted: redacted }, 'erasure done in NATS');
+    // The SQL rows go after this (the caller's step): an empty `sql` here read as "no rows erased".
+    const { sql: _notYet, ...natsCounts } = counts;
+    this.log.info({ erasureId: id, reason: o.reason, requestedBy: o.requestedBy, tickets: tickets.size, counts: natsCounts, otherTicketsRewritten: scrubbed, otherLogEntriesRedacted: redacted }, 'erasure done in NATS');
     return { id, ticketCount: tickets.size, erased: counts };
   }
 
   /** Announces an erasure (after SQL rows were counted in too): counts and who asked, nothing else. */
-  announce(result: ErasureResult, o: ErasureOptions): Promise<AuditErasureEvent> {
-    return announceErasure(this.bus, result, o);
+  async announce(result: ErasureResult, o: ErasureOptions, contactIds?: string[]): Promise<AuditErasureEvent> {
+    const event = await announceErasure(this.bus, result, o);
+    // The whole record in the gateway's own log too (the audit event ages out with retention.events,
+    // and names no one): the line an operator's record of the erasure joins to the request by the
+    // contact ids (ours, never a name or address; the log names them elsewhere too).
+    this.log.info({ erasureId: event.id, reason: event.reason, requestedBy: event.requestedBy, ...(contactIds ? { contactIds } : {}), tickets: event.ticketCount, erased: event.erased }, 'erasure done in every store (announced as audit.erasure)');
+    return event;
   }
 
   /** Attachments and identifiers of one ticket's log. */
