@@ -97,7 +97,15 @@ export function describeConfig(loaded: LoadedConfig, factories: Map<string, Conn
   lines.push(`Escalation  ${e ? `${escalating || 'nothing enabled'} → ${e.channel}/${e.account}, chat ${e.conversationId}` : 'none (breaches and low ratings are only logged and announced)'}`);
   lines.push(`Webhooks    ${c.webhooks.length ? c.webhooks.map((w) => `${w.name} (${w.events.join(', ')})`).join('; ') : 'none'}`);
   lines.push(`API tokens  ${c.api.tokens.length} (${c.api.tokens.filter((t) => t.readOnly).length} read-only, ${c.api.tokens.filter((t) => t.admin).length} admin: may erase a person)`);
-  const keep = (ms: number) => (ms > 0 ? humanDuration(ms, 'en') : 'for ever');
-  lines.push(`Retention   closed tickets ${keep(c.retention.tickets)}, attachments ${keep(c.retention.attachments)}, in transit ${keep(c.nats.retention)}, events ${keep(c.retention.events)}, dead letters ${keep(c.deadLetters.maxAge)}`);
+  lines.push(`Retention   resolved or closed tickets ${keep(c.retention.tickets)}, attachments ${keep(c.retention.attachments)}, in transit ${keep(c.nats.retention)}, events ${keep(c.retention.events)}, dead letters ${keep(c.deadLetters.maxAge)}`);
   return lines.join('\n');
+}
+
+const YEAR_MS = 365 * 86_400_000;
+
+/** "3 years (1095 d)": a lawyer wrote `3y` and should read it back, not 1095 d. */
+function keep(ms: number): string {
+  if (ms <= 0) return 'for ever';
+  const years = ms / YEAR_MS;
+  return Number.isInteger(years) ? `${years} year${years === 1 ? '' : 's'} (${humanDuration(ms, 'en')})` : humanDuration(ms, 'en');
 }

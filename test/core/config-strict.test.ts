@@ -99,6 +99,7 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     const { loaded, factories } = await loadAll(
       writeConfig({
         connectors: [site, { ...site, account: 'leads' }],
+        retention: { tickets: '3y', attachments: '1y' },
         router: {
           language: 'en',
           autoAcknowledge: { enabled: true },
@@ -122,6 +123,8 @@ describe('strict configuration: each mistake is an error naming the key', () => 
     expect(screen).toContain('business hours: Mon–Sat, 9:00–13:00, 14:00–18:00, 22:00–2:00 Yekaterinburg time (UTC+05:00); 1 holiday(s): 2027-01-01');
     expect(screen).toContain('night intervals run past midnight: 22:00–2:00 (next day)');
     expect(screen).toContain('asked once per ticket 1 d (clock time)');
+    // What docs/data.md promises, and which tickets it is (the sweeper takes resolved ones too).
+    expect(screen).toContain('Retention   resolved or closed tickets 3 years (1095 d), attachments 1 year (365 d), in transit 7 d');
     expect(screen).toMatch(/Escalation {2}SLA breaches and low ratings → webhook\/leads, chat lead-chat/);
     expect(screen.split('\n').length).toBeLessThan(25);
   });
