@@ -160,6 +160,19 @@ describe('forged-sender warning in check-config', () => {
     expect(describeConfig(loaded, factories)).toContain('Warning: email/mail: trustedAuthServIds is not set');
   });
 
+  it('warns about a mail server reached without TLS, but not about a relay on this host', async () => {
+    const plain = { secure: false, starttls: false };
+    const entry = {
+      type: 'email', account: 'mail', trustedAuthServIds: ['mx.example.ru'],
+      mailboxes: [
+        { address: 'a@b.ru', imap: { host: '127.0.0.1', port: 1143, user: 'u', pass: 'p', ...plain }, smtp: { host: 'smtp.yandex.ru', port: 25, ...plain } },
+        { address: 'c@b.ru', imap: { host: 'imap.b.ru', user: 'u', pass: 'p' }, smtp: { host: 'localhost', port: 25, ...plain } },
+      ],
+    };
+    const { loaded, factories } = await loadAll(writeConfig({ connectors: [entry] }), {});
+    expect(configWarnings(loaded, factories)).toEqual([expect.stringMatching(/^email\/mail: mailboxes\[0\]\.smtp: no TLS to smtp\.yandex\.ru \(secure: false, starttls: false\): .*set starttls: true/)]);
+  });
+
   it('says nothing with trustedAuthServIds set', async () => {
     const { loaded, factories } = await loadAll(writeConfig({ connectors: [mail({ trustedAuthServIds: ['MX.Example.ru'], requireAuthenticatedSender: true })] }), {});
     expect(configWarnings(loaded, factories)).toEqual([]);

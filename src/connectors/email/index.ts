@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { isMailbox } from '../../core/mail-address.js';
+import { plaintextWarnings } from './plaintext-warning.js';
 import type { ConnectorFactory } from '../contract.js';
 import { EmailConnector } from './connector.js';
 
@@ -130,9 +131,11 @@ const factory: ConnectorFactory<EmailOptions> = {
   options: EmailOptions,
   create: (options, ctx) => new EmailConnector(options, ctx),
   ownAddresses: (options) => options.mailboxes.flatMap((m) => [m.address, ...m.aliases]),
-  warnings: (options) =>
-    options.trustedAuthServIds?.length
+  warnings: (options) => [
+    ...(options.trustedAuthServIds?.length
       ? []
-      : ['trustedAuthServIds is not set: a mail with a forged From joins that sender\'s tickets unless the topmost Authentication-Results header says it failed (docs/connectors/email.md, "Forged senders")'],
+      : ['trustedAuthServIds is not set: a mail with a forged From joins that sender\'s tickets unless the topmost Authentication-Results header says it failed (docs/connectors/email.md, "Forged senders")']),
+    ...plaintextWarnings(options.mailboxes),
+  ],
 };
 export default factory;
