@@ -102,8 +102,8 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
 
   app.post<{ Params: { channel: string; account: string } }>('/v1/connectors/:channel/:account/restart', guarded, async (req, reply) => {
     const { channel, account } = req.params;
-    if (!Token.safeParse(channel).success) return fail(reply, 'invalid_request', 'channel: letters, digits, "_" and "-" only', 'channel');
-    if (!Token.safeParse(account).success) return fail(reply, 'invalid_request', 'account: letters, digits, "_" and "-" only', 'account');
+    if (!Token.safeParse(channel).success) return fail(reply, 'invalid_request', 'channel: Latin letters, digits, "_" and "-" only', 'channel');
+    if (!Token.safeParse(account).success) return fail(reply, 'invalid_request', 'account: Latin letters, digits, "_" and "-" only', 'account');
     const who = deps.auth.identified(req);
     deps.log.warn({ channel, account, by: who.ok ? who.name : undefined }, 'connector restart requested from the API');
     // Ask who hosts it first: a connector nobody runs is a 404 now, not a timeout later.

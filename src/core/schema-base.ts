@@ -23,7 +23,7 @@ export const SubjectToken = z
   .string()
   .min(1)
   .max(64)
-  .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-" only (it becomes a NATS subject token)');
+  .regex(/^[A-Za-z0-9_-]+$/, 'Latin letters, digits, "_" and "-" only (it becomes a NATS subject token; «сайт» is refused, write "site")');
 
 export const IsoTime = z.string().datetime({ offset: true });
 

@@ -285,7 +285,10 @@ describe('config', () => {
     const unknown = writeConfig({ connectors: [{ type: 'fax', account: 'x' }] });
     await expect(loadAll(unknown, {})).rejects.toThrow(/connectors\[0\]\.type: unknown connector type "fax"; expected one of: .*webhook/);
     const badAccount = writeConfig({ connectors: [{ type: 'webhook', account: 'my site', secret: '0123456789abcdef' }] });
-    await expect(loadAll(badAccount, {})).rejects.toThrow(/connectors\[0\]\.account: letters, digits/);
+    await expect(loadAll(badAccount, {})).rejects.toThrow(/connectors\[0\]\.account: Latin letters, digits/);
+    // A Cyrillic name is letters too: the message must say which letters.
+    const cyrillic = writeConfig({ connectors: [{ type: 'webhook', account: 'сайт', secret: '0123456789abcdef' }] });
+    await expect(loadAll(cyrillic, {})).rejects.toThrow(/connectors\[0\]\.account: Latin letters, digits, "_" and "-" only/);
   });
 
   it('masks secrets wherever they appear in a log line', () => {
