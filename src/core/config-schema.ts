@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { SubjectToken, TicketErasedEvent, TicketEvent } from './schema.js';
 import { BusinessHoursConfig, TimeZone } from './config-calendar.js';
-import { ByteSize, Duration, PositiveDuration } from './config-units.js';
+import { ByteSize, Duration, FetchableUrl, PositiveDuration } from './config-units.js';
 import { LANGUAGES, TextOverrides, TextTemplate } from './texts.js';
 import { nearest } from './strict-keys.js';
 import { ColleagueDomains } from './mail-domains.js';
@@ -49,7 +49,7 @@ const ApiToken = z.object({
 
 const Webhook = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "_" and "-"'),
-  url: z.string().url(),
+  url: FetchableUrl,
   secret: z.string().min(16, 'at least 16 characters'),
   events: z
     .array(z.string().refine((e) => e === '*' || TICKET_EVENT_TYPES.includes(e), {

@@ -65,11 +65,27 @@ export function blockedPortOf(url: string): number | undefined {
   }
 }
 
-/** An http(s) URL that fetch will call: not on a port the fetch standard blocks. */
+const HTTP_URL = 'an http:// or https:// URL such as "https://helpdesk.example.ru/omnigate/events"';
+
+/**
+ * An http(s) URL that fetch will call: not on a port the fetch standard blocks. The scheme is
+ * checked: "helpdesk.example.ru:8443/hook" parses as a URL of scheme "helpdesk.example.ru:" and
+ * was accepted, to fail at every delivery instead.
+ */
 export const FetchableUrl = z
   .string()
-  .url()
   .superRefine((u, ctx) => {
+    let scheme: string;
+    try {
+      scheme = new URL(u).protocol;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `${HTTP_URL}; "${u}" is no URL` });
+      return;
+    }
+    if (scheme !== 'http:' && scheme !== 'https:') {
+      ctx.addIssue({ code: 'custom', message: `${HTTP_URL}; "${u}" has the scheme "${scheme}" (write "https://" before the host)` });
+      return;
+    }
     if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*:0+(?:[/?#]|$)/i.test(u)) ctx.addIssue({ code: 'custom', message: 'port 0 is no port anything listens on: give the real one' });
     const port = blockedPortOf(u);
     if (port) ctx.addIssue({ code: 'custom', message: `port ${port} is one HTTP clients refuse to call (it belongs to another protocol): use another port` });

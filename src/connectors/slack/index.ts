@@ -3,6 +3,7 @@
  * gateway's HTTP server. DMs and support-channel threads become conversations.
  */
 import { z } from 'zod';
+import { FetchableUrl } from '../../core/config-units.js';
 import type { ConnectorFactory } from '../contract.js';
 import { SlackConnector } from './connector.js';
 
@@ -17,7 +18,7 @@ export const SlackOptions = z
     /** Signing secret, for the Events API (POST /connectors/slack/<account>/events). */
     signingSecret: z.string().min(16).optional(),
     /** Web API base URL (tests, Slack GovSlack). */
-    apiUrl: z.string().url().default('https://slack.com/api/'),
+    apiUrl: FetchableUrl.default('https://slack.com/api/'),
     /** Channels whose every message is support traffic; elsewhere only posts that mention the bot. */
     channels: z.array(z.string().regex(/^[CG][A-Z0-9]+$/, 'a channel id such as C0123ABCD')).default([]),
     /** Larger files are recorded as not fetched, with the reason. Default: media.maxBytes. */

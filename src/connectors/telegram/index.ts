@@ -3,6 +3,7 @@
  * secret_token verification. Several bots per gateway, one connector entry each.
  */
 import { z } from 'zod';
+import { FetchableUrl } from '../../core/config-units.js';
 import type { ConnectorFactory } from '../contract.js';
 import { TelegramConnector } from './connector.js';
 
@@ -18,7 +19,7 @@ export const TelegramOptions = z.object({
   token: z.string().regex(/^\d+:[A-Za-z0-9_-]{10,}$/, 'a bot token such as 123456:ABC-... (from @BotFather)'),
   mode: z.enum(['polling', 'webhook']).default('polling'),
   /** Bot API base URL; a self-hosted telegram-bot-api server in --local mode lifts the 20 MB file limit. */
-  apiRoot: z.string().url().default(PUBLIC_BOT_API),
+  apiRoot: FetchableUrl.default(PUBLIC_BOT_API),
   webhook: z
     .object({
       /** Checked against X-Telegram-Bot-Api-Secret-Token on every webhook request. */
