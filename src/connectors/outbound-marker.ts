@@ -8,7 +8,7 @@
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { isCasConflict } from '../core/bus.js';
-import { HolderWatch } from '../core/holder-watch.js';
+import { HolderWatch, SERVER_AGE_MS } from '../core/holder-watch.js';
 import { kvSafe } from '../core/subjects.js';
 
 /**
@@ -82,18 +82,11 @@ export async function writeMarker(kv: KV, key: string, marker: Marker, revision:
 }
 
 /**
- * A marker JetStream stored this long ago (or longer) was left by a dead writer whatever our
- * watch saw: far past a send and its recording, and past the clock skew between a replica and
- * the NATS server we expect.
- */
-const MARKER_SERVER_AGE_MS = 10 * 60_000;
-
-/**
  * What one runner has seen of other replicas' markers: a marker is its writer's for 2 × ack_wait
  * of this process's own observation of that revision, unchanged (core/holder-watch.ts).
  */
 export function markerWatch(ackWaitMs: number): HolderWatch {
-  return new HolderWatch(2 * ackWaitMs, Math.max(MARKER_SERVER_AGE_MS, 2 * ackWaitMs));
+  return new HolderWatch(2 * ackWaitMs, Math.max(SERVER_AGE_MS, 2 * ackWaitMs));
 }
 
 /**

@@ -8,13 +8,21 @@
  *
  * A revision JetStream stored long ago (its own timestamp against our clock) counts as dead at
  * once, so the first reader after a holder died long ago does not wait out the whole stale time
- * from the moment it first looks. Only a clock off from the server's by more than `serverAgeMs`
- * minus the stale time could take a live key that way.
+ * from the moment it first looks. A live key is as old as its holder's work on it (seconds), so
+ * only a clock off from the server's by about `serverAgeMs` could take one that way: hence
+ * SERVER_AGE_MS, far past both.
  */
 import { BoundedCache } from './bounded-cache.js';
 
 /** Keys one watch follows at once; a forgotten one is watched again from the start (it waits longer, never less). */
 const WATCHED_KEYS = 10_000;
+
+/**
+ * Past any holder's work on a key (a command's run, a send and its recording, a reply) and any
+ * clock skew between a replica and the NATS server we expect (minutes at worst): a revision
+ * JetStream stored this long ago is left by a dead holder whatever the watch saw.
+ */
+export const SERVER_AGE_MS = 10 * 60_000;
 
 interface Seen {
   revision: number;

@@ -6,7 +6,7 @@
 import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
-import { HolderWatch } from '../core/holder-watch.js';
+import { HolderWatch, SERVER_AGE_MS } from '../core/holder-watch.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../core/sleep.js';
 import { hashKey } from '../core/subjects.js';
@@ -22,16 +22,9 @@ const CLAIM_WAIT_MS = 5_000;
  * command ran twice (a reply sent twice).
  */
 export const CLAIM_STALE_MS = 30_000;
-/**
- * A claim JetStream stored this long ago is taken over at once, so the first retry after a
- * process died long ago is not answered in_progress for CLAIM_STALE_MS. Far past any command's
- * run and any clock skew between a replica and the NATS server we expect (minutes at worst).
- */
-const CLAIM_SERVER_AGE_MS = 10 * 60_000;
-
 /** What one router process has seen of other attempts' claims (one per CommandHandler). */
 export function commandClaims(staleMs = CLAIM_STALE_MS): HolderWatch {
-  return new HolderWatch(staleMs, Math.max(CLAIM_SERVER_AGE_MS, staleMs));
+  return new HolderWatch(staleMs, Math.max(SERVER_AGE_MS, staleMs));
 }
 
 /** An idempotency key's claim while its command runs (the stored result replaces it). */

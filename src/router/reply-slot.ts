@@ -13,7 +13,7 @@ import type { Bus } from '../core/bus.js';
 import { isCasConflict } from '../core/bus.js';
 import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { HolderWatch } from '../core/holder-watch.js';
+import { HolderWatch, SERVER_AGE_MS } from '../core/holder-watch.js';
 import { sleep } from '../core/sleep.js';
 import { hashKey } from '../core/subjects.js';
 
@@ -29,14 +29,6 @@ const POLL_MAX_MS = 100;
  * ran 20 s behind wrote slots that looked stale the moment they were taken.
  */
 export const REPLY_SLOT_STALE_MS = 15_000;
-
-/**
- * A slot JetStream stored longer ago than this (its own timestamp, against our clock) is taken
- * over without waiting to see it unchanged: the first reply after a replica died long ago would
- * otherwise wait out REPLY_SLOT_WAIT_MS and be answered `in_progress`. Four times the stale time,
- * so only a clock off from the server's by ~45 s could take a live slot.
- */
-const SERVER_AGE_STALE_FACTOR = 4;
 
 /**
  * How long a reply waits for its ticket's slot before it is answered `in_progress` with nothing
@@ -65,7 +57,11 @@ export class ReplySlots {
     private readonly log: Logger,
     staleMs = REPLY_SLOT_STALE_MS,
   ) {
-    this.watched = new HolderWatch(staleMs, SERVER_AGE_STALE_FACTOR * staleMs);
+    // A slot stored long ago (SERVER_AGE_MS) is taken at once. It was four stale times (60 s): a
+    // replica whose clock ran a minute ahead took every live slot at once (review of stop 47). A
+    // slot left by a replica that died minutes ago is now taken after being seen unchanged for
+    // the stale time: the first reply waits, and may be answered in_progress, as within that time.
+    this.watched = new HolderWatch(staleMs, Math.max(SERVER_AGE_MS, staleMs));
   }
 
   /** The ticket's slot, once every earlier holder released it; null when `signal` or REPLY_SLOT_WAIT_MS ended the wait (nothing was done). */

@@ -10,6 +10,7 @@ import type { TestGateway } from '../helpers/gateway.js';
 import { gatewayPerFile } from '../helpers/file-gateway.js';
 import { createLogger } from '../../src/core/logger.js';
 import { ReplySlots, slotKey } from '../../src/router/reply-slot.js';
+import { HolderWatch, SERVER_AGE_MS } from '../../src/core/holder-watch.js';
 
 let gw: TestGateway;
 gatewayPerFile({ connectors: [] }, (g) => (gw = g));
@@ -58,5 +59,14 @@ describe("a ticket's reply slot held by another replica", () => {
     expect(performance.now() - handedAt).toBeGreaterThanOrEqual(900);
     expect((await kv.get(slotKey('T-slot-handed')))?.revision).toBeGreaterThan(second);
     await slot!.release();
+  });
+});
+
+describe('the stored-long-ago shortcut', () => {
+  it('does not take a live slot for a replica whose clock runs a minute ahead of the server (it was 4 × the stale time: 60 s)', () => {
+    const { watched } = new ReplySlots(gw.gateway.bus, log) as unknown as { watched: HolderWatch };
+    expect(watched.serverAgeMs).toBe(SERVER_AGE_MS);
+    // What a waiter whose clock runs 61 s ahead sees of a slot the server stored just now.
+    expect(watched.stale('T-slot-skew', 1, new Date(Date.now() - 61_000))).toBe(false);
   });
 });
