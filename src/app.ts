@@ -76,7 +76,7 @@ export class Gateway {
 
   constructor(private readonly deps: GatewayDeps) {
     this.config = deps.loaded.config;
-    this.loops = new Supervisor(deps.log.child({ component: 'supervisor' }));
+    this.loops = new Supervisor(deps.log.child({ component: 'supervisor' }), { stallAfterMs: this.config.router.stallAfter });
     const self = this;
     this.probes = {
       get bus() {

@@ -10,7 +10,10 @@
  *   every replica at once); /readyz shows it.
  * - Readiness: this replica can take intake and serve the API: NATS connected, streams present,
  *   its essential loops (router consumers, command subscriptions, outbound runners, webhook
- *   consumers, the ticket watch) running, and every connector config marks `required` usable.
+ *   consumers, the ticket watch) running, none of the loops that tell their work (routing's
+ *   partitions, delivery outcomes, commands) stalled (work waiting, no progress for
+ *   router.stallAfter: a bucket without quorum while NATS and JetStream look up; stall-clock.ts),
+ *   and every connector config marks `required` usable.
  *   Other connectors are reported (state, detail, standby expiry) but do not make it unready:
  *   one expired token must not take the API and the other channels out of a load balancer.
  * - Who sees what: the details only with an API token (api/server.ts, http.probeDetails); others
@@ -147,6 +150,12 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
       open.push(`loop ${publicLoopName(l.name)} ${l.state}`);
     }
   }
+  // Any loop, essential or not: only the ones whose work must move report a stall (a partition's
+  // consumer is not `essential`, it may be handed to another replica, but while held it must route).
+  const stalled = loops.filter((l) => l.stalledSince !== undefined);
+  if (stalled.length) checks.stalled = stalled.map((l) => ({ loop: l.name, since: l.stalledSince }));
+  for (const name of new Set(stalled.map((l) => l.name))) reasons.push(stallReason(name));
+  for (const name of new Set(stalled.map((l) => publicLoopName(l.name)))) open.push(stallReason(name));
   const connectors = sampleConnectors(d.connectors());
   checks.connectors = connectors;
   for (const c of connectors) {
@@ -160,6 +169,10 @@ export async function readiness(d: ProbeDeps): Promise<Readiness> {
   if (helpdesks.length) checks.helpdesks = helpdesks;
   if (reasons.length) checks.reasons = reasons;
   return { ready: reasons.length === 0, checks, reasons: open };
+}
+
+function stallReason(loop: string): string {
+  return `loop ${loop} stalled: work waiting and no progress (NATS connected; a stream or bucket without a leader or quorum is the usual cause: docs/operating.md, Stalled routing)`;
 }
 
 /**

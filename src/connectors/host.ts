@@ -307,7 +307,7 @@ export class ConnectorHost {
           // ended by itself, every SIGTERM raised a `stalled` alert (outside trial, Slack events).
           async (r) => {
             try {
-              await body({ signal: r.signal, progress: () => (r.progress(), clearFault(bus, hosted, loopName)) });
+              await body({ ...r, progress: () => (r.progress(), clearFault(bus, hosted, loopName)) });
             } catch (err) {
               if (!signal.aborted) throw err;
               // Ended by the stop itself (an AbortError) or failing as it stopped: said, not alerted on.

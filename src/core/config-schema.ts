@@ -196,6 +196,13 @@ export const GatewayConfig = z.object({
       /** How often the owner of the unpartitioned subjects moves inbound messages stored where no router reads them (src/router/strays.ts). */
       straySweep: PositiveDuration.prefault('1m'),
       ackWait: PositiveDuration.prefault('30s'),
+      /**
+       * Routing (a partition's messages, delivery outcomes) or commands with work waiting and no
+       * progress for this long make /readyz unready (`loop … stalled`) until they move again: a
+       * stream or bucket without quorum while NATS is connected (docs/operating.md, Stalled routing).
+       * Above a leader election (seconds) and the retry backoff of routing (up to 10 s).
+       */
+      stallAfter: PositiveDuration.prefault('60s'),
       /** Language of the texts the gateway writes itself (acknowledgement, rating request, lead alerts). */
       language: z.enum(LANGUAGES).default('ru'),
       /** Per-text overrides; see src/core/texts.ts for the names and their placeholders. */

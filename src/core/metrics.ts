@@ -9,6 +9,17 @@ export const registry = new Registry();
 // Node.js dashboards and alerts work; a prefix here produced omnigate_process_process_*.
 collectDefaultMetrics({ register: registry });
 
+/** Run before every scrape of omnigate_loop_stalled (supervisor.ts registers each loop's). */
+const scrapeSamplers = new Set<() => void>();
+
+/** Calls `sample` before every scrape until the returned function is called. */
+export function sampleAtScrape(sample: () => void): () => void {
+  scrapeSamplers.add(sample);
+  return () => {
+    scrapeSamplers.delete(sample);
+  };
+}
+
 export const metrics = {
   eventsIn: new Counter({ name: 'omnigate_events_in_total', help: 'Inbound events routed into tickets', labelNames: ['channel', 'account'], registers: [registry] }),
   eventsOut: new Counter({ name: 'omnigate_events_out_total', help: 'Outbound messages sent by connectors', labelNames: ['channel', 'account'], registers: [registry] }),
@@ -83,6 +94,16 @@ export const metrics = {
   loopState: new Gauge({ name: 'omnigate_loop_state', help: '1 on the supervised loop\'s current state (running, restarting, failed), 0 on the others', labelNames: ['loop', 'state'], registers: [registry] }),
   loopRestarts: new Counter({ name: 'omnigate_loop_restarts_total', help: 'Times a supervised loop ended or failed and was restarted', labelNames: ['loop'], registers: [registry] }),
   loopProgress: new Gauge({ name: 'omnigate_loop_last_progress_timestamp_seconds', help: 'Unix time a supervised loop last reported progress', labelNames: ['loop'], registers: [registry] }),
+  // A stall begins by time passing, not by an event: asked of the loops at every scrape.
+  loopStalled: new Gauge({
+    name: 'omnigate_loop_stalled',
+    help: '1 while a supervised loop has had work waiting (messages held, commands failing) and made no progress for its stall threshold (router.stallAfter); 0 otherwise',
+    labelNames: ['loop'],
+    registers: [registry],
+    collect() {
+      for (const sample of scrapeSamplers) sample();
+    },
+  }),
   connectorRequired: new Gauge({ name: 'omnigate_connector_required', help: '1 when config marks the connector required: readiness then depends on it', labelNames: ['channel', 'account'], registers: [registry] }),
   connectorStandbyUntil: new Gauge({ name: 'omnigate_connector_standby_until_timestamp_seconds', help: 'While standing by for a lease another replica holds: Unix time that lease runs out unless renewed (0 otherwise)', labelNames: ['channel', 'account'], registers: [registry] }),
 };

@@ -11,10 +11,12 @@
  *
  * A body reports progress (`progress()`) when it did useful work; a run that made progress, or
  * lasted longer than `resetAfterMs`, resets the failure count, so a loop that fails once a day
- * never climbs to `failed`.
+ * never climbs to `failed`. A body that also tells what work waits (`hold`, `failed`) is watched
+ * for a stall (stall-clock.ts): `running`, with work waiting and no progress for `stallAfterMs`.
  */
 import type { Logger } from './logger.js';
-import { metrics } from './metrics.js';
+import { metrics, sampleAtScrape } from './metrics.js';
+import { StallClock } from './stall-clock.js';
 import { backoffMs, sleep } from './sleep.js';
 import { errorMessage, isDatabaseUnavailable, isJetStreamRefusal, isNatsUnavailable } from './errors.js';
 
@@ -45,6 +47,11 @@ export interface LoopStatus {
   dependencyDown?: 'nats' | 'jetstream' | 'database';
   /** While restarting or failed: when the next run starts. */
   nextRunAt?: string;
+  /**
+   * While stalled (stall-clock.ts): since when work has waited without progress. Readiness counts
+   * it for the loops that tell their work (routing's partitions, commands); probes.ts.
+   */
+  stalledSince?: string;
 }
 
 export interface LoopRun {
@@ -52,6 +59,10 @@ export interface LoopRun {
   signal: AbortSignal;
   /** Call after useful work (a message handled, a scan done). */
   progress(): void;
+  /** Work taken (`delta` > 0) or settled (< 0): while some is held and nothing progresses, the loop stalls. */
+  hold(delta: number): void;
+  /** An attempt at the loop's work failed (and will be retried by someone): counts as work waiting while failures go on. */
+  failed(): void;
 }
 
 export interface LoopOptions {
@@ -70,6 +81,8 @@ export interface LoopOptions {
   restartCures?: boolean;
   /** Told every state change (and every new error), e.g. to mirror it into a connector's state. */
   onState?: (status: LoopStatus) => void;
+  /** Work waiting this long without progress is a stall (router.stallAfter; stall-clock.ts). */
+  stallAfterMs?: number;
 }
 
 type Settings = Required<Omit<LoopOptions, 'onState'>> & Pick<LoopOptions, 'onState'>;
@@ -86,6 +99,8 @@ export class SupervisedLoop {
   private lastProgressMs = 0;
   private gaugedAtMs = 0;
   private done?: Promise<void>;
+  private readonly stall: StallClock;
+  private stopSampling = () => {};
 
   constructor(
     readonly name: string,
@@ -96,15 +111,26 @@ export class SupervisedLoop {
     private readonly shuttingDown: () => boolean = () => false,
   ) {
     this.status_ = { name, state: 'running', essential: o.essential, restartCures: o.restartCures, restarts: 0, failuresInARow: 0, since: new Date().toISOString() };
+    this.stall = new StallClock(o.stallAfterMs);
   }
 
   get status(): LoopStatus {
-    if (!this.lastProgressMs) return { ...this.status_ };
-    return { ...this.status_, lastProgressAt: new Date(this.lastProgressMs).toISOString() };
+    const stalled = this.stalledSince();
+    return {
+      ...this.status_,
+      ...(this.lastProgressMs && { lastProgressAt: new Date(this.lastProgressMs).toISOString() }),
+      ...(stalled !== undefined && { stalledSince: new Date(stalled).toISOString() }),
+    };
+  }
+
+  /** Only a running loop stalls: one restarting or failed says so by its state. */
+  private stalledSince(): number | undefined {
+    return this.status_.state === 'running' ? this.stall.stalledSince() : undefined;
   }
 
   /** Starts the first run; returns at once. */
   start(): this {
+    this.stopSampling = sampleAtScrape(() => metrics.loopStalled.set({ loop: this.name }, this.stalledSince() === undefined ? 0 : 1));
     this.done = this.drive().finally(() => this.onStopped(this));
     return this;
   }
@@ -122,6 +148,7 @@ export class SupervisedLoop {
    */
   progress(): void {
     this.progressed = true;
+    this.stall.progress();
     const now = Date.now();
     this.lastProgressMs = now;
     if (now - this.gaugedAtMs < 1000) return;
@@ -146,11 +173,12 @@ export class SupervisedLoop {
 
   private async drive(): Promise<void> {
     const signal = this.abort.signal;
-    const run: LoopRun = { signal, progress: () => this.progress() };
+    const run: LoopRun = { signal, progress: () => this.progress(), hold: (delta) => this.stall.hold(delta), failed: () => this.stall.failed() };
     let failures = 0;
     while (!signal.aborted) {
       this.status_.nextRunAt = undefined;
       this.setState('running');
+      this.stall.restart();
       this.progressed = false;
       const startedAt = Date.now();
       let problem: string;
@@ -180,10 +208,15 @@ export class SupervisedLoop {
       await sleep(delay, signal);
     }
     for (const s of LOOP_STATES) metrics.loopState.remove({ loop: this.name, state: s });
+    this.stopSampling();
+    metrics.loopStalled.remove({ loop: this.name });
   }
 }
 
-const DEFAULTS: Settings = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false, restartCures: true };
+/** The default stall threshold (config: router.stallAfter; docs/operating.md, Stalled routing, says why 60 s). */
+export const STALL_AFTER_MS = 60_000;
+
+const DEFAULTS: Settings = { baseMs: 500, maxMs: 30_000, failAfter: 5, resetAfterMs: 60_000, essential: false, restartCures: true, stallAfterMs: STALL_AFTER_MS };
 
 export class Supervisor {
   private readonly loops = new Set<SupervisedLoop>();

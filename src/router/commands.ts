@@ -10,7 +10,8 @@ import type { z } from 'zod';
 import type { Bus } from '../core/bus.js';
 import { Supervisor, type SupervisedLoop } from '../core/supervisor.js';
 import type { Logger } from '../core/logger.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, isJetStreamRefusal, isNatsUnavailable } from '../core/errors.js';
+import { OutageLog } from '../core/outage-log.js';
 import { JsonInputError, parseJsonBody } from '../core/json-input.js';
 import { addressKey } from '../core/mail-address.js';
 import {
@@ -47,6 +48,8 @@ export class CommandHandler {
   private readonly replySlots: ReplySlots;
   /** Other attempts' idempotency claims, watched for staleness across requests (a client retries one key many times). */
   private readonly claims = commandClaims();
+  /** `command failed` for NATS or JetStream away: once at error, then counted (outage-log.ts). */
+  private readonly outage: OutageLog;
 
   /** The line naming the ticket under mail we send (router.language / router.texts.mailTicketLine); the token must stay in it. */
   ticketLine: (token: string) => string = (token) => `Номер обращения: ${token}`;
@@ -62,11 +65,12 @@ export class CommandHandler {
     private readonly supervisor = new Supervisor(log),
   ) {
     this.replySlots = new ReplySlots(bus, log);
+    this.outage = new OutageLog(log, 'command');
   }
 
   start(): void {
     const bind = (name: 'reply' | 'note' | 'status' | 'link', run: (body: unknown, signal: AbortSignal) => Promise<CommandResult>) => {
-      const loop = this.supervisor.run(`commands.${name}`, async ({ signal, progress }) => {
+      const loop = this.supervisor.run(`commands.${name}`, async ({ signal, progress, hold, failed }) => {
         const sub = this.bus.nc.subscribe(Subjects.command(name), { queue: 'router' });
         // Drain, not unsubscribe: requests already delivered to us are still answered.
         const onAbort = () => void sub.drain().catch(() => sub.unsubscribe());
@@ -76,11 +80,15 @@ export class CommandHandler {
         const answering = new Set<Promise<void>>();
         try {
           for await (const m of sub) {
+            // A command being answered is work waiting; one answered `internal` is no progress:
+            // commands that hang or keep failing for router.stallAfter are a stall (supervisor.ts).
+            hold(1);
             const p: Promise<void> = this.answer(m, run, signal)
+              .then((moved) => (moved ? progress() : failed()))
               .catch((err) => this.log.warn({ err: errorMessage(err), subject: m.subject }, 'command answer not sent'))
               .finally(() => {
                 answering.delete(p);
-                progress();
+                hold(-1);
               });
             answering.add(p);
           }
@@ -102,7 +110,8 @@ export class CommandHandler {
     await Promise.all(this.loops.map((l) => l.stop()));
   }
 
-  private async answer(m: Msg, run: (body: unknown, signal: AbortSignal) => Promise<CommandResult>, signal: AbortSignal): Promise<void> {
+  /** Answers one command; false when it failed on our side (answered `internal`). */
+  private async answer(m: Msg, run: (body: unknown, signal: AbortSignal) => Promise<CommandResult>, signal: AbortSignal): Promise<boolean> {
     let body: unknown;
     try {
       // The same JSON edge as the HTTP API's (depth, UTF-8, NUL, a key given twice, 1e400): a
@@ -111,16 +120,21 @@ export class CommandHandler {
     } catch (err) {
       const refused = err instanceof JsonInputError ? err : new JsonInputError('body is not valid JSON');
       m.respond(JSON.stringify({ ok: false, error: { code: refused.kind === 'json' ? 'invalid_json' : 'invalid_request', message: refused.message, field: refused.field } }));
-      return;
+      return true;
     }
     let result: CommandResult;
     try {
       result = await run(body, signal);
+      this.outage.succeeded();
     } catch (err) {
-      this.log.error({ err: errorMessage(err), subject: m.subject }, 'command failed');
+      // NATS or JetStream away (no stream leader, a bucket without quorum) fails every command
+      // alike until it is back: one line for it, not one per command. A defect: every time.
+      if (isNatsUnavailable(err) || isJetStreamRefusal(err)) this.outage.failed({ err: errorMessage(err), subject: m.subject });
+      else this.log.error({ err: errorMessage(err), subject: m.subject }, 'command failed');
       result = { ok: false, error: { code: 'internal', message: errorMessage(err) } };
     }
     m.respond(JSON.stringify(result));
+    return result.ok || result.error.code !== 'internal';
   }
 
   /** `purpose` other than agent_reply marks the message automated (email adds Auto-Submitted) and leaves the ticket's status alone. */

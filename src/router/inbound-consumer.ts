@@ -94,15 +94,17 @@ interface Holding {
  * settled. The client hands each message to `take` as it is read from the socket (a callback
  * consumer, no iterator): decoded, queued in its lane, and settled by the lane's batch.
  */
-export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logger, { signal, progress }: LoopRun, o: InboundConsumerOptions<W>): Promise<void> {
+export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logger, { signal, progress, hold }: LoopRun, o: InboundConsumerOptions<W>): Promise<void> {
   const consumer = await bus.js.consumers.get(Streams.inbound, o.durable);
   let delivered = (await consumer.info(true)).delivered.consumer_seq;
   let lost = '';
   /** Stream sequence → the message we hold for it (queued, being routed, or being parked). */
   const held = new Map<number, Holding>();
   let drained: (() => void) | undefined;
+  // What is held is work waiting: held, and nothing settling, for router.stallAfter is a stall
+  // (a bucket without quorum: every routing retried in place; supervisor.ts, probes.ts).
   const release = (seq: number) => {
-    held.delete(seq);
+    if (held.delete(seq)) hold(-1);
     if (held.size === 0) drained?.();
   };
   // Once not ours, for good in this run: a lease that ran out by the clock can look valid again
@@ -152,6 +154,7 @@ export async function consumeInbound<W extends InboundWork>(bus: Bus, log: Logge
     }
     if (work === null) return;
     held.set(seq, holding);
+    hold(1);
     if (work instanceof Promise) {
       work.then(
         () => release(seq),

@@ -201,7 +201,7 @@ export class Router implements RoutingHooks {
    * One run of a consumer loop (the supervisor restarts it if it ends). Messages buffered when it
    * stops are still handled: the router's steps are idempotent and each is acked or nak'ed.
    */
-  private async run({ signal, progress }: LoopRun, stream: string, durable: string, batch: number, sem: Semaphore, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+  private async run({ signal, progress, hold, failed }: LoopRun, stream: string, durable: string, batch: number, sem: Semaphore, handle: (m: JsMsg) => Promise<void>): Promise<void> {
     const consumer = await this.bus.js.consumers.get(stream, durable);
     const messages = await consumer.consume({ max_messages: batch });
     const onAbort = () => messages.stop();
@@ -213,12 +213,17 @@ export class Router implements RoutingHooks {
     try {
       for await (const m of messages) {
         await sem.acquire();
+        hold(1);
+        // A failure is no progress: outcomes failing for router.stallAfter are a stall (supervisor.ts).
         const p: Promise<void> = handle(m)
-          .catch((err) => this.log.error({ err: errorMessage(err), stream, seq: m.seq }, 'message handling failed; it comes back after ack_wait'))
+          .then(progress, (err: unknown) => {
+            failed();
+            this.log.error({ err: errorMessage(err), stream, seq: m.seq }, 'message handling failed; it comes back after ack_wait');
+          })
           .finally(() => {
             sem.release();
             inFlight.delete(p);
-            progress();
+            hold(-1);
           });
         inFlight.add(p);
       }
