@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { PATIENT } from '../helpers/nats-server.js';
 import { startCluster, whileElecting, type TestCluster } from '../helpers/nats-cluster.js';
 import { monitorApi, monitorHeaders, spawnGateway, writeConfig, type GatewayProcess } from '../helpers/process.js';
@@ -59,9 +59,9 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
-async function publish(jsm: JetStreamManager, chat: string, text: string): Promise<void> {
+async function publish(chat: string, text: string): Promise<void> {
   const e = chatMessage({ channel: 'webhook', account: 'stall', chat, text });
-  await jsm.jetstream(PATIENT).publish(inboundSubjectOf(e, 4), JSON.stringify(e), { msgID: e.id });
+  await jetstream(nc, PATIENT).publish(inboundSubjectOf(e, 4), JSON.stringify(e), { msgID: e.id });
 }
 
 /** Moves the bucket's leadership off node 0 and scales it to that one replica: the bucket then lives on a node we can kill. */
@@ -97,7 +97,7 @@ describe('stalled routing', () => {
     const jsm = await jetstreamManager(nc, PATIENT);
 
     // A ticket to reply to, routed while all is well.
-    await publish(jsm, 'before', 'до сбоя');
+    await publish('before', 'до сбоя');
     await until('the first message routed', 30_000, async () => ((await routerBacklog(jsm, 4)) === 0 ? true : undefined));
     const ticketId = 'T-1001'; // the first ticket (router.firstTicketNumber)
     expect((await readyz(port)).status).toBe(200);
@@ -106,7 +106,7 @@ describe('stalled routing', () => {
     await cluster.kill(node, 'SIGKILL');
 
     // Work waiting: messages of new and old conversations.
-    for (let i = 0; i < 6; i++) await whileElecting(() => publish(jsm, `during-${i}`, `во время сбоя ${i}`));
+    for (let i = 0; i < 6; i++) await whileElecting(() => publish(`during-${i}`, `во время сбоя ${i}`));
     // Replies, all failing on the bucket (to tickets of their own: replies to one ticket queue one at a time).
     const replies = Array.from({ length: 12 }, (_, i) => nc.request('omni.cmd.reply', JSON.stringify({ ticketId: i === 0 ? ticketId : `T-${2000 + i}`, text: `ответ ${i}` }), { timeout: 20_000 }).then((m) => m.json<{ ok: boolean; error?: { code: string } }>(), (err: unknown) => ({ ok: false, error: { code: String(err) } })));
 
