@@ -115,8 +115,8 @@ describe('stalled routing', () => {
       return r.status === 503 && r.reasons.some((x) => x.startsWith('loop router.')) ? r : undefined;
     }).catch(async (err: unknown) => {
       const res = await fetch(`http://127.0.0.1:${port}/readyz`, { headers: monitorHeaders });
-      console.log('DEBUG', JSON.stringify(await res.json()).slice(0, 6000));
-      console.log('DEBUG backlog', await routerBacklog(jsm, 4), gateway!.output().split('\n').filter((l) => /warn|error|"level":(40|50)/.test(l)).slice(-30).join('\n'));
+      console.log('readyz with a token:', JSON.stringify(await res.json()).slice(0, 6000));
+      console.log('backlog and the gateway log:', await routerBacklog(jsm, 4), gateway!.output().split('\n').filter((l) => /warn|error|"level":(40|50)/.test(l)).slice(-30).join('\n'));
       throw err;
     });
     expect(unready.reasons).toEqual(expect.arrayContaining([expect.stringMatching(/^loop router\.(partition\.\d+|unpartitioned) stalled/)]));
