@@ -38,6 +38,15 @@ export interface Connector {
    * connector's job; retries, idempotency and delivery events are the runtime's.
    */
   send(message: OutboundMessage, attempt?: SendAttempt): Promise<SendResult>;
+  /**
+   * The runtime stored this message's final outcome (sent, or failed: refused, retries exhausted,
+   * erased, given up after takeovers); this process will not send it again. What the connector
+   * keeps per message across attempts (parts already delivered) goes here: dropped only on a
+   * success or a refusal seen by the sender, the entry of a reply whose last attempt failed
+   * transiently stayed for the life of the process. Absent: the connector keeps nothing, or
+   * bounds it itself (Slack: its 1,000 most recent).
+   */
+  settled?(outboundId: string): void;
   health(): ConnectorHealth;
   /**
    * False when this process cannot send for the account at all while another replica can (a

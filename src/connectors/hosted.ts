@@ -104,5 +104,6 @@ export function currentConnector(hosted: Hosted): Connector {
       hosted.lastSendAt = new Date().toISOString();
       return result;
     },
+    settled: (outboundId) => hosted.connector.settled?.(outboundId),
   };
 }

@@ -303,6 +303,7 @@ export class OutboundRunner {
     }
     this.log.info({ outboundId: msg.id, ticketId: msg.ticketId }, 'outbound message erased while it waited to be sent: not sent');
     m.ack();
+    this.connector.settled?.(msg.id);
     return true;
   }
 
@@ -363,6 +364,8 @@ export class OutboundRunner {
     // the message back with a `retry` marker, to be sent after it was reported failed.
     await this.recording(msg.id, () => this.bus.kv.dedup.put(markerKey, JSON.stringify(marker)));
     this.unrecorded.delete(msg.id);
+    // Only once the marker is stored: until then the message may come back and be sent from where it stopped.
+    this.connector.settled?.(msg.id);
     if (status === 'failed' && o.park) {
       this.log.warn({ outboundId: msg.id, ticketId: msg.ticketId, reason }, 'delivery failed');
       await this.recording(msg.id, () => this.bus.deadLetters.park({

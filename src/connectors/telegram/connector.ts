@@ -86,6 +86,10 @@ export class TelegramConnector implements Connector {
     return this.sender.send(message, attempt);
   }
 
+  settled(outboundId: string): void {
+    this.sender.settled(outboundId);
+  }
+
   /** Identify the bot (retrying until the token works), then poll or register the webhook. */
   private async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted && !this.bot) {

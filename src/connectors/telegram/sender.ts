@@ -81,6 +81,7 @@ export class TelegramSender {
   /**
    * Steps already delivered per outbound id, so a retry after a partial send continues, not
    * repeats; `waitedMs`: time spent waiting out 429s for this reply, bounded by rateLimitBudgetMs.
+   * Dropped when the reply is sent or refused here, else when the runtime settles it (`settled`).
    */
   private readonly progress = new Map<string, Progress>();
   /** Groups upgraded to supergroups: Telegram tells us the new id once; later sends go there directly. */
@@ -100,6 +101,11 @@ export class TelegramSender {
 
   close(): void {
     this.rateLimit.close();
+  }
+
+  /** The runtime stored the reply's final outcome (contract.ts `settled`): its progress goes. */
+  settled(outboundId: string): void {
+    this.progress.delete(outboundId);
   }
 
   async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {

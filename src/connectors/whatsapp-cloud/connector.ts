@@ -94,6 +94,10 @@ export class WhatsAppCloudConnector implements Connector {
     return this.sender.send(msg, attempt);
   }
 
+  settled(outboundId: string): void {
+    this.sender.settled(outboundId);
+  }
+
   /** Confirms in the background that the token sees the number; webhooks are accepted meanwhile. */
   private async checkToken(): Promise<void> {
     for (let attempt = 1; !this.stopping.signal.aborted; attempt++) {

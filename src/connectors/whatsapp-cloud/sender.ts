@@ -37,6 +37,7 @@ interface Progress {
 export class CloudSender {
   private readonly pacer: Pacer;
   private readonly rateLimit: RateLimitState;
+  /** Dropped when the reply is sent or refused here, else when the runtime settles it (`settled`). */
   private readonly progress = new Map<string, Progress>();
 
   constructor(
@@ -52,6 +53,11 @@ export class CloudSender {
 
   close(): void {
     this.rateLimit.close();
+  }
+
+  /** The runtime stored the reply's final outcome (contract.ts `settled`): its progress goes. */
+  settled(outboundId: string): void {
+    this.progress.delete(outboundId);
   }
 
   async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {

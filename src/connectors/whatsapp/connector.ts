@@ -52,7 +52,10 @@ export class WhatsAppConnector implements Connector {
   private readonly session: WhatsAppSession;
   private readonly stopping = new AbortController();
   private readonly lidToPhone = new Map<string, string>();
-  /** Steps already delivered per outbound id, so a retry after a partial send continues, not repeats. */
+  /**
+   * Steps already delivered per outbound id, so a retry after a partial send continues, not
+   * repeats. Dropped when the reply is sent here, else when the runtime settles it (`settled`).
+   */
   private readonly progress = new Map<string, { sent: number; firstId?: string }>();
   private sessionLoop?: ConnectorLoop;
 
@@ -288,6 +291,11 @@ export class WhatsAppConnector implements Connector {
   }
 
   // ---- outbound ----
+
+  /** The runtime stored the reply's final outcome (contract.ts `settled`): its progress goes. */
+  settled(outboundId: string): void {
+    this.progress.delete(outboundId);
+  }
 
   async send(msg: OutboundMessage, attempt?: SendAttempt): Promise<SendResult> {
     const jid = msg.conversation.id;

@@ -7,6 +7,8 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../helpers/gateway.js';
+import { progressHeld } from '../../helpers/send-progress.js';
+import { until } from '../../helpers/until.js';
 import type { TestNats } from '../../helpers/nats-server.js';
 import type { ConnectorStateEvent, LogEntry } from '../../../src/core/schema.js';
 import { FakeSocket, MediaServer, SocketPool } from './fake-socket.js';
@@ -296,5 +298,24 @@ describe('whatsapp (Baileys) connector', () => {
     const delivery = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
     expect((delivery.entry as Extract<LogEntry, { kind: 'delivery' }>).status).toMatchObject({ status: 'sent', attempts: 2 });
     expect(s.sent.filter((c) => c.jid === chat)).toHaveLength(1);
+  });
+
+  it('a reply whose sends fail until its retries run out leaves no progress behind in the connector', async () => {
+    const n = pool.sockets.length;
+    await gw.stop();
+    gw = await startGateway({ ...config, outbound: { backoffBase: '100ms', maxAttempts: 2 } }, { nats });
+    const s = await openSocket(n + 1);
+    const chat = '79110000005@s.whatsapp.net';
+    s.emitMessages([msg(chat, { conversation: 'Где мой заказ?' }, { id: 'R2' })]);
+    const created = await messageEvent(`${chat}:R2`);
+    s.failNextSends = 2;
+    await gw.request('omni.cmd.reply', { ticketId: created.ticketId, text: 'Проверяем' });
+    const delivery = await gw.waitForEvent((e) => e.type === 'ticket.delivery' && e.ticketId === created.ticketId);
+    const status = (delivery.entry as Extract<LogEntry, { kind: 'delivery' }>).status;
+    expect(status).toMatchObject({ status: 'failed', attempts: 2 });
+    expect(status.reason).toMatch(/^retries_exhausted after 2 attempts/);
+    // Settled after its outcome is published: wait a moment. Was 1 for good: the entry of a reply
+    // whose last attempt failed stayed in the connector for the life of the process.
+    await until(() => progressHeld(gw) === 0, "the connector's progress of the failed reply to go", 5_000);
   });
 });
