@@ -5,6 +5,8 @@
  * event POSTed to a local receiver. The gateway runs with --expose-gc and a bench-only preload
  * (bench/gc-probe.cjs) that, on SIGUSR2, collects garbage and prints its memory: RSS and heap are
  * sampled after GC, so what is reported is what is still held, not what is merely uncollected.
+ * The read model's PGlite worker thread has a heap of its own, outside `heapUsed`: reported beside
+ * it (its committed size, not collected first), where the gateway's Node can tell it (>= 22.16).
  */
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
@@ -32,8 +34,32 @@ export interface MemorySample {
   delivered: number;
   rssMb: number;
   heapUsedMb: number;
+  /** The main thread's committed heap; and the worker threads' (the read model's PGlite), when known. */
+  heapTotalMb: number;
+  workerHeapTotalMb?: number;
   externalMb: number;
 }
+
+interface ProbeAnswer {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  workerHeapTotal?: number;
+}
+
+const MB = 1048576;
+
+function sampleOf(atS: number, accepted: number, delivered: number, m: ProbeAnswer): MemorySample {
+  return {
+    atS, accepted, delivered, rssMb: m.rss / MB, heapUsedMb: m.heapUsed / MB, heapTotalMb: m.heapTotal / MB,
+    ...(m.workerHeapTotal !== undefined ? { workerHeapTotalMb: m.workerHeapTotal / MB } : {}), externalMb: m.external / MB,
+  };
+}
+
+const describeMemory = (s: MemorySample) =>
+  `RSS ${s.rssMb.toFixed(1)} MB  heap ${s.heapUsedMb.toFixed(1)} MB (of ${s.heapTotalMb.toFixed(1)})  external ${s.externalMb.toFixed(1)} MB (after GC)` +
+  (s.workerHeapTotalMb !== undefined ? `  worker heaps ${s.workerHeapTotalMb.toFixed(1)} MB` : '');
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -52,7 +78,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Asks the gateway to collect garbage and report; reads the line gc-probe.cjs prints. */
-async function probe(gw: GatewayProcess, seq: number): Promise<{ rss: number; heapUsed: number; external: number }> {
+async function probe(gw: GatewayProcess, seq: number): Promise<ProbeAnswer> {
   const tag = `SOAK-MEM ${seq} `;
   gw.child.kill('SIGUSR2');
   const deadline = Date.now() + 30_000;
@@ -105,10 +131,9 @@ export async function soak(durationMs: number): Promise<{ samples: MemorySample[
     while (performance.now() - start < durationMs) {
       const elapsed = performance.now() - start;
       if (elapsed >= nextSample) {
-        const m = await probe(gw, seq++);
-        const s = { atS: Math.round(elapsed / 1000), accepted, delivered, rssMb: m.rss / 1048576, heapUsedMb: m.heapUsed / 1048576, externalMb: m.external / 1048576 };
+        const s = sampleOf(Math.round(elapsed / 1000), accepted, delivered, await probe(gw, seq++));
         samples.push(s);
-        say(`  t=${String(s.atS).padStart(5)} s  accepted ${String(accepted).padStart(7)}  webhook POSTs ${String(delivered).padStart(7)}  RSS ${s.rssMb.toFixed(1)} MB  heap ${s.heapUsedMb.toFixed(1)} MB  external ${s.externalMb.toFixed(1)} MB (after GC)`);
+        say(`  t=${String(s.atS).padStart(5)} s  accepted ${String(accepted).padStart(7)}  webhook POSTs ${String(delivered).padStart(7)}  ${describeMemory(s)}`);
         nextSample += sampleEvery;
       }
       const due = Math.floor(((performance.now() - start) / 1000) * RATE);
@@ -139,10 +164,9 @@ export async function soak(durationMs: number): Promise<{ samples: MemorySample[
       await new Promise((r) => setTimeout(r, 2_000));
       if (delivered === before) break;
     }
-    const m = await probe(gw, seq++);
-    const end = { atS: Math.round((performance.now() - start) / 1000), accepted, delivered, rssMb: m.rss / 1048576, heapUsedMb: m.heapUsed / 1048576, externalMb: m.external / 1048576 };
+    const end = sampleOf(Math.round((performance.now() - start) / 1000), accepted, delivered, await probe(gw, seq++));
     samples.push(end);
-    say(`  idle t=${end.atS} s  accepted ${accepted}  webhook POSTs ${delivered}  RSS ${end.rssMb.toFixed(1)} MB  heap ${end.heapUsedMb.toFixed(1)} MB (after GC)`);
+    say(`  idle t=${end.atS} s  accepted ${accepted}  webhook POSTs ${delivered}  ${describeMemory(end)}`);
     const log = join(tmpdir(), `omnigate-soak-${process.pid}.log`);
     writeFileSync(log, gw.output());
     const gatewayWarnings = gw.output().split('\n').filter((l) => /"level":"(warn|error|fatal)"/.test(l)).length;
