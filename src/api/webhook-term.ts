@@ -47,7 +47,7 @@ export async function takeOver(s: TermScope, lease: Lease): Promise<{ term: Term
 export async function handBack(s: TermScope, term: Term, token: number, done: DoneSet): Promise<void> {
   try {
     // Only what lies beyond the floor matters to the successor (it restarts after the floor).
-    done.prune(await ackFloor(s.bus.jsm, Streams.events, Consumers.webhooks(s.webhook)));
+    await pruneToFloor(s, done);
     const delivered = done.toRanges();
     if (!delivered) {
       s.log.warn({ webhook: s.webhook, events: done.size }, 'too many events delivered beyond the ack floor to hand over: the next holder sends them again (repeats, no inversions)');
@@ -58,6 +58,11 @@ export async function handBack(s: TermScope, term: Term, token: number, done: Do
   } catch (err) {
     s.log.warn({ webhook: s.webhook, err: errorMessage(err) }, 'hand-back not recorded: the next holder rewinds to the ack floor (repeats, no inversions)');
   }
+}
+
+/** Forgets what the durable's ack floor covers: the server will not deliver it again (DoneSet). */
+export async function pruneToFloor(s: TermScope, done: DoneSet): Promise<void> {
+  done.prune(await ackFloor(s.bus.jsm, Streams.events, Consumers.webhooks(s.webhook)));
 }
 
 /**

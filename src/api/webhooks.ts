@@ -18,7 +18,7 @@ import { acquireLease, type Lease } from '../core/lease.js';
 import type { Term } from './webhook-takeover.js';
 import { rewindOrphans } from '../core/rewind.js';
 import { DoneSet } from './webhook-done.js';
-import { handBack, postCutOff, takeOver, type TermScope } from './webhook-term.js';
+import { handBack, postCutOff, pruneToFloor, takeOver, type TermScope } from './webhook-term.js';
 import { postEvent, type PostOutcome } from './webhook-post.js';
 import { parkEvent, presetWebhookSeries } from './webhook-park.js';
 import type { Logger } from '../core/logger.js';
@@ -78,6 +78,8 @@ export class WebhookDispatcher {
   private held?: Lease;
   /** Events beyond the ack floor already delivered (this term's and its predecessor's): never posted again. */
   private done = new DoneSet();
+  /** A prune of `done` to the ack floor is under way (see delivered). */
+  private pruning = false;
   /**
    * Ends this term's POSTs: at the shutdown cut-off, or once the lease ran out by the clock (a
    * process that woke from a freeze). A POST still waiting for its connection when the holder
@@ -310,7 +312,7 @@ export class WebhookDispatcher {
       }
       const outcome = await this.post(m.data, type, m.info.streamSequence);
       if (outcome.ok) {
-        this.done.add(m.info.streamSequence);
+        this.delivered(m.info.streamSequence);
         return this.ackConfirmed(m);
       }
       if (this.term.signal.aborted) return this.settle(m, 'nak');
@@ -320,7 +322,7 @@ export class WebhookDispatcher {
         // the ticket overtakes this one (a throw would nak it with a delay and let them pass).
         const parking = { bus: this.bus, log: this.log, webhook: this.target.name, pauseMs: this.target.backoffMax, signal: this.term.signal };
         if (!(await parkEvent(parking, m, type, attempt, outcome))) continue;
-        this.done.add(m.info.streamSequence);
+        this.delivered(m.info.streamSequence);
         return this.settle(m, 'ack');
       }
       metrics.webhookRetries.inc({ webhook: this.target.name });
@@ -330,6 +332,20 @@ export class WebhookDispatcher {
       if (attempt === 1 || attempt % 10 === 0) this.log.warn({ webhook: this.target.name, attempt, problem: outcome.problem }, 'webhook delivery failed; retrying');
       await sleep(delay, this.term.signal);
     }
+  }
+
+  /**
+   * Lists a delivered (or parked) event in `done`, and every PRUNE_EVERY of them has the set
+   * pruned to the ack floor beside the lanes: a failed read only postpones it to the next round.
+   */
+  private delivered(seq: number): void {
+    const done = this.done;
+    done.add(seq);
+    if (!done.takePruneTurn() || this.pruning) return;
+    this.pruning = true;
+    void pruneToFloor(this.scope, done)
+      .catch((err: unknown) => this.log.warn({ webhook: this.target.name, err: errorMessage(err) }, 'could not read the ack floor to prune the delivered events; trying again later'))
+      .finally(() => (this.pruning = false));
   }
 
   /**
