@@ -21,6 +21,8 @@ export interface HelpdeskTexts {
   answerNotSent(ticket: string): string;
   /** A helpdesk ticket opened from a later event: its first messages follow as they arrive. */
   earlierMessagesFollow(ticket: string, channel: string): string;
+  /** The helpdesk ticket omnigate writes a ticket's events to was merged into this one. */
+  mergedHere(merged: string, ticket: string): string;
 }
 
 const TEXTS: Record<Language, HelpdeskTexts> = {
@@ -34,6 +36,7 @@ const TEXTS: Record<Language, HelpdeskTexts> = {
     deleted: (channel) => `The customer deleted one of their messages (${channel}).`,
     answerNotSent: (ticket) => `⚠ This answer was NOT sent to the customer: omnigate no longer has ticket ${ticket} (erased on request or by retention, or its record lost). Reach the customer another way if they still need it.`,
     earlierMessagesFollow: (ticket, channel) => `Ticket ${ticket} (${channel}): its earlier messages did not reach this helpdesk when it was opened (sent before it was connected, or held back while it was unreachable); they follow here as they arrive.`,
+    mergedHere: (merged, ticket) => `omnigate ticket ${ticket} was written to ticket ${merged}, which was merged into this one: its customer's messages and omnigate's notes about it are written here from now on.`,
   },
   ru: {
     noText: '(без текста)',
@@ -45,6 +48,7 @@ const TEXTS: Record<Language, HelpdeskTexts> = {
     deleted: (channel) => `Клиент удалил одно из своих сообщений (${channel}).`,
     answerNotSent: (ticket) => `⚠ Этот ответ НЕ отправлен клиенту: в omnigate больше нет обращения ${ticket} (удалено по запросу, по сроку хранения или утеряно). Если ответ ещё нужен, свяжитесь с клиентом иначе.`,
     earlierMessagesFollow: (ticket, channel) => `Обращение ${ticket} (${channel}): его первые сообщения не попали в эту систему при открытии (пришли до подключения или были задержаны, пока она была недоступна); они появятся здесь по мере поступления.`,
+    mergedHere: (merged, ticket) => `Обращение omnigate ${ticket} велось в заявке ${merged}, которую объединили с этой: сообщения клиента и заметки omnigate по нему теперь пишутся сюда.`,
   },
 };
 

@@ -25,11 +25,13 @@ import { HelpdeskRefusedError, HelpdeskUnavailableError, firstMessageOf, type Ap
 import { RtRefusedError, RtUnavailableError, type RtAttachmentInput, type RtClient, type RtMessageInput } from './client.js';
 import { DEFAULT_STATUS_TO_RT, type RequestTrackerOptions } from './options.js';
 import { cutToChars, headlineOf } from '../headline.js';
+import { MergedAway } from './merged-away.js';
 
 type Inbound = Extract<LogEntry, { kind: 'inbound' }>['event'];
 
 export class RtWriter {
   private readonly statusToRt: Record<string, string>;
+  private readonly merged: MergedAway;
 
   constructor(
     private readonly client: RtClient,
@@ -40,6 +42,7 @@ export class RtWriter {
     private readonly texts: HelpdeskTexts = helpdeskTexts('en'),
   ) {
     this.statusToRt = { ...DEFAULT_STATUS_TO_RT, ...o.statusToRt };
+    this.merged = new MergedAway(client, log, texts, (rtId, content) => this.alreadyWritten(rtId, 'Comment', content));
   }
 
   ticketUrl(id: number | string): string {
@@ -128,10 +131,13 @@ export class RtWriter {
   }
 
   async apply(event: TicketEvent, ctx: ApplyContext): Promise<ApplyOutcome> {
-    const rtId = Number(ctx.ticket.externalId);
-    if (!Number.isInteger(rtId) || rtId <= 0) throw new HelpdeskRefusedError('invalid_mapping', `mapped RT ticket id "${ctx.ticket.externalId}" is not a number`);
+    const mapped = Number(ctx.ticket.externalId);
+    if (!Number.isInteger(mapped) || mapped <= 0) throw new HelpdeskRefusedError('invalid_mapping', `mapped RT ticket id "${ctx.ticket.externalId}" is not a number`);
     return this.rt(async () => {
       const entry = event.entry;
+      if (!writes(event)) return 'ignored';
+      // The mapped ticket, or the one an agent merged it into (merged-away.ts).
+      const rtId = await this.merged.live(mapped, event);
       switch (event.type) {
         case 'ticket.message': {
           if (entry?.kind !== 'inbound') return 'ignored';
@@ -279,6 +285,27 @@ export class RtWriter {
       if (err instanceof RtUnavailableError) throw new HelpdeskUnavailableError(err.message);
       throw err;
     }
+  }
+}
+
+/** Events apply() writes to RT (the rest are ignored before RT is asked anything). */
+function writes(event: TicketEvent): boolean {
+  const kind = event.entry?.kind;
+  switch (event.type) {
+    case 'ticket.message':
+      return kind === 'inbound';
+    case 'ticket.reply':
+      return kind === 'outbound';
+    case 'ticket.note':
+      return kind === 'note';
+    case 'ticket.edited':
+      return kind === 'edited';
+    case 'ticket.status':
+    case 'ticket.delivery_failed':
+    case 'ticket.deleted':
+      return true;
+    default:
+      return false;
   }
 }
 

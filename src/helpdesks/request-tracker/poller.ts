@@ -17,11 +17,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../../core/logger.js';
 import type { MediaStore } from '../../core/media.js';
-import type { OutboundAttachment, TicketStatus } from '../../core/schema.js';
+import type { Attachment, OutboundAttachment, TicketStatus } from '../../core/schema.js';
 import { backoffMs, sleep } from '../../core/sleep.js';
 import type { AgentAnswer, HelpdeskContext } from '../contract.js';
 import { RtRefusedError, type RtClient, type RtTransaction } from './client.js';
 import { DEFAULT_STATUS_FROM_RT, type RequestTrackerOptions } from './options.js';
+import { MERGE_TYPES, MergeSets, isMerge } from './merges.js';
 
 const CURSOR_KEY = 'cursor';
 /** RT's own user: its transactions are consequences of someone else's (scrips), never an agent's. */
@@ -31,6 +32,7 @@ export class RtPoller {
   private readonly statusFromRt: Record<string, TicketStatus>;
   /** RT ticket id → the omnigate ticket id in its External ID field ('' when it has none). */
   private readonly externalIds = new Map<number, string>();
+  private readonly merges: MergeSets;
   private wake?: () => void;
   /** A nudge arrived during a pass: run the next one without waiting. */
   private pending = false;
@@ -46,6 +48,7 @@ export class RtPoller {
     private readonly onHealth: (ok: boolean, detail?: string) => void,
   ) {
     this.statusFromRt = { ...DEFAULT_STATUS_FROM_RT, ...o.statusFromRt };
+    this.merges = new MergeSets(client);
   }
 
   private get log(): Logger {
@@ -54,6 +57,7 @@ export class RtPoller {
 
   start(): void {
     if (this.running) return;
+    this.merges.forget(); // merges read by another replica's poller were never seen here
     const abort = new AbortController();
     this.abort = abort;
     const onStop = () => abort.abort();
@@ -105,7 +109,7 @@ export class RtPoller {
   /** One poll: take what agents did since the cursor, advancing it after each. Returns how many transactions it read. */
   async pass(signal: AbortSignal): Promise<number> {
     let cursor = await this.cursor();
-    const txns = await this.client.transactionsAfter(cursor, { types: ['Correspond', 'Comment', 'Status'], limit: this.o.pollBatch });
+    const txns = await this.client.transactionsAfter(cursor, { types: ['Correspond', 'Comment', 'Status', ...MERGE_TYPES], limit: this.o.pollBatch });
     for (const txn of txns) {
       if (signal.aborted) break;
       await this.handle(txn);
@@ -125,6 +129,11 @@ export class RtPoller {
   }
 
   private async handle(txn: RtTransaction): Promise<void> {
+    if (MERGE_TYPES.includes(txn.type)) {
+      // Whoever merged (an agent, a scrip, this adapter): the sets of merged tickets changed.
+      if (isMerge(txn)) this.merges.forget();
+      return;
+    }
     if (txn.creator === this.o.user) {
       this.log.debug({ transaction: txn.id, type: txn.type }, 'RT transaction skipped: written by the adapter itself (echo)');
       return;
@@ -139,11 +148,14 @@ export class RtPoller {
       this.log.debug({ transaction: txn.id, rtTicket: txn.ticketId }, 'RT transaction skipped: its ticket has no External ID (not an omnigate ticket)');
       return;
     }
+    // Read from RT (and its files stored) once, however many tickets the answer goes to.
+    let said: Promise<Said> | undefined;
+    const read = (ticketId: string) => (said ??= this.said(txn, ticketId));
     for (const target of targets) {
       // The surviving ticket's answer keeps the key it always had; a merged one's is its own.
       const answerId = target.rtTicket === txn.ticketId ? `txn-${txn.id}` : `txn-${txn.id}-${target.rtTicket}`;
       if (await this.ctx.taken(answerId)) continue;
-      const answer = await this.answer(txn, answerId, target.ticketId, target.rtTicket);
+      const answer = await this.answer(txn, answerId, target.ticketId, target.rtTicket, read);
       if (!answer) return;
       const outcome = await this.ctx.takeAnswer(answer);
       const merged = target.rtTicket === txn.ticketId ? undefined : target.rtTicket;
@@ -167,7 +179,7 @@ export class RtPoller {
     const out: Array<{ rtTicket: number; ticketId: string }> = [];
     const own = await this.externalId(rtTicket);
     if (own) out.push({ rtTicket, ticketId: own });
-    for (const merged of await this.client.mergedInto(rtTicket)) {
+    for (const merged of await this.merges.of(rtTicket)) {
       const ticketId = this.ours(merged.customFields[this.o.externalIdField]?.[0] ?? '');
       if (ticketId && !out.some((t) => t.ticketId === ticketId)) out.push({ rtTicket: merged.id, ticketId });
     }
@@ -179,7 +191,7 @@ export class RtPoller {
     return stored.startsWith(this.o.externalIdPrefix) ? stored.slice(this.o.externalIdPrefix.length) : '';
   }
 
-  private async answer(txn: RtTransaction, id: string, ticketId: string, rtTicket: number): Promise<AgentAnswer | null> {
+  private async answer(txn: RtTransaction, id: string, ticketId: string, rtTicket: number, read: (ticketId: string) => Promise<Said>): Promise<AgentAnswer | null> {
     const base = { id, externalId: String(rtTicket), ticketId, agent: { id: txn.creator, name: txn.creator } };
     if (txn.type === 'Status') {
       const status = this.statusFromRt[txn.newValue ?? ''];
@@ -189,19 +201,36 @@ export class RtPoller {
       }
       return { ...base, kind: 'status', status };
     }
+    const { text, html, files } = await read(ticketId);
+    if (txn.type === 'Comment') return text ? { ...base, kind: 'note', text } : null;
+    if (!text && files.length === 0) return null;
+    const attachments = await Promise.all(files.map((f) => this.referenced(f, ticketId)));
+    return { ...base, kind: 'reply', text: text || attachments.map((a) => a.name).join(', '), ...(html ? { html } : {}), attachments };
+  }
+
+  /**
+   * A transaction's text and files, read from RT once. The bytes are stored once, with the
+   * reference of the first ticket that needs them; each further ticket only gets a reference of
+   * its own (media.ts: the bytes are shared, a name and its owner are per ticket).
+   */
+  private async said(txn: RtTransaction, ticketId: string): Promise<Said> {
     const parts = await this.client.transactionParts(txn.id);
     const plain = parts.find((p) => p.contentType === 'text/plain' && p.content !== undefined)?.content;
     const html = parts.find((p) => p.contentType === 'text/html' && p.content !== undefined)?.content;
     const text = (plain ?? (html ? stripHtml(html) : '')).trim();
-    if (txn.type === 'Comment') return text ? { ...base, kind: 'note', text } : null;
-    const attachments: OutboundAttachment[] = [];
+    const files: Said['files'] = [];
+    if (txn.type !== 'Correspond') return { text, files };
     for (const part of parts.filter((p) => p.fileName)) {
       const bytes = await this.client.attachmentBytes(part.id);
-      const stored = await this.media.put(bytes, { name: part.fileName!, mimeType: part.contentType, ticketId });
-      attachments.push({ objectKey: stored.objectKey!, ref: stored.ref, name: stored.name, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256 });
+      files.push({ ticketId, stored: await this.media.put(bytes, { name: part.fileName!, mimeType: part.contentType, ticketId }) });
     }
-    if (!text && attachments.length === 0) return null;
-    return { ...base, kind: 'reply', text: text || attachments.map((a) => a.name).join(', '), ...(html && !plain ? { html } : {}), attachments };
+    return { text, ...(html && !plain ? { html } : {}), files };
+  }
+
+  private async referenced(f: Said['files'][number], ticketId: string): Promise<OutboundAttachment> {
+    const s = f.stored;
+    const ref = f.ticketId === ticketId ? s.ref : await this.media.reference({ objectKey: s.objectKey!, sha256: s.sha256!, size: s.size, name: s.name, mimeType: s.mimeType, ticketId });
+    return { objectKey: s.objectKey!, ref, name: s.name, mimeType: s.mimeType, size: s.size, sha256: s.sha256 };
   }
 
   private async externalId(rtTicket: number): Promise<string> {
@@ -224,6 +253,15 @@ export class RtPoller {
     }
     return value;
   }
+}
+
+/** What an agent's transaction says, read once (see RtPoller.said). */
+interface Said {
+  text: string;
+  /** Only when there is no plain text part. */
+  html?: string;
+  /** Stored with the reference of `ticketId`. */
+  files: Array<{ ticketId: string; stored: Attachment }>;
 }
 
 /** Verifies the RT webhook scrip's `X-RT-Signature: sha256=<hex HMAC-SHA256(secret, body)>`. */
