@@ -10,6 +10,7 @@
  */
 import { callSignal, redirectRefusal } from '../../core/http.js';
 import { describeFetchFailure } from '../../core/network-failure.js';
+import { Semaphore } from '../../core/lanes.js';
 
 export interface RtClientOptions {
   /** RT's base URL (WebBaseURL), e.g. http://rt.example.com; REST2 lives under /REST/2.0. */
@@ -19,6 +20,13 @@ export interface RtClientOptions {
   user?: string;
   password?: string;
   timeoutMs?: number;
+  /**
+   * Calls in flight at once; more wait here, outside `timeoutMs`. RT serves a few requests at a
+   * time (the Debian rt-server: 2 workers) and queues the rest: with the helpdesk host's 16 lanes
+   * all writing after an outage, a call's timeout was mostly spent queued behind the others, it
+   * timed out although RT then did it, and the retry (checking whether it landed) cost more calls.
+   */
+  maxConcurrent?: number;
   /** Aborts calls in flight when the gateway stops (a slow RT held the stop past its budget). */
   signal?: AbortSignal;
 }
@@ -115,9 +123,11 @@ export class RtClient {
   private readonly auth: string;
   private readonly timeoutMs: number;
   private readonly stopping?: AbortSignal;
+  private readonly slots: Semaphore;
 
   constructor(opts: RtClientOptions) {
     this.stopping = opts.signal;
+    this.slots = new Semaphore(opts.maxConcurrent ?? 4);
     this.rest2 = `${opts.url.replace(/\/+$/, '')}/REST/2.0`;
     if (opts.token) this.auth = `token ${opts.token}`;
     else if (opts.user && opts.password) this.auth = `Basic ${Buffer.from(`${opts.user}:${opts.password}`).toString('base64')}`;
@@ -297,7 +307,17 @@ export class RtClient {
   }
 
   private async call(method: string, path: string, json?: unknown): Promise<{ status: number; body: unknown; location?: string }> {
+    await this.slots.acquire();
+    try {
+      return await this.send(method, path, json);
+    } finally {
+      this.slots.release();
+    }
+  }
+
+  private async send(method: string, path: string, json?: unknown): Promise<{ status: number; body: unknown; location?: string }> {
     const what = `${method} ${path.split('?')[0]}`;
+    if (this.stopping?.aborted) throw new RtUnavailableError(`RT ${what}: not sent, the gateway is stopping`);
     let res: Response;
     try {
       res = await fetch(`${this.rest2}${path}`, {

@@ -22,7 +22,7 @@ class RequestTrackerAdapter implements HelpdeskAdapter {
     registerSecret(o.token);
     registerSecret(o.password);
     registerSecret(o.webhookSecret);
-    this.client = new RtClient({ url: o.url, token: o.token, user: o.user, password: o.password, timeoutMs: o.requestTimeout, signal: ctx.signal });
+    this.client = new RtClient({ url: o.url, token: o.token, user: o.user, password: o.password, timeoutMs: o.requestTimeout, maxConcurrent: o.maxConcurrentRequests, signal: ctx.signal });
     this.writer = new RtWriter(this.client, o, ctx.media, ctx.log, (detail) => this.setHealth('auth_failed', detail), ctx.texts);
     this.poller = new RtPoller(this.client, o, ctx, ctx.media, (ok, detail) => {
       if (ok) this.setHealth('connected');

@@ -77,6 +77,12 @@ export const RequestTrackerOptions = z
      */
     webhookSecret: z.string().min(16).optional(),
     requestTimeout: PositiveDuration.prefault('30s'),
+    /**
+     * RT calls in flight at once (writes and polls together); more wait in omnigate, where
+     * `requestTimeout` does not count. Keep it at or below RT's worker count: RT queues the rest,
+     * and a call timed out in RT's queue is often done by RT anyway, then checked and retried.
+     */
+    maxConcurrentRequests: z.number().int().min(1).max(64).default(4),
     /** Where answers already taken started: `now` (default) skips RT's history before the first start. */
     startFrom: z.union([z.literal('now'), z.number().int().nonnegative()]).default('now'),
   })
