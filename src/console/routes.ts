@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DeliverPolicy, type Consumer } from '@nats-io/jetstream';
 import { z } from 'zod';
+import { queryWholeNumber } from '../api/query-numbers.js';
 import type { Bus } from '../core/bus.js';
 import { NatsUnavailableError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -39,10 +40,10 @@ const LetterQuery = z.strictObject({
   /** Only letters parked at or after this time (as `omnigate dlq --since`). */
   since: QueryDateTime.optional(),
   /** Only letters at or below this sequence: a page already shown stays the page replayed. */
-  upTo: z.coerce.number().int().positive().optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  upTo: z.string().regex(/^[1-9]\d{0,15}$/, { error: 'a letter sequence, written in digits' }).transform(Number).optional(),
+  limit: queryWholeNumber(1, 500).default(100),
 });
-const ReplayBody = LetterQuery.extend({ limit: z.coerce.number().int().min(1).max(200).default(50) });
+const ReplayBody = LetterQuery.extend({ limit: queryWholeNumber(1, 200).default(50) });
 /** Decimal digits only: Number() also took `0x1F` (letter 31), `1e3` and ` 1`. */
 const Seq = z.string().regex(/^[1-9]\d{0,15}$/).transform(Number);
 const Token = z.string().regex(/^[A-Za-z0-9_-]+$/);

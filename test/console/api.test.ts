@@ -175,6 +175,13 @@ describe('console API', () => {
     expect(since.status).toBe(400);
     expect(since.body.error).toMatchObject({ code: 'invalid_request', field: 'since' });
     expect((await post('/v1/dead-letters/replay')).status).toBe(400);
+    // Numbers in digits only (review of stop 47): Number() read 0x10 as 16 and `true` as 1.
+    for (const [query, field] of [['limit=0x10', 'limit'], ['limit=1e1', 'limit'], ['upTo=true', 'upTo'], ['upTo=0x1F', 'upTo']]) {
+      const bad = await get(`/v1/dead-letters?${query}`);
+      expect(bad.status, query).toBe(400);
+      expect(bad.body.error, query).toMatchObject({ code: 'invalid_request', field });
+      expect((await post(`/v1/dead-letters/replay?source=router&${query}`)).status, query).toBe(400);
+    }
 
     // A filtered replay: the router letter goes back in and opens a ticket.
     const replayed = await post('/v1/dead-letters/replay?source=router&reason=routing_failed');
