@@ -11,7 +11,9 @@ import { metrics } from '../core/metrics.js';
 import { Subjects, hashKey } from '../core/subjects.js';
 import type { Journal } from './journal.js';
 import { withBouncedCopies } from './mail-recipients.js';
-import { IndexKeys, normalizeMessageId, type TicketStore } from './tickets.js';
+import { normalizeMessageId } from '../core/message-id.js';
+import { IndexKeys } from './thread-keys.js';
+import type { TicketStore } from './tickets.js';
 
 type Bounce = NonNullable<InboundMessage['bounceOf']>;
 type FailedRecipient = NonNullable<Bounce['recipients']>[number];

@@ -26,7 +26,8 @@ import { recordRefusedCopies } from './bounces.js';
 import type { RouterMetrics } from './metrics.js';
 import { park, type RouterDeadLetterCode } from './park.js';
 import { mergeReferences, purposeOf } from './ticket-changes.js';
-import { IndexKeys, type TicketStore } from './tickets.js';
+import { IndexKeys } from './thread-keys.js';
+import type { TicketStore } from './tickets.js';
 
 export class DeliveryRecorder {
   constructor(

@@ -25,7 +25,8 @@ import { CLOSED_STATUSES, type Ticket } from '../core/schema.js';
 import { Buckets } from '../core/subjects.js';
 import { sleep } from '../core/sleep.js';
 import type { Supervisor } from '../core/supervisor.js';
-import { IndexKeys, type TicketStore } from './tickets.js';
+import { IndexKeys } from './thread-keys.js';
+import type { TicketStore } from './tickets.js';
 
 /** Where the read-model pass stopped: tickets are taken in (closed time, id) order. */
 export interface EvictionCursor {

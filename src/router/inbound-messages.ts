@@ -25,7 +25,8 @@ import { RECENT_EVENTS, isReactionOnly, ratingIn, recordInbound } from './ticket
 import { SENDING_HOLD_MS, TicketBusyError, requestInFlight } from './satisfaction.js';
 import { ticketFor } from './inbound-ticket.js';
 import type { Resolution, Threader } from './threading.js';
-import { IndexKeys, StaleTicketError, type TicketStore } from './tickets.js';
+import { IndexKeys } from './thread-keys.js';
+import { StaleTicketError, type TicketStore } from './tickets.js';
 import { TooLargeError } from './payload-limit.js';
 
 /** Processed markers are read only on rare paths (tickets.ts IndexWrite). */

@@ -8,7 +8,8 @@ import type { InboundMessage, Ticket } from '../core/schema.js';
 import { senderDoubt } from './sender-trust.js';
 import { openTicket } from './ticket-opening.js';
 import { isParticipant, type Resolution, type Threader } from './threading.js';
-import { IndexKeys, type TicketStore } from './tickets.js';
+import { IndexKeys } from './thread-keys.js';
+import type { TicketStore } from './tickets.js';
 
 /** Where a message lands and why. `openedNow`: this call created the ticket (with the message recorded). */
 export interface InboundTicket {

@@ -40,7 +40,8 @@ import { PartitionOwnership, type UnitConsumer } from './partitions.js';
 import { RECENT_EVENTS } from './ticket-changes.js';
 import { sweepStrays } from './strays.js';
 import { Threader } from './threading.js';
-import { IndexKeys, TicketStore } from './tickets.js';
+import { IndexKeys } from './thread-keys.js';
+import { TicketStore } from './tickets.js';
 import { TooLargeError } from './payload-limit.js';
 
 /**

@@ -25,7 +25,9 @@ import { CLOSED_STATUSES } from '../core/schema.js';
 import { asciiDomain, domainOf, isPublicMailDomain, mailDomainOf } from '../core/mail-domains.js';
 import { orderKey } from '../core/subjects.js';
 import { senderDoubt } from './sender-trust.js';
-import { IndexKeys, normalizeMessageId, type Floor, type TicketStore } from './tickets.js';
+import { normalizeMessageId } from '../core/message-id.js';
+import { IndexKeys, type Floor } from './thread-keys.js';
+import type { TicketStore } from './tickets.js';
 
 /** What the log of the ticket opened after an eviction says about the one before it. */
 function afterEviction(floor: Floor): string {

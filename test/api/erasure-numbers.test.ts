@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logger.js';
 import { Eraser } from '../../src/core/erasure.js';
-import { IndexKeys } from '../../src/router/tickets.js';
+import { IndexKeys } from '../../src/router/thread-keys.js';
 import { startApiHarness, type ApiHarness } from './support.js';
 
 let h: ApiHarness;

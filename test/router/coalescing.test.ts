@@ -12,7 +12,7 @@ import { chatMessage, publishEvent } from '../helpers/events.js';
 import { metrics } from '../../src/core/metrics.js';
 import { scanStream } from '../../src/core/stream-scan.js';
 import { Streams } from '../../src/core/subjects.js';
-import { IndexKeys } from '../../src/router/tickets.js';
+import { IndexKeys } from '../../src/router/thread-keys.js';
 import { Journal } from '../../src/router/journal.js';
 import { Threader } from '../../src/router/threading.js';
 import { MessageRouter, type QueuedMessage } from '../../src/router/inbound-messages.js';

@@ -6,7 +6,7 @@ import { failWrites } from '../helpers/fail-writes.js';
 import type { DeadLetter } from '../../src/core/schema.js';
 import { metrics } from '../../src/core/metrics.js';
 import { hashKey } from '../../src/core/subjects.js';
-import { IndexKeys } from '../../src/router/tickets.js';
+import { IndexKeys } from '../../src/router/thread-keys.js';
 import { commandClaims } from '../../src/router/command-idempotency.js';
 import type { HolderWatch } from '../../src/core/holder-watch.js';
 import { Kvm } from '@nats-io/kv';

@@ -12,7 +12,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { chatMessage, publishEvent } from '../helpers/events.js';
 import { failWrites } from '../helpers/fail-writes.js';
 import { PATIENT } from '../helpers/nats-server.js';
-import { IndexKeys } from '../../src/router/tickets.js';
+import { IndexKeys } from '../../src/router/thread-keys.js';
 import { Consumers } from '../../src/core/subjects.js';
 import type { LogEntry } from '../../src/core/schema.js';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { emailMessage, publishEvent } from '../helpers/events.js';
 import type { DeliveryStatus, LogEntry, TicketEvent } from '../../src/core/schema.js';
-import { IndexKeys } from '../../src/router/tickets.js';
+import { IndexKeys } from '../../src/router/thread-keys.js';
 
 let gw: TestGateway;
 
