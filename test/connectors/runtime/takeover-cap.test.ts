@@ -11,39 +11,20 @@
  * still under way leaves the bus as a kill -9 does: the marker stays, the message comes back
  * after ack_wait to the next gateway, which knows its predecessors dead (deadReplicas).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Bus, type BusOptions } from '../../../src/core/bus.js';
+import { describe, expect, it } from 'vitest';
+import { Bus } from '../../../src/core/bus.js';
 import { OutboundRunner } from '../../../src/connectors/outbound-runner.js';
 import type { Connector } from '../../../src/connectors/contract.js';
 import { createLogger } from '../../../src/core/logger.js';
-import { DeadLetter, DeliveryStatus, OutboundMessage } from '../../../src/core/schema.js';
+import { DeadLetter, type OutboundMessage } from '../../../src/core/schema.js';
 import { Streams, Subjects, kvSafe } from '../../../src/core/subjects.js';
-import { startNats, type TestNats } from '../../helpers/nats-server.js';
 import { until } from '../../helpers/until.js';
+import { busOptions, runtimeRig } from './runtime-rig.js';
 
-let nats: TestNats;
-let bus: Bus;
 const log = createLogger({ level: 'silent' });
-const busOptions = (url: string): BusOptions => ({ url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: 3000 });
 const options = { maxAttempts: 3, backoffBaseMs: 50, backoffMaxMs: 200, ackWaitMs: 1_000, concurrency: 4 };
 const CHANNEL = 'heavychat';
-
-beforeAll(async () => {
-  nats = await startNats();
-  bus = await Bus.connect(busOptions(nats.url), log);
-  await bus.provision();
-});
-afterAll(async () => {
-  await bus?.close();
-  await nats?.stop();
-});
-
-function outbound(account: string, id: string) {
-  return OutboundMessage.parse({
-    v: 1, type: 'message.outbound', id, ticketId: 'T-903', channel: CHANNEL, account,
-    conversation: { id: `c-${id}`, kind: 'private' }, text: 'Ответ с большим вложением', author: { id: 'agent-1', name: 'Оператор' }, createdAt: new Date().toISOString(),
-  });
-}
+const rig = runtimeRig({ channel: CHANNEL, log, ticketId: 'T-903', text: 'Ответ с большим вложением' });
 
 type Call = { replica?: string; attempt?: number };
 
@@ -68,31 +49,21 @@ function heavyChat(calls: Call[], dies: () => boolean, o: { marksWire?: boolean;
 
 /** One gateway process with its runner; `kill()` drops its connection as kill -9 does. */
 async function gatewayProcess(account: string, replica: string, connector: Connector, extra: { deadReplicas: string[]; maxTakeovers?: number }) {
-  const own = await Bus.connect(busOptions(nats.url), log);
+  const own = await Bus.connect(busOptions(rig.nats.url), log);
   await own.provision();
   const runner = new OutboundRunner(own, CHANNEL, account, connector, log, { ...options, ...extra, replica });
   await runner.start();
   return { runner, kill: () => own.nc.close() };
 }
 
-const markerOf = async (id: string) => (await bus.kv.dedup.get(`out.${kvSafe(id)}`))?.json<{ s: string; attempts: number; by?: string; takeovers?: number }>();
+const markerOf = async (id: string) => (await rig.bus.kv.dedup.get(`out.${kvSafe(id)}`))?.json<{ s: string; attempts: number; by?: string; takeovers?: number }>();
 
-/** The one delivery status of the account's one message, once published. */
-async function statusOf(account: string): Promise<DeliveryStatus> {
-  let found: DeliveryStatus | undefined;
-  await until(async () => {
-    const m = await bus.jsm.streams.getMessage(Streams.status, { last_by_subj: Subjects.status(CHANNEL, account) }).catch(() => null);
-    found = m ? DeliveryStatus.parse(m.json()) : undefined;
-    return found !== undefined;
-  }, `a delivery status for ${account}`, 20_000);
-  return found!;
-}
 
 /** The account's dead letter, once stored: the runner parks it after publishing the status. */
 async function letterOf(account: string): Promise<DeadLetter> {
   let found: DeadLetter | undefined;
   await until(async () => {
-    const m = await bus.jsm.streams.getMessage(Streams.deadLetter, { last_by_subj: Subjects.deadLetter(`outbound.${CHANNEL}.${account}`) }).catch(() => null);
+    const m = await rig.bus.jsm.streams.getMessage(Streams.deadLetter, { last_by_subj: Subjects.deadLetter(`outbound.${CHANNEL}.${account}`) }).catch(() => null);
     found = m ? DeadLetter.parse(m.json()) : undefined;
     return found !== undefined;
   }, `a dead letter for ${account}`, 20_000);
@@ -103,8 +74,8 @@ describe('a reply whose gateways keep dying while they hold it', () => {
   it('is taken over maxTakeovers times, then fails for good as gateway_died_while_sending (no crash loop)', async () => {
     const account = 'loop';
     const calls: Call[] = [];
-    const msg = outbound(account, 'loop-1');
-    await bus.publishJson(Subjects.outbound(CHANNEL, account), msg, msg.id);
+    const msg = rig.outbound(account, 'loop-1');
+    await rig.bus.publishJson(Subjects.outbound(CHANNEL, account), msg, msg.id);
     const dead: string[] = [];
     const claims: Array<Awaited<ReturnType<typeof markerOf>>> = [];
     // The first gateway and its 3 successors (maxTakeovers: 3) each die in the send, as the reply kills them.
@@ -122,7 +93,7 @@ describe('a reply whose gateways keep dying while they hold it', () => {
     // The fifth gateway does not take it over a fourth time: it reports it failed, without calling the platform.
     const fifth = await gatewayProcess(account, 'gw4', heavyChat(calls, () => false), { deadReplicas: [...dead] });
     try {
-      const status = await statusOf(account);
+      const status = await rig.statusOf(account);
       expect(status).toMatchObject({ status: 'failed', attempts: 0 });
       expect(status.reason).toMatch(/^gateway_died_while_sending: 4 gateways died holding this reply, the last before its platform call \(nothing went out\)/);
       expect(calls).toHaveLength(4);
@@ -139,14 +110,14 @@ describe('a reply whose gateways keep dying while they hold it', () => {
   it('one kill -9 while claimed: sent once after the restart, as the first attempt', async () => {
     const account = 'once';
     const calls: Call[] = [];
-    const msg = outbound(account, 'once-1');
-    await bus.publishJson(Subjects.outbound(CHANNEL, account), msg, msg.id);
+    const msg = rig.outbound(account, 'once-1');
+    await rig.bus.publishJson(Subjects.outbound(CHANNEL, account), msg, msg.id);
     const first = await gatewayProcess(account, 'a0', heavyChat(calls, () => true), { deadReplicas: [] });
     await until(async () => (await markerOf(msg.id))?.s === 'claimed', 'the claim');
     await first.kill();
     const second = await gatewayProcess(account, 'a1', heavyChat(calls, () => false), { deadReplicas: ['a0'] });
     try {
-      expect(await statusOf(account)).toMatchObject({ status: 'sent', attempts: 1 });
+      expect(await rig.statusOf(account)).toMatchObject({ status: 'sent', attempts: 1 });
       expect(calls).toEqual([{ replica: 'a0', attempt: 1 }, { replica: 'a1', attempt: 1 }]);
       await expect.poll(() => markerOf(msg.id), { timeout: 10_000 }).toMatchObject({ s: 'sent', attempts: 1 });
     } finally {
@@ -156,29 +127,29 @@ describe('a reply whose gateways keep dying while they hold it', () => {
 
   /** What a gateway killed holding the reply leaves behind, after `takeovers` earlier takeovers. */
   async function leftBy(account: string, id: string, marker: object): Promise<OutboundMessage> {
-    const msg = outbound(account, id);
-    await bus.kv.dedup.put(`out.${kvSafe(msg.id)}`, JSON.stringify({ by: 'dead-1', at: Date.now(), ...marker }));
-    await bus.publishJson(Subjects.outbound(CHANNEL, account), msg, msg.id);
+    const msg = rig.outbound(account, id);
+    await rig.bus.kv.dedup.put(`out.${kvSafe(msg.id)}`, JSON.stringify({ by: 'dead-1', at: Date.now(), ...marker }));
+    await rig.bus.publishJson(Subjects.outbound(CHANNEL, account), msg, msg.id);
     return msg;
   }
 
   it('where the receiver deduplicates, an in-flight reply is resent up to the cap, then fails the same way', async () => {
     const calls: Call[] = [];
-    const runner = new OutboundRunner(bus, CHANNEL, 'dedup', heavyChat(calls, () => false, { resendSafe: true }), log, { ...options, replica: 'live', deadReplicas: ['dead-1'], maxTakeovers: 2 });
+    const runner = new OutboundRunner(rig.bus, CHANNEL, 'dedup', heavyChat(calls, () => false, { resendSafe: true }), log, { ...options, replica: 'live', deadReplicas: ['dead-1'], maxTakeovers: 2 });
     await runner.start();
     try {
       // Under the cap: sent again as the next attempt.
       await leftBy('dedup', 'dedup-1', { s: 'in-flight', attempts: 2, takeovers: 1 });
-      expect(await statusOf('dedup')).toMatchObject({ status: 'sent', attempts: 3 });
+      expect(await rig.statusOf('dedup')).toMatchObject({ status: 'sent', attempts: 3 });
       expect(calls).toEqual([{ replica: 'live', attempt: 3 }]);
     } finally {
       await runner.stop();
     }
-    const capped = new OutboundRunner(bus, CHANNEL, 'dedup-capped', heavyChat(calls, () => false, { resendSafe: true }), log, { ...options, replica: 'live', deadReplicas: ['dead-1'], maxTakeovers: 2 });
+    const capped = new OutboundRunner(rig.bus, CHANNEL, 'dedup-capped', heavyChat(calls, () => false, { resendSafe: true }), log, { ...options, replica: 'live', deadReplicas: ['dead-1'], maxTakeovers: 2 });
     await capped.start();
     try {
       await leftBy('dedup-capped', 'dedup-2', { s: 'in-flight', attempts: 3, takeovers: 2 });
-      const status = await statusOf('dedup-capped');
+      const status = await rig.statusOf('dedup-capped');
       expect(status).toMatchObject({ status: 'failed', attempts: 3 });
       expect(status.reason).toMatch(/^gateway_died_while_sending: 3 gateways died holding this reply, the last during its platform call/);
       expect(calls).toHaveLength(1);
@@ -189,11 +160,11 @@ describe('a reply whose gateways keep dying while they hold it', () => {
 
   it('elsewhere an in-flight reply of a dead gateway is outcome_unknown as before, whatever its takeovers', async () => {
     const calls: Call[] = [];
-    const runner = new OutboundRunner(bus, CHANNEL, 'unknown', heavyChat(calls, () => false), log, { ...options, replica: 'live', deadReplicas: ['dead-1'] });
+    const runner = new OutboundRunner(rig.bus, CHANNEL, 'unknown', heavyChat(calls, () => false), log, { ...options, replica: 'live', deadReplicas: ['dead-1'] });
     await runner.start();
     try {
       await leftBy('unknown', 'unknown-1', { s: 'in-flight', attempts: 1, takeovers: 3 });
-      const status = await statusOf('unknown');
+      const status = await rig.statusOf('unknown');
       expect(status).toMatchObject({ status: 'failed', attempts: 1 });
       expect(status.reason).toMatch(/^outcome_unknown/);
       expect(calls).toEqual([]);
