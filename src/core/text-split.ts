@@ -1,13 +1,29 @@
 /** Long text cut for channels that cap one message (Telegram and WhatsApp Cloud 4,096 units). */
 
 /** A sentence's end: its punctuation (kept with it, closing quotes and brackets too), then white space. */
-const SENTENCE_END = /[.!?…](?:[»"')\]]*)(?=\s)/g;
+const SENTENCE_END = /[.!?…](?:[»"'”’)\]]*)(?=\s)/g;
+
+/** What starts a sentence after the space: a capital, a digit, an opening quote or bracket, a dash (dialogue). */
+const SENTENCE_START = /[\p{Lu}\d«"„“‘'(\[—–-]/u;
+
+/** A short word in lower case before a full stop: an abbreviation (т. д., ул., кв., см.), not a sentence's end. */
+const ABBREVIATION = /(?:^|[^\p{L}])\p{Ll}\p{L}{0,2}$/u;
+
+/**
+ * Whether the punctuation matched at `m` ends a sentence: what follows the space starts one, and
+ * a full stop does not close a short lower-case word. «и т. д. конец» was cut after «т.».
+ */
+function endsSentence(text: string, m: RegExpExecArray): boolean {
+  const next = /\S/.exec(text.slice(m.index + m[0].length, m.index + m[0].length + 8));
+  if (next && !SENTENCE_START.test(next[0])) return false;
+  return text[m.index] !== '.' || !ABBREVIATION.test(text.slice(Math.max(0, m.index - 4), m.index));
+}
 
 /** The end of the last sentence that ends after `from` and by `to` (exclusive of the space after it), or -1. */
 function lastSentenceEnd(text: string, from: number, to: number): number {
   let found = -1;
   SENTENCE_END.lastIndex = from;
-  for (let m = SENTENCE_END.exec(text); m && m.index + m[0].length <= to; m = SENTENCE_END.exec(text)) found = m.index + m[0].length;
+  for (let m = SENTENCE_END.exec(text); m && m.index + m[0].length <= to; m = SENTENCE_END.exec(text)) if (endsSentence(text, m)) found = m.index + m[0].length;
   return found;
 }
 

@@ -42,4 +42,15 @@ describe('splitTextAt', () => {
     expect(splitTextAt(`${'а'.repeat(60)} «Готово!» ${'б'.repeat(30)}`, 80)).toEqual([`${'а'.repeat(60)} «Готово!»`, 'б'.repeat(30)]);
     expect(splitTextAt(`${'слово '.repeat(20)}конец`, 50)[0]!.endsWith('слово')).toBe(true);
   });
+
+  it('does not end a sentence at an abbreviation or before a lower-case word; closes curly quotes with it (review of stop 47)', () => {
+    const lead = `${'а'.repeat(60)} Мы проверили ваш заказ.`;
+    const abbreviated = `${lead} И т. д. конец, ул. Ленина, д. 5, кв. 7 и так далее`;
+    const parts = splitTextAt(abbreviated, abbreviated.length - 10);
+    expect(parts[0]).toBe(lead);
+    expect(parts.join(' ')).toBe(abbreviated);
+    // ”: an English closing quote stays with its sentence.
+    const quoted = `${'а'.repeat(40)} he said “Done.” ${'Б'.repeat(30)} ${'в'.repeat(20)}`;
+    expect(splitTextAt(quoted, quoted.length - 5)[0]).toBe(`${'а'.repeat(40)} he said “Done.”`);
+  });
 });
