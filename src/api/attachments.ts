@@ -10,7 +10,7 @@ import type { ObjectStore } from '@nats-io/obj';
 import { z } from 'zod';
 import { MediaTooLargeError, safeFileName, type MediaStore } from '../core/media.js';
 import { saysNothing, sniffMediaType } from '../core/media-sniff.js';
-import { MimeType, OutboundAttachment, PrintableId } from '../core/schema.js';
+import { MimeType, OutboundAttachment, PrintableText } from '../core/schema.js';
 import { decodeBase64Strict } from '../core/json-input.js';
 import { HttpError, fail } from './errors.js';
 import type { AttachmentExpiry } from './attachment-expiry.js';
@@ -21,7 +21,7 @@ export type StoredAttachment = z.infer<typeof OutboundAttachment>;
 export const AttachmentInput = z.union([
   OutboundAttachment,
   z.object({
-    name: PrintableId(255),
+    name: PrintableText(255, 1),
     mimeType: MimeType.default('application/octet-stream'),
     contentBase64: z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, 'is not valid base64'),
   }),
@@ -120,7 +120,7 @@ export class Attachments {
       if (bytes.length === 0) return fail(reply, 'invalid_request', 'send the file as the request body, or as multipart/form-data', 'body');
       const name = req.query.name;
       if (!name) return fail(reply, 'invalid_request', 'name query parameter is required (?name=invoice.pdf)', 'name');
-      const checked = PrintableId(255).safeParse(name);
+      const checked = PrintableText(255, 1).safeParse(name);
       if (!checked.success) return fail(reply, 'invalid_request', `name: ${checked.error.issues[0]!.message}`, 'name');
       // No type, or the form type curl sends by default: the bytes say what the file is (media-sniff.ts).
       const declared = req.headers['content-type'];

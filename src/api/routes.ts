@@ -9,7 +9,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { QueryDateTime } from './query-time.js';
 import { queryWholeNumber } from './query-numbers.js';
-import { Author, NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError } from '../core/schema.js';
+import { CommandAuthor, NoteCommand, ReplyCommand, StatusCommand, TicketStatus, describeZodError, visibleId } from '../core/schema.js';
+import { INVISIBLE_ID_REFUSAL } from '../core/schema-base.js';
 import { nearest } from '../core/strict-keys.js';
 import { Subjects } from '../core/subjects.js';
 import type { TicketStore } from '../router/tickets.js';
@@ -70,7 +71,7 @@ const ContactQuery = z
   .refine((v) => v.phone || v.email || v.handle, { message: 'give phone, email or handle', path: ['phone'] });
 
 /** Unknown keys refused, as in every body: a misspelt key was dropped and the merge, which is permanent, made anyway. */
-const MergeBody = z.object({ contactId: z.string().min(1).max(64), author: Author.optional() });
+const MergeBody = z.object({ contactId: z.string().min(1).max(64), author: CommandAuthor.optional() });
 
 const iso = (v: string | undefined) => (v ? new Date(v).toISOString() : undefined);
 
@@ -220,6 +221,8 @@ function idempotencyKey(req: FastifyRequest): string | undefined {
   if (v.length > MAX_IDEMPOTENCY_KEY) throw new HttpError('invalid_request', `Idempotency-Key longer than ${MAX_IDEMPOTENCY_KEY} characters`, 'Idempotency-Key');
   // It travels on as a header (the webhook channel's receiver gets it) and names a claim in KV.
   if (/[\u0000-\u001f\u007f]/.test(v)) throw new HttpError('invalid_request', 'Idempotency-Key must not contain control characters (tab, CR, LF…)', 'Idempotency-Key');
+  // Node reads a header as Latin-1: U+202E sent as UTF-8 arrives as "â\u0080®", so its bytes are read as UTF-8 to look.
+  if (!visibleId(v) || !visibleId(Buffer.from(v, 'latin1').toString('utf8'))) throw new HttpError('invalid_request', `Idempotency-Key ${INVISIBLE_ID_REFUSAL}`, 'Idempotency-Key');
   return v;
 }
 

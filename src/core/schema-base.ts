@@ -1,5 +1,6 @@
 /** The primitives every payload schema shares (the schema-*.ts modules that schema.ts gathers all build on them). */
 import { z } from 'zod';
+import { INVISIBLE_IN_ID } from './display-text.js';
 
 export const SCHEMA_VERSION = 1 as const;
 
@@ -64,15 +65,37 @@ export const UNREAL_OFFSET = { error: 'an offset from -12:00 to +14:00' };
 
 /**
  * An id that travels as a NATS header value (Nats-Msg-Id), a log key or a platform reference:
- * printable, bounded. nats.js refuses CR/LF in a header; refusing every control character here
- * turns that into a 400 naming the field at the edge instead of a publish that can never succeed.
+ * printable, bounded, visible. nats.js refuses CR/LF in a header; refusing every control character
+ * here turns that into a 400 naming the field at the edge instead of a publish that can never
+ * succeed. Direction controls and zero-width characters (display-text.ts INVISIBLE_IN_ID) are
+ * refused too: "\u202e" in a messageId made log lines and the console show another id.
  */
 export function PrintableId(max = 512, min = 1) {
+  // One pattern (the JSON Schemas carry it), so one message for both.
+  return z.string().min(min).max(max).regex(new RegExp(`^[^\\u0000-\\u001f\\u007f${INVISIBLE_IN_ID}]*$`), `must not contain control characters (CR, LF, NUL, tab...) or ${INVISIBLE}`);
+}
+
+/** Printable and bounded, but shown to people rather than matched (a file name, a display name): not refused for invisible characters, which those are cleaned of. */
+export function PrintableText(max = 512, min = 0) {
   return z
     .string()
     .min(min)
     .max(max)
     .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters (CR, LF, NUL, tab...)');
+}
+
+const INVISIBLE = 'invisible formatting characters (direction controls such as U+202E, U+200E/U+200F marks, zero-width characters): they make one id look like another';
+export const INVISIBLE_ID_REFUSAL = `must not contain ${INVISIBLE}`;
+const VISIBLE_ID = new RegExp(`^[^${INVISIBLE_IN_ID}]*$`);
+
+/** `id` (any string schema) refusing the characters an id must not hold (INVISIBLE_IN_ID). */
+export function VisibleId(id: z.ZodString): z.ZodString {
+  return id.regex(VISIBLE_ID, INVISIBLE_ID_REFUSAL);
+}
+
+/** Whether `v` holds none of the characters an id must not hold (for ids read outside a schema: headers). */
+export function visibleId(v: string): boolean {
+  return VISIBLE_ID.test(v);
 }
 
 /**

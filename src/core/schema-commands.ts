@@ -3,7 +3,7 @@
  * (reply, note, status change, link to a helpdesk's ticket). Re-exported by schema.ts.
  */
 import { z } from 'zod';
-import { AgentText } from './schema-base.js';
+import { AgentText, VisibleId } from './schema-base.js';
 import { isMailbox } from './mail-address.js';
 import { Author, MessageTemplate, OutboundAttachment } from './schema-outbound.js';
 import { ExternalRef, TicketStatus } from './schema-ticket.js';
@@ -16,14 +16,24 @@ const Recipients = z
   .array(z.string().trim().max(320).refine(isMailbox, 'not a mail address (write it bare: name@domain)'))
   .max(MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`);
 
+/**
+ * Who asks, as a command names them: the id is matched and logged, so one with an invisible
+ * character (a direction override, a zero-width space) is refused, naming `author.id`. Entries
+ * already in ticket logs keep the looser Author they were written with.
+ */
+export const CommandAuthor = Author.extend({ id: VisibleId(z.string().min(1)) });
+
+/** A client's key for a command, kept in KV and sent on as a header: printable and visible. */
+const IdempotencyKey = VisibleId(z.string().min(1).max(200));
+
 /** Commands: what the API and anyone on the bus ask of the router (omni.cmd.*, request/reply). */
 export const ReplyCommand = z.object({
   ticketId: z.string().min(1),
   text: AgentText,
   html: z.string().optional(),
   attachments: z.array(OutboundAttachment).default([]),
-  idempotencyKey: z.string().min(1).max(200).optional(),
-  author: Author.default({ id: 'api' }),
+  idempotencyKey: IdempotencyKey.optional(),
+  author: CommandAuthor.default({ id: 'api' }),
   /** WhatsApp Cloud API: send this approved template (also outside the 24-hour window); `text` is what the ticket log shows. */
   template: MessageTemplate.optional(),
   /** Email tickets: the reply's To instead of the author of the mail it answers (router/mail-recipients.ts). */
@@ -36,24 +46,24 @@ export type ReplyCommand = z.infer<typeof ReplyCommand>;
 export const NoteCommand = z.object({
   ticketId: z.string().min(1),
   text: AgentText,
-  idempotencyKey: z.string().min(1).max(200).optional(),
-  author: Author.default({ id: 'api' }),
+  idempotencyKey: IdempotencyKey.optional(),
+  author: CommandAuthor.default({ id: 'api' }),
 });
 export type NoteCommand = z.infer<typeof NoteCommand>;
 
 export const StatusCommand = z.object({
   ticketId: z.string().min(1),
   status: TicketStatus,
-  idempotencyKey: z.string().min(1).max(200).optional(),
-  author: Author.default({ id: 'api' }),
+  idempotencyKey: IdempotencyKey.optional(),
+  author: CommandAuthor.default({ id: 'api' }),
 });
 export type StatusCommand = z.infer<typeof StatusCommand>;
 
 /** omni.cmd.link: record (or replace) the ticket's id in another system. Idempotent by nature. */
 export const LinkCommand = z.object({
   ticketId: z.string().min(1),
-  system: ExternalRef.shape.system,
-  externalId: ExternalRef.shape.externalId,
+  system: VisibleId(ExternalRef.shape.system),
+  externalId: VisibleId(ExternalRef.shape.externalId),
   url: ExternalRef.shape.url,
 });
 export type LinkCommand = z.infer<typeof LinkCommand>;

@@ -4,7 +4,7 @@
  * email headers). Re-exported by schema.ts.
  */
 import { z } from 'zod';
-import { IsoTime, PrintableId, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
+import { IsoTime, PrintableId, PrintableText, SCHEMA_VERSION, SubjectToken } from './schema-base.js';
 import { displayText, withoutNul } from './display-text.js';
 
 export const Identity = z.object({
@@ -39,22 +39,34 @@ export const Attachment = z.object({
 });
 export type Attachment = z.infer<typeof Attachment>;
 
+/**
+ * A conversation as tickets and replies keep it: the ids as stored, even when written before ids
+ * holding invisible characters were refused (an older ticket must still take a reply). What comes
+ * in is checked by InboundConversationRef.
+ */
 export const ConversationRef = z.object({
   /** Platform chat id: Telegram chat id, Slack channel id, WhatsApp JID, mailbox address. */
-  id: PrintableId(1024),
+  id: PrintableText(1024, 1),
   /** Thread inside the chat: Slack thread_ts, Telegram forum topic id. */
-  threadId: PrintableId(1024).optional(),
+  threadId: PrintableText(1024, 1).optional(),
   kind: z.enum(['private', 'group', 'channel', 'email']),
   /**
    * The id as the client wrote it, where the connector normalised it into `id` (a web form's
    * "OLGA@client.ru " is "olga@client.ru"): a conversation opened under the written form before
    * ids were normalised is still found by it. Absent when the two are the same.
    */
-  writtenId: PrintableId(1024).optional(),
+  writtenId: PrintableText(1024, 1).optional(),
   /** A chat's title (a private chat's is the person's name): shown as the ticket's subject, so as a display name (display-text.ts). */
   title: z.string().overwrite(displayText).optional(),
 });
 export type ConversationRef = z.infer<typeof ConversationRef>;
+
+/** A conversation as an inbound event names it: its ids visible too (schema-base.ts PrintableId). */
+export const InboundConversationRef = ConversationRef.extend({
+  id: PrintableId(1024),
+  threadId: PrintableId(1024).optional(),
+  writtenId: PrintableId(1024).optional(),
+});
 
 /**
  * What the receiving mail server found about a mail's From, from its Authentication-Results
@@ -131,7 +143,7 @@ const Envelope = {
   id: PrintableId(512),
   channel: SubjectToken,
   account: SubjectToken,
-  conversation: ConversationRef,
+  conversation: InboundConversationRef,
   receivedAt: IsoTime,
 };
 

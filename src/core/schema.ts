@@ -4,7 +4,7 @@
  * TypeScript types via z.infer. docs/events.md shows an example of each. The one module to import
  * them from; they are defined by domain in schema-*.ts, next to the parts they share.
  */
-export { MimeType, PrintableId, SCHEMA_VERSION, SubjectToken, UNREAL_OFFSET, realOffset } from './schema-base.js';
+export { MimeType, PrintableId, PrintableText, SCHEMA_VERSION, SubjectToken, UNREAL_OFFSET, VisibleId, realOffset, visibleId } from './schema-base.js';
 // What connectors publish: messages, edits and deletions, and the parts they are made of.
 export * from './schema-inbound.js';
 // What the router sends out, and what connectors say became of it.

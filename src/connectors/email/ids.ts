@@ -6,6 +6,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { normalizeMessageId } from '../../core/message-id.js';
+import { visibleId } from '../../core/schema-base.js';
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -42,7 +43,8 @@ export function isOurMessageId(messageId: string, domains: ReadonlySet<string>):
 
 
 /**
- * `<mailbox>:<message-id>#<copy>`; a very long Message-ID is hashed to keep the event id within
+ * `<mailbox>:<message-id>#<copy>`; a very long Message-ID (or one with a direction override or
+ * zero-width character) is hashed to keep the event id within
  * bounds. `<copy>` tells mails that share a Message-ID apart unless they are copies of one mail
  * (seen twice: renumbered by the server, a UIDVALIDITY change, two watched folders, a replay): a
  * hash of the sender and of the Date and Subject headers as written (copyHeaders), which every
@@ -52,7 +54,9 @@ export function isOurMessageId(messageId: string, domains: ReadonlySet<string>):
 export function platformId(mailbox: string, messageId: string, copy: { from: string; headers: string }): string {
   const bare = normalizeMessageId(messageId);
   const fingerprint = sha256(`${copy.from.toLowerCase()}\u0000${copy.headers}`).slice(0, 12);
-  return `${mailbox.toLowerCase()}:${bare.length <= 300 ? bare : `sha256.${sha256(bare)}`}#${fingerprint}`;
+  // Hashed too when it holds a character an id must not (a direction override): the mail is
+  // still taken, its id cannot disguise itself; threading reads the Message-ID itself, not this.
+  return `${mailbox.toLowerCase()}:${bare.length <= 300 && visibleId(bare) ? bare : `sha256.${sha256(bare)}`}#${fingerprint}`;
 }
 
 /**

@@ -4,7 +4,7 @@ import { describeFetchFailure } from '../../core/network-failure.js';
 import { Pacer } from '../../core/pacer.js';
 import { PermanentDeliveryError, TransientDeliveryError, errorMessage } from '../../core/errors.js';
 import { MediaTooLargeError } from '../../core/media.js';
-import { MimeType, PrintableId, UNREAL_OFFSET, describeZodError, realOffset, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
+import { MimeType, PrintableId, PrintableText, UNREAL_OFFSET, VisibleId, describeZodError, realOffset, type Attachment, type InboundEventInput, type OutboundMessage } from '../../core/schema.js';
 import { JsonInputError, decodeBase64Strict, jsonMediaType, parseJsonBody } from '../../core/json-input.js';
 import { SIGNATURE_HEADER, safeEqual, sign, verify } from '../../core/signature.js';
 import { describeUnknownKey, unknownKeys } from '../../core/strict-keys.js';
@@ -33,13 +33,14 @@ const Base64 = z.string().min(1).refine((s) => decodeBase64Strict(s) !== null, '
  * header or a helpdesk's one-line field as a second line; the separators break lines in browsers
  * and editors the same way.
  */
-const OneLine = (max: number) => PrintableId(max, 0).regex(/^[^\u0080-\u009f\u2028\u2029]*$/, 'must be one line (no U+2028/U+2029 line separators or C1 control characters)');
+const OneLine = (max: number) => PrintableText(max, 0).regex(/^[^\u0080-\u009f\u2028\u2029]*$/, 'must be one line (no U+2028/U+2029 line separators or C1 control characters)');
 
 const Sender = z.object({
   id: Id,
   name: OneLine(200).optional(),
-  email: OneLine(320).optional(),
-  phone: OneLine(64).optional(),
+  // Handles a contact is matched by: ids, so refused with an invisible character (the name is cleaned of it instead).
+  email: VisibleId(OneLine(320)).optional(),
+  phone: VisibleId(OneLine(64)).optional(),
   /**
    * false: the site did not authenticate this sender (an open form), whatever `senderIds` says; true:
    * it did. Absent: as the account's `senderIds` says.
@@ -67,7 +68,7 @@ export const WebhookInbound = z.discriminatedUnion('type', [
       .refine(realOffset, UNREAL_OFFSET)
       .optional(),
     attachments: z
-      .array(z.object({ name: PrintableId(255), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
+      .array(z.object({ name: PrintableText(255, 1), mimeType: MimeType.default('application/octet-stream'), contentBase64: Base64 }))
       .max(MAX_ATTACHMENTS)
       .default([]),
   }).refine((m) => m.text.trim() !== '' || (m.html ?? '').trim() !== '' || m.attachments.length > 0, {
