@@ -53,6 +53,17 @@ export function parseJsonBounded(text: string, maxDepth = MAX_JSON_DEPTH): unkno
 }
 
 /**
+ * A platform's webhook body (Telegram, WhatsApp Cloud, the Slack Events API, Zammad): UTF-8 JSON
+ * (RFC 8259), nested at most MAX_JSON_DEPTH; throws JsonInputError saying which. The one reader
+ * for all of them: Slack's and Zammad's parsed with JSON.parse alone, so a signed body nested
+ * 10,000 deep got past the edge to the first recursive walk (parking it: JSON.stringify). Each
+ * caller parks or refuses what this throws as it does a body that is not JSON.
+ */
+export function parseWebhookJson(raw: Buffer): unknown {
+  return parseJsonBounded(raw.toString('utf8'));
+}
+
+/**
  * A JSON request body from bytes in `charset` (TextDecoder's name, from jsonMediaType; UTF-8 when
  * none was declared), refused (JsonInputError) when it is not JSON, nests too deep, is not in its
  * charset or holds U+0000. Bytes that are not of the charset would otherwise become U+FFFD,

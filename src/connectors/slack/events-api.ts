@@ -12,6 +12,7 @@
  */
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
+import { parseWebhookJson } from '../../core/json-input.js';
 import type { Logger } from '../../core/logger.js';
 import { eventIdOf, type RawEnvelope } from './shape.js';
 import { verifySlackSignature } from './signature.js';
@@ -42,15 +43,15 @@ export function eventsEndpoint(o: EventsEndpointOptions): (req: RawRequest) => P
       o.log.debug({ reason: verdict.reason }, 'Slack request refused');
       return { status: 401, body: { error: 'unauthorized', message: `invalid Slack request: ${verdict.reason}` } };
     }
-    // Signed bytes verified; only now decoded (JSON is UTF-8 by RFC 8259).
-    const raw = req.rawBody.toString('utf8');
+    // Signed bytes verified; only now decoded (JSON is UTF-8 by RFC 8259), nested at most as deep
+    // as any body the other platforms' webhooks take (json-input.ts).
     let body: RawEnvelope;
     try {
-      body = JSON.parse(raw) as RawEnvelope;
-    } catch {
-      await o.deadLetter('slack event body is not valid JSON', req.rawBody);
+      body = parseWebhookJson(req.rawBody) as RawEnvelope;
+    } catch (err) {
+      await o.deadLetter(`slack event body refused: ${errorMessage(err)}`, req.rawBody);
       // Signed by Slack yet unreadable: a retry would not read better.
-      return { status: 400, headers: { 'x-slack-no-retry': '1' }, body: { error: 'invalid_json' } };
+      return { status: 400, headers: { 'x-slack-no-retry': '1' }, body: { error: 'invalid_json', message: errorMessage(err), field: 'body' } };
     }
     if (body?.type === 'url_verification') return { status: 200, body: { challenge: body.challenge } };
     if (!(await o.ready())) return { status: 503, body: { error: 'starting', message: 'connector is not connected to Slack yet' } };

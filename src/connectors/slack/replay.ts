@@ -11,6 +11,7 @@
  * now (the account was pointed at another workspace since: its channel and user ids mean nothing
  * there, and a reply would go nowhere).
  */
+import { parseWebhookJson } from '../../core/json-input.js';
 import type { RawEnvelope } from './shape.js';
 
 export type LetterRead = { ok: true; body: RawEnvelope } | { ok: false; reason: string };
@@ -24,9 +25,9 @@ export interface Workspace {
 export function readLetter(payload: Buffer): LetterRead {
   let body: unknown;
   try {
-    body = JSON.parse(payload.toString('utf8'));
+    body = parseWebhookJson(payload); // bounded as at intake (events-api.ts)
   } catch {
-    return { ok: false, reason: 'the letter holds no Slack event: the body Slack sent was not JSON (see the reason), and a replay would not read it better' };
+    return { ok: false, reason: 'the letter holds no Slack event: the body Slack sent was not JSON, or nested too deep (see the reason), and a replay would not read it better' };
   }
   return { ok: true, body: unwrapSocketFrame(body) as RawEnvelope };
 }

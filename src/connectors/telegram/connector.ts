@@ -7,7 +7,7 @@
 import { Telegram } from 'telegraf';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import { errorMessage } from '../../core/errors.js';
-import { parseJsonBounded } from '../../core/json-input.js';
+import { parseWebhookJson } from '../../core/json-input.js';
 import { describeFetchFailure, networkCause } from '../../core/network-failure.js';
 import type { OutboundMessage } from '../../core/schema.js';
 import { safeEqual } from '../../core/signature.js';
@@ -164,7 +164,7 @@ export class TelegramConnector implements Connector {
     try {
       // Bounded: a body nested 10,000 deep parsed, then overflowed the stack when it was parked
       // (JSON.stringify), and the 500 made Telegram redeliver it, holding back the updates behind it.
-      update = parseJsonBounded(req.rawBody.toString('utf8')) as TgUpdate;
+      update = parseWebhookJson(req.rawBody) as TgUpdate;
     } catch (err) {
       await this.ctx.deadLetter(`telegram webhook body refused: ${errorMessage(err)}`, req.rawBody);
       return { status: 200, body: '' }; // Telegram would retry a bad body forever

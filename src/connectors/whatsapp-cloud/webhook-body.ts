@@ -5,7 +5,7 @@
  * failing the whole POST made Meta redeliver it for ever and lost the items after it.
  */
 import { errorMessage } from '../../core/errors.js';
-import { parseJsonBounded } from '../../core/json-input.js';
+import { parseWebhookJson } from '../../core/json-input.js';
 import type { Logger } from '../../core/logger.js';
 import { ChangeValue, CloudContact, CloudStatus, REPORTED_STATUSES, WebhookBody, WebhookChange, WebhookEntry, describeAt, idOf, notAList } from './payload.js';
 
@@ -35,7 +35,7 @@ export async function walkWebhook(raw: Buffer, sink: WebhookSink): Promise<Map<s
   const statuses = new Map<string, CloudStatus[]>();
   let json: unknown;
   try {
-    json = parseJsonBounded(raw.toString('utf8'));
+    json = parseWebhookJson(raw);
   } catch (err) {
     // Not JSON, or nested deeper than any Meta body is (json-input.ts).
     await sink.park(`whatsapp-cloud webhook: ${errorMessage(err)}`, raw, 'body');

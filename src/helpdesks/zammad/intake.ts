@@ -12,6 +12,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { RawRequest, RawResponse } from '../../core/http.js';
 import type { OutboundAttachment } from '../../core/schema.js';
 import { errorMessage } from '../../core/errors.js';
+import { parseWebhookJson } from '../../core/json-input.js';
 import { sleep } from '../../core/sleep.js';
 import { HelpdeskRefusedError, type AgentAnswer, type HelpdeskContext } from '../contract.js';
 import type { ZammadAdapter } from './adapter.js';
@@ -55,9 +56,12 @@ export class ZammadIntake {
     }
     let payload: { ticket?: ZammadTicket; article?: ZammadArticle | null };
     try {
-      payload = JSON.parse(req.rawBody.toString('utf8')) as typeof payload;
-    } catch {
-      return { status: 400, body: { error: 'body is not JSON' } };
+      payload = parseWebhookJson(req.rawBody) as typeof payload;
+    } catch (err) {
+      // No dead letters for a helpdesk: the log keeps the reason, and the poller takes what the
+      // delivery was about (Zammad gives up on a 4xx after its retries).
+      this.ctx.log.warn({ delivery: req.headers['x-zammad-delivery'], trigger: req.headers['x-zammad-trigger'], err: errorMessage(err) }, 'Zammad webhook refused: body is not readable JSON');
+      return { status: 400, body: { error: 'invalid_json', message: errorMessage(err), field: 'body' } };
     }
     if (!payload.ticket?.id) return { status: 200, body: { ignored: 'no ticket in the payload (custom payload?)' } };
     try {

@@ -137,7 +137,7 @@ describe('slack dead-letter replay', () => {
     // Signed by Slack yet not JSON: parked with its raw bytes.
     const res = await postRaw(Buffer.from('{"type":"event_callback", сломано'));
     expect(res.status).toBe(400);
-    await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.slack.rp_events', (l) => l.reason === 'slack event body is not valid JSON');
+    await gw.waitForStreamMessage<DeadLetter>('OMNI_DLQ', 'omni.dlq.inbound.slack.rp_events', (l) => l.reason === 'slack event body refused: body is not valid JSON');
     await park('rp_events', 'rp-foreign', envelope({ type: 'message', channel: 'D5020', channel_type: 'im', user: 'U520', text: 'чужое пространство', ts: ts() }, 'EvRpForeign', 'T9'));
     await park('rp_events', 'rp-own-post', envelope({ type: 'message', channel: 'D5021', channel_type: 'im', user: 'UBOT', text: 'наш ответ', ts: ts() }));
     await park('rp_events', 'rp-reaction', envelope({ type: 'reaction_added', user: 'U520', reaction: 'thumbsup', item: { type: 'message', channel: 'D5022', ts: ts() } }));
