@@ -24,6 +24,7 @@ import { MAX_MIME_DEPTH, mimeDepth } from './mime-depth.js';
 import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
 import { unpackWinmail, type MailPart } from './winmail.js';
+import { withUtf7WordsDecoded } from './utf7-words.js';
 
 export interface NormalizeDeps {
   channel: string;
@@ -47,8 +48,10 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   if (mimeDepth(raw) > MAX_MIME_DEPTH) return { kind: 'invalid', reason: `MIME nesting deeper than ${MAX_MIME_DEPTH} levels (multipart or message/rfc822 parts inside each other)` };
   let mail: ParsedMail;
   try {
-    mail = await parse(raw);
-    const relabelled = misdecoded(mail) ? relabelLegacyText(raw) : null;
+    // UTF-7 encoded-words made UTF-8 ones (utf7-words.ts); every other use of `raw` keeps the bytes as sent.
+    const readable = withUtf7WordsDecoded(raw);
+    mail = await parse(readable);
+    const relabelled = misdecoded(mail) ? relabelLegacyText(readable) : null;
     if (relabelled) mail = await parse(relabelled);
   } catch (err) {
     return { kind: 'invalid', reason: `mailparser could not read the mail: ${errorMessage(err)}` };
