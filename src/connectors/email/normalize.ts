@@ -25,6 +25,7 @@ import { classify } from './loop-guard.js';
 import { trimReply } from './trim.js';
 import { unpackWinmail, type MailPart } from './winmail.js';
 import { withUtf7WordsDecoded } from './utf7-words.js';
+import { brokenBase64Contents } from './broken-base64.js';
 
 export interface NormalizeDeps {
   channel: string;
@@ -74,11 +75,16 @@ export async function normalizeMail(raw: Buffer, mailbox: string, deps: Normaliz
   // A body mailparser found nothing in (a multipart without its boundary, say) is kept whole as
   // message.eml and the text says so: before, the customer's words became an empty message.
   const unreadable = note === undefined && !mail.text?.trim() && !mail.html && mail.attachments.length === 0 && bodyWithoutParts(mail, raw);
-  const winmail = unpackWinmail(mail.attachments, !!mail.text?.trim() || !!mail.html);
+  // Broken base64 is not stored as the garbage bytes mailparser made of it: named under the text.
+  const broken = brokenBase64Contents(raw);
+  const unreadableFiles = broken.length > 0 ? mail.attachments.filter((a) => broken.some((b) => b.equals(a.content))) : [];
+  const readableParts = unreadableFiles.length > 0 ? mail.attachments.filter((a) => !unreadableFiles.includes(a)) : mail.attachments;
+  const winmail = unpackWinmail(readableParts, !!mail.text?.trim() || !!mail.html);
   // What was not unpacked is said under the text, outside what trimming may cut (ticketText).
   const subject = prefixWithin(mail.subject ?? '', SUBJECT_MAX_CHARS, Infinity);
   const subjectNote = subject.length < (mail.subject ?? '').length ? [`[the subject was ${mail.subject!.length} characters long: only its first ${subject.length} are kept]`] : [];
-  const allNotes = [...winmail.notes, ...subjectNote];
+  const brokenNotes = unreadableFiles.map((a, i) => `[the attachment ${a.filename ? `«${legacyFileName(a.filename)}»` : `${i + 1} (${a.contentType})`} could not be read: its base64 encoding is broken (damaged on the way), so it was not stored; ask the sender to send it again]`);
+  const allNotes = [...winmail.notes, ...brokenNotes, ...subjectNote];
   const notes = allNotes.length > 0 ? `\n\n${allNotes.join('\n')}` : '';
   const ownText = mail.text?.trim() ? mail.text : (winmail.body ?? mail.text ?? '');
   const body = note ?? (unreadable ? `[${unreadableWhy(mail)}: the whole mail is attached as message.eml]` : `${ownText}${notes}`.replace(/^\n+/, ''));
