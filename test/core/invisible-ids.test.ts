@@ -6,40 +6,22 @@
  * holds one is still taken, under a hashed id.
  */
 import { describe, expect, it } from 'vitest';
-import { WebhookConnector } from '../../src/connectors/webhook/connector.js';
 import { platformId } from '../../src/connectors/email/ids.js';
-import type { RawRequest, RawResponse } from '../../src/core/http.js';
-import type { ConnectorContext } from '../../src/connectors/contract.js';
 import { isMailbox } from '../../src/core/mail-address.js';
 import { InboundEvent, LinkCommand, NoteCommand, ReplyCommand, describeZodError } from '../../src/core/schema.js';
 import { chatMessage } from '../helpers/events.js';
+import { webhookRig } from '../connectors/webhook/rig.js';
 
-const SECRET = 'site-secret-0123456789';
 const HIDDEN = ['\u202e', '\u2066', '\u2069', '\u200e', '\u200f', '\u061c', '\u200b', '\u200d', '\u2060', '\ufeff'];
 const hex = (c: string) => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
 
 function webhook() {
-  const routes = new Map<string, (req: RawRequest) => Promise<RawResponse>>();
-  const letters: string[] = [];
-  const published: any[] = [];
-  const ctx = {
-    channel: 'webhook',
-    account: 'site',
-    http: { route: (_m: string, path: string, handler: (req: RawRequest) => Promise<RawResponse>) => routes.set(path, handler) },
-    setState: () => undefined,
-    deadLetter: async (reason: string) => void letters.push(reason),
-    publish: async (input: unknown) => (published.push(input), { duplicate: false }),
-    media: { put: async (_b: Buffer, meta: { name: string }) => ({ name: meta.name, mimeType: 'text/plain', size: 1, status: 'stored' }) },
-  } as unknown as ConnectorContext;
-  const c = new WebhookConnector({ secret: SECRET, timeoutMs: 5_000, perConversationIntervalMs: 0, senderIds: 'authenticated' }, ctx);
+  const { c, post: postBytes, letters, published } = webhookRig();
   const post = async (body: unknown) => {
     await c.start();
-    return routes.get('/connectors/webhook/site/messages')!({
-      method: 'POST', path: '/connectors/webhook/site/messages', query: {}, params: {}, rawBody: Buffer.from(JSON.stringify(body)),
-      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json' },
-    });
+    return postBytes(Buffer.from(JSON.stringify(body)));
   };
-  return { post, letters, published };
+  return { post, letters, published: published as any[] };
 }
 
 const good = () => ({ messageId: 'm-1', conversationId: 'order-42', sender: { id: 'olga-7', name: 'Ольга', email: 'olga@client.ru' }, text: 'Заказ не пришёл' });

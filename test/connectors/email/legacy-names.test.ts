@@ -5,9 +5,8 @@
  * of charsets, and through the mailbox (Dovecot, the connector, the router) for the reported mixes.
  */
 import { describe, expect, it } from 'vitest';
-import { normalizeMail, type NormalizeDeps } from '../../../src/connectors/email/normalize.js';
-import type { Attachment } from '../../../src/core/schema.js';
-import type { MediaStore } from '../../../src/core/media.js';
+import { normalizeMail } from '../../../src/connectors/email/normalize.js';
+import { normalizeDeps } from './normalize-deps.js';
 import { SUPPORT, mailboxGateway } from './harness.js';
 import { mixedCharsetMail, uniqueId, type RawText } from './mails.js';
 
@@ -15,16 +14,7 @@ const LEGACY = ['windows-1251', 'koi8-r', 'cp866', 'iso-8859-5', 'maccyrillic'] 
 const SHORT_NAMES = ['Счёт.pdf', 'акт.xlsx', 'ТЗ.docx'];
 const TEXT = 'Добрый день!\nВо вложении документы, прошу проверить и оплатить до пятницы.';
 
-/** Records what would be stored: the names are what this test is about. */
-const media = {
-  maxBytes: 1 << 20,
-  put: (data: Uint8Array, meta: { name: string; mimeType: string; kind: string }) => Promise.resolve({ ...meta, size: data.byteLength, status: 'stored' } as Attachment),
-  failed: (meta: { name: string; mimeType: string; kind: string }, reason: string) => ({ ...meta, size: 0, status: 'failed', error: reason }) as Attachment,
-} as unknown as MediaStore;
-const deps: NormalizeDeps = {
-  channel: 'email', account: 'support', media, maxAttachmentBytes: 1 << 20, maxBodyChars: 100_000,
-  ours: { addresses: new Set([SUPPORT]), domains: new Set(['example.ru']) }, ownAddresses: [SUPPORT],
-};
+const deps = normalizeDeps;
 
 async function read(mail: Buffer) {
   const n = await normalizeMail(mail, SUPPORT, deps);

@@ -4,21 +4,12 @@
  * bytes below are written out by hand, not produced by the encoder the code decodes with.
  */
 import { describe, expect, it } from 'vitest';
-import { normalizeMail, type NormalizeDeps } from '../../../src/connectors/email/normalize.js';
+import { normalizeMail } from '../../../src/connectors/email/normalize.js';
+import { normalizeDeps } from './normalize-deps.js';
+import { SUPPORT } from './harness.js';
 import { withUtf7WordsDecoded } from '../../../src/connectors/email/utf7-words.js';
-import type { Attachment } from '../../../src/core/schema.js';
-import type { MediaStore } from '../../../src/core/media.js';
 
-const SUPPORT = 'support@example.ru';
-const media = {
-  maxBytes: 1 << 20,
-  put: (data: Uint8Array, meta: { name: string; mimeType: string; kind: string }) => Promise.resolve({ ...meta, size: data.byteLength, status: 'stored' } as Attachment),
-  failed: (meta: { name: string; mimeType: string; kind: string }, reason: string) => ({ ...meta, size: 0, status: 'failed', error: reason }) as Attachment,
-} as unknown as MediaStore;
-const deps: NormalizeDeps = {
-  channel: 'email', account: 'support', media, maxAttachmentBytes: 1 << 20, maxBodyChars: 100_000,
-  ours: { addresses: new Set([SUPPORT]), domains: new Set(['example.ru']) }, ownAddresses: [SUPPORT],
-};
+const deps = normalizeDeps;
 
 const mail = (headers: string[], body = 'Добрый день') =>
   Buffer.concat([Buffer.from([...headers, `To: ${SUPPORT}`, 'Message-ID: <u7-1@client.ru>', 'Date: Mon, 7 Dec 2026 10:00:00 +0300', 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: 8bit', '', ''].join('\r\n')), Buffer.from(body)]);

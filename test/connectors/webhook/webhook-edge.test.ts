@@ -7,38 +7,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { WebhookConnector, contentEncodingRefusal } from '../../../src/connectors/webhook/connector.js';
+import { contentEncodingRefusal } from '../../../src/connectors/webhook/connector.js';
 import { describeFetchFailure } from '../../../src/core/network-failure.js';
 import { TransientDeliveryError } from '../../../src/core/errors.js';
-import type { RawRequest, RawResponse } from '../../../src/core/http.js';
-import type { ConnectorContext } from '../../../src/connectors/contract.js';
 import type { OutboundMessage } from '../../../src/core/schema.js';
 import { sign } from '../../../src/core/signature.js';
 import { encodeIn } from '../../helpers/charsets.js';
 import { silentServer, type SilentServer } from '../../helpers/silent-server.js';
+import { WEBHOOK_SECRET, webhookRig } from './rig.js';
 
-const SECRET = 'site-secret-0123456789';
-
-function connector(callbackUrl?: string, timeoutMs = 5_000) {
-  const routes = new Map<string, (req: RawRequest) => Promise<RawResponse>>();
-  const letters: string[] = [];
-  const published: unknown[] = [];
-  const ctx = {
-    channel: 'webhook',
-    account: 'site',
-    http: { route: (_m: string, path: string, handler: (req: RawRequest) => Promise<RawResponse>) => routes.set(path, handler) },
-    setState: () => undefined,
-    deadLetter: async (reason: string) => void letters.push(reason),
-    publish: async (input: unknown) => (published.push(input), { duplicate: false }),
-  } as unknown as ConnectorContext;
-  const c = new WebhookConnector({ secret: SECRET, callbackUrl, timeoutMs, perConversationIntervalMs: 0, senderIds: 'authenticated' }, ctx);
-  const post = (body: Buffer, headers: Record<string, string> = {}) =>
-    routes.get('/connectors/webhook/site/messages')!({
-      method: 'POST', path: '/connectors/webhook/site/messages', query: {}, params: {}, rawBody: body,
-      headers: { authorization: `Bearer ${SECRET}`, 'content-type': 'application/json', ...headers },
-    });
-  return { c, post, letters, published };
-}
+const SECRET = WEBHOOK_SECRET;
+const connector = (callbackUrl?: string, timeoutMs = 5_000) => webhookRig({ callbackUrl, timeoutMs });
 
 const body = Buffer.from(JSON.stringify({ messageId: 'm-1', sender: { id: 'olga@client.ru' }, text: 'Заказ не пришёл' }));
 const message = { id: 'out-1', conversation: { id: 'olga@client.ru' }, text: 'Ответ' } as unknown as OutboundMessage;
