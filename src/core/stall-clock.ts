@@ -23,7 +23,8 @@ export class StallClock {
 
   constructor(
     readonly afterMs: number,
-    private readonly now: () => number = Date.now,
+    /** Monotonic by default: a wall clock stepped forward (NTP) made work held for milliseconds look stalled. */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** Work taken (`delta` > 0) or settled (< 0), whatever the outcome. */

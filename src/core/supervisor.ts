@@ -119,7 +119,9 @@ export class SupervisedLoop {
     return {
       ...this.status_,
       ...(this.lastProgressMs && { lastProgressAt: new Date(this.lastProgressMs).toISOString() }),
-      ...(stalled !== undefined && { stalledSince: new Date(stalled).toISOString() }),
+      // The stall clock is monotonic (performance.now): shown in wall time by one fixed offset, so
+      // every read of one stall names the same instant.
+      ...(stalled !== undefined && { stalledSince: new Date(performance.timeOrigin + stalled).toISOString() }),
     };
   }
 
