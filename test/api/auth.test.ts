@@ -15,7 +15,7 @@ const WEBHOOK_SECRET = 'webhook-secret-0123456789';
 const THROTTLE = { failures: 20, window: 60_000, trackedAddresses: 10_000 };
 
 beforeAll(async () => {
-  h = await startApiHarness({ webhooks: [{ name: 'crm', url: 'http://127.0.0.1:9/none', secret: WEBHOOK_SECRET, events: ['ticket.sla'] }] });
+  h = await startApiHarness({ webhooks: [{ name: 'crm', url: 'http://127.0.0.1:2/none', secret: WEBHOOK_SECRET, events: ['ticket.sla'] }] });
 });
 afterAll(async () => h?.stop());
 

@@ -39,7 +39,7 @@ function verifies(rawBody: Buffer, header: string): boolean {
 const config = () => ({
   webhooks: [
     { name: 'helpdesk', url: `http://127.0.0.1:${port}/hook`, secret: WEBHOOK_SECRET, backoffBase: '50ms', backoffMax: '200ms', retryFor: '10m', redeliverAfter: '2s' },
-    { name: 'gone', url: 'http://127.0.0.1:9/nothing-listens-here', secret: 'another-secret-0123456', events: ['ticket.created'], backoffBase: '50ms', backoffMax: '100ms', retryFor: '1s' },
+    { name: 'gone', url: 'http://127.0.0.1:2/nothing-listens-here', secret: 'another-secret-0123456', events: ['ticket.created'], backoffBase: '50ms', backoffMax: '100ms', retryFor: '1s' },
   ],
 });
 

@@ -72,7 +72,7 @@ describe('dashboard and alert queries against a real gateway', () => {
     gw = await startGateway({
       api: { tokens: [{ name: 'ops', token: 'metrics-names-token-0123' }] },
       // A webhook nobody listens to and SLA on: their alert series must be there before anything happens.
-      webhooks: [{ name: 'crm', url: 'http://127.0.0.1:9/none', secret: 'metric-names-webhook-secret' }],
+      webhooks: [{ name: 'crm', url: 'http://127.0.0.1:2/none', secret: 'metric-names-webhook-secret' }],
       router: { sla: { enabled: true } },
     });
     await gw.gateway.sampleNow();
