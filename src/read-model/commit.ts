@@ -20,12 +20,6 @@ export class StaleCheckpointError extends Error {
   }
 }
 
-/** The checkpoint: the highest log sequence applied (0: none, or no checkpoint row). */
-export async function readCheckpoint(db: Database): Promise<number> {
-  const [row] = await db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
-  return Number(row?.seq ?? 0);
-}
-
 /** What a commit did: entries by outcome, and how many named a ticket SQL does not have. */
 export interface Committed {
   outcomes: Map<string, number>;

@@ -12,10 +12,10 @@
  * mid-replay left a checkpoint below the log's end, and its successor finished the replay as
  * ordinary lag, with no `rebuilding` status and no closing line.
  */
+import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
-import { readCheckpoint } from './commit.js';
+import { Streams } from '../core/subjects.js';
 import type { Database } from './database.js';
-import type { LogEnd } from './log-end.js';
 import { checkRowCounts, describeLoss, endRebuild, keptRowCounts } from './row-counts.js';
 
 /** After a batch with entries for tickets SQL does not have, the next check comes no later than this after the last one. */
@@ -29,9 +29,8 @@ export class LostRows {
   private rebuild?: { until: number; started: number; reason: string };
 
   constructor(
+    private readonly bus: Bus,
     private readonly log: Logger,
-    /** Where the replay must go: the log's end, asked again while NATS says it ends before the checkpoint. */
-    private readonly logEnd: LogEnd,
     private readonly checkEveryMs: number,
     /** A replay begins: the checkpoint is at 0 and the log, to `logEnd`, is the lag. */
     private readonly onReplay: (logEnd: number) => void,
@@ -76,24 +75,11 @@ export class LostRows {
    *   writes): nothing to restore; the counts are taken again and a warning names the numbers.
    *
    * A replay recorded by an earlier applier (killed mid-way, or another replica's) is taken up.
-   *
-   * A replay goes to the log's end as NATS answers it when it begins. A NATS cluster node that is
-   * behind answered with an end before the checkpoint: a replay begun on it was over (closing line,
-   * `rebuilding` cleared) long before it had restored what it was for. Such an end is asked again
-   * as the applier's start does (log-end.ts); one still short then ends the term, whose successor
-   * refuses the log (same-log.ts). A stop meanwhile compares nothing (true).
    */
-  async check(db: Database, signal: AbortSignal): Promise<boolean> {
+  async check(db: Database): Promise<boolean> {
     this.lastCheckAt = Date.now();
     this.nextCheckAt = this.lastCheckAt + this.checkEveryMs;
-    const applied = await readCheckpoint(db);
-    const info = await this.logEnd.reaching(applied, signal);
-    if (signal.aborted) return true;
-    if (info.state.last_seq < applied) {
-      throw new Error(
-        `NATS says the ticket log ends at ${info.state.last_seq}, before the read model's checkpoint ${applied}, and still did after ${Math.round(this.logEnd.waitMs / 1000)} s: the read model's rows are not compared against it (a replay would stop short of the log's end); the applier starts again and checks the log`,
-      );
-    }
+    const info = await this.bus.jsm.streams.info(Streams.log);
     const r = await checkRowCounts(db, info.state.last_seq);
     const { seq, found, expected } = r;
     const fields = { checkpoint: seq, tickets: found.tickets, expectedTickets: expected.tickets, messages: found.messages, expectedMessages: expected.messages };

@@ -19,8 +19,6 @@
  *
  * The checkpoint is only true while the rows it stands for are there: the applier compares the
  * rows it counted with the tables and replays the log over them when some were lost (lost-rows.ts).
- * And only while the log is the one it counts in: the applier asks at its start and when idle
- * (same-log.ts).
  */
 import { DeliverPolicy, type Consumer, type StreamInfo } from '@nats-io/jetstream';
 import type { Bus } from '../core/bus.js';
@@ -31,14 +29,13 @@ import { sleep } from '../core/sleep.js';
 import { Streams } from '../core/subjects.js';
 import { Supervisor, type LoopRun, type SupervisedLoop } from '../core/supervisor.js';
 import { MissingTicketRowError, type SequencedEntry } from './apply.js';
-import { commitBatch, readCheckpoint, commitOneByOne, type Committed } from './commit.js';
+import { StaleCheckpointError, commitBatch, commitOneByOne, type Committed } from './commit.js';
 import type { Database } from './database.js';
-import { APPLIER_LOCK_KEY, migrate } from './migrations.js';
-import { LogEnd } from './log-end.js';
+import { APPLIER_LOCK_KEY, CHECKPOINT_NAME, migrate } from './migrations.js';
 import { LostRows } from './lost-rows.js';
 import { isDataError, readEntry, type FetchedEntry } from './read-entry.js';
-import { SameLog } from './same-log.js';
 
+const CHECKPOINT = CHECKPOINT_NAME;
 /** SQLSTATE: relation does not exist. */
 const UNDEFINED_TABLE = '42P01';
 
@@ -54,7 +51,7 @@ export interface ProjectionOptions {
    * checkpoint (two count(*)s, after a batch or when idle; also done at each start). Default 5 minutes.
    */
   checkEveryMs?: number;
-  /** A log ending before the checkpoint is read again this often (default 2 s), for this long (30 s), before it is refused (log-end.ts). */
+  /** A log ending before the checkpoint is read again this often (default 2 s), for this long (30 s), before it is refused (sameLog). */
   shortLogRecheckMs?: number;
   shortLogWaitMs?: number;
 }
@@ -67,11 +64,14 @@ export interface ProjectionStatus {
   logLastSeq: number;
   lag: number;
   sampledAt?: string;
-  /** Why nothing is applied (the ticket log was replaced: LogReplacedError, same-log.ts). */
+  /** Why nothing is applied (the ticket log was replaced: LogReplacedError). */
   error?: string;
   /** Set while the log is replayed to restore rows the tables lost (what was found); lists lack those rows meanwhile. */
   rebuilding?: string;
 }
+
+/** The read model counts in a ticket log that is not the one NATS holds now: rebuild it (docs/data.md). */
+export class LogReplacedError extends Error {}
 
 export class Projection {
   private loop?: SupervisedLoop;
@@ -79,7 +79,8 @@ export class Projection {
   private readonly idleMs: number;
   private readonly standbyRetryMs: number;
   private readonly losses: LostRows;
-  private readonly sameLog: SameLog;
+  private readonly shortLogRecheckMs: number;
+  private readonly shortLogWaitMs: number;
   private status_: ProjectionStatus = { applying: false, checkpoint: 0, logLastSeq: 0, lag: 0 };
   /** The checkpoint was read from SQL at least once: status_.checkpoint is a real one. */
   private checkpointSeen = false;
@@ -99,11 +100,11 @@ export class Projection {
     // restarted cluster node follows or elects a leader within seconds and catches up thousands
     // of entries in about as many more; nothing is applied while waiting nor after a refusal, so
     // waiting only delays the refusal of a real restore (the supervisor's backoff is 30 s at most).
-    const logEnd = new LogEnd(bus, log, o.shortLogRecheckMs ?? 2_000, o.shortLogWaitMs ?? 30_000);
-    this.sameLog = new SameLog(logEnd);
-    this.losses = new LostRows(log, logEnd, o.checkEveryMs ?? 300_000, (end) => {
-      this.status_ = { ...this.status_, checkpoint: 0, lag: end, logLastSeq: end };
-      metrics.readModelLag.set(end);
+    this.shortLogRecheckMs = o.shortLogRecheckMs ?? 2_000;
+    this.shortLogWaitMs = o.shortLogWaitMs ?? 30_000;
+    this.losses = new LostRows(bus, log, o.checkEveryMs ?? 300_000, (logEnd) => {
+      this.status_ = { ...this.status_, checkpoint: 0, lag: logEnd, logLastSeq: logEnd };
+      metrics.readModelLag.set(logEnd);
     });
   }
 
@@ -119,12 +120,13 @@ export class Projection {
 
   status(): ProjectionStatus {
     const rebuilding = this.losses.rebuilding();
-    const error = this.sameLog.error;
-    return { ...this.status_, ...(error ? { error } : {}), ...(rebuilding ? { rebuilding } : {}) };
+    return { ...this.status_, ...(rebuilding ? { rebuilding } : {}) };
   }
 
   async checkpoint(): Promise<number> {
-    return readCheckpoint(await this.database());
+    const db = await this.database();
+    const [row] = await db.query<{ seq: number }>('SELECT seq FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
+    return row?.seq ?? 0;
   }
 
   /** Lag right now, from SQL and the stream (any replica can answer: the checkpoint is shared). */
@@ -221,11 +223,80 @@ export class Projection {
     if (lost && !signal.aborted) throw new Error('read-model applier lock lost (database connection closed); taking it again');
   }
 
+  /**
+   * Refuses to go on when the checkpoint counts in another ticket log than the one NATS holds: a
+   * NATS store replaced or OMNI_LOG made again restarts its sequences at 1, and the projection
+   * skipped every new entry up to the old checkpoint, silently (tickets missing from lists, new
+   * ones sharing numbers with old rows). Nothing is guessed: an operator rebuilds (docs/data.md).
+   * A checkpoint from before the log was recorded takes the present log, unless it is past its end.
+   *
+   * Another creation time is refused at once. A log of the same creation time that ends before the
+   * checkpoint is a store restored from a backup, or only a NATS cluster node that is behind
+   * answering (an outside cluster trial: a node restarted after its disk was full said 68 while
+   * the log was at 1083, and every replica in turn called the store replaced for 70 s): read again
+   * for a while, refused if it stays short. Never applied from meanwhile: a log truly shorter than
+   * the checkpoint would have its new entries up to it skipped silently. False: stopped meanwhile.
+   */
+  private async sameLog(db: Database, applied: number, signal: AbortSignal, known?: StreamInfo): Promise<boolean> {
+    let info = known ?? (await this.bus.jsm.streams.info(Streams.log));
+    const [row] = await db.query<{ log_created: string | null }>('SELECT log_created FROM projection_checkpoint WHERE name = $1', [CHECKPOINT]);
+    const recreated = (i: StreamInfo) => !!row?.log_created && row.log_created !== i.created;
+    if (applied > 0 && !recreated(info) && applied > info.state.last_seq) {
+      const answered = info.state.last_seq;
+      const started = Date.now();
+      info = await this.whileShort(applied, info, recreated, signal);
+      if (signal.aborted) return false;
+      if (!recreated(info) && applied <= info.state.last_seq) {
+        this.log.warn(
+          { checkpoint: applied, answered, logLastSeq: info.state.last_seq, waitedMs: Date.now() - started },
+          'a NATS node that was behind answered that the ticket log ends before the read model\'s checkpoint; it has caught up, applying goes on',
+        );
+      }
+    }
+    if (applied > 0 && recreated(info)) {
+      this.status_.error = 'the ticket log was replaced under the read model: rebuild it (docs/data.md); the cause is in the gateway log';
+      throw new LogReplacedError(
+        `the read model has applied the ticket log up to sequence ${applied}, but the log NATS holds now was created at ${info.created}, not ${row?.log_created}: the NATS store was replaced or the stream made again. Rebuild the read model from the log (docs/data.md); nothing is applied until then`,
+      );
+    }
+    if (applied > info.state.last_seq && applied > 0) {
+      this.status_.error = 'the ticket log NATS holds ends before the read model\'s checkpoint (restored from a backup, or NATS lost its newest entries): check the NATS streams, then rebuild the read model (docs/data.md); the cause is in the gateway log';
+      throw new LogReplacedError(
+        `the read model has applied the ticket log up to sequence ${applied}, but the log NATS holds now (created at ${info.created}, as before) ends at ${info.state.last_seq} and still did after ${Math.round(this.shortLogWaitMs / 1000)} s: either the NATS store was restored from a backup older than the read model, or NATS lost its newest entries (a NATS node that lost its store: \`nats stream report\`). Nothing is applied until the read model is rebuilt from the log (docs/data.md)`,
+      );
+    }
+    delete this.status_.error;
+    // The row deleted under this applier (behind the projection): said as such, and the next term
+    // compares the row counts (row-counts.ts: a lost checkpoint row under full tables is replayed).
+    if (!row && applied > 0) throw new StaleCheckpointError(applied, undefined);
+    if (row?.log_created !== info.created) {
+      // A row made here (a new database, or the row lost under full tables) has no counts yet:
+      // counted_seq -1 has them taken from the tables (row-counts.ts), not compared.
+      await db.query(
+        `INSERT INTO projection_checkpoint (name, seq, log_created, counted_seq, updated_at) VALUES ($1, 0, $2, -1, now()) ON CONFLICT (name) DO UPDATE SET log_created = $2`,
+        [CHECKPOINT, info.created],
+      );
+    }
+    return true;
+  }
+
+  /** The log's stream info read again until it reaches `applied`, its creation time changes, `shortLogWaitMs` pass or the signal aborts. */
+  private async whileShort(applied: number, info: StreamInfo, recreated: (i: StreamInfo) => boolean, signal: AbortSignal): Promise<StreamInfo> {
+    this.log.info({ checkpoint: applied, logLastSeq: info.state.last_seq, waitMs: this.shortLogWaitMs }, 'NATS says the ticket log ends before the read model\'s checkpoint: asking again before refusing it (a cluster node behind may have answered)');
+    const deadline = Date.now() + this.shortLogWaitMs;
+    while (!recreated(info) && applied > info.state.last_seq && Date.now() < deadline) {
+      await sleep(Math.min(this.shortLogRecheckMs, Math.max(0, deadline - Date.now())), signal);
+      if (signal.aborted) break;
+      info = await this.bus.jsm.streams.info(Streams.log);
+    }
+    return info;
+  }
+
   private async follow(db: Database, signal: AbortSignal, progress: () => void): Promise<void> {
     let applied = await this.checkpoint();
-    if (!(await this.sameLog.check(db, applied, signal))) return;
+    if (!(await this.sameLog(db, applied, signal))) return;
     // The log is the one the checkpoint counts in: do the tables still hold what it stands for?
-    if (!(await this.losses.check(db, signal))) applied = 0;
+    if (!(await this.losses.check(db))) applied = 0;
     // A replay resumed after a restart may have reached its end already (killed before it said so).
     await this.losses.reached(db, applied);
     const after = (seq: number): Promise<Consumer> => this.bus.js.consumers.get(Streams.log, seq > 0
@@ -250,7 +321,7 @@ export class Projection {
         signal.removeEventListener('abort', onAbort);
       }
       if (batch.length) {
-        const next = await this.applyBatch(db, applied, batch, signal);
+        const next = await this.applyBatch(db, applied, batch);
         if (next === null) {
           // Rows lost: the log is replayed from its start (lost-rows.ts), this batch with it.
           applied = 0;
@@ -261,7 +332,7 @@ export class Projection {
         progress();
         await this.losses.reached(db, applied);
         // Under steady traffic a fetch is never empty: the check comes after a batch as well.
-        if (this.losses.due() && !(await this.losses.check(db, signal))) {
+        if (this.losses.due() && !(await this.losses.check(db))) {
           applied = 0;
           consumer = await after(0);
           continue;
@@ -280,10 +351,10 @@ export class Projection {
           // Idle: is the log the one the checkpoint counts in? A NATS store replaced under a
           // running applier is otherwise followed into (the consumer starts again after the
           // checkpoint, in the new log).
-          if (!(await this.sameLog.check(db, applied, signal, info))) return;
+          if (!(await this.sameLog(db, applied, signal, info))) return;
           progress();
           await this.losses.reached(db, applied);
-          if (this.losses.due() && !(await this.losses.check(db, signal))) {
+          if (this.losses.due() && !(await this.losses.check(db))) {
             applied = 0;
             consumer = await after(0);
           }
@@ -293,7 +364,7 @@ export class Projection {
   }
 
   /** One transaction: every entry after `expected`, then the checkpoint. Returns the new checkpoint, or null when rows were found lost and the log is to be replayed from its start. */
-  private async applyBatch(db: Database, expected: number, batch: FetchedEntry[], signal: AbortSignal): Promise<number | null> {
+  private async applyBatch(db: Database, expected: number, batch: FetchedEntry[]): Promise<number | null> {
     const entries: SequencedEntry[] = [];
     let invalid = 0;
     let seq = expected;
@@ -328,7 +399,7 @@ export class Projection {
     } catch (err) {
       if (!(err instanceof MissingTicketRowError)) throw err;
       this.log.info({ ticketId: err.ticketId, seq: err.seq }, 'a log entry found no row for its ticket: comparing the read model\'s row counts before applying it');
-      if (!(await this.losses.check(db, signal))) return null;
+      if (!(await this.losses.check(db))) return null;
       // One entry at a time (a data error's fallback) may have committed those before it.
       const at = await this.checkpoint();
       committed = await commit(at, entries.filter((e) => e.seq > at), false);

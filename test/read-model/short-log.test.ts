@@ -7,58 +7,77 @@
  * short is still refused (applying from it would skip its new entries up to the checkpoint), and
  * another creation time is refused at once.
  *
- * The row check (lost-rows.ts) records how far a replay restoring lost rows must go from the same
- * answer: a short one ended the replay (closing line, `rebuilding` cleared) long before it had
- * restored what it was for. It asks again the same way.
- *
  * `bus.jsm.streams.info` is wrapped to answer as a node behind would: a short last_seq.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { Bus } from '../../src/core/bus.js';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bus } from '../../src/core/bus.js';
+import { createLogger } from '../../src/core/logger.js';
 import { Streams, Subjects } from '../../src/core/subjects.js';
-import type { Projection } from '../../src/read-model/projection.js';
-import { inboundEntry, projectionRig } from './projection-rig.js';
+import type { Database } from '../../src/read-model/database.js';
+import { migrate } from '../../src/read-model/migrations.js';
+import { Projection } from '../../src/read-model/projection.js';
+import { startNats, type TestNats } from '../helpers/nats-server.js';
+import { openTestDatabase } from '../helpers/sql.js';
 
+const lines: string[] = [];
+const log = createLogger({
+  level: 'info',
+  destination: new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  }),
+});
+const said = (text: string) => lines.filter((l) => l.includes(text));
+
+let nats: TestNats;
+let bus: Bus;
+let db: Database;
+let cleanup: () => Promise<void>;
+let projection: Projection | undefined;
+/** What the wrapped stream info answers for OMNI_LOG. */
+const node = { shortAnswers: 0, alwaysShort: false, created: undefined as string | undefined };
 const SHORT = 2;
 
-/**
- * `bus`'s stream info for OMNI_LOG answering as the returned `node` says: `trueFirst` answers as
- * they are, then `shortAnswers` (or, while `alwaysShort`, every one) ending at SHORT; `created`
- * in place of the log's creation time.
- */
-function nodeBehind(bus: Bus) {
-  const node = { trueFirst: 0, shortAnswers: 0, alwaysShort: false, created: undefined as string | undefined };
+beforeAll(async () => {
+  nats = await startNats();
+  bus = await Bus.connect({ url: nats.url, replicas: 1, duplicateWindowMs: 120_000, retentionMs: 86_400_000, dedupTtlMs: 86_400_000, leaseTtlMs: 5_000 }, log);
+  await bus.provision();
+  ({ db, cleanup } = await openTestDatabase('pglite'));
+  await migrate(db);
   const streams = bus.jsm.streams;
   const info = streams.info.bind(streams);
   streams.info = async (...args: Parameters<typeof info>) => {
     const answer = await info(...args);
     if (args[0] !== Streams.log) return answer;
     const created = node.created ?? answer.created;
-    if (node.trueFirst > 0) {
-      node.trueFirst--;
-      return { ...answer, created };
-    }
     if (!node.alwaysShort && node.shortAnswers <= 0) return { ...answer, created };
     node.shortAnswers--;
     return { ...answer, created, state: { ...answer.state, last_seq: SHORT } };
   };
-  return node;
+}, 120_000);
+afterAll(async () => {
+  await projection?.stop();
+  await bus?.close();
+  await db?.close();
+  await cleanup?.();
+  await nats?.stop();
+});
+
+async function publish(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await bus.js.publish(Subjects.ticketLog('T-short'), `{"n":${i}}`); // not understood: skipped, the checkpoint moves
+}
+
+async function run(o: { shortLogRecheckMs?: number; shortLogWaitMs?: number } = {}): Promise<Projection> {
+  await projection?.stop();
+  projection = new Projection(bus, async () => db, log, o);
+  projection.start();
+  return projection;
 }
 
 describe('a ticket log NATS says is shorter than the checkpoint', () => {
-  const rig = projectionRig({ engine: 'pglite' });
-  const { lines, said } = rig;
-  let projection: Projection | undefined;
-  const run = async (o: { shortLogRecheckMs?: number; shortLogWaitMs?: number } = {}) => (projection = await rig.run(o));
-  let node: ReturnType<typeof nodeBehind>;
-  beforeAll(() => {
-    node = nodeBehind(rig.bus);
-  });
-
-  async function publish(n: number): Promise<void> {
-    for (let i = 0; i < n; i++) await rig.bus.js.publish(Subjects.ticketLog('T-short'), `{"n":${i}}`); // not understood: skipped, the checkpoint moves
-  }
-
   it('at the start: asked again, applying goes on once the node has caught up, with one warning and no "replaced"', async () => {
     await publish(5);
     const first = await run();
@@ -121,39 +140,5 @@ describe('a ticket log NATS says is shorter than the checkpoint', () => {
     expect(said('was created at 2026-01-01T00:00:00Z, not')).not.toEqual([]);
     expect(await p.checkpoint()).toBe(8);
     node.created = undefined;
-  });
-});
-
-describe('rows lost behind the projection while a NATS node behind answers', () => {
-  const rig = projectionRig({ engine: 'pglite' });
-  let node: ReturnType<typeof nodeBehind>;
-  beforeAll(() => {
-    node = nodeBehind(rig.bus);
-  });
-
-  it('the replay restoring them goes to the log\'s end, not to the short end the row check was told', async () => {
-    for (const id of ['T-1', 'T-2', 'T-3']) for (let n = 0; n < 2; n++) await rig.bus.js.publish(Subjects.ticketLog(id), JSON.stringify(inboundEntry(id, n)));
-    const end = await rig.logEnd();
-    expect(end).toBeGreaterThan(SHORT + 2);
-    const first = await rig.run();
-    await expect.poll(() => first.checkpoint(), { timeout: 15_000 }).toBe(end);
-    await first.stop();
-    await rig.db.query('TRUNCATE tickets CASCADE');
-
-    // The applier's look at the log at its start (same-log.ts) is told the truth; the row check
-    // right after it, a short end three times. One entry a batch: a replay told it was done at
-    // SHORT would say so there.
-    node.trueFirst = 1;
-    node.shortAnswers = 3;
-    rig.lines.length = 0;
-    const p = await rig.run({ batchSize: 1, shortLogRecheckMs: 200 });
-    await expect.poll(() => rig.said('read model replayed the log: lost rows restored').length, { timeout: 30_000 }).toBe(1);
-    expect(rig.said('Replaying the log to restore lost rows')).toHaveLength(1);
-    const closing = JSON.parse(rig.said('read model replayed the log: lost rows restored')[0]!) as { checkpoint: number; tickets: number };
-    expect(closing).toMatchObject({ checkpoint: end, tickets: 3 });
-    expect(node.shortAnswers).toBeLessThanOrEqual(0);
-    expect(rig.said('a NATS node that was behind answered')).toHaveLength(1);
-    expect(p.status().rebuilding).toBeUndefined();
-    expect(await p.checkpoint()).toBe(end);
   });
 });
