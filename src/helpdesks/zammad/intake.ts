@@ -235,18 +235,20 @@ export class ZammadIntake {
         delete list[id];
         continue;
       }
-      const ticket = await this.zammad.client.ticket(id).catch((err: unknown) => (err instanceof HelpdeskRefusedError && err.code === 'http_404' ? null : Promise.reject(err)));
+      const ticket = await this.zammad.client.ticket(id).catch(goneAsNull);
       // Deleted in Zammad (by hand, or for an erasure): nothing more to take from it. It failed
       // every pass until it left the window. Its last seen state goes too: a pass that read the
       // ticket just before an erasure deleted it wrote the state back after erase() forgot it.
-      if (!ticket) {
+      // Also when it went between reading the ticket and its articles (a CI run met that race).
+      const articles = ticket && ticket.updated_at !== w.updatedAt ? await this.zammad.client.articles(id).catch(goneAsNull) : undefined;
+      if (!ticket || articles === null) {
         delete list[id];
         await this.forgetState(id);
         continue;
       }
-      if (ticket.updated_at === w.updatedAt) continue;
+      if (!articles) continue; // unchanged since the last pass
       const me = await this.zammad.me();
-      const fresh = (await this.zammad.client.articles(id)).filter((a) => a.id > w.lastArticleId).sort((a, b) => a.id - b.id);
+      const fresh = articles.filter((a) => a.id > w.lastArticleId).sort((a, b) => a.id - b.id);
       const pending: ZammadArticle[] = [];
       for (const a of fresh) if (a.created_by_id !== me.id && !(await this.ctx.taken(`article:${a.id}`))) pending.push(a);
       for (const answer of await this.answersOf(ticket, pending)) {
@@ -265,6 +267,11 @@ export class ZammadIntake {
     if (taken) this.ctx.log.info({ taken }, 'polling Zammad took answers the webhook had not delivered');
     return taken;
   }
+}
+
+/** A 404 from Zammad: the ticket is gone (null); any other failure as it is. */
+function goneAsNull(err: unknown): Promise<null> {
+  return err instanceof HelpdeskRefusedError && err.code === 'http_404' ? Promise.resolve(null) : Promise.reject(err);
 }
 
 /** X-Hub-Signature: `sha1=<hex HMAC-SHA1(token, raw body)>`, compared in constant time. */
